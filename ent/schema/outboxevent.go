@@ -1,0 +1,37 @@
+package schema
+
+import (
+	"entgo.io/ent"
+	"entgo.io/ent/schema/field"
+	"entgo.io/ent/schema/index"
+	"github.com/google/uuid"
+)
+
+// OutboxEvent is an event written in the same transaction as the change it
+// describes. The relay publishes it and deletes it once the broker confirms;
+// it is deleted rather than flagged because its payload may carry a live
+// verification token that should not outlive its delivery.
+type OutboxEvent struct{ ent.Schema }
+
+// Mixin of OutboxEvent.
+func (OutboxEvent) Mixin() []ent.Mixin { return []ent.Mixin{CreateTime{}} }
+
+// Fields of OutboxEvent.
+func (OutboxEvent) Fields() []ent.Field {
+	return []ent.Field{
+		// Sent as the message id, so consumers can recognise a redelivery.
+		field.UUID("event_id", uuid.UUID{}).Default(uuid.New).Unique().Immutable(),
+		field.String("topic").NotEmpty().Immutable(),
+		field.Bytes("payload").Immutable().Sensitive(),
+		// A relay claims a row until this instant; another replica's relay
+		// takes it over only after the claim lapses (a crashed process).
+		field.Time("available_at"),
+		field.String("claim").Optional(),
+		field.Int("attempts").Default(0),
+	}
+}
+
+// Indexes of OutboxEvent.
+func (OutboxEvent) Indexes() []ent.Index {
+	return []ent.Index{index.Fields("available_at")}
+}

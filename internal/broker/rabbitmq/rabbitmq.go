@@ -1,0 +1,368 @@
+// Package rabbitmq is the broker.Broker for RabbitMQ.
+//
+// Topology, declared on every connect so a fresh or reset broker needs no
+// setup:
+//
+//	verifier.events   durable topic exchange every event is published to
+//	verifier.dead     durable fanout exchange for rejected messages
+//	verifier.dead     durable queue bound to it, to inspect and replay
+//	<queue name>      durable queue per broker.Queue with a Name, shared by
+//	                  replicas, dead-lettering to verifier.dead
+//	amq.gen-…         exclusive, auto-deleted queue per process for a
+//	                  broker.Queue without a Name
+//
+// Messages are persistent, publishes wait for the broker's confirm, and
+// consumers ack by hand with a prefetch equal to their concurrency. A lost
+// connection is re-established with backoff; nothing needs a restart.
+package rabbitmq
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/verifier/verifier/internal/broker"
+)
+
+// Names of the exchanges and the dead-letter queue.
+const (
+	Exchange           = "verifier.events"
+	DeadLetterExchange = "verifier.dead"
+	DeadLetterQueue    = "verifier.dead"
+)
+
+// confirmTimeout bounds the wait for a publisher confirm; a broker that
+// takes longer is treated as unreachable and the outbox row is retried.
+const confirmTimeout = 15 * time.Second
+
+// Broker is a broker.Broker backed by RabbitMQ.
+type Broker struct {
+	url  string
+	log  *slog.Logger
+	name string
+
+	mu        sync.Mutex
+	conn      *amqp.Connection
+	pub       *amqp.Channel
+	consumers []consumer
+	attached  []attachment // consumer channels of the current connection
+	onConnect func()
+
+	cancelRun context.CancelFunc
+	runDone   chan struct{}
+
+	handlerCtx    context.Context
+	cancelHandler context.CancelFunc
+	handlers      sync.WaitGroup
+
+	stopOnce sync.Once
+}
+
+var _ broker.Broker = (*Broker)(nil)
+
+type consumer struct {
+	q broker.Queue
+	h broker.Handler
+}
+
+type attachment struct {
+	ch  *amqp.Channel
+	tag string
+}
+
+// New returns a broker for the AMQP URL. onConnect, if not nil, is called
+// after each successful (re)connect; the outbox relay uses it to publish
+// what waited during an outage at once.
+func New(url string, log *slog.Logger, onConnect func()) *Broker {
+	host, _ := os.Hostname()
+	return &Broker{url: url, log: log, name: fmt.Sprintf("verifier@%s/%d", host, os.Getpid()), onConnect: onConnect}
+}
+
+// Consume registers h for q.
+func (b *Broker) Consume(q broker.Queue, h broker.Handler) error {
+	if q.Concurrency <= 0 {
+		q.Concurrency = 1
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.consumers = append(b.consumers, consumer{q, h})
+	return nil
+}
+
+// Start connects in the background. It does not wait for the broker: the
+// service must start, and accept registrations into its outbox, while
+// RabbitMQ is still down.
+func (b *Broker) Start(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	b.cancelRun = cancel
+	b.runDone = make(chan struct{})
+	b.handlerCtx, b.cancelHandler = context.WithCancel(context.Background())
+	go b.run(ctx)
+	return nil
+}
+
+func (b *Broker) run(ctx context.Context) {
+	defer close(b.runDone)
+	for attempt := 0; ; attempt++ {
+		conn, err := b.connect()
+		if err == nil && ctx.Err() != nil {
+			// Stop began while we were dialing.
+			_ = conn.Close()
+			return
+		}
+		if err != nil {
+			wait := broker.Backoff(attempt, 250*time.Millisecond, 10*time.Second)
+			b.log.Warn("RabbitMQ unreachable; will retry", "in", wait.Round(time.Millisecond), "err", err)
+			select {
+			case <-time.After(wait):
+				continue
+			case <-ctx.Done():
+				return
+			}
+		}
+		attempt = -1
+		b.log.Info("connected to RabbitMQ", "connection", b.name)
+		if b.onConnect != nil {
+			b.onConnect()
+		}
+		closed := conn.NotifyClose(make(chan *amqp.Error, 1))
+		select {
+		case amqpErr := <-closed:
+			b.log.Warn("RabbitMQ connection lost; reconnecting", "err", amqpErr)
+			b.detach(conn)
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// connect dials, declares the topology, opens the confirming publish
+// channel and attaches every consumer.
+func (b *Broker) connect() (*amqp.Connection, error) {
+	conn, err := amqp.DialConfig(b.url, amqp.Config{
+		Heartbeat:  10 * time.Second,
+		Dial:       amqp.DefaultDial(5 * time.Second),
+		Properties: amqp.Table{"connection_name": b.name},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("dial: %w", err)
+	}
+	fail := func(step string, err error) (*amqp.Connection, error) {
+		_ = conn.Close()
+		return nil, fmt.Errorf("%s: %w", step, err)
+	}
+	pub, err := conn.Channel()
+	if err != nil {
+		return fail("open channel", err)
+	}
+	if err := declareTopology(pub); err != nil {
+		return fail("declare topology", err)
+	}
+	if err := pub.Confirm(false); err != nil {
+		return fail("enable publisher confirms", err)
+	}
+	b.closeConnOnChannelError(conn, pub)
+
+	b.mu.Lock()
+	consumers := append([]consumer(nil), b.consumers...)
+	b.mu.Unlock()
+	var attached []attachment
+	var ready []func()
+	for _, c := range consumers {
+		a, err := b.attach(conn, c)
+		if err != nil {
+			return fail("attach consumer", err)
+		}
+		attached = append(attached, a)
+		if c.q.OnReady != nil {
+			ready = append(ready, c.q.OnReady)
+		}
+	}
+
+	b.mu.Lock()
+	b.conn, b.pub, b.attached = conn, pub, attached
+	b.mu.Unlock()
+	for _, f := range ready {
+		f()
+	}
+	return conn, nil
+}
+
+func declareTopology(ch *amqp.Channel) error {
+	if err := ch.ExchangeDeclare(Exchange, amqp.ExchangeTopic, true, false, false, false, nil); err != nil {
+		return err
+	}
+	if err := ch.ExchangeDeclare(DeadLetterExchange, amqp.ExchangeFanout, true, false, false, false, nil); err != nil {
+		return err
+	}
+	if _, err := ch.QueueDeclare(DeadLetterQueue, true, false, false, false, nil); err != nil {
+		return err
+	}
+	return ch.QueueBind(DeadLetterQueue, "", DeadLetterExchange, false, nil)
+}
+
+// attach declares c's queue, binds it and starts c.q.Concurrency workers on
+// a channel of its own, so a slow consumer never holds up the publisher.
+func (b *Broker) attach(conn *amqp.Connection, c consumer) (attachment, error) {
+	ch, err := conn.Channel()
+	if err != nil {
+		return attachment{}, err
+	}
+	if err := ch.Qos(c.q.Concurrency, 0, false); err != nil {
+		return attachment{}, err
+	}
+	var q amqp.Queue
+	if c.q.Name != "" {
+		q, err = ch.QueueDeclare(c.q.Name, true, false, false, false, amqp.Table{"x-dead-letter-exchange": DeadLetterExchange})
+	} else {
+		q, err = ch.QueueDeclare("", false, true, true, false, nil)
+	}
+	if err != nil {
+		return attachment{}, fmt.Errorf("declare queue %q: %w", c.q.Name, err)
+	}
+	for _, topic := range c.q.Topics {
+		if err := ch.QueueBind(q.Name, topic, Exchange, false, nil); err != nil {
+			return attachment{}, fmt.Errorf("bind %s to %s: %w", q.Name, topic, err)
+		}
+	}
+	tag := b.name + "/" + q.Name
+	deliveries, err := ch.Consume(q.Name, tag, false, false, false, false, nil)
+	if err != nil {
+		return attachment{}, fmt.Errorf("consume %s: %w", q.Name, err)
+	}
+	b.closeConnOnChannelError(conn, ch)
+	for range c.q.Concurrency {
+		b.handlers.Go(func() {
+			for d := range deliveries {
+				b.handle(c, d)
+			}
+		})
+	}
+	return attachment{ch: ch, tag: tag}, nil
+}
+
+// handle is the one place a delivery's fate is decided.
+func (b *Broker) handle(c consumer, d amqp.Delivery) {
+	m := broker.Message{ID: d.MessageId, Topic: d.RoutingKey, Body: d.Body, Published: d.Timestamp, Redelivered: d.Redelivered}
+	err := c.h(b.handlerCtx, m)
+	switch {
+	case err == nil:
+		err = d.Ack(false)
+	case broker.IsPermanent(err):
+		b.log.Error("message dead-lettered", "queue", c.q.Name, "topic", m.Topic, "id", m.ID, "err", err)
+		err = d.Reject(false)
+	default:
+		// A handler hands a message back only when it is being stopped or
+		// hit something it cannot wait out; a pause keeps a bad message
+		// from spinning between broker and handler.
+		b.log.Warn("message handed back for retry", "queue", c.q.Name, "topic", m.Topic, "id", m.ID, "err", err)
+		select {
+		case <-time.After(time.Second):
+		case <-b.handlerCtx.Done():
+		}
+		err = d.Nack(false, true)
+	}
+	if err != nil {
+		// The channel is gone; the broker requeues what we had not acked.
+		b.log.Debug("settling delivery failed; the broker will redeliver", "id", m.ID, "err", err)
+	}
+}
+
+// closeConnOnChannelError turns a channel-level error (which leaves the
+// connection up) into a full reconnect, the one recovery path.
+func (b *Broker) closeConnOnChannelError(conn *amqp.Connection, ch *amqp.Channel) {
+	closed := ch.NotifyClose(make(chan *amqp.Error, 1))
+	go func() {
+		if err, ok := <-closed; ok && err != nil {
+			b.log.Warn("RabbitMQ channel closed by the broker", "err", err)
+			_ = conn.Close()
+		}
+	}()
+}
+
+func (b *Broker) detach(conn *amqp.Connection) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.conn == conn {
+		b.conn, b.pub, b.attached = nil, nil, nil
+	}
+}
+
+// Publish sends m persistently and waits for the broker's confirm.
+func (b *Broker) Publish(ctx context.Context, m broker.Message) error {
+	b.mu.Lock()
+	pub := b.pub
+	b.mu.Unlock()
+	if pub == nil {
+		return broker.ErrNotConnected
+	}
+	ctx, cancel := context.WithTimeout(ctx, confirmTimeout)
+	defer cancel()
+	dc, err := pub.PublishWithDeferredConfirmWithContext(ctx, Exchange, m.Topic, false, false, amqp.Publishing{
+		ContentType:  "application/json",
+		DeliveryMode: amqp.Persistent,
+		MessageId:    m.ID,
+		Timestamp:    m.Published,
+		Body:         m.Body,
+	})
+	if err != nil {
+		return fmt.Errorf("rabbitmq: publish %s: %w", m.Topic, err)
+	}
+	acked, err := dc.WaitContext(ctx)
+	if err != nil {
+		return fmt.Errorf("rabbitmq: wait for confirm of %s: %w", m.Topic, err)
+	}
+	if !acked {
+		return fmt.Errorf("rabbitmq: %s not confirmed (nack or connection lost)", m.Topic)
+	}
+	return nil
+}
+
+// Ping reports whether a connection is up.
+func (b *Broker) Ping(context.Context) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.conn == nil || b.conn.IsClosed() {
+		return broker.ErrNotConnected
+	}
+	return nil
+}
+
+// Stop cancels the consumers, lets handlers finish within grace, then
+// closes the connection; RabbitMQ requeues whatever was not acked.
+func (b *Broker) Stop(grace time.Duration) {
+	b.stopOnce.Do(func() {
+		if b.cancelRun == nil {
+			return // never started
+		}
+		b.cancelRun()
+		<-b.runDone
+		b.mu.Lock()
+		conn, attached := b.conn, b.attached
+		b.conn, b.pub, b.attached = nil, nil, nil
+		b.mu.Unlock()
+		for _, a := range attached {
+			_ = a.ch.Cancel(a.tag, false)
+		}
+		done := make(chan struct{})
+		go func() { b.handlers.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(grace):
+			b.log.Warn("handlers still running after grace period; cancelling them")
+		}
+		b.cancelHandler()
+		if conn != nil {
+			if err := conn.Close(); err != nil && !errors.Is(err, amqp.ErrClosed) {
+				b.log.Debug("closing RabbitMQ connection", "err", err)
+			}
+		}
+		<-done
+	})
+}

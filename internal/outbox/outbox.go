@@ -1,0 +1,34 @@
+// Package outbox makes "change the database, then publish an event" atomic.
+// Enqueue writes the event in the caller's transaction; the Relay publishes
+// committed events and deletes each only after the broker confirmed it. A
+// crash or a broker outage at any point leaves the event in the table, to
+// be published later: at least once, never zero times.
+package outbox
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/verifier/verifier/ent"
+)
+
+// Enqueue adds an event with topic and a JSON payload to tx. It is
+// published after tx commits; call Relay.Wake then to skip the poll delay.
+func Enqueue(ctx context.Context, tx *ent.Tx, now time.Time, topic string, payload any) error {
+	body, err := json.Marshal(payload)
+	if err != nil {
+		return fmt.Errorf("outbox: encode %s: %w", topic, err)
+	}
+	err = tx.OutboxEvent.Create().
+		SetTopic(topic).
+		SetPayload(body).
+		SetCreatedAt(now).
+		SetAvailableAt(now).
+		Exec(ctx)
+	if err != nil {
+		return fmt.Errorf("outbox: write %s: %w", topic, err)
+	}
+	return nil
+}

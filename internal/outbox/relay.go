@@ -1,0 +1,247 @@
+package outbox
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/verifier/verifier/ent"
+	"github.com/verifier/verifier/ent/outboxevent"
+	"github.com/verifier/verifier/internal/broker"
+)
+
+// Publisher is what the relay needs from a broker.
+type Publisher interface {
+	Publish(ctx context.Context, m broker.Message) error
+}
+
+// Options tune a Relay; zero values take the defaults.
+type Options struct {
+	// MaxInFlight bounds concurrent publishes (default 64).
+	MaxInFlight int
+	// Poll is the fallback interval for events committed by other replicas
+	// or missed wakes (default 1s).
+	Poll time.Duration
+	// Lease is how long a claimed event is held before another replica's
+	// relay (or this one after a crash) may take it over (default 30s).
+	Lease time.Duration
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+	// OnPublished is called with the number of events confirmed.
+	OnPublished func(n int)
+}
+
+// Relay publishes outbox events. It has the Start/Stop lifecycle of every
+// long-lived part of the service.
+type Relay struct {
+	db   *ent.Client
+	pub  Publisher
+	log  *slog.Logger
+	opts Options
+
+	wake chan struct{}
+
+	mu     sync.Mutex
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// NewRelay returns a relay that publishes db's outbox through pub.
+func NewRelay(db *ent.Client, pub Publisher, log *slog.Logger, opts Options) *Relay {
+	if opts.MaxInFlight <= 0 {
+		opts.MaxInFlight = 64
+	}
+	if opts.Poll <= 0 {
+		opts.Poll = time.Second
+	}
+	if opts.Lease <= 0 {
+		opts.Lease = 30 * time.Second
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	return &Relay{db: db, pub: pub, log: log, opts: opts, wake: make(chan struct{}, 1)}
+}
+
+// Wake makes the relay look for events now. It never blocks: a commit path
+// calls it after every commit, so it must cost nothing.
+func (r *Relay) Wake() {
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Start runs the relay in the background until Stop.
+func (r *Relay) Start(ctx context.Context) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.cancel != nil {
+		return nil
+	}
+	ctx, r.cancel = context.WithCancel(context.WithoutCancel(ctx))
+	r.done = make(chan struct{})
+	go r.run(ctx)
+	return nil
+}
+
+// Stop ends the relay and waits for it. Publishes in flight are abandoned;
+// their events stay in the outbox for the next start. Safe to call twice or
+// before Start.
+func (r *Relay) Stop() {
+	r.mu.Lock()
+	cancel, done := r.cancel, r.done
+	r.mu.Unlock()
+	if cancel == nil {
+		return
+	}
+	cancel()
+	<-done
+}
+
+type outcome struct {
+	ev  *ent.OutboxEvent
+	err error
+}
+
+func (r *Relay) run(ctx context.Context) {
+	defer close(r.done)
+	results := make(chan outcome, r.opts.MaxInFlight)
+	inFlight := map[int]bool{}
+	poll := time.NewTicker(r.opts.Poll)
+	defer poll.Stop()
+	var publishers sync.WaitGroup
+	defer func() {
+		// Let abandoned publishes return, then settle them: confirmed ones
+		// are deleted, the rest released for the next start at once rather
+		// than after their lease.
+		publishers.Wait()
+		close(results)
+		var batch []outcome
+		for o := range results {
+			batch = append(batch, o)
+		}
+		r.settle(ctx, batch)
+	}()
+
+	for {
+		if free := r.opts.MaxInFlight - len(inFlight); free > 0 {
+			evs, err := r.claim(ctx, free, inFlight)
+			if err != nil && ctx.Err() == nil {
+				r.log.Error("outbox: claiming events failed", "err", err)
+			}
+			for _, ev := range evs {
+				inFlight[ev.ID] = true
+				publishers.Go(func() {
+					results <- outcome{ev, r.pub.Publish(ctx, message(ev))}
+				})
+			}
+		}
+
+		select {
+		case <-ctx.Done():
+			return
+		case <-r.wake:
+		case <-poll.C:
+		case o := <-results:
+			batch := []outcome{o}
+			for more := true; more; {
+				select {
+				case o := <-results:
+					batch = append(batch, o)
+				default:
+					more = false
+				}
+			}
+			for _, o := range batch {
+				delete(inFlight, o.ev.ID)
+			}
+			r.settle(ctx, batch)
+		}
+	}
+}
+
+func message(ev *ent.OutboxEvent) broker.Message {
+	return broker.Message{ID: ev.EventID.String(), Topic: ev.Topic, Body: ev.Payload, Published: ev.CreatedAt}
+}
+
+// claim leases up to n due events not already in flight here. The lease is
+// an UPDATE guarded by the same due-condition, so two relays that selected
+// the same rows cannot both win them.
+func (r *Relay) claim(ctx context.Context, n int, inFlight map[int]bool) ([]*ent.OutboxEvent, error) {
+	now := r.opts.Now().UTC()
+	skip := make([]int, 0, len(inFlight))
+	for id := range inFlight {
+		skip = append(skip, id)
+	}
+	ids, err := r.db.OutboxEvent.Query().
+		Where(outboxevent.AvailableAtLTE(now), outboxevent.IDNotIn(skip...)).
+		Order(ent.Asc(outboxevent.FieldID)).
+		Limit(n).
+		IDs(ctx)
+	if err != nil || len(ids) == 0 {
+		return nil, err
+	}
+	claim := uuid.NewString()
+	_, err = r.db.OutboxEvent.Update().
+		Where(outboxevent.IDIn(ids...), outboxevent.AvailableAtLTE(now)).
+		SetAvailableAt(now.Add(r.opts.Lease)).
+		SetClaim(claim).
+		Save(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return r.db.OutboxEvent.Query().Where(outboxevent.Claim(claim)).Order(ent.Asc(outboxevent.FieldID)).All(ctx)
+}
+
+// settle deletes confirmed events and reschedules failed ones with backoff.
+func (r *Relay) settle(ctx context.Context, batch []outcome) {
+	var confirmed, release []int
+	for _, o := range batch {
+		if o.err == nil {
+			confirmed = append(confirmed, o.ev.ID)
+			continue
+		}
+		if ctx.Err() != nil {
+			release = append(release, o.ev.ID)
+			continue
+		}
+		// Short cap: when the broker comes back, waiting events should go
+		// out within seconds, not minutes.
+		retry := broker.Backoff(o.ev.Attempts, 200*time.Millisecond, 5*time.Second)
+		if o.ev.Attempts == 0 || o.ev.Attempts%20 == 0 {
+			r.log.Warn("outbox: publish failed; will retry", "topic", o.ev.Topic, "event", o.ev.EventID, "attempts", o.ev.Attempts+1, "in", retry.Round(time.Millisecond), "err", o.err)
+		}
+		err := r.db.OutboxEvent.UpdateOneID(o.ev.ID).
+			SetAvailableAt(r.opts.Now().UTC().Add(retry)).
+			SetClaim("").
+			AddAttempts(1).
+			Exec(ctx)
+		if err != nil {
+			r.log.Error("outbox: rescheduling event failed; its lease will lapse", "event", o.ev.EventID, "err", err)
+		}
+	}
+	// ctx may be ending, but this bookkeeping must still happen: a
+	// confirmed event left behind is published twice.
+	ctx = context.WithoutCancel(ctx)
+	if len(release) > 0 {
+		err := r.db.OutboxEvent.Update().Where(outboxevent.IDIn(release...)).
+			SetAvailableAt(r.opts.Now().UTC()).SetClaim("").Exec(ctx)
+		if err != nil {
+			r.log.Warn("outbox: releasing events at shutdown failed; their lease will lapse", "err", err)
+		}
+	}
+	if len(confirmed) == 0 {
+		return
+	}
+	if _, err := r.db.OutboxEvent.Delete().Where(outboxevent.IDIn(confirmed...)).Exec(ctx); err != nil {
+		r.log.Error("outbox: deleting published events failed; they will be published again", "n", len(confirmed), "err", err)
+		return
+	}
+	if r.opts.OnPublished != nil {
+		r.opts.OnPublished(len(confirmed))
+	}
+}

@@ -1,0 +1,113 @@
+// Package password hashes passwords with argon2id. Hashing costs 19 MiB and
+// tens of milliseconds, so a Hasher lets only a bounded number run at once:
+// a burst of sign-ups queues instead of exhausting memory.
+package password
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/subtle"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"runtime"
+	"strings"
+
+	"golang.org/x/crypto/argon2"
+)
+
+// Params are argon2id's cost settings.
+type Params struct {
+	Memory  uint32 // KiB
+	Time    uint32
+	Threads uint8
+}
+
+// OWASP is the minimum OWASP recommends for argon2id (m=19 MiB, t=2, p=1).
+var OWASP = Params{Memory: 19 * 1024, Time: 2, Threads: 1}
+
+const (
+	saltLen = 16
+	keyLen  = 32
+)
+
+// Hasher hashes and checks passwords, at most Concurrency at a time.
+type Hasher struct {
+	params Params
+	slots  chan struct{}
+}
+
+// NewHasher returns a Hasher with the given cost that runs at most
+// concurrency hashes at once; 0 means one per CPU.
+func NewHasher(p Params, concurrency int) *Hasher {
+	if concurrency <= 0 {
+		concurrency = runtime.GOMAXPROCS(0)
+	}
+	return &Hasher{params: p, slots: make(chan struct{}, concurrency)}
+}
+
+// Hash returns the PHC string of password with a fresh random salt. It waits
+// for a free slot, or returns ctx's error if the caller gives up first.
+func (h *Hasher) Hash(ctx context.Context, password string) (string, error) {
+	if err := h.acquire(ctx); err != nil {
+		return "", err
+	}
+	defer h.release()
+	salt := make([]byte, saltLen)
+	_, _ = rand.Read(salt)
+	key := argon2.IDKey([]byte(password), salt, h.params.Time, h.params.Memory, h.params.Threads, keyLen)
+	b64 := base64.RawStdEncoding
+	return fmt.Sprintf("$argon2id$v=%d$m=%d,t=%d,p=%d$%s$%s",
+		argon2.Version, h.params.Memory, h.params.Time, h.params.Threads,
+		b64.EncodeToString(salt), b64.EncodeToString(key)), nil
+}
+
+// Verify reports whether password matches the PHC string phc, using the
+// parameters recorded in phc so old hashes keep working after a cost change.
+func (h *Hasher) Verify(ctx context.Context, password, phc string) (bool, error) {
+	p, salt, key, err := parse(phc)
+	if err != nil {
+		return false, err
+	}
+	if err := h.acquire(ctx); err != nil {
+		return false, err
+	}
+	defer h.release()
+	got := argon2.IDKey([]byte(password), salt, p.Time, p.Memory, p.Threads, uint32(len(key)))
+	return subtle.ConstantTimeCompare(got, key) == 1, nil
+}
+
+func (h *Hasher) acquire(ctx context.Context) error {
+	select {
+	case h.slots <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("waiting to hash a password: %w", ctx.Err())
+	}
+}
+
+func (h *Hasher) release() { <-h.slots }
+
+var errFormat = errors.New("password: not an argon2id PHC string")
+
+func parse(phc string) (p Params, salt, key []byte, err error) {
+	parts := strings.Split(phc, "$")
+	if len(parts) != 6 || parts[1] != "argon2id" {
+		return p, nil, nil, errFormat
+	}
+	var version int
+	if _, err := fmt.Sscanf(parts[2], "v=%d", &version); err != nil || version != argon2.Version {
+		return p, nil, nil, errFormat
+	}
+	if _, err := fmt.Sscanf(parts[3], "m=%d,t=%d,p=%d", &p.Memory, &p.Time, &p.Threads); err != nil {
+		return p, nil, nil, errFormat
+	}
+	b64 := base64.RawStdEncoding
+	if salt, err = b64.DecodeString(parts[4]); err != nil {
+		return p, nil, nil, errFormat
+	}
+	if key, err = b64.DecodeString(parts[5]); err != nil || len(key) == 0 {
+		return p, nil, nil, errFormat
+	}
+	return p, salt, key, nil
+}

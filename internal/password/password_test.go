@@ -1,0 +1,79 @@
+package password
+
+import (
+	"context"
+	"regexp"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+func TestHashFormatAndVerify(t *testing.T) {
+	t.Parallel()
+	h := NewHasher(OWASP, 1)
+	ctx := context.Background()
+
+	phc, err := h.Hash(ctx, "correct horse battery staple")
+	require.NoError(t, err)
+	require.Regexp(t, regexp.MustCompile(`^\$argon2id\$v=19\$m=19456,t=2,p=1\$[A-Za-z0-9+/]{22}\$[A-Za-z0-9+/]{43}$`), phc)
+
+	ok, err := h.Verify(ctx, "correct horse battery staple", phc)
+	require.NoError(t, err)
+	require.True(t, ok)
+	ok, err = h.Verify(ctx, "correct horse battery stapler", phc)
+	require.NoError(t, err)
+	require.False(t, ok)
+
+	again, err := h.Hash(ctx, "correct horse battery staple")
+	require.NoError(t, err)
+	require.NotEqual(t, phc, again, "each hash has its own salt")
+}
+
+func TestVerifyRejectsGarbage(t *testing.T) {
+	t.Parallel()
+	h := NewHasher(OWASP, 1)
+	for _, phc := range []string{"", "plain", "$argon2i$v=19$m=1,t=1,p=1$AAAA$AAAA", "$argon2id$v=18$m=1,t=1,p=1$AAAA$AAAA", "$argon2id$v=19$m=1,t=1,p=1$!!$AAAA"} {
+		_, err := h.Verify(context.Background(), "x", phc)
+		require.Error(t, err, phc)
+	}
+}
+
+// TestConcurrencyIsBounded checks the pool: with two slots, no more than two
+// hashes ever run together however many callers arrive.
+func TestConcurrencyIsBounded(t *testing.T) {
+	t.Parallel()
+	h := NewHasher(Params{Memory: 1024, Time: 1, Threads: 1}, 2)
+	var running, peak atomic.Int32
+	var wg sync.WaitGroup
+	for range 16 {
+		wg.Go(func() {
+			require.NoError(t, h.acquire(context.Background()))
+			n := running.Add(1)
+			for {
+				p := peak.Load()
+				if n <= p || peak.CompareAndSwap(p, n) {
+					break
+				}
+			}
+			time.Sleep(time.Millisecond) // hold the slot long enough to overlap
+			running.Add(-1)
+			h.release()
+		})
+	}
+	wg.Wait()
+	require.Equal(t, int32(2), peak.Load())
+}
+
+func TestHashGivesUpWithContext(t *testing.T) {
+	t.Parallel()
+	h := NewHasher(OWASP, 1)
+	require.NoError(t, h.acquire(context.Background())) // occupy the only slot
+	defer h.release()
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_, err := h.Hash(ctx, "whatever-password")
+	require.ErrorIs(t, err, context.Canceled)
+}

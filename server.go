@@ -1,0 +1,239 @@
+// Command verifier is the email verification service: sign-up, the
+// verification email through a message broker, confirmation, and live
+// status over GraphQL subscriptions.
+//
+// server.go only wires: it reads the configuration once, builds the parts,
+// starts them, and stops them in order on SIGTERM or SIGINT.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/verifier/verifier/consumers"
+	"github.com/verifier/verifier/graph"
+	"github.com/verifier/verifier/internal/account"
+	"github.com/verifier/verifier/internal/broker"
+	"github.com/verifier/verifier/internal/broker/inproc"
+	"github.com/verifier/verifier/internal/broker/rabbitmq"
+	"github.com/verifier/verifier/internal/config"
+	"github.com/verifier/verifier/internal/database"
+	"github.com/verifier/verifier/internal/httpapi"
+	"github.com/verifier/verifier/internal/hub"
+	"github.com/verifier/verifier/internal/mail"
+	"github.com/verifier/verifier/internal/metrics"
+	"github.com/verifier/verifier/internal/outbox"
+	"github.com/verifier/verifier/internal/password"
+	"github.com/verifier/verifier/internal/wsgorilla"
+	"github.com/verifier/verifier/web"
+)
+
+func main() {
+	if len(os.Args) > 1 {
+		usage()
+		if a := os.Args[1]; a == "-h" || a == "-help" || a == "--help" || a == "help" {
+			return
+		}
+		os.Exit(2)
+	}
+	cfg, err := config.Load(os.Getenv)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "verifier: invalid configuration:\n%v\n\nRun 'verifier -help' for the settings.\n", err)
+		os.Exit(2)
+	}
+	log := newLogger(cfg)
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, cfg, log, hooks{}); err != nil {
+		log.Error("verifier stopped with an error", "err", err)
+		os.Exit(1)
+	}
+}
+
+func usage() {
+	fmt.Fprintln(os.Stderr, "Usage: verifier\n\nverifier takes no arguments; it is configured by environment variables:")
+	for _, s := range config.Settings {
+		def := s.Default
+		if def == "" {
+			def = "(empty)"
+		}
+		fmt.Fprintf(os.Stderr, "  %-16s default %-26s %s\n", s.Name, def, s.Help)
+	}
+}
+
+func newLogger(cfg config.Config) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(cfg.LogLevel))
+	opts := &slog.HandlerOptions{Level: level}
+	if cfg.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts))
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, opts))
+}
+
+// hooks let tests observe and steer a running service.
+type hooks struct {
+	// listening is called with the bound address once requests are served.
+	listening func(addr string)
+	// now replaces the clock.
+	now func() time.Time
+}
+
+// run serves until ctx ends, then shuts down gracefully: websockets are
+// closed, requests in flight finish, the relay stops (unconfirmed events
+// stay in the outbox), and broker deliveries are finished or handed back.
+func run(ctx context.Context, cfg config.Config, log *slog.Logger, hk hooks) error {
+	now := hk.now
+	if now == nil {
+		now = time.Now
+	}
+	db, err := database.Open(ctx, cfg.DatabaseURL)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+
+	m := metrics.New()
+	m.Backlog(func() (int, error) { return db.Ent.OutboxEvent.Query().Count(context.Background()) })
+	subs := hub.New()
+	subs.OnChange = func(d int) { m.Subscriptions.Add(float64(d)) }
+
+	var relay *outbox.Relay
+	var b broker.Broker
+	brokerName := "in-process"
+	if cfg.AMQPURL == "" {
+		b = inproc.New(log.With("component", "broker"))
+	} else {
+		brokerName = "RabbitMQ"
+		// Events that waited out an outage go as soon as the link is back.
+		b = rabbitmq.New(cfg.AMQPURL, log.With("component", "broker"), func() { relay.Wake() })
+	}
+	relay = outbox.NewRelay(db.Ent, b, log.With("component", "outbox"), outbox.Options{
+		Now:         now,
+		OnPublished: func(n int) { m.Published.Add(float64(n)) },
+	})
+
+	var sender mail.Sender
+	var devOutbox *mail.DevOutbox
+	mailName := "dev outbox at " + cfg.PublicURL + "/dev/mail"
+	if cfg.SMTPURL == "" {
+		devOutbox = mail.NewDevOutbox(db.Ent, log.With("component", "mail"), cfg.PublicURL+"/dev/mail")
+		sender = devOutbox
+	} else {
+		s, err := mail.NewSMTP(cfg.SMTPURL, cfg.MailFrom, 8, log.With("component", "mail"))
+		if err != nil {
+			return err
+		}
+		defer s.Close()
+		sender, mailName = s, "SMTP"
+	}
+
+	mailer := &consumers.Mailer{
+		Sender:    sender,
+		PublicURL: cfg.PublicURL,
+		Log:       log.With("component", "mailer"),
+		Metrics: consumers.MailMetrics{
+			Sent:    func(k string) { m.EmailsSent.WithLabelValues(k).Inc() },
+			Failed:  func(k string) { m.EmailsFailed.WithLabelValues(k).Inc() },
+			Retried: func(k string) { m.EmailRetries.WithLabelValues(k).Inc() },
+		},
+	}
+	notifier := &consumers.Notifier{Hub: subs}
+	if err := errors.Join(b.Consume(mailer.Queue(), mailer.Handle), b.Consume(notifier.Queue(), notifier.Handle)); err != nil {
+		return err
+	}
+
+	accounts := account.New(account.Options{
+		DB:             db.Ent,
+		Dialect:        db.Dialect,
+		Hasher:         password.NewHasher(password.OWASP, 0),
+		Hub:            subs,
+		Wake:           relay.Wake,
+		TokenTTL:       cfg.TokenTTL,
+		ResendCooldown: cfg.ResendCooldown,
+		Log:            log.With("component", "account"),
+		Now:            now,
+	})
+	gql := graph.NewHandler(&graph.Resolver{Accounts: accounts}, graph.HandlerOptions{
+		Log: log.With("component", "graphql"),
+		Websocket: wsgorilla.Implementation{Upgrader: websocket.Upgrader{
+			HandshakeTimeout: 10 * time.Second,
+			// httpapi checks the origin before the upgrade, with the
+			// contract's rules.
+			CheckOrigin: func(*http.Request) bool { return true },
+		}},
+		MaxMessageBytes: 64 << 10,
+	})
+	closing, closeWebsockets := context.WithCancel(context.Background())
+	defer closeWebsockets()
+	handler := httpapi.New(httpapi.Options{
+		GraphQL:        gql,
+		Web:            web.Handler(),
+		Metrics:        m,
+		DevOutbox:      devOutbox,
+		Ready:          []httpapi.Check{{Name: "database", Ping: db.Ping}, {Name: "broker", Ping: b.Ping}},
+		PublicURL:      cfg.PublicURL,
+		AllowedOrigins: cfg.AllowedOrigins,
+		Closing:        closing,
+		Log:            log.With("component", "http"),
+		MaxBodyBytes:   64 << 10,
+	})
+
+	if err := b.Start(ctx); err != nil {
+		return err
+	}
+	defer b.Stop(cfg.ShutdownGrace)
+	if err := relay.Start(ctx); err != nil {
+		return err
+	}
+	defer relay.Stop()
+
+	ln, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", cfg.HTTPAddr, err)
+	}
+	srv := &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	log.Info("verifier is listening",
+		"addr", ln.Addr().String(), "public_url", cfg.PublicURL,
+		"database", db.Dialect, "broker", brokerName, "mail", mailName)
+	if hk.listening != nil {
+		hk.listening(ln.Addr().String())
+	}
+
+	select {
+	case <-ctx.Done():
+	case err := <-served:
+		return fmt.Errorf("http server: %w", err)
+	}
+	log.Info("shutting down", "grace", cfg.ShutdownGrace)
+	closeWebsockets()
+	subs.CloseAll()
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownGrace)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil {
+		log.Warn("requests still running at the end of the grace period", "err", err)
+	}
+	// The deferred calls stop the relay, then the broker, then close the
+	// database, in that order.
+	log.Info("stopped")
+	return nil
+}
