@@ -87,6 +87,8 @@ type hooks struct {
 	listening func(addr string)
 	// now replaces the clock.
 	now func() time.Time
+	// amqpPrefix isolates a test's RabbitMQ exchanges and queues.
+	amqpPrefix string
 }
 
 // run serves until ctx ends, then shuts down gracefully: websockets are
@@ -116,7 +118,10 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger, hk hooks) err
 	} else {
 		brokerName = "RabbitMQ"
 		// Events that waited out an outage go as soon as the link is back.
-		b = rabbitmq.New(cfg.AMQPURL, log.With("component", "broker"), func() { relay.Wake() })
+		b = rabbitmq.New(cfg.AMQPURL, log.With("component", "broker"), rabbitmq.Options{
+			Prefix:    hk.amqpPrefix,
+			OnConnect: func() { relay.Wake() },
+		})
 	}
 	relay = outbox.NewRelay(db.Ent, b, log.With("component", "outbox"), outbox.Options{
 		Now:         now,

@@ -12,8 +12,9 @@ import (
 	"github.com/verifier/verifier/internal/mail"
 )
 
-// MailerQueue is the durable queue the mailers of all replicas share.
-const MailerQueue = "verifier.mailer"
+// MailerQueue is the durable queue the mailers of all replicas share
+// (verifier.mailer on RabbitMQ).
+const MailerQueue = "mailer"
 
 // MailMetrics counts the mailer's outcomes; nil fields are skipped.
 type MailMetrics struct {

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 
 	"entgo.io/ent/dialect"
 	entsql "entgo.io/ent/dialect/sql"
@@ -18,6 +19,8 @@ import (
 
 	"github.com/verifier/verifier/ent"
 )
+
+var migrateMu sync.Mutex
 
 // DB is an open database.
 type DB struct {
@@ -65,7 +68,12 @@ func Open(ctx context.Context, rawURL string) (*DB, error) {
 		return nil, fmt.Errorf("database: connect: %w", redact(err, rawURL))
 	}
 	client := ent.NewClient(ent.Driver(entsql.OpenDB(dia, db)))
-	if err := client.Schema.Create(ctx); err != nil {
+	// ent's migration mutates the package-level table definitions, so two
+	// databases opened at once in one process (tests do) must take turns.
+	migrateMu.Lock()
+	err = client.Schema.Create(ctx)
+	migrateMu.Unlock()
+	if err != nil {
 		client.Close()
 		return nil, fmt.Errorf("database: create schema: %w", err)
 	}

@@ -124,6 +124,10 @@ func (o Options) query() http.Handler {
 			}
 			return
 		}
+		if !json.Valid(body) {
+			writeGraphQLError(w, http.StatusBadRequest, apperr.BadUserInput, "request body is not valid JSON")
+			return
+		}
 		r.Body = io.NopCloser(bytes.NewReader(body))
 		o.GraphQL.ServeHTTP(w, r)
 	})

@@ -1,12 +1,12 @@
 // Package rabbitmq is the broker.Broker for RabbitMQ.
 //
 // Topology, declared on every connect so a fresh or reset broker needs no
-// setup:
+// setup (names shown with the default prefix "verifier"):
 //
 //	verifier.events   durable topic exchange every event is published to
 //	verifier.dead     durable fanout exchange for rejected messages
 //	verifier.dead     durable queue bound to it, to inspect and replay
-//	<queue name>      durable queue per broker.Queue with a Name, shared by
+//	verifier.<name>   durable queue per broker.Queue with a Name, shared by
 //	                  replicas, dead-lettering to verifier.dead
 //	amq.gen-…         exclusive, auto-deleted queue per process for a
 //	                  broker.Queue without a Name
@@ -30,12 +30,22 @@ import (
 	"github.com/verifier/verifier/internal/broker"
 )
 
-// Names of the exchanges and the dead-letter queue.
-const (
-	Exchange           = "verifier.events"
-	DeadLetterExchange = "verifier.dead"
-	DeadLetterQueue    = "verifier.dead"
-)
+// DefaultPrefix starts the name of every exchange and queue.
+const DefaultPrefix = "verifier"
+
+// Names are the exchanges and queues of one deployment.
+type Names struct {
+	prefix string
+}
+
+// Exchange is the topic exchange events are published to.
+func (n Names) Exchange() string { return n.prefix + ".events" }
+
+// DeadLetter is the dead-letter exchange and the queue bound to it.
+func (n Names) DeadLetter() string { return n.prefix + ".dead" }
+
+// Queue is the full name of a shared queue.
+func (n Names) Queue(name string) string { return n.prefix + "." + name }
 
 // confirmTimeout bounds the wait for a publisher confirm; a broker that
 // takes longer is treated as unreachable and the outbox row is retried.
@@ -43,9 +53,10 @@ const confirmTimeout = 15 * time.Second
 
 // Broker is a broker.Broker backed by RabbitMQ.
 type Broker struct {
-	url  string
-	log  *slog.Logger
-	name string
+	url   string
+	log   *slog.Logger
+	name  string
+	names Names
 
 	mu        sync.Mutex
 	conn      *amqp.Connection
@@ -76,13 +87,30 @@ type attachment struct {
 	tag string
 }
 
-// New returns a broker for the AMQP URL. onConnect, if not nil, is called
-// after each successful (re)connect; the outbox relay uses it to publish
-// what waited during an outage at once.
-func New(url string, log *slog.Logger, onConnect func()) *Broker {
-	host, _ := os.Hostname()
-	return &Broker{url: url, log: log, name: fmt.Sprintf("verifier@%s/%d", host, os.Getpid()), onConnect: onConnect}
+// Options tune a Broker.
+type Options struct {
+	// Prefix of every exchange and queue name (default "verifier"), so
+	// several deployments, or tests, can share one RabbitMQ.
+	Prefix string
+	// OnConnect, if set, is called after each successful (re)connect; the
+	// outbox relay uses it to publish what waited during an outage at once.
+	OnConnect func()
 }
+
+// New returns a broker for the AMQP URL.
+func New(url string, log *slog.Logger, o Options) *Broker {
+	if o.Prefix == "" {
+		o.Prefix = DefaultPrefix
+	}
+	host, _ := os.Hostname()
+	return &Broker{
+		url: url, log: log, names: Names{o.Prefix}, onConnect: o.OnConnect,
+		name: fmt.Sprintf("%s@%s/%d", o.Prefix, host, os.Getpid()),
+	}
+}
+
+// Names returns the broker's exchange and queue names.
+func (b *Broker) Names() Names { return b.names }
 
 // Consume registers h for q.
 func (b *Broker) Consume(q broker.Queue, h broker.Handler) error {
@@ -117,7 +145,7 @@ func (b *Broker) run(ctx context.Context) {
 			return
 		}
 		if err != nil {
-			wait := broker.Backoff(attempt, 250*time.Millisecond, 10*time.Second)
+			wait := broker.Backoff(attempt, 250*time.Millisecond, 5*time.Second)
 			b.log.Warn("RabbitMQ unreachable; will retry", "in", wait.Round(time.Millisecond), "err", err)
 			select {
 			case <-time.After(wait):
@@ -161,7 +189,7 @@ func (b *Broker) connect() (*amqp.Connection, error) {
 	if err != nil {
 		return fail("open channel", err)
 	}
-	if err := declareTopology(pub); err != nil {
+	if err := b.declareTopology(pub); err != nil {
 		return fail("declare topology", err)
 	}
 	if err := pub.Confirm(false); err != nil {
@@ -194,17 +222,18 @@ func (b *Broker) connect() (*amqp.Connection, error) {
 	return conn, nil
 }
 
-func declareTopology(ch *amqp.Channel) error {
-	if err := ch.ExchangeDeclare(Exchange, amqp.ExchangeTopic, true, false, false, false, nil); err != nil {
+func (b *Broker) declareTopology(ch *amqp.Channel) error {
+	dead := b.names.DeadLetter()
+	if err := ch.ExchangeDeclare(b.names.Exchange(), amqp.ExchangeTopic, true, false, false, false, nil); err != nil {
 		return err
 	}
-	if err := ch.ExchangeDeclare(DeadLetterExchange, amqp.ExchangeFanout, true, false, false, false, nil); err != nil {
+	if err := ch.ExchangeDeclare(dead, amqp.ExchangeFanout, true, false, false, false, nil); err != nil {
 		return err
 	}
-	if _, err := ch.QueueDeclare(DeadLetterQueue, true, false, false, false, nil); err != nil {
+	if _, err := ch.QueueDeclare(dead, true, false, false, false, nil); err != nil {
 		return err
 	}
-	return ch.QueueBind(DeadLetterQueue, "", DeadLetterExchange, false, nil)
+	return ch.QueueBind(dead, "", dead, false, nil)
 }
 
 // attach declares c's queue, binds it and starts c.q.Concurrency workers on
@@ -219,7 +248,7 @@ func (b *Broker) attach(conn *amqp.Connection, c consumer) (attachment, error) {
 	}
 	var q amqp.Queue
 	if c.q.Name != "" {
-		q, err = ch.QueueDeclare(c.q.Name, true, false, false, false, amqp.Table{"x-dead-letter-exchange": DeadLetterExchange})
+		q, err = ch.QueueDeclare(b.names.Queue(c.q.Name), true, false, false, false, amqp.Table{"x-dead-letter-exchange": b.names.DeadLetter()})
 	} else {
 		q, err = ch.QueueDeclare("", false, true, true, false, nil)
 	}
@@ -227,7 +256,7 @@ func (b *Broker) attach(conn *amqp.Connection, c consumer) (attachment, error) {
 		return attachment{}, fmt.Errorf("declare queue %q: %w", c.q.Name, err)
 	}
 	for _, topic := range c.q.Topics {
-		if err := ch.QueueBind(q.Name, topic, Exchange, false, nil); err != nil {
+		if err := ch.QueueBind(q.Name, topic, b.names.Exchange(), false, nil); err != nil {
 			return attachment{}, fmt.Errorf("bind %s to %s: %w", q.Name, topic, err)
 		}
 	}
@@ -304,7 +333,7 @@ func (b *Broker) Publish(ctx context.Context, m broker.Message) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, confirmTimeout)
 	defer cancel()
-	dc, err := pub.PublishWithDeferredConfirmWithContext(ctx, Exchange, m.Topic, false, false, amqp.Publishing{
+	dc, err := pub.PublishWithDeferredConfirmWithContext(ctx, b.names.Exchange(), m.Topic, false, false, amqp.Publishing{
 		ContentType:  "application/json",
 		DeliveryMode: amqp.Persistent,
 		MessageId:    m.ID,

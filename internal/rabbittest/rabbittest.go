@@ -1,0 +1,58 @@
+// Package rabbittest finds the RabbitMQ that tests run against.
+package rabbittest
+
+import (
+	"net"
+	"net/url"
+	"os"
+	"testing"
+	"time"
+)
+
+// DefaultURL is where .ci/run starts RabbitMQ.
+const DefaultURL = "amqp://guest:guest@127.0.0.1:5672/"
+
+// URL returns AMQP_URL (or DefaultURL) once a TCP connection to it
+// succeeds. When no broker answers, the test fails under CI (CI set) and
+// is skipped elsewhere, saying why: a RabbitMQ test never passes without
+// RabbitMQ.
+func URL(t testing.TB) string {
+	t.Helper()
+	raw := os.Getenv("AMQP_URL")
+	if raw == "" {
+		raw = DefaultURL
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		t.Fatalf("rabbittest: AMQP_URL does not parse: %v", err)
+	}
+	host := u.Host
+	if u.Port() == "" {
+		host = net.JoinHostPort(u.Hostname(), "5672")
+	}
+	c, err := net.DialTimeout("tcp", host, 2*time.Second)
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("RabbitMQ required under CI but %s does not answer: %v", host, err)
+		}
+		t.Skipf("RabbitMQ at %s does not answer (%v); run 'make test' to start one", host, err)
+	}
+	_ = c.Close()
+	return raw
+}
+
+// Host returns the host:port of an AMQP URL.
+func Host(raw string) string {
+	u, _ := url.Parse(raw)
+	if u.Port() == "" {
+		return net.JoinHostPort(u.Hostname(), "5672")
+	}
+	return u.Host
+}
+
+// Via returns raw with its host replaced by addr (a proxy in front of it).
+func Via(raw, addr string) string {
+	u, _ := url.Parse(raw)
+	u.Host = addr
+	return u.String()
+}
