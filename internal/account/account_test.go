@@ -1,0 +1,262 @@
+package account
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+
+	"github.com/verifier/verifier/ent"
+	"github.com/verifier/verifier/ent/outboxevent"
+	"github.com/verifier/verifier/internal/apperr"
+	"github.com/verifier/verifier/internal/database"
+	"github.com/verifier/verifier/internal/event"
+	"github.com/verifier/verifier/internal/hub"
+	"github.com/verifier/verifier/internal/password"
+	"github.com/verifier/verifier/internal/token"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+type testBundle struct {
+	svc *Service
+	db  *ent.Client
+	hub *hub.Hub
+	now time.Time
+}
+
+func setup(t *testing.T) *testBundle {
+	t.Helper()
+	db, err := database.Open(context.Background(), "sqlite:"+filepath.Join(t.TempDir(), "test.db"))
+	require.NoError(t, err)
+	t.Cleanup(func() { db.Close() })
+	b := &testBundle{db: db.Ent, hub: hub.New(), now: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
+	b.svc = New(Options{
+		DB: db.Ent, Dialect: db.Dialect,
+		// Cheap parameters: these tests are about transactions, not hashing.
+		Hasher:         password.NewHasher(password.Params{Memory: 64, Time: 1, Threads: 1}, 0),
+		Hub:            b.hub,
+		TokenTTL:       time.Hour,
+		ResendCooldown: time.Minute,
+		Log:            slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Now:            func() time.Time { return b.now },
+	})
+	return b
+}
+
+// events returns the payload of every outbox event with topic, oldest first.
+func (b *testBundle) events(t *testing.T, topic string) []*ent.OutboxEvent {
+	t.Helper()
+	evs, err := b.db.OutboxEvent.Query().Where(outboxevent.Topic(topic)).Order(ent.Asc(outboxevent.FieldID)).All(context.Background())
+	require.NoError(t, err)
+	return evs
+}
+
+func verificationToken(t *testing.T, ev *ent.OutboxEvent) string {
+	t.Helper()
+	var p event.VerificationRequested
+	require.NoError(t, json.Unmarshal(ev.Payload, &p))
+	return p.Token
+}
+
+func TestRegisterStoresOnlyHashes(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	watch, err := b.svc.Register(ctx, "Someone@Example.com", "a good password")
+	require.NoError(t, err)
+	require.True(t, token.WellFormed(watch))
+
+	u, err := b.db.User.Query().Only(ctx)
+	require.NoError(t, err)
+	require.Equal(t, "someone@example.com", u.Email)
+	require.Contains(t, u.PasswordHash, "$argon2id$")
+	require.NotContains(t, u.String(), u.PasswordHash, "password hash is Sensitive")
+
+	evs := b.events(t, event.VerificationRequestedTopic)
+	require.Len(t, evs, 1)
+	tok := verificationToken(t, evs[0])
+	vt, err := b.db.VerificationToken.Query().Only(ctx)
+	require.NoError(t, err)
+	require.Equal(t, token.Hash(tok), vt.TokenHash)
+	wt, err := b.db.WatchToken.Query().Only(ctx)
+	require.NoError(t, err)
+	require.Equal(t, token.Hash(watch), wt.TokenHash)
+	require.Equal(t, b.now.Add(time.Hour), wt.ExpiresAt.UTC())
+}
+
+// Concurrent clicks on one link: all succeed, one change, one event.
+func TestConcurrentVerifyWritesOneEvent(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	_, err := b.svc.Register(ctx, "click@example.com", "a good password")
+	require.NoError(t, err)
+	tok := verificationToken(t, b.events(t, event.VerificationRequestedTopic)[0])
+
+	var wg sync.WaitGroup
+	errs := make([]error, 16)
+	for i := range errs {
+		wg.Go(func() { _, errs[i] = b.svc.VerifyEmail(ctx, tok) })
+	}
+	wg.Wait()
+	for _, err := range errs {
+		require.NoError(t, err)
+	}
+	require.Len(t, b.events(t, event.VerifiedTopic), 1)
+}
+
+// Concurrent resends: exactly one gets through the cooldown.
+func TestConcurrentResendsOneEmail(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	_, err := b.svc.Register(ctx, "resend@example.com", "a good password")
+	require.NoError(t, err)
+	b.now = b.now.Add(2 * time.Minute)
+
+	var wg sync.WaitGroup
+	errs := make([]error, 16)
+	for i := range errs {
+		wg.Go(func() { errs[i] = b.svc.Resend(ctx, "resend@example.com") })
+	}
+	wg.Wait()
+	ok := 0
+	for _, err := range errs {
+		if err == nil {
+			ok++
+			continue
+		}
+		require.Equal(t, apperr.RateLimited, apperr.CodeOf(err))
+	}
+	require.Equal(t, 1, ok)
+	require.Len(t, b.events(t, event.VerificationRequestedTopic), 2, "registration and one resend")
+}
+
+// Concurrent registrations of one new address: one account, and every
+// caller gets a watch token.
+func TestConcurrentRegisterOneUser(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	errs := make([]error, 8)
+	for i := range errs {
+		wg.Go(func() { _, errs[i] = b.svc.Register(ctx, "race@example.com", "a good password") })
+	}
+	wg.Wait()
+	for _, err := range errs {
+		require.NoError(t, err)
+	}
+	n, err := b.db.User.Query().Count(ctx)
+	require.NoError(t, err)
+	require.Equal(t, 1, n)
+	n, err = b.db.WatchToken.Query().Count(ctx)
+	require.NoError(t, err)
+	require.Equal(t, 8, n)
+	require.Len(t, b.events(t, event.VerificationRequestedTopic), 1)
+}
+
+// A change committed between Watch's subscribe and its read is not missed,
+// and a Recheck after a broker reconnect finds a change whose event was lost.
+func TestWatchRecheckFindsMissedChange(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	watch, err := b.svc.Register(ctx, "watch@example.com", "a good password")
+	require.NoError(t, err)
+	tok := verificationToken(t, b.events(t, event.VerificationRequestedTopic)[0])
+
+	events, err := b.svc.Watch(ctx, watch)
+	require.NoError(t, err)
+	require.Equal(t, Unverified, (<-events).Status)
+
+	_, err = b.svc.VerifyEmail(ctx, tok) // its event is never delivered here
+	require.NoError(t, err)
+	b.hub.RecheckAll()
+	ev := <-events
+	require.Equal(t, Verified, ev.Status)
+	_, open := <-events
+	require.False(t, open, "completes after VERIFIED")
+	require.Zero(t, b.hub.Len())
+}
+
+func TestWatchEndsWithContext(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	watch, err := b.svc.Register(ctx, "leave@example.com", "a good password")
+	require.NoError(t, err)
+	events, err := b.svc.Watch(ctx, watch)
+	require.NoError(t, err)
+	<-events
+	cancel()
+	for range events {
+	}
+	require.Zero(t, b.hub.Len())
+}
+
+func TestNormalizeEmail(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		in, want string
+		ok       bool
+	}{
+		{" Mixed.Case@Example.COM ", "mixed.case@example.com", true},
+		{"a+tag@sub.example.org", "a+tag@sub.example.org", true},
+		{"", "", false},
+		{"plain", "", false},
+		{"@example.com", "", false},
+		{"a@", "", false},
+		{"a@b", "", false},
+		{"a@.com", "", false},
+		{"a@example.com.", "", false},
+		{"a@[127.0.0.1]", "", false},
+		{"Name <a@example.com>", "", false},
+		{"a b@example.com", "", false},
+		{"a@example.com\n", "a@example.com", true},
+		{strings.Repeat("a", 65) + "@example.com", "", false},
+	}
+	for _, tt := range tests {
+		got, err := NormalizeEmail(tt.in)
+		if !tt.ok {
+			require.Equal(t, apperr.BadUserInput, apperr.CodeOf(err), "%q", tt.in)
+			continue
+		}
+		require.NoError(t, err, "%q", tt.in)
+		require.Equal(t, tt.want, got)
+	}
+}
+
+func TestCheckPassword(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		in string
+		ok bool
+	}{
+		{"1234567", false},
+		{"12345678", true},
+		{"ééééééé", false}, // 7 characters, 14 bytes
+		{"éééééééé", true}, // 8 characters
+		{string(make([]rune, 256)), true},
+		{string(make([]rune, 257)), false},
+		{"\xff\xfe\xfd\xfc\xfb\xfa\xf9\xf8", false},
+	}
+	for _, tt := range tests {
+		err := CheckPassword(tt.in)
+		if tt.ok {
+			require.NoError(t, err, "%q", tt.in)
+		} else {
+			require.Equal(t, apperr.BadUserInput, apperr.CodeOf(err), "%q", tt.in)
+		}
+	}
+}

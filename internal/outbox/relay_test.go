@@ -1,0 +1,207 @@
+package outbox
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+
+	"github.com/verifier/verifier/ent"
+	"github.com/verifier/verifier/ent/outboxevent"
+	"github.com/verifier/verifier/internal/broker"
+	"github.com/verifier/verifier/internal/database"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// recorder is a Publisher that records what it confirms and can fail.
+type recorder struct {
+	mu        sync.Mutex
+	published map[string]int
+	fail      int // calls left to fail
+	block     bool
+	calls     chan struct{}
+}
+
+func newRecorder() *recorder {
+	return &recorder{published: map[string]int{}, calls: make(chan struct{}, 10000)}
+}
+
+func (r *recorder) Publish(ctx context.Context, m broker.Message) error {
+	r.calls <- struct{}{}
+	r.mu.Lock()
+	if r.block {
+		r.mu.Unlock()
+		<-ctx.Done()
+		return ctx.Err()
+	}
+	defer r.mu.Unlock()
+	if r.fail > 0 {
+		r.fail--
+		return errors.New("broker unreachable")
+	}
+	r.published[m.ID]++
+	return nil
+}
+
+func (r *recorder) count() (events, publishes int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, n := range r.published {
+		events++
+		publishes += n
+	}
+	return
+}
+
+type testBundle struct {
+	db    *ent.Client
+	clock *testClock
+	log   *slog.Logger
+}
+
+type testClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *testClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *testClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+func setup(t *testing.T) *testBundle {
+	t.Helper()
+	db, err := database.Open(context.Background(), "sqlite:"+filepath.Join(t.TempDir(), "test.db"))
+	require.NoError(t, err)
+	t.Cleanup(func() { db.Close() })
+	return &testBundle{db: db.Ent, clock: &testClock{t: time.Now().UTC()}, log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+}
+
+func (b *testBundle) enqueue(t *testing.T, n int) {
+	t.Helper()
+	ctx := context.Background()
+	tx, err := b.db.Tx(ctx)
+	require.NoError(t, err)
+	for i := range n {
+		require.NoError(t, Enqueue(ctx, tx, b.clock.Now(), "test.topic", map[string]int{"i": i}))
+	}
+	require.NoError(t, tx.Commit())
+}
+
+func (b *testBundle) backlog(t *testing.T) int {
+	n, err := b.db.OutboxEvent.Query().Count(context.Background())
+	require.NoError(t, err)
+	return n
+}
+
+func (b *testBundle) relay(t *testing.T, pub Publisher, published func(int)) *Relay {
+	t.Helper()
+	r := NewRelay(b.db, pub, b.log, Options{Now: b.clock.Now, Poll: time.Hour, OnPublished: published})
+	require.NoError(t, r.Start(context.Background()))
+	t.Cleanup(r.Stop)
+	return r
+}
+
+func TestRelayPublishesAndDeletes(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	pub := newRecorder()
+	done := make(chan int, 100)
+	r := b.relay(t, pub, func(n int) { done <- n })
+	b.enqueue(t, 10)
+	r.Wake() // no poll for an hour: the wake alone must do it
+	total := 0
+	for total < 10 {
+		select {
+		case n := <-done:
+			total += n
+		case <-time.After(10 * time.Second):
+			t.Fatalf("published %d of 10", total)
+		}
+	}
+	events, publishes := pub.count()
+	require.Equal(t, 10, events)
+	require.Equal(t, 10, publishes)
+	require.Zero(t, b.backlog(t))
+}
+
+func TestRelayRetriesAfterFailure(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	pub := newRecorder()
+	pub.fail = 3
+	done := make(chan int, 10)
+	r := b.relay(t, pub, func(n int) { done <- n })
+	b.enqueue(t, 3)
+	r.Wake()
+	for range 3 {
+		<-pub.calls
+	}
+	// All three failed and were rescheduled with backoff; nothing is due
+	// until the clock moves.
+	require.Eventually(t, func() bool {
+		n, err := b.db.OutboxEvent.Query().Where(outboxevent.Attempts(1)).Count(context.Background())
+		return err == nil && n == 3
+	}, 10*time.Second, 5*time.Millisecond)
+	b.clock.Advance(10 * time.Second)
+	r.Wake()
+	total := 0
+	for total < 3 {
+		select {
+		case n := <-done:
+			total += n
+		case <-time.After(10 * time.Second):
+			t.Fatalf("published %d of 3 after recovery", total)
+		}
+	}
+	require.Zero(t, b.backlog(t))
+}
+
+// Two relays (two replicas) on one outbox publish each event exactly once.
+func TestRelaysShareWithoutDuplicates(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	pub := newRecorder()
+	b.enqueue(t, 300)
+	r1, r2 := b.relay(t, pub, nil), b.relay(t, pub, nil)
+	r1.Wake()
+	r2.Wake()
+	require.Eventually(t, func() bool { r1.Wake(); r2.Wake(); return b.backlog(t) == 0 }, 20*time.Second, 5*time.Millisecond)
+	events, publishes := pub.count()
+	require.Equal(t, 300, events)
+	require.Equal(t, 300, publishes, "no event published twice")
+}
+
+// Stopping with publishes in flight releases their events at once for the
+// next start, instead of leaving them leased.
+func TestRelayStopReleasesInFlight(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	pub := newRecorder()
+	pub.block = true
+	r := NewRelay(b.db, pub, b.log, Options{Now: b.clock.Now, Poll: time.Hour})
+	require.NoError(t, r.Start(context.Background()))
+	b.enqueue(t, 2)
+	r.Wake()
+	<-pub.calls
+	<-pub.calls
+	r.Stop()
+	r.Stop() // idempotent
+	evs, err := b.db.OutboxEvent.Query().All(context.Background())
+	require.NoError(t, err)
+	require.Len(t, evs, 2)
+	for _, ev := range evs {
+		require.Empty(t, ev.Claim)
+		require.False(t, ev.AvailableAt.After(b.clock.Now()), "due at once")
+	}
+}
