@@ -1,0 +1,86 @@
+package graph
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/99designs/gqlgen/client"
+	"github.com/stretchr/testify/require"
+
+	"github.com/verifier/verifier/internal/account"
+	"github.com/verifier/verifier/internal/apperr"
+	"github.com/verifier/verifier/internal/wsgorilla"
+)
+
+// fakeAccounts lets a test choose what the service answers.
+type fakeAccounts struct {
+	err   error
+	panic bool
+}
+
+func (f fakeAccounts) Register(context.Context, string, string) (string, error) {
+	if f.panic {
+		panic("nil map in some/secret/path.go")
+	}
+	return "", f.err
+}
+func (f fakeAccounts) VerifyEmail(context.Context, string) (account.Verification, error) {
+	return account.Verification{}, f.err
+}
+func (f fakeAccounts) Resend(context.Context, string) error { return f.err }
+func (f fakeAccounts) Status(context.Context, string) (account.Status, error) {
+	return "", f.err
+}
+func (f fakeAccounts) Watch(context.Context, string) (<-chan account.StatusEvent, error) {
+	return nil, f.err
+}
+
+func newClient(a Accounts) *client.Client {
+	h := NewHandler(&Resolver{Accounts: a}, HandlerOptions{
+		Log:             slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Websocket:       wsgorilla.Implementation{},
+		MaxMessageBytes: 1 << 16,
+	})
+	return client.New(h)
+}
+
+func TestErrorPresenter(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name      string
+		accounts  fakeAccounts
+		code      string
+		message   string
+		retryWant any
+	}{
+		{"client error keeps its message", fakeAccounts{err: fmt.Errorf("wrapped: %w", apperr.Errorf(apperr.InvalidToken, "this link is not valid"))}, "INVALID_TOKEN", "this link is not valid", nil},
+		{"rate limit says when", fakeAccounts{err: apperr.Limited(1500*time.Millisecond, "slow down")}, "RATE_LIMITED", "slow down", float64(2)},
+		{"internal detail never leaks", fakeAccounts{err: errors.New(`pq: relation "users" does not exist at db.internal:5432`)}, "INTERNAL", "internal error", nil},
+		{"panic becomes internal", fakeAccounts{panic: true}, "INTERNAL", "internal error", nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			var resp struct{ Register struct{ WatchToken string } }
+			err := newClient(tt.accounts).Post(`mutation{register(input:{email:"a@b.co",password:"12345678"}){watchToken}}`, &resp)
+			require.Error(t, err)
+			var list client.RawJsonError
+			require.ErrorAs(t, err, &list)
+			raw := string(list.RawMessage)
+			require.Contains(t, raw, fmt.Sprintf(`"code":%q`, tt.code))
+			require.Contains(t, raw, fmt.Sprintf(`"message":%q`, tt.message))
+			for _, leak := range []string{"pq:", "db.internal", "secret/path", "wrapped"} {
+				require.False(t, strings.Contains(raw, leak), "leaked %q: %s", leak, raw)
+			}
+			if tt.retryWant != nil {
+				require.Contains(t, raw, `"retryAfterSeconds":2`)
+			}
+		})
+	}
+}

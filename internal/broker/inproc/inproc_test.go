@@ -1,0 +1,53 @@
+package inproc
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+
+	"github.com/verifier/verifier/internal/broker"
+	"github.com/verifier/verifier/internal/broker/brokertest"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func newBroker(*testing.T) broker.Broker { return New(slog.New(slog.NewTextHandler(io.Discard, nil))) }
+
+func TestConformance(t *testing.T) { brokertest.Run(t, newBroker) }
+
+// Publish confirms only once the handler is done, so the outbox row stays
+// until then and a crash in between loses nothing.
+func TestPublishWaitsForHandler(t *testing.T) {
+	t.Parallel()
+	b := New(slog.New(slog.NewTextHandler(io.Discard, nil)))
+	release := make(chan struct{})
+	require.NoError(t, b.Consume(broker.Queue{Name: "q", Topics: []string{"t"}}, func(context.Context, broker.Message) error {
+		<-release
+		return nil
+	}))
+	require.NoError(t, b.Start(context.Background()))
+	defer b.Stop(time.Second)
+
+	confirmed := make(chan error, 1)
+	go func() { confirmed <- b.Publish(context.Background(), broker.Message{ID: "1", Topic: "t"}) }()
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	require.ErrorIs(t, b.Publish(ctx, broker.Message{ID: "2", Topic: "t"}), context.DeadlineExceeded,
+		"not confirmed while the handler holds it")
+	close(release)
+	require.NoError(t, <-confirmed)
+}
+
+func TestPublishAfterStop(t *testing.T) {
+	t.Parallel()
+	b := New(slog.New(slog.NewTextHandler(io.Discard, nil)))
+	require.NoError(t, b.Consume(broker.Queue{Name: "q", Topics: []string{"t"}}, func(context.Context, broker.Message) error { return nil }))
+	require.NoError(t, b.Start(context.Background()))
+	b.Stop(time.Second)
+	require.ErrorIs(t, b.Publish(context.Background(), broker.Message{ID: "1", Topic: "t"}), broker.ErrNotConnected)
+}
