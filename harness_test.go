@@ -62,7 +62,7 @@ type svcOptions struct {
 
 const publicURL = "http://verifier.test"
 
-func startService(t *testing.T, o svcOptions) *svc {
+func startService(t testing.TB, o svcOptions) *svc {
 	t.Helper()
 	s := &svc{sink: smtpsink.Start(t), clock: &clock{}, http: &http.Client{Timeout: 30 * time.Second}}
 	env := map[string]string{
@@ -137,7 +137,7 @@ func (r gqlResponse) code() string {
 	return c
 }
 
-func (s *svc) post(t *testing.T, body []byte) gqlResponse {
+func (s *svc) post(t testing.TB, body []byte) gqlResponse {
 	t.Helper()
 	resp, err := s.http.Post(s.url("/query"), "application/json", bytes.NewReader(body))
 	require.NoError(t, err)
@@ -150,7 +150,7 @@ func (s *svc) post(t *testing.T, body []byte) gqlResponse {
 	return out
 }
 
-func (s *svc) gql(t *testing.T, query string, vars map[string]any) gqlResponse {
+func (s *svc) gql(t testing.TB, query string, vars map[string]any) gqlResponse {
 	t.Helper()
 	body, err := json.Marshal(map[string]any{"query": query, "variables": vars})
 	require.NoError(t, err)
@@ -165,7 +165,7 @@ const (
 	watchQ    = `subscription($w:String!){verificationStatus(watchToken:$w){status at}}`
 )
 
-func (s *svc) register(t *testing.T, email string) string {
+func (s *svc) register(t testing.TB, email string) string {
 	t.Helper()
 	r := s.gql(t, registerQ, map[string]any{"e": email, "p": "correct horse battery"})
 	require.Empty(t, r.Errors)
@@ -174,7 +174,7 @@ func (s *svc) register(t *testing.T, email string) string {
 	return p["watchToken"].(string)
 }
 
-func (s *svc) status(t *testing.T, watch string) string {
+func (s *svc) status(t testing.TB, watch string) string {
 	t.Helper()
 	r := s.gql(t, statusQ, map[string]any{"w": watch})
 	require.Empty(t, r.Errors)
@@ -185,7 +185,7 @@ var linkLine = regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(publicURL) + `/veri
 
 // tokenFrom checks a verification email against the contract and returns
 // the token in its link.
-func tokenFrom(t *testing.T, m smtpsink.Mail) string {
+func tokenFrom(t testing.TB, m smtpsink.Mail) string {
 	t.Helper()
 	require.Contains(t, m.Subject, "Verify")
 	require.NotEmpty(t, m.HTML, "an HTML part")
@@ -197,7 +197,7 @@ func tokenFrom(t *testing.T, m smtpsink.Mail) string {
 
 // sub is one subscription over a real websocket client.
 type sub struct {
-	t     *testing.T
+	t     testing.TB
 	c     *websocket.Conn
 	proto string
 }
@@ -207,12 +207,12 @@ const (
 	legacyWS    = "graphql-ws"
 )
 
-func (s *svc) dial(t *testing.T, proto string, header http.Header) (*websocket.Conn, *http.Response, error) {
+func (s *svc) dial(t testing.TB, proto string, header http.Header) (*websocket.Conn, *http.Response, error) {
 	d := websocket.Dialer{Subprotocols: []string{proto}, HandshakeTimeout: 10 * time.Second}
 	return d.Dial("ws://"+s.addr+"/query", header)
 }
 
-func (s *svc) subscribe(t *testing.T, proto, watch string) *sub {
+func (s *svc) subscribe(t testing.TB, proto, watch string) *sub {
 	t.Helper()
 	c, resp, err := s.dial(t, proto, nil)
 	require.NoError(t, err)

@@ -120,7 +120,7 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger, hk hooks) err
 		// Events that waited out an outage go as soon as the link is back.
 		b = rabbitmq.New(cfg.AMQPURL, log.With("component", "broker"), rabbitmq.Options{
 			Prefix:    hk.amqpPrefix,
-			OnConnect: func() { relay.Wake() },
+			OnConnect: func() { relay.Retry() },
 		})
 	}
 	relay = outbox.NewRelay(db.Ent, b, log.With("component", "outbox"), outbox.Options{

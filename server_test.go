@@ -22,7 +22,7 @@ import (
 
 // rabbitOptions returns options for a service on the test RabbitMQ with
 // names of its own, deleted when the test ends.
-func rabbitOptions(t *testing.T, url string) svcOptions {
+func rabbitOptions(t testing.TB, url string) svcOptions {
 	t.Helper()
 	prefix := fmt.Sprintf("test-%s-%d", strings.ReplaceAll(t.Name(), "/", "-"), time.Now().UnixNano())
 	t.Cleanup(func() {
@@ -357,7 +357,7 @@ func TestBrokerOutage(t *testing.T) {
 	s.waitReady(t, http.StatusOK)
 }
 
-func (s *svc) waitReady(t *testing.T, want int) {
+func (s *svc) waitReady(t testing.TB, want int) {
 	t.Helper()
 	require.Eventually(t, func() bool {
 		resp, err := s.http.Get(s.url("/readyz"))

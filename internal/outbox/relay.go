@@ -75,6 +75,31 @@ func (r *Relay) Wake() {
 	}
 }
 
+// Retry makes every event that is waiting out a backoff due now, and wakes
+// the relay. The broker calls it when its connection is (re)established, so
+// what queued up during an outage goes out at once, not after its backoff.
+func (r *Relay) Retry() {
+	r.mu.Lock()
+	running := r.cancel != nil
+	r.mu.Unlock()
+	if !running {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	now := r.opts.Now().UTC()
+	// Unclaimed (claim "") and not yet due: rescheduled after a failure.
+	// Claimed rows are in flight and keep their lease.
+	_, err := r.db.OutboxEvent.Update().
+		Where(outboxevent.Claim(""), outboxevent.AvailableAtGT(now)).
+		SetAvailableAt(now).
+		Save(ctx)
+	if err != nil {
+		r.log.Warn("outbox: making waiting events due failed; they go out after their backoff", "err", err)
+	}
+	r.Wake()
+}
+
 // Start runs the relay in the background until Stop.
 func (r *Relay) Start(ctx context.Context) error {
 	r.mu.Lock()

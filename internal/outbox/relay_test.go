@@ -205,3 +205,32 @@ func TestRelayStopReleasesInFlight(t *testing.T) {
 		require.False(t, ev.AvailableAt.After(b.clock.Now()), "due at once")
 	}
 }
+
+// Retry (called on broker reconnect) sends events waiting out a backoff at
+// once, without the clock moving.
+func TestRelayRetrySkipsBackoff(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	pub := newRecorder()
+	pub.fail = 2
+	done := make(chan int, 10)
+	r := b.relay(t, pub, func(n int) { done <- n })
+	b.enqueue(t, 2)
+	r.Wake()
+	<-pub.calls
+	<-pub.calls
+	require.Eventually(t, func() bool {
+		n, err := b.db.OutboxEvent.Query().Where(outboxevent.Attempts(1), outboxevent.Claim("")).Count(context.Background())
+		return err == nil && n == 2
+	}, 10*time.Second, 5*time.Millisecond)
+	r.Retry()
+	total := 0
+	for total < 2 {
+		select {
+		case n := <-done:
+			total += n
+		case <-time.After(10 * time.Second):
+			t.Fatalf("published %d of 2", total)
+		}
+	}
+}
