@@ -159,7 +159,7 @@ func (s *svc) gql(t testing.TB, query string, vars map[string]any) gqlResponse {
 
 const (
 	registerQ = `mutation($e:String!,$p:String!){register(input:{email:$e,password:$p}){watchToken status}}`
-	verifyQ   = `mutation($t:String!){verifyEmail(token:$t){email status verifiedAt}}`
+	verifyQ   = `mutation($t:String!){verifyEmail(token:$t){email status verifiedAt alreadyVerified}}`
 	resendQ   = `mutation($e:String!){resendVerificationEmail(email:$e)}`
 	statusQ   = `query($w:String!){verificationStatus(watchToken:$w)}`
 	watchQ    = `subscription($w:String!){verificationStatus(watchToken:$w){status at}}`

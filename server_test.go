@@ -87,6 +87,7 @@ func TestFlow(t *testing.T) {
 				v := r.Data["verifyEmail"].(map[string]any)
 				require.Equal(t, "ada.lovelace@example.com", v["email"])
 				require.Equal(t, "VERIFIED", v["status"])
+				require.Equal(t, false, v["alreadyVerified"])
 				verifiedAt, err := time.Parse(time.RFC3339Nano, v["verifiedAt"].(string))
 				require.NoError(t, err)
 
@@ -128,6 +129,7 @@ func TestVerifyIsIdempotent(t *testing.T) {
 	}
 	wg.Wait()
 	var at string
+	fresh := 0
 	for _, r := range results {
 		require.Empty(t, r.Errors)
 		v := r.Data["verifyEmail"].(map[string]any)
@@ -135,12 +137,17 @@ func TestVerifyIsIdempotent(t *testing.T) {
 		if at == "" {
 			at = v["verifiedAt"].(string)
 		}
+		if v["alreadyVerified"] == false {
+			fresh++
+		}
 		require.Equal(t, at, v["verifiedAt"], "one verification, reported the same to every click")
 	}
+	require.Equal(t, 1, fresh, "exactly one click verified; the others report alreadyVerified")
 	// The newer token works too, with the same verifiedAt.
 	r = s.gql(t, verifyQ, map[string]any{"t": second})
 	require.Empty(t, r.Errors)
 	require.Equal(t, at, r.Data["verifyEmail"].(map[string]any)["verifiedAt"])
+	require.Equal(t, true, r.Data["verifyEmail"].(map[string]any)["alreadyVerified"])
 
 	w.expect("VERIFIED")
 	w.expectComplete()

@@ -64,9 +64,10 @@ type ComplexityRoot struct {
 	}
 
 	VerifyEmailPayload struct {
-		Email      func(childComplexity int) int
-		Status     func(childComplexity int) int
-		VerifiedAt func(childComplexity int) int
+		AlreadyVerified func(childComplexity int) int
+		Email           func(childComplexity int) int
+		Status          func(childComplexity int) int
+		VerifiedAt      func(childComplexity int) int
 	}
 }
 
@@ -188,6 +189,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.VerificationStatusEvent.Status(childComplexity), true
 
+	case "VerifyEmailPayload.alreadyVerified":
+		if e.ComplexityRoot.VerifyEmailPayload.AlreadyVerified == nil {
+			break
+		}
+
+		return e.ComplexityRoot.VerifyEmailPayload.AlreadyVerified(childComplexity), true
 	case "VerifyEmailPayload.email":
 		if e.ComplexityRoot.VerifyEmailPayload.Email == nil {
 			break
@@ -357,6 +364,8 @@ func (ec *executionContext) childFields_VerifyEmailPayload(ctx context.Context, 
 		return ec.fieldContext_VerifyEmailPayload_status(ctx, field)
 	case "verifiedAt":
 		return ec.fieldContext_VerifyEmailPayload_verifiedAt(ctx, field)
+	case "alreadyVerified":
+		return ec.fieldContext_VerifyEmailPayload_alreadyVerified(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type VerifyEmailPayload", field.Name)
 }
@@ -1090,6 +1099,29 @@ func (ec *executionContext) _VerifyEmailPayload_verifiedAt(ctx context.Context, 
 }
 func (ec *executionContext) fieldContext_VerifyEmailPayload_verifiedAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("VerifyEmailPayload", field, false, false, "Time")
+}
+
+func (ec *executionContext) _VerifyEmailPayload_alreadyVerified(ctx context.Context, field graphql.CollectedField, obj *model.VerifyEmailPayload) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_VerifyEmailPayload_alreadyVerified(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.AlreadyVerified, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_VerifyEmailPayload_alreadyVerified(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("VerifyEmailPayload", field, false, false, "Boolean")
 }
 
 func (ec *executionContext) ___Directive_name(ctx context.Context, field graphql.CollectedField, obj *introspection.Directive) (ret graphql.Marshaler) {
@@ -2454,6 +2486,11 @@ func (ec *executionContext) _VerifyEmailPayload(ctx context.Context, sel ast.Sel
 			}
 		case "verifiedAt":
 			out.Values[i] = ec._VerifyEmailPayload_verifiedAt(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "alreadyVerified":
+			out.Values[i] = ec._VerifyEmailPayload_alreadyVerified(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}

@@ -26,7 +26,7 @@ func (r *mutationResolver) VerifyEmail(ctx context.Context, token string) (*mode
 	if err != nil {
 		return nil, err
 	}
-	return &model.VerifyEmailPayload{Email: v.Email, Status: model.VerificationStatusVerified, VerifiedAt: v.VerifiedAt}, nil
+	return &model.VerifyEmailPayload{Email: v.Email, Status: model.VerificationStatusVerified, VerifiedAt: v.VerifiedAt, AlreadyVerified: v.AlreadyVerified}, nil
 }
 
 // ResendVerificationEmail is the resolver for the resendVerificationEmail field.

@@ -43,6 +43,8 @@ type VerifyEmailPayload struct {
 	// VERIFIED.
 	Status     VerificationStatus `json:"status"`
 	VerifiedAt time.Time          `json:"verifiedAt"`
+	// True when the address had been verified before this call (an old or double-clicked link).
+	AlreadyVerified bool `json:"alreadyVerified"`
 }
 
 // Whether an address has been confirmed by its owner.

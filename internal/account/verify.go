@@ -21,6 +21,8 @@ import (
 type Verification struct {
 	Email      string
 	VerifiedAt time.Time
+	// AlreadyVerified is set when an earlier call verified the address.
+	AlreadyVerified bool
 }
 
 // VerifyEmail marks the token's address VERIFIED and queues the change
@@ -68,7 +70,7 @@ func (s *Service) VerifyEmail(ctx context.Context, tok string) (Verification, er
 		if err != nil {
 			return err
 		}
-		res = Verification{Email: u.Email, VerifiedAt: u.VerifiedAt.UTC()}
+		res = Verification{Email: u.Email, VerifiedAt: u.VerifiedAt.UTC(), AlreadyVerified: n == 0}
 		return nil
 	})
 	if err != nil {
