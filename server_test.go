@@ -79,7 +79,7 @@ func TestFlow(t *testing.T) {
 				page, _ := io.ReadAll(resp.Body)
 				resp.Body.Close()
 				require.Equal(t, http.StatusOK, resp.StatusCode)
-				require.Contains(t, string(page), "Confirm my email")
+				require.Contains(t, string(page), `<main id="app"`)
 				require.Equal(t, "UNVERIFIED", s.status(t, watch))
 
 				r := s.gql(t, verifyQ, map[string]any{"t": tok})
@@ -515,8 +515,8 @@ func TestHTTPSurface(t *testing.T) {
 		{"GET", "/readyz", nil, 200, `"database":"ok"`},
 		{"GET", "/metrics", nil, 200, "verifier_http_requests_total"},
 		{"GET", "/playground", nil, 200, "graphiql"},
-		{"GET", "/", nil, 200, "Create your account"},
-		{"GET", "/verify-email?token=x", nil, 200, "Confirm my email"},
+		{"GET", "/", nil, 200, `<main id="app"`},
+		{"GET", "/verify-email?token=x", nil, 200, `<main id="app"`},
 		{"GET", "/query", nil, 405, "BAD_USER_INPUT"},
 		{"OPTIONS", "/query", map[string]string{"Origin": "https://app.example.com", "Access-Control-Request-Method": "POST"}, 204, ""},
 		{"GET", "/nope", nil, 404, ""},

@@ -1,6 +1,10 @@
-// Package web serves the browser app from the binary. Until the full app
-// (issue "Step 2") replaces them, these are two small pages: sign-up with a
-// live "check your inbox" status, and the confirm page behind the email link.
+// Package web serves the browser app from the binary: the sign-up page with
+// its live "check your inbox" screen at /, and the confirm page behind the
+// email link at /verify-email.
+//
+// The app's source is in app/ (TypeScript, built with Vite); its build
+// output in dist/ is committed, so `go run .` serves it on a fresh clone
+// with no Node installed. CI rebuilds dist/ and fails on any difference.
 package web
 
 import (
@@ -9,27 +13,35 @@ import (
 	"net/http"
 )
 
-//go:embed static
-var static embed.FS
+//go:embed dist
+var dist embed.FS
 
-// Handler serves / (sign-up), /verify-email (confirm) and the assets.
+// Handler serves the app.
 func Handler() http.Handler {
-	files, _ := fs.Sub(static, "static")
-	assets := http.FileServerFS(files)
-	mux := http.NewServeMux()
-	page := func(name string) http.HandlerFunc {
-		return func(w http.ResponseWriter, r *http.Request) {
-			// The confirm page's URL holds a token: never send it on as a
-			// referrer, and never let the page be framed.
-			w.Header().Set("Referrer-Policy", "no-referrer")
-			w.Header().Set("X-Frame-Options", "DENY")
-			w.Header().Set("Content-Security-Policy", "default-src 'self'; connect-src 'self' ws: wss:; style-src 'self'; img-src 'self' data:; frame-ancestors 'none'")
-			w.Header().Set("Cache-Control", "no-store")
-			http.ServeFileFS(w, r, files, name)
-		}
+	files, err := fs.Sub(dist, "dist")
+	if err != nil {
+		panic(err) // the embed pattern guarantees dist exists
 	}
-	mux.HandleFunc("GET /{$}", page("index.html"))
-	mux.HandleFunc("GET /verify-email", page("verify.html"))
-	mux.Handle("GET /assets/", assets)
+	mux := http.NewServeMux()
+	page := func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		// The confirm page's URL holds a token: never send it on as a
+		// referrer, never let the page be framed, run only our own code.
+		h.Set("Referrer-Policy", "no-referrer")
+		h.Set("X-Frame-Options", "DENY")
+		h.Set("X-Content-Type-Options", "nosniff")
+		h.Set("Content-Security-Policy", "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
+		h.Set("Cache-Control", "no-cache")
+		http.ServeFileFS(w, r, files, "index.html")
+	}
+	mux.HandleFunc("GET /{$}", page)
+	mux.HandleFunc("GET /verify-email", page)
+	assets := http.FileServerFS(files)
+	mux.Handle("GET /assets/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// File names carry a content hash, so they never change.
+		w.Header().Set("Cache-Control", "public, max-age=31536000, immutable")
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		assets.ServeHTTP(w, r)
+	}))
 	return mux
 }

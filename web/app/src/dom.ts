@@ -1,0 +1,42 @@
+// A few DOM helpers: the app is small enough that a framework would weigh
+// more than the app itself.
+
+type Attrs = Record<string, string | boolean | number | EventListener | undefined>;
+type Child = Node | string | null | undefined | false;
+
+/** Creates an element: h('button', { type: 'submit', onclick: f }, 'Go'). */
+export function h<K extends keyof HTMLElementTagNameMap>(
+  tag: K,
+  attrs: Attrs = {},
+  ...children: Child[]
+): HTMLElementTagNameMap[K] {
+  const el = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (v === undefined || v === false) continue;
+    if (k.startsWith('on') && typeof v === 'function') el.addEventListener(k.slice(2), v);
+    else if (v === true) el.setAttribute(k, '');
+    else el.setAttribute(k, String(v));
+  }
+  for (const c of children) if (c) el.append(c);
+  return el;
+}
+
+/** Replaces the page's content and moves focus to its heading, so screen
+ * readers and keyboard users start at the top of the new screen. */
+export function show(...children: Child[]): void {
+  const app = document.getElementById('app')!;
+  app.replaceChildren(...(children.filter(Boolean) as Node[]));
+  const heading = app.querySelector('h1');
+  if (heading) {
+    heading.tabIndex = -1;
+    heading.focus();
+  }
+}
+
+/** Says something to screen readers through the polite live region. */
+export function announce(text: string): void {
+  const el = document.getElementById('announcer')!;
+  el.textContent = '';
+  // A fresh node after clearing makes every announcement heard, even a repeat.
+  requestAnimationFrame(() => (el.textContent = text));
+}

@@ -1,0 +1,112 @@
+import { ApiError, register } from './api';
+import { h, show } from './dom';
+import { checkEmail, checkPassword, describe, strength } from './messages';
+
+/** The sign-up form. `notice` is shown above it (e.g. an expired watch). */
+export function signupPage(onRegistered: (email: string, watchToken: string) => void, notice?: string): void {
+  const emailError = h('p', { id: 'email-error', class: 'field-error' });
+  const email = h('input', {
+    id: 'email', name: 'email', type: 'email', autocomplete: 'email', inputmode: 'email',
+    required: true, spellcheck: 'false', 'aria-describedby': 'email-error',
+  });
+  const pwError = h('p', { id: 'password-error', class: 'field-error' });
+  const meter = h('span', { class: 'meter', 'data-score': '0', 'aria-hidden': 'true' }, h('span'), h('span'), h('span'), h('span'));
+  const hint = h('span', { id: 'password-strength' }, 'At least 8 characters.');
+  const password = h('input', {
+    id: 'password', name: 'password', type: 'password', autocomplete: 'new-password',
+    required: true, 'aria-describedby': 'password-hint password-error',
+  });
+  const toggle = h('button', {
+    type: 'button', class: 'link toggle', 'aria-controls': 'password', 'aria-pressed': 'false',
+  }, 'Show');
+  toggle.addEventListener('click', () => {
+    const showing = password.type === 'text';
+    password.type = showing ? 'password' : 'text';
+    toggle.textContent = showing ? 'Show' : 'Hide';
+    toggle.setAttribute('aria-pressed', String(!showing));
+    toggle.setAttribute('aria-label', showing ? 'Show password' : 'Hide password');
+  });
+  toggle.setAttribute('aria-label', 'Show password');
+  const formError = h('p', { class: 'form-error', role: 'alert' });
+  const submit = h('button', { type: 'submit', class: 'primary' }, 'Create account');
+
+  const setError = (input: HTMLInputElement, out: HTMLElement, msg: string | null) => {
+    out.textContent = msg ?? '';
+    if (msg) input.setAttribute('aria-invalid', 'true');
+    else input.removeAttribute('aria-invalid');
+  };
+  // Errors appear once a field was left or the form submitted, then update
+  // as the person types: no scolding before they finish.
+  const touched = new Set<HTMLInputElement>();
+  const validate = (input: HTMLInputElement) => {
+    if (!touched.has(input)) return null;
+    const msg = input === email ? checkEmail(email.value) : checkPassword(password.value);
+    setError(input, input === email ? emailError : pwError, msg);
+    return msg;
+  };
+  for (const input of [email, password]) {
+    input.addEventListener('blur', () => {
+      if (input.value) touched.add(input);
+      validate(input);
+    });
+    input.addEventListener('input', () => validate(input));
+  }
+  password.addEventListener('input', () => {
+    const s = strength(password.value);
+    meter.dataset.score = String(s.score);
+    hint.textContent = password.value ? `Strength: ${s.label}.` : 'At least 8 characters.';
+  });
+
+  const form = h('form', { novalidate: true },
+    h('div', { class: 'field' },
+      h('label', { for: 'email' }, 'Email'),
+      email,
+      emailError,
+    ),
+    h('div', { class: 'field' },
+      h('div', { class: 'label-row' }, h('label', { for: 'password' }, 'Password'), toggle),
+      password,
+      h('p', { id: 'password-hint', class: 'hint' }, meter, hint),
+      pwError,
+    ),
+    formError,
+    submit,
+  );
+  form.addEventListener('submit', async (e) => {
+    e.preventDefault();
+    touched.add(email).add(password);
+    const bad = [validate(email) && email, validate(password) && password].find(Boolean);
+    if (bad) {
+      (bad as HTMLInputElement).focus();
+      return;
+    }
+    formError.textContent = '';
+    submit.disabled = true;
+    submit.textContent = 'Creating account…';
+    try {
+      const address = email.value.trim();
+      onRegistered(address, await register(address, password.value));
+    } catch (err) {
+      const apiErr = err instanceof ApiError ? err : new ApiError(String(err), 'INTERNAL');
+      const msg = describe(apiErr);
+      if (apiErr.code === 'BAD_USER_INPUT' && /^email/i.test(apiErr.message)) {
+        setError(email, emailError, msg);
+        email.focus();
+      } else if (apiErr.code === 'BAD_USER_INPUT' && /^password/i.test(apiErr.message)) {
+        setError(password, pwError, msg);
+        password.focus();
+      } else {
+        formError.textContent = msg;
+      }
+      submit.disabled = false;
+      submit.textContent = 'Create account';
+    }
+  });
+
+  show(
+    h('h1', {}, 'Create your account'),
+    notice ? h('p', { class: 'notice', role: 'status' }, notice) : null,
+    h('p', { class: 'lead' }, 'We will email you a link to confirm your address.'),
+    form,
+  );
+}

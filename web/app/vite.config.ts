@@ -1,0 +1,19 @@
+import { defineConfig } from 'vite';
+
+// The build goes to ../dist, which the Go binary embeds. During `npm run dev`
+// the API calls go to a verifier started with `go run .` on :8080.
+export default defineConfig({
+  build: {
+    outDir: '../dist',
+    emptyOutDir: true,
+    target: 'es2022',
+    // Exact, reproducible output: CI rebuilds and compares.
+    sourcemap: false,
+  },
+  server: {
+    proxy: {
+      '/query': { target: 'http://localhost:8080', ws: true },
+      '/dev/mail': 'http://localhost:8080',
+    },
+  },
+});

@@ -1,0 +1,41 @@
+package web
+
+import (
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"regexp"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+func TestHandler(t *testing.T) {
+	t.Parallel()
+	srv := httptest.NewServer(Handler())
+	defer srv.Close()
+	get := func(path string) (*http.Response, string) {
+		resp, err := http.Get(srv.URL + path)
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp, string(b)
+	}
+	for _, path := range []string{"/", "/verify-email?token=abc"} {
+		resp, body := get(path)
+		require.Equal(t, 200, resp.StatusCode, path)
+		require.Equal(t, "no-referrer", resp.Header.Get("Referrer-Policy"))
+		require.Contains(t, resp.Header.Get("Content-Security-Policy"), "frame-ancestors 'none'")
+		require.Contains(t, body, `<main id="app"`)
+	}
+	_, body := get("/")
+	script := regexp.MustCompile(`src="(/assets/[^"]+\.js)"`).FindStringSubmatch(body)
+	require.NotNil(t, script, "index.html loads the built bundle")
+	resp, js := get(script[1])
+	require.Equal(t, 200, resp.StatusCode)
+	require.Contains(t, resp.Header.Get("Cache-Control"), "immutable")
+	require.Contains(t, js, "graphql-transport-ws")
+
+	resp, _ = get("/nope")
+	require.Equal(t, 404, resp.StatusCode)
+}
