@@ -64,8 +64,9 @@ export function signupPage(onRegistered: (email: string, watchToken: string) => 
       emailError,
     ),
     h('div', { class: 'field' },
-      h('div', { class: 'label-row' }, h('label', { for: 'password' }, 'Password'), toggle),
-      password,
+      h('label', { for: 'password' }, 'Password'),
+      // The toggle follows the input, so Tab goes email → password → toggle.
+      h('div', { class: 'with-toggle' }, password, toggle),
       h('p', { id: 'password-hint', class: 'hint' }, meter, hint),
       pwError,
     ),

@@ -1,0 +1,220 @@
+// Browser end-to-end tests: Debian's Chromium driven by playwright-core
+// against the real server binary. Run with `npm run test:e2e`.
+import assert from 'node:assert/strict';
+import { after, afterEach, before, describe, test } from 'node:test';
+import {
+  apiRegister, apiVerify, latestLink, launch, openPage, signUp, startServer, uniqueEmail,
+} from './helpers.mjs';
+
+let browser, server;
+const pages = [];
+
+before(async () => {
+  browser = await launch();
+  server = await startServer({ RESEND_COOLDOWN: '3s' });
+});
+after(async () => {
+  await browser?.close();
+  await server?.stop();
+});
+
+async function page(opts) {
+  const p = await openPage(browser, opts);
+  pages.push(p);
+  return p;
+}
+
+// Every page of a test ends without console errors or uncaught exceptions.
+afterEach(async () => {
+  const open = pages.splice(0);
+  for (const p of open) {
+    assert.deepEqual(p.errors, [], `console errors on ${p.url()}`);
+    await p.context().close();
+  }
+});
+
+describe('verification', () => {
+  test('sign up, confirm on another device, and the first screen flips live', async () => {
+    const email = uniqueEmail('flow');
+    const a = await page();
+    await signUp(a, server, email);
+    await a.getByText(email).first().waitFor();
+    await a.getByText('Live', { exact: true }).waitFor();
+    await a.evaluate(() => (window.__notReloaded = true));
+
+    // Another device: its own browser context, opening the emailed link.
+    const link = await latestLink(server, email);
+    const b = await page({ viewport: { width: 360, height: 740 } });
+    await b.goto(link);
+    await b.getByRole('heading', { name: 'Confirm your email' }).waitFor();
+    assert.equal(new URL(b.url()).search, '', 'the token leaves the address bar');
+    await b.getByRole('button', { name: 'Confirm my email' }).click();
+    await b.getByRole('heading', { name: 'Email verified' }).waitFor();
+
+    await a.getByText('Your email is verified.').waitFor({ timeout: 2000 });
+    assert.equal(await a.evaluate(() => window.__notReloaded), true, 'no reload');
+    await a.getByRole('heading', { name: 'You are all set' }).waitFor();
+    assert.match(await a.locator('#announcer').textContent(), /is verified/, 'announced to screen readers');
+
+    // The same link again: already verified, not an error.
+    const c = await page();
+    await c.goto(link);
+    await c.getByRole('button', { name: 'Confirm my email' }).click();
+    await c.getByRole('heading', { name: 'Already verified' }).waitFor();
+  });
+
+  test('opening the link alone verifies nothing', async () => {
+    const email = uniqueEmail('get');
+    const watch = await apiRegister(server, email);
+    const p = await page();
+    await p.goto(await latestLink(server, email));
+    await p.getByRole('button', { name: 'Confirm my email' }).waitFor();
+    const r = await fetch(`${server.url}/query`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ query: 'query($w:String!){verificationStatus(watchToken:$w)}', variables: { w: watch } }),
+    });
+    assert.equal((await r.json()).data.verificationStatus, 'UNVERIFIED');
+  });
+
+  test('a reload keeps watching', async () => {
+    const email = uniqueEmail('reload');
+    const p = await page();
+    await signUp(p, server, email);
+    await p.reload();
+    await p.getByRole('heading', { name: 'Check your inbox' }).waitFor();
+    await p.getByText('Live', { exact: true }).waitFor();
+    await apiVerify(server, await latestLink(server, email));
+    await p.getByText('Your email is verified.').waitFor({ timeout: 2000 });
+  });
+
+  test('start over returns to an empty sign-up form', async () => {
+    const p = await page();
+    await signUp(p, server, uniqueEmail('over'));
+    await p.getByRole('button', { name: 'Wrong address? Start over' }).click();
+    await p.getByRole('heading', { name: 'Create your account' }).waitFor();
+    await p.reload();
+    await p.getByRole('heading', { name: 'Create your account' }).waitFor();
+  });
+
+  test('resend counts down while rate limited, then works', async () => {
+    const p = await page();
+    await signUp(p, server, uniqueEmail('resend'));
+    const resend = p.locator('#resend');
+    await resend.click();
+    await p.getByText(/Resend in \d s/).waitFor();
+    assert.equal(await resend.isDisabled(), true);
+    const first = Number((await resend.textContent()).match(/\d+/)[0]);
+    await p.waitForFunction((n) => {
+      const m = document.querySelector('#resend').textContent.match(/\d+/);
+      return m && Number(m[0]) < n;
+    }, first);
+    await p.getByRole('button', { name: 'Resend email' }).waitFor({ timeout: 10000 });
+    assert.equal(await resend.isDisabled(), false);
+    await resend.click();
+    await p.getByText('We sent a new link.').waitFor();
+  });
+
+  test('an invalid link says so', async () => {
+    const p = await page();
+    await p.goto(`${server.url}/verify-email?token=${'A'.repeat(43)}`);
+    await p.getByRole('button', { name: 'Confirm my email' }).click();
+    await p.getByRole('heading', { name: 'This link is not valid' }).waitFor();
+    const q = await page();
+    await q.goto(`${server.url}/verify-email`);
+    await q.getByRole('heading', { name: 'This link is not valid' }).waitFor();
+  });
+
+  test('wrong input shows the server rules in plain words', async () => {
+    const p = await page();
+    await p.goto(server.url + '/');
+    await p.getByLabel('Email', { exact: true }).fill('not-an-email');
+    await p.getByLabel('Password', { exact: true }).fill('short');
+    await p.getByRole('button', { name: 'Create account' }).click();
+    await p.getByText('Enter an email address like name@example.com.').waitFor();
+    await p.getByText('Use at least 8 characters.').waitFor();
+    assert.equal(await p.getByLabel('Email', { exact: true }).getAttribute('aria-invalid'), 'true');
+    assert.equal(await p.evaluate(() => document.activeElement.id), 'email', 'focus moves to the first mistake');
+  });
+});
+
+describe('keyboard and layout', () => {
+  test('sign-up works with the keyboard alone', async () => {
+    const p = await page();
+    await p.goto(server.url + '/');
+    assert.equal(await p.evaluate(() => document.activeElement.tagName), 'H1', 'focus starts at the heading');
+    await p.keyboard.press('Tab');
+    assert.equal(await p.evaluate(() => document.activeElement.id), 'email');
+    await p.keyboard.type(uniqueEmail('keys'));
+    await p.keyboard.press('Tab');
+    assert.equal(await p.evaluate(() => document.activeElement.id), 'password');
+    await p.keyboard.type('correct horse battery');
+    await p.keyboard.press('Tab');
+    await p.keyboard.press('Space'); // show password
+    assert.equal(await p.getByLabel('Password', { exact: true }).getAttribute('type'), 'text');
+    await p.keyboard.press('Tab');
+    await p.keyboard.press('Enter');
+    await p.getByRole('heading', { name: 'Check your inbox' }).waitFor();
+    assert.equal(await p.evaluate(() => document.activeElement.tagName), 'H1', 'focus moves to the new screen');
+    await p.keyboard.press('Tab');
+    assert.equal(await p.evaluate(() => document.activeElement.id), 'resend');
+  });
+
+  for (const width of [360, 1280]) {
+    test(`nothing overflows at ${width} px`, async () => {
+      const p = await page({ viewport: { width, height: 800 } });
+      await signUp(p, server, uniqueEmail('a-rather-long-address-to-wrap'));
+      const overflow = await p.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+      assert.ok(overflow <= 0, `scrolls sideways by ${overflow}px`);
+    });
+  }
+});
+
+describe('expiry', () => {
+  let short;
+  before(async () => {
+    short = await startServer({ TOKEN_TTL: '2s', RESEND_COOLDOWN: '1s' });
+  });
+  after(async () => short?.stop());
+
+  test('an expired link offers a new email', async () => {
+    const email = uniqueEmail('expired');
+    await apiRegister(short, email);
+    const link = await latestLink(short, email);
+    await new Promise((r) => setTimeout(r, 2100)); // outlive TOKEN_TTL
+    const p = await page();
+    await p.goto(link);
+    await p.getByRole('button', { name: 'Confirm my email' }).click();
+    await p.getByRole('heading', { name: 'This link has expired' }).waitFor();
+    await p.getByLabel('Your email').fill(email);
+    await p.getByRole('button', { name: 'Send me a new link' }).click();
+    await p.getByText('a new link is on its way').waitFor();
+    const fresh = await latestLink(short, email, { after: link });
+    assert.notEqual(fresh, link);
+  });
+});
+
+describe('connection loss', () => {
+  let own;
+  before(async () => {
+    own = await startServer();
+  });
+  after(async () => own?.stop());
+
+  test('shows reconnecting while the server is away and recovers', async () => {
+    const email = uniqueEmail('reconnect');
+    const p = await openPage(browser); // its console will show the dropped socket
+    try {
+      await signUp(p, own, email);
+      await p.getByText('Live', { exact: true }).waitFor();
+      await own.halt();
+      await p.getByText('Reconnecting…', { exact: true }).waitFor();
+      await own.resume();
+      await p.getByText('Live', { exact: true }).waitFor({ timeout: 30000 });
+      await apiVerify(own, await latestLink(own, email));
+      await p.getByText('Your email is verified.').waitFor({ timeout: 2000 });
+    } finally {
+      await p.context().close();
+    }
+  });
+});

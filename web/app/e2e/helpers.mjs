@@ -1,0 +1,153 @@
+// Shared parts of the browser tests: the real server binary, Debian's
+// Chromium driven by playwright-core, and the dev outbox as the mailbox.
+import { spawn, execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { chromium } from 'playwright-core';
+
+const repo = resolve(import.meta.dirname, '../../..');
+
+/** Builds the server once per process (unless VERIFIER_BIN names one). */
+let binary;
+function serverBinary() {
+  if (process.env.VERIFIER_BIN) return process.env.VERIFIER_BIN;
+  if (!binary) {
+    binary = join(mkdtempSync(join(tmpdir(), 'verifier-bin-')), 'verifier');
+    execFileSync('go', ['build', '-o', binary, '.'], { cwd: repo, stdio: 'inherit' });
+  }
+  return binary;
+}
+
+function freePort() {
+  return new Promise((ok, fail) => {
+    const s = createServer();
+    s.on('error', fail);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => ok(port));
+    });
+  });
+}
+
+/**
+ * Starts the real server on loopback with its own SQLite database and the
+ * dev outbox. `restart()` stops and starts it again on the same port and
+ * database (for reconnect tests).
+ */
+export async function startServer(env = {}) {
+  const port = await freePort();
+  const dir = mkdtempSync(join(tmpdir(), 'verifier-e2e-'));
+  const url = `http://127.0.0.1:${port}`;
+  const fullEnv = {
+    ...process.env,
+    HTTP_ADDR: `127.0.0.1:${port}`,
+    PUBLIC_URL: url,
+    DATABASE_URL: `sqlite:${join(dir, 'verifier.db')}`,
+    AMQP_URL: '',
+    SMTP_URL: '',
+    LOG_LEVEL: 'warn',
+    SHUTDOWN_GRACE: '2s',
+    ...env,
+  };
+  let proc;
+  const up = async () => {
+    proc = spawn(serverBinary(), [], { env: fullEnv, stdio: ['ignore', 'inherit', 'inherit'] });
+    for (let i = 0; i < 300; i++) {
+      try {
+        if ((await fetch(`${url}/healthz`)).ok) return;
+      } catch {}
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    throw new Error('server did not start');
+  };
+  const down = async () => {
+    if (!proc || proc.exitCode !== null) return;
+    const exited = new Promise((r) => proc.once('exit', r));
+    proc.kill('SIGTERM');
+    const code = await exited;
+    if (code !== 0) throw new Error(`server exited with ${code}`);
+  };
+  await up();
+  return {
+    url,
+    stop: async () => {
+      await down();
+      rmSync(dir, { recursive: true, force: true });
+    },
+    halt: down,
+    resume: up,
+  };
+}
+
+export function launch() {
+  return chromium.launch({
+    executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
+    args: [
+      '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+      '--disable-background-networking', '--disable-component-update', '--disable-sync',
+    ],
+  });
+}
+
+/** A page that records console errors and uncaught exceptions. */
+export async function openPage(browser, { viewport = { width: 1280, height: 800 }, colorScheme = 'light' } = {}) {
+  const context = await browser.newContext({ viewport, colorScheme });
+  const page = await context.newPage();
+  page.errors = [];
+  page.on('console', (m) => {
+    if (m.type() === 'error') page.errors.push(m.text());
+  });
+  page.on('pageerror', (e) => page.errors.push(String(e)));
+  return page;
+}
+
+/** Waits for the newest verification link mailed to `email`. */
+export async function latestLink(server, email, { after } = {}) {
+  for (let i = 0; i < 200; i++) {
+    const html = await (await fetch(`${server.url}/dev/mail`)).text();
+    for (const article of html.split('<article>').slice(1)) {
+      if (!article.includes(`To ${email}`)) continue;
+      const m = article.match(/href="([^"]*\/verify-email\?token=[A-Za-z0-9_-]+)"/);
+      if (m && m[1] !== after) return m[1].replaceAll('&amp;', '&');
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`no link mailed to ${email}`);
+}
+
+export async function gql(server, query, variables) {
+  const res = await fetch(`${server.url}/query`, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify({ query, variables }),
+  });
+  return res.json();
+}
+
+export async function apiRegister(server, email, password = 'correct horse battery') {
+  const r = await gql(server, 'mutation($i:RegisterInput!){register(input:$i){watchToken}}', { i: { email, password } });
+  if (r.errors) throw new Error(JSON.stringify(r.errors));
+  return r.data.register.watchToken;
+}
+
+export async function apiVerify(server, link) {
+  const token = new URL(link).searchParams.get('token');
+  const r = await gql(server, 'mutation($t:String!){verifyEmail(token:$t){status}}', { t: token });
+  if (r.errors) throw new Error(JSON.stringify(r.errors));
+}
+
+let seq = 0;
+export function uniqueEmail(tag) {
+  return `${tag}-${Date.now()}-${++seq}@example.com`;
+}
+
+/** Signs up through the form. */
+export async function signUp(page, server, email, password = 'correct horse battery') {
+  await page.goto(server.url + '/');
+  await page.getByLabel('Email', { exact: true }).fill(email);
+  await page.getByLabel('Password', { exact: true }).fill(password);
+  await page.getByRole('button', { name: 'Create account' }).click();
+  await page.getByRole('heading', { name: 'Check your inbox' }).waitFor();
+}
