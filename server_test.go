@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	amqp "github.com/rabbitmq/amqp091-go"
 	"github.com/stretchr/testify/require"
 
 	"github.com/verifier/verifier/internal/rabbittest"
@@ -23,26 +22,7 @@ import (
 // rabbitOptions returns options for a service on the test RabbitMQ with
 // names of its own, deleted when the test ends.
 func rabbitOptions(t testing.TB, url string) svcOptions {
-	t.Helper()
-	prefix := fmt.Sprintf("test-%s-%d", strings.ReplaceAll(t.Name(), "/", "-"), time.Now().UnixNano())
-	t.Cleanup(func() {
-		conn, err := amqp.Dial(url)
-		if err != nil {
-			return
-		}
-		defer conn.Close()
-		ch, err := conn.Channel()
-		if err != nil {
-			return
-		}
-		for _, q := range []string{prefix + ".mailer", prefix + ".dead"} {
-			_, _ = ch.QueueDelete(q, false, false, false)
-		}
-		for _, x := range []string{prefix + ".events", prefix + ".dead"} {
-			_ = ch.ExchangeDelete(x, false, false)
-		}
-	})
-	return svcOptions{amqpURL: url, amqpPrefix: prefix}
+	return svcOptions{amqpURL: url, amqpPrefix: rabbittest.Prefix(t, url)}
 }
 
 // TestFlow is the whole path through the public API: register, receive the
@@ -154,16 +134,19 @@ func TestVerifyIsIdempotent(t *testing.T) {
 	require.Equal(t, 1.0, s.metric(t, "verifier_outbox_published_total")-2, "register, resend and exactly one change event")
 }
 
-// metric reads one unlabelled sample from /metrics.
-func (s *svc) metric(t *testing.T, name string) float64 {
+// metric reads one sample (a series such as `name` or `name{label="v"}`)
+// from /metrics; 0 when it has not been recorded yet.
+func (s *svc) metric(t testing.TB, series string) float64 {
 	t.Helper()
 	resp, err := s.http.Get(s.url("/metrics"))
 	require.NoError(t, err)
 	defer resp.Body.Close()
 	body, err := io.ReadAll(resp.Body)
 	require.NoError(t, err)
-	m := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(name) + ` (\S+)$`).FindSubmatch(body)
-	require.NotNil(t, m, "metric %s in:\n%s", name, body)
+	m := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(series) + ` (\S+)$`).FindSubmatch(body)
+	if m == nil {
+		return 0
+	}
 	v, err := strconv.ParseFloat(string(m[1]), 64)
 	require.NoError(t, err)
 	return v
@@ -394,7 +377,7 @@ func TestSMTPOutage(t *testing.T) {
 			s.sink.Refuse(func(string) error { return smtpsink.TempFail })
 			s.register(t, "temp@example.com")
 			require.Eventually(t, func() bool {
-				return s.metricLabelled(t, `verifier_email_retries_total{kind="verification"}`) >= 2
+				return s.metric(t, `verifier_email_retries_total{kind="verification"}`) >= 2
 			}, 30*time.Second, 20*time.Millisecond)
 			require.Empty(t, s.sink.Pending())
 			s.sink.Refuse(func(to string) error {
@@ -411,25 +394,10 @@ func TestSMTPOutage(t *testing.T) {
 			m = s.sink.Next(t, 30*time.Second)
 			require.Equal(t, []string{"after@example.com"}, m.To)
 			require.Eventually(t, func() bool {
-				return s.metricLabelled(t, `verifier_emails_failed_total{kind="verification"}`) == 1
+				return s.metric(t, `verifier_emails_failed_total{kind="verification"}`) == 1
 			}, 30*time.Second, 20*time.Millisecond)
 		})
 	}
-}
-
-// metricLabelled reads one labelled sample, 0 if absent.
-func (s *svc) metricLabelled(t *testing.T, series string) float64 {
-	t.Helper()
-	resp, err := s.http.Get(s.url("/metrics"))
-	require.NoError(t, err)
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	m := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(series) + ` (\S+)$`).FindSubmatch(body)
-	if m == nil {
-		return 0
-	}
-	v, _ := strconv.ParseFloat(string(m[1]), 64)
-	return v
 }
 
 // TestSubscriptionsLeaveNoGoroutines opens 200 subscriptions, drops them

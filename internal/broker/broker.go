@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"math/rand/v2"
+	"sync"
 	"time"
 )
 
@@ -98,4 +99,20 @@ func Backoff(n int, base, max time.Duration) time.Duration {
 		d = max
 	}
 	return d - time.Duration(rand.Int64N(int64(d/4)+1))
+}
+
+// Drain waits up to grace for handlers to finish, then calls cancel (which
+// ends their contexts) and waits for the rest. It reports whether they all
+// finished within grace. Both brokers stop their consumers this way.
+func Drain(handlers *sync.WaitGroup, grace time.Duration, cancel func()) (inTime bool) {
+	done := make(chan struct{})
+	go func() { handlers.Wait(); close(done) }()
+	select {
+	case <-done:
+		inTime = true
+	case <-time.After(grace):
+	}
+	cancel()
+	<-done
+	return inTime
 }

@@ -2,11 +2,16 @@
 package rabbittest
 
 import (
+	"fmt"
 	"net"
 	"net/url"
 	"os"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
 )
 
 // DefaultURL is where .ci/run starts RabbitMQ.
@@ -55,4 +60,32 @@ func Via(raw, addr string) string {
 	u, _ := url.Parse(raw)
 	u.Host = addr
 	return u.String()
+}
+
+var seq atomic.Int64
+
+// Prefix returns exchange and queue names unique to t (for the broker's
+// Prefix option), and deletes what was declared under them when t ends, so
+// tests can share one RabbitMQ and run in parallel.
+func Prefix(t testing.TB, url string) string {
+	t.Helper()
+	prefix := fmt.Sprintf("test-%s-%d-%d", strings.NewReplacer("/", "-", " ", "_").Replace(t.Name()), time.Now().UnixNano(), seq.Add(1))
+	t.Cleanup(func() {
+		conn, err := amqp.Dial(url)
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		ch, err := conn.Channel()
+		if err != nil {
+			return
+		}
+		for _, q := range []string{prefix + ".mailer", prefix + ".work", prefix + ".dead"} {
+			_, _ = ch.QueueDelete(q, false, false, false)
+		}
+		for _, x := range []string{prefix + ".events", prefix + ".dead"} {
+			_ = ch.ExchangeDelete(x, false, false)
+		}
+	})
+	return prefix
 }

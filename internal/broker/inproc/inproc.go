@@ -159,17 +159,13 @@ func (b *Broker) deliver(ctx context.Context, q *queue, d *delivery) {
 func (b *Broker) Stop(grace time.Duration) {
 	b.stopOnce.Do(func() {
 		close(b.stopping)
-		done := make(chan struct{})
-		go func() { b.handlerWG.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(grace):
-			b.log.Warn("handlers still running after grace period; cancelling them")
+		cancel := b.cancel
+		if cancel == nil {
+			cancel = func() {} // never started
 		}
-		if b.cancel != nil {
-			b.cancel()
+		if !broker.Drain(&b.handlerWG, grace, cancel) {
+			b.log.Warn("handlers were still running after the grace period; cancelled them")
 		}
-		<-done
 	})
 }
 

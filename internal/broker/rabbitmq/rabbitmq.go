@@ -363,8 +363,9 @@ func (b *Broker) Ping(context.Context) error {
 	return nil
 }
 
-// Stop cancels the consumers, lets handlers finish within grace, then
-// closes the connection; RabbitMQ requeues whatever was not acked.
+// Stop cancels the consumers, lets handlers finish within grace (then
+// cancels them), and closes the connection; RabbitMQ requeues whatever was
+// not acked.
 func (b *Broker) Stop(grace time.Duration) {
 	b.stopOnce.Do(func() {
 		if b.cancelRun == nil {
@@ -379,19 +380,15 @@ func (b *Broker) Stop(grace time.Duration) {
 		for _, a := range attached {
 			_ = a.ch.Cancel(a.tag, false)
 		}
-		done := make(chan struct{})
-		go func() { b.handlers.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(grace):
-			b.log.Warn("handlers still running after grace period; cancelling them")
+		// Handlers settle their deliveries before the connection closes;
+		// whatever they could not settle, RabbitMQ requeues on close.
+		if !broker.Drain(&b.handlers, grace, b.cancelHandler) {
+			b.log.Warn("handlers were still running after the grace period; cancelled them")
 		}
-		b.cancelHandler()
 		if conn != nil {
 			if err := conn.Close(); err != nil && !errors.Is(err, amqp.ErrClosed) {
 				b.log.Debug("closing RabbitMQ connection", "err", err)
 			}
 		}
-		<-done
 	})
 }

@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -22,31 +20,8 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-var seq atomic.Int64
-
 // newPrefix returns names unique to t, deleted when t ends.
-func newPrefix(t *testing.T, url string) string {
-	t.Helper()
-	prefix := fmt.Sprintf("test-%s-%d-%d", strings.ReplaceAll(t.Name(), "/", "-"), time.Now().UnixNano(), seq.Add(1))
-	t.Cleanup(func() {
-		conn, err := amqp.Dial(url)
-		if err != nil {
-			return
-		}
-		defer conn.Close()
-		ch, err := conn.Channel()
-		if err != nil {
-			return
-		}
-		n := Names{prefix}
-		for _, q := range []string{n.Queue("work"), n.DeadLetter()} {
-			_, _ = ch.QueueDelete(q, false, false, false)
-		}
-		_ = ch.ExchangeDelete(n.Exchange(), false, false)
-		_ = ch.ExchangeDelete(n.DeadLetter(), false, false)
-	})
-	return prefix
-}
+func newPrefix(t *testing.T, url string) string { return rabbittest.Prefix(t, url) }
 
 func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
