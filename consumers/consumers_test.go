@@ -58,7 +58,7 @@ func verificationMessage(t *testing.T, email string) broker.Message {
 		ExpiresAt: time.Date(2030, 1, 2, 3, 4, 0, 0, time.UTC),
 	})
 	require.NoError(t, err)
-	return broker.Message{ID: uuid.NewString(), Topic: event.VerificationRequestedTopic, Body: body}
+	return broker.Message{ID: uuid.NewString(), Topic: event.RegisteredTopic, Body: body}
 }
 
 func TestMailerSendsVerification(t *testing.T) {
@@ -127,8 +127,8 @@ func TestMailerDeadLettersPermanentFailures(t *testing.T) {
 	require.Equal(t, 1, b.counts.failed)
 
 	for _, bad := range []broker.Message{
-		{ID: "1", Topic: event.VerificationRequestedTopic, Body: []byte("{not json")},
-		{ID: "2", Topic: event.VerificationRequestedTopic, Body: []byte(`{"email":"a@b.co"}`)},
+		{ID: "1", Topic: event.RegisteredTopic, Body: []byte("{not json")},
+		{ID: "2", Topic: event.RegisteredTopic, Body: []byte(`{"email":"a@b.co"}`)},
 		{ID: "3", Topic: event.AlreadyRegisteredTopic, Body: []byte(`{}`)},
 		{ID: "4", Topic: "something.else", Body: []byte(`{}`)},
 	} {

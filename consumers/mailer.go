@@ -21,8 +21,8 @@ type MailMetrics struct {
 	Sent, Failed, Retried func(kind string)
 }
 
-// Mailer turns verification requests and already-registered notices into
-// emails.
+// Mailer turns registrations, resend requests and already-registered
+// notices into emails.
 type Mailer struct {
 	Sender    mail.Sender
 	PublicURL string
@@ -43,7 +43,7 @@ func (m *Mailer) Queue() broker.Queue {
 	}
 	return broker.Queue{
 		Name:        MailerQueue,
-		Topics:      []string{event.VerificationRequestedTopic, event.AlreadyRegisteredTopic},
+		Topics:      []string{event.RegisteredTopic, event.ResentTopic, event.AlreadyRegisteredTopic},
 		Concurrency: n,
 	}
 }
@@ -89,13 +89,13 @@ func (m *Mailer) Handle(ctx context.Context, msg broker.Message) error {
 
 func (m *Mailer) render(msg broker.Message) (mail.Message, string, error) {
 	switch msg.Topic {
-	case event.VerificationRequestedTopic:
+	case event.RegisteredTopic, event.ResentTopic:
 		var ev event.VerificationRequested
 		if err := json.Unmarshal(msg.Body, &ev); err != nil || ev.Email == "" || ev.Token == "" {
 			return mail.Message{}, "verification", fmt.Errorf("undecodable %s event %s", msg.Topic, msg.ID)
 		}
 		link := mail.VerifyLink(m.PublicURL, ev.Token)
-		email, err := mail.Verification(msg.ID, ev.Email, link, ev.ExpiresAt, ev.Resend)
+		email, err := mail.Verification(msg.ID, ev.Email, link, ev.ExpiresAt, msg.Topic == event.ResentTopic)
 		return email, "verification", err
 	case event.AlreadyRegisteredTopic:
 		var ev event.AlreadyRegistered

@@ -81,7 +81,7 @@ func TestRegisterStoresOnlyHashes(t *testing.T) {
 	require.Contains(t, u.PasswordHash, "$argon2id$")
 	require.NotContains(t, u.String(), u.PasswordHash, "password hash is Sensitive")
 
-	evs := b.events(t, event.VerificationRequestedTopic)
+	evs := b.events(t, event.RegisteredTopic)
 	require.Len(t, evs, 1)
 	tok := verificationToken(t, evs[0])
 	vt, err := b.db.VerificationToken.Query().Only(ctx)
@@ -100,7 +100,7 @@ func TestConcurrentVerifyWritesOneEvent(t *testing.T) {
 	ctx := context.Background()
 	_, err := b.svc.Register(ctx, "click@example.com", "a good password")
 	require.NoError(t, err)
-	tok := verificationToken(t, b.events(t, event.VerificationRequestedTopic)[0])
+	tok := verificationToken(t, b.events(t, event.RegisteredTopic)[0])
 
 	var wg sync.WaitGroup
 	errs := make([]error, 16)
@@ -138,7 +138,8 @@ func TestConcurrentResendsOneEmail(t *testing.T) {
 		require.Equal(t, apperr.RateLimited, apperr.CodeOf(err))
 	}
 	require.Equal(t, 1, ok)
-	require.Len(t, b.events(t, event.VerificationRequestedTopic), 2, "registration and one resend")
+	require.Len(t, b.events(t, event.RegisteredTopic), 1)
+	require.Len(t, b.events(t, event.ResentTopic), 1, "one resend")
 }
 
 // Concurrent registrations of one new address: one account, and every
@@ -162,7 +163,7 @@ func TestConcurrentRegisterOneUser(t *testing.T) {
 	n, err = b.db.WatchToken.Query().Count(ctx)
 	require.NoError(t, err)
 	require.Equal(t, 8, n)
-	require.Len(t, b.events(t, event.VerificationRequestedTopic), 1)
+	require.Len(t, b.events(t, event.RegisteredTopic), 1)
 }
 
 // A change committed between Watch's subscribe and its read is not missed,
@@ -174,7 +175,7 @@ func TestWatchRecheckFindsMissedChange(t *testing.T) {
 	defer cancel()
 	watch, err := b.svc.Register(ctx, "watch@example.com", "a good password")
 	require.NoError(t, err)
-	tok := verificationToken(t, b.events(t, event.VerificationRequestedTopic)[0])
+	tok := verificationToken(t, b.events(t, event.RegisteredTopic)[0])
 
 	events, err := b.svc.Watch(ctx, watch)
 	require.NoError(t, err)

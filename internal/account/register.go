@@ -90,7 +90,7 @@ func (s *Service) register(ctx context.Context, tx *ent.Tx, email, hash, watchHa
 	if _, _, err := s.takeSendSlot(ctx, tx, email, now, true); err != nil {
 		return err
 	}
-	return outbox.Enqueue(ctx, tx, now, event.VerificationRequestedTopic, event.VerificationRequested{
+	return outbox.Enqueue(ctx, tx, now, event.RegisteredTopic, event.VerificationRequested{
 		UserID: u.ID, Email: email, Token: verify, ExpiresAt: now.Add(s.TokenTTL),
 	})
 }
@@ -125,8 +125,8 @@ func (s *Service) Resend(ctx context.Context, email string) error {
 			return err
 		}
 		queued = true
-		return outbox.Enqueue(ctx, tx, now, event.VerificationRequestedTopic, event.VerificationRequested{
-			UserID: u.ID, Email: email, Token: verify, ExpiresAt: now.Add(s.TokenTTL), Resend: true,
+		return outbox.Enqueue(ctx, tx, now, event.ResentTopic, event.VerificationRequested{
+			UserID: u.ID, Email: email, Token: verify, ExpiresAt: now.Add(s.TokenTTL),
 		})
 	})
 	if err != nil {

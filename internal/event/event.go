@@ -10,9 +10,12 @@ import (
 
 // Topics, used as routing keys.
 const (
-	// VerificationRequestedTopic asks the mailer to send a verification
-	// link, for a new registration or a resend.
-	VerificationRequestedTopic = "user.verification_requested"
+	// RegisteredTopic reports a new registration; the mailer sends its
+	// verification link. Payload: VerificationRequested.
+	RegisteredTopic = "user.registered"
+	// ResentTopic asks for a fresh link for an unverified address.
+	// Payload: VerificationRequested.
+	ResentTopic = "user.verification_resent"
 	// AlreadyRegisteredTopic asks the mailer to tell an address's owner
 	// that someone tried to register it again.
 	AlreadyRegisteredTopic = "user.already_registered"
@@ -20,14 +23,14 @@ const (
 	VerifiedTopic = "user.verified"
 )
 
-// VerificationRequested carries the link's secret to the mailer. The secret
+// VerificationRequested carries the link's secret to the mailer, for a
+// registration or a resend. The secret
 // exists in clear only here, in flight, and in the email itself.
 type VerificationRequested struct {
 	UserID    uuid.UUID `json:"userId"`
 	Email     string    `json:"email"`
 	Token     string    `json:"token"`
 	ExpiresAt time.Time `json:"expiresAt"`
-	Resend    bool      `json:"resend"`
 }
 
 // AlreadyRegistered is the notice sent instead of a second account.
