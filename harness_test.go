@@ -57,6 +57,8 @@ type svcOptions struct {
 	amqpURL, amqpPrefix string
 	// devOutbox leaves SMTP_URL empty.
 	devOutbox bool
+	// sink, if set, is shared with other services (replicas).
+	sink *smtpsink.Sink
 	env       map[string]string
 }
 
@@ -64,7 +66,10 @@ const publicURL = "http://verifier.test"
 
 func startService(t testing.TB, o svcOptions) *svc {
 	t.Helper()
-	s := &svc{sink: smtpsink.Start(t), clock: &clock{}, http: &http.Client{Timeout: 30 * time.Second}}
+	s := &svc{sink: o.sink, clock: &clock{}, http: &http.Client{Timeout: 30 * time.Second}}
+	if s.sink == nil {
+		s.sink = smtpsink.Start(t)
+	}
 	env := map[string]string{
 		"HTTP_ADDR":      "127.0.0.1:0",
 		"DATABASE_URL":   "sqlite:" + filepath.Join(t.TempDir(), "verifier.db"),

@@ -14,6 +14,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/verifier/verifier/internal/pgtest"
 	"github.com/verifier/verifier/internal/rabbittest"
 	"github.com/verifier/verifier/internal/smtpsink"
 	"github.com/verifier/verifier/internal/tcpproxy"
@@ -83,6 +84,43 @@ func TestFlow(t *testing.T) {
 			})
 		}
 	}
+}
+
+// TestReplicas runs two replicas on one PostgreSQL and one RabbitMQ: a
+// registration made on one is confirmed through it while the "check your
+// inbox" subscription is open on the other, which sees VERIFIED live; the
+// replicas share the outbox and the mail queue without sending twice.
+func TestReplicas(t *testing.T) {
+	t.Parallel()
+	url := rabbittest.URL(t)
+	opts := rabbitOptions(t, url)
+	opts.sink = smtpsink.Start(t)
+	opts.env = map[string]string{"DATABASE_URL": pgtest.Database(t)}
+	a, b := startService(t, opts), startService(t, opts)
+	a.waitReady(t, http.StatusOK)
+	b.waitReady(t, http.StatusOK)
+
+	watch := a.register(t, "replica@example.com")
+	tok := tokenFrom(t, opts.sink.Next(t, 30*time.Second))
+	w := b.subscribe(t, transportWS, watch)
+	w.expect("UNVERIFIED")
+	require.Empty(t, a.gql(t, verifyQ, map[string]any{"t": tok}).Errors)
+	w.expect("VERIFIED")
+	w.expectComplete()
+	require.Equal(t, "VERIFIED", b.status(t, watch))
+
+	const n = 10
+	for i := range n {
+		replica := []*svc{a, b}[i%2]
+		replica.register(t, fmt.Sprintf("spread-%d@example.com", i))
+	}
+	got := map[string]int{}
+	for _, m := range opts.sink.Collect(t, n, 30*time.Second) {
+		got[m.To[0]]++
+	}
+	require.Len(t, got, n, "one email per registration")
+	a.waitMetric(t, "verifier_outbox_backlog", 0)
+	require.Empty(t, opts.sink.Pending(), "no duplicates")
 }
 
 // TestVerifyIsIdempotent: every unexpired token of a verified address

@@ -21,6 +21,7 @@ import (
 	"github.com/verifier/verifier/internal/event"
 	"github.com/verifier/verifier/internal/hub"
 	"github.com/verifier/verifier/internal/password"
+	"github.com/verifier/verifier/internal/pgtest"
 	"github.com/verifier/verifier/internal/token"
 )
 
@@ -33,9 +34,29 @@ type testBundle struct {
 	now time.Time
 }
 
-func setup(t *testing.T) *testBundle {
+// databases are the two the service runs on; every test that touches the
+// database runs on each.
+var databases = []struct {
+	name string
+	url  func(t *testing.T) string
+}{
+	{"sqlite", func(t *testing.T) string { return "sqlite:" + filepath.Join(t.TempDir(), "test.db") }},
+	{"postgres", func(t *testing.T) string { return pgtest.Database(t) }},
+}
+
+// eachDB runs f once per database, in parallel subtests.
+func eachDB(t *testing.T, f func(t *testing.T, b *testBundle)) {
+	for _, d := range databases {
+		t.Run(d.name, func(t *testing.T) {
+			t.Parallel()
+			f(t, setup(t, d.url(t)))
+		})
+	}
+}
+
+func setup(t *testing.T, url string) *testBundle {
 	t.Helper()
-	db, err := database.Open(context.Background(), "sqlite:"+filepath.Join(t.TempDir(), "test.db"))
+	db, err := database.Open(context.Background(), url)
 	require.NoError(t, err)
 	t.Cleanup(func() { db.Close() })
 	b := &testBundle{db: db.Ent, hub: hub.New(), now: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
@@ -69,141 +90,147 @@ func verificationToken(t *testing.T, ev *ent.OutboxEvent) string {
 
 func TestRegisterStoresOnlyHashes(t *testing.T) {
 	t.Parallel()
-	b := setup(t)
-	ctx := context.Background()
-	watch, err := b.svc.Register(ctx, "Someone@Example.com", "a good password")
-	require.NoError(t, err)
-	require.True(t, token.WellFormed(watch))
+	eachDB(t, func(t *testing.T, b *testBundle) {
+		ctx := context.Background()
+		watch, err := b.svc.Register(ctx, "Someone@Example.com", "a good password")
+		require.NoError(t, err)
+		require.True(t, token.WellFormed(watch))
 
-	u, err := b.db.User.Query().Only(ctx)
-	require.NoError(t, err)
-	require.Equal(t, "someone@example.com", u.Email)
-	require.Contains(t, u.PasswordHash, "$argon2id$")
-	require.NotContains(t, u.String(), u.PasswordHash, "password hash is Sensitive")
+		u, err := b.db.User.Query().Only(ctx)
+		require.NoError(t, err)
+		require.Equal(t, "someone@example.com", u.Email)
+		require.Contains(t, u.PasswordHash, "$argon2id$")
+		require.NotContains(t, u.String(), u.PasswordHash, "password hash is Sensitive")
 
-	evs := b.events(t, event.RegisteredTopic)
-	require.Len(t, evs, 1)
-	tok := verificationToken(t, evs[0])
-	vt, err := b.db.VerificationToken.Query().Only(ctx)
-	require.NoError(t, err)
-	require.Equal(t, token.Hash(tok), vt.TokenHash)
-	wt, err := b.db.WatchToken.Query().Only(ctx)
-	require.NoError(t, err)
-	require.Equal(t, token.Hash(watch), wt.TokenHash)
-	require.Equal(t, b.now.Add(time.Hour), wt.ExpiresAt.UTC())
+		evs := b.events(t, event.RegisteredTopic)
+		require.Len(t, evs, 1)
+		tok := verificationToken(t, evs[0])
+		vt, err := b.db.VerificationToken.Query().Only(ctx)
+		require.NoError(t, err)
+		require.Equal(t, token.Hash(tok), vt.TokenHash)
+		wt, err := b.db.WatchToken.Query().Only(ctx)
+		require.NoError(t, err)
+		require.Equal(t, token.Hash(watch), wt.TokenHash)
+		require.Equal(t, b.now.Add(time.Hour), wt.ExpiresAt.UTC())
+	})
 }
 
 // Concurrent clicks on one link: all succeed, one change, one event.
 func TestConcurrentVerifyWritesOneEvent(t *testing.T) {
 	t.Parallel()
-	b := setup(t)
-	ctx := context.Background()
-	_, err := b.svc.Register(ctx, "click@example.com", "a good password")
-	require.NoError(t, err)
-	tok := verificationToken(t, b.events(t, event.RegisteredTopic)[0])
-
-	var wg sync.WaitGroup
-	errs := make([]error, 16)
-	for i := range errs {
-		wg.Go(func() { _, errs[i] = b.svc.VerifyEmail(ctx, tok) })
-	}
-	wg.Wait()
-	for _, err := range errs {
+	eachDB(t, func(t *testing.T, b *testBundle) {
+		ctx := context.Background()
+		_, err := b.svc.Register(ctx, "click@example.com", "a good password")
 		require.NoError(t, err)
-	}
-	require.Len(t, b.events(t, event.VerifiedTopic), 1)
+		tok := verificationToken(t, b.events(t, event.RegisteredTopic)[0])
+
+		var wg sync.WaitGroup
+		errs := make([]error, 16)
+		for i := range errs {
+			wg.Go(func() { _, errs[i] = b.svc.VerifyEmail(ctx, tok) })
+		}
+		wg.Wait()
+		for _, err := range errs {
+			require.NoError(t, err)
+		}
+		require.Len(t, b.events(t, event.VerifiedTopic), 1)
+	})
 }
 
 // Concurrent resends: exactly one gets through the cooldown.
 func TestConcurrentResendsOneEmail(t *testing.T) {
 	t.Parallel()
-	b := setup(t)
-	ctx := context.Background()
-	_, err := b.svc.Register(ctx, "resend@example.com", "a good password")
-	require.NoError(t, err)
-	b.now = b.now.Add(2 * time.Minute)
+	eachDB(t, func(t *testing.T, b *testBundle) {
+		ctx := context.Background()
+		_, err := b.svc.Register(ctx, "resend@example.com", "a good password")
+		require.NoError(t, err)
+		b.now = b.now.Add(2 * time.Minute)
 
-	var wg sync.WaitGroup
-	errs := make([]error, 16)
-	for i := range errs {
-		wg.Go(func() { errs[i] = b.svc.Resend(ctx, "resend@example.com") })
-	}
-	wg.Wait()
-	ok := 0
-	for _, err := range errs {
-		if err == nil {
-			ok++
-			continue
+		var wg sync.WaitGroup
+		errs := make([]error, 16)
+		for i := range errs {
+			wg.Go(func() { errs[i] = b.svc.Resend(ctx, "resend@example.com") })
 		}
-		require.Equal(t, apperr.RateLimited, apperr.CodeOf(err))
-	}
-	require.Equal(t, 1, ok)
-	require.Len(t, b.events(t, event.RegisteredTopic), 1)
-	require.Len(t, b.events(t, event.ResentTopic), 1, "one resend")
+		wg.Wait()
+		ok := 0
+		for _, err := range errs {
+			if err == nil {
+				ok++
+				continue
+			}
+			require.Equal(t, apperr.RateLimited, apperr.CodeOf(err))
+		}
+		require.Equal(t, 1, ok)
+		require.Len(t, b.events(t, event.RegisteredTopic), 1)
+		require.Len(t, b.events(t, event.ResentTopic), 1, "one resend")
+	})
 }
 
 // Concurrent registrations of one new address: one account, and every
 // caller gets a watch token.
 func TestConcurrentRegisterOneUser(t *testing.T) {
 	t.Parallel()
-	b := setup(t)
-	ctx := context.Background()
-	var wg sync.WaitGroup
-	errs := make([]error, 8)
-	for i := range errs {
-		wg.Go(func() { _, errs[i] = b.svc.Register(ctx, "race@example.com", "a good password") })
-	}
-	wg.Wait()
-	for _, err := range errs {
+	eachDB(t, func(t *testing.T, b *testBundle) {
+		ctx := context.Background()
+		var wg sync.WaitGroup
+		errs := make([]error, 8)
+		for i := range errs {
+			wg.Go(func() { _, errs[i] = b.svc.Register(ctx, "race@example.com", "a good password") })
+		}
+		wg.Wait()
+		for _, err := range errs {
+			require.NoError(t, err)
+		}
+		n, err := b.db.User.Query().Count(ctx)
 		require.NoError(t, err)
-	}
-	n, err := b.db.User.Query().Count(ctx)
-	require.NoError(t, err)
-	require.Equal(t, 1, n)
-	n, err = b.db.WatchToken.Query().Count(ctx)
-	require.NoError(t, err)
-	require.Equal(t, 8, n)
-	require.Len(t, b.events(t, event.RegisteredTopic), 1)
+		require.Equal(t, 1, n)
+		n, err = b.db.WatchToken.Query().Count(ctx)
+		require.NoError(t, err)
+		require.Equal(t, 8, n)
+		require.Len(t, b.events(t, event.RegisteredTopic), 1)
+	})
 }
 
 // A change committed between Watch's subscribe and its read is not missed,
 // and a Recheck after a broker reconnect finds a change whose event was lost.
 func TestWatchRecheckFindsMissedChange(t *testing.T) {
 	t.Parallel()
-	b := setup(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	watch, err := b.svc.Register(ctx, "watch@example.com", "a good password")
-	require.NoError(t, err)
-	tok := verificationToken(t, b.events(t, event.RegisteredTopic)[0])
+	eachDB(t, func(t *testing.T, b *testBundle) {
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		watch, err := b.svc.Register(ctx, "watch@example.com", "a good password")
+		require.NoError(t, err)
+		tok := verificationToken(t, b.events(t, event.RegisteredTopic)[0])
 
-	events, err := b.svc.Watch(ctx, watch)
-	require.NoError(t, err)
-	require.Equal(t, Unverified, (<-events).Status)
+		events, err := b.svc.Watch(ctx, watch)
+		require.NoError(t, err)
+		require.Equal(t, Unverified, (<-events).Status)
 
-	_, err = b.svc.VerifyEmail(ctx, tok) // its event is never delivered here
-	require.NoError(t, err)
-	b.hub.RecheckAll()
-	ev := <-events
-	require.Equal(t, Verified, ev.Status)
-	_, open := <-events
-	require.False(t, open, "completes after VERIFIED")
-	require.Zero(t, b.hub.Len())
+		_, err = b.svc.VerifyEmail(ctx, tok) // its event is never delivered here
+		require.NoError(t, err)
+		b.hub.RecheckAll()
+		ev := <-events
+		require.Equal(t, Verified, ev.Status)
+		_, open := <-events
+		require.False(t, open, "completes after VERIFIED")
+		require.Zero(t, b.hub.Len())
+	})
 }
 
 func TestWatchEndsWithContext(t *testing.T) {
 	t.Parallel()
-	b := setup(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	watch, err := b.svc.Register(ctx, "leave@example.com", "a good password")
-	require.NoError(t, err)
-	events, err := b.svc.Watch(ctx, watch)
-	require.NoError(t, err)
-	<-events
-	cancel()
-	for range events {
-	}
-	require.Zero(t, b.hub.Len())
+	eachDB(t, func(t *testing.T, b *testBundle) {
+		ctx, cancel := context.WithCancel(context.Background())
+		watch, err := b.svc.Register(ctx, "leave@example.com", "a good password")
+		require.NoError(t, err)
+		events, err := b.svc.Watch(ctx, watch)
+		require.NoError(t, err)
+		<-events
+		cancel()
+		for range events {
+		}
+		require.Zero(t, b.hub.Len())
+	})
 }
 
 func TestNormalizeEmail(t *testing.T) {

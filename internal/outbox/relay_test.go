@@ -17,6 +17,7 @@ import (
 	"github.com/verifier/verifier/ent/outboxevent"
 	"github.com/verifier/verifier/internal/broker"
 	"github.com/verifier/verifier/internal/database"
+	"github.com/verifier/verifier/internal/pgtest"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -79,9 +80,28 @@ func (c *testClock) Advance(d time.Duration) {
 	c.t = c.t.Add(d)
 }
 
-func setup(t *testing.T) *testBundle {
+// databases are the two the service runs on; every test runs on each.
+var databases = []struct {
+	name string
+	url  func(t *testing.T) string
+}{
+	{"sqlite", func(t *testing.T) string { return "sqlite:" + filepath.Join(t.TempDir(), "test.db") }},
+	{"postgres", func(t *testing.T) string { return pgtest.Database(t) }},
+}
+
+// eachDB runs f once per database, in parallel subtests.
+func eachDB(t *testing.T, f func(t *testing.T, b *testBundle)) {
+	for _, d := range databases {
+		t.Run(d.name, func(t *testing.T) {
+			t.Parallel()
+			f(t, setup(t, d.url(t)))
+		})
+	}
+}
+
+func setup(t *testing.T, url string) *testBundle {
 	t.Helper()
-	db, err := database.Open(context.Background(), "sqlite:"+filepath.Join(t.TempDir(), "test.db"))
+	db, err := database.Open(context.Background(), url)
 	require.NoError(t, err)
 	t.Cleanup(func() { db.Close() })
 	return &testBundle{db: db.Ent, clock: &testClock{t: time.Now().UTC()}, log: slog.New(slog.NewTextHandler(io.Discard, nil))}
@@ -114,123 +134,128 @@ func (b *testBundle) relay(t *testing.T, pub Publisher, published func(int)) *Re
 
 func TestRelayPublishesAndDeletes(t *testing.T) {
 	t.Parallel()
-	b := setup(t)
-	pub := newRecorder()
-	done := make(chan int, 100)
-	r := b.relay(t, pub, func(n int) { done <- n })
-	b.enqueue(t, 10)
-	r.Wake() // no poll for an hour: the wake alone must do it
-	total := 0
-	for total < 10 {
-		select {
-		case n := <-done:
-			total += n
-		case <-time.After(10 * time.Second):
-			t.Fatalf("published %d of 10", total)
+	eachDB(t, func(t *testing.T, b *testBundle) {
+		pub := newRecorder()
+		done := make(chan int, 100)
+		r := b.relay(t, pub, func(n int) { done <- n })
+		b.enqueue(t, 10)
+		r.Wake() // no poll for an hour: the wake alone must do it
+		total := 0
+		for total < 10 {
+			select {
+			case n := <-done:
+				total += n
+			case <-time.After(10 * time.Second):
+				t.Fatalf("published %d of 10", total)
+			}
 		}
-	}
-	events, publishes := pub.count()
-	require.Equal(t, 10, events)
-	require.Equal(t, 10, publishes)
-	require.Zero(t, b.backlog(t))
+		events, publishes := pub.count()
+		require.Equal(t, 10, events)
+		require.Equal(t, 10, publishes)
+		require.Zero(t, b.backlog(t))
+	})
 }
 
 func TestRelayRetriesAfterFailure(t *testing.T) {
 	t.Parallel()
-	b := setup(t)
-	pub := newRecorder()
-	pub.fail = 3
-	done := make(chan int, 10)
-	r := b.relay(t, pub, func(n int) { done <- n })
-	b.enqueue(t, 3)
-	r.Wake()
-	for range 3 {
-		<-pub.calls
-	}
-	// All three failed and were rescheduled with backoff; nothing is due
-	// until the clock moves.
-	require.Eventually(t, func() bool {
-		n, err := b.db.OutboxEvent.Query().Where(outboxevent.Attempts(1)).Count(context.Background())
-		return err == nil && n == 3
-	}, 10*time.Second, 5*time.Millisecond)
-	b.clock.Advance(10 * time.Second)
-	r.Wake()
-	total := 0
-	for total < 3 {
-		select {
-		case n := <-done:
-			total += n
-		case <-time.After(10 * time.Second):
-			t.Fatalf("published %d of 3 after recovery", total)
+	eachDB(t, func(t *testing.T, b *testBundle) {
+		pub := newRecorder()
+		pub.fail = 3
+		done := make(chan int, 10)
+		r := b.relay(t, pub, func(n int) { done <- n })
+		b.enqueue(t, 3)
+		r.Wake()
+		for range 3 {
+			<-pub.calls
 		}
-	}
-	require.Zero(t, b.backlog(t))
+		// All three failed and were rescheduled with backoff; nothing is due
+		// until the clock moves.
+		require.Eventually(t, func() bool {
+			n, err := b.db.OutboxEvent.Query().Where(outboxevent.Attempts(1)).Count(context.Background())
+			return err == nil && n == 3
+		}, 10*time.Second, 5*time.Millisecond)
+		b.clock.Advance(10 * time.Second)
+		r.Wake()
+		total := 0
+		for total < 3 {
+			select {
+			case n := <-done:
+				total += n
+			case <-time.After(10 * time.Second):
+				t.Fatalf("published %d of 3 after recovery", total)
+			}
+		}
+		require.Zero(t, b.backlog(t))
+	})
 }
 
 // Two relays (two replicas) on one outbox publish each event exactly once.
 func TestRelaysShareWithoutDuplicates(t *testing.T) {
 	t.Parallel()
-	b := setup(t)
-	pub := newRecorder()
-	b.enqueue(t, 300)
-	r1, r2 := b.relay(t, pub, nil), b.relay(t, pub, nil)
-	r1.Wake()
-	r2.Wake()
-	require.Eventually(t, func() bool { r1.Wake(); r2.Wake(); return b.backlog(t) == 0 }, 20*time.Second, 5*time.Millisecond)
-	events, publishes := pub.count()
-	require.Equal(t, 300, events)
-	require.Equal(t, 300, publishes, "no event published twice")
+	eachDB(t, func(t *testing.T, b *testBundle) {
+		pub := newRecorder()
+		b.enqueue(t, 300)
+		r1, r2 := b.relay(t, pub, nil), b.relay(t, pub, nil)
+		r1.Wake()
+		r2.Wake()
+		require.Eventually(t, func() bool { r1.Wake(); r2.Wake(); return b.backlog(t) == 0 }, 20*time.Second, 5*time.Millisecond)
+		events, publishes := pub.count()
+		require.Equal(t, 300, events)
+		require.Equal(t, 300, publishes, "no event published twice")
+	})
 }
 
 // Stopping with publishes in flight releases their events at once for the
 // next start, instead of leaving them leased.
 func TestRelayStopReleasesInFlight(t *testing.T) {
 	t.Parallel()
-	b := setup(t)
-	pub := newRecorder()
-	pub.block = true
-	r := NewRelay(b.db, pub, b.log, Options{Now: b.clock.Now, Poll: time.Hour})
-	require.NoError(t, r.Start(context.Background()))
-	b.enqueue(t, 2)
-	r.Wake()
-	<-pub.calls
-	<-pub.calls
-	r.Stop()
-	r.Stop() // idempotent
-	evs, err := b.db.OutboxEvent.Query().All(context.Background())
-	require.NoError(t, err)
-	require.Len(t, evs, 2)
-	for _, ev := range evs {
-		require.Empty(t, ev.Claim)
-		require.False(t, ev.AvailableAt.After(b.clock.Now()), "due at once")
-	}
+	eachDB(t, func(t *testing.T, b *testBundle) {
+		pub := newRecorder()
+		pub.block = true
+		r := NewRelay(b.db, pub, b.log, Options{Now: b.clock.Now, Poll: time.Hour})
+		require.NoError(t, r.Start(context.Background()))
+		b.enqueue(t, 2)
+		r.Wake()
+		<-pub.calls
+		<-pub.calls
+		r.Stop()
+		r.Stop() // idempotent
+		evs, err := b.db.OutboxEvent.Query().All(context.Background())
+		require.NoError(t, err)
+		require.Len(t, evs, 2)
+		for _, ev := range evs {
+			require.Empty(t, ev.Claim)
+			require.False(t, ev.AvailableAt.After(b.clock.Now()), "due at once")
+		}
+	})
 }
 
 // Retry (called on broker reconnect) sends events waiting out a backoff at
 // once, without the clock moving.
 func TestRelayRetrySkipsBackoff(t *testing.T) {
 	t.Parallel()
-	b := setup(t)
-	pub := newRecorder()
-	pub.fail = 2
-	done := make(chan int, 10)
-	r := b.relay(t, pub, func(n int) { done <- n })
-	b.enqueue(t, 2)
-	r.Wake()
-	<-pub.calls
-	<-pub.calls
-	require.Eventually(t, func() bool {
-		n, err := b.db.OutboxEvent.Query().Where(outboxevent.Attempts(1), outboxevent.Claim("")).Count(context.Background())
-		return err == nil && n == 2
-	}, 10*time.Second, 5*time.Millisecond)
-	r.Retry()
-	total := 0
-	for total < 2 {
-		select {
-		case n := <-done:
-			total += n
-		case <-time.After(10 * time.Second):
-			t.Fatalf("published %d of 2", total)
+	eachDB(t, func(t *testing.T, b *testBundle) {
+		pub := newRecorder()
+		pub.fail = 2
+		done := make(chan int, 10)
+		r := b.relay(t, pub, func(n int) { done <- n })
+		b.enqueue(t, 2)
+		r.Wake()
+		<-pub.calls
+		<-pub.calls
+		require.Eventually(t, func() bool {
+			n, err := b.db.OutboxEvent.Query().Where(outboxevent.Attempts(1), outboxevent.Claim("")).Count(context.Background())
+			return err == nil && n == 2
+		}, 10*time.Second, 5*time.Millisecond)
+		r.Retry()
+		total := 0
+		for total < 2 {
+			select {
+			case n := <-done:
+				total += n
+			case <-time.After(10 * time.Second):
+				t.Fatalf("published %d of 2", total)
+			}
 		}
-	}
+	})
 }
