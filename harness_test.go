@@ -59,7 +59,7 @@ type svcOptions struct {
 	devOutbox bool
 	// sink, if set, is shared with other services (replicas).
 	sink *smtpsink.Sink
-	env       map[string]string
+	env  map[string]string
 }
 
 const publicURL = "http://verifier.test"
