@@ -30,6 +30,7 @@ import (
 	"github.com/verifier/verifier/internal/database"
 	"github.com/verifier/verifier/internal/httpapi"
 	"github.com/verifier/verifier/internal/hub"
+	"github.com/verifier/verifier/internal/janitor"
 	"github.com/verifier/verifier/internal/mail"
 	"github.com/verifier/verifier/internal/metrics"
 	"github.com/verifier/verifier/internal/outbox"
@@ -202,6 +203,16 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger, hk hooks) err
 		return err
 	}
 	defer relay.Stop()
+
+	tasks := []janitor.Task{{Name: "expired tokens and cooldowns", Run: accounts.DeleteExpired}}
+	if devOutbox != nil {
+		tasks = append(tasks, janitor.Task{Name: "dev outbox", Run: func(ctx context.Context) (int, error) { return devOutbox.Trim(ctx, 500) }})
+	}
+	cleaner := janitor.New(log.With("component", "janitor"), 15*time.Minute, tasks...)
+	if err := cleaner.Start(ctx); err != nil {
+		return err
+	}
+	defer cleaner.Stop()
 
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {

@@ -52,3 +52,12 @@ func (d *DevOutbox) List(ctx context.Context, n int) ([]*ent.DevMail, error) {
 }
 
 var _ Sender = (*DevOutbox)(nil)
+
+// Trim keeps the newest keep messages and deletes the rest.
+func (d *DevOutbox) Trim(ctx context.Context, keep int) (int, error) {
+	ids, err := d.db.DevMail.Query().Order(ent.Desc(devmail.FieldID)).Offset(keep).IDs(ctx)
+	if err != nil || len(ids) == 0 {
+		return 0, err
+	}
+	return d.db.DevMail.Delete().Where(devmail.IDIn(ids...)).Exec(ctx)
+}

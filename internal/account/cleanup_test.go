@@ -1,0 +1,44 @@
+package account
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/verifier/verifier/internal/apperr"
+	"github.com/verifier/verifier/internal/event"
+)
+
+func TestDeleteExpired(t *testing.T) {
+	t.Parallel()
+	eachDB(t, func(t *testing.T, b *testBundle) {
+		ctx := context.Background()
+		watch, err := b.svc.Register(ctx, "old@example.com", "a good password")
+		require.NoError(t, err)
+		tok := verificationToken(t, b.events(t, event.RegisteredTopic)[0])
+
+		n, err := b.svc.DeleteExpired(ctx)
+		require.NoError(t, err)
+		require.Zero(t, n, "nothing has expired yet")
+
+		// Past the token lifetime: the watch token and the cooldown record
+		// go; the verification token stays and still says "expired".
+		b.now = b.now.Add(2 * time.Hour)
+		n, err = b.svc.DeleteExpired(ctx)
+		require.NoError(t, err)
+		require.Equal(t, 2, n)
+		_, err = b.svc.Status(ctx, watch)
+		require.Equal(t, apperr.InvalidToken, apperr.CodeOf(err))
+		_, err = b.svc.VerifyEmail(ctx, tok)
+		require.Equal(t, apperr.TokenExpired, apperr.CodeOf(err))
+
+		b.now = b.now.Add(ExpiredTokenGrace)
+		n, err = b.svc.DeleteExpired(ctx)
+		require.NoError(t, err)
+		require.Equal(t, 1, n)
+		_, err = b.svc.VerifyEmail(ctx, tok)
+		require.Equal(t, apperr.InvalidToken, apperr.CodeOf(err))
+	})
+}

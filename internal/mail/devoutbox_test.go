@@ -1,0 +1,40 @@
+package mail
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/verifier/verifier/internal/database"
+)
+
+func TestDevOutboxKeepsOnceAndTrims(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db, err := database.Open(ctx, "sqlite:"+filepath.Join(t.TempDir(), "t.db"))
+	require.NoError(t, err)
+	defer db.Close()
+	d := NewDevOutbox(db.Ent, slog.New(slog.NewTextHandler(io.Discard, nil)), "http://x/dev/mail")
+
+	for i := range 5 {
+		m := Message{ID: fmt.Sprint(i), To: "a@example.com", Subject: fmt.Sprint("mail ", i), Text: "t", HTML: "h"}
+		require.NoError(t, d.Send(ctx, m))
+		require.NoError(t, d.Send(ctx, m), "a redelivery is accepted")
+	}
+	list, err := d.List(ctx, 100)
+	require.NoError(t, err)
+	require.Len(t, list, 5, "each message kept once")
+	require.Equal(t, "mail 4", list[0].Subject, "newest first")
+
+	n, err := d.Trim(ctx, 2)
+	require.NoError(t, err)
+	require.Equal(t, 3, n)
+	list, err = d.List(ctx, 100)
+	require.NoError(t, err)
+	require.Equal(t, []string{"mail 4", "mail 3"}, []string{list[0].Subject, list[1].Subject})
+}
