@@ -35,6 +35,7 @@ import (
 	"github.com/verifier/verifier/internal/metrics"
 	"github.com/verifier/verifier/internal/outbox"
 	"github.com/verifier/verifier/internal/password"
+	"github.com/verifier/verifier/internal/ratelimit"
 	"github.com/verifier/verifier/internal/wsgorilla"
 	"github.com/verifier/verifier/web"
 )
@@ -170,7 +171,7 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger, hk hooks) err
 		Log:            log.With("component", "account"),
 		Now:            now,
 	})
-	gql := graph.NewHandler(&graph.Resolver{Accounts: accounts}, graph.HandlerOptions{
+	gql := graph.NewHandler(&graph.Resolver{Accounts: accounts, ClientLimit: ratelimit.New(cfg.ClientLimit, now)}, graph.HandlerOptions{
 		Log: log.With("component", "graphql"),
 		Websocket: wsgorilla.Implementation{Upgrader: websocket.Upgrader{
 			HandshakeTimeout: 10 * time.Second,
@@ -193,6 +194,7 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger, hk hooks) err
 		Closing:        closing,
 		Log:            log.With("component", "http"),
 		MaxBodyBytes:   64 << 10,
+		TrustProxy:     cfg.TrustProxy,
 	})
 
 	if err := b.Start(ctx); err != nil {

@@ -320,6 +320,29 @@ func TestResendCooldown(t *testing.T) {
 	require.Empty(t, s.sink.Pending())
 }
 
+// TestClientRateLimit: one client gets CLIENT_RATE_LIMIT register and
+// resend calls a minute, whatever addresses it uses.
+func TestClientRateLimit(t *testing.T) {
+	t.Parallel()
+	s := startService(t, svcOptions{env: map[string]string{"CLIENT_RATE_LIMIT": "3"}})
+	s.register(t, "one@example.com")
+	require.Empty(t, s.gql(t, resendQ, map[string]any{"e": "two@example.com"}).Errors)
+	s.register(t, "three@example.com")
+	for _, r := range []gqlResponse{
+		s.gql(t, registerQ, map[string]any{"e": "four@example.com", "p": "long enough pw"}),
+		s.gql(t, resendQ, map[string]any{"e": "five@example.com"}),
+	} {
+		require.Equal(t, "RATE_LIMITED", r.code())
+		require.EqualValues(t, 20, r.Errors[0].Extensions["retryAfterSeconds"])
+	}
+	// Reading status is not limited.
+	r := s.gql(t, statusQ, map[string]any{"w": "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"})
+	require.Equal(t, "INVALID_TOKEN", r.code())
+
+	s.clock.Advance(20 * time.Second)
+	s.register(t, "four@example.com")
+}
+
 // TestRepeatedRegistration: the same answer as a fresh one; the owner gets a
 // notice; the watch token never reports VERIFIED.
 func TestRepeatedRegistration(t *testing.T) {

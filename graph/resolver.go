@@ -10,6 +10,8 @@ import (
 	"context"
 
 	"github.com/verifier/verifier/internal/account"
+	"github.com/verifier/verifier/internal/apperr"
+	"github.com/verifier/verifier/internal/ratelimit"
 )
 
 // Accounts is what the resolvers need from the account service.
@@ -26,4 +28,16 @@ var _ Accounts = (*account.Service)(nil)
 // Resolver is the root resolver; it holds the dependencies.
 type Resolver struct {
 	Accounts Accounts
+	// ClientLimit bounds register and resend calls per client; nil is no
+	// limit.
+	ClientLimit *ratelimit.Limiter
+}
+
+// limitClient spends one of the calling client's tokens for a mutation that
+// hashes a password or sends mail.
+func (r *Resolver) limitClient(ctx context.Context) error {
+	if ok, wait := r.ClientLimit.Allow(ratelimit.Client(ctx)); !ok {
+		return apperr.Limited(wait, "too many requests from this client; try again in %d seconds", account.RetryAfterSeconds(wait))
+	}
+	return nil
 }

@@ -13,6 +13,9 @@ import (
 
 // Register is the resolver for the register field.
 func (r *mutationResolver) Register(ctx context.Context, input model.RegisterInput) (*model.RegisterPayload, error) {
+	if err := r.limitClient(ctx); err != nil {
+		return nil, err
+	}
 	watch, err := r.Accounts.Register(ctx, input.Email, input.Password)
 	if err != nil {
 		return nil, err
@@ -31,6 +34,9 @@ func (r *mutationResolver) VerifyEmail(ctx context.Context, token string) (*mode
 
 // ResendVerificationEmail is the resolver for the resendVerificationEmail field.
 func (r *mutationResolver) ResendVerificationEmail(ctx context.Context, email string) (bool, error) {
+	if err := r.limitClient(ctx); err != nil {
+		return false, err
+	}
 	if err := r.Accounts.Resend(ctx, email); err != nil {
 		return false, err
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -22,6 +23,8 @@ type Config struct {
 	TokenTTL       time.Duration // TOKEN_TTL
 	ResendCooldown time.Duration // RESEND_COOLDOWN
 	AllowedOrigins []string      // ALLOWED_ORIGINS, comma separated
+	ClientLimit    int           // CLIENT_RATE_LIMIT: register/resend calls per client a minute; 0 is off
+	TrustProxy     bool          // TRUST_PROXY: take the client address from X-Forwarded-For
 	ShutdownGrace  time.Duration // SHUTDOWN_GRACE
 	LogLevel       string        // LOG_LEVEL: debug, info, warn, error
 	LogFormat      string        // LOG_FORMAT: text or json
@@ -44,6 +47,8 @@ var Settings = []Setting{
 	{"TOKEN_TTL", "24h", "verification and watch token lifetime (at most 24h)"},
 	{"RESEND_COOLDOWN", "60s", "least time between two emails to one address"},
 	{"ALLOWED_ORIGINS", "", "extra origins allowed to open websockets and make credentialed requests, comma separated"},
+	{"CLIENT_RATE_LIMIT", "30", "register and resend calls allowed per client address a minute (0: no limit)"},
+	{"TRUST_PROXY", "false", "true behind a reverse proxy: the client address is the last one in X-Forwarded-For"},
 	{"SHUTDOWN_GRACE", "10s", "how long shutdown waits for requests and handlers in flight"},
 	{"LOG_LEVEL", "info", "debug, info, warn or error"},
 	{"LOG_FORMAT", "text", "text or json"},
@@ -88,6 +93,16 @@ func Load(getenv func(string) string) (Config, error) {
 		ShutdownGrace:  duration("SHUTDOWN_GRACE"),
 		LogLevel:       strings.ToLower(get("LOG_LEVEL")),
 		LogFormat:      strings.ToLower(get("LOG_FORMAT")),
+	}
+	if n, err := strconv.Atoi(get("CLIENT_RATE_LIMIT")); err != nil || n < 0 {
+		errs = append(errs, fmt.Errorf("CLIENT_RATE_LIMIT: want a whole number of calls a minute (0 for no limit), got %q", get("CLIENT_RATE_LIMIT")))
+	} else {
+		c.ClientLimit = n
+	}
+	if b, err := strconv.ParseBool(get("TRUST_PROXY")); err != nil {
+		errs = append(errs, fmt.Errorf("TRUST_PROXY: want true or false, got %q", get("TRUST_PROXY")))
+	} else {
+		c.TrustProxy = b
 	}
 	for _, o := range strings.Split(get("ALLOWED_ORIGINS"), ",") {
 		if o = strings.TrimRight(strings.TrimSpace(o), "/"); o != "" {

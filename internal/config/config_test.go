@@ -24,6 +24,8 @@ func TestLoadDefaults(t *testing.T) {
 	require.Equal(t, 24*time.Hour, c.TokenTTL)
 	require.Equal(t, 60*time.Second, c.ResendCooldown)
 	require.Empty(t, c.AllowedOrigins)
+	require.Equal(t, 30, c.ClientLimit)
+	require.False(t, c.TrustProxy)
 }
 
 func TestLoadValues(t *testing.T) {
@@ -54,6 +56,9 @@ func TestLoadRejects(t *testing.T) {
 		{"unknown mail", "SMTP_URL", "http://x", "SMTP_URL"},
 		{"origin with path", "ALLOWED_ORIGINS", "https://a.example/x", "ALLOWED_ORIGINS"},
 		{"log level", "LOG_LEVEL", "loud", "LOG_LEVEL"},
+		{"negative client limit", "CLIENT_RATE_LIMIT", "-1", "CLIENT_RATE_LIMIT"},
+		{"client limit not a number", "CLIENT_RATE_LIMIT", "lots", "CLIENT_RATE_LIMIT"},
+		{"trust proxy not a bool", "TRUST_PROXY", "maybe", "TRUST_PROXY"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -25,6 +25,7 @@ import (
 	"github.com/verifier/verifier/internal/apperr"
 	"github.com/verifier/verifier/internal/mail"
 	"github.com/verifier/verifier/internal/metrics"
+	"github.com/verifier/verifier/internal/ratelimit"
 )
 
 // Check is one dependency /readyz asks.
@@ -51,6 +52,8 @@ type Options struct {
 	Log     *slog.Logger
 	// MaxBodyBytes bounds a POST /query body.
 	MaxBodyBytes int64
+	// TrustProxy takes the client address from X-Forwarded-For.
+	TrustProxy bool
 }
 
 // New returns the service's HTTP handler.
@@ -74,6 +77,7 @@ func New(o Options) http.Handler {
 // CORS and a size limit.
 func (o Options) query() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r = r.WithContext(ratelimit.WithClient(r.Context(), ratelimit.ClientAddress(r, o.TrustProxy)))
 		origin := r.Header.Get("Origin")
 		if websocket.IsWebSocketUpgrade(r) {
 			if !o.sameOrAllowed(r, origin) {
