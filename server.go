@@ -105,7 +105,10 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger, hk hooks) err
 	if err != nil {
 		return err
 	}
-	defer db.Close()
+	defer func() {
+		db.Close()
+		log.Info("stopped")
+	}()
 
 	m := metrics.New()
 	m.Backlog(func() (int, error) { return db.Ent.OutboxEvent.Query().Count(context.Background()) })
@@ -250,8 +253,7 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger, hk hooks) err
 	if err := srv.Shutdown(shutdownCtx); err != nil {
 		log.Warn("requests still running at the end of the grace period", "err", err)
 	}
-	// The deferred calls stop the relay, then the broker, then close the
-	// database, in that order.
-	log.Info("stopped")
+	// The deferred calls stop the janitor, the relay (unconfirmed events
+	// stay in the outbox), then the broker, and close the database last.
 	return nil
 }
