@@ -333,7 +333,10 @@ func TestClientRateLimit(t *testing.T) {
 		s.gql(t, resendQ, map[string]any{"e": "five@example.com"}),
 	} {
 		require.Equal(t, "RATE_LIMITED", r.code())
-		require.EqualValues(t, 20, r.Errors[0].Extensions["retryAfterSeconds"])
+		// A token every 20 s at 3 a minute, less what refilled while the
+		// calls above ran.
+		retry := r.Errors[0].Extensions["retryAfterSeconds"].(float64)
+		require.True(t, retry >= 1 && retry <= 20, "retryAfterSeconds %v", retry)
 	}
 	// Reading status is not limited.
 	r := s.gql(t, statusQ, map[string]any{"w": "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"})
