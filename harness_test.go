@@ -28,15 +28,28 @@ func TestMain(m *testing.M) {
 
 // clock is real time plus an offset the test can advance, shared by every
 // part of the service, so expiry and cooldowns are tested without waiting.
+// Frozen, it stands still but for Advance, for tests that check exact
+// remaining times.
 type clock struct {
 	mu     sync.Mutex
 	offset time.Duration
+	frozen time.Time
 }
 
 func (c *clock) Now() time.Time {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if !c.frozen.IsZero() {
+		return c.frozen.Add(c.offset)
+	}
 	return time.Now().Add(c.offset)
+}
+
+// Freeze stops the clock at the current instant.
+func (c *clock) Freeze() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.frozen = time.Now()
 }
 
 func (c *clock) Advance(d time.Duration) {

@@ -200,6 +200,7 @@ func (s *svc) waitMetric(t *testing.T, name string, want float64) {
 func TestErrorCodes(t *testing.T) {
 	t.Parallel()
 	s := startService(t, svcOptions{env: map[string]string{"TOKEN_TTL": "1h"}})
+	s.clock.Freeze() // exact retryAfterSeconds however long the table takes
 	watch := s.register(t, "linus@example.com")
 	valid := tokenFrom(t, s.sink.Next(t, 30*time.Second))
 	unknown := "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
@@ -278,6 +279,7 @@ func TestErrorCodes(t *testing.T) {
 func TestResendCooldown(t *testing.T) {
 	t.Parallel()
 	s := startService(t, svcOptions{env: map[string]string{"RESEND_COOLDOWN": "90s"}})
+	s.clock.Freeze() // the remaining times below are exact
 	s.register(t, "ken@example.com")
 	first := tokenFrom(t, s.sink.Next(t, 30*time.Second))
 
