@@ -14,7 +14,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/verifier/verifier/internal/pgtest"
+	"github.com/verifier/verifier/internal/dbtest"
 	"github.com/verifier/verifier/internal/rabbittest"
 	"github.com/verifier/verifier/internal/smtpsink"
 	"github.com/verifier/verifier/internal/tcpproxy"
@@ -95,7 +95,7 @@ func TestReplicas(t *testing.T) {
 	url := rabbittest.URL(t)
 	opts := rabbitOptions(t, url)
 	opts.sink = smtpsink.Start(t)
-	opts.env = map[string]string{"DATABASE_URL": pgtest.Database(t)}
+	opts.env = map[string]string{"DATABASE_URL": dbtest.Postgres(t)}
 	a, b := startService(t, opts), startService(t, opts)
 	a.waitReady(t, http.StatusOK)
 	b.waitReady(t, http.StatusOK)

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -18,10 +17,10 @@ import (
 	"github.com/verifier/verifier/ent/outboxevent"
 	"github.com/verifier/verifier/internal/apperr"
 	"github.com/verifier/verifier/internal/database"
+	"github.com/verifier/verifier/internal/dbtest"
 	"github.com/verifier/verifier/internal/event"
 	"github.com/verifier/verifier/internal/hub"
 	"github.com/verifier/verifier/internal/password"
-	"github.com/verifier/verifier/internal/pgtest"
 	"github.com/verifier/verifier/internal/token"
 )
 
@@ -34,24 +33,9 @@ type testBundle struct {
 	now time.Time
 }
 
-// databases are the two the service runs on; every test that touches the
-// database runs on each.
-var databases = []struct {
-	name string
-	url  func(t *testing.T) string
-}{
-	{"sqlite", func(t *testing.T) string { return "sqlite:" + filepath.Join(t.TempDir(), "test.db") }},
-	{"postgres", func(t *testing.T) string { return pgtest.Database(t) }},
-}
-
-// eachDB runs f once per database, in parallel subtests.
+// eachDB runs f once per database the service supports.
 func eachDB(t *testing.T, f func(t *testing.T, b *testBundle)) {
-	for _, d := range databases {
-		t.Run(d.name, func(t *testing.T) {
-			t.Parallel()
-			f(t, setup(t, d.url(t)))
-		})
-	}
+	dbtest.Each(t, func(t *testing.T, url string) { f(t, setup(t, url)) })
 }
 
 func setup(t *testing.T, url string) *testBundle {

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"io"
 	"log/slog"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -17,7 +16,7 @@ import (
 	"github.com/verifier/verifier/ent/outboxevent"
 	"github.com/verifier/verifier/internal/broker"
 	"github.com/verifier/verifier/internal/database"
-	"github.com/verifier/verifier/internal/pgtest"
+	"github.com/verifier/verifier/internal/dbtest"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -80,23 +79,9 @@ func (c *testClock) Advance(d time.Duration) {
 	c.t = c.t.Add(d)
 }
 
-// databases are the two the service runs on; every test runs on each.
-var databases = []struct {
-	name string
-	url  func(t *testing.T) string
-}{
-	{"sqlite", func(t *testing.T) string { return "sqlite:" + filepath.Join(t.TempDir(), "test.db") }},
-	{"postgres", func(t *testing.T) string { return pgtest.Database(t) }},
-}
-
-// eachDB runs f once per database, in parallel subtests.
+// eachDB runs f once per database the service supports.
 func eachDB(t *testing.T, f func(t *testing.T, b *testBundle)) {
-	for _, d := range databases {
-		t.Run(d.name, func(t *testing.T) {
-			t.Parallel()
-			f(t, setup(t, d.url(t)))
-		})
-	}
+	dbtest.Each(t, func(t *testing.T, url string) { f(t, setup(t, url)) })
 }
 
 func setup(t *testing.T, url string) *testBundle {

@@ -1,5 +1,6 @@
-// Package pgtest gives tests a fresh PostgreSQL database each.
-package pgtest
+// Package dbtest gives tests fresh databases of both kinds the service runs
+// on: a SQLite file, and a database of its own on a PostgreSQL server.
+package dbtest
 
 import (
 	"context"
@@ -7,6 +8,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -20,10 +22,10 @@ const DefaultURL = "postgres://verifier:verifier@127.0.0.1:5432/postgres?sslmode
 
 var seq atomic.Int64
 
-// Database creates an empty database for t on POSTGRES_URL (or DefaultURL),
+// Postgres creates an empty database for t on POSTGRES_URL (or DefaultURL),
 // drops it when t ends, and returns its URL. When no server answers, the
 // test fails under CI (CI set) and is skipped elsewhere, saying why.
-func Database(t testing.TB) string {
+func Postgres(t testing.TB) string {
 	t.Helper()
 	admin := os.Getenv("POSTGRES_URL")
 	if admin == "" {
@@ -31,7 +33,7 @@ func Database(t testing.TB) string {
 	}
 	db, err := sql.Open("pgx", admin)
 	if err != nil {
-		t.Fatalf("pgtest: %v", err)
+		t.Fatalf("dbtest: %v", err)
 	}
 	t.Cleanup(func() { db.Close() })
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -44,19 +46,38 @@ func Database(t testing.TB) string {
 	}
 	name := fmt.Sprintf("test_%d_%d_%d", os.Getpid(), time.Now().UnixNano(), seq.Add(1))
 	if _, err := db.ExecContext(ctx, "CREATE DATABASE "+name); err != nil {
-		t.Fatalf("pgtest: create database: %v", err)
+		t.Fatalf("dbtest: create database: %v", err)
 	}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		if _, err := db.ExecContext(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)"); err != nil {
-			t.Logf("pgtest: drop database %s: %v", name, err)
+			t.Logf("dbtest: drop database %s: %v", name, err)
 		}
 	})
 	u, err := url.Parse(admin)
 	if err != nil {
-		t.Fatalf("pgtest: %v", err)
+		t.Fatalf("dbtest: %v", err)
 	}
 	u.Path = "/" + strings.TrimPrefix(name, "/")
 	return u.String()
+}
+
+// SQLite returns the DATABASE_URL of a new SQLite file for t.
+func SQLite(t testing.TB) string {
+	return "sqlite:" + filepath.Join(t.TempDir(), "test.db")
+}
+
+// Each runs f once per kind of database, in parallel subtests named
+// "sqlite" and "postgres", with the URL of a fresh database.
+func Each(t *testing.T, f func(t *testing.T, url string)) {
+	for _, kind := range []struct {
+		name string
+		url  func(testing.TB) string
+	}{{"sqlite", SQLite}, {"postgres", Postgres}} {
+		t.Run(kind.name, func(t *testing.T) {
+			t.Parallel()
+			f(t, kind.url(t))
+		})
+	}
 }
