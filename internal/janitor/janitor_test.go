@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"log/slog"
 	"sync"
 	"testing"
@@ -15,25 +16,34 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-func TestRunsAtStartAndLogs(t *testing.T) {
+func TestRunOnceLogs(t *testing.T) {
 	t.Parallel()
 	var buf bytes.Buffer
 	var mu sync.Mutex
 	log := slog.New(slog.NewTextHandler(&lockedWriter{w: &buf, mu: &mu}, nil))
-	ran := make(chan string, 10)
 	j := New(log, time.Hour,
-		Task{Name: "works", Run: func(context.Context) (int, error) { ran <- "works"; return 3, nil }},
-		Task{Name: "fails", Run: func(context.Context) (int, error) { ran <- "fails"; return 0, errors.New("db away") }},
+		Task{Name: "works", Run: func(context.Context) (int, error) { return 3, nil }},
+		Task{Name: "fails", Run: func(context.Context) (int, error) { return 0, errors.New("db away") }},
+		Task{Name: "idle", Run: func(context.Context) (int, error) { return 0, nil }},
 	)
-	require.NoError(t, j.Start(context.Background()))
-	require.Equal(t, "works", <-ran)
-	require.Equal(t, "fails", <-ran)
-	j.Stop()
-	j.Stop()
+	j.RunOnce(context.Background())
 	mu.Lock()
 	defer mu.Unlock()
 	require.Contains(t, buf.String(), `task=works rows=3`)
 	require.Contains(t, buf.String(), `task=fails err="db away"`)
+	require.NotContains(t, buf.String(), `task=idle`, "nothing to say when nothing was deleted")
+}
+
+func TestRunsAtStartUntilStop(t *testing.T) {
+	t.Parallel()
+	ran := make(chan struct{}, 10)
+	j := New(slog.New(slog.NewTextHandler(io.Discard, nil)), time.Hour,
+		Task{Name: "t", Run: func(context.Context) (int, error) { ran <- struct{}{}; return 0, nil }})
+	j.Stop() // before Start: a no-op
+	require.NoError(t, j.Start(context.Background()))
+	<-ran
+	j.Stop()
+	j.Stop()
 }
 
 type lockedWriter struct {
