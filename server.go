@@ -111,7 +111,12 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger, hk hooks) err
 	}()
 
 	m := metrics.New()
-	m.Backlog(func() (int, error) { return db.Ent.OutboxEvent.Query().Count(context.Background()) })
+	m.Backlog(func() (int, error) {
+		// A scrape must not hang on a stuck database.
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		return db.Ent.OutboxEvent.Query().Count(ctx)
+	})
 	subs := hub.New()
 	subs.OnChange = func(d int) { m.Subscriptions.Add(float64(d)) }
 
