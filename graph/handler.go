@@ -40,7 +40,6 @@ func NewHandler(r *Resolver, o HandlerOptions) *handler.Server {
 			o.Log.Debug("websocket error", "err", err)
 		},
 	})
-	srv.AddTransport(transport.Options{})
 	srv.AddTransport(transport.POST{})
 	srv.SetQueryCache(lru.New[*ast.QueryDocument](1000))
 	// Introspection feeds the playground and client code generators; the
