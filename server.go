@@ -36,6 +36,7 @@ import (
 	"github.com/verifier/verifier/internal/outbox"
 	"github.com/verifier/verifier/internal/password"
 	"github.com/verifier/verifier/internal/ratelimit"
+	"github.com/verifier/verifier/internal/seal"
 	"github.com/verifier/verifier/internal/wsgorilla"
 	"github.com/verifier/verifier/web"
 )
@@ -110,6 +111,17 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger, hk hooks) err
 		log.Info("stopped")
 	}()
 
+	sealKey := cfg.TokenSealKey
+	if sealKey == nil {
+		if sealKey, err = seal.LoadOrCreate(ctx, db.Ent); err != nil {
+			return err
+		}
+	}
+	box, err := seal.New(sealKey)
+	if err != nil {
+		return err
+	}
+
 	m := metrics.New()
 	m.Backlog(func() (int, error) {
 		// A scrape must not hang on a stuck database.
@@ -154,6 +166,7 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger, hk hooks) err
 	}
 
 	mailer := &consumers.Mailer{
+		Seal:      box,
 		Sender:    sender,
 		PublicURL: cfg.PublicURL,
 		Log:       log.With("component", "mailer"),
@@ -171,6 +184,7 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger, hk hooks) err
 	accounts := account.New(account.Options{
 		DB:             db.Ent,
 		Dialect:        db.Dialect,
+		Seal:           box,
 		Hasher:         password.NewHasher(password.OWASP, 0),
 		Hub:            subs,
 		Wake:           relay.Wake,

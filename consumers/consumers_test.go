@@ -18,6 +18,7 @@ import (
 	"github.com/verifier/verifier/internal/event"
 	"github.com/verifier/verifier/internal/hub"
 	"github.com/verifier/verifier/internal/mail"
+	"github.com/verifier/verifier/internal/seal"
 	"github.com/verifier/verifier/internal/smtpsink"
 )
 
@@ -45,16 +46,23 @@ func setup(t *testing.T) *testBundle {
 	c := &counts{}
 	inc := func(p *int) func(string) { return func(string) { c.mu.Lock(); *p++; c.mu.Unlock() } }
 	return &testBundle{sink: sink, smtp: s, counts: c, mailer: &Mailer{
-		Sender: s, PublicURL: "https://verify.example.com", Log: log,
+		Sender: s, Seal: testBox(t), PublicURL: "https://verify.example.com", Log: log,
 		Metrics:   MailMetrics{Sent: inc(&c.sent), Failed: inc(&c.failed), Retried: inc(&c.retried)},
 		RetryBase: time.Millisecond, RetryMax: 5 * time.Millisecond,
 	}}
 }
 
+func testBox(t *testing.T) *seal.Box {
+	t.Helper()
+	box, err := seal.New(make([]byte, seal.KeyLen))
+	require.NoError(t, err)
+	return box
+}
+
 func verificationMessage(t *testing.T, email string) broker.Message {
 	t.Helper()
 	body, err := json.Marshal(event.VerificationRequested{
-		UserID: uuid.New(), Email: email, Token: "tok_-0123456789abcdefghijklmnopqrstuvwxyzABCD",
+		UserID: uuid.New(), Email: email, SealedToken: testBox(t).Seal("tok_-0123456789abcdefghijklmnopqrstuvwxyzABCD", email),
 		ExpiresAt: time.Date(2030, 1, 2, 3, 4, 0, 0, time.UTC),
 	})
 	require.NoError(t, err)

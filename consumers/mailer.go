@@ -10,6 +10,7 @@ import (
 	"github.com/verifier/verifier/internal/broker"
 	"github.com/verifier/verifier/internal/event"
 	"github.com/verifier/verifier/internal/mail"
+	"github.com/verifier/verifier/internal/seal"
 )
 
 // MailerQueue is the durable queue the mailers of all replicas share
@@ -24,7 +25,9 @@ type MailMetrics struct {
 // Mailer turns registrations, resend requests and already-registered
 // notices into emails.
 type Mailer struct {
-	Sender    mail.Sender
+	Sender mail.Sender
+	// Seal opens the sealed tokens of verification events.
+	Seal      *seal.Box
 	PublicURL string
 	Log       *slog.Logger
 	Metrics   MailMetrics
@@ -91,10 +94,15 @@ func (m *Mailer) render(msg broker.Message) (mail.Message, string, error) {
 	switch msg.Topic {
 	case event.RegisteredTopic, event.ResentTopic:
 		var ev event.VerificationRequested
-		if err := json.Unmarshal(msg.Body, &ev); err != nil || ev.Email == "" || ev.Token == "" {
+		if err := json.Unmarshal(msg.Body, &ev); err != nil || ev.Email == "" || ev.SealedToken == "" {
 			return mail.Message{}, "verification", fmt.Errorf("undecodable %s event %s", msg.Topic, msg.ID)
 		}
-		link := mail.VerifyLink(m.PublicURL, ev.Token)
+		tok, err := m.Seal.Open(ev.SealedToken, ev.Email)
+		if err != nil {
+			// Another deployment's key, or a tampered event: no retry helps.
+			return mail.Message{}, "verification", fmt.Errorf("%s event %s: sealed token does not open with this key", msg.Topic, msg.ID)
+		}
+		link := mail.VerifyLink(m.PublicURL, tok)
 		email, err := mail.Verification(msg.ID, ev.Email, link, ev.ExpiresAt, msg.Topic == event.ResentTopic)
 		return email, "verification", err
 	case event.AlreadyRegisteredTopic:

@@ -15,6 +15,7 @@ import (
 	"github.com/verifier/verifier/ent/devmail"
 	"github.com/verifier/verifier/ent/emailthrottle"
 	"github.com/verifier/verifier/ent/outboxevent"
+	"github.com/verifier/verifier/ent/secret"
 	"github.com/verifier/verifier/ent/user"
 	"github.com/verifier/verifier/ent/verificationtoken"
 	"github.com/verifier/verifier/ent/watchtoken"
@@ -81,6 +82,7 @@ func checkColumn(t, c string) error {
 			devmail.Table:           devmail.ValidColumn,
 			emailthrottle.Table:     emailthrottle.ValidColumn,
 			outboxevent.Table:       outboxevent.ValidColumn,
+			secret.Table:            secret.ValidColumn,
 			user.Table:              user.ValidColumn,
 			verificationtoken.Table: verificationtoken.ValidColumn,
 			watchtoken.Table:        watchtoken.ValidColumn,

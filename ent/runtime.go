@@ -10,6 +10,7 @@ import (
 	"github.com/verifier/verifier/ent/emailthrottle"
 	"github.com/verifier/verifier/ent/outboxevent"
 	"github.com/verifier/verifier/ent/schema"
+	"github.com/verifier/verifier/ent/secret"
 	"github.com/verifier/verifier/ent/user"
 	"github.com/verifier/verifier/ent/verificationtoken"
 	"github.com/verifier/verifier/ent/watchtoken"
@@ -73,6 +74,23 @@ func init() {
 	outboxeventDescAttempts := outboxeventFields[5].Descriptor()
 	// outboxevent.DefaultAttempts holds the default value on creation for the attempts field.
 	outboxevent.DefaultAttempts = outboxeventDescAttempts.Default.(int)
+	secretMixin := schema.Secret{}.Mixin()
+	secretMixinFields0 := secretMixin[0].Fields()
+	_ = secretMixinFields0
+	secretFields := schema.Secret{}.Fields()
+	_ = secretFields
+	// secretDescCreatedAt is the schema descriptor for created_at field.
+	secretDescCreatedAt := secretMixinFields0[0].Descriptor()
+	// secret.DefaultCreatedAt holds the default value on creation for the created_at field.
+	secret.DefaultCreatedAt = secretDescCreatedAt.Default.(func() time.Time)
+	// secretDescName is the schema descriptor for name field.
+	secretDescName := secretFields[0].Descriptor()
+	// secret.NameValidator is a validator for the "name" field. It is called by the builders before save.
+	secret.NameValidator = secretDescName.Validators[0].(func(string) error)
+	// secretDescValue is the schema descriptor for value field.
+	secretDescValue := secretFields[1].Descriptor()
+	// secret.ValueValidator is a validator for the "value" field. It is called by the builders before save.
+	secret.ValueValidator = secretDescValue.Validators[0].(func([]byte) error)
 	userMixin := schema.User{}.Mixin()
 	userMixinFields0 := userMixin[0].Fields()
 	_ = userMixinFields0

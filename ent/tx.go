@@ -20,6 +20,8 @@ type Tx struct {
 	EmailThrottle *EmailThrottleClient
 	// OutboxEvent is the client for interacting with the OutboxEvent builders.
 	OutboxEvent *OutboxEventClient
+	// Secret is the client for interacting with the Secret builders.
+	Secret *SecretClient
 	// User is the client for interacting with the User builders.
 	User *UserClient
 	// VerificationToken is the client for interacting with the VerificationToken builders.
@@ -160,6 +162,7 @@ func (tx *Tx) init() {
 	tx.DevMail = NewDevMailClient(tx.config)
 	tx.EmailThrottle = NewEmailThrottleClient(tx.config)
 	tx.OutboxEvent = NewOutboxEventClient(tx.config)
+	tx.Secret = NewSecretClient(tx.config)
 	tx.User = NewUserClient(tx.config)
 	tx.VerificationToken = NewVerificationTokenClient(tx.config)
 	tx.WatchToken = NewWatchTokenClient(tx.config)

@@ -15,6 +15,9 @@ type EmailThrottle func(*sql.Selector)
 // OutboxEvent is the predicate function for outboxevent builders.
 type OutboxEvent func(*sql.Selector)
 
+// Secret is the predicate function for secret builders.
+type Secret func(*sql.Selector)
+
 // User is the predicate function for user builders.
 type User func(*sql.Selector)
 

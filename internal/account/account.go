@@ -15,6 +15,7 @@ import (
 	"github.com/verifier/verifier/ent"
 	"github.com/verifier/verifier/internal/hub"
 	"github.com/verifier/verifier/internal/password"
+	"github.com/verifier/verifier/internal/seal"
 )
 
 // Status is a verification status as the contract names it.
@@ -37,7 +38,9 @@ type Options struct {
 	// Dialect of DB (dialect.SQLite or dialect.Postgres).
 	Dialect string
 	Hasher  *password.Hasher
-	Hub     Hub
+	// Seal seals verification tokens for their trip to the mailer.
+	Seal *seal.Box
+	Hub  Hub
 	// Wake is called after each commit that wrote an outbox event.
 	Wake           func()
 	TokenTTL       time.Duration

@@ -21,6 +21,7 @@ import (
 	"github.com/verifier/verifier/internal/event"
 	"github.com/verifier/verifier/internal/hub"
 	"github.com/verifier/verifier/internal/password"
+	"github.com/verifier/verifier/internal/seal"
 	"github.com/verifier/verifier/internal/token"
 )
 
@@ -44,8 +45,10 @@ func setup(t *testing.T, url string) *testBundle {
 	require.NoError(t, err)
 	t.Cleanup(func() { db.Close() })
 	b := &testBundle{db: db.Ent, hub: hub.New(), now: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
+	box, err := seal.New(make([]byte, seal.KeyLen))
+	require.NoError(t, err)
 	b.svc = New(Options{
-		DB: db.Ent, Dialect: db.Dialect,
+		DB: db.Ent, Dialect: db.Dialect, Seal: box,
 		// Cheap parameters: these tests are about transactions, not hashing.
 		Hasher:         password.NewHasher(password.Params{Memory: 64, Time: 1, Threads: 1}, 0),
 		Hub:            b.hub,
@@ -69,7 +72,12 @@ func verificationToken(t *testing.T, ev *ent.OutboxEvent) string {
 	t.Helper()
 	var p event.VerificationRequested
 	require.NoError(t, json.Unmarshal(ev.Payload, &p))
-	return p.Token
+	require.NotContains(t, string(ev.Payload), `"token"`, "no token in clear")
+	box, err := seal.New(make([]byte, seal.KeyLen))
+	require.NoError(t, err)
+	tok, err := box.Open(p.SealedToken, p.Email)
+	require.NoError(t, err)
+	return tok
 }
 
 func TestRegisterStoresOnlyHashes(t *testing.T) {

@@ -91,7 +91,7 @@ func (s *Service) register(ctx context.Context, tx *ent.Tx, email, hash, watchHa
 		return err
 	}
 	return outbox.Enqueue(ctx, tx, now, event.RegisteredTopic, event.VerificationRequested{
-		UserID: u.ID, Email: email, Token: verify, ExpiresAt: now.Add(s.TokenTTL),
+		UserID: u.ID, Email: email, SealedToken: s.Seal.Seal(verify, email), ExpiresAt: now.Add(s.TokenTTL),
 	})
 }
 
@@ -126,7 +126,7 @@ func (s *Service) Resend(ctx context.Context, email string) error {
 		}
 		queued = true
 		return outbox.Enqueue(ctx, tx, now, event.ResentTopic, event.VerificationRequested{
-			UserID: u.ID, Email: email, Token: verify, ExpiresAt: now.Add(s.TokenTTL),
+			UserID: u.ID, Email: email, SealedToken: s.Seal.Seal(verify, email), ExpiresAt: now.Add(s.TokenTTL),
 		})
 	})
 	if err != nil {

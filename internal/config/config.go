@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/verifier/verifier/internal/seal"
 )
 
 // Config is every setting the service reads. server.go builds it once and
@@ -23,11 +25,29 @@ type Config struct {
 	TokenTTL       time.Duration // TOKEN_TTL
 	ResendCooldown time.Duration // RESEND_COOLDOWN
 	AllowedOrigins []string      // ALLOWED_ORIGINS, comma separated
-	ClientLimit    int           // CLIENT_RATE_LIMIT: register/resend calls per client a minute; 0 is off
-	TrustProxy     bool          // TRUST_PROXY: take the client address from X-Forwarded-For
-	ShutdownGrace  time.Duration // SHUTDOWN_GRACE
-	LogLevel       string        // LOG_LEVEL: debug, info, warn, error
-	LogFormat      string        // LOG_FORMAT: text or json
+	ClientLimit    int           // CLIENT_RATE_LIMIT: costly mutations per client a minute; 0 is off
+	VerifyLimit    int           // VERIFY_RATE_LIMIT: verifyEmail calls per client a minute; 0 is off
+	TrustProxy     int           // TRUST_PROXY: how many reverse proxies in front add X-Forwarded-For
+	// DomainEmailLimit and GlobalEmailLimit cap the emails queued per
+	// hour to one domain and in all (DOMAIN_EMAIL_LIMIT,
+	// GLOBAL_EMAIL_LIMIT); 0 is no cap.
+	DomainEmailLimit int
+	GlobalEmailLimit int
+	// DevMailbox is DEV_MAILBOX: auto, true or false.
+	DevMailbox string
+	// TokenSealKey is TOKEN_SEAL_KEY decoded; nil means a key generated
+	// once and kept in the database.
+	TokenSealKey []byte
+	// Websocket and subscription caps: WS_MAX_SUBSCRIPTIONS per socket,
+	// WS_MAX_SOCKETS per client address, MAX_SUBSCRIPTIONS in all.
+	WSMaxSubscriptions int
+	WSMaxSockets       int
+	MaxSubscriptions   int
+	// SMTPConnections is SMTP_CONNECTIONS: emails sent at once.
+	SMTPConnections int
+	ShutdownGrace   time.Duration // SHUTDOWN_GRACE
+	LogLevel        string        // LOG_LEVEL: debug, info, warn, error
+	LogFormat       string        // LOG_FORMAT: text or json
 }
 
 // Setting documents one environment variable; the list drives both Load and
@@ -47,8 +67,17 @@ var Settings = []Setting{
 	{"TOKEN_TTL", "24h", "verification and watch token lifetime (at most 24h)"},
 	{"RESEND_COOLDOWN", "60s", "least time between two emails to one address"},
 	{"ALLOWED_ORIGINS", "", "extra origins allowed to open websockets and make credentialed requests, comma separated"},
-	{"CLIENT_RATE_LIMIT", "30", "register and resend calls allowed per client address a minute (0: no limit)"},
-	{"TRUST_PROXY", "false", "true behind a reverse proxy: the client address is the last one in X-Forwarded-For"},
+	{"CLIENT_RATE_LIMIT", "30", "register and resend calls allowed per client a minute (0: no limit); IPv6 clients count per /64"},
+	{"VERIFY_RATE_LIMIT", "120", "verifyEmail calls allowed per client a minute (0: no limit)"},
+	{"TRUST_PROXY", "0", "how many reverse proxies in front of the service append to X-Forwarded-For (0: use the peer address; true means 1)"},
+	{"DOMAIN_EMAIL_LIMIT", "1000", "emails queued per hour to one domain (0: no cap)"},
+	{"GLOBAL_EMAIL_LIMIT", "20000", "emails queued per hour in all (0: no cap)"},
+	{"DEV_MAILBOX", "auto", "with SMTP_URL empty: auto keeps mail at /dev/mail only when PUBLIC_URL is loopback; true on any PUBLIC_URL; false refuses to start"},
+	{"TOKEN_SEAL_KEY", "", "base64 of 32 bytes sealing tokens in the outbox and broker (empty: generated once, kept in the database)"},
+	{"WS_MAX_SUBSCRIPTIONS", "20", "subscriptions one websocket may hold open"},
+	{"WS_MAX_SOCKETS", "32", "websockets one client address may hold open"},
+	{"MAX_SUBSCRIPTIONS", "100000", "subscriptions open in this process in all"},
+	{"SMTP_CONNECTIONS", "8", "emails sent at once (SMTP connections kept open)"},
 	{"SHUTDOWN_GRACE", "10s", "how long shutdown waits for requests and handlers in flight"},
 	{"LOG_LEVEL", "info", "debug, info, warn or error"},
 	{"LOG_FORMAT", "text", "text or json"},
@@ -94,15 +123,42 @@ func Load(getenv func(string) string) (Config, error) {
 		LogLevel:       strings.ToLower(get("LOG_LEVEL")),
 		LogFormat:      strings.ToLower(get("LOG_FORMAT")),
 	}
-	if n, err := strconv.Atoi(get("CLIENT_RATE_LIMIT")); err != nil || n < 0 {
-		errs = append(errs, fmt.Errorf("CLIENT_RATE_LIMIT: want a whole number of calls a minute (0 for no limit), got %q", get("CLIENT_RATE_LIMIT")))
-	} else {
-		c.ClientLimit = n
+	count := func(name, what string, min int) int {
+		n, err := strconv.Atoi(get(name))
+		if err != nil || n < min {
+			errs = append(errs, fmt.Errorf("%s: want %s (a whole number, at least %d), got %q", name, what, min, get(name)))
+		}
+		return n
 	}
-	if b, err := strconv.ParseBool(get("TRUST_PROXY")); err != nil {
-		errs = append(errs, fmt.Errorf("TRUST_PROXY: want true or false, got %q", get("TRUST_PROXY")))
-	} else {
-		c.TrustProxy = b
+	c.ClientLimit = count("CLIENT_RATE_LIMIT", "calls a minute", 0)
+	c.VerifyLimit = count("VERIFY_RATE_LIMIT", "calls a minute", 0)
+	c.DomainEmailLimit = count("DOMAIN_EMAIL_LIMIT", "emails an hour", 0)
+	c.GlobalEmailLimit = count("GLOBAL_EMAIL_LIMIT", "emails an hour", 0)
+	c.WSMaxSubscriptions = count("WS_MAX_SUBSCRIPTIONS", "subscriptions", 1)
+	c.WSMaxSockets = count("WS_MAX_SOCKETS", "websockets", 1)
+	c.MaxSubscriptions = count("MAX_SUBSCRIPTIONS", "subscriptions", 1)
+	c.SMTPConnections = count("SMTP_CONNECTIONS", "connections", 1)
+	switch v := strings.ToLower(get("TRUST_PROXY")); v {
+	case "false":
+		c.TrustProxy = 0
+	case "true":
+		c.TrustProxy = 1
+	default:
+		c.TrustProxy = count("TRUST_PROXY", "a number of proxies, or true/false", 0)
+	}
+	c.DevMailbox = strings.ToLower(get("DEV_MAILBOX"))
+	switch c.DevMailbox {
+	case "auto", "true", "false":
+	default:
+		errs = append(errs, fmt.Errorf("DEV_MAILBOX: want auto, true or false, got %q", c.DevMailbox))
+	}
+	if k := get("TOKEN_SEAL_KEY"); k != "" {
+		key, err := seal.ParseKey(k)
+		if err != nil {
+			// Never echo the value: it is a secret.
+			errs = append(errs, fmt.Errorf("TOKEN_SEAL_KEY: %v", err))
+		}
+		c.TokenSealKey = key
 	}
 	for _, o := range strings.Split(get("ALLOWED_ORIGINS"), ",") {
 		if o = strings.TrimRight(strings.TrimSpace(o), "/"); o != "" {

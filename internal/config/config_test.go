@@ -25,7 +25,7 @@ func TestLoadDefaults(t *testing.T) {
 	require.Equal(t, 60*time.Second, c.ResendCooldown)
 	require.Empty(t, c.AllowedOrigins)
 	require.Equal(t, 30, c.ClientLimit)
-	require.False(t, c.TrustProxy)
+	require.Zero(t, c.TrustProxy)
 }
 
 func TestLoadValues(t *testing.T) {

@@ -24,13 +24,14 @@ const (
 )
 
 // VerificationRequested carries the link's secret to the mailer, for a
-// registration or a resend. The secret
-// exists in clear only here, in flight, and in the email itself.
+// registration or a resend. The secret is sealed (package seal) to the
+// address: the outbox, the broker and a dead-letter queue hold nothing
+// that verifies an address if read; it exists in clear only in the email.
 type VerificationRequested struct {
-	UserID    uuid.UUID `json:"userId"`
-	Email     string    `json:"email"`
-	Token     string    `json:"token"`
-	ExpiresAt time.Time `json:"expiresAt"`
+	UserID      uuid.UUID `json:"userId"`
+	Email       string    `json:"email"`
+	SealedToken string    `json:"sealedToken"`
+	ExpiresAt   time.Time `json:"expiresAt"`
 }
 
 // AlreadyRegistered is the notice sent instead of a second account.

@@ -52,8 +52,8 @@ type Options struct {
 	Log     *slog.Logger
 	// MaxBodyBytes bounds a POST /query body.
 	MaxBodyBytes int64
-	// TrustProxy takes the client address from X-Forwarded-For.
-	TrustProxy bool
+	// TrustProxy is how many reverse proxies append to X-Forwarded-For.
+	TrustProxy int
 }
 
 // New returns the service's HTTP handler.

@@ -95,15 +95,19 @@ func Client(ctx context.Context) string {
 }
 
 // ClientAddress is the address a request came from: the connection's
-// peer, or, behind a trusted proxy, the last address in X-Forwarded-For
-// (the one the proxy itself added; earlier ones are the client's word).
-func ClientAddress(r *http.Request, trustProxy bool) string {
-	if trustProxy {
-		if xff := r.Header.Values("X-Forwarded-For"); len(xff) > 0 {
-			parts := strings.Split(xff[len(xff)-1], ",")
-			if ip := strings.TrimSpace(parts[len(parts)-1]); ip != "" {
-				return ip
+// peer, or, behind trustedProxies reverse proxies, the address the
+// outermost of them saw (counted from the right of X-Forwarded-For;
+// entries further left are the client's word).
+func ClientAddress(r *http.Request, trustedProxies int) string {
+	if trustedProxies > 0 {
+		var hops []string
+		for _, v := range r.Header.Values("X-Forwarded-For") {
+			for _, p := range strings.Split(v, ",") {
+				hops = append(hops, strings.TrimSpace(p))
 			}
+		}
+		if i := len(hops) - trustedProxies; i >= 0 && i < len(hops) && hops[i] != "" {
+			return hops[i]
 		}
 	}
 	host, _, err := net.SplitHostPort(r.RemoteAddr)

@@ -51,8 +51,10 @@ func TestClientAddress(t *testing.T) {
 	r := httptest.NewRequest("POST", "/query", nil)
 	r.RemoteAddr = "10.0.0.7:51234"
 	r.Header.Add("X-Forwarded-For", "6.6.6.6, 203.0.113.9")
-	require.Equal(t, "10.0.0.7", ClientAddress(r, false), "headers are ignored unless a proxy is trusted")
-	require.Equal(t, "203.0.113.9", ClientAddress(r, true), "the address the proxy added, not the client's claim")
+	require.Equal(t, "10.0.0.7", ClientAddress(r, 0), "headers are ignored unless a proxy is trusted")
+	require.Equal(t, "203.0.113.9", ClientAddress(r, 1), "the address the proxy added, not the client's claim")
+	require.Equal(t, "6.6.6.6", ClientAddress(r, 2), "two proxies: the one the outer proxy saw")
+	require.Equal(t, "10.0.0.7", ClientAddress(r, 3), "fewer entries than proxies: the header is not trusted")
 	r.Header.Del("X-Forwarded-For")
-	require.Equal(t, "10.0.0.7", ClientAddress(r, true))
+	require.Equal(t, "10.0.0.7", ClientAddress(r, 1))
 }

@@ -1,0 +1,76 @@
+package seal
+
+import (
+	"bytes"
+	"context"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+
+	"github.com/verifier/verifier/internal/database"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func TestSealOpen(t *testing.T) {
+	t.Parallel()
+	box, err := New(bytes.Repeat([]byte{7}, KeyLen))
+	require.NoError(t, err)
+	other, err := New(bytes.Repeat([]byte{8}, KeyLen))
+	require.NoError(t, err)
+
+	const tok = "tok_-0123456789abcdefghijklmnopqrstuvwxyzABCD"
+	s := box.Seal(tok, "a@example.com")
+	require.NotContains(t, s, tok)
+	require.NotEqual(t, s, box.Seal(tok, "a@example.com"), "a fresh nonce each time")
+
+	got, err := box.Open(s, "a@example.com")
+	require.NoError(t, err)
+	require.Equal(t, tok, got)
+
+	tests := []struct {
+		name, sealed, context string
+		box                   *Box
+	}{
+		{"other address", s, "b@example.com", box},
+		{"other key", s, "a@example.com", other},
+		{"truncated", s[:20], "a@example.com", box},
+		{"tampered", s[:len(s)-2] + "AA", "a@example.com", box},
+		{"not base64", "!!!", "a@example.com", box},
+		{"empty", "", "a@example.com", box},
+	}
+	for _, tt := range tests {
+		_, err := tt.box.Open(tt.sealed, tt.context)
+		require.ErrorIs(t, err, ErrOpen, tt.name)
+	}
+}
+
+func TestParseKey(t *testing.T) {
+	t.Parallel()
+	k, err := ParseKey(strings.Repeat("A", 43) + "=")
+	require.NoError(t, err)
+	require.Len(t, k, KeyLen)
+	_, err = ParseKey("c2hvcnQ=")
+	require.Error(t, err)
+	_, err = ParseKey("not base64 at all!")
+	require.Error(t, err)
+	_, err = New([]byte("short"))
+	require.Error(t, err)
+}
+
+// The generated key is stored once and the same key comes back.
+func TestLoadOrCreate(t *testing.T) {
+	t.Parallel()
+	db, err := database.Open(context.Background(), "sqlite:"+filepath.Join(t.TempDir(), "k.db"))
+	require.NoError(t, err)
+	defer db.Close()
+	k1, err := LoadOrCreate(context.Background(), db.Ent)
+	require.NoError(t, err)
+	require.Len(t, k1, KeyLen)
+	k2, err := LoadOrCreate(context.Background(), db.Ent)
+	require.NoError(t, err)
+	require.Equal(t, k1, k2)
+}
