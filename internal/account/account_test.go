@@ -245,6 +245,9 @@ func TestNormalizeEmail(t *testing.T) {
 		{"a b@example.com", "", false},
 		{"a@example.com\n", "a@example.com", true},
 		{strings.Repeat("a", 65) + "@example.com", "", false},
+		{"a\xff@example.com", "", false},
+		{"\u212a@example.com", "k@example.com", true},              // Kelvin sign: 3 bytes, lower-cased 1
+		{strings.Repeat("\u023a", 32) + "@example.com", "", false}, // 64 bytes, 96 once lower-cased
 	}
 	for _, tt := range tests {
 		got, err := NormalizeEmail(tt.in)
