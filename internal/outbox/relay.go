@@ -88,12 +88,10 @@ func (r *Relay) Retry() {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	now := r.opts.Now().UTC()
-	// Unclaimed (claim "") and not yet due after a failed attempt:
-	// rescheduled by the backoff. Claimed rows are in flight and keep their
-	// lease; rows never tried wait for their time (an email held back by a
-	// cooldown).
+	// Unclaimed (claim "") and not yet due: rescheduled after a failure.
+	// Claimed rows are in flight and keep their lease.
 	_, err := r.db.OutboxEvent.Update().
-		Where(outboxevent.Claim(""), outboxevent.AttemptsGT(0), outboxevent.AvailableAtGT(now)).
+		Where(outboxevent.Claim(""), outboxevent.AvailableAtGT(now)).
 		SetAvailableAt(now).
 		Save(ctx)
 	if err != nil {
