@@ -19,7 +19,10 @@ import (
 // Register stores a new UNVERIFIED user and queues the verification email,
 // returning a watch token. For an address that already exists it answers
 // the same way, but queues a notice to the owner instead and returns a watch
-// token that never reports VERIFIED: the answer reveals nothing.
+// token that never reports VERIFIED: the answer reveals nothing. Either
+// email waits for the end of the inbox's cooldown if one runs (see
+// schedule). Over the domain or global email cap it answers RATE_LIMITED
+// and stores nothing.
 func (s *Service) Register(ctx context.Context, email, pw string) (watchToken string, err error) {
 	email, err = NormalizeEmail(email)
 	if err != nil {
