@@ -192,8 +192,15 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger, hk hooks) err
 		ResendCooldown: cfg.ResendCooldown,
 		Log:            log.With("component", "account"),
 		Now:            now,
+
+		DomainEmailLimit: cfg.DomainEmailLimit,
+		GlobalEmailLimit: cfg.GlobalEmailLimit,
 	})
-	gql := graph.NewHandler(&graph.Resolver{Accounts: accounts, ClientLimit: ratelimit.New(cfg.ClientLimit, now)}, graph.HandlerOptions{
+	gql := graph.NewHandler(&graph.Resolver{
+		Accounts:    accounts,
+		ClientLimit: ratelimit.New(cfg.ClientLimit, now),
+		VerifyLimit: ratelimit.New(cfg.VerifyLimit, now),
+	}, graph.HandlerOptions{
 		Log: log.With("component", "graphql"),
 		Websocket: wsgorilla.Implementation{Upgrader: websocket.Upgrader{
 			HandshakeTimeout: 10 * time.Second,

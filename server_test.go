@@ -274,8 +274,9 @@ func TestErrorCodes(t *testing.T) {
 	})
 }
 
-// TestResendCooldown: one email per address per RESEND_COOLDOWN, the
-// registration email included, registered or not; RATE_LIMITED says when.
+// TestResendCooldown: one email per inbox (address up to case and +tag) per
+// RESEND_COOLDOWN, the registration email included, registered or not;
+// RATE_LIMITED says when.
 func TestResendCooldown(t *testing.T) {
 	t.Parallel()
 	s := startService(t, svcOptions{env: map[string]string{"RESEND_COOLDOWN": "90s"}})
@@ -294,6 +295,8 @@ func TestResendCooldown(t *testing.T) {
 		{30 * time.Second, "KEN@example.com", "RATE_LIMITED", 60, false},
 		{60 * time.Second, "ken@example.com", "", 0, true},
 		{time.Second, "ken@example.com", "RATE_LIMITED", 89, false},
+		// Another spelling of the same inbox shares its cooldown.
+		{0, "Ken+promo@example.com", "RATE_LIMITED", 89, false},
 		// An unknown address answers true, sends nothing, and is limited too.
 		{0, "nobody@example.com", "", 0, false},
 		{0, "nobody@example.com", "RATE_LIMITED", 90, false},
@@ -323,10 +326,11 @@ func TestResendCooldown(t *testing.T) {
 }
 
 // TestClientRateLimit: one client gets CLIENT_RATE_LIMIT register and
-// resend calls a minute, whatever addresses it uses.
+// resend calls a minute, whatever addresses it uses, and VERIFY_RATE_LIMIT
+// verifyEmail calls besides.
 func TestClientRateLimit(t *testing.T) {
 	t.Parallel()
-	s := startService(t, svcOptions{env: map[string]string{"CLIENT_RATE_LIMIT": "3"}})
+	s := startService(t, svcOptions{env: map[string]string{"CLIENT_RATE_LIMIT": "3", "VERIFY_RATE_LIMIT": "2"}})
 	s.register(t, "one@example.com")
 	require.Empty(t, s.gql(t, resendQ, map[string]any{"e": "two@example.com"}).Errors)
 	s.register(t, "three@example.com")
@@ -343,13 +347,22 @@ func TestClientRateLimit(t *testing.T) {
 	// Reading status is not limited.
 	r := s.gql(t, statusQ, map[string]any{"w": "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"})
 	require.Equal(t, "INVALID_TOKEN", r.code())
+	// verifyEmail has a budget of its own.
+	for range 2 {
+		require.Equal(t, "INVALID_TOKEN", s.gql(t, verifyQ, map[string]any{"t": "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"}).code())
+	}
+	r = s.gql(t, verifyQ, map[string]any{"t": "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"})
+	require.Equal(t, "RATE_LIMITED", r.code())
+	retry := r.Errors[0].Extensions["retryAfterSeconds"].(float64)
+	require.True(t, retry >= 1 && retry <= 30, "retryAfterSeconds %v", retry)
 
 	s.clock.Advance(20 * time.Second)
 	s.register(t, "four@example.com")
 }
 
 // TestRepeatedRegistration: the same answer as a fresh one; the owner gets a
-// notice; the watch token never reports VERIFIED.
+// notice, one inside the cooldown when the cooldown ends; the watch token
+// never reports VERIFIED.
 func TestRepeatedRegistration(t *testing.T) {
 	t.Parallel()
 	s := startService(t, svcOptions{})
@@ -364,7 +377,9 @@ func TestRepeatedRegistration(t *testing.T) {
 	require.NotContains(t, notice.Text, "verify-email?token=", "a notice, not a second link")
 	require.Contains(t, notice.Text, "already has an account")
 
-	// A third attempt inside the cooldown answers the same, without a mail.
+	// A third and a fourth attempt inside the cooldown answer the same;
+	// their notice waits for the cooldown (one, the newest).
+	require.NotEmpty(t, s.register(t, "barbara@example.com"))
 	require.NotEmpty(t, s.register(t, "barbara@example.com"))
 
 	dw := s.subscribe(t, transportWS, decoy)
@@ -377,7 +392,17 @@ func TestRepeatedRegistration(t *testing.T) {
 
 	require.Equal(t, "UNVERIFIED", s.status(t, decoy))
 	dw.expectQuiet()
-	require.Empty(t, s.sink.Pending(), "no mail for the attempt inside the cooldown")
+	require.Empty(t, s.sink.Pending(), "the notice waits for the cooldown")
+
+	s.clock.Advance(time.Minute)
+	notice = s.sink.Next(t, 30*time.Second)
+	require.Equal(t, []string{"barbara@example.com"}, notice.To)
+	require.Contains(t, notice.Text, "already has an account")
+	// One notice for the two attempts: nothing else arrives before a probe
+	// mail queued after it.
+	s.register(t, "probe@example.com")
+	require.Equal(t, []string{"probe@example.com"}, s.sink.Next(t, 30*time.Second).To)
+	require.Empty(t, s.sink.Pending())
 }
 
 // TestBrokerOutage: with the RabbitMQ connection cut, registrations still

@@ -17,6 +17,7 @@ import (
 	"entgo.io/ent/dialect/sql"
 	"entgo.io/ent/dialect/sql/sqlgraph"
 	"github.com/verifier/verifier/ent/devmail"
+	"github.com/verifier/verifier/ent/emailbudget"
 	"github.com/verifier/verifier/ent/emailthrottle"
 	"github.com/verifier/verifier/ent/outboxevent"
 	"github.com/verifier/verifier/ent/secret"
@@ -34,6 +35,8 @@ type Client struct {
 	Schema *migrate.Schema
 	// DevMail is the client for interacting with the DevMail builders.
 	DevMail *DevMailClient
+	// EmailBudget is the client for interacting with the EmailBudget builders.
+	EmailBudget *EmailBudgetClient
 	// EmailThrottle is the client for interacting with the EmailThrottle builders.
 	EmailThrottle *EmailThrottleClient
 	// OutboxEvent is the client for interacting with the OutboxEvent builders.
@@ -58,6 +61,7 @@ func NewClient(opts ...Option) *Client {
 func (c *Client) init() {
 	c.Schema = migrate.NewSchema(c.driver)
 	c.DevMail = NewDevMailClient(c.config)
+	c.EmailBudget = NewEmailBudgetClient(c.config)
 	c.EmailThrottle = NewEmailThrottleClient(c.config)
 	c.OutboxEvent = NewOutboxEventClient(c.config)
 	c.Secret = NewSecretClient(c.config)
@@ -157,6 +161,7 @@ func (c *Client) Tx(ctx context.Context) (*Tx, error) {
 		ctx:               ctx,
 		config:            cfg,
 		DevMail:           NewDevMailClient(cfg),
+		EmailBudget:       NewEmailBudgetClient(cfg),
 		EmailThrottle:     NewEmailThrottleClient(cfg),
 		OutboxEvent:       NewOutboxEventClient(cfg),
 		Secret:            NewSecretClient(cfg),
@@ -183,6 +188,7 @@ func (c *Client) BeginTx(ctx context.Context, opts *sql.TxOptions) (*Tx, error) 
 		ctx:               ctx,
 		config:            cfg,
 		DevMail:           NewDevMailClient(cfg),
+		EmailBudget:       NewEmailBudgetClient(cfg),
 		EmailThrottle:     NewEmailThrottleClient(cfg),
 		OutboxEvent:       NewOutboxEventClient(cfg),
 		Secret:            NewSecretClient(cfg),
@@ -218,7 +224,7 @@ func (c *Client) Close() error {
 // In order to add hooks to a specific client, call: `client.Node.Use(...)`.
 func (c *Client) Use(hooks ...Hook) {
 	for _, n := range []interface{ Use(...Hook) }{
-		c.DevMail, c.EmailThrottle, c.OutboxEvent, c.Secret, c.User,
+		c.DevMail, c.EmailBudget, c.EmailThrottle, c.OutboxEvent, c.Secret, c.User,
 		c.VerificationToken, c.WatchToken,
 	} {
 		n.Use(hooks...)
@@ -229,7 +235,7 @@ func (c *Client) Use(hooks ...Hook) {
 // In order to add interceptors to a specific client, call: `client.Node.Intercept(...)`.
 func (c *Client) Intercept(interceptors ...Interceptor) {
 	for _, n := range []interface{ Intercept(...Interceptor) }{
-		c.DevMail, c.EmailThrottle, c.OutboxEvent, c.Secret, c.User,
+		c.DevMail, c.EmailBudget, c.EmailThrottle, c.OutboxEvent, c.Secret, c.User,
 		c.VerificationToken, c.WatchToken,
 	} {
 		n.Intercept(interceptors...)
@@ -241,6 +247,8 @@ func (c *Client) Mutate(ctx context.Context, m Mutation) (Value, error) {
 	switch m := m.(type) {
 	case *DevMailMutation:
 		return c.DevMail.mutate(ctx, m)
+	case *EmailBudgetMutation:
+		return c.EmailBudget.mutate(ctx, m)
 	case *EmailThrottleMutation:
 		return c.EmailThrottle.mutate(ctx, m)
 	case *OutboxEventMutation:
@@ -388,6 +396,139 @@ func (c *DevMailClient) mutate(ctx context.Context, m *DevMailMutation) (Value, 
 		return (&DevMailDelete{config: c.config, hooks: c.Hooks(), mutation: m}).Exec(ctx)
 	default:
 		return nil, fmt.Errorf("ent: unknown DevMail mutation op: %q", m.Op())
+	}
+}
+
+// EmailBudgetClient is a client for the EmailBudget schema.
+type EmailBudgetClient struct {
+	config
+}
+
+// NewEmailBudgetClient returns a client for the EmailBudget from the given config.
+func NewEmailBudgetClient(c config) *EmailBudgetClient {
+	return &EmailBudgetClient{config: c}
+}
+
+// Use adds a list of mutation hooks to the hooks stack.
+// A call to `Use(f, g, h)` equals to `emailbudget.Hooks(f(g(h())))`.
+func (c *EmailBudgetClient) Use(hooks ...Hook) {
+	c.hooks.EmailBudget = append(c.hooks.EmailBudget, hooks...)
+}
+
+// Intercept adds a list of query interceptors to the interceptors stack.
+// A call to `Intercept(f, g, h)` equals to `emailbudget.Intercept(f(g(h())))`.
+func (c *EmailBudgetClient) Intercept(interceptors ...Interceptor) {
+	c.inters.EmailBudget = append(c.inters.EmailBudget, interceptors...)
+}
+
+// Create returns a builder for creating a EmailBudget entity.
+func (c *EmailBudgetClient) Create() *EmailBudgetCreate {
+	mutation := newEmailBudgetMutation(c.config, OpCreate)
+	return &EmailBudgetCreate{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// CreateBulk returns a builder for creating a bulk of EmailBudget entities.
+func (c *EmailBudgetClient) CreateBulk(builders ...*EmailBudgetCreate) *EmailBudgetCreateBulk {
+	return &EmailBudgetCreateBulk{config: c.config, builders: builders}
+}
+
+// MapCreateBulk creates a bulk creation builder from the given slice. For each item in the slice, the function creates
+// a builder and applies setFunc on it.
+func (c *EmailBudgetClient) MapCreateBulk(slice any, setFunc func(*EmailBudgetCreate, int)) *EmailBudgetCreateBulk {
+	rv := reflect.ValueOf(slice)
+	if rv.Kind() != reflect.Slice {
+		return &EmailBudgetCreateBulk{err: fmt.Errorf("calling to EmailBudgetClient.MapCreateBulk with wrong type %T, need slice", slice)}
+	}
+	builders := make([]*EmailBudgetCreate, rv.Len())
+	for i := 0; i < rv.Len(); i++ {
+		builders[i] = c.Create()
+		setFunc(builders[i], i)
+	}
+	return &EmailBudgetCreateBulk{config: c.config, builders: builders}
+}
+
+// Update returns an update builder for EmailBudget.
+func (c *EmailBudgetClient) Update() *EmailBudgetUpdate {
+	mutation := newEmailBudgetMutation(c.config, OpUpdate)
+	return &EmailBudgetUpdate{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// UpdateOne returns an update builder for the given entity.
+func (c *EmailBudgetClient) UpdateOne(_m *EmailBudget) *EmailBudgetUpdateOne {
+	mutation := newEmailBudgetMutation(c.config, OpUpdateOne, withEmailBudget(_m))
+	return &EmailBudgetUpdateOne{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// UpdateOneID returns an update builder for the given id.
+func (c *EmailBudgetClient) UpdateOneID(id int) *EmailBudgetUpdateOne {
+	mutation := newEmailBudgetMutation(c.config, OpUpdateOne, withEmailBudgetID(id))
+	return &EmailBudgetUpdateOne{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// Delete returns a delete builder for EmailBudget.
+func (c *EmailBudgetClient) Delete() *EmailBudgetDelete {
+	mutation := newEmailBudgetMutation(c.config, OpDelete)
+	return &EmailBudgetDelete{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// DeleteOne returns a builder for deleting the given entity.
+func (c *EmailBudgetClient) DeleteOne(_m *EmailBudget) *EmailBudgetDeleteOne {
+	return c.DeleteOneID(_m.ID)
+}
+
+// DeleteOneID returns a builder for deleting the given entity by its id.
+func (c *EmailBudgetClient) DeleteOneID(id int) *EmailBudgetDeleteOne {
+	builder := c.Delete().Where(emailbudget.ID(id))
+	builder.mutation.id = &id
+	builder.mutation.op = OpDeleteOne
+	return &EmailBudgetDeleteOne{builder}
+}
+
+// Query returns a query builder for EmailBudget.
+func (c *EmailBudgetClient) Query() *EmailBudgetQuery {
+	return &EmailBudgetQuery{
+		config: c.config,
+		ctx:    &QueryContext{Type: TypeEmailBudget},
+		inters: c.Interceptors(),
+	}
+}
+
+// Get returns a EmailBudget entity by its id.
+func (c *EmailBudgetClient) Get(ctx context.Context, id int) (*EmailBudget, error) {
+	return c.Query().Where(emailbudget.ID(id)).Only(ctx)
+}
+
+// GetX is like Get, but panics if an error occurs.
+func (c *EmailBudgetClient) GetX(ctx context.Context, id int) *EmailBudget {
+	obj, err := c.Get(ctx, id)
+	if err != nil {
+		panic(err)
+	}
+	return obj
+}
+
+// Hooks returns the client hooks.
+func (c *EmailBudgetClient) Hooks() []Hook {
+	return c.hooks.EmailBudget
+}
+
+// Interceptors returns the client interceptors.
+func (c *EmailBudgetClient) Interceptors() []Interceptor {
+	return c.inters.EmailBudget
+}
+
+func (c *EmailBudgetClient) mutate(ctx context.Context, m *EmailBudgetMutation) (Value, error) {
+	switch m.Op() {
+	case OpCreate:
+		return (&EmailBudgetCreate{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpUpdate:
+		return (&EmailBudgetUpdate{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpUpdateOne:
+		return (&EmailBudgetUpdateOne{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpDelete, OpDeleteOne:
+		return (&EmailBudgetDelete{config: c.config, hooks: c.Hooks(), mutation: m}).Exec(ctx)
+	default:
+		return nil, fmt.Errorf("ent: unknown EmailBudget mutation op: %q", m.Op())
 	}
 }
 
@@ -1256,12 +1397,12 @@ func (c *WatchTokenClient) mutate(ctx context.Context, m *WatchTokenMutation) (V
 // hooks and interceptors per client, for fast access.
 type (
 	hooks struct {
-		DevMail, EmailThrottle, OutboxEvent, Secret, User, VerificationToken,
-		WatchToken []ent.Hook
+		DevMail, EmailBudget, EmailThrottle, OutboxEvent, Secret, User,
+		VerificationToken, WatchToken []ent.Hook
 	}
 	inters struct {
-		DevMail, EmailThrottle, OutboxEvent, Secret, User, VerificationToken,
-		WatchToken []ent.Interceptor
+		DevMail, EmailBudget, EmailThrottle, OutboxEvent, Secret, User,
+		VerificationToken, WatchToken []ent.Interceptor
 	}
 )
 

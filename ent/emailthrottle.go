@@ -8,6 +8,7 @@ import (
 
 	"entgo.io/ent"
 	"entgo.io/ent/dialect/sql"
+	"github.com/google/uuid"
 	"github.com/verifier/verifier/ent/emailthrottle"
 )
 
@@ -19,7 +20,9 @@ type EmailThrottle struct {
 	// Email holds the value of the "email" field.
 	Email string `json:"email,omitempty"`
 	// LastSentMs holds the value of the "last_sent_ms" field.
-	LastSentMs   int64 `json:"last_sent_ms,omitempty"`
+	LastSentMs int64 `json:"last_sent_ms,omitempty"`
+	// PendingEvent holds the value of the "pending_event" field.
+	PendingEvent *uuid.UUID `json:"pending_event,omitempty"`
 	selectValues sql.SelectValues
 }
 
@@ -28,6 +31,8 @@ func (*EmailThrottle) scanValues(columns []string) ([]any, error) {
 	values := make([]any, len(columns))
 	for i := range columns {
 		switch columns[i] {
+		case emailthrottle.FieldPendingEvent:
+			values[i] = &sql.NullScanner{S: new(uuid.UUID)}
 		case emailthrottle.FieldID, emailthrottle.FieldLastSentMs:
 			values[i] = new(sql.NullInt64)
 		case emailthrottle.FieldEmail:
@@ -64,6 +69,13 @@ func (_m *EmailThrottle) assignValues(columns []string, values []any) error {
 				return fmt.Errorf("unexpected type %T for field last_sent_ms", values[i])
 			} else if value.Valid {
 				_m.LastSentMs = value.Int64
+			}
+		case emailthrottle.FieldPendingEvent:
+			if value, ok := values[i].(*sql.NullScanner); !ok {
+				return fmt.Errorf("unexpected type %T for field pending_event", values[i])
+			} else if value.Valid {
+				_m.PendingEvent = new(uuid.UUID)
+				*_m.PendingEvent = *value.S.(*uuid.UUID)
 			}
 		default:
 			_m.selectValues.Set(columns[i], values[i])
@@ -106,6 +118,11 @@ func (_m *EmailThrottle) String() string {
 	builder.WriteString(", ")
 	builder.WriteString("last_sent_ms=")
 	builder.WriteString(fmt.Sprintf("%v", _m.LastSentMs))
+	builder.WriteString(", ")
+	if v := _m.PendingEvent; v != nil {
+		builder.WriteString("pending_event=")
+		builder.WriteString(fmt.Sprintf("%v", *v))
+	}
 	builder.WriteByte(')')
 	return builder.String()
 }

@@ -10,6 +10,7 @@ import (
 	"entgo.io/ent/dialect/sql"
 	"entgo.io/ent/dialect/sql/sqlgraph"
 	"entgo.io/ent/schema/field"
+	"github.com/google/uuid"
 	"github.com/verifier/verifier/ent/emailthrottle"
 )
 
@@ -30,6 +31,20 @@ func (_c *EmailThrottleCreate) SetEmail(v string) *EmailThrottleCreate {
 // SetLastSentMs sets the "last_sent_ms" field.
 func (_c *EmailThrottleCreate) SetLastSentMs(v int64) *EmailThrottleCreate {
 	_c.mutation.SetLastSentMs(v)
+	return _c
+}
+
+// SetPendingEvent sets the "pending_event" field.
+func (_c *EmailThrottleCreate) SetPendingEvent(v uuid.UUID) *EmailThrottleCreate {
+	_c.mutation.SetPendingEvent(v)
+	return _c
+}
+
+// SetNillablePendingEvent sets the "pending_event" field if the given value is not nil.
+func (_c *EmailThrottleCreate) SetNillablePendingEvent(v *uuid.UUID) *EmailThrottleCreate {
+	if v != nil {
+		_c.SetPendingEvent(*v)
+	}
 	return _c
 }
 
@@ -113,6 +128,10 @@ func (_c *EmailThrottleCreate) createSpec() (*EmailThrottle, *sqlgraph.CreateSpe
 		_spec.SetField(emailthrottle.FieldLastSentMs, field.TypeInt64, value)
 		_node.LastSentMs = value
 	}
+	if value, ok := _c.mutation.PendingEvent(); ok {
+		_spec.SetField(emailthrottle.FieldPendingEvent, field.TypeUUID, value)
+		_node.PendingEvent = &value
+	}
 	return _node, _spec
 }
 
@@ -195,6 +214,24 @@ func (u *EmailThrottleUpsert) AddLastSentMs(v int64) *EmailThrottleUpsert {
 	return u
 }
 
+// SetPendingEvent sets the "pending_event" field.
+func (u *EmailThrottleUpsert) SetPendingEvent(v uuid.UUID) *EmailThrottleUpsert {
+	u.Set(emailthrottle.FieldPendingEvent, v)
+	return u
+}
+
+// UpdatePendingEvent sets the "pending_event" field to the value that was provided on create.
+func (u *EmailThrottleUpsert) UpdatePendingEvent() *EmailThrottleUpsert {
+	u.SetExcluded(emailthrottle.FieldPendingEvent)
+	return u
+}
+
+// ClearPendingEvent clears the value of the "pending_event" field.
+func (u *EmailThrottleUpsert) ClearPendingEvent() *EmailThrottleUpsert {
+	u.SetNull(emailthrottle.FieldPendingEvent)
+	return u
+}
+
 // UpdateNewValues updates the mutable fields using the new values that were set on create.
 // Using this option is equivalent to using:
 //
@@ -267,6 +304,27 @@ func (u *EmailThrottleUpsertOne) AddLastSentMs(v int64) *EmailThrottleUpsertOne 
 func (u *EmailThrottleUpsertOne) UpdateLastSentMs() *EmailThrottleUpsertOne {
 	return u.Update(func(s *EmailThrottleUpsert) {
 		s.UpdateLastSentMs()
+	})
+}
+
+// SetPendingEvent sets the "pending_event" field.
+func (u *EmailThrottleUpsertOne) SetPendingEvent(v uuid.UUID) *EmailThrottleUpsertOne {
+	return u.Update(func(s *EmailThrottleUpsert) {
+		s.SetPendingEvent(v)
+	})
+}
+
+// UpdatePendingEvent sets the "pending_event" field to the value that was provided on create.
+func (u *EmailThrottleUpsertOne) UpdatePendingEvent() *EmailThrottleUpsertOne {
+	return u.Update(func(s *EmailThrottleUpsert) {
+		s.UpdatePendingEvent()
+	})
+}
+
+// ClearPendingEvent clears the value of the "pending_event" field.
+func (u *EmailThrottleUpsertOne) ClearPendingEvent() *EmailThrottleUpsertOne {
+	return u.Update(func(s *EmailThrottleUpsert) {
+		s.ClearPendingEvent()
 	})
 }
 
@@ -505,6 +563,27 @@ func (u *EmailThrottleUpsertBulk) AddLastSentMs(v int64) *EmailThrottleUpsertBul
 func (u *EmailThrottleUpsertBulk) UpdateLastSentMs() *EmailThrottleUpsertBulk {
 	return u.Update(func(s *EmailThrottleUpsert) {
 		s.UpdateLastSentMs()
+	})
+}
+
+// SetPendingEvent sets the "pending_event" field.
+func (u *EmailThrottleUpsertBulk) SetPendingEvent(v uuid.UUID) *EmailThrottleUpsertBulk {
+	return u.Update(func(s *EmailThrottleUpsert) {
+		s.SetPendingEvent(v)
+	})
+}
+
+// UpdatePendingEvent sets the "pending_event" field to the value that was provided on create.
+func (u *EmailThrottleUpsertBulk) UpdatePendingEvent() *EmailThrottleUpsertBulk {
+	return u.Update(func(s *EmailThrottleUpsert) {
+		s.UpdatePendingEvent()
+	})
+}
+
+// ClearPendingEvent clears the value of the "pending_event" field.
+func (u *EmailThrottleUpsertBulk) ClearPendingEvent() *EmailThrottleUpsertBulk {
+	return u.Update(func(s *EmailThrottleUpsert) {
+		s.ClearPendingEvent()
 	})
 }
 

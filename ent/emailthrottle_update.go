@@ -10,6 +10,7 @@ import (
 	"entgo.io/ent/dialect/sql"
 	"entgo.io/ent/dialect/sql/sqlgraph"
 	"entgo.io/ent/schema/field"
+	"github.com/google/uuid"
 	"github.com/verifier/verifier/ent/emailthrottle"
 	"github.com/verifier/verifier/ent/predicate"
 )
@@ -59,6 +60,26 @@ func (_u *EmailThrottleUpdate) SetNillableLastSentMs(v *int64) *EmailThrottleUpd
 // AddLastSentMs adds value to the "last_sent_ms" field.
 func (_u *EmailThrottleUpdate) AddLastSentMs(v int64) *EmailThrottleUpdate {
 	_u.mutation.AddLastSentMs(v)
+	return _u
+}
+
+// SetPendingEvent sets the "pending_event" field.
+func (_u *EmailThrottleUpdate) SetPendingEvent(v uuid.UUID) *EmailThrottleUpdate {
+	_u.mutation.SetPendingEvent(v)
+	return _u
+}
+
+// SetNillablePendingEvent sets the "pending_event" field if the given value is not nil.
+func (_u *EmailThrottleUpdate) SetNillablePendingEvent(v *uuid.UUID) *EmailThrottleUpdate {
+	if v != nil {
+		_u.SetPendingEvent(*v)
+	}
+	return _u
+}
+
+// ClearPendingEvent clears the value of the "pending_event" field.
+func (_u *EmailThrottleUpdate) ClearPendingEvent() *EmailThrottleUpdate {
+	_u.mutation.ClearPendingEvent()
 	return _u
 }
 
@@ -125,6 +146,12 @@ func (_u *EmailThrottleUpdate) sqlSave(ctx context.Context) (_node int, err erro
 	if value, ok := _u.mutation.AddedLastSentMs(); ok {
 		_spec.AddField(emailthrottle.FieldLastSentMs, field.TypeInt64, value)
 	}
+	if value, ok := _u.mutation.PendingEvent(); ok {
+		_spec.SetField(emailthrottle.FieldPendingEvent, field.TypeUUID, value)
+	}
+	if _u.mutation.PendingEventCleared() {
+		_spec.ClearField(emailthrottle.FieldPendingEvent, field.TypeUUID)
+	}
 	if _node, err = sqlgraph.UpdateNodes(ctx, _u.driver, _spec); err != nil {
 		if _, ok := err.(*sqlgraph.NotFoundError); ok {
 			err = &NotFoundError{emailthrottle.Label}
@@ -177,6 +204,26 @@ func (_u *EmailThrottleUpdateOne) SetNillableLastSentMs(v *int64) *EmailThrottle
 // AddLastSentMs adds value to the "last_sent_ms" field.
 func (_u *EmailThrottleUpdateOne) AddLastSentMs(v int64) *EmailThrottleUpdateOne {
 	_u.mutation.AddLastSentMs(v)
+	return _u
+}
+
+// SetPendingEvent sets the "pending_event" field.
+func (_u *EmailThrottleUpdateOne) SetPendingEvent(v uuid.UUID) *EmailThrottleUpdateOne {
+	_u.mutation.SetPendingEvent(v)
+	return _u
+}
+
+// SetNillablePendingEvent sets the "pending_event" field if the given value is not nil.
+func (_u *EmailThrottleUpdateOne) SetNillablePendingEvent(v *uuid.UUID) *EmailThrottleUpdateOne {
+	if v != nil {
+		_u.SetPendingEvent(*v)
+	}
+	return _u
+}
+
+// ClearPendingEvent clears the value of the "pending_event" field.
+func (_u *EmailThrottleUpdateOne) ClearPendingEvent() *EmailThrottleUpdateOne {
+	_u.mutation.ClearPendingEvent()
 	return _u
 }
 
@@ -272,6 +319,12 @@ func (_u *EmailThrottleUpdateOne) sqlSave(ctx context.Context) (_node *EmailThro
 	}
 	if value, ok := _u.mutation.AddedLastSentMs(); ok {
 		_spec.AddField(emailthrottle.FieldLastSentMs, field.TypeInt64, value)
+	}
+	if value, ok := _u.mutation.PendingEvent(); ok {
+		_spec.SetField(emailthrottle.FieldPendingEvent, field.TypeUUID, value)
+	}
+	if _u.mutation.PendingEventCleared() {
+		_spec.ClearField(emailthrottle.FieldPendingEvent, field.TypeUUID)
 	}
 	_node = &EmailThrottle{config: _u.config}
 	_spec.Assign = _node.assignValues

@@ -13,6 +13,7 @@ import (
 	"entgo.io/ent/dialect/sql"
 	"github.com/google/uuid"
 	"github.com/verifier/verifier/ent/devmail"
+	"github.com/verifier/verifier/ent/emailbudget"
 	"github.com/verifier/verifier/ent/emailthrottle"
 	"github.com/verifier/verifier/ent/outboxevent"
 	"github.com/verifier/verifier/ent/predicate"
@@ -32,6 +33,7 @@ const (
 
 	// Node types.
 	TypeDevMail           = "DevMail"
+	TypeEmailBudget       = "EmailBudget"
 	TypeEmailThrottle     = "EmailThrottle"
 	TypeOutboxEvent       = "OutboxEvent"
 	TypeSecret            = "Secret"
@@ -636,6 +638,509 @@ func (m *DevMailMutation) ResetEdge(name string) error {
 	return fmt.Errorf("unknown DevMail edge %s", name)
 }
 
+// EmailBudgetMutation represents an operation that mutates the EmailBudget nodes in the graph.
+type EmailBudgetMutation struct {
+	config
+	op              Op
+	typ             string
+	id              *int
+	scope           *string
+	window_start    *int64
+	addwindow_start *int64
+	sent            *int
+	addsent         *int
+	clearedFields   map[string]struct{}
+	done            bool
+	oldValue        func(context.Context) (*EmailBudget, error)
+	predicates      []predicate.EmailBudget
+}
+
+var _ ent.Mutation = (*EmailBudgetMutation)(nil)
+
+// emailbudgetOption allows management of the mutation configuration using functional options.
+type emailbudgetOption func(*EmailBudgetMutation)
+
+// newEmailBudgetMutation creates new mutation for the EmailBudget entity.
+func newEmailBudgetMutation(c config, op Op, opts ...emailbudgetOption) *EmailBudgetMutation {
+	m := &EmailBudgetMutation{
+		config:        c,
+		op:            op,
+		typ:           TypeEmailBudget,
+		clearedFields: make(map[string]struct{}),
+	}
+	for _, opt := range opts {
+		opt(m)
+	}
+	return m
+}
+
+// withEmailBudgetID sets the ID field of the mutation.
+func withEmailBudgetID(id int) emailbudgetOption {
+	return func(m *EmailBudgetMutation) {
+		var (
+			err   error
+			once  sync.Once
+			value *EmailBudget
+		)
+		m.oldValue = func(ctx context.Context) (*EmailBudget, error) {
+			once.Do(func() {
+				if m.done {
+					err = errors.New("querying old values post mutation is not allowed")
+				} else {
+					value, err = m.Client().EmailBudget.Get(ctx, id)
+				}
+			})
+			return value, err
+		}
+		m.id = &id
+	}
+}
+
+// withEmailBudget sets the old EmailBudget of the mutation.
+func withEmailBudget(node *EmailBudget) emailbudgetOption {
+	return func(m *EmailBudgetMutation) {
+		m.oldValue = func(context.Context) (*EmailBudget, error) {
+			return node, nil
+		}
+		m.id = &node.ID
+	}
+}
+
+// Client returns a new `ent.Client` from the mutation. If the mutation was
+// executed in a transaction (ent.Tx), a transactional client is returned.
+func (m EmailBudgetMutation) Client() *Client {
+	client := &Client{config: m.config}
+	client.init()
+	return client
+}
+
+// Tx returns an `ent.Tx` for mutations that were executed in transactions;
+// it returns an error otherwise.
+func (m EmailBudgetMutation) Tx() (*Tx, error) {
+	if _, ok := m.driver.(*txDriver); !ok {
+		return nil, errors.New("ent: mutation is not running in a transaction")
+	}
+	tx := &Tx{config: m.config}
+	tx.init()
+	return tx, nil
+}
+
+// ID returns the ID value in the mutation. Note that the ID is only available
+// if it was provided to the builder or after it was returned from the database.
+func (m *EmailBudgetMutation) ID() (id int, exists bool) {
+	if m.id == nil {
+		return
+	}
+	return *m.id, true
+}
+
+// IDs queries the database and returns the entity ids that match the mutation's predicate.
+// That means, if the mutation is applied within a transaction with an isolation level such
+// as sql.LevelSerializable, the returned ids match the ids of the rows that will be updated
+// or updated by the mutation.
+func (m *EmailBudgetMutation) IDs(ctx context.Context) ([]int, error) {
+	switch {
+	case m.op.Is(OpUpdateOne | OpDeleteOne):
+		id, exists := m.ID()
+		if exists {
+			return []int{id}, nil
+		}
+		fallthrough
+	case m.op.Is(OpUpdate | OpDelete):
+		return m.Client().EmailBudget.Query().Where(m.predicates...).IDs(ctx)
+	default:
+		return nil, fmt.Errorf("IDs is not allowed on %s operations", m.op)
+	}
+}
+
+// SetScope sets the "scope" field.
+func (m *EmailBudgetMutation) SetScope(s string) {
+	m.scope = &s
+}
+
+// Scope returns the value of the "scope" field in the mutation.
+func (m *EmailBudgetMutation) Scope() (r string, exists bool) {
+	v := m.scope
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldScope returns the old "scope" field's value of the EmailBudget entity.
+// If the EmailBudget object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *EmailBudgetMutation) OldScope(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldScope is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldScope requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldScope: %w", err)
+	}
+	return oldValue.Scope, nil
+}
+
+// ResetScope resets all changes to the "scope" field.
+func (m *EmailBudgetMutation) ResetScope() {
+	m.scope = nil
+}
+
+// SetWindowStart sets the "window_start" field.
+func (m *EmailBudgetMutation) SetWindowStart(i int64) {
+	m.window_start = &i
+	m.addwindow_start = nil
+}
+
+// WindowStart returns the value of the "window_start" field in the mutation.
+func (m *EmailBudgetMutation) WindowStart() (r int64, exists bool) {
+	v := m.window_start
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldWindowStart returns the old "window_start" field's value of the EmailBudget entity.
+// If the EmailBudget object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *EmailBudgetMutation) OldWindowStart(ctx context.Context) (v int64, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldWindowStart is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldWindowStart requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldWindowStart: %w", err)
+	}
+	return oldValue.WindowStart, nil
+}
+
+// AddWindowStart adds i to the "window_start" field.
+func (m *EmailBudgetMutation) AddWindowStart(i int64) {
+	if m.addwindow_start != nil {
+		*m.addwindow_start += i
+	} else {
+		m.addwindow_start = &i
+	}
+}
+
+// AddedWindowStart returns the value that was added to the "window_start" field in this mutation.
+func (m *EmailBudgetMutation) AddedWindowStart() (r int64, exists bool) {
+	v := m.addwindow_start
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetWindowStart resets all changes to the "window_start" field.
+func (m *EmailBudgetMutation) ResetWindowStart() {
+	m.window_start = nil
+	m.addwindow_start = nil
+}
+
+// SetSent sets the "sent" field.
+func (m *EmailBudgetMutation) SetSent(i int) {
+	m.sent = &i
+	m.addsent = nil
+}
+
+// Sent returns the value of the "sent" field in the mutation.
+func (m *EmailBudgetMutation) Sent() (r int, exists bool) {
+	v := m.sent
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldSent returns the old "sent" field's value of the EmailBudget entity.
+// If the EmailBudget object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *EmailBudgetMutation) OldSent(ctx context.Context) (v int, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldSent is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldSent requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldSent: %w", err)
+	}
+	return oldValue.Sent, nil
+}
+
+// AddSent adds i to the "sent" field.
+func (m *EmailBudgetMutation) AddSent(i int) {
+	if m.addsent != nil {
+		*m.addsent += i
+	} else {
+		m.addsent = &i
+	}
+}
+
+// AddedSent returns the value that was added to the "sent" field in this mutation.
+func (m *EmailBudgetMutation) AddedSent() (r int, exists bool) {
+	v := m.addsent
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetSent resets all changes to the "sent" field.
+func (m *EmailBudgetMutation) ResetSent() {
+	m.sent = nil
+	m.addsent = nil
+}
+
+// Where appends a list predicates to the EmailBudgetMutation builder.
+func (m *EmailBudgetMutation) Where(ps ...predicate.EmailBudget) {
+	m.predicates = append(m.predicates, ps...)
+}
+
+// WhereP appends storage-level predicates to the EmailBudgetMutation builder. Using this method,
+// users can use type-assertion to append predicates that do not depend on any generated package.
+func (m *EmailBudgetMutation) WhereP(ps ...func(*sql.Selector)) {
+	p := make([]predicate.EmailBudget, len(ps))
+	for i := range ps {
+		p[i] = ps[i]
+	}
+	m.Where(p...)
+}
+
+// Op returns the operation name.
+func (m *EmailBudgetMutation) Op() Op {
+	return m.op
+}
+
+// SetOp allows setting the mutation operation.
+func (m *EmailBudgetMutation) SetOp(op Op) {
+	m.op = op
+}
+
+// Type returns the node type of this mutation (EmailBudget).
+func (m *EmailBudgetMutation) Type() string {
+	return m.typ
+}
+
+// Fields returns all fields that were changed during this mutation. Note that in
+// order to get all numeric fields that were incremented/decremented, call
+// AddedFields().
+func (m *EmailBudgetMutation) Fields() []string {
+	fields := make([]string, 0, 3)
+	if m.scope != nil {
+		fields = append(fields, emailbudget.FieldScope)
+	}
+	if m.window_start != nil {
+		fields = append(fields, emailbudget.FieldWindowStart)
+	}
+	if m.sent != nil {
+		fields = append(fields, emailbudget.FieldSent)
+	}
+	return fields
+}
+
+// Field returns the value of a field with the given name. The second boolean
+// return value indicates that this field was not set, or was not defined in the
+// schema.
+func (m *EmailBudgetMutation) Field(name string) (ent.Value, bool) {
+	switch name {
+	case emailbudget.FieldScope:
+		return m.Scope()
+	case emailbudget.FieldWindowStart:
+		return m.WindowStart()
+	case emailbudget.FieldSent:
+		return m.Sent()
+	}
+	return nil, false
+}
+
+// OldField returns the old value of the field from the database. An error is
+// returned if the mutation operation is not UpdateOne, or the query to the
+// database failed.
+func (m *EmailBudgetMutation) OldField(ctx context.Context, name string) (ent.Value, error) {
+	switch name {
+	case emailbudget.FieldScope:
+		return m.OldScope(ctx)
+	case emailbudget.FieldWindowStart:
+		return m.OldWindowStart(ctx)
+	case emailbudget.FieldSent:
+		return m.OldSent(ctx)
+	}
+	return nil, fmt.Errorf("unknown EmailBudget field %s", name)
+}
+
+// SetField sets the value of a field with the given name. It returns an error if
+// the field is not defined in the schema, or if the type mismatched the field
+// type.
+func (m *EmailBudgetMutation) SetField(name string, value ent.Value) error {
+	switch name {
+	case emailbudget.FieldScope:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetScope(v)
+		return nil
+	case emailbudget.FieldWindowStart:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetWindowStart(v)
+		return nil
+	case emailbudget.FieldSent:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetSent(v)
+		return nil
+	}
+	return fmt.Errorf("unknown EmailBudget field %s", name)
+}
+
+// AddedFields returns all numeric fields that were incremented/decremented during
+// this mutation.
+func (m *EmailBudgetMutation) AddedFields() []string {
+	var fields []string
+	if m.addwindow_start != nil {
+		fields = append(fields, emailbudget.FieldWindowStart)
+	}
+	if m.addsent != nil {
+		fields = append(fields, emailbudget.FieldSent)
+	}
+	return fields
+}
+
+// AddedField returns the numeric value that was incremented/decremented on a field
+// with the given name. The second boolean return value indicates that this field
+// was not set, or was not defined in the schema.
+func (m *EmailBudgetMutation) AddedField(name string) (ent.Value, bool) {
+	switch name {
+	case emailbudget.FieldWindowStart:
+		return m.AddedWindowStart()
+	case emailbudget.FieldSent:
+		return m.AddedSent()
+	}
+	return nil, false
+}
+
+// AddField adds the value to the field with the given name. It returns an error if
+// the field is not defined in the schema, or if the type mismatched the field
+// type.
+func (m *EmailBudgetMutation) AddField(name string, value ent.Value) error {
+	switch name {
+	case emailbudget.FieldWindowStart:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddWindowStart(v)
+		return nil
+	case emailbudget.FieldSent:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddSent(v)
+		return nil
+	}
+	return fmt.Errorf("unknown EmailBudget numeric field %s", name)
+}
+
+// ClearedFields returns all nullable fields that were cleared during this
+// mutation.
+func (m *EmailBudgetMutation) ClearedFields() []string {
+	return nil
+}
+
+// FieldCleared returns a boolean indicating if a field with the given name was
+// cleared in this mutation.
+func (m *EmailBudgetMutation) FieldCleared(name string) bool {
+	_, ok := m.clearedFields[name]
+	return ok
+}
+
+// ClearField clears the value of the field with the given name. It returns an
+// error if the field is not defined in the schema.
+func (m *EmailBudgetMutation) ClearField(name string) error {
+	return fmt.Errorf("unknown EmailBudget nullable field %s", name)
+}
+
+// ResetField resets all changes in the mutation for the field with the given name.
+// It returns an error if the field is not defined in the schema.
+func (m *EmailBudgetMutation) ResetField(name string) error {
+	switch name {
+	case emailbudget.FieldScope:
+		m.ResetScope()
+		return nil
+	case emailbudget.FieldWindowStart:
+		m.ResetWindowStart()
+		return nil
+	case emailbudget.FieldSent:
+		m.ResetSent()
+		return nil
+	}
+	return fmt.Errorf("unknown EmailBudget field %s", name)
+}
+
+// AddedEdges returns all edge names that were set/added in this mutation.
+func (m *EmailBudgetMutation) AddedEdges() []string {
+	edges := make([]string, 0, 0)
+	return edges
+}
+
+// AddedIDs returns all IDs (to other nodes) that were added for the given edge
+// name in this mutation.
+func (m *EmailBudgetMutation) AddedIDs(name string) []ent.Value {
+	return nil
+}
+
+// RemovedEdges returns all edge names that were removed in this mutation.
+func (m *EmailBudgetMutation) RemovedEdges() []string {
+	edges := make([]string, 0, 0)
+	return edges
+}
+
+// RemovedIDs returns all IDs (to other nodes) that were removed for the edge with
+// the given name in this mutation.
+func (m *EmailBudgetMutation) RemovedIDs(name string) []ent.Value {
+	return nil
+}
+
+// ClearedEdges returns all edge names that were cleared in this mutation.
+func (m *EmailBudgetMutation) ClearedEdges() []string {
+	edges := make([]string, 0, 0)
+	return edges
+}
+
+// EdgeCleared returns a boolean which indicates if the edge with the given name
+// was cleared in this mutation.
+func (m *EmailBudgetMutation) EdgeCleared(name string) bool {
+	return false
+}
+
+// ClearEdge clears the value of the edge with the given name. It returns an error
+// if that edge is not defined in the schema.
+func (m *EmailBudgetMutation) ClearEdge(name string) error {
+	return fmt.Errorf("unknown EmailBudget unique edge %s", name)
+}
+
+// ResetEdge resets all changes to the edge with the given name in this mutation.
+// It returns an error if the edge is not defined in the schema.
+func (m *EmailBudgetMutation) ResetEdge(name string) error {
+	return fmt.Errorf("unknown EmailBudget edge %s", name)
+}
+
 // EmailThrottleMutation represents an operation that mutates the EmailThrottle nodes in the graph.
 type EmailThrottleMutation struct {
 	config
@@ -645,6 +1150,7 @@ type EmailThrottleMutation struct {
 	email           *string
 	last_sent_ms    *int64
 	addlast_sent_ms *int64
+	pending_event   *uuid.UUID
 	clearedFields   map[string]struct{}
 	done            bool
 	oldValue        func(context.Context) (*EmailThrottle, error)
@@ -841,6 +1347,55 @@ func (m *EmailThrottleMutation) ResetLastSentMs() {
 	m.addlast_sent_ms = nil
 }
 
+// SetPendingEvent sets the "pending_event" field.
+func (m *EmailThrottleMutation) SetPendingEvent(u uuid.UUID) {
+	m.pending_event = &u
+}
+
+// PendingEvent returns the value of the "pending_event" field in the mutation.
+func (m *EmailThrottleMutation) PendingEvent() (r uuid.UUID, exists bool) {
+	v := m.pending_event
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldPendingEvent returns the old "pending_event" field's value of the EmailThrottle entity.
+// If the EmailThrottle object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *EmailThrottleMutation) OldPendingEvent(ctx context.Context) (v *uuid.UUID, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldPendingEvent is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldPendingEvent requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldPendingEvent: %w", err)
+	}
+	return oldValue.PendingEvent, nil
+}
+
+// ClearPendingEvent clears the value of the "pending_event" field.
+func (m *EmailThrottleMutation) ClearPendingEvent() {
+	m.pending_event = nil
+	m.clearedFields[emailthrottle.FieldPendingEvent] = struct{}{}
+}
+
+// PendingEventCleared returns if the "pending_event" field was cleared in this mutation.
+func (m *EmailThrottleMutation) PendingEventCleared() bool {
+	_, ok := m.clearedFields[emailthrottle.FieldPendingEvent]
+	return ok
+}
+
+// ResetPendingEvent resets all changes to the "pending_event" field.
+func (m *EmailThrottleMutation) ResetPendingEvent() {
+	m.pending_event = nil
+	delete(m.clearedFields, emailthrottle.FieldPendingEvent)
+}
+
 // Where appends a list predicates to the EmailThrottleMutation builder.
 func (m *EmailThrottleMutation) Where(ps ...predicate.EmailThrottle) {
 	m.predicates = append(m.predicates, ps...)
@@ -875,12 +1430,15 @@ func (m *EmailThrottleMutation) Type() string {
 // order to get all numeric fields that were incremented/decremented, call
 // AddedFields().
 func (m *EmailThrottleMutation) Fields() []string {
-	fields := make([]string, 0, 2)
+	fields := make([]string, 0, 3)
 	if m.email != nil {
 		fields = append(fields, emailthrottle.FieldEmail)
 	}
 	if m.last_sent_ms != nil {
 		fields = append(fields, emailthrottle.FieldLastSentMs)
+	}
+	if m.pending_event != nil {
+		fields = append(fields, emailthrottle.FieldPendingEvent)
 	}
 	return fields
 }
@@ -894,6 +1452,8 @@ func (m *EmailThrottleMutation) Field(name string) (ent.Value, bool) {
 		return m.Email()
 	case emailthrottle.FieldLastSentMs:
 		return m.LastSentMs()
+	case emailthrottle.FieldPendingEvent:
+		return m.PendingEvent()
 	}
 	return nil, false
 }
@@ -907,6 +1467,8 @@ func (m *EmailThrottleMutation) OldField(ctx context.Context, name string) (ent.
 		return m.OldEmail(ctx)
 	case emailthrottle.FieldLastSentMs:
 		return m.OldLastSentMs(ctx)
+	case emailthrottle.FieldPendingEvent:
+		return m.OldPendingEvent(ctx)
 	}
 	return nil, fmt.Errorf("unknown EmailThrottle field %s", name)
 }
@@ -929,6 +1491,13 @@ func (m *EmailThrottleMutation) SetField(name string, value ent.Value) error {
 			return fmt.Errorf("unexpected type %T for field %s", value, name)
 		}
 		m.SetLastSentMs(v)
+		return nil
+	case emailthrottle.FieldPendingEvent:
+		v, ok := value.(uuid.UUID)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetPendingEvent(v)
 		return nil
 	}
 	return fmt.Errorf("unknown EmailThrottle field %s", name)
@@ -974,7 +1543,11 @@ func (m *EmailThrottleMutation) AddField(name string, value ent.Value) error {
 // ClearedFields returns all nullable fields that were cleared during this
 // mutation.
 func (m *EmailThrottleMutation) ClearedFields() []string {
-	return nil
+	var fields []string
+	if m.FieldCleared(emailthrottle.FieldPendingEvent) {
+		fields = append(fields, emailthrottle.FieldPendingEvent)
+	}
+	return fields
 }
 
 // FieldCleared returns a boolean indicating if a field with the given name was
@@ -987,6 +1560,11 @@ func (m *EmailThrottleMutation) FieldCleared(name string) bool {
 // ClearField clears the value of the field with the given name. It returns an
 // error if the field is not defined in the schema.
 func (m *EmailThrottleMutation) ClearField(name string) error {
+	switch name {
+	case emailthrottle.FieldPendingEvent:
+		m.ClearPendingEvent()
+		return nil
+	}
 	return fmt.Errorf("unknown EmailThrottle nullable field %s", name)
 }
 
@@ -999,6 +1577,9 @@ func (m *EmailThrottleMutation) ResetField(name string) error {
 		return nil
 	case emailthrottle.FieldLastSentMs:
 		m.ResetLastSentMs()
+		return nil
+	case emailthrottle.FieldPendingEvent:
+		m.ResetPendingEvent()
 		return nil
 	}
 	return fmt.Errorf("unknown EmailThrottle field %s", name)

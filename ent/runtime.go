@@ -7,6 +7,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/verifier/verifier/ent/devmail"
+	"github.com/verifier/verifier/ent/emailbudget"
 	"github.com/verifier/verifier/ent/emailthrottle"
 	"github.com/verifier/verifier/ent/outboxevent"
 	"github.com/verifier/verifier/ent/schema"
@@ -33,6 +34,30 @@ func init() {
 	devmailDescMessageID := devmailFields[0].Descriptor()
 	// devmail.MessageIDValidator is a validator for the "message_id" field. It is called by the builders before save.
 	devmail.MessageIDValidator = devmailDescMessageID.Validators[0].(func(string) error)
+	emailbudgetFields := schema.EmailBudget{}.Fields()
+	_ = emailbudgetFields
+	// emailbudgetDescScope is the schema descriptor for scope field.
+	emailbudgetDescScope := emailbudgetFields[0].Descriptor()
+	// emailbudget.ScopeValidator is a validator for the "scope" field. It is called by the builders before save.
+	emailbudget.ScopeValidator = func() func(string) error {
+		validators := emailbudgetDescScope.Validators
+		fns := [...]func(string) error{
+			validators[0].(func(string) error),
+			validators[1].(func(string) error),
+		}
+		return func(scope string) error {
+			for _, fn := range fns {
+				if err := fn(scope); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+	}()
+	// emailbudgetDescSent is the schema descriptor for sent field.
+	emailbudgetDescSent := emailbudgetFields[2].Descriptor()
+	// emailbudget.SentValidator is a validator for the "sent" field. It is called by the builders before save.
+	emailbudget.SentValidator = emailbudgetDescSent.Validators[0].(func(int) error)
 	emailthrottleFields := schema.EmailThrottle{}.Fields()
 	_ = emailthrottleFields
 	// emailthrottleDescEmail is the schema descriptor for email field.

@@ -16,6 +16,8 @@ type Tx struct {
 	config
 	// DevMail is the client for interacting with the DevMail builders.
 	DevMail *DevMailClient
+	// EmailBudget is the client for interacting with the EmailBudget builders.
+	EmailBudget *EmailBudgetClient
 	// EmailThrottle is the client for interacting with the EmailThrottle builders.
 	EmailThrottle *EmailThrottleClient
 	// OutboxEvent is the client for interacting with the OutboxEvent builders.
@@ -160,6 +162,7 @@ func (tx *Tx) Client() *Client {
 
 func (tx *Tx) init() {
 	tx.DevMail = NewDevMailClient(tx.config)
+	tx.EmailBudget = NewEmailBudgetClient(tx.config)
 	tx.EmailThrottle = NewEmailThrottleClient(tx.config)
 	tx.OutboxEvent = NewOutboxEventClient(tx.config)
 	tx.Secret = NewSecretClient(tx.config)

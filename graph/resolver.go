@@ -28,15 +28,19 @@ var _ Accounts = (*account.Service)(nil)
 // Resolver is the root resolver; it holds the dependencies.
 type Resolver struct {
 	Accounts Accounts
-	// ClientLimit bounds register and resend calls per client; nil is no
-	// limit.
+	// ClientLimit bounds register and resend calls per client (they hash a
+	// password or send mail); nil is no limit.
 	ClientLimit *ratelimit.Limiter
+	// VerifyLimit bounds verifyEmail calls per client, more generously: a
+	// person clicks a link a few times, a guesser calls it by the
+	// thousand. nil is no limit.
+	VerifyLimit *ratelimit.Limiter
 }
 
-// limitClient spends one of the calling client's tokens for a mutation that
-// hashes a password or sends mail.
-func (r *Resolver) limitClient(ctx context.Context) error {
-	if ok, wait := r.ClientLimit.Allow(ratelimit.Client(ctx)); !ok {
+// limitClient spends one of the calling client's tokens from l before a
+// mutation runs.
+func limitClient(ctx context.Context, l *ratelimit.Limiter) error {
+	if ok, wait := l.Allow(ratelimit.Client(ctx)); !ok {
 		return apperr.Limited(wait, "too many requests from this client; try again in %d seconds", account.RetryAfterSeconds(wait))
 	}
 	return nil

@@ -13,7 +13,7 @@ import (
 
 // Register is the resolver for the register field.
 func (r *mutationResolver) Register(ctx context.Context, input model.RegisterInput) (*model.RegisterPayload, error) {
-	if err := r.limitClient(ctx); err != nil {
+	if err := limitClient(ctx, r.ClientLimit); err != nil {
 		return nil, err
 	}
 	watch, err := r.Accounts.Register(ctx, input.Email, input.Password)
@@ -25,6 +25,9 @@ func (r *mutationResolver) Register(ctx context.Context, input model.RegisterInp
 
 // VerifyEmail is the resolver for the verifyEmail field.
 func (r *mutationResolver) VerifyEmail(ctx context.Context, token string) (*model.VerifyEmailPayload, error) {
+	if err := limitClient(ctx, r.VerifyLimit); err != nil {
+		return nil, err
+	}
 	v, err := r.Accounts.VerifyEmail(ctx, token)
 	if err != nil {
 		return nil, err
@@ -34,7 +37,7 @@ func (r *mutationResolver) VerifyEmail(ctx context.Context, token string) (*mode
 
 // ResendVerificationEmail is the resolver for the resendVerificationEmail field.
 func (r *mutationResolver) ResendVerificationEmail(ctx context.Context, email string) (bool, error) {
-	if err := r.limitClient(ctx); err != nil {
+	if err := limitClient(ctx, r.ClientLimit); err != nil {
 		return false, err
 	}
 	if err := r.Accounts.Resend(ctx, email); err != nil {

@@ -15,6 +15,8 @@ const (
 	FieldEmail = "email"
 	// FieldLastSentMs holds the string denoting the last_sent_ms field in the database.
 	FieldLastSentMs = "last_sent_ms"
+	// FieldPendingEvent holds the string denoting the pending_event field in the database.
+	FieldPendingEvent = "pending_event"
 	// Table holds the table name of the emailthrottle in the database.
 	Table = "email_throttles"
 )
@@ -24,6 +26,7 @@ var Columns = []string{
 	FieldID,
 	FieldEmail,
 	FieldLastSentMs,
+	FieldPendingEvent,
 }
 
 // ValidColumn reports if the column name is valid (part of the table columns).
@@ -57,4 +60,9 @@ func ByEmail(opts ...sql.OrderTermOption) OrderOption {
 // ByLastSentMs orders the results by the last_sent_ms field.
 func ByLastSentMs(opts ...sql.OrderTermOption) OrderOption {
 	return sql.OrderByField(FieldLastSentMs, opts...).ToFunc()
+}
+
+// ByPendingEvent orders the results by the pending_event field.
+func ByPendingEvent(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldPendingEvent, opts...).ToFunc()
 }

@@ -4,6 +4,7 @@ package emailthrottle
 
 import (
 	"entgo.io/ent/dialect/sql"
+	"github.com/google/uuid"
 	"github.com/verifier/verifier/ent/predicate"
 )
 
@@ -60,6 +61,11 @@ func Email(v string) predicate.EmailThrottle {
 // LastSentMs applies equality check predicate on the "last_sent_ms" field. It's identical to LastSentMsEQ.
 func LastSentMs(v int64) predicate.EmailThrottle {
 	return predicate.EmailThrottle(sql.FieldEQ(FieldLastSentMs, v))
+}
+
+// PendingEvent applies equality check predicate on the "pending_event" field. It's identical to PendingEventEQ.
+func PendingEvent(v uuid.UUID) predicate.EmailThrottle {
+	return predicate.EmailThrottle(sql.FieldEQ(FieldPendingEvent, v))
 }
 
 // EmailEQ applies the EQ predicate on the "email" field.
@@ -165,6 +171,56 @@ func LastSentMsLT(v int64) predicate.EmailThrottle {
 // LastSentMsLTE applies the LTE predicate on the "last_sent_ms" field.
 func LastSentMsLTE(v int64) predicate.EmailThrottle {
 	return predicate.EmailThrottle(sql.FieldLTE(FieldLastSentMs, v))
+}
+
+// PendingEventEQ applies the EQ predicate on the "pending_event" field.
+func PendingEventEQ(v uuid.UUID) predicate.EmailThrottle {
+	return predicate.EmailThrottle(sql.FieldEQ(FieldPendingEvent, v))
+}
+
+// PendingEventNEQ applies the NEQ predicate on the "pending_event" field.
+func PendingEventNEQ(v uuid.UUID) predicate.EmailThrottle {
+	return predicate.EmailThrottle(sql.FieldNEQ(FieldPendingEvent, v))
+}
+
+// PendingEventIn applies the In predicate on the "pending_event" field.
+func PendingEventIn(vs ...uuid.UUID) predicate.EmailThrottle {
+	return predicate.EmailThrottle(sql.FieldIn(FieldPendingEvent, vs...))
+}
+
+// PendingEventNotIn applies the NotIn predicate on the "pending_event" field.
+func PendingEventNotIn(vs ...uuid.UUID) predicate.EmailThrottle {
+	return predicate.EmailThrottle(sql.FieldNotIn(FieldPendingEvent, vs...))
+}
+
+// PendingEventGT applies the GT predicate on the "pending_event" field.
+func PendingEventGT(v uuid.UUID) predicate.EmailThrottle {
+	return predicate.EmailThrottle(sql.FieldGT(FieldPendingEvent, v))
+}
+
+// PendingEventGTE applies the GTE predicate on the "pending_event" field.
+func PendingEventGTE(v uuid.UUID) predicate.EmailThrottle {
+	return predicate.EmailThrottle(sql.FieldGTE(FieldPendingEvent, v))
+}
+
+// PendingEventLT applies the LT predicate on the "pending_event" field.
+func PendingEventLT(v uuid.UUID) predicate.EmailThrottle {
+	return predicate.EmailThrottle(sql.FieldLT(FieldPendingEvent, v))
+}
+
+// PendingEventLTE applies the LTE predicate on the "pending_event" field.
+func PendingEventLTE(v uuid.UUID) predicate.EmailThrottle {
+	return predicate.EmailThrottle(sql.FieldLTE(FieldPendingEvent, v))
+}
+
+// PendingEventIsNil applies the IsNil predicate on the "pending_event" field.
+func PendingEventIsNil() predicate.EmailThrottle {
+	return predicate.EmailThrottle(sql.FieldIsNull(FieldPendingEvent))
+}
+
+// PendingEventNotNil applies the NotNil predicate on the "pending_event" field.
+func PendingEventNotNil() predicate.EmailThrottle {
+	return predicate.EmailThrottle(sql.FieldNotNull(FieldPendingEvent))
 }
 
 // And groups predicates with the AND operator between them.

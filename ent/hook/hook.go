@@ -21,6 +21,18 @@ func (f DevMailFunc) Mutate(ctx context.Context, m ent.Mutation) (ent.Value, err
 	return nil, fmt.Errorf("unexpected mutation type %T. expect *ent.DevMailMutation", m)
 }
 
+// The EmailBudgetFunc type is an adapter to allow the use of ordinary
+// function as EmailBudget mutator.
+type EmailBudgetFunc func(context.Context, *ent.EmailBudgetMutation) (ent.Value, error)
+
+// Mutate calls f(ctx, m).
+func (f EmailBudgetFunc) Mutate(ctx context.Context, m ent.Mutation) (ent.Value, error) {
+	if mv, ok := m.(*ent.EmailBudgetMutation); ok {
+		return f(ctx, mv)
+	}
+	return nil, fmt.Errorf("unexpected mutation type %T. expect *ent.EmailBudgetMutation", m)
+}
+
 // The EmailThrottleFunc type is an adapter to allow the use of ordinary
 // function as EmailThrottle mutator.
 type EmailThrottleFunc func(context.Context, *ent.EmailThrottleMutation) (ent.Value, error)

@@ -31,11 +31,37 @@ var (
 			},
 		},
 	}
+	// EmailBudgetsColumns holds the columns for the "email_budgets" table.
+	EmailBudgetsColumns = []*schema.Column{
+		{Name: "id", Type: field.TypeInt, Increment: true},
+		{Name: "scope", Type: field.TypeString, Size: 300},
+		{Name: "window_start", Type: field.TypeInt64},
+		{Name: "sent", Type: field.TypeInt},
+	}
+	// EmailBudgetsTable holds the schema information for the "email_budgets" table.
+	EmailBudgetsTable = &schema.Table{
+		Name:       "email_budgets",
+		Columns:    EmailBudgetsColumns,
+		PrimaryKey: []*schema.Column{EmailBudgetsColumns[0]},
+		Indexes: []*schema.Index{
+			{
+				Name:    "emailbudget_scope_window_start",
+				Unique:  true,
+				Columns: []*schema.Column{EmailBudgetsColumns[1], EmailBudgetsColumns[2]},
+			},
+			{
+				Name:    "emailbudget_window_start",
+				Unique:  false,
+				Columns: []*schema.Column{EmailBudgetsColumns[2]},
+			},
+		},
+	}
 	// EmailThrottlesColumns holds the columns for the "email_throttles" table.
 	EmailThrottlesColumns = []*schema.Column{
 		{Name: "id", Type: field.TypeInt, Increment: true},
 		{Name: "email", Type: field.TypeString, Unique: true, Size: 254},
 		{Name: "last_sent_ms", Type: field.TypeInt64},
+		{Name: "pending_event", Type: field.TypeUUID, Nullable: true},
 	}
 	// EmailThrottlesTable holds the schema information for the "email_throttles" table.
 	EmailThrottlesTable = &schema.Table{
@@ -157,6 +183,7 @@ var (
 	// Tables holds all the tables in the schema.
 	Tables = []*schema.Table{
 		DevMailsTable,
+		EmailBudgetsTable,
 		EmailThrottlesTable,
 		OutboxEventsTable,
 		SecretsTable,

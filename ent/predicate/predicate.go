@@ -9,6 +9,9 @@ import (
 // DevMail is the predicate function for devmail builders.
 type DevMail func(*sql.Selector)
 
+// EmailBudget is the predicate function for emailbudget builders.
+type EmailBudget func(*sql.Selector)
+
 // EmailThrottle is the predicate function for emailthrottle builders.
 type EmailThrottle func(*sql.Selector)
 

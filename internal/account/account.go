@@ -45,7 +45,11 @@ type Options struct {
 	Wake           func()
 	TokenTTL       time.Duration
 	ResendCooldown time.Duration
-	Log            *slog.Logger
+	// DomainEmailLimit and GlobalEmailLimit cap the emails queued per
+	// BudgetWindow to one recipient domain and in all; 0 is no cap.
+	DomainEmailLimit int
+	GlobalEmailLimit int
+	Log              *slog.Logger
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }

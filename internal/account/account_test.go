@@ -34,12 +34,13 @@ type testBundle struct {
 	now time.Time
 }
 
-// eachDB runs f once per database the service supports.
-func eachDB(t *testing.T, f func(t *testing.T, b *testBundle)) {
-	dbtest.Each(t, func(t *testing.T, url string) { f(t, setup(t, url)) })
+// eachDB runs f once per database the service supports; opts adjust the
+// service's options.
+func eachDB(t *testing.T, f func(t *testing.T, b *testBundle), opts ...func(*Options)) {
+	dbtest.Each(t, func(t *testing.T, url string) { f(t, setup(t, url, opts...)) })
 }
 
-func setup(t *testing.T, url string) *testBundle {
+func setup(t *testing.T, url string, opts ...func(*Options)) *testBundle {
 	t.Helper()
 	db, err := database.Open(context.Background(), url)
 	require.NoError(t, err)
@@ -47,7 +48,7 @@ func setup(t *testing.T, url string) *testBundle {
 	b := &testBundle{db: db.Ent, hub: hub.New(), now: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
 	box, err := seal.New(make([]byte, seal.KeyLen))
 	require.NoError(t, err)
-	b.svc = New(Options{
+	o := Options{
 		DB: db.Ent, Dialect: db.Dialect, Seal: box,
 		// Cheap parameters: these tests are about transactions, not hashing.
 		Hasher:         password.NewHasher(password.Params{Memory: 64, Time: 1, Threads: 1}, 0),
@@ -56,7 +57,11 @@ func setup(t *testing.T, url string) *testBundle {
 		ResendCooldown: time.Minute,
 		Log:            slog.New(slog.NewTextHandler(io.Discard, nil)),
 		Now:            func() time.Time { return b.now },
-	})
+	}
+	for _, f := range opts {
+		f(&o)
+	}
+	b.svc = New(o)
 	return b
 }
 
@@ -245,6 +250,9 @@ func TestNormalizeEmail(t *testing.T) {
 		{"a b@example.com", "", false},
 		{"a@example.com\n", "a@example.com", true},
 		{strings.Repeat("a", 65) + "@example.com", "", false},
+		{"a\xff@example.com", "", false},
+		{"\u212a@example.com", "k@example.com", true},              // Kelvin sign: 3 bytes, lower-cased 1
+		{strings.Repeat("\u023a", 32) + "@example.com", "", false}, // 64 bytes, 96 once lower-cased
 	}
 	for _, tt := range tests {
 		got, err := NormalizeEmail(tt.in)

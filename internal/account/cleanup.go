@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/verifier/verifier/ent/emailbudget"
 	"github.com/verifier/verifier/ent/emailthrottle"
 	"github.com/verifier/verifier/ent/verificationtoken"
 	"github.com/verifier/verifier/ent/watchtoken"
@@ -16,7 +17,8 @@ import (
 const ExpiredTokenGrace = 7 * 24 * time.Hour
 
 // DeleteExpired removes verification tokens a week past expiry, expired
-// watch tokens, and cooldown records that no longer limit anything.
+// watch tokens, and cooldown records and email budgets that no longer limit
+// anything.
 func (s *Service) DeleteExpired(ctx context.Context) (int, error) {
 	now := s.now()
 	vt, err := s.DB.VerificationToken.Delete().Where(verificationtoken.ExpiresAtLT(now.Add(-ExpiredTokenGrace))).Exec(ctx)
@@ -31,5 +33,10 @@ func (s *Service) DeleteExpired(ctx context.Context) (int, error) {
 	if err != nil {
 		return vt + wt, fmt.Errorf("delete old cooldown records: %w", err)
 	}
-	return vt + wt + th, nil
+	// Windows that have ended count nothing any more.
+	eb, err := s.DB.EmailBudget.Delete().Where(emailbudget.WindowStartLTE(now.Add(-BudgetWindow).Unix())).Exec(ctx)
+	if err != nil {
+		return vt + wt + th, fmt.Errorf("delete past email budgets: %w", err)
+	}
+	return vt + wt + th + eb, nil
 }

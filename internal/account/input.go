@@ -21,12 +21,17 @@ const (
 )
 
 // NormalizeEmail checks raw and returns the form stored and compared:
-// trimmed and lower-cased.
+// trimmed and lower-cased. The checks apply to the lower-cased form, as it
+// is the one stored: lower-casing can lengthen a character ("Ⱥ" is 2 bytes,
+// "ⱥ" 3), which must not carry an address past the length limits.
 func NormalizeEmail(raw string) (string, error) {
-	e := strings.TrimSpace(raw)
+	e := strings.ToLower(strings.TrimSpace(raw))
 	switch {
 	case e == "":
 		return "", apperr.Errorf(apperr.BadUserInput, "email is required")
+	case !utf8.ValidString(raw):
+		// Checked on raw: lower-casing would turn bad bytes into U+FFFD.
+		return "", apperr.Errorf(apperr.BadUserInput, "email is not valid text")
 	case len(e) > MaxEmailLen:
 		return "", apperr.Errorf(apperr.BadUserInput, "email must be at most %d characters", MaxEmailLen)
 	}
@@ -41,7 +46,7 @@ func NormalizeEmail(raw string) (string, error) {
 	if !strings.Contains(domain, ".") || strings.HasPrefix(domain, ".") || strings.HasSuffix(domain, ".") || strings.ContainsAny(domain, "[]") {
 		return "", apperr.Errorf(apperr.BadUserInput, "email is not a valid address")
 	}
-	return strings.ToLower(e), nil
+	return e, nil
 }
 
 // CheckPassword enforces the contract's length rule, counted in characters.

@@ -6,11 +6,9 @@ import (
 	"math"
 	"time"
 
-	"entgo.io/ent/dialect/sql"
 	"github.com/google/uuid"
 
 	"github.com/verifier/verifier/ent"
-	"github.com/verifier/verifier/ent/emailthrottle"
 	"github.com/verifier/verifier/ent/user"
 	"github.com/verifier/verifier/internal/apperr"
 	"github.com/verifier/verifier/internal/event"
@@ -21,7 +19,10 @@ import (
 // Register stores a new UNVERIFIED user and queues the verification email,
 // returning a watch token. For an address that already exists it answers
 // the same way, but queues a notice to the owner instead and returns a watch
-// token that never reports VERIFIED: the answer reveals nothing.
+// token that never reports VERIFIED: the answer reveals nothing. Either
+// email waits for the end of the inbox's cooldown if one runs (see
+// schedule). Over the domain or global email cap it answers RATE_LIMITED
+// and stores nothing.
 func (s *Service) Register(ctx context.Context, email, pw string) (watchToken string, err error) {
 	email, err = NormalizeEmail(email)
 	if err != nil {
@@ -57,6 +58,11 @@ func (s *Service) Register(ctx context.Context, email, pw string) (watchToken st
 func (s *Service) register(ctx context.Context, tx *ent.Tx, email, hash, watchHash string) error {
 	now := s.now()
 	expires := now.Add(s.TokenTTL)
+	// First, so that concurrent registrations of one inbox take turns.
+	inbox, err := s.lockInbox(ctx, tx, CanonicalEmail(email))
+	if err != nil {
+		return err
+	}
 	existing, err := tx.User.Query().Where(user.Email(email)).Only(ctx)
 	if err != nil && !ent.IsNotFound(err) {
 		return err
@@ -66,13 +72,9 @@ func (s *Service) register(ctx context.Context, tx *ent.Tx, email, hash, watchHa
 		if err != nil {
 			return err
 		}
-		// The notice obeys the cooldown; the caller still gets the usual
-		// answer, so a repeated attempt cannot be used to flood the owner.
-		ok, _, err := s.takeSendSlot(ctx, tx, email, now, false)
-		if err != nil || !ok {
-			return err
-		}
-		return outbox.Enqueue(ctx, tx, now, event.AlreadyRegisteredTopic, event.AlreadyRegistered{Email: email})
+		// The notice obeys the cooldown like every email: a repeated
+		// attempt cannot flood the owner, and the notice is not lost.
+		return s.schedule(ctx, tx, inbox, now, outgoing{event.AlreadyRegisteredTopic, event.AlreadyRegistered{Email: email}})
 	}
 
 	u, err := tx.User.Create().SetEmail(email).SetPasswordHash(hash).SetCreatedAt(now).Save(ctx)
@@ -86,32 +88,40 @@ func (s *Service) register(ctx context.Context, tx *ent.Tx, email, hash, watchHa
 	if err != nil {
 		return err
 	}
-	// The registration email always goes out, and starts the cooldown.
-	if _, _, err := s.takeSendSlot(ctx, tx, email, now, true); err != nil {
-		return err
-	}
-	return outbox.Enqueue(ctx, tx, now, event.RegisteredTopic, event.VerificationRequested{
+	// The registration email obeys the cooldown too (an inbox can have had
+	// mail moments ago: a resend for the address, or another spelling of
+	// it). Were it forced out at once, the cooldown that follows would
+	// differ between new and existing addresses and a later resend's
+	// retryAfterSeconds would tell them apart.
+	return s.schedule(ctx, tx, inbox, now, outgoing{event.RegisteredTopic, event.VerificationRequested{
 		UserID: u.ID, Email: email, SealedToken: s.Seal.Seal(verify, email), ExpiresAt: now.Add(s.TokenTTL),
-	})
+	}})
 }
 
 // Resend queues a fresh verification email for an existing UNVERIFIED
 // address. It answers the same for every address, registered or not, and
-// allows one email per address per ResendCooldown.
+// allows one email per inbox (canonical address) per ResendCooldown.
 func (s *Service) Resend(ctx context.Context, email string) error {
 	email, err := NormalizeEmail(email)
 	if err != nil {
 		return err
 	}
-	queued := false
 	err = s.inTx(ctx, func(tx *ent.Tx) error {
 		now := s.now()
-		ok, wait, err := s.takeSendSlot(ctx, tx, email, now, false)
+		inbox, err := s.lockInbox(ctx, tx, CanonicalEmail(email))
 		if err != nil {
 			return err
 		}
-		if !ok {
+		if wait := s.cooldownLeft(inbox, now); wait > 0 {
 			return apperr.Limited(wait, "an email was sent to this address recently; try again in %d seconds", RetryAfterSeconds(wait))
+		}
+		// Spent and recorded whether or not an email goes out, so neither
+		// the budgets nor the next answer differ between addresses.
+		if err := s.spend(ctx, tx, emailDomain(inbox.Email), now); err != nil {
+			return err
+		}
+		if err := tx.EmailThrottle.UpdateOne(inbox).SetLastSentMs(now.UnixMilli()).ClearPendingEvent().Exec(ctx); err != nil {
+			return fmt.Errorf("update cooldown record: %w", err)
 		}
 		u, err := tx.User.Query().Where(user.Email(email), user.StatusEQ(user.StatusUNVERIFIED)).Only(ctx)
 		if ent.IsNotFound(err) {
@@ -124,7 +134,6 @@ func (s *Service) Resend(ctx context.Context, email string) error {
 		if err != nil {
 			return err
 		}
-		queued = true
 		return outbox.Enqueue(ctx, tx, now, event.ResentTopic, event.VerificationRequested{
 			UserID: u.ID, Email: email, SealedToken: s.Seal.Seal(verify, email), ExpiresAt: now.Add(s.TokenTTL),
 		})
@@ -132,9 +141,9 @@ func (s *Service) Resend(ctx context.Context, email string) error {
 	if err != nil {
 		return fmt.Errorf("resend: %w", err)
 	}
-	if queued {
-		s.Wake()
-	}
+	// Woken whether or not an email was queued: the relay's work would
+	// otherwise show in the timing of the answer.
+	s.Wake()
 	return nil
 }
 
@@ -152,35 +161,4 @@ func (s *Service) issueVerificationToken(ctx context.Context, tx *ent.Tx, userID
 		SetCreatedAt(now).
 		Exec(ctx)
 	return tok, err
-}
-
-// takeSendSlot records that an email to addr goes out at now. With force it
-// always succeeds; otherwise only if the previous one is at least
-// ResendCooldown old, and else it says how long to wait. It is a single
-// conditional upsert, so concurrent callers cannot both win, on SQLite or
-// PostgreSQL alike.
-func (s *Service) takeSendSlot(ctx context.Context, tx *ent.Tx, addr string, now time.Time, force bool) (ok bool, wait time.Duration, err error) {
-	opts := []sql.ConflictOption{sql.ConflictColumns(emailthrottle.FieldEmail), sql.ResolveWithNewValues()}
-	if !force {
-		cutoff := now.Add(-s.ResendCooldown).UnixMilli()
-		opts = append(opts, sql.UpdateWhere(sql.LTE(emailthrottle.FieldLastSentMs, cutoff)))
-	}
-	query, args := sql.Dialect(s.Dialect).
-		Insert(emailthrottle.Table).
-		Columns(emailthrottle.FieldEmail, emailthrottle.FieldLastSentMs).
-		Values(addr, now.UnixMilli()).
-		OnConflict(opts...).
-		Query()
-	res, err := tx.ExecContext(ctx, query, args...)
-	if err != nil {
-		return false, 0, fmt.Errorf("take send slot: %w", err)
-	}
-	if n, err := res.RowsAffected(); err != nil || n > 0 {
-		return err == nil, 0, err
-	}
-	last, err := tx.EmailThrottle.Query().Where(emailthrottle.Email(addr)).Only(ctx)
-	if err != nil {
-		return false, 0, fmt.Errorf("read send slot: %w", err)
-	}
-	return false, time.UnixMilli(last.LastSentMs).Add(s.ResendCooldown).Sub(now), nil
 }

@@ -11,24 +11,33 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/google/uuid"
+
 	"github.com/verifier/verifier/ent"
 )
 
 // Enqueue adds an event with topic and a JSON payload to tx. It is
 // published after tx commits; call Relay.Wake then to skip the poll delay.
 func Enqueue(ctx context.Context, tx *ent.Tx, now time.Time, topic string, payload any) error {
+	_, err := EnqueueAt(ctx, tx, now, now, topic, payload)
+	return err
+}
+
+// EnqueueAt is Enqueue for an event the relay must not publish before at
+// (an email held back by a cooldown). It returns the event's id.
+func EnqueueAt(ctx context.Context, tx *ent.Tx, now, at time.Time, topic string, payload any) (uuid.UUID, error) {
 	body, err := json.Marshal(payload)
 	if err != nil {
-		return fmt.Errorf("outbox: encode %s: %w", topic, err)
+		return uuid.Nil, fmt.Errorf("outbox: encode %s: %w", topic, err)
 	}
-	err = tx.OutboxEvent.Create().
+	ev, err := tx.OutboxEvent.Create().
 		SetTopic(topic).
 		SetPayload(body).
 		SetCreatedAt(now).
-		SetAvailableAt(now).
-		Exec(ctx)
+		SetAvailableAt(at).
+		Save(ctx)
 	if err != nil {
-		return fmt.Errorf("outbox: write %s: %w", topic, err)
+		return uuid.Nil, fmt.Errorf("outbox: write %s: %w", topic, err)
 	}
-	return nil
+	return ev.EventID, nil
 }

@@ -1,6 +1,9 @@
-// Package ratelimit limits how often one client may call the costly
-// mutations (register hashes a password; register and resend send mail),
-// with a token bucket per client address, kept in memory per replica.
+// Package ratelimit limits how often one client may call the mutations
+// (register hashes a password; register and resend send mail; verifyEmail
+// guesses would be tried through it), with a token bucket per client, kept
+// in memory per replica. A client is an IPv4 address or an IPv6 /64: one
+// subscriber is routinely given a whole /64, so keying on /128 would give
+// one host billions of buckets.
 package ratelimit
 
 import (
@@ -8,6 +11,7 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"net/netip"
 	"strings"
 	"sync"
 	"time"
@@ -41,12 +45,36 @@ func New(perMinute int, now func() time.Time) *Limiter {
 	return &Limiter{perMinute: float64(perMinute), burst: float64(perMinute), now: now, buckets: map[string]*bucket{}}
 }
 
-// Allow takes a token for client. When none is left it reports how long
-// until one is.
+// IPv6PrefixBits is the IPv6 prefix that counts as one client: the /64
+// that RFC 6177 and common practice assign to a single site or subscriber.
+const IPv6PrefixBits = 64
+
+// Key is the bucket of a client address: an IPv4 address as is (also when
+// written IPv4-mapped), an IPv6 address's /64 prefix, anything that does
+// not parse (no address known) as given.
+func Key(client string) string {
+	addr, err := netip.ParseAddr(client)
+	if err != nil {
+		return client
+	}
+	addr = addr.Unmap()
+	if addr.Is4() {
+		return addr.String()
+	}
+	p, err := addr.WithZone("").Prefix(IPv6PrefixBits)
+	if err != nil {
+		return client
+	}
+	return p.String()
+}
+
+// Allow takes a token for client (an address; see Key). When none is left
+// it reports how long until one is.
 func (l *Limiter) Allow(client string) (ok bool, retryAfter time.Duration) {
 	if l == nil {
 		return true, 0
 	}
+	client = Key(client)
 	now := l.now()
 	rate := l.perMinute / 60 // tokens a second
 	l.mu.Lock()
@@ -107,7 +135,7 @@ func ClientAddress(r *http.Request, trustedProxies int) string {
 			}
 		}
 		if i := len(hops) - trustedProxies; i >= 0 && i < len(hops) && hops[i] != "" {
-			return hops[i]
+			return stripPort(hops[i])
 		}
 	}
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
@@ -115,4 +143,17 @@ func ClientAddress(r *http.Request, trustedProxies int) string {
 		return r.RemoteAddr
 	}
 	return host
+}
+
+// stripPort drops a port some proxies append to X-Forwarded-For entries
+// ("203.0.113.9:4711", "[2001:db8::1]:4711"), so the entry keys like the
+// bare address.
+func stripPort(hop string) string {
+	if _, err := netip.ParseAddr(hop); err == nil {
+		return hop
+	}
+	if ap, err := netip.ParseAddrPort(hop); err == nil {
+		return ap.Addr().String()
+	}
+	return hop
 }

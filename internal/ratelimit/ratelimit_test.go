@@ -6,7 +6,10 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
 )
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 func TestBucket(t *testing.T) {
 	t.Parallel()
@@ -57,4 +60,53 @@ func TestClientAddress(t *testing.T) {
 	require.Equal(t, "10.0.0.7", ClientAddress(r, 3), "fewer entries than proxies: the header is not trusted")
 	r.Header.Del("X-Forwarded-For")
 	require.Equal(t, "10.0.0.7", ClientAddress(r, 1))
+}
+
+func TestKey(t *testing.T) {
+	t.Parallel()
+	tests := []struct{ in, want string }{
+		{"203.0.113.9", "203.0.113.9"},
+		{"::ffff:203.0.113.9", "203.0.113.9"},
+		{"2001:db8:1:2:aaaa:bbbb:cccc:dddd", "2001:db8:1:2::/64"},
+		{"2001:DB8:1:2::1", "2001:db8:1:2::/64"},
+		{"fe80::1%eth0", "fe80::/64"},
+		{"::1", "::/64"},
+		{"", ""},
+		{"not an address", "not an address"},
+	}
+	for _, tt := range tests {
+		require.Equal(t, tt.want, Key(tt.in), "%q", tt.in)
+	}
+}
+
+// IPv6 clients share a bucket per /64: rotating the interface identifier
+// gains nothing; another /64 has its own bucket.
+func TestIPv6Per64(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	l := New(2, func() time.Time { return now })
+	for _, a := range []string{"2001:db8:1:2::1", "2001:db8:1:2::2"} {
+		ok, _ := l.Allow(a)
+		require.True(t, ok, a)
+	}
+	ok, wait := l.Allow("2001:db8:1:2:ffff::3")
+	require.False(t, ok, "third address in the same /64")
+	require.Equal(t, 30*time.Second, wait)
+	ok, _ = l.Allow("2001:db8:1:3::1")
+	require.True(t, ok, "the next /64 is another client")
+	ok, _ = l.Allow("198.51.100.1")
+	require.True(t, ok)
+	ok, _ = l.Allow("198.51.100.2")
+	require.True(t, ok, "IPv4 clients count per address")
+}
+
+func TestClientAddressStripsPort(t *testing.T) {
+	t.Parallel()
+	r := httptest.NewRequest("POST", "/query", nil)
+	r.RemoteAddr = "[2001:db8::7]:51234"
+	require.Equal(t, "2001:db8::7", ClientAddress(r, 0))
+	r.Header.Set("X-Forwarded-For", "203.0.113.9:4711")
+	require.Equal(t, "203.0.113.9", ClientAddress(r, 1))
+	r.Header.Set("X-Forwarded-For", "[2001:db8::9]:4711")
+	require.Equal(t, "2001:db8::9", ClientAddress(r, 1))
 }

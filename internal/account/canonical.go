@@ -1,0 +1,51 @@
+package account
+
+import "strings"
+
+// dotlessDomains are the mail domains known to ignore dots in the local
+// part, each mapped to the domain of the same inboxes. Kept to the one
+// provider that documents it: a longer list guessed from the outside would
+// merge inboxes that are in fact distinct.
+var dotlessDomains = map[string]string{
+	"gmail.com":      "gmail.com",
+	"googlemail.com": "gmail.com", // the same inboxes under Google's old name
+}
+
+// CanonicalEmail names the inbox behind a normalized address (see
+// NormalizeEmail), for limits that must hold per inbox rather than per
+// spelling: the cooldown and the per-domain cap. It lower-cases, drops a
+// "+tag" from the local part, and for dotlessDomains drops the dots of the
+// local part and uses the provider's main domain. The address stored and
+// mailed stays as typed; this form is only a key.
+//
+// A valid address maps to a valid address, and CanonicalEmail of its own
+// result returns it unchanged. Anything else is returned lower-cased.
+func CanonicalEmail(addr string) string {
+	addr = strings.ToLower(addr)
+	at := strings.LastIndexByte(addr, '@')
+	if at < 1 {
+		return addr
+	}
+	local, domain := addr[:at], addr[at+1:]
+	if tag := strings.IndexByte(local, '+'); tag > 0 {
+		local = local[:tag]
+	}
+	if main, ok := dotlessDomains[domain]; ok {
+		domain = main
+		local = strings.ReplaceAll(local, ".", "")
+	}
+	// Cutting a tag can leave a trailing dot ("a.+x"), which no address
+	// may end its local part with.
+	local = strings.TrimRight(local, ".")
+	if local == "" {
+		// Nothing but a tag or dots: keep the address whole, it is its own
+		// inbox.
+		return addr
+	}
+	return local + "@" + domain
+}
+
+// emailDomain is the domain part of an address.
+func emailDomain(addr string) string {
+	return addr[strings.LastIndexByte(addr, '@')+1:]
+}

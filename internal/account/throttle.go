@@ -1,0 +1,198 @@
+package account
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"entgo.io/ent/dialect/sql"
+	"github.com/google/uuid"
+
+	"github.com/verifier/verifier/ent"
+	"github.com/verifier/verifier/ent/emailbudget"
+	"github.com/verifier/verifier/ent/emailthrottle"
+	"github.com/verifier/verifier/ent/outboxevent"
+	"github.com/verifier/verifier/ent/predicate"
+	"github.com/verifier/verifier/internal/apperr"
+	"github.com/verifier/verifier/internal/event"
+	"github.com/verifier/verifier/internal/outbox"
+)
+
+// BudgetWindow is the span over which the per-domain and global caps count
+// emails: fixed clock hours, one row per scope and hour. Around the turn of
+// an hour up to twice a cap can pass; in exchange a budget is a single
+// counter that every replica updates atomically.
+const BudgetWindow = time.Hour
+
+// globalScope is the EmailBudget scope every email counts against.
+const globalScope = "global"
+
+// lockInbox returns the cooldown record of the inbox named by its
+// canonical address, creating it if need be, and locks it for the rest of
+// tx: the no-op upsert takes the row lock on PostgreSQL (SQLite
+// transactions hold the write lock from BEGIN), so two requests for one
+// inbox take turns and the later one sees what the earlier one decided.
+func (s *Service) lockInbox(ctx context.Context, tx *ent.Tx, inbox string) (*ent.EmailThrottle, error) {
+	err := tx.EmailThrottle.Create().
+		SetEmail(inbox).
+		SetLastSentMs(0).
+		OnConflictColumns(emailthrottle.FieldEmail).
+		Ignore().
+		Exec(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("lock cooldown record: %w", err)
+	}
+	th, err := tx.EmailThrottle.Query().Where(emailthrottle.Email(inbox)).Only(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("read cooldown record: %w", err)
+	}
+	return th, nil
+}
+
+// cooldownLeft is how long the inbox's cooldown still runs at now (zero or
+// less: it has ended).
+func (s *Service) cooldownLeft(th *ent.EmailThrottle, now time.Time) time.Duration {
+	return time.UnixMilli(th.LastSentMs).Add(s.ResendCooldown).Sub(now)
+}
+
+// outgoing is an email to queue: an outbox event for the mailer.
+type outgoing struct {
+	topic   string
+	payload any
+}
+
+// carriesLink tells a verification email (a link the person needs) from a
+// notice.
+func carriesLink(topic string) bool {
+	return topic == event.RegisteredTopic || topic == event.ResentTopic
+}
+
+// schedule queues m for the inbox th (locked by lockInbox) so that no email
+// is dropped and the cooldown still holds. The rule is the same for every
+// address, registered or not, so neither the answer nor a later
+// retryAfterSeconds tells them apart:
+//
+//   - If an email is waiting for the cooldown to end, m takes its place and
+//     its time (the newest wins), except that a notice never displaces a
+//     verification email: the person needs the link. Nothing is added, so
+//     no budget is spent.
+//   - Otherwise m goes out when the cooldown ends (now, if it has), after
+//     spending from the domain and global budgets; that time becomes the
+//     inbox's last-sent time, from which the next cooldown counts.
+func (s *Service) schedule(ctx context.Context, tx *ent.Tx, th *ent.EmailThrottle, now time.Time, m outgoing) error {
+	if th.PendingEvent != nil {
+		replaced, err := s.replaceWaiting(ctx, tx, th, now, m)
+		if err != nil || replaced {
+			return err
+		}
+	}
+	at := time.UnixMilli(th.LastSentMs).Add(s.ResendCooldown).UTC()
+	if at.Before(now) {
+		at = now
+	}
+	if err := s.spend(ctx, tx, emailDomain(th.Email), now); err != nil {
+		return err
+	}
+	id, err := outbox.EnqueueAt(ctx, tx, now, at, m.topic, m.payload)
+	if err != nil {
+		return err
+	}
+	upd := tx.EmailThrottle.UpdateOne(th).SetLastSentMs(at.UnixMilli())
+	if at.After(now) {
+		upd.SetPendingEvent(id)
+	} else {
+		upd.ClearPendingEvent()
+	}
+	if err := upd.Exec(ctx); err != nil {
+		return fmt.Errorf("update cooldown record: %w", err)
+	}
+	return nil
+}
+
+// replaceWaiting puts m in the place of the email waiting for th's cooldown
+// and reports whether there was one (it counts as handled when m is a
+// notice and the waiting email a link: m is dropped).
+func (s *Service) replaceWaiting(ctx context.Context, tx *ent.Tx, th *ent.EmailThrottle, now time.Time, m outgoing) (bool, error) {
+	// Still waiting: never tried, unclaimed and not yet due. A row the
+	// relay has claimed or tried is on its way and stays.
+	waiting, err := tx.OutboxEvent.Query().
+		Where(outboxevent.EventID(*th.PendingEvent), unclaimed(), outboxevent.Attempts(0), outboxevent.AvailableAtGT(now)).
+		Only(ctx)
+	if ent.IsNotFound(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("read waiting email: %w", err)
+	}
+	if carriesLink(waiting.Topic) && !carriesLink(m.topic) {
+		return true, nil
+	}
+	// Guarded again, so a relay of another replica that claimed the row
+	// meanwhile keeps it (and this email takes a new slot instead).
+	n, err := tx.OutboxEvent.Delete().Where(outboxevent.ID(waiting.ID), unclaimed()).Exec(ctx)
+	if err != nil || n == 0 {
+		return false, err
+	}
+	id, err := outbox.EnqueueAt(ctx, tx, now, waiting.AvailableAt.UTC(), m.topic, m.payload)
+	if err != nil {
+		return false, err
+	}
+	return true, setPending(ctx, tx, th, id)
+}
+
+// unclaimed matches outbox rows no relay holds: never claimed (NULL) or
+// released ("").
+func unclaimed() predicate.OutboxEvent {
+	return outboxevent.Or(outboxevent.ClaimIsNil(), outboxevent.Claim(""))
+}
+
+func setPending(ctx context.Context, tx *ent.Tx, th *ent.EmailThrottle, id uuid.UUID) error {
+	if err := tx.EmailThrottle.UpdateOne(th).SetPendingEvent(id).Exec(ctx); err != nil {
+		return fmt.Errorf("update cooldown record: %w", err)
+	}
+	return nil
+}
+
+// spend takes one email from the budgets of the recipient's domain and of
+// everyone for the current window, or answers RATE_LIMITED until the
+// window ends. Each budget is one conditional upsert (count up only below
+// the cap), so concurrent requests on any replica cannot overspend it, on
+// SQLite or PostgreSQL alike. A refusal rolls back tx, so a domain budget
+// spent before a global refusal is given back.
+func (s *Service) spend(ctx context.Context, tx *ent.Tx, domain string, now time.Time) error {
+	window := now.Truncate(BudgetWindow)
+	for _, b := range []struct {
+		scope, message string
+		limit          int
+	}{
+		{"domain:" + domain, "too many emails to this domain this hour; try again in %d seconds", s.DomainEmailLimit},
+		{globalScope, "too many emails are being sent right now; try again in %d seconds", s.GlobalEmailLimit},
+	} {
+		if b.limit <= 0 {
+			continue
+		}
+		query, args := sql.Dialect(s.Dialect).
+			Insert(emailbudget.Table).
+			Columns(emailbudget.FieldScope, emailbudget.FieldWindowStart, emailbudget.FieldSent).
+			Values(b.scope, window.Unix(), 1).
+			OnConflict(
+				sql.ConflictColumns(emailbudget.FieldScope, emailbudget.FieldWindowStart),
+				sql.ResolveWith(func(u *sql.UpdateSet) { u.Add(emailbudget.FieldSent, 1) }),
+				sql.UpdateWhere(sql.LT(emailbudget.FieldSent, b.limit)),
+			).
+			Query()
+		res, err := tx.ExecContext(ctx, query, args...)
+		if err != nil {
+			return fmt.Errorf("spend email budget: %w", err)
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return fmt.Errorf("spend email budget: %w", err)
+		}
+		if n == 0 {
+			wait := window.Add(BudgetWindow).Sub(now)
+			return apperr.Limited(wait, b.message, RetryAfterSeconds(wait))
+		}
+	}
+	return nil
+}
