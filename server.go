@@ -95,8 +95,10 @@ type hooks struct {
 }
 
 // run serves until ctx ends, then shuts down gracefully: websockets are
-// closed, requests in flight finish, the relay stops (unconfirmed events
-// stay in the outbox), and broker deliveries are finished or handed back.
+// closed with 1012 "service restart" (clients reconnect) before any
+// subscription ends, requests in flight finish, the relay stops
+// (unconfirmed events stay in the outbox), and broker deliveries are
+// finished or handed back.
 func run(ctx context.Context, cfg config.Config, log *slog.Logger, hk hooks) error {
 	now := hk.now
 	if now == nil {

@@ -94,9 +94,11 @@ func TestQueryLimits(t *testing.T) {
 		{"6 mutations", "mutation{" + strings.Repeat(` resendVerificationEmail(email:"a@b.co")`, 6)[1:] + "}", "BAD_USER_INPUT", 1, "at most 5 mutations per request, got 6"},
 		// Introspection below __schema costs nothing, so only the field
 		// limit applies.
-		{"500 fields", "{__schema{types{" + strings.Repeat(" name", 498) + "}}}", "", 0, ""},
-		{"501 fields", "{__schema{types{" + strings.Repeat(" name", 499) + "}}}", "BAD_USER_INPUT", 1, "this request has more than 500 fields"},
-		{"fields in fragments", "{...F} fragment F on Query {" + strings.Repeat(" ...G", 30) + "} fragment G on Query {" + strings.Repeat(" __typename", 20) + "}", "BAD_USER_INPUT", 1, "this request has more than 500 fields"},
+		{"400 fields", "{__schema{types{" + strings.Repeat(" name", 398) + "}}}", "", 0, ""},
+		{"401 fields", "{__schema{types{" + strings.Repeat(" name", 399) + "}}}", "BAD_USER_INPUT", 1, "this request has more than 400 fields"},
+		{"fields in fragments", "{...F} fragment F on Query {" + strings.Repeat(" ...G", 30) + "} fragment G on Query {" + strings.Repeat(" __typename", 20) + "}", "BAD_USER_INPUT", 1, "this request has more than 400 fields"},
+		{"an unused fragment counts", "{__typename} fragment U on Query {" + strings.Repeat(" __typename", 400) + "}", "BAD_USER_INPUT", 1, "this request has more than 400 fields"},
+		{"a used fragment counts once", "{...F ...F} fragment F on Query {" + strings.Repeat(" __typename", 100) + "}", "", 0, ""},
 		{"a self-spreading fragment goes to validation", "{...F} fragment F on Query { __typename ...F }", "GRAPHQL_VALIDATION_FAILED", 1, "Cannot spread fragment"},
 		{"tokens", "{" + strings.Repeat(" a", parserTokenLimit) + "}", "GRAPHQL_PARSE_FAILED", 1, "exceeded token limit"},
 		{"conflicts capped", repeat(300, conflict), "GRAPHQL_VALIDATION_FAILED", maxValidationErrors + 1, "Fields \"verificationStatus\" conflict"},
