@@ -30,10 +30,11 @@ const (
 	// the database (register also hashes a password). Any other field
 	// costs 1, gqlgen's default.
 	lookupCost = 10
-	// maxCost is 30 lookups; the web app's largest request costs 12.
+	// maxCost is 30 lookups; the web app's largest request
+	// (verifyEmail and its four fields) costs 14.
 	maxCost = 30 * lookupCost
 	// parserTokenLimit stops the parser early on a huge document;
-	// GraphiQL's introspection query has about 300 tokens.
+	// GraphiQL's introspection query has a few hundred.
 	parserTokenLimit = 5000
 	// maxFields bounds the fields and fragment spreads of a document,
 	// fragments expanded, before gqlgen validates it: the rule
