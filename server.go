@@ -95,8 +95,10 @@ type hooks struct {
 }
 
 // run serves until ctx ends, then shuts down gracefully: websockets are
-// closed, requests in flight finish, the relay stops (unconfirmed events
-// stay in the outbox), and broker deliveries are finished or handed back.
+// closed with 1012 "service restart" (clients reconnect) before any
+// subscription ends, requests in flight finish, the relay stops
+// (unconfirmed events stay in the outbox), and broker deliveries are
+// finished or handed back.
 func run(ctx context.Context, cfg config.Config, log *slog.Logger, hk hooks) error {
 	now := hk.now
 	if now == nil {
@@ -196,34 +198,39 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger, hk hooks) err
 		DomainEmailLimit: cfg.DomainEmailLimit,
 		GlobalEmailLimit: cfg.GlobalEmailLimit,
 	})
+	// Every websocket, so shutdown can close them all with one code.
+	sockets := wsgorilla.NewConns()
 	gql := graph.NewHandler(&graph.Resolver{
 		Accounts:    accounts,
 		ClientLimit: ratelimit.New(cfg.ClientLimit, now),
 		VerifyLimit: ratelimit.New(cfg.VerifyLimit, now),
 	}, graph.HandlerOptions{
 		Log: log.With("component", "graphql"),
-		Websocket: wsgorilla.Implementation{Upgrader: websocket.Upgrader{
-			HandshakeTimeout: 10 * time.Second,
-			// httpapi checks the origin before the upgrade, with the
-			// contract's rules.
-			CheckOrigin: func(*http.Request) bool { return true },
-		}},
-		MaxMessageBytes: 64 << 10,
+		Websocket: wsgorilla.Implementation{
+			Upgrader: websocket.Upgrader{
+				HandshakeTimeout: 10 * time.Second,
+				// httpapi checks the origin before the upgrade, with the
+				// contract's rules.
+				CheckOrigin: func(*http.Request) bool { return true },
+			},
+			Conns: sockets,
+		},
+		MaxMessageBytes:           64 << 10,
+		MaxSubscriptionsPerSocket: cfg.WSMaxSubscriptions,
+		MaxSubscriptions:          cfg.MaxSubscriptions,
 	})
-	closing, closeWebsockets := context.WithCancel(context.Background())
-	defer closeWebsockets()
 	handler := httpapi.New(httpapi.Options{
-		GraphQL:        gql,
-		Web:            web.Handler(),
-		Metrics:        m,
-		DevOutbox:      devOutbox,
-		Ready:          []httpapi.Check{{Name: "database", Ping: db.Ping}, {Name: "broker", Ping: b.Ping}},
-		PublicURL:      cfg.PublicURL,
-		AllowedOrigins: cfg.AllowedOrigins,
-		Closing:        closing,
-		Log:            log.With("component", "http"),
-		MaxBodyBytes:   64 << 10,
-		TrustProxy:     cfg.TrustProxy,
+		GraphQL:             gql,
+		Web:                 web.Handler(),
+		Metrics:             m,
+		DevOutbox:           devOutbox,
+		Ready:               []httpapi.Check{{Name: "database", Ping: db.Ping}, {Name: "broker", Ping: b.Ping}},
+		PublicURL:           cfg.PublicURL,
+		AllowedOrigins:      cfg.AllowedOrigins,
+		Log:                 log.With("component", "http"),
+		MaxBodyBytes:        64 << 10,
+		TrustProxy:          cfg.TrustProxy,
+		MaxSocketsPerClient: cfg.WSMaxSockets,
 	})
 
 	if err := b.Start(ctx); err != nil {
@@ -272,13 +279,18 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger, hk hooks) err
 		return fmt.Errorf("http server: %w", err)
 	}
 	log.Info("shutting down", "grace", cfg.ShutdownGrace)
-	closeWebsockets()
-	subs.CloseAll()
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownGrace)
 	defer cancel()
+	// Websockets first, with 1012 "service restart", which standard
+	// clients (graphql-ws, Apollo, urql) answer by reconnecting and
+	// subscribing again. Only then may subscriptions end: after its close
+	// frame nothing more reaches a client, so none gets "complete" for a
+	// watch that is still UNVERIFIED.
+	sockets.CloseAll(shutdownCtx, websocket.CloseServiceRestart, "service restart")
 	if err := srv.Shutdown(shutdownCtx); err != nil {
 		log.Warn("requests still running at the end of the grace period", "err", err)
 	}
+	subs.CloseAll()
 	// The deferred calls stop the janitor, the relay (unconfirmed events
 	// stay in the outbox), then the broker, and close the database last.
 	return nil

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime/debug"
+	"unicode/utf8"
 
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/vektah/gqlparser/v2/gqlerror"
@@ -16,26 +17,40 @@ import (
 
 // ErrorPresenter is the one place where errors become the contract's
 // extensions.code. A client-facing apperr.Error keeps its message; gqlgen's
-// own parse and validation errors keep their codes; anything else is logged
-// in full and reaches the client as a bare INTERNAL, so no SQL, stack or
-// host name leaks.
+// own parse and validation errors keep their codes (their messages cut to
+// maxMessageBytes, as they may quote the request); a resolver's other
+// errors are logged in full and reach the client as a bare INTERNAL, so no
+// SQL, stack or host name leaks. Nothing a client sent is logged: an error
+// raised before any resolver ran without a code (gqlgen's transports put
+// the request in those) is logged by kind only.
 func ErrorPresenter(log *slog.Logger) graphql.ErrorPresenterFunc {
 	return func(ctx context.Context, err error) *gqlerror.Error {
 		gqlErr := graphql.DefaultErrorPresenter(ctx, err)
-		var appErr *apperr.Error
-		if errors.As(err, &appErr) {
-			gqlErr.Message = appErr.Message
-			gqlErr.Extensions = map[string]any{"code": string(appErr.Code)}
+		if appErr, ok := errors.AsType[*apperr.Error](err); ok {
+			out := *gqlErr
+			out.Message = appErr.Message
+			out.Extensions = map[string]any{"code": string(appErr.Code)}
 			if appErr.Code == apperr.RateLimited {
-				gqlErr.Extensions["retryAfterSeconds"] = account.RetryAfterSeconds(appErr.RetryAfter)
+				out.Extensions["retryAfterSeconds"] = account.RetryAfterSeconds(appErr.RetryAfter)
 			}
-			return gqlErr
+			return &out
 		}
-		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		_, fromPanic := errors.AsType[panicError](err)
+		switch {
+		case errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded):
 			log.Debug("request ended before it finished", "path", gqlErr.Path.String(), "err", err)
-		} else if _, own := gqlErr.Extensions["code"]; own {
-			return gqlErr // raised by gqlgen before any resolver ran
-		} else {
+		case gqlErr.Extensions["code"] != nil:
+			// Raised by gqlgen or an extension before any resolver ran.
+			out := *gqlErr
+			out.Message = truncate(out.Message, maxMessageBytes)
+			return &out
+		case len(gqlErr.Path) == 0 && !fromPanic:
+			log.Warn("request refused before it ran", "kind", fmt.Sprintf("%T", errors.Unwrap(err)))
+			return &gqlerror.Error{
+				Message:    "the request could not be read",
+				Extensions: map[string]any{"code": string(apperr.BadUserInput)},
+			}
+		default:
 			log.Error("internal error", "path", gqlErr.Path.String(), "err", err)
 		}
 		return &gqlerror.Error{
@@ -47,11 +62,29 @@ func ErrorPresenter(log *slog.Logger) graphql.ErrorPresenterFunc {
 	}
 }
 
+// truncate cuts s to at most n bytes on a rune boundary, marking the cut.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	cut := n - len("…")
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…"
+}
+
+// panicError is a recovered panic, so the presenter treats it as internal
+// even where it has no path.
+type panicError struct{ value any }
+
+func (p panicError) Error() string { return fmt.Sprintf("panic: %v", p.value) }
+
 // RecoverFunc turns a resolver panic into an INTERNAL error after logging
 // the stack; the process keeps serving.
 func RecoverFunc(log *slog.Logger) graphql.RecoverFunc {
 	return func(ctx context.Context, p any) error {
 		log.Error("panic in resolver", "panic", p, "stack", string(debug.Stack()))
-		return fmt.Errorf("panic: %v", p)
+		return panicError{p}
 	}
 }

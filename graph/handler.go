@@ -2,6 +2,7 @@ package graph
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"time"
 
@@ -19,16 +20,26 @@ type HandlerOptions struct {
 	Websocket transport.WebsocketImplementation
 	// MaxMessageBytes bounds one websocket message from a client.
 	MaxMessageBytes int64
+	// MaxSubscriptionsPerSocket and MaxSubscriptions cap the subscriptions
+	// open on one websocket and in the process; 0 is no cap.
+	MaxSubscriptionsPerSocket int
+	MaxSubscriptions          int
 }
 
 // NewHandler returns the GraphQL endpoint: POST for queries and
 // mutations, websockets (graphql-transport-ws and legacy graphql-ws) for
 // subscriptions.
 func NewHandler(r *Resolver, o HandlerOptions) *handler.Server {
-	srv := handler.New(NewExecutableSchema(Config{Resolvers: r}))
+	cfg := Config{Resolvers: r}
+	weighLookups(&cfg.Complexity)
+	srv := handler.New(NewExecutableSchema(cfg))
 	limit := o.MaxMessageBytes
 	srv.AddTransport(transport.Websocket{
 		Implementation: o.Websocket,
+		// Each connection counts its own subscriptions (subscriptionLimit).
+		InitFunc: func(ctx context.Context, _ transport.InitPayload) (context.Context, *transport.InitPayload, error) {
+			return withSocketCount(ctx), nil, nil
+		},
 		// A client that opens a socket and never says hello is dropped.
 		InitTimeout: 10 * time.Second,
 		// graphql-ws (legacy) keep-alive, and graphql-transport-ws ping with
@@ -37,16 +48,32 @@ func NewHandler(r *Resolver, o HandlerOptions) *handler.Server {
 		PingPongInterval:      25 * time.Second,
 		PayloadReadLimit:      &limit,
 		ErrorFunc: func(_ context.Context, err error) {
+			if we, ok := errors.AsType[transport.WebsocketError](err); ok && we.IsReadError {
+				// gqlgen's read errors can quote what the client sent.
+				o.Log.Debug("websocket read failed")
+				return
+			}
 			o.Log.Debug("websocket error", "err", err)
 		},
 	})
 	srv.AddTransport(transport.POST{})
-	srv.SetQueryCache(lru.New[*ast.QueryDocument](1000))
+	cache := lru.New[*ast.QueryDocument](1000)
+	srv.SetQueryCache(cache)
 	// Introspection feeds the playground and client code generators; the
 	// schema is public anyway.
 	srv.Use(extension.Introspection{})
-	srv.Use(mutationLimit{max: 5})
-	srv.SetErrorPresenter(ErrorPresenter(o.Log))
+	srv.SetParserTokenLimit(parserTokenLimit)
+	srv.Use(fieldLimit{max: maxFields, cache: cache})
+	srv.SetValidationRulesFn(cappedRules(maxValidationErrors))
+	srv.Use(mutationLimit{max: maxMutations})
+	srv.Use(&costLimit{max: maxCost})
+	present := ErrorPresenter(o.Log)
+	srv.Use(&subscriptionLimit{
+		perSocket: int64(o.MaxSubscriptionsPerSocket),
+		total:     int64(o.MaxSubscriptions),
+		present:   present,
+	})
+	srv.SetErrorPresenter(present)
 	srv.SetRecoverFunc(RecoverFunc(o.Log))
 	return srv
 }

@@ -2,12 +2,55 @@ package graph
 
 import (
 	"context"
+	"sync"
+	"sync/atomic"
+	"time"
 
+	"github.com/99designs/gqlgen/complexity"
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/vektah/gqlparser/v2/ast"
 	"github.com/vektah/gqlparser/v2/gqlerror"
+	"github.com/vektah/gqlparser/v2/parser"
+	"github.com/vektah/gqlparser/v2/validator/core"
+	"github.com/vektah/gqlparser/v2/validator/rules"
 
+	"github.com/verifier/verifier/graph/model"
+	"github.com/verifier/verifier/internal/account"
 	"github.com/verifier/verifier/internal/apperr"
+)
+
+// The bounds on one request. Every answer for a request of at most 64 KiB
+// stays within a few KiB, and no request does more than a few dozen
+// lookups or a quadratic amount of validation.
+const (
+	// maxMutations caps the mutation fields of one operation: register
+	// hashes a password, and aliases would otherwise multiply that.
+	maxMutations = 5
+	// lookupCost is what a root field costs towards maxCost: each reads
+	// the database (register also hashes a password). Any other field
+	// costs 1, gqlgen's default.
+	lookupCost = 10
+	// maxCost is 30 lookups; the web app's largest request
+	// (verifyEmail and its four fields) costs 14.
+	maxCost = 30 * lookupCost
+	// parserTokenLimit stops the parser early on a huge document;
+	// GraphiQL's introspection query has a few hundred.
+	parserTokenLimit = 5000
+	// maxFields bounds the fields and fragment spreads of a document,
+	// fragments expanded, before gqlgen validates it: the rule
+	// OverlappingFieldsCanBeMerged compares fields pairwise, so its work
+	// grows with the square of this (400 fields that all conflict take
+	// about 0.1 s). GraphiQL's introspection query counts 191.
+	maxFields = 400
+	// maxValidationErrors is how many validation errors an answer lists
+	// before one "too many validation errors".
+	maxValidationErrors = 10
+	// maxMessageBytes truncates an error message that quotes the request
+	// (an unknown 60 KiB field name, say).
+	maxMessageBytes = 300
+	// subscriptionRetryAfter is the retryAfterSeconds of a subscription
+	// refused by a cap: by then another may well have ended.
+	subscriptionRetryAfter = 10 * time.Second
 )
 
 // mutationLimit caps the mutation fields in one operation. Every field of
@@ -28,9 +71,7 @@ func (l mutationLimit) MutateOperationContext(_ context.Context, oc *graphql.Ope
 		return nil
 	}
 	if n := countFields(oc.Operation.SelectionSet, oc.Doc.Fragments); n > l.max {
-		err := gqlerror.Errorf("at most %d mutations per request, got %d", l.max, n)
-		err.Extensions = map[string]any{"code": string(apperr.BadUserInput)}
-		return err
+		return badInput("at most %d mutations per request, got %d", l.max, n)
 	}
 	return nil
 }
@@ -51,4 +92,235 @@ func countFields(set ast.SelectionSet, frags ast.FragmentDefinitionList) int {
 		}
 	}
 	return n
+}
+
+func badInput(format string, args ...any) *gqlerror.Error {
+	err := gqlerror.Errorf(format, args...)
+	err.Extensions = map[string]any{"code": string(apperr.BadUserInput)}
+	return err
+}
+
+// weighLookups gives every root field lookupCost, so the complexity of an
+// operation counts its database reads. A field added to the schema later
+// costs 1 until it is listed here.
+func weighLookups(c *ComplexityRoot) {
+	lookup := func(child int) int { return lookupCost + child }
+	c.Query.VerificationStatus = func(child int, _ string) int { return lookup(child) }
+	c.Subscription.VerificationStatus = func(child int, _ string) int { return lookup(child) }
+	c.Mutation.Register = func(child int, _ model.RegisterInput) int { return lookup(child) }
+	c.Mutation.VerifyEmail = func(child int, _ string) int { return lookup(child) }
+	c.Mutation.ResendVerificationEmail = func(child int, _ string) int { return lookup(child) }
+}
+
+// costLimit refuses an operation whose complexity (weighLookups) is over
+// max: 50 aliases of verificationStatus would be 50 database reads.
+type costLimit struct {
+	max int
+	es  graphql.ExecutableSchema
+}
+
+var (
+	_ graphql.HandlerExtension        = (*costLimit)(nil)
+	_ graphql.OperationContextMutator = (*costLimit)(nil)
+)
+
+func (*costLimit) ExtensionName() string { return "CostLimit" }
+
+func (l *costLimit) Validate(es graphql.ExecutableSchema) error {
+	l.es = es
+	return nil
+}
+
+func (l *costLimit) MutateOperationContext(ctx context.Context, oc *graphql.OperationContext) *gqlerror.Error {
+	if oc.Operation == nil {
+		return nil
+	}
+	if cost := complexity.Calculate(ctx, l.es, oc.Operation, oc.Variables); cost > l.max {
+		return badInput("this request costs %d, more than the limit of %d (each lookup costs %d, each other field 1); split it into smaller requests", cost, l.max, lookupCost)
+	}
+	return nil
+}
+
+// fieldLimit refuses a document with more than max fields and fragment
+// spreads (fragments expanded) before gqlgen validates it. It parses the
+// query once more for that, which is linear and cheap next to what it
+// prevents; a query already in gqlgen's cache passed validation and is
+// not parsed again.
+type fieldLimit struct {
+	max   int
+	cache graphql.Cache[*ast.QueryDocument]
+}
+
+var (
+	_ graphql.HandlerExtension          = fieldLimit{}
+	_ graphql.OperationParameterMutator = fieldLimit{}
+)
+
+func (fieldLimit) ExtensionName() string                   { return "FieldLimit" }
+func (fieldLimit) Validate(graphql.ExecutableSchema) error { return nil }
+
+func (l fieldLimit) MutateOperationParameters(ctx context.Context, p *graphql.RawParams) *gqlerror.Error {
+	if _, ok := l.cache.Get(ctx, p.Query); ok {
+		return nil
+	}
+	doc, err := parser.ParseQueryWithTokenLimit(&ast.Source{Input: p.Query}, parserTokenLimit)
+	if err != nil {
+		return nil // gqlgen parses again and reports it
+	}
+	c := fieldCounter{frags: doc.Fragments, budget: l.max, inProgress: map[string]bool{}, used: map[string]bool{}}
+	ok := true
+	for _, op := range doc.Operations {
+		ok = ok && c.spend(op.SelectionSet)
+	}
+	// Validation walks unused fragments too; used ones were counted where
+	// they are spread.
+	for _, f := range doc.Fragments {
+		ok = ok && (c.used[f.Name] || c.spend(f.SelectionSet))
+	}
+	if !ok {
+		return badInput("this request has more than %d fields (fragments expanded); split it into smaller requests", l.max)
+	}
+	return nil
+}
+
+// fieldCounter counts the fields and fragment spreads of a document,
+// fragments expanded, down to a budget.
+type fieldCounter struct {
+	frags  ast.FragmentDefinitionList
+	budget int
+	// inProgress are the fragments being expanded: one that spreads
+	// itself is not expanded again (validation reports the cycle).
+	inProgress map[string]bool
+	used       map[string]bool
+}
+
+// spend takes one from the budget for each field and fragment spread in
+// set, fragments expanded, and reports false as soon as it runs out, so
+// the work is bounded whatever the document.
+func (c *fieldCounter) spend(set ast.SelectionSet) bool {
+	for _, sel := range set {
+		if c.budget--; c.budget < 0 {
+			return false
+		}
+		switch s := sel.(type) {
+		case *ast.Field:
+			if !c.spend(s.SelectionSet) {
+				return false
+			}
+		case *ast.InlineFragment:
+			if !c.spend(s.SelectionSet) {
+				return false
+			}
+		case *ast.FragmentSpread:
+			f := c.frags.ForName(s.Name)
+			if f == nil || c.inProgress[s.Name] {
+				continue
+			}
+			c.used[s.Name] = true
+			c.inProgress[s.Name] = true
+			ok := c.spend(f.SelectionSet)
+			delete(c.inProgress, s.Name)
+			if !ok {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// cappedRules returns gqlgen's default validation rules, each reporting
+// through one counter per validation: the first max errors are kept, then
+// one "too many validation errors", then nothing. gqlgen re-adds
+// FieldsOnCorrectType and ScalarLeafs by name only when they are missing,
+// so the wrapped ones stay.
+func cappedRules(max int) func() *rules.Rules {
+	return func() *rules.Rules {
+		n := 0 // gqlparser runs the rules of one validation on one goroutine
+		capped := rules.NewRules()
+		for name, rule := range rules.NewDefaultRules().GetInner() {
+			capped.AddRule(name, func(ev *core.Events, addError core.AddErrFunc) {
+				rule(ev, func(opts ...core.ErrorOption) {
+					n++
+					switch {
+					case n <= max:
+						addError(opts...)
+					case n == max+1:
+						addError(core.Message("too many validation errors; the first %d are shown", max))
+					}
+				})
+			})
+		}
+		return capped
+	}
+}
+
+// socketKey holds the count of a websocket's open subscriptions in the
+// connection's context, set when the connection is initialised.
+type socketKey struct{}
+
+func withSocketCount(ctx context.Context) context.Context {
+	return context.WithValue(ctx, socketKey{}, new(atomic.Int64))
+}
+
+// subscriptionLimit caps the subscriptions open on one websocket and in
+// the whole process. Beyond a cap that subscription gets RATE_LIMITED;
+// the socket and its other subscriptions carry on.
+type subscriptionLimit struct {
+	perSocket, total int64 // 0 is no cap
+	open             atomic.Int64
+	present          graphql.ErrorPresenterFunc
+}
+
+var (
+	_ graphql.HandlerExtension     = (*subscriptionLimit)(nil)
+	_ graphql.OperationInterceptor = (*subscriptionLimit)(nil)
+)
+
+func (*subscriptionLimit) ExtensionName() string                   { return "SubscriptionLimit" }
+func (*subscriptionLimit) Validate(graphql.ExecutableSchema) error { return nil }
+
+func (l *subscriptionLimit) InterceptOperation(ctx context.Context, next graphql.OperationHandler) graphql.ResponseHandler {
+	oc := graphql.GetOperationContext(ctx)
+	if oc.Operation == nil || oc.Operation.Operation != ast.Subscription {
+		return next(ctx)
+	}
+	release, err := l.acquire(ctx)
+	if err != nil {
+		return graphql.OneShot(&graphql.Response{Errors: gqlerror.List{l.present(ctx, err)}})
+	}
+	// The operation's context ends with the subscription whatever ends it;
+	// the end of the stream releases first, so a client that gets
+	// "complete" may subscribe again at once.
+	context.AfterFunc(ctx, release)
+	responses := next(ctx)
+	return func(ctx context.Context) *graphql.Response {
+		r := responses(ctx)
+		if r == nil {
+			release()
+		}
+		return r
+	}
+}
+
+func (l *subscriptionLimit) acquire(ctx context.Context) (release func(), err error) {
+	socket, _ := ctx.Value(socketKey{}).(*atomic.Int64)
+	if socket == nil {
+		socket = new(atomic.Int64) // not over a websocket: no per-socket count
+	}
+	if n := socket.Add(1); l.perSocket > 0 && n > l.perSocket {
+		socket.Add(-1)
+		return nil, apperr.Limited(subscriptionRetryAfter, "at most %d subscriptions per connection; end one or open another connection", l.perSocket)
+	}
+	if n := l.open.Add(1); l.total > 0 && n > l.total {
+		l.open.Add(-1)
+		socket.Add(-1)
+		return nil, apperr.Limited(subscriptionRetryAfter, "the server holds as many subscriptions as it can; try again in %d seconds", account.RetryAfterSeconds(subscriptionRetryAfter))
+	}
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			l.open.Add(-1)
+			socket.Add(-1)
+		})
+	}, nil
 }

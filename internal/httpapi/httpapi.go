@@ -6,11 +6,12 @@ package httpapi
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
+	"math"
+	"mime"
 	"net"
 	"net/http"
 	"net/url"
@@ -28,12 +29,6 @@ import (
 	"github.com/verifier/verifier/internal/ratelimit"
 )
 
-// Check is one dependency /readyz asks.
-type Check struct {
-	Name string
-	Ping func(context.Context) error
-}
-
 // Options configure the handler.
 type Options struct {
 	GraphQL http.Handler
@@ -45,21 +40,21 @@ type Options struct {
 	// PublicURL's origin is always allowed, besides AllowedOrigins.
 	PublicURL      string
 	AllowedOrigins []string
-	// Closing is cancelled when shutdown begins; open websockets are then
-	// closed, since http.Server.Shutdown does not track hijacked
-	// connections.
-	Closing context.Context
-	Log     *slog.Logger
+	Log            *slog.Logger
 	// MaxBodyBytes bounds a POST /query body.
 	MaxBodyBytes int64
 	// TrustProxy is how many reverse proxies append to X-Forwarded-For.
 	TrustProxy int
+	// MaxSocketsPerClient caps the websockets one client address holds
+	// open; 0 is no cap. Shutdown closes open websockets elsewhere
+	// (wsgorilla.Conns): http.Server.Shutdown does not track them.
+	MaxSocketsPerClient int
 }
 
 // New returns the service's HTTP handler.
 func New(o Options) http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("/query", o.query())
+	mux.Handle("/query", o.query(newSocketCount(o.MaxSocketsPerClient)))
 	mux.Handle("GET /playground", playground.Handler("verifier", "/query"))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
@@ -73,11 +68,13 @@ func New(o Options) http.Handler {
 	return o.instrument(mux)
 }
 
-// query serves /query: websocket upgrades after an origin check, POST after
-// CORS and a size limit.
-func (o Options) query() http.Handler {
+// query serves /query: websocket upgrades after an origin check and the
+// per-client cap, POST after CORS, a size limit and a check that the body
+// is one GraphQL request.
+func (o Options) query(sockets *socketCount) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		r = r.WithContext(ratelimit.WithClient(r.Context(), ratelimit.ClientAddress(r, o.TrustProxy)))
+		client := ratelimit.ClientAddress(r, o.TrustProxy)
+		r = r.WithContext(ratelimit.WithClient(r.Context(), client))
 		origin := r.Header.Get("Origin")
 		if websocket.IsWebSocketUpgrade(r) {
 			if !o.sameOrAllowed(r, origin) {
@@ -87,10 +84,15 @@ func (o Options) query() http.Handler {
 				http.Error(w, "origin not allowed", http.StatusForbidden)
 				return
 			}
-			ctx, cancel := context.WithCancel(r.Context())
-			defer cancel()
-			defer context.AfterFunc(o.Closing, cancel)()
-			o.GraphQL.ServeHTTP(w, r.WithContext(ctx))
+			if !sockets.acquire(client) {
+				w.Header().Set("Retry-After", strconv.Itoa(int(socketRetryAfter/time.Second)))
+				writeGraphQLError(w, http.StatusTooManyRequests, apperr.Limited(socketRetryAfter,
+					"at most %d websockets per client; close one first", o.MaxSocketsPerClient))
+				return
+			}
+			// gqlgen serves the connection until it closes.
+			defer sockets.release(client)
+			o.GraphQL.ServeHTTP(w, r)
 			return
 		}
 		if origin != "" && o.allowedCrossOrigin(origin) {
@@ -109,11 +111,15 @@ func (o Options) query() http.Handler {
 		case http.MethodPost:
 		default:
 			w.Header().Set("Allow", "POST, OPTIONS")
-			writeGraphQLError(w, http.StatusMethodNotAllowed, apperr.BadUserInput, "use POST for queries and mutations, or a websocket for subscriptions")
+			writeGraphQLError(w, http.StatusMethodNotAllowed, apperr.Errorf(apperr.BadUserInput, "use POST for queries and mutations, or a websocket for subscriptions"))
+			return
+		}
+		if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
+			writeGraphQLError(w, http.StatusUnsupportedMediaType, apperr.Errorf(apperr.BadUserInput, "send the request as Content-Type: application/json"))
 			return
 		}
 		if r.ContentLength > o.MaxBodyBytes {
-			writeGraphQLError(w, http.StatusRequestEntityTooLarge, apperr.BadUserInput, "request body too large")
+			writeGraphQLError(w, http.StatusRequestEntityTooLarge, apperr.Errorf(apperr.BadUserInput, "request body too large"))
 			return
 		}
 		// Read up front: a chunked body has no Content-Length, and an
@@ -122,14 +128,14 @@ func (o Options) query() http.Handler {
 		if err != nil {
 			var tooBig *http.MaxBytesError
 			if errors.As(err, &tooBig) {
-				writeGraphQLError(w, http.StatusRequestEntityTooLarge, apperr.BadUserInput, "request body too large")
+				writeGraphQLError(w, http.StatusRequestEntityTooLarge, apperr.Errorf(apperr.BadUserInput, "request body too large"))
 			} else {
-				writeGraphQLError(w, http.StatusBadRequest, apperr.BadUserInput, "could not read the request body")
+				writeGraphQLError(w, http.StatusBadRequest, apperr.Errorf(apperr.BadUserInput, "could not read the request body"))
 			}
 			return
 		}
-		if !json.Valid(body) {
-			writeGraphQLError(w, http.StatusBadRequest, apperr.BadUserInput, "request body is not valid JSON")
+		if err := checkRequest(body); err != nil {
+			writeGraphQLError(w, http.StatusBadRequest, err)
 			return
 		}
 		r.Body = io.NopCloser(bytes.NewReader(body))
@@ -157,33 +163,20 @@ func (o Options) allowedCrossOrigin(origin string) bool {
 	return slices.Contains(o.AllowedOrigins, origin)
 }
 
-func (o Options) ready(w http.ResponseWriter, r *http.Request) {
-	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
-	defer cancel()
-	status, checks := http.StatusOK, map[string]string{}
-	for _, c := range o.Ready {
-		if err := c.Ping(ctx); err != nil {
-			status, checks[c.Name] = http.StatusServiceUnavailable, "unavailable"
-			o.Log.Warn("readiness check failed", "check", c.Name, "err", err)
-			continue
-		}
-		checks[c.Name] = "ok"
-	}
-	word := "ok"
-	if status != http.StatusOK {
-		word = "unavailable"
-	}
-	writeJSON(w, status, map[string]any{"status": word, "checks": checks})
-}
-
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(v)
 }
 
-func writeGraphQLError(w http.ResponseWriter, status int, code apperr.Code, msg string) {
-	writeJSON(w, status, map[string]any{"errors": []map[string]any{{"message": msg, "extensions": map[string]string{"code": string(code)}}}})
+// writeGraphQLError answers with one GraphQL error carrying the contract's
+// code (and retryAfterSeconds when rate limited).
+func writeGraphQLError(w http.ResponseWriter, status int, e *apperr.Error) {
+	ext := map[string]any{"code": string(e.Code)}
+	if e.Code == apperr.RateLimited {
+		ext["retryAfterSeconds"] = max(1, int(math.Ceil(e.RetryAfter.Seconds())))
+	}
+	writeJSON(w, status, map[string]any{"errors": []map[string]any{{"message": e.Message, "extensions": ext}}})
 }
 
 // instrument counts and times requests by route pattern (never by raw

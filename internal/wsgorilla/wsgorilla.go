@@ -1,13 +1,15 @@
 // Package wsgorilla adapts github.com/gorilla/websocket to gqlgen's
 // transport.WebsocketImplementation. gqlgen now defaults to another
 // websocket library; this service keeps gorilla, and this small adapter is
-// the whole of that choice.
+// the whole of that choice. It is also the one place that knows every open
+// websocket, so shutdown can close them all with one close code (Conns).
 package wsgorilla
 
 import (
 	"io"
 	"net/http"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/99designs/gqlgen/graphql/handler/transport"
@@ -21,6 +23,8 @@ const writeTimeout = 10 * time.Second
 // Implementation accepts websocket connections with Upgrader.
 type Implementation struct {
 	Upgrader websocket.Upgrader
+	// Conns, when not nil, tracks every accepted connection.
+	Conns *Conns
 }
 
 var _ transport.WebsocketImplementation = Implementation{}
@@ -43,12 +47,23 @@ func (i Implementation) Accept(w http.ResponseWriter, r *http.Request, o transpo
 	if err != nil {
 		return nil, err
 	}
-	return &Conn{c: c}, nil
+	conn := &Conn{c: c, set: i.Conns}
+	if i.Conns != nil {
+		i.Conns.add(conn)
+	}
+	return conn, nil
 }
 
 // Conn is an accepted connection.
 type Conn struct {
-	c *websocket.Conn
+	c   *websocket.Conn
+	set *Conns
+
+	mu sync.Mutex
+	// closing is set once a close frame went out: gqlgen's own close
+	// frame (1000 "terminated") must not follow the shutdown's.
+	closing bool
+	closed  bool
 }
 
 var (
@@ -58,13 +73,26 @@ var (
 )
 
 // Close closes the underlying connection without a close frame.
-func (c *Conn) Close() error { return c.c.Close() }
+func (c *Conn) Close() error {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil
+	}
+	c.closed = true
+	c.mu.Unlock()
+	if c.set != nil {
+		c.set.remove(c)
+	}
+	return c.c.Close()
+}
 
-// NextReader returns the next data message. A normal close by the peer is
-// reported as transport.ErrWebsocketClosed, as gqlgen expects.
+// NextReader returns the next data message. A close by the peer that is
+// not an error (including the echo of a shutdown's 1012) is reported as
+// transport.ErrWebsocketClosed, as gqlgen expects.
 func (c *Conn) NextReader() (int, io.Reader, error) {
 	t, r, err := c.c.NextReader()
-	if websocket.IsCloseError(err, websocket.CloseNormalClosure, websocket.CloseGoingAway, websocket.CloseNoStatusReceived) {
+	if websocket.IsCloseError(err, websocket.CloseNormalClosure, websocket.CloseGoingAway, websocket.CloseNoStatusReceived, websocket.CloseServiceRestart) {
 		return t, nil, transport.ErrWebsocketClosed
 	}
 	return t, r, err
@@ -78,9 +106,23 @@ func (c *Conn) WriteJSON(v any) error {
 	return c.c.WriteJSON(v)
 }
 
-// WriteClose sends a close frame with code and reason.
+// WriteClose sends a close frame with code and reason, unless one was
+// sent already: the first close frame is the one the client acts on.
 func (c *Conn) WriteClose(code int, reason string) error {
-	return c.c.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, reason), time.Now().Add(writeTimeout))
+	return c.writeClose(code, reason, writeTimeout)
+}
+
+func (c *Conn) writeClose(code int, reason string, timeout time.Duration) error {
+	c.mu.Lock()
+	if c.closing {
+		c.mu.Unlock()
+		return nil
+	}
+	c.closing = true
+	c.mu.Unlock()
+	// After a close frame gorilla refuses every further data write, so
+	// nothing (a "complete" least of all) can reach the client after it.
+	return c.c.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, reason), time.Now().Add(timeout))
 }
 
 // Subprotocol is the negotiated subprotocol.

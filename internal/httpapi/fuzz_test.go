@@ -1,0 +1,104 @@
+package httpapi_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/verifier/verifier/graph"
+	"github.com/verifier/verifier/internal/account"
+	"github.com/verifier/verifier/internal/httpapi"
+	"github.com/verifier/verifier/internal/metrics"
+	"github.com/verifier/verifier/internal/wsgorilla"
+)
+
+// secret replaces SECRET in every fuzzed body: it must never reach the
+// log, nor an answer that refuses the body.
+const secret = "Hunter2-FuzzSecret-9f8e7d"
+
+// stubAccounts answers like the account service without a database.
+type stubAccounts struct{}
+
+func (stubAccounts) Register(context.Context, string, string) (string, error) { return "watch", nil }
+func (stubAccounts) VerifyEmail(context.Context, string) (account.Verification, error) {
+	return account.Verification{Email: "a@example.com", VerifiedAt: time.Unix(0, 0)}, nil
+}
+func (stubAccounts) Resend(context.Context, string) error { return nil }
+func (stubAccounts) Status(context.Context, string) (account.Status, error) {
+	return account.Unverified, nil
+}
+func (stubAccounts) Watch(context.Context, string) (<-chan account.StatusEvent, error) {
+	ch := make(chan account.StatusEvent, 1)
+	ch <- account.StatusEvent{Status: account.Unverified, At: time.Unix(0, 0)}
+	close(ch)
+	return ch, nil
+}
+
+// lockedBuffer is a log sink for one fuzz worker.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) take() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	s := b.buf.String()
+	b.buf.Reset()
+	return s
+}
+
+// FuzzQueryBody drives POST /query through httpapi and the real GraphQL
+// handler with any body: never a 5xx, never a panic, every error with a
+// code, never the body in the log (at debug level) or in a refusal. The
+// seed corpus is in testdata/fuzz/FuzzQueryBody.
+func FuzzQueryBody(f *testing.F) {
+	logs := &lockedBuffer{}
+	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	h := httpapi.New(httpapi.Options{
+		GraphQL: graph.NewHandler(&graph.Resolver{Accounts: stubAccounts{}}, graph.HandlerOptions{
+			Log:       log,
+			Websocket: wsgorilla.Implementation{},
+		}),
+		Web:          http.NotFoundHandler(),
+		Metrics:      metrics.New(),
+		Log:          log,
+		MaxBodyBytes: 64 << 10,
+	})
+	f.Fuzz(func(t *testing.T, body []byte) {
+		body = bytes.ReplaceAll(body, []byte("SECRET"), []byte(secret))
+		req := httptest.NewRequest(http.MethodPost, "/query", bytes.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+
+		require.Less(t, rec.Code, 500, "%s", rec.Body)
+		require.NotContains(t, logs.take(), secret, "the body reached the log")
+		var a struct {
+			Errors []struct {
+				Extensions map[string]any `json:"extensions"`
+			} `json:"errors"`
+		}
+		require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &a), "a JSON answer: %s", rec.Body)
+		for _, e := range a.Errors {
+			require.NotEmpty(t, e.Extensions["code"], "every error has a code: %s", rec.Body)
+		}
+		if rec.Code == http.StatusBadRequest || rec.Code == http.StatusRequestEntityTooLarge {
+			require.NotContains(t, rec.Body.String(), secret, "a refusal quotes the body")
+		}
+	})
+}

@@ -1,0 +1,196 @@
+package httpapi
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+
+	"github.com/verifier/verifier/internal/metrics"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// echoGraphQL stands in for gqlgen and records that a request reached it.
+type echoGraphQL struct{ reached bool }
+
+func (e *echoGraphQL) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	e.reached = true
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = io.WriteString(w, `{"data":{}}`)
+}
+
+func newTestHandler(gql http.Handler, o Options) http.Handler {
+	o.GraphQL = gql
+	o.Web = http.NotFoundHandler()
+	o.Metrics = metrics.New()
+	o.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	if o.MaxBodyBytes == 0 {
+		o.MaxBodyBytes = 64 << 10
+	}
+	return New(o)
+}
+
+type answer struct {
+	Errors []struct {
+		Message    string         `json:"message"`
+		Extensions map[string]any `json:"extensions"`
+	} `json:"errors"`
+}
+
+func TestQueryBody(t *testing.T) {
+	t.Parallel()
+	const secret = "Hunter2-SuperSecret"
+	tests := []struct {
+		name, contentType, body string
+		status                  int
+		message                 string // "" when the request reaches GraphQL
+	}{
+		{"a request", "application/json", `{"query":"{x}","variables":{"p":"` + secret + `"},"operationName":null,"extensions":{}}`, 200, ""},
+		{"charset parameter", "application/json; charset=utf-8", `{"query":"{x}"}`, 200, ""},
+		{"numbers stay exact", "application/json", `{"query":"{x}","variables":{"n":1e400}}`, 200, ""},
+		{"batch", "application/json", `[{"query":"{x}","variables":{"p":"` + secret + `"}}]`, 400, "batching is not supported: send one operation per request"},
+		{"empty batch", "application/json", ` []`, 400, "batching is not supported: send one operation per request"},
+		{"operationName a number", "application/json", `{"query":"{x}","operationName":7,"variables":{"p":"` + secret + `"}}`, 400, "operationName must be a string"},
+		{"query an object", "application/json", `{"query":{"p":"` + secret + `"}}`, 400, "query must be a string"},
+		{"variables a string", "application/json", `{"query":"{x}","variables":"` + secret + `"}`, 400, "variables must be an object"},
+		{"extensions an array", "application/json", `{"query":"{x}","extensions":["` + secret + `"]}`, 400, "extensions must be an object"},
+		{"a string", "application/json", `"` + secret + `"`, 400, "request body must be a JSON object with query, operationName, variables and extensions"},
+		{"null", "application/json", `null`, 400, "request body must be a JSON object with query, operationName, variables and extensions"},
+		{"not JSON", "application/json", `{"p":"` + secret + `"`, 400, "request body is not valid JSON"},
+		{"empty", "application/json", ``, 400, "request body is not valid JSON"},
+		{"no content type", "", `{"query":"{x}"}`, 415, "send the request as Content-Type: application/json"},
+		{"text", "text/plain", `{"query":"{x}"}`, 415, "send the request as Content-Type: application/json"},
+		{"too large", "application/json", `{"query":"` + strings.Repeat("x", 64<<10) + `"}`, 413, "request body too large"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			gql := &echoGraphQL{}
+			h := newTestHandler(gql, Options{})
+			req := httptest.NewRequest(http.MethodPost, "/query", strings.NewReader(tt.body))
+			if tt.contentType != "" {
+				req.Header.Set("Content-Type", tt.contentType)
+			}
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, req)
+			require.Equal(t, tt.status, rec.Code, rec.Body.String())
+			require.Equal(t, tt.message == "", gql.reached)
+			if tt.message == "" {
+				return
+			}
+			require.NotContains(t, rec.Body.String(), secret)
+			var a answer
+			require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &a))
+			require.Len(t, a.Errors, 1)
+			require.Equal(t, tt.message, a.Errors[0].Message)
+			require.Equal(t, "BAD_USER_INPUT", a.Errors[0].Extensions["code"])
+		})
+	}
+}
+
+// blockingGraphQL holds each websocket request open until its remote
+// address is released, as gqlgen does for the life of a connection.
+type blockingGraphQL struct {
+	entered chan struct{}
+	release map[string]chan struct{}
+}
+
+func (b *blockingGraphQL) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	b.entered <- struct{}{}
+	<-b.release[r.RemoteAddr]
+}
+
+func TestSocketsPerClient(t *testing.T) {
+	t.Parallel()
+	remotes := []string{"192.0.2.1:1000", "192.0.2.1:1001", "192.0.2.1:1002", "198.51.100.7:1000", "192.0.2.1:1003"}
+	gql := &blockingGraphQL{entered: make(chan struct{}), release: map[string]chan struct{}{}}
+	for _, r := range remotes {
+		gql.release[r] = make(chan struct{})
+	}
+	h := newTestHandler(gql, Options{MaxSocketsPerClient: 2})
+	upgrade := func(remote string) *httptest.ResponseRecorder {
+		req := httptest.NewRequest(http.MethodGet, "/query", nil)
+		req.RemoteAddr = remote
+		req.Header.Set("Connection", "Upgrade")
+		req.Header.Set("Upgrade", "websocket")
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		return rec
+	}
+	// open starts a websocket request that stays in GraphQL until released;
+	// the returned channel is closed when the handler has returned.
+	open := func(remote string) <-chan struct{} {
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			upgrade(remote)
+		}()
+		<-gql.entered
+		return done
+	}
+	first := open(remotes[0])
+	second := open(remotes[1])
+
+	rec := upgrade(remotes[2])
+	require.Equal(t, http.StatusTooManyRequests, rec.Code)
+	require.Equal(t, "10", rec.Header().Get("Retry-After"))
+	var a answer
+	require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &a))
+	require.Equal(t, "RATE_LIMITED", a.Errors[0].Extensions["code"])
+	require.InDelta(t, 10, a.Errors[0].Extensions["retryAfterSeconds"], 0)
+
+	// Another client is not affected.
+	other := open(remotes[3])
+
+	// A closed socket frees its place.
+	close(gql.release[remotes[0]])
+	<-first
+	fourth := open(remotes[4])
+
+	for _, r := range remotes[1:] {
+		if r != remotes[2] {
+			close(gql.release[r])
+		}
+	}
+	<-second
+	<-other
+	<-fourth
+}
+
+func TestReady(t *testing.T) {
+	t.Parallel()
+	ok := func(context.Context) error { return nil }
+	down := func(context.Context) error { return errors.New("dial tcp db.internal:5432: refused") }
+	tests := []struct {
+		name   string
+		checks []Check
+		status int
+		want   map[string]string
+	}{
+		{"all ok", []Check{{Name: "database", Ping: ok}, {Name: "broker", Ping: ok}}, 200, map[string]string{"database": "ok", "broker": "ok"}},
+		{"one down", []Check{{Name: "database", Ping: down}, {Name: "broker", Ping: ok}}, 503, map[string]string{"database": "unavailable", "broker": "ok"}},
+		{"advisory down", []Check{{Name: "database", Ping: ok}, {Name: "mail", Ping: down, Advisory: true}}, 200, map[string]string{"database": "ok", "mail": "degraded"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			h := newTestHandler(&echoGraphQL{}, Options{Ready: tt.checks})
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/readyz", nil))
+			require.Equal(t, tt.status, rec.Code)
+			require.NotContains(t, rec.Body.String(), "db.internal", "/readyz is public")
+			var got struct{ Checks map[string]string }
+			require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &got))
+			require.Equal(t, tt.want, got.Checks)
+		})
+	}
+}

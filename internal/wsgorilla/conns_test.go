@@ -1,0 +1,119 @@
+package wsgorilla
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/99designs/gqlgen/graphql/handler/transport"
+	"github.com/gorilla/websocket"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// serve accepts websockets as gqlgen does: read until the connection
+// ends, then write its own close frame and close.
+func serve(t *testing.T, conns *Conns) (url string, ended <-chan error) {
+	t.Helper()
+	impl := Implementation{Conns: conns}
+	errs := make(chan error, 16)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, err := impl.Accept(w, r, transport.WebsocketAcceptOptions{Subprotocols: []string{"graphql-transport-ws"}})
+		if err != nil {
+			return
+		}
+		for {
+			if _, _, err := c.NextReader(); err != nil {
+				_ = c.WriteClose(websocket.CloseNormalClosure, "terminated")
+				_ = c.Close()
+				errs <- err
+				return
+			}
+		}
+	}))
+	t.Cleanup(srv.Close)
+	return "ws" + strings.TrimPrefix(srv.URL, "http"), errs
+}
+
+func dial(t *testing.T, url string) *websocket.Conn {
+	t.Helper()
+	c, resp, err := websocket.DefaultDialer.Dial(url, nil)
+	require.NoError(t, err)
+	resp.Body.Close()
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// closeError reads until the connection ends and returns how.
+func closeError(c *websocket.Conn) error {
+	if err := c.SetReadDeadline(time.Now().Add(20 * time.Second)); err != nil {
+		return err
+	}
+	for {
+		if _, _, err := c.ReadMessage(); err != nil {
+			return err
+		}
+	}
+}
+
+func requireClose(t *testing.T, err error, code int, reason string) {
+	t.Helper()
+	var ce *websocket.CloseError
+	require.True(t, errors.As(err, &ce), "%v", err)
+	require.Equal(t, code, ce.Code)
+	require.Equal(t, reason, ce.Text)
+}
+
+func TestCloseAll(t *testing.T) {
+	t.Parallel()
+	conns := NewConns()
+	url, ended := serve(t, conns)
+	clients := []*websocket.Conn{dial(t, url), dial(t, url), dial(t, url)}
+	require.Eventually(t, func() bool { return conns.Len() == 3 }, 10*time.Second, time.Millisecond)
+
+	closed := make(chan error, len(clients))
+	for _, c := range clients {
+		go func() { closed <- closeError(c) }()
+	}
+	conns.CloseAll(context.Background(), websocket.CloseServiceRestart, "service restart")
+	require.Equal(t, 0, conns.Len(), "every connection closed when CloseAll returns")
+	for range clients {
+		// The server's own close frame after the shutdown's is not sent.
+		requireClose(t, <-closed, websocket.CloseServiceRestart, "service restart")
+		require.ErrorIs(t, <-ended, transport.ErrWebsocketClosed, "the client's echo of 1012 is a normal end")
+	}
+
+	// Late arrivals are told the same at once.
+	requireClose(t, closeError(dial(t, url)), websocket.CloseServiceRestart, "service restart")
+	require.Equal(t, 0, conns.Len())
+
+	// A second call only waits.
+	conns.CloseAll(context.Background(), websocket.CloseGoingAway, "again")
+}
+
+func TestCloseAllDropsSilentClients(t *testing.T) {
+	t.Parallel()
+	conns := NewConns()
+	url, ended := serve(t, conns)
+	dial(t, url) // never reads, so never answers the close frame
+	require.Eventually(t, func() bool { return conns.Len() == 1 }, 10*time.Second, time.Millisecond)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel() // no time to wait: dropped at once
+	conns.CloseAll(ctx, websocket.CloseServiceRestart, "service restart")
+	require.Equal(t, 0, conns.Len())
+	require.Error(t, <-ended)
+}
+
+func TestWithoutConns(t *testing.T) {
+	t.Parallel()
+	url, ended := serve(t, nil)
+	c := dial(t, url)
+	require.NoError(t, c.WriteMessage(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseGoingAway, "")))
+	require.ErrorIs(t, <-ended, transport.ErrWebsocketClosed)
+}
