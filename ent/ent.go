@@ -12,6 +12,7 @@ import (
 	"entgo.io/ent"
 	"entgo.io/ent/dialect/sql"
 	"entgo.io/ent/dialect/sql/sqlgraph"
+	"github.com/verifier/verifier/ent/delivery"
 	"github.com/verifier/verifier/ent/devmail"
 	"github.com/verifier/verifier/ent/emailthrottle"
 	"github.com/verifier/verifier/ent/outboxevent"
@@ -79,6 +80,7 @@ var (
 func checkColumn(t, c string) error {
 	initCheck.Do(func() {
 		columnCheck = sql.NewColumnCheck(map[string]func(string) bool{
+			delivery.Table:          delivery.ValidColumn,
 			devmail.Table:           devmail.ValidColumn,
 			emailthrottle.Table:     emailthrottle.ValidColumn,
 			outboxevent.Table:       outboxevent.ValidColumn,

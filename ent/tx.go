@@ -14,6 +14,8 @@ import (
 // Tx is a transactional client that is created by calling Client.Tx().
 type Tx struct {
 	config
+	// Delivery is the client for interacting with the Delivery builders.
+	Delivery *DeliveryClient
 	// DevMail is the client for interacting with the DevMail builders.
 	DevMail *DevMailClient
 	// EmailThrottle is the client for interacting with the EmailThrottle builders.
@@ -159,6 +161,7 @@ func (tx *Tx) Client() *Client {
 }
 
 func (tx *Tx) init() {
+	tx.Delivery = NewDeliveryClient(tx.config)
 	tx.DevMail = NewDevMailClient(tx.config)
 	tx.EmailThrottle = NewEmailThrottleClient(tx.config)
 	tx.OutboxEvent = NewOutboxEventClient(tx.config)
@@ -175,7 +178,7 @@ func (tx *Tx) init() {
 // of them in order to commit or rollback the transaction.
 //
 // If a closed transaction is embedded in one of the generated entities, and the entity
-// applies a query, for example: DevMail.QueryXXX(), the query will be executed
+// applies a query, for example: Delivery.QueryXXX(), the query will be executed
 // through the driver which created this transaction.
 //
 // Note that txDriver is not goroutine safe.
