@@ -11,6 +11,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/google/uuid"
+
 	"github.com/verifier/verifier/ent"
 )
 
@@ -29,6 +31,23 @@ func Enqueue(ctx context.Context, tx *ent.Tx, now time.Time, topic string, paylo
 		Exec(ctx)
 	if err != nil {
 		return fmt.Errorf("outbox: write %s: %w", topic, err)
+	}
+	return nil
+}
+
+// Requeue adds an event to tx again with its original id and payload (an
+// operator replaying a dead letter), so consumers recognise it as the same
+// event.
+func Requeue(ctx context.Context, tx *ent.Tx, now time.Time, id uuid.UUID, topic string, payload []byte) error {
+	err := tx.OutboxEvent.Create().
+		SetEventID(id).
+		SetTopic(topic).
+		SetPayload(payload).
+		SetCreatedAt(now).
+		SetAvailableAt(now).
+		Exec(ctx)
+	if err != nil {
+		return fmt.Errorf("outbox: requeue %s: %w", topic, err)
 	}
 	return nil
 }
