@@ -34,7 +34,7 @@ type Delivery struct {
 	// Topic holds the value of the "topic" field.
 	Topic string `json:"topic,omitempty"`
 	// Payload holds the value of the "payload" field.
-	Payload *[]byte `json:"-"`
+	Payload []byte `json:"-"`
 	// UpdatedAt holds the value of the "updated_at" field.
 	UpdatedAt    time.Time `json:"updated_at,omitempty"`
 	selectValues sql.SelectValues
@@ -126,7 +126,7 @@ func (_m *Delivery) assignValues(columns []string, values []any) error {
 			if value, ok := values[i].(*[]byte); !ok {
 				return fmt.Errorf("unexpected type %T for field payload", values[i])
 			} else if value != nil {
-				_m.Payload = value
+				_m.Payload = *value
 			}
 		case delivery.FieldUpdatedAt:
 			if value, ok := values[i].(*sql.NullTime); !ok {

@@ -301,7 +301,7 @@ func (_c *DeliveryCreate) createSpec() (*Delivery, *sqlgraph.CreateSpec) {
 	}
 	if value, ok := _c.mutation.Payload(); ok {
 		_spec.SetField(delivery.FieldPayload, field.TypeBytes, value)
-		_node.Payload = &value
+		_node.Payload = value
 	}
 	if value, ok := _c.mutation.UpdatedAt(); ok {
 		_spec.SetField(delivery.FieldUpdatedAt, field.TypeTime, value)

@@ -488,7 +488,7 @@ func (m *DeliveryMutation) Payload() (r []byte, exists bool) {
 // OldPayload returns the old "payload" field's value of the Delivery entity.
 // If the Delivery object wasn't provided to the builder, the object is fetched from the database.
 // An error is returned if the mutation operation is not UpdateOne, or the database query fails.
-func (m *DeliveryMutation) OldPayload(ctx context.Context) (v *[]byte, err error) {
+func (m *DeliveryMutation) OldPayload(ctx context.Context) (v []byte, err error) {
 	if !m.op.Is(OpUpdateOne) {
 		return v, errors.New("OldPayload is only allowed on UpdateOne operations")
 	}

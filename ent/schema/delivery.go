@@ -39,7 +39,7 @@ func (Delivery) Fields() []ent.Field {
 		// The event, kept until the email is sent so a dead letter can be
 		// replayed as it was. The verification token in it is sealed.
 		field.String("topic").Immutable(),
-		field.Bytes("payload").Optional().Nillable().Sensitive(),
+		field.Bytes("payload").Optional().Sensitive(),
 		field.Time("updated_at").Default(time.Now),
 	}
 }
