@@ -87,7 +87,7 @@ func Run(ctx context.Context, store *delivery.Store, args []string, stdout, stde
 			return status
 		}
 		if *all == (fs.NArg() > 0) {
-			fmt.Fprintln(stderr, "verifier: give event ids or -all, not both")
+			fmt.Fprintln(stderr, "verifier: give the event ids to replay, or -all")
 			fs.Usage()
 			return 2
 		}
