@@ -322,3 +322,17 @@ func TestNotifierFeedsHub(t *testing.T) {
 	n.Queue().OnReady()
 	require.Equal(t, hub.Event{Recheck: true}, <-s.C(), "a re-attached queue makes subscriptions re-read")
 }
+
+// A pooled connection the server dropped costs the next email nothing: it
+// goes out at its first attempt on a fresh connection.
+func TestMailerDeadConnectionCostsNoAttempt(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	require.NoError(t, b.mailer.Handle(context.Background(), verificationMessage(t, "a@example.com")))
+	b.sink.DropConnections() // a restart of the SMTP server
+	msg := verificationMessage(t, "b@example.com")
+	require.NoError(t, b.mailer.Handle(context.Background(), msg))
+	b.sink.Collect(t, 2, 10*time.Second)
+	require.Equal(t, 1, b.record(t, msg).Attempts)
+	require.Zero(t, b.counts.get().retried)
+}

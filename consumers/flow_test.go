@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	amqp "github.com/rabbitmq/amqp091-go"
 	"github.com/stretchr/testify/require"
 
 	entdelivery "github.com/verifier/verifier/ent/delivery"
@@ -151,5 +152,38 @@ func TestBacklogGoesWhenSMTPReturns(t *testing.T) {
 			require.Eventually(t, func() bool { return b.countRecords(t, delivery.Sent) == n }, 10*time.Second, 10*time.Millisecond)
 			require.Zero(t, b.counts.get().failed)
 		})
+	}
+}
+
+// On RabbitMQ, a refused recipient's event is acknowledged, not rejected:
+// the dead letter is the FAILED record (replayable), and nothing is left in
+// RabbitMQ's queues.
+func TestRefusedRecipientIsAcknowledged(t *testing.T) {
+	t.Parallel()
+	url := rabbittest.URL(t)
+	br := rabbitmq.New(url, quiet(), rabbitmq.Options{Prefix: rabbittest.Prefix(t, url)})
+	b := setup(t)
+	b.sink.Refuse(func(to string) error {
+		if strings.HasPrefix(to, "gone") {
+			return smtpsink.PermFail
+		}
+		return nil
+	})
+	relay := b.pipeline(t, br)
+	b.register(t, "gone@example.com", "here@example.com")
+	relay.Wake()
+	require.Equal(t, []string{"here@example.com"}, b.sink.Next(t, 30*time.Second).To)
+	require.Eventually(t, func() bool { return b.countRecords(t, delivery.Failed) == 1 }, 10*time.Second, 10*time.Millisecond)
+
+	br.Stop(5 * time.Second) // every delivery settled
+	conn, err := amqp.Dial(url)
+	require.NoError(t, err)
+	defer conn.Close()
+	ch, err := conn.Channel()
+	require.NoError(t, err)
+	for _, q := range []string{br.Names().Queue(MailerQueue), br.Names().DeadLetter()} {
+		info, err := ch.QueueDeclarePassive(q, true, false, false, false, nil)
+		require.NoError(t, err, q)
+		require.Zero(t, info.Messages, q)
 	}
 }

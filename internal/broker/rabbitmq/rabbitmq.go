@@ -372,6 +372,11 @@ func (b *Broker) handle(conn *amqp.Connection, a *attachment, c consumer, d amqp
 			b.log.Warn("message handed back for retry", "queue", c.q.Name, "topic", m.Topic, "id", m.ID, "attempt", m.Attempt, "in", delay, "err", err)
 		}
 		if perr := b.delay(a, m, delay); perr != nil {
+			if a.ctx.Err() != nil {
+				// Gone or stopping meanwhile: as above.
+				_ = d.Nack(false, true)
+				return
+			}
 			// Requeueing at once could spin; a reconnect (with backoff) is
 			// the one recovery path, and RabbitMQ requeues on close.
 			b.log.Warn("could not schedule a retry; reconnecting", "queue", c.q.Name, "id", m.ID, "err", perr)
