@@ -96,12 +96,14 @@ func TestStubbornAddressesHoldUpNothing(t *testing.T) {
 			relay := b.pipeline(t, br.new(t))
 			stubborn, normal := addresses("stubborn", 8), addresses("normal", 70)
 			b.register(t, append(stubborn, normal...)...)
+			start := time.Now()
 			relay.Wake()
 
 			got := map[string]bool{}
 			for _, m := range b.sink.Collect(t, len(normal), 60*time.Second) {
 				got[m.To[0]] = true
 			}
+			t.Logf("%s: %d normal mails out %s after the start, behind %d stubborn ones", br.name, len(normal), time.Since(start).Round(10*time.Millisecond), len(stubborn))
 			for _, a := range normal {
 				require.True(t, got[a], a)
 			}

@@ -87,8 +87,8 @@ func (r *Relay) Wake() {
 	}
 }
 
-// Retry makes every event that is waiting out a backoff due now, and wakes
-// the relay. The broker calls it when its connection is (re)established, so
+// Retry makes every event that is waiting out a backoff (or a delay its
+// consumer asked for) due now, and wakes the relay. The broker calls it when its connection is (re)established, so
 // what queued up during an outage goes out at once, not after its backoff.
 func (r *Relay) Retry() {
 	r.mu.Lock()
