@@ -28,6 +28,8 @@ import (
 	"github.com/verifier/verifier/internal/broker/rabbitmq"
 	"github.com/verifier/verifier/internal/config"
 	"github.com/verifier/verifier/internal/database"
+	"github.com/verifier/verifier/internal/deadletter"
+	"github.com/verifier/verifier/internal/delivery"
 	"github.com/verifier/verifier/internal/httpapi"
 	"github.com/verifier/verifier/internal/hub"
 	"github.com/verifier/verifier/internal/janitor"
@@ -42,6 +44,9 @@ import (
 )
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "dead-letters" {
+		os.Exit(deadletter.Main(context.Background(), os.Args[2:], os.Getenv, os.Stdout, os.Stderr))
+	}
 	if len(os.Args) > 1 {
 		usage()
 		if a := os.Args[1]; a == "-h" || a == "-help" || a == "--help" || a == "help" {
@@ -64,7 +69,7 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "Usage: verifier\n\nverifier takes no arguments; it is configured by environment variables:")
+	fmt.Fprintln(os.Stderr, "Usage: verifier\n       verifier dead-letters list|replay (see 'verifier dead-letters -help')\n\nverifier is configured by environment variables:")
 	for _, s := range config.Settings {
 		def := s.Default
 		if def == "" {
@@ -83,6 +88,11 @@ func newLogger(cfg config.Config) *slog.Logger {
 	}
 	return slog.New(slog.NewTextHandler(os.Stderr, opts))
 }
+
+// sentRecordsKept is how long the record of a sent email is kept: far
+// longer than any redelivery can come (which the record turns away), and
+// long enough to answer "was it sent?".
+const sentRecordsKept = 7 * 24 * time.Hour
 
 // hooks let tests observe and steer a running service.
 type hooks struct {
@@ -131,6 +141,12 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger, hk hooks) err
 		defer cancel()
 		return db.Ent.OutboxEvent.Query().Count(ctx)
 	})
+	records := delivery.New(db.Ent, now)
+	m.Deliveries(func() (map[string]int, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		return records.Counts(ctx)
+	})
 	subs := hub.New()
 	subs.OnChange = func(d int) { m.Subscriptions.Add(float64(d)) }
 
@@ -159,7 +175,7 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger, hk hooks) err
 		devOutbox = mail.NewDevOutbox(db.Ent, log.With("component", "mail"), cfg.PublicURL+"/dev/mail")
 		sender = devOutbox
 	} else {
-		s, err := mail.NewSMTP(cfg.SMTPURL, cfg.MailFrom, 8, log.With("component", "mail"))
+		s, err := mail.NewSMTP(cfg.SMTPURL, cfg.MailFrom, cfg.SMTPConnections, log.With("component", "mail"))
 		if err != nil {
 			return err
 		}
@@ -170,12 +186,18 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger, hk hooks) err
 	mailer := &consumers.Mailer{
 		Seal:      box,
 		Sender:    sender,
+		Records:   records,
 		PublicURL: cfg.PublicURL,
 		Log:       log.With("component", "mailer"),
+		Now:       now,
+		// One email in flight per SMTP connection kept open.
+		Concurrency: cfg.SMTPConnections,
 		Metrics: consumers.MailMetrics{
 			Sent:    func(k string) { m.EmailsSent.WithLabelValues(k).Inc() },
 			Failed:  func(k string) { m.EmailsFailed.WithLabelValues(k).Inc() },
 			Retried: func(k string) { m.EmailRetries.WithLabelValues(k).Inc() },
+			Skipped: func(k string) { m.EmailsSkipped.WithLabelValues(k).Inc() },
+			Problem: m.SetMailProblem,
 		},
 	}
 	notifier := &consumers.Notifier{Hub: subs}
@@ -220,11 +242,17 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger, hk hooks) err
 		MaxSubscriptions:          cfg.MaxSubscriptions,
 	})
 	handler := httpapi.New(httpapi.Options{
-		GraphQL:             gql,
-		Web:                 web.Handler(),
-		Metrics:             m,
-		DevOutbox:           devOutbox,
-		Ready:               []httpapi.Check{{Name: "database", Ping: db.Ping}, {Name: "broker", Ping: b.Ping}},
+		GraphQL:   gql,
+		Web:       web.Handler(),
+		Metrics:   m,
+		DevOutbox: devOutbox,
+		Ready: []httpapi.Check{
+			{Name: "database", Ping: db.Ping},
+			{Name: "broker", Ping: b.Ping},
+			// A mail server that refuses our sender or credentials refuses
+			// every replica: reported, but no reason to take this one out.
+			{Name: "mail", Ping: func(context.Context) error { return mailer.Problem() }, Advisory: true},
+		},
 		PublicURL:           cfg.PublicURL,
 		AllowedOrigins:      cfg.AllowedOrigins,
 		Log:                 log.With("component", "http"),
@@ -242,7 +270,10 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger, hk hooks) err
 	}
 	defer relay.Stop()
 
-	tasks := []janitor.Task{{Name: "expired tokens and cooldowns", Run: accounts.DeleteExpired}}
+	tasks := []janitor.Task{
+		{Name: "expired tokens and cooldowns", Run: accounts.DeleteExpired},
+		{Name: "sent email records", Run: func(ctx context.Context) (int, error) { return records.TrimSent(ctx, now().Add(-sentRecordsKept)) }},
+	}
 	if devOutbox != nil {
 		tasks = append(tasks, janitor.Task{Name: "dev outbox", Run: func(ctx context.Context) (int, error) { return devOutbox.Trim(ctx, 500) }})
 	}

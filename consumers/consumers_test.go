@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -14,7 +15,11 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
+	"github.com/verifier/verifier/ent"
+	entdelivery "github.com/verifier/verifier/ent/delivery"
 	"github.com/verifier/verifier/internal/broker"
+	"github.com/verifier/verifier/internal/database"
+	"github.com/verifier/verifier/internal/delivery"
 	"github.com/verifier/verifier/internal/event"
 	"github.com/verifier/verifier/internal/hub"
 	"github.com/verifier/verifier/internal/mail"
@@ -26,30 +31,51 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 type testBundle struct {
 	sink   *smtpsink.Sink
-	smtp   *mail.SMTP
+	db     *ent.Client
 	mailer *Mailer
 	counts *counts
 }
 
 type counts struct {
-	mu                    sync.Mutex
-	sent, failed, retried int
+	mu                             sync.Mutex
+	sent, failed, retried, skipped int
+	problem                        bool
 }
+
+func (c *counts) get() counts {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return counts{sent: c.sent, failed: c.failed, retried: c.retried, skipped: c.skipped, problem: c.problem}
+}
+
+func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
 func setup(t *testing.T) *testBundle {
 	t.Helper()
 	sink := smtpsink.Start(t)
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	s, err := mail.NewSMTP(sink.URL(), "Verifier <no-reply@verifier.test>", 2, log)
+	s, err := mail.NewSMTP(sink.URL(), "Verifier <no-reply@verifier.test>", 8, quiet())
 	require.NoError(t, err)
 	t.Cleanup(s.Close)
+	db, err := database.Open(context.Background(), "sqlite:"+filepath.Join(t.TempDir(), "t.db"))
+	require.NoError(t, err)
+	t.Cleanup(func() { db.Close() })
 	c := &counts{}
 	inc := func(p *int) func(string) { return func(string) { c.mu.Lock(); *p++; c.mu.Unlock() } }
-	return &testBundle{sink: sink, smtp: s, counts: c, mailer: &Mailer{
-		Sender: s, Seal: testBox(t), PublicURL: "https://verify.example.com", Log: log,
-		Metrics:   MailMetrics{Sent: inc(&c.sent), Failed: inc(&c.failed), Retried: inc(&c.retried)},
-		RetryBase: time.Millisecond, RetryMax: 5 * time.Millisecond,
+	return &testBundle{sink: sink, db: db.Ent, counts: c, mailer: &Mailer{
+		Sender: s, Seal: testBox(t), Records: delivery.New(db.Ent, nil), PublicURL: "https://verify.example.com", Log: quiet(),
+		Metrics: MailMetrics{
+			Sent: inc(&c.sent), Failed: inc(&c.failed), Retried: inc(&c.retried), Skipped: inc(&c.skipped),
+			Problem: func(on bool) { c.mu.Lock(); c.problem = on; c.mu.Unlock() },
+		},
 	}}
+}
+
+// record returns the delivery record of msg.
+func (b *testBundle) record(t *testing.T, msg broker.Message) *ent.Delivery {
+	t.Helper()
+	rec, err := b.db.Delivery.Query().Where(entdelivery.EventID(msg.ID)).Only(context.Background())
+	require.NoError(t, err)
+	return rec
 }
 
 func testBox(t *testing.T) *seal.Box {
@@ -61,18 +87,32 @@ func testBox(t *testing.T) *seal.Box {
 
 func verificationMessage(t *testing.T, email string) broker.Message {
 	t.Helper()
+	return verificationExpiring(t, email, time.Now().Add(time.Hour))
+}
+
+func verificationExpiring(t *testing.T, email string, expires time.Time) broker.Message {
+	t.Helper()
 	body, err := json.Marshal(event.VerificationRequested{
 		UserID: uuid.New(), Email: email, SealedToken: testBox(t).Seal("tok_-0123456789abcdefghijklmnopqrstuvwxyzABCD", email),
-		ExpiresAt: time.Date(2030, 1, 2, 3, 4, 0, 0, time.UTC),
+		ExpiresAt: expires,
 	})
 	require.NoError(t, err)
-	return broker.Message{ID: uuid.NewString(), Topic: event.RegisteredTopic, Body: body}
+	return broker.Message{ID: uuid.NewString(), Topic: event.RegisteredTopic, Body: body, Attempt: 1}
+}
+
+// retryDelay asserts that err asks for a retry and returns the delay.
+func retryDelay(t *testing.T, err error) time.Duration {
+	t.Helper()
+	d, ok := broker.RetryDelay(err)
+	require.True(t, ok, "a retry through the broker, not %v", err)
+	return d
 }
 
 func TestMailerSendsVerification(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	require.NoError(t, b.mailer.Handle(context.Background(), verificationMessage(t, "ada@example.com")))
+	msg := verificationMessage(t, "ada@example.com")
+	require.NoError(t, b.mailer.Handle(context.Background(), msg))
 	m := b.sink.Next(t, 10*time.Second)
 	require.Equal(t, []string{"ada@example.com"}, m.To)
 	require.Equal(t, "no-reply@verifier.test", m.From)
@@ -80,7 +120,14 @@ func TestMailerSendsVerification(t *testing.T) {
 	link := "https://verify.example.com/verify-email?token=tok_-0123456789abcdefghijklmnopqrstuvwxyzABCD"
 	require.Contains(t, strings.Split(m.Text, "\n"), link, "the link on a line of its own")
 	require.Contains(t, m.HTML, `href="`+link+`"`)
-	require.Equal(t, 1, b.counts.sent)
+	require.Equal(t, 1, b.counts.get().sent)
+
+	rec := b.record(t, msg)
+	require.Equal(t, delivery.Sent, rec.State)
+	require.Equal(t, 1, rec.Attempts)
+	require.Equal(t, "verification", rec.Kind)
+	require.Equal(t, "ada@example.com", rec.Address)
+	require.Nil(t, rec.Payload, "nothing to replay once sent")
 }
 
 // Values in the HTML part are escaped: nothing in an address can inject
@@ -92,78 +139,171 @@ func TestMailerEscapesHTML(t *testing.T) {
 	require.NotContains(t, m.HTML, "<script>")
 }
 
-func TestMailerRetriesTemporaryFailures(t *testing.T) {
+// A redelivered event (after a crash, or a lost broker connection) whose
+// email went out is not sent again.
+func TestMailerSendsOnce(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	var refusals int
-	var mu sync.Mutex
-	b.sink.Refuse(func(string) error {
-		mu.Lock()
-		defer mu.Unlock()
-		if refusals < 3 {
-			refusals++
-			return smtpsink.TempFail
-		}
-		return nil
-	})
-	require.NoError(t, b.mailer.Handle(context.Background(), verificationMessage(t, "slow@example.com")))
-	require.Equal(t, []string{"slow@example.com"}, b.sink.Next(t, 10*time.Second).To)
-	require.Equal(t, 3, b.counts.retried)
-	require.Equal(t, 1, b.counts.sent)
+	msg := verificationMessage(t, "once@example.com")
+	require.NoError(t, b.mailer.Handle(context.Background(), msg))
+	msg.Redelivered = true
+	require.NoError(t, b.mailer.Handle(context.Background(), msg))
+	b.sink.Next(t, 10*time.Second)
+	require.Empty(t, b.sink.Pending())
+	require.Equal(t, 1, b.sink.Attempts("once@example.com"))
+	require.Equal(t, 1, b.counts.get().skipped)
 }
 
-// While SMTP keeps failing, the handler holds on until its context ends and
-// then hands the message back: never dropped, never dead-lettered.
-func TestMailerHandsBackWhenStopped(t *testing.T) {
+// A 4xx is retried through the broker, backing off, with a record of why;
+// the handler itself never waits.
+func TestMailerDefersTemporaryFailures(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	b.sink.Refuse(func(string) error { return smtpsink.TempFail })
-	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
-	defer cancel()
-	err := b.mailer.Handle(ctx, verificationMessage(t, "down@example.com"))
-	require.Error(t, err)
-	require.False(t, broker.IsPermanent(err))
-	require.Zero(t, b.counts.failed)
+	msg := verificationMessage(t, "slow@example.com")
+	for i, want := range []time.Duration{time.Second, 2 * time.Second, 5 * time.Second} {
+		msg.Attempt = i + 1
+		require.Equal(t, want, retryDelay(t, b.mailer.Handle(context.Background(), msg)))
+		rec := b.record(t, msg)
+		require.Equal(t, delivery.Deferred, rec.State)
+		require.Equal(t, i+1, rec.Attempts)
+		require.Equal(t, "the mail server deferred the message: 451 4.3.0 try again later", rec.Reason)
+	}
+	require.Equal(t, 3, b.counts.get().retried)
+
+	b.sink.Refuse(nil)
+	msg.Attempt = 4
+	require.NoError(t, b.mailer.Handle(context.Background(), msg))
+	require.Equal(t, []string{"slow@example.com"}, b.sink.Next(t, 10*time.Second).To)
+	rec := b.record(t, msg)
+	require.Equal(t, delivery.Sent, rec.State)
+	require.Equal(t, 4, rec.Attempts)
+	require.Empty(t, rec.Reason)
 }
 
-func TestMailerDeadLettersPermanentFailures(t *testing.T) {
+// While the server is down, mail is retried within two seconds (so the
+// backlog goes as soon as it is back), and the sends held back without
+// dialing are not counted as attempts.
+func TestMailerRetriesSoonWhileUnreachable(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.sink.Greet(smtpsink.ServiceUnavailable)
+	first, second := verificationMessage(t, "a@example.com"), verificationMessage(t, "b@example.com")
+	require.Equal(t, time.Second, retryDelay(t, b.mailer.Handle(context.Background(), first)))
+	require.LessOrEqual(t, retryDelay(t, b.mailer.Handle(context.Background(), second)), 2*time.Second)
+	require.Equal(t, 1, b.record(t, first).Attempts)
+	rec := b.record(t, second)
+	require.Equal(t, delivery.Deferred, rec.State)
+	require.Zero(t, rec.Attempts, "held back: no attempt")
+	require.Contains(t, rec.Reason, "421")
+	require.Equal(t, 1, b.counts.get().retried)
+}
+
+// A recipient refused for good becomes a dead letter: a FAILED record that
+// keeps the event, and the message is acknowledged, not rejected. A
+// redelivery of it does not try again.
+func TestMailerDeadLettersRefusedRecipients(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	b.sink.Refuse(func(string) error { return smtpsink.PermFail })
-	err := b.mailer.Handle(context.Background(), verificationMessage(t, "gone@example.com"))
-	require.True(t, broker.IsPermanent(err), "%v", err)
-	require.Equal(t, 1, b.counts.failed)
+	msg := verificationMessage(t, "gone@example.com")
+	require.NoError(t, b.mailer.Handle(context.Background(), msg))
+	require.Equal(t, 1, b.counts.get().failed)
+	rec := b.record(t, msg)
+	require.Equal(t, delivery.Failed, rec.State)
+	require.Equal(t, "the mail server refused the recipient: 550 5.1.1 no such user", rec.Reason)
+	require.Equal(t, event.RegisteredTopic, rec.Topic)
+	require.NotNil(t, rec.Payload)
+	require.JSONEq(t, string(msg.Body), string(rec.Payload))
 
+	require.NoError(t, b.mailer.Handle(context.Background(), msg))
+	require.Equal(t, 1, b.sink.Attempts("gone@example.com"))
+}
+
+// An event that cannot become an email is a dead letter too.
+func TestMailerDeadLettersUnreadableEvents(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	otherKey, err := seal.New([]byte(strings.Repeat("k", seal.KeyLen)))
+	require.NoError(t, err)
+	foreign, _ := json.Marshal(event.VerificationRequested{Email: "a@b.co", SealedToken: otherKey.Seal("tok", "a@b.co")})
 	for _, bad := range []broker.Message{
-		{ID: "1", Topic: event.RegisteredTopic, Body: []byte("{not json")},
-		{ID: "2", Topic: event.RegisteredTopic, Body: []byte(`{"email":"a@b.co"}`)},
-		{ID: "3", Topic: event.AlreadyRegisteredTopic, Body: []byte(`{}`)},
-		{ID: "4", Topic: "something.else", Body: []byte(`{}`)},
+		{ID: uuid.NewString(), Topic: event.RegisteredTopic, Body: []byte("{not json")},
+		{ID: uuid.NewString(), Topic: event.RegisteredTopic, Body: []byte(`{"email":"a@b.co"}`)},
+		{ID: uuid.NewString(), Topic: event.RegisteredTopic, Body: foreign},
+		{ID: uuid.NewString(), Topic: event.AlreadyRegisteredTopic, Body: []byte(`{}`)},
+		{ID: uuid.NewString(), Topic: "something.else", Body: []byte(`{}`)},
 	} {
-		require.True(t, broker.IsPermanent(b.mailer.Handle(context.Background(), bad)), bad.ID)
+		require.NoError(t, b.mailer.Handle(context.Background(), bad))
+		rec := b.record(t, bad)
+		require.Equal(t, delivery.Failed, rec.State, string(bad.Body))
+		require.NotEmpty(t, rec.Reason)
+		require.Equal(t, bad.Body, rec.Payload)
 	}
+	require.Equal(t, 5, b.counts.get().failed)
+	require.Zero(t, b.sink.Sessions())
+}
+
+// A server that refuses our sender (530 at MAIL FROM: credentials, a
+// relay's settings) is our problem, not the recipient's: the mail waits
+// with a long backoff, is never dead-lettered, and the problem is reported
+// until mail goes out again.
+func TestMailerReportsMisconfiguration(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.sink.RefuseMail(func(string) error { return smtpsink.AuthRequired })
+	msg := verificationMessage(t, "a@example.com")
+	for i, want := range []time.Duration{30 * time.Second, time.Minute, 2 * time.Minute, 5 * time.Minute, 5 * time.Minute} {
+		msg.Attempt = i + 1
+		require.Equal(t, want, retryDelay(t, b.mailer.Handle(context.Background(), msg)))
+		require.Equal(t, delivery.Deferred, b.record(t, msg).State, "never FAILED")
+	}
+	require.ErrorContains(t, b.mailer.Problem(), "530 5.7.0 Authentication required")
+	require.True(t, b.counts.get().problem)
+	require.Zero(t, b.counts.get().failed)
+
+	b.sink.RefuseMail(nil)
+	require.NoError(t, b.mailer.Handle(context.Background(), msg))
+	require.NoError(t, b.mailer.Problem())
+	require.False(t, b.counts.get().problem)
+	require.Equal(t, delivery.Sent, b.record(t, msg).State)
+}
+
+// Retrying stops being of use when the link in the email has expired.
+func TestMailerGivesUpWhenTheLinkExpired(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.sink.Refuse(func(string) error { return smtpsink.TempFail })
+	msg := verificationExpiring(t, "late@example.com", time.Now().Add(-time.Second))
+	require.NoError(t, b.mailer.Handle(context.Background(), msg))
+	rec := b.record(t, msg)
+	require.Equal(t, delivery.Failed, rec.State)
+	require.Contains(t, rec.Reason, "gave up")
+	require.Contains(t, rec.Reason, "451")
+}
+
+// A handler whose delivery was taken back (its context ended) sends
+// nothing: the broker hands the message to someone else.
+func TestMailerDoesNotSendAfterItsContextEnded(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	err := b.mailer.Handle(ctx, verificationMessage(t, "a@example.com"))
+	require.Error(t, err)
+	_, retry := broker.RetryDelay(err)
+	require.False(t, retry, "left to the broker")
+	require.Zero(t, b.sink.Sessions())
 }
 
 func TestMailerSendsAlreadyRegisteredNotice(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	body, _ := json.Marshal(event.AlreadyRegistered{Email: "owner@example.com"})
-	require.NoError(t, b.mailer.Handle(context.Background(), broker.Message{ID: "n1", Topic: event.AlreadyRegisteredTopic, Body: body}))
+	require.NoError(t, b.mailer.Handle(context.Background(), broker.Message{ID: uuid.NewString(), Topic: event.AlreadyRegisteredTopic, Body: body}))
 	m := b.sink.Next(t, 10*time.Second)
 	require.Equal(t, []string{"owner@example.com"}, m.To)
 	require.NotContains(t, m.Text, "token=")
-}
-
-// Connections are reused: a handshake per email would dominate the time to
-// inbox.
-func TestSMTPReusesConnections(t *testing.T) {
-	t.Parallel()
-	b := setup(t)
-	for range 5 {
-		require.NoError(t, b.mailer.Handle(context.Background(), verificationMessage(t, "reuse@example.com")))
-	}
-	b.sink.Collect(t, 5, 10*time.Second)
-	require.Equal(t, 1, b.sink.Sessions())
 }
 
 func TestNotifierFeedsHub(t *testing.T) {
@@ -181,4 +321,18 @@ func TestNotifierFeedsHub(t *testing.T) {
 
 	n.Queue().OnReady()
 	require.Equal(t, hub.Event{Recheck: true}, <-s.C(), "a re-attached queue makes subscriptions re-read")
+}
+
+// A pooled connection the server dropped costs the next email nothing: it
+// goes out at its first attempt on a fresh connection.
+func TestMailerDeadConnectionCostsNoAttempt(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	require.NoError(t, b.mailer.Handle(context.Background(), verificationMessage(t, "a@example.com")))
+	b.sink.DropConnections() // a restart of the SMTP server
+	msg := verificationMessage(t, "b@example.com")
+	require.NoError(t, b.mailer.Handle(context.Background(), msg))
+	b.sink.Collect(t, 2, 10*time.Second)
+	require.Equal(t, 1, b.record(t, msg).Attempts)
+	require.Zero(t, b.counts.get().retried)
 }

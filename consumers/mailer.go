@@ -3,11 +3,14 @@ package consumers
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/verifier/verifier/internal/broker"
+	"github.com/verifier/verifier/internal/delivery"
 	"github.com/verifier/verifier/internal/event"
 	"github.com/verifier/verifier/internal/mail"
 	"github.com/verifier/verifier/internal/seal"
@@ -17,25 +20,68 @@ import (
 // (verifier.mailer on RabbitMQ).
 const MailerQueue = "mailer"
 
+// Retry schedules, by what the failure says, indexed by the attempt (the
+// last entry repeats). They match RabbitMQ's delay tiers, so a retry waits
+// exactly this long there too.
+var (
+	// The server is up and declined one message for now (greylisting, a
+	// busy mailbox, a per-recipient rate). Backing off to a minute: a few
+	// addresses that keep failing cost little, and hold up nothing since
+	// no worker waits for them.
+	deferredRetry = []time.Duration{time.Second, 2 * time.Second, 5 * time.Second, 15 * time.Second, time.Minute}
+	// No session with the server. Short, so the whole backlog goes within
+	// about two seconds of the server's return; mail.SMTP dials a down
+	// server at most once a second, so the waiting mail costs it nothing.
+	unreachableRetry = []time.Duration{time.Second, 2 * time.Second}
+	// The server refused our sender or our session: our settings or the
+	// server are wrong and a person has to act. Mail waits for them,
+	// asking again from 30 s up to every 5 minutes, never given up on in
+	// seconds.
+	misconfiguredRetry = []time.Duration{30 * time.Second, time.Minute, 2 * time.Minute, 5 * time.Minute}
+)
+
+const (
+	// recordRetry is the wait after the delivery record could not be read
+	// or written (the database is down): the email is not sent blind.
+	recordRetry = 2 * time.Second
+	// noticeMaxAge is how long an already-registered notice is retried;
+	// a verification email is retried until its link expires.
+	noticeMaxAge = 24 * time.Hour
+	// problemLogEvery bounds the ERROR lines while the server keeps
+	// refusing our sender or session: loud, not flooding.
+	problemLogEvery = time.Minute
+)
+
 // MailMetrics counts the mailer's outcomes; nil fields are skipped.
 type MailMetrics struct {
-	Sent, Failed, Retried func(kind string)
+	// Sent, Failed (dead-lettered), Retried (a send attempt failed and
+	// will be retried) and Skipped (a redelivery whose email was sent
+	// already) count emails by kind.
+	Sent, Failed, Retried, Skipped func(kind string)
+	// Problem is called with true when the mail server starts refusing our
+	// sender or session, and with false when it accepts mail again.
+	Problem func(bool)
 }
 
 // Mailer turns registrations, resend requests and already-registered
-// notices into emails.
+// notices into emails, and keeps a delivery record of each.
 type Mailer struct {
 	Sender mail.Sender
 	// Seal opens the sealed tokens of verification events.
-	Seal      *seal.Box
+	Seal *seal.Box
+	// Records holds the delivery record of each email event.
+	Records   *delivery.Store
 	PublicURL string
 	Log       *slog.Logger
 	Metrics   MailMetrics
-	// RetryBase and RetryMax bound the backoff between attempts after a
-	// temporary failure (defaults 500ms and 30s).
-	RetryBase, RetryMax time.Duration
+	// Now is the clock (default time.Now).
+	Now func() time.Time
 	// Concurrency is the number of emails in flight (default 8).
 	Concurrency int
+
+	mu            sync.Mutex
+	problem       error
+	problemLogged time.Time
 }
 
 // Queue is where the mailer listens.
@@ -51,69 +97,212 @@ func (m *Mailer) Queue() broker.Queue {
 	}
 }
 
-// Handle renders and sends one email. A temporary failure (SMTP down, a 4xx
-// reply) is retried here with backoff for as long as ctx lives, holding the
-// message unacknowledged; when ctx ends the message goes back to the broker.
-// A permanent failure (undecodable event, 5xx reply) dead-letters it.
+// Handle sends the email of one event, once. It never waits to retry: a
+// failure worth retrying returns broker.RetryAfter and the broker brings
+// the event back later, so a few addresses that keep failing never hold up
+// the others.
+//
+//   - The record says SENT (a redelivery after a crash or a lost
+//     connection): nothing is sent again.
+//   - The server accepted the message: the record says SENT before
+//     anything else happens, then the event is acknowledged.
+//   - A permanent failure (the recipient refused for good, an event that
+//     cannot be read): the record says FAILED and keeps the event, a dead
+//     letter an operator can replay; the event is acknowledged.
+//   - Anything else: the record says DEFERRED, with the reason, and the
+//     event comes back after a delay chosen by what went wrong.
 func (m *Mailer) Handle(ctx context.Context, msg broker.Message) error {
-	email, kind, err := m.render(msg)
+	if err := ctx.Err(); err != nil {
+		// The broker has taken the delivery back and hands it to someone
+		// else: sending now could make a second copy.
+		return err
+	}
+	email, about, renderErr := m.render(msg)
+	rec, err := m.Records.Begin(ctx, delivery.Event{ID: msg.ID, Kind: about.kind, Address: about.to, Topic: msg.Topic, Payload: msg.Body})
 	if err != nil {
-		m.count(m.Metrics.Failed, kind)
-		return broker.Permanent(err)
-	}
-	base, capd := m.RetryBase, m.RetryMax
-	if base <= 0 {
-		base = 500 * time.Millisecond
-	}
-	if capd <= 0 {
-		capd = 30 * time.Second
-	}
-	for attempt := 0; ; attempt++ {
-		err := m.Sender.Send(ctx, email)
-		if err == nil {
-			m.count(m.Metrics.Sent, kind)
-			m.Log.Debug("email sent", "kind", kind, "to", email.To, "id", msg.ID)
-			return nil
+		if ctx.Err() != nil {
+			return err
 		}
-		if mail.IsPermanent(err) {
-			m.count(m.Metrics.Failed, kind)
-			return broker.Permanent(fmt.Errorf("%s email to %s: %w", kind, email.To, err))
+		return broker.RetryAfter(fmt.Errorf("%s email %s: %w", about.kind, msg.ID, err), recordRetry)
+	}
+	switch rec.State {
+	case delivery.Sent:
+		m.count(m.Metrics.Skipped, about.kind)
+		m.Log.Debug("email already sent; not sending it again", "kind", about.kind, "id", msg.ID)
+		return nil
+	case delivery.Failed:
+		// A dead letter until an operator replays it (which makes it
+		// QUEUED first).
+		return nil
+	}
+	if renderErr != nil {
+		m.Log.Error("email event cannot be sent; kept as a dead letter", "kind", about.kind, "id", msg.ID, "err", renderErr)
+		return m.fail(ctx, rec, about.kind, false, renderErr.Error())
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+
+	sendErr := m.Sender.Send(ctx, email)
+	if sendErr == nil {
+		// First the record, so that from here on a crash or a lost
+		// delivery cannot send it again; even if ctx just ended.
+		if err := m.Records.MarkSent(context.WithoutCancel(ctx), rec, true); err != nil {
+			m.Log.Error("email sent but not recorded; a redelivery would send it again", "kind", about.kind, "id", msg.ID, "err", err)
 		}
-		m.count(m.Metrics.Retried, kind)
-		wait := broker.Backoff(attempt, base, capd)
-		m.Log.Warn("email not sent; will retry", "kind", kind, "to", email.To, "attempt", attempt+1, "in", wait.Round(time.Millisecond), "err", err)
-		select {
-		case <-time.After(wait):
-		case <-ctx.Done():
-			return fmt.Errorf("%s email to %s: stopped while retrying: %w", kind, email.To, err)
+		m.count(m.Metrics.Sent, about.kind)
+		m.solved()
+		m.Log.Debug("email sent", "kind", about.kind, "id", msg.ID, "attempt", msg.Attempt)
+		return nil
+	}
+	if ctx.Err() != nil {
+		return fmt.Errorf("%s email %s: stopped: %w", about.kind, msg.ID, sendErr)
+	}
+
+	tried := !mail.NotTried(sendErr)
+	attempts := rec.Attempts
+	if tried {
+		attempts++
+	}
+	reason := mail.ReasonOf(sendErr)
+	var schedule []time.Duration
+	switch class := mail.ClassOf(sendErr); class {
+	case mail.Rejected:
+		m.Log.Warn("email refused for good; kept as a dead letter", "kind", about.kind, "id", msg.ID, "reason", reason)
+		return m.fail(ctx, rec, about.kind, tried, reason)
+	case mail.Misconfigured:
+		m.report(sendErr)
+		schedule = misconfiguredRetry
+	case mail.Unreachable:
+		// mail.SMTP logs the outage once; one line per message would flood.
+		schedule = unreachableRetry
+	default:
+		m.Log.Warn("email deferred; will retry", "kind", about.kind, "id", msg.ID, "attempt", attempts, "reason", reason, "err", sendErr)
+		schedule = deferredRetry
+	}
+	if !about.deadline.IsZero() && !m.now().Before(about.deadline) {
+		m.Log.Warn("email given up on: it could not be delivered in time", "kind", about.kind, "id", msg.ID, "attempts", attempts, "reason", reason)
+		return m.fail(ctx, rec, about.kind, tried, "gave up, too late to be of use; last: "+reason)
+	}
+	if tried {
+		m.count(m.Metrics.Retried, about.kind)
+	}
+	if tried || rec.State != delivery.Deferred {
+		if err := m.Records.MarkDeferred(ctx, rec, tried, reason); err != nil {
+			m.Log.Warn("could not record a deferred email", "kind", about.kind, "id", msg.ID, "err", err)
 		}
+	}
+	return broker.RetryAfter(fmt.Errorf("%s email %s: %w", about.kind, msg.ID, sendErr), at(schedule, attempts))
+}
+
+// at returns schedule's delay after attempt (1-based).
+func at(schedule []time.Duration, attempt int) time.Duration {
+	return schedule[min(max(attempt, 1), len(schedule))-1]
+}
+
+// fail records a dead letter and acknowledges the event; if the record
+// cannot be written, the event comes back instead of being lost.
+func (m *Mailer) fail(ctx context.Context, rec delivery.Record, kind string, tried bool, reason string) error {
+	if err := m.Records.MarkFailed(context.WithoutCancel(ctx), rec, tried, reason); err != nil {
+		return broker.RetryAfter(fmt.Errorf("%s email: recording the dead letter: %w", kind, err), recordRetry)
+	}
+	m.count(m.Metrics.Failed, kind)
+	return nil
+}
+
+// Problem reports why the mail server refuses our sender or our session (a
+// 5xx at MAIL FROM, authentication required or failed, a relay that will
+// not relay for us), or nil while it does not. While it lasts no email goes
+// out, every one waits, and only a person can fix it: /readyz shows it.
+// It clears when an email is accepted again.
+func (m *Mailer) Problem() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.problem
+}
+
+// report records and logs a misconfiguration, loudly but not once per
+// email.
+func (m *Mailer) report(err error) {
+	now := m.now()
+	m.mu.Lock()
+	started := m.problem == nil
+	m.problem = errors.New(mail.ReasonOf(err))
+	logIt := started || now.Sub(m.problemLogged) >= problemLogEvery
+	if logIt {
+		m.problemLogged = now
+	}
+	m.mu.Unlock()
+	if started && m.Metrics.Problem != nil {
+		m.Metrics.Problem(true)
+	}
+	if logIt {
+		m.Log.Error("the mail server refuses our sender or session: check SMTP_URL, its credentials and MAIL_FROM; emails wait and are retried",
+			"reason", mail.ReasonOf(err), "err", err)
 	}
 }
 
-func (m *Mailer) render(msg broker.Message) (mail.Message, string, error) {
+// solved clears a reported problem after an email went out.
+func (m *Mailer) solved() {
+	m.mu.Lock()
+	was := m.problem
+	m.problem = nil
+	m.mu.Unlock()
+	if was != nil {
+		if m.Metrics.Problem != nil {
+			m.Metrics.Problem(false)
+		}
+		m.Log.Info("the mail server accepts our mail again")
+	}
+}
+
+func (m *Mailer) now() time.Time {
+	if m.Now != nil {
+		return m.Now()
+	}
+	return time.Now()
+}
+
+// about is what the mailer knows of an event before sending it.
+type about struct {
+	kind string
+	to   string
+	// deadline is when retrying stops being of use (zero: never).
+	deadline time.Time
+}
+
+func (m *Mailer) render(msg broker.Message) (mail.Message, about, error) {
 	switch msg.Topic {
 	case event.RegisteredTopic, event.ResentTopic:
+		a := about{kind: "verification"}
 		var ev event.VerificationRequested
 		if err := json.Unmarshal(msg.Body, &ev); err != nil || ev.Email == "" || ev.SealedToken == "" {
-			return mail.Message{}, "verification", fmt.Errorf("undecodable %s event %s", msg.Topic, msg.ID)
+			return mail.Message{}, a, fmt.Errorf("undecodable %s event %s", msg.Topic, msg.ID)
 		}
+		a.to, a.deadline = ev.Email, ev.ExpiresAt
 		tok, err := m.Seal.Open(ev.SealedToken, ev.Email)
 		if err != nil {
-			// Another deployment's key, or a tampered event: no retry helps.
-			return mail.Message{}, "verification", fmt.Errorf("%s event %s: sealed token does not open with this key", msg.Topic, msg.ID)
+			// Another deployment's key, or a tampered event: no retry
+			// helps, but a replay after fixing TOKEN_SEAL_KEY would.
+			return mail.Message{}, a, fmt.Errorf("%s event %s: sealed token does not open with this key", msg.Topic, msg.ID)
 		}
 		link := mail.VerifyLink(m.PublicURL, tok)
 		email, err := mail.Verification(msg.ID, ev.Email, link, ev.ExpiresAt, msg.Topic == event.ResentTopic)
-		return email, "verification", err
+		return email, a, err
 	case event.AlreadyRegisteredTopic:
+		a := about{kind: "already_registered"}
 		var ev event.AlreadyRegistered
 		if err := json.Unmarshal(msg.Body, &ev); err != nil || ev.Email == "" {
-			return mail.Message{}, "already_registered", fmt.Errorf("undecodable %s event %s", msg.Topic, msg.ID)
+			return mail.Message{}, a, fmt.Errorf("undecodable %s event %s", msg.Topic, msg.ID)
+		}
+		a.to = ev.Email
+		if !msg.Published.IsZero() {
+			a.deadline = msg.Published.Add(noticeMaxAge)
 		}
 		email, err := mail.AlreadyRegistered(msg.ID, ev.Email)
-		return email, "already_registered", err
+		return email, a, err
 	}
-	return mail.Message{}, "unknown", fmt.Errorf("mailer: unexpected topic %q", msg.Topic)
+	return mail.Message{}, about{kind: "unknown"}, fmt.Errorf("mailer: unexpected topic %q", msg.Topic)
 }
 
 func (m *Mailer) count(f func(string), kind string) {

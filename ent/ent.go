@@ -12,6 +12,7 @@ import (
 	"entgo.io/ent"
 	"entgo.io/ent/dialect/sql"
 	"entgo.io/ent/dialect/sql/sqlgraph"
+	"github.com/verifier/verifier/ent/delivery"
 	"github.com/verifier/verifier/ent/devmail"
 	"github.com/verifier/verifier/ent/emailbudget"
 	"github.com/verifier/verifier/ent/emailthrottle"
@@ -80,6 +81,7 @@ var (
 func checkColumn(t, c string) error {
 	initCheck.Do(func() {
 		columnCheck = sql.NewColumnCheck(map[string]func(string) bool{
+			delivery.Table:          delivery.ValidColumn,
 			devmail.Table:           devmail.ValidColumn,
 			emailbudget.Table:       emailbudget.ValidColumn,
 			emailthrottle.Table:     emailthrottle.ValidColumn,

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/verifier/verifier/ent/delivery"
 	"github.com/verifier/verifier/ent/devmail"
 	"github.com/verifier/verifier/ent/emailbudget"
 	"github.com/verifier/verifier/ent/emailthrottle"
@@ -21,6 +22,53 @@ import (
 // (default values, validators, hooks and policies) and stitches it
 // to their package variables.
 func init() {
+	deliveryMixin := schema.Delivery{}.Mixin()
+	deliveryMixinFields0 := deliveryMixin[0].Fields()
+	_ = deliveryMixinFields0
+	deliveryFields := schema.Delivery{}.Fields()
+	_ = deliveryFields
+	// deliveryDescCreatedAt is the schema descriptor for created_at field.
+	deliveryDescCreatedAt := deliveryMixinFields0[0].Descriptor()
+	// delivery.DefaultCreatedAt holds the default value on creation for the created_at field.
+	delivery.DefaultCreatedAt = deliveryDescCreatedAt.Default.(func() time.Time)
+	// deliveryDescEventID is the schema descriptor for event_id field.
+	deliveryDescEventID := deliveryFields[0].Descriptor()
+	// delivery.EventIDValidator is a validator for the "event_id" field. It is called by the builders before save.
+	delivery.EventIDValidator = func() func(string) error {
+		validators := deliveryDescEventID.Validators
+		fns := [...]func(string) error{
+			validators[0].(func(string) error),
+			validators[1].(func(string) error),
+		}
+		return func(event_id string) error {
+			for _, fn := range fns {
+				if err := fn(event_id); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+	}()
+	// deliveryDescAddress is the schema descriptor for address field.
+	deliveryDescAddress := deliveryFields[2].Descriptor()
+	// delivery.DefaultAddress holds the default value on creation for the address field.
+	delivery.DefaultAddress = deliveryDescAddress.Default.(string)
+	// delivery.AddressValidator is a validator for the "address" field. It is called by the builders before save.
+	delivery.AddressValidator = deliveryDescAddress.Validators[0].(func(string) error)
+	// deliveryDescAttempts is the schema descriptor for attempts field.
+	deliveryDescAttempts := deliveryFields[4].Descriptor()
+	// delivery.DefaultAttempts holds the default value on creation for the attempts field.
+	delivery.DefaultAttempts = deliveryDescAttempts.Default.(int)
+	// deliveryDescReason is the schema descriptor for reason field.
+	deliveryDescReason := deliveryFields[5].Descriptor()
+	// delivery.DefaultReason holds the default value on creation for the reason field.
+	delivery.DefaultReason = deliveryDescReason.Default.(string)
+	// delivery.ReasonValidator is a validator for the "reason" field. It is called by the builders before save.
+	delivery.ReasonValidator = deliveryDescReason.Validators[0].(func(string) error)
+	// deliveryDescUpdatedAt is the schema descriptor for updated_at field.
+	deliveryDescUpdatedAt := deliveryFields[8].Descriptor()
+	// delivery.DefaultUpdatedAt holds the default value on creation for the updated_at field.
+	delivery.DefaultUpdatedAt = deliveryDescUpdatedAt.Default.(func() time.Time)
 	devmailMixin := schema.DevMail{}.Mixin()
 	devmailMixinFields0 := devmailMixin[0].Fields()
 	_ = devmailMixinFields0

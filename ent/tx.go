@@ -14,6 +14,8 @@ import (
 // Tx is a transactional client that is created by calling Client.Tx().
 type Tx struct {
 	config
+	// Delivery is the client for interacting with the Delivery builders.
+	Delivery *DeliveryClient
 	// DevMail is the client for interacting with the DevMail builders.
 	DevMail *DevMailClient
 	// EmailBudget is the client for interacting with the EmailBudget builders.
@@ -161,6 +163,7 @@ func (tx *Tx) Client() *Client {
 }
 
 func (tx *Tx) init() {
+	tx.Delivery = NewDeliveryClient(tx.config)
 	tx.DevMail = NewDevMailClient(tx.config)
 	tx.EmailBudget = NewEmailBudgetClient(tx.config)
 	tx.EmailThrottle = NewEmailThrottleClient(tx.config)
@@ -178,7 +181,7 @@ func (tx *Tx) init() {
 // of them in order to commit or rollback the transaction.
 //
 // If a closed transaction is embedded in one of the generated entities, and the entity
-// applies a query, for example: DevMail.QueryXXX(), the query will be executed
+// applies a query, for example: Delivery.QueryXXX(), the query will be executed
 // through the driver which created this transaction.
 //
 // Note that txDriver is not goroutine safe.

@@ -8,6 +8,33 @@ import (
 )
 
 var (
+	// DeliveriesColumns holds the columns for the "deliveries" table.
+	DeliveriesColumns = []*schema.Column{
+		{Name: "id", Type: field.TypeInt, Increment: true},
+		{Name: "created_at", Type: field.TypeTime},
+		{Name: "event_id", Type: field.TypeString, Unique: true, Size: 64},
+		{Name: "kind", Type: field.TypeString},
+		{Name: "address", Type: field.TypeString, Size: 254, Default: ""},
+		{Name: "state", Type: field.TypeEnum, Enums: []string{"QUEUED", "SENT", "DEFERRED", "FAILED"}, Default: "QUEUED"},
+		{Name: "attempts", Type: field.TypeInt, Default: 0},
+		{Name: "reason", Type: field.TypeString, Size: 500, Default: ""},
+		{Name: "topic", Type: field.TypeString},
+		{Name: "payload", Type: field.TypeBytes, Nullable: true},
+		{Name: "updated_at", Type: field.TypeTime},
+	}
+	// DeliveriesTable holds the schema information for the "deliveries" table.
+	DeliveriesTable = &schema.Table{
+		Name:       "deliveries",
+		Columns:    DeliveriesColumns,
+		PrimaryKey: []*schema.Column{DeliveriesColumns[0]},
+		Indexes: []*schema.Index{
+			{
+				Name:    "delivery_state_updated_at",
+				Unique:  false,
+				Columns: []*schema.Column{DeliveriesColumns[5], DeliveriesColumns[10]},
+			},
+		},
+	}
 	// DevMailsColumns holds the columns for the "dev_mails" table.
 	DevMailsColumns = []*schema.Column{
 		{Name: "id", Type: field.TypeInt, Increment: true},
@@ -182,6 +209,7 @@ var (
 	}
 	// Tables holds all the tables in the schema.
 	Tables = []*schema.Table{
+		DeliveriesTable,
 		DevMailsTable,
 		EmailBudgetsTable,
 		EmailThrottlesTable,

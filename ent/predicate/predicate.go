@@ -6,6 +6,9 @@ import (
 	"entgo.io/ent/dialect/sql"
 )
 
+// Delivery is the predicate function for delivery builders.
+type Delivery func(*sql.Selector)
+
 // DevMail is the predicate function for devmail builders.
 type DevMail func(*sql.Selector)
 

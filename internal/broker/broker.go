@@ -2,6 +2,10 @@
 // message broker. Two implementations satisfy Broker: rabbitmq (AMQP_URL
 // set) and inproc (the embedded default). Both deliver at least once: a
 // message is redelivered until a handler accepts or rejects it.
+//
+// Retries are the broker's job, never a handler's: a handler that cannot
+// finish now returns RetryAfter and gives its worker back at once, so a few
+// messages that keep failing never hold up the others.
 package broker
 
 import (
@@ -21,14 +25,29 @@ type Message struct {
 	Body  []byte
 	// Published is when the event was written to the outbox.
 	Published time.Time
-	// Redelivered is set by the broker when this delivery may be a repeat.
+	// Redelivered is set by the broker when this delivery may be a repeat
+	// of one whose outcome it never heard (a crash, a lost connection).
 	Redelivered bool
+	// Attempt is 1 on the first delivery and grows by one each time a
+	// handler asked for the message again with RetryAfter.
+	Attempt int
 }
 
-// Handler processes one delivery. Returning nil acknowledges it; an error
-// made with Permanent dead-letters it; any other error hands it back to the
-// broker for a later attempt. Handlers wait out transient failures
-// themselves (with backoff) and return such an error only when ctx ends.
+// Handler processes one delivery and says what becomes of it:
+//
+//   - nil: done; the message is acknowledged.
+//   - Permanent(err): no retry will help; the message is dead-lettered.
+//   - RetryAfter(err, d): deliver it again, not before d, with Attempt+1.
+//     The handler returns at once; nothing sleeps holding the message.
+//   - any other error: the handler could not finish. While ctx lives this
+//     is RetryAfter(err, DefaultRetry(m.Attempt)); once ctx has ended the
+//     message is left to the broker, which hands it out again.
+//
+// ctx ends when the broker stops (after its grace period) or when the
+// delivery can no longer be settled because its channel or connection
+// died. The broker then gives the message to another consumer, so a handler
+// must stop working on it as soon as ctx ends: nothing may keep sending a
+// message that was handed out again.
 type Handler func(ctx context.Context, m Message) error
 
 // Queue describes what a consumer listens to.
@@ -51,6 +70,10 @@ type Queue struct {
 // Broker publishes and consumes messages.
 type Broker interface {
 	// Publish returns nil once the broker has taken responsibility for m.
+	// A broker that keeps no durable copy of its own (inproc) may instead
+	// return a RetryAfter error, passed on from the handler: the caller
+	// (the outbox relay) keeps the message and publishes it again after the
+	// delay with Attempt+1.
 	Publish(ctx context.Context, m Message) error
 	// Consume registers a handler; call it before Start.
 	Consume(q Queue, h Handler) error
@@ -85,6 +108,46 @@ func Permanent(err error) error {
 func IsPermanent(err error) bool {
 	var p permanent
 	return errors.As(err, &p)
+}
+
+type retryAfter struct {
+	err   error
+	delay time.Duration
+}
+
+func (r retryAfter) Error() string { return r.err.Error() }
+func (r retryAfter) Unwrap() error { return r.err }
+
+// RetryAfter asks for the message to be delivered again, not before d,
+// with Attempt+1. err says why, for logs.
+func RetryAfter(err error, d time.Duration) error {
+	if err == nil {
+		err = errors.New("retry requested")
+	}
+	return retryAfter{err, max(d, 0)}
+}
+
+// RetryDelay reports the delay asked for with RetryAfter, if err carries
+// one.
+func RetryDelay(err error) (time.Duration, bool) {
+	var r retryAfter
+	if errors.As(err, &r) {
+		return r.delay, true
+	}
+	return 0, false
+}
+
+// Bounds of DefaultRetry: a handler error that names no delay is
+// unexpected, so its message comes back soon but never spins.
+const (
+	defaultRetryBase = time.Second
+	defaultRetryMax  = time.Minute
+)
+
+// DefaultRetry is the delay before the next delivery of a message whose
+// handler returned an error without RetryAfter, after attempt (1-based).
+func DefaultRetry(attempt int) time.Duration {
+	return Backoff(max(attempt-1, 0), defaultRetryBase, defaultRetryMax)
 }
 
 // Backoff returns the wait before attempt n (0-based): doubling from base,

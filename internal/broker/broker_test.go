@@ -38,3 +38,28 @@ func TestBackoff(t *testing.T) {
 		}
 	}
 }
+
+func TestRetryAfter(t *testing.T) {
+	t.Parallel()
+	base := errors.New("451 try again later")
+	err := fmt.Errorf("send: %w", RetryAfter(base, 5*time.Second))
+	d, ok := RetryDelay(err)
+	require.True(t, ok)
+	require.Equal(t, 5*time.Second, d)
+	require.ErrorIs(t, err, base)
+	require.False(t, IsPermanent(err))
+
+	_, ok = RetryDelay(base)
+	require.False(t, ok)
+	d, _ = RetryDelay(RetryAfter(nil, -time.Second))
+	require.Zero(t, d, "never negative")
+	require.Error(t, RetryAfter(nil, time.Second), "always an error, so it is never taken for success")
+}
+
+func TestDefaultRetry(t *testing.T) {
+	t.Parallel()
+	require.LessOrEqual(t, DefaultRetry(1), time.Second)
+	require.GreaterOrEqual(t, DefaultRetry(1), 750*time.Millisecond)
+	require.LessOrEqual(t, DefaultRetry(100), time.Minute)
+	require.Equal(t, DefaultRetry(0) > 0, true)
+}

@@ -7,33 +7,61 @@ import (
 	"log/slog"
 	"net/url"
 	"strconv"
+	"sync"
 	"time"
 
 	gomail "github.com/wneessen/go-mail"
+	"github.com/wneessen/go-mail/smtp"
 )
 
 // SMTP sends mail through one SMTP server, keeping connections open between
 // messages: a handshake (and STARTTLS) per email would dominate the time
 // from sign-up to inbox.
+//
+// A message counts as sent once the server accepted its data; whatever
+// happens to the connection after that never causes a resend. A pooled
+// connection found dead (the server restarted, or closed it while idle) is
+// replaced by a fresh one for the same send, at no cost to the message.
+// While the server is unreachable, sends fail at once without dialing,
+// except one probe a second, so waiting mail costs the server nothing and
+// the first probe that gets through reopens the way for all of it.
 type SMTP struct {
-	from string
-	opts []gomail.Option
-	host string
-	log  *slog.Logger
+	client *gomail.Client // settings for dialing; sessions are its smtp.Clients
+	from   string
+	host   string
+	log    *slog.Logger
+	now    func() time.Time
 
-	// idle holds connected clients ready for reuse; its capacity bounds
+	// idle holds connected sessions ready for reuse; its capacity bounds
 	// how many are kept.
 	idle chan *conn
+
+	mu      sync.Mutex
+	down    *Failure  // why the server is unreachable, nil while it is not
+	probeAt time.Time // when a send may dial a down server again
 }
 
 type conn struct {
-	c        *gomail.Client
+	c        *smtp.Client
 	lastUsed time.Time
 }
 
-// idleTimeout closes a connection unused this long, under the usual
-// server-side timeouts (often 60 s or more).
-const idleTimeout = 30 * time.Second
+const (
+	// dialTimeout bounds connecting, the greeting, STARTTLS and AUTH.
+	dialTimeout = 15 * time.Second
+	// sendTimeout bounds one message's exchange on an open session.
+	sendTimeout = 30 * time.Second
+	// idleTimeout closes a connection unused this long, under the usual
+	// server-side timeouts (often 60 s or more).
+	idleTimeout = 30 * time.Second
+	// checkIdleAfter: a connection idle this long is checked with NOOP
+	// before reuse. One used within the last second is almost surely
+	// alive, and if not, the send moves to a fresh connection anyway.
+	checkIdleAfter = time.Second
+	// probeEvery is how often a down server is dialed, whatever the
+	// number of messages waiting.
+	probeEvery = time.Second
+)
 
 // NewSMTP returns a sender for smtp://[user:pass@]host:port (STARTTLS when
 // offered) or smtps://… (TLS from the start). maxIdle bounds the connections
@@ -44,7 +72,7 @@ func NewSMTP(rawURL, from string, maxIdle int, log *slog.Logger) (*SMTP, error) 
 		return nil, fmt.Errorf("SMTP_URL: cannot parse")
 	}
 	port := 25
-	opts := []gomail.Option{gomail.WithTimeout(15 * time.Second)}
+	opts := []gomail.Option{gomail.WithTimeout(dialTimeout)}
 	switch u.Scheme {
 	case "smtp":
 		opts = append(opts, gomail.WithTLSPolicy(gomail.TLSOpportunistic))
@@ -67,20 +95,25 @@ func NewSMTP(rawURL, from string, maxIdle int, log *slog.Logger) (*SMTP, error) 
 	if u.Hostname() == "" {
 		return nil, fmt.Errorf("SMTP_URL: no host")
 	}
+	client, err := gomail.NewClient(u.Hostname(), opts...)
+	if err != nil {
+		return nil, fmt.Errorf("SMTP_URL: %w", err)
+	}
 	if maxIdle <= 0 {
 		maxIdle = 4
 	}
-	return &SMTP{from: from, opts: opts, host: u.Hostname(), log: log, idle: make(chan *conn, maxIdle)}, nil
+	return &SMTP{client: client, from: from, host: u.Hostname(), log: log, now: time.Now, idle: make(chan *conn, maxIdle)}, nil
 }
 
-// Send delivers m, reusing an idle connection when one is open.
+// Send delivers m, reusing an idle connection when one is open. Its errors
+// are *Failure, classified.
 func (s *SMTP) Send(ctx context.Context, m Message) error {
 	msg := gomail.NewMsg()
 	if err := msg.From(s.from); err != nil {
-		return Permanent(fmt.Errorf("MAIL_FROM %q: %w", s.from, err))
+		return &Failure{Class: Misconfigured, Reason: "MAIL_FROM is not a valid address", Err: err}
 	}
 	if err := msg.To(m.To); err != nil {
-		return Permanent(fmt.Errorf("recipient: %w", err))
+		return &Failure{Class: Rejected, Reason: "not a valid email address", Err: err}
 	}
 	msg.Subject(m.Subject)
 	if m.ID != "" {
@@ -88,49 +121,174 @@ func (s *SMTP) Send(ctx context.Context, m Message) error {
 	}
 	msg.SetBodyString(gomail.TypeTextPlain, m.Text)
 	msg.AddAlternativeString(gomail.TypeTextHTML, m.HTML)
-
-	c, err := s.get(ctx)
+	from, err := msg.GetSender(false)
 	if err != nil {
-		return fmt.Errorf("smtp connect %s: %w", s.host, err)
+		return &Failure{Class: Misconfigured, Reason: "MAIL_FROM is not a valid address", Err: err}
 	}
-	if err := c.c.Send(msg); err != nil {
-		// The session may be in any state after an error: start afresh.
-		_ = c.c.Close()
-		var se *gomail.SendError
-		if errors.As(err, &se) && se.ErrorCode() >= 500 && se.ErrorCode() < 600 {
-			return Permanent(fmt.Errorf("smtp rejected the message: %w", err))
+
+	// Each stale pooled connection is dropped and the send moves on; the
+	// pool's size bounds how many there can be.
+	for range cap(s.idle) + 1 {
+		c, reused, f := s.get(ctx, m.To)
+		if f != nil {
+			return f
 		}
-		return fmt.Errorf("smtp send: %w", err)
+		err := s.transact(ctx, c, msg, from, m.To)
+		if err == nil {
+			s.put(c)
+			return nil
+		}
+		if reused && stale(err) {
+			_ = c.c.Close()
+			continue
+		}
+		s.recycle(c, err)
+		f = classify(ctx, stageOf(err), err, m.To, s.host)
+		if f.Class == Unreachable {
+			s.markDown(f)
+		}
+		return f
 	}
-	s.put(c)
+	return &Failure{Class: Unreachable, Reason: "the connection to the mail server broke", Err: errors.New("every pooled connection was dead")}
+}
+
+// transact runs one message's exchange on c. It returns nil once the server
+// accepted the data: nothing after that can make the message unsent.
+func (s *SMTP) transact(ctx context.Context, c *conn, msg *gomail.Msg, from, to string) error {
+	// A handler whose context ends (its broker delivery died, or the
+	// service is stopping) must stop sending: the broker hands the message
+	// to someone else.
+	// Text.Close closes the socket under the session without its lock,
+	// which a blocked read holds.
+	interrupted := context.AfterFunc(ctx, func() { _ = c.c.Text.Close() })
+	defer interrupted()
+	if err := c.c.UpdateDeadline(sendTimeout); err != nil {
+		return &stageError{stageMail, err}
+	}
+	if err := c.c.Mail(from); err != nil {
+		return &stageError{stageMail, err}
+	}
+	if err := c.c.Rcpt(to); err != nil {
+		return &stageError{stageRcpt, err}
+	}
+	w, err := c.c.Data()
+	if err != nil {
+		return &stageError{stageData, err}
+	}
+	if _, err := msg.WriteTo(w); err != nil {
+		return &stageError{stageData, err}
+	}
+	if err := w.Close(); err != nil {
+		return &stageError{stageDataEnd, err}
+	}
 	return nil
 }
 
-func (s *SMTP) get(ctx context.Context) (*conn, error) {
+// stale reports whether err shows a reused connection was dead before the
+// exchange began: no reply at all to MAIL FROM, or a 421 "closing".
+func stale(err error) bool {
+	var se *stageError
+	if !errors.As(err, &se) || se.stage != stageMail {
+		return false
+	}
+	return !isReply(err) || replyCode(err) == 421
+}
+
+func stageOf(err error) stage {
+	var se *stageError
+	if errors.As(err, &se) {
+		return se.stage
+	}
+	return stageConnect
+}
+
+// recycle keeps c after a refused message if the session still works (a
+// reply, then a successful RSET), and closes it otherwise.
+func (s *SMTP) recycle(c *conn, err error) {
+	if isReply(err) && replyCode(err) != 421 {
+		if c.c.UpdateDeadline(sendTimeout) == nil && c.c.Reset() == nil {
+			s.put(c)
+			return
+		}
+	}
+	_ = c.c.Close()
+}
+
+// get returns a live pooled connection or dials a new one. reused tells
+// which.
+func (s *SMTP) get(ctx context.Context, to string) (c *conn, reused bool, f *Failure) {
 	for {
 		select {
 		case c := <-s.idle:
-			if time.Since(c.lastUsed) < idleTimeout {
-				return c, nil
+			idle := s.now().Sub(c.lastUsed)
+			if idle >= idleTimeout {
+				_ = c.c.Close()
+				continue
 			}
-			_ = c.c.Close()
-			continue
+			if idle >= checkIdleAfter && (c.c.UpdateDeadline(sendTimeout) != nil || c.c.Noop() != nil) {
+				_ = c.c.Close()
+				continue
+			}
+			return c, true, nil
 		default:
 		}
 		break
 	}
-	cl, err := gomail.NewClient(s.host, s.opts...)
+	if f := s.heldBack(); f != nil {
+		return nil, false, f
+	}
+	sc, err := s.client.DialToSMTPClientWithContext(ctx)
 	if err != nil {
-		return nil, err
+		f := classify(ctx, stageConnect, err, to, s.host)
+		if f.Class == Unreachable {
+			s.markDown(f)
+		}
+		return nil, false, f
 	}
-	if err := cl.DialWithContext(ctx); err != nil {
-		return nil, err
+	s.markUp()
+	return &conn{c: sc}, false, nil
+}
+
+// heldBack returns the failure to answer with while the server is down and
+// the next probe is not due; nil lets the caller dial (as the probe when
+// the server is down).
+func (s *SMTP) heldBack() *Failure {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.down == nil {
+		return nil
 	}
-	return &conn{c: cl}, nil
+	now := s.now()
+	if now.Before(s.probeAt) {
+		return &Failure{Class: Unreachable, Reason: s.down.Reason, NotTried: true, Err: s.down.Err}
+	}
+	s.probeAt = now.Add(probeEvery)
+	return nil
+}
+
+func (s *SMTP) markDown(f *Failure) {
+	s.mu.Lock()
+	was := s.down
+	s.down, s.probeAt = f, s.now().Add(probeEvery)
+	s.mu.Unlock()
+	if was == nil {
+		s.log.Warn("mail server unreachable; mail waits and is retried", "server", s.host, "err", f)
+		s.Close() // pooled sessions are as dead as the server
+	}
+}
+
+func (s *SMTP) markUp() {
+	s.mu.Lock()
+	was := s.down
+	s.down = nil
+	s.mu.Unlock()
+	if was != nil {
+		s.log.Info("mail server reachable again", "server", s.host)
+	}
 }
 
 func (s *SMTP) put(c *conn) {
-	c.lastUsed = time.Now()
+	c.lastUsed = s.now()
 	select {
 	case s.idle <- c:
 	default:
@@ -148,21 +306,6 @@ func (s *SMTP) Close() {
 			return
 		}
 	}
-}
-
-type permanentError struct{ error }
-
-func (p permanentError) Unwrap() error { return p.error }
-
-// Permanent marks err as one that retrying will not fix (a 5xx reply to
-// this message). Connection failures and 4xx replies are never permanent:
-// an SMTP outage must delay mail, not lose it.
-func Permanent(err error) error { return permanentError{err} }
-
-// IsPermanent reports whether err was marked with Permanent.
-func IsPermanent(err error) bool {
-	var p permanentError
-	return errors.As(err, &p)
 }
 
 var _ Sender = (*SMTP)(nil)

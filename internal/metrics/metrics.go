@@ -15,6 +15,9 @@ type Metrics struct {
 	EmailsSent    *prometheus.CounterVec
 	EmailsFailed  *prometheus.CounterVec
 	EmailRetries  *prometheus.CounterVec
+	EmailsSkipped *prometheus.CounterVec
+	// MailProblem is 1 while the mail server refuses our sender or session.
+	MailProblem   prometheus.Gauge
 	Published     prometheus.Counter
 	Subscriptions prometheus.Gauge
 }
@@ -34,11 +37,17 @@ func New() *Metrics {
 			Name: "verifier_emails_sent_total", Help: "Emails handed to SMTP (or the dev outbox), by kind.",
 		}, []string{"kind"}),
 		EmailsFailed: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "verifier_emails_failed_total", Help: "Emails dead-lettered after a permanent failure, by kind.",
+			Name: "verifier_emails_failed_total", Help: "Emails dead-lettered (delivery record FAILED) after a permanent failure, by kind.",
 		}, []string{"kind"}),
 		EmailRetries: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "verifier_email_retries_total", Help: "Temporary send failures that will be retried, by kind.",
+			Name: "verifier_email_retries_total", Help: "Send attempts that failed and will be retried, by kind.",
 		}, []string{"kind"}),
+		EmailsSkipped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "verifier_emails_skipped_total", Help: "Redelivered email events not sent again because their delivery record says SENT, by kind.",
+		}, []string{"kind"}),
+		MailProblem: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "verifier_mail_server_problem", Help: "1 while the mail server refuses our sender or session (authentication, MAIL FROM): emails wait until someone fixes the settings or the server.",
+		}),
 		Published: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "verifier_outbox_published_total", Help: "Outbox events confirmed by the broker.",
 		}),
@@ -46,7 +55,7 @@ func New() *Metrics {
 			Name: "verifier_subscriptions_open", Help: "Status subscriptions open in this process.",
 		}),
 	}
-	m.Registry.MustRegister(m.Requests, m.Duration, m.EmailsSent, m.EmailsFailed, m.EmailRetries, m.Published, m.Subscriptions,
+	m.Registry.MustRegister(m.Requests, m.Duration, m.EmailsSent, m.EmailsFailed, m.EmailRetries, m.EmailsSkipped, m.MailProblem, m.Published, m.Subscriptions,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -62,4 +71,42 @@ func (m *Metrics) Backlog(count func() (int, error)) {
 		}
 		return float64(n)
 	}))
+}
+
+// SetMailProblem sets verifier_mail_server_problem.
+func (m *Metrics) SetMailProblem(on bool) {
+	if on {
+		m.MailProblem.Set(1)
+	} else {
+		m.MailProblem.Set(0)
+	}
+}
+
+// Deliveries registers a gauge of email delivery records by state (QUEUED,
+// DEFERRED, FAILED; SENT only grows and is verifier_emails_sent_total),
+// read on each scrape. FAILED rows are dead letters waiting for an
+// operator.
+func (m *Metrics) Deliveries(count func() (map[string]int, error)) {
+	m.Registry.MustRegister(&deliveries{count: count, desc: prometheus.NewDesc(
+		"verifier_email_deliveries", "Email delivery records by state, but SENT (FAILED: dead letters; -1 if unreadable).", []string{"state"}, nil)})
+}
+
+type deliveries struct {
+	count func() (map[string]int, error)
+	desc  *prometheus.Desc
+}
+
+func (d *deliveries) Describe(ch chan<- *prometheus.Desc) { ch <- d.desc }
+
+func (d *deliveries) Collect(ch chan<- prometheus.Metric) {
+	n, err := d.count()
+	if err != nil {
+		for _, state := range []string{"QUEUED", "DEFERRED", "FAILED"} {
+			ch <- prometheus.MustNewConstMetric(d.desc, prometheus.GaugeValue, -1, state)
+		}
+		return
+	}
+	for state, v := range n {
+		ch <- prometheus.MustNewConstMetric(d.desc, prometheus.GaugeValue, float64(v), state)
+	}
 }

@@ -13,7 +13,10 @@ import (
 	"github.com/verifier/verifier/internal/broker"
 )
 
-// Publisher is what the relay needs from a broker.
+// Publisher is what the relay needs from a broker. A Publish that returns a
+// broker.RetryAfter (the in-process broker passing on a handler's request)
+// leaves the event to the relay, which publishes it again after the delay
+// with the next attempt number.
 type Publisher interface {
 	Publish(ctx context.Context, m broker.Message) error
 }
@@ -22,6 +25,12 @@ type Publisher interface {
 type Options struct {
 	// MaxInFlight bounds concurrent publishes (default 64).
 	MaxInFlight int
+	// MaxInFlightPerTopic bounds concurrent publishes of one topic
+	// (default a quarter of MaxInFlight), so a topic whose consumer is slow
+	// (with the in-process broker a publish lasts until it is handled: mail
+	// while SMTP times out) never takes every slot and stalls the others,
+	// such as the status changes that feed subscriptions.
+	MaxInFlightPerTopic int
 	// Poll is the fallback interval for events committed by other replicas
 	// or missed wakes (default 1s).
 	Poll time.Duration
@@ -54,6 +63,9 @@ func NewRelay(db *ent.Client, pub Publisher, log *slog.Logger, opts Options) *Re
 	if opts.MaxInFlight <= 0 {
 		opts.MaxInFlight = 64
 	}
+	if opts.MaxInFlightPerTopic <= 0 {
+		opts.MaxInFlightPerTopic = max(opts.MaxInFlight/4, 1)
+	}
 	if opts.Poll <= 0 {
 		opts.Poll = time.Second
 	}
@@ -75,8 +87,8 @@ func (r *Relay) Wake() {
 	}
 }
 
-// Retry makes every event that is waiting out a backoff due now, and wakes
-// the relay. The broker calls it when its connection is (re)established, so
+// Retry makes every event that is waiting out a backoff (or a delay its
+// consumer asked for) due now, and wakes the relay. The broker calls it when its connection is (re)established, so
 // what queued up during an outage goes out at once, not after its backoff.
 func (r *Relay) Retry() {
 	r.mu.Lock()
@@ -135,7 +147,7 @@ type outcome struct {
 func (r *Relay) run(ctx context.Context) {
 	defer close(r.done)
 	results := make(chan outcome, r.opts.MaxInFlight)
-	inFlight := map[int]bool{}
+	inFlight := map[int]string{} // event row id → topic
 	poll := time.NewTicker(r.opts.Poll)
 	defer poll.Stop()
 	var publishers sync.WaitGroup
@@ -159,7 +171,7 @@ func (r *Relay) run(ctx context.Context) {
 				r.log.Error("outbox: claiming events failed", "err", err)
 			}
 			for _, ev := range evs {
-				inFlight[ev.ID] = true
+				inFlight[ev.ID] = ev.Topic
 				publishers.Go(func() {
 					results <- outcome{ev, r.pub.Publish(ctx, message(ev))}
 				})
@@ -189,29 +201,56 @@ func (r *Relay) run(ctx context.Context) {
 	}
 }
 
+// message is the broker message for ev. Attempts counts the times the
+// event was handed back, so the next delivery is attempt Attempts+1.
 func message(ev *ent.OutboxEvent) broker.Message {
-	return broker.Message{ID: ev.EventID.String(), Topic: ev.Topic, Body: ev.Payload, Published: ev.CreatedAt}
+	return broker.Message{ID: ev.EventID.String(), Topic: ev.Topic, Body: ev.Payload, Published: ev.CreatedAt, Attempt: ev.Attempts + 1}
 }
 
-// claim leases up to n due events not already in flight here. The lease is
-// an UPDATE guarded by the same due-condition, so two relays that selected
-// the same rows cannot both win them.
-func (r *Relay) claim(ctx context.Context, n int, inFlight map[int]bool) ([]*ent.OutboxEvent, error) {
+// claim leases up to n due events not already in flight here, leaving out
+// topics at their in-flight bound. The lease is an UPDATE guarded by the
+// same due-condition, so two relays that selected the same rows cannot both
+// win them.
+func (r *Relay) claim(ctx context.Context, n int, inFlight map[int]string) ([]*ent.OutboxEvent, error) {
 	now := r.opts.Now().UTC()
 	skip := make([]int, 0, len(inFlight))
-	for id := range inFlight {
+	perTopic := map[string]int{}
+	for id, topic := range inFlight {
 		skip = append(skip, id)
+		perTopic[topic]++
 	}
-	ids, err := r.db.OutboxEvent.Query().
-		Where(outboxevent.AvailableAtLTE(now), outboxevent.IDNotIn(skip...)).
+	var full []string
+	for topic, k := range perTopic {
+		if k >= r.opts.MaxInFlightPerTopic {
+			full = append(full, topic)
+		}
+	}
+	rows, err := r.db.OutboxEvent.Query().
+		Where(outboxevent.AvailableAtLTE(now), outboxevent.IDNotIn(skip...), outboxevent.TopicNotIn(full...)).
 		Order(ent.Asc(outboxevent.FieldID)).
 		Limit(n).
-		IDs(ctx)
-	if err != nil || len(ids) == 0 {
+		Select(outboxevent.FieldID, outboxevent.FieldTopic).
+		All(ctx)
+	if err != nil || len(rows) == 0 {
 		return nil, err
 	}
+	picked := make([]int, 0, len(rows))
+	for _, ev := range rows {
+		if perTopic[ev.Topic] < r.opts.MaxInFlightPerTopic {
+			perTopic[ev.Topic]++
+			picked = append(picked, ev.ID)
+		}
+	}
+	return r.lease(ctx, now, picked)
+}
+
+// lease claims the rows ids that are still due.
+func (r *Relay) lease(ctx context.Context, now time.Time, ids []int) ([]*ent.OutboxEvent, error) {
+	if len(ids) == 0 {
+		return nil, nil
+	}
 	claim := uuid.NewString()
-	_, err = r.db.OutboxEvent.Update().
+	_, err := r.db.OutboxEvent.Update().
 		Where(outboxevent.IDIn(ids...), outboxevent.AvailableAtLTE(now)).
 		SetAvailableAt(now.Add(r.opts.Lease)).
 		SetClaim(claim).
@@ -222,12 +261,21 @@ func (r *Relay) claim(ctx context.Context, n int, inFlight map[int]bool) ([]*ent
 	return r.db.OutboxEvent.Query().Where(outboxevent.Claim(claim)).Order(ent.Asc(outboxevent.FieldID)).All(ctx)
 }
 
-// settle deletes confirmed events and reschedules failed ones with backoff.
+// settle deletes confirmed events, reschedules the ones a consumer asked
+// to see again after a delay, and reschedules failed ones with backoff.
 func (r *Relay) settle(ctx context.Context, batch []outcome) {
 	var confirmed, release []int
+	deferred := map[time.Duration][]int{}
 	for _, o := range batch {
 		if o.err == nil {
 			confirmed = append(confirmed, o.ev.ID)
+			continue
+		}
+		if d, ok := broker.RetryDelay(o.err); ok {
+			// Handled, and to be handled again: the normal course of a
+			// retry, not a failure of the relay.
+			r.log.Debug("outbox: event deferred by its consumer", "topic", o.ev.Topic, "event", o.ev.EventID, "attempt", o.ev.Attempts+1, "in", d, "err", o.err)
+			deferred[d] = append(deferred[d], o.ev.ID)
 			continue
 		}
 		if ctx.Err() != nil {
@@ -252,6 +300,13 @@ func (r *Relay) settle(ctx context.Context, batch []outcome) {
 	// ctx may be ending, but this bookkeeping must still happen: a
 	// confirmed event left behind is published twice.
 	ctx = context.WithoutCancel(ctx)
+	for d, ids := range deferred {
+		err := r.db.OutboxEvent.Update().Where(outboxevent.IDIn(ids...)).
+			SetAvailableAt(r.opts.Now().UTC().Add(d)).SetClaim("").AddAttempts(1).Exec(ctx)
+		if err != nil {
+			r.log.Error("outbox: rescheduling deferred events failed; their lease will lapse", "n", len(ids), "err", err)
+		}
+	}
 	if len(release) > 0 {
 		err := r.db.OutboxEvent.Update().Where(outboxevent.IDIn(release...)).
 			SetAvailableAt(r.opts.Now().UTC()).SetClaim("").Exec(ctx)

@@ -244,3 +244,87 @@ func TestRelayRetrySkipsBackoff(t *testing.T) {
 		}
 	})
 }
+
+// funcPublisher publishes with a function.
+type funcPublisher func(ctx context.Context, m broker.Message) error
+
+func (f funcPublisher) Publish(ctx context.Context, m broker.Message) error { return f(ctx, m) }
+
+// A consumer's request to see an event again after a delay (the in-process
+// broker passes it back from Publish) reschedules the row, which stays the
+// durable copy: due after the delay, released, with one more attempt, and
+// published again then with the next attempt number.
+func TestRelayReschedulesDeferred(t *testing.T) {
+	t.Parallel()
+	eachDB(t, func(t *testing.T, b *testBundle) {
+		attempts := make(chan int, 10)
+		pub := funcPublisher(func(_ context.Context, m broker.Message) error {
+			attempts <- m.Attempt
+			if m.Attempt == 1 {
+				return broker.RetryAfter(errors.New("451 try later"), 10*time.Second)
+			}
+			return nil
+		})
+		done := make(chan int, 10)
+		r := b.relay(t, pub, func(n int) { done <- n })
+		b.enqueue(t, 1)
+		r.Wake()
+		require.Equal(t, 1, <-attempts)
+		require.Eventually(t, func() bool {
+			ev, err := b.db.OutboxEvent.Query().Only(context.Background())
+			// PostgreSQL keeps microseconds.
+			due := b.clock.Now().Add(10 * time.Second)
+			return err == nil && ev.Attempts == 1 && ev.Claim == "" && ev.AvailableAt.Sub(due).Abs() < time.Millisecond
+		}, 10*time.Second, 5*time.Millisecond)
+		require.Empty(t, done, "not counted as published")
+
+		b.clock.Advance(10 * time.Second)
+		r.Wake()
+		require.Equal(t, 2, <-attempts)
+		require.Equal(t, 1, <-done)
+		require.Zero(t, b.backlog(t))
+	})
+}
+
+// A topic whose publishes hang (the in-process broker while SMTP times out)
+// takes at most its share of the slots: other topics still go out.
+func TestRelayBoundsEachTopic(t *testing.T) {
+	t.Parallel()
+	eachDB(t, func(t *testing.T, b *testBundle) {
+		var mu sync.Mutex
+		inFlight := map[string]int{}
+		fast := make(chan string, 10)
+		pub := funcPublisher(func(ctx context.Context, m broker.Message) error {
+			if m.Topic == "slow" {
+				mu.Lock()
+				inFlight[m.Topic]++
+				mu.Unlock()
+				<-ctx.Done()
+				return ctx.Err()
+			}
+			fast <- m.ID
+			return nil
+		})
+		ctx := context.Background()
+		tx, err := b.db.Tx(ctx)
+		require.NoError(t, err)
+		for range 20 {
+			require.NoError(t, Enqueue(ctx, tx, b.clock.Now(), "slow", struct{}{}))
+		}
+		require.NoError(t, Enqueue(ctx, tx, b.clock.Now(), "fast", struct{}{}))
+		require.NoError(t, tx.Commit())
+
+		r := NewRelay(b.db, pub, b.log, Options{Now: b.clock.Now, Poll: time.Hour, MaxInFlight: 8})
+		require.NoError(t, r.Start(ctx))
+		t.Cleanup(r.Stop)
+		r.Wake()
+		select {
+		case <-fast:
+		case <-time.After(10 * time.Second):
+			t.Fatal("the fast topic waited behind the slow one")
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		require.LessOrEqual(t, inFlight["slow"], 2, "a quarter of 8 slots")
+	})
+}

@@ -62,6 +62,11 @@ func Via(raw, addr string) string {
 	return u.String()
 }
 
+// DelaySuffixes end the names of a shared queue's delay queues, as the
+// rabbitmq package declares them (its tests check the two agree; this
+// package cannot import it).
+var DelaySuffixes = []string{".delay.1s", ".delay.2s", ".delay.5s", ".delay.15s", ".delay.30s", ".delay.1m0s", ".delay.2m0s", ".delay.5m0s"}
+
 var seq atomic.Int64
 
 // Prefix returns exchange and queue names unique to t (for the broker's
@@ -82,6 +87,9 @@ func Prefix(t testing.TB, url string) string {
 		}
 		for _, q := range []string{prefix + ".mailer", prefix + ".work", prefix + ".dead"} {
 			_, _ = ch.QueueDelete(q, false, false, false)
+			for _, d := range DelaySuffixes {
+				_, _ = ch.QueueDelete(q+d, false, false, false)
+			}
 		}
 		for _, x := range []string{prefix + ".events", prefix + ".dead"} {
 			_ = ch.ExchangeDelete(x, false, false)

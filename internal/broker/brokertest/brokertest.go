@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -38,6 +39,7 @@ func Run(t *testing.T, newBroker New) {
 		require.Equal(t, want.Topic, m.Topic)
 		require.Equal(t, want.Body, m.Body)
 		require.False(t, m.Redelivered)
+		require.Equal(t, 1, m.Attempt)
 	})
 
 	t.Run("routes by topic", func(t *testing.T) {
@@ -55,12 +57,19 @@ func Run(t *testing.T, newBroker New) {
 		require.Equal(t, want.ID, receive(t, got).ID, "the unwanted topic never arrives")
 	})
 
-	t.Run("redelivers what a handler hands back", func(t *testing.T) {
+	for _, queue := range []string{"work", ""} {
+		t.Run(fmt.Sprintf("delivers again after RetryAfter, with the next attempt number (queue %q)", queue), func(t *testing.T) {
+			t.Parallel()
+			retryRoundTrip(t, newBroker(t), queue)
+		})
+	}
+
+	t.Run("delivers again after a plain error", func(t *testing.T) {
 		t.Parallel()
 		b := newBroker(t)
 		got := make(chan broker.Message, 10)
 		var calls atomic.Int32
-		require.NoError(t, b.Consume(broker.Queue{Name: "work", Topics: []string{"r"}}, func(_ context.Context, m broker.Message) error {
+		require.NoError(t, b.Consume(broker.Queue{Name: "work", Topics: []string{"e"}}, func(_ context.Context, m broker.Message) error {
 			if calls.Add(1) == 1 {
 				return errors.New("not now")
 			}
@@ -68,11 +77,38 @@ func Run(t *testing.T, newBroker New) {
 			return nil
 		}))
 		start(t, b)
-		want := message("r")
-		require.NoError(t, b.Publish(context.Background(), want))
+		want := message("e")
+		publish(t, b, want)
 		m := receive(t, got)
 		require.Equal(t, want.ID, m.ID)
-		require.True(t, m.Redelivered)
+		require.Equal(t, 2, m.Attempt)
+	})
+
+	// One worker: a message waiting for its retry must not hold it.
+	t.Run("a message waiting for a retry holds up nothing", func(t *testing.T) {
+		t.Parallel()
+		b := newBroker(t)
+		got := make(chan broker.Message, 10)
+		require.NoError(t, b.Consume(broker.Queue{Name: "work", Topics: []string{"h"}, Concurrency: 1}, func(_ context.Context, m broker.Message) error {
+			got <- m
+			if string(m.Body) == "stubborn" {
+				return broker.RetryAfter(errors.New("try later"), time.Hour)
+			}
+			return nil
+		}))
+		start(t, b)
+		stubborn := message("h")
+		stubborn.Body = []byte("stubborn")
+		err := b.Publish(context.Background(), stubborn)
+		if d, ok := broker.RetryDelay(err); ok {
+			require.Equal(t, time.Hour, d, "handed to the publisher to keep")
+		} else {
+			require.NoError(t, err)
+		}
+		require.Equal(t, stubborn.ID, receive(t, got).ID)
+		next := message("h")
+		publish(t, b, next)
+		require.Equal(t, next.ID, receive(t, got).ID)
 	})
 
 	t.Run("does not redeliver a permanent failure", func(t *testing.T) {
@@ -128,6 +164,55 @@ func Run(t *testing.T, newBroker New) {
 		b.Stop(10 * time.Millisecond)
 		require.ErrorIs(t, <-left, context.Canceled, "the handler's context ends after the grace period")
 		b.Stop(time.Second)
+	})
+}
+
+func retryRoundTrip(t *testing.T, b broker.Broker, queue string) {
+	got := make(chan broker.Message, 10)
+	var calls atomic.Int32
+	require.NoError(t, b.Consume(broker.Queue{Name: queue, Topics: []string{"r.x"}}, func(_ context.Context, m broker.Message) error {
+		got <- m
+		if calls.Add(1) == 1 {
+			return broker.RetryAfter(errors.New("not now"), 10*time.Millisecond)
+		}
+		return nil
+	}))
+	start(t, b)
+	want := message("r.x")
+	publish(t, b, want)
+	first, again := receive(t, got), receive(t, got)
+	require.Equal(t, 1, first.Attempt)
+	require.Equal(t, 2, again.Attempt)
+	require.Equal(t, want.ID, again.ID)
+	require.Equal(t, want.Topic, again.Topic, "the topic survives the delay")
+	require.Equal(t, want.Body, again.Body)
+	require.WithinDuration(t, want.Published, again.Published, 0)
+}
+
+// publish publishes m as the outbox relay does: a broker that keeps no copy
+// of its own (inproc) passes a handler's RetryAfter back from Publish, and
+// the message is published again after the delay with Attempt+1, until the
+// test ends.
+func publish(t *testing.T, b broker.Broker, m broker.Message) {
+	t.Helper()
+	err := b.Publish(t.Context(), m)
+	delay, ok := broker.RetryDelay(err)
+	if !ok {
+		require.NoError(t, err)
+		return
+	}
+	var wg sync.WaitGroup
+	t.Cleanup(wg.Wait)
+	wg.Go(func() {
+		for ok {
+			select {
+			case <-time.After(delay):
+			case <-t.Context().Done():
+				return
+			}
+			m.Attempt = max(m.Attempt, 1) + 1
+			delay, ok = broker.RetryDelay(b.Publish(t.Context(), m))
+		}
 	})
 }
 

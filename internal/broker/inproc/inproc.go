@@ -4,6 +4,11 @@
 // step further to survive a crash: Publish confirms only after every queue
 // the message was routed to has handled it. Until then the outbox row stays
 // in the database, so a message held only in memory is never the last copy.
+//
+// For the same reason it keeps no delay queues: when a handler asks for a
+// retry (broker.RetryAfter), Publish returns that request and the outbox
+// relay reschedules the row, which is the durable copy. No worker and no
+// publish waits out the delay.
 package inproc
 
 import (
@@ -40,8 +45,10 @@ type queue struct {
 }
 
 type delivery struct {
-	msg  broker.Message
-	done chan struct{} // closed once the handler accepted or rejected it
+	msg broker.Message
+	// done receives the outcome once: nil (handled or dead-lettered), a
+	// broker.RetryAfter, or broker.ErrNotConnected when stopped first.
+	done chan error
 }
 
 // New returns a broker that logs to log.
@@ -82,8 +89,15 @@ func (b *Broker) Start(ctx context.Context) error {
 }
 
 // Publish routes m to every queue bound to its topic and waits until each
-// has handled it.
+// has handled it. If a handler asked for a retry, Publish returns that
+// broker.RetryAfter (the longest delay when several did): the caller
+// publishes m again after it, with Attempt+1. Every queue then gets m
+// again, so handlers sharing a topic must be idempotent, as they must be
+// under any at-least-once broker.
 func (b *Broker) Publish(ctx context.Context, m broker.Message) error {
+	if m.Attempt < 1 {
+		m.Attempt = 1
+	}
 	b.mu.Lock()
 	var targets []*queue
 	for _, q := range b.queues {
@@ -95,7 +109,7 @@ func (b *Broker) Publish(ctx context.Context, m broker.Message) error {
 
 	ds := make([]*delivery, 0, len(targets))
 	for _, q := range targets {
-		d := &delivery{msg: m, done: make(chan struct{})}
+		d := &delivery{msg: m, done: make(chan error, 1)}
 		select {
 		case q.pending <- d:
 			ds = append(ds, d)
@@ -105,16 +119,28 @@ func (b *Broker) Publish(ctx context.Context, m broker.Message) error {
 			return broker.ErrNotConnected
 		}
 	}
+	var retry error
+	var longest time.Duration
 	for _, d := range ds {
 		select {
-		case <-d.done:
+		case err := <-d.done:
+			if err == nil {
+				continue
+			}
+			delay, ok := broker.RetryDelay(err)
+			if !ok {
+				return err
+			}
+			if retry == nil || delay > longest {
+				retry, longest = err, delay
+			}
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-b.stopping:
 			return broker.ErrNotConnected
 		}
 	}
-	return nil
+	return retry
 }
 
 func (b *Broker) work(ctx context.Context, q *queue) {
@@ -123,35 +149,31 @@ func (b *Broker) work(ctx context.Context, q *queue) {
 		case <-q.shutdown:
 			return
 		case d := <-q.pending:
-			b.deliver(ctx, q, d)
+			d.done <- b.deliver(ctx, q, d.msg)
 		}
 	}
 }
 
-// deliver runs the handler until it accepts or rejects d. A handler that
-// hands d back is tried again after a pause, unless the broker is stopping;
-// then the publisher's outbox row, still unconfirmed, is the copy that
-// survives.
-func (b *Broker) deliver(ctx context.Context, q *queue, d *delivery) {
-	for attempt := 0; ; attempt++ {
-		err := q.handle(ctx, d.msg)
-		switch {
-		case err == nil:
-			close(d.done)
-			return
-		case broker.IsPermanent(err):
-			b.log.Error("message dead-lettered", "topic", d.msg.Topic, "id", d.msg.ID, "err", err)
-			close(d.done)
-			return
-		}
-		b.log.Warn("message handed back for retry", "topic", d.msg.Topic, "id", d.msg.ID, "err", err)
-		d.msg.Redelivered = true
-		select {
-		case <-time.After(broker.Backoff(attempt, 100*time.Millisecond, 5*time.Second)):
-		case <-q.shutdown:
-			return
-		}
+// deliver runs the handler once and returns the outcome for Publish.
+func (b *Broker) deliver(ctx context.Context, q *queue, m broker.Message) error {
+	err := q.handle(ctx, m)
+	switch {
+	case err == nil:
+		return nil
+	case broker.IsPermanent(err):
+		b.log.Error("message dead-lettered", "topic", m.Topic, "id", m.ID, "err", err)
+		return nil
 	}
+	if _, ok := broker.RetryDelay(err); ok {
+		return err
+	}
+	if ctx.Err() != nil {
+		// Stopped past the grace period: the unconfirmed outbox row is the
+		// copy that survives.
+		return broker.ErrNotConnected
+	}
+	b.log.Warn("message handed back for retry", "topic", m.Topic, "id", m.ID, "attempt", m.Attempt, "err", err)
+	return broker.RetryAfter(err, broker.DefaultRetry(m.Attempt))
 }
 
 // Stop stops the workers; handlers still running after grace see their

@@ -2,6 +2,7 @@ package inproc
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"testing"
@@ -50,4 +51,27 @@ func TestPublishAfterStop(t *testing.T) {
 	require.NoError(t, b.Start(context.Background()))
 	b.Stop(time.Second)
 	require.ErrorIs(t, b.Publish(context.Background(), broker.Message{ID: "1", Topic: "t"}), broker.ErrNotConnected)
+}
+
+// A handler's request for a retry comes back from Publish at once: the
+// outbox row is the copy that waits, not a worker or the publisher.
+func TestPublishPassesRetryBack(t *testing.T) {
+	t.Parallel()
+	b := New(slog.New(slog.NewTextHandler(io.Discard, nil)))
+	attempts := make(chan int, 10)
+	require.NoError(t, b.Consume(broker.Queue{Name: "q", Topics: []string{"t"}}, func(_ context.Context, m broker.Message) error {
+		attempts <- m.Attempt
+		return broker.RetryAfter(errors.New("451 later"), 5*time.Second)
+	}))
+	require.NoError(t, b.Start(context.Background()))
+	defer b.Stop(time.Second)
+
+	err := b.Publish(context.Background(), broker.Message{ID: "1", Topic: "t"})
+	d, ok := broker.RetryDelay(err)
+	require.True(t, ok, "%v", err)
+	require.Equal(t, 5*time.Second, d)
+	require.Equal(t, 1, <-attempts, "a first publish is attempt 1")
+
+	_ = b.Publish(context.Background(), broker.Message{ID: "1", Topic: "t", Attempt: 3})
+	require.Equal(t, 3, <-attempts, "the publisher's attempt number reaches the handler")
 }

@@ -8,12 +8,24 @@
 //	verifier.dead     durable queue bound to it, to inspect and replay
 //	verifier.<name>   durable queue per broker.Queue with a Name, shared by
 //	                  replicas, dead-lettering to verifier.dead
+//	verifier.<name>.delay.<d>
+//	                  durable delay queue per tier d (DelayTiers) of each
+//	                  named queue: x-message-ttl d, dead-lettering through
+//	                  the default exchange back to verifier.<name>
 //	amq.gen-…         exclusive, auto-deleted queue per process for a
-//	                  broker.Queue without a Name
+//	                  broker.Queue without a Name, with exclusive delay
+//	                  queues of its own
 //
 // Messages are persistent, publishes wait for the broker's confirm, and
 // consumers ack by hand with a prefetch equal to their concurrency. A lost
 // connection is re-established with backoff; nothing needs a restart.
+//
+// A handler's broker.RetryAfter is served by the delay queues: the message
+// is published, with its topic and next attempt number in headers, to the
+// shortest tier at least as long as the delay, and once that is confirmed
+// the delivery is acked. A tier holds one TTL for all its messages because
+// RabbitMQ expires messages only at the head of a classic queue: one queue
+// with per-message TTLs would hold a short delay behind a long one.
 package rabbitmq
 
 import (
@@ -47,6 +59,38 @@ func (n Names) DeadLetter() string { return n.prefix + ".dead" }
 // Queue is the full name of a shared queue.
 func (n Names) Queue(name string) string { return n.prefix + "." + name }
 
+// Delay is the name of a shared queue's delay queue for tier d.
+func (n Names) Delay(name string, d time.Duration) string {
+	return n.Queue(name) + ".delay." + d.String()
+}
+
+// DelayTiers are the delays a retry can wait, shortest first. A retry waits
+// the shortest tier at least as long as it asked for (the longest if it
+// asked for more). The short ones let a backlog go out within seconds of
+// the mail server's return; the long ones serve servers that refuse us
+// until someone fixes a setting.
+var DelayTiers = []time.Duration{
+	time.Second, 2 * time.Second, 5 * time.Second, 15 * time.Second,
+	30 * time.Second, time.Minute, 2 * time.Minute, 5 * time.Minute,
+}
+
+// tierFor returns the index in DelayTiers a retry after d waits in.
+func tierFor(d time.Duration) int {
+	for i, t := range DelayTiers {
+		if t >= d {
+			return i
+		}
+	}
+	return len(DelayTiers) - 1
+}
+
+// Headers of a message republished for a retry: the delay queue dead-letters
+// it with the consumer's queue as routing key, so the topic travels here.
+const (
+	topicHeader   = "x-verifier-topic"
+	attemptHeader = "x-verifier-attempt"
+)
+
 // confirmTimeout bounds the wait for a publisher confirm; a broker that
 // takes longer is treated as unreachable and the outbox row is retried.
 const confirmTimeout = 15 * time.Second
@@ -62,7 +106,7 @@ type Broker struct {
 	conn      *amqp.Connection
 	pub       *amqp.Channel
 	consumers []consumer
-	attached  []attachment // consumer channels of the current connection
+	attached  []*attachment // consumer channels of the current connection
 	onConnect func()
 
 	cancelRun context.CancelFunc
@@ -82,9 +126,17 @@ type consumer struct {
 	h broker.Handler
 }
 
+// attachment is one consumer on one connection.
 type attachment struct {
 	ch  *amqp.Channel
 	tag string
+	// pub is the publish channel of the same connection: a retry of a
+	// delivery from a dead connection must not go out on a new one.
+	pub *amqp.Channel
+	// delays are the delay queues' names, one per DelayTiers entry.
+	delays []string
+	// ctx ends when ch closes, or when the broker cancels its handlers.
+	ctx context.Context
 }
 
 // Options tune a Broker.
@@ -195,15 +247,15 @@ func (b *Broker) connect() (*amqp.Connection, error) {
 	if err := pub.Confirm(false); err != nil {
 		return fail("enable publisher confirms", err)
 	}
-	b.closeConnOnChannelError(conn, pub)
+	b.watchChannel(conn, pub, nil)
 
 	b.mu.Lock()
 	consumers := append([]consumer(nil), b.consumers...)
 	b.mu.Unlock()
-	var attached []attachment
+	var attached []*attachment
 	var ready []func()
 	for _, c := range consumers {
-		a, err := b.attach(conn, c)
+		a, err := b.attach(conn, pub, c)
 		if err != nil {
 			return fail("attach consumer", err)
 		}
@@ -236,15 +288,16 @@ func (b *Broker) declareTopology(ch *amqp.Channel) error {
 	return ch.QueueBind(dead, "", dead, false, nil)
 }
 
-// attach declares c's queue, binds it and starts c.q.Concurrency workers on
-// a channel of its own, so a slow consumer never holds up the publisher.
-func (b *Broker) attach(conn *amqp.Connection, c consumer) (attachment, error) {
+// attach declares c's queue and its delay queues, binds it and starts
+// c.q.Concurrency workers on a channel of its own, so a slow consumer never
+// holds up the publisher.
+func (b *Broker) attach(conn *amqp.Connection, pub *amqp.Channel, c consumer) (*attachment, error) {
 	ch, err := conn.Channel()
 	if err != nil {
-		return attachment{}, err
+		return nil, err
 	}
 	if err := ch.Qos(c.q.Concurrency, 0, false); err != nil {
-		return attachment{}, err
+		return nil, err
 	}
 	var q amqp.Queue
 	if c.q.Name != "" {
@@ -253,49 +306,84 @@ func (b *Broker) attach(conn *amqp.Connection, c consumer) (attachment, error) {
 		q, err = ch.QueueDeclare("", false, true, true, false, nil)
 	}
 	if err != nil {
-		return attachment{}, fmt.Errorf("declare queue %q: %w", c.q.Name, err)
+		return nil, fmt.Errorf("declare queue %q: %w", c.q.Name, err)
 	}
 	for _, topic := range c.q.Topics {
 		if err := ch.QueueBind(q.Name, topic, b.names.Exchange(), false, nil); err != nil {
-			return attachment{}, fmt.Errorf("bind %s to %s: %w", q.Name, topic, err)
+			return nil, fmt.Errorf("bind %s to %s: %w", q.Name, topic, err)
 		}
+	}
+	delays := make([]string, len(DelayTiers))
+	for i, d := range DelayTiers {
+		args := amqp.Table{
+			"x-message-ttl":             d.Milliseconds(),
+			"x-dead-letter-exchange":    "",
+			"x-dead-letter-routing-key": q.Name,
+		}
+		var dq amqp.Queue
+		if c.q.Name != "" {
+			dq, err = ch.QueueDeclare(b.names.Delay(c.q.Name, d), true, false, false, false, args)
+		} else {
+			// Gone with the connection, like the queue it feeds.
+			dq, err = ch.QueueDeclare("", false, false, true, false, args)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("declare delay queue %s for %q: %w", d, c.q.Name, err)
+		}
+		delays[i] = dq.Name
 	}
 	tag := b.name + "/" + q.Name
 	deliveries, err := ch.Consume(q.Name, tag, false, false, false, false, nil)
 	if err != nil {
-		return attachment{}, fmt.Errorf("consume %s: %w", q.Name, err)
+		return nil, fmt.Errorf("consume %s: %w", q.Name, err)
 	}
-	b.closeConnOnChannelError(conn, ch)
+	ctx, cancel := context.WithCancel(b.handlerCtx)
+	a := &attachment{ch: ch, tag: tag, pub: pub, delays: delays, ctx: ctx}
+	b.watchChannel(conn, ch, cancel)
 	for range c.q.Concurrency {
 		b.handlers.Go(func() {
 			for d := range deliveries {
-				b.handle(c, d)
+				b.handle(conn, a, c, d)
 			}
 		})
 	}
-	return attachment{ch: ch, tag: tag}, nil
+	return a, nil
 }
 
 // handle is the one place a delivery's fate is decided.
-func (b *Broker) handle(c consumer, d amqp.Delivery) {
-	m := broker.Message{ID: d.MessageId, Topic: d.RoutingKey, Body: d.Body, Published: d.Timestamp, Redelivered: d.Redelivered}
-	err := c.h(b.handlerCtx, m)
+func (b *Broker) handle(conn *amqp.Connection, a *attachment, c consumer, d amqp.Delivery) {
+	m := message(d)
+	err := c.h(a.ctx, m)
 	switch {
 	case err == nil:
 		err = d.Ack(false)
 	case broker.IsPermanent(err):
 		b.log.Error("message dead-lettered", "queue", c.q.Name, "topic", m.Topic, "id", m.ID, "err", err)
 		err = d.Reject(false)
-	default:
-		// A handler hands a message back only when it is being stopped or
-		// hit something it cannot wait out; a pause keeps a bad message
-		// from spinning between broker and handler.
-		b.log.Warn("message handed back for retry", "queue", c.q.Name, "topic", m.Topic, "id", m.ID, "err", err)
-		select {
-		case <-time.After(time.Second):
-		case <-b.handlerCtx.Done():
-		}
+	case a.ctx.Err() != nil:
+		// The channel is gone (RabbitMQ hands the message out again, maybe
+		// already has) or the broker is stopping past its grace. A retry
+		// copy now would be a second one; requeueing is all that is left.
 		err = d.Nack(false, true)
+	default:
+		delay, asked := broker.RetryDelay(err)
+		if !asked {
+			delay = broker.DefaultRetry(m.Attempt)
+			b.log.Warn("message handed back for retry", "queue", c.q.Name, "topic", m.Topic, "id", m.ID, "attempt", m.Attempt, "in", delay, "err", err)
+		}
+		if perr := b.delay(a, m, delay); perr != nil {
+			if a.ctx.Err() != nil {
+				// Gone or stopping meanwhile: as above.
+				_ = d.Nack(false, true)
+				return
+			}
+			// Requeueing at once could spin; a reconnect (with backoff) is
+			// the one recovery path, and RabbitMQ requeues on close.
+			b.log.Warn("could not schedule a retry; reconnecting", "queue", c.q.Name, "id", m.ID, "err", perr)
+			_ = conn.Close()
+			return
+		}
+		err = d.Ack(false)
 	}
 	if err != nil {
 		// The channel is gone; the broker requeues what we had not acked.
@@ -303,12 +391,59 @@ func (b *Broker) handle(c consumer, d amqp.Delivery) {
 	}
 }
 
-// closeConnOnChannelError turns a channel-level error (which leaves the
-// connection up) into a full reconnect, the one recovery path.
-func (b *Broker) closeConnOnChannelError(conn *amqp.Connection, ch *amqp.Channel) {
+// message turns a delivery into a broker.Message.
+func message(d amqp.Delivery) broker.Message {
+	m := broker.Message{ID: d.MessageId, Topic: d.RoutingKey, Body: d.Body, Published: d.Timestamp, Redelivered: d.Redelivered, Attempt: 1}
+	if t, ok := d.Headers[topicHeader].(string); ok && t != "" {
+		m.Topic = t
+	}
+	switch n := d.Headers[attemptHeader].(type) {
+	case int32:
+		m.Attempt = int(n)
+	case int64:
+		m.Attempt = int(n)
+	}
+	m.Attempt = max(m.Attempt, 1)
+	return m
+}
+
+// delay publishes m, with Attempt+1, to the delay queue for d and waits for
+// the confirm.
+func (b *Broker) delay(a *attachment, m broker.Message, d time.Duration) error {
+	ctx, cancel := context.WithTimeout(a.ctx, confirmTimeout)
+	defer cancel()
+	dc, err := a.pub.PublishWithDeferredConfirmWithContext(ctx, "", a.delays[tierFor(d)], false, false, amqp.Publishing{
+		Headers:      amqp.Table{topicHeader: m.Topic, attemptHeader: int32(m.Attempt + 1)},
+		ContentType:  "application/json",
+		DeliveryMode: amqp.Persistent,
+		MessageId:    m.ID,
+		Timestamp:    m.Published,
+		Body:         m.Body,
+	})
+	if err != nil {
+		return fmt.Errorf("publish to delay queue: %w", err)
+	}
+	acked, err := dc.WaitContext(ctx)
+	if err != nil {
+		return fmt.Errorf("wait for confirm: %w", err)
+	}
+	if !acked {
+		return errors.New("delay queue publish not confirmed")
+	}
+	return nil
+}
+
+// watchChannel calls cancel (if set) when ch closes, and turns a
+// channel-level error (which leaves the connection up) into a full
+// reconnect, the one recovery path.
+func (b *Broker) watchChannel(conn *amqp.Connection, ch *amqp.Channel, cancel context.CancelFunc) {
 	closed := ch.NotifyClose(make(chan *amqp.Error, 1))
 	go func() {
-		if err, ok := <-closed; ok && err != nil {
+		err, ok := <-closed
+		if cancel != nil {
+			cancel()
+		}
+		if ok && err != nil {
 			b.log.Warn("RabbitMQ channel closed by the broker", "err", err)
 			_ = conn.Close()
 		}

@@ -2,9 +2,12 @@ package rabbitmq
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -131,4 +134,113 @@ func TestReconnects(t *testing.T) {
 	case <-time.After(20 * time.Second):
 		t.Fatal("consumer did not resume")
 	}
+}
+
+// The delay queues rabbittest deletes after each test are the ones declared.
+func TestDelayQueueNames(t *testing.T) {
+	t.Parallel()
+	n := Names{"p"}
+	var suffixes []string
+	for _, d := range DelayTiers {
+		suffixes = append(suffixes, strings.TrimPrefix(n.Delay("q", d), n.Queue("q")))
+	}
+	require.Equal(t, rabbittest.DelaySuffixes, suffixes)
+}
+
+func TestTierFor(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		delay time.Duration
+		want  time.Duration
+	}{
+		{0, time.Second},
+		{10 * time.Millisecond, time.Second},
+		{time.Second, time.Second},
+		{1500 * time.Millisecond, 2 * time.Second},
+		{15 * time.Second, 15 * time.Second},
+		{16 * time.Second, 30 * time.Second},
+		{time.Hour, 5 * time.Minute},
+	}
+	for _, tt := range tests {
+		require.Equal(t, tt.want, DelayTiers[tierFor(tt.delay)], "delay %s", tt.delay)
+	}
+}
+
+// When the connection drops under a handler, its context ends, and what it
+// returns then makes no second copy: the message is handled again exactly
+// once, by the new connection's consumer, and nothing is left over in the
+// queue or a delay queue.
+func TestReconnectEndsOldHandlers(t *testing.T) {
+	t.Parallel()
+	url := rabbittest.URL(t)
+	proxy := tcpproxy.Start(t, rabbittest.Host(url))
+	prefix := newPrefix(t, url)
+	connects := make(chan struct{}, 10)
+	b := New(rabbittest.Via(url, proxy.Addr()), quiet(), Options{Prefix: prefix, OnConnect: func() { connects <- struct{}{} }})
+	type call struct {
+		m   broker.Message
+		ctx context.Context
+	}
+	calls := make(chan call, 10)
+	var n atomic.Int32
+	require.NoError(t, b.Consume(broker.Queue{Name: "work", Topics: []string{"c"}, Concurrency: 1}, func(ctx context.Context, m broker.Message) error {
+		calls <- call{m, ctx}
+		if n.Add(1) == 1 {
+			<-ctx.Done()
+			// A handler that ignores the end of its delivery and asks for a
+			// retry must not create a copy.
+			return broker.RetryAfter(errors.New("still trying"), 0)
+		}
+		return nil
+	}))
+	require.NoError(t, b.Start(context.Background()))
+	defer b.Stop(time.Second)
+	<-connects
+	require.NoError(t, b.Publish(context.Background(), broker.Message{ID: "c1", Topic: "c", Body: []byte("{}")}))
+
+	first := <-calls
+	proxy.Cut()
+	select {
+	case <-first.ctx.Done():
+	case <-time.After(30 * time.Second):
+		t.Fatal("the handler's context did not end with its connection")
+	}
+	proxy.Restore()
+	var second call
+	select {
+	case second = <-calls:
+	case <-time.After(30 * time.Second):
+		t.Fatal("not redelivered after the reconnect")
+	}
+	require.Equal(t, "c1", second.m.ID)
+	require.Equal(t, 1, second.m.Attempt, "a redelivery, not a retry")
+	require.NoError(t, second.ctx.Err())
+
+	b.Stop(5 * time.Second) // every handler has returned and settled
+	require.Len(t, calls, 0)
+	require.Equal(t, map[string]int{}, readyMessages(t, url, b.Names(), "work"))
+}
+
+// readyMessages counts the messages waiting in a shared queue and its delay
+// queues, leaving out empty ones.
+func readyMessages(t *testing.T, url string, n Names, queue string) map[string]int {
+	t.Helper()
+	conn, err := amqp.Dial(url)
+	require.NoError(t, err)
+	defer conn.Close()
+	ch, err := conn.Channel()
+	require.NoError(t, err)
+	names := []string{n.Queue(queue)}
+	for _, d := range DelayTiers {
+		names = append(names, n.Delay(queue, d))
+	}
+	out := map[string]int{}
+	for _, name := range names {
+		q, err := ch.QueueDeclarePassive(name, true, false, false, false, nil)
+		require.NoError(t, err, name)
+		if q.Messages > 0 {
+			out[name] = q.Messages
+		}
+	}
+	return out
 }

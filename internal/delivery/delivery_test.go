@@ -1,0 +1,195 @@
+package delivery
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+
+	"github.com/verifier/verifier/ent"
+	"github.com/verifier/verifier/ent/outboxevent"
+	"github.com/verifier/verifier/internal/database"
+	"github.com/verifier/verifier/internal/dbtest"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+type testBundle struct {
+	db    *ent.Client
+	store *Store
+	clock *testClock
+}
+
+type testClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *testClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *testClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+// eachDB runs f once per database the service supports.
+func eachDB(t *testing.T, f func(t *testing.T, b *testBundle)) {
+	dbtest.Each(t, func(t *testing.T, url string) {
+		db, err := database.Open(context.Background(), url)
+		require.NoError(t, err)
+		t.Cleanup(func() { db.Close() })
+		clock := &testClock{t: time.Now().UTC().Truncate(time.Millisecond)}
+		f(t, &testBundle{db: db.Ent, store: New(db.Ent, clock.Now), clock: clock})
+	})
+}
+
+func newEvent() Event {
+	return Event{ID: uuid.NewString(), Kind: "verification", Address: "ada@example.com", Topic: "user.registered", Payload: []byte(`{"email":"ada@example.com"}`)}
+}
+
+func TestBeginFindsTheRecord(t *testing.T) {
+	t.Parallel()
+	eachDB(t, func(t *testing.T, b *testBundle) {
+		ctx := context.Background()
+		e := newEvent()
+		first, err := b.store.Begin(ctx, e)
+		require.NoError(t, err)
+		require.Equal(t, Queued, first.State)
+		again, err := b.store.Begin(ctx, e)
+		require.NoError(t, err)
+		require.Equal(t, first, again, "one record per event")
+
+		require.NoError(t, b.store.MarkSent(ctx, first, true))
+		sent, err := b.store.Begin(ctx, e)
+		require.NoError(t, err)
+		require.Equal(t, Record{ID: first.ID, State: Sent, Attempts: 1}, sent)
+	})
+}
+
+func TestMarks(t *testing.T) {
+	t.Parallel()
+	eachDB(t, func(t *testing.T, b *testBundle) {
+		ctx := context.Background()
+		e := newEvent()
+		r, err := b.store.Begin(ctx, e)
+		require.NoError(t, err)
+		read := func() *ent.Delivery {
+			rec, err := b.db.Delivery.Get(ctx, r.ID)
+			require.NoError(t, err)
+			return rec
+		}
+
+		b.clock.Advance(time.Second)
+		require.NoError(t, b.store.MarkDeferred(ctx, r, true, "451 later"))
+		rec := read()
+		require.Equal(t, Deferred, rec.State)
+		require.Equal(t, 1, rec.Attempts)
+		require.Equal(t, "451 later", rec.Reason)
+		require.WithinDuration(t, b.clock.Now(), rec.UpdatedAt, time.Millisecond)
+		require.Equal(t, e.Payload, rec.Payload)
+
+		require.NoError(t, b.store.MarkDeferred(ctx, r, false, "held back"))
+		require.Equal(t, 1, read().Attempts, "not tried, not counted")
+
+		long := strings.Repeat("é", maxReason)
+		require.NoError(t, b.store.MarkFailed(ctx, r, true, long))
+		rec = read()
+		require.Equal(t, Failed, rec.State)
+		require.Equal(t, 2, rec.Attempts)
+		require.LessOrEqual(t, len(rec.Reason), maxReason)
+		require.True(t, strings.HasPrefix(long, rec.Reason), "cut at a character boundary")
+		require.Equal(t, e.Payload, rec.Payload, "a dead letter keeps its event")
+
+		require.NoError(t, b.store.MarkSent(ctx, r, true))
+		rec = read()
+		require.Equal(t, Sent, rec.State)
+		require.Empty(t, rec.Reason)
+		require.Empty(t, rec.Payload, "nothing to replay once sent")
+	})
+}
+
+// A replay puts the event back into the outbox under its own id, with its
+// payload, and the record back to QUEUED; only dead letters replay.
+func TestReplay(t *testing.T) {
+	t.Parallel()
+	eachDB(t, func(t *testing.T, b *testBundle) {
+		ctx := context.Background()
+		e := newEvent()
+		r, err := b.store.Begin(ctx, e)
+		require.NoError(t, err)
+		require.ErrorIs(t, b.store.Replay(ctx, e.ID), ErrNotDeadLetter)
+		require.NoError(t, b.store.MarkFailed(ctx, r, true, "550 no such user"))
+
+		require.NoError(t, b.store.Replay(ctx, e.ID))
+		ev, err := b.db.OutboxEvent.Query().Only(ctx)
+		require.NoError(t, err)
+		require.Equal(t, e.ID, ev.EventID.String())
+		require.Equal(t, e.Topic, ev.Topic)
+		require.Equal(t, e.Payload, ev.Payload)
+		require.False(t, ev.AvailableAt.After(b.clock.Now()), "due at once")
+		again, err := b.store.Begin(ctx, e)
+		require.NoError(t, err)
+		require.Equal(t, Queued, again.State)
+		require.Equal(t, 1, again.Attempts, "attempts keep counting")
+
+		require.ErrorIs(t, b.store.Replay(ctx, e.ID), ErrNotDeadLetter, "replayed already")
+		require.ErrorIs(t, b.store.Replay(ctx, uuid.NewString()), ErrNotFound)
+	})
+}
+
+func TestReplayAll(t *testing.T) {
+	t.Parallel()
+	eachDB(t, func(t *testing.T, b *testBundle) {
+		ctx := context.Background()
+		const n = 3
+		for range n {
+			r, err := b.store.Begin(ctx, newEvent())
+			require.NoError(t, err)
+			require.NoError(t, b.store.MarkFailed(ctx, r, true, "550"))
+		}
+		sent, err := b.store.Begin(ctx, newEvent())
+		require.NoError(t, err)
+		require.NoError(t, b.store.MarkSent(ctx, sent, true))
+
+		replayed, err := b.store.ReplayAll(ctx)
+		require.NoError(t, err)
+		require.Equal(t, n, replayed)
+		require.Equal(t, n, b.db.OutboxEvent.Query().Where(outboxevent.Topic("user.registered")).CountX(ctx))
+		left, err := b.store.List(ctx, Failed, 10)
+		require.NoError(t, err)
+		require.Empty(t, left)
+	})
+}
+
+func TestCountsAndTrim(t *testing.T) {
+	t.Parallel()
+	eachDB(t, func(t *testing.T, b *testBundle) {
+		ctx := context.Background()
+		mark := func(f func(Record) error) {
+			r, err := b.store.Begin(ctx, newEvent())
+			require.NoError(t, err)
+			require.NoError(t, f(r))
+		}
+		mark(func(r Record) error { return b.store.MarkSent(ctx, r, true) })
+		b.clock.Advance(time.Hour)
+		mark(func(r Record) error { return b.store.MarkSent(ctx, r, true) })
+		mark(func(r Record) error { return b.store.MarkFailed(ctx, r, true, "550") })
+		mark(func(r Record) error { return b.store.MarkDeferred(ctx, r, true, "451") })
+		mark(func(r Record) error { return b.store.MarkDeferred(ctx, r, true, "451") })
+		mark(func(Record) error { return nil })
+
+		counts, err := b.store.Counts(ctx)
+		require.NoError(t, err)
+		require.Equal(t, map[string]int{"QUEUED": 1, "DEFERRED": 2, "FAILED": 1}, counts)
+
+		n, err := b.store.TrimSent(ctx, b.clock.Now().Add(-time.Minute))
+		require.NoError(t, err)
+		require.Equal(t, 1, n, "only the old SENT record")
+		require.Equal(t, 5, b.db.Delivery.Query().CountX(ctx))
+	})
+}

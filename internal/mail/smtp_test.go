@@ -1,0 +1,247 @@
+package mail
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-smtp"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+
+	"github.com/verifier/verifier/internal/smtpsink"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+type testClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *testClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *testClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// newSMTP returns a sender for url on a clock the test moves.
+func newSMTP(t *testing.T, url string) (*SMTP, *testClock) {
+	t.Helper()
+	s, err := NewSMTP(url, "Verifier <no-reply@verifier.test>", 2, quiet())
+	require.NoError(t, err)
+	t.Cleanup(s.Close)
+	clock := &testClock{t: time.Now()}
+	s.now = clock.Now
+	return s, clock
+}
+
+func testMessage(to string) Message {
+	return Message{ID: "id-" + to, To: to, Subject: "Hello", Text: "text", HTML: "<p>html</p>"}
+}
+
+// The server accepted the message and then dropped the connection (so the
+// RSET, NOOP or QUIT after it fails): the message is sent, once, and the
+// next one goes out on a fresh connection.
+func TestSMTPAcceptedMeansSent(t *testing.T) {
+	t.Parallel()
+	sink := smtpsink.Start(t)
+	sink.DropAfterData(true)
+	s, _ := newSMTP(t, sink.URL())
+	require.NoError(t, s.Send(context.Background(), testMessage("a@example.com")))
+	require.NoError(t, s.Send(context.Background(), testMessage("b@example.com")))
+	got := sink.Collect(t, 2, 10*time.Second)
+	require.Equal(t, []string{"a@example.com"}, got[0].To)
+	require.Equal(t, []string{"b@example.com"}, got[1].To)
+	require.Empty(t, sink.Pending(), "nothing sent twice")
+	require.Equal(t, 2, sink.Sessions())
+}
+
+// A pooled connection the server closed (a restart, an idle timeout) is
+// replaced for the same send: no error reaches the caller, so it costs the
+// message no attempt. Both ways of finding out are covered: the NOOP check
+// of a connection idle a while, and a failed MAIL FROM on one just used.
+func TestSMTPReplacesDeadPooledConnections(t *testing.T) {
+	t.Parallel()
+	for _, idle := range []time.Duration{0, 2 * checkIdleAfter} {
+		t.Run(idle.String(), func(t *testing.T) {
+			t.Parallel()
+			sink := smtpsink.Start(t)
+			s, clock := newSMTP(t, sink.URL())
+			require.NoError(t, s.Send(context.Background(), testMessage("a@example.com")))
+			sink.DropConnections()
+			clock.Advance(idle)
+			require.NoError(t, s.Send(context.Background(), testMessage("b@example.com")))
+			sink.Collect(t, 2, 10*time.Second)
+			require.Empty(t, sink.Pending())
+			require.Equal(t, 2, sink.Sessions())
+		})
+	}
+}
+
+// Connections are reused: a handshake per email would dominate the time to
+// inbox. A refused recipient does not cost the session either.
+func TestSMTPReusesConnections(t *testing.T) {
+	t.Parallel()
+	sink := smtpsink.Start(t)
+	sink.Refuse(func(to string) error {
+		if strings.HasPrefix(to, "gone") {
+			return smtpsink.PermFail
+		}
+		return nil
+	})
+	s, _ := newSMTP(t, sink.URL())
+	for range 3 {
+		require.NoError(t, s.Send(context.Background(), testMessage("a@example.com")))
+		require.Error(t, s.Send(context.Background(), testMessage("gone@example.com")))
+	}
+	sink.Collect(t, 3, 10*time.Second)
+	require.Equal(t, 1, sink.Sessions())
+}
+
+func TestSMTPClassifiesFailures(t *testing.T) {
+	t.Parallel()
+	closedPort := func(t *testing.T) string {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		require.NoError(t, err)
+		addr := ln.Addr().String()
+		require.NoError(t, ln.Close())
+		return "smtp://" + addr
+	}
+	reply := func(code int, enhanced smtp.EnhancedCode, msg string) error {
+		return &smtp.SMTPError{Code: code, EnhancedCode: enhanced, Message: msg}
+	}
+	tests := []struct {
+		name   string
+		setup  func(t *testing.T, sink *smtpsink.Sink) (url string)
+		to     string
+		class  Class
+		reason string
+	}{
+		{"550 at RCPT", func(t *testing.T, sink *smtpsink.Sink) string {
+			sink.Refuse(func(string) error { return smtpsink.PermFail })
+			return sink.URL()
+		}, "gone@example.com", Rejected, "refused the recipient: 550 5.1.1 no such user"},
+		{"451 at RCPT", func(t *testing.T, sink *smtpsink.Sink) string {
+			sink.Refuse(func(string) error { return smtpsink.TempFail })
+			return sink.URL()
+		}, "slow@example.com", Temporary, "deferred the message: 451 4.3.0 try again later"},
+		{"relay denied at RCPT", func(t *testing.T, sink *smtpsink.Sink) string {
+			sink.Refuse(func(to string) error { return reply(554, smtp.EnhancedCode{5, 7, 1}, "<"+to+">: Relay access denied") })
+			return sink.URL()
+		}, "far@example.com", Misconfigured, "does not relay for us: 554 5.7.1 <<recipient>>: Relay access denied"},
+		{"530 at MAIL FROM", func(t *testing.T, sink *smtpsink.Sink) string {
+			sink.RefuseMail(func(string) error { return smtpsink.AuthRequired })
+			return sink.URL()
+		}, "a@example.com", Misconfigured, "refused our authentication: 530 5.7.0 Authentication required"},
+		{"553 at MAIL FROM", func(t *testing.T, sink *smtpsink.Sink) string {
+			sink.RefuseMail(func(string) error { return reply(553, smtp.EnhancedCode{5, 1, 8}, "sender domain does not exist") })
+			return sink.URL()
+		}, "a@example.com", Misconfigured, "refused our sender address: 553 5.1.8"},
+		{"550 naming the mailbox after the data", func(t *testing.T, sink *smtpsink.Sink) string {
+			sink.RefuseData(func(to []string) error { return reply(550, smtp.EnhancedCode{5, 1, 1}, to[0]+": mailbox unavailable") })
+			return sink.URL()
+		}, "late@example.com", Rejected, "refused the recipient: 550 5.1.1 <recipient>: mailbox unavailable"},
+		{"554 for the content after the data", func(t *testing.T, sink *smtpsink.Sink) string {
+			sink.RefuseData(func([]string) error { return reply(554, smtp.EnhancedCode{5, 7, 1}, "message rejected as spam") })
+			return sink.URL()
+		}, "a@example.com", Misconfigured, "refused the message: 554 5.7.1 message rejected as spam"},
+		{"421 greeting", func(t *testing.T, sink *smtpsink.Sink) string {
+			sink.Greet(smtpsink.ServiceUnavailable)
+			return sink.URL()
+		}, "a@example.com", Unreachable, "not taking mail now: 421 4.3.2 <server> Service not available"},
+		{"hang-up before the greeting", func(t *testing.T, sink *smtpsink.Sink) string {
+			sink.Greet(smtpsink.Hangup)
+			return sink.URL()
+		}, "a@example.com", Unreachable, "could not be reached"},
+		{"connection refused", func(t *testing.T, _ *smtpsink.Sink) string { return closedPort(t) },
+			"a@example.com", Unreachable, "could not be reached"},
+		{"wrong password", func(t *testing.T, sink *smtpsink.Sink) string {
+			sink.RequireAuth("verifier", "right")
+			return "smtp://verifier:wrong@" + sink.Addr()
+		}, "a@example.com", Misconfigured, "refused our authentication: 535 5.7.8"},
+		{"credentials missing", func(t *testing.T, sink *smtpsink.Sink) string {
+			sink.RequireAuth("verifier", "right")
+			return sink.URL()
+		}, "a@example.com", Misconfigured, "530 5.7.0 Authentication required"},
+		{"credentials given but no AUTH offered", func(t *testing.T, sink *smtpsink.Sink) string {
+			return "smtp://verifier:right@" + sink.Addr()
+		}, "a@example.com", Misconfigured, "does not offer what our settings require"},
+		{"not an address", func(t *testing.T, sink *smtpsink.Sink) string { return sink.URL() },
+			"not an address", Rejected, "not a valid email address"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			sink := smtpsink.Start(t)
+			s, _ := newSMTP(t, tt.setup(t, sink))
+			err := s.Send(context.Background(), testMessage(tt.to))
+			require.Error(t, err)
+			require.Equal(t, tt.class, ClassOf(err), "%v", err)
+			require.Contains(t, ReasonOf(err), tt.reason)
+			require.NotContains(t, ReasonOf(err), "127.0.0.1", "no host names in a reason")
+			if tt.class != Rejected || tt.reason != "not a valid email address" {
+				require.NotContains(t, ReasonOf(err), tt.to, "no recipient in a reason")
+			}
+			require.False(t, NotTried(err))
+			require.Empty(t, sink.Pending())
+		})
+	}
+}
+
+// A down server is dialed once a second, however much mail waits: the
+// sends between fail at once, marked as not tried. The first probe that
+// gets through opens the way again.
+func TestSMTPHoldsBackWhileUnreachable(t *testing.T) {
+	t.Parallel()
+	sink := smtpsink.Start(t)
+	sink.Greet(smtpsink.ServiceUnavailable)
+	s, clock := newSMTP(t, sink.URL())
+	ctx := context.Background()
+
+	err := s.Send(ctx, testMessage("a@example.com"))
+	require.Equal(t, Unreachable, ClassOf(err))
+	require.False(t, NotTried(err))
+	for range 5 {
+		err = s.Send(ctx, testMessage("a@example.com"))
+		require.Equal(t, Unreachable, ClassOf(err))
+		require.True(t, NotTried(err), "held back without dialing")
+		require.Contains(t, ReasonOf(err), "421")
+	}
+
+	sink.Greet(nil)
+	require.True(t, NotTried(s.Send(ctx, testMessage("a@example.com"))), "until the next probe is due")
+	clock.Advance(probeEvery)
+	require.NoError(t, s.Send(ctx, testMessage("a@example.com")))
+	require.NoError(t, s.Send(ctx, testMessage("b@example.com")), "the way is open for all")
+	sink.Collect(t, 2, 10*time.Second)
+}
+
+// A send whose context ends stops: the broker has handed the message to
+// someone else.
+func TestSMTPStopsWithItsContext(t *testing.T) {
+	t.Parallel()
+	sink := smtpsink.Start(t)
+	entered := make(chan struct{})
+	release := make(chan struct{})
+	defer close(release)
+	sink.RefuseData(func([]string) error {
+		close(entered)
+		<-release
+		return nil
+	})
+	s, _ := newSMTP(t, sink.URL())
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() { <-entered; cancel() }()
+	err := s.Send(ctx, testMessage("a@example.com"))
+	require.Equal(t, Temporary, ClassOf(err))
+	require.Contains(t, ReasonOf(err), "stopped")
+}
