@@ -210,7 +210,7 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger, hk hooks) err
 		Web:            web.Handler(),
 		Metrics:        m,
 		DevOutbox:      devOutbox,
-		Ready:          []httpapi.Check{{Name: "database", Ping: db.Ping}, {Name: "broker", Ping: b.Ping}},
+		Ready:          []httpapi.Check{{Name: "database", Ping: db.CheckWrite}, {Name: "broker", Ping: b.Ping}},
 		PublicURL:      cfg.PublicURL,
 		AllowedOrigins: cfg.AllowedOrigins,
 		Closing:        closing,
