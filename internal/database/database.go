@@ -219,6 +219,9 @@ func sqliteDSN(path string) (string, error) {
 		q.Add("_pragma", p)
 	}
 	q.Set("_txlock", "immediate")
+	// In a file: URI, SQLite decodes %XX and ends the path at ? or #;
+	// escaped, any file name means itself.
+	path = strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23").Replace(path)
 	return "file:" + path + "?" + q.Encode(), nil
 }
 

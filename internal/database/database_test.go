@@ -37,6 +37,18 @@ func TestOpenSQLiteSetsPragmas(t *testing.T) {
 	require.Zero(t, n, "schema created")
 }
 
+func TestOpenSQLiteOddFileName(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	dir := t.TempDir()
+	const name = "a b?c#d%41e.db"
+	db, err := Open(ctx, "sqlite:"+filepath.Join(dir, name))
+	require.NoError(t, err)
+	require.NoError(t, db.CheckWrite(ctx))
+	require.NoError(t, db.Close())
+	require.FileExists(t, filepath.Join(dir, name), "the file has the name given, not one SQLite decoded")
+}
+
 func TestOpenRejectsUnknownScheme(t *testing.T) {
 	t.Parallel()
 	_, err := Open(context.Background(), "mysql://root@localhost/x")
