@@ -98,7 +98,8 @@ func startService(t testing.TB, o svcOptions) *svc {
 		"WS_MAX_SOCKETS": "100000",
 	}
 	if o.devOutbox {
-		env["SMTP_URL"] = ""
+		// PUBLIC_URL is not loopback: the dev outbox needs consent.
+		env["SMTP_URL"], env["DEV_MAILBOX"] = "", "true"
 	}
 	for k, v := range o.env {
 		env[k] = v

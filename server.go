@@ -10,12 +10,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"os/signal"
 	"syscall"
+	"text/tabwriter"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -56,7 +58,7 @@ func main() {
 	}
 	cfg, err := config.Load(os.Getenv)
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "verifier: invalid configuration:\n%v\n\nRun 'verifier -help' for the settings.\n", err)
+		printConfigErrors(os.Stderr, err)
 		os.Exit(2)
 	}
 	log := newLogger(cfg)
@@ -70,13 +72,30 @@ func main() {
 
 func usage() {
 	fmt.Fprintln(os.Stderr, "Usage: verifier\n       verifier dead-letters list|replay (see 'verifier dead-letters -help')\n\nverifier is configured by environment variables:")
+	w := tabwriter.NewWriter(os.Stderr, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(w, "  VARIABLE\tDEFAULT\tMEANING")
 	for _, s := range config.Settings {
 		def := s.Default
 		if def == "" {
 			def = "(empty)"
 		}
-		fmt.Fprintf(os.Stderr, "  %-16s default %-26s %s\n", s.Name, def, s.Help)
+		fmt.Fprintf(w, "  %s\t%s\t%s\n", s.Name, def, s.Help)
 	}
+	w.Flush()
+}
+
+// printConfigErrors lists every configuration problem, one a line. The
+// messages come from config.Load, which never includes a password.
+func printConfigErrors(w io.Writer, err error) {
+	errs := []error{err}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		errs = j.Unwrap()
+	}
+	fmt.Fprintf(w, "verifier: invalid configuration, not starting:\n")
+	for _, e := range errs {
+		fmt.Fprintf(w, "  - %v\n", e)
+	}
+	fmt.Fprintf(w, "Run 'verifier -help' for the settings.\n")
 }
 
 func newLogger(cfg config.Config) *slog.Logger {
@@ -171,7 +190,9 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger, hk hooks) err
 	var sender mail.Sender
 	var devOutbox *mail.DevOutbox
 	mailName := "dev outbox at " + cfg.PublicURL + "/dev/mail"
-	if cfg.SMTPURL == "" {
+	if cfg.DevOutbox {
+		// config.Load allows it only on a loopback PUBLIC_URL or with
+		// DEV_MAILBOX=true: /dev/mail shows every live link.
 		devOutbox = mail.NewDevOutbox(db.Ent, log.With("component", "mail"), cfg.PublicURL+"/dev/mail")
 		sender = devOutbox
 	} else {
@@ -247,7 +268,7 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger, hk hooks) err
 		Metrics:   m,
 		DevOutbox: devOutbox,
 		Ready: []httpapi.Check{
-			{Name: "database", Ping: db.Ping},
+			{Name: "database", Ping: db.CheckWrite},
 			{Name: "broker", Ping: b.Ping},
 			// A mail server that refuses our sender or credentials refuses
 			// every replica: reported, but no reason to take this one out.

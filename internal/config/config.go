@@ -5,10 +5,17 @@ package config
 import (
 	"errors"
 	"fmt"
+	"net"
+	"net/mail"
+	"net/netip"
 	"net/url"
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
+
+	"github.com/jackc/pgx/v5"
+	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/verifier/verifier/internal/seal"
 )
@@ -19,7 +26,7 @@ type Config struct {
 	HTTPAddr       string        // HTTP_ADDR
 	DatabaseURL    string        // DATABASE_URL
 	AMQPURL        string        // AMQP_URL; empty selects the in-process broker
-	SMTPURL        string        // SMTP_URL; empty selects the dev outbox
+	SMTPURL        string        // SMTP_URL; empty selects the dev outbox, if DevOutbox
 	MailFrom       string        // MAIL_FROM
 	PublicURL      string        // PUBLIC_URL, without a trailing slash
 	TokenTTL       time.Duration // TOKEN_TTL
@@ -35,6 +42,10 @@ type Config struct {
 	GlobalEmailLimit int
 	// DevMailbox is DEV_MAILBOX: auto, true or false.
 	DevMailbox string
+	// DevOutbox is DEV_MAILBOX resolved: mail is kept in the dev outbox
+	// (and listed at /dev/mail) instead of sent. Load never returns it
+	// true with SMTP_URL set, nor false with SMTP_URL empty.
+	DevOutbox bool
 	// TokenSealKey is TOKEN_SEAL_KEY decoded; nil means a key generated
 	// once and kept in the database.
 	TokenSealKey []byte
@@ -58,14 +69,14 @@ type Setting struct {
 
 // Settings lists every variable Load reads, with its default.
 var Settings = []Setting{
-	{"HTTP_ADDR", ":8080", "listen address"},
+	{"HTTP_ADDR", ":8080", "listen address, host:port (port 0: any free port)"},
 	{"DATABASE_URL", "sqlite:data/verifier.db", "sqlite:PATH or postgres://user:pass@host:port/db?sslmode=disable"},
 	{"AMQP_URL", "", "empty: in-process broker; amqp://user:pass@host:port/vhost: RabbitMQ"},
 	{"SMTP_URL", "", "empty: dev outbox at /dev/mail; smtp://[user:pass@]host:port (smtps:// for implicit TLS)"},
-	{"MAIL_FROM", "no-reply@localhost", "sender address"},
-	{"PUBLIC_URL", "http://localhost:8080", "base of links in emails"},
-	{"TOKEN_TTL", "24h", "verification and watch token lifetime (at most 24h)"},
-	{"RESEND_COOLDOWN", "60s", "least time between two emails to one address"},
+	{"MAIL_FROM", "no-reply@localhost", "sender address, e.g. no-reply@example.com or 'Example <no-reply@example.com>'"},
+	{"PUBLIC_URL", "http://localhost:8080", "base of links in emails: http(s)://host[:port][/path], no query or fragment"},
+	{"TOKEN_TTL", "24h", "verification and watch token lifetime (1m to 24h)"},
+	{"RESEND_COOLDOWN", "60s", "least time between two emails to one address (1s to 24h)"},
 	{"ALLOWED_ORIGINS", "", "extra origins allowed to open websockets and make credentialed requests, comma separated"},
 	{"CLIENT_RATE_LIMIT", "30", "register and resend calls allowed per client a minute (0: no limit); IPv6 clients count per /64"},
 	{"VERIFY_RATE_LIMIT", "120", "verifyEmail calls allowed per client a minute (0: no limit)"},
@@ -78,17 +89,47 @@ var Settings = []Setting{
 	{"WS_MAX_SOCKETS", "32", "websockets one client address may hold open"},
 	{"MAX_SUBSCRIPTIONS", "100000", "subscriptions open in this process in all"},
 	{"SMTP_CONNECTIONS", "8", "emails sent at once (SMTP connections kept open)"},
-	{"SHUTDOWN_GRACE", "10s", "how long shutdown waits for requests and handlers in flight"},
+	{"SHUTDOWN_GRACE", "10s", "how long shutdown waits for requests and handlers in flight (1s to 10m)"},
 	{"LOG_LEVEL", "info", "debug, info, warn or error"},
 	{"LOG_FORMAT", "text", "text or json"},
 }
 
-// MaxTokenTTL caps TOKEN_TTL: a link that works for days is a link that
-// works for whoever finds an old email.
-const MaxTokenTTL = 24 * time.Hour
+// Bounds of the duration settings. Each minimum is the least value that
+// still works as meant; each maximum catches a unit typed wrong (60000s for
+// 60s) before it becomes a week.
+const (
+	// MinTokenTTL: a link must outlive the trip through the mail system.
+	MinTokenTTL = time.Minute
+	// MaxTokenTTL caps TOKEN_TTL: a link that works for days is a link that
+	// works for whoever finds an old email.
+	MaxTokenTTL = 24 * time.Hour
+	// MinResendCooldown: under a second the cooldown stops any flood.
+	MinResendCooldown = time.Second
+	MaxResendCooldown = 24 * time.Hour
+	// MinShutdownGrace: requests in flight need some time to finish.
+	MinShutdownGrace = time.Second
+	// MaxShutdownGrace: orchestrators kill a process long before this.
+	MaxShutdownGrace = 10 * time.Minute
+)
+
+// Bounds of the count settings, well above any real need: a larger value is
+// a typo, and some would overflow the arithmetic done on them.
+const (
+	maxPerMinute      = 1_000_000   // CLIENT_RATE_LIMIT, VERIFY_RATE_LIMIT
+	maxEmailsPerHour  = 100_000_000 // DOMAIN_EMAIL_LIMIT, GLOBAL_EMAIL_LIMIT
+	maxSocketSubs     = 10_000      // WS_MAX_SUBSCRIPTIONS
+	maxClientSockets  = 1_000_000   // WS_MAX_SOCKETS
+	maxSubscriptions  = 100_000_000 // MAX_SUBSCRIPTIONS
+	maxSMTPConns      = 1_000       // SMTP_CONNECTIONS
+	maxProxyHops      = 10          // TRUST_PROXY
+	maxShownValueRune = 80          // longest value quoted back in an error
+)
 
 // Load reads the settings through getenv (os.Getenv in production, a map in
-// tests) and reports every invalid one at once.
+// tests) and reports every invalid one at once, one error per problem
+// joined with errors.Join. No password in a URL is ever part of an error:
+// URLs are shown redacted, and a URL that does not parse is named by its
+// scheme alone.
 func Load(getenv func(string) string) (Config, error) {
 	get := func(name string) string {
 		if v := strings.TrimSpace(getenv(name)); v != "" {
@@ -102,12 +143,27 @@ func Load(getenv func(string) string) (Config, error) {
 		return ""
 	}
 	var errs []error
-	duration := func(name string) time.Duration {
-		d, err := time.ParseDuration(get(name))
-		if err != nil || d <= 0 {
-			errs = append(errs, fmt.Errorf("%s: want a positive Go duration such as 60s, got %q", name, get(name)))
+	fail := func(name, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", name, fmt.Sprintf(format, args...)))
+	}
+	duration := func(name string, min, max time.Duration) time.Duration {
+		v := get(name)
+		d, err := time.ParseDuration(v)
+		switch {
+		case err != nil:
+			fail(name, "want a Go duration such as 60s, 15m or 2h, got %s", quote(v))
+		case d < min || d > max:
+			fail(name, "want a duration from %s to %s, got %s", short(min), short(max), short(d))
 		}
 		return d
+	}
+	count := func(name, what string, min, max int) int {
+		v := get(name)
+		n, err := strconv.Atoi(v)
+		if err != nil || n < min || n > max {
+			fail(name, "want %s from %d to %d, got %s", what, min, max, quote(v))
+		}
+		return n
 	}
 
 	c := Config{
@@ -117,93 +173,365 @@ func Load(getenv func(string) string) (Config, error) {
 		SMTPURL:        get("SMTP_URL"),
 		MailFrom:       get("MAIL_FROM"),
 		PublicURL:      strings.TrimRight(get("PUBLIC_URL"), "/"),
-		TokenTTL:       duration("TOKEN_TTL"),
-		ResendCooldown: duration("RESEND_COOLDOWN"),
-		ShutdownGrace:  duration("SHUTDOWN_GRACE"),
+		TokenTTL:       duration("TOKEN_TTL", MinTokenTTL, MaxTokenTTL),
+		ResendCooldown: duration("RESEND_COOLDOWN", MinResendCooldown, MaxResendCooldown),
+		ShutdownGrace:  duration("SHUTDOWN_GRACE", MinShutdownGrace, MaxShutdownGrace),
 		LogLevel:       strings.ToLower(get("LOG_LEVEL")),
 		LogFormat:      strings.ToLower(get("LOG_FORMAT")),
 	}
-	count := func(name, what string, min int) int {
-		n, err := strconv.Atoi(get(name))
-		if err != nil || n < min {
-			errs = append(errs, fmt.Errorf("%s: want %s (a whole number, at least %d), got %q", name, what, min, get(name)))
-		}
-		return n
-	}
-	c.ClientLimit = count("CLIENT_RATE_LIMIT", "calls a minute", 0)
-	c.VerifyLimit = count("VERIFY_RATE_LIMIT", "calls a minute", 0)
-	c.DomainEmailLimit = count("DOMAIN_EMAIL_LIMIT", "emails an hour", 0)
-	c.GlobalEmailLimit = count("GLOBAL_EMAIL_LIMIT", "emails an hour", 0)
-	c.WSMaxSubscriptions = count("WS_MAX_SUBSCRIPTIONS", "subscriptions", 1)
-	c.WSMaxSockets = count("WS_MAX_SOCKETS", "websockets", 1)
-	c.MaxSubscriptions = count("MAX_SUBSCRIPTIONS", "subscriptions", 1)
-	c.SMTPConnections = count("SMTP_CONNECTIONS", "connections", 1)
+	c.ClientLimit = count("CLIENT_RATE_LIMIT", "calls a minute", 0, maxPerMinute)
+	c.VerifyLimit = count("VERIFY_RATE_LIMIT", "calls a minute", 0, maxPerMinute)
+	c.DomainEmailLimit = count("DOMAIN_EMAIL_LIMIT", "emails an hour", 0, maxEmailsPerHour)
+	c.GlobalEmailLimit = count("GLOBAL_EMAIL_LIMIT", "emails an hour", 0, maxEmailsPerHour)
+	c.WSMaxSubscriptions = count("WS_MAX_SUBSCRIPTIONS", "subscriptions a socket", 1, maxSocketSubs)
+	c.WSMaxSockets = count("WS_MAX_SOCKETS", "websockets a client", 1, maxClientSockets)
+	c.MaxSubscriptions = count("MAX_SUBSCRIPTIONS", "subscriptions", 1, maxSubscriptions)
+	c.SMTPConnections = count("SMTP_CONNECTIONS", "connections", 1, maxSMTPConns)
 	switch v := strings.ToLower(get("TRUST_PROXY")); v {
 	case "false":
 		c.TrustProxy = 0
 	case "true":
 		c.TrustProxy = 1
 	default:
-		c.TrustProxy = count("TRUST_PROXY", "a number of proxies, or true/false", 0)
-	}
-	c.DevMailbox = strings.ToLower(get("DEV_MAILBOX"))
-	switch c.DevMailbox {
-	case "auto", "true", "false":
-	default:
-		errs = append(errs, fmt.Errorf("DEV_MAILBOX: want auto, true or false, got %q", c.DevMailbox))
+		c.TrustProxy = count("TRUST_PROXY", "true, false or a number of proxies", 0, maxProxyHops)
 	}
 	if k := get("TOKEN_SEAL_KEY"); k != "" {
 		key, err := seal.ParseKey(k)
 		if err != nil {
 			// Never echo the value: it is a secret.
-			errs = append(errs, fmt.Errorf("TOKEN_SEAL_KEY: %v", err))
+			fail("TOKEN_SEAL_KEY", "%v", err)
 		}
 		c.TokenSealKey = key
 	}
-	for _, o := range strings.Split(get("ALLOWED_ORIGINS"), ",") {
-		if o = strings.TrimRight(strings.TrimSpace(o), "/"); o != "" {
-			c.AllowedOrigins = append(c.AllowedOrigins, o)
-		}
-	}
 
-	if c.TokenTTL > MaxTokenTTL {
-		errs = append(errs, fmt.Errorf("TOKEN_TTL: at most %s, got %s", MaxTokenTTL, c.TokenTTL))
+	if err := checkListenAddr(c.HTTPAddr); err != nil {
+		fail("HTTP_ADDR", "%v", err)
 	}
-	if u, err := url.Parse(c.PublicURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		errs = append(errs, fmt.Errorf("PUBLIC_URL: want an absolute http(s) URL, got %q", c.PublicURL))
+	if err := checkDatabaseURL(c.DatabaseURL); err != nil {
+		fail("DATABASE_URL", "%v", err)
 	}
-	if !strings.HasPrefix(c.DatabaseURL, "sqlite:") && !strings.HasPrefix(c.DatabaseURL, "postgres://") && !strings.HasPrefix(c.DatabaseURL, "postgresql://") {
-		errs = append(errs, fmt.Errorf("DATABASE_URL: want sqlite:PATH or postgres://…, got a %q URL", scheme(c.DatabaseURL)))
-	}
-	if c.AMQPURL != "" && !strings.HasPrefix(c.AMQPURL, "amqp://") && !strings.HasPrefix(c.AMQPURL, "amqps://") {
-		errs = append(errs, fmt.Errorf("AMQP_URL: want amqp://… or amqps://…, got a %q URL", scheme(c.AMQPURL)))
-	}
-	if c.SMTPURL != "" && !strings.HasPrefix(c.SMTPURL, "smtp://") && !strings.HasPrefix(c.SMTPURL, "smtps://") {
-		errs = append(errs, fmt.Errorf("SMTP_URL: want smtp://… or smtps://…, got a %q URL", scheme(c.SMTPURL)))
-	}
-	for _, o := range c.AllowedOrigins {
-		if u, err := url.Parse(o); err != nil || u.Scheme == "" || u.Host == "" || u.Path != "" {
-			errs = append(errs, fmt.Errorf("ALLOWED_ORIGINS: %q is not an origin such as https://app.example.com", o))
+	if c.AMQPURL != "" {
+		if err := checkAMQPURL(c.AMQPURL); err != nil {
+			fail("AMQP_URL", "%v", err)
 		}
+	}
+	if c.SMTPURL != "" {
+		if err := checkSMTPURL(c.SMTPURL); err != nil {
+			fail("SMTP_URL", "%v", err)
+		}
+	}
+	if _, err := mail.ParseAddress(c.MailFrom); err != nil {
+		fail("MAIL_FROM", "want an email address such as no-reply@example.com or 'Example <no-reply@example.com>', got %s", quote(c.MailFrom))
+	}
+	publicURL, err := checkPublicURL(c.PublicURL)
+	if err != nil {
+		fail("PUBLIC_URL", "%v", err)
+	}
+	for _, raw := range strings.Split(get("ALLOWED_ORIGINS"), ",") {
+		if raw = strings.TrimSpace(raw); raw == "" {
+			continue
+		}
+		o, err := origin(raw)
+		if err != nil {
+			fail("ALLOWED_ORIGINS", "%v", err)
+			continue
+		}
+		c.AllowedOrigins = append(c.AllowedOrigins, o)
 	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":
 	default:
-		errs = append(errs, fmt.Errorf("LOG_LEVEL: want debug, info, warn or error, got %q", c.LogLevel))
+		fail("LOG_LEVEL", "want debug, info, warn or error, got %s", quote(c.LogLevel))
 	}
 	switch c.LogFormat {
 	case "text", "json":
 	default:
-		errs = append(errs, fmt.Errorf("LOG_FORMAT: want text or json, got %q", c.LogFormat))
+		fail("LOG_FORMAT", "want text or json, got %s", quote(c.LogFormat))
+	}
+
+	c.DevMailbox = strings.ToLower(get("DEV_MAILBOX"))
+	switch {
+	case c.DevMailbox != "auto" && c.DevMailbox != "true" && c.DevMailbox != "false":
+		fail("DEV_MAILBOX", "want auto, true or false, got %s", quote(c.DevMailbox))
+	case c.SMTPURL != "":
+		// Mail goes out; the dev outbox does not exist.
+	case c.DevMailbox == "true":
+		c.DevOutbox = true
+	case c.DevMailbox == "false":
+		fail("SMTP_URL", "required with DEV_MAILBOX=false: set SMTP_URL to smtp://host:port of the mail server")
+	case publicURL == nil:
+		// PUBLIC_URL is reported already; whether it is loopback is moot.
+	case isLoopback(publicURL.Hostname()):
+		c.DevOutbox = true
+	default:
+		// The dev outbox lists every verification link at /dev/mail:
+		// on a public address anyone could verify any address.
+		fail("SMTP_URL", "empty, and PUBLIC_URL %s is not a loopback address, so the dev outbox at /dev/mail would show every verification link to anyone: set SMTP_URL to send mail, or DEV_MAILBOX=true to keep the dev outbox on purpose", redact(c.PublicURL))
 	}
 	return c, errors.Join(errs...)
+}
+
+// isLoopback reports whether host is localhost, in 127.0.0.0/8 or ::1: the
+// addresses only this machine reaches.
+func isLoopback(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.Unmap().IsLoopback()
+}
+
+// checkListenAddr wants host:port with a numeric port; the host may be
+// empty (every interface), an IP or a name.
+func checkListenAddr(addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("want host:port such as :8080 or 127.0.0.1:8080, got %s", quote(addr))
+	}
+	if _, err := portNumber(port, 0); err != nil {
+		return err
+	}
+	if host != "" && !validHost(host) {
+		return fmt.Errorf("want an IP address or a host name before the port, got %s", quote(addr))
+	}
+	return nil
+}
+
+// portNumber parses a port from min to 65535.
+func portNumber(p string, min int) (int, error) {
+	n, err := strconv.Atoi(p)
+	if err != nil || n < min || n > 65535 || strings.HasPrefix(p, "+") {
+		return 0, fmt.Errorf("want a port from %d to 65535, got %s", min, quote(p))
+	}
+	return n, nil
+}
+
+// validHost accepts an IP address (an IPv6 zone included) or a DNS name.
+func validHost(h string) bool {
+	if _, err := netip.ParseAddr(h); err == nil {
+		return true
+	}
+	if len(h) > 253 {
+		return false
+	}
+	for _, label := range strings.Split(strings.TrimSuffix(h, "."), ".") {
+		if label == "" || len(label) > 63 || strings.HasPrefix(label, "-") || strings.HasSuffix(label, "-") {
+			return false
+		}
+		for _, r := range label {
+			if r != '-' && r != '_' && (r > unicode.MaxASCII || !unicode.IsLetter(r) && !unicode.IsDigit(r)) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// parseURL parses a URL setting without ever putting it in an error: net/url
+// quotes the whole input, password included, in its errors.
+func parseURL(raw string) (*url.URL, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return nil, fmt.Errorf("cannot be parsed as a URL (scheme %s; a reserved character such as @ : / ? # in the user name or password must be percent-encoded)", scheme(raw))
+	}
+	if strings.ContainsFunc(raw, unicode.IsControl) {
+		return nil, fmt.Errorf("a control character in the URL (scheme %s)", scheme(raw))
+	}
+	return u, nil
+}
+
+// urlShape reports the parts of u that no URL setting takes.
+func urlShape(u *url.URL, raw string) error {
+	switch {
+	case u.Opaque != "":
+		return fmt.Errorf("want scheme://host…, got %s", redact(raw))
+	case u.Hostname() == "":
+		return fmt.Errorf("no host in %s", redact(raw))
+	case !validHost(u.Hostname()):
+		return fmt.Errorf("not a host name or IP address in %s", redact(raw))
+	case u.Fragment != "" || strings.Contains(raw, "#"):
+		return fmt.Errorf("a fragment (#…) in %s", redact(raw))
+	}
+	if p := u.Port(); p != "" {
+		if _, err := portNumber(p, 1); err != nil {
+			return fmt.Errorf("%v in %s", err, redact(raw))
+		}
+	} else if strings.HasSuffix(u.Host, ":") {
+		return fmt.Errorf("an empty port in %s", redact(raw))
+	}
+	return nil
+}
+
+func checkDatabaseURL(raw string) error {
+	switch {
+	case strings.HasPrefix(raw, "sqlite:"):
+		path := strings.TrimPrefix(raw, "sqlite:")
+		switch {
+		case path == "":
+			return errors.New("want sqlite:PATH such as sqlite:data/verifier.db, got an empty path")
+		case path == ":memory:" || strings.HasPrefix(path, "file:"):
+			return fmt.Errorf("want sqlite:PATH of a file, got %s: every connection of the pool would see a database of its own, or the options would clash", quote(path))
+		case strings.HasPrefix(path, "//"):
+			return fmt.Errorf("want sqlite:PATH such as sqlite:data/verifier.db or sqlite:/var/lib/verifier/verifier.db, got %s", quote(path))
+		case strings.ContainsFunc(path, unicode.IsControl):
+			return errors.New("a control character in the SQLite path")
+		}
+		return nil
+	case strings.HasPrefix(raw, "postgres://"), strings.HasPrefix(raw, "postgresql://"):
+		u, err := parseURL(raw)
+		if err != nil {
+			return err
+		}
+		if u.Fragment != "" || strings.Contains(raw, "#") {
+			return fmt.Errorf("a fragment (#…) in %s", redact(raw))
+		}
+		// pgx reads every option (sslmode, timeouts, hosts) as it will at
+		// connect; it redacts the password itself, and scrub makes sure.
+		if _, err := pgx.ParseConfig(raw); err != nil {
+			// pgx's message holds the URL, redacted.
+			return errors.New(scrub(err.Error(), u))
+		}
+		return nil
+	default:
+		return fmt.Errorf("want sqlite:PATH or postgres://user:pass@host:port/db, got scheme %s", scheme(raw))
+	}
+}
+
+func checkAMQPURL(raw string) error {
+	u, err := parseURL(raw)
+	if err != nil {
+		return err
+	}
+	if u.Scheme != "amqp" && u.Scheme != "amqps" {
+		return fmt.Errorf("want amqp://user:pass@host:port/vhost or amqps://…, got scheme %s", scheme(raw))
+	}
+	if err := urlShape(u, raw); err != nil {
+		return err
+	}
+	// amqp091-go's own parser, as Dial will use it. Its errors can quote
+	// the URL; scrub removes the password.
+	if _, err := amqp.ParseURI(raw); err != nil {
+		return fmt.Errorf("%s: %s", redact(raw), scrub(err.Error(), u))
+	}
+	return nil
+}
+
+func checkSMTPURL(raw string) error {
+	u, err := parseURL(raw)
+	if err != nil {
+		return err
+	}
+	if u.Scheme != "smtp" && u.Scheme != "smtps" {
+		return fmt.Errorf("want smtp://[user:pass@]host:port or smtps://…, got scheme %s", scheme(raw))
+	}
+	if err := urlShape(u, raw); err != nil {
+		return err
+	}
+	if (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.ForceQuery {
+		return fmt.Errorf("want smtp://[user:pass@]host:port with no path or query, got %s", redact(raw))
+	}
+	return nil
+}
+
+// checkPublicURL wants an absolute http(s) URL that links can be appended
+// to: no query or fragment, which would swallow the path after them, and no
+// user info, which would put a password in every email.
+func checkPublicURL(raw string) (*url.URL, error) {
+	u, err := parseURL(raw)
+	if err != nil {
+		return nil, err
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return nil, fmt.Errorf("want an absolute http(s) URL such as https://verify.example.com, got %s", redact(raw))
+	}
+	if err := urlShape(u, raw); err != nil {
+		return nil, err
+	}
+	switch {
+	case u.User != nil:
+		return nil, fmt.Errorf("a user name or password in %s: it would be in every email", redact(raw))
+	case u.RawQuery != "" || u.ForceQuery:
+		return nil, fmt.Errorf("a query (?…) in %s: links are appended to it", redact(raw))
+	}
+	return u, nil
+}
+
+// origin checks one ALLOWED_ORIGINS entry and returns it as browsers send
+// it in Origin: scheme and host in lower case, no default port.
+func origin(raw string) (string, error) {
+	bad := func() (string, error) {
+		return "", fmt.Errorf("%s is not an origin such as https://app.example.com or http://localhost:5173", redact(raw))
+	}
+	u, err := parseURL(strings.TrimRight(raw, "/"))
+	if err != nil || u.Scheme == "" || u.User != nil || u.Path != "" || u.RawQuery != "" || u.ForceQuery {
+		return bad()
+	}
+	if urlShape(u, raw) != nil {
+		return bad()
+	}
+	host := strings.ToLower(u.Host)
+	if p := u.Port(); (u.Scheme == "https" && p == "443") || (u.Scheme == "http" && p == "80") {
+		host = strings.ToLower(u.Hostname())
+		if strings.Contains(host, ":") {
+			host = "[" + host + "]"
+		}
+	}
+	return u.Scheme + "://" + host, nil
+}
+
+// redact shows a URL setting with its password replaced by xxxxx, or only
+// its scheme when it does not parse.
+func redact(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "a " + scheme(raw) + " URL"
+	}
+	return quote(u.Redacted())
+}
+
+// scrub removes u's password, as typed and decoded, from a library's error
+// text.
+func scrub(msg string, u *url.URL) string {
+	if u.User == nil {
+		return msg
+	}
+	p, ok := u.User.Password()
+	if !ok || p == "" {
+		return msg
+	}
+	msg = strings.ReplaceAll(msg, p, "xxxxx")
+	if _, rawPass, ok := strings.Cut(u.User.String(), ":"); ok && rawPass != "" {
+		msg = strings.ReplaceAll(msg, rawPass, "xxxxx")
+	}
+	return msg
 }
 
 // scheme names a URL's scheme without echoing the rest, which may hold a
 // password.
 func scheme(raw string) string {
-	if i := strings.Index(raw, ":"); i > 0 {
-		return raw[:i]
+	if i := strings.Index(raw, ":"); i > 0 && !strings.ContainsAny(raw[:i], "/@?# ") {
+		return quote(raw[:i])
 	}
-	return "no scheme"
+	return "schemeless"
+}
+
+// quote shows a non-secret value back in an error, cut short if long.
+func quote(v string) string {
+	if r := []rune(v); len(r) > maxShownValueRune {
+		return strconv.Quote(string(r[:maxShownValueRune])) + "…"
+	}
+	return strconv.Quote(v)
+}
+
+// short formats a duration without the zero units time.Duration prints
+// (24h rather than 24h0m0s).
+func short(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
 }

@@ -1,6 +1,8 @@
 package config
 
 import (
+	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -14,11 +16,12 @@ func env(m map[string]string) func(string) string {
 func TestLoadDefaults(t *testing.T) {
 	t.Parallel()
 	c, err := Load(env(nil))
-	require.NoError(t, err)
+	require.NoError(t, err, "a fresh clone starts with no settings at all")
 	require.Equal(t, ":8080", c.HTTPAddr)
 	require.Equal(t, "sqlite:data/verifier.db", c.DatabaseURL)
 	require.Empty(t, c.AMQPURL)
 	require.Empty(t, c.SMTPURL)
+	require.True(t, c.DevOutbox, "mail kept in the dev outbox on the default loopback PUBLIC_URL")
 	require.Equal(t, "no-reply@localhost", c.MailFrom)
 	require.Equal(t, "http://localhost:8080", c.PublicURL)
 	require.Equal(t, 24*time.Hour, c.TokenTTL)
@@ -31,41 +34,213 @@ func TestLoadDefaults(t *testing.T) {
 func TestLoadValues(t *testing.T) {
 	t.Parallel()
 	c, err := Load(env(map[string]string{
+		"HTTP_ADDR":       "[::1]:0",
 		"PUBLIC_URL":      "https://verify.example.com/",
+		"SMTP_URL":        "smtps://user:p%40ss@smtp.example.com:465",
+		"AMQP_URL":        "amqps://user:pass@rabbit.example.com:5671/prod?heartbeat=10",
+		"MAIL_FROM":       "Example <no-reply@example.com>",
 		"TOKEN_TTL":       "2h",
-		"ALLOWED_ORIGINS": " https://app.example.com , http://localhost:5173/ ",
+		"ALLOWED_ORIGINS": " https://App.Example.com , http://localhost:5173/ ,https://x.example:443",
 		"DATABASE_URL":    "postgres://u:p@localhost:5432/db?sslmode=disable",
+		"TRUST_PROXY":     "true",
 	}))
 	require.NoError(t, err)
 	require.Equal(t, "https://verify.example.com", c.PublicURL)
 	require.Equal(t, 2*time.Hour, c.TokenTTL)
-	require.Equal(t, []string{"https://app.example.com", "http://localhost:5173"}, c.AllowedOrigins)
+	require.False(t, c.DevOutbox, "SMTP_URL set: mail goes out")
+	require.Equal(t, []string{"https://app.example.com", "http://localhost:5173", "https://x.example"}, c.AllowedOrigins,
+		"origins as browsers send them: lower case, no default port")
+	require.Equal(t, 1, c.TrustProxy)
+
+	for _, db := range []string{"sqlite:/var/lib/verifier/v.db", "sqlite:data/with space?and#odd%chars.db", "postgresql://u@db.internal/verifier"} {
+		_, err := Load(env(map[string]string{"DATABASE_URL": db}))
+		require.NoError(t, err, db)
+	}
 }
+
+func TestDevMailbox(t *testing.T) {
+	t.Parallel()
+	const smtp = "smtp://127.0.0.1:2525"
+	tests := []struct {
+		devMailbox, smtpURL, publicURL string
+		devOutbox                      bool
+		err                            string // "" when the process starts
+	}{
+		{"", "", "http://localhost:8080", true, ""},
+		{"auto", "", "http://LOCALHOST:8080/app", true, ""},
+		{"auto", "", "http://127.0.0.1:8080", true, ""},
+		{"auto", "", "http://127.3.2.1", true, ""},
+		{"auto", "", "http://[::1]:8080", true, ""},
+		{"auto", "", "https://verify.example.com", false, "set SMTP_URL"},
+		{"auto", "", "http://10.0.0.5:8080", false, "DEV_MAILBOX=true"},
+		{"auto", "", "http://localhost.example.com", false, "DEV_MAILBOX=true"},
+		{"auto", "", "http://[::]:8080", false, "DEV_MAILBOX=true"},
+		{"auto", "", "http://0.0.0.0:8080", false, "DEV_MAILBOX=true"},
+		{"auto", smtp, "https://verify.example.com", false, ""},
+		{"TRUE", "", "https://verify.example.com", true, ""},
+		{"true", smtp, "https://verify.example.com", false, ""},
+		{"false", "", "http://localhost:8080", false, "required with DEV_MAILBOX=false"},
+		{"false", smtp, "http://localhost:8080", false, ""},
+		{"yes", "", "http://localhost:8080", false, "DEV_MAILBOX: want auto, true or false"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.devMailbox+" "+tt.smtpURL+" "+tt.publicURL, func(t *testing.T) {
+			t.Parallel()
+			c, err := Load(env(map[string]string{"DEV_MAILBOX": tt.devMailbox, "SMTP_URL": tt.smtpURL, "PUBLIC_URL": tt.publicURL}))
+			if tt.err == "" {
+				require.NoError(t, err)
+				require.Equal(t, tt.devOutbox, c.DevOutbox)
+				return
+			}
+			require.ErrorContains(t, err, tt.err)
+			require.ErrorContains(t, err, "DEV_MAILBOX", "names the setting to give")
+		})
+	}
+}
+
+// secret is the password in every bad URL below: no error may show it.
+const secret = "s3cr3tPa55"
 
 func TestLoadRejects(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
-		name, key, value, want string
+		key, value, want string
 	}{
-		{"ttl over a day", "TOKEN_TTL", "25h", "TOKEN_TTL: at most"},
-		{"ttl not a duration", "TOKEN_TTL", "tomorrow", "TOKEN_TTL"},
-		{"negative cooldown", "RESEND_COOLDOWN", "-1s", "RESEND_COOLDOWN"},
-		{"relative public url", "PUBLIC_URL", "example.com", "PUBLIC_URL"},
-		{"unknown database", "DATABASE_URL", "mysql://root:secret@db/x", `"mysql"`},
-		{"unknown broker", "AMQP_URL", "nats://x", "AMQP_URL"},
-		{"unknown mail", "SMTP_URL", "http://x", "SMTP_URL"},
-		{"origin with path", "ALLOWED_ORIGINS", "https://a.example/x", "ALLOWED_ORIGINS"},
-		{"log level", "LOG_LEVEL", "loud", "LOG_LEVEL"},
-		{"negative client limit", "CLIENT_RATE_LIMIT", "-1", "CLIENT_RATE_LIMIT"},
-		{"client limit not a number", "CLIENT_RATE_LIMIT", "lots", "CLIENT_RATE_LIMIT"},
-		{"trust proxy not a bool", "TRUST_PROXY", "maybe", "TRUST_PROXY"},
+		{"HTTP_ADDR", "8080", "HTTP_ADDR: want host:port"},
+		{"HTTP_ADDR", ":65536", "want a port from 0 to 65535"},
+		{"HTTP_ADDR", ":-1", "want a port"},
+		{"HTTP_ADDR", ":http", "want a port"},
+		{"HTTP_ADDR", "exa mple:80", "want an IP address or a host name"},
+		{"DATABASE_URL", "mysql://root:" + secret + "@db/x", `got scheme "mysql"`},
+		{"DATABASE_URL", "sqlite:", "empty path"},
+		{"DATABASE_URL", "sqlite::memory:", "sqlite:PATH of a file"},
+		{"DATABASE_URL", "sqlite://data/v.db", "sqlite:PATH such as"},
+		{"DATABASE_URL", "postgres://u:" + secret + "@db:99999/x", "DATABASE_URL"},
+		{"DATABASE_URL", "postgres://u:" + secret + "@db/x?sslmode=sometimes", "DATABASE_URL"},
+		{"DATABASE_URL", "postgres://u:" + secret + "@db/x?connect_timeout=soon", "DATABASE_URL"},
+		{"DATABASE_URL", "postgres://u:" + secret + "@db/x#frag", "fragment"},
+		{"AMQP_URL", "nats://x", `got scheme "nats"`},
+		{"AMQP_URL", "amqp://guest:" + secret + "@host:99999/", "want a port from 1 to 65535"},
+		{"AMQP_URL", "amqp://guest:" + secret + "@host:0/", "want a port from 1 to 65535"},
+		{"AMQP_URL", "amqp://guest:" + secret + "@host:56x72/", "cannot be parsed"},
+		{"AMQP_URL", "amqp://guest:" + secret + "@/vhost", "no host"},
+		{"AMQP_URL", "amqp://guest:" + secret + "#@host/", "AMQP_URL"},
+		{"AMQP_URL", "amqp://guest:" + secret + "@host/?heartbeat=lots", "heartbeat"},
+		{"AMQP_URL", "amqp://guest:" + secret + "@ho st/", "AMQP_URL"},
+		{"AMQP_URL", "amqp://guest:" + secret + "@host:5672/%zz", "cannot be parsed"},
+		{"SMTP_URL", "http://x", `got scheme "http"`},
+		{"SMTP_URL", "smtp://user:" + secret + "@mail.example.com:70000", "want a port from 1 to 65535"},
+		{"SMTP_URL", "smtp://user:" + secret + "@:25", "no host"},
+		{"SMTP_URL", "smtp://user:" + secret + "@mail.example.com:2x5", "cannot be parsed"},
+		{"SMTP_URL", "smtp://user:" + secret + "@mail.example.com/path?x=1", "no path or query"},
+		{"SMTP_URL", "mail.example.com:25", "SMTP_URL"},
+		{"MAIL_FROM", "not an address", "MAIL_FROM: want an email address"},
+		{"MAIL_FROM", "no-reply", "MAIL_FROM"},
+		{"MAIL_FROM", "a@b.example, c@d.example", "MAIL_FROM"},
+		{"PUBLIC_URL", "example.com", "PUBLIC_URL"},
+		{"PUBLIC_URL", "ftp://example.com", "absolute http(s) URL"},
+		{"PUBLIC_URL", "https://verify.example.com/?ref=mail", "a query"},
+		{"PUBLIC_URL", "https://verify.example.com/?", "a query"},
+		{"PUBLIC_URL", "https://verify.example.com/#top", "a fragment"},
+		{"PUBLIC_URL", "https://admin:" + secret + "@verify.example.com", "user name or password"},
+		{"PUBLIC_URL", "https://verify.example.com:0", "want a port from 1"},
+		{"PUBLIC_URL", "http:verify.example.com", "PUBLIC_URL"},
+		{"TOKEN_TTL", "25h", "TOKEN_TTL: want a duration from 1m to 24h, got 25h"},
+		{"TOKEN_TTL", "1ns", "TOKEN_TTL: want a duration from 1m"},
+		{"TOKEN_TTL", "tomorrow", "TOKEN_TTL: want a Go duration"},
+		{"TOKEN_TTL", "60", "TOKEN_TTL: want a Go duration"},
+		{"RESEND_COOLDOWN", "1ns", "RESEND_COOLDOWN: want a duration from 1s"},
+		{"RESEND_COOLDOWN", "-1s", "RESEND_COOLDOWN"},
+		{"SHUTDOWN_GRACE", "0s", "SHUTDOWN_GRACE: want a duration from 1s"},
+		{"SHUTDOWN_GRACE", "2h", "to 10m"},
+		{"ALLOWED_ORIGINS", "https://a.example/x", "ALLOWED_ORIGINS"},
+		{"ALLOWED_ORIGINS", "*", "not an origin"},
+		{"ALLOWED_ORIGINS", "app.example.com", "not an origin"},
+		{"ALLOWED_ORIGINS", "https://u:" + secret + "@a.example", "not an origin"},
+		{"ALLOWED_ORIGINS", "https://a.example?x", "not an origin"},
+		{"LOG_LEVEL", "loud", "LOG_LEVEL"},
+		{"LOG_FORMAT", "xml", "LOG_FORMAT"},
+		{"CLIENT_RATE_LIMIT", "-1", "CLIENT_RATE_LIMIT"},
+		{"CLIENT_RATE_LIMIT", "lots", "CLIENT_RATE_LIMIT"},
+		{"VERIFY_RATE_LIMIT", "99999999999999999999", "VERIFY_RATE_LIMIT"},
+		{"WS_MAX_SUBSCRIPTIONS", "0", "WS_MAX_SUBSCRIPTIONS: want subscriptions a socket from 1 to"},
+		{"SMTP_CONNECTIONS", "1e3", "SMTP_CONNECTIONS"},
+		{"TRUST_PROXY", "maybe", "TRUST_PROXY"},
+		{"TRUST_PROXY", "100", "TRUST_PROXY"},
+		{"DEV_MAILBOX", "sometimes", "DEV_MAILBOX"},
+		{"TOKEN_SEAL_KEY", secret, "TOKEN_SEAL_KEY"},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
+		t.Run(tt.key+"="+tt.value, func(t *testing.T) {
 			t.Parallel()
-			_, err := Load(env(map[string]string{tt.key: tt.value}))
+			// SMTP_URL set, so that the dev mailbox rules stay out of the way.
+			e := map[string]string{"SMTP_URL": "smtp://127.0.0.1:25", tt.key: tt.value}
+			_, err := Load(env(e))
 			require.ErrorContains(t, err, tt.want)
-			require.NotContains(t, err.Error(), "secret", "a password in a URL must not be echoed")
+			require.ErrorContains(t, err, tt.key+":", "names the setting")
+			require.NotContains(t, err.Error(), secret, "a password is never echoed")
+			require.Len(t, unjoin(err), 1, "one problem, one error: %v", err)
 		})
 	}
+}
+
+// TestLoadReportsEveryProblem checks that one start lists every bad
+// setting, each once, and shows URLs with their password redacted.
+func TestLoadReportsEveryProblem(t *testing.T) {
+	t.Parallel()
+	_, err := Load(env(map[string]string{
+		"MAIL_FROM":       "not an address",
+		"PUBLIC_URL":      "https://verify.example.com/?x=1",
+		"TOKEN_TTL":       "1ns",
+		"RESEND_COOLDOWN": "1ns",
+		"AMQP_URL":        "amqp://guest:" + secret + "@rabbit:99999/",
+		"SMTP_URL":        "smtp://mailer:" + secret + "@mail:0",
+		"HTTP_ADDR":       ":99999",
+		"LOG_LEVEL":       "loud",
+	}))
+	require.Error(t, err)
+	errs := unjoin(err)
+	var names []string
+	for _, e := range errs {
+		name, _, _ := strings.Cut(e.Error(), ":")
+		names = append(names, name)
+	}
+	require.ElementsMatch(t, []string{"MAIL_FROM", "PUBLIC_URL", "TOKEN_TTL", "RESEND_COOLDOWN", "AMQP_URL", "SMTP_URL", "HTTP_ADDR", "LOG_LEVEL"}, names, "%v", err)
+	require.NotContains(t, err.Error(), secret)
+	require.Contains(t, err.Error(), "amqp://guest:xxxxx@rabbit:99999/", "the URL is shown, its password redacted")
+}
+
+// TestEverySettingIsValidated gives each documented setting a value no
+// setting accepts and expects Load to name it: a setting in the table is
+// read and checked. And every variable Load reads is in the table, so
+// -help lists it.
+func TestEverySettingIsValidated(t *testing.T) {
+	t.Parallel()
+	seen := map[string]bool{}
+	for _, s := range Settings {
+		require.False(t, seen[s.Name], "%s listed twice", s.Name)
+		seen[s.Name] = true
+		require.NotEmpty(t, s.Help, "%s has a help line", s.Name)
+		t.Run(s.Name, func(t *testing.T) {
+			t.Parallel()
+			_, err := Load(env(map[string]string{s.Name: "?? \x01 not valid"}))
+			require.ErrorContains(t, err, s.Name+":")
+		})
+	}
+	read := map[string]bool{}
+	_, err := Load(func(k string) string { read[k] = true; return "" })
+	require.NoError(t, err)
+	for name := range read {
+		require.True(t, seen[name], "Load reads %s, which config.Settings (and so -help) does not list", name)
+	}
+	require.Len(t, read, len(Settings), "Load reads every setting in the table")
+}
+
+// unjoin lists the errors errors.Join put together.
+func unjoin(err error) []error {
+	var j interface{ Unwrap() []error }
+	if errors.As(err, &j) {
+		return j.Unwrap()
+	}
+	return []error{err}
 }

@@ -5,17 +5,22 @@ package database
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
+	"errors"
 	"fmt"
 	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"time"
 
 	"entgo.io/ent/dialect"
 	entsql "entgo.io/ent/dialect/sql"
-	_ "github.com/jackc/pgx/v5/stdlib" // registers "pgx"
-	_ "modernc.org/sqlite"             // registers "sqlite", pure Go: no cgo needed for `go run .`
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib"
+	"golang.org/x/sync/singleflight"
+	"modernc.org/sqlite" // pure Go: no cgo needed for `go run .`
 
 	"github.com/verifier/verifier/ent"
 )
@@ -30,6 +35,8 @@ type DB struct {
 	// Dialect is dialect.SQLite or dialect.Postgres, for the few statements
 	// ent's generated API cannot express.
 	Dialect string
+
+	probes singleflight.Group
 }
 
 // Open connects to rawURL and creates or upgrades the schema.
@@ -47,13 +54,20 @@ func Open(ctx context.Context, rawURL string) (*DB, error) {
 		if dsn, err = sqliteDSN(strings.TrimPrefix(rawURL, "sqlite:")); err != nil {
 			return nil, err
 		}
-		db, err = sql.Open("sqlite", dsn)
+		var base driver.Connector
+		if base, err = sqlite.NewConnector(dsn); err == nil {
+			db = sql.OpenDB(writableOnly{base})
+		}
 		// One writer at a time is SQLite's nature; a few connections let
 		// reads proceed beside it under WAL.
 		maxConn = 8
 	case strings.HasPrefix(rawURL, "postgres://"), strings.HasPrefix(rawURL, "postgresql://"):
 		dia = dialect.Postgres
-		db, err = sql.Open("pgx", rawURL)
+		var cfg *pgx.ConnConfig
+		if cfg, err = pgx.ParseConfig(rawURL); err != nil {
+			return nil, fmt.Errorf("database: %w", redact(err, rawURL))
+		}
+		db = stdlib.OpenDB(*cfg, stdlib.OptionShouldPing(pingAlways))
 		maxConn = 20
 	default:
 		return nil, fmt.Errorf("database: unsupported DATABASE_URL scheme")
@@ -66,6 +80,10 @@ func Open(ctx context.Context, rawURL string) (*DB, error) {
 	if err := db.PingContext(ctx); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("database: connect: %w", redact(err, rawURL))
+	}
+	if _, err := db.ExecContext(ctx, createProbeTable); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("database: create %s: %w", probeTable, redact(err, rawURL))
 	}
 	client := ent.NewClient(ent.Driver(entsql.OpenDB(dia, db)))
 	// ent's migration mutates the package-level table definitions, so two
@@ -86,6 +104,102 @@ func (d *DB) Close() error { return d.Ent.Close() }
 // Ping reports whether the database answers.
 func (d *DB) Ping(ctx context.Context) error { return d.SQL.PingContext(ctx) }
 
+// pingAlways makes the pool check a PostgreSQL connection with one round
+// trip each time it hands it out. pgx checks only connections idle for more
+// than a second, so after a server restart every connection used in the
+// last second failed one request of its own before the pool dropped it
+// (measured: TestPostgresRecoversAfterConnectionsCut). A round trip on a
+// pooled connection costs far less than a request failed for nothing.
+func pingAlways(context.Context, stdlib.ShouldPingParams) bool { return true }
+
+// probeTable holds the one row CheckWrite writes. It lives outside ent's
+// schema on purpose: it is not data, only something to write to, and it
+// must exist before any ent migration could fail half-way.
+const (
+	probeTable       = "readiness_probe"
+	createProbeTable = "CREATE TABLE IF NOT EXISTS " + probeTable + " (id INTEGER PRIMARY KEY, at BIGINT NOT NULL)"
+	upsertProbe      = "INSERT INTO " + probeTable + " (id, at) VALUES (1, $1) ON CONFLICT (id) DO UPDATE SET at = excluded.at"
+)
+
+// probeTimeout bounds one write probe. It is shorter than SQLite's busy
+// timeout on purpose: a write lock held longer than this already makes
+// requests slow, and readiness should say so before they start failing.
+const probeTimeout = 2 * time.Second
+
+// CheckWrite reports whether the database takes writes now, which a ping
+// does not tell: a pool can answer pings while every write fails (a SQLite
+// file made read-only, a write lock held by another process, a PostgreSQL
+// server in recovery or read-only). It takes the write lock and writes one
+// row in a transaction, then rolls back: nothing is stored, and the probe
+// costs no disk write, so /readyz can call it on every request. Calls made
+// while a probe runs share its result, so a burst of readiness requests
+// queues one write, not one each.
+func (d *DB) CheckWrite(ctx context.Context) error {
+	ch := d.probes.DoChan("write", func() (any, error) {
+		// The probe belongs to every caller waiting on it, so one
+		// caller's cancellation must not fail the others.
+		pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), probeTimeout)
+		defer cancel()
+		return nil, d.probeWrite(pctx)
+	})
+	select {
+	case r := <-ch:
+		return r.Err
+	case <-ctx.Done():
+		return fmt.Errorf("database: write probe: %w", ctx.Err())
+	}
+}
+
+func (d *DB) probeWrite(ctx context.Context) error {
+	// With _txlock=immediate, BeginTx takes SQLite's write lock.
+	tx, err := d.SQL.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("database: write probe: begin: %w", err)
+	}
+	defer tx.Rollback() //nolint:errcheck // the rollback is the point
+	if _, err := tx.ExecContext(ctx, upsertProbe, time.Now().UnixMilli()); err != nil {
+		return fmt.Errorf("database: write probe: %w", err)
+	}
+	if err := tx.Rollback(); err != nil {
+		return fmt.Errorf("database: write probe: rollback: %w", err)
+	}
+	return nil
+}
+
+// errReadOnly is what a SQLite connection that came up read-only turns into.
+var errReadOnly = errors.New("database: sqlite: the database file opened read-only; the service needs write access to the file and its directory")
+
+// writableOnly refuses SQLite connections that came up read-only. SQLite
+// opens a file it may not write read-only instead of failing, and such a
+// connection then fails every write with SQLITE_READONLY for as long as it
+// lives. database/sql keeps connections for ever (they are never closed
+// while the pool needs them), so one opened in the few seconds the file was
+// not writable kept failing writes long after the file was fine again: the
+// service never recovered. Refused at open, such a connection never enters
+// the pool; the request that needed it fails, and the next connection
+// opened once the file is writable works.
+type writableOnly struct{ driver.Connector }
+
+func (w writableOnly) Connect(ctx context.Context) (driver.Conn, error) {
+	c, err := w.Connector.Connect(ctx)
+	if err != nil {
+		return nil, err
+	}
+	ro, ok := c.(interface{ IsReadOnly(string) (bool, error) })
+	if !ok {
+		return c, nil
+	}
+	readOnly, err := ro.IsReadOnly("main")
+	if err == nil && !readOnly {
+		return c, nil
+	}
+	_ = c.Close()
+	if err != nil {
+		return nil, fmt.Errorf("database: sqlite: %w", err)
+	}
+	return nil, errReadOnly
+}
+
 // sqliteDSN turns a path into a modernc DSN with the pragmas this service
 // relies on: WAL so readers never block the writer, foreign keys on, a busy
 // timeout so concurrent writers wait instead of failing, and IMMEDIATE
@@ -105,6 +219,9 @@ func sqliteDSN(path string) (string, error) {
 		q.Add("_pragma", p)
 	}
 	q.Set("_txlock", "immediate")
+	// In a file: URI, SQLite decodes %XX and ends the path at ? or #;
+	// escaped, any file name means itself.
+	path = strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23").Replace(path)
 	return "file:" + path + "?" + q.Encode(), nil
 }
 

@@ -6,7 +6,10 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
 )
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 func TestOpenSQLiteSetsPragmas(t *testing.T) {
 	t.Parallel()
@@ -32,6 +35,18 @@ func TestOpenSQLiteSetsPragmas(t *testing.T) {
 	n, err := db.Ent.User.Query().Count(ctx)
 	require.NoError(t, err)
 	require.Zero(t, n, "schema created")
+}
+
+func TestOpenSQLiteOddFileName(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	dir := t.TempDir()
+	const name = "a b?c#d%41e.db"
+	db, err := Open(ctx, "sqlite:"+filepath.Join(dir, name))
+	require.NoError(t, err)
+	require.NoError(t, db.CheckWrite(ctx))
+	require.NoError(t, db.Close())
+	require.FileExists(t, filepath.Join(dir, name), "the file has the name given, not one SQLite decoded")
 }
 
 func TestOpenRejectsUnknownScheme(t *testing.T) {

@@ -1,0 +1,183 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/verifier/verifier/internal/config"
+)
+
+// runMainEnv makes this test binary run main() instead of the tests, so
+// the tests below see the real process: its exit code, its stderr, with
+// nothing of the test environment.
+const runMainEnv = "VERIFIER_TEST_RUN_MAIN"
+
+func init() {
+	if os.Getenv(runMainEnv) == "1" {
+		main()
+		os.Exit(0)
+	}
+}
+
+// verifierProcess is main() started in a process of its own with exactly
+// env (and args), in a fresh working directory.
+func verifierProcess(t *testing.T, env map[string]string, args ...string) *exec.Cmd {
+	t.Helper()
+	cmd := exec.CommandContext(t.Context(), os.Args[0], args...)
+	cmd.Dir = t.TempDir()
+	cmd.Env = []string{runMainEnv + "=1", "PATH=" + os.Getenv("PATH"), "HOME=" + cmd.Dir}
+	for k, v := range env {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	return cmd
+}
+
+// startFails runs the process and returns its exit code and stderr; it
+// must end by itself.
+func startFails(t *testing.T, env map[string]string, args ...string) (int, string) {
+	t.Helper()
+	cmd := verifierProcess(t, env, args...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	err := cmd.Run()
+	var exit *exec.ExitError
+	if err != nil && !errors.As(err, &exit) {
+		require.NoError(t, err)
+	}
+	return cmd.ProcessState.ExitCode(), stderr.String()
+}
+
+const pw = "Sup3rSecretPw"
+
+func TestStartRefusesBadConfiguration(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		env  map[string]string
+		want []string // each must be on stderr
+	}{
+		{
+			name: "dev outbox on a public PUBLIC_URL",
+			env:  map[string]string{"PUBLIC_URL": "https://verify.example.com"},
+			want: []string{"SMTP_URL", "DEV_MAILBOX=true", "/dev/mail"},
+		},
+		{
+			name: "DEV_MAILBOX=false without SMTP_URL",
+			env:  map[string]string{"DEV_MAILBOX": "false"},
+			want: []string{"SMTP_URL: required with DEV_MAILBOX=false"},
+		},
+		{
+			name: "several bad settings, all reported, no password",
+			env: map[string]string{
+				"MAIL_FROM":    "not an address",
+				"PUBLIC_URL":   "http://localhost:8080/?x=1",
+				"TOKEN_TTL":    "1ns",
+				"AMQP_URL":     "amqp://guest:" + pw + "@rabbit:99999/",
+				"SMTP_URL":     "smtp://user:" + pw + "@mail:7x",
+				"DATABASE_URL": "postgres://verifier:" + pw + "@db/x?sslmode=sometimes",
+			},
+			want: []string{"MAIL_FROM:", "PUBLIC_URL:", "TOKEN_TTL:", "AMQP_URL:", "SMTP_URL:", "DATABASE_URL:", "amqp://guest:xxxxx@rabbit:99999/"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			code, stderr := startFails(t, tt.env)
+			require.Equal(t, 2, code, "exits non-zero at start; stderr:\n%s", stderr)
+			require.True(t, strings.HasPrefix(stderr, "verifier: invalid configuration"), stderr)
+			for _, w := range tt.want {
+				require.Contains(t, stderr, w)
+			}
+			require.NotContains(t, stderr, pw, "no password echoed")
+		})
+	}
+}
+
+func TestHelpListsEverySetting(t *testing.T) {
+	t.Parallel()
+	code, stderr := startFails(t, nil, "-help")
+	require.Zero(t, code)
+	for _, s := range config.Settings {
+		require.Regexp(t, `(?m)^  `+s.Name+`\s+\S+\s+\S`, stderr, "a line with default and help for %s", s.Name)
+	}
+}
+
+// TestStartsOnDefaults is `go run .` on a fresh clone: no settings at all
+// (but a free port) start the service with the dev outbox.
+func TestStartsOnDefaults(t *testing.T) {
+	t.Parallel()
+	cmd := verifierProcess(t, map[string]string{"HTTP_ADDR": "127.0.0.1:0"})
+	stderr, err := cmd.StderrPipe()
+	require.NoError(t, err)
+	require.NoError(t, cmd.Start())
+	lines := bufio.NewScanner(stderr)
+	var listening string
+	for lines.Scan() {
+		if strings.Contains(lines.Text(), "verifier is listening") {
+			listening = lines.Text()
+			break
+		}
+	}
+	require.NotEmpty(t, listening, "the service started")
+	require.Contains(t, listening, "dev outbox")
+	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
+	go io.Copy(io.Discard, stderr) //nolint:errcheck // drained until the process exits
+	require.NoError(t, cmd.Wait(), "a clean stop")
+	require.FileExists(t, filepath.Join(cmd.Dir, "data", "verifier.db"))
+}
+
+// TestReadyzWhileWriteLockHeld: another process holding SQLite's write
+// lock leaves pings working and writes failing; /readyz says 503 until
+// the lock is gone, then registrations go through again.
+func TestReadyzWhileWriteLockHeld(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "verifier.db")
+	s := startService(t, svcOptions{env: map[string]string{"DATABASE_URL": "sqlite:" + path}})
+	ready := func() (int, map[string]any) {
+		t.Helper()
+		resp, err := s.http.Get(s.url("/readyz"))
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		var body struct {
+			Checks map[string]any `json:"checks"`
+		}
+		require.NoError(t, json.NewDecoder(resp.Body).Decode(&body))
+		return resp.StatusCode, body.Checks
+	}
+	code, _ := ready()
+	require.Equal(t, http.StatusOK, code)
+
+	other, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(0)")
+	require.NoError(t, err)
+	defer other.Close()
+	ctx := context.Background()
+	holder, err := other.Conn(ctx)
+	require.NoError(t, err)
+	defer holder.Close()
+	_, err = holder.ExecContext(ctx, "BEGIN EXCLUSIVE")
+	require.NoError(t, err)
+
+	code, checks := ready()
+	require.Equal(t, http.StatusServiceUnavailable, code)
+	require.Equal(t, "unavailable", checks["database"])
+
+	_, err = holder.ExecContext(ctx, "ROLLBACK")
+	require.NoError(t, err)
+	code, _ = ready()
+	require.Equal(t, http.StatusOK, code)
+	s.register(t, "after-lock@example.com")
+}
