@@ -267,6 +267,8 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger, hk hooks) err
 		Web:       web.Handler(),
 		Metrics:   m,
 		DevOutbox: devOutbox,
+		// DEV_MAILBOX=true opens it to every client on purpose.
+		DevMailLoopbackOnly: cfg.DevMailbox == "auto",
 		Ready: []httpapi.Check{
 			{Name: "database", Ping: db.CheckWrite},
 			{Name: "broker", Ping: b.Ping},

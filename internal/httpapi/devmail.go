@@ -2,7 +2,9 @@ package httpapi
 
 import (
 	"html/template"
+	"net"
 	"net/http"
+	"net/netip"
 	"regexp"
 	"time"
 )
@@ -36,6 +38,10 @@ var devMailPage = template.Must(template.New("devmail").Funcs(template.FuncMap{
 
 // devMail lists the dev outbox's mail with clickable links.
 func (o Options) devMail(w http.ResponseWriter, r *http.Request) {
+	if o.DevMailLoopbackOnly && !loopbackPeer(r) {
+		http.NotFound(w, r)
+		return
+	}
 	mails, err := o.DevOutbox.List(r.Context(), 100)
 	if err != nil {
 		o.Log.Error("listing dev mail", "err", err)
@@ -48,4 +54,15 @@ func (o Options) devMail(w http.ResponseWriter, r *http.Request) {
 	if err := devMailPage.Execute(w, mails); err != nil {
 		o.Log.Warn("rendering dev mail", "err", err)
 	}
+}
+
+// loopbackPeer reports whether the connection comes from this machine.
+// Only the peer counts: X-Forwarded-For is whatever the client says.
+func loopbackPeer(r *http.Request) bool {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return false
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.Unmap().IsLoopback()
 }

@@ -36,7 +36,11 @@ type Options struct {
 	Metrics *metrics.Metrics
 	// DevOutbox, when not nil, is listed at /dev/mail.
 	DevOutbox *mail.DevOutbox
-	Ready     []Check
+	// DevMailLoopbackOnly serves /dev/mail to loopback clients only: with
+	// DEV_MAILBOX=auto the service is someone's laptop, which still
+	// listens on every interface by default.
+	DevMailLoopbackOnly bool
+	Ready               []Check
 	// PublicURL's origin is always allowed, besides AllowedOrigins.
 	PublicURL      string
 	AllowedOrigins []string

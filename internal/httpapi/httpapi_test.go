@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
+	"github.com/verifier/verifier/internal/mail"
 	"github.com/verifier/verifier/internal/metrics"
 )
 
@@ -192,5 +193,28 @@ func TestReady(t *testing.T) {
 			require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &got))
 			require.Equal(t, tt.want, got.Checks)
 		})
+	}
+}
+
+// With DEV_MAILBOX=auto the dev mailbox is for this machine only, even
+// when the client claims otherwise.
+func TestDevMailLoopbackOnly(t *testing.T) {
+	t.Parallel()
+	h := newTestHandler(&echoGraphQL{}, Options{
+		DevOutbox:           mail.NewDevOutbox(nil, slog.New(slog.NewTextHandler(io.Discard, nil)), ""),
+		DevMailLoopbackOnly: true,
+	})
+	for _, peer := range []string{"192.0.2.7:4000", "[2001:db8::1]:4000", "garbage"} {
+		req := httptest.NewRequest(http.MethodGet, "/dev/mail", nil)
+		req.RemoteAddr = peer
+		req.Header.Set("X-Forwarded-For", "127.0.0.1")
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		require.Equal(t, http.StatusNotFound, rec.Code, peer)
+	}
+	for _, peer := range []string{"127.0.0.1:4000", "[::1]:4000", "[::ffff:127.0.0.1]:4000"} {
+		req := httptest.NewRequest(http.MethodGet, "/dev/mail", nil)
+		req.RemoteAddr = peer
+		require.True(t, loopbackPeer(req), peer)
 	}
 }
