@@ -75,7 +75,7 @@ var Settings = []Setting{
 	{"SMTP_URL", "", "empty: dev outbox at /dev/mail; smtp://[user:pass@]host:port (smtps:// for implicit TLS)"},
 	{"MAIL_FROM", "no-reply@localhost", "sender address, e.g. no-reply@example.com or 'Example <no-reply@example.com>'"},
 	{"PUBLIC_URL", "http://localhost:8080", "base of links in emails: http(s)://host[:port][/path], no query or fragment"},
-	{"TOKEN_TTL", "24h", "verification and watch token lifetime (1m to 24h)"},
+	{"TOKEN_TTL", "24h", "verification and watch token lifetime (1s to 24h; hours in production)"},
 	{"RESEND_COOLDOWN", "60s", "least time between two emails to one address (1s to 24h)"},
 	{"ALLOWED_ORIGINS", "", "extra origins allowed to open websockets and make credentialed requests, comma separated"},
 	{"CLIENT_RATE_LIMIT", "30", "register and resend calls allowed per client a minute (0: no limit); IPv6 clients count per /64"},
@@ -98,8 +98,9 @@ var Settings = []Setting{
 // still works as meant; each maximum catches a unit typed wrong (60000s for
 // 60s) before it becomes a week.
 const (
-	// MinTokenTTL: a link must outlive the trip through the mail system.
-	MinTokenTTL = time.Minute
+	// MinTokenTTL catches a unit typed wrong (1ns, 1ms). Production wants
+	// hours; the browser tests use seconds to see a link expire.
+	MinTokenTTL = time.Second
 	// MaxTokenTTL caps TOKEN_TTL: a link that works for days is a link that
 	// works for whoever finds an old email.
 	MaxTokenTTL = 24 * time.Hour
