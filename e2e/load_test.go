@@ -19,9 +19,6 @@ import (
 // Deadlines of the suite. None is a performance assertion: each only keeps
 // a scenario from hanging, and is generous for a loaded 2-core CI machine.
 const (
-	// loadDeadline bounds the load phase (all registrations accepted),
-	// faults included.
-	loadDeadline = 120 * time.Second
 	// drainDeadline is how long after the fault ends (and the load is
 	// in) every email, verification and push may take before what is
 	// missing counts as lost or missed. The service's own retry backoff
@@ -345,26 +342,25 @@ func (b *backoff) sleep(ctx context.Context) {
 // then counts, records the table row and asserts the targets.
 func (l *load) finish(fault string, recovered time.Time, notes ...string) row {
 	l.t.Helper()
-	stalled := false
-	select {
-	case <-l.workersDone:
-	case <-time.After(loadDeadline):
-		stalled = true
-		l.stopWorkers()
-		<-l.workersDone
-	}
 	noFault := recovered.IsZero()
 	if noFault {
 		recovered = time.Now()
 	}
+	// The load must be in, and every journey over, within the drain
+	// deadline after recovery; a load that is in late still gives its
+	// last sign-ups the whole deadline.
+	deadline := recovered.Add(l.drain)
+	stalled := false
+	select {
+	case <-l.workersDone:
+		deadline = later(deadline, time.Now().Add(l.drain))
+	case <-time.After(time.Until(deadline)):
+		stalled = true
+		l.stopWorkers()
+		<-l.workersDone
+	}
 	all := make(chan struct{})
 	go func() { l.jwg.Wait(); close(all) }()
-	deadline := recovered.Add(l.drain)
-	if now := time.Now(); deadline.Before(now.Add(10 * time.Second)) {
-		// The load itself ran long after the fault: the last sign-ups
-		// get time too.
-		deadline = now.Add(l.drain)
-	}
 	timedOut := false
 	select {
 	case <-all:
@@ -380,7 +376,7 @@ func (l *load) finish(fault string, recovered time.Time, notes ...string) row {
 	}
 	r.Notes = append(r.Notes, notes...)
 	if stalled {
-		r.Notes = append(r.Notes, fmt.Sprintf("load stalled: %d of %d accepted in %s", len(l.journeys), l.target, loadDeadline))
+		r.Notes = append(r.Notes, fmt.Sprintf("load stalled: %d of %d accepted %s after recovery", len(l.journeys), l.target, l.drain))
 	}
 	if timedOut {
 		r.Notes = append(r.Notes, fmt.Sprintf("not settled %s after recovery", l.drain))
@@ -398,7 +394,7 @@ func (l *load) finish(fault string, recovered time.Time, notes ...string) row {
 		l.t.Error(p)
 	}
 	if stalled {
-		l.t.Errorf("load stalled: %d of %d registrations accepted within %s", len(l.journeys), l.target, loadDeadline)
+		l.t.Errorf("load stalled: %d of %d registrations accepted %s after recovery", len(l.journeys), l.target, l.drain)
 	}
 	if r.Lost != 0 {
 		l.t.Errorf("%d of %d accepted registrations never got their email (%s after recovery)", r.Lost, r.Tried, l.drain)
@@ -413,6 +409,13 @@ func (l *load) finish(fault string, recovered time.Time, notes ...string) row {
 		l.t.Errorf("%d emailed registrations could not be verified by the deadline", stuck)
 	}
 	return r
+}
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }
 
 // maxDupRate is the bound on duplicate emails: under 0.1 %.

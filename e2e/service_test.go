@@ -93,7 +93,7 @@ func newService(t testing.TB, o serviceOptions) *service {
 				t.Errorf("the service log has %d %q", n, bad)
 			}
 		}
-		if t.Failed() {
+		if t.Failed() || os.Getenv("FAULTS_VERBOSE") != "" {
 			t.Logf("service log (last 60 lines):\n%s", s.logs.tail(60))
 		}
 	})

@@ -311,9 +311,16 @@ type faultSession struct {
 	to []string
 }
 
-func (ss *faultSession) Reset()                               { ss.to = nil }
-func (ss *faultSession) Logout() error                        { return nil }
-func (ss *faultSession) Mail(string, *smtp.MailOptions) error { return nil }
+func (ss *faultSession) Reset()        { ss.to = nil }
+func (ss *faultSession) Logout() error { return nil }
+func (ss *faultSession) Mail(string, *smtp.MailOptions) error {
+	ss.s.mu.Lock()
+	defer ss.s.mu.Unlock()
+	if ss.s.mode == smtpMail530 {
+		return &smtp.SMTPError{Code: 530, EnhancedCode: smtp.EnhancedCode{5, 7, 0}, Message: "authentication required"}
+	}
+	return nil
+}
 func (ss *faultSession) Rcpt(to string, _ *smtp.RcptOptions) error {
 	if err := ss.s.rcpt(to); err != nil {
 		return err
