@@ -12,12 +12,15 @@ import (
 	"os/user"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 	_ "modernc.org/sqlite" // the same pure-Go driver as the service, to lock its file
+
+	"github.com/verifier/verifier/internal/dbtest"
 )
 
 // Scenario sizes and fault lengths. Each is a choice of this suite, not a
@@ -71,6 +74,8 @@ type envOptions struct {
 	// asNobody runs the binary as an unprivileged user with a data
 	// directory it owns, for faults root would not feel.
 	asNobody bool
+	// databaseURL replaces the SQLite file in the scenario's directory.
+	databaseURL string
 }
 
 func setup(t *testing.T, o envOptions) *env {
@@ -87,8 +92,12 @@ func setup(t *testing.T, o envOptions) *env {
 	}
 	addr := freeAddr(t)
 	e.smtp = startSMTP(t, "http://"+addr, o.latency)
+	dbURL := "sqlite:" + e.db
+	if o.databaseURL != "" {
+		dbURL = o.databaseURL
+	}
 	e.svc = newService(t, serviceOptions{
-		addr: addr, databaseURL: "sqlite:" + e.db, amqpURL: amqpURL, smtpURL: e.smtp.URL(), asUser: runAs,
+		addr: addr, databaseURL: dbURL, amqpURL: amqpURL, smtpURL: e.smtp.URL(), asUser: runAs,
 	})
 	e.svc.Start()
 	e.svc.WaitReady()
@@ -343,10 +352,19 @@ func TestSMTP451Forever(t *testing.T) {
 // change (one alreadyVerified=false, one verifiedAt), one event through
 // the outbox, one VERIFIED on each open subscription.
 func TestParallelVerify(t *testing.T) {
-	for _, rabbit := range []bool{false, true} {
-		name := brokerName(rabbit)
-		t.Run(name, func(t *testing.T) {
-			e := setup(t, envOptions{rabbit: rabbit})
+	for _, v := range []struct {
+		db     string
+		rabbit bool
+	}{{"SQLite", false}, {"SQLite", true}, {"PostgreSQL", false}} {
+		name := v.db + ", " + brokerName(v.rabbit)
+		t.Run(strings.ReplaceAll(name, ", ", "_"), func(t *testing.T) {
+			o := envOptions{rabbit: v.rabbit}
+			if v.db == "PostgreSQL" {
+				// Concurrent transactions really overlap on PostgreSQL;
+				// SQLite serialises writers.
+				o.databaseURL = dbtest.Postgres(t)
+			}
+			e := setup(t, o)
 			c := newClient(e.svc.publicURL(), parallelVerifies)
 			defer c.close()
 			ctx, cancel := context.WithTimeout(context.Background(), drainDeadline)

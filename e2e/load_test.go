@@ -59,7 +59,6 @@ type journey struct {
 	bounced    bool // the 550 address was tried by the mailer
 	verifyOK   bool
 	verifyErr  error
-	verifies   int
 }
 
 // load is a bounded, steady sign-up load with open subscriptions.
@@ -259,9 +258,6 @@ func (l *load) run(j *journey) {
 	}
 	wait := newBackoff()
 	for {
-		j.mu.Lock()
-		j.verifies++
-		j.mu.Unlock()
 		_, err := l.c.verify(ctx, token)
 		if err == nil {
 			j.mu.Lock()
@@ -269,10 +265,13 @@ func (l *load) run(j *journey) {
 			j.mu.Unlock()
 			break
 		}
+		if ctx.Err() != nil {
+			break // keep the last answer the service gave
+		}
 		j.mu.Lock()
 		j.verifyErr = err
 		j.mu.Unlock()
-		if !retryable(err) || ctx.Err() != nil {
+		if !retryable(err) {
 			cancel()
 			break
 		}
@@ -371,7 +370,10 @@ func (l *load) finish(fault string, recovered time.Time, notes ...string) row {
 	}
 
 	r, stuck := l.tally(fault, recovered)
-	if noFault {
+	switch {
+	case stalled:
+		r.Drain = "—"
+	case noFault:
 		r.Drain = "n/a"
 	}
 	r.Notes = append(r.Notes, notes...)
@@ -494,7 +496,7 @@ func (l *load) tally(fault string, recovered time.Time) (row, int) {
 		}
 	}
 	r.Drain = "—"
-	if r.Lost == 0 && r.Delivered > 0 {
+	if r.Lost == 0 && r.Delivered > 0 && stuck == 0 {
 		d := max(last.Sub(recovered), 0)
 		r.Drain = d.Round(100 * time.Millisecond).String()
 	}
