@@ -19,6 +19,7 @@ import (
 const (
 	registerQ = `mutation($e:String!,$p:String!){register(input:{email:$e,password:$p}){watchToken status}}`
 	verifyQ   = `mutation($t:String!){verifyEmail(token:$t){email status verifiedAt alreadyVerified}}`
+	statusQ   = `query($w:String!){verificationStatus(watchToken:$w)}`
 	watchQ    = `subscription($w:String!){verificationStatus(watchToken:$w){status at}}`
 	password  = "correct horse battery staple"
 )
@@ -120,6 +121,15 @@ func (c *client) register(ctx context.Context, email string) (string, error) {
 		return "", fmt.Errorf("register answered %+v", d.Register)
 	}
 	return d.Register.WatchToken, nil
+}
+
+// status reads the status behind a watchToken, as a reloaded waiting
+// screen does.
+func (c *client) status(ctx context.Context, watch string) error {
+	var d struct {
+		VerificationStatus string `json:"verificationStatus"`
+	}
+	return c.do(ctx, statusQ, map[string]any{"w": watch}, &d)
 }
 
 type verifyResult struct {

@@ -46,6 +46,9 @@ const (
 	lockHold = 15 * time.Second
 	// readOnlyFor is how long the database files stay read-only.
 	readOnlyFor = 8 * time.Second
+	// readersDuringFault is the number of clients reading status while
+	// the database is read-only, more than the service's SQLite pool (8).
+	readersDuringFault = 12
 	// stuckAddresses always answer 451: as many as the mailer's default
 	// concurrency (SMTP_CONNECTIONS 8), the worst case for head-of-line
 	// blocking.
@@ -257,7 +260,10 @@ func TestSQLiteLocked(t *testing.T) {
 func TestDatabaseReadOnly(t *testing.T) {
 	e := setup(t, envOptions{asNobody: true, latency: smtpLatency})
 	l := startLoad(t, e.svc, e.smtp, loadOptions{target: registrations})
-	l.awaitAccepted(registrations / 4)
+	// Early, while the service's connection pool is still small: a
+	// connection opened while the files are read-only is the case that
+	// matters (SQLite then opens it read-only, for good).
+	l.awaitAccepted(registrations / 10)
 
 	files := []string{e.dir, e.db, e.db + "-wal", e.db + "-shm"}
 	modes := map[string]os.FileMode{}
@@ -274,7 +280,9 @@ func TestDatabaseReadOnly(t *testing.T) {
 		require.NoError(t, os.Chmod(f, ro))
 	}
 	probe := probeReady(e.svc)
+	stopReaders := readers(e.svc, l.journeys[0].watch, readersDuringFault)
 	time.Sleep(readOnlyFor) // the fault itself
+	stopReaders()
 	for f, m := range modes {
 		require.NoError(t, os.Chmod(f, m))
 	}
@@ -284,6 +292,28 @@ func TestDatabaseReadOnly(t *testing.T) {
 		l.problem("/readyz stayed 200 while the database was read-only")
 	}
 	l.finish(fmt.Sprintf("database files read-only %s", readOnlyFor), time.Now())
+}
+
+// readers keeps n clients reading the status behind watch until the
+// returned function is called: waiting screens reloaded by impatient
+// people, which make the service open more database connections.
+func readers(s *service, watch string, n int) (stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	c := newClient(s.publicURL(), n)
+	var wg sync.WaitGroup
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			wait := newBackoff()
+			for ctx.Err() == nil {
+				if err := c.status(ctx, watch); err != nil {
+					wait.sleep(ctx)
+				}
+			}
+		}()
+	}
+	return func() { cancel(); wg.Wait(); c.close() }
 }
 
 // probeReady asks /readyz every half second until the returned function
