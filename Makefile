@@ -1,6 +1,6 @@
 # The two commands of the README: `make run` and `make test`.
 
-.PHONY: run test check generate bench
+.PHONY: run test check generate bench faults
 
 # Run on embedded defaults: SQLite in ./data, in-process broker, dev outbox.
 run:
@@ -23,3 +23,10 @@ generate:
 bench:
 	go test -run '^$$' -bench 'SignupToInbox|ConfirmToLive|EnumerationTiming' -benchtime 200x .
 	go test -run '^$$' -bench Burst -benchtime 3x .
+
+# The fault suite alone (RELIABILITY.md): the real binary under SIGKILL,
+# RabbitMQ, SMTP and database faults, printing the fault table. make test
+# runs it too. Run as root: it starts its own RabbitMQ node on 5673 and runs
+# one scenario as user nobody. One scenario: make faults RUN=TestSMTPOutage
+faults:
+	CI=$${CI:-true} go test -tags faults -count=1 -v -timeout 12m -run '$(or $(RUN),.)' ./e2e/
