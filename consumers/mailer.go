@@ -125,6 +125,12 @@ func (m *Mailer) Handle(ctx context.Context, msg broker.Message) error {
 		}
 		return broker.RetryAfter(fmt.Errorf("%s email %s: %w", about.kind, msg.ID, err), recordRetry)
 	}
+	if rec.Busy > 0 {
+		// Another copy of this event is being sent right now (the broker
+		// redelivered it while the first was still in an SMTP session):
+		// come back once that one has settled, and find it SENT.
+		return broker.RetryAfter(fmt.Errorf("%s email %s: another delivery of it is being sent", about.kind, msg.ID), rec.Busy)
+	}
 	switch rec.State {
 	case delivery.Sent:
 		m.count(m.Metrics.Skipped, about.kind)

@@ -36,7 +36,9 @@ type Delivery struct {
 	// Payload holds the value of the "payload" field.
 	Payload []byte `json:"-"`
 	// UpdatedAt holds the value of the "updated_at" field.
-	UpdatedAt    time.Time `json:"updated_at,omitempty"`
+	UpdatedAt time.Time `json:"updated_at,omitempty"`
+	// SendingUntil holds the value of the "sending_until" field.
+	SendingUntil *time.Time `json:"sending_until,omitempty"`
 	selectValues sql.SelectValues
 }
 
@@ -51,7 +53,7 @@ func (*Delivery) scanValues(columns []string) ([]any, error) {
 			values[i] = new(sql.NullInt64)
 		case delivery.FieldEventID, delivery.FieldKind, delivery.FieldAddress, delivery.FieldState, delivery.FieldReason, delivery.FieldTopic:
 			values[i] = new(sql.NullString)
-		case delivery.FieldCreatedAt, delivery.FieldUpdatedAt:
+		case delivery.FieldCreatedAt, delivery.FieldUpdatedAt, delivery.FieldSendingUntil:
 			values[i] = new(sql.NullTime)
 		default:
 			values[i] = new(sql.UnknownType)
@@ -134,6 +136,13 @@ func (_m *Delivery) assignValues(columns []string, values []any) error {
 			} else if value.Valid {
 				_m.UpdatedAt = value.Time
 			}
+		case delivery.FieldSendingUntil:
+			if value, ok := values[i].(*sql.NullTime); !ok {
+				return fmt.Errorf("unexpected type %T for field sending_until", values[i])
+			} else if value.Valid {
+				_m.SendingUntil = new(time.Time)
+				*_m.SendingUntil = value.Time
+			}
 		default:
 			_m.selectValues.Set(columns[i], values[i])
 		}
@@ -198,6 +207,11 @@ func (_m *Delivery) String() string {
 	builder.WriteString(", ")
 	builder.WriteString("updated_at=")
 	builder.WriteString(_m.UpdatedAt.Format(time.ANSIC))
+	builder.WriteString(", ")
+	if v := _m.SendingUntil; v != nil {
+		builder.WriteString("sending_until=")
+		builder.WriteString(v.Format(time.ANSIC))
+	}
 	builder.WriteByte(')')
 	return builder.String()
 }

@@ -130,6 +130,20 @@ func (_c *DeliveryCreate) SetNillableUpdatedAt(v *time.Time) *DeliveryCreate {
 	return _c
 }
 
+// SetSendingUntil sets the "sending_until" field.
+func (_c *DeliveryCreate) SetSendingUntil(v time.Time) *DeliveryCreate {
+	_c.mutation.SetSendingUntil(v)
+	return _c
+}
+
+// SetNillableSendingUntil sets the "sending_until" field if the given value is not nil.
+func (_c *DeliveryCreate) SetNillableSendingUntil(v *time.Time) *DeliveryCreate {
+	if v != nil {
+		_c.SetSendingUntil(*v)
+	}
+	return _c
+}
+
 // Mutation returns the DeliveryMutation object of the builder.
 func (_c *DeliveryCreate) Mutation() *DeliveryMutation {
 	return _c.mutation
@@ -307,6 +321,10 @@ func (_c *DeliveryCreate) createSpec() (*Delivery, *sqlgraph.CreateSpec) {
 		_spec.SetField(delivery.FieldUpdatedAt, field.TypeTime, value)
 		_node.UpdatedAt = value
 	}
+	if value, ok := _c.mutation.SendingUntil(); ok {
+		_spec.SetField(delivery.FieldSendingUntil, field.TypeTime, value)
+		_node.SendingUntil = &value
+	}
 	return _node, _spec
 }
 
@@ -440,6 +458,24 @@ func (u *DeliveryUpsert) SetUpdatedAt(v time.Time) *DeliveryUpsert {
 // UpdateUpdatedAt sets the "updated_at" field to the value that was provided on create.
 func (u *DeliveryUpsert) UpdateUpdatedAt() *DeliveryUpsert {
 	u.SetExcluded(delivery.FieldUpdatedAt)
+	return u
+}
+
+// SetSendingUntil sets the "sending_until" field.
+func (u *DeliveryUpsert) SetSendingUntil(v time.Time) *DeliveryUpsert {
+	u.Set(delivery.FieldSendingUntil, v)
+	return u
+}
+
+// UpdateSendingUntil sets the "sending_until" field to the value that was provided on create.
+func (u *DeliveryUpsert) UpdateSendingUntil() *DeliveryUpsert {
+	u.SetExcluded(delivery.FieldSendingUntil)
+	return u
+}
+
+// ClearSendingUntil clears the value of the "sending_until" field.
+func (u *DeliveryUpsert) ClearSendingUntil() *DeliveryUpsert {
+	u.SetNull(delivery.FieldSendingUntil)
 	return u
 }
 
@@ -592,6 +628,27 @@ func (u *DeliveryUpsertOne) SetUpdatedAt(v time.Time) *DeliveryUpsertOne {
 func (u *DeliveryUpsertOne) UpdateUpdatedAt() *DeliveryUpsertOne {
 	return u.Update(func(s *DeliveryUpsert) {
 		s.UpdateUpdatedAt()
+	})
+}
+
+// SetSendingUntil sets the "sending_until" field.
+func (u *DeliveryUpsertOne) SetSendingUntil(v time.Time) *DeliveryUpsertOne {
+	return u.Update(func(s *DeliveryUpsert) {
+		s.SetSendingUntil(v)
+	})
+}
+
+// UpdateSendingUntil sets the "sending_until" field to the value that was provided on create.
+func (u *DeliveryUpsertOne) UpdateSendingUntil() *DeliveryUpsertOne {
+	return u.Update(func(s *DeliveryUpsert) {
+		s.UpdateSendingUntil()
+	})
+}
+
+// ClearSendingUntil clears the value of the "sending_until" field.
+func (u *DeliveryUpsertOne) ClearSendingUntil() *DeliveryUpsertOne {
+	return u.Update(func(s *DeliveryUpsert) {
+		s.ClearSendingUntil()
 	})
 }
 
@@ -910,6 +967,27 @@ func (u *DeliveryUpsertBulk) SetUpdatedAt(v time.Time) *DeliveryUpsertBulk {
 func (u *DeliveryUpsertBulk) UpdateUpdatedAt() *DeliveryUpsertBulk {
 	return u.Update(func(s *DeliveryUpsert) {
 		s.UpdateUpdatedAt()
+	})
+}
+
+// SetSendingUntil sets the "sending_until" field.
+func (u *DeliveryUpsertBulk) SetSendingUntil(v time.Time) *DeliveryUpsertBulk {
+	return u.Update(func(s *DeliveryUpsert) {
+		s.SetSendingUntil(v)
+	})
+}
+
+// UpdateSendingUntil sets the "sending_until" field to the value that was provided on create.
+func (u *DeliveryUpsertBulk) UpdateSendingUntil() *DeliveryUpsertBulk {
+	return u.Update(func(s *DeliveryUpsert) {
+		s.UpdateSendingUntil()
+	})
+}
+
+// ClearSendingUntil clears the value of the "sending_until" field.
+func (u *DeliveryUpsertBulk) ClearSendingUntil() *DeliveryUpsertBulk {
+	return u.Update(func(s *DeliveryUpsert) {
+		s.ClearSendingUntil()
 	})
 }
 

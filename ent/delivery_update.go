@@ -117,6 +117,26 @@ func (_u *DeliveryUpdate) SetNillableUpdatedAt(v *time.Time) *DeliveryUpdate {
 	return _u
 }
 
+// SetSendingUntil sets the "sending_until" field.
+func (_u *DeliveryUpdate) SetSendingUntil(v time.Time) *DeliveryUpdate {
+	_u.mutation.SetSendingUntil(v)
+	return _u
+}
+
+// SetNillableSendingUntil sets the "sending_until" field if the given value is not nil.
+func (_u *DeliveryUpdate) SetNillableSendingUntil(v *time.Time) *DeliveryUpdate {
+	if v != nil {
+		_u.SetSendingUntil(*v)
+	}
+	return _u
+}
+
+// ClearSendingUntil clears the value of the "sending_until" field.
+func (_u *DeliveryUpdate) ClearSendingUntil() *DeliveryUpdate {
+	_u.mutation.ClearSendingUntil()
+	return _u
+}
+
 // Mutation returns the DeliveryMutation object of the builder.
 func (_u *DeliveryUpdate) Mutation() *DeliveryMutation {
 	return _u.mutation
@@ -204,6 +224,12 @@ func (_u *DeliveryUpdate) sqlSave(ctx context.Context) (_node int, err error) {
 	}
 	if value, ok := _u.mutation.UpdatedAt(); ok {
 		_spec.SetField(delivery.FieldUpdatedAt, field.TypeTime, value)
+	}
+	if value, ok := _u.mutation.SendingUntil(); ok {
+		_spec.SetField(delivery.FieldSendingUntil, field.TypeTime, value)
+	}
+	if _u.mutation.SendingUntilCleared() {
+		_spec.ClearField(delivery.FieldSendingUntil, field.TypeTime)
 	}
 	if _node, err = sqlgraph.UpdateNodes(ctx, _u.driver, _spec); err != nil {
 		if _, ok := err.(*sqlgraph.NotFoundError); ok {
@@ -311,6 +337,26 @@ func (_u *DeliveryUpdateOne) SetNillableUpdatedAt(v *time.Time) *DeliveryUpdateO
 	if v != nil {
 		_u.SetUpdatedAt(*v)
 	}
+	return _u
+}
+
+// SetSendingUntil sets the "sending_until" field.
+func (_u *DeliveryUpdateOne) SetSendingUntil(v time.Time) *DeliveryUpdateOne {
+	_u.mutation.SetSendingUntil(v)
+	return _u
+}
+
+// SetNillableSendingUntil sets the "sending_until" field if the given value is not nil.
+func (_u *DeliveryUpdateOne) SetNillableSendingUntil(v *time.Time) *DeliveryUpdateOne {
+	if v != nil {
+		_u.SetSendingUntil(*v)
+	}
+	return _u
+}
+
+// ClearSendingUntil clears the value of the "sending_until" field.
+func (_u *DeliveryUpdateOne) ClearSendingUntil() *DeliveryUpdateOne {
+	_u.mutation.ClearSendingUntil()
 	return _u
 }
 
@@ -431,6 +477,12 @@ func (_u *DeliveryUpdateOne) sqlSave(ctx context.Context) (_node *Delivery, err 
 	}
 	if value, ok := _u.mutation.UpdatedAt(); ok {
 		_spec.SetField(delivery.FieldUpdatedAt, field.TypeTime, value)
+	}
+	if value, ok := _u.mutation.SendingUntil(); ok {
+		_spec.SetField(delivery.FieldSendingUntil, field.TypeTime, value)
+	}
+	if _u.mutation.SendingUntilCleared() {
+		_spec.ClearField(delivery.FieldSendingUntil, field.TypeTime)
 	}
 	_node = &Delivery{config: _u.config}
 	_spec.Assign = _node.assignValues

@@ -61,6 +61,7 @@ type DeliveryMutation struct {
 	topic         *string
 	payload       *[]byte
 	updated_at    *time.Time
+	sending_until *time.Time
 	clearedFields map[string]struct{}
 	done          bool
 	oldValue      func(context.Context) (*Delivery, error)
@@ -558,6 +559,55 @@ func (m *DeliveryMutation) ResetUpdatedAt() {
 	m.updated_at = nil
 }
 
+// SetSendingUntil sets the "sending_until" field.
+func (m *DeliveryMutation) SetSendingUntil(t time.Time) {
+	m.sending_until = &t
+}
+
+// SendingUntil returns the value of the "sending_until" field in the mutation.
+func (m *DeliveryMutation) SendingUntil() (r time.Time, exists bool) {
+	v := m.sending_until
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldSendingUntil returns the old "sending_until" field's value of the Delivery entity.
+// If the Delivery object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *DeliveryMutation) OldSendingUntil(ctx context.Context) (v *time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldSendingUntil is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldSendingUntil requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldSendingUntil: %w", err)
+	}
+	return oldValue.SendingUntil, nil
+}
+
+// ClearSendingUntil clears the value of the "sending_until" field.
+func (m *DeliveryMutation) ClearSendingUntil() {
+	m.sending_until = nil
+	m.clearedFields[delivery.FieldSendingUntil] = struct{}{}
+}
+
+// SendingUntilCleared returns if the "sending_until" field was cleared in this mutation.
+func (m *DeliveryMutation) SendingUntilCleared() bool {
+	_, ok := m.clearedFields[delivery.FieldSendingUntil]
+	return ok
+}
+
+// ResetSendingUntil resets all changes to the "sending_until" field.
+func (m *DeliveryMutation) ResetSendingUntil() {
+	m.sending_until = nil
+	delete(m.clearedFields, delivery.FieldSendingUntil)
+}
+
 // Where appends a list predicates to the DeliveryMutation builder.
 func (m *DeliveryMutation) Where(ps ...predicate.Delivery) {
 	m.predicates = append(m.predicates, ps...)
@@ -592,7 +642,7 @@ func (m *DeliveryMutation) Type() string {
 // order to get all numeric fields that were incremented/decremented, call
 // AddedFields().
 func (m *DeliveryMutation) Fields() []string {
-	fields := make([]string, 0, 10)
+	fields := make([]string, 0, 11)
 	if m.created_at != nil {
 		fields = append(fields, delivery.FieldCreatedAt)
 	}
@@ -623,6 +673,9 @@ func (m *DeliveryMutation) Fields() []string {
 	if m.updated_at != nil {
 		fields = append(fields, delivery.FieldUpdatedAt)
 	}
+	if m.sending_until != nil {
+		fields = append(fields, delivery.FieldSendingUntil)
+	}
 	return fields
 }
 
@@ -651,6 +704,8 @@ func (m *DeliveryMutation) Field(name string) (ent.Value, bool) {
 		return m.Payload()
 	case delivery.FieldUpdatedAt:
 		return m.UpdatedAt()
+	case delivery.FieldSendingUntil:
+		return m.SendingUntil()
 	}
 	return nil, false
 }
@@ -680,6 +735,8 @@ func (m *DeliveryMutation) OldField(ctx context.Context, name string) (ent.Value
 		return m.OldPayload(ctx)
 	case delivery.FieldUpdatedAt:
 		return m.OldUpdatedAt(ctx)
+	case delivery.FieldSendingUntil:
+		return m.OldSendingUntil(ctx)
 	}
 	return nil, fmt.Errorf("unknown Delivery field %s", name)
 }
@@ -759,6 +816,13 @@ func (m *DeliveryMutation) SetField(name string, value ent.Value) error {
 		}
 		m.SetUpdatedAt(v)
 		return nil
+	case delivery.FieldSendingUntil:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetSendingUntil(v)
+		return nil
 	}
 	return fmt.Errorf("unknown Delivery field %s", name)
 }
@@ -807,6 +871,9 @@ func (m *DeliveryMutation) ClearedFields() []string {
 	if m.FieldCleared(delivery.FieldPayload) {
 		fields = append(fields, delivery.FieldPayload)
 	}
+	if m.FieldCleared(delivery.FieldSendingUntil) {
+		fields = append(fields, delivery.FieldSendingUntil)
+	}
 	return fields
 }
 
@@ -823,6 +890,9 @@ func (m *DeliveryMutation) ClearField(name string) error {
 	switch name {
 	case delivery.FieldPayload:
 		m.ClearPayload()
+		return nil
+	case delivery.FieldSendingUntil:
+		m.ClearSendingUntil()
 		return nil
 	}
 	return fmt.Errorf("unknown Delivery nullable field %s", name)
@@ -861,6 +931,9 @@ func (m *DeliveryMutation) ResetField(name string) error {
 		return nil
 	case delivery.FieldUpdatedAt:
 		m.ResetUpdatedAt()
+		return nil
+	case delivery.FieldSendingUntil:
+		m.ResetSendingUntil()
 		return nil
 	}
 	return fmt.Errorf("unknown Delivery field %s", name)

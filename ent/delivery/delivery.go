@@ -34,6 +34,8 @@ const (
 	FieldPayload = "payload"
 	// FieldUpdatedAt holds the string denoting the updated_at field in the database.
 	FieldUpdatedAt = "updated_at"
+	// FieldSendingUntil holds the string denoting the sending_until field in the database.
+	FieldSendingUntil = "sending_until"
 	// Table holds the table name of the delivery in the database.
 	Table = "deliveries"
 )
@@ -51,6 +53,7 @@ var Columns = []string{
 	FieldTopic,
 	FieldPayload,
 	FieldUpdatedAt,
+	FieldSendingUntil,
 }
 
 // ValidColumn reports if the column name is valid (part of the table columns).
@@ -161,4 +164,9 @@ func ByTopic(opts ...sql.OrderTermOption) OrderOption {
 // ByUpdatedAt orders the results by the updated_at field.
 func ByUpdatedAt(opts ...sql.OrderTermOption) OrderOption {
 	return sql.OrderByField(FieldUpdatedAt, opts...).ToFunc()
+}
+
+// BySendingUntil orders the results by the sending_until field.
+func BySendingUntil(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldSendingUntil, opts...).ToFunc()
 }

@@ -99,6 +99,11 @@ func UpdatedAt(v time.Time) predicate.Delivery {
 	return predicate.Delivery(sql.FieldEQ(FieldUpdatedAt, v))
 }
 
+// SendingUntil applies equality check predicate on the "sending_until" field. It's identical to SendingUntilEQ.
+func SendingUntil(v time.Time) predicate.Delivery {
+	return predicate.Delivery(sql.FieldEQ(FieldSendingUntil, v))
+}
+
 // CreatedAtEQ applies the EQ predicate on the "created_at" field.
 func CreatedAtEQ(v time.Time) predicate.Delivery {
 	return predicate.Delivery(sql.FieldEQ(FieldCreatedAt, v))
@@ -612,6 +617,56 @@ func UpdatedAtLT(v time.Time) predicate.Delivery {
 // UpdatedAtLTE applies the LTE predicate on the "updated_at" field.
 func UpdatedAtLTE(v time.Time) predicate.Delivery {
 	return predicate.Delivery(sql.FieldLTE(FieldUpdatedAt, v))
+}
+
+// SendingUntilEQ applies the EQ predicate on the "sending_until" field.
+func SendingUntilEQ(v time.Time) predicate.Delivery {
+	return predicate.Delivery(sql.FieldEQ(FieldSendingUntil, v))
+}
+
+// SendingUntilNEQ applies the NEQ predicate on the "sending_until" field.
+func SendingUntilNEQ(v time.Time) predicate.Delivery {
+	return predicate.Delivery(sql.FieldNEQ(FieldSendingUntil, v))
+}
+
+// SendingUntilIn applies the In predicate on the "sending_until" field.
+func SendingUntilIn(vs ...time.Time) predicate.Delivery {
+	return predicate.Delivery(sql.FieldIn(FieldSendingUntil, vs...))
+}
+
+// SendingUntilNotIn applies the NotIn predicate on the "sending_until" field.
+func SendingUntilNotIn(vs ...time.Time) predicate.Delivery {
+	return predicate.Delivery(sql.FieldNotIn(FieldSendingUntil, vs...))
+}
+
+// SendingUntilGT applies the GT predicate on the "sending_until" field.
+func SendingUntilGT(v time.Time) predicate.Delivery {
+	return predicate.Delivery(sql.FieldGT(FieldSendingUntil, v))
+}
+
+// SendingUntilGTE applies the GTE predicate on the "sending_until" field.
+func SendingUntilGTE(v time.Time) predicate.Delivery {
+	return predicate.Delivery(sql.FieldGTE(FieldSendingUntil, v))
+}
+
+// SendingUntilLT applies the LT predicate on the "sending_until" field.
+func SendingUntilLT(v time.Time) predicate.Delivery {
+	return predicate.Delivery(sql.FieldLT(FieldSendingUntil, v))
+}
+
+// SendingUntilLTE applies the LTE predicate on the "sending_until" field.
+func SendingUntilLTE(v time.Time) predicate.Delivery {
+	return predicate.Delivery(sql.FieldLTE(FieldSendingUntil, v))
+}
+
+// SendingUntilIsNil applies the IsNil predicate on the "sending_until" field.
+func SendingUntilIsNil() predicate.Delivery {
+	return predicate.Delivery(sql.FieldIsNull(FieldSendingUntil))
+}
+
+// SendingUntilNotNil applies the NotNil predicate on the "sending_until" field.
+func SendingUntilNotNil() predicate.Delivery {
+	return predicate.Delivery(sql.FieldNotNull(FieldSendingUntil))
 }
 
 // And groups predicates with the AND operator between them.

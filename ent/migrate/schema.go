@@ -21,6 +21,7 @@ var (
 		{Name: "topic", Type: field.TypeString},
 		{Name: "payload", Type: field.TypeBytes, Nullable: true},
 		{Name: "updated_at", Type: field.TypeTime},
+		{Name: "sending_until", Type: field.TypeTime, Nullable: true},
 	}
 	// DeliveriesTable holds the schema information for the "deliveries" table.
 	DeliveriesTable = &schema.Table{

@@ -41,6 +41,10 @@ func (Delivery) Fields() []ent.Field {
 		field.String("topic").Immutable(),
 		field.Bytes("payload").Optional().Sensitive(),
 		field.Time("updated_at").Default(time.Now),
+		// While a mailer is sending this email: another copy of the event
+		// (a redelivery racing the first, after a lost connection or a
+		// lapsed outbox lease) waits until then instead of sending too.
+		field.Time("sending_until").Optional().Nillable(),
 	}
 }
 

@@ -60,11 +60,24 @@ type Record struct {
 	ID       int
 	State    entdelivery.State
 	Attempts int
+	// Busy is set when another delivery of the same event holds the
+	// record (it is sending the email now): wait this long, then look
+	// again, rather than send a second copy.
+	Busy time.Duration
 }
 
-// Begin returns the record of e, creating it QUEUED on first sight.
+// SendLease is how long Begin reserves a record for the caller's send:
+// longer than one SMTP send may take (mail.SMTP's timeouts), short enough
+// that after a crash mid-send the redelivery waits only briefly.
+const SendLease = 30 * time.Second
+
+// Begin returns the record of e, creating it QUEUED on first sight, and
+// reserves it for the caller for SendLease unless it is SENT, FAILED or
+// reserved by another delivery of the same event (then Busy says for how
+// long). The reservation ends with MarkSent, MarkDeferred or MarkFailed.
 func (s *Store) Begin(ctx context.Context, e Event) (Record, error) {
 	now := s.now().UTC()
+	until := now.Add(SendLease)
 	id, err := s.db.Delivery.Create().
 		SetEventID(e.ID).
 		SetKind(e.Kind).
@@ -73,19 +86,33 @@ func (s *Store) Begin(ctx context.Context, e Event) (Record, error) {
 		SetPayload(e.Payload).
 		SetCreatedAt(now).
 		SetUpdatedAt(now).
+		SetSendingUntil(until).
 		OnConflictColumns(entdelivery.FieldEventID).
 		DoNothing().
 		ID(ctx)
 	if err == nil {
 		return Record{ID: id, State: Queued}, nil
 	}
-	// Seen before (the insert did nothing), or the insert failed: the
-	// read says which.
+	// Seen before (the insert did nothing), or the insert failed: take
+	// the reservation if it is free (one conditional update, so of two
+	// racing copies exactly one wins), then read what is there.
+	claimed, cerr := s.db.Delivery.Update().
+		Where(
+			entdelivery.EventID(e.ID),
+			entdelivery.StateIn(Queued, Deferred),
+			entdelivery.Or(entdelivery.SendingUntilIsNil(), entdelivery.SendingUntilLTE(now)),
+		).
+		SetSendingUntil(until).
+		Save(ctx)
 	rec, qerr := s.db.Delivery.Query().Where(entdelivery.EventID(e.ID)).Only(ctx)
-	if qerr != nil {
-		return Record{}, fmt.Errorf("delivery record of %s: %w", e.ID, errors.Join(err, qerr))
+	if qerr != nil || cerr != nil {
+		return Record{}, fmt.Errorf("delivery record of %s: %w", e.ID, errors.Join(err, cerr, qerr))
 	}
-	return Record{ID: rec.ID, State: rec.State, Attempts: rec.Attempts}, nil
+	r := Record{ID: rec.ID, State: rec.State, Attempts: rec.Attempts}
+	if claimed == 0 && rec.SendingUntil != nil && (rec.State == Queued || rec.State == Deferred) {
+		r.Busy = max(rec.SendingUntil.Sub(now), time.Second)
+	}
+	return r, nil
 }
 
 // MarkSent records that the server accepted the email, and drops the
@@ -112,7 +139,8 @@ func (s *Store) mark(ctx context.Context, r Record, state entdelivery.State, tri
 	u := s.db.Delivery.UpdateOneID(r.ID).
 		SetState(state).
 		SetReason(truncate(reason, maxReason)).
-		SetUpdatedAt(s.now().UTC())
+		SetUpdatedAt(s.now().UTC()).
+		ClearSendingUntil()
 	if tried {
 		u.AddAttempts(1)
 	}

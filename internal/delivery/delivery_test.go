@@ -62,12 +62,50 @@ func TestBeginFindsTheRecord(t *testing.T) {
 		require.Equal(t, Queued, first.State)
 		again, err := b.store.Begin(ctx, e)
 		require.NoError(t, err)
-		require.Equal(t, first, again, "one record per event")
+		require.Equal(t, first.ID, again.ID, "one record per event")
+		require.Equal(t, SendLease, again.Busy, "the first delivery is sending it")
 
 		require.NoError(t, b.store.MarkSent(ctx, first, true))
 		sent, err := b.store.Begin(ctx, e)
 		require.NoError(t, err)
 		require.Equal(t, Record{ID: first.ID, State: Sent, Attempts: 1}, sent)
+	})
+}
+
+// Two copies of one event (a redelivery racing the first): exactly one
+// gets to send; the other is told to wait; a reservation left by a crashed
+// sender lapses after SendLease.
+func TestBeginReservesForOneSender(t *testing.T) {
+	t.Parallel()
+	eachDB(t, func(t *testing.T, b *testBundle) {
+		ctx := context.Background()
+		e := newEvent()
+		recs := make([]Record, 16)
+		errs := make([]error, len(recs))
+		var wg sync.WaitGroup
+		for i := range recs {
+			wg.Go(func() { recs[i], errs[i] = b.store.Begin(ctx, e) })
+		}
+		wg.Wait()
+		free := 0
+		for i, r := range recs {
+			require.NoError(t, errs[i])
+			if r.Busy == 0 {
+				free++
+			}
+		}
+		require.Equal(t, 1, free, "one sender")
+
+		// The sender crashed: after the lease another delivery may send.
+		b.clock.Advance(SendLease)
+		r, err := b.store.Begin(ctx, e)
+		require.NoError(t, err)
+		require.Zero(t, r.Busy)
+		require.NoError(t, b.store.MarkDeferred(ctx, r, true, "451 later"))
+		r, err = b.store.Begin(ctx, e)
+		require.NoError(t, err)
+		require.Zero(t, r.Busy, "a settled delivery holds nothing")
+		require.Equal(t, Deferred, r.State)
 	})
 }
 
