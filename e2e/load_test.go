@@ -440,12 +440,14 @@ func (l *load) tally(fault string, recovered time.Time) (row, int) {
 	mails := l.smtp.AllMails()
 	mine := map[string]bool{}
 	var last time.Time
-	var bounced, bounceAttempts, bounceDelivered, completed, invalid, unsubscribed, reconnected, stuck int
+	var bounced, bounceAttempts, bounceDelivered, completed, invalid, unsubscribed, reconnected, stuck, rfc1047 int
 	var stuckErrs []string
 	for _, j := range l.journeys {
 		mine[j.email] = true
 		got := mails[j.email]
-		r.Duplicated += duplicates(got)
+		dup, unavoidable := duplicates(got)
+		r.Duplicated += dup
+		rfc1047 += unavoidable
 		j.mu.Lock()
 		switch j.kind {
 		case bounceAddr:
@@ -515,6 +517,9 @@ func (l *load) tally(fault string, recovered time.Time) (row, int) {
 	if reconnected > 0 {
 		r.Notes = append(r.Notes, fmt.Sprintf("%d subscriptions reconnected", reconnected))
 	}
+	if rfc1047 > 0 {
+		r.Notes = append(r.Notes, fmt.Sprintf("%d more copies of mails whose sender was killed before the server's 250 (RFC 1047: no client can avoid these)", rfc1047))
+	}
 	if completed > 0 {
 		r.Notes = append(r.Notes, fmt.Sprintf("%d completed without VERIFIED", completed))
 	}
@@ -528,17 +533,36 @@ func (l *load) tally(fault string, recovered time.Time) (row, int) {
 }
 
 // duplicates counts the extra copies among one address's mails: a mail
-// whose Message-ID or token was seen before.
-func duplicates(ms []received) int {
-	ids, toks := map[string]bool{}, map[string]bool{}
-	n := 0
+// whose Message-ID or token was seen before. A copy of a mail whose
+// sender never heard the server's "250" (killed while the server worked)
+// is counted apart, as unavoidable: the sender could not know it had
+// been accepted (RFC 1047).
+func duplicates(ms []received) (avoidable, unavoidable int) {
+	type seen struct{ answered bool }
+	ids, toks := map[string]*seen{}, map[string]*seen{}
 	for _, m := range ms {
-		if (m.MessageID != "" && ids[m.MessageID]) || (m.Token != "" && toks[m.Token]) {
-			n++
+		prev := ids[m.MessageID]
+		if prev == nil && m.Token != "" {
+			prev = toks[m.Token]
 		}
-		ids[m.MessageID], toks[m.Token] = true, true
+		if m.MessageID == "" && m.Token == "" {
+			prev = nil
+		}
+		switch {
+		case prev == nil:
+			s := &seen{answered: !m.Unanswered}
+			ids[m.MessageID], toks[m.Token] = s, s
+			continue
+		case prev.answered:
+			avoidable++
+		default:
+			unavoidable++
+		}
+		if !m.Unanswered {
+			prev.answered = true
+		}
 	}
-	return n
+	return avoidable, unavoidable
 }
 
 func sum(m map[string]int) int {

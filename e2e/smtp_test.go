@@ -55,6 +55,13 @@ type received struct {
 	MessageID string
 	Subject   string
 	Token     string // from the link line of the text part; "" if none
+	// Unanswered is set when the sender was gone by the time this server
+	// answered the final "." (it was killed while the server worked):
+	// the server keeps the message, as a real relay does, but the sender
+	// never heard "250". A copy sent again is the duplicate RFC 1047
+	// describes, which no SMTP client can avoid; the suite counts it
+	// apart.
+	Unanswered bool
 }
 
 // faultSMTP is a real SMTP server (emersion/go-smtp) whose behaviour a
@@ -101,7 +108,7 @@ func startSMTP(t testing.TB, publicURL string, latency time.Duration) *faultSMTP
 		waiters:   map[string]chan struct{}{},
 		attempted: map[string]chan struct{}{},
 	}
-	s.srv = smtp.NewServer(smtp.BackendFunc(func(*smtp.Conn) (smtp.Session, error) { return &faultSession{s: s}, nil }))
+	s.srv = smtp.NewServer(smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) { return &faultSession{s: s, conn: c.Conn()}, nil }))
 	s.srv.Domain = "faults.test"
 	s.srv.ReadTimeout, s.srv.WriteTimeout = 30*time.Second, 30*time.Second
 	s.srv.AllowInsecureAuth = true
@@ -282,7 +289,7 @@ func (s *faultSMTP) rcpt(addr string) error {
 	return nil
 }
 
-func (s *faultSMTP) deliver(to []string, raw []byte) error {
+func (s *faultSMTP) deliver(to []string, raw []byte, unanswered bool) error {
 	m, err := parseMail(raw)
 	if err != nil {
 		return err
@@ -293,6 +300,7 @@ func (s *faultSMTP) deliver(to []string, raw []byte) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	m.r.At = time.Now()
+	m.r.Unanswered = unanswered
 	s.last = m.r.At
 	for _, a := range to {
 		a = strings.ToLower(a)
@@ -307,8 +315,25 @@ func (s *faultSMTP) deliver(to []string, raw []byte) error {
 }
 
 type faultSession struct {
-	s  *faultSMTP
-	to []string
+	s    *faultSMTP
+	conn net.Conn
+	to   []string
+}
+
+// peerGone reports whether the sender has closed the connection (or was
+// killed: the kernel closes its sockets). It reads straight from the
+// socket for a millisecond: a live sender is silent while it waits for
+// the answer to ".", so nothing of its is consumed.
+func (ss *faultSession) peerGone() bool {
+	if ss.conn == nil {
+		return false
+	}
+	defer func() { _ = ss.conn.SetReadDeadline(time.Time{}) }()
+	_ = ss.conn.SetReadDeadline(time.Now().Add(time.Millisecond))
+	var b [1]byte
+	_, err := ss.conn.Read(b[:])
+	var ne net.Error
+	return err != nil && !(errors.As(err, &ne) && ne.Timeout())
 }
 
 func (ss *faultSession) Reset()        { ss.to = nil }
@@ -337,7 +362,7 @@ func (ss *faultSession) Data(r io.Reader) error {
 	if ss.s.latency > 0 {
 		time.Sleep(ss.s.latency) // a relay's own work before it answers 250
 	}
-	if err := ss.s.deliver(ss.to, raw); err != nil {
+	if err := ss.s.deliver(ss.to, raw, ss.peerGone()); err != nil {
 		return &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 6, 0}, Message: "unparsable message"}
 	}
 	return nil
