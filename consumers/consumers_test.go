@@ -34,6 +34,20 @@ type testBundle struct {
 	db     *ent.Client
 	mailer *Mailer
 	counts *counts
+	clock  *testClock
+}
+
+// testClock is real time plus an offset a test can advance.
+type testClock struct {
+	mu     sync.Mutex
+	offset time.Duration
+}
+
+func (c *testClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return time.Now().Add(c.offset) }
+func (c *testClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.offset += d
 }
 
 type counts struct {
@@ -60,9 +74,11 @@ func setup(t *testing.T) *testBundle {
 	require.NoError(t, err)
 	t.Cleanup(func() { db.Close() })
 	c := &counts{}
+	clock := &testClock{}
 	inc := func(p *int) func(string) { return func(string) { c.mu.Lock(); *p++; c.mu.Unlock() } }
-	return &testBundle{sink: sink, db: db.Ent, counts: c, mailer: &Mailer{
-		Sender: s, Seal: testBox(t), Records: delivery.New(db.Ent, nil), PublicURL: "https://verify.example.com", Log: quiet(),
+	return &testBundle{sink: sink, db: db.Ent, counts: c, clock: clock, mailer: &Mailer{
+		Sender: s, Seal: testBox(t), Records: delivery.New(db.Ent, clock.Now), Now: clock.Now,
+		PublicURL: "https://verify.example.com", Log: quiet(),
 		Metrics: MailMetrics{
 			Sent: inc(&c.sent), Failed: inc(&c.failed), Retried: inc(&c.retried), Skipped: inc(&c.skipped),
 			Problem: func(on bool) { c.mu.Lock(); c.problem = on; c.mu.Unlock() },
@@ -161,9 +177,13 @@ func TestMailerDefersTemporaryFailures(t *testing.T) {
 	b := setup(t)
 	b.sink.Refuse(func(string) error { return smtpsink.TempFail })
 	msg := verificationMessage(t, "slow@example.com")
-	for i, want := range []time.Duration{time.Second, 2 * time.Second, 5 * time.Second} {
+	// The wait is a quarter of how long the email has been failing, from
+	// a second up to a minute: soon after a short hiccup, rarely for an
+	// address that keeps declining.
+	for i, step := range []struct{ after, want time.Duration }{{0, time.Second}, {20 * time.Second, 5 * time.Second}, {30 * time.Minute, time.Minute}} {
+		b.clock.Advance(step.after)
 		msg.Attempt = i + 1
-		require.Equal(t, want, retryDelay(t, b.mailer.Handle(context.Background(), msg)))
+		require.Equal(t, step.want, retryDelay(t, b.mailer.Handle(context.Background(), msg)))
 		rec := b.record(t, msg)
 		require.Equal(t, delivery.Deferred, rec.State)
 		require.Equal(t, i+1, rec.Attempts)
@@ -196,6 +216,9 @@ func TestMailerRetriesSoonWhileUnreachable(t *testing.T) {
 	require.Equal(t, delivery.Deferred, rec.State)
 	require.Zero(t, rec.Attempts, "held back: no attempt")
 	require.Contains(t, rec.Reason, "421")
+	// Held back again: the first try's reservation ended with it, so the
+	// next one is not told to wait for another sender.
+	require.LessOrEqual(t, retryDelay(t, b.mailer.Handle(context.Background(), second)), 2*time.Second)
 	require.Equal(t, 1, b.counts.get().retried)
 }
 

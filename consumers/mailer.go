@@ -24,11 +24,6 @@ const MailerQueue = "mailer"
 // last entry repeats). They match RabbitMQ's delay tiers, so a retry waits
 // exactly this long there too.
 var (
-	// The server is up and declined one message for now (greylisting, a
-	// busy mailbox, a per-recipient rate). Backing off to a minute: a few
-	// addresses that keep failing cost little, and hold up nothing since
-	// no worker waits for them.
-	deferredRetry = []time.Duration{time.Second, 2 * time.Second, 5 * time.Second, 15 * time.Second, time.Minute}
 	// No session with the server. Short, so the whole backlog goes within
 	// about two seconds of the server's return; mail.SMTP dials a down
 	// server at most once a second, so the waiting mail costs it nothing.
@@ -44,9 +39,18 @@ const (
 	// recordRetry is the wait after the delivery record could not be read
 	// or written (the database is down): the email is not sent blind.
 	recordRetry = 2 * time.Second
+	// recordSentRetryMin and recordSentRetryMax pace the attempts to
+	// record an email that was sent while the database refused writes.
+	recordSentRetryMin = 50 * time.Millisecond
+	recordSentRetryMax = time.Second
 	// noticeMaxAge is how long an already-registered notice is retried;
 	// a verification email is retried until its link expires.
 	noticeMaxAge = 24 * time.Hour
+	// deferredMin and deferredMax bound the wait after the server
+	// declined one message for now (greylisting, a busy mailbox, a
+	// per-recipient rate, or a 451 for everyone while its queue is full).
+	deferredMin = time.Second
+	deferredMax = time.Minute
 	// problemLogEvery bounds the ERROR lines while the server keeps
 	// refusing our sender or session: loud, not flooding.
 	problemLogEvery = time.Minute
@@ -153,9 +157,7 @@ func (m *Mailer) Handle(ctx context.Context, msg broker.Message) error {
 	if sendErr == nil {
 		// First the record, so that from here on a crash or a lost
 		// delivery cannot send it again; even if ctx just ended.
-		if err := m.Records.MarkSent(context.WithoutCancel(ctx), rec, true); err != nil {
-			m.Log.Error("email sent but not recorded; a redelivery would send it again", "kind", about.kind, "id", msg.ID, "err", err)
-		}
+		m.recordSent(ctx, rec, about.kind, msg.ID)
 		m.count(m.Metrics.Sent, about.kind)
 		m.solved()
 		m.Log.Debug("email sent", "kind", about.kind, "id", msg.ID, "attempt", msg.Attempt)
@@ -184,7 +186,13 @@ func (m *Mailer) Handle(ctx context.Context, msg broker.Message) error {
 		schedule = unreachableRetry
 	default:
 		m.Log.Warn("email deferred; will retry", "kind", about.kind, "id", msg.ID, "attempt", attempts, "reason", reason, "err", sendErr)
-		schedule = deferredRetry
+		// A quarter of how long this email has been failing: soon after a
+		// short hiccup (a server that said 451 to everyone for a few
+		// seconds is back within a few seconds), up to a minute for an
+		// address that keeps declining. Counting attempts instead would
+		// make an email that lived through an outage wait a minute at its
+		// first 451.
+		schedule = []time.Duration{min(max((m.now().Sub(rec.Since) / 4).Truncate(time.Second), deferredMin), deferredMax)}
 	}
 	if !about.deadline.IsZero() && !m.now().Before(about.deadline) {
 		m.Log.Warn("email given up on: it could not be delivered in time", "kind", about.kind, "id", msg.ID, "attempts", attempts, "reason", reason)
@@ -193,12 +201,36 @@ func (m *Mailer) Handle(ctx context.Context, msg broker.Message) error {
 	if tried {
 		m.count(m.Metrics.Retried, about.kind)
 	}
-	if tried || rec.State != delivery.Deferred {
-		if err := m.Records.MarkDeferred(ctx, rec, tried, reason); err != nil {
-			m.Log.Warn("could not record a deferred email", "kind", about.kind, "id", msg.ID, "err", err)
-		}
+	// Also when nothing was tried: the mark ends Begin's reservation,
+	// which would otherwise keep the next delivery waiting for SendLease.
+	if err := m.Records.MarkDeferred(ctx, rec, tried, reason); err != nil {
+		m.Log.Warn("could not record a deferred email", "kind", about.kind, "id", msg.ID, "err", err)
 	}
 	return broker.RetryAfter(fmt.Errorf("%s email %s: %w", about.kind, msg.ID, sendErr), at(schedule, attempts))
+}
+
+// recordSent writes SENT for an email the server accepted, trying again
+// while the database refuses writes (read-only, locked): acknowledging
+// without the record would let the outbox or the broker bring the event
+// back and send it twice. Only the end of ctx (shutdown) stops it.
+func (m *Mailer) recordSent(ctx context.Context, rec delivery.Record, kind, id string) {
+	wait := recordSentRetryMin
+	for {
+		err := m.Records.MarkSent(context.WithoutCancel(ctx), rec, true)
+		if err == nil {
+			return
+		}
+		if ctx.Err() != nil {
+			m.Log.Error("email sent but not recorded; a redelivery would send it again", "kind", kind, "id", id, "err", err)
+			return
+		}
+		m.Log.Warn("email sent; recording it failed, trying again", "kind", kind, "id", id, "in", wait, "err", err)
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+		}
+		wait = min(2*wait, recordSentRetryMax)
+	}
 }
 
 // at returns schedule's delay after attempt (1-based).

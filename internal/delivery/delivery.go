@@ -60,6 +60,8 @@ type Record struct {
 	ID       int
 	State    entdelivery.State
 	Attempts int
+	// Since is when the mailer first saw the event.
+	Since time.Time
 	// Busy is set when another delivery of the same event holds the
 	// record (it is sending the email now): wait this long, then look
 	// again, rather than send a second copy.
@@ -91,7 +93,7 @@ func (s *Store) Begin(ctx context.Context, e Event) (Record, error) {
 		DoNothing().
 		ID(ctx)
 	if err == nil {
-		return Record{ID: id, State: Queued}, nil
+		return Record{ID: id, State: Queued, Since: now}, nil
 	}
 	// Seen before (the insert did nothing), or the insert failed: take
 	// the reservation if it is free (one conditional update, so of two
@@ -108,7 +110,7 @@ func (s *Store) Begin(ctx context.Context, e Event) (Record, error) {
 	if qerr != nil || cerr != nil {
 		return Record{}, fmt.Errorf("delivery record of %s: %w", e.ID, errors.Join(err, cerr, qerr))
 	}
-	r := Record{ID: rec.ID, State: rec.State, Attempts: rec.Attempts}
+	r := Record{ID: rec.ID, State: rec.State, Attempts: rec.Attempts, Since: rec.CreatedAt.UTC()}
 	if claimed == 0 && rec.SendingUntil != nil && (rec.State == Queued || rec.State == Deferred) {
 		r.Busy = max(rec.SendingUntil.Sub(now), time.Second)
 	}

@@ -68,7 +68,7 @@ func TestBeginFindsTheRecord(t *testing.T) {
 		require.NoError(t, b.store.MarkSent(ctx, first, true))
 		sent, err := b.store.Begin(ctx, e)
 		require.NoError(t, err)
-		require.Equal(t, Record{ID: first.ID, State: Sent, Attempts: 1}, sent)
+		require.Equal(t, Record{ID: first.ID, State: Sent, Attempts: 1, Since: first.Since}, sent)
 	})
 }
 
