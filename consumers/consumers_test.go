@@ -43,7 +43,11 @@ type testClock struct {
 	offset time.Duration
 }
 
-func (c *testClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return time.Now().Add(c.offset) }
+func (c *testClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return time.Now().Add(c.offset)
+}
 func (c *testClock) Advance(d time.Duration) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -216,9 +220,11 @@ func TestMailerRetriesSoonWhileUnreachable(t *testing.T) {
 	require.Equal(t, delivery.Deferred, rec.State)
 	require.Zero(t, rec.Attempts, "held back: no attempt")
 	require.Contains(t, rec.Reason, "421")
-	// Held back again: the first try's reservation ended with it, so the
-	// next one is not told to wait for another sender.
-	require.LessOrEqual(t, retryDelay(t, b.mailer.Handle(context.Background(), second)), 2*time.Second)
+	// Held back again and again: each try's reservation ends with it, so
+	// the next one is not told to wait for another sender.
+	for range 2 {
+		require.LessOrEqual(t, retryDelay(t, b.mailer.Handle(context.Background(), second)), 2*time.Second)
+	}
 	require.Equal(t, 1, b.counts.get().retried)
 }
 

@@ -192,7 +192,7 @@ func (m *Mailer) Handle(ctx context.Context, msg broker.Message) error {
 		// address that keeps declining. Counting attempts instead would
 		// make an email that lived through an outage wait a minute at its
 		// first 451.
-		schedule = []time.Duration{min(max((m.now().Sub(rec.Since) / 4).Truncate(time.Second), deferredMin), deferredMax)}
+		schedule = []time.Duration{min(max((m.now().Sub(rec.Since)/4).Truncate(time.Second), deferredMin), deferredMax)}
 	}
 	if !about.deadline.IsZero() && !m.now().Before(about.deadline) {
 		m.Log.Warn("email given up on: it could not be delivered in time", "kind", about.kind, "id", msg.ID, "attempts", attempts, "reason", reason)
