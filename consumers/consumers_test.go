@@ -325,6 +325,25 @@ func TestMailerDoesNotSendAfterItsContextEnded(t *testing.T) {
 	require.Zero(t, b.sink.Sessions())
 }
 
+// The delivery's channel dies while the server is taking the message: the
+// send is finished and recorded, so the copy the broker hands out again
+// finds it SENT instead of mailing it twice.
+func TestMailerFinishesASendItBegan(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	b.sink.RefuseData(func([]string) error { cancel(); return nil })
+	msg := verificationMessage(t, "mid@example.com")
+	require.NoError(t, b.mailer.Handle(ctx, msg))
+	require.Equal(t, delivery.Sent, b.record(t, msg).State)
+	b.sink.RefuseData(nil)
+	require.NoError(t, b.mailer.Handle(context.Background(), msg), "the copy")
+	b.sink.Collect(t, 1, 10*time.Second)
+	require.Empty(t, b.sink.Pending(), "sent once")
+	require.Equal(t, 1, b.counts.get().skipped)
+
+}
+
 func TestMailerSendsAlreadyRegisteredNotice(t *testing.T) {
 	t.Parallel()
 	b := setup(t)

@@ -150,10 +150,23 @@ func (m *Mailer) Handle(ctx context.Context, msg broker.Message) error {
 		return m.fail(ctx, rec, about.kind, false, renderErr.Error())
 	}
 	if err := ctx.Err(); err != nil {
+		// Hand the reservation back, so the copy the broker delivers
+		// again need not wait for it to lapse.
+		if rerr := m.Records.Release(context.WithoutCancel(ctx), rec); rerr != nil {
+			m.Log.Debug("could not hand back a delivery reservation; it lapses", "id", msg.ID, "err", rerr)
+		}
 		return err
 	}
 
-	sendErr := m.Sender.Send(ctx, email)
+	// An SMTP transaction, once begun, is finished even if the delivery's
+	// channel dies meanwhile: stopped half-way, the server's answer would
+	// be unknown and the copy the broker hands out again would send a
+	// second email. The copy waits on the record (Busy) instead, then
+	// finds it SENT. SendLease bounds the send, so the reservation
+	// outlives it.
+	sendCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), delivery.SendLease)
+	sendErr := m.Sender.Send(sendCtx, email)
+	cancel()
 	if sendErr == nil {
 		// First the record, so that from here on a crash or a lost
 		// delivery cannot send it again; even if ctx just ended.
@@ -164,6 +177,11 @@ func (m *Mailer) Handle(ctx context.Context, msg broker.Message) error {
 		return nil
 	}
 	if ctx.Err() != nil {
+		// Recorded (which ends the reservation) for the copy that comes
+		// next; this delivery is no longer ours to settle.
+		if err := m.Records.MarkDeferred(context.WithoutCancel(ctx), rec, !mail.NotTried(sendErr), mail.ReasonOf(sendErr)); err != nil {
+			m.Log.Debug("could not record a send interrupted by the delivery's end", "id", msg.ID, "err", err)
+		}
 		return fmt.Errorf("%s email %s: stopped: %w", about.kind, msg.ID, sendErr)
 	}
 

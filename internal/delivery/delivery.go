@@ -117,6 +117,15 @@ func (s *Store) Begin(ctx context.Context, e Event) (Record, error) {
 	return r, nil
 }
 
+// Release ends Begin's reservation without changing the record: the
+// caller stopped before it tried to send.
+func (s *Store) Release(ctx context.Context, r Record) error {
+	if err := s.db.Delivery.UpdateOneID(r.ID).ClearSendingUntil().Exec(ctx); err != nil {
+		return fmt.Errorf("delivery record %d: release: %w", r.ID, err)
+	}
+	return nil
+}
+
 // MarkSent records that the server accepted the email, and drops the
 // event's payload: nothing left to replay.
 func (s *Store) MarkSent(ctx context.Context, r Record, tried bool) error {

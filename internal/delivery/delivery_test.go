@@ -106,6 +106,12 @@ func TestBeginReservesForOneSender(t *testing.T) {
 		require.NoError(t, err)
 		require.Zero(t, r.Busy, "a settled delivery holds nothing")
 		require.Equal(t, Deferred, r.State)
+
+		// A delivery that stops before sending hands its reservation back.
+		require.NoError(t, b.store.Release(ctx, r))
+		r, err = b.store.Begin(ctx, e)
+		require.NoError(t, err)
+		require.Zero(t, r.Busy, "released")
 	})
 }
 
