@@ -93,6 +93,7 @@ func startService(t testing.TB, o svcOptions) *svc {
 		// Tests register from one address far faster than a person;
 		// TestClientRateLimit turns the limit on.
 		"CLIENT_RATE_LIMIT": "0",
+		"VERIFY_RATE_LIMIT": "0",
 		// and open far more websockets from it (TestSubscriptionCaps
 		// tests the cap).
 		"WS_MAX_SOCKETS": "100000",
