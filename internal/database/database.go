@@ -124,7 +124,11 @@ const (
 // probeTimeout bounds one write probe. It is shorter than SQLite's busy
 // timeout on purpose: a write lock held longer than this already makes
 // requests slow, and readiness should say so before they start failing.
-const probeTimeout = 2 * time.Second
+// It is also shorter than /readyz's own bound (2 s, httpapi), so a probe
+// ends before the request that started it answers: a request that comes
+// after the database recovered never joins a stale probe and inherits its
+// failure (TestReadyzWhileWriteLockHeld saw that when both were 2 s).
+const probeTimeout = 1500 * time.Millisecond
 
 // CheckWrite reports whether the database takes writes now, which a ping
 // does not tell: a pool can answer pings while every write fails (a SQLite
