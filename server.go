@@ -154,18 +154,9 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger, hk hooks) err
 	}
 
 	m := metrics.New()
-	m.Backlog(func() (int, error) {
-		// A scrape must not hang on a stuck database.
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		return db.Ent.OutboxEvent.Query().Count(ctx)
-	})
+	m.Backlog(func(ctx context.Context) (int, error) { return db.Ent.OutboxEvent.Query().Count(ctx) })
 	records := delivery.New(db.Ent, now)
-	m.Deliveries(func() (map[string]int, error) {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		return records.Counts(ctx)
-	})
+	m.Deliveries(records.Counts)
 	subs := hub.New()
 	subs.OnChange = func(d int) { m.Subscriptions.Add(float64(d)) }
 

@@ -2,6 +2,9 @@
 package metrics
 
 import (
+	"context"
+	"time"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 )
@@ -61,11 +64,13 @@ func New() *Metrics {
 }
 
 // Backlog registers a gauge of outbox events waiting, read on each scrape.
-func (m *Metrics) Backlog(count func() (int, error)) {
+func (m *Metrics) Backlog(count func(context.Context) (int, error)) {
 	m.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "verifier_outbox_backlog", Help: "Outbox events not yet confirmed by the broker (-1 if unreadable).",
 	}, func() float64 {
-		n, err := count()
+		ctx, cancel := context.WithTimeout(context.Background(), scrapeTimeout)
+		defer cancel()
+		n, err := count(ctx)
 		if err != nil {
 			return -1
 		}
@@ -86,20 +91,26 @@ func (m *Metrics) SetMailProblem(on bool) {
 // DEFERRED, FAILED; SENT only grows and is verifier_emails_sent_total),
 // read on each scrape. FAILED rows are dead letters waiting for an
 // operator.
-func (m *Metrics) Deliveries(count func() (map[string]int, error)) {
+func (m *Metrics) Deliveries(count func(context.Context) (map[string]int, error)) {
 	m.Registry.MustRegister(&deliveries{count: count, desc: prometheus.NewDesc(
 		"verifier_email_deliveries", "Email delivery records by state, but SENT (FAILED: dead letters; -1 if unreadable).", []string{"state"}, nil)})
 }
 
+// scrapeTimeout bounds each database read behind a scrape: a scrape must
+// not hang on a stuck database (the gauge then reads -1).
+const scrapeTimeout = 2 * time.Second
+
 type deliveries struct {
-	count func() (map[string]int, error)
+	count func(context.Context) (map[string]int, error)
 	desc  *prometheus.Desc
 }
 
 func (d *deliveries) Describe(ch chan<- *prometheus.Desc) { ch <- d.desc }
 
 func (d *deliveries) Collect(ch chan<- prometheus.Metric) {
-	n, err := d.count()
+	ctx, cancel := context.WithTimeout(context.Background(), scrapeTimeout)
+	defer cancel()
+	n, err := d.count(ctx)
 	if err != nil {
 		for _, state := range []string{"QUEUED", "DEFERRED", "FAILED"} {
 			ch <- prometheus.MustNewConstMetric(d.desc, prometheus.GaugeValue, -1, state)
