@@ -84,7 +84,7 @@ func (s *Service) register(ctx context.Context, tx *ent.Tx, email, hash, watchHa
 	if err := tx.WatchToken.Create().SetTokenHash(watchHash).SetUserID(u.ID).SetExpiresAt(expires).SetCreatedAt(now).Exec(ctx); err != nil {
 		return err
 	}
-	verify, err := s.issueVerificationToken(ctx, tx, u.ID, now)
+	req, err := s.verificationRequest(ctx, tx, u.ID, email, now)
 	if err != nil {
 		return err
 	}
@@ -93,9 +93,7 @@ func (s *Service) register(ctx context.Context, tx *ent.Tx, email, hash, watchHa
 	// it). Were it forced out at once, the cooldown that follows would
 	// differ between new and existing addresses and a later resend's
 	// retryAfterSeconds would tell them apart.
-	return s.schedule(ctx, tx, inbox, now, outgoing{event.RegisteredTopic, event.VerificationRequested{
-		UserID: u.ID, Email: email, SealedToken: s.Seal.Seal(verify, email), ExpiresAt: now.Add(s.TokenTTL),
-	}})
+	return s.schedule(ctx, tx, inbox, now, outgoing{event.RegisteredTopic, req})
 }
 
 // Resend queues a fresh verification email for an existing UNVERIFIED
@@ -130,13 +128,11 @@ func (s *Service) Resend(ctx context.Context, email string) error {
 		if err != nil {
 			return err
 		}
-		verify, err := s.issueVerificationToken(ctx, tx, u.ID, now)
+		req, err := s.verificationRequest(ctx, tx, u.ID, email, now)
 		if err != nil {
 			return err
 		}
-		return outbox.Enqueue(ctx, tx, now, event.ResentTopic, event.VerificationRequested{
-			UserID: u.ID, Email: email, SealedToken: s.Seal.Seal(verify, email), ExpiresAt: now.Add(s.TokenTTL),
-		})
+		return outbox.Enqueue(ctx, tx, now, event.ResentTopic, req)
 	})
 	if err != nil {
 		return fmt.Errorf("resend: %w", err)
@@ -152,13 +148,17 @@ func RetryAfterSeconds(wait time.Duration) int {
 	return max(1, int(math.Ceil(wait.Seconds())))
 }
 
-func (s *Service) issueVerificationToken(ctx context.Context, tx *ent.Tx, userID uuid.UUID, now time.Time) (string, error) {
+// verificationRequest issues a fresh verification token for the user and
+// returns the event that carries it to the mailer, sealed to the address:
+// the clear token exists only in the email.
+func (s *Service) verificationRequest(ctx context.Context, tx *ent.Tx, userID uuid.UUID, email string, now time.Time) (event.VerificationRequested, error) {
 	tok, hash := token.New()
+	expires := now.Add(s.TokenTTL)
 	err := tx.VerificationToken.Create().
 		SetTokenHash(hash).
 		SetUserID(userID).
-		SetExpiresAt(now.Add(s.TokenTTL)).
+		SetExpiresAt(expires).
 		SetCreatedAt(now).
 		Exec(ctx)
-	return tok, err
+	return event.VerificationRequested{UserID: userID, Email: email, SealedToken: s.Seal.Seal(tok, email), ExpiresAt: expires}, err
 }
