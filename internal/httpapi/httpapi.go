@@ -88,14 +88,16 @@ func (o Options) query(sockets *socketCount) http.Handler {
 				http.Error(w, "origin not allowed", http.StatusForbidden)
 				return
 			}
-			if !sockets.acquire(client) {
+			// Counted like the rate limits: an IPv6 /64 is one client.
+			key := ratelimit.Key(client)
+			if !sockets.acquire(key) {
 				w.Header().Set("Retry-After", strconv.Itoa(int(socketRetryAfter/time.Second)))
 				writeGraphQLError(w, http.StatusTooManyRequests, apperr.Limited(socketRetryAfter,
 					"at most %d websockets per client; close one first", o.MaxSocketsPerClient))
 				return
 			}
 			// gqlgen serves the connection until it closes.
-			defer sockets.release(client)
+			defer sockets.release(key)
 			o.GraphQL.ServeHTTP(w, r)
 			return
 		}

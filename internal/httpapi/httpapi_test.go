@@ -167,6 +167,47 @@ func TestSocketsPerClient(t *testing.T) {
 	<-fourth
 }
 
+// The socket cap counts an IPv6 /64 as one client, as the rate limits do:
+// a subscriber holds a whole /64 and could rotate through it.
+func TestSocketsPerIPv6Prefix(t *testing.T) {
+	t.Parallel()
+	held, elsewhere, sibling := "[2001:db8::1]:1000", "[2001:db8:0:1::1]:1000", "[2001:db8::2]:1000"
+	gql := &blockingGraphQL{entered: make(chan struct{}), release: map[string]chan struct{}{}}
+	for _, r := range []string{held, elsewhere, sibling} {
+		gql.release[r] = make(chan struct{})
+	}
+	h := newTestHandler(gql, Options{MaxSocketsPerClient: 1})
+	upgrade := func(remote string, code chan<- int) {
+		req := httptest.NewRequest(http.MethodGet, "/query", nil)
+		req.RemoteAddr = remote
+		req.Header.Set("Connection", "Upgrade")
+		req.Header.Set("Upgrade", "websocket")
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		code <- rec.Code
+	}
+	codes := make(chan int, 3)
+	for _, remote := range []string{held, elsewhere} {
+		go upgrade(remote, codes)
+		<-gql.entered // another /64 is another client
+	}
+	go upgrade(sibling, codes)
+	pending := 3 // handlers that have not returned
+	select {
+	case code := <-codes:
+		pending--
+		require.Equal(t, http.StatusTooManyRequests, code, "same /64 as the open socket")
+	case <-gql.entered:
+		t.Error("a second socket from the same /64 got in")
+	}
+	for _, c := range gql.release {
+		close(c)
+	}
+	for range pending {
+		<-codes
+	}
+}
+
 func TestReady(t *testing.T) {
 	t.Parallel()
 	ok := func(context.Context) error { return nil }
