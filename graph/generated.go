@@ -18,6 +18,7 @@ import (
 	gqlparser "github.com/vektah/gqlparser/v2"
 	"github.com/vektah/gqlparser/v2/ast"
 	"github.com/verifier/verifier/graph/model"
+	"github.com/verifier/verifier/internal/status"
 )
 
 // region    ***************************** api!.gotpl *****************************
@@ -39,6 +40,13 @@ type DirectiveRoot struct {
 }
 
 type ComplexityRoot struct {
+	Delivery struct {
+		At       func(childComplexity int) int
+		Attempts func(childComplexity int) int
+		Reason   func(childComplexity int) int
+		State    func(childComplexity int) int
+	}
+
 	Mutation struct {
 		Register                func(childComplexity int, input model.RegisterInput) int
 		ResendVerificationEmail func(childComplexity int, email string) int
@@ -55,12 +63,13 @@ type ComplexityRoot struct {
 	}
 
 	Subscription struct {
-		VerificationStatus func(childComplexity int, watchToken string) int
+		VerificationStatus func(childComplexity int, watchToken string, withDelivery *bool) int
 	}
 
 	VerificationStatusEvent struct {
-		At     func(childComplexity int) int
-		Status func(childComplexity int) int
+		At       func(childComplexity int) int
+		Delivery func(childComplexity int) int
+		Status   func(childComplexity int) int
 	}
 
 	VerifyEmailPayload struct {
@@ -81,10 +90,10 @@ type MutationResolver interface {
 	ResendVerificationEmail(ctx context.Context, email string) (bool, error)
 }
 type QueryResolver interface {
-	VerificationStatus(ctx context.Context, watchToken string) (model.VerificationStatus, error)
+	VerificationStatus(ctx context.Context, watchToken string) (status.Status, error)
 }
 type SubscriptionResolver interface {
-	VerificationStatus(ctx context.Context, watchToken string) (<-chan *model.VerificationStatusEvent, error)
+	VerificationStatus(ctx context.Context, watchToken string, withDelivery *bool) (<-chan *status.Change, error)
 }
 
 // endregion ************************** generated!.gotpl **************************
@@ -104,6 +113,31 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 	ec := newExecutionContext(nil, e, nil)
 	_ = ec
 	switch typeName + "." + field {
+
+	case "Delivery.at":
+		if e.ComplexityRoot.Delivery.At == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Delivery.At(childComplexity), true
+	case "Delivery.attempts":
+		if e.ComplexityRoot.Delivery.Attempts == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Delivery.Attempts(childComplexity), true
+	case "Delivery.reason":
+		if e.ComplexityRoot.Delivery.Reason == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Delivery.Reason(childComplexity), true
+	case "Delivery.state":
+		if e.ComplexityRoot.Delivery.State == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Delivery.State(childComplexity), true
 
 	case "Mutation.register":
 		if e.ComplexityRoot.Mutation.Register == nil {
@@ -174,7 +208,7 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 			return 0, false
 		}
 
-		return e.ComplexityRoot.Subscription.VerificationStatus(childComplexity, args["watchToken"].(string)), true
+		return e.ComplexityRoot.Subscription.VerificationStatus(childComplexity, args["watchToken"].(string), args["withDelivery"].(*bool)), true
 
 	case "VerificationStatusEvent.at":
 		if e.ComplexityRoot.VerificationStatusEvent.At == nil {
@@ -182,6 +216,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.VerificationStatusEvent.At(childComplexity), true
+	case "VerificationStatusEvent.delivery":
+		if e.ComplexityRoot.VerificationStatusEvent.Delivery == nil {
+			break
+		}
+
+		return e.ComplexityRoot.VerificationStatusEvent.Delivery(childComplexity), true
 	case "VerificationStatusEvent.status":
 		if e.ComplexityRoot.VerificationStatusEvent.Status == nil {
 			break
@@ -336,6 +376,20 @@ var parsedSchema = gqlparser.MustLoadSchema(sources...)
 // Each function is generated once per unique object type, deduplicating the
 // switch statements that were previously inlined in every fieldContext_* function.
 
+func (ec *executionContext) childFields_Delivery(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "state":
+		return ec.fieldContext_Delivery_state(ctx, field)
+	case "at":
+		return ec.fieldContext_Delivery_at(ctx, field)
+	case "attempts":
+		return ec.fieldContext_Delivery_attempts(ctx, field)
+	case "reason":
+		return ec.fieldContext_Delivery_reason(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type Delivery", field.Name)
+}
+
 func (ec *executionContext) childFields_RegisterPayload(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 	switch field.Name {
 	case "watchToken":
@@ -352,6 +406,8 @@ func (ec *executionContext) childFields_VerificationStatusEvent(ctx context.Cont
 		return ec.fieldContext_VerificationStatusEvent_status(ctx, field)
 	case "at":
 		return ec.fieldContext_VerificationStatusEvent_at(ctx, field)
+	case "delivery":
+		return ec.fieldContext_VerificationStatusEvent_delivery(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type VerificationStatusEvent", field.Name)
 }
@@ -567,6 +623,14 @@ func (ec *executionContext) field_Subscription_verificationStatus_args(ctx conte
 		return nil, err
 	}
 	args["watchToken"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "withDelivery",
+		func(ctx context.Context, v any) (*bool, error) {
+			return ec.unmarshalOBoolean2ᚖbool(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["withDelivery"] = arg1
 	return args, nil
 }
 
@@ -643,6 +707,98 @@ func (ec *executionContext) field___Type_inputFields_args(ctx context.Context, r
 // endregion ***************************** args.gotpl *****************************
 
 // region    **************************** field.gotpl *****************************
+
+func (ec *executionContext) _Delivery_state(ctx context.Context, field graphql.CollectedField, obj *status.Delivery) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Delivery_state(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.State, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v status.DeliveryState) graphql.Marshaler {
+			return ec.marshalNDeliveryState2githubᚗcomᚋverifierᚋverifierᚋinternalᚋstatusᚐDeliveryState(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Delivery_state(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Delivery", field, false, false, "DeliveryState")
+}
+
+func (ec *executionContext) _Delivery_at(ctx context.Context, field graphql.CollectedField, obj *status.Delivery) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Delivery_at(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.At, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Delivery_at(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Delivery", field, false, false, "Time")
+}
+
+func (ec *executionContext) _Delivery_attempts(ctx context.Context, field graphql.CollectedField, obj *status.Delivery) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Delivery_attempts(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Attempts, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Delivery_attempts(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Delivery", field, false, false, "Int")
+}
+
+func (ec *executionContext) _Delivery_reason(ctx context.Context, field graphql.CollectedField, obj *status.Delivery) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Delivery_reason(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Reason, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOString2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Delivery_reason(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Delivery", field, false, false, "String")
+}
 
 func (ec *executionContext) _Mutation_register(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
@@ -789,8 +945,8 @@ func (ec *executionContext) _Query_verificationStatus(ctx context.Context, field
 			return ec.Resolvers.Query().VerificationStatus(ctx, fc.Args["watchToken"].(string))
 		},
 		nil,
-		func(ctx context.Context, selections ast.SelectionSet, v model.VerificationStatus) graphql.Marshaler {
-			return ec.marshalNVerificationStatus2githubᚗcomᚋverifierᚋverifierᚋgraphᚋmodelᚐVerificationStatus(ctx, selections, v)
+		func(ctx context.Context, selections ast.SelectionSet, v status.Status) graphql.Marshaler {
+			return ec.marshalNVerificationStatus2githubᚗcomᚋverifierᚋverifierᚋinternalᚋstatusᚐStatus(ctx, selections, v)
 		},
 		true,
 		true,
@@ -931,8 +1087,8 @@ func (ec *executionContext) _RegisterPayload_status(ctx context.Context, field g
 			return obj.Status, nil
 		},
 		nil,
-		func(ctx context.Context, selections ast.SelectionSet, v model.VerificationStatus) graphql.Marshaler {
-			return ec.marshalNVerificationStatus2githubᚗcomᚋverifierᚋverifierᚋgraphᚋmodelᚐVerificationStatus(ctx, selections, v)
+		func(ctx context.Context, selections ast.SelectionSet, v status.Status) graphql.Marshaler {
+			return ec.marshalNVerificationStatus2githubᚗcomᚋverifierᚋverifierᚋinternalᚋstatusᚐStatus(ctx, selections, v)
 		},
 		true,
 		true,
@@ -952,11 +1108,11 @@ func (ec *executionContext) _Subscription_verificationStatus(ctx context.Context
 		},
 		func(ctx context.Context) (any, error) {
 			fc := graphql.GetFieldContext(ctx)
-			return ec.Resolvers.Subscription().VerificationStatus(ctx, fc.Args["watchToken"].(string))
+			return ec.Resolvers.Subscription().VerificationStatus(ctx, fc.Args["watchToken"].(string), fc.Args["withDelivery"].(*bool))
 		},
 		nil,
-		func(ctx context.Context, selections ast.SelectionSet, v *model.VerificationStatusEvent) graphql.Marshaler {
-			return ec.marshalNVerificationStatusEvent2ᚖgithubᚗcomᚋverifierᚋverifierᚋgraphᚋmodelᚐVerificationStatusEvent(ctx, selections, v)
+		func(ctx context.Context, selections ast.SelectionSet, v *status.Change) graphql.Marshaler {
+			return ec.marshalNVerificationStatusEvent2ᚖgithubᚗcomᚋverifierᚋverifierᚋinternalᚋstatusᚐChange(ctx, selections, v)
 		},
 		true,
 		true,
@@ -986,7 +1142,7 @@ func (ec *executionContext) fieldContext_Subscription_verificationStatus(ctx con
 	return fc, nil
 }
 
-func (ec *executionContext) _VerificationStatusEvent_status(ctx context.Context, field graphql.CollectedField, obj *model.VerificationStatusEvent) (ret graphql.Marshaler) {
+func (ec *executionContext) _VerificationStatusEvent_status(ctx context.Context, field graphql.CollectedField, obj *status.Change) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -998,8 +1154,8 @@ func (ec *executionContext) _VerificationStatusEvent_status(ctx context.Context,
 			return obj.Status, nil
 		},
 		nil,
-		func(ctx context.Context, selections ast.SelectionSet, v model.VerificationStatus) graphql.Marshaler {
-			return ec.marshalNVerificationStatus2githubᚗcomᚋverifierᚋverifierᚋgraphᚋmodelᚐVerificationStatus(ctx, selections, v)
+		func(ctx context.Context, selections ast.SelectionSet, v status.Status) graphql.Marshaler {
+			return ec.marshalNVerificationStatus2githubᚗcomᚋverifierᚋverifierᚋinternalᚋstatusᚐStatus(ctx, selections, v)
 		},
 		true,
 		true,
@@ -1009,7 +1165,7 @@ func (ec *executionContext) fieldContext_VerificationStatusEvent_status(_ contex
 	return graphql.NewScalarFieldContext("VerificationStatusEvent", field, false, false, "VerificationStatus")
 }
 
-func (ec *executionContext) _VerificationStatusEvent_at(ctx context.Context, field graphql.CollectedField, obj *model.VerificationStatusEvent) (ret graphql.Marshaler) {
+func (ec *executionContext) _VerificationStatusEvent_at(ctx context.Context, field graphql.CollectedField, obj *status.Change) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -1030,6 +1186,38 @@ func (ec *executionContext) _VerificationStatusEvent_at(ctx context.Context, fie
 }
 func (ec *executionContext) fieldContext_VerificationStatusEvent_at(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("VerificationStatusEvent", field, false, false, "Time")
+}
+
+func (ec *executionContext) _VerificationStatusEvent_delivery(ctx context.Context, field graphql.CollectedField, obj *status.Change) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_VerificationStatusEvent_delivery(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Delivery, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *status.Delivery) graphql.Marshaler {
+			return ec.marshalODelivery2ᚖgithubᚗcomᚋverifierᚋverifierᚋinternalᚋstatusᚐDelivery(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_VerificationStatusEvent_delivery(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "VerificationStatusEvent",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Delivery(ctx, field)
+		},
+	}
+	return fc, nil
 }
 
 func (ec *executionContext) _VerifyEmailPayload_email(ctx context.Context, field graphql.CollectedField, obj *model.VerifyEmailPayload) (ret graphql.Marshaler) {
@@ -1067,8 +1255,8 @@ func (ec *executionContext) _VerifyEmailPayload_status(ctx context.Context, fiel
 			return obj.Status, nil
 		},
 		nil,
-		func(ctx context.Context, selections ast.SelectionSet, v model.VerificationStatus) graphql.Marshaler {
-			return ec.marshalNVerificationStatus2githubᚗcomᚋverifierᚋverifierᚋgraphᚋmodelᚐVerificationStatus(ctx, selections, v)
+		func(ctx context.Context, selections ast.SelectionSet, v status.Status) graphql.Marshaler {
+			return ec.marshalNVerificationStatus2githubᚗcomᚋverifierᚋverifierᚋinternalᚋstatusᚐStatus(ctx, selections, v)
 		},
 		true,
 		true,
@@ -2254,6 +2442,54 @@ func UnmarshalRegisterInput(ctx context.Context, raw any) (model.RegisterInput, 
 
 // region    **************************** object.gotpl ****************************
 
+var deliveryImplementors = []string{"Delivery"}
+
+func (ec *executionContext) _Delivery(ctx context.Context, sel ast.SelectionSet, obj *status.Delivery) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, deliveryImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("Delivery")
+		case "state":
+			out.Values[i] = ec._Delivery_state(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "at":
+			out.Values[i] = ec._Delivery_at(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "attempts":
+			out.Values[i] = ec._Delivery_attempts(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "reason":
+			out.Values[i] = ec._Delivery_reason(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
 var mutationImplementors = []string{"Mutation"}
 
 func (ec *executionContext) _Mutation(ctx context.Context, sel ast.SelectionSet) graphql.Marshaler {
@@ -2427,7 +2663,7 @@ func (ec *executionContext) _Subscription(ctx context.Context, sel ast.Selection
 
 var verificationStatusEventImplementors = []string{"VerificationStatusEvent"}
 
-func (ec *executionContext) _VerificationStatusEvent(ctx context.Context, sel ast.SelectionSet, obj *model.VerificationStatusEvent) graphql.Marshaler {
+func (ec *executionContext) _VerificationStatusEvent(ctx context.Context, sel ast.SelectionSet, obj *status.Change) graphql.Marshaler {
 	fields := graphql.CollectFields(ec.OperationContext, sel, verificationStatusEventImplementors)
 
 	out := graphql.NewFieldSet(fields)
@@ -2444,6 +2680,11 @@ func (ec *executionContext) _VerificationStatusEvent(ctx context.Context, sel as
 		case "at":
 			out.Values[i] = ec._VerificationStatusEvent_at(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "delivery":
+			out.Values[i] = ec._VerificationStatusEvent_delivery(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
 		default:
@@ -2887,6 +3128,30 @@ func (ec *executionContext) marshalNBoolean2bool(ctx context.Context, sel ast.Se
 	return res
 }
 
+func (ec *executionContext) unmarshalNDeliveryState2githubᚗcomᚋverifierᚋverifierᚋinternalᚋstatusᚐDeliveryState(ctx context.Context, v any) (status.DeliveryState, error) {
+	var res status.DeliveryState
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNDeliveryState2githubᚗcomᚋverifierᚋverifierᚋinternalᚋstatusᚐDeliveryState(ctx context.Context, sel ast.SelectionSet, v status.DeliveryState) graphql.Marshaler {
+	return v
+}
+
+func (ec *executionContext) unmarshalNInt2int(ctx context.Context, v any) (int, error) {
+	res, err := graphql.UnmarshalInt(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNInt2int(ctx context.Context, sel ast.SelectionSet, v int) graphql.Marshaler {
+	_ = sel
+	res := graphql.MarshalInt(v)
+	if res == graphql.Null {
+		graphql.AddInvalidNullFromMarshaler(ctx, "Int!")
+	}
+	return res
+}
+
 func (ec *executionContext) unmarshalNRegisterInput2githubᚗcomᚋverifierᚋverifierᚋgraphᚋmodelᚐRegisterInput(ctx context.Context, v any) (model.RegisterInput, error) {
 	res, err := ec.unmarshalInputRegisterInput(ctx, v)
 	return res, graphql.ErrorOnPath(ctx, err)
@@ -2928,17 +3193,17 @@ func (ec *executionContext) marshalNTime2timeᚐTime(ctx context.Context, sel as
 	return res
 }
 
-func (ec *executionContext) unmarshalNVerificationStatus2githubᚗcomᚋverifierᚋverifierᚋgraphᚋmodelᚐVerificationStatus(ctx context.Context, v any) (model.VerificationStatus, error) {
-	var res model.VerificationStatus
+func (ec *executionContext) unmarshalNVerificationStatus2githubᚗcomᚋverifierᚋverifierᚋinternalᚋstatusᚐStatus(ctx context.Context, v any) (status.Status, error) {
+	var res status.Status
 	err := res.UnmarshalGQL(v)
 	return res, graphql.ErrorOnPath(ctx, err)
 }
 
-func (ec *executionContext) marshalNVerificationStatus2githubᚗcomᚋverifierᚋverifierᚋgraphᚋmodelᚐVerificationStatus(ctx context.Context, sel ast.SelectionSet, v model.VerificationStatus) graphql.Marshaler {
+func (ec *executionContext) marshalNVerificationStatus2githubᚗcomᚋverifierᚋverifierᚋinternalᚋstatusᚐStatus(ctx context.Context, sel ast.SelectionSet, v status.Status) graphql.Marshaler {
 	return v
 }
 
-func (ec *executionContext) marshalNVerificationStatusEvent2ᚖgithubᚗcomᚋverifierᚋverifierᚋgraphᚋmodelᚐVerificationStatusEvent(ctx context.Context, sel ast.SelectionSet, v *model.VerificationStatusEvent) graphql.Marshaler {
+func (ec *executionContext) marshalNVerificationStatusEvent2ᚖgithubᚗcomᚋverifierᚋverifierᚋinternalᚋstatusᚐChange(ctx context.Context, sel ast.SelectionSet, v *status.Change) graphql.Marshaler {
 	if v == nil {
 		graphql.AddInvalidNullError(ctx, "VerificationStatusEvent!")
 		return graphql.Null
@@ -3124,6 +3389,13 @@ func (ec *executionContext) marshalOBoolean2ᚖbool(ctx context.Context, sel ast
 	_ = ctx
 	res := graphql.MarshalBoolean(*v)
 	return res
+}
+
+func (ec *executionContext) marshalODelivery2ᚖgithubᚗcomᚋverifierᚋverifierᚋinternalᚋstatusᚐDelivery(ctx context.Context, sel ast.SelectionSet, v *status.Delivery) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return ec._Delivery(ctx, sel, v)
 }
 
 func (ec *executionContext) unmarshalOString2ᚖstring(ctx context.Context, v any) (*string, error) {

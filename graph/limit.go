@@ -106,7 +106,7 @@ func badInput(format string, args ...any) *gqlerror.Error {
 func weighLookups(c *ComplexityRoot) {
 	lookup := func(child int) int { return lookupCost + child }
 	c.Query.VerificationStatus = func(child int, _ string) int { return lookup(child) }
-	c.Subscription.VerificationStatus = func(child int, _ string) int { return lookup(child) }
+	c.Subscription.VerificationStatus = func(child int, _ string, _ *bool) int { return lookup(child) }
 	c.Mutation.Register = func(child int, _ model.RegisterInput) int { return lookup(child) }
 	c.Mutation.VerifyEmail = func(child int, _ string) int { return lookup(child) }
 	c.Mutation.ResendVerificationEmail = func(child int, _ string) int { return lookup(child) }

@@ -9,6 +9,7 @@ import (
 	"context"
 
 	"github.com/verifier/verifier/graph/model"
+	"github.com/verifier/verifier/internal/status"
 )
 
 // Register is the resolver for the register field.
@@ -20,7 +21,7 @@ func (r *mutationResolver) Register(ctx context.Context, input model.RegisterInp
 	if err != nil {
 		return nil, err
 	}
-	return &model.RegisterPayload{WatchToken: watch, Status: model.VerificationStatusUnverified}, nil
+	return &model.RegisterPayload{WatchToken: watch, Status: status.Unverified}, nil
 }
 
 // VerifyEmail is the resolver for the verifyEmail field.
@@ -32,7 +33,7 @@ func (r *mutationResolver) VerifyEmail(ctx context.Context, token string) (*mode
 	if err != nil {
 		return nil, err
 	}
-	return &model.VerifyEmailPayload{Email: v.Email, Status: model.VerificationStatusVerified, VerifiedAt: v.VerifiedAt, AlreadyVerified: v.AlreadyVerified}, nil
+	return &model.VerifyEmailPayload{Email: v.Email, Status: status.Verified, VerifiedAt: v.VerifiedAt, AlreadyVerified: v.AlreadyVerified}, nil
 }
 
 // ResendVerificationEmail is the resolver for the resendVerificationEmail field.
@@ -47,21 +48,21 @@ func (r *mutationResolver) ResendVerificationEmail(ctx context.Context, email st
 }
 
 // VerificationStatus is the resolver for the verificationStatus field.
-func (r *queryResolver) VerificationStatus(ctx context.Context, watchToken string) (model.VerificationStatus, error) {
-	status, err := r.Accounts.Status(ctx, watchToken)
+func (r *queryResolver) VerificationStatus(ctx context.Context, watchToken string) (status.Status, error) {
+	st, err := r.Accounts.Status(ctx, watchToken)
 	if err != nil {
 		return "", err
 	}
-	return model.VerificationStatus(status), nil
+	return status.Status(st), nil
 }
 
 // VerificationStatus is the resolver for the verificationStatus field.
-func (r *subscriptionResolver) VerificationStatus(ctx context.Context, watchToken string) (<-chan *model.VerificationStatusEvent, error) {
+func (r *subscriptionResolver) VerificationStatus(ctx context.Context, watchToken string, withDelivery *bool) (<-chan *status.Change, error) {
 	events, err := r.Accounts.Watch(ctx, watchToken)
 	if err != nil {
 		return nil, err
 	}
-	out := make(chan *model.VerificationStatusEvent, 1)
+	out := make(chan *status.Change, 1)
 	go func() {
 		defer close(out)
 		for {
@@ -73,7 +74,7 @@ func (r *subscriptionResolver) VerificationStatus(ctx context.Context, watchToke
 					return
 				}
 				select {
-				case out <- &model.VerificationStatusEvent{Status: model.VerificationStatus(ev.Status), At: ev.At}:
+				case out <- &status.Change{Status: status.Status(ev.Status), At: ev.At}:
 				case <-ctx.Done():
 					return
 				}

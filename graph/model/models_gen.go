@@ -3,11 +3,9 @@
 package model
 
 import (
-	"bytes"
-	"fmt"
-	"io"
-	"strconv"
 	"time"
+
+	"github.com/verifier/verifier/internal/status"
 )
 
 type Mutation struct {
@@ -27,78 +25,17 @@ type RegisterPayload struct {
 	// Opaque secret that lets the registering client watch this registration.
 	WatchToken string `json:"watchToken"`
 	// UNVERIFIED for a fresh registration.
-	Status VerificationStatus `json:"status"`
+	Status status.Status `json:"status"`
 }
 
 type Subscription struct {
 }
 
-type VerificationStatusEvent struct {
-	Status VerificationStatus `json:"status"`
-	At     time.Time          `json:"at"`
-}
-
 type VerifyEmailPayload struct {
 	Email string `json:"email"`
 	// VERIFIED.
-	Status     VerificationStatus `json:"status"`
-	VerifiedAt time.Time          `json:"verifiedAt"`
+	Status     status.Status `json:"status"`
+	VerifiedAt time.Time     `json:"verifiedAt"`
 	// True when the address had been verified before this call (an old or double-clicked link).
 	AlreadyVerified bool `json:"alreadyVerified"`
-}
-
-// Whether an address has been confirmed by its owner.
-type VerificationStatus string
-
-const (
-	VerificationStatusUnverified VerificationStatus = "UNVERIFIED"
-	VerificationStatusVerified   VerificationStatus = "VERIFIED"
-)
-
-var AllVerificationStatus = []VerificationStatus{
-	VerificationStatusUnverified,
-	VerificationStatusVerified,
-}
-
-func (e VerificationStatus) IsValid() bool {
-	switch e {
-	case VerificationStatusUnverified, VerificationStatusVerified:
-		return true
-	}
-	return false
-}
-
-func (e VerificationStatus) String() string {
-	return string(e)
-}
-
-func (e *VerificationStatus) UnmarshalGQL(v any) error {
-	str, ok := v.(string)
-	if !ok {
-		return fmt.Errorf("enums must be strings")
-	}
-
-	*e = VerificationStatus(str)
-	if !e.IsValid() {
-		return fmt.Errorf("%s is not a valid VerificationStatus", str)
-	}
-	return nil
-}
-
-func (e VerificationStatus) MarshalGQL(w io.Writer) {
-	_, _ = fmt.Fprint(w, strconv.Quote(e.String()))
-}
-
-func (e *VerificationStatus) UnmarshalJSON(b []byte) error {
-	s, err := strconv.Unquote(string(b))
-	if err != nil {
-		return err
-	}
-	return e.UnmarshalGQL(s)
-}
-
-func (e VerificationStatus) MarshalJSON() ([]byte, error) {
-	var buf bytes.Buffer
-	e.MarshalGQL(&buf)
-	return buf.Bytes(), nil
 }

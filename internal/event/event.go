@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/verifier/verifier/internal/status"
 )
 
 // Topics, used as routing keys.
@@ -21,6 +23,10 @@ const (
 	AlreadyRegisteredTopic = "user.already_registered"
 	// VerifiedTopic tells every replica that an address was verified.
 	VerifiedTopic = "user.verified"
+	// DeliveryChangedTopic tells every replica that a registration's latest
+	// email changed state, for subscribers watching withDelivery.
+	// Payload: DeliveryChanged.
+	DeliveryChangedTopic = "delivery.changed"
 )
 
 // VerificationRequested carries the link's secret to the mailer, for a
@@ -28,15 +34,28 @@ const (
 // address: the outbox, the broker and a dead-letter queue hold nothing
 // that verifies an address if read; it exists in clear only in the email.
 type VerificationRequested struct {
-	UserID      uuid.UUID `json:"userId"`
-	Email       string    `json:"email"`
-	SealedToken string    `json:"sealedToken"`
-	ExpiresAt   time.Time `json:"expiresAt"`
+	UserID uuid.UUID `json:"userId"`
+	// Registration is the id of the registration (its watch token) the
+	// email belongs to, so its delivery can be shown to whoever watches it.
+	Registration uuid.UUID `json:"registration,omitempty"`
+	Email        string    `json:"email"`
+	SealedToken  string    `json:"sealedToken"`
+	ExpiresAt    time.Time `json:"expiresAt"`
 }
 
 // AlreadyRegistered is the notice sent instead of a second account.
 type AlreadyRegistered struct {
 	Email string `json:"email"`
+	// Registration is the id of the repeated registration's watch token:
+	// its watcher sees this notice's delivery as a fresh registration's
+	// watcher would see a verification email's.
+	Registration uuid.UUID `json:"registration,omitempty"`
+}
+
+// DeliveryChanged reports a new state of a registration's latest email.
+type DeliveryChanged struct {
+	Registration uuid.UUID       `json:"registration"`
+	Delivery     status.Delivery `json:"delivery"`
 }
 
 // Verified reports the one status change an address goes through.
