@@ -68,7 +68,7 @@ func (c *counts) get() counts {
 
 func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
-func setup(t *testing.T) *testBundle {
+func setup(t testing.TB) *testBundle {
 	t.Helper()
 	sink := smtpsink.Start(t)
 	s, err := mail.NewSMTP(sink.URL(), "Verifier <no-reply@verifier.test>", 8, quiet())
@@ -98,7 +98,7 @@ func (b *testBundle) record(t *testing.T, msg broker.Message) *ent.Delivery {
 	return rec
 }
 
-func testBox(t *testing.T) *seal.Box {
+func testBox(t testing.TB) *seal.Box {
 	t.Helper()
 	box, err := seal.New(make([]byte, seal.KeyLen))
 	require.NoError(t, err)

@@ -35,7 +35,7 @@ var brokers = []struct {
 }
 
 // pipeline runs the real send path on b: outbox relay → broker → mailer.
-func (b *testBundle) pipeline(t *testing.T, br broker.Broker) *outbox.Relay {
+func (b *testBundle) pipeline(t testing.TB, br broker.Broker) *outbox.Relay {
 	t.Helper()
 	require.NoError(t, br.Consume(b.mailer.Queue(), b.mailer.Handle))
 	relay := outbox.NewRelay(b.db, br, quiet(), outbox.Options{Poll: 100 * time.Millisecond})
@@ -48,14 +48,14 @@ func (b *testBundle) pipeline(t *testing.T, br broker.Broker) *outbox.Relay {
 }
 
 // register writes verification events for addrs into the outbox, in order.
-func (b *testBundle) register(t *testing.T, addrs ...string) {
+func (b *testBundle) register(t testing.TB, addrs ...string) {
 	t.Helper()
 	ctx := context.Background()
 	tx, err := b.db.Tx(ctx)
 	require.NoError(t, err)
 	for _, a := range addrs {
 		require.NoError(t, outbox.Enqueue(ctx, tx, time.Now(), event.RegisteredTopic, event.VerificationRequested{
-			UserID: uuid.New(), Email: a, SealedToken: testBox(t).Seal("tok_-0123456789abcdefghijklmnopqrstuvwxyzABCD", a),
+			UserID: uuid.New(), Registration: uuid.New(), Email: a, SealedToken: testBox(t).Seal("tok_-0123456789abcdefghijklmnopqrstuvwxyzABCD", a),
 			ExpiresAt: time.Now().Add(time.Hour),
 		}))
 	}
