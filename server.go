@@ -184,7 +184,7 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger, hk hooks) err
 	if cfg.DevOutbox {
 		// config.Load allows it only on a loopback PUBLIC_URL or with
 		// DEV_MAILBOX=true: /dev/mail shows every live link.
-		devOutbox = mail.NewDevOutbox(db.Ent, log.With("component", "mail"), cfg.PublicURL+"/dev/mail")
+		devOutbox = mail.NewDevOutbox(records, log.With("component", "mail"), cfg.PublicURL+"/dev/mail")
 		sender = devOutbox
 	} else {
 		s, err := mail.NewSMTP(cfg.SMTPURL, cfg.MailFrom, cfg.SMTPConnections, log.With("component", "mail"))

@@ -9,6 +9,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/google/uuid"
+
 	"github.com/verifier/verifier/internal/broker"
 	"github.com/verifier/verifier/internal/delivery"
 	"github.com/verifier/verifier/internal/event"
@@ -122,7 +124,7 @@ func (m *Mailer) Handle(ctx context.Context, msg broker.Message) error {
 		return err
 	}
 	email, about, renderErr := m.render(msg)
-	rec, err := m.Records.Begin(ctx, delivery.Event{ID: msg.ID, Kind: about.kind, Address: about.to, Topic: msg.Topic, Payload: msg.Body})
+	rec, err := m.Records.Begin(ctx, delivery.Event{ID: msg.ID, Kind: about.kind, Address: about.to, Registration: about.registration, Topic: msg.Topic, Payload: msg.Body})
 	if err != nil {
 		if ctx.Err() != nil {
 			return err
@@ -323,6 +325,8 @@ func (m *Mailer) now() time.Time {
 type about struct {
 	kind string
 	to   string
+	// registration is whose watchers are told of the email's delivery.
+	registration uuid.UUID
 	// deadline is when retrying stops being of use (zero: never).
 	deadline time.Time
 }
@@ -335,7 +339,7 @@ func (m *Mailer) render(msg broker.Message) (mail.Message, about, error) {
 		if err := json.Unmarshal(msg.Body, &ev); err != nil || ev.Email == "" || ev.SealedToken == "" {
 			return mail.Message{}, a, fmt.Errorf("undecodable %s event %s", msg.Topic, msg.ID)
 		}
-		a.to, a.deadline = ev.Email, ev.ExpiresAt
+		a.to, a.deadline, a.registration = ev.Email, ev.ExpiresAt, ev.Registration
 		tok, err := m.Seal.Open(ev.SealedToken, ev.Email)
 		if err != nil {
 			// Another deployment's key, or a tampered event: no retry
@@ -351,7 +355,7 @@ func (m *Mailer) render(msg broker.Message) (mail.Message, about, error) {
 		if err := json.Unmarshal(msg.Body, &ev); err != nil || ev.Email == "" {
 			return mail.Message{}, a, fmt.Errorf("undecodable %s event %s", msg.Topic, msg.ID)
 		}
-		a.to = ev.Email
+		a.to, a.registration = ev.Email, ev.Registration
 		if !msg.Published.IsZero() {
 			a.deadline = msg.Published.Add(noticeMaxAge)
 		}

@@ -17,7 +17,6 @@ import (
 	"entgo.io/ent/dialect/sql"
 	"entgo.io/ent/dialect/sql/sqlgraph"
 	"github.com/verifier/verifier/ent/delivery"
-	"github.com/verifier/verifier/ent/devmail"
 	"github.com/verifier/verifier/ent/emailbudget"
 	"github.com/verifier/verifier/ent/emailthrottle"
 	"github.com/verifier/verifier/ent/outboxevent"
@@ -36,8 +35,6 @@ type Client struct {
 	Schema *migrate.Schema
 	// Delivery is the client for interacting with the Delivery builders.
 	Delivery *DeliveryClient
-	// DevMail is the client for interacting with the DevMail builders.
-	DevMail *DevMailClient
 	// EmailBudget is the client for interacting with the EmailBudget builders.
 	EmailBudget *EmailBudgetClient
 	// EmailThrottle is the client for interacting with the EmailThrottle builders.
@@ -64,7 +61,6 @@ func NewClient(opts ...Option) *Client {
 func (c *Client) init() {
 	c.Schema = migrate.NewSchema(c.driver)
 	c.Delivery = NewDeliveryClient(c.config)
-	c.DevMail = NewDevMailClient(c.config)
 	c.EmailBudget = NewEmailBudgetClient(c.config)
 	c.EmailThrottle = NewEmailThrottleClient(c.config)
 	c.OutboxEvent = NewOutboxEventClient(c.config)
@@ -165,7 +161,6 @@ func (c *Client) Tx(ctx context.Context) (*Tx, error) {
 		ctx:               ctx,
 		config:            cfg,
 		Delivery:          NewDeliveryClient(cfg),
-		DevMail:           NewDevMailClient(cfg),
 		EmailBudget:       NewEmailBudgetClient(cfg),
 		EmailThrottle:     NewEmailThrottleClient(cfg),
 		OutboxEvent:       NewOutboxEventClient(cfg),
@@ -193,7 +188,6 @@ func (c *Client) BeginTx(ctx context.Context, opts *sql.TxOptions) (*Tx, error) 
 		ctx:               ctx,
 		config:            cfg,
 		Delivery:          NewDeliveryClient(cfg),
-		DevMail:           NewDevMailClient(cfg),
 		EmailBudget:       NewEmailBudgetClient(cfg),
 		EmailThrottle:     NewEmailThrottleClient(cfg),
 		OutboxEvent:       NewOutboxEventClient(cfg),
@@ -230,8 +224,8 @@ func (c *Client) Close() error {
 // In order to add hooks to a specific client, call: `client.Node.Use(...)`.
 func (c *Client) Use(hooks ...Hook) {
 	for _, n := range []interface{ Use(...Hook) }{
-		c.Delivery, c.DevMail, c.EmailBudget, c.EmailThrottle, c.OutboxEvent, c.Secret,
-		c.User, c.VerificationToken, c.WatchToken,
+		c.Delivery, c.EmailBudget, c.EmailThrottle, c.OutboxEvent, c.Secret, c.User,
+		c.VerificationToken, c.WatchToken,
 	} {
 		n.Use(hooks...)
 	}
@@ -241,8 +235,8 @@ func (c *Client) Use(hooks ...Hook) {
 // In order to add interceptors to a specific client, call: `client.Node.Intercept(...)`.
 func (c *Client) Intercept(interceptors ...Interceptor) {
 	for _, n := range []interface{ Intercept(...Interceptor) }{
-		c.Delivery, c.DevMail, c.EmailBudget, c.EmailThrottle, c.OutboxEvent, c.Secret,
-		c.User, c.VerificationToken, c.WatchToken,
+		c.Delivery, c.EmailBudget, c.EmailThrottle, c.OutboxEvent, c.Secret, c.User,
+		c.VerificationToken, c.WatchToken,
 	} {
 		n.Intercept(interceptors...)
 	}
@@ -253,8 +247,6 @@ func (c *Client) Mutate(ctx context.Context, m Mutation) (Value, error) {
 	switch m := m.(type) {
 	case *DeliveryMutation:
 		return c.Delivery.mutate(ctx, m)
-	case *DevMailMutation:
-		return c.DevMail.mutate(ctx, m)
 	case *EmailBudgetMutation:
 		return c.EmailBudget.mutate(ctx, m)
 	case *EmailThrottleMutation:
@@ -404,139 +396,6 @@ func (c *DeliveryClient) mutate(ctx context.Context, m *DeliveryMutation) (Value
 		return (&DeliveryDelete{config: c.config, hooks: c.Hooks(), mutation: m}).Exec(ctx)
 	default:
 		return nil, fmt.Errorf("ent: unknown Delivery mutation op: %q", m.Op())
-	}
-}
-
-// DevMailClient is a client for the DevMail schema.
-type DevMailClient struct {
-	config
-}
-
-// NewDevMailClient returns a client for the DevMail from the given config.
-func NewDevMailClient(c config) *DevMailClient {
-	return &DevMailClient{config: c}
-}
-
-// Use adds a list of mutation hooks to the hooks stack.
-// A call to `Use(f, g, h)` equals to `devmail.Hooks(f(g(h())))`.
-func (c *DevMailClient) Use(hooks ...Hook) {
-	c.hooks.DevMail = append(c.hooks.DevMail, hooks...)
-}
-
-// Intercept adds a list of query interceptors to the interceptors stack.
-// A call to `Intercept(f, g, h)` equals to `devmail.Intercept(f(g(h())))`.
-func (c *DevMailClient) Intercept(interceptors ...Interceptor) {
-	c.inters.DevMail = append(c.inters.DevMail, interceptors...)
-}
-
-// Create returns a builder for creating a DevMail entity.
-func (c *DevMailClient) Create() *DevMailCreate {
-	mutation := newDevMailMutation(c.config, OpCreate)
-	return &DevMailCreate{config: c.config, hooks: c.Hooks(), mutation: mutation}
-}
-
-// CreateBulk returns a builder for creating a bulk of DevMail entities.
-func (c *DevMailClient) CreateBulk(builders ...*DevMailCreate) *DevMailCreateBulk {
-	return &DevMailCreateBulk{config: c.config, builders: builders}
-}
-
-// MapCreateBulk creates a bulk creation builder from the given slice. For each item in the slice, the function creates
-// a builder and applies setFunc on it.
-func (c *DevMailClient) MapCreateBulk(slice any, setFunc func(*DevMailCreate, int)) *DevMailCreateBulk {
-	rv := reflect.ValueOf(slice)
-	if rv.Kind() != reflect.Slice {
-		return &DevMailCreateBulk{err: fmt.Errorf("calling to DevMailClient.MapCreateBulk with wrong type %T, need slice", slice)}
-	}
-	builders := make([]*DevMailCreate, rv.Len())
-	for i := 0; i < rv.Len(); i++ {
-		builders[i] = c.Create()
-		setFunc(builders[i], i)
-	}
-	return &DevMailCreateBulk{config: c.config, builders: builders}
-}
-
-// Update returns an update builder for DevMail.
-func (c *DevMailClient) Update() *DevMailUpdate {
-	mutation := newDevMailMutation(c.config, OpUpdate)
-	return &DevMailUpdate{config: c.config, hooks: c.Hooks(), mutation: mutation}
-}
-
-// UpdateOne returns an update builder for the given entity.
-func (c *DevMailClient) UpdateOne(_m *DevMail) *DevMailUpdateOne {
-	mutation := newDevMailMutation(c.config, OpUpdateOne, withDevMail(_m))
-	return &DevMailUpdateOne{config: c.config, hooks: c.Hooks(), mutation: mutation}
-}
-
-// UpdateOneID returns an update builder for the given id.
-func (c *DevMailClient) UpdateOneID(id int) *DevMailUpdateOne {
-	mutation := newDevMailMutation(c.config, OpUpdateOne, withDevMailID(id))
-	return &DevMailUpdateOne{config: c.config, hooks: c.Hooks(), mutation: mutation}
-}
-
-// Delete returns a delete builder for DevMail.
-func (c *DevMailClient) Delete() *DevMailDelete {
-	mutation := newDevMailMutation(c.config, OpDelete)
-	return &DevMailDelete{config: c.config, hooks: c.Hooks(), mutation: mutation}
-}
-
-// DeleteOne returns a builder for deleting the given entity.
-func (c *DevMailClient) DeleteOne(_m *DevMail) *DevMailDeleteOne {
-	return c.DeleteOneID(_m.ID)
-}
-
-// DeleteOneID returns a builder for deleting the given entity by its id.
-func (c *DevMailClient) DeleteOneID(id int) *DevMailDeleteOne {
-	builder := c.Delete().Where(devmail.ID(id))
-	builder.mutation.id = &id
-	builder.mutation.op = OpDeleteOne
-	return &DevMailDeleteOne{builder}
-}
-
-// Query returns a query builder for DevMail.
-func (c *DevMailClient) Query() *DevMailQuery {
-	return &DevMailQuery{
-		config: c.config,
-		ctx:    &QueryContext{Type: TypeDevMail},
-		inters: c.Interceptors(),
-	}
-}
-
-// Get returns a DevMail entity by its id.
-func (c *DevMailClient) Get(ctx context.Context, id int) (*DevMail, error) {
-	return c.Query().Where(devmail.ID(id)).Only(ctx)
-}
-
-// GetX is like Get, but panics if an error occurs.
-func (c *DevMailClient) GetX(ctx context.Context, id int) *DevMail {
-	obj, err := c.Get(ctx, id)
-	if err != nil {
-		panic(err)
-	}
-	return obj
-}
-
-// Hooks returns the client hooks.
-func (c *DevMailClient) Hooks() []Hook {
-	return c.hooks.DevMail
-}
-
-// Interceptors returns the client interceptors.
-func (c *DevMailClient) Interceptors() []Interceptor {
-	return c.inters.DevMail
-}
-
-func (c *DevMailClient) mutate(ctx context.Context, m *DevMailMutation) (Value, error) {
-	switch m.Op() {
-	case OpCreate:
-		return (&DevMailCreate{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
-	case OpUpdate:
-		return (&DevMailUpdate{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
-	case OpUpdateOne:
-		return (&DevMailUpdateOne{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
-	case OpDelete, OpDeleteOne:
-		return (&DevMailDelete{config: c.config, hooks: c.Hooks(), mutation: m}).Exec(ctx)
-	default:
-		return nil, fmt.Errorf("ent: unknown DevMail mutation op: %q", m.Op())
 	}
 }
 
@@ -1538,11 +1397,11 @@ func (c *WatchTokenClient) mutate(ctx context.Context, m *WatchTokenMutation) (V
 // hooks and interceptors per client, for fast access.
 type (
 	hooks struct {
-		Delivery, DevMail, EmailBudget, EmailThrottle, OutboxEvent, Secret, User,
+		Delivery, EmailBudget, EmailThrottle, OutboxEvent, Secret, User,
 		VerificationToken, WatchToken []ent.Hook
 	}
 	inters struct {
-		Delivery, DevMail, EmailBudget, EmailThrottle, OutboxEvent, Secret, User,
+		Delivery, EmailBudget, EmailThrottle, OutboxEvent, Secret, User,
 		VerificationToken, WatchToken []ent.Interceptor
 	}
 )

@@ -9,6 +9,7 @@ import (
 
 	"entgo.io/ent"
 	"entgo.io/ent/dialect/sql"
+	"github.com/google/uuid"
 	"github.com/verifier/verifier/ent/delivery"
 )
 
@@ -25,6 +26,8 @@ type Delivery struct {
 	Kind string `json:"kind,omitempty"`
 	// Address holds the value of the "address" field.
 	Address string `json:"address,omitempty"`
+	// Registration holds the value of the "registration" field.
+	Registration *uuid.UUID `json:"registration,omitempty"`
 	// State holds the value of the "state" field.
 	State delivery.State `json:"state,omitempty"`
 	// Attempts holds the value of the "attempts" field.
@@ -39,6 +42,12 @@ type Delivery struct {
 	UpdatedAt time.Time `json:"updated_at,omitempty"`
 	// SendingUntil holds the value of the "sending_until" field.
 	SendingUntil *time.Time `json:"sending_until,omitempty"`
+	// Subject holds the value of the "subject" field.
+	Subject *string `json:"subject,omitempty"`
+	// Text holds the value of the "text" field.
+	Text *string `json:"-"`
+	// HTML holds the value of the "html" field.
+	HTML         *string `json:"-"`
 	selectValues sql.SelectValues
 }
 
@@ -47,11 +56,13 @@ func (*Delivery) scanValues(columns []string) ([]any, error) {
 	values := make([]any, len(columns))
 	for i := range columns {
 		switch columns[i] {
+		case delivery.FieldRegistration:
+			values[i] = &sql.NullScanner{S: new(uuid.UUID)}
 		case delivery.FieldPayload:
 			values[i] = new([]byte)
 		case delivery.FieldID, delivery.FieldAttempts:
 			values[i] = new(sql.NullInt64)
-		case delivery.FieldEventID, delivery.FieldKind, delivery.FieldAddress, delivery.FieldState, delivery.FieldReason, delivery.FieldTopic:
+		case delivery.FieldEventID, delivery.FieldKind, delivery.FieldAddress, delivery.FieldState, delivery.FieldReason, delivery.FieldTopic, delivery.FieldSubject, delivery.FieldText, delivery.FieldHTML:
 			values[i] = new(sql.NullString)
 		case delivery.FieldCreatedAt, delivery.FieldUpdatedAt, delivery.FieldSendingUntil:
 			values[i] = new(sql.NullTime)
@@ -100,6 +111,13 @@ func (_m *Delivery) assignValues(columns []string, values []any) error {
 			} else if value.Valid {
 				_m.Address = value.String
 			}
+		case delivery.FieldRegistration:
+			if value, ok := values[i].(*sql.NullScanner); !ok {
+				return fmt.Errorf("unexpected type %T for field registration", values[i])
+			} else if value.Valid {
+				_m.Registration = new(uuid.UUID)
+				*_m.Registration = *value.S.(*uuid.UUID)
+			}
 		case delivery.FieldState:
 			if value, ok := values[i].(*sql.NullString); !ok {
 				return fmt.Errorf("unexpected type %T for field state", values[i])
@@ -142,6 +160,27 @@ func (_m *Delivery) assignValues(columns []string, values []any) error {
 			} else if value.Valid {
 				_m.SendingUntil = new(time.Time)
 				*_m.SendingUntil = value.Time
+			}
+		case delivery.FieldSubject:
+			if value, ok := values[i].(*sql.NullString); !ok {
+				return fmt.Errorf("unexpected type %T for field subject", values[i])
+			} else if value.Valid {
+				_m.Subject = new(string)
+				*_m.Subject = value.String
+			}
+		case delivery.FieldText:
+			if value, ok := values[i].(*sql.NullString); !ok {
+				return fmt.Errorf("unexpected type %T for field text", values[i])
+			} else if value.Valid {
+				_m.Text = new(string)
+				*_m.Text = value.String
+			}
+		case delivery.FieldHTML:
+			if value, ok := values[i].(*sql.NullString); !ok {
+				return fmt.Errorf("unexpected type %T for field html", values[i])
+			} else if value.Valid {
+				_m.HTML = new(string)
+				*_m.HTML = value.String
 			}
 		default:
 			_m.selectValues.Set(columns[i], values[i])
@@ -191,6 +230,11 @@ func (_m *Delivery) String() string {
 	builder.WriteString("address=")
 	builder.WriteString(_m.Address)
 	builder.WriteString(", ")
+	if v := _m.Registration; v != nil {
+		builder.WriteString("registration=")
+		builder.WriteString(fmt.Sprintf("%v", *v))
+	}
+	builder.WriteString(", ")
 	builder.WriteString("state=")
 	builder.WriteString(fmt.Sprintf("%v", _m.State))
 	builder.WriteString(", ")
@@ -212,6 +256,15 @@ func (_m *Delivery) String() string {
 		builder.WriteString("sending_until=")
 		builder.WriteString(v.Format(time.ANSIC))
 	}
+	builder.WriteString(", ")
+	if v := _m.Subject; v != nil {
+		builder.WriteString("subject=")
+		builder.WriteString(*v)
+	}
+	builder.WriteString(", ")
+	builder.WriteString("text=<sensitive>")
+	builder.WriteString(", ")
+	builder.WriteString("html=<sensitive>")
 	builder.WriteByte(')')
 	return builder.String()
 }

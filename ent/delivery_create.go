@@ -11,6 +11,7 @@ import (
 	"entgo.io/ent/dialect/sql"
 	"entgo.io/ent/dialect/sql/sqlgraph"
 	"entgo.io/ent/schema/field"
+	"github.com/google/uuid"
 	"github.com/verifier/verifier/ent/delivery"
 )
 
@@ -58,6 +59,20 @@ func (_c *DeliveryCreate) SetAddress(v string) *DeliveryCreate {
 func (_c *DeliveryCreate) SetNillableAddress(v *string) *DeliveryCreate {
 	if v != nil {
 		_c.SetAddress(*v)
+	}
+	return _c
+}
+
+// SetRegistration sets the "registration" field.
+func (_c *DeliveryCreate) SetRegistration(v uuid.UUID) *DeliveryCreate {
+	_c.mutation.SetRegistration(v)
+	return _c
+}
+
+// SetNillableRegistration sets the "registration" field if the given value is not nil.
+func (_c *DeliveryCreate) SetNillableRegistration(v *uuid.UUID) *DeliveryCreate {
+	if v != nil {
+		_c.SetRegistration(*v)
 	}
 	return _c
 }
@@ -140,6 +155,48 @@ func (_c *DeliveryCreate) SetSendingUntil(v time.Time) *DeliveryCreate {
 func (_c *DeliveryCreate) SetNillableSendingUntil(v *time.Time) *DeliveryCreate {
 	if v != nil {
 		_c.SetSendingUntil(*v)
+	}
+	return _c
+}
+
+// SetSubject sets the "subject" field.
+func (_c *DeliveryCreate) SetSubject(v string) *DeliveryCreate {
+	_c.mutation.SetSubject(v)
+	return _c
+}
+
+// SetNillableSubject sets the "subject" field if the given value is not nil.
+func (_c *DeliveryCreate) SetNillableSubject(v *string) *DeliveryCreate {
+	if v != nil {
+		_c.SetSubject(*v)
+	}
+	return _c
+}
+
+// SetText sets the "text" field.
+func (_c *DeliveryCreate) SetText(v string) *DeliveryCreate {
+	_c.mutation.SetText(v)
+	return _c
+}
+
+// SetNillableText sets the "text" field if the given value is not nil.
+func (_c *DeliveryCreate) SetNillableText(v *string) *DeliveryCreate {
+	if v != nil {
+		_c.SetText(*v)
+	}
+	return _c
+}
+
+// SetHTML sets the "html" field.
+func (_c *DeliveryCreate) SetHTML(v string) *DeliveryCreate {
+	_c.mutation.SetHTML(v)
+	return _c
+}
+
+// SetNillableHTML sets the "html" field if the given value is not nil.
+func (_c *DeliveryCreate) SetNillableHTML(v *string) *DeliveryCreate {
+	if v != nil {
+		_c.SetHTML(*v)
 	}
 	return _c
 }
@@ -297,6 +354,10 @@ func (_c *DeliveryCreate) createSpec() (*Delivery, *sqlgraph.CreateSpec) {
 		_spec.SetField(delivery.FieldAddress, field.TypeString, value)
 		_node.Address = value
 	}
+	if value, ok := _c.mutation.Registration(); ok {
+		_spec.SetField(delivery.FieldRegistration, field.TypeUUID, value)
+		_node.Registration = &value
+	}
 	if value, ok := _c.mutation.State(); ok {
 		_spec.SetField(delivery.FieldState, field.TypeEnum, value)
 		_node.State = value
@@ -324,6 +385,18 @@ func (_c *DeliveryCreate) createSpec() (*Delivery, *sqlgraph.CreateSpec) {
 	if value, ok := _c.mutation.SendingUntil(); ok {
 		_spec.SetField(delivery.FieldSendingUntil, field.TypeTime, value)
 		_node.SendingUntil = &value
+	}
+	if value, ok := _c.mutation.Subject(); ok {
+		_spec.SetField(delivery.FieldSubject, field.TypeString, value)
+		_node.Subject = &value
+	}
+	if value, ok := _c.mutation.Text(); ok {
+		_spec.SetField(delivery.FieldText, field.TypeString, value)
+		_node.Text = &value
+	}
+	if value, ok := _c.mutation.HTML(); ok {
+		_spec.SetField(delivery.FieldHTML, field.TypeString, value)
+		_node.HTML = &value
 	}
 	return _node, _spec
 }
@@ -479,6 +552,60 @@ func (u *DeliveryUpsert) ClearSendingUntil() *DeliveryUpsert {
 	return u
 }
 
+// SetSubject sets the "subject" field.
+func (u *DeliveryUpsert) SetSubject(v string) *DeliveryUpsert {
+	u.Set(delivery.FieldSubject, v)
+	return u
+}
+
+// UpdateSubject sets the "subject" field to the value that was provided on create.
+func (u *DeliveryUpsert) UpdateSubject() *DeliveryUpsert {
+	u.SetExcluded(delivery.FieldSubject)
+	return u
+}
+
+// ClearSubject clears the value of the "subject" field.
+func (u *DeliveryUpsert) ClearSubject() *DeliveryUpsert {
+	u.SetNull(delivery.FieldSubject)
+	return u
+}
+
+// SetText sets the "text" field.
+func (u *DeliveryUpsert) SetText(v string) *DeliveryUpsert {
+	u.Set(delivery.FieldText, v)
+	return u
+}
+
+// UpdateText sets the "text" field to the value that was provided on create.
+func (u *DeliveryUpsert) UpdateText() *DeliveryUpsert {
+	u.SetExcluded(delivery.FieldText)
+	return u
+}
+
+// ClearText clears the value of the "text" field.
+func (u *DeliveryUpsert) ClearText() *DeliveryUpsert {
+	u.SetNull(delivery.FieldText)
+	return u
+}
+
+// SetHTML sets the "html" field.
+func (u *DeliveryUpsert) SetHTML(v string) *DeliveryUpsert {
+	u.Set(delivery.FieldHTML, v)
+	return u
+}
+
+// UpdateHTML sets the "html" field to the value that was provided on create.
+func (u *DeliveryUpsert) UpdateHTML() *DeliveryUpsert {
+	u.SetExcluded(delivery.FieldHTML)
+	return u
+}
+
+// ClearHTML clears the value of the "html" field.
+func (u *DeliveryUpsert) ClearHTML() *DeliveryUpsert {
+	u.SetNull(delivery.FieldHTML)
+	return u
+}
+
 // UpdateNewValues updates the mutable fields using the new values that were set on create.
 // Using this option is equivalent to using:
 //
@@ -498,6 +625,9 @@ func (u *DeliveryUpsertOne) UpdateNewValues() *DeliveryUpsertOne {
 		}
 		if _, exists := u.create.mutation.Kind(); exists {
 			s.SetIgnore(delivery.FieldKind)
+		}
+		if _, exists := u.create.mutation.Registration(); exists {
+			s.SetIgnore(delivery.FieldRegistration)
 		}
 		if _, exists := u.create.mutation.Topic(); exists {
 			s.SetIgnore(delivery.FieldTopic)
@@ -649,6 +779,69 @@ func (u *DeliveryUpsertOne) UpdateSendingUntil() *DeliveryUpsertOne {
 func (u *DeliveryUpsertOne) ClearSendingUntil() *DeliveryUpsertOne {
 	return u.Update(func(s *DeliveryUpsert) {
 		s.ClearSendingUntil()
+	})
+}
+
+// SetSubject sets the "subject" field.
+func (u *DeliveryUpsertOne) SetSubject(v string) *DeliveryUpsertOne {
+	return u.Update(func(s *DeliveryUpsert) {
+		s.SetSubject(v)
+	})
+}
+
+// UpdateSubject sets the "subject" field to the value that was provided on create.
+func (u *DeliveryUpsertOne) UpdateSubject() *DeliveryUpsertOne {
+	return u.Update(func(s *DeliveryUpsert) {
+		s.UpdateSubject()
+	})
+}
+
+// ClearSubject clears the value of the "subject" field.
+func (u *DeliveryUpsertOne) ClearSubject() *DeliveryUpsertOne {
+	return u.Update(func(s *DeliveryUpsert) {
+		s.ClearSubject()
+	})
+}
+
+// SetText sets the "text" field.
+func (u *DeliveryUpsertOne) SetText(v string) *DeliveryUpsertOne {
+	return u.Update(func(s *DeliveryUpsert) {
+		s.SetText(v)
+	})
+}
+
+// UpdateText sets the "text" field to the value that was provided on create.
+func (u *DeliveryUpsertOne) UpdateText() *DeliveryUpsertOne {
+	return u.Update(func(s *DeliveryUpsert) {
+		s.UpdateText()
+	})
+}
+
+// ClearText clears the value of the "text" field.
+func (u *DeliveryUpsertOne) ClearText() *DeliveryUpsertOne {
+	return u.Update(func(s *DeliveryUpsert) {
+		s.ClearText()
+	})
+}
+
+// SetHTML sets the "html" field.
+func (u *DeliveryUpsertOne) SetHTML(v string) *DeliveryUpsertOne {
+	return u.Update(func(s *DeliveryUpsert) {
+		s.SetHTML(v)
+	})
+}
+
+// UpdateHTML sets the "html" field to the value that was provided on create.
+func (u *DeliveryUpsertOne) UpdateHTML() *DeliveryUpsertOne {
+	return u.Update(func(s *DeliveryUpsert) {
+		s.UpdateHTML()
+	})
+}
+
+// ClearHTML clears the value of the "html" field.
+func (u *DeliveryUpsertOne) ClearHTML() *DeliveryUpsertOne {
+	return u.Update(func(s *DeliveryUpsert) {
+		s.ClearHTML()
 	})
 }
 
@@ -837,6 +1030,9 @@ func (u *DeliveryUpsertBulk) UpdateNewValues() *DeliveryUpsertBulk {
 			if _, exists := b.mutation.Kind(); exists {
 				s.SetIgnore(delivery.FieldKind)
 			}
+			if _, exists := b.mutation.Registration(); exists {
+				s.SetIgnore(delivery.FieldRegistration)
+			}
 			if _, exists := b.mutation.Topic(); exists {
 				s.SetIgnore(delivery.FieldTopic)
 			}
@@ -988,6 +1184,69 @@ func (u *DeliveryUpsertBulk) UpdateSendingUntil() *DeliveryUpsertBulk {
 func (u *DeliveryUpsertBulk) ClearSendingUntil() *DeliveryUpsertBulk {
 	return u.Update(func(s *DeliveryUpsert) {
 		s.ClearSendingUntil()
+	})
+}
+
+// SetSubject sets the "subject" field.
+func (u *DeliveryUpsertBulk) SetSubject(v string) *DeliveryUpsertBulk {
+	return u.Update(func(s *DeliveryUpsert) {
+		s.SetSubject(v)
+	})
+}
+
+// UpdateSubject sets the "subject" field to the value that was provided on create.
+func (u *DeliveryUpsertBulk) UpdateSubject() *DeliveryUpsertBulk {
+	return u.Update(func(s *DeliveryUpsert) {
+		s.UpdateSubject()
+	})
+}
+
+// ClearSubject clears the value of the "subject" field.
+func (u *DeliveryUpsertBulk) ClearSubject() *DeliveryUpsertBulk {
+	return u.Update(func(s *DeliveryUpsert) {
+		s.ClearSubject()
+	})
+}
+
+// SetText sets the "text" field.
+func (u *DeliveryUpsertBulk) SetText(v string) *DeliveryUpsertBulk {
+	return u.Update(func(s *DeliveryUpsert) {
+		s.SetText(v)
+	})
+}
+
+// UpdateText sets the "text" field to the value that was provided on create.
+func (u *DeliveryUpsertBulk) UpdateText() *DeliveryUpsertBulk {
+	return u.Update(func(s *DeliveryUpsert) {
+		s.UpdateText()
+	})
+}
+
+// ClearText clears the value of the "text" field.
+func (u *DeliveryUpsertBulk) ClearText() *DeliveryUpsertBulk {
+	return u.Update(func(s *DeliveryUpsert) {
+		s.ClearText()
+	})
+}
+
+// SetHTML sets the "html" field.
+func (u *DeliveryUpsertBulk) SetHTML(v string) *DeliveryUpsertBulk {
+	return u.Update(func(s *DeliveryUpsert) {
+		s.SetHTML(v)
+	})
+}
+
+// UpdateHTML sets the "html" field to the value that was provided on create.
+func (u *DeliveryUpsertBulk) UpdateHTML() *DeliveryUpsertBulk {
+	return u.Update(func(s *DeliveryUpsert) {
+		s.UpdateHTML()
+	})
+}
+
+// ClearHTML clears the value of the "html" field.
+func (u *DeliveryUpsertBulk) ClearHTML() *DeliveryUpsertBulk {
+	return u.Update(func(s *DeliveryUpsert) {
+		s.ClearHTML()
 	})
 }
 

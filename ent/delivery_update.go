@@ -137,6 +137,66 @@ func (_u *DeliveryUpdate) ClearSendingUntil() *DeliveryUpdate {
 	return _u
 }
 
+// SetSubject sets the "subject" field.
+func (_u *DeliveryUpdate) SetSubject(v string) *DeliveryUpdate {
+	_u.mutation.SetSubject(v)
+	return _u
+}
+
+// SetNillableSubject sets the "subject" field if the given value is not nil.
+func (_u *DeliveryUpdate) SetNillableSubject(v *string) *DeliveryUpdate {
+	if v != nil {
+		_u.SetSubject(*v)
+	}
+	return _u
+}
+
+// ClearSubject clears the value of the "subject" field.
+func (_u *DeliveryUpdate) ClearSubject() *DeliveryUpdate {
+	_u.mutation.ClearSubject()
+	return _u
+}
+
+// SetText sets the "text" field.
+func (_u *DeliveryUpdate) SetText(v string) *DeliveryUpdate {
+	_u.mutation.SetText(v)
+	return _u
+}
+
+// SetNillableText sets the "text" field if the given value is not nil.
+func (_u *DeliveryUpdate) SetNillableText(v *string) *DeliveryUpdate {
+	if v != nil {
+		_u.SetText(*v)
+	}
+	return _u
+}
+
+// ClearText clears the value of the "text" field.
+func (_u *DeliveryUpdate) ClearText() *DeliveryUpdate {
+	_u.mutation.ClearText()
+	return _u
+}
+
+// SetHTML sets the "html" field.
+func (_u *DeliveryUpdate) SetHTML(v string) *DeliveryUpdate {
+	_u.mutation.SetHTML(v)
+	return _u
+}
+
+// SetNillableHTML sets the "html" field if the given value is not nil.
+func (_u *DeliveryUpdate) SetNillableHTML(v *string) *DeliveryUpdate {
+	if v != nil {
+		_u.SetHTML(*v)
+	}
+	return _u
+}
+
+// ClearHTML clears the value of the "html" field.
+func (_u *DeliveryUpdate) ClearHTML() *DeliveryUpdate {
+	_u.mutation.ClearHTML()
+	return _u
+}
+
 // Mutation returns the DeliveryMutation object of the builder.
 func (_u *DeliveryUpdate) Mutation() *DeliveryMutation {
 	return _u.mutation
@@ -204,6 +264,9 @@ func (_u *DeliveryUpdate) sqlSave(ctx context.Context) (_node int, err error) {
 	if value, ok := _u.mutation.Address(); ok {
 		_spec.SetField(delivery.FieldAddress, field.TypeString, value)
 	}
+	if _u.mutation.RegistrationCleared() {
+		_spec.ClearField(delivery.FieldRegistration, field.TypeUUID)
+	}
 	if value, ok := _u.mutation.State(); ok {
 		_spec.SetField(delivery.FieldState, field.TypeEnum, value)
 	}
@@ -230,6 +293,24 @@ func (_u *DeliveryUpdate) sqlSave(ctx context.Context) (_node int, err error) {
 	}
 	if _u.mutation.SendingUntilCleared() {
 		_spec.ClearField(delivery.FieldSendingUntil, field.TypeTime)
+	}
+	if value, ok := _u.mutation.Subject(); ok {
+		_spec.SetField(delivery.FieldSubject, field.TypeString, value)
+	}
+	if _u.mutation.SubjectCleared() {
+		_spec.ClearField(delivery.FieldSubject, field.TypeString)
+	}
+	if value, ok := _u.mutation.Text(); ok {
+		_spec.SetField(delivery.FieldText, field.TypeString, value)
+	}
+	if _u.mutation.TextCleared() {
+		_spec.ClearField(delivery.FieldText, field.TypeString)
+	}
+	if value, ok := _u.mutation.HTML(); ok {
+		_spec.SetField(delivery.FieldHTML, field.TypeString, value)
+	}
+	if _u.mutation.HTMLCleared() {
+		_spec.ClearField(delivery.FieldHTML, field.TypeString)
 	}
 	if _node, err = sqlgraph.UpdateNodes(ctx, _u.driver, _spec); err != nil {
 		if _, ok := err.(*sqlgraph.NotFoundError); ok {
@@ -360,6 +441,66 @@ func (_u *DeliveryUpdateOne) ClearSendingUntil() *DeliveryUpdateOne {
 	return _u
 }
 
+// SetSubject sets the "subject" field.
+func (_u *DeliveryUpdateOne) SetSubject(v string) *DeliveryUpdateOne {
+	_u.mutation.SetSubject(v)
+	return _u
+}
+
+// SetNillableSubject sets the "subject" field if the given value is not nil.
+func (_u *DeliveryUpdateOne) SetNillableSubject(v *string) *DeliveryUpdateOne {
+	if v != nil {
+		_u.SetSubject(*v)
+	}
+	return _u
+}
+
+// ClearSubject clears the value of the "subject" field.
+func (_u *DeliveryUpdateOne) ClearSubject() *DeliveryUpdateOne {
+	_u.mutation.ClearSubject()
+	return _u
+}
+
+// SetText sets the "text" field.
+func (_u *DeliveryUpdateOne) SetText(v string) *DeliveryUpdateOne {
+	_u.mutation.SetText(v)
+	return _u
+}
+
+// SetNillableText sets the "text" field if the given value is not nil.
+func (_u *DeliveryUpdateOne) SetNillableText(v *string) *DeliveryUpdateOne {
+	if v != nil {
+		_u.SetText(*v)
+	}
+	return _u
+}
+
+// ClearText clears the value of the "text" field.
+func (_u *DeliveryUpdateOne) ClearText() *DeliveryUpdateOne {
+	_u.mutation.ClearText()
+	return _u
+}
+
+// SetHTML sets the "html" field.
+func (_u *DeliveryUpdateOne) SetHTML(v string) *DeliveryUpdateOne {
+	_u.mutation.SetHTML(v)
+	return _u
+}
+
+// SetNillableHTML sets the "html" field if the given value is not nil.
+func (_u *DeliveryUpdateOne) SetNillableHTML(v *string) *DeliveryUpdateOne {
+	if v != nil {
+		_u.SetHTML(*v)
+	}
+	return _u
+}
+
+// ClearHTML clears the value of the "html" field.
+func (_u *DeliveryUpdateOne) ClearHTML() *DeliveryUpdateOne {
+	_u.mutation.ClearHTML()
+	return _u
+}
+
 // Mutation returns the DeliveryMutation object of the builder.
 func (_u *DeliveryUpdateOne) Mutation() *DeliveryMutation {
 	return _u.mutation
@@ -457,6 +598,9 @@ func (_u *DeliveryUpdateOne) sqlSave(ctx context.Context) (_node *Delivery, err 
 	if value, ok := _u.mutation.Address(); ok {
 		_spec.SetField(delivery.FieldAddress, field.TypeString, value)
 	}
+	if _u.mutation.RegistrationCleared() {
+		_spec.ClearField(delivery.FieldRegistration, field.TypeUUID)
+	}
 	if value, ok := _u.mutation.State(); ok {
 		_spec.SetField(delivery.FieldState, field.TypeEnum, value)
 	}
@@ -483,6 +627,24 @@ func (_u *DeliveryUpdateOne) sqlSave(ctx context.Context) (_node *Delivery, err 
 	}
 	if _u.mutation.SendingUntilCleared() {
 		_spec.ClearField(delivery.FieldSendingUntil, field.TypeTime)
+	}
+	if value, ok := _u.mutation.Subject(); ok {
+		_spec.SetField(delivery.FieldSubject, field.TypeString, value)
+	}
+	if _u.mutation.SubjectCleared() {
+		_spec.ClearField(delivery.FieldSubject, field.TypeString)
+	}
+	if value, ok := _u.mutation.Text(); ok {
+		_spec.SetField(delivery.FieldText, field.TypeString, value)
+	}
+	if _u.mutation.TextCleared() {
+		_spec.ClearField(delivery.FieldText, field.TypeString)
+	}
+	if value, ok := _u.mutation.HTML(); ok {
+		_spec.SetField(delivery.FieldHTML, field.TypeString, value)
+	}
+	if _u.mutation.HTMLCleared() {
+		_spec.ClearField(delivery.FieldHTML, field.TypeString)
 	}
 	_node = &Delivery{config: _u.config}
 	_spec.Assign = _node.assignValues

@@ -13,7 +13,6 @@ import (
 	"entgo.io/ent/dialect/sql"
 	"entgo.io/ent/dialect/sql/sqlgraph"
 	"github.com/verifier/verifier/ent/delivery"
-	"github.com/verifier/verifier/ent/devmail"
 	"github.com/verifier/verifier/ent/emailbudget"
 	"github.com/verifier/verifier/ent/emailthrottle"
 	"github.com/verifier/verifier/ent/outboxevent"
@@ -82,7 +81,6 @@ func checkColumn(t, c string) error {
 	initCheck.Do(func() {
 		columnCheck = sql.NewColumnCheck(map[string]func(string) bool{
 			delivery.Table:          delivery.ValidColumn,
-			devmail.Table:           devmail.ValidColumn,
 			emailbudget.Table:       emailbudget.ValidColumn,
 			emailthrottle.Table:     emailthrottle.ValidColumn,
 			outboxevent.Table:       outboxevent.ValidColumn,

@@ -13,7 +13,6 @@ import (
 	"entgo.io/ent/dialect/sql"
 	"github.com/google/uuid"
 	"github.com/verifier/verifier/ent/delivery"
-	"github.com/verifier/verifier/ent/devmail"
 	"github.com/verifier/verifier/ent/emailbudget"
 	"github.com/verifier/verifier/ent/emailthrottle"
 	"github.com/verifier/verifier/ent/outboxevent"
@@ -34,7 +33,6 @@ const (
 
 	// Node types.
 	TypeDelivery          = "Delivery"
-	TypeDevMail           = "DevMail"
 	TypeEmailBudget       = "EmailBudget"
 	TypeEmailThrottle     = "EmailThrottle"
 	TypeOutboxEvent       = "OutboxEvent"
@@ -54,6 +52,7 @@ type DeliveryMutation struct {
 	event_id      *string
 	kind          *string
 	address       *string
+	registration  *uuid.UUID
 	state         *delivery.State
 	attempts      *int
 	addattempts   *int
@@ -62,6 +61,9 @@ type DeliveryMutation struct {
 	payload       *[]byte
 	updated_at    *time.Time
 	sending_until *time.Time
+	subject       *string
+	text          *string
+	html          *string
 	clearedFields map[string]struct{}
 	done          bool
 	oldValue      func(context.Context) (*Delivery, error)
@@ -308,6 +310,55 @@ func (m *DeliveryMutation) OldAddress(ctx context.Context) (v string, err error)
 // ResetAddress resets all changes to the "address" field.
 func (m *DeliveryMutation) ResetAddress() {
 	m.address = nil
+}
+
+// SetRegistration sets the "registration" field.
+func (m *DeliveryMutation) SetRegistration(u uuid.UUID) {
+	m.registration = &u
+}
+
+// Registration returns the value of the "registration" field in the mutation.
+func (m *DeliveryMutation) Registration() (r uuid.UUID, exists bool) {
+	v := m.registration
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldRegistration returns the old "registration" field's value of the Delivery entity.
+// If the Delivery object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *DeliveryMutation) OldRegistration(ctx context.Context) (v *uuid.UUID, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldRegistration is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldRegistration requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldRegistration: %w", err)
+	}
+	return oldValue.Registration, nil
+}
+
+// ClearRegistration clears the value of the "registration" field.
+func (m *DeliveryMutation) ClearRegistration() {
+	m.registration = nil
+	m.clearedFields[delivery.FieldRegistration] = struct{}{}
+}
+
+// RegistrationCleared returns if the "registration" field was cleared in this mutation.
+func (m *DeliveryMutation) RegistrationCleared() bool {
+	_, ok := m.clearedFields[delivery.FieldRegistration]
+	return ok
+}
+
+// ResetRegistration resets all changes to the "registration" field.
+func (m *DeliveryMutation) ResetRegistration() {
+	m.registration = nil
+	delete(m.clearedFields, delivery.FieldRegistration)
 }
 
 // SetState sets the "state" field.
@@ -608,6 +659,153 @@ func (m *DeliveryMutation) ResetSendingUntil() {
 	delete(m.clearedFields, delivery.FieldSendingUntil)
 }
 
+// SetSubject sets the "subject" field.
+func (m *DeliveryMutation) SetSubject(s string) {
+	m.subject = &s
+}
+
+// Subject returns the value of the "subject" field in the mutation.
+func (m *DeliveryMutation) Subject() (r string, exists bool) {
+	v := m.subject
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldSubject returns the old "subject" field's value of the Delivery entity.
+// If the Delivery object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *DeliveryMutation) OldSubject(ctx context.Context) (v *string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldSubject is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldSubject requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldSubject: %w", err)
+	}
+	return oldValue.Subject, nil
+}
+
+// ClearSubject clears the value of the "subject" field.
+func (m *DeliveryMutation) ClearSubject() {
+	m.subject = nil
+	m.clearedFields[delivery.FieldSubject] = struct{}{}
+}
+
+// SubjectCleared returns if the "subject" field was cleared in this mutation.
+func (m *DeliveryMutation) SubjectCleared() bool {
+	_, ok := m.clearedFields[delivery.FieldSubject]
+	return ok
+}
+
+// ResetSubject resets all changes to the "subject" field.
+func (m *DeliveryMutation) ResetSubject() {
+	m.subject = nil
+	delete(m.clearedFields, delivery.FieldSubject)
+}
+
+// SetText sets the "text" field.
+func (m *DeliveryMutation) SetText(s string) {
+	m.text = &s
+}
+
+// Text returns the value of the "text" field in the mutation.
+func (m *DeliveryMutation) Text() (r string, exists bool) {
+	v := m.text
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldText returns the old "text" field's value of the Delivery entity.
+// If the Delivery object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *DeliveryMutation) OldText(ctx context.Context) (v *string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldText is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldText requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldText: %w", err)
+	}
+	return oldValue.Text, nil
+}
+
+// ClearText clears the value of the "text" field.
+func (m *DeliveryMutation) ClearText() {
+	m.text = nil
+	m.clearedFields[delivery.FieldText] = struct{}{}
+}
+
+// TextCleared returns if the "text" field was cleared in this mutation.
+func (m *DeliveryMutation) TextCleared() bool {
+	_, ok := m.clearedFields[delivery.FieldText]
+	return ok
+}
+
+// ResetText resets all changes to the "text" field.
+func (m *DeliveryMutation) ResetText() {
+	m.text = nil
+	delete(m.clearedFields, delivery.FieldText)
+}
+
+// SetHTML sets the "html" field.
+func (m *DeliveryMutation) SetHTML(s string) {
+	m.html = &s
+}
+
+// HTML returns the value of the "html" field in the mutation.
+func (m *DeliveryMutation) HTML() (r string, exists bool) {
+	v := m.html
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldHTML returns the old "html" field's value of the Delivery entity.
+// If the Delivery object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *DeliveryMutation) OldHTML(ctx context.Context) (v *string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldHTML is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldHTML requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldHTML: %w", err)
+	}
+	return oldValue.HTML, nil
+}
+
+// ClearHTML clears the value of the "html" field.
+func (m *DeliveryMutation) ClearHTML() {
+	m.html = nil
+	m.clearedFields[delivery.FieldHTML] = struct{}{}
+}
+
+// HTMLCleared returns if the "html" field was cleared in this mutation.
+func (m *DeliveryMutation) HTMLCleared() bool {
+	_, ok := m.clearedFields[delivery.FieldHTML]
+	return ok
+}
+
+// ResetHTML resets all changes to the "html" field.
+func (m *DeliveryMutation) ResetHTML() {
+	m.html = nil
+	delete(m.clearedFields, delivery.FieldHTML)
+}
+
 // Where appends a list predicates to the DeliveryMutation builder.
 func (m *DeliveryMutation) Where(ps ...predicate.Delivery) {
 	m.predicates = append(m.predicates, ps...)
@@ -642,7 +840,7 @@ func (m *DeliveryMutation) Type() string {
 // order to get all numeric fields that were incremented/decremented, call
 // AddedFields().
 func (m *DeliveryMutation) Fields() []string {
-	fields := make([]string, 0, 11)
+	fields := make([]string, 0, 15)
 	if m.created_at != nil {
 		fields = append(fields, delivery.FieldCreatedAt)
 	}
@@ -654,6 +852,9 @@ func (m *DeliveryMutation) Fields() []string {
 	}
 	if m.address != nil {
 		fields = append(fields, delivery.FieldAddress)
+	}
+	if m.registration != nil {
+		fields = append(fields, delivery.FieldRegistration)
 	}
 	if m.state != nil {
 		fields = append(fields, delivery.FieldState)
@@ -676,6 +877,15 @@ func (m *DeliveryMutation) Fields() []string {
 	if m.sending_until != nil {
 		fields = append(fields, delivery.FieldSendingUntil)
 	}
+	if m.subject != nil {
+		fields = append(fields, delivery.FieldSubject)
+	}
+	if m.text != nil {
+		fields = append(fields, delivery.FieldText)
+	}
+	if m.html != nil {
+		fields = append(fields, delivery.FieldHTML)
+	}
 	return fields
 }
 
@@ -692,6 +902,8 @@ func (m *DeliveryMutation) Field(name string) (ent.Value, bool) {
 		return m.Kind()
 	case delivery.FieldAddress:
 		return m.Address()
+	case delivery.FieldRegistration:
+		return m.Registration()
 	case delivery.FieldState:
 		return m.State()
 	case delivery.FieldAttempts:
@@ -706,6 +918,12 @@ func (m *DeliveryMutation) Field(name string) (ent.Value, bool) {
 		return m.UpdatedAt()
 	case delivery.FieldSendingUntil:
 		return m.SendingUntil()
+	case delivery.FieldSubject:
+		return m.Subject()
+	case delivery.FieldText:
+		return m.Text()
+	case delivery.FieldHTML:
+		return m.HTML()
 	}
 	return nil, false
 }
@@ -723,6 +941,8 @@ func (m *DeliveryMutation) OldField(ctx context.Context, name string) (ent.Value
 		return m.OldKind(ctx)
 	case delivery.FieldAddress:
 		return m.OldAddress(ctx)
+	case delivery.FieldRegistration:
+		return m.OldRegistration(ctx)
 	case delivery.FieldState:
 		return m.OldState(ctx)
 	case delivery.FieldAttempts:
@@ -737,6 +957,12 @@ func (m *DeliveryMutation) OldField(ctx context.Context, name string) (ent.Value
 		return m.OldUpdatedAt(ctx)
 	case delivery.FieldSendingUntil:
 		return m.OldSendingUntil(ctx)
+	case delivery.FieldSubject:
+		return m.OldSubject(ctx)
+	case delivery.FieldText:
+		return m.OldText(ctx)
+	case delivery.FieldHTML:
+		return m.OldHTML(ctx)
 	}
 	return nil, fmt.Errorf("unknown Delivery field %s", name)
 }
@@ -773,6 +999,13 @@ func (m *DeliveryMutation) SetField(name string, value ent.Value) error {
 			return fmt.Errorf("unexpected type %T for field %s", value, name)
 		}
 		m.SetAddress(v)
+		return nil
+	case delivery.FieldRegistration:
+		v, ok := value.(uuid.UUID)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetRegistration(v)
 		return nil
 	case delivery.FieldState:
 		v, ok := value.(delivery.State)
@@ -823,6 +1056,27 @@ func (m *DeliveryMutation) SetField(name string, value ent.Value) error {
 		}
 		m.SetSendingUntil(v)
 		return nil
+	case delivery.FieldSubject:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetSubject(v)
+		return nil
+	case delivery.FieldText:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetText(v)
+		return nil
+	case delivery.FieldHTML:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetHTML(v)
+		return nil
 	}
 	return fmt.Errorf("unknown Delivery field %s", name)
 }
@@ -868,11 +1122,23 @@ func (m *DeliveryMutation) AddField(name string, value ent.Value) error {
 // mutation.
 func (m *DeliveryMutation) ClearedFields() []string {
 	var fields []string
+	if m.FieldCleared(delivery.FieldRegistration) {
+		fields = append(fields, delivery.FieldRegistration)
+	}
 	if m.FieldCleared(delivery.FieldPayload) {
 		fields = append(fields, delivery.FieldPayload)
 	}
 	if m.FieldCleared(delivery.FieldSendingUntil) {
 		fields = append(fields, delivery.FieldSendingUntil)
+	}
+	if m.FieldCleared(delivery.FieldSubject) {
+		fields = append(fields, delivery.FieldSubject)
+	}
+	if m.FieldCleared(delivery.FieldText) {
+		fields = append(fields, delivery.FieldText)
+	}
+	if m.FieldCleared(delivery.FieldHTML) {
+		fields = append(fields, delivery.FieldHTML)
 	}
 	return fields
 }
@@ -888,11 +1154,23 @@ func (m *DeliveryMutation) FieldCleared(name string) bool {
 // error if the field is not defined in the schema.
 func (m *DeliveryMutation) ClearField(name string) error {
 	switch name {
+	case delivery.FieldRegistration:
+		m.ClearRegistration()
+		return nil
 	case delivery.FieldPayload:
 		m.ClearPayload()
 		return nil
 	case delivery.FieldSendingUntil:
 		m.ClearSendingUntil()
+		return nil
+	case delivery.FieldSubject:
+		m.ClearSubject()
+		return nil
+	case delivery.FieldText:
+		m.ClearText()
+		return nil
+	case delivery.FieldHTML:
+		m.ClearHTML()
 		return nil
 	}
 	return fmt.Errorf("unknown Delivery nullable field %s", name)
@@ -914,6 +1192,9 @@ func (m *DeliveryMutation) ResetField(name string) error {
 	case delivery.FieldAddress:
 		m.ResetAddress()
 		return nil
+	case delivery.FieldRegistration:
+		m.ResetRegistration()
+		return nil
 	case delivery.FieldState:
 		m.ResetState()
 		return nil
@@ -934,6 +1215,15 @@ func (m *DeliveryMutation) ResetField(name string) error {
 		return nil
 	case delivery.FieldSendingUntil:
 		m.ResetSendingUntil()
+		return nil
+	case delivery.FieldSubject:
+		m.ResetSubject()
+		return nil
+	case delivery.FieldText:
+		m.ResetText()
+		return nil
+	case delivery.FieldHTML:
+		m.ResetHTML()
 		return nil
 	}
 	return fmt.Errorf("unknown Delivery field %s", name)
@@ -985,602 +1275,6 @@ func (m *DeliveryMutation) ClearEdge(name string) error {
 // It returns an error if the edge is not defined in the schema.
 func (m *DeliveryMutation) ResetEdge(name string) error {
 	return fmt.Errorf("unknown Delivery edge %s", name)
-}
-
-// DevMailMutation represents an operation that mutates the DevMail nodes in the graph.
-type DevMailMutation struct {
-	config
-	op            Op
-	typ           string
-	id            *int
-	created_at    *time.Time
-	message_id    *string
-	to            *string
-	subject       *string
-	text          *string
-	html          *string
-	clearedFields map[string]struct{}
-	done          bool
-	oldValue      func(context.Context) (*DevMail, error)
-	predicates    []predicate.DevMail
-}
-
-var _ ent.Mutation = (*DevMailMutation)(nil)
-
-// devmailOption allows management of the mutation configuration using functional options.
-type devmailOption func(*DevMailMutation)
-
-// newDevMailMutation creates new mutation for the DevMail entity.
-func newDevMailMutation(c config, op Op, opts ...devmailOption) *DevMailMutation {
-	m := &DevMailMutation{
-		config:        c,
-		op:            op,
-		typ:           TypeDevMail,
-		clearedFields: make(map[string]struct{}),
-	}
-	for _, opt := range opts {
-		opt(m)
-	}
-	return m
-}
-
-// withDevMailID sets the ID field of the mutation.
-func withDevMailID(id int) devmailOption {
-	return func(m *DevMailMutation) {
-		var (
-			err   error
-			once  sync.Once
-			value *DevMail
-		)
-		m.oldValue = func(ctx context.Context) (*DevMail, error) {
-			once.Do(func() {
-				if m.done {
-					err = errors.New("querying old values post mutation is not allowed")
-				} else {
-					value, err = m.Client().DevMail.Get(ctx, id)
-				}
-			})
-			return value, err
-		}
-		m.id = &id
-	}
-}
-
-// withDevMail sets the old DevMail of the mutation.
-func withDevMail(node *DevMail) devmailOption {
-	return func(m *DevMailMutation) {
-		m.oldValue = func(context.Context) (*DevMail, error) {
-			return node, nil
-		}
-		m.id = &node.ID
-	}
-}
-
-// Client returns a new `ent.Client` from the mutation. If the mutation was
-// executed in a transaction (ent.Tx), a transactional client is returned.
-func (m DevMailMutation) Client() *Client {
-	client := &Client{config: m.config}
-	client.init()
-	return client
-}
-
-// Tx returns an `ent.Tx` for mutations that were executed in transactions;
-// it returns an error otherwise.
-func (m DevMailMutation) Tx() (*Tx, error) {
-	if _, ok := m.driver.(*txDriver); !ok {
-		return nil, errors.New("ent: mutation is not running in a transaction")
-	}
-	tx := &Tx{config: m.config}
-	tx.init()
-	return tx, nil
-}
-
-// ID returns the ID value in the mutation. Note that the ID is only available
-// if it was provided to the builder or after it was returned from the database.
-func (m *DevMailMutation) ID() (id int, exists bool) {
-	if m.id == nil {
-		return
-	}
-	return *m.id, true
-}
-
-// IDs queries the database and returns the entity ids that match the mutation's predicate.
-// That means, if the mutation is applied within a transaction with an isolation level such
-// as sql.LevelSerializable, the returned ids match the ids of the rows that will be updated
-// or updated by the mutation.
-func (m *DevMailMutation) IDs(ctx context.Context) ([]int, error) {
-	switch {
-	case m.op.Is(OpUpdateOne | OpDeleteOne):
-		id, exists := m.ID()
-		if exists {
-			return []int{id}, nil
-		}
-		fallthrough
-	case m.op.Is(OpUpdate | OpDelete):
-		return m.Client().DevMail.Query().Where(m.predicates...).IDs(ctx)
-	default:
-		return nil, fmt.Errorf("IDs is not allowed on %s operations", m.op)
-	}
-}
-
-// SetCreatedAt sets the "created_at" field.
-func (m *DevMailMutation) SetCreatedAt(t time.Time) {
-	m.created_at = &t
-}
-
-// CreatedAt returns the value of the "created_at" field in the mutation.
-func (m *DevMailMutation) CreatedAt() (r time.Time, exists bool) {
-	v := m.created_at
-	if v == nil {
-		return
-	}
-	return *v, true
-}
-
-// OldCreatedAt returns the old "created_at" field's value of the DevMail entity.
-// If the DevMail object wasn't provided to the builder, the object is fetched from the database.
-// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
-func (m *DevMailMutation) OldCreatedAt(ctx context.Context) (v time.Time, err error) {
-	if !m.op.Is(OpUpdateOne) {
-		return v, errors.New("OldCreatedAt is only allowed on UpdateOne operations")
-	}
-	if m.id == nil || m.oldValue == nil {
-		return v, errors.New("OldCreatedAt requires an ID field in the mutation")
-	}
-	oldValue, err := m.oldValue(ctx)
-	if err != nil {
-		return v, fmt.Errorf("querying old value for OldCreatedAt: %w", err)
-	}
-	return oldValue.CreatedAt, nil
-}
-
-// ResetCreatedAt resets all changes to the "created_at" field.
-func (m *DevMailMutation) ResetCreatedAt() {
-	m.created_at = nil
-}
-
-// SetMessageID sets the "message_id" field.
-func (m *DevMailMutation) SetMessageID(s string) {
-	m.message_id = &s
-}
-
-// MessageID returns the value of the "message_id" field in the mutation.
-func (m *DevMailMutation) MessageID() (r string, exists bool) {
-	v := m.message_id
-	if v == nil {
-		return
-	}
-	return *v, true
-}
-
-// OldMessageID returns the old "message_id" field's value of the DevMail entity.
-// If the DevMail object wasn't provided to the builder, the object is fetched from the database.
-// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
-func (m *DevMailMutation) OldMessageID(ctx context.Context) (v string, err error) {
-	if !m.op.Is(OpUpdateOne) {
-		return v, errors.New("OldMessageID is only allowed on UpdateOne operations")
-	}
-	if m.id == nil || m.oldValue == nil {
-		return v, errors.New("OldMessageID requires an ID field in the mutation")
-	}
-	oldValue, err := m.oldValue(ctx)
-	if err != nil {
-		return v, fmt.Errorf("querying old value for OldMessageID: %w", err)
-	}
-	return oldValue.MessageID, nil
-}
-
-// ResetMessageID resets all changes to the "message_id" field.
-func (m *DevMailMutation) ResetMessageID() {
-	m.message_id = nil
-}
-
-// SetTo sets the "to" field.
-func (m *DevMailMutation) SetTo(s string) {
-	m.to = &s
-}
-
-// To returns the value of the "to" field in the mutation.
-func (m *DevMailMutation) To() (r string, exists bool) {
-	v := m.to
-	if v == nil {
-		return
-	}
-	return *v, true
-}
-
-// OldTo returns the old "to" field's value of the DevMail entity.
-// If the DevMail object wasn't provided to the builder, the object is fetched from the database.
-// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
-func (m *DevMailMutation) OldTo(ctx context.Context) (v string, err error) {
-	if !m.op.Is(OpUpdateOne) {
-		return v, errors.New("OldTo is only allowed on UpdateOne operations")
-	}
-	if m.id == nil || m.oldValue == nil {
-		return v, errors.New("OldTo requires an ID field in the mutation")
-	}
-	oldValue, err := m.oldValue(ctx)
-	if err != nil {
-		return v, fmt.Errorf("querying old value for OldTo: %w", err)
-	}
-	return oldValue.To, nil
-}
-
-// ResetTo resets all changes to the "to" field.
-func (m *DevMailMutation) ResetTo() {
-	m.to = nil
-}
-
-// SetSubject sets the "subject" field.
-func (m *DevMailMutation) SetSubject(s string) {
-	m.subject = &s
-}
-
-// Subject returns the value of the "subject" field in the mutation.
-func (m *DevMailMutation) Subject() (r string, exists bool) {
-	v := m.subject
-	if v == nil {
-		return
-	}
-	return *v, true
-}
-
-// OldSubject returns the old "subject" field's value of the DevMail entity.
-// If the DevMail object wasn't provided to the builder, the object is fetched from the database.
-// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
-func (m *DevMailMutation) OldSubject(ctx context.Context) (v string, err error) {
-	if !m.op.Is(OpUpdateOne) {
-		return v, errors.New("OldSubject is only allowed on UpdateOne operations")
-	}
-	if m.id == nil || m.oldValue == nil {
-		return v, errors.New("OldSubject requires an ID field in the mutation")
-	}
-	oldValue, err := m.oldValue(ctx)
-	if err != nil {
-		return v, fmt.Errorf("querying old value for OldSubject: %w", err)
-	}
-	return oldValue.Subject, nil
-}
-
-// ResetSubject resets all changes to the "subject" field.
-func (m *DevMailMutation) ResetSubject() {
-	m.subject = nil
-}
-
-// SetText sets the "text" field.
-func (m *DevMailMutation) SetText(s string) {
-	m.text = &s
-}
-
-// Text returns the value of the "text" field in the mutation.
-func (m *DevMailMutation) Text() (r string, exists bool) {
-	v := m.text
-	if v == nil {
-		return
-	}
-	return *v, true
-}
-
-// OldText returns the old "text" field's value of the DevMail entity.
-// If the DevMail object wasn't provided to the builder, the object is fetched from the database.
-// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
-func (m *DevMailMutation) OldText(ctx context.Context) (v string, err error) {
-	if !m.op.Is(OpUpdateOne) {
-		return v, errors.New("OldText is only allowed on UpdateOne operations")
-	}
-	if m.id == nil || m.oldValue == nil {
-		return v, errors.New("OldText requires an ID field in the mutation")
-	}
-	oldValue, err := m.oldValue(ctx)
-	if err != nil {
-		return v, fmt.Errorf("querying old value for OldText: %w", err)
-	}
-	return oldValue.Text, nil
-}
-
-// ResetText resets all changes to the "text" field.
-func (m *DevMailMutation) ResetText() {
-	m.text = nil
-}
-
-// SetHTML sets the "html" field.
-func (m *DevMailMutation) SetHTML(s string) {
-	m.html = &s
-}
-
-// HTML returns the value of the "html" field in the mutation.
-func (m *DevMailMutation) HTML() (r string, exists bool) {
-	v := m.html
-	if v == nil {
-		return
-	}
-	return *v, true
-}
-
-// OldHTML returns the old "html" field's value of the DevMail entity.
-// If the DevMail object wasn't provided to the builder, the object is fetched from the database.
-// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
-func (m *DevMailMutation) OldHTML(ctx context.Context) (v string, err error) {
-	if !m.op.Is(OpUpdateOne) {
-		return v, errors.New("OldHTML is only allowed on UpdateOne operations")
-	}
-	if m.id == nil || m.oldValue == nil {
-		return v, errors.New("OldHTML requires an ID field in the mutation")
-	}
-	oldValue, err := m.oldValue(ctx)
-	if err != nil {
-		return v, fmt.Errorf("querying old value for OldHTML: %w", err)
-	}
-	return oldValue.HTML, nil
-}
-
-// ResetHTML resets all changes to the "html" field.
-func (m *DevMailMutation) ResetHTML() {
-	m.html = nil
-}
-
-// Where appends a list predicates to the DevMailMutation builder.
-func (m *DevMailMutation) Where(ps ...predicate.DevMail) {
-	m.predicates = append(m.predicates, ps...)
-}
-
-// WhereP appends storage-level predicates to the DevMailMutation builder. Using this method,
-// users can use type-assertion to append predicates that do not depend on any generated package.
-func (m *DevMailMutation) WhereP(ps ...func(*sql.Selector)) {
-	p := make([]predicate.DevMail, len(ps))
-	for i := range ps {
-		p[i] = ps[i]
-	}
-	m.Where(p...)
-}
-
-// Op returns the operation name.
-func (m *DevMailMutation) Op() Op {
-	return m.op
-}
-
-// SetOp allows setting the mutation operation.
-func (m *DevMailMutation) SetOp(op Op) {
-	m.op = op
-}
-
-// Type returns the node type of this mutation (DevMail).
-func (m *DevMailMutation) Type() string {
-	return m.typ
-}
-
-// Fields returns all fields that were changed during this mutation. Note that in
-// order to get all numeric fields that were incremented/decremented, call
-// AddedFields().
-func (m *DevMailMutation) Fields() []string {
-	fields := make([]string, 0, 6)
-	if m.created_at != nil {
-		fields = append(fields, devmail.FieldCreatedAt)
-	}
-	if m.message_id != nil {
-		fields = append(fields, devmail.FieldMessageID)
-	}
-	if m.to != nil {
-		fields = append(fields, devmail.FieldTo)
-	}
-	if m.subject != nil {
-		fields = append(fields, devmail.FieldSubject)
-	}
-	if m.text != nil {
-		fields = append(fields, devmail.FieldText)
-	}
-	if m.html != nil {
-		fields = append(fields, devmail.FieldHTML)
-	}
-	return fields
-}
-
-// Field returns the value of a field with the given name. The second boolean
-// return value indicates that this field was not set, or was not defined in the
-// schema.
-func (m *DevMailMutation) Field(name string) (ent.Value, bool) {
-	switch name {
-	case devmail.FieldCreatedAt:
-		return m.CreatedAt()
-	case devmail.FieldMessageID:
-		return m.MessageID()
-	case devmail.FieldTo:
-		return m.To()
-	case devmail.FieldSubject:
-		return m.Subject()
-	case devmail.FieldText:
-		return m.Text()
-	case devmail.FieldHTML:
-		return m.HTML()
-	}
-	return nil, false
-}
-
-// OldField returns the old value of the field from the database. An error is
-// returned if the mutation operation is not UpdateOne, or the query to the
-// database failed.
-func (m *DevMailMutation) OldField(ctx context.Context, name string) (ent.Value, error) {
-	switch name {
-	case devmail.FieldCreatedAt:
-		return m.OldCreatedAt(ctx)
-	case devmail.FieldMessageID:
-		return m.OldMessageID(ctx)
-	case devmail.FieldTo:
-		return m.OldTo(ctx)
-	case devmail.FieldSubject:
-		return m.OldSubject(ctx)
-	case devmail.FieldText:
-		return m.OldText(ctx)
-	case devmail.FieldHTML:
-		return m.OldHTML(ctx)
-	}
-	return nil, fmt.Errorf("unknown DevMail field %s", name)
-}
-
-// SetField sets the value of a field with the given name. It returns an error if
-// the field is not defined in the schema, or if the type mismatched the field
-// type.
-func (m *DevMailMutation) SetField(name string, value ent.Value) error {
-	switch name {
-	case devmail.FieldCreatedAt:
-		v, ok := value.(time.Time)
-		if !ok {
-			return fmt.Errorf("unexpected type %T for field %s", value, name)
-		}
-		m.SetCreatedAt(v)
-		return nil
-	case devmail.FieldMessageID:
-		v, ok := value.(string)
-		if !ok {
-			return fmt.Errorf("unexpected type %T for field %s", value, name)
-		}
-		m.SetMessageID(v)
-		return nil
-	case devmail.FieldTo:
-		v, ok := value.(string)
-		if !ok {
-			return fmt.Errorf("unexpected type %T for field %s", value, name)
-		}
-		m.SetTo(v)
-		return nil
-	case devmail.FieldSubject:
-		v, ok := value.(string)
-		if !ok {
-			return fmt.Errorf("unexpected type %T for field %s", value, name)
-		}
-		m.SetSubject(v)
-		return nil
-	case devmail.FieldText:
-		v, ok := value.(string)
-		if !ok {
-			return fmt.Errorf("unexpected type %T for field %s", value, name)
-		}
-		m.SetText(v)
-		return nil
-	case devmail.FieldHTML:
-		v, ok := value.(string)
-		if !ok {
-			return fmt.Errorf("unexpected type %T for field %s", value, name)
-		}
-		m.SetHTML(v)
-		return nil
-	}
-	return fmt.Errorf("unknown DevMail field %s", name)
-}
-
-// AddedFields returns all numeric fields that were incremented/decremented during
-// this mutation.
-func (m *DevMailMutation) AddedFields() []string {
-	return nil
-}
-
-// AddedField returns the numeric value that was incremented/decremented on a field
-// with the given name. The second boolean return value indicates that this field
-// was not set, or was not defined in the schema.
-func (m *DevMailMutation) AddedField(name string) (ent.Value, bool) {
-	return nil, false
-}
-
-// AddField adds the value to the field with the given name. It returns an error if
-// the field is not defined in the schema, or if the type mismatched the field
-// type.
-func (m *DevMailMutation) AddField(name string, value ent.Value) error {
-	switch name {
-	}
-	return fmt.Errorf("unknown DevMail numeric field %s", name)
-}
-
-// ClearedFields returns all nullable fields that were cleared during this
-// mutation.
-func (m *DevMailMutation) ClearedFields() []string {
-	return nil
-}
-
-// FieldCleared returns a boolean indicating if a field with the given name was
-// cleared in this mutation.
-func (m *DevMailMutation) FieldCleared(name string) bool {
-	_, ok := m.clearedFields[name]
-	return ok
-}
-
-// ClearField clears the value of the field with the given name. It returns an
-// error if the field is not defined in the schema.
-func (m *DevMailMutation) ClearField(name string) error {
-	return fmt.Errorf("unknown DevMail nullable field %s", name)
-}
-
-// ResetField resets all changes in the mutation for the field with the given name.
-// It returns an error if the field is not defined in the schema.
-func (m *DevMailMutation) ResetField(name string) error {
-	switch name {
-	case devmail.FieldCreatedAt:
-		m.ResetCreatedAt()
-		return nil
-	case devmail.FieldMessageID:
-		m.ResetMessageID()
-		return nil
-	case devmail.FieldTo:
-		m.ResetTo()
-		return nil
-	case devmail.FieldSubject:
-		m.ResetSubject()
-		return nil
-	case devmail.FieldText:
-		m.ResetText()
-		return nil
-	case devmail.FieldHTML:
-		m.ResetHTML()
-		return nil
-	}
-	return fmt.Errorf("unknown DevMail field %s", name)
-}
-
-// AddedEdges returns all edge names that were set/added in this mutation.
-func (m *DevMailMutation) AddedEdges() []string {
-	edges := make([]string, 0, 0)
-	return edges
-}
-
-// AddedIDs returns all IDs (to other nodes) that were added for the given edge
-// name in this mutation.
-func (m *DevMailMutation) AddedIDs(name string) []ent.Value {
-	return nil
-}
-
-// RemovedEdges returns all edge names that were removed in this mutation.
-func (m *DevMailMutation) RemovedEdges() []string {
-	edges := make([]string, 0, 0)
-	return edges
-}
-
-// RemovedIDs returns all IDs (to other nodes) that were removed for the edge with
-// the given name in this mutation.
-func (m *DevMailMutation) RemovedIDs(name string) []ent.Value {
-	return nil
-}
-
-// ClearedEdges returns all edge names that were cleared in this mutation.
-func (m *DevMailMutation) ClearedEdges() []string {
-	edges := make([]string, 0, 0)
-	return edges
-}
-
-// EdgeCleared returns a boolean which indicates if the edge with the given name
-// was cleared in this mutation.
-func (m *DevMailMutation) EdgeCleared(name string) bool {
-	return false
-}
-
-// ClearEdge clears the value of the edge with the given name. It returns an error
-// if that edge is not defined in the schema.
-func (m *DevMailMutation) ClearEdge(name string) error {
-	return fmt.Errorf("unknown DevMail unique edge %s", name)
-}
-
-// ResetEdge resets all changes to the edge with the given name in this mutation.
-// It returns an error if the edge is not defined in the schema.
-func (m *DevMailMutation) ResetEdge(name string) error {
-	return fmt.Errorf("unknown DevMail edge %s", name)
 }
 
 // EmailBudgetMutation represents an operation that mutates the EmailBudget nodes in the graph.
@@ -5093,6 +4787,7 @@ type WatchTokenMutation struct {
 	created_at    *time.Time
 	token_hash    *string
 	expires_at    *time.Time
+	registration  *uuid.UUID
 	clearedFields map[string]struct{}
 	user          *uuid.UUID
 	cleareduser   bool
@@ -5356,6 +5051,55 @@ func (m *WatchTokenMutation) ResetExpiresAt() {
 	m.expires_at = nil
 }
 
+// SetRegistration sets the "registration" field.
+func (m *WatchTokenMutation) SetRegistration(u uuid.UUID) {
+	m.registration = &u
+}
+
+// Registration returns the value of the "registration" field in the mutation.
+func (m *WatchTokenMutation) Registration() (r uuid.UUID, exists bool) {
+	v := m.registration
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldRegistration returns the old "registration" field's value of the WatchToken entity.
+// If the WatchToken object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *WatchTokenMutation) OldRegistration(ctx context.Context) (v uuid.UUID, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldRegistration is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldRegistration requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldRegistration: %w", err)
+	}
+	return oldValue.Registration, nil
+}
+
+// ClearRegistration clears the value of the "registration" field.
+func (m *WatchTokenMutation) ClearRegistration() {
+	m.registration = nil
+	m.clearedFields[watchtoken.FieldRegistration] = struct{}{}
+}
+
+// RegistrationCleared returns if the "registration" field was cleared in this mutation.
+func (m *WatchTokenMutation) RegistrationCleared() bool {
+	_, ok := m.clearedFields[watchtoken.FieldRegistration]
+	return ok
+}
+
+// ResetRegistration resets all changes to the "registration" field.
+func (m *WatchTokenMutation) ResetRegistration() {
+	m.registration = nil
+	delete(m.clearedFields, watchtoken.FieldRegistration)
+}
+
 // ClearUser clears the "user" edge to the User entity.
 func (m *WatchTokenMutation) ClearUser() {
 	m.cleareduser = true
@@ -5417,7 +5161,7 @@ func (m *WatchTokenMutation) Type() string {
 // order to get all numeric fields that were incremented/decremented, call
 // AddedFields().
 func (m *WatchTokenMutation) Fields() []string {
-	fields := make([]string, 0, 4)
+	fields := make([]string, 0, 5)
 	if m.created_at != nil {
 		fields = append(fields, watchtoken.FieldCreatedAt)
 	}
@@ -5429,6 +5173,9 @@ func (m *WatchTokenMutation) Fields() []string {
 	}
 	if m.expires_at != nil {
 		fields = append(fields, watchtoken.FieldExpiresAt)
+	}
+	if m.registration != nil {
+		fields = append(fields, watchtoken.FieldRegistration)
 	}
 	return fields
 }
@@ -5446,6 +5193,8 @@ func (m *WatchTokenMutation) Field(name string) (ent.Value, bool) {
 		return m.UserID()
 	case watchtoken.FieldExpiresAt:
 		return m.ExpiresAt()
+	case watchtoken.FieldRegistration:
+		return m.Registration()
 	}
 	return nil, false
 }
@@ -5463,6 +5212,8 @@ func (m *WatchTokenMutation) OldField(ctx context.Context, name string) (ent.Val
 		return m.OldUserID(ctx)
 	case watchtoken.FieldExpiresAt:
 		return m.OldExpiresAt(ctx)
+	case watchtoken.FieldRegistration:
+		return m.OldRegistration(ctx)
 	}
 	return nil, fmt.Errorf("unknown WatchToken field %s", name)
 }
@@ -5500,6 +5251,13 @@ func (m *WatchTokenMutation) SetField(name string, value ent.Value) error {
 		}
 		m.SetExpiresAt(v)
 		return nil
+	case watchtoken.FieldRegistration:
+		v, ok := value.(uuid.UUID)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetRegistration(v)
+		return nil
 	}
 	return fmt.Errorf("unknown WatchToken field %s", name)
 }
@@ -5533,6 +5291,9 @@ func (m *WatchTokenMutation) ClearedFields() []string {
 	if m.FieldCleared(watchtoken.FieldUserID) {
 		fields = append(fields, watchtoken.FieldUserID)
 	}
+	if m.FieldCleared(watchtoken.FieldRegistration) {
+		fields = append(fields, watchtoken.FieldRegistration)
+	}
 	return fields
 }
 
@@ -5549,6 +5310,9 @@ func (m *WatchTokenMutation) ClearField(name string) error {
 	switch name {
 	case watchtoken.FieldUserID:
 		m.ClearUserID()
+		return nil
+	case watchtoken.FieldRegistration:
+		m.ClearRegistration()
 		return nil
 	}
 	return fmt.Errorf("unknown WatchToken nullable field %s", name)
@@ -5569,6 +5333,9 @@ func (m *WatchTokenMutation) ResetField(name string) error {
 		return nil
 	case watchtoken.FieldExpiresAt:
 		m.ResetExpiresAt()
+		return nil
+	case watchtoken.FieldRegistration:
+		m.ResetRegistration()
 		return nil
 	}
 	return fmt.Errorf("unknown WatchToken field %s", name)

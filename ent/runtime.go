@@ -7,7 +7,6 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/verifier/verifier/ent/delivery"
-	"github.com/verifier/verifier/ent/devmail"
 	"github.com/verifier/verifier/ent/emailbudget"
 	"github.com/verifier/verifier/ent/emailthrottle"
 	"github.com/verifier/verifier/ent/outboxevent"
@@ -56,32 +55,19 @@ func init() {
 	// delivery.AddressValidator is a validator for the "address" field. It is called by the builders before save.
 	delivery.AddressValidator = deliveryDescAddress.Validators[0].(func(string) error)
 	// deliveryDescAttempts is the schema descriptor for attempts field.
-	deliveryDescAttempts := deliveryFields[4].Descriptor()
+	deliveryDescAttempts := deliveryFields[5].Descriptor()
 	// delivery.DefaultAttempts holds the default value on creation for the attempts field.
 	delivery.DefaultAttempts = deliveryDescAttempts.Default.(int)
 	// deliveryDescReason is the schema descriptor for reason field.
-	deliveryDescReason := deliveryFields[5].Descriptor()
+	deliveryDescReason := deliveryFields[6].Descriptor()
 	// delivery.DefaultReason holds the default value on creation for the reason field.
 	delivery.DefaultReason = deliveryDescReason.Default.(string)
 	// delivery.ReasonValidator is a validator for the "reason" field. It is called by the builders before save.
 	delivery.ReasonValidator = deliveryDescReason.Validators[0].(func(string) error)
 	// deliveryDescUpdatedAt is the schema descriptor for updated_at field.
-	deliveryDescUpdatedAt := deliveryFields[8].Descriptor()
+	deliveryDescUpdatedAt := deliveryFields[9].Descriptor()
 	// delivery.DefaultUpdatedAt holds the default value on creation for the updated_at field.
 	delivery.DefaultUpdatedAt = deliveryDescUpdatedAt.Default.(func() time.Time)
-	devmailMixin := schema.DevMail{}.Mixin()
-	devmailMixinFields0 := devmailMixin[0].Fields()
-	_ = devmailMixinFields0
-	devmailFields := schema.DevMail{}.Fields()
-	_ = devmailFields
-	// devmailDescCreatedAt is the schema descriptor for created_at field.
-	devmailDescCreatedAt := devmailMixinFields0[0].Descriptor()
-	// devmail.DefaultCreatedAt holds the default value on creation for the created_at field.
-	devmail.DefaultCreatedAt = devmailDescCreatedAt.Default.(func() time.Time)
-	// devmailDescMessageID is the schema descriptor for message_id field.
-	devmailDescMessageID := devmailFields[0].Descriptor()
-	// devmail.MessageIDValidator is a validator for the "message_id" field. It is called by the builders before save.
-	devmail.MessageIDValidator = devmailDescMessageID.Validators[0].(func(string) error)
 	emailbudgetFields := schema.EmailBudget{}.Fields()
 	_ = emailbudgetFields
 	// emailbudgetDescScope is the schema descriptor for scope field.
@@ -249,4 +235,8 @@ func init() {
 			return nil
 		}
 	}()
+	// watchtokenDescRegistration is the schema descriptor for registration field.
+	watchtokenDescRegistration := watchtokenFields[3].Descriptor()
+	// watchtoken.DefaultRegistration holds the default value on creation for the registration field.
+	watchtoken.DefaultRegistration = watchtokenDescRegistration.Default.(func() uuid.UUID)
 }

@@ -16,8 +16,6 @@ type Tx struct {
 	config
 	// Delivery is the client for interacting with the Delivery builders.
 	Delivery *DeliveryClient
-	// DevMail is the client for interacting with the DevMail builders.
-	DevMail *DevMailClient
 	// EmailBudget is the client for interacting with the EmailBudget builders.
 	EmailBudget *EmailBudgetClient
 	// EmailThrottle is the client for interacting with the EmailThrottle builders.
@@ -164,7 +162,6 @@ func (tx *Tx) Client() *Client {
 
 func (tx *Tx) init() {
 	tx.Delivery = NewDeliveryClient(tx.config)
-	tx.DevMail = NewDevMailClient(tx.config)
 	tx.EmailBudget = NewEmailBudgetClient(tx.config)
 	tx.EmailThrottle = NewEmailThrottleClient(tx.config)
 	tx.OutboxEvent = NewOutboxEventClient(tx.config)

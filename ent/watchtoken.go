@@ -27,6 +27,8 @@ type WatchToken struct {
 	UserID *uuid.UUID `json:"user_id,omitempty"`
 	// ExpiresAt holds the value of the "expires_at" field.
 	ExpiresAt time.Time `json:"expires_at,omitempty"`
+	// Registration holds the value of the "registration" field.
+	Registration uuid.UUID `json:"registration,omitempty"`
 	// Edges holds the relations/edges for other nodes in the graph.
 	// The values are being populated by the WatchTokenQuery when eager-loading is set.
 	Edges        WatchTokenEdges `json:"edges"`
@@ -66,6 +68,8 @@ func (*WatchToken) scanValues(columns []string) ([]any, error) {
 			values[i] = new(sql.NullString)
 		case watchtoken.FieldCreatedAt, watchtoken.FieldExpiresAt:
 			values[i] = new(sql.NullTime)
+		case watchtoken.FieldRegistration:
+			values[i] = new(uuid.UUID)
 		default:
 			values[i] = new(sql.UnknownType)
 		}
@@ -111,6 +115,12 @@ func (_m *WatchToken) assignValues(columns []string, values []any) error {
 				return fmt.Errorf("unexpected type %T for field expires_at", values[i])
 			} else if value.Valid {
 				_m.ExpiresAt = value.Time
+			}
+		case watchtoken.FieldRegistration:
+			if value, ok := values[i].(*uuid.UUID); !ok {
+				return fmt.Errorf("unexpected type %T for field registration", values[i])
+			} else if value != nil {
+				_m.Registration = *value
 			}
 		default:
 			_m.selectValues.Set(columns[i], values[i])
@@ -165,6 +175,9 @@ func (_m *WatchToken) String() string {
 	builder.WriteString(", ")
 	builder.WriteString("expires_at=")
 	builder.WriteString(_m.ExpiresAt.Format(time.ANSIC))
+	builder.WriteString(", ")
+	builder.WriteString("registration=")
+	builder.WriteString(fmt.Sprintf("%v", _m.Registration))
 	builder.WriteByte(')')
 	return builder.String()
 }

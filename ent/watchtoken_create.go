@@ -64,6 +64,20 @@ func (_c *WatchTokenCreate) SetExpiresAt(v time.Time) *WatchTokenCreate {
 	return _c
 }
 
+// SetRegistration sets the "registration" field.
+func (_c *WatchTokenCreate) SetRegistration(v uuid.UUID) *WatchTokenCreate {
+	_c.mutation.SetRegistration(v)
+	return _c
+}
+
+// SetNillableRegistration sets the "registration" field if the given value is not nil.
+func (_c *WatchTokenCreate) SetNillableRegistration(v *uuid.UUID) *WatchTokenCreate {
+	if v != nil {
+		_c.SetRegistration(*v)
+	}
+	return _c
+}
+
 // SetUser sets the "user" edge to the User entity.
 func (_c *WatchTokenCreate) SetUser(v *User) *WatchTokenCreate {
 	return _c.SetUserID(v.ID)
@@ -107,6 +121,10 @@ func (_c *WatchTokenCreate) defaults() {
 	if _, ok := _c.mutation.CreatedAt(); !ok {
 		v := watchtoken.DefaultCreatedAt()
 		_c.mutation.SetCreatedAt(v)
+	}
+	if _, ok := _c.mutation.Registration(); !ok {
+		v := watchtoken.DefaultRegistration()
+		_c.mutation.SetRegistration(v)
 	}
 }
 
@@ -164,6 +182,10 @@ func (_c *WatchTokenCreate) createSpec() (*WatchToken, *sqlgraph.CreateSpec) {
 	if value, ok := _c.mutation.ExpiresAt(); ok {
 		_spec.SetField(watchtoken.FieldExpiresAt, field.TypeTime, value)
 		_node.ExpiresAt = value
+	}
+	if value, ok := _c.mutation.Registration(); ok {
+		_spec.SetField(watchtoken.FieldRegistration, field.TypeUUID, value)
+		_node.Registration = value
 	}
 	if nodes := _c.mutation.UserIDs(); len(nodes) > 0 {
 		edge := &sqlgraph.EdgeSpec{
@@ -256,6 +278,9 @@ func (u *WatchTokenUpsertOne) UpdateNewValues() *WatchTokenUpsertOne {
 		}
 		if _, exists := u.create.mutation.ExpiresAt(); exists {
 			s.SetIgnore(watchtoken.FieldExpiresAt)
+		}
+		if _, exists := u.create.mutation.Registration(); exists {
+			s.SetIgnore(watchtoken.FieldRegistration)
 		}
 	}))
 	return u
@@ -475,6 +500,9 @@ func (u *WatchTokenUpsertBulk) UpdateNewValues() *WatchTokenUpsertBulk {
 			}
 			if _, exists := b.mutation.ExpiresAt(); exists {
 				s.SetIgnore(watchtoken.FieldExpiresAt)
+			}
+			if _, exists := b.mutation.Registration(); exists {
+				s.SetIgnore(watchtoken.FieldRegistration)
 			}
 		}
 	}))

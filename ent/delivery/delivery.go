@@ -22,6 +22,8 @@ const (
 	FieldKind = "kind"
 	// FieldAddress holds the string denoting the address field in the database.
 	FieldAddress = "address"
+	// FieldRegistration holds the string denoting the registration field in the database.
+	FieldRegistration = "registration"
 	// FieldState holds the string denoting the state field in the database.
 	FieldState = "state"
 	// FieldAttempts holds the string denoting the attempts field in the database.
@@ -36,6 +38,12 @@ const (
 	FieldUpdatedAt = "updated_at"
 	// FieldSendingUntil holds the string denoting the sending_until field in the database.
 	FieldSendingUntil = "sending_until"
+	// FieldSubject holds the string denoting the subject field in the database.
+	FieldSubject = "subject"
+	// FieldText holds the string denoting the text field in the database.
+	FieldText = "text"
+	// FieldHTML holds the string denoting the html field in the database.
+	FieldHTML = "html"
 	// Table holds the table name of the delivery in the database.
 	Table = "deliveries"
 )
@@ -47,6 +55,7 @@ var Columns = []string{
 	FieldEventID,
 	FieldKind,
 	FieldAddress,
+	FieldRegistration,
 	FieldState,
 	FieldAttempts,
 	FieldReason,
@@ -54,6 +63,9 @@ var Columns = []string{
 	FieldPayload,
 	FieldUpdatedAt,
 	FieldSendingUntil,
+	FieldSubject,
+	FieldText,
+	FieldHTML,
 }
 
 // ValidColumn reports if the column name is valid (part of the table columns).
@@ -141,6 +153,11 @@ func ByAddress(opts ...sql.OrderTermOption) OrderOption {
 	return sql.OrderByField(FieldAddress, opts...).ToFunc()
 }
 
+// ByRegistration orders the results by the registration field.
+func ByRegistration(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldRegistration, opts...).ToFunc()
+}
+
 // ByState orders the results by the state field.
 func ByState(opts ...sql.OrderTermOption) OrderOption {
 	return sql.OrderByField(FieldState, opts...).ToFunc()
@@ -169,4 +186,19 @@ func ByUpdatedAt(opts ...sql.OrderTermOption) OrderOption {
 // BySendingUntil orders the results by the sending_until field.
 func BySendingUntil(opts ...sql.OrderTermOption) OrderOption {
 	return sql.OrderByField(FieldSendingUntil, opts...).ToFunc()
+}
+
+// BySubject orders the results by the subject field.
+func BySubject(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldSubject, opts...).ToFunc()
+}
+
+// ByText orders the results by the text field.
+func ByText(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldText, opts...).ToFunc()
+}
+
+// ByHTML orders the results by the html field.
+func ByHTML(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldHTML, opts...).ToFunc()
 }

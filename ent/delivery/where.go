@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"entgo.io/ent/dialect/sql"
+	"github.com/google/uuid"
 	"github.com/verifier/verifier/ent/predicate"
 )
 
@@ -74,6 +75,11 @@ func Address(v string) predicate.Delivery {
 	return predicate.Delivery(sql.FieldEQ(FieldAddress, v))
 }
 
+// Registration applies equality check predicate on the "registration" field. It's identical to RegistrationEQ.
+func Registration(v uuid.UUID) predicate.Delivery {
+	return predicate.Delivery(sql.FieldEQ(FieldRegistration, v))
+}
+
 // Attempts applies equality check predicate on the "attempts" field. It's identical to AttemptsEQ.
 func Attempts(v int) predicate.Delivery {
 	return predicate.Delivery(sql.FieldEQ(FieldAttempts, v))
@@ -102,6 +108,21 @@ func UpdatedAt(v time.Time) predicate.Delivery {
 // SendingUntil applies equality check predicate on the "sending_until" field. It's identical to SendingUntilEQ.
 func SendingUntil(v time.Time) predicate.Delivery {
 	return predicate.Delivery(sql.FieldEQ(FieldSendingUntil, v))
+}
+
+// Subject applies equality check predicate on the "subject" field. It's identical to SubjectEQ.
+func Subject(v string) predicate.Delivery {
+	return predicate.Delivery(sql.FieldEQ(FieldSubject, v))
+}
+
+// Text applies equality check predicate on the "text" field. It's identical to TextEQ.
+func Text(v string) predicate.Delivery {
+	return predicate.Delivery(sql.FieldEQ(FieldText, v))
+}
+
+// HTML applies equality check predicate on the "html" field. It's identical to HTMLEQ.
+func HTML(v string) predicate.Delivery {
+	return predicate.Delivery(sql.FieldEQ(FieldHTML, v))
 }
 
 // CreatedAtEQ applies the EQ predicate on the "created_at" field.
@@ -337,6 +358,56 @@ func AddressEqualFold(v string) predicate.Delivery {
 // AddressContainsFold applies the ContainsFold predicate on the "address" field.
 func AddressContainsFold(v string) predicate.Delivery {
 	return predicate.Delivery(sql.FieldContainsFold(FieldAddress, v))
+}
+
+// RegistrationEQ applies the EQ predicate on the "registration" field.
+func RegistrationEQ(v uuid.UUID) predicate.Delivery {
+	return predicate.Delivery(sql.FieldEQ(FieldRegistration, v))
+}
+
+// RegistrationNEQ applies the NEQ predicate on the "registration" field.
+func RegistrationNEQ(v uuid.UUID) predicate.Delivery {
+	return predicate.Delivery(sql.FieldNEQ(FieldRegistration, v))
+}
+
+// RegistrationIn applies the In predicate on the "registration" field.
+func RegistrationIn(vs ...uuid.UUID) predicate.Delivery {
+	return predicate.Delivery(sql.FieldIn(FieldRegistration, vs...))
+}
+
+// RegistrationNotIn applies the NotIn predicate on the "registration" field.
+func RegistrationNotIn(vs ...uuid.UUID) predicate.Delivery {
+	return predicate.Delivery(sql.FieldNotIn(FieldRegistration, vs...))
+}
+
+// RegistrationGT applies the GT predicate on the "registration" field.
+func RegistrationGT(v uuid.UUID) predicate.Delivery {
+	return predicate.Delivery(sql.FieldGT(FieldRegistration, v))
+}
+
+// RegistrationGTE applies the GTE predicate on the "registration" field.
+func RegistrationGTE(v uuid.UUID) predicate.Delivery {
+	return predicate.Delivery(sql.FieldGTE(FieldRegistration, v))
+}
+
+// RegistrationLT applies the LT predicate on the "registration" field.
+func RegistrationLT(v uuid.UUID) predicate.Delivery {
+	return predicate.Delivery(sql.FieldLT(FieldRegistration, v))
+}
+
+// RegistrationLTE applies the LTE predicate on the "registration" field.
+func RegistrationLTE(v uuid.UUID) predicate.Delivery {
+	return predicate.Delivery(sql.FieldLTE(FieldRegistration, v))
+}
+
+// RegistrationIsNil applies the IsNil predicate on the "registration" field.
+func RegistrationIsNil() predicate.Delivery {
+	return predicate.Delivery(sql.FieldIsNull(FieldRegistration))
+}
+
+// RegistrationNotNil applies the NotNil predicate on the "registration" field.
+func RegistrationNotNil() predicate.Delivery {
+	return predicate.Delivery(sql.FieldNotNull(FieldRegistration))
 }
 
 // StateEQ applies the EQ predicate on the "state" field.
@@ -667,6 +738,231 @@ func SendingUntilIsNil() predicate.Delivery {
 // SendingUntilNotNil applies the NotNil predicate on the "sending_until" field.
 func SendingUntilNotNil() predicate.Delivery {
 	return predicate.Delivery(sql.FieldNotNull(FieldSendingUntil))
+}
+
+// SubjectEQ applies the EQ predicate on the "subject" field.
+func SubjectEQ(v string) predicate.Delivery {
+	return predicate.Delivery(sql.FieldEQ(FieldSubject, v))
+}
+
+// SubjectNEQ applies the NEQ predicate on the "subject" field.
+func SubjectNEQ(v string) predicate.Delivery {
+	return predicate.Delivery(sql.FieldNEQ(FieldSubject, v))
+}
+
+// SubjectIn applies the In predicate on the "subject" field.
+func SubjectIn(vs ...string) predicate.Delivery {
+	return predicate.Delivery(sql.FieldIn(FieldSubject, vs...))
+}
+
+// SubjectNotIn applies the NotIn predicate on the "subject" field.
+func SubjectNotIn(vs ...string) predicate.Delivery {
+	return predicate.Delivery(sql.FieldNotIn(FieldSubject, vs...))
+}
+
+// SubjectGT applies the GT predicate on the "subject" field.
+func SubjectGT(v string) predicate.Delivery {
+	return predicate.Delivery(sql.FieldGT(FieldSubject, v))
+}
+
+// SubjectGTE applies the GTE predicate on the "subject" field.
+func SubjectGTE(v string) predicate.Delivery {
+	return predicate.Delivery(sql.FieldGTE(FieldSubject, v))
+}
+
+// SubjectLT applies the LT predicate on the "subject" field.
+func SubjectLT(v string) predicate.Delivery {
+	return predicate.Delivery(sql.FieldLT(FieldSubject, v))
+}
+
+// SubjectLTE applies the LTE predicate on the "subject" field.
+func SubjectLTE(v string) predicate.Delivery {
+	return predicate.Delivery(sql.FieldLTE(FieldSubject, v))
+}
+
+// SubjectContains applies the Contains predicate on the "subject" field.
+func SubjectContains(v string) predicate.Delivery {
+	return predicate.Delivery(sql.FieldContains(FieldSubject, v))
+}
+
+// SubjectHasPrefix applies the HasPrefix predicate on the "subject" field.
+func SubjectHasPrefix(v string) predicate.Delivery {
+	return predicate.Delivery(sql.FieldHasPrefix(FieldSubject, v))
+}
+
+// SubjectHasSuffix applies the HasSuffix predicate on the "subject" field.
+func SubjectHasSuffix(v string) predicate.Delivery {
+	return predicate.Delivery(sql.FieldHasSuffix(FieldSubject, v))
+}
+
+// SubjectIsNil applies the IsNil predicate on the "subject" field.
+func SubjectIsNil() predicate.Delivery {
+	return predicate.Delivery(sql.FieldIsNull(FieldSubject))
+}
+
+// SubjectNotNil applies the NotNil predicate on the "subject" field.
+func SubjectNotNil() predicate.Delivery {
+	return predicate.Delivery(sql.FieldNotNull(FieldSubject))
+}
+
+// SubjectEqualFold applies the EqualFold predicate on the "subject" field.
+func SubjectEqualFold(v string) predicate.Delivery {
+	return predicate.Delivery(sql.FieldEqualFold(FieldSubject, v))
+}
+
+// SubjectContainsFold applies the ContainsFold predicate on the "subject" field.
+func SubjectContainsFold(v string) predicate.Delivery {
+	return predicate.Delivery(sql.FieldContainsFold(FieldSubject, v))
+}
+
+// TextEQ applies the EQ predicate on the "text" field.
+func TextEQ(v string) predicate.Delivery {
+	return predicate.Delivery(sql.FieldEQ(FieldText, v))
+}
+
+// TextNEQ applies the NEQ predicate on the "text" field.
+func TextNEQ(v string) predicate.Delivery {
+	return predicate.Delivery(sql.FieldNEQ(FieldText, v))
+}
+
+// TextIn applies the In predicate on the "text" field.
+func TextIn(vs ...string) predicate.Delivery {
+	return predicate.Delivery(sql.FieldIn(FieldText, vs...))
+}
+
+// TextNotIn applies the NotIn predicate on the "text" field.
+func TextNotIn(vs ...string) predicate.Delivery {
+	return predicate.Delivery(sql.FieldNotIn(FieldText, vs...))
+}
+
+// TextGT applies the GT predicate on the "text" field.
+func TextGT(v string) predicate.Delivery {
+	return predicate.Delivery(sql.FieldGT(FieldText, v))
+}
+
+// TextGTE applies the GTE predicate on the "text" field.
+func TextGTE(v string) predicate.Delivery {
+	return predicate.Delivery(sql.FieldGTE(FieldText, v))
+}
+
+// TextLT applies the LT predicate on the "text" field.
+func TextLT(v string) predicate.Delivery {
+	return predicate.Delivery(sql.FieldLT(FieldText, v))
+}
+
+// TextLTE applies the LTE predicate on the "text" field.
+func TextLTE(v string) predicate.Delivery {
+	return predicate.Delivery(sql.FieldLTE(FieldText, v))
+}
+
+// TextContains applies the Contains predicate on the "text" field.
+func TextContains(v string) predicate.Delivery {
+	return predicate.Delivery(sql.FieldContains(FieldText, v))
+}
+
+// TextHasPrefix applies the HasPrefix predicate on the "text" field.
+func TextHasPrefix(v string) predicate.Delivery {
+	return predicate.Delivery(sql.FieldHasPrefix(FieldText, v))
+}
+
+// TextHasSuffix applies the HasSuffix predicate on the "text" field.
+func TextHasSuffix(v string) predicate.Delivery {
+	return predicate.Delivery(sql.FieldHasSuffix(FieldText, v))
+}
+
+// TextIsNil applies the IsNil predicate on the "text" field.
+func TextIsNil() predicate.Delivery {
+	return predicate.Delivery(sql.FieldIsNull(FieldText))
+}
+
+// TextNotNil applies the NotNil predicate on the "text" field.
+func TextNotNil() predicate.Delivery {
+	return predicate.Delivery(sql.FieldNotNull(FieldText))
+}
+
+// TextEqualFold applies the EqualFold predicate on the "text" field.
+func TextEqualFold(v string) predicate.Delivery {
+	return predicate.Delivery(sql.FieldEqualFold(FieldText, v))
+}
+
+// TextContainsFold applies the ContainsFold predicate on the "text" field.
+func TextContainsFold(v string) predicate.Delivery {
+	return predicate.Delivery(sql.FieldContainsFold(FieldText, v))
+}
+
+// HTMLEQ applies the EQ predicate on the "html" field.
+func HTMLEQ(v string) predicate.Delivery {
+	return predicate.Delivery(sql.FieldEQ(FieldHTML, v))
+}
+
+// HTMLNEQ applies the NEQ predicate on the "html" field.
+func HTMLNEQ(v string) predicate.Delivery {
+	return predicate.Delivery(sql.FieldNEQ(FieldHTML, v))
+}
+
+// HTMLIn applies the In predicate on the "html" field.
+func HTMLIn(vs ...string) predicate.Delivery {
+	return predicate.Delivery(sql.FieldIn(FieldHTML, vs...))
+}
+
+// HTMLNotIn applies the NotIn predicate on the "html" field.
+func HTMLNotIn(vs ...string) predicate.Delivery {
+	return predicate.Delivery(sql.FieldNotIn(FieldHTML, vs...))
+}
+
+// HTMLGT applies the GT predicate on the "html" field.
+func HTMLGT(v string) predicate.Delivery {
+	return predicate.Delivery(sql.FieldGT(FieldHTML, v))
+}
+
+// HTMLGTE applies the GTE predicate on the "html" field.
+func HTMLGTE(v string) predicate.Delivery {
+	return predicate.Delivery(sql.FieldGTE(FieldHTML, v))
+}
+
+// HTMLLT applies the LT predicate on the "html" field.
+func HTMLLT(v string) predicate.Delivery {
+	return predicate.Delivery(sql.FieldLT(FieldHTML, v))
+}
+
+// HTMLLTE applies the LTE predicate on the "html" field.
+func HTMLLTE(v string) predicate.Delivery {
+	return predicate.Delivery(sql.FieldLTE(FieldHTML, v))
+}
+
+// HTMLContains applies the Contains predicate on the "html" field.
+func HTMLContains(v string) predicate.Delivery {
+	return predicate.Delivery(sql.FieldContains(FieldHTML, v))
+}
+
+// HTMLHasPrefix applies the HasPrefix predicate on the "html" field.
+func HTMLHasPrefix(v string) predicate.Delivery {
+	return predicate.Delivery(sql.FieldHasPrefix(FieldHTML, v))
+}
+
+// HTMLHasSuffix applies the HasSuffix predicate on the "html" field.
+func HTMLHasSuffix(v string) predicate.Delivery {
+	return predicate.Delivery(sql.FieldHasSuffix(FieldHTML, v))
+}
+
+// HTMLIsNil applies the IsNil predicate on the "html" field.
+func HTMLIsNil() predicate.Delivery {
+	return predicate.Delivery(sql.FieldIsNull(FieldHTML))
+}
+
+// HTMLNotNil applies the NotNil predicate on the "html" field.
+func HTMLNotNil() predicate.Delivery {
+	return predicate.Delivery(sql.FieldNotNull(FieldHTML))
+}
+
+// HTMLEqualFold applies the EqualFold predicate on the "html" field.
+func HTMLEqualFold(v string) predicate.Delivery {
+	return predicate.Delivery(sql.FieldEqualFold(FieldHTML, v))
+}
+
+// HTMLContainsFold applies the ContainsFold predicate on the "html" field.
+func HTMLContainsFold(v string) predicate.Delivery {
+	return predicate.Delivery(sql.FieldContainsFold(FieldHTML, v))
 }
 
 // And groups predicates with the AND operator between them.

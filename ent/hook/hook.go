@@ -21,18 +21,6 @@ func (f DeliveryFunc) Mutate(ctx context.Context, m ent.Mutation) (ent.Value, er
 	return nil, fmt.Errorf("unexpected mutation type %T. expect *ent.DeliveryMutation", m)
 }
 
-// The DevMailFunc type is an adapter to allow the use of ordinary
-// function as DevMail mutator.
-type DevMailFunc func(context.Context, *ent.DevMailMutation) (ent.Value, error)
-
-// Mutate calls f(ctx, m).
-func (f DevMailFunc) Mutate(ctx context.Context, m ent.Mutation) (ent.Value, error) {
-	if mv, ok := m.(*ent.DevMailMutation); ok {
-		return f(ctx, mv)
-	}
-	return nil, fmt.Errorf("unexpected mutation type %T. expect *ent.DevMailMutation", m)
-}
-
 // The EmailBudgetFunc type is an adapter to allow the use of ordinary
 // function as EmailBudget mutator.
 type EmailBudgetFunc func(context.Context, *ent.EmailBudgetMutation) (ent.Value, error)

@@ -15,6 +15,7 @@ var (
 		{Name: "event_id", Type: field.TypeString, Unique: true, Size: 64},
 		{Name: "kind", Type: field.TypeString},
 		{Name: "address", Type: field.TypeString, Size: 254, Default: ""},
+		{Name: "registration", Type: field.TypeUUID, Nullable: true},
 		{Name: "state", Type: field.TypeEnum, Enums: []string{"QUEUED", "SENT", "DEFERRED", "FAILED"}, Default: "QUEUED"},
 		{Name: "attempts", Type: field.TypeInt, Default: 0},
 		{Name: "reason", Type: field.TypeString, Size: 500, Default: ""},
@@ -22,6 +23,9 @@ var (
 		{Name: "payload", Type: field.TypeBytes, Nullable: true},
 		{Name: "updated_at", Type: field.TypeTime},
 		{Name: "sending_until", Type: field.TypeTime, Nullable: true},
+		{Name: "subject", Type: field.TypeString, Nullable: true},
+		{Name: "text", Type: field.TypeString, Nullable: true, Size: 2147483647},
+		{Name: "html", Type: field.TypeString, Nullable: true, Size: 2147483647},
 	}
 	// DeliveriesTable holds the schema information for the "deliveries" table.
 	DeliveriesTable = &schema.Table{
@@ -32,30 +36,12 @@ var (
 			{
 				Name:    "delivery_state_updated_at",
 				Unique:  false,
-				Columns: []*schema.Column{DeliveriesColumns[5], DeliveriesColumns[10]},
+				Columns: []*schema.Column{DeliveriesColumns[6], DeliveriesColumns[11]},
 			},
-		},
-	}
-	// DevMailsColumns holds the columns for the "dev_mails" table.
-	DevMailsColumns = []*schema.Column{
-		{Name: "id", Type: field.TypeInt, Increment: true},
-		{Name: "created_at", Type: field.TypeTime},
-		{Name: "message_id", Type: field.TypeString, Unique: true},
-		{Name: "to", Type: field.TypeString},
-		{Name: "subject", Type: field.TypeString},
-		{Name: "text", Type: field.TypeString, Size: 2147483647},
-		{Name: "html", Type: field.TypeString, Size: 2147483647},
-	}
-	// DevMailsTable holds the schema information for the "dev_mails" table.
-	DevMailsTable = &schema.Table{
-		Name:       "dev_mails",
-		Columns:    DevMailsColumns,
-		PrimaryKey: []*schema.Column{DevMailsColumns[0]},
-		Indexes: []*schema.Index{
 			{
-				Name:    "devmail_created_at",
+				Name:    "delivery_registration_created_at",
 				Unique:  false,
-				Columns: []*schema.Column{DevMailsColumns[1]},
+				Columns: []*schema.Column{DeliveriesColumns[5], DeliveriesColumns[1]},
 			},
 		},
 	}
@@ -185,6 +171,7 @@ var (
 		{Name: "created_at", Type: field.TypeTime},
 		{Name: "token_hash", Type: field.TypeString, Unique: true, Size: 64},
 		{Name: "expires_at", Type: field.TypeTime},
+		{Name: "registration", Type: field.TypeUUID, Unique: true, Nullable: true},
 		{Name: "user_id", Type: field.TypeUUID, Nullable: true},
 	}
 	// WatchTokensTable holds the schema information for the "watch_tokens" table.
@@ -195,7 +182,7 @@ var (
 		ForeignKeys: []*schema.ForeignKey{
 			{
 				Symbol:     "watch_tokens_users_watch_tokens",
-				Columns:    []*schema.Column{WatchTokensColumns[4]},
+				Columns:    []*schema.Column{WatchTokensColumns[5]},
 				RefColumns: []*schema.Column{UsersColumns[0]},
 				OnDelete:   schema.SetNull,
 			},
@@ -206,12 +193,16 @@ var (
 				Unique:  false,
 				Columns: []*schema.Column{WatchTokensColumns[3]},
 			},
+			{
+				Name:    "watchtoken_user_id_created_at",
+				Unique:  false,
+				Columns: []*schema.Column{WatchTokensColumns[5], WatchTokensColumns[1]},
+			},
 		},
 	}
 	// Tables holds all the tables in the schema.
 	Tables = []*schema.Table{
 		DeliveriesTable,
-		DevMailsTable,
 		EmailBudgetsTable,
 		EmailThrottlesTable,
 		OutboxEventsTable,

@@ -9,9 +9,6 @@ import (
 // Delivery is the predicate function for delivery builders.
 type Delivery func(*sql.Selector)
 
-// DevMail is the predicate function for devmail builders.
-type DevMail func(*sql.Selector)
-
 // EmailBudget is the predicate function for emailbudget builders.
 type EmailBudget func(*sql.Selector)
 

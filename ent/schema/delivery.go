@@ -6,6 +6,7 @@ import (
 	"entgo.io/ent"
 	"entgo.io/ent/schema/field"
 	"entgo.io/ent/schema/index"
+	"github.com/google/uuid"
 )
 
 // Delivery is the record of one email event: what the mailer did with it.
@@ -29,6 +30,10 @@ func (Delivery) Fields() []ent.Field {
 		// The recipient as the event gave it; empty for an event that did
 		// not decode.
 		field.String("address").MaxLen(254).Default(""),
+		// The registration (its watch token's registration id) the email
+		// belongs to, so whoever watches it can be told what happened to
+		// its email; unset for an event that carries none.
+		field.UUID("registration", uuid.UUID{}).Optional().Nillable().Immutable(),
 		field.Enum("state").Values("QUEUED", "SENT", "DEFERRED", "FAILED").Default("QUEUED"),
 		// SMTP attempts made (a retry on a fresh connection after a stale
 		// pooled one is not an attempt).
@@ -45,6 +50,12 @@ func (Delivery) Fields() []ent.Field {
 		// (a redelivery racing the first, after a lost connection or a
 		// lapsed outbox lease) waits until then instead of sending too.
 		field.Time("sending_until").Optional().Nillable(),
+		// The rendered email, kept only by the dev outbox (SMTP_URL empty)
+		// so /dev/mail can show it: the text holds a live verification
+		// link. Cleared on all but the newest records (see DevOutbox.Trim).
+		field.String("subject").Optional().Nillable(),
+		field.Text("text").Optional().Nillable().Sensitive(),
+		field.Text("html").Optional().Nillable().Sensitive(),
 	}
 }
 
@@ -52,5 +63,9 @@ func (Delivery) Fields() []ent.Field {
 func (Delivery) Indexes() []ent.Index {
 	// Listing dead letters, counting states for /metrics, and trimming old
 	// SENT rows all go by state, oldest first.
-	return []ent.Index{index.Fields("state", "updated_at")}
+	return []ent.Index{
+		index.Fields("state", "updated_at"),
+		// The latest email of a registration, for its watchers.
+		index.Fields("registration", "created_at"),
+	}
 }

@@ -22,6 +22,11 @@ func (WatchToken) Fields() []ent.Field {
 		secretHash(),
 		field.UUID("user_id", uuid.UUID{}).Optional().Nillable().Immutable(),
 		field.Time("expires_at").Immutable(),
+		// Registration names the registration this token watches, for the
+		// records of its emails (events carry it, never the token). A UUID,
+		// so it can be minted before the row exists and reveals no count.
+		// Optional only for rows older than the field.
+		field.UUID("registration", uuid.UUID{}).Default(uuid.New).Optional().Unique().Immutable(),
 	}
 }
 
@@ -34,5 +39,9 @@ func (WatchToken) Edges() []ent.Edge {
 
 // Indexes of WatchToken.
 func (WatchToken) Indexes() []ent.Index {
-	return []ent.Index{index.Fields("expires_at")}
+	return []ent.Index{
+		index.Fields("expires_at"),
+		// A resend finds the user's newest registration.
+		index.Fields("user_id", "created_at"),
+	}
 }

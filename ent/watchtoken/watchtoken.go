@@ -7,6 +7,7 @@ import (
 
 	"entgo.io/ent/dialect/sql"
 	"entgo.io/ent/dialect/sql/sqlgraph"
+	"github.com/google/uuid"
 )
 
 const (
@@ -22,6 +23,8 @@ const (
 	FieldUserID = "user_id"
 	// FieldExpiresAt holds the string denoting the expires_at field in the database.
 	FieldExpiresAt = "expires_at"
+	// FieldRegistration holds the string denoting the registration field in the database.
+	FieldRegistration = "registration"
 	// EdgeUser holds the string denoting the user edge name in mutations.
 	EdgeUser = "user"
 	// Table holds the table name of the watchtoken in the database.
@@ -42,6 +45,7 @@ var Columns = []string{
 	FieldTokenHash,
 	FieldUserID,
 	FieldExpiresAt,
+	FieldRegistration,
 }
 
 // ValidColumn reports if the column name is valid (part of the table columns).
@@ -59,6 +63,8 @@ var (
 	DefaultCreatedAt func() time.Time
 	// TokenHashValidator is a validator for the "token_hash" field. It is called by the builders before save.
 	TokenHashValidator func(string) error
+	// DefaultRegistration holds the default value on creation for the "registration" field.
+	DefaultRegistration func() uuid.UUID
 )
 
 // OrderOption defines the ordering options for the WatchToken queries.
@@ -87,6 +93,11 @@ func ByUserID(opts ...sql.OrderTermOption) OrderOption {
 // ByExpiresAt orders the results by the expires_at field.
 func ByExpiresAt(opts ...sql.OrderTermOption) OrderOption {
 	return sql.OrderByField(FieldExpiresAt, opts...).ToFunc()
+}
+
+// ByRegistration orders the results by the registration field.
+func ByRegistration(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldRegistration, opts...).ToFunc()
 }
 
 // ByUserField orders the results by user field.

@@ -76,6 +76,11 @@ func ExpiresAt(v time.Time) predicate.WatchToken {
 	return predicate.WatchToken(sql.FieldEQ(FieldExpiresAt, v))
 }
 
+// Registration applies equality check predicate on the "registration" field. It's identical to RegistrationEQ.
+func Registration(v uuid.UUID) predicate.WatchToken {
+	return predicate.WatchToken(sql.FieldEQ(FieldRegistration, v))
+}
+
 // CreatedAtEQ applies the EQ predicate on the "created_at" field.
 func CreatedAtEQ(v time.Time) predicate.WatchToken {
 	return predicate.WatchToken(sql.FieldEQ(FieldCreatedAt, v))
@@ -249,6 +254,56 @@ func ExpiresAtLT(v time.Time) predicate.WatchToken {
 // ExpiresAtLTE applies the LTE predicate on the "expires_at" field.
 func ExpiresAtLTE(v time.Time) predicate.WatchToken {
 	return predicate.WatchToken(sql.FieldLTE(FieldExpiresAt, v))
+}
+
+// RegistrationEQ applies the EQ predicate on the "registration" field.
+func RegistrationEQ(v uuid.UUID) predicate.WatchToken {
+	return predicate.WatchToken(sql.FieldEQ(FieldRegistration, v))
+}
+
+// RegistrationNEQ applies the NEQ predicate on the "registration" field.
+func RegistrationNEQ(v uuid.UUID) predicate.WatchToken {
+	return predicate.WatchToken(sql.FieldNEQ(FieldRegistration, v))
+}
+
+// RegistrationIn applies the In predicate on the "registration" field.
+func RegistrationIn(vs ...uuid.UUID) predicate.WatchToken {
+	return predicate.WatchToken(sql.FieldIn(FieldRegistration, vs...))
+}
+
+// RegistrationNotIn applies the NotIn predicate on the "registration" field.
+func RegistrationNotIn(vs ...uuid.UUID) predicate.WatchToken {
+	return predicate.WatchToken(sql.FieldNotIn(FieldRegistration, vs...))
+}
+
+// RegistrationGT applies the GT predicate on the "registration" field.
+func RegistrationGT(v uuid.UUID) predicate.WatchToken {
+	return predicate.WatchToken(sql.FieldGT(FieldRegistration, v))
+}
+
+// RegistrationGTE applies the GTE predicate on the "registration" field.
+func RegistrationGTE(v uuid.UUID) predicate.WatchToken {
+	return predicate.WatchToken(sql.FieldGTE(FieldRegistration, v))
+}
+
+// RegistrationLT applies the LT predicate on the "registration" field.
+func RegistrationLT(v uuid.UUID) predicate.WatchToken {
+	return predicate.WatchToken(sql.FieldLT(FieldRegistration, v))
+}
+
+// RegistrationLTE applies the LTE predicate on the "registration" field.
+func RegistrationLTE(v uuid.UUID) predicate.WatchToken {
+	return predicate.WatchToken(sql.FieldLTE(FieldRegistration, v))
+}
+
+// RegistrationIsNil applies the IsNil predicate on the "registration" field.
+func RegistrationIsNil() predicate.WatchToken {
+	return predicate.WatchToken(sql.FieldIsNull(FieldRegistration))
+}
+
+// RegistrationNotNil applies the NotNil predicate on the "registration" field.
+func RegistrationNotNil() predicate.WatchToken {
+	return predicate.WatchToken(sql.FieldNotNull(FieldRegistration))
 }
 
 // HasUser applies the HasEdge predicate on the "user" edge.

@@ -10,6 +10,7 @@ import (
 
 	"github.com/verifier/verifier/ent"
 	"github.com/verifier/verifier/ent/user"
+	"github.com/verifier/verifier/ent/watchtoken"
 	"github.com/verifier/verifier/internal/apperr"
 	"github.com/verifier/verifier/internal/event"
 	"github.com/verifier/verifier/internal/outbox"
@@ -67,24 +68,27 @@ func (s *Service) register(ctx context.Context, tx *ent.Tx, email, hash, watchHa
 	if err != nil && !ent.IsNotFound(err) {
 		return err
 	}
+	// Named here, not by the database, so the email's event can carry it:
+	// the records of the email are shown to whoever watches this token.
+	registration := uuid.New()
 	if existing != nil {
-		err := tx.WatchToken.Create().SetTokenHash(watchHash).SetExpiresAt(expires).SetCreatedAt(now).Exec(ctx)
+		err := tx.WatchToken.Create().SetTokenHash(watchHash).SetRegistration(registration).SetExpiresAt(expires).SetCreatedAt(now).Exec(ctx)
 		if err != nil {
 			return err
 		}
 		// The notice obeys the cooldown like every email: a repeated
 		// attempt cannot flood the owner, and the notice is not lost.
-		return s.schedule(ctx, tx, inbox, now, outgoing{event.AlreadyRegisteredTopic, event.AlreadyRegistered{Email: email}})
+		return s.schedule(ctx, tx, inbox, now, outgoing{event.AlreadyRegisteredTopic, event.AlreadyRegistered{Email: email, Registration: registration}})
 	}
 
 	u, err := tx.User.Create().SetEmail(email).SetPasswordHash(hash).SetCreatedAt(now).Save(ctx)
 	if err != nil {
 		return err
 	}
-	if err := tx.WatchToken.Create().SetTokenHash(watchHash).SetUserID(u.ID).SetExpiresAt(expires).SetCreatedAt(now).Exec(ctx); err != nil {
+	if err := tx.WatchToken.Create().SetTokenHash(watchHash).SetRegistration(registration).SetUserID(u.ID).SetExpiresAt(expires).SetCreatedAt(now).Exec(ctx); err != nil {
 		return err
 	}
-	req, err := s.verificationRequest(ctx, tx, u.ID, email, now)
+	req, err := s.verificationRequest(ctx, tx, u.ID, registration, email, now)
 	if err != nil {
 		return err
 	}
@@ -128,7 +132,11 @@ func (s *Service) Resend(ctx context.Context, email string) error {
 		if err != nil {
 			return err
 		}
-		req, err := s.verificationRequest(ctx, tx, u.ID, email, now)
+		registration, err := latestRegistration(ctx, tx, u.ID)
+		if err != nil {
+			return err
+		}
+		req, err := s.verificationRequest(ctx, tx, u.ID, registration, email, now)
 		if err != nil {
 			return err
 		}
@@ -148,10 +156,28 @@ func RetryAfterSeconds(wait time.Duration) int {
 	return max(1, int(math.Ceil(wait.Seconds())))
 }
 
+// latestRegistration names the user's newest registration: a resent email
+// is shown to whoever watches it. uuid.Nil when none is left (its watch
+// tokens expired): the email then goes out unwatched.
+func latestRegistration(ctx context.Context, tx *ent.Tx, userID uuid.UUID) (uuid.UUID, error) {
+	wt, err := tx.WatchToken.Query().
+		Where(watchtoken.UserID(userID)).
+		Order(ent.Desc(watchtoken.FieldCreatedAt), ent.Desc(watchtoken.FieldID)).
+		Select(watchtoken.FieldRegistration).
+		First(ctx)
+	if ent.IsNotFound(err) {
+		return uuid.Nil, nil
+	}
+	if err != nil {
+		return uuid.Nil, fmt.Errorf("latest registration: %w", err)
+	}
+	return wt.Registration, nil
+}
+
 // verificationRequest issues a fresh verification token for the user and
 // returns the event that carries it to the mailer, sealed to the address:
 // the clear token exists only in the email.
-func (s *Service) verificationRequest(ctx context.Context, tx *ent.Tx, userID uuid.UUID, email string, now time.Time) (event.VerificationRequested, error) {
+func (s *Service) verificationRequest(ctx context.Context, tx *ent.Tx, userID, registration uuid.UUID, email string, now time.Time) (event.VerificationRequested, error) {
 	tok, hash := token.New()
 	expires := now.Add(s.TokenTTL)
 	err := tx.VerificationToken.Create().
@@ -160,5 +186,5 @@ func (s *Service) verificationRequest(ctx context.Context, tx *ent.Tx, userID uu
 		SetExpiresAt(expires).
 		SetCreatedAt(now).
 		Exec(ctx)
-	return event.VerificationRequested{UserID: userID, Email: email, SealedToken: s.Seal.Seal(tok, email), ExpiresAt: expires}, err
+	return event.VerificationRequested{UserID: userID, Registration: registration, Email: email, SealedToken: s.Seal.Seal(tok, email), ExpiresAt: expires}, err
 }

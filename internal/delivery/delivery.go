@@ -8,6 +8,12 @@
 // right after the SMTP server accepted the message, before the broker
 // hears back. A FAILED record keeps the event itself: it is the durable
 // dead letter, listed and replayed by an operator (verifier dead-letters).
+//
+// A record that names its registration (the watch token the email belongs
+// to) is also what that registration's watchers are told: every change of
+// its state writes, in the same transaction, an outbox event
+// (event.DeliveryChanged), so nothing is announced that did not commit,
+// and Latest answers a watcher that just arrived.
 package delivery
 
 import (
@@ -21,7 +27,9 @@ import (
 
 	"github.com/verifier/verifier/ent"
 	entdelivery "github.com/verifier/verifier/ent/delivery"
+	"github.com/verifier/verifier/internal/event"
 	"github.com/verifier/verifier/internal/outbox"
+	"github.com/verifier/verifier/internal/status"
 )
 
 // States of a record.
@@ -51,8 +59,11 @@ type Event struct {
 	ID      string
 	Kind    string
 	Address string
-	Topic   string
-	Payload []byte
+	// Registration is the registration the email belongs to (uuid.Nil:
+	// none, and nobody is told of its changes).
+	Registration uuid.UUID
+	Topic        string
+	Payload      []byte
 }
 
 // Record is what the mailer needs of a record.
@@ -60,6 +71,9 @@ type Record struct {
 	ID       int
 	State    entdelivery.State
 	Attempts int
+	// Registration is whose watchers hear of the record's changes (nil:
+	// nobody's).
+	Registration *uuid.UUID
 	// Since is when the mailer first saw the event.
 	Since time.Time
 	// Busy is set when another delivery of the same event holds the
@@ -80,20 +94,32 @@ const SendLease = 30 * time.Second
 func (s *Store) Begin(ctx context.Context, e Event) (Record, error) {
 	now := s.now().UTC()
 	until := now.Add(SendLease)
-	id, err := s.db.Delivery.Create().
-		SetEventID(e.ID).
-		SetKind(e.Kind).
-		SetAddress(truncate(e.Address, 254)).
-		SetTopic(e.Topic).
-		SetPayload(e.Payload).
-		SetCreatedAt(now).
-		SetUpdatedAt(now).
-		SetSendingUntil(until).
-		OnConflictColumns(entdelivery.FieldEventID).
-		DoNothing().
-		ID(ctx)
+	var reg *uuid.UUID
+	if e.Registration != uuid.Nil {
+		reg = &e.Registration
+	}
+	var id int
+	err := s.write(ctx, reg, func(c *ent.Client) (*status.Delivery, error) {
+		var err error
+		id, err = c.Delivery.Create().
+			SetEventID(e.ID).
+			SetKind(e.Kind).
+			SetAddress(truncate(e.Address, 254)).
+			SetNillableRegistration(reg).
+			SetTopic(e.Topic).
+			SetPayload(e.Payload).
+			SetCreatedAt(now).
+			SetUpdatedAt(now).
+			SetSendingUntil(until).
+			OnConflictColumns(entdelivery.FieldEventID).
+			DoNothing().
+			ID(ctx)
+		// A new email of the registration: its watchers see it queued
+		// (after a resend, in place of the previous email's state).
+		return &status.Delivery{State: status.Queued, At: now}, err
+	})
 	if err == nil {
-		return Record{ID: id, State: Queued, Since: now}, nil
+		return Record{ID: id, State: Queued, Registration: reg, Since: now}, nil
 	}
 	// Seen before (the insert did nothing), or the insert failed: take
 	// the reservation if it is free (one conditional update, so of two
@@ -110,11 +136,36 @@ func (s *Store) Begin(ctx context.Context, e Event) (Record, error) {
 	if qerr != nil || cerr != nil {
 		return Record{}, fmt.Errorf("delivery record of %s: %w", e.ID, errors.Join(err, cerr, qerr))
 	}
-	r := Record{ID: rec.ID, State: rec.State, Attempts: rec.Attempts, Since: rec.CreatedAt.UTC()}
+	r := Record{ID: rec.ID, State: rec.State, Attempts: rec.Attempts, Registration: rec.Registration, Since: rec.CreatedAt.UTC()}
 	if claimed == 0 && rec.SendingUntil != nil && (rec.State == Queued || rec.State == Deferred) {
 		r.Busy = max(rec.SendingUntil.Sub(now), time.Second)
 	}
 	return r, nil
+}
+
+// write runs f, and, when reg is set and f reports a change, enqueues the
+// change for reg's watchers in the same transaction. A record without a
+// registration costs no transaction: nobody is told.
+func (s *Store) write(ctx context.Context, reg *uuid.UUID, f func(*ent.Client) (*status.Delivery, error)) error {
+	if reg == nil {
+		_, err := f(s.db)
+		return err
+	}
+	tx, err := s.db.Tx(ctx)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = tx.Rollback() }()
+	d, err := f(tx.Client())
+	if err != nil {
+		return err
+	}
+	if d != nil {
+		if err := outbox.Enqueue(ctx, tx, d.At, event.DeliveryChangedTopic, event.DeliveryChanged{Registration: *reg, Delivery: *d}); err != nil {
+			return err
+		}
+	}
+	return tx.Commit()
 }
 
 // Release ends Begin's reservation without changing the record: the
@@ -147,21 +198,71 @@ func (s *Store) MarkFailed(ctx context.Context, r Record, tried bool, reason str
 const maxReason = 500
 
 func (s *Store) mark(ctx context.Context, r Record, state entdelivery.State, tried bool, reason string, clearPayload bool) error {
-	u := s.db.Delivery.UpdateOneID(r.ID).
-		SetState(state).
-		SetReason(truncate(reason, maxReason)).
-		SetUpdatedAt(s.now().UTC()).
-		ClearSendingUntil()
-	if tried {
-		u.AddAttempts(1)
-	}
-	if clearPayload {
-		u.ClearPayload()
-	}
-	if err := u.Exec(ctx); err != nil {
+	now := s.now().UTC()
+	reason = truncate(reason, maxReason)
+	err := s.write(ctx, r.Registration, func(c *ent.Client) (*status.Delivery, error) {
+		u := c.Delivery.UpdateOneID(r.ID).
+			SetState(state).
+			SetReason(reason).
+			SetUpdatedAt(now).
+			ClearSendingUntil()
+		attempts := r.Attempts
+		if tried {
+			u.AddAttempts(1)
+			attempts++
+		}
+		if clearPayload {
+			u.ClearPayload()
+		}
+		if err := u.Exec(ctx); err != nil {
+			return nil, err
+		}
+		if state == r.State && !tried {
+			// Nothing a watcher could see changed (a retry that never
+			// reached the server, e.g. while it is down): no event per
+			// retry.
+			return nil, nil
+		}
+		if r.Registration != nil {
+			// Only the registration's latest email is shown: an older
+			// one settling late (after a resend) must not overwrite it.
+			newer, err := c.Delivery.Query().Where(entdelivery.RegistrationEQ(*r.Registration), entdelivery.IDGT(r.ID)).Exist(ctx)
+			if err != nil || newer {
+				return nil, err
+			}
+		}
+		return view(state, now, attempts, reason), nil
+	})
+	if err != nil {
 		return fmt.Errorf("delivery record %d: mark %s: %w", r.ID, state, err)
 	}
 	return nil
+}
+
+// view is a record's state as a registration's watchers see it.
+func view(state entdelivery.State, at time.Time, attempts int, reason string) *status.Delivery {
+	d := &status.Delivery{State: status.DeliveryState(state), At: at.UTC(), Attempts: attempts}
+	if reason != "" && (state == Deferred || state == Failed) {
+		d.Reason = &reason
+	}
+	return d
+}
+
+// Latest returns the state of registration's latest email, or nil when it
+// has none yet (its event has not reached a mailer).
+func (s *Store) Latest(ctx context.Context, registration uuid.UUID) (*status.Delivery, error) {
+	rec, err := s.db.Delivery.Query().
+		Where(entdelivery.RegistrationEQ(registration)).
+		Order(ent.Desc(entdelivery.FieldID)).
+		Select(entdelivery.FieldState, entdelivery.FieldUpdatedAt, entdelivery.FieldAttempts, entdelivery.FieldReason).
+		First(ctx)
+	if ent.IsNotFound(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("latest delivery of %s: %w", registration, err)
+	}
+	return view(rec.State, rec.UpdatedAt, rec.Attempts, rec.Reason), nil
 }
 
 // List returns up to limit records in state, oldest change first.
@@ -210,6 +311,13 @@ func (s *Store) Replay(ctx context.Context, eventID string) error {
 	err = tx.Delivery.UpdateOneID(rec.ID).SetState(Queued).SetReason("").SetUpdatedAt(now).Exec(ctx)
 	if err != nil {
 		return err
+	}
+	if rec.Registration != nil {
+		// Its watchers see it queued again (the attempts so far stay).
+		d := view(Queued, now, rec.Attempts, "")
+		if err := outbox.Enqueue(ctx, tx, now, event.DeliveryChangedTopic, event.DeliveryChanged{Registration: *rec.Registration, Delivery: *d}); err != nil {
+			return err
+		}
 	}
 	return tx.Commit()
 }
@@ -271,4 +379,73 @@ func truncate(s string, n int) string {
 		n--
 	}
 	return s[:n]
+}
+
+// Copy is an email as the dev outbox rendered it, on its record.
+type Copy struct {
+	To, Subject, Text, HTML string
+	State                   entdelivery.State
+	// At is when the record last changed.
+	At time.Time
+}
+
+// KeepCopy stores the rendered email on the record of event eventID (the
+// dev outbox's "send"). A redelivered event overwrites it with the same.
+func (s *Store) KeepCopy(ctx context.Context, eventID, subject, text, html string) error {
+	n, err := s.db.Delivery.Update().
+		Where(entdelivery.EventID(eventID)).
+		SetSubject(subject).
+		SetText(text).
+		SetHTML(html).
+		Save(ctx)
+	switch {
+	case err != nil:
+		return fmt.Errorf("delivery record of %s: keep copy: %w", eventID, err)
+	case n == 0:
+		return fmt.Errorf("delivery record of %s: keep copy: %w", eventID, ErrNotFound)
+	}
+	return nil
+}
+
+// Copies returns the newest n kept emails, newest first.
+func (s *Store) Copies(ctx context.Context, n int) ([]Copy, error) {
+	recs, err := s.db.Delivery.Query().
+		Where(entdelivery.SubjectNotNil()).
+		Order(ent.Desc(entdelivery.FieldID)).
+		Limit(n).
+		All(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Copy, 0, len(recs))
+	for _, r := range recs {
+		c := Copy{To: r.Address, Subject: *r.Subject, State: r.State, At: r.UpdatedAt}
+		if r.Text != nil {
+			c.Text = *r.Text
+		}
+		if r.HTML != nil {
+			c.HTML = *r.HTML
+		}
+		out = append(out, c)
+	}
+	return out, nil
+}
+
+// TrimCopies drops the kept emails of all but the newest keep records (the
+// records themselves stay) and returns how many it dropped.
+func (s *Store) TrimCopies(ctx context.Context, keep int) (int, error) {
+	ids, err := s.db.Delivery.Query().
+		Where(entdelivery.SubjectNotNil()).
+		Order(ent.Desc(entdelivery.FieldID)).
+		Offset(keep).
+		IDs(ctx)
+	if err != nil || len(ids) == 0 {
+		return 0, err
+	}
+	return s.db.Delivery.Update().
+		Where(entdelivery.IDIn(ids...)).
+		ClearSubject().
+		ClearText().
+		ClearHTML().
+		Save(ctx)
 }

@@ -34,7 +34,7 @@ type Options struct {
 	GraphQL http.Handler
 	Web     http.Handler
 	Metrics *metrics.Metrics
-	// DevOutbox, when not nil, is listed at /dev/mail.
+	// DevOutbox, when not nil, is listed at /dev/mail (and /dev/mail.json).
 	DevOutbox *mail.DevOutbox
 	// DevMailLoopbackOnly serves /dev/mail to loopback clients only: with
 	// DEV_MAILBOX=auto the service is someone's laptop, which still
@@ -67,6 +67,7 @@ func New(o Options) http.Handler {
 	mux.Handle("GET /metrics", promhttp.HandlerFor(o.Metrics.Registry, promhttp.HandlerOpts{}))
 	if o.DevOutbox != nil {
 		mux.HandleFunc("GET /dev/mail", o.devMail)
+		mux.HandleFunc("GET /dev/mail.json", o.devMailJSONList)
 	}
 	mux.Handle("/", o.Web)
 	return o.instrument(mux)

@@ -8,12 +8,16 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
+	"github.com/verifier/verifier/internal/database"
+	"github.com/verifier/verifier/internal/delivery"
 	"github.com/verifier/verifier/internal/mail"
 	"github.com/verifier/verifier/internal/metrics"
 )
@@ -238,24 +242,83 @@ func TestReady(t *testing.T) {
 }
 
 // With DEV_MAILBOX=auto the dev mailbox is for this machine only, even
-// when the client claims otherwise.
+// when the client claims otherwise; both views obey the same rule.
 func TestDevMailLoopbackOnly(t *testing.T) {
 	t.Parallel()
 	h := newTestHandler(&echoGraphQL{}, Options{
 		DevOutbox:           mail.NewDevOutbox(nil, slog.New(slog.NewTextHandler(io.Discard, nil)), ""),
 		DevMailLoopbackOnly: true,
 	})
-	for _, peer := range []string{"192.0.2.7:4000", "[2001:db8::1]:4000", "garbage"} {
-		req := httptest.NewRequest(http.MethodGet, "/dev/mail", nil)
-		req.RemoteAddr = peer
-		req.Header.Set("X-Forwarded-For", "127.0.0.1")
-		rec := httptest.NewRecorder()
-		h.ServeHTTP(rec, req)
-		require.Equal(t, http.StatusNotFound, rec.Code, peer)
+	for _, path := range []string{"/dev/mail", "/dev/mail.json"} {
+		for _, peer := range []string{"192.0.2.7:4000", "[2001:db8::1]:4000", "garbage"} {
+			req := httptest.NewRequest(http.MethodGet, path, nil)
+			req.RemoteAddr = peer
+			req.Header.Set("X-Forwarded-For", "127.0.0.1")
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, req)
+			require.Equal(t, http.StatusNotFound, rec.Code, path+" from "+peer)
+		}
 	}
 	for _, peer := range []string{"127.0.0.1:4000", "[::1]:4000", "[::ffff:127.0.0.1]:4000"} {
 		req := httptest.NewRequest(http.MethodGet, "/dev/mail", nil)
 		req.RemoteAddr = peer
 		require.True(t, loopbackPeer(req), peer)
 	}
+}
+
+// The dev mailbox is a view of the delivery records: what was written and
+// what became of it, as HTML for people and JSON for tests.
+func TestDevMailViews(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db, err := database.Open(ctx, "sqlite:"+filepath.Join(t.TempDir(), "t.db"))
+	require.NoError(t, err)
+	t.Cleanup(func() { db.Close() })
+	records := delivery.New(db.Ent, nil)
+	outbox := mail.NewDevOutbox(records, slog.New(slog.NewTextHandler(io.Discard, nil)), "")
+	h := newTestHandler(&echoGraphQL{}, Options{DevOutbox: outbox, DevMailLoopbackOnly: true})
+
+	get := func(path string) *httptest.ResponseRecorder {
+		req := httptest.NewRequest(http.MethodGet, path, nil)
+		req.RemoteAddr = "127.0.0.1:4000"
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		require.Equal(t, http.StatusOK, rec.Code, path)
+		require.Equal(t, "no-store", rec.Header().Get("Cache-Control"), path)
+		return rec
+	}
+	require.JSONEq(t, `[]`, get("/dev/mail.json").Body.String(), "no mail yet")
+
+	const link = "https://verify.example.com/verify-email?token=tok_abc"
+	for i, m := range []mail.Message{
+		{ID: "e1", To: "ada@example.com", Subject: "Verify your email address", Text: "Hello,\n\n" + link + "\n\nSee https://example.com/help\n"},
+		{ID: "e2", To: "bob@example.com", Subject: "Someone tried to sign up with your email address", Text: "Read https://example.com/help\n"},
+	} {
+		rec, err := records.Begin(ctx, delivery.Event{ID: m.ID, Kind: "verification", Address: m.To, Topic: "user.registered"})
+		require.NoError(t, err)
+		require.NoError(t, outbox.Send(ctx, m))
+		if i == 0 {
+			require.NoError(t, records.MarkSent(ctx, rec, true))
+		}
+	}
+
+	rec := get("/dev/mail.json")
+	require.Equal(t, "application/json", strings.Split(rec.Header().Get("Content-Type"), ";")[0])
+	var got []struct{ To, Subject, Text, Link, State, At string }
+	require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &got))
+	require.Len(t, got, 2)
+	require.Equal(t, "bob@example.com", got[0].To, "newest first")
+	require.Equal(t, "https://example.com/help", got[0].Link, "no verification link: the first one")
+	require.Equal(t, "QUEUED", got[0].State)
+	require.Equal(t, "ada@example.com", got[1].To)
+	require.Equal(t, "Verify your email address", got[1].Subject)
+	require.Equal(t, link, got[1].Link, "the verification link, though not the only one")
+	require.Equal(t, "SENT", got[1].State)
+	require.Contains(t, got[1].Text, link)
+	_, err = time.Parse(time.RFC3339Nano, got[1].At)
+	require.NoError(t, err)
+
+	page := get("/dev/mail").Body.String()
+	require.Contains(t, page, `<a href="`+link+`">`)
+	require.Contains(t, page, "SENT")
 }

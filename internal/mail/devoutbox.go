@@ -2,44 +2,33 @@ package mail
 
 import (
 	"context"
-	"database/sql"
-	"errors"
 	"fmt"
 	"log/slog"
-	"time"
 
-	"github.com/verifier/verifier/ent"
-	"github.com/verifier/verifier/ent/devmail"
+	"github.com/verifier/verifier/internal/delivery"
 )
 
-// DevOutbox keeps mail in the database instead of sending it (SMTP_URL
-// empty), for /dev/mail. It logs each message without its body: the body
-// holds a live verification link, and tokens never go to logs.
+// DevOutbox keeps mail on its delivery record instead of sending it
+// (SMTP_URL empty), for /dev/mail: the dev mailbox is a view of the
+// records, so it shows what the mailer did as well as what it wrote. It
+// logs each message without its body: the body holds a live verification
+// link, and tokens never go to logs.
 type DevOutbox struct {
-	db      *ent.Client
+	records *delivery.Store
 	log     *slog.Logger
 	viewURL string
-	now     func() time.Time
 }
 
-// NewDevOutbox returns a dev outbox whose mail is listed at viewURL.
-func NewDevOutbox(db *ent.Client, log *slog.Logger, viewURL string) *DevOutbox {
-	return &DevOutbox{db: db, log: log, viewURL: viewURL, now: time.Now}
+// NewDevOutbox returns a dev outbox keeping mail on records, listed at
+// viewURL.
+func NewDevOutbox(records *delivery.Store, log *slog.Logger, viewURL string) *DevOutbox {
+	return &DevOutbox{records: records, log: log, viewURL: viewURL}
 }
 
-// Send keeps m. A redelivered message (same ID) is kept once.
+// Send keeps m on the record of its event (the mailer writes the record
+// before sending). A redelivered message is kept once.
 func (d *DevOutbox) Send(ctx context.Context, m Message) error {
-	err := d.db.DevMail.Create().
-		SetMessageID(m.ID).
-		SetTo(m.To).
-		SetSubject(m.Subject).
-		SetText(m.Text).
-		SetHTML(m.HTML).
-		SetCreatedAt(d.now().UTC()).
-		OnConflictColumns(devmail.FieldMessageID).
-		DoNothing().
-		Exec(ctx)
-	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+	if err := d.records.KeepCopy(ctx, m.ID, m.Subject, m.Text, m.HTML); err != nil {
 		return fmt.Errorf("dev outbox: %w", err)
 	}
 	d.log.Info("mail kept in the dev outbox", "to", m.To, "subject", m.Subject, "open", d.viewURL)
@@ -47,17 +36,14 @@ func (d *DevOutbox) Send(ctx context.Context, m Message) error {
 }
 
 // List returns the newest n messages, newest first.
-func (d *DevOutbox) List(ctx context.Context, n int) ([]*ent.DevMail, error) {
-	return d.db.DevMail.Query().Order(ent.Desc(devmail.FieldID)).Limit(n).All(ctx)
+func (d *DevOutbox) List(ctx context.Context, n int) ([]delivery.Copy, error) {
+	return d.records.Copies(ctx, n)
 }
 
 var _ Sender = (*DevOutbox)(nil)
 
-// Trim keeps the newest keep messages and deletes the rest.
+// Trim keeps the newest keep messages and drops the rest (their records
+// stay).
 func (d *DevOutbox) Trim(ctx context.Context, keep int) (int, error) {
-	ids, err := d.db.DevMail.Query().Order(ent.Desc(devmail.FieldID)).Offset(keep).IDs(ctx)
-	if err != nil || len(ids) == 0 {
-		return 0, err
-	}
-	return d.db.DevMail.Delete().Where(devmail.IDIn(ids...)).Exec(ctx)
+	return d.records.TrimCopies(ctx, keep)
 }
