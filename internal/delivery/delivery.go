@@ -98,8 +98,23 @@ func (s *Store) Begin(ctx context.Context, e Event) (Record, error) {
 	if e.Registration != uuid.Nil {
 		reg = &e.Registration
 	}
+	// A registration's first email needs no announcement: until its
+	// record exists its watchers are shown it QUEUED already (see Latest).
+	// A later one (a resend) replaces the state they see, so it is
+	// announced, in the insert's transaction. Most emails are first ones,
+	// and skipping the transaction and the event keeps the mail path fast.
+	announce := reg
+	if reg != nil {
+		earlier, err := s.db.Delivery.Query().Where(entdelivery.RegistrationEQ(*reg), entdelivery.EventIDNEQ(e.ID)).Exist(ctx)
+		if err != nil {
+			return Record{}, fmt.Errorf("delivery record of %s: %w", e.ID, err)
+		}
+		if !earlier {
+			announce = nil
+		}
+	}
 	var id int
-	err := s.write(ctx, reg, func(c *ent.Client) (*status.Delivery, error) {
+	err := s.write(ctx, announce, func(c *ent.Client) (*status.Delivery, error) {
 		var err error
 		id, err = c.Delivery.Create().
 			SetEventID(e.ID).
@@ -114,8 +129,6 @@ func (s *Store) Begin(ctx context.Context, e Event) (Record, error) {
 			OnConflictColumns(entdelivery.FieldEventID).
 			DoNothing().
 			ID(ctx)
-		// A new email of the registration: its watchers see it queued
-		// (after a resend, in place of the previous email's state).
 		return &status.Delivery{State: status.Queued, At: now}, err
 	})
 	if err == nil {
@@ -249,7 +262,9 @@ func view(state entdelivery.State, at time.Time, attempts int, reason string) *s
 }
 
 // Latest returns the state of registration's latest email, or nil when it
-// has none yet (its event has not reached a mailer).
+// has none yet (its event has not reached a mailer): the email is then
+// waiting to be sent, QUEUED to whoever asks, and its record's creation is
+// not announced.
 func (s *Store) Latest(ctx context.Context, registration uuid.UUID) (*status.Delivery, error) {
 	rec, err := s.db.Delivery.Query().
 		Where(entdelivery.RegistrationEQ(registration)).
