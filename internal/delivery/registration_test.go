@@ -49,10 +49,16 @@ func TestDeliveryChanges(t *testing.T) {
 	t.Parallel()
 	type step func(ctx context.Context, s *Store, r Record) error
 	var (
-		deferred = func(ctx context.Context, s *Store, r Record) error { return s.MarkDeferred(ctx, r, true, "451 mailbox busy") }
-		notTried = func(ctx context.Context, s *Store, r Record) error { return s.MarkDeferred(ctx, r, false, "no connection") }
-		sent     = func(ctx context.Context, s *Store, r Record) error { return s.MarkSent(ctx, r, true) }
-		failed   = func(ctx context.Context, s *Store, r Record) error { return s.MarkFailed(ctx, r, true, "550 no such user") }
+		deferred = func(ctx context.Context, s *Store, r Record) error {
+			return s.MarkDeferred(ctx, r, true, "451 mailbox busy")
+		}
+		notTried = func(ctx context.Context, s *Store, r Record) error {
+			return s.MarkDeferred(ctx, r, false, "no connection")
+		}
+		sent   = func(ctx context.Context, s *Store, r Record) error { return s.MarkSent(ctx, r, true) }
+		failed = func(ctx context.Context, s *Store, r Record) error {
+			return s.MarkFailed(ctx, r, true, "550 no such user")
+		}
 	)
 	tests := []struct {
 		name  string
