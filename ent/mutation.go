@@ -4786,8 +4786,8 @@ type WatchTokenMutation struct {
 	id            *int
 	created_at    *time.Time
 	token_hash    *string
-	expires_at    *time.Time
 	registration  *uuid.UUID
+	expires_at    *time.Time
 	clearedFields map[string]struct{}
 	user          *uuid.UUID
 	cleareduser   bool
@@ -5015,6 +5015,55 @@ func (m *WatchTokenMutation) ResetUserID() {
 	delete(m.clearedFields, watchtoken.FieldUserID)
 }
 
+// SetRegistration sets the "registration" field.
+func (m *WatchTokenMutation) SetRegistration(u uuid.UUID) {
+	m.registration = &u
+}
+
+// Registration returns the value of the "registration" field in the mutation.
+func (m *WatchTokenMutation) Registration() (r uuid.UUID, exists bool) {
+	v := m.registration
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldRegistration returns the old "registration" field's value of the WatchToken entity.
+// If the WatchToken object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *WatchTokenMutation) OldRegistration(ctx context.Context) (v *uuid.UUID, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldRegistration is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldRegistration requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldRegistration: %w", err)
+	}
+	return oldValue.Registration, nil
+}
+
+// ClearRegistration clears the value of the "registration" field.
+func (m *WatchTokenMutation) ClearRegistration() {
+	m.registration = nil
+	m.clearedFields[watchtoken.FieldRegistration] = struct{}{}
+}
+
+// RegistrationCleared returns if the "registration" field was cleared in this mutation.
+func (m *WatchTokenMutation) RegistrationCleared() bool {
+	_, ok := m.clearedFields[watchtoken.FieldRegistration]
+	return ok
+}
+
+// ResetRegistration resets all changes to the "registration" field.
+func (m *WatchTokenMutation) ResetRegistration() {
+	m.registration = nil
+	delete(m.clearedFields, watchtoken.FieldRegistration)
+}
+
 // SetExpiresAt sets the "expires_at" field.
 func (m *WatchTokenMutation) SetExpiresAt(t time.Time) {
 	m.expires_at = &t
@@ -5049,55 +5098,6 @@ func (m *WatchTokenMutation) OldExpiresAt(ctx context.Context) (v time.Time, err
 // ResetExpiresAt resets all changes to the "expires_at" field.
 func (m *WatchTokenMutation) ResetExpiresAt() {
 	m.expires_at = nil
-}
-
-// SetRegistration sets the "registration" field.
-func (m *WatchTokenMutation) SetRegistration(u uuid.UUID) {
-	m.registration = &u
-}
-
-// Registration returns the value of the "registration" field in the mutation.
-func (m *WatchTokenMutation) Registration() (r uuid.UUID, exists bool) {
-	v := m.registration
-	if v == nil {
-		return
-	}
-	return *v, true
-}
-
-// OldRegistration returns the old "registration" field's value of the WatchToken entity.
-// If the WatchToken object wasn't provided to the builder, the object is fetched from the database.
-// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
-func (m *WatchTokenMutation) OldRegistration(ctx context.Context) (v uuid.UUID, err error) {
-	if !m.op.Is(OpUpdateOne) {
-		return v, errors.New("OldRegistration is only allowed on UpdateOne operations")
-	}
-	if m.id == nil || m.oldValue == nil {
-		return v, errors.New("OldRegistration requires an ID field in the mutation")
-	}
-	oldValue, err := m.oldValue(ctx)
-	if err != nil {
-		return v, fmt.Errorf("querying old value for OldRegistration: %w", err)
-	}
-	return oldValue.Registration, nil
-}
-
-// ClearRegistration clears the value of the "registration" field.
-func (m *WatchTokenMutation) ClearRegistration() {
-	m.registration = nil
-	m.clearedFields[watchtoken.FieldRegistration] = struct{}{}
-}
-
-// RegistrationCleared returns if the "registration" field was cleared in this mutation.
-func (m *WatchTokenMutation) RegistrationCleared() bool {
-	_, ok := m.clearedFields[watchtoken.FieldRegistration]
-	return ok
-}
-
-// ResetRegistration resets all changes to the "registration" field.
-func (m *WatchTokenMutation) ResetRegistration() {
-	m.registration = nil
-	delete(m.clearedFields, watchtoken.FieldRegistration)
 }
 
 // ClearUser clears the "user" edge to the User entity.
@@ -5171,11 +5171,11 @@ func (m *WatchTokenMutation) Fields() []string {
 	if m.user != nil {
 		fields = append(fields, watchtoken.FieldUserID)
 	}
-	if m.expires_at != nil {
-		fields = append(fields, watchtoken.FieldExpiresAt)
-	}
 	if m.registration != nil {
 		fields = append(fields, watchtoken.FieldRegistration)
+	}
+	if m.expires_at != nil {
+		fields = append(fields, watchtoken.FieldExpiresAt)
 	}
 	return fields
 }
@@ -5191,10 +5191,10 @@ func (m *WatchTokenMutation) Field(name string) (ent.Value, bool) {
 		return m.TokenHash()
 	case watchtoken.FieldUserID:
 		return m.UserID()
-	case watchtoken.FieldExpiresAt:
-		return m.ExpiresAt()
 	case watchtoken.FieldRegistration:
 		return m.Registration()
+	case watchtoken.FieldExpiresAt:
+		return m.ExpiresAt()
 	}
 	return nil, false
 }
@@ -5210,10 +5210,10 @@ func (m *WatchTokenMutation) OldField(ctx context.Context, name string) (ent.Val
 		return m.OldTokenHash(ctx)
 	case watchtoken.FieldUserID:
 		return m.OldUserID(ctx)
-	case watchtoken.FieldExpiresAt:
-		return m.OldExpiresAt(ctx)
 	case watchtoken.FieldRegistration:
 		return m.OldRegistration(ctx)
+	case watchtoken.FieldExpiresAt:
+		return m.OldExpiresAt(ctx)
 	}
 	return nil, fmt.Errorf("unknown WatchToken field %s", name)
 }
@@ -5244,19 +5244,19 @@ func (m *WatchTokenMutation) SetField(name string, value ent.Value) error {
 		}
 		m.SetUserID(v)
 		return nil
-	case watchtoken.FieldExpiresAt:
-		v, ok := value.(time.Time)
-		if !ok {
-			return fmt.Errorf("unexpected type %T for field %s", value, name)
-		}
-		m.SetExpiresAt(v)
-		return nil
 	case watchtoken.FieldRegistration:
 		v, ok := value.(uuid.UUID)
 		if !ok {
 			return fmt.Errorf("unexpected type %T for field %s", value, name)
 		}
 		m.SetRegistration(v)
+		return nil
+	case watchtoken.FieldExpiresAt:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetExpiresAt(v)
 		return nil
 	}
 	return fmt.Errorf("unknown WatchToken field %s", name)
@@ -5331,11 +5331,11 @@ func (m *WatchTokenMutation) ResetField(name string) error {
 	case watchtoken.FieldUserID:
 		m.ResetUserID()
 		return nil
-	case watchtoken.FieldExpiresAt:
-		m.ResetExpiresAt()
-		return nil
 	case watchtoken.FieldRegistration:
 		m.ResetRegistration()
+		return nil
+	case watchtoken.FieldExpiresAt:
+		m.ResetExpiresAt()
 		return nil
 	}
 	return fmt.Errorf("unknown WatchToken field %s", name)

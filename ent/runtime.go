@@ -236,7 +236,7 @@ func init() {
 		}
 	}()
 	// watchtokenDescRegistration is the schema descriptor for registration field.
-	watchtokenDescRegistration := watchtokenFields[3].Descriptor()
+	watchtokenDescRegistration := watchtokenFields[2].Descriptor()
 	// watchtoken.DefaultRegistration holds the default value on creation for the registration field.
 	watchtoken.DefaultRegistration = watchtokenDescRegistration.Default.(func() uuid.UUID)
 }

@@ -25,10 +25,10 @@ type WatchToken struct {
 	TokenHash string `json:"-"`
 	// UserID holds the value of the "user_id" field.
 	UserID *uuid.UUID `json:"user_id,omitempty"`
+	// Registration holds the value of the "registration" field.
+	Registration *uuid.UUID `json:"registration,omitempty"`
 	// ExpiresAt holds the value of the "expires_at" field.
 	ExpiresAt time.Time `json:"expires_at,omitempty"`
-	// Registration holds the value of the "registration" field.
-	Registration uuid.UUID `json:"registration,omitempty"`
 	// Edges holds the relations/edges for other nodes in the graph.
 	// The values are being populated by the WatchTokenQuery when eager-loading is set.
 	Edges        WatchTokenEdges `json:"edges"`
@@ -60,7 +60,7 @@ func (*WatchToken) scanValues(columns []string) ([]any, error) {
 	values := make([]any, len(columns))
 	for i := range columns {
 		switch columns[i] {
-		case watchtoken.FieldUserID:
+		case watchtoken.FieldUserID, watchtoken.FieldRegistration:
 			values[i] = &sql.NullScanner{S: new(uuid.UUID)}
 		case watchtoken.FieldID:
 			values[i] = new(sql.NullInt64)
@@ -68,8 +68,6 @@ func (*WatchToken) scanValues(columns []string) ([]any, error) {
 			values[i] = new(sql.NullString)
 		case watchtoken.FieldCreatedAt, watchtoken.FieldExpiresAt:
 			values[i] = new(sql.NullTime)
-		case watchtoken.FieldRegistration:
-			values[i] = new(uuid.UUID)
 		default:
 			values[i] = new(sql.UnknownType)
 		}
@@ -110,17 +108,18 @@ func (_m *WatchToken) assignValues(columns []string, values []any) error {
 				_m.UserID = new(uuid.UUID)
 				*_m.UserID = *value.S.(*uuid.UUID)
 			}
+		case watchtoken.FieldRegistration:
+			if value, ok := values[i].(*sql.NullScanner); !ok {
+				return fmt.Errorf("unexpected type %T for field registration", values[i])
+			} else if value.Valid {
+				_m.Registration = new(uuid.UUID)
+				*_m.Registration = *value.S.(*uuid.UUID)
+			}
 		case watchtoken.FieldExpiresAt:
 			if value, ok := values[i].(*sql.NullTime); !ok {
 				return fmt.Errorf("unexpected type %T for field expires_at", values[i])
 			} else if value.Valid {
 				_m.ExpiresAt = value.Time
-			}
-		case watchtoken.FieldRegistration:
-			if value, ok := values[i].(*uuid.UUID); !ok {
-				return fmt.Errorf("unexpected type %T for field registration", values[i])
-			} else if value != nil {
-				_m.Registration = *value
 			}
 		default:
 			_m.selectValues.Set(columns[i], values[i])
@@ -173,11 +172,13 @@ func (_m *WatchToken) String() string {
 		builder.WriteString(fmt.Sprintf("%v", *v))
 	}
 	builder.WriteString(", ")
+	if v := _m.Registration; v != nil {
+		builder.WriteString("registration=")
+		builder.WriteString(fmt.Sprintf("%v", *v))
+	}
+	builder.WriteString(", ")
 	builder.WriteString("expires_at=")
 	builder.WriteString(_m.ExpiresAt.Format(time.ANSIC))
-	builder.WriteString(", ")
-	builder.WriteString("registration=")
-	builder.WriteString(fmt.Sprintf("%v", _m.Registration))
 	builder.WriteByte(')')
 	return builder.String()
 }

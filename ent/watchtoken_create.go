@@ -58,12 +58,6 @@ func (_c *WatchTokenCreate) SetNillableUserID(v *uuid.UUID) *WatchTokenCreate {
 	return _c
 }
 
-// SetExpiresAt sets the "expires_at" field.
-func (_c *WatchTokenCreate) SetExpiresAt(v time.Time) *WatchTokenCreate {
-	_c.mutation.SetExpiresAt(v)
-	return _c
-}
-
 // SetRegistration sets the "registration" field.
 func (_c *WatchTokenCreate) SetRegistration(v uuid.UUID) *WatchTokenCreate {
 	_c.mutation.SetRegistration(v)
@@ -75,6 +69,12 @@ func (_c *WatchTokenCreate) SetNillableRegistration(v *uuid.UUID) *WatchTokenCre
 	if v != nil {
 		_c.SetRegistration(*v)
 	}
+	return _c
+}
+
+// SetExpiresAt sets the "expires_at" field.
+func (_c *WatchTokenCreate) SetExpiresAt(v time.Time) *WatchTokenCreate {
+	_c.mutation.SetExpiresAt(v)
 	return _c
 }
 
@@ -179,13 +179,13 @@ func (_c *WatchTokenCreate) createSpec() (*WatchToken, *sqlgraph.CreateSpec) {
 		_spec.SetField(watchtoken.FieldTokenHash, field.TypeString, value)
 		_node.TokenHash = value
 	}
+	if value, ok := _c.mutation.Registration(); ok {
+		_spec.SetField(watchtoken.FieldRegistration, field.TypeUUID, value)
+		_node.Registration = &value
+	}
 	if value, ok := _c.mutation.ExpiresAt(); ok {
 		_spec.SetField(watchtoken.FieldExpiresAt, field.TypeTime, value)
 		_node.ExpiresAt = value
-	}
-	if value, ok := _c.mutation.Registration(); ok {
-		_spec.SetField(watchtoken.FieldRegistration, field.TypeUUID, value)
-		_node.Registration = value
 	}
 	if nodes := _c.mutation.UserIDs(); len(nodes) > 0 {
 		edge := &sqlgraph.EdgeSpec{
@@ -276,11 +276,11 @@ func (u *WatchTokenUpsertOne) UpdateNewValues() *WatchTokenUpsertOne {
 		if _, exists := u.create.mutation.UserID(); exists {
 			s.SetIgnore(watchtoken.FieldUserID)
 		}
-		if _, exists := u.create.mutation.ExpiresAt(); exists {
-			s.SetIgnore(watchtoken.FieldExpiresAt)
-		}
 		if _, exists := u.create.mutation.Registration(); exists {
 			s.SetIgnore(watchtoken.FieldRegistration)
+		}
+		if _, exists := u.create.mutation.ExpiresAt(); exists {
+			s.SetIgnore(watchtoken.FieldExpiresAt)
 		}
 	}))
 	return u
@@ -498,11 +498,11 @@ func (u *WatchTokenUpsertBulk) UpdateNewValues() *WatchTokenUpsertBulk {
 			if _, exists := b.mutation.UserID(); exists {
 				s.SetIgnore(watchtoken.FieldUserID)
 			}
-			if _, exists := b.mutation.ExpiresAt(); exists {
-				s.SetIgnore(watchtoken.FieldExpiresAt)
-			}
 			if _, exists := b.mutation.Registration(); exists {
 				s.SetIgnore(watchtoken.FieldRegistration)
+			}
+			if _, exists := b.mutation.ExpiresAt(); exists {
+				s.SetIgnore(watchtoken.FieldExpiresAt)
 			}
 		}
 	}))

@@ -170,8 +170,8 @@ var (
 		{Name: "id", Type: field.TypeInt, Increment: true},
 		{Name: "created_at", Type: field.TypeTime},
 		{Name: "token_hash", Type: field.TypeString, Unique: true, Size: 64},
-		{Name: "expires_at", Type: field.TypeTime},
 		{Name: "registration", Type: field.TypeUUID, Unique: true, Nullable: true},
+		{Name: "expires_at", Type: field.TypeTime},
 		{Name: "user_id", Type: field.TypeUUID, Nullable: true},
 	}
 	// WatchTokensTable holds the schema information for the "watch_tokens" table.
@@ -191,7 +191,7 @@ var (
 			{
 				Name:    "watchtoken_expires_at",
 				Unique:  false,
-				Columns: []*schema.Column{WatchTokensColumns[3]},
+				Columns: []*schema.Column{WatchTokensColumns[4]},
 			},
 			{
 				Name:    "watchtoken_user_id_created_at",

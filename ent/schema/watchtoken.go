@@ -21,12 +21,13 @@ func (WatchToken) Fields() []ent.Field {
 	return []ent.Field{
 		secretHash(),
 		field.UUID("user_id", uuid.UUID{}).Optional().Nillable().Immutable(),
+		// The registration this token follows, by the id that its emails'
+		// delivery records and events carry (event.DeliveryChanged), so a
+		// watcher can be shown its own email's delivery without the token.
+		// Optional only because tokens issued before the column have none;
+		// every new token gets one.
+		field.UUID("registration", uuid.UUID{}).Default(uuid.New).Optional().Nillable().Unique().Immutable(),
 		field.Time("expires_at").Immutable(),
-		// Registration names the registration this token watches, for the
-		// records of its emails (events carry it, never the token). A UUID,
-		// so it can be minted before the row exists and reveals no count.
-		// Optional only for rows older than the field.
-		field.UUID("registration", uuid.UUID{}).Default(uuid.New).Optional().Unique().Immutable(),
 	}
 }
 

@@ -21,10 +21,10 @@ const (
 	FieldTokenHash = "token_hash"
 	// FieldUserID holds the string denoting the user_id field in the database.
 	FieldUserID = "user_id"
-	// FieldExpiresAt holds the string denoting the expires_at field in the database.
-	FieldExpiresAt = "expires_at"
 	// FieldRegistration holds the string denoting the registration field in the database.
 	FieldRegistration = "registration"
+	// FieldExpiresAt holds the string denoting the expires_at field in the database.
+	FieldExpiresAt = "expires_at"
 	// EdgeUser holds the string denoting the user edge name in mutations.
 	EdgeUser = "user"
 	// Table holds the table name of the watchtoken in the database.
@@ -44,8 +44,8 @@ var Columns = []string{
 	FieldCreatedAt,
 	FieldTokenHash,
 	FieldUserID,
-	FieldExpiresAt,
 	FieldRegistration,
+	FieldExpiresAt,
 }
 
 // ValidColumn reports if the column name is valid (part of the table columns).
@@ -90,14 +90,14 @@ func ByUserID(opts ...sql.OrderTermOption) OrderOption {
 	return sql.OrderByField(FieldUserID, opts...).ToFunc()
 }
 
-// ByExpiresAt orders the results by the expires_at field.
-func ByExpiresAt(opts ...sql.OrderTermOption) OrderOption {
-	return sql.OrderByField(FieldExpiresAt, opts...).ToFunc()
-}
-
 // ByRegistration orders the results by the registration field.
 func ByRegistration(opts ...sql.OrderTermOption) OrderOption {
 	return sql.OrderByField(FieldRegistration, opts...).ToFunc()
+}
+
+// ByExpiresAt orders the results by the expires_at field.
+func ByExpiresAt(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldExpiresAt, opts...).ToFunc()
 }
 
 // ByUserField orders the results by user field.

@@ -71,14 +71,14 @@ func UserID(v uuid.UUID) predicate.WatchToken {
 	return predicate.WatchToken(sql.FieldEQ(FieldUserID, v))
 }
 
-// ExpiresAt applies equality check predicate on the "expires_at" field. It's identical to ExpiresAtEQ.
-func ExpiresAt(v time.Time) predicate.WatchToken {
-	return predicate.WatchToken(sql.FieldEQ(FieldExpiresAt, v))
-}
-
 // Registration applies equality check predicate on the "registration" field. It's identical to RegistrationEQ.
 func Registration(v uuid.UUID) predicate.WatchToken {
 	return predicate.WatchToken(sql.FieldEQ(FieldRegistration, v))
+}
+
+// ExpiresAt applies equality check predicate on the "expires_at" field. It's identical to ExpiresAtEQ.
+func ExpiresAt(v time.Time) predicate.WatchToken {
+	return predicate.WatchToken(sql.FieldEQ(FieldExpiresAt, v))
 }
 
 // CreatedAtEQ applies the EQ predicate on the "created_at" field.
@@ -216,46 +216,6 @@ func UserIDNotNil() predicate.WatchToken {
 	return predicate.WatchToken(sql.FieldNotNull(FieldUserID))
 }
 
-// ExpiresAtEQ applies the EQ predicate on the "expires_at" field.
-func ExpiresAtEQ(v time.Time) predicate.WatchToken {
-	return predicate.WatchToken(sql.FieldEQ(FieldExpiresAt, v))
-}
-
-// ExpiresAtNEQ applies the NEQ predicate on the "expires_at" field.
-func ExpiresAtNEQ(v time.Time) predicate.WatchToken {
-	return predicate.WatchToken(sql.FieldNEQ(FieldExpiresAt, v))
-}
-
-// ExpiresAtIn applies the In predicate on the "expires_at" field.
-func ExpiresAtIn(vs ...time.Time) predicate.WatchToken {
-	return predicate.WatchToken(sql.FieldIn(FieldExpiresAt, vs...))
-}
-
-// ExpiresAtNotIn applies the NotIn predicate on the "expires_at" field.
-func ExpiresAtNotIn(vs ...time.Time) predicate.WatchToken {
-	return predicate.WatchToken(sql.FieldNotIn(FieldExpiresAt, vs...))
-}
-
-// ExpiresAtGT applies the GT predicate on the "expires_at" field.
-func ExpiresAtGT(v time.Time) predicate.WatchToken {
-	return predicate.WatchToken(sql.FieldGT(FieldExpiresAt, v))
-}
-
-// ExpiresAtGTE applies the GTE predicate on the "expires_at" field.
-func ExpiresAtGTE(v time.Time) predicate.WatchToken {
-	return predicate.WatchToken(sql.FieldGTE(FieldExpiresAt, v))
-}
-
-// ExpiresAtLT applies the LT predicate on the "expires_at" field.
-func ExpiresAtLT(v time.Time) predicate.WatchToken {
-	return predicate.WatchToken(sql.FieldLT(FieldExpiresAt, v))
-}
-
-// ExpiresAtLTE applies the LTE predicate on the "expires_at" field.
-func ExpiresAtLTE(v time.Time) predicate.WatchToken {
-	return predicate.WatchToken(sql.FieldLTE(FieldExpiresAt, v))
-}
-
 // RegistrationEQ applies the EQ predicate on the "registration" field.
 func RegistrationEQ(v uuid.UUID) predicate.WatchToken {
 	return predicate.WatchToken(sql.FieldEQ(FieldRegistration, v))
@@ -304,6 +264,46 @@ func RegistrationIsNil() predicate.WatchToken {
 // RegistrationNotNil applies the NotNil predicate on the "registration" field.
 func RegistrationNotNil() predicate.WatchToken {
 	return predicate.WatchToken(sql.FieldNotNull(FieldRegistration))
+}
+
+// ExpiresAtEQ applies the EQ predicate on the "expires_at" field.
+func ExpiresAtEQ(v time.Time) predicate.WatchToken {
+	return predicate.WatchToken(sql.FieldEQ(FieldExpiresAt, v))
+}
+
+// ExpiresAtNEQ applies the NEQ predicate on the "expires_at" field.
+func ExpiresAtNEQ(v time.Time) predicate.WatchToken {
+	return predicate.WatchToken(sql.FieldNEQ(FieldExpiresAt, v))
+}
+
+// ExpiresAtIn applies the In predicate on the "expires_at" field.
+func ExpiresAtIn(vs ...time.Time) predicate.WatchToken {
+	return predicate.WatchToken(sql.FieldIn(FieldExpiresAt, vs...))
+}
+
+// ExpiresAtNotIn applies the NotIn predicate on the "expires_at" field.
+func ExpiresAtNotIn(vs ...time.Time) predicate.WatchToken {
+	return predicate.WatchToken(sql.FieldNotIn(FieldExpiresAt, vs...))
+}
+
+// ExpiresAtGT applies the GT predicate on the "expires_at" field.
+func ExpiresAtGT(v time.Time) predicate.WatchToken {
+	return predicate.WatchToken(sql.FieldGT(FieldExpiresAt, v))
+}
+
+// ExpiresAtGTE applies the GTE predicate on the "expires_at" field.
+func ExpiresAtGTE(v time.Time) predicate.WatchToken {
+	return predicate.WatchToken(sql.FieldGTE(FieldExpiresAt, v))
+}
+
+// ExpiresAtLT applies the LT predicate on the "expires_at" field.
+func ExpiresAtLT(v time.Time) predicate.WatchToken {
+	return predicate.WatchToken(sql.FieldLT(FieldExpiresAt, v))
+}
+
+// ExpiresAtLTE applies the LTE predicate on the "expires_at" field.
+func ExpiresAtLTE(v time.Time) predicate.WatchToken {
+	return predicate.WatchToken(sql.FieldLTE(FieldExpiresAt, v))
 }
 
 // HasUser applies the HasEdge predicate on the "user" edge.

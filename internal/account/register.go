@@ -165,13 +165,13 @@ func latestRegistration(ctx context.Context, tx *ent.Tx, userID uuid.UUID) (uuid
 		Order(ent.Desc(watchtoken.FieldCreatedAt), ent.Desc(watchtoken.FieldID)).
 		Select(watchtoken.FieldRegistration).
 		First(ctx)
-	if ent.IsNotFound(err) {
+	if ent.IsNotFound(err) || (err == nil && wt.Registration == nil) {
 		return uuid.Nil, nil
 	}
 	if err != nil {
 		return uuid.Nil, fmt.Errorf("latest registration: %w", err)
 	}
-	return wt.Registration, nil
+	return *wt.Registration, nil
 }
 
 // verificationRequest issues a fresh verification token for the user and

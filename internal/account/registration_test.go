@@ -25,8 +25,8 @@ func TestEmailsNameTheirRegistration(t *testing.T) {
 		registration := func(watch string) uuid.UUID {
 			wt, err := b.db.WatchToken.Query().Where(watchtoken.TokenHash(token.Hash(watch))).Only(ctx)
 			require.NoError(t, err)
-			require.NotEqual(t, uuid.Nil, wt.Registration)
-			return wt.Registration
+			require.NotNil(t, wt.Registration)
+			return *wt.Registration
 		}
 		named := func(topic string, i int) uuid.UUID {
 			evs := b.events(t, topic)

@@ -103,15 +103,18 @@ export async function openPage(browser, { viewport = { width: 1280, height: 800 
   return page;
 }
 
+/** The dev mailbox as JSON, newest first: [{to, subject, text, link, state, at}]. */
+export async function devMail(server) {
+  const res = await fetch(`${server.url}/dev/mail.json`);
+  if (!res.ok) throw new Error(`/dev/mail.json answered ${res.status}`);
+  return res.json();
+}
+
 /** Waits for the newest verification link mailed to `email`. */
 export async function latestLink(server, email, { after } = {}) {
   for (let i = 0; i < 200; i++) {
-    const html = await (await fetch(`${server.url}/dev/mail`)).text();
-    for (const article of html.split('<article>').slice(1)) {
-      if (!article.includes(`To ${email}`)) continue;
-      const m = article.match(/href="([^"]*\/verify-email\?token=[A-Za-z0-9_-]+)"/);
-      if (m && m[1] !== after) return m[1].replaceAll('&amp;', '&');
-    }
+    const mail = (await devMail(server)).find((m) => m.to === email && m.link.includes('/verify-email?token='));
+    if (mail && mail.link !== after) return mail.link;
     await new Promise((r) => setTimeout(r, 50));
   }
   throw new Error(`no link mailed to ${email}`);

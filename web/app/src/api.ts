@@ -4,6 +4,17 @@ import { createClient, type Client } from 'graphql-ws';
 
 export type Status = 'UNVERIFIED' | 'VERIFIED';
 
+export type DeliveryState = 'QUEUED' | 'SENT' | 'DEFERRED' | 'FAILED';
+
+/** What happened so far to the registration's latest email. */
+export interface Delivery {
+  state: DeliveryState;
+  at: string;
+  attempts: number;
+  /** For DEFERRED and FAILED: the mail server's reply, in plain words. */
+  reason?: string | null;
+}
+
 /** An error from the API, with the contract's extensions.code. */
 export class ApiError extends Error {
   constructor(
@@ -79,14 +90,17 @@ export interface Watch {
 }
 
 /**
- * Follows a registration's status. The client reconnects by itself, for
- * ever, with backoff; after a reconnect the server sends the current status
- * first, so nothing is missed while the socket was down.
+ * Follows a registration's status and its email's delivery. The client
+ * reconnects by itself, for ever, with backoff; after a reconnect the server
+ * sends the current status (and delivery) first, so nothing is missed while
+ * the socket was down.
  */
 export function watchStatus(
   watchToken: string,
   on: {
     status(s: Status): void;
+    /** Each delivery change of the registration's latest email. */
+    delivery(d: Delivery): void;
     connection(c: Connection): void;
     error(e: ApiError): void;
   },
@@ -118,9 +132,10 @@ export function watchStatus(
   // current status, which covers any change made while disconnected.
   function subscribe() {
     unsubscribe?.();
-    unsubscribe = client.subscribe<{ verificationStatus: { status: Status; at: string } }>(
+    unsubscribe = client.subscribe<{ verificationStatus: { status: Status; at: string; delivery?: Delivery | null } }>(
       {
-        query: 'subscription Watch($w: String!) { verificationStatus(watchToken: $w) { status at } }',
+        query:
+          'subscription Watch($w: String!) { verificationStatus(watchToken: $w, withDelivery: true) { status at delivery { state at attempts reason } } }',
         variables: { w: watchToken },
       },
       {
@@ -129,7 +144,10 @@ export function watchStatus(
             on.error(toApiError(r.errors[0] as GraphQLError));
             return;
           }
-          if (r.data) on.status(r.data.verificationStatus.status);
+          if (!r.data) return;
+          const { status, delivery } = r.data.verificationStatus;
+          if (delivery) on.delivery(delivery);
+          on.status(status);
         },
         error: () => {
           // A dropped socket: the client reconnects and `connected` subscribes again.

@@ -14,20 +14,20 @@ function start(): void {
   else signup();
 }
 
-function signup(notice?: string): void {
+function signup(notice?: string, prefill?: string): void {
   document.title = 'Sign up · verifier';
   signupPage((email, watchToken) => {
     session.save({ email, watchToken });
     watch(email, watchToken);
-  }, notice);
+  }, notice, prefill);
 }
 
 function watch(email: string, watchToken: string): void {
   document.title = 'Check your inbox · verifier';
   inboxPage(email, watchToken, {
-    onStartOver: () => {
+    onStartOver: (prefill) => {
       session.clear();
-      signup();
+      signup(undefined, prefill);
     },
     onExpired: () => {
       session.clear();

@@ -2,13 +2,16 @@ import { ApiError, register } from './api';
 import { h, show } from './dom';
 import { checkEmail, checkPassword, describe, strength } from './messages';
 
-/** The sign-up form. `notice` is shown above it (e.g. an expired watch). */
-export function signupPage(onRegistered: (email: string, watchToken: string) => void, notice?: string): void {
+/** The sign-up form. `notice` is shown above it (e.g. an expired watch);
+ * `prefill` is the address to start from (starting over from the waiting
+ * screen, e.g. after the mail server refused it). */
+export function signupPage(onRegistered: (email: string, watchToken: string) => void, notice?: string, prefill?: string): void {
   const emailError = h('p', { id: 'email-error', class: 'field-error' });
   const email = h('input', {
     id: 'email', name: 'email', type: 'email', autocomplete: 'email', inputmode: 'email',
     required: true, spellcheck: 'false', 'aria-describedby': 'email-error',
   });
+  if (prefill) email.value = prefill;
   const pwError = h('p', { id: 'password-error', class: 'field-error' });
   const meter = h('span', { class: 'meter', 'data-score': '0', 'aria-hidden': 'true' }, h('span'), h('span'), h('span'), h('span'));
   const hint = h('span', { id: 'password-strength' }, 'At least 8 characters.');
