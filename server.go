@@ -164,14 +164,16 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger, hk hooks) err
 	var b broker.Broker
 	brokerName := "in-process"
 	if cfg.AMQPURL == "" {
-		b = inproc.New(log.With("component", "broker"))
+		b = inproc.New(log.With("component", "broker"), inproc.Options{StopGrace: cfg.ShutdownGrace})
 	} else {
 		brokerName = "RabbitMQ"
-		// Events that waited out an outage go as soon as the link is back.
-		b = rabbitmq.New(cfg.AMQPURL, log.With("component", "broker"), rabbitmq.Options{
+		rb := rabbitmq.New(cfg.AMQPURL, log.With("component", "broker"), rabbitmq.Options{
 			Prefix:    hk.amqpPrefix,
-			OnConnect: func() { relay.Retry() },
+			StopGrace: cfg.ShutdownGrace,
 		})
+		// Events that waited out an outage go as soon as the link is back.
+		defer rb.OnConnect(func() { relay.Retry() })
+		b = rb
 	}
 	relay = outbox.NewRelay(db.Ent, b, log.With("component", "outbox"), outbox.Options{
 		Now:         now,
@@ -278,7 +280,7 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger, hk hooks) err
 	if err := b.Start(ctx); err != nil {
 		return err
 	}
-	defer b.Stop(cfg.ShutdownGrace)
+	defer b.Stop()
 	if err := relay.Start(ctx); err != nil {
 		return err
 	}

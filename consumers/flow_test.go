@@ -27,7 +27,7 @@ var brokers = []struct {
 	name string
 	new  func(t *testing.T) broker.Broker
 }{
-	{"in-process", func(*testing.T) broker.Broker { return inproc.New(quiet()) }},
+	{"in-process", func(*testing.T) broker.Broker { return inproc.New(quiet(), inproc.Options{}) }},
 	{"RabbitMQ", func(t *testing.T) broker.Broker {
 		url := rabbittest.URL(t)
 		return rabbitmq.New(url, quiet(), rabbitmq.Options{Prefix: rabbittest.Prefix(t, url)})
@@ -40,7 +40,7 @@ func (b *testBundle) pipeline(t *testing.T, br broker.Broker) *outbox.Relay {
 	require.NoError(t, br.Consume(b.mailer.Queue(), b.mailer.Handle))
 	relay := outbox.NewRelay(b.db, br, quiet(), outbox.Options{Poll: 100 * time.Millisecond})
 	require.NoError(t, br.Start(context.Background()))
-	t.Cleanup(func() { br.Stop(5 * time.Second) })
+	t.Cleanup(br.Stop)
 	require.Eventually(t, func() bool { return br.Ping(context.Background()) == nil }, 20*time.Second, 10*time.Millisecond)
 	require.NoError(t, relay.Start(context.Background()))
 	t.Cleanup(relay.Stop)
@@ -177,7 +177,7 @@ func TestRefusedRecipientIsAcknowledged(t *testing.T) {
 	require.Equal(t, []string{"here@example.com"}, b.sink.Next(t, 30*time.Second).To)
 	require.Eventually(t, func() bool { return b.countRecords(t, delivery.Failed) == 1 }, 10*time.Second, 10*time.Millisecond)
 
-	br.Stop(5 * time.Second) // every delivery settled
+	br.Stop() // every delivery settled
 	conn, err := amqp.Dial(url)
 	require.NoError(t, err)
 	defer conn.Close()

@@ -30,8 +30,8 @@ func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)
 
 func TestConformance(t *testing.T) {
 	url := rabbittest.URL(t)
-	brokertest.Run(t, func(t *testing.T) broker.Broker {
-		return New(url, quiet(), Options{Prefix: newPrefix(t, url)})
+	brokertest.Run(t, func(t *testing.T, grace time.Duration) broker.Broker {
+		return New(url, quiet(), Options{Prefix: newPrefix(t, url), StopGrace: grace})
 	})
 }
 
@@ -45,7 +45,7 @@ func TestPermanentFailureIsDeadLettered(t *testing.T) {
 		return broker.Permanent(fmt.Errorf("no"))
 	}))
 	require.NoError(t, b.Start(context.Background()))
-	defer b.Stop(time.Second)
+	defer b.Stop()
 	require.Eventually(t, func() bool { return b.Ping(context.Background()) == nil }, 20*time.Second, 10*time.Millisecond)
 	require.NoError(t, b.Publish(context.Background(), broker.Message{ID: "poison-1", Topic: "d", Body: []byte("{}")}))
 
@@ -79,7 +79,7 @@ func TestPrivateQueuesFanOut(t *testing.T) {
 			return nil
 		}))
 		require.NoError(t, b.Start(context.Background()))
-		defer b.Stop(time.Second)
+		defer b.Stop()
 		require.Eventually(t, func() bool { return b.Ping(context.Background()) == nil }, 20*time.Second, 10*time.Millisecond)
 		replicas = append(replicas, b)
 	}
@@ -104,7 +104,8 @@ func TestReconnects(t *testing.T) {
 	url := rabbittest.URL(t)
 	proxy := tcpproxy.Start(t, rabbittest.Host(url))
 	connects := make(chan struct{}, 10)
-	b := New(rabbittest.Via(url, proxy.Addr()), quiet(), Options{Prefix: newPrefix(t, url), OnConnect: func() { connects <- struct{}{} }})
+	b := New(rabbittest.Via(url, proxy.Addr()), quiet(), Options{Prefix: newPrefix(t, url)})
+	b.OnConnect(func() { connects <- struct{}{} })
 	got := make(chan string, 10)
 	ready := make(chan struct{}, 10)
 	require.NoError(t, b.Consume(broker.Queue{Name: "work", Topics: []string{"r"}, OnReady: func() { ready <- struct{}{} }}, func(_ context.Context, m broker.Message) error {
@@ -112,7 +113,7 @@ func TestReconnects(t *testing.T) {
 		return nil
 	}))
 	require.NoError(t, b.Start(context.Background()))
-	defer b.Stop(time.Second)
+	defer b.Stop()
 	<-connects
 	<-ready
 
@@ -176,7 +177,8 @@ func TestReconnectEndsOldHandlers(t *testing.T) {
 	proxy := tcpproxy.Start(t, rabbittest.Host(url))
 	prefix := newPrefix(t, url)
 	connects := make(chan struct{}, 10)
-	b := New(rabbittest.Via(url, proxy.Addr()), quiet(), Options{Prefix: prefix, OnConnect: func() { connects <- struct{}{} }})
+	b := New(rabbittest.Via(url, proxy.Addr()), quiet(), Options{Prefix: prefix})
+	b.OnConnect(func() { connects <- struct{}{} })
 	type call struct {
 		m   broker.Message
 		ctx context.Context
@@ -194,7 +196,7 @@ func TestReconnectEndsOldHandlers(t *testing.T) {
 		return nil
 	}))
 	require.NoError(t, b.Start(context.Background()))
-	defer b.Stop(time.Second)
+	defer b.Stop()
 	<-connects
 	require.NoError(t, b.Publish(context.Background(), broker.Message{ID: "c1", Topic: "c", Body: []byte("{}")}))
 
@@ -216,7 +218,7 @@ func TestReconnectEndsOldHandlers(t *testing.T) {
 	require.Equal(t, 1, second.m.Attempt, "a redelivery, not a retry")
 	require.NoError(t, second.ctx.Err())
 
-	b.Stop(5 * time.Second) // every handler has returned and settled
+	b.Stop() // every handler has returned and settled
 	require.Len(t, calls, 0)
 	require.Equal(t, map[string]int{}, readyMessages(t, url, b.Names(), "work"))
 }
