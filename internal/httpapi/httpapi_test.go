@@ -117,7 +117,7 @@ func TestSocketsPerClient(t *testing.T) {
 	for _, r := range remotes {
 		gql.release[r] = make(chan struct{})
 	}
-	h := newTestHandler(gql, Options{MaxSocketsPerClient: 2})
+	h := newTestHandler(gql, Options{Websocket: WebsocketPolicy{MaxSocketsPerClient: 2}})
 	upgrade := func(remote string) *httptest.ResponseRecorder {
 		req := httptest.NewRequest(http.MethodGet, "/query", nil)
 		req.RemoteAddr = remote
@@ -176,7 +176,7 @@ func TestSocketsPerIPv6Prefix(t *testing.T) {
 	for _, r := range []string{held, elsewhere, sibling} {
 		gql.release[r] = make(chan struct{})
 	}
-	h := newTestHandler(gql, Options{MaxSocketsPerClient: 1})
+	h := newTestHandler(gql, Options{Websocket: WebsocketPolicy{MaxSocketsPerClient: 1}})
 	upgrade := func(remote string, code chan<- int) {
 		req := httptest.NewRequest(http.MethodGet, "/query", nil)
 		req.RemoteAddr = remote
