@@ -10,7 +10,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/verifier/verifier/internal/rabbittest"
+	"github.com/verifier/verifier/internal/broker/rabbitmq/rabbitmqtest"
 )
 
 // Run with: go test -run '^$' -bench . -benchtime 200x .
@@ -21,7 +21,7 @@ var benchBrokers = []struct {
 	opts func(b *testing.B) svcOptions
 }{
 	{"inproc", func(*testing.B) svcOptions { return svcOptions{} }},
-	{"rabbitmq", func(b *testing.B) svcOptions { return rabbitOptions(b, rabbittest.URL(b)) }},
+	{"rabbitmq", func(b *testing.B) svcOptions { return rabbitOptions(b, rabbitmqtest.URL(b)) }},
 }
 
 // BenchmarkSignupToInbox measures, one registration at a time, the time

@@ -23,7 +23,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/verifier/verifier/internal/config"
-	"github.com/verifier/verifier/internal/smtpsink"
+	"github.com/verifier/verifier/internal/mail/mailtest"
 )
 
 // logBuffer collects a service's log; safe for concurrent use.
@@ -48,7 +48,7 @@ func (l *logBuffer) String() string {
 type instanceOptions struct {
 	// database is a SQLite file, shared by the instances of one test.
 	database string
-	sink     *smtpsink.Sink
+	sink     *mailtest.Sink
 	// log receives the service's log at LOG_LEVEL (env), or the test's
 	// output at warn.
 	log io.Writer
@@ -66,7 +66,7 @@ type instance struct {
 func startInstance(t *testing.T, o instanceOptions) *instance {
 	t.Helper()
 	if o.sink == nil {
-		o.sink = smtpsink.Start(t)
+		o.sink = mailtest.Start(t)
 	}
 	if o.database == "" {
 		o.database = filepath.Join(t.TempDir(), "verifier.db")
@@ -602,7 +602,7 @@ func TestRestartNeverCompletes(t *testing.T) {
 		sockets  = 8
 	)
 	database := filepath.Join(t.TempDir(), "verifier.db")
-	sink := smtpsink.Start(t)
+	sink := mailtest.Start(t)
 	first := startInstance(t, instanceOptions{database: database, sink: sink})
 	watch := first.register(t, "restart@example.com")
 	first.stop()

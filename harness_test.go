@@ -19,7 +19,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/verifier/verifier/internal/config"
-	"github.com/verifier/verifier/internal/smtpsink"
+	"github.com/verifier/verifier/internal/mail/mailtest"
 )
 
 func TestMain(m *testing.M) {
@@ -61,7 +61,7 @@ func (c *clock) Advance(d time.Duration) {
 // svc is a running service with its own database and SMTP sink.
 type svc struct {
 	addr  string
-	sink  *smtpsink.Sink
+	sink  *mailtest.Sink
 	clock *clock
 	http  *http.Client
 }
@@ -71,7 +71,7 @@ type svcOptions struct {
 	// devOutbox leaves SMTP_URL empty.
 	devOutbox bool
 	// sink, if set, is shared with other services (replicas).
-	sink *smtpsink.Sink
+	sink *mailtest.Sink
 	env  map[string]string
 }
 
@@ -81,7 +81,7 @@ func startService(t testing.TB, o svcOptions) *svc {
 	t.Helper()
 	s := &svc{sink: o.sink, clock: &clock{}, http: &http.Client{Timeout: 30 * time.Second}}
 	if s.sink == nil {
-		s.sink = smtpsink.Start(t)
+		s.sink = mailtest.Start(t)
 	}
 	env := map[string]string{
 		"HTTP_ADDR":      "127.0.0.1:0",
@@ -211,7 +211,7 @@ var linkLine = regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(publicURL) + `/veri
 
 // tokenFrom checks a verification email against the contract and returns
 // the token in its link.
-func tokenFrom(t testing.TB, m smtpsink.Mail) string {
+func tokenFrom(t testing.TB, m mailtest.Mail) string {
 	t.Helper()
 	require.Contains(t, m.Subject, "Verify")
 	require.NotEmpty(t, m.HTML, "an HTML part")

@@ -12,7 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/verifier/verifier/internal/deadletter"
-	"github.com/verifier/verifier/internal/smtpsink"
+	"github.com/verifier/verifier/internal/mail/mailtest"
 )
 
 // TestDeadLetterReplay: an email the server refused for good is a dead
@@ -25,7 +25,7 @@ func TestDeadLetterReplay(t *testing.T) {
 	s := startService(t, svcOptions{env: map[string]string{"DATABASE_URL": dbURL}})
 	s.sink.Refuse(func(to string) error {
 		if strings.HasPrefix(to, "gone@") {
-			return smtpsink.PermFail
+			return mailtest.PermFail
 		}
 		return nil
 	})
@@ -63,7 +63,7 @@ func TestDeadLetterReplay(t *testing.T) {
 func TestMailServerProblem(t *testing.T) {
 	t.Parallel()
 	s := startService(t, svcOptions{})
-	s.sink.RefuseMail(func(string) error { return smtpsink.AuthRequired })
+	s.sink.RefuseMail(func(string) error { return mailtest.AuthRequired })
 	s.register(t, "held@example.com")
 	s.waitMetric(t, "verifier_mail_server_problem", 1)
 	s.waitMetric(t, `verifier_email_deliveries{state="DEFERRED"}`, 1)

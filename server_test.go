@@ -14,16 +14,16 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/verifier/verifier/internal/dbtest"
-	"github.com/verifier/verifier/internal/rabbittest"
-	"github.com/verifier/verifier/internal/smtpsink"
-	"github.com/verifier/verifier/internal/tcpproxy"
+	"github.com/verifier/verifier/internal/broker/rabbitmq/rabbitmqtest"
+	"github.com/verifier/verifier/internal/database/databasetest"
+	"github.com/verifier/verifier/internal/mail/mailtest"
+	"github.com/verifier/verifier/internal/testkit/tcpproxy"
 )
 
 // rabbitOptions returns options for a service on the test RabbitMQ with
 // names of its own, deleted when the test ends.
 func rabbitOptions(t testing.TB, url string) svcOptions {
-	return svcOptions{amqpURL: url, amqpPrefix: rabbittest.Prefix(t, url)}
+	return svcOptions{amqpURL: url, amqpPrefix: rabbitmqtest.Prefix(t, url)}
 }
 
 // TestFlow is the whole path through the public API: register, receive the
@@ -37,7 +37,7 @@ func TestFlow(t *testing.T) {
 		opts func(t *testing.T) svcOptions
 	}{
 		{"in-process broker", func(*testing.T) svcOptions { return svcOptions{} }},
-		{"RabbitMQ", func(t *testing.T) svcOptions { return rabbitOptions(t, rabbittest.URL(t)) }},
+		{"RabbitMQ", func(t *testing.T) svcOptions { return rabbitOptions(t, rabbitmqtest.URL(t)) }},
 	}
 	for _, b := range brokers {
 		for _, proto := range []string{transportWS, legacyWS} {
@@ -92,10 +92,10 @@ func TestFlow(t *testing.T) {
 // replicas share the outbox and the mail queue without sending twice.
 func TestReplicas(t *testing.T) {
 	t.Parallel()
-	url := rabbittest.URL(t)
+	url := rabbitmqtest.URL(t)
 	opts := rabbitOptions(t, url)
-	opts.sink = smtpsink.Start(t)
-	opts.env = map[string]string{"DATABASE_URL": dbtest.Postgres(t)}
+	opts.sink = mailtest.Start(t)
+	opts.env = map[string]string{"DATABASE_URL": databasetest.Postgres(t)}
 	a, b := startService(t, opts), startService(t, opts)
 	a.waitReady(t, http.StatusOK)
 	b.waitReady(t, http.StatusOK)
@@ -412,10 +412,10 @@ func TestRepeatedRegistration(t *testing.T) {
 // the broker is reachable again, with no restart.
 func TestBrokerOutage(t *testing.T) {
 	t.Parallel()
-	url := rabbittest.URL(t)
-	proxy := tcpproxy.Start(t, rabbittest.Host(url))
+	url := rabbitmqtest.URL(t)
+	proxy := tcpproxy.Start(t, rabbitmqtest.Host(url))
 	opts := rabbitOptions(t, url)
-	opts.amqpURL = rabbittest.Via(url, proxy.Addr())
+	opts.amqpURL = rabbitmqtest.Via(url, proxy.Addr())
 	s := startService(t, opts)
 	s.waitReady(t, http.StatusOK)
 
@@ -462,12 +462,12 @@ func TestSMTPOutage(t *testing.T) {
 		opts func(t *testing.T) svcOptions
 	}{
 		{"in-process broker", func(*testing.T) svcOptions { return svcOptions{} }},
-		{"RabbitMQ", func(t *testing.T) svcOptions { return rabbitOptions(t, rabbittest.URL(t)) }},
+		{"RabbitMQ", func(t *testing.T) svcOptions { return rabbitOptions(t, rabbitmqtest.URL(t)) }},
 	} {
 		t.Run(b.name, func(t *testing.T) {
 			t.Parallel()
 			s := startService(t, b.opts(t))
-			s.sink.Refuse(func(string) error { return smtpsink.TempFail })
+			s.sink.Refuse(func(string) error { return mailtest.TempFail })
 			s.register(t, "temp@example.com")
 			require.Eventually(t, func() bool {
 				return s.metric(t, `verifier_email_retries_total{kind="verification"}`) >= 2
@@ -475,7 +475,7 @@ func TestSMTPOutage(t *testing.T) {
 			require.Empty(t, s.sink.Pending())
 			s.sink.Refuse(func(to string) error {
 				if strings.HasPrefix(to, "gone@") {
-					return smtpsink.PermFail
+					return mailtest.PermFail
 				}
 				return nil
 			})

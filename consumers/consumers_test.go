@@ -23,14 +23,14 @@ import (
 	"github.com/verifier/verifier/internal/event"
 	"github.com/verifier/verifier/internal/hub"
 	"github.com/verifier/verifier/internal/mail"
+	"github.com/verifier/verifier/internal/mail/mailtest"
 	"github.com/verifier/verifier/internal/seal"
-	"github.com/verifier/verifier/internal/smtpsink"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 type testBundle struct {
-	sink   *smtpsink.Sink
+	sink   *mailtest.Sink
 	db     *ent.Client
 	mailer *Mailer
 	counts *counts
@@ -70,7 +70,7 @@ func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)
 
 func setup(t *testing.T) *testBundle {
 	t.Helper()
-	sink := smtpsink.Start(t)
+	sink := mailtest.Start(t)
 	s, err := mail.NewSMTP(sink.URL(), "Verifier <no-reply@verifier.test>", 8, quiet())
 	require.NoError(t, err)
 	t.Cleanup(s.Close)
@@ -179,7 +179,7 @@ func TestMailerSendsOnce(t *testing.T) {
 func TestMailerDefersTemporaryFailures(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	b.sink.Refuse(func(string) error { return smtpsink.TempFail })
+	b.sink.Refuse(func(string) error { return mailtest.TempFail })
 	msg := verificationMessage(t, "slow@example.com")
 	// The wait is a quarter of how long the email has been failing, from
 	// a second up to a minute: soon after a short hiccup, rarely for an
@@ -211,7 +211,7 @@ func TestMailerDefersTemporaryFailures(t *testing.T) {
 func TestMailerRetriesSoonWhileUnreachable(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	b.sink.Greet(smtpsink.ServiceUnavailable)
+	b.sink.Greet(mailtest.ServiceUnavailable)
 	first, second := verificationMessage(t, "a@example.com"), verificationMessage(t, "b@example.com")
 	require.Equal(t, time.Second, retryDelay(t, b.mailer.Handle(context.Background(), first)))
 	require.LessOrEqual(t, retryDelay(t, b.mailer.Handle(context.Background(), second)), 2*time.Second)
@@ -234,7 +234,7 @@ func TestMailerRetriesSoonWhileUnreachable(t *testing.T) {
 func TestMailerDeadLettersRefusedRecipients(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	b.sink.Refuse(func(string) error { return smtpsink.PermFail })
+	b.sink.Refuse(func(string) error { return mailtest.PermFail })
 	msg := verificationMessage(t, "gone@example.com")
 	require.NoError(t, b.mailer.Handle(context.Background(), msg))
 	require.Equal(t, 1, b.counts.get().failed)
@@ -280,7 +280,7 @@ func TestMailerDeadLettersUnreadableEvents(t *testing.T) {
 func TestMailerReportsMisconfiguration(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	b.sink.RefuseMail(func(string) error { return smtpsink.AuthRequired })
+	b.sink.RefuseMail(func(string) error { return mailtest.AuthRequired })
 	msg := verificationMessage(t, "a@example.com")
 	for i, want := range []time.Duration{30 * time.Second, time.Minute, 2 * time.Minute, 5 * time.Minute, 5 * time.Minute} {
 		msg.Attempt = i + 1
@@ -302,7 +302,7 @@ func TestMailerReportsMisconfiguration(t *testing.T) {
 func TestMailerGivesUpWhenTheLinkExpired(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	b.sink.Refuse(func(string) error { return smtpsink.TempFail })
+	b.sink.Refuse(func(string) error { return mailtest.TempFail })
 	msg := verificationExpiring(t, "late@example.com", time.Now().Add(-time.Second))
 	require.NoError(t, b.mailer.Handle(context.Background(), msg))
 	rec := b.record(t, msg)

@@ -15,11 +15,11 @@ import (
 	"github.com/verifier/verifier/internal/broker"
 	"github.com/verifier/verifier/internal/broker/inproc"
 	"github.com/verifier/verifier/internal/broker/rabbitmq"
+	"github.com/verifier/verifier/internal/broker/rabbitmq/rabbitmqtest"
 	"github.com/verifier/verifier/internal/delivery"
 	"github.com/verifier/verifier/internal/event"
+	"github.com/verifier/verifier/internal/mail/mailtest"
 	"github.com/verifier/verifier/internal/outbox"
-	"github.com/verifier/verifier/internal/rabbittest"
-	"github.com/verifier/verifier/internal/smtpsink"
 )
 
 // brokers are the two brokers the mail path runs on.
@@ -29,8 +29,8 @@ var brokers = []struct {
 }{
 	{"in-process", func(*testing.T) broker.Broker { return inproc.New(quiet()) }},
 	{"RabbitMQ", func(t *testing.T) broker.Broker {
-		url := rabbittest.URL(t)
-		return rabbitmq.New(url, quiet(), rabbitmq.Options{Prefix: rabbittest.Prefix(t, url)})
+		url := rabbitmqtest.URL(t)
+		return rabbitmq.New(url, quiet(), rabbitmq.Options{Prefix: rabbitmqtest.Prefix(t, url)})
 	}},
 }
 
@@ -89,7 +89,7 @@ func TestStubbornAddressesHoldUpNothing(t *testing.T) {
 			b := setup(t)
 			b.sink.Refuse(func(to string) error {
 				if strings.HasPrefix(to, "stubborn") {
-					return smtpsink.TempFail
+					return mailtest.TempFail
 				}
 				return nil
 			})
@@ -138,7 +138,7 @@ func TestBacklogGoesWhenSMTPReturns(t *testing.T) {
 		t.Run(br.name, func(t *testing.T) {
 			t.Parallel()
 			b := setup(t)
-			b.sink.Greet(smtpsink.ServiceUnavailable)
+			b.sink.Greet(mailtest.ServiceUnavailable)
 			relay := b.pipeline(t, br.new(t))
 			const n = 40
 			b.register(t, addresses("backlog", n)...)
@@ -162,12 +162,12 @@ func TestBacklogGoesWhenSMTPReturns(t *testing.T) {
 // RabbitMQ's queues.
 func TestRefusedRecipientIsAcknowledged(t *testing.T) {
 	t.Parallel()
-	url := rabbittest.URL(t)
-	br := rabbitmq.New(url, quiet(), rabbitmq.Options{Prefix: rabbittest.Prefix(t, url)})
+	url := rabbitmqtest.URL(t)
+	br := rabbitmq.New(url, quiet(), rabbitmq.Options{Prefix: rabbitmqtest.Prefix(t, url)})
 	b := setup(t)
 	b.sink.Refuse(func(to string) error {
 		if strings.HasPrefix(to, "gone") {
-			return smtpsink.PermFail
+			return mailtest.PermFail
 		}
 		return nil
 	})

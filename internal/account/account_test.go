@@ -17,7 +17,7 @@ import (
 	"github.com/verifier/verifier/ent/outboxevent"
 	"github.com/verifier/verifier/internal/apperr"
 	"github.com/verifier/verifier/internal/database"
-	"github.com/verifier/verifier/internal/dbtest"
+	"github.com/verifier/verifier/internal/database/databasetest"
 	"github.com/verifier/verifier/internal/event"
 	"github.com/verifier/verifier/internal/hub"
 	"github.com/verifier/verifier/internal/password"
@@ -37,7 +37,7 @@ type testBundle struct {
 // eachDB runs f once per database the service supports; opts adjust the
 // service's options.
 func eachDB(t *testing.T, f func(t *testing.T, b *testBundle), opts ...func(*Options)) {
-	dbtest.Each(t, func(t *testing.T, url string) { f(t, setup(t, url, opts...)) })
+	databasetest.Each(t, func(t *testing.T, url string) { f(t, setup(t, url, opts...)) })
 }
 
 func setup(t *testing.T, url string, opts ...func(*Options)) *testBundle {

@@ -14,7 +14,7 @@ import (
 	"github.com/verifier/verifier/ent"
 	"github.com/verifier/verifier/ent/outboxevent"
 	"github.com/verifier/verifier/internal/database"
-	"github.com/verifier/verifier/internal/dbtest"
+	"github.com/verifier/verifier/internal/database/databasetest"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -39,7 +39,7 @@ func (c *testClock) Advance(d time.Duration) {
 
 // eachDB runs f once per database the service supports.
 func eachDB(t *testing.T, f func(t *testing.T, b *testBundle)) {
-	dbtest.Each(t, func(t *testing.T, url string) {
+	databasetest.Each(t, func(t *testing.T, url string) {
 		db, err := database.Open(context.Background(), url)
 		require.NoError(t, err)
 		t.Cleanup(func() { db.Close() })

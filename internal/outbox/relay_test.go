@@ -16,7 +16,7 @@ import (
 	"github.com/verifier/verifier/ent/outboxevent"
 	"github.com/verifier/verifier/internal/broker"
 	"github.com/verifier/verifier/internal/database"
-	"github.com/verifier/verifier/internal/dbtest"
+	"github.com/verifier/verifier/internal/database/databasetest"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -81,7 +81,7 @@ func (c *testClock) Advance(d time.Duration) {
 
 // eachDB runs f once per database the service supports.
 func eachDB(t *testing.T, f func(t *testing.T, b *testBundle)) {
-	dbtest.Each(t, func(t *testing.T, url string) { f(t, setup(t, url)) })
+	databasetest.Each(t, func(t *testing.T, url string) { f(t, setup(t, url)) })
 }
 
 func setup(t *testing.T, url string) *testBundle {

@@ -17,19 +17,19 @@ import (
 
 	"github.com/verifier/verifier/internal/broker"
 	"github.com/verifier/verifier/internal/broker/brokertest"
-	"github.com/verifier/verifier/internal/rabbittest"
-	"github.com/verifier/verifier/internal/tcpproxy"
+	"github.com/verifier/verifier/internal/broker/rabbitmq/rabbitmqtest"
+	"github.com/verifier/verifier/internal/testkit/tcpproxy"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // newPrefix returns names unique to t, deleted when t ends.
-func newPrefix(t *testing.T, url string) string { return rabbittest.Prefix(t, url) }
+func newPrefix(t *testing.T, url string) string { return rabbitmqtest.Prefix(t, url) }
 
 func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
 func TestConformance(t *testing.T) {
-	url := rabbittest.URL(t)
+	url := rabbitmqtest.URL(t)
 	brokertest.Run(t, func(t *testing.T) broker.Broker {
 		return New(url, quiet(), Options{Prefix: newPrefix(t, url)})
 	})
@@ -38,7 +38,7 @@ func TestConformance(t *testing.T) {
 // A rejected message lands in the dead-letter queue, persistent and intact.
 func TestPermanentFailureIsDeadLettered(t *testing.T) {
 	t.Parallel()
-	url := rabbittest.URL(t)
+	url := rabbitmqtest.URL(t)
 	prefix := newPrefix(t, url)
 	b := New(url, quiet(), Options{Prefix: prefix})
 	require.NoError(t, b.Consume(broker.Queue{Name: "work", Topics: []string{"d"}}, func(context.Context, broker.Message) error {
@@ -68,7 +68,7 @@ func TestPermanentFailureIsDeadLettered(t *testing.T) {
 // change reaches a websocket open on any replica.
 func TestPrivateQueuesFanOut(t *testing.T) {
 	t.Parallel()
-	url := rabbittest.URL(t)
+	url := rabbitmqtest.URL(t)
 	prefix := newPrefix(t, url)
 	got := make(chan string, 10)
 	var replicas []*Broker
@@ -101,10 +101,10 @@ func TestPrivateQueuesFanOut(t *testing.T) {
 // after, consumers resume, and OnReady and OnConnect fire again.
 func TestReconnects(t *testing.T) {
 	t.Parallel()
-	url := rabbittest.URL(t)
-	proxy := tcpproxy.Start(t, rabbittest.Host(url))
+	url := rabbitmqtest.URL(t)
+	proxy := tcpproxy.Start(t, rabbitmqtest.Host(url))
 	connects := make(chan struct{}, 10)
-	b := New(rabbittest.Via(url, proxy.Addr()), quiet(), Options{Prefix: newPrefix(t, url), OnConnect: func() { connects <- struct{}{} }})
+	b := New(rabbitmqtest.Via(url, proxy.Addr()), quiet(), Options{Prefix: newPrefix(t, url), OnConnect: func() { connects <- struct{}{} }})
 	got := make(chan string, 10)
 	ready := make(chan struct{}, 10)
 	require.NoError(t, b.Consume(broker.Queue{Name: "work", Topics: []string{"r"}, OnReady: func() { ready <- struct{}{} }}, func(_ context.Context, m broker.Message) error {
@@ -136,7 +136,7 @@ func TestReconnects(t *testing.T) {
 	}
 }
 
-// The delay queues rabbittest deletes after each test are the ones declared.
+// The delay queues rabbitmqtest deletes after each test are the ones declared.
 func TestDelayQueueNames(t *testing.T) {
 	t.Parallel()
 	n := Names{"p"}
@@ -144,7 +144,7 @@ func TestDelayQueueNames(t *testing.T) {
 	for _, d := range DelayTiers {
 		suffixes = append(suffixes, strings.TrimPrefix(n.Delay("q", d), n.Queue("q")))
 	}
-	require.Equal(t, rabbittest.DelaySuffixes, suffixes)
+	require.Equal(t, rabbitmqtest.DelaySuffixes, suffixes)
 }
 
 func TestTierFor(t *testing.T) {
@@ -172,11 +172,11 @@ func TestTierFor(t *testing.T) {
 // queue or a delay queue.
 func TestReconnectEndsOldHandlers(t *testing.T) {
 	t.Parallel()
-	url := rabbittest.URL(t)
-	proxy := tcpproxy.Start(t, rabbittest.Host(url))
+	url := rabbitmqtest.URL(t)
+	proxy := tcpproxy.Start(t, rabbitmqtest.Host(url))
 	prefix := newPrefix(t, url)
 	connects := make(chan struct{}, 10)
-	b := New(rabbittest.Via(url, proxy.Addr()), quiet(), Options{Prefix: prefix, OnConnect: func() { connects <- struct{}{} }})
+	b := New(rabbitmqtest.Via(url, proxy.Addr()), quiet(), Options{Prefix: prefix, OnConnect: func() { connects <- struct{}{} }})
 	type call struct {
 		m   broker.Message
 		ctx context.Context
