@@ -13,7 +13,7 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 	"github.com/stretchr/testify/require"
-	"go.uber.org/goleak"
+	"github.com/verifier/verifier/internal/testkit"
 
 	"github.com/verifier/verifier/internal/broker"
 	"github.com/verifier/verifier/internal/broker/brokertest"
@@ -21,7 +21,7 @@ import (
 	"github.com/verifier/verifier/internal/testkit/tcpproxy"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) { testkit.VerifyTestMain(m) }
 
 // newPrefix returns names unique to t, deleted when t ends.
 func newPrefix(t *testing.T, url string) string { return rabbitmqtest.Prefix(t, url) }
