@@ -3,7 +3,6 @@ package consumers
 import (
 	"context"
 	"encoding/json"
-	"io"
 	"log/slog"
 	"path/filepath"
 	"strings"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/stretchr/testify/require"
+
 	"github.com/verifier/verifier/internal/testkit"
 
 	"github.com/verifier/verifier/ent"
@@ -34,24 +34,7 @@ type testBundle struct {
 	db     *ent.Client
 	mailer *Mailer
 	counts *counts
-	clock  *testClock
-}
-
-// testClock is real time plus an offset a test can advance.
-type testClock struct {
-	mu     sync.Mutex
-	offset time.Duration
-}
-
-func (c *testClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return time.Now().Add(c.offset)
-}
-func (c *testClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.offset += d
+	clock  *testkit.Clock
 }
 
 type counts struct {
@@ -66,7 +49,7 @@ func (c *counts) get() counts {
 	return counts{sent: c.sent, failed: c.failed, retried: c.retried, skipped: c.skipped, problem: c.problem}
 }
 
-func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+func quiet() *slog.Logger { return testkit.Discard() }
 
 func setup(t *testing.T) *testBundle {
 	t.Helper()
@@ -78,7 +61,7 @@ func setup(t *testing.T) *testBundle {
 	require.NoError(t, err)
 	t.Cleanup(func() { db.Close() })
 	c := &counts{}
-	clock := &testClock{}
+	clock := testkit.NewClock()
 	inc := func(p *int) func(string) { return func(string) { c.mu.Lock(); *p++; c.mu.Unlock() } }
 	return &testBundle{sink: sink, db: db.Ent, counts: c, clock: clock, mailer: &Mailer{
 		Sender: s, Seal: testBox(t), Records: delivery.New(db.Ent, clock.Now), Now: clock.Now,

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -18,6 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"github.com/vektah/gqlparser/v2/ast"
 	"github.com/vektah/gqlparser/v2/gqlerror"
+
 	"github.com/verifier/verifier/internal/testkit"
 
 	"github.com/verifier/verifier/internal/wsgorilla"
@@ -46,7 +46,7 @@ func (r result) code() string {
 func post(t *testing.T, query string) (result, int) {
 	t.Helper()
 	h := NewHandler(&Resolver{Accounts: okAccounts{}}, HandlerOptions{
-		Log:       slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Log:       testkit.Discard(),
 		Websocket: wsgorilla.Implementation{},
 	})
 	body, err := json.Marshal(map[string]any{"query": query})
@@ -155,7 +155,7 @@ func subscriptionContext(socket context.Context) (context.Context, context.Cance
 
 func TestSubscriptionLimit(t *testing.T) {
 	t.Parallel()
-	l := &subscriptionLimit{perSocket: 2, total: 3, present: ErrorPresenter(slog.New(slog.NewTextHandler(io.Discard, nil)))}
+	l := &subscriptionLimit{perSocket: 2, total: 3, present: ErrorPresenter(testkit.Discard())}
 	// stream ends when its context does, like a gqlgen subscription.
 	stream := func(ctx context.Context) graphql.ResponseHandler {
 		return func(ctx context.Context) *graphql.Response {

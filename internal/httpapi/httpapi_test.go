@@ -5,13 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
 	"github.com/verifier/verifier/internal/testkit"
 
 	"github.com/verifier/verifier/internal/mail"
@@ -33,7 +33,7 @@ func newTestHandler(gql http.Handler, o Options) http.Handler {
 	o.GraphQL = gql
 	o.Web = http.NotFoundHandler()
 	o.Metrics = metrics.New()
-	o.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	o.Log = testkit.Discard()
 	if o.MaxBodyBytes == 0 {
 		o.MaxBodyBytes = 64 << 10
 	}
@@ -242,7 +242,7 @@ func TestReady(t *testing.T) {
 func TestDevMailLoopbackOnly(t *testing.T) {
 	t.Parallel()
 	h := newTestHandler(&echoGraphQL{}, Options{
-		DevOutbox:           mail.NewDevOutbox(nil, slog.New(slog.NewTextHandler(io.Discard, nil)), ""),
+		DevOutbox:           mail.NewDevOutbox(nil, testkit.Discard(), ""),
 		DevMailLoopbackOnly: true,
 	})
 	for _, peer := range []string{"192.0.2.7:4000", "[2001:db8::1]:4000", "garbage"} {

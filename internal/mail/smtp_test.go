@@ -2,16 +2,15 @@ package mail
 
 import (
 	"context"
-	"io"
 	"log/slog"
 	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/emersion/go-smtp"
 	"github.com/stretchr/testify/require"
+
 	"github.com/verifier/verifier/internal/testkit"
 
 	"github.com/verifier/verifier/internal/mail/mailtest"
@@ -19,27 +18,15 @@ import (
 
 func TestMain(m *testing.M) { testkit.VerifyTestMain(m) }
 
-type testClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *testClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *testClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
-func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+func quiet() *slog.Logger { return testkit.Discard() }
 
 // newSMTP returns a sender for url on a clock the test moves.
-func newSMTP(t *testing.T, url string) (*SMTP, *testClock) {
+func newSMTP(t *testing.T, url string) (*SMTP, *testkit.Clock) {
 	t.Helper()
 	s, err := NewSMTP(url, "Verifier <no-reply@verifier.test>", 2, quiet())
 	require.NoError(t, err)
 	t.Cleanup(s.Close)
-	clock := &testClock{t: time.Now()}
+	clock := testkit.NewFrozenClock(time.Now())
 	s.now = clock.Now
 	return s, clock
 }

@@ -3,13 +3,13 @@ package outbox
 import (
 	"context"
 	"errors"
-	"io"
 	"log/slog"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
+
 	"github.com/verifier/verifier/internal/testkit"
 
 	"github.com/verifier/verifier/ent"
@@ -63,20 +63,8 @@ func (r *recorder) count() (events, publishes int) {
 
 type testBundle struct {
 	db    *ent.Client
-	clock *testClock
+	clock *testkit.Clock
 	log   *slog.Logger
-}
-
-type testClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *testClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *testClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
 }
 
 // eachDB runs f once per database the service supports.
@@ -89,7 +77,7 @@ func setup(t *testing.T, url string) *testBundle {
 	db, err := database.Open(context.Background(), url)
 	require.NoError(t, err)
 	t.Cleanup(func() { db.Close() })
-	return &testBundle{db: db.Ent, clock: &testClock{t: time.Now().UTC()}, log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	return &testBundle{db: db.Ent, clock: testkit.NewFrozenClock(time.Now().UTC()), log: testkit.Discard()}
 }
 
 func (b *testBundle) enqueue(t *testing.T, n int) {

@@ -3,12 +3,11 @@ package inproc
 import (
 	"context"
 	"errors"
-	"io"
-	"log/slog"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
+
 	"github.com/verifier/verifier/internal/testkit"
 
 	"github.com/verifier/verifier/internal/broker"
@@ -17,7 +16,7 @@ import (
 
 func TestMain(m *testing.M) { testkit.VerifyTestMain(m) }
 
-func newBroker(*testing.T) broker.Broker { return New(slog.New(slog.NewTextHandler(io.Discard, nil))) }
+func newBroker(*testing.T) broker.Broker { return New(testkit.Discard()) }
 
 func TestConformance(t *testing.T) { brokertest.Run(t, newBroker) }
 
@@ -25,7 +24,7 @@ func TestConformance(t *testing.T) { brokertest.Run(t, newBroker) }
 // until then and a crash in between loses nothing.
 func TestPublishWaitsForHandler(t *testing.T) {
 	t.Parallel()
-	b := New(slog.New(slog.NewTextHandler(io.Discard, nil)))
+	b := New(testkit.Discard())
 	release := make(chan struct{})
 	require.NoError(t, b.Consume(broker.Queue{Name: "q", Topics: []string{"t"}}, func(context.Context, broker.Message) error {
 		<-release
@@ -46,7 +45,7 @@ func TestPublishWaitsForHandler(t *testing.T) {
 
 func TestPublishAfterStop(t *testing.T) {
 	t.Parallel()
-	b := New(slog.New(slog.NewTextHandler(io.Discard, nil)))
+	b := New(testkit.Discard())
 	require.NoError(t, b.Consume(broker.Queue{Name: "q", Topics: []string{"t"}}, func(context.Context, broker.Message) error { return nil }))
 	require.NoError(t, b.Start(context.Background()))
 	b.Stop(time.Second)
@@ -57,7 +56,7 @@ func TestPublishAfterStop(t *testing.T) {
 // outbox row is the copy that waits, not a worker or the publisher.
 func TestPublishPassesRetryBack(t *testing.T) {
 	t.Parallel()
-	b := New(slog.New(slog.NewTextHandler(io.Discard, nil)))
+	b := New(testkit.Discard())
 	attempts := make(chan int, 10)
 	require.NoError(t, b.Consume(broker.Queue{Name: "q", Topics: []string{"t"}}, func(_ context.Context, m broker.Message) error {
 		attempts <- m.Attempt

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"strings"
 	"sync/atomic"
@@ -13,6 +12,7 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 	"github.com/stretchr/testify/require"
+
 	"github.com/verifier/verifier/internal/testkit"
 
 	"github.com/verifier/verifier/internal/broker"
@@ -26,7 +26,7 @@ func TestMain(m *testing.M) { testkit.VerifyTestMain(m) }
 // newPrefix returns names unique to t, deleted when t ends.
 func newPrefix(t *testing.T, url string) string { return rabbitmqtest.Prefix(t, url) }
 
-func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+func quiet() *slog.Logger { return testkit.Discard() }
 
 func TestConformance(t *testing.T) {
 	url := rabbitmqtest.URL(t)
