@@ -35,6 +35,8 @@ type testBundle struct {
 	mailer *Mailer
 	counts *counts
 	clock  *testkit.Clock
+	// handled fires each time the mailer has handled an event.
+	handled *testkit.Signal
 }
 
 type counts struct {
@@ -61,11 +63,11 @@ func setup(t *testing.T) *testBundle {
 	require.NoError(t, err)
 	t.Cleanup(func() { db.Close() })
 	c := &counts{}
-	clock := testkit.NewClock()
+	clock, handled := testkit.NewClock(), testkit.NewSignal()
 	inc := func(p *int) func(string) { return func(string) { c.mu.Lock(); *p++; c.mu.Unlock() } }
-	return &testBundle{sink: sink, db: db.Ent, counts: c, clock: clock, mailer: &Mailer{
+	return &testBundle{sink: sink, db: db.Ent, counts: c, clock: clock, handled: handled, mailer: &Mailer{
 		Sender: s, Seal: testBox(t), Records: delivery.New(db.Ent, clock.Now), Now: clock.Now,
-		PublicURL: "https://verify.example.com", Log: quiet(),
+		PublicURL: "https://verify.example.com", Log: quiet(), Handled: handled.Fire,
 		Metrics: MailMetrics{
 			Sent: inc(&c.sent), Failed: inc(&c.failed), Retried: inc(&c.retried), Skipped: inc(&c.skipped),
 			Problem: func(on bool) { c.mu.Lock(); c.problem = on; c.mu.Unlock() },
