@@ -11,7 +11,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/stretchr/testify/require"
@@ -204,7 +203,7 @@ func TestSubscriptionLimit(t *testing.T) {
 	}
 	wg.Wait()
 	// Released from context.AfterFunc's goroutine.
-	require.Eventually(t, func() bool { return l.open.Load() == 0 }, 10*time.Second, time.Millisecond)
+	testkit.Eventually(t, func() bool { return l.open.Load() == 0 }, "every subscription released")
 
 	// Queries and mutations are not counted.
 	oc := &graphql.OperationContext{Operation: &ast.OperationDefinition{Operation: ast.Query}}

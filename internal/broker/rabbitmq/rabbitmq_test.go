@@ -46,7 +46,7 @@ func TestPermanentFailureIsDeadLettered(t *testing.T) {
 	}))
 	require.NoError(t, b.Start(context.Background()))
 	defer b.Stop(time.Second)
-	require.Eventually(t, func() bool { return b.Ping(context.Background()) == nil }, 20*time.Second, 10*time.Millisecond)
+	testkit.Eventually(t, func() bool { return b.Ping(context.Background()) == nil }, "broker connected")
 	require.NoError(t, b.Publish(context.Background(), broker.Message{ID: "poison-1", Topic: "d", Body: []byte("{}")}))
 
 	conn, err := amqp.Dial(url)
@@ -55,11 +55,11 @@ func TestPermanentFailureIsDeadLettered(t *testing.T) {
 	ch, err := conn.Channel()
 	require.NoError(t, err)
 	var got amqp.Delivery
-	require.Eventually(t, func() bool {
+	testkit.Eventually(t, func() bool {
 		d, ok, err := ch.Get(b.Names().DeadLetter(), true)
 		got = d
 		return err == nil && ok
-	}, 20*time.Second, 20*time.Millisecond)
+	}, "poison message in the dead-letter queue")
 	require.Equal(t, "poison-1", got.MessageId)
 	require.Equal(t, uint8(amqp.Persistent), got.DeliveryMode)
 }
@@ -80,18 +80,13 @@ func TestPrivateQueuesFanOut(t *testing.T) {
 		}))
 		require.NoError(t, b.Start(context.Background()))
 		defer b.Stop(time.Second)
-		require.Eventually(t, func() bool { return b.Ping(context.Background()) == nil }, 20*time.Second, 10*time.Millisecond)
+		testkit.Eventually(t, func() bool { return b.Ping(context.Background()) == nil }, "broker connected")
 		replicas = append(replicas, b)
 	}
 	require.NoError(t, replicas[0].Publish(context.Background(), broker.Message{ID: "v1", Topic: "user.verified"}))
 	seen := map[string]bool{}
 	for range 3 {
-		select {
-		case s := <-got:
-			seen[s] = true
-		case <-time.After(20 * time.Second):
-			t.Fatalf("only %v", seen)
-		}
+		seen[testkit.Receive(t, got, "delivery to every replica; only %v", seen)] = true
 	}
 	require.Len(t, seen, 3)
 }
@@ -113,27 +108,18 @@ func TestReconnects(t *testing.T) {
 	}))
 	require.NoError(t, b.Start(context.Background()))
 	defer b.Stop(time.Second)
-	<-connects
-	<-ready
+	testkit.Receive(t, connects, "connect")
+	testkit.Receive(t, ready, "consumer ready")
 
 	proxy.Cut()
-	require.Eventually(t, func() bool { return b.Ping(context.Background()) != nil }, 20*time.Second, 10*time.Millisecond)
+	testkit.Eventually(t, func() bool { return b.Ping(context.Background()) != nil }, "broker notices the cut")
 	require.Error(t, b.Publish(context.Background(), broker.Message{ID: "lost", Topic: "r"}))
 
 	proxy.Restore()
-	select {
-	case <-connects:
-	case <-time.After(30 * time.Second):
-		t.Fatal("did not reconnect")
-	}
-	<-ready
+	testkit.Receive(t, connects, "reconnect")
+	testkit.Receive(t, ready, "consumer ready again")
 	require.NoError(t, b.Publish(context.Background(), broker.Message{ID: "after", Topic: "r"}))
-	select {
-	case id := <-got:
-		require.Equal(t, "after", id)
-	case <-time.After(20 * time.Second):
-		t.Fatal("consumer did not resume")
-	}
+	require.Equal(t, "after", testkit.Receive(t, got, "delivery: the consumer did not resume"))
 }
 
 // The delay queues rabbitmqtest deletes after each test are the ones declared.
@@ -195,23 +181,14 @@ func TestReconnectEndsOldHandlers(t *testing.T) {
 	}))
 	require.NoError(t, b.Start(context.Background()))
 	defer b.Stop(time.Second)
-	<-connects
+	testkit.Receive(t, connects, "connect")
 	require.NoError(t, b.Publish(context.Background(), broker.Message{ID: "c1", Topic: "c", Body: []byte("{}")}))
 
-	first := <-calls
+	first := testkit.Receive(t, calls, "first delivery")
 	proxy.Cut()
-	select {
-	case <-first.ctx.Done():
-	case <-time.After(30 * time.Second):
-		t.Fatal("the handler's context did not end with its connection")
-	}
+	testkit.Receive(t, first.ctx.Done(), "end of the handler's context with its connection")
 	proxy.Restore()
-	var second call
-	select {
-	case second = <-calls:
-	case <-time.After(30 * time.Second):
-		t.Fatal("not redelivered after the reconnect")
-	}
+	second := testkit.Receive(t, calls, "redelivery after the reconnect")
 	require.Equal(t, "c1", second.m.ID)
 	require.Equal(t, 1, second.m.Attempt, "a redelivery, not a retry")
 	require.NoError(t, second.ctx.Err())
