@@ -121,6 +121,9 @@ type hooks struct {
 	now func() time.Time
 	// amqpPrefix isolates a test's RabbitMQ exchanges and queues.
 	amqpPrefix string
+	// settled is called each time the relay settles a batch or the mailer
+	// handles an event, so tests wait on it instead of polling.
+	settled func()
 }
 
 // run serves until ctx ends, then shuts down gracefully: websockets are
@@ -176,6 +179,7 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger, hk hooks) err
 	relay = outbox.NewRelay(db.Ent, b, log.With("component", "outbox"), outbox.Options{
 		Now:         now,
 		OnPublished: func(n int) { m.Published.Add(float64(n)) },
+		OnSettled:   hk.settled,
 	})
 
 	var sender mail.Sender
@@ -204,6 +208,7 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger, hk hooks) err
 		Now:       now,
 		// One email in flight per SMTP connection kept open.
 		Concurrency: cfg.SMTPConnections,
+		Handled:     hk.settled,
 		Metrics: consumers.MailMetrics{
 			Sent:    func(k string) { m.EmailsSent.WithLabelValues(k).Inc() },
 			Failed:  func(k string) { m.EmailsFailed.WithLabelValues(k).Inc() },
