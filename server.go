@@ -128,6 +128,9 @@ type hooks struct {
 	now func() time.Time
 	// amqpPrefix isolates a test's RabbitMQ exchanges and queues.
 	amqpPrefix string
+	// settled is called each time the relay settles a batch or the mailer
+	// handles an event, so tests wait on it instead of polling.
+	settled func()
 }
 
 // run serves until ctx ends or a part fails. It builds the parts, starts
@@ -173,6 +176,7 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger, hk hooks) err
 	relay := outbox.NewRelay(db.Ent, b, log.With("component", "outbox"), outbox.Options{
 		Now:         now,
 		OnPublished: func(n int) { m.Published.Add(float64(n)) },
+		OnSettled:   hk.settled,
 	})
 	if rb, ok := b.(*rabbitmq.Broker); ok {
 		// Events that waited out an outage go as soon as the link is back.
@@ -205,6 +209,7 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger, hk hooks) err
 		Now:       now,
 		// One email in flight per SMTP connection kept open.
 		Concurrency: cfg.SMTPConnections,
+		Handled:     hk.settled,
 		Metrics: consumers.MailMetrics{
 			Sent:    func(k string) { m.EmailsSent.WithLabelValues(k).Inc() },
 			Failed:  func(k string) { m.EmailsFailed.WithLabelValues(k).Inc() },

@@ -5,20 +5,20 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
-	"go.uber.org/goleak"
+
+	"github.com/verifier/verifier/internal/testkit"
 
 	"github.com/verifier/verifier/internal/mail"
 	"github.com/verifier/verifier/internal/metrics"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) { testkit.VerifyTestMain(m) }
 
 // echoGraphQL stands in for gqlgen and records that a request reached it.
 type echoGraphQL struct{ reached bool }
@@ -33,7 +33,7 @@ func newTestHandler(gql http.Handler, o Options) http.Handler {
 	o.GraphQL = gql
 	o.Web = http.NotFoundHandler()
 	o.Metrics = metrics.New()
-	o.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	o.Log = testkit.Discard()
 	if o.MaxBodyBytes == 0 {
 		o.MaxBodyBytes = 64 << 10
 	}
@@ -242,7 +242,7 @@ func TestReady(t *testing.T) {
 func TestDevMailLoopbackOnly(t *testing.T) {
 	t.Parallel()
 	h := newTestHandler(&echoGraphQL{}, Options{
-		DevOutbox:           mail.NewDevOutbox(nil, slog.New(slog.NewTextHandler(io.Discard, nil)), ""),
+		DevOutbox:           mail.NewDevOutbox(nil, testkit.Discard(), ""),
 		DevMailLoopbackOnly: true,
 	})
 	for _, peer := range []string{"192.0.2.7:4000", "[2001:db8::1]:4000", "garbage"} {

@@ -3,14 +3,13 @@ package mail
 import (
 	"context"
 	"fmt"
-	"io"
-	"log/slog"
 	"path/filepath"
 	"testing"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/verifier/verifier/internal/database"
+	"github.com/verifier/verifier/internal/testkit"
 )
 
 func TestDevOutboxKeepsOnceAndTrims(t *testing.T) {
@@ -19,7 +18,7 @@ func TestDevOutboxKeepsOnceAndTrims(t *testing.T) {
 	db, err := database.Open(ctx, "sqlite:"+filepath.Join(t.TempDir(), "t.db"))
 	require.NoError(t, err)
 	defer db.Close()
-	d := NewDevOutbox(db.Ent, slog.New(slog.NewTextHandler(io.Discard, nil)), "http://x/dev/mail")
+	d := NewDevOutbox(db.Ent, testkit.Discard(), "http://x/dev/mail")
 
 	for i := range 5 {
 		m := Message{ID: fmt.Sprint(i), To: "a@example.com", Subject: fmt.Sprint("mail ", i), Text: "t", HTML: "h"}

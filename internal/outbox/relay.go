@@ -43,6 +43,10 @@ type Options struct {
 	Now func() time.Time
 	// OnPublished is called with the number of events confirmed.
 	OnPublished func(n int)
+	// OnSettled, a test hook (nil in production), is called after each
+	// batch's rows are deleted or rescheduled, so a test waits on the
+	// outbox's state changing instead of polling it.
+	OnSettled func()
 }
 
 // Relay publishes outbox events. It has the Start/Stop lifecycle of every
@@ -276,6 +280,9 @@ func (r *Relay) lease(ctx context.Context, now time.Time, ids []int) ([]*ent.Out
 // settle deletes confirmed events, reschedules the ones a consumer asked
 // to see again after a delay, and reschedules failed ones with backoff.
 func (r *Relay) settle(ctx context.Context, batch []outcome) {
+	if r.opts.OnSettled != nil {
+		defer r.opts.OnSettled()
+	}
 	var confirmed, release []int
 	deferred := map[time.Duration][]int{}
 	for _, o := range batch {

@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/verifier/verifier/internal/broker"
+	"github.com/verifier/verifier/internal/testkit"
 )
 
 // New returns an unstarted broker whose Stop lets handlers finish within
@@ -224,7 +225,7 @@ func start(t *testing.T, b broker.Broker) {
 	t.Helper()
 	require.NoError(t, b.Start(context.Background()))
 	t.Cleanup(b.Stop)
-	require.Eventually(t, func() bool { return b.Ping(context.Background()) == nil }, 20*time.Second, 10*time.Millisecond)
+	testkit.Eventually(t, func() bool { return b.Ping(context.Background()) == nil }, "broker connected")
 }
 
 func message(topic string) broker.Message {

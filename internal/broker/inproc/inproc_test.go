@@ -3,22 +3,21 @@ package inproc
 import (
 	"context"
 	"errors"
-	"io"
-	"log/slog"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
-	"go.uber.org/goleak"
+
+	"github.com/verifier/verifier/internal/testkit"
 
 	"github.com/verifier/verifier/internal/broker"
 	"github.com/verifier/verifier/internal/broker/brokertest"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) { testkit.VerifyTestMain(m) }
 
 func newBroker(_ *testing.T, grace time.Duration) broker.Broker {
-	return New(slog.New(slog.NewTextHandler(io.Discard, nil)), Options{StopGrace: grace})
+	return New(testkit.Discard(), Options{StopGrace: grace})
 }
 
 func TestConformance(t *testing.T) { brokertest.Run(t, newBroker) }
@@ -27,7 +26,7 @@ func TestConformance(t *testing.T) { brokertest.Run(t, newBroker) }
 // until then and a crash in between loses nothing.
 func TestPublishWaitsForHandler(t *testing.T) {
 	t.Parallel()
-	b := New(slog.New(slog.NewTextHandler(io.Discard, nil)), Options{})
+	b := New(testkit.Discard(), Options{})
 	release := make(chan struct{})
 	require.NoError(t, b.Consume(broker.Queue{Name: "q", Topics: []string{"t"}}, func(context.Context, broker.Message) error {
 		<-release
@@ -48,7 +47,7 @@ func TestPublishWaitsForHandler(t *testing.T) {
 
 func TestPublishAfterStop(t *testing.T) {
 	t.Parallel()
-	b := New(slog.New(slog.NewTextHandler(io.Discard, nil)), Options{})
+	b := New(testkit.Discard(), Options{})
 	require.NoError(t, b.Consume(broker.Queue{Name: "q", Topics: []string{"t"}}, func(context.Context, broker.Message) error { return nil }))
 	require.NoError(t, b.Start(context.Background()))
 	b.Stop()
@@ -59,7 +58,7 @@ func TestPublishAfterStop(t *testing.T) {
 // outbox row is the copy that waits, not a worker or the publisher.
 func TestPublishPassesRetryBack(t *testing.T) {
 	t.Parallel()
-	b := New(slog.New(slog.NewTextHandler(io.Discard, nil)), Options{})
+	b := New(testkit.Discard(), Options{})
 	attempts := make(chan int, 10)
 	require.NoError(t, b.Consume(broker.Queue{Name: "q", Topics: []string{"t"}}, func(_ context.Context, m broker.Message) error {
 		attempts <- m.Attempt
