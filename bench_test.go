@@ -9,20 +9,10 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
-
-	"github.com/verifier/verifier/internal/rabbittest"
 )
 
 // Run with: go test -run '^$' -bench . -benchtime 200x .
 // (make bench). RabbitMQ sub-benchmarks need AMQP_URL or a local broker.
-
-var benchBrokers = []struct {
-	name string
-	opts func(b *testing.B) svcOptions
-}{
-	{"inproc", func(*testing.B) svcOptions { return svcOptions{} }},
-	{"rabbitmq", func(b *testing.B) svcOptions { return rabbitOptions(b, rabbittest.URL(b)) }},
-}
 
 // BenchmarkSignupToInbox measures, one registration at a time, the time
 // from sending the register mutation to the email arriving at a real SMTP
@@ -30,7 +20,7 @@ var benchBrokers = []struct {
 // broker, mailer, SMTP). The password hash (argon2id, m=19 MiB, t=2) is in
 // the first figure only.
 func BenchmarkSignupToInbox(b *testing.B) {
-	for _, br := range benchBrokers {
+	for _, br := range brokers {
 		b.Run(br.name, func(b *testing.B) {
 			s := startService(b, br.opts(b))
 			s.waitReady(b, 200)
@@ -56,7 +46,7 @@ func BenchmarkSignupToInbox(b *testing.B) {
 // to the VERIFIED event arriving on the websocket subscription of the
 // "check your inbox" screen.
 func BenchmarkConfirmToLiveUpdate(b *testing.B) {
-	for _, br := range benchBrokers {
+	for _, br := range brokers {
 		b.Run(br.name, func(b *testing.B) {
 			s := startService(b, br.opts(b))
 			s.waitReady(b, 200)
@@ -89,7 +79,7 @@ func BenchmarkConfirmToLiveUpdate(b *testing.B) {
 // bounded hashing pool keeps flat however large the burst.
 func BenchmarkBurst(b *testing.B) {
 	const n, clients = 200, 64
-	for _, br := range benchBrokers {
+	for _, br := range brokers {
 		b.Run(br.name, func(b *testing.B) {
 			s := startService(b, br.opts(b))
 			s.waitReady(b, 200)

@@ -1,259 +1,25 @@
 package main
 
-// Tests of the HTTP and websocket edge: nothing a client sends is logged,
-// every cap answers with a contract code while the rest carries on, and a
-// restart closes websockets with 1012 before any subscription could end.
+// Tests of the HTTP edge: nothing a client sends is logged, every error
+// has its contract code, query limits hold, and the HTTP surface answers
+// as documented.
 
 import (
-	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
-	"path/filepath"
+	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/gorilla/websocket"
 	"github.com/stretchr/testify/require"
 
-	"github.com/verifier/verifier/internal/config"
-	"github.com/verifier/verifier/internal/smtpsink"
+	"github.com/verifier/verifier/internal/testkit"
 )
-
-// logBuffer collects a service's log; safe for concurrent use.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
-
-// instanceOptions configure startInstance.
-type instanceOptions struct {
-	// database is a SQLite file, shared by the instances of one test.
-	database string
-	sink     *smtpsink.Sink
-	// log receives the service's log at LOG_LEVEL (env), or the test's
-	// output at warn.
-	log io.Writer
-	env map[string]string
-}
-
-// instance is one run() that the test stops itself, for tests of shutdown
-// and of the log; startService stops its service only at cleanup.
-type instance struct {
-	*svc
-	stopped chan struct{}
-	stop    func()
-}
-
-func startInstance(t *testing.T, o instanceOptions) *instance {
-	t.Helper()
-	if o.sink == nil {
-		o.sink = smtpsink.Start(t)
-	}
-	if o.database == "" {
-		o.database = filepath.Join(t.TempDir(), "verifier.db")
-	}
-	env := map[string]string{
-		"HTTP_ADDR":         "127.0.0.1:0",
-		"DATABASE_URL":      "sqlite:" + o.database,
-		"SMTP_URL":          o.sink.URL(),
-		"PUBLIC_URL":        publicURL,
-		"SHUTDOWN_GRACE":    "5s",
-		"CLIENT_RATE_LIMIT": "0",
-		"LOG_LEVEL":         "warn",
-	}
-	for k, v := range o.env {
-		env[k] = v
-	}
-	cfg, err := config.Load(func(k string) string { return env[k] })
-	require.NoError(t, err)
-	var level slog.Level
-	require.NoError(t, level.UnmarshalText([]byte(cfg.LogLevel)))
-	if o.log == nil {
-		o.log = t.Output()
-	}
-	log := slog.New(slog.NewTextHandler(o.log, &slog.HandlerOptions{Level: level}))
-
-	in := &instance{
-		svc:     &svc{sink: o.sink, clock: &clock{}, http: &http.Client{Timeout: 30 * time.Second}},
-		stopped: make(chan struct{}),
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	listening := make(chan string, 1)
-	done := make(chan error, 1)
-	go func() {
-		done <- run(ctx, cfg, log, hooks{listening: func(a string) { listening <- a }, now: in.clock.Now})
-	}()
-	select {
-	case in.addr = <-listening:
-	case err := <-done:
-		cancel()
-		t.Fatalf("service did not start: %v", err)
-	}
-	var once sync.Once
-	in.stop = func() {
-		once.Do(func() {
-			cancel()
-			select {
-			case err := <-done:
-				// Not require: stop may run on another goroutine.
-				assert(t, err == nil, "graceful shutdown: %v", err)
-			case <-time.After(30 * time.Second):
-				t.Error("service did not stop within 30s")
-			}
-			in.http.CloseIdleConnections()
-			close(in.stopped)
-		})
-	}
-	t.Cleanup(in.stop)
-	return in
-}
-
-// rawPost sends body to /query as contentType and returns the status and
-// the answer.
-func (s *svc) rawPost(t *testing.T, contentType string, body []byte) (int, []byte) {
-	t.Helper()
-	resp, err := s.http.Post(s.url("/query"), contentType, bytes.NewReader(body))
-	require.NoError(t, err)
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(resp.Body)
-	require.NoError(t, err)
-	return resp.StatusCode, raw
-}
-
-// wsClient is a websocket that may carry several subscriptions.
-type wsClient struct {
-	t     *testing.T
-	c     *websocket.Conn
-	proto string
-}
-
-type wsMessage struct {
-	Type    string          `json:"type"`
-	ID      string          `json:"id"`
-	Payload json.RawMessage `json:"payload"`
-}
-
-// connect opens and initialises a websocket.
-func (s *svc) connect(t *testing.T, proto string) *wsClient {
-	t.Helper()
-	c, resp, err := s.dial(t, proto, nil)
-	require.NoError(t, err)
-	resp.Body.Close()
-	t.Cleanup(func() { c.Close() })
-	w := &wsClient{t: t, c: c, proto: proto}
-	w.send(map[string]any{"type": "connection_init", "payload": map[string]any{}})
-	m, err := w.read()
-	require.NoError(t, err)
-	require.Equal(t, "connection_ack", m.Type)
-	return w
-}
-
-func (w *wsClient) send(v any) {
-	w.t.Helper()
-	require.NoError(w.t, w.c.SetWriteDeadline(time.Now().Add(10*time.Second)))
-	require.NoError(w.t, w.c.WriteJSON(v))
-}
-
-// subscribe starts the status subscription id for watch.
-func (w *wsClient) subscribe(id, watch string) {
-	w.t.Helper()
-	start := "subscribe"
-	if w.proto == legacyWS {
-		start = "start"
-	}
-	w.send(map[string]any{"id": id, "type": start, "payload": map[string]any{"query": watchQ, "variables": map[string]any{"w": watch}}})
-}
-
-// read returns the next message that is not a keep-alive, answering
-// pings, or the error that ended the connection.
-func (w *wsClient) read() (wsMessage, error) {
-	for {
-		if err := w.c.SetReadDeadline(time.Now().Add(20 * time.Second)); err != nil {
-			return wsMessage{}, err
-		}
-		var m wsMessage
-		if err := w.c.ReadJSON(&m); err != nil {
-			return m, err
-		}
-		switch m.Type {
-		case "ka":
-			continue
-		case "ping":
-			w.send(map[string]any{"type": "pong"})
-			continue
-		}
-		return m, nil
-	}
-}
-
-// expectStatus reads the next event of subscription id.
-func (w *wsClient) expectStatus(id, status string) {
-	w.t.Helper()
-	m, err := w.read()
-	require.NoError(w.t, err)
-	require.Contains(w.t, []string{"next", "data"}, m.Type, "payload %s", m.Payload)
-	require.Equal(w.t, id, m.ID)
-	require.Contains(w.t, string(m.Payload), fmt.Sprintf(`"status":%q`, status))
-}
-
-// expectLimited reads RATE_LIMITED then complete for subscription id.
-func (w *wsClient) expectLimited(id string) {
-	w.t.Helper()
-	m, err := w.read()
-	require.NoError(w.t, err)
-	require.Contains(w.t, []string{"next", "data"}, m.Type, "payload %s", m.Payload)
-	require.Equal(w.t, id, m.ID)
-	require.Contains(w.t, string(m.Payload), `"code":"RATE_LIMITED"`)
-	require.Contains(w.t, string(m.Payload), `"retryAfterSeconds":10`)
-	m, err = w.read()
-	require.NoError(w.t, err)
-	require.Equal(w.t, "complete", m.Type)
-	require.Equal(w.t, id, m.ID)
-}
-
-// stopSub ends subscription id from the client side; the server confirms
-// with complete once the subscription no longer counts.
-func (w *wsClient) stopSub(id string) {
-	w.t.Helper()
-	typ := "complete"
-	if w.proto == legacyWS {
-		typ = "stop"
-	}
-	w.send(map[string]any{"id": id, "type": typ})
-	m, err := w.read()
-	require.NoError(w.t, err)
-	require.Equal(w.t, "complete", m.Type)
-	require.Equal(w.t, id, m.ID)
-}
-
-// alive checks the socket still answers (graphql-transport-ws ping).
-func (w *wsClient) alive() {
-	w.t.Helper()
-	require.Equal(w.t, transportWS, w.proto)
-	w.send(map[string]any{"type": "ping"})
-	m, err := w.read()
-	require.NoError(w.t, err)
-	require.Equal(w.t, "pong", m.Type)
-}
 
 // TestNothingSentIsLogged sends a password, a verification token and a
 // watch token in every malformed shape we could think of, at debug level,
@@ -395,6 +161,83 @@ func TestNothingSentIsLogged(t *testing.T) {
 	require.NotContains(t, log, "Hunter2_SuperSecret_Pw")
 }
 
+func TestErrorCodes(t *testing.T) {
+	t.Parallel()
+	s := startService(t, svcOptions{env: map[string]string{"TOKEN_TTL": "1h"}})
+	s.clock.Freeze() // exact retryAfterSeconds however long the table takes
+	watch := s.register(t, "linus@example.com")
+	valid := tokenFrom(t, s.sink.Next(t, 30*time.Second))
+	unknown := "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+	long := strings.Repeat("x", 300)
+
+	tests := []struct {
+		name  string
+		query string
+		vars  map[string]any
+		code  string
+	}{
+		{"malformed email", registerQ, map[string]any{"e": "not-an-email", "p": "long enough pw"}, "BAD_USER_INPUT"},
+		{"email with display name", registerQ, map[string]any{"e": "Bob <bob@example.com>", "p": "long enough pw"}, "BAD_USER_INPUT"},
+		{"email without domain dot", registerQ, map[string]any{"e": "bob@localhost", "p": "long enough pw"}, "BAD_USER_INPUT"},
+		{"empty email", registerQ, map[string]any{"e": "", "p": "long enough pw"}, "BAD_USER_INPUT"},
+		{"oversized email", registerQ, map[string]any{"e": long + "@example.com", "p": "long enough pw"}, "BAD_USER_INPUT"},
+		{"password of 7", registerQ, map[string]any{"e": "a@example.com", "p": "1234567"}, "BAD_USER_INPUT"},
+		{"password of 257", registerQ, map[string]any{"e": "a@example.com", "p": strings.Repeat("p", 257)}, "BAD_USER_INPUT"},
+		{"empty token", verifyQ, map[string]any{"t": ""}, "BAD_USER_INPUT"},
+		{"oversized token", verifyQ, map[string]any{"t": strings.Repeat("A", 5000)}, "BAD_USER_INPUT"},
+		{"unknown token", verifyQ, map[string]any{"t": unknown}, "INVALID_TOKEN"},
+		{"malformed token", verifyQ, map[string]any{"t": "not a token!"}, "INVALID_TOKEN"},
+		{"watch token as verification token", verifyQ, map[string]any{"t": watch}, "INVALID_TOKEN"},
+		{"verification token as watch token", statusQ, map[string]any{"w": valid}, "INVALID_TOKEN"},
+		{"unknown watch token", statusQ, map[string]any{"w": unknown}, "INVALID_TOKEN"},
+		{"empty watch token", statusQ, map[string]any{"w": ""}, "BAD_USER_INPUT"},
+		{"resend malformed email", resendQ, map[string]any{"e": "@@"}, "BAD_USER_INPUT"},
+		{"parse error", "mutation {", nil, "GRAPHQL_PARSE_FAILED"},
+		{"unknown field", "{ nope }", nil, "GRAPHQL_VALIDATION_FAILED"},
+		{"missing variable", verifyQ, nil, "GRAPHQL_VALIDATION_FAILED"},
+		{"too many mutations", `mutation{a:resendVerificationEmail(email:"a@b.co") b:resendVerificationEmail(email:"a@b.co") c:resendVerificationEmail(email:"a@b.co") d:resendVerificationEmail(email:"a@b.co") e:resendVerificationEmail(email:"a@b.co") f:resendVerificationEmail(email:"a@b.co")}`, nil, "BAD_USER_INPUT"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := s.gql(t, tt.query, tt.vars)
+			require.Equal(t, tt.code, r.code(), "errors: %+v", r.Errors)
+			require.NotContains(t, strings.ToLower(r.Errors[0].Message), "sql")
+		})
+	}
+
+	t.Run("rate limited", func(t *testing.T) {
+		r := s.gql(t, resendQ, map[string]any{"e": "linus@example.com"})
+		require.Equal(t, "RATE_LIMITED", r.code())
+		require.EqualValues(t, 60, r.Errors[0].Extensions["retryAfterSeconds"])
+	})
+
+	t.Run("oversized body", func(t *testing.T) {
+		r := s.post(t, []byte(`{"query":"`+strings.Repeat("x", 100<<10)+`"}`))
+		require.Equal(t, http.StatusRequestEntityTooLarge, r.Status)
+		require.Equal(t, "BAD_USER_INPUT", r.code())
+	})
+
+	t.Run("not JSON", func(t *testing.T) {
+		r := s.post(t, []byte(`{"query":`))
+		require.Equal(t, http.StatusBadRequest, r.Status)
+		require.Equal(t, "BAD_USER_INPUT", r.code())
+	})
+
+	t.Run("subscription with a bad watch token", func(t *testing.T) {
+		w := s.subscribe(t, transportWS, unknown)
+		w.expectError("INVALID_TOKEN")
+	})
+
+	// Last: moves the clock past the token's lifetime.
+	t.Run("expired token", func(t *testing.T) {
+		s.clock.Advance(time.Hour + time.Second)
+		r := s.gql(t, verifyQ, map[string]any{"t": valid})
+		require.Equal(t, "TOKEN_EXPIRED", r.code())
+		r = s.gql(t, statusQ, map[string]any{"w": watch})
+		require.Equal(t, "INVALID_TOKEN", r.code(), "an expired watch token")
+	})
+}
+
 // appQueries are the requests of the web app; each must pass every limit.
 var appQueries = []string{
 	registerQ, verifyQ, resendQ, statusQ,
@@ -514,142 +357,77 @@ func nestedFragments(n int) string {
 	return strings.Replace(b.String(), "...F0}", fmt.Sprintf("...F%d}", n-1), 1)
 }
 
-// TestSubscriptionCaps: beyond a cap that subscription or socket is
-// refused with RATE_LIMITED (429 before the upgrade for a socket), and the
-// socket and every other client carry on.
-func TestSubscriptionCaps(t *testing.T) {
+func TestHTTPSurface(t *testing.T) {
 	t.Parallel()
-	s := startService(t, svcOptions{env: map[string]string{
-		"WS_MAX_SUBSCRIPTIONS": "3",
-		"WS_MAX_SOCKETS":       "3",
-		"MAX_SUBSCRIPTIONS":    "5",
-	}})
-	watch := s.register(t, "caps@example.com")
+	s := startService(t, svcOptions{devOutbox: true, env: map[string]string{"ALLOWED_ORIGINS": "https://app.example.com"}})
+	s.register(t, "dev@example.com")
 
-	// Per socket.
-	a := s.connect(t, transportWS)
-	for _, id := range []string{"1", "2", "3"} {
-		a.subscribe(id, watch)
-		a.expectStatus(id, "UNVERIFIED")
+	tests := []struct {
+		method, path string
+		header       map[string]string
+		code         int
+		contains     string
+	}{
+		{"GET", "/healthz", nil, 200, "ok"},
+		{"GET", "/readyz", nil, 200, `"database":"ok"`},
+		{"GET", "/metrics", nil, 200, "verifier_http_requests_total"},
+		{"GET", "/playground", nil, 200, "graphiql"},
+		{"GET", "/", nil, 200, `<main id="app"`},
+		{"GET", "/verify-email?token=x", nil, 200, `<main id="app"`},
+		{"GET", "/query", nil, 405, "BAD_USER_INPUT"},
+		{"OPTIONS", "/query", map[string]string{"Origin": "https://app.example.com", "Access-Control-Request-Method": "POST"}, 204, ""},
+		{"GET", "/nope", nil, 404, ""},
 	}
-	a.subscribe("4", watch)
-	a.expectLimited("4")
-	a.alive()
-	a.stopSub("1")
-	s.waitMetric(t, "verifier_subscriptions_open", 2)
-	a.subscribe("5", watch)
-	a.expectStatus("5", "UNVERIFIED")
-
-	// In total: a's 3 and b's 2 make 5.
-	b := s.connect(t, legacyWS)
-	b.subscribe("1", watch)
-	b.expectStatus("1", "UNVERIFIED")
-	b.subscribe("2", watch)
-	b.expectStatus("2", "UNVERIFIED")
-	c := s.connect(t, transportWS)
-	c.subscribe("1", watch)
-	c.expectLimited("1")
-	c.alive()
-	s.waitMetric(t, "verifier_subscriptions_open", 5)
-
-	// Per client address: a, b and c are 3.
-	_, resp, err := s.dial(t, transportWS, nil)
-	require.ErrorIs(t, err, websocket.ErrBadHandshake)
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	require.Equal(t, http.StatusTooManyRequests, resp.StatusCode)
-	require.Equal(t, "10", resp.Header.Get("Retry-After"))
-	require.Contains(t, string(body), `"code":"RATE_LIMITED"`)
-
-	// Everyone else carries on: a's subscriptions see VERIFIED.
-	r := s.gql(t, verifyQ, map[string]any{"t": tokenFrom(t, s.sink.Next(t, 30*time.Second))})
-	require.Empty(t, r.Errors)
-	got := map[string]bool{}
-	for len(got) < 3 {
-		m, err := a.read()
+	for _, tt := range tests {
+		req, err := http.NewRequest(tt.method, s.url(tt.path), nil)
 		require.NoError(t, err)
-		if m.Type == "next" {
-			require.Contains(t, string(m.Payload), `"status":"VERIFIED"`)
-			got[m.ID] = true
+		for k, v := range tt.header {
+			req.Header.Set(k, v)
+		}
+		resp, err := s.http.Do(req)
+		require.NoError(t, err)
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		require.Equal(t, tt.code, resp.StatusCode, "%s %s: %s", tt.method, tt.path, body)
+		require.Contains(t, strings.ToLower(string(body)), strings.ToLower(tt.contains), tt.path)
+		if tt.method == "OPTIONS" {
+			require.Equal(t, "https://app.example.com", resp.Header.Get("Access-Control-Allow-Origin"))
+			require.Equal(t, "true", resp.Header.Get("Access-Control-Allow-Credentials"))
 		}
 	}
-	require.Equal(t, map[string]bool{"2": true, "3": true, "5": true}, got)
 
-	// A closed socket frees its place.
-	c.c.Close()
-	require.Eventually(t, func() bool {
-		d, resp, err := s.dial(t, transportWS, nil)
+	// The dev outbox lists the mail with its link and what became of it,
+	// as JSON for tests and as a page with the link clickable.
+	var link string
+	testkit.WaitUntil(t, s.settled, func() bool {
+		resp, err := s.http.Get(s.url("/dev/mail.json"))
 		if err != nil {
-			if resp != nil {
-				resp.Body.Close()
-			}
 			return false
 		}
-		resp.Body.Close()
-		d.Close()
-		return true
-	}, 30*time.Second, 20*time.Millisecond)
+		defer resp.Body.Close()
+		var mails []struct{ To, Subject, Link, State string }
+		if resp.StatusCode != 200 || json.NewDecoder(resp.Body).Decode(&mails) != nil || len(mails) == 0 {
+			return false
+		}
+		link = mails[0].Link
+		return mails[0].State == "SENT" && regexp.MustCompile(`^http://verifier.test/verify-email\?token=[A-Za-z0-9_-]{43}$`).MatchString(link)
+	}, "the verification mail, SENT, on /dev/mail.json")
+	resp, err := s.http.Get(s.url("/dev/mail"))
+	require.NoError(t, err)
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.Contains(t, string(body), `<a href="`+link+`">`)
 }
 
-// TestRestartNeverCompletes shuts the service down again and again with
-// subscriptions open on both protocols: every client gets close code 1012
-// ("service restart", which graphql-ws retries) and none ever gets
-// "complete" for a watch that is still UNVERIFIED.
-func TestRestartNeverCompletes(t *testing.T) {
+// TestDevMailOffWithSMTP: /dev/mail exists only while the dev outbox is on.
+func TestDevMailOffWithSMTP(t *testing.T) {
 	t.Parallel()
-	const (
-		restarts = 12
-		sockets  = 8
-	)
-	database := filepath.Join(t.TempDir(), "verifier.db")
-	sink := smtpsink.Start(t)
-	first := startInstance(t, instanceOptions{database: database, sink: sink})
-	watch := first.register(t, "restart@example.com")
-	first.stop()
-
-	for i := range restarts {
-		s := startInstance(t, instanceOptions{database: database, sink: sink})
-		clients := make([]*wsClient, sockets)
-		for j := range clients {
-			proto := transportWS
-			if j%2 == 1 {
-				proto = legacyWS
-			}
-			clients[j] = s.connect(t, proto)
-			clients[j].subscribe("1", watch)
-			clients[j].expectStatus("1", "UNVERIFIED")
-		}
-		go s.stop()
-		var wg sync.WaitGroup
-		for j, w := range clients {
-			wg.Go(func() {
-				for {
-					m, err := w.read()
-					if err == nil {
-						// Only keep-alives may come before the close.
-						assert(t, m.Type != "complete" && m.Type != "next" && m.Type != "data",
-							"restart %d, socket %d (%s): got %q %s before the close", i, j, w.proto, m.Type, m.Payload)
-						continue
-					}
-					var ce *websocket.CloseError
-					assert(t, errors.As(err, &ce) && ce.Code == websocket.CloseServiceRestart,
-						"restart %d, socket %d (%s): the connection ended with %v, not 1012", i, j, w.proto, err)
-					return
-				}
-			})
-		}
-		wg.Wait()
-		<-s.stopped
-		if t.Failed() {
-			return
-		}
-	}
-}
-
-// assert fails the test from any goroutine.
-func assert(t *testing.T, ok bool, format string, args ...any) {
-	if !ok {
-		t.Errorf(format, args...)
+	s := startService(t, svcOptions{})
+	for _, path := range []string{"/dev/mail", "/dev/mail.json"} {
+		resp, err := s.http.Get(s.url(path))
+		require.NoError(t, err)
+		resp.Body.Close()
+		require.Equal(t, http.StatusNotFound, resp.StatusCode, path)
 	}
 }
 

@@ -1,5 +1,12 @@
 package main
 
+// The shared harness of the end-to-end tests in this package: a real
+// service (run(), as main calls it) on its own SQLite file and SMTP sink,
+// reached over HTTP and websockets like any client, on each broker of the
+// one broker matrix. The tests are split by concern: flow_test.go
+// (verification), registration_test.go, subscriptions_test.go,
+// mail_test.go, edge_test.go and startup_test.go.
+
 import (
 	"bytes"
 	"context"
@@ -10,60 +17,75 @@ import (
 	"net/http"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/gorilla/websocket"
 	"github.com/stretchr/testify/require"
-	"go.uber.org/goleak"
 
+	"github.com/verifier/verifier/internal/broker/rabbitmq/rabbitmqtest"
 	"github.com/verifier/verifier/internal/config"
-	"github.com/verifier/verifier/internal/smtpsink"
+	"github.com/verifier/verifier/internal/mail/mailtest"
+	"github.com/verifier/verifier/internal/testkit"
 )
 
-func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
+func TestMain(m *testing.M) { testkit.VerifyTestMain(m) }
+
+// brokers is the one broker matrix of the end-to-end tests and the
+// benchmarks: every concern's tests whose outcome depends on the broker
+// run on each with eachBroker. opts makes fresh options for one service
+// (on RabbitMQ, exchange and queue names of its own).
+var brokers = []struct {
+	name string
+	opts func(t testing.TB) svcOptions
+}{
+	{"inproc", func(testing.TB) svcOptions { return svcOptions{} }},
+	{"rabbitmq", func(t testing.TB) svcOptions { return rabbitOptions(t, rabbitmqtest.URL(t)) }},
 }
 
-// clock is real time plus an offset the test can advance, shared by every
-// part of the service, so expiry and cooldowns are tested without waiting.
-// Frozen, it stands still but for Advance, for tests that check exact
-// remaining times.
-type clock struct {
-	mu     sync.Mutex
-	offset time.Duration
-	frozen time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if !c.frozen.IsZero() {
-		return c.frozen.Add(c.offset)
+// eachBroker runs f as a parallel subtest per broker of the matrix, with
+// options for a service on that broker.
+func eachBroker(t *testing.T, f func(t *testing.T, opts svcOptions)) {
+	t.Helper()
+	for _, b := range brokers {
+		t.Run(b.name, func(t *testing.T) {
+			t.Parallel()
+			f(t, b.opts(t))
+		})
 	}
-	return time.Now().Add(c.offset)
 }
 
-// Freeze stops the clock at the current instant.
-func (c *clock) Freeze() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.frozen = time.Now()
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.offset += d
+// rabbitOptions returns options for a service on the test RabbitMQ with
+// names of its own, deleted when the test ends.
+func rabbitOptions(t testing.TB, url string) svcOptions {
+	return svcOptions{amqpURL: url, amqpPrefix: rabbitmqtest.Prefix(t, url)}
 }
 
 // svc is a running service with its own database and SMTP sink.
 type svc struct {
 	addr  string
-	sink  *smtpsink.Sink
-	clock *clock
+	sink  *mailtest.Sink
+	clock *testkit.Clock
 	http  *http.Client
+	// settled fires each time the service's relay settles a batch or its
+	// mailer handles an event: what moves the outbox and mail metrics.
+	settled *testkit.Signal
+}
+
+func newSvc(sink *mailtest.Sink) *svc {
+	return &svc{sink: sink, clock: testkit.NewClock(), http: &http.Client{Timeout: 30 * time.Second}, settled: testkit.NewSignal()}
+}
+
+// hooks are the service's test hooks for s.
+func (s *svc) hooks(listening chan<- string, amqpPrefix string) hooks {
+	return hooks{
+		listening:  func(a string) { listening <- a },
+		now:        s.clock.Now,
+		amqpPrefix: amqpPrefix,
+		settled:    s.settled.Fire,
+	}
 }
 
 type svcOptions struct {
@@ -71,17 +93,23 @@ type svcOptions struct {
 	// devOutbox leaves SMTP_URL empty.
 	devOutbox bool
 	// sink, if set, is shared with other services (replicas).
-	sink *smtpsink.Sink
-	env  map[string]string
+	sink *mailtest.Sink
+	// settled, if set, is shared with other services (replicas on one
+	// database): a wait on one replica's metrics wakes on either's work.
+	settled *testkit.Signal
+	env     map[string]string
 }
 
 const publicURL = "http://verifier.test"
 
 func startService(t testing.TB, o svcOptions) *svc {
 	t.Helper()
-	s := &svc{sink: o.sink, clock: &clock{}, http: &http.Client{Timeout: 30 * time.Second}}
+	s := newSvc(o.sink)
+	if o.settled != nil {
+		s.settled = o.settled
+	}
 	if s.sink == nil {
-		s.sink = smtpsink.Start(t)
+		s.sink = mailtest.Start(t)
 	}
 	env := map[string]string{
 		"HTTP_ADDR":      "127.0.0.1:0",
@@ -107,38 +135,123 @@ func startService(t testing.TB, o svcOptions) *svc {
 	}
 	cfg, err := config.Load(func(k string) string { return env[k] })
 	require.NoError(t, err)
-	log := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
+	log := testkit.Logger(t, slog.LevelWarn)
 
 	ctx, cancel := context.WithCancel(context.Background())
 	listening := make(chan string, 1)
 	done := make(chan error, 1)
-	go func() {
-		done <- run(ctx, cfg, log, hooks{
-			listening:  func(a string) { listening <- a },
-			now:        s.clock.Now,
-			amqpPrefix: o.amqpPrefix,
-		})
-	}()
+	go func() { done <- run(ctx, cfg, log, s.hooks(listening, o.amqpPrefix)) }()
 	select {
 	case s.addr = <-listening:
 	case err := <-done:
 		cancel()
 		t.Fatalf("service did not start: %v", err)
-	case <-time.After(30 * time.Second):
+	case <-time.After(testkit.Timeout):
 		cancel()
-		t.Fatal("service did not start within 30s")
+		t.Fatalf("service did not start within %s", testkit.Timeout)
 	}
 	t.Cleanup(func() {
 		cancel()
-		select {
-		case err := <-done:
-			require.NoError(t, err, "graceful shutdown")
-		case <-time.After(30 * time.Second):
-			t.Error("service did not stop within 30s")
-		}
+		require.NoError(t, testkit.Receive(t, done, "graceful shutdown"), "graceful shutdown")
 		s.http.CloseIdleConnections()
 	})
 	return s
+}
+
+// logBuffer collects a service's log; safe for concurrent use.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
+}
+
+// instanceOptions configure startInstance.
+type instanceOptions struct {
+	// database is a SQLite file, shared by the instances of one test.
+	database string
+	sink     *mailtest.Sink
+	// log receives the service's log at LOG_LEVEL (env), or the test's
+	// output at warn.
+	log io.Writer
+	env map[string]string
+}
+
+// instance is one run() that the test stops itself, for tests of shutdown
+// and of the log; startService stops its service only at cleanup.
+type instance struct {
+	*svc
+	stopped chan struct{}
+	stop    func()
+}
+
+func startInstance(t *testing.T, o instanceOptions) *instance {
+	t.Helper()
+	if o.sink == nil {
+		o.sink = mailtest.Start(t)
+	}
+	if o.database == "" {
+		o.database = filepath.Join(t.TempDir(), "verifier.db")
+	}
+	env := map[string]string{
+		"HTTP_ADDR":         "127.0.0.1:0",
+		"DATABASE_URL":      "sqlite:" + o.database,
+		"SMTP_URL":          o.sink.URL(),
+		"PUBLIC_URL":        publicURL,
+		"SHUTDOWN_GRACE":    "5s",
+		"CLIENT_RATE_LIMIT": "0",
+		"LOG_LEVEL":         "warn",
+	}
+	for k, v := range o.env {
+		env[k] = v
+	}
+	cfg, err := config.Load(func(k string) string { return env[k] })
+	require.NoError(t, err)
+	var level slog.Level
+	require.NoError(t, level.UnmarshalText([]byte(cfg.LogLevel)))
+	log := testkit.Logger(t, level)
+	if o.log != nil {
+		log = slog.New(slog.NewTextHandler(o.log, &slog.HandlerOptions{Level: level}))
+	}
+
+	in := &instance{svc: newSvc(o.sink), stopped: make(chan struct{})}
+	ctx, cancel := context.WithCancel(context.Background())
+	listening := make(chan string, 1)
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, cfg, log, in.hooks(listening, "")) }()
+	select {
+	case in.addr = <-listening:
+	case err := <-done:
+		cancel()
+		t.Fatalf("service did not start: %v", err)
+	}
+	var once sync.Once
+	in.stop = func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case err := <-done:
+				// Not require: stop may run on another goroutine.
+				assert(t, err == nil, "graceful shutdown: %v", err)
+			case <-time.After(testkit.Timeout):
+				t.Errorf("service did not stop within %s", testkit.Timeout)
+			}
+			in.http.CloseIdleConnections()
+			close(in.stopped)
+		})
+	}
+	t.Cleanup(in.stop)
+	return in
 }
 
 func (s *svc) url(path string) string { return "http://" + s.addr + path }
@@ -176,6 +289,18 @@ func (s *svc) post(t testing.TB, body []byte) gqlResponse {
 	return out
 }
 
+// rawPost sends body to /query as contentType and returns the status and
+// the answer.
+func (s *svc) rawPost(t *testing.T, contentType string, body []byte) (int, []byte) {
+	t.Helper()
+	resp, err := s.http.Post(s.url("/query"), contentType, bytes.NewReader(body))
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	return resp.StatusCode, raw
+}
+
 func (s *svc) gql(t testing.TB, query string, vars map[string]any) gqlResponse {
 	t.Helper()
 	body, err := json.Marshal(map[string]any{"query": query, "variables": vars})
@@ -211,7 +336,7 @@ var linkLine = regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(publicURL) + `/veri
 
 // tokenFrom checks a verification email against the contract and returns
 // the token in its link.
-func tokenFrom(t testing.TB, m smtpsink.Mail) string {
+func tokenFrom(t testing.TB, m mailtest.Mail) string {
 	t.Helper()
 	require.Contains(t, m.Subject, "Verify")
 	require.NotEmpty(t, m.HTML, "an HTML part")
@@ -219,6 +344,54 @@ func tokenFrom(t testing.TB, m smtpsink.Mail) string {
 	require.NotNil(t, match, "text part has the link on a line of its own:\n%s", m.Text)
 	require.Contains(t, m.HTML, match[0], "HTML part links the same URL")
 	return match[1]
+}
+
+// metric reads one sample (a series such as `name` or `name{label="v"}`)
+// from /metrics; 0 when it has not been recorded yet.
+func (s *svc) metric(t testing.TB, series string) float64 {
+	t.Helper()
+	resp, err := s.http.Get(s.url("/metrics"))
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	m := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(series) + ` (\S+)$`).FindSubmatch(body)
+	if m == nil {
+		return 0
+	}
+	v, err := strconv.ParseFloat(string(m[1]), 64)
+	require.NoError(t, err)
+	return v
+}
+
+// waitMetric waits until name has value want on /metrics, reading it
+// again each time the relay or the mailer has settled something: the
+// outbox and mail metrics move only then.
+func (s *svc) waitMetric(t *testing.T, name string, want float64) {
+	t.Helper()
+	testkit.WaitUntil(t, s.settled, func() bool { return s.metric(t, name) == want }, "%s at %v (last %v)", name, want, s.metric(t, name))
+}
+
+// waitSubscriptions waits until n subscriptions are open. The hub offers
+// no hook, and a subscription ends on the server's own goroutine after the
+// client went: a condition check, not a signal.
+func (s *svc) waitSubscriptions(t *testing.T, n float64) {
+	t.Helper()
+	testkit.Eventually(t, func() bool { return s.metric(t, "verifier_subscriptions_open") == n }, "%v subscriptions open", n)
+}
+
+// waitReady waits for /readyz to answer want. Readiness follows
+// connections to outside services (the broker), which no hook signals.
+func (s *svc) waitReady(t testing.TB, want int) {
+	t.Helper()
+	testkit.Eventually(t, func() bool {
+		resp, err := s.http.Get(s.url("/readyz"))
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == want
+	}, "/readyz answering %d", want)
 }
 
 // sub is one subscription over a real websocket client.
@@ -337,4 +510,127 @@ func (w *sub) expectQuiet() {
 	}
 	require.NoError(w.t, w.c.ReadJSON(&m))
 	require.Equal(w.t, "pong", m.Type)
+}
+
+// wsClient is a websocket that may carry several subscriptions.
+type wsClient struct {
+	t     *testing.T
+	c     *websocket.Conn
+	proto string
+}
+
+type wsMessage struct {
+	Type    string          `json:"type"`
+	ID      string          `json:"id"`
+	Payload json.RawMessage `json:"payload"`
+}
+
+// connect opens and initialises a websocket.
+func (s *svc) connect(t *testing.T, proto string) *wsClient {
+	t.Helper()
+	c, resp, err := s.dial(t, proto, nil)
+	require.NoError(t, err)
+	resp.Body.Close()
+	t.Cleanup(func() { c.Close() })
+	w := &wsClient{t: t, c: c, proto: proto}
+	w.send(map[string]any{"type": "connection_init", "payload": map[string]any{}})
+	m, err := w.read()
+	require.NoError(t, err)
+	require.Equal(t, "connection_ack", m.Type)
+	return w
+}
+
+func (w *wsClient) send(v any) {
+	w.t.Helper()
+	require.NoError(w.t, w.c.SetWriteDeadline(time.Now().Add(10*time.Second)))
+	require.NoError(w.t, w.c.WriteJSON(v))
+}
+
+// subscribe starts the status subscription id for watch.
+func (w *wsClient) subscribe(id, watch string) {
+	w.t.Helper()
+	start := "subscribe"
+	if w.proto == legacyWS {
+		start = "start"
+	}
+	w.send(map[string]any{"id": id, "type": start, "payload": map[string]any{"query": watchQ, "variables": map[string]any{"w": watch}}})
+}
+
+// read returns the next message that is not a keep-alive, answering
+// pings, or the error that ended the connection.
+func (w *wsClient) read() (wsMessage, error) {
+	for {
+		if err := w.c.SetReadDeadline(time.Now().Add(20 * time.Second)); err != nil {
+			return wsMessage{}, err
+		}
+		var m wsMessage
+		if err := w.c.ReadJSON(&m); err != nil {
+			return m, err
+		}
+		switch m.Type {
+		case "ka":
+			continue
+		case "ping":
+			w.send(map[string]any{"type": "pong"})
+			continue
+		}
+		return m, nil
+	}
+}
+
+// expectStatus reads the next event of subscription id.
+func (w *wsClient) expectStatus(id, status string) {
+	w.t.Helper()
+	m, err := w.read()
+	require.NoError(w.t, err)
+	require.Contains(w.t, []string{"next", "data"}, m.Type, "payload %s", m.Payload)
+	require.Equal(w.t, id, m.ID)
+	require.Contains(w.t, string(m.Payload), fmt.Sprintf(`"status":%q`, status))
+}
+
+// expectLimited reads RATE_LIMITED then complete for subscription id.
+func (w *wsClient) expectLimited(id string) {
+	w.t.Helper()
+	m, err := w.read()
+	require.NoError(w.t, err)
+	require.Contains(w.t, []string{"next", "data"}, m.Type, "payload %s", m.Payload)
+	require.Equal(w.t, id, m.ID)
+	require.Contains(w.t, string(m.Payload), `"code":"RATE_LIMITED"`)
+	require.Contains(w.t, string(m.Payload), `"retryAfterSeconds":10`)
+	m, err = w.read()
+	require.NoError(w.t, err)
+	require.Equal(w.t, "complete", m.Type)
+	require.Equal(w.t, id, m.ID)
+}
+
+// stopSub ends subscription id from the client side; the server confirms
+// with complete once the subscription no longer counts.
+func (w *wsClient) stopSub(id string) {
+	w.t.Helper()
+	typ := "complete"
+	if w.proto == legacyWS {
+		typ = "stop"
+	}
+	w.send(map[string]any{"id": id, "type": typ})
+	m, err := w.read()
+	require.NoError(w.t, err)
+	require.Equal(w.t, "complete", m.Type)
+	require.Equal(w.t, id, m.ID)
+}
+
+// alive checks the socket still answers (graphql-transport-ws ping).
+func (w *wsClient) alive() {
+	w.t.Helper()
+	require.Equal(w.t, transportWS, w.proto)
+	w.send(map[string]any{"type": "ping"})
+	m, err := w.read()
+	require.NoError(w.t, err)
+	require.Equal(w.t, "pong", m.Type)
+}
+
+// assert fails the test from any goroutine.
+func assert(t *testing.T, ok bool, format string, args ...any) {
+	if !ok {
+		t.Errorf(format, args...)
+	}
 }

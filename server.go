@@ -12,15 +12,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"syscall"
 	"text/tabwriter"
 	"time"
-
-	"github.com/gorilla/websocket"
 
 	"github.com/verifier/verifier/consumers"
 	"github.com/verifier/verifier/graph"
@@ -41,6 +37,7 @@ import (
 	"github.com/verifier/verifier/internal/password"
 	"github.com/verifier/verifier/internal/ratelimit"
 	"github.com/verifier/verifier/internal/seal"
+	"github.com/verifier/verifier/internal/startstop"
 	"github.com/verifier/verifier/internal/wsgorilla"
 	"github.com/verifier/verifier/web"
 )
@@ -108,10 +105,20 @@ func newLogger(cfg config.Config) *slog.Logger {
 	return slog.New(slog.NewTextHandler(os.Stderr, opts))
 }
 
-// sentRecordsKept is how long the record of a sent email is kept: far
-// longer than any redelivery can come (which the record turns away), and
-// long enough to answer "was it sent?".
-const sentRecordsKept = 7 * 24 * time.Hour
+// Clean-up of tables that grow with use.
+const (
+	// sentRecordsKept is how long the record of a sent email is kept: far
+	// longer than any redelivery can come (which the record turns away),
+	// and long enough to answer "was it sent?".
+	sentRecordsKept = 7 * 24 * time.Hour
+	// devOutboxKept is how many emails the dev outbox keeps: enough to
+	// scroll back through a session of manual testing, bounded so a load
+	// test against a laptop does not fill its disk.
+	devOutboxKept = 500
+	// janitorEvery: expired rows cost only space, so a few runs an hour
+	// are plenty.
+	janitorEvery = 15 * time.Minute
+)
 
 // hooks let tests observe and steer a running service.
 type hooks struct {
@@ -121,13 +128,18 @@ type hooks struct {
 	now func() time.Time
 	// amqpPrefix isolates a test's RabbitMQ exchanges and queues.
 	amqpPrefix string
+	// settled is called each time the relay settles a batch or the mailer
+	// handles an event, so tests wait on it instead of polling.
+	settled func()
 }
 
-// run serves until ctx ends, then shuts down gracefully: websockets are
-// closed with 1012 "service restart" (clients reconnect) before any
-// subscription ends, requests in flight finish, the relay stops
-// (unconfirmed events stay in the outbox), and broker deliveries are
-// finished or handed back.
+// run serves until ctx ends or a part fails. It builds the parts, starts
+// them in order, and stops them in reverse, each fully before the next:
+// the HTTP server closes websockets with 1012 "service restart" (clients
+// reconnect) before any subscription ends and lets requests in flight
+// finish; then the hub ends the subscriptions, the janitor stops, the
+// relay stops (unconfirmed events stay in the outbox), the broker
+// finishes or hands back its deliveries, and the database closes last.
 func run(ctx context.Context, cfg config.Config, log *slog.Logger, hk hooks) error {
 	now := hk.now
 	if now == nil {
@@ -160,23 +172,16 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger, hk hooks) err
 	subs := hub.New()
 	subs.OnChange = func(d int) { m.Subscriptions.Add(float64(d)) }
 
-	var relay *outbox.Relay
-	var b broker.Broker
-	brokerName := "in-process"
-	if cfg.AMQPURL == "" {
-		b = inproc.New(log.With("component", "broker"))
-	} else {
-		brokerName = "RabbitMQ"
-		// Events that waited out an outage go as soon as the link is back.
-		b = rabbitmq.New(cfg.AMQPURL, log.With("component", "broker"), rabbitmq.Options{
-			Prefix:    hk.amqpPrefix,
-			OnConnect: func() { relay.Retry() },
-		})
-	}
-	relay = outbox.NewRelay(db.Ent, b, log.With("component", "outbox"), outbox.Options{
+	b, brokerName := newBroker(cfg, log.With("component", "broker"), hk.amqpPrefix)
+	relay := outbox.NewRelay(db.Ent, b, log.With("component", "outbox"), outbox.Options{
 		Now:         now,
 		OnPublished: func(n int) { m.Published.Add(float64(n)) },
+		OnSettled:   hk.settled,
 	})
+	if rb, ok := b.(*rabbitmq.Broker); ok {
+		// Events that waited out an outage go as soon as the link is back.
+		rb.OnConnect(relay.Retry)
+	}
 
 	var sender mail.Sender
 	var devOutbox *mail.DevOutbox
@@ -204,6 +209,7 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger, hk hooks) err
 		Now:       now,
 		// One email in flight per SMTP connection kept open.
 		Concurrency: cfg.SMTPConnections,
+		Handled:     hk.settled,
 		Metrics: consumers.MailMetrics{
 			Sent:    func(k string) { m.EmailsSent.WithLabelValues(k).Inc() },
 			Failed:  func(k string) { m.EmailsFailed.WithLabelValues(k).Inc() },
@@ -232,28 +238,38 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger, hk hooks) err
 		DomainEmailLimit: cfg.DomainEmailLimit,
 		GlobalEmailLimit: cfg.GlobalEmailLimit,
 	})
-	// Every websocket, so shutdown can close them all with one code.
+
+	tasks := []janitor.Task{
+		{Name: "expired tokens and cooldowns", Run: accounts.DeleteExpired},
+		{Name: "sent email records", Run: func(ctx context.Context) (int, error) { return records.TrimSent(ctx, now().Add(-sentRecordsKept)) }},
+	}
+	if devOutbox != nil {
+		tasks = append(tasks, janitor.Task{Name: "dev outbox", Run: func(ctx context.Context) (int, error) { return devOutbox.Trim(ctx, devOutboxKept) }})
+	}
+	cleaner := janitor.New(log.With("component", "janitor"), janitorEvery, tasks...)
+
+	ws := httpapi.DefaultWebsocketPolicy(cfg.WSMaxSubscriptions, cfg.MaxSubscriptions, cfg.WSMaxSockets)
+	// Every websocket, so the server's Stop can close them all with one code.
 	sockets := wsgorilla.NewConns()
 	gql := graph.NewHandler(&graph.Resolver{
 		Accounts:    accounts,
 		ClientLimit: ratelimit.New(cfg.ClientLimit, now),
 		VerifyLimit: ratelimit.New(cfg.VerifyLimit, now),
 	}, graph.HandlerOptions{
-		Log: log.With("component", "graphql"),
-		Websocket: wsgorilla.Implementation{
-			Upgrader: websocket.Upgrader{
-				HandshakeTimeout: 10 * time.Second,
-				// httpapi checks the origin before the upgrade, with the
-				// contract's rules.
-				CheckOrigin: func(*http.Request) bool { return true },
-			},
-			Conns: sockets,
-		},
-		MaxMessageBytes:           64 << 10,
-		MaxSubscriptionsPerSocket: cfg.WSMaxSubscriptions,
-		MaxSubscriptions:          cfg.MaxSubscriptions,
+		Log:                       log.With("component", "graphql"),
+		Websocket:                 ws.Implementation(sockets),
+		MaxMessageBytes:           ws.MaxMessageBytes,
+		InitTimeout:               ws.InitTimeout,
+		KeepAlive:                 ws.KeepAlive,
+		MaxSubscriptionsPerSocket: ws.MaxSubscriptionsPerSocket,
+		MaxSubscriptions:          ws.MaxSubscriptions,
 	})
-	handler := httpapi.New(httpapi.Options{
+	edge := httpapi.NewServer(httpapi.ServerOptions{
+		Addr:    cfg.HTTPAddr,
+		Grace:   cfg.ShutdownGrace,
+		Sockets: sockets,
+		Log:     log.With("component", "http"),
+	}, httpapi.Options{
 		GraphQL:   gql,
 		Web:       web.Handler(),
 		Metrics:   m,
@@ -267,76 +283,42 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger, hk hooks) err
 			// every replica: reported, but no reason to take this one out.
 			{Name: "mail", Ping: func(context.Context) error { return mailer.Problem() }, Advisory: true},
 		},
-		PublicURL:           cfg.PublicURL,
-		AllowedOrigins:      cfg.AllowedOrigins,
-		Log:                 log.With("component", "http"),
-		MaxBodyBytes:        64 << 10,
-		TrustProxy:          cfg.TrustProxy,
-		MaxSocketsPerClient: cfg.WSMaxSockets,
+		PublicURL:      cfg.PublicURL,
+		AllowedOrigins: cfg.AllowedOrigins,
+		Log:            log.With("component", "http"),
+		TrustProxy:     cfg.TrustProxy,
+		Websocket:      ws,
 	})
 
-	if err := b.Start(ctx); err != nil {
+	var parts startstop.Group
+	parts.Add("broker", b)
+	parts.Add("outbox relay", relay)
+	parts.Add("janitor", cleaner)
+	parts.Add("hub", subs)
+	parts.Add("http server", edge)
+	if err := parts.Start(ctx); err != nil {
 		return err
 	}
-	defer b.Stop(cfg.ShutdownGrace)
-	if err := relay.Start(ctx); err != nil {
-		return err
-	}
-	defer relay.Stop()
-
-	tasks := []janitor.Task{
-		{Name: "expired tokens and cooldowns", Run: accounts.DeleteExpired},
-		{Name: "sent email records", Run: func(ctx context.Context) (int, error) { return records.TrimSent(ctx, now().Add(-sentRecordsKept)) }},
-	}
-	if devOutbox != nil {
-		tasks = append(tasks, janitor.Task{Name: "dev outbox", Run: func(ctx context.Context) (int, error) { return devOutbox.Trim(ctx, 500) }})
-	}
-	cleaner := janitor.New(log.With("component", "janitor"), 15*time.Minute, tasks...)
-	if err := cleaner.Start(ctx); err != nil {
-		return err
-	}
-	defer cleaner.Stop()
-
-	ln, err := net.Listen("tcp", cfg.HTTPAddr)
-	if err != nil {
-		return fmt.Errorf("listen on %s: %w", cfg.HTTPAddr, err)
-	}
-	srv := &http.Server{
-		Handler:           handler,
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      30 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-	}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
+	defer parts.Stop()
 	log.Info("verifier is listening",
-		"addr", ln.Addr().String(), "public_url", cfg.PublicURL,
+		"addr", edge.Addr(), "public_url", cfg.PublicURL,
 		"database", db.Dialect, "broker", brokerName, "mail", mailName)
 	if hk.listening != nil {
-		hk.listening(ln.Addr().String())
+		hk.listening(edge.Addr())
 	}
 
-	select {
-	case <-ctx.Done():
-	case err := <-served:
-		return fmt.Errorf("http server: %w", err)
+	if err := parts.Wait(ctx); err != nil {
+		return err
 	}
 	log.Info("shutting down", "grace", cfg.ShutdownGrace)
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownGrace)
-	defer cancel()
-	// Websockets first, with 1012 "service restart", which standard
-	// clients (graphql-ws, Apollo, urql) answer by reconnecting and
-	// subscribing again. Only then may subscriptions end: after its close
-	// frame nothing more reaches a client, so none gets "complete" for a
-	// watch that is still UNVERIFIED.
-	sockets.CloseAll(shutdownCtx, websocket.CloseServiceRestart, "service restart")
-	if err := srv.Shutdown(shutdownCtx); err != nil {
-		log.Warn("requests still running at the end of the grace period", "err", err)
-	}
-	subs.CloseAll()
-	// The deferred calls stop the janitor, the relay (unconfirmed events
-	// stay in the outbox), then the broker, and close the database last.
 	return nil
+}
+
+// newBroker returns the in-process broker, or RabbitMQ when AMQP_URL is
+// set, and its name for the log.
+func newBroker(cfg config.Config, log *slog.Logger, prefix string) (broker.Broker, string) {
+	if cfg.AMQPURL == "" {
+		return inproc.New(log, inproc.Options{StopGrace: cfg.ShutdownGrace}), "in-process"
+	}
+	return rabbitmq.New(cfg.AMQPURL, log, rabbitmq.Options{Prefix: prefix, StopGrace: cfg.ShutdownGrace}), "RabbitMQ"
 }

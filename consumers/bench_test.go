@@ -15,7 +15,7 @@ import (
 func BenchmarkMailThroughput(b *testing.B) {
 	const n = 2000
 	bb := setup(b)
-	relay := bb.pipeline(b, inproc.New(quiet()))
+	relay := bb.pipeline(b, inproc.New(quiet(), inproc.Options{}))
 	round := 0
 	var elapsed time.Duration
 	for b.Loop() {

@@ -3,7 +3,6 @@ package consumers
 import (
 	"context"
 	"encoding/json"
-	"io"
 	"log/slog"
 	"path/filepath"
 	"strings"
@@ -13,7 +12,8 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/stretchr/testify/require"
-	"go.uber.org/goleak"
+
+	"github.com/verifier/verifier/internal/testkit"
 
 	"github.com/verifier/verifier/ent"
 	entdelivery "github.com/verifier/verifier/ent/delivery"
@@ -23,35 +23,20 @@ import (
 	"github.com/verifier/verifier/internal/event"
 	"github.com/verifier/verifier/internal/hub"
 	"github.com/verifier/verifier/internal/mail"
+	"github.com/verifier/verifier/internal/mail/mailtest"
 	"github.com/verifier/verifier/internal/seal"
-	"github.com/verifier/verifier/internal/smtpsink"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) { testkit.VerifyTestMain(m) }
 
 type testBundle struct {
-	sink   *smtpsink.Sink
+	sink   *mailtest.Sink
 	db     *ent.Client
 	mailer *Mailer
 	counts *counts
-	clock  *testClock
-}
-
-// testClock is real time plus an offset a test can advance.
-type testClock struct {
-	mu     sync.Mutex
-	offset time.Duration
-}
-
-func (c *testClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return time.Now().Add(c.offset)
-}
-func (c *testClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.offset += d
+	clock  *testkit.Clock
+	// handled fires each time the mailer has handled an event.
+	handled *testkit.Signal
 }
 
 type counts struct {
@@ -66,11 +51,11 @@ func (c *counts) get() counts {
 	return counts{sent: c.sent, failed: c.failed, retried: c.retried, skipped: c.skipped, problem: c.problem}
 }
 
-func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+func quiet() *slog.Logger { return testkit.Discard() }
 
 func setup(t testing.TB) *testBundle {
 	t.Helper()
-	sink := smtpsink.Start(t)
+	sink := mailtest.Start(t)
 	s, err := mail.NewSMTP(sink.URL(), "Verifier <no-reply@verifier.test>", 8, quiet())
 	require.NoError(t, err)
 	t.Cleanup(s.Close)
@@ -78,11 +63,11 @@ func setup(t testing.TB) *testBundle {
 	require.NoError(t, err)
 	t.Cleanup(func() { db.Close() })
 	c := &counts{}
-	clock := &testClock{}
+	clock, handled := testkit.NewClock(), testkit.NewSignal()
 	inc := func(p *int) func(string) { return func(string) { c.mu.Lock(); *p++; c.mu.Unlock() } }
-	return &testBundle{sink: sink, db: db.Ent, counts: c, clock: clock, mailer: &Mailer{
+	return &testBundle{sink: sink, db: db.Ent, counts: c, clock: clock, handled: handled, mailer: &Mailer{
 		Sender: s, Seal: testBox(t), Records: delivery.New(db.Ent, clock.Now), Now: clock.Now,
-		PublicURL: "https://verify.example.com", Log: quiet(),
+		PublicURL: "https://verify.example.com", Log: quiet(), Handled: handled.Fire,
 		Metrics: MailMetrics{
 			Sent: inc(&c.sent), Failed: inc(&c.failed), Retried: inc(&c.retried), Skipped: inc(&c.skipped),
 			Problem: func(on bool) { c.mu.Lock(); c.problem = on; c.mu.Unlock() },
@@ -179,7 +164,7 @@ func TestMailerSendsOnce(t *testing.T) {
 func TestMailerDefersTemporaryFailures(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	b.sink.Refuse(func(string) error { return smtpsink.TempFail })
+	b.sink.Refuse(func(string) error { return mailtest.TempFail })
 	msg := verificationMessage(t, "slow@example.com")
 	// The wait is a quarter of how long the email has been failing, from
 	// a second up to a minute: soon after a short hiccup, rarely for an
@@ -211,7 +196,7 @@ func TestMailerDefersTemporaryFailures(t *testing.T) {
 func TestMailerRetriesSoonWhileUnreachable(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	b.sink.Greet(smtpsink.ServiceUnavailable)
+	b.sink.Greet(mailtest.ServiceUnavailable)
 	first, second := verificationMessage(t, "a@example.com"), verificationMessage(t, "b@example.com")
 	require.Equal(t, time.Second, retryDelay(t, b.mailer.Handle(context.Background(), first)))
 	require.LessOrEqual(t, retryDelay(t, b.mailer.Handle(context.Background(), second)), 2*time.Second)
@@ -234,7 +219,7 @@ func TestMailerRetriesSoonWhileUnreachable(t *testing.T) {
 func TestMailerDeadLettersRefusedRecipients(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	b.sink.Refuse(func(string) error { return smtpsink.PermFail })
+	b.sink.Refuse(func(string) error { return mailtest.PermFail })
 	msg := verificationMessage(t, "gone@example.com")
 	require.NoError(t, b.mailer.Handle(context.Background(), msg))
 	require.Equal(t, 1, b.counts.get().failed)
@@ -280,7 +265,7 @@ func TestMailerDeadLettersUnreadableEvents(t *testing.T) {
 func TestMailerReportsMisconfiguration(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	b.sink.RefuseMail(func(string) error { return smtpsink.AuthRequired })
+	b.sink.RefuseMail(func(string) error { return mailtest.AuthRequired })
 	msg := verificationMessage(t, "a@example.com")
 	for i, want := range []time.Duration{30 * time.Second, time.Minute, 2 * time.Minute, 5 * time.Minute, 5 * time.Minute} {
 		msg.Attempt = i + 1
@@ -302,7 +287,7 @@ func TestMailerReportsMisconfiguration(t *testing.T) {
 func TestMailerGivesUpWhenTheLinkExpired(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	b.sink.Refuse(func(string) error { return smtpsink.TempFail })
+	b.sink.Refuse(func(string) error { return mailtest.TempFail })
 	msg := verificationExpiring(t, "late@example.com", time.Now().Add(-time.Second))
 	require.NoError(t, b.mailer.Handle(context.Background(), msg))
 	rec := b.record(t, msg)

@@ -13,7 +13,7 @@ import (
 	"github.com/verifier/verifier/ent/outboxevent"
 	"github.com/verifier/verifier/internal/broker"
 	"github.com/verifier/verifier/internal/event"
-	"github.com/verifier/verifier/internal/smtpsink"
+	"github.com/verifier/verifier/internal/mail/mailtest"
 	"github.com/verifier/verifier/internal/status"
 )
 
@@ -47,9 +47,9 @@ func TestMailerAnnouncesDeliveryChanges(t *testing.T) {
 	}{
 		{"verification sent", verification, nil, 1, []status.DeliveryState{status.Sent}, ""},
 		{"notice sent", notice, nil, 1, []status.DeliveryState{status.Sent}, ""},
-		{"verification refused", verification, smtpsink.PermFail, 1, []status.DeliveryState{status.Failed}, "the mail server refused the recipient: 550 5.1.1 no such user"},
-		{"notice refused", notice, smtpsink.PermFail, 1, []status.DeliveryState{status.Failed}, "the mail server refused the recipient: 550 5.1.1 no such user"},
-		{"verification deferred twice", verification, smtpsink.TempFail, 2, []status.DeliveryState{status.Deferred, status.Deferred}, ""},
+		{"verification refused", verification, mailtest.PermFail, 1, []status.DeliveryState{status.Failed}, "the mail server refused the recipient: 550 5.1.1 no such user"},
+		{"notice refused", notice, mailtest.PermFail, 1, []status.DeliveryState{status.Failed}, "the mail server refused the recipient: 550 5.1.1 no such user"},
+		{"verification deferred twice", verification, mailtest.TempFail, 2, []status.DeliveryState{status.Deferred, status.Deferred}, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -15,11 +15,12 @@ import (
 	"github.com/verifier/verifier/internal/broker"
 	"github.com/verifier/verifier/internal/broker/inproc"
 	"github.com/verifier/verifier/internal/broker/rabbitmq"
+	"github.com/verifier/verifier/internal/broker/rabbitmq/rabbitmqtest"
 	"github.com/verifier/verifier/internal/delivery"
 	"github.com/verifier/verifier/internal/event"
+	"github.com/verifier/verifier/internal/mail/mailtest"
 	"github.com/verifier/verifier/internal/outbox"
-	"github.com/verifier/verifier/internal/rabbittest"
-	"github.com/verifier/verifier/internal/smtpsink"
+	"github.com/verifier/verifier/internal/testkit"
 )
 
 // brokers are the two brokers the mail path runs on.
@@ -27,10 +28,10 @@ var brokers = []struct {
 	name string
 	new  func(t *testing.T) broker.Broker
 }{
-	{"in-process", func(*testing.T) broker.Broker { return inproc.New(quiet()) }},
+	{"in-process", func(*testing.T) broker.Broker { return inproc.New(quiet(), inproc.Options{}) }},
 	{"RabbitMQ", func(t *testing.T) broker.Broker {
-		url := rabbittest.URL(t)
-		return rabbitmq.New(url, quiet(), rabbitmq.Options{Prefix: rabbittest.Prefix(t, url)})
+		url := rabbitmqtest.URL(t)
+		return rabbitmq.New(url, quiet(), rabbitmq.Options{Prefix: rabbitmqtest.Prefix(t, url)})
 	}},
 }
 
@@ -40,8 +41,8 @@ func (b *testBundle) pipeline(t testing.TB, br broker.Broker) *outbox.Relay {
 	require.NoError(t, br.Consume(b.mailer.Queue(), b.mailer.Handle))
 	relay := outbox.NewRelay(b.db, br, quiet(), outbox.Options{Poll: 100 * time.Millisecond})
 	require.NoError(t, br.Start(context.Background()))
-	t.Cleanup(func() { br.Stop(5 * time.Second) })
-	require.Eventually(t, func() bool { return br.Ping(context.Background()) == nil }, 20*time.Second, 10*time.Millisecond)
+	t.Cleanup(br.Stop)
+	testkit.Eventually(t, func() bool { return br.Ping(context.Background()) == nil }, "broker connected")
 	require.NoError(t, relay.Start(context.Background()))
 	t.Cleanup(relay.Stop)
 	return relay
@@ -89,7 +90,7 @@ func TestStubbornAddressesHoldUpNothing(t *testing.T) {
 			b := setup(t)
 			b.sink.Refuse(func(to string) error {
 				if strings.HasPrefix(to, "stubborn") {
-					return smtpsink.TempFail
+					return mailtest.TempFail
 				}
 				return nil
 			})
@@ -113,7 +114,7 @@ func TestStubbornAddressesHoldUpNothing(t *testing.T) {
 				require.GreaterOrEqual(t, b.sink.Attempts(a), 1, a)
 			}
 			// The record follows the server's acceptance by a moment.
-			require.Eventually(t, func() bool { return b.countRecords(t, delivery.Sent) == len(normal) }, 10*time.Second, 10*time.Millisecond)
+			testkit.WaitUntil(t, b.handled, func() bool { return b.countRecords(t, delivery.Sent) == len(normal) }, "every normal email recorded SENT")
 			recs, err := b.db.Delivery.Query().All(context.Background())
 			require.NoError(t, err)
 			for _, r := range recs {
@@ -138,20 +139,19 @@ func TestBacklogGoesWhenSMTPReturns(t *testing.T) {
 		t.Run(br.name, func(t *testing.T) {
 			t.Parallel()
 			b := setup(t)
-			b.sink.Greet(smtpsink.ServiceUnavailable)
+			b.sink.Greet(mailtest.ServiceUnavailable)
 			relay := b.pipeline(t, br.new(t))
 			const n = 40
 			b.register(t, addresses("backlog", n)...)
 			relay.Wake()
-			require.Eventually(t, func() bool { return b.countRecords(t, delivery.Deferred) == n }, 30*time.Second, 10*time.Millisecond,
-				"every email tried once and deferred")
+			testkit.WaitUntil(t, b.handled, func() bool { return b.countRecords(t, delivery.Deferred) == n }, "every email tried once and deferred")
 
 			b.sink.Greet(nil)
 			back := time.Now()
 			b.sink.Collect(t, n, 60*time.Second)
 			t.Logf("%s: a backlog of %d went out %s after SMTP returned, over %d sessions",
 				br.name, n, time.Since(back).Round(10*time.Millisecond), b.sink.Sessions())
-			require.Eventually(t, func() bool { return b.countRecords(t, delivery.Sent) == n }, 10*time.Second, 10*time.Millisecond)
+			testkit.WaitUntil(t, b.handled, func() bool { return b.countRecords(t, delivery.Sent) == n }, "every email recorded SENT")
 			require.Zero(t, b.counts.get().failed)
 		})
 	}
@@ -162,12 +162,12 @@ func TestBacklogGoesWhenSMTPReturns(t *testing.T) {
 // RabbitMQ's queues.
 func TestRefusedRecipientIsAcknowledged(t *testing.T) {
 	t.Parallel()
-	url := rabbittest.URL(t)
-	br := rabbitmq.New(url, quiet(), rabbitmq.Options{Prefix: rabbittest.Prefix(t, url)})
+	url := rabbitmqtest.URL(t)
+	br := rabbitmq.New(url, quiet(), rabbitmq.Options{Prefix: rabbitmqtest.Prefix(t, url)})
 	b := setup(t)
 	b.sink.Refuse(func(to string) error {
 		if strings.HasPrefix(to, "gone") {
-			return smtpsink.PermFail
+			return mailtest.PermFail
 		}
 		return nil
 	})
@@ -175,9 +175,9 @@ func TestRefusedRecipientIsAcknowledged(t *testing.T) {
 	b.register(t, "gone@example.com", "here@example.com")
 	relay.Wake()
 	require.Equal(t, []string{"here@example.com"}, b.sink.Next(t, 30*time.Second).To)
-	require.Eventually(t, func() bool { return b.countRecords(t, delivery.Failed) == 1 }, 10*time.Second, 10*time.Millisecond)
+	testkit.WaitUntil(t, b.handled, func() bool { return b.countRecords(t, delivery.Failed) == 1 }, "the refused email recorded FAILED")
 
-	br.Stop(5 * time.Second) // every delivery settled
+	br.Stop() // every delivery settled
 	conn, err := amqp.Dial(url)
 	require.NoError(t, err)
 	defer conn.Close()

@@ -84,6 +84,10 @@ type Mailer struct {
 	Now func() time.Time
 	// Concurrency is the number of emails in flight (default 8).
 	Concurrency int
+	// Handled, a test hook (nil in production), is called after each
+	// event is handled and its delivery record written, so a test waits on
+	// the records changing instead of polling them.
+	Handled func()
 
 	mu            sync.Mutex
 	problem       error
@@ -118,6 +122,9 @@ func (m *Mailer) Queue() broker.Queue {
 //   - Anything else: the record says DEFERRED, with the reason, and the
 //     event comes back after a delay chosen by what went wrong.
 func (m *Mailer) Handle(ctx context.Context, msg broker.Message) error {
+	if m.Handled != nil {
+		defer m.Handled()
+	}
 	if err := ctx.Err(); err != nil {
 		// The broker has taken the delivery back and hands it to someone
 		// else: sending now could make a second copy.

@@ -20,7 +20,7 @@ import (
 	"github.com/stretchr/testify/require"
 	_ "modernc.org/sqlite" // the same pure-Go driver as the service, to lock its file
 
-	"github.com/verifier/verifier/internal/dbtest"
+	"github.com/verifier/verifier/internal/database/databasetest"
 )
 
 // Scenario sizes and fault lengths. Each is a choice of this suite, not a
@@ -404,7 +404,7 @@ func TestParallelVerify(t *testing.T) {
 			if v.db == "PostgreSQL" {
 				// Concurrent transactions really overlap on PostgreSQL;
 				// SQLite serialises writers.
-				o.databaseURL = dbtest.Postgres(t)
+				o.databaseURL = databasetest.Postgres(t)
 			}
 			e := setup(t, o)
 			c := newClient(e.svc.publicURL(), parallelVerifies)

@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -15,6 +13,7 @@ import (
 
 	"github.com/verifier/verifier/internal/account"
 	"github.com/verifier/verifier/internal/apperr"
+	"github.com/verifier/verifier/internal/testkit"
 	"github.com/verifier/verifier/internal/wsgorilla"
 )
 
@@ -43,7 +42,7 @@ func (f fakeAccounts) Watch(context.Context, string) (<-chan account.StatusEvent
 
 func newClient(a Accounts) *client.Client {
 	h := NewHandler(&Resolver{Accounts: a}, HandlerOptions{
-		Log:             slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Log:             testkit.Discard(),
 		Websocket:       wsgorilla.Implementation{},
 		MaxMessageBytes: 1 << 16,
 	})

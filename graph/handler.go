@@ -20,6 +20,11 @@ type HandlerOptions struct {
 	Websocket transport.WebsocketImplementation
 	// MaxMessageBytes bounds one websocket message from a client.
 	MaxMessageBytes int64
+	// InitTimeout drops a websocket that never says hello; KeepAlive is
+	// the graphql-ws keep-alive and graphql-transport-ws ping interval.
+	// The service's values live with its other websocket settings
+	// (httpapi.WebsocketPolicy); 0 turns either off.
+	InitTimeout, KeepAlive time.Duration
 	// MaxSubscriptionsPerSocket and MaxSubscriptions cap the subscriptions
 	// open on one websocket and in the process; 0 is no cap.
 	MaxSubscriptionsPerSocket int
@@ -40,12 +45,9 @@ func NewHandler(r *Resolver, o HandlerOptions) *handler.Server {
 		InitFunc: func(ctx context.Context, _ transport.InitPayload) (context.Context, *transport.InitPayload, error) {
 			return withSocketCount(ctx), nil, nil
 		},
-		// A client that opens a socket and never says hello is dropped.
-		InitTimeout: 10 * time.Second,
-		// graphql-ws (legacy) keep-alive, and graphql-transport-ws ping with
-		// a pong deadline: dead peers are noticed within a minute.
-		KeepAlivePingInterval: 25 * time.Second,
-		PingPongInterval:      25 * time.Second,
+		InitTimeout:           o.InitTimeout,
+		KeepAlivePingInterval: o.KeepAlive,
+		PingPongInterval:      o.KeepAlive,
 		PayloadReadLimit:      &limit,
 		ErrorFunc: func(_ context.Context, err error) {
 			if we, ok := errors.AsType[transport.WebsocketError](err); ok && we.IsReadError {

@@ -5,25 +5,24 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/stretchr/testify/require"
 	"github.com/vektah/gqlparser/v2/ast"
 	"github.com/vektah/gqlparser/v2/gqlerror"
-	"go.uber.org/goleak"
+
+	"github.com/verifier/verifier/internal/testkit"
 
 	"github.com/verifier/verifier/internal/wsgorilla"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) { testkit.VerifyTestMain(m) }
 
 type result struct {
 	Data   map[string]any `json:"data"`
@@ -46,7 +45,7 @@ func (r result) code() string {
 func post(t *testing.T, query string) (result, int) {
 	t.Helper()
 	h := NewHandler(&Resolver{Accounts: okAccounts{}}, HandlerOptions{
-		Log:       slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Log:       testkit.Discard(),
 		Websocket: wsgorilla.Implementation{},
 	})
 	body, err := json.Marshal(map[string]any{"query": query})
@@ -155,7 +154,7 @@ func subscriptionContext(socket context.Context) (context.Context, context.Cance
 
 func TestSubscriptionLimit(t *testing.T) {
 	t.Parallel()
-	l := &subscriptionLimit{perSocket: 2, total: 3, present: ErrorPresenter(slog.New(slog.NewTextHandler(io.Discard, nil)))}
+	l := &subscriptionLimit{perSocket: 2, total: 3, present: ErrorPresenter(testkit.Discard())}
 	// stream ends when its context does, like a gqlgen subscription.
 	stream := func(ctx context.Context) graphql.ResponseHandler {
 		return func(ctx context.Context) *graphql.Response {
@@ -204,7 +203,7 @@ func TestSubscriptionLimit(t *testing.T) {
 	}
 	wg.Wait()
 	// Released from context.AfterFunc's goroutine.
-	require.Eventually(t, func() bool { return l.open.Load() == 0 }, 10*time.Second, time.Millisecond)
+	testkit.Eventually(t, func() bool { return l.open.Load() == 0 }, "every subscription released")
 
 	// Queries and mutations are not counted.
 	oc := &graphql.OperationContext{Operation: &ast.OperationDefinition{Operation: ast.Query}}

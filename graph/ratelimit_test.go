@@ -3,8 +3,6 @@ package graph
 import (
 	"context"
 	"encoding/json"
-	"io"
-	"log/slog"
 	"net/http"
 	"testing"
 	"time"
@@ -14,6 +12,7 @@ import (
 
 	"github.com/verifier/verifier/internal/account"
 	"github.com/verifier/verifier/internal/ratelimit"
+	"github.com/verifier/verifier/internal/testkit"
 	"github.com/verifier/verifier/internal/wsgorilla"
 )
 
@@ -42,7 +41,7 @@ func limitedClient(perMinute, verifyPerMinute int) *client.Client {
 		ClientLimit: ratelimit.New(perMinute, now),
 		VerifyLimit: ratelimit.New(verifyPerMinute, now),
 	}, HandlerOptions{
-		Log:             slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Log:             testkit.Discard(),
 		Websocket:       wsgorilla.Implementation{},
 		MaxMessageBytes: 1 << 16,
 	})

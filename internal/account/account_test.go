@@ -3,21 +3,20 @@ package account
 import (
 	"context"
 	"encoding/json"
-	"io"
-	"log/slog"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
-	"go.uber.org/goleak"
+
+	"github.com/verifier/verifier/internal/testkit"
 
 	"github.com/verifier/verifier/ent"
 	"github.com/verifier/verifier/ent/outboxevent"
 	"github.com/verifier/verifier/internal/apperr"
 	"github.com/verifier/verifier/internal/database"
-	"github.com/verifier/verifier/internal/dbtest"
+	"github.com/verifier/verifier/internal/database/databasetest"
 	"github.com/verifier/verifier/internal/event"
 	"github.com/verifier/verifier/internal/hub"
 	"github.com/verifier/verifier/internal/password"
@@ -25,19 +24,19 @@ import (
 	"github.com/verifier/verifier/internal/token"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) { testkit.VerifyTestMain(m) }
 
 type testBundle struct {
-	svc *Service
-	db  *ent.Client
-	hub *hub.Hub
-	now time.Time
+	svc   *Service
+	db    *ent.Client
+	hub   *hub.Hub
+	clock *testkit.Clock
 }
 
 // eachDB runs f once per database the service supports; opts adjust the
 // service's options.
 func eachDB(t *testing.T, f func(t *testing.T, b *testBundle), opts ...func(*Options)) {
-	dbtest.Each(t, func(t *testing.T, url string) { f(t, setup(t, url, opts...)) })
+	databasetest.Each(t, func(t *testing.T, url string) { f(t, setup(t, url, opts...)) })
 }
 
 func setup(t *testing.T, url string, opts ...func(*Options)) *testBundle {
@@ -45,7 +44,7 @@ func setup(t *testing.T, url string, opts ...func(*Options)) *testBundle {
 	db, err := database.Open(context.Background(), url)
 	require.NoError(t, err)
 	t.Cleanup(func() { db.Close() })
-	b := &testBundle{db: db.Ent, hub: hub.New(), now: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
+	b := &testBundle{db: db.Ent, hub: hub.New(), clock: testkit.NewFrozenClock(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))}
 	box, err := seal.New(make([]byte, seal.KeyLen))
 	require.NoError(t, err)
 	o := Options{
@@ -55,8 +54,8 @@ func setup(t *testing.T, url string, opts ...func(*Options)) *testBundle {
 		Hub:            b.hub,
 		TokenTTL:       time.Hour,
 		ResendCooldown: time.Minute,
-		Log:            slog.New(slog.NewTextHandler(io.Discard, nil)),
-		Now:            func() time.Time { return b.now },
+		Log:            testkit.Discard(),
+		Now:            b.clock.Now,
 	}
 	for _, f := range opts {
 		f(&o)
@@ -108,7 +107,7 @@ func TestRegisterStoresOnlyHashes(t *testing.T) {
 		wt, err := b.db.WatchToken.Query().Only(ctx)
 		require.NoError(t, err)
 		require.Equal(t, token.Hash(watch), wt.TokenHash)
-		require.Equal(t, b.now.Add(time.Hour), wt.ExpiresAt.UTC())
+		require.Equal(t, b.clock.Now().Add(time.Hour), wt.ExpiresAt.UTC())
 	})
 }
 
@@ -141,7 +140,7 @@ func TestConcurrentResendsOneEmail(t *testing.T) {
 		ctx := context.Background()
 		_, err := b.svc.Register(ctx, "resend@example.com", "a good password")
 		require.NoError(t, err)
-		b.now = b.now.Add(2 * time.Minute)
+		b.clock.Advance(2 * time.Minute)
 
 		var wg sync.WaitGroup
 		errs := make([]error, 16)

@@ -25,7 +25,7 @@ func TestDeleteExpired(t *testing.T) {
 
 		// Past the token lifetime: the watch token and the cooldown record
 		// go; the verification token stays and still says "expired".
-		b.now = b.now.Add(2 * time.Hour)
+		b.clock.Advance(2 * time.Hour)
 		n, err = b.svc.DeleteExpired(ctx)
 		require.NoError(t, err)
 		require.Equal(t, 2, n)
@@ -34,7 +34,7 @@ func TestDeleteExpired(t *testing.T) {
 		_, err = b.svc.VerifyEmail(ctx, tok)
 		require.Equal(t, apperr.TokenExpired, apperr.CodeOf(err))
 
-		b.now = b.now.Add(ExpiredTokenGrace)
+		b.clock.Advance(ExpiredTokenGrace)
 		n, err = b.svc.DeleteExpired(ctx)
 		require.NoError(t, err)
 		require.Equal(t, 1, n)

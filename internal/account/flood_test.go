@@ -18,6 +18,7 @@ import (
 	"github.com/verifier/verifier/internal/broker"
 	"github.com/verifier/verifier/internal/event"
 	"github.com/verifier/verifier/internal/outbox"
+	"github.com/verifier/verifier/internal/testkit"
 )
 
 const pw = "a good password"
@@ -77,9 +78,9 @@ func TestCanonicalCooldown(t *testing.T) {
 	t.Parallel()
 	eachDB(t, func(t *testing.T, b *testBundle) {
 		ctx := context.Background()
-		t0 := b.now
+		t0 := b.clock.Now()
 		b.register(t, "Ann+1@Example.com")
-		b.now = t0.Add(10 * time.Second)
+		b.clock.Set(t0.Add(10 * time.Second))
 		b.register(t, "ann+2@example.com")
 
 		evs := b.events(t, event.RegisteredTopic)
@@ -110,18 +111,20 @@ func TestEmailBudgets(t *testing.T) {
 	t.Parallel()
 	eachDB(t, func(t *testing.T, b *testBundle) {
 		ctx := context.Background()
-		untilNextHour := func() int { return RetryAfterSeconds(b.now.Truncate(time.Hour).Add(time.Hour).Sub(b.now)) }
+		untilNextHour := func() int {
+			return RetryAfterSeconds(b.clock.Now().Truncate(time.Hour).Add(time.Hour).Sub(b.clock.Now()))
+		}
 		sent := func(scope string) int {
 			eb, err := b.db.EmailBudget.Query().Where(emailbudget.Scope(scope)).Only(ctx)
 			require.NoError(t, err)
 			return eb.Sent
 		}
-		t0 := b.now
+		t0 := b.clock.Now()
 		b.register(t, "one@a.example")
-		b.now = t0.Add(10 * time.Second)
+		b.clock.Set(t0.Add(10 * time.Second))
 		b.register(t, "one@a.example") // a notice waits for the cooldown
 		require.Equal(t, 2, sent("domain:a.example"))
-		b.now = t0.Add(20 * time.Second)
+		b.clock.Set(t0.Add(20 * time.Second))
 		b.register(t, "one@a.example") // and is replaced: nothing added, nothing spent
 		require.Equal(t, 2, sent("domain:a.example"))
 
@@ -142,7 +145,7 @@ func TestEmailBudgets(t *testing.T) {
 		// cooldown's answer, not the cap's.
 		require.Equal(t, 60, retryAfter(t, b.svc.Resend(ctx, "one@b.example")))
 
-		b.now = b.now.Add(time.Duration(untilNextHour()) * time.Second)
+		b.clock.Advance(time.Duration(untilNextHour()) * time.Second)
 		b.register(t, "three@a.example")
 
 		// The janitor drops the past hour's budgets (domains a and b and
@@ -192,24 +195,9 @@ func (f fakePublisher) Publish(ctx context.Context, m broker.Message) error {
 	}
 }
 
-// syncClock is a clock the relay's goroutine may read while the test sets it.
-type syncClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *syncClock) Now() time.Time  { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
-func (c *syncClock) Set(t time.Time) { c.mu.Lock(); c.now = t; c.mu.Unlock() }
-
 func nextMessage(t *testing.T, pub fakePublisher) broker.Message {
 	t.Helper()
-	select {
-	case m := <-pub:
-		return m
-	case <-time.After(10 * time.Second):
-		t.Fatal("no message published within 10s")
-		return broker.Message{}
-	}
+	return testkit.Receive(t, pub, "message published")
 }
 
 // A notice the cooldown holds back goes out when the cooldown ends, and
@@ -218,16 +206,16 @@ func TestDeferredNoticeGoesOut(t *testing.T) {
 	t.Parallel()
 	eachDB(t, func(t *testing.T, b *testBundle) {
 		ctx := context.Background()
-		t0 := b.now
+		t0 := b.clock.Now()
 		b.register(t, "owner@example.com")
-		b.now = t0.Add(10 * time.Second)
+		b.clock.Set(t0.Add(10 * time.Second))
 		b.register(t, "owner@example.com")
 		notices := b.events(t, event.AlreadyRegisteredTopic)
 		require.Len(t, notices, 1, "not dropped")
 		require.Equal(t, t0.Add(time.Minute), notices[0].AvailableAt.UTC())
 		require.Equal(t, t0.Add(time.Minute).UnixMilli(), b.throttle(t, "owner@example.com").LastSentMs)
 
-		clock := &syncClock{now: t0.Add(59 * time.Second)}
+		clock := testkit.NewFrozenClock(t0.Add(59 * time.Second))
 		pub := make(fakePublisher)
 		relay := outbox.NewRelay(b.db, pub, b.svc.Log, outbox.Options{Now: clock.Now, Poll: time.Hour})
 		require.NoError(t, relay.Start(ctx))
@@ -249,7 +237,7 @@ func TestDeferredNoticeGoesOut(t *testing.T) {
 		require.Equal(t, notices[0].EventID.String(), m.ID)
 
 		// The cooldown runs from the notice's time.
-		b.now = t0.Add(70 * time.Second)
+		b.clock.Set(t0.Add(70 * time.Second))
 		require.Equal(t, 50, retryAfter(t, b.svc.Resend(ctx, "owner@example.com")))
 	})
 }
@@ -259,18 +247,18 @@ func TestDeferredNoticeGoesOut(t *testing.T) {
 func TestNewestWaitingEmailWins(t *testing.T) {
 	t.Parallel()
 	eachDB(t, func(t *testing.T, b *testBundle) {
-		t0 := b.now
+		t0 := b.clock.Now()
 		due := t0.Add(time.Minute)
 		b.verified(t, "kim@example.com") // goes at t0
-		b.now = t0.Add(5 * time.Second)
+		b.clock.Set(t0.Add(5 * time.Second))
 		b.register(t, "kim@example.com") // notice, waits
-		b.now = t0.Add(10 * time.Second)
+		b.clock.Set(t0.Add(10 * time.Second))
 		b.register(t, "KIM@example.com") // a newer notice replaces it
 
 		waiting := func() []*ent.OutboxEvent {
 			var out []*ent.OutboxEvent
 			for _, ev := range b.outbox(t) {
-				if ev.AvailableAt.UTC().After(b.now) {
+				if ev.AvailableAt.UTC().After(b.clock.Now()) {
 					out = append(out, ev)
 				}
 			}
@@ -285,7 +273,7 @@ func TestNewestWaitingEmailWins(t *testing.T) {
 
 		// A new account at another spelling of the inbox: its link
 		// replaces the notice, in the same slot.
-		b.now = t0.Add(15 * time.Second)
+		b.clock.Set(t0.Add(15 * time.Second))
 		b.register(t, "kim+shop@example.com")
 		w = waiting()
 		require.Len(t, w, 1)
@@ -295,7 +283,7 @@ func TestNewestWaitingEmailWins(t *testing.T) {
 		link := w[0].EventID
 
 		// A notice does not displace the link: the person needs it.
-		b.now = t0.Add(20 * time.Second)
+		b.clock.Set(t0.Add(20 * time.Second))
 		b.register(t, "kim@example.com")
 		w = waiting()
 		require.Len(t, w, 1)
@@ -310,7 +298,7 @@ func TestNewestWaitingEmailWins(t *testing.T) {
 		require.Equal(t, due.UnixMilli(), b.throttle(t, "kim@example.com").LastSentMs, "the slot did not move")
 
 		// Once the waiting email is due, the next one takes the slot after it.
-		b.now = due
+		b.clock.Set(due)
 		b.register(t, "kim@example.com")
 		notices := b.events(t, event.AlreadyRegisteredTopic)
 		require.Equal(t, due.Add(time.Minute), notices[len(notices)-1].AvailableAt.UTC())
@@ -325,15 +313,15 @@ func TestRetryAfterSameForEveryAddress(t *testing.T) {
 		ctx := context.Background()
 		b.register(t, "unverified@example.com")
 		b.verified(t, "verified@example.com")
-		b.now = b.now.Add(10 * time.Minute)
+		b.clock.Advance(10 * time.Minute)
 		addrs := []string{"new@example.com", "unverified@example.com", "verified@example.com"}
 
 		// Registration, then a resend 1.8 s later.
-		t1 := b.now
+		t1 := b.clock.Now()
 		for _, a := range addrs {
-			b.now = t1
+			b.clock.Set(t1)
 			b.register(t, a)
-			b.now = t1.Add(1800 * time.Millisecond)
+			b.clock.Set(t1.Add(1800 * time.Millisecond))
 			require.Equal(t, 59, retryAfter(t, b.svc.Resend(ctx, a)), a)
 		}
 
@@ -341,11 +329,11 @@ func TestRetryAfterSameForEveryAddress(t *testing.T) {
 		// then a resend.
 		t2 := t1.Add(10 * time.Minute)
 		for _, a := range []string{"new2@example.com", "unverified@example.com", "verified@example.com"} {
-			b.now = t2
+			b.clock.Set(t2)
 			require.NoError(t, b.svc.Resend(ctx, a))
-			b.now = t2.Add(1800 * time.Millisecond)
+			b.clock.Set(t2.Add(1800 * time.Millisecond))
 			b.register(t, a)
-			b.now = t2.Add(3 * time.Second)
+			b.clock.Set(t2.Add(3 * time.Second))
 			require.Equal(t, 117, retryAfter(t, b.svc.Resend(ctx, a)), a)
 		}
 	})

@@ -41,7 +41,7 @@ func TestEmailsNameTheirRegistration(t *testing.T) {
 		require.Equal(t, registration(first), named(event.RegisteredTopic, 0))
 
 		// Past the cooldown, so the resend is not refused.
-		b.now = b.now.Add(2 * time.Minute)
+		b.clock.Advance(2 * time.Minute)
 		require.NoError(t, b.svc.Resend(ctx, "ada@example.com"))
 		require.Equal(t, registration(first), named(event.ResentTopic, 0), "the only registration")
 
@@ -51,7 +51,7 @@ func TestEmailsNameTheirRegistration(t *testing.T) {
 		_, err = b.svc.VerifyEmail(ctx, verificationToken(t, b.events(t, event.RegisteredTopic)[1]))
 		require.NoError(t, err)
 
-		b.now = b.now.Add(2 * time.Minute)
+		b.clock.Advance(2 * time.Minute)
 		again, err := b.svc.Register(ctx, "bob@example.com", "another password")
 		require.NoError(t, err)
 		require.Equal(t, registration(again), named(event.AlreadyRegisteredTopic, 0), "the notice belongs to the repeated registration")

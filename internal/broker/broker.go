@@ -14,6 +14,8 @@ import (
 	"math/rand/v2"
 	"sync"
 	"time"
+
+	"github.com/verifier/verifier/internal/startstop"
 )
 
 // Message is one event on the wire.
@@ -77,15 +79,19 @@ type Broker interface {
 	Publish(ctx context.Context, m Message) error
 	// Consume registers a handler; call it before Start.
 	Consume(q Queue, h Handler) error
-	// Start connects and starts the consumers. It returns at once; the
-	// broker keeps (re)connecting in the background until Stop.
-	Start(ctx context.Context) error
-	// Stop stops consuming, lets handlers in flight finish within grace,
-	// hands back anything unfinished, and disconnects. It is idempotent.
-	Stop(grace time.Duration)
 	// Ping reports whether the broker is reachable now.
 	Ping(ctx context.Context) error
+	// Start connects and starts the consumers. It returns at once; the
+	// broker keeps (re)connecting in the background until Stop. Stop
+	// stops consuming, lets handlers in flight finish within the broker's
+	// stop grace, hands back anything unfinished, and disconnects.
+	startstop.Service
 }
+
+// DefaultStopGrace is how long Stop lets handlers in flight finish when a
+// broker is built without a grace of its own: the service's default
+// SHUTDOWN_GRACE.
+const DefaultStopGrace = 10 * time.Second
 
 // ErrNotConnected is returned by Publish while the broker is unreachable.
 var ErrNotConnected = errors.New("broker: not connected")

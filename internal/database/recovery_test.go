@@ -16,8 +16,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/verifier/verifier/internal/dbtest"
-	"github.com/verifier/verifier/internal/tcpproxy"
+	"github.com/verifier/verifier/internal/database/databasetest"
+	"github.com/verifier/verifier/internal/testkit/tcpproxy"
 )
 
 // register writes a user the way the register mutation does: in a
@@ -48,7 +48,7 @@ func registerAtOnce(ctx context.Context, db *DB, prefix string, n int) []error {
 
 func TestCheckWrite(t *testing.T) {
 	t.Parallel()
-	dbtest.Each(t, func(t *testing.T, url string) {
+	databasetest.Each(t, func(t *testing.T, url string) {
 		ctx := context.Background()
 		db, err := Open(ctx, url)
 		require.NoError(t, err)
@@ -204,7 +204,7 @@ func copyFile(t *testing.T, from, to string) {
 func TestPostgresRecoversAfterConnectionsCut(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	u, err := url.Parse(dbtest.Postgres(t))
+	u, err := url.Parse(databasetest.Postgres(t))
 	require.NoError(t, err)
 	proxy := tcpproxy.Start(t, u.Host)
 	u.Host = proxy.Addr()

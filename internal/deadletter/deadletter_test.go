@@ -8,13 +8,13 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/stretchr/testify/require"
-	"go.uber.org/goleak"
+	"github.com/verifier/verifier/internal/testkit"
 
 	"github.com/verifier/verifier/internal/database"
 	"github.com/verifier/verifier/internal/delivery"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) { testkit.VerifyTestMain(m) }
 
 // run runs the command as `verifier dead-letters args...` on the database
 // at url.

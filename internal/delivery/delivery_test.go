@@ -9,41 +9,30 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/stretchr/testify/require"
-	"go.uber.org/goleak"
+
+	"github.com/verifier/verifier/internal/testkit"
 
 	"github.com/verifier/verifier/ent"
 	"github.com/verifier/verifier/ent/outboxevent"
 	"github.com/verifier/verifier/internal/database"
-	"github.com/verifier/verifier/internal/dbtest"
+	"github.com/verifier/verifier/internal/database/databasetest"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) { testkit.VerifyTestMain(m) }
 
 type testBundle struct {
 	db    *ent.Client
 	store *Store
-	clock *testClock
-}
-
-type testClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *testClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *testClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
+	clock *testkit.Clock
 }
 
 // eachDB runs f once per database the service supports.
 func eachDB(t *testing.T, f func(t *testing.T, b *testBundle)) {
-	dbtest.Each(t, func(t *testing.T, url string) {
+	databasetest.Each(t, func(t *testing.T, url string) {
 		db, err := database.Open(context.Background(), url)
 		require.NoError(t, err)
 		t.Cleanup(func() { db.Close() })
-		clock := &testClock{t: time.Now().UTC().Truncate(time.Millisecond)}
+		clock := testkit.NewFrozenClock(time.Now().UTC().Truncate(time.Millisecond))
 		f(t, &testBundle{db: db.Ent, store: New(db.Ent, clock.Now), clock: clock})
 	})
 }

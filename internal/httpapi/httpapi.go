@@ -5,28 +5,20 @@ package httpapi
 
 import (
 	"bufio"
-	"bytes"
 	"encoding/json"
-	"errors"
-	"io"
 	"log/slog"
 	"math"
-	"mime"
 	"net"
 	"net/http"
-	"net/url"
-	"slices"
 	"strconv"
 	"time"
 
 	"github.com/99designs/gqlgen/graphql/playground"
-	"github.com/gorilla/websocket"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/verifier/verifier/internal/apperr"
 	"github.com/verifier/verifier/internal/mail"
 	"github.com/verifier/verifier/internal/metrics"
-	"github.com/verifier/verifier/internal/ratelimit"
 )
 
 // Options configure the handler.
@@ -45,20 +37,23 @@ type Options struct {
 	PublicURL      string
 	AllowedOrigins []string
 	Log            *slog.Logger
-	// MaxBodyBytes bounds a POST /query body.
+	// MaxBodyBytes bounds a POST /query body (default
+	// DefaultMaxBodyBytes).
 	MaxBodyBytes int64
 	// TrustProxy is how many reverse proxies append to X-Forwarded-For.
 	TrustProxy int
-	// MaxSocketsPerClient caps the websockets one client address holds
-	// open; 0 is no cap. Shutdown closes open websockets elsewhere
-	// (wsgorilla.Conns): http.Server.Shutdown does not track them.
-	MaxSocketsPerClient int
+	// Websocket is every websocket setting; the handler applies the
+	// per-client cap.
+	Websocket WebsocketPolicy
 }
 
 // New returns the service's HTTP handler.
 func New(o Options) http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("/query", o.query(newSocketCount(o.MaxSocketsPerClient)))
+	if o.MaxBodyBytes <= 0 {
+		o.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	mux.Handle("/query", o.query())
 	mux.Handle("GET /playground", playground.Handler("verifier", "/query"))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
@@ -76,98 +71,16 @@ func New(o Options) http.Handler {
 // query serves /query: websocket upgrades after an origin check and the
 // per-client cap, POST after CORS, a size limit and a check that the body
 // is one GraphQL request.
-func (o Options) query(sockets *socketCount) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		client := ratelimit.ClientAddress(r, o.TrustProxy)
-		r = r.WithContext(ratelimit.WithClient(r.Context(), client))
-		origin := r.Header.Get("Origin")
-		if websocket.IsWebSocketUpgrade(r) {
-			if !o.sameOrAllowed(r, origin) {
-				// Without this check any web page could subscribe with a
-				// watch token it obtained; browsers do not apply CORS to
-				// websockets.
-				http.Error(w, "origin not allowed", http.StatusForbidden)
-				return
-			}
-			// Counted like the rate limits: an IPv6 /64 is one client.
-			key := ratelimit.Key(client)
-			if !sockets.acquire(key) {
-				w.Header().Set("Retry-After", strconv.Itoa(int(socketRetryAfter/time.Second)))
-				writeGraphQLError(w, http.StatusTooManyRequests, apperr.Limited(socketRetryAfter,
-					"at most %d websockets per client; close one first", o.MaxSocketsPerClient))
-				return
-			}
-			// gqlgen serves the connection until it closes.
-			defer sockets.release(key)
-			o.GraphQL.ServeHTTP(w, r)
-			return
-		}
-		if origin != "" && o.allowedCrossOrigin(origin) {
-			h := w.Header()
-			h.Set("Access-Control-Allow-Origin", origin)
-			h.Set("Access-Control-Allow-Credentials", "true")
-			h.Add("Vary", "Origin")
-		}
-		switch r.Method {
-		case http.MethodOptions:
-			w.Header().Set("Access-Control-Allow-Methods", "POST, OPTIONS")
-			w.Header().Set("Access-Control-Allow-Headers", "Content-Type, Authorization")
-			w.Header().Set("Access-Control-Max-Age", "600")
-			w.WriteHeader(http.StatusNoContent)
-			return
-		case http.MethodPost:
-		default:
-			w.Header().Set("Allow", "POST, OPTIONS")
-			writeGraphQLError(w, http.StatusMethodNotAllowed, apperr.Errorf(apperr.BadUserInput, "use POST for queries and mutations, or a websocket for subscriptions"))
-			return
-		}
-		if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
-			writeGraphQLError(w, http.StatusUnsupportedMediaType, apperr.Errorf(apperr.BadUserInput, "send the request as Content-Type: application/json"))
-			return
-		}
-		if r.ContentLength > o.MaxBodyBytes {
-			writeGraphQLError(w, http.StatusRequestEntityTooLarge, apperr.Errorf(apperr.BadUserInput, "request body too large"))
-			return
-		}
-		// Read up front: a chunked body has no Content-Length, and an
-		// oversized one must get the contract's error, not a decode failure.
-		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, o.MaxBodyBytes))
-		if err != nil {
-			var tooBig *http.MaxBytesError
-			if errors.As(err, &tooBig) {
-				writeGraphQLError(w, http.StatusRequestEntityTooLarge, apperr.Errorf(apperr.BadUserInput, "request body too large"))
-			} else {
-				writeGraphQLError(w, http.StatusBadRequest, apperr.Errorf(apperr.BadUserInput, "could not read the request body"))
-			}
-			return
-		}
-		if err := checkRequest(body); err != nil {
-			writeGraphQLError(w, http.StatusBadRequest, err)
-			return
-		}
-		r.Body = io.NopCloser(bytes.NewReader(body))
-		o.GraphQL.ServeHTTP(w, r)
-	})
-}
-
-// sameOrAllowed reports whether a websocket from origin may connect: no
-// Origin (not a browser), the service's own origin, or an allowed one.
-func (o Options) sameOrAllowed(r *http.Request, origin string) bool {
-	if origin == "" {
-		return true
-	}
-	u, err := url.Parse(origin)
-	if err != nil {
-		return false
-	}
-	return u.Host == r.Host || o.allowedCrossOrigin(origin)
-}
-
-func (o Options) allowedCrossOrigin(origin string) bool {
-	if pu, err := url.Parse(o.PublicURL); err == nil && origin == pu.Scheme+"://"+pu.Host {
-		return true
-	}
-	return slices.Contains(o.AllowedOrigins, origin)
+func (o Options) query() http.Handler {
+	allowed := newOrigins(o.PublicURL, o.AllowedOrigins)
+	return chain(o.GraphQL,
+		clientAddress(o.TrustProxy),
+		checkOrigin(allowed),
+		capSockets(o.Websocket.MaxSocketsPerClient),
+		cors(allowed),
+		postJSON,
+		limitBody(o.MaxBodyBytes),
+	)
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -14,7 +13,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
-	"go.uber.org/goleak"
+
+	"github.com/verifier/verifier/internal/testkit"
 
 	"github.com/verifier/verifier/internal/database"
 	"github.com/verifier/verifier/internal/delivery"
@@ -22,7 +22,7 @@ import (
 	"github.com/verifier/verifier/internal/metrics"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) { testkit.VerifyTestMain(m) }
 
 // echoGraphQL stands in for gqlgen and records that a request reached it.
 type echoGraphQL struct{ reached bool }
@@ -37,7 +37,7 @@ func newTestHandler(gql http.Handler, o Options) http.Handler {
 	o.GraphQL = gql
 	o.Web = http.NotFoundHandler()
 	o.Metrics = metrics.New()
-	o.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	o.Log = testkit.Discard()
 	if o.MaxBodyBytes == 0 {
 		o.MaxBodyBytes = 64 << 10
 	}
@@ -121,7 +121,7 @@ func TestSocketsPerClient(t *testing.T) {
 	for _, r := range remotes {
 		gql.release[r] = make(chan struct{})
 	}
-	h := newTestHandler(gql, Options{MaxSocketsPerClient: 2})
+	h := newTestHandler(gql, Options{Websocket: WebsocketPolicy{MaxSocketsPerClient: 2}})
 	upgrade := func(remote string) *httptest.ResponseRecorder {
 		req := httptest.NewRequest(http.MethodGet, "/query", nil)
 		req.RemoteAddr = remote
@@ -180,7 +180,7 @@ func TestSocketsPerIPv6Prefix(t *testing.T) {
 	for _, r := range []string{held, elsewhere, sibling} {
 		gql.release[r] = make(chan struct{})
 	}
-	h := newTestHandler(gql, Options{MaxSocketsPerClient: 1})
+	h := newTestHandler(gql, Options{Websocket: WebsocketPolicy{MaxSocketsPerClient: 1}})
 	upgrade := func(remote string, code chan<- int) {
 		req := httptest.NewRequest(http.MethodGet, "/query", nil)
 		req.RemoteAddr = remote
@@ -246,7 +246,7 @@ func TestReady(t *testing.T) {
 func TestDevMailLoopbackOnly(t *testing.T) {
 	t.Parallel()
 	h := newTestHandler(&echoGraphQL{}, Options{
-		DevOutbox:           mail.NewDevOutbox(nil, slog.New(slog.NewTextHandler(io.Discard, nil)), ""),
+		DevOutbox:           mail.NewDevOutbox(nil, testkit.Discard(), ""),
 		DevMailLoopbackOnly: true,
 	})
 	for _, path := range []string{"/dev/mail", "/dev/mail.json"} {
@@ -275,7 +275,7 @@ func TestDevMailViews(t *testing.T) {
 	require.NoError(t, err)
 	t.Cleanup(func() { db.Close() })
 	records := delivery.New(db.Ent, nil)
-	outbox := mail.NewDevOutbox(records, slog.New(slog.NewTextHandler(io.Discard, nil)), "")
+	outbox := mail.NewDevOutbox(records, testkit.Discard(), "")
 	h := newTestHandler(&echoGraphQL{}, Options{DevOutbox: outbox, DevMailLoopbackOnly: true})
 
 	get := func(path string) *httptest.ResponseRecorder {

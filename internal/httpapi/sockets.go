@@ -1,13 +1,6 @@
 package httpapi
 
-import (
-	"sync"
-	"time"
-)
-
-// socketRetryAfter is the Retry-After of a websocket refused by the
-// per-client cap: a hint, as only the client can close one of its own.
-const socketRetryAfter = 10 * time.Second
+import "sync"
 
 // socketCount counts the open websockets of each client address.
 type socketCount struct {

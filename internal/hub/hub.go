@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/verifier/verifier/internal/startstop"
 )
 
 // Event is a user's verification, or, with Recheck set, a request to every
@@ -20,6 +22,10 @@ type Event struct {
 
 // Hub is a set of subscriptions keyed by user.
 type Hub struct {
+	// Base gives the hub the service's lifecycle: Stop ends every
+	// subscription (lifecycle.go).
+	startstop.Base
+
 	mu   sync.Mutex
 	subs map[uuid.UUID]map[*Subscription]struct{}
 	// OnChange, if set, is called with +1/-1 as subscriptions open and close.

@@ -5,8 +5,9 @@ package janitor
 import (
 	"context"
 	"log/slog"
-	"sync"
 	"time"
+
+	"github.com/verifier/verifier/internal/startstop"
 )
 
 // Task deletes what has outlived its use and reports how many rows went.
@@ -17,58 +18,42 @@ type Task struct {
 
 // Janitor runs its tasks at start and then every interval, until Stop.
 type Janitor struct {
+	startstop.Base
+
 	every time.Duration
 	tasks []Task
 	log   *slog.Logger
-
-	mu     sync.Mutex
-	cancel context.CancelFunc
-	done   chan struct{}
 }
+
+var _ startstop.Service = (*Janitor)(nil)
 
 // New returns a janitor that runs tasks every interval.
 func New(log *slog.Logger, every time.Duration, tasks ...Task) *Janitor {
 	return &Janitor{every: every, tasks: tasks, log: log}
 }
 
-// Start runs the janitor in the background.
+// Start runs the janitor in the background until Stop, which waits for a
+// run in progress.
 func (j *Janitor) Start(ctx context.Context) error {
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	if j.cancel != nil {
-		return nil
+	ctx, run, err := j.StartInit(ctx)
+	if run == nil {
+		return err
 	}
-	ctx, j.cancel = context.WithCancel(context.WithoutCancel(ctx))
-	j.done = make(chan struct{})
-	go j.run(ctx)
-	return nil
-}
-
-// Stop ends the janitor and waits for a run in progress. Safe to call twice
-// or before Start.
-func (j *Janitor) Stop() {
-	j.mu.Lock()
-	cancel, done := j.cancel, j.done
-	j.mu.Unlock()
-	if cancel == nil {
-		return
-	}
-	cancel()
-	<-done
-}
-
-func (j *Janitor) run(ctx context.Context) {
-	defer close(j.done)
-	t := time.NewTicker(j.every)
-	defer t.Stop()
-	for {
-		j.RunOnce(ctx)
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
+	go func() {
+		defer run.Stopped(nil)
+		run.Started()
+		t := time.NewTicker(j.every)
+		defer t.Stop()
+		for {
+			j.RunOnce(ctx)
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
 		}
-	}
+	}()
+	return nil
 }
 
 // RunOnce runs every task once.

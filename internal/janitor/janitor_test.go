@@ -4,17 +4,17 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"io"
 	"log/slog"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
-	"go.uber.org/goleak"
+
+	"github.com/verifier/verifier/internal/testkit"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) { testkit.VerifyTestMain(m) }
 
 func TestRunOnceLogs(t *testing.T) {
 	t.Parallel()
@@ -37,7 +37,7 @@ func TestRunOnceLogs(t *testing.T) {
 func TestRunsAtStartUntilStop(t *testing.T) {
 	t.Parallel()
 	ran := make(chan struct{}, 10)
-	j := New(slog.New(slog.NewTextHandler(io.Discard, nil)), time.Hour,
+	j := New(testkit.Discard(), time.Hour,
 		Task{Name: "t", Run: func(context.Context) (int, error) { ran <- struct{}{}; return 0, nil }})
 	j.Stop() // before Start: a no-op
 	require.NoError(t, j.Start(context.Background()))

@@ -3,8 +3,6 @@ package mail
 import (
 	"context"
 	"fmt"
-	"io"
-	"log/slog"
 	"path/filepath"
 	"testing"
 
@@ -12,6 +10,7 @@ import (
 
 	"github.com/verifier/verifier/internal/database"
 	"github.com/verifier/verifier/internal/delivery"
+	"github.com/verifier/verifier/internal/testkit"
 )
 
 func TestDevOutboxKeepsOnceAndTrims(t *testing.T) {
@@ -21,7 +20,7 @@ func TestDevOutboxKeepsOnceAndTrims(t *testing.T) {
 	require.NoError(t, err)
 	defer db.Close()
 	records := delivery.New(db.Ent, nil)
-	d := NewDevOutbox(records, slog.New(slog.NewTextHandler(io.Discard, nil)), "http://x/dev/mail")
+	d := NewDevOutbox(records, testkit.Discard(), "http://x/dev/mail")
 
 	require.Error(t, d.Send(ctx, Message{ID: "no record", Subject: "s"}), "the mailer writes the record before sending")
 	for i := range 5 {

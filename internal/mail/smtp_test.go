@@ -2,44 +2,31 @@ package mail
 
 import (
 	"context"
-	"io"
 	"log/slog"
 	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/emersion/go-smtp"
 	"github.com/stretchr/testify/require"
-	"go.uber.org/goleak"
 
-	"github.com/verifier/verifier/internal/smtpsink"
+	"github.com/verifier/verifier/internal/testkit"
+
+	"github.com/verifier/verifier/internal/mail/mailtest"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) { testkit.VerifyTestMain(m) }
 
-type testClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *testClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *testClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
-func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+func quiet() *slog.Logger { return testkit.Discard() }
 
 // newSMTP returns a sender for url on a clock the test moves.
-func newSMTP(t *testing.T, url string) (*SMTP, *testClock) {
+func newSMTP(t *testing.T, url string) (*SMTP, *testkit.Clock) {
 	t.Helper()
 	s, err := NewSMTP(url, "Verifier <no-reply@verifier.test>", 2, quiet())
 	require.NoError(t, err)
 	t.Cleanup(s.Close)
-	clock := &testClock{t: time.Now()}
+	clock := testkit.NewFrozenClock(time.Now())
 	s.now = clock.Now
 	return s, clock
 }
@@ -53,7 +40,7 @@ func testMessage(to string) Message {
 // next one goes out on a fresh connection.
 func TestSMTPAcceptedMeansSent(t *testing.T) {
 	t.Parallel()
-	sink := smtpsink.Start(t)
+	sink := mailtest.Start(t)
 	sink.DropAfterData(true)
 	s, _ := newSMTP(t, sink.URL())
 	require.NoError(t, s.Send(context.Background(), testMessage("a@example.com")))
@@ -74,7 +61,7 @@ func TestSMTPReplacesDeadPooledConnections(t *testing.T) {
 	for _, idle := range []time.Duration{0, 2 * checkIdleAfter} {
 		t.Run(idle.String(), func(t *testing.T) {
 			t.Parallel()
-			sink := smtpsink.Start(t)
+			sink := mailtest.Start(t)
 			s, clock := newSMTP(t, sink.URL())
 			require.NoError(t, s.Send(context.Background(), testMessage("a@example.com")))
 			sink.DropConnections()
@@ -91,10 +78,10 @@ func TestSMTPReplacesDeadPooledConnections(t *testing.T) {
 // inbox. A refused recipient does not cost the session either.
 func TestSMTPReusesConnections(t *testing.T) {
 	t.Parallel()
-	sink := smtpsink.Start(t)
+	sink := mailtest.Start(t)
 	sink.Refuse(func(to string) error {
 		if strings.HasPrefix(to, "gone") {
-			return smtpsink.PermFail
+			return mailtest.PermFail
 		}
 		return nil
 	})
@@ -121,67 +108,67 @@ func TestSMTPClassifiesFailures(t *testing.T) {
 	}
 	tests := []struct {
 		name   string
-		setup  func(t *testing.T, sink *smtpsink.Sink) (url string)
+		setup  func(t *testing.T, sink *mailtest.Sink) (url string)
 		to     string
 		class  Class
 		reason string
 	}{
-		{"550 at RCPT", func(t *testing.T, sink *smtpsink.Sink) string {
-			sink.Refuse(func(string) error { return smtpsink.PermFail })
+		{"550 at RCPT", func(t *testing.T, sink *mailtest.Sink) string {
+			sink.Refuse(func(string) error { return mailtest.PermFail })
 			return sink.URL()
 		}, "gone@example.com", Rejected, "refused the recipient: 550 5.1.1 no such user"},
-		{"451 at RCPT", func(t *testing.T, sink *smtpsink.Sink) string {
-			sink.Refuse(func(string) error { return smtpsink.TempFail })
+		{"451 at RCPT", func(t *testing.T, sink *mailtest.Sink) string {
+			sink.Refuse(func(string) error { return mailtest.TempFail })
 			return sink.URL()
 		}, "slow@example.com", Temporary, "deferred the message: 451 4.3.0 try again later"},
-		{"relay denied at RCPT", func(t *testing.T, sink *smtpsink.Sink) string {
+		{"relay denied at RCPT", func(t *testing.T, sink *mailtest.Sink) string {
 			sink.Refuse(func(to string) error { return reply(554, smtp.EnhancedCode{5, 7, 1}, "<"+to+">: Relay access denied") })
 			return sink.URL()
 		}, "far@example.com", Misconfigured, "does not relay for us: 554 5.7.1 <<recipient>>: Relay access denied"},
-		{"530 at MAIL FROM", func(t *testing.T, sink *smtpsink.Sink) string {
-			sink.RefuseMail(func(string) error { return smtpsink.AuthRequired })
+		{"530 at MAIL FROM", func(t *testing.T, sink *mailtest.Sink) string {
+			sink.RefuseMail(func(string) error { return mailtest.AuthRequired })
 			return sink.URL()
 		}, "a@example.com", Misconfigured, "refused our authentication: 530 5.7.0 Authentication required"},
-		{"553 at MAIL FROM", func(t *testing.T, sink *smtpsink.Sink) string {
+		{"553 at MAIL FROM", func(t *testing.T, sink *mailtest.Sink) string {
 			sink.RefuseMail(func(string) error { return reply(553, smtp.EnhancedCode{5, 1, 8}, "sender domain does not exist") })
 			return sink.URL()
 		}, "a@example.com", Misconfigured, "refused our sender address: 553 5.1.8"},
-		{"550 naming the mailbox after the data", func(t *testing.T, sink *smtpsink.Sink) string {
+		{"550 naming the mailbox after the data", func(t *testing.T, sink *mailtest.Sink) string {
 			sink.RefuseData(func(to []string) error { return reply(550, smtp.EnhancedCode{5, 1, 1}, to[0]+": mailbox unavailable") })
 			return sink.URL()
 		}, "late@example.com", Rejected, "refused the recipient: 550 5.1.1 <recipient>: mailbox unavailable"},
-		{"554 for the content after the data", func(t *testing.T, sink *smtpsink.Sink) string {
+		{"554 for the content after the data", func(t *testing.T, sink *mailtest.Sink) string {
 			sink.RefuseData(func([]string) error { return reply(554, smtp.EnhancedCode{5, 7, 1}, "message rejected as spam") })
 			return sink.URL()
 		}, "a@example.com", Misconfigured, "refused the message: 554 5.7.1 message rejected as spam"},
-		{"421 greeting", func(t *testing.T, sink *smtpsink.Sink) string {
-			sink.Greet(smtpsink.ServiceUnavailable)
+		{"421 greeting", func(t *testing.T, sink *mailtest.Sink) string {
+			sink.Greet(mailtest.ServiceUnavailable)
 			return sink.URL()
 		}, "a@example.com", Unreachable, "not taking mail now: 421 4.3.2 <server> Service not available"},
-		{"hang-up before the greeting", func(t *testing.T, sink *smtpsink.Sink) string {
-			sink.Greet(smtpsink.Hangup)
+		{"hang-up before the greeting", func(t *testing.T, sink *mailtest.Sink) string {
+			sink.Greet(mailtest.Hangup)
 			return sink.URL()
 		}, "a@example.com", Unreachable, "could not be reached"},
-		{"connection refused", func(t *testing.T, _ *smtpsink.Sink) string { return closedPort(t) },
+		{"connection refused", func(t *testing.T, _ *mailtest.Sink) string { return closedPort(t) },
 			"a@example.com", Unreachable, "could not be reached"},
-		{"wrong password", func(t *testing.T, sink *smtpsink.Sink) string {
+		{"wrong password", func(t *testing.T, sink *mailtest.Sink) string {
 			sink.RequireAuth("verifier", "right")
 			return "smtp://verifier:wrong@" + sink.Addr()
 		}, "a@example.com", Misconfigured, "refused our authentication: 535 5.7.8"},
-		{"credentials missing", func(t *testing.T, sink *smtpsink.Sink) string {
+		{"credentials missing", func(t *testing.T, sink *mailtest.Sink) string {
 			sink.RequireAuth("verifier", "right")
 			return sink.URL()
 		}, "a@example.com", Misconfigured, "530 5.7.0 Authentication required"},
-		{"credentials given but no AUTH offered", func(t *testing.T, sink *smtpsink.Sink) string {
+		{"credentials given but no AUTH offered", func(t *testing.T, sink *mailtest.Sink) string {
 			return "smtp://verifier:right@" + sink.Addr()
 		}, "a@example.com", Misconfigured, "does not offer what our settings require"},
-		{"not an address", func(t *testing.T, sink *smtpsink.Sink) string { return sink.URL() },
+		{"not an address", func(t *testing.T, sink *mailtest.Sink) string { return sink.URL() },
 			"not an address", Rejected, "not a valid email address"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			sink := smtpsink.Start(t)
+			sink := mailtest.Start(t)
 			s, _ := newSMTP(t, tt.setup(t, sink))
 			err := s.Send(context.Background(), testMessage(tt.to))
 			require.Error(t, err)
@@ -202,8 +189,8 @@ func TestSMTPClassifiesFailures(t *testing.T) {
 // gets through opens the way again.
 func TestSMTPHoldsBackWhileUnreachable(t *testing.T) {
 	t.Parallel()
-	sink := smtpsink.Start(t)
-	sink.Greet(smtpsink.ServiceUnavailable)
+	sink := mailtest.Start(t)
+	sink.Greet(mailtest.ServiceUnavailable)
 	s, clock := newSMTP(t, sink.URL())
 	ctx := context.Background()
 
@@ -229,7 +216,7 @@ func TestSMTPHoldsBackWhileUnreachable(t *testing.T) {
 // someone else.
 func TestSMTPStopsWithItsContext(t *testing.T) {
 	t.Parallel()
-	sink := smtpsink.Start(t)
+	sink := mailtest.Start(t)
 	entered := make(chan struct{})
 	release := make(chan struct{})
 	defer close(release)

@@ -11,6 +11,7 @@ import (
 	"github.com/verifier/verifier/ent"
 	"github.com/verifier/verifier/ent/outboxevent"
 	"github.com/verifier/verifier/internal/broker"
+	"github.com/verifier/verifier/internal/startstop"
 )
 
 // Publisher is what the relay needs from a broker. A Publish that returns a
@@ -23,7 +24,7 @@ type Publisher interface {
 
 // Options tune a Relay; zero values take the defaults.
 type Options struct {
-	// MaxInFlight bounds concurrent publishes (default 64).
+	// MaxInFlight bounds concurrent publishes (default DefaultMaxInFlight).
 	MaxInFlight int
 	// MaxInFlightPerTopic bounds concurrent publishes of one topic
 	// (default a quarter of MaxInFlight), so a topic whose consumer is slow
@@ -32,45 +33,76 @@ type Options struct {
 	// such as the status changes that feed subscriptions.
 	MaxInFlightPerTopic int
 	// Poll is the fallback interval for events committed by other replicas
-	// or missed wakes (default 1s).
+	// or missed wakes (default DefaultPoll).
 	Poll time.Duration
 	// Lease is how long a claimed event is held before another replica's
-	// relay (or this one after a crash) may take it over (default 30s).
+	// relay (or this one after a crash) may take it over (default
+	// DefaultLease).
 	Lease time.Duration
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 	// OnPublished is called with the number of events confirmed.
 	OnPublished func(n int)
+	// OnSettled, a test hook (nil in production), is called after each
+	// batch's rows are deleted or rescheduled, so a test waits on the
+	// outbox's state changing instead of polling it.
+	OnSettled func()
 }
 
 // Relay publishes outbox events. It has the Start/Stop lifecycle of every
 // long-lived part of the service.
 type Relay struct {
+	startstop.Base
+
 	db   *ent.Client
 	pub  Publisher
 	log  *slog.Logger
 	opts Options
-
 	wake chan struct{}
-
-	mu     sync.Mutex
-	cancel context.CancelFunc
-	done   chan struct{}
 }
+
+var _ startstop.Service = (*Relay)(nil)
+
+// Defaults of Options.
+const (
+	// DefaultMaxInFlight bounds concurrent publishes: enough to keep a
+	// confirming broker busy, few enough that one claim stays small.
+	DefaultMaxInFlight = 64
+	// DefaultPoll is the fallback look for events that no Wake announced
+	// (other replicas' commits, a lost wake).
+	DefaultPoll = time.Second
+	// DefaultLease is how long a claimed event is held: far longer than a
+	// publish with confirm takes (the RabbitMQ broker gives up after 15s).
+	DefaultLease = 30 * time.Second
+)
+
+// retryTimeout bounds the one UPDATE Retry makes; it runs on the broker's
+// reconnect path, which must not hang on a stuck database.
+const retryTimeout = 5 * time.Second
+
+// Backoff of a failed publish. Capped short: when the broker comes back,
+// waiting events should go out within seconds, not minutes.
+const (
+	publishRetryMin = 200 * time.Millisecond
+	publishRetryMax = 5 * time.Second
+	// publishWarnEvery: a failing event is logged on its first attempt
+	// and every this many after, not on each retry of an outage.
+	publishWarnEvery = 20
+)
 
 // NewRelay returns a relay that publishes db's outbox through pub.
 func NewRelay(db *ent.Client, pub Publisher, log *slog.Logger, opts Options) *Relay {
 	if opts.MaxInFlight <= 0 {
-		opts.MaxInFlight = 64
+		opts.MaxInFlight = DefaultMaxInFlight
 	}
 	if opts.MaxInFlightPerTopic <= 0 {
 		opts.MaxInFlightPerTopic = max(opts.MaxInFlight/4, 1)
 	}
 	if opts.Poll <= 0 {
-		opts.Poll = time.Second
+		opts.Poll = DefaultPoll
 	}
 	if opts.Lease <= 0 {
-		opts.Lease = 30 * time.Second
+		opts.Lease = DefaultLease
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
@@ -91,13 +123,10 @@ func (r *Relay) Wake() {
 // consumer asked for) due now, and wakes the relay. The broker calls it when its connection is (re)established, so
 // what queued up during an outage goes out at once, not after its backoff.
 func (r *Relay) Retry() {
-	r.mu.Lock()
-	running := r.cancel != nil
-	r.mu.Unlock()
-	if !running {
+	if !r.Running() {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), retryTimeout)
 	defer cancel()
 	now := r.opts.Now().UTC()
 	// Unclaimed (claim "") and not yet due: rescheduled after a failure.
@@ -112,31 +141,19 @@ func (r *Relay) Retry() {
 	r.Wake()
 }
 
-// Start runs the relay in the background until Stop.
+// Start runs the relay in the background until Stop. Stop abandons
+// publishes in flight; their events stay in the outbox for the next start.
 func (r *Relay) Start(ctx context.Context) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.cancel != nil {
-		return nil
+	ctx, run, err := r.StartInit(ctx)
+	if run == nil {
+		return err
 	}
-	ctx, r.cancel = context.WithCancel(context.WithoutCancel(ctx))
-	r.done = make(chan struct{})
-	go r.run(ctx)
+	go func() {
+		defer run.Stopped(nil)
+		run.Started()
+		r.run(ctx)
+	}()
 	return nil
-}
-
-// Stop ends the relay and waits for it. Publishes in flight are abandoned;
-// their events stay in the outbox for the next start. Safe to call twice or
-// before Start.
-func (r *Relay) Stop() {
-	r.mu.Lock()
-	cancel, done := r.cancel, r.done
-	r.mu.Unlock()
-	if cancel == nil {
-		return
-	}
-	cancel()
-	<-done
 }
 
 type outcome struct {
@@ -145,7 +162,6 @@ type outcome struct {
 }
 
 func (r *Relay) run(ctx context.Context) {
-	defer close(r.done)
 	results := make(chan outcome, r.opts.MaxInFlight)
 	inFlight := map[int]string{} // event row id → topic
 	poll := time.NewTicker(r.opts.Poll)
@@ -264,6 +280,9 @@ func (r *Relay) lease(ctx context.Context, now time.Time, ids []int) ([]*ent.Out
 // settle deletes confirmed events, reschedules the ones a consumer asked
 // to see again after a delay, and reschedules failed ones with backoff.
 func (r *Relay) settle(ctx context.Context, batch []outcome) {
+	if r.opts.OnSettled != nil {
+		defer r.opts.OnSettled()
+	}
 	var confirmed, release []int
 	deferred := map[time.Duration][]int{}
 	for _, o := range batch {
@@ -282,10 +301,8 @@ func (r *Relay) settle(ctx context.Context, batch []outcome) {
 			release = append(release, o.ev.ID)
 			continue
 		}
-		// Short cap: when the broker comes back, waiting events should go
-		// out within seconds, not minutes.
-		retry := broker.Backoff(o.ev.Attempts, 200*time.Millisecond, 5*time.Second)
-		if o.ev.Attempts == 0 || o.ev.Attempts%20 == 0 {
+		retry := broker.Backoff(o.ev.Attempts, publishRetryMin, publishRetryMax)
+		if o.ev.Attempts%publishWarnEvery == 0 {
 			r.log.Warn("outbox: publish failed; will retry", "topic", o.ev.Topic, "event", o.ev.EventID, "attempts", o.ev.Attempts+1, "in", retry.Round(time.Millisecond), "err", o.err)
 		}
 		err := r.db.OutboxEvent.UpdateOneID(o.ev.ID).

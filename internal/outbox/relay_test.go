@@ -3,23 +3,23 @@ package outbox
 import (
 	"context"
 	"errors"
-	"io"
 	"log/slog"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
-	"go.uber.org/goleak"
+
+	"github.com/verifier/verifier/internal/testkit"
 
 	"github.com/verifier/verifier/ent"
 	"github.com/verifier/verifier/ent/outboxevent"
 	"github.com/verifier/verifier/internal/broker"
 	"github.com/verifier/verifier/internal/database"
-	"github.com/verifier/verifier/internal/dbtest"
+	"github.com/verifier/verifier/internal/database/databasetest"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) { testkit.VerifyTestMain(m) }
 
 // recorder is a Publisher that records what it confirms and can fail.
 type recorder struct {
@@ -63,25 +63,15 @@ func (r *recorder) count() (events, publishes int) {
 
 type testBundle struct {
 	db    *ent.Client
-	clock *testClock
+	clock *testkit.Clock
 	log   *slog.Logger
-}
-
-type testClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *testClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *testClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
+	// settled fires each time a relay of this bundle settles a batch.
+	settled *testkit.Signal
 }
 
 // eachDB runs f once per database the service supports.
 func eachDB(t *testing.T, f func(t *testing.T, b *testBundle)) {
-	dbtest.Each(t, func(t *testing.T, url string) { f(t, setup(t, url)) })
+	databasetest.Each(t, func(t *testing.T, url string) { f(t, setup(t, url)) })
 }
 
 func setup(t *testing.T, url string) *testBundle {
@@ -89,7 +79,7 @@ func setup(t *testing.T, url string) *testBundle {
 	db, err := database.Open(context.Background(), url)
 	require.NoError(t, err)
 	t.Cleanup(func() { db.Close() })
-	return &testBundle{db: db.Ent, clock: &testClock{t: time.Now().UTC()}, log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	return &testBundle{db: db.Ent, clock: testkit.NewFrozenClock(time.Now().UTC()), log: testkit.Discard(), settled: testkit.NewSignal()}
 }
 
 func (b *testBundle) enqueue(t *testing.T, n int) {
@@ -111,7 +101,7 @@ func (b *testBundle) backlog(t *testing.T) int {
 
 func (b *testBundle) relay(t *testing.T, pub Publisher, published func(int)) *Relay {
 	t.Helper()
-	r := NewRelay(b.db, pub, b.log, Options{Now: b.clock.Now, Poll: time.Hour, OnPublished: published})
+	r := NewRelay(b.db, pub, b.log, Options{Now: b.clock.Now, Poll: time.Hour, OnPublished: published, OnSettled: b.settled.Fire})
 	require.NoError(t, r.Start(context.Background()))
 	t.Cleanup(r.Stop)
 	return r
@@ -125,14 +115,8 @@ func TestRelayPublishesAndDeletes(t *testing.T) {
 		r := b.relay(t, pub, func(n int) { done <- n })
 		b.enqueue(t, 10)
 		r.Wake() // no poll for an hour: the wake alone must do it
-		total := 0
-		for total < 10 {
-			select {
-			case n := <-done:
-				total += n
-			case <-time.After(10 * time.Second):
-				t.Fatalf("published %d of 10", total)
-			}
+		for total := 0; total < 10; {
+			total += testkit.Receive(t, done, "publish confirmation after %d of 10", total)
 		}
 		events, publishes := pub.count()
 		require.Equal(t, 10, events)
@@ -151,24 +135,18 @@ func TestRelayRetriesAfterFailure(t *testing.T) {
 		b.enqueue(t, 3)
 		r.Wake()
 		for range 3 {
-			<-pub.calls
+			testkit.Receive(t, pub.calls, "publish attempt")
 		}
 		// All three failed and were rescheduled with backoff; nothing is due
 		// until the clock moves.
-		require.Eventually(t, func() bool {
+		testkit.WaitUntil(t, b.settled, func() bool {
 			n, err := b.db.OutboxEvent.Query().Where(outboxevent.Attempts(1)).Count(context.Background())
 			return err == nil && n == 3
-		}, 10*time.Second, 5*time.Millisecond)
+		}, "three events rescheduled")
 		b.clock.Advance(10 * time.Second)
 		r.Wake()
-		total := 0
-		for total < 3 {
-			select {
-			case n := <-done:
-				total += n
-			case <-time.After(10 * time.Second):
-				t.Fatalf("published %d of 3 after recovery", total)
-			}
+		for total := 0; total < 3; {
+			total += testkit.Receive(t, done, "publish confirmation after %d of 3 after recovery", total)
 		}
 		require.Zero(t, b.backlog(t))
 	})
@@ -183,7 +161,9 @@ func TestRelaysShareWithoutDuplicates(t *testing.T) {
 		r1, r2 := b.relay(t, pub, nil), b.relay(t, pub, nil)
 		r1.Wake()
 		r2.Wake()
-		require.Eventually(t, func() bool { r1.Wake(); r2.Wake(); return b.backlog(t) == 0 }, 20*time.Second, 5*time.Millisecond)
+		// Each settled batch may leave work the other relay could take:
+		// wake both until the outbox is empty.
+		testkit.WaitUntil(t, b.settled, func() bool { r1.Wake(); r2.Wake(); return b.backlog(t) == 0 }, "outbox empty")
 		events, publishes := pub.count()
 		require.Equal(t, 300, events)
 		require.Equal(t, 300, publishes, "no event published twice")
@@ -201,8 +181,8 @@ func TestRelayStopReleasesInFlight(t *testing.T) {
 		require.NoError(t, r.Start(context.Background()))
 		b.enqueue(t, 2)
 		r.Wake()
-		<-pub.calls
-		<-pub.calls
+		testkit.Receive(t, pub.calls, "publish attempt")
+		testkit.Receive(t, pub.calls, "publish attempt")
 		r.Stop()
 		r.Stop() // idempotent
 		evs, err := b.db.OutboxEvent.Query().All(context.Background())
@@ -226,21 +206,15 @@ func TestRelayRetrySkipsBackoff(t *testing.T) {
 		r := b.relay(t, pub, func(n int) { done <- n })
 		b.enqueue(t, 2)
 		r.Wake()
-		<-pub.calls
-		<-pub.calls
-		require.Eventually(t, func() bool {
+		testkit.Receive(t, pub.calls, "publish attempt")
+		testkit.Receive(t, pub.calls, "publish attempt")
+		testkit.WaitUntil(t, b.settled, func() bool {
 			n, err := b.db.OutboxEvent.Query().Where(outboxevent.Attempts(1), outboxevent.Claim("")).Count(context.Background())
 			return err == nil && n == 2
-		}, 10*time.Second, 5*time.Millisecond)
+		}, "two events waiting out a backoff")
 		r.Retry()
-		total := 0
-		for total < 2 {
-			select {
-			case n := <-done:
-				total += n
-			case <-time.After(10 * time.Second):
-				t.Fatalf("published %d of 2", total)
-			}
+		for total := 0; total < 2; {
+			total += testkit.Receive(t, done, "publish confirmation after %d of 2", total)
 		}
 	})
 }
@@ -269,19 +243,19 @@ func TestRelayReschedulesDeferred(t *testing.T) {
 		r := b.relay(t, pub, func(n int) { done <- n })
 		b.enqueue(t, 1)
 		r.Wake()
-		require.Equal(t, 1, <-attempts)
-		require.Eventually(t, func() bool {
+		require.Equal(t, 1, testkit.Receive(t, attempts, "first attempt"))
+		testkit.WaitUntil(t, b.settled, func() bool {
 			ev, err := b.db.OutboxEvent.Query().Only(context.Background())
 			// PostgreSQL keeps microseconds.
 			due := b.clock.Now().Add(10 * time.Second)
 			return err == nil && ev.Attempts == 1 && ev.Claim == "" && ev.AvailableAt.Sub(due).Abs() < time.Millisecond
-		}, 10*time.Second, 5*time.Millisecond)
+		}, "event rescheduled 10s ahead")
 		require.Empty(t, done, "not counted as published")
 
 		b.clock.Advance(10 * time.Second)
 		r.Wake()
-		require.Equal(t, 2, <-attempts)
-		require.Equal(t, 1, <-done)
+		require.Equal(t, 2, testkit.Receive(t, attempts, "second attempt"))
+		require.Equal(t, 1, testkit.Receive(t, done, "publish confirmation"))
 		require.Zero(t, b.backlog(t))
 	})
 }
@@ -318,11 +292,7 @@ func TestRelayBoundsEachTopic(t *testing.T) {
 		require.NoError(t, r.Start(ctx))
 		t.Cleanup(r.Stop)
 		r.Wake()
-		select {
-		case <-fast:
-		case <-time.After(10 * time.Second):
-			t.Fatal("the fast topic waited behind the slow one")
-		}
+		testkit.Receive(t, fast, "fast topic publish: it waited behind the slow one")
 		mu.Lock()
 		defer mu.Unlock()
 		require.LessOrEqual(t, inFlight["slow"], 2, "a quarter of 8 slots")

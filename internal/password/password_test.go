@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/verifier/verifier/internal/testkit"
 )
 
 func TestHashFormatAndVerify(t *testing.T) {
@@ -47,6 +49,10 @@ func TestConcurrencyIsBounded(t *testing.T) {
 	t.Parallel()
 	h := NewHasher(Params{Memory: 1024, Time: 1, Threads: 1}, 2)
 	var running, peak atomic.Int32
+	// The first two holders keep their slots until both are in, so the
+	// peak is reached whatever the scheduling (no sleep to hope for it).
+	bothIn := make(chan struct{})
+	var once sync.Once
 	var wg sync.WaitGroup
 	for range 16 {
 		wg.Go(func() {
@@ -58,7 +64,14 @@ func TestConcurrencyIsBounded(t *testing.T) {
 					break
 				}
 			}
-			time.Sleep(time.Millisecond) // hold the slot long enough to overlap
+			if n == 2 {
+				once.Do(func() { close(bothIn) })
+			}
+			select {
+			case <-bothIn:
+			case <-time.After(testkit.Timeout):
+				t.Error("two slots were never held together")
+			}
 			running.Add(-1)
 			h.release()
 		})

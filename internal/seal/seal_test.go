@@ -8,12 +8,12 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
-	"go.uber.org/goleak"
+	"github.com/verifier/verifier/internal/testkit"
 
 	"github.com/verifier/verifier/internal/database"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) { testkit.VerifyTestMain(m) }
 
 func TestSealOpen(t *testing.T) {
 	t.Parallel()

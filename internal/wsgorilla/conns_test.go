@@ -12,10 +12,11 @@ import (
 	"github.com/99designs/gqlgen/graphql/handler/transport"
 	"github.com/gorilla/websocket"
 	"github.com/stretchr/testify/require"
-	"go.uber.org/goleak"
+
+	"github.com/verifier/verifier/internal/testkit"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) { testkit.VerifyTestMain(m) }
 
 // serve accepts websockets as gqlgen does: read until the connection
 // ends, then write its own close frame and close.
@@ -75,7 +76,7 @@ func TestCloseAll(t *testing.T) {
 	conns := NewConns()
 	url, ended := serve(t, conns)
 	clients := []*websocket.Conn{dial(t, url), dial(t, url), dial(t, url)}
-	require.Eventually(t, func() bool { return conns.Len() == 3 }, 10*time.Second, time.Millisecond)
+	testkit.Eventually(t, func() bool { return conns.Len() == 3 }, "three connections registered")
 
 	closed := make(chan error, len(clients))
 	for _, c := range clients {
@@ -102,7 +103,7 @@ func TestCloseAllDropsSilentClients(t *testing.T) {
 	conns := NewConns()
 	url, ended := serve(t, conns)
 	dial(t, url) // never reads, so never answers the close frame
-	require.Eventually(t, func() bool { return conns.Len() == 1 }, 10*time.Second, time.Millisecond)
+	testkit.Eventually(t, func() bool { return conns.Len() == 1 }, "the connection registered")
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel() // no time to wait: dropped at once
 	conns.CloseAll(ctx, websocket.CloseServiceRestart, "service restart")

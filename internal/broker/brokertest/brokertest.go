@@ -15,17 +15,22 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/verifier/verifier/internal/broker"
+	"github.com/verifier/verifier/internal/testkit"
 )
 
-// New returns an unstarted broker; queue names it is given are unique to the
-// calling test.
-type New func(t *testing.T) broker.Broker
+// New returns an unstarted broker whose Stop lets handlers finish within
+// stopGrace; queue names it is given are unique to the calling test.
+type New func(t *testing.T, stopGrace time.Duration) broker.Broker
+
+// stopGrace is the grace of the brokers under test: long enough that a
+// handler never sees its context end unless the test means it to.
+const stopGrace = 5 * time.Second
 
 // Run runs the conformance tests.
 func Run(t *testing.T, newBroker New) {
 	t.Run("delivers what was published", func(t *testing.T) {
 		t.Parallel()
-		b := newBroker(t)
+		b := newBroker(t, stopGrace)
 		got := make(chan broker.Message, 10)
 		require.NoError(t, b.Consume(broker.Queue{Name: "work", Topics: []string{"a.b"}, Concurrency: 2}, func(_ context.Context, m broker.Message) error {
 			got <- m
@@ -44,7 +49,7 @@ func Run(t *testing.T, newBroker New) {
 
 	t.Run("routes by topic", func(t *testing.T) {
 		t.Parallel()
-		b := newBroker(t)
+		b := newBroker(t, stopGrace)
 		got := make(chan broker.Message, 10)
 		require.NoError(t, b.Consume(broker.Queue{Name: "work", Topics: []string{"x.wanted"}}, func(_ context.Context, m broker.Message) error {
 			got <- m
@@ -60,13 +65,13 @@ func Run(t *testing.T, newBroker New) {
 	for _, queue := range []string{"work", ""} {
 		t.Run(fmt.Sprintf("delivers again after RetryAfter, with the next attempt number (queue %q)", queue), func(t *testing.T) {
 			t.Parallel()
-			retryRoundTrip(t, newBroker(t), queue)
+			retryRoundTrip(t, newBroker(t, stopGrace), queue)
 		})
 	}
 
 	t.Run("delivers again after a plain error", func(t *testing.T) {
 		t.Parallel()
-		b := newBroker(t)
+		b := newBroker(t, stopGrace)
 		got := make(chan broker.Message, 10)
 		var calls atomic.Int32
 		require.NoError(t, b.Consume(broker.Queue{Name: "work", Topics: []string{"e"}}, func(_ context.Context, m broker.Message) error {
@@ -87,7 +92,7 @@ func Run(t *testing.T, newBroker New) {
 	// One worker: a message waiting for its retry must not hold it.
 	t.Run("a message waiting for a retry holds up nothing", func(t *testing.T) {
 		t.Parallel()
-		b := newBroker(t)
+		b := newBroker(t, stopGrace)
 		got := make(chan broker.Message, 10)
 		require.NoError(t, b.Consume(broker.Queue{Name: "work", Topics: []string{"h"}, Concurrency: 1}, func(_ context.Context, m broker.Message) error {
 			got <- m
@@ -113,7 +118,7 @@ func Run(t *testing.T, newBroker New) {
 
 	t.Run("does not redeliver a permanent failure", func(t *testing.T) {
 		t.Parallel()
-		b := newBroker(t)
+		b := newBroker(t, stopGrace)
 		got := make(chan broker.Message, 10)
 		require.NoError(t, b.Consume(broker.Queue{Name: "work", Topics: []string{"p"}}, func(_ context.Context, m broker.Message) error {
 			got <- m
@@ -136,7 +141,7 @@ func Run(t *testing.T, newBroker New) {
 
 	t.Run("calls OnReady when attached", func(t *testing.T) {
 		t.Parallel()
-		b := newBroker(t)
+		b := newBroker(t, stopGrace)
 		ready := make(chan struct{}, 10)
 		require.NoError(t, b.Consume(broker.Queue{Topics: []string{"o"}, OnReady: func() { ready <- struct{}{} }}, func(context.Context, broker.Message) error { return nil }))
 		start(t, b)
@@ -149,7 +154,7 @@ func Run(t *testing.T, newBroker New) {
 
 	t.Run("stop ends handlers and is idempotent", func(t *testing.T) {
 		t.Parallel()
-		b := newBroker(t)
+		b := newBroker(t, 10*time.Millisecond)
 		entered := make(chan struct{})
 		left := make(chan error, 1)
 		require.NoError(t, b.Consume(broker.Queue{Name: "work", Topics: []string{"s"}}, func(ctx context.Context, m broker.Message) error {
@@ -161,9 +166,9 @@ func Run(t *testing.T, newBroker New) {
 		start(t, b)
 		go func() { _ = b.Publish(context.Background(), message("s")) }()
 		<-entered
-		b.Stop(10 * time.Millisecond)
+		b.Stop()
 		require.ErrorIs(t, <-left, context.Canceled, "the handler's context ends after the grace period")
-		b.Stop(time.Second)
+		b.Stop()
 	})
 }
 
@@ -219,8 +224,8 @@ func publish(t *testing.T, b broker.Broker, m broker.Message) {
 func start(t *testing.T, b broker.Broker) {
 	t.Helper()
 	require.NoError(t, b.Start(context.Background()))
-	t.Cleanup(func() { b.Stop(5 * time.Second) })
-	require.Eventually(t, func() bool { return b.Ping(context.Background()) == nil }, 20*time.Second, 10*time.Millisecond)
+	t.Cleanup(b.Stop)
+	testkit.Eventually(t, func() bool { return b.Ping(context.Background()) == nil }, "broker connected")
 }
 
 func message(topic string) broker.Message {

@@ -19,19 +19,20 @@ import (
 	"time"
 
 	"github.com/verifier/verifier/internal/broker"
+	"github.com/verifier/verifier/internal/startstop"
 )
 
 // Broker is an in-memory broker.Broker.
 type Broker struct {
-	log *slog.Logger
+	startstop.Base
 
-	mu      sync.Mutex
-	queues  []*queue
-	started bool
+	log   *slog.Logger
+	grace time.Duration
 
-	stopOnce  sync.Once
-	stopping  chan struct{}      // closed when Stop begins: no new deliveries start
-	cancel    context.CancelFunc // ends handler contexts after the grace period
+	mu     sync.Mutex
+	queues []*queue
+
+	stopping  chan struct{} // closed when Stop begins: no new deliveries start
 	handlerWG sync.WaitGroup
 }
 
@@ -51,9 +52,24 @@ type delivery struct {
 	done chan error
 }
 
+// Options tune a Broker.
+type Options struct {
+	// StopGrace is how long Stop lets handlers in flight finish before it
+	// cancels them (default broker.DefaultStopGrace).
+	StopGrace time.Duration
+}
+
+// pendingPerQueue is how many deliveries wait for a queue's workers before
+// Publish blocks: a burst of commits is absorbed, and a slow consumer
+// holds up the relay's publishes (its in-flight bound) rather than memory.
+const pendingPerQueue = 1024
+
 // New returns a broker that logs to log.
-func New(log *slog.Logger) *Broker {
-	return &Broker{log: log, stopping: make(chan struct{})}
+func New(log *slog.Logger, o Options) *Broker {
+	if o.StopGrace <= 0 {
+		o.StopGrace = broker.DefaultStopGrace
+	}
+	return &Broker{log: log, grace: o.StopGrace, stopping: make(chan struct{})}
 }
 
 // Consume registers h for q.
@@ -63,20 +79,20 @@ func (b *Broker) Consume(q broker.Queue, h broker.Handler) error {
 	if q.Concurrency <= 0 {
 		q.Concurrency = 1
 	}
-	b.queues = append(b.queues, &queue{spec: q, handle: h, pending: make(chan *delivery, 1024), shutdown: b.stopping})
+	b.queues = append(b.queues, &queue{spec: q, handle: h, pending: make(chan *delivery, pendingPerQueue), shutdown: b.stopping})
 	return nil
 }
 
-// Start starts the handler workers.
+// Start starts the handler workers. Stop stops them: handlers still
+// running after the stop grace see their context cancelled.
 func (b *Broker) Start(ctx context.Context) error {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.started {
-		return nil
+	ctx, run, err := b.StartInit(ctx)
+	if run == nil {
+		return err
 	}
-	b.started = true
+	// Handlers outlive ctx, which ends as Stop begins, by the grace.
 	hctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	b.cancel = cancel
+	b.mu.Lock()
 	for _, q := range b.queues {
 		for range q.spec.Concurrency {
 			b.handlerWG.Go(func() { b.work(hctx, q) })
@@ -85,6 +101,16 @@ func (b *Broker) Start(ctx context.Context) error {
 			q.spec.OnReady()
 		}
 	}
+	b.mu.Unlock()
+	go func() {
+		defer run.Stopped(nil)
+		run.Started()
+		<-ctx.Done()
+		close(b.stopping)
+		if !broker.Drain(&b.handlerWG, b.grace, cancel) {
+			b.log.Warn("handlers were still running after the grace period; cancelled them")
+		}
+	}()
 	return nil
 }
 
@@ -174,21 +200,6 @@ func (b *Broker) deliver(ctx context.Context, q *queue, m broker.Message) error 
 	}
 	b.log.Warn("message handed back for retry", "topic", m.Topic, "id", m.ID, "attempt", m.Attempt, "err", err)
 	return broker.RetryAfter(err, broker.DefaultRetry(m.Attempt))
-}
-
-// Stop stops the workers; handlers still running after grace see their
-// context cancelled.
-func (b *Broker) Stop(grace time.Duration) {
-	b.stopOnce.Do(func() {
-		close(b.stopping)
-		cancel := b.cancel
-		if cancel == nil {
-			cancel = func() {} // never started
-		}
-		if !broker.Drain(&b.handlerWG, grace, cancel) {
-			b.log.Warn("handlers were still running after the grace period; cancelled them")
-		}
-	})
 }
 
 // Ping always succeeds: the broker is this process.

@@ -3,21 +3,22 @@ package inproc
 import (
 	"context"
 	"errors"
-	"io"
-	"log/slog"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
-	"go.uber.org/goleak"
+
+	"github.com/verifier/verifier/internal/testkit"
 
 	"github.com/verifier/verifier/internal/broker"
 	"github.com/verifier/verifier/internal/broker/brokertest"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) { testkit.VerifyTestMain(m) }
 
-func newBroker(*testing.T) broker.Broker { return New(slog.New(slog.NewTextHandler(io.Discard, nil))) }
+func newBroker(_ *testing.T, grace time.Duration) broker.Broker {
+	return New(testkit.Discard(), Options{StopGrace: grace})
+}
 
 func TestConformance(t *testing.T) { brokertest.Run(t, newBroker) }
 
@@ -25,14 +26,14 @@ func TestConformance(t *testing.T) { brokertest.Run(t, newBroker) }
 // until then and a crash in between loses nothing.
 func TestPublishWaitsForHandler(t *testing.T) {
 	t.Parallel()
-	b := New(slog.New(slog.NewTextHandler(io.Discard, nil)))
+	b := New(testkit.Discard(), Options{})
 	release := make(chan struct{})
 	require.NoError(t, b.Consume(broker.Queue{Name: "q", Topics: []string{"t"}}, func(context.Context, broker.Message) error {
 		<-release
 		return nil
 	}))
 	require.NoError(t, b.Start(context.Background()))
-	defer b.Stop(time.Second)
+	defer b.Stop()
 
 	confirmed := make(chan error, 1)
 	go func() { confirmed <- b.Publish(context.Background(), broker.Message{ID: "1", Topic: "t"}) }()
@@ -46,10 +47,10 @@ func TestPublishWaitsForHandler(t *testing.T) {
 
 func TestPublishAfterStop(t *testing.T) {
 	t.Parallel()
-	b := New(slog.New(slog.NewTextHandler(io.Discard, nil)))
+	b := New(testkit.Discard(), Options{})
 	require.NoError(t, b.Consume(broker.Queue{Name: "q", Topics: []string{"t"}}, func(context.Context, broker.Message) error { return nil }))
 	require.NoError(t, b.Start(context.Background()))
-	b.Stop(time.Second)
+	b.Stop()
 	require.ErrorIs(t, b.Publish(context.Background(), broker.Message{ID: "1", Topic: "t"}), broker.ErrNotConnected)
 }
 
@@ -57,14 +58,14 @@ func TestPublishAfterStop(t *testing.T) {
 // outbox row is the copy that waits, not a worker or the publisher.
 func TestPublishPassesRetryBack(t *testing.T) {
 	t.Parallel()
-	b := New(slog.New(slog.NewTextHandler(io.Discard, nil)))
+	b := New(testkit.Discard(), Options{})
 	attempts := make(chan int, 10)
 	require.NoError(t, b.Consume(broker.Queue{Name: "q", Topics: []string{"t"}}, func(_ context.Context, m broker.Message) error {
 		attempts <- m.Attempt
 		return broker.RetryAfter(errors.New("451 later"), 5*time.Second)
 	}))
 	require.NoError(t, b.Start(context.Background()))
-	defer b.Stop(time.Second)
+	defer b.Stop()
 
 	err := b.Publish(context.Background(), broker.Message{ID: "1", Topic: "t"})
 	d, ok := broker.RetryDelay(err)

@@ -40,6 +40,7 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/verifier/verifier/internal/broker"
+	"github.com/verifier/verifier/internal/startstop"
 )
 
 // DefaultPrefix starts the name of every exchange and queue.
@@ -95,8 +96,25 @@ const (
 // takes longer is treated as unreachable and the outbox row is retried.
 const confirmTimeout = 15 * time.Second
 
+// Connection settings.
+const (
+	// heartbeat: a dead TCP connection (no RST, e.g. a vanished NAT entry)
+	// is noticed within two of these, not at the next publish.
+	heartbeat = 10 * time.Second
+	// dialTimeout bounds one connection attempt, so a blackholed address
+	// is retried with backoff rather than waiting on the kernel.
+	dialTimeout = 5 * time.Second
+	// Reconnect backoff: the first retry comes quickly (a restart of
+	// RabbitMQ takes seconds), later ones no more than reconnectMax apart
+	// so the service is back soon after RabbitMQ is.
+	reconnectMin = 250 * time.Millisecond
+	reconnectMax = 5 * time.Second
+)
+
 // Broker is a broker.Broker backed by RabbitMQ.
 type Broker struct {
+	startstop.Base
+
 	url   string
 	log   *slog.Logger
 	name  string
@@ -107,16 +125,12 @@ type Broker struct {
 	pub       *amqp.Channel
 	consumers []consumer
 	attached  []*attachment // consumer channels of the current connection
-	onConnect func()
-
-	cancelRun context.CancelFunc
-	runDone   chan struct{}
+	onConnect []func()
+	grace     time.Duration
 
 	handlerCtx    context.Context
 	cancelHandler context.CancelFunc
 	handlers      sync.WaitGroup
-
-	stopOnce sync.Once
 }
 
 var _ broker.Broker = (*Broker)(nil)
@@ -144,9 +158,9 @@ type Options struct {
 	// Prefix of every exchange and queue name (default "verifier"), so
 	// several deployments, or tests, can share one RabbitMQ.
 	Prefix string
-	// OnConnect, if set, is called after each successful (re)connect; the
-	// outbox relay uses it to publish what waited during an outage at once.
-	OnConnect func()
+	// StopGrace is how long Stop lets handlers in flight finish before it
+	// cancels them (default broker.DefaultStopGrace).
+	StopGrace time.Duration
 }
 
 // New returns a broker for the AMQP URL.
@@ -154,11 +168,24 @@ func New(url string, log *slog.Logger, o Options) *Broker {
 	if o.Prefix == "" {
 		o.Prefix = DefaultPrefix
 	}
+	if o.StopGrace <= 0 {
+		o.StopGrace = broker.DefaultStopGrace
+	}
 	host, _ := os.Hostname()
 	return &Broker{
-		url: url, log: log, names: Names{o.Prefix}, onConnect: o.OnConnect,
+		url: url, log: log, names: Names{o.Prefix}, grace: o.StopGrace,
 		name: fmt.Sprintf("%s@%s/%d", o.Prefix, host, os.Getpid()),
 	}
+}
+
+// OnConnect registers f to be called after each successful (re)connect;
+// the outbox relay uses it to publish what waited during an outage at
+// once. It is a method, not an option, so the wiring can wait until both
+// the broker and what it calls exist.
+func (b *Broker) OnConnect(f func()) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.onConnect = append(b.onConnect, f)
 }
 
 // Names returns the broker's exchange and queue names.
@@ -177,18 +204,25 @@ func (b *Broker) Consume(q broker.Queue, h broker.Handler) error {
 
 // Start connects in the background. It does not wait for the broker: the
 // service must start, and accept registrations into its outbox, while
-// RabbitMQ is still down.
+// RabbitMQ is still down. Stop cancels the consumers, lets handlers finish
+// within the stop grace (then cancels them), and closes the connection;
+// RabbitMQ requeues whatever was not acked.
 func (b *Broker) Start(ctx context.Context) error {
-	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	b.cancelRun = cancel
-	b.runDone = make(chan struct{})
-	b.handlerCtx, b.cancelHandler = context.WithCancel(context.Background())
-	go b.run(ctx)
+	ctx, run, err := b.StartInit(ctx)
+	if run == nil {
+		return err
+	}
+	b.handlerCtx, b.cancelHandler = context.WithCancel(context.WithoutCancel(ctx))
+	go func() {
+		defer run.Stopped(nil)
+		run.Started()
+		b.run(ctx)
+		b.shutdown()
+	}()
 	return nil
 }
 
 func (b *Broker) run(ctx context.Context) {
-	defer close(b.runDone)
 	for attempt := 0; ; attempt++ {
 		conn, err := b.connect()
 		if err == nil && ctx.Err() != nil {
@@ -197,7 +231,7 @@ func (b *Broker) run(ctx context.Context) {
 			return
 		}
 		if err != nil {
-			wait := broker.Backoff(attempt, 250*time.Millisecond, 5*time.Second)
+			wait := broker.Backoff(attempt, reconnectMin, reconnectMax)
 			b.log.Warn("RabbitMQ unreachable; will retry", "in", wait.Round(time.Millisecond), "err", err)
 			select {
 			case <-time.After(wait):
@@ -208,8 +242,11 @@ func (b *Broker) run(ctx context.Context) {
 		}
 		attempt = -1
 		b.log.Info("connected to RabbitMQ", "connection", b.name)
-		if b.onConnect != nil {
-			b.onConnect()
+		b.mu.Lock()
+		onConnect := b.onConnect
+		b.mu.Unlock()
+		for _, f := range onConnect {
+			f()
 		}
 		closed := conn.NotifyClose(make(chan *amqp.Error, 1))
 		select {
@@ -226,8 +263,8 @@ func (b *Broker) run(ctx context.Context) {
 // channel and attaches every consumer.
 func (b *Broker) connect() (*amqp.Connection, error) {
 	conn, err := amqp.DialConfig(b.url, amqp.Config{
-		Heartbeat:  10 * time.Second,
-		Dial:       amqp.DefaultDial(5 * time.Second),
+		Heartbeat:  heartbeat,
+		Dial:       amqp.DefaultDial(dialTimeout),
 		Properties: amqp.Table{"connection_name": b.name},
 	})
 	if err != nil {
@@ -498,32 +535,24 @@ func (b *Broker) Ping(context.Context) error {
 	return nil
 }
 
-// Stop cancels the consumers, lets handlers finish within grace (then
-// cancels them), and closes the connection; RabbitMQ requeues whatever was
-// not acked.
-func (b *Broker) Stop(grace time.Duration) {
-	b.stopOnce.Do(func() {
-		if b.cancelRun == nil {
-			return // never started
+// shutdown ends what run left: consumers are cancelled, handlers settle
+// their deliveries within the grace, and the connection closes.
+func (b *Broker) shutdown() {
+	b.mu.Lock()
+	conn, attached := b.conn, b.attached
+	b.conn, b.pub, b.attached = nil, nil, nil
+	b.mu.Unlock()
+	for _, a := range attached {
+		_ = a.ch.Cancel(a.tag, false)
+	}
+	// Handlers settle their deliveries before the connection closes;
+	// whatever they could not settle, RabbitMQ requeues on close.
+	if !broker.Drain(&b.handlers, b.grace, b.cancelHandler) {
+		b.log.Warn("handlers were still running after the grace period; cancelled them")
+	}
+	if conn != nil {
+		if err := conn.Close(); err != nil && !errors.Is(err, amqp.ErrClosed) {
+			b.log.Debug("closing RabbitMQ connection", "err", err)
 		}
-		b.cancelRun()
-		<-b.runDone
-		b.mu.Lock()
-		conn, attached := b.conn, b.attached
-		b.conn, b.pub, b.attached = nil, nil, nil
-		b.mu.Unlock()
-		for _, a := range attached {
-			_ = a.ch.Cancel(a.tag, false)
-		}
-		// Handlers settle their deliveries before the connection closes;
-		// whatever they could not settle, RabbitMQ requeues on close.
-		if !broker.Drain(&b.handlers, grace, b.cancelHandler) {
-			b.log.Warn("handlers were still running after the grace period; cancelled them")
-		}
-		if conn != nil {
-			if err := conn.Close(); err != nil && !errors.Is(err, amqp.ErrClosed) {
-				b.log.Debug("closing RabbitMQ connection", "err", err)
-			}
-		}
-	})
+	}
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"strings"
 	"sync/atomic"
@@ -13,40 +12,41 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 	"github.com/stretchr/testify/require"
-	"go.uber.org/goleak"
+
+	"github.com/verifier/verifier/internal/testkit"
 
 	"github.com/verifier/verifier/internal/broker"
 	"github.com/verifier/verifier/internal/broker/brokertest"
-	"github.com/verifier/verifier/internal/rabbittest"
-	"github.com/verifier/verifier/internal/tcpproxy"
+	"github.com/verifier/verifier/internal/broker/rabbitmq/rabbitmqtest"
+	"github.com/verifier/verifier/internal/testkit/tcpproxy"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) { testkit.VerifyTestMain(m) }
 
 // newPrefix returns names unique to t, deleted when t ends.
-func newPrefix(t *testing.T, url string) string { return rabbittest.Prefix(t, url) }
+func newPrefix(t *testing.T, url string) string { return rabbitmqtest.Prefix(t, url) }
 
-func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+func quiet() *slog.Logger { return testkit.Discard() }
 
 func TestConformance(t *testing.T) {
-	url := rabbittest.URL(t)
-	brokertest.Run(t, func(t *testing.T) broker.Broker {
-		return New(url, quiet(), Options{Prefix: newPrefix(t, url)})
+	url := rabbitmqtest.URL(t)
+	brokertest.Run(t, func(t *testing.T, grace time.Duration) broker.Broker {
+		return New(url, quiet(), Options{Prefix: newPrefix(t, url), StopGrace: grace})
 	})
 }
 
 // A rejected message lands in the dead-letter queue, persistent and intact.
 func TestPermanentFailureIsDeadLettered(t *testing.T) {
 	t.Parallel()
-	url := rabbittest.URL(t)
+	url := rabbitmqtest.URL(t)
 	prefix := newPrefix(t, url)
 	b := New(url, quiet(), Options{Prefix: prefix})
 	require.NoError(t, b.Consume(broker.Queue{Name: "work", Topics: []string{"d"}}, func(context.Context, broker.Message) error {
 		return broker.Permanent(fmt.Errorf("no"))
 	}))
 	require.NoError(t, b.Start(context.Background()))
-	defer b.Stop(time.Second)
-	require.Eventually(t, func() bool { return b.Ping(context.Background()) == nil }, 20*time.Second, 10*time.Millisecond)
+	defer b.Stop()
+	testkit.Eventually(t, func() bool { return b.Ping(context.Background()) == nil }, "broker connected")
 	require.NoError(t, b.Publish(context.Background(), broker.Message{ID: "poison-1", Topic: "d", Body: []byte("{}")}))
 
 	conn, err := amqp.Dial(url)
@@ -55,11 +55,11 @@ func TestPermanentFailureIsDeadLettered(t *testing.T) {
 	ch, err := conn.Channel()
 	require.NoError(t, err)
 	var got amqp.Delivery
-	require.Eventually(t, func() bool {
+	testkit.Eventually(t, func() bool {
 		d, ok, err := ch.Get(b.Names().DeadLetter(), true)
 		got = d
 		return err == nil && ok
-	}, 20*time.Second, 20*time.Millisecond)
+	}, "poison message in the dead-letter queue")
 	require.Equal(t, "poison-1", got.MessageId)
 	require.Equal(t, uint8(amqp.Persistent), got.DeliveryMode)
 }
@@ -68,7 +68,7 @@ func TestPermanentFailureIsDeadLettered(t *testing.T) {
 // change reaches a websocket open on any replica.
 func TestPrivateQueuesFanOut(t *testing.T) {
 	t.Parallel()
-	url := rabbittest.URL(t)
+	url := rabbitmqtest.URL(t)
 	prefix := newPrefix(t, url)
 	got := make(chan string, 10)
 	var replicas []*Broker
@@ -79,19 +79,14 @@ func TestPrivateQueuesFanOut(t *testing.T) {
 			return nil
 		}))
 		require.NoError(t, b.Start(context.Background()))
-		defer b.Stop(time.Second)
-		require.Eventually(t, func() bool { return b.Ping(context.Background()) == nil }, 20*time.Second, 10*time.Millisecond)
+		defer b.Stop()
+		testkit.Eventually(t, func() bool { return b.Ping(context.Background()) == nil }, "broker connected")
 		replicas = append(replicas, b)
 	}
 	require.NoError(t, replicas[0].Publish(context.Background(), broker.Message{ID: "v1", Topic: "user.verified"}))
 	seen := map[string]bool{}
 	for range 3 {
-		select {
-		case s := <-got:
-			seen[s] = true
-		case <-time.After(20 * time.Second):
-			t.Fatalf("only %v", seen)
-		}
+		seen[testkit.Receive(t, got, "delivery to every replica; only %v", seen)] = true
 	}
 	require.Len(t, seen, 3)
 }
@@ -101,10 +96,11 @@ func TestPrivateQueuesFanOut(t *testing.T) {
 // after, consumers resume, and OnReady and OnConnect fire again.
 func TestReconnects(t *testing.T) {
 	t.Parallel()
-	url := rabbittest.URL(t)
-	proxy := tcpproxy.Start(t, rabbittest.Host(url))
+	url := rabbitmqtest.URL(t)
+	proxy := tcpproxy.Start(t, rabbitmqtest.Host(url))
 	connects := make(chan struct{}, 10)
-	b := New(rabbittest.Via(url, proxy.Addr()), quiet(), Options{Prefix: newPrefix(t, url), OnConnect: func() { connects <- struct{}{} }})
+	b := New(rabbitmqtest.Via(url, proxy.Addr()), quiet(), Options{Prefix: newPrefix(t, url)})
+	b.OnConnect(func() { connects <- struct{}{} })
 	got := make(chan string, 10)
 	ready := make(chan struct{}, 10)
 	require.NoError(t, b.Consume(broker.Queue{Name: "work", Topics: []string{"r"}, OnReady: func() { ready <- struct{}{} }}, func(_ context.Context, m broker.Message) error {
@@ -112,31 +108,22 @@ func TestReconnects(t *testing.T) {
 		return nil
 	}))
 	require.NoError(t, b.Start(context.Background()))
-	defer b.Stop(time.Second)
-	<-connects
-	<-ready
+	defer b.Stop()
+	testkit.Receive(t, connects, "connect")
+	testkit.Receive(t, ready, "consumer ready")
 
 	proxy.Cut()
-	require.Eventually(t, func() bool { return b.Ping(context.Background()) != nil }, 20*time.Second, 10*time.Millisecond)
+	testkit.Eventually(t, func() bool { return b.Ping(context.Background()) != nil }, "broker notices the cut")
 	require.Error(t, b.Publish(context.Background(), broker.Message{ID: "lost", Topic: "r"}))
 
 	proxy.Restore()
-	select {
-	case <-connects:
-	case <-time.After(30 * time.Second):
-		t.Fatal("did not reconnect")
-	}
-	<-ready
+	testkit.Receive(t, connects, "reconnect")
+	testkit.Receive(t, ready, "consumer ready again")
 	require.NoError(t, b.Publish(context.Background(), broker.Message{ID: "after", Topic: "r"}))
-	select {
-	case id := <-got:
-		require.Equal(t, "after", id)
-	case <-time.After(20 * time.Second):
-		t.Fatal("consumer did not resume")
-	}
+	require.Equal(t, "after", testkit.Receive(t, got, "delivery: the consumer did not resume"))
 }
 
-// The delay queues rabbittest deletes after each test are the ones declared.
+// The delay queues rabbitmqtest deletes after each test are the ones declared.
 func TestDelayQueueNames(t *testing.T) {
 	t.Parallel()
 	n := Names{"p"}
@@ -144,7 +131,7 @@ func TestDelayQueueNames(t *testing.T) {
 	for _, d := range DelayTiers {
 		suffixes = append(suffixes, strings.TrimPrefix(n.Delay("q", d), n.Queue("q")))
 	}
-	require.Equal(t, rabbittest.DelaySuffixes, suffixes)
+	require.Equal(t, rabbitmqtest.DelaySuffixes, suffixes)
 }
 
 func TestTierFor(t *testing.T) {
@@ -172,11 +159,12 @@ func TestTierFor(t *testing.T) {
 // queue or a delay queue.
 func TestReconnectEndsOldHandlers(t *testing.T) {
 	t.Parallel()
-	url := rabbittest.URL(t)
-	proxy := tcpproxy.Start(t, rabbittest.Host(url))
+	url := rabbitmqtest.URL(t)
+	proxy := tcpproxy.Start(t, rabbitmqtest.Host(url))
 	prefix := newPrefix(t, url)
 	connects := make(chan struct{}, 10)
-	b := New(rabbittest.Via(url, proxy.Addr()), quiet(), Options{Prefix: prefix, OnConnect: func() { connects <- struct{}{} }})
+	b := New(rabbitmqtest.Via(url, proxy.Addr()), quiet(), Options{Prefix: prefix})
+	b.OnConnect(func() { connects <- struct{}{} })
 	type call struct {
 		m   broker.Message
 		ctx context.Context
@@ -194,29 +182,20 @@ func TestReconnectEndsOldHandlers(t *testing.T) {
 		return nil
 	}))
 	require.NoError(t, b.Start(context.Background()))
-	defer b.Stop(time.Second)
-	<-connects
+	defer b.Stop()
+	testkit.Receive(t, connects, "connect")
 	require.NoError(t, b.Publish(context.Background(), broker.Message{ID: "c1", Topic: "c", Body: []byte("{}")}))
 
-	first := <-calls
+	first := testkit.Receive(t, calls, "first delivery")
 	proxy.Cut()
-	select {
-	case <-first.ctx.Done():
-	case <-time.After(30 * time.Second):
-		t.Fatal("the handler's context did not end with its connection")
-	}
+	testkit.Receive(t, first.ctx.Done(), "end of the handler's context with its connection")
 	proxy.Restore()
-	var second call
-	select {
-	case second = <-calls:
-	case <-time.After(30 * time.Second):
-		t.Fatal("not redelivered after the reconnect")
-	}
+	second := testkit.Receive(t, calls, "redelivery after the reconnect")
 	require.Equal(t, "c1", second.m.ID)
 	require.Equal(t, 1, second.m.Attempt, "a redelivery, not a retry")
 	require.NoError(t, second.ctx.Err())
 
-	b.Stop(5 * time.Second) // every handler has returned and settled
+	b.Stop() // every handler has returned and settled
 	require.Len(t, calls, 0)
 	require.Equal(t, map[string]int{}, readyMessages(t, url, b.Names(), "work"))
 }

@@ -1,6 +1,6 @@
-// Package dbtest gives tests fresh databases of both kinds the service runs
+// Package databasetest gives tests fresh databases of both kinds the service runs
 // on: a SQLite file, and a database of its own on a PostgreSQL server.
-package dbtest
+package databasetest
 
 import (
 	"context"
@@ -33,7 +33,7 @@ func Postgres(t testing.TB) string {
 	}
 	db, err := sql.Open("pgx", admin)
 	if err != nil {
-		t.Fatalf("dbtest: %v", err)
+		t.Fatalf("databasetest: %v", err)
 	}
 	t.Cleanup(func() { db.Close() })
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -46,18 +46,18 @@ func Postgres(t testing.TB) string {
 	}
 	name := fmt.Sprintf("test_%d_%d_%d", os.Getpid(), time.Now().UnixNano(), seq.Add(1))
 	if _, err := db.ExecContext(ctx, "CREATE DATABASE "+name); err != nil {
-		t.Fatalf("dbtest: create database: %v", err)
+		t.Fatalf("databasetest: create database: %v", err)
 	}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		if _, err := db.ExecContext(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)"); err != nil {
-			t.Logf("dbtest: drop database %s: %v", name, err)
+			t.Logf("databasetest: drop database %s: %v", name, err)
 		}
 	})
 	u, err := url.Parse(admin)
 	if err != nil {
-		t.Fatalf("dbtest: %v", err)
+		t.Fatalf("databasetest: %v", err)
 	}
 	u.Path = "/" + strings.TrimPrefix(name, "/")
 	return u.String()

@@ -1,5 +1,5 @@
-// Package rabbittest finds the RabbitMQ that tests run against.
-package rabbittest
+// Package rabbitmqtest finds the RabbitMQ that tests run against.
+package rabbitmqtest
 
 import (
 	"fmt"
@@ -29,7 +29,7 @@ func URL(t testing.TB) string {
 	}
 	u, err := url.Parse(raw)
 	if err != nil {
-		t.Fatalf("rabbittest: AMQP_URL does not parse: %v", err)
+		t.Fatalf("rabbitmqtest: AMQP_URL does not parse: %v", err)
 	}
 	host := u.Host
 	if u.Port() == "" {

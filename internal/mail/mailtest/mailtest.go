@@ -1,8 +1,8 @@
-// Package smtpsink is a real SMTP server for tests (github.com/emersion/go-smtp)
+// Package mailtest is a real SMTP server for tests (github.com/emersion/go-smtp)
 // that keeps what it receives and can be told to misbehave the ways real
 // servers do: refuse recipients, senders or messages, refuse connections,
 // require authentication, drop connections at chosen moments.
-package smtpsink
+package mailtest
 
 import (
 	"bytes"
@@ -61,7 +61,7 @@ func Start(t testing.TB) *Sink {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		t.Fatalf("smtpsink: listen: %v", err)
+		t.Fatalf("mailtest: listen: %v", err)
 	}
 	s := &Sink{addr: ln.Addr().String(), received: make(chan Mail, 10000), rcpts: map[string]int{}, conns: map[*conn]bool{}}
 	srv := smtp.NewServer(smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) {
@@ -123,7 +123,7 @@ func (s *Sink) Greet(err error) {
 }
 
 // Hangup, given to Greet, closes new connections before the greeting.
-var Hangup = errors.New("smtpsink: hang up")
+var Hangup = errors.New("mailtest: hang up")
 
 // DropAfterData makes the sink accept each message and then close the
 // connection, so that whatever the client sends next (RSET, NOOP, the next
@@ -184,7 +184,7 @@ func (s *Sink) Next(t testing.TB, timeout time.Duration) Mail {
 	case m := <-s.received:
 		return m
 	case <-time.After(timeout):
-		t.Fatalf("smtpsink: no mail within %s", timeout)
+		t.Fatalf("mailtest: no mail within %s", timeout)
 		return Mail{}
 	}
 }
@@ -199,7 +199,7 @@ func (s *Sink) Collect(t testing.TB, n int, timeout time.Duration) []Mail {
 		case m := <-s.received:
 			out = append(out, m)
 		case <-deadline:
-			t.Fatalf("smtpsink: %d of %d mails within %s", len(out), n, timeout)
+			t.Fatalf("mailtest: %d of %d mails within %s", len(out), n, timeout)
 		}
 	}
 	return out

@@ -1,0 +1,230 @@
+package httpapi
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"mime"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/verifier/verifier/internal/apperr"
+	"github.com/verifier/verifier/internal/ratelimit"
+)
+
+// A middleware wraps a handler; the /query chain is built from these in
+// Options.query, each doing one thing.
+type middleware func(http.Handler) http.Handler
+
+// chain applies mws so that the first one sees the request first.
+func chain(h http.Handler, mws ...middleware) http.Handler {
+	for _, mw := range slices.Backward(mws) {
+		h = mw(h)
+	}
+	return h
+}
+
+// clientAddress puts the client's address (behind trustProxy reverse
+// proxies) into the request context, for the rate limits and the socket
+// cap.
+func clientAddress(trustProxy int) middleware {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			client := ratelimit.ClientAddress(r, trustProxy)
+			next.ServeHTTP(w, r.WithContext(ratelimit.WithClient(r.Context(), client)))
+		})
+	}
+}
+
+// origins are the origins besides the service's own that may open
+// websockets and make credentialed requests.
+type origins struct {
+	public  string // PUBLIC_URL's origin
+	allowed []string
+}
+
+func newOrigins(publicURL string, allowed []string) origins {
+	o := origins{allowed: allowed}
+	if pu, err := url.Parse(publicURL); err == nil {
+		o.public = pu.Scheme + "://" + pu.Host
+	}
+	return o
+}
+
+// crossAllowed reports whether a request from origin, another site, is
+// allowed.
+func (o origins) crossAllowed(origin string) bool {
+	return (o.public != "" && origin == o.public) || slices.Contains(o.allowed, origin)
+}
+
+// socketAllowed reports whether a websocket from origin may connect: no
+// Origin (not a browser), the service's own origin, or an allowed one.
+func (o origins) socketAllowed(r *http.Request, origin string) bool {
+	if origin == "" {
+		return true
+	}
+	u, err := url.Parse(origin)
+	if err != nil {
+		return false
+	}
+	return u.Host == r.Host || o.crossAllowed(origin)
+}
+
+// checkOrigin refuses websocket upgrades from origins not allowed. Without
+// it any web page could subscribe with a watch token it obtained:
+// browsers do not apply CORS to websockets.
+func checkOrigin(o origins) middleware {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if websocket.IsWebSocketUpgrade(r) && !o.socketAllowed(r, r.Header.Get("Origin")) {
+				http.Error(w, "origin not allowed", http.StatusForbidden)
+				return
+			}
+			next.ServeHTTP(w, r)
+		})
+	}
+}
+
+// socketRetryAfter is the Retry-After of a websocket refused by the
+// per-client cap: a hint, as only the client can close one of its own.
+const socketRetryAfter = 10 * time.Second
+
+// capSockets refuses a websocket upgrade from a client that holds max
+// open already (0 is no cap). Counted like the rate limits: an IPv6 /64 is
+// one client. It needs clientAddress before it.
+func capSockets(max int) middleware {
+	count := newSocketCount(max)
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if !websocket.IsWebSocketUpgrade(r) {
+				next.ServeHTTP(w, r)
+				return
+			}
+			key := ratelimit.Key(ratelimit.Client(r.Context()))
+			if !count.acquire(key) {
+				w.Header().Set("Retry-After", strconv.Itoa(int(socketRetryAfter/time.Second)))
+				writeGraphQLError(w, http.StatusTooManyRequests, apperr.Limited(socketRetryAfter,
+					"at most %d websockets per client; close one first", max))
+				return
+			}
+			// gqlgen serves the connection until it closes.
+			defer count.release(key)
+			next.ServeHTTP(w, r)
+		})
+	}
+}
+
+// corsMaxAge is how long a browser may cache a preflight answer: the
+// allowed origins change only with a deployment.
+const corsMaxAge = 10 * time.Minute
+
+// cors lets allowed origins make credentialed requests, and answers their
+// preflight. Websocket upgrades pass untouched (checkOrigin guards them).
+// A library may replace this later; the headers are the contract's.
+func cors(o origins) middleware {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if websocket.IsWebSocketUpgrade(r) {
+				next.ServeHTTP(w, r)
+				return
+			}
+			if origin := r.Header.Get("Origin"); origin != "" && o.crossAllowed(origin) {
+				h := w.Header()
+				h.Set("Access-Control-Allow-Origin", origin)
+				h.Set("Access-Control-Allow-Credentials", "true")
+				h.Add("Vary", "Origin")
+			}
+			if r.Method == http.MethodOptions {
+				w.Header().Set("Access-Control-Allow-Methods", "POST, OPTIONS")
+				w.Header().Set("Access-Control-Allow-Headers", "Content-Type, Authorization")
+				w.Header().Set("Access-Control-Max-Age", strconv.Itoa(int(corsMaxAge/time.Second)))
+				w.WriteHeader(http.StatusNoContent)
+				return
+			}
+			next.ServeHTTP(w, r)
+		})
+	}
+}
+
+// postJSON lets through websocket upgrades and POSTs of JSON, and answers
+// anything else with the contract's error.
+func postJSON(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if websocket.IsWebSocketUpgrade(r) {
+			next.ServeHTTP(w, r)
+			return
+		}
+		if r.Method != http.MethodPost {
+			w.Header().Set("Allow", "POST, OPTIONS")
+			writeGraphQLError(w, http.StatusMethodNotAllowed, apperr.Errorf(apperr.BadUserInput, "use POST for queries and mutations, or a websocket for subscriptions"))
+			return
+		}
+		if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
+			writeGraphQLError(w, http.StatusUnsupportedMediaType, apperr.Errorf(apperr.BadUserInput, "send the request as Content-Type: application/json"))
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// DefaultMaxBodyBytes bounds a POST body: a GraphQL request of this
+// service is a few hundred bytes; the parser's token limit and the cost
+// limits stop what fits but is still abusive.
+const DefaultMaxBodyBytes = 64 << 10
+
+// limitBody reads a POST body of at most max bytes up front and checks it
+// is one GraphQL request: a chunked body has no Content-Length, and an
+// oversized or malformed one must get the contract's error, not gqlgen's
+// (which quotes the body, passwords included). Upgrades have no body.
+func limitBody(max int64) middleware {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if websocket.IsWebSocketUpgrade(r) {
+				next.ServeHTTP(w, r)
+				return
+			}
+			if r.ContentLength > max {
+				writeGraphQLError(w, http.StatusRequestEntityTooLarge, apperr.Errorf(apperr.BadUserInput, "request body too large"))
+				return
+			}
+			body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, max))
+			if err != nil {
+				if _, tooBig := errors.AsType[*http.MaxBytesError](err); tooBig {
+					writeGraphQLError(w, http.StatusRequestEntityTooLarge, apperr.Errorf(apperr.BadUserInput, "request body too large"))
+				} else {
+					writeGraphQLError(w, http.StatusBadRequest, apperr.Errorf(apperr.BadUserInput, "could not read the request body"))
+				}
+				return
+			}
+			if err := checkRequest(body); err != nil {
+				writeGraphQLError(w, http.StatusBadRequest, err)
+				return
+			}
+			r.Body = io.NopCloser(bytes.NewReader(body))
+			next.ServeHTTP(w, r)
+		})
+	}
+}
+
+// closeOnShutdown answers with "Connection: close" once shutting is
+// closed, so a keep-alive client opens its next request elsewhere (another
+// replica, or this one restarted) instead of on a connection about to go.
+func closeOnShutdown(shutting <-chan struct{}) middleware {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			select {
+			case <-shutting:
+				if !websocket.IsWebSocketUpgrade(r) {
+					w.Header().Set("Connection", "close")
+				}
+			default:
+			}
+			next.ServeHTTP(w, r)
+		})
+	}
+}

@@ -1,0 +1,283 @@
+package httpapi
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/99designs/gqlgen/graphql/handler/transport"
+	"github.com/gorilla/websocket"
+	"github.com/stretchr/testify/require"
+
+	"github.com/verifier/verifier/internal/metrics"
+	"github.com/verifier/verifier/internal/ratelimit"
+	"github.com/verifier/verifier/internal/wsgorilla"
+)
+
+// reached is a handler that records whether a request got through.
+type reached struct {
+	ok     bool
+	client string
+	body   string
+}
+
+func (h *reached) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h.ok = true
+	h.client = ratelimit.Client(r.Context())
+	if r.Body != nil {
+		b, _ := io.ReadAll(r.Body)
+		h.body = string(b)
+	}
+	w.WriteHeader(http.StatusOK)
+}
+
+func upgradeRequest(origin string) *http.Request {
+	req := httptest.NewRequest(http.MethodGet, "http://svc.example/query", nil)
+	req.Header.Set("Connection", "Upgrade")
+	req.Header.Set("Upgrade", "websocket")
+	if origin != "" {
+		req.Header.Set("Origin", origin)
+	}
+	return req
+}
+
+func TestClientAddress(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name       string
+		trustProxy int
+		forwarded  string
+		want       string
+	}{
+		{"peer address without proxies", 0, "203.0.113.9", "192.0.2.1"},
+		{"the address the trusted proxy saw", 1, "203.0.113.9", "203.0.113.9"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			next := &reached{}
+			req := httptest.NewRequest(http.MethodPost, "/query", nil)
+			req.RemoteAddr = "192.0.2.1:4711"
+			req.Header.Set("X-Forwarded-For", tt.forwarded)
+			clientAddress(tt.trustProxy)(next).ServeHTTP(httptest.NewRecorder(), req)
+			require.Equal(t, tt.want, next.client)
+		})
+	}
+}
+
+func TestCheckOrigin(t *testing.T) {
+	t.Parallel()
+	allowed := newOrigins("https://app.example", []string{"https://partner.example"})
+	tests := []struct {
+		name   string
+		req    *http.Request
+		status int
+	}{
+		{"no origin: not a browser", upgradeRequest(""), http.StatusOK},
+		{"same host", upgradeRequest("https://svc.example"), http.StatusOK},
+		{"public URL", upgradeRequest("https://app.example"), http.StatusOK},
+		{"allowed origin", upgradeRequest("https://partner.example"), http.StatusOK},
+		{"foreign origin", upgradeRequest("https://evil.example"), http.StatusForbidden},
+		{"malformed origin", upgradeRequest("://"), http.StatusForbidden},
+		{"POST is CORS's business", func() *http.Request {
+			r := httptest.NewRequest(http.MethodPost, "/query", nil)
+			r.Header.Set("Origin", "https://evil.example")
+			return r
+		}(), http.StatusOK},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			next := &reached{}
+			rec := httptest.NewRecorder()
+			checkOrigin(allowed)(next).ServeHTTP(rec, tt.req)
+			require.Equal(t, tt.status, rec.Code)
+			require.Equal(t, tt.status == http.StatusOK, next.ok)
+		})
+	}
+}
+
+func TestCORS(t *testing.T) {
+	t.Parallel()
+	allowed := newOrigins("https://app.example", []string{"https://partner.example"})
+	tests := []struct {
+		name       string
+		method     string
+		origin     string
+		status     int
+		allowOrig  string
+		passedDown bool
+	}{
+		{"allowed origin gets credentials", http.MethodPost, "https://partner.example", http.StatusOK, "https://partner.example", true},
+		{"public URL is allowed", http.MethodPost, "https://app.example", http.StatusOK, "https://app.example", true},
+		{"foreign origin gets no CORS headers", http.MethodPost, "https://evil.example", http.StatusOK, "", true},
+		{"preflight is answered here", http.MethodOptions, "https://partner.example", http.StatusNoContent, "https://partner.example", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			next := &reached{}
+			req := httptest.NewRequest(tt.method, "/query", nil)
+			req.Header.Set("Origin", tt.origin)
+			rec := httptest.NewRecorder()
+			cors(allowed)(next).ServeHTTP(rec, req)
+			require.Equal(t, tt.status, rec.Code)
+			require.Equal(t, tt.passedDown, next.ok)
+			require.Equal(t, tt.allowOrig, rec.Header().Get("Access-Control-Allow-Origin"))
+			if tt.allowOrig != "" {
+				require.Equal(t, "true", rec.Header().Get("Access-Control-Allow-Credentials"))
+			}
+			if tt.method == http.MethodOptions {
+				require.Equal(t, "600", rec.Header().Get("Access-Control-Max-Age"))
+			}
+		})
+	}
+}
+
+func TestLimitBody(t *testing.T) {
+	t.Parallel()
+	const max = 64
+	tests := []struct {
+		name    string
+		body    string
+		chunked bool
+		status  int
+	}{
+		{"small request passes whole", `{"query":"{a}"}`, false, http.StatusOK},
+		{"declared too large", `{"query":"` + strings.Repeat("a", max) + `"}`, false, http.StatusRequestEntityTooLarge},
+		{"chunked too large", `{"query":"` + strings.Repeat("a", max) + `"}`, true, http.StatusRequestEntityTooLarge},
+		{"not a request", `[1]`, false, http.StatusBadRequest},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			next := &reached{}
+			req := httptest.NewRequest(http.MethodPost, "/query", strings.NewReader(tt.body))
+			if tt.chunked {
+				req.ContentLength = -1
+			}
+			rec := httptest.NewRecorder()
+			limitBody(max)(next).ServeHTTP(rec, req)
+			require.Equal(t, tt.status, rec.Code, rec.Body.String())
+			require.Equal(t, tt.status == http.StatusOK, next.ok)
+			if next.ok {
+				require.Equal(t, tt.body, next.body, "the body reaches GraphQL intact")
+			}
+		})
+	}
+}
+
+func TestCapSockets(t *testing.T) {
+	t.Parallel()
+	entered, release := make(chan struct{}), make(chan struct{})
+	held := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		entered <- struct{}{}
+		<-release
+	})
+	h := chain(held, clientAddress(0), capSockets(1))
+	first := make(chan int, 1)
+	go func() {
+		rec := httptest.NewRecorder()
+		req := upgradeRequest("")
+		req.RemoteAddr = "192.0.2.1:1"
+		h.ServeHTTP(rec, req)
+		first <- rec.Code
+	}()
+	<-entered
+	rec := httptest.NewRecorder()
+	req := upgradeRequest("")
+	req.RemoteAddr = "192.0.2.1:2"
+	h.ServeHTTP(rec, req)
+	require.Equal(t, http.StatusTooManyRequests, rec.Code)
+	require.Equal(t, "10", rec.Header().Get("Retry-After"))
+	close(release)
+	require.Equal(t, http.StatusOK, <-first)
+	// The socket was released: the client may open another.
+	go func() { <-entered }()
+	rec = httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	require.Equal(t, http.StatusOK, rec.Code)
+}
+
+func TestCloseOnShutdown(t *testing.T) {
+	t.Parallel()
+	shutting := make(chan struct{})
+	h := closeOnShutdown(shutting)(&reached{})
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/healthz", nil))
+	require.Empty(t, rec.Header().Get("Connection"), "keep-alive while serving")
+	close(shutting)
+	rec = httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/healthz", nil))
+	require.Equal(t, "close", rec.Header().Get("Connection"))
+}
+
+func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+func newTestServer(addr string, sockets *wsgorilla.Conns, gql http.Handler) *Server {
+	return NewServer(ServerOptions{Addr: addr, Grace: 5 * time.Second, Sockets: sockets, Log: quietLog()},
+		Options{GraphQL: gql, Web: http.NotFoundHandler(), Metrics: metrics.New(), Log: quietLog()})
+}
+
+func TestServerLifecycle(t *testing.T) {
+	t.Parallel()
+	s := newTestServer("127.0.0.1:0", nil, &reached{})
+	s.Stop() // before Start: nothing to do
+	require.NoError(t, s.Start(context.Background()))
+	resp, err := http.Get("http://" + s.Addr() + "/healthz")
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	require.NoError(t, resp.Body.Close())
+
+	// A second server cannot take the same address: its Start says why.
+	other := newTestServer(s.Addr(), nil, &reached{})
+	require.ErrorContains(t, other.Start(context.Background()), "listen on")
+	require.Error(t, other.Err())
+
+	s.Stop()
+	s.Stop()
+	require.NoError(t, s.Err())
+	_, err = http.Get("http://" + s.Addr() + "/healthz")
+	require.Error(t, err, "no longer listening")
+}
+
+// Stop tells every websocket 1012 "service restart", so clients come back.
+func TestServerStopClosesWebsocketsWith1012(t *testing.T) {
+	t.Parallel()
+	sockets := wsgorilla.NewConns()
+	impl := DefaultWebsocketPolicy(0, 0, 0).Implementation(sockets)
+	gql := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, err := impl.Accept(w, r, transport.WebsocketAcceptOptions{})
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		for {
+			if _, _, err := c.NextReader(); err != nil {
+				return
+			}
+		}
+	})
+	s := newTestServer("127.0.0.1:0", sockets, gql)
+	require.NoError(t, s.Start(context.Background()))
+	c, resp, err := websocket.DefaultDialer.Dial("ws://"+s.Addr()+"/query", nil)
+	require.NoError(t, err)
+	require.NoError(t, resp.Body.Close())
+	defer c.Close()
+	stopped := make(chan struct{})
+	go func() { defer close(stopped); s.Stop() }()
+	require.NoError(t, c.SetReadDeadline(time.Now().Add(10*time.Second)))
+	_, _, err = c.ReadMessage()
+	require.True(t, websocket.IsCloseError(err, websocket.CloseServiceRestart), "%v", err)
+	select {
+	case <-stopped:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Stop did not return")
+	}
+	require.Zero(t, sockets.Len())
+}

@@ -1,0 +1,82 @@
+package httpapi
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/verifier/verifier/internal/wsgorilla"
+)
+
+// WebsocketPolicy is every websocket setting of the service, in one place:
+// the upgrade (here), the GraphQL transport (graph.HandlerOptions, filled
+// from GraphQLOptions), and the per-client cap (this package's middleware).
+type WebsocketPolicy struct {
+	// HandshakeTimeout bounds the upgrade handshake.
+	HandshakeTimeout time.Duration
+	// ReadBufferSize and WriteBufferSize are gorilla's I/O buffers; 0
+	// reuses the HTTP server's buffers of the hijacked connection, which
+	// costs an idle socket nothing extra.
+	ReadBufferSize, WriteBufferSize int
+	// MaxMessageBytes bounds one message from a client.
+	MaxMessageBytes int64
+	// InitTimeout drops a socket that never says hello.
+	InitTimeout time.Duration
+	// KeepAlive is the interval of the legacy graphql-ws keep-alive and of
+	// graphql-transport-ws pings (a pong is due within twice this).
+	KeepAlive time.Duration
+	// MaxSubscriptionsPerSocket and MaxSubscriptions cap the subscriptions
+	// open on one socket and in the process; 0 is no cap.
+	MaxSubscriptionsPerSocket, MaxSubscriptions int
+	// MaxSocketsPerClient caps the sockets one client address (an IPv6
+	// /64 counting as one) holds open; 0 is no cap.
+	MaxSocketsPerClient int
+}
+
+// Defaults of WebsocketPolicy; the caps come from configuration.
+const (
+	// DefaultHandshakeTimeout: an upgrade is one round trip; a client that
+	// takes longer is gone or hostile.
+	DefaultHandshakeTimeout = 10 * time.Second
+	// DefaultMaxMessageBytes: the largest legitimate message is a
+	// subscribe with a watch token, far under this; the same bound as a
+	// POST body.
+	DefaultMaxMessageBytes = DefaultMaxBodyBytes
+	// DefaultInitTimeout: a client that opens a socket and never says
+	// hello is dropped.
+	DefaultInitTimeout = 10 * time.Second
+	// DefaultKeepAlive: dead peers are noticed within a minute, under the
+	// usual 60s idle timeout of proxies in between.
+	DefaultKeepAlive = 25 * time.Second
+)
+
+// DefaultWebsocketPolicy returns the defaults with the given caps.
+func DefaultWebsocketPolicy(perSocket, total, perClient int) WebsocketPolicy {
+	return WebsocketPolicy{
+		HandshakeTimeout:          DefaultHandshakeTimeout,
+		MaxMessageBytes:           DefaultMaxMessageBytes,
+		InitTimeout:               DefaultInitTimeout,
+		KeepAlive:                 DefaultKeepAlive,
+		MaxSubscriptionsPerSocket: perSocket,
+		MaxSubscriptions:          total,
+		MaxSocketsPerClient:       perClient,
+	}
+}
+
+// Implementation is the gqlgen websocket implementation with this policy's
+// upgrade settings; conns tracks every socket so shutdown can close them
+// all with one code.
+func (p WebsocketPolicy) Implementation(conns *wsgorilla.Conns) wsgorilla.Implementation {
+	return wsgorilla.Implementation{
+		Upgrader: websocket.Upgrader{
+			HandshakeTimeout: p.HandshakeTimeout,
+			ReadBufferSize:   p.ReadBufferSize,
+			WriteBufferSize:  p.WriteBufferSize,
+			// The server checks the origin before the upgrade, with the
+			// contract's rules (checkOrigin).
+			CheckOrigin: func(*http.Request) bool { return true },
+		},
+		Conns: conns,
+	}
+}

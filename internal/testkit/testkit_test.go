@@ -1,0 +1,108 @@
+package testkit
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+func TestMain(m *testing.M) { VerifyTestMain(m) }
+
+func TestClock(t *testing.T) {
+	t.Parallel()
+	t0 := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	tests := []struct {
+		name string
+		run  func(c *Clock) time.Time
+		want func(before time.Time, got time.Time) bool
+	}{
+		{"frozen stands still", func(c *Clock) time.Time { return c.Now() },
+			func(_, got time.Time) bool { return got.Equal(t0) }},
+		{"advance moves a frozen clock", func(c *Clock) time.Time { c.Advance(time.Hour); return c.Now() },
+			func(_, got time.Time) bool { return got.Equal(t0.Add(time.Hour)) }},
+		{"set replaces the time and the offset", func(c *Clock) time.Time {
+			c.Advance(time.Hour)
+			c.Set(t0.Add(time.Minute))
+			return c.Now()
+		}, func(_, got time.Time) bool { return got.Equal(t0.Add(time.Minute)) }},
+		{"freeze keeps a frozen clock where it is", func(c *Clock) time.Time { c.Freeze(); return c.Now() },
+			func(_, got time.Time) bool { return got.Equal(t0) }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			got := tt.run(NewFrozenClock(t0))
+			require.True(t, tt.want(t0, got), "got %v", got)
+		})
+	}
+
+	t.Run("running clock plus an offset", func(t *testing.T) {
+		t.Parallel()
+		c := NewClock()
+		c.Advance(time.Hour)
+		require.False(t, c.Now().Before(time.Now().Add(time.Hour-time.Second)), "an hour ahead of real time")
+		c.Freeze()
+		a := c.Now()
+		require.Equal(t, a, c.Now(), "frozen")
+	})
+}
+
+func TestSignal(t *testing.T) {
+	t.Parallel()
+	s := NewSignal()
+	select {
+	case <-s.C():
+		t.Fatal("a new signal has not fired")
+	default:
+	}
+	s.Fire()
+	s.Fire() // coalesces: never blocks the product side
+	Receive(t, s.C(), "fire")
+	select {
+	case <-s.C():
+		t.Fatal("two fires before a wait count as one")
+	default:
+	}
+}
+
+func TestWaitUntilWakesOnSignal(t *testing.T) {
+	t.Parallel()
+	s := NewSignal()
+	done := make(chan int)
+	step := make(chan struct{})
+	go func() {
+		n := 0
+		for range step {
+			n++
+			s.Fire()
+		}
+		done <- n
+	}()
+	checks := 0
+	WaitUntil(t, s, func() bool {
+		checks++
+		if checks < 3 {
+			step <- struct{}{} // something happens, then the hook fires
+			return false
+		}
+		return true
+	}, "third check")
+	close(step)
+	require.Equal(t, 2, Receive(t, done, "producer end"))
+	require.Equal(t, 3, checks, "checked once at the start and once per fire")
+}
+
+func TestEventually(t *testing.T) {
+	t.Parallel()
+	n := 0
+	Eventually(t, func() bool { n++; return n == 3 }, "third check")
+	require.Equal(t, 3, n)
+}
+
+func TestReceive(t *testing.T) {
+	t.Parallel()
+	ch := make(chan string, 1)
+	ch <- "hello"
+	require.Equal(t, "hello", Receive(t, ch, "greeting"))
+}
