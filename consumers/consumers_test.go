@@ -37,6 +37,9 @@ type testBundle struct {
 	clock  *testkit.Clock
 	// handled fires each time the mailer has handled an event.
 	handled *testkit.Signal
+	// unwatched leaves registrations out of the events register writes,
+	// as before they were named: no delivery change is announced.
+	unwatched bool
 }
 
 type counts struct {

@@ -55,8 +55,12 @@ func (b *testBundle) register(t testing.TB, addrs ...string) {
 	tx, err := b.db.Tx(ctx)
 	require.NoError(t, err)
 	for _, a := range addrs {
+		reg := uuid.New()
+		if b.unwatched {
+			reg = uuid.Nil
+		}
 		require.NoError(t, outbox.Enqueue(ctx, tx, time.Now(), event.RegisteredTopic, event.VerificationRequested{
-			UserID: uuid.New(), Registration: uuid.New(), Email: a, SealedToken: testBox(t).Seal("tok_-0123456789abcdefghijklmnopqrstuvwxyzABCD", a),
+			UserID: uuid.New(), Registration: reg, Email: a, SealedToken: testBox(t).Seal("tok_-0123456789abcdefghijklmnopqrstuvwxyzABCD", a),
 			ExpiresAt: time.Now().Add(time.Hour),
 		}))
 	}
