@@ -168,7 +168,10 @@ func (s *SMTP) transact(ctx context.Context, c *conn, msg *gomail.Msg, from, to 
 	if err := c.c.Mail(from); err != nil {
 		return &stageError{stageMail, err}
 	}
-	if err := c.c.Rcpt(to); err != nil {
+	// In angle brackets, as RFC 5321 has it (the client sends what it is
+	// given): strict servers answer a bare address with 501, and a 5xx
+	// here is a dead letter.
+	if err := c.c.Rcpt("<" + to + ">"); err != nil {
 		return &stageError{stageRcpt, err}
 	}
 	w, err := c.c.Data()
