@@ -45,8 +45,11 @@ export function inboxPage(email: string, watchToken: string, opts: { onStartOver
       DEFERRED: 'Email delayed, retrying. Your mail server asked us to try again later.',
       FAILED: 'Email refused: check the address.',
     }[d.state];
-    deliveryDetail.textContent = (d.state === 'DEFERRED' || failed) && d.reason ? `The server said: ${d.reason}` : '';
+    deliveryDetail.textContent = (d.state === 'DEFERRED' || failed) && d.reason ? `Details: ${d.reason}` : '';
     fixAddress.hidden = !failed;
+    // A resend to a refused address would be refused too: fixing the
+    // address is the one way on.
+    actions.hidden = failed;
     if (failed) {
       statusBox.dataset.status = 'FAILED';
       statusText.textContent = 'We could not deliver the link.';
