@@ -178,6 +178,8 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger, hk hooks) err
 		OnPublished: func(n int) { m.Published.Add(float64(n)) },
 		OnSettled:   hk.settled,
 	})
+	// A delivery change goes to its watchers at once, not at the next poll.
+	records.OnAnnounce(relay.Wake)
 	if rb, ok := b.(*rabbitmq.Broker); ok {
 		// Events that waited out an outage go as soon as the link is back.
 		rb.OnConnect(relay.Retry)

@@ -42,9 +42,15 @@ const (
 
 // Store reads and writes delivery records.
 type Store struct {
-	db  *ent.Client
-	now func() time.Time
+	db       *ent.Client
+	now      func() time.Time
+	announce func()
 }
+
+// OnAnnounce sets f to be called after each committed delivery change
+// (the outbox relay's Wake, so watchers hear of it now rather than at the
+// relay's next poll). Set it before the store is used.
+func (s *Store) OnAnnounce(f func()) { s.announce = f }
 
 // New returns a store on db; now is the clock (nil for time.Now).
 func New(db *ent.Client, now func() time.Time) *Store {
@@ -173,12 +179,24 @@ func (s *Store) write(ctx context.Context, reg *uuid.UUID, f func(*ent.Client) (
 	if err != nil {
 		return err
 	}
-	if d != nil {
-		if err := outbox.Enqueue(ctx, tx, d.At, event.DeliveryChangedTopic, event.DeliveryChanged{Registration: *reg, Delivery: *d}); err != nil {
-			return err
-		}
+	if d == nil {
+		return tx.Commit()
 	}
-	return tx.Commit()
+	if err := outbox.Enqueue(ctx, tx, d.At, event.DeliveryChangedTopic, event.DeliveryChanged{Registration: *reg, Delivery: *d}); err != nil {
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return err
+	}
+	s.woken()
+	return nil
+}
+
+// woken tells the announce hook that a change committed.
+func (s *Store) woken() {
+	if s.announce != nil {
+		s.announce()
+	}
 }
 
 // Release ends Begin's reservation without changing the record: the
@@ -334,7 +352,12 @@ func (s *Store) Replay(ctx context.Context, eventID string) error {
 			return err
 		}
 	}
-	return tx.Commit()
+	if err := tx.Commit(); err != nil {
+		return err
+	}
+	// The relay publishes the replayed event (and the change) now.
+	s.woken()
+	return nil
 }
 
 // ReplayAll replays every dead letter and returns how many it replayed.

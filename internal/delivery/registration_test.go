@@ -199,3 +199,24 @@ func TestReplayIsAnnounced(t *testing.T) {
 		require.Equal(t, status.Delivery{State: status.Queued, At: b.clock.Now(), Attempts: 1}, got[1])
 	})
 }
+
+// The hook hears of each committed announcement, and only of those: the
+// relay is woken for a change, not for a write nobody is told of.
+func TestOnAnnounce(t *testing.T) {
+	t.Parallel()
+	eachDB(t, func(t *testing.T, b *testBundle) {
+		ctx := context.Background()
+		woken := 0
+		b.store.OnAnnounce(func() { woken++ })
+		plain, err := b.store.Begin(ctx, newEvent())
+		require.NoError(t, err)
+		require.NoError(t, b.store.MarkSent(ctx, plain, true))
+		require.Zero(t, woken, "no registration: nothing announced")
+
+		r, err := b.store.Begin(ctx, registered(uuid.New()))
+		require.NoError(t, err)
+		require.Zero(t, woken, "a first email's creation is not announced")
+		require.NoError(t, b.store.MarkDeferred(ctx, r, true, "451"))
+		require.Equal(t, 1, woken)
+	})
+}
