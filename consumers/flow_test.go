@@ -40,6 +40,8 @@ func (b *testBundle) pipeline(t testing.TB, br broker.Broker) *outbox.Relay {
 	t.Helper()
 	require.NoError(t, br.Consume(b.mailer.Queue(), b.mailer.Handle))
 	relay := outbox.NewRelay(b.db, br, quiet(), outbox.Options{Poll: 100 * time.Millisecond})
+	// As server.go wires it: delivery changes go out at once.
+	b.mailer.Records.OnAnnounce(relay.Wake)
 	require.NoError(t, br.Start(context.Background()))
 	t.Cleanup(br.Stop)
 	testkit.Eventually(t, func() bool { return br.Ping(context.Background()) == nil }, "broker connected")
