@@ -2,6 +2,7 @@ package outbox
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"sync"
 	"time"
@@ -262,9 +263,22 @@ func (r *Relay) lease(ctx context.Context, now time.Time, ids []int) ([]*ent.Out
 }
 
 // settle deletes confirmed events, reschedules the ones a consumer asked
-// to see again after a delay, and reschedules failed ones with backoff.
+// to see again after a delay, and reschedules failed ones with backoff, in
+// one transaction: on SQLite every write waits its turn for the single
+// writer connection, behind the requests, so one turn per batch instead
+// of one per statement keeps the relay, and the pushes behind it, moving
+// under load.
 func (r *Relay) settle(ctx context.Context, batch []outcome) {
-	var confirmed, release []int
+	type reschedule struct {
+		ids   []int
+		at    time.Time
+		retry bool // counts as an attempt
+	}
+	var (
+		confirmed, release []int
+		later              []reschedule
+		now                = r.opts.Now().UTC()
+	)
 	deferred := map[time.Duration][]int{}
 	for _, o := range batch {
 		if o.err == nil {
@@ -288,40 +302,56 @@ func (r *Relay) settle(ctx context.Context, batch []outcome) {
 		if o.ev.Attempts == 0 || o.ev.Attempts%20 == 0 {
 			r.log.Warn("outbox: publish failed; will retry", "topic", o.ev.Topic, "event", o.ev.EventID, "attempts", o.ev.Attempts+1, "in", retry.Round(time.Millisecond), "err", o.err)
 		}
-		err := r.db.OutboxEvent.UpdateOneID(o.ev.ID).
-			SetAvailableAt(r.opts.Now().UTC().Add(retry)).
-			SetClaim("").
-			AddAttempts(1).
-			Exec(ctx)
-		if err != nil {
-			r.log.Error("outbox: rescheduling event failed; its lease will lapse", "event", o.ev.EventID, "err", err)
-		}
+		later = append(later, reschedule{ids: []int{o.ev.ID}, at: now.Add(retry), retry: true})
+	}
+	for d, ids := range deferred {
+		later = append(later, reschedule{ids: ids, at: now.Add(d), retry: true})
+	}
+	if len(release) > 0 {
+		// Released at shutdown: due at once for the next start, not after
+		// the lease.
+		later = append(later, reschedule{ids: release, at: now})
+	}
+	if len(confirmed) == 0 && len(later) == 0 {
+		return
 	}
 	// ctx may be ending, but this bookkeeping must still happen: a
 	// confirmed event left behind is published twice.
 	ctx = context.WithoutCancel(ctx)
-	for d, ids := range deferred {
-		err := r.db.OutboxEvent.Update().Where(outboxevent.IDIn(ids...)).
-			SetAvailableAt(r.opts.Now().UTC().Add(d)).SetClaim("").AddAttempts(1).Exec(ctx)
-		if err != nil {
-			r.log.Error("outbox: rescheduling deferred events failed; their lease will lapse", "n", len(ids), "err", err)
+	err := r.inTx(ctx, func(tx *ent.Tx) error {
+		for _, l := range later {
+			u := tx.OutboxEvent.Update().Where(outboxevent.IDIn(l.ids...)).SetAvailableAt(l.at).SetClaim("")
+			if l.retry {
+				u.AddAttempts(1)
+			}
+			if err := u.Exec(ctx); err != nil {
+				return fmt.Errorf("rescheduling %d events: %w", len(l.ids), err)
+			}
 		}
-	}
-	if len(release) > 0 {
-		err := r.db.OutboxEvent.Update().Where(outboxevent.IDIn(release...)).
-			SetAvailableAt(r.opts.Now().UTC()).SetClaim("").Exec(ctx)
-		if err != nil {
-			r.log.Warn("outbox: releasing events at shutdown failed; their lease will lapse", "err", err)
+		if len(confirmed) > 0 {
+			if _, err := tx.OutboxEvent.Delete().Where(outboxevent.IDIn(confirmed...)).Exec(ctx); err != nil {
+				return fmt.Errorf("deleting %d published events: %w", len(confirmed), err)
+			}
 		}
-	}
-	if len(confirmed) == 0 {
+		return nil
+	})
+	if err != nil {
+		r.log.Error("outbox: settling events failed; confirmed ones will be published again, the others go out when their lease lapses", "confirmed", len(confirmed), "err", err)
 		return
 	}
-	if _, err := r.db.OutboxEvent.Delete().Where(outboxevent.IDIn(confirmed...)).Exec(ctx); err != nil {
-		r.log.Error("outbox: deleting published events failed; they will be published again", "n", len(confirmed), "err", err)
-		return
-	}
-	if r.opts.OnPublished != nil {
+	if len(confirmed) > 0 && r.opts.OnPublished != nil {
 		r.opts.OnPublished(len(confirmed))
 	}
+}
+
+func (r *Relay) inTx(ctx context.Context, fn func(tx *ent.Tx) error) error {
+	tx, err := r.db.Tx(ctx)
+	if err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	if err := fn(tx); err != nil {
+		_ = tx.Rollback()
+		return err
+	}
+	return tx.Commit()
 }
