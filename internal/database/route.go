@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"strings"
+	"sync"
 
 	"entgo.io/ent/dialect"
 	entsql "entgo.io/ent/dialect/sql"
@@ -26,11 +27,36 @@ import (
 // writer: ent also writes outside transactions (an Update or Delete on the
 // client), and reads inside a transaction run on that transaction, so they
 // see its own writes.
+//
+// Writes take turns in Go (see turns) before they reach database/sql, so
+// the writer's queue is first come first served, with the outbox relay's
+// bookkeeping first.
 type routed struct {
 	w, r *entsql.Driver
+	t    *turns
 }
 
 var _ dialect.Driver = routed{}
+
+// writerTx is a transaction on the writer; it gives the writer's turn
+// back when it ends.
+type writerTx struct {
+	dialect.Tx
+	once sync.Once
+	t    *turns
+}
+
+func (tx *writerTx) Commit() error {
+	defer tx.done()
+	return tx.Tx.Commit()
+}
+
+func (tx *writerTx) Rollback() error {
+	defer tx.done()
+	return tx.Tx.Rollback()
+}
+
+func (tx *writerTx) done() { tx.once.Do(tx.t.release) }
 
 // readOnly reports whether query is a plain SELECT, the only statements
 // sent to readers. Anything else (INSERT … RETURNING, which ent sends
@@ -41,6 +67,10 @@ func readOnly(query string) bool {
 }
 
 func (d routed) Exec(ctx context.Context, query string, args, v any) error {
+	if err := d.t.acquire(ctx); err != nil {
+		return err
+	}
+	defer d.t.release()
 	return d.w.Exec(ctx, query, args, v)
 }
 
@@ -48,14 +78,26 @@ func (d routed) Query(ctx context.Context, query string, args, v any) error {
 	if readOnly(query) {
 		return d.r.Query(ctx, query, args, v)
 	}
+	if err := d.t.acquire(ctx); err != nil {
+		return err
+	}
+	defer d.t.release()
 	return d.w.Query(ctx, query, args, v)
 }
 
-func (d routed) Tx(ctx context.Context) (dialect.Tx, error) { return d.w.Tx(ctx) }
+func (d routed) Tx(ctx context.Context) (dialect.Tx, error) { return d.BeginTx(ctx, nil) }
 
 // BeginTx is what ent's Client.BeginTx looks for.
 func (d routed) BeginTx(ctx context.Context, opts *sql.TxOptions) (dialect.Tx, error) {
-	return d.w.BeginTx(ctx, opts)
+	if err := d.t.acquire(ctx); err != nil {
+		return nil, err
+	}
+	tx, err := d.w.BeginTx(ctx, opts)
+	if err != nil {
+		d.t.release()
+		return nil, err
+	}
+	return &writerTx{Tx: tx, t: d.t}, nil
 }
 
 func (d routed) Close() error { return errors.Join(d.w.Close(), d.r.Close()) }

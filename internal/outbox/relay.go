@@ -12,6 +12,7 @@ import (
 	"github.com/verifier/verifier/ent"
 	"github.com/verifier/verifier/ent/outboxevent"
 	"github.com/verifier/verifier/internal/broker"
+	"github.com/verifier/verifier/internal/database"
 )
 
 // Publisher is what the relay needs from a broker. A Publish that returns a
@@ -98,7 +99,7 @@ func (r *Relay) Retry() {
 	if !running {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(database.Urgent(context.Background()), 5*time.Second)
 	defer cancel()
 	now := r.opts.Now().UTC()
 	// Unclaimed (claim "") and not yet due: rescheduled after a failure.
@@ -213,6 +214,9 @@ func message(ev *ent.OutboxEvent) broker.Message {
 // same due-condition, so two relays that selected the same rows cannot both
 // win them.
 func (r *Relay) claim(ctx context.Context, n int, inFlight map[int]string) ([]*ent.OutboxEvent, error) {
+	// Every event waits for its lease: on SQLite the lease goes before
+	// the requests queued for the writer.
+	ctx = database.Urgent(ctx)
 	now := r.opts.Now().UTC()
 	skip := make([]int, 0, len(inFlight))
 	perTopic := map[string]int{}
@@ -316,8 +320,9 @@ func (r *Relay) settle(ctx context.Context, batch []outcome) {
 		return
 	}
 	// ctx may be ending, but this bookkeeping must still happen: a
-	// confirmed event left behind is published twice.
-	ctx = context.WithoutCancel(ctx)
+	// confirmed event left behind is published twice. Urgent, like the
+	// lease: the next claim waits for it.
+	ctx = database.Urgent(context.WithoutCancel(ctx))
 	err := r.inTx(ctx, func(tx *ent.Tx) error {
 		for _, l := range later {
 			u := tx.OutboxEvent.Update().Where(outboxevent.IDIn(l.ids...)).SetAvailableAt(l.at).SetClaim("")
