@@ -8,6 +8,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
+
+	"github.com/verifier/verifier/internal/dbtest"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -108,4 +110,36 @@ func TestSQLiteReadsBesideTheWriter(t *testing.T) {
 	n, err = db.Ent.User.Query().Count(ctx)
 	require.NoError(t, err)
 	require.Equal(t, 2, n)
+}
+
+// Statements ent's API cannot express reach the database through the
+// client and through a transaction.
+func TestRawStatements(t *testing.T) {
+	t.Parallel()
+	dbtest.Each(t, func(t *testing.T, url string) {
+		ctx := context.Background()
+		db, err := Open(ctx, url)
+		require.NoError(t, err)
+		defer db.Close()
+		_, err = db.Ent.ExecContext(ctx, "INSERT INTO "+probeTable+" (id, at) VALUES (7, 1)")
+		require.NoError(t, err)
+		tx, err := db.Ent.Tx(ctx)
+		require.NoError(t, err)
+		_, err = tx.ExecContext(ctx, "UPDATE "+probeTable+" SET at = 2 WHERE id = 7")
+		require.NoError(t, err)
+		rows, err := tx.QueryContext(ctx, "SELECT at FROM "+probeTable+" WHERE id = 7")
+		require.NoError(t, err)
+		require.True(t, rows.Next())
+		var at int
+		require.NoError(t, rows.Scan(&at))
+		require.NoError(t, rows.Close())
+		require.Equal(t, 2, at, "a read in the transaction sees its write")
+		require.NoError(t, tx.Commit())
+		rows, err = db.Ent.QueryContext(ctx, "SELECT at FROM "+probeTable+" WHERE id = 7")
+		require.NoError(t, err)
+		require.True(t, rows.Next())
+		require.NoError(t, rows.Scan(&at))
+		require.NoError(t, rows.Close())
+		require.Equal(t, 2, at)
+	})
 }

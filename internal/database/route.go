@@ -58,6 +58,16 @@ func (tx *writerTx) Rollback() error {
 
 func (tx *writerTx) done() { tx.once.Do(tx.t.release) }
 
+// ExecContext and QueryContext are what ent's Tx.ExecContext and
+// Tx.QueryContext look for (statements ent's API cannot express).
+func (tx *writerTx) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	return tx.Tx.(*entsql.Tx).ExecContext(ctx, query, args...)
+}
+
+func (tx *writerTx) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	return tx.Tx.(*entsql.Tx).QueryContext(ctx, query, args...)
+}
+
 // readOnly reports whether query is a plain SELECT, the only statements
 // sent to readers. Anything else (INSERT … RETURNING, which ent sends
 // through Query, WITH, PRAGMA) goes to the writer.
@@ -83,6 +93,30 @@ func (d routed) Query(ctx context.Context, query string, args, v any) error {
 	}
 	defer d.t.release()
 	return d.w.Query(ctx, query, args, v)
+}
+
+// ExecContext is what ent's Client.ExecContext looks for.
+func (d routed) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	if err := d.t.acquire(ctx); err != nil {
+		return nil, err
+	}
+	defer d.t.release()
+	return d.w.ExecContext(ctx, query, args...)
+}
+
+// QueryContext is what ent's Client.QueryContext looks for. A statement
+// that writes gives the writer's turn back when it returns, before its
+// rows are read: the rows hold the writer connection, and the next writer
+// waits for it in database/sql.
+func (d routed) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	if readOnly(query) {
+		return d.r.QueryContext(ctx, query, args...)
+	}
+	if err := d.t.acquire(ctx); err != nil {
+		return nil, err
+	}
+	defer d.t.release()
+	return d.w.QueryContext(ctx, query, args...)
 }
 
 func (d routed) Tx(ctx context.Context) (dialect.Tx, error) { return d.BeginTx(ctx, nil) }

@@ -153,24 +153,29 @@ func (r *Relay) run(ctx context.Context) {
 	poll := time.NewTicker(r.opts.Poll)
 	defer poll.Stop()
 	var publishers sync.WaitGroup
+	// settled are outcomes not yet recorded; the next turn at the database
+	// records them and leases the next events together.
+	var settled []outcome
 	defer func() {
 		// Let abandoned publishes return, then settle them: confirmed ones
 		// are deleted, the rest released for the next start at once rather
 		// than after their lease.
 		publishers.Wait()
 		close(results)
-		var batch []outcome
+		batch := settled
 		for o := range results {
 			batch = append(batch, o)
 		}
-		r.settle(ctx, batch)
+		_, _ = r.settleAndClaim(ctx, batch, 0, inFlight)
 	}()
 
 	for {
-		if free := r.opts.MaxInFlight - len(inFlight); free > 0 {
-			evs, err := r.claim(ctx, free, inFlight)
+		free := r.opts.MaxInFlight - len(inFlight)
+		if free > 0 || len(settled) > 0 {
+			evs, err := r.settleAndClaim(ctx, settled, free, inFlight)
+			settled = nil
 			if err != nil && ctx.Err() == nil {
-				r.log.Error("outbox: claiming events failed", "err", err)
+				r.log.Error("outbox: settling or claiming events failed", "err", err)
 			}
 			for _, ev := range evs {
 				inFlight[ev.ID] = ev.Topic
@@ -198,7 +203,7 @@ func (r *Relay) run(ctx context.Context) {
 			for _, o := range batch {
 				delete(inFlight, o.ev.ID)
 			}
-			r.settle(ctx, batch)
+			settled = batch
 		}
 	}
 }
@@ -209,15 +214,10 @@ func message(ev *ent.OutboxEvent) broker.Message {
 	return broker.Message{ID: ev.EventID.String(), Topic: ev.Topic, Body: ev.Payload, Published: ev.CreatedAt, Attempt: ev.Attempts + 1}
 }
 
-// claim leases up to n due events not already in flight here, leaving out
-// topics at their in-flight bound. The lease is an UPDATE guarded by the
-// same due-condition, so two relays that selected the same rows cannot both
-// win them.
-func (r *Relay) claim(ctx context.Context, n int, inFlight map[int]string) ([]*ent.OutboxEvent, error) {
-	// Every event waits for its lease: on SQLite the lease goes before
-	// the requests queued for the writer.
-	ctx = database.Urgent(ctx)
-	now := r.opts.Now().UTC()
+// candidates picks up to n due events not already in flight here, leaving
+// out topics at their in-flight bound. It only reads; settleAndClaim
+// leases them.
+func (r *Relay) candidates(ctx context.Context, now time.Time, n int, inFlight map[int]string) ([]int, error) {
 	skip := make([]int, 0, len(inFlight))
 	perTopic := map[string]int{}
 	for id, topic := range inFlight {
@@ -246,33 +246,19 @@ func (r *Relay) claim(ctx context.Context, n int, inFlight map[int]string) ([]*e
 			picked = append(picked, ev.ID)
 		}
 	}
-	return r.lease(ctx, now, picked)
+	return picked, nil
 }
 
-// lease claims the rows ids that are still due.
-func (r *Relay) lease(ctx context.Context, now time.Time, ids []int) ([]*ent.OutboxEvent, error) {
-	if len(ids) == 0 {
-		return nil, nil
-	}
-	claim := uuid.NewString()
-	_, err := r.db.OutboxEvent.Update().
-		Where(outboxevent.IDIn(ids...), outboxevent.AvailableAtLTE(now)).
-		SetAvailableAt(now.Add(r.opts.Lease)).
-		SetClaim(claim).
-		Save(ctx)
-	if err != nil {
-		return nil, err
-	}
-	return r.db.OutboxEvent.Query().Where(outboxevent.Claim(claim)).Order(ent.Asc(outboxevent.FieldID)).All(ctx)
-}
-
-// settle deletes confirmed events, reschedules the ones a consumer asked
-// to see again after a delay, and reschedules failed ones with backoff, in
-// one transaction: on SQLite every write waits its turn for the single
-// writer connection, behind the requests, so one turn per batch instead
-// of one per statement keeps the relay, and the pushes behind it, moving
-// under load.
-func (r *Relay) settle(ctx context.Context, batch []outcome) {
+// settleAndClaim records the outcomes of batch (deletes confirmed events,
+// reschedules the ones a consumer asked to see again after a delay and
+// failed ones with backoff) and leases up to n due events not in flight,
+// in one transaction, and returns the leased events. On SQLite every write
+// waits its turn for the single writer connection: one turn for the whole
+// cycle instead of one per statement leaves the writer to the requests.
+// The lease is an UPDATE guarded by the due-condition the candidates were
+// picked with, so two relays that picked the same rows cannot both win
+// them.
+func (r *Relay) settleAndClaim(ctx context.Context, batch []outcome, n int, inFlight map[int]string) ([]*ent.OutboxEvent, error) {
 	type reschedule struct {
 		ids   []int
 		at    time.Time
@@ -316,13 +302,23 @@ func (r *Relay) settle(ctx context.Context, batch []outcome) {
 		// the lease.
 		later = append(later, reschedule{ids: release, at: now})
 	}
-	if len(confirmed) == 0 && len(later) == 0 {
-		return
+	var picked []int
+	if n > 0 && ctx.Err() == nil {
+		var err error
+		if picked, err = r.candidates(ctx, now, n, inFlight); err != nil && ctx.Err() == nil {
+			// The outcomes are still recorded; the next wake or poll
+			// claims again.
+			r.log.Error("outbox: picking events to claim failed", "err", err)
+		}
+	}
+	if len(confirmed) == 0 && len(later) == 0 && len(picked) == 0 {
+		return nil, nil
 	}
 	// ctx may be ending, but this bookkeeping must still happen: a
-	// confirmed event left behind is published twice. Urgent, like the
-	// lease: the next claim waits for it.
+	// confirmed event left behind is published twice. Urgent: every event
+	// waits for its lease and the next lease waits for this.
 	ctx = database.Urgent(context.WithoutCancel(ctx))
+	claim := ""
 	err := r.inTx(ctx, func(tx *ent.Tx) error {
 		for _, l := range later {
 			u := tx.OutboxEvent.Update().Where(outboxevent.IDIn(l.ids...)).SetAvailableAt(l.at).SetClaim("")
@@ -338,15 +334,32 @@ func (r *Relay) settle(ctx context.Context, batch []outcome) {
 				return fmt.Errorf("deleting %d published events: %w", len(confirmed), err)
 			}
 		}
+		if len(picked) > 0 {
+			claim = uuid.NewString()
+			err := tx.OutboxEvent.Update().
+				Where(outboxevent.IDIn(picked...), outboxevent.AvailableAtLTE(now)).
+				SetAvailableAt(now.Add(r.opts.Lease)).
+				SetClaim(claim).
+				Exec(ctx)
+			if err != nil {
+				return fmt.Errorf("leasing %d events: %w", len(picked), err)
+			}
+		}
 		return nil
 	})
 	if err != nil {
-		r.log.Error("outbox: settling events failed; confirmed ones will be published again, the others go out when their lease lapses", "confirmed", len(confirmed), "err", err)
-		return
+		if len(batch) > 0 {
+			r.log.Error("outbox: settling events failed; confirmed ones will be published again, the others go out when their lease lapses", "confirmed", len(confirmed), "err", err)
+		}
+		return nil, err
 	}
 	if len(confirmed) > 0 && r.opts.OnPublished != nil {
 		r.opts.OnPublished(len(confirmed))
 	}
+	if claim == "" {
+		return nil, nil
+	}
+	return r.db.OutboxEvent.Query().Where(outboxevent.Claim(claim)).Order(ent.Asc(outboxevent.FieldID)).All(ctx)
 }
 
 func (r *Relay) inTx(ctx context.Context, fn func(tx *ent.Tx) error) error {
