@@ -1,5 +1,8 @@
 // Package database opens the ent client for DATABASE_URL: SQLite (the
-// embedded default) or PostgreSQL, and creates the schema.
+// embedded default) or PostgreSQL, and creates the schema. On SQLite, ent
+// runs over one writer connection, whose turns are handed out first come
+// first served in Go (Urgent work first), and a pool of readers for plain
+// SELECTs; PostgreSQL gets one pool.
 package database
 
 import (
