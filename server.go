@@ -59,6 +59,7 @@ func main() {
 		os.Exit(2)
 	}
 	log := newLogger(cfg)
+	password.LeaveRoom()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, cfg, log, hooks{}); err != nil {

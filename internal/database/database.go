@@ -1,5 +1,8 @@
 // Package database opens the ent client for DATABASE_URL: SQLite (the
-// embedded default) or PostgreSQL, and creates the schema.
+// embedded default) or PostgreSQL, and creates the schema. On SQLite, ent
+// runs over one writer connection, whose turns are handed out first come
+// first served in Go (Urgent work first), and a pool of readers for plain
+// SELECTs; PostgreSQL gets one pool.
 package database
 
 import (
@@ -11,6 +14,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"time"
@@ -30,7 +34,9 @@ var migrateMu sync.Mutex
 // DB is an open database.
 type DB struct {
 	Ent *ent.Client
-	// SQL is the pool beneath Ent, for readiness pings.
+	// SQL is the pool beneath Ent that takes writes, for readiness pings
+	// and the write probe. On SQLite it is the single writer connection;
+	// Ent sends plain reads to a separate pool of readers.
 	SQL *sql.DB
 	// Dialect is dialect.SQLite or dialect.Postgres, for the few statements
 	// ent's generated API cannot express.
@@ -39,53 +45,41 @@ type DB struct {
 	probes singleflight.Group
 }
 
+// SQLite pool sizes. One writer: SQLite takes one write at a time, and
+// queueing writers in Go (database/sql's wait queue) hands the lock over
+// at once, where several writer connections made the losers sleep in the
+// driver's busy handler while holding a connection. Readers run beside the
+// writer under WAL; the pure-Go driver spends CPU in the caller's
+// goroutine, so a few per core keep every core busy without a queue of
+// connections that only compete.
+const sqliteWriters = 1
+
+func sqliteReaders() int { return max(4, 2*runtime.GOMAXPROCS(0)) }
+
+// postgresConns is PostgreSQL's pool size: the server takes concurrent
+// writes, and 20 leaves room beside other clients under its default
+// max_connections of 100.
+const postgresConns = 20
+
 // Open connects to rawURL and creates or upgrades the schema.
 func Open(ctx context.Context, rawURL string) (*DB, error) {
 	var (
-		db      *sql.DB
-		dia     string
-		err     error
-		maxConn int
+		d   *DB
+		drv dialect.Driver
+		err error
 	)
 	switch {
 	case strings.HasPrefix(rawURL, "sqlite:"):
-		dia = dialect.SQLite
-		var dsn string
-		if dsn, err = sqliteDSN(strings.TrimPrefix(rawURL, "sqlite:")); err != nil {
-			return nil, err
-		}
-		var base driver.Connector
-		if base, err = sqlite.NewConnector(dsn); err == nil {
-			db = sql.OpenDB(writableOnly{base})
-		}
-		// One writer at a time is SQLite's nature; a few connections let
-		// reads proceed beside it under WAL.
-		maxConn = 8
+		d, drv, err = openSQLite(ctx, strings.TrimPrefix(rawURL, "sqlite:"))
 	case strings.HasPrefix(rawURL, "postgres://"), strings.HasPrefix(rawURL, "postgresql://"):
-		dia = dialect.Postgres
-		var cfg *pgx.ConnConfig
-		if cfg, err = pgx.ParseConfig(rawURL); err != nil {
-			return nil, fmt.Errorf("database: %w", redact(err, rawURL))
-		}
-		db = stdlib.OpenDB(*cfg, stdlib.OptionShouldPing(pingAlways))
-		maxConn = 20
+		d, drv, err = openPostgres(ctx, rawURL)
 	default:
 		return nil, fmt.Errorf("database: unsupported DATABASE_URL scheme")
 	}
 	if err != nil {
-		return nil, fmt.Errorf("database: open: %w", err)
+		return nil, err
 	}
-	db.SetMaxOpenConns(maxConn)
-	db.SetMaxIdleConns(maxConn)
-	if err := db.PingContext(ctx); err != nil {
-		db.Close()
-		return nil, fmt.Errorf("database: connect: %w", redact(err, rawURL))
-	}
-	if _, err := db.ExecContext(ctx, createProbeTable); err != nil {
-		db.Close()
-		return nil, fmt.Errorf("database: create %s: %w", probeTable, redact(err, rawURL))
-	}
-	client := ent.NewClient(ent.Driver(entsql.OpenDB(dia, db)))
+	client := ent.NewClient(ent.Driver(drv))
 	// ent's migration mutates the package-level table definitions, so two
 	// databases opened at once in one process (tests do) must take turns.
 	migrateMu.Lock()
@@ -95,10 +89,70 @@ func Open(ctx context.Context, rawURL string) (*DB, error) {
 		client.Close()
 		return nil, fmt.Errorf("database: create schema: %w", err)
 	}
-	return &DB{Ent: client, SQL: db, Dialect: dia}, nil
+	d.Ent = client
+	return d, nil
 }
 
-// Close closes the pool.
+func openSQLite(ctx context.Context, path string) (*DB, dialect.Driver, error) {
+	wdsn, err := sqliteDSN(path, true)
+	if err != nil {
+		return nil, nil, err
+	}
+	rdsn, _ := sqliteDSN(path, false)
+	// The writer first: it switches the file to WAL before any reader
+	// opens it.
+	w, err := openPool(ctx, wdsn, sqliteWriters)
+	if err != nil {
+		return nil, nil, err
+	}
+	if _, err := w.ExecContext(ctx, createProbeTable); err != nil {
+		w.Close()
+		return nil, nil, fmt.Errorf("database: create %s: %w", probeTable, err)
+	}
+	r, err := openPool(ctx, rdsn, sqliteReaders())
+	if err != nil {
+		w.Close()
+		return nil, nil, err
+	}
+	drv := routed{w: entsql.OpenDB(dialect.SQLite, w), r: entsql.OpenDB(dialect.SQLite, r), t: &turns{}}
+	return &DB{SQL: w, Dialect: dialect.SQLite}, drv, nil
+}
+
+func openPool(ctx context.Context, dsn string, n int) (*sql.DB, error) {
+	base, err := sqlite.NewConnector(dsn)
+	if err != nil {
+		return nil, fmt.Errorf("database: open: %w", err)
+	}
+	db := sql.OpenDB(writableOnly{base})
+	db.SetMaxOpenConns(n)
+	db.SetMaxIdleConns(n)
+	if err := db.PingContext(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("database: connect: %w", err)
+	}
+	return db, nil
+}
+
+func openPostgres(ctx context.Context, rawURL string) (*DB, dialect.Driver, error) {
+	cfg, err := pgx.ParseConfig(rawURL)
+	if err != nil {
+		return nil, nil, fmt.Errorf("database: %w", redact(err, rawURL))
+	}
+	db := stdlib.OpenDB(*cfg, stdlib.OptionShouldPing(pingAlways))
+	db.SetMaxOpenConns(postgresConns)
+	db.SetMaxIdleConns(postgresConns)
+	if err := db.PingContext(ctx); err != nil {
+		db.Close()
+		return nil, nil, fmt.Errorf("database: connect: %w", redact(err, rawURL))
+	}
+	if _, err := db.ExecContext(ctx, createProbeTable); err != nil {
+		db.Close()
+		return nil, nil, fmt.Errorf("database: create %s: %w", probeTable, redact(err, rawURL))
+	}
+	return &DB{SQL: db, Dialect: dialect.Postgres}, entsql.OpenDB(dialect.Postgres, db), nil
+}
+
+// Close closes the pools.
 func (d *DB) Close() error { return d.Ent.Close() }
 
 // Ping reports whether the database answers.
@@ -205,11 +259,15 @@ func (w writableOnly) Connect(ctx context.Context) (driver.Conn, error) {
 }
 
 // sqliteDSN turns a path into a modernc DSN with the pragmas this service
-// relies on: WAL so readers never block the writer, foreign keys on, a busy
-// timeout so concurrent writers wait instead of failing, and IMMEDIATE
-// transactions so a read-then-write transaction takes the write lock at
-// BEGIN and cannot fail half-way with SQLITE_BUSY.
-func sqliteDSN(path string) (string, error) {
+// relies on: WAL so readers never block the writer, foreign keys on, and a
+// busy timeout so a write lock held by another process (a backup, a second
+// replica, sqlite3 in a shell) is waited for instead of failing; within
+// this process the single writer never meets a lock. The writer's
+// transactions are IMMEDIATE, so a read-then-write transaction takes the
+// write lock at BEGIN and cannot fail half-way with SQLITE_BUSY; readers
+// are query_only, so a write routed to them by mistake fails loudly
+// instead of competing with the writer.
+func sqliteDSN(path string, writer bool) (string, error) {
 	if path == "" {
 		return "", fmt.Errorf("database: sqlite: empty path")
 	}
@@ -222,7 +280,11 @@ func sqliteDSN(path string) (string, error) {
 	for _, p := range []string{"journal_mode(WAL)", "foreign_keys(1)", "busy_timeout(10000)", "synchronous(NORMAL)"} {
 		q.Add("_pragma", p)
 	}
-	q.Set("_txlock", "immediate")
+	if writer {
+		q.Set("_txlock", "immediate")
+	} else {
+		q.Add("_pragma", "query_only(1)")
+	}
 	// In a file: URI, SQLite decodes %XX and ends the path at ? or #;
 	// escaped, any file name means itself.
 	path = strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23").Replace(path)

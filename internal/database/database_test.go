@@ -4,8 +4,11 @@ import (
 	"context"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/verifier/verifier/internal/database/databasetest"
 	"github.com/verifier/verifier/internal/testkit"
 )
 
@@ -53,4 +56,90 @@ func TestOpenRejectsUnknownScheme(t *testing.T) {
 	t.Parallel()
 	_, err := Open(context.Background(), "mysql://root@localhost/x")
 	require.Error(t, err)
+}
+
+func TestReadOnlyStatements(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		query string
+		read  bool
+	}{
+		{"SELECT `users`.`id` FROM `users`", true},
+		{"  select count(*) from users", true},
+		{"(SELECT 1) UNION (SELECT 2)", true},
+		{"INSERT INTO `users` (`id`) VALUES (?) RETURNING `id`", false},
+		{"UPDATE `users` SET `status` = ?", false},
+		{"DELETE FROM `outbox_events`", false},
+		{"WITH x AS (SELECT 1) DELETE FROM users", false},
+		{"PRAGMA foreign_keys", false},
+		{"SEL", false},
+	}
+	for _, tt := range tests {
+		require.Equal(t, tt.read, readOnly(tt.query), tt.query)
+	}
+}
+
+// TestSQLiteReadsBesideTheWriter holds the single writer in a transaction:
+// reads inside it see its writes, and plain reads outside answer at once
+// from a reader (they would wait for ever, until the context ends, if they
+// queued for the writer), without the uncommitted row.
+func TestSQLiteReadsBesideTheWriter(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	db, err := Open(ctx, "sqlite:"+filepath.Join(t.TempDir(), "v.db"))
+	require.NoError(t, err)
+	defer db.Close()
+
+	tx, err := db.Ent.Tx(ctx)
+	require.NoError(t, err)
+	require.NoError(t, tx.User.Create().SetEmail("a@example.com").SetPasswordHash("x").Exec(ctx))
+	n, err := tx.User.Query().Count(ctx)
+	require.NoError(t, err)
+	require.Equal(t, 1, n, "a read in the transaction sees its write")
+	n, err = db.Ent.User.Query().Count(ctx)
+	require.NoError(t, err)
+	require.Zero(t, n, "a plain read runs beside the writer and sees what is committed")
+
+	// A write outside the transaction queues for the writer and goes
+	// through once it is free.
+	wrote := make(chan error, 1)
+	go func() { wrote <- db.Ent.User.Create().SetEmail("b@example.com").SetPasswordHash("x").Exec(ctx) }()
+	require.NoError(t, tx.Commit())
+	require.NoError(t, <-wrote)
+	n, err = db.Ent.User.Query().Count(ctx)
+	require.NoError(t, err)
+	require.Equal(t, 2, n)
+}
+
+// Statements ent's API cannot express reach the database through the
+// client and through a transaction.
+func TestRawStatements(t *testing.T) {
+	t.Parallel()
+	databasetest.Each(t, func(t *testing.T, url string) {
+		ctx := context.Background()
+		db, err := Open(ctx, url)
+		require.NoError(t, err)
+		defer db.Close()
+		_, err = db.Ent.ExecContext(ctx, "INSERT INTO "+probeTable+" (id, at) VALUES (7, 1)")
+		require.NoError(t, err)
+		tx, err := db.Ent.Tx(ctx)
+		require.NoError(t, err)
+		_, err = tx.ExecContext(ctx, "UPDATE "+probeTable+" SET at = 2 WHERE id = 7")
+		require.NoError(t, err)
+		rows, err := tx.QueryContext(ctx, "SELECT at FROM "+probeTable+" WHERE id = 7")
+		require.NoError(t, err)
+		require.True(t, rows.Next())
+		var at int
+		require.NoError(t, rows.Scan(&at))
+		require.NoError(t, rows.Close())
+		require.Equal(t, 2, at, "a read in the transaction sees its write")
+		require.NoError(t, tx.Commit())
+		rows, err = db.Ent.QueryContext(ctx, "SELECT at FROM "+probeTable+" WHERE id = 7")
+		require.NoError(t, err)
+		require.True(t, rows.Next())
+		require.NoError(t, rows.Scan(&at))
+		require.NoError(t, rows.Close())
+		require.Equal(t, 2, at)
+	})
 }

@@ -133,19 +133,14 @@ func TestSQLiteRecoversFromReadOnlyFile(t *testing.T) {
 	// If the test stops early, TempDir's removal needs the directory back.
 	t.Cleanup(func() { _ = os.Chmod(dir, 0o755) })
 
-	// The connection the pool already holds keeps its writable handle;
-	// every connection opened now finds the file read-only.
-	held, err := db.SQL.Conn(ctx)
+	// The writer connection the pool holds keeps its writable handle, so
+	// writes go on; a connection opened now finds the file read-only and
+	// is refused, so it never enters a pool.
+	require.NoError(t, db.CheckWrite(ctx), "the open writer still writes")
+	wdsn, err := sqliteDSN(path, true)
 	require.NoError(t, err)
-	for range maxConns(db) - 1 {
-		c, err := db.SQL.Conn(ctx)
-		if err == nil {
-			c.Close()
-		}
-		require.ErrorIs(t, err, errReadOnly, "a read-only connection never enters the pool")
-	}
-	require.ErrorIs(t, db.CheckWrite(ctx), errReadOnly, "readiness fails while writes would")
-	require.NoError(t, held.Close())
+	_, err = openPool(ctx, wdsn, 1)
+	require.ErrorIs(t, err, errReadOnly, "a read-only connection never enters the pool")
 
 	setMode(0o644, 0o755)
 	require.NoError(t, db.CheckWrite(ctx))
@@ -154,7 +149,9 @@ func TestSQLiteRecoversFromReadOnlyFile(t *testing.T) {
 	}
 }
 
-func maxConns(db *DB) int { return db.SQL.Stats().MaxOpenConnections }
+// maxConns is the size of the pool that takes writes, at least 8, so
+// registrations at twice that many at once queue for it.
+func maxConns(db *DB) int { return max(8, db.SQL.Stats().MaxOpenConnections) }
 
 // runAsNobody runs test in a copy of this test binary as the user nobody,
 // and fails unless it ran and passed there.

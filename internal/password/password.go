@@ -37,11 +37,36 @@ type Hasher struct {
 	slots  chan struct{}
 }
 
+// cpus is GOMAXPROCS as the runtime chose it (the CPUs this process may
+// use, cgroup limits included), read before main can raise it with
+// LeaveRoom.
+var cpus = runtime.GOMAXPROCS(0)
+
+// LeaveRoom raises GOMAXPROCS above the number of hashes that run at once,
+// so hashing never holds every P. With one P per CPU and one hash per CPU,
+// a burst of sign-ups left nothing for the rest of the service: every
+// goroutine the mail and push paths wake (relay, broker, mailer, SMTP
+// client) queued behind a hash until the scheduler preempted it, up to
+// 10 ms a hop (register answer → mail p50 25 ms at c=8). With spare Ps,
+// those goroutines run at once on a thread of their own and the kernel
+// shares the CPUs, favouring the thread that just woke; the hashes lose
+// only the CPU the rest actually uses. The number of hashes at once, and
+// so their memory, stays one per CPU. Call it from main, before anything
+// starts.
+func LeaveRoom() {
+	runtime.GOMAXPROCS(cpus + spareProcs(cpus))
+}
+
+// spareProcs is half as many Ps again as CPUs, at least one: enough that
+// the request, relay and mailer goroutines never wait for a P, few enough
+// that they do not thrash the CPUs' caches.
+func spareProcs(cpus int) int { return max(1, cpus/2) }
+
 // NewHasher returns a Hasher with the given cost that runs at most
 // concurrency hashes at once; 0 means one per CPU.
 func NewHasher(p Params, concurrency int) *Hasher {
 	if concurrency <= 0 {
-		concurrency = runtime.GOMAXPROCS(0)
+		concurrency = cpus
 	}
 	return &Hasher{params: p, slots: make(chan struct{}, concurrency)}
 }

@@ -3,6 +3,7 @@ package password
 import (
 	"context"
 	"regexp"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -89,4 +90,18 @@ func TestHashGivesUpWithContext(t *testing.T) {
 	cancel()
 	_, err := h.Hash(ctx, "whatever-password")
 	require.ErrorIs(t, err, context.Canceled)
+}
+
+// LeaveRoom gives the rest of the service Ps of its own while the number
+// of hashes at once, and so their memory, stays one per CPU.
+func TestLeaveRoom(t *testing.T) {
+	before := runtime.GOMAXPROCS(0)
+	t.Cleanup(func() { runtime.GOMAXPROCS(before) })
+	LeaveRoom()
+	require.Equal(t, cpus+spareProcs(cpus), runtime.GOMAXPROCS(0))
+	require.Equal(t, cpus, cap(NewHasher(OWASP, 0).slots), "hashes at once: one per CPU")
+
+	for _, tt := range []struct{ cpus, spare int }{{1, 1}, {2, 1}, {4, 2}, {16, 8}} {
+		require.Equal(t, tt.spare, spareProcs(tt.cpus), "%d CPUs", tt.cpus)
+	}
 }

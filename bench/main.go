@@ -1,0 +1,456 @@
+// Command bench drives the verifier service through its public API and
+// prints the figures of BENCHMARKS.md in one table: registrations per
+// second against the machine's argon2id-only ceiling measured in the same
+// run, register answer → mail accepted by SMTP, verifyEmail throughput and
+// answer → VERIFIED at the subscriber, memory and goroutines per idle
+// subscription, and mail throughput from a backlog to SMTP.
+//
+// The service runs as a child process (the binary built from the module
+// root), on a fresh database, sending to a real SMTP server (go-smtp) in
+// this process. Backends: embedded (SQLite, in-process broker), rabbitmq
+// (AMQP_URL) and postgres (POSTGRES_URL and AMQP_URL).
+//
+//	go run ./bench                      # embedded, plus the others whose URLs are set
+//	go run ./bench -backends embedded   # one backend
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"golang.org/x/crypto/argon2"
+
+	"github.com/verifier/verifier/internal/password"
+)
+
+type options struct {
+	regClients, verifyClients, resendClients int
+	regFor, ceilingFor                       time.Duration
+	ceilingGoroutines                        int
+	idle                                     int
+}
+
+func main() {
+	var o options
+	def := []string{"embedded"}
+	if os.Getenv("AMQP_URL") != "" {
+		def = append(def, "rabbitmq")
+		if os.Getenv("POSTGRES_URL") != "" {
+			def = append(def, "postgres")
+		}
+	}
+	backends := flag.String("backends", strings.Join(def, ","), "comma-separated: embedded (SQLite, in-process broker), rabbitmq (AMQP_URL), postgres (POSTGRES_URL + AMQP_URL)")
+	bin := flag.String("bin", "", "verifier binary (default: built from the module root)")
+	flag.IntVar(&o.regClients, "c-register", 8, "concurrent register clients")
+	flag.IntVar(&o.verifyClients, "c-verify", 64, "concurrent verifyEmail clients")
+	flag.IntVar(&o.resendClients, "c-resend", 64, "concurrent resend clients filling the mail backlog")
+	flag.DurationVar(&o.regFor, "register-for", 15*time.Second, "how long the register phase runs (it also makes the accounts the later phases use)")
+	flag.DurationVar(&o.ceilingFor, "ceiling-for", 5*time.Second, "how long the argon2id-only ceiling is measured")
+	flag.IntVar(&o.ceilingGoroutines, "ceiling-goroutines", 2, "goroutines hashing for the ceiling")
+	flag.IntVar(&o.idle, "idle", 5000, "idle subscriptions opened, one websocket each")
+	flag.Parse()
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, o, strings.Split(*backends, ","), *bin); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, o options, names []string, bin string) error {
+	dir, err := os.MkdirTemp("", "verifier-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	if bin == "" {
+		bin = filepath.Join(dir, "verifier")
+		fmt.Fprintln(os.Stderr, "building the service")
+		b := exec.CommandContext(ctx, "go", "build", "-o", bin, ".")
+		b.Stdout, b.Stderr = os.Stderr, os.Stderr
+		if err := b.Run(); err != nil {
+			return fmt.Errorf("go build: %w", err)
+		}
+	}
+	fmt.Fprintf(os.Stderr, "argon2id-only ceiling: %d goroutines for %s\n", o.ceilingGoroutines, o.ceilingFor)
+	ceiling := hashCeiling(o.ceilingGoroutines, o.ceilingFor)
+
+	var cols []string
+	results := map[string]*result{}
+	for _, n := range names {
+		be := backend{name: n}
+		switch n {
+		case "embedded":
+		case "rabbitmq", "postgres":
+			if be.amqpURL = os.Getenv("AMQP_URL"); be.amqpURL == "" {
+				return fmt.Errorf("%s needs AMQP_URL", n)
+			}
+			if n == "postgres" {
+				if be.postgres = os.Getenv("POSTGRES_URL"); be.postgres == "" {
+					return fmt.Errorf("postgres needs POSTGRES_URL")
+				}
+			}
+		default:
+			return fmt.Errorf("unknown backend %q", n)
+		}
+		fmt.Fprintf(os.Stderr, "== %s\n", n)
+		r, err := measure(ctx, o, bin, dir, be)
+		if err != nil {
+			return fmt.Errorf("%s: %w", n, err)
+		}
+		cols = append(cols, n)
+		results[n] = r
+	}
+	printTable(os.Stdout, o, ceiling, cols, results)
+	return nil
+}
+
+// hashCeiling is how many argon2id hashes per second g goroutines do with
+// nothing else running: what registrations per second are measured
+// against.
+func hashCeiling(g int, d time.Duration) float64 {
+	var n atomic.Int64
+	p := password.OWASP
+	start := time.Now()
+	var wg sync.WaitGroup
+	for i := range g {
+		wg.Go(func() {
+			salt := []byte(fmt.Sprintf("bench-salt-%04d", i))
+			for time.Since(start) < d {
+				argon2.IDKey([]byte("correct horse battery"), salt, p.Time, p.Memory, p.Threads, 32)
+				n.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	return float64(n.Load()) / time.Since(start).Seconds()
+}
+
+type result struct {
+	regPerSec                float64
+	regN                     int
+	mailP50, mailP99         time.Duration
+	mailPerSec               float64
+	mailN                    int
+	verifyPerSec             float64
+	verifyN                  int
+	pushP50, pushP99         time.Duration
+	idleRSSKiB, idleRoutines float64
+	idleN                    int
+}
+
+// idleWatched is how many unverified addresses the idle subscriptions
+// watch between them.
+const idleWatched = 10
+
+func measure(ctx context.Context, o options, bin, dir string, be backend) (*result, error) {
+	sk, err := startSink()
+	if err != nil {
+		return nil, err
+	}
+	defer sk.close()
+	s, err := startService(ctx, bin, dir, be, sk)
+	if err != nil {
+		return nil, err
+	}
+	defer s.stop()
+	r := &result{}
+	prefix := fmt.Sprintf("b%d-%s", time.Now().UnixNano()%1e9, be.name)
+
+	// Register at c=8: throughput, and answer → mail per address.
+	fmt.Fprintf(os.Stderr, "register: %d clients for %s\n", o.regClients, o.regFor)
+	var (
+		mu       sync.Mutex
+		answered = map[string]time.Time{}
+		watches  = map[string]string{}
+		seq      atomic.Int64
+		firstErr error
+	)
+	start := time.Now()
+	var wg sync.WaitGroup
+	for range o.regClients {
+		wg.Go(func() {
+			for time.Since(start) < o.regFor && ctx.Err() == nil {
+				addr := fmt.Sprintf("%s-%d@example.com", prefix, seq.Add(1))
+				w, err := s.register(addr)
+				at := time.Now()
+				mu.Lock()
+				if err != nil && firstErr == nil {
+					firstErr = err
+				}
+				if err == nil {
+					answered[addr], watches[addr] = at, w
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	if firstErr != nil {
+		return nil, fmt.Errorf("register: %w", firstErr)
+	}
+	r.regN = len(answered)
+	r.regPerSec = float64(r.regN) / elapsed.Seconds()
+	if err := sk.waitTotal(r.regN, time.Minute); err != nil {
+		return nil, err
+	}
+	var lat []time.Duration
+	addrs := make([]string, 0, len(answered))
+	for a, at := range answered {
+		d, _ := sk.first(a)
+		lat = append(lat, max(0, d.at.Sub(at)))
+		addrs = append(addrs, a)
+	}
+	slices.Sort(addrs)
+	r.mailP50, r.mailP99 = quantile(lat, 0.50), quantile(lat, 0.99)
+	if len(addrs) < 64 {
+		return nil, fmt.Errorf("only %d registrations: run the register phase longer", len(addrs))
+	}
+
+	// Mail throughput: hold SMTP, queue one resend per address, release,
+	// and time the backlog's way out.
+	time.Sleep(1100 * time.Millisecond) // past RESEND_COOLDOWN=1s of the last registration
+	fmt.Fprintf(os.Stderr, "mail: backlog of %d resends\n", len(addrs))
+	before := sk.count()
+	sk.hold()
+	if err := forEach(addrs, o.resendClients, func(a string) error {
+		_, err := s.gql(resendQ, map[string]any{"e": a})
+		return err
+	}); err != nil {
+		sk.release()
+		return nil, fmt.Errorf("resend: %w", err)
+	}
+	t0 := time.Now()
+	sk.release()
+	if err := sk.waitTotal(before+len(addrs), 2*time.Minute); err != nil {
+		return nil, err
+	}
+	r.mailN = len(addrs)
+	r.mailPerSec = float64(len(addrs)) / time.Since(t0).Seconds()
+
+	// verifyEmail at c=64, each address watched on its own websocket.
+	fmt.Fprintf(os.Stderr, "verify: %d watched addresses, %d clients\n", len(addrs), o.verifyClients)
+	watchers := make(map[string]*watcher, len(addrs))
+	var wmu sync.Mutex
+	err = forEach(addrs, 16, func(a string) error {
+		w, err := s.watch(watches[a])
+		if err != nil {
+			return err
+		}
+		wmu.Lock()
+		watchers[a] = w
+		wmu.Unlock()
+		select {
+		case <-w.first:
+			return nil
+		case <-time.After(30 * time.Second):
+			return fmt.Errorf("no first event")
+		}
+	})
+	defer func() {
+		for _, w := range watchers {
+			w.close()
+		}
+	}()
+	if err != nil {
+		return nil, fmt.Errorf("watch: %w", err)
+	}
+	verifiedAnswer := make(map[string]time.Time, len(addrs))
+	start = time.Now()
+	err = forEach(addrs, o.verifyClients, func(a string) error {
+		d, _ := sk.last(a)
+		if _, err := s.gql(verifyQ, map[string]any{"t": d.token}); err != nil {
+			return err
+		}
+		at := time.Now()
+		mu.Lock()
+		verifiedAnswer[a] = at
+		mu.Unlock()
+		return nil
+	})
+	elapsed = time.Since(start)
+	if err != nil {
+		return nil, fmt.Errorf("verifyEmail: %w", err)
+	}
+	r.verifyN = len(addrs)
+	r.verifyPerSec = float64(len(addrs)) / elapsed.Seconds()
+	lat = lat[:0]
+	for _, a := range addrs {
+		select {
+		case at := <-watchers[a].verified:
+			lat = append(lat, max(0, at.Sub(verifiedAnswer[a])))
+		case <-time.After(30 * time.Second):
+			return nil, fmt.Errorf("no VERIFIED event for a subscriber within 30s")
+		}
+	}
+	r.pushP50, r.pushP99 = quantile(lat, 0.50), quantile(lat, 0.99)
+	for _, w := range watchers {
+		w.close()
+	}
+	watchers = nil
+
+	// Idle subscriptions on a fresh process, so earlier phases' heap does
+	// not hide (or inflate) what the subscriptions cost.
+	if o.idle > 0 {
+		fmt.Fprintf(os.Stderr, "idle: %d subscriptions\n", o.idle)
+		if err := idleCost(ctx, o, bin, dir, be, sk, r); err != nil {
+			return nil, fmt.Errorf("idle subscriptions: %w", err)
+		}
+	}
+	return r, nil
+}
+
+// idleCost opens o.idle subscriptions, one websocket each, on a fresh
+// service and reads its RSS and goroutine count before and after.
+func idleCost(ctx context.Context, o options, bin, dir string, be backend, sk *sink, r *result) error {
+	s, err := startService(ctx, bin, dir, be, sk)
+	if err != nil {
+		return err
+	}
+	defer s.stop()
+	var watches []string
+	for i := range idleWatched {
+		w, err := s.register(fmt.Sprintf("idle-%d-%d@example.com", time.Now().UnixNano(), i))
+		if err != nil {
+			return err
+		}
+		watches = append(watches, w)
+	}
+	// One subscription first, so lazily built parts (gqlgen's caches,
+	// the websocket upgrader's pools) count in the baseline.
+	w0, err := s.watch(watches[0])
+	if err != nil {
+		return err
+	}
+	defer w0.close()
+	<-w0.first
+	const rss, gor = "process_resident_memory_bytes", "go_goroutines"
+	m0, err := s.metrics(rss, gor)
+	if err != nil {
+		return err
+	}
+	idx := make([]int, o.idle)
+	for i := range idx {
+		idx[i] = i
+	}
+	var mu sync.Mutex
+	var ws []*watcher
+	defer func() {
+		for _, w := range ws {
+			w.close()
+		}
+	}()
+	err = forEach(idx, 16, func(i int) error {
+		w, err := s.watch(watches[i%len(watches)])
+		if err != nil {
+			return err
+		}
+		mu.Lock()
+		ws = append(ws, w)
+		mu.Unlock()
+		select {
+		case <-w.first:
+			return nil
+		case <-time.After(30 * time.Second):
+			return fmt.Errorf("no first event")
+		}
+	})
+	if err != nil {
+		return err
+	}
+	time.Sleep(2 * time.Second) // let the service's GC settle after the burst of upgrades
+	m1, err := s.metrics(rss, gor)
+	if err != nil {
+		return err
+	}
+	r.idleN = o.idle
+	r.idleRSSKiB = (m1[rss] - m0[rss]) / 1024 / float64(o.idle)
+	r.idleRoutines = (m1[gor] - m0[gor]) / float64(o.idle)
+	return nil
+}
+
+// forEach runs f on every item with c workers and returns the first error.
+func forEach[T any](items []T, c int, f func(T) error) error {
+	next := make(chan T)
+	var (
+		wg    sync.WaitGroup
+		once  sync.Once
+		first error
+	)
+	for range c {
+		wg.Go(func() {
+			for it := range next {
+				if err := f(it); err != nil {
+					once.Do(func() { first = err })
+				}
+			}
+		})
+	}
+	for _, it := range items {
+		next <- it
+	}
+	close(next)
+	wg.Wait()
+	return first
+}
+
+func quantile(d []time.Duration, q float64) time.Duration {
+	if len(d) == 0 {
+		return 0
+	}
+	s := slices.Clone(d)
+	slices.Sort(s)
+	return s[min(len(s)-1, int(q*float64(len(s))))]
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.1f", float64(d.Microseconds())/1000) }
+
+func printTable(w0 *os.File, o options, ceiling float64, cols []string, rs map[string]*result) {
+	w := tabwriter.NewWriter(w0, 0, 0, 1, ' ', tabwriter.Debug)
+	fmt.Fprintf(w0, "\nargon2id-only ceiling: %.1f hashes/s on %d goroutines (m=%d KiB, t=%d, p=%d)\n\n",
+		ceiling, o.ceilingGoroutines, password.OWASP.Memory, password.OWASP.Time, password.OWASP.Threads)
+	head := "| figure\t target\t " + strings.Join(cols, "\t ") + "\t"
+	fmt.Fprintln(w, head)
+	fmt.Fprintln(w, "|---\t---\t"+strings.Repeat("---\t", len(cols)))
+	row := func(name, target string, f func(*result) string) {
+		cells := make([]string, len(cols))
+		for i, c := range cols {
+			cells[i] = f(rs[c])
+		}
+		fmt.Fprintf(w, "| %s\t %s\t %s\t\n", name, target, strings.Join(cells, "\t "))
+	}
+	row(fmt.Sprintf("registrations/s ÷ ceiling, c=%d", o.regClients), "≥ 0.90", func(r *result) string {
+		return fmt.Sprintf("%.2f (%.1f/s, n=%d)", r.regPerSec/ceiling, r.regPerSec, r.regN)
+	})
+	row(fmt.Sprintf("register answer → mail at SMTP p50 / p99 ms, c=%d", o.regClients), "≤ 10 / ≤ 50", func(r *result) string {
+		return ms(r.mailP50) + " / " + ms(r.mailP99)
+	})
+	row(fmt.Sprintf("verifyEmail/s, c=%d", o.verifyClients), "≥ 3,000", func(r *result) string {
+		return fmt.Sprintf("%.0f (n=%d)", r.verifyPerSec, r.verifyN)
+	})
+	row(fmt.Sprintf("verifyEmail answer → VERIFIED at subscriber p50 / p99 ms, c=%d", o.verifyClients), "p99 ≤ 50", func(r *result) string {
+		return ms(r.pushP50) + " / " + ms(r.pushP99)
+	})
+	row("RSS per idle subscription KiB", "≤ 24", func(r *result) string {
+		return fmt.Sprintf("%.1f (n=%d)", r.idleRSSKiB, r.idleN)
+	})
+	row("goroutines per idle subscription", "≤ 3", func(r *result) string { return fmt.Sprintf("%.2f", r.idleRoutines) })
+	row("mail throughput backlog → SMTP, mails/s", "≥ 4,000", func(r *result) string {
+		return fmt.Sprintf("%.0f (n=%d)", r.mailPerSec, r.mailN)
+	})
+	w.Flush()
+}

@@ -1,0 +1,165 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// backend is one way to run the service: its database and broker.
+type backend struct {
+	name     string
+	amqpURL  string
+	postgres string // base URL; each run gets a fresh database on it
+}
+
+// service is the verifier binary running as a child process.
+type service struct {
+	cmd  *exec.Cmd
+	addr string
+	http *http.Client
+	drop func()
+}
+
+// startService runs bin against a fresh database and the sink, and
+// returns once it listens.
+func startService(ctx context.Context, bin, dir string, be backend, sk *sink, extraEnv ...string) (*service, error) {
+	dbURL := "sqlite:" + filepath.Join(dir, fmt.Sprintf("bench-%d.db", time.Now().UnixNano()))
+	drop := func() {}
+	if be.postgres != "" {
+		var err error
+		if dbURL, drop, err = freshPostgres(ctx, be.postgres); err != nil {
+			return nil, err
+		}
+	}
+	cmd := exec.CommandContext(ctx, bin)
+	cmd.Env = append(os.Environ(),
+		"HTTP_ADDR=127.0.0.1:0",
+		"DATABASE_URL="+dbURL,
+		"AMQP_URL="+be.amqpURL,
+		"SMTP_URL="+sk.url(),
+		"PUBLIC_URL=http://verifier.bench",
+		"RESEND_COOLDOWN=1s",
+		// The bench is one client doing the work of thousands.
+		"CLIENT_RATE_LIMIT=0",
+		"VERIFY_RATE_LIMIT=0",
+		"DOMAIN_EMAIL_LIMIT=0",
+		"GLOBAL_EMAIL_LIMIT=0",
+		"WS_MAX_SOCKETS=100000",
+		"LOG_FORMAT=json",
+		"LOG_LEVEL=info",
+	)
+	cmd.Env = append(cmd.Env, extraEnv...)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		drop()
+		return nil, err
+	}
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
+	cmd.WaitDelay = 30 * time.Second
+	if err := cmd.Start(); err != nil {
+		drop()
+		return nil, err
+	}
+	addr := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		for sc.Scan() {
+			var l struct {
+				Msg   string `json:"msg"`
+				Addr  string `json:"addr"`
+				Level string `json:"level"`
+			}
+			if json.Unmarshal(sc.Bytes(), &l) == nil && l.Msg == "verifier is listening" {
+				addr <- l.Addr
+				continue
+			}
+			if l.Level == "ERROR" || l.Level == "WARN" {
+				fmt.Fprintf(os.Stderr, "  service: %s\n", sc.Bytes())
+			}
+		}
+		_, _ = io.Copy(io.Discard, stderr)
+	}()
+	s := &service{cmd: cmd, http: &http.Client{Timeout: time.Minute, Transport: &http.Transport{MaxIdleConnsPerHost: 128}}, drop: drop}
+	select {
+	case s.addr = <-addr:
+		return s, nil
+	case <-time.After(60 * time.Second):
+		s.stop()
+		return nil, errors.New("the service did not start within 60s")
+	}
+}
+
+// stop ends the service gracefully (SIGTERM) and drops its database.
+func (s *service) stop() {
+	_ = s.cmd.Process.Signal(syscall.SIGTERM)
+	_ = s.cmd.Wait()
+	s.http.CloseIdleConnections()
+	s.drop()
+}
+
+// metrics reads the gauges the service publishes on /metrics.
+func (s *service) metrics(names ...string) (map[string]float64, error) {
+	resp, err := s.http.Get("http://" + s.addr + "/metrics")
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	out := map[string]float64{}
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) != 2 {
+			continue
+		}
+		for _, n := range names {
+			if f[0] == n {
+				v, err := strconv.ParseFloat(f[1], 64)
+				if err == nil {
+					out[n] = v
+				}
+			}
+		}
+	}
+	for _, n := range names {
+		if _, ok := out[n]; !ok {
+			return nil, fmt.Errorf("metrics: no %s", n)
+		}
+	}
+	return out, sc.Err()
+}
+
+// freshPostgres creates an empty database on the server of base and
+// returns its URL and a function dropping it.
+func freshPostgres(ctx context.Context, base string) (string, func(), error) {
+	conn, err := pgx.Connect(ctx, base)
+	if err != nil {
+		return "", nil, fmt.Errorf("postgres: %w", err)
+	}
+	name := fmt.Sprintf("verifier_bench_%d", time.Now().UnixNano())
+	if _, err := conn.Exec(ctx, "CREATE DATABASE "+name); err != nil {
+		conn.Close(ctx)
+		return "", nil, fmt.Errorf("postgres: create database: %w", err)
+	}
+	cfg := conn.Config()
+	url := fmt.Sprintf("postgres://%s:%s@%s:%d/%s?sslmode=disable", cfg.User, cfg.Password, cfg.Host, cfg.Port, name)
+	drop := func() {
+		_, _ = conn.Exec(context.Background(), "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)")
+		conn.Close(context.Background())
+	}
+	return url, drop, nil
+}
