@@ -245,9 +245,12 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger, hk hooks) err
 				HandshakeTimeout: 10 * time.Second,
 				// httpapi checks the origin before the upgrade, with the
 				// contract's rules.
-				CheckOrigin: func(*http.Request) bool { return true },
+				CheckOrigin:     func(*http.Request) bool { return true },
+				ReadBufferSize:  wsgorilla.ReadBufferSize,
+				WriteBufferPool: wsgorilla.NewWriteBufferPool(),
 			},
-			Conns: sockets,
+			Conns:        sockets,
+			PingInterval: wsgorilla.PingInterval,
 		},
 		MaxMessageBytes:           64 << 10,
 		MaxSubscriptionsPerSocket: cfg.WSMaxSubscriptions,

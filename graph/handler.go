@@ -42,11 +42,11 @@ func NewHandler(r *Resolver, o HandlerOptions) *handler.Server {
 		},
 		// A client that opens a socket and never says hello is dropped.
 		InitTimeout: 10 * time.Second,
-		// graphql-ws (legacy) keep-alive, and graphql-transport-ws ping with
-		// a pong deadline: dead peers are noticed within a minute.
-		KeepAlivePingInterval: 25 * time.Second,
-		PingPongInterval:      25 * time.Second,
-		PayloadReadLimit:      &limit,
+		// No KeepAlivePingInterval or PingPongInterval: each runs a
+		// goroutine per connection for its whole life. The websocket
+		// implementation pings instead (wsgorilla.Implementation's
+		// PingInterval), from a timer, with the same pong deadline.
+		PayloadReadLimit: &limit,
 		ErrorFunc: func(_ context.Context, err error) {
 			if we, ok := errors.AsType[transport.WebsocketError](err); ok && we.IsReadError {
 				// gqlgen's read errors can quote what the client sent.
