@@ -18,7 +18,6 @@ import (
 
 	"github.com/verifier/verifier/consumers"
 	"github.com/verifier/verifier/ent"
-	"github.com/verifier/verifier/ent/outboxevent"
 	"github.com/verifier/verifier/ent/watchtoken"
 	"github.com/verifier/verifier/internal/account"
 	"github.com/verifier/verifier/internal/broker"
@@ -44,6 +43,8 @@ type liveBundle struct {
 	hub      *hub.Hub
 	box      *seal.Box
 	url      string
+	// mails receives what the mailer would get.
+	mails chan event.VerificationRequested
 }
 
 func setupLive(t *testing.T) *liveBundle {
@@ -56,9 +57,17 @@ func setupLive(t *testing.T) *liveBundle {
 	box, err := seal.New(make([]byte, seal.KeyLen))
 	require.NoError(t, err)
 
-	b := &liveBundle{db: db.Ent, broker: inproc.New(log), hub: hub.New(), box: box}
+	b := &liveBundle{db: db.Ent, broker: inproc.New(log), hub: hub.New(), box: box, mails: make(chan event.VerificationRequested, 16)}
 	n := &consumers.Notifier{Hub: b.hub}
 	require.NoError(t, b.broker.Consume(n.Queue(), n.Handle))
+	require.NoError(t, b.broker.Consume(broker.Queue{Name: "mail", Topics: []string{event.RegisteredTopic}, Concurrency: 1}, func(_ context.Context, m broker.Message) error {
+		var req event.VerificationRequested
+		if err := json.Unmarshal(m.Body, &req); err != nil {
+			return broker.Permanent(err)
+		}
+		b.mails <- req
+		return nil
+	}))
 	require.NoError(t, b.broker.Start(ctx))
 	t.Cleanup(func() { b.broker.Stop(5 * time.Second) })
 	relay := outbox.NewRelay(db.Ent, b.broker, log, outbox.Options{})
@@ -91,10 +100,13 @@ func (b *liveBundle) register(t *testing.T, email string) (watch string, reg uui
 	require.NoError(t, err)
 	wt, err := b.db.WatchToken.Query().Where(watchtoken.TokenHash(token.Hash(watch))).Only(ctx)
 	require.NoError(t, err)
-	ev, err := b.db.OutboxEvent.Query().Where(outboxevent.Topic(event.RegisteredTopic)).Order(ent.Desc(outboxevent.FieldID)).First(ctx)
-	require.NoError(t, err)
 	var req event.VerificationRequested
-	require.NoError(t, json.Unmarshal(ev.Payload, &req))
+	select {
+	case req = <-b.mails:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no verification email within 10s")
+	}
+	require.Equal(t, email, req.Email)
 	link, err = b.box.Open(req.SealedToken, req.Email)
 	require.NoError(t, err)
 	return watch, *wt.Registration, link
@@ -260,6 +272,15 @@ func TestSubscriptionGoroutines(t *testing.T) {
 	for _, s := range subs {
 		s.c.Close()
 	}
-	require.Eventually(t, func() bool { return runtime.NumGoroutine() <= before && b.hub.Len() == 0 }, 30*time.Second, 10*time.Millisecond,
-		"goroutines: %d before, %d after", before, runtime.NumGoroutine())
+	// Polled on this goroutine: require.Eventually would count its own.
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	timeout := time.After(30 * time.Second)
+	for runtime.NumGoroutine() > before || b.hub.Len() > 0 {
+		select {
+		case <-tick.C:
+		case <-timeout:
+			t.Fatalf("goroutines: %d before, %d after; %d subscriptions open", before, runtime.NumGoroutine(), b.hub.Len())
+		}
+	}
 }
