@@ -305,7 +305,7 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger, hk hooks) err
 		return fmt.Errorf("listen on %s: %w", cfg.HTTPAddr, err)
 	}
 	srv := &http.Server{
-		Handler:           handler,
+		Handler:           wsgorilla.Detach(handler),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      30 * time.Second,
