@@ -5,7 +5,6 @@ import (
 	"context"
 	"net"
 	"net/http"
-	"sync"
 
 	"github.com/gorilla/websocket"
 )
@@ -33,7 +32,7 @@ func Detach(next http.Handler) http.Handler {
 			return
 		}
 		ctx, cancel := context.WithCancel(context.WithoutCancel(r.Context()))
-		hw := &hijackWatch{ResponseWriter: w, hijacked: make(chan struct{})}
+		hw := &hijackWatch{w: w, hijacked: make(chan struct{})}
 		done := make(chan struct{})
 		go func() {
 			defer close(done)
@@ -47,21 +46,50 @@ func Detach(next http.Handler) http.Handler {
 	})
 }
 
-// hijackWatch tells Detach when the connection was taken over.
+// hijackWatch tells Detach when the connection was taken over, and then
+// lets go of net/http's response: held by the websocket's handler for the
+// socket's life, it would keep the connection's buffers reachable.
 type hijackWatch struct {
-	http.ResponseWriter
+	// w is nil once hijacked. Only the websocket's goroutine uses it.
+	w        http.ResponseWriter
 	hijacked chan struct{}
-	once     sync.Once
+}
+
+// Header is the response's header; after the hijack an empty one.
+func (h *hijackWatch) Header() http.Header {
+	if h.w == nil {
+		return http.Header{}
+	}
+	return h.w.Header()
+}
+
+// Write writes to the response, which ends at the hijack.
+func (h *hijackWatch) Write(b []byte) (int, error) {
+	if h.w == nil {
+		return 0, http.ErrHijacked
+	}
+	return h.w.Write(b)
+}
+
+// WriteHeader writes the response's status, unless it was hijacked.
+func (h *hijackWatch) WriteHeader(code int) {
+	if h.w != nil {
+		h.w.WriteHeader(code)
+	}
 }
 
 // Hijack takes the connection over, as gorilla's Upgrade asks.
 func (h *hijackWatch) Hijack() (net.Conn, *bufio.ReadWriter, error) {
-	c, rw, err := http.NewResponseController(h.ResponseWriter).Hijack()
+	if h.w == nil {
+		return nil, nil, http.ErrHijacked
+	}
+	c, rw, err := http.NewResponseController(h.w).Hijack()
 	if err == nil {
-		h.once.Do(func() { close(h.hijacked) })
+		h.w = nil
+		close(h.hijacked)
 	}
 	return c, rw, err
 }
 
-// Unwrap lets http.ResponseController reach the connection's writer.
-func (h *hijackWatch) Unwrap() http.ResponseWriter { return h.ResponseWriter }
+// Unwrap lets http.ResponseController reach the response before the hijack.
+func (h *hijackWatch) Unwrap() http.ResponseWriter { return h.w }
