@@ -261,7 +261,6 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger, hk hooks) err
 		Websocket:                 ws.Implementation(sockets),
 		MaxMessageBytes:           ws.MaxMessageBytes,
 		InitTimeout:               ws.InitTimeout,
-		KeepAlive:                 ws.KeepAlive,
 		MaxSubscriptionsPerSocket: ws.MaxSubscriptionsPerSocket,
 		MaxSubscriptions:          ws.MaxSubscriptions,
 	})

@@ -5092,6 +5092,7 @@ type WatchTokenMutation struct {
 	id            *int
 	created_at    *time.Time
 	token_hash    *string
+	registration  *uuid.UUID
 	expires_at    *time.Time
 	clearedFields map[string]struct{}
 	user          *uuid.UUID
@@ -5320,6 +5321,55 @@ func (m *WatchTokenMutation) ResetUserID() {
 	delete(m.clearedFields, watchtoken.FieldUserID)
 }
 
+// SetRegistration sets the "registration" field.
+func (m *WatchTokenMutation) SetRegistration(u uuid.UUID) {
+	m.registration = &u
+}
+
+// Registration returns the value of the "registration" field in the mutation.
+func (m *WatchTokenMutation) Registration() (r uuid.UUID, exists bool) {
+	v := m.registration
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldRegistration returns the old "registration" field's value of the WatchToken entity.
+// If the WatchToken object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *WatchTokenMutation) OldRegistration(ctx context.Context) (v *uuid.UUID, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldRegistration is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldRegistration requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldRegistration: %w", err)
+	}
+	return oldValue.Registration, nil
+}
+
+// ClearRegistration clears the value of the "registration" field.
+func (m *WatchTokenMutation) ClearRegistration() {
+	m.registration = nil
+	m.clearedFields[watchtoken.FieldRegistration] = struct{}{}
+}
+
+// RegistrationCleared returns if the "registration" field was cleared in this mutation.
+func (m *WatchTokenMutation) RegistrationCleared() bool {
+	_, ok := m.clearedFields[watchtoken.FieldRegistration]
+	return ok
+}
+
+// ResetRegistration resets all changes to the "registration" field.
+func (m *WatchTokenMutation) ResetRegistration() {
+	m.registration = nil
+	delete(m.clearedFields, watchtoken.FieldRegistration)
+}
+
 // SetExpiresAt sets the "expires_at" field.
 func (m *WatchTokenMutation) SetExpiresAt(t time.Time) {
 	m.expires_at = &t
@@ -5417,7 +5467,7 @@ func (m *WatchTokenMutation) Type() string {
 // order to get all numeric fields that were incremented/decremented, call
 // AddedFields().
 func (m *WatchTokenMutation) Fields() []string {
-	fields := make([]string, 0, 4)
+	fields := make([]string, 0, 5)
 	if m.created_at != nil {
 		fields = append(fields, watchtoken.FieldCreatedAt)
 	}
@@ -5426,6 +5476,9 @@ func (m *WatchTokenMutation) Fields() []string {
 	}
 	if m.user != nil {
 		fields = append(fields, watchtoken.FieldUserID)
+	}
+	if m.registration != nil {
+		fields = append(fields, watchtoken.FieldRegistration)
 	}
 	if m.expires_at != nil {
 		fields = append(fields, watchtoken.FieldExpiresAt)
@@ -5444,6 +5497,8 @@ func (m *WatchTokenMutation) Field(name string) (ent.Value, bool) {
 		return m.TokenHash()
 	case watchtoken.FieldUserID:
 		return m.UserID()
+	case watchtoken.FieldRegistration:
+		return m.Registration()
 	case watchtoken.FieldExpiresAt:
 		return m.ExpiresAt()
 	}
@@ -5461,6 +5516,8 @@ func (m *WatchTokenMutation) OldField(ctx context.Context, name string) (ent.Val
 		return m.OldTokenHash(ctx)
 	case watchtoken.FieldUserID:
 		return m.OldUserID(ctx)
+	case watchtoken.FieldRegistration:
+		return m.OldRegistration(ctx)
 	case watchtoken.FieldExpiresAt:
 		return m.OldExpiresAt(ctx)
 	}
@@ -5492,6 +5549,13 @@ func (m *WatchTokenMutation) SetField(name string, value ent.Value) error {
 			return fmt.Errorf("unexpected type %T for field %s", value, name)
 		}
 		m.SetUserID(v)
+		return nil
+	case watchtoken.FieldRegistration:
+		v, ok := value.(uuid.UUID)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetRegistration(v)
 		return nil
 	case watchtoken.FieldExpiresAt:
 		v, ok := value.(time.Time)
@@ -5533,6 +5597,9 @@ func (m *WatchTokenMutation) ClearedFields() []string {
 	if m.FieldCleared(watchtoken.FieldUserID) {
 		fields = append(fields, watchtoken.FieldUserID)
 	}
+	if m.FieldCleared(watchtoken.FieldRegistration) {
+		fields = append(fields, watchtoken.FieldRegistration)
+	}
 	return fields
 }
 
@@ -5550,6 +5617,9 @@ func (m *WatchTokenMutation) ClearField(name string) error {
 	case watchtoken.FieldUserID:
 		m.ClearUserID()
 		return nil
+	case watchtoken.FieldRegistration:
+		m.ClearRegistration()
+		return nil
 	}
 	return fmt.Errorf("unknown WatchToken nullable field %s", name)
 }
@@ -5566,6 +5636,9 @@ func (m *WatchTokenMutation) ResetField(name string) error {
 		return nil
 	case watchtoken.FieldUserID:
 		m.ResetUserID()
+		return nil
+	case watchtoken.FieldRegistration:
+		m.ResetRegistration()
 		return nil
 	case watchtoken.FieldExpiresAt:
 		m.ResetExpiresAt()

@@ -249,4 +249,8 @@ func init() {
 			return nil
 		}
 	}()
+	// watchtokenDescRegistration is the schema descriptor for registration field.
+	watchtokenDescRegistration := watchtokenFields[2].Descriptor()
+	// watchtoken.DefaultRegistration holds the default value on creation for the registration field.
+	watchtoken.DefaultRegistration = watchtokenDescRegistration.Default.(func() uuid.UUID)
 }

@@ -25,6 +25,8 @@ type WatchToken struct {
 	TokenHash string `json:"-"`
 	// UserID holds the value of the "user_id" field.
 	UserID *uuid.UUID `json:"user_id,omitempty"`
+	// Registration holds the value of the "registration" field.
+	Registration *uuid.UUID `json:"registration,omitempty"`
 	// ExpiresAt holds the value of the "expires_at" field.
 	ExpiresAt time.Time `json:"expires_at,omitempty"`
 	// Edges holds the relations/edges for other nodes in the graph.
@@ -58,7 +60,7 @@ func (*WatchToken) scanValues(columns []string) ([]any, error) {
 	values := make([]any, len(columns))
 	for i := range columns {
 		switch columns[i] {
-		case watchtoken.FieldUserID:
+		case watchtoken.FieldUserID, watchtoken.FieldRegistration:
 			values[i] = &sql.NullScanner{S: new(uuid.UUID)}
 		case watchtoken.FieldID:
 			values[i] = new(sql.NullInt64)
@@ -105,6 +107,13 @@ func (_m *WatchToken) assignValues(columns []string, values []any) error {
 			} else if value.Valid {
 				_m.UserID = new(uuid.UUID)
 				*_m.UserID = *value.S.(*uuid.UUID)
+			}
+		case watchtoken.FieldRegistration:
+			if value, ok := values[i].(*sql.NullScanner); !ok {
+				return fmt.Errorf("unexpected type %T for field registration", values[i])
+			} else if value.Valid {
+				_m.Registration = new(uuid.UUID)
+				*_m.Registration = *value.S.(*uuid.UUID)
 			}
 		case watchtoken.FieldExpiresAt:
 			if value, ok := values[i].(*sql.NullTime); !ok {
@@ -160,6 +169,11 @@ func (_m *WatchToken) String() string {
 	builder.WriteString(", ")
 	if v := _m.UserID; v != nil {
 		builder.WriteString("user_id=")
+		builder.WriteString(fmt.Sprintf("%v", *v))
+	}
+	builder.WriteString(", ")
+	if v := _m.Registration; v != nil {
+		builder.WriteString("registration=")
 		builder.WriteString(fmt.Sprintf("%v", *v))
 	}
 	builder.WriteString(", ")

@@ -58,6 +58,20 @@ func (_c *WatchTokenCreate) SetNillableUserID(v *uuid.UUID) *WatchTokenCreate {
 	return _c
 }
 
+// SetRegistration sets the "registration" field.
+func (_c *WatchTokenCreate) SetRegistration(v uuid.UUID) *WatchTokenCreate {
+	_c.mutation.SetRegistration(v)
+	return _c
+}
+
+// SetNillableRegistration sets the "registration" field if the given value is not nil.
+func (_c *WatchTokenCreate) SetNillableRegistration(v *uuid.UUID) *WatchTokenCreate {
+	if v != nil {
+		_c.SetRegistration(*v)
+	}
+	return _c
+}
+
 // SetExpiresAt sets the "expires_at" field.
 func (_c *WatchTokenCreate) SetExpiresAt(v time.Time) *WatchTokenCreate {
 	_c.mutation.SetExpiresAt(v)
@@ -107,6 +121,10 @@ func (_c *WatchTokenCreate) defaults() {
 	if _, ok := _c.mutation.CreatedAt(); !ok {
 		v := watchtoken.DefaultCreatedAt()
 		_c.mutation.SetCreatedAt(v)
+	}
+	if _, ok := _c.mutation.Registration(); !ok {
+		v := watchtoken.DefaultRegistration()
+		_c.mutation.SetRegistration(v)
 	}
 }
 
@@ -160,6 +178,10 @@ func (_c *WatchTokenCreate) createSpec() (*WatchToken, *sqlgraph.CreateSpec) {
 	if value, ok := _c.mutation.TokenHash(); ok {
 		_spec.SetField(watchtoken.FieldTokenHash, field.TypeString, value)
 		_node.TokenHash = value
+	}
+	if value, ok := _c.mutation.Registration(); ok {
+		_spec.SetField(watchtoken.FieldRegistration, field.TypeUUID, value)
+		_node.Registration = &value
 	}
 	if value, ok := _c.mutation.ExpiresAt(); ok {
 		_spec.SetField(watchtoken.FieldExpiresAt, field.TypeTime, value)
@@ -253,6 +275,9 @@ func (u *WatchTokenUpsertOne) UpdateNewValues() *WatchTokenUpsertOne {
 		}
 		if _, exists := u.create.mutation.UserID(); exists {
 			s.SetIgnore(watchtoken.FieldUserID)
+		}
+		if _, exists := u.create.mutation.Registration(); exists {
+			s.SetIgnore(watchtoken.FieldRegistration)
 		}
 		if _, exists := u.create.mutation.ExpiresAt(); exists {
 			s.SetIgnore(watchtoken.FieldExpiresAt)
@@ -472,6 +497,9 @@ func (u *WatchTokenUpsertBulk) UpdateNewValues() *WatchTokenUpsertBulk {
 			}
 			if _, exists := b.mutation.UserID(); exists {
 				s.SetIgnore(watchtoken.FieldUserID)
+			}
+			if _, exists := b.mutation.Registration(); exists {
+				s.SetIgnore(watchtoken.FieldRegistration)
 			}
 			if _, exists := b.mutation.ExpiresAt(); exists {
 				s.SetIgnore(watchtoken.FieldExpiresAt)

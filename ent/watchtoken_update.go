@@ -68,6 +68,9 @@ func (_u *WatchTokenUpdate) sqlSave(ctx context.Context) (_node int, err error) 
 			}
 		}
 	}
+	if _u.mutation.RegistrationCleared() {
+		_spec.ClearField(watchtoken.FieldRegistration, field.TypeUUID)
+	}
 	if _node, err = sqlgraph.UpdateNodes(ctx, _u.driver, _spec); err != nil {
 		if _, ok := err.(*sqlgraph.NotFoundError); ok {
 			err = &NotFoundError{watchtoken.Label}
@@ -158,6 +161,9 @@ func (_u *WatchTokenUpdateOne) sqlSave(ctx context.Context) (_node *WatchToken, 
 				ps[i](selector)
 			}
 		}
+	}
+	if _u.mutation.RegistrationCleared() {
+		_spec.ClearField(watchtoken.FieldRegistration, field.TypeUUID)
 	}
 	_node = &WatchToken{config: _u.config}
 	_spec.Assign = _node.assignValues

@@ -184,6 +184,7 @@ var (
 		{Name: "id", Type: field.TypeInt, Increment: true},
 		{Name: "created_at", Type: field.TypeTime},
 		{Name: "token_hash", Type: field.TypeString, Unique: true, Size: 64},
+		{Name: "registration", Type: field.TypeUUID, Unique: true, Nullable: true},
 		{Name: "expires_at", Type: field.TypeTime},
 		{Name: "user_id", Type: field.TypeUUID, Nullable: true},
 	}
@@ -195,7 +196,7 @@ var (
 		ForeignKeys: []*schema.ForeignKey{
 			{
 				Symbol:     "watch_tokens_users_watch_tokens",
-				Columns:    []*schema.Column{WatchTokensColumns[4]},
+				Columns:    []*schema.Column{WatchTokensColumns[5]},
 				RefColumns: []*schema.Column{UsersColumns[0]},
 				OnDelete:   schema.SetNull,
 			},
@@ -204,7 +205,7 @@ var (
 			{
 				Name:    "watchtoken_expires_at",
 				Unique:  false,
-				Columns: []*schema.Column{WatchTokensColumns[3]},
+				Columns: []*schema.Column{WatchTokensColumns[4]},
 			},
 		},
 	}

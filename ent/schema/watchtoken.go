@@ -21,6 +21,12 @@ func (WatchToken) Fields() []ent.Field {
 	return []ent.Field{
 		secretHash(),
 		field.UUID("user_id", uuid.UUID{}).Optional().Nillable().Immutable(),
+		// The registration this token follows, by the id that its emails'
+		// delivery records and events carry (event.DeliveryChanged), so a
+		// watcher can be shown its own email's delivery without the token.
+		// Optional only because tokens issued before the column have none;
+		// every new token gets one.
+		field.UUID("registration", uuid.UUID{}).Default(uuid.New).Optional().Nillable().Unique().Immutable(),
 		field.Time("expires_at").Immutable(),
 	}
 }

@@ -7,6 +7,7 @@ import (
 
 	"entgo.io/ent/dialect/sql"
 	"entgo.io/ent/dialect/sql/sqlgraph"
+	"github.com/google/uuid"
 )
 
 const (
@@ -20,6 +21,8 @@ const (
 	FieldTokenHash = "token_hash"
 	// FieldUserID holds the string denoting the user_id field in the database.
 	FieldUserID = "user_id"
+	// FieldRegistration holds the string denoting the registration field in the database.
+	FieldRegistration = "registration"
 	// FieldExpiresAt holds the string denoting the expires_at field in the database.
 	FieldExpiresAt = "expires_at"
 	// EdgeUser holds the string denoting the user edge name in mutations.
@@ -41,6 +44,7 @@ var Columns = []string{
 	FieldCreatedAt,
 	FieldTokenHash,
 	FieldUserID,
+	FieldRegistration,
 	FieldExpiresAt,
 }
 
@@ -59,6 +63,8 @@ var (
 	DefaultCreatedAt func() time.Time
 	// TokenHashValidator is a validator for the "token_hash" field. It is called by the builders before save.
 	TokenHashValidator func(string) error
+	// DefaultRegistration holds the default value on creation for the "registration" field.
+	DefaultRegistration func() uuid.UUID
 )
 
 // OrderOption defines the ordering options for the WatchToken queries.
@@ -82,6 +88,11 @@ func ByTokenHash(opts ...sql.OrderTermOption) OrderOption {
 // ByUserID orders the results by the user_id field.
 func ByUserID(opts ...sql.OrderTermOption) OrderOption {
 	return sql.OrderByField(FieldUserID, opts...).ToFunc()
+}
+
+// ByRegistration orders the results by the registration field.
+func ByRegistration(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldRegistration, opts...).ToFunc()
 }
 
 // ByExpiresAt orders the results by the expires_at field.

@@ -71,6 +71,11 @@ func UserID(v uuid.UUID) predicate.WatchToken {
 	return predicate.WatchToken(sql.FieldEQ(FieldUserID, v))
 }
 
+// Registration applies equality check predicate on the "registration" field. It's identical to RegistrationEQ.
+func Registration(v uuid.UUID) predicate.WatchToken {
+	return predicate.WatchToken(sql.FieldEQ(FieldRegistration, v))
+}
+
 // ExpiresAt applies equality check predicate on the "expires_at" field. It's identical to ExpiresAtEQ.
 func ExpiresAt(v time.Time) predicate.WatchToken {
 	return predicate.WatchToken(sql.FieldEQ(FieldExpiresAt, v))
@@ -209,6 +214,56 @@ func UserIDIsNil() predicate.WatchToken {
 // UserIDNotNil applies the NotNil predicate on the "user_id" field.
 func UserIDNotNil() predicate.WatchToken {
 	return predicate.WatchToken(sql.FieldNotNull(FieldUserID))
+}
+
+// RegistrationEQ applies the EQ predicate on the "registration" field.
+func RegistrationEQ(v uuid.UUID) predicate.WatchToken {
+	return predicate.WatchToken(sql.FieldEQ(FieldRegistration, v))
+}
+
+// RegistrationNEQ applies the NEQ predicate on the "registration" field.
+func RegistrationNEQ(v uuid.UUID) predicate.WatchToken {
+	return predicate.WatchToken(sql.FieldNEQ(FieldRegistration, v))
+}
+
+// RegistrationIn applies the In predicate on the "registration" field.
+func RegistrationIn(vs ...uuid.UUID) predicate.WatchToken {
+	return predicate.WatchToken(sql.FieldIn(FieldRegistration, vs...))
+}
+
+// RegistrationNotIn applies the NotIn predicate on the "registration" field.
+func RegistrationNotIn(vs ...uuid.UUID) predicate.WatchToken {
+	return predicate.WatchToken(sql.FieldNotIn(FieldRegistration, vs...))
+}
+
+// RegistrationGT applies the GT predicate on the "registration" field.
+func RegistrationGT(v uuid.UUID) predicate.WatchToken {
+	return predicate.WatchToken(sql.FieldGT(FieldRegistration, v))
+}
+
+// RegistrationGTE applies the GTE predicate on the "registration" field.
+func RegistrationGTE(v uuid.UUID) predicate.WatchToken {
+	return predicate.WatchToken(sql.FieldGTE(FieldRegistration, v))
+}
+
+// RegistrationLT applies the LT predicate on the "registration" field.
+func RegistrationLT(v uuid.UUID) predicate.WatchToken {
+	return predicate.WatchToken(sql.FieldLT(FieldRegistration, v))
+}
+
+// RegistrationLTE applies the LTE predicate on the "registration" field.
+func RegistrationLTE(v uuid.UUID) predicate.WatchToken {
+	return predicate.WatchToken(sql.FieldLTE(FieldRegistration, v))
+}
+
+// RegistrationIsNil applies the IsNil predicate on the "registration" field.
+func RegistrationIsNil() predicate.WatchToken {
+	return predicate.WatchToken(sql.FieldIsNull(FieldRegistration))
+}
+
+// RegistrationNotNil applies the NotNil predicate on the "registration" field.
+func RegistrationNotNil() predicate.WatchToken {
+	return predicate.WatchToken(sql.FieldNotNull(FieldRegistration))
 }
 
 // ExpiresAtEQ applies the EQ predicate on the "expires_at" field.
