@@ -6,7 +6,6 @@ package account
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"time"
 
@@ -74,19 +73,3 @@ func New(o Options) *Service {
 // now is the service clock in UTC: SQLite compares stored times as text,
 // which orders correctly only when every time has the same offset.
 func (s *Service) now() time.Time { return s.Now().UTC() }
-
-// inTx runs fn in a transaction and commits it if fn succeeds.
-func (s *Service) inTx(ctx context.Context, fn func(tx *ent.Tx) error) error {
-	tx, err := s.DB.Tx(ctx)
-	if err != nil {
-		return fmt.Errorf("begin: %w", err)
-	}
-	if err := fn(tx); err != nil {
-		_ = tx.Rollback()
-		return err
-	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("commit: %w", err)
-	}
-	return nil
-}

@@ -191,18 +191,6 @@ func TestConcurrentRegisterOneUser(t *testing.T) {
 	})
 }
 
-// recv waits for the next event on ch, or its closing (nil).
-func recv(t *testing.T, ch <-chan *status.Change) *status.Change {
-	t.Helper()
-	select {
-	case c := <-ch:
-		return c
-	case <-time.After(10 * time.Second):
-		t.Fatal("no event within 10s")
-		return nil
-	}
-}
-
 // registration is the registration id behind a watch token.
 func (b *testBundle) registration(t *testing.T, watch string) uuid.UUID {
 	t.Helper()
@@ -226,14 +214,14 @@ func TestWatchRecheckFindsMissedChange(t *testing.T) {
 
 		events, err := b.svc.Watch(ctx, watch, false)
 		require.NoError(t, err)
-		require.Equal(t, &status.Change{Status: status.Unverified, At: b.clock.Now()}, recv(t, events))
+		require.Equal(t, &status.Change{Status: status.Unverified, At: b.clock.Now()}, testkit.Receive(t, events, "a status change"))
 
 		b.clock.Advance(time.Minute)
 		_, err = b.svc.VerifyEmail(ctx, tok) // its event is never delivered here
 		require.NoError(t, err)
 		b.hub.RecheckAll()
-		require.Equal(t, &status.Change{Status: status.Verified, At: b.clock.Now()}, recv(t, events))
-		require.Nil(t, recv(t, events), "completes after VERIFIED")
+		require.Equal(t, &status.Change{Status: status.Verified, At: b.clock.Now()}, testkit.Receive(t, events, "a status change"))
+		require.Nil(t, testkit.Receive(t, events, "a status change"), "completes after VERIFIED")
 		require.Zero(t, b.hub.Len())
 	})
 }
@@ -250,8 +238,8 @@ func TestWatchVerifiedCompletesAtOnce(t *testing.T) {
 		for _, withDelivery := range []bool{false, true} {
 			events, err := b.svc.Watch(ctx, watch, withDelivery)
 			require.NoError(t, err)
-			require.Equal(t, status.Verified, recv(t, events).Status)
-			require.Nil(t, recv(t, events))
+			require.Equal(t, status.Verified, testkit.Receive(t, events, "a status change").Status)
+			require.Nil(t, testkit.Receive(t, events, "a status change"))
 		}
 		require.Zero(t, b.hub.Len())
 	})
@@ -265,9 +253,9 @@ func TestWatchEndsWithContext(t *testing.T) {
 		require.NoError(t, err)
 		events, err := b.svc.Watch(ctx, watch, true)
 		require.NoError(t, err)
-		require.NotNil(t, recv(t, events))
+		require.NotNil(t, testkit.Receive(t, events, "a status change"))
 		cancel()
-		require.Nil(t, recv(t, events), "closed when the context ends")
+		require.Nil(t, testkit.Receive(t, events, "a status change"), "closed when the context ends")
 		require.Zero(t, b.hub.Len())
 	})
 }
@@ -299,34 +287,34 @@ func TestWatchDelivery(t *testing.T) {
 
 		plain, err := b.svc.Watch(ctx, watch, false)
 		require.NoError(t, err)
-		require.Nil(t, recv(t, plain).Delivery)
+		require.Nil(t, testkit.Receive(t, plain, "a status change").Delivery)
 		live, err := b.svc.Watch(ctx, watch, true)
 		require.NoError(t, err)
 		require.Equal(t, &status.Change{Status: status.Unverified, At: start,
-			Delivery: &status.Delivery{State: status.Queued, At: start}}, recv(t, live), "no record yet")
+			Delivery: &status.Delivery{State: status.Queued, At: start}}, testkit.Receive(t, live, "a status change"), "no record yet")
 
 		reason := "mailbox full"
 		deferred := status.Delivery{State: status.Deferred, At: start.Add(time.Second), Attempts: 1, Reason: &reason}
 		b.hub.PublishDelivery(reg, deferred)
-		require.Equal(t, &status.Change{Status: status.Unverified, At: start, Delivery: &deferred}, recv(t, live))
+		require.Equal(t, &status.Change{Status: status.Unverified, At: start, Delivery: &deferred}, testkit.Receive(t, live, "a status change"))
 
 		// A later watcher starts from the record.
 		records.set(reg, &deferred)
 		late, err := b.svc.Watch(ctx, watch, true)
 		require.NoError(t, err)
-		require.Equal(t, &deferred, recv(t, late).Delivery)
+		require.Equal(t, &deferred, testkit.Receive(t, late, "a status change").Delivery)
 
 		sent := status.Delivery{State: status.Sent, At: start.Add(2 * time.Second), Attempts: 2}
 		b.hub.PublishDelivery(reg, sent)
 		b.hub.PublishDelivery(reg, deferred) // late and out of order: ignored
-		require.Equal(t, &sent, recv(t, live).Delivery)
-		require.Equal(t, &sent, recv(t, late).Delivery)
+		require.Equal(t, &sent, testkit.Receive(t, live, "a status change").Delivery)
+		require.Equal(t, &sent, testkit.Receive(t, late, "a status change").Delivery)
 
 		b.hub.Publish(*b.userOf(t, watch), status.Change{Status: status.Verified, At: start.Add(time.Minute)})
 		for _, ch := range []<-chan *status.Change{plain, live, late} {
-			c := recv(t, ch)
+			c := testkit.Receive(t, ch, "a status change")
 			require.Equal(t, status.Verified, c.Status)
-			require.Nil(t, recv(t, ch), "completes after VERIFIED")
+			require.Nil(t, testkit.Receive(t, ch, "a status change"), "completes after VERIFIED")
 			if ch == plain {
 				require.Nil(t, c.Delivery, "no delivery without withDelivery")
 			} else {
@@ -369,14 +357,14 @@ func TestWatchRepeatedRegistrationLooksFresh(t *testing.T) {
 			for _, w := range []string{repeated, fresh} {
 				ch, err := b.svc.Watch(ctx, w, true)
 				require.NoError(t, err)
-				firsts = append(firsts, recv(t, ch))
+				firsts = append(firsts, testkit.Receive(t, ch, "a status change"))
 				chans = append(chans, ch)
 			}
 			require.Equal(t, firsts[0], firsts[1])
 			for i, w := range []string{repeated, fresh} {
 				sent := status.Delivery{State: status.Sent, At: b.clock.Now().Add(time.Second), Attempts: 1}
 				b.hub.PublishDelivery(b.registration(t, w), sent)
-				require.Equal(t, &status.Change{Status: status.Unverified, At: b.clock.Now(), Delivery: &sent}, recv(t, chans[i]))
+				require.Equal(t, &status.Change{Status: status.Unverified, At: b.clock.Now(), Delivery: &sent}, testkit.Receive(t, chans[i], "a status change"))
 			}
 		})
 	}

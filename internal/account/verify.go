@@ -10,6 +10,7 @@ import (
 	"github.com/verifier/verifier/ent/verificationtoken"
 	"github.com/verifier/verifier/ent/watchtoken"
 	"github.com/verifier/verifier/internal/apperr"
+	"github.com/verifier/verifier/internal/database"
 	"github.com/verifier/verifier/internal/event"
 	"github.com/verifier/verifier/internal/hub"
 	"github.com/verifier/verifier/internal/outbox"
@@ -45,7 +46,7 @@ func (s *Service) VerifyEmail(ctx context.Context, tok string) (Verification, er
 
 	var res Verification
 	changed := false
-	err = s.inTx(ctx, func(tx *ent.Tx) error {
+	err = database.InTx(ctx, s.DB, func(tx *ent.Tx) error {
 		now := s.now()
 		// Conditional on the old status, so of two concurrent clicks
 		// exactly one changes the row and writes the event.

@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/verifier/verifier/internal/status"
+	"github.com/verifier/verifier/internal/testkit"
 )
 
 var t0 = time.Date(2026, 5, 6, 7, 8, 9, 0, time.UTC)
@@ -25,18 +26,6 @@ func delivery(state status.DeliveryState, s, attempts int) *status.Delivery {
 // reads returns a Watch.Read that answers c.
 func reads(c status.Change) func(context.Context) (*status.Change, error) {
 	return func(context.Context) (*status.Change, error) { cp := c; return &cp, nil }
-}
-
-// recv waits for the next snapshot on ch, or its closing (nil).
-func recv(t *testing.T, ch <-chan *status.Change) *status.Change {
-	t.Helper()
-	select {
-	case c := <-ch:
-		return c
-	case <-time.After(10 * time.Second):
-		t.Fatal("nothing within 10s")
-		return nil
-	}
 }
 
 // requireEmpty checks nothing is pending on ch and it is open.
@@ -131,7 +120,7 @@ func TestSubscriptionSees(t *testing.T) {
 			s, err := h.Subscribe(context.Background(), tt.watch)
 			require.NoError(t, err)
 			defer s.Close()
-			got := []status.Change{*recv(t, s.C())}
+			got := []status.Change{*testkit.Receive(t, s.C(), "a status change")}
 			for _, step := range tt.steps {
 				step(h)
 				// Read as a live subscriber would, so no snapshot is
@@ -150,7 +139,7 @@ func TestSubscriptionSees(t *testing.T) {
 			}
 			require.Equal(t, tt.want, got)
 			if tt.closed {
-				require.Nil(t, recv(t, s.C()))
+				require.Nil(t, testkit.Receive(t, s.C(), "a status change"))
 				require.Zero(t, h.Len())
 			} else {
 				requireEmpty(t, s.C())
@@ -200,8 +189,8 @@ func TestChangeDuringFirstReadIsKept(t *testing.T) {
 		return &status.Change{Status: status.Unverified, At: at(0), Delivery: delivery(status.Queued, 0, 0)}, nil
 	}})
 	require.NoError(t, err)
-	require.Equal(t, &status.Change{Status: status.Verified, At: at(6), Delivery: delivery(status.Sent, 5, 1)}, recv(t, s.C()))
-	require.Nil(t, recv(t, s.C()))
+	require.Equal(t, &status.Change{Status: status.Verified, At: at(6), Delivery: delivery(status.Sent, 5, 1)}, testkit.Receive(t, s.C(), "a status change"))
+	require.Nil(t, testkit.Receive(t, s.C(), "a status change"))
 }
 
 func TestSubscribeReadFails(t *testing.T) {
@@ -240,7 +229,7 @@ func TestRecheckAll(t *testing.T) {
 	}
 	s, err := h.Subscribe(context.Background(), Watch{User: uuid.New(), Read: read})
 	require.NoError(t, err)
-	require.Equal(t, status.Unverified, recv(t, s.C()).Status)
+	require.Equal(t, status.Unverified, testkit.Receive(t, s.C(), "a status change").Status)
 	failedReads := make(chan struct{}, 10)
 	failing, err := h.Subscribe(context.Background(), Watch{User: uuid.New(), Read: func(ctx context.Context) (*status.Change, error) {
 		if reads.Load() > 1 {
@@ -250,7 +239,7 @@ func TestRecheckAll(t *testing.T) {
 		return &status.Change{Status: status.Unverified, At: at(0)}, nil
 	}})
 	require.NoError(t, err)
-	require.NotNil(t, recv(t, failing.C()))
+	require.NotNil(t, testkit.Receive(t, failing.C(), "a status change"))
 
 	h.RecheckAll()
 	<-holding
@@ -258,8 +247,8 @@ func TestRecheckAll(t *testing.T) {
 	requireEmpty(t, s.C())
 	verifiedNow.Store(true)
 	close(hold)
-	require.Equal(t, &status.Change{Status: status.Verified, At: at(1)}, recv(t, s.C()))
-	require.Nil(t, recv(t, s.C()))
+	require.Equal(t, &status.Change{Status: status.Verified, At: at(1)}, testkit.Receive(t, s.C(), "a status change"))
+	require.Nil(t, testkit.Receive(t, s.C(), "a status change"))
 	for pass := range 2 {
 		select {
 		case <-failedReads:
@@ -282,8 +271,8 @@ func TestCloseIsIdempotentAndCounts(t *testing.T) {
 	require.NoError(t, err)
 	s.Close()
 	s.Close()
-	require.NotNil(t, recv(t, s.C()), "the snapshot sent before")
-	require.Nil(t, recv(t, s.C()), "closed")
+	require.NotNil(t, testkit.Receive(t, s.C(), "a status change"), "the snapshot sent before")
+	require.Nil(t, testkit.Receive(t, s.C(), "a status change"), "closed")
 	require.Zero(t, open)
 	require.Zero(t, h.Len())
 
@@ -298,7 +287,7 @@ func TestCloseIsIdempotentAndCounts(t *testing.T) {
 
 	late, err := h.Subscribe(context.Background(), w)
 	require.NoError(t, err)
-	require.Nil(t, recv(t, late.C()), "a closed hub takes no subscriptions")
+	require.Nil(t, testkit.Receive(t, late.C(), "a status change"), "a closed hub takes no subscriptions")
 	late.Close()
 	h.RecheckAll() // nothing to do, and no goroutine left behind
 }
