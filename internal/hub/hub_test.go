@@ -231,8 +231,10 @@ func TestRecheckAll(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, status.Unverified, testkit.Receive(t, s.C(), "a status change").Status)
 	failedReads := make(chan struct{}, 10)
+	// Its own count: the re-check visits subscriptions in no fixed order.
+	var failingReads atomic.Int32
 	failing, err := h.Subscribe(context.Background(), Watch{User: uuid.New(), Read: func(ctx context.Context) (*status.Change, error) {
-		if reads.Load() > 1 {
+		if failingReads.Add(1) > 1 {
 			failedReads <- struct{}{}
 			return nil, errors.New("database gone")
 		}
