@@ -227,11 +227,13 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger, hk hooks) err
 	}
 
 	accounts := account.New(account.Options{
-		DB:             db.Ent,
-		Dialect:        db.Dialect,
-		Seal:           box,
-		Hasher:         password.NewHasher(password.OWASP, 0),
-		Hub:            subs,
+		DB:      db.Ent,
+		Dialect: db.Dialect,
+		Seal:    box,
+		Hasher:  password.NewHasher(password.OWASP, 0),
+		Hub:     subs,
+		// A watcher that subscribes withDelivery starts from its email's record.
+		Deliveries:     records,
 		Wake:           relay.Wake,
 		TokenTTL:       cfg.TokenTTL,
 		ResendCooldown: cfg.ResendCooldown,
@@ -263,7 +265,6 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger, hk hooks) err
 		Websocket:                 ws.Implementation(sockets),
 		MaxMessageBytes:           ws.MaxMessageBytes,
 		InitTimeout:               ws.InitTimeout,
-		KeepAlive:                 ws.KeepAlive,
 		MaxSubscriptionsPerSocket: ws.MaxSubscriptionsPerSocket,
 		MaxSubscriptions:          ws.MaxSubscriptions,
 	})

@@ -25,6 +25,7 @@ import (
 	"github.com/verifier/verifier/internal/mail"
 	"github.com/verifier/verifier/internal/mail/mailtest"
 	"github.com/verifier/verifier/internal/seal"
+	"github.com/verifier/verifier/internal/status"
 )
 
 func TestMain(m *testing.M) { testkit.VerifyTestMain(m) }
@@ -345,18 +346,56 @@ func TestMailerSendsAlreadyRegisteredNotice(t *testing.T) {
 func TestNotifierFeedsHub(t *testing.T) {
 	t.Parallel()
 	h := hub.New()
+	defer h.CloseAll()
 	n := &Notifier{Hub: h}
-	u := uuid.New()
-	s := h.Subscribe(u)
+	u, reg := uuid.New(), uuid.New()
+	t0 := time.Date(2026, 5, 6, 7, 8, 9, 0, time.UTC)
+	s, err := h.Subscribe(context.Background(), hub.Watch{User: u, Registration: reg, Read: func(context.Context) (*status.Change, error) {
+		return &status.Change{Status: status.Unverified, At: t0}, nil
+	}})
+	require.NoError(t, err)
 	defer s.Close()
-	at := time.Date(2026, 5, 6, 7, 8, 9, 0, time.UTC)
-	body, _ := json.Marshal(event.Verified{UserID: u, VerifiedAt: at})
-	require.NoError(t, n.Handle(context.Background(), broker.Message{ID: "v", Topic: event.VerifiedTopic, Body: body}))
-	require.Equal(t, hub.Event{VerifiedAt: at}, <-s.C())
-	require.True(t, broker.IsPermanent(n.Handle(context.Background(), broker.Message{ID: "bad", Body: []byte("{}")})))
+	require.Equal(t, &status.Change{Status: status.Unverified, At: t0}, <-s.C())
 
-	n.Queue().OnReady()
-	require.Equal(t, hub.Event{Recheck: true}, <-s.C(), "a re-attached queue makes subscriptions re-read")
+	sent := status.Delivery{State: status.Sent, At: t0.Add(time.Second), Attempts: 1}
+	body, _ := json.Marshal(event.DeliveryChanged{Registration: reg, Delivery: sent})
+	require.NoError(t, n.Handle(context.Background(), broker.Message{ID: "d", Topic: event.DeliveryChangedTopic, Body: body}))
+	require.Equal(t, &status.Change{Status: status.Unverified, At: t0, Delivery: &sent}, <-s.C())
+
+	body, _ = json.Marshal(event.Verified{UserID: u, VerifiedAt: t0.Add(time.Minute)})
+	require.NoError(t, n.Handle(context.Background(), broker.Message{ID: "v", Topic: event.VerifiedTopic, Body: body}))
+	require.Equal(t, &status.Change{Status: status.Verified, At: t0.Add(time.Minute), Delivery: &sent}, <-s.C())
+
+	for _, bad := range []broker.Message{
+		{ID: "no topic", Body: []byte("{}")},
+		{ID: "no user", Topic: event.VerifiedTopic, Body: []byte("{}")},
+		{ID: "no registration", Topic: event.DeliveryChangedTopic, Body: []byte(`{"delivery":{"state":"SENT"}}`)},
+		{ID: "not JSON", Topic: event.DeliveryChangedTopic, Body: []byte("{")},
+	} {
+		require.True(t, broker.IsPermanent(n.Handle(context.Background(), bad)), bad.ID)
+	}
+	require.ElementsMatch(t, []string{event.VerifiedTopic, event.DeliveryChangedTopic}, n.Queue().Topics)
+}
+
+// A re-attached queue makes open subscriptions re-read their state.
+func TestNotifierRechecksWhenReady(t *testing.T) {
+	t.Parallel()
+	h := hub.New()
+	defer h.CloseAll()
+	reads := make(chan struct{}, 2)
+	s, err := h.Subscribe(context.Background(), hub.Watch{User: uuid.New(), Read: func(context.Context) (*status.Change, error) {
+		reads <- struct{}{}
+		return &status.Change{Status: status.Unverified, At: time.Now()}, nil
+	}})
+	require.NoError(t, err)
+	defer s.Close()
+	<-reads
+	(&Notifier{Hub: h}).Queue().OnReady()
+	select {
+	case <-reads:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no re-read after OnReady")
+	}
 }
 
 // A pooled connection the server dropped costs the next email nothing: it

@@ -9,40 +9,60 @@ import (
 
 	"github.com/verifier/verifier/internal/broker"
 	"github.com/verifier/verifier/internal/event"
-	"github.com/verifier/verifier/internal/hub"
+	"github.com/verifier/verifier/internal/status"
 )
 
 // Hub is what the notifier feeds.
 type Hub interface {
-	Publish(user uuid.UUID, e hub.Event)
+	// Publish hands a user's status change to the user's watchers.
+	Publish(user uuid.UUID, c status.Change)
+	// PublishDelivery hands a registration's email delivery change to the
+	// watchers that asked for delivery.
+	PublishDelivery(registration uuid.UUID, d status.Delivery)
+	// RecheckAll makes every watcher re-read its state.
 	RecheckAll()
 }
 
-// Notifier hands status changes to this process's subscription hub. Its
-// queue is private to the process, so every replica hears every change and
-// a subscription open on any replica sees it.
+// Notifier hands status and delivery changes to this process's
+// subscription hub. Its queue is private to the process, so every replica
+// hears every change and a subscription open on any replica sees it.
 type Notifier struct {
 	Hub Hub
 }
 
 // Queue is where the notifier listens. When the queue is re-attached after
 // a broker outage, changes made meanwhile were not heard; every open
-// subscription then re-reads its status.
+// subscription then re-reads its state.
 func (n *Notifier) Queue() broker.Queue {
 	return broker.Queue{
-		Topics:      []string{event.VerifiedTopic},
+		Topics:      []string{event.VerifiedTopic, event.DeliveryChangedTopic},
 		Concurrency: 16,
 		OnReady:     n.Hub.RecheckAll,
 	}
 }
 
-// Handle publishes one verification to the hub. It never blocks on
-// subscribers.
+// Handle passes one change to the hub. It never blocks on subscribers.
 func (n *Notifier) Handle(_ context.Context, msg broker.Message) error {
-	var ev event.Verified
-	if err := json.Unmarshal(msg.Body, &ev); err != nil || ev.UserID == uuid.Nil {
-		return broker.Permanent(fmt.Errorf("undecodable %s event %s", msg.Topic, msg.ID))
+	switch msg.Topic {
+	case event.VerifiedTopic:
+		var ev event.Verified
+		if err := json.Unmarshal(msg.Body, &ev); err != nil || ev.UserID == uuid.Nil {
+			return undecodable(msg)
+		}
+		n.Hub.Publish(ev.UserID, status.Change{Status: status.Verified, At: ev.VerifiedAt.UTC()})
+	case event.DeliveryChangedTopic:
+		var ev event.DeliveryChanged
+		if err := json.Unmarshal(msg.Body, &ev); err != nil || ev.Registration == uuid.Nil || ev.Delivery.State == "" {
+			return undecodable(msg)
+		}
+		ev.Delivery.At = ev.Delivery.At.UTC()
+		n.Hub.PublishDelivery(ev.Registration, ev.Delivery)
+	default:
+		return undecodable(msg)
 	}
-	n.Hub.Publish(ev.UserID, hub.Event{VerifiedAt: ev.VerifiedAt})
 	return nil
+}
+
+func undecodable(msg broker.Message) error {
+	return broker.Permanent(fmt.Errorf("undecodable %s event %s", msg.Topic, msg.ID))
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/verifier/verifier/internal/account"
 	"github.com/verifier/verifier/internal/apperr"
+	"github.com/verifier/verifier/internal/status"
 	"github.com/verifier/verifier/internal/testkit"
 	"github.com/verifier/verifier/internal/wsgorilla"
 )
@@ -33,10 +34,10 @@ func (f fakeAccounts) VerifyEmail(context.Context, string) (account.Verification
 	return account.Verification{}, f.err
 }
 func (f fakeAccounts) Resend(context.Context, string) error { return f.err }
-func (f fakeAccounts) Status(context.Context, string) (account.Status, error) {
+func (f fakeAccounts) Status(context.Context, string) (status.Status, error) {
 	return "", f.err
 }
-func (f fakeAccounts) Watch(context.Context, string) (<-chan account.StatusEvent, error) {
+func (f fakeAccounts) Watch(context.Context, string, bool) (<-chan *status.Change, error) {
 	return nil, f.err
 }
 

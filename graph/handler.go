@@ -20,11 +20,10 @@ type HandlerOptions struct {
 	Websocket transport.WebsocketImplementation
 	// MaxMessageBytes bounds one websocket message from a client.
 	MaxMessageBytes int64
-	// InitTimeout drops a websocket that never says hello; KeepAlive is
-	// the graphql-ws keep-alive and graphql-transport-ws ping interval.
-	// The service's values live with its other websocket settings
-	// (httpapi.WebsocketPolicy); 0 turns either off.
-	InitTimeout, KeepAlive time.Duration
+	// InitTimeout drops a websocket that never says hello; 0 turns it
+	// off. The service's value lives with its other websocket settings
+	// (httpapi.WebsocketPolicy), which also pings idle sockets.
+	InitTimeout time.Duration
 	// MaxSubscriptionsPerSocket and MaxSubscriptions cap the subscriptions
 	// open on one websocket and in the process; 0 is no cap.
 	MaxSubscriptionsPerSocket int
@@ -45,10 +44,12 @@ func NewHandler(r *Resolver, o HandlerOptions) *handler.Server {
 		InitFunc: func(ctx context.Context, _ transport.InitPayload) (context.Context, *transport.InitPayload, error) {
 			return withSocketCount(ctx), nil, nil
 		},
-		InitTimeout:           o.InitTimeout,
-		KeepAlivePingInterval: o.KeepAlive,
-		PingPongInterval:      o.KeepAlive,
-		PayloadReadLimit:      &limit,
+		InitTimeout: o.InitTimeout,
+		// No KeepAlivePingInterval or PingPongInterval: each runs a
+		// goroutine per connection for its whole life. The websocket
+		// implementation pings instead (wsgorilla.Implementation's
+		// PingInterval), from a timer, with the same pong deadline.
+		PayloadReadLimit: &limit,
 		ErrorFunc: func(_ context.Context, err error) {
 			if we, ok := errors.AsType[transport.WebsocketError](err); ok && we.IsReadError {
 				// gqlgen's read errors can quote what the client sent.

@@ -12,6 +12,7 @@ import (
 
 	"github.com/verifier/verifier/internal/account"
 	"github.com/verifier/verifier/internal/ratelimit"
+	"github.com/verifier/verifier/internal/status"
 	"github.com/verifier/verifier/internal/testkit"
 	"github.com/verifier/verifier/internal/wsgorilla"
 )
@@ -24,10 +25,10 @@ func (okAccounts) VerifyEmail(context.Context, string) (account.Verification, er
 	return account.Verification{Email: "a@b.co", VerifiedAt: time.Unix(0, 0)}, nil
 }
 func (okAccounts) Resend(context.Context, string) error { return nil }
-func (okAccounts) Status(context.Context, string) (account.Status, error) {
-	return account.Unverified, nil
+func (okAccounts) Status(context.Context, string) (status.Status, error) {
+	return status.Unverified, nil
 }
-func (okAccounts) Watch(context.Context, string) (<-chan account.StatusEvent, error) {
+func (okAccounts) Watch(context.Context, string, bool) (<-chan *status.Change, error) {
 	return nil, nil
 }
 

@@ -12,6 +12,7 @@ import (
 	"github.com/verifier/verifier/internal/account"
 	"github.com/verifier/verifier/internal/apperr"
 	"github.com/verifier/verifier/internal/ratelimit"
+	"github.com/verifier/verifier/internal/status"
 )
 
 // Accounts is what the resolvers need from the account service.
@@ -19,8 +20,10 @@ type Accounts interface {
 	Register(ctx context.Context, email, password string) (watchToken string, err error)
 	VerifyEmail(ctx context.Context, token string) (account.Verification, error)
 	Resend(ctx context.Context, email string) error
-	Status(ctx context.Context, watchToken string) (account.Status, error)
-	Watch(ctx context.Context, watchToken string) (<-chan account.StatusEvent, error)
+	Status(ctx context.Context, watchToken string) (status.Status, error)
+	// Watch's channel is the subscription's: gqlgen reads it directly, and
+	// its closing completes the subscription.
+	Watch(ctx context.Context, watchToken string, withDelivery bool) (<-chan *status.Change, error)
 }
 
 var _ Accounts = (*account.Service)(nil)

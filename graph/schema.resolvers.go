@@ -49,39 +49,12 @@ func (r *mutationResolver) ResendVerificationEmail(ctx context.Context, email st
 
 // VerificationStatus is the resolver for the verificationStatus field.
 func (r *queryResolver) VerificationStatus(ctx context.Context, watchToken string) (status.Status, error) {
-	st, err := r.Accounts.Status(ctx, watchToken)
-	if err != nil {
-		return "", err
-	}
-	return status.Status(st), nil
+	return r.Accounts.Status(ctx, watchToken)
 }
 
 // VerificationStatus is the resolver for the verificationStatus field.
 func (r *subscriptionResolver) VerificationStatus(ctx context.Context, watchToken string, withDelivery *bool) (<-chan *status.Change, error) {
-	events, err := r.Accounts.Watch(ctx, watchToken)
-	if err != nil {
-		return nil, err
-	}
-	out := make(chan *status.Change, 1)
-	go func() {
-		defer close(out)
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case ev, ok := <-events:
-				if !ok {
-					return
-				}
-				select {
-				case out <- &status.Change{Status: status.Status(ev.Status), At: ev.At}:
-				case <-ctx.Done():
-					return
-				}
-			}
-		}
-	}()
-	return out, nil
+	return r.Accounts.Watch(ctx, watchToken, withDelivery != nil && *withDelivery)
 }
 
 // Mutation returns MutationResolver implementation.

@@ -6,7 +6,6 @@ package account
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"time"
 
@@ -16,20 +15,18 @@ import (
 	"github.com/verifier/verifier/internal/hub"
 	"github.com/verifier/verifier/internal/password"
 	"github.com/verifier/verifier/internal/seal"
-)
-
-// Status is a verification status as the contract names it.
-type Status string
-
-// The two statuses.
-const (
-	Unverified Status = "UNVERIFIED"
-	Verified   Status = "VERIFIED"
+	"github.com/verifier/verifier/internal/status"
 )
 
 // Hub is what Watch needs from the subscription hub.
 type Hub interface {
-	Subscribe(user uuid.UUID) *hub.Subscription
+	Subscribe(ctx context.Context, w hub.Watch) (*hub.Subscription, error)
+}
+
+// Deliveries is what Watch needs from the delivery records: the latest
+// state of a registration's latest email, nil if none is recorded yet.
+type Deliveries interface {
+	Latest(ctx context.Context, registration uuid.UUID) (*status.Delivery, error)
 }
 
 // Options configure a Service.
@@ -41,6 +38,9 @@ type Options struct {
 	// Seal seals verification tokens for their trip to the mailer.
 	Seal *seal.Box
 	Hub  Hub
+	// Deliveries, if set, gives watchers the delivery of their email so
+	// far; nil shows every email QUEUED until its first change is heard.
+	Deliveries Deliveries
 	// Wake is called after each commit that wrote an outbox event.
 	Wake           func()
 	TokenTTL       time.Duration
@@ -73,19 +73,3 @@ func New(o Options) *Service {
 // now is the service clock in UTC: SQLite compares stored times as text,
 // which orders correctly only when every time has the same offset.
 func (s *Service) now() time.Time { return s.Now().UTC() }
-
-// inTx runs fn in a transaction and commits it if fn succeeds.
-func (s *Service) inTx(ctx context.Context, fn func(tx *ent.Tx) error) error {
-	tx, err := s.DB.Tx(ctx)
-	if err != nil {
-		return fmt.Errorf("begin: %w", err)
-	}
-	if err := fn(tx); err != nil {
-		_ = tx.Rollback()
-		return err
-	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("commit: %w", err)
-	}
-	return nil
-}

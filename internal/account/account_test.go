@@ -8,12 +8,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/stretchr/testify/require"
 
 	"github.com/verifier/verifier/internal/testkit"
 
 	"github.com/verifier/verifier/ent"
 	"github.com/verifier/verifier/ent/outboxevent"
+	"github.com/verifier/verifier/ent/watchtoken"
 	"github.com/verifier/verifier/internal/apperr"
 	"github.com/verifier/verifier/internal/database"
 	"github.com/verifier/verifier/internal/database/databasetest"
@@ -21,6 +23,7 @@ import (
 	"github.com/verifier/verifier/internal/hub"
 	"github.com/verifier/verifier/internal/password"
 	"github.com/verifier/verifier/internal/seal"
+	"github.com/verifier/verifier/internal/status"
 	"github.com/verifier/verifier/internal/token"
 )
 
@@ -45,6 +48,7 @@ func setup(t *testing.T, url string, opts ...func(*Options)) *testBundle {
 	require.NoError(t, err)
 	t.Cleanup(func() { db.Close() })
 	b := &testBundle{db: db.Ent, hub: hub.New(), clock: testkit.NewFrozenClock(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))}
+	t.Cleanup(b.hub.CloseAll)
 	box, err := seal.New(make([]byte, seal.KeyLen))
 	require.NoError(t, err)
 	o := Options{
@@ -187,8 +191,18 @@ func TestConcurrentRegisterOneUser(t *testing.T) {
 	})
 }
 
+// registration is the registration id behind a watch token.
+func (b *testBundle) registration(t *testing.T, watch string) uuid.UUID {
+	t.Helper()
+	wt, err := b.db.WatchToken.Query().Where(watchtoken.TokenHash(token.Hash(watch))).Only(context.Background())
+	require.NoError(t, err)
+	require.NotNil(t, wt.Registration)
+	return *wt.Registration
+}
+
 // A change committed between Watch's subscribe and its read is not missed,
-// and a Recheck after a broker reconnect finds a change whose event was lost.
+// and a re-check after a broker reconnect finds a change whose event was
+// lost.
 func TestWatchRecheckFindsMissedChange(t *testing.T) {
 	t.Parallel()
 	eachDB(t, func(t *testing.T, b *testBundle) {
@@ -198,17 +212,35 @@ func TestWatchRecheckFindsMissedChange(t *testing.T) {
 		require.NoError(t, err)
 		tok := verificationToken(t, b.events(t, event.RegisteredTopic)[0])
 
-		events, err := b.svc.Watch(ctx, watch)
+		events, err := b.svc.Watch(ctx, watch, false)
 		require.NoError(t, err)
-		require.Equal(t, Unverified, (<-events).Status)
+		require.Equal(t, &status.Change{Status: status.Unverified, At: b.clock.Now()}, testkit.Receive(t, events, "a status change"))
 
+		b.clock.Advance(time.Minute)
 		_, err = b.svc.VerifyEmail(ctx, tok) // its event is never delivered here
 		require.NoError(t, err)
 		b.hub.RecheckAll()
-		ev := <-events
-		require.Equal(t, Verified, ev.Status)
-		_, open := <-events
-		require.False(t, open, "completes after VERIFIED")
+		require.Equal(t, &status.Change{Status: status.Verified, At: b.clock.Now()}, testkit.Receive(t, events, "a status change"))
+		require.Nil(t, testkit.Receive(t, events, "a status change"), "completes after VERIFIED")
+		require.Zero(t, b.hub.Len())
+	})
+}
+
+// Watching a verified address sends VERIFIED and completes at once.
+func TestWatchVerifiedCompletesAtOnce(t *testing.T) {
+	t.Parallel()
+	eachDB(t, func(t *testing.T, b *testBundle) {
+		ctx := context.Background()
+		watch, err := b.svc.Register(ctx, "done@example.com", "a good password")
+		require.NoError(t, err)
+		_, err = b.svc.VerifyEmail(ctx, verificationToken(t, b.events(t, event.RegisteredTopic)[0]))
+		require.NoError(t, err)
+		for _, withDelivery := range []bool{false, true} {
+			events, err := b.svc.Watch(ctx, watch, withDelivery)
+			require.NoError(t, err)
+			require.Equal(t, status.Verified, testkit.Receive(t, events, "a status change").Status)
+			require.Nil(t, testkit.Receive(t, events, "a status change"))
+		}
 		require.Zero(t, b.hub.Len())
 	})
 }
@@ -219,14 +251,123 @@ func TestWatchEndsWithContext(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		watch, err := b.svc.Register(ctx, "leave@example.com", "a good password")
 		require.NoError(t, err)
-		events, err := b.svc.Watch(ctx, watch)
+		events, err := b.svc.Watch(ctx, watch, true)
 		require.NoError(t, err)
-		<-events
+		require.NotNil(t, testkit.Receive(t, events, "a status change"))
 		cancel()
-		for range events {
-		}
+		require.Nil(t, testkit.Receive(t, events, "a status change"), "closed when the context ends")
 		require.Zero(t, b.hub.Len())
 	})
+}
+
+// fakeDeliveries answers Latest from what set stored.
+type fakeDeliveries struct{ m sync.Map }
+
+func (f *fakeDeliveries) set(reg uuid.UUID, d *status.Delivery) { f.m.Store(reg, d) }
+
+func (f *fakeDeliveries) Latest(_ context.Context, reg uuid.UUID) (*status.Delivery, error) {
+	d, _ := f.m.Load(reg)
+	p, _ := d.(*status.Delivery)
+	return p, nil
+}
+
+// withDelivery adds the latest email's delivery to every event, from the
+// records when there is one and QUEUED since the registration otherwise;
+// delivery changes reach only the watchers that asked for them.
+func TestWatchDelivery(t *testing.T) {
+	t.Parallel()
+	records := &fakeDeliveries{}
+	eachDB(t, func(t *testing.T, b *testBundle) {
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		start := b.clock.Now()
+		watch, err := b.svc.Register(ctx, "mail@example.com", "a good password")
+		require.NoError(t, err)
+		reg := b.registration(t, watch)
+
+		plain, err := b.svc.Watch(ctx, watch, false)
+		require.NoError(t, err)
+		require.Nil(t, testkit.Receive(t, plain, "a status change").Delivery)
+		live, err := b.svc.Watch(ctx, watch, true)
+		require.NoError(t, err)
+		require.Equal(t, &status.Change{Status: status.Unverified, At: start,
+			Delivery: &status.Delivery{State: status.Queued, At: start}}, testkit.Receive(t, live, "a status change"), "no record yet")
+
+		reason := "mailbox full"
+		deferred := status.Delivery{State: status.Deferred, At: start.Add(time.Second), Attempts: 1, Reason: &reason}
+		b.hub.PublishDelivery(reg, deferred)
+		require.Equal(t, &status.Change{Status: status.Unverified, At: start, Delivery: &deferred}, testkit.Receive(t, live, "a status change"))
+
+		// A later watcher starts from the record.
+		records.set(reg, &deferred)
+		late, err := b.svc.Watch(ctx, watch, true)
+		require.NoError(t, err)
+		require.Equal(t, &deferred, testkit.Receive(t, late, "a status change").Delivery)
+
+		sent := status.Delivery{State: status.Sent, At: start.Add(2 * time.Second), Attempts: 2}
+		b.hub.PublishDelivery(reg, sent)
+		b.hub.PublishDelivery(reg, deferred) // late and out of order: ignored
+		require.Equal(t, &sent, testkit.Receive(t, live, "a status change").Delivery)
+		require.Equal(t, &sent, testkit.Receive(t, late, "a status change").Delivery)
+
+		b.hub.Publish(*b.userOf(t, watch), status.Change{Status: status.Verified, At: start.Add(time.Minute)})
+		for _, ch := range []<-chan *status.Change{plain, live, late} {
+			c := testkit.Receive(t, ch, "a status change")
+			require.Equal(t, status.Verified, c.Status)
+			require.Nil(t, testkit.Receive(t, ch, "a status change"), "completes after VERIFIED")
+			if ch == plain {
+				require.Nil(t, c.Delivery, "no delivery without withDelivery")
+			} else {
+				require.Equal(t, &sent, c.Delivery)
+			}
+		}
+	}, func(o *Options) { o.Deliveries = records })
+}
+
+func (b *testBundle) userOf(t *testing.T, watch string) *uuid.UUID {
+	t.Helper()
+	wt, err := b.db.WatchToken.Query().Where(watchtoken.TokenHash(token.Hash(watch))).Only(context.Background())
+	require.NoError(t, err)
+	return wt.UserID
+}
+
+// A repeated registration's watcher (the address is taken, verified or
+// not) sees what a fresh registration's watcher sees at the same time: the
+// same first event, and the delivery of its email (the notice).
+func TestWatchRepeatedRegistrationLooksFresh(t *testing.T) {
+	t.Parallel()
+	for _, verifyFirst := range []bool{false, true} {
+		eachDB(t, func(t *testing.T, b *testBundle) {
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			_, err := b.svc.Register(ctx, "taken@example.com", "a good password")
+			require.NoError(t, err)
+			if verifyFirst {
+				_, err = b.svc.VerifyEmail(ctx, verificationToken(t, b.events(t, event.RegisteredTopic)[0]))
+				require.NoError(t, err)
+			}
+			b.clock.Advance(time.Hour)
+			repeated, err := b.svc.Register(ctx, "taken@example.com", "another password")
+			require.NoError(t, err)
+			fresh, err := b.svc.Register(ctx, "new@example.com", "a good password")
+			require.NoError(t, err)
+
+			var firsts []*status.Change
+			var chans []<-chan *status.Change
+			for _, w := range []string{repeated, fresh} {
+				ch, err := b.svc.Watch(ctx, w, true)
+				require.NoError(t, err)
+				firsts = append(firsts, testkit.Receive(t, ch, "a status change"))
+				chans = append(chans, ch)
+			}
+			require.Equal(t, firsts[0], firsts[1])
+			for i, w := range []string{repeated, fresh} {
+				sent := status.Delivery{State: status.Sent, At: b.clock.Now().Add(time.Second), Attempts: 1}
+				b.hub.PublishDelivery(b.registration(t, w), sent)
+				require.Equal(t, &status.Change{Status: status.Unverified, At: b.clock.Now(), Delivery: &sent}, testkit.Receive(t, chans[i], "a status change"))
+			}
+		})
+	}
 }
 
 func TestNormalizeEmail(t *testing.T) {

@@ -12,6 +12,7 @@ import (
 	"github.com/verifier/verifier/ent/user"
 	"github.com/verifier/verifier/ent/watchtoken"
 	"github.com/verifier/verifier/internal/apperr"
+	"github.com/verifier/verifier/internal/database"
 	"github.com/verifier/verifier/internal/event"
 	"github.com/verifier/verifier/internal/outbox"
 	"github.com/verifier/verifier/internal/token"
@@ -44,7 +45,7 @@ func (s *Service) Register(ctx context.Context, email, pw string) (watchToken st
 	// fails on the unique email, and its second try takes the
 	// existing-address path.
 	for attempt := 0; ; attempt++ {
-		err = s.inTx(ctx, func(tx *ent.Tx) error { return s.register(ctx, tx, email, hash, watchHash) })
+		err = database.InTx(ctx, s.DB, func(tx *ent.Tx) error { return s.register(ctx, tx, email, hash, watchHash) })
 		if err == nil || !ent.IsConstraintError(err) || attempt > 0 {
 			break
 		}
@@ -108,7 +109,7 @@ func (s *Service) Resend(ctx context.Context, email string) error {
 	if err != nil {
 		return err
 	}
-	err = s.inTx(ctx, func(tx *ent.Tx) error {
+	err = database.InTx(ctx, s.DB, func(tx *ent.Tx) error {
 		now := s.now()
 		inbox, err := s.lockInbox(ctx, tx, CanonicalEmail(email))
 		if err != nil {

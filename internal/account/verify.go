@@ -5,15 +5,16 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/google/uuid"
-
 	"github.com/verifier/verifier/ent"
 	"github.com/verifier/verifier/ent/user"
 	"github.com/verifier/verifier/ent/verificationtoken"
 	"github.com/verifier/verifier/ent/watchtoken"
 	"github.com/verifier/verifier/internal/apperr"
+	"github.com/verifier/verifier/internal/database"
 	"github.com/verifier/verifier/internal/event"
+	"github.com/verifier/verifier/internal/hub"
 	"github.com/verifier/verifier/internal/outbox"
+	"github.com/verifier/verifier/internal/status"
 	"github.com/verifier/verifier/internal/token"
 )
 
@@ -45,7 +46,7 @@ func (s *Service) VerifyEmail(ctx context.Context, tok string) (Verification, er
 
 	var res Verification
 	changed := false
-	err = s.inTx(ctx, func(tx *ent.Tx) error {
+	err = database.InTx(ctx, s.DB, func(tx *ent.Tx) error {
 		now := s.now()
 		// Conditional on the old status, so of two concurrent clicks
 		// exactly one changes the row and writes the event.
@@ -97,98 +98,88 @@ func (s *Service) lookupWatch(ctx context.Context, tok string) (*ent.WatchToken,
 	return wt, nil
 }
 
-// StatusEvent is one status reported to a watcher.
-type StatusEvent struct {
-	Status Status
-	At     time.Time
-}
-
 // Status answers the current status behind a watch token.
-func (s *Service) Status(ctx context.Context, watchToken string) (Status, error) {
+func (s *Service) Status(ctx context.Context, watchToken string) (status.Status, error) {
 	wt, err := s.lookupWatch(ctx, watchToken)
 	if err != nil {
 		return "", err
 	}
-	if wt.UserID == nil {
-		return Unverified, nil
-	}
-	ev, err := s.userStatus(ctx, *wt.UserID)
-	return ev.Status, err
-}
-
-func (s *Service) userStatus(ctx context.Context, id uuid.UUID) (StatusEvent, error) {
-	u, err := s.DB.User.Get(ctx, id)
+	c, err := s.current(ctx, wt, false)
 	if err != nil {
-		return StatusEvent{}, fmt.Errorf("read status: %w", err)
+		return "", err
 	}
-	if u.Status == user.StatusVERIFIED {
-		return StatusEvent{Status: Verified, At: u.VerifiedAt.UTC()}, nil
-	}
-	return StatusEvent{Status: Unverified, At: u.CreatedAt.UTC()}, nil
+	return c.Status, nil
 }
 
-// Watch streams the status behind a watch token: the current one at once,
-// then VERIFIED when it happens, after which the channel closes. The
+// current reads the state a watcher of wt is shown: its user's status (a
+// registration without a user stays UNVERIFIED from its own time on, like
+// a fresh one until confirmed) and, withDelivery, its latest email's.
+func (s *Service) current(ctx context.Context, wt *ent.WatchToken, withDelivery bool) (*status.Change, error) {
+	c := &status.Change{Status: status.Unverified, At: wt.CreatedAt.UTC()}
+	if wt.UserID != nil {
+		u, err := s.DB.User.Get(ctx, *wt.UserID)
+		if err != nil {
+			return nil, fmt.Errorf("read status: %w", err)
+		}
+		if u.Status == user.StatusVERIFIED {
+			c.Status, c.At = status.Verified, u.VerifiedAt.UTC()
+		} else {
+			c.At = u.CreatedAt.UTC()
+		}
+	}
+	if withDelivery {
+		d, err := s.latestDelivery(ctx, wt)
+		if err != nil {
+			return nil, err
+		}
+		c.Delivery = d
+	}
+	return c, nil
+}
+
+// latestDelivery is the delivery of wt's latest email. Until the mailer
+// recorded one (or without records, or for a token older than
+// registration ids) the email is QUEUED since the registration with no
+// attempts: the same start for every registration, a repeated one
+// included, so the timeline tells nothing about the address.
+func (s *Service) latestDelivery(ctx context.Context, wt *ent.WatchToken) (*status.Delivery, error) {
+	if s.Deliveries != nil && wt.Registration != nil {
+		d, err := s.Deliveries.Latest(ctx, *wt.Registration)
+		if err != nil {
+			return nil, fmt.Errorf("read delivery: %w", err)
+		}
+		if d != nil {
+			return d, nil
+		}
+	}
+	return &status.Delivery{State: status.Queued, At: wt.CreatedAt.UTC()}, nil
+}
+
+// Watch streams the state behind a watch token on a channel the caller
+// reads directly: the current one at once, then each change, and after
+// VERIFIED the channel closes. withDelivery adds the latest email's
+// delivery to every event and an event at each delivery change. The
 // channel also closes when ctx ends. A repeated registration's token sends
-// UNVERIFIED and nothing more, as a fresh registration's would until
-// confirmed.
-func (s *Service) Watch(ctx context.Context, watchToken string) (<-chan StatusEvent, error) {
+// UNVERIFIED and never VERIFIED, as a fresh registration's would until
+// confirmed; its delivery events are its notice's.
+func (s *Service) Watch(ctx context.Context, watchToken string, withDelivery bool) (<-chan *status.Change, error) {
 	wt, err := s.lookupWatch(ctx, watchToken)
 	if err != nil {
 		return nil, err
 	}
-	out := make(chan StatusEvent, 1)
-	if wt.UserID == nil {
-		// Never closed: like an unconfirmed registration it stays open
-		// until the client leaves. No goroutine is needed for that.
-		out <- StatusEvent{Status: Unverified, At: wt.CreatedAt.UTC()}
-		return out, nil
+	w := hub.Watch{Read: func(ctx context.Context) (*status.Change, error) { return s.current(ctx, wt, withDelivery) }}
+	if wt.UserID != nil {
+		w.User = *wt.UserID
 	}
-	id := *wt.UserID
-	// Subscribe before reading, so a change committed in between is seen
-	// either by the read or by the subscription.
-	sub := s.Hub.Subscribe(id)
-	cur, err := s.userStatus(ctx, id)
+	if withDelivery && wt.Registration != nil {
+		w.Registration = *wt.Registration
+	}
+	sub, err := s.Hub.Subscribe(ctx, w)
 	if err != nil {
-		sub.Close()
 		return nil, err
 	}
-	out <- cur
-	if cur.Status == Verified {
-		sub.Close()
-		close(out)
-		return out, nil
-	}
-	go func() {
-		defer close(out)
-		defer sub.Close()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case e, ok := <-sub.C():
-				if !ok {
-					return // the hub is shutting down
-				}
-				at := e.VerifiedAt
-				if e.Recheck {
-					cur, err := s.userStatus(ctx, id)
-					if err != nil {
-						s.Log.Warn("re-reading status after reconnect failed", "err", err)
-						continue
-					}
-					if cur.Status != Verified {
-						continue
-					}
-					at = cur.At
-				}
-				select {
-				case out <- StatusEvent{Status: Verified, At: at.UTC()}:
-				case <-ctx.Done():
-				}
-				return
-			}
-		}
-	}()
-	return out, nil
+	// No goroutine waits for the end: the hub deregisters the
+	// subscription when ctx ends, or earlier after VERIFIED.
+	context.AfterFunc(ctx, sub.Close)
+	return sub.C(), nil
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/verifier/verifier/internal/account"
 	"github.com/verifier/verifier/internal/httpapi"
 	"github.com/verifier/verifier/internal/metrics"
+	"github.com/verifier/verifier/internal/status"
 	"github.com/verifier/verifier/internal/wsgorilla"
 )
 
@@ -32,12 +33,12 @@ func (stubAccounts) VerifyEmail(context.Context, string) (account.Verification, 
 	return account.Verification{Email: "a@example.com", VerifiedAt: time.Unix(0, 0)}, nil
 }
 func (stubAccounts) Resend(context.Context, string) error { return nil }
-func (stubAccounts) Status(context.Context, string) (account.Status, error) {
-	return account.Unverified, nil
+func (stubAccounts) Status(context.Context, string) (status.Status, error) {
+	return status.Unverified, nil
 }
-func (stubAccounts) Watch(context.Context, string) (<-chan account.StatusEvent, error) {
-	ch := make(chan account.StatusEvent, 1)
-	ch <- account.StatusEvent{Status: account.Unverified, At: time.Unix(0, 0)}
+func (stubAccounts) Watch(context.Context, string, bool) (<-chan *status.Change, error) {
+	ch := make(chan *status.Change, 1)
+	ch <- &status.Change{Status: status.Unverified, At: time.Unix(0, 0)}
 	close(ch)
 	return ch, nil
 }

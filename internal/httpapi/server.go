@@ -73,7 +73,11 @@ func NewServer(so ServerOptions, o Options) *Server {
 		s.sockets = wsgorilla.NewConns()
 	}
 	s.srv = &http.Server{
-		Handler:           closeOnShutdown(s.shutting)(New(o)),
+		// Detach outermost: a websocket's middlewares (the per-client
+		// socket cap among them) still run for its whole life, but on a
+		// goroutine of its own, so net/http's, with its buffers, ends at
+		// the hijack.
+		Handler:           wsgorilla.Detach(closeOnShutdown(s.shutting)(New(o))),
 		ReadHeaderTimeout: readHeaderTimeout,
 		ReadTimeout:       readTimeout,
 		WriteTimeout:      writeTimeout,

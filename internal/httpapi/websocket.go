@@ -15,16 +15,19 @@ import (
 type WebsocketPolicy struct {
 	// HandshakeTimeout bounds the upgrade handshake.
 	HandshakeTimeout time.Duration
-	// ReadBufferSize and WriteBufferSize are gorilla's I/O buffers; 0
-	// reuses the HTTP server's buffers of the hijacked connection, which
-	// costs an idle socket nothing extra.
-	ReadBufferSize, WriteBufferSize int
+	// ReadBufferSize is gorilla's read buffer, kept for the socket's whole
+	// life: small, since client messages are small (a larger one is read
+	// in pieces). Writes borrow a buffer from a pool only while writing,
+	// so an idle socket holds none.
+	ReadBufferSize int
 	// MaxMessageBytes bounds one message from a client.
 	MaxMessageBytes int64
 	// InitTimeout drops a socket that never says hello.
 	InitTimeout time.Duration
-	// KeepAlive is the interval of the legacy graphql-ws keep-alive and of
-	// graphql-transport-ws pings (a pong is due within twice this).
+	// KeepAlive is how often an idle socket is pinged with websocket ping
+	// frames (a pong is due within twice this). wsgorilla sends them from
+	// a timer, not from a goroutine per socket as gqlgen's keep-alive
+	// would.
 	KeepAlive time.Duration
 	// MaxSubscriptionsPerSocket and MaxSubscriptions cap the subscriptions
 	// open on one socket and in the process; 0 is no cap.
@@ -48,13 +51,14 @@ const (
 	DefaultInitTimeout = 10 * time.Second
 	// DefaultKeepAlive: dead peers are noticed within a minute, under the
 	// usual 60s idle timeout of proxies in between.
-	DefaultKeepAlive = 25 * time.Second
+	DefaultKeepAlive = wsgorilla.PingInterval
 )
 
 // DefaultWebsocketPolicy returns the defaults with the given caps.
 func DefaultWebsocketPolicy(perSocket, total, perClient int) WebsocketPolicy {
 	return WebsocketPolicy{
 		HandshakeTimeout:          DefaultHandshakeTimeout,
+		ReadBufferSize:            wsgorilla.ReadBufferSize,
 		MaxMessageBytes:           DefaultMaxMessageBytes,
 		InitTimeout:               DefaultInitTimeout,
 		KeepAlive:                 DefaultKeepAlive,
@@ -72,11 +76,12 @@ func (p WebsocketPolicy) Implementation(conns *wsgorilla.Conns) wsgorilla.Implem
 		Upgrader: websocket.Upgrader{
 			HandshakeTimeout: p.HandshakeTimeout,
 			ReadBufferSize:   p.ReadBufferSize,
-			WriteBufferSize:  p.WriteBufferSize,
+			WriteBufferPool:  wsgorilla.NewWriteBufferPool(),
 			// The server checks the origin before the upgrade, with the
 			// contract's rules (checkOrigin).
 			CheckOrigin: func(*http.Request) bool { return true },
 		},
-		Conns: conns,
+		Conns:        conns,
+		PingInterval: p.KeepAlive,
 	}
 }

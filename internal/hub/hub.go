@@ -1,119 +1,287 @@
-// Package hub fans status changes out to the subscriptions open in this
-// process. Every send is non-blocking: a slow or vanished websocket client
-// never stalls the consumer that feeds the hub.
+// Package hub fans status and delivery changes out to the subscriptions
+// open in this process. Every send is non-blocking: a slow or vanished
+// websocket client never stalls the consumer that feeds the hub.
+//
+// A subscription's channel is the one gqlgen reads: the hub sends
+// *status.Change snapshots on it and closes it after the terminal event
+// (VERIFIED), so no goroutine copies between channels. Each snapshot holds
+// the whole state a watcher is shown (status, and with delivery the latest
+// email's), so when a subscriber falls behind, the hub drops its oldest
+// unread snapshot rather than the newest: the subscriber skips an
+// intermediate state and never misses VERIFIED. A subscriber that stops
+// reading altogether is the websocket's to end (its write deadline), which
+// ends the subscription's context and so the subscription.
 package hub
 
 import (
+	"context"
 	"sync"
 	"time"
 
 	"github.com/google/uuid"
 
 	"github.com/verifier/verifier/internal/startstop"
+	"github.com/verifier/verifier/internal/status"
 )
 
-// Event is a user's verification, or, with Recheck set, a request to every
-// subscription to re-read the status from the database because events may
-// have been missed while the broker connection was re-established.
-type Event struct {
-	VerifiedAt time.Time
-	Recheck    bool
+// bufferSize is how many unread snapshots a subscription holds. One is
+// enough for correctness (each snapshot supersedes the ones before); a few
+// let a subscriber that reads a little late still see each delivery step
+// (QUEUED, DEFERRED, SENT) rather than only the latest.
+const bufferSize = 4
+
+// recheckTimeout bounds one re-read of every subscription after a broker
+// reconnect: a database that does not answer must not keep the hub's
+// goroutine past it.
+const recheckTimeout = time.Minute
+
+// Watch is what a subscription follows.
+type Watch struct {
+	// User whose status changes are sent; uuid.Nil for a registration
+	// that has no user (a repeated registration), which is never verified.
+	User uuid.UUID
+	// Registration whose delivery changes are sent; uuid.Nil for none
+	// (the watcher did not ask for delivery, or the token predates
+	// registration ids).
+	Registration uuid.UUID
+	// Read returns the current state from the database: at Subscribe, and
+	// again after a broker reconnect, when changes may have been missed.
+	// It sets Delivery only for a watcher that asked for it.
+	Read func(ctx context.Context) (*status.Change, error)
 }
 
-// Hub is a set of subscriptions keyed by user.
+// Hub is a set of subscriptions keyed by user and by registration.
 type Hub struct {
 	// Base gives the hub the service's lifecycle: Stop ends every
 	// subscription (lifecycle.go).
 	startstop.Base
 
-	mu   sync.Mutex
-	subs map[uuid.UUID]map[*Subscription]struct{}
+	mu            sync.Mutex
+	byUser        map[uuid.UUID]map[*Subscription]struct{}
+	byReg         map[uuid.UUID]map[*Subscription]struct{}
+	all           map[*Subscription]struct{}
+	closed        bool
+	rechecking    bool
+	recheckAgain  bool
+	stopRecheck   context.CancelFunc
+	recheckCtx    context.Context
+	recheckerDone sync.WaitGroup
 	// OnChange, if set, is called with +1/-1 as subscriptions open and close.
 	OnChange func(delta int)
 }
 
 // New returns an empty hub.
-func New() *Hub { return &Hub{subs: map[uuid.UUID]map[*Subscription]struct{}{}} }
-
-// Subscription receives the events of one user until Close.
-type Subscription struct {
-	hub  *Hub
-	user uuid.UUID
-	ch   chan Event
-	once sync.Once
+func New() *Hub {
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Hub{
+		byUser:      map[uuid.UUID]map[*Subscription]struct{}{},
+		byReg:       map[uuid.UUID]map[*Subscription]struct{}{},
+		all:         map[*Subscription]struct{}{},
+		recheckCtx:  ctx,
+		stopRecheck: cancel,
+	}
 }
 
-// C delivers events; it is closed when the subscription ends, including
-// when the hub dropped it for not keeping up.
-func (s *Subscription) C() <-chan Event { return s.ch }
+// Subscription receives the changes of one watch until it ends.
+type Subscription struct {
+	hub   *Hub
+	watch Watch
+	ch    chan *status.Change
+	// The fields below are guarded by hub.mu.
+	// ready is set once the first snapshot went out; changes heard before
+	// are folded into cur and sent with it.
+	ready bool
+	cur   status.Change
+	done  bool
+}
 
-// Close ends the subscription. Safe to call more than once.
+// C delivers snapshots, the current state first; it is closed after
+// VERIFIED, when the subscription is closed, and when the hub shuts down.
+func (s *Subscription) C() <-chan *status.Change { return s.ch }
+
+// Close ends the subscription. Safe to call more than once and from any
+// goroutine (e.g. with context.AfterFunc).
 func (s *Subscription) Close() {
 	s.hub.mu.Lock()
 	defer s.hub.mu.Unlock()
-	s.closeLocked()
+	s.hub.closeLocked(s)
 }
 
-func (s *Subscription) closeLocked() {
-	s.once.Do(func() {
-		if set := s.hub.subs[s.user]; set != nil {
-			delete(set, s)
-			if len(set) == 0 {
-				delete(s.hub.subs, s.user)
-			}
-		}
-		close(s.ch)
-		if s.hub.OnChange != nil {
-			s.hub.OnChange(-1)
-		}
-	})
-}
-
-// Subscribe opens a subscription to user's events.
-func (h *Hub) Subscribe(user uuid.UUID) *Subscription {
-	// One slot is enough: a user changes status once, and a Recheck that
-	// finds the slot taken is redundant with what is already queued.
-	s := &Subscription{hub: h, user: user, ch: make(chan Event, 1)}
+// Subscribe opens a subscription to w and sends its current state (w.Read)
+// as the first snapshot. It listens before it reads, so a change committed
+// in between is in the read or heard, and folded into that first snapshot
+// either way. If the state is VERIFIED the channel closes after it.
+func (h *Hub) Subscribe(ctx context.Context, w Watch) (*Subscription, error) {
+	s := &Subscription{hub: h, watch: w, ch: make(chan *status.Change, bufferSize)}
 	h.mu.Lock()
-	defer h.mu.Unlock()
-	set := h.subs[user]
-	if set == nil {
-		set = map[*Subscription]struct{}{}
-		h.subs[user] = set
+	if h.closed {
+		h.mu.Unlock()
+		s.done = true
+		close(s.ch)
+		return s, nil
 	}
-	set[s] = struct{}{}
+	add(h.all, s)
+	if w.User != uuid.Nil {
+		addKeyed(h.byUser, w.User, s)
+	}
+	if w.Registration != uuid.Nil {
+		addKeyed(h.byReg, w.Registration, s)
+	}
 	if h.OnChange != nil {
 		h.OnChange(+1)
 	}
-	return s
-}
+	h.mu.Unlock()
 
-// Publish sends e to user's subscriptions without waiting on any of them.
-func (h *Hub) Publish(user uuid.UUID, e Event) {
+	cur, err := w.Read(ctx)
+	if err != nil {
+		s.Close()
+		return nil, err
+	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	for s := range h.subs[user] {
-		h.offer(s, e)
+	if s.done {
+		return s, nil // the hub shut down meanwhile
+	}
+	s.ready = true
+	h.mergeLocked(s, cur)
+	h.sendLocked(s)
+	return s, nil
+}
+
+// Publish hands a user's status change to the user's subscriptions.
+func (h *Hub) Publish(user uuid.UUID, c status.Change) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for s := range h.byUser[user] {
+		h.applyLocked(s, &status.Change{Status: c.Status, At: c.At})
 	}
 }
 
-// RecheckAll asks every subscription to re-read its status.
+// PublishDelivery hands a new state of a registration's latest email to
+// the subscriptions that follow its delivery. An older state than one
+// already known (the notifier handles messages concurrently) is ignored.
+func (h *Hub) PublishDelivery(registration uuid.UUID, d status.Delivery) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for s := range h.byReg[registration] {
+		h.applyLocked(s, &status.Change{Delivery: &d})
+	}
+}
+
+// RecheckAll makes every subscription re-read its state (Watch.Read) and
+// sends what changed, because changes may have been missed while the
+// broker connection was down. It returns at once: the reads run on one
+// goroutine of the hub's, so the broker's reconnect is not held up; a call
+// while one runs makes it run again once done.
 func (h *Hub) RecheckAll() {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	for _, set := range h.subs {
-		for s := range set {
-			h.offer(s, Event{Recheck: true})
+	if h.closed {
+		return
+	}
+	if h.rechecking {
+		h.recheckAgain = true
+		return
+	}
+	h.rechecking = true
+	h.recheckerDone.Add(1)
+	go h.recheck()
+}
+
+func (h *Hub) recheck() {
+	defer h.recheckerDone.Done()
+	for {
+		h.mu.Lock()
+		subs := make([]*Subscription, 0, len(h.all))
+		for s := range h.all {
+			subs = append(subs, s)
 		}
+		h.recheckAgain = false
+		h.mu.Unlock()
+
+		ctx, cancel := context.WithTimeout(h.recheckCtx, recheckTimeout)
+		for _, s := range subs {
+			cur, err := s.watch.Read(ctx)
+			if ctx.Err() != nil {
+				break
+			}
+			if err != nil {
+				// The next change or reconnect sends it; the subscription
+				// stays open meanwhile.
+				continue
+			}
+			h.mu.Lock()
+			h.applyLocked(s, cur)
+			h.mu.Unlock()
+		}
+		cancel()
+
+		h.mu.Lock()
+		if !h.recheckAgain || h.closed {
+			h.rechecking = false
+			h.mu.Unlock()
+			return
+		}
+		h.mu.Unlock()
 	}
 }
 
-// offer delivers e to s if s has room. A full slot already holds an event
-// that makes s re-read or finish, so dropping e loses nothing.
-func (h *Hub) offer(s *Subscription, e Event) {
+// applyLocked folds c into s's state and, if s is live and c changed
+// something, sends the new snapshot.
+func (h *Hub) applyLocked(s *Subscription, c *status.Change) {
+	if s.done || !h.mergeLocked(s, c) || !s.ready {
+		return
+	}
+	h.sendLocked(s)
+}
+
+// mergeLocked folds c into s.cur and reports whether that changed it. A
+// status only moves to VERIFIED; a delivery only to a newer one.
+func (h *Hub) mergeLocked(s *Subscription, c *status.Change) bool {
+	changed := false
+	if c.Status != "" && s.cur.Status != status.Verified && c.Status != s.cur.Status {
+		s.cur.Status, s.cur.At = c.Status, c.At
+		changed = true
+	}
+	if c.Delivery != nil && c.Delivery.After(s.cur.Delivery) {
+		d := *c.Delivery
+		s.cur.Delivery = &d
+		changed = true
+	}
+	return changed
+}
+
+// sendLocked offers s its current snapshot without blocking, and ends s
+// after VERIFIED. If s's buffer is full its oldest snapshot makes room:
+// the newer one holds everything it said.
+func (h *Hub) sendLocked(s *Subscription) {
+	snap := s.cur
 	select {
-	case s.ch <- e:
+	case s.ch <- &snap:
 	default:
+		select {
+		case <-s.ch:
+		default:
+		}
+		// Only holders of h.mu send, so there is room now.
+		s.ch <- &snap
+	}
+	if snap.Status == status.Verified {
+		h.closeLocked(s)
+	}
+}
+
+func (h *Hub) closeLocked(s *Subscription) {
+	if s.done {
+		return
+	}
+	s.done = true
+	delete(h.all, s)
+	removeKeyed(h.byUser, s.watch.User, s)
+	removeKeyed(h.byReg, s.watch.Registration, s)
+	close(s.ch)
+	if h.OnChange != nil {
+		h.OnChange(-1)
 	}
 }
 
@@ -121,20 +289,40 @@ func (h *Hub) offer(s *Subscription, e Event) {
 func (h *Hub) Len() int {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	n := 0
-	for _, set := range h.subs {
-		n += len(set)
-	}
-	return n
+	return len(h.all)
 }
 
-// CloseAll ends every subscription, for shutdown.
+// CloseAll ends every subscription and refuses new ones, for shutdown. It
+// returns once a re-check under way has stopped.
 func (h *Hub) CloseAll() {
 	h.mu.Lock()
-	defer h.mu.Unlock()
-	for _, set := range h.subs {
-		for s := range set {
-			s.closeLocked()
-		}
+	h.closed = true
+	for s := range h.all {
+		h.closeLocked(s)
+	}
+	h.mu.Unlock()
+	h.stopRecheck()
+	h.recheckerDone.Wait()
+}
+
+func add(set map[*Subscription]struct{}, s *Subscription) { set[s] = struct{}{} }
+
+func addKeyed(m map[uuid.UUID]map[*Subscription]struct{}, k uuid.UUID, s *Subscription) {
+	set := m[k]
+	if set == nil {
+		set = map[*Subscription]struct{}{}
+		m[k] = set
+	}
+	set[s] = struct{}{}
+}
+
+func removeKeyed(m map[uuid.UUID]map[*Subscription]struct{}, k uuid.UUID, s *Subscription) {
+	set := m[k]
+	if set == nil {
+		return
+	}
+	delete(set, s)
+	if len(set) == 0 {
+		delete(m, k)
 	}
 }

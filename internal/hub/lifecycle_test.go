@@ -3,10 +3,12 @@ package hub
 import (
 	"context"
 	"testing"
-	"time"
 
 	"github.com/google/uuid"
 	"github.com/stretchr/testify/require"
+
+	"github.com/verifier/verifier/internal/status"
+	"github.com/verifier/verifier/internal/testkit"
 )
 
 func TestStopEndsEverySubscription(t *testing.T) {
@@ -14,16 +16,20 @@ func TestStopEndsEverySubscription(t *testing.T) {
 	h := New()
 	h.Stop() // before Start: nothing to do
 	require.NoError(t, h.Start(context.Background()))
-	subs := []*Subscription{h.Subscribe(uuid.New()), h.Subscribe(uuid.New())}
+	read := func(context.Context) (*status.Change, error) { return &status.Change{Status: status.Unverified}, nil }
+	var subs []*Subscription
+	for range 2 {
+		s, err := h.Subscribe(context.Background(), Watch{User: uuid.New(), Read: read})
+		require.NoError(t, err)
+		subs = append(subs, s)
+	}
 	h.Stop()
 	h.Stop()
 	for _, s := range subs {
-		select {
-		case _, ok := <-s.C():
-			require.False(t, ok, "no event was published, so the channel was closed")
-		case <-time.After(10 * time.Second):
-			t.Fatal("subscription still open after Stop")
-		}
+		first := testkit.Receive(t, s.C(), "the current state")
+		require.Equal(t, status.Unverified, first.Status)
+		_, open := <-s.C()
+		require.False(t, open, "the subscription ended at Stop")
 	}
 	require.Zero(t, h.Len())
 }

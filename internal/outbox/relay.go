@@ -356,7 +356,7 @@ func (r *Relay) settleAndClaim(ctx context.Context, batch []outcome, n int, inFl
 	// waits for its lease and the next lease waits for this.
 	ctx = database.Urgent(context.WithoutCancel(ctx))
 	claim := ""
-	err := r.inTx(ctx, func(tx *ent.Tx) error {
+	err := database.InTx(ctx, r.db, func(tx *ent.Tx) error {
 		for _, l := range later {
 			u := tx.OutboxEvent.Update().Where(outboxevent.IDIn(l.ids...)).SetAvailableAt(l.at).SetClaim("")
 			if l.retry {
@@ -399,14 +399,3 @@ func (r *Relay) settleAndClaim(ctx context.Context, batch []outcome, n int, inFl
 	return r.db.OutboxEvent.Query().Where(outboxevent.Claim(claim)).Order(ent.Asc(outboxevent.FieldID)).All(ctx)
 }
 
-func (r *Relay) inTx(ctx context.Context, fn func(tx *ent.Tx) error) error {
-	tx, err := r.db.Tx(ctx)
-	if err != nil {
-		return fmt.Errorf("begin: %w", err)
-	}
-	if err := fn(tx); err != nil {
-		_ = tx.Rollback()
-		return err
-	}
-	return tx.Commit()
-}

@@ -46,6 +46,33 @@ type Delivery struct {
 	Reason *string `json:"reason,omitempty"`
 }
 
+// After reports whether d is a later state of an email than o (nil: none
+// known yet). Delivery changes can arrive out of order (consumers handle
+// messages concurrently), so a watcher keeps the latest by this order:
+// time, then attempts, then how far along the state is.
+func (d *Delivery) After(o *Delivery) bool {
+	switch {
+	case o == nil:
+		return true
+	case !d.At.Equal(o.At):
+		return d.At.After(o.At)
+	case d.Attempts != o.Attempts:
+		return d.Attempts > o.Attempts
+	}
+	return d.State.rank() > o.State.rank()
+}
+
+// rank orders states by how far along an email is.
+func (d DeliveryState) rank() int {
+	switch d {
+	case Deferred:
+		return 1
+	case Sent, Failed:
+		return 2
+	}
+	return 0
+}
+
 // Change is one event a watcher of a registration receives: the status,
 // when it took effect, and, for watchers that asked for it, the latest
 // email's delivery.

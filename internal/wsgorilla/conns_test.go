@@ -20,9 +20,8 @@ func TestMain(m *testing.M) { testkit.VerifyTestMain(m) }
 
 // serve accepts websockets as gqlgen does: read until the connection
 // ends, then write its own close frame and close.
-func serve(t *testing.T, conns *Conns) (url string, ended <-chan error) {
+func serve(t *testing.T, impl Implementation) (url string, ended <-chan error) {
 	t.Helper()
-	impl := Implementation{Conns: conns}
 	errs := make(chan error, 16)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		c, err := impl.Accept(w, r, transport.WebsocketAcceptOptions{Subprotocols: []string{"graphql-transport-ws"}})
@@ -74,7 +73,7 @@ func requireClose(t *testing.T, err error, code int, reason string) {
 func TestCloseAll(t *testing.T) {
 	t.Parallel()
 	conns := NewConns()
-	url, ended := serve(t, conns)
+	url, ended := serve(t, Implementation{Conns: conns})
 	clients := []*websocket.Conn{dial(t, url), dial(t, url), dial(t, url)}
 	testkit.Eventually(t, func() bool { return conns.Len() == 3 }, "three connections registered")
 
@@ -101,7 +100,7 @@ func TestCloseAll(t *testing.T) {
 func TestCloseAllDropsSilentClients(t *testing.T) {
 	t.Parallel()
 	conns := NewConns()
-	url, ended := serve(t, conns)
+	url, ended := serve(t, Implementation{Conns: conns})
 	dial(t, url) // never reads, so never answers the close frame
 	testkit.Eventually(t, func() bool { return conns.Len() == 1 }, "the connection registered")
 	ctx, cancel := context.WithCancel(context.Background())
@@ -113,8 +112,50 @@ func TestCloseAllDropsSilentClients(t *testing.T) {
 
 func TestWithoutConns(t *testing.T) {
 	t.Parallel()
-	url, ended := serve(t, nil)
+	url, ended := serve(t, Implementation{})
 	c := dial(t, url)
 	require.NoError(t, c.WriteMessage(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseGoingAway, "")))
 	require.ErrorIs(t, <-ended, transport.ErrWebsocketClosed)
+}
+
+// A client that answers pings (every client does, while it reads) stays
+// connected past the pong deadline; one that stops answering is dropped.
+func TestPings(t *testing.T) {
+	t.Parallel()
+	const interval = 200 * time.Millisecond
+	url, ended := serve(t, Implementation{PingInterval: interval})
+
+	pings := make(chan struct{}, 16)
+	alive := dial(t, url)
+	alive.SetPingHandler(func(data string) error {
+		pings <- struct{}{}
+		return alive.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(10*time.Second))
+	})
+	go func() { _ = closeError(alive) }()
+	// Three pings span more than the two intervals a pong buys.
+	for i := range 3 {
+		select {
+		case <-pings:
+		case err := <-ended:
+			t.Fatalf("dropped after %d pings: %v", i, err)
+		case <-time.After(20 * time.Second):
+			t.Fatalf("ping %d never came", i+1)
+		}
+	}
+	select {
+	case err := <-ended:
+		t.Fatalf("a client that answers was dropped: %v", err)
+	default:
+	}
+
+	silent := dial(t, url)
+	silent.SetPingHandler(func(string) error { return nil })
+	go func() { _ = closeError(silent) }()
+	select {
+	case err := <-ended:
+		var ne interface{ Timeout() bool }
+		require.True(t, errors.As(err, &ne) && ne.Timeout(), "ended by the pong deadline: %v", err)
+	case <-time.After(20 * time.Second):
+		t.Fatal("a client that never answers was kept")
+	}
 }

@@ -20,11 +20,36 @@ import (
 // hold a writer (and the subscription behind it) forever.
 const writeTimeout = 10 * time.Second
 
+// Settings that keep an idle connection cheap, for Upgrader. An idle
+// subscription holds its read buffer for its whole life, so it is small:
+// clients send only short control messages, and a longer message just
+// takes more reads. Write buffers come from a pool and are held only while
+// a message is written.
+const (
+	// ReadBufferSize is the Upgrader.ReadBufferSize to use.
+	ReadBufferSize = 512
+	// PingInterval is how often an idle connection is pinged (websocket
+	// ping frames, which every client answers by itself): often enough to
+	// keep proxies from closing it for idleness, rarely enough to cost
+	// nothing.
+	PingInterval = 25 * time.Second
+)
+
+// NewWriteBufferPool returns the Upgrader.WriteBufferPool to use: one per
+// process, shared by every connection.
+func NewWriteBufferPool() websocket.BufferPool { return &sync.Pool{} }
+
 // Implementation accepts websocket connections with Upgrader.
 type Implementation struct {
 	Upgrader websocket.Upgrader
 	// Conns, when not nil, tracks every accepted connection.
 	Conns *Conns
+	// PingInterval, when not zero, pings every connection this often with
+	// websocket ping frames and drops one that answers none within two
+	// intervals. It replaces gqlgen's own keep-alive and ping loops, each
+	// of which costs a goroutine per connection for its whole life; a
+	// timer costs none between pings.
+	PingInterval time.Duration
 }
 
 var _ transport.WebsocketImplementation = Implementation{}
@@ -48,10 +73,37 @@ func (i Implementation) Accept(w http.ResponseWriter, r *http.Request, o transpo
 		return nil, err
 	}
 	conn := &Conn{c: c, set: i.Conns}
+	if i.PingInterval > 0 {
+		conn.keepAlive(i.PingInterval)
+	}
 	if i.Conns != nil {
 		i.Conns.add(conn)
 	}
 	return conn, nil
+}
+
+// keepAlive pings c every interval from a timer, and sets the read
+// deadline that each pong (answered within the read loop gqlgen runs)
+// pushes back, so a peer that vanished without a close is noticed.
+func (c *Conn) keepAlive(interval time.Duration) {
+	wait := 2 * interval
+	_ = c.c.SetReadDeadline(time.Now().Add(wait))
+	c.c.SetPongHandler(func(string) error { return c.c.SetReadDeadline(time.Now().Add(wait)) })
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.pinger = time.AfterFunc(interval, func() {
+		// Safe beside the writer gqlgen serialises: gorilla allows one
+		// WriteControl concurrently with other writes. An error means the
+		// connection is closing; the read loop ends it.
+		if err := c.c.WriteControl(websocket.PingMessage, nil, time.Now().Add(writeTimeout)); err != nil {
+			return
+		}
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if !c.closed {
+			c.pinger.Reset(interval)
+		}
+	})
 }
 
 // Conn is an accepted connection.
@@ -64,6 +116,8 @@ type Conn struct {
 	// frame (1000 "terminated") must not follow the shutdown's.
 	closing bool
 	closed  bool
+	// pinger sends the next ping (keepAlive); nil without pings.
+	pinger *time.Timer
 }
 
 var (
@@ -80,6 +134,9 @@ func (c *Conn) Close() error {
 		return nil
 	}
 	c.closed = true
+	if c.pinger != nil {
+		c.pinger.Stop()
+	}
 	c.mu.Unlock()
 	if c.set != nil {
 		c.set.remove(c)

@@ -1,0 +1,286 @@
+package graph
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http/httptest"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/gorilla/websocket"
+	"github.com/stretchr/testify/require"
+
+	"github.com/verifier/verifier/consumers"
+	"github.com/verifier/verifier/ent"
+	"github.com/verifier/verifier/ent/watchtoken"
+	"github.com/verifier/verifier/internal/account"
+	"github.com/verifier/verifier/internal/broker"
+	"github.com/verifier/verifier/internal/broker/inproc"
+	"github.com/verifier/verifier/internal/database"
+	"github.com/verifier/verifier/internal/event"
+	"github.com/verifier/verifier/internal/hub"
+	"github.com/verifier/verifier/internal/outbox"
+	"github.com/verifier/verifier/internal/password"
+	"github.com/verifier/verifier/internal/seal"
+	"github.com/verifier/verifier/internal/status"
+	"github.com/verifier/verifier/internal/token"
+	"github.com/verifier/verifier/internal/wsgorilla"
+)
+
+// liveBundle is the status path from the account service to a websocket,
+// as server.go wires it: account → outbox → relay → in-process broker →
+// notifier → hub → GraphQL subscription.
+type liveBundle struct {
+	accounts *account.Service
+	db       *ent.Client
+	broker   *inproc.Broker
+	hub      *hub.Hub
+	box      *seal.Box
+	url      string
+	// mails receives what the mailer would get.
+	mails chan event.VerificationRequested
+}
+
+func setupLive(t *testing.T) *liveBundle {
+	t.Helper()
+	ctx := context.Background()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	db, err := database.Open(ctx, "sqlite:"+filepath.Join(t.TempDir(), "v.db"))
+	require.NoError(t, err)
+	t.Cleanup(func() { db.Close() })
+	box, err := seal.New(make([]byte, seal.KeyLen))
+	require.NoError(t, err)
+
+	b := &liveBundle{db: db.Ent, broker: inproc.New(log, inproc.Options{}), hub: hub.New(), box: box, mails: make(chan event.VerificationRequested, 16)}
+	n := &consumers.Notifier{Hub: b.hub}
+	require.NoError(t, b.broker.Consume(n.Queue(), n.Handle))
+	require.NoError(t, b.broker.Consume(broker.Queue{Name: "mail", Topics: []string{event.RegisteredTopic}, Concurrency: 1}, func(_ context.Context, m broker.Message) error {
+		var req event.VerificationRequested
+		if err := json.Unmarshal(m.Body, &req); err != nil {
+			return broker.Permanent(err)
+		}
+		b.mails <- req
+		return nil
+	}))
+	require.NoError(t, b.broker.Start(ctx))
+	t.Cleanup(b.broker.Stop)
+	relay := outbox.NewRelay(db.Ent, b.broker, log, outbox.Options{})
+	require.NoError(t, relay.Start(ctx))
+	t.Cleanup(relay.Stop)
+	b.accounts = account.New(account.Options{
+		DB: db.Ent, Dialect: db.Dialect, Seal: box, Hub: b.hub, Wake: relay.Wake,
+		// Cheap parameters: this test is about events, not hashing.
+		Hasher:   password.NewHasher(password.Params{Memory: 64, Time: 1, Threads: 1}, 0),
+		TokenTTL: time.Hour, ResendCooldown: time.Minute, Log: log,
+	})
+	t.Cleanup(b.hub.CloseAll)
+
+	srv := httptest.NewServer(NewHandler(&Resolver{Accounts: b.accounts}, HandlerOptions{
+		Log:             log,
+		Websocket:       wsgorilla.Implementation{PingInterval: wsgorilla.PingInterval},
+		MaxMessageBytes: 1 << 16,
+	}))
+	t.Cleanup(srv.Close)
+	b.url = "ws" + strings.TrimPrefix(srv.URL, "http") + "/query"
+	return b
+}
+
+// register returns a new registration's watch token, its registration id
+// and the token of its email link.
+func (b *liveBundle) register(t *testing.T, email string) (watch string, reg uuid.UUID, link string) {
+	t.Helper()
+	ctx := context.Background()
+	watch, err := b.accounts.Register(ctx, email, "a good password")
+	require.NoError(t, err)
+	wt, err := b.db.WatchToken.Query().Where(watchtoken.TokenHash(token.Hash(watch))).Only(ctx)
+	require.NoError(t, err)
+	var req event.VerificationRequested
+	select {
+	case req = <-b.mails:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no verification email within 10s")
+	}
+	require.Equal(t, email, req.Email)
+	link, err = b.box.Open(req.SealedToken, req.Email)
+	require.NoError(t, err)
+	return watch, *wt.Registration, link
+}
+
+// deliver publishes a delivery change through the broker, as the mailer's
+// outbox rows reach it.
+func (b *liveBundle) deliver(t *testing.T, reg uuid.UUID, d status.Delivery) {
+	t.Helper()
+	body, err := json.Marshal(event.DeliveryChanged{Registration: reg, Delivery: d})
+	require.NoError(t, err)
+	require.NoError(t, b.broker.Publish(context.Background(), broker.Message{ID: uuid.NewString(), Topic: event.DeliveryChangedTopic, Body: body}))
+}
+
+// wsClient is one graphql-transport-ws connection with one subscription.
+type wsClient struct {
+	t *testing.T
+	c *websocket.Conn
+}
+
+const watchQuery = `subscription($w:String!,$d:Boolean){verificationStatus(watchToken:$w,withDelivery:$d){status at delivery{state at attempts reason}}}`
+
+func (b *liveBundle) subscribe(t *testing.T, watch string, withDelivery bool) *wsClient {
+	t.Helper()
+	d := websocket.Dialer{Subprotocols: []string{"graphql-transport-ws"}, HandshakeTimeout: 10 * time.Second}
+	c, resp, err := d.Dial(b.url, nil)
+	require.NoError(t, err)
+	resp.Body.Close()
+	t.Cleanup(func() { c.Close() })
+	w := &wsClient{t: t, c: c}
+	w.send(map[string]any{"type": "connection_init"})
+	typ, _ := w.next()
+	require.Equal(t, "connection_ack", typ)
+	w.send(map[string]any{"id": "1", "type": "subscribe", "payload": map[string]any{
+		"query": watchQuery, "variables": map[string]any{"w": watch, "d": withDelivery},
+	}})
+	return w
+}
+
+func (w *wsClient) send(v any) {
+	w.t.Helper()
+	require.NoError(w.t, w.c.SetWriteDeadline(time.Now().Add(10*time.Second)))
+	require.NoError(w.t, w.c.WriteJSON(v))
+}
+
+// next returns the next message that is not a keep-alive.
+func (w *wsClient) next() (string, json.RawMessage) {
+	w.t.Helper()
+	for {
+		require.NoError(w.t, w.c.SetReadDeadline(time.Now().Add(20*time.Second)))
+		var m struct {
+			Type    string          `json:"type"`
+			Payload json.RawMessage `json:"payload"`
+		}
+		require.NoError(w.t, w.c.ReadJSON(&m))
+		if m.Type == "ka" || m.Type == "ping" || m.Type == "pong" {
+			continue
+		}
+		return m.Type, m.Payload
+	}
+}
+
+type liveEvent struct {
+	Status   string
+	At       time.Time
+	Delivery *struct {
+		State    string
+		At       time.Time
+		Attempts int
+		Reason   *string
+	}
+}
+
+func (w *wsClient) event() liveEvent {
+	w.t.Helper()
+	typ, payload := w.next()
+	require.Equal(w.t, "next", typ, "%s", payload)
+	var p struct {
+		Data struct {
+			VerificationStatus liveEvent `json:"verificationStatus"`
+		}
+		Errors []any
+	}
+	require.NoError(w.t, json.Unmarshal(payload, &p))
+	require.Empty(w.t, p.Errors)
+	return p.Data.VerificationStatus
+}
+
+func (w *wsClient) complete() {
+	w.t.Helper()
+	typ, payload := w.next()
+	require.Equal(w.t, "complete", typ, "%s", payload)
+}
+
+// withDelivery: QUEUED at once, then each delivery change, then VERIFIED,
+// then complete. Without: UNVERIFIED, then VERIFIED, then complete, and
+// never a delivery.
+func TestSubscriptionWithDelivery(t *testing.T) {
+	t.Parallel()
+	b := setupLive(t)
+	watch, reg, link := b.register(t, "live@example.com")
+	live := b.subscribe(t, watch, true)
+	plain := b.subscribe(t, watch, false)
+
+	first := live.event()
+	require.Equal(t, "UNVERIFIED", first.Status)
+	require.NotNil(t, first.Delivery)
+	require.Equal(t, "QUEUED", first.Delivery.State)
+	require.Zero(t, first.Delivery.Attempts)
+	require.Nil(t, first.Delivery.Reason)
+	p := plain.event()
+	require.Equal(t, "UNVERIFIED", p.Status)
+	require.Nil(t, p.Delivery)
+
+	start := first.Delivery.At
+	reason := "the mail server is busy; retrying"
+	steps := []status.Delivery{
+		{State: status.Deferred, At: start.Add(time.Second), Attempts: 1, Reason: &reason},
+		{State: status.Sent, At: start.Add(2 * time.Second), Attempts: 2},
+	}
+	for _, d := range steps {
+		b.deliver(t, reg, d)
+		ev := live.event()
+		require.Equal(t, "UNVERIFIED", ev.Status)
+		require.Equal(t, string(d.State), ev.Delivery.State)
+		require.Equal(t, d.Attempts, ev.Delivery.Attempts)
+		require.True(t, d.At.Equal(ev.Delivery.At))
+		require.Equal(t, d.Reason, ev.Delivery.Reason)
+	}
+
+	_, err := b.accounts.VerifyEmail(context.Background(), link)
+	require.NoError(t, err)
+	ev := live.event()
+	require.Equal(t, "VERIFIED", ev.Status)
+	require.Equal(t, "SENT", ev.Delivery.State, "the latest delivery")
+	live.complete()
+
+	ev = plain.event()
+	require.Equal(t, "VERIFIED", ev.Status, "no delivery events before it")
+	require.Nil(t, ev.Delivery)
+	plain.complete()
+	require.Zero(t, b.hub.Len())
+}
+
+// Idle subscriptions cost at most 3 goroutines each, gqlgen's and the
+// websocket's included, and leave none behind. Not parallel: it counts the
+// process's goroutines.
+func TestSubscriptionGoroutines(t *testing.T) {
+	const n = 200
+	b := setupLive(t)
+	watch, _, _ := b.register(t, "idle@example.com")
+	before := runtime.NumGoroutine()
+	subs := make([]*wsClient, n)
+	for i := range subs {
+		subs[i] = b.subscribe(t, watch, i%2 == 0)
+		require.Equal(t, "UNVERIFIED", subs[i].event().Status)
+	}
+	require.Equal(t, n, b.hub.Len())
+	delta := runtime.NumGoroutine() - before
+	t.Logf("%.2f goroutines per idle subscription", float64(delta)/n)
+	require.LessOrEqual(t, delta, 3*n, "%.2f goroutines per subscription", float64(delta)/n)
+
+	for _, s := range subs {
+		s.c.Close()
+	}
+	// Polled on this goroutine: require.Eventually would count its own.
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	timeout := time.After(30 * time.Second)
+	for runtime.NumGoroutine() > before || b.hub.Len() > 0 {
+		select {
+		case <-tick.C:
+		case <-timeout:
+			t.Fatalf("goroutines: %d before, %d after; %d subscriptions open", before, runtime.NumGoroutine(), b.hub.Len())
+		}
+	}
+}
