@@ -398,4 +398,3 @@ func (r *Relay) settleAndClaim(ctx context.Context, batch []outcome, n int, inFl
 	}
 	return r.db.OutboxEvent.Query().Where(outboxevent.Claim(claim)).Order(ent.Asc(outboxevent.FieldID)).All(ctx)
 }
-
