@@ -396,5 +396,10 @@ func (r *Relay) settleAndClaim(ctx context.Context, batch []outcome, n int, inFl
 	if claim == "" {
 		return nil, nil
 	}
-	return r.db.OutboxEvent.Query().Where(outboxevent.Claim(claim)).Order(ent.Asc(outboxevent.FieldID)).All(ctx)
+	// By id first: the claim column has no index, and a backlog of
+	// thousands of rows would be scanned for every batch.
+	return r.db.OutboxEvent.Query().
+		Where(outboxevent.IDIn(picked...), outboxevent.Claim(claim)).
+		Order(ent.Asc(outboxevent.FieldID)).
+		All(ctx)
 }
