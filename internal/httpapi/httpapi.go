@@ -19,6 +19,7 @@ import (
 	"github.com/verifier/verifier/internal/apperr"
 	"github.com/verifier/verifier/internal/mail"
 	"github.com/verifier/verifier/internal/metrics"
+	"github.com/verifier/verifier/internal/wsgorilla"
 )
 
 // Options configure the handler.
@@ -71,15 +72,22 @@ func New(o Options) http.Handler {
 // query serves /query: websocket upgrades after an origin check and the
 // per-client cap, POST after CORS, a size limit and a check that the body
 // is one GraphQL request.
+//
+// wsgorilla.Detach comes last but the cap: an idle websocket's goroutine
+// keeps every frame below it for the socket's whole life, and with the
+// middlewares' frames on it the stack in use outgrew what the runtime
+// shrinks to 8 KiB (16 KiB per idle socket; now 8). The cap, which must
+// hold until the socket closes, runs on that goroutine after Detach.
 func (o Options) query() http.Handler {
 	allowed := newOrigins(o.PublicURL, o.AllowedOrigins)
 	return chain(o.GraphQL,
 		clientAddress(o.TrustProxy),
 		checkOrigin(allowed),
-		capSockets(o.Websocket.MaxSocketsPerClient),
 		cors(allowed),
 		postJSON,
 		limitBody(o.MaxBodyBytes),
+		wsgorilla.Detach,
+		capSockets(o.Websocket.MaxSocketsPerClient),
 	)
 }
 

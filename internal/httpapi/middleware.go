@@ -96,7 +96,9 @@ const socketRetryAfter = 10 * time.Second
 
 // capSockets refuses a websocket upgrade from a client that holds max
 // open already (0 is no cap). Counted like the rate limits: an IPv6 /64 is
-// one client. It needs clientAddress before it.
+// one client. It needs clientAddress before it, and wsgorilla.Detach too,
+// whose goroutine runs until the socket closes (net/http's own returns at
+// the hijack, which would release the place too early).
 func capSockets(max int) middleware {
 	count := newSocketCount(max)
 	return func(next http.Handler) http.Handler {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/verifier/verifier/internal/metrics"
 	"github.com/verifier/verifier/internal/ratelimit"
+	"github.com/verifier/verifier/internal/testkit"
 	"github.com/verifier/verifier/internal/wsgorilla"
 )
 
@@ -280,4 +281,51 @@ func TestServerStopClosesWebsocketsWith1012(t *testing.T) {
 		t.Fatal("Stop did not return")
 	}
 	require.Zero(t, sockets.Len())
+}
+
+// Through the real server, where the websocket leaves net/http's goroutine
+// at the hijack, the per-client cap still holds until the socket closes.
+func TestSocketCapHoldsAfterHijack(t *testing.T) {
+	t.Parallel()
+	impl := DefaultWebsocketPolicy(0, 0, 1).Implementation(nil)
+	gql := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, err := impl.Accept(w, r, transport.WebsocketAcceptOptions{})
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		for {
+			if _, _, err := c.NextReader(); err != nil {
+				return
+			}
+		}
+	})
+	s := NewServer(ServerOptions{Addr: "127.0.0.1:0", Grace: 5 * time.Second, Log: quietLog()},
+		Options{GraphQL: gql, Web: http.NotFoundHandler(), Metrics: metrics.New(), Log: quietLog(),
+			Websocket: WebsocketPolicy{MaxSocketsPerClient: 1}})
+	require.NoError(t, s.Start(context.Background()))
+	t.Cleanup(s.Stop)
+	url := "ws://" + s.Addr() + "/query"
+	dial := func() (*websocket.Conn, int) {
+		c, resp, err := websocket.DefaultDialer.Dial(url, nil)
+		if resp == nil {
+			require.NoError(t, err)
+		}
+		require.NoError(t, resp.Body.Close())
+		return c, resp.StatusCode
+	}
+
+	first, code := dial()
+	require.Equal(t, http.StatusSwitchingProtocols, code)
+	_, code = dial()
+	require.Equal(t, http.StatusTooManyRequests, code, "the open socket still counts")
+
+	require.NoError(t, first.Close())
+	// The place frees once the server has seen the close.
+	var second *websocket.Conn
+	testkit.Eventually(t, func() bool {
+		second, code = dial()
+		return code == http.StatusSwitchingProtocols
+	}, "a closed socket frees its place")
+	require.NoError(t, second.Close())
 }

@@ -73,11 +73,9 @@ func NewServer(so ServerOptions, o Options) *Server {
 		s.sockets = wsgorilla.NewConns()
 	}
 	s.srv = &http.Server{
-		// Detach outermost: a websocket's middlewares (the per-client
-		// socket cap among them) still run for its whole life, but on a
-		// goroutine of its own, so net/http's, with its buffers, ends at
-		// the hijack.
-		Handler:           wsgorilla.Detach(closeOnShutdown(s.shutting)(New(o))),
+		// Websockets leave net/http's goroutine at the hijack
+		// (wsgorilla.Detach, in the /query chain).
+		Handler:           closeOnShutdown(s.shutting)(New(o)),
 		ReadHeaderTimeout: readHeaderTimeout,
 		ReadTimeout:       readTimeout,
 		WriteTimeout:      writeTimeout,

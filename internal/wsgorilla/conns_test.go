@@ -159,3 +159,22 @@ func TestPings(t *testing.T) {
 		t.Fatal("a client that never answers was kept")
 	}
 }
+
+// gqlgen keeps the request's headers for the socket's life; Accept leaves
+// it none to keep.
+func TestAcceptDropsHeaders(t *testing.T) {
+	t.Parallel()
+	headers := make(chan http.Header, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, err := Implementation{}.Accept(w, r, transport.WebsocketAcceptOptions{})
+		headers <- r.Header
+		if err != nil {
+			return
+		}
+		_ = c.Close()
+	}))
+	t.Cleanup(srv.Close)
+	c := dial(t, "ws"+strings.TrimPrefix(srv.URL, "http"))
+	require.Nil(t, <-headers)
+	_ = c.Close()
+}

@@ -25,6 +25,12 @@ import (
 // does not cancel (it ends right after the hijack); the websocket's own end
 // ends it. Everything next does before the hijack (middlewares, an error
 // answer) is done while net/http's goroutine waits for it.
+//
+// Wrap the websocket's handler as closely as possible: every frame between
+// Detach and a parked read stays on the idle socket's stack, and the
+// runtime shrinks a stack only while less than a quarter of it is in use.
+// Only what must last as long as the socket (a count of open sockets)
+// belongs inside.
 func Detach(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !websocket.IsWebSocketUpgrade(r) {
