@@ -27,6 +27,7 @@ import (
 
 	"github.com/verifier/verifier/ent"
 	entdelivery "github.com/verifier/verifier/ent/delivery"
+	"github.com/verifier/verifier/internal/database"
 	"github.com/verifier/verifier/internal/event"
 	"github.com/verifier/verifier/internal/outbox"
 	"github.com/verifier/verifier/internal/status"
@@ -210,8 +211,14 @@ func (s *Store) Release(ctx context.Context, r Record) error {
 
 // MarkSent records that the server accepted the email, and drops the
 // event's payload: nothing left to replay.
+//
+// The write goes before ordinary ones on SQLite's single writer
+// (database.Urgent): from the server's 250 until this commit, a crash
+// means a second copy of an email that was delivered, so the window is
+// kept as short as the database allows, not as long as the queue of
+// requests in front of it.
 func (s *Store) MarkSent(ctx context.Context, r Record, tried bool) error {
-	return s.mark(ctx, r, Sent, tried, "", true)
+	return s.mark(database.Urgent(ctx), r, Sent, tried, "", true)
 }
 
 // MarkDeferred records a failure that will be retried.
