@@ -159,24 +159,6 @@ func startService(t testing.TB, o svcOptions) *svc {
 	return s
 }
 
-// logBuffer collects a service's log; safe for concurrent use.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
-
 // instanceOptions configure startInstance.
 type instanceOptions struct {
 	// database is a SQLite file, shared by the instances of one test.
