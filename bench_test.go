@@ -65,7 +65,7 @@ func BenchmarkConfirmToLiveUpdate(b *testing.B) {
 				w.expect("VERIFIED")
 				lat = append(lat, time.Since(start))
 				b.StopTimer()
-				w.c.Close()
+				w.WS.Close()
 				b.StartTimer()
 				i++
 			}

@@ -27,7 +27,7 @@ import (
 // GraphQL request answer 400 BAD_USER_INPUT without quoting the body.
 func TestNothingSentIsLogged(t *testing.T) {
 	t.Parallel()
-	logs := &logBuffer{}
+	logs := &testkit.LogBuffer{}
 	s := startInstance(t, instanceOptions{log: logs, env: map[string]string{"LOG_LEVEL": "debug"}})
 
 	const password = "Hunter2-SuperSecret-Pw"

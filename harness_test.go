@@ -25,6 +25,7 @@ import (
 	"github.com/gorilla/websocket"
 	"github.com/stretchr/testify/require"
 
+	"github.com/verifier/verifier/graph/graphtest"
 	"github.com/verifier/verifier/internal/broker/rabbitmq/rabbitmqtest"
 	"github.com/verifier/verifier/internal/config"
 	"github.com/verifier/verifier/internal/mail/mailtest"
@@ -156,24 +157,6 @@ func startService(t testing.TB, o svcOptions) *svc {
 		s.http.CloseIdleConnections()
 	})
 	return s
-}
-
-// logBuffer collects a service's log; safe for concurrent use.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
 }
 
 // instanceOptions configure startInstance.
@@ -395,77 +378,33 @@ func (s *svc) waitReady(t testing.TB, want int) {
 }
 
 // sub is one subscription over a real websocket client.
-type sub struct {
-	t     testing.TB
-	c     *websocket.Conn
-	proto string
-}
+type sub struct{ *graphtest.Client }
 
 const (
-	transportWS = "graphql-transport-ws"
-	legacyWS    = "graphql-ws"
+	transportWS = graphtest.TransportWS
+	legacyWS    = graphtest.LegacyWS
 )
 
 func (s *svc) dial(t testing.TB, proto string, header http.Header) (*websocket.Conn, *http.Response, error) {
-	d := websocket.Dialer{Subprotocols: []string{proto}, HandshakeTimeout: 10 * time.Second}
-	return d.Dial("ws://"+s.addr+"/query", header)
+	return graphtest.Dial("ws://"+s.addr+"/query", proto, header)
 }
 
 func (s *svc) subscribe(t testing.TB, proto, watch string) *sub {
 	t.Helper()
-	c, resp, err := s.dial(t, proto, nil)
-	require.NoError(t, err)
-	resp.Body.Close()
-	require.Equal(t, proto, c.Subprotocol())
-	t.Cleanup(func() { c.Close() })
-	w := &sub{t: t, c: c, proto: proto}
-	w.send(map[string]any{"type": "connection_init", "payload": map[string]any{}})
-	typ, _ := w.next()
-	require.Equal(t, "connection_ack", typ)
-	start := "subscribe"
-	if proto == legacyWS {
-		start = "start"
-	}
-	w.send(map[string]any{"id": "1", "type": start, "payload": map[string]any{"query": watchQ, "variables": map[string]any{"w": watch}}})
+	w := &sub{graphtest.Connect(t, "ws://"+s.addr+"/query", proto)}
+	w.Subscribe("1", watchQ, map[string]any{"w": watch})
 	return w
-}
-
-func (w *sub) send(v any) {
-	w.t.Helper()
-	require.NoError(w.t, w.c.SetWriteDeadline(time.Now().Add(10*time.Second)))
-	require.NoError(w.t, w.c.WriteJSON(v))
-}
-
-// next returns the next message that is not a keep-alive, answering pings.
-func (w *sub) next() (string, json.RawMessage) {
-	w.t.Helper()
-	for {
-		require.NoError(w.t, w.c.SetReadDeadline(time.Now().Add(20*time.Second)))
-		var m struct {
-			Type    string          `json:"type"`
-			Payload json.RawMessage `json:"payload"`
-		}
-		require.NoError(w.t, w.c.ReadJSON(&m))
-		switch m.Type {
-		case "ka":
-			continue
-		case "ping":
-			w.send(map[string]any{"type": "pong"})
-			continue
-		}
-		return m.Type, m.Payload
-	}
 }
 
 // expect reads the next event and checks its status.
 func (w *sub) expect(status string) time.Time {
-	w.t.Helper()
-	typ, payload := w.next()
+	w.T.Helper()
+	m := w.Next()
 	want := "next"
-	if w.proto == legacyWS {
+	if w.Proto == legacyWS {
 		want = "data"
 	}
-	require.Equal(w.t, want, typ, "payload %s", payload)
+	require.Equal(w.T, want, m.Type, "payload %s", m.Payload)
 	var p struct {
 		Data struct {
 			VerificationStatus struct {
@@ -475,157 +414,91 @@ func (w *sub) expect(status string) time.Time {
 		} `json:"data"`
 		Errors []gqlError `json:"errors"`
 	}
-	require.NoError(w.t, json.Unmarshal(payload, &p))
-	require.Empty(w.t, p.Errors)
-	require.Equal(w.t, status, p.Data.VerificationStatus.Status)
-	require.False(w.t, p.Data.VerificationStatus.At.IsZero())
+	require.NoError(w.T, json.Unmarshal(m.Payload, &p))
+	require.Empty(w.T, p.Errors)
+	require.Equal(w.T, status, p.Data.VerificationStatus.Status)
+	require.False(w.T, p.Data.VerificationStatus.At.IsZero())
 	return p.Data.VerificationStatus.At
 }
 
 // expectError reads a resolver error (gqlgen sends it as a result with
 // errors) followed by completion.
 func (w *sub) expectError(code string) {
-	w.t.Helper()
-	typ, payload := w.next()
-	require.Contains(w.t, []string{"next", "data"}, typ, "payload %s", payload)
-	require.Contains(w.t, string(payload), fmt.Sprintf(`"code":%q`, code))
+	w.T.Helper()
+	m := w.Next()
+	require.Contains(w.T, []string{"next", "data"}, m.Type, "payload %s", m.Payload)
+	require.Contains(w.T, string(m.Payload), fmt.Sprintf(`"code":%q`, code))
 	w.expectComplete()
 }
 
 func (w *sub) expectComplete() {
-	w.t.Helper()
-	typ, payload := w.next()
-	require.Equal(w.t, "complete", typ, "payload %s", payload)
+	w.T.Helper()
+	m := w.Next()
+	require.Equal(w.T, "complete", m.Type, "payload %s", m.Payload)
 }
 
 // expectQuiet checks that nothing is pending: a ping (graphql-transport-ws)
 // is answered by a pong with no event before it.
 func (w *sub) expectQuiet() {
-	w.t.Helper()
-	require.Equal(w.t, transportWS, w.proto)
-	w.send(map[string]any{"type": "ping"})
-	require.NoError(w.t, w.c.SetReadDeadline(time.Now().Add(20*time.Second)))
-	var m struct {
-		Type string `json:"type"`
-	}
-	require.NoError(w.t, w.c.ReadJSON(&m))
-	require.Equal(w.t, "pong", m.Type)
+	w.T.Helper()
+	w.Ping()
 }
 
 // wsClient is a websocket that may carry several subscriptions.
-type wsClient struct {
-	t     *testing.T
-	c     *websocket.Conn
-	proto string
-}
-
-type wsMessage struct {
-	Type    string          `json:"type"`
-	ID      string          `json:"id"`
-	Payload json.RawMessage `json:"payload"`
-}
+type wsClient struct{ *graphtest.Client }
 
 // connect opens and initialises a websocket.
 func (s *svc) connect(t *testing.T, proto string) *wsClient {
 	t.Helper()
-	c, resp, err := s.dial(t, proto, nil)
-	require.NoError(t, err)
-	resp.Body.Close()
-	t.Cleanup(func() { c.Close() })
-	w := &wsClient{t: t, c: c, proto: proto}
-	w.send(map[string]any{"type": "connection_init", "payload": map[string]any{}})
-	m, err := w.read()
-	require.NoError(t, err)
-	require.Equal(t, "connection_ack", m.Type)
-	return w
-}
-
-func (w *wsClient) send(v any) {
-	w.t.Helper()
-	require.NoError(w.t, w.c.SetWriteDeadline(time.Now().Add(10*time.Second)))
-	require.NoError(w.t, w.c.WriteJSON(v))
+	return &wsClient{graphtest.Connect(t, "ws://"+s.addr+"/query", proto)}
 }
 
 // subscribe starts the status subscription id for watch.
 func (w *wsClient) subscribe(id, watch string) {
-	w.t.Helper()
-	start := "subscribe"
-	if w.proto == legacyWS {
-		start = "start"
-	}
-	w.send(map[string]any{"id": id, "type": start, "payload": map[string]any{"query": watchQ, "variables": map[string]any{"w": watch}}})
-}
-
-// read returns the next message that is not a keep-alive, answering
-// pings, or the error that ended the connection.
-func (w *wsClient) read() (wsMessage, error) {
-	for {
-		if err := w.c.SetReadDeadline(time.Now().Add(20 * time.Second)); err != nil {
-			return wsMessage{}, err
-		}
-		var m wsMessage
-		if err := w.c.ReadJSON(&m); err != nil {
-			return m, err
-		}
-		switch m.Type {
-		case "ka":
-			continue
-		case "ping":
-			w.send(map[string]any{"type": "pong"})
-			continue
-		}
-		return m, nil
-	}
+	w.T.Helper()
+	w.Subscribe(id, watchQ, map[string]any{"w": watch})
 }
 
 // expectStatus reads the next event of subscription id.
 func (w *wsClient) expectStatus(id, status string) {
-	w.t.Helper()
-	m, err := w.read()
-	require.NoError(w.t, err)
-	require.Contains(w.t, []string{"next", "data"}, m.Type, "payload %s", m.Payload)
-	require.Equal(w.t, id, m.ID)
-	require.Contains(w.t, string(m.Payload), fmt.Sprintf(`"status":%q`, status))
+	w.T.Helper()
+	m := w.Next()
+	require.Contains(w.T, []string{"next", "data"}, m.Type, "payload %s", m.Payload)
+	require.Equal(w.T, id, m.ID)
+	require.Contains(w.T, string(m.Payload), fmt.Sprintf(`"status":%q`, status))
 }
 
 // expectLimited reads RATE_LIMITED then complete for subscription id.
 func (w *wsClient) expectLimited(id string) {
-	w.t.Helper()
-	m, err := w.read()
-	require.NoError(w.t, err)
-	require.Contains(w.t, []string{"next", "data"}, m.Type, "payload %s", m.Payload)
-	require.Equal(w.t, id, m.ID)
-	require.Contains(w.t, string(m.Payload), `"code":"RATE_LIMITED"`)
-	require.Contains(w.t, string(m.Payload), `"retryAfterSeconds":10`)
-	m, err = w.read()
-	require.NoError(w.t, err)
-	require.Equal(w.t, "complete", m.Type)
-	require.Equal(w.t, id, m.ID)
+	w.T.Helper()
+	m := w.Next()
+	require.Contains(w.T, []string{"next", "data"}, m.Type, "payload %s", m.Payload)
+	require.Equal(w.T, id, m.ID)
+	require.Contains(w.T, string(m.Payload), `"code":"RATE_LIMITED"`)
+	require.Contains(w.T, string(m.Payload), `"retryAfterSeconds":10`)
+	m = w.Next()
+	require.Equal(w.T, "complete", m.Type)
+	require.Equal(w.T, id, m.ID)
 }
 
 // stopSub ends subscription id from the client side; the server confirms
 // with complete once the subscription no longer counts.
 func (w *wsClient) stopSub(id string) {
-	w.t.Helper()
+	w.T.Helper()
 	typ := "complete"
-	if w.proto == legacyWS {
+	if w.Proto == legacyWS {
 		typ = "stop"
 	}
-	w.send(map[string]any{"id": id, "type": typ})
-	m, err := w.read()
-	require.NoError(w.t, err)
-	require.Equal(w.t, "complete", m.Type)
-	require.Equal(w.t, id, m.ID)
+	w.Send(map[string]any{"id": id, "type": typ})
+	m := w.Next()
+	require.Equal(w.T, "complete", m.Type)
+	require.Equal(w.T, id, m.ID)
 }
 
 // alive checks the socket still answers (graphql-transport-ws ping).
 func (w *wsClient) alive() {
-	w.t.Helper()
-	require.Equal(w.t, transportWS, w.proto)
-	w.send(map[string]any{"type": "ping"})
-	m, err := w.read()
-	require.NoError(w.t, err)
-	require.Equal(w.t, "pong", m.Type)
+	w.T.Helper()
+	w.Ping()
 }
 
 // assert fails the test from any goroutine.

@@ -74,7 +74,7 @@ func TestSubscriptionCaps(t *testing.T) {
 		require.Empty(t, r.Errors)
 		got := map[string]bool{}
 		for len(got) < 3 {
-			m, err := a.read()
+			m, err := a.Read()
 			require.NoError(t, err)
 			if m.Type == "next" {
 				require.Contains(t, string(m.Payload), `"status":"VERIFIED"`)
@@ -84,7 +84,7 @@ func TestSubscriptionCaps(t *testing.T) {
 		require.Equal(t, map[string]bool{"2": true, "3": true, "5": true}, got)
 
 		// A closed socket frees its place.
-		c.c.Close()
+		c.WS.Close()
 		// The server notices the close on its own goroutine: a condition.
 		testkit.Eventually(t, func() bool {
 			d, resp, err := s.dial(t, transportWS, nil)
@@ -134,16 +134,16 @@ func TestRestartNeverCompletes(t *testing.T) {
 		for j, w := range clients {
 			wg.Go(func() {
 				for {
-					m, err := w.read()
+					m, err := w.Read()
 					if err == nil {
 						// Only keep-alives may come before the close.
 						assert(t, m.Type != "complete" && m.Type != "next" && m.Type != "data",
-							"restart %d, socket %d (%s): got %q %s before the close", i, j, w.proto, m.Type, m.Payload)
+							"restart %d, socket %d (%s): got %q %s before the close", i, j, w.Proto, m.Type, m.Payload)
 						continue
 					}
 					var ce *websocket.CloseError
 					assert(t, errors.As(err, &ce) && ce.Code == websocket.CloseServiceRestart,
-						"restart %d, socket %d (%s): the connection ended with %v, not 1012", i, j, w.proto, err)
+						"restart %d, socket %d (%s): the connection ended with %v, not 1012", i, j, w.Proto, err)
 					return
 				}
 			})
@@ -177,7 +177,7 @@ func TestSubscriptionsLeaveNoGoroutines(t *testing.T) {
 	require.Equal(t, 200.0, s.metric(t, "verifier_subscriptions_open"))
 	require.Greater(t, runtime.NumGoroutine(), before+200)
 	for _, w := range subs {
-		w.c.Close()
+		w.WS.Close()
 	}
 	s.waitSubscriptions(t, 0)
 	// Goroutines end on their own schedule: a condition, not a signal.

@@ -521,23 +521,20 @@ func (l *load) tally(fault string, recovered time.Time) (row, int) {
 	if bounced+bounceDelivered > 0 || bounceAttempts > 0 {
 		r.Notes = append(r.Notes, fmt.Sprintf("%d addresses answered 550 (expected FAILED, at most %d RCPT each)", bounced, bounceAttempts))
 	}
-	if bounceDelivered > 0 {
-		r.Notes = append(r.Notes, fmt.Sprintf("%d mails delivered to 550 addresses", bounceDelivered))
-	}
-	if ghosts > 0 {
-		r.Notes = append(r.Notes, fmt.Sprintf("%d mails for sign-ups whose answer was lost", ghosts))
-	}
-	if reconnected > 0 {
-		r.Notes = append(r.Notes, fmt.Sprintf("%d subscriptions reconnected", reconnected))
-	}
-	if rfc1047 > 0 {
-		r.Notes = append(r.Notes, fmt.Sprintf("%d more copies of mails whose sender was killed before the server's 250 (RFC 1047: no client can avoid these)", rfc1047))
-	}
-	if completed > 0 {
-		r.Notes = append(r.Notes, fmt.Sprintf("%d completed without VERIFIED", completed))
-	}
-	if invalid > 0 {
-		r.Notes = append(r.Notes, fmt.Sprintf("%d subscriptions ended in an error", invalid))
+	for _, c := range []struct {
+		n    int
+		note string // a format with one %d, for n
+	}{
+		{bounceDelivered, "%d mails delivered to 550 addresses"},
+		{ghosts, "%d mails for sign-ups whose answer was lost"},
+		{reconnected, "%d subscriptions reconnected"},
+		{rfc1047, "%d more copies of mails whose sender was killed before the server's 250 (RFC 1047: no client can avoid these)"},
+		{completed, "%d completed without VERIFIED"},
+		{invalid, "%d subscriptions ended in an error"},
+	} {
+		if c.n > 0 {
+			r.Notes = append(r.Notes, fmt.Sprintf(c.note, c.n))
+		}
 	}
 	if stuck > 0 {
 		r.Notes = append(r.Notes, fmt.Sprintf("%d emailed but never verified (%s)", stuck, strings.Join(stuckErrs, " / ")))

@@ -4,7 +4,6 @@ package e2e
 
 import (
 	"bufio"
-	"bytes"
 	"fmt"
 	"io"
 	"net"
@@ -19,6 +18,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/verifier/verifier/internal/testkit"
 )
 
 // startTimeout bounds a start of the binary (schema creation included) on
@@ -37,7 +38,7 @@ type service struct {
 	// asUser runs the binary as that user through setpriv (for faults
 	// that root would ignore, such as file permissions).
 	asUser *user.User
-	logs   *lockedBuffer
+	logs   *testkit.LogBuffer
 
 	mu   sync.Mutex
 	cmd  *exec.Cmd
@@ -79,7 +80,7 @@ func newService(t testing.TB, o serviceOptions) *service {
 	for k, v := range o.extraEnv {
 		env[k] = v
 	}
-	s := &service{t: t, addr: addr, asUser: o.asUser, logs: &lockedBuffer{}}
+	s := &service{t: t, addr: addr, asUser: o.asUser, logs: &testkit.LogBuffer{}}
 	// The environment is built from scratch: nothing of the developer's
 	// own settings (an AMQP_URL for the unit tests) leaks in.
 	s.env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.TempDir()}
@@ -89,12 +90,12 @@ func newService(t testing.TB, o serviceOptions) *service {
 	t.Cleanup(func() {
 		s.Stop()
 		for _, bad := range []string{"panic:", "fatal error:", "DATA RACE"} {
-			if n := s.logs.count(bad); n > 0 {
+			if n := s.logs.Count(bad); n > 0 {
 				t.Errorf("the service log has %d %q", n, bad)
 			}
 		}
 		if t.Failed() || os.Getenv("FAULTS_VERBOSE") != "" {
-			t.Logf("service log (last 60 lines):\n%s", s.logs.tail(60))
+			t.Logf("service log (last 60 lines):\n%s", s.logs.Tail(60))
 		}
 	})
 	return s
@@ -143,7 +144,7 @@ func (s *service) Start() {
 	s.mu.Unlock()
 
 	if err := s.waitHealthy(done); err != nil {
-		s.t.Fatalf("verifier did not start: %v\nlog:\n%s", err, s.logs.tail(40))
+		s.t.Fatalf("verifier did not start: %v\nlog:\n%s", err, s.logs.Tail(40))
 	}
 }
 
@@ -191,7 +192,7 @@ func (s *service) WaitReady() {
 		}
 		select {
 		case <-deadline:
-			s.t.Fatalf("/readyz not 200 within %s\nlog:\n%s", startTimeout, s.logs.tail(40))
+			s.t.Fatalf("/readyz not 200 within %s\nlog:\n%s", startTimeout, s.logs.Tail(40))
 		case <-tick.C:
 		}
 	}
@@ -301,35 +302,6 @@ func freeAddr(t testing.TB) string {
 	}
 	defer ln.Close()
 	return ln.Addr().String()
-}
-
-// lockedBuffer collects a process's log for a failure report.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) tail(n int) string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	lines := strings.Split(strings.TrimRight(b.buf.String(), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
-}
-
-// count reports how many log lines contain s.
-func (b *lockedBuffer) count(s string) int {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return strings.Count(b.buf.String(), s)
 }
 
 // sqliteURL is DATABASE_URL for a fresh SQLite file in dir.

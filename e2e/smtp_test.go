@@ -3,17 +3,10 @@
 package e2e
 
 import (
-	"bytes"
-	"encoding/base64"
 	"errors"
-	"fmt"
 	"io"
 	"log"
-	"mime"
-	"mime/multipart"
-	"mime/quotedprintable"
 	"net"
-	"net/mail"
 	"regexp"
 	"strings"
 	"sync"
@@ -21,6 +14,8 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
+
+	"github.com/verifier/verifier/internal/mail/mailtest"
 )
 
 // smtpMode is how the fault SMTP server treats new work.
@@ -290,21 +285,21 @@ func (s *faultSMTP) rcpt(addr string) error {
 }
 
 func (s *faultSMTP) deliver(to []string, raw []byte, unanswered bool) error {
-	m, err := parseMail(raw)
+	m, err := mailtest.Parse(raw)
 	if err != nil {
 		return err
 	}
-	if sm := s.linkRE.FindStringSubmatch(m.text); sm != nil {
-		m.r.Token = strings.ReplaceAll(sm[1], "%3D", "=")
+	got := received{MessageID: m.MessageID, Subject: m.Subject, Unanswered: unanswered}
+	if sm := s.linkRE.FindStringSubmatch(m.Text); sm != nil {
+		got.Token = strings.ReplaceAll(sm[1], "%3D", "=")
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	m.r.At = time.Now()
-	m.r.Unanswered = unanswered
-	s.last = m.r.At
+	got.At = time.Now()
+	s.last = got.At
 	for _, a := range to {
 		a = strings.ToLower(a)
-		r := m.r
+		r := got
 		r.To = a
 		s.mails[a] = append(s.mails[a], r)
 		if len(s.mails[a]) == 1 {
@@ -366,69 +361,6 @@ func (ss *faultSession) Data(r io.Reader) error {
 		return &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 6, 0}, Message: "unparsable message"}
 	}
 	return nil
-}
-
-type parsed struct {
-	r    received
-	text string
-}
-
-// parseMail decodes the headers the suite needs and the text/plain part.
-func parseMail(raw []byte) (parsed, error) {
-	msg, err := mail.ReadMessage(bytes.NewReader(raw))
-	if err != nil {
-		return parsed{}, fmt.Errorf("read message: %w", err)
-	}
-	var p parsed
-	dec := new(mime.WordDecoder)
-	if p.r.Subject, err = dec.DecodeHeader(msg.Header.Get("Subject")); err != nil {
-		return parsed{}, err
-	}
-	p.r.MessageID = msg.Header.Get("Message-Id")
-	mediaType, params, err := mime.ParseMediaType(msg.Header.Get("Content-Type"))
-	if err != nil {
-		return parsed{}, err
-	}
-	if !strings.HasPrefix(mediaType, "multipart/") {
-		p.text, err = decodeBody(msg.Body, msg.Header.Get("Content-Transfer-Encoding"))
-		return p, err
-	}
-	return p, walkParts(multipart.NewReader(msg.Body, params["boundary"]), &p)
-}
-
-func walkParts(mr *multipart.Reader, p *parsed) error {
-	for {
-		part, err := mr.NextPart()
-		if errors.Is(err, io.EOF) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		ct, params, _ := mime.ParseMediaType(part.Header.Get("Content-Type"))
-		switch {
-		case strings.HasPrefix(ct, "multipart/"):
-			if err := walkParts(multipart.NewReader(part, params["boundary"]), p); err != nil {
-				return err
-			}
-		case ct == "text/plain" && p.text == "":
-			// multipart already undoes quoted-printable.
-			if p.text, err = decodeBody(part, part.Header.Get("Content-Transfer-Encoding")); err != nil {
-				return err
-			}
-		}
-	}
-}
-
-func decodeBody(r io.Reader, encoding string) (string, error) {
-	switch strings.ToLower(encoding) {
-	case "base64":
-		r = base64.NewDecoder(base64.StdEncoding, r)
-	case "quoted-printable":
-		r = quotedprintable.NewReader(r)
-	}
-	b, err := io.ReadAll(r)
-	return strings.ReplaceAll(string(b), "\r\n", "\n"), err
 }
 
 // chanListener hands accepted connections to go-smtp's Serve, so the

@@ -13,12 +13,12 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/gorilla/websocket"
 	"github.com/stretchr/testify/require"
 
 	"github.com/verifier/verifier/consumers"
 	"github.com/verifier/verifier/ent"
 	"github.com/verifier/verifier/ent/watchtoken"
+	"github.com/verifier/verifier/graph/graphtest"
 	"github.com/verifier/verifier/internal/account"
 	"github.com/verifier/verifier/internal/broker"
 	"github.com/verifier/verifier/internal/broker/inproc"
@@ -122,51 +122,15 @@ func (b *liveBundle) deliver(t *testing.T, reg uuid.UUID, d status.Delivery) {
 }
 
 // wsClient is one graphql-transport-ws connection with one subscription.
-type wsClient struct {
-	t *testing.T
-	c *websocket.Conn
-}
+type wsClient struct{ *graphtest.Client }
 
 const watchQuery = `subscription($w:String!,$d:Boolean){verificationStatus(watchToken:$w,withDelivery:$d){status at delivery{state at attempts reason}}}`
 
 func (b *liveBundle) subscribe(t *testing.T, watch string, withDelivery bool) *wsClient {
 	t.Helper()
-	d := websocket.Dialer{Subprotocols: []string{"graphql-transport-ws"}, HandshakeTimeout: 10 * time.Second}
-	c, resp, err := d.Dial(b.url, nil)
-	require.NoError(t, err)
-	resp.Body.Close()
-	t.Cleanup(func() { c.Close() })
-	w := &wsClient{t: t, c: c}
-	w.send(map[string]any{"type": "connection_init"})
-	typ, _ := w.next()
-	require.Equal(t, "connection_ack", typ)
-	w.send(map[string]any{"id": "1", "type": "subscribe", "payload": map[string]any{
-		"query": watchQuery, "variables": map[string]any{"w": watch, "d": withDelivery},
-	}})
+	w := &wsClient{graphtest.Connect(t, b.url, graphtest.TransportWS)}
+	w.Subscribe("1", watchQuery, map[string]any{"w": watch, "d": withDelivery})
 	return w
-}
-
-func (w *wsClient) send(v any) {
-	w.t.Helper()
-	require.NoError(w.t, w.c.SetWriteDeadline(time.Now().Add(10*time.Second)))
-	require.NoError(w.t, w.c.WriteJSON(v))
-}
-
-// next returns the next message that is not a keep-alive.
-func (w *wsClient) next() (string, json.RawMessage) {
-	w.t.Helper()
-	for {
-		require.NoError(w.t, w.c.SetReadDeadline(time.Now().Add(20*time.Second)))
-		var m struct {
-			Type    string          `json:"type"`
-			Payload json.RawMessage `json:"payload"`
-		}
-		require.NoError(w.t, w.c.ReadJSON(&m))
-		if m.Type == "ka" || m.Type == "ping" || m.Type == "pong" {
-			continue
-		}
-		return m.Type, m.Payload
-	}
 }
 
 type liveEvent struct {
@@ -181,24 +145,24 @@ type liveEvent struct {
 }
 
 func (w *wsClient) event() liveEvent {
-	w.t.Helper()
-	typ, payload := w.next()
-	require.Equal(w.t, "next", typ, "%s", payload)
+	w.T.Helper()
+	m := w.Next()
+	require.Equal(w.T, "next", m.Type, "%s", m.Payload)
 	var p struct {
 		Data struct {
 			VerificationStatus liveEvent `json:"verificationStatus"`
 		}
 		Errors []any
 	}
-	require.NoError(w.t, json.Unmarshal(payload, &p))
-	require.Empty(w.t, p.Errors)
+	require.NoError(w.T, json.Unmarshal(m.Payload, &p))
+	require.Empty(w.T, p.Errors)
 	return p.Data.VerificationStatus
 }
 
 func (w *wsClient) complete() {
-	w.t.Helper()
-	typ, payload := w.next()
-	require.Equal(w.t, "complete", typ, "%s", payload)
+	w.T.Helper()
+	m := w.Next()
+	require.Equal(w.T, "complete", m.Type, "%s", m.Payload)
 }
 
 // withDelivery: QUEUED at once, then each delivery change, then VERIFIED,
@@ -270,7 +234,7 @@ func TestSubscriptionGoroutines(t *testing.T) {
 	require.LessOrEqual(t, delta, 3*n, "%.2f goroutines per subscription", float64(delta)/n)
 
 	for _, s := range subs {
-		s.c.Close()
+		s.WS.Close()
 	}
 	// Polled on this goroutine: require.Eventually would count its own.
 	tick := time.NewTicker(10 * time.Millisecond)

@@ -29,6 +29,9 @@ import (
 
 func TestMain(m *testing.M) { testkit.VerifyTestMain(m) }
 
+// pw is a password every check accepts.
+const pw = "a good password"
+
 type testBundle struct {
 	svc   *Service
 	db    *ent.Client
@@ -88,6 +91,50 @@ func verificationToken(t *testing.T, ev *ent.OutboxEvent) string {
 	return tok
 }
 
+// register registers addr and fails the test on error.
+func (b *testBundle) register(t *testing.T, addr string) (watch string) {
+	t.Helper()
+	watch, err := b.svc.Register(context.Background(), addr, pw)
+	require.NoError(t, err)
+	return watch
+}
+
+// newestToken is the token of the newest verification email.
+func (b *testBundle) newestToken(t *testing.T) string {
+	t.Helper()
+	evs := b.events(t, event.RegisteredTopic)
+	require.NotEmpty(t, evs)
+	return verificationToken(t, evs[len(evs)-1])
+}
+
+// verified registers addr and confirms it.
+func (b *testBundle) verified(t *testing.T, addr string) (watch string) {
+	t.Helper()
+	watch = b.register(t, addr)
+	_, err := b.svc.VerifyEmail(context.Background(), b.newestToken(t))
+	require.NoError(t, err)
+	return watch
+}
+
+// watchToken is the row behind a watch token.
+func (b *testBundle) watchToken(t *testing.T, watch string) *ent.WatchToken {
+	t.Helper()
+	wt, err := b.db.WatchToken.Query().Where(watchtoken.TokenHash(token.Hash(watch))).Only(context.Background())
+	require.NoError(t, err)
+	return wt
+}
+
+// concurrently runs f(0) … f(n-1) at once and returns their errors.
+func concurrently(n int, f func(i int) error) []error {
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	for i := range errs {
+		wg.Go(func() { errs[i] = f(i) })
+	}
+	wg.Wait()
+	return errs
+}
+
 func TestRegisterStoresOnlyHashes(t *testing.T) {
 	t.Parallel()
 	eachDB(t, func(t *testing.T, b *testBundle) {
@@ -119,17 +166,12 @@ func TestRegisterStoresOnlyHashes(t *testing.T) {
 func TestConcurrentVerifyWritesOneEvent(t *testing.T) {
 	t.Parallel()
 	eachDB(t, func(t *testing.T, b *testBundle) {
-		ctx := context.Background()
-		_, err := b.svc.Register(ctx, "click@example.com", "a good password")
-		require.NoError(t, err)
-		tok := verificationToken(t, b.events(t, event.RegisteredTopic)[0])
-
-		var wg sync.WaitGroup
-		errs := make([]error, 16)
-		for i := range errs {
-			wg.Go(func() { _, errs[i] = b.svc.VerifyEmail(ctx, tok) })
-		}
-		wg.Wait()
+		b.register(t, "click@example.com")
+		tok := b.newestToken(t)
+		errs := concurrently(16, func(int) error {
+			_, err := b.svc.VerifyEmail(context.Background(), tok)
+			return err
+		})
 		for _, err := range errs {
 			require.NoError(t, err)
 		}
@@ -141,17 +183,9 @@ func TestConcurrentVerifyWritesOneEvent(t *testing.T) {
 func TestConcurrentResendsOneEmail(t *testing.T) {
 	t.Parallel()
 	eachDB(t, func(t *testing.T, b *testBundle) {
-		ctx := context.Background()
-		_, err := b.svc.Register(ctx, "resend@example.com", "a good password")
-		require.NoError(t, err)
+		b.register(t, "resend@example.com")
 		b.clock.Advance(2 * time.Minute)
-
-		var wg sync.WaitGroup
-		errs := make([]error, 16)
-		for i := range errs {
-			wg.Go(func() { errs[i] = b.svc.Resend(ctx, "resend@example.com") })
-		}
-		wg.Wait()
+		errs := concurrently(16, func(int) error { return b.svc.Resend(context.Background(), "resend@example.com") })
 		ok := 0
 		for _, err := range errs {
 			if err == nil {
@@ -172,12 +206,10 @@ func TestConcurrentRegisterOneUser(t *testing.T) {
 	t.Parallel()
 	eachDB(t, func(t *testing.T, b *testBundle) {
 		ctx := context.Background()
-		var wg sync.WaitGroup
-		errs := make([]error, 8)
-		for i := range errs {
-			wg.Go(func() { _, errs[i] = b.svc.Register(ctx, "race@example.com", "a good password") })
-		}
-		wg.Wait()
+		errs := concurrently(8, func(int) error {
+			_, err := b.svc.Register(ctx, "race@example.com", pw)
+			return err
+		})
 		for _, err := range errs {
 			require.NoError(t, err)
 		}
@@ -194,8 +226,7 @@ func TestConcurrentRegisterOneUser(t *testing.T) {
 // registration is the registration id behind a watch token.
 func (b *testBundle) registration(t *testing.T, watch string) uuid.UUID {
 	t.Helper()
-	wt, err := b.db.WatchToken.Query().Where(watchtoken.TokenHash(token.Hash(watch))).Only(context.Background())
-	require.NoError(t, err)
+	wt := b.watchToken(t, watch)
 	require.NotNil(t, wt.Registration)
 	return *wt.Registration
 }
@@ -208,9 +239,8 @@ func TestWatchRecheckFindsMissedChange(t *testing.T) {
 	eachDB(t, func(t *testing.T, b *testBundle) {
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
-		watch, err := b.svc.Register(ctx, "watch@example.com", "a good password")
-		require.NoError(t, err)
-		tok := verificationToken(t, b.events(t, event.RegisteredTopic)[0])
+		watch := b.register(t, "watch@example.com")
+		tok := b.newestToken(t)
 
 		events, err := b.svc.Watch(ctx, watch, false)
 		require.NoError(t, err)
@@ -231,10 +261,7 @@ func TestWatchVerifiedCompletesAtOnce(t *testing.T) {
 	t.Parallel()
 	eachDB(t, func(t *testing.T, b *testBundle) {
 		ctx := context.Background()
-		watch, err := b.svc.Register(ctx, "done@example.com", "a good password")
-		require.NoError(t, err)
-		_, err = b.svc.VerifyEmail(ctx, verificationToken(t, b.events(t, event.RegisteredTopic)[0]))
-		require.NoError(t, err)
+		watch := b.verified(t, "done@example.com")
 		for _, withDelivery := range []bool{false, true} {
 			events, err := b.svc.Watch(ctx, watch, withDelivery)
 			require.NoError(t, err)
@@ -310,7 +337,7 @@ func TestWatchDelivery(t *testing.T) {
 		require.Equal(t, &sent, testkit.Receive(t, live, "a status change").Delivery)
 		require.Equal(t, &sent, testkit.Receive(t, late, "a status change").Delivery)
 
-		b.hub.Publish(*b.userOf(t, watch), status.Change{Status: status.Verified, At: start.Add(time.Minute)})
+		b.hub.Publish(*b.watchToken(t, watch).UserID, status.Change{Status: status.Verified, At: start.Add(time.Minute)})
 		for _, ch := range []<-chan *status.Change{plain, live, late} {
 			c := testkit.Receive(t, ch, "a status change")
 			require.Equal(t, status.Verified, c.Status)
@@ -324,13 +351,6 @@ func TestWatchDelivery(t *testing.T) {
 	}, func(o *Options) { o.Deliveries = records })
 }
 
-func (b *testBundle) userOf(t *testing.T, watch string) *uuid.UUID {
-	t.Helper()
-	wt, err := b.db.WatchToken.Query().Where(watchtoken.TokenHash(token.Hash(watch))).Only(context.Background())
-	require.NoError(t, err)
-	return wt.UserID
-}
-
 // A repeated registration's watcher (the address is taken, verified or
 // not) sees what a fresh registration's watcher sees at the same time: the
 // same first event, and the delivery of its email (the notice).
@@ -340,11 +360,10 @@ func TestWatchRepeatedRegistrationLooksFresh(t *testing.T) {
 		eachDB(t, func(t *testing.T, b *testBundle) {
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
-			_, err := b.svc.Register(ctx, "taken@example.com", "a good password")
-			require.NoError(t, err)
 			if verifyFirst {
-				_, err = b.svc.VerifyEmail(ctx, verificationToken(t, b.events(t, event.RegisteredTopic)[0]))
-				require.NoError(t, err)
+				b.verified(t, "taken@example.com")
+			} else {
+				b.register(t, "taken@example.com")
 			}
 			b.clock.Advance(time.Hour)
 			repeated, err := b.svc.Register(ctx, "taken@example.com", "another password")

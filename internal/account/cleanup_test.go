@@ -8,16 +8,14 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/verifier/verifier/internal/apperr"
-	"github.com/verifier/verifier/internal/event"
 )
 
 func TestDeleteExpired(t *testing.T) {
 	t.Parallel()
 	eachDB(t, func(t *testing.T, b *testBundle) {
 		ctx := context.Background()
-		watch, err := b.svc.Register(ctx, "old@example.com", "a good password")
-		require.NoError(t, err)
-		tok := verificationToken(t, b.events(t, event.RegisteredTopic)[0])
+		watch := b.register(t, "old@example.com")
+		tok := b.newestToken(t)
 
 		n, err := b.svc.DeleteExpired(ctx)
 		require.NoError(t, err)

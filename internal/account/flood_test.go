@@ -3,7 +3,6 @@ package account
 import (
 	"context"
 	"encoding/json"
-	"sync"
 	"testing"
 	"time"
 
@@ -21,8 +20,6 @@ import (
 	"github.com/verifier/verifier/internal/testkit"
 )
 
-const pw = "a good password"
-
 // retryAfter is the RATE_LIMITED answer's retryAfterSeconds, failing the
 // test for any other answer.
 func retryAfter(t *testing.T, err error) int {
@@ -33,20 +30,15 @@ func retryAfter(t *testing.T, err error) int {
 	return RetryAfterSeconds(e.RetryAfter)
 }
 
-// register registers addr and fails the test on error.
-func (b *testBundle) register(t *testing.T, addr string) {
+// registerInCooldown registers first now and second 10 s later, inside
+// the first one's cooldown, and returns the first one's time.
+func (b *testBundle) registerInCooldown(t *testing.T, first, second string) (t0 time.Time) {
 	t.Helper()
-	_, err := b.svc.Register(context.Background(), addr, pw)
-	require.NoError(t, err)
-}
-
-// verified registers addr and confirms it.
-func (b *testBundle) verified(t *testing.T, addr string) {
-	t.Helper()
-	b.register(t, addr)
-	evs := b.events(t, event.RegisteredTopic)
-	_, err := b.svc.VerifyEmail(context.Background(), verificationToken(t, evs[len(evs)-1]))
-	require.NoError(t, err)
+	t0 = b.clock.Now()
+	b.register(t, first)
+	b.clock.Set(t0.Add(10 * time.Second))
+	b.register(t, second)
+	return t0
 }
 
 // verificationEmail is the address a verification email goes to.
@@ -78,10 +70,7 @@ func TestCanonicalCooldown(t *testing.T) {
 	t.Parallel()
 	eachDB(t, func(t *testing.T, b *testBundle) {
 		ctx := context.Background()
-		t0 := b.clock.Now()
-		b.register(t, "Ann+1@Example.com")
-		b.clock.Set(t0.Add(10 * time.Second))
-		b.register(t, "ann+2@example.com")
+		t0 := b.registerInCooldown(t, "Ann+1@Example.com", "ann+2@example.com")
 
 		evs := b.events(t, event.RegisteredTopic)
 		require.Len(t, evs, 2)
@@ -119,10 +108,7 @@ func TestEmailBudgets(t *testing.T) {
 			require.NoError(t, err)
 			return eb.Sent
 		}
-		t0 := b.clock.Now()
-		b.register(t, "one@a.example")
-		b.clock.Set(t0.Add(10 * time.Second))
-		b.register(t, "one@a.example") // a notice waits for the cooldown
+		t0 := b.registerInCooldown(t, "one@a.example", "one@a.example") // a notice waits for the cooldown
 		require.Equal(t, 2, sent("domain:a.example"))
 		b.clock.Set(t0.Add(20 * time.Second))
 		b.register(t, "one@a.example") // and is replaced: nothing added, nothing spent
@@ -165,12 +151,9 @@ func TestEmailBudgets(t *testing.T) {
 func TestEmailBudgetConcurrent(t *testing.T) {
 	t.Parallel()
 	eachDB(t, func(t *testing.T, b *testBundle) {
-		var wg sync.WaitGroup
-		errs := make([]error, 12)
-		for i := range errs {
-			wg.Go(func() { errs[i] = b.svc.Resend(context.Background(), string(rune('a'+i))+"@example.com") })
-		}
-		wg.Wait()
+		errs := concurrently(12, func(i int) error {
+			return b.svc.Resend(context.Background(), string(rune('a'+i))+"@example.com")
+		})
 		ok := 0
 		for _, err := range errs {
 			if err == nil {
@@ -206,10 +189,7 @@ func TestDeferredNoticeGoesOut(t *testing.T) {
 	t.Parallel()
 	eachDB(t, func(t *testing.T, b *testBundle) {
 		ctx := context.Background()
-		t0 := b.clock.Now()
-		b.register(t, "owner@example.com")
-		b.clock.Set(t0.Add(10 * time.Second))
-		b.register(t, "owner@example.com")
+		t0 := b.registerInCooldown(t, "owner@example.com", "owner@example.com")
 		notices := b.events(t, event.AlreadyRegisteredTopic)
 		require.Len(t, notices, 1, "not dropped")
 		require.Equal(t, t0.Add(time.Minute), notices[0].AvailableAt.UTC())

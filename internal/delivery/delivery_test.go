@@ -37,6 +37,21 @@ func eachDB(t *testing.T, f func(t *testing.T, b *testBundle)) {
 	})
 }
 
+// begin is Store.Begin, failing the test on error.
+func (b *testBundle) begin(t *testing.T, e Event) Record {
+	t.Helper()
+	r, err := b.store.Begin(context.Background(), e)
+	require.NoError(t, err)
+	return r
+}
+
+// started begins the delivery of a new event.
+func (b *testBundle) started(t *testing.T) (Event, Record) {
+	t.Helper()
+	e := newEvent()
+	return e, b.begin(t, e)
+}
+
 func newEvent() Event {
 	return Event{ID: uuid.NewString(), Kind: "verification", Address: "ada@example.com", Topic: "user.registered", Payload: []byte(`{"email":"ada@example.com"}`)}
 }
@@ -45,18 +60,14 @@ func TestBeginFindsTheRecord(t *testing.T) {
 	t.Parallel()
 	eachDB(t, func(t *testing.T, b *testBundle) {
 		ctx := context.Background()
-		e := newEvent()
-		first, err := b.store.Begin(ctx, e)
-		require.NoError(t, err)
+		e, first := b.started(t)
 		require.Equal(t, Queued, first.State)
-		again, err := b.store.Begin(ctx, e)
-		require.NoError(t, err)
+		again := b.begin(t, e)
 		require.Equal(t, first.ID, again.ID, "one record per event")
 		require.Equal(t, SendLease, again.Busy, "the first delivery is sending it")
 
 		require.NoError(t, b.store.MarkSent(ctx, first, true))
-		sent, err := b.store.Begin(ctx, e)
-		require.NoError(t, err)
+		sent := b.begin(t, e)
 		require.Equal(t, Record{ID: first.ID, State: Sent, Attempts: 1, Since: first.Since}, sent)
 	})
 }
@@ -87,19 +98,16 @@ func TestBeginReservesForOneSender(t *testing.T) {
 
 		// The sender crashed: after the lease another delivery may send.
 		b.clock.Advance(SendLease)
-		r, err := b.store.Begin(ctx, e)
-		require.NoError(t, err)
+		r := b.begin(t, e)
 		require.Zero(t, r.Busy)
 		require.NoError(t, b.store.MarkDeferred(ctx, r, true, "451 later"))
-		r, err = b.store.Begin(ctx, e)
-		require.NoError(t, err)
+		r = b.begin(t, e)
 		require.Zero(t, r.Busy, "a settled delivery holds nothing")
 		require.Equal(t, Deferred, r.State)
 
 		// A delivery that stops before sending hands its reservation back.
 		require.NoError(t, b.store.Release(ctx, r))
-		r, err = b.store.Begin(ctx, e)
-		require.NoError(t, err)
+		r = b.begin(t, e)
 		require.Zero(t, r.Busy, "released")
 	})
 }
@@ -108,9 +116,7 @@ func TestMarks(t *testing.T) {
 	t.Parallel()
 	eachDB(t, func(t *testing.T, b *testBundle) {
 		ctx := context.Background()
-		e := newEvent()
-		r, err := b.store.Begin(ctx, e)
-		require.NoError(t, err)
+		e, r := b.started(t)
 		read := func() *ent.Delivery {
 			rec, err := b.db.Delivery.Get(ctx, r.ID)
 			require.NoError(t, err)
@@ -152,9 +158,7 @@ func TestReplay(t *testing.T) {
 	t.Parallel()
 	eachDB(t, func(t *testing.T, b *testBundle) {
 		ctx := context.Background()
-		e := newEvent()
-		r, err := b.store.Begin(ctx, e)
-		require.NoError(t, err)
+		e, r := b.started(t)
 		require.ErrorIs(t, b.store.Replay(ctx, e.ID), ErrNotDeadLetter)
 		require.NoError(t, b.store.MarkFailed(ctx, r, true, "550 no such user"))
 
@@ -165,8 +169,7 @@ func TestReplay(t *testing.T) {
 		require.Equal(t, e.Topic, ev.Topic)
 		require.Equal(t, e.Payload, ev.Payload)
 		require.False(t, ev.AvailableAt.After(b.clock.Now()), "due at once")
-		again, err := b.store.Begin(ctx, e)
-		require.NoError(t, err)
+		again := b.begin(t, e)
 		require.Equal(t, Queued, again.State)
 		require.Equal(t, 1, again.Attempts, "attempts keep counting")
 
@@ -181,12 +184,10 @@ func TestReplayAll(t *testing.T) {
 		ctx := context.Background()
 		const n = 3
 		for range n {
-			r, err := b.store.Begin(ctx, newEvent())
-			require.NoError(t, err)
+			r := b.begin(t, newEvent())
 			require.NoError(t, b.store.MarkFailed(ctx, r, true, "550"))
 		}
-		sent, err := b.store.Begin(ctx, newEvent())
-		require.NoError(t, err)
+		sent := b.begin(t, newEvent())
 		require.NoError(t, b.store.MarkSent(ctx, sent, true))
 
 		replayed, err := b.store.ReplayAll(ctx)
@@ -204,8 +205,7 @@ func TestCountsAndTrim(t *testing.T) {
 	eachDB(t, func(t *testing.T, b *testBundle) {
 		ctx := context.Background()
 		mark := func(f func(Record) error) {
-			r, err := b.store.Begin(ctx, newEvent())
-			require.NoError(t, err)
+			r := b.begin(t, newEvent())
 			require.NoError(t, f(r))
 		}
 		mark(func(r Record) error { return b.store.MarkSent(ctx, r, true) })

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"sync"
 	"testing"
 	"time"
 
@@ -18,6 +17,7 @@ import (
 	"github.com/verifier/verifier/internal/httpapi"
 	"github.com/verifier/verifier/internal/metrics"
 	"github.com/verifier/verifier/internal/status"
+	"github.com/verifier/verifier/internal/testkit"
 	"github.com/verifier/verifier/internal/wsgorilla"
 )
 
@@ -43,32 +43,12 @@ func (stubAccounts) Watch(context.Context, string, bool) (<-chan *status.Change,
 	return ch, nil
 }
 
-// lockedBuffer is a log sink for one fuzz worker.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) take() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	s := b.buf.String()
-	b.buf.Reset()
-	return s
-}
-
 // FuzzQueryBody drives POST /query through httpapi and the real GraphQL
 // handler with any body: never a 5xx, never a panic, every error with a
 // code, never the body in the log (at debug level) or in a refusal. The
 // seed corpus is in testdata/fuzz/FuzzQueryBody.
 func FuzzQueryBody(f *testing.F) {
-	logs := &lockedBuffer{}
+	logs := &testkit.LogBuffer{}
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	h := httpapi.New(httpapi.Options{
 		GraphQL: graph.NewHandler(&graph.Resolver{Accounts: stubAccounts{}}, graph.HandlerOptions{
@@ -88,7 +68,7 @@ func FuzzQueryBody(f *testing.F) {
 		h.ServeHTTP(rec, req)
 
 		require.Less(t, rec.Code, 500, "%s", rec.Body)
-		require.NotContains(t, logs.take(), secret, "the body reached the log")
+		require.NotContains(t, logs.Take(), secret, "the body reached the log")
 		var a struct {
 			Errors []struct {
 				Extensions map[string]any `json:"extensions"`

@@ -114,6 +114,17 @@ func (b *blockingGraphQL) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	<-b.release[r.RemoteAddr]
 }
 
+// upgradeFrom sends h a websocket upgrade request from remote.
+func upgradeFrom(h http.Handler, remote string) *httptest.ResponseRecorder {
+	req := httptest.NewRequest(http.MethodGet, "/query", nil)
+	req.RemoteAddr = remote
+	req.Header.Set("Connection", "Upgrade")
+	req.Header.Set("Upgrade", "websocket")
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	return rec
+}
+
 func TestSocketsPerClient(t *testing.T) {
 	t.Parallel()
 	remotes := []string{"192.0.2.1:1000", "192.0.2.1:1001", "192.0.2.1:1002", "198.51.100.7:1000", "192.0.2.1:1003"}
@@ -122,15 +133,7 @@ func TestSocketsPerClient(t *testing.T) {
 		gql.release[r] = make(chan struct{})
 	}
 	h := newTestHandler(gql, Options{Websocket: WebsocketPolicy{MaxSocketsPerClient: 2}})
-	upgrade := func(remote string) *httptest.ResponseRecorder {
-		req := httptest.NewRequest(http.MethodGet, "/query", nil)
-		req.RemoteAddr = remote
-		req.Header.Set("Connection", "Upgrade")
-		req.Header.Set("Upgrade", "websocket")
-		rec := httptest.NewRecorder()
-		h.ServeHTTP(rec, req)
-		return rec
-	}
+	upgrade := func(remote string) *httptest.ResponseRecorder { return upgradeFrom(h, remote) }
 	// open starts a websocket request that stays in GraphQL until released;
 	// the returned channel is closed when the handler has returned.
 	open := func(remote string) <-chan struct{} {
@@ -181,15 +184,7 @@ func TestSocketsPerIPv6Prefix(t *testing.T) {
 		gql.release[r] = make(chan struct{})
 	}
 	h := newTestHandler(gql, Options{Websocket: WebsocketPolicy{MaxSocketsPerClient: 1}})
-	upgrade := func(remote string, code chan<- int) {
-		req := httptest.NewRequest(http.MethodGet, "/query", nil)
-		req.RemoteAddr = remote
-		req.Header.Set("Connection", "Upgrade")
-		req.Header.Set("Upgrade", "websocket")
-		rec := httptest.NewRecorder()
-		h.ServeHTTP(rec, req)
-		code <- rec.Code
-	}
+	upgrade := func(remote string, code chan<- int) { code <- upgradeFrom(h, remote).Code }
 	codes := make(chan int, 3)
 	for _, remote := range []string{held, elsewhere} {
 		go upgrade(remote, codes)

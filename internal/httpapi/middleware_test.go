@@ -247,12 +247,10 @@ func TestServerLifecycle(t *testing.T) {
 	require.Error(t, err, "no longer listening")
 }
 
-// Stop tells every websocket 1012 "service restart", so clients come back.
-func TestServerStopClosesWebsocketsWith1012(t *testing.T) {
-	t.Parallel()
-	sockets := wsgorilla.NewConns()
-	impl := DefaultWebsocketPolicy(0, 0, 0).Implementation(sockets)
-	gql := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+// readUntilClosed stands in for gqlgen: it accepts each websocket through
+// impl and reads from it until the socket closes.
+func readUntilClosed(impl transport.WebsocketImplementation) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		c, err := impl.Accept(w, r, transport.WebsocketAcceptOptions{})
 		if err != nil {
 			return
@@ -264,6 +262,14 @@ func TestServerStopClosesWebsocketsWith1012(t *testing.T) {
 			}
 		}
 	})
+}
+
+// Stop tells every websocket 1012 "service restart", so clients come back.
+func TestServerStopClosesWebsocketsWith1012(t *testing.T) {
+	t.Parallel()
+	sockets := wsgorilla.NewConns()
+	impl := DefaultWebsocketPolicy(0, 0, 0).Implementation(sockets)
+	gql := readUntilClosed(impl)
 	s := newTestServer("127.0.0.1:0", sockets, gql)
 	require.NoError(t, s.Start(context.Background()))
 	c, resp, err := websocket.DefaultDialer.Dial("ws://"+s.Addr()+"/query", nil)
@@ -288,18 +294,7 @@ func TestServerStopClosesWebsocketsWith1012(t *testing.T) {
 func TestSocketCapHoldsAfterHijack(t *testing.T) {
 	t.Parallel()
 	impl := DefaultWebsocketPolicy(0, 0, 1).Implementation(nil)
-	gql := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		c, err := impl.Accept(w, r, transport.WebsocketAcceptOptions{})
-		if err != nil {
-			return
-		}
-		defer c.Close()
-		for {
-			if _, _, err := c.NextReader(); err != nil {
-				return
-			}
-		}
-	})
+	gql := readUntilClosed(impl)
 	s := NewServer(ServerOptions{Addr: "127.0.0.1:0", Grace: 5 * time.Second, Log: quietLog()},
 		Options{GraphQL: gql, Web: http.NotFoundHandler(), Metrics: metrics.New(), Log: quietLog(),
 			Websocket: WebsocketPolicy{MaxSocketsPerClient: 1}})

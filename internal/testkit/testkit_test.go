@@ -106,3 +106,17 @@ func TestReceive(t *testing.T) {
 	ch <- "hello"
 	require.Equal(t, "hello", Receive(t, ch, "greeting"))
 }
+
+func TestLogBuffer(t *testing.T) {
+	t.Parallel()
+	var b LogBuffer
+	for _, line := range []string{"one\n", "two x\n", "three x\n"} {
+		_, err := b.Write([]byte(line))
+		require.NoError(t, err)
+	}
+	require.Equal(t, "two x\nthree x", b.Tail(2))
+	require.Equal(t, "one\ntwo x\nthree x", b.Tail(5), "fewer lines than asked")
+	require.Equal(t, 2, b.Count(" x"))
+	require.Equal(t, "one\ntwo x\nthree x\n", b.Take())
+	require.Empty(t, b.String(), "taken")
+}

@@ -444,19 +444,25 @@ func message(d amqp.Delivery) broker.Message {
 	return m
 }
 
-// delay publishes m, with Attempt+1, to the delay queue for d and waits for
-// the confirm.
-func (b *Broker) delay(a *attachment, m broker.Message, d time.Duration) error {
-	ctx, cancel := context.WithTimeout(a.ctx, confirmTimeout)
-	defer cancel()
-	dc, err := a.pub.PublishWithDeferredConfirmWithContext(ctx, "", a.delays[tierFor(d)], false, false, amqp.Publishing{
-		Headers:      amqp.Table{topicHeader: m.Topic, attemptHeader: int32(m.Attempt + 1)},
+// publishing is m as a persistent AMQP message; headers carry what a
+// delay queue's message must bring back (its topic and attempt).
+func publishing(m broker.Message, headers amqp.Table) amqp.Publishing {
+	return amqp.Publishing{
+		Headers:      headers,
 		ContentType:  "application/json",
 		DeliveryMode: amqp.Persistent,
 		MessageId:    m.ID,
 		Timestamp:    m.Published,
 		Body:         m.Body,
-	})
+	}
+}
+
+// delay publishes m, with Attempt+1, to the delay queue for d and waits for
+// the confirm.
+func (b *Broker) delay(a *attachment, m broker.Message, d time.Duration) error {
+	ctx, cancel := context.WithTimeout(a.ctx, confirmTimeout)
+	defer cancel()
+	dc, err := a.pub.PublishWithDeferredConfirmWithContext(ctx, "", a.delays[tierFor(d)], false, false, publishing(m, amqp.Table{topicHeader: m.Topic, attemptHeader: int32(m.Attempt + 1)}))
 	if err != nil {
 		return fmt.Errorf("publish to delay queue: %w", err)
 	}
@@ -505,13 +511,7 @@ func (b *Broker) Publish(ctx context.Context, m broker.Message) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, confirmTimeout)
 	defer cancel()
-	dc, err := pub.PublishWithDeferredConfirmWithContext(ctx, b.names.Exchange(), m.Topic, false, false, amqp.Publishing{
-		ContentType:  "application/json",
-		DeliveryMode: amqp.Persistent,
-		MessageId:    m.ID,
-		Timestamp:    m.Published,
-		Body:         m.Body,
-	})
+	dc, err := pub.PublishWithDeferredConfirmWithContext(ctx, b.names.Exchange(), m.Topic, false, false, publishing(m, nil))
 	if err != nil {
 		return fmt.Errorf("rabbitmq: publish %s: %w", m.Topic, err)
 	}

@@ -345,7 +345,7 @@ func (ss *session) Data(r io.Reader) error {
 			return err
 		}
 	}
-	m, err := parse(raw)
+	m, err := Parse(raw)
 	if err != nil {
 		return &smtp.SMTPError{Code: 554, Message: "sink could not parse message: " + err.Error()}
 	}
@@ -379,7 +379,11 @@ func (c *cramMD5) Next(response []byte) ([]byte, bool, error) {
 	return nil, true, nil
 }
 
-func parse(raw []byte) (Mail, error) {
+// Parse decodes the headers and the text and HTML bodies of a raw message,
+// as a mail client would show them: base64 and quoted-printable undone, CRLF
+// made LF, nested multiparts walked. Servers of other tests that need their
+// own fault behaviour (the fault suite's) decode with it too.
+func Parse(raw []byte) (Mail, error) {
 	msg, err := mail.ReadMessage(bytes.NewReader(raw))
 	if err != nil {
 		return Mail{}, err
@@ -394,30 +398,44 @@ func parse(raw []byte) (Mail, error) {
 		return Mail{}, err
 	}
 	if !strings.HasPrefix(mediaType, "multipart/") {
-		body, err := decode(msg.Body, msg.Header.Get("Content-Transfer-Encoding"))
-		m.Text = body
+		m.Text, err = decode(msg.Body, msg.Header.Get("Content-Transfer-Encoding"))
 		return m, err
 	}
-	mr := multipart.NewReader(msg.Body, params["boundary"])
+	if err := m.walk(multipart.NewReader(msg.Body, params["boundary"])); err != nil {
+		return Mail{}, err
+	}
+	return m, nil
+}
+
+// walk keeps the first text/plain and text/html parts of mr and of the
+// multiparts nested in it.
+func (m *Mail) walk(mr *multipart.Reader) error {
 	for {
 		p, err := mr.NextPart()
 		if errors.Is(err, io.EOF) {
-			return m, nil
+			return nil
 		}
 		if err != nil {
-			return Mail{}, err
+			return err
+		}
+		ct, params, _ := mime.ParseMediaType(p.Header.Get("Content-Type"))
+		var body *string
+		switch {
+		case strings.HasPrefix(ct, "multipart/"):
+			if err := m.walk(multipart.NewReader(p, params["boundary"])); err != nil {
+				return err
+			}
+			continue
+		case ct == "text/plain" && m.Text == "":
+			body = &m.Text
+		case ct == "text/html" && m.HTML == "":
+			body = &m.HTML
+		default:
+			continue
 		}
 		// multipart decodes quoted-printable itself and drops the header.
-		body, err := decode(p, p.Header.Get("Content-Transfer-Encoding"))
-		if err != nil {
-			return Mail{}, err
-		}
-		ct, _, _ := mime.ParseMediaType(p.Header.Get("Content-Type"))
-		switch ct {
-		case "text/plain":
-			m.Text = body
-		case "text/html":
-			m.HTML = body
+		if *body, err = decode(p, p.Header.Get("Content-Transfer-Encoding")); err != nil {
+			return err
 		}
 	}
 }

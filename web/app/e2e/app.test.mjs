@@ -1,36 +1,21 @@
 // Browser end-to-end tests: Debian's Chromium driven by playwright-core
 // against the real server binary. Run with `npm run test:e2e`.
 import assert from 'node:assert/strict';
-import { after, afterEach, before, describe, test } from 'node:test';
+import { after, before, describe, test } from 'node:test';
 import {
-  apiRegister, apiVerify, latestLink, launch, openPage, signUp, startServer, uniqueEmail,
+  apiRegister, apiVerify, browserPages, latestLink, openPage, signUp, startServer, uniqueEmail,
 } from './helpers.mjs';
 
-let browser, server;
-const pages = [];
+// Every page of a test ends without console errors or uncaught exceptions.
+const chromium = browserPages();
+const { page } = chromium;
+let server;
 
 before(async () => {
-  browser = await launch();
   server = await startServer({ RESEND_COOLDOWN: '3s' });
 });
 after(async () => {
-  await browser?.close();
   await server?.stop();
-});
-
-async function page(opts) {
-  const p = await openPage(browser, opts);
-  pages.push(p);
-  return p;
-}
-
-// Every page of a test ends without console errors or uncaught exceptions.
-afterEach(async () => {
-  const open = pages.splice(0);
-  for (const p of open) {
-    assert.deepEqual(p.errors, [], `console errors on ${p.url()}`);
-    await p.context().close();
-  }
 });
 
 describe('verification', () => {
@@ -203,7 +188,7 @@ describe('connection loss', () => {
 
   test('shows reconnecting while the server is away and recovers', async () => {
     const email = uniqueEmail('reconnect');
-    const p = await openPage(browser); // its console will show the dropped socket
+    const p = await openPage(chromium.browser); // its console will show the dropped socket
     try {
       await signUp(p, own, email);
       await p.getByText('Live', { exact: true }).waitFor();

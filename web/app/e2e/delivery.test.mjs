@@ -2,12 +2,12 @@
 // through a real SMTP server (smtp-server) that refuses one address for
 // good, defers another, and accepts the rest. Run with `npm run test:e2e`.
 import assert from 'node:assert/strict';
-import { after, afterEach, before, describe, test } from 'node:test';
+import { after, before, describe, test } from 'node:test';
 import { SMTPServer } from 'smtp-server';
-import { launch, openPage, signUp, startServer, uniqueEmail } from './helpers.mjs';
+import { browserPages, signUp, startServer, uniqueEmail } from './helpers.mjs';
 
-let browser, server, sink;
-const pages = [];
+const { page } = browserPages();
+let server, sink;
 const received = [];
 
 /** An SMTP server on loopback: 550 for refused-*, 451 for later-*. */
@@ -38,27 +38,11 @@ function startSink() {
 
 before(async () => {
   sink = await startSink();
-  browser = await launch();
   server = await startServer({ SMTP_URL: `smtp://127.0.0.1:${sink.server.address().port}` });
 });
 after(async () => {
-  await browser?.close();
   await server?.stop();
   await new Promise((r) => (sink ? sink.close(r) : r()));
-});
-
-async function page(opts) {
-  const p = await openPage(browser, opts);
-  pages.push(p);
-  return p;
-}
-
-afterEach(async () => {
-  const open = pages.splice(0);
-  for (const p of open) {
-    assert.deepEqual(p.errors, [], `console errors on ${p.url()}`);
-    await p.context().close();
-  }
 });
 
 describe('delivery on the waiting screen', () => {

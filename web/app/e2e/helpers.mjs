@@ -5,6 +5,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import assert from 'node:assert/strict';
+import { after, afterEach, before } from 'node:test';
 import { chromium } from 'playwright-core';
 
 const repo = resolve(import.meta.dirname, '../../..');
@@ -101,6 +103,40 @@ export async function openPage(browser, { viewport = { width: 1280, height: 800 
   });
   page.on('pageerror', (e) => page.errors.push(String(e)));
   return page;
+}
+
+/**
+ * One browser for the calling test file, launched before its tests and
+ * closed after them. `page(opts)` opens a page in a context of its own; after
+ * each test, every such page must have logged no console error or uncaught
+ * exception, and its context is closed.
+ */
+export function browserPages() {
+  let browser;
+  const pages = [];
+  before(async () => {
+    browser = await launch();
+  });
+  after(async () => {
+    await browser?.close();
+  });
+  afterEach(async () => {
+    const open = pages.splice(0);
+    for (const p of open) {
+      assert.deepEqual(p.errors, [], `console errors on ${p.url()}`);
+      await p.context().close();
+    }
+  });
+  return {
+    get browser() {
+      return browser;
+    },
+    async page(opts) {
+      const p = await openPage(browser, opts);
+      pages.push(p);
+      return p;
+    },
+  };
 }
 
 /** The dev mailbox as JSON, newest first: [{to, subject, text, link, state, at}]. */
