@@ -21,6 +21,7 @@ import (
 	_ "modernc.org/sqlite" // the same pure-Go driver as the service, to lock its file
 
 	"github.com/verifier/verifier/internal/database/databasetest"
+	"github.com/verifier/verifier/internal/testkit"
 )
 
 // Scenario sizes and fault lengths. Each is a choice of this suite, not a
@@ -440,6 +441,14 @@ func TestParallelVerify(t *testing.T) {
 			}
 			token := e.smtp.Mails(email)[0].Token
 			require.NotEmpty(t, token)
+			// The email's SENT record announces itself to the registration's
+			// watchers through the outbox (delivery.changed), possibly just
+			// after the sink has the mail: counted from here it would pass
+			// for a second user.verified.
+			testkit.Eventually(t, func() bool {
+				n, err := e.svc.Metric("verifier_emails_sent_total")
+				return err == nil && n >= 1
+			}, "the email recorded SENT")
 			published0 := settledPublished(t, e.svc)
 
 			start := make(chan struct{})
