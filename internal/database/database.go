@@ -114,7 +114,7 @@ func openSQLite(ctx context.Context, path string) (*DB, dialect.Driver, error) {
 		w.Close()
 		return nil, nil, err
 	}
-	drv := routed{w: entsql.OpenDB(dialect.SQLite, w), r: entsql.OpenDB(dialect.SQLite, r), t: &turns{}}
+	drv := routed{w: newStmts(w), r: newStmts(r), t: &turns{}}
 	return &DB{SQL: w, Dialect: dialect.SQLite}, drv, nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 
@@ -32,7 +33,7 @@ import (
 // the writer's queue is first come first served, with the outbox relay's
 // bookkeeping first.
 type routed struct {
-	w, r *entsql.Driver
+	w, r *stmts
 	t    *turns
 }
 
@@ -41,10 +42,13 @@ var _ dialect.Driver = routed{}
 // writerTx is a transaction on the writer; it gives the writer's turn
 // back when it ends.
 type writerTx struct {
-	dialect.Tx
+	*sql.Tx
+	q    *inTx
 	once sync.Once
 	t    *turns
 }
+
+var _ dialect.Tx = (*writerTx)(nil)
 
 func (tx *writerTx) Commit() error {
 	defer tx.done()
@@ -58,14 +62,32 @@ func (tx *writerTx) Rollback() error {
 
 func (tx *writerTx) done() { tx.once.Do(tx.t.release) }
 
+func (tx *writerTx) Exec(ctx context.Context, query string, args, v any) error {
+	return entsql.Conn{ExecQuerier: tx.q}.Exec(ctx, query, args, v)
+}
+
+func (tx *writerTx) Query(ctx context.Context, query string, args, v any) error {
+	rows, ok := v.(*entsql.Rows)
+	if !ok {
+		return fmt.Errorf("database: invalid type %T, expect *sql.Rows", v)
+	}
+	argv, ok := args.([]any)
+	if !ok {
+		return fmt.Errorf("database: invalid type %T, expect []any for args", args)
+	}
+	return tx.q.query(ctx, query, argv, rows)
+}
+
 // ExecContext and QueryContext are what ent's Tx.ExecContext and
-// Tx.QueryContext look for (statements ent's API cannot express).
+// Tx.QueryContext look for (statements ent's API cannot express). Rows
+// handed out as they are cannot be counted until closed, so such a query
+// runs unprepared (see inTx).
 func (tx *writerTx) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
-	return tx.Tx.(*entsql.Tx).ExecContext(ctx, query, args...)
+	return tx.q.ExecContext(ctx, query, args...)
 }
 
 func (tx *writerTx) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
-	return tx.Tx.(*entsql.Tx).QueryContext(ctx, query, args...)
+	return tx.q.QueryContext(ctx, query, args...)
 }
 
 // readOnly reports whether query is a plain SELECT, the only statements
@@ -81,18 +103,18 @@ func (d routed) Exec(ctx context.Context, query string, args, v any) error {
 		return err
 	}
 	defer d.t.release()
-	return d.w.Exec(ctx, query, args, v)
+	return entsql.Conn{ExecQuerier: pooled{d.w}}.Exec(ctx, query, args, v)
 }
 
 func (d routed) Query(ctx context.Context, query string, args, v any) error {
 	if readOnly(query) {
-		return d.r.Query(ctx, query, args, v)
+		return entsql.Conn{ExecQuerier: pooled{d.r}}.Query(ctx, query, args, v)
 	}
 	if err := d.t.acquire(ctx); err != nil {
 		return err
 	}
 	defer d.t.release()
-	return d.w.Query(ctx, query, args, v)
+	return entsql.Conn{ExecQuerier: pooled{d.w}}.Query(ctx, query, args, v)
 }
 
 // ExecContext is what ent's Client.ExecContext looks for.
@@ -101,7 +123,7 @@ func (d routed) ExecContext(ctx context.Context, query string, args ...any) (sql
 		return nil, err
 	}
 	defer d.t.release()
-	return d.w.ExecContext(ctx, query, args...)
+	return pooled{d.w}.ExecContext(ctx, query, args...)
 }
 
 // QueryContext is what ent's Client.QueryContext looks for. A statement
@@ -110,13 +132,13 @@ func (d routed) ExecContext(ctx context.Context, query string, args ...any) (sql
 // waits for it in database/sql.
 func (d routed) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
 	if readOnly(query) {
-		return d.r.QueryContext(ctx, query, args...)
+		return pooled{d.r}.QueryContext(ctx, query, args...)
 	}
 	if err := d.t.acquire(ctx); err != nil {
 		return nil, err
 	}
 	defer d.t.release()
-	return d.w.QueryContext(ctx, query, args...)
+	return pooled{d.w}.QueryContext(ctx, query, args...)
 }
 
 func (d routed) Tx(ctx context.Context) (dialect.Tx, error) { return d.BeginTx(ctx, nil) }
@@ -126,14 +148,19 @@ func (d routed) BeginTx(ctx context.Context, opts *sql.TxOptions) (dialect.Tx, e
 	if err := d.t.acquire(ctx); err != nil {
 		return nil, err
 	}
-	tx, err := d.w.BeginTx(ctx, opts)
+	d.w.prepareWanted(ctx)
+	tx, err := d.w.db.BeginTx(ctx, opts)
 	if err != nil {
 		d.t.release()
 		return nil, err
 	}
-	return &writerTx{Tx: tx, t: d.t}, nil
+	return &writerTx{Tx: tx, q: &inTx{tx: tx, c: d.w}, t: d.t}, nil
 }
 
-func (d routed) Close() error { return errors.Join(d.w.Close(), d.r.Close()) }
+func (d routed) Close() error {
+	d.w.close()
+	d.r.close()
+	return errors.Join(d.w.db.Close(), d.r.db.Close())
+}
 
 func (d routed) Dialect() string { return dialect.SQLite }
