@@ -28,7 +28,7 @@ const stmtCacheSize = 256
 type stmts struct {
 	db *sql.DB
 
-	mu    sync.Mutex
+	mu    sync.Mutex // never held while waiting for a connection
 	cache *simplelru.LRU[string, *cached]
 	// wanted are texts a transaction ran unprepared: preparing on the
 	// pool needs a free connection, and the writer's one connection is the
@@ -60,18 +60,25 @@ func newStmts(db *sql.DB) *stmts {
 
 // get returns query prepared on the pool and a func to call once done with
 // it, or nil if it does not prepare (the caller then runs the text as
-// before, and gets the same error). Preparing under the lock makes it once
-// per text, not once per concurrent caller; it happens once per text.
+// before, and gets the same error). The lock is never held while
+// preparing: that needs a free connection, and the calls holding the
+// connections need the lock to say they are done (on the readers that
+// was a deadlock until the requests' contexts ended).
 func (c *stmts) get(ctx context.Context, query string) (*sql.Stmt, func()) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	e, ok := c.cache.Get(query)
-	if !ok {
-		if e = c.prepareLocked(ctx, query); e == nil {
-			return nil, nil
-		}
+	if ok {
+		defer c.mu.Unlock()
+		return c.refLocked(e)
 	}
-	return c.refLocked(e)
+	c.mu.Unlock()
+	s, err := c.db.PrepareContext(ctx, query)
+	if err != nil {
+		return nil, nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.refLocked(c.addLocked(query, s))
 }
 
 // lookup is get for a caller that holds the pool's only connection (a
@@ -94,19 +101,31 @@ func (c *stmts) lookup(query string) (*sql.Stmt, func()) {
 // writer's turn with no transaction open, so the connection is free.
 func (c *stmts) prepareWanted(ctx context.Context) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
+	var qs []string
 	for q := range c.wanted {
-		delete(c.wanted, q)
 		if !c.cache.Contains(q) {
-			c.prepareLocked(ctx, q)
+			qs = append(qs, q)
 		}
+	}
+	clear(c.wanted)
+	c.mu.Unlock()
+	for _, q := range qs {
+		s, err := c.db.PrepareContext(ctx, q)
+		if err != nil {
+			continue
+		}
+		c.mu.Lock()
+		c.addLocked(q, s)
+		c.mu.Unlock()
 	}
 }
 
-func (c *stmts) prepareLocked(ctx context.Context, query string) *cached {
-	s, err := c.db.PrepareContext(ctx, query)
-	if err != nil {
-		return nil
+// addLocked caches s for query, unless another caller prepared it
+// meanwhile: then s closes and theirs is returned.
+func (c *stmts) addLocked(query string, s *sql.Stmt) *cached {
+	if e, ok := c.cache.Get(query); ok {
+		_ = s.Close()
+		return e
 	}
 	e := &cached{s: s}
 	c.cache.Add(query, e)

@@ -2,6 +2,7 @@ package database
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"path/filepath"
 	"testing"
@@ -122,4 +123,29 @@ func TestStatementsEvictedWhileInUse(t *testing.T) {
 	require.Equal(t, 3, n)
 	done()
 	require.Error(t, s.QueryRowContext(b.ctx).Scan(&n), "closed once done")
+}
+
+// A call done with its statement never waits for one preparing another:
+// that one waits for a connection, maybe the one the first call's rows
+// hold (the readers deadlocked so at c=64 until the requests timed out).
+func TestStatementsPrepareWaitsForNobody(t *testing.T) {
+	t.Parallel()
+	b := setupStmts(t)
+	s, done := b.w.get(b.ctx, "SELECT id FROM t")
+	require.NotNil(t, s)
+	rows, err := s.QueryContext(b.ctx)
+	require.NoError(t, err)
+	prepared := make(chan *sql.Stmt, 1)
+	go func() {
+		s, release := b.w.get(b.ctx, "SELECT id FROM t WHERE id > 1")
+		if release != nil {
+			release()
+		}
+		prepared <- s
+	}()
+	require.Eventually(t, func() bool { return b.w.db.Stats().WaitCount > 0 }, 10*time.Second, time.Millisecond,
+		"the second prepare waits for the connection the rows hold")
+	done()
+	require.NoError(t, rows.Close())
+	require.NotNil(t, <-prepared)
 }
