@@ -2,7 +2,8 @@
 // embedded default) or PostgreSQL, and creates the schema. On SQLite, ent
 // runs over one writer connection, whose turns are handed out first come
 // first served in Go (Urgent work first), and a pool of readers for plain
-// SELECTs; PostgreSQL gets one pool.
+// SELECTs; transactions queued for the writer commit in groups, and
+// statements are prepared once per connection. PostgreSQL gets one pool.
 package database
 
 import (
@@ -114,7 +115,7 @@ func openSQLite(ctx context.Context, path string) (*DB, dialect.Driver, error) {
 		w.Close()
 		return nil, nil, err
 	}
-	drv := routed{w: newStmts(w), r: newStmts(r), t: &turns{}}
+	drv := newRouted(w, r)
 	return &DB{SQL: w, Dialect: dialect.SQLite}, drv, nil
 }
 

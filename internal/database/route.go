@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync"
 
 	"entgo.io/ent/dialect"
 	entsql "entgo.io/ent/dialect/sql"
@@ -31,64 +30,36 @@ import (
 //
 // Writes take turns in Go (see turns) before they reach database/sql, so
 // the writer's queue is first come first served, with the outbox relay's
-// bookkeeping first.
+// bookkeeping first. Transactions that follow one another on the writer
+// share one SQLite transaction and COMMIT (see groups); statements are
+// prepared once per connection (see stmts).
 type routed struct {
 	w, r *stmts
 	t    *turns
+	g    *groups
+}
+
+func newRouted(w, r *sql.DB) routed {
+	d := routed{w: newStmts(w), r: newStmts(r), t: &turns{}}
+	d.g = &groups{w: d.w, t: d.t}
+	// Whoever gives the turn back with nobody waiting commits the open
+	// group first.
+	d.t.idle = d.g.flush
+	return d
+}
+
+// acquire takes the writer's turn for a statement outside a transaction:
+// the open group commits first, so the statement is not part of it (its
+// caller is told it is stored when it is).
+func (d routed) acquire(ctx context.Context) error {
+	if err := d.t.acquire(ctx); err != nil {
+		return err
+	}
+	d.g.flush()
+	return nil
 }
 
 var _ dialect.Driver = routed{}
-
-// writerTx is a transaction on the writer; it gives the writer's turn
-// back when it ends.
-type writerTx struct {
-	*sql.Tx
-	q    *inTx
-	once sync.Once
-	t    *turns
-}
-
-var _ dialect.Tx = (*writerTx)(nil)
-
-func (tx *writerTx) Commit() error {
-	defer tx.done()
-	return tx.Tx.Commit()
-}
-
-func (tx *writerTx) Rollback() error {
-	defer tx.done()
-	return tx.Tx.Rollback()
-}
-
-func (tx *writerTx) done() { tx.once.Do(tx.t.release) }
-
-func (tx *writerTx) Exec(ctx context.Context, query string, args, v any) error {
-	return entsql.Conn{ExecQuerier: tx.q}.Exec(ctx, query, args, v)
-}
-
-func (tx *writerTx) Query(ctx context.Context, query string, args, v any) error {
-	rows, ok := v.(*entsql.Rows)
-	if !ok {
-		return fmt.Errorf("database: invalid type %T, expect *sql.Rows", v)
-	}
-	argv, ok := args.([]any)
-	if !ok {
-		return fmt.Errorf("database: invalid type %T, expect []any for args", args)
-	}
-	return tx.q.query(ctx, query, argv, rows)
-}
-
-// ExecContext and QueryContext are what ent's Tx.ExecContext and
-// Tx.QueryContext look for (statements ent's API cannot express). Rows
-// handed out as they are cannot be counted until closed, so such a query
-// runs unprepared (see inTx).
-func (tx *writerTx) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
-	return tx.q.ExecContext(ctx, query, args...)
-}
-
-func (tx *writerTx) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
-	return tx.q.QueryContext(ctx, query, args...)
-}
 
 // readOnly reports whether query is a plain SELECT, the only statements
 // sent to readers. Anything else (INSERT … RETURNING, which ent sends
@@ -99,7 +70,7 @@ func readOnly(query string) bool {
 }
 
 func (d routed) Exec(ctx context.Context, query string, args, v any) error {
-	if err := d.t.acquire(ctx); err != nil {
+	if err := d.acquire(ctx); err != nil {
 		return err
 	}
 	defer d.t.release()
@@ -110,7 +81,7 @@ func (d routed) Query(ctx context.Context, query string, args, v any) error {
 	if readOnly(query) {
 		return entsql.Conn{ExecQuerier: pooled{d.r}}.Query(ctx, query, args, v)
 	}
-	if err := d.t.acquire(ctx); err != nil {
+	if err := d.acquire(ctx); err != nil {
 		return err
 	}
 	defer d.t.release()
@@ -119,7 +90,7 @@ func (d routed) Query(ctx context.Context, query string, args, v any) error {
 
 // ExecContext is what ent's Client.ExecContext looks for.
 func (d routed) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
-	if err := d.t.acquire(ctx); err != nil {
+	if err := d.acquire(ctx); err != nil {
 		return nil, err
 	}
 	defer d.t.release()
@@ -134,7 +105,7 @@ func (d routed) QueryContext(ctx context.Context, query string, args ...any) (*s
 	if readOnly(query) {
 		return pooled{d.r}.QueryContext(ctx, query, args...)
 	}
-	if err := d.t.acquire(ctx); err != nil {
+	if err := d.acquire(ctx); err != nil {
 		return nil, err
 	}
 	defer d.t.release()
@@ -143,18 +114,23 @@ func (d routed) QueryContext(ctx context.Context, query string, args ...any) (*s
 
 func (d routed) Tx(ctx context.Context) (dialect.Tx, error) { return d.BeginTx(ctx, nil) }
 
-// BeginTx is what ent's Client.BeginTx looks for.
+// BeginTx is what ent's Client.BeginTx looks for. Transactions on the
+// writer are committed in groups (see groups); options are not supported
+// (SQLite has one isolation level, and a read-only transaction has no
+// business on the writer).
 func (d routed) BeginTx(ctx context.Context, opts *sql.TxOptions) (dialect.Tx, error) {
+	if opts != nil && *opts != (sql.TxOptions{}) {
+		return nil, fmt.Errorf("database: sqlite: transaction options are not supported")
+	}
 	if err := d.t.acquire(ctx); err != nil {
 		return nil, err
 	}
-	d.w.prepareWanted(ctx)
-	tx, err := d.w.db.BeginTx(ctx, opts)
+	m, err := d.g.begin(ctx)
 	if err != nil {
 		d.t.release()
 		return nil, err
 	}
-	return &writerTx{Tx: tx, q: &inTx{tx: tx, c: d.w}, t: d.t}, nil
+	return m, nil
 }
 
 func (d routed) Close() error {
