@@ -260,7 +260,10 @@ func (w writableOnly) Connect(ctx context.Context) (driver.Conn, error) {
 }
 
 // sqliteDSN turns a path into a modernc DSN with the pragmas this service
-// relies on: WAL so readers never block the writer, foreign keys on, and a
+// relies on: WAL so readers never block the writer,
+// synchronous=NORMAL (in WAL a COMMIT writes the WAL without fsync and the
+// checkpoint syncs: a committed write survives a crash of the process, and
+// only a power loss or OS crash can lose the last ones), foreign keys on, and a
 // busy timeout so a write lock held by another process (a backup, a second
 // replica, sqlite3 in a shell) is waited for instead of failing; within
 // this process the single writer never meets a lock. The writer's
