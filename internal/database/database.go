@@ -2,7 +2,8 @@
 // embedded default) or PostgreSQL, and creates the schema. On SQLite, ent
 // runs over one writer connection, whose turns are handed out first come
 // first served in Go (Urgent work first), and a pool of readers for plain
-// SELECTs; PostgreSQL gets one pool.
+// SELECTs; transactions queued for the writer commit in groups, and
+// statements are prepared once per connection. PostgreSQL gets one pool.
 package database
 
 import (
@@ -114,7 +115,7 @@ func openSQLite(ctx context.Context, path string) (*DB, dialect.Driver, error) {
 		w.Close()
 		return nil, nil, err
 	}
-	drv := routed{w: entsql.OpenDB(dialect.SQLite, w), r: entsql.OpenDB(dialect.SQLite, r), t: &turns{}}
+	drv := newRouted(w, r)
 	return &DB{SQL: w, Dialect: dialect.SQLite}, drv, nil
 }
 
@@ -259,7 +260,10 @@ func (w writableOnly) Connect(ctx context.Context) (driver.Conn, error) {
 }
 
 // sqliteDSN turns a path into a modernc DSN with the pragmas this service
-// relies on: WAL so readers never block the writer, foreign keys on, and a
+// relies on: WAL so readers never block the writer,
+// synchronous=NORMAL (in WAL a COMMIT writes the WAL without fsync and the
+// checkpoint syncs: a committed write survives a crash of the process, and
+// only a power loss or OS crash can lose the last ones), foreign keys on, and a
 // busy timeout so a write lock held by another process (a backup, a second
 // replica, sqlite3 in a shell) is waited for instead of failing; within
 // this process the single writer never meets a lock. The writer's

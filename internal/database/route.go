@@ -4,8 +4,8 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 	"strings"
-	"sync"
 
 	"entgo.io/ent/dialect"
 	entsql "entgo.io/ent/dialect/sql"
@@ -30,43 +30,36 @@ import (
 //
 // Writes take turns in Go (see turns) before they reach database/sql, so
 // the writer's queue is first come first served, with the outbox relay's
-// bookkeeping first.
+// bookkeeping first. Transactions that follow one another on the writer
+// share one SQLite transaction and COMMIT (see groups); statements are
+// prepared once per connection (see stmts).
 type routed struct {
-	w, r *entsql.Driver
+	w, r *stmts
 	t    *turns
+	g    *groups
+}
+
+func newRouted(w, r *sql.DB) routed {
+	d := routed{w: newStmts(w), r: newStmts(r), t: &turns{}}
+	d.g = &groups{w: d.w, t: d.t}
+	// Whoever gives the turn back with nobody waiting commits the open
+	// group first.
+	d.t.idle = d.g.flush
+	return d
+}
+
+// acquire takes the writer's turn for a statement outside a transaction:
+// the open group commits first, so the statement is not part of it (its
+// caller is told it is stored when it is).
+func (d routed) acquire(ctx context.Context) error {
+	if err := d.t.acquire(ctx); err != nil {
+		return err
+	}
+	d.g.flush()
+	return nil
 }
 
 var _ dialect.Driver = routed{}
-
-// writerTx is a transaction on the writer; it gives the writer's turn
-// back when it ends.
-type writerTx struct {
-	dialect.Tx
-	once sync.Once
-	t    *turns
-}
-
-func (tx *writerTx) Commit() error {
-	defer tx.done()
-	return tx.Tx.Commit()
-}
-
-func (tx *writerTx) Rollback() error {
-	defer tx.done()
-	return tx.Tx.Rollback()
-}
-
-func (tx *writerTx) done() { tx.once.Do(tx.t.release) }
-
-// ExecContext and QueryContext are what ent's Tx.ExecContext and
-// Tx.QueryContext look for (statements ent's API cannot express).
-func (tx *writerTx) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
-	return tx.Tx.(*entsql.Tx).ExecContext(ctx, query, args...)
-}
-
-func (tx *writerTx) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
-	return tx.Tx.(*entsql.Tx).QueryContext(ctx, query, args...)
-}
 
 // readOnly reports whether query is a plain SELECT, the only statements
 // sent to readers. Anything else (INSERT … RETURNING, which ent sends
@@ -77,31 +70,31 @@ func readOnly(query string) bool {
 }
 
 func (d routed) Exec(ctx context.Context, query string, args, v any) error {
-	if err := d.t.acquire(ctx); err != nil {
+	if err := d.acquire(ctx); err != nil {
 		return err
 	}
 	defer d.t.release()
-	return d.w.Exec(ctx, query, args, v)
+	return entsql.Conn{ExecQuerier: pooled{d.w}}.Exec(ctx, query, args, v)
 }
 
 func (d routed) Query(ctx context.Context, query string, args, v any) error {
 	if readOnly(query) {
-		return d.r.Query(ctx, query, args, v)
+		return entsql.Conn{ExecQuerier: pooled{d.r}}.Query(ctx, query, args, v)
 	}
-	if err := d.t.acquire(ctx); err != nil {
+	if err := d.acquire(ctx); err != nil {
 		return err
 	}
 	defer d.t.release()
-	return d.w.Query(ctx, query, args, v)
+	return entsql.Conn{ExecQuerier: pooled{d.w}}.Query(ctx, query, args, v)
 }
 
 // ExecContext is what ent's Client.ExecContext looks for.
 func (d routed) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
-	if err := d.t.acquire(ctx); err != nil {
+	if err := d.acquire(ctx); err != nil {
 		return nil, err
 	}
 	defer d.t.release()
-	return d.w.ExecContext(ctx, query, args...)
+	return pooled{d.w}.ExecContext(ctx, query, args...)
 }
 
 // QueryContext is what ent's Client.QueryContext looks for. A statement
@@ -110,30 +103,40 @@ func (d routed) ExecContext(ctx context.Context, query string, args ...any) (sql
 // waits for it in database/sql.
 func (d routed) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
 	if readOnly(query) {
-		return d.r.QueryContext(ctx, query, args...)
+		return pooled{d.r}.QueryContext(ctx, query, args...)
 	}
-	if err := d.t.acquire(ctx); err != nil {
+	if err := d.acquire(ctx); err != nil {
 		return nil, err
 	}
 	defer d.t.release()
-	return d.w.QueryContext(ctx, query, args...)
+	return pooled{d.w}.QueryContext(ctx, query, args...)
 }
 
 func (d routed) Tx(ctx context.Context) (dialect.Tx, error) { return d.BeginTx(ctx, nil) }
 
-// BeginTx is what ent's Client.BeginTx looks for.
+// BeginTx is what ent's Client.BeginTx looks for. Transactions on the
+// writer are committed in groups (see groups); options are not supported
+// (SQLite has one isolation level, and a read-only transaction has no
+// business on the writer).
 func (d routed) BeginTx(ctx context.Context, opts *sql.TxOptions) (dialect.Tx, error) {
+	if opts != nil && *opts != (sql.TxOptions{}) {
+		return nil, fmt.Errorf("database: sqlite: transaction options are not supported")
+	}
 	if err := d.t.acquire(ctx); err != nil {
 		return nil, err
 	}
-	tx, err := d.w.BeginTx(ctx, opts)
+	m, err := d.g.begin(ctx)
 	if err != nil {
 		d.t.release()
 		return nil, err
 	}
-	return &writerTx{Tx: tx, t: d.t}, nil
+	return m, nil
 }
 
-func (d routed) Close() error { return errors.Join(d.w.Close(), d.r.Close()) }
+func (d routed) Close() error {
+	d.w.close()
+	d.r.close()
+	return errors.Join(d.w.db.Close(), d.r.db.Close())
+}
 
 func (d routed) Dialect() string { return dialect.SQLite }

@@ -17,6 +17,9 @@ type turns struct {
 	busy   bool
 	urgent []chan struct{}
 	normal []chan struct{}
+	// idle, if set, runs when the turn is given back with nobody
+	// waiting, before the writer is free: the open group commits.
+	idle func()
 }
 
 type urgentKey struct{}
@@ -87,17 +90,35 @@ func (t *turns) remove(ch chan struct{}) bool {
 	return false
 }
 
-// release hands the turn to the next waiter, urgent ones first.
+// release hands the turn to the next waiter, urgent ones first; with
+// nobody waiting, it runs idle (still holding the turn) and then frees the
+// writer, unless someone came meanwhile.
 func (t *turns) release() {
+	if t.idle != nil {
+		t.mu.Lock()
+		handed := t.handOffLocked()
+		t.mu.Unlock()
+		if handed {
+			return
+		}
+		t.idle()
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if !t.handOffLocked() {
+		t.busy = false
+	}
+}
+
+// handOffLocked gives the turn to the next waiter, if any.
+func (t *turns) handOffLocked() bool {
 	for _, q := range []*[]chan struct{}{&t.urgent, &t.normal} {
 		if len(*q) > 0 {
 			next := (*q)[0]
 			*q = (*q)[1:]
 			close(next)
-			return
+			return true
 		}
 	}
-	t.busy = false
+	return false
 }

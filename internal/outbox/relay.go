@@ -68,8 +68,13 @@ var _ startstop.Service = (*Relay)(nil)
 // Defaults of Options.
 const (
 	// DefaultMaxInFlight bounds concurrent publishes: enough to keep a
-	// confirming broker busy, few enough that one claim stays small.
-	DefaultMaxInFlight = 64
+	// confirming broker busy, few enough that one claim stays small. A
+	// topic gets a quarter, and that quarter is what one cycle (at most
+	// one per minCycle) can claim of it: at 64, 16 status changes per
+	// cycle fell behind verifyEmail at c=64 (about 1,700/s), and the
+	// subscribers' wait grew with the backlog (p50 150 ms); 64 per cycle
+	// keep up with several thousand a second.
+	DefaultMaxInFlight = 256
 	// DefaultPoll is the fallback look for events that no Wake announced
 	// (other replicas' commits, a lost wake).
 	DefaultPoll = time.Second
@@ -251,9 +256,9 @@ func message(ev *ent.OutboxEvent) broker.Message {
 }
 
 // candidates picks up to n due events not already in flight here, leaving
-// out topics at their in-flight bound. It only reads; settleAndClaim
-// leases them.
-func (r *Relay) candidates(ctx context.Context, now time.Time, n int, inFlight map[int]string) ([]int, error) {
+// out topics at their in-flight bound. It only reads, from SQLite's readers
+// beside the writer; settleAndClaim leases them.
+func (r *Relay) candidates(ctx context.Context, now time.Time, n int, inFlight map[int]string) ([]*ent.OutboxEvent, error) {
 	skip := make([]int, 0, len(inFlight))
 	perTopic := map[string]int{}
 	for id, topic := range inFlight {
@@ -270,16 +275,15 @@ func (r *Relay) candidates(ctx context.Context, now time.Time, n int, inFlight m
 		Where(outboxevent.AvailableAtLTE(now), outboxevent.IDNotIn(skip...), outboxevent.TopicNotIn(full...)).
 		Order(ent.Asc(outboxevent.FieldID)).
 		Limit(n).
-		Select(outboxevent.FieldID, outboxevent.FieldTopic).
 		All(ctx)
 	if err != nil || len(rows) == 0 {
 		return nil, err
 	}
-	picked := make([]int, 0, len(rows))
+	picked := rows[:0]
 	for _, ev := range rows {
 		if perTopic[ev.Topic] < r.opts.MaxInFlightPerTopic {
 			perTopic[ev.Topic]++
-			picked = append(picked, ev.ID)
+			picked = append(picked, ev)
 		}
 	}
 	return picked, nil
@@ -339,13 +343,19 @@ func (r *Relay) settleAndClaim(ctx context.Context, batch []outcome, n int, inFl
 		// the lease.
 		later = append(later, reschedule{ids: release, at: now})
 	}
-	var picked []int
+	var (
+		picked []*ent.OutboxEvent
+		ids    []int
+	)
 	if n > 0 && ctx.Err() == nil {
 		var err error
 		if picked, err = r.candidates(ctx, now, n, inFlight); err != nil && ctx.Err() == nil {
 			// The outcomes are still recorded; the next wake or poll
 			// claims again.
 			r.log.Error("outbox: picking events to claim failed", "err", err)
+		}
+		for _, ev := range picked {
+			ids = append(ids, ev.ID)
 		}
 	}
 	if len(confirmed) == 0 && len(later) == 0 && len(picked) == 0 {
@@ -355,7 +365,7 @@ func (r *Relay) settleAndClaim(ctx context.Context, batch []outcome, n int, inFl
 	// confirmed event left behind is published twice. Urgent: every event
 	// waits for its lease and the next lease waits for this.
 	ctx = database.Urgent(context.WithoutCancel(ctx))
-	claim := ""
+	claim, leased := "", 0
 	err := database.InTx(ctx, r.db, func(tx *ent.Tx) error {
 		for _, l := range later {
 			u := tx.OutboxEvent.Update().Where(outboxevent.IDIn(l.ids...)).SetAvailableAt(l.at).SetClaim("")
@@ -373,11 +383,12 @@ func (r *Relay) settleAndClaim(ctx context.Context, batch []outcome, n int, inFl
 		}
 		if len(picked) > 0 {
 			claim = uuid.NewString()
-			err := tx.OutboxEvent.Update().
-				Where(outboxevent.IDIn(picked...), outboxevent.AvailableAtLTE(now)).
+			var err error
+			leased, err = tx.OutboxEvent.Update().
+				Where(outboxevent.IDIn(ids...), outboxevent.AvailableAtLTE(now)).
 				SetAvailableAt(now.Add(r.opts.Lease)).
 				SetClaim(claim).
-				Exec(ctx)
+				Save(ctx)
 			if err != nil {
 				return fmt.Errorf("leasing %d events: %w", len(picked), err)
 			}
@@ -396,10 +407,19 @@ func (r *Relay) settleAndClaim(ctx context.Context, batch []outcome, n int, inFl
 	if claim == "" {
 		return nil, nil
 	}
+	if leased == len(picked) {
+		// All won, as read: publishing needs nothing the lease changed,
+		// so no second read on the relay's path. (Only if another
+		// relay took one and handed it back in between is its attempt
+		// count as read one short; the table's count is right, as
+		// settling adds to it.)
+		return picked, nil
+	}
+	// Another relay leased some first: ours are the ones with our claim.
 	// By id first: the claim column has no index, and a backlog of
-	// thousands of rows would be scanned for every batch.
+	// thousands of rows would be scanned.
 	return r.db.OutboxEvent.Query().
-		Where(outboxevent.IDIn(picked...), outboxevent.Claim(claim)).
+		Where(outboxevent.IDIn(ids...), outboxevent.Claim(claim)).
 		Order(ent.Asc(outboxevent.FieldID)).
 		All(ctx)
 }

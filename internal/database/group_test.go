@@ -1,0 +1,252 @@
+package database
+
+import (
+	"context"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"entgo.io/ent/dialect"
+	entsql "entgo.io/ent/dialect/sql"
+	"github.com/stretchr/testify/require"
+)
+
+type groupBundle struct {
+	ctx context.Context
+	d   routed
+}
+
+// setupGroups opens the writer and readers on a fresh file with a parent
+// table p and a child table c whose foreign key is checked at COMMIT.
+func setupGroups(t *testing.T) groupBundle {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	path := filepath.Join(t.TempDir(), "v.db")
+	wdsn, err := sqliteDSN(path, true)
+	require.NoError(t, err)
+	rdsn, err := sqliteDSN(path, false)
+	require.NoError(t, err)
+	w, err := openPool(ctx, wdsn, sqliteWriters)
+	require.NoError(t, err)
+	r, err := openPool(ctx, rdsn, 2)
+	require.NoError(t, err)
+	d := newRouted(w, r)
+	t.Cleanup(func() { require.NoError(t, d.Close()) })
+	for _, q := range []string{
+		"CREATE TABLE p (id INTEGER PRIMARY KEY)",
+		"CREATE TABLE c (id INTEGER PRIMARY KEY, p INTEGER REFERENCES p (id) DEFERRABLE INITIALLY DEFERRED)",
+	} {
+		_, err := d.ExecContext(ctx, q)
+		require.NoError(t, err)
+	}
+	return groupBundle{ctx: ctx, d: d}
+}
+
+func (b groupBundle) insert(t *testing.T, tx dialect.Tx, q string, id int) {
+	t.Helper()
+	require.NoError(t, tx.Exec(b.ctx, q, []any{id}, nil))
+}
+
+func (b groupBundle) count(t *testing.T, table string) int {
+	t.Helper()
+	rows, err := b.d.QueryContext(b.ctx, "SELECT count(*) FROM "+table)
+	require.NoError(t, err)
+	defer rows.Close()
+	require.True(t, rows.Next())
+	var n int
+	require.NoError(t, rows.Scan(&n))
+	return n
+}
+
+// begin starts a transaction in the background; it gets the writer's turn
+// only once the one before gave it back.
+func (b groupBundle) begin() <-chan dialect.Tx {
+	ch := make(chan dialect.Tx, 1)
+	go func() {
+		tx, err := b.d.BeginTx(b.ctx, nil)
+		if err != nil {
+			panic(err)
+		}
+		ch <- tx
+	}()
+	return ch
+}
+
+// waitQueued waits until n callers wait for the writer's turn.
+func (b groupBundle) waitQueued(t *testing.T, n int) {
+	t.Helper()
+	require.Eventually(t, func() bool {
+		b.d.t.mu.Lock()
+		defer b.d.t.mu.Unlock()
+		return len(b.d.t.normal) == n
+	}, 10*time.Second, time.Millisecond)
+}
+
+// commitAsync commits tx in the background.
+func commitAsync(tx dialect.Tx) <-chan error {
+	ch := make(chan error, 1)
+	go func() { ch <- tx.Commit() }()
+	return ch
+}
+
+// A transaction that commits while another waits for the writer hands it
+// the turn and answers once the group's COMMIT did: after the other ended.
+func TestGroupCommitsTogether(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name      string
+		secondEnd func(dialect.Tx) error
+		wantP     int
+	}{
+		{"both commit", func(tx dialect.Tx) error { return tx.Commit() }, 2},
+		{"the second rolls back, alone", func(tx dialect.Tx) error { return tx.Rollback() }, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			b := setupGroups(t)
+			first, err := b.d.BeginTx(b.ctx, nil)
+			require.NoError(t, err)
+			b.insert(t, first, "INSERT INTO p (id) VALUES (?)", 1)
+			next := b.begin()
+			b.waitQueued(t, 1)
+			firstDone := commitAsync(first)
+			second := <-next
+			// The second has the turn and the group is open: the first's
+			// COMMIT has not happened, so its Commit has not returned.
+			require.Empty(t, firstDone)
+			require.Zero(t, b.count(t, "p"), "nothing committed while the group is open")
+			b.insert(t, second, "INSERT INTO p (id) VALUES (?)", 2)
+			require.NoError(t, tt.secondEnd(second))
+			require.NoError(t, <-firstDone)
+			require.Equal(t, tt.wantP, b.count(t, "p"))
+		})
+	}
+}
+
+// A COMMIT that fails fails every member of its group, and stores nothing
+// of any of them.
+func TestGroupCommitFailsEveryMember(t *testing.T) {
+	t.Parallel()
+	b := setupGroups(t)
+	first, err := b.d.BeginTx(b.ctx, nil)
+	require.NoError(t, err)
+	b.insert(t, first, "INSERT INTO p (id) VALUES (?)", 1)
+	next := b.begin()
+	b.waitQueued(t, 1)
+	firstDone := commitAsync(first)
+	second := <-next
+	// Checked at COMMIT: no parent 99.
+	b.insert(t, second, "INSERT INTO c (id, p) VALUES (1, ?)", 99)
+	require.Error(t, second.Commit())
+	require.Error(t, <-firstDone, "the first was in the same COMMIT")
+	require.Zero(t, b.count(t, "p"))
+	require.Zero(t, b.count(t, "c"))
+
+	// The writer goes on with a new group.
+	tx, err := b.d.BeginTx(b.ctx, nil)
+	require.NoError(t, err)
+	b.insert(t, tx, "INSERT INTO p (id) VALUES (?)", 1)
+	require.NoError(t, tx.Commit())
+	require.Equal(t, 1, b.count(t, "p"))
+}
+
+// A statement outside a transaction that waited for the writer commits
+// the open group before it runs, so its caller is told it is stored only
+// once it is, and the group's members answer.
+func TestGroupCommitsBeforeAPlainStatement(t *testing.T) {
+	t.Parallel()
+	b := setupGroups(t)
+	first, err := b.d.BeginTx(b.ctx, nil)
+	require.NoError(t, err)
+	b.insert(t, first, "INSERT INTO p (id) VALUES (?)", 1)
+	plain := make(chan error, 1)
+	go func() {
+		_, err := b.d.ExecContext(b.ctx, "INSERT INTO p (id) VALUES (2)")
+		plain <- err
+	}()
+	b.waitQueued(t, 1)
+	require.NoError(t, first.Commit())
+	require.NoError(t, <-plain)
+	require.Equal(t, 2, b.count(t, "p"))
+}
+
+// A transaction used after it ended says so.
+func TestGroupMemberEnded(t *testing.T) {
+	t.Parallel()
+	b := setupGroups(t)
+	tx, err := b.d.BeginTx(b.ctx, nil)
+	require.NoError(t, err)
+	require.NoError(t, tx.Commit())
+	require.ErrorIs(t, tx.Commit(), errTxDone)
+	require.ErrorIs(t, tx.Rollback(), errTxDone)
+	require.ErrorIs(t, tx.Exec(b.ctx, "INSERT INTO p (id) VALUES (3)", []any{}, nil), errTxDone)
+}
+
+// Many writers at once, as under load: transactions that commit, ones that
+// roll back, urgent ones and plain statements all end as they would alone.
+func TestGroupUnderLoad(t *testing.T) {
+	t.Parallel()
+	b := setupGroups(t)
+	const writers, each = 32, 20
+	errs := make(chan error, writers+2)
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Go(func() {
+			for i := range each {
+				ctx := b.ctx
+				if i%5 == 0 {
+					ctx = Urgent(ctx)
+				}
+				tx, err := b.d.BeginTx(ctx, nil)
+				if err != nil {
+					errs <- err
+					return
+				}
+				id := w*each + i + 1
+				if err := tx.Exec(ctx, "INSERT INTO p (id) VALUES (?)", []any{id}, nil); err != nil {
+					errs <- err
+					return
+				}
+				var rows entsql.Rows
+				if err := tx.Query(ctx, "SELECT count(*) FROM p WHERE id = ?", []any{id}, &rows); err != nil {
+					errs <- err
+					return
+				}
+				_ = rows.Close()
+				if i%3 == 0 {
+					err = tx.Rollback()
+				} else {
+					err = tx.Commit()
+				}
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	wg.Go(func() {
+		for i := range each {
+			if _, err := b.d.ExecContext(b.ctx, "INSERT INTO c (id, p) VALUES (?, NULL)", i+1); err != nil {
+				errs <- err
+				return
+			}
+		}
+	})
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		require.NoError(t, err)
+	}
+	committed := 0
+	for i := range each {
+		if i%3 != 0 {
+			committed++
+		}
+	}
+	require.Equal(t, writers*committed, b.count(t, "p"))
+	require.Equal(t, each, b.count(t, "c"))
+}
