@@ -70,6 +70,9 @@ func New(o Options) *Service {
 	return &Service{o}
 }
 
-// now is the service clock in UTC: SQLite compares stored times as text,
-// which orders correctly only when every time has the same offset.
-func (s *Service) now() time.Time { return s.Now().UTC() }
+// now is the service clock in UTC, to the microsecond. UTC: SQLite
+// compares stored times as text, which orders correctly only when every
+// time has the same offset. Microseconds: PostgreSQL keeps no more, so a
+// time answered straight from the clock (verifyEmail's winner) equals the
+// same time read back from the database (every repeat of the call).
+func (s *Service) now() time.Time { return s.Now().UTC().Truncate(time.Microsecond) }

@@ -162,18 +162,23 @@ func TestRegisterStoresOnlyHashes(t *testing.T) {
 	})
 }
 
-// Concurrent clicks on one link: all succeed, one change, one event.
+// Concurrent clicks on one link: all succeed, one change, one event, and
+// every answer names the same moment (the winner answers from the clock,
+// the others from the database, which keeps microseconds on PostgreSQL).
 func TestConcurrentVerifyWritesOneEvent(t *testing.T) {
 	t.Parallel()
 	eachDB(t, func(t *testing.T, b *testBundle) {
 		b.register(t, "click@example.com")
 		tok := b.newestToken(t)
-		errs := concurrently(16, func(int) error {
-			_, err := b.svc.VerifyEmail(context.Background(), tok)
+		b.clock.Set(time.Date(2026, 1, 2, 3, 4, 5, 123456789, time.UTC))
+		answers := make([]Verification, 16)
+		errs := concurrently(len(answers), func(i int) (err error) {
+			answers[i], err = b.svc.VerifyEmail(context.Background(), tok)
 			return err
 		})
-		for _, err := range errs {
+		for i, err := range errs {
 			require.NoError(t, err)
+			require.True(t, answers[i].VerifiedAt.Equal(answers[0].VerifiedAt), "answer %d: %v, answer 0: %v", i, answers[i].VerifiedAt, answers[0].VerifiedAt)
 		}
 		require.Len(t, b.events(t, event.VerifiedTopic), 1)
 	})
