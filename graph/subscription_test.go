@@ -231,7 +231,11 @@ func TestSubscriptionGoroutines(t *testing.T) {
 	require.Equal(t, n, b.hub.Len())
 	delta := runtime.NumGoroutine() - before
 	t.Logf("%.2f goroutines per idle subscription", float64(delta)/n)
-	require.LessOrEqual(t, delta, 3*n, "%.2f goroutines per subscription", float64(delta)/n)
+	// background is room for goroutines no subscription owns that may
+	// come and go meanwhile (the relay publishing, a database opener):
+	// a fourth goroutine per subscription would still be n over.
+	const background = 10
+	require.LessOrEqual(t, delta, 3*n+background, "%.2f goroutines per subscription", float64(delta)/n)
 
 	for _, s := range subs {
 		s.WS.Close()
