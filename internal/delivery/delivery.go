@@ -171,26 +171,19 @@ func (s *Store) write(ctx context.Context, reg *uuid.UUID, f func(*ent.Client) (
 		_, err := f(s.db)
 		return err
 	}
-	tx, err := s.db.Tx(ctx)
-	if err != nil {
-		return err
+	announced := false
+	err := database.InTx(ctx, s.db, func(tx *ent.Tx) error {
+		d, err := f(tx.Client())
+		if err != nil || d == nil {
+			return err
+		}
+		announced = true
+		return outbox.Enqueue(ctx, tx, d.At, event.DeliveryChangedTopic, event.DeliveryChanged{Registration: *reg, Delivery: *d})
+	})
+	if err == nil && announced {
+		s.woken()
 	}
-	defer func() { _ = tx.Rollback() }()
-	d, err := f(tx.Client())
-	if err != nil {
-		return err
-	}
-	if d == nil {
-		return tx.Commit()
-	}
-	if err := outbox.Enqueue(ctx, tx, d.At, event.DeliveryChangedTopic, event.DeliveryChanged{Registration: *reg, Delivery: *d}); err != nil {
-		return err
-	}
-	if err := tx.Commit(); err != nil {
-		return err
-	}
-	s.woken()
-	return nil
+	return err
 }
 
 // woken tells the announce hook that a change committed.
@@ -324,42 +317,37 @@ var (
 // id, and marks its record QUEUED, in one transaction: the relay publishes
 // it and the mailer tries again.
 func (s *Store) Replay(ctx context.Context, eventID string) error {
-	tx, err := s.db.Tx(ctx)
-	if err != nil {
-		return err
-	}
-	defer func() { _ = tx.Rollback() }()
-	rec, err := tx.Delivery.Query().Where(entdelivery.EventID(eventID)).Only(ctx)
-	switch {
-	case ent.IsNotFound(err):
-		return fmt.Errorf("%s: %w", eventID, ErrNotFound)
-	case err != nil:
-		return err
-	case rec.State != Failed:
-		return fmt.Errorf("%s is %s: %w", eventID, rec.State, ErrNotDeadLetter)
-	case len(rec.Payload) == 0:
-		return fmt.Errorf("%s: the event was not kept", eventID)
-	}
-	id, err := uuid.Parse(rec.EventID)
-	if err != nil {
-		return fmt.Errorf("%s: not an outbox event id", eventID)
-	}
-	now := s.now().UTC()
-	if err := outbox.Requeue(ctx, tx, now, id, rec.Topic, rec.Payload); err != nil {
-		return err
-	}
-	err = tx.Delivery.UpdateOneID(rec.ID).SetState(Queued).SetReason("").SetUpdatedAt(now).Exec(ctx)
-	if err != nil {
-		return err
-	}
-	if rec.Registration != nil {
-		// Its watchers see it queued again (the attempts so far stay).
-		d := view(Queued, now, rec.Attempts, "")
-		if err := outbox.Enqueue(ctx, tx, now, event.DeliveryChangedTopic, event.DeliveryChanged{Registration: *rec.Registration, Delivery: *d}); err != nil {
+	err := database.InTx(ctx, s.db, func(tx *ent.Tx) error {
+		rec, err := tx.Delivery.Query().Where(entdelivery.EventID(eventID)).Only(ctx)
+		switch {
+		case ent.IsNotFound(err):
+			return fmt.Errorf("%s: %w", eventID, ErrNotFound)
+		case err != nil:
+			return err
+		case rec.State != Failed:
+			return fmt.Errorf("%s is %s: %w", eventID, rec.State, ErrNotDeadLetter)
+		case len(rec.Payload) == 0:
+			return fmt.Errorf("%s: the event was not kept", eventID)
+		}
+		id, err := uuid.Parse(rec.EventID)
+		if err != nil {
+			return fmt.Errorf("%s: not an outbox event id", eventID)
+		}
+		now := s.now().UTC()
+		if err := outbox.Requeue(ctx, tx, now, id, rec.Topic, rec.Payload); err != nil {
 			return err
 		}
-	}
-	if err := tx.Commit(); err != nil {
+		if err := tx.Delivery.UpdateOneID(rec.ID).SetState(Queued).SetReason("").SetUpdatedAt(now).Exec(ctx); err != nil {
+			return err
+		}
+		if rec.Registration == nil {
+			return nil
+		}
+		// Its watchers see it queued again (the attempts so far stay).
+		d := view(Queued, now, rec.Attempts, "")
+		return outbox.Enqueue(ctx, tx, now, event.DeliveryChangedTopic, event.DeliveryChanged{Registration: *rec.Registration, Delivery: *d})
+	})
+	if err != nil {
 		return err
 	}
 	// The relay publishes the replayed event (and the change) now.
