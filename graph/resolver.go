@@ -48,3 +48,6 @@ func limitClient(ctx context.Context, l *ratelimit.Limiter) error {
 	}
 	return nil
 }
+
+// errNotYet answers the Step 5 operations until they are built.
+var errNotYet = apperr.Errorf(apperr.Internal, "not implemented yet")

@@ -47,6 +47,26 @@ func (r *mutationResolver) ResendVerificationEmail(ctx context.Context, email st
 	return true, nil
 }
 
+// VerifyEmailWithCode is the resolver for the verifyEmailWithCode field.
+func (r *mutationResolver) VerifyEmailWithCode(ctx context.Context, watchToken string, code string) (*model.VerifyEmailPayload, error) {
+	return nil, errNotYet
+}
+
+// SignIn is the resolver for the signIn field.
+func (r *mutationResolver) SignIn(ctx context.Context, email string, password string) (*model.SignInPayload, error) {
+	return nil, errNotYet
+}
+
+// ChangeEmail is the resolver for the changeEmail field.
+func (r *mutationResolver) ChangeEmail(ctx context.Context, newEmail string) (bool, error) {
+	return false, errNotYet
+}
+
+// ConfirmEmailChange is the resolver for the confirmEmailChange field.
+func (r *mutationResolver) ConfirmEmailChange(ctx context.Context, code string) (*model.VerifyEmailPayload, error) {
+	return nil, errNotYet
+}
+
 // VerificationStatus is the resolver for the verificationStatus field.
 func (r *queryResolver) VerificationStatus(ctx context.Context, watchToken string) (status.Status, error) {
 	return r.Accounts.Status(ctx, watchToken)

@@ -19,6 +19,10 @@ type RegisterInput struct {
 	Email string `json:"email"`
 	// 8 to 256 characters.
 	Password string `json:"password"`
+	// Where to send the person once verified; its origin must be PUBLIC_URL's or in REDIRECT_ALLOWLIST.
+	RedirectTo *string `json:"redirectTo,omitempty"`
+	// BCP 47 language of the email and pages (e.g. "de"); unknown ones fall back to English, whose subject keeps "Verify".
+	Locale *string `json:"locale,omitempty"`
 }
 
 type RegisterPayload struct {
@@ -26,6 +30,12 @@ type RegisterPayload struct {
 	WatchToken string `json:"watchToken"`
 	// UNVERIFIED for a fresh registration.
 	Status status.Status `json:"status"`
+}
+
+type SignInPayload struct {
+	// JWT like a receipt (same keys and claims, token_use "session"), valid for SESSION_TTL.
+	Token     string    `json:"token"`
+	ExpiresAt time.Time `json:"expiresAt"`
 }
 
 type Subscription struct {
@@ -38,4 +48,8 @@ type VerifyEmailPayload struct {
 	VerifiedAt time.Time     `json:"verifiedAt"`
 	// True when the address had been verified before this call (an old or double-clicked link).
 	AlreadyVerified bool `json:"alreadyVerified"`
+	// JWT signed by verifier: proof that this address is verified.
+	Receipt string `json:"receipt"`
+	// The registration's redirectTo, if any.
+	RedirectTo *string `json:"redirectTo,omitempty"`
 }

@@ -80,6 +80,11 @@ type Change struct {
 	Status   Status
 	At       time.Time
 	Delivery *Delivery
+	// Receipt is set on the VERIFIED snapshot of a registration's own
+	// watch token: a signed proof for the app, minted for that watcher.
+	Receipt *string
+	// RedirectTo is the registration's redirectTo, set with Receipt.
+	RedirectTo *string
 }
 
 // MarshalGQL writes s as a GraphQL enum value.
