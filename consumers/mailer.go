@@ -101,7 +101,7 @@ func (m *Mailer) Queue() broker.Queue {
 		n = 8
 	}
 	return broker.Queue{
-		Name:        MailerQueue,
+		Name: MailerQueue,
 		Topics: []string{event.RegisteredTopic, event.RenewedTopic, event.ResentTopic, event.EmailChangeRequestedTopic,
 			event.AlreadyRegisteredTopic, event.EmailChangeNoticeTopic},
 		Concurrency: n,

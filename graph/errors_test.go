@@ -63,10 +63,10 @@ func newClient(a Accounts) *client.Client {
 func TestErrorPresenter(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
-		name      string
-		accounts  fakeAccounts
-		code      string
-		message   string
+		name     string
+		accounts fakeAccounts
+		code     string
+		message  string
 		// retryWant is retryAfterSeconds, or attemptsLeft for INVALID_CODE.
 		retryWant any
 	}{

@@ -30,7 +30,9 @@ const secret = "Hunter2-FuzzSecret-9f8e7d"
 // makes are left to the embedded nil interface.
 type stubAccounts struct{ graph.Accounts }
 
-func (stubAccounts) Register(context.Context, account.RegisterInput) (string, error) { return "watch", nil }
+func (stubAccounts) Register(context.Context, account.RegisterInput) (string, error) {
+	return "watch", nil
+}
 func (stubAccounts) VerifyEmail(context.Context, string) (account.Verification, error) {
 	return account.Verification{Email: "a@example.com", VerifiedAt: time.Unix(0, 0)}, nil
 }
