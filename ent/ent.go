@@ -17,6 +17,7 @@ import (
 	"github.com/verifier/verifier/ent/emailthrottle"
 	"github.com/verifier/verifier/ent/outboxevent"
 	"github.com/verifier/verifier/ent/secret"
+	"github.com/verifier/verifier/ent/signingkey"
 	"github.com/verifier/verifier/ent/user"
 	"github.com/verifier/verifier/ent/verificationtoken"
 	"github.com/verifier/verifier/ent/watchtoken"
@@ -85,6 +86,7 @@ func checkColumn(t, c string) error {
 			emailthrottle.Table:     emailthrottle.ValidColumn,
 			outboxevent.Table:       outboxevent.ValidColumn,
 			secret.Table:            secret.ValidColumn,
+			signingkey.Table:        signingkey.ValidColumn,
 			user.Table:              user.ValidColumn,
 			verificationtoken.Table: verificationtoken.ValidColumn,
 			watchtoken.Table:        watchtoken.ValidColumn,

@@ -24,6 +24,8 @@ type Tx struct {
 	OutboxEvent *OutboxEventClient
 	// Secret is the client for interacting with the Secret builders.
 	Secret *SecretClient
+	// SigningKey is the client for interacting with the SigningKey builders.
+	SigningKey *SigningKeyClient
 	// User is the client for interacting with the User builders.
 	User *UserClient
 	// VerificationToken is the client for interacting with the VerificationToken builders.
@@ -166,6 +168,7 @@ func (tx *Tx) init() {
 	tx.EmailThrottle = NewEmailThrottleClient(tx.config)
 	tx.OutboxEvent = NewOutboxEventClient(tx.config)
 	tx.Secret = NewSecretClient(tx.config)
+	tx.SigningKey = NewSigningKeyClient(tx.config)
 	tx.User = NewUserClient(tx.config)
 	tx.VerificationToken = NewVerificationTokenClient(tx.config)
 	tx.WatchToken = NewWatchTokenClient(tx.config)
