@@ -3621,7 +3621,7 @@ func (m *SigningKeyMutation) PrivateKey() (r []byte, exists bool) {
 // OldPrivateKey returns the old "private_key" field's value of the SigningKey entity.
 // If the SigningKey object wasn't provided to the builder, the object is fetched from the database.
 // An error is returned if the mutation operation is not UpdateOne, or the database query fails.
-func (m *SigningKeyMutation) OldPrivateKey(ctx context.Context) (v *[]byte, err error) {
+func (m *SigningKeyMutation) OldPrivateKey(ctx context.Context) (v []byte, err error) {
 	if !m.op.Is(OpUpdateOne) {
 		return v, errors.New("OldPrivateKey is only allowed on UpdateOne operations")
 	}

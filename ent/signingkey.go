@@ -22,7 +22,7 @@ type SigningKey struct {
 	// PublicKey holds the value of the "public_key" field.
 	PublicKey []byte `json:"public_key,omitempty"`
 	// PrivateKey holds the value of the "private_key" field.
-	PrivateKey *[]byte `json:"-"`
+	PrivateKey []byte `json:"-"`
 	// Current holds the value of the "current" field.
 	Current *bool `json:"current,omitempty"`
 	// CreatedAt holds the value of the "created_at" field.
@@ -84,7 +84,7 @@ func (_m *SigningKey) assignValues(columns []string, values []any) error {
 			if value, ok := values[i].(*[]byte); !ok {
 				return fmt.Errorf("unexpected type %T for field private_key", values[i])
 			} else if value != nil {
-				_m.PrivateKey = value
+				_m.PrivateKey = *value
 			}
 		case signingkey.FieldCurrent:
 			if value, ok := values[i].(*sql.NullBool); !ok {

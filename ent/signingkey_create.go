@@ -164,7 +164,7 @@ func (_c *SigningKeyCreate) createSpec() (*SigningKey, *sqlgraph.CreateSpec) {
 	}
 	if value, ok := _c.mutation.PrivateKey(); ok {
 		_spec.SetField(signingkey.FieldPrivateKey, field.TypeBytes, value)
-		_node.PrivateKey = &value
+		_node.PrivateKey = value
 	}
 	if value, ok := _c.mutation.Current(); ok {
 		_spec.SetField(signingkey.FieldCurrent, field.TypeBool, value)

@@ -24,7 +24,7 @@ func (SigningKey) Fields() []ent.Field {
 		// defaults). Absent for a key read from SIGNING_KEY_FILE, which
 		// never leaves its file, and erased when a key is retired: a
 		// retired key never signs again.
-		field.Bytes("private_key").Optional().Nillable().Sensitive(),
+		field.Bytes("private_key").Optional().Sensitive(),
 		// True for the one key that signs now, NULL for every other (see
 		// Indexes).
 		field.Bool("current").Optional().Nillable(),
