@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
@@ -217,9 +218,15 @@ func (s *Signer) Rotate(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	old := s.currentKID()
+	var old string
 	err = database.InTx(ctx, s.db, func(tx *ent.Tx) error {
 		now := s.clock()
+		// For the log only: the kid this rotation retires.
+		kids, err := tx.SigningKey.Query().Where(signingkey.Current(true)).Select(signingkey.FieldKid).Strings(ctx)
+		if err != nil {
+			return fmt.Errorf("signer: read the current key: %w", err)
+		}
+		old = strings.Join(kids, ",")
 		if _, err := retireCurrent(ctx, tx, now); err != nil {
 			return err
 		}

@@ -8,7 +8,11 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
+	"encoding/base64"
+	"encoding/hex"
 	"encoding/pem"
+	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -22,6 +26,7 @@ import (
 
 	"github.com/verifier/verifier/ent"
 	"github.com/verifier/verifier/ent/signingkey"
+	"github.com/verifier/verifier/internal/database"
 	"github.com/verifier/verifier/internal/database/databasetest"
 	"github.com/verifier/verifier/internal/testkit"
 )
@@ -162,23 +167,14 @@ func TestConcurrentStartsAgree(t *testing.T) {
 			for i := range dbs {
 				dbs[i] = b.open(t)
 			}
-			var (
-				wg    sync.WaitGroup
-				start = make(chan struct{})
-				kids  = make([]string, replicas)
-				errs  = make([]error, replicas)
-			)
-			for i := range replicas {
-				wg.Go(func() {
-					<-start
-					s, err := New(context.Background(), b.options(func(o *Options) { o.DB, o.KeyFile = dbs[i], file }))
-					if errs[i] = err; err == nil {
-						kids[i] = s.own.kid
-					}
-				})
-			}
-			close(start)
-			wg.Wait()
+			kids := make([]string, replicas)
+			errs := atOnce(replicas, func(i int) error {
+				s, err := New(context.Background(), b.options(func(o *Options) { o.DB, o.KeyFile = dbs[i], file }))
+				if err == nil {
+					kids[i] = s.own.kid
+				}
+				return err
+			})
 			for i := range replicas {
 				require.NoError(t, errs[i], "replica %d, key file %q", i, file)
 				require.Equal(t, kids[0], kids[i], "replica %d", i)
@@ -191,6 +187,25 @@ func TestConcurrentStartsAgree(t *testing.T) {
 		rs := rows(t, b.db)
 		require.Len(t, rs, 2, "one generated key, then the file's: nothing more")
 	})
+}
+
+// atOnce runs f(0) … f(n-1) in goroutines released together, as replicas
+// starting at once, and returns their errors.
+func atOnce(n int, f func(i int) error) []error {
+	var (
+		wg    sync.WaitGroup
+		start = make(chan struct{})
+		errs  = make([]error, n)
+	)
+	for i := range n {
+		wg.Go(func() {
+			<-start
+			errs[i] = f(i)
+		})
+	}
+	close(start)
+	wg.Wait()
+	return errs
 }
 
 // writeKeyFile writes a new Ed25519 key as openssl would and returns its
@@ -312,4 +327,108 @@ func TestKeyFileErrors(t *testing.T) {
 		}
 	}
 	require.Empty(t, rows(t, b.db), "a bad file registers nothing")
+}
+
+// Replicas rotating at once leave one current key, and every kid they
+// report is listed.
+func TestConcurrentRotationsLeaveOneCurrent(t *testing.T) {
+	t.Parallel()
+	const replicas = 4
+	eachDB(t, func(t *testing.T, b *testBundle) {
+		signers := make([]*Signer, replicas)
+		for i := range signers {
+			signers[i] = b.signer(t, func(o *Options) { o.DB = b.open(t) })
+		}
+		got := make([]string, replicas)
+		errs := atOnce(replicas, func(i int) (err error) {
+			got[i], err = signers[i].Rotate(context.Background())
+			return err
+		})
+		listed := kids(fetchJWKS(t, b.signer(t)))
+		for i := range replicas {
+			require.NoError(t, errs[i], "replica %d", i)
+			require.Contains(t, listed, got[i])
+		}
+		require.Equal(t, 1, b.db.SigningKey.Query().Where(signingkey.Current(true)).CountX(context.Background()))
+	})
+}
+
+// With the database gone, a replica keeps signing, verifying and listing
+// from the copy it read before, retired keys still drop out on time, and
+// the failing read is tried (and logged) once per cacheFor, not per call.
+func TestServesItsCopyWhileTheDatabaseIsDown(t *testing.T) {
+	t.Parallel()
+	b := &testBundle{url: databasetest.SQLite(t), clock: testkit.NewFrozenClock(time.Now().UTC().Truncate(time.Second))}
+	b.db = b.open(t)
+	var logs testkit.LogBuffer
+	ctx := context.Background()
+	own, err := database.Open(ctx, b.url)
+	require.NoError(t, err)
+	s := b.signer(t, func(o *Options) {
+		o.DB = own.Ent
+		o.Log = slog.New(slog.NewTextHandler(&logs, nil))
+	})
+	old := s.own.kid
+	tok, _, err := s.Session(ctx, ada)
+	require.NoError(t, err)
+	kid, err := s.Rotate(ctx)
+	require.NoError(t, err)
+	require.NoError(t, own.Close())
+
+	b.clock.Advance(cacheFor)
+	for range 3 {
+		_, err = s.VerifySession(ctx, tok)
+		require.NoError(t, err)
+		fresh, _, err := s.Session(ctx, ada)
+		require.NoError(t, err)
+		_, err = s.VerifySession(ctx, fresh)
+		require.NoError(t, err)
+		require.Equal(t, []string{kid, old}, kids(fetchJWKS(t, s)))
+	}
+	require.Equal(t, 1, logs.Count("cannot read the key table"))
+
+	b.clock.Advance(s.retention)
+	require.Equal(t, []string{kid}, kids(fetchJWKS(t, s)))
+	require.Equal(t, 2, logs.Count("cannot read the key table"))
+}
+
+// No log line holds a private key, in any encoding, nor the key file's
+// content.
+func TestLogsHoldNoKey(t *testing.T) {
+	t.Parallel()
+	b := &testBundle{url: databasetest.SQLite(t), clock: testkit.NewClock()}
+	b.db = b.open(t)
+	var logs testkit.LogBuffer
+	logged := func(o *Options) {
+		o.Log = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	ctx := context.Background()
+	seed := func() []byte {
+		return b.db.SigningKey.Query().Where(signingkey.Current(true)).OnlyX(ctx).PrivateKey
+	}
+	s := b.signer(t, logged)
+	seeds := [][]byte{seed()}
+	_, err := s.Rotate(ctx)
+	require.NoError(t, err)
+	seeds = append(seeds, seed())
+	path := writeKeyFile(t)
+	b.signer(t, logged, func(o *Options) { o.KeyFile = path })
+	priv, err := ReadKeyFile(path)
+	require.NoError(t, err)
+	seeds = append(seeds, priv.Seed())
+	raw, err := os.ReadFile(path)
+	require.NoError(t, err)
+
+	out := logs.String()
+	require.Contains(t, out, "signing key rotated")
+	for _, sd := range seeds {
+		require.Len(t, sd, ed25519.SeedSize)
+		for _, enc := range []string{
+			base64.StdEncoding.EncodeToString(sd)[:20], base64.RawURLEncoding.EncodeToString(sd)[:20],
+			hex.EncodeToString(sd)[:20], fmt.Sprint(sd)[1:20],
+		} {
+			require.NotContains(t, out, enc)
+		}
+	}
+	require.NotContains(t, out, strings.SplitN(string(raw), "\n", 3)[1][:20])
 }

@@ -72,6 +72,10 @@ func (s *Signer) keys(ctx context.Context) (*view, error) {
 	if v == nil {
 		return nil, err
 	}
+	if ctx.Err() != nil {
+		// The caller left; the read goes on and stores what it finds.
+		return v, nil
+	}
 	s.log.Warn("signing keys: cannot read the key table, serving the copy read before", "loaded", v.loaded, "err", err)
 	stale := *v
 	stale.loaded = s.clock()
@@ -201,12 +205,4 @@ func (s *Signer) fromRow(r *ent.SigningKey) (*key, error) {
 	}
 	k.retiredAt = r.RetiredAt
 	return k, nil
-}
-
-// currentKID is the kid of the current key in the copy, for logs.
-func (s *Signer) currentKID() string {
-	if v := s.view.Load(); v != nil && v.current != nil {
-		return v.current.kid
-	}
-	return ""
 }
