@@ -110,3 +110,47 @@ func median(d []time.Duration) time.Duration {
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// BenchmarkSignInTiming guards the promise that signIn answers an unknown
+// address and a wrong password for a known one in the same time: both
+// check a password with argon2id at production parameters (an unknown
+// address against a fixed dummy hash) and count the failure. Like
+// BenchmarkEnumerationTiming it times the two cases in a random order per
+// iteration, through the real service, and fails if the median of their
+// paired differences exceeds maxTimingSpread. The clock moves an hour per
+// iteration, so the sign-in throttle never answers instead.
+//
+// Run with: go test -run '^$' -bench SignInTiming -benchtime 200x .
+func BenchmarkSignInTiming(b *testing.B) {
+	s := startService(b, svcOptions{})
+	s.waitReady(b, 200)
+	s.register(b, "known@example.com")
+	tok := tokenFrom(b, s.sink.Next(b, 30*time.Second))
+	require.Empty(b, s.gql(b, verifyQ, map[string]any{"t": tok}).Errors)
+
+	kinds := []string{"unknown", "wrong-password"}
+	emails := []string{"unknown@example.com", "known@example.com"}
+	samples := make([][]time.Duration, len(kinds))
+	for b.Loop() {
+		s.clock.Advance(time.Hour)
+		for _, k := range rand.Perm(len(kinds)) {
+			start := time.Now()
+			r := s.gql(b, signInQ, map[string]any{"e": emails[k], "p": "not the password"})
+			samples[k] = append(samples[k], time.Since(start))
+			require.Equal(b, "INVALID_CREDENTIALS", r.code())
+		}
+	}
+	b.StopTimer()
+	for k := range kinds {
+		b.ReportMetric(ms(median(samples[k])), "signin-"+kinds[k]+"-p50-ms")
+	}
+	diff := make([]time.Duration, len(samples[0]))
+	for j := range diff {
+		diff[j] = samples[1][j] - samples[0][j]
+	}
+	d := median(diff)
+	b.ReportMetric(ms(d), "signin-wrong-minus-unknown-ms")
+	if d.Abs() > maxTimingSpread {
+		b.Errorf("signIn: a wrong password takes %s longer than an unknown address at the median; the bound is %s", d, maxTimingSpread)
+	}
+}
