@@ -14,6 +14,7 @@ import (
 	"github.com/gorilla/websocket"
 	"github.com/stretchr/testify/require"
 
+	"github.com/verifier/verifier/internal/bearer"
 	"github.com/verifier/verifier/internal/metrics"
 	"github.com/verifier/verifier/internal/ratelimit"
 	"github.com/verifier/verifier/internal/testkit"
@@ -68,6 +69,28 @@ func TestClientAddress(t *testing.T) {
 			clientAddress(tt.trustProxy)(next).ServeHTTP(httptest.NewRecorder(), req)
 			require.Equal(t, tt.want, next.client)
 		})
+	}
+}
+
+// The Authorization: Bearer credential reaches the handler through the
+// context; any other scheme, or none, leaves it empty.
+func TestBearerToken(t *testing.T) {
+	t.Parallel()
+	for header, want := range map[string]string{
+		"Bearer abc.def.ghi": "abc.def.ghi",
+		"bearer  xyz ":       "xyz",
+		"Basic dXNlcjpwdw==": "",
+		"Bearer":             "",
+		"":                   "",
+	} {
+		var got string
+		h := bearerToken(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { got = bearer.Token(r.Context()) }))
+		r := httptest.NewRequest(http.MethodPost, "/query", nil)
+		if header != "" {
+			r.Header.Set("Authorization", header)
+		}
+		h.ServeHTTP(httptest.NewRecorder(), r)
+		require.Equal(t, want, got, "%q", header)
 	}
 }
 
