@@ -4,10 +4,8 @@ package main
 // the one-time code, receipts checked against the live JWKS, redirectTo.
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"regexp"
 	"sync"
@@ -57,18 +55,7 @@ func (s *svc) gqlAs(t testing.TB, token, query string, vars map[string]any) gqlR
 	t.Helper()
 	body, err := json.Marshal(map[string]any{"query": query, "variables": vars})
 	require.NoError(t, err)
-	req, err := http.NewRequest(http.MethodPost, s.url("/query"), bytes.NewReader(body))
-	require.NoError(t, err)
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Authorization", "Bearer "+token)
-	resp, err := s.http.Do(req)
-	require.NoError(t, err)
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(resp.Body)
-	require.NoError(t, err)
-	out := gqlResponse{Status: resp.StatusCode}
-	require.NoError(t, json.Unmarshal(raw, &out), "JSON body: %s", raw)
-	return out
+	return s.postWith(t, body, http.Header{"Authorization": {"Bearer " + token}})
 }
 
 // verifyReceipt checks a receipt against the live /.well-known/jwks.json

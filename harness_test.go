@@ -271,7 +271,19 @@ func (r gqlResponse) code() string {
 
 func (s *svc) post(t testing.TB, body []byte) gqlResponse {
 	t.Helper()
-	resp, err := s.http.Post(s.url("/query"), "application/json", bytes.NewReader(body))
+	return s.postWith(t, body, nil)
+}
+
+// postWith posts a GraphQL request body with extra headers.
+func (s *svc) postWith(t testing.TB, body []byte, header http.Header) gqlResponse {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, s.url("/query"), bytes.NewReader(body))
+	require.NoError(t, err)
+	for k, v := range header {
+		req.Header[k] = v
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := s.http.Do(req)
 	require.NoError(t, err)
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(resp.Body)

@@ -4,9 +4,7 @@ package main
 // and the limits per client, per domain and in total.
 
 import (
-	"bytes"
 	"encoding/json"
-	"io"
 	"net/http"
 	"testing"
 	"time"
@@ -163,20 +161,9 @@ func TestClientLimitBehindProxy(t *testing.T) {
 		n++ // a new address each time: no cooldown in the way
 		body, err := json.Marshal(map[string]any{"query": resendQ, "variables": map[string]any{"e": "x" + string(rune('a'+n)) + "@example.com"}})
 		require.NoError(t, err)
-		req, err := http.NewRequest(http.MethodPost, s.url("/query"), bytes.NewReader(body))
-		require.NoError(t, err)
-		req.Header.Set("Content-Type", "application/json")
 		// The first entry is the client's own claim, ignored; the trusted
 		// proxy appended the second.
-		req.Header.Set("X-Forwarded-For", "192.0.2.66, "+proxySaw)
-		resp, err := s.http.Do(req)
-		require.NoError(t, err)
-		defer resp.Body.Close()
-		raw, err := io.ReadAll(resp.Body)
-		require.NoError(t, err)
-		var out gqlResponse
-		require.NoError(t, json.Unmarshal(raw, &out), "%s", raw)
-		return out
+		return s.postWith(t, body, http.Header{"X-Forwarded-For": {"192.0.2.66, " + proxySaw}})
 	}
 	require.Empty(t, resend("2001:db8:7:7::1").Errors)
 	require.Empty(t, resend("2001:db8:7:7::2").Errors)

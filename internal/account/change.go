@@ -95,12 +95,7 @@ func (s *Service) changeToFree(ctx context.Context, tx *ent.Tx, inbox *ent.Email
 	if err := s.supersede(ctx, tx, u.ID, registration.PurposeCHANGE_EMAIL, now); err != nil {
 		return err
 	}
-	c := code.New()
-	reg, err := s.createRegistration(ctx, tx, r, &u.ID, c, now)
-	if err != nil {
-		return err
-	}
-	req, err := s.verificationRequest(ctx, tx, reg, c, now)
+	req, err := s.issue(ctx, tx, r, u.ID, now)
 	if err != nil {
 		return err
 	}

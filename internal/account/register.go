@@ -133,12 +133,7 @@ func (s *Service) register(ctx context.Context, tx *ent.Tx, r newRegistration) e
 			return err
 		}
 	}
-	c := code.New()
-	reg, err := s.createRegistration(ctx, tx, r, &u.ID, c, now)
-	if err != nil {
-		return err
-	}
-	req, err := s.verificationRequest(ctx, tx, reg, c, now)
+	req, err := s.issue(ctx, tx, r, u.ID, now)
 	if err != nil {
 		return err
 	}
@@ -163,6 +158,17 @@ func (s *Service) supersede(ctx context.Context, tx *ent.Tx, userID uuid.UUID, p
 		return err
 	}
 	return outbox.Enqueue(ctx, tx, now, event.SupersededTopic, event.Superseded{Registrations: ids})
+}
+
+// issue writes r for userID with a fresh code and a first link, and
+// returns the event that mails them.
+func (s *Service) issue(ctx context.Context, tx *ent.Tx, r newRegistration, userID uuid.UUID, now time.Time) (event.VerificationRequested, error) {
+	c := code.New()
+	reg, err := s.createRegistration(ctx, tx, r, &userID, c, now)
+	if err != nil {
+		return event.VerificationRequested{}, err
+	}
+	return s.verificationRequest(ctx, tx, reg, c, now)
 }
 
 // createRegistration writes a registration with a code, for userID (nil: a

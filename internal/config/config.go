@@ -265,32 +265,28 @@ func Load(getenv func(string) string) (Config, error) {
 	if err != nil {
 		fail("PUBLIC_URL", "%v", err)
 	}
-	for _, raw := range strings.Split(get("ALLOWED_ORIGINS"), ",") {
-		if raw = strings.TrimSpace(raw); raw == "" {
-			continue
+	// origins reads a comma-separated list of origins.
+	origins := func(name string) []string {
+		var out []string
+		for _, raw := range strings.Split(get(name), ",") {
+			if raw = strings.TrimSpace(raw); raw == "" {
+				continue
+			}
+			o, err := origin(raw)
+			if err != nil {
+				fail(name, "%v", err)
+				continue
+			}
+			out = append(out, o)
 		}
-		o, err := origin(raw)
-		if err != nil {
-			fail("ALLOWED_ORIGINS", "%v", err)
-			continue
-		}
-		c.AllowedOrigins = append(c.AllowedOrigins, o)
+		return out
 	}
+	c.AllowedOrigins = origins("ALLOWED_ORIGINS")
 	if publicURL != nil {
 		o, _ := origin(publicURL.Scheme + "://" + publicURL.Host)
 		c.RedirectOrigins = append(c.RedirectOrigins, o)
 	}
-	for _, raw := range strings.Split(get("REDIRECT_ALLOWLIST"), ",") {
-		if raw = strings.TrimSpace(raw); raw == "" {
-			continue
-		}
-		o, err := origin(raw)
-		if err != nil {
-			fail("REDIRECT_ALLOWLIST", "%v", err)
-			continue
-		}
-		c.RedirectOrigins = append(c.RedirectOrigins, o)
-	}
+	c.RedirectOrigins = append(c.RedirectOrigins, origins("REDIRECT_ALLOWLIST")...)
 	if f := c.SigningKeyFile; f != "" {
 		if strings.ContainsFunc(f, unicode.IsControl) {
 			fail("SIGNING_KEY_FILE", "a control character in the path")
