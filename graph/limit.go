@@ -110,6 +110,10 @@ func weighLookups(c *ComplexityRoot) {
 	c.Mutation.Register = func(child int, _ model.RegisterInput) int { return lookup(child) }
 	c.Mutation.VerifyEmail = func(child int, _ string) int { return lookup(child) }
 	c.Mutation.ResendVerificationEmail = func(child int, _ string) int { return lookup(child) }
+	c.Mutation.VerifyEmailWithCode = func(child int, _, _ string) int { return lookup(child) }
+	c.Mutation.SignIn = func(child int, _, _ string) int { return lookup(child) }
+	c.Mutation.ChangeEmail = func(child int, _ string) int { return lookup(child) }
+	c.Mutation.ConfirmEmailChange = func(child int, _ string) int { return lookup(child) }
 }
 
 // costLimit refuses an operation whose complexity (weighLookups) is over
