@@ -25,7 +25,7 @@ generate:
 # an existing address than for a new one.
 bench:
 	go run ./bench
-	go test -run '^$$' -bench EnumerationTiming -benchtime 200x .
+	go test -run '^$$' -bench 'EnumerationTiming|SignInTiming' -benchtime 200x .
 
 # The fault suite alone (RELIABILITY.md): the real binary under SIGKILL,
 # RabbitMQ, SMTP and database faults, printing the fault table. make test
