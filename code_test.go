@@ -306,7 +306,8 @@ func TestRedirectTo(t *testing.T) {
 		ok bool
 	}{
 		{publicURL + "/done", true},
-		{"https://app.example.com/welcome#x", true},
+		{"https://app.example.com/welcome?step=2", true},
+		{"https://app.example.com/welcome#x", false}, // clients append #receipt=…
 		{"https://APP.example.com:443/w", true},
 		{"http://localhost:5173/", true},
 		{"https://evil.example/", false},

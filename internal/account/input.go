@@ -97,7 +97,8 @@ type RegisterInput struct {
 }
 
 // CheckRedirect checks a redirectTo: an absolute http(s) URL without user
-// info whose origin is one of origins (PUBLIC_URL's and
+// info or fragment (clients append "#receipt=…" to it) whose origin is one
+// of origins (PUBLIC_URL's and
 // REDIRECT_ALLOWLIST's, as browsers write them), else BAD_USER_INPUT. The
 // list keeps the service from becoming an open redirector that hands a
 // receipt to any site.
@@ -107,7 +108,7 @@ func CheckRedirect(raw string, origins []string) (string, error) {
 		return "", bad
 	}
 	u, err := url.Parse(raw)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil || u.Opaque != "" {
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil || u.Opaque != "" || strings.Contains(raw, "#") {
 		return "", bad
 	}
 	if !slices.Contains(origins, Origin(u)) {
