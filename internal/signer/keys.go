@@ -20,6 +20,7 @@ import (
 	"github.com/go-jose/go-jose/v4"
 
 	"github.com/verifier/verifier/ent"
+	"github.com/verifier/verifier/ent/predicate"
 	"github.com/verifier/verifier/ent/signingkey"
 	"github.com/verifier/verifier/internal/database"
 )
@@ -125,18 +126,15 @@ func keyKind(k any) string {
 	}
 }
 
-// retireCurrent marks the current key retired in tx, if it matches also,
-// and erases its private half: a retired key never signs again.
-func retireCurrent(ctx context.Context, tx *ent.Tx, now time.Time, also ...func(*ent.SigningKeyUpdate)) (int, error) {
-	u := tx.SigningKey.Update().Where(signingkey.Current(true))
-	for _, f := range also {
-		f(u)
-	}
-	n, err := u.ClearCurrent().SetRetiredAt(now).ClearPrivateKey().Save(ctx)
+// retireCurrent marks the current key retired in tx, if it also matches
+// ps, and erases its private half: a retired key never signs again.
+func retireCurrent(ctx context.Context, tx *ent.Tx, now time.Time, ps ...predicate.SigningKey) error {
+	err := tx.SigningKey.Update().Where(append(ps, signingkey.Current(true))...).
+		ClearCurrent().SetRetiredAt(now).ClearPrivateKey().Exec(ctx)
 	if err != nil {
-		return 0, fmt.Errorf("signer: retire the current key: %w", err)
+		return fmt.Errorf("signer: retire the current key: %w", err)
 	}
-	return n, nil
+	return nil
 }
 
 // insertGenerated stores a new generated key as the current one, unless a
@@ -160,9 +158,7 @@ func insertGenerated(ctx context.Context, tx *ent.Tx, now time.Time, k *key, see
 func (s *Signer) installFileKey(ctx context.Context, k *key) error {
 	return database.InTx(ctx, s.db, func(tx *ent.Tx) error {
 		now := s.clock()
-		if _, err := retireCurrent(ctx, tx, now, func(u *ent.SigningKeyUpdate) {
-			u.Where(signingkey.KidNEQ(k.kid))
-		}); err != nil {
+		if err := retireCurrent(ctx, tx, now, signingkey.KidNEQ(k.kid)); err != nil {
 			return err
 		}
 		err := tx.SigningKey.Create().
@@ -196,9 +192,7 @@ func (s *Signer) ensureGeneratedKey(ctx context.Context) error {
 	}
 	return database.InTx(ctx, s.db, func(tx *ent.Tx) error {
 		now := s.clock()
-		if _, err := retireCurrent(ctx, tx, now, func(u *ent.SigningKeyUpdate) {
-			u.Where(signingkey.PrivateKeyIsNil())
-		}); err != nil {
+		if err := retireCurrent(ctx, tx, now, signingkey.PrivateKeyIsNil()); err != nil {
 			return err
 		}
 		return insertGenerated(ctx, tx, now, k, seed)
@@ -227,7 +221,7 @@ func (s *Signer) Rotate(ctx context.Context) (string, error) {
 			return fmt.Errorf("signer: read the current key: %w", err)
 		}
 		old = strings.Join(kids, ",")
-		if _, err := retireCurrent(ctx, tx, now); err != nil {
+		if err := retireCurrent(ctx, tx, now); err != nil {
 			return err
 		}
 		// A rotation racing this one may have put its own key in

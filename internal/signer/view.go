@@ -76,10 +76,11 @@ func (s *Signer) keys(ctx context.Context) (*view, error) {
 		// The caller left; the read goes on and stores what it finds.
 		return v, nil
 	}
-	s.log.Warn("signing keys: cannot read the key table, serving the copy read before", "loaded", v.loaded, "err", err)
 	stale := *v
 	stale.loaded = s.clock()
-	s.view.CompareAndSwap(v, &stale)
+	if s.view.CompareAndSwap(v, &stale) { // one caller of those that shared the read
+		s.log.Warn("signing keys: cannot read the key table, serving the copy read before", "loaded", v.loaded, "err", err)
+	}
 	return v, nil
 }
 
