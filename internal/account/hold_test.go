@@ -3,6 +3,7 @@ package account
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"testing"
 	"time"
 
@@ -15,6 +16,7 @@ import (
 	"github.com/verifier/verifier/ent/user"
 	"github.com/verifier/verifier/internal/apperr"
 	"github.com/verifier/verifier/internal/event"
+	"github.com/verifier/verifier/internal/ratelimit"
 	"github.com/verifier/verifier/internal/seal"
 	"github.com/verifier/verifier/internal/status"
 	"github.com/verifier/verifier/internal/testkit"
@@ -198,5 +200,43 @@ func TestDeleteUnverified(t *testing.T) {
 		n, err = b.svc.DeleteUnverified(ctx)
 		require.NoError(t, err)
 		require.Equal(t, 1, n, "squat@ again; late@ registered 6 days ago")
+	})
+}
+
+// Registrations racing a confirmation never change a verified user's
+// password: whichever wins, a VERIFIED user's password is the one of the
+// registration that confirmed it. An invariant check: the narrowest window
+// (on PostgreSQL, a renewal that read the user UNVERIFIED just before the
+// confirmation committed) is closed by register's conditional update and
+// rarely opens here.
+func TestRenewalsRacingConfirmation(t *testing.T) {
+	t.Parallel()
+	eachDB(t, func(t *testing.T, b *testBundle) {
+		ctx := ratelimit.WithClient(context.Background(), "192.0.2.1")
+		b.registerWith(t, "contest@example.com", "owner password")
+		owner := b.lastEmail(t, "contest@example.com")
+		var confirmErr error
+		errs := concurrently(9, func(i int) error {
+			if i == 0 {
+				_, confirmErr = b.svc.VerifyEmail(ctx, owner.token)
+				return nil
+			}
+			_, err := b.svc.Register(ctx, RegisterInput{Email: "contest@example.com", Password: fmt.Sprintf("attacker password %d", i)})
+			return err
+		})
+		for _, err := range errs {
+			require.NoError(t, err)
+		}
+		u, err := b.db.User.Query().Only(ctx)
+		require.NoError(t, err)
+		if confirmErr != nil {
+			requireCode(t, apperr.InvalidToken, confirmErr, "superseded first")
+			require.Equal(t, user.StatusUNVERIFIED, u.Status)
+			return
+		}
+		require.Equal(t, user.StatusVERIFIED, u.Status)
+		ok, err := b.svc.Hasher.Verify(ctx, "owner password", u.PasswordHash)
+		require.NoError(t, err)
+		require.True(t, ok, "the confirming registration's password")
 	})
 }

@@ -103,16 +103,7 @@ func (s *Service) register(ctx context.Context, tx *ent.Tx, r newRegistration) e
 		return err
 	}
 	if existing != nil && existing.Status == user.StatusVERIFIED {
-		// A decoy: the same rows as a fresh registration but no user, and
-		// a code nobody is mailed, so a guess at it fails like a wrong
-		// code at a real one.
-		reg, err := s.createRegistration(ctx, tx, r, nil, code.New(), now)
-		if err != nil {
-			return err
-		}
-		// The notice obeys the cooldown like every email: a repeated
-		// attempt cannot flood the owner, and the notice is not lost.
-		return s.schedule(ctx, tx, inbox, now, outgoing{event.AlreadyRegisteredTopic, event.AlreadyRegistered{Email: r.email, Registration: reg.ID}})
+		return s.decoy(ctx, tx, inbox, r, now)
 	}
 
 	topic := event.RegisteredTopic
@@ -125,9 +116,16 @@ func (s *Service) register(ctx context.Context, tx *ent.Tx, r newRegistration) e
 		u, topic = existing, event.RenewedTopic
 		// The newest registration's password is the one signIn checks
 		// while the address is unverified, and the one VerifyEmail
-		// requires to be still in place (see confirmSignup).
-		if err := tx.User.UpdateOne(u).SetPasswordHash(r.passwordHash).Exec(ctx); err != nil {
+		// requires to be still in place (see confirmSignup). Conditional
+		// on the status: a confirmation that committed since the read
+		// above (PostgreSQL) makes this a repeated registration of a
+		// VERIFIED address, whose password must not change.
+		n, err := tx.User.Update().Where(user.ID(u.ID), user.StatusEQ(user.StatusUNVERIFIED)).SetPasswordHash(r.passwordHash).Save(ctx)
+		if err != nil {
 			return err
+		}
+		if n == 0 {
+			return s.decoy(ctx, tx, inbox, r, now)
 		}
 		if err := s.supersede(ctx, tx, u.ID, registration.PurposeSIGNUP, now); err != nil {
 			return err
@@ -143,6 +141,19 @@ func (s *Service) register(ctx context.Context, tx *ent.Tx, r newRegistration) e
 	// differ between new and existing addresses and a later resend's
 	// retryAfterSeconds would tell them apart.
 	return s.schedule(ctx, tx, inbox, now, outgoing{topic, req})
+}
+
+// decoy answers a repeated registration of a VERIFIED address: the same
+// rows as a fresh registration but no user, and a code nobody is mailed,
+// so a guess at it fails like a wrong code at a real one; the owner gets a
+// notice, which obeys the cooldown like every email (a repeated attempt
+// cannot flood the owner, and the notice is not lost).
+func (s *Service) decoy(ctx context.Context, tx *ent.Tx, inbox *ent.EmailThrottle, r newRegistration, now time.Time) error {
+	reg, err := s.createRegistration(ctx, tx, r, nil, code.New(), now)
+	if err != nil {
+		return err
+	}
+	return s.schedule(ctx, tx, inbox, now, outgoing{event.AlreadyRegisteredTopic, event.AlreadyRegistered{Email: r.email, Registration: reg.ID}})
 }
 
 // supersede marks the user's live registrations of purpose superseded and
