@@ -25,7 +25,8 @@ func (Delivery) Fields() []ent.Field {
 	return []ent.Field{
 		// The outbox event's id, which the broker carries as the message id.
 		field.String("event_id").NotEmpty().MaxLen(64).Unique().Immutable(),
-		// What the email is: verification or already_registered.
+		// What the email is: verification, already_registered or
+		// email_change_notice.
 		field.String("kind").Immutable(),
 		// The recipient as the event gave it; empty for an event that did
 		// not decode.

@@ -29,22 +29,35 @@ func TestLoadDefaults(t *testing.T) {
 	require.Empty(t, c.AllowedOrigins)
 	require.Equal(t, 30, c.ClientLimit)
 	require.Zero(t, c.TrustProxy)
+	require.Equal(t, 168*time.Hour, c.UnverifiedTTL)
+	require.Equal(t, 15*time.Minute, c.CodeTTL)
+	require.Equal(t, 15*time.Minute, c.ReceiptTTL)
+	require.Equal(t, time.Hour, c.SessionTTL)
+	require.Empty(t, c.SigningKeyFile)
+	require.Empty(t, c.JWTAudience)
+	require.Equal(t, []string{"http://localhost:8080"}, c.RedirectOrigins, "PUBLIC_URL's origin")
 }
 
 func TestLoadValues(t *testing.T) {
 	t.Parallel()
 	c, err := Load(env(map[string]string{
-		"HTTP_ADDR":       "[::1]:0",
-		"PUBLIC_URL":      "https://verify.example.com/",
-		"SMTP_URL":        "smtps://user:p%40ss@smtp.example.com:465",
-		"AMQP_URL":        "amqps://user:pass@rabbit.example.com:5671/prod?heartbeat=10",
-		"MAIL_FROM":       "Example <no-reply@example.com>",
-		"TOKEN_TTL":       "2h",
-		"ALLOWED_ORIGINS": " https://App.Example.com , http://localhost:5173/ ,https://x.example:443",
-		"DATABASE_URL":    "postgres://u:p@localhost:5432/db?sslmode=disable",
-		"TRUST_PROXY":     "true",
+		"HTTP_ADDR":          "[::1]:0",
+		"PUBLIC_URL":         "https://verify.example.com/",
+		"SMTP_URL":           "smtps://user:p%40ss@smtp.example.com:465",
+		"AMQP_URL":           "amqps://user:pass@rabbit.example.com:5671/prod?heartbeat=10",
+		"MAIL_FROM":          "Example <no-reply@example.com>",
+		"TOKEN_TTL":          "2h",
+		"ALLOWED_ORIGINS":    " https://App.Example.com , http://localhost:5173/ ,https://x.example:443",
+		"DATABASE_URL":       "postgres://u:p@localhost:5432/db?sslmode=disable",
+		"TRUST_PROXY":        "true",
+		"REDIRECT_ALLOWLIST": "https://App.Example.com:443, http://localhost:5173/",
+		"CODE_TTL":           "10m",
+		"JWT_AUDIENCE":       "my-app",
 	}))
 	require.NoError(t, err)
+	require.Equal(t, []string{"https://verify.example.com", "https://app.example.com", "http://localhost:5173"}, c.RedirectOrigins)
+	require.Equal(t, 10*time.Minute, c.CodeTTL)
+	require.Equal(t, "my-app", c.JWTAudience)
 	require.Equal(t, "https://verify.example.com", c.PublicURL)
 	require.Equal(t, 2*time.Hour, c.TokenTTL)
 	require.False(t, c.DevOutbox, "SMTP_URL set: mail goes out")
