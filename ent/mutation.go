@@ -6333,7 +6333,7 @@ func (m *VerificationTokenMutation) RegistrationID() (r uuid.UUID, exists bool) 
 // OldRegistrationID returns the old "registration_id" field's value of the VerificationToken entity.
 // If the VerificationToken object wasn't provided to the builder, the object is fetched from the database.
 // An error is returned if the mutation operation is not UpdateOne, or the database query fails.
-func (m *VerificationTokenMutation) OldRegistrationID(ctx context.Context) (v uuid.UUID, err error) {
+func (m *VerificationTokenMutation) OldRegistrationID(ctx context.Context) (v *uuid.UUID, err error) {
 	if !m.op.Is(OpUpdateOne) {
 		return v, errors.New("OldRegistrationID is only allowed on UpdateOne operations")
 	}
@@ -6347,9 +6347,22 @@ func (m *VerificationTokenMutation) OldRegistrationID(ctx context.Context) (v uu
 	return oldValue.RegistrationID, nil
 }
 
+// ClearRegistrationID clears the value of the "registration_id" field.
+func (m *VerificationTokenMutation) ClearRegistrationID() {
+	m.registration = nil
+	m.clearedFields[verificationtoken.FieldRegistrationID] = struct{}{}
+}
+
+// RegistrationIDCleared returns if the "registration_id" field was cleared in this mutation.
+func (m *VerificationTokenMutation) RegistrationIDCleared() bool {
+	_, ok := m.clearedFields[verificationtoken.FieldRegistrationID]
+	return ok
+}
+
 // ResetRegistrationID resets all changes to the "registration_id" field.
 func (m *VerificationTokenMutation) ResetRegistrationID() {
 	m.registration = nil
+	delete(m.clearedFields, verificationtoken.FieldRegistrationID)
 }
 
 // SetExpiresAt sets the "expires_at" field.
@@ -6472,7 +6485,7 @@ func (m *VerificationTokenMutation) ClearRegistration() {
 
 // RegistrationCleared reports if the "registration" edge to the Registration entity was cleared.
 func (m *VerificationTokenMutation) RegistrationCleared() bool {
-	return m.clearedregistration
+	return m.RegistrationIDCleared() || m.clearedregistration
 }
 
 // RegistrationIDs returns the "registration" edge IDs in the mutation.
@@ -6666,6 +6679,9 @@ func (m *VerificationTokenMutation) AddField(name string, value ent.Value) error
 // mutation.
 func (m *VerificationTokenMutation) ClearedFields() []string {
 	var fields []string
+	if m.FieldCleared(verificationtoken.FieldRegistrationID) {
+		fields = append(fields, verificationtoken.FieldRegistrationID)
+	}
 	if m.FieldCleared(verificationtoken.FieldUsedAt) {
 		fields = append(fields, verificationtoken.FieldUsedAt)
 	}
@@ -6683,6 +6699,9 @@ func (m *VerificationTokenMutation) FieldCleared(name string) bool {
 // error if the field is not defined in the schema.
 func (m *VerificationTokenMutation) ClearField(name string) error {
 	switch name {
+	case verificationtoken.FieldRegistrationID:
+		m.ClearRegistrationID()
+		return nil
 	case verificationtoken.FieldUsedAt:
 		m.ClearUsedAt()
 		return nil

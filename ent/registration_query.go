@@ -508,9 +508,12 @@ func (_q *RegistrationQuery) loadVerificationTokens(ctx context.Context, query *
 	}
 	for _, n := range neighbors {
 		fk := n.RegistrationID
-		node, ok := nodeids[fk]
+		if fk == nil {
+			return fmt.Errorf(`foreign-key "registration_id" is nil for node %v`, n.ID)
+		}
+		node, ok := nodeids[*fk]
 		if !ok {
-			return fmt.Errorf(`unexpected referenced foreign-key "registration_id" returned %v for node %v`, fk, n.ID)
+			return fmt.Errorf(`unexpected referenced foreign-key "registration_id" returned %v for node %v`, *fk, n.ID)
 		}
 		assign(node, n)
 	}

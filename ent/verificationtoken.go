@@ -27,7 +27,7 @@ type VerificationToken struct {
 	// UserID holds the value of the "user_id" field.
 	UserID uuid.UUID `json:"user_id,omitempty"`
 	// RegistrationID holds the value of the "registration_id" field.
-	RegistrationID uuid.UUID `json:"registration_id,omitempty"`
+	RegistrationID *uuid.UUID `json:"registration_id,omitempty"`
 	// ExpiresAt holds the value of the "expires_at" field.
 	ExpiresAt time.Time `json:"expires_at,omitempty"`
 	// UsedAt holds the value of the "used_at" field.
@@ -76,13 +76,15 @@ func (*VerificationToken) scanValues(columns []string) ([]any, error) {
 	values := make([]any, len(columns))
 	for i := range columns {
 		switch columns[i] {
+		case verificationtoken.FieldRegistrationID:
+			values[i] = &sql.NullScanner{S: new(uuid.UUID)}
 		case verificationtoken.FieldID:
 			values[i] = new(sql.NullInt64)
 		case verificationtoken.FieldTokenHash:
 			values[i] = new(sql.NullString)
 		case verificationtoken.FieldCreatedAt, verificationtoken.FieldExpiresAt, verificationtoken.FieldUsedAt:
 			values[i] = new(sql.NullTime)
-		case verificationtoken.FieldUserID, verificationtoken.FieldRegistrationID:
+		case verificationtoken.FieldUserID:
 			values[i] = new(uuid.UUID)
 		default:
 			values[i] = new(sql.UnknownType)
@@ -124,10 +126,11 @@ func (_m *VerificationToken) assignValues(columns []string, values []any) error 
 				_m.UserID = *value
 			}
 		case verificationtoken.FieldRegistrationID:
-			if value, ok := values[i].(*uuid.UUID); !ok {
+			if value, ok := values[i].(*sql.NullScanner); !ok {
 				return fmt.Errorf("unexpected type %T for field registration_id", values[i])
-			} else if value != nil {
-				_m.RegistrationID = *value
+			} else if value.Valid {
+				_m.RegistrationID = new(uuid.UUID)
+				*_m.RegistrationID = *value.S.(*uuid.UUID)
 			}
 		case verificationtoken.FieldExpiresAt:
 			if value, ok := values[i].(*sql.NullTime); !ok {
@@ -196,8 +199,10 @@ func (_m *VerificationToken) String() string {
 	builder.WriteString("user_id=")
 	builder.WriteString(fmt.Sprintf("%v", _m.UserID))
 	builder.WriteString(", ")
-	builder.WriteString("registration_id=")
-	builder.WriteString(fmt.Sprintf("%v", _m.RegistrationID))
+	if v := _m.RegistrationID; v != nil {
+		builder.WriteString("registration_id=")
+		builder.WriteString(fmt.Sprintf("%v", *v))
+	}
 	builder.WriteString(", ")
 	builder.WriteString("expires_at=")
 	builder.WriteString(_m.ExpiresAt.Format(time.ANSIC))

@@ -57,6 +57,14 @@ func (_c *VerificationTokenCreate) SetRegistrationID(v uuid.UUID) *VerificationT
 	return _c
 }
 
+// SetNillableRegistrationID sets the "registration_id" field if the given value is not nil.
+func (_c *VerificationTokenCreate) SetNillableRegistrationID(v *uuid.UUID) *VerificationTokenCreate {
+	if v != nil {
+		_c.SetRegistrationID(*v)
+	}
+	return _c
+}
+
 // SetExpiresAt sets the "expires_at" field.
 func (_c *VerificationTokenCreate) SetExpiresAt(v time.Time) *VerificationTokenCreate {
 	_c.mutation.SetExpiresAt(v)
@@ -144,17 +152,11 @@ func (_c *VerificationTokenCreate) check() error {
 	if _, ok := _c.mutation.UserID(); !ok {
 		return &ValidationError{Name: "user_id", err: errors.New(`ent: missing required field "VerificationToken.user_id"`)}
 	}
-	if _, ok := _c.mutation.RegistrationID(); !ok {
-		return &ValidationError{Name: "registration_id", err: errors.New(`ent: missing required field "VerificationToken.registration_id"`)}
-	}
 	if _, ok := _c.mutation.ExpiresAt(); !ok {
 		return &ValidationError{Name: "expires_at", err: errors.New(`ent: missing required field "VerificationToken.expires_at"`)}
 	}
 	if len(_c.mutation.UserIDs()) == 0 {
 		return &ValidationError{Name: "user", err: errors.New(`ent: missing required edge "VerificationToken.user"`)}
-	}
-	if len(_c.mutation.RegistrationIDs()) == 0 {
-		return &ValidationError{Name: "registration", err: errors.New(`ent: missing required edge "VerificationToken.registration"`)}
 	}
 	return nil
 }
@@ -230,7 +232,7 @@ func (_c *VerificationTokenCreate) createSpec() (*VerificationToken, *sqlgraph.C
 		for _, k := range nodes {
 			edge.Target.Nodes = append(edge.Target.Nodes, k)
 		}
-		_node.RegistrationID = nodes[0]
+		_node.RegistrationID = &nodes[0]
 		_spec.Edges = append(_spec.Edges, edge)
 	}
 	return _node, _spec

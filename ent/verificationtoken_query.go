@@ -483,7 +483,10 @@ func (_q *VerificationTokenQuery) loadRegistration(ctx context.Context, query *R
 	ids := make([]uuid.UUID, 0, len(nodes))
 	nodeids := make(map[uuid.UUID][]*VerificationToken)
 	for i := range nodes {
-		fk := nodes[i].RegistrationID
+		if nodes[i].RegistrationID == nil {
+			continue
+		}
+		fk := *nodes[i].RegistrationID
 		if _, ok := nodeids[fk]; !ok {
 			ids = append(ids, fk)
 		}

@@ -208,7 +208,7 @@ var (
 		{Name: "token_hash", Type: field.TypeString, Unique: true, Size: 64},
 		{Name: "expires_at", Type: field.TypeTime},
 		{Name: "used_at", Type: field.TypeTime, Nullable: true},
-		{Name: "registration_id", Type: field.TypeUUID},
+		{Name: "registration_id", Type: field.TypeUUID, Nullable: true},
 		{Name: "user_id", Type: field.TypeUUID},
 	}
 	// VerificationTokensTable holds the schema information for the "verification_tokens" table.
@@ -221,7 +221,7 @@ var (
 				Symbol:     "verification_tokens_registrations_verification_tokens",
 				Columns:    []*schema.Column{VerificationTokensColumns[5]},
 				RefColumns: []*schema.Column{RegistrationsColumns[0]},
-				OnDelete:   schema.NoAction,
+				OnDelete:   schema.SetNull,
 			},
 			{
 				Symbol:     "verification_tokens_users_verification_tokens",

@@ -21,7 +21,10 @@ func (VerificationToken) Fields() []ent.Field {
 	return []ent.Field{
 		secretHash(),
 		field.UUID("user_id", uuid.UUID{}).Immutable(),
-		field.UUID("registration_id", uuid.UUID{}).Immutable(),
+		// Optional only so that a database from before registrations
+		// upgrades at start: such an old token names none and answers
+		// INVALID_TOKEN. Every new token names its registration.
+		field.UUID("registration_id", uuid.UUID{}).Optional().Nillable().Immutable(),
 		field.Time("expires_at").Immutable(),
 		field.Time("used_at").Optional().Nillable(),
 	}
@@ -31,7 +34,7 @@ func (VerificationToken) Fields() []ent.Field {
 func (VerificationToken) Edges() []ent.Edge {
 	return []ent.Edge{
 		edge.From("user", User.Type).Ref("verification_tokens").Field("user_id").Unique().Required().Immutable(),
-		edge.From("registration", Registration.Type).Ref("verification_tokens").Field("registration_id").Unique().Required().Immutable(),
+		edge.From("registration", Registration.Type).Ref("verification_tokens").Field("registration_id").Unique().Immutable(),
 	}
 }
 

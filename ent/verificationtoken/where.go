@@ -231,6 +231,16 @@ func RegistrationIDNotIn(vs ...uuid.UUID) predicate.VerificationToken {
 	return predicate.VerificationToken(sql.FieldNotIn(FieldRegistrationID, vs...))
 }
 
+// RegistrationIDIsNil applies the IsNil predicate on the "registration_id" field.
+func RegistrationIDIsNil() predicate.VerificationToken {
+	return predicate.VerificationToken(sql.FieldIsNull(FieldRegistrationID))
+}
+
+// RegistrationIDNotNil applies the NotNil predicate on the "registration_id" field.
+func RegistrationIDNotNil() predicate.VerificationToken {
+	return predicate.VerificationToken(sql.FieldNotNull(FieldRegistrationID))
+}
+
 // ExpiresAtEQ applies the EQ predicate on the "expires_at" field.
 func ExpiresAtEQ(v time.Time) predicate.VerificationToken {
 	return predicate.VerificationToken(sql.FieldEQ(FieldExpiresAt, v))

@@ -175,7 +175,7 @@ func TestRegisterStoresOnlyHashes(t *testing.T) {
 		require.Equal(t, b.clock.Now().Add(time.Hour), reg.ExpiresAt.UTC())
 		require.Len(t, reg.CodeHash, 64, "the code only as its keyed hash")
 		require.NotContains(t, reg.String(), reg.CodeHash, "Sensitive")
-		require.Equal(t, reg.ID, vt.RegistrationID)
+		require.Equal(t, &reg.ID, vt.RegistrationID)
 	})
 }
 

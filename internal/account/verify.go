@@ -59,7 +59,7 @@ func (s *Service) VerifyEmail(ctx context.Context, tok string) (Verification, er
 		return Verification{}, fmt.Errorf("verify: find token: %w", err)
 	}
 	reg := vt.Edges.Registration
-	if reg.SupersededAt != nil {
+	if reg == nil || reg.SupersededAt != nil {
 		return Verification{}, errInvalidLink
 	}
 	if !s.now().Before(vt.ExpiresAt) {
