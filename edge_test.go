@@ -34,8 +34,23 @@ func TestNothingSentIsLogged(t *testing.T) {
 	r := s.gql(t, registerQ, map[string]any{"e": "secret@example.com", "p": password})
 	require.Empty(t, r.Errors)
 	watch := r.Data["register"].(map[string]any)["watchToken"].(string)
-	token := tokenFrom(t, s.sink.Next(t, 30*time.Second))
-	secrets := []string{password, token, watch}
+	mail := s.sink.Next(t, 30*time.Second)
+	token := tokenFrom(t, mail)
+
+	// Step 5: a wrong and the right code, sign-in, a session token as
+	// bearer, a bearer that is no token. (The 6-digit code itself is not
+	// searched for: six digits can stand in a log line by chance.)
+	require.Equal(t, "INVALID_CODE", s.gql(t, codeQ, map[string]any{"w": watch, "c": "999999"}).code())
+	receipt := payloadOf(t, s.gql(t, codeQ, map[string]any{"w": watch, "c": codeFrom(t, mail)}), "verifyEmailWithCode").Receipt
+	require.Equal(t, "INVALID_CREDENTIALS", s.gql(t, signInQ, map[string]any{"e": "secret@example.com", "p": password + "-typo"}).code())
+	r = s.gql(t, signInQ, map[string]any{"e": "secret@example.com", "p": password})
+	require.Empty(t, r.Errors)
+	session := r.Data["signIn"].(map[string]any)["token"].(string)
+	require.Empty(t, s.gqlAs(t, session, changeQ, map[string]any{"e": "secret2@example.com"}).Errors)
+	require.Equal(t, "UNAUTHENTICATED", s.gqlAs(t, receipt, changeQ, map[string]any{"e": "secret3@example.com"}).code())
+	const badBearer = "Not-A-Token-But-Secret-Bearer"
+	require.Equal(t, "UNAUTHENTICATED", s.gqlAs(t, badBearer, confirmQ, map[string]any{"c": "123456"}).code())
+	secrets := []string{password, password + "-typo", token, watch, receipt, session, badBearer}
 	fill := func(shape string) []byte {
 		return []byte(strings.NewReplacer("PASSWORD", password, "TOKEN", token, "WATCH", watch).Replace(shape))
 	}
