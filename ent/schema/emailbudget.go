@@ -7,14 +7,16 @@ import (
 )
 
 // EmailBudget counts the emails queued in one hour for one scope: a
-// recipient domain or everyone. Kept in the database so that every replica
-// spends from the same budget.
+// recipient domain or everyone; and, with the same counting, failed
+// sign-ins per inbox and per client. Kept in the database so that every
+// replica spends from the same budget.
 type EmailBudget struct{ ent.Schema }
 
 // Fields of EmailBudget.
 func (EmailBudget) Fields() []ent.Field {
 	return []ent.Field{
-		// "domain:" + the canonical domain, or "global".
+		// "domain:" + the canonical domain, "global", "signin:" + the
+		// canonical address or "signin-client:" + the client's key.
 		field.String("scope").MaxLen(300).NotEmpty().Immutable(),
 		// Start of the hour counted, in Unix seconds.
 		field.Int64("window_start").Immutable(),

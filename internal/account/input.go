@@ -114,7 +114,11 @@ func CheckRedirect(raw string, origins []string) (string, error) {
 	if !slices.Contains(origins, Origin(u)) {
 		return "", bad
 	}
-	return u.String(), nil
+	// Stored as written back (escaped), which can be longer than typed.
+	if to := u.String(); len(to) <= maxRedirectLen {
+		return to, nil
+	}
+	return "", bad
 }
 
 // Origin is u's origin as browsers send it: scheme and host in lower case,
@@ -142,7 +146,7 @@ func NormalizeLocale(raw string) (string, error) {
 		return "", apperr.Errorf(apperr.BadUserInput, "locale is too long")
 	}
 	tag, err := language.Parse(raw)
-	if err != nil {
+	if err != nil || len(tag.String()) > maxLocaleLen {
 		return "", apperr.Errorf(apperr.BadUserInput, "locale is not a BCP 47 language tag")
 	}
 	return tag.String(), nil
