@@ -92,6 +92,11 @@ export function signupPage(opts: {
       } else if (apiErr.code === 'BAD_USER_INPUT' && /^password/i.test(apiErr.message)) {
         setError(password, pwError, msg);
         password.focus();
+      } else if (apiErr.code === 'BAD_USER_INPUT' && /redirect/i.test(apiErr.message)) {
+        // Nothing the person typed is wrong: the app that sent them here
+        // asked to have them back at a site this service does not allow.
+        formError.replaceChildren('The page that sent you here asks to return to a site we may not send you to. ',
+          h('a', { href: '/' }, 'Sign up without it'), '.');
       } else {
         formError.textContent = msg;
       }
