@@ -111,7 +111,7 @@ describe('change address', () => {
     await p.getByLabel('The 6-digit code from that email').fill(code);
     await p.getByRole('heading', { name: 'You are signed in' }).waitFor();
     assert.equal(await p.locator('#address').textContent(), next);
-    await p.getByText(`Your address is now ${next}.`).waitFor();
+    await p.locator('.notice').getByText(`Your address is now ${next}.`).waitFor();
 
     // The new address signs in; the old one no longer does.
     const ok = await gql(server, 'mutation($e:String!,$p:String!){signIn(email:$e,password:$p){token}}', { e: next, p: password });

@@ -91,17 +91,17 @@ describe('one-time code', () => {
     const field = p.getByLabel(codeLabel);
 
     await field.fill(wrong(code, 1));
-    await p.getByText('That code is not right — 4 tries left.').waitFor();
+    await p.locator('#code-error').getByText('That code is not right — 4 tries left.').waitFor();
     assert.equal(await field.getAttribute('aria-invalid'), 'true');
     assert.equal(await p.evaluate(() => document.activeElement.id), 'code', 'focus stays on the field');
     await p.waitForFunction(() => document.querySelector('#announcer').textContent.includes('4 tries left'));
 
     for (const [n, left] of [[2, '3 tries'], [3, '2 tries'], [4, '1 try']]) {
       await field.fill(wrong(code, n));
-      await p.getByText(`That code is not right — ${left} left.`).waitFor();
+      await p.locator('#code-error').getByText(`That code is not right — ${left} left.`).waitFor();
     }
     await field.fill(wrong(code, 5));
-    await p.getByText('This code no longer works. Use the link in the email, or send a new email.').waitFor();
+    await p.locator('#code-error').getByText('This code no longer works. Use the link in the email, or send a new email.').waitFor();
     assert.equal(await field.isDisabled(), true);
 
     // The link in the email still works, and the screen flips live.

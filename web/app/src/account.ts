@@ -102,6 +102,7 @@ function signInPage(notice?: string): void {
   show(
     h('h1', {}, 'Sign in'),
     notice ? h('p', { class: 'notice', role: 'status' }, notice) : null,
+    h('p', { class: 'lead' }, 'With the address you confirmed and your password.'),
     form,
     unverified,
     h('p', { class: 'note' }, 'No account yet? ', h('a', { href: '/' }, 'Create one')),
@@ -140,6 +141,10 @@ function changePage(s: SignedIn): void {
     input.setAttribute('aria-invalid', 'true');
     input.focus();
   };
+  input.addEventListener('input', () => {
+    error.textContent = '';
+    input.removeAttribute('aria-invalid');
+  });
   const form = h('form', { novalidate: true },
     h('div', { class: 'field' }, h('label', { for: 'new-email' }, 'New email address'), input, error),
     submit,
@@ -170,7 +175,7 @@ function changePage(s: SignedIn): void {
   });
   show(
     h('h1', {}, 'Change your address'),
-    h('p', { class: 'lead' }, 'Now: ', h('strong', { class: 'address' }, s.email),
+    h('p', { class: 'lead' }, 'Your address now: ', h('strong', { class: 'address' }, s.email),
       '. We will send a link and a code to the new address; nothing changes until you confirm it there.'),
     form,
     h('div', { class: 'actions' }, cancel),
