@@ -22,6 +22,14 @@ after(async () => {
 
 const codeLabel = 'Or type the 6-digit code from the email';
 
+/** Signs up through the form on a page opened with ?redirect_to=. */
+async function signUpFrom(p, redirect, email) {
+  await p.goto(`${server.url}/?redirect_to=${encodeURIComponent(redirect)}`);
+  await p.getByLabel('Email', { exact: true }).fill(email);
+  await p.getByLabel('Password', { exact: true }).fill('correct horse battery');
+  await p.getByRole('button', { name: 'Create account' }).click();
+}
+
 /** A code that is not `code`: its neighbour number `n` places on. */
 const wrong = (code, n = 1) => String((Number(code) + n) % 1e6).padStart(6, '0');
 
@@ -30,10 +38,7 @@ describe('one-time code', () => {
     const email = uniqueEmail('code');
     const redirect = `${app.origin}/welcome?from=verifier`;
     const p = await page();
-    await p.goto(`${server.url}/?redirect_to=${encodeURIComponent(redirect)}`);
-    await p.getByLabel('Email', { exact: true }).fill(email);
-    await p.getByLabel('Password', { exact: true }).fill('correct horse battery');
-    await p.getByRole('button', { name: 'Create account' }).click();
+    await signUpFrom(p, redirect, email);
     await p.getByRole('heading', { name: 'Check your inbox' }).waitFor();
     await p.getByText('Live', { exact: true }).waitFor();
 
@@ -115,10 +120,7 @@ describe('the confirm page', () => {
     const email = uniqueEmail('link');
     const redirect = `${app.origin}/after-link`;
     const a = await page();
-    await a.goto(`${server.url}/?redirect_to=${encodeURIComponent(redirect)}`);
-    await a.getByLabel('Email', { exact: true }).fill(email);
-    await a.getByLabel('Password', { exact: true }).fill('correct horse battery');
-    await a.getByRole('button', { name: 'Create account' }).click();
+    await signUpFrom(a, redirect, email);
     await a.getByRole('heading', { name: 'Check your inbox' }).waitFor();
 
     const b = await page();
@@ -140,10 +142,7 @@ describe('the confirm page', () => {
 
   test('a redirect_to outside the allowed origins is refused at sign-up', async () => {
     const p = await page();
-    await p.goto(`${server.url}/?redirect_to=${encodeURIComponent('https://elsewhere.example/')}`);
-    await p.getByLabel('Email', { exact: true }).fill(uniqueEmail('elsewhere'));
-    await p.getByLabel('Password', { exact: true }).fill('correct horse battery');
-    await p.getByRole('button', { name: 'Create account' }).click();
+    await signUpFrom(p, 'https://elsewhere.example/', uniqueEmail('elsewhere'));
     await p.getByText('asks to return to a site we may not send you to').waitFor();
     await p.getByRole('link', { name: 'Sign up without it' }).waitFor();
     assert.equal(await p.getByRole('heading', { name: 'Create your account' }).count(), 1);

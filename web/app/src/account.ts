@@ -1,10 +1,11 @@
 // /sign-in: the sign-in form, the signed-in view, and changing the address.
-import { ApiError, asApiError, changeEmail, confirmEmailChange, resend, signIn } from './api';
+import { ApiError, asApiError, changeEmail, confirmEmailChange, signIn } from './api';
 import { codeForm } from './code';
 import { announce, countdown, h, show } from './dom';
 import { checkEmail, describe } from './messages';
 import { passwordInput } from './password';
-import { clearSignedIn, emailClaim, loadSignedIn, saveSignedIn, type SignedIn } from './session';
+import { resendControl } from './resend';
+import { clearSignedIn, emailClaim, load, loadSignedIn, saveSignedIn, type SignedIn } from './session';
 
 /** Starts at the screen the tab was on: signed in, confirming a change, or
  * the form. */
@@ -27,35 +28,20 @@ function signInPage(notice?: string): void {
     id: 'email', name: 'email', type: 'email', autocomplete: 'username', inputmode: 'email',
     required: true, spellcheck: 'false', 'aria-describedby': 'signin-error',
   });
+  // Coming from the success screen of a sign-up in this tab: the address
+  // is known already.
+  email.value = load()?.email ?? '';
   const { input: password, field: passwordField } = passwordInput('current-password', 'signin-error');
   const formError = h('p', { id: 'signin-error', class: 'form-error', role: 'alert' });
   const submit = h('button', { type: 'submit', class: 'primary' }, 'Sign in');
   // Offered only when the password was right but the address is not
   // confirmed yet: a fresh link is the way on.
-  const resendButton = h('button', { type: 'button', class: 'secondary', id: 'resend' }, 'Send me a new link');
-  const resendNote = h('p', { class: 'note', role: 'status' });
+  const { button: resendButton, note: resendNote } = resendControl({
+    label: 'Send me a new link', again: 'Send again', sent: 'We sent a new link. Open it, then sign in here.',
+    email: () => email.value.trim(),
+  });
   const unverified = h('div', { class: 'unverified' }, resendButton, resendNote);
   unverified.hidden = true;
-
-  resendButton.addEventListener('click', async () => {
-    resendButton.disabled = true;
-    resendNote.textContent = '';
-    const address = email.value.trim();
-    try {
-      await resend(address);
-      resendNote.textContent = 'We sent a new link. Open it, then sign in here.';
-      resendButton.disabled = false;
-    } catch (err) {
-      const e = asApiError(err);
-      if (e.code === 'RATE_LIMITED') {
-        resendNote.textContent = 'An email was sent a moment ago. You can ask for another when the countdown ends.';
-        countdown(resendButton, e.retryAfterSeconds ?? 60, (n) => `Send again in ${n} s`);
-      } else {
-        resendNote.textContent = describe(e);
-        resendButton.disabled = false;
-      }
-    }
-  });
 
   const form = h('form', { novalidate: true },
     h('div', { class: 'field' }, h('label', { for: 'email' }, 'Email'), email),

@@ -1,8 +1,9 @@
-import { ApiError, asApiError, resend, verifyEmailWithCode, watchStatus, type Connection, type Delivery, type Status } from './api';
+import { ApiError, verifyEmailWithCode, watchStatus, type Connection, type Delivery, type Status } from './api';
 import { codeForm } from './code';
-import { announce, countdown, h, show } from './dom';
+import { announce, h, show } from './dom';
 import { describe } from './messages';
 import { onward } from './onward';
+import { resendControl } from './resend';
 
 /**
  * "Check your inbox": follows the registration live and flips to verified
@@ -13,8 +14,10 @@ export function inboxPage(email: string, watchToken: string, opts: { onStartOver
   const statusText = h('p', { class: 'status-text' }, 'Waiting for you to confirm…');
   const badge = h('span', { class: 'badge', 'data-state': 'connecting' }, 'Connecting…');
   const statusBox = h('div', { class: 'status', 'data-status': 'UNVERIFIED', id: 'status' }, h('span', { class: 'dot', 'aria-hidden': 'true' }), statusText);
-  const resendNote = h('p', { class: 'note', role: 'status' });
-  const resendButton = h('button', { type: 'button', class: 'secondary', id: 'resend' }, 'Resend email');
+  const resender = resendControl({
+    label: 'Resend email', again: 'Resend', sent: 'We sent a new link. Any earlier link still works.', email: () => email,
+  });
+  const { button: resendButton, note: resendNote } = resender;
   const startOver = h('button', { type: 'button', class: 'link' }, 'Wrong address? Start over');
   const heading = h('h1', {}, 'Check your inbox');
   const lead = h('p', { class: 'lead' }, 'We sent a link and a code to ', h('strong', { class: 'address' }, email),
@@ -66,32 +69,12 @@ export function inboxPage(email: string, watchToken: string, opts: { onStartOver
     }
   };
 
-  let stopCountdown = () => {};
-  resendButton.addEventListener('click', async () => {
-    resendButton.disabled = true;
-    resendNote.textContent = '';
-    try {
-      await resend(email);
-      resendNote.textContent = 'We sent a new link. Any earlier link still works.';
-      resendButton.disabled = false;
-    } catch (err) {
-      const e = asApiError(err);
-      if (e.code === 'RATE_LIMITED') {
-        resendNote.textContent = 'An email was sent a moment ago. You can ask for another when the countdown ends.';
-        stopCountdown = countdown(resendButton, e.retryAfterSeconds ?? 60, (n) => `Resend in ${n} s`);
-      } else {
-        resendNote.textContent = describe(e);
-        resendButton.disabled = false;
-      }
-    }
-  });
-
   let verified = false;
   const onVerified = (receipt?: string | null, redirectTo?: string | null) => {
     if (verified) return;
     verified = true;
     watch.stop();
-    stopCountdown();
+    resender.stop();
     statusBox.dataset.status = 'VERIFIED';
     statusText.textContent = 'Your email is verified.';
     heading.textContent = 'You are all set';
@@ -140,7 +123,7 @@ export function inboxPage(email: string, watchToken: string, opts: { onStartOver
 
   function leave(to: () => void) {
     watch.stop();
-    stopCountdown();
+    resender.stop();
     to();
   }
   const startAgain = () => leave(() => opts.onStartOver(email));

@@ -8,13 +8,18 @@ export interface Registration {
   watchToken: string;
 }
 
-export function load(): Registration | null {
+/** The record under `key` if it has the string fields named, else null. */
+function read<T>(key: string, ...fields: (keyof T & string)[]): T | null {
   try {
-    const v = JSON.parse(sessionStorage.getItem(KEY) ?? 'null');
-    return v && typeof v.email === 'string' && typeof v.watchToken === 'string' ? v : null;
+    const v = JSON.parse(sessionStorage.getItem(key) ?? 'null');
+    return v && fields.every((f) => typeof v[f] === 'string') ? v : null;
   } catch {
     return null;
   }
+}
+
+export function load(): Registration | null {
+  return read<Registration>(KEY, 'email', 'watchToken');
 }
 
 export function save(r: Registration): void {
@@ -44,18 +49,12 @@ export interface SignedIn {
   pending?: string;
 }
 
+/** The sign-in of this tab, or null (none, or its token expired). */
 export function loadSignedIn(): SignedIn | null {
-  try {
-    const v = JSON.parse(sessionStorage.getItem(SIGNED_IN) ?? 'null');
-    if (!v || typeof v.token !== 'string' || typeof v.email !== 'string' || typeof v.expiresAt !== 'string') return null;
-    if (!(Date.parse(v.expiresAt) > Date.now())) {
-      clearSignedIn();
-      return null;
-    }
-    return v;
-  } catch {
-    return null;
-  }
+  const v = read<SignedIn>(SIGNED_IN, 'token', 'email', 'expiresAt');
+  if (v && Date.parse(v.expiresAt) > Date.now()) return v;
+  clearSignedIn();
+  return null;
 }
 
 export function saveSignedIn(s: SignedIn): void {
