@@ -79,7 +79,7 @@ export function inboxPage(email: string, watchToken: string, opts: { onStartOver
     statusText.textContent = 'Your email is verified.';
     heading.textContent = 'You are all set';
     lead.replaceChildren(h('strong', { class: 'address' }, email),
-      redirectTo ? ' is confirmed. Continue where you left off.' : ' is confirmed. You can sign in now.');
+      receipt && redirectTo ? ' is confirmed. Continue where you left off.' : ' is confirmed. You can sign in now.');
     // A new screen, so focus starts at its heading again (the code field
     // that may have held it is gone).
     show(heading, lead, statusBox, onward(receipt, redirectTo));
