@@ -160,14 +160,15 @@ export async function latestLink(server, email, { after } = {}) {
 
 /**
  * Waits for the newest one-time code mailed to `email` (other than `after`):
- * six digits, maybe split "123 456", in the text outside its links (a token
- * may hold a run of digits).
+ * six digits, maybe split "123 456", after "code:" or else anywhere in the
+ * text outside its links (a token may hold a run of digits).
  */
 export async function latestCode(server, email, { after } = {}) {
   for (let i = 0; i < 200; i++) {
     for (const m of await devMail(server)) {
       if (m.to !== email) continue;
-      const found = m.text.replace(/https?:\/\/\S+/g, ' ').match(/(?<![\d-])(\d{3})[ -]?(\d{3})(?![\d-])/);
+      const text = m.text.replace(/https?:\/\/\S+/g, ' ');
+      const found = text.match(/code:\s*(\d{3})[ -]?(\d{3})(?!\d)/i) ?? text.match(/(?<![\d-])(\d{3})[ -]?(\d{3})(?![\d-])/);
       if (found && found[1] + found[2] !== after) return found[1] + found[2];
       break; // only the newest mail to the address counts
     }
