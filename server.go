@@ -24,6 +24,7 @@ import (
 	"github.com/verifier/verifier/internal/broker"
 	"github.com/verifier/verifier/internal/broker/inproc"
 	"github.com/verifier/verifier/internal/broker/rabbitmq"
+	"github.com/verifier/verifier/internal/code"
 	"github.com/verifier/verifier/internal/config"
 	"github.com/verifier/verifier/internal/database"
 	"github.com/verifier/verifier/internal/deadletter"
@@ -165,6 +166,10 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger, hk hooks) err
 	if err != nil {
 		return err
 	}
+	codes, err := code.NewHasher(sealKey)
+	if err != nil {
+		return err
+	}
 
 	m := metrics.New()
 	m.Backlog(func(ctx context.Context) (int, error) { return db.Ent.OutboxEvent.Query().Count(ctx) })
@@ -230,15 +235,19 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger, hk hooks) err
 		DB:      db.Ent,
 		Dialect: db.Dialect,
 		Seal:    box,
+		Codes:   codes,
 		Hasher:  password.NewHasher(password.OWASP, 0),
 		Hub:     subs,
 		// A watcher that subscribes withDelivery starts from its email's record.
-		Deliveries:     records,
-		Wake:           relay.Wake,
-		TokenTTL:       cfg.TokenTTL,
-		ResendCooldown: cfg.ResendCooldown,
-		Log:            log.With("component", "account"),
-		Now:            now,
+		Deliveries:      records,
+		Wake:            relay.Wake,
+		TokenTTL:        cfg.TokenTTL,
+		ResendCooldown:  cfg.ResendCooldown,
+		CodeTTL:         cfg.CodeTTL,
+		UnverifiedTTL:   cfg.UnverifiedTTL,
+		RedirectOrigins: cfg.RedirectOrigins,
+		Log:             log.With("component", "account"),
+		Now:             now,
 
 		DomainEmailLimit: cfg.DomainEmailLimit,
 		GlobalEmailLimit: cfg.GlobalEmailLimit,
@@ -246,6 +255,7 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger, hk hooks) err
 
 	tasks := []janitor.Task{
 		{Name: "expired tokens and cooldowns", Run: accounts.DeleteExpired},
+		{Name: "unverified accounts past UNVERIFIED_TTL", Run: accounts.DeleteUnverified},
 		{Name: "sent email records", Run: func(ctx context.Context) (int, error) { return records.TrimSent(ctx, now().Add(-sentRecordsKept)) }},
 	}
 	if devOutbox != nil {

@@ -143,7 +143,7 @@ func TestMailerSendsVerification(t *testing.T) {
 // markup.
 func TestMailerEscapesHTML(t *testing.T) {
 	t.Parallel()
-	m, err := mail.Verification("id", "x@example.com", `https://v.example/verify-email?token=a"><script>`, time.Now(), false)
+	m, err := mail.Verification("id", "x@example.com", mail.VerificationData{Link: `https://v.example/verify-email?token=a"><script>`, Expires: time.Now()})
 	require.NoError(t, err)
 	require.NotContains(t, m.HTML, "<script>")
 }
@@ -350,7 +350,7 @@ func TestNotifierFeedsHub(t *testing.T) {
 	n := &Notifier{Hub: h}
 	u, reg := uuid.New(), uuid.New()
 	t0 := time.Date(2026, 5, 6, 7, 8, 9, 0, time.UTC)
-	s, err := h.Subscribe(context.Background(), hub.Watch{User: u, Registration: reg, Read: func(context.Context) (*status.Change, error) {
+	s, err := h.Subscribe(context.Background(), hub.Watch{Registration: reg, Delivery: true, Read: func(context.Context) (*status.Change, error) {
 		return &status.Change{Status: status.Unverified, At: t0}, nil
 	}})
 	require.NoError(t, err)
@@ -362,19 +362,33 @@ func TestNotifierFeedsHub(t *testing.T) {
 	require.NoError(t, n.Handle(context.Background(), broker.Message{ID: "d", Topic: event.DeliveryChangedTopic, Body: body}))
 	require.Equal(t, &status.Change{Status: status.Unverified, At: t0, Delivery: &sent}, <-s.C())
 
-	body, _ = json.Marshal(event.Verified{UserID: u, VerifiedAt: t0.Add(time.Minute)})
+	body, _ = json.Marshal(event.Verified{UserID: u, Registration: reg, Email: "a@example.com", VerifiedAt: t0.Add(time.Minute)})
 	require.NoError(t, n.Handle(context.Background(), broker.Message{ID: "v", Topic: event.VerifiedTopic, Body: body}))
 	require.Equal(t, &status.Change{Status: status.Verified, At: t0.Add(time.Minute), Delivery: &sent}, <-s.C())
 
 	for _, bad := range []broker.Message{
 		{ID: "no topic", Body: []byte("{}")},
 		{ID: "no user", Topic: event.VerifiedTopic, Body: []byte("{}")},
+		{ID: "no registration verified", Topic: event.VerifiedTopic, Body: []byte(`{"userId":"` + u.String() + `"}`)},
+		{ID: "superseded, not JSON", Topic: event.SupersededTopic, Body: []byte("[")},
 		{ID: "no registration", Topic: event.DeliveryChangedTopic, Body: []byte(`{"delivery":{"state":"SENT"}}`)},
 		{ID: "not JSON", Topic: event.DeliveryChangedTopic, Body: []byte("{")},
 	} {
 		require.True(t, broker.IsPermanent(n.Handle(context.Background(), bad)), bad.ID)
 	}
-	require.ElementsMatch(t, []string{event.VerifiedTopic, event.DeliveryChangedTopic}, n.Queue().Topics)
+	require.ElementsMatch(t, []string{event.VerifiedTopic, event.DeliveryChangedTopic, event.SupersededTopic}, n.Queue().Topics)
+
+	// A superseded registration's watcher completes without VERIFIED.
+	other := uuid.New()
+	s2, err := h.Subscribe(context.Background(), hub.Watch{Registration: other, Read: func(context.Context) (*status.Change, error) {
+		return &status.Change{Status: status.Unverified, At: t0}, nil
+	}})
+	require.NoError(t, err)
+	require.Equal(t, status.Unverified, (<-s2.C()).Status)
+	body, _ = json.Marshal(event.Superseded{Registrations: []uuid.UUID{other}})
+	require.NoError(t, n.Handle(context.Background(), broker.Message{ID: "s", Topic: event.SupersededTopic, Body: body}))
+	_, open := <-s2.C()
+	require.False(t, open)
 }
 
 // A re-attached queue makes open subscriptions re-read their state.
@@ -383,7 +397,7 @@ func TestNotifierRechecksWhenReady(t *testing.T) {
 	h := hub.New()
 	defer h.CloseAll()
 	reads := make(chan struct{}, 2)
-	s, err := h.Subscribe(context.Background(), hub.Watch{User: uuid.New(), Read: func(context.Context) (*status.Change, error) {
+	s, err := h.Subscribe(context.Background(), hub.Watch{Registration: uuid.New(), Read: func(context.Context) (*status.Change, error) {
 		reads <- struct{}{}
 		return &status.Change{Status: status.Unverified, At: time.Now()}, nil
 	}})

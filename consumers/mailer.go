@@ -101,8 +101,9 @@ func (m *Mailer) Queue() broker.Queue {
 		n = 8
 	}
 	return broker.Queue{
-		Name:        MailerQueue,
-		Topics:      []string{event.RegisteredTopic, event.ResentTopic, event.AlreadyRegisteredTopic},
+		Name: MailerQueue,
+		Topics: []string{event.RegisteredTopic, event.RenewedTopic, event.ResentTopic, event.EmailChangeRequestedTopic,
+			event.AlreadyRegisteredTopic, event.EmailChangeNoticeTopic},
 		Concurrency: n,
 	}
 }
@@ -340,7 +341,7 @@ type about struct {
 
 func (m *Mailer) render(msg broker.Message) (mail.Message, about, error) {
 	switch msg.Topic {
-	case event.RegisteredTopic, event.ResentTopic:
+	case event.RegisteredTopic, event.RenewedTopic, event.ResentTopic, event.EmailChangeRequestedTopic:
 		a := about{kind: "verification"}
 		var ev event.VerificationRequested
 		if err := json.Unmarshal(msg.Body, &ev); err != nil || ev.Email == "" || ev.SealedToken == "" {
@@ -353,8 +354,16 @@ func (m *Mailer) render(msg broker.Message) (mail.Message, about, error) {
 			// helps, but a replay after fixing TOKEN_SEAL_KEY would.
 			return mail.Message{}, a, fmt.Errorf("%s event %s: sealed token does not open with this key", msg.Topic, msg.ID)
 		}
-		link := mail.VerifyLink(m.PublicURL, tok)
-		email, err := mail.Verification(msg.ID, ev.Email, link, ev.ExpiresAt, msg.Topic == event.ResentTopic)
+		d := mail.VerificationData{
+			Link: mail.VerifyLink(m.PublicURL, tok), Expires: ev.ExpiresAt, CodeExpires: ev.CodeExpiresAt,
+			Resend: msg.Topic == event.ResentTopic, ChangeEmail: msg.Topic == event.EmailChangeRequestedTopic, Locale: ev.Locale,
+		}
+		if ev.SealedCode != "" {
+			if d.Code, err = m.Seal.Open(ev.SealedCode, ev.Email); err != nil {
+				return mail.Message{}, a, fmt.Errorf("%s event %s: sealed code does not open with this key", msg.Topic, msg.ID)
+			}
+		}
+		email, err := mail.Verification(msg.ID, ev.Email, d)
 		return email, a, err
 	case event.AlreadyRegisteredTopic:
 		a := about{kind: "already_registered"}
@@ -366,7 +375,19 @@ func (m *Mailer) render(msg broker.Message) (mail.Message, about, error) {
 		if !msg.Published.IsZero() {
 			a.deadline = msg.Published.Add(noticeMaxAge)
 		}
-		email, err := mail.AlreadyRegistered(msg.ID, ev.Email)
+		email, err := mail.AlreadyRegistered(msg.ID, ev.Email, ev.ChangeEmail)
+		return email, a, err
+	case event.EmailChangeNoticeTopic:
+		a := about{kind: "email_change_notice"}
+		var ev event.EmailChangeNotice
+		if err := json.Unmarshal(msg.Body, &ev); err != nil || ev.Email == "" {
+			return mail.Message{}, a, fmt.Errorf("undecodable %s event %s", msg.Topic, msg.ID)
+		}
+		a.to = ev.Email
+		if !msg.Published.IsZero() {
+			a.deadline = msg.Published.Add(noticeMaxAge)
+		}
+		email, err := mail.EmailChangeNotice(msg.ID, ev.Email, ev.NewEmail)
 		return email, a, err
 	}
 	return mail.Message{}, about{kind: "unknown"}, fmt.Errorf("mailer: unexpected topic %q", msg.Topic)

@@ -9,13 +9,17 @@ import (
 
 	"github.com/verifier/verifier/internal/broker"
 	"github.com/verifier/verifier/internal/event"
+	"github.com/verifier/verifier/internal/hub"
 	"github.com/verifier/verifier/internal/status"
 )
 
 // Hub is what the notifier feeds.
 type Hub interface {
-	// Publish hands a user's status change to the user's watchers.
-	Publish(user uuid.UUID, c status.Change)
+	// PublishVerified hands a registration's confirmation to its
+	// watchers.
+	PublishVerified(ctx context.Context, registration uuid.UUID, v hub.Verified)
+	// End completes the watchers of superseded registrations.
+	End(registrations ...uuid.UUID)
 	// PublishDelivery hands a registration's email delivery change to the
 	// watchers that asked for delivery.
 	PublishDelivery(registration uuid.UUID, d status.Delivery)
@@ -35,21 +39,28 @@ type Notifier struct {
 // subscription then re-reads its state.
 func (n *Notifier) Queue() broker.Queue {
 	return broker.Queue{
-		Topics:      []string{event.VerifiedTopic, event.DeliveryChangedTopic},
+		Topics:      []string{event.VerifiedTopic, event.DeliveryChangedTopic, event.SupersededTopic},
 		Concurrency: 16,
 		OnReady:     n.Hub.RecheckAll,
 	}
 }
 
-// Handle passes one change to the hub. It never blocks on subscribers.
-func (n *Notifier) Handle(_ context.Context, msg broker.Message) error {
+// Handle passes one change to the hub. It never blocks on subscribers
+// (minting a watcher's receipt is a signature, not a wait).
+func (n *Notifier) Handle(ctx context.Context, msg broker.Message) error {
 	switch msg.Topic {
 	case event.VerifiedTopic:
 		var ev event.Verified
-		if err := json.Unmarshal(msg.Body, &ev); err != nil || ev.UserID == uuid.Nil {
+		if err := json.Unmarshal(msg.Body, &ev); err != nil || ev.UserID == uuid.Nil || ev.Registration == uuid.Nil {
 			return undecodable(msg)
 		}
-		n.Hub.Publish(ev.UserID, status.Change{Status: status.Verified, At: ev.VerifiedAt.UTC()})
+		n.Hub.PublishVerified(ctx, ev.Registration, hub.Verified{User: ev.UserID, Email: ev.Email, At: ev.VerifiedAt.UTC()})
+	case event.SupersededTopic:
+		var ev event.Superseded
+		if err := json.Unmarshal(msg.Body, &ev); err != nil {
+			return undecodable(msg)
+		}
+		n.Hub.End(ev.Registrations...)
 	case event.DeliveryChangedTopic:
 		var ev event.DeliveryChanged
 		if err := json.Unmarshal(msg.Body, &ev); err != nil || ev.Registration == uuid.Nil || ev.Delivery.State == "" {

@@ -20,10 +20,10 @@ import (
 	"github.com/verifier/verifier/ent/emailbudget"
 	"github.com/verifier/verifier/ent/emailthrottle"
 	"github.com/verifier/verifier/ent/outboxevent"
+	"github.com/verifier/verifier/ent/registration"
 	"github.com/verifier/verifier/ent/secret"
 	"github.com/verifier/verifier/ent/user"
 	"github.com/verifier/verifier/ent/verificationtoken"
-	"github.com/verifier/verifier/ent/watchtoken"
 
 	stdsql "database/sql"
 )
@@ -41,14 +41,14 @@ type Client struct {
 	EmailThrottle *EmailThrottleClient
 	// OutboxEvent is the client for interacting with the OutboxEvent builders.
 	OutboxEvent *OutboxEventClient
+	// Registration is the client for interacting with the Registration builders.
+	Registration *RegistrationClient
 	// Secret is the client for interacting with the Secret builders.
 	Secret *SecretClient
 	// User is the client for interacting with the User builders.
 	User *UserClient
 	// VerificationToken is the client for interacting with the VerificationToken builders.
 	VerificationToken *VerificationTokenClient
-	// WatchToken is the client for interacting with the WatchToken builders.
-	WatchToken *WatchTokenClient
 }
 
 // NewClient creates a new client configured with the given options.
@@ -64,10 +64,10 @@ func (c *Client) init() {
 	c.EmailBudget = NewEmailBudgetClient(c.config)
 	c.EmailThrottle = NewEmailThrottleClient(c.config)
 	c.OutboxEvent = NewOutboxEventClient(c.config)
+	c.Registration = NewRegistrationClient(c.config)
 	c.Secret = NewSecretClient(c.config)
 	c.User = NewUserClient(c.config)
 	c.VerificationToken = NewVerificationTokenClient(c.config)
-	c.WatchToken = NewWatchTokenClient(c.config)
 }
 
 type (
@@ -164,10 +164,10 @@ func (c *Client) Tx(ctx context.Context) (*Tx, error) {
 		EmailBudget:       NewEmailBudgetClient(cfg),
 		EmailThrottle:     NewEmailThrottleClient(cfg),
 		OutboxEvent:       NewOutboxEventClient(cfg),
+		Registration:      NewRegistrationClient(cfg),
 		Secret:            NewSecretClient(cfg),
 		User:              NewUserClient(cfg),
 		VerificationToken: NewVerificationTokenClient(cfg),
-		WatchToken:        NewWatchTokenClient(cfg),
 	}, nil
 }
 
@@ -191,10 +191,10 @@ func (c *Client) BeginTx(ctx context.Context, opts *sql.TxOptions) (*Tx, error) 
 		EmailBudget:       NewEmailBudgetClient(cfg),
 		EmailThrottle:     NewEmailThrottleClient(cfg),
 		OutboxEvent:       NewOutboxEventClient(cfg),
+		Registration:      NewRegistrationClient(cfg),
 		Secret:            NewSecretClient(cfg),
 		User:              NewUserClient(cfg),
 		VerificationToken: NewVerificationTokenClient(cfg),
-		WatchToken:        NewWatchTokenClient(cfg),
 	}, nil
 }
 
@@ -224,8 +224,8 @@ func (c *Client) Close() error {
 // In order to add hooks to a specific client, call: `client.Node.Use(...)`.
 func (c *Client) Use(hooks ...Hook) {
 	for _, n := range []interface{ Use(...Hook) }{
-		c.Delivery, c.EmailBudget, c.EmailThrottle, c.OutboxEvent, c.Secret, c.User,
-		c.VerificationToken, c.WatchToken,
+		c.Delivery, c.EmailBudget, c.EmailThrottle, c.OutboxEvent, c.Registration,
+		c.Secret, c.User, c.VerificationToken,
 	} {
 		n.Use(hooks...)
 	}
@@ -235,8 +235,8 @@ func (c *Client) Use(hooks ...Hook) {
 // In order to add interceptors to a specific client, call: `client.Node.Intercept(...)`.
 func (c *Client) Intercept(interceptors ...Interceptor) {
 	for _, n := range []interface{ Intercept(...Interceptor) }{
-		c.Delivery, c.EmailBudget, c.EmailThrottle, c.OutboxEvent, c.Secret, c.User,
-		c.VerificationToken, c.WatchToken,
+		c.Delivery, c.EmailBudget, c.EmailThrottle, c.OutboxEvent, c.Registration,
+		c.Secret, c.User, c.VerificationToken,
 	} {
 		n.Intercept(interceptors...)
 	}
@@ -253,14 +253,14 @@ func (c *Client) Mutate(ctx context.Context, m Mutation) (Value, error) {
 		return c.EmailThrottle.mutate(ctx, m)
 	case *OutboxEventMutation:
 		return c.OutboxEvent.mutate(ctx, m)
+	case *RegistrationMutation:
+		return c.Registration.mutate(ctx, m)
 	case *SecretMutation:
 		return c.Secret.mutate(ctx, m)
 	case *UserMutation:
 		return c.User.mutate(ctx, m)
 	case *VerificationTokenMutation:
 		return c.VerificationToken.mutate(ctx, m)
-	case *WatchTokenMutation:
-		return c.WatchToken.mutate(ctx, m)
 	default:
 		return nil, fmt.Errorf("ent: unknown mutation type %T", m)
 	}
@@ -798,6 +798,171 @@ func (c *OutboxEventClient) mutate(ctx context.Context, m *OutboxEventMutation) 
 	}
 }
 
+// RegistrationClient is a client for the Registration schema.
+type RegistrationClient struct {
+	config
+}
+
+// NewRegistrationClient returns a client for the Registration from the given config.
+func NewRegistrationClient(c config) *RegistrationClient {
+	return &RegistrationClient{config: c}
+}
+
+// Use adds a list of mutation hooks to the hooks stack.
+// A call to `Use(f, g, h)` equals to `registration.Hooks(f(g(h())))`.
+func (c *RegistrationClient) Use(hooks ...Hook) {
+	c.hooks.Registration = append(c.hooks.Registration, hooks...)
+}
+
+// Intercept adds a list of query interceptors to the interceptors stack.
+// A call to `Intercept(f, g, h)` equals to `registration.Intercept(f(g(h())))`.
+func (c *RegistrationClient) Intercept(interceptors ...Interceptor) {
+	c.inters.Registration = append(c.inters.Registration, interceptors...)
+}
+
+// Create returns a builder for creating a Registration entity.
+func (c *RegistrationClient) Create() *RegistrationCreate {
+	mutation := newRegistrationMutation(c.config, OpCreate)
+	return &RegistrationCreate{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// CreateBulk returns a builder for creating a bulk of Registration entities.
+func (c *RegistrationClient) CreateBulk(builders ...*RegistrationCreate) *RegistrationCreateBulk {
+	return &RegistrationCreateBulk{config: c.config, builders: builders}
+}
+
+// MapCreateBulk creates a bulk creation builder from the given slice. For each item in the slice, the function creates
+// a builder and applies setFunc on it.
+func (c *RegistrationClient) MapCreateBulk(slice any, setFunc func(*RegistrationCreate, int)) *RegistrationCreateBulk {
+	rv := reflect.ValueOf(slice)
+	if rv.Kind() != reflect.Slice {
+		return &RegistrationCreateBulk{err: fmt.Errorf("calling to RegistrationClient.MapCreateBulk with wrong type %T, need slice", slice)}
+	}
+	builders := make([]*RegistrationCreate, rv.Len())
+	for i := 0; i < rv.Len(); i++ {
+		builders[i] = c.Create()
+		setFunc(builders[i], i)
+	}
+	return &RegistrationCreateBulk{config: c.config, builders: builders}
+}
+
+// Update returns an update builder for Registration.
+func (c *RegistrationClient) Update() *RegistrationUpdate {
+	mutation := newRegistrationMutation(c.config, OpUpdate)
+	return &RegistrationUpdate{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// UpdateOne returns an update builder for the given entity.
+func (c *RegistrationClient) UpdateOne(_m *Registration) *RegistrationUpdateOne {
+	mutation := newRegistrationMutation(c.config, OpUpdateOne, withRegistration(_m))
+	return &RegistrationUpdateOne{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// UpdateOneID returns an update builder for the given id.
+func (c *RegistrationClient) UpdateOneID(id uuid.UUID) *RegistrationUpdateOne {
+	mutation := newRegistrationMutation(c.config, OpUpdateOne, withRegistrationID(id))
+	return &RegistrationUpdateOne{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// Delete returns a delete builder for Registration.
+func (c *RegistrationClient) Delete() *RegistrationDelete {
+	mutation := newRegistrationMutation(c.config, OpDelete)
+	return &RegistrationDelete{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// DeleteOne returns a builder for deleting the given entity.
+func (c *RegistrationClient) DeleteOne(_m *Registration) *RegistrationDeleteOne {
+	return c.DeleteOneID(_m.ID)
+}
+
+// DeleteOneID returns a builder for deleting the given entity by its id.
+func (c *RegistrationClient) DeleteOneID(id uuid.UUID) *RegistrationDeleteOne {
+	builder := c.Delete().Where(registration.ID(id))
+	builder.mutation.id = &id
+	builder.mutation.op = OpDeleteOne
+	return &RegistrationDeleteOne{builder}
+}
+
+// Query returns a query builder for Registration.
+func (c *RegistrationClient) Query() *RegistrationQuery {
+	return &RegistrationQuery{
+		config: c.config,
+		ctx:    &QueryContext{Type: TypeRegistration},
+		inters: c.Interceptors(),
+	}
+}
+
+// Get returns a Registration entity by its id.
+func (c *RegistrationClient) Get(ctx context.Context, id uuid.UUID) (*Registration, error) {
+	return c.Query().Where(registration.ID(id)).Only(ctx)
+}
+
+// GetX is like Get, but panics if an error occurs.
+func (c *RegistrationClient) GetX(ctx context.Context, id uuid.UUID) *Registration {
+	obj, err := c.Get(ctx, id)
+	if err != nil {
+		panic(err)
+	}
+	return obj
+}
+
+// QueryUser queries the user edge of a Registration.
+func (c *RegistrationClient) QueryUser(_m *Registration) *UserQuery {
+	query := (&UserClient{config: c.config}).Query()
+	query.path = func(context.Context) (fromV *sql.Selector, _ error) {
+		id := _m.ID
+		step := sqlgraph.NewStep(
+			sqlgraph.From(registration.Table, registration.FieldID, id),
+			sqlgraph.To(user.Table, user.FieldID),
+			sqlgraph.Edge(sqlgraph.M2O, true, registration.UserTable, registration.UserColumn),
+		)
+		fromV = sqlgraph.Neighbors(_m.driver.Dialect(), step)
+		return fromV, nil
+	}
+	return query
+}
+
+// QueryVerificationTokens queries the verification_tokens edge of a Registration.
+func (c *RegistrationClient) QueryVerificationTokens(_m *Registration) *VerificationTokenQuery {
+	query := (&VerificationTokenClient{config: c.config}).Query()
+	query.path = func(context.Context) (fromV *sql.Selector, _ error) {
+		id := _m.ID
+		step := sqlgraph.NewStep(
+			sqlgraph.From(registration.Table, registration.FieldID, id),
+			sqlgraph.To(verificationtoken.Table, verificationtoken.FieldID),
+			sqlgraph.Edge(sqlgraph.O2M, false, registration.VerificationTokensTable, registration.VerificationTokensColumn),
+		)
+		fromV = sqlgraph.Neighbors(_m.driver.Dialect(), step)
+		return fromV, nil
+	}
+	return query
+}
+
+// Hooks returns the client hooks.
+func (c *RegistrationClient) Hooks() []Hook {
+	return c.hooks.Registration
+}
+
+// Interceptors returns the client interceptors.
+func (c *RegistrationClient) Interceptors() []Interceptor {
+	return c.inters.Registration
+}
+
+func (c *RegistrationClient) mutate(ctx context.Context, m *RegistrationMutation) (Value, error) {
+	switch m.Op() {
+	case OpCreate:
+		return (&RegistrationCreate{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpUpdate:
+		return (&RegistrationUpdate{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpUpdateOne:
+		return (&RegistrationUpdateOne{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpDelete, OpDeleteOne:
+		return (&RegistrationDelete{config: c.config, hooks: c.Hooks(), mutation: m}).Exec(ctx)
+	default:
+		return nil, fmt.Errorf("ent: unknown Registration mutation op: %q", m.Op())
+	}
+}
+
 // SecretClient is a client for the Secret schema.
 type SecretClient struct {
 	config
@@ -1055,15 +1220,15 @@ func (c *UserClient) QueryVerificationTokens(_m *User) *VerificationTokenQuery {
 	return query
 }
 
-// QueryWatchTokens queries the watch_tokens edge of a User.
-func (c *UserClient) QueryWatchTokens(_m *User) *WatchTokenQuery {
-	query := (&WatchTokenClient{config: c.config}).Query()
+// QueryRegistrations queries the registrations edge of a User.
+func (c *UserClient) QueryRegistrations(_m *User) *RegistrationQuery {
+	query := (&RegistrationClient{config: c.config}).Query()
 	query.path = func(context.Context) (fromV *sql.Selector, _ error) {
 		id := _m.ID
 		step := sqlgraph.NewStep(
 			sqlgraph.From(user.Table, user.FieldID, id),
-			sqlgraph.To(watchtoken.Table, watchtoken.FieldID),
-			sqlgraph.Edge(sqlgraph.O2M, false, user.WatchTokensTable, user.WatchTokensColumn),
+			sqlgraph.To(registration.Table, registration.FieldID),
+			sqlgraph.Edge(sqlgraph.O2M, false, user.RegistrationsTable, user.RegistrationsColumn),
 		)
 		fromV = sqlgraph.Neighbors(_m.driver.Dialect(), step)
 		return fromV, nil
@@ -1220,6 +1385,22 @@ func (c *VerificationTokenClient) QueryUser(_m *VerificationToken) *UserQuery {
 	return query
 }
 
+// QueryRegistration queries the registration edge of a VerificationToken.
+func (c *VerificationTokenClient) QueryRegistration(_m *VerificationToken) *RegistrationQuery {
+	query := (&RegistrationClient{config: c.config}).Query()
+	query.path = func(context.Context) (fromV *sql.Selector, _ error) {
+		id := _m.ID
+		step := sqlgraph.NewStep(
+			sqlgraph.From(verificationtoken.Table, verificationtoken.FieldID, id),
+			sqlgraph.To(registration.Table, registration.FieldID),
+			sqlgraph.Edge(sqlgraph.M2O, true, verificationtoken.RegistrationTable, verificationtoken.RegistrationColumn),
+		)
+		fromV = sqlgraph.Neighbors(_m.driver.Dialect(), step)
+		return fromV, nil
+	}
+	return query
+}
+
 // Hooks returns the client hooks.
 func (c *VerificationTokenClient) Hooks() []Hook {
 	return c.hooks.VerificationToken
@@ -1245,164 +1426,15 @@ func (c *VerificationTokenClient) mutate(ctx context.Context, m *VerificationTok
 	}
 }
 
-// WatchTokenClient is a client for the WatchToken schema.
-type WatchTokenClient struct {
-	config
-}
-
-// NewWatchTokenClient returns a client for the WatchToken from the given config.
-func NewWatchTokenClient(c config) *WatchTokenClient {
-	return &WatchTokenClient{config: c}
-}
-
-// Use adds a list of mutation hooks to the hooks stack.
-// A call to `Use(f, g, h)` equals to `watchtoken.Hooks(f(g(h())))`.
-func (c *WatchTokenClient) Use(hooks ...Hook) {
-	c.hooks.WatchToken = append(c.hooks.WatchToken, hooks...)
-}
-
-// Intercept adds a list of query interceptors to the interceptors stack.
-// A call to `Intercept(f, g, h)` equals to `watchtoken.Intercept(f(g(h())))`.
-func (c *WatchTokenClient) Intercept(interceptors ...Interceptor) {
-	c.inters.WatchToken = append(c.inters.WatchToken, interceptors...)
-}
-
-// Create returns a builder for creating a WatchToken entity.
-func (c *WatchTokenClient) Create() *WatchTokenCreate {
-	mutation := newWatchTokenMutation(c.config, OpCreate)
-	return &WatchTokenCreate{config: c.config, hooks: c.Hooks(), mutation: mutation}
-}
-
-// CreateBulk returns a builder for creating a bulk of WatchToken entities.
-func (c *WatchTokenClient) CreateBulk(builders ...*WatchTokenCreate) *WatchTokenCreateBulk {
-	return &WatchTokenCreateBulk{config: c.config, builders: builders}
-}
-
-// MapCreateBulk creates a bulk creation builder from the given slice. For each item in the slice, the function creates
-// a builder and applies setFunc on it.
-func (c *WatchTokenClient) MapCreateBulk(slice any, setFunc func(*WatchTokenCreate, int)) *WatchTokenCreateBulk {
-	rv := reflect.ValueOf(slice)
-	if rv.Kind() != reflect.Slice {
-		return &WatchTokenCreateBulk{err: fmt.Errorf("calling to WatchTokenClient.MapCreateBulk with wrong type %T, need slice", slice)}
-	}
-	builders := make([]*WatchTokenCreate, rv.Len())
-	for i := 0; i < rv.Len(); i++ {
-		builders[i] = c.Create()
-		setFunc(builders[i], i)
-	}
-	return &WatchTokenCreateBulk{config: c.config, builders: builders}
-}
-
-// Update returns an update builder for WatchToken.
-func (c *WatchTokenClient) Update() *WatchTokenUpdate {
-	mutation := newWatchTokenMutation(c.config, OpUpdate)
-	return &WatchTokenUpdate{config: c.config, hooks: c.Hooks(), mutation: mutation}
-}
-
-// UpdateOne returns an update builder for the given entity.
-func (c *WatchTokenClient) UpdateOne(_m *WatchToken) *WatchTokenUpdateOne {
-	mutation := newWatchTokenMutation(c.config, OpUpdateOne, withWatchToken(_m))
-	return &WatchTokenUpdateOne{config: c.config, hooks: c.Hooks(), mutation: mutation}
-}
-
-// UpdateOneID returns an update builder for the given id.
-func (c *WatchTokenClient) UpdateOneID(id int) *WatchTokenUpdateOne {
-	mutation := newWatchTokenMutation(c.config, OpUpdateOne, withWatchTokenID(id))
-	return &WatchTokenUpdateOne{config: c.config, hooks: c.Hooks(), mutation: mutation}
-}
-
-// Delete returns a delete builder for WatchToken.
-func (c *WatchTokenClient) Delete() *WatchTokenDelete {
-	mutation := newWatchTokenMutation(c.config, OpDelete)
-	return &WatchTokenDelete{config: c.config, hooks: c.Hooks(), mutation: mutation}
-}
-
-// DeleteOne returns a builder for deleting the given entity.
-func (c *WatchTokenClient) DeleteOne(_m *WatchToken) *WatchTokenDeleteOne {
-	return c.DeleteOneID(_m.ID)
-}
-
-// DeleteOneID returns a builder for deleting the given entity by its id.
-func (c *WatchTokenClient) DeleteOneID(id int) *WatchTokenDeleteOne {
-	builder := c.Delete().Where(watchtoken.ID(id))
-	builder.mutation.id = &id
-	builder.mutation.op = OpDeleteOne
-	return &WatchTokenDeleteOne{builder}
-}
-
-// Query returns a query builder for WatchToken.
-func (c *WatchTokenClient) Query() *WatchTokenQuery {
-	return &WatchTokenQuery{
-		config: c.config,
-		ctx:    &QueryContext{Type: TypeWatchToken},
-		inters: c.Interceptors(),
-	}
-}
-
-// Get returns a WatchToken entity by its id.
-func (c *WatchTokenClient) Get(ctx context.Context, id int) (*WatchToken, error) {
-	return c.Query().Where(watchtoken.ID(id)).Only(ctx)
-}
-
-// GetX is like Get, but panics if an error occurs.
-func (c *WatchTokenClient) GetX(ctx context.Context, id int) *WatchToken {
-	obj, err := c.Get(ctx, id)
-	if err != nil {
-		panic(err)
-	}
-	return obj
-}
-
-// QueryUser queries the user edge of a WatchToken.
-func (c *WatchTokenClient) QueryUser(_m *WatchToken) *UserQuery {
-	query := (&UserClient{config: c.config}).Query()
-	query.path = func(context.Context) (fromV *sql.Selector, _ error) {
-		id := _m.ID
-		step := sqlgraph.NewStep(
-			sqlgraph.From(watchtoken.Table, watchtoken.FieldID, id),
-			sqlgraph.To(user.Table, user.FieldID),
-			sqlgraph.Edge(sqlgraph.M2O, true, watchtoken.UserTable, watchtoken.UserColumn),
-		)
-		fromV = sqlgraph.Neighbors(_m.driver.Dialect(), step)
-		return fromV, nil
-	}
-	return query
-}
-
-// Hooks returns the client hooks.
-func (c *WatchTokenClient) Hooks() []Hook {
-	return c.hooks.WatchToken
-}
-
-// Interceptors returns the client interceptors.
-func (c *WatchTokenClient) Interceptors() []Interceptor {
-	return c.inters.WatchToken
-}
-
-func (c *WatchTokenClient) mutate(ctx context.Context, m *WatchTokenMutation) (Value, error) {
-	switch m.Op() {
-	case OpCreate:
-		return (&WatchTokenCreate{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
-	case OpUpdate:
-		return (&WatchTokenUpdate{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
-	case OpUpdateOne:
-		return (&WatchTokenUpdateOne{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
-	case OpDelete, OpDeleteOne:
-		return (&WatchTokenDelete{config: c.config, hooks: c.Hooks(), mutation: m}).Exec(ctx)
-	default:
-		return nil, fmt.Errorf("ent: unknown WatchToken mutation op: %q", m.Op())
-	}
-}
-
 // hooks and interceptors per client, for fast access.
 type (
 	hooks struct {
-		Delivery, EmailBudget, EmailThrottle, OutboxEvent, Secret, User,
-		VerificationToken, WatchToken []ent.Hook
+		Delivery, EmailBudget, EmailThrottle, OutboxEvent, Registration, Secret, User,
+		VerificationToken []ent.Hook
 	}
 	inters struct {
-		Delivery, EmailBudget, EmailThrottle, OutboxEvent, Secret, User,
-		VerificationToken, WatchToken []ent.Interceptor
+		Delivery, EmailBudget, EmailThrottle, OutboxEvent, Registration, Secret, User,
+		VerificationToken []ent.Interceptor
 	}
 )
 

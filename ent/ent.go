@@ -16,10 +16,10 @@ import (
 	"github.com/verifier/verifier/ent/emailbudget"
 	"github.com/verifier/verifier/ent/emailthrottle"
 	"github.com/verifier/verifier/ent/outboxevent"
+	"github.com/verifier/verifier/ent/registration"
 	"github.com/verifier/verifier/ent/secret"
 	"github.com/verifier/verifier/ent/user"
 	"github.com/verifier/verifier/ent/verificationtoken"
-	"github.com/verifier/verifier/ent/watchtoken"
 )
 
 // ent aliases to avoid import conflicts in user's code.
@@ -84,10 +84,10 @@ func checkColumn(t, c string) error {
 			emailbudget.Table:       emailbudget.ValidColumn,
 			emailthrottle.Table:     emailthrottle.ValidColumn,
 			outboxevent.Table:       outboxevent.ValidColumn,
+			registration.Table:      registration.ValidColumn,
 			secret.Table:            secret.ValidColumn,
 			user.Table:              user.ValidColumn,
 			verificationtoken.Table: verificationtoken.ValidColumn,
-			watchtoken.Table:        watchtoken.ValidColumn,
 		})
 	})
 	return columnCheck(t, c)

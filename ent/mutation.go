@@ -17,10 +17,10 @@ import (
 	"github.com/verifier/verifier/ent/emailthrottle"
 	"github.com/verifier/verifier/ent/outboxevent"
 	"github.com/verifier/verifier/ent/predicate"
+	"github.com/verifier/verifier/ent/registration"
 	"github.com/verifier/verifier/ent/secret"
 	"github.com/verifier/verifier/ent/user"
 	"github.com/verifier/verifier/ent/verificationtoken"
-	"github.com/verifier/verifier/ent/watchtoken"
 )
 
 const (
@@ -36,10 +36,10 @@ const (
 	TypeEmailBudget       = "EmailBudget"
 	TypeEmailThrottle     = "EmailThrottle"
 	TypeOutboxEvent       = "OutboxEvent"
+	TypeRegistration      = "Registration"
 	TypeSecret            = "Secret"
 	TypeUser              = "User"
 	TypeVerificationToken = "VerificationToken"
-	TypeWatchToken        = "WatchToken"
 )
 
 // DeliveryMutation represents an operation that mutates the Delivery nodes in the graph.
@@ -2980,6 +2980,1278 @@ func (m *OutboxEventMutation) ResetEdge(name string) error {
 	return fmt.Errorf("unknown OutboxEvent edge %s", name)
 }
 
+// RegistrationMutation represents an operation that mutates the Registration nodes in the graph.
+type RegistrationMutation struct {
+	config
+	op                         Op
+	typ                        string
+	id                         *uuid.UUID
+	created_at                 *time.Time
+	watch_token_hash           *string
+	purpose                    *registration.Purpose
+	email                      *string
+	password_hash              *string
+	code_hash                  *string
+	code_expires_at            *time.Time
+	code_attempts              *int
+	addcode_attempts           *int
+	redirect_to                *string
+	locale                     *string
+	superseded_at              *time.Time
+	expires_at                 *time.Time
+	clearedFields              map[string]struct{}
+	user                       *uuid.UUID
+	cleareduser                bool
+	verification_tokens        map[int]struct{}
+	removedverification_tokens map[int]struct{}
+	clearedverification_tokens bool
+	done                       bool
+	oldValue                   func(context.Context) (*Registration, error)
+	predicates                 []predicate.Registration
+}
+
+var _ ent.Mutation = (*RegistrationMutation)(nil)
+
+// registrationOption allows management of the mutation configuration using functional options.
+type registrationOption func(*RegistrationMutation)
+
+// newRegistrationMutation creates new mutation for the Registration entity.
+func newRegistrationMutation(c config, op Op, opts ...registrationOption) *RegistrationMutation {
+	m := &RegistrationMutation{
+		config:        c,
+		op:            op,
+		typ:           TypeRegistration,
+		clearedFields: make(map[string]struct{}),
+	}
+	for _, opt := range opts {
+		opt(m)
+	}
+	return m
+}
+
+// withRegistrationID sets the ID field of the mutation.
+func withRegistrationID(id uuid.UUID) registrationOption {
+	return func(m *RegistrationMutation) {
+		var (
+			err   error
+			once  sync.Once
+			value *Registration
+		)
+		m.oldValue = func(ctx context.Context) (*Registration, error) {
+			once.Do(func() {
+				if m.done {
+					err = errors.New("querying old values post mutation is not allowed")
+				} else {
+					value, err = m.Client().Registration.Get(ctx, id)
+				}
+			})
+			return value, err
+		}
+		m.id = &id
+	}
+}
+
+// withRegistration sets the old Registration of the mutation.
+func withRegistration(node *Registration) registrationOption {
+	return func(m *RegistrationMutation) {
+		m.oldValue = func(context.Context) (*Registration, error) {
+			return node, nil
+		}
+		m.id = &node.ID
+	}
+}
+
+// Client returns a new `ent.Client` from the mutation. If the mutation was
+// executed in a transaction (ent.Tx), a transactional client is returned.
+func (m RegistrationMutation) Client() *Client {
+	client := &Client{config: m.config}
+	client.init()
+	return client
+}
+
+// Tx returns an `ent.Tx` for mutations that were executed in transactions;
+// it returns an error otherwise.
+func (m RegistrationMutation) Tx() (*Tx, error) {
+	if _, ok := m.driver.(*txDriver); !ok {
+		return nil, errors.New("ent: mutation is not running in a transaction")
+	}
+	tx := &Tx{config: m.config}
+	tx.init()
+	return tx, nil
+}
+
+// SetID sets the value of the id field. Note that this
+// operation is only accepted on creation of Registration entities.
+func (m *RegistrationMutation) SetID(id uuid.UUID) {
+	m.id = &id
+}
+
+// ID returns the ID value in the mutation. Note that the ID is only available
+// if it was provided to the builder or after it was returned from the database.
+func (m *RegistrationMutation) ID() (id uuid.UUID, exists bool) {
+	if m.id == nil {
+		return
+	}
+	return *m.id, true
+}
+
+// IDs queries the database and returns the entity ids that match the mutation's predicate.
+// That means, if the mutation is applied within a transaction with an isolation level such
+// as sql.LevelSerializable, the returned ids match the ids of the rows that will be updated
+// or updated by the mutation.
+func (m *RegistrationMutation) IDs(ctx context.Context) ([]uuid.UUID, error) {
+	switch {
+	case m.op.Is(OpUpdateOne | OpDeleteOne):
+		id, exists := m.ID()
+		if exists {
+			return []uuid.UUID{id}, nil
+		}
+		fallthrough
+	case m.op.Is(OpUpdate | OpDelete):
+		return m.Client().Registration.Query().Where(m.predicates...).IDs(ctx)
+	default:
+		return nil, fmt.Errorf("IDs is not allowed on %s operations", m.op)
+	}
+}
+
+// SetCreatedAt sets the "created_at" field.
+func (m *RegistrationMutation) SetCreatedAt(t time.Time) {
+	m.created_at = &t
+}
+
+// CreatedAt returns the value of the "created_at" field in the mutation.
+func (m *RegistrationMutation) CreatedAt() (r time.Time, exists bool) {
+	v := m.created_at
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldCreatedAt returns the old "created_at" field's value of the Registration entity.
+// If the Registration object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *RegistrationMutation) OldCreatedAt(ctx context.Context) (v time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldCreatedAt is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldCreatedAt requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldCreatedAt: %w", err)
+	}
+	return oldValue.CreatedAt, nil
+}
+
+// ResetCreatedAt resets all changes to the "created_at" field.
+func (m *RegistrationMutation) ResetCreatedAt() {
+	m.created_at = nil
+}
+
+// SetWatchTokenHash sets the "watch_token_hash" field.
+func (m *RegistrationMutation) SetWatchTokenHash(s string) {
+	m.watch_token_hash = &s
+}
+
+// WatchTokenHash returns the value of the "watch_token_hash" field in the mutation.
+func (m *RegistrationMutation) WatchTokenHash() (r string, exists bool) {
+	v := m.watch_token_hash
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldWatchTokenHash returns the old "watch_token_hash" field's value of the Registration entity.
+// If the Registration object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *RegistrationMutation) OldWatchTokenHash(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldWatchTokenHash is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldWatchTokenHash requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldWatchTokenHash: %w", err)
+	}
+	return oldValue.WatchTokenHash, nil
+}
+
+// ResetWatchTokenHash resets all changes to the "watch_token_hash" field.
+func (m *RegistrationMutation) ResetWatchTokenHash() {
+	m.watch_token_hash = nil
+}
+
+// SetUserID sets the "user_id" field.
+func (m *RegistrationMutation) SetUserID(u uuid.UUID) {
+	m.user = &u
+}
+
+// UserID returns the value of the "user_id" field in the mutation.
+func (m *RegistrationMutation) UserID() (r uuid.UUID, exists bool) {
+	v := m.user
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldUserID returns the old "user_id" field's value of the Registration entity.
+// If the Registration object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *RegistrationMutation) OldUserID(ctx context.Context) (v *uuid.UUID, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldUserID is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldUserID requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldUserID: %w", err)
+	}
+	return oldValue.UserID, nil
+}
+
+// ClearUserID clears the value of the "user_id" field.
+func (m *RegistrationMutation) ClearUserID() {
+	m.user = nil
+	m.clearedFields[registration.FieldUserID] = struct{}{}
+}
+
+// UserIDCleared returns if the "user_id" field was cleared in this mutation.
+func (m *RegistrationMutation) UserIDCleared() bool {
+	_, ok := m.clearedFields[registration.FieldUserID]
+	return ok
+}
+
+// ResetUserID resets all changes to the "user_id" field.
+func (m *RegistrationMutation) ResetUserID() {
+	m.user = nil
+	delete(m.clearedFields, registration.FieldUserID)
+}
+
+// SetPurpose sets the "purpose" field.
+func (m *RegistrationMutation) SetPurpose(r registration.Purpose) {
+	m.purpose = &r
+}
+
+// Purpose returns the value of the "purpose" field in the mutation.
+func (m *RegistrationMutation) Purpose() (r registration.Purpose, exists bool) {
+	v := m.purpose
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldPurpose returns the old "purpose" field's value of the Registration entity.
+// If the Registration object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *RegistrationMutation) OldPurpose(ctx context.Context) (v registration.Purpose, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldPurpose is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldPurpose requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldPurpose: %w", err)
+	}
+	return oldValue.Purpose, nil
+}
+
+// ResetPurpose resets all changes to the "purpose" field.
+func (m *RegistrationMutation) ResetPurpose() {
+	m.purpose = nil
+}
+
+// SetEmail sets the "email" field.
+func (m *RegistrationMutation) SetEmail(s string) {
+	m.email = &s
+}
+
+// Email returns the value of the "email" field in the mutation.
+func (m *RegistrationMutation) Email() (r string, exists bool) {
+	v := m.email
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldEmail returns the old "email" field's value of the Registration entity.
+// If the Registration object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *RegistrationMutation) OldEmail(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldEmail is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldEmail requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldEmail: %w", err)
+	}
+	return oldValue.Email, nil
+}
+
+// ResetEmail resets all changes to the "email" field.
+func (m *RegistrationMutation) ResetEmail() {
+	m.email = nil
+}
+
+// SetPasswordHash sets the "password_hash" field.
+func (m *RegistrationMutation) SetPasswordHash(s string) {
+	m.password_hash = &s
+}
+
+// PasswordHash returns the value of the "password_hash" field in the mutation.
+func (m *RegistrationMutation) PasswordHash() (r string, exists bool) {
+	v := m.password_hash
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldPasswordHash returns the old "password_hash" field's value of the Registration entity.
+// If the Registration object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *RegistrationMutation) OldPasswordHash(ctx context.Context) (v *string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldPasswordHash is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldPasswordHash requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldPasswordHash: %w", err)
+	}
+	return oldValue.PasswordHash, nil
+}
+
+// ClearPasswordHash clears the value of the "password_hash" field.
+func (m *RegistrationMutation) ClearPasswordHash() {
+	m.password_hash = nil
+	m.clearedFields[registration.FieldPasswordHash] = struct{}{}
+}
+
+// PasswordHashCleared returns if the "password_hash" field was cleared in this mutation.
+func (m *RegistrationMutation) PasswordHashCleared() bool {
+	_, ok := m.clearedFields[registration.FieldPasswordHash]
+	return ok
+}
+
+// ResetPasswordHash resets all changes to the "password_hash" field.
+func (m *RegistrationMutation) ResetPasswordHash() {
+	m.password_hash = nil
+	delete(m.clearedFields, registration.FieldPasswordHash)
+}
+
+// SetCodeHash sets the "code_hash" field.
+func (m *RegistrationMutation) SetCodeHash(s string) {
+	m.code_hash = &s
+}
+
+// CodeHash returns the value of the "code_hash" field in the mutation.
+func (m *RegistrationMutation) CodeHash() (r string, exists bool) {
+	v := m.code_hash
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldCodeHash returns the old "code_hash" field's value of the Registration entity.
+// If the Registration object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *RegistrationMutation) OldCodeHash(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldCodeHash is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldCodeHash requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldCodeHash: %w", err)
+	}
+	return oldValue.CodeHash, nil
+}
+
+// ClearCodeHash clears the value of the "code_hash" field.
+func (m *RegistrationMutation) ClearCodeHash() {
+	m.code_hash = nil
+	m.clearedFields[registration.FieldCodeHash] = struct{}{}
+}
+
+// CodeHashCleared returns if the "code_hash" field was cleared in this mutation.
+func (m *RegistrationMutation) CodeHashCleared() bool {
+	_, ok := m.clearedFields[registration.FieldCodeHash]
+	return ok
+}
+
+// ResetCodeHash resets all changes to the "code_hash" field.
+func (m *RegistrationMutation) ResetCodeHash() {
+	m.code_hash = nil
+	delete(m.clearedFields, registration.FieldCodeHash)
+}
+
+// SetCodeExpiresAt sets the "code_expires_at" field.
+func (m *RegistrationMutation) SetCodeExpiresAt(t time.Time) {
+	m.code_expires_at = &t
+}
+
+// CodeExpiresAt returns the value of the "code_expires_at" field in the mutation.
+func (m *RegistrationMutation) CodeExpiresAt() (r time.Time, exists bool) {
+	v := m.code_expires_at
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldCodeExpiresAt returns the old "code_expires_at" field's value of the Registration entity.
+// If the Registration object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *RegistrationMutation) OldCodeExpiresAt(ctx context.Context) (v *time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldCodeExpiresAt is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldCodeExpiresAt requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldCodeExpiresAt: %w", err)
+	}
+	return oldValue.CodeExpiresAt, nil
+}
+
+// ClearCodeExpiresAt clears the value of the "code_expires_at" field.
+func (m *RegistrationMutation) ClearCodeExpiresAt() {
+	m.code_expires_at = nil
+	m.clearedFields[registration.FieldCodeExpiresAt] = struct{}{}
+}
+
+// CodeExpiresAtCleared returns if the "code_expires_at" field was cleared in this mutation.
+func (m *RegistrationMutation) CodeExpiresAtCleared() bool {
+	_, ok := m.clearedFields[registration.FieldCodeExpiresAt]
+	return ok
+}
+
+// ResetCodeExpiresAt resets all changes to the "code_expires_at" field.
+func (m *RegistrationMutation) ResetCodeExpiresAt() {
+	m.code_expires_at = nil
+	delete(m.clearedFields, registration.FieldCodeExpiresAt)
+}
+
+// SetCodeAttempts sets the "code_attempts" field.
+func (m *RegistrationMutation) SetCodeAttempts(i int) {
+	m.code_attempts = &i
+	m.addcode_attempts = nil
+}
+
+// CodeAttempts returns the value of the "code_attempts" field in the mutation.
+func (m *RegistrationMutation) CodeAttempts() (r int, exists bool) {
+	v := m.code_attempts
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldCodeAttempts returns the old "code_attempts" field's value of the Registration entity.
+// If the Registration object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *RegistrationMutation) OldCodeAttempts(ctx context.Context) (v int, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldCodeAttempts is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldCodeAttempts requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldCodeAttempts: %w", err)
+	}
+	return oldValue.CodeAttempts, nil
+}
+
+// AddCodeAttempts adds i to the "code_attempts" field.
+func (m *RegistrationMutation) AddCodeAttempts(i int) {
+	if m.addcode_attempts != nil {
+		*m.addcode_attempts += i
+	} else {
+		m.addcode_attempts = &i
+	}
+}
+
+// AddedCodeAttempts returns the value that was added to the "code_attempts" field in this mutation.
+func (m *RegistrationMutation) AddedCodeAttempts() (r int, exists bool) {
+	v := m.addcode_attempts
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetCodeAttempts resets all changes to the "code_attempts" field.
+func (m *RegistrationMutation) ResetCodeAttempts() {
+	m.code_attempts = nil
+	m.addcode_attempts = nil
+}
+
+// SetRedirectTo sets the "redirect_to" field.
+func (m *RegistrationMutation) SetRedirectTo(s string) {
+	m.redirect_to = &s
+}
+
+// RedirectTo returns the value of the "redirect_to" field in the mutation.
+func (m *RegistrationMutation) RedirectTo() (r string, exists bool) {
+	v := m.redirect_to
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldRedirectTo returns the old "redirect_to" field's value of the Registration entity.
+// If the Registration object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *RegistrationMutation) OldRedirectTo(ctx context.Context) (v *string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldRedirectTo is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldRedirectTo requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldRedirectTo: %w", err)
+	}
+	return oldValue.RedirectTo, nil
+}
+
+// ClearRedirectTo clears the value of the "redirect_to" field.
+func (m *RegistrationMutation) ClearRedirectTo() {
+	m.redirect_to = nil
+	m.clearedFields[registration.FieldRedirectTo] = struct{}{}
+}
+
+// RedirectToCleared returns if the "redirect_to" field was cleared in this mutation.
+func (m *RegistrationMutation) RedirectToCleared() bool {
+	_, ok := m.clearedFields[registration.FieldRedirectTo]
+	return ok
+}
+
+// ResetRedirectTo resets all changes to the "redirect_to" field.
+func (m *RegistrationMutation) ResetRedirectTo() {
+	m.redirect_to = nil
+	delete(m.clearedFields, registration.FieldRedirectTo)
+}
+
+// SetLocale sets the "locale" field.
+func (m *RegistrationMutation) SetLocale(s string) {
+	m.locale = &s
+}
+
+// Locale returns the value of the "locale" field in the mutation.
+func (m *RegistrationMutation) Locale() (r string, exists bool) {
+	v := m.locale
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldLocale returns the old "locale" field's value of the Registration entity.
+// If the Registration object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *RegistrationMutation) OldLocale(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldLocale is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldLocale requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldLocale: %w", err)
+	}
+	return oldValue.Locale, nil
+}
+
+// ResetLocale resets all changes to the "locale" field.
+func (m *RegistrationMutation) ResetLocale() {
+	m.locale = nil
+}
+
+// SetSupersededAt sets the "superseded_at" field.
+func (m *RegistrationMutation) SetSupersededAt(t time.Time) {
+	m.superseded_at = &t
+}
+
+// SupersededAt returns the value of the "superseded_at" field in the mutation.
+func (m *RegistrationMutation) SupersededAt() (r time.Time, exists bool) {
+	v := m.superseded_at
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldSupersededAt returns the old "superseded_at" field's value of the Registration entity.
+// If the Registration object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *RegistrationMutation) OldSupersededAt(ctx context.Context) (v *time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldSupersededAt is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldSupersededAt requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldSupersededAt: %w", err)
+	}
+	return oldValue.SupersededAt, nil
+}
+
+// ClearSupersededAt clears the value of the "superseded_at" field.
+func (m *RegistrationMutation) ClearSupersededAt() {
+	m.superseded_at = nil
+	m.clearedFields[registration.FieldSupersededAt] = struct{}{}
+}
+
+// SupersededAtCleared returns if the "superseded_at" field was cleared in this mutation.
+func (m *RegistrationMutation) SupersededAtCleared() bool {
+	_, ok := m.clearedFields[registration.FieldSupersededAt]
+	return ok
+}
+
+// ResetSupersededAt resets all changes to the "superseded_at" field.
+func (m *RegistrationMutation) ResetSupersededAt() {
+	m.superseded_at = nil
+	delete(m.clearedFields, registration.FieldSupersededAt)
+}
+
+// SetExpiresAt sets the "expires_at" field.
+func (m *RegistrationMutation) SetExpiresAt(t time.Time) {
+	m.expires_at = &t
+}
+
+// ExpiresAt returns the value of the "expires_at" field in the mutation.
+func (m *RegistrationMutation) ExpiresAt() (r time.Time, exists bool) {
+	v := m.expires_at
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldExpiresAt returns the old "expires_at" field's value of the Registration entity.
+// If the Registration object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *RegistrationMutation) OldExpiresAt(ctx context.Context) (v time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldExpiresAt is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldExpiresAt requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldExpiresAt: %w", err)
+	}
+	return oldValue.ExpiresAt, nil
+}
+
+// ResetExpiresAt resets all changes to the "expires_at" field.
+func (m *RegistrationMutation) ResetExpiresAt() {
+	m.expires_at = nil
+}
+
+// ClearUser clears the "user" edge to the User entity.
+func (m *RegistrationMutation) ClearUser() {
+	m.cleareduser = true
+	m.clearedFields[registration.FieldUserID] = struct{}{}
+}
+
+// UserCleared reports if the "user" edge to the User entity was cleared.
+func (m *RegistrationMutation) UserCleared() bool {
+	return m.UserIDCleared() || m.cleareduser
+}
+
+// UserIDs returns the "user" edge IDs in the mutation.
+// Note that IDs always returns len(IDs) <= 1 for unique edges, and you should use
+// UserID instead. It exists only for internal usage by the builders.
+func (m *RegistrationMutation) UserIDs() (ids []uuid.UUID) {
+	if id := m.user; id != nil {
+		ids = append(ids, *id)
+	}
+	return
+}
+
+// ResetUser resets all changes to the "user" edge.
+func (m *RegistrationMutation) ResetUser() {
+	m.user = nil
+	m.cleareduser = false
+}
+
+// AddVerificationTokenIDs adds the "verification_tokens" edge to the VerificationToken entity by ids.
+func (m *RegistrationMutation) AddVerificationTokenIDs(ids ...int) {
+	if m.verification_tokens == nil {
+		m.verification_tokens = make(map[int]struct{})
+	}
+	for i := range ids {
+		m.verification_tokens[ids[i]] = struct{}{}
+	}
+}
+
+// ClearVerificationTokens clears the "verification_tokens" edge to the VerificationToken entity.
+func (m *RegistrationMutation) ClearVerificationTokens() {
+	m.clearedverification_tokens = true
+}
+
+// VerificationTokensCleared reports if the "verification_tokens" edge to the VerificationToken entity was cleared.
+func (m *RegistrationMutation) VerificationTokensCleared() bool {
+	return m.clearedverification_tokens
+}
+
+// RemoveVerificationTokenIDs removes the "verification_tokens" edge to the VerificationToken entity by IDs.
+func (m *RegistrationMutation) RemoveVerificationTokenIDs(ids ...int) {
+	if m.removedverification_tokens == nil {
+		m.removedverification_tokens = make(map[int]struct{})
+	}
+	for i := range ids {
+		delete(m.verification_tokens, ids[i])
+		m.removedverification_tokens[ids[i]] = struct{}{}
+	}
+}
+
+// RemovedVerificationTokens returns the removed IDs of the "verification_tokens" edge to the VerificationToken entity.
+func (m *RegistrationMutation) RemovedVerificationTokensIDs() (ids []int) {
+	for id := range m.removedverification_tokens {
+		ids = append(ids, id)
+	}
+	return
+}
+
+// VerificationTokensIDs returns the "verification_tokens" edge IDs in the mutation.
+func (m *RegistrationMutation) VerificationTokensIDs() (ids []int) {
+	for id := range m.verification_tokens {
+		ids = append(ids, id)
+	}
+	return
+}
+
+// ResetVerificationTokens resets all changes to the "verification_tokens" edge.
+func (m *RegistrationMutation) ResetVerificationTokens() {
+	m.verification_tokens = nil
+	m.clearedverification_tokens = false
+	m.removedverification_tokens = nil
+}
+
+// Where appends a list predicates to the RegistrationMutation builder.
+func (m *RegistrationMutation) Where(ps ...predicate.Registration) {
+	m.predicates = append(m.predicates, ps...)
+}
+
+// WhereP appends storage-level predicates to the RegistrationMutation builder. Using this method,
+// users can use type-assertion to append predicates that do not depend on any generated package.
+func (m *RegistrationMutation) WhereP(ps ...func(*sql.Selector)) {
+	p := make([]predicate.Registration, len(ps))
+	for i := range ps {
+		p[i] = ps[i]
+	}
+	m.Where(p...)
+}
+
+// Op returns the operation name.
+func (m *RegistrationMutation) Op() Op {
+	return m.op
+}
+
+// SetOp allows setting the mutation operation.
+func (m *RegistrationMutation) SetOp(op Op) {
+	m.op = op
+}
+
+// Type returns the node type of this mutation (Registration).
+func (m *RegistrationMutation) Type() string {
+	return m.typ
+}
+
+// Fields returns all fields that were changed during this mutation. Note that in
+// order to get all numeric fields that were incremented/decremented, call
+// AddedFields().
+func (m *RegistrationMutation) Fields() []string {
+	fields := make([]string, 0, 13)
+	if m.created_at != nil {
+		fields = append(fields, registration.FieldCreatedAt)
+	}
+	if m.watch_token_hash != nil {
+		fields = append(fields, registration.FieldWatchTokenHash)
+	}
+	if m.user != nil {
+		fields = append(fields, registration.FieldUserID)
+	}
+	if m.purpose != nil {
+		fields = append(fields, registration.FieldPurpose)
+	}
+	if m.email != nil {
+		fields = append(fields, registration.FieldEmail)
+	}
+	if m.password_hash != nil {
+		fields = append(fields, registration.FieldPasswordHash)
+	}
+	if m.code_hash != nil {
+		fields = append(fields, registration.FieldCodeHash)
+	}
+	if m.code_expires_at != nil {
+		fields = append(fields, registration.FieldCodeExpiresAt)
+	}
+	if m.code_attempts != nil {
+		fields = append(fields, registration.FieldCodeAttempts)
+	}
+	if m.redirect_to != nil {
+		fields = append(fields, registration.FieldRedirectTo)
+	}
+	if m.locale != nil {
+		fields = append(fields, registration.FieldLocale)
+	}
+	if m.superseded_at != nil {
+		fields = append(fields, registration.FieldSupersededAt)
+	}
+	if m.expires_at != nil {
+		fields = append(fields, registration.FieldExpiresAt)
+	}
+	return fields
+}
+
+// Field returns the value of a field with the given name. The second boolean
+// return value indicates that this field was not set, or was not defined in the
+// schema.
+func (m *RegistrationMutation) Field(name string) (ent.Value, bool) {
+	switch name {
+	case registration.FieldCreatedAt:
+		return m.CreatedAt()
+	case registration.FieldWatchTokenHash:
+		return m.WatchTokenHash()
+	case registration.FieldUserID:
+		return m.UserID()
+	case registration.FieldPurpose:
+		return m.Purpose()
+	case registration.FieldEmail:
+		return m.Email()
+	case registration.FieldPasswordHash:
+		return m.PasswordHash()
+	case registration.FieldCodeHash:
+		return m.CodeHash()
+	case registration.FieldCodeExpiresAt:
+		return m.CodeExpiresAt()
+	case registration.FieldCodeAttempts:
+		return m.CodeAttempts()
+	case registration.FieldRedirectTo:
+		return m.RedirectTo()
+	case registration.FieldLocale:
+		return m.Locale()
+	case registration.FieldSupersededAt:
+		return m.SupersededAt()
+	case registration.FieldExpiresAt:
+		return m.ExpiresAt()
+	}
+	return nil, false
+}
+
+// OldField returns the old value of the field from the database. An error is
+// returned if the mutation operation is not UpdateOne, or the query to the
+// database failed.
+func (m *RegistrationMutation) OldField(ctx context.Context, name string) (ent.Value, error) {
+	switch name {
+	case registration.FieldCreatedAt:
+		return m.OldCreatedAt(ctx)
+	case registration.FieldWatchTokenHash:
+		return m.OldWatchTokenHash(ctx)
+	case registration.FieldUserID:
+		return m.OldUserID(ctx)
+	case registration.FieldPurpose:
+		return m.OldPurpose(ctx)
+	case registration.FieldEmail:
+		return m.OldEmail(ctx)
+	case registration.FieldPasswordHash:
+		return m.OldPasswordHash(ctx)
+	case registration.FieldCodeHash:
+		return m.OldCodeHash(ctx)
+	case registration.FieldCodeExpiresAt:
+		return m.OldCodeExpiresAt(ctx)
+	case registration.FieldCodeAttempts:
+		return m.OldCodeAttempts(ctx)
+	case registration.FieldRedirectTo:
+		return m.OldRedirectTo(ctx)
+	case registration.FieldLocale:
+		return m.OldLocale(ctx)
+	case registration.FieldSupersededAt:
+		return m.OldSupersededAt(ctx)
+	case registration.FieldExpiresAt:
+		return m.OldExpiresAt(ctx)
+	}
+	return nil, fmt.Errorf("unknown Registration field %s", name)
+}
+
+// SetField sets the value of a field with the given name. It returns an error if
+// the field is not defined in the schema, or if the type mismatched the field
+// type.
+func (m *RegistrationMutation) SetField(name string, value ent.Value) error {
+	switch name {
+	case registration.FieldCreatedAt:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetCreatedAt(v)
+		return nil
+	case registration.FieldWatchTokenHash:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetWatchTokenHash(v)
+		return nil
+	case registration.FieldUserID:
+		v, ok := value.(uuid.UUID)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetUserID(v)
+		return nil
+	case registration.FieldPurpose:
+		v, ok := value.(registration.Purpose)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetPurpose(v)
+		return nil
+	case registration.FieldEmail:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetEmail(v)
+		return nil
+	case registration.FieldPasswordHash:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetPasswordHash(v)
+		return nil
+	case registration.FieldCodeHash:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetCodeHash(v)
+		return nil
+	case registration.FieldCodeExpiresAt:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetCodeExpiresAt(v)
+		return nil
+	case registration.FieldCodeAttempts:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetCodeAttempts(v)
+		return nil
+	case registration.FieldRedirectTo:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetRedirectTo(v)
+		return nil
+	case registration.FieldLocale:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetLocale(v)
+		return nil
+	case registration.FieldSupersededAt:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetSupersededAt(v)
+		return nil
+	case registration.FieldExpiresAt:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetExpiresAt(v)
+		return nil
+	}
+	return fmt.Errorf("unknown Registration field %s", name)
+}
+
+// AddedFields returns all numeric fields that were incremented/decremented during
+// this mutation.
+func (m *RegistrationMutation) AddedFields() []string {
+	var fields []string
+	if m.addcode_attempts != nil {
+		fields = append(fields, registration.FieldCodeAttempts)
+	}
+	return fields
+}
+
+// AddedField returns the numeric value that was incremented/decremented on a field
+// with the given name. The second boolean return value indicates that this field
+// was not set, or was not defined in the schema.
+func (m *RegistrationMutation) AddedField(name string) (ent.Value, bool) {
+	switch name {
+	case registration.FieldCodeAttempts:
+		return m.AddedCodeAttempts()
+	}
+	return nil, false
+}
+
+// AddField adds the value to the field with the given name. It returns an error if
+// the field is not defined in the schema, or if the type mismatched the field
+// type.
+func (m *RegistrationMutation) AddField(name string, value ent.Value) error {
+	switch name {
+	case registration.FieldCodeAttempts:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddCodeAttempts(v)
+		return nil
+	}
+	return fmt.Errorf("unknown Registration numeric field %s", name)
+}
+
+// ClearedFields returns all nullable fields that were cleared during this
+// mutation.
+func (m *RegistrationMutation) ClearedFields() []string {
+	var fields []string
+	if m.FieldCleared(registration.FieldUserID) {
+		fields = append(fields, registration.FieldUserID)
+	}
+	if m.FieldCleared(registration.FieldPasswordHash) {
+		fields = append(fields, registration.FieldPasswordHash)
+	}
+	if m.FieldCleared(registration.FieldCodeHash) {
+		fields = append(fields, registration.FieldCodeHash)
+	}
+	if m.FieldCleared(registration.FieldCodeExpiresAt) {
+		fields = append(fields, registration.FieldCodeExpiresAt)
+	}
+	if m.FieldCleared(registration.FieldRedirectTo) {
+		fields = append(fields, registration.FieldRedirectTo)
+	}
+	if m.FieldCleared(registration.FieldSupersededAt) {
+		fields = append(fields, registration.FieldSupersededAt)
+	}
+	return fields
+}
+
+// FieldCleared returns a boolean indicating if a field with the given name was
+// cleared in this mutation.
+func (m *RegistrationMutation) FieldCleared(name string) bool {
+	_, ok := m.clearedFields[name]
+	return ok
+}
+
+// ClearField clears the value of the field with the given name. It returns an
+// error if the field is not defined in the schema.
+func (m *RegistrationMutation) ClearField(name string) error {
+	switch name {
+	case registration.FieldUserID:
+		m.ClearUserID()
+		return nil
+	case registration.FieldPasswordHash:
+		m.ClearPasswordHash()
+		return nil
+	case registration.FieldCodeHash:
+		m.ClearCodeHash()
+		return nil
+	case registration.FieldCodeExpiresAt:
+		m.ClearCodeExpiresAt()
+		return nil
+	case registration.FieldRedirectTo:
+		m.ClearRedirectTo()
+		return nil
+	case registration.FieldSupersededAt:
+		m.ClearSupersededAt()
+		return nil
+	}
+	return fmt.Errorf("unknown Registration nullable field %s", name)
+}
+
+// ResetField resets all changes in the mutation for the field with the given name.
+// It returns an error if the field is not defined in the schema.
+func (m *RegistrationMutation) ResetField(name string) error {
+	switch name {
+	case registration.FieldCreatedAt:
+		m.ResetCreatedAt()
+		return nil
+	case registration.FieldWatchTokenHash:
+		m.ResetWatchTokenHash()
+		return nil
+	case registration.FieldUserID:
+		m.ResetUserID()
+		return nil
+	case registration.FieldPurpose:
+		m.ResetPurpose()
+		return nil
+	case registration.FieldEmail:
+		m.ResetEmail()
+		return nil
+	case registration.FieldPasswordHash:
+		m.ResetPasswordHash()
+		return nil
+	case registration.FieldCodeHash:
+		m.ResetCodeHash()
+		return nil
+	case registration.FieldCodeExpiresAt:
+		m.ResetCodeExpiresAt()
+		return nil
+	case registration.FieldCodeAttempts:
+		m.ResetCodeAttempts()
+		return nil
+	case registration.FieldRedirectTo:
+		m.ResetRedirectTo()
+		return nil
+	case registration.FieldLocale:
+		m.ResetLocale()
+		return nil
+	case registration.FieldSupersededAt:
+		m.ResetSupersededAt()
+		return nil
+	case registration.FieldExpiresAt:
+		m.ResetExpiresAt()
+		return nil
+	}
+	return fmt.Errorf("unknown Registration field %s", name)
+}
+
+// AddedEdges returns all edge names that were set/added in this mutation.
+func (m *RegistrationMutation) AddedEdges() []string {
+	edges := make([]string, 0, 2)
+	if m.user != nil {
+		edges = append(edges, registration.EdgeUser)
+	}
+	if m.verification_tokens != nil {
+		edges = append(edges, registration.EdgeVerificationTokens)
+	}
+	return edges
+}
+
+// AddedIDs returns all IDs (to other nodes) that were added for the given edge
+// name in this mutation.
+func (m *RegistrationMutation) AddedIDs(name string) []ent.Value {
+	switch name {
+	case registration.EdgeUser:
+		if id := m.user; id != nil {
+			return []ent.Value{*id}
+		}
+	case registration.EdgeVerificationTokens:
+		ids := make([]ent.Value, 0, len(m.verification_tokens))
+		for id := range m.verification_tokens {
+			ids = append(ids, id)
+		}
+		return ids
+	}
+	return nil
+}
+
+// RemovedEdges returns all edge names that were removed in this mutation.
+func (m *RegistrationMutation) RemovedEdges() []string {
+	edges := make([]string, 0, 2)
+	if m.removedverification_tokens != nil {
+		edges = append(edges, registration.EdgeVerificationTokens)
+	}
+	return edges
+}
+
+// RemovedIDs returns all IDs (to other nodes) that were removed for the edge with
+// the given name in this mutation.
+func (m *RegistrationMutation) RemovedIDs(name string) []ent.Value {
+	switch name {
+	case registration.EdgeVerificationTokens:
+		ids := make([]ent.Value, 0, len(m.removedverification_tokens))
+		for id := range m.removedverification_tokens {
+			ids = append(ids, id)
+		}
+		return ids
+	}
+	return nil
+}
+
+// ClearedEdges returns all edge names that were cleared in this mutation.
+func (m *RegistrationMutation) ClearedEdges() []string {
+	edges := make([]string, 0, 2)
+	if m.cleareduser {
+		edges = append(edges, registration.EdgeUser)
+	}
+	if m.clearedverification_tokens {
+		edges = append(edges, registration.EdgeVerificationTokens)
+	}
+	return edges
+}
+
+// EdgeCleared returns a boolean which indicates if the edge with the given name
+// was cleared in this mutation.
+func (m *RegistrationMutation) EdgeCleared(name string) bool {
+	switch name {
+	case registration.EdgeUser:
+		return m.cleareduser
+	case registration.EdgeVerificationTokens:
+		return m.clearedverification_tokens
+	}
+	return false
+}
+
+// ClearEdge clears the value of the edge with the given name. It returns an error
+// if that edge is not defined in the schema.
+func (m *RegistrationMutation) ClearEdge(name string) error {
+	switch name {
+	case registration.EdgeUser:
+		m.ClearUser()
+		return nil
+	}
+	return fmt.Errorf("unknown Registration unique edge %s", name)
+}
+
+// ResetEdge resets all changes to the edge with the given name in this mutation.
+// It returns an error if the edge is not defined in the schema.
+func (m *RegistrationMutation) ResetEdge(name string) error {
+	switch name {
+	case registration.EdgeUser:
+		m.ResetUser()
+		return nil
+	case registration.EdgeVerificationTokens:
+		m.ResetVerificationTokens()
+		return nil
+	}
+	return fmt.Errorf("unknown Registration edge %s", name)
+}
+
 // SecretMutation represents an operation that mutates the Secret nodes in the graph.
 type SecretMutation struct {
 	config
@@ -3429,9 +4701,9 @@ type UserMutation struct {
 	verification_tokens        map[int]struct{}
 	removedverification_tokens map[int]struct{}
 	clearedverification_tokens bool
-	watch_tokens               map[int]struct{}
-	removedwatch_tokens        map[int]struct{}
-	clearedwatch_tokens        bool
+	registrations              map[uuid.UUID]struct{}
+	removedregistrations       map[uuid.UUID]struct{}
+	clearedregistrations       bool
 	done                       bool
 	oldValue                   func(context.Context) (*User, error)
 	predicates                 []predicate.User
@@ -3788,58 +5060,58 @@ func (m *UserMutation) ResetVerificationTokens() {
 	m.removedverification_tokens = nil
 }
 
-// AddWatchTokenIDs adds the "watch_tokens" edge to the WatchToken entity by ids.
-func (m *UserMutation) AddWatchTokenIDs(ids ...int) {
-	if m.watch_tokens == nil {
-		m.watch_tokens = make(map[int]struct{})
+// AddRegistrationIDs adds the "registrations" edge to the Registration entity by ids.
+func (m *UserMutation) AddRegistrationIDs(ids ...uuid.UUID) {
+	if m.registrations == nil {
+		m.registrations = make(map[uuid.UUID]struct{})
 	}
 	for i := range ids {
-		m.watch_tokens[ids[i]] = struct{}{}
+		m.registrations[ids[i]] = struct{}{}
 	}
 }
 
-// ClearWatchTokens clears the "watch_tokens" edge to the WatchToken entity.
-func (m *UserMutation) ClearWatchTokens() {
-	m.clearedwatch_tokens = true
+// ClearRegistrations clears the "registrations" edge to the Registration entity.
+func (m *UserMutation) ClearRegistrations() {
+	m.clearedregistrations = true
 }
 
-// WatchTokensCleared reports if the "watch_tokens" edge to the WatchToken entity was cleared.
-func (m *UserMutation) WatchTokensCleared() bool {
-	return m.clearedwatch_tokens
+// RegistrationsCleared reports if the "registrations" edge to the Registration entity was cleared.
+func (m *UserMutation) RegistrationsCleared() bool {
+	return m.clearedregistrations
 }
 
-// RemoveWatchTokenIDs removes the "watch_tokens" edge to the WatchToken entity by IDs.
-func (m *UserMutation) RemoveWatchTokenIDs(ids ...int) {
-	if m.removedwatch_tokens == nil {
-		m.removedwatch_tokens = make(map[int]struct{})
+// RemoveRegistrationIDs removes the "registrations" edge to the Registration entity by IDs.
+func (m *UserMutation) RemoveRegistrationIDs(ids ...uuid.UUID) {
+	if m.removedregistrations == nil {
+		m.removedregistrations = make(map[uuid.UUID]struct{})
 	}
 	for i := range ids {
-		delete(m.watch_tokens, ids[i])
-		m.removedwatch_tokens[ids[i]] = struct{}{}
+		delete(m.registrations, ids[i])
+		m.removedregistrations[ids[i]] = struct{}{}
 	}
 }
 
-// RemovedWatchTokens returns the removed IDs of the "watch_tokens" edge to the WatchToken entity.
-func (m *UserMutation) RemovedWatchTokensIDs() (ids []int) {
-	for id := range m.removedwatch_tokens {
+// RemovedRegistrations returns the removed IDs of the "registrations" edge to the Registration entity.
+func (m *UserMutation) RemovedRegistrationsIDs() (ids []uuid.UUID) {
+	for id := range m.removedregistrations {
 		ids = append(ids, id)
 	}
 	return
 }
 
-// WatchTokensIDs returns the "watch_tokens" edge IDs in the mutation.
-func (m *UserMutation) WatchTokensIDs() (ids []int) {
-	for id := range m.watch_tokens {
+// RegistrationsIDs returns the "registrations" edge IDs in the mutation.
+func (m *UserMutation) RegistrationsIDs() (ids []uuid.UUID) {
+	for id := range m.registrations {
 		ids = append(ids, id)
 	}
 	return
 }
 
-// ResetWatchTokens resets all changes to the "watch_tokens" edge.
-func (m *UserMutation) ResetWatchTokens() {
-	m.watch_tokens = nil
-	m.clearedwatch_tokens = false
-	m.removedwatch_tokens = nil
+// ResetRegistrations resets all changes to the "registrations" edge.
+func (m *UserMutation) ResetRegistrations() {
+	m.registrations = nil
+	m.clearedregistrations = false
+	m.removedregistrations = nil
 }
 
 // Where appends a list predicates to the UserMutation builder.
@@ -4056,8 +5328,8 @@ func (m *UserMutation) AddedEdges() []string {
 	if m.verification_tokens != nil {
 		edges = append(edges, user.EdgeVerificationTokens)
 	}
-	if m.watch_tokens != nil {
-		edges = append(edges, user.EdgeWatchTokens)
+	if m.registrations != nil {
+		edges = append(edges, user.EdgeRegistrations)
 	}
 	return edges
 }
@@ -4072,9 +5344,9 @@ func (m *UserMutation) AddedIDs(name string) []ent.Value {
 			ids = append(ids, id)
 		}
 		return ids
-	case user.EdgeWatchTokens:
-		ids := make([]ent.Value, 0, len(m.watch_tokens))
-		for id := range m.watch_tokens {
+	case user.EdgeRegistrations:
+		ids := make([]ent.Value, 0, len(m.registrations))
+		for id := range m.registrations {
 			ids = append(ids, id)
 		}
 		return ids
@@ -4088,8 +5360,8 @@ func (m *UserMutation) RemovedEdges() []string {
 	if m.removedverification_tokens != nil {
 		edges = append(edges, user.EdgeVerificationTokens)
 	}
-	if m.removedwatch_tokens != nil {
-		edges = append(edges, user.EdgeWatchTokens)
+	if m.removedregistrations != nil {
+		edges = append(edges, user.EdgeRegistrations)
 	}
 	return edges
 }
@@ -4104,9 +5376,9 @@ func (m *UserMutation) RemovedIDs(name string) []ent.Value {
 			ids = append(ids, id)
 		}
 		return ids
-	case user.EdgeWatchTokens:
-		ids := make([]ent.Value, 0, len(m.removedwatch_tokens))
-		for id := range m.removedwatch_tokens {
+	case user.EdgeRegistrations:
+		ids := make([]ent.Value, 0, len(m.removedregistrations))
+		for id := range m.removedregistrations {
 			ids = append(ids, id)
 		}
 		return ids
@@ -4120,8 +5392,8 @@ func (m *UserMutation) ClearedEdges() []string {
 	if m.clearedverification_tokens {
 		edges = append(edges, user.EdgeVerificationTokens)
 	}
-	if m.clearedwatch_tokens {
-		edges = append(edges, user.EdgeWatchTokens)
+	if m.clearedregistrations {
+		edges = append(edges, user.EdgeRegistrations)
 	}
 	return edges
 }
@@ -4132,8 +5404,8 @@ func (m *UserMutation) EdgeCleared(name string) bool {
 	switch name {
 	case user.EdgeVerificationTokens:
 		return m.clearedverification_tokens
-	case user.EdgeWatchTokens:
-		return m.clearedwatch_tokens
+	case user.EdgeRegistrations:
+		return m.clearedregistrations
 	}
 	return false
 }
@@ -4153,8 +5425,8 @@ func (m *UserMutation) ResetEdge(name string) error {
 	case user.EdgeVerificationTokens:
 		m.ResetVerificationTokens()
 		return nil
-	case user.EdgeWatchTokens:
-		m.ResetWatchTokens()
+	case user.EdgeRegistrations:
+		m.ResetRegistrations()
 		return nil
 	}
 	return fmt.Errorf("unknown User edge %s", name)
@@ -4163,19 +5435,21 @@ func (m *UserMutation) ResetEdge(name string) error {
 // VerificationTokenMutation represents an operation that mutates the VerificationToken nodes in the graph.
 type VerificationTokenMutation struct {
 	config
-	op            Op
-	typ           string
-	id            *int
-	created_at    *time.Time
-	token_hash    *string
-	expires_at    *time.Time
-	used_at       *time.Time
-	clearedFields map[string]struct{}
-	user          *uuid.UUID
-	cleareduser   bool
-	done          bool
-	oldValue      func(context.Context) (*VerificationToken, error)
-	predicates    []predicate.VerificationToken
+	op                  Op
+	typ                 string
+	id                  *int
+	created_at          *time.Time
+	token_hash          *string
+	expires_at          *time.Time
+	used_at             *time.Time
+	clearedFields       map[string]struct{}
+	user                *uuid.UUID
+	cleareduser         bool
+	registration        *uuid.UUID
+	clearedregistration bool
+	done                bool
+	oldValue            func(context.Context) (*VerificationToken, error)
+	predicates          []predicate.VerificationToken
 }
 
 var _ ent.Mutation = (*VerificationTokenMutation)(nil)
@@ -4384,6 +5658,42 @@ func (m *VerificationTokenMutation) ResetUserID() {
 	m.user = nil
 }
 
+// SetRegistrationID sets the "registration_id" field.
+func (m *VerificationTokenMutation) SetRegistrationID(u uuid.UUID) {
+	m.registration = &u
+}
+
+// RegistrationID returns the value of the "registration_id" field in the mutation.
+func (m *VerificationTokenMutation) RegistrationID() (r uuid.UUID, exists bool) {
+	v := m.registration
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldRegistrationID returns the old "registration_id" field's value of the VerificationToken entity.
+// If the VerificationToken object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *VerificationTokenMutation) OldRegistrationID(ctx context.Context) (v uuid.UUID, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldRegistrationID is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldRegistrationID requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldRegistrationID: %w", err)
+	}
+	return oldValue.RegistrationID, nil
+}
+
+// ResetRegistrationID resets all changes to the "registration_id" field.
+func (m *VerificationTokenMutation) ResetRegistrationID() {
+	m.registration = nil
+}
+
 // SetExpiresAt sets the "expires_at" field.
 func (m *VerificationTokenMutation) SetExpiresAt(t time.Time) {
 	m.expires_at = &t
@@ -4496,6 +5806,33 @@ func (m *VerificationTokenMutation) ResetUser() {
 	m.cleareduser = false
 }
 
+// ClearRegistration clears the "registration" edge to the Registration entity.
+func (m *VerificationTokenMutation) ClearRegistration() {
+	m.clearedregistration = true
+	m.clearedFields[verificationtoken.FieldRegistrationID] = struct{}{}
+}
+
+// RegistrationCleared reports if the "registration" edge to the Registration entity was cleared.
+func (m *VerificationTokenMutation) RegistrationCleared() bool {
+	return m.clearedregistration
+}
+
+// RegistrationIDs returns the "registration" edge IDs in the mutation.
+// Note that IDs always returns len(IDs) <= 1 for unique edges, and you should use
+// RegistrationID instead. It exists only for internal usage by the builders.
+func (m *VerificationTokenMutation) RegistrationIDs() (ids []uuid.UUID) {
+	if id := m.registration; id != nil {
+		ids = append(ids, *id)
+	}
+	return
+}
+
+// ResetRegistration resets all changes to the "registration" edge.
+func (m *VerificationTokenMutation) ResetRegistration() {
+	m.registration = nil
+	m.clearedregistration = false
+}
+
 // Where appends a list predicates to the VerificationTokenMutation builder.
 func (m *VerificationTokenMutation) Where(ps ...predicate.VerificationToken) {
 	m.predicates = append(m.predicates, ps...)
@@ -4530,7 +5867,7 @@ func (m *VerificationTokenMutation) Type() string {
 // order to get all numeric fields that were incremented/decremented, call
 // AddedFields().
 func (m *VerificationTokenMutation) Fields() []string {
-	fields := make([]string, 0, 5)
+	fields := make([]string, 0, 6)
 	if m.created_at != nil {
 		fields = append(fields, verificationtoken.FieldCreatedAt)
 	}
@@ -4539,6 +5876,9 @@ func (m *VerificationTokenMutation) Fields() []string {
 	}
 	if m.user != nil {
 		fields = append(fields, verificationtoken.FieldUserID)
+	}
+	if m.registration != nil {
+		fields = append(fields, verificationtoken.FieldRegistrationID)
 	}
 	if m.expires_at != nil {
 		fields = append(fields, verificationtoken.FieldExpiresAt)
@@ -4560,6 +5900,8 @@ func (m *VerificationTokenMutation) Field(name string) (ent.Value, bool) {
 		return m.TokenHash()
 	case verificationtoken.FieldUserID:
 		return m.UserID()
+	case verificationtoken.FieldRegistrationID:
+		return m.RegistrationID()
 	case verificationtoken.FieldExpiresAt:
 		return m.ExpiresAt()
 	case verificationtoken.FieldUsedAt:
@@ -4579,6 +5921,8 @@ func (m *VerificationTokenMutation) OldField(ctx context.Context, name string) (
 		return m.OldTokenHash(ctx)
 	case verificationtoken.FieldUserID:
 		return m.OldUserID(ctx)
+	case verificationtoken.FieldRegistrationID:
+		return m.OldRegistrationID(ctx)
 	case verificationtoken.FieldExpiresAt:
 		return m.OldExpiresAt(ctx)
 	case verificationtoken.FieldUsedAt:
@@ -4612,6 +5956,13 @@ func (m *VerificationTokenMutation) SetField(name string, value ent.Value) error
 			return fmt.Errorf("unexpected type %T for field %s", value, name)
 		}
 		m.SetUserID(v)
+		return nil
+	case verificationtoken.FieldRegistrationID:
+		v, ok := value.(uuid.UUID)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetRegistrationID(v)
 		return nil
 	case verificationtoken.FieldExpiresAt:
 		v, ok := value.(time.Time)
@@ -4694,6 +6045,9 @@ func (m *VerificationTokenMutation) ResetField(name string) error {
 	case verificationtoken.FieldUserID:
 		m.ResetUserID()
 		return nil
+	case verificationtoken.FieldRegistrationID:
+		m.ResetRegistrationID()
+		return nil
 	case verificationtoken.FieldExpiresAt:
 		m.ResetExpiresAt()
 		return nil
@@ -4706,9 +6060,12 @@ func (m *VerificationTokenMutation) ResetField(name string) error {
 
 // AddedEdges returns all edge names that were set/added in this mutation.
 func (m *VerificationTokenMutation) AddedEdges() []string {
-	edges := make([]string, 0, 1)
+	edges := make([]string, 0, 2)
 	if m.user != nil {
 		edges = append(edges, verificationtoken.EdgeUser)
+	}
+	if m.registration != nil {
+		edges = append(edges, verificationtoken.EdgeRegistration)
 	}
 	return edges
 }
@@ -4721,13 +6078,17 @@ func (m *VerificationTokenMutation) AddedIDs(name string) []ent.Value {
 		if id := m.user; id != nil {
 			return []ent.Value{*id}
 		}
+	case verificationtoken.EdgeRegistration:
+		if id := m.registration; id != nil {
+			return []ent.Value{*id}
+		}
 	}
 	return nil
 }
 
 // RemovedEdges returns all edge names that were removed in this mutation.
 func (m *VerificationTokenMutation) RemovedEdges() []string {
-	edges := make([]string, 0, 1)
+	edges := make([]string, 0, 2)
 	return edges
 }
 
@@ -4739,9 +6100,12 @@ func (m *VerificationTokenMutation) RemovedIDs(name string) []ent.Value {
 
 // ClearedEdges returns all edge names that were cleared in this mutation.
 func (m *VerificationTokenMutation) ClearedEdges() []string {
-	edges := make([]string, 0, 1)
+	edges := make([]string, 0, 2)
 	if m.cleareduser {
 		edges = append(edges, verificationtoken.EdgeUser)
+	}
+	if m.clearedregistration {
+		edges = append(edges, verificationtoken.EdgeRegistration)
 	}
 	return edges
 }
@@ -4752,6 +6116,8 @@ func (m *VerificationTokenMutation) EdgeCleared(name string) bool {
 	switch name {
 	case verificationtoken.EdgeUser:
 		return m.cleareduser
+	case verificationtoken.EdgeRegistration:
+		return m.clearedregistration
 	}
 	return false
 }
@@ -4762,6 +6128,9 @@ func (m *VerificationTokenMutation) ClearEdge(name string) error {
 	switch name {
 	case verificationtoken.EdgeUser:
 		m.ClearUser()
+		return nil
+	case verificationtoken.EdgeRegistration:
+		m.ClearRegistration()
 		return nil
 	}
 	return fmt.Errorf("unknown VerificationToken unique edge %s", name)
@@ -4774,643 +6143,9 @@ func (m *VerificationTokenMutation) ResetEdge(name string) error {
 	case verificationtoken.EdgeUser:
 		m.ResetUser()
 		return nil
-	}
-	return fmt.Errorf("unknown VerificationToken edge %s", name)
-}
-
-// WatchTokenMutation represents an operation that mutates the WatchToken nodes in the graph.
-type WatchTokenMutation struct {
-	config
-	op            Op
-	typ           string
-	id            *int
-	created_at    *time.Time
-	token_hash    *string
-	registration  *uuid.UUID
-	expires_at    *time.Time
-	clearedFields map[string]struct{}
-	user          *uuid.UUID
-	cleareduser   bool
-	done          bool
-	oldValue      func(context.Context) (*WatchToken, error)
-	predicates    []predicate.WatchToken
-}
-
-var _ ent.Mutation = (*WatchTokenMutation)(nil)
-
-// watchtokenOption allows management of the mutation configuration using functional options.
-type watchtokenOption func(*WatchTokenMutation)
-
-// newWatchTokenMutation creates new mutation for the WatchToken entity.
-func newWatchTokenMutation(c config, op Op, opts ...watchtokenOption) *WatchTokenMutation {
-	m := &WatchTokenMutation{
-		config:        c,
-		op:            op,
-		typ:           TypeWatchToken,
-		clearedFields: make(map[string]struct{}),
-	}
-	for _, opt := range opts {
-		opt(m)
-	}
-	return m
-}
-
-// withWatchTokenID sets the ID field of the mutation.
-func withWatchTokenID(id int) watchtokenOption {
-	return func(m *WatchTokenMutation) {
-		var (
-			err   error
-			once  sync.Once
-			value *WatchToken
-		)
-		m.oldValue = func(ctx context.Context) (*WatchToken, error) {
-			once.Do(func() {
-				if m.done {
-					err = errors.New("querying old values post mutation is not allowed")
-				} else {
-					value, err = m.Client().WatchToken.Get(ctx, id)
-				}
-			})
-			return value, err
-		}
-		m.id = &id
-	}
-}
-
-// withWatchToken sets the old WatchToken of the mutation.
-func withWatchToken(node *WatchToken) watchtokenOption {
-	return func(m *WatchTokenMutation) {
-		m.oldValue = func(context.Context) (*WatchToken, error) {
-			return node, nil
-		}
-		m.id = &node.ID
-	}
-}
-
-// Client returns a new `ent.Client` from the mutation. If the mutation was
-// executed in a transaction (ent.Tx), a transactional client is returned.
-func (m WatchTokenMutation) Client() *Client {
-	client := &Client{config: m.config}
-	client.init()
-	return client
-}
-
-// Tx returns an `ent.Tx` for mutations that were executed in transactions;
-// it returns an error otherwise.
-func (m WatchTokenMutation) Tx() (*Tx, error) {
-	if _, ok := m.driver.(*txDriver); !ok {
-		return nil, errors.New("ent: mutation is not running in a transaction")
-	}
-	tx := &Tx{config: m.config}
-	tx.init()
-	return tx, nil
-}
-
-// ID returns the ID value in the mutation. Note that the ID is only available
-// if it was provided to the builder or after it was returned from the database.
-func (m *WatchTokenMutation) ID() (id int, exists bool) {
-	if m.id == nil {
-		return
-	}
-	return *m.id, true
-}
-
-// IDs queries the database and returns the entity ids that match the mutation's predicate.
-// That means, if the mutation is applied within a transaction with an isolation level such
-// as sql.LevelSerializable, the returned ids match the ids of the rows that will be updated
-// or updated by the mutation.
-func (m *WatchTokenMutation) IDs(ctx context.Context) ([]int, error) {
-	switch {
-	case m.op.Is(OpUpdateOne | OpDeleteOne):
-		id, exists := m.ID()
-		if exists {
-			return []int{id}, nil
-		}
-		fallthrough
-	case m.op.Is(OpUpdate | OpDelete):
-		return m.Client().WatchToken.Query().Where(m.predicates...).IDs(ctx)
-	default:
-		return nil, fmt.Errorf("IDs is not allowed on %s operations", m.op)
-	}
-}
-
-// SetCreatedAt sets the "created_at" field.
-func (m *WatchTokenMutation) SetCreatedAt(t time.Time) {
-	m.created_at = &t
-}
-
-// CreatedAt returns the value of the "created_at" field in the mutation.
-func (m *WatchTokenMutation) CreatedAt() (r time.Time, exists bool) {
-	v := m.created_at
-	if v == nil {
-		return
-	}
-	return *v, true
-}
-
-// OldCreatedAt returns the old "created_at" field's value of the WatchToken entity.
-// If the WatchToken object wasn't provided to the builder, the object is fetched from the database.
-// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
-func (m *WatchTokenMutation) OldCreatedAt(ctx context.Context) (v time.Time, err error) {
-	if !m.op.Is(OpUpdateOne) {
-		return v, errors.New("OldCreatedAt is only allowed on UpdateOne operations")
-	}
-	if m.id == nil || m.oldValue == nil {
-		return v, errors.New("OldCreatedAt requires an ID field in the mutation")
-	}
-	oldValue, err := m.oldValue(ctx)
-	if err != nil {
-		return v, fmt.Errorf("querying old value for OldCreatedAt: %w", err)
-	}
-	return oldValue.CreatedAt, nil
-}
-
-// ResetCreatedAt resets all changes to the "created_at" field.
-func (m *WatchTokenMutation) ResetCreatedAt() {
-	m.created_at = nil
-}
-
-// SetTokenHash sets the "token_hash" field.
-func (m *WatchTokenMutation) SetTokenHash(s string) {
-	m.token_hash = &s
-}
-
-// TokenHash returns the value of the "token_hash" field in the mutation.
-func (m *WatchTokenMutation) TokenHash() (r string, exists bool) {
-	v := m.token_hash
-	if v == nil {
-		return
-	}
-	return *v, true
-}
-
-// OldTokenHash returns the old "token_hash" field's value of the WatchToken entity.
-// If the WatchToken object wasn't provided to the builder, the object is fetched from the database.
-// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
-func (m *WatchTokenMutation) OldTokenHash(ctx context.Context) (v string, err error) {
-	if !m.op.Is(OpUpdateOne) {
-		return v, errors.New("OldTokenHash is only allowed on UpdateOne operations")
-	}
-	if m.id == nil || m.oldValue == nil {
-		return v, errors.New("OldTokenHash requires an ID field in the mutation")
-	}
-	oldValue, err := m.oldValue(ctx)
-	if err != nil {
-		return v, fmt.Errorf("querying old value for OldTokenHash: %w", err)
-	}
-	return oldValue.TokenHash, nil
-}
-
-// ResetTokenHash resets all changes to the "token_hash" field.
-func (m *WatchTokenMutation) ResetTokenHash() {
-	m.token_hash = nil
-}
-
-// SetUserID sets the "user_id" field.
-func (m *WatchTokenMutation) SetUserID(u uuid.UUID) {
-	m.user = &u
-}
-
-// UserID returns the value of the "user_id" field in the mutation.
-func (m *WatchTokenMutation) UserID() (r uuid.UUID, exists bool) {
-	v := m.user
-	if v == nil {
-		return
-	}
-	return *v, true
-}
-
-// OldUserID returns the old "user_id" field's value of the WatchToken entity.
-// If the WatchToken object wasn't provided to the builder, the object is fetched from the database.
-// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
-func (m *WatchTokenMutation) OldUserID(ctx context.Context) (v *uuid.UUID, err error) {
-	if !m.op.Is(OpUpdateOne) {
-		return v, errors.New("OldUserID is only allowed on UpdateOne operations")
-	}
-	if m.id == nil || m.oldValue == nil {
-		return v, errors.New("OldUserID requires an ID field in the mutation")
-	}
-	oldValue, err := m.oldValue(ctx)
-	if err != nil {
-		return v, fmt.Errorf("querying old value for OldUserID: %w", err)
-	}
-	return oldValue.UserID, nil
-}
-
-// ClearUserID clears the value of the "user_id" field.
-func (m *WatchTokenMutation) ClearUserID() {
-	m.user = nil
-	m.clearedFields[watchtoken.FieldUserID] = struct{}{}
-}
-
-// UserIDCleared returns if the "user_id" field was cleared in this mutation.
-func (m *WatchTokenMutation) UserIDCleared() bool {
-	_, ok := m.clearedFields[watchtoken.FieldUserID]
-	return ok
-}
-
-// ResetUserID resets all changes to the "user_id" field.
-func (m *WatchTokenMutation) ResetUserID() {
-	m.user = nil
-	delete(m.clearedFields, watchtoken.FieldUserID)
-}
-
-// SetRegistration sets the "registration" field.
-func (m *WatchTokenMutation) SetRegistration(u uuid.UUID) {
-	m.registration = &u
-}
-
-// Registration returns the value of the "registration" field in the mutation.
-func (m *WatchTokenMutation) Registration() (r uuid.UUID, exists bool) {
-	v := m.registration
-	if v == nil {
-		return
-	}
-	return *v, true
-}
-
-// OldRegistration returns the old "registration" field's value of the WatchToken entity.
-// If the WatchToken object wasn't provided to the builder, the object is fetched from the database.
-// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
-func (m *WatchTokenMutation) OldRegistration(ctx context.Context) (v *uuid.UUID, err error) {
-	if !m.op.Is(OpUpdateOne) {
-		return v, errors.New("OldRegistration is only allowed on UpdateOne operations")
-	}
-	if m.id == nil || m.oldValue == nil {
-		return v, errors.New("OldRegistration requires an ID field in the mutation")
-	}
-	oldValue, err := m.oldValue(ctx)
-	if err != nil {
-		return v, fmt.Errorf("querying old value for OldRegistration: %w", err)
-	}
-	return oldValue.Registration, nil
-}
-
-// ClearRegistration clears the value of the "registration" field.
-func (m *WatchTokenMutation) ClearRegistration() {
-	m.registration = nil
-	m.clearedFields[watchtoken.FieldRegistration] = struct{}{}
-}
-
-// RegistrationCleared returns if the "registration" field was cleared in this mutation.
-func (m *WatchTokenMutation) RegistrationCleared() bool {
-	_, ok := m.clearedFields[watchtoken.FieldRegistration]
-	return ok
-}
-
-// ResetRegistration resets all changes to the "registration" field.
-func (m *WatchTokenMutation) ResetRegistration() {
-	m.registration = nil
-	delete(m.clearedFields, watchtoken.FieldRegistration)
-}
-
-// SetExpiresAt sets the "expires_at" field.
-func (m *WatchTokenMutation) SetExpiresAt(t time.Time) {
-	m.expires_at = &t
-}
-
-// ExpiresAt returns the value of the "expires_at" field in the mutation.
-func (m *WatchTokenMutation) ExpiresAt() (r time.Time, exists bool) {
-	v := m.expires_at
-	if v == nil {
-		return
-	}
-	return *v, true
-}
-
-// OldExpiresAt returns the old "expires_at" field's value of the WatchToken entity.
-// If the WatchToken object wasn't provided to the builder, the object is fetched from the database.
-// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
-func (m *WatchTokenMutation) OldExpiresAt(ctx context.Context) (v time.Time, err error) {
-	if !m.op.Is(OpUpdateOne) {
-		return v, errors.New("OldExpiresAt is only allowed on UpdateOne operations")
-	}
-	if m.id == nil || m.oldValue == nil {
-		return v, errors.New("OldExpiresAt requires an ID field in the mutation")
-	}
-	oldValue, err := m.oldValue(ctx)
-	if err != nil {
-		return v, fmt.Errorf("querying old value for OldExpiresAt: %w", err)
-	}
-	return oldValue.ExpiresAt, nil
-}
-
-// ResetExpiresAt resets all changes to the "expires_at" field.
-func (m *WatchTokenMutation) ResetExpiresAt() {
-	m.expires_at = nil
-}
-
-// ClearUser clears the "user" edge to the User entity.
-func (m *WatchTokenMutation) ClearUser() {
-	m.cleareduser = true
-	m.clearedFields[watchtoken.FieldUserID] = struct{}{}
-}
-
-// UserCleared reports if the "user" edge to the User entity was cleared.
-func (m *WatchTokenMutation) UserCleared() bool {
-	return m.UserIDCleared() || m.cleareduser
-}
-
-// UserIDs returns the "user" edge IDs in the mutation.
-// Note that IDs always returns len(IDs) <= 1 for unique edges, and you should use
-// UserID instead. It exists only for internal usage by the builders.
-func (m *WatchTokenMutation) UserIDs() (ids []uuid.UUID) {
-	if id := m.user; id != nil {
-		ids = append(ids, *id)
-	}
-	return
-}
-
-// ResetUser resets all changes to the "user" edge.
-func (m *WatchTokenMutation) ResetUser() {
-	m.user = nil
-	m.cleareduser = false
-}
-
-// Where appends a list predicates to the WatchTokenMutation builder.
-func (m *WatchTokenMutation) Where(ps ...predicate.WatchToken) {
-	m.predicates = append(m.predicates, ps...)
-}
-
-// WhereP appends storage-level predicates to the WatchTokenMutation builder. Using this method,
-// users can use type-assertion to append predicates that do not depend on any generated package.
-func (m *WatchTokenMutation) WhereP(ps ...func(*sql.Selector)) {
-	p := make([]predicate.WatchToken, len(ps))
-	for i := range ps {
-		p[i] = ps[i]
-	}
-	m.Where(p...)
-}
-
-// Op returns the operation name.
-func (m *WatchTokenMutation) Op() Op {
-	return m.op
-}
-
-// SetOp allows setting the mutation operation.
-func (m *WatchTokenMutation) SetOp(op Op) {
-	m.op = op
-}
-
-// Type returns the node type of this mutation (WatchToken).
-func (m *WatchTokenMutation) Type() string {
-	return m.typ
-}
-
-// Fields returns all fields that were changed during this mutation. Note that in
-// order to get all numeric fields that were incremented/decremented, call
-// AddedFields().
-func (m *WatchTokenMutation) Fields() []string {
-	fields := make([]string, 0, 5)
-	if m.created_at != nil {
-		fields = append(fields, watchtoken.FieldCreatedAt)
-	}
-	if m.token_hash != nil {
-		fields = append(fields, watchtoken.FieldTokenHash)
-	}
-	if m.user != nil {
-		fields = append(fields, watchtoken.FieldUserID)
-	}
-	if m.registration != nil {
-		fields = append(fields, watchtoken.FieldRegistration)
-	}
-	if m.expires_at != nil {
-		fields = append(fields, watchtoken.FieldExpiresAt)
-	}
-	return fields
-}
-
-// Field returns the value of a field with the given name. The second boolean
-// return value indicates that this field was not set, or was not defined in the
-// schema.
-func (m *WatchTokenMutation) Field(name string) (ent.Value, bool) {
-	switch name {
-	case watchtoken.FieldCreatedAt:
-		return m.CreatedAt()
-	case watchtoken.FieldTokenHash:
-		return m.TokenHash()
-	case watchtoken.FieldUserID:
-		return m.UserID()
-	case watchtoken.FieldRegistration:
-		return m.Registration()
-	case watchtoken.FieldExpiresAt:
-		return m.ExpiresAt()
-	}
-	return nil, false
-}
-
-// OldField returns the old value of the field from the database. An error is
-// returned if the mutation operation is not UpdateOne, or the query to the
-// database failed.
-func (m *WatchTokenMutation) OldField(ctx context.Context, name string) (ent.Value, error) {
-	switch name {
-	case watchtoken.FieldCreatedAt:
-		return m.OldCreatedAt(ctx)
-	case watchtoken.FieldTokenHash:
-		return m.OldTokenHash(ctx)
-	case watchtoken.FieldUserID:
-		return m.OldUserID(ctx)
-	case watchtoken.FieldRegistration:
-		return m.OldRegistration(ctx)
-	case watchtoken.FieldExpiresAt:
-		return m.OldExpiresAt(ctx)
-	}
-	return nil, fmt.Errorf("unknown WatchToken field %s", name)
-}
-
-// SetField sets the value of a field with the given name. It returns an error if
-// the field is not defined in the schema, or if the type mismatched the field
-// type.
-func (m *WatchTokenMutation) SetField(name string, value ent.Value) error {
-	switch name {
-	case watchtoken.FieldCreatedAt:
-		v, ok := value.(time.Time)
-		if !ok {
-			return fmt.Errorf("unexpected type %T for field %s", value, name)
-		}
-		m.SetCreatedAt(v)
-		return nil
-	case watchtoken.FieldTokenHash:
-		v, ok := value.(string)
-		if !ok {
-			return fmt.Errorf("unexpected type %T for field %s", value, name)
-		}
-		m.SetTokenHash(v)
-		return nil
-	case watchtoken.FieldUserID:
-		v, ok := value.(uuid.UUID)
-		if !ok {
-			return fmt.Errorf("unexpected type %T for field %s", value, name)
-		}
-		m.SetUserID(v)
-		return nil
-	case watchtoken.FieldRegistration:
-		v, ok := value.(uuid.UUID)
-		if !ok {
-			return fmt.Errorf("unexpected type %T for field %s", value, name)
-		}
-		m.SetRegistration(v)
-		return nil
-	case watchtoken.FieldExpiresAt:
-		v, ok := value.(time.Time)
-		if !ok {
-			return fmt.Errorf("unexpected type %T for field %s", value, name)
-		}
-		m.SetExpiresAt(v)
-		return nil
-	}
-	return fmt.Errorf("unknown WatchToken field %s", name)
-}
-
-// AddedFields returns all numeric fields that were incremented/decremented during
-// this mutation.
-func (m *WatchTokenMutation) AddedFields() []string {
-	return nil
-}
-
-// AddedField returns the numeric value that was incremented/decremented on a field
-// with the given name. The second boolean return value indicates that this field
-// was not set, or was not defined in the schema.
-func (m *WatchTokenMutation) AddedField(name string) (ent.Value, bool) {
-	return nil, false
-}
-
-// AddField adds the value to the field with the given name. It returns an error if
-// the field is not defined in the schema, or if the type mismatched the field
-// type.
-func (m *WatchTokenMutation) AddField(name string, value ent.Value) error {
-	switch name {
-	}
-	return fmt.Errorf("unknown WatchToken numeric field %s", name)
-}
-
-// ClearedFields returns all nullable fields that were cleared during this
-// mutation.
-func (m *WatchTokenMutation) ClearedFields() []string {
-	var fields []string
-	if m.FieldCleared(watchtoken.FieldUserID) {
-		fields = append(fields, watchtoken.FieldUserID)
-	}
-	if m.FieldCleared(watchtoken.FieldRegistration) {
-		fields = append(fields, watchtoken.FieldRegistration)
-	}
-	return fields
-}
-
-// FieldCleared returns a boolean indicating if a field with the given name was
-// cleared in this mutation.
-func (m *WatchTokenMutation) FieldCleared(name string) bool {
-	_, ok := m.clearedFields[name]
-	return ok
-}
-
-// ClearField clears the value of the field with the given name. It returns an
-// error if the field is not defined in the schema.
-func (m *WatchTokenMutation) ClearField(name string) error {
-	switch name {
-	case watchtoken.FieldUserID:
-		m.ClearUserID()
-		return nil
-	case watchtoken.FieldRegistration:
-		m.ClearRegistration()
-		return nil
-	}
-	return fmt.Errorf("unknown WatchToken nullable field %s", name)
-}
-
-// ResetField resets all changes in the mutation for the field with the given name.
-// It returns an error if the field is not defined in the schema.
-func (m *WatchTokenMutation) ResetField(name string) error {
-	switch name {
-	case watchtoken.FieldCreatedAt:
-		m.ResetCreatedAt()
-		return nil
-	case watchtoken.FieldTokenHash:
-		m.ResetTokenHash()
-		return nil
-	case watchtoken.FieldUserID:
-		m.ResetUserID()
-		return nil
-	case watchtoken.FieldRegistration:
+	case verificationtoken.EdgeRegistration:
 		m.ResetRegistration()
 		return nil
-	case watchtoken.FieldExpiresAt:
-		m.ResetExpiresAt()
-		return nil
 	}
-	return fmt.Errorf("unknown WatchToken field %s", name)
-}
-
-// AddedEdges returns all edge names that were set/added in this mutation.
-func (m *WatchTokenMutation) AddedEdges() []string {
-	edges := make([]string, 0, 1)
-	if m.user != nil {
-		edges = append(edges, watchtoken.EdgeUser)
-	}
-	return edges
-}
-
-// AddedIDs returns all IDs (to other nodes) that were added for the given edge
-// name in this mutation.
-func (m *WatchTokenMutation) AddedIDs(name string) []ent.Value {
-	switch name {
-	case watchtoken.EdgeUser:
-		if id := m.user; id != nil {
-			return []ent.Value{*id}
-		}
-	}
-	return nil
-}
-
-// RemovedEdges returns all edge names that were removed in this mutation.
-func (m *WatchTokenMutation) RemovedEdges() []string {
-	edges := make([]string, 0, 1)
-	return edges
-}
-
-// RemovedIDs returns all IDs (to other nodes) that were removed for the edge with
-// the given name in this mutation.
-func (m *WatchTokenMutation) RemovedIDs(name string) []ent.Value {
-	return nil
-}
-
-// ClearedEdges returns all edge names that were cleared in this mutation.
-func (m *WatchTokenMutation) ClearedEdges() []string {
-	edges := make([]string, 0, 1)
-	if m.cleareduser {
-		edges = append(edges, watchtoken.EdgeUser)
-	}
-	return edges
-}
-
-// EdgeCleared returns a boolean which indicates if the edge with the given name
-// was cleared in this mutation.
-func (m *WatchTokenMutation) EdgeCleared(name string) bool {
-	switch name {
-	case watchtoken.EdgeUser:
-		return m.cleareduser
-	}
-	return false
-}
-
-// ClearEdge clears the value of the edge with the given name. It returns an error
-// if that edge is not defined in the schema.
-func (m *WatchTokenMutation) ClearEdge(name string) error {
-	switch name {
-	case watchtoken.EdgeUser:
-		m.ClearUser()
-		return nil
-	}
-	return fmt.Errorf("unknown WatchToken unique edge %s", name)
-}
-
-// ResetEdge resets all changes to the edge with the given name in this mutation.
-// It returns an error if the edge is not defined in the schema.
-func (m *WatchTokenMutation) ResetEdge(name string) error {
-	switch name {
-	case watchtoken.EdgeUser:
-		m.ResetUser()
-		return nil
-	}
-	return fmt.Errorf("unknown WatchToken edge %s", name)
+	return fmt.Errorf("unknown VerificationToken edge %s", name)
 }

@@ -10,11 +10,11 @@ import (
 	"github.com/verifier/verifier/ent/emailbudget"
 	"github.com/verifier/verifier/ent/emailthrottle"
 	"github.com/verifier/verifier/ent/outboxevent"
+	"github.com/verifier/verifier/ent/registration"
 	"github.com/verifier/verifier/ent/schema"
 	"github.com/verifier/verifier/ent/secret"
 	"github.com/verifier/verifier/ent/user"
 	"github.com/verifier/verifier/ent/verificationtoken"
-	"github.com/verifier/verifier/ent/watchtoken"
 )
 
 // The init function reads all schema descriptors with runtime code
@@ -133,6 +133,75 @@ func init() {
 	outboxeventDescAttempts := outboxeventFields[5].Descriptor()
 	// outboxevent.DefaultAttempts holds the default value on creation for the attempts field.
 	outboxevent.DefaultAttempts = outboxeventDescAttempts.Default.(int)
+	registrationMixin := schema.Registration{}.Mixin()
+	registrationMixinFields0 := registrationMixin[0].Fields()
+	_ = registrationMixinFields0
+	registrationFields := schema.Registration{}.Fields()
+	_ = registrationFields
+	// registrationDescCreatedAt is the schema descriptor for created_at field.
+	registrationDescCreatedAt := registrationMixinFields0[0].Descriptor()
+	// registration.DefaultCreatedAt holds the default value on creation for the created_at field.
+	registration.DefaultCreatedAt = registrationDescCreatedAt.Default.(func() time.Time)
+	// registrationDescWatchTokenHash is the schema descriptor for watch_token_hash field.
+	registrationDescWatchTokenHash := registrationFields[1].Descriptor()
+	// registration.WatchTokenHashValidator is a validator for the "watch_token_hash" field. It is called by the builders before save.
+	registration.WatchTokenHashValidator = func() func(string) error {
+		validators := registrationDescWatchTokenHash.Validators
+		fns := [...]func(string) error{
+			validators[0].(func(string) error),
+			validators[1].(func(string) error),
+		}
+		return func(watch_token_hash string) error {
+			for _, fn := range fns {
+				if err := fn(watch_token_hash); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+	}()
+	// registrationDescEmail is the schema descriptor for email field.
+	registrationDescEmail := registrationFields[4].Descriptor()
+	// registration.EmailValidator is a validator for the "email" field. It is called by the builders before save.
+	registration.EmailValidator = func() func(string) error {
+		validators := registrationDescEmail.Validators
+		fns := [...]func(string) error{
+			validators[0].(func(string) error),
+			validators[1].(func(string) error),
+		}
+		return func(email string) error {
+			for _, fn := range fns {
+				if err := fn(email); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+	}()
+	// registrationDescCodeHash is the schema descriptor for code_hash field.
+	registrationDescCodeHash := registrationFields[6].Descriptor()
+	// registration.CodeHashValidator is a validator for the "code_hash" field. It is called by the builders before save.
+	registration.CodeHashValidator = registrationDescCodeHash.Validators[0].(func(string) error)
+	// registrationDescCodeAttempts is the schema descriptor for code_attempts field.
+	registrationDescCodeAttempts := registrationFields[8].Descriptor()
+	// registration.DefaultCodeAttempts holds the default value on creation for the code_attempts field.
+	registration.DefaultCodeAttempts = registrationDescCodeAttempts.Default.(int)
+	// registration.CodeAttemptsValidator is a validator for the "code_attempts" field. It is called by the builders before save.
+	registration.CodeAttemptsValidator = registrationDescCodeAttempts.Validators[0].(func(int) error)
+	// registrationDescRedirectTo is the schema descriptor for redirect_to field.
+	registrationDescRedirectTo := registrationFields[9].Descriptor()
+	// registration.RedirectToValidator is a validator for the "redirect_to" field. It is called by the builders before save.
+	registration.RedirectToValidator = registrationDescRedirectTo.Validators[0].(func(string) error)
+	// registrationDescLocale is the schema descriptor for locale field.
+	registrationDescLocale := registrationFields[10].Descriptor()
+	// registration.DefaultLocale holds the default value on creation for the locale field.
+	registration.DefaultLocale = registrationDescLocale.Default.(string)
+	// registration.LocaleValidator is a validator for the "locale" field. It is called by the builders before save.
+	registration.LocaleValidator = registrationDescLocale.Validators[0].(func(string) error)
+	// registrationDescID is the schema descriptor for id field.
+	registrationDescID := registrationFields[0].Descriptor()
+	// registration.DefaultID holds the default value on creation for the id field.
+	registration.DefaultID = registrationDescID.Default.(func() uuid.UUID)
 	secretMixin := schema.Secret{}.Mixin()
 	secretMixinFields0 := secretMixin[0].Fields()
 	_ = secretMixinFields0
@@ -208,35 +277,4 @@ func init() {
 			return nil
 		}
 	}()
-	watchtokenMixin := schema.WatchToken{}.Mixin()
-	watchtokenMixinFields0 := watchtokenMixin[0].Fields()
-	_ = watchtokenMixinFields0
-	watchtokenFields := schema.WatchToken{}.Fields()
-	_ = watchtokenFields
-	// watchtokenDescCreatedAt is the schema descriptor for created_at field.
-	watchtokenDescCreatedAt := watchtokenMixinFields0[0].Descriptor()
-	// watchtoken.DefaultCreatedAt holds the default value on creation for the created_at field.
-	watchtoken.DefaultCreatedAt = watchtokenDescCreatedAt.Default.(func() time.Time)
-	// watchtokenDescTokenHash is the schema descriptor for token_hash field.
-	watchtokenDescTokenHash := watchtokenFields[0].Descriptor()
-	// watchtoken.TokenHashValidator is a validator for the "token_hash" field. It is called by the builders before save.
-	watchtoken.TokenHashValidator = func() func(string) error {
-		validators := watchtokenDescTokenHash.Validators
-		fns := [...]func(string) error{
-			validators[0].(func(string) error),
-			validators[1].(func(string) error),
-		}
-		return func(token_hash string) error {
-			for _, fn := range fns {
-				if err := fn(token_hash); err != nil {
-					return err
-				}
-			}
-			return nil
-		}
-	}()
-	// watchtokenDescRegistration is the schema descriptor for registration field.
-	watchtokenDescRegistration := watchtokenFields[2].Descriptor()
-	// watchtoken.DefaultRegistration holds the default value on creation for the registration field.
-	watchtoken.DefaultRegistration = watchtokenDescRegistration.Default.(func() uuid.UUID)
 }

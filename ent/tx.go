@@ -22,14 +22,14 @@ type Tx struct {
 	EmailThrottle *EmailThrottleClient
 	// OutboxEvent is the client for interacting with the OutboxEvent builders.
 	OutboxEvent *OutboxEventClient
+	// Registration is the client for interacting with the Registration builders.
+	Registration *RegistrationClient
 	// Secret is the client for interacting with the Secret builders.
 	Secret *SecretClient
 	// User is the client for interacting with the User builders.
 	User *UserClient
 	// VerificationToken is the client for interacting with the VerificationToken builders.
 	VerificationToken *VerificationTokenClient
-	// WatchToken is the client for interacting with the WatchToken builders.
-	WatchToken *WatchTokenClient
 
 	// lazily loaded.
 	client     *Client
@@ -165,10 +165,10 @@ func (tx *Tx) init() {
 	tx.EmailBudget = NewEmailBudgetClient(tx.config)
 	tx.EmailThrottle = NewEmailThrottleClient(tx.config)
 	tx.OutboxEvent = NewOutboxEventClient(tx.config)
+	tx.Registration = NewRegistrationClient(tx.config)
 	tx.Secret = NewSecretClient(tx.config)
 	tx.User = NewUserClient(tx.config)
 	tx.VerificationToken = NewVerificationTokenClient(tx.config)
-	tx.WatchToken = NewWatchTokenClient(tx.config)
 }
 
 // txDriver wraps the given dialect.Tx with a nop dialect.Driver implementation.

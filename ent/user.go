@@ -38,8 +38,8 @@ type User struct {
 type UserEdges struct {
 	// VerificationTokens holds the value of the verification_tokens edge.
 	VerificationTokens []*VerificationToken `json:"verification_tokens,omitempty"`
-	// WatchTokens holds the value of the watch_tokens edge.
-	WatchTokens []*WatchToken `json:"watch_tokens,omitempty"`
+	// Registrations holds the value of the registrations edge.
+	Registrations []*Registration `json:"registrations,omitempty"`
 	// loadedTypes holds the information for reporting if a
 	// type was loaded (or requested) in eager-loading or not.
 	loadedTypes [2]bool
@@ -54,13 +54,13 @@ func (e UserEdges) VerificationTokensOrErr() ([]*VerificationToken, error) {
 	return nil, &NotLoadedError{edge: "verification_tokens"}
 }
 
-// WatchTokensOrErr returns the WatchTokens value or an error if the edge
+// RegistrationsOrErr returns the Registrations value or an error if the edge
 // was not loaded in eager-loading.
-func (e UserEdges) WatchTokensOrErr() ([]*WatchToken, error) {
+func (e UserEdges) RegistrationsOrErr() ([]*Registration, error) {
 	if e.loadedTypes[1] {
-		return e.WatchTokens, nil
+		return e.Registrations, nil
 	}
-	return nil, &NotLoadedError{edge: "watch_tokens"}
+	return nil, &NotLoadedError{edge: "registrations"}
 }
 
 // scanValues returns the types for scanning values from sql.Rows.
@@ -144,9 +144,9 @@ func (_m *User) QueryVerificationTokens() *VerificationTokenQuery {
 	return NewUserClient(_m.config).QueryVerificationTokens(_m)
 }
 
-// QueryWatchTokens queries the "watch_tokens" edge of the User entity.
-func (_m *User) QueryWatchTokens() *WatchTokenQuery {
-	return NewUserClient(_m.config).QueryWatchTokens(_m)
+// QueryRegistrations queries the "registrations" edge of the User entity.
+func (_m *User) QueryRegistrations() *RegistrationQuery {
+	return NewUserClient(_m.config).QueryRegistrations(_m)
 }
 
 // Update returns a builder for updating this User.

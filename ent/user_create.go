@@ -13,9 +13,9 @@ import (
 	"entgo.io/ent/dialect/sql/sqlgraph"
 	"entgo.io/ent/schema/field"
 	"github.com/google/uuid"
+	"github.com/verifier/verifier/ent/registration"
 	"github.com/verifier/verifier/ent/user"
 	"github.com/verifier/verifier/ent/verificationtoken"
-	"github.com/verifier/verifier/ent/watchtoken"
 )
 
 // UserCreate is the builder for creating a User entity.
@@ -109,19 +109,19 @@ func (_c *UserCreate) AddVerificationTokens(v ...*VerificationToken) *UserCreate
 	return _c.AddVerificationTokenIDs(ids...)
 }
 
-// AddWatchTokenIDs adds the "watch_tokens" edge to the WatchToken entity by IDs.
-func (_c *UserCreate) AddWatchTokenIDs(ids ...int) *UserCreate {
-	_c.mutation.AddWatchTokenIDs(ids...)
+// AddRegistrationIDs adds the "registrations" edge to the Registration entity by IDs.
+func (_c *UserCreate) AddRegistrationIDs(ids ...uuid.UUID) *UserCreate {
+	_c.mutation.AddRegistrationIDs(ids...)
 	return _c
 }
 
-// AddWatchTokens adds the "watch_tokens" edges to the WatchToken entity.
-func (_c *UserCreate) AddWatchTokens(v ...*WatchToken) *UserCreate {
-	ids := make([]int, len(v))
+// AddRegistrations adds the "registrations" edges to the Registration entity.
+func (_c *UserCreate) AddRegistrations(v ...*Registration) *UserCreate {
+	ids := make([]uuid.UUID, len(v))
 	for i := range v {
 		ids[i] = v[i].ID
 	}
-	return _c.AddWatchTokenIDs(ids...)
+	return _c.AddRegistrationIDs(ids...)
 }
 
 // Mutation returns the UserMutation object of the builder.
@@ -269,15 +269,15 @@ func (_c *UserCreate) createSpec() (*User, *sqlgraph.CreateSpec) {
 		}
 		_spec.Edges = append(_spec.Edges, edge)
 	}
-	if nodes := _c.mutation.WatchTokensIDs(); len(nodes) > 0 {
+	if nodes := _c.mutation.RegistrationsIDs(); len(nodes) > 0 {
 		edge := &sqlgraph.EdgeSpec{
 			Rel:     sqlgraph.O2M,
 			Inverse: false,
-			Table:   user.WatchTokensTable,
-			Columns: []string{user.WatchTokensColumn},
+			Table:   user.RegistrationsTable,
+			Columns: []string{user.RegistrationsColumn},
 			Bidi:    false,
 			Target: &sqlgraph.EdgeTarget{
-				IDSpec: sqlgraph.NewFieldSpec(watchtoken.FieldID, field.TypeInt),
+				IDSpec: sqlgraph.NewFieldSpec(registration.FieldID, field.TypeUUID),
 			},
 		}
 		for _, k := range nodes {

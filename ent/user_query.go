@@ -15,9 +15,9 @@ import (
 	"entgo.io/ent/schema/field"
 	"github.com/google/uuid"
 	"github.com/verifier/verifier/ent/predicate"
+	"github.com/verifier/verifier/ent/registration"
 	"github.com/verifier/verifier/ent/user"
 	"github.com/verifier/verifier/ent/verificationtoken"
-	"github.com/verifier/verifier/ent/watchtoken"
 )
 
 // UserQuery is the builder for querying User entities.
@@ -28,7 +28,7 @@ type UserQuery struct {
 	inters                 []Interceptor
 	predicates             []predicate.User
 	withVerificationTokens *VerificationTokenQuery
-	withWatchTokens        *WatchTokenQuery
+	withRegistrations      *RegistrationQuery
 	modifiers              []func(*sql.Selector)
 	// intermediate query (i.e. traversal path).
 	sql  *sql.Selector
@@ -88,9 +88,9 @@ func (_q *UserQuery) QueryVerificationTokens() *VerificationTokenQuery {
 	return query
 }
 
-// QueryWatchTokens chains the current query on the "watch_tokens" edge.
-func (_q *UserQuery) QueryWatchTokens() *WatchTokenQuery {
-	query := (&WatchTokenClient{config: _q.config}).Query()
+// QueryRegistrations chains the current query on the "registrations" edge.
+func (_q *UserQuery) QueryRegistrations() *RegistrationQuery {
+	query := (&RegistrationClient{config: _q.config}).Query()
 	query.path = func(ctx context.Context) (fromU *sql.Selector, err error) {
 		if err := _q.prepareQuery(ctx); err != nil {
 			return nil, err
@@ -101,8 +101,8 @@ func (_q *UserQuery) QueryWatchTokens() *WatchTokenQuery {
 		}
 		step := sqlgraph.NewStep(
 			sqlgraph.From(user.Table, user.FieldID, selector),
-			sqlgraph.To(watchtoken.Table, watchtoken.FieldID),
-			sqlgraph.Edge(sqlgraph.O2M, false, user.WatchTokensTable, user.WatchTokensColumn),
+			sqlgraph.To(registration.Table, registration.FieldID),
+			sqlgraph.Edge(sqlgraph.O2M, false, user.RegistrationsTable, user.RegistrationsColumn),
 		)
 		fromU = sqlgraph.SetNeighbors(_q.driver.Dialect(), step)
 		return fromU, nil
@@ -303,7 +303,7 @@ func (_q *UserQuery) Clone() *UserQuery {
 		inters:                 append([]Interceptor{}, _q.inters...),
 		predicates:             append([]predicate.User{}, _q.predicates...),
 		withVerificationTokens: _q.withVerificationTokens.Clone(),
-		withWatchTokens:        _q.withWatchTokens.Clone(),
+		withRegistrations:      _q.withRegistrations.Clone(),
 		// clone intermediate query.
 		sql:  _q.sql.Clone(),
 		path: _q.path,
@@ -321,14 +321,14 @@ func (_q *UserQuery) WithVerificationTokens(opts ...func(*VerificationTokenQuery
 	return _q
 }
 
-// WithWatchTokens tells the query-builder to eager-load the nodes that are connected to
-// the "watch_tokens" edge. The optional arguments are used to configure the query builder of the edge.
-func (_q *UserQuery) WithWatchTokens(opts ...func(*WatchTokenQuery)) *UserQuery {
-	query := (&WatchTokenClient{config: _q.config}).Query()
+// WithRegistrations tells the query-builder to eager-load the nodes that are connected to
+// the "registrations" edge. The optional arguments are used to configure the query builder of the edge.
+func (_q *UserQuery) WithRegistrations(opts ...func(*RegistrationQuery)) *UserQuery {
+	query := (&RegistrationClient{config: _q.config}).Query()
 	for _, opt := range opts {
 		opt(query)
 	}
-	_q.withWatchTokens = query
+	_q.withRegistrations = query
 	return _q
 }
 
@@ -412,7 +412,7 @@ func (_q *UserQuery) sqlAll(ctx context.Context, hooks ...queryHook) ([]*User, e
 		_spec       = _q.querySpec()
 		loadedTypes = [2]bool{
 			_q.withVerificationTokens != nil,
-			_q.withWatchTokens != nil,
+			_q.withRegistrations != nil,
 		}
 	)
 	_spec.ScanValues = func(columns []string) ([]any, error) {
@@ -445,10 +445,10 @@ func (_q *UserQuery) sqlAll(ctx context.Context, hooks ...queryHook) ([]*User, e
 			return nil, err
 		}
 	}
-	if query := _q.withWatchTokens; query != nil {
-		if err := _q.loadWatchTokens(ctx, query, nodes,
-			func(n *User) { n.Edges.WatchTokens = []*WatchToken{} },
-			func(n *User, e *WatchToken) { n.Edges.WatchTokens = append(n.Edges.WatchTokens, e) }); err != nil {
+	if query := _q.withRegistrations; query != nil {
+		if err := _q.loadRegistrations(ctx, query, nodes,
+			func(n *User) { n.Edges.Registrations = []*Registration{} },
+			func(n *User, e *Registration) { n.Edges.Registrations = append(n.Edges.Registrations, e) }); err != nil {
 			return nil, err
 		}
 	}
@@ -485,7 +485,7 @@ func (_q *UserQuery) loadVerificationTokens(ctx context.Context, query *Verifica
 	}
 	return nil
 }
-func (_q *UserQuery) loadWatchTokens(ctx context.Context, query *WatchTokenQuery, nodes []*User, init func(*User), assign func(*User, *WatchToken)) error {
+func (_q *UserQuery) loadRegistrations(ctx context.Context, query *RegistrationQuery, nodes []*User, init func(*User), assign func(*User, *Registration)) error {
 	fks := make([]driver.Value, 0, len(nodes))
 	nodeids := make(map[uuid.UUID]*User)
 	for i := range nodes {
@@ -496,10 +496,10 @@ func (_q *UserQuery) loadWatchTokens(ctx context.Context, query *WatchTokenQuery
 		}
 	}
 	if len(query.ctx.Fields) > 0 {
-		query.ctx.AppendFieldOnce(watchtoken.FieldUserID)
+		query.ctx.AppendFieldOnce(registration.FieldUserID)
 	}
-	query.Where(predicate.WatchToken(func(s *sql.Selector) {
-		s.Where(sql.InValues(s.C(user.WatchTokensColumn), fks...))
+	query.Where(predicate.Registration(func(s *sql.Selector) {
+		s.Where(sql.InValues(s.C(user.RegistrationsColumn), fks...))
 	}))
 	neighbors, err := query.All(ctx)
 	if err != nil {

@@ -11,10 +11,11 @@ import (
 	"entgo.io/ent/dialect/sql"
 	"entgo.io/ent/dialect/sql/sqlgraph"
 	"entgo.io/ent/schema/field"
+	"github.com/google/uuid"
 	"github.com/verifier/verifier/ent/predicate"
+	"github.com/verifier/verifier/ent/registration"
 	"github.com/verifier/verifier/ent/user"
 	"github.com/verifier/verifier/ent/verificationtoken"
-	"github.com/verifier/verifier/ent/watchtoken"
 )
 
 // UserUpdate is the builder for updating User entities.
@@ -107,19 +108,19 @@ func (_u *UserUpdate) AddVerificationTokens(v ...*VerificationToken) *UserUpdate
 	return _u.AddVerificationTokenIDs(ids...)
 }
 
-// AddWatchTokenIDs adds the "watch_tokens" edge to the WatchToken entity by IDs.
-func (_u *UserUpdate) AddWatchTokenIDs(ids ...int) *UserUpdate {
-	_u.mutation.AddWatchTokenIDs(ids...)
+// AddRegistrationIDs adds the "registrations" edge to the Registration entity by IDs.
+func (_u *UserUpdate) AddRegistrationIDs(ids ...uuid.UUID) *UserUpdate {
+	_u.mutation.AddRegistrationIDs(ids...)
 	return _u
 }
 
-// AddWatchTokens adds the "watch_tokens" edges to the WatchToken entity.
-func (_u *UserUpdate) AddWatchTokens(v ...*WatchToken) *UserUpdate {
-	ids := make([]int, len(v))
+// AddRegistrations adds the "registrations" edges to the Registration entity.
+func (_u *UserUpdate) AddRegistrations(v ...*Registration) *UserUpdate {
+	ids := make([]uuid.UUID, len(v))
 	for i := range v {
 		ids[i] = v[i].ID
 	}
-	return _u.AddWatchTokenIDs(ids...)
+	return _u.AddRegistrationIDs(ids...)
 }
 
 // Mutation returns the UserMutation object of the builder.
@@ -148,25 +149,25 @@ func (_u *UserUpdate) RemoveVerificationTokens(v ...*VerificationToken) *UserUpd
 	return _u.RemoveVerificationTokenIDs(ids...)
 }
 
-// ClearWatchTokens clears all "watch_tokens" edges to the WatchToken entity.
-func (_u *UserUpdate) ClearWatchTokens() *UserUpdate {
-	_u.mutation.ClearWatchTokens()
+// ClearRegistrations clears all "registrations" edges to the Registration entity.
+func (_u *UserUpdate) ClearRegistrations() *UserUpdate {
+	_u.mutation.ClearRegistrations()
 	return _u
 }
 
-// RemoveWatchTokenIDs removes the "watch_tokens" edge to WatchToken entities by IDs.
-func (_u *UserUpdate) RemoveWatchTokenIDs(ids ...int) *UserUpdate {
-	_u.mutation.RemoveWatchTokenIDs(ids...)
+// RemoveRegistrationIDs removes the "registrations" edge to Registration entities by IDs.
+func (_u *UserUpdate) RemoveRegistrationIDs(ids ...uuid.UUID) *UserUpdate {
+	_u.mutation.RemoveRegistrationIDs(ids...)
 	return _u
 }
 
-// RemoveWatchTokens removes "watch_tokens" edges to WatchToken entities.
-func (_u *UserUpdate) RemoveWatchTokens(v ...*WatchToken) *UserUpdate {
-	ids := make([]int, len(v))
+// RemoveRegistrations removes "registrations" edges to Registration entities.
+func (_u *UserUpdate) RemoveRegistrations(v ...*Registration) *UserUpdate {
+	ids := make([]uuid.UUID, len(v))
 	for i := range v {
 		ids[i] = v[i].ID
 	}
-	return _u.RemoveWatchTokenIDs(ids...)
+	return _u.RemoveRegistrationIDs(ids...)
 }
 
 // Save executes the query and returns the number of nodes affected by the update operation.
@@ -283,28 +284,28 @@ func (_u *UserUpdate) sqlSave(ctx context.Context) (_node int, err error) {
 		}
 		_spec.Edges.Add = append(_spec.Edges.Add, edge)
 	}
-	if _u.mutation.WatchTokensCleared() {
+	if _u.mutation.RegistrationsCleared() {
 		edge := &sqlgraph.EdgeSpec{
 			Rel:     sqlgraph.O2M,
 			Inverse: false,
-			Table:   user.WatchTokensTable,
-			Columns: []string{user.WatchTokensColumn},
+			Table:   user.RegistrationsTable,
+			Columns: []string{user.RegistrationsColumn},
 			Bidi:    false,
 			Target: &sqlgraph.EdgeTarget{
-				IDSpec: sqlgraph.NewFieldSpec(watchtoken.FieldID, field.TypeInt),
+				IDSpec: sqlgraph.NewFieldSpec(registration.FieldID, field.TypeUUID),
 			},
 		}
 		_spec.Edges.Clear = append(_spec.Edges.Clear, edge)
 	}
-	if nodes := _u.mutation.RemovedWatchTokensIDs(); len(nodes) > 0 && !_u.mutation.WatchTokensCleared() {
+	if nodes := _u.mutation.RemovedRegistrationsIDs(); len(nodes) > 0 && !_u.mutation.RegistrationsCleared() {
 		edge := &sqlgraph.EdgeSpec{
 			Rel:     sqlgraph.O2M,
 			Inverse: false,
-			Table:   user.WatchTokensTable,
-			Columns: []string{user.WatchTokensColumn},
+			Table:   user.RegistrationsTable,
+			Columns: []string{user.RegistrationsColumn},
 			Bidi:    false,
 			Target: &sqlgraph.EdgeTarget{
-				IDSpec: sqlgraph.NewFieldSpec(watchtoken.FieldID, field.TypeInt),
+				IDSpec: sqlgraph.NewFieldSpec(registration.FieldID, field.TypeUUID),
 			},
 		}
 		for _, k := range nodes {
@@ -312,15 +313,15 @@ func (_u *UserUpdate) sqlSave(ctx context.Context) (_node int, err error) {
 		}
 		_spec.Edges.Clear = append(_spec.Edges.Clear, edge)
 	}
-	if nodes := _u.mutation.WatchTokensIDs(); len(nodes) > 0 {
+	if nodes := _u.mutation.RegistrationsIDs(); len(nodes) > 0 {
 		edge := &sqlgraph.EdgeSpec{
 			Rel:     sqlgraph.O2M,
 			Inverse: false,
-			Table:   user.WatchTokensTable,
-			Columns: []string{user.WatchTokensColumn},
+			Table:   user.RegistrationsTable,
+			Columns: []string{user.RegistrationsColumn},
 			Bidi:    false,
 			Target: &sqlgraph.EdgeTarget{
-				IDSpec: sqlgraph.NewFieldSpec(watchtoken.FieldID, field.TypeInt),
+				IDSpec: sqlgraph.NewFieldSpec(registration.FieldID, field.TypeUUID),
 			},
 		}
 		for _, k := range nodes {
@@ -425,19 +426,19 @@ func (_u *UserUpdateOne) AddVerificationTokens(v ...*VerificationToken) *UserUpd
 	return _u.AddVerificationTokenIDs(ids...)
 }
 
-// AddWatchTokenIDs adds the "watch_tokens" edge to the WatchToken entity by IDs.
-func (_u *UserUpdateOne) AddWatchTokenIDs(ids ...int) *UserUpdateOne {
-	_u.mutation.AddWatchTokenIDs(ids...)
+// AddRegistrationIDs adds the "registrations" edge to the Registration entity by IDs.
+func (_u *UserUpdateOne) AddRegistrationIDs(ids ...uuid.UUID) *UserUpdateOne {
+	_u.mutation.AddRegistrationIDs(ids...)
 	return _u
 }
 
-// AddWatchTokens adds the "watch_tokens" edges to the WatchToken entity.
-func (_u *UserUpdateOne) AddWatchTokens(v ...*WatchToken) *UserUpdateOne {
-	ids := make([]int, len(v))
+// AddRegistrations adds the "registrations" edges to the Registration entity.
+func (_u *UserUpdateOne) AddRegistrations(v ...*Registration) *UserUpdateOne {
+	ids := make([]uuid.UUID, len(v))
 	for i := range v {
 		ids[i] = v[i].ID
 	}
-	return _u.AddWatchTokenIDs(ids...)
+	return _u.AddRegistrationIDs(ids...)
 }
 
 // Mutation returns the UserMutation object of the builder.
@@ -466,25 +467,25 @@ func (_u *UserUpdateOne) RemoveVerificationTokens(v ...*VerificationToken) *User
 	return _u.RemoveVerificationTokenIDs(ids...)
 }
 
-// ClearWatchTokens clears all "watch_tokens" edges to the WatchToken entity.
-func (_u *UserUpdateOne) ClearWatchTokens() *UserUpdateOne {
-	_u.mutation.ClearWatchTokens()
+// ClearRegistrations clears all "registrations" edges to the Registration entity.
+func (_u *UserUpdateOne) ClearRegistrations() *UserUpdateOne {
+	_u.mutation.ClearRegistrations()
 	return _u
 }
 
-// RemoveWatchTokenIDs removes the "watch_tokens" edge to WatchToken entities by IDs.
-func (_u *UserUpdateOne) RemoveWatchTokenIDs(ids ...int) *UserUpdateOne {
-	_u.mutation.RemoveWatchTokenIDs(ids...)
+// RemoveRegistrationIDs removes the "registrations" edge to Registration entities by IDs.
+func (_u *UserUpdateOne) RemoveRegistrationIDs(ids ...uuid.UUID) *UserUpdateOne {
+	_u.mutation.RemoveRegistrationIDs(ids...)
 	return _u
 }
 
-// RemoveWatchTokens removes "watch_tokens" edges to WatchToken entities.
-func (_u *UserUpdateOne) RemoveWatchTokens(v ...*WatchToken) *UserUpdateOne {
-	ids := make([]int, len(v))
+// RemoveRegistrations removes "registrations" edges to Registration entities.
+func (_u *UserUpdateOne) RemoveRegistrations(v ...*Registration) *UserUpdateOne {
+	ids := make([]uuid.UUID, len(v))
 	for i := range v {
 		ids[i] = v[i].ID
 	}
-	return _u.RemoveWatchTokenIDs(ids...)
+	return _u.RemoveRegistrationIDs(ids...)
 }
 
 // Where appends a list predicates to the UserUpdate builder.
@@ -631,28 +632,28 @@ func (_u *UserUpdateOne) sqlSave(ctx context.Context) (_node *User, err error) {
 		}
 		_spec.Edges.Add = append(_spec.Edges.Add, edge)
 	}
-	if _u.mutation.WatchTokensCleared() {
+	if _u.mutation.RegistrationsCleared() {
 		edge := &sqlgraph.EdgeSpec{
 			Rel:     sqlgraph.O2M,
 			Inverse: false,
-			Table:   user.WatchTokensTable,
-			Columns: []string{user.WatchTokensColumn},
+			Table:   user.RegistrationsTable,
+			Columns: []string{user.RegistrationsColumn},
 			Bidi:    false,
 			Target: &sqlgraph.EdgeTarget{
-				IDSpec: sqlgraph.NewFieldSpec(watchtoken.FieldID, field.TypeInt),
+				IDSpec: sqlgraph.NewFieldSpec(registration.FieldID, field.TypeUUID),
 			},
 		}
 		_spec.Edges.Clear = append(_spec.Edges.Clear, edge)
 	}
-	if nodes := _u.mutation.RemovedWatchTokensIDs(); len(nodes) > 0 && !_u.mutation.WatchTokensCleared() {
+	if nodes := _u.mutation.RemovedRegistrationsIDs(); len(nodes) > 0 && !_u.mutation.RegistrationsCleared() {
 		edge := &sqlgraph.EdgeSpec{
 			Rel:     sqlgraph.O2M,
 			Inverse: false,
-			Table:   user.WatchTokensTable,
-			Columns: []string{user.WatchTokensColumn},
+			Table:   user.RegistrationsTable,
+			Columns: []string{user.RegistrationsColumn},
 			Bidi:    false,
 			Target: &sqlgraph.EdgeTarget{
-				IDSpec: sqlgraph.NewFieldSpec(watchtoken.FieldID, field.TypeInt),
+				IDSpec: sqlgraph.NewFieldSpec(registration.FieldID, field.TypeUUID),
 			},
 		}
 		for _, k := range nodes {
@@ -660,15 +661,15 @@ func (_u *UserUpdateOne) sqlSave(ctx context.Context) (_node *User, err error) {
 		}
 		_spec.Edges.Clear = append(_spec.Edges.Clear, edge)
 	}
-	if nodes := _u.mutation.WatchTokensIDs(); len(nodes) > 0 {
+	if nodes := _u.mutation.RegistrationsIDs(); len(nodes) > 0 {
 		edge := &sqlgraph.EdgeSpec{
 			Rel:     sqlgraph.O2M,
 			Inverse: false,
-			Table:   user.WatchTokensTable,
-			Columns: []string{user.WatchTokensColumn},
+			Table:   user.RegistrationsTable,
+			Columns: []string{user.RegistrationsColumn},
 			Bidi:    false,
 			Target: &sqlgraph.EdgeTarget{
-				IDSpec: sqlgraph.NewFieldSpec(watchtoken.FieldID, field.TypeInt),
+				IDSpec: sqlgraph.NewFieldSpec(registration.FieldID, field.TypeUUID),
 			},
 		}
 		for _, k := range nodes {

@@ -10,6 +10,7 @@ import (
 	"entgo.io/ent"
 	"entgo.io/ent/dialect/sql"
 	"github.com/google/uuid"
+	"github.com/verifier/verifier/ent/registration"
 	"github.com/verifier/verifier/ent/user"
 	"github.com/verifier/verifier/ent/verificationtoken"
 )
@@ -25,6 +26,8 @@ type VerificationToken struct {
 	TokenHash string `json:"-"`
 	// UserID holds the value of the "user_id" field.
 	UserID uuid.UUID `json:"user_id,omitempty"`
+	// RegistrationID holds the value of the "registration_id" field.
+	RegistrationID uuid.UUID `json:"registration_id,omitempty"`
 	// ExpiresAt holds the value of the "expires_at" field.
 	ExpiresAt time.Time `json:"expires_at,omitempty"`
 	// UsedAt holds the value of the "used_at" field.
@@ -39,9 +42,11 @@ type VerificationToken struct {
 type VerificationTokenEdges struct {
 	// User holds the value of the user edge.
 	User *User `json:"user,omitempty"`
+	// Registration holds the value of the registration edge.
+	Registration *Registration `json:"registration,omitempty"`
 	// loadedTypes holds the information for reporting if a
 	// type was loaded (or requested) in eager-loading or not.
-	loadedTypes [1]bool
+	loadedTypes [2]bool
 }
 
 // UserOrErr returns the User value or an error if the edge
@@ -55,6 +60,17 @@ func (e VerificationTokenEdges) UserOrErr() (*User, error) {
 	return nil, &NotLoadedError{edge: "user"}
 }
 
+// RegistrationOrErr returns the Registration value or an error if the edge
+// was not loaded in eager-loading, or loaded but was not found.
+func (e VerificationTokenEdges) RegistrationOrErr() (*Registration, error) {
+	if e.Registration != nil {
+		return e.Registration, nil
+	} else if e.loadedTypes[1] {
+		return nil, &NotFoundError{label: registration.Label}
+	}
+	return nil, &NotLoadedError{edge: "registration"}
+}
+
 // scanValues returns the types for scanning values from sql.Rows.
 func (*VerificationToken) scanValues(columns []string) ([]any, error) {
 	values := make([]any, len(columns))
@@ -66,7 +82,7 @@ func (*VerificationToken) scanValues(columns []string) ([]any, error) {
 			values[i] = new(sql.NullString)
 		case verificationtoken.FieldCreatedAt, verificationtoken.FieldExpiresAt, verificationtoken.FieldUsedAt:
 			values[i] = new(sql.NullTime)
-		case verificationtoken.FieldUserID:
+		case verificationtoken.FieldUserID, verificationtoken.FieldRegistrationID:
 			values[i] = new(uuid.UUID)
 		default:
 			values[i] = new(sql.UnknownType)
@@ -107,6 +123,12 @@ func (_m *VerificationToken) assignValues(columns []string, values []any) error 
 			} else if value != nil {
 				_m.UserID = *value
 			}
+		case verificationtoken.FieldRegistrationID:
+			if value, ok := values[i].(*uuid.UUID); !ok {
+				return fmt.Errorf("unexpected type %T for field registration_id", values[i])
+			} else if value != nil {
+				_m.RegistrationID = *value
+			}
 		case verificationtoken.FieldExpiresAt:
 			if value, ok := values[i].(*sql.NullTime); !ok {
 				return fmt.Errorf("unexpected type %T for field expires_at", values[i])
@@ -136,6 +158,11 @@ func (_m *VerificationToken) Value(name string) (ent.Value, error) {
 // QueryUser queries the "user" edge of the VerificationToken entity.
 func (_m *VerificationToken) QueryUser() *UserQuery {
 	return NewVerificationTokenClient(_m.config).QueryUser(_m)
+}
+
+// QueryRegistration queries the "registration" edge of the VerificationToken entity.
+func (_m *VerificationToken) QueryRegistration() *RegistrationQuery {
+	return NewVerificationTokenClient(_m.config).QueryRegistration(_m)
 }
 
 // Update returns a builder for updating this VerificationToken.
@@ -168,6 +195,9 @@ func (_m *VerificationToken) String() string {
 	builder.WriteString(", ")
 	builder.WriteString("user_id=")
 	builder.WriteString(fmt.Sprintf("%v", _m.UserID))
+	builder.WriteString(", ")
+	builder.WriteString("registration_id=")
+	builder.WriteString(fmt.Sprintf("%v", _m.RegistrationID))
 	builder.WriteString(", ")
 	builder.WriteString("expires_at=")
 	builder.WriteString(_m.ExpiresAt.Format(time.ANSIC))

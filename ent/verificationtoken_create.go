@@ -12,6 +12,7 @@ import (
 	"entgo.io/ent/dialect/sql/sqlgraph"
 	"entgo.io/ent/schema/field"
 	"github.com/google/uuid"
+	"github.com/verifier/verifier/ent/registration"
 	"github.com/verifier/verifier/ent/user"
 	"github.com/verifier/verifier/ent/verificationtoken"
 )
@@ -50,6 +51,12 @@ func (_c *VerificationTokenCreate) SetUserID(v uuid.UUID) *VerificationTokenCrea
 	return _c
 }
 
+// SetRegistrationID sets the "registration_id" field.
+func (_c *VerificationTokenCreate) SetRegistrationID(v uuid.UUID) *VerificationTokenCreate {
+	_c.mutation.SetRegistrationID(v)
+	return _c
+}
+
 // SetExpiresAt sets the "expires_at" field.
 func (_c *VerificationTokenCreate) SetExpiresAt(v time.Time) *VerificationTokenCreate {
 	_c.mutation.SetExpiresAt(v)
@@ -73,6 +80,11 @@ func (_c *VerificationTokenCreate) SetNillableUsedAt(v *time.Time) *Verification
 // SetUser sets the "user" edge to the User entity.
 func (_c *VerificationTokenCreate) SetUser(v *User) *VerificationTokenCreate {
 	return _c.SetUserID(v.ID)
+}
+
+// SetRegistration sets the "registration" edge to the Registration entity.
+func (_c *VerificationTokenCreate) SetRegistration(v *Registration) *VerificationTokenCreate {
+	return _c.SetRegistrationID(v.ID)
 }
 
 // Mutation returns the VerificationTokenMutation object of the builder.
@@ -132,11 +144,17 @@ func (_c *VerificationTokenCreate) check() error {
 	if _, ok := _c.mutation.UserID(); !ok {
 		return &ValidationError{Name: "user_id", err: errors.New(`ent: missing required field "VerificationToken.user_id"`)}
 	}
+	if _, ok := _c.mutation.RegistrationID(); !ok {
+		return &ValidationError{Name: "registration_id", err: errors.New(`ent: missing required field "VerificationToken.registration_id"`)}
+	}
 	if _, ok := _c.mutation.ExpiresAt(); !ok {
 		return &ValidationError{Name: "expires_at", err: errors.New(`ent: missing required field "VerificationToken.expires_at"`)}
 	}
 	if len(_c.mutation.UserIDs()) == 0 {
 		return &ValidationError{Name: "user", err: errors.New(`ent: missing required edge "VerificationToken.user"`)}
+	}
+	if len(_c.mutation.RegistrationIDs()) == 0 {
+		return &ValidationError{Name: "registration", err: errors.New(`ent: missing required edge "VerificationToken.registration"`)}
 	}
 	return nil
 }
@@ -196,6 +214,23 @@ func (_c *VerificationTokenCreate) createSpec() (*VerificationToken, *sqlgraph.C
 			edge.Target.Nodes = append(edge.Target.Nodes, k)
 		}
 		_node.UserID = nodes[0]
+		_spec.Edges = append(_spec.Edges, edge)
+	}
+	if nodes := _c.mutation.RegistrationIDs(); len(nodes) > 0 {
+		edge := &sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.M2O,
+			Inverse: true,
+			Table:   verificationtoken.RegistrationTable,
+			Columns: []string{verificationtoken.RegistrationColumn},
+			Bidi:    false,
+			Target: &sqlgraph.EdgeTarget{
+				IDSpec: sqlgraph.NewFieldSpec(registration.FieldID, field.TypeUUID),
+			},
+		}
+		for _, k := range nodes {
+			edge.Target.Nodes = append(edge.Target.Nodes, k)
+		}
+		_node.RegistrationID = nodes[0]
 		_spec.Edges = append(_spec.Edges, edge)
 	}
 	return _node, _spec
@@ -287,6 +322,9 @@ func (u *VerificationTokenUpsertOne) UpdateNewValues() *VerificationTokenUpsertO
 		}
 		if _, exists := u.create.mutation.UserID(); exists {
 			s.SetIgnore(verificationtoken.FieldUserID)
+		}
+		if _, exists := u.create.mutation.RegistrationID(); exists {
+			s.SetIgnore(verificationtoken.FieldRegistrationID)
 		}
 		if _, exists := u.create.mutation.ExpiresAt(); exists {
 			s.SetIgnore(verificationtoken.FieldExpiresAt)
@@ -527,6 +565,9 @@ func (u *VerificationTokenUpsertBulk) UpdateNewValues() *VerificationTokenUpsert
 			}
 			if _, exists := b.mutation.UserID(); exists {
 				s.SetIgnore(verificationtoken.FieldUserID)
+			}
+			if _, exists := b.mutation.RegistrationID(); exists {
+				s.SetIgnore(verificationtoken.FieldRegistrationID)
 			}
 			if _, exists := b.mutation.ExpiresAt(); exists {
 				s.SetIgnore(verificationtoken.FieldExpiresAt)

@@ -14,6 +14,7 @@ import (
 	"entgo.io/ent/schema/field"
 	"github.com/google/uuid"
 	"github.com/verifier/verifier/ent/predicate"
+	"github.com/verifier/verifier/ent/registration"
 	"github.com/verifier/verifier/ent/user"
 	"github.com/verifier/verifier/ent/verificationtoken"
 )
@@ -21,12 +22,13 @@ import (
 // VerificationTokenQuery is the builder for querying VerificationToken entities.
 type VerificationTokenQuery struct {
 	config
-	ctx        *QueryContext
-	order      []verificationtoken.OrderOption
-	inters     []Interceptor
-	predicates []predicate.VerificationToken
-	withUser   *UserQuery
-	modifiers  []func(*sql.Selector)
+	ctx              *QueryContext
+	order            []verificationtoken.OrderOption
+	inters           []Interceptor
+	predicates       []predicate.VerificationToken
+	withUser         *UserQuery
+	withRegistration *RegistrationQuery
+	modifiers        []func(*sql.Selector)
 	// intermediate query (i.e. traversal path).
 	sql  *sql.Selector
 	path func(context.Context) (*sql.Selector, error)
@@ -78,6 +80,28 @@ func (_q *VerificationTokenQuery) QueryUser() *UserQuery {
 			sqlgraph.From(verificationtoken.Table, verificationtoken.FieldID, selector),
 			sqlgraph.To(user.Table, user.FieldID),
 			sqlgraph.Edge(sqlgraph.M2O, true, verificationtoken.UserTable, verificationtoken.UserColumn),
+		)
+		fromU = sqlgraph.SetNeighbors(_q.driver.Dialect(), step)
+		return fromU, nil
+	}
+	return query
+}
+
+// QueryRegistration chains the current query on the "registration" edge.
+func (_q *VerificationTokenQuery) QueryRegistration() *RegistrationQuery {
+	query := (&RegistrationClient{config: _q.config}).Query()
+	query.path = func(ctx context.Context) (fromU *sql.Selector, err error) {
+		if err := _q.prepareQuery(ctx); err != nil {
+			return nil, err
+		}
+		selector := _q.sqlQuery(ctx)
+		if err := selector.Err(); err != nil {
+			return nil, err
+		}
+		step := sqlgraph.NewStep(
+			sqlgraph.From(verificationtoken.Table, verificationtoken.FieldID, selector),
+			sqlgraph.To(registration.Table, registration.FieldID),
+			sqlgraph.Edge(sqlgraph.M2O, true, verificationtoken.RegistrationTable, verificationtoken.RegistrationColumn),
 		)
 		fromU = sqlgraph.SetNeighbors(_q.driver.Dialect(), step)
 		return fromU, nil
@@ -272,12 +296,13 @@ func (_q *VerificationTokenQuery) Clone() *VerificationTokenQuery {
 		return nil
 	}
 	return &VerificationTokenQuery{
-		config:     _q.config,
-		ctx:        _q.ctx.Clone(),
-		order:      append([]verificationtoken.OrderOption{}, _q.order...),
-		inters:     append([]Interceptor{}, _q.inters...),
-		predicates: append([]predicate.VerificationToken{}, _q.predicates...),
-		withUser:   _q.withUser.Clone(),
+		config:           _q.config,
+		ctx:              _q.ctx.Clone(),
+		order:            append([]verificationtoken.OrderOption{}, _q.order...),
+		inters:           append([]Interceptor{}, _q.inters...),
+		predicates:       append([]predicate.VerificationToken{}, _q.predicates...),
+		withUser:         _q.withUser.Clone(),
+		withRegistration: _q.withRegistration.Clone(),
 		// clone intermediate query.
 		sql:  _q.sql.Clone(),
 		path: _q.path,
@@ -292,6 +317,17 @@ func (_q *VerificationTokenQuery) WithUser(opts ...func(*UserQuery)) *Verificati
 		opt(query)
 	}
 	_q.withUser = query
+	return _q
+}
+
+// WithRegistration tells the query-builder to eager-load the nodes that are connected to
+// the "registration" edge. The optional arguments are used to configure the query builder of the edge.
+func (_q *VerificationTokenQuery) WithRegistration(opts ...func(*RegistrationQuery)) *VerificationTokenQuery {
+	query := (&RegistrationClient{config: _q.config}).Query()
+	for _, opt := range opts {
+		opt(query)
+	}
+	_q.withRegistration = query
 	return _q
 }
 
@@ -373,8 +409,9 @@ func (_q *VerificationTokenQuery) sqlAll(ctx context.Context, hooks ...queryHook
 	var (
 		nodes       = []*VerificationToken{}
 		_spec       = _q.querySpec()
-		loadedTypes = [1]bool{
+		loadedTypes = [2]bool{
 			_q.withUser != nil,
+			_q.withRegistration != nil,
 		}
 	)
 	_spec.ScanValues = func(columns []string) ([]any, error) {
@@ -404,6 +441,12 @@ func (_q *VerificationTokenQuery) sqlAll(ctx context.Context, hooks ...queryHook
 			return nil, err
 		}
 	}
+	if query := _q.withRegistration; query != nil {
+		if err := _q.loadRegistration(ctx, query, nodes, nil,
+			func(n *VerificationToken, e *Registration) { n.Edges.Registration = e }); err != nil {
+			return nil, err
+		}
+	}
 	return nodes, nil
 }
 
@@ -429,6 +472,35 @@ func (_q *VerificationTokenQuery) loadUser(ctx context.Context, query *UserQuery
 		nodes, ok := nodeids[n.ID]
 		if !ok {
 			return fmt.Errorf(`unexpected foreign-key "user_id" returned %v`, n.ID)
+		}
+		for i := range nodes {
+			assign(nodes[i], n)
+		}
+	}
+	return nil
+}
+func (_q *VerificationTokenQuery) loadRegistration(ctx context.Context, query *RegistrationQuery, nodes []*VerificationToken, init func(*VerificationToken), assign func(*VerificationToken, *Registration)) error {
+	ids := make([]uuid.UUID, 0, len(nodes))
+	nodeids := make(map[uuid.UUID][]*VerificationToken)
+	for i := range nodes {
+		fk := nodes[i].RegistrationID
+		if _, ok := nodeids[fk]; !ok {
+			ids = append(ids, fk)
+		}
+		nodeids[fk] = append(nodeids[fk], nodes[i])
+	}
+	if len(ids) == 0 {
+		return nil
+	}
+	query.Where(registration.IDIn(ids...))
+	neighbors, err := query.All(ctx)
+	if err != nil {
+		return err
+	}
+	for _, n := range neighbors {
+		nodes, ok := nodeids[n.ID]
+		if !ok {
+			return fmt.Errorf(`unexpected foreign-key "registration_id" returned %v`, n.ID)
 		}
 		for i := range nodes {
 			assign(nodes[i], n)
@@ -467,6 +539,9 @@ func (_q *VerificationTokenQuery) querySpec() *sqlgraph.QuerySpec {
 		}
 		if _q.withUser != nil {
 			_spec.Node.AddColumnOnce(verificationtoken.FieldUserID)
+		}
+		if _q.withRegistration != nil {
+			_spec.Node.AddColumnOnce(verificationtoken.FieldRegistrationID)
 		}
 	}
 	if ps := _q.predicates; len(ps) > 0 {

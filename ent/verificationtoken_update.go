@@ -85,6 +85,9 @@ func (_u *VerificationTokenUpdate) check() error {
 	if _u.mutation.UserCleared() && len(_u.mutation.UserIDs()) > 0 {
 		return errors.New(`ent: clearing a required unique edge "VerificationToken.user"`)
 	}
+	if _u.mutation.RegistrationCleared() && len(_u.mutation.RegistrationIDs()) > 0 {
+		return errors.New(`ent: clearing a required unique edge "VerificationToken.registration"`)
+	}
 	return nil
 }
 
@@ -195,6 +198,9 @@ func (_u *VerificationTokenUpdateOne) ExecX(ctx context.Context) {
 func (_u *VerificationTokenUpdateOne) check() error {
 	if _u.mutation.UserCleared() && len(_u.mutation.UserIDs()) > 0 {
 		return errors.New(`ent: clearing a required unique edge "VerificationToken.user"`)
+	}
+	if _u.mutation.RegistrationCleared() && len(_u.mutation.RegistrationIDs()) > 0 {
+		return errors.New(`ent: clearing a required unique edge "VerificationToken.registration"`)
 	}
 	return nil
 }

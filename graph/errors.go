@@ -33,6 +33,9 @@ func ErrorPresenter(log *slog.Logger) graphql.ErrorPresenterFunc {
 			if appErr.Code == apperr.RateLimited {
 				out.Extensions["retryAfterSeconds"] = account.RetryAfterSeconds(appErr.RetryAfter)
 			}
+			if appErr.Code == apperr.InvalidCode {
+				out.Extensions["attemptsLeft"] = appErr.AttemptsLeft
+			}
 			return &out
 		}
 		_, fromPanic := errors.AsType[panicError](err)

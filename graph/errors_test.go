@@ -24,7 +24,7 @@ type fakeAccounts struct {
 	panic bool
 }
 
-func (f fakeAccounts) Register(context.Context, string, string) (string, error) {
+func (f fakeAccounts) Register(context.Context, account.RegisterInput) (string, error) {
 	if f.panic {
 		panic("nil map in some/secret/path.go")
 	}
@@ -34,6 +34,16 @@ func (f fakeAccounts) VerifyEmail(context.Context, string) (account.Verification
 	return account.Verification{}, f.err
 }
 func (f fakeAccounts) Resend(context.Context, string) error { return f.err }
+func (f fakeAccounts) VerifyEmailWithCode(context.Context, string, string) (account.Verification, error) {
+	return account.Verification{}, f.err
+}
+func (f fakeAccounts) SignIn(context.Context, string, string) (string, time.Time, error) {
+	return "", time.Time{}, f.err
+}
+func (f fakeAccounts) ChangeEmail(context.Context, string, string) error { return f.err }
+func (f fakeAccounts) ConfirmEmailChange(context.Context, string, string) (account.Verification, error) {
+	return account.Verification{}, f.err
+}
 func (f fakeAccounts) Status(context.Context, string) (status.Status, error) {
 	return "", f.err
 }
@@ -53,16 +63,18 @@ func newClient(a Accounts) *client.Client {
 func TestErrorPresenter(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
-		name      string
-		accounts  fakeAccounts
-		code      string
-		message   string
+		name     string
+		accounts fakeAccounts
+		code     string
+		message  string
+		// retryWant is retryAfterSeconds, or attemptsLeft for INVALID_CODE.
 		retryWant any
 	}{
 		{"client error keeps its message", fakeAccounts{err: fmt.Errorf("wrapped: %w", apperr.Errorf(apperr.InvalidToken, "this link is not valid"))}, "INVALID_TOKEN", "this link is not valid", nil},
 		{"rate limit says when", fakeAccounts{err: apperr.Limited(1500*time.Millisecond, "slow down")}, "RATE_LIMITED", "slow down", float64(2)},
 		{"internal detail never leaks", fakeAccounts{err: errors.New(`pq: relation "users" does not exist at db.internal:5432`)}, "INTERNAL", "internal error", nil},
 		{"panic becomes internal", fakeAccounts{panic: true}, "INTERNAL", "internal error", nil},
+		{"a wrong code says how many tries are left", fakeAccounts{err: apperr.WrongCode(3)}, "INVALID_CODE", "this code is not valid", 3},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -78,8 +90,11 @@ func TestErrorPresenter(t *testing.T) {
 			for _, leak := range []string{"pq:", "db.internal", "secret/path", "wrapped"} {
 				require.False(t, strings.Contains(raw, leak), "leaked %q: %s", leak, raw)
 			}
-			if tt.retryWant != nil {
+			switch tt.code {
+			case "RATE_LIMITED":
 				require.Contains(t, raw, `"retryAfterSeconds":2`)
+			case "INVALID_CODE":
+				require.Contains(t, raw, fmt.Sprintf(`"attemptsLeft":%d`, tt.retryWant))
 			}
 		})
 	}

@@ -8,7 +8,9 @@ package graph
 
 import (
 	"context"
+	"time"
 
+	"github.com/verifier/verifier/graph/model"
 	"github.com/verifier/verifier/internal/account"
 	"github.com/verifier/verifier/internal/apperr"
 	"github.com/verifier/verifier/internal/ratelimit"
@@ -17,8 +19,13 @@ import (
 
 // Accounts is what the resolvers need from the account service.
 type Accounts interface {
-	Register(ctx context.Context, email, password string) (watchToken string, err error)
+	Register(ctx context.Context, in account.RegisterInput) (watchToken string, err error)
 	VerifyEmail(ctx context.Context, token string) (account.Verification, error)
+	VerifyEmailWithCode(ctx context.Context, watchToken, code string) (account.Verification, error)
+	SignIn(ctx context.Context, email, password string) (token string, expiresAt time.Time, err error)
+	// ChangeEmail and ConfirmEmailChange take the request's bearer token.
+	ChangeEmail(ctx context.Context, bearer, newEmail string) error
+	ConfirmEmailChange(ctx context.Context, bearer, code string) (account.Verification, error)
 	Resend(ctx context.Context, email string) error
 	Status(ctx context.Context, watchToken string) (status.Status, error)
 	// Watch's channel is the subscription's: gqlgen reads it directly, and
@@ -34,10 +41,19 @@ type Resolver struct {
 	// ClientLimit bounds register and resend calls per client (they hash a
 	// password or send mail); nil is no limit.
 	ClientLimit *ratelimit.Limiter
-	// VerifyLimit bounds verifyEmail calls per client, more generously: a
-	// person clicks a link a few times, a guesser calls it by the
+	// VerifyLimit bounds verifyEmail, verifyEmailWithCode, signIn and
+	// confirmEmailChange calls per client, more generously: a person
+	// clicks a link or types a code a few times, a guesser calls by the
 	// thousand. nil is no limit.
 	VerifyLimit *ratelimit.Limiter
+}
+
+// verification maps a confirmation to its payload.
+func verification(v account.Verification) *model.VerifyEmailPayload {
+	return &model.VerifyEmailPayload{
+		Email: v.Email, Status: status.Verified, VerifiedAt: v.VerifiedAt, AlreadyVerified: v.AlreadyVerified,
+		Receipt: v.Receipt, RedirectTo: v.RedirectTo,
+	}
 }
 
 // limitClient spends one of the calling client's tokens from l before a
@@ -48,6 +64,3 @@ func limitClient(ctx context.Context, l *ratelimit.Limiter) error {
 	}
 	return nil
 }
-
-// errNotYet answers the Step 5 operations until they are built.
-var errNotYet = apperr.Errorf(apperr.Internal, "not implemented yet")

@@ -9,6 +9,8 @@ import (
 	"context"
 
 	"github.com/verifier/verifier/graph/model"
+	"github.com/verifier/verifier/internal/account"
+	"github.com/verifier/verifier/internal/bearer"
 	"github.com/verifier/verifier/internal/status"
 )
 
@@ -17,7 +19,7 @@ func (r *mutationResolver) Register(ctx context.Context, input model.RegisterInp
 	if err := limitClient(ctx, r.ClientLimit); err != nil {
 		return nil, err
 	}
-	watch, err := r.Accounts.Register(ctx, input.Email, input.Password)
+	watch, err := r.Accounts.Register(ctx, account.RegisterInput{Email: input.Email, Password: input.Password, RedirectTo: input.RedirectTo, Locale: input.Locale})
 	if err != nil {
 		return nil, err
 	}
@@ -33,7 +35,7 @@ func (r *mutationResolver) VerifyEmail(ctx context.Context, token string) (*mode
 	if err != nil {
 		return nil, err
 	}
-	return &model.VerifyEmailPayload{Email: v.Email, Status: status.Verified, VerifiedAt: v.VerifiedAt, AlreadyVerified: v.AlreadyVerified}, nil
+	return verification(v), nil
 }
 
 // ResendVerificationEmail is the resolver for the resendVerificationEmail field.
@@ -49,22 +51,49 @@ func (r *mutationResolver) ResendVerificationEmail(ctx context.Context, email st
 
 // VerifyEmailWithCode is the resolver for the verifyEmailWithCode field.
 func (r *mutationResolver) VerifyEmailWithCode(ctx context.Context, watchToken string, code string) (*model.VerifyEmailPayload, error) {
-	return nil, errNotYet
+	if err := limitClient(ctx, r.VerifyLimit); err != nil {
+		return nil, err
+	}
+	v, err := r.Accounts.VerifyEmailWithCode(ctx, watchToken, code)
+	if err != nil {
+		return nil, err
+	}
+	return verification(v), nil
 }
 
 // SignIn is the resolver for the signIn field.
 func (r *mutationResolver) SignIn(ctx context.Context, email string, password string) (*model.SignInPayload, error) {
-	return nil, errNotYet
+	if err := limitClient(ctx, r.VerifyLimit); err != nil {
+		return nil, err
+	}
+	tok, expires, err := r.Accounts.SignIn(ctx, email, password)
+	if err != nil {
+		return nil, err
+	}
+	return &model.SignInPayload{Token: tok, ExpiresAt: expires}, nil
 }
 
 // ChangeEmail is the resolver for the changeEmail field.
 func (r *mutationResolver) ChangeEmail(ctx context.Context, newEmail string) (bool, error) {
-	return false, errNotYet
+	if err := limitClient(ctx, r.ClientLimit); err != nil {
+		return false, err
+	}
+	if err := r.Accounts.ChangeEmail(ctx, bearer.Token(ctx), newEmail); err != nil {
+		return false, err
+	}
+	return true, nil
 }
 
 // ConfirmEmailChange is the resolver for the confirmEmailChange field.
 func (r *mutationResolver) ConfirmEmailChange(ctx context.Context, code string) (*model.VerifyEmailPayload, error) {
-	return nil, errNotYet
+	if err := limitClient(ctx, r.VerifyLimit); err != nil {
+		return nil, err
+	}
+	v, err := r.Accounts.ConfirmEmailChange(ctx, bearer.Token(ctx), code)
+	if err != nil {
+		return nil, err
+	}
+	return verification(v), nil
 }
 
 // VerificationStatus is the resolver for the verificationStatus field.

@@ -17,11 +17,12 @@ import (
 
 	"github.com/verifier/verifier/consumers"
 	"github.com/verifier/verifier/ent"
-	"github.com/verifier/verifier/ent/watchtoken"
+	"github.com/verifier/verifier/ent/registration"
 	"github.com/verifier/verifier/graph/graphtest"
 	"github.com/verifier/verifier/internal/account"
 	"github.com/verifier/verifier/internal/broker"
 	"github.com/verifier/verifier/internal/broker/inproc"
+	"github.com/verifier/verifier/internal/code"
 	"github.com/verifier/verifier/internal/database"
 	"github.com/verifier/verifier/internal/event"
 	"github.com/verifier/verifier/internal/hub"
@@ -56,6 +57,8 @@ func setupLive(t *testing.T) *liveBundle {
 	t.Cleanup(func() { db.Close() })
 	box, err := seal.New(make([]byte, seal.KeyLen))
 	require.NoError(t, err)
+	codes, err := code.NewHasher(make([]byte, seal.KeyLen))
+	require.NoError(t, err)
 
 	b := &liveBundle{db: db.Ent, broker: inproc.New(log, inproc.Options{}), hub: hub.New(), box: box, mails: make(chan event.VerificationRequested, 16)}
 	n := &consumers.Notifier{Hub: b.hub}
@@ -74,7 +77,7 @@ func setupLive(t *testing.T) *liveBundle {
 	require.NoError(t, relay.Start(ctx))
 	t.Cleanup(relay.Stop)
 	b.accounts = account.New(account.Options{
-		DB: db.Ent, Dialect: db.Dialect, Seal: box, Hub: b.hub, Wake: relay.Wake,
+		DB: db.Ent, Dialect: db.Dialect, Seal: box, Codes: codes, Hub: b.hub, Wake: relay.Wake,
 		// Cheap parameters: this test is about events, not hashing.
 		Hasher:   password.NewHasher(password.Params{Memory: 64, Time: 1, Threads: 1}, 0),
 		TokenTTL: time.Hour, ResendCooldown: time.Minute, Log: log,
@@ -96,9 +99,9 @@ func setupLive(t *testing.T) *liveBundle {
 func (b *liveBundle) register(t *testing.T, email string) (watch string, reg uuid.UUID, link string) {
 	t.Helper()
 	ctx := context.Background()
-	watch, err := b.accounts.Register(ctx, email, "a good password")
+	watch, err := b.accounts.Register(ctx, account.RegisterInput{Email: email, Password: "a good password"})
 	require.NoError(t, err)
-	wt, err := b.db.WatchToken.Query().Where(watchtoken.TokenHash(token.Hash(watch))).Only(ctx)
+	wt, err := b.db.Registration.Query().Where(registration.WatchTokenHash(token.Hash(watch))).Only(ctx)
 	require.NoError(t, err)
 	var req event.VerificationRequested
 	select {
@@ -109,7 +112,7 @@ func (b *liveBundle) register(t *testing.T, email string) (watch string, reg uui
 	require.Equal(t, email, req.Email)
 	link, err = b.box.Open(req.SealedToken, req.Email)
 	require.NoError(t, err)
-	return watch, *wt.Registration, link
+	return watch, wt.ID, link
 }
 
 // deliver publishes a delivery change through the broker, as the mailer's

@@ -107,6 +107,49 @@ var (
 			},
 		},
 	}
+	// RegistrationsColumns holds the columns for the "registrations" table.
+	RegistrationsColumns = []*schema.Column{
+		{Name: "id", Type: field.TypeUUID},
+		{Name: "created_at", Type: field.TypeTime},
+		{Name: "watch_token_hash", Type: field.TypeString, Unique: true, Size: 64},
+		{Name: "purpose", Type: field.TypeEnum, Enums: []string{"SIGNUP", "CHANGE_EMAIL"}},
+		{Name: "email", Type: field.TypeString, Size: 254},
+		{Name: "password_hash", Type: field.TypeString, Nullable: true},
+		{Name: "code_hash", Type: field.TypeString, Nullable: true, Size: 64},
+		{Name: "code_expires_at", Type: field.TypeTime, Nullable: true},
+		{Name: "code_attempts", Type: field.TypeInt, Default: 0},
+		{Name: "redirect_to", Type: field.TypeString, Nullable: true, Size: 2048},
+		{Name: "locale", Type: field.TypeString, Size: 35, Default: "en"},
+		{Name: "superseded_at", Type: field.TypeTime, Nullable: true},
+		{Name: "expires_at", Type: field.TypeTime},
+		{Name: "user_id", Type: field.TypeUUID, Nullable: true},
+	}
+	// RegistrationsTable holds the schema information for the "registrations" table.
+	RegistrationsTable = &schema.Table{
+		Name:       "registrations",
+		Columns:    RegistrationsColumns,
+		PrimaryKey: []*schema.Column{RegistrationsColumns[0]},
+		ForeignKeys: []*schema.ForeignKey{
+			{
+				Symbol:     "registrations_users_registrations",
+				Columns:    []*schema.Column{RegistrationsColumns[13]},
+				RefColumns: []*schema.Column{UsersColumns[0]},
+				OnDelete:   schema.SetNull,
+			},
+		},
+		Indexes: []*schema.Index{
+			{
+				Name:    "registration_expires_at",
+				Unique:  false,
+				Columns: []*schema.Column{RegistrationsColumns[12]},
+			},
+			{
+				Name:    "registration_user_id_created_at",
+				Unique:  false,
+				Columns: []*schema.Column{RegistrationsColumns[13], RegistrationsColumns[1]},
+			},
+		},
+	}
 	// SecretsColumns holds the columns for the "secrets" table.
 	SecretsColumns = []*schema.Column{
 		{Name: "id", Type: field.TypeInt, Increment: true},
@@ -142,6 +185,7 @@ var (
 		{Name: "token_hash", Type: field.TypeString, Unique: true, Size: 64},
 		{Name: "expires_at", Type: field.TypeTime},
 		{Name: "used_at", Type: field.TypeTime, Nullable: true},
+		{Name: "registration_id", Type: field.TypeUUID},
 		{Name: "user_id", Type: field.TypeUUID},
 	}
 	// VerificationTokensTable holds the schema information for the "verification_tokens" table.
@@ -151,8 +195,14 @@ var (
 		PrimaryKey: []*schema.Column{VerificationTokensColumns[0]},
 		ForeignKeys: []*schema.ForeignKey{
 			{
-				Symbol:     "verification_tokens_users_verification_tokens",
+				Symbol:     "verification_tokens_registrations_verification_tokens",
 				Columns:    []*schema.Column{VerificationTokensColumns[5]},
+				RefColumns: []*schema.Column{RegistrationsColumns[0]},
+				OnDelete:   schema.NoAction,
+			},
+			{
+				Symbol:     "verification_tokens_users_verification_tokens",
+				Columns:    []*schema.Column{VerificationTokensColumns[6]},
 				RefColumns: []*schema.Column{UsersColumns[0]},
 				OnDelete:   schema.NoAction,
 			},
@@ -165,55 +215,21 @@ var (
 			},
 		},
 	}
-	// WatchTokensColumns holds the columns for the "watch_tokens" table.
-	WatchTokensColumns = []*schema.Column{
-		{Name: "id", Type: field.TypeInt, Increment: true},
-		{Name: "created_at", Type: field.TypeTime},
-		{Name: "token_hash", Type: field.TypeString, Unique: true, Size: 64},
-		{Name: "registration", Type: field.TypeUUID, Unique: true, Nullable: true},
-		{Name: "expires_at", Type: field.TypeTime},
-		{Name: "user_id", Type: field.TypeUUID, Nullable: true},
-	}
-	// WatchTokensTable holds the schema information for the "watch_tokens" table.
-	WatchTokensTable = &schema.Table{
-		Name:       "watch_tokens",
-		Columns:    WatchTokensColumns,
-		PrimaryKey: []*schema.Column{WatchTokensColumns[0]},
-		ForeignKeys: []*schema.ForeignKey{
-			{
-				Symbol:     "watch_tokens_users_watch_tokens",
-				Columns:    []*schema.Column{WatchTokensColumns[5]},
-				RefColumns: []*schema.Column{UsersColumns[0]},
-				OnDelete:   schema.SetNull,
-			},
-		},
-		Indexes: []*schema.Index{
-			{
-				Name:    "watchtoken_expires_at",
-				Unique:  false,
-				Columns: []*schema.Column{WatchTokensColumns[4]},
-			},
-			{
-				Name:    "watchtoken_user_id_created_at",
-				Unique:  false,
-				Columns: []*schema.Column{WatchTokensColumns[5], WatchTokensColumns[1]},
-			},
-		},
-	}
 	// Tables holds all the tables in the schema.
 	Tables = []*schema.Table{
 		DeliveriesTable,
 		EmailBudgetsTable,
 		EmailThrottlesTable,
 		OutboxEventsTable,
+		RegistrationsTable,
 		SecretsTable,
 		UsersTable,
 		VerificationTokensTable,
-		WatchTokensTable,
 	}
 )
 
 func init() {
-	VerificationTokensTable.ForeignKeys[0].RefTable = UsersTable
-	WatchTokensTable.ForeignKeys[0].RefTable = UsersTable
+	RegistrationsTable.ForeignKeys[0].RefTable = UsersTable
+	VerificationTokensTable.ForeignKeys[0].RefTable = RegistrationsTable
+	VerificationTokensTable.ForeignKeys[1].RefTable = UsersTable
 }

@@ -18,6 +18,9 @@ type EmailThrottle func(*sql.Selector)
 // OutboxEvent is the predicate function for outboxevent builders.
 type OutboxEvent func(*sql.Selector)
 
+// Registration is the predicate function for registration builders.
+type Registration func(*sql.Selector)
+
 // Secret is the predicate function for secret builders.
 type Secret func(*sql.Selector)
 
@@ -26,6 +29,3 @@ type User func(*sql.Selector)
 
 // VerificationToken is the predicate function for verificationtoken builders.
 type VerificationToken func(*sql.Selector)
-
-// WatchToken is the predicate function for watchtoken builders.
-type WatchToken func(*sql.Selector)

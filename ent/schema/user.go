@@ -31,6 +31,6 @@ func (User) Fields() []ent.Field {
 func (User) Edges() []ent.Edge {
 	return []ent.Edge{
 		edge.To("verification_tokens", VerificationToken.Type),
-		edge.To("watch_tokens", WatchToken.Type),
+		edge.To("registrations", Registration.Type),
 	}
 }

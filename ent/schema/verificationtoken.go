@@ -8,8 +8,9 @@ import (
 	"github.com/google/uuid"
 )
 
-// VerificationToken is one emailed link. Every unexpired token of an address
-// works, so a resend never breaks the link in an earlier email.
+// VerificationToken is one emailed link. Every unexpired token of the
+// address's current registration works, so a resend never breaks the link
+// in an earlier email; a superseded registration's tokens do not.
 type VerificationToken struct{ ent.Schema }
 
 // Mixin of VerificationToken.
@@ -20,6 +21,7 @@ func (VerificationToken) Fields() []ent.Field {
 	return []ent.Field{
 		secretHash(),
 		field.UUID("user_id", uuid.UUID{}).Immutable(),
+		field.UUID("registration_id", uuid.UUID{}).Immutable(),
 		field.Time("expires_at").Immutable(),
 		field.Time("used_at").Optional().Nillable(),
 	}
@@ -29,6 +31,7 @@ func (VerificationToken) Fields() []ent.Field {
 func (VerificationToken) Edges() []ent.Edge {
 	return []ent.Edge{
 		edge.From("user", User.Type).Ref("verification_tokens").Field("user_id").Unique().Required().Immutable(),
+		edge.From("registration", Registration.Type).Ref("verification_tokens").Field("registration_id").Unique().Required().Immutable(),
 	}
 }
 

@@ -28,8 +28,8 @@ const (
 	FieldVerifiedAt = "verified_at"
 	// EdgeVerificationTokens holds the string denoting the verification_tokens edge name in mutations.
 	EdgeVerificationTokens = "verification_tokens"
-	// EdgeWatchTokens holds the string denoting the watch_tokens edge name in mutations.
-	EdgeWatchTokens = "watch_tokens"
+	// EdgeRegistrations holds the string denoting the registrations edge name in mutations.
+	EdgeRegistrations = "registrations"
 	// Table holds the table name of the user in the database.
 	Table = "users"
 	// VerificationTokensTable is the table that holds the verification_tokens relation/edge.
@@ -39,13 +39,13 @@ const (
 	VerificationTokensInverseTable = "verification_tokens"
 	// VerificationTokensColumn is the table column denoting the verification_tokens relation/edge.
 	VerificationTokensColumn = "user_id"
-	// WatchTokensTable is the table that holds the watch_tokens relation/edge.
-	WatchTokensTable = "watch_tokens"
-	// WatchTokensInverseTable is the table name for the WatchToken entity.
-	// It exists in this package in order to avoid circular dependency with the "watchtoken" package.
-	WatchTokensInverseTable = "watch_tokens"
-	// WatchTokensColumn is the table column denoting the watch_tokens relation/edge.
-	WatchTokensColumn = "user_id"
+	// RegistrationsTable is the table that holds the registrations relation/edge.
+	RegistrationsTable = "registrations"
+	// RegistrationsInverseTable is the table name for the Registration entity.
+	// It exists in this package in order to avoid circular dependency with the "registration" package.
+	RegistrationsInverseTable = "registrations"
+	// RegistrationsColumn is the table column denoting the registrations relation/edge.
+	RegistrationsColumn = "user_id"
 )
 
 // Columns holds all SQL columns for user fields.
@@ -150,17 +150,17 @@ func ByVerificationTokens(term sql.OrderTerm, terms ...sql.OrderTerm) OrderOptio
 	}
 }
 
-// ByWatchTokensCount orders the results by watch_tokens count.
-func ByWatchTokensCount(opts ...sql.OrderTermOption) OrderOption {
+// ByRegistrationsCount orders the results by registrations count.
+func ByRegistrationsCount(opts ...sql.OrderTermOption) OrderOption {
 	return func(s *sql.Selector) {
-		sqlgraph.OrderByNeighborsCount(s, newWatchTokensStep(), opts...)
+		sqlgraph.OrderByNeighborsCount(s, newRegistrationsStep(), opts...)
 	}
 }
 
-// ByWatchTokens orders the results by watch_tokens terms.
-func ByWatchTokens(term sql.OrderTerm, terms ...sql.OrderTerm) OrderOption {
+// ByRegistrations orders the results by registrations terms.
+func ByRegistrations(term sql.OrderTerm, terms ...sql.OrderTerm) OrderOption {
 	return func(s *sql.Selector) {
-		sqlgraph.OrderByNeighborTerms(s, newWatchTokensStep(), append([]sql.OrderTerm{term}, terms...)...)
+		sqlgraph.OrderByNeighborTerms(s, newRegistrationsStep(), append([]sql.OrderTerm{term}, terms...)...)
 	}
 }
 func newVerificationTokensStep() *sqlgraph.Step {
@@ -170,10 +170,10 @@ func newVerificationTokensStep() *sqlgraph.Step {
 		sqlgraph.Edge(sqlgraph.O2M, false, VerificationTokensTable, VerificationTokensColumn),
 	)
 }
-func newWatchTokensStep() *sqlgraph.Step {
+func newRegistrationsStep() *sqlgraph.Step {
 	return sqlgraph.NewStep(
 		sqlgraph.From(Table, FieldID),
-		sqlgraph.To(WatchTokensInverseTable, FieldID),
-		sqlgraph.Edge(sqlgraph.O2M, false, WatchTokensTable, WatchTokensColumn),
+		sqlgraph.To(RegistrationsInverseTable, FieldID),
+		sqlgraph.Edge(sqlgraph.O2M, false, RegistrationsTable, RegistrationsColumn),
 	)
 }

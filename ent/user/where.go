@@ -339,21 +339,21 @@ func HasVerificationTokensWith(preds ...predicate.VerificationToken) predicate.U
 	})
 }
 
-// HasWatchTokens applies the HasEdge predicate on the "watch_tokens" edge.
-func HasWatchTokens() predicate.User {
+// HasRegistrations applies the HasEdge predicate on the "registrations" edge.
+func HasRegistrations() predicate.User {
 	return predicate.User(func(s *sql.Selector) {
 		step := sqlgraph.NewStep(
 			sqlgraph.From(Table, FieldID),
-			sqlgraph.Edge(sqlgraph.O2M, false, WatchTokensTable, WatchTokensColumn),
+			sqlgraph.Edge(sqlgraph.O2M, false, RegistrationsTable, RegistrationsColumn),
 		)
 		sqlgraph.HasNeighbors(s, step)
 	})
 }
 
-// HasWatchTokensWith applies the HasEdge predicate on the "watch_tokens" edge with a given conditions (other predicates).
-func HasWatchTokensWith(preds ...predicate.WatchToken) predicate.User {
+// HasRegistrationsWith applies the HasEdge predicate on the "registrations" edge with a given conditions (other predicates).
+func HasRegistrationsWith(preds ...predicate.Registration) predicate.User {
 	return predicate.User(func(s *sql.Selector) {
-		step := newWatchTokensStep()
+		step := newRegistrationsStep()
 		sqlgraph.HasNeighborsWith(s, step, func(s *sql.Selector) {
 			for _, p := range preds {
 				p(s)

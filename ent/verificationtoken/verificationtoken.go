@@ -20,12 +20,16 @@ const (
 	FieldTokenHash = "token_hash"
 	// FieldUserID holds the string denoting the user_id field in the database.
 	FieldUserID = "user_id"
+	// FieldRegistrationID holds the string denoting the registration_id field in the database.
+	FieldRegistrationID = "registration_id"
 	// FieldExpiresAt holds the string denoting the expires_at field in the database.
 	FieldExpiresAt = "expires_at"
 	// FieldUsedAt holds the string denoting the used_at field in the database.
 	FieldUsedAt = "used_at"
 	// EdgeUser holds the string denoting the user edge name in mutations.
 	EdgeUser = "user"
+	// EdgeRegistration holds the string denoting the registration edge name in mutations.
+	EdgeRegistration = "registration"
 	// Table holds the table name of the verificationtoken in the database.
 	Table = "verification_tokens"
 	// UserTable is the table that holds the user relation/edge.
@@ -35,6 +39,13 @@ const (
 	UserInverseTable = "users"
 	// UserColumn is the table column denoting the user relation/edge.
 	UserColumn = "user_id"
+	// RegistrationTable is the table that holds the registration relation/edge.
+	RegistrationTable = "verification_tokens"
+	// RegistrationInverseTable is the table name for the Registration entity.
+	// It exists in this package in order to avoid circular dependency with the "registration" package.
+	RegistrationInverseTable = "registrations"
+	// RegistrationColumn is the table column denoting the registration relation/edge.
+	RegistrationColumn = "registration_id"
 )
 
 // Columns holds all SQL columns for verificationtoken fields.
@@ -43,6 +54,7 @@ var Columns = []string{
 	FieldCreatedAt,
 	FieldTokenHash,
 	FieldUserID,
+	FieldRegistrationID,
 	FieldExpiresAt,
 	FieldUsedAt,
 }
@@ -87,6 +99,11 @@ func ByUserID(opts ...sql.OrderTermOption) OrderOption {
 	return sql.OrderByField(FieldUserID, opts...).ToFunc()
 }
 
+// ByRegistrationID orders the results by the registration_id field.
+func ByRegistrationID(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldRegistrationID, opts...).ToFunc()
+}
+
 // ByExpiresAt orders the results by the expires_at field.
 func ByExpiresAt(opts ...sql.OrderTermOption) OrderOption {
 	return sql.OrderByField(FieldExpiresAt, opts...).ToFunc()
@@ -103,10 +120,24 @@ func ByUserField(field string, opts ...sql.OrderTermOption) OrderOption {
 		sqlgraph.OrderByNeighborTerms(s, newUserStep(), sql.OrderByField(field, opts...))
 	}
 }
+
+// ByRegistrationField orders the results by registration field.
+func ByRegistrationField(field string, opts ...sql.OrderTermOption) OrderOption {
+	return func(s *sql.Selector) {
+		sqlgraph.OrderByNeighborTerms(s, newRegistrationStep(), sql.OrderByField(field, opts...))
+	}
+}
 func newUserStep() *sqlgraph.Step {
 	return sqlgraph.NewStep(
 		sqlgraph.From(Table, FieldID),
 		sqlgraph.To(UserInverseTable, FieldID),
 		sqlgraph.Edge(sqlgraph.M2O, true, UserTable, UserColumn),
+	)
+}
+func newRegistrationStep() *sqlgraph.Step {
+	return sqlgraph.NewStep(
+		sqlgraph.From(Table, FieldID),
+		sqlgraph.To(RegistrationInverseTable, FieldID),
+		sqlgraph.Edge(sqlgraph.M2O, true, RegistrationTable, RegistrationColumn),
 	)
 }

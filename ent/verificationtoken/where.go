@@ -71,6 +71,11 @@ func UserID(v uuid.UUID) predicate.VerificationToken {
 	return predicate.VerificationToken(sql.FieldEQ(FieldUserID, v))
 }
 
+// RegistrationID applies equality check predicate on the "registration_id" field. It's identical to RegistrationIDEQ.
+func RegistrationID(v uuid.UUID) predicate.VerificationToken {
+	return predicate.VerificationToken(sql.FieldEQ(FieldRegistrationID, v))
+}
+
 // ExpiresAt applies equality check predicate on the "expires_at" field. It's identical to ExpiresAtEQ.
 func ExpiresAt(v time.Time) predicate.VerificationToken {
 	return predicate.VerificationToken(sql.FieldEQ(FieldExpiresAt, v))
@@ -206,6 +211,26 @@ func UserIDNotIn(vs ...uuid.UUID) predicate.VerificationToken {
 	return predicate.VerificationToken(sql.FieldNotIn(FieldUserID, vs...))
 }
 
+// RegistrationIDEQ applies the EQ predicate on the "registration_id" field.
+func RegistrationIDEQ(v uuid.UUID) predicate.VerificationToken {
+	return predicate.VerificationToken(sql.FieldEQ(FieldRegistrationID, v))
+}
+
+// RegistrationIDNEQ applies the NEQ predicate on the "registration_id" field.
+func RegistrationIDNEQ(v uuid.UUID) predicate.VerificationToken {
+	return predicate.VerificationToken(sql.FieldNEQ(FieldRegistrationID, v))
+}
+
+// RegistrationIDIn applies the In predicate on the "registration_id" field.
+func RegistrationIDIn(vs ...uuid.UUID) predicate.VerificationToken {
+	return predicate.VerificationToken(sql.FieldIn(FieldRegistrationID, vs...))
+}
+
+// RegistrationIDNotIn applies the NotIn predicate on the "registration_id" field.
+func RegistrationIDNotIn(vs ...uuid.UUID) predicate.VerificationToken {
+	return predicate.VerificationToken(sql.FieldNotIn(FieldRegistrationID, vs...))
+}
+
 // ExpiresAtEQ applies the EQ predicate on the "expires_at" field.
 func ExpiresAtEQ(v time.Time) predicate.VerificationToken {
 	return predicate.VerificationToken(sql.FieldEQ(FieldExpiresAt, v))
@@ -311,6 +336,29 @@ func HasUser() predicate.VerificationToken {
 func HasUserWith(preds ...predicate.User) predicate.VerificationToken {
 	return predicate.VerificationToken(func(s *sql.Selector) {
 		step := newUserStep()
+		sqlgraph.HasNeighborsWith(s, step, func(s *sql.Selector) {
+			for _, p := range preds {
+				p(s)
+			}
+		})
+	})
+}
+
+// HasRegistration applies the HasEdge predicate on the "registration" edge.
+func HasRegistration() predicate.VerificationToken {
+	return predicate.VerificationToken(func(s *sql.Selector) {
+		step := sqlgraph.NewStep(
+			sqlgraph.From(Table, FieldID),
+			sqlgraph.Edge(sqlgraph.M2O, true, RegistrationTable, RegistrationColumn),
+		)
+		sqlgraph.HasNeighbors(s, step)
+	})
+}
+
+// HasRegistrationWith applies the HasEdge predicate on the "registration" edge with a given conditions (other predicates).
+func HasRegistrationWith(preds ...predicate.Registration) predicate.VerificationToken {
+	return predicate.VerificationToken(func(s *sql.Selector) {
+		step := newRegistrationStep()
 		sqlgraph.HasNeighborsWith(s, step, func(s *sql.Selector) {
 			for _, p := range preds {
 				p(s)

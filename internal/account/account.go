@@ -7,16 +7,33 @@ package account
 import (
 	"context"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
 
 	"github.com/verifier/verifier/ent"
+	"github.com/verifier/verifier/internal/code"
 	"github.com/verifier/verifier/internal/hub"
 	"github.com/verifier/verifier/internal/password"
 	"github.com/verifier/verifier/internal/seal"
 	"github.com/verifier/verifier/internal/status"
 )
+
+// Claims are what a receipt or a session token says of a user.
+type Claims struct {
+	UserID     uuid.UUID
+	Email      string
+	VerifiedAt time.Time
+}
+
+// Signer mints receipts and session tokens and checks the latter.
+type Signer interface {
+	Receipt(ctx context.Context, c Claims) (string, error)
+	Session(ctx context.Context, c Claims) (token string, expiresAt time.Time, err error)
+	// VerifySession accepts a session token only (never a receipt).
+	VerifySession(ctx context.Context, token string) (Claims, error)
+}
 
 // Hub is what Watch needs from the subscription hub.
 type Hub interface {
@@ -35,9 +52,14 @@ type Options struct {
 	// Dialect of DB (dialect.SQLite or dialect.Postgres).
 	Dialect string
 	Hasher  *password.Hasher
-	// Seal seals verification tokens for their trip to the mailer.
+	// Seal seals verification tokens and codes for their trip to the
+	// mailer.
 	Seal *seal.Box
-	Hub  Hub
+	// Codes hashes one-time codes under the server's key.
+	Codes *code.Hasher
+	// Signer mints receipts and session tokens.
+	Signer Signer
+	Hub    Hub
 	// Deliveries, if set, gives watchers the delivery of their email so
 	// far; nil shows every email QUEUED until its first change is heard.
 	Deliveries Deliveries
@@ -45,6 +67,19 @@ type Options struct {
 	Wake           func()
 	TokenTTL       time.Duration
 	ResendCooldown time.Duration
+	// CodeTTL is how long a one-time code works.
+	CodeTTL time.Duration
+	// UnverifiedTTL is how long an UNVERIFIED user outlives its last
+	// registration (DefaultUnverifiedTTL if 0).
+	UnverifiedTTL time.Duration
+	// RedirectOrigins are the origins a redirectTo may have: PUBLIC_URL's
+	// and REDIRECT_ALLOWLIST's.
+	RedirectOrigins []string
+	// SignInAddressLimit and SignInClientLimit are the failed sign-ins
+	// allowed per address and per client in a BudgetWindow, counted in
+	// the database so replicas share them; 0 is the default.
+	SignInAddressLimit int
+	SignInClientLimit  int
 	// DomainEmailLimit and GlobalEmailLimit cap the emails queued per
 	// BudgetWindow to one recipient domain and in all; 0 is no cap.
 	DomainEmailLimit int
@@ -57,6 +92,12 @@ type Options struct {
 // Service implements the registration and verification use cases.
 type Service struct {
 	Options
+
+	// dummyHash is what signIn checks a password against for an unknown
+	// address, so that it costs what a known one costs.
+	dummyOnce sync.Once
+	dummyHash string
+	dummyErr  error
 }
 
 // New returns a Service.
@@ -67,7 +108,16 @@ func New(o Options) *Service {
 	if o.Wake == nil {
 		o.Wake = func() {}
 	}
-	return &Service{o}
+	if o.CodeTTL == 0 {
+		o.CodeTTL = DefaultCodeTTL
+	}
+	if o.SignInAddressLimit == 0 {
+		o.SignInAddressLimit = DefaultSignInAddressLimit
+	}
+	if o.SignInClientLimit == 0 {
+		o.SignInClientLimit = DefaultSignInClientLimit
+	}
+	return &Service{Options: o}
 }
 
 // now is the service clock in UTC, to the microsecond. UTC: SQLite

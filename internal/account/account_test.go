@@ -15,8 +15,9 @@ import (
 
 	"github.com/verifier/verifier/ent"
 	"github.com/verifier/verifier/ent/outboxevent"
-	"github.com/verifier/verifier/ent/watchtoken"
+	"github.com/verifier/verifier/ent/registration"
 	"github.com/verifier/verifier/internal/apperr"
+	"github.com/verifier/verifier/internal/code"
 	"github.com/verifier/verifier/internal/database"
 	"github.com/verifier/verifier/internal/database/databasetest"
 	"github.com/verifier/verifier/internal/event"
@@ -54,8 +55,10 @@ func setup(t *testing.T, url string, opts ...func(*Options)) *testBundle {
 	t.Cleanup(b.hub.CloseAll)
 	box, err := seal.New(make([]byte, seal.KeyLen))
 	require.NoError(t, err)
+	codes, err := code.NewHasher(make([]byte, seal.KeyLen))
+	require.NoError(t, err)
 	o := Options{
-		DB: db.Ent, Dialect: db.Dialect, Seal: box,
+		DB: db.Ent, Dialect: db.Dialect, Seal: box, Codes: codes,
 		// Cheap parameters: these tests are about transactions, not hashing.
 		Hasher:         password.NewHasher(password.Params{Memory: 64, Time: 1, Threads: 1}, 0),
 		Hub:            b.hub,
@@ -94,7 +97,7 @@ func verificationToken(t *testing.T, ev *ent.OutboxEvent) string {
 // register registers addr and fails the test on error.
 func (b *testBundle) register(t *testing.T, addr string) (watch string) {
 	t.Helper()
-	watch, err := b.svc.Register(context.Background(), addr, pw)
+	watch, err := b.svc.Register(context.Background(), RegisterInput{Email: addr, Password: pw})
 	require.NoError(t, err)
 	return watch
 }
@@ -116,12 +119,12 @@ func (b *testBundle) verified(t *testing.T, addr string) (watch string) {
 	return watch
 }
 
-// watchToken is the row behind a watch token.
-func (b *testBundle) watchToken(t *testing.T, watch string) *ent.WatchToken {
+// registrationOf is the registration behind a watch token.
+func (b *testBundle) registrationOf(t *testing.T, watch string) *ent.Registration {
 	t.Helper()
-	wt, err := b.db.WatchToken.Query().Where(watchtoken.TokenHash(token.Hash(watch))).Only(context.Background())
+	reg, err := b.db.Registration.Query().Where(registration.WatchTokenHash(token.Hash(watch))).Only(context.Background())
 	require.NoError(t, err)
-	return wt
+	return reg
 }
 
 // concurrently runs f(0) … f(n-1) at once and returns their errors.
@@ -139,7 +142,7 @@ func TestRegisterStoresOnlyHashes(t *testing.T) {
 	t.Parallel()
 	eachDB(t, func(t *testing.T, b *testBundle) {
 		ctx := context.Background()
-		watch, err := b.svc.Register(ctx, "Someone@Example.com", "a good password")
+		watch, err := b.svc.Register(ctx, RegisterInput{Email: "Someone@Example.com", Password: "a good password"})
 		require.NoError(t, err)
 		require.True(t, token.WellFormed(watch))
 
@@ -155,10 +158,13 @@ func TestRegisterStoresOnlyHashes(t *testing.T) {
 		vt, err := b.db.VerificationToken.Query().Only(ctx)
 		require.NoError(t, err)
 		require.Equal(t, token.Hash(tok), vt.TokenHash)
-		wt, err := b.db.WatchToken.Query().Only(ctx)
+		reg, err := b.db.Registration.Query().Only(ctx)
 		require.NoError(t, err)
-		require.Equal(t, token.Hash(watch), wt.TokenHash)
-		require.Equal(t, b.clock.Now().Add(time.Hour), wt.ExpiresAt.UTC())
+		require.Equal(t, token.Hash(watch), reg.WatchTokenHash)
+		require.Equal(t, b.clock.Now().Add(time.Hour), reg.ExpiresAt.UTC())
+		require.Len(t, reg.CodeHash, 64, "the code only as its keyed hash")
+		require.NotContains(t, reg.String(), reg.CodeHash, "Sensitive")
+		require.Equal(t, reg.ID, vt.RegistrationID)
 	})
 }
 
@@ -212,7 +218,7 @@ func TestConcurrentRegisterOneUser(t *testing.T) {
 	eachDB(t, func(t *testing.T, b *testBundle) {
 		ctx := context.Background()
 		errs := concurrently(8, func(int) error {
-			_, err := b.svc.Register(ctx, "race@example.com", pw)
+			_, err := b.svc.Register(ctx, RegisterInput{Email: "race@example.com", Password: pw})
 			return err
 		})
 		for _, err := range errs {
@@ -221,19 +227,21 @@ func TestConcurrentRegisterOneUser(t *testing.T) {
 		n, err := b.db.User.Query().Count(ctx)
 		require.NoError(t, err)
 		require.Equal(t, 1, n)
-		n, err = b.db.WatchToken.Query().Count(ctx)
+		n, err = b.db.Registration.Query().Count(ctx)
 		require.NoError(t, err)
 		require.Equal(t, 8, n)
-		require.Len(t, b.events(t, event.RegisteredTopic), 1)
+		n, err = b.db.Registration.Query().Where(registration.SupersededAtIsNil()).Count(ctx)
+		require.NoError(t, err)
+		require.Equal(t, 1, n, "the newest supersedes the others")
+		require.Len(t, b.events(t, event.RegisteredTopic), 1, "one new user")
+		require.Len(t, b.events(t, event.RenewedTopic), 1, "and the newest registration's email, waiting for the cooldown")
 	})
 }
 
 // registration is the registration id behind a watch token.
 func (b *testBundle) registration(t *testing.T, watch string) uuid.UUID {
 	t.Helper()
-	wt := b.watchToken(t, watch)
-	require.NotNil(t, wt.Registration)
-	return *wt.Registration
+	return b.registrationOf(t, watch).ID
 }
 
 // A change committed between Watch's subscribe and its read is not missed,
@@ -281,7 +289,7 @@ func TestWatchEndsWithContext(t *testing.T) {
 	t.Parallel()
 	eachDB(t, func(t *testing.T, b *testBundle) {
 		ctx, cancel := context.WithCancel(context.Background())
-		watch, err := b.svc.Register(ctx, "leave@example.com", "a good password")
+		watch, err := b.svc.Register(ctx, RegisterInput{Email: "leave@example.com", Password: "a good password"})
 		require.NoError(t, err)
 		events, err := b.svc.Watch(ctx, watch, true)
 		require.NoError(t, err)
@@ -313,7 +321,7 @@ func TestWatchDelivery(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
 		start := b.clock.Now()
-		watch, err := b.svc.Register(ctx, "mail@example.com", "a good password")
+		watch, err := b.svc.Register(ctx, RegisterInput{Email: "mail@example.com", Password: "a good password"})
 		require.NoError(t, err)
 		reg := b.registration(t, watch)
 
@@ -342,7 +350,7 @@ func TestWatchDelivery(t *testing.T) {
 		require.Equal(t, &sent, testkit.Receive(t, live, "a status change").Delivery)
 		require.Equal(t, &sent, testkit.Receive(t, late, "a status change").Delivery)
 
-		b.hub.Publish(*b.watchToken(t, watch).UserID, status.Change{Status: status.Verified, At: start.Add(time.Minute)})
+		b.hub.PublishVerified(ctx, reg, hub.Verified{User: *b.registrationOf(t, watch).UserID, Email: "mail@example.com", At: start.Add(time.Minute)})
 		for _, ch := range []<-chan *status.Change{plain, live, late} {
 			c := testkit.Receive(t, ch, "a status change")
 			require.Equal(t, status.Verified, c.Status)
@@ -371,9 +379,9 @@ func TestWatchRepeatedRegistrationLooksFresh(t *testing.T) {
 				b.register(t, "taken@example.com")
 			}
 			b.clock.Advance(time.Hour)
-			repeated, err := b.svc.Register(ctx, "taken@example.com", "another password")
+			repeated, err := b.svc.Register(ctx, RegisterInput{Email: "taken@example.com", Password: "another password"})
 			require.NoError(t, err)
-			fresh, err := b.svc.Register(ctx, "new@example.com", "a good password")
+			fresh, err := b.svc.Register(ctx, RegisterInput{Email: "new@example.com", Password: "a good password"})
 			require.NoError(t, err)
 
 			var firsts []*status.Change

@@ -2,8 +2,13 @@ package account
 
 import (
 	"net/mail"
+	"net/url"
+	"slices"
 	"strings"
+	"unicode"
 	"unicode/utf8"
+
+	"golang.org/x/text/language"
 
 	"github.com/verifier/verifier/internal/apperr"
 	"github.com/verifier/verifier/internal/token"
@@ -74,4 +79,70 @@ func checkToken(name, tok string) error {
 		return apperr.Errorf(apperr.InvalidToken, "%s is not valid", name)
 	}
 	return nil
+}
+
+// Limits of register's optional inputs.
+const (
+	maxRedirectLen = 2048
+	maxLocaleLen   = 35 // RFC 5646's longest tag in practice, with room
+)
+
+// RegisterInput is what register takes.
+type RegisterInput struct {
+	Email, Password string
+	// RedirectTo, if set, is where the person is sent once verified.
+	RedirectTo *string
+	// Locale, if set, is the BCP 47 language of the emails.
+	Locale *string
+}
+
+// CheckRedirect checks a redirectTo: an absolute http(s) URL without user
+// info whose origin is one of origins (PUBLIC_URL's and
+// REDIRECT_ALLOWLIST's, as browsers write them), else BAD_USER_INPUT. The
+// list keeps the service from becoming an open redirector that hands a
+// receipt to any site.
+func CheckRedirect(raw string, origins []string) (string, error) {
+	bad := apperr.Errorf(apperr.BadUserInput, "redirectTo must be an http(s) URL on an allowed origin")
+	if raw == "" || len(raw) > maxRedirectLen || !utf8.ValidString(raw) || strings.ContainsFunc(raw, unicode.IsControl) {
+		return "", bad
+	}
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil || u.Opaque != "" {
+		return "", bad
+	}
+	if !slices.Contains(origins, Origin(u)) {
+		return "", bad
+	}
+	return u.String(), nil
+}
+
+// Origin is u's origin as browsers send it: scheme and host in lower case,
+// without a default port.
+func Origin(u *url.URL) string {
+	host := strings.ToLower(u.Hostname())
+	if strings.Contains(host, ":") {
+		host = "[" + host + "]"
+	}
+	if p := u.Port(); p != "" && !(u.Scheme == "https" && p == "443") && !(u.Scheme == "http" && p == "80") {
+		host += ":" + p
+	}
+	return strings.ToLower(u.Scheme) + "://" + host
+}
+
+// NormalizeLocale returns the canonical BCP 47 form of a locale, or
+// BAD_USER_INPUT for one that is not a language tag at all. A well-formed
+// tag of a language without translations is kept: the mailer falls back
+// to English for it.
+func NormalizeLocale(raw string) (string, error) {
+	if raw == "" {
+		return "en", nil
+	}
+	if len(raw) > maxLocaleLen {
+		return "", apperr.Errorf(apperr.BadUserInput, "locale is too long")
+	}
+	tag, err := language.Parse(raw)
+	if err != nil {
+		return "", apperr.Errorf(apperr.BadUserInput, "locale is not a BCP 47 language tag")
+	}
+	return tag.String(), nil
 }

@@ -9,43 +9,67 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/verifier/verifier/ent"
+	"github.com/verifier/verifier/ent/registration"
 	"github.com/verifier/verifier/ent/user"
-	"github.com/verifier/verifier/ent/watchtoken"
 	"github.com/verifier/verifier/internal/apperr"
+	"github.com/verifier/verifier/internal/code"
 	"github.com/verifier/verifier/internal/database"
 	"github.com/verifier/verifier/internal/event"
 	"github.com/verifier/verifier/internal/outbox"
 	"github.com/verifier/verifier/internal/token"
 )
 
-// Register stores a new UNVERIFIED user and queues the verification email,
-// returning a watch token. For an address that already exists it answers
-// the same way, but queues a notice to the owner instead and returns a watch
-// token that never reports VERIFIED: the answer reveals nothing. Either
-// email waits for the end of the inbox's cooldown if one runs (see
+// Register records a registration and queues its email, returning its
+// watch token. Every answer looks the same; what happens depends on the
+// address:
+//
+//   - New: an UNVERIFIED user, and the verification email (link and code).
+//   - UNVERIFIED: a new registration that supersedes the user's older ones
+//     (their links, codes and watch tokens stop working, and their open
+//     subscriptions complete), the user's password becomes this one, and
+//     a fresh verification email goes out. Whoever confirms decides the
+//     password: an attacker who registered someone else's address first
+//     loses it the moment the owner registers and confirms.
+//   - VERIFIED: a decoy registration (no user; its watch token never
+//     reports VERIFIED) and a notice to the owner instead.
+//
+// Either email waits for the end of the inbox's cooldown if one runs (see
 // schedule). Over the domain or global email cap it answers RATE_LIMITED
 // and stores nothing.
-func (s *Service) Register(ctx context.Context, email, pw string) (watchToken string, err error) {
-	email, err = NormalizeEmail(email)
+func (s *Service) Register(ctx context.Context, in RegisterInput) (watchToken string, err error) {
+	email, err := NormalizeEmail(in.Email)
 	if err != nil {
 		return "", err
 	}
-	if err := CheckPassword(pw); err != nil {
+	if err := CheckPassword(in.Password); err != nil {
 		return "", err
+	}
+	r := newRegistration{email: email, purpose: registration.PurposeSIGNUP, locale: "en"}
+	if in.RedirectTo != nil {
+		to, err := CheckRedirect(*in.RedirectTo, s.RedirectOrigins)
+		if err != nil {
+			return "", err
+		}
+		r.redirectTo = &to
+	}
+	if in.Locale != nil {
+		if r.locale, err = NormalizeLocale(*in.Locale); err != nil {
+			return "", err
+		}
 	}
 	// Hashed for existing addresses too, so the response time does not
-	// tell the two cases apart.
-	hash, err := s.Hasher.Hash(ctx, pw)
-	if err != nil {
+	// tell the cases apart.
+	if r.passwordHash, err = s.Hasher.Hash(ctx, in.Password); err != nil {
 		return "", fmt.Errorf("register: %w", err)
 	}
 	watch, watchHash := token.New()
+	r.watchHash = watchHash
 
 	// Two registrations of one new address can race; the loser's insert
 	// fails on the unique email, and its second try takes the
 	// existing-address path.
 	for attempt := 0; ; attempt++ {
-		err = database.InTx(ctx, s.DB, func(tx *ent.Tx) error { return s.register(ctx, tx, email, hash, watchHash) })
+		err = database.InTx(ctx, s.DB, func(tx *ent.Tx) error { return s.register(ctx, tx, r) })
 		if err == nil || !ent.IsConstraintError(err) || attempt > 0 {
 			break
 		}
@@ -57,39 +81,64 @@ func (s *Service) Register(ctx context.Context, email, pw string) (watchToken st
 	return watch, nil
 }
 
-func (s *Service) register(ctx context.Context, tx *ent.Tx, email, hash, watchHash string) error {
+// newRegistration is a registration about to be written.
+type newRegistration struct {
+	email        string
+	purpose      registration.Purpose
+	passwordHash string
+	watchHash    string
+	redirectTo   *string
+	locale       string
+}
+
+func (s *Service) register(ctx context.Context, tx *ent.Tx, r newRegistration) error {
 	now := s.now()
-	expires := now.Add(s.TokenTTL)
 	// First, so that concurrent registrations of one inbox take turns.
-	inbox, err := s.lockInbox(ctx, tx, CanonicalEmail(email))
+	inbox, err := s.lockInbox(ctx, tx, CanonicalEmail(r.email))
 	if err != nil {
 		return err
 	}
-	existing, err := tx.User.Query().Where(user.Email(email)).Only(ctx)
+	existing, err := tx.User.Query().Where(user.Email(r.email)).Only(ctx)
 	if err != nil && !ent.IsNotFound(err) {
 		return err
 	}
-	// Named here, not by the database, so the email's event can carry it:
-	// the records of the email are shown to whoever watches this token.
-	registration := uuid.New()
-	if existing != nil {
-		err := tx.WatchToken.Create().SetTokenHash(watchHash).SetRegistration(registration).SetExpiresAt(expires).SetCreatedAt(now).Exec(ctx)
+	if existing != nil && existing.Status == user.StatusVERIFIED {
+		// A decoy: the same rows as a fresh registration but no user, and
+		// a code nobody is mailed, so a guess at it fails like a wrong
+		// code at a real one.
+		reg, err := s.createRegistration(ctx, tx, r, nil, code.New(), now)
 		if err != nil {
 			return err
 		}
 		// The notice obeys the cooldown like every email: a repeated
 		// attempt cannot flood the owner, and the notice is not lost.
-		return s.schedule(ctx, tx, inbox, now, outgoing{event.AlreadyRegisteredTopic, event.AlreadyRegistered{Email: email, Registration: registration}})
+		return s.schedule(ctx, tx, inbox, now, outgoing{event.AlreadyRegisteredTopic, event.AlreadyRegistered{Email: r.email, Registration: reg.ID}})
 	}
 
-	u, err := tx.User.Create().SetEmail(email).SetPasswordHash(hash).SetCreatedAt(now).Save(ctx)
+	topic := event.RegisteredTopic
+	var u *ent.User
+	if existing == nil {
+		if u, err = tx.User.Create().SetEmail(r.email).SetPasswordHash(r.passwordHash).SetCreatedAt(now).Save(ctx); err != nil {
+			return err
+		}
+	} else {
+		u, topic = existing, event.RenewedTopic
+		// The newest registration's password is the one signIn checks
+		// while the address is unverified, and the one VerifyEmail
+		// requires to be still in place (see confirmSignup).
+		if err := tx.User.UpdateOne(u).SetPasswordHash(r.passwordHash).Exec(ctx); err != nil {
+			return err
+		}
+		if err := s.supersede(ctx, tx, u.ID, registration.PurposeSIGNUP, now); err != nil {
+			return err
+		}
+	}
+	c := code.New()
+	reg, err := s.createRegistration(ctx, tx, r, &u.ID, c, now)
 	if err != nil {
 		return err
 	}
-	if err := tx.WatchToken.Create().SetTokenHash(watchHash).SetRegistration(registration).SetUserID(u.ID).SetExpiresAt(expires).SetCreatedAt(now).Exec(ctx); err != nil {
-		return err
-	}
-	req, err := s.verificationRequest(ctx, tx, u.ID, registration, email, now)
+	req, err := s.verificationRequest(ctx, tx, reg, c, now)
 	if err != nil {
 		return err
 	}
@@ -98,12 +147,51 @@ func (s *Service) register(ctx context.Context, tx *ent.Tx, email, hash, watchHa
 	// it). Were it forced out at once, the cooldown that follows would
 	// differ between new and existing addresses and a later resend's
 	// retryAfterSeconds would tell them apart.
-	return s.schedule(ctx, tx, inbox, now, outgoing{event.RegisteredTopic, req})
+	return s.schedule(ctx, tx, inbox, now, outgoing{topic, req})
+}
+
+// supersede marks the user's live registrations of purpose superseded and
+// tells every replica, so their watchers complete.
+func (s *Service) supersede(ctx context.Context, tx *ent.Tx, userID uuid.UUID, purpose registration.Purpose, now time.Time) error {
+	ids, err := tx.Registration.Query().
+		Where(registration.UserID(userID), registration.PurposeEQ(purpose), registration.SupersededAtIsNil()).
+		IDs(ctx)
+	if err != nil || len(ids) == 0 {
+		return err
+	}
+	if err := tx.Registration.Update().Where(registration.IDIn(ids...)).SetSupersededAt(now).Exec(ctx); err != nil {
+		return err
+	}
+	return outbox.Enqueue(ctx, tx, now, event.SupersededTopic, event.Superseded{Registrations: ids})
+}
+
+// createRegistration writes a registration with a code, for userID (nil: a
+// decoy).
+func (s *Service) createRegistration(ctx context.Context, tx *ent.Tx, r newRegistration, userID *uuid.UUID, c string, now time.Time) (*ent.Registration, error) {
+	id := uuid.New()
+	create := tx.Registration.Create().
+		SetID(id).
+		SetWatchTokenHash(r.watchHash).
+		SetNillableUserID(userID).
+		SetPurpose(r.purpose).
+		SetEmail(r.email).
+		SetCodeHash(s.Codes.Hash(id, c)).
+		SetCodeExpiresAt(now.Add(s.CodeTTL)).
+		SetNillableRedirectTo(r.redirectTo).
+		SetLocale(r.locale).
+		SetExpiresAt(now.Add(s.TokenTTL)).
+		SetCreatedAt(now)
+	if r.passwordHash != "" {
+		create.SetPasswordHash(r.passwordHash)
+	}
+	return create.Save(ctx)
 }
 
 // Resend queues a fresh verification email for an existing UNVERIFIED
-// address. It answers the same for every address, registered or not, and
-// allows one email per inbox (canonical address) per ResendCooldown.
+// address: a new link and a new code for its current registration (the
+// link only once the code is dead: a resend buys no fresh guesses). It
+// answers the same for every address, registered or not, and allows one
+// email per inbox (canonical address) per ResendCooldown.
 func (s *Service) Resend(ctx context.Context, email string) error {
 	email, err := NormalizeEmail(email)
 	if err != nil {
@@ -133,11 +221,20 @@ func (s *Service) Resend(ctx context.Context, email string) error {
 		if err != nil {
 			return err
 		}
-		registration, err := latestRegistration(ctx, tx, u.ID)
-		if err != nil {
+		reg, err := currentRegistration(ctx, tx, u.ID, registration.PurposeSIGNUP)
+		if err != nil || reg == nil {
+			// None left (expired): nothing the link could confirm.
 			return err
 		}
-		req, err := s.verificationRequest(ctx, tx, u.ID, registration, email, now)
+		c := ""
+		if reg.CodeAttempts < MaxCodeAttempts {
+			c = code.New()
+			err := tx.Registration.UpdateOne(reg).SetCodeHash(s.Codes.Hash(reg.ID, c)).SetCodeExpiresAt(now.Add(s.CodeTTL)).Exec(ctx)
+			if err != nil {
+				return err
+			}
+		}
+		req, err := s.verificationRequest(ctx, tx, reg, c, now)
 		if err != nil {
 			return err
 		}
@@ -157,35 +254,40 @@ func RetryAfterSeconds(wait time.Duration) int {
 	return max(1, int(math.Ceil(wait.Seconds())))
 }
 
-// latestRegistration names the user's newest registration: a resent email
-// is shown to whoever watches it. uuid.Nil when none is left (its watch
-// tokens expired): the email then goes out unwatched.
-func latestRegistration(ctx context.Context, tx *ent.Tx, userID uuid.UUID) (uuid.UUID, error) {
-	wt, err := tx.WatchToken.Query().
-		Where(watchtoken.UserID(userID)).
-		Order(ent.Desc(watchtoken.FieldCreatedAt), ent.Desc(watchtoken.FieldID)).
-		Select(watchtoken.FieldRegistration).
+// currentRegistration is the user's registration of purpose that is not
+// superseded, nil if none. Its watch token may have expired: its links
+// still confirm, and a resend still mails them.
+func currentRegistration(ctx context.Context, tx *ent.Tx, userID uuid.UUID, purpose registration.Purpose) (*ent.Registration, error) {
+	reg, err := tx.Registration.Query().
+		Where(registration.UserID(userID), registration.PurposeEQ(purpose), registration.SupersededAtIsNil()).
+		Order(ent.Desc(registration.FieldCreatedAt)).
 		First(ctx)
-	if ent.IsNotFound(err) || (err == nil && wt.Registration == nil) {
-		return uuid.Nil, nil
+	if ent.IsNotFound(err) {
+		return nil, nil
 	}
 	if err != nil {
-		return uuid.Nil, fmt.Errorf("latest registration: %w", err)
+		return nil, fmt.Errorf("current registration: %w", err)
 	}
-	return *wt.Registration, nil
+	return reg, nil
 }
 
-// verificationRequest issues a fresh verification token for the user and
-// returns the event that carries it to the mailer, sealed to the address:
-// the clear token exists only in the email.
-func (s *Service) verificationRequest(ctx context.Context, tx *ent.Tx, userID, registration uuid.UUID, email string, now time.Time) (event.VerificationRequested, error) {
+// verificationRequest issues a fresh verification token for reg and
+// returns the event that carries it and the code c (empty: none) to the
+// mailer, both sealed to the address: the clear token and code exist only
+// in the email.
+func (s *Service) verificationRequest(ctx context.Context, tx *ent.Tx, reg *ent.Registration, c string, now time.Time) (event.VerificationRequested, error) {
 	tok, hash := token.New()
 	expires := now.Add(s.TokenTTL)
 	err := tx.VerificationToken.Create().
 		SetTokenHash(hash).
-		SetUserID(userID).
+		SetUserID(*reg.UserID).
+		SetRegistrationID(reg.ID).
 		SetExpiresAt(expires).
 		SetCreatedAt(now).
 		Exec(ctx)
-	return event.VerificationRequested{UserID: userID, Registration: registration, Email: email, SealedToken: s.Seal.Seal(tok, email), ExpiresAt: expires}, err
+	ev := event.VerificationRequested{UserID: *reg.UserID, Registration: reg.ID, Email: reg.Email, SealedToken: s.Seal.Seal(tok, reg.Email), ExpiresAt: expires, Locale: reg.Locale}
+	if c != "" {
+		ev.SealedCode, ev.CodeExpiresAt = s.Seal.Seal(c, reg.Email), now.Add(s.CodeTTL)
+	}
+	return ev, err
 }

@@ -41,7 +41,7 @@ func TestEmailsNameTheirRegistration(t *testing.T) {
 		require.NotEqual(t, registration(first), registration(other), "one per registration")
 
 		b.clock.Advance(2 * time.Minute)
-		again, err := b.svc.Register(ctx, "bob@example.com", "another password")
+		again, err := b.svc.Register(ctx, RegisterInput{Email: "bob@example.com", Password: "another password"})
 		require.NoError(t, err)
 		require.Equal(t, registration(again), named(event.AlreadyRegisteredTopic, 0), "the notice belongs to the repeated registration")
 	})

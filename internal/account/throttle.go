@@ -2,6 +2,7 @@ package account
 
 import (
 	"context"
+	stdsql "database/sql"
 	"fmt"
 	"time"
 
@@ -64,7 +65,11 @@ type outgoing struct {
 // carriesLink tells a verification email (a link the person needs) from a
 // notice.
 func carriesLink(topic string) bool {
-	return topic == event.RegisteredTopic || topic == event.ResentTopic
+	switch topic {
+	case event.RegisteredTopic, event.RenewedTopic, event.ResentTopic, event.EmailChangeRequestedTopic:
+		return true
+	}
+	return false
 }
 
 // schedule queues m for the inbox th (locked by lockInbox) so that no email
@@ -171,28 +176,43 @@ func (s *Service) spend(ctx context.Context, tx *ent.Tx, domain string, now time
 		if b.limit <= 0 {
 			continue
 		}
-		query, args := sql.Dialect(s.Dialect).
-			Insert(emailbudget.Table).
-			Columns(emailbudget.FieldScope, emailbudget.FieldWindowStart, emailbudget.FieldSent).
-			Values(b.scope, window.Unix(), 1).
-			OnConflict(
-				sql.ConflictColumns(emailbudget.FieldScope, emailbudget.FieldWindowStart),
-				sql.ResolveWith(func(u *sql.UpdateSet) { u.Add(emailbudget.FieldSent, 1) }),
-				sql.UpdateWhere(sql.LT(emailbudget.FieldSent, b.limit)),
-			).
-			Query()
-		res, err := tx.ExecContext(ctx, query, args...)
+		ok, err := s.countUp(ctx, tx, b.scope, window, b.limit)
 		if err != nil {
 			return fmt.Errorf("spend email budget: %w", err)
 		}
-		n, err := res.RowsAffected()
-		if err != nil {
-			return fmt.Errorf("spend email budget: %w", err)
-		}
-		if n == 0 {
+		if !ok {
 			wait := window.Add(BudgetWindow).Sub(now)
 			return apperr.Limited(wait, b.message, RetryAfterSeconds(wait))
 		}
 	}
 	return nil
+}
+
+// execer runs a statement: a transaction or the client.
+type execer interface {
+	ExecContext(ctx context.Context, query string, args ...any) (stdsql.Result, error)
+}
+
+// countUp adds one to the counter of scope for window, only while it is
+// below limit (0: always), in one upsert, and reports whether it counted.
+func (s *Service) countUp(ctx context.Context, db execer, scope string, window time.Time, limit int) (bool, error) {
+	opts := []sql.ConflictOption{
+		sql.ConflictColumns(emailbudget.FieldScope, emailbudget.FieldWindowStart),
+		sql.ResolveWith(func(u *sql.UpdateSet) { u.Add(emailbudget.FieldSent, 1) }),
+	}
+	if limit > 0 {
+		opts = append(opts, sql.UpdateWhere(sql.LT(emailbudget.FieldSent, limit)))
+	}
+	query, args := sql.Dialect(s.Dialect).
+		Insert(emailbudget.Table).
+		Columns(emailbudget.FieldScope, emailbudget.FieldWindowStart, emailbudget.FieldSent).
+		Values(scope, window.Unix(), 1).
+		OnConflict(opts...).
+		Query()
+	res, err := db.ExecContext(ctx, query, args...)
+	if err != nil {
+		return false, err
+	}
+	n, err := res.RowsAffected()
+	return n > 0, err
 }

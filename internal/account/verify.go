@@ -2,13 +2,14 @@ package account
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
 	"github.com/verifier/verifier/ent"
+	"github.com/verifier/verifier/ent/registration"
 	"github.com/verifier/verifier/ent/user"
 	"github.com/verifier/verifier/ent/verificationtoken"
-	"github.com/verifier/verifier/ent/watchtoken"
 	"github.com/verifier/verifier/internal/apperr"
 	"github.com/verifier/verifier/internal/database"
 	"github.com/verifier/verifier/internal/event"
@@ -18,44 +19,86 @@ import (
 	"github.com/verifier/verifier/internal/token"
 )
 
-// Verification is the result of a successful VerifyEmail.
+// Verification is the result of a successful confirmation.
 type Verification struct {
 	Email      string
 	VerifiedAt time.Time
 	// AlreadyVerified is set when an earlier call verified the address.
 	AlreadyVerified bool
+	// Receipt is a fresh signed proof of the verification ("" without a
+	// Signer).
+	Receipt string
+	// RedirectTo is the registration's, if it had one.
+	RedirectTo *string
 }
 
-// VerifyEmail marks the token's address VERIFIED and queues the change
-// event. Any unexpired token of an already verified address succeeds again
-// without a second event: people click old emails and double-click links.
+// errInvalidLink answers a link that is unknown or whose registration was
+// superseded.
+var errInvalidLink = apperr.Errorf(apperr.InvalidToken, "this verification link is not valid")
+
+// VerifyEmail confirms the registration behind a link's token: marks the
+// address VERIFIED (a sign-up) or moves the account to it (a change of
+// address) and queues the change's event. Any unexpired token of the
+// address's current registration succeeds again without a second event:
+// people click old emails and double-click links. A superseded
+// registration's tokens answer INVALID_TOKEN.
 //
 // On SQLite every write transaction takes the single writer in turn, so
-// what other requests wait for is kept to the writes: the token and its
-// user are read before, beside the writer, and the transaction is three
-// statements that return nothing (at c=64 it was five, two of them
-// SELECTs, and verifyEmail/s is bounded by that turn).
+// what other requests wait for is kept to the writes: the token, its
+// registration and its user are read before, beside the writer, and a
+// sign-up's transaction is two statements that return nothing.
 func (s *Service) VerifyEmail(ctx context.Context, tok string) (Verification, error) {
 	if err := checkToken("token", tok); err != nil {
 		return Verification{}, err
 	}
-	vt, err := s.DB.VerificationToken.Query().Where(verificationtoken.TokenHash(token.Hash(tok))).WithUser().Only(ctx)
+	vt, err := s.DB.VerificationToken.Query().Where(verificationtoken.TokenHash(token.Hash(tok))).WithRegistration().Only(ctx)
 	if ent.IsNotFound(err) {
-		return Verification{}, apperr.Errorf(apperr.InvalidToken, "this verification link is not valid")
+		return Verification{}, errInvalidLink
 	}
 	if err != nil {
 		return Verification{}, fmt.Errorf("verify: find token: %w", err)
 	}
+	reg := vt.Edges.Registration
+	if reg.SupersededAt != nil {
+		return Verification{}, errInvalidLink
+	}
 	if !s.now().Before(vt.ExpiresAt) {
 		return Verification{}, apperr.Errorf(apperr.TokenExpired, "this verification link has expired; ask for a new email")
 	}
-	u := vt.Edges.User
+	return s.confirm(ctx, reg)
+}
+
+// confirm carries out what a registration's link or code confirms.
+func (s *Service) confirm(ctx context.Context, reg *ent.Registration) (Verification, error) {
+	if reg.UserID == nil {
+		// A decoy has no links, and its code never matches.
+		return Verification{}, errInvalidLink
+	}
+	if reg.Purpose == registration.PurposeCHANGE_EMAIL {
+		return s.confirmChange(ctx, reg)
+	}
+	return s.confirmSignup(ctx, reg)
+}
+
+// confirmSignup marks the user VERIFIED, if reg is still the user's newest
+// sign-up.
+//
+// "Still the newest" is checked on the user's own row: every sign-up sets
+// the user's password hash to its own (each hash has a salt of its own),
+// so the hash still being reg's means no later registration superseded
+// it, and the conditional UPDATE decides that atomically against a
+// concurrent Register, which writes the same row. The password that counts
+// is thereby always the confirming registration's.
+func (s *Service) confirmSignup(ctx context.Context, reg *ent.Registration) (Verification, error) {
+	u, err := s.DB.User.Get(ctx, *reg.UserID)
+	if err != nil {
+		return Verification{}, fmt.Errorf("verify: read user: %w", err)
+	}
 	if u.Status == user.StatusVERIFIED {
 		// Verified before: nothing to write, and verified_at never
 		// changes once set.
-		return Verification{Email: u.Email, VerifiedAt: u.VerifiedAt.UTC(), AlreadyVerified: true}, nil
+		return s.verified(ctx, reg, u, true), nil
 	}
-
 	var now time.Time
 	changed := false
 	err = database.InTx(ctx, s.DB, func(tx *ent.Tx) error {
@@ -63,7 +106,7 @@ func (s *Service) VerifyEmail(ctx context.Context, tok string) (Verification, er
 		// Conditional on the old status, so of two concurrent clicks
 		// exactly one changes the row and writes the event.
 		n, err := tx.User.Update().
-			Where(user.ID(vt.UserID), user.StatusEQ(user.StatusUNVERIFIED)).
+			Where(user.ID(u.ID), user.StatusEQ(user.StatusUNVERIFIED), user.PasswordHash(*reg.PasswordHash)).
 			SetStatus(user.StatusVERIFIED).
 			SetVerifiedAt(now).
 			Save(ctx)
@@ -71,75 +114,132 @@ func (s *Service) VerifyEmail(ctx context.Context, tok string) (Verification, er
 			return err
 		}
 		changed = true
-		// Update, not UpdateOneID: that reads the row back, a SELECT in
-		// the writer's turn for a result nobody uses.
-		if err := tx.VerificationToken.Update().Where(verificationtoken.ID(vt.ID)).SetUsedAt(now).Exec(ctx); err != nil {
-			return err
-		}
-		return outbox.Enqueue(ctx, tx, now, event.VerifiedTopic, event.Verified{UserID: vt.UserID, VerifiedAt: now})
+		return outbox.Enqueue(ctx, tx, now, event.VerifiedTopic, event.Verified{UserID: u.ID, VerifiedAt: now, Registration: reg.ID, Email: u.Email})
 	})
 	if err != nil {
 		return Verification{}, fmt.Errorf("verify: %w", err)
 	}
 	if changed {
 		s.Wake()
-		return Verification{Email: u.Email, VerifiedAt: now.UTC()}, nil
+		u.VerifiedAt = &now
+		return s.verified(ctx, reg, u, false), nil
 	}
-	// Another click verified it since the read above (or the account is
-	// gone): answer with what that one stored.
-	u, err = s.DB.User.Get(ctx, vt.UserID)
+	// Another click verified it since the read above, or a newer
+	// registration superseded this one.
+	u, err = s.DB.User.Get(ctx, u.ID)
 	if err != nil {
 		return Verification{}, fmt.Errorf("verify: %w", err)
 	}
-	return Verification{Email: u.Email, VerifiedAt: u.VerifiedAt.UTC(), AlreadyVerified: true}, nil
+	if u.Status != user.StatusVERIFIED {
+		return Verification{}, errInvalidLink
+	}
+	return s.verified(ctx, reg, u, true), nil
 }
 
-// lookupWatch finds a live watch token.
-func (s *Service) lookupWatch(ctx context.Context, tok string) (*ent.WatchToken, error) {
+// verified is the answer to a confirmation of reg for u, with a fresh
+// receipt.
+func (s *Service) verified(ctx context.Context, reg *ent.Registration, u *ent.User, already bool) Verification {
+	at := u.VerifiedAt.UTC()
+	return Verification{
+		Email: u.Email, VerifiedAt: at, AlreadyVerified: already,
+		Receipt: s.receipt(ctx, Claims{UserID: u.ID, Email: u.Email, VerifiedAt: at}), RedirectTo: reg.RedirectTo,
+	}
+}
+
+// receipt mints a receipt for c; "" without a Signer or when signing
+// fails (logged): the verification stands, only its proof is missing.
+func (s *Service) receipt(ctx context.Context, c Claims) string {
+	if s.Signer == nil {
+		return ""
+	}
+	r, err := s.Signer.Receipt(ctx, c)
+	if err != nil {
+		s.Log.Error("could not sign a receipt", "err", err)
+		return ""
+	}
+	return r
+}
+
+// optional is s as an optional GraphQL field: nil when empty.
+func optional(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
+}
+
+// lookupWatch finds the live registration behind a watch token.
+func (s *Service) lookupWatch(ctx context.Context, tok string) (*ent.Registration, error) {
 	if err := checkToken("watchToken", tok); err != nil {
 		return nil, err
 	}
-	wt, err := s.DB.WatchToken.Query().Where(watchtoken.TokenHash(token.Hash(tok))).Only(ctx)
-	if ent.IsNotFound(err) || (err == nil && !s.now().Before(wt.ExpiresAt)) {
-		return nil, apperr.Errorf(apperr.InvalidToken, "watchToken is not valid")
+	reg, err := s.DB.Registration.Query().Where(registration.WatchTokenHash(token.Hash(tok))).Only(ctx)
+	if ent.IsNotFound(err) || (err == nil && (reg.SupersededAt != nil || !s.now().Before(reg.ExpiresAt))) {
+		return nil, errInvalidWatch
 	}
 	if err != nil {
 		return nil, fmt.Errorf("find watch token: %w", err)
 	}
-	return wt, nil
+	return reg, nil
 }
+
+// errInvalidWatch answers an unknown, expired or superseded watch token.
+var errInvalidWatch = apperr.Errorf(apperr.InvalidToken, "watchToken is not valid")
+
+// errGone is errInvalidWatch to a client and hub.ErrGone to the hub: a
+// watched registration that was superseded (or deleted) since.
+var errGone = fmt.Errorf("%w: %w", hub.ErrGone, errInvalidWatch)
 
 // Status answers the current status behind a watch token.
 func (s *Service) Status(ctx context.Context, watchToken string) (status.Status, error) {
-	wt, err := s.lookupWatch(ctx, watchToken)
+	reg, err := s.lookupWatch(ctx, watchToken)
 	if err != nil {
 		return "", err
 	}
-	c, err := s.current(ctx, wt, false)
+	c, err := s.current(ctx, reg, false, false)
 	if err != nil {
 		return "", err
 	}
 	return c.Status, nil
 }
 
-// current reads the state a watcher of wt is shown: its user's status (a
-// registration without a user stays UNVERIFIED from its own time on, like
-// a fresh one until confirmed) and, withDelivery, its latest email's.
-func (s *Service) current(ctx context.Context, wt *ent.WatchToken, withDelivery bool) (*status.Change, error) {
-	c := &status.Change{Status: status.Unverified, At: wt.CreatedAt.UTC()}
-	if wt.UserID != nil {
-		u, err := s.DB.User.Get(ctx, *wt.UserID)
+// current reads the state a watcher of reg is shown: its user's status (a
+// decoy stays UNVERIFIED from its own time on, like a fresh registration
+// until confirmed) and, withDelivery, its latest email's. reread is a
+// watcher's read: it reads reg again first, as it may have been superseded
+// since it was looked up, and mints a receipt for a VERIFIED state.
+func (s *Service) current(ctx context.Context, reg *ent.Registration, withDelivery, reread bool) (*status.Change, error) {
+	if reread {
+		var err error
+		reg, err = s.DB.Registration.Get(ctx, reg.ID)
+		if ent.IsNotFound(err) || (err == nil && reg.SupersededAt != nil) {
+			return nil, errGone
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read registration: %w", err)
+		}
+	}
+	c := &status.Change{Status: status.Unverified, At: reg.CreatedAt.UTC()}
+	if reg.UserID != nil {
+		u, err := s.DB.User.Get(ctx, *reg.UserID)
+		if ent.IsNotFound(err) {
+			return nil, errGone
+		}
 		if err != nil {
 			return nil, fmt.Errorf("read status: %w", err)
 		}
 		if u.Status == user.StatusVERIFIED {
 			c.Status, c.At = status.Verified, u.VerifiedAt.UTC()
-		} else {
-			c.At = u.CreatedAt.UTC()
+			// Only a sign-up's own watcher gets a receipt, freshly minted
+			// also when it subscribes after the verification.
+			if reread && reg.Purpose == registration.PurposeSIGNUP {
+				c.Receipt = optional(s.receipt(ctx, Claims{UserID: u.ID, Email: u.Email, VerifiedAt: c.At}))
+				c.RedirectTo = reg.RedirectTo
+			}
 		}
 	}
 	if withDelivery {
-		d, err := s.latestDelivery(ctx, wt)
+		d, err := s.latestDelivery(ctx, reg)
 		if err != nil {
 			return nil, err
 		}
@@ -148,14 +248,13 @@ func (s *Service) current(ctx context.Context, wt *ent.WatchToken, withDelivery 
 	return c, nil
 }
 
-// latestDelivery is the delivery of wt's latest email. Until the mailer
-// recorded one (or without records, or for a token older than
-// registration ids) the email is QUEUED since the registration with no
-// attempts: the same start for every registration, a repeated one
-// included, so the timeline tells nothing about the address.
-func (s *Service) latestDelivery(ctx context.Context, wt *ent.WatchToken) (*status.Delivery, error) {
-	if s.Deliveries != nil && wt.Registration != nil {
-		d, err := s.Deliveries.Latest(ctx, *wt.Registration)
+// latestDelivery is the delivery of reg's latest email. Until the mailer
+// recorded one (or without records) the email is QUEUED since the
+// registration with no attempts: the same start for every registration, a
+// decoy included, so the timeline tells nothing about the address.
+func (s *Service) latestDelivery(ctx context.Context, reg *ent.Registration) (*status.Delivery, error) {
+	if s.Deliveries != nil {
+		d, err := s.Deliveries.Latest(ctx, reg.ID)
 		if err != nil {
 			return nil, fmt.Errorf("read delivery: %w", err)
 		}
@@ -163,29 +262,37 @@ func (s *Service) latestDelivery(ctx context.Context, wt *ent.WatchToken) (*stat
 			return d, nil
 		}
 	}
-	return &status.Delivery{State: status.Queued, At: wt.CreatedAt.UTC()}, nil
+	return &status.Delivery{State: status.Queued, At: reg.CreatedAt.UTC()}, nil
 }
 
 // Watch streams the state behind a watch token on a channel the caller
 // reads directly: the current one at once, then each change, and after
-// VERIFIED the channel closes. withDelivery adds the latest email's
-// delivery to every event and an event at each delivery change. The
-// channel also closes when ctx ends. A repeated registration's token sends
-// UNVERIFIED and never VERIFIED, as a fresh registration's would until
-// confirmed; its delivery events are its notice's.
+// VERIFIED (with a receipt minted for this watcher) the channel closes.
+// withDelivery adds the latest email's delivery to every event and an
+// event at each delivery change. The channel also closes when ctx ends,
+// and, without VERIFIED, when a newer registration supersedes this one. A
+// decoy's token sends UNVERIFIED and never VERIFIED, as a fresh
+// registration's would until confirmed; its delivery events are its
+// notice's.
 func (s *Service) Watch(ctx context.Context, watchToken string, withDelivery bool) (<-chan *status.Change, error) {
-	wt, err := s.lookupWatch(ctx, watchToken)
+	reg, err := s.lookupWatch(ctx, watchToken)
 	if err != nil {
 		return nil, err
 	}
-	w := hub.Watch{Read: func(ctx context.Context) (*status.Change, error) { return s.current(ctx, wt, withDelivery) }}
-	if wt.UserID != nil {
-		w.User = *wt.UserID
+	w := hub.Watch{
+		Registration: reg.ID,
+		Delivery:     withDelivery,
+		Read:         func(ctx context.Context) (*status.Change, error) { return s.current(ctx, reg, withDelivery, true) },
 	}
-	if withDelivery && wt.Registration != nil {
-		w.Registration = *wt.Registration
+	if reg.UserID != nil && reg.Purpose == registration.PurposeSIGNUP {
+		w.Receipt = func(ctx context.Context, v hub.Verified) (*string, *string) {
+			return optional(s.receipt(ctx, Claims{UserID: v.User, Email: v.Email, VerifiedAt: v.At})), reg.RedirectTo
+		}
 	}
 	sub, err := s.Hub.Subscribe(ctx, w)
+	if errors.Is(err, hub.ErrGone) {
+		return nil, errInvalidWatch
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -19,6 +19,12 @@ const (
 	TokenExpired Code = "TOKEN_EXPIRED"
 	RateLimited  Code = "RATE_LIMITED"
 	Internal     Code = "INTERNAL"
+	// InvalidCode is a wrong or dead one-time code; AttemptsLeft says how
+	// many more tries the registration has.
+	InvalidCode        Code = "INVALID_CODE"
+	InvalidCredentials Code = "INVALID_CREDENTIALS"
+	EmailNotVerified   Code = "EMAIL_NOT_VERIFIED"
+	Unauthenticated    Code = "UNAUTHENTICATED"
 )
 
 // Error is a failure the client is meant to see.
@@ -27,6 +33,8 @@ type Error struct {
 	Message string
 	// RetryAfter is set with RateLimited.
 	RetryAfter time.Duration
+	// AttemptsLeft is set with InvalidCode.
+	AttemptsLeft int
 }
 
 func (e *Error) Error() string { return string(e.Code) + ": " + e.Message }
@@ -40,6 +48,16 @@ func Errorf(code Code, format string, args ...any) *Error {
 func Limited(retryAfter time.Duration, format string, args ...any) *Error {
 	e := Errorf(RateLimited, format, args...)
 	e.RetryAfter = retryAfter
+	return e
+}
+
+// WrongCode builds an INVALID_CODE error with the tries left.
+func WrongCode(attemptsLeft int) *Error {
+	e := Errorf(InvalidCode, "this code is not valid")
+	if attemptsLeft <= 0 {
+		e.Message = "this code no longer works; use the link in the email or ask for a new email"
+	}
+	e.AttemptsLeft = max(attemptsLeft, 0)
 	return e
 }
 

@@ -9,6 +9,7 @@ import (
 	"net/mail"
 	"net/netip"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -54,6 +55,19 @@ type Config struct {
 	WSMaxSubscriptions int
 	WSMaxSockets       int
 	MaxSubscriptions   int
+	// UnverifiedTTL is UNVERIFIED_TTL: how long an UNVERIFIED account
+	// outlives its last registration.
+	UnverifiedTTL time.Duration
+	CodeTTL       time.Duration // CODE_TTL: lifetime of a one-time code
+	ReceiptTTL    time.Duration // RECEIPT_TTL: lifetime of a receipt
+	SessionTTL    time.Duration // SESSION_TTL: lifetime of a signIn token
+	// SigningKeyFile is SIGNING_KEY_FILE: a PEM Ed25519 private key; empty
+	// means one generated once and kept in the database.
+	SigningKeyFile string
+	JWTAudience    string // JWT_AUDIENCE: aud of receipts and session tokens; empty: none
+	// RedirectOrigins are the origins a redirectTo may have: PUBLIC_URL's
+	// and REDIRECT_ALLOWLIST's.
+	RedirectOrigins []string
 	// SMTPConnections is SMTP_CONNECTIONS: emails sent at once.
 	SMTPConnections int
 	ShutdownGrace   time.Duration // SHUTDOWN_GRACE
@@ -84,7 +98,14 @@ var Settings = []Setting{
 	{"DOMAIN_EMAIL_LIMIT", "1000", "emails queued per hour to one domain (0: no cap)"},
 	{"GLOBAL_EMAIL_LIMIT", "20000", "emails queued per hour in all (0: no cap)"},
 	{"DEV_MAILBOX", "auto", "with SMTP_URL empty: auto keeps mail at /dev/mail only when PUBLIC_URL is loopback; true on any PUBLIC_URL; false refuses to start"},
-	{"TOKEN_SEAL_KEY", "", "base64 of 32 bytes sealing tokens in the outbox and broker (empty: generated once, kept in the database)"},
+	{"TOKEN_SEAL_KEY", "", "base64 of 32 bytes sealing tokens and codes in the outbox and broker, and keying the codes' hashes (empty: generated once, kept in the database)"},
+	{"UNVERIFIED_TTL", "168h", "how long an unconfirmed account is kept after its last registration (1h to 8760h)"},
+	{"CODE_TTL", "15m", "lifetime of a one-time code (1m to 24h)"},
+	{"RECEIPT_TTL", "15m", "lifetime of a receipt (1m to 24h)"},
+	{"SESSION_TTL", "1h", "lifetime of a signIn token (1m to 720h)"},
+	{"SIGNING_KEY_FILE", "", "PEM Ed25519 private key signing receipts and signIn tokens (empty: generated once, kept in the database)"},
+	{"JWT_AUDIENCE", "", "aud of receipts and signIn tokens (empty: none)"},
+	{"REDIRECT_ALLOWLIST", "", "origins, comma separated, allowed in redirectTo besides PUBLIC_URL's"},
 	{"WS_MAX_SUBSCRIPTIONS", "20", "subscriptions one websocket may hold open"},
 	{"WS_MAX_SOCKETS", "32", "websockets one client address may hold open"},
 	{"MAX_SUBSCRIPTIONS", "100000", "subscriptions open in this process in all"},
@@ -107,6 +128,16 @@ const (
 	// MinResendCooldown: under a second the cooldown stops any flood.
 	MinResendCooldown = time.Second
 	MaxResendCooldown = 24 * time.Hour
+	// UNVERIFIED_TTL: under an hour a person reading mail later loses
+	// the account; over a year the address is squatted in all but name.
+	MinUnverifiedTTL = time.Hour
+	MaxUnverifiedTTL = 365 * 24 * time.Hour
+	// CODE_TTL and RECEIPT_TTL: a code or a receipt is for the next
+	// minutes, not for days.
+	MinShortTTL = time.Minute
+	MaxShortTTL = 24 * time.Hour
+	// SESSION_TTL: at most a month.
+	MaxSessionTTL = 30 * 24 * time.Hour
 	// MinShutdownGrace: requests in flight need some time to finish.
 	MinShutdownGrace = time.Second
 	// MaxShutdownGrace: orchestrators kill a process long before this.
@@ -177,6 +208,12 @@ func Load(getenv func(string) string) (Config, error) {
 		TokenTTL:       duration("TOKEN_TTL", MinTokenTTL, MaxTokenTTL),
 		ResendCooldown: duration("RESEND_COOLDOWN", MinResendCooldown, MaxResendCooldown),
 		ShutdownGrace:  duration("SHUTDOWN_GRACE", MinShutdownGrace, MaxShutdownGrace),
+		UnverifiedTTL:  duration("UNVERIFIED_TTL", MinUnverifiedTTL, MaxUnverifiedTTL),
+		CodeTTL:        duration("CODE_TTL", MinShortTTL, MaxShortTTL),
+		ReceiptTTL:     duration("RECEIPT_TTL", MinShortTTL, MaxShortTTL),
+		SessionTTL:     duration("SESSION_TTL", MinShortTTL, MaxSessionTTL),
+		SigningKeyFile: get("SIGNING_KEY_FILE"),
+		JWTAudience:    get("JWT_AUDIENCE"),
 		LogLevel:       strings.ToLower(get("LOG_LEVEL")),
 		LogFormat:      strings.ToLower(get("LOG_FORMAT")),
 	}
@@ -238,6 +275,31 @@ func Load(getenv func(string) string) (Config, error) {
 			continue
 		}
 		c.AllowedOrigins = append(c.AllowedOrigins, o)
+	}
+	if publicURL != nil {
+		o, _ := origin(publicURL.Scheme + "://" + publicURL.Host)
+		c.RedirectOrigins = append(c.RedirectOrigins, o)
+	}
+	for _, raw := range strings.Split(get("REDIRECT_ALLOWLIST"), ",") {
+		if raw = strings.TrimSpace(raw); raw == "" {
+			continue
+		}
+		o, err := origin(raw)
+		if err != nil {
+			fail("REDIRECT_ALLOWLIST", "%v", err)
+			continue
+		}
+		c.RedirectOrigins = append(c.RedirectOrigins, o)
+	}
+	if f := c.SigningKeyFile; f != "" {
+		if strings.ContainsFunc(f, unicode.IsControl) {
+			fail("SIGNING_KEY_FILE", "a control character in the path")
+		} else if _, err := os.Stat(f); err != nil {
+			fail("SIGNING_KEY_FILE", "cannot read %s: %v", quote(f), errors.Unwrap(err))
+		}
+	}
+	if strings.ContainsFunc(c.JWTAudience, unicode.IsControl) {
+		fail("JWT_AUDIENCE", "a control character in the audience")
 	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":

@@ -169,6 +169,14 @@ func TestLoadRejects(t *testing.T) {
 		{"TRUST_PROXY", "100", "TRUST_PROXY"},
 		{"DEV_MAILBOX", "sometimes", "DEV_MAILBOX"},
 		{"TOKEN_SEAL_KEY", secret, "TOKEN_SEAL_KEY"},
+		{"UNVERIFIED_TTL", "1m", "UNVERIFIED_TTL: want a duration from 1h"},
+		{"CODE_TTL", "2d", "CODE_TTL: want a Go duration"},
+		{"CODE_TTL", "25h", "CODE_TTL: want a duration from 1m to 24h"},
+		{"RECEIPT_TTL", "1s", "RECEIPT_TTL"},
+		{"SESSION_TTL", "1000h", "SESSION_TTL: want a duration from 1m to 720h"},
+		{"SIGNING_KEY_FILE", "/nonexistent/key.pem", "cannot read"},
+		{"REDIRECT_ALLOWLIST", "https://app.example/path", "REDIRECT_ALLOWLIST"},
+		{"REDIRECT_ALLOWLIST", "*", "not an origin"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.key+"="+tt.value, func(t *testing.T) {

@@ -12,9 +12,29 @@ import (
 
 // Topics, used as routing keys.
 const (
-	// RegisteredTopic reports a new registration; the mailer sends its
-	// verification link. Payload: VerificationRequested.
+	// RegisteredTopic reports a new user (the first registration of an
+	// address); the mailer sends its verification email. Payload:
+	// VerificationRequested.
 	RegisteredTopic = "user.registered"
+	// RenewedTopic reports a new registration of an UNVERIFIED address
+	// (no new user: it supersedes the older registrations); the mailer
+	// sends its verification email. Payload: VerificationRequested.
+	RenewedTopic = "user.registration_renewed"
+	// EmailChangeRequestedTopic asks the mailer for the verification
+	// email of a change of address, to the new address. Payload:
+	// VerificationRequested.
+	EmailChangeRequestedTopic = "user.email_change_requested"
+	// EmailChangeNoticeTopic asks the mailer to tell the old address that
+	// a change of address was requested. Payload: EmailChangeNotice.
+	EmailChangeNoticeTopic = "user.email_change_notice"
+	// EmailChangedTopic reports a confirmed change of address (Step 6
+	// publishes it as verifier.user.email_changed.v1). Payload:
+	// EmailChanged.
+	EmailChangedTopic = "user.email_changed"
+	// SupersededTopic tells every replica that registrations were
+	// superseded: subscriptions on their watch tokens complete. Payload:
+	// Superseded.
+	SupersededTopic = "registration.superseded"
 	// ResentTopic asks for a fresh link for an unverified address.
 	// Payload: VerificationRequested.
 	ResentTopic = "user.verification_resent"
@@ -41,11 +61,20 @@ type VerificationRequested struct {
 	Email        string    `json:"email"`
 	SealedToken  string    `json:"sealedToken"`
 	ExpiresAt    time.Time `json:"expiresAt"`
+	// SealedCode is the one-time code, sealed like the token; empty when
+	// the registration's code is dead (the email carries the link only).
+	SealedCode    string    `json:"sealedCode,omitempty"`
+	CodeExpiresAt time.Time `json:"codeExpiresAt,omitzero"`
+	// Locale is the BCP 47 tag of the email's language.
+	Locale string `json:"locale,omitempty"`
 }
 
-// AlreadyRegistered is the notice sent instead of a second account.
+// AlreadyRegistered is the notice sent instead of a second account, or to
+// the owner of an address that someone asked to change theirs to.
 type AlreadyRegistered struct {
 	Email string `json:"email"`
+	// ChangeEmail is set when the attempt was a change of address.
+	ChangeEmail bool `json:"changeEmail,omitempty"`
 	// Registration is the id of the repeated registration's watch token:
 	// its watcher sees this notice's delivery as a fresh registration's
 	// watcher would see a verification email's.
@@ -62,4 +91,29 @@ type DeliveryChanged struct {
 type Verified struct {
 	UserID     uuid.UUID `json:"userId"`
 	VerifiedAt time.Time `json:"verifiedAt"`
+	// Registration is the one whose link or code confirmed the address:
+	// only its watchers are told VERIFIED.
+	Registration uuid.UUID `json:"registration"`
+	// Email is the verified address, for the watchers' receipts.
+	Email string `json:"email"`
+}
+
+// Superseded names registrations that no longer confirm anything.
+type Superseded struct {
+	Registrations []uuid.UUID `json:"registrations"`
+}
+
+// EmailChangeNotice tells the old address of a requested change.
+type EmailChangeNotice struct {
+	Email string `json:"email"`
+	// NewEmail is the requested address, masked (n…@example.com).
+	NewEmail string `json:"newEmail"`
+}
+
+// EmailChanged reports a confirmed change of address.
+type EmailChanged struct {
+	UserID    uuid.UUID `json:"userId"`
+	OldEmail  string    `json:"oldEmail"`
+	Email     string    `json:"email"`
+	ChangedAt time.Time `json:"changedAt"`
 }

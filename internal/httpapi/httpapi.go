@@ -82,6 +82,7 @@ func (o Options) query() http.Handler {
 	allowed := newOrigins(o.PublicURL, o.AllowedOrigins)
 	return chain(o.GraphQL,
 		clientAddress(o.TrustProxy),
+		bearerToken,
 		checkOrigin(allowed),
 		cors(allowed),
 		postJSON,

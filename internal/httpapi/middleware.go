@@ -14,6 +14,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/verifier/verifier/internal/apperr"
+	"github.com/verifier/verifier/internal/bearer"
 	"github.com/verifier/verifier/internal/ratelimit"
 )
 
@@ -39,6 +40,18 @@ func clientAddress(trustProxy int) middleware {
 			next.ServeHTTP(w, r.WithContext(ratelimit.WithClient(r.Context(), client)))
 		})
 	}
+}
+
+// bearerToken puts the Authorization: Bearer credential, if any, into the
+// request context for the account service to check (signIn tokens for
+// changeEmail). Never logged, like everything a client sends.
+func bearerToken(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if tok := bearer.FromRequest(r); tok != "" {
+			r = r.WithContext(bearer.WithToken(r.Context(), tok))
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 // origins are the origins besides the service's own that may open

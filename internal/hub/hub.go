@@ -15,6 +15,7 @@ package hub
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"time"
 
@@ -37,27 +38,41 @@ const recheckTimeout = time.Minute
 
 // Watch is what a subscription follows.
 type Watch struct {
-	// User whose status changes are sent; uuid.Nil for a registration
-	// that has no user (a repeated registration), which is never verified.
-	User uuid.UUID
-	// Registration whose delivery changes are sent; uuid.Nil for none
-	// (the watcher did not ask for delivery, or the token predates
-	// registration ids).
+	// Registration whose confirmation (VERIFIED) and, with Delivery, whose
+	// email's delivery changes are sent.
 	Registration uuid.UUID
+	// Delivery: the watcher asked for its email's delivery changes.
+	Delivery bool
 	// Read returns the current state from the database: at Subscribe, and
 	// again after a broker reconnect, when changes may have been missed.
-	// It sets Delivery only for a watcher that asked for it.
+	// It sets Delivery only for a watcher that asked for it. ErrGone from
+	// a re-read ends the subscription (its registration was superseded).
 	Read func(ctx context.Context) (*status.Change, error)
+	// Receipt, if set, is called for the VERIFIED event heard from the
+	// broker, outside the hub's lock, to mint what that watcher alone is
+	// given: a receipt and the registration's redirectTo.
+	Receipt func(ctx context.Context, v Verified) (receipt, redirectTo *string)
 }
 
-// Hub is a set of subscriptions keyed by user and by registration.
+// Verified is a confirmation as the broker tells it: enough to mint a
+// receipt without reading the database.
+type Verified struct {
+	User  uuid.UUID
+	Email string
+	At    time.Time
+}
+
+// ErrGone is what Watch.Read returns when the watched registration no
+// longer exists or was superseded.
+var ErrGone = errors.New("hub: registration gone")
+
+// Hub is a set of subscriptions keyed by registration.
 type Hub struct {
 	// Base gives the hub the service's lifecycle: Stop ends every
 	// subscription (lifecycle.go).
 	startstop.Base
 
 	mu            sync.Mutex
-	byUser        map[uuid.UUID]map[*Subscription]struct{}
 	byReg         map[uuid.UUID]map[*Subscription]struct{}
 	all           map[*Subscription]struct{}
 	closed        bool
@@ -74,7 +89,6 @@ type Hub struct {
 func New() *Hub {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Hub{
-		byUser:      map[uuid.UUID]map[*Subscription]struct{}{},
 		byReg:       map[uuid.UUID]map[*Subscription]struct{}{},
 		all:         map[*Subscription]struct{}{},
 		recheckCtx:  ctx,
@@ -121,9 +135,6 @@ func (h *Hub) Subscribe(ctx context.Context, w Watch) (*Subscription, error) {
 		return s, nil
 	}
 	add(h.all, s)
-	if w.User != uuid.Nil {
-		addKeyed(h.byUser, w.User, s)
-	}
 	if w.Registration != uuid.Nil {
 		addKeyed(h.byReg, w.Registration, s)
 	}
@@ -148,12 +159,36 @@ func (h *Hub) Subscribe(ctx context.Context, w Watch) (*Subscription, error) {
 	return s, nil
 }
 
-// Publish hands a user's status change to the user's subscriptions.
-func (h *Hub) Publish(user uuid.UUID, c status.Change) {
+// PublishVerified hands a registration's confirmation to its watchers.
+// Receipts are minted outside the lock (a signature each), so the hub
+// never holds up other subscribers for them.
+func (h *Hub) PublishVerified(ctx context.Context, registration uuid.UUID, v Verified) {
+	h.mu.Lock()
+	subs := make([]*Subscription, 0, len(h.byReg[registration]))
+	for s := range h.byReg[registration] {
+		subs = append(subs, s)
+	}
+	h.mu.Unlock()
+	for _, s := range subs {
+		c := &status.Change{Status: status.Verified, At: v.At}
+		if s.watch.Receipt != nil {
+			c.Receipt, c.RedirectTo = s.watch.Receipt(ctx, v)
+		}
+		h.mu.Lock()
+		h.applyLocked(s, c)
+		h.mu.Unlock()
+	}
+}
+
+// End completes the subscriptions of registrations that were superseded:
+// they will never be VERIFIED.
+func (h *Hub) End(registrations ...uuid.UUID) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	for s := range h.byUser[user] {
-		h.applyLocked(s, &status.Change{Status: c.Status, At: c.At})
+	for _, r := range registrations {
+		for s := range h.byReg[r] {
+			h.closeLocked(s)
+		}
 	}
 }
 
@@ -164,7 +199,9 @@ func (h *Hub) PublishDelivery(registration uuid.UUID, d status.Delivery) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for s := range h.byReg[registration] {
-		h.applyLocked(s, &status.Change{Delivery: &d})
+		if s.watch.Delivery {
+			h.applyLocked(s, &status.Change{Delivery: &d})
+		}
 	}
 }
 
@@ -205,6 +242,12 @@ func (h *Hub) recheck() {
 			if ctx.Err() != nil {
 				break
 			}
+			if errors.Is(err, ErrGone) {
+				h.mu.Lock()
+				h.closeLocked(s)
+				h.mu.Unlock()
+				continue
+			}
 			if err != nil {
 				// The next change or reconnect sends it; the subscription
 				// stays open meanwhile.
@@ -241,6 +284,7 @@ func (h *Hub) mergeLocked(s *Subscription, c *status.Change) bool {
 	changed := false
 	if c.Status != "" && s.cur.Status != status.Verified && c.Status != s.cur.Status {
 		s.cur.Status, s.cur.At = c.Status, c.At
+		s.cur.Receipt, s.cur.RedirectTo = c.Receipt, c.RedirectTo
 		changed = true
 	}
 	if c.Delivery != nil && c.Delivery.After(s.cur.Delivery) {
@@ -277,7 +321,6 @@ func (h *Hub) closeLocked(s *Subscription) {
 	}
 	s.done = true
 	delete(h.all, s)
-	removeKeyed(h.byUser, s.watch.User, s)
 	removeKeyed(h.byReg, s.watch.Registration, s)
 	close(s.ch)
 	if h.OnChange != nil {

@@ -40,12 +40,12 @@ func requireEmpty(t *testing.T, ch <-chan *status.Change) {
 
 func TestSubscriptionSees(t *testing.T) {
 	t.Parallel()
-	user, reg := uuid.New(), uuid.New()
+	reg := uuid.New()
 	unverified := status.Change{Status: status.Unverified, At: at(0)}
 	queued := status.Change{Status: status.Unverified, At: at(0), Delivery: delivery(status.Queued, 0, 0)}
 	// step is one thing the feeding side does.
 	type step func(h *Hub)
-	verified := func(h *Hub) { h.Publish(user, status.Change{Status: status.Verified, At: at(9)}) }
+	verified := func(h *Hub) { h.PublishVerified(context.Background(), reg, Verified{At: at(9)}) }
 	delivered := func(d *status.Delivery) step { return func(h *Hub) { h.PublishDelivery(reg, *d) } }
 	tests := []struct {
 		name  string
@@ -57,7 +57,7 @@ func TestSubscriptionSees(t *testing.T) {
 	}{
 		{
 			name:  "status only: current, then VERIFIED, then closed",
-			watch: Watch{User: user, Read: reads(unverified)},
+			watch: Watch{Registration: reg, Read: reads(unverified)},
 			steps: []step{delivered(delivery(status.Sent, 1, 1)), verified},
 			want: []status.Change{unverified,
 				{Status: status.Verified, At: at(9)}},
@@ -65,7 +65,7 @@ func TestSubscriptionSees(t *testing.T) {
 		},
 		{
 			name:  "with delivery: each newer state, VERIFIED with the latest, then closed",
-			watch: Watch{User: user, Registration: reg, Read: reads(queued)},
+			watch: Watch{Registration: reg, Delivery: true, Read: reads(queued)},
 			steps: []step{
 				delivered(delivery(status.Deferred, 1, 1)),
 				delivered(delivery(status.Queued, 0, 0)), // out of order: older
@@ -81,7 +81,7 @@ func TestSubscriptionSees(t *testing.T) {
 		},
 		{
 			name:  "same time: more attempts, then a further state, is later",
-			watch: Watch{User: user, Registration: reg, Read: reads(queued)},
+			watch: Watch{Registration: reg, Delivery: true, Read: reads(queued)},
 			steps: []step{
 				delivered(delivery(status.Deferred, 0, 1)),
 				delivered(delivery(status.Failed, 0, 1)),
@@ -92,22 +92,21 @@ func TestSubscriptionSees(t *testing.T) {
 				{Status: status.Unverified, At: at(0), Delivery: delivery(status.Failed, 0, 1)}},
 		},
 		{
-			name:  "no user (a repeated registration): delivery only, never closed",
-			watch: Watch{Registration: reg, Read: reads(queued)},
-			steps: []step{verified, delivered(delivery(status.Sent, 1, 1))},
-			want: []status.Change{queued,
-				{Status: status.Unverified, At: at(0), Delivery: delivery(status.Sent, 1, 1)}},
+			name:  "another registration's confirmation is not ours",
+			watch: Watch{Registration: uuid.New(), Delivery: true, Read: reads(queued)},
+			steps: []step{verified},
+			want:  []status.Change{queued},
 		},
 		{
 			name:   "already verified: one snapshot, closed",
-			watch:  Watch{User: user, Read: reads(status.Change{Status: status.Verified, At: at(3)})},
+			watch:  Watch{Registration: reg, Read: reads(status.Change{Status: status.Verified, At: at(3)})},
 			steps:  []step{verified},
 			want:   []status.Change{{Status: status.Verified, At: at(3)}},
 			closed: true,
 		},
 		{
 			name:  "another registration's delivery is not ours",
-			watch: Watch{User: user, Registration: uuid.New(), Read: reads(queued)},
+			watch: Watch{Registration: uuid.New(), Delivery: true, Read: reads(queued)},
 			steps: []step{delivered(delivery(status.Sent, 1, 1))},
 			want:  []status.Change{queued},
 		},
@@ -155,14 +154,14 @@ func TestSlowSubscriberKeepsVerified(t *testing.T) {
 	t.Parallel()
 	h := New()
 	defer h.CloseAll()
-	user, reg := uuid.New(), uuid.New()
-	s, err := h.Subscribe(context.Background(), Watch{User: user, Registration: reg,
+	reg := uuid.New()
+	s, err := h.Subscribe(context.Background(), Watch{Registration: reg, Delivery: true,
 		Read: reads(status.Change{Status: status.Unverified, At: at(0)})})
 	require.NoError(t, err)
 	for i := range 1000 {
 		h.PublishDelivery(reg, *delivery(status.Deferred, i+1, i+1))
 	}
-	h.Publish(user, status.Change{Status: status.Verified, At: at(2000)})
+	h.PublishVerified(context.Background(), reg, Verified{At: at(2000)})
 	var got []*status.Change
 	for c := range s.C() {
 		got = append(got, c)
@@ -181,10 +180,10 @@ func TestChangeDuringFirstReadIsKept(t *testing.T) {
 	t.Parallel()
 	h := New()
 	defer h.CloseAll()
-	user, reg := uuid.New(), uuid.New()
-	s, err := h.Subscribe(context.Background(), Watch{User: user, Registration: reg, Read: func(context.Context) (*status.Change, error) {
+	reg := uuid.New()
+	s, err := h.Subscribe(context.Background(), Watch{Registration: reg, Delivery: true, Read: func(context.Context) (*status.Change, error) {
 		h.PublishDelivery(reg, *delivery(status.Sent, 5, 1))
-		h.Publish(user, status.Change{Status: status.Verified, At: at(6)})
+		h.PublishVerified(context.Background(), reg, Verified{At: at(6)})
 		// What the database said before those commits.
 		return &status.Change{Status: status.Unverified, At: at(0), Delivery: delivery(status.Queued, 0, 0)}, nil
 	}})
@@ -200,7 +199,7 @@ func TestSubscribeReadFails(t *testing.T) {
 	opened := 0
 	h.OnChange = func(d int) { opened += d }
 	boom := errors.New("database gone")
-	_, err := h.Subscribe(context.Background(), Watch{User: uuid.New(), Read: func(context.Context) (*status.Change, error) { return nil, boom }})
+	_, err := h.Subscribe(context.Background(), Watch{Registration: uuid.New(), Read: func(context.Context) (*status.Change, error) { return nil, boom }})
 	require.ErrorIs(t, err, boom)
 	require.Zero(t, h.Len())
 	require.Zero(t, opened)
@@ -227,13 +226,13 @@ func TestRecheckAll(t *testing.T) {
 		}
 		return &status.Change{Status: status.Unverified, At: at(0)}, nil
 	}
-	s, err := h.Subscribe(context.Background(), Watch{User: uuid.New(), Read: read})
+	s, err := h.Subscribe(context.Background(), Watch{Registration: uuid.New(), Read: read})
 	require.NoError(t, err)
 	require.Equal(t, status.Unverified, testkit.Receive(t, s.C(), "a status change").Status)
 	failedReads := make(chan struct{}, 10)
 	// Its own count: the re-check visits subscriptions in no fixed order.
 	var failingReads atomic.Int32
-	failing, err := h.Subscribe(context.Background(), Watch{User: uuid.New(), Read: func(ctx context.Context) (*status.Change, error) {
+	failing, err := h.Subscribe(context.Background(), Watch{Registration: uuid.New(), Read: func(ctx context.Context) (*status.Change, error) {
 		if failingReads.Add(1) > 1 {
 			failedReads <- struct{}{}
 			return nil, errors.New("database gone")
@@ -268,7 +267,7 @@ func TestCloseIsIdempotentAndCounts(t *testing.T) {
 	var mu sync.Mutex
 	open := 0
 	h.OnChange = func(d int) { mu.Lock(); open += d; mu.Unlock() }
-	w := Watch{User: uuid.New(), Registration: uuid.New(), Read: reads(status.Change{Status: status.Unverified, At: at(0)})}
+	w := Watch{Registration: uuid.New(), Delivery: true, Read: reads(status.Change{Status: status.Unverified, At: at(0)})}
 	s, err := h.Subscribe(context.Background(), w)
 	require.NoError(t, err)
 	s.Close()
@@ -298,11 +297,11 @@ func TestConcurrentUse(t *testing.T) {
 	t.Parallel()
 	h := New()
 	defer h.CloseAll()
-	u, reg := uuid.New(), uuid.New()
+	reg := uuid.New()
 	var wg sync.WaitGroup
 	for i := range 50 {
 		wg.Go(func() {
-			s, err := h.Subscribe(context.Background(), Watch{User: u, Registration: reg, Read: reads(status.Change{Status: status.Unverified, At: at(0)})})
+			s, err := h.Subscribe(context.Background(), Watch{Registration: reg, Delivery: true, Read: reads(status.Change{Status: status.Unverified, At: at(0)})})
 			if err != nil {
 				t.Error(err)
 				return
@@ -314,5 +313,39 @@ func TestConcurrentUse(t *testing.T) {
 		})
 	}
 	wg.Wait()
+	require.Zero(t, h.Len())
+}
+
+// The VERIFIED event heard from the broker carries what the watch's
+// Receipt hook minted for that watcher; End completes a superseded
+// registration's watchers without VERIFIED.
+func TestReceiptAndEnd(t *testing.T) {
+	t.Parallel()
+	h := New()
+	defer h.CloseAll()
+	reg, gone := uuid.New(), uuid.New()
+	unverified := status.Change{Status: status.Unverified, At: at(0)}
+	receipt, redirect := "a receipt", "https://app.example/next"
+	var minted []Verified
+	s, err := h.Subscribe(context.Background(), Watch{Registration: reg, Read: reads(unverified),
+		Receipt: func(_ context.Context, v Verified) (*string, *string) {
+			minted = append(minted, v)
+			return &receipt, &redirect
+		}})
+	require.NoError(t, err)
+	defer s.Close()
+	old, err := h.Subscribe(context.Background(), Watch{Registration: gone, Read: reads(unverified)})
+	require.NoError(t, err)
+	require.Equal(t, &unverified, testkit.Receive(t, s.C(), "a status change"))
+	require.Equal(t, &unverified, testkit.Receive(t, old.C(), "a status change"))
+
+	h.End(gone)
+	require.Nil(t, testkit.Receive(t, old.C(), "the end"), "completed without VERIFIED")
+
+	v := Verified{User: uuid.New(), Email: "a@example.com", At: at(5)}
+	h.PublishVerified(context.Background(), reg, v)
+	require.Equal(t, &status.Change{Status: status.Verified, At: at(5), Receipt: &receipt, RedirectTo: &redirect}, testkit.Receive(t, s.C(), "VERIFIED"))
+	require.Nil(t, testkit.Receive(t, s.C(), "the end"))
+	require.Equal(t, []Verified{v}, minted)
 	require.Zero(t, h.Len())
 }

@@ -19,7 +19,7 @@ func TestStopEndsEverySubscription(t *testing.T) {
 	read := func(context.Context) (*status.Change, error) { return &status.Change{Status: status.Unverified}, nil }
 	var subs []*Subscription
 	for range 2 {
-		s, err := h.Subscribe(context.Background(), Watch{User: uuid.New(), Read: read})
+		s, err := h.Subscribe(context.Background(), Watch{Registration: uuid.New(), Read: read})
 		require.NoError(t, err)
 		subs = append(subs, s)
 	}

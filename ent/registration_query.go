@@ -4,6 +4,7 @@ package ent
 
 import (
 	"context"
+	"database/sql/driver"
 	"fmt"
 	"math"
 
@@ -14,57 +15,59 @@ import (
 	"entgo.io/ent/schema/field"
 	"github.com/google/uuid"
 	"github.com/verifier/verifier/ent/predicate"
+	"github.com/verifier/verifier/ent/registration"
 	"github.com/verifier/verifier/ent/user"
-	"github.com/verifier/verifier/ent/watchtoken"
+	"github.com/verifier/verifier/ent/verificationtoken"
 )
 
-// WatchTokenQuery is the builder for querying WatchToken entities.
-type WatchTokenQuery struct {
+// RegistrationQuery is the builder for querying Registration entities.
+type RegistrationQuery struct {
 	config
-	ctx        *QueryContext
-	order      []watchtoken.OrderOption
-	inters     []Interceptor
-	predicates []predicate.WatchToken
-	withUser   *UserQuery
-	modifiers  []func(*sql.Selector)
+	ctx                    *QueryContext
+	order                  []registration.OrderOption
+	inters                 []Interceptor
+	predicates             []predicate.Registration
+	withUser               *UserQuery
+	withVerificationTokens *VerificationTokenQuery
+	modifiers              []func(*sql.Selector)
 	// intermediate query (i.e. traversal path).
 	sql  *sql.Selector
 	path func(context.Context) (*sql.Selector, error)
 }
 
-// Where adds a new predicate for the WatchTokenQuery builder.
-func (_q *WatchTokenQuery) Where(ps ...predicate.WatchToken) *WatchTokenQuery {
+// Where adds a new predicate for the RegistrationQuery builder.
+func (_q *RegistrationQuery) Where(ps ...predicate.Registration) *RegistrationQuery {
 	_q.predicates = append(_q.predicates, ps...)
 	return _q
 }
 
 // Limit the number of records to be returned by this query.
-func (_q *WatchTokenQuery) Limit(limit int) *WatchTokenQuery {
+func (_q *RegistrationQuery) Limit(limit int) *RegistrationQuery {
 	_q.ctx.Limit = &limit
 	return _q
 }
 
 // Offset to start from.
-func (_q *WatchTokenQuery) Offset(offset int) *WatchTokenQuery {
+func (_q *RegistrationQuery) Offset(offset int) *RegistrationQuery {
 	_q.ctx.Offset = &offset
 	return _q
 }
 
 // Unique configures the query builder to filter duplicate records on query.
 // By default, unique is set to true, and can be disabled using this method.
-func (_q *WatchTokenQuery) Unique(unique bool) *WatchTokenQuery {
+func (_q *RegistrationQuery) Unique(unique bool) *RegistrationQuery {
 	_q.ctx.Unique = &unique
 	return _q
 }
 
 // Order specifies how the records should be ordered.
-func (_q *WatchTokenQuery) Order(o ...watchtoken.OrderOption) *WatchTokenQuery {
+func (_q *RegistrationQuery) Order(o ...registration.OrderOption) *RegistrationQuery {
 	_q.order = append(_q.order, o...)
 	return _q
 }
 
 // QueryUser chains the current query on the "user" edge.
-func (_q *WatchTokenQuery) QueryUser() *UserQuery {
+func (_q *RegistrationQuery) QueryUser() *UserQuery {
 	query := (&UserClient{config: _q.config}).Query()
 	query.path = func(ctx context.Context) (fromU *sql.Selector, err error) {
 		if err := _q.prepareQuery(ctx); err != nil {
@@ -75,9 +78,9 @@ func (_q *WatchTokenQuery) QueryUser() *UserQuery {
 			return nil, err
 		}
 		step := sqlgraph.NewStep(
-			sqlgraph.From(watchtoken.Table, watchtoken.FieldID, selector),
+			sqlgraph.From(registration.Table, registration.FieldID, selector),
 			sqlgraph.To(user.Table, user.FieldID),
-			sqlgraph.Edge(sqlgraph.M2O, true, watchtoken.UserTable, watchtoken.UserColumn),
+			sqlgraph.Edge(sqlgraph.M2O, true, registration.UserTable, registration.UserColumn),
 		)
 		fromU = sqlgraph.SetNeighbors(_q.driver.Dialect(), step)
 		return fromU, nil
@@ -85,21 +88,43 @@ func (_q *WatchTokenQuery) QueryUser() *UserQuery {
 	return query
 }
 
-// First returns the first WatchToken entity from the query.
-// Returns a *NotFoundError when no WatchToken was found.
-func (_q *WatchTokenQuery) First(ctx context.Context) (*WatchToken, error) {
+// QueryVerificationTokens chains the current query on the "verification_tokens" edge.
+func (_q *RegistrationQuery) QueryVerificationTokens() *VerificationTokenQuery {
+	query := (&VerificationTokenClient{config: _q.config}).Query()
+	query.path = func(ctx context.Context) (fromU *sql.Selector, err error) {
+		if err := _q.prepareQuery(ctx); err != nil {
+			return nil, err
+		}
+		selector := _q.sqlQuery(ctx)
+		if err := selector.Err(); err != nil {
+			return nil, err
+		}
+		step := sqlgraph.NewStep(
+			sqlgraph.From(registration.Table, registration.FieldID, selector),
+			sqlgraph.To(verificationtoken.Table, verificationtoken.FieldID),
+			sqlgraph.Edge(sqlgraph.O2M, false, registration.VerificationTokensTable, registration.VerificationTokensColumn),
+		)
+		fromU = sqlgraph.SetNeighbors(_q.driver.Dialect(), step)
+		return fromU, nil
+	}
+	return query
+}
+
+// First returns the first Registration entity from the query.
+// Returns a *NotFoundError when no Registration was found.
+func (_q *RegistrationQuery) First(ctx context.Context) (*Registration, error) {
 	nodes, err := _q.Limit(1).All(setContextOp(ctx, _q.ctx, ent.OpQueryFirst))
 	if err != nil {
 		return nil, err
 	}
 	if len(nodes) == 0 {
-		return nil, &NotFoundError{watchtoken.Label}
+		return nil, &NotFoundError{registration.Label}
 	}
 	return nodes[0], nil
 }
 
 // FirstX is like First, but panics if an error occurs.
-func (_q *WatchTokenQuery) FirstX(ctx context.Context) *WatchToken {
+func (_q *RegistrationQuery) FirstX(ctx context.Context) *Registration {
 	node, err := _q.First(ctx)
 	if err != nil && !IsNotFound(err) {
 		panic(err)
@@ -107,22 +132,22 @@ func (_q *WatchTokenQuery) FirstX(ctx context.Context) *WatchToken {
 	return node
 }
 
-// FirstID returns the first WatchToken ID from the query.
-// Returns a *NotFoundError when no WatchToken ID was found.
-func (_q *WatchTokenQuery) FirstID(ctx context.Context) (id int, err error) {
-	var ids []int
+// FirstID returns the first Registration ID from the query.
+// Returns a *NotFoundError when no Registration ID was found.
+func (_q *RegistrationQuery) FirstID(ctx context.Context) (id uuid.UUID, err error) {
+	var ids []uuid.UUID
 	if ids, err = _q.Limit(1).IDs(setContextOp(ctx, _q.ctx, ent.OpQueryFirstID)); err != nil {
 		return
 	}
 	if len(ids) == 0 {
-		err = &NotFoundError{watchtoken.Label}
+		err = &NotFoundError{registration.Label}
 		return
 	}
 	return ids[0], nil
 }
 
 // FirstIDX is like FirstID, but panics if an error occurs.
-func (_q *WatchTokenQuery) FirstIDX(ctx context.Context) int {
+func (_q *RegistrationQuery) FirstIDX(ctx context.Context) uuid.UUID {
 	id, err := _q.FirstID(ctx)
 	if err != nil && !IsNotFound(err) {
 		panic(err)
@@ -130,10 +155,10 @@ func (_q *WatchTokenQuery) FirstIDX(ctx context.Context) int {
 	return id
 }
 
-// Only returns a single WatchToken entity found by the query, ensuring it only returns one.
-// Returns a *NotSingularError when more than one WatchToken entity is found.
-// Returns a *NotFoundError when no WatchToken entities are found.
-func (_q *WatchTokenQuery) Only(ctx context.Context) (*WatchToken, error) {
+// Only returns a single Registration entity found by the query, ensuring it only returns one.
+// Returns a *NotSingularError when more than one Registration entity is found.
+// Returns a *NotFoundError when no Registration entities are found.
+func (_q *RegistrationQuery) Only(ctx context.Context) (*Registration, error) {
 	nodes, err := _q.Limit(2).All(setContextOp(ctx, _q.ctx, ent.OpQueryOnly))
 	if err != nil {
 		return nil, err
@@ -142,14 +167,14 @@ func (_q *WatchTokenQuery) Only(ctx context.Context) (*WatchToken, error) {
 	case 1:
 		return nodes[0], nil
 	case 0:
-		return nil, &NotFoundError{watchtoken.Label}
+		return nil, &NotFoundError{registration.Label}
 	default:
-		return nil, &NotSingularError{watchtoken.Label}
+		return nil, &NotSingularError{registration.Label}
 	}
 }
 
 // OnlyX is like Only, but panics if an error occurs.
-func (_q *WatchTokenQuery) OnlyX(ctx context.Context) *WatchToken {
+func (_q *RegistrationQuery) OnlyX(ctx context.Context) *Registration {
 	node, err := _q.Only(ctx)
 	if err != nil {
 		panic(err)
@@ -157,11 +182,11 @@ func (_q *WatchTokenQuery) OnlyX(ctx context.Context) *WatchToken {
 	return node
 }
 
-// OnlyID is like Only, but returns the only WatchToken ID in the query.
-// Returns a *NotSingularError when more than one WatchToken ID is found.
+// OnlyID is like Only, but returns the only Registration ID in the query.
+// Returns a *NotSingularError when more than one Registration ID is found.
 // Returns a *NotFoundError when no entities are found.
-func (_q *WatchTokenQuery) OnlyID(ctx context.Context) (id int, err error) {
-	var ids []int
+func (_q *RegistrationQuery) OnlyID(ctx context.Context) (id uuid.UUID, err error) {
+	var ids []uuid.UUID
 	if ids, err = _q.Limit(2).IDs(setContextOp(ctx, _q.ctx, ent.OpQueryOnlyID)); err != nil {
 		return
 	}
@@ -169,15 +194,15 @@ func (_q *WatchTokenQuery) OnlyID(ctx context.Context) (id int, err error) {
 	case 1:
 		id = ids[0]
 	case 0:
-		err = &NotFoundError{watchtoken.Label}
+		err = &NotFoundError{registration.Label}
 	default:
-		err = &NotSingularError{watchtoken.Label}
+		err = &NotSingularError{registration.Label}
 	}
 	return
 }
 
 // OnlyIDX is like OnlyID, but panics if an error occurs.
-func (_q *WatchTokenQuery) OnlyIDX(ctx context.Context) int {
+func (_q *RegistrationQuery) OnlyIDX(ctx context.Context) uuid.UUID {
 	id, err := _q.OnlyID(ctx)
 	if err != nil {
 		panic(err)
@@ -185,18 +210,18 @@ func (_q *WatchTokenQuery) OnlyIDX(ctx context.Context) int {
 	return id
 }
 
-// All executes the query and returns a list of WatchTokens.
-func (_q *WatchTokenQuery) All(ctx context.Context) ([]*WatchToken, error) {
+// All executes the query and returns a list of Registrations.
+func (_q *RegistrationQuery) All(ctx context.Context) ([]*Registration, error) {
 	ctx = setContextOp(ctx, _q.ctx, ent.OpQueryAll)
 	if err := _q.prepareQuery(ctx); err != nil {
 		return nil, err
 	}
-	qr := querierAll[[]*WatchToken, *WatchTokenQuery]()
-	return withInterceptors[[]*WatchToken](ctx, _q, qr, _q.inters)
+	qr := querierAll[[]*Registration, *RegistrationQuery]()
+	return withInterceptors[[]*Registration](ctx, _q, qr, _q.inters)
 }
 
 // AllX is like All, but panics if an error occurs.
-func (_q *WatchTokenQuery) AllX(ctx context.Context) []*WatchToken {
+func (_q *RegistrationQuery) AllX(ctx context.Context) []*Registration {
 	nodes, err := _q.All(ctx)
 	if err != nil {
 		panic(err)
@@ -204,20 +229,20 @@ func (_q *WatchTokenQuery) AllX(ctx context.Context) []*WatchToken {
 	return nodes
 }
 
-// IDs executes the query and returns a list of WatchToken IDs.
-func (_q *WatchTokenQuery) IDs(ctx context.Context) (ids []int, err error) {
+// IDs executes the query and returns a list of Registration IDs.
+func (_q *RegistrationQuery) IDs(ctx context.Context) (ids []uuid.UUID, err error) {
 	if _q.ctx.Unique == nil && _q.path != nil {
 		_q.Unique(true)
 	}
 	ctx = setContextOp(ctx, _q.ctx, ent.OpQueryIDs)
-	if err = _q.Select(watchtoken.FieldID).Scan(ctx, &ids); err != nil {
+	if err = _q.Select(registration.FieldID).Scan(ctx, &ids); err != nil {
 		return nil, err
 	}
 	return ids, nil
 }
 
 // IDsX is like IDs, but panics if an error occurs.
-func (_q *WatchTokenQuery) IDsX(ctx context.Context) []int {
+func (_q *RegistrationQuery) IDsX(ctx context.Context) []uuid.UUID {
 	ids, err := _q.IDs(ctx)
 	if err != nil {
 		panic(err)
@@ -226,16 +251,16 @@ func (_q *WatchTokenQuery) IDsX(ctx context.Context) []int {
 }
 
 // Count returns the count of the given query.
-func (_q *WatchTokenQuery) Count(ctx context.Context) (int, error) {
+func (_q *RegistrationQuery) Count(ctx context.Context) (int, error) {
 	ctx = setContextOp(ctx, _q.ctx, ent.OpQueryCount)
 	if err := _q.prepareQuery(ctx); err != nil {
 		return 0, err
 	}
-	return withInterceptors[int](ctx, _q, querierCount[*WatchTokenQuery](), _q.inters)
+	return withInterceptors[int](ctx, _q, querierCount[*RegistrationQuery](), _q.inters)
 }
 
 // CountX is like Count, but panics if an error occurs.
-func (_q *WatchTokenQuery) CountX(ctx context.Context) int {
+func (_q *RegistrationQuery) CountX(ctx context.Context) int {
 	count, err := _q.Count(ctx)
 	if err != nil {
 		panic(err)
@@ -244,7 +269,7 @@ func (_q *WatchTokenQuery) CountX(ctx context.Context) int {
 }
 
 // Exist returns true if the query has elements in the graph.
-func (_q *WatchTokenQuery) Exist(ctx context.Context) (bool, error) {
+func (_q *RegistrationQuery) Exist(ctx context.Context) (bool, error) {
 	ctx = setContextOp(ctx, _q.ctx, ent.OpQueryExist)
 	switch _, err := _q.FirstID(ctx); {
 	case IsNotFound(err):
@@ -257,7 +282,7 @@ func (_q *WatchTokenQuery) Exist(ctx context.Context) (bool, error) {
 }
 
 // ExistX is like Exist, but panics if an error occurs.
-func (_q *WatchTokenQuery) ExistX(ctx context.Context) bool {
+func (_q *RegistrationQuery) ExistX(ctx context.Context) bool {
 	exist, err := _q.Exist(ctx)
 	if err != nil {
 		panic(err)
@@ -265,19 +290,20 @@ func (_q *WatchTokenQuery) ExistX(ctx context.Context) bool {
 	return exist
 }
 
-// Clone returns a duplicate of the WatchTokenQuery builder, including all associated steps. It can be
+// Clone returns a duplicate of the RegistrationQuery builder, including all associated steps. It can be
 // used to prepare common query builders and use them differently after the clone is made.
-func (_q *WatchTokenQuery) Clone() *WatchTokenQuery {
+func (_q *RegistrationQuery) Clone() *RegistrationQuery {
 	if _q == nil {
 		return nil
 	}
-	return &WatchTokenQuery{
-		config:     _q.config,
-		ctx:        _q.ctx.Clone(),
-		order:      append([]watchtoken.OrderOption{}, _q.order...),
-		inters:     append([]Interceptor{}, _q.inters...),
-		predicates: append([]predicate.WatchToken{}, _q.predicates...),
-		withUser:   _q.withUser.Clone(),
+	return &RegistrationQuery{
+		config:                 _q.config,
+		ctx:                    _q.ctx.Clone(),
+		order:                  append([]registration.OrderOption{}, _q.order...),
+		inters:                 append([]Interceptor{}, _q.inters...),
+		predicates:             append([]predicate.Registration{}, _q.predicates...),
+		withUser:               _q.withUser.Clone(),
+		withVerificationTokens: _q.withVerificationTokens.Clone(),
 		// clone intermediate query.
 		sql:  _q.sql.Clone(),
 		path: _q.path,
@@ -286,12 +312,23 @@ func (_q *WatchTokenQuery) Clone() *WatchTokenQuery {
 
 // WithUser tells the query-builder to eager-load the nodes that are connected to
 // the "user" edge. The optional arguments are used to configure the query builder of the edge.
-func (_q *WatchTokenQuery) WithUser(opts ...func(*UserQuery)) *WatchTokenQuery {
+func (_q *RegistrationQuery) WithUser(opts ...func(*UserQuery)) *RegistrationQuery {
 	query := (&UserClient{config: _q.config}).Query()
 	for _, opt := range opts {
 		opt(query)
 	}
 	_q.withUser = query
+	return _q
+}
+
+// WithVerificationTokens tells the query-builder to eager-load the nodes that are connected to
+// the "verification_tokens" edge. The optional arguments are used to configure the query builder of the edge.
+func (_q *RegistrationQuery) WithVerificationTokens(opts ...func(*VerificationTokenQuery)) *RegistrationQuery {
+	query := (&VerificationTokenClient{config: _q.config}).Query()
+	for _, opt := range opts {
+		opt(query)
+	}
+	_q.withVerificationTokens = query
 	return _q
 }
 
@@ -305,15 +342,15 @@ func (_q *WatchTokenQuery) WithUser(opts ...func(*UserQuery)) *WatchTokenQuery {
 //		Count int `json:"count,omitempty"`
 //	}
 //
-//	client.WatchToken.Query().
-//		GroupBy(watchtoken.FieldCreatedAt).
+//	client.Registration.Query().
+//		GroupBy(registration.FieldCreatedAt).
 //		Aggregate(ent.Count()).
 //		Scan(ctx, &v)
-func (_q *WatchTokenQuery) GroupBy(field string, fields ...string) *WatchTokenGroupBy {
+func (_q *RegistrationQuery) GroupBy(field string, fields ...string) *RegistrationGroupBy {
 	_q.ctx.Fields = append([]string{field}, fields...)
-	grbuild := &WatchTokenGroupBy{build: _q}
+	grbuild := &RegistrationGroupBy{build: _q}
 	grbuild.flds = &_q.ctx.Fields
-	grbuild.label = watchtoken.Label
+	grbuild.label = registration.Label
 	grbuild.scan = grbuild.Scan
 	return grbuild
 }
@@ -327,23 +364,23 @@ func (_q *WatchTokenQuery) GroupBy(field string, fields ...string) *WatchTokenGr
 //		CreatedAt time.Time `json:"created_at,omitempty"`
 //	}
 //
-//	client.WatchToken.Query().
-//		Select(watchtoken.FieldCreatedAt).
+//	client.Registration.Query().
+//		Select(registration.FieldCreatedAt).
 //		Scan(ctx, &v)
-func (_q *WatchTokenQuery) Select(fields ...string) *WatchTokenSelect {
+func (_q *RegistrationQuery) Select(fields ...string) *RegistrationSelect {
 	_q.ctx.Fields = append(_q.ctx.Fields, fields...)
-	sbuild := &WatchTokenSelect{WatchTokenQuery: _q}
-	sbuild.label = watchtoken.Label
+	sbuild := &RegistrationSelect{RegistrationQuery: _q}
+	sbuild.label = registration.Label
 	sbuild.flds, sbuild.scan = &_q.ctx.Fields, sbuild.Scan
 	return sbuild
 }
 
-// Aggregate returns a WatchTokenSelect configured with the given aggregations.
-func (_q *WatchTokenQuery) Aggregate(fns ...AggregateFunc) *WatchTokenSelect {
+// Aggregate returns a RegistrationSelect configured with the given aggregations.
+func (_q *RegistrationQuery) Aggregate(fns ...AggregateFunc) *RegistrationSelect {
 	return _q.Select().Aggregate(fns...)
 }
 
-func (_q *WatchTokenQuery) prepareQuery(ctx context.Context) error {
+func (_q *RegistrationQuery) prepareQuery(ctx context.Context) error {
 	for _, inter := range _q.inters {
 		if inter == nil {
 			return fmt.Errorf("ent: uninitialized interceptor (forgotten import ent/runtime?)")
@@ -355,7 +392,7 @@ func (_q *WatchTokenQuery) prepareQuery(ctx context.Context) error {
 		}
 	}
 	for _, f := range _q.ctx.Fields {
-		if !watchtoken.ValidColumn(f) {
+		if !registration.ValidColumn(f) {
 			return &ValidationError{Name: f, err: fmt.Errorf("ent: invalid field %q for query", f)}
 		}
 	}
@@ -369,19 +406,20 @@ func (_q *WatchTokenQuery) prepareQuery(ctx context.Context) error {
 	return nil
 }
 
-func (_q *WatchTokenQuery) sqlAll(ctx context.Context, hooks ...queryHook) ([]*WatchToken, error) {
+func (_q *RegistrationQuery) sqlAll(ctx context.Context, hooks ...queryHook) ([]*Registration, error) {
 	var (
-		nodes       = []*WatchToken{}
+		nodes       = []*Registration{}
 		_spec       = _q.querySpec()
-		loadedTypes = [1]bool{
+		loadedTypes = [2]bool{
 			_q.withUser != nil,
+			_q.withVerificationTokens != nil,
 		}
 	)
 	_spec.ScanValues = func(columns []string) ([]any, error) {
-		return (*WatchToken).scanValues(nil, columns)
+		return (*Registration).scanValues(nil, columns)
 	}
 	_spec.Assign = func(columns []string, values []any) error {
-		node := &WatchToken{config: _q.config}
+		node := &Registration{config: _q.config}
 		nodes = append(nodes, node)
 		node.Edges.loadedTypes = loadedTypes
 		return node.assignValues(columns, values)
@@ -400,16 +438,25 @@ func (_q *WatchTokenQuery) sqlAll(ctx context.Context, hooks ...queryHook) ([]*W
 	}
 	if query := _q.withUser; query != nil {
 		if err := _q.loadUser(ctx, query, nodes, nil,
-			func(n *WatchToken, e *User) { n.Edges.User = e }); err != nil {
+			func(n *Registration, e *User) { n.Edges.User = e }); err != nil {
+			return nil, err
+		}
+	}
+	if query := _q.withVerificationTokens; query != nil {
+		if err := _q.loadVerificationTokens(ctx, query, nodes,
+			func(n *Registration) { n.Edges.VerificationTokens = []*VerificationToken{} },
+			func(n *Registration, e *VerificationToken) {
+				n.Edges.VerificationTokens = append(n.Edges.VerificationTokens, e)
+			}); err != nil {
 			return nil, err
 		}
 	}
 	return nodes, nil
 }
 
-func (_q *WatchTokenQuery) loadUser(ctx context.Context, query *UserQuery, nodes []*WatchToken, init func(*WatchToken), assign func(*WatchToken, *User)) error {
+func (_q *RegistrationQuery) loadUser(ctx context.Context, query *UserQuery, nodes []*Registration, init func(*Registration), assign func(*Registration, *User)) error {
 	ids := make([]uuid.UUID, 0, len(nodes))
-	nodeids := make(map[uuid.UUID][]*WatchToken)
+	nodeids := make(map[uuid.UUID][]*Registration)
 	for i := range nodes {
 		if nodes[i].UserID == nil {
 			continue
@@ -439,8 +486,38 @@ func (_q *WatchTokenQuery) loadUser(ctx context.Context, query *UserQuery, nodes
 	}
 	return nil
 }
+func (_q *RegistrationQuery) loadVerificationTokens(ctx context.Context, query *VerificationTokenQuery, nodes []*Registration, init func(*Registration), assign func(*Registration, *VerificationToken)) error {
+	fks := make([]driver.Value, 0, len(nodes))
+	nodeids := make(map[uuid.UUID]*Registration)
+	for i := range nodes {
+		fks = append(fks, nodes[i].ID)
+		nodeids[nodes[i].ID] = nodes[i]
+		if init != nil {
+			init(nodes[i])
+		}
+	}
+	if len(query.ctx.Fields) > 0 {
+		query.ctx.AppendFieldOnce(verificationtoken.FieldRegistrationID)
+	}
+	query.Where(predicate.VerificationToken(func(s *sql.Selector) {
+		s.Where(sql.InValues(s.C(registration.VerificationTokensColumn), fks...))
+	}))
+	neighbors, err := query.All(ctx)
+	if err != nil {
+		return err
+	}
+	for _, n := range neighbors {
+		fk := n.RegistrationID
+		node, ok := nodeids[fk]
+		if !ok {
+			return fmt.Errorf(`unexpected referenced foreign-key "registration_id" returned %v for node %v`, fk, n.ID)
+		}
+		assign(node, n)
+	}
+	return nil
+}
 
-func (_q *WatchTokenQuery) sqlCount(ctx context.Context) (int, error) {
+func (_q *RegistrationQuery) sqlCount(ctx context.Context) (int, error) {
 	_spec := _q.querySpec()
 	if len(_q.modifiers) > 0 {
 		_spec.Modifiers = _q.modifiers
@@ -452,8 +529,8 @@ func (_q *WatchTokenQuery) sqlCount(ctx context.Context) (int, error) {
 	return sqlgraph.CountNodes(ctx, _q.driver, _spec)
 }
 
-func (_q *WatchTokenQuery) querySpec() *sqlgraph.QuerySpec {
-	_spec := sqlgraph.NewQuerySpec(watchtoken.Table, watchtoken.Columns, sqlgraph.NewFieldSpec(watchtoken.FieldID, field.TypeInt))
+func (_q *RegistrationQuery) querySpec() *sqlgraph.QuerySpec {
+	_spec := sqlgraph.NewQuerySpec(registration.Table, registration.Columns, sqlgraph.NewFieldSpec(registration.FieldID, field.TypeUUID))
 	_spec.From = _q.sql
 	if unique := _q.ctx.Unique; unique != nil {
 		_spec.Unique = *unique
@@ -462,14 +539,14 @@ func (_q *WatchTokenQuery) querySpec() *sqlgraph.QuerySpec {
 	}
 	if fields := _q.ctx.Fields; len(fields) > 0 {
 		_spec.Node.Columns = make([]string, 0, len(fields))
-		_spec.Node.Columns = append(_spec.Node.Columns, watchtoken.FieldID)
+		_spec.Node.Columns = append(_spec.Node.Columns, registration.FieldID)
 		for i := range fields {
-			if fields[i] != watchtoken.FieldID {
+			if fields[i] != registration.FieldID {
 				_spec.Node.Columns = append(_spec.Node.Columns, fields[i])
 			}
 		}
 		if _q.withUser != nil {
-			_spec.Node.AddColumnOnce(watchtoken.FieldUserID)
+			_spec.Node.AddColumnOnce(registration.FieldUserID)
 		}
 	}
 	if ps := _q.predicates; len(ps) > 0 {
@@ -495,12 +572,12 @@ func (_q *WatchTokenQuery) querySpec() *sqlgraph.QuerySpec {
 	return _spec
 }
 
-func (_q *WatchTokenQuery) sqlQuery(ctx context.Context) *sql.Selector {
+func (_q *RegistrationQuery) sqlQuery(ctx context.Context) *sql.Selector {
 	builder := sql.Dialect(_q.driver.Dialect())
-	t1 := builder.Table(watchtoken.Table)
+	t1 := builder.Table(registration.Table)
 	columns := _q.ctx.Fields
 	if len(columns) == 0 {
-		columns = watchtoken.Columns
+		columns = registration.Columns
 	}
 	selector := builder.Select(t1.Columns(columns...)...).From(t1)
 	if _q.sql != nil {
@@ -533,7 +610,7 @@ func (_q *WatchTokenQuery) sqlQuery(ctx context.Context) *sql.Selector {
 // ForUpdate locks the selected rows against concurrent updates, and prevent them from being
 // updated, deleted or "selected ... for update" by other sessions, until the transaction is
 // either committed or rolled-back.
-func (_q *WatchTokenQuery) ForUpdate(opts ...sql.LockOption) *WatchTokenQuery {
+func (_q *RegistrationQuery) ForUpdate(opts ...sql.LockOption) *RegistrationQuery {
 	if _q.driver.Dialect() == dialect.Postgres {
 		_q.Unique(false)
 	}
@@ -546,7 +623,7 @@ func (_q *WatchTokenQuery) ForUpdate(opts ...sql.LockOption) *WatchTokenQuery {
 // ForShare behaves similarly to ForUpdate, except that it acquires a shared mode lock
 // on any rows that are read. Other sessions can read the rows, but cannot modify them
 // until your transaction commits.
-func (_q *WatchTokenQuery) ForShare(opts ...sql.LockOption) *WatchTokenQuery {
+func (_q *RegistrationQuery) ForShare(opts ...sql.LockOption) *RegistrationQuery {
 	if _q.driver.Dialect() == dialect.Postgres {
 		_q.Unique(false)
 	}
@@ -556,28 +633,28 @@ func (_q *WatchTokenQuery) ForShare(opts ...sql.LockOption) *WatchTokenQuery {
 	return _q
 }
 
-// WatchTokenGroupBy is the group-by builder for WatchToken entities.
-type WatchTokenGroupBy struct {
+// RegistrationGroupBy is the group-by builder for Registration entities.
+type RegistrationGroupBy struct {
 	selector
-	build *WatchTokenQuery
+	build *RegistrationQuery
 }
 
 // Aggregate adds the given aggregation functions to the group-by query.
-func (_g *WatchTokenGroupBy) Aggregate(fns ...AggregateFunc) *WatchTokenGroupBy {
+func (_g *RegistrationGroupBy) Aggregate(fns ...AggregateFunc) *RegistrationGroupBy {
 	_g.fns = append(_g.fns, fns...)
 	return _g
 }
 
 // Scan applies the selector query and scans the result into the given value.
-func (_g *WatchTokenGroupBy) Scan(ctx context.Context, v any) error {
+func (_g *RegistrationGroupBy) Scan(ctx context.Context, v any) error {
 	ctx = setContextOp(ctx, _g.build.ctx, ent.OpQueryGroupBy)
 	if err := _g.build.prepareQuery(ctx); err != nil {
 		return err
 	}
-	return scanWithInterceptors[*WatchTokenQuery, *WatchTokenGroupBy](ctx, _g.build, _g, _g.build.inters, v)
+	return scanWithInterceptors[*RegistrationQuery, *RegistrationGroupBy](ctx, _g.build, _g, _g.build.inters, v)
 }
 
-func (_g *WatchTokenGroupBy) sqlScan(ctx context.Context, root *WatchTokenQuery, v any) error {
+func (_g *RegistrationGroupBy) sqlScan(ctx context.Context, root *RegistrationQuery, v any) error {
 	selector := root.sqlQuery(ctx).Select()
 	aggregation := make([]string, 0, len(_g.fns))
 	for _, fn := range _g.fns {
@@ -604,28 +681,28 @@ func (_g *WatchTokenGroupBy) sqlScan(ctx context.Context, root *WatchTokenQuery,
 	return sql.ScanSlice(rows, v)
 }
 
-// WatchTokenSelect is the builder for selecting fields of WatchToken entities.
-type WatchTokenSelect struct {
-	*WatchTokenQuery
+// RegistrationSelect is the builder for selecting fields of Registration entities.
+type RegistrationSelect struct {
+	*RegistrationQuery
 	selector
 }
 
 // Aggregate adds the given aggregation functions to the selector query.
-func (_s *WatchTokenSelect) Aggregate(fns ...AggregateFunc) *WatchTokenSelect {
+func (_s *RegistrationSelect) Aggregate(fns ...AggregateFunc) *RegistrationSelect {
 	_s.fns = append(_s.fns, fns...)
 	return _s
 }
 
 // Scan applies the selector query and scans the result into the given value.
-func (_s *WatchTokenSelect) Scan(ctx context.Context, v any) error {
+func (_s *RegistrationSelect) Scan(ctx context.Context, v any) error {
 	ctx = setContextOp(ctx, _s.ctx, ent.OpQuerySelect)
 	if err := _s.prepareQuery(ctx); err != nil {
 		return err
 	}
-	return scanWithInterceptors[*WatchTokenQuery, *WatchTokenSelect](ctx, _s.WatchTokenQuery, _s, _s.inters, v)
+	return scanWithInterceptors[*RegistrationQuery, *RegistrationSelect](ctx, _s.RegistrationQuery, _s, _s.inters, v)
 }
 
-func (_s *WatchTokenSelect) sqlScan(ctx context.Context, root *WatchTokenQuery, v any) error {
+func (_s *RegistrationSelect) sqlScan(ctx context.Context, root *RegistrationQuery, v any) error {
 	selector := root.sqlQuery(ctx)
 	aggregation := make([]string, 0, len(_s.fns))
 	for _, fn := range _s.fns {

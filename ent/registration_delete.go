@@ -9,29 +9,29 @@ import (
 	"entgo.io/ent/dialect/sql/sqlgraph"
 	"entgo.io/ent/schema/field"
 	"github.com/verifier/verifier/ent/predicate"
-	"github.com/verifier/verifier/ent/watchtoken"
+	"github.com/verifier/verifier/ent/registration"
 )
 
-// WatchTokenDelete is the builder for deleting a WatchToken entity.
-type WatchTokenDelete struct {
+// RegistrationDelete is the builder for deleting a Registration entity.
+type RegistrationDelete struct {
 	config
 	hooks    []Hook
-	mutation *WatchTokenMutation
+	mutation *RegistrationMutation
 }
 
-// Where appends a list predicates to the WatchTokenDelete builder.
-func (_d *WatchTokenDelete) Where(ps ...predicate.WatchToken) *WatchTokenDelete {
+// Where appends a list predicates to the RegistrationDelete builder.
+func (_d *RegistrationDelete) Where(ps ...predicate.Registration) *RegistrationDelete {
 	_d.mutation.Where(ps...)
 	return _d
 }
 
 // Exec executes the deletion query and returns how many vertices were deleted.
-func (_d *WatchTokenDelete) Exec(ctx context.Context) (int, error) {
+func (_d *RegistrationDelete) Exec(ctx context.Context) (int, error) {
 	return withHooks(ctx, _d.sqlExec, _d.mutation, _d.hooks)
 }
 
 // ExecX is like Exec, but panics if an error occurs.
-func (_d *WatchTokenDelete) ExecX(ctx context.Context) int {
+func (_d *RegistrationDelete) ExecX(ctx context.Context) int {
 	n, err := _d.Exec(ctx)
 	if err != nil {
 		panic(err)
@@ -39,8 +39,8 @@ func (_d *WatchTokenDelete) ExecX(ctx context.Context) int {
 	return n
 }
 
-func (_d *WatchTokenDelete) sqlExec(ctx context.Context) (int, error) {
-	_spec := sqlgraph.NewDeleteSpec(watchtoken.Table, sqlgraph.NewFieldSpec(watchtoken.FieldID, field.TypeInt))
+func (_d *RegistrationDelete) sqlExec(ctx context.Context) (int, error) {
+	_spec := sqlgraph.NewDeleteSpec(registration.Table, sqlgraph.NewFieldSpec(registration.FieldID, field.TypeUUID))
 	if ps := _d.mutation.predicates; len(ps) > 0 {
 		_spec.Predicate = func(selector *sql.Selector) {
 			for i := range ps {
@@ -56,32 +56,32 @@ func (_d *WatchTokenDelete) sqlExec(ctx context.Context) (int, error) {
 	return affected, err
 }
 
-// WatchTokenDeleteOne is the builder for deleting a single WatchToken entity.
-type WatchTokenDeleteOne struct {
-	_d *WatchTokenDelete
+// RegistrationDeleteOne is the builder for deleting a single Registration entity.
+type RegistrationDeleteOne struct {
+	_d *RegistrationDelete
 }
 
-// Where appends a list predicates to the WatchTokenDelete builder.
-func (_d *WatchTokenDeleteOne) Where(ps ...predicate.WatchToken) *WatchTokenDeleteOne {
+// Where appends a list predicates to the RegistrationDelete builder.
+func (_d *RegistrationDeleteOne) Where(ps ...predicate.Registration) *RegistrationDeleteOne {
 	_d._d.mutation.Where(ps...)
 	return _d
 }
 
 // Exec executes the deletion query.
-func (_d *WatchTokenDeleteOne) Exec(ctx context.Context) error {
+func (_d *RegistrationDeleteOne) Exec(ctx context.Context) error {
 	n, err := _d._d.Exec(ctx)
 	switch {
 	case err != nil:
 		return err
 	case n == 0:
-		return &NotFoundError{watchtoken.Label}
+		return &NotFoundError{registration.Label}
 	default:
 		return nil
 	}
 }
 
 // ExecX is like Exec, but panics if an error occurs.
-func (_d *WatchTokenDeleteOne) ExecX(ctx context.Context) {
+func (_d *RegistrationDeleteOne) ExecX(ctx context.Context) {
 	if err := _d.Exec(ctx); err != nil {
 		panic(err)
 	}

@@ -1,0 +1,227 @@
+package account
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/verifier/verifier/ent"
+	"github.com/verifier/verifier/ent/delivery"
+	"github.com/verifier/verifier/ent/registration"
+	"github.com/verifier/verifier/ent/user"
+	"github.com/verifier/verifier/ent/verificationtoken"
+	"github.com/verifier/verifier/internal/apperr"
+	"github.com/verifier/verifier/internal/code"
+	"github.com/verifier/verifier/internal/database"
+	"github.com/verifier/verifier/internal/event"
+	"github.com/verifier/verifier/internal/outbox"
+	"github.com/verifier/verifier/internal/token"
+)
+
+// ChangeEmail starts moving the signed-in user (bearer) to newEmail: a
+// CHANGE_EMAIL registration (superseding an older pending one) with a
+// link and code mailed to the new address, and a notice to the current
+// one. If newEmail belongs to a VERIFIED user, that owner gets the
+// "someone tried" notice instead and a decoy registration is written, so
+// the answer and the work are the same either way: nobody learns whether
+// the address is taken. Every email obeys the cooldown machinery.
+func (s *Service) ChangeEmail(ctx context.Context, bearer, newEmail string) error {
+	u, err := s.Authenticate(ctx, bearer)
+	if err != nil {
+		return err
+	}
+	newEmail, err = NormalizeEmail(newEmail)
+	if err != nil {
+		return err
+	}
+	if newEmail == u.Email {
+		return nil // nothing to change
+	}
+	_, watchHash := token.New() // nobody watches a change: changeEmail returns no token
+	r := newRegistration{email: newEmail, purpose: registration.PurposeCHANGE_EMAIL, watchHash: watchHash, locale: "en"}
+	err = database.InTx(ctx, s.DB, func(tx *ent.Tx) error { return s.changeEmail(ctx, tx, u, r) })
+	if err != nil {
+		return fmt.Errorf("change email: %w", err)
+	}
+	s.Wake()
+	return nil
+}
+
+func (s *Service) changeEmail(ctx context.Context, tx *ent.Tx, u *ent.User, r newRegistration) error {
+	now := s.now()
+	inboxes, err := s.lockInboxes(ctx, tx, CanonicalEmail(u.Email), CanonicalEmail(r.email))
+	if err != nil {
+		return err
+	}
+	oldInbox, newInbox := inboxes[0], inboxes[1]
+	holder, err := tx.User.Query().Where(user.Email(r.email)).Only(ctx)
+	if err != nil && !ent.IsNotFound(err) {
+		return err
+	}
+	if holder != nil && holder.Status == user.StatusVERIFIED {
+		if _, err := s.createRegistration(ctx, tx, r, nil, code.New(), now); err != nil {
+			return err
+		}
+		err = s.schedule(ctx, tx, newInbox, now, outgoing{event.AlreadyRegisteredTopic, event.AlreadyRegistered{Email: r.email, ChangeEmail: true}})
+	} else {
+		if err := s.supersede(ctx, tx, u.ID, registration.PurposeCHANGE_EMAIL, now); err != nil {
+			return err
+		}
+		c := code.New()
+		reg, err := s.createRegistration(ctx, tx, r, &u.ID, c, now)
+		if err != nil {
+			return err
+		}
+		req, err := s.verificationRequest(ctx, tx, reg, c, now)
+		if err != nil {
+			return err
+		}
+		err = s.schedule(ctx, tx, newInbox, now, outgoing{event.EmailChangeRequestedTopic, req})
+	}
+	if err != nil {
+		return err
+	}
+	if oldInbox.ID == newInbox.ID {
+		// One inbox under two spellings: the link matters more than the
+		// notice, and schedule keeps it.
+		oldInbox, err = tx.EmailThrottle.Get(ctx, oldInbox.ID)
+		if err != nil {
+			return err
+		}
+	}
+	return s.schedule(ctx, tx, oldInbox, now, outgoing{event.EmailChangeNoticeTopic, event.EmailChangeNotice{Email: u.Email, NewEmail: MaskEmail(r.email)}})
+}
+
+// lockInboxes locks the cooldown records of inboxes in one order (sorted),
+// so two requests locking the same pair cannot deadlock, and returns them
+// in the order asked.
+func (s *Service) lockInboxes(ctx context.Context, tx *ent.Tx, a, b string) ([2]*ent.EmailThrottle, error) {
+	first, second := a, b
+	if second < first {
+		first, second = second, first
+	}
+	x, err := s.lockInbox(ctx, tx, first)
+	if err != nil {
+		return [2]*ent.EmailThrottle{}, err
+	}
+	y := x
+	if second != first {
+		if y, err = s.lockInbox(ctx, tx, second); err != nil {
+			return [2]*ent.EmailThrottle{}, err
+		}
+	}
+	if first == a {
+		return [2]*ent.EmailThrottle{x, y}, nil
+	}
+	return [2]*ent.EmailThrottle{y, x}, nil
+}
+
+// MaskEmail shows an address without giving it away: its first character,
+// an ellipsis and the domain (n…@example.com).
+func MaskEmail(addr string) string {
+	at := strings.LastIndexByte(addr, '@')
+	if at < 1 {
+		return "…"
+	}
+	first := []rune(addr[:at])[0]
+	return string(first) + "…" + addr[at:]
+}
+
+// ConfirmEmailChange confirms the signed-in user's pending change of
+// address with the code mailed to the new address. No pending change
+// answers like a dead code.
+func (s *Service) ConfirmEmailChange(ctx context.Context, bearer, c string) (Verification, error) {
+	u, err := s.Authenticate(ctx, bearer)
+	if err != nil {
+		return Verification{}, err
+	}
+	if err := checkCode(c); err != nil {
+		return Verification{}, err
+	}
+	reg, err := s.DB.Registration.Query().
+		Where(registration.UserID(u.ID), registration.PurposeEQ(registration.PurposeCHANGE_EMAIL), registration.SupersededAtIsNil()).
+		Order(ent.Desc(registration.FieldCreatedAt)).
+		First(ctx)
+	if ent.IsNotFound(err) {
+		return Verification{}, apperr.WrongCode(0)
+	}
+	if err != nil {
+		return Verification{}, fmt.Errorf("confirm email change: %w", err)
+	}
+	return s.confirmWithCode(ctx, reg, c)
+}
+
+// confirmChange moves reg's user to reg's address in one transaction with
+// the event user.email_changed. An UNVERIFIED account holding the address
+// is deleted then: the inbox's owner just proved control of it. A
+// VERIFIED one that took the address meanwhile keeps it (INVALID_TOKEN).
+// Confirming again once moved answers VERIFIED again, without an event.
+func (s *Service) confirmChange(ctx context.Context, reg *ent.Registration) (Verification, error) {
+	var now time.Time
+	var u *ent.User
+	already := false
+	err := database.InTx(ctx, s.DB, func(tx *ent.Tx) error {
+		now = s.now()
+		// Serialises with a registration of the same address.
+		if _, err := s.lockInbox(ctx, tx, CanonicalEmail(reg.Email)); err != nil {
+			return err
+		}
+		var err error
+		if u, err = tx.User.Get(ctx, *reg.UserID); err != nil {
+			return err
+		}
+		if u.Email == reg.Email {
+			already = true
+			return nil
+		}
+		holder, err := tx.User.Query().Where(user.Email(reg.Email)).Only(ctx)
+		switch {
+		case ent.IsNotFound(err):
+		case err != nil:
+			return err
+		case holder.Status == user.StatusVERIFIED:
+			return errInvalidLink
+		default:
+			if err := deleteUsers(ctx, tx, holder.ID); err != nil {
+				return err
+			}
+		}
+		old := u.Email
+		if u, err = tx.User.UpdateOne(u).SetEmail(reg.Email).SetVerifiedAt(now).Save(ctx); err != nil {
+			return err
+		}
+		return outbox.Enqueue(ctx, tx, now, event.EmailChangedTopic, event.EmailChanged{UserID: u.ID, OldEmail: old, Email: u.Email, ChangedAt: now})
+	})
+	if err != nil {
+		return Verification{}, fmt.Errorf("confirm email change: %w", err)
+	}
+	if !already {
+		s.Wake()
+	}
+	return s.verified(ctx, reg, u, already), nil
+}
+
+// deleteUsers deletes users with everything that names them: their
+// registrations, their tokens and their emails' delivery records.
+func deleteUsers(ctx context.Context, tx *ent.Tx, ids ...uuid.UUID) error {
+	regs, err := tx.Registration.Query().Where(registration.UserIDIn(ids...)).IDs(ctx)
+	if err != nil {
+		return err
+	}
+	if _, err := tx.VerificationToken.Delete().Where(verificationtoken.UserIDIn(ids...)).Exec(ctx); err != nil {
+		return err
+	}
+	if len(regs) > 0 {
+		if _, err := tx.Delivery.Delete().Where(delivery.RegistrationIn(regs...)).Exec(ctx); err != nil {
+			return err
+		}
+		if _, err := tx.Registration.Delete().Where(registration.IDIn(regs...)).Exec(ctx); err != nil {
+			return err
+		}
+	}
+	_, err = tx.User.Delete().Where(user.IDIn(ids...)).Exec(ctx)
+	return err
+}
