@@ -38,6 +38,7 @@ import (
 	"github.com/verifier/verifier/internal/password"
 	"github.com/verifier/verifier/internal/ratelimit"
 	"github.com/verifier/verifier/internal/seal"
+	"github.com/verifier/verifier/internal/signer"
 	"github.com/verifier/verifier/internal/startstop"
 	"github.com/verifier/verifier/internal/wsgorilla"
 	"github.com/verifier/verifier/web"
@@ -170,6 +171,19 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger, hk hooks) err
 	if err != nil {
 		return err
 	}
+	keys, err := signer.New(ctx, signer.Options{
+		DB:         db.Ent,
+		Issuer:     cfg.PublicURL,
+		Audience:   cfg.JWTAudience,
+		KeyFile:    cfg.SigningKeyFile,
+		ReceiptTTL: cfg.ReceiptTTL,
+		SessionTTL: cfg.SessionTTL,
+		Now:        now,
+		Log:        log.With("component", "signer"),
+	})
+	if err != nil {
+		return err
+	}
 
 	m := metrics.New()
 	m.Backlog(func(ctx context.Context) (int, error) { return db.Ent.OutboxEvent.Query().Count(ctx) })
@@ -236,6 +250,7 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger, hk hooks) err
 		Dialect: db.Dialect,
 		Seal:    box,
 		Codes:   codes,
+		Signer:  keys,
 		Hasher:  password.NewHasher(password.OWASP, 0),
 		Hub:     subs,
 		// A watcher that subscribes withDelivery starts from its email's record.
@@ -286,6 +301,7 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger, hk hooks) err
 	}, httpapi.Options{
 		GraphQL:   gql,
 		Web:       web.Handler(),
+		JWKS:      keys,
 		Metrics:   m,
 		DevOutbox: devOutbox,
 		// DEV_MAILBOX=true opens it to every client on purpose.

@@ -18,6 +18,7 @@ import (
 	"github.com/verifier/verifier/ent/outboxevent"
 	"github.com/verifier/verifier/ent/registration"
 	"github.com/verifier/verifier/ent/secret"
+	"github.com/verifier/verifier/ent/signingkey"
 	"github.com/verifier/verifier/ent/user"
 	"github.com/verifier/verifier/ent/verificationtoken"
 )
@@ -86,6 +87,7 @@ func checkColumn(t, c string) error {
 			outboxevent.Table:       outboxevent.ValidColumn,
 			registration.Table:      registration.ValidColumn,
 			secret.Table:            secret.ValidColumn,
+			signingkey.Table:        signingkey.ValidColumn,
 			user.Table:              user.ValidColumn,
 			verificationtoken.Table: verificationtoken.ValidColumn,
 		})

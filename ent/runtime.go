@@ -13,6 +13,7 @@ import (
 	"github.com/verifier/verifier/ent/registration"
 	"github.com/verifier/verifier/ent/schema"
 	"github.com/verifier/verifier/ent/secret"
+	"github.com/verifier/verifier/ent/signingkey"
 	"github.com/verifier/verifier/ent/user"
 	"github.com/verifier/verifier/ent/verificationtoken"
 )
@@ -219,6 +220,30 @@ func init() {
 	secretDescValue := secretFields[1].Descriptor()
 	// secret.ValueValidator is a validator for the "value" field. It is called by the builders before save.
 	secret.ValueValidator = secretDescValue.Validators[0].(func([]byte) error)
+	signingkeyFields := schema.SigningKey{}.Fields()
+	_ = signingkeyFields
+	// signingkeyDescKid is the schema descriptor for kid field.
+	signingkeyDescKid := signingkeyFields[0].Descriptor()
+	// signingkey.KidValidator is a validator for the "kid" field. It is called by the builders before save.
+	signingkey.KidValidator = func() func(string) error {
+		validators := signingkeyDescKid.Validators
+		fns := [...]func(string) error{
+			validators[0].(func(string) error),
+			validators[1].(func(string) error),
+		}
+		return func(kid string) error {
+			for _, fn := range fns {
+				if err := fn(kid); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+	}()
+	// signingkeyDescPublicKey is the schema descriptor for public_key field.
+	signingkeyDescPublicKey := signingkeyFields[1].Descriptor()
+	// signingkey.PublicKeyValidator is a validator for the "public_key" field. It is called by the builders before save.
+	signingkey.PublicKeyValidator = signingkeyDescPublicKey.Validators[0].(func([]byte) error)
 	userMixin := schema.User{}.Mixin()
 	userMixinFields0 := userMixin[0].Fields()
 	_ = userMixinFields0

@@ -26,6 +26,8 @@ type Tx struct {
 	Registration *RegistrationClient
 	// Secret is the client for interacting with the Secret builders.
 	Secret *SecretClient
+	// SigningKey is the client for interacting with the SigningKey builders.
+	SigningKey *SigningKeyClient
 	// User is the client for interacting with the User builders.
 	User *UserClient
 	// VerificationToken is the client for interacting with the VerificationToken builders.
@@ -167,6 +169,7 @@ func (tx *Tx) init() {
 	tx.OutboxEvent = NewOutboxEventClient(tx.config)
 	tx.Registration = NewRegistrationClient(tx.config)
 	tx.Secret = NewSecretClient(tx.config)
+	tx.SigningKey = NewSigningKeyClient(tx.config)
 	tx.User = NewUserClient(tx.config)
 	tx.VerificationToken = NewVerificationTokenClient(tx.config)
 }

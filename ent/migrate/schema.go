@@ -163,6 +163,29 @@ var (
 		Columns:    SecretsColumns,
 		PrimaryKey: []*schema.Column{SecretsColumns[0]},
 	}
+	// SigningKeysColumns holds the columns for the "signing_keys" table.
+	SigningKeysColumns = []*schema.Column{
+		{Name: "id", Type: field.TypeInt, Increment: true},
+		{Name: "kid", Type: field.TypeString, Unique: true, Size: 64},
+		{Name: "public_key", Type: field.TypeBytes},
+		{Name: "private_key", Type: field.TypeBytes, Nullable: true},
+		{Name: "current", Type: field.TypeBool, Nullable: true},
+		{Name: "created_at", Type: field.TypeTime},
+		{Name: "retired_at", Type: field.TypeTime, Nullable: true},
+	}
+	// SigningKeysTable holds the schema information for the "signing_keys" table.
+	SigningKeysTable = &schema.Table{
+		Name:       "signing_keys",
+		Columns:    SigningKeysColumns,
+		PrimaryKey: []*schema.Column{SigningKeysColumns[0]},
+		Indexes: []*schema.Index{
+			{
+				Name:    "signingkey_current",
+				Unique:  true,
+				Columns: []*schema.Column{SigningKeysColumns[4]},
+			},
+		},
+	}
 	// UsersColumns holds the columns for the "users" table.
 	UsersColumns = []*schema.Column{
 		{Name: "id", Type: field.TypeUUID},
@@ -223,6 +246,7 @@ var (
 		OutboxEventsTable,
 		RegistrationsTable,
 		SecretsTable,
+		SigningKeysTable,
 		UsersTable,
 		VerificationTokensTable,
 	}

@@ -24,6 +24,9 @@ type Registration func(*sql.Selector)
 // Secret is the predicate function for secret builders.
 type Secret func(*sql.Selector)
 
+// SigningKey is the predicate function for signingkey builders.
+type SigningKey func(*sql.Selector)
+
 // User is the predicate function for user builders.
 type User func(*sql.Selector)
 

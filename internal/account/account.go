@@ -17,23 +17,24 @@ import (
 	"github.com/verifier/verifier/internal/hub"
 	"github.com/verifier/verifier/internal/password"
 	"github.com/verifier/verifier/internal/seal"
+	"github.com/verifier/verifier/internal/signer"
 	"github.com/verifier/verifier/internal/status"
 )
 
 // Claims are what a receipt or a session token says of a user.
-type Claims struct {
-	UserID     uuid.UUID
-	Email      string
-	VerifiedAt time.Time
-}
+type Claims = signer.Claims
 
-// Signer mints receipts and session tokens and checks the latter.
+// Signer mints receipts and session tokens and checks the latter
+// (*signer.Signer).
 type Signer interface {
 	Receipt(ctx context.Context, c Claims) (string, error)
 	Session(ctx context.Context, c Claims) (token string, expiresAt time.Time, err error)
-	// VerifySession accepts a session token only (never a receipt).
+	// VerifySession accepts a session token only (never a receipt); its
+	// errors for a token it refuses wrap signer.ErrInvalid.
 	VerifySession(ctx context.Context, token string) (Claims, error)
 }
+
+var _ Signer = (*signer.Signer)(nil)
 
 // Hub is what Watch needs from the subscription hub.
 type Hub interface {

@@ -3,11 +3,15 @@ package account
 import (
 	"context"
 	"encoding/json"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/jwt"
 	"github.com/google/uuid"
 	"github.com/stretchr/testify/require"
 
@@ -24,6 +28,7 @@ import (
 	"github.com/verifier/verifier/internal/hub"
 	"github.com/verifier/verifier/internal/password"
 	"github.com/verifier/verifier/internal/seal"
+	"github.com/verifier/verifier/internal/signer"
 	"github.com/verifier/verifier/internal/status"
 	"github.com/verifier/verifier/internal/token"
 )
@@ -34,10 +39,11 @@ func TestMain(m *testing.M) { testkit.VerifyTestMain(m) }
 const pw = "a good password"
 
 type testBundle struct {
-	svc   *Service
-	db    *ent.Client
-	hub   *hub.Hub
-	clock *testkit.Clock
+	svc    *Service
+	db     *ent.Client
+	hub    *hub.Hub
+	clock  *testkit.Clock
+	signer *signer.Signer
 }
 
 // eachDB runs f once per database the service supports; opts adjust the
@@ -57,8 +63,13 @@ func setup(t *testing.T, url string, opts ...func(*Options)) *testBundle {
 	require.NoError(t, err)
 	codes, err := code.NewHasher(make([]byte, seal.KeyLen))
 	require.NoError(t, err)
+	keys, err := signer.New(context.Background(), signer.Options{
+		DB: db.Ent, Issuer: "http://verifier.test", ReceiptTTL: 15 * time.Minute, SessionTTL: time.Hour, Now: b.clock.Now, Log: testkit.Discard(),
+	})
+	require.NoError(t, err)
+	b.signer = keys
 	o := Options{
-		DB: db.Ent, Dialect: db.Dialect, Seal: box, Codes: codes,
+		DB: db.Ent, Dialect: db.Dialect, Seal: box, Codes: codes, Signer: keys,
 		// Cheap parameters: these tests are about transactions, not hashing.
 		Hasher:         password.NewHasher(password.Params{Memory: 64, Time: 1, Threads: 1}, 0),
 		Hub:            b.hub,
@@ -263,7 +274,10 @@ func TestWatchRecheckFindsMissedChange(t *testing.T) {
 		_, err = b.svc.VerifyEmail(ctx, tok) // its event is never delivered here
 		require.NoError(t, err)
 		b.hub.RecheckAll()
-		require.Equal(t, &status.Change{Status: status.Verified, At: b.clock.Now()}, testkit.Receive(t, events, "a status change"))
+		c := testkit.Receive(t, events, "a status change")
+		require.Equal(t, status.Verified, c.Status)
+		require.Equal(t, b.clock.Now(), c.At)
+		b.requireReceipt(t, c.Receipt, "watch@example.com")
 		require.Nil(t, testkit.Receive(t, events, "a status change"), "completes after VERIFIED")
 		require.Zero(t, b.hub.Len())
 	})
@@ -459,4 +473,26 @@ func TestCheckPassword(t *testing.T) {
 			require.Equal(t, apperr.BadUserInput, apperr.CodeOf(err), "%q", tt.in)
 		}
 	}
+}
+
+// requireReceipt checks that receipt is a receipt of the signer's for
+// email, verified with go-jose against the service's JWKS.
+func (b *testBundle) requireReceipt(t *testing.T, receipt *string, email string) map[string]any {
+	t.Helper()
+	require.NotNil(t, receipt)
+	rec := httptest.NewRecorder()
+	b.signer.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/.well-known/jwks.json", nil))
+	var set jose.JSONWebKeySet
+	require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &set))
+	tok, err := jwt.ParseSigned(*receipt, []jose.SignatureAlgorithm{jose.EdDSA})
+	require.NoError(t, err)
+	require.Len(t, tok.Headers, 1)
+	keys := set.Key(tok.Headers[0].KeyID)
+	require.Len(t, keys, 1)
+	claims := map[string]any{}
+	require.NoError(t, tok.Claims(keys[0].Key, &claims))
+	require.Equal(t, "receipt", claims["token_use"])
+	require.Equal(t, email, claims["email"])
+	require.Equal(t, true, claims["email_verified"])
+	return claims
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/verifier/verifier/ent/user"
 	"github.com/verifier/verifier/internal/apperr"
 	"github.com/verifier/verifier/internal/ratelimit"
+	"github.com/verifier/verifier/internal/signer"
 )
 
 // Failed sign-ins allowed per BudgetWindow (an hour) by default: enough
@@ -23,10 +24,6 @@ const (
 // dummyPassword is hashed once into the hash an unknown address's
 // sign-in is checked against.
 const dummyPassword = "verifier: no account has this password hash"
-
-// ErrInvalidSession is what a Signer's VerifySession wraps for any token
-// it refuses; anything else is the signer failing.
-var ErrInvalidSession = errors.New("invalid session token")
 
 var errBadCredentials = apperr.Errorf(apperr.InvalidCredentials, "the email address or the password is wrong")
 
@@ -141,7 +138,7 @@ func (s *Service) Authenticate(ctx context.Context, bearer string) (*ent.User, e
 		return nil, unauthenticated
 	}
 	c, err := s.Signer.VerifySession(ctx, bearer)
-	if errors.Is(err, ErrInvalidSession) {
+	if errors.Is(err, signer.ErrInvalid) {
 		return nil, unauthenticated
 	}
 	if err != nil {

@@ -26,6 +26,9 @@ import (
 type Options struct {
 	GraphQL http.Handler
 	Web     http.Handler
+	// JWKS, if set, serves the public keys of receipts and signIn tokens
+	// at /.well-known/jwks.json (signer.Signer).
+	JWKS    http.Handler
 	Metrics *metrics.Metrics
 	// DevOutbox, when not nil, is listed at /dev/mail (and /dev/mail.json).
 	DevOutbox *mail.DevOutbox
@@ -56,6 +59,9 @@ func New(o Options) http.Handler {
 	}
 	mux.Handle("/query", o.query())
 	mux.Handle("GET /playground", playground.Handler("verifier", "/query"))
+	if o.JWKS != nil {
+		mux.Handle("GET /.well-known/jwks.json", o.JWKS)
+	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})

@@ -1,0 +1,202 @@
+package account
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/verifier/verifier/internal/apperr"
+	"github.com/verifier/verifier/internal/status"
+	"github.com/verifier/verifier/internal/testkit"
+)
+
+// wrongCode is a well-formed code other than right.
+func wrongCode(right string) string {
+	if right == "000000" {
+		return "000001"
+	}
+	return "000000"
+}
+
+// attemptsLeft is an INVALID_CODE error's attemptsLeft.
+func attemptsLeft(t *testing.T, err error) int {
+	t.Helper()
+	requireCode(t, apperr.InvalidCode, err)
+	e, _ := apperr.From(err)
+	return e.AttemptsLeft
+}
+
+func TestVerifyEmailWithCode(t *testing.T) {
+	t.Parallel()
+	eachDB(t, func(t *testing.T, b *testBundle) {
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		redirect := "http://verifier.test/welcome"
+		b.svc.RedirectOrigins = []string{"http://verifier.test"}
+		watch, err := b.svc.Register(ctx, RegisterInput{Email: "code@example.com", Password: pw, RedirectTo: &redirect})
+		require.NoError(t, err)
+		m := b.lastEmail(t, "code@example.com")
+		require.Len(t, m.code, 6)
+		events, err := b.svc.Watch(ctx, watch, false)
+		require.NoError(t, err)
+		testkit.Receive(t, events, "a status change")
+
+		// Wrong codes count down; a malformed one costs nothing.
+		for left := 4; left >= 2; left-- {
+			_, err := b.svc.VerifyEmailWithCode(ctx, watch, wrongCode(m.code))
+			require.Equal(t, left, attemptsLeft(t, err))
+		}
+		_, err = b.svc.VerifyEmailWithCode(ctx, watch, "12345")
+		requireCode(t, apperr.BadUserInput, err)
+
+		// The code of another registration is worthless with this watch
+		// token, and its wrong try counts here.
+		b.register(t, "other@example.com")
+		_, err = b.svc.VerifyEmailWithCode(ctx, watch, b.lastEmail(t, "other@example.com").code)
+		require.Equal(t, 1, attemptsLeft(t, err))
+
+		v, err := b.svc.VerifyEmailWithCode(ctx, watch, m.code)
+		require.NoError(t, err)
+		require.Equal(t, "code@example.com", v.Email)
+		require.False(t, v.AlreadyVerified)
+		require.Equal(t, &redirect, v.RedirectTo)
+		b.requireReceipt(t, &v.Receipt, "code@example.com")
+
+		// Again: VERIFIED, already.
+		v, err = b.svc.VerifyEmailWithCode(ctx, watch, m.code)
+		require.NoError(t, err)
+		require.True(t, v.AlreadyVerified)
+
+		// A watcher that subscribes after the verification gets a receipt too.
+		late, err := b.svc.Watch(ctx, watch, false)
+		require.NoError(t, err)
+		c := testkit.Receive(t, late, "a status change")
+		require.Equal(t, status.Verified, c.Status)
+		require.Equal(t, &redirect, c.RedirectTo)
+		b.requireReceipt(t, c.Receipt, "code@example.com")
+	})
+}
+
+// The sixth try finds the code dead, right or not, and a dead code leaves
+// the link working; so does an expired one.
+func TestDeadCodeKeepsLink(t *testing.T) {
+	t.Parallel()
+	for _, kill := range []string{"five wrong tries", "expired"} {
+		t.Run(kill, func(t *testing.T) {
+			t.Parallel()
+			eachDB(t, func(t *testing.T, b *testBundle) {
+				ctx := context.Background()
+				watch := b.register(t, "dead@example.com")
+				m := b.lastEmail(t, "dead@example.com")
+				if kill == "expired" {
+					b.clock.Advance(DefaultCodeTTL)
+					_, err := b.svc.VerifyEmailWithCode(ctx, watch, wrongCode(m.code))
+					require.Zero(t, attemptsLeft(t, err))
+				} else {
+					for range MaxCodeAttempts {
+						_, err := b.svc.VerifyEmailWithCode(ctx, watch, wrongCode(m.code))
+						requireCode(t, apperr.InvalidCode, err)
+					}
+				}
+				_, err := b.svc.VerifyEmailWithCode(ctx, watch, m.code)
+				require.Zero(t, attemptsLeft(t, err), "dead, even when right")
+
+				// A resend of a registration whose tries are spent carries the
+				// link only: a resend buys no fresh guesses.
+				b.clock.Advance(2 * time.Minute)
+				require.NoError(t, b.svc.Resend(ctx, "dead@example.com"))
+				resent := b.lastEmail(t, "dead@example.com")
+				if kill == "expired" {
+					require.Len(t, resent.code, 6, "a fresh code: the tries were not spent")
+				} else {
+					require.Empty(t, resent.code)
+				}
+
+				v, err := b.svc.VerifyEmail(ctx, m.token)
+				require.NoError(t, err, "the link still works")
+				require.Equal(t, "dead@example.com", v.Email)
+			})
+		})
+	}
+}
+
+// 50 parallel wrong tries on one registration: exactly 5 are counted, on
+// every database, and the rest find the code dead.
+func TestParallelWrongCodesCountFive(t *testing.T) {
+	t.Parallel()
+	eachDB(t, func(t *testing.T, b *testBundle) {
+		ctx := context.Background()
+		watch := b.register(t, "brute@example.com")
+		m := b.lastEmail(t, "brute@example.com")
+		left := make([]int, 50)
+		errs := concurrently(len(left), func(i int) error {
+			_, err := b.svc.VerifyEmailWithCode(ctx, watch, wrongCode(m.code))
+			if e, ok := apperr.From(err); ok {
+				left[i] = e.AttemptsLeft
+			}
+			return err
+		})
+		dead := 0
+		for i, err := range errs {
+			requireCode(t, apperr.InvalidCode, err)
+			if left[i] == 0 {
+				dead++
+			}
+		}
+		reg := b.registrationOf(t, watch)
+		require.Equal(t, MaxCodeAttempts, reg.CodeAttempts, "exactly five counted")
+		// The tries left an answer shows is read after its own count, so
+		// a concurrent count may lower it; never raise it.
+		require.GreaterOrEqual(t, dead, len(errs)-MaxCodeAttempts+1)
+	})
+}
+
+// Registering again and again gives each registration 5 tries, but the
+// address as a whole takes addressCodeLimit wrong codes a day.
+func TestWrongCodesCappedPerAddress(t *testing.T) {
+	t.Parallel()
+	eachDB(t, func(t *testing.T, b *testBundle) {
+		ctx := context.Background()
+		var err error
+		for i := 0; ; i++ {
+			require.Less(t, i, addressCodeLimit/MaxCodeAttempts+1, "never capped")
+			watch := b.register(t, "loop@example.com")
+			for range MaxCodeAttempts {
+				if _, err = b.svc.VerifyEmailWithCode(ctx, watch, "000000"); apperr.CodeOf(err) == apperr.RateLimited {
+					break
+				}
+			}
+			if apperr.CodeOf(err) == apperr.RateLimited {
+				break
+			}
+			b.clock.Advance(time.Minute)
+		}
+		e, _ := apperr.From(err)
+		require.Positive(t, e.RetryAfter)
+		b.clock.Advance(addressCodeWindow)
+		watch := b.register(t, "loop@example.com")
+		_, err = b.svc.VerifyEmailWithCode(ctx, watch, "000000")
+		requireCode(t, apperr.InvalidCode, err, "a day later")
+	})
+}
+
+// A decoy's (repeated registration of a VERIFIED address) code fails like
+// a wrong code at a real one: the same answer and the same count.
+func TestDecoyCodeLooksWrong(t *testing.T) {
+	t.Parallel()
+	eachDB(t, func(t *testing.T, b *testBundle) {
+		ctx := context.Background()
+		b.verified(t, "owned@example.com")
+		decoy := b.register(t, "owned@example.com")
+		fresh := b.register(t, "fresh@example.com")
+		for i := range 3 {
+			c := fmt.Sprintf("%06d", i)
+			_, errDecoy := b.svc.VerifyEmailWithCode(ctx, decoy, c)
+			_, errFresh := b.svc.VerifyEmailWithCode(ctx, fresh, wrongCode(b.lastEmail(t, "fresh@example.com").code))
+			require.Equal(t, attemptsLeft(t, errFresh), attemptsLeft(t, errDecoy))
+		}
+	})
+}

@@ -1,0 +1,86 @@
+package account
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/verifier/verifier/internal/apperr"
+	"github.com/verifier/verifier/internal/ratelimit"
+)
+
+func TestSignIn(t *testing.T) {
+	t.Parallel()
+	eachDB(t, func(t *testing.T, b *testBundle) {
+		ctx := ratelimit.WithClient(context.Background(), "192.0.2.1")
+		b.verified(t, "in@example.com")
+		b.register(t, "pending@example.com")
+
+		tests := []struct {
+			name, email, password string
+			want                  apperr.Code
+		}{
+			{"unknown address", "nobody@example.com", pw, apperr.InvalidCredentials},
+			{"wrong password", "in@example.com", "not the password", apperr.InvalidCredentials},
+			{"unverified, wrong password", "pending@example.com", "not the password", apperr.InvalidCredentials},
+			{"unverified, right password", "pending@example.com", pw, apperr.EmailNotVerified},
+			{"malformed address", "in@", pw, apperr.BadUserInput},
+		}
+		for _, tt := range tests {
+			_, _, err := b.svc.SignIn(ctx, tt.email, tt.password)
+			requireCode(t, tt.want, err, tt.name)
+		}
+
+		tok, expires, err := b.svc.SignIn(ctx, " IN@example.com", pw)
+		require.NoError(t, err)
+		require.Equal(t, b.clock.Now().Add(time.Hour), expires.UTC())
+		u, err := b.svc.Authenticate(ctx, tok)
+		require.NoError(t, err)
+		require.Equal(t, "in@example.com", u.Email)
+
+		// A receipt is never a credential, nor is anything else.
+		v, err := b.svc.VerifyEmail(ctx, b.lastEmail(t, "in@example.com").token)
+		require.NoError(t, err)
+		for name, bearer := range map[string]string{"receipt": v.Receipt, "none": "", "garbage": "abc.def.ghi", "tampered": tok[:len(tok)-2] + "AA"} {
+			_, err := b.svc.Authenticate(ctx, bearer)
+			requireCode(t, apperr.Unauthenticated, err, name)
+		}
+	})
+}
+
+// Failures count per address (its inbox) and per client, shared in the
+// database; over a limit RATE_LIMITED until the hour ends, right password
+// or not.
+func TestSignInThrottled(t *testing.T) {
+	t.Parallel()
+	eachDB(t, func(t *testing.T, b *testBundle) {
+		ctx := ratelimit.WithClient(context.Background(), "192.0.2.1")
+		b.verified(t, "target@example.com")
+		for i := range 3 {
+			// Spellings of one inbox count together.
+			_, _, err := b.svc.SignIn(ctx, []string{"target@example.com", "target+x@example.com", "Target@example.com"}[i], "wrong password")
+			requireCode(t, apperr.InvalidCredentials, err)
+		}
+		// From a client with no failures: the address's own limit.
+		fresh := ratelimit.WithClient(context.Background(), "203.0.113.9")
+		_, _, err := b.svc.SignIn(fresh, "target@example.com", pw)
+		requireCode(t, apperr.RateLimited, err, "locked for the address")
+		e, _ := apperr.From(err)
+		require.Equal(t, time.Hour-b.clock.Now().Sub(b.clock.Now().Truncate(time.Hour)), e.RetryAfter)
+
+		// Another client, another address: the client's own limit.
+		other := ratelimit.WithClient(context.Background(), "198.51.100.7")
+		for i := range 3 {
+			_, _, err := b.svc.SignIn(other, "nobody@example.com", "wrong password "+string(rune('a'+i)))
+			requireCode(t, apperr.InvalidCredentials, err)
+		}
+		_, _, err = b.svc.SignIn(other, "someone-else@example.com", "wrong password")
+		requireCode(t, apperr.RateLimited, err, "locked for the client")
+
+		b.clock.Advance(time.Hour)
+		_, _, err = b.svc.SignIn(ctx, "target@example.com", pw)
+		require.NoError(t, err, "the next hour")
+	}, func(o *Options) { o.SignInAddressLimit, o.SignInClientLimit = 3, 3 })
+}

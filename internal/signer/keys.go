@@ -1,0 +1,249 @@
+package signer
+
+import (
+	"context"
+	"crypto"
+	"crypto/ecdh"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/rsa"
+	"crypto/x509"
+	"database/sql"
+	"encoding/base64"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+
+	"github.com/verifier/verifier/ent"
+	"github.com/verifier/verifier/ent/signingkey"
+	"github.com/verifier/verifier/internal/database"
+)
+
+// key is one signing key as the signer uses it.
+type key struct {
+	kid string
+	pub ed25519.PublicKey
+	// signer is nil when this replica cannot sign with the key: a retired
+	// key (its private half is erased), or a current key read from a file
+	// this replica was not given.
+	signer    jose.Signer
+	retiredAt *time.Time
+}
+
+// kidLen is the length of a kid: base64url of a SHA-256 digest.
+const kidLen = 43
+
+// thumbprint is the RFC 7638 thumbprint of pub in base64url: the kid.
+func thumbprint(pub ed25519.PublicKey) (string, error) {
+	jwk := jose.JSONWebKey{Key: pub}
+	tp, err := jwk.Thumbprint(crypto.SHA256)
+	if err != nil {
+		return "", fmt.Errorf("signer: thumbprint: %w", err)
+	}
+	return base64.RawURLEncoding.EncodeToString(tp), nil
+}
+
+// newKey is priv ready to sign (or only its public half, priv nil).
+func newKey(pub ed25519.PublicKey, priv ed25519.PrivateKey) (*key, error) {
+	kid, err := thumbprint(pub)
+	if err != nil {
+		return nil, err
+	}
+	k := &key{kid: kid, pub: pub}
+	if priv != nil {
+		sig, err := jose.NewSigner(
+			jose.SigningKey{Algorithm: jose.EdDSA, Key: jose.JSONWebKey{Key: priv, KeyID: kid}},
+			(&jose.SignerOptions{}).WithType("JWT"),
+		)
+		if err != nil {
+			return nil, fmt.Errorf("signer: %w", err)
+		}
+		k.signer = sig
+	}
+	return k, nil
+}
+
+// generate makes a new key; it returns the seed, the only part stored.
+func generate() (*key, []byte, error) {
+	pub, priv, err := ed25519.GenerateKey(nil) // crypto/rand
+	if err != nil {
+		return nil, nil, fmt.Errorf("signer: generate key: %w", err)
+	}
+	k, err := newKey(pub, priv)
+	return k, priv.Seed(), err
+}
+
+// ReadKeyFile reads SIGNING_KEY_FILE: one PEM "PRIVATE KEY" block
+// (PKCS#8) holding an Ed25519 key, such as `openssl genpkey -algorithm
+// ed25519` writes. Its errors name the setting and the file, never any of
+// its content, so config can show them as they are.
+func ReadKeyFile(path string) (ed25519.PrivateKey, error) {
+	const want = `want one PKCS#8 Ed25519 private key in PEM ("-----BEGIN PRIVATE KEY-----", e.g. from "openssl genpkey -algorithm ed25519")`
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		// The os error names the path and the reason, nothing of the file.
+		return nil, fmt.Errorf("SIGNING_KEY_FILE: %w", err)
+	}
+	block, rest := pem.Decode(raw)
+	switch {
+	case block == nil:
+		return nil, fmt.Errorf("SIGNING_KEY_FILE: %q holds no PEM block; %s", path, want)
+	case block.Type != "PRIVATE KEY":
+		return nil, fmt.Errorf("SIGNING_KEY_FILE: %q holds a PEM %q block; %s", path, block.Type, want)
+	}
+	if next, _ := pem.Decode(rest); next != nil {
+		return nil, fmt.Errorf("SIGNING_KEY_FILE: %q holds more than one PEM block; %s", path, want)
+	}
+	// x509's parse errors name the format problem, never the key's bytes.
+	parsed, err := x509.ParsePKCS8PrivateKey(block.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("SIGNING_KEY_FILE: %q is not a PKCS#8 private key (%v); %s", path, err, want)
+	}
+	priv, ok := parsed.(ed25519.PrivateKey)
+	if !ok {
+		return nil, fmt.Errorf("SIGNING_KEY_FILE: %q holds %s key; %s", path, keyKind(parsed), want)
+	}
+	return priv, nil
+}
+
+// keyKind names a parsed key's algorithm for an error message.
+func keyKind(k any) string {
+	switch k.(type) {
+	case *rsa.PrivateKey:
+		return "an RSA"
+	case *ecdsa.PrivateKey:
+		return "an ECDSA"
+	case *ecdh.PrivateKey:
+		return "an X25519 (key agreement, not signing)"
+	default:
+		return fmt.Sprintf("a %T", k)
+	}
+}
+
+// retireCurrent marks the current key retired in tx, if it matches also,
+// and erases its private half: a retired key never signs again.
+func retireCurrent(ctx context.Context, tx *ent.Tx, now time.Time, also ...func(*ent.SigningKeyUpdate)) (int, error) {
+	u := tx.SigningKey.Update().Where(signingkey.Current(true))
+	for _, f := range also {
+		f(u)
+	}
+	n, err := u.ClearCurrent().SetRetiredAt(now).ClearPrivateKey().Save(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("signer: retire the current key: %w", err)
+	}
+	return n, nil
+}
+
+// insertGenerated stores a new generated key as the current one, unless a
+// current key exists by then (another replica won the race; ON CONFLICT on
+// the unique index of current).
+func insertGenerated(ctx context.Context, tx *ent.Tx, now time.Time, k *key, seed []byte) error {
+	err := tx.SigningKey.Create().
+		SetKid(k.kid).SetPublicKey(k.pub).SetPrivateKey(seed).SetCurrent(true).SetCreatedAt(now).
+		OnConflictColumns(signingkey.FieldCurrent).DoNothing().Exec(ctx)
+	// ent reports ErrNoRows on PostgreSQL when DO NOTHING kept the row out.
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("signer: store the generated key: %w", err)
+	}
+	return nil
+}
+
+// installFileKey makes the key of SIGNING_KEY_FILE the current one: any
+// other current key is retired, and the file's key (new, or back after a
+// while) is current and not retired. Replicas starting with the same file
+// at once agree: the kid is the key's thumbprint, so they upsert one row.
+func (s *Signer) installFileKey(ctx context.Context, k *key) error {
+	return database.InTx(ctx, s.db, func(tx *ent.Tx) error {
+		now := s.clock()
+		if _, err := retireCurrent(ctx, tx, now, func(u *ent.SigningKeyUpdate) {
+			u.Where(signingkey.KidNEQ(k.kid))
+		}); err != nil {
+			return err
+		}
+		err := tx.SigningKey.Create().
+			SetKid(k.kid).SetPublicKey(k.pub).SetCurrent(true).SetCreatedAt(now).
+			OnConflictColumns(signingkey.FieldKid).
+			Update(func(u *ent.SigningKeyUpsert) { u.SetCurrent(true).ClearRetiredAt() }).
+			Exec(ctx)
+		if err != nil {
+			return fmt.Errorf("signer: register the key of SIGNING_KEY_FILE: %w", err)
+		}
+		return nil
+	})
+}
+
+// ensureGeneratedKey makes sure the current key is one kept in the
+// database. On the first start it generates one; several replicas starting
+// at once each try, the unique index lets one in, and all read that one
+// back. A current key without its private half (it came from a
+// SIGNING_KEY_FILE that is no longer given) gives way to a generated one.
+func (s *Signer) ensureGeneratedKey(ctx context.Context) error {
+	cur, err := s.db.SigningKey.Query().Where(signingkey.Current(true)).Only(ctx)
+	switch {
+	case err == nil && len(cur.PrivateKey) > 0:
+		return nil // the usual start: nothing to write
+	case err != nil && !ent.IsNotFound(err):
+		return fmt.Errorf("signer: read the current key: %w", err)
+	}
+	k, seed, err := generate()
+	if err != nil {
+		return err
+	}
+	return database.InTx(ctx, s.db, func(tx *ent.Tx) error {
+		now := s.clock()
+		if _, err := retireCurrent(ctx, tx, now, func(u *ent.SigningKeyUpdate) {
+			u.Where(signingkey.PrivateKeyIsNil())
+		}); err != nil {
+			return err
+		}
+		return insertGenerated(ctx, tx, now, k, seed)
+	})
+}
+
+// Rotate generates a new key kept in the database, makes it the current
+// one and retires the previous one, which stays listed and accepted until
+// every token it signed has expired. Other replicas sign with the new key
+// within cacheFor. It returns the new key's kid. With SIGNING_KEY_FILE the
+// key is the file's: rotate by replacing the file and restarting.
+func (s *Signer) Rotate(ctx context.Context) (string, error) {
+	if s.file != nil {
+		return "", errors.New("signer: the signing key comes from SIGNING_KEY_FILE: rotate by replacing the file and restarting")
+	}
+	k, seed, err := generate()
+	if err != nil {
+		return "", err
+	}
+	var old string
+	err = database.InTx(ctx, s.db, func(tx *ent.Tx) error {
+		now := s.clock()
+		// For the log only: the kid this rotation retires.
+		kids, err := tx.SigningKey.Query().Where(signingkey.Current(true)).Select(signingkey.FieldKid).Strings(ctx)
+		if err != nil {
+			return fmt.Errorf("signer: read the current key: %w", err)
+		}
+		old = strings.Join(kids, ",")
+		if _, err := retireCurrent(ctx, tx, now); err != nil {
+			return err
+		}
+		// A rotation racing this one may have put its own key in
+		// first; that one is as new as ours and wins.
+		return insertGenerated(ctx, tx, now, k, seed)
+	})
+	if err != nil {
+		return "", err
+	}
+	v, err := s.reload(ctx)
+	if err != nil {
+		return "", err
+	}
+	if v.current == nil {
+		return "", errors.New("signer: no current key after rotation")
+	}
+	s.log.Info("signing key rotated", "kid", v.current.kid, "retired_kid", old)
+	return v.current.kid, nil
+}

@@ -1,0 +1,208 @@
+package signer
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/verifier/verifier/ent"
+	"github.com/verifier/verifier/ent/signingkey"
+)
+
+// cacheFor is how long a replica trusts its copy of the key table. It
+// bounds how long after a rotation elsewhere this replica still signs with
+// the retired key (retireMargin covers it) and how long the JWKS lags.
+const cacheFor = 5 * time.Second
+
+// forcedEvery bounds the re-reads that a kid missing from the copy
+// triggers: a token signed with a key newer than the copy is verified at
+// once, and a stream of tokens with made-up kids costs the database at
+// most one read per forcedEvery per replica.
+const forcedEvery = time.Second
+
+// readTimeout bounds one read of the key table, shared by every caller
+// waiting on it.
+const readTimeout = 5 * time.Second
+
+// view is a replica's copy of the key table: the keys that may still have
+// signed a live token.
+type view struct {
+	// current signs new tokens; nil only if the table has no current key
+	// (never after New, unless the row was deleted by hand).
+	current *key
+	// keys are current first, then retired ones, newest first.
+	keys   []*key
+	loaded time.Time
+}
+
+// listed reports whether k may still have signed a live token at now.
+func (s *Signer) listed(k *key, now time.Time) bool {
+	return k.retiredAt == nil || now.Before(k.retiredAt.Add(s.retention))
+}
+
+// find is the listed key kid, or nil.
+func (s *Signer) find(v *view, kid string, now time.Time) *key {
+	for _, k := range v.keys {
+		if k.kid == kid && s.listed(k, now) {
+			return k
+		}
+	}
+	return nil
+}
+
+// keys is the view, read again once it is older than cacheFor. When the
+// database does not answer, the old copy serves on (retired keys still
+// drop out on time, since listed looks at the clock) and the next read is
+// tried cacheFor later: a database blip stops neither signing nor
+// verifying, and does not turn every request into a failing read.
+func (s *Signer) keys(ctx context.Context) (*view, error) {
+	v := s.view.Load()
+	if v != nil {
+		if age := s.clock().Sub(v.loaded); age >= 0 && age < cacheFor {
+			return v, nil
+		}
+	}
+	nv, err := s.reload(ctx)
+	if err == nil {
+		return nv, nil
+	}
+	if v == nil {
+		return nil, err
+	}
+	if ctx.Err() != nil {
+		// The caller left; the read goes on and stores what it finds.
+		return v, nil
+	}
+	s.log.Warn("signing keys: cannot read the key table, serving the copy read before", "loaded", v.loaded, "err", err)
+	stale := *v
+	stale.loaded = s.clock()
+	s.view.CompareAndSwap(v, &stale)
+	return v, nil
+}
+
+// lookup is the listed key kid. A kid missing from the copy may belong to
+// a key made since (by another replica's rotation or start): it triggers
+// one read of the table, at most once per forcedEvery.
+func (s *Signer) lookup(ctx context.Context, kid string) (*key, error) {
+	v, err := s.keys(ctx)
+	if err != nil {
+		return nil, err
+	}
+	now := s.clock()
+	if k := s.find(v, kid, now); k != nil || !plausibleKID(kid) {
+		return k, nil
+	}
+	s.mu.Lock()
+	if !s.lastForced.IsZero() && now.Sub(s.lastForced) < forcedEvery && now.Sub(s.lastForced) >= 0 {
+		s.mu.Unlock()
+		return nil, nil
+	}
+	s.lastForced = now
+	s.mu.Unlock()
+	v, err = s.reload(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return s.find(v, kid, now), nil
+}
+
+// plausibleKID reports whether kid could be one of ours (a thumbprint), so
+// that obvious garbage never reaches the database.
+func plausibleKID(kid string) bool {
+	if len(kid) != kidLen {
+		return false
+	}
+	for _, c := range []byte(kid) {
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+// reload reads the key table into a new view. Callers at the same moment
+// share one read, which one caller's cancellation does not end.
+func (s *Signer) reload(ctx context.Context) (*view, error) {
+	ch := s.loads.DoChan("keys", func() (any, error) {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), readTimeout)
+		defer cancel()
+		return s.read(ctx)
+	})
+	select {
+	case r := <-ch:
+		if r.Err != nil {
+			return nil, r.Err
+		}
+		return r.Val.(*view), nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// read reads the current key and those retired within the retention
+// window, and makes it the view.
+func (s *Signer) read(ctx context.Context) (*view, error) {
+	s.reads.Add(1)
+	now := s.clock()
+	rows, err := s.db.SigningKey.Query().
+		Where(signingkey.Or(signingkey.Current(true), signingkey.RetiredAtGT(now.Add(-s.retention)))).
+		Order(ent.Desc(signingkey.FieldCreatedAt), ent.Asc(signingkey.FieldKid)).
+		All(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("signer: read the signing keys: %w", err)
+	}
+	v := &view{loaded: now}
+	for _, r := range rows {
+		k, err := s.fromRow(r)
+		if err != nil {
+			// Never the key itself: only which row and why.
+			s.log.Error("signing keys: skipping a row that does not hold together", "kid", r.Kid, "err", err)
+			continue
+		}
+		if r.Current != nil && *r.Current {
+			v.current = k
+			v.keys = append([]*key{k}, v.keys...)
+		} else {
+			v.keys = append(v.keys, k)
+		}
+	}
+	s.view.Store(v)
+	return v, nil
+}
+
+// fromRow checks a row (the kid is its public key's thumbprint, the
+// private half matches) and makes it a key. A current key read from a file
+// signs only on the replicas that were given that file.
+func (s *Signer) fromRow(r *ent.SigningKey) (*key, error) {
+	if len(r.PublicKey) != ed25519.PublicKeySize {
+		return nil, errors.New("public key of the wrong size")
+	}
+	pub := ed25519.PublicKey(r.PublicKey)
+	var priv ed25519.PrivateKey
+	switch {
+	case r.RetiredAt != nil:
+		// Retired keys only verify.
+	case len(r.PrivateKey) > 0:
+		if len(r.PrivateKey) != ed25519.SeedSize {
+			return nil, errors.New("private key of the wrong size")
+		}
+		priv = ed25519.NewKeyFromSeed(r.PrivateKey)
+		if !bytes.Equal(priv.Public().(ed25519.PublicKey), pub) {
+			return nil, errors.New("private key does not match the public key")
+		}
+	case s.file != nil && s.file.kid == r.Kid:
+		priv = s.filePriv
+	}
+	k, err := newKey(pub, priv)
+	if err != nil {
+		return nil, err
+	}
+	if k.kid != r.Kid {
+		return nil, errors.New("kid is not the public key's thumbprint")
+	}
+	k.retiredAt = r.RetiredAt
+	return k, nil
+}
