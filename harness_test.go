@@ -73,6 +73,15 @@ type svc struct {
 	// settled fires each time the service's relay settles a batch or its
 	// mailer handles an event: what moves the outbox and mail metrics.
 	settled *testkit.Signal
+	// cleanUp runs the janitor's tasks once.
+	cleanUp func(context.Context)
+}
+
+// runJanitor runs every clean-up task now.
+func (s *svc) runJanitor(t testing.TB) {
+	t.Helper()
+	require.NotNil(t, s.cleanUp)
+	s.cleanUp(context.Background())
 }
 
 func newSvc(sink *mailtest.Sink) *svc {
@@ -86,6 +95,7 @@ func (s *svc) hooks(listening chan<- string, amqpPrefix string) hooks {
 		now:        s.clock.Now,
 		amqpPrefix: amqpPrefix,
 		settled:    s.settled.Fire,
+		janitor:    func(run func(context.Context)) { s.cleanUp = run },
 	}
 }
 

@@ -134,6 +134,9 @@ type hooks struct {
 	// settled is called each time the relay settles a batch or the mailer
 	// handles an event, so tests wait on it instead of polling.
 	settled func()
+	// janitor receives a way to run every clean-up task now, so tests
+	// need not wait for the janitor's next round.
+	janitor func(runOnce func(context.Context))
 }
 
 // run serves until ctx ends or a part fails. It builds the parts, starts
@@ -277,6 +280,9 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger, hk hooks) err
 		tasks = append(tasks, janitor.Task{Name: "dev outbox", Run: func(ctx context.Context) (int, error) { return devOutbox.Trim(ctx, devOutboxKept) }})
 	}
 	cleaner := janitor.New(log.With("component", "janitor"), janitorEvery, tasks...)
+	if hk.janitor != nil {
+		hk.janitor(cleaner.RunOnce)
+	}
 
 	ws := httpapi.DefaultWebsocketPolicy(cfg.WSMaxSubscriptions, cfg.MaxSubscriptions, cfg.WSMaxSockets)
 	// Every websocket, so the server's Stop can close them all with one code.

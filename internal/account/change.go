@@ -62,24 +62,9 @@ func (s *Service) changeEmail(ctx context.Context, tx *ent.Tx, u *ent.User, r ne
 		return err
 	}
 	if holder != nil && holder.Status == user.StatusVERIFIED {
-		if _, err := s.createRegistration(ctx, tx, r, nil, code.New(), now); err != nil {
-			return err
-		}
-		err = s.schedule(ctx, tx, newInbox, now, outgoing{event.AlreadyRegisteredTopic, event.AlreadyRegistered{Email: r.email, ChangeEmail: true}})
+		err = s.changeToTaken(ctx, tx, newInbox, r, now)
 	} else {
-		if err := s.supersede(ctx, tx, u.ID, registration.PurposeCHANGE_EMAIL, now); err != nil {
-			return err
-		}
-		c := code.New()
-		reg, err := s.createRegistration(ctx, tx, r, &u.ID, c, now)
-		if err != nil {
-			return err
-		}
-		req, err := s.verificationRequest(ctx, tx, reg, c, now)
-		if err != nil {
-			return err
-		}
-		err = s.schedule(ctx, tx, newInbox, now, outgoing{event.EmailChangeRequestedTopic, req})
+		err = s.changeToFree(ctx, tx, newInbox, u, r, now)
 	}
 	if err != nil {
 		return err
@@ -93,6 +78,33 @@ func (s *Service) changeEmail(ctx context.Context, tx *ent.Tx, u *ent.User, r ne
 		}
 	}
 	return s.schedule(ctx, tx, oldInbox, now, outgoing{event.EmailChangeNoticeTopic, event.EmailChangeNotice{Email: u.Email, NewEmail: MaskEmail(r.email)}})
+}
+
+// changeToTaken answers a change to an address a VERIFIED account holds
+// with a decoy registration and the "someone tried" notice to its owner.
+func (s *Service) changeToTaken(ctx context.Context, tx *ent.Tx, inbox *ent.EmailThrottle, r newRegistration, now time.Time) error {
+	if _, err := s.createRegistration(ctx, tx, r, nil, code.New(), now); err != nil {
+		return err
+	}
+	return s.schedule(ctx, tx, inbox, now, outgoing{event.AlreadyRegisteredTopic, event.AlreadyRegistered{Email: r.email, ChangeEmail: true}})
+}
+
+// changeToFree writes u's CHANGE_EMAIL registration (superseding a
+// pending one) and queues its link and code to the new address.
+func (s *Service) changeToFree(ctx context.Context, tx *ent.Tx, inbox *ent.EmailThrottle, u *ent.User, r newRegistration, now time.Time) error {
+	if err := s.supersede(ctx, tx, u.ID, registration.PurposeCHANGE_EMAIL, now); err != nil {
+		return err
+	}
+	c := code.New()
+	reg, err := s.createRegistration(ctx, tx, r, &u.ID, c, now)
+	if err != nil {
+		return err
+	}
+	req, err := s.verificationRequest(ctx, tx, reg, c, now)
+	if err != nil {
+		return err
+	}
+	return s.schedule(ctx, tx, inbox, now, outgoing{event.EmailChangeRequestedTopic, req})
 }
 
 // lockInboxes locks the cooldown records of inboxes in one order (sorted),

@@ -1,0 +1,164 @@
+package account
+
+import (
+	"context"
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/verifier/verifier/ent/user"
+	"github.com/verifier/verifier/internal/apperr"
+	"github.com/verifier/verifier/internal/event"
+	"github.com/verifier/verifier/internal/ratelimit"
+)
+
+// signedIn registers and confirms addr and signs in: a session token.
+func (b *testBundle) signedIn(t *testing.T, addr string) string {
+	t.Helper()
+	b.verified(t, addr)
+	tok, _, err := b.svc.SignIn(ratelimit.WithClient(context.Background(), "192.0.2.1"), addr, pw)
+	require.NoError(t, err)
+	return tok
+}
+
+// notices returns the email-change notices queued, oldest first.
+func (b *testBundle) changeNotices(t *testing.T) []event.EmailChangeNotice {
+	t.Helper()
+	var out []event.EmailChangeNotice
+	for _, ev := range b.events(t, event.EmailChangeNoticeTopic) {
+		var n event.EmailChangeNotice
+		require.NoError(t, json.Unmarshal(ev.Payload, &n))
+		out = append(out, n)
+	}
+	return out
+}
+
+func TestChangeEmail(t *testing.T) {
+	t.Parallel()
+	for _, by := range []string{"link", "code"} {
+		t.Run(by, func(t *testing.T) {
+			t.Parallel()
+			eachDB(t, func(t *testing.T, b *testBundle) {
+				ctx := context.Background()
+				session := b.signedIn(t, "old@example.com")
+				u, err := b.db.User.Query().Only(ctx)
+				require.NoError(t, err)
+
+				err = b.svc.ChangeEmail(ctx, "", "new@example.com")
+				requireCode(t, apperr.Unauthenticated, err, "no token")
+				require.NoError(t, b.svc.ChangeEmail(ctx, session, "New@Example.com"))
+				m := b.lastEmail(t, "new@example.com")
+				require.NotEmpty(t, m.token)
+				require.Len(t, m.code, 6)
+				require.Equal(t, []event.EmailChangeNotice{{Email: "old@example.com", NewEmail: "n…@example.com"}}, b.changeNotices(t))
+
+				// Nothing changes before the confirmation.
+				_, _, err = b.svc.SignIn(ratelimit.WithClient(ctx, "192.0.2.1"), "old@example.com", pw)
+				require.NoError(t, err)
+
+				var v Verification
+				if by == "link" {
+					v, err = b.svc.VerifyEmail(ctx, m.token)
+				} else {
+					_, err = b.svc.ConfirmEmailChange(ctx, session, wrongCode(m.code))
+					require.Equal(t, 4, attemptsLeft(t, err))
+					v, err = b.svc.ConfirmEmailChange(ctx, session, m.code)
+				}
+				require.NoError(t, err)
+				require.Equal(t, "new@example.com", v.Email)
+				require.False(t, v.AlreadyVerified)
+				b.requireReceipt(t, &v.Receipt, "new@example.com")
+
+				u2, err := b.db.User.Get(ctx, u.ID)
+				require.NoError(t, err)
+				require.Equal(t, "new@example.com", u2.Email)
+				evs := b.events(t, event.EmailChangedTopic)
+				require.Len(t, evs, 1)
+				var changed event.EmailChanged
+				require.NoError(t, json.Unmarshal(evs[0].Payload, &changed))
+				require.Equal(t, event.EmailChanged{UserID: u.ID, OldEmail: "old@example.com", Email: "new@example.com", ChangedAt: v.VerifiedAt}, changed)
+
+				// Again: VERIFIED, already, no second event.
+				v, err = b.svc.VerifyEmail(ctx, m.token)
+				require.NoError(t, err)
+				require.True(t, v.AlreadyVerified)
+				require.Len(t, b.events(t, event.EmailChangedTopic), 1)
+
+				_, _, err = b.svc.SignIn(ratelimit.WithClient(ctx, "192.0.2.2"), "new@example.com", pw)
+				require.NoError(t, err)
+			})
+		})
+	}
+}
+
+// A new address held by a VERIFIED account: the same answer, a decoy
+// registration, the "someone tried" notice to its owner, and the notice to
+// the requester's own address as always. Nothing to confirm.
+func TestChangeEmailToTakenAddress(t *testing.T) {
+	t.Parallel()
+	eachDB(t, func(t *testing.T, b *testBundle) {
+		ctx := context.Background()
+		session := b.signedIn(t, "me@example.com")
+		b.verified(t, "taken@example.com")
+		b.clock.Advance(2 * time.Minute)
+		before := len(b.events(t, event.RegisteredTopic))
+
+		require.NoError(t, b.svc.ChangeEmail(ctx, session, "taken@example.com"))
+		require.Len(t, b.events(t, event.EmailChangeRequestedTopic), 0, "no link to the taken address")
+		require.Len(t, b.events(t, event.RegisteredTopic), before)
+		notices := b.events(t, event.AlreadyRegisteredTopic)
+		require.Len(t, notices, 1)
+		var n event.AlreadyRegistered
+		require.NoError(t, json.Unmarshal(notices[0].Payload, &n))
+		require.Equal(t, event.AlreadyRegistered{Email: "taken@example.com", ChangeEmail: true}, n)
+		require.Equal(t, []event.EmailChangeNotice{{Email: "me@example.com", NewEmail: "t…@example.com"}}, b.changeNotices(t))
+
+		_, err := b.svc.ConfirmEmailChange(ctx, session, "123456")
+		require.Zero(t, attemptsLeft(t, err), "nothing pending")
+	})
+}
+
+// An UNVERIFIED account holding the new address when the change is
+// confirmed is deleted: the inbox's owner proved control of it.
+func TestChangeEmailDeletesUnverifiedHolder(t *testing.T) {
+	t.Parallel()
+	eachDB(t, func(t *testing.T, b *testBundle) {
+		ctx := context.Background()
+		session := b.signedIn(t, "mover@example.com")
+		squatter := b.registerWith(t, "wanted@example.com", "squatter password")
+		require.NoError(t, b.svc.ChangeEmail(ctx, session, "wanted@example.com"))
+		v, err := b.svc.VerifyEmail(ctx, b.lastEmail(t, "wanted@example.com").token)
+		require.NoError(t, err)
+		require.Equal(t, "wanted@example.com", v.Email)
+
+		users, err := b.db.User.Query().Where(user.Email("wanted@example.com")).All(ctx)
+		require.NoError(t, err)
+		require.Len(t, users, 1)
+		require.Equal(t, user.StatusVERIFIED, users[0].Status)
+		_, err = b.svc.Status(ctx, squatter)
+		requireCode(t, apperr.InvalidToken, err, "the squatter's registration went with it")
+		_, _, err = b.svc.SignIn(ratelimit.WithClient(ctx, "192.0.2.3"), "wanted@example.com", "squatter password")
+		requireCode(t, apperr.InvalidCredentials, err)
+	})
+}
+
+// A newer change supersedes the pending one: its link and code are dead.
+func TestChangeEmailSupersedes(t *testing.T) {
+	t.Parallel()
+	eachDB(t, func(t *testing.T, b *testBundle) {
+		ctx := context.Background()
+		session := b.signedIn(t, "me2@example.com")
+		require.NoError(t, b.svc.ChangeEmail(ctx, session, "first@example.com"))
+		first := b.lastEmail(t, "first@example.com")
+		require.NoError(t, b.svc.ChangeEmail(ctx, session, "second@example.com"))
+		_, err := b.svc.VerifyEmail(ctx, first.token)
+		requireCode(t, apperr.InvalidToken, err)
+		_, err = b.svc.ConfirmEmailChange(ctx, session, first.code)
+		requireCode(t, apperr.InvalidCode, err, "checked against the newest change's code")
+		v, err := b.svc.ConfirmEmailChange(ctx, session, b.lastEmail(t, "second@example.com").code)
+		require.NoError(t, err)
+		require.Equal(t, "second@example.com", v.Email)
+	})
+}
