@@ -1,6 +1,7 @@
 // Package web serves the browser app from the binary: the sign-up page with
-// its live "check your inbox" screen at /, and the confirm page behind the
-// email link at /verify-email.
+// its live "check your inbox" screen at /, the confirm page behind the
+// email link at /verify-email, and the sign-in page (with the signed-in
+// view and the change-address screen) at /sign-in.
 //
 // The app's source is in app/ (TypeScript, built with Vite); its build
 // output in dist/ is committed, so `go run .` serves it on a fresh clone
@@ -25,8 +26,9 @@ func Handler() http.Handler {
 	mux := http.NewServeMux()
 	page := func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
-		// The confirm page's URL holds a token: never send it on as a
-		// referrer, never let the page be framed, run only our own code.
+		// The confirm page's URL holds a token and the sign-in page a
+		// password field: never send a URL on as a referrer, never let a
+		// page be framed, run only our own code.
 		h.Set("Referrer-Policy", "no-referrer")
 		h.Set("X-Frame-Options", "DENY")
 		h.Set("X-Content-Type-Options", "nosniff")
@@ -36,6 +38,7 @@ func Handler() http.Handler {
 	}
 	mux.HandleFunc("GET /{$}", page)
 	mux.HandleFunc("GET /verify-email", page)
+	mux.HandleFunc("GET /sign-in", page)
 	assets := http.FileServerFS(files)
 	mux.Handle("GET /assets/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		// File names carry a content hash, so they never change.

@@ -21,7 +21,7 @@ func TestHandler(t *testing.T) {
 		b, _ := io.ReadAll(resp.Body)
 		return resp, string(b)
 	}
-	for _, path := range []string{"/", "/verify-email?token=abc"} {
+	for _, path := range []string{"/", "/verify-email?token=abc", "/sign-in"} {
 		resp, body := get(path)
 		require.Equal(t, 200, resp.StatusCode, path)
 		require.Equal(t, "no-referrer", resp.Header.Get("Referrer-Policy"))

@@ -142,6 +142,10 @@ describe('keyboard and layout', () => {
     await p.getByRole('heading', { name: 'Check your inbox' }).waitFor();
     assert.equal(await p.evaluate(() => document.activeElement.tagName), 'H1', 'focus moves to the new screen');
     await p.keyboard.press('Tab');
+    assert.equal(await p.evaluate(() => document.activeElement.id), 'code', 'the code field comes first');
+    await p.keyboard.press('Tab');
+    assert.equal(await p.evaluate(() => document.activeElement.id), 'verify-code');
+    await p.keyboard.press('Tab');
     assert.equal(await p.evaluate(() => document.activeElement.id), 'resend');
   });
 

@@ -2,11 +2,13 @@
 // Chromium driven by playwright-core, and the dev outbox as the mailbox.
 import { spawn, execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer as createHTTPServer } from 'node:http';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import assert from 'node:assert/strict';
 import { after, afterEach, before } from 'node:test';
+import { createRemoteJWKSet, jwtVerify } from 'jose';
 import { chromium } from 'playwright-core';
 
 const repo = resolve(import.meta.dirname, '../../..');
@@ -156,10 +158,31 @@ export async function latestLink(server, email, { after } = {}) {
   throw new Error(`no link mailed to ${email}`);
 }
 
-export async function gql(server, query, variables) {
+/**
+ * Waits for the newest one-time code mailed to `email` (other than `after`):
+ * six digits, maybe split "123 456", after "code:" or else anywhere in the
+ * text outside its links (a token may hold a run of digits).
+ */
+export async function latestCode(server, email, { after } = {}) {
+  for (let i = 0; i < 200; i++) {
+    for (const m of await devMail(server)) {
+      if (m.to !== email) continue;
+      const text = m.text.replace(/https?:\/\/\S+/g, ' ');
+      const found = text.match(/code:\s*(\d{3})[ -]?(\d{3})(?!\d)/i) ?? text.match(/(?<![\d-])(\d{3})[ -]?(\d{3})(?![\d-])/);
+      if (found && found[1] + found[2] !== after) return found[1] + found[2];
+      break; // only the newest mail to the address counts
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`no code mailed to ${email}`);
+}
+
+export async function gql(server, query, variables, bearer) {
+  const headers = { 'Content-Type': 'application/json' };
+  if (bearer) headers.Authorization = `Bearer ${bearer}`;
   const res = await fetch(`${server.url}/query`, {
     method: 'POST',
-    headers: { 'Content-Type': 'application/json' },
+    headers,
     body: JSON.stringify({ query, variables }),
   });
   return res.json();
@@ -175,6 +198,47 @@ export async function apiVerify(server, link) {
   const token = new URL(link).searchParams.get('token');
   const r = await gql(server, 'mutation($t:String!){verifyEmail(token:$t){status}}', { t: token });
   if (r.errors) throw new Error(JSON.stringify(r.errors));
+}
+
+/**
+ * The integrating app on loopback: any path answers a small page, and every
+ * request line is kept in `requests` (to show that a receipt in the
+ * fragment never reaches a server).
+ */
+export async function startApp() {
+  const requests = [];
+  const srv = createHTTPServer((req, res) => {
+    requests.push(req.url);
+    res.writeHead(200, { 'Content-Type': 'text/html; charset=utf-8' });
+    res.end('<!doctype html><title>The app</title><link rel="icon" href="data:,"><h1>Back in the app</h1>');
+  });
+  await new Promise((ok) => srv.listen(0, '127.0.0.1', ok));
+  return {
+    origin: `http://127.0.0.1:${srv.address().port}`,
+    requests,
+    stop: () => new Promise((ok) => {
+      srv.closeAllConnections();
+      srv.close(ok);
+    }),
+  };
+}
+
+/** A verified account, made through the API. */
+export async function apiVerifiedAccount(server, email, password = 'correct horse battery') {
+  await apiRegister(server, email, password);
+  await apiVerify(server, await latestLink(server, email));
+}
+
+/**
+ * Checks a receipt or sign-in token the way an app's backend would: with
+ * the `jose` package against the live JWKS. Returns its claims.
+ */
+export async function verifyJWT(server, jwt, tokenUse) {
+  const jwks = createRemoteJWKSet(new URL('/.well-known/jwks.json', server.url));
+  const { payload, protectedHeader } = await jwtVerify(jwt, jwks, { issuer: server.url, algorithms: ['EdDSA'] });
+  assert.ok(protectedHeader.kid, 'kid set');
+  assert.equal(payload.token_use, tokenUse);
+  return payload;
 }
 
 let seq = 0;

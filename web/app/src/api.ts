@@ -21,6 +21,8 @@ export class ApiError extends Error {
     message: string,
     readonly code: string,
     readonly retryAfterSeconds?: number,
+    /** For INVALID_CODE: wrong tries left before the code dies (0: dead). */
+    readonly attemptsLeft?: number,
   ) {
     super(message);
   }
@@ -28,21 +30,27 @@ export class ApiError extends Error {
 
 interface GraphQLError {
   message: string;
-  extensions?: { code?: string; retryAfterSeconds?: number };
+  extensions?: { code?: string; retryAfterSeconds?: number; attemptsLeft?: number };
 }
 
 function toApiError(e: GraphQLError): ApiError {
-  return new ApiError(e.message, e.extensions?.code ?? 'INTERNAL', e.extensions?.retryAfterSeconds);
+  const x = e.extensions;
+  return new ApiError(e.message, x?.code ?? 'INTERNAL', x?.retryAfterSeconds, x?.attemptsLeft);
 }
 
-async function request<T>(query: string, variables: Record<string, unknown>): Promise<T> {
+/** Any thrown value as an ApiError, for the screens' catch blocks. */
+export function asApiError(err: unknown): ApiError {
+  return err instanceof ApiError ? err : new ApiError(String(err), 'INTERNAL');
+}
+
+/** Sends a query or mutation; `bearer` is a signIn token, for the calls
+ * that act on the signed-in user. */
+async function request<T>(query: string, variables: Record<string, unknown>, bearer?: string): Promise<T> {
   let res: Response;
+  const headers: Record<string, string> = { 'Content-Type': 'application/json' };
+  if (bearer) headers.Authorization = `Bearer ${bearer}`;
   try {
-    res = await fetch('/query', {
-      method: 'POST',
-      headers: { 'Content-Type': 'application/json' },
-      body: JSON.stringify({ query, variables }),
-    });
+    res = await fetch('/query', { method: 'POST', headers, body: JSON.stringify({ query, variables }) });
   } catch {
     throw new ApiError('The server could not be reached.', 'NETWORK');
   }
@@ -57,10 +65,14 @@ async function request<T>(query: string, variables: Record<string, unknown>): Pr
   return body.data;
 }
 
-export async function register(email: string, password: string): Promise<string> {
+/** Registers; `redirectTo` is where the person goes once verified (the
+ * server checks it against its allowed origins). */
+export async function register(email: string, password: string, redirectTo?: string): Promise<string> {
+  const input: Record<string, string> = { email, password };
+  if (redirectTo) input.redirectTo = redirectTo;
   const d = await request<{ register: { watchToken: string } }>(
     'mutation Register($input: RegisterInput!) { register(input: $input) { watchToken status } }',
-    { input: { email, password } },
+    { input },
   );
   return d.register.watchToken;
 }
@@ -69,18 +81,68 @@ export interface Verified {
   email: string;
   verifiedAt: string;
   alreadyVerified: boolean;
+  /** Signed proof of the verification, for the app behind redirectTo. */
+  receipt: string;
+  redirectTo?: string | null;
 }
+
+const verifiedFields = '{ email status verifiedAt alreadyVerified receipt redirectTo }';
 
 export async function verifyEmail(token: string): Promise<Verified> {
   const d = await request<{ verifyEmail: Verified }>(
-    'mutation Verify($token: String!) { verifyEmail(token: $token) { email status verifiedAt alreadyVerified } }',
+    `mutation Verify($token: String!) { verifyEmail(token: $token) ${verifiedFields} }`,
     { token },
   );
   return d.verifyEmail;
 }
 
+/** Confirms the registration behind watchToken with the code from its email. */
+export async function verifyEmailWithCode(watchToken: string, code: string): Promise<Verified> {
+  const d = await request<{ verifyEmailWithCode: Verified }>(
+    `mutation VerifyCode($w: String!, $c: String!) { verifyEmailWithCode(watchToken: $w, code: $c) ${verifiedFields} }`,
+    { w: watchToken, c: code },
+  );
+  return d.verifyEmailWithCode;
+}
+
+export interface SignedIn {
+  token: string;
+  expiresAt: string;
+}
+
+export async function signIn(email: string, password: string): Promise<SignedIn> {
+  const d = await request<{ signIn: SignedIn }>(
+    'mutation SignIn($e: String!, $p: String!) { signIn(email: $e, password: $p) { token expiresAt } }',
+    { e: email, p: password },
+  );
+  return d.signIn;
+}
+
+/** Mails a link and a code to newEmail; nothing changes until it is confirmed. */
+export async function changeEmail(token: string, newEmail: string): Promise<void> {
+  await request('mutation Change($e: String!) { changeEmail(newEmail: $e) }', { e: newEmail }, token);
+}
+
+/** Confirms the pending address change with the code mailed to the new address. */
+export async function confirmEmailChange(token: string, code: string): Promise<Verified> {
+  const d = await request<{ confirmEmailChange: Verified }>(
+    `mutation ConfirmChange($c: String!) { confirmEmailChange(code: $c) ${verifiedFields} }`,
+    { c: code },
+    token,
+  );
+  return d.confirmEmailChange;
+}
+
 export async function resend(email: string): Promise<void> {
   await request('mutation Resend($email: String!) { resendVerificationEmail(email: $email) }', { email });
+}
+
+interface Event {
+  status: Status;
+  at: string;
+  delivery?: Delivery | null;
+  receipt?: string | null;
+  redirectTo?: string | null;
 }
 
 export type Connection = 'connecting' | 'live' | 'reconnecting';
@@ -98,7 +160,8 @@ export interface Watch {
 export function watchStatus(
   watchToken: string,
   on: {
-    status(s: Status): void;
+    /** VERIFIED comes with a receipt and the registration's redirectTo. */
+    status(s: Status, receipt?: string | null, redirectTo?: string | null): void;
     /** Each delivery change of the registration's latest email. */
     delivery(d: Delivery): void;
     connection(c: Connection): void;
@@ -132,10 +195,10 @@ export function watchStatus(
   // current status, which covers any change made while disconnected.
   function subscribe() {
     unsubscribe?.();
-    unsubscribe = client.subscribe<{ verificationStatus: { status: Status; at: string; delivery?: Delivery | null } }>(
+    unsubscribe = client.subscribe<{ verificationStatus: Event }>(
       {
         query:
-          'subscription Watch($w: String!) { verificationStatus(watchToken: $w, withDelivery: true) { status at delivery { state at attempts reason } } }',
+          'subscription Watch($w: String!) { verificationStatus(watchToken: $w, withDelivery: true) { status at receipt redirectTo delivery { state at attempts reason } } }',
         variables: { w: watchToken },
       },
       {
@@ -145,9 +208,9 @@ export function watchStatus(
             return;
           }
           if (!r.data) return;
-          const { status, delivery } = r.data.verificationStatus;
+          const { status, delivery, receipt, redirectTo } = r.data.verificationStatus;
           if (delivery) on.delivery(delivery);
-          on.status(status);
+          on.status(status, receipt, redirectTo);
         },
         error: () => {
           // A dropped socket: the client reconnects and `connected` subscribes again.

@@ -1,6 +1,7 @@
-import { ApiError, resend, verifyEmail } from './api';
+import { asApiError, resend, verifyEmail } from './api';
 import { announce, h, show } from './dom';
 import { checkEmail, describe } from './messages';
+import { onward } from './onward';
 
 /** The page behind the email link. Only the button verifies: mail scanners
  * open links, people press buttons. */
@@ -25,13 +26,15 @@ export function confirmPage(token: string): void {
     try {
       const v = await verifyEmail(token);
       if (v.alreadyVerified) {
-        outcome('already', 'Already verified', h('p', {}, h('strong', {}, v.email), ' was confirmed earlier. Nothing else to do.'));
+        outcome('already', 'Already verified', h('p', {}, h('strong', {}, v.email), ' was confirmed earlier. Nothing else to do.'),
+          onward(v.receipt, v.redirectTo));
       } else {
         outcome('verified', 'Email verified', h('p', {}, h('strong', {}, v.email),
-          ' is confirmed. If the sign-up page is still open, on this or another device, it has updated.'));
+          ' is confirmed. If the sign-up page is still open, on this or another device, it has updated.'),
+          onward(v.receipt, v.redirectTo));
       }
     } catch (err) {
-      const e = err instanceof ApiError ? err : new ApiError(String(err), 'INTERNAL');
+      const e = asApiError(err);
       switch (e.code) {
         case 'TOKEN_EXPIRED':
           outcome('expired', 'This link has expired', h('p', {}, 'Links work for a limited time. Get a fresh one:'), resendForm());
@@ -83,7 +86,7 @@ function resendForm(): HTMLFormElement {
       await resend(email.value.trim());
       note.textContent = 'If that address is waiting for confirmation, a new link is on its way. Check your inbox.';
     } catch (err) {
-      const e = err instanceof ApiError ? err : new ApiError(String(err), 'INTERNAL');
+      const e = asApiError(err);
       note.textContent = describe(e);
       send.disabled = false;
     }

@@ -40,3 +40,32 @@ export function announce(text: string): void {
   // A fresh node after clearing makes every announcement heard, even a repeat.
   requestAnimationFrame(() => (el.textContent = text));
 }
+
+/**
+ * Disables `button` for `seconds` while a rate limit lasts, showing the time
+ * left (`waiting(n)`), then gives it back its label. Returns a function that
+ * stops the countdown early (leaving a screen).
+ */
+export function countdown(button: HTMLButtonElement, seconds: number, waiting: (left: number) => string): () => void {
+  const label = button.dataset.label ?? button.textContent ?? '';
+  // A second countdown on the same button restores the original label.
+  button.dataset.label = label;
+  window.clearInterval(Number(button.dataset.timer));
+  let left = Math.max(1, Math.ceil(seconds));
+  const stop = () => {
+    window.clearInterval(timer);
+    button.disabled = false;
+    button.textContent = label;
+    delete button.dataset.timer;
+  };
+  const tick = () => {
+    if (left <= 0) return stop();
+    button.disabled = true;
+    button.textContent = waiting(left);
+    left--;
+  };
+  const timer = window.setInterval(tick, 1000);
+  button.dataset.timer = String(timer);
+  tick();
+  return () => window.clearInterval(timer);
+}

@@ -1,21 +1,27 @@
-import { ApiError, resend, watchStatus, type Connection, type Delivery, type Status } from './api';
+import { ApiError, verifyEmailWithCode, watchStatus, type Connection, type Delivery, type Status } from './api';
+import { codeForm } from './code';
 import { announce, h, show } from './dom';
 import { describe } from './messages';
+import { onward } from './onward';
+import { resendControl } from './resend';
 
 /**
  * "Check your inbox": follows the registration live and flips to verified
- * when the link is confirmed anywhere, this tab or another device.
+ * when the link is confirmed anywhere, this tab or another device, or when
+ * the code from the email is typed here.
  */
 export function inboxPage(email: string, watchToken: string, opts: { onStartOver(prefill: string): void; onExpired(): void }): void {
   const statusText = h('p', { class: 'status-text' }, 'Waiting for you to confirm…');
   const badge = h('span', { class: 'badge', 'data-state': 'connecting' }, 'Connecting…');
   const statusBox = h('div', { class: 'status', 'data-status': 'UNVERIFIED', id: 'status' }, h('span', { class: 'dot', 'aria-hidden': 'true' }), statusText);
-  const resendNote = h('p', { class: 'note', role: 'status' });
-  const resendButton = h('button', { type: 'button', class: 'secondary', id: 'resend' }, 'Resend email');
+  const resender = resendControl({
+    label: 'Resend email', again: 'Resend', sent: 'We sent a new link. Any earlier link still works.', email: () => email,
+  });
+  const { button: resendButton, note: resendNote } = resender;
   const startOver = h('button', { type: 'button', class: 'link' }, 'Wrong address? Start over');
   const heading = h('h1', {}, 'Check your inbox');
-  const lead = h('p', { class: 'lead' }, 'We sent a link to ', h('strong', { class: 'address' }, email),
-    '. Open it on this or any other device and press “Confirm my email”. This page updates by itself.');
+  const lead = h('p', { class: 'lead' }, 'We sent a link and a code to ', h('strong', { class: 'address' }, email),
+    '. Open the link on this or any other device and press “Confirm my email”, or type the code here. This page updates by itself.');
   const actions = h('div', { class: 'actions' }, resendButton, startOver);
 
   // What became of the email, as the mail server told us. Its own polite
@@ -50,6 +56,7 @@ export function inboxPage(email: string, watchToken: string, opts: { onStartOver
     // A resend to a refused address would be refused too: fixing the
     // address is the one way on.
     actions.hidden = failed;
+    code.hidden = failed;
     if (failed) {
       statusBox.dataset.status = 'FAILED';
       statusText.textContent = 'We could not deliver the link.';
@@ -62,58 +69,42 @@ export function inboxPage(email: string, watchToken: string, opts: { onStartOver
     }
   };
 
-  let countdown: number | undefined;
-  const cooldown = (seconds: number) => {
-    window.clearInterval(countdown);
-    let left = Math.max(1, Math.ceil(seconds));
-    const tick = () => {
-      if (left <= 0) {
-        window.clearInterval(countdown);
-        resendButton.disabled = false;
-        resendButton.textContent = 'Resend email';
-        return;
-      }
-      resendButton.disabled = true;
-      resendButton.textContent = `Resend in ${left} s`;
-      left--;
-    };
-    tick();
-    countdown = window.setInterval(tick, 1000);
+  let verified = false;
+  const onVerified = (receipt?: string | null, redirectTo?: string | null) => {
+    if (verified) return;
+    verified = true;
+    watch.stop();
+    resender.stop();
+    statusBox.dataset.status = 'VERIFIED';
+    statusText.textContent = 'Your email is verified.';
+    heading.textContent = 'You are all set';
+    lead.replaceChildren(h('strong', { class: 'address' }, email),
+      receipt && redirectTo ? ' is confirmed. Continue where you left off.' : ' is confirmed. You can sign in now.');
+    // A new screen, so focus starts at its heading again (the code field
+    // that may have held it is gone).
+    show(heading, lead, statusBox, onward(receipt, redirectTo));
+    announce(`${email} is verified.`);
   };
 
-  resendButton.addEventListener('click', async () => {
-    resendButton.disabled = true;
-    resendNote.textContent = '';
-    try {
-      await resend(email);
-      resendNote.textContent = 'We sent a new link. Any earlier link still works.';
-      resendButton.disabled = false;
-    } catch (err) {
-      const e = err instanceof ApiError ? err : new ApiError(String(err), 'INTERNAL');
-      if (e.code === 'RATE_LIMITED') {
-        resendNote.textContent = 'An email was sent a moment ago. You can ask for another when the countdown ends.';
-        cooldown(e.retryAfterSeconds ?? 60);
-      } else {
-        resendNote.textContent = describe(e);
-        resendButton.disabled = false;
-      }
-    }
+  const code = codeForm({
+    label: 'Or type the 6-digit code from the email',
+    submit: async (c) => {
+      const v = await verifyEmailWithCode(watchToken, c);
+      onVerified(v.receipt, v.redirectTo);
+    },
+    dead: 'Use the link in the email, or send a new email.',
+    other: (e) => {
+      // A newer sign-up for the address replaced this one.
+      if (e.code !== 'INVALID_TOKEN') return false;
+      leave(opts.onExpired);
+      return true;
+    },
+    onDead: () => resendButton.focus(),
   });
 
   const watch = watchStatus(watchToken, {
-    status: (s: Status) => {
-      if (s !== 'VERIFIED' || statusBox.dataset.status === 'VERIFIED') return;
-      statusBox.dataset.status = 'VERIFIED';
-      statusText.textContent = 'Your email is verified.';
-      heading.textContent = 'You are all set';
-      lead.replaceChildren(h('strong', { class: 'address' }, email), ' is confirmed. You can continue in the app.');
-      actions.remove();
-      resendNote.remove();
-      deliveryBox.remove();
-      badge.remove();
-      window.clearInterval(countdown);
-      announce(`${email} is verified.`);
-      watch.stop();
+    status: (s: Status, receipt, redirectTo) => {
+      if (s === 'VERIFIED') onVerified(receipt, redirectTo);
     },
     delivery: showDelivery,
     connection: (c: Connection) => {
@@ -122,19 +113,22 @@ export function inboxPage(email: string, watchToken: string, opts: { onStartOver
       if (c === 'reconnecting') announce('Connection lost. Reconnecting…');
     },
     error: (e: ApiError) => {
-      watch.stop();
-      if (e.code === 'INVALID_TOKEN') opts.onExpired();
-      else statusText.textContent = describe(e);
+      if (e.code === 'INVALID_TOKEN') leave(opts.onExpired);
+      else {
+        watch.stop();
+        statusText.textContent = describe(e);
+      }
     },
   });
 
-  const leave = () => {
+  function leave(to: () => void) {
     watch.stop();
-    window.clearInterval(countdown);
-    opts.onStartOver(email);
-  };
-  startOver.addEventListener('click', leave);
-  fixAddress.addEventListener('click', leave);
+    resender.stop();
+    to();
+  }
+  const startAgain = () => leave(() => opts.onStartOver(email));
+  startOver.addEventListener('click', startAgain);
+  fixAddress.addEventListener('click', startAgain);
 
-  show(h('div', { class: 'title-row' }, heading, badge), lead, statusBox, deliveryBox, actions, resendNote);
+  show(h('div', { class: 'title-row' }, heading, badge), lead, statusBox, deliveryBox, code, actions, resendNote);
 }

@@ -1,4 +1,5 @@
 import './styles.css';
+import { signInFlow } from './account';
 import { confirmPage } from './confirm';
 import { inboxPage } from './inbox';
 import * as session from './session';
@@ -9,17 +10,31 @@ function start(): void {
     confirmPage(new URLSearchParams(location.search).get('token') ?? '');
     return;
   }
+  if (location.pathname === '/sign-in') {
+    signInFlow();
+    return;
+  }
   const current = session.load();
   if (current) watch(current.email, current.watchToken);
   else signup();
 }
 
+// An integrating app sends people to /?redirect_to=<its URL> to have them
+// back, with a receipt, once verified. The server checks the URL's origin
+// against PUBLIC_URL's and REDIRECT_ALLOWLIST when they register.
+const redirectTo = new URLSearchParams(location.search).get('redirect_to') ?? undefined;
+
 function signup(notice?: string, prefill?: string): void {
   document.title = 'Sign up · verifier';
-  signupPage((email, watchToken) => {
-    session.save({ email, watchToken });
-    watch(email, watchToken);
-  }, notice, prefill);
+  signupPage({
+    onRegistered: (email, watchToken) => {
+      session.save({ email, watchToken });
+      watch(email, watchToken);
+    },
+    notice,
+    prefill,
+    redirectTo,
+  });
 }
 
 function watch(email: string, watchToken: string): void {
@@ -31,7 +46,7 @@ function watch(email: string, watchToken: string): void {
     },
     onExpired: () => {
       session.clear();
-      signup('That sign-up has expired. Please sign up again.');
+      signup('That sign-up has expired or was replaced by a newer one. Please sign up again.');
     },
   });
 }

@@ -10,12 +10,28 @@ export function describe(e: ApiError): string {
     case 'TOKEN_EXPIRED':
       return 'This link has expired.';
     case 'RATE_LIMITED':
-      return `Please wait ${e.retryAfterSeconds ?? 60} seconds before trying again.`;
+      return `Please wait ${seconds(e.retryAfterSeconds ?? 60)} before trying again.`;
+    case 'INVALID_CODE':
+      return e.attemptsLeft === 0
+        ? 'This code no longer works.'
+        : `That code is not right — ${e.attemptsLeft === 1 ? '1 try' : `${e.attemptsLeft ?? 'a few'} tries`} left.`;
+    case 'INVALID_CREDENTIALS':
+      // One answer for an unknown address and a wrong password: the
+      // server does not say which, neither does the page.
+      return 'That email and password do not match. Check both and try again.';
+    case 'EMAIL_NOT_VERIFIED':
+      return 'This address is not confirmed yet. Open the link in the email we sent you, or get a new one.';
+    case 'UNAUTHENTICATED':
+      return 'Your session has ended. Please sign in again.';
     case 'NETWORK':
       return 'We could not reach the server. Check your connection and try again.';
     default:
       return 'Something went wrong on our side. Please try again in a moment.';
   }
+}
+
+function seconds(n: number): string {
+  return n === 1 ? '1 second' : `${n} seconds`;
 }
 
 function capitalise(s: string): string {

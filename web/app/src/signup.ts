@@ -1,11 +1,19 @@
-import { ApiError, register } from './api';
+import { asApiError, register } from './api';
 import { h, show } from './dom';
 import { checkEmail, checkPassword, describe, strength } from './messages';
+import { passwordInput } from './password';
 
 /** The sign-up form. `notice` is shown above it (e.g. an expired watch);
  * `prefill` is the address to start from (starting over from the waiting
- * screen, e.g. after the mail server refused it). */
-export function signupPage(onRegistered: (email: string, watchToken: string) => void, notice?: string, prefill?: string): void {
+ * screen, e.g. after the mail server refused it); `redirectTo` is where
+ * the integrating app wants the person back once verified. */
+export function signupPage(opts: {
+  onRegistered(email: string, watchToken: string): void;
+  notice?: string;
+  prefill?: string;
+  redirectTo?: string;
+}): void {
+  const { notice, prefill } = opts;
   const emailError = h('p', { id: 'email-error', class: 'field-error' });
   const email = h('input', {
     id: 'email', name: 'email', type: 'email', autocomplete: 'email', inputmode: 'email',
@@ -15,21 +23,7 @@ export function signupPage(onRegistered: (email: string, watchToken: string) => 
   const pwError = h('p', { id: 'password-error', class: 'field-error' });
   const meter = h('span', { class: 'meter', 'data-score': '0', 'aria-hidden': 'true' }, h('span'), h('span'), h('span'), h('span'));
   const hint = h('span', { id: 'password-strength' }, 'At least 8 characters.');
-  const password = h('input', {
-    id: 'password', name: 'password', type: 'password', autocomplete: 'new-password',
-    required: true, 'aria-describedby': 'password-hint password-error',
-  });
-  const toggle = h('button', {
-    type: 'button', class: 'link toggle', 'aria-controls': 'password', 'aria-pressed': 'false',
-  }, 'Show');
-  toggle.addEventListener('click', () => {
-    const showing = password.type === 'text';
-    password.type = showing ? 'password' : 'text';
-    toggle.textContent = showing ? 'Show' : 'Hide';
-    toggle.setAttribute('aria-pressed', String(!showing));
-    toggle.setAttribute('aria-label', showing ? 'Show password' : 'Hide password');
-  });
-  toggle.setAttribute('aria-label', 'Show password');
+  const { input: password, field: passwordField } = passwordInput('new-password', 'password-hint password-error');
   const formError = h('p', { class: 'form-error', role: 'alert' });
   const submit = h('button', { type: 'submit', class: 'primary' }, 'Create account');
 
@@ -68,8 +62,7 @@ export function signupPage(onRegistered: (email: string, watchToken: string) => 
     ),
     h('div', { class: 'field' },
       h('label', { for: 'password' }, 'Password'),
-      // The toggle follows the input, so Tab goes email → password → toggle.
-      h('div', { class: 'with-toggle' }, password, toggle),
+      passwordField,
       h('p', { id: 'password-hint', class: 'hint' }, meter, hint),
       pwError,
     ),
@@ -89,9 +82,9 @@ export function signupPage(onRegistered: (email: string, watchToken: string) => 
     submit.textContent = 'Creating account…';
     try {
       const address = email.value.trim();
-      onRegistered(address, await register(address, password.value));
+      opts.onRegistered(address, await register(address, password.value, opts.redirectTo));
     } catch (err) {
-      const apiErr = err instanceof ApiError ? err : new ApiError(String(err), 'INTERNAL');
+      const apiErr = asApiError(err);
       const msg = describe(apiErr);
       if (apiErr.code === 'BAD_USER_INPUT' && /^email/i.test(apiErr.message)) {
         setError(email, emailError, msg);
@@ -99,6 +92,11 @@ export function signupPage(onRegistered: (email: string, watchToken: string) => 
       } else if (apiErr.code === 'BAD_USER_INPUT' && /^password/i.test(apiErr.message)) {
         setError(password, pwError, msg);
         password.focus();
+      } else if (apiErr.code === 'BAD_USER_INPUT' && /redirect/i.test(apiErr.message)) {
+        // Nothing the person typed is wrong: the app that sent them here
+        // asked to have them back at a site this service does not allow.
+        formError.replaceChildren('The page that sent you here asks to return to a site we may not send you to. ',
+          h('a', { href: '/' }, 'Sign up without it'), '.');
       } else {
         formError.textContent = msg;
       }
@@ -110,7 +108,8 @@ export function signupPage(onRegistered: (email: string, watchToken: string) => 
   show(
     h('h1', {}, 'Create your account'),
     notice ? h('p', { class: 'notice', role: 'status' }, notice) : null,
-    h('p', { class: 'lead' }, 'We will email you a link to confirm your address.'),
+    h('p', { class: 'lead' }, 'We will email you a link and a code to confirm your address.'),
     form,
+    h('p', { class: 'note' }, 'Already have an account? ', h('a', { href: '/sign-in' }, 'Sign in')),
   );
 }

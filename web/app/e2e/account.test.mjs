@@ -1,0 +1,153 @@
+// /sign-in: signing in (gated on verification), the signed-in view, and
+// changing the address with the code mailed to the new one. Run with
+// `npm run test:e2e`.
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import {
+  apiRegister, apiVerifiedAccount, browserPages, gql, latestCode, startServer, uniqueEmail, verifyJWT,
+} from './helpers.mjs';
+
+const { page } = browserPages();
+let server;
+const password = 'correct horse battery';
+
+before(async () => {
+  // A long cooldown: the resend countdown is certain to show.
+  server = await startServer({ RESEND_COOLDOWN: '60s' });
+});
+after(async () => {
+  await server?.stop();
+});
+
+async function signInWith(p, email, pw = password) {
+  await p.goto(`${server.url}/sign-in`);
+  await p.getByLabel('Email', { exact: true }).fill(email);
+  await p.getByLabel('Password', { exact: true }).fill(pw);
+  await p.getByRole('button', { name: 'Sign in' }).click();
+}
+
+const signedIn = (p) => p.evaluate(() => JSON.parse(sessionStorage.getItem('verifier.signedIn') ?? 'null'));
+
+describe('sign-in', () => {
+  test('an unconfirmed address is told so and offered a new link', async () => {
+    const email = uniqueEmail('unconfirmed');
+    await apiRegister(server, email, password);
+    const p = await page();
+    await signInWith(p, email);
+    await p.getByText('This address is not confirmed yet.').waitFor();
+    const resend = p.getByRole('button', { name: 'Send me a new link' });
+    assert.equal(await p.evaluate(() => document.activeElement.id), 'resend', 'focus moves to the way on');
+    // The sign-up email went out a moment ago: the cooldown counts down.
+    await resend.click();
+    await p.getByText(/Send again in \d+ s/).waitFor();
+    assert.equal(await p.locator('#resend').isDisabled(), true);
+    assert.equal(await signedIn(p), null);
+  });
+
+  test('a wrong password and an unknown address get the same answer', async () => {
+    const email = uniqueEmail('known');
+    await apiVerifiedAccount(server, email, password);
+    const p = await page();
+    await signInWith(p, email, 'not the password');
+    const error = p.locator('#signin-error');
+    await error.filter({ hasText: /\S/ }).waitFor();
+    const wrongPassword = await error.textContent();
+    await signInWith(p, uniqueEmail('nobody'));
+    await error.filter({ hasText: /\S/ }).waitFor();
+    assert.equal(await error.textContent(), wrongPassword);
+    assert.match(wrongPassword, /do not match/);
+  });
+
+  test('a verified address signs in with the keyboard, survives a reload, and signs out', async () => {
+    const email = uniqueEmail('verified');
+    await apiVerifiedAccount(server, email, password);
+    const p = await page();
+    await p.goto(`${server.url}/sign-in`);
+    assert.equal(await p.evaluate(() => document.activeElement.tagName), 'H1', 'focus starts at the heading');
+    await p.keyboard.press('Tab');
+    assert.equal(await p.evaluate(() => document.activeElement.id), 'email');
+    await p.keyboard.type(email);
+    await p.keyboard.press('Tab');
+    await p.keyboard.type(password);
+    await p.keyboard.press('Enter');
+    await p.getByRole('heading', { name: 'You are signed in' }).waitFor();
+    assert.equal(await p.locator('#address').textContent(), email, 'the address from the token');
+
+    const stored = await signedIn(p);
+    const claims = await verifyJWT(server, stored.token, 'session');
+    assert.equal(claims.email, email);
+    assert.equal(await p.evaluate(() => localStorage.length), 0, 'nothing in localStorage');
+
+    await p.reload();
+    await p.getByRole('heading', { name: 'You are signed in' }).waitFor();
+    await p.keyboard.press('Tab');
+    assert.equal(await p.evaluate(() => document.activeElement.id), 'change-address');
+    await p.getByRole('button', { name: 'Sign out' }).click();
+    await p.getByRole('heading', { name: 'Sign in' }).waitFor();
+    await p.getByText('You are signed out.').waitFor();
+    assert.equal(await signedIn(p), null);
+  });
+});
+
+describe('change address', () => {
+  test('the code from the new address confirms the change', async () => {
+    const email = uniqueEmail('old');
+    const next = uniqueEmail('new');
+    await apiVerifiedAccount(server, email, password);
+    const p = await page();
+    await signInWith(p, email);
+    await p.getByRole('button', { name: 'Change address' }).click();
+    await p.getByRole('heading', { name: 'Change your address' }).waitFor();
+    await p.getByLabel('New email address').fill(next);
+    await p.getByRole('button', { name: 'Send link and code' }).click();
+    await p.getByRole('heading', { name: 'Confirm your new address' }).waitFor();
+    await p.getByText(`We sent a link and a code to ${next}; nothing changes until you confirm.`).waitFor();
+
+    // A reload keeps the screen.
+    await p.reload();
+    await p.getByRole('heading', { name: 'Confirm your new address' }).waitFor();
+
+    const code = await latestCode(server, next);
+    await p.getByLabel('The 6-digit code from that email').fill(code);
+    await p.getByRole('heading', { name: 'You are signed in' }).waitFor();
+    assert.equal(await p.locator('#address').textContent(), next);
+    await p.locator('.notice').getByText(`Your address is now ${next}.`).waitFor();
+
+    // The new address signs in; the old one no longer does.
+    const ok = await gql(server, 'mutation($e:String!,$p:String!){signIn(email:$e,password:$p){token}}', { e: next, p: password });
+    assert.equal(ok.errors, undefined, JSON.stringify(ok.errors));
+    const old = await gql(server, 'mutation($e:String!,$p:String!){signIn(email:$e,password:$p){token}}', { e: email, p: password });
+    assert.equal(old.errors?.[0]?.extensions?.code, 'INVALID_CREDENTIALS');
+  });
+
+  test('an ended session goes back to sign-in with a message', async () => {
+    const p = await page();
+    await p.goto(`${server.url}/sign-in`);
+    // A token the server never signed, shaped like one.
+    await p.evaluate(() => {
+      const b64 = (o) => btoa(JSON.stringify(o)).replace(/=+$/, '').replace(/\+/g, '-').replace(/\//g, '_');
+      const token = `${b64({ alg: 'EdDSA' })}.${b64({ email: 'forged@example.com' })}.AAAA`;
+      sessionStorage.setItem('verifier.signedIn', JSON.stringify({
+        token, email: 'forged@example.com', expiresAt: new Date(Date.now() + 3600e3).toISOString(),
+      }));
+    });
+    await p.reload();
+    await p.getByRole('heading', { name: 'You are signed in' }).waitFor();
+    await p.getByRole('button', { name: 'Change address' }).click();
+    await p.getByLabel('New email address').fill(uniqueEmail('elsewhere'));
+    await p.getByRole('button', { name: 'Send link and code' }).click();
+    await p.getByRole('heading', { name: 'Sign in' }).waitFor();
+    await p.getByText('Your session has ended. Please sign in again.').waitFor();
+    assert.equal(await signedIn(p), null);
+  });
+
+  for (const width of [360, 1280]) {
+    test(`nothing overflows at ${width} px`, async () => {
+      const p = await page({ viewport: { width, height: 800 } });
+      await p.goto(`${server.url}/sign-in`);
+      await p.getByLabel('Email', { exact: true }).fill(uniqueEmail('a-rather-long-address-to-wrap'));
+      const overflow = await p.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+      assert.ok(overflow <= 0, `scrolls sideways by ${overflow}px`);
+    });
+  }
+});

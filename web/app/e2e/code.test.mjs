@@ -1,0 +1,150 @@
+// The one-time code on the waiting screen, and the way back to the app that
+// sent the person here: Continue to its redirect_to with a receipt that the
+// app's backend verifies with `jose` against the live JWKS. Run with
+// `npm run test:e2e`.
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import {
+  apiVerify, browserPages, latestCode, latestLink, signUp, startApp, startServer, uniqueEmail, verifyJWT,
+} from './helpers.mjs';
+
+const { page } = browserPages();
+let server, app;
+
+before(async () => {
+  app = await startApp();
+  server = await startServer({ RESEND_COOLDOWN: '3s', REDIRECT_ALLOWLIST: app.origin });
+});
+after(async () => {
+  await server?.stop();
+  await app?.stop();
+});
+
+const codeLabel = 'Or type the 6-digit code from the email';
+
+/** Signs up through the form on a page opened with ?redirect_to=. */
+async function signUpFrom(p, redirect, email) {
+  await p.goto(`${server.url}/?redirect_to=${encodeURIComponent(redirect)}`);
+  await p.getByLabel('Email', { exact: true }).fill(email);
+  await p.getByLabel('Password', { exact: true }).fill('correct horse battery');
+  await p.getByRole('button', { name: 'Create account' }).click();
+}
+
+/** A code that is not `code`: its neighbour number `n` places on. */
+const wrong = (code, n = 1) => String((Number(code) + n) % 1e6).padStart(6, '0');
+
+describe('one-time code', () => {
+  test('typed on the waiting screen, it verifies; Continue brings a receipt back to the app', async () => {
+    const email = uniqueEmail('code');
+    const redirect = `${app.origin}/welcome?from=verifier`;
+    const p = await page();
+    await signUpFrom(p, redirect, email);
+    await p.getByRole('heading', { name: 'Check your inbox' }).waitFor();
+    await p.getByText('Live', { exact: true }).waitFor();
+
+    // Digit by digit, as a person types: the sixth submits by itself.
+    const code = await latestCode(server, email);
+    await p.getByLabel(codeLabel).click();
+    await p.keyboard.type(code, { delay: 20 });
+    await p.getByRole('heading', { name: 'You are all set' }).waitFor();
+    await p.getByText('Your email is verified.').waitFor();
+    assert.match(await p.locator('#announcer').textContent(), /is verified/, 'announced to screen readers');
+    assert.equal(await p.evaluate(() => document.activeElement.tagName), 'H1', 'focus moves to the new screen');
+
+    const go = p.getByRole('link', { name: 'Continue' });
+    const href = await go.getAttribute('href');
+    assert.ok(href.startsWith(`${redirect}#receipt=`), href);
+    await go.click();
+    await p.getByRole('heading', { name: 'Back in the app' }).waitFor();
+    const landed = new URL(p.url());
+    assert.equal(landed.origin + landed.pathname + landed.search, redirect);
+    const receipt = landed.hash.slice('#receipt='.length);
+
+    // The app's backend checks it offline, with a standard JOSE library.
+    const claims = await verifyJWT(server, receipt, 'receipt');
+    assert.equal(claims.email, email);
+    assert.equal(claims.email_verified, true);
+    assert.match(claims.sub, /^[0-9a-f-]{36}$/, 'sub is the user id');
+    assert.ok(claims.exp > claims.iat);
+    const [head, body, sig] = receipt.split('.');
+    const tampered = `${head}.${body}.${sig.slice(0, -2)}${sig.endsWith('AA') ? 'BA' : 'AA'}`;
+    await assert.rejects(verifyJWT(server, tampered, 'receipt'), 'a tampered receipt fails');
+    assert.ok(app.requests.every((u) => !u.includes(receipt)), 'the receipt never reaches the app server in a URL');
+  });
+
+  test('a pasted "123 456" works; without redirect_to the success screen offers sign-in', async () => {
+    const email = uniqueEmail('paste');
+    const p = await page({ viewport: { width: 360, height: 740 } });
+    await signUp(p, server, email);
+    const code = await latestCode(server, email);
+    // fill() puts the whole string in at once and fires input, like a paste.
+    await p.getByLabel(codeLabel).fill(`${code.slice(0, 3)} ${code.slice(3)}`);
+    await p.getByRole('heading', { name: 'You are all set' }).waitFor();
+    const signIn = p.getByRole('link', { name: 'Sign in' });
+    assert.equal(await signIn.getAttribute('href'), '/sign-in');
+    assert.equal(await p.getByRole('link', { name: 'Continue' }).count(), 0);
+    const overflow = await p.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    assert.ok(overflow <= 0, `scrolls sideways by ${overflow}px`);
+  });
+
+  test('a wrong code says how many tries are left, then that the code is dead; the link still works', async () => {
+    const email = uniqueEmail('wrong');
+    const p = await page();
+    await signUp(p, server, email);
+    await p.getByText('Live', { exact: true }).waitFor();
+    const code = await latestCode(server, email);
+    const field = p.getByLabel(codeLabel);
+
+    await field.fill(wrong(code, 1));
+    await p.locator('#code-error').getByText('That code is not right — 4 tries left.').waitFor();
+    assert.equal(await field.getAttribute('aria-invalid'), 'true');
+    assert.equal(await p.evaluate(() => document.activeElement.id), 'code', 'focus stays on the field');
+    await p.waitForFunction(() => document.querySelector('#announcer').textContent.includes('4 tries left'));
+
+    for (const [n, left] of [[2, '3 tries'], [3, '2 tries'], [4, '1 try']]) {
+      await field.fill(wrong(code, n));
+      await p.locator('#code-error').getByText(`That code is not right — ${left} left.`).waitFor();
+    }
+    await field.fill(wrong(code, 5));
+    await p.locator('#code-error').getByText('This code no longer works. Use the link in the email, or send a new email.').waitFor();
+    assert.equal(await field.isDisabled(), true);
+
+    // The link in the email still works, and the screen flips live.
+    await apiVerify(server, await latestLink(server, email));
+    await p.getByRole('heading', { name: 'You are all set' }).waitFor();
+  });
+});
+
+describe('the confirm page', () => {
+  test('offers Continue with a receipt when the sign-up had redirect_to', async () => {
+    const email = uniqueEmail('link');
+    const redirect = `${app.origin}/after-link`;
+    const a = await page();
+    await signUpFrom(a, redirect, email);
+    await a.getByRole('heading', { name: 'Check your inbox' }).waitFor();
+
+    const b = await page();
+    await b.goto(await latestLink(server, email));
+    await b.getByRole('button', { name: 'Confirm my email' }).click();
+    await b.getByRole('heading', { name: 'Email verified' }).waitFor();
+    const href = await b.getByRole('link', { name: 'Continue' }).getAttribute('href');
+    assert.ok(href.startsWith(`${redirect}#receipt=`), href);
+    const claims = await verifyJWT(server, href.split('#receipt=')[1], 'receipt');
+    assert.equal(claims.email, email);
+
+    // The waiting screen flipped live and offers the same way on, with a
+    // receipt of its own.
+    await a.getByRole('heading', { name: 'You are all set' }).waitFor();
+    const live = await a.getByRole('link', { name: 'Continue' }).getAttribute('href');
+    assert.ok(live.startsWith(`${redirect}#receipt=`), live);
+    await verifyJWT(server, live.split('#receipt=')[1], 'receipt');
+  });
+
+  test('a redirect_to outside the allowed origins is refused at sign-up', async () => {
+    const p = await page();
+    await signUpFrom(p, 'https://elsewhere.example/', uniqueEmail('elsewhere'));
+    await p.getByText('asks to return to a site we may not send you to').waitFor();
+    await p.getByRole('link', { name: 'Sign up without it' }).waitFor();
+    assert.equal(await p.getByRole('heading', { name: 'Create your account' }).count(), 1);
+  });
+});

@@ -1,0 +1,109 @@
+import { asApiError, type ApiError } from './api';
+import { announce, countdown, h } from './dom';
+import { describe } from './messages';
+
+const LENGTH = 6;
+
+export interface CodeFormOptions {
+  label: string;
+  /** Sends the code; resolves when it was right, throws an ApiError if not. */
+  submit(code: string): Promise<void>;
+  /** What to say once the code is dead (5 wrong tries): where to go instead. */
+  dead: string;
+  /** Takes an error the form does not handle itself (e.g. an ended
+   * session); returns true when it did. */
+  other?(e: ApiError): boolean;
+  /** Called when the code died, after the form disabled itself. */
+  onDead?(): void;
+}
+
+/**
+ * The 6-digit code field of the waiting screen and the change-address
+ * screen. One plain input rather than six boxes: the phone's keyboard shows
+ * digits, the browser can offer the code from an SMS-like source
+ * (autocomplete="one-time-code"), a screen reader reads one field, and a
+ * paste of "123 456" or "123456" just works. It submits by itself on the
+ * sixth digit; the button is there for those who look for one.
+ */
+export function codeForm(opts: CodeFormOptions): HTMLFormElement {
+  const error = h('p', { id: 'code-error', class: 'field-error' });
+  const input = h('input', {
+    id: 'code', name: 'code', type: 'text', inputmode: 'numeric', autocomplete: 'one-time-code',
+    // No maxlength: it would cut a pasted "123 456" to "123 45" before we
+    // could drop the space.
+    pattern: '[0-9]*', spellcheck: 'false', 'aria-describedby': 'code-error', class: 'code',
+  });
+  const button = h('button', { type: 'submit', class: 'secondary', id: 'verify-code' }, 'Verify code');
+  const form = h('form', { novalidate: true, class: 'code-form' },
+    h('div', { class: 'field' },
+      h('label', { for: 'code' }, opts.label),
+      h('div', { class: 'code-row' }, input, button),
+      error,
+    ),
+  );
+
+  let busy = false;
+  // The last code sent: auto-submit fires once per code, not again while a
+  // wrong one stays in the field.
+  let tried = '';
+  const fail = (msg: string) => {
+    error.textContent = msg;
+    input.setAttribute('aria-invalid', 'true');
+    announce(msg);
+  };
+  const send = async () => {
+    const code = input.value.replace(/\D/g, '');
+    if (busy) return;
+    if (code.length !== LENGTH) {
+      fail(`Enter the ${LENGTH} digits of the code.`);
+      input.focus();
+      return;
+    }
+    busy = true;
+    tried = code;
+    button.disabled = true;
+    button.textContent = 'Checking…';
+    error.textContent = '';
+    try {
+      await opts.submit(code);
+      return;
+    } catch (err) {
+      const e = asApiError(err);
+      if (opts.other?.(e)) return;
+      button.textContent = 'Verify code';
+      button.disabled = false;
+      if (e.code === 'INVALID_CODE' && e.attemptsLeft === 0) {
+        fail(`${describe(e)} ${opts.dead}`);
+        input.disabled = true;
+        button.disabled = true;
+        opts.onDead?.();
+        return;
+      }
+      fail(describe(e));
+      if (e.code === 'RATE_LIMITED') countdown(button, e.retryAfterSeconds ?? 60, (n) => `Try again in ${n} s`);
+      // Selected, so typing the right code replaces the wrong one.
+      input.focus();
+      input.select();
+    } finally {
+      busy = false;
+    }
+  };
+
+  input.addEventListener('input', () => {
+    // Digits only, at most six: spaces and dashes from a paste go, and so
+    // does anything typed past the sixth digit.
+    const digits = input.value.replace(/\D/g, '').slice(0, LENGTH);
+    if (input.value !== digits) input.value = digits;
+    if (digits.length < LENGTH) {
+      input.removeAttribute('aria-invalid');
+      tried = '';
+    } else if (digits !== tried && !button.disabled) {
+      void send();
+    }
+  });
+  form.addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    void send();
+  });
+  return form;
+}

@@ -1,0 +1,33 @@
+import { asApiError, resend } from './api';
+import { countdown, h } from './dom';
+import { describe } from './messages';
+
+/**
+ * A "send me a new link" button with its note, for the waiting screen and
+ * the sign-in page: inside the cooldown it counts down until another email
+ * may go out. `stop()` ends the countdown when the screen is left.
+ */
+export function resendControl(opts: { label: string; again: string; sent: string; email(): string }) {
+  const button = h('button', { type: 'button', class: 'secondary', id: 'resend' }, opts.label);
+  const note = h('p', { class: 'note', role: 'status' });
+  let stop = () => {};
+  button.addEventListener('click', async () => {
+    button.disabled = true;
+    note.textContent = '';
+    try {
+      await resend(opts.email());
+      note.textContent = opts.sent;
+      button.disabled = false;
+    } catch (err) {
+      const e = asApiError(err);
+      if (e.code === 'RATE_LIMITED') {
+        note.textContent = 'An email was sent a moment ago. You can ask for another when the countdown ends.';
+        stop = countdown(button, e.retryAfterSeconds ?? 60, (n) => `${opts.again} in ${n} s`);
+      } else {
+        note.textContent = describe(e);
+        button.disabled = false;
+      }
+    }
+  });
+  return { button, note, stop: () => stop() };
+}
