@@ -46,15 +46,5 @@ func EnqueueAt(ctx context.Context, tx *ent.Tx, now, at time.Time, topic string,
 // operator replaying a dead letter), so consumers recognise it as the same
 // event.
 func Requeue(ctx context.Context, tx *ent.Tx, now time.Time, id uuid.UUID, topic string, payload []byte) error {
-	err := tx.OutboxEvent.Create().
-		SetEventID(id).
-		SetTopic(topic).
-		SetPayload(payload).
-		SetCreatedAt(now).
-		SetAvailableAt(now).
-		Exec(ctx)
-	if err != nil {
-		return fmt.Errorf("outbox: requeue %s: %w", topic, err)
-	}
-	return nil
+	return EnqueueRaw(ctx, tx, now, id, topic, payload)
 }
