@@ -20,6 +20,7 @@ import (
 	"github.com/verifier/verifier/ent/user"
 	"github.com/verifier/verifier/ent/verificationtoken"
 	"github.com/verifier/verifier/ent/watchtoken"
+	"github.com/verifier/verifier/ent/webhookdelivery"
 )
 
 // ent aliases to avoid import conflicts in user's code.
@@ -88,6 +89,7 @@ func checkColumn(t, c string) error {
 			user.Table:              user.ValidColumn,
 			verificationtoken.Table: verificationtoken.ValidColumn,
 			watchtoken.Table:        watchtoken.ValidColumn,
+			webhookdelivery.Table:   webhookdelivery.ValidColumn,
 		})
 	})
 	return columnCheck(t, c)

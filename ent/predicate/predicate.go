@@ -29,3 +29,6 @@ type VerificationToken func(*sql.Selector)
 
 // WatchToken is the predicate function for watchtoken builders.
 type WatchToken func(*sql.Selector)
+
+// WebhookDelivery is the predicate function for webhookdelivery builders.
+type WebhookDelivery func(*sql.Selector)
