@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/verifier/verifier/consumers"
+	"github.com/verifier/verifier/docs"
 	"github.com/verifier/verifier/graph"
 	"github.com/verifier/verifier/internal/account"
 	"github.com/verifier/verifier/internal/broker"
@@ -35,9 +36,11 @@ import (
 	"github.com/verifier/verifier/internal/metrics"
 	"github.com/verifier/verifier/internal/outbox"
 	"github.com/verifier/verifier/internal/password"
+	"github.com/verifier/verifier/internal/publicevent"
 	"github.com/verifier/verifier/internal/ratelimit"
 	"github.com/verifier/verifier/internal/seal"
 	"github.com/verifier/verifier/internal/startstop"
+	"github.com/verifier/verifier/internal/webhook"
 	"github.com/verifier/verifier/internal/wsgorilla"
 	"github.com/verifier/verifier/web"
 )
@@ -166,6 +169,9 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger, hk hooks) err
 		return err
 	}
 
+	// Public events name this deployment as their source.
+	publicevent.SetSource(cfg.PublicURL)
+
 	m := metrics.New()
 	m.Backlog(func(ctx context.Context) (int, error) { return db.Ent.OutboxEvent.Query().Count(ctx) })
 	records := delivery.New(db.Ent, now)
@@ -225,6 +231,29 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger, hk hooks) err
 	if err := errors.Join(b.Consume(mailer.Queue(), mailer.Handle), b.Consume(notifier.Queue(), notifier.Handle)); err != nil {
 		return err
 	}
+	// Webhooks: a consumer of the public events records one delivery per
+	// endpoint; the dispatcher sends them, apart from the mail path.
+	var hooks *webhook.Dispatcher
+	if len(cfg.WebhookURLs) > 0 {
+		if hooks, err = webhook.New(webhook.Options{
+			DB:        db.Ent,
+			Endpoints: cfg.WebhookURLs,
+			Secret:    cfg.WebhookSecret.Reveal(),
+			Log:       log.With("component", "webhooks"),
+			Now:       now,
+			Metrics: webhook.Metrics{
+				Delivered: m.WebhooksDelivered.Inc,
+				Failed:    m.WebhooksFailed.Inc,
+				Retried:   m.WebhookRetries.Inc,
+			},
+			OnSettled: hk.settled,
+		}); err != nil {
+			return err
+		}
+		if err := b.Consume(hooks.Queue(), hooks.Handle); err != nil {
+			return err
+		}
+	}
 
 	accounts := account.New(account.Options{
 		DB:      db.Ent,
@@ -277,6 +306,7 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger, hk hooks) err
 		GraphQL:   gql,
 		Web:       web.Handler(),
 		Metrics:   m,
+		AsyncAPI:  docs.AsyncAPI,
 		DevOutbox: devOutbox,
 		// DEV_MAILBOX=true opens it to every client on purpose.
 		DevMailLoopbackOnly: cfg.DevMailbox == "auto",
@@ -297,6 +327,9 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger, hk hooks) err
 	var parts startstop.Group
 	parts.Add("broker", b)
 	parts.Add("outbox relay", relay)
+	if hooks != nil {
+		parts.Add("webhooks", hooks)
+	}
 	parts.Add("janitor", cleaner)
 	parts.Add("hub", subs)
 	parts.Add("http server", edge)
@@ -306,7 +339,7 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger, hk hooks) err
 	defer parts.Stop()
 	log.Info("verifier is listening",
 		"addr", edge.Addr(), "public_url", cfg.PublicURL,
-		"database", db.Dialect, "broker", brokerName, "mail", mailName)
+		"database", db.Dialect, "broker", brokerName, "mail", mailName, "webhooks", len(cfg.WebhookURLs))
 	if hk.listening != nil {
 		hk.listening(edge.Addr())
 	}

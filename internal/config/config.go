@@ -3,12 +3,15 @@
 package config
 
 import (
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"net"
 	"net/mail"
 	"net/netip"
+	"log/slog"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -54,6 +57,11 @@ type Config struct {
 	WSMaxSubscriptions int
 	WSMaxSockets       int
 	MaxSubscriptions   int
+	// WebhookURLs are WEBHOOK_URL's endpoints; none: no webhooks.
+	WebhookURLs []string
+	// WebhookSecret is WEBHOOK_SECRET, whsec_ + base64 of at least
+	// MinWebhookSecretBytes bytes; set whenever WebhookURLs is.
+	WebhookSecret Secret
 	// SMTPConnections is SMTP_CONNECTIONS: emails sent at once.
 	SMTPConnections int
 	ShutdownGrace   time.Duration // SHUTDOWN_GRACE
@@ -85,6 +93,8 @@ var Settings = []Setting{
 	{"GLOBAL_EMAIL_LIMIT", "20000", "emails queued per hour in all (0: no cap)"},
 	{"DEV_MAILBOX", "auto", "with SMTP_URL empty: auto keeps mail at /dev/mail only when PUBLIC_URL is loopback; true on any PUBLIC_URL; false refuses to start"},
 	{"TOKEN_SEAL_KEY", "", "base64 of 32 bytes sealing tokens in the outbox and broker (empty: generated once, kept in the database)"},
+	{"WEBHOOK_URL", "", "webhook endpoints, comma separated: every public event is POSTed to each (Standard Webhooks)"},
+	{"WEBHOOK_SECRET", "", "whsec_ + base64 of at least 24 random bytes, signing the webhooks; required with WEBHOOK_URL"},
 	{"WS_MAX_SUBSCRIPTIONS", "20", "subscriptions one websocket may hold open"},
 	{"WS_MAX_SOCKETS", "32", "websockets one client address may hold open"},
 	{"MAX_SUBSCRIPTIONS", "100000", "subscriptions open in this process in all"},
@@ -112,6 +122,36 @@ const (
 	// MaxShutdownGrace: orchestrators kill a process long before this.
 	MaxShutdownGrace = 10 * time.Minute
 )
+
+// MinWebhookSecretBytes is the least key length of WEBHOOK_SECRET: the
+// Standard Webhooks specification asks for 24 to 64 random bytes.
+const MinWebhookSecretBytes = 24
+
+// Secret is a setting that is never shown: printed, formatted, logged or
+// marshalled it reads xxxxx. Reveal gives the value to what needs it.
+type Secret string
+
+const redacted = "xxxxx"
+
+// Reveal returns the secret itself.
+func (s Secret) Reveal() string { return string(s) }
+
+// String implements fmt.Stringer: never the secret.
+func (s Secret) String() string {
+	if s == "" {
+		return ""
+	}
+	return redacted
+}
+
+// GoString implements fmt.GoStringer (%#v): never the secret.
+func (s Secret) GoString() string { return strconv.Quote(s.String()) }
+
+// LogValue implements slog.LogValuer: never the secret.
+func (s Secret) LogValue() slog.Value { return slog.StringValue(s.String()) }
+
+// MarshalText implements encoding.TextMarshaler: never the secret.
+func (s Secret) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
 
 // Bounds of the count settings, well above any real need: a larger value is
 // a typo, and some would overflow the arithmetic done on them.
@@ -203,6 +243,28 @@ func Load(getenv func(string) string) (Config, error) {
 			fail("TOKEN_SEAL_KEY", "%v", err)
 		}
 		c.TokenSealKey = key
+	}
+
+	for _, raw := range strings.Split(get("WEBHOOK_URL"), ",") {
+		if raw = strings.TrimSpace(raw); raw == "" {
+			continue
+		}
+		if err := checkWebhookURL(raw); err != nil {
+			fail("WEBHOOK_URL", "%v", err)
+			continue
+		}
+		if !slices.Contains(c.WebhookURLs, raw) {
+			c.WebhookURLs = append(c.WebhookURLs, raw)
+		}
+	}
+	if v := get("WEBHOOK_SECRET"); v != "" {
+		if err := checkWebhookSecret(v); err != nil {
+			// Never echo the value: it is a secret.
+			fail("WEBHOOK_SECRET", "%v", err)
+		}
+		c.WebhookSecret = Secret(v)
+	} else if len(c.WebhookURLs) > 0 {
+		fail("WEBHOOK_SECRET", "required with WEBHOOK_URL: whsec_ followed by base64 of at least %d random bytes (e.g. echo whsec_$(openssl rand -base64 32))", MinWebhookSecretBytes)
 	}
 
 	if err := checkListenAddr(c.HTTPAddr); err != nil {
@@ -455,6 +517,42 @@ func checkPublicURL(raw string) (*url.URL, error) {
 		return nil, fmt.Errorf("a query (?…) in %s: links are appended to it", redact(raw))
 	}
 	return u, nil
+}
+
+// checkWebhookURL wants an absolute http(s) URL without user info (the
+// endpoint's URL appears in logs and records; receivers authenticate us by
+// the signature) or fragment.
+func checkWebhookURL(raw string) error {
+	u, err := parseURL(raw)
+	if err != nil {
+		return err
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return fmt.Errorf("want an absolute http(s) URL such as https://hooks.example.com/verifier, got %s", redact(raw))
+	}
+	if err := urlShape(u, raw); err != nil {
+		return err
+	}
+	if u.User != nil {
+		return fmt.Errorf("a user name or password in %s: receivers check the signature instead, and the URL is shown in logs", redact(raw))
+	}
+	return nil
+}
+
+// checkWebhookSecret wants whsec_ and standard base64 of enough bytes.
+func checkWebhookSecret(v string) error {
+	b64, ok := strings.CutPrefix(v, "whsec_")
+	if !ok {
+		return errors.New("want whsec_ followed by base64 of at least 24 random bytes (e.g. echo whsec_$(openssl rand -base64 32))")
+	}
+	key, err := base64.StdEncoding.DecodeString(b64)
+	if err != nil {
+		return errors.New("the part after whsec_ is not standard base64")
+	}
+	if len(key) < MinWebhookSecretBytes {
+		return fmt.Errorf("want at least %d random bytes after whsec_, got %d", MinWebhookSecretBytes, len(key))
+	}
+	return nil
 }
 
 // origin checks one ALLOWED_ORIGINS entry and returns it as browsers send

@@ -29,6 +29,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
+	"net/url"
 	"strconv"
 	"sync"
 	"time"
@@ -283,7 +284,7 @@ func (d *Dispatcher) lane(ctx context.Context, endpoint string, wake <-chan stru
 		if free := d.o.PerEndpoint - len(inFlight); free > 0 {
 			rows, err := d.claim(ctx, endpoint, free, inFlight)
 			if err != nil && ctx.Err() == nil {
-				d.o.Log.Error("webhook: claiming deliveries failed; will try again", "endpoint", endpoint, "err", err)
+				d.o.Log.Error("webhook: claiming deliveries failed; will try again", "endpoint", display(endpoint), "err", err)
 			}
 			for _, row := range rows {
 				inFlight[row.ID] = true
@@ -340,6 +341,17 @@ func (d *Dispatcher) claim(ctx context.Context, endpoint string, n int, inFlight
 		Where(webhookdelivery.IDIn(ids...), webhookdelivery.Claim(claim)).
 		Order(ent.Asc(webhookdelivery.FieldID)).
 		All(ctx)
+}
+
+// display is an endpoint as logs show it: without its query, which may
+// hold a receiver's key.
+func display(endpoint string) string {
+	u, err := url.Parse(endpoint)
+	if err != nil {
+		return "an unparsable URL"
+	}
+	u.RawQuery, u.ForceQuery, u.User = "", false, nil
+	return u.String()
 }
 
 // post sends row once and says why it was not delivered, in plain words
@@ -407,14 +419,14 @@ func (d *Dispatcher) settle(ctx context.Context, o outcome, released bool) {
 		u.SetState(Failed).SetAttempts(attempts).SetLastError(o.err.Error())
 		count = d.o.Metrics.Failed
 		d.o.Log.Error("webhook: delivery given up on; replay it once the endpoint works",
-			"endpoint", row.Endpoint, "event", row.EventID, "type", row.Type, "delivery", row.ID,
+			"endpoint", display(row.Endpoint), "event", row.EventID, "type", row.Type, "delivery", row.ID,
 			"attempts", attempts, "since", row.PendingSince, "err", o.err)
 	default:
 		wait := retryDelay(attempts)
 		u.SetAttempts(attempts).SetLastError(o.err.Error()).SetNextAttemptAt(now.Add(wait))
 		count = d.o.Metrics.Retried
 		d.o.Log.Warn("webhook: delivery failed; will retry",
-			"endpoint", row.Endpoint, "event", row.EventID, "type", row.Type, "attempts", attempts, "in", wait.Round(time.Second), "err", o.err)
+			"endpoint", display(row.Endpoint), "event", row.EventID, "type", row.Type, "attempts", attempts, "in", wait.Round(time.Second), "err", o.err)
 	}
 	if err := u.Exec(ctx); err != nil {
 		// The lease lapses and the row is tried again: at least once.
