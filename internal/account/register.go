@@ -15,6 +15,7 @@ import (
 	"github.com/verifier/verifier/internal/database"
 	"github.com/verifier/verifier/internal/event"
 	"github.com/verifier/verifier/internal/outbox"
+	"github.com/verifier/verifier/internal/publicevent"
 	"github.com/verifier/verifier/internal/token"
 )
 
@@ -87,6 +88,9 @@ func (s *Service) register(ctx context.Context, tx *ent.Tx, email, hash, watchHa
 		return err
 	}
 	if err := tx.WatchToken.Create().SetTokenHash(watchHash).SetRegistration(registration).SetUserID(u.ID).SetExpiresAt(expires).SetCreatedAt(now).Exec(ctx); err != nil {
+		return err
+	}
+	if err := publicevent.Enqueue(ctx, tx, now, publicevent.UserRegistered{UserID: u.ID, Email: email, RegisteredAt: now.UTC()}); err != nil {
 		return err
 	}
 	req, err := s.verificationRequest(ctx, tx, u.ID, registration, email, now)

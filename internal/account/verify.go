@@ -14,6 +14,7 @@ import (
 	"github.com/verifier/verifier/internal/event"
 	"github.com/verifier/verifier/internal/hub"
 	"github.com/verifier/verifier/internal/outbox"
+	"github.com/verifier/verifier/internal/publicevent"
 	"github.com/verifier/verifier/internal/status"
 	"github.com/verifier/verifier/internal/token"
 )
@@ -74,6 +75,9 @@ func (s *Service) VerifyEmail(ctx context.Context, tok string) (Verification, er
 		// Update, not UpdateOneID: that reads the row back, a SELECT in
 		// the writer's turn for a result nobody uses.
 		if err := tx.VerificationToken.Update().Where(verificationtoken.ID(vt.ID)).SetUsedAt(now).Exec(ctx); err != nil {
+			return err
+		}
+		if err := publicevent.Enqueue(ctx, tx, now, publicevent.UserVerified{UserID: vt.UserID, Email: u.Email, VerifiedAt: now.UTC()}); err != nil {
 			return err
 		}
 		return outbox.Enqueue(ctx, tx, now, event.VerifiedTopic, event.Verified{UserID: vt.UserID, VerifiedAt: now})
