@@ -27,9 +27,9 @@ import (
 
 	"github.com/verifier/verifier/ent"
 	entdelivery "github.com/verifier/verifier/ent/delivery"
+	"github.com/verifier/verifier/ent/user"
 	"github.com/verifier/verifier/internal/database"
 	"github.com/verifier/verifier/internal/event"
-	"github.com/verifier/verifier/ent/user"
 	"github.com/verifier/verifier/internal/outbox"
 	"github.com/verifier/verifier/internal/publicevent"
 	"github.com/verifier/verifier/internal/status"
