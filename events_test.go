@@ -209,6 +209,17 @@ func TestExamples(t *testing.T) {
 	require.Equal(t, publicevent.UserRegisteredType+" "+user, testkit.Receive(t, receiver, "registered at the receiver"))
 	require.Equal(t, publicevent.UserVerifiedType+" "+user, testkit.Receive(t, receiver, "verified at the receiver"))
 
+	// The README shows the examples' code as it is.
+	readme, err := os.ReadFile("README.md")
+	require.NoError(t, err)
+	for _, example := range []string{"examples/consumer/main.go", "examples/webhook-receiver/main.go"} {
+		src, err := os.ReadFile(example)
+		require.NoError(t, err)
+		main := string(src[strings.Index(string(src), "func main() {"):])
+		main = main[:strings.Index(main, "\n}\n")+2]
+		require.Contains(t, string(readme), main, "README shows %s's main as it is", example)
+	}
+
 	resp, err := http.Post("http://"+addr+"/hook", publicevent.ContentType, strings.NewReader(`{"type":"verifier.user.verified.v1"}`))
 	require.NoError(t, err)
 	resp.Body.Close()
