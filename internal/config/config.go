@@ -500,14 +500,8 @@ func checkSMTPURL(raw string) error {
 // to: no query or fragment, which would swallow the path after them, and no
 // user info, which would put a password in every email.
 func checkPublicURL(raw string) (*url.URL, error) {
-	u, err := parseURL(raw)
+	u, err := httpURL(raw, "https://verify.example.com")
 	if err != nil {
-		return nil, err
-	}
-	if u.Scheme != "http" && u.Scheme != "https" {
-		return nil, fmt.Errorf("want an absolute http(s) URL such as https://verify.example.com, got %s", redact(raw))
-	}
-	if err := urlShape(u, raw); err != nil {
 		return nil, err
 	}
 	switch {
@@ -519,18 +513,27 @@ func checkPublicURL(raw string) (*url.URL, error) {
 	return u, nil
 }
 
+// httpURL parses an absolute http(s) URL setting; example shows one.
+func httpURL(raw, example string) (*url.URL, error) {
+	u, err := parseURL(raw)
+	if err != nil {
+		return nil, err
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return nil, fmt.Errorf("want an absolute http(s) URL such as %s, got %s", example, redact(raw))
+	}
+	if err := urlShape(u, raw); err != nil {
+		return nil, err
+	}
+	return u, nil
+}
+
 // checkWebhookURL wants an absolute http(s) URL without user info (the
 // endpoint's URL appears in logs and records; receivers authenticate us by
 // the signature) or fragment.
 func checkWebhookURL(raw string) error {
-	u, err := parseURL(raw)
+	u, err := httpURL(raw, "https://hooks.example.com/verifier")
 	if err != nil {
-		return err
-	}
-	if u.Scheme != "http" && u.Scheme != "https" {
-		return fmt.Errorf("want an absolute http(s) URL such as https://hooks.example.com/verifier, got %s", redact(raw))
-	}
-	if err := urlShape(u, raw); err != nil {
 		return err
 	}
 	if u.User != nil {
