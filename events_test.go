@@ -270,4 +270,3 @@ func deleteQueue(url, name string) {
 		_, _ = ch.QueueDelete(name, false, false, false)
 	}
 }
-

@@ -111,9 +111,10 @@ func newLogger(cfg config.Config) *slog.Logger {
 
 // Clean-up of tables that grow with use.
 const (
-	// sentRecordsKept is how long the record of a sent email is kept: far
-	// longer than any redelivery can come (which the record turns away),
-	// and long enough to answer "was it sent?".
+	// sentRecordsKept is how long the record of a sent email (or of a
+	// delivered webhook) is kept: far longer than any redelivery can come
+	// (which the record turns away), and long enough to answer "was it
+	// sent?".
 	sentRecordsKept = 7 * 24 * time.Hour
 	// devOutboxKept is how many emails the dev outbox keeps: enough to
 	// scroll back through a session of manual testing, bounded so a load
@@ -276,6 +277,9 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger, hk hooks) err
 	tasks := []janitor.Task{
 		{Name: "expired tokens and cooldowns", Run: accounts.DeleteExpired},
 		{Name: "sent email records", Run: func(ctx context.Context) (int, error) { return records.TrimSent(ctx, now().Add(-sentRecordsKept)) }},
+	}
+	if hooks != nil {
+		tasks = append(tasks, janitor.Task{Name: "delivered webhooks", Run: func(ctx context.Context) (int, error) { return hooks.TrimDelivered(ctx, now().Add(-sentRecordsKept)) }})
 	}
 	if devOutbox != nil {
 		tasks = append(tasks, janitor.Task{Name: "dev outbox", Run: func(ctx context.Context) (int, error) { return devOutbox.Trim(ctx, devOutboxKept) }})

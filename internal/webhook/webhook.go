@@ -241,6 +241,14 @@ func (d *Dispatcher) List(ctx context.Context, state webhookdelivery.State, limi
 		All(ctx)
 }
 
+// TrimDelivered deletes DELIVERED rows last changed before cutoff and
+// returns how many went. FAILED ones stay until replayed.
+func (d *Dispatcher) TrimDelivered(ctx context.Context, cutoff time.Time) (int, error) {
+	return d.o.DB.WebhookDelivery.Delete().
+		Where(webhookdelivery.StateEQ(Delivered), webhookdelivery.UpdatedAtLT(cutoff.UTC())).
+		Exec(ctx)
+}
+
 // Start runs one lane per endpoint until Stop. Stop abandons requests in
 // flight; their rows are due again at once for the next start.
 func (d *Dispatcher) Start(ctx context.Context) error {

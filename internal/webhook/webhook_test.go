@@ -199,6 +199,13 @@ func TestRestartResumes(t *testing.T) {
 	b.retry(d2, row)
 	require.Equal(t, id, testkit.Receive(t, rc.Got, "attempt after the restart").Header.Get("webhook-id"))
 	b.row(t, id, rc.URL, func(r *ent.WebhookDelivery) bool { return r.State == webhook.Delivered }, "delivered after the restart")
+
+	n, err := d2.TrimDelivered(context.Background(), b.clock.Now())
+	require.NoError(t, err)
+	require.Zero(t, n, "kept for a while")
+	n, err = d2.TrimDelivered(context.Background(), b.clock.Now().Add(time.Second))
+	require.NoError(t, err)
+	require.Equal(t, 1, n)
 }
 
 // After a day of failures the delivery is FAILED, with its reason; Replay
