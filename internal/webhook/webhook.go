@@ -105,7 +105,8 @@ type Options struct {
 	// Now is the clock (default time.Now). Timeouts are real time.
 	Now     func() time.Time
 	Metrics Metrics
-	// Client sends the requests (default: a client of its own).
+	// Client sends the requests (default: a client of its own that
+	// follows no redirect).
 	Client *http.Client
 	// PerEndpoint bounds requests in flight to one endpoint (default
 	// DefaultPerEndpoint).
@@ -140,7 +141,13 @@ func New(o Options) (*Dispatcher, error) {
 		o.Now = time.Now
 	}
 	if o.Client == nil {
-		o.Client = &http.Client{}
+		o.Client = &http.Client{
+			// A redirect is an answer, not a 2xx: followed, a POST may
+			// turn into a GET, or carry the signed body somewhere the
+			// operator never configured. The record says where it went
+			// wrong ("answered 301 …").
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		}
 	}
 	if o.PerEndpoint <= 0 {
 		o.PerEndpoint = DefaultPerEndpoint

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"net/http"
+	"net/http/httptest"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -247,4 +248,25 @@ func TestGivesUpAfterADayAndReplays(t *testing.T) {
 	b.row(t, id, rc.URL, func(r *ent.WebhookDelivery) bool { return r.State == webhook.Delivered }, "delivered after the replay")
 	require.ErrorIs(t, d.Replay(context.Background(), row.ID), webhook.ErrNotFailed)
 	require.ErrorIs(t, d.Replay(context.Background(), row.ID+1000), webhook.ErrNotFound)
+}
+
+// A redirect is not a delivery, and is not followed: the signed body goes
+// only where the operator pointed it.
+func TestRedirectIsAFailure(t *testing.T) {
+	t.Parallel()
+	b := setup(t, databasetest.SQLite(t))
+	elsewhere := webhooktest.Start(t, nil)
+	asked := make(chan struct{}, 10)
+	mover := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		asked <- struct{}{}
+		http.Redirect(w, r, elsewhere.URL, http.StatusPermanentRedirect)
+	}))
+	t.Cleanup(mover.Close)
+	d := b.dispatcher(t, 0, mover.URL)
+	id := b.publish(t, d)
+	testkit.Receive(t, asked, "the request")
+	row := b.row(t, id, mover.URL, settledAfter(1), "the attempt recorded")
+	require.Equal(t, webhook.Pending, row.State)
+	require.Equal(t, "answered 308 Permanent Redirect", row.LastError)
+	require.Empty(t, elsewhere.Got)
 }
