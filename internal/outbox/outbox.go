@@ -42,6 +42,22 @@ func EnqueueAt(ctx context.Context, tx *ent.Tx, now, at time.Time, topic string,
 	return ev.EventID, nil
 }
 
+// EnqueueRaw adds an event whose id and encoded payload the caller chose
+// (a public event, whose id is inside its own body), in tx.
+func EnqueueRaw(ctx context.Context, tx *ent.Tx, now time.Time, id uuid.UUID, topic string, payload []byte) error {
+	err := tx.OutboxEvent.Create().
+		SetEventID(id).
+		SetTopic(topic).
+		SetPayload(payload).
+		SetCreatedAt(now).
+		SetAvailableAt(now).
+		Exec(ctx)
+	if err != nil {
+		return fmt.Errorf("outbox: write %s: %w", topic, err)
+	}
+	return nil
+}
+
 // Requeue adds an event to tx again with its original id and payload (an
 // operator replaying a dead letter), so consumers recognise it as the same
 // event.
