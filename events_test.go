@@ -270,3 +270,30 @@ func deleteQueue(url, name string) {
 		_, _ = ch.QueueDelete(name, false, false, false)
 	}
 }
+
+// An endpoint that never answers holds up neither the mail nor the
+// verification: its request is open while the email goes out and the
+// address is verified.
+func TestHungWebhookDelaysNoMail(t *testing.T) {
+	t.Parallel()
+	eachBroker(t, func(t *testing.T, opts svcOptions) {
+		release := make(chan struct{})
+		rc := webhooktest.Start(t, func(int, *http.Request) int {
+			<-release
+			return http.StatusOK
+		})
+		opts.env = map[string]string{"WEBHOOK_URL": rc.URL, "WEBHOOK_SECRET": testWebhookSecret}
+		s := startService(t, opts)
+		t.Cleanup(func() { close(release) }) // runs first: the receiver's Close waits for its handlers
+		s.register(t, "ada@example.com")
+		testkit.Receive(t, rc.Got, "the registered event, held by the endpoint")
+		tok := tokenFrom(t, s.sink.Next(t, testkit.Timeout))
+		r := s.gql(t, verifyQ, map[string]any{"t": tok})
+		require.Empty(t, r.Errors)
+		select {
+		case <-release:
+			t.Fatal("the endpoint answered")
+		default:
+		}
+	})
+}

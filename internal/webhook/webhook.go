@@ -440,7 +440,13 @@ func (d *Dispatcher) settle(ctx context.Context, o outcome, released bool) {
 		wait := retryDelay(attempts)
 		u.SetAttempts(attempts).SetLastError(o.err.Error()).SetNextAttemptAt(now.Add(wait))
 		count = d.o.Metrics.Retried
-		d.o.Log.Warn("webhook: delivery failed; will retry",
+		// Loud once per delivery; a dead endpoint's every retry of every
+		// event would flood the log (the counter and the row say the rest).
+		level := slog.LevelDebug
+		if attempts == 1 {
+			level = slog.LevelWarn
+		}
+		d.o.Log.Log(ctx, level, "webhook: delivery failed; will retry",
 			"endpoint", display(row.Endpoint), "event", row.EventID, "type", row.Type, "attempts", attempts, "in", wait.Round(time.Second), "err", o.err)
 	}
 	if err := u.Exec(ctx); err != nil {

@@ -270,3 +270,38 @@ func TestRedirectIsAFailure(t *testing.T) {
 	require.Equal(t, "answered 308 Permanent Redirect", row.LastError)
 	require.Empty(t, elsewhere.Got)
 }
+
+// Two dispatchers on one database (two replicas) share the work and send
+// each delivery once.
+func TestReplicasSendOnce(t *testing.T) {
+	t.Parallel()
+	databasetest.Each(t, func(t *testing.T, url string) {
+		b := setup(t, url)
+		rc := webhooktest.Start(t, nil)
+		one, two := b.dispatcher(t, 0, rc.URL), b.dispatcher(t, 0, rc.URL)
+		const n = 20
+		for i := range n {
+			d := one
+			if i%2 == 1 {
+				d = two
+			}
+			b.publish(t, d)
+			// Both look at once, whoever was told.
+			one.Wake()
+			two.Wake()
+		}
+		seen := map[string]int{}
+		for range n {
+			seen[testkit.Receive(t, rc.Got, "a webhook request").Header.Get("webhook-id")]++
+		}
+		testkit.WaitUntil(t, b.settled, func() bool {
+			k, err := b.db.WebhookDelivery.Query().Where(webhookdelivery.StateEQ(webhook.Delivered)).Count(context.Background())
+			return err == nil && k == n
+		}, "all delivered")
+		require.Len(t, seen, n)
+		for id, k := range seen {
+			require.Equal(t, 1, k, "%s sent once", id)
+		}
+		require.Empty(t, rc.Got, "no second request")
+	})
+}
