@@ -290,7 +290,7 @@ func (d *Dispatcher) lane(ctx context.Context, endpoint string, wake <-chan stru
 		requests.Wait()
 		close(results)
 		for o := range results {
-			d.settle(context.WithoutCancel(ctx), o, true)
+			d.settle(ctx, o)
 		}
 	}()
 	poll := time.NewTicker(d.o.Poll)
@@ -313,7 +313,7 @@ func (d *Dispatcher) lane(ctx context.Context, endpoint string, wake <-chan stru
 		case <-poll.C:
 		case o := <-results:
 			delete(inFlight, o.row.ID)
-			d.settle(ctx, o, false)
+			d.settle(ctx, o)
 		}
 	}
 }
@@ -409,13 +409,14 @@ func (d *Dispatcher) post(ctx context.Context, row *ent.WebhookDelivery) error {
 	return nil
 }
 
-// settle records an attempt's outcome. released: the dispatcher is
-// stopping and the attempt was cut short; the row is due again at once
-// and the attempt is not counted.
-func (d *Dispatcher) settle(ctx context.Context, o outcome, released bool) {
+// settle records an attempt's outcome, even as the dispatcher stops (a
+// delivery left unrecorded would be sent again). An attempt cut short by
+// the stop is not counted, and its row is due again at once.
+func (d *Dispatcher) settle(ctx context.Context, o outcome) {
 	if d.o.OnSettled != nil {
 		defer d.o.OnSettled()
 	}
+	ctx = context.WithoutCancel(ctx)
 	now := d.o.Now().UTC()
 	row := o.row
 	u := d.o.DB.WebhookDelivery.Update().
@@ -428,7 +429,7 @@ func (d *Dispatcher) settle(ctx context.Context, o outcome, released bool) {
 	case o.err == nil:
 		u.SetState(Delivered).SetAttempts(attempts).SetLastError("")
 		count = d.o.Metrics.Delivered
-	case released && ctx.Err() == nil && errors.Is(o.err, context.Canceled):
+	case errors.Is(o.err, context.Canceled):
 		u.SetNextAttemptAt(now)
 	case now.Sub(row.PendingSince) >= GiveUpAfter:
 		u.SetState(Failed).SetAttempts(attempts).SetLastError(o.err.Error())

@@ -305,3 +305,29 @@ func TestReplicasSendOnce(t *testing.T) {
 		require.Empty(t, rc.Got, "no second request")
 	})
 }
+
+// A stop cuts a request short without counting it, and leaves its row due
+// at once for the next dispatcher.
+func TestStopReleasesWhatIsInFlight(t *testing.T) {
+	t.Parallel()
+	b := setup(t, databasetest.SQLite(t))
+	release := make(chan struct{})
+	rc := webhooktest.Start(t, func(n int, _ *http.Request) int {
+		if n == 1 {
+			<-release
+		}
+		return http.StatusOK
+	})
+	t.Cleanup(func() { close(release) }) // runs first: the receiver's Close waits for its handlers
+	d := b.dispatcher(t, 0, rc.URL)
+	id := b.publish(t, d)
+	testkit.Receive(t, rc.Got, "the request that hangs")
+	d.Stop()
+	row := b.row(t, id, rc.URL, settledAfter(0), "released")
+	require.Equal(t, webhook.Pending, row.State)
+	require.False(t, row.NextAttemptAt.After(b.clock.Now()), "due at once")
+
+	b.dispatcher(t, 0, rc.URL)
+	require.Equal(t, id, testkit.Receive(t, rc.Got, "the request again").Header.Get("webhook-id"))
+	b.row(t, id, rc.URL, func(r *ent.WebhookDelivery) bool { return r.State == webhook.Delivered && r.Attempts == 1 }, "delivered, one attempt counted")
+}
