@@ -84,7 +84,7 @@ func TestVerifyIsIdempotent(t *testing.T) {
 		// The first email's SENT is announced before the resend: an older
 		// email that settles after a newer one exists is not (the count
 		// below would depend on who won).
-		s.waitMetric(t, "verifier_outbox_published_total", 2)
+		s.waitMetric(t, "verifier_outbox_published_total", 3) // with the public registered event
 		s.clock.Advance(2 * time.Second)
 		r := s.gql(t, resendQ, map[string]any{"e": "grace@example.com"})
 		require.Empty(t, r.Errors)
@@ -127,9 +127,10 @@ func TestVerifyIsIdempotent(t *testing.T) {
 		// The counter moves when the relay settles, just after the push.
 		// register, resend, three delivery changes of the registration
 		// (the first email SENT; the resent one QUEUED, as it replaces the
-		// first for the watcher, then SENT) and exactly one change event.
-		s.waitMetric(t, "verifier_outbox_published_total", 6)
-		require.Equal(t, 6.0, s.metric(t, "verifier_outbox_published_total"), "no second change event")
+		// first for the watcher, then SENT) and exactly one change event,
+		// and the public registered and verified events.
+		s.waitMetric(t, "verifier_outbox_published_total", 8)
+		require.Equal(t, 8.0, s.metric(t, "verifier_outbox_published_total"), "no second change event")
 	})
 }
 

@@ -70,7 +70,7 @@ func TestBrokerOutage(t *testing.T) {
 	for i := range n {
 		s.register(t, fmt.Sprintf("outage-%02d@example.com", i))
 	}
-	require.Equal(t, float64(n), s.metric(t, "verifier_outbox_backlog"), "events wait in the outbox")
+	require.Equal(t, float64(2*n), s.metric(t, "verifier_outbox_backlog"), "events wait in the outbox (each its email's and its public registered event)")
 	require.Empty(t, s.sink.Pending())
 
 	proxy.Restore()

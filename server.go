@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/verifier/verifier/consumers"
+	"github.com/verifier/verifier/docs"
 	"github.com/verifier/verifier/graph"
 	"github.com/verifier/verifier/internal/account"
 	"github.com/verifier/verifier/internal/broker"
@@ -36,10 +37,12 @@ import (
 	"github.com/verifier/verifier/internal/metrics"
 	"github.com/verifier/verifier/internal/outbox"
 	"github.com/verifier/verifier/internal/password"
+	"github.com/verifier/verifier/internal/publicevent"
 	"github.com/verifier/verifier/internal/ratelimit"
 	"github.com/verifier/verifier/internal/seal"
 	"github.com/verifier/verifier/internal/signer"
 	"github.com/verifier/verifier/internal/startstop"
+	"github.com/verifier/verifier/internal/webhook"
 	"github.com/verifier/verifier/internal/wsgorilla"
 	"github.com/verifier/verifier/web"
 )
@@ -110,9 +113,10 @@ func newLogger(cfg config.Config) *slog.Logger {
 
 // Clean-up of tables that grow with use.
 const (
-	// sentRecordsKept is how long the record of a sent email is kept: far
-	// longer than any redelivery can come (which the record turns away),
-	// and long enough to answer "was it sent?".
+	// sentRecordsKept is how long the record of a sent email (or of a
+	// delivered webhook) is kept: far longer than any redelivery can come
+	// (which the record turns away), and long enough to answer "was it
+	// sent?".
 	sentRecordsKept = 7 * 24 * time.Hour
 	// devOutboxKept is how many emails the dev outbox keeps: enough to
 	// scroll back through a session of manual testing, bounded so a load
@@ -188,6 +192,9 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger, hk hooks) err
 		return err
 	}
 
+	// Public events name this deployment as their source.
+	publicevent.SetSource(cfg.PublicURL)
+
 	m := metrics.New()
 	m.Backlog(func(ctx context.Context) (int, error) { return db.Ent.OutboxEvent.Query().Count(ctx) })
 	records := delivery.New(db.Ent, now)
@@ -247,6 +254,29 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger, hk hooks) err
 	if err := errors.Join(b.Consume(mailer.Queue(), mailer.Handle), b.Consume(notifier.Queue(), notifier.Handle)); err != nil {
 		return err
 	}
+	// Webhooks: a consumer of the public events records one delivery per
+	// endpoint; the dispatcher sends them, apart from the mail path.
+	var hooks *webhook.Dispatcher
+	if len(cfg.WebhookURLs) > 0 {
+		if hooks, err = webhook.New(webhook.Options{
+			DB:        db.Ent,
+			Endpoints: cfg.WebhookURLs,
+			Secret:    cfg.WebhookSecret.Reveal(),
+			Log:       log.With("component", "webhooks"),
+			Now:       now,
+			Metrics: webhook.Metrics{
+				Delivered: m.WebhooksDelivered.Inc,
+				Failed:    m.WebhooksFailed.Inc,
+				Retried:   m.WebhookRetries.Inc,
+			},
+			OnSettled: hk.settled,
+		}); err != nil {
+			return err
+		}
+		if err := b.Consume(hooks.Queue(), hooks.Handle); err != nil {
+			return err
+		}
+	}
 
 	accounts := account.New(account.Options{
 		DB:      db.Ent,
@@ -275,6 +305,9 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger, hk hooks) err
 		{Name: "expired tokens and cooldowns", Run: accounts.DeleteExpired},
 		{Name: "unverified accounts past UNVERIFIED_TTL", Run: accounts.DeleteUnverified},
 		{Name: "sent email records", Run: func(ctx context.Context) (int, error) { return records.TrimSent(ctx, now().Add(-sentRecordsKept)) }},
+	}
+	if hooks != nil {
+		tasks = append(tasks, janitor.Task{Name: "delivered webhooks", Run: func(ctx context.Context) (int, error) { return hooks.TrimDelivered(ctx, now().Add(-sentRecordsKept)) }})
 	}
 	if devOutbox != nil {
 		tasks = append(tasks, janitor.Task{Name: "dev outbox", Run: func(ctx context.Context) (int, error) { return devOutbox.Trim(ctx, devOutboxKept) }})
@@ -309,6 +342,7 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger, hk hooks) err
 		Web:       web.Handler(),
 		JWKS:      keys,
 		Metrics:   m,
+		AsyncAPI:  docs.AsyncAPI,
 		DevOutbox: devOutbox,
 		// DEV_MAILBOX=true opens it to every client on purpose.
 		DevMailLoopbackOnly: cfg.DevMailbox == "auto",
@@ -329,6 +363,9 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger, hk hooks) err
 	var parts startstop.Group
 	parts.Add("broker", b)
 	parts.Add("outbox relay", relay)
+	if hooks != nil {
+		parts.Add("webhooks", hooks)
+	}
 	parts.Add("janitor", cleaner)
 	parts.Add("hub", subs)
 	parts.Add("http server", edge)
@@ -338,7 +375,7 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger, hk hooks) err
 	defer parts.Stop()
 	log.Info("verifier is listening",
 		"addr", edge.Addr(), "public_url", cfg.PublicURL,
-		"database", db.Dialect, "broker", brokerName, "mail", mailName)
+		"database", db.Dialect, "broker", brokerName, "mail", mailName, "webhooks", len(cfg.WebhookURLs))
 	if hk.listening != nil {
 		hk.listening(edge.Addr())
 	}

@@ -132,7 +132,7 @@ func (m *Mailer) Handle(ctx context.Context, msg broker.Message) error {
 		return err
 	}
 	email, about, renderErr := m.render(msg)
-	rec, err := m.Records.Begin(ctx, delivery.Event{ID: msg.ID, Kind: about.kind, Address: about.to, Registration: about.registration, Topic: msg.Topic, Payload: msg.Body})
+	rec, err := m.Records.Begin(ctx, delivery.Event{ID: msg.ID, Kind: about.kind, Address: about.to, Registration: about.registration, UserID: about.userID, Topic: msg.Topic, Payload: msg.Body})
 	if err != nil {
 		if ctx.Err() != nil {
 			return err
@@ -157,7 +157,7 @@ func (m *Mailer) Handle(ctx context.Context, msg broker.Message) error {
 	}
 	if renderErr != nil {
 		m.Log.Error("email event cannot be sent; kept as a dead letter", "kind", about.kind, "id", msg.ID, "err", renderErr)
-		return m.fail(ctx, rec, about.kind, false, renderErr.Error())
+		return m.fail(about.kind, func() error { return m.Records.MarkUnsendable(context.WithoutCancel(ctx), rec, renderErr.Error()) })
 	}
 	if err := ctx.Err(); err != nil {
 		// Hand the reservation back, so the copy the broker delivers
@@ -205,7 +205,7 @@ func (m *Mailer) Handle(ctx context.Context, msg broker.Message) error {
 	switch class := mail.ClassOf(sendErr); class {
 	case mail.Rejected:
 		m.Log.Warn("email refused for good; kept as a dead letter", "kind", about.kind, "id", msg.ID, "reason", reason)
-		return m.fail(ctx, rec, about.kind, tried, reason)
+		return m.fail(about.kind, func() error { return m.Records.MarkFailed(context.WithoutCancel(ctx), rec, tried, reason) })
 	case mail.Misconfigured:
 		m.report(sendErr)
 		schedule = misconfiguredRetry
@@ -224,7 +224,9 @@ func (m *Mailer) Handle(ctx context.Context, msg broker.Message) error {
 	}
 	if !about.deadline.IsZero() && !m.now().Before(about.deadline) {
 		m.Log.Warn("email given up on: it could not be delivered in time", "kind", about.kind, "id", msg.ID, "attempts", attempts, "reason", reason)
-		return m.fail(ctx, rec, about.kind, tried, "gave up, too late to be of use; last: "+reason)
+		return m.fail(about.kind, func() error {
+			return m.Records.MarkFailed(context.WithoutCancel(ctx), rec, tried, "gave up, too late to be of use; last: "+reason)
+		})
 	}
 	if tried {
 		m.count(m.Metrics.Retried, about.kind)
@@ -266,10 +268,10 @@ func at(schedule []time.Duration, attempt int) time.Duration {
 	return schedule[min(max(attempt, 1), len(schedule))-1]
 }
 
-// fail records a dead letter and acknowledges the event; if the record
-// cannot be written, the event comes back instead of being lost.
-func (m *Mailer) fail(ctx context.Context, rec delivery.Record, kind string, tried bool, reason string) error {
-	if err := m.Records.MarkFailed(context.WithoutCancel(ctx), rec, tried, reason); err != nil {
+// fail records a dead letter with mark and acknowledges the event; if the
+// record cannot be written, the event comes back instead of being lost.
+func (m *Mailer) fail(kind string, mark func() error) error {
+	if err := mark(); err != nil {
 		return broker.RetryAfter(fmt.Errorf("%s email: recording the dead letter: %w", kind, err), recordRetry)
 	}
 	m.count(m.Metrics.Failed, kind)
@@ -335,6 +337,8 @@ type about struct {
 	to   string
 	// registration is whose watchers are told of the email's delivery.
 	registration uuid.UUID
+	// userID is the user the email is to, when the event names one.
+	userID uuid.UUID
 	// deadline is when retrying stops being of use (zero: never).
 	deadline time.Time
 }
@@ -347,7 +351,7 @@ func (m *Mailer) render(msg broker.Message) (mail.Message, about, error) {
 		if err := json.Unmarshal(msg.Body, &ev); err != nil || ev.Email == "" || ev.SealedToken == "" {
 			return mail.Message{}, a, fmt.Errorf("undecodable %s event %s", msg.Topic, msg.ID)
 		}
-		a.to, a.deadline, a.registration = ev.Email, ev.ExpiresAt, ev.Registration
+		a.to, a.deadline, a.registration, a.userID = ev.Email, ev.ExpiresAt, ev.Registration, ev.UserID
 		tok, err := m.Seal.Open(ev.SealedToken, ev.Email)
 		if err != nil {
 			// Another deployment's key, or a tampered event: no retry

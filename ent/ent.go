@@ -21,6 +21,7 @@ import (
 	"github.com/verifier/verifier/ent/signingkey"
 	"github.com/verifier/verifier/ent/user"
 	"github.com/verifier/verifier/ent/verificationtoken"
+	"github.com/verifier/verifier/ent/webhookdelivery"
 )
 
 // ent aliases to avoid import conflicts in user's code.
@@ -90,6 +91,7 @@ func checkColumn(t, c string) error {
 			signingkey.Table:        signingkey.ValidColumn,
 			user.Table:              user.ValidColumn,
 			verificationtoken.Table: verificationtoken.ValidColumn,
+			webhookdelivery.Table:   webhookdelivery.ValidColumn,
 		})
 	})
 	return columnCheck(t, c)

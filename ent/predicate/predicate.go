@@ -32,3 +32,6 @@ type User func(*sql.Selector)
 
 // VerificationToken is the predicate function for verificationtoken builders.
 type VerificationToken func(*sql.Selector)
+
+// WebhookDelivery is the predicate function for webhookdelivery builders.
+type WebhookDelivery func(*sql.Selector)

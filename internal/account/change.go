@@ -18,6 +18,7 @@ import (
 	"github.com/verifier/verifier/internal/database"
 	"github.com/verifier/verifier/internal/event"
 	"github.com/verifier/verifier/internal/outbox"
+	"github.com/verifier/verifier/internal/publicevent"
 	"github.com/verifier/verifier/internal/token"
 )
 
@@ -192,12 +193,15 @@ func (s *Service) confirmChange(ctx context.Context, reg *ent.Registration) (Ver
 		case holder.Status == user.StatusVERIFIED:
 			return errInvalidLink
 		default:
-			if err := deleteUsers(ctx, tx, holder.ID); err != nil {
+			if err := deleteUsers(ctx, tx, now, holder.ID); err != nil {
 				return err
 			}
 		}
 		old := u.Email
 		if u, err = tx.User.UpdateOne(u).SetEmail(reg.Email).SetVerifiedAt(now).Save(ctx); err != nil {
+			return err
+		}
+		if err := publicevent.Enqueue(ctx, tx, now, publicevent.EmailChanged{UserID: u.ID, OldEmail: old, Email: u.Email, ChangedAt: now.UTC()}); err != nil {
 			return err
 		}
 		return outbox.Enqueue(ctx, tx, now, event.EmailChangedTopic, event.EmailChanged{UserID: u.ID, OldEmail: old, Email: u.Email, ChangedAt: now})
@@ -212,8 +216,15 @@ func (s *Service) confirmChange(ctx context.Context, reg *ent.Registration) (Ver
 }
 
 // deleteUsers deletes users with everything that names them: their
-// registrations, their tokens and their emails' delivery records.
-func deleteUsers(ctx context.Context, tx *ent.Tx, ids ...uuid.UUID) error {
+// registrations, their tokens and their emails' delivery records, and
+// tells other services (verifier.user.deleted.v1): they heard of each user
+// when it was created.
+func deleteUsers(ctx context.Context, tx *ent.Tx, now time.Time, ids ...uuid.UUID) error {
+	for _, id := range ids {
+		if err := publicevent.Enqueue(ctx, tx, now, publicevent.UserDeleted{UserID: id, DeletedAt: now.UTC()}); err != nil {
+			return err
+		}
+	}
 	regs, err := tx.Registration.Query().Where(registration.UserIDIn(ids...)).IDs(ctx)
 	if err != nil {
 		return err

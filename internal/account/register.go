@@ -16,6 +16,7 @@ import (
 	"github.com/verifier/verifier/internal/database"
 	"github.com/verifier/verifier/internal/event"
 	"github.com/verifier/verifier/internal/outbox"
+	"github.com/verifier/verifier/internal/publicevent"
 	"github.com/verifier/verifier/internal/token"
 )
 
@@ -110,6 +111,10 @@ func (s *Service) register(ctx context.Context, tx *ent.Tx, r newRegistration) e
 	var u *ent.User
 	if existing == nil {
 		if u, err = tx.User.Create().SetEmail(r.email).SetPasswordHash(r.passwordHash).SetCreatedAt(now).Save(ctx); err != nil {
+			return err
+		}
+		// Once per user: a renewal of an unverified address is not a new user.
+		if err := publicevent.Enqueue(ctx, tx, now, publicevent.UserRegistered{UserID: u.ID, Email: r.email, RegisteredAt: now.UTC()}); err != nil {
 			return err
 		}
 	} else {

@@ -15,6 +15,7 @@ import (
 	"github.com/verifier/verifier/internal/event"
 	"github.com/verifier/verifier/internal/hub"
 	"github.com/verifier/verifier/internal/outbox"
+	"github.com/verifier/verifier/internal/publicevent"
 	"github.com/verifier/verifier/internal/status"
 	"github.com/verifier/verifier/internal/token"
 )
@@ -114,6 +115,9 @@ func (s *Service) confirmSignup(ctx context.Context, reg *ent.Registration) (Ver
 			return err
 		}
 		changed = true
+		if err := publicevent.Enqueue(ctx, tx, now, publicevent.UserVerified{UserID: u.ID, Email: u.Email, VerifiedAt: now.UTC()}); err != nil {
+			return err
+		}
 		return outbox.Enqueue(ctx, tx, now, event.VerifiedTopic, event.Verified{UserID: u.ID, VerifiedAt: now, Registration: reg.ID, Email: u.Email})
 	})
 	if err != nil {

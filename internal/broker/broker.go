@@ -12,6 +12,7 @@ import (
 	"context"
 	"errors"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"time"
 
@@ -34,6 +35,17 @@ type Message struct {
 	// handler asked for the message again with RetryAfter.
 	Attempt int
 }
+
+// PublicNamespace starts every public event type (the contract's
+// verifier.user.registered.v1 and the rest) and no internal topic.
+const PublicNamespace = "verifier."
+
+// Public reports whether topic is a public event type, which RabbitMQ
+// routes on the public exchange (verifier.public) that other services
+// bind to; every other topic stays on the internal one. Deciding by the
+// name keeps the outbox and the relay unaware of the difference: a public
+// event is an outbox row like any other.
+func Public(topic string) bool { return strings.HasPrefix(topic, PublicNamespace) }
 
 // Handler processes one delivery and says what becomes of it:
 //

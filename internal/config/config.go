@@ -3,13 +3,16 @@
 package config
 
 import (
+	"encoding/base64"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/mail"
 	"net/netip"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -68,6 +71,11 @@ type Config struct {
 	// RedirectOrigins are the origins a redirectTo may have: PUBLIC_URL's
 	// and REDIRECT_ALLOWLIST's.
 	RedirectOrigins []string
+	// WebhookURLs are WEBHOOK_URL's endpoints; none: no webhooks.
+	WebhookURLs []string
+	// WebhookSecret is WEBHOOK_SECRET, whsec_ + base64 of at least
+	// MinWebhookSecretBytes bytes; set whenever WebhookURLs is.
+	WebhookSecret Secret
 	// SMTPConnections is SMTP_CONNECTIONS: emails sent at once.
 	SMTPConnections int
 	ShutdownGrace   time.Duration // SHUTDOWN_GRACE
@@ -106,6 +114,8 @@ var Settings = []Setting{
 	{"SIGNING_KEY_FILE", "", "PEM Ed25519 private key signing receipts and signIn tokens (empty: generated once, kept in the database)"},
 	{"JWT_AUDIENCE", "", "aud of receipts and signIn tokens (empty: none)"},
 	{"REDIRECT_ALLOWLIST", "", "origins, comma separated, allowed in redirectTo besides PUBLIC_URL's"},
+	{"WEBHOOK_URL", "", "webhook endpoints, comma separated: every public event is POSTed to each (Standard Webhooks)"},
+	{"WEBHOOK_SECRET", "", "whsec_ + base64 of at least 24 random bytes, signing the webhooks; required with WEBHOOK_URL"},
 	{"WS_MAX_SUBSCRIPTIONS", "20", "subscriptions one websocket may hold open"},
 	{"WS_MAX_SOCKETS", "32", "websockets one client address may hold open"},
 	{"MAX_SUBSCRIPTIONS", "100000", "subscriptions open in this process in all"},
@@ -143,6 +153,36 @@ const (
 	// MaxShutdownGrace: orchestrators kill a process long before this.
 	MaxShutdownGrace = 10 * time.Minute
 )
+
+// MinWebhookSecretBytes is the least key length of WEBHOOK_SECRET: the
+// Standard Webhooks specification asks for 24 to 64 random bytes.
+const MinWebhookSecretBytes = 24
+
+// Secret is a setting that is never shown: printed, formatted, logged or
+// marshalled it reads xxxxx. Reveal gives the value to what needs it.
+type Secret string
+
+const redacted = "xxxxx"
+
+// Reveal returns the secret itself.
+func (s Secret) Reveal() string { return string(s) }
+
+// String implements fmt.Stringer: never the secret.
+func (s Secret) String() string {
+	if s == "" {
+		return ""
+	}
+	return redacted
+}
+
+// GoString implements fmt.GoStringer (%#v): never the secret.
+func (s Secret) GoString() string { return strconv.Quote(s.String()) }
+
+// LogValue implements slog.LogValuer: never the secret.
+func (s Secret) LogValue() slog.Value { return slog.StringValue(s.String()) }
+
+// MarshalText implements encoding.TextMarshaler: never the secret.
+func (s Secret) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
 
 // Bounds of the count settings, well above any real need: a larger value is
 // a typo, and some would overflow the arithmetic done on them.
@@ -240,6 +280,28 @@ func Load(getenv func(string) string) (Config, error) {
 			fail("TOKEN_SEAL_KEY", "%v", err)
 		}
 		c.TokenSealKey = key
+	}
+
+	for _, raw := range strings.Split(get("WEBHOOK_URL"), ",") {
+		if raw = strings.TrimSpace(raw); raw == "" {
+			continue
+		}
+		if err := checkWebhookURL(raw); err != nil {
+			fail("WEBHOOK_URL", "%v", err)
+			continue
+		}
+		if !slices.Contains(c.WebhookURLs, raw) {
+			c.WebhookURLs = append(c.WebhookURLs, raw)
+		}
+	}
+	if v := get("WEBHOOK_SECRET"); v != "" {
+		if err := checkWebhookSecret(v); err != nil {
+			// Never echo the value: it is a secret.
+			fail("WEBHOOK_SECRET", "%v", err)
+		}
+		c.WebhookSecret = Secret(v)
+	} else if len(c.WebhookURLs) > 0 {
+		fail("WEBHOOK_SECRET", "required with WEBHOOK_URL: whsec_ followed by base64 of at least %d random bytes (e.g. echo whsec_$(openssl rand -base64 32))", MinWebhookSecretBytes)
 	}
 
 	if err := checkListenAddr(c.HTTPAddr); err != nil {
@@ -496,14 +558,8 @@ func checkSMTPURL(raw string) error {
 // to: no query or fragment, which would swallow the path after them, and no
 // user info, which would put a password in every email.
 func checkPublicURL(raw string) (*url.URL, error) {
-	u, err := parseURL(raw)
+	u, err := httpURL(raw, "https://verify.example.com")
 	if err != nil {
-		return nil, err
-	}
-	if u.Scheme != "http" && u.Scheme != "https" {
-		return nil, fmt.Errorf("want an absolute http(s) URL such as https://verify.example.com, got %s", redact(raw))
-	}
-	if err := urlShape(u, raw); err != nil {
 		return nil, err
 	}
 	switch {
@@ -513,6 +569,51 @@ func checkPublicURL(raw string) (*url.URL, error) {
 		return nil, fmt.Errorf("a query (?…) in %s: links are appended to it", redact(raw))
 	}
 	return u, nil
+}
+
+// httpURL parses an absolute http(s) URL setting; example shows one.
+func httpURL(raw, example string) (*url.URL, error) {
+	u, err := parseURL(raw)
+	if err != nil {
+		return nil, err
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return nil, fmt.Errorf("want an absolute http(s) URL such as %s, got %s", example, redact(raw))
+	}
+	if err := urlShape(u, raw); err != nil {
+		return nil, err
+	}
+	return u, nil
+}
+
+// checkWebhookURL wants an absolute http(s) URL without user info (the
+// endpoint's URL appears in logs and records; receivers authenticate us by
+// the signature) or fragment.
+func checkWebhookURL(raw string) error {
+	u, err := httpURL(raw, "https://hooks.example.com/verifier")
+	if err != nil {
+		return err
+	}
+	if u.User != nil {
+		return fmt.Errorf("a user name or password in %s: receivers check the signature instead, and the URL is shown in logs", redact(raw))
+	}
+	return nil
+}
+
+// checkWebhookSecret wants whsec_ and standard base64 of enough bytes.
+func checkWebhookSecret(v string) error {
+	b64, ok := strings.CutPrefix(v, "whsec_")
+	if !ok {
+		return errors.New("want whsec_ followed by base64 of at least 24 random bytes (e.g. echo whsec_$(openssl rand -base64 32))")
+	}
+	key, err := base64.StdEncoding.DecodeString(b64)
+	if err != nil {
+		return errors.New("the part after whsec_ is not standard base64")
+	}
+	if len(key) < MinWebhookSecretBytes {
+		return fmt.Errorf("want at least %d random bytes after whsec_, got %d", MinWebhookSecretBytes, len(key))
+	}
+	return nil
 }
 
 // origin checks one ALLOWED_ORIGINS entry and returns it as browsers send

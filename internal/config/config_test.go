@@ -1,7 +1,11 @@
 package config
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
+	"fmt"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -190,6 +194,12 @@ func TestLoadRejects(t *testing.T) {
 		{"SIGNING_KEY_FILE", "/nonexistent/key.pem", "cannot read"},
 		{"REDIRECT_ALLOWLIST", "https://app.example/path", "REDIRECT_ALLOWLIST"},
 		{"REDIRECT_ALLOWLIST", "*", "not an origin"},
+		{"WEBHOOK_URL", "ftp://hooks.example.com", "absolute http(s) URL"},
+		{"WEBHOOK_URL", "https://u:" + secret + "@hooks.example.com/x", "user name or password"},
+		{"WEBHOOK_URL", "https://hooks.example.com:0/x", "want a port from 1"},
+		{"WEBHOOK_SECRET", secret, "want whsec_"},
+		{"WEBHOOK_SECRET", "whsec_" + secret + "!", "not standard base64"},
+		{"WEBHOOK_SECRET", "whsec_czNjcjN0UGE1NQ==", "at least 24 random bytes"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.key+"="+tt.value, func(t *testing.T) {
@@ -264,4 +274,31 @@ func unjoin(err error) []error {
 		return j.Unwrap()
 	}
 	return []error{err}
+}
+
+func TestWebhooks(t *testing.T) {
+	t.Parallel()
+	key := "whsec_MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="
+	c, err := Load(env(map[string]string{
+		"WEBHOOK_URL":    " https://a.example/hook , http://127.0.0.1:9000/x?k=1,https://a.example/hook",
+		"WEBHOOK_SECRET": key,
+	}))
+	require.NoError(t, err)
+	require.Equal(t, []string{"https://a.example/hook", "http://127.0.0.1:9000/x?k=1"}, c.WebhookURLs)
+	require.Equal(t, key, c.WebhookSecret.Reveal())
+	for _, shown := range []string{fmt.Sprint(c), fmt.Sprintf("%+v", c), fmt.Sprintf("%#v", c), c.WebhookSecret.String()} {
+		require.NotContains(t, shown, key[6:], "the secret is redacted when printed")
+	}
+	var log bytes.Buffer
+	slog.New(slog.NewJSONHandler(&log, nil)).Info("config", "secret", c.WebhookSecret, "config", c)
+	require.NotContains(t, log.String(), key[6:])
+	j, err := json.Marshal(c)
+	require.NoError(t, err)
+	require.NotContains(t, string(j), key[6:])
+
+	_, err = Load(env(map[string]string{"WEBHOOK_URL": "https://a.example/hook"}))
+	require.ErrorContains(t, err, "WEBHOOK_SECRET: required with WEBHOOK_URL")
+	c, err = Load(env(nil))
+	require.NoError(t, err)
+	require.Empty(t, c.WebhookURLs, "no webhooks by default")
 }

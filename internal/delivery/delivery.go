@@ -27,9 +27,11 @@ import (
 
 	"github.com/verifier/verifier/ent"
 	entdelivery "github.com/verifier/verifier/ent/delivery"
+	"github.com/verifier/verifier/ent/user"
 	"github.com/verifier/verifier/internal/database"
 	"github.com/verifier/verifier/internal/event"
 	"github.com/verifier/verifier/internal/outbox"
+	"github.com/verifier/verifier/internal/publicevent"
 	"github.com/verifier/verifier/internal/status"
 )
 
@@ -69,8 +71,11 @@ type Event struct {
 	// Registration is the registration the email belongs to (uuid.Nil:
 	// none, and nobody is told of its changes).
 	Registration uuid.UUID
-	Topic        string
-	Payload      []byte
+	// UserID is the user the email is to, when the event names one;
+	// uuid.Nil lets a failure find the user by Address.
+	UserID  uuid.UUID
+	Topic   string
+	Payload []byte
 }
 
 // Record is what the mailer needs of a record.
@@ -87,6 +92,10 @@ type Record struct {
 	// record (it is sending the email now): wait this long, then look
 	// again, rather than send a second copy.
 	Busy time.Duration
+	// UserID and Address say whose email it is, for the public event of
+	// a failure (verifier.email.failed.v1).
+	UserID  uuid.UUID
+	Address string
 }
 
 // SendLease is how long Begin reserves a record for the caller's send:
@@ -121,7 +130,7 @@ func (s *Store) Begin(ctx context.Context, e Event) (Record, error) {
 		}
 	}
 	var id int
-	err := s.write(ctx, announce, func(c *ent.Client) (*status.Delivery, error) {
+	err := s.write(ctx, announce, nil, func(c *ent.Client) (*status.Delivery, error) {
 		var err error
 		id, err = c.Delivery.Create().
 			SetEventID(e.ID).
@@ -139,7 +148,7 @@ func (s *Store) Begin(ctx context.Context, e Event) (Record, error) {
 		return &status.Delivery{State: status.Queued, At: now}, err
 	})
 	if err == nil {
-		return Record{ID: id, State: Queued, Registration: reg, Since: now}, nil
+		return Record{ID: id, State: Queued, Registration: reg, Since: now, UserID: e.UserID, Address: e.Address}, nil
 	}
 	// Seen before (the insert did nothing), or the insert failed: take
 	// the reservation if it is free (one conditional update, so of two
@@ -156,7 +165,7 @@ func (s *Store) Begin(ctx context.Context, e Event) (Record, error) {
 	if qerr != nil || cerr != nil {
 		return Record{}, fmt.Errorf("delivery record of %s: %w", e.ID, errors.Join(err, cerr, qerr))
 	}
-	r := Record{ID: rec.ID, State: rec.State, Attempts: rec.Attempts, Registration: rec.Registration, Since: rec.CreatedAt.UTC()}
+	r := Record{ID: rec.ID, State: rec.State, Attempts: rec.Attempts, Registration: rec.Registration, Since: rec.CreatedAt.UTC(), UserID: e.UserID, Address: e.Address}
 	if claimed == 0 && rec.SendingUntil != nil && (rec.State == Queued || rec.State == Deferred) {
 		r.Busy = max(rec.SendingUntil.Sub(now), time.Second)
 	}
@@ -164,18 +173,27 @@ func (s *Store) Begin(ctx context.Context, e Event) (Record, error) {
 }
 
 // write runs f, and, when reg is set and f reports a change, enqueues the
-// change for reg's watchers in the same transaction. A record without a
-// registration costs no transaction: nobody is told.
-func (s *Store) write(ctx context.Context, reg *uuid.UUID, f func(*ent.Client) (*status.Delivery, error)) error {
-	if reg == nil {
+// change for reg's watchers in the same transaction; public, when set,
+// runs in it too (a failure's public event). A record without a
+// registration or a public event costs no transaction: nobody is told.
+func (s *Store) write(ctx context.Context, reg *uuid.UUID, public func(*ent.Tx) (bool, error), f func(*ent.Client) (*status.Delivery, error)) error {
+	if reg == nil && public == nil {
 		_, err := f(s.db)
 		return err
 	}
 	announced := false
 	err := database.InTx(ctx, s.db, func(tx *ent.Tx) error {
 		d, err := f(tx.Client())
-		if err != nil || d == nil {
+		if err != nil {
 			return err
+		}
+		if public != nil {
+			if announced, err = public(tx); err != nil {
+				return err
+			}
+		}
+		if reg == nil || d == nil {
+			return nil
 		}
 		announced = true
 		return outbox.Enqueue(ctx, tx, d.At, event.DeliveryChangedTopic, event.DeliveryChanged{Registration: *reg, Delivery: *d})
@@ -220,9 +238,42 @@ func (s *Store) MarkDeferred(ctx context.Context, r Record, tried bool, reason s
 }
 
 // MarkFailed records a failure no retry will fix: a dead letter, payload
-// kept for a replay.
+// kept for a replay. The address's user, if there is one, is the subject
+// of a verifier.email.failed.v1 with reason, in the same transaction, so
+// other services hear of it exactly when the record says FAILED.
 func (s *Store) MarkFailed(ctx context.Context, r Record, tried bool, reason string) error {
 	return s.mark(ctx, r, Failed, tried, reason, false)
+}
+
+// MarkUnsendable records as a dead letter an event that could not be made
+// into an email (it does not decode, its token does not open with this
+// key): a fault of ours an operator fixes and replays, not news about the
+// address, so no public event.
+func (s *Store) MarkUnsendable(ctx context.Context, r Record, reason string) error {
+	r.UserID, r.Address = uuid.Nil, ""
+	return s.mark(ctx, r, Failed, false, reason, false)
+}
+
+// emailFailed enqueues verifier.email.failed.v1 for r's user in tx, and
+// reports whether there was one: the record's user, or the user who holds
+// its address (a notice to an address already registered names none).
+func emailFailed(ctx context.Context, tx *ent.Tx, r Record, reason string, at time.Time) (bool, error) {
+	id := r.UserID
+	if id == uuid.Nil {
+		if r.Address == "" {
+			return false, nil
+		}
+		u, err := tx.User.Query().Where(user.Email(r.Address)).Only(ctx)
+		if ent.IsNotFound(err) {
+			return false, nil
+		}
+		if err != nil {
+			return false, err
+		}
+		id = u.ID
+	}
+	err := publicevent.Enqueue(ctx, tx, at, publicevent.EmailFailed{UserID: id, Email: r.Address, Reason: reason, FailedAt: at})
+	return err == nil, err
 }
 
 // maxReason is the reason column's length.
@@ -231,7 +282,11 @@ const maxReason = 500
 func (s *Store) mark(ctx context.Context, r Record, state entdelivery.State, tried bool, reason string, clearPayload bool) error {
 	now := s.now().UTC()
 	reason = truncate(reason, maxReason)
-	err := s.write(ctx, r.Registration, func(c *ent.Client) (*status.Delivery, error) {
+	var public func(*ent.Tx) (bool, error)
+	if state == Failed && r.State != Failed && (r.UserID != uuid.Nil || r.Address != "") {
+		public = func(tx *ent.Tx) (bool, error) { return emailFailed(ctx, tx, r, reason, now) }
+	}
+	err := s.write(ctx, r.Registration, public, func(c *ent.Client) (*status.Delivery, error) {
 		u := c.Delivery.UpdateOneID(r.ID).
 			SetState(state).
 			SetReason(reason).

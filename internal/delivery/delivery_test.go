@@ -68,7 +68,7 @@ func TestBeginFindsTheRecord(t *testing.T) {
 
 		require.NoError(t, b.store.MarkSent(ctx, first, true))
 		sent := b.begin(t, e)
-		require.Equal(t, Record{ID: first.ID, State: Sent, Attempts: 1, Since: first.Since}, sent)
+		require.Equal(t, Record{ID: first.ID, State: Sent, Attempts: 1, Since: first.Since, Address: e.Address}, sent)
 	})
 }
 

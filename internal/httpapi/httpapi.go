@@ -1,6 +1,6 @@
 // Package httpapi assembles the HTTP surface of the public contract:
 // /query (GraphQL over POST and websockets), /playground, /healthz,
-// /readyz, /metrics, /dev/mail and the web app.
+// /readyz, /metrics, /asyncapi.yaml, /dev/mail and the web app.
 package httpapi
 
 import (
@@ -30,6 +30,9 @@ type Options struct {
 	// at /.well-known/jwks.json (signer.Signer).
 	JWKS    http.Handler
 	Metrics *metrics.Metrics
+	// AsyncAPI is docs/asyncapi.yaml, served byte for byte at
+	// /asyncapi.yaml.
+	AsyncAPI []byte
 	// DevOutbox, when not nil, is listed at /dev/mail (and /dev/mail.json).
 	DevOutbox *mail.DevOutbox
 	// DevMailLoopbackOnly serves /dev/mail to loopback clients only: with
@@ -66,6 +69,11 @@ func New(o Options) http.Handler {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	mux.HandleFunc("GET /readyz", o.ready)
+	mux.HandleFunc("GET /asyncapi.yaml", func(w http.ResponseWriter, r *http.Request) {
+		// RFC 9512's type; the document describes the public events.
+		w.Header().Set("Content-Type", "application/yaml")
+		_, _ = w.Write(o.AsyncAPI)
+	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(o.Metrics.Registry, promhttp.HandlerOpts{}))
 	if o.DevOutbox != nil {
 		mux.HandleFunc("GET /dev/mail", o.devMail)

@@ -317,3 +317,15 @@ func TestDevMailViews(t *testing.T) {
 	require.Contains(t, page, `<a href="`+link+`">`)
 	require.Contains(t, page, "SENT")
 }
+
+// /asyncapi.yaml serves the document byte for byte.
+func TestAsyncAPI(t *testing.T) {
+	t.Parallel()
+	doc := []byte("asyncapi: 3.1.0\n# ünïcode and all\n")
+	h := newTestHandler(&echoGraphQL{}, Options{AsyncAPI: doc})
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/asyncapi.yaml", nil))
+	require.Equal(t, http.StatusOK, rec.Code)
+	require.Equal(t, "application/yaml", rec.Header().Get("Content-Type"))
+	require.Equal(t, doc, rec.Body.Bytes())
+}

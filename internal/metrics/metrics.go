@@ -23,6 +23,12 @@ type Metrics struct {
 	MailProblem   prometheus.Gauge
 	Published     prometheus.Counter
 	Subscriptions prometheus.Gauge
+	// WebhooksDelivered, WebhooksFailed (given up on after a day) and
+	// WebhookRetries (attempts that failed and will be retried), over
+	// every endpoint: per-endpoint labels would let a setting mint series.
+	WebhooksDelivered prometheus.Counter
+	WebhooksFailed    prometheus.Counter
+	WebhookRetries    prometheus.Counter
 }
 
 // New registers the service's metrics and the Go and process collectors.
@@ -57,8 +63,18 @@ func New() *Metrics {
 		Subscriptions: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "verifier_subscriptions_open", Help: "Status subscriptions open in this process.",
 		}),
+		WebhooksDelivered: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "verifier_webhooks_delivered_total", Help: "Webhook deliveries answered with a 2xx.",
+		}),
+		WebhooksFailed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "verifier_webhooks_failed_total", Help: "Webhook deliveries given up on after a day of retries (FAILED, to replay).",
+		}),
+		WebhookRetries: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "verifier_webhook_retries_total", Help: "Webhook attempts that failed (no 2xx within 10 s) and will be retried.",
+		}),
 	}
 	m.Registry.MustRegister(m.Requests, m.Duration, m.EmailsSent, m.EmailsFailed, m.EmailRetries, m.EmailsSkipped, m.MailProblem, m.Published, m.Subscriptions,
+		m.WebhooksDelivered, m.WebhooksFailed, m.WebhookRetries,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -42,10 +42,9 @@ func EnqueueAt(ctx context.Context, tx *ent.Tx, now, at time.Time, topic string,
 	return ev.EventID, nil
 }
 
-// Requeue adds an event to tx again with its original id and payload (an
-// operator replaying a dead letter), so consumers recognise it as the same
-// event.
-func Requeue(ctx context.Context, tx *ent.Tx, now time.Time, id uuid.UUID, topic string, payload []byte) error {
+// EnqueueRaw adds an event whose id and encoded payload the caller chose
+// (a public event, whose id is inside its own body), in tx.
+func EnqueueRaw(ctx context.Context, tx *ent.Tx, now time.Time, id uuid.UUID, topic string, payload []byte) error {
 	err := tx.OutboxEvent.Create().
 		SetEventID(id).
 		SetTopic(topic).
@@ -54,7 +53,14 @@ func Requeue(ctx context.Context, tx *ent.Tx, now time.Time, id uuid.UUID, topic
 		SetAvailableAt(now).
 		Exec(ctx)
 	if err != nil {
-		return fmt.Errorf("outbox: requeue %s: %w", topic, err)
+		return fmt.Errorf("outbox: write %s: %w", topic, err)
 	}
 	return nil
+}
+
+// Requeue adds an event to tx again with its original id and payload (an
+// operator replaying a dead letter), so consumers recognise it as the same
+// event.
+func Requeue(ctx context.Context, tx *ent.Tx, now time.Time, id uuid.UUID, topic string, payload []byte) error {
+	return EnqueueRaw(ctx, tx, now, id, topic, payload)
 }

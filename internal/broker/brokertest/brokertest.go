@@ -62,6 +62,26 @@ func Run(t *testing.T, newBroker New) {
 		require.Equal(t, want.ID, receive(t, got).ID, "the unwanted topic never arrives")
 	})
 
+	// A public topic (broker.Public) travels apart from the internal ones
+	// on RabbitMQ; a consumer bound to it still gets it, on either broker.
+	t.Run("delivers public topics to their consumers, and only those", func(t *testing.T) {
+		t.Parallel()
+		b := newBroker(t, stopGrace)
+		got := make(chan broker.Message, 10)
+		public := broker.PublicNamespace + "test.happened.v1"
+		require.NoError(t, b.Consume(broker.Queue{Name: "hooks", Topics: []string{public}}, func(_ context.Context, m broker.Message) error {
+			got <- m
+			return nil
+		}))
+		start(t, b)
+		require.NoError(t, b.Publish(context.Background(), message("test.happened.v1")))
+		want := message(public)
+		require.NoError(t, b.Publish(context.Background(), want))
+		m := receive(t, got)
+		require.Equal(t, want.ID, m.ID, "the internal topic of the same suffix never arrives")
+		require.Equal(t, public, m.Topic)
+	})
+
 	for _, queue := range []string{"work", ""} {
 		t.Run(fmt.Sprintf("delivers again after RetryAfter, with the next attempt number (queue %q)", queue), func(t *testing.T) {
 			t.Parallel()

@@ -3,7 +3,11 @@
 // Topology, declared on every connect so a fresh or reset broker needs no
 // setup (names shown with the default prefix "verifier"):
 //
-//	verifier.events   durable topic exchange every event is published to
+//	verifier.events   durable topic exchange every internal event is
+//	                  published to
+//	verifier.public   durable topic exchange of the public events
+//	                  (broker.Public topics: the CloudEvents other services
+//	                  bind to), routing key = the event type
 //	verifier.dead     durable fanout exchange for rejected messages
 //	verifier.dead     durable queue bound to it, to inspect and replay
 //	verifier.<name>   durable queue per broker.Queue with a Name, shared by
@@ -51,8 +55,20 @@ type Names struct {
 	prefix string
 }
 
-// Exchange is the topic exchange events are published to.
+// Exchange is the topic exchange internal events are published to.
 func (n Names) Exchange() string { return n.prefix + ".events" }
+
+// Public is the topic exchange of the public events, which other services
+// bind their own queues to.
+func (n Names) Public() string { return n.prefix + ".public" }
+
+// ExchangeFor is the exchange topic is published to and bound on.
+func (n Names) ExchangeFor(topic string) string {
+	if broker.Public(topic) {
+		return n.Public()
+	}
+	return n.Exchange()
+}
 
 // DeadLetter is the dead-letter exchange and the queue bound to it.
 func (n Names) DeadLetter() string { return n.prefix + ".dead" }
@@ -91,6 +107,10 @@ const (
 	topicHeader   = "x-verifier-topic"
 	attemptHeader = "x-verifier-attempt"
 )
+
+// cloudEventsJSON is the content type of a public event (structured-mode
+// CloudEvents), as the contract fixes it.
+const cloudEventsJSON = "application/cloudevents+json"
 
 // confirmTimeout bounds the wait for a publisher confirm; a broker that
 // takes longer is treated as unreachable and the outbox row is retried.
@@ -313,8 +333,10 @@ func (b *Broker) connect() (*amqp.Connection, error) {
 
 func (b *Broker) declareTopology(ch *amqp.Channel) error {
 	dead := b.names.DeadLetter()
-	if err := ch.ExchangeDeclare(b.names.Exchange(), amqp.ExchangeTopic, true, false, false, false, nil); err != nil {
-		return err
+	for _, ex := range []string{b.names.Exchange(), b.names.Public()} {
+		if err := ch.ExchangeDeclare(ex, amqp.ExchangeTopic, true, false, false, false, nil); err != nil {
+			return err
+		}
 	}
 	if err := ch.ExchangeDeclare(dead, amqp.ExchangeFanout, true, false, false, false, nil); err != nil {
 		return err
@@ -346,7 +368,7 @@ func (b *Broker) attach(conn *amqp.Connection, pub *amqp.Channel, c consumer) (*
 		return nil, fmt.Errorf("declare queue %q: %w", c.q.Name, err)
 	}
 	for _, topic := range c.q.Topics {
-		if err := ch.QueueBind(q.Name, topic, b.names.Exchange(), false, nil); err != nil {
+		if err := ch.QueueBind(q.Name, topic, b.names.ExchangeFor(topic), false, nil); err != nil {
 			return nil, fmt.Errorf("bind %s to %s: %w", q.Name, topic, err)
 		}
 	}
@@ -445,11 +467,16 @@ func message(d amqp.Delivery) broker.Message {
 }
 
 // publishing is m as a persistent AMQP message; headers carry what a
-// delay queue's message must bring back (its topic and attempt).
+// delay queue's message must bring back (its topic and attempt). A public
+// event is a CloudEvents envelope, and says so.
 func publishing(m broker.Message, headers amqp.Table) amqp.Publishing {
+	contentType := "application/json"
+	if broker.Public(m.Topic) {
+		contentType = cloudEventsJSON
+	}
 	return amqp.Publishing{
 		Headers:      headers,
-		ContentType:  "application/json",
+		ContentType:  contentType,
 		DeliveryMode: amqp.Persistent,
 		MessageId:    m.ID,
 		Timestamp:    m.Published,
@@ -511,7 +538,7 @@ func (b *Broker) Publish(ctx context.Context, m broker.Message) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, confirmTimeout)
 	defer cancel()
-	dc, err := pub.PublishWithDeferredConfirmWithContext(ctx, b.names.Exchange(), m.Topic, false, false, publishing(m, nil))
+	dc, err := pub.PublishWithDeferredConfirmWithContext(ctx, b.names.ExchangeFor(m.Topic), m.Topic, false, false, publishing(m, nil))
 	if err != nil {
 		return fmt.Errorf("rabbitmq: publish %s: %w", m.Topic, err)
 	}

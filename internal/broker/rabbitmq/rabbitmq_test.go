@@ -223,3 +223,35 @@ func readyMessages(t *testing.T, url string, n Names, queue string) map[string]i
 	}
 	return out
 }
+
+// Public events go to the public exchange, as CloudEvents, persistent,
+// with the event id as message id; internal topics never appear there.
+func TestPublicExchange(t *testing.T) {
+	t.Parallel()
+	url := rabbitmqtest.URL(t)
+	prefix := newPrefix(t, url)
+	b := New(url, quiet(), Options{Prefix: prefix})
+	require.NoError(t, b.Start(context.Background()))
+	defer b.Stop()
+	testkit.Eventually(t, func() bool { return b.Ping(context.Background()) == nil }, "broker connected")
+
+	conn, err := amqp.Dial(url)
+	require.NoError(t, err)
+	defer conn.Close()
+	ch, err := conn.Channel()
+	require.NoError(t, err)
+	q, err := ch.QueueDeclare("", false, true, true, false, nil)
+	require.NoError(t, err)
+	require.NoError(t, ch.QueueBind(q.Name, "#", b.Names().Public(), false, nil))
+	deliveries, err := ch.Consume(q.Name, "", true, true, false, false, nil)
+	require.NoError(t, err)
+
+	require.Equal(t, prefix+".public", b.Names().Public())
+	require.NoError(t, b.Publish(context.Background(), broker.Message{ID: "internal-1", Topic: "user.registered", Body: []byte("{}")}))
+	require.NoError(t, b.Publish(context.Background(), broker.Message{ID: "public-1", Topic: "verifier.user.verified.v1", Body: []byte("{}")}))
+	d := testkit.Receive(t, deliveries, "a message on the public exchange")
+	require.Equal(t, "public-1", d.MessageId, "the internal event is not on the public exchange")
+	require.Equal(t, "verifier.user.verified.v1", d.RoutingKey)
+	require.Equal(t, "application/cloudevents+json", d.ContentType)
+	require.Equal(t, uint8(amqp.Persistent), d.DeliveryMode)
+}

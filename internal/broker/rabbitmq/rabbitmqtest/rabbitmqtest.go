@@ -85,13 +85,13 @@ func Prefix(t testing.TB, url string) string {
 		if err != nil {
 			return
 		}
-		for _, q := range []string{prefix + ".mailer", prefix + ".work", prefix + ".dead"} {
+		for _, q := range []string{prefix + ".mailer", prefix + ".work", prefix + ".dead", prefix + ".webhooks", prefix + ".hooks"} {
 			_, _ = ch.QueueDelete(q, false, false, false)
 			for _, d := range DelaySuffixes {
 				_, _ = ch.QueueDelete(q+d, false, false, false)
 			}
 		}
-		for _, x := range []string{prefix + ".events", prefix + ".dead"} {
+		for _, x := range []string{prefix + ".events", prefix + ".public", prefix + ".dead"} {
 			_ = ch.ExchangeDelete(x, false, false)
 		}
 	})

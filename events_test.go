@@ -1,0 +1,299 @@
+package main
+
+// Public events as other services see them: CloudEvents on verifier.public
+// (RabbitMQ) and signed webhooks (either broker), and the README's two
+// worked examples run against the real service and broker.
+
+import (
+	"bufio"
+	"encoding/json"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"strings"
+	"testing"
+
+	cloudevents "github.com/cloudevents/sdk-go/v2/event"
+	amqp "github.com/rabbitmq/amqp091-go"
+	"github.com/stretchr/testify/require"
+
+	"github.com/verifier/verifier/internal/broker/rabbitmq/rabbitmqtest"
+	"github.com/verifier/verifier/internal/mail/mailtest"
+	"github.com/verifier/verifier/internal/publicevent"
+	"github.com/verifier/verifier/internal/testkit"
+	"github.com/verifier/verifier/internal/webhook/webhooktest"
+)
+
+// testWebhookSecret is whsec_ + base64 of 32 bytes.
+const testWebhookSecret = "whsec_MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="
+
+const testPassword = "correct horse battery"
+
+// secretish matches every name a secret could travel under.
+var secretish = regexp.MustCompile(`(?i)token|code|password|hash|secret|seal|key|otp`)
+
+// publicEvent checks that body is a valid CloudEvent from this service
+// that carries none of secrets, and returns it.
+func publicEvent(t *testing.T, body []byte, secrets ...string) cloudevents.Event {
+	t.Helper()
+	var ev cloudevents.Event
+	require.NoError(t, json.Unmarshal(body, &ev), "%s", body)
+	require.NoError(t, ev.Validate())
+	require.Equal(t, publicURL, ev.Source())
+	require.Equal(t, "application/json", ev.DataContentType())
+	require.Contains(t, publicevent.Types, ev.Type())
+	var data map[string]any
+	require.NoError(t, json.Unmarshal(ev.Data(), &data))
+	require.Equal(t, ev.Subject(), data["userId"], "subject is the user's id")
+	for k := range data {
+		require.NotRegexp(t, secretish, k)
+	}
+	for _, s := range secrets {
+		require.NotContains(t, string(body), s, "no token, code or password in a public event")
+	}
+	return ev
+}
+
+// signUp registers email and verifies it through the link, and returns
+// the secrets the flow handled (watch token, link token, password).
+func (s *svc) signUp(t *testing.T, email string) []string {
+	t.Helper()
+	watch := s.register(t, email)
+	tok := tokenFrom(t, s.sink.Next(t, testkit.Timeout))
+	r := s.gql(t, verifyQ, map[string]any{"t": tok})
+	require.Empty(t, r.Errors)
+	return []string{watch, tok, testPassword}
+}
+
+func TestPublicEventsOnRabbitMQ(t *testing.T) {
+	t.Parallel()
+	url := rabbitmqtest.URL(t)
+	opts := rabbitOptions(t, url)
+	conn, err := amqp.Dial(url)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = conn.Close() })
+	ch, err := conn.Channel()
+	require.NoError(t, err)
+	// Bound before the service publishes anything: another service's queue.
+	exchange := opts.amqpPrefix + ".public"
+	require.NoError(t, ch.ExchangeDeclare(exchange, amqp.ExchangeTopic, true, false, false, false, nil))
+	q, err := ch.QueueDeclare("", false, true, true, false, nil)
+	require.NoError(t, err)
+	require.NoError(t, ch.QueueBind(q.Name, "#", exchange, false, nil))
+
+	s := startService(t, opts)
+	secrets := s.signUp(t, "ada@example.com")
+	s.waitMetric(t, "verifier_outbox_backlog", 0)
+
+	// Everything is published and confirmed, so routed: the queue holds
+	// exactly what verifier.public got.
+	var got []amqp.Delivery
+	for {
+		d, ok, err := ch.Get(q.Name, false)
+		require.NoError(t, err)
+		if !ok {
+			break
+		}
+		got = append(got, d)
+	}
+	require.Len(t, got, 2, "registered and verified, no internal event")
+	require.NoError(t, got[0].Nack(false, true))
+	again, ok, err := ch.Get(q.Name, true)
+	require.NoError(t, err)
+	require.True(t, ok)
+	require.True(t, again.Redelivered)
+	require.NoError(t, got[1].Ack(false))
+
+	registered := publicEvent(t, got[0].Body, secrets...)
+	verified := publicEvent(t, got[1].Body, secrets...)
+	require.Equal(t, publicevent.UserRegisteredType, registered.Type())
+	require.Equal(t, publicevent.UserVerifiedType, verified.Type())
+	require.Equal(t, registered.Subject(), verified.Subject(), "one user id")
+	require.Equal(t, registered.ID(), publicEvent(t, again.Body, secrets...).ID(), "a redelivery has the same id")
+	for _, d := range got {
+		require.Equal(t, "application/cloudevents+json", d.ContentType)
+		require.Equal(t, uint8(amqp.Persistent), d.DeliveryMode)
+		require.Equal(t, d.RoutingKey, publicEvent(t, d.Body).Type(), "routing key = type")
+		require.Equal(t, d.MessageId, publicEvent(t, d.Body).ID(), "message id = event id")
+	}
+	var data publicevent.UserVerified
+	require.NoError(t, json.Unmarshal(verified.Data(), &data))
+	require.Equal(t, "ada@example.com", data.Email)
+}
+
+// Every public event reaches the webhook, signed, on either broker; a
+// refused email is verifier.email.failed.v1. The document of it all is
+// served as committed.
+func TestWebhooks(t *testing.T) {
+	t.Parallel()
+	eachBroker(t, func(t *testing.T, opts svcOptions) {
+		rc := webhooktest.Start(t, nil)
+		opts.env = map[string]string{"WEBHOOK_URL": rc.URL, "WEBHOOK_SECRET": testWebhookSecret}
+		s := startService(t, opts)
+		s.sink.Refuse(func(to string) error {
+			if to == "bounce@example.com" {
+				return mailtest.PermFail
+			}
+			return nil
+		})
+		secrets := s.signUp(t, "ada@example.com")
+		s.register(t, "bounce@example.com")
+
+		want := map[string]string{ // type + email → reason or ""
+			publicevent.UserRegisteredType + " ada@example.com":    "",
+			publicevent.UserVerifiedType + " ada@example.com":      "",
+			publicevent.UserRegisteredType + " bounce@example.com": "",
+			publicevent.EmailFailedType + " bounce@example.com":    "550 5.1.1 no such user",
+		}
+		var reqs []webhooktest.Request
+		for range want {
+			r := testkit.Receive(t, rc.Got, "a webhook request")
+			reqs = append(reqs, r)
+			require.Equal(t, "application/cloudevents+json", r.Header.Get("Content-Type"))
+			ev := publicEvent(t, r.Body, secrets...)
+			require.Equal(t, ev.ID(), r.Header.Get("webhook-id"))
+			var data struct{ Email, Reason string }
+			require.NoError(t, json.Unmarshal(ev.Data(), &data))
+			reason, ok := want[ev.Type()+" "+data.Email]
+			require.True(t, ok, "unexpected %s for %s", ev.Type(), data.Email)
+			require.Contains(t, data.Reason, reason)
+		}
+		webhooktest.VerifyWithNode(t, testWebhookSecret, reqs)
+		s.waitMetric(t, "verifier_webhooks_delivered_total", float64(len(want)))
+
+		resp, err := s.http.Get(s.url("/asyncapi.yaml"))
+		require.NoError(t, err)
+		served, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		require.NoError(t, err)
+		committed, err := os.ReadFile("docs/asyncapi.yaml")
+		require.NoError(t, err)
+		require.Equal(t, committed, served, "byte for byte")
+	})
+}
+
+// The README's examples, built and run as an integrator would: the
+// consumer keeps its flag from verifier.public, the receiver believes
+// only signed requests.
+func TestExamples(t *testing.T) {
+	t.Parallel()
+	url := rabbitmqtest.URL(t)
+	bin := t.TempDir()
+	goTool, err := exec.LookPath("go")
+	if err != nil {
+		goTool = filepath.Join(runtime.GOROOT(), "bin", "go")
+	}
+	out, err := exec.Command(goTool, "build", "-o", bin+string(os.PathSeparator), "./examples/consumer", "./examples/webhook-receiver").CombinedOutput()
+	require.NoError(t, err, "%s", out)
+
+	receiver := startExample(t, filepath.Join(bin, "webhook-receiver"), "WEBHOOK_SECRET="+testWebhookSecret, "ADDR=127.0.0.1:0")
+	addr := strings.TrimPrefix(testkit.Receive(t, receiver, "the receiver listening"), "listening on ")
+
+	opts := rabbitOptions(t, url)
+	opts.env = map[string]string{"WEBHOOK_URL": "http://" + addr + "/hook", "WEBHOOK_SECRET": testWebhookSecret}
+	s := startService(t, opts)
+	s.waitReady(t, http.StatusOK) // verifier.public is declared
+	queue := opts.amqpPrefix + ".crm"
+	t.Cleanup(func() { deleteQueue(url, queue) })
+	consumer := startExample(t, filepath.Join(bin, "consumer"), "AMQP_URL="+url, "EXCHANGE="+opts.amqpPrefix+".public", "QUEUE="+queue)
+	require.Equal(t, "waiting for events on "+queue, testkit.Receive(t, consumer, "the consumer bound"))
+
+	s.signUp(t, "ada@example.com")
+	line := testkit.Receive(t, consumer, "the consumer's verified line")
+	require.Regexp(t, `^verifier\.user\.verified\.v1 [0-9a-f-]{36} verified: true$`, line)
+	user := strings.Fields(line)[1]
+	require.Equal(t, publicevent.UserRegisteredType+" "+user, testkit.Receive(t, receiver, "registered at the receiver"))
+	require.Equal(t, publicevent.UserVerifiedType+" "+user, testkit.Receive(t, receiver, "verified at the receiver"))
+
+	// The README shows the examples' code as it is.
+	readme, err := os.ReadFile("README.md")
+	require.NoError(t, err)
+	for _, example := range []string{"examples/consumer/main.go", "examples/webhook-receiver/main.go"} {
+		src, err := os.ReadFile(example)
+		require.NoError(t, err)
+		main := string(src[strings.Index(string(src), "func main() {"):])
+		main = main[:strings.Index(main, "\n}\n")+2]
+		require.Contains(t, string(readme), main, "README shows %s's main as it is", example)
+	}
+
+	resp, err := http.Post("http://"+addr+"/hook", publicevent.ContentType, strings.NewReader(`{"type":"verifier.user.verified.v1"}`))
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusUnauthorized, resp.StatusCode, "an unsigned request is not believed")
+}
+
+// startExample runs an example binary until the test ends and returns its
+// output, line by line.
+func startExample(t *testing.T, path string, env ...string) <-chan string {
+	t.Helper()
+	cmd := exec.Command(path)
+	cmd.Env = append(os.Environ(), env...)
+	stdout, err := cmd.StdoutPipe()
+	require.NoError(t, err)
+	cmd.Stderr = testWriter{t}
+	require.NoError(t, cmd.Start())
+	lines := make(chan string, 100)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+	}()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		<-done
+		_ = cmd.Wait()
+	})
+	return lines
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Logf("%s", strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+func deleteQueue(url, name string) {
+	conn, err := amqp.Dial(url)
+	if err != nil {
+		return
+	}
+	defer conn.Close()
+	if ch, err := conn.Channel(); err == nil {
+		_, _ = ch.QueueDelete(name, false, false, false)
+	}
+}
+
+// An endpoint that never answers holds up neither the mail nor the
+// verification: its request is open while the email goes out and the
+// address is verified.
+func TestHungWebhookDelaysNoMail(t *testing.T) {
+	t.Parallel()
+	eachBroker(t, func(t *testing.T, opts svcOptions) {
+		release := make(chan struct{})
+		rc := webhooktest.Start(t, func(int, *http.Request) int {
+			<-release
+			return http.StatusOK
+		})
+		opts.env = map[string]string{"WEBHOOK_URL": rc.URL, "WEBHOOK_SECRET": testWebhookSecret}
+		s := startService(t, opts)
+		t.Cleanup(func() { close(release) }) // runs first: the receiver's Close waits for its handlers
+		s.register(t, "ada@example.com")
+		testkit.Receive(t, rc.Got, "the registered event, held by the endpoint")
+		tok := tokenFrom(t, s.sink.Next(t, testkit.Timeout))
+		r := s.gql(t, verifyQ, map[string]any{"t": tok})
+		require.Empty(t, r.Errors)
+		select {
+		case <-release:
+			t.Fatal("the endpoint answered")
+		default:
+		}
+	})
+}
