@@ -135,7 +135,7 @@ func (s *svc) subscribeFull(t testing.TB, watch string) *sub {
 // attacker's open subscription completes without VERIFIED.
 func TestPreHijack(t *testing.T) {
 	t.Parallel()
-	eachBroker(t, func(t *testing.T, opts svcOptions) {
+	eachStack(t, func(t *testing.T, opts svcOptions) {
 		s := startService(t, opts)
 		const addr = "owner@example.com"
 		attackerWatch := s.registerAs(t, addr, "attacker password A", nil)
@@ -178,7 +178,7 @@ func TestPreHijack(t *testing.T) {
 // watcher that subscribes afterwards; a decoy's watcher never gets one.
 func TestCode(t *testing.T) {
 	t.Parallel()
-	eachBroker(t, func(t *testing.T, opts svcOptions) {
+	eachStack(t, func(t *testing.T, opts svcOptions) {
 		s := startService(t, opts)
 		redirect := publicURL + "/welcome?from=verifier"
 		watch := s.registerAs(t, "coder@example.com", "correct horse battery", redirect)

@@ -28,6 +28,7 @@ import (
 	"github.com/verifier/verifier/graph/graphtest"
 	"github.com/verifier/verifier/internal/broker/rabbitmq/rabbitmqtest"
 	"github.com/verifier/verifier/internal/config"
+	"github.com/verifier/verifier/internal/database/databasetest"
 	"github.com/verifier/verifier/internal/mail/mailtest"
 	"github.com/verifier/verifier/internal/testkit"
 )
@@ -56,6 +57,20 @@ func eachBroker(t *testing.T, f func(t *testing.T, opts svcOptions)) {
 			f(t, b.opts(t))
 		})
 	}
+}
+
+// eachStack is eachBroker plus the production stack, PostgreSQL and
+// RabbitMQ, for the tests of what a registration means (Step 5): their
+// outcome depends on the database's isolation and locking too.
+func eachStack(t *testing.T, f func(t *testing.T, opts svcOptions)) {
+	t.Helper()
+	eachBroker(t, f)
+	t.Run("postgres+rabbitmq", func(t *testing.T) {
+		t.Parallel()
+		opts := rabbitOptions(t, rabbitmqtest.URL(t))
+		opts.env = map[string]string{"DATABASE_URL": databasetest.Postgres(t)}
+		f(t, opts)
+	})
 }
 
 // rabbitOptions returns options for a service on the test RabbitMQ with

@@ -29,39 +29,41 @@ func (s *svc) signedIn(t *testing.T, email string) string {
 // bearer token.
 func TestSignIn(t *testing.T) {
 	t.Parallel()
-	s := startService(t, svcOptions{})
-	session := s.signedIn(t, "in@example.com")
-	s.registerAs(t, "pending@example.com", "correct horse battery", nil)
+	eachStack(t, func(t *testing.T, opts svcOptions) {
+		s := startService(t, opts)
+		session := s.signedIn(t, "in@example.com")
+		s.registerAs(t, "pending@example.com", "correct horse battery", nil)
 
-	for _, tt := range []struct{ email, password, code string }{
-		{"nobody@example.com", "correct horse battery", "INVALID_CREDENTIALS"},
-		{"in@example.com", "wrong horse battery", "INVALID_CREDENTIALS"},
-		{"pending@example.com", "wrong horse battery", "INVALID_CREDENTIALS"},
-		{"pending@example.com", "correct horse battery", "EMAIL_NOT_VERIFIED"},
-	} {
-		r := s.gql(t, signInQ, map[string]any{"e": tt.email, "p": tt.password})
-		require.Equal(t, tt.code, r.code(), "%s / %s", tt.email, tt.password)
-	}
-	unknown := s.gql(t, signInQ, map[string]any{"e": "nobody@example.com", "p": "x"})
-	wrong := s.gql(t, signInQ, map[string]any{"e": "in@example.com", "p": "x"})
-	require.Equal(t, unknown.Errors, wrong.Errors, "the same answer")
+		for _, tt := range []struct{ email, password, code string }{
+			{"nobody@example.com", "correct horse battery", "INVALID_CREDENTIALS"},
+			{"in@example.com", "wrong horse battery", "INVALID_CREDENTIALS"},
+			{"pending@example.com", "wrong horse battery", "INVALID_CREDENTIALS"},
+			{"pending@example.com", "correct horse battery", "EMAIL_NOT_VERIFIED"},
+		} {
+			r := s.gql(t, signInQ, map[string]any{"e": tt.email, "p": tt.password})
+			require.Equal(t, tt.code, r.code(), "%s / %s", tt.email, tt.password)
+		}
+		unknown := s.gql(t, signInQ, map[string]any{"e": "nobody@example.com", "p": "x"})
+		wrong := s.gql(t, signInQ, map[string]any{"e": "in@example.com", "p": "x"})
+		require.Equal(t, unknown.Errors, wrong.Errors, "the same answer")
 
-	// The session token is a bearer token; a receipt is not.
-	require.Empty(t, s.gqlAs(t, session, changeQ, map[string]any{"e": "in2@example.com"}).Errors)
-	tok := tokenFrom(t, s.sink.Next(t, 30*time.Second))
-	receipt := payloadOf(t, s.gql(t, verifyFullQ, map[string]any{"t": tok}), "verifyEmail").Receipt
-	require.Equal(t, "UNAUTHENTICATED", s.gqlAs(t, receipt, changeQ, map[string]any{"e": "x@example.com"}).code(), "a receipt as bearer")
-	require.Equal(t, "UNAUTHENTICATED", s.gql(t, changeQ, map[string]any{"e": "x@example.com"}).code(), "no bearer")
-	require.Equal(t, "UNAUTHENTICATED", s.gqlAs(t, "not-a-jwt", confirmQ, map[string]any{"c": "123456"}).code())
+		// The session token is a bearer token; a receipt is not.
+		require.Empty(t, s.gqlAs(t, session, changeQ, map[string]any{"e": "in2@example.com"}).Errors)
+		tok := tokenFrom(t, s.sink.Next(t, 30*time.Second))
+		receipt := payloadOf(t, s.gql(t, verifyFullQ, map[string]any{"t": tok}), "verifyEmail").Receipt
+		require.Equal(t, "UNAUTHENTICATED", s.gqlAs(t, receipt, changeQ, map[string]any{"e": "x@example.com"}).code(), "a receipt as bearer")
+		require.Equal(t, "UNAUTHENTICATED", s.gql(t, changeQ, map[string]any{"e": "x@example.com"}).code(), "no bearer")
+		require.Equal(t, "UNAUTHENTICATED", s.gqlAs(t, "not-a-jwt", confirmQ, map[string]any{"c": "123456"}).code())
 
-	// Ten failures for one address in an hour, then RATE_LIMITED for it,
-	// even with the right password.
-	for range 10 {
-		require.Equal(t, "INVALID_CREDENTIALS", s.gql(t, signInQ, map[string]any{"e": "in2@example.com", "p": "guess"}).code())
-	}
-	r := s.gql(t, signInQ, map[string]any{"e": "in2@example.com", "p": "correct horse battery"})
-	require.Equal(t, "RATE_LIMITED", r.code())
-	require.Positive(t, r.Errors[0].Extensions["retryAfterSeconds"])
+		// Ten failures for one address in an hour, then RATE_LIMITED for it,
+		// even with the right password.
+		for range 10 {
+			require.Equal(t, "INVALID_CREDENTIALS", s.gql(t, signInQ, map[string]any{"e": "in2@example.com", "p": "guess"}).code())
+		}
+		r := s.gql(t, signInQ, map[string]any{"e": "in2@example.com", "p": "correct horse battery"})
+		require.Equal(t, "RATE_LIMITED", r.code())
+		require.Positive(t, r.Errors[0].Extensions["retryAfterSeconds"])
+	})
 }
 
 // TestChangeEmail: link and code to the new address and a notice to the
@@ -70,7 +72,7 @@ func TestSignIn(t *testing.T) {
 // same; its owner gets the notice.
 func TestChangeEmail(t *testing.T) {
 	t.Parallel()
-	eachBroker(t, func(t *testing.T, opts svcOptions) {
+	eachStack(t, func(t *testing.T, opts svcOptions) {
 		s := startService(t, opts)
 		session := s.signedIn(t, "before@example.com")
 		s.signedIn(t, "taken@example.com")
