@@ -161,6 +161,8 @@ func TestLoadTemplatesRefuses(t *testing.T) {
 		{"no link in the HTML", map[string]string{"de/verify.html": "<p>Hallo</p>"}, []string{"de/verify.html", "no {{.Link}}"}},
 		{"English subject without Verify", map[string]string{"en/verify.txt": "{{define \"subject\"}}Confirm{{end}}\n{{.Link}}"},
 			[]string{"en/verify.txt", `"Verify"`}},
+		{"English variant's subject without Verify", map[string]string{"en-GB/verify.txt": "{{define \"subject\"}}Confirm{{end}}\n{{.Link}}"},
+			[]string{"en-GB/verify.txt", `"Verify"`}},
 		{"empty HTML", map[string]string{"de/exists.html": "  "}, []string{"de/exists.html", "empty"}},
 	}
 	for _, tt := range tests {
