@@ -8,6 +8,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -149,4 +150,34 @@ func TestMailServerProblem(t *testing.T) {
 	require.Equal(t, []string{"held@example.com"}, s.sink.Next(t, 30*time.Second).To)
 	s.waitMetric(t, "verifier_mail_server_problem", 0)
 	s.waitReady(t, http.StatusOK)
+}
+
+// Emails speak the registration's language end to end (GraphQL → outbox →
+// broker → mailer → SMTP): German for de-AT, an operator's French
+// template from TEMPLATES_DIR for fr-CA, English otherwise; the contract
+// holds in each (a link line of its own, an HTML part).
+func TestEmailsInTheRegistrationsLanguage(t *testing.T) {
+	t.Parallel()
+	eachBroker(t, func(t *testing.T, opts svcOptions) {
+		dir := t.TempDir()
+		require.NoError(t, os.MkdirAll(filepath.Join(dir, "fr"), 0o755))
+		require.NoError(t, os.WriteFile(filepath.Join(dir, "fr", "verify.txt"),
+			[]byte("{{define \"subject\"}}Vérifiez votre adresse{{end}}\nBonjour,\n{{.Link}}\n"), 0o644))
+		opts.env = map[string]string{"TEMPLATES_DIR": dir}
+		s := startService(t, opts)
+		const q = `mutation($e:String!,$l:String){register(input:{email:$e,password:"correct horse battery",locale:$l}){watchToken}}`
+		for _, tt := range []struct{ locale, subject, text, html string }{
+			{"de-AT", "Bitte bestätige deine E-Mail-Adresse", "Hallo,", `<html lang="de">`},
+			{"fr-CA", "Vérifiez votre adresse", "Bonjour,", `<html lang="en">`}, // verify.html: the built-in English one
+			{"", "Verify your email address", "Hello,", `<html lang="en">`},
+		} {
+			r := s.gql(t, q, map[string]any{"e": "lang-" + tt.locale + "@example.com", "l": tt.locale})
+			require.Empty(t, r.Errors)
+			m := s.sink.Next(t, 10*time.Second)
+			require.Equal(t, tt.subject, m.Subject)
+			require.True(t, strings.HasPrefix(m.Text, tt.text), m.Text)
+			require.Contains(t, m.HTML, tt.html)
+			require.NotNil(t, linkLine.FindStringSubmatch(m.Text), "the link on a line of its own:\n%s", m.Text)
+		}
+	})
 }

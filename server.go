@@ -155,6 +155,14 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger, hk hooks) err
 	if now == nil {
 		now = time.Now
 	}
+	// First: a broken template stops the start, never an email later.
+	templates, err := mail.LoadTemplates(cfg.TemplatesDir)
+	if err != nil {
+		return fmt.Errorf("TEMPLATES_DIR: %w", err)
+	}
+	if cfg.TemplatesDir != "" {
+		log.Info("email templates loaded", "dir", cfg.TemplatesDir, "locales", templates.Locales())
+	}
 	db, err := database.Open(ctx, cfg.DatabaseURL)
 	if err != nil {
 		return err
@@ -236,6 +244,7 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger, hk hooks) err
 		Seal:      box,
 		Sender:    sender,
 		Records:   records,
+		Templates: templates,
 		PublicURL: cfg.PublicURL,
 		Log:       log.With("component", "mailer"),
 		Now:       now,

@@ -181,3 +181,42 @@ func TestReadyzWhileWriteLockHeld(t *testing.T) {
 	require.Equal(t, http.StatusOK, code)
 	s.register(t, "after-lock@example.com")
 }
+
+// TEMPLATES_DIR is checked before anything starts: a broken template stops
+// the process with the file and line; a good folder starts it.
+func TestStartChecksTemplates(t *testing.T) {
+	t.Parallel()
+	write := func(files map[string]string) string {
+		dir := t.TempDir()
+		for name, content := range files {
+			require.NoError(t, os.MkdirAll(filepath.Join(dir, filepath.Dir(name)), 0o755))
+			require.NoError(t, os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644))
+		}
+		return dir
+	}
+	broken := write(map[string]string{"de/verify.txt": "{{define \"subject\"}}Bitte bestätigen{{end}}\nHallo,\n{{.Linkk}}\n"})
+	code, stderr := startFails(t, map[string]string{"HTTP_ADDR": "127.0.0.1:0", "TEMPLATES_DIR": broken})
+	require.Equal(t, 1, code, stderr)
+	require.Contains(t, stderr, "TEMPLATES_DIR")
+	require.Contains(t, stderr, filepath.Join(broken, "de", "verify.txt")+":3")
+	require.Contains(t, stderr, "Linkk")
+	require.NotContains(t, stderr, "verifier is listening")
+
+	good := write(map[string]string{"fr/exists.txt": "{{define \"subject\"}}Quelqu'un a essayé{{end}}\nBonjour,\n"})
+	cmd := verifierProcess(t, map[string]string{"HTTP_ADDR": "127.0.0.1:0", "TEMPLATES_DIR": good})
+	out, err := cmd.StderrPipe()
+	require.NoError(t, err)
+	require.NoError(t, cmd.Start())
+	lines := bufio.NewScanner(out)
+	var loaded bool
+	for lines.Scan() {
+		loaded = loaded || strings.Contains(lines.Text(), "email templates loaded") && strings.Contains(lines.Text(), "fr")
+		if strings.Contains(lines.Text(), "verifier is listening") {
+			break
+		}
+	}
+	require.True(t, loaded, "says which locales it has")
+	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
+	go io.Copy(io.Discard, out) //nolint:errcheck // drained until the process exits
+	require.NoError(t, cmd.Wait(), "a clean stop")
+}

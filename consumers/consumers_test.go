@@ -143,7 +143,7 @@ func TestMailerSendsVerification(t *testing.T) {
 // markup.
 func TestMailerEscapesHTML(t *testing.T) {
 	t.Parallel()
-	m, err := mail.Verification("id", "x@example.com", mail.VerificationData{Link: `https://v.example/verify-email?token=a"><script>`, Expires: time.Now()})
+	m, err := mail.BuiltinTemplates().Verification("id", "x@example.com", mail.VerificationData{Link: `https://v.example/verify-email?token=a"><script>`, Expires: time.Now()})
 	require.NoError(t, err)
 	require.NotContains(t, m.HTML, "<script>")
 }

@@ -76,7 +76,9 @@ type Mailer struct {
 	// Seal opens the sealed tokens of verification events.
 	Seal *seal.Box
 	// Records holds the delivery record of each email event.
-	Records   *delivery.Store
+	Records *delivery.Store
+	// Templates renders the emails (nil: the built-in ones).
+	Templates *mail.Templates
 	PublicURL string
 	Log       *slog.Logger
 	Metrics   MailMetrics
@@ -324,6 +326,13 @@ func (m *Mailer) solved() {
 	}
 }
 
+func (m *Mailer) templates() *mail.Templates {
+	if m.Templates != nil {
+		return m.Templates
+	}
+	return mail.BuiltinTemplates()
+}
+
 func (m *Mailer) now() time.Time {
 	if m.Now != nil {
 		return m.Now()
@@ -367,7 +376,7 @@ func (m *Mailer) render(msg broker.Message) (mail.Message, about, error) {
 				return mail.Message{}, a, fmt.Errorf("%s event %s: sealed code does not open with this key", msg.Topic, msg.ID)
 			}
 		}
-		email, err := mail.Verification(msg.ID, ev.Email, d)
+		email, err := m.templates().Verification(msg.ID, ev.Email, d)
 		return email, a, err
 	case event.AlreadyRegisteredTopic:
 		a := about{kind: "already_registered"}
@@ -379,7 +388,7 @@ func (m *Mailer) render(msg broker.Message) (mail.Message, about, error) {
 		if !msg.Published.IsZero() {
 			a.deadline = msg.Published.Add(noticeMaxAge)
 		}
-		email, err := mail.AlreadyRegistered(msg.ID, ev.Email, ev.ChangeEmail)
+		email, err := m.templates().AlreadyRegistered(msg.ID, ev.Email, ev.Locale, ev.ChangeEmail)
 		return email, a, err
 	case event.EmailChangeNoticeTopic:
 		a := about{kind: "email_change_notice"}
@@ -391,7 +400,7 @@ func (m *Mailer) render(msg broker.Message) (mail.Message, about, error) {
 		if !msg.Published.IsZero() {
 			a.deadline = msg.Published.Add(noticeMaxAge)
 		}
-		email, err := mail.EmailChangeNotice(msg.ID, ev.Email, ev.NewEmail)
+		email, err := m.templates().EmailChangeNotice(msg.ID, ev.Email, ev.Locale, ev.NewEmail)
 		return email, a, err
 	}
 	return mail.Message{}, about{kind: "unknown"}, fmt.Errorf("mailer: unexpected topic %q", msg.Topic)

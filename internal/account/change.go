@@ -42,7 +42,7 @@ func (s *Service) ChangeEmail(ctx context.Context, bearer, newEmail string) erro
 		return nil // nothing to change
 	}
 	_, watchHash := token.New() // nobody watches a change: changeEmail returns no token
-	r := newRegistration{email: newEmail, purpose: registration.PurposeCHANGE_EMAIL, watchHash: watchHash, locale: "en"}
+	r := newRegistration{email: newEmail, purpose: registration.PurposeCHANGE_EMAIL, watchHash: watchHash}
 	err = database.InTx(ctx, s.DB, func(tx *ent.Tx) error { return s.changeEmail(ctx, tx, u, r) })
 	if err != nil {
 		return fmt.Errorf("change email: %w", err)
@@ -51,8 +51,13 @@ func (s *Service) ChangeEmail(ctx context.Context, bearer, newEmail string) erro
 	return nil
 }
 
-func (s *Service) changeEmail(ctx context.Context, tx *ent.Tx, u *ent.User, r newRegistration) error {
+func (s *Service) changeEmail(ctx context.Context, tx *ent.Tx, u *ent.User, r newRegistration) (err error) {
 	now := s.now()
+	// changeEmail takes no locale: the link and the notice speak the
+	// language the user signed up in.
+	if r.locale, err = userLocale(ctx, tx, u.ID); err != nil {
+		return err
+	}
 	inboxes, err := s.lockInboxes(ctx, tx, CanonicalEmail(u.Email), CanonicalEmail(r.email))
 	if err != nil {
 		return err
@@ -63,7 +68,7 @@ func (s *Service) changeEmail(ctx context.Context, tx *ent.Tx, u *ent.User, r ne
 		return err
 	}
 	if holder != nil && holder.Status == user.StatusVERIFIED {
-		err = s.changeToTaken(ctx, tx, newInbox, r, now)
+		err = s.changeToTaken(ctx, tx, newInbox, r, holder.ID, now)
 	} else {
 		err = s.changeToFree(ctx, tx, newInbox, u, r, now)
 	}
@@ -78,16 +83,21 @@ func (s *Service) changeEmail(ctx context.Context, tx *ent.Tx, u *ent.User, r ne
 			return err
 		}
 	}
-	return s.schedule(ctx, tx, oldInbox, now, outgoing{event.EmailChangeNoticeTopic, event.EmailChangeNotice{Email: u.Email, NewEmail: MaskEmail(r.email)}})
+	return s.schedule(ctx, tx, oldInbox, now, outgoing{event.EmailChangeNoticeTopic, event.EmailChangeNotice{Email: u.Email, NewEmail: MaskEmail(r.email), Locale: r.locale}})
 }
 
 // changeToTaken answers a change to an address a VERIFIED account holds
-// with a decoy registration and the "someone tried" notice to its owner.
-func (s *Service) changeToTaken(ctx context.Context, tx *ent.Tx, inbox *ent.EmailThrottle, r newRegistration, now time.Time) error {
+// with a decoy registration and the "someone tried" notice to its owner,
+// in the owner's language.
+func (s *Service) changeToTaken(ctx context.Context, tx *ent.Tx, inbox *ent.EmailThrottle, r newRegistration, owner uuid.UUID, now time.Time) error {
 	if _, err := s.createRegistration(ctx, tx, r, nil, code.New(), now); err != nil {
 		return err
 	}
-	return s.schedule(ctx, tx, inbox, now, outgoing{event.AlreadyRegisteredTopic, event.AlreadyRegistered{Email: r.email, ChangeEmail: true}})
+	locale, err := userLocale(ctx, tx, owner)
+	if err != nil {
+		return err
+	}
+	return s.schedule(ctx, tx, inbox, now, outgoing{event.AlreadyRegisteredTopic, event.AlreadyRegistered{Email: r.email, ChangeEmail: true, Locale: locale}})
 }
 
 // changeToFree writes u's CHANGE_EMAIL registration (superseding a

@@ -104,7 +104,7 @@ func (s *Service) register(ctx context.Context, tx *ent.Tx, r newRegistration) e
 		return err
 	}
 	if existing != nil && existing.Status == user.StatusVERIFIED {
-		return s.decoy(ctx, tx, inbox, r, now)
+		return s.decoy(ctx, tx, inbox, r, existing.ID, now)
 	}
 
 	topic := event.RegisteredTopic
@@ -130,7 +130,7 @@ func (s *Service) register(ctx context.Context, tx *ent.Tx, r newRegistration) e
 			return err
 		}
 		if n == 0 {
-			return s.decoy(ctx, tx, inbox, r, now)
+			return s.decoy(ctx, tx, inbox, r, existing.ID, now)
 		}
 		if err := s.supersede(ctx, tx, u.ID, registration.PurposeSIGNUP, now); err != nil {
 			return err
@@ -152,13 +152,34 @@ func (s *Service) register(ctx context.Context, tx *ent.Tx, r newRegistration) e
 // rows as a fresh registration but no user, and a code nobody is mailed,
 // so a guess at it fails like a wrong code at a real one; the owner gets a
 // notice, which obeys the cooldown like every email (a repeated attempt
-// cannot flood the owner, and the notice is not lost).
-func (s *Service) decoy(ctx context.Context, tx *ent.Tx, inbox *ent.EmailThrottle, r newRegistration, now time.Time) error {
+// cannot flood the owner, and the notice is not lost), in the owner's
+// language.
+func (s *Service) decoy(ctx context.Context, tx *ent.Tx, inbox *ent.EmailThrottle, r newRegistration, owner uuid.UUID, now time.Time) error {
 	reg, err := s.createRegistration(ctx, tx, r, nil, code.New(), now)
 	if err != nil {
 		return err
 	}
-	return s.schedule(ctx, tx, inbox, now, outgoing{event.AlreadyRegisteredTopic, event.AlreadyRegistered{Email: r.email, Registration: reg.ID}})
+	locale, err := userLocale(ctx, tx, owner)
+	if err != nil {
+		return err
+	}
+	return s.schedule(ctx, tx, inbox, now, outgoing{event.AlreadyRegisteredTopic, event.AlreadyRegistered{Email: r.email, Registration: reg.ID, Locale: locale}})
+}
+
+// userLocale is the language a user chose: their newest registration's
+// (a sign-up's locale, which a change of address inherits). Not the
+// locale of whoever triggers a notice to them: that may be someone else.
+func userLocale(ctx context.Context, tx *ent.Tx, userID uuid.UUID) (string, error) {
+	locale, err := tx.Registration.Query().
+		Where(registration.UserID(userID)).
+		Order(ent.Desc(registration.FieldCreatedAt)).
+		Limit(1).
+		Select(registration.FieldLocale).
+		String(ctx)
+	if ent.IsNotFound(err) {
+		return "en", nil // registered before registrations were kept
+	}
+	return locale, err
 }
 
 // supersede marks the user's live registrations of purpose superseded and

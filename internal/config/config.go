@@ -68,6 +68,11 @@ type Config struct {
 	// means one generated once and kept in the database.
 	SigningKeyFile string
 	JWTAudience    string // JWT_AUDIENCE: aud of receipts and session tokens; empty: none
+	// TemplatesDir is TEMPLATES_DIR: a folder of email templates laid
+	// over the built-in ones, one folder per locale; empty: the built-in
+	// ones alone. Load checks it is a folder; server.go parses and renders
+	// every template in it before anything starts.
+	TemplatesDir string
 	// RedirectOrigins are the origins a redirectTo may have: PUBLIC_URL's
 	// and REDIRECT_ALLOWLIST's.
 	RedirectOrigins []string
@@ -114,6 +119,7 @@ var Settings = []Setting{
 	{"SIGNING_KEY_FILE", "", "PEM Ed25519 private key signing receipts and signIn tokens (empty: generated once, kept in the database)"},
 	{"JWT_AUDIENCE", "", "aud of receipts and signIn tokens (empty: none)"},
 	{"REDIRECT_ALLOWLIST", "", "origins, comma separated, allowed in redirectTo besides PUBLIC_URL's"},
+	{"TEMPLATES_DIR", "", "folder of email templates replacing the built-in ones, per locale and file (de/verify.txt, …); checked at start"},
 	{"WEBHOOK_URL", "", "webhook endpoints, comma separated: every public event is POSTed to each (Standard Webhooks)"},
 	{"WEBHOOK_SECRET", "", "whsec_ + base64 of at least 24 random bytes, signing the webhooks; required with WEBHOOK_URL"},
 	{"WS_MAX_SUBSCRIPTIONS", "20", "subscriptions one websocket may hold open"},
@@ -254,6 +260,7 @@ func Load(getenv func(string) string) (Config, error) {
 		SessionTTL:     duration("SESSION_TTL", MinShortTTL, MaxSessionTTL),
 		SigningKeyFile: get("SIGNING_KEY_FILE"),
 		JWTAudience:    get("JWT_AUDIENCE"),
+		TemplatesDir:   get("TEMPLATES_DIR"),
 		LogLevel:       strings.ToLower(get("LOG_LEVEL")),
 		LogFormat:      strings.ToLower(get("LOG_FORMAT")),
 	}
@@ -354,6 +361,15 @@ func Load(getenv func(string) string) (Config, error) {
 			fail("SIGNING_KEY_FILE", "a control character in the path")
 		} else if _, err := os.Stat(f); err != nil {
 			fail("SIGNING_KEY_FILE", "cannot read %s: %v", quote(f), errors.Unwrap(err))
+		}
+	}
+	if d := c.TemplatesDir; d != "" {
+		if strings.ContainsFunc(d, unicode.IsControl) {
+			fail("TEMPLATES_DIR", "a control character in the path")
+		} else if fi, err := os.Stat(d); err != nil {
+			fail("TEMPLATES_DIR", "cannot read %s: %v", quote(d), errors.Unwrap(err))
+		} else if !fi.IsDir() {
+			fail("TEMPLATES_DIR", "%s is not a folder: want one with a folder per locale (en/verify.txt, de/verify.html, …)", quote(d))
 		}
 	}
 	if strings.ContainsFunc(c.JWTAudience, unicode.IsControl) {

@@ -39,6 +39,7 @@ func TestLoadDefaults(t *testing.T) {
 	require.Equal(t, time.Hour, c.SessionTTL)
 	require.Empty(t, c.SigningKeyFile)
 	require.Empty(t, c.JWTAudience)
+	require.Empty(t, c.TemplatesDir)
 	require.Equal(t, []string{"http://localhost:8080"}, c.RedirectOrigins, "PUBLIC_URL's origin")
 }
 
@@ -192,6 +193,8 @@ func TestLoadRejects(t *testing.T) {
 		{"RECEIPT_TTL", "1s", "RECEIPT_TTL"},
 		{"SESSION_TTL", "1000h", "SESSION_TTL: want a duration from 1m to 720h"},
 		{"SIGNING_KEY_FILE", "/nonexistent/key.pem", "cannot read"},
+		{"TEMPLATES_DIR", "/nonexistent/templates", "cannot read"},
+		{"TEMPLATES_DIR", "config_test.go", "is not a folder"},
 		{"REDIRECT_ALLOWLIST", "https://app.example/path", "REDIRECT_ALLOWLIST"},
 		{"REDIRECT_ALLOWLIST", "*", "not an origin"},
 		{"WEBHOOK_URL", "ftp://hooks.example.com", "absolute http(s) URL"},

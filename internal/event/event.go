@@ -79,6 +79,9 @@ type AlreadyRegistered struct {
 	// its watcher sees this notice's delivery as a fresh registration's
 	// watcher would see a verification email's.
 	Registration uuid.UUID `json:"registration,omitempty"`
+	// Locale is the BCP 47 tag of the notice's language: the owner's,
+	// not the one of whoever tried (empty: English).
+	Locale string `json:"locale,omitempty"`
 }
 
 // DeliveryChanged reports a new state of a registration's latest email.
@@ -108,6 +111,8 @@ type EmailChangeNotice struct {
 	Email string `json:"email"`
 	// NewEmail is the requested address, masked (n…@example.com).
 	NewEmail string `json:"newEmail"`
+	// Locale is the BCP 47 tag of the notice's language (empty: English).
+	Locale string `json:"locale,omitempty"`
 }
 
 // EmailChanged reports a confirmed change of address.

@@ -95,9 +95,11 @@ export function launch() {
   });
 }
 
-/** A page that records console errors and uncaught exceptions. */
-export async function openPage(browser, { viewport = { width: 1280, height: 800 }, colorScheme = 'light' } = {}) {
-  const context = await browser.newContext({ viewport, colorScheme });
+/** A page that records console errors and uncaught exceptions. Its
+ * browser prefers `locale` (navigator.languages): English unless a test
+ * asks for another, whatever the machine's own settings. */
+export async function openPage(browser, { viewport = { width: 1280, height: 800 }, colorScheme = 'light', locale = 'en-US' } = {}) {
+  const context = await browser.newContext({ viewport, colorScheme, locale });
   const page = await context.newPage();
   page.errors = [];
   page.on('console', (m) => {

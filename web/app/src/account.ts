@@ -6,6 +6,7 @@ import { checkEmail, describe } from './messages';
 import { passwordInput } from './password';
 import { resendControl } from './resend';
 import { clearSignedIn, emailClaim, load, loadSignedIn, saveSignedIn, type SignedIn } from './session';
+import { t } from './i18n';
 
 /** Starts at the screen the tab was on: signed in, confirming a change, or
  * the form. */
@@ -23,7 +24,7 @@ function sessionEnded(): void {
 }
 
 function signInPage(notice?: string): void {
-  document.title = 'Sign in · verifier';
+  document.title = t.titleSignIn;
   const email = h('input', {
     id: 'email', name: 'email', type: 'email', autocomplete: 'username', inputmode: 'email',
     required: true, spellcheck: 'false', 'aria-describedby': 'signin-error',
@@ -33,26 +34,26 @@ function signInPage(notice?: string): void {
   email.value = load()?.email ?? '';
   const { input: password, field: passwordField } = passwordInput('current-password', 'signin-error');
   const formError = h('p', { id: 'signin-error', class: 'form-error', role: 'alert' });
-  const submit = h('button', { type: 'submit', class: 'primary' }, 'Sign in');
+  const submit = h('button', { type: 'submit', class: 'primary' }, t.signIn);
   // Offered only when the password was right but the address is not
   // confirmed yet: a fresh link is the way on.
   const { button: resendButton, note: resendNote } = resendControl({
-    label: 'Send me a new link', again: 'Send again', sent: 'We sent a new link. Open it, then sign in here.',
+    label: t.sendNewLink, again: t.sendAgain, sent: t.signInSentLink,
     email: () => email.value.trim(),
   });
   const unverified = h('div', { class: 'unverified' }, resendButton, resendNote);
   unverified.hidden = true;
 
   const form = h('form', { novalidate: true },
-    h('div', { class: 'field' }, h('label', { for: 'email' }, 'Email'), email),
-    h('div', { class: 'field' }, h('label', { for: 'password' }, 'Password'), passwordField),
+    h('div', { class: 'field' }, h('label', { for: 'email' }, t.email), email),
+    h('div', { class: 'field' }, h('label', { for: 'password' }, t.password), passwordField),
     formError,
     submit,
   );
   form.addEventListener('submit', async (ev) => {
     ev.preventDefault();
     const address = email.value.trim();
-    const bad = checkEmail(address) ?? (password.value ? null : 'Enter your password.');
+    const bad = checkEmail(address) ?? (password.value ? null : t.enterPassword);
     if (bad) {
       formError.textContent = bad;
       (checkEmail(address) ? email : password).focus();
@@ -61,7 +62,7 @@ function signInPage(notice?: string): void {
     formError.textContent = '';
     unverified.hidden = true;
     submit.disabled = true;
-    submit.textContent = 'Signing in…';
+    submit.textContent = t.signingIn;
     try {
       const r = await signIn(address, password.value);
       const s: SignedIn = { token: r.token, expiresAt: r.expiresAt, email: emailClaim(r.token) || address };
@@ -72,12 +73,12 @@ function signInPage(notice?: string): void {
       const e = asApiError(err);
       formError.textContent = describe(e);
       submit.disabled = false;
-      submit.textContent = 'Sign in';
+      submit.textContent = t.signIn;
       if (e.code === 'EMAIL_NOT_VERIFIED') {
         unverified.hidden = false;
         resendButton.focus();
       } else if (e.code === 'RATE_LIMITED') {
-        countdown(submit, e.retryAfterSeconds ?? 60, (n) => `Try again in ${n} s`);
+        countdown(submit, e.retryAfterSeconds ?? 60, t.tryAgainIn);
       } else {
         password.focus();
         password.select();
@@ -86,41 +87,41 @@ function signInPage(notice?: string): void {
   });
 
   show(
-    h('h1', {}, 'Sign in'),
+    h('h1', {}, t.signIn),
     notice ? h('p', { class: 'notice', role: 'status' }, notice) : null,
-    h('p', { class: 'lead' }, 'With the address you confirmed and your password.'),
+    h('p', { class: 'lead' }, t.signInLead),
     form,
     unverified,
-    h('p', { class: 'note' }, 'No account yet? ', h('a', { href: '/' }, 'Create one')),
+    h('p', { class: 'note' }, t.noAccount, h('a', { href: '/' }, t.createOne)),
   );
 }
 
 function signedInPage(s: SignedIn, notice?: string): void {
-  document.title = 'Signed in · verifier';
-  const change = h('button', { type: 'button', class: 'secondary', id: 'change-address' }, 'Change address');
-  const out = h('button', { type: 'button', class: 'link', id: 'sign-out' }, 'Sign out');
+  document.title = t.titleSignedIn;
+  const change = h('button', { type: 'button', class: 'secondary', id: 'change-address' }, t.changeAddress);
+  const out = h('button', { type: 'button', class: 'link', id: 'sign-out' }, t.signOut);
   change.addEventListener('click', () => changePage(s));
   out.addEventListener('click', () => {
     clearSignedIn();
-    signInPage('You are signed out.');
+    signInPage(t.signedOut);
   });
   show(
-    h('h1', {}, 'You are signed in'),
+    h('h1', {}, t.signedIn),
     notice ? h('p', { class: 'notice', role: 'status' }, notice) : null,
-    h('p', { class: 'lead' }, 'Your address: ', h('strong', { class: 'address', id: 'address' }, s.email)),
+    h('p', { class: 'lead' }, t.yourAddress, h('strong', { class: 'address', id: 'address' }, s.email)),
     h('div', { class: 'actions' }, change, out),
   );
 }
 
 function changePage(s: SignedIn): void {
-  document.title = 'Change address · verifier';
+  document.title = t.titleChange;
   const error = h('p', { id: 'new-email-error', class: 'field-error' });
   const input = h('input', {
     id: 'new-email', name: 'email', type: 'email', autocomplete: 'email', inputmode: 'email',
     required: true, spellcheck: 'false', 'aria-describedby': 'new-email-error',
   });
-  const submit = h('button', { type: 'submit', class: 'primary' }, 'Send link and code');
-  const cancel = h('button', { type: 'button', class: 'link' }, 'Cancel');
+  const submit = h('button', { type: 'submit', class: 'primary' }, t.sendLinkAndCode);
+  const cancel = h('button', { type: 'button', class: 'link' }, t.cancel);
   cancel.addEventListener('click', () => signedInPage(s));
   const fail = (msg: string) => {
     error.textContent = msg;
@@ -132,18 +133,18 @@ function changePage(s: SignedIn): void {
     input.removeAttribute('aria-invalid');
   });
   const form = h('form', { novalidate: true },
-    h('div', { class: 'field' }, h('label', { for: 'new-email' }, 'New email address'), input, error),
+    h('div', { class: 'field' }, h('label', { for: 'new-email' }, t.newEmail), input, error),
     submit,
   );
   form.addEventListener('submit', async (ev) => {
     ev.preventDefault();
     const address = input.value.trim();
-    const bad = checkEmail(address) ?? (address.toLowerCase() === s.email.toLowerCase() ? 'That is your address already.' : null);
+    const bad = checkEmail(address) ?? (address.toLowerCase() === s.email.toLowerCase() ? t.sameAddress : null);
     if (bad) return fail(bad);
     input.removeAttribute('aria-invalid');
     error.textContent = '';
     submit.disabled = true;
-    submit.textContent = 'Sending…';
+    submit.textContent = t.sending;
     try {
       await changeEmail(s.token, address);
       s.pending = address;
@@ -154,48 +155,47 @@ function changePage(s: SignedIn): void {
       const e = asApiError(err);
       if (e.code === 'UNAUTHENTICATED') return sessionEnded();
       submit.disabled = false;
-      submit.textContent = 'Send link and code';
+      submit.textContent = t.sendLinkAndCode;
       fail(describe(e));
-      if (e.code === 'RATE_LIMITED') countdown(submit, e.retryAfterSeconds ?? 60, (n) => `Try again in ${n} s`);
+      if (e.code === 'RATE_LIMITED') countdown(submit, e.retryAfterSeconds ?? 60, t.tryAgainIn);
     }
   });
   show(
-    h('h1', {}, 'Change your address'),
-    h('p', { class: 'lead' }, 'Your address now: ', h('strong', { class: 'address' }, s.email),
-      '. We will send a link and a code to the new address; nothing changes until you confirm it there.'),
+    h('h1', {}, t.changeYourAddress),
+    h('p', { class: 'lead' }, ...t.changeLead(h('strong', { class: 'address' }, s.email))),
     form,
     h('div', { class: 'actions' }, cancel),
   );
 }
 
 function confirmChangePage(s: SignedIn): void {
-  document.title = 'Confirm your new address · verifier';
+  document.title = t.titleConfirmChange;
   const pending = s.pending ?? '';
   const drop = () => {
     delete s.pending;
     saveSignedIn(s);
   };
-  const other = h('button', { type: 'button', class: 'link' }, 'Use a different address');
+  const other = h('button', { type: 'button', class: 'link' }, t.differentAddress);
   other.addEventListener('click', () => {
     drop();
     changePage(s);
   });
-  const cancel = h('button', { type: 'button', class: 'link' }, 'Cancel');
+  const cancel = h('button', { type: 'button', class: 'link' }, t.cancel);
   cancel.addEventListener('click', () => {
     drop();
     signedInPage(s);
   });
   const code = codeForm({
-    label: 'The 6-digit code from that email',
+    label: t.codeFromThatEmail,
     submit: async (c) => {
       const v = await confirmEmailChange(s.token, c);
       s.email = v.email;
       drop();
-      const done = `Your address is now ${v.email}.`;
+      const done = t.addressNow(v.email);
       signedInPage(s, done);
       announce(done);
     },
-    dead: `Use the link in the email to ${pending}, or start the change again.`,
+    dead: t.changeCodeDead(pending),
     other: (e) => {
       if (e.code !== 'UNAUTHENTICATED') return false;
       sessionEnded();
@@ -203,9 +203,8 @@ function confirmChangePage(s: SignedIn): void {
     },
   });
   show(
-    h('h1', {}, 'Confirm your new address'),
-    h('p', { class: 'lead' }, 'We sent a link and a code to ', h('strong', { class: 'address' }, pending),
-      '; nothing changes until you confirm.'),
+    h('h1', {}, t.confirmNewAddress),
+    h('p', { class: 'lead' }, ...t.confirmChangeLead(h('strong', { class: 'address' }, pending))),
     code,
     h('div', { class: 'actions' }, other, cancel),
   );

@@ -65,10 +65,11 @@ async function request<T>(query: string, variables: Record<string, unknown>, bea
   return body.data;
 }
 
-/** Registers; `redirectTo` is where the person goes once verified (the
- * server checks it against its allowed origins). */
-export async function register(email: string, password: string, redirectTo?: string): Promise<string> {
-  const input: Record<string, string> = { email, password };
+/** Registers; `locale` is the language of its emails (the page's);
+ * `redirectTo` is where the person goes once verified (the server checks
+ * it against its allowed origins). */
+export async function register(email: string, password: string, locale: string, redirectTo?: string): Promise<string> {
+  const input: Record<string, string> = { email, password, locale };
   if (redirectTo) input.redirectTo = redirectTo;
   const d = await request<{ register: { watchToken: string } }>(
     'mutation Register($input: RegisterInput!) { register(input: $input) { watchToken status } }',

@@ -1,6 +1,7 @@
 import { asApiError, type ApiError } from './api';
 import { announce, countdown, h } from './dom';
 import { describe } from './messages';
+import { t } from './i18n';
 
 const LENGTH = 6;
 
@@ -33,7 +34,7 @@ export function codeForm(opts: CodeFormOptions): HTMLFormElement {
     // could drop the space.
     pattern: '[0-9]*', spellcheck: 'false', 'aria-describedby': 'code-error', class: 'code',
   });
-  const button = h('button', { type: 'submit', class: 'secondary', id: 'verify-code' }, 'Verify code');
+  const button = h('button', { type: 'submit', class: 'secondary', id: 'verify-code' }, t.verifyCode);
   const form = h('form', { novalidate: true, class: 'code-form' },
     h('div', { class: 'field' },
       h('label', { for: 'code' }, opts.label),
@@ -55,14 +56,14 @@ export function codeForm(opts: CodeFormOptions): HTMLFormElement {
     const code = input.value.replace(/\D/g, '');
     if (busy) return;
     if (code.length !== LENGTH) {
-      fail(`Enter the ${LENGTH} digits of the code.`);
+      fail(t.enterDigits(LENGTH));
       input.focus();
       return;
     }
     busy = true;
     tried = code;
     button.disabled = true;
-    button.textContent = 'Checking…';
+    button.textContent = t.checking;
     error.textContent = '';
     try {
       await opts.submit(code);
@@ -70,7 +71,7 @@ export function codeForm(opts: CodeFormOptions): HTMLFormElement {
     } catch (err) {
       const e = asApiError(err);
       if (opts.other?.(e)) return;
-      button.textContent = 'Verify code';
+      button.textContent = t.verifyCode;
       button.disabled = false;
       if (e.code === 'INVALID_CODE' && e.attemptsLeft === 0) {
         fail(`${describe(e)} ${opts.dead}`);
@@ -80,7 +81,7 @@ export function codeForm(opts: CodeFormOptions): HTMLFormElement {
         return;
       }
       fail(describe(e));
-      if (e.code === 'RATE_LIMITED') countdown(button, e.retryAfterSeconds ?? 60, (n) => `Try again in ${n} s`);
+      if (e.code === 'RATE_LIMITED') countdown(button, e.retryAfterSeconds ?? 60, t.tryAgainIn);
       // Selected, so typing the right code replaces the wrong one.
       input.focus();
       input.select();

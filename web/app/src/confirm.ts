@@ -2,14 +2,16 @@ import { asApiError, resend, verifyEmail } from './api';
 import { announce, h, show } from './dom';
 import { checkEmail, describe } from './messages';
 import { onward } from './onward';
+import { t } from './i18n';
 
 /** The page behind the email link. Only the button verifies: mail scanners
  * open links, people press buttons. */
 export function confirmPage(token: string): void {
   // Keep the token out of the address bar, history and any screenshot.
   history.replaceState(null, '', location.pathname);
+  document.title = t.titleConfirm;
   const result = h('div', { id: 'result', role: 'status' });
-  const button = h('button', { type: 'button', class: 'primary', id: 'confirm' }, 'Confirm my email');
+  const button = h('button', { type: 'button', class: 'primary', id: 'confirm' }, t.confirmMyEmail);
 
   const outcome = (kind: string, title: string, ...body: (Node | string)[]) => {
     button.remove();
@@ -22,56 +24,53 @@ export function confirmPage(token: string): void {
 
   button.addEventListener('click', async () => {
     button.disabled = true;
-    button.textContent = 'Confirming…';
+    button.textContent = t.confirming;
     try {
       const v = await verifyEmail(token);
       if (v.alreadyVerified) {
-        outcome('already', 'Already verified', h('p', {}, h('strong', {}, v.email), ' was confirmed earlier. Nothing else to do.'),
+        outcome('already', t.alreadyVerified, h('p', {}, h('strong', {}, v.email), t.confirmedEarlier),
           onward(v.receipt, v.redirectTo));
       } else {
-        outcome('verified', 'Email verified', h('p', {}, h('strong', {}, v.email),
-          ' is confirmed. If the sign-up page is still open, on this or another device, it has updated.'),
+        outcome('verified', t.emailVerified, h('p', {}, h('strong', {}, v.email), t.confirmedHere),
           onward(v.receipt, v.redirectTo));
       }
     } catch (err) {
       const e = asApiError(err);
       switch (e.code) {
         case 'TOKEN_EXPIRED':
-          outcome('expired', 'This link has expired', h('p', {}, 'Links work for a limited time. Get a fresh one:'), resendForm());
+          outcome('expired', t.linkExpired, h('p', {}, t.linkExpiredLead), resendForm());
           break;
         case 'INVALID_TOKEN':
         case 'BAD_USER_INPUT':
-          outcome('invalid', 'This link is not valid',
-            h('p', {}, 'It may be incomplete or from an old email. Open the link in the newest email we sent you, or ', h('a', { href: '/' }, 'sign up again'), '.'));
+          outcome('invalid', t.linkInvalid, h('p', {}, ...t.linkInvalidLead(h('a', { href: '/' }, t.signUpAgain))));
           break;
         default:
           result.replaceChildren(h('p', { class: 'form-error' }, describe(e)));
           button.disabled = false;
-          button.textContent = 'Try again';
+          button.textContent = t.tryAgain;
       }
     }
   });
 
   show(
-    h('h1', {}, 'Confirm your email'),
-    h('p', { class: 'lead' }, 'Press the button to confirm this address. Opening the link alone changes nothing.'),
+    h('h1', {}, t.confirmYourEmail),
+    h('p', { class: 'lead' }, t.confirmLead),
     token ? button : null,
     token ? result : null,
   );
   if (!token) {
     result.replaceChildren();
     document.getElementById('app')!.append(result);
-    outcome('invalid', 'This link is not valid',
-      h('p', {}, 'It has no token. Open the link in the newest email we sent you, or ', h('a', { href: '/' }, 'sign up again'), '.'));
+    outcome('invalid', t.linkInvalid, h('p', {}, ...t.linkNoToken(h('a', { href: '/' }, t.signUpAgain))));
   }
 }
 
 function resendForm(): HTMLFormElement {
   const email = h('input', { id: 'resend-email', type: 'email', autocomplete: 'email', required: true, 'aria-describedby': 'resend-note' });
   const note = h('p', { id: 'resend-note', class: 'note' });
-  const send = h('button', { type: 'submit', class: 'secondary' }, 'Send me a new link');
+  const send = h('button', { type: 'submit', class: 'secondary' }, t.sendNewLink);
   const form = h('form', { novalidate: true },
-    h('div', { class: 'field' }, h('label', { for: 'resend-email' }, 'Your email'), email),
+    h('div', { class: 'field' }, h('label', { for: 'resend-email' }, t.yourEmail), email),
     send, note);
   form.addEventListener('submit', async (ev) => {
     ev.preventDefault();
@@ -84,7 +83,7 @@ function resendForm(): HTMLFormElement {
     send.disabled = true;
     try {
       await resend(email.value.trim());
-      note.textContent = 'If that address is waiting for confirmation, a new link is on its way. Check your inbox.';
+      note.textContent = t.resendSentMaybe;
     } catch (err) {
       const e = asApiError(err);
       note.textContent = describe(e);

@@ -4,6 +4,7 @@ import { announce, h, show } from './dom';
 import { describe } from './messages';
 import { onward } from './onward';
 import { resendControl } from './resend';
+import { t } from './i18n';
 
 /**
  * "Check your inbox": follows the registration live and flips to verified
@@ -11,24 +12,23 @@ import { resendControl } from './resend';
  * the code from the email is typed here.
  */
 export function inboxPage(email: string, watchToken: string, opts: { onStartOver(prefill: string): void; onExpired(): void }): void {
-  const statusText = h('p', { class: 'status-text' }, 'Waiting for you to confirm…');
-  const badge = h('span', { class: 'badge', 'data-state': 'connecting' }, 'Connecting…');
+  const statusText = h('p', { class: 'status-text' }, t.waiting);
+  const badge = h('span', { class: 'badge', 'data-state': 'connecting' }, t.connection.connecting);
   const statusBox = h('div', { class: 'status', 'data-status': 'UNVERIFIED', id: 'status' }, h('span', { class: 'dot', 'aria-hidden': 'true' }), statusText);
   const resender = resendControl({
-    label: 'Resend email', again: 'Resend', sent: 'We sent a new link. Any earlier link still works.', email: () => email,
+    label: t.resendEmail, again: t.resend, sent: t.resentLink, email: () => email,
   });
   const { button: resendButton, note: resendNote } = resender;
-  const startOver = h('button', { type: 'button', class: 'link' }, 'Wrong address? Start over');
-  const heading = h('h1', {}, 'Check your inbox');
-  const lead = h('p', { class: 'lead' }, 'We sent a link and a code to ', h('strong', { class: 'address' }, email),
-    '. Open the link on this or any other device and press “Confirm my email”, or type the code here. This page updates by itself.');
+  const startOver = h('button', { type: 'button', class: 'link' }, t.startOver);
+  const heading = h('h1', {}, t.checkInbox);
+  const lead = h('p', { class: 'lead' }, ...t.inboxLead(h('strong', { class: 'address' }, email)));
   const actions = h('div', { class: 'actions' }, resendButton, startOver);
 
   // What became of the email, as the mail server told us. Its own polite
   // live region: a change is read out without moving focus.
   const deliveryText = h('span', { class: 'delivery-text' });
   const deliveryDetail = h('span', { class: 'delivery-detail' });
-  const fixAddress = h('button', { type: 'button', class: 'link', id: 'fix-address' }, 'Fix the address');
+  const fixAddress = h('button', { type: 'button', class: 'link', id: 'fix-address' }, t.fixAddress);
   fixAddress.hidden = true;
   const deliveryBox = h('div', { class: 'delivery', id: 'delivery', 'data-state': 'QUEUED', role: 'status', 'aria-live': 'polite', 'aria-atomic': 'true' },
     h('span', { class: 'delivery-icon', 'aria-hidden': 'true' }),
@@ -45,13 +45,8 @@ export function inboxPage(email: string, watchToken: string, opts: { onStartOver
     deliveryBox.hidden = false;
     deliveryBox.dataset.state = d.state;
     const failed = d.state === 'FAILED';
-    deliveryText.textContent = {
-      QUEUED: 'Your email is on its way to your mail server…',
-      SENT: 'Email sent to your mail server.',
-      DEFERRED: 'Email delayed, retrying. Your mail server asked us to try again later.',
-      FAILED: 'Email refused: check the address.',
-    }[d.state];
-    deliveryDetail.textContent = (d.state === 'DEFERRED' || failed) && d.reason ? `Details: ${d.reason}` : '';
+    deliveryText.textContent = t.delivery[d.state];
+    deliveryDetail.textContent = (d.state === 'DEFERRED' || failed) && d.reason ? t.details(d.reason) : '';
     fixAddress.hidden = !failed;
     // A resend to a refused address would be refused too: fixing the
     // address is the one way on.
@@ -59,13 +54,12 @@ export function inboxPage(email: string, watchToken: string, opts: { onStartOver
     code.hidden = failed;
     if (failed) {
       statusBox.dataset.status = 'FAILED';
-      statusText.textContent = 'We could not deliver the link.';
-      lead.replaceChildren('Your mail server refused our email to ', h('strong', { class: 'address' }, email),
-        '. Check the address for a typo and sign up again.');
+      statusText.textContent = t.notDelivered;
+      lead.replaceChildren(...t.refusedLead(h('strong', { class: 'address' }, email)));
     } else if (statusBox.dataset.status === 'FAILED') {
       // A resend went through after all.
       statusBox.dataset.status = 'UNVERIFIED';
-      statusText.textContent = 'Waiting for you to confirm…';
+      statusText.textContent = t.waiting;
     }
   };
 
@@ -76,23 +70,23 @@ export function inboxPage(email: string, watchToken: string, opts: { onStartOver
     watch.stop();
     resender.stop();
     statusBox.dataset.status = 'VERIFIED';
-    statusText.textContent = 'Your email is verified.';
-    heading.textContent = 'You are all set';
+    statusText.textContent = t.verifiedStatus;
+    heading.textContent = t.allSet;
     lead.replaceChildren(h('strong', { class: 'address' }, email),
-      receipt && redirectTo ? ' is confirmed. Continue where you left off.' : ' is confirmed. You can sign in now.');
+      receipt && redirectTo ? t.confirmedContinue : t.confirmedSignIn);
     // A new screen, so focus starts at its heading again (the code field
     // that may have held it is gone).
     show(heading, lead, statusBox, onward(receipt, redirectTo));
-    announce(`${email} is verified.`);
+    announce(t.isVerified(email));
   };
 
   const code = codeForm({
-    label: 'Or type the 6-digit code from the email',
+    label: t.typeCode,
     submit: async (c) => {
       const v = await verifyEmailWithCode(watchToken, c);
       onVerified(v.receipt, v.redirectTo);
     },
-    dead: 'Use the link in the email, or send a new email.',
+    dead: t.codeDead,
     other: (e) => {
       // A newer sign-up for the address replaced this one.
       if (e.code !== 'INVALID_TOKEN') return false;
@@ -109,8 +103,8 @@ export function inboxPage(email: string, watchToken: string, opts: { onStartOver
     delivery: showDelivery,
     connection: (c: Connection) => {
       badge.dataset.state = c;
-      badge.textContent = { connecting: 'Connecting…', live: 'Live', reconnecting: 'Reconnecting…' }[c];
-      if (c === 'reconnecting') announce('Connection lost. Reconnecting…');
+      badge.textContent = t.connection[c];
+      if (c === 'reconnecting') announce(t.connectionLost);
     },
     error: (e: ApiError) => {
       if (e.code === 'INVALID_TOKEN') leave(opts.onExpired);

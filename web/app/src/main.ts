@@ -4,8 +4,13 @@ import { confirmPage } from './confirm';
 import { inboxPage } from './inbox';
 import * as session from './session';
 import { signupPage } from './signup';
+import { h } from './dom';
+import { lang, load, switchLanguage, t, type Lang } from './i18n';
 
 function start(): void {
+  document.documentElement.lang = lang;
+  document.querySelector('.skip')!.textContent = t.skip;
+  languageSwitcher();
   if (location.pathname === '/verify-email') {
     confirmPage(new URLSearchParams(location.search).get('token') ?? '');
     return;
@@ -25,7 +30,7 @@ function start(): void {
 const redirectTo = new URLSearchParams(location.search).get('redirect_to') ?? undefined;
 
 function signup(notice?: string, prefill?: string): void {
-  document.title = 'Sign up · verifier';
+  document.title = t.titleSignup;
   signupPage({
     onRegistered: (email, watchToken) => {
       session.save({ email, watchToken });
@@ -38,7 +43,7 @@ function signup(notice?: string, prefill?: string): void {
 }
 
 function watch(email: string, watchToken: string): void {
-  document.title = 'Check your inbox · verifier';
+  document.title = t.titleInbox;
   inboxPage(email, watchToken, {
     onStartOver: (prefill) => {
       session.clear();
@@ -46,9 +51,20 @@ function watch(email: string, watchToken: string): void {
     },
     onExpired: () => {
       session.clear();
-      signup('That sign-up has expired or was replaced by a newer one. Please sign up again.');
+      signup(t.expired);
     },
   });
 }
 
-start();
+/** A link to the other language, below the card: every screen keeps it.
+ * It reloads the address the tab opened with, which for the confirm page
+ * still holds the token the page takes out of the address bar. */
+function languageSwitcher(): void {
+  const entry = location.href;
+  const other: Lang = lang === 'en' ? 'de' : 'en';
+  const button = h('button', { type: 'button', class: 'link', lang: other, id: 'language' }, t.switchTo);
+  button.addEventListener('click', () => switchLanguage(other, entry));
+  document.getElementById('app')!.after(h('nav', { class: 'language', 'aria-label': lang === 'en' ? 'Language' : 'Sprache' }, button));
+}
+
+void load().then(start);

@@ -1,4 +1,5 @@
 import { h } from './dom';
+import { t } from './i18n';
 
 /**
  * The way on from a verified address, so that success is never a dead end:
@@ -9,11 +10,11 @@ import { h } from './dom';
 export function onward(receipt?: string | null, redirectTo?: string | null): HTMLElement {
   const to = receipt && redirectTo ? continueURL(redirectTo, receipt) : null;
   if (!to) {
-    return h('div', { class: 'onward' }, h('a', { class: 'button primary', id: 'sign-in', href: '/sign-in' }, 'Sign in'));
+    return h('div', { class: 'onward' }, h('a', { class: 'button primary', id: 'sign-in', href: '/sign-in' }, t.signIn));
   }
   return h('div', { class: 'onward' },
-    h('a', { class: 'button primary', id: 'continue', href: to.href }, 'Continue'),
-    h('p', { class: 'note' }, 'Takes you back to ', h('strong', {}, to.host), '.'),
+    h('a', { class: 'button primary', id: 'continue', href: to.href }, t.continue),
+    h('p', { class: 'note' }, ...t.takesBack(h('strong', {}, to.host))),
   );
 }
 

@@ -1,6 +1,7 @@
 import { asApiError, resend } from './api';
 import { countdown, h } from './dom';
 import { describe } from './messages';
+import { t } from './i18n';
 
 /**
  * A "send me a new link" button with its note, for the waiting screen and
@@ -21,8 +22,8 @@ export function resendControl(opts: { label: string; again: string; sent: string
     } catch (err) {
       const e = asApiError(err);
       if (e.code === 'RATE_LIMITED') {
-        note.textContent = 'An email was sent a moment ago. You can ask for another when the countdown ends.';
-        stop = countdown(button, e.retryAfterSeconds ?? 60, (n) => `${opts.again} in ${n} s`);
+        note.textContent = t.recentlySent;
+        stop = countdown(button, e.retryAfterSeconds ?? 60, (n) => t.resendIn(opts.again, n));
       } else {
         note.textContent = describe(e);
         button.disabled = false;

@@ -2,6 +2,7 @@ import { asApiError, register } from './api';
 import { h, show } from './dom';
 import { checkEmail, checkPassword, describe, strength } from './messages';
 import { passwordInput } from './password';
+import { lang, t } from './i18n';
 
 /** The sign-up form. `notice` is shown above it (e.g. an expired watch);
  * `prefill` is the address to start from (starting over from the waiting
@@ -22,10 +23,10 @@ export function signupPage(opts: {
   if (prefill) email.value = prefill;
   const pwError = h('p', { id: 'password-error', class: 'field-error' });
   const meter = h('span', { class: 'meter', 'data-score': '0', 'aria-hidden': 'true' }, h('span'), h('span'), h('span'), h('span'));
-  const hint = h('span', { id: 'password-strength' }, 'At least 8 characters.');
+  const hint = h('span', { id: 'password-strength' }, t.atLeast8);
   const { input: password, field: passwordField } = passwordInput('new-password', 'password-hint password-error');
   const formError = h('p', { class: 'form-error', role: 'alert' });
-  const submit = h('button', { type: 'submit', class: 'primary' }, 'Create account');
+  const submit = h('button', { type: 'submit', class: 'primary' }, t.createAccount);
 
   const setError = (input: HTMLInputElement, out: HTMLElement, msg: string | null) => {
     out.textContent = msg ?? '';
@@ -51,17 +52,17 @@ export function signupPage(opts: {
   password.addEventListener('input', () => {
     const s = strength(password.value);
     meter.dataset.score = String(s.score);
-    hint.textContent = password.value ? `Strength: ${s.label}.` : 'At least 8 characters.';
+    hint.textContent = password.value ? t.strengthIs(s.label) : t.atLeast8;
   });
 
   const form = h('form', { novalidate: true },
     h('div', { class: 'field' },
-      h('label', { for: 'email' }, 'Email'),
+      h('label', { for: 'email' }, t.email),
       email,
       emailError,
     ),
     h('div', { class: 'field' },
-      h('label', { for: 'password' }, 'Password'),
+      h('label', { for: 'password' }, t.password),
       passwordField,
       h('p', { id: 'password-hint', class: 'hint' }, meter, hint),
       pwError,
@@ -79,10 +80,10 @@ export function signupPage(opts: {
     }
     formError.textContent = '';
     submit.disabled = true;
-    submit.textContent = 'Creating account…';
+    submit.textContent = t.creatingAccount;
     try {
       const address = email.value.trim();
-      opts.onRegistered(address, await register(address, password.value, opts.redirectTo));
+      opts.onRegistered(address, await register(address, password.value, lang, opts.redirectTo));
     } catch (err) {
       const apiErr = asApiError(err);
       const msg = describe(apiErr);
@@ -95,21 +96,20 @@ export function signupPage(opts: {
       } else if (apiErr.code === 'BAD_USER_INPUT' && /redirect/i.test(apiErr.message)) {
         // Nothing the person typed is wrong: the app that sent them here
         // asked to have them back at a site this service does not allow.
-        formError.replaceChildren('The page that sent you here asks to return to a site we may not send you to. ',
-          h('a', { href: '/' }, 'Sign up without it'), '.');
+        formError.replaceChildren(...t.badRedirect(h('a', { href: '/' }, t.signUpWithoutIt)));
       } else {
         formError.textContent = msg;
       }
       submit.disabled = false;
-      submit.textContent = 'Create account';
+      submit.textContent = t.createAccount;
     }
   });
 
   show(
-    h('h1', {}, 'Create your account'),
+    h('h1', {}, t.createYourAccount),
     notice ? h('p', { class: 'notice', role: 'status' }, notice) : null,
-    h('p', { class: 'lead' }, 'We will email you a link and a code to confirm your address.'),
+    h('p', { class: 'lead' }, t.signupLead),
     form,
-    h('p', { class: 'note' }, 'Already have an account? ', h('a', { href: '/sign-in' }, 'Sign in')),
+    h('p', { class: 'note' }, t.haveAccount, h('a', { href: '/sign-in' }, t.signIn)),
   );
 }
