@@ -63,7 +63,7 @@ func (s *Service) changeEmail(ctx context.Context, tx *ent.Tx, u *ent.User, r ne
 		return err
 	}
 	if holder != nil && holder.Status == user.StatusVERIFIED {
-		err = s.changeToTaken(ctx, tx, newInbox, r, now)
+		err = s.changeToTaken(ctx, tx, newInbox, r, holder.ID, now)
 	} else {
 		err = s.changeToFree(ctx, tx, newInbox, u, r, now)
 	}
@@ -78,16 +78,16 @@ func (s *Service) changeEmail(ctx context.Context, tx *ent.Tx, u *ent.User, r ne
 			return err
 		}
 	}
-	return s.schedule(ctx, tx, oldInbox, now, outgoing{event.EmailChangeNoticeTopic, event.EmailChangeNotice{Email: u.Email, NewEmail: MaskEmail(r.email)}})
+	return s.schedule(ctx, tx, oldInbox, now, outgoing{event.EmailChangeNoticeTopic, event.EmailChangeNotice{Email: u.Email, NewEmail: MaskEmail(r.email), UserID: u.ID}})
 }
 
 // changeToTaken answers a change to an address a VERIFIED account holds
 // with a decoy registration and the "someone tried" notice to its owner.
-func (s *Service) changeToTaken(ctx context.Context, tx *ent.Tx, inbox *ent.EmailThrottle, r newRegistration, now time.Time) error {
+func (s *Service) changeToTaken(ctx context.Context, tx *ent.Tx, inbox *ent.EmailThrottle, r newRegistration, owner uuid.UUID, now time.Time) error {
 	if _, err := s.createRegistration(ctx, tx, r, nil, code.New(), now); err != nil {
 		return err
 	}
-	return s.schedule(ctx, tx, inbox, now, outgoing{event.AlreadyRegisteredTopic, event.AlreadyRegistered{Email: r.email, ChangeEmail: true}})
+	return s.schedule(ctx, tx, inbox, now, outgoing{event.AlreadyRegisteredTopic, event.AlreadyRegistered{Email: r.email, ChangeEmail: true, UserID: owner}})
 }
 
 // changeToFree writes u's CHANGE_EMAIL registration (superseding a

@@ -104,7 +104,7 @@ func (s *Service) register(ctx context.Context, tx *ent.Tx, r newRegistration) e
 		return err
 	}
 	if existing != nil && existing.Status == user.StatusVERIFIED {
-		return s.decoy(ctx, tx, inbox, r, now)
+		return s.decoy(ctx, tx, inbox, r, existing.ID, now)
 	}
 
 	topic := event.RegisteredTopic
@@ -130,7 +130,7 @@ func (s *Service) register(ctx context.Context, tx *ent.Tx, r newRegistration) e
 			return err
 		}
 		if n == 0 {
-			return s.decoy(ctx, tx, inbox, r, now)
+			return s.decoy(ctx, tx, inbox, r, existing.ID, now)
 		}
 		if err := s.supersede(ctx, tx, u.ID, registration.PurposeSIGNUP, now); err != nil {
 			return err
@@ -153,12 +153,12 @@ func (s *Service) register(ctx context.Context, tx *ent.Tx, r newRegistration) e
 // so a guess at it fails like a wrong code at a real one; the owner gets a
 // notice, which obeys the cooldown like every email (a repeated attempt
 // cannot flood the owner, and the notice is not lost).
-func (s *Service) decoy(ctx context.Context, tx *ent.Tx, inbox *ent.EmailThrottle, r newRegistration, now time.Time) error {
+func (s *Service) decoy(ctx context.Context, tx *ent.Tx, inbox *ent.EmailThrottle, r newRegistration, owner uuid.UUID, now time.Time) error {
 	reg, err := s.createRegistration(ctx, tx, r, nil, code.New(), now)
 	if err != nil {
 		return err
 	}
-	return s.schedule(ctx, tx, inbox, now, outgoing{event.AlreadyRegisteredTopic, event.AlreadyRegistered{Email: r.email, Registration: reg.ID}})
+	return s.schedule(ctx, tx, inbox, now, outgoing{event.AlreadyRegisteredTopic, event.AlreadyRegistered{Email: r.email, Registration: reg.ID, UserID: owner}})
 }
 
 // supersede marks the user's live registrations of purpose superseded and

@@ -110,9 +110,12 @@ const SendLease = 30 * time.Second
 func (s *Store) Begin(ctx context.Context, e Event) (Record, error) {
 	now := s.now().UTC()
 	until := now.Add(SendLease)
-	var reg *uuid.UUID
+	var reg, userID *uuid.UUID
 	if e.Registration != uuid.Nil {
 		reg = &e.Registration
+	}
+	if e.UserID != uuid.Nil {
+		userID = &e.UserID
 	}
 	// A registration's first email needs no announcement: until its
 	// record exists its watchers are shown it QUEUED already (see Latest).
@@ -137,6 +140,7 @@ func (s *Store) Begin(ctx context.Context, e Event) (Record, error) {
 			SetKind(e.Kind).
 			SetAddress(truncate(e.Address, 254)).
 			SetNillableRegistration(reg).
+			SetNillableUserID(userID).
 			SetTopic(e.Topic).
 			SetPayload(e.Payload).
 			SetCreatedAt(now).

@@ -79,6 +79,9 @@ type AlreadyRegistered struct {
 	// its watcher sees this notice's delivery as a fresh registration's
 	// watcher would see a verification email's.
 	Registration uuid.UUID `json:"registration,omitempty"`
+	// UserID is the owner of the address the notice goes to, so its
+	// delivery record is listed among the user's emails.
+	UserID uuid.UUID `json:"userId,omitzero"`
 }
 
 // DeliveryChanged reports a new state of a registration's latest email.
@@ -108,6 +111,8 @@ type EmailChangeNotice struct {
 	Email string `json:"email"`
 	// NewEmail is the requested address, masked (n…@example.com).
 	NewEmail string `json:"newEmail"`
+	// UserID is the user the notice goes to (see AlreadyRegistered).
+	UserID uuid.UUID `json:"userId,omitzero"`
 }
 
 // EmailChanged reports a confirmed change of address.
