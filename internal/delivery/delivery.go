@@ -357,6 +357,25 @@ func (s *Store) Latest(ctx context.Context, registration uuid.UUID) (*status.Del
 	return view(rec.State, rec.UpdatedAt, rec.Attempts, rec.Reason), nil
 }
 
+// OfUser returns every email to the user, newest first: the records that
+// name the user, and those of its registrations (records written before
+// they named their user).
+func (s *Store) OfUser(ctx context.Context, user uuid.UUID, registrations []uuid.UUID) ([]*status.Delivery, error) {
+	recs, err := s.db.Delivery.Query().
+		Where(entdelivery.Or(entdelivery.UserID(user), entdelivery.RegistrationIn(registrations...))).
+		Order(ent.Desc(entdelivery.FieldCreatedAt), ent.Desc(entdelivery.FieldID)).
+		Select(entdelivery.FieldState, entdelivery.FieldUpdatedAt, entdelivery.FieldAttempts, entdelivery.FieldReason).
+		All(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("deliveries of user %s: %w", user, err)
+	}
+	out := make([]*status.Delivery, len(recs))
+	for i, r := range recs {
+		out[i] = view(r.State, r.UpdatedAt, r.Attempts, r.Reason)
+	}
+	return out, nil
+}
+
 // List returns up to limit records in state, oldest change first.
 func (s *Store) List(ctx context.Context, state entdelivery.State, limit int) ([]*ent.Delivery, error) {
 	return s.db.Delivery.Query().
