@@ -18,6 +18,7 @@ import (
 
 	"github.com/verifier/verifier/ent"
 	entdelivery "github.com/verifier/verifier/ent/delivery"
+	"github.com/verifier/verifier/ent/predicate"
 	"github.com/verifier/verifier/ent/registration"
 	"github.com/verifier/verifier/ent/user"
 	"github.com/verifier/verifier/ent/webhookdelivery"
@@ -87,21 +88,21 @@ func (s *Service) User(ctx context.Context, id, email *string) (*ent.User, error
 	if (id == nil) == (email == nil) {
 		return nil, apperr.Errorf(apperr.BadUserInput, "give exactly one of id and email")
 	}
-	q := s.DB.User.Query()
+	var where predicate.User
 	if id != nil {
 		uid, err := ParseID(*id)
 		if err != nil {
 			return nil, err
 		}
-		q.Where(user.ID(uid))
+		where = user.ID(uid)
 	} else {
 		e, err := account.NormalizeEmail(*email)
 		if err != nil {
 			return nil, err
 		}
-		q.Where(user.Email(e))
+		where = user.Email(e)
 	}
-	u, err := q.Only(ctx)
+	u, err := s.DB.User.Query().Where(where).Only(ctx)
 	if ent.IsNotFound(err) {
 		return nil, nil
 	}
