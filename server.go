@@ -21,7 +21,9 @@ import (
 	"github.com/verifier/verifier/consumers"
 	"github.com/verifier/verifier/docs"
 	"github.com/verifier/verifier/graph"
+	admingraph "github.com/verifier/verifier/graph/admin"
 	"github.com/verifier/verifier/internal/account"
+	"github.com/verifier/verifier/internal/admin"
 	"github.com/verifier/verifier/internal/broker"
 	"github.com/verifier/verifier/internal/broker/inproc"
 	"github.com/verifier/verifier/internal/broker/rabbitmq"
@@ -341,6 +343,9 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger, hk hooks) err
 		MaxSubscriptionsPerSocket: ws.MaxSubscriptionsPerSocket,
 		MaxSubscriptions:          ws.MaxSubscriptions,
 	})
+	adminAPI := admingraph.NewHandler(&admingraph.Resolver{Admin: &admin.Service{
+		DB: db.Ent, Accounts: accounts, Deliveries: records, Webhooks: webhooksOrNil(hooks),
+	}}, log.With("component", "admin"))
 	edge := httpapi.NewServer(httpapi.ServerOptions{
 		Addr:    cfg.HTTPAddr,
 		Grace:   cfg.ShutdownGrace,
@@ -355,6 +360,9 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger, hk hooks) err
 		DevOutbox: devOutbox,
 		// DEV_MAILBOX=true opens it to every client on purpose.
 		DevMailLoopbackOnly: cfg.DevMailbox == "auto",
+		// Off (404) while ADMIN_TOKEN is empty.
+		Admin:      adminAPI,
+		AdminToken: cfg.AdminToken.Reveal(),
 		Ready: []httpapi.Check{
 			{Name: "database", Ping: db.CheckWrite},
 			{Name: "broker", Ping: b.Ping},
@@ -398,6 +406,15 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger, hk hooks) err
 
 // newBroker returns the in-process broker, or RabbitMQ when AMQP_URL is
 // set, and its name for the log.
+// webhooksOrNil is hooks as the admin service takes it: a nil interface,
+// not a nil pointer in one, when webhooks are off.
+func webhooksOrNil(hooks *webhook.Dispatcher) admin.Webhooks {
+	if hooks == nil {
+		return nil
+	}
+	return hooks
+}
+
 func newBroker(cfg config.Config, log *slog.Logger, prefix string) (broker.Broker, string) {
 	if cfg.AMQPURL == "" {
 		return inproc.New(log, inproc.Options{StopGrace: cfg.ShutdownGrace}), "in-process"

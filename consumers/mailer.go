@@ -384,7 +384,7 @@ func (m *Mailer) render(msg broker.Message) (mail.Message, about, error) {
 		if err := json.Unmarshal(msg.Body, &ev); err != nil || ev.Email == "" {
 			return mail.Message{}, a, fmt.Errorf("undecodable %s event %s", msg.Topic, msg.ID)
 		}
-		a.to, a.registration = ev.Email, ev.Registration
+		a.to, a.registration, a.userID = ev.Email, ev.Registration, ev.UserID
 		if !msg.Published.IsZero() {
 			a.deadline = msg.Published.Add(noticeMaxAge)
 		}
@@ -396,7 +396,7 @@ func (m *Mailer) render(msg broker.Message) (mail.Message, about, error) {
 		if err := json.Unmarshal(msg.Body, &ev); err != nil || ev.Email == "" {
 			return mail.Message{}, a, fmt.Errorf("undecodable %s event %s", msg.Topic, msg.ID)
 		}
-		a.to = ev.Email
+		a.to, a.userID = ev.Email, ev.UserID
 		if !msg.Published.IsZero() {
 			a.deadline = msg.Published.Add(noticeMaxAge)
 		}

@@ -28,6 +28,8 @@ type Delivery struct {
 	Address string `json:"address,omitempty"`
 	// Registration holds the value of the "registration" field.
 	Registration *uuid.UUID `json:"registration,omitempty"`
+	// UserID holds the value of the "user_id" field.
+	UserID *uuid.UUID `json:"user_id,omitempty"`
 	// State holds the value of the "state" field.
 	State delivery.State `json:"state,omitempty"`
 	// Attempts holds the value of the "attempts" field.
@@ -56,7 +58,7 @@ func (*Delivery) scanValues(columns []string) ([]any, error) {
 	values := make([]any, len(columns))
 	for i := range columns {
 		switch columns[i] {
-		case delivery.FieldRegistration:
+		case delivery.FieldRegistration, delivery.FieldUserID:
 			values[i] = &sql.NullScanner{S: new(uuid.UUID)}
 		case delivery.FieldPayload:
 			values[i] = new([]byte)
@@ -117,6 +119,13 @@ func (_m *Delivery) assignValues(columns []string, values []any) error {
 			} else if value.Valid {
 				_m.Registration = new(uuid.UUID)
 				*_m.Registration = *value.S.(*uuid.UUID)
+			}
+		case delivery.FieldUserID:
+			if value, ok := values[i].(*sql.NullScanner); !ok {
+				return fmt.Errorf("unexpected type %T for field user_id", values[i])
+			} else if value.Valid {
+				_m.UserID = new(uuid.UUID)
+				*_m.UserID = *value.S.(*uuid.UUID)
 			}
 		case delivery.FieldState:
 			if value, ok := values[i].(*sql.NullString); !ok {
@@ -232,6 +241,11 @@ func (_m *Delivery) String() string {
 	builder.WriteString(", ")
 	if v := _m.Registration; v != nil {
 		builder.WriteString("registration=")
+		builder.WriteString(fmt.Sprintf("%v", *v))
+	}
+	builder.WriteString(", ")
+	if v := _m.UserID; v != nil {
+		builder.WriteString("user_id=")
 		builder.WriteString(fmt.Sprintf("%v", *v))
 	}
 	builder.WriteString(", ")

@@ -77,6 +77,20 @@ func (_c *DeliveryCreate) SetNillableRegistration(v *uuid.UUID) *DeliveryCreate 
 	return _c
 }
 
+// SetUserID sets the "user_id" field.
+func (_c *DeliveryCreate) SetUserID(v uuid.UUID) *DeliveryCreate {
+	_c.mutation.SetUserID(v)
+	return _c
+}
+
+// SetNillableUserID sets the "user_id" field if the given value is not nil.
+func (_c *DeliveryCreate) SetNillableUserID(v *uuid.UUID) *DeliveryCreate {
+	if v != nil {
+		_c.SetUserID(*v)
+	}
+	return _c
+}
+
 // SetState sets the "state" field.
 func (_c *DeliveryCreate) SetState(v delivery.State) *DeliveryCreate {
 	_c.mutation.SetState(v)
@@ -358,6 +372,10 @@ func (_c *DeliveryCreate) createSpec() (*Delivery, *sqlgraph.CreateSpec) {
 		_spec.SetField(delivery.FieldRegistration, field.TypeUUID, value)
 		_node.Registration = &value
 	}
+	if value, ok := _c.mutation.UserID(); ok {
+		_spec.SetField(delivery.FieldUserID, field.TypeUUID, value)
+		_node.UserID = &value
+	}
 	if value, ok := _c.mutation.State(); ok {
 		_spec.SetField(delivery.FieldState, field.TypeEnum, value)
 		_node.State = value
@@ -628,6 +646,9 @@ func (u *DeliveryUpsertOne) UpdateNewValues() *DeliveryUpsertOne {
 		}
 		if _, exists := u.create.mutation.Registration(); exists {
 			s.SetIgnore(delivery.FieldRegistration)
+		}
+		if _, exists := u.create.mutation.UserID(); exists {
+			s.SetIgnore(delivery.FieldUserID)
 		}
 		if _, exists := u.create.mutation.Topic(); exists {
 			s.SetIgnore(delivery.FieldTopic)
@@ -1032,6 +1053,9 @@ func (u *DeliveryUpsertBulk) UpdateNewValues() *DeliveryUpsertBulk {
 			}
 			if _, exists := b.mutation.Registration(); exists {
 				s.SetIgnore(delivery.FieldRegistration)
+			}
+			if _, exists := b.mutation.UserID(); exists {
+				s.SetIgnore(delivery.FieldUserID)
 			}
 			if _, exists := b.mutation.Topic(); exists {
 				s.SetIgnore(delivery.FieldTopic)

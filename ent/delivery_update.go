@@ -267,6 +267,9 @@ func (_u *DeliveryUpdate) sqlSave(ctx context.Context) (_node int, err error) {
 	if _u.mutation.RegistrationCleared() {
 		_spec.ClearField(delivery.FieldRegistration, field.TypeUUID)
 	}
+	if _u.mutation.UserIDCleared() {
+		_spec.ClearField(delivery.FieldUserID, field.TypeUUID)
+	}
 	if value, ok := _u.mutation.State(); ok {
 		_spec.SetField(delivery.FieldState, field.TypeEnum, value)
 	}
@@ -600,6 +603,9 @@ func (_u *DeliveryUpdateOne) sqlSave(ctx context.Context) (_node *Delivery, err 
 	}
 	if _u.mutation.RegistrationCleared() {
 		_spec.ClearField(delivery.FieldRegistration, field.TypeUUID)
+	}
+	if _u.mutation.UserIDCleared() {
+		_spec.ClearField(delivery.FieldUserID, field.TypeUUID)
 	}
 	if value, ok := _u.mutation.State(); ok {
 		_spec.SetField(delivery.FieldState, field.TypeEnum, value)

@@ -57,6 +57,7 @@ type DeliveryMutation struct {
 	kind          *string
 	address       *string
 	registration  *uuid.UUID
+	user_id       *uuid.UUID
 	state         *delivery.State
 	attempts      *int
 	addattempts   *int
@@ -363,6 +364,55 @@ func (m *DeliveryMutation) RegistrationCleared() bool {
 func (m *DeliveryMutation) ResetRegistration() {
 	m.registration = nil
 	delete(m.clearedFields, delivery.FieldRegistration)
+}
+
+// SetUserID sets the "user_id" field.
+func (m *DeliveryMutation) SetUserID(u uuid.UUID) {
+	m.user_id = &u
+}
+
+// UserID returns the value of the "user_id" field in the mutation.
+func (m *DeliveryMutation) UserID() (r uuid.UUID, exists bool) {
+	v := m.user_id
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldUserID returns the old "user_id" field's value of the Delivery entity.
+// If the Delivery object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *DeliveryMutation) OldUserID(ctx context.Context) (v *uuid.UUID, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldUserID is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldUserID requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldUserID: %w", err)
+	}
+	return oldValue.UserID, nil
+}
+
+// ClearUserID clears the value of the "user_id" field.
+func (m *DeliveryMutation) ClearUserID() {
+	m.user_id = nil
+	m.clearedFields[delivery.FieldUserID] = struct{}{}
+}
+
+// UserIDCleared returns if the "user_id" field was cleared in this mutation.
+func (m *DeliveryMutation) UserIDCleared() bool {
+	_, ok := m.clearedFields[delivery.FieldUserID]
+	return ok
+}
+
+// ResetUserID resets all changes to the "user_id" field.
+func (m *DeliveryMutation) ResetUserID() {
+	m.user_id = nil
+	delete(m.clearedFields, delivery.FieldUserID)
 }
 
 // SetState sets the "state" field.
@@ -844,7 +894,7 @@ func (m *DeliveryMutation) Type() string {
 // order to get all numeric fields that were incremented/decremented, call
 // AddedFields().
 func (m *DeliveryMutation) Fields() []string {
-	fields := make([]string, 0, 15)
+	fields := make([]string, 0, 16)
 	if m.created_at != nil {
 		fields = append(fields, delivery.FieldCreatedAt)
 	}
@@ -859,6 +909,9 @@ func (m *DeliveryMutation) Fields() []string {
 	}
 	if m.registration != nil {
 		fields = append(fields, delivery.FieldRegistration)
+	}
+	if m.user_id != nil {
+		fields = append(fields, delivery.FieldUserID)
 	}
 	if m.state != nil {
 		fields = append(fields, delivery.FieldState)
@@ -908,6 +961,8 @@ func (m *DeliveryMutation) Field(name string) (ent.Value, bool) {
 		return m.Address()
 	case delivery.FieldRegistration:
 		return m.Registration()
+	case delivery.FieldUserID:
+		return m.UserID()
 	case delivery.FieldState:
 		return m.State()
 	case delivery.FieldAttempts:
@@ -947,6 +1002,8 @@ func (m *DeliveryMutation) OldField(ctx context.Context, name string) (ent.Value
 		return m.OldAddress(ctx)
 	case delivery.FieldRegistration:
 		return m.OldRegistration(ctx)
+	case delivery.FieldUserID:
+		return m.OldUserID(ctx)
 	case delivery.FieldState:
 		return m.OldState(ctx)
 	case delivery.FieldAttempts:
@@ -1010,6 +1067,13 @@ func (m *DeliveryMutation) SetField(name string, value ent.Value) error {
 			return fmt.Errorf("unexpected type %T for field %s", value, name)
 		}
 		m.SetRegistration(v)
+		return nil
+	case delivery.FieldUserID:
+		v, ok := value.(uuid.UUID)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetUserID(v)
 		return nil
 	case delivery.FieldState:
 		v, ok := value.(delivery.State)
@@ -1129,6 +1193,9 @@ func (m *DeliveryMutation) ClearedFields() []string {
 	if m.FieldCleared(delivery.FieldRegistration) {
 		fields = append(fields, delivery.FieldRegistration)
 	}
+	if m.FieldCleared(delivery.FieldUserID) {
+		fields = append(fields, delivery.FieldUserID)
+	}
 	if m.FieldCleared(delivery.FieldPayload) {
 		fields = append(fields, delivery.FieldPayload)
 	}
@@ -1160,6 +1227,9 @@ func (m *DeliveryMutation) ClearField(name string) error {
 	switch name {
 	case delivery.FieldRegistration:
 		m.ClearRegistration()
+		return nil
+	case delivery.FieldUserID:
+		m.ClearUserID()
 		return nil
 	case delivery.FieldPayload:
 		m.ClearPayload()
@@ -1198,6 +1268,9 @@ func (m *DeliveryMutation) ResetField(name string) error {
 		return nil
 	case delivery.FieldRegistration:
 		m.ResetRegistration()
+		return nil
+	case delivery.FieldUserID:
+		m.ResetUserID()
 		return nil
 	case delivery.FieldState:
 		m.ResetState()

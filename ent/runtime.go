@@ -57,17 +57,17 @@ func init() {
 	// delivery.AddressValidator is a validator for the "address" field. It is called by the builders before save.
 	delivery.AddressValidator = deliveryDescAddress.Validators[0].(func(string) error)
 	// deliveryDescAttempts is the schema descriptor for attempts field.
-	deliveryDescAttempts := deliveryFields[5].Descriptor()
+	deliveryDescAttempts := deliveryFields[6].Descriptor()
 	// delivery.DefaultAttempts holds the default value on creation for the attempts field.
 	delivery.DefaultAttempts = deliveryDescAttempts.Default.(int)
 	// deliveryDescReason is the schema descriptor for reason field.
-	deliveryDescReason := deliveryFields[6].Descriptor()
+	deliveryDescReason := deliveryFields[7].Descriptor()
 	// delivery.DefaultReason holds the default value on creation for the reason field.
 	delivery.DefaultReason = deliveryDescReason.Default.(string)
 	// delivery.ReasonValidator is a validator for the "reason" field. It is called by the builders before save.
 	delivery.ReasonValidator = deliveryDescReason.Validators[0].(func(string) error)
 	// deliveryDescUpdatedAt is the schema descriptor for updated_at field.
-	deliveryDescUpdatedAt := deliveryFields[9].Descriptor()
+	deliveryDescUpdatedAt := deliveryFields[10].Descriptor()
 	// delivery.DefaultUpdatedAt holds the default value on creation for the updated_at field.
 	delivery.DefaultUpdatedAt = deliveryDescUpdatedAt.Default.(func() time.Time)
 	emailbudgetFields := schema.EmailBudget{}.Fields()

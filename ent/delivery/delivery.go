@@ -24,6 +24,8 @@ const (
 	FieldAddress = "address"
 	// FieldRegistration holds the string denoting the registration field in the database.
 	FieldRegistration = "registration"
+	// FieldUserID holds the string denoting the user_id field in the database.
+	FieldUserID = "user_id"
 	// FieldState holds the string denoting the state field in the database.
 	FieldState = "state"
 	// FieldAttempts holds the string denoting the attempts field in the database.
@@ -56,6 +58,7 @@ var Columns = []string{
 	FieldKind,
 	FieldAddress,
 	FieldRegistration,
+	FieldUserID,
 	FieldState,
 	FieldAttempts,
 	FieldReason,
@@ -156,6 +159,11 @@ func ByAddress(opts ...sql.OrderTermOption) OrderOption {
 // ByRegistration orders the results by the registration field.
 func ByRegistration(opts ...sql.OrderTermOption) OrderOption {
 	return sql.OrderByField(FieldRegistration, opts...).ToFunc()
+}
+
+// ByUserID orders the results by the user_id field.
+func ByUserID(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldUserID, opts...).ToFunc()
 }
 
 // ByState orders the results by the state field.

@@ -80,6 +80,11 @@ func Registration(v uuid.UUID) predicate.Delivery {
 	return predicate.Delivery(sql.FieldEQ(FieldRegistration, v))
 }
 
+// UserID applies equality check predicate on the "user_id" field. It's identical to UserIDEQ.
+func UserID(v uuid.UUID) predicate.Delivery {
+	return predicate.Delivery(sql.FieldEQ(FieldUserID, v))
+}
+
 // Attempts applies equality check predicate on the "attempts" field. It's identical to AttemptsEQ.
 func Attempts(v int) predicate.Delivery {
 	return predicate.Delivery(sql.FieldEQ(FieldAttempts, v))
@@ -408,6 +413,56 @@ func RegistrationIsNil() predicate.Delivery {
 // RegistrationNotNil applies the NotNil predicate on the "registration" field.
 func RegistrationNotNil() predicate.Delivery {
 	return predicate.Delivery(sql.FieldNotNull(FieldRegistration))
+}
+
+// UserIDEQ applies the EQ predicate on the "user_id" field.
+func UserIDEQ(v uuid.UUID) predicate.Delivery {
+	return predicate.Delivery(sql.FieldEQ(FieldUserID, v))
+}
+
+// UserIDNEQ applies the NEQ predicate on the "user_id" field.
+func UserIDNEQ(v uuid.UUID) predicate.Delivery {
+	return predicate.Delivery(sql.FieldNEQ(FieldUserID, v))
+}
+
+// UserIDIn applies the In predicate on the "user_id" field.
+func UserIDIn(vs ...uuid.UUID) predicate.Delivery {
+	return predicate.Delivery(sql.FieldIn(FieldUserID, vs...))
+}
+
+// UserIDNotIn applies the NotIn predicate on the "user_id" field.
+func UserIDNotIn(vs ...uuid.UUID) predicate.Delivery {
+	return predicate.Delivery(sql.FieldNotIn(FieldUserID, vs...))
+}
+
+// UserIDGT applies the GT predicate on the "user_id" field.
+func UserIDGT(v uuid.UUID) predicate.Delivery {
+	return predicate.Delivery(sql.FieldGT(FieldUserID, v))
+}
+
+// UserIDGTE applies the GTE predicate on the "user_id" field.
+func UserIDGTE(v uuid.UUID) predicate.Delivery {
+	return predicate.Delivery(sql.FieldGTE(FieldUserID, v))
+}
+
+// UserIDLT applies the LT predicate on the "user_id" field.
+func UserIDLT(v uuid.UUID) predicate.Delivery {
+	return predicate.Delivery(sql.FieldLT(FieldUserID, v))
+}
+
+// UserIDLTE applies the LTE predicate on the "user_id" field.
+func UserIDLTE(v uuid.UUID) predicate.Delivery {
+	return predicate.Delivery(sql.FieldLTE(FieldUserID, v))
+}
+
+// UserIDIsNil applies the IsNil predicate on the "user_id" field.
+func UserIDIsNil() predicate.Delivery {
+	return predicate.Delivery(sql.FieldIsNull(FieldUserID))
+}
+
+// UserIDNotNil applies the NotNil predicate on the "user_id" field.
+func UserIDNotNil() predicate.Delivery {
+	return predicate.Delivery(sql.FieldNotNull(FieldUserID))
 }
 
 // StateEQ applies the EQ predicate on the "state" field.

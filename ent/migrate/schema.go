@@ -16,6 +16,7 @@ var (
 		{Name: "kind", Type: field.TypeString},
 		{Name: "address", Type: field.TypeString, Size: 254, Default: ""},
 		{Name: "registration", Type: field.TypeUUID, Nullable: true},
+		{Name: "user_id", Type: field.TypeUUID, Nullable: true},
 		{Name: "state", Type: field.TypeEnum, Enums: []string{"QUEUED", "SENT", "DEFERRED", "FAILED"}, Default: "QUEUED"},
 		{Name: "attempts", Type: field.TypeInt, Default: 0},
 		{Name: "reason", Type: field.TypeString, Size: 500, Default: ""},
@@ -36,12 +37,17 @@ var (
 			{
 				Name:    "delivery_state_updated_at",
 				Unique:  false,
-				Columns: []*schema.Column{DeliveriesColumns[6], DeliveriesColumns[11]},
+				Columns: []*schema.Column{DeliveriesColumns[7], DeliveriesColumns[12]},
 			},
 			{
 				Name:    "delivery_registration_created_at",
 				Unique:  false,
 				Columns: []*schema.Column{DeliveriesColumns[5], DeliveriesColumns[1]},
+			},
+			{
+				Name:    "delivery_user_id_created_at",
+				Unique:  false,
+				Columns: []*schema.Column{DeliveriesColumns[6], DeliveriesColumns[1]},
 			},
 		},
 	}

@@ -35,6 +35,10 @@ func (Delivery) Fields() []ent.Field {
 		// belongs to, so whoever watches it can be told what happened to
 		// its email; unset for an event that carries none.
 		field.UUID("registration", uuid.UUID{}).Optional().Nillable().Immutable(),
+		// The user the email is to, when its event names one (set by the
+		// mailer from the event), so the admin API lists every email to a
+		// user, notices included, and erasing the user finds them all.
+		field.UUID("user_id", uuid.UUID{}).Optional().Nillable().Immutable(),
 		field.Enum("state").Values("QUEUED", "SENT", "DEFERRED", "FAILED").Default("QUEUED"),
 		// SMTP attempts made (a retry on a fresh connection after a stale
 		// pooled one is not an attempt).
@@ -68,5 +72,7 @@ func (Delivery) Indexes() []ent.Index {
 		index.Fields("state", "updated_at"),
 		// The latest email of a registration, for its watchers.
 		index.Fields("registration", "created_at"),
+		// A user's emails, newest first (admin API).
+		index.Fields("user_id", "created_at"),
 	}
 }

@@ -83,7 +83,7 @@ func (s *Service) changeEmail(ctx context.Context, tx *ent.Tx, u *ent.User, r ne
 			return err
 		}
 	}
-	return s.schedule(ctx, tx, oldInbox, now, outgoing{event.EmailChangeNoticeTopic, event.EmailChangeNotice{Email: u.Email, NewEmail: MaskEmail(r.email), Locale: r.locale}})
+	return s.schedule(ctx, tx, oldInbox, now, outgoing{event.EmailChangeNoticeTopic, event.EmailChangeNotice{Email: u.Email, NewEmail: MaskEmail(r.email), Locale: r.locale, UserID: u.ID}})
 }
 
 // changeToTaken answers a change to an address a VERIFIED account holds
@@ -97,7 +97,7 @@ func (s *Service) changeToTaken(ctx context.Context, tx *ent.Tx, inbox *ent.Emai
 	if err != nil {
 		return err
 	}
-	return s.schedule(ctx, tx, inbox, now, outgoing{event.AlreadyRegisteredTopic, event.AlreadyRegistered{Email: r.email, ChangeEmail: true, Locale: locale}})
+	return s.schedule(ctx, tx, inbox, now, outgoing{event.AlreadyRegisteredTopic, event.AlreadyRegistered{Email: r.email, ChangeEmail: true, Locale: locale, UserID: owner}})
 }
 
 // changeToFree writes u's CHANGE_EMAIL registration (superseding a
@@ -242,14 +242,29 @@ func deleteUsers(ctx context.Context, tx *ent.Tx, now time.Time, ids ...uuid.UUI
 	if _, err := tx.VerificationToken.Delete().Where(verificationtoken.UserIDIn(ids...)).Exec(ctx); err != nil {
 		return err
 	}
-	if len(regs) > 0 {
-		if _, err := tx.Delivery.Delete().Where(delivery.RegistrationIn(regs...)).Exec(ctx); err != nil {
-			return err
-		}
-		if _, err := tx.Registration.Delete().Where(registration.IDIn(regs...)).Exec(ctx); err != nil {
-			return err
-		}
+	// Notices name their user but no registration of it.
+	if _, err := tx.Delivery.Delete().Where(delivery.UserIDIn(ids...)).Exec(ctx); err != nil {
+		return err
+	}
+	if err := deleteRegistrations(ctx, tx, regs); err != nil {
+		return err
 	}
 	_, err = tx.User.Delete().Where(user.IDIn(ids...)).Exec(ctx)
+	return err
+}
+
+// deleteRegistrations deletes registrations with their tokens and their
+// emails' delivery records.
+func deleteRegistrations(ctx context.Context, tx *ent.Tx, regs []uuid.UUID) error {
+	if len(regs) == 0 {
+		return nil
+	}
+	if _, err := tx.VerificationToken.Delete().Where(verificationtoken.RegistrationIDIn(regs...)).Exec(ctx); err != nil {
+		return err
+	}
+	if _, err := tx.Delivery.Delete().Where(delivery.RegistrationIn(regs...)).Exec(ctx); err != nil {
+		return err
+	}
+	_, err := tx.Registration.Delete().Where(registration.IDIn(regs...)).Exec(ctx)
 	return err
 }

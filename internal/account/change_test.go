@@ -52,7 +52,7 @@ func TestChangeEmail(t *testing.T) {
 				m := b.lastEmail(t, "new@example.com")
 				require.NotEmpty(t, m.token)
 				require.Len(t, m.code, 6)
-				require.Equal(t, []event.EmailChangeNotice{{Email: "old@example.com", NewEmail: "n…@example.com", Locale: "en"}}, b.changeNotices(t))
+				require.Equal(t, []event.EmailChangeNotice{{Email: "old@example.com", NewEmail: "n…@example.com", UserID: u.ID, Locale: "en"}}, b.changeNotices(t))
 
 				// Nothing changes before the confirmation.
 				_, _, err = b.svc.SignIn(ratelimit.WithClient(ctx, "192.0.2.1"), "old@example.com", pw)
@@ -112,10 +112,14 @@ func TestChangeEmailToTakenAddress(t *testing.T) {
 		require.Len(t, notices, 1)
 		var n event.AlreadyRegistered
 		require.NoError(t, json.Unmarshal(notices[0].Payload, &n))
-		require.Equal(t, event.AlreadyRegistered{Email: "taken@example.com", ChangeEmail: true, Locale: "en"}, n)
-		require.Equal(t, []event.EmailChangeNotice{{Email: "me@example.com", NewEmail: "t…@example.com", Locale: "en"}}, b.changeNotices(t))
+		owner, err := b.db.User.Query().Where(user.Email("taken@example.com")).Only(ctx)
+		require.NoError(t, err)
+		me, err := b.db.User.Query().Where(user.Email("me@example.com")).Only(ctx)
+		require.NoError(t, err)
+		require.Equal(t, event.AlreadyRegistered{Email: "taken@example.com", ChangeEmail: true, UserID: owner.ID, Locale: "en"}, n, "names the owner, for its list of emails")
+		require.Equal(t, []event.EmailChangeNotice{{Email: "me@example.com", NewEmail: "t…@example.com", UserID: me.ID, Locale: "en"}}, b.changeNotices(t))
 
-		_, err := b.svc.ConfirmEmailChange(ctx, session, "123456")
+		_, err = b.svc.ConfirmEmailChange(ctx, session, "123456")
 		require.Zero(t, attemptsLeft(t, err), "nothing pending")
 	})
 }

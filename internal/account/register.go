@@ -163,7 +163,7 @@ func (s *Service) decoy(ctx context.Context, tx *ent.Tx, inbox *ent.EmailThrottl
 	if err != nil {
 		return err
 	}
-	return s.schedule(ctx, tx, inbox, now, outgoing{event.AlreadyRegisteredTopic, event.AlreadyRegistered{Email: r.email, Registration: reg.ID, Locale: locale}})
+	return s.schedule(ctx, tx, inbox, now, outgoing{event.AlreadyRegisteredTopic, event.AlreadyRegistered{Email: r.email, Registration: reg.ID, Locale: locale, UserID: owner}})
 }
 
 // userLocale is the language a user chose: their newest registration's

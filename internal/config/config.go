@@ -81,6 +81,9 @@ type Config struct {
 	// WebhookSecret is WEBHOOK_SECRET, whsec_ + base64 of at least
 	// MinWebhookSecretBytes bytes; set whenever WebhookURLs is.
 	WebhookSecret Secret
+	// AdminToken is ADMIN_TOKEN, the bearer token of the admin API (at
+	// least MinAdminTokenLen characters); empty: the admin API is off.
+	AdminToken Secret
 	// SMTPConnections is SMTP_CONNECTIONS: emails sent at once.
 	SMTPConnections int
 	ShutdownGrace   time.Duration // SHUTDOWN_GRACE
@@ -122,6 +125,7 @@ var Settings = []Setting{
 	{"TEMPLATES_DIR", "", "folder of email templates replacing the built-in ones, per locale and file (de/verify.txt, …); checked at start"},
 	{"WEBHOOK_URL", "", "webhook endpoints, comma separated: every public event is POSTed to each (Standard Webhooks)"},
 	{"WEBHOOK_SECRET", "", "whsec_ + base64 of at least 24 random bytes, signing the webhooks; required with WEBHOOK_URL"},
+	{"ADMIN_TOKEN", "", "bearer token of the admin API at /admin/query, at least 32 characters (empty: the admin API is off)"},
 	{"WS_MAX_SUBSCRIPTIONS", "20", "subscriptions one websocket may hold open"},
 	{"WS_MAX_SOCKETS", "32", "websockets one client address may hold open"},
 	{"MAX_SUBSCRIPTIONS", "100000", "subscriptions open in this process in all"},
@@ -163,6 +167,11 @@ const (
 // MinWebhookSecretBytes is the least key length of WEBHOOK_SECRET: the
 // Standard Webhooks specification asks for 24 to 64 random bytes.
 const MinWebhookSecretBytes = 24
+
+// MinAdminTokenLen is the least length of ADMIN_TOKEN: the token is the
+// admin API's only lock, so it must be too long to guess (32 characters of
+// openssl rand -base64 are 192 bits).
+const MinAdminTokenLen = 32
 
 // Secret is a setting that is never shown: printed, formatted, logged or
 // marshalled it reads xxxxx. Reveal gives the value to what needs it.
@@ -309,6 +318,14 @@ func Load(getenv func(string) string) (Config, error) {
 		c.WebhookSecret = Secret(v)
 	} else if len(c.WebhookURLs) > 0 {
 		fail("WEBHOOK_SECRET", "required with WEBHOOK_URL: whsec_ followed by base64 of at least %d random bytes (e.g. echo whsec_$(openssl rand -base64 32))", MinWebhookSecretBytes)
+	}
+
+	if v := get("ADMIN_TOKEN"); v != "" {
+		if len(v) < MinAdminTokenLen {
+			// Never echo the value: it is a secret.
+			fail("ADMIN_TOKEN", "want at least %d characters (e.g. openssl rand -base64 32), got %d", MinAdminTokenLen, len(v))
+		}
+		c.AdminToken = Secret(v)
 	}
 
 	if err := checkListenAddr(c.HTTPAddr); err != nil {

@@ -203,6 +203,7 @@ func TestLoadRejects(t *testing.T) {
 		{"WEBHOOK_SECRET", secret, "want whsec_"},
 		{"WEBHOOK_SECRET", "whsec_" + secret + "!", "not standard base64"},
 		{"WEBHOOK_SECRET", "whsec_czNjcjN0UGE1NQ==", "at least 24 random bytes"},
+		{"ADMIN_TOKEN", secret, "ADMIN_TOKEN: want at least 32 characters"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.key+"="+tt.value, func(t *testing.T) {
@@ -304,4 +305,18 @@ func TestWebhooks(t *testing.T) {
 	c, err = Load(env(nil))
 	require.NoError(t, err)
 	require.Empty(t, c.WebhookURLs, "no webhooks by default")
+}
+
+func TestAdminToken(t *testing.T) {
+	t.Parallel()
+	tok := "0123456789abcdefghijklmnopqrstuvwxyzABCD"
+	c, err := Load(env(map[string]string{"ADMIN_TOKEN": tok}))
+	require.NoError(t, err)
+	require.Equal(t, tok, c.AdminToken.Reveal())
+	for _, shown := range []string{fmt.Sprint(c), fmt.Sprintf("%+v", c), fmt.Sprintf("%#v", c), c.AdminToken.String()} {
+		require.NotContains(t, shown, tok, "the token is redacted when printed")
+	}
+	c, err = Load(env(nil))
+	require.NoError(t, err)
+	require.Empty(t, c.AdminToken.Reveal(), "the admin API is off by default")
 }

@@ -110,9 +110,12 @@ const SendLease = 30 * time.Second
 func (s *Store) Begin(ctx context.Context, e Event) (Record, error) {
 	now := s.now().UTC()
 	until := now.Add(SendLease)
-	var reg *uuid.UUID
+	var reg, userID *uuid.UUID
 	if e.Registration != uuid.Nil {
 		reg = &e.Registration
+	}
+	if e.UserID != uuid.Nil {
+		userID = &e.UserID
 	}
 	// A registration's first email needs no announcement: until its
 	// record exists its watchers are shown it QUEUED already (see Latest).
@@ -137,6 +140,7 @@ func (s *Store) Begin(ctx context.Context, e Event) (Record, error) {
 			SetKind(e.Kind).
 			SetAddress(truncate(e.Address, 254)).
 			SetNillableRegistration(reg).
+			SetNillableUserID(userID).
 			SetTopic(e.Topic).
 			SetPayload(e.Payload).
 			SetCreatedAt(now).
@@ -351,6 +355,25 @@ func (s *Store) Latest(ctx context.Context, registration uuid.UUID) (*status.Del
 		return nil, fmt.Errorf("latest delivery of %s: %w", registration, err)
 	}
 	return view(rec.State, rec.UpdatedAt, rec.Attempts, rec.Reason), nil
+}
+
+// OfUser returns every email to the user, newest first: the records that
+// name the user, and those of its registrations (records written before
+// they named their user).
+func (s *Store) OfUser(ctx context.Context, user uuid.UUID, registrations []uuid.UUID) ([]*status.Delivery, error) {
+	recs, err := s.db.Delivery.Query().
+		Where(entdelivery.Or(entdelivery.UserID(user), entdelivery.RegistrationIn(registrations...))).
+		Order(ent.Desc(entdelivery.FieldCreatedAt), ent.Desc(entdelivery.FieldID)).
+		Select(entdelivery.FieldState, entdelivery.FieldUpdatedAt, entdelivery.FieldAttempts, entdelivery.FieldReason).
+		All(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("deliveries of user %s: %w", user, err)
+	}
+	out := make([]*status.Delivery, len(recs))
+	for i, r := range recs {
+		out[i] = view(r.State, r.UpdatedAt, r.Attempts, r.Reason)
+	}
+	return out, nil
 }
 
 // List returns up to limit records in state, oldest change first.

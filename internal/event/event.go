@@ -82,6 +82,9 @@ type AlreadyRegistered struct {
 	// Locale is the BCP 47 tag of the notice's language: the owner's,
 	// not the one of whoever tried (empty: English).
 	Locale string `json:"locale,omitempty"`
+	// UserID is the owner of the address the notice goes to, so its
+	// delivery record is listed among the user's emails.
+	UserID uuid.UUID `json:"userId,omitzero"`
 }
 
 // DeliveryChanged reports a new state of a registration's latest email.
@@ -113,6 +116,8 @@ type EmailChangeNotice struct {
 	NewEmail string `json:"newEmail"`
 	// Locale is the BCP 47 tag of the notice's language (empty: English).
 	Locale string `json:"locale,omitempty"`
+	// UserID is the user the notice goes to (see AlreadyRegistered).
+	UserID uuid.UUID `json:"userId,omitzero"`
 }
 
 // EmailChanged reports a confirmed change of address.

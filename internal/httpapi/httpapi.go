@@ -1,5 +1,6 @@
 // Package httpapi assembles the HTTP surface of the public contract:
-// /query (GraphQL over POST and websockets), /playground, /healthz,
+// /query (GraphQL over POST and websockets), /admin/query (the admin API,
+// behind ADMIN_TOKEN), /playground, /healthz,
 // /readyz, /metrics, /asyncapi.yaml, /dev/mail and the web app.
 package httpapi
 
@@ -25,7 +26,11 @@ import (
 // Options configure the handler.
 type Options struct {
 	GraphQL http.Handler
-	Web     http.Handler
+	// Admin is the admin API, served at /admin/query only while AdminToken
+	// is set; without it the path answers 404, as if absent.
+	Admin      http.Handler
+	AdminToken string
+	Web        http.Handler
 	// JWKS, if set, serves the public keys of receipts and signIn tokens
 	// at /.well-known/jwks.json (signer.Signer).
 	JWKS    http.Handler
@@ -61,6 +66,9 @@ func New(o Options) http.Handler {
 		o.MaxBodyBytes = DefaultMaxBodyBytes
 	}
 	mux.Handle("/query", o.query())
+	if o.Admin != nil && o.AdminToken != "" {
+		mux.Handle("/admin/query", o.admin())
+	}
 	mux.Handle("GET /playground", playground.Handler("verifier", "/query"))
 	if o.JWKS != nil {
 		mux.Handle("GET /.well-known/jwks.json", o.JWKS)
@@ -103,6 +111,19 @@ func (o Options) query() http.Handler {
 		limitBody(o.MaxBodyBytes),
 		wsgorilla.Detach,
 		capSockets(o.Websocket.MaxSocketsPerClient),
+	)
+}
+
+// admin serves /admin/query: the token first, so that nothing else about
+// the endpoint answers a caller without it; then POST of one JSON GraphQL
+// request only. No CORS (its callers are servers, not pages) and no
+// websocket.
+func (o Options) admin() http.Handler {
+	return chain(o.Admin,
+		adminToken(o.AdminToken),
+		postOnly,
+		postJSON,
+		limitBody(o.MaxBodyBytes),
 	)
 }
 

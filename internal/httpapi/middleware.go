@@ -2,6 +2,8 @@ package httpapi
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"crypto/subtle"
 	"errors"
 	"io"
 	"mime"
@@ -49,6 +51,38 @@ func bearerToken(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if tok := bearer.FromRequest(r); tok != "" {
 			r = r.WithContext(bearer.WithToken(r.Context(), tok))
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// adminToken lets through only requests whose Authorization: Bearer is
+// token, and answers the others 401 with UNAUTHENTICATED. Both sides are
+// hashed before the constant-time comparison, so neither the time taken
+// nor an early exit on a length mismatch tells anything about the token.
+func adminToken(token string) middleware {
+	want := sha256.Sum256([]byte(token))
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			got := sha256.Sum256([]byte(bearer.FromRequest(r)))
+			if subtle.ConstantTimeCompare(got[:], want[:]) != 1 {
+				w.Header().Set("WWW-Authenticate", `Bearer realm="verifier admin"`)
+				writeGraphQLError(w, http.StatusUnauthorized, apperr.Errorf(apperr.Unauthenticated, "the admin API needs Authorization: Bearer <ADMIN_TOKEN>"))
+				return
+			}
+			next.ServeHTTP(w, r)
+		})
+	}
+}
+
+// postOnly answers anything but a POST (a websocket upgrade included)
+// 405: for endpoints that take queries and mutations only.
+func postOnly(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost {
+			w.Header().Set("Allow", "POST")
+			writeGraphQLError(w, http.StatusMethodNotAllowed, apperr.Errorf(apperr.BadUserInput, "use POST"))
+			return
 		}
 		next.ServeHTTP(w, r)
 	})

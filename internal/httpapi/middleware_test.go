@@ -94,6 +94,37 @@ func TestBearerToken(t *testing.T) {
 	}
 }
 
+func TestAdminToken(t *testing.T) {
+	t.Parallel()
+	const tok = "0123456789abcdefghijklmnopqrstuvwxyz"
+	for _, tt := range []struct {
+		header string
+		status int
+	}{
+		{"Bearer " + tok, http.StatusOK},
+		{"bearer " + tok, http.StatusOK},
+		{"", http.StatusUnauthorized},
+		{"Bearer", http.StatusUnauthorized},
+		{"Bearer " + tok[:len(tok)-1], http.StatusUnauthorized},
+		{"Bearer " + tok + "x", http.StatusUnauthorized},
+		{"Basic " + tok, http.StatusUnauthorized},
+	} {
+		h := adminToken(tok)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+		r := httptest.NewRequest(http.MethodPost, "/admin/query", nil)
+		if tt.header != "" {
+			r.Header.Set("Authorization", tt.header)
+		}
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		require.Equal(t, tt.status, w.Code, "%q", tt.header)
+		if tt.status == http.StatusUnauthorized {
+			require.Equal(t, `Bearer realm="verifier admin"`, w.Header().Get("WWW-Authenticate"))
+			require.Contains(t, w.Body.String(), `"code":"UNAUTHENTICATED"`)
+			require.NotContains(t, w.Body.String(), tok[:8], "the token is never echoed")
+		}
+	}
+}
+
 func TestCheckOrigin(t *testing.T) {
 	t.Parallel()
 	allowed := newOrigins("https://app.example", []string{"https://partner.example"})

@@ -358,6 +358,10 @@ func (d *Dispatcher) claim(ctx context.Context, endpoint string, n int, inFlight
 		All(ctx)
 }
 
+// Display is an endpoint as an operator is shown it (admin API): without
+// its query, which may hold a receiver's key.
+func Display(endpoint string) string { return display(endpoint) }
+
 // display is an endpoint as logs show it: without its query, which may
 // hold a receiver's key.
 func display(endpoint string) string {

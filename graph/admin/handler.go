@@ -1,0 +1,28 @@
+package admin
+
+import (
+	"log/slog"
+
+	"github.com/99designs/gqlgen/graphql/handler"
+	"github.com/99designs/gqlgen/graphql/handler/extension"
+	"github.com/99designs/gqlgen/graphql/handler/lru"
+	"github.com/99designs/gqlgen/graphql/handler/transport"
+	"github.com/vektah/gqlparser/v2/ast"
+
+	"github.com/verifier/verifier/graph"
+)
+
+// NewHandler returns the admin API's GraphQL endpoint: POST only (its
+// callers are servers and scripts, so no websocket and no CORS), with the
+// public API's error presenter, so an error has the same contract code on
+// both. The HTTP edge lets only requests with the admin token reach it,
+// introspection included.
+func NewHandler(r *Resolver, log *slog.Logger) *handler.Server {
+	srv := handler.New(NewExecutableSchema(Config{Resolvers: r}))
+	srv.AddTransport(transport.POST{})
+	srv.SetQueryCache(lru.New[*ast.QueryDocument](100))
+	srv.Use(extension.Introspection{})
+	srv.SetErrorPresenter(graph.ErrorPresenter(log))
+	srv.SetRecoverFunc(graph.RecoverFunc(log))
+	return srv
+}

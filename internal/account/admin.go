@@ -1,0 +1,227 @@
+package account
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+
+	"entgo.io/ent/dialect"
+	entsql "entgo.io/ent/dialect/sql"
+	"github.com/google/uuid"
+
+	"github.com/verifier/verifier/ent"
+	"github.com/verifier/verifier/ent/delivery"
+	"github.com/verifier/verifier/ent/emailbudget"
+	"github.com/verifier/verifier/ent/emailthrottle"
+	"github.com/verifier/verifier/ent/outboxevent"
+	"github.com/verifier/verifier/ent/predicate"
+	"github.com/verifier/verifier/ent/registration"
+	"github.com/verifier/verifier/ent/user"
+	"github.com/verifier/verifier/internal/apperr"
+	"github.com/verifier/verifier/internal/database"
+	"github.com/verifier/verifier/internal/event"
+	"github.com/verifier/verifier/internal/outbox"
+	"github.com/verifier/verifier/internal/publicevent"
+)
+
+// The operator's use cases (the admin API). Each takes a user id, as the
+// events and receipts name users, and answers an unknown one with
+// errUnknownUser.
+
+// errUnknownUser answers an admin call about a user that does not exist.
+var errUnknownUser = apperr.Errorf(apperr.BadUserInput, "no user has this id")
+
+// ResendTo queues a fresh verification email to the user's address like
+// Resend (the cooldown applies: RATE_LIMITED), and says whether the user
+// still needed one: false for a VERIFIED user, who is sent nothing.
+func (s *Service) ResendTo(ctx context.Context, userID uuid.UUID) (bool, error) {
+	u, err := s.DB.User.Get(ctx, userID)
+	if ent.IsNotFound(err) {
+		return false, errUnknownUser
+	}
+	if err != nil {
+		return false, fmt.Errorf("resend: %w", err)
+	}
+	if u.Status == user.StatusVERIFIED {
+		return false, nil
+	}
+	return true, s.Resend(ctx, u.Email)
+}
+
+// MarkVerified verifies the user's address as a confirmation would, in one
+// transaction: the status, user.verified naming the user's current sign-up
+// registration (so its open watchers flip to VERIFIED with a receipt) and
+// verifier.user.verified.v1. A VERIFIED user is returned unchanged, and
+// nothing is published.
+func (s *Service) MarkVerified(ctx context.Context, userID uuid.UUID) (*ent.User, error) {
+	var u *ent.User
+	changed := false
+	err := database.InTx(ctx, s.DB, func(tx *ent.Tx) error {
+		now := s.now()
+		// Conditional on the old status, so that it races a confirmation
+		// safely: of the two, one writes the event.
+		n, err := tx.User.Update().
+			Where(user.ID(userID), user.StatusEQ(user.StatusUNVERIFIED)).
+			SetStatus(user.StatusVERIFIED).
+			SetVerifiedAt(now).
+			Save(ctx)
+		if err != nil {
+			return err
+		}
+		if u, err = tx.User.Get(ctx, userID); err != nil {
+			return err
+		}
+		if n == 0 {
+			return nil
+		}
+		changed = true
+		reg, err := currentRegistration(ctx, tx, userID, registration.PurposeSIGNUP)
+		if err != nil {
+			return err
+		}
+		if err := publicevent.Enqueue(ctx, tx, now, publicevent.UserVerified{UserID: u.ID, Email: u.Email, VerifiedAt: now.UTC()}); err != nil {
+			return err
+		}
+		ev := event.Verified{UserID: u.ID, VerifiedAt: now, Email: u.Email}
+		if reg != nil {
+			ev.Registration = reg.ID
+		}
+		return outbox.Enqueue(ctx, tx, now, event.VerifiedTopic, ev)
+	})
+	if ent.IsNotFound(err) {
+		return nil, errUnknownUser
+	}
+	if err != nil {
+		return nil, fmt.Errorf("mark verified: %w", err)
+	}
+	if changed {
+		s.Wake()
+	}
+	return u, nil
+}
+
+// DeleteUser erases the user and everything kept about its addresses (its
+// current one and those of its registrations, unless another user holds
+// one now): registrations, decoy registrations and other users' pending
+// changes to them, tokens, delivery records (the dev mailbox shows
+// nothing else), queued outbox events that name the user or an address,
+// cooldown records and failed sign-in counts. Open subscriptions of its
+// registrations end, and other services hear verifier.user.deleted.v1,
+// which carries no address. Webhook deliveries already recorded stay:
+// they are the events other services are owed, and they will hear of the
+// deletion after them.
+func (s *Service) DeleteUser(ctx context.Context, userID uuid.UUID) error {
+	err := database.InTx(ctx, s.DB, func(tx *ent.Tx) error {
+		now := s.now()
+		u, err := tx.User.Get(ctx, userID)
+		if err != nil {
+			return err
+		}
+		addrs, err := s.addressesOf(ctx, tx, u)
+		if err != nil {
+			return err
+		}
+		// Registrations naming an address (decoys, pending changes) die
+		// with the user's own.
+		regs, err := tx.Registration.Query().
+			Where(registration.Or(registration.UserID(userID), registration.EmailIn(addrs...))).
+			IDs(ctx)
+		if err != nil {
+			return err
+		}
+		if err := s.purgeOutbox(ctx, tx, userID, addrs); err != nil {
+			return err
+		}
+		if _, err := tx.Delivery.Delete().Where(delivery.Or(delivery.UserID(userID), delivery.AddressIn(addrs...))).Exec(ctx); err != nil {
+			return err
+		}
+		inboxes, scopes := make([]string, len(addrs)), make([]string, len(addrs))
+		for i, a := range addrs {
+			inboxes[i] = CanonicalEmail(a)
+			scopes[i] = "signin:" + inboxes[i]
+		}
+		if _, err := tx.EmailThrottle.Delete().Where(emailthrottle.EmailIn(inboxes...)).Exec(ctx); err != nil {
+			return err
+		}
+		if _, err := tx.EmailBudget.Delete().Where(emailbudget.ScopeIn(scopes...)).Exec(ctx); err != nil {
+			return err
+		}
+		if err := deleteRegistrations(ctx, tx, regs); err != nil {
+			return err
+		}
+		if err := deleteUsers(ctx, tx, now, userID); err != nil {
+			return err
+		}
+		if len(regs) == 0 {
+			return nil
+		}
+		// Every replica ends their watchers now (a watcher re-reads and
+		// finds nothing).
+		return outbox.Enqueue(ctx, tx, now, event.SupersededTopic, event.Superseded{Registrations: regs})
+	})
+	if ent.IsNotFound(err) {
+		return errUnknownUser
+	}
+	if err != nil {
+		return fmt.Errorf("delete user: %w", err)
+	}
+	s.Wake()
+	return nil
+}
+
+// addressesOf lists u's address and the addresses of its registrations
+// that no other user holds now.
+func (s *Service) addressesOf(ctx context.Context, tx *ent.Tx, u *ent.User) ([]string, error) {
+	past, err := tx.Registration.Query().Where(registration.UserID(u.ID)).Unique(true).Select(registration.FieldEmail).Strings(ctx)
+	if err != nil {
+		return nil, err
+	}
+	past = slices.DeleteFunc(past, func(a string) bool { return a == u.Email })
+	if len(past) > 0 {
+		held, err := tx.User.Query().Where(user.EmailIn(past...)).Select(user.FieldEmail).Strings(ctx)
+		if err != nil {
+			return nil, err
+		}
+		past = slices.DeleteFunc(past, func(a string) bool { return slices.Contains(held, a) })
+	}
+	return append([]string{u.Email}, past...), nil
+}
+
+// purgeOutbox deletes the outbox events not yet published whose payload
+// names the user or one of addrs (an email waiting for its cooldown, an
+// event the broker has not confirmed). The payload is JSON, so a value is
+// looked for as JSON writes it.
+func (s *Service) purgeOutbox(ctx context.Context, tx *ent.Tx, userID uuid.UUID, addrs []string) error {
+	needles := []string{userID.String()}
+	for _, a := range addrs {
+		j, err := json.Marshal(a)
+		if err != nil {
+			return err
+		}
+		needles = append(needles, string(j[1:len(j)-1]))
+	}
+	ors := make([]predicate.OutboxEvent, len(needles))
+	for i, n := range needles {
+		ors[i] = payloadContains(s.Dialect, n)
+	}
+	_, err := tx.OutboxEvent.Delete().Where(outboxevent.Or(ors...)).Exec(ctx)
+	return err
+}
+
+// payloadContains matches outbox events whose payload (bytes) contains
+// needle: ent has no such predicate for a bytes column.
+func payloadContains(dialectName, needle string) predicate.OutboxEvent {
+	return func(sel *entsql.Selector) {
+		col := sel.C(outboxevent.FieldPayload)
+		if dialectName == dialect.Postgres {
+			sel.Where(entsql.P(func(b *entsql.Builder) {
+				b.WriteString("position(").Arg([]byte(needle)).WriteString(" in " + col + ") > 0")
+			}))
+			return
+		}
+		sel.Where(entsql.P(func(b *entsql.Builder) {
+			b.WriteString("instr(" + col + ", ").Arg([]byte(needle)).WriteString(") > 0")
+		}))
+	}
+}

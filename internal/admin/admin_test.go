@@ -1,0 +1,57 @@
+package admin
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/stretchr/testify/require"
+
+	"github.com/verifier/verifier/internal/apperr"
+	"github.com/verifier/verifier/internal/testkit"
+)
+
+func TestMain(m *testing.M) { testkit.VerifyTestMain(m) }
+
+func TestCursor(t *testing.T) {
+	t.Parallel()
+	c := cursor{CreatedAt: time.Date(2026, 1, 2, 3, 4, 5, 6000, time.UTC), ID: uuid.New()}
+	got, err := decodeCursor(encodeCursor(c))
+	require.NoError(t, err)
+	require.True(t, c.CreatedAt.Equal(got.CreatedAt))
+	require.Equal(t, c.ID, got.ID)
+	for _, bad := range []string{"x", "bm9wZQ", encodeCursor(cursor{}), "eyJ0IjoiMjAyNi0wMS0wMlQwMzowNDowNVoifQ"} {
+		_, err := decodeCursor(bad)
+		var e *apperr.Error
+		require.ErrorAs(t, err, &e, bad)
+		require.Equal(t, apperr.BadUserInput, e.Code)
+	}
+}
+
+// The checks that need no database: bad arguments never reach one.
+func TestArguments(t *testing.T) {
+	t.Parallel()
+	s := &Service{}
+	ctx := context.Background()
+	id, email := "x", "a@example.com"
+	for name, err := range map[string]error{
+		"neither":     func() error { _, err := s.User(ctx, nil, nil); return err }(),
+		"both":        func() error { _, err := s.User(ctx, &id, &email); return err }(),
+		"bad id":      func() error { _, err := s.User(ctx, &id, nil); return err }(),
+		"first 0":     func() error { _, err := s.Users(ctx, UsersQuery{First: 0}); return err }(),
+		"first 201":   func() error { _, err := s.Users(ctx, UsersQuery{First: MaxPage + 1}); return err }(),
+		"dead -1":     func() error { _, err := s.DeadLetters(ctx, -1); return err }(),
+		"no webhooks": s.ReplayWebhook(ctx, 1),
+		"resend bad":  func() error { _, err := s.ResendVerificationEmail(ctx, "nope"); return err }(),
+		"delete bad":  s.DeleteUser(ctx, ""),
+		"mark bad":    func() error { _, err := s.MarkVerified(ctx, "1"); return err }(),
+	} {
+		var e *apperr.Error
+		require.ErrorAs(t, err, &e, name)
+		require.Equal(t, apperr.BadUserInput, e.Code, name)
+	}
+	hooks, err := s.FailedWebhooks(ctx, 10)
+	require.NoError(t, err)
+	require.Empty(t, hooks, "none without webhooks")
+}
