@@ -331,6 +331,8 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger, hk hooks) err
 		InitTimeout:               ws.InitTimeout,
 		MaxSubscriptionsPerSocket: ws.MaxSubscriptionsPerSocket,
 		MaxSubscriptions:          ws.MaxSubscriptions,
+		// Event streams are kept alive as often as websockets are pinged.
+		StreamKeepAlive: ws.KeepAlive,
 	})
 	edge := httpapi.NewServer(httpapi.ServerOptions{
 		Addr:    cfg.HTTPAddr,

@@ -1,10 +1,11 @@
 // Package httpapi assembles the HTTP surface of the public contract:
-// /query (GraphQL over POST and websockets), /playground, /healthz,
+// /query (GraphQL over POST, GET, Server-Sent Events and websockets), /playground, /healthz,
 // /readyz, /metrics, /asyncapi.yaml, /dev/mail and the web app.
 package httpapi
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"log/slog"
 	"math"
@@ -52,6 +53,10 @@ type Options struct {
 	// Websocket is every websocket setting; the handler applies the
 	// per-client cap.
 	Websocket WebsocketPolicy
+
+	// shutting is done when the server's Stop begins, which ends the
+	// event streams (endStreams); set by NewServer.
+	shutting context.Context
 }
 
 // New returns the service's HTTP handler.
@@ -59,6 +64,9 @@ func New(o Options) http.Handler {
 	mux := http.NewServeMux()
 	if o.MaxBodyBytes <= 0 {
 		o.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if o.shutting == nil {
+		o.shutting = context.Background()
 	}
 	mux.Handle("/query", o.query())
 	mux.Handle("GET /playground", playground.Handler("verifier", "/query"))
@@ -83,9 +91,9 @@ func New(o Options) http.Handler {
 	return o.instrument(mux)
 }
 
-// query serves /query: websocket upgrades after an origin check and the
-// per-client cap, POST after CORS, a size limit and a check that the body
-// is one GraphQL request.
+// query serves /query: websocket upgrades and event streams after an
+// origin check and the per-client cap, GET and POST after CORS, a size
+// limit and a check that the query string or body is one GraphQL request.
 //
 // wsgorilla.Detach comes last but the cap: an idle websocket's goroutine
 // keeps every frame below it for the socket's whole life, and with the
@@ -99,8 +107,10 @@ func (o Options) query() http.Handler {
 		bearerToken,
 		checkOrigin(allowed),
 		cors(allowed),
+		getQuery(o.MaxBodyBytes),
 		postJSON,
 		limitBody(o.MaxBodyBytes),
+		endStreams(o.shutting),
 		wsgorilla.Detach,
 		capSockets(o.Websocket.MaxSocketsPerClient),
 	)

@@ -129,18 +129,25 @@ func TestCheckOrigin(t *testing.T) {
 func TestCORS(t *testing.T) {
 	t.Parallel()
 	allowed := newOrigins("https://app.example", []string{"https://partner.example"})
+	// What Apollo Client, urql and an OpenTelemetry-instrumented fetch send,
+	// sorted and lower-case as browsers send them (Fetch standard).
+	const clientHeaders = "apollo-require-preflight,apollographql-client-name,apollographql-client-version,authorization,content-type,traceparent,tracestate,x-request-id"
 	tests := []struct {
 		name       string
 		method     string
 		origin     string
+		preflight  string // Access-Control-Request-Headers of a preflight
 		status     int
 		allowOrig  string
 		passedDown bool
 	}{
-		{"allowed origin gets credentials", http.MethodPost, "https://partner.example", http.StatusOK, "https://partner.example", true},
-		{"public URL is allowed", http.MethodPost, "https://app.example", http.StatusOK, "https://app.example", true},
-		{"foreign origin gets no CORS headers", http.MethodPost, "https://evil.example", http.StatusOK, "", true},
-		{"preflight is answered here", http.MethodOptions, "https://partner.example", http.StatusNoContent, "https://partner.example", false},
+		{"allowed origin gets credentials", http.MethodPost, "https://partner.example", "", http.StatusOK, "https://partner.example", true},
+		{"GET too", http.MethodGet, "https://partner.example", "", http.StatusOK, "https://partner.example", true},
+		{"public URL is allowed", http.MethodPost, "https://app.example", "", http.StatusOK, "https://app.example", true},
+		{"foreign origin gets no CORS headers", http.MethodPost, "https://evil.example", "", http.StatusOK, "", true},
+		{"preflight is answered here", http.MethodOptions, "https://partner.example", clientHeaders, http.StatusNoContent, "https://partner.example", false},
+		{"preflight from a foreign origin", http.MethodOptions, "https://evil.example", "content-type", http.StatusNoContent, "", false},
+		{"preflight asking for another header", http.MethodOptions, "https://partner.example", "content-type,x-secret", http.StatusNoContent, "", false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -148,16 +155,24 @@ func TestCORS(t *testing.T) {
 			next := &reached{}
 			req := httptest.NewRequest(tt.method, "/query", nil)
 			req.Header.Set("Origin", tt.origin)
+			if tt.method == http.MethodOptions {
+				req.Header.Set("Access-Control-Request-Method", http.MethodPost)
+				req.Header.Set("Access-Control-Request-Headers", tt.preflight)
+			}
 			rec := httptest.NewRecorder()
 			cors(allowed)(next).ServeHTTP(rec, req)
 			require.Equal(t, tt.status, rec.Code)
 			require.Equal(t, tt.passedDown, next.ok)
 			require.Equal(t, tt.allowOrig, rec.Header().Get("Access-Control-Allow-Origin"))
-			if tt.allowOrig != "" {
-				require.Equal(t, "true", rec.Header().Get("Access-Control-Allow-Credentials"))
+			if tt.allowOrig == "" {
+				return
 			}
+			require.Equal(t, "true", rec.Header().Get("Access-Control-Allow-Credentials"))
 			if tt.method == http.MethodOptions {
 				require.Equal(t, "600", rec.Header().Get("Access-Control-Max-Age"))
+				require.Equal(t, tt.preflight, rec.Header().Get("Access-Control-Allow-Headers"))
+			} else {
+				require.Equal(t, "Retry-After", rec.Header().Get("Access-Control-Expose-Headers"))
 			}
 		})
 	}

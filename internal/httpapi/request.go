@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"net/url"
 	"slices"
 
 	"github.com/99designs/gqlgen/graphql"
@@ -47,6 +48,32 @@ func checkRequest(body []byte) *apperr.Error {
 			return apperr.Errorf(apperr.BadUserInput, "%s must be %s", te.Field, want)
 		}
 		return apperr.Errorf(apperr.BadUserInput, "request body is not a GraphQL request")
+	}
+	return nil
+}
+
+// checkQueryString reports why rawQuery is not a GraphQL request over GET,
+// quoting nothing of it. variables and extensions are decoded as gqlgen's
+// GET transport decodes them (JSON, numbers kept as json.Number).
+func checkQueryString(rawQuery string) *apperr.Error {
+	q, err := url.ParseQuery(rawQuery)
+	if err != nil {
+		return apperr.Errorf(apperr.BadUserInput, "the query string is not URL-encoded")
+	}
+	if q.Get("query") == "" && q.Get("extensions") == "" {
+		return apperr.Errorf(apperr.BadUserInput, "a GET needs a query parameter (or extensions with a persisted query)")
+	}
+	for _, name := range []string{"variables", "extensions"} {
+		v := q.Get(name)
+		if v == "" {
+			continue
+		}
+		dec := json.NewDecoder(bytes.NewReader([]byte(v)))
+		dec.UseNumber()
+		var m map[string]any
+		if err := dec.Decode(&m); err != nil {
+			return apperr.Errorf(apperr.BadUserInput, "%s must be a JSON object", name)
+		}
 	}
 	return nil
 }
