@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"context"
+	"encoding/json"
 	"io"
 	"log/slog"
 	"net/http"
@@ -94,6 +95,17 @@ func TestBearerToken(t *testing.T) {
 	}
 }
 
+// eventStreamRequest is a graphql-sse subscription request from origin.
+func eventStreamRequest(origin string) *http.Request {
+	req := httptest.NewRequest(http.MethodPost, "http://svc.example/query", strings.NewReader(`{"query":"subscription{x}"}`))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "text/event-stream")
+	if origin != "" {
+		req.Header.Set("Origin", origin)
+	}
+	return req
+}
+
 func TestCheckOrigin(t *testing.T) {
 	t.Parallel()
 	allowed := newOrigins("https://app.example", []string{"https://partner.example"})
@@ -108,6 +120,9 @@ func TestCheckOrigin(t *testing.T) {
 		{"allowed origin", upgradeRequest("https://partner.example"), http.StatusOK},
 		{"foreign origin", upgradeRequest("https://evil.example"), http.StatusForbidden},
 		{"malformed origin", upgradeRequest("://"), http.StatusForbidden},
+		{"event stream from the same host", eventStreamRequest("https://svc.example"), http.StatusOK},
+		{"event stream from an allowed origin", eventStreamRequest("https://partner.example"), http.StatusOK},
+		{"event stream from a foreign origin", eventStreamRequest("https://evil.example"), http.StatusForbidden},
 		{"POST is CORS's business", func() *http.Request {
 			r := httptest.NewRequest(http.MethodPost, "/query", nil)
 			r.Header.Set("Origin", "https://evil.example")
@@ -234,6 +249,12 @@ func TestCapSockets(t *testing.T) {
 	h.ServeHTTP(rec, req)
 	require.Equal(t, http.StatusTooManyRequests, rec.Code)
 	require.Equal(t, "10", rec.Header().Get("Retry-After"))
+	// An event stream counts with the websockets.
+	rec = httptest.NewRecorder()
+	stream := eventStreamRequest("")
+	stream.RemoteAddr = "192.0.2.1:3"
+	h.ServeHTTP(rec, stream)
+	require.Equal(t, http.StatusTooManyRequests, rec.Code)
 	close(release)
 	require.Equal(t, http.StatusOK, <-first)
 	// The socket was released: the client may open another.
@@ -361,4 +382,78 @@ func TestSocketCapHoldsAfterHijack(t *testing.T) {
 		return code == http.StatusSwitchingProtocols
 	}, "a closed socket frees its place")
 	require.NoError(t, second.Close())
+}
+
+func TestGetQuery(t *testing.T) {
+	t.Parallel()
+	const secret = "Hunter2-SuperSecret"
+	const max = 256
+	tests := []struct {
+		name, rawQuery string
+		status         int
+		message        string // "" when the request passes
+	}{
+		{"a query", "query=%7Bx%7D&variables=%7B%22p%22%3A%22" + secret + "%22%7D", 200, ""},
+		{"a persisted query by hash", `extensions={"persistedQuery":{"version":1,"sha256Hash":"ab"}}`, 200, ""},
+		{"no query", "", 400, "a GET needs a query parameter (or extensions with a persisted query)"},
+		{"not URL-encoded", "query=%zz" + secret, 400, "the query string is not URL-encoded"},
+		{"variables not JSON", "query=%7Bx%7D&variables=" + secret, 400, "variables must be a JSON object"},
+		{"variables an array", "query=%7Bx%7D&variables=%5B%22" + secret + "%22%5D", 400, "variables must be a JSON object"},
+		{"extensions not JSON", "query=%7Bx%7D&extensions=" + secret, 400, "extensions must be a JSON object"},
+		{"too long", "query=" + strings.Repeat("x", max) + secret, 414, "query string too long: send the request as a POST"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			next := &reached{}
+			req := httptest.NewRequest(http.MethodGet, "/query", nil)
+			req.URL.RawQuery = tt.rawQuery
+			rec := httptest.NewRecorder()
+			getQuery(max)(next).ServeHTTP(rec, req)
+			require.Equal(t, tt.status, rec.Code, rec.Body.String())
+			require.Equal(t, tt.message == "", next.ok)
+			if tt.message == "" {
+				return
+			}
+			require.NotContains(t, rec.Body.String(), secret)
+			var a answer
+			require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &a))
+			require.Equal(t, tt.message, a.Errors[0].Message)
+			require.Equal(t, "BAD_USER_INPUT", a.Errors[0].Extensions["code"])
+		})
+	}
+}
+
+// Stop ends an event stream without the "complete" the subscription's end
+// would send, so graphql-sse clients reconnect, and Stop does not wait for
+// the grace.
+func TestServerStopEndsEventStreams(t *testing.T) {
+	t.Parallel()
+	gql := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		_, _ = io.WriteString(w, "event: next\ndata: {}\n\n")
+		http.NewResponseController(w).Flush()
+		<-r.Context().Done() // the subscription ends with the request
+		_, _ = io.WriteString(w, "event: complete\n\n")
+	})
+	s := NewServer(ServerOptions{Addr: "127.0.0.1:0", Grace: time.Minute, Log: quietLog()},
+		Options{GraphQL: gql, Web: http.NotFoundHandler(), Metrics: metrics.New(), Log: quietLog()})
+	require.NoError(t, s.Start(context.Background()))
+	req, err := http.NewRequest(http.MethodPost, "http://"+s.Addr()+"/query", strings.NewReader(`{"query":"subscription{x}"}`))
+	require.NoError(t, err)
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "text/event-stream")
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	first := make([]byte, len("event: next\ndata: {}\n\n"))
+	_, err = io.ReadFull(resp.Body, first)
+	require.NoError(t, err)
+
+	stopped := make(chan struct{})
+	go func() { defer close(stopped); s.Stop() }()
+	rest, err := io.ReadAll(resp.Body)
+	require.NoError(t, err, "the stream ends cleanly")
+	require.Empty(t, string(rest), "no complete: the client reconnects")
+	testkit.Receive(t, stopped, "Stop returns once the stream ended, well within the grace")
 }
