@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"regexp"
 	"strings"
 	"testing"
@@ -121,14 +122,26 @@ func TestNothingSentIsLogged(t *testing.T) {
 		require.Equal(t, tt.code, resp.code(), "%s: %s", tt.name, body)
 	}
 
-	// In the URL and in headers.
-	req, err := http.NewRequest(http.MethodGet, s.url("/query?query="+password+"&token="+token), nil)
-	require.NoError(t, err)
-	req.Header.Set("Authorization", "Bearer "+token)
-	resp, err := s.http.Do(req)
-	require.NoError(t, err)
-	resp.Body.Close()
-	require.Equal(t, http.StatusMethodNotAllowed, resp.StatusCode)
+	// In the URL (GET serves queries: a parse error, a mutation refused
+	// with 405, a malformed query string) and in headers.
+	urls := []struct {
+		rawQuery string
+		status   int
+	}{
+		{"query=" + password + "&token=" + token, http.StatusUnprocessableEntity},
+		{"query=" + url.QueryEscape(registerQ) + "&variables=" + url.QueryEscape(`{"e":"get@example.com","p":"`+password+`"}`), http.StatusMethodNotAllowed},
+		{"query=%zz" + password, http.StatusBadRequest},
+		{"variables=" + password, http.StatusBadRequest},
+	}
+	for _, u := range urls {
+		req, err := http.NewRequest(http.MethodGet, s.url("/query?"+u.rawQuery), nil)
+		require.NoError(t, err)
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := s.http.Do(req)
+		require.NoError(t, err)
+		resp.Body.Close()
+		require.Equal(t, u.status, resp.StatusCode, u.rawQuery)
+	}
 
 	// Over websockets: each shape on a socket of its own, as several of
 	// them end the connection.
