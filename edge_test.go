@@ -399,11 +399,15 @@ func TestHTTPSurface(t *testing.T) {
 		{"GET", "/healthz", nil, 200, "ok"},
 		{"GET", "/readyz", nil, 200, `"database":"ok"`},
 		{"GET", "/metrics", nil, 200, "verifier_http_requests_total"},
-		{"GET", "/playground", nil, 200, "graphiql"},
+		{"GET", "/playground", nil, 200, "GraphQL playground"},
+		{"GET", "/playground/assets/nope.js", nil, 404, ""},
 		{"GET", "/", nil, 200, `<main id="app"`},
 		{"GET", "/verify-email?token=x", nil, 200, `<main id="app"`},
-		{"GET", "/query", nil, 405, "BAD_USER_INPUT"},
+		{"GET", "/query", nil, 400, "a GET needs a query parameter"},
+		{"GET", "/query?query=%7B__typename%7D", nil, 200, `"__typename":"Query"`},
+		{"PUT", "/query", nil, 405, "BAD_USER_INPUT"},
 		{"OPTIONS", "/query", map[string]string{"Origin": "https://app.example.com", "Access-Control-Request-Method": "POST"}, 204, ""},
+		{"OPTIONS", "/query", map[string]string{"Origin": "https://app.example.com", "Access-Control-Request-Method": "GET", "Access-Control-Request-Headers": "apollographql-client-name,content-type,traceparent"}, 204, ""},
 		{"GET", "/nope", nil, 404, ""},
 	}
 	for _, tt := range tests {

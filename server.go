@@ -340,12 +340,13 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger, hk hooks) err
 		Sockets: sockets,
 		Log:     log.With("component", "http"),
 	}, httpapi.Options{
-		GraphQL:   gql,
-		Web:       web.Handler(),
-		JWKS:      keys,
-		Metrics:   m,
-		AsyncAPI:  docs.AsyncAPI,
-		DevOutbox: devOutbox,
+		GraphQL:    gql,
+		Web:        web.Handler(),
+		Playground: web.Playground(),
+		JWKS:       keys,
+		Metrics:    m,
+		AsyncAPI:   docs.AsyncAPI,
+		DevOutbox:  devOutbox,
 		// DEV_MAILBOX=true opens it to every client on purpose.
 		DevMailLoopbackOnly: cfg.DevMailbox == "auto",
 		Ready: []httpapi.Check{

@@ -39,3 +39,29 @@ func TestHandler(t *testing.T) {
 	resp, _ = get("/nope")
 	require.Equal(t, 404, resp.StatusCode)
 }
+
+func TestPlayground(t *testing.T) {
+	t.Parallel()
+	srv := httptest.NewServer(Playground())
+	defer srv.Close()
+	get := func(path string) (*http.Response, string) {
+		resp, err := http.Get(srv.URL + path)
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp, string(b)
+	}
+	resp, body := get("/playground")
+	require.Equal(t, 200, resp.StatusCode)
+	require.Equal(t, PlaygroundCSP, resp.Header.Get("Content-Security-Policy"))
+	require.NotContains(t, body, "//cdn", "no asset from elsewhere")
+	script := regexp.MustCompile(`src="(/playground/assets/[^"]+\.js)"`).FindStringSubmatch(body)
+	require.NotNil(t, script, "index.html loads the built bundle")
+	resp, js := get(script[1])
+	require.Equal(t, 200, resp.StatusCode)
+	require.Contains(t, resp.Header.Get("Cache-Control"), "immutable")
+	require.Contains(t, js, "verifyEmailWithCode", "the example operations are built in")
+
+	resp, _ = get("/playground/index.html")
+	require.Equal(t, 404, resp.StatusCode, "only under assets/")
+}

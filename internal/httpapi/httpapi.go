@@ -14,7 +14,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/99designs/gqlgen/graphql/playground"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/verifier/verifier/internal/apperr"
@@ -27,6 +26,9 @@ import (
 type Options struct {
 	GraphQL http.Handler
 	Web     http.Handler
+	// Playground serves GraphiQL at /playground and its assets under
+	// /playground/assets/ (web.Playground).
+	Playground http.Handler
 	// JWKS, if set, serves the public keys of receipts and signIn tokens
 	// at /.well-known/jwks.json (signer.Signer).
 	JWKS    http.Handler
@@ -69,7 +71,10 @@ func New(o Options) http.Handler {
 		o.shutting = context.Background()
 	}
 	mux.Handle("/query", o.query())
-	mux.Handle("GET /playground", playground.Handler("verifier", "/query"))
+	if o.Playground != nil {
+		mux.Handle("GET /playground", o.Playground)
+		mux.Handle("GET /playground/assets/", o.Playground)
+	}
 	if o.JWKS != nil {
 		mux.Handle("GET /.well-known/jwks.json", o.JWKS)
 	}
