@@ -5,6 +5,7 @@
 // graphql-ws on the same path.
 import 'graphiql/setup-workers/vite';
 import 'graphiql/style.css';
+import './playground.css';
 import { createGraphiQLFetcher } from '@graphiql/toolkit';
 import { GraphiQL } from 'graphiql';
 import { StrictMode } from 'react';
@@ -17,8 +18,18 @@ const fetcher = createGraphiQLFetcher({
   subscriptionUrl: url.href.replace(/^http/, 'ws'),
 });
 
+// GraphiQL fills the variables editor of the first tab from
+// initialVariables, not from defaultTabs; once tabs are stored (a later
+// visit), they are restored as the person left them.
+const firstVisit = localStorage.getItem('graphiql:tabState') === null;
+
 createRoot(document.getElementById('graphiql')!).render(
   <StrictMode>
-    <GraphiQL fetcher={fetcher} defaultTabs={examples} defaultEditorToolsVisibility="variables" />
+    <GraphiQL
+      fetcher={fetcher}
+      defaultTabs={examples}
+      initialVariables={firstVisit ? examples[0].variables : undefined}
+      defaultEditorToolsVisibility="variables"
+    />
   </StrictMode>,
 );
