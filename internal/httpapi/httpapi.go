@@ -149,7 +149,9 @@ func (o Options) instrument(next http.Handler) http.Handler {
 			route = "unmatched"
 		}
 		o.Metrics.Requests.WithLabelValues(route, r.Method, strconv.Itoa(rec.code)).Inc()
-		if !rec.hijacked {
+		// A websocket or event stream lasts as long as its subscriptions:
+		// not a request duration.
+		if !rec.hijacked && !isEventStream(r) {
 			o.Metrics.Duration.WithLabelValues(route).Observe(time.Since(start).Seconds())
 		}
 		o.Log.Debug("http request", "method", r.Method, "route", route, "code", rec.code, "took", time.Since(start).Round(time.Microsecond))
