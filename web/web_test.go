@@ -10,17 +10,23 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-func TestHandler(t *testing.T) {
-	t.Parallel()
-	srv := httptest.NewServer(Handler())
-	defer srv.Close()
-	get := func(path string) (*http.Response, string) {
+// serve starts h and returns a GET of a path that answers the response
+// and its body.
+func serve(t *testing.T, h http.Handler) func(path string) (*http.Response, string) {
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	return func(path string) (*http.Response, string) {
 		resp, err := http.Get(srv.URL + path)
 		require.NoError(t, err)
 		defer resp.Body.Close()
 		b, _ := io.ReadAll(resp.Body)
 		return resp, string(b)
 	}
+}
+
+func TestHandler(t *testing.T) {
+	t.Parallel()
+	get := serve(t, Handler())
 	for _, path := range []string{"/", "/verify-email?token=abc", "/sign-in"} {
 		resp, body := get(path)
 		require.Equal(t, 200, resp.StatusCode, path)
@@ -42,15 +48,7 @@ func TestHandler(t *testing.T) {
 
 func TestPlayground(t *testing.T) {
 	t.Parallel()
-	srv := httptest.NewServer(Playground())
-	defer srv.Close()
-	get := func(path string) (*http.Response, string) {
-		resp, err := http.Get(srv.URL + path)
-		require.NoError(t, err)
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp, string(b)
-	}
+	get := serve(t, Playground())
 	resp, body := get("/playground")
 	require.Equal(t, 200, resp.StatusCode)
 	require.Equal(t, PlaygroundCSP, resp.Header.Get("Content-Security-Policy"))

@@ -51,6 +51,18 @@ type answer struct {
 	} `json:"errors"`
 }
 
+// requireRefused checks that rec is one BAD_USER_INPUT error with message,
+// quoting nothing of secret.
+func requireRefused(t *testing.T, rec *httptest.ResponseRecorder, message, secret string) {
+	t.Helper()
+	require.NotContains(t, rec.Body.String(), secret)
+	var a answer
+	require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &a))
+	require.Len(t, a.Errors, 1)
+	require.Equal(t, message, a.Errors[0].Message)
+	require.Equal(t, "BAD_USER_INPUT", a.Errors[0].Extensions["code"])
+}
+
 func TestQueryBody(t *testing.T) {
 	t.Parallel()
 	const secret = "Hunter2-SuperSecret"
@@ -92,12 +104,7 @@ func TestQueryBody(t *testing.T) {
 			if tt.message == "" {
 				return
 			}
-			require.NotContains(t, rec.Body.String(), secret)
-			var a answer
-			require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &a))
-			require.Len(t, a.Errors, 1)
-			require.Equal(t, tt.message, a.Errors[0].Message)
-			require.Equal(t, "BAD_USER_INPUT", a.Errors[0].Extensions["code"])
+			requireRefused(t, rec, tt.message, secret)
 		})
 	}
 }

@@ -168,53 +168,37 @@ describe('real clients', () => {
     );
   });
 
-  test('graphql-sse client (distinct connections)', async () => {
-    const sse = createSSEClient({ url: endpoint });
-    const run = async (query, variables) => {
-      for await (const r of sse.iterate({ query, variables })) return r;
-    };
-    const email = uniqueEmail('sse');
-    const reg = await run(REGISTER, { input: { email, password } });
-    const w = reg.data.register.watchToken;
-    assert.equal((await run(STATUS, { w })).data.verificationStatus, 'UNVERIFIED');
+  // graphql-sse and graphql-ws share one client interface: iterate for
+  // one result, subscribe with a sink.
+  const protocolClients = [
+    ['graphql-sse client (distinct connections)', () => createSSEClient({ url: endpoint })],
+    ['graphql-ws client', () => createWSClient({ url: wsEndpoint, webSocketImpl: WebSocket })],
+  ];
+  for (const [name, connect] of protocolClients) {
+    test(name, async () => {
+      const client = connect();
+      const run = async (query, variables) => {
+        for await (const r of client.iterate({ query, variables })) return r;
+      };
+      const email = uniqueEmail('protocol');
+      const reg = await run(REGISTER, { input: { email, password } });
+      const w = reg.data.register.watchToken;
+      assert.equal((await run(STATUS, { w })).data.verificationStatus, 'UNVERIFIED');
 
-    const s = statuses();
-    const unsubscribe = sse.subscribe({ query: WATCH, variables: { w } }, {
-      next: (r) => s.next(r.data.verificationStatus.status),
-      error: (e) => assert.fail(e),
-      complete: s.complete,
+      const s = statuses();
+      const unsubscribe = client.subscribe({ query: WATCH, variables: { w } }, {
+        next: (r) => s.next(r.data.verificationStatus.status),
+        error: (e) => assert.fail(e),
+        complete: s.complete,
+      });
+      await s.until('UNVERIFIED');
+      assert.equal((await run(VERIFY, { t: await mailedToken(email) })).data.verifyEmail.status, 'VERIFIED');
+      await s.until('VERIFIED');
+      await s.done;
+      unsubscribe();
+      await client.dispose();
     });
-    await s.until('UNVERIFIED');
-    assert.equal((await run(VERIFY, { t: await mailedToken(email) })).data.verifyEmail.status, 'VERIFIED');
-    await s.until('VERIFIED');
-    await s.done;
-    unsubscribe();
-    sse.dispose();
-  });
-
-  test('graphql-ws client', async () => {
-    const ws = createWSClient({ url: wsEndpoint, webSocketImpl: WebSocket });
-    const run = async (query, variables) => {
-      for await (const r of ws.iterate({ query, variables })) return r;
-    };
-    const email = uniqueEmail('ws');
-    const reg = await run(REGISTER, { input: { email, password } });
-    const w = reg.data.register.watchToken;
-    assert.equal((await run(STATUS, { w })).data.verificationStatus, 'UNVERIFIED');
-
-    const s = statuses();
-    const unsubscribe = ws.subscribe({ query: WATCH, variables: { w } }, {
-      next: (r) => s.next(r.data.verificationStatus.status),
-      error: (e) => assert.fail(e),
-      complete: s.complete,
-    });
-    await s.until('UNVERIFIED');
-    assert.equal((await run(VERIFY, { t: await mailedToken(email) })).data.verifyEmail.status, 'VERIFIED');
-    await s.until('VERIFIED');
-    await s.done;
-    unsubscribe();
-    await ws.dispose();
-  });
+  }
 
   test('a graphql-sse subscription survives a restart of the server', async () => {
     const rec = recordingFetch();
