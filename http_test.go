@@ -1,8 +1,8 @@
 package main
 
-// Tests of GraphQL over HTTP beyond POST: queries over GET (never
-// mutations), automatic persisted queries, and subscriptions over
-// Server-Sent Events. The real clients (urql, Apollo, graphql-sse,
+// Tests of GraphQL over HTTP beyond one POST: queries over GET (never
+// mutations), automatic persisted queries, subscriptions over Server-Sent
+// Events, and batches. The real clients (urql, Apollo, graphql-sse,
 // graphql-ws) are driven in web/app/e2e/clients.test.mjs.
 
 import (
@@ -257,4 +257,41 @@ func TestSubscriptionOverSSE(t *testing.T) {
 	_, ok = w.next()
 	require.False(t, ok, "at shutdown the stream ends without complete")
 	testkit.Receive(t, s.stopped, "shutdown")
+}
+
+// TestBatch: a batch (Apollo's BatchHttpLink) is answered item by item, in
+// order, each item under every per-request limit and with its own errors.
+func TestBatch(t *testing.T) {
+	t.Parallel()
+	s := startService(t, svcOptions{})
+	watch := s.register(t, "batch@example.com")
+	var aliases strings.Builder
+	aliases.WriteString("{")
+	for i := range 31 {
+		aliases.WriteString(" a" + string(rune('a'+i%26)) + string(rune('a'+i/26)) + `:verificationStatus(watchToken:"x")`)
+	}
+	aliases.WriteString("}")
+	items := []map[string]any{
+		{"query": registerQ, "variables": map[string]any{"e": "batch2@example.com", "p": "correct horse battery"}},
+		{"query": statusQ, "variables": map[string]any{"w": watch}},
+		{"query": aliases.String()},
+		{"extensions": map[string]any{"persistedQuery": map[string]any{"version": 1, "sha256Hash": strings.Repeat("a", 64)}}},
+		{"query": statusQ, "variables": map[string]any{"w": "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"}},
+	}
+	body, err := json.Marshal(items)
+	require.NoError(t, err)
+	status, raw := s.rawPost(t, "application/json", body)
+	require.Equal(t, http.StatusOK, status, "%s", raw)
+	var results []gqlResponse
+	require.NoError(t, json.Unmarshal(raw, &results), "%s", raw)
+	require.Len(t, results, len(items))
+	require.Empty(t, results[0].Errors)
+	require.Equal(t, "UNVERIFIED", results[0].Data["register"].(map[string]any)["status"])
+	require.Equal(t, "UNVERIFIED", results[1].Data["verificationStatus"])
+	require.Equal(t, "BAD_USER_INPUT", results[2].code(), "the cost limit holds per item")
+	require.Contains(t, results[2].Errors[0].Message, "more than the limit")
+	require.Equal(t, "PERSISTED_QUERY_NOT_FOUND", results[3].code())
+	require.Equal(t, "INVALID_TOKEN", results[4].code())
+	s.sink.Next(t, 30*time.Second)
+	s.sink.Next(t, 30*time.Second) // the batch's registration was mailed
 }

@@ -98,7 +98,8 @@ func New(o Options) http.Handler {
 
 // query serves /query: websocket upgrades and event streams after an
 // origin check and the per-client cap, GET and POST after CORS, a size
-// limit and a check that the query string or body is one GraphQL request.
+// limit and a check that the query string or body is one GraphQL request
+// (or a batch of them, each answered as a request of its own).
 //
 // wsgorilla.Detach comes last but the cap: an idle websocket's goroutine
 // keeps every frame below it for the socket's whole life, and with the
@@ -115,6 +116,7 @@ func (o Options) query() http.Handler {
 		getQuery(o.MaxBodyBytes),
 		postJSON,
 		limitBody(o.MaxBodyBytes),
+		batch,
 		endStreams(o.shutting),
 		wsgorilla.Detach,
 		capSockets(o.Websocket.MaxSocketsPerClient),

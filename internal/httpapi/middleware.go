@@ -229,10 +229,10 @@ func postJSON(next http.Handler) http.Handler {
 const DefaultMaxBodyBytes = 64 << 10
 
 // limitBody reads a POST body of at most max bytes up front and checks it
-// is one GraphQL request: a chunked body has no Content-Length, and an
-// oversized or malformed one must get the contract's error, not gqlgen's
-// (which quotes the body, passwords included). Upgrades and GETs have no
-// body.
+// is one GraphQL request or a batch of them (checkBody): a chunked body
+// has no Content-Length, and an oversized or malformed one must get the
+// contract's error, not gqlgen's (which quotes the body, passwords
+// included). Upgrades and GETs have no body.
 func limitBody(max int64) middleware {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -253,7 +253,7 @@ func limitBody(max int64) middleware {
 				}
 				return
 			}
-			if err := checkRequest(body); err != nil {
+			if err := checkBody(body); err != nil {
 				writeGraphQLError(w, http.StatusBadRequest, err)
 				return
 			}

@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"context"
+	"encoding/json"
 	"io"
 	"log/slog"
 	"net/http"
@@ -451,4 +452,47 @@ func TestServerStopEndsEventStreams(t *testing.T) {
 	require.NoError(t, err, "the stream ends cleanly")
 	require.Empty(t, string(rest), "no complete: the client reconnects")
 	testkit.Receive(t, stopped, "Stop returns once the stream ended, well within the grace")
+}
+
+// echoItem answers each request with its own query and the client address
+// it saw, as GraphQL would answer it.
+func echoItem(w http.ResponseWriter, r *http.Request) {
+	var p struct{ Query string }
+	_ = json.NewDecoder(r.Body).Decode(&p)
+	w.Header().Set("Content-Type", "application/graphql-response+json")
+	w.WriteHeader(http.StatusUnprocessableEntity) // an item's status stays the item's
+	_ = json.NewEncoder(w).Encode(map[string]any{"data": map[string]string{"query": p.Query, "client": ratelimit.Client(r.Context())}})
+}
+
+func TestBatch(t *testing.T) {
+	t.Parallel()
+	h := chain(http.HandlerFunc(echoItem), clientAddress(0), limitBody(1<<10), batch)
+	post := func(body string, header http.Header) *httptest.ResponseRecorder {
+		req := httptest.NewRequest(http.MethodPost, "/query", strings.NewReader(body))
+		req.RemoteAddr = "192.0.2.1:1"
+		for k, v := range header {
+			req.Header[k] = v
+		}
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		return rec
+	}
+
+	rec := post(`[{"query":"{a}"}, {"query":"{b}"} ,{"query":"{c}"}]`, nil)
+	require.Equal(t, http.StatusOK, rec.Code)
+	require.Equal(t, "application/json", rec.Header().Get("Content-Type"))
+	var results []struct{ Data map[string]string }
+	require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &results))
+	require.Len(t, results, 3)
+	for i, q := range []string{"{a}", "{b}", "{c}"} {
+		require.Equal(t, q, results[i].Data["query"], "in order, each its own request")
+		require.Equal(t, "192.0.2.1", results[i].Data["client"], "with the request's context")
+	}
+
+	rec = post(`{"query":"{a}"}`, nil)
+	require.Equal(t, http.StatusUnprocessableEntity, rec.Code, "one request passes as it is")
+	require.JSONEq(t, `{"data":{"query":"{a}","client":"192.0.2.1"}}`, rec.Body.String())
+
+	rec = post(`[{"query":"subscription{a}"}]`, http.Header{"Accept": {"text/event-stream"}})
+	requireRefused(t, rec, "an event stream carries one operation: send a batch without Accept: text/event-stream", "subscription{a}")
 }
