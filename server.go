@@ -342,6 +342,8 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger, hk hooks) err
 		InitTimeout:               ws.InitTimeout,
 		MaxSubscriptionsPerSocket: ws.MaxSubscriptionsPerSocket,
 		MaxSubscriptions:          ws.MaxSubscriptions,
+		// Event streams are kept alive as often as websockets are pinged.
+		StreamKeepAlive: ws.KeepAlive,
 	})
 	adminAPI := admingraph.NewHandler(&admingraph.Resolver{Admin: &admin.Service{
 		DB: db.Ent, Accounts: accounts, Deliveries: records, Webhooks: webhooksOrNil(hooks),
@@ -352,12 +354,13 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger, hk hooks) err
 		Sockets: sockets,
 		Log:     log.With("component", "http"),
 	}, httpapi.Options{
-		GraphQL:   gql,
-		Web:       web.Handler(),
-		JWKS:      keys,
-		Metrics:   m,
-		AsyncAPI:  docs.AsyncAPI,
-		DevOutbox: devOutbox,
+		GraphQL:    gql,
+		Web:        web.Handler(),
+		Playground: web.Playground(),
+		JWKS:       keys,
+		Metrics:    m,
+		AsyncAPI:   docs.AsyncAPI,
+		DevOutbox:  devOutbox,
 		// DEV_MAILBOX=true opens it to every client on purpose.
 		DevMailLoopbackOnly: cfg.DevMailbox == "auto",
 		// Off (404) while ADMIN_TOKEN is empty.

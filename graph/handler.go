@@ -28,11 +28,20 @@ type HandlerOptions struct {
 	// open on one websocket and in the process; 0 is no cap.
 	MaxSubscriptionsPerSocket int
 	MaxSubscriptions          int
+	// StreamKeepAlive is how often an idle SSE stream gets a comment
+	// line, so proxies in between do not time it out; 0 sends none.
+	StreamKeepAlive time.Duration
 }
 
-// NewHandler returns the GraphQL endpoint: POST for queries and
-// mutations, websockets (graphql-transport-ws and legacy graphql-ws) for
-// subscriptions.
+// persistedQueries bounds the automatic persisted queries kept: each is
+// at most a request body (64 KiB), and a client that finds its hash
+// evicted sends the query again (Apollo's link does).
+const persistedQueries = 1000
+
+// NewHandler returns the GraphQL endpoint: POST for every operation, GET
+// for queries only, Server-Sent Events (graphql-sse, distinct
+// connections) and websockets (graphql-transport-ws and legacy graphql-ws)
+// for subscriptions; automatic persisted queries over POST and GET.
 func NewHandler(r *Resolver, o HandlerOptions) *handler.Server {
 	cfg := Config{Resolvers: r}
 	weighLookups(&cfg.Complexity)
@@ -59,12 +68,21 @@ func NewHandler(r *Resolver, o HandlerOptions) *handler.Server {
 			o.Log.Debug("websocket error", "err", err)
 		},
 	})
+	// Before POST, which would take the same request: SSE is a POST that
+	// accepts text/event-stream.
+	srv.AddTransport(transport.SSE{KeepAlivePingInterval: o.StreamKeepAlive})
 	srv.AddTransport(transport.POST{})
+	srv.AddTransport(getQueries{})
 	cache := lru.New[*ast.QueryDocument](1000)
 	srv.SetQueryCache(cache)
 	// Introspection feeds the playground and client code generators; the
 	// schema is public anyway.
 	srv.Use(extension.Introspection{})
+	// Before fieldLimit, which needs the query a hash stands for.
+	srv.Use(automaticPersistedQuery{extension.AutomaticPersistedQuery{Cache: lru.New[string](persistedQueries)}})
+	// First of the operation checks: a mutation over GET gets 405 whatever
+	// else is wrong with it.
+	srv.Use(queriesOnlyOverGET{})
 	srv.SetParserTokenLimit(parserTokenLimit)
 	srv.Use(fieldLimit{max: maxFields, cache: cache})
 	srv.SetValidationRulesFn(cappedRules(maxValidationErrors))

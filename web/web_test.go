@@ -10,17 +10,23 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-func TestHandler(t *testing.T) {
-	t.Parallel()
-	srv := httptest.NewServer(Handler())
-	defer srv.Close()
-	get := func(path string) (*http.Response, string) {
+// serve starts h and returns a GET of a path that answers the response
+// and its body.
+func serve(t *testing.T, h http.Handler) func(path string) (*http.Response, string) {
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	return func(path string) (*http.Response, string) {
 		resp, err := http.Get(srv.URL + path)
 		require.NoError(t, err)
 		defer resp.Body.Close()
 		b, _ := io.ReadAll(resp.Body)
 		return resp, string(b)
 	}
+}
+
+func TestHandler(t *testing.T) {
+	t.Parallel()
+	get := serve(t, Handler())
 	for _, path := range []string{"/", "/verify-email?token=abc", "/sign-in"} {
 		resp, body := get(path)
 		require.Equal(t, 200, resp.StatusCode, path)
@@ -38,4 +44,22 @@ func TestHandler(t *testing.T) {
 
 	resp, _ = get("/nope")
 	require.Equal(t, 404, resp.StatusCode)
+}
+
+func TestPlayground(t *testing.T) {
+	t.Parallel()
+	get := serve(t, Playground())
+	resp, body := get("/playground")
+	require.Equal(t, 200, resp.StatusCode)
+	require.Equal(t, PlaygroundCSP, resp.Header.Get("Content-Security-Policy"))
+	require.NotContains(t, body, "//cdn", "no asset from elsewhere")
+	script := regexp.MustCompile(`src="(/playground/assets/[^"]+\.js)"`).FindStringSubmatch(body)
+	require.NotNil(t, script, "index.html loads the built bundle")
+	resp, js := get(script[1])
+	require.Equal(t, 200, resp.StatusCode)
+	require.Contains(t, resp.Header.Get("Cache-Control"), "immutable")
+	require.Contains(t, js, "verifyEmailWithCode", "the example operations are built in")
+
+	resp, _ = get("/playground/index.html")
+	require.Equal(t, 404, resp.StatusCode, "only under assets/")
 }

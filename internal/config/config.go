@@ -127,7 +127,7 @@ var Settings = []Setting{
 	{"WEBHOOK_SECRET", "", "whsec_ + base64 of at least 24 random bytes, signing the webhooks; required with WEBHOOK_URL"},
 	{"ADMIN_TOKEN", "", "bearer token of the admin API at /admin/query, at least 32 characters (empty: the admin API is off)"},
 	{"WS_MAX_SUBSCRIPTIONS", "20", "subscriptions one websocket may hold open"},
-	{"WS_MAX_SOCKETS", "32", "websockets one client address may hold open"},
+	{"WS_MAX_SOCKETS", "32", "websockets and SSE streams one client address may hold open"},
 	{"MAX_SUBSCRIPTIONS", "100000", "subscriptions open in this process in all"},
 	{"SMTP_CONNECTIONS", "8", "emails sent at once (SMTP connections kept open)"},
 	{"SHUTDOWN_GRACE", "10s", "how long shutdown waits for requests and handlers in flight (1s to 10m)"},

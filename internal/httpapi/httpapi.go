@@ -1,11 +1,12 @@
 // Package httpapi assembles the HTTP surface of the public contract:
-// /query (GraphQL over POST and websockets), /admin/query (the admin API,
-// behind ADMIN_TOKEN), /playground, /healthz,
+// /query (GraphQL over POST, GET, Server-Sent Events and websockets),
+// /admin/query (the admin API, behind ADMIN_TOKEN), /playground, /healthz,
 // /readyz, /metrics, /asyncapi.yaml, /dev/mail and the web app.
 package httpapi
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"log/slog"
 	"math"
@@ -14,7 +15,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/99designs/gqlgen/graphql/playground"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/verifier/verifier/internal/apperr"
@@ -31,6 +31,9 @@ type Options struct {
 	Admin      http.Handler
 	AdminToken string
 	Web        http.Handler
+	// Playground serves GraphiQL at /playground and its assets under
+	// /playground/assets/ (web.Playground).
+	Playground http.Handler
 	// JWKS, if set, serves the public keys of receipts and signIn tokens
 	// at /.well-known/jwks.json (signer.Signer).
 	JWKS    http.Handler
@@ -57,6 +60,10 @@ type Options struct {
 	// Websocket is every websocket setting; the handler applies the
 	// per-client cap.
 	Websocket WebsocketPolicy
+
+	// shutting is done when the server's Stop begins, which ends the
+	// event streams (endStreams); set by NewServer.
+	shutting context.Context
 }
 
 // New returns the service's HTTP handler.
@@ -65,11 +72,17 @@ func New(o Options) http.Handler {
 	if o.MaxBodyBytes <= 0 {
 		o.MaxBodyBytes = DefaultMaxBodyBytes
 	}
+	if o.shutting == nil {
+		o.shutting = context.Background()
+	}
 	mux.Handle("/query", o.query())
 	if o.Admin != nil && o.AdminToken != "" {
 		mux.Handle("/admin/query", o.admin())
 	}
-	mux.Handle("GET /playground", playground.Handler("verifier", "/query"))
+	if o.Playground != nil {
+		mux.Handle("GET /playground", o.Playground)
+		mux.Handle("GET /playground/assets/", o.Playground)
+	}
 	if o.JWKS != nil {
 		mux.Handle("GET /.well-known/jwks.json", o.JWKS)
 	}
@@ -91,9 +104,10 @@ func New(o Options) http.Handler {
 	return o.instrument(mux)
 }
 
-// query serves /query: websocket upgrades after an origin check and the
-// per-client cap, POST after CORS, a size limit and a check that the body
-// is one GraphQL request.
+// query serves /query: websocket upgrades and event streams after an
+// origin check and the per-client cap, GET and POST after CORS, a size
+// limit and a check that the query string or body is one GraphQL request
+// (or a batch of them, each answered as a request of its own).
 //
 // wsgorilla.Detach comes last but the cap: an idle websocket's goroutine
 // keeps every frame below it for the socket's whole life, and with the
@@ -107,8 +121,11 @@ func (o Options) query() http.Handler {
 		bearerToken,
 		checkOrigin(allowed),
 		cors(allowed),
+		getQuery(o.MaxBodyBytes),
 		postJSON,
 		limitBody(o.MaxBodyBytes),
+		batch,
+		endStreams(o.shutting),
 		wsgorilla.Detach,
 		capSockets(o.Websocket.MaxSocketsPerClient),
 	)
@@ -155,7 +172,9 @@ func (o Options) instrument(next http.Handler) http.Handler {
 			route = "unmatched"
 		}
 		o.Metrics.Requests.WithLabelValues(route, r.Method, strconv.Itoa(rec.code)).Inc()
-		if !rec.hijacked {
+		// A websocket or event stream lasts as long as its subscriptions:
+		// not a request duration.
+		if !rec.hijacked && !isEventStream(r) {
 			o.Metrics.Duration.WithLabelValues(route).Observe(time.Since(start).Seconds())
 		}
 		o.Log.Debug("http request", "method", r.Method, "route", route, "code", rec.code, "took", time.Since(start).Round(time.Microsecond))

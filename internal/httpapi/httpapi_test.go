@@ -51,6 +51,18 @@ type answer struct {
 	} `json:"errors"`
 }
 
+// requireRefused checks that rec is one BAD_USER_INPUT error with message,
+// quoting nothing of secret.
+func requireRefused(t *testing.T, rec *httptest.ResponseRecorder, message, secret string) {
+	t.Helper()
+	require.NotContains(t, rec.Body.String(), secret)
+	var a answer
+	require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &a))
+	require.Len(t, a.Errors, 1)
+	require.Equal(t, message, a.Errors[0].Message)
+	require.Equal(t, "BAD_USER_INPUT", a.Errors[0].Extensions["code"])
+}
+
 func TestQueryBody(t *testing.T) {
 	t.Parallel()
 	const secret = "Hunter2-SuperSecret"
@@ -62,8 +74,12 @@ func TestQueryBody(t *testing.T) {
 		{"a request", "application/json", `{"query":"{x}","variables":{"p":"` + secret + `"},"operationName":null,"extensions":{}}`, 200, ""},
 		{"charset parameter", "application/json; charset=utf-8", `{"query":"{x}"}`, 200, ""},
 		{"numbers stay exact", "application/json", `{"query":"{x}","variables":{"n":1e400}}`, 200, ""},
-		{"batch", "application/json", `[{"query":"{x}","variables":{"p":"` + secret + `"}}]`, 400, "batching is not supported: send one operation per request"},
-		{"empty batch", "application/json", ` []`, 400, "batching is not supported: send one operation per request"},
+		{"batch", "application/json", `[{"query":"{x}","variables":{"p":"` + secret + `"}},{"query":"{y}"}]`, 200, ""},
+		{"empty batch", "application/json", ` []`, 400, "an empty batch: send at least one operation"},
+		{"eleven in a batch", "application/json", `[` + strings.Repeat(`{"query":"{x}"},`, 10) + `{"query":"{x}","variables":{"p":"` + secret + `"}}]`, 400, "at most 10 operations per batch, got 11"},
+		{"batch of strings", "application/json", `[{"query":"{x}"},"` + secret + `"]`, 400, "batch item 2 must be a JSON object with query, operationName, variables and extensions"},
+		{"batch item's variables a string", "application/json", `[{"query":"{x}","variables":"` + secret + `"}]`, 400, "batch item 1: variables must be an object"},
+		{"nested batch", "application/json", `[[{"query":"{x}","variables":{"p":"` + secret + `"}}]]`, 400, "batch item 1 must be a JSON object with query, operationName, variables and extensions"},
 		{"operationName a number", "application/json", `{"query":"{x}","operationName":7,"variables":{"p":"` + secret + `"}}`, 400, "operationName must be a string"},
 		{"query an object", "application/json", `{"query":{"p":"` + secret + `"}}`, 400, "query must be a string"},
 		{"variables a string", "application/json", `{"query":"{x}","variables":"` + secret + `"}`, 400, "variables must be an object"},
@@ -92,12 +108,7 @@ func TestQueryBody(t *testing.T) {
 			if tt.message == "" {
 				return
 			}
-			require.NotContains(t, rec.Body.String(), secret)
-			var a answer
-			require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &a))
-			require.Len(t, a.Errors, 1)
-			require.Equal(t, tt.message, a.Errors[0].Message)
-			require.Equal(t, "BAD_USER_INPUT", a.Errors[0].Extensions["code"])
+			requireRefused(t, rec, tt.message, secret)
 		})
 	}
 }

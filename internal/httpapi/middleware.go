@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	rscors "github.com/rs/cors"
 
 	"github.com/verifier/verifier/internal/apperr"
 	"github.com/verifier/verifier/internal/bearer"
@@ -122,13 +123,14 @@ func (o origins) socketAllowed(r *http.Request, origin string) bool {
 	return u.Host == r.Host || o.crossAllowed(origin)
 }
 
-// checkOrigin refuses websocket upgrades from origins not allowed. Without
-// it any web page could subscribe with a watch token it obtained:
-// browsers do not apply CORS to websockets.
+// checkOrigin refuses websocket upgrades and event streams from origins
+// not allowed. Without it any web page could subscribe with a watch token
+// it obtained: browsers do not apply CORS to websockets, and the same
+// rule for both transports keeps one answer to "who may subscribe".
 func checkOrigin(o origins) middleware {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if websocket.IsWebSocketUpgrade(r) && !o.socketAllowed(r, r.Header.Get("Origin")) {
+			if isStream(r) && !o.socketAllowed(r, r.Header.Get("Origin")) {
 				http.Error(w, "origin not allowed", http.StatusForbidden)
 				return
 			}
@@ -141,16 +143,17 @@ func checkOrigin(o origins) middleware {
 // per-client cap: a hint, as only the client can close one of its own.
 const socketRetryAfter = 10 * time.Second
 
-// capSockets refuses a websocket upgrade from a client that holds max
-// open already (0 is no cap). Counted like the rate limits: an IPv6 /64 is
-// one client. It needs clientAddress before it, and wsgorilla.Detach too,
-// whose goroutine runs until the socket closes (net/http's own returns at
-// the hijack, which would release the place too early).
+// capSockets refuses a websocket upgrade or an event stream from a client
+// that holds max of them open already (0 is no cap). Counted like the
+// rate limits: an IPv6 /64 is one client. It needs clientAddress before
+// it, and wsgorilla.Detach too, whose goroutine runs until the socket
+// closes (net/http's own returns at the hijack, which would release the
+// place too early); an event stream stays on net/http's goroutine.
 func capSockets(max int) middleware {
 	count := newSocketCount(max)
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if !websocket.IsWebSocketUpgrade(r) {
+			if !isStream(r) {
 				next.ServeHTTP(w, r)
 				return
 			}
@@ -158,7 +161,7 @@ func capSockets(max int) middleware {
 			if !count.acquire(key) {
 				w.Header().Set("Retry-After", strconv.Itoa(int(socketRetryAfter/time.Second)))
 				writeGraphQLError(w, http.StatusTooManyRequests, apperr.Limited(socketRetryAfter,
-					"at most %d websockets per client; close one first", max))
+					"at most %d websockets and event streams per client; close one first", max))
 				return
 			}
 			// gqlgen serves the connection until it closes.
@@ -172,27 +175,60 @@ func capSockets(max int) middleware {
 // allowed origins change only with a deployment.
 const corsMaxAge = 10 * time.Minute
 
+// corsHeaders are the request headers allowed cross-origin: what real
+// clients send (Apollo's client awareness and CSRF-prevention headers,
+// W3C trace context, a request id) besides the body's type and a signIn
+// token.
+var corsHeaders = []string{
+	"Content-Type", "Authorization",
+	"Apollographql-Client-Name", "Apollographql-Client-Version", "Apollo-Require-Preflight",
+	"Traceparent", "Tracestate", "X-Request-Id",
+}
+
 // cors lets allowed origins make credentialed requests, and answers their
-// preflight. Websocket upgrades pass untouched (checkOrigin guards them).
-// A library may replace this later; the headers are the contract's.
+// preflight (github.com/rs/cors). Websocket upgrades pass untouched
+// (checkOrigin guards them). Retry-After is readable by the page, so a
+// rate-limited client can wait as told.
 func cors(o origins) middleware {
+	c := rscors.New(rscors.Options{
+		AllowOriginFunc:  o.crossAllowed,
+		AllowedMethods:   []string{http.MethodGet, http.MethodPost},
+		AllowedHeaders:   corsHeaders,
+		ExposedHeaders:   []string{"Retry-After"},
+		AllowCredentials: true,
+		MaxAge:           int(corsMaxAge / time.Second),
+	})
 	return func(next http.Handler) http.Handler {
+		withCORS := c.Handler(next)
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if websocket.IsWebSocketUpgrade(r) {
 				next.ServeHTTP(w, r)
 				return
 			}
-			if origin := r.Header.Get("Origin"); origin != "" && o.crossAllowed(origin) {
-				h := w.Header()
-				h.Set("Access-Control-Allow-Origin", origin)
-				h.Set("Access-Control-Allow-Credentials", "true")
-				h.Add("Vary", "Origin")
+			withCORS.ServeHTTP(w, r)
+		})
+	}
+}
+
+// getQuery checks that a GET (not an upgrade) carries a GraphQL request
+// in its query string, of at most max bytes, and answers anything else
+// with the contract's error, quoting nothing: a query string can hold a
+// password. It checks what gqlgen's GET transport decodes, as limitBody
+// does for POST; whether the operation is a query is for GraphQL to say
+// (graph.NewHandler answers 405 to the others).
+func getQuery(max int64) middleware {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Method != http.MethodGet || websocket.IsWebSocketUpgrade(r) {
+				next.ServeHTTP(w, r)
+				return
 			}
-			if r.Method == http.MethodOptions {
-				w.Header().Set("Access-Control-Allow-Methods", "POST, OPTIONS")
-				w.Header().Set("Access-Control-Allow-Headers", "Content-Type, Authorization")
-				w.Header().Set("Access-Control-Max-Age", strconv.Itoa(int(corsMaxAge/time.Second)))
-				w.WriteHeader(http.StatusNoContent)
+			if int64(len(r.URL.RawQuery)) > max {
+				writeGraphQLError(w, http.StatusRequestURITooLong, apperr.Errorf(apperr.BadUserInput, "query string too long: send the request as a POST"))
+				return
+			}
+			if err := checkQueryString(r.URL.RawQuery); err != nil {
+				writeGraphQLError(w, http.StatusBadRequest, err)
 				return
 			}
 			next.ServeHTTP(w, r)
@@ -200,17 +236,17 @@ func cors(o origins) middleware {
 	}
 }
 
-// postJSON lets through websocket upgrades and POSTs of JSON, and answers
-// anything else with the contract's error.
+// postJSON lets through websocket upgrades, GETs (getQuery checks them)
+// and POSTs of JSON, and answers anything else with the contract's error.
 func postJSON(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if websocket.IsWebSocketUpgrade(r) {
+		if websocket.IsWebSocketUpgrade(r) || r.Method == http.MethodGet {
 			next.ServeHTTP(w, r)
 			return
 		}
 		if r.Method != http.MethodPost {
-			w.Header().Set("Allow", "POST, OPTIONS")
-			writeGraphQLError(w, http.StatusMethodNotAllowed, apperr.Errorf(apperr.BadUserInput, "use POST for queries and mutations, or a websocket for subscriptions"))
+			w.Header().Set("Allow", "GET, POST, OPTIONS")
+			writeGraphQLError(w, http.StatusMethodNotAllowed, apperr.Errorf(apperr.BadUserInput, "use POST (or GET for queries); for subscriptions a websocket or POST with Accept: text/event-stream"))
 			return
 		}
 		if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
@@ -227,13 +263,14 @@ func postJSON(next http.Handler) http.Handler {
 const DefaultMaxBodyBytes = 64 << 10
 
 // limitBody reads a POST body of at most max bytes up front and checks it
-// is one GraphQL request: a chunked body has no Content-Length, and an
-// oversized or malformed one must get the contract's error, not gqlgen's
-// (which quotes the body, passwords included). Upgrades have no body.
+// is one GraphQL request or a batch of them (checkBody): a chunked body
+// has no Content-Length, and an oversized or malformed one must get the
+// contract's error, not gqlgen's (which quotes the body, passwords
+// included). Upgrades and GETs have no body.
 func limitBody(max int64) middleware {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if websocket.IsWebSocketUpgrade(r) {
+			if websocket.IsWebSocketUpgrade(r) || r.Method == http.MethodGet {
 				next.ServeHTTP(w, r)
 				return
 			}
@@ -250,7 +287,7 @@ func limitBody(max int64) middleware {
 				}
 				return
 			}
-			if err := checkRequest(body); err != nil {
+			if err := checkBody(body); err != nil {
 				writeGraphQLError(w, http.StatusBadRequest, err)
 				return
 			}

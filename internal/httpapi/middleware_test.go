@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"context"
+	"encoding/json"
 	"io"
 	"log/slog"
 	"net/http"
@@ -125,6 +126,17 @@ func TestAdminToken(t *testing.T) {
 	}
 }
 
+// eventStreamRequest is a graphql-sse subscription request from origin.
+func eventStreamRequest(origin string) *http.Request {
+	req := httptest.NewRequest(http.MethodPost, "http://svc.example/query", strings.NewReader(`{"query":"subscription{x}"}`))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "text/event-stream")
+	if origin != "" {
+		req.Header.Set("Origin", origin)
+	}
+	return req
+}
+
 func TestCheckOrigin(t *testing.T) {
 	t.Parallel()
 	allowed := newOrigins("https://app.example", []string{"https://partner.example"})
@@ -139,6 +151,9 @@ func TestCheckOrigin(t *testing.T) {
 		{"allowed origin", upgradeRequest("https://partner.example"), http.StatusOK},
 		{"foreign origin", upgradeRequest("https://evil.example"), http.StatusForbidden},
 		{"malformed origin", upgradeRequest("://"), http.StatusForbidden},
+		{"event stream from the same host", eventStreamRequest("https://svc.example"), http.StatusOK},
+		{"event stream from an allowed origin", eventStreamRequest("https://partner.example"), http.StatusOK},
+		{"event stream from a foreign origin", eventStreamRequest("https://evil.example"), http.StatusForbidden},
 		{"POST is CORS's business", func() *http.Request {
 			r := httptest.NewRequest(http.MethodPost, "/query", nil)
 			r.Header.Set("Origin", "https://evil.example")
@@ -160,18 +175,25 @@ func TestCheckOrigin(t *testing.T) {
 func TestCORS(t *testing.T) {
 	t.Parallel()
 	allowed := newOrigins("https://app.example", []string{"https://partner.example"})
+	// What Apollo Client, urql and an OpenTelemetry-instrumented fetch send,
+	// sorted and lower-case as browsers send them (Fetch standard).
+	const clientHeaders = "apollo-require-preflight,apollographql-client-name,apollographql-client-version,authorization,content-type,traceparent,tracestate,x-request-id"
 	tests := []struct {
 		name       string
 		method     string
 		origin     string
+		preflight  string // Access-Control-Request-Headers of a preflight
 		status     int
 		allowOrig  string
 		passedDown bool
 	}{
-		{"allowed origin gets credentials", http.MethodPost, "https://partner.example", http.StatusOK, "https://partner.example", true},
-		{"public URL is allowed", http.MethodPost, "https://app.example", http.StatusOK, "https://app.example", true},
-		{"foreign origin gets no CORS headers", http.MethodPost, "https://evil.example", http.StatusOK, "", true},
-		{"preflight is answered here", http.MethodOptions, "https://partner.example", http.StatusNoContent, "https://partner.example", false},
+		{"allowed origin gets credentials", http.MethodPost, "https://partner.example", "", http.StatusOK, "https://partner.example", true},
+		{"GET too", http.MethodGet, "https://partner.example", "", http.StatusOK, "https://partner.example", true},
+		{"public URL is allowed", http.MethodPost, "https://app.example", "", http.StatusOK, "https://app.example", true},
+		{"foreign origin gets no CORS headers", http.MethodPost, "https://evil.example", "", http.StatusOK, "", true},
+		{"preflight is answered here", http.MethodOptions, "https://partner.example", clientHeaders, http.StatusNoContent, "https://partner.example", false},
+		{"preflight from a foreign origin", http.MethodOptions, "https://evil.example", "content-type", http.StatusNoContent, "", false},
+		{"preflight asking for another header", http.MethodOptions, "https://partner.example", "content-type,x-secret", http.StatusNoContent, "", false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -179,16 +201,24 @@ func TestCORS(t *testing.T) {
 			next := &reached{}
 			req := httptest.NewRequest(tt.method, "/query", nil)
 			req.Header.Set("Origin", tt.origin)
+			if tt.method == http.MethodOptions {
+				req.Header.Set("Access-Control-Request-Method", http.MethodPost)
+				req.Header.Set("Access-Control-Request-Headers", tt.preflight)
+			}
 			rec := httptest.NewRecorder()
 			cors(allowed)(next).ServeHTTP(rec, req)
 			require.Equal(t, tt.status, rec.Code)
 			require.Equal(t, tt.passedDown, next.ok)
 			require.Equal(t, tt.allowOrig, rec.Header().Get("Access-Control-Allow-Origin"))
-			if tt.allowOrig != "" {
-				require.Equal(t, "true", rec.Header().Get("Access-Control-Allow-Credentials"))
+			if tt.allowOrig == "" {
+				return
 			}
+			require.Equal(t, "true", rec.Header().Get("Access-Control-Allow-Credentials"))
 			if tt.method == http.MethodOptions {
 				require.Equal(t, "600", rec.Header().Get("Access-Control-Max-Age"))
+				require.Equal(t, tt.preflight, rec.Header().Get("Access-Control-Allow-Headers"))
+			} else {
+				require.Equal(t, "Retry-After", rec.Header().Get("Access-Control-Expose-Headers"))
 			}
 		})
 	}
@@ -250,6 +280,12 @@ func TestCapSockets(t *testing.T) {
 	h.ServeHTTP(rec, req)
 	require.Equal(t, http.StatusTooManyRequests, rec.Code)
 	require.Equal(t, "10", rec.Header().Get("Retry-After"))
+	// An event stream counts with the websockets.
+	rec = httptest.NewRecorder()
+	stream := eventStreamRequest("")
+	stream.RemoteAddr = "192.0.2.1:3"
+	h.ServeHTTP(rec, stream)
+	require.Equal(t, http.StatusTooManyRequests, rec.Code)
 	close(release)
 	require.Equal(t, http.StatusOK, <-first)
 	// The socket was released: the client may open another.
@@ -377,4 +413,117 @@ func TestSocketCapHoldsAfterHijack(t *testing.T) {
 		return code == http.StatusSwitchingProtocols
 	}, "a closed socket frees its place")
 	require.NoError(t, second.Close())
+}
+
+func TestGetQuery(t *testing.T) {
+	t.Parallel()
+	const secret = "Hunter2-SuperSecret"
+	const max = 256
+	tests := []struct {
+		name, rawQuery string
+		status         int
+		message        string // "" when the request passes
+	}{
+		{"a query", "query=%7Bx%7D&variables=%7B%22p%22%3A%22" + secret + "%22%7D", 200, ""},
+		{"a persisted query by hash", `extensions={"persistedQuery":{"version":1,"sha256Hash":"ab"}}`, 200, ""},
+		{"no query", "", 400, "a GET needs a query parameter (or extensions with a persisted query)"},
+		{"not URL-encoded", "query=%zz" + secret, 400, "the query string is not URL-encoded"},
+		{"variables not JSON", "query=%7Bx%7D&variables=" + secret, 400, "variables must be a JSON object"},
+		{"variables an array", "query=%7Bx%7D&variables=%5B%22" + secret + "%22%5D", 400, "variables must be a JSON object"},
+		{"extensions not JSON", "query=%7Bx%7D&extensions=" + secret, 400, "extensions must be a JSON object"},
+		{"too long", "query=" + strings.Repeat("x", max) + secret, 414, "query string too long: send the request as a POST"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			next := &reached{}
+			req := httptest.NewRequest(http.MethodGet, "/query", nil)
+			req.URL.RawQuery = tt.rawQuery
+			rec := httptest.NewRecorder()
+			getQuery(max)(next).ServeHTTP(rec, req)
+			require.Equal(t, tt.status, rec.Code, rec.Body.String())
+			require.Equal(t, tt.message == "", next.ok)
+			if tt.message == "" {
+				return
+			}
+			requireRefused(t, rec, tt.message, secret)
+		})
+	}
+}
+
+// Stop ends an event stream without the "complete" the subscription's end
+// would send, so graphql-sse clients reconnect, and Stop does not wait for
+// the grace.
+func TestServerStopEndsEventStreams(t *testing.T) {
+	t.Parallel()
+	gql := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		_, _ = io.WriteString(w, "event: next\ndata: {}\n\n")
+		http.NewResponseController(w).Flush()
+		<-r.Context().Done() // the subscription ends with the request
+		_, _ = io.WriteString(w, "event: complete\n\n")
+	})
+	s := NewServer(ServerOptions{Addr: "127.0.0.1:0", Grace: time.Minute, Log: quietLog()},
+		Options{GraphQL: gql, Web: http.NotFoundHandler(), Metrics: metrics.New(), Log: quietLog()})
+	require.NoError(t, s.Start(context.Background()))
+	req, err := http.NewRequest(http.MethodPost, "http://"+s.Addr()+"/query", strings.NewReader(`{"query":"subscription{x}"}`))
+	require.NoError(t, err)
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "text/event-stream")
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	first := make([]byte, len("event: next\ndata: {}\n\n"))
+	_, err = io.ReadFull(resp.Body, first)
+	require.NoError(t, err)
+
+	stopped := make(chan struct{})
+	go func() { defer close(stopped); s.Stop() }()
+	rest, err := io.ReadAll(resp.Body)
+	require.NoError(t, err, "the stream ends cleanly")
+	require.Empty(t, string(rest), "no complete: the client reconnects")
+	testkit.Receive(t, stopped, "Stop returns once the stream ended, well within the grace")
+}
+
+// echoItem answers each request with its own query and the client address
+// it saw, as GraphQL would answer it.
+func echoItem(w http.ResponseWriter, r *http.Request) {
+	var p struct{ Query string }
+	_ = json.NewDecoder(r.Body).Decode(&p)
+	w.Header().Set("Content-Type", "application/graphql-response+json")
+	w.WriteHeader(http.StatusUnprocessableEntity) // an item's status stays the item's
+	_ = json.NewEncoder(w).Encode(map[string]any{"data": map[string]string{"query": p.Query, "client": ratelimit.Client(r.Context())}})
+}
+
+func TestBatch(t *testing.T) {
+	t.Parallel()
+	h := chain(http.HandlerFunc(echoItem), clientAddress(0), limitBody(1<<10), batch)
+	post := func(body string, header http.Header) *httptest.ResponseRecorder {
+		req := httptest.NewRequest(http.MethodPost, "/query", strings.NewReader(body))
+		req.RemoteAddr = "192.0.2.1:1"
+		for k, v := range header {
+			req.Header[k] = v
+		}
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		return rec
+	}
+
+	rec := post(`[{"query":"{a}"}, {"query":"{b}"} ,{"query":"{c}"}]`, nil)
+	require.Equal(t, http.StatusOK, rec.Code)
+	require.Equal(t, "application/json", rec.Header().Get("Content-Type"))
+	var results []struct{ Data map[string]string }
+	require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &results))
+	require.Len(t, results, 3)
+	for i, q := range []string{"{a}", "{b}", "{c}"} {
+		require.Equal(t, q, results[i].Data["query"], "in order, each its own request")
+		require.Equal(t, "192.0.2.1", results[i].Data["client"], "with the request's context")
+	}
+
+	rec = post(`{"query":"{a}"}`, nil)
+	require.Equal(t, http.StatusUnprocessableEntity, rec.Code, "one request passes as it is")
+	require.JSONEq(t, `{"data":{"query":"{a}","client":"192.0.2.1"}}`, rec.Body.String())
+
+	rec = post(`[{"query":"subscription{a}"}]`, http.Header{"Accept": {"text/event-stream"}})
+	requireRefused(t, rec, "an event stream carries one operation: send a batch without Accept: text/event-stream", "subscription{a}")
 }

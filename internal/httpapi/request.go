@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"net/url"
 	"slices"
 
 	"github.com/99designs/gqlgen/graphql"
@@ -15,25 +17,55 @@ import (
 // only names an error message may quote.
 var requestFields = []string{"query", "operationName", "variables", "extensions"}
 
-// checkRequest reports why body is not one GraphQL request object, with a
-// message that never quotes the body: gqlgen's POST transport would put
-// the whole body (passwords included) in its error text.
+// maxBatchItems caps the operations of one batch, as many as Apollo's
+// BatchHttpLink sends by default (batchMax). Each runs as a request of its
+// own for every limit (cost, mutations, rate limits), so a batch costs at
+// most this many requests.
+const maxBatchItems = 10
+
+// checkBody reports why body is neither one GraphQL request object nor a
+// batch (a JSON array) of 1 to maxBatchItems of them, with a message that
+// never quotes the body: gqlgen's POST transport would put the whole body
+// (passwords included) in its error text.
+func checkBody(body []byte) *apperr.Error {
+	if !json.Valid(body) {
+		return apperr.Errorf(apperr.BadUserInput, "request body is not valid JSON")
+	}
+	if trimmed := bytes.TrimLeft(body, " \t\r\n"); trimmed[0] != '[' {
+		return checkRequest(body, 0)
+	}
+	var items []json.RawMessage
+	if err := json.Unmarshal(body, &items); err != nil {
+		return apperr.Errorf(apperr.BadUserInput, "request body is not valid JSON")
+	}
+	switch {
+	case len(items) == 0:
+		return apperr.Errorf(apperr.BadUserInput, "an empty batch: send at least one operation")
+	case len(items) > maxBatchItems:
+		return apperr.Errorf(apperr.BadUserInput, "at most %d operations per batch, got %d", maxBatchItems, len(items))
+	}
+	for i, item := range items {
+		if err := checkRequest(item, i+1); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkRequest reports why body, which is valid JSON, is not one GraphQL
+// request object: the request body (item 0) or a batch's item.
 //
 // The body is decoded exactly as gqlgen decodes it (into graphql.RawParams
 // with numbers kept as json.Number), so whatever passes here gqlgen
 // decodes too.
-func checkRequest(body []byte) *apperr.Error {
-	if !json.Valid(body) {
-		return apperr.Errorf(apperr.BadUserInput, "request body is not valid JSON")
+func checkRequest(body []byte, item int) *apperr.Error {
+	what, prefix := "request body", ""
+	if item > 0 {
+		what = fmt.Sprintf("batch item %d", item)
+		prefix = what + ": "
 	}
-	switch trimmed := bytes.TrimLeft(body, " \t\r\n"); trimmed[0] {
-	case '[':
-		// Apollo's BatchHttpLink sends arrays. One operation per request
-		// keeps every per-request limit (mutations, cost) meaningful.
-		return apperr.Errorf(apperr.BadUserInput, "batching is not supported: send one operation per request")
-	case '{':
-	default:
-		return apperr.Errorf(apperr.BadUserInput, "request body must be a JSON object with query, operationName, variables and extensions")
+	if trimmed := bytes.TrimLeft(body, " \t\r\n"); trimmed[0] != '{' {
+		return apperr.Errorf(apperr.BadUserInput, "%s must be a JSON object with query, operationName, variables and extensions", what)
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.UseNumber()
@@ -44,9 +76,35 @@ func checkRequest(body []byte) *apperr.Error {
 			if te.Field == "variables" || te.Field == "extensions" {
 				want = "an object"
 			}
-			return apperr.Errorf(apperr.BadUserInput, "%s must be %s", te.Field, want)
+			return apperr.Errorf(apperr.BadUserInput, "%s%s must be %s", prefix, te.Field, want)
 		}
-		return apperr.Errorf(apperr.BadUserInput, "request body is not a GraphQL request")
+		return apperr.Errorf(apperr.BadUserInput, "%s is not a GraphQL request", what)
+	}
+	return nil
+}
+
+// checkQueryString reports why rawQuery is not a GraphQL request over GET,
+// quoting nothing of it. variables and extensions are decoded as gqlgen's
+// GET transport decodes them (JSON, numbers kept as json.Number).
+func checkQueryString(rawQuery string) *apperr.Error {
+	q, err := url.ParseQuery(rawQuery)
+	if err != nil {
+		return apperr.Errorf(apperr.BadUserInput, "the query string is not URL-encoded")
+	}
+	if q.Get("query") == "" && q.Get("extensions") == "" {
+		return apperr.Errorf(apperr.BadUserInput, "a GET needs a query parameter (or extensions with a persisted query)")
+	}
+	for _, name := range []string{"variables", "extensions"} {
+		v := q.Get(name)
+		if v == "" {
+			continue
+		}
+		dec := json.NewDecoder(bytes.NewReader([]byte(v)))
+		dec.UseNumber()
+		var m map[string]any
+		if err := dec.Decode(&m); err != nil {
+			return apperr.Errorf(apperr.BadUserInput, "%s must be a JSON object", name)
+		}
 	}
 	return nil
 }

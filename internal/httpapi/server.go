@@ -34,8 +34,9 @@ const (
 // Server is the service's HTTP edge: it owns the listener, the
 // http.Server and every open websocket, and has the lifecycle of every
 // long-lived part. Stop closes the websockets with 1012 "service
-// restart" (standard clients reconnect and subscribe again), then lets
-// requests in flight finish within the grace.
+// restart" and ends the event streams without "complete" (standard
+// clients reconnect and subscribe again), then lets requests in flight
+// finish within the grace.
 type Server struct {
 	startstop.Base
 
@@ -44,8 +45,9 @@ type Server struct {
 	log     *slog.Logger
 	sockets *wsgorilla.Conns
 	srv     *http.Server
-	// shutting is closed when Stop begins (closeOnShutdown).
-	shutting chan struct{}
+	// shutting is done when Stop begins (closeOnShutdown, endStreams).
+	shutting context.Context
+	shut     context.CancelFunc
 
 	mu    sync.Mutex
 	bound string
@@ -68,14 +70,16 @@ type ServerOptions struct {
 
 // NewServer returns a server for o's routes (New), not yet listening.
 func NewServer(so ServerOptions, o Options) *Server {
-	s := &Server{addr: so.Addr, grace: so.Grace, log: so.Log, sockets: so.Sockets, shutting: make(chan struct{})}
+	s := &Server{addr: so.Addr, grace: so.Grace, log: so.Log, sockets: so.Sockets}
+	s.shutting, s.shut = context.WithCancel(context.Background())
+	o.shutting = s.shutting
 	if s.sockets == nil {
 		s.sockets = wsgorilla.NewConns()
 	}
 	s.srv = &http.Server{
 		// Websockets leave net/http's goroutine at the hijack
 		// (wsgorilla.Detach, in the /query chain).
-		Handler:           closeOnShutdown(s.shutting)(New(o)),
+		Handler:           closeOnShutdown(s.shutting.Done())(New(o)),
 		ReadHeaderTimeout: readHeaderTimeout,
 		ReadTimeout:       readTimeout,
 		WriteTimeout:      writeTimeout,
@@ -125,9 +129,10 @@ func (s *Server) Addr() string {
 	return s.bound
 }
 
-// shutdown closes the websockets, then the server, within the grace.
+// shutdown ends the event streams and closes the websockets, then the
+// server, within the grace.
 func (s *Server) shutdown() {
-	close(s.shutting)
+	s.shut() // event streams end now, without "complete" (endStreams)
 	ctx, cancel := context.WithTimeout(context.Background(), s.grace)
 	defer cancel()
 	// Websockets first, with 1012 "service restart", which standard
