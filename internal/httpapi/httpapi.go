@@ -52,6 +52,10 @@ type Options struct {
 	// Websocket is every websocket setting; the handler applies the
 	// per-client cap.
 	Websocket WebsocketPolicy
+	// HealthOnly serves /healthz, /readyz and /metrics and nothing else
+	// (ROLE=worker, which has no GraphQL to serve): every other path
+	// answers 404.
+	HealthOnly bool
 }
 
 // New returns the service's HTTP handler.
@@ -60,21 +64,24 @@ func New(o Options) http.Handler {
 	if o.MaxBodyBytes <= 0 {
 		o.MaxBodyBytes = DefaultMaxBodyBytes
 	}
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	mux.HandleFunc("GET /readyz", o.ready)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(o.Metrics.Registry, promhttp.HandlerOpts{}))
+	if o.HealthOnly {
+		return o.instrument(mux)
+	}
 	mux.Handle("/query", o.query())
 	mux.Handle("GET /playground", playground.Handler("verifier", "/query"))
 	if o.JWKS != nil {
 		mux.Handle("GET /.well-known/jwks.json", o.JWKS)
 	}
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
-	})
-	mux.HandleFunc("GET /readyz", o.ready)
 	mux.HandleFunc("GET /asyncapi.yaml", func(w http.ResponseWriter, r *http.Request) {
 		// RFC 9512's type; the document describes the public events.
 		w.Header().Set("Content-Type", "application/yaml")
 		_, _ = w.Write(o.AsyncAPI)
 	})
-	mux.Handle("GET /metrics", promhttp.HandlerFor(o.Metrics.Registry, promhttp.HandlerOpts{}))
 	if o.DevOutbox != nil {
 		mux.HandleFunc("GET /dev/mail", o.devMail)
 		mux.HandleFunc("GET /dev/mail.json", o.devMailJSONList)
