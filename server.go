@@ -41,6 +41,9 @@ func main() {
 	if len(os.Args) > 1 && os.Args[1] == "dead-letters" {
 		os.Exit(deadletter.Main(context.Background(), os.Args[2:], os.Getenv, os.Stdout, os.Stderr))
 	}
+	if len(os.Args) > 1 && os.Args[1] == "migrate" {
+		os.Exit(migrateMain(context.Background(), os.Args[2:], os.Getenv, os.Stdout, os.Stderr))
+	}
 	if len(os.Args) > 1 {
 		usage()
 		if a := os.Args[1]; a == "-h" || a == "-help" || a == "--help" || a == "help" {
@@ -64,7 +67,7 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "Usage: verifier\n       verifier dead-letters list|replay (see 'verifier dead-letters -help')\n\nverifier is configured by environment variables:")
+	fmt.Fprintln(os.Stderr, "Usage: verifier\n       verifier migrate [-check] (see 'verifier migrate -help')\n       verifier dead-letters list|replay (see 'verifier dead-letters -help')\n\nverifier is configured by environment variables:")
 	w := tabwriter.NewWriter(os.Stderr, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(w, "  VARIABLE\tDEFAULT\tMEANING")
 	for _, s := range config.Settings {
@@ -146,7 +149,10 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger, hk hooks) err
 	if now == nil {
 		now = time.Now
 	}
-	db, err := database.Open(ctx, cfg.DatabaseURL)
+	db, err := database.OpenWith(ctx, cfg.DatabaseURL, database.Options{
+		CheckSchema: cfg.Migrate == "off",
+		Log:         log.With("component", "migration"),
+	})
 	if err != nil {
 		return err
 	}
