@@ -384,32 +384,20 @@ func Load(getenv func(string) string) (Config, error) {
 	if strings.ContainsFunc(c.JWTAudience, unicode.IsControl) {
 		fail("JWT_AUDIENCE", "a control character in the audience")
 	}
-	switch c.LogLevel {
-	case "debug", "info", "warn", "error":
-	default:
-		fail("LOG_LEVEL", "want debug, info, warn or error, got %s", quote(c.LogLevel))
+	// oneOf checks a setting that takes one of a few words.
+	oneOf := func(name, v string, words ...string) {
+		if !slices.Contains(words, v) {
+			fail(name, "want %s or %s, got %s", strings.Join(words[:len(words)-1], ", "), words[len(words)-1], quote(v))
+		}
 	}
-	switch c.LogFormat {
-	case "text", "json":
-	default:
-		fail("LOG_FORMAT", "want text or json, got %s", quote(c.LogFormat))
-	}
-
-	switch c.Role {
-	case RoleAll:
-	case RoleAPI, RoleWorker:
+	oneOf("LOG_LEVEL", c.LogLevel, "debug", "info", "warn", "error")
+	oneOf("LOG_FORMAT", c.LogFormat, "text", "json")
+	oneOf("ROLE", c.Role, RoleAll, RoleAPI, RoleWorker)
+	oneOf("MIGRATE", c.Migrate, "auto", "off")
+	if (c.Role == RoleAPI || c.Role == RoleWorker) && c.AMQPURL == "" {
 		// The in-process broker joins nothing across processes: an api's
 		// events would never reach a worker.
-		if c.AMQPURL == "" {
-			fail("AMQP_URL", "required with ROLE=%s: the roles share events through RabbitMQ (amqp://user:pass@host:port/vhost)", c.Role)
-		}
-	default:
-		fail("ROLE", "want all, api or worker, got %s", quote(c.Role))
-	}
-	switch c.Migrate {
-	case "auto", "off":
-	default:
-		fail("MIGRATE", "want auto or off, got %s", quote(c.Migrate))
+		fail("AMQP_URL", "required with ROLE=%s: the roles share events through RabbitMQ (amqp://user:pass@host:port/vhost)", c.Role)
 	}
 
 	// The dev outbox keeps mail on the delivery records in the database, so
