@@ -35,6 +35,8 @@ func TestRoles(t *testing.T) {
 	apiSinks := []*mailtest.Sink{mailtest.Start(t), mailtest.Start(t)}
 	apis := []*svc{role("api", apiSinks[0]), role("api", apiSinks[1])}
 
+	// Ready once its RabbitMQ link is up, which no hook signals.
+	worker.waitReady(t, http.StatusOK)
 	for _, path := range []string{"/healthz", "/readyz", "/metrics"} {
 		resp, err := worker.http.Get(worker.url(path))
 		require.NoError(t, err)
