@@ -23,6 +23,7 @@ import (
 	"entgo.io/ent/dialect"
 	entsql "entgo.io/ent/dialect/sql"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/stdlib"
 	"golang.org/x/sync/singleflight"
 	"modernc.org/sqlite" // pure Go: no cgo needed for `go run .`
@@ -163,11 +164,21 @@ func openPostgres(ctx context.Context, rawURL string) (*DB, dialect.Driver, erro
 		db.Close()
 		return nil, nil, fmt.Errorf("database: connect: %w", redact(err, rawURL))
 	}
-	if _, err := db.ExecContext(ctx, createProbeTable); err != nil {
+	if _, err := db.ExecContext(ctx, createProbeTable); err != nil && !createdMeanwhile(err) {
 		db.Close()
 		return nil, nil, fmt.Errorf("database: create %s: %w", probeTable, redact(err, rawURL))
 	}
 	return &DB{SQL: db, Dialect: dialect.Postgres}, entsql.OpenDB(dialect.Postgres, db), nil
+}
+
+// createdMeanwhile reports an error of CREATE TABLE IF NOT EXISTS that
+// says another session created the table at the same instant: PostgreSQL
+// checks "if not exists" before it takes the catalog's locks, so replicas
+// starting together can collide on it (duplicate_table, or unique_violation
+// on pg_type's name index). The table exists either way.
+func createdMeanwhile(err error) bool {
+	var pg *pgconn.PgError
+	return errors.As(err, &pg) && (pg.Code == "42P07" || pg.Code == "23505")
 }
 
 // Close closes the pools.

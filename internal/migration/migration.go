@@ -14,6 +14,7 @@ package migration
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"embed"
 	"errors"
 	"fmt"
@@ -25,7 +26,6 @@ import (
 	"time"
 
 	"ariga.io/atlas/sql/migrate"
-	atlasschema "ariga.io/atlas/sql/schema"
 	"entgo.io/ent/dialect"
 	entsql "entgo.io/ent/dialect/sql"
 	"entgo.io/ent/dialect/sql/schema"
@@ -118,7 +118,30 @@ func Apply(ctx context.Context, db *sql.DB, dialectName string, o Options) ([]Ap
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
-	tx, err := db.BeginTx(ctx, nil)
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("migration: connect: %w", err)
+	}
+	defer conn.Close()
+	if dialectName == dialect.SQLite {
+		// SQLite changes a table by building a new one and dropping the
+		// old, and with foreign keys enforced that drop deletes, or
+		// refuses, the rows that point at it: a migration runs without
+		// them, and checks them all before it commits. The setting
+		// cannot change inside a transaction, so it is set around it, on
+		// a connection of its own, and back before the connection returns
+		// to the pool.
+		if _, err := conn.ExecContext(ctx, "PRAGMA foreign_keys = OFF"); err != nil {
+			return nil, fmt.Errorf("migration: %w", err)
+		}
+		defer func() {
+			if _, err := conn.ExecContext(context.WithoutCancel(ctx), "PRAGMA foreign_keys = ON"); err != nil {
+				// Never back in the pool without foreign keys.
+				_ = conn.Raw(func(any) error { return driver.ErrBadConn })
+			}
+		}()
+	}
+	tx, err := conn.BeginTx(ctx, nil)
 	if err != nil {
 		return nil, fmt.Errorf("migration: begin: %w", err)
 	}
@@ -133,6 +156,11 @@ func Apply(ctx context.Context, db *sql.DB, dialectName string, o Options) ([]Ap
 	applied, err := apply(ctx, tx, dialectName, dir, o)
 	if err != nil {
 		return nil, err
+	}
+	if dialectName == dialect.SQLite && len(applied) > 0 {
+		if err := checkForeignKeys(ctx, tx); err != nil {
+			return nil, err
+		}
 	}
 	if err := tx.Commit(); err != nil {
 		return nil, fmt.Errorf("migration: commit: %w", err)
@@ -240,7 +268,7 @@ func apply(ctx context.Context, tx *sql.Tx, dialectName string, dir migrate.Dir,
 // dropped anything, and the adoption does not start now.
 func adoptAutoMigrated(ctx context.Context, tx *sql.Tx, dialectName string) error {
 	drv := txDriver{Conn: entsql.Conn{ExecQuerier: tx}, dialect: dialectName}
-	m, err := schema.NewMigrate(drv, schema.WithApplyHook(newTablesFirst))
+	m, err := schema.NewMigrate(drv)
 	if err != nil {
 		return fmt.Errorf("migration: %w", err)
 	}
@@ -258,27 +286,6 @@ func adoptAutoMigrated(ctx context.Context, tx *sql.Tx, dialectName string) erro
 		return fmt.Errorf("migration: a database from an earlier release still differs from this release's schema after the upgrade: %s", strings.Join(left, "; "))
 	}
 	return nil
-}
-
-// newTablesFirst creates the new tables before changing the old ones.
-// Auto-migration rebuilds a changed SQLite table by copying it into a new
-// one, whose foreign keys may name a table the plan creates later; SQLite
-// refuses to copy into it then (`no such table`), and PRAGMA foreign_keys
-// cannot change inside a transaction. A new table only names tables that
-// exist or are new too, so creating the new ones first is always safe.
-func newTablesFirst(next schema.Applier) schema.Applier {
-	return schema.ApplyFunc(func(ctx context.Context, conn dialect.ExecQuerier, plan *migrate.Plan) error {
-		isNew := func(c *migrate.Change) bool {
-			_, ok := c.Source.(*atlasschema.AddTable)
-			return ok
-		}
-		sorted := *plan
-		sorted.Changes = slices.Concat(
-			slices.DeleteFunc(slices.Clone(plan.Changes), func(c *migrate.Change) bool { return !isNew(c) }),
-			slices.DeleteFunc(slices.Clone(plan.Changes), isNew),
-		)
-		return next.Apply(ctx, conn, &sorted)
-	})
 }
 
 // Drift lists the changes that would bring the database of drv to ent's
@@ -324,9 +331,48 @@ type txDriver struct {
 	dialect string
 }
 
+// Query answers ent's check that SQLite enforces foreign keys as if it
+// did: Apply turned them off for the migration and checks every row
+// before it commits (checkForeignKeys), which is what ent's own SQLite
+// migration does around its transaction, and what it cannot do inside
+// this one.
+func (d txDriver) Query(ctx context.Context, query string, args, v any) error {
+	if d.dialect == dialect.SQLite && query == "PRAGMA foreign_keys" {
+		query = "SELECT 1"
+	}
+	return d.Conn.Query(ctx, query, args, v)
+}
+
 func (d txDriver) Tx(context.Context) (dialect.Tx, error) { return dialect.NopTx(d), nil }
 func (d txDriver) Close() error                           { return nil }
 func (d txDriver) Dialect() string                        { return d.dialect }
+
+// checkForeignKeys fails when a row points at a row that does not exist,
+// which SQLite let a migration leave while foreign keys were off.
+func checkForeignKeys(ctx context.Context, tx *sql.Tx) error {
+	rows, err := tx.QueryContext(ctx, "PRAGMA foreign_key_check")
+	if err != nil {
+		return fmt.Errorf("migration: foreign key check: %w", err)
+	}
+	defer rows.Close()
+	var tables []string
+	for rows.Next() {
+		var table, parent string
+		var rowid sql.NullInt64
+		var fk int
+		if err := rows.Scan(&table, &rowid, &parent, &fk); err != nil {
+			return fmt.Errorf("migration: foreign key check: %w", err)
+		}
+		tables = append(tables, table+" → "+parent)
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("migration: foreign key check: %w", err)
+	}
+	if len(tables) > 0 {
+		return fmt.Errorf("migration: rolled back: it would leave rows pointing at rows that do not exist (%s)", strings.Join(slices.Compact(tables), ", "))
+	}
+	return nil
+}
 
 func hasTable(ctx context.Context, tx *sql.Tx, dialectName, name string) (bool, error) {
 	q := "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = $1"

@@ -109,7 +109,7 @@ func rawOpen(t *testing.T, url string) (*sql.DB, string) {
 }
 
 // From the schema of the previous release (83da5bc, made by ent's
-// auto-migration, with a user in it): MIGRATE=off refuses it; a start
+// auto-migration, with a user and a token of theirs in it): MIGRATE=off refuses it; a start
 // upgrades it as auto-migration did, records the migrations as applied
 // without running them, keeps the data, and leaves what ent's schema no
 // longer has (the watch_tokens table) in place.
@@ -124,6 +124,8 @@ func TestFromPreviousRelease(t *testing.T) {
 		}
 		id := uuid.New()
 		_, err := raw.ExecContext(ctx, "INSERT INTO users (id, created_at, email, password_hash, status) VALUES ($1, $2, 'old@example.com', 'x', 'VERIFIED')", id, time.Now().UTC())
+		require.NoError(t, err)
+		_, err = raw.ExecContext(ctx, "INSERT INTO verification_tokens (created_at, token_hash, expires_at, user_id) VALUES ($1, 'h', $1, $2)", time.Now().UTC(), id)
 		require.NoError(t, err)
 		require.NoError(t, raw.Close())
 
@@ -141,6 +143,9 @@ func TestFromPreviousRelease(t *testing.T) {
 		require.Equal(t, "old@example.com", u.Email)
 		var left int
 		require.NoError(t, db.SQL.QueryRowContext(ctx, "SELECT count(*) FROM watch_tokens").Scan(&left))
+		var tokens int
+		require.NoError(t, db.SQL.QueryRowContext(ctx, "SELECT count(*) FROM verification_tokens WHERE user_id = $1", id).Scan(&tokens))
+		require.Equal(t, 1, tokens, "rows pointing at a rebuilt table keep their link")
 		require.NoError(t, db.Close())
 
 		again := open(t, url, database.Options{CheckSchema: true})
