@@ -1,6 +1,6 @@
 # The two commands of the README: `make run` and `make test`.
 
-.PHONY: run test check generate bench faults
+.PHONY: run test check generate migration bench faults
 
 # Run on embedded defaults: SQLite in ./data, in-process broker, dev outbox.
 run:
@@ -12,9 +12,19 @@ run:
 test:
 	bash .ci/test
 
-# Regenerate ent and gqlgen code.
+# Regenerate ent and gqlgen code, and the SQLite migration of a change of
+# ent/schema (PostgreSQL's too when POSTGRES_URL is set).
 generate:
 	go generate ./...
+
+# The migration of a change of ent/schema, named, for both dialects:
+# PostgreSQL's diff needs a server (POSTGRES_URL, a role that may create
+# databases; a scratch database is created and dropped).
+#   POSTGRES_URL=postgres://... make migration NAME=add_something
+migration:
+	@test -n "$$POSTGRES_URL" || { echo "make migration: set POSTGRES_URL (the PostgreSQL migration needs a server)" >&2; exit 2; }
+	go generate ./ent
+	go run ./internal/migration/gen -dir internal/migration -name $(or $(NAME),changes)
 
 # The table of BENCHMARKS.md: bench/ drives the real service (a child
 # process) through its public API and prints every figure of issue 7's

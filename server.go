@@ -8,7 +8,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -18,12 +17,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/verifier/verifier/consumers"
-	"github.com/verifier/verifier/docs"
-	"github.com/verifier/verifier/graph"
-	admingraph "github.com/verifier/verifier/graph/admin"
 	"github.com/verifier/verifier/internal/account"
-	"github.com/verifier/verifier/internal/admin"
 	"github.com/verifier/verifier/internal/broker"
 	"github.com/verifier/verifier/internal/broker/inproc"
 	"github.com/verifier/verifier/internal/broker/rabbitmq"
@@ -33,25 +27,22 @@ import (
 	"github.com/verifier/verifier/internal/deadletter"
 	"github.com/verifier/verifier/internal/delivery"
 	"github.com/verifier/verifier/internal/httpapi"
-	"github.com/verifier/verifier/internal/hub"
 	"github.com/verifier/verifier/internal/janitor"
 	"github.com/verifier/verifier/internal/mail"
 	"github.com/verifier/verifier/internal/metrics"
 	"github.com/verifier/verifier/internal/outbox"
 	"github.com/verifier/verifier/internal/password"
 	"github.com/verifier/verifier/internal/publicevent"
-	"github.com/verifier/verifier/internal/ratelimit"
 	"github.com/verifier/verifier/internal/seal"
 	"github.com/verifier/verifier/internal/signer"
-	"github.com/verifier/verifier/internal/startstop"
-	"github.com/verifier/verifier/internal/webhook"
-	"github.com/verifier/verifier/internal/wsgorilla"
-	"github.com/verifier/verifier/web"
 )
 
 func main() {
 	if len(os.Args) > 1 && os.Args[1] == "dead-letters" {
 		os.Exit(deadletter.Main(context.Background(), os.Args[2:], os.Getenv, os.Stdout, os.Stderr))
+	}
+	if len(os.Args) > 1 && os.Args[1] == "migrate" {
+		os.Exit(migrateMain(context.Background(), os.Args[2:], os.Getenv, os.Stdout, os.Stderr))
 	}
 	if len(os.Args) > 1 {
 		usage()
@@ -76,7 +67,7 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "Usage: verifier\n       verifier dead-letters list|replay (see 'verifier dead-letters -help')\n\nverifier is configured by environment variables:")
+	fmt.Fprintln(os.Stderr, "Usage: verifier\n       verifier migrate [-check] (see 'verifier migrate -help')\n       verifier dead-letters list|replay (see 'verifier dead-letters -help')\n\nverifier is configured by environment variables:")
 	w := tabwriter.NewWriter(os.Stderr, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(w, "  VARIABLE\tDEFAULT\tMEANING")
 	for _, s := range config.Settings {
@@ -145,13 +136,14 @@ type hooks struct {
 	janitor func(runOnce func(context.Context))
 }
 
-// run serves until ctx ends or a part fails. It builds the parts, starts
-// them in order, and stops them in reverse, each fully before the next:
-// the HTTP server closes websockets with 1012 "service restart" (clients
-// reconnect) before any subscription ends and lets requests in flight
-// finish; then the hub ends the subscriptions, the janitor stops, the
-// relay stops (unconfirmed events stay in the outbox), the broker
-// finishes or hands back its deliveries, and the database closes last.
+// run serves until ctx ends or a part fails. It builds the parts of the
+// role (roleParts), starts them in order, and stops them in reverse, each
+// fully before the next: the HTTP server closes websockets with 1012
+// "service restart" (clients reconnect) before any subscription ends and
+// lets requests in flight finish; then the hub ends the subscriptions, the
+// janitor stops, the webhook dispatcher and the relay stop (unconfirmed
+// events stay in the outbox), the broker finishes or hands back its
+// deliveries, and the database closes last.
 func run(ctx context.Context, cfg config.Config, log *slog.Logger, hk hooks) error {
 	now := hk.now
 	if now == nil {
@@ -165,7 +157,10 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger, hk hooks) err
 	if cfg.TemplatesDir != "" {
 		log.Info("email templates loaded", "dir", cfg.TemplatesDir, "locales", templates.Locales())
 	}
-	db, err := database.Open(ctx, cfg.DatabaseURL)
+	db, err := database.OpenWith(ctx, cfg.DatabaseURL, database.Options{
+		CheckSchema: cfg.Migrate == "off",
+		Log:         log.With("component", "migration"),
+	})
 	if err != nil {
 		return err
 	}
@@ -209,10 +204,11 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger, hk hooks) err
 	m.Backlog(func(ctx context.Context) (int, error) { return db.Ent.OutboxEvent.Query().Count(ctx) })
 	records := delivery.New(db.Ent, now)
 	m.Deliveries(records.Counts)
-	subs := hub.New()
-	subs.OnChange = func(d int) { m.Subscriptions.Add(float64(d)) }
 
 	b, brokerName := newBroker(cfg, log.With("component", "broker"), hk.amqpPrefix)
+	// Every role relays: what a process commits (a registration, a
+	// delivery's change) goes out at once instead of at another
+	// replica's next poll.
 	relay := outbox.NewRelay(db.Ent, b, log.With("component", "outbox"), outbox.Options{
 		Now:         now,
 		OnPublished: func(n int) { m.Published.Add(float64(n)) },
@@ -225,78 +221,31 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger, hk hooks) err
 		rb.OnConnect(relay.Retry)
 	}
 
-	var sender mail.Sender
-	var devOutbox *mail.DevOutbox
-	mailName := "dev outbox at " + cfg.PublicURL + "/dev/mail"
+	s := &service{
+		cfg: cfg, log: log, hk: hk, now: now,
+		db: db, box: box, codes: codes, keys: keys, m: m, records: records, broker: b, relay: relay,
+		templates: templates,
+		ready: []httpapi.Check{
+			{Name: "database", Ping: db.CheckWrite},
+			{Name: "broker", Ping: b.Ping},
+		},
+		logAttrs: []any{"role", cfg.Role, "public_url", cfg.PublicURL, "database", db.Dialect, "broker", brokerName},
+	}
+	defer s.close()
 	if cfg.DevOutbox {
 		// config.Load allows it only on a loopback PUBLIC_URL or with
-		// DEV_MAILBOX=true: /dev/mail shows every live link.
-		devOutbox = mail.NewDevOutbox(records, log.With("component", "mail"), cfg.PublicURL+"/dev/mail")
-		sender = devOutbox
-	} else {
-		s, err := mail.NewSMTP(cfg.SMTPURL, cfg.MailFrom, cfg.SMTPConnections, log.With("component", "mail"))
-		if err != nil {
-			return err
-		}
-		defer s.Close()
-		sender, mailName = s, "SMTP"
+		// DEV_MAILBOX=true: /dev/mail shows every live link. It lives in
+		// the database, so an api lists what a worker kept.
+		s.devOutbox = mail.NewDevOutbox(records, log.With("component", "mail"), cfg.PublicURL+"/dev/mail")
+		s.tasks = append(s.tasks, janitor.Task{Name: "dev outbox", Run: func(ctx context.Context) (int, error) { return s.devOutbox.Trim(ctx, devOutboxKept) }})
 	}
-
-	mailer := &consumers.Mailer{
-		Seal:      box,
-		Sender:    sender,
-		Records:   records,
-		Templates: templates,
-		PublicURL: cfg.PublicURL,
-		Log:       log.With("component", "mailer"),
-		Now:       now,
-		// One email in flight per SMTP connection kept open.
-		Concurrency: cfg.SMTPConnections,
-		Handled:     hk.settled,
-		Metrics: consumers.MailMetrics{
-			Sent:    func(k string) { m.EmailsSent.WithLabelValues(k).Inc() },
-			Failed:  func(k string) { m.EmailsFailed.WithLabelValues(k).Inc() },
-			Retried: func(k string) { m.EmailRetries.WithLabelValues(k).Inc() },
-			Skipped: func(k string) { m.EmailsSkipped.WithLabelValues(k).Inc() },
-			Problem: m.SetMailProblem,
-		},
-	}
-	notifier := &consumers.Notifier{Hub: subs}
-	if err := errors.Join(b.Consume(mailer.Queue(), mailer.Handle), b.Consume(notifier.Queue(), notifier.Handle)); err != nil {
-		return err
-	}
-	// Webhooks: a consumer of the public events records one delivery per
-	// endpoint; the dispatcher sends them, apart from the mail path.
-	var hooks *webhook.Dispatcher
-	if len(cfg.WebhookURLs) > 0 {
-		if hooks, err = webhook.New(webhook.Options{
-			DB:        db.Ent,
-			Endpoints: cfg.WebhookURLs,
-			Secret:    cfg.WebhookSecret.Reveal(),
-			Log:       log.With("component", "webhooks"),
-			Now:       now,
-			Metrics: webhook.Metrics{
-				Delivered: m.WebhooksDelivered.Inc,
-				Failed:    m.WebhooksFailed.Inc,
-				Retried:   m.WebhookRetries.Inc,
-			},
-			OnSettled: hk.settled,
-		}); err != nil {
-			return err
-		}
-		if err := b.Consume(hooks.Queue(), hooks.Handle); err != nil {
-			return err
-		}
-	}
-
-	accounts := account.New(account.Options{
+	s.accounts = account.New(account.Options{
 		DB:      db.Ent,
 		Dialect: db.Dialect,
 		Seal:    box,
 		Codes:   codes,
 		Signer:  keys,
 		Hasher:  password.NewHasher(password.OWASP, 0),
-		Hub:     subs,
 		// A watcher that subscribes withDelivery starts from its email's record.
 		Deliveries:      records,
 		Wake:            relay.Wake,
@@ -311,96 +260,41 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger, hk hooks) err
 		DomainEmailLimit: cfg.DomainEmailLimit,
 		GlobalEmailLimit: cfg.GlobalEmailLimit,
 	})
+	// The janitor runs in every role: it needs only the database, and two
+	// janitors deleting the same expired rows do no harm.
+	s.tasks = append(s.tasks,
+		janitor.Task{Name: "expired tokens and cooldowns", Run: s.accounts.DeleteExpired},
+		janitor.Task{Name: "unverified accounts past UNVERIFIED_TTL", Run: s.accounts.DeleteUnverified},
+		janitor.Task{Name: "sent email records", Run: func(ctx context.Context) (int, error) { return records.TrimSent(ctx, now().Add(-sentRecordsKept)) }},
+	)
 
-	tasks := []janitor.Task{
-		{Name: "expired tokens and cooldowns", Run: accounts.DeleteExpired},
-		{Name: "unverified accounts past UNVERIFIED_TTL", Run: accounts.DeleteUnverified},
-		{Name: "sent email records", Run: func(ctx context.Context) (int, error) { return records.TrimSent(ctx, now().Add(-sentRecordsKept)) }},
+	s.parts.Add("broker", b)
+	s.parts.Add("outbox relay", relay)
+	for _, build := range roleParts[cfg.Role] {
+		if err := build(s); err != nil {
+			return err
+		}
 	}
-	if hooks != nil {
-		tasks = append(tasks, janitor.Task{Name: "delivered webhooks", Run: func(ctx context.Context) (int, error) { return hooks.TrimDelivered(ctx, now().Add(-sentRecordsKept)) }})
-	}
-	if devOutbox != nil {
-		tasks = append(tasks, janitor.Task{Name: "dev outbox", Run: func(ctx context.Context) (int, error) { return devOutbox.Trim(ctx, devOutboxKept) }})
-	}
-	cleaner := janitor.New(log.With("component", "janitor"), janitorEvery, tasks...)
+	cleaner := janitor.New(log.With("component", "janitor"), janitorEvery, s.tasks...)
 	if hk.janitor != nil {
 		hk.janitor(cleaner.RunOnce)
 	}
+	s.parts.Add("janitor", cleaner)
+	// The HTTP server last: nothing is served before everything it uses
+	// runs, and it stops first.
+	edge := s.edge()
+	s.parts.Add("http server", edge)
 
-	ws := httpapi.DefaultWebsocketPolicy(cfg.WSMaxSubscriptions, cfg.MaxSubscriptions, cfg.WSMaxSockets)
-	// Every websocket, so the server's Stop can close them all with one code.
-	sockets := wsgorilla.NewConns()
-	gql := graph.NewHandler(&graph.Resolver{
-		Accounts:    accounts,
-		ClientLimit: ratelimit.New(cfg.ClientLimit, now),
-		VerifyLimit: ratelimit.New(cfg.VerifyLimit, now),
-	}, graph.HandlerOptions{
-		Log:                       log.With("component", "graphql"),
-		Websocket:                 ws.Implementation(sockets),
-		MaxMessageBytes:           ws.MaxMessageBytes,
-		InitTimeout:               ws.InitTimeout,
-		MaxSubscriptionsPerSocket: ws.MaxSubscriptionsPerSocket,
-		MaxSubscriptions:          ws.MaxSubscriptions,
-		// Event streams are kept alive as often as websockets are pinged.
-		StreamKeepAlive: ws.KeepAlive,
-	})
-	adminAPI := admingraph.NewHandler(&admingraph.Resolver{Admin: &admin.Service{
-		DB: db.Ent, Accounts: accounts, Deliveries: records, Webhooks: webhooksOrNil(hooks),
-	}}, log.With("component", "admin"))
-	edge := httpapi.NewServer(httpapi.ServerOptions{
-		Addr:    cfg.HTTPAddr,
-		Grace:   cfg.ShutdownGrace,
-		Sockets: sockets,
-		Log:     log.With("component", "http"),
-	}, httpapi.Options{
-		GraphQL:    gql,
-		Web:        web.Handler(),
-		Playground: web.Playground(),
-		JWKS:       keys,
-		Metrics:    m,
-		AsyncAPI:   docs.AsyncAPI,
-		DevOutbox:  devOutbox,
-		// DEV_MAILBOX=true opens it to every client on purpose.
-		DevMailLoopbackOnly: cfg.DevMailbox == "auto",
-		// Off (404) while ADMIN_TOKEN is empty.
-		Admin:      adminAPI,
-		AdminToken: cfg.AdminToken.Reveal(),
-		Ready: []httpapi.Check{
-			{Name: "database", Ping: db.CheckWrite},
-			{Name: "broker", Ping: b.Ping},
-			// A mail server that refuses our sender or credentials refuses
-			// every replica: reported, but no reason to take this one out.
-			{Name: "mail", Ping: func(context.Context) error { return mailer.Problem() }, Advisory: true},
-		},
-		PublicURL:      cfg.PublicURL,
-		AllowedOrigins: cfg.AllowedOrigins,
-		Log:            log.With("component", "http"),
-		TrustProxy:     cfg.TrustProxy,
-		Websocket:      ws,
-	})
-
-	var parts startstop.Group
-	parts.Add("broker", b)
-	parts.Add("outbox relay", relay)
-	if hooks != nil {
-		parts.Add("webhooks", hooks)
-	}
-	parts.Add("janitor", cleaner)
-	parts.Add("hub", subs)
-	parts.Add("http server", edge)
-	if err := parts.Start(ctx); err != nil {
+	if err := s.parts.Start(ctx); err != nil {
 		return err
 	}
-	defer parts.Stop()
-	log.Info("verifier is listening",
-		"addr", edge.Addr(), "public_url", cfg.PublicURL,
-		"database", db.Dialect, "broker", brokerName, "mail", mailName, "webhooks", len(cfg.WebhookURLs))
+	defer s.parts.Stop()
+	log.Info("verifier is listening", append([]any{"addr", edge.Addr()}, s.logAttrs...)...)
 	if hk.listening != nil {
 		hk.listening(edge.Addr())
 	}
 
-	if err := parts.Wait(ctx); err != nil {
+	if err := s.parts.Wait(ctx); err != nil {
 		return err
 	}
 	log.Info("shutting down", "grace", cfg.ShutdownGrace)
@@ -409,15 +303,6 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger, hk hooks) err
 
 // newBroker returns the in-process broker, or RabbitMQ when AMQP_URL is
 // set, and its name for the log.
-// webhooksOrNil is hooks as the admin service takes it: a nil interface,
-// not a nil pointer in one, when webhooks are off.
-func webhooksOrNil(hooks *webhook.Dispatcher) admin.Webhooks {
-	if hooks == nil {
-		return nil
-	}
-	return hooks
-}
-
 func newBroker(cfg config.Config, log *slog.Logger, prefix string) (broker.Broker, string) {
 	if cfg.AMQPURL == "" {
 		return inproc.New(log, inproc.Options{StopGrace: cfg.ShutdownGrace}), "in-process"

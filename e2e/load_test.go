@@ -506,7 +506,8 @@ func (l *load) tally(fault string, recovered time.Time) (row, int) {
 	}
 	ghosts := 0
 	for a, m := range mails {
-		if !mine[a] {
+		// Only this load's addresses: another load may share the server.
+		if !mine[a] && strings.HasPrefix(a, l.prefix+"-") {
 			ghosts += len(m)
 		}
 	}

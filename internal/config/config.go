@@ -89,7 +89,28 @@ type Config struct {
 	ShutdownGrace   time.Duration // SHUTDOWN_GRACE
 	LogLevel        string        // LOG_LEVEL: debug, info, warn, error
 	LogFormat       string        // LOG_FORMAT: text or json
+	// Role is ROLE: which parts this process runs (RoleAll, RoleAPI,
+	// RoleWorker).
+	Role string
+	// Migrate is MIGRATE: auto applies pending schema migrations at start;
+	// off refuses to start while any is pending.
+	Migrate string
 }
+
+// The roles a process can take (ROLE). One process of RoleAll is the whole
+// service; RoleAPI and RoleWorker split it in two, sharing the database
+// and RabbitMQ, so the HTTP side and the sending side scale (and fail)
+// apart.
+const (
+	// RoleAll runs everything in one process.
+	RoleAll = "all"
+	// RoleAPI serves HTTP and GraphQL, relays the outbox and feeds
+	// subscriptions; it never sends mail or webhooks.
+	RoleAPI = "api"
+	// RoleWorker sends mail and webhooks; on HTTP it answers only
+	// /healthz, /readyz and /metrics.
+	RoleWorker = "worker"
+)
 
 // Setting documents one environment variable; the list drives both Load and
 // the -help output so the two cannot drift apart.
@@ -133,6 +154,8 @@ var Settings = []Setting{
 	{"SHUTDOWN_GRACE", "10s", "how long shutdown waits for requests and handlers in flight (1s to 10m)"},
 	{"LOG_LEVEL", "info", "debug, info, warn or error"},
 	{"LOG_FORMAT", "text", "text or json"},
+	{"ROLE", "all", "all; api (HTTP, GraphQL, relay, notifier; sends no mail or webhooks); worker (mail and webhooks; HTTP only /healthz, /readyz, /metrics); api and worker need AMQP_URL"},
+	{"MIGRATE", "auto", "auto: apply pending schema migrations at start (one process at a time); off: refuse to start while any is pending (run 'verifier migrate' first)"},
 }
 
 // Bounds of the duration settings. Each minimum is the least value that
@@ -272,6 +295,8 @@ func Load(getenv func(string) string) (Config, error) {
 		TemplatesDir:   get("TEMPLATES_DIR"),
 		LogLevel:       strings.ToLower(get("LOG_LEVEL")),
 		LogFormat:      strings.ToLower(get("LOG_FORMAT")),
+		Role:           strings.ToLower(get("ROLE")),
+		Migrate:        strings.ToLower(get("MIGRATE")),
 	}
 	c.ClientLimit = count("CLIENT_RATE_LIMIT", "calls a minute", 0, maxPerMinute)
 	c.VerifyLimit = count("VERIFY_RATE_LIMIT", "calls a minute", 0, maxPerMinute)
@@ -392,17 +417,29 @@ func Load(getenv func(string) string) (Config, error) {
 	if strings.ContainsFunc(c.JWTAudience, unicode.IsControl) {
 		fail("JWT_AUDIENCE", "a control character in the audience")
 	}
-	switch c.LogLevel {
-	case "debug", "info", "warn", "error":
-	default:
-		fail("LOG_LEVEL", "want debug, info, warn or error, got %s", quote(c.LogLevel))
+	// oneOf checks a setting that takes one of a few words.
+	oneOf := func(name, v string, words ...string) {
+		if !slices.Contains(words, v) {
+			fail(name, "want %s or %s, got %s", strings.Join(words[:len(words)-1], ", "), words[len(words)-1], quote(v))
+		}
 	}
-	switch c.LogFormat {
-	case "text", "json":
-	default:
-		fail("LOG_FORMAT", "want text or json, got %s", quote(c.LogFormat))
+	oneOf("LOG_LEVEL", c.LogLevel, "debug", "info", "warn", "error")
+	oneOf("LOG_FORMAT", c.LogFormat, "text", "json")
+	oneOf("ROLE", c.Role, RoleAll, RoleAPI, RoleWorker)
+	oneOf("MIGRATE", c.Migrate, "auto", "off")
+	if (c.Role == RoleAPI || c.Role == RoleWorker) && c.AMQPURL == "" {
+		// The in-process broker joins nothing across processes: an api's
+		// events would never reach a worker.
+		fail("AMQP_URL", "required with ROLE=%s: the roles share events through RabbitMQ (amqp://user:pass@host:port/vhost)", c.Role)
 	}
 
+	// The dev outbox keeps mail on the delivery records in the database, so
+	// it works across processes too: a worker keeps the mail, every api
+	// lists it at /dev/mail. A worker follows DEV_MAILBOX as one process
+	// does; an api sends nothing, so it never refuses to start over
+	// SMTP_URL, and only shows /dev/mail when DEV_MAILBOX would keep mail
+	// there.
+	sends := c.Role != RoleAPI
 	c.DevMailbox = strings.ToLower(get("DEV_MAILBOX"))
 	switch {
 	case c.DevMailbox != "auto" && c.DevMailbox != "true" && c.DevMailbox != "false":
@@ -412,11 +449,15 @@ func Load(getenv func(string) string) (Config, error) {
 	case c.DevMailbox == "true":
 		c.DevOutbox = true
 	case c.DevMailbox == "false":
-		fail("SMTP_URL", "required with DEV_MAILBOX=false: set SMTP_URL to smtp://host:port of the mail server")
+		if sends {
+			fail("SMTP_URL", "required with DEV_MAILBOX=false: set SMTP_URL to smtp://host:port of the mail server")
+		}
 	case publicURL == nil:
 		// PUBLIC_URL is reported already; whether it is loopback is moot.
 	case isLoopback(publicURL.Hostname()):
 		c.DevOutbox = true
+	case !sends:
+		// No /dev/mail on a public address; the worker sends the mail.
 	default:
 		// The dev outbox lists every verification link at /dev/mail:
 		// on a public address anyone could verify any address.

@@ -116,6 +116,51 @@ func TestDevMailbox(t *testing.T) {
 	}
 }
 
+// TestRoles: api and worker need RabbitMQ; an api sends nothing, so it
+// starts without SMTP_URL on any PUBLIC_URL (and shows /dev/mail only where
+// one process would); a worker follows DEV_MAILBOX like one process.
+func TestRoles(t *testing.T) {
+	t.Parallel()
+	const (
+		amqpURL = "amqp://guest:guest@127.0.0.1:5672/"
+		smtpURL = "smtp://127.0.0.1:2525"
+		public  = "https://verify.example.com"
+		local   = "http://localhost:8080"
+	)
+	tests := []struct {
+		role, amqpURL, smtpURL, devMailbox, publicURL string
+		devOutbox                                     bool
+		err                                           string // "" when the process starts
+	}{
+		{"", "", "", "", local, true, ""},
+		{"ALL", "", "", "", local, true, ""},
+		{"api", amqpURL, "", "", public, false, ""},
+		{"api", amqpURL, "", "false", public, false, ""},
+		{"api", amqpURL, "", "", local, true, ""},
+		{"api", amqpURL, smtpURL, "", public, false, ""},
+		{"api", "", "", "", local, false, "AMQP_URL: required with ROLE=api"},
+		{"worker", amqpURL, smtpURL, "", public, false, ""},
+		{"worker", amqpURL, "", "", local, true, ""},
+		{"worker", amqpURL, "", "", public, false, "set SMTP_URL"},
+		{"worker", amqpURL, "", "false", local, false, "required with DEV_MAILBOX=false"},
+		{"worker", "", smtpURL, "", public, false, "AMQP_URL: required with ROLE=worker"},
+		{"both", amqpURL, "", "", local, false, "ROLE: want all, api or worker"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.role+" "+tt.amqpURL+" "+tt.smtpURL+" "+tt.devMailbox+" "+tt.publicURL, func(t *testing.T) {
+			t.Parallel()
+			c, err := Load(env(map[string]string{"ROLE": tt.role, "AMQP_URL": tt.amqpURL, "SMTP_URL": tt.smtpURL, "DEV_MAILBOX": tt.devMailbox, "PUBLIC_URL": tt.publicURL}))
+			if tt.err != "" {
+				require.ErrorContains(t, err, tt.err)
+				return
+			}
+			require.NoError(t, err)
+			require.Equal(t, tt.devOutbox, c.DevOutbox)
+			require.Contains(t, []string{RoleAll, RoleAPI, RoleWorker}, c.Role)
+		})
+	}
+}
+
 // secret is the password in every bad URL below: no error may show it.
 const secret = "s3cr3tPa55"
 

@@ -12,25 +12,25 @@ import (
 	"database/sql/driver"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/url"
 	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
-	"sync"
 	"time"
 
 	"entgo.io/ent/dialect"
 	entsql "entgo.io/ent/dialect/sql"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/stdlib"
 	"golang.org/x/sync/singleflight"
 	"modernc.org/sqlite" // pure Go: no cgo needed for `go run .`
 
 	"github.com/verifier/verifier/ent"
+	"github.com/verifier/verifier/internal/migration"
 )
-
-var migrateMu sync.Mutex
 
 // DB is an open database.
 type DB struct {
@@ -42,6 +42,8 @@ type DB struct {
 	// Dialect is dialect.SQLite or dialect.Postgres, for the few statements
 	// ent's generated API cannot express.
 	Dialect string
+	// Migrated lists the schema migrations this Open applied.
+	Migrated []migration.Applied
 
 	probes singleflight.Group
 }
@@ -62,8 +64,23 @@ func sqliteReaders() int { return max(4, 2*runtime.GOMAXPROCS(0)) }
 // max_connections of 100.
 const postgresConns = 20
 
-// Open connects to rawURL and creates or upgrades the schema.
+// Options tune OpenWith.
+type Options struct {
+	// CheckSchema refuses a database whose schema is behind this release
+	// instead of migrating it (MIGRATE=off).
+	CheckSchema bool
+	// Log receives a line per schema migration applied; nil logs nothing.
+	Log *slog.Logger
+}
+
+// Open connects to rawURL and brings the schema to this release's,
+// applying the pending migrations.
 func Open(ctx context.Context, rawURL string) (*DB, error) {
+	return OpenWith(ctx, rawURL, Options{})
+}
+
+// OpenWith is Open with options.
+func OpenWith(ctx context.Context, rawURL string, o Options) (*DB, error) {
 	var (
 		d   *DB
 		drv dialect.Driver
@@ -81,14 +98,15 @@ func Open(ctx context.Context, rawURL string) (*DB, error) {
 		return nil, err
 	}
 	client := ent.NewClient(ent.Driver(drv))
-	// ent's migration mutates the package-level table definitions, so two
-	// databases opened at once in one process (tests do) must take turns.
-	migrateMu.Lock()
-	err = client.Schema.Create(ctx)
-	migrateMu.Unlock()
+	// On SQLite d.SQL is the writer, whose transactions are IMMEDIATE: the
+	// migration holds the write lock, so another process starting on the
+	// same file waits for it.
+	d.Migrated, err = migration.Apply(ctx, d.SQL, d.Dialect, migration.Options{Check: o.CheckSchema, Log: o.Log})
 	if err != nil {
 		client.Close()
-		return nil, fmt.Errorf("database: create schema: %w", err)
+		// No redaction: nothing of the URL is in a migration's error, and
+		// the caller tells ErrBehind apart.
+		return nil, fmt.Errorf("database: %w", err)
 	}
 	d.Ent = client
 	return d, nil
@@ -146,11 +164,21 @@ func openPostgres(ctx context.Context, rawURL string) (*DB, dialect.Driver, erro
 		db.Close()
 		return nil, nil, fmt.Errorf("database: connect: %w", redact(err, rawURL))
 	}
-	if _, err := db.ExecContext(ctx, createProbeTable); err != nil {
+	if _, err := db.ExecContext(ctx, createProbeTable); err != nil && !createdMeanwhile(err) {
 		db.Close()
 		return nil, nil, fmt.Errorf("database: create %s: %w", probeTable, redact(err, rawURL))
 	}
 	return &DB{SQL: db, Dialect: dialect.Postgres}, entsql.OpenDB(dialect.Postgres, db), nil
+}
+
+// createdMeanwhile reports an error of CREATE TABLE IF NOT EXISTS that
+// says another session created the table at the same instant: PostgreSQL
+// checks "if not exists" before it takes the catalog's locks, so replicas
+// starting together can collide on it (duplicate_table, or unique_violation
+// on pg_type's name index). The table exists either way.
+func createdMeanwhile(err error) bool {
+	var pg *pgconn.PgError
+	return errors.As(err, &pg) && (pg.Code == "42P07" || pg.Code == "23505")
 }
 
 // Close closes the pools.

@@ -60,6 +60,10 @@ type Options struct {
 	// Websocket is every websocket setting; the handler applies the
 	// per-client cap.
 	Websocket WebsocketPolicy
+	// HealthOnly serves /healthz, /readyz and /metrics and nothing else
+	// (ROLE=worker, which has no GraphQL to serve): every other path
+	// answers 404.
+	HealthOnly bool
 
 	// shutting is done when the server's Stop begins, which ends the
 	// event streams (endStreams); set by NewServer.
@@ -75,6 +79,14 @@ func New(o Options) http.Handler {
 	if o.shutting == nil {
 		o.shutting = context.Background()
 	}
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	mux.HandleFunc("GET /readyz", o.ready)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(o.Metrics.Registry, promhttp.HandlerOpts{}))
+	if o.HealthOnly {
+		return o.instrument(mux)
+	}
 	mux.Handle("/query", o.query())
 	if o.Admin != nil && o.AdminToken != "" {
 		mux.Handle("/admin/query", o.admin())
@@ -86,16 +98,11 @@ func New(o Options) http.Handler {
 	if o.JWKS != nil {
 		mux.Handle("GET /.well-known/jwks.json", o.JWKS)
 	}
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
-	})
-	mux.HandleFunc("GET /readyz", o.ready)
 	mux.HandleFunc("GET /asyncapi.yaml", func(w http.ResponseWriter, r *http.Request) {
 		// RFC 9512's type; the document describes the public events.
 		w.Header().Set("Content-Type", "application/yaml")
 		_, _ = w.Write(o.AsyncAPI)
 	})
-	mux.Handle("GET /metrics", promhttp.HandlerFor(o.Metrics.Registry, promhttp.HandlerOpts{}))
 	if o.DevOutbox != nil {
 		mux.HandleFunc("GET /dev/mail", o.devMail)
 		mux.HandleFunc("GET /dev/mail.json", o.devMailJSONList)

@@ -247,6 +247,42 @@ func TestReady(t *testing.T) {
 	}
 }
 
+// A worker's HTTP side (HealthOnly) answers health, readiness and metrics,
+// and 404 on every path of the API, even those a full handler serves.
+func TestHealthOnly(t *testing.T) {
+	t.Parallel()
+	h := newTestHandler(&echoGraphQL{}, Options{
+		HealthOnly: true,
+		DevOutbox:  mail.NewDevOutbox(nil, testkit.Discard(), ""),
+		Ready:      []Check{{Name: "mail", Ping: func(context.Context) error { return errors.New("refused") }, Advisory: true}},
+	})
+	tests := []struct {
+		method, path string
+		status       int
+	}{
+		{http.MethodGet, "/healthz", http.StatusOK},
+		{http.MethodGet, "/readyz", http.StatusOK},
+		{http.MethodGet, "/metrics", http.StatusOK},
+		{http.MethodPost, "/query", http.StatusNotFound},
+		{http.MethodGet, "/query", http.StatusNotFound},
+		{http.MethodGet, "/playground", http.StatusNotFound},
+		{http.MethodGet, "/dev/mail", http.StatusNotFound},
+		{http.MethodGet, "/asyncapi.yaml", http.StatusNotFound},
+		{http.MethodGet, "/", http.StatusNotFound},
+	}
+	for _, tt := range tests {
+		rec := httptest.NewRecorder()
+		req := httptest.NewRequest(tt.method, tt.path, strings.NewReader(`{"query":"{__typename}"}`))
+		req.RemoteAddr = "127.0.0.1:4000"
+		req.Header.Set("Content-Type", "application/json")
+		h.ServeHTTP(rec, req)
+		require.Equal(t, tt.status, rec.Code, tt.method+" "+tt.path)
+	}
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/readyz", nil))
+	require.Contains(t, rec.Body.String(), `"mail":"degraded"`, "a worker reports its SMTP state")
+}
+
 // With DEV_MAILBOX=auto the dev mailbox is for this machine only, even
 // when the client claims otherwise; both views obey the same rule.
 func TestDevMailLoopbackOnly(t *testing.T) {

@@ -1,0 +1,59 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+
+	"github.com/verifier/verifier/internal/config"
+	"github.com/verifier/verifier/internal/database"
+	"github.com/verifier/verifier/internal/migration"
+)
+
+// migrateMain is `verifier migrate`: it brings DATABASE_URL's schema to
+// this release's and exits, printing what it applied, so a deployment can
+// migrate once before starting replicas with MIGRATE=off. With -check it
+// changes nothing and exits 1 while migrations are pending.
+func migrateMain(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("verifier migrate", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	check := fs.Bool("check", false, "change nothing; exit 1 while migrations are pending")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "Usage: verifier migrate [-check]\n\nApplies the pending schema migrations to DATABASE_URL (under a lock: safe beside starting replicas) and prints them.")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	cfg, err := config.Load(getenv)
+	if err != nil {
+		printConfigErrors(stderr, err)
+		return 2
+	}
+	db, err := database.OpenWith(ctx, cfg.DatabaseURL, database.Options{CheckSchema: *check})
+	switch {
+	case errors.Is(err, migration.ErrBehind):
+		fmt.Fprintln(stdout, err)
+		return 1
+	case err != nil:
+		fmt.Fprintf(stderr, "verifier: %v\n", err)
+		return 1
+	}
+	defer db.Close()
+	for _, a := range db.Migrated {
+		if a.Adopted {
+			fmt.Fprintf(stdout, "recorded %s %s (the database was made by an earlier release, upgraded as it always was)\n", a.Version, a.Description)
+		} else {
+			fmt.Fprintf(stdout, "applied %s %s\n", a.Version, a.Description)
+		}
+	}
+	if len(db.Migrated) == 0 {
+		fmt.Fprintln(stdout, "the schema is up to date: nothing to apply")
+	}
+	return 0
+}

@@ -1,0 +1,232 @@
+package main
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/verifier/verifier/consumers"
+	"github.com/verifier/verifier/docs"
+	"github.com/verifier/verifier/graph"
+	admingraph "github.com/verifier/verifier/graph/admin"
+	"github.com/verifier/verifier/internal/account"
+	"github.com/verifier/verifier/internal/admin"
+	"github.com/verifier/verifier/internal/broker"
+	"github.com/verifier/verifier/internal/code"
+	"github.com/verifier/verifier/internal/config"
+	"github.com/verifier/verifier/internal/database"
+	"github.com/verifier/verifier/internal/delivery"
+	"github.com/verifier/verifier/internal/httpapi"
+	"github.com/verifier/verifier/internal/hub"
+	"github.com/verifier/verifier/internal/janitor"
+	"github.com/verifier/verifier/internal/mail"
+	"github.com/verifier/verifier/internal/metrics"
+	"github.com/verifier/verifier/internal/outbox"
+	"github.com/verifier/verifier/internal/ratelimit"
+	"github.com/verifier/verifier/internal/seal"
+	"github.com/verifier/verifier/internal/signer"
+	"github.com/verifier/verifier/internal/startstop"
+	"github.com/verifier/verifier/internal/webhook"
+	"github.com/verifier/verifier/internal/wsgorilla"
+	"github.com/verifier/verifier/web"
+)
+
+// roleParts lists, per ROLE, what a process builds on top of what every
+// process has (the database, keys, broker, outbox relay, janitor and an
+// HTTP server for health), in start order. An api never sends: it has no
+// mailer, no webhook consumer or dispatcher and no SMTP connection. A
+// worker serves no GraphQL, web app or websocket and keeps no hub.
+var roleParts = map[string][]func(*service) error{
+	config.RoleAll:    {(*service).sendMail, (*service).sendWebhooks, (*service).serveAPI},
+	config.RoleAPI:    {(*service).serveAPI},
+	config.RoleWorker: {(*service).sendMail, (*service).sendWebhooks},
+}
+
+// service is what run builds, shared with the parts of each role.
+type service struct {
+	cfg config.Config
+	log *slog.Logger
+	hk  hooks
+	now func() time.Time
+
+	db        *database.DB
+	box       *seal.Box
+	codes     *code.Hasher
+	keys      *signer.Signer
+	m         *metrics.Metrics
+	records   *delivery.Store
+	broker    broker.Broker
+	relay     *outbox.Relay
+	accounts  *account.Service
+	devOutbox *mail.DevOutbox
+	templates *mail.Templates
+	// hooks is the webhook dispatcher, nil when this process sends none.
+	hooks *webhook.Dispatcher
+
+	// Filled by the parts: the janitor's tasks, /readyz's checks, the
+	// fields of the "listening" log line, what HTTP serves besides
+	// health, and the parts to start, in order.
+	tasks    []janitor.Task
+	ready    []httpapi.Check
+	logAttrs []any
+	http     *httpapi.Options
+	sockets  *wsgorilla.Conns
+	parts    startstop.Group
+	closers  []func()
+}
+
+// sendMail runs the mailer, over SMTP or into the dev outbox.
+func (s *service) sendMail() error {
+	sender, mailName := mail.Sender(s.devOutbox), "dev outbox at "+s.cfg.PublicURL+"/dev/mail"
+	if s.devOutbox == nil {
+		smtp, err := mail.NewSMTP(s.cfg.SMTPURL, s.cfg.MailFrom, s.cfg.SMTPConnections, s.log.With("component", "mail"))
+		if err != nil {
+			return err
+		}
+		s.closers = append(s.closers, func() { smtp.Close() })
+		sender, mailName = smtp, "SMTP"
+	}
+	m := s.m
+	mailer := &consumers.Mailer{
+		Seal:      s.box,
+		Sender:    sender,
+		Records:   s.records,
+		Templates: s.templates,
+		PublicURL: s.cfg.PublicURL,
+		Log:       s.log.With("component", "mailer"),
+		Now:       s.now,
+		// One email in flight per SMTP connection kept open.
+		Concurrency: s.cfg.SMTPConnections,
+		Handled:     s.hk.settled,
+		Metrics: consumers.MailMetrics{
+			Sent:    func(k string) { m.EmailsSent.WithLabelValues(k).Inc() },
+			Failed:  func(k string) { m.EmailsFailed.WithLabelValues(k).Inc() },
+			Retried: func(k string) { m.EmailRetries.WithLabelValues(k).Inc() },
+			Skipped: func(k string) { m.EmailsSkipped.WithLabelValues(k).Inc() },
+			Problem: m.SetMailProblem,
+		},
+	}
+	// A mail server that refuses our sender or credentials refuses every
+	// replica: reported, but no reason to take this one out.
+	s.ready = append(s.ready, httpapi.Check{Name: "mail", Ping: func(context.Context) error { return mailer.Problem() }, Advisory: true})
+	s.logAttrs = append(s.logAttrs, "mail", mailName)
+	return s.broker.Consume(mailer.Queue(), mailer.Handle)
+}
+
+// sendWebhooks runs, when WEBHOOK_URL is set, a consumer of the public
+// events that records one delivery per endpoint, and the dispatcher that
+// sends them, apart from the mail path.
+func (s *service) sendWebhooks() error {
+	s.logAttrs = append(s.logAttrs, "webhooks", len(s.cfg.WebhookURLs))
+	if len(s.cfg.WebhookURLs) == 0 {
+		return nil
+	}
+	hooks, err := webhook.New(webhook.Options{
+		DB:        s.db.Ent,
+		Endpoints: s.cfg.WebhookURLs,
+		Secret:    s.cfg.WebhookSecret.Reveal(),
+		Log:       s.log.With("component", "webhooks"),
+		Now:       s.now,
+		Metrics: webhook.Metrics{
+			Delivered: s.m.WebhooksDelivered.Inc,
+			Failed:    s.m.WebhooksFailed.Inc,
+			Retried:   s.m.WebhookRetries.Inc,
+		},
+		OnSettled: s.hk.settled,
+	})
+	if err != nil {
+		return err
+	}
+	s.tasks = append(s.tasks, janitor.Task{Name: "delivered webhooks", Run: func(ctx context.Context) (int, error) {
+		return hooks.TrimDelivered(ctx, s.now().Add(-sentRecordsKept))
+	}})
+	s.hooks = hooks
+	s.parts.Add("webhooks", hooks)
+	return s.broker.Consume(hooks.Queue(), hooks.Handle)
+}
+
+// serveAPI serves GraphQL, the web app and subscriptions, fed by the
+// notifier through the hub.
+func (s *service) serveAPI() error {
+	subs := hub.New()
+	subs.OnChange = func(d int) { s.m.Subscriptions.Add(float64(d)) }
+	// Subscriptions watch through the hub; no other role takes any.
+	s.accounts.Hub = subs
+	notifier := &consumers.Notifier{Hub: subs}
+	if err := s.broker.Consume(notifier.Queue(), notifier.Handle); err != nil {
+		return err
+	}
+	s.parts.Add("hub", subs)
+
+	cfg := s.cfg
+	ws := httpapi.DefaultWebsocketPolicy(cfg.WSMaxSubscriptions, cfg.MaxSubscriptions, cfg.WSMaxSockets)
+	// Every websocket, so the server's Stop can close them all with one code.
+	s.sockets = wsgorilla.NewConns()
+	gql := graph.NewHandler(&graph.Resolver{
+		Accounts:    s.accounts,
+		ClientLimit: ratelimit.New(cfg.ClientLimit, s.now),
+		VerifyLimit: ratelimit.New(cfg.VerifyLimit, s.now),
+	}, graph.HandlerOptions{
+		Log:                       s.log.With("component", "graphql"),
+		Websocket:                 ws.Implementation(s.sockets),
+		MaxMessageBytes:           ws.MaxMessageBytes,
+		InitTimeout:               ws.InitTimeout,
+		MaxSubscriptionsPerSocket: ws.MaxSubscriptionsPerSocket,
+		MaxSubscriptions:          ws.MaxSubscriptions,
+		// Event streams are kept alive as often as websockets are pinged.
+		StreamKeepAlive: ws.KeepAlive,
+	})
+	adminAPI := admingraph.NewHandler(&admingraph.Resolver{Admin: &admin.Service{
+		DB: s.db.Ent, Accounts: s.accounts, Deliveries: s.records, Webhooks: webhooksOrNil(s.hooks),
+	}}, s.log.With("component", "admin"))
+	s.http = &httpapi.Options{
+		GraphQL:    gql,
+		Web:        web.Handler(),
+		Playground: web.Playground(),
+		JWKS:       s.keys,
+		AsyncAPI:   docs.AsyncAPI,
+		DevOutbox:  s.devOutbox,
+		// DEV_MAILBOX=true opens it to every client on purpose.
+		DevMailLoopbackOnly: cfg.DevMailbox == "auto",
+		// Off (404) while ADMIN_TOKEN is empty.
+		Admin:          adminAPI,
+		AdminToken:     cfg.AdminToken.Reveal(),
+		PublicURL:      cfg.PublicURL,
+		AllowedOrigins: cfg.AllowedOrigins,
+		TrustProxy:     cfg.TrustProxy,
+		Websocket:      ws,
+	}
+	return nil
+}
+
+// edge is the HTTP server: the API when the role serves one, otherwise
+// health, readiness and metrics alone.
+func (s *service) edge() *httpapi.Server {
+	o := httpapi.Options{HealthOnly: true}
+	if s.http != nil {
+		o = *s.http
+	}
+	o.Metrics, o.Ready, o.Log = s.m, s.ready, s.log.With("component", "http")
+	return httpapi.NewServer(httpapi.ServerOptions{
+		Addr:    s.cfg.HTTPAddr,
+		Grace:   s.cfg.ShutdownGrace,
+		Sockets: s.sockets,
+		Log:     s.log.With("component", "http"),
+	}, o)
+}
+
+// close releases what the parts hold beyond the start/stop group.
+func (s *service) close() {
+	for _, c := range s.closers {
+		c()
+	}
+}
+
+// webhooksOrNil is hooks as the admin service takes it: a nil interface,
+// not a nil pointer in one, when this process sends no webhooks.
+func webhooksOrNil(hooks *webhook.Dispatcher) admin.Webhooks {
+	if hooks == nil {
+		return nil
+	}
+	return hooks
+}
