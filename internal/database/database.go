@@ -2,8 +2,9 @@
 // embedded default) or PostgreSQL, and creates the schema. On SQLite, ent
 // runs over one writer connection, whose turns are handed out first come
 // first served in Go (Urgent work first), and a pool of readers for plain
-// SELECTs; transactions queued for the writer commit in groups, and
-// statements are prepared once per connection. PostgreSQL gets one pool.
+// SELECTs; transactions queued for the writer commit in groups,
+// statements are prepared once per connection, and WAL checkpoints run on
+// a connection of their own. PostgreSQL gets one pool.
 package database
 
 import (
