@@ -3,6 +3,7 @@ package database
 import (
 	"context"
 	"database/sql"
+	"sync"
 	"time"
 )
 
@@ -13,9 +14,9 @@ import (
 const checkpointEvery = time.Second
 
 // writerAutoCheckpoint is the writer's own wal_autocheckpoint, in pages: a
-// bound on the WAL (about 40 MB) for when the checkpointer cannot keep up,
-// far above what it lets the WAL reach, so the writer never checkpoints in
-// normal running.
+// bound on the WAL (about 40 MB of 4 KiB pages) for when the checkpointer
+// cannot keep up or cannot run; ten times SQLite's default, so in normal
+// running the writer leaves checkpoints to the checkpointer.
 const writerAutoCheckpoint = 10000
 
 // checkpointer runs SQLite's WAL checkpoints on a connection of its own,
@@ -31,9 +32,10 @@ const writerAutoCheckpoint = 10000
 // locks the writer needs, and the writer's COMMIT only appends to the WAL
 // (synchronous=NORMAL).
 type checkpointer struct {
-	db   *sql.DB
-	stop chan struct{}
-	done chan struct{}
+	db      *sql.DB
+	stop    chan struct{}
+	done    chan struct{}
+	stopped sync.Once
 }
 
 func startCheckpointer(db *sql.DB) *checkpointer {
@@ -68,10 +70,11 @@ func (c *checkpointer) checkpoint(ctx context.Context) (frames, copied int, err 
 	return frames, copied, err
 }
 
-// close stops the checkpoints and closes their connection. Closing the
-// last connection to the file checkpoints what is left (SQLite does).
+// close stops the checkpoints and closes their connection; it may be
+// called again. Closing the last connection to the file checkpoints what
+// is left (SQLite does).
 func (c *checkpointer) close() error {
-	close(c.stop)
+	c.stopped.Do(func() { close(c.stop) })
 	<-c.done
 	return c.db.Close()
 }
