@@ -146,7 +146,7 @@ func TestSIGKILL(t *testing.T) {
 			l := startLoad(t, e.svc, e.smtp, loadOptions{target: registrations, crashDupBound: len(kills) * smtpConnections})
 			for _, at := range kills {
 				l.awaitAccepted(at)
-				e.svc.Kill()
+				e.smtp.SenderKilled(e.svc.Kill())
 				e.svc.Start()
 			}
 			recovered := time.Now()

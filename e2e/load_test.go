@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"sort"
 	"strings"
 	"sync"
@@ -459,6 +460,12 @@ func (l *load) tally(fault string, recovered time.Time) (row, int) {
 		mine[j.email] = true
 		got := mails[j.email]
 		dup, unavoidable := duplicates(got)
+		if dup+unavoidable > 0 && os.Getenv("FAULTS_VERBOSE") != "" {
+			// To find each copy in the service's log (FAULTS_LOGDIR).
+			for _, m := range got {
+				l.t.Logf("copies of %s: %s at %s, answered %s (unanswered %v, peer gone %v)", j.email, m.MessageID, m.At.UTC().Format(time.RFC3339Nano), m.Answered.UTC().Format(time.RFC3339Nano), m.Unanswered, m.PeerGone)
+			}
+		}
 		r.Duplicated += dup
 		rfc1047 += unavoidable
 		j.mu.Lock()

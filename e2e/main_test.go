@@ -67,6 +67,10 @@ func runMain(m *testing.M) int {
 			_ = f.Close()
 		}
 	}
+	if over := overDupRate(); len(over) > 0 && code == 0 {
+		fmt.Fprintf(os.Stderr, "FAIL: duplicates over %.1f %% across runs: %s\n", 100*maxDupRate, strings.Join(over, "; "))
+		code = 1
+	}
 	if code == 0 {
 		if err := goleak.Find(); err != nil {
 			fmt.Fprintf(os.Stderr, "goleak: %v\n", err)
@@ -119,4 +123,65 @@ func printTable(w *os.File) {
 		fmt.Fprintln(w, r.markdown())
 	}
 	fmt.Fprintln(w)
+	for _, a := range aggregate() {
+		if a.runs > 1 {
+			fmt.Fprintf(w, "%s: %d runs, %d delivered, %d duplicated (%.3f %%)\n", a.fault, a.runs, a.delivered, a.duplicated, 100*a.rate())
+		}
+	}
+}
+
+// minDupSample is the number of delivered emails, over the runs of one
+// scenario (go test -count), from which the suite asserts the issue's
+// 0.1 % across them. A crash duplicates an email only when it lands
+// between the server's "250" and the SENT record's COMMIT, a window of
+// about a millisecond: whether one of a run's two kills hits it is luck,
+// and at 155 emails a run one copy is 0.6 %. So one run asserts only
+// that a crash duplicates no more than the emails in flight
+// (crashDupBound); the rate is asserted over enough runs to mean
+// something, and RELIABILITY.md keeps the tally.
+const minDupSample = 1000
+
+type total struct {
+	fault                       string
+	runs, delivered, duplicated int
+}
+
+func (t total) rate() float64 {
+	if t.delivered == 0 {
+		return 0
+	}
+	return float64(t.duplicated) / float64(t.delivered)
+}
+
+// aggregate sums the table's rows by scenario, in order of first run;
+// table.mu is held.
+func aggregate() []total {
+	var out []total
+	at := map[string]int{}
+	for _, r := range table.rows {
+		i, ok := at[r.Fault]
+		if !ok {
+			i = len(out)
+			at[r.Fault] = i
+			out = append(out, total{fault: r.Fault})
+		}
+		out[i].runs++
+		out[i].delivered += r.Delivered
+		out[i].duplicated += r.Duplicated
+	}
+	return out
+}
+
+// overDupRate lists the scenarios whose runs delivered at least
+// minDupSample emails with duplicates over maxDupRate.
+func overDupRate() []string {
+	table.mu.Lock()
+	defer table.mu.Unlock()
+	var over []string
+	for _, a := range aggregate() {
+		if a.delivered >= minDupSample && a.rate() > maxDupRate {
+			over = append(over, fmt.Sprintf("%s: %d in %d (%.3f %%)", a.fault, a.duplicated, a.delivered, 100*a.rate()))
+		}
+	}
+	return over
 }

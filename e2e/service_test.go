@@ -80,6 +80,9 @@ func newService(t testing.TB, o serviceOptions) *service {
 	for k, v := range o.extraEnv {
 		env[k] = v
 	}
+	if lvl := os.Getenv("FAULTS_LOG_LEVEL"); lvl != "" {
+		env["LOG_LEVEL"] = lvl
+	}
 	s := &service{t: t, addr: addr, asUser: o.asUser, logs: &testkit.LogBuffer{}}
 	// The environment is built from scratch: nothing of the developer's
 	// own settings (an AMQP_URL for the unit tests) leaks in.
@@ -93,6 +96,11 @@ func newService(t testing.TB, o serviceOptions) *service {
 			if n := s.logs.Count(bad); n > 0 {
 				t.Errorf("the service log has %d %q", n, bad)
 			}
+		}
+		if dir := os.Getenv("FAULTS_LOGDIR"); dir != "" {
+			// Named per run: go test -count repeats the test's name.
+			name := fmt.Sprintf("%s-%d.log", strings.ReplaceAll(t.Name(), "/", "_"), time.Now().UnixNano())
+			_ = os.WriteFile(filepath.Join(dir, name), []byte(s.logs.String()), 0o644)
 		}
 		if t.Failed() || os.Getenv("FAULTS_VERBOSE") != "" {
 			t.Logf("service log (last 60 lines):\n%s", s.logs.Tail(60))
@@ -198,18 +206,23 @@ func (s *service) WaitReady() {
 	}
 }
 
-// Kill sends SIGKILL and waits for the process to be gone.
-func (s *service) Kill() {
+// Kill sends SIGKILL and waits for the process to be gone. It returns
+// when kill(2) returned: from then on the process reads and writes
+// nothing more (the kernel stops its threads at once), though the kernel
+// may take a few milliseconds more to close its sockets.
+func (s *service) Kill() time.Time {
 	s.t.Helper()
 	s.mu.Lock()
 	cmd, done := s.cmd, s.done
 	s.mu.Unlock()
 	if cmd == nil {
-		return
+		return time.Time{}
 	}
 	_ = cmd.Process.Signal(syscall.SIGKILL)
+	at := time.Now()
 	<-done
-	fmt.Fprintf(s.logs, "=== killed (SIGKILL)\n")
+	fmt.Fprintf(s.logs, "=== killed (SIGKILL) at %s\n", at.UTC().Format(time.RFC3339Nano))
+	return at
 }
 
 // Stop ends the process gracefully (SIGTERM), killing it if it hangs.

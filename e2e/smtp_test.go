@@ -55,8 +55,24 @@ type received struct {
 	// the server keeps the message, as a real relay does, but the sender
 	// never heard "250". A copy sent again is the duplicate RFC 1047
 	// describes, which no SMTP client can avoid; the suite counts it
-	// apart.
+	// apart. Set when the sender had closed its end (PeerGone), when the
+	// "250" could not be written, or when the suite killed the sender's
+	// process between the session's start and Answered (see
+	// SenderKilled).
 	Unanswered bool
+	// Answered is when the write of the "250" to the sender returned
+	// (zero: it failed): the earliest the sender could have read it.
+	// Until then the sender cannot know, whatever it does; on a loaded
+	// machine this server can take tens of milliseconds between At and
+	// writing the reply.
+	Answered time.Time
+	// PeerGone is set when the sender's end of the connection was closed
+	// as the server answered.
+	PeerGone bool
+	// session is when the connection that carried the message was
+	// accepted: a kill after it and before Answered hit the message's
+	// sender.
+	session time.Time
 }
 
 // faultSMTP is a real SMTP server (emersion/go-smtp) whose behaviour a
@@ -83,6 +99,7 @@ type faultSMTP struct {
 	waiters   map[string]chan struct{} // closed at an address's first mail
 	attempted map[string]chan struct{} // closed at an address's first RCPT
 	last      time.Time                // arrival of the latest mail
+	kills     []time.Time              // when the suite killed the sender (SenderKilled)
 }
 
 // startSMTP runs a fault SMTP server on a loopback port until the test
@@ -103,7 +120,9 @@ func startSMTP(t testing.TB, publicURL string, latency time.Duration) *faultSMTP
 		waiters:   map[string]chan struct{}{},
 		attempted: map[string]chan struct{}{},
 	}
-	s.srv = smtp.NewServer(smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) { return &faultSession{s: s, conn: c.Conn()}, nil }))
+	s.srv = smtp.NewServer(smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) {
+		return &faultSession{s: s, conn: c.Conn(), began: time.Now()}, nil
+	}))
 	s.srv.Domain = "faults.test"
 	s.srv.ReadTimeout, s.srv.WriteTimeout = 30*time.Second, 30*time.Second
 	s.srv.AllowInsecureAuth = true
@@ -229,11 +248,25 @@ func chanFor(m map[string]chan struct{}, k string) chan struct{} {
 	return c
 }
 
+// SenderKilled tells the server that the sending process was killed at
+// (just after kill(2) returned). A message whose "250" was not yet
+// written by then was never answered for its sender, even when the
+// kernel had not closed the sender's sockets yet when peerGone looked:
+// measured, it takes the kernel up to several milliseconds after SIGKILL
+// to close them, and such copies were counted as avoidable. A message
+// answered before at counts as answered, even though its sender may have
+// died before reading the "250": the count errs towards avoidable.
+func (s *faultSMTP) SenderKilled(at time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.kills = append(s.kills, at)
+}
+
 // Mails returns the messages received for addr.
 func (s *faultSMTP) Mails(addr string) []received {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return append([]received(nil), s.mails[strings.ToLower(addr)]...)
+	return s.settled(s.mails[strings.ToLower(addr)])
 }
 
 // AllMails returns every message received, by address.
@@ -242,7 +275,24 @@ func (s *faultSMTP) AllMails() map[string][]received {
 	defer s.mu.Unlock()
 	out := make(map[string][]received, len(s.mails))
 	for k, v := range s.mails {
-		out[k] = append([]received(nil), v...)
+		out[k] = s.settled(v)
+	}
+	return out
+}
+
+// settled copies ms, marking Unanswered the messages whose sender was
+// killed before this server's "250" was written; s.mu is held.
+func (s *faultSMTP) settled(ms []received) []received {
+	out := append([]received(nil), ms...)
+	for i, m := range out {
+		if m.Answered.IsZero() {
+			out[i].Unanswered = true
+		}
+		for _, k := range s.kills {
+			if m.session.Before(k) && k.Before(m.Answered) {
+				out[i].Unanswered = true
+			}
+		}
 	}
 	return out
 }
@@ -284,12 +334,14 @@ func (s *faultSMTP) rcpt(addr string) error {
 	return nil
 }
 
-func (s *faultSMTP) deliver(to []string, raw []byte, unanswered bool) error {
+// deliver records a message and returns what stamps it with the time
+// its "250" was written.
+func (s *faultSMTP) deliver(to []string, raw []byte, session time.Time, peerGone bool) (func(time.Time), error) {
 	m, err := mailtest.Parse(raw)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	got := received{MessageID: m.MessageID, Subject: m.Subject, Unanswered: unanswered}
+	got := received{MessageID: m.MessageID, Subject: m.Subject, Unanswered: peerGone, PeerGone: peerGone, session: session}
 	if sm := s.linkRE.FindStringSubmatch(m.Text); sm != nil {
 		got.Token = strings.ReplaceAll(sm[1], "%3D", "=")
 	}
@@ -297,22 +349,35 @@ func (s *faultSMTP) deliver(to []string, raw []byte, unanswered bool) error {
 	defer s.mu.Unlock()
 	got.At = time.Now()
 	s.last = got.At
+	type at struct {
+		addr string
+		i    int
+	}
+	var stored []at
 	for _, a := range to {
 		a = strings.ToLower(a)
 		r := got
 		r.To = a
 		s.mails[a] = append(s.mails[a], r)
+		stored = append(stored, at{a, len(s.mails[a]) - 1})
 		if len(s.mails[a]) == 1 {
 			close(chanFor(s.waiters, a))
 		}
 	}
-	return nil
+	return func(t time.Time) {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		for _, st := range stored {
+			s.mails[st.addr][st.i].Answered = t
+		}
+	}, nil
 }
 
 type faultSession struct {
-	s    *faultSMTP
-	conn net.Conn
-	to   []string
+	s     *faultSMTP
+	conn  net.Conn
+	began time.Time // when the connection was accepted
+	to    []string
 }
 
 // peerGone reports whether the sender has closed the connection (or was
@@ -357,8 +422,17 @@ func (ss *faultSession) Data(r io.Reader) error {
 	if ss.s.latency > 0 {
 		time.Sleep(ss.s.latency) // a relay's own work before it answers 250
 	}
-	if err := ss.s.deliver(ss.to, raw, ss.peerGone()); err != nil {
+	answered, err := ss.s.deliver(ss.to, raw, ss.began, ss.peerGone())
+	if err != nil {
 		return &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 6, 0}, Message: "unparsable message"}
+	}
+	if tc, ok := ss.conn.(*trackedConn); ok {
+		// go-smtp writes the "250" as soon as Data returns.
+		tc.onWrite(answered)
+	} else {
+		// Not ours to watch (never, as listen hands out only tracked
+		// ones): answered now, which errs towards counting duplicates.
+		answered(time.Now())
 	}
 	return nil
 }
@@ -399,11 +473,34 @@ func (l *chanListener) Close() error {
 
 func (l *chanListener) Addr() net.Addr { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)} }
 
-// trackedConn forgets itself when closed, so refusing cuts only live ones.
+// trackedConn forgets itself when closed, so refusing cuts only live ones,
+// and tells when the reply to a message's "." was written.
 type trackedConn struct {
 	net.Conn
 	s    *faultSMTP
 	once sync.Once
+
+	mu      sync.Mutex
+	written func(time.Time) // called after the next write that succeeds
+}
+
+// onWrite makes the next successful write call f with its time.
+func (c *trackedConn) onWrite(f func(time.Time)) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.written = f
+}
+
+func (c *trackedConn) Write(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
+	c.mu.Lock()
+	f := c.written
+	c.written = nil
+	c.mu.Unlock()
+	if f != nil && err == nil {
+		f(time.Now())
+	}
+	return n, err
 }
 
 func (c *trackedConn) Close() error {

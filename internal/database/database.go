@@ -2,8 +2,9 @@
 // embedded default) or PostgreSQL, and creates the schema. On SQLite, ent
 // runs over one writer connection, whose turns are handed out first come
 // first served in Go (Urgent work first), and a pool of readers for plain
-// SELECTs; transactions queued for the writer commit in groups, and
-// statements are prepared once per connection. PostgreSQL gets one pool.
+// SELECTs; transactions queued for the writer commit in groups,
+// statements are prepared once per connection, and WAL checkpoints run on
+// a connection of their own. PostgreSQL gets one pool.
 package database
 
 import (
@@ -133,7 +134,13 @@ func openSQLite(ctx context.Context, path string) (*DB, dialect.Driver, error) {
 		w.Close()
 		return nil, nil, err
 	}
-	drv := newRouted(w, r)
+	ck, err := openPool(ctx, wdsn, 1)
+	if err != nil {
+		w.Close()
+		r.Close()
+		return nil, nil, err
+	}
+	drv := newRouted(w, r, startCheckpointer(ck))
 	return &DB{SQL: w, Dialect: dialect.SQLite}, drv, nil
 }
 
@@ -291,7 +298,8 @@ func (w writableOnly) Connect(ctx context.Context) (driver.Conn, error) {
 // relies on: WAL so readers never block the writer,
 // synchronous=NORMAL (in WAL a COMMIT writes the WAL without fsync and the
 // checkpoint syncs: a committed write survives a crash of the process, and
-// only a power loss or OS crash can lose the last ones), foreign keys on, and a
+// only a power loss or OS crash can lose the last ones), checkpoints left
+// to the checkpointer's own connection (see checkpointer), foreign keys on, and a
 // busy timeout so a write lock held by another process (a backup, a second
 // replica, sqlite3 in a shell) is waited for instead of failing; within
 // this process the single writer never meets a lock. The writer's
@@ -314,6 +322,8 @@ func sqliteDSN(path string, writer bool) (string, error) {
 	}
 	if writer {
 		q.Set("_txlock", "immediate")
+		// The checkpointer checkpoints; the writer only past this bound.
+		q.Add("_pragma", fmt.Sprintf("wal_autocheckpoint(%d)", writerAutoCheckpoint))
 	} else {
 		q.Add("_pragma", "query_only(1)")
 	}

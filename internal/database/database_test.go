@@ -28,6 +28,7 @@ func TestOpenSQLiteSetsPragmas(t *testing.T) {
 		{"journal_mode", "wal"},
 		{"foreign_keys", "1"},
 		{"busy_timeout", "10000"},
+		{"wal_autocheckpoint", "10000"},
 	}
 	for _, tt := range tests {
 		var got string

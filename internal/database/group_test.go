@@ -32,7 +32,7 @@ func setupGroups(t *testing.T) groupBundle {
 	require.NoError(t, err)
 	r, err := openPool(ctx, rdsn, 2)
 	require.NoError(t, err)
-	d := newRouted(w, r)
+	d := newRouted(w, r, nil)
 	t.Cleanup(func() { require.NoError(t, d.Close()) })
 	for _, q := range []string{
 		"CREATE TABLE p (id INTEGER PRIMARY KEY)",

@@ -37,10 +37,13 @@ type routed struct {
 	w, r *stmts
 	t    *turns
 	g    *groups
+	// ck checkpoints the WAL off the writer's path (nil: the writer
+	// checkpoints as SQLite does by default).
+	ck *checkpointer
 }
 
-func newRouted(w, r *sql.DB) routed {
-	d := routed{w: newStmts(w), r: newStmts(r), t: &turns{}}
+func newRouted(w, r *sql.DB, ck *checkpointer) routed {
+	d := routed{w: newStmts(w), r: newStmts(r), t: &turns{}, ck: ck}
 	d.g = &groups{w: d.w, t: d.t}
 	// Whoever gives the turn back with nobody waiting commits the open
 	// group first.
@@ -134,9 +137,13 @@ func (d routed) BeginTx(ctx context.Context, opts *sql.TxOptions) (dialect.Tx, e
 }
 
 func (d routed) Close() error {
+	var ckErr error
+	if d.ck != nil {
+		ckErr = d.ck.close()
+	}
 	d.w.close()
 	d.r.close()
-	return errors.Join(d.w.db.Close(), d.r.db.Close())
+	return errors.Join(ckErr, d.w.db.Close(), d.r.db.Close())
 }
 
 func (d routed) Dialect() string { return dialect.SQLite }
