@@ -17,7 +17,6 @@ import (
 	"github.com/verifier/verifier/internal/code"
 	"github.com/verifier/verifier/internal/database"
 	"github.com/verifier/verifier/internal/event"
-	"github.com/verifier/verifier/internal/outbox"
 	"github.com/verifier/verifier/internal/publicevent"
 	"github.com/verifier/verifier/internal/token"
 )
@@ -173,7 +172,7 @@ func (s *Service) ConfirmEmailChange(ctx context.Context, bearer, c string) (Ver
 }
 
 // confirmChange moves reg's user to reg's address in one transaction with
-// the event user.email_changed. An UNVERIFIED account holding the address
+// the public event verifier.user.email_changed.v1. An UNVERIFIED account holding the address
 // is deleted then: the inbox's owner just proved control of it. A
 // VERIFIED one that took the address meanwhile keeps it (INVALID_TOKEN).
 // Confirming again once moved answers VERIFIED again, without an event.
@@ -211,10 +210,9 @@ func (s *Service) confirmChange(ctx context.Context, reg *ent.Registration) (Ver
 		if u, err = tx.User.UpdateOne(u).SetEmail(reg.Email).SetVerifiedAt(now).Save(ctx); err != nil {
 			return err
 		}
-		if err := publicevent.Enqueue(ctx, tx, now, publicevent.EmailChanged{UserID: u.ID, OldEmail: old, Email: u.Email, ChangedAt: now.UTC()}); err != nil {
-			return err
-		}
-		return outbox.Enqueue(ctx, tx, now, event.EmailChangedTopic, event.EmailChanged{UserID: u.ID, OldEmail: old, Email: u.Email, ChangedAt: now})
+		// No internal event: nothing in verifier reacts to the change;
+		// other services hear it.
+		return publicevent.Enqueue(ctx, tx, now, publicevent.EmailChanged{UserID: u.ID, OldEmail: old, Email: u.Email, ChangedAt: now.UTC()})
 	})
 	if err != nil {
 		return Verification{}, fmt.Errorf("confirm email change: %w", err)

@@ -11,6 +11,7 @@ import (
 	"github.com/verifier/verifier/ent/user"
 	"github.com/verifier/verifier/internal/apperr"
 	"github.com/verifier/verifier/internal/event"
+	"github.com/verifier/verifier/internal/publicevent"
 	"github.com/verifier/verifier/internal/ratelimit"
 )
 
@@ -74,17 +75,17 @@ func TestChangeEmail(t *testing.T) {
 				u2, err := b.db.User.Get(ctx, u.ID)
 				require.NoError(t, err)
 				require.Equal(t, "new@example.com", u2.Email)
-				evs := b.events(t, event.EmailChangedTopic)
+				evs := b.events(t, publicevent.EmailChangedType)
 				require.Len(t, evs, 1)
-				var changed event.EmailChanged
+				var changed struct{ Data publicevent.EmailChanged }
 				require.NoError(t, json.Unmarshal(evs[0].Payload, &changed))
-				require.Equal(t, event.EmailChanged{UserID: u.ID, OldEmail: "old@example.com", Email: "new@example.com", ChangedAt: v.VerifiedAt}, changed)
+				require.Equal(t, publicevent.EmailChanged{UserID: u.ID, OldEmail: "old@example.com", Email: "new@example.com", ChangedAt: v.VerifiedAt}, changed.Data)
 
 				// Again: VERIFIED, already, no second event.
 				v, err = b.svc.VerifyEmail(ctx, m.token)
 				require.NoError(t, err)
 				require.True(t, v.AlreadyVerified)
-				require.Len(t, b.events(t, event.EmailChangedTopic), 1)
+				require.Len(t, b.events(t, publicevent.EmailChangedType), 1)
 
 				_, _, err = b.svc.SignIn(ratelimit.WithClient(ctx, "192.0.2.2"), "new@example.com", pw)
 				require.NoError(t, err)

@@ -27,10 +27,6 @@ const (
 	// EmailChangeNoticeTopic asks the mailer to tell the old address that
 	// a change of address was requested. Payload: EmailChangeNotice.
 	EmailChangeNoticeTopic = "user.email_change_notice"
-	// EmailChangedTopic reports a confirmed change of address (Step 6
-	// publishes it as verifier.user.email_changed.v1). Payload:
-	// EmailChanged.
-	EmailChangedTopic = "user.email_changed"
 	// SupersededTopic tells every replica that registrations were
 	// superseded: subscriptions on their watch tokens complete. Payload:
 	// Superseded.
@@ -120,10 +116,3 @@ type EmailChangeNotice struct {
 	UserID uuid.UUID `json:"userId,omitzero"`
 }
 
-// EmailChanged reports a confirmed change of address.
-type EmailChanged struct {
-	UserID    uuid.UUID `json:"userId"`
-	OldEmail  string    `json:"oldEmail"`
-	Email     string    `json:"email"`
-	ChangedAt time.Time `json:"changedAt"`
-}
