@@ -172,8 +172,9 @@ func (s *Service) ConfirmEmailChange(ctx context.Context, bearer, c string) (Ver
 }
 
 // confirmChange moves reg's user to reg's address in one transaction with
-// the public event verifier.user.email_changed.v1. An UNVERIFIED account holding the address
-// is deleted then: the inbox's owner just proved control of it. A
+// the public event verifier.user.email_changed.v1. An UNVERIFIED account
+// holding the address is deleted then: the inbox's owner just proved
+// control of it. A
 // VERIFIED one that took the address meanwhile keeps it (INVALID_TOKEN).
 // Confirming again once moved answers VERIFIED again, without an event.
 func (s *Service) confirmChange(ctx context.Context, reg *ent.Registration) (Verification, error) {

@@ -115,4 +115,3 @@ type EmailChangeNotice struct {
 	// UserID is the user the notice goes to (see AlreadyRegistered).
 	UserID uuid.UUID `json:"userId,omitzero"`
 }
-
