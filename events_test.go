@@ -6,6 +6,7 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -16,12 +17,15 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+	"time"
 
 	cloudevents "github.com/cloudevents/sdk-go/v2/event"
 	amqp "github.com/rabbitmq/amqp091-go"
 	"github.com/stretchr/testify/require"
 
+	"github.com/verifier/verifier/ent/user"
 	"github.com/verifier/verifier/internal/broker/rabbitmq/rabbitmqtest"
+	"github.com/verifier/verifier/internal/database"
 	"github.com/verifier/verifier/internal/mail/mailtest"
 	"github.com/verifier/verifier/internal/publicevent"
 	"github.com/verifier/verifier/internal/testkit"
@@ -69,22 +73,28 @@ func (s *svc) signUp(t *testing.T, email string) []string {
 	return []string{watch, tok, testPassword}
 }
 
-func TestPublicEventsOnRabbitMQ(t *testing.T) {
-	t.Parallel()
-	url := rabbitmqtest.URL(t)
-	opts := rabbitOptions(t, url)
-	conn, err := amqp.Dial(url)
+// bindPublic binds a queue of its own to the public exchange of a
+// service on opts, as another service would, before the service publishes
+// anything.
+func bindPublic(t *testing.T, opts svcOptions) (*amqp.Channel, amqp.Queue) {
+	t.Helper()
+	conn, err := amqp.Dial(opts.amqpURL)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = conn.Close() })
 	ch, err := conn.Channel()
 	require.NoError(t, err)
-	// Bound before the service publishes anything: another service's queue.
 	exchange := opts.amqpPrefix + ".public"
 	require.NoError(t, ch.ExchangeDeclare(exchange, amqp.ExchangeTopic, true, false, false, false, nil))
 	q, err := ch.QueueDeclare("", false, true, true, false, nil)
 	require.NoError(t, err)
 	require.NoError(t, ch.QueueBind(q.Name, "#", exchange, false, nil))
+	return ch, q
+}
 
+func TestPublicEventsOnRabbitMQ(t *testing.T) {
+	t.Parallel()
+	opts := rabbitOptions(t, rabbitmqtest.URL(t))
+	ch, q := bindPublic(t, opts)
 	s := startService(t, opts)
 	secrets := s.signUp(t, "ada@example.com")
 	s.waitMetric(t, "verifier_outbox_backlog", 0)
@@ -123,6 +133,107 @@ func TestPublicEventsOnRabbitMQ(t *testing.T) {
 	var data publicevent.UserVerified
 	require.NoError(t, json.Unmarshal(verified.Data(), &data))
 	require.Equal(t, "ada@example.com", data.Email)
+}
+
+// TestPublicEventSequence follows one user through every public fact on
+// verifier.public: registered, verified, email_changed (signIn,
+// changeEmail, the code from the email), deleted (admin deleteUser), each
+// under the one id the receipts and the admin API show, none carrying a
+// token, code, password or hash the test handled; and a refused address
+// is verifier.email.failed.v1.
+func TestPublicEventSequence(t *testing.T) {
+	t.Parallel()
+	opts := rabbitOptions(t, rabbitmqtest.URL(t))
+	dbURL := "sqlite:" + filepath.Join(t.TempDir(), "verifier.db")
+	opts.env = map[string]string{"DATABASE_URL": dbURL}
+	ch, q := bindPublic(t, opts)
+	s := startAdmin(t, opts)
+	s.sink.Refuse(func(to string) error {
+		if to == "bounce@example.com" {
+			return mailtest.PermFail
+		}
+		return nil
+	})
+	const before, after = "ada@example.com", "ada.lovelace@example.com"
+
+	watch := s.registerAs(t, before, testPassword, nil)
+	m := s.sink.Next(t, testkit.Timeout)
+	link, code := tokenFrom(t, m), codeFrom(t, m)
+	receipt := payloadOf(t, s.gql(t, verifyFullQ, map[string]any{"t": link}), "verifyEmail").Receipt
+	sub := s.verifyReceipt(t, receipt, before)["sub"]
+	r := s.gql(t, signInQ, map[string]any{"e": before, "p": testPassword})
+	require.Empty(t, r.Errors)
+	session := r.Data["signIn"].(map[string]any)["token"].(string)
+	s.clock.Advance(2 * time.Minute) // past the inbox's cooldown
+	require.Empty(t, s.gqlAs(t, session, changeQ, map[string]any{"e": after}).Errors)
+	var changeLink, changeCode string
+	for _, m := range s.sink.Collect(t, 2, testkit.Timeout) { // the link and the notice
+		if m.To[0] == after {
+			changeLink, changeCode = tokenFrom(t, m), codeFrom(t, m)
+		}
+	}
+	require.NotEmpty(t, changeCode)
+	changed := payloadOf(t, s.gqlAs(t, session, confirmQ, map[string]any{"c": changeCode}), "confirmEmailChange")
+	require.Equal(t, sub, s.verifyReceipt(t, changed.Receipt, after)["sub"], "one id across the change")
+	id := s.userID(t, after)
+	require.Equal(t, sub, id, "receipt sub = admin User.id")
+
+	db, err := database.Open(context.Background(), dbURL)
+	require.NoError(t, err)
+	t.Cleanup(func() { db.Close() })
+	u, err := db.Ent.User.Query().Where(user.Email(after)).Only(context.Background())
+	require.NoError(t, err)
+	require.NotEmpty(t, u.PasswordHash)
+	secrets := []string{watch, link, code, changeLink, changeCode, session, testPassword, u.PasswordHash}
+
+	require.Equal(t, true, s.adminOK(t, deleteUserQ, map[string]any{"u": id})["deleteUser"])
+	s.register(t, "bounce@example.com")
+
+	deliveries, err := ch.Consume(q.Name, "sequence", true, true, false, false, nil)
+	require.NoError(t, err)
+	bySubject := map[string][]cloudevents.Event{}
+	for range 6 { // ada's four, bounce's registered and failed
+		d := testkit.Receive(t, deliveries, "a public event")
+		ev := publicEvent(t, d.Body, secrets...)
+		require.Equal(t, ev.Type(), d.RoutingKey)
+		bySubject[ev.Subject()] = append(bySubject[ev.Subject()], ev)
+	}
+	// Published and confirmed means routed: nothing else may follow.
+	s.waitMetric(t, "verifier_outbox_backlog", 0)
+	require.NoError(t, ch.Cancel("sequence", false))
+	for d := range deliveries {
+		t.Errorf("an extra event: %s", d.Body)
+	}
+
+	ada := bySubject[id]
+	var types []string
+	for _, ev := range ada {
+		types = append(types, ev.Type())
+	}
+	require.Equal(t, []string{publicevent.UserRegisteredType, publicevent.UserVerifiedType,
+		publicevent.EmailChangedType, publicevent.UserDeletedType}, types, "in order, one each")
+	var chg publicevent.EmailChanged
+	require.NoError(t, json.Unmarshal(ada[2].Data(), &chg))
+	require.Equal(t, before, chg.OldEmail)
+	require.Equal(t, after, chg.Email)
+	var deleted map[string]any
+	require.NoError(t, json.Unmarshal(ada[3].Data(), &deleted))
+	require.NotContains(t, deleted, "email")
+	raw, err := json.Marshal(ada[3])
+	require.NoError(t, err)
+	require.NotContains(t, string(raw), "@", "no address in deleted")
+
+	delete(bySubject, id)
+	require.Len(t, bySubject, 1, "one other user: bounce")
+	for _, evs := range bySubject {
+		require.Len(t, evs, 2)
+		require.Equal(t, publicevent.UserRegisteredType, evs[0].Type())
+		require.Equal(t, publicevent.EmailFailedType, evs[1].Type())
+		var failed publicevent.EmailFailed
+		require.NoError(t, json.Unmarshal(evs[1].Data(), &failed))
+		require.Equal(t, "bounce@example.com", failed.Email)
+		require.Contains(t, failed.Reason, "550")
+	}
 }
 
 // Every public event reaches the webhook, signed, on either broker; a

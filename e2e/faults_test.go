@@ -73,6 +73,8 @@ type env struct {
 	db   string // the SQLite file
 	smtp *faultSMTP
 	svc  *service
+	// amqpURL is the scenario's vhost on the suite's RabbitMQ node, if any.
+	amqpURL string
 }
 
 type envOptions struct {
@@ -93,9 +95,8 @@ func setup(t *testing.T, o envOptions) *env {
 		e.dir, runAs = nobodyDir(t)
 	}
 	e.db = filepath.Join(e.dir, "verifier.db")
-	amqpURL := ""
 	if o.rabbit {
-		amqpURL = dedicatedRabbit(t)
+		e.amqpURL = dedicatedRabbit(t)
 	}
 	addr := freeAddr(t)
 	e.smtp = startSMTP(t, "http://"+addr, o.latency)
@@ -104,7 +105,7 @@ func setup(t *testing.T, o envOptions) *env {
 		dbURL = o.databaseURL
 	}
 	e.svc = newService(t, serviceOptions{
-		addr: addr, databaseURL: dbURL, amqpURL: amqpURL, smtpURL: e.smtp.URL(), asUser: runAs,
+		addr: addr, databaseURL: dbURL, amqpURL: e.amqpURL, smtpURL: e.smtp.URL(), asUser: runAs,
 	})
 	e.svc.Start()
 	e.svc.WaitReady()
@@ -136,21 +137,34 @@ func nobodyDir(t *testing.T) (string, *user.User) {
 
 // TestSIGKILL kills the service twice mid-load and restarts it on the same
 // database: every accepted registration still gets one email, every click
-// still reaches its subscription (clients reconnect, as real ones do).
+// still reaches its subscription (clients reconnect, as real ones do), and
+// on RabbitMQ every registration and verification is on verifier.public.
 func TestSIGKILL(t *testing.T) {
 	for _, rabbit := range []bool{false, true} {
 		name := brokerName(rabbit)
 		t.Run(name, func(t *testing.T) {
 			e := setup(t, envOptions{rabbit: rabbit, latency: killLatency})
 			kills := []int{registrations / 3, 2 * registrations / 3}
-			l := startLoad(t, e.svc, e.smtp, loadOptions{target: registrations, crashDupBound: len(kills) * smtpConnections})
+			o := loadOptions{target: registrations, crashDupBound: len(kills) * smtpConnections}
+			if rabbit {
+				o.events = bindEventAudit(t, e.amqpURL)
+			}
+			l := startLoad(t, e.svc, e.smtp, o)
+			pending := 0
 			for _, at := range kills {
 				l.awaitAccepted(at)
 				e.smtp.SenderKilled(e.svc.Kill())
+				if rabbit {
+					pending += e.unpublishedPublic()
+				}
 				e.svc.Start()
 			}
 			recovered := time.Now()
-			l.finish("SIGKILL ×2 mid-load, restart (SQLite, "+name+")", recovered)
+			var notes []string
+			if rabbit {
+				notes = append(notes, fmt.Sprintf("%d public events committed, not yet confirmed by the broker, at the kills", pending))
+			}
+			l.finish("SIGKILL ×2 mid-load, restart (SQLite, "+name+")", recovered, notes...)
 		})
 	}
 }

@@ -80,6 +80,7 @@ type load struct {
 	journeys   []*journey
 	refused    map[string]int // register failures by code
 	dupBound   int            // loadOptions.crashDupBound
+	events     *eventAudit    // loadOptions.events
 	thresholds map[int]chan struct{}
 
 	workersDone chan struct{}
@@ -108,6 +109,10 @@ type loadOptions struct {
 	// record must keep it to those, whatever the outbox and the broker
 	// hand out again after the restart.
 	crashDupBound int
+	// events, when set, is a queue on the public exchange bound before
+	// the load: finish counts a registered and a verified event per
+	// journey in it, lost and duplicated.
+	events *eventAudit
 }
 
 // startLoad starts workers clients signing up until target registrations
@@ -123,6 +128,7 @@ func startLoad(t *testing.T, svc *service, smtp *faultSMTP, o loadOptions) *load
 		kind:        o.kind,
 		drain:       cmp.Or(o.drain, drainDeadline),
 		dupBound:    o.crashDupBound,
+		events:      o.events,
 		refused:     map[string]int{},
 		thresholds:  map[int]chan struct{}{},
 		workersDone: make(chan struct{}),
@@ -379,6 +385,9 @@ func (l *load) finish(fault string, recovered time.Time, notes ...string) row {
 	}
 
 	r, stuck := l.tally(fault, recovered)
+	if l.events != nil {
+		l.countEvents(&r, deadline)
+	}
 	switch {
 	case stalled:
 		r.Drain = "—"
