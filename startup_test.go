@@ -114,6 +114,7 @@ func TestHelpListsEverySetting(t *testing.T) {
 	for _, s := range config.Settings {
 		require.Regexp(t, `(?m)^  `+s.Name+`\s+\S+\s+\S`, stderr, "a line with default and help for %s", s.Name)
 	}
+	require.Regexp(t, `(?m)^  PUBLIC_URL\s+http://localhost:<HTTP_ADDR's port>\s`, stderr, "PUBLIC_URL's default is the rule")
 }
 
 // TestStartsOnDefaults is `go run .` on a fresh clone: no settings at all

@@ -32,7 +32,7 @@ type Config struct {
 	AMQPURL        string        // AMQP_URL; empty selects the in-process broker
 	SMTPURL        string        // SMTP_URL; empty selects the dev outbox, if DevOutbox
 	MailFrom       string        // MAIL_FROM
-	PublicURL      string        // PUBLIC_URL, without a trailing slash
+	PublicURL      string        // PUBLIC_URL, without a trailing slash; unset: LocalURL(HTTPAddr)
 	TokenTTL       time.Duration // TOKEN_TTL
 	ResendCooldown time.Duration // RESEND_COOLDOWN
 	AllowedOrigins []string      // ALLOWED_ORIGINS, comma separated
@@ -125,7 +125,7 @@ var Settings = []Setting{
 	{"AMQP_URL", "", "empty: in-process broker; amqp://user:pass@host:port/vhost: RabbitMQ"},
 	{"SMTP_URL", "", "empty: dev outbox at /dev/mail; smtp://[user:pass@]host:port (smtps:// for implicit TLS)"},
 	{"MAIL_FROM", "no-reply@localhost", "sender address, e.g. no-reply@example.com or 'Example <no-reply@example.com>'"},
-	{"PUBLIC_URL", "http://localhost:8080", "base of links in emails: http(s)://host[:port][/path], no query or fragment"},
+	{"PUBLIC_URL", "http://localhost:<HTTP_ADDR's port>", "base of links in emails: http(s)://host[:port][/path], no query or fragment"},
 	{"TOKEN_TTL", "24h", "verification and watch token lifetime (1s to 24h; hours in production)"},
 	{"RESEND_COOLDOWN", "60s", "least time between two emails to one address (1s to 24h)"},
 	{"ALLOWED_ORIGINS", "", "extra origins allowed to open websockets and make credentialed requests, comma separated"},
@@ -282,7 +282,6 @@ func Load(getenv func(string) string) (Config, error) {
 		AMQPURL:        get("AMQP_URL"),
 		SMTPURL:        get("SMTP_URL"),
 		MailFrom:       get("MAIL_FROM"),
-		PublicURL:      strings.TrimRight(get("PUBLIC_URL"), "/"),
 		TokenTTL:       duration("TOKEN_TTL", MinTokenTTL, MaxTokenTTL),
 		ResendCooldown: duration("RESEND_COOLDOWN", MinResendCooldown, MaxResendCooldown),
 		ShutdownGrace:  duration("SHUTDOWN_GRACE", MinShutdownGrace, MaxShutdownGrace),
@@ -297,6 +296,14 @@ func Load(getenv func(string) string) (Config, error) {
 		LogFormat:      strings.ToLower(get("LOG_FORMAT")),
 		Role:           strings.ToLower(get("ROLE")),
 		Migrate:        strings.ToLower(get("MIGRATE")),
+	}
+	// PUBLIC_URL's default follows HTTP_ADDR, so that changing the port
+	// alone keeps the links in emails pointing at this process; Settings
+	// shows the rule, not a value, so get's default is not used.
+	if v := strings.TrimSpace(getenv("PUBLIC_URL")); v != "" {
+		c.PublicURL = strings.TrimRight(v, "/")
+	} else {
+		c.PublicURL = LocalURL(c.HTTPAddr)
 	}
 	c.ClientLimit = count("CLIENT_RATE_LIMIT", "calls a minute", 0, maxPerMinute)
 	c.VerifyLimit = count("VERIFY_RATE_LIMIT", "calls a minute", 0, maxPerMinute)
@@ -464,6 +471,32 @@ func Load(getenv func(string) string) (Config, error) {
 		fail("SMTP_URL", "empty, and PUBLIC_URL %s is not a loopback address, so the dev outbox at /dev/mail would show every verification link to anyone: set SMTP_URL to send mail, or DEV_MAILBOX=true to keep the dev outbox on purpose", redact(c.PublicURL))
 	}
 	return c, errors.Join(errs...)
+}
+
+// DefaultPublicURL is PUBLIC_URL when it is unset and HTTP_ADDR's port is
+// not known before the listener binds it (port 0) or HTTP_ADDR is invalid
+// (reported on its own).
+const DefaultPublicURL = "http://localhost:8080"
+
+// LocalURL is PUBLIC_URL's default for a listen address: http://localhost
+// with the address's port. The host is localhost whatever HTTP_ADDR's host
+// (127.0.0.1, [::1], 0.0.0.0, none): each of them answers on localhost, so
+// the links work on this machine, and a loopback PUBLIC_URL keeps the dev
+// mailbox's rules as on defaults. A process bound to one non-loopback
+// address only needs PUBLIC_URL.
+func LocalURL(httpAddr string) string {
+	_, p, err := net.SplitHostPort(httpAddr)
+	if err != nil {
+		return DefaultPublicURL
+	}
+	port, err := portNumber(p, 1)
+	if err != nil {
+		return DefaultPublicURL
+	}
+	if port == 80 {
+		return "http://localhost" // as browsers write the origin
+	}
+	return "http://localhost:" + strconv.Itoa(port)
 }
 
 // isLoopback reports whether host is localhost, in 127.0.0.0/8 or ::1: the

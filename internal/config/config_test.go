@@ -76,6 +76,56 @@ func TestLoadValues(t *testing.T) {
 	}
 }
 
+// TestPublicURLFollowsHTTPAddr: with PUBLIC_URL unset, the links point at
+// localhost on HTTP_ADDR's port, so changing HTTP_ADDR alone keeps them
+// working on this machine (and the dev mailbox on loopback); PUBLIC_URL
+// given always wins.
+func TestPublicURLFollowsHTTPAddr(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		httpAddr, publicURL, want string
+	}{
+		{"", "", "http://localhost:8080"},
+		{":8080", "", "http://localhost:8080"},
+		{"127.0.0.1:9000", "", "http://localhost:9000"},
+		{"localhost:9000", "", "http://localhost:9000"},
+		{"[::1]:9000", "", "http://localhost:9000"},
+		{"0.0.0.0:9000", "", "http://localhost:9000"},
+		{"[::]:9000", "", "http://localhost:9000"},
+		{":9000", "", "http://localhost:9000"},
+		{":80", "", "http://localhost"},
+		{":09000", "", "http://localhost:9000"},
+		// Port 0 is chosen when the listener binds, after Load: the
+		// contract's default stands (tests give PUBLIC_URL).
+		{"127.0.0.1:0", "", "http://localhost:8080"},
+		{":9000", "https://verify.example.com/", "https://verify.example.com"},
+		{":9000", "http://localhost:8080", "http://localhost:8080"},
+		{"127.0.0.1:0", "http://127.0.0.1:41234", "http://127.0.0.1:41234"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.httpAddr+" "+tt.publicURL, func(t *testing.T) {
+			t.Parallel()
+			c, err := Load(env(map[string]string{"HTTP_ADDR": tt.httpAddr, "PUBLIC_URL": tt.publicURL, "SMTP_URL": "smtp://127.0.0.1:25"}))
+			require.NoError(t, err)
+			require.Equal(t, tt.want, c.PublicURL)
+			require.Equal(t, []string{tt.want}, c.RedirectOrigins, "PUBLIC_URL's origin")
+		})
+	}
+
+	t.Run("the dev mailbox stays on", func(t *testing.T) {
+		t.Parallel()
+		c, err := Load(env(map[string]string{"HTTP_ADDR": "0.0.0.0:9000"}))
+		require.NoError(t, err)
+		require.True(t, c.DevOutbox, "a derived PUBLIC_URL is loopback")
+	})
+	t.Run("a bad HTTP_ADDR is reported once", func(t *testing.T) {
+		t.Parallel()
+		_, err := Load(env(map[string]string{"HTTP_ADDR": ":99999"}))
+		require.Len(t, unjoin(err), 1, "HTTP_ADDR alone, not PUBLIC_URL too: %v", err)
+		require.ErrorContains(t, err, "HTTP_ADDR:")
+	})
+}
+
 func TestDevMailbox(t *testing.T) {
 	t.Parallel()
 	const smtp = "smtp://127.0.0.1:2525"
