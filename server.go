@@ -33,6 +33,7 @@ import (
 	"github.com/verifier/verifier/internal/httpapi"
 	"github.com/verifier/verifier/internal/hub"
 	"github.com/verifier/verifier/internal/janitor"
+	"github.com/verifier/verifier/internal/logctx"
 	"github.com/verifier/verifier/internal/mail"
 	"github.com/verifier/verifier/internal/metrics"
 	"github.com/verifier/verifier/internal/outbox"
@@ -42,6 +43,7 @@ import (
 	"github.com/verifier/verifier/internal/seal"
 	"github.com/verifier/verifier/internal/signer"
 	"github.com/verifier/verifier/internal/startstop"
+	"github.com/verifier/verifier/internal/version"
 	"github.com/verifier/verifier/internal/webhook"
 	"github.com/verifier/verifier/internal/wsgorilla"
 	"github.com/verifier/verifier/web"
@@ -50,6 +52,10 @@ import (
 func main() {
 	if len(os.Args) > 1 && os.Args[1] == "dead-letters" {
 		os.Exit(deadletter.Main(context.Background(), os.Args[2:], os.Getenv, os.Stdout, os.Stderr))
+	}
+	if len(os.Args) == 2 && isVersionFlag(os.Args[1]) {
+		fmt.Println(version.Get())
+		return
 	}
 	if len(os.Args) > 1 {
 		usage()
@@ -73,8 +79,14 @@ func main() {
 	}
 }
 
+// isVersionFlag reports whether arg asks for the version: -version as the
+// contract says, and the spellings people type from habit.
+func isVersionFlag(arg string) bool {
+	return arg == "-version" || arg == "--version" || arg == "version"
+}
+
 func usage() {
-	fmt.Fprintln(os.Stderr, "Usage: verifier\n       verifier dead-letters list|replay (see 'verifier dead-letters -help')\n\nverifier is configured by environment variables:")
+	fmt.Fprintln(os.Stderr, "Usage: verifier\n       verifier -version\n       verifier dead-letters list|replay (see 'verifier dead-letters -help')\n\nverifier is configured by environment variables:")
 	w := tabwriter.NewWriter(os.Stderr, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(w, "  VARIABLE\tDEFAULT\tMEANING")
 	for _, s := range config.Settings {
@@ -105,10 +117,12 @@ func newLogger(cfg config.Config) *slog.Logger {
 	var level slog.Level
 	_ = level.UnmarshalText([]byte(cfg.LogLevel))
 	opts := &slog.HandlerOptions{Level: level}
+	var h slog.Handler = slog.NewTextHandler(os.Stderr, opts)
 	if cfg.LogFormat == "json" {
-		return slog.New(slog.NewJSONHandler(os.Stderr, opts))
+		h = slog.NewJSONHandler(os.Stderr, opts)
 	}
-	return slog.New(slog.NewTextHandler(os.Stderr, opts))
+	// A request's lines carry its request id and trace id.
+	return slog.New(logctx.NewHandler(h))
 }
 
 // Clean-up of tables that grow with use.
@@ -196,6 +210,7 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger, hk hooks) err
 	publicevent.SetSource(cfg.PublicURL)
 
 	m := metrics.New()
+	m.MailKinds(consumers.MailKinds...)
 	m.Backlog(func(ctx context.Context) (int, error) { return db.Ent.OutboxEvent.Query().Count(ctx) })
 	records := delivery.New(db.Ent, now)
 	m.Deliveries(records.Counts)
@@ -332,12 +347,7 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger, hk hooks) err
 		MaxSubscriptionsPerSocket: ws.MaxSubscriptionsPerSocket,
 		MaxSubscriptions:          ws.MaxSubscriptions,
 	})
-	edge := httpapi.NewServer(httpapi.ServerOptions{
-		Addr:    cfg.HTTPAddr,
-		Grace:   cfg.ShutdownGrace,
-		Sockets: sockets,
-		Log:     log.With("component", "http"),
-	}, httpapi.Options{
+	api := httpapi.Options{
 		GraphQL:   gql,
 		Web:       web.Handler(),
 		JWKS:      keys,
@@ -358,7 +368,19 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger, hk hooks) err
 		Log:            log.With("component", "http"),
 		TrustProxy:     cfg.TrustProxy,
 		Websocket:      ws,
-	})
+
+		MetricsElsewhere: cfg.MetricsAddr != "",
+	}
+	edge := httpapi.NewServer(httpapi.ServerOptions{
+		Addr:    cfg.HTTPAddr,
+		Grace:   cfg.ShutdownGrace,
+		Sockets: sockets,
+		Log:     log.With("component", "http"),
+	}, api)
+	var ops *httpapi.Server
+	if cfg.MetricsAddr != "" {
+		ops = httpapi.NewOpsServer(httpapi.ServerOptions{Addr: cfg.MetricsAddr, Grace: cfg.ShutdownGrace, Log: log.With("component", "metrics")}, api)
+	}
 
 	var parts startstop.Group
 	parts.Add("broker", b)
@@ -368,6 +390,11 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger, hk hooks) err
 	}
 	parts.Add("janitor", cleaner)
 	parts.Add("hub", subs)
+	if ops != nil {
+		// Before the public server, after it in the stop: health stays
+		// readable while requests drain.
+		parts.Add("metrics server", ops)
+	}
 	parts.Add("http server", edge)
 	if err := parts.Start(ctx); err != nil {
 		return err
@@ -375,7 +402,11 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger, hk hooks) err
 	defer parts.Stop()
 	log.Info("verifier is listening",
 		"addr", edge.Addr(), "public_url", cfg.PublicURL,
-		"database", db.Dialect, "broker", brokerName, "mail", mailName, "webhooks", len(cfg.WebhookURLs))
+		"database", db.Dialect, "broker", brokerName, "mail", mailName, "webhooks", len(cfg.WebhookURLs),
+		"version", version.Get().Version)
+	if ops != nil {
+		log.Info("metrics and health on their own port", "addr", ops.Addr())
+	}
 	if hk.listening != nil {
 		hk.listening(edge.Addr())
 	}

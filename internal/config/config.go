@@ -81,6 +81,13 @@ type Config struct {
 	ShutdownGrace   time.Duration // SHUTDOWN_GRACE
 	LogLevel        string        // LOG_LEVEL: debug, info, warn, error
 	LogFormat       string        // LOG_FORMAT: text or json
+	// MetricsAddr is METRICS_ADDR: a listener of its own for /metrics,
+	// /healthz and /readyz; empty: the public one serves them.
+	MetricsAddr string
+	// OTLPEndpoint is OTEL_EXPORTER_OTLP_ENDPOINT: traces are exported
+	// over OTLP/HTTP when set (the SDK reads it and the other OTEL_*
+	// variables itself); empty: no tracing at all.
+	OTLPEndpoint string
 }
 
 // Setting documents one environment variable; the list drives both Load and
@@ -123,6 +130,8 @@ var Settings = []Setting{
 	{"SHUTDOWN_GRACE", "10s", "how long shutdown waits for requests and handlers in flight (1s to 10m)"},
 	{"LOG_LEVEL", "info", "debug, info, warn or error"},
 	{"LOG_FORMAT", "text", "text or json"},
+	{"METRICS_ADDR", "", "listen address of /metrics, /healthz and /readyz on a port of their own (then /metrics leaves HTTP_ADDR); empty: HTTP_ADDR serves them"},
+	{"OTEL_EXPORTER_OTLP_ENDPOINT", "", "OTLP/HTTP collector, e.g. http://otel-collector:4318: traces are exported there (other OTEL_* variables apply); empty: no tracing"},
 }
 
 // Bounds of the duration settings. Each minimum is the least value that
@@ -256,6 +265,8 @@ func Load(getenv func(string) string) (Config, error) {
 		JWTAudience:    get("JWT_AUDIENCE"),
 		LogLevel:       strings.ToLower(get("LOG_LEVEL")),
 		LogFormat:      strings.ToLower(get("LOG_FORMAT")),
+		MetricsAddr:    get("METRICS_ADDR"),
+		OTLPEndpoint:   get("OTEL_EXPORTER_OTLP_ENDPOINT"),
 	}
 	c.ClientLimit = count("CLIENT_RATE_LIMIT", "calls a minute", 0, maxPerMinute)
 	c.VerifyLimit = count("VERIFY_RATE_LIMIT", "calls a minute", 0, maxPerMinute)
@@ -306,6 +317,16 @@ func Load(getenv func(string) string) (Config, error) {
 
 	if err := checkListenAddr(c.HTTPAddr); err != nil {
 		fail("HTTP_ADDR", "%v", err)
+	}
+	if c.MetricsAddr != "" {
+		if err := checkListenAddr(c.MetricsAddr); err != nil {
+			fail("METRICS_ADDR", "%v", err)
+		}
+	}
+	if c.OTLPEndpoint != "" {
+		if u, err := url.Parse(c.OTLPEndpoint); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			fail("OTEL_EXPORTER_OTLP_ENDPOINT", "want http(s)://host:port of an OTLP/HTTP collector, got %s", redact(c.OTLPEndpoint))
+		}
 	}
 	if err := checkDatabaseURL(c.DatabaseURL); err != nil {
 		fail("DATABASE_URL", "%v", err)

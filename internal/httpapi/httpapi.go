@@ -4,14 +4,10 @@
 package httpapi
 
 import (
-	"bufio"
 	"encoding/json"
 	"log/slog"
 	"math"
-	"net"
 	"net/http"
-	"strconv"
-	"time"
 
 	"github.com/99designs/gqlgen/graphql/playground"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -52,6 +48,10 @@ type Options struct {
 	// Websocket is every websocket setting; the handler applies the
 	// per-client cap.
 	Websocket WebsocketPolicy
+	// MetricsElsewhere leaves /metrics off the public handler: another
+	// listener serves it (METRICS_ADDR, NewOps). /healthz and /readyz
+	// stay, for load balancers that probe the serving port.
+	MetricsElsewhere bool
 }
 
 // New returns the service's HTTP handler.
@@ -65,22 +65,45 @@ func New(o Options) http.Handler {
 	if o.JWKS != nil {
 		mux.Handle("GET /.well-known/jwks.json", o.JWKS)
 	}
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
-	})
-	mux.HandleFunc("GET /readyz", o.ready)
+	o.health(mux)
 	mux.HandleFunc("GET /asyncapi.yaml", func(w http.ResponseWriter, r *http.Request) {
 		// RFC 9512's type; the document describes the public events.
 		w.Header().Set("Content-Type", "application/yaml")
 		_, _ = w.Write(o.AsyncAPI)
 	})
-	mux.Handle("GET /metrics", promhttp.HandlerFor(o.Metrics.Registry, promhttp.HandlerOpts{}))
+	if !o.MetricsElsewhere {
+		o.metrics(mux)
+	}
 	if o.DevOutbox != nil {
 		mux.HandleFunc("GET /dev/mail", o.devMail)
 		mux.HandleFunc("GET /dev/mail.json", o.devMailJSONList)
 	}
 	mux.Handle("/", o.Web)
-	return o.instrument(mux)
+	o.Metrics.Routes([2]string{"/query", http.MethodPost}, [2]string{"GET /healthz", http.MethodGet}, [2]string{"GET /readyz", http.MethodGet})
+	return chain(mux, requestID, accessLog(o))
+}
+
+// NewOps returns the handler of the METRICS_ADDR listener: /metrics,
+// /healthz and /readyz only, for a port that only the orchestrator and
+// Prometheus reach.
+func NewOps(o Options) http.Handler {
+	mux := http.NewServeMux()
+	o.health(mux)
+	o.metrics(mux)
+	return chain(mux, requestID, accessLog(o))
+}
+
+// health serves /healthz (the process answers) and /readyz (it can do its
+// work: o.Ready).
+func (o Options) health(mux *http.ServeMux) {
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	mux.HandleFunc("GET /readyz", o.ready)
+}
+
+func (o Options) metrics(mux *http.ServeMux) {
+	mux.Handle("GET /metrics", promhttp.HandlerFor(o.Metrics.Registry, promhttp.HandlerOpts{}))
 }
 
 // query serves /query: websocket upgrades after an origin check and the
@@ -121,51 +144,3 @@ func writeGraphQLError(w http.ResponseWriter, status int, e *apperr.Error) {
 	}
 	writeJSON(w, status, map[string]any{"errors": []map[string]any{{"message": e.Message, "extensions": ext}}})
 }
-
-// instrument counts and times requests by route pattern (never by raw
-// path, which would let clients mint label values) and logs them at debug.
-func (o Options) instrument(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		start := time.Now()
-		rec := &recorder{ResponseWriter: w, code: http.StatusOK}
-		next.ServeHTTP(rec, r)
-		route := r.Pattern
-		if route == "" {
-			route = "unmatched"
-		}
-		o.Metrics.Requests.WithLabelValues(route, r.Method, strconv.Itoa(rec.code)).Inc()
-		if !rec.hijacked {
-			o.Metrics.Duration.WithLabelValues(route).Observe(time.Since(start).Seconds())
-		}
-		o.Log.Debug("http request", "method", r.Method, "route", route, "code", rec.code, "took", time.Since(start).Round(time.Microsecond))
-	})
-}
-
-// recorder remembers the status code, and lets websockets hijack.
-type recorder struct {
-	http.ResponseWriter
-	code     int
-	wrote    bool
-	hijacked bool
-}
-
-func (r *recorder) WriteHeader(code int) {
-	if !r.wrote {
-		r.code, r.wrote = code, true
-	}
-	r.ResponseWriter.WriteHeader(code)
-}
-
-func (r *recorder) Write(p []byte) (int, error) {
-	r.wrote = true
-	return r.ResponseWriter.Write(p)
-}
-
-func (r *recorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
-	r.hijacked, r.code = true, http.StatusSwitchingProtocols
-	return http.NewResponseController(r.ResponseWriter).Hijack()
-}
-
-func (r *recorder) Flush() { _ = http.NewResponseController(r.ResponseWriter).Flush() }
-
-func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }

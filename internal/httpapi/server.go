@@ -68,6 +68,16 @@ type ServerOptions struct {
 
 // NewServer returns a server for o's routes (New), not yet listening.
 func NewServer(so ServerOptions, o Options) *Server {
+	return newServer(so, New(o))
+}
+
+// NewOpsServer returns a server of metrics and health only (NewOps), for
+// METRICS_ADDR, not yet listening.
+func NewOpsServer(so ServerOptions, o Options) *Server {
+	return newServer(so, NewOps(o))
+}
+
+func newServer(so ServerOptions, h http.Handler) *Server {
 	s := &Server{addr: so.Addr, grace: so.Grace, log: so.Log, sockets: so.Sockets, shutting: make(chan struct{})}
 	if s.sockets == nil {
 		s.sockets = wsgorilla.NewConns()
@@ -75,7 +85,7 @@ func NewServer(so ServerOptions, o Options) *Server {
 	s.srv = &http.Server{
 		// Websockets leave net/http's goroutine at the hijack
 		// (wsgorilla.Detach, in the /query chain).
-		Handler:           closeOnShutdown(s.shutting)(New(o)),
+		Handler:           closeOnShutdown(s.shutting)(h),
 		ReadHeaderTimeout: readHeaderTimeout,
 		ReadTimeout:       readTimeout,
 		WriteTimeout:      writeTimeout,
