@@ -109,6 +109,8 @@ type svcOptions struct {
 	// database): a wait on one replica's metrics wakes on either's work.
 	settled *testkit.Signal
 	env     map[string]string
+	// traced turns tracing on, into the provider the test installed.
+	traced bool
 }
 
 const publicURL = "http://verifier.test"
@@ -151,7 +153,9 @@ func startService(t testing.TB, o svcOptions) *svc {
 	ctx, cancel := context.WithCancel(context.Background())
 	listening := make(chan string, 1)
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, cfg, log, s.hooks(listening, o.amqpPrefix)) }()
+	hk := s.hooks(listening, o.amqpPrefix)
+	hk.traced = o.traced
+	go func() { done <- run(ctx, cfg, log, hk) }()
 	select {
 	case s.addr = <-listening:
 	case err := <-done:

@@ -43,6 +43,7 @@ import (
 	"github.com/verifier/verifier/internal/seal"
 	"github.com/verifier/verifier/internal/signer"
 	"github.com/verifier/verifier/internal/startstop"
+	"github.com/verifier/verifier/internal/tracing"
 	"github.com/verifier/verifier/internal/version"
 	"github.com/verifier/verifier/internal/webhook"
 	"github.com/verifier/verifier/internal/wsgorilla"
@@ -155,6 +156,9 @@ type hooks struct {
 	// janitor receives a way to run every clean-up task now, so tests
 	// need not wait for the janitor's next round.
 	janitor func(runOnce func(context.Context))
+	// traced turns tracing on with the provider a test installed
+	// (tracing.Install) instead of OTLP.
+	traced bool
 }
 
 // run serves until ctx ends or a part fails. It builds the parts, starts
@@ -169,6 +173,18 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger, hk hooks) err
 	if now == nil {
 		now = time.Now
 	}
+	stopTracing, err := tracing.Start(ctx, cfg.OTLPEndpoint, version.Get().Version)
+	if err != nil {
+		return fmt.Errorf("OTEL_EXPORTER_OTLP_ENDPOINT: %w", err)
+	}
+	defer func() {
+		// Last: the spans of the shutdown go out too.
+		flush, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownGrace)
+		defer cancel()
+		if err := stopTracing(flush); err != nil {
+			log.Warn("could not send the last traces", "err", err)
+		}
+	}()
 	db, err := database.Open(ctx, cfg.DatabaseURL)
 	if err != nil {
 		return err
@@ -370,6 +386,7 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger, hk hooks) err
 		Websocket:      ws,
 
 		MetricsElsewhere: cfg.MetricsAddr != "",
+		Trace:            cfg.OTLPEndpoint != "" || hk.traced,
 	}
 	edge := httpapi.NewServer(httpapi.ServerOptions{
 		Addr:    cfg.HTTPAddr,

@@ -10,8 +10,12 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/verifier/verifier/internal/logctx"
 	"github.com/verifier/verifier/internal/ratelimit"
+	"github.com/verifier/verifier/internal/tracing"
 )
 
 // RequestIDHeader carries a request's id in and out: a proxy or client
@@ -93,6 +97,8 @@ func accessLog(o Options) middleware {
 			if route == "" {
 				route = "unmatched"
 			}
+			// Named by route, known only now that the mux has matched.
+			trace.SpanFromContext(r.Context()).SetName(r.Method + " " + route)
 			o.Metrics.Requests.WithLabelValues(route, r.Method, strconv.Itoa(rec.code)).Inc()
 			if !rec.hijacked {
 				o.Metrics.Duration.WithLabelValues(route).Observe(time.Since(start).Seconds())
@@ -100,6 +106,21 @@ func accessLog(o Options) middleware {
 			}
 		})
 	}
+}
+
+// traced starts each request's server span (continuing a traceparent the
+// client or a proxy sent), but for probes and scrapes, which would drown
+// the traces that matter.
+func traced(next http.Handler) http.Handler {
+	return otelhttp.NewHandler(next, "http request",
+		otelhttp.WithPropagators(tracing.Propagator),
+		otelhttp.WithFilter(func(r *http.Request) bool {
+			switch r.URL.Path {
+			case "/healthz", "/readyz", "/metrics":
+				return false
+			}
+			return true
+		}))
 }
 
 // recorder remembers the status code and the bytes written, and lets

@@ -48,6 +48,9 @@ type Options struct {
 	// Websocket is every websocket setting; the handler applies the
 	// per-client cap.
 	Websocket WebsocketPolicy
+	// Trace starts a span per request (otelhttp), continuing an incoming
+	// traceparent; off, requests cost nothing of the kind.
+	Trace bool
 	// MetricsElsewhere leaves /metrics off the public handler: another
 	// listener serves it (METRICS_ADDR, NewOps). /healthz and /readyz
 	// stay, for load balancers that probe the serving port.
@@ -80,6 +83,9 @@ func New(o Options) http.Handler {
 	}
 	mux.Handle("/", o.Web)
 	o.Metrics.Routes([2]string{"/query", http.MethodPost}, [2]string{"GET /healthz", http.MethodGet}, [2]string{"GET /readyz", http.MethodGet})
+	if o.Trace {
+		return chain(mux, traced, requestID, accessLog(o))
+	}
 	return chain(mux, requestID, accessLog(o))
 }
 
