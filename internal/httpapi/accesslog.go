@@ -23,12 +23,12 @@ import (
 const RequestIDHeader = "X-Request-Id"
 
 // maxRequestIDLen bounds an incoming id: ids from proxies (UUIDs, nginx's
-// 32 hex digits, AWS's Root=1-…) fit; a longer one is replaced.
+// 32 hex digits, Heroku's and Envoy's) fit; a longer one is replaced.
 const maxRequestIDLen = 64
 
 // validRequestID reports whether an incoming id may be kept: short, and of
-// characters that read the same in any log format (no spaces, quotes or
-// control characters a client could forge log lines with).
+// characters that read the same, unquoted, in any log format (no spaces,
+// quotes, = or control characters a client could forge log lines with).
 func validRequestID(id string) bool {
 	if id == "" || len(id) > maxRequestIDLen {
 		return false
@@ -36,7 +36,7 @@ func validRequestID(id string) bool {
 	for _, c := range []byte(id) {
 		switch {
 		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
-		case c == '-' || c == '_' || c == '.' || c == ':' || c == '=' || c == '/' || c == '+':
+		case c == '-' || c == '_' || c == '.' || c == ':':
 		default:
 			return false
 		}
