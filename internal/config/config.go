@@ -324,7 +324,7 @@ func Load(getenv func(string) string) (Config, error) {
 		}
 	}
 	if c.OTLPEndpoint != "" {
-		if u, err := url.Parse(c.OTLPEndpoint); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		if u, err := url.Parse(c.OTLPEndpoint); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Hostname() == "" {
 			fail("OTEL_EXPORTER_OTLP_ENDPOINT", "want http(s)://host:port of an OTLP/HTTP collector, got %s", redact(c.OTLPEndpoint))
 		}
 	}
