@@ -66,10 +66,12 @@ func rabbitOptions(t testing.TB, url string) svcOptions {
 
 // svc is a running service with its own database and SMTP sink.
 type svc struct {
-	addr  string
-	sink  *mailtest.Sink
-	clock *testkit.Clock
-	http  *http.Client
+	addr string
+	// metricsAddr is METRICS_ADDR's bound address, when set.
+	metricsAddr string
+	sink        *mailtest.Sink
+	clock       *testkit.Clock
+	http        *http.Client
 	// settled fires each time the service's relay settles a batch or its
 	// mailer handles an event: what moves the outbox and mail metrics.
 	settled *testkit.Signal
@@ -91,11 +93,12 @@ func newSvc(sink *mailtest.Sink) *svc {
 // hooks are the service's test hooks for s.
 func (s *svc) hooks(listening chan<- string, amqpPrefix string) hooks {
 	return hooks{
-		listening:  func(a string) { listening <- a },
-		now:        s.clock.Now,
-		amqpPrefix: amqpPrefix,
-		settled:    s.settled.Fire,
-		janitor:    func(run func(context.Context)) { s.cleanUp = run },
+		listening:        func(a string) { listening <- a },
+		metricsListening: func(a string) { s.metricsAddr = a },
+		now:              s.clock.Now,
+		amqpPrefix:       amqpPrefix,
+		settled:          s.settled.Fire,
+		janitor:          func(run func(context.Context)) { s.cleanUp = run },
 	}
 }
 

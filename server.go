@@ -146,6 +146,9 @@ const (
 type hooks struct {
 	// listening is called with the bound address once requests are served.
 	listening func(addr string)
+	// metricsListening is called before listening with METRICS_ADDR's
+	// bound address, when set.
+	metricsListening func(addr string)
 	// now replaces the clock.
 	now func() time.Time
 	// amqpPrefix isolates a test's RabbitMQ exchanges and queues.
@@ -423,6 +426,9 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger, hk hooks) err
 		"version", version.Get().Version)
 	if ops != nil {
 		log.Info("metrics and health on their own port", "addr", ops.Addr())
+		if hk.metricsListening != nil {
+			hk.metricsListening(ops.Addr())
+		}
 	}
 	if hk.listening != nil {
 		hk.listening(edge.Addr())

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"io"
+	"net/http"
 	"os/exec"
 	"path/filepath"
 	"runtime"
@@ -43,4 +45,34 @@ func TestVersionSpellings(t *testing.T) {
 			require.Equal(t, 1, strings.Count(string(out), "\n"))
 		})
 	}
+}
+
+// TestMetricsAddr: with METRICS_ADDR, metrics and health have a listener
+// of their own, and the public one keeps the probes but not /metrics.
+func TestMetricsAddr(t *testing.T) {
+	t.Parallel()
+	s := startService(t, svcOptions{env: map[string]string{"METRICS_ADDR": "127.0.0.1:0"}})
+	require.NotEmpty(t, s.metricsAddr)
+	get := func(base, path string) (int, string) {
+		resp, err := s.http.Get("http://" + base + path)
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		body, err := io.ReadAll(resp.Body)
+		require.NoError(t, err)
+		return resp.StatusCode, string(body)
+	}
+	code, body := get(s.metricsAddr, "/metrics")
+	require.Equal(t, http.StatusOK, code)
+	require.Contains(t, body, `verifier_build_info{goversion="`+runtime.Version()+`"`)
+	require.Contains(t, body, `verifier_emails_sent_total{kind="verification"} 0`)
+	for _, p := range []string{"/healthz", "/readyz"} {
+		code, _ = get(s.metricsAddr, p)
+		require.Equal(t, http.StatusOK, code, p)
+		code, _ = get(s.addr, p)
+		require.Equal(t, http.StatusOK, code, "%s on the public port too", p)
+	}
+	code, _ = get(s.addr, "/metrics")
+	require.NotEqual(t, http.StatusOK, code, "no /metrics on the public port")
+	code, _ = get(s.metricsAddr, "/query")
+	require.Equal(t, http.StatusNotFound, code, "nothing else on the metrics port")
 }

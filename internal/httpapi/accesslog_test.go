@@ -96,26 +96,32 @@ func TestAccessLogLine(t *testing.T) {
 	require.NotContains(t, buf.String(), "123456")
 }
 
-// A websocket's line comes when it closes.
+// A websocket's line comes when it closes, traced or not (otelhttp's
+// response wrapper must let the upgrade hijack).
 func TestAccessLogWebsocketAtItsEnd(t *testing.T) {
 	t.Parallel()
-	var buf testkit.LogBuffer
-	log := slog.New(logctx.NewHandler(slog.NewTextHandler(&buf, nil)))
-	impl := DefaultWebsocketPolicy(0, 0, 0).Implementation(nil)
-	s := NewServer(ServerOptions{Addr: "127.0.0.1:0", Grace: 5 * time.Second, Log: quietLog()},
-		Options{GraphQL: readUntilClosed(impl), Web: http.NotFoundHandler(), Metrics: metrics.New(), Log: log})
-	require.NoError(t, s.Start(context.Background()))
-	t.Cleanup(s.Stop)
-	c, resp, err := websocket.DefaultDialer.Dial("ws://"+s.Addr()+"/query?watch=secret", http.Header{RequestIDHeader: {"ws-1"}})
-	require.NoError(t, err)
-	require.NoError(t, resp.Body.Close())
-	require.Equal(t, "ws-1", resp.Header.Get(RequestIDHeader))
-	require.Zero(t, buf.Count("http request"), "not while open")
-	require.NoError(t, c.Close())
-	testkit.Eventually(t, func() bool { return buf.Count("http request") == 1 }, "the line once the server saw the close")
-	require.Contains(t, buf.String(), "status=101")
-	require.Contains(t, buf.String(), "request_id=ws-1")
-	require.NotContains(t, buf.String(), "secret")
+	for _, traced := range []bool{false, true} {
+		t.Run(map[bool]string{false: "untraced", true: "traced"}[traced], func(t *testing.T) {
+			t.Parallel()
+			var buf testkit.LogBuffer
+			log := slog.New(logctx.NewHandler(slog.NewTextHandler(&buf, nil)))
+			impl := DefaultWebsocketPolicy(0, 0, 0).Implementation(nil)
+			s := NewServer(ServerOptions{Addr: "127.0.0.1:0", Grace: 5 * time.Second, Log: quietLog()},
+				Options{GraphQL: readUntilClosed(impl), Web: http.NotFoundHandler(), Metrics: metrics.New(), Log: log, Trace: traced})
+			require.NoError(t, s.Start(context.Background()))
+			t.Cleanup(s.Stop)
+			c, resp, err := websocket.DefaultDialer.Dial("ws://"+s.Addr()+"/query?watch=secret", http.Header{RequestIDHeader: {"ws-1"}})
+			require.NoError(t, err)
+			require.NoError(t, resp.Body.Close())
+			require.Equal(t, "ws-1", resp.Header.Get(RequestIDHeader))
+			require.Zero(t, buf.Count("http request"), "not while open")
+			require.NoError(t, c.Close())
+			testkit.Eventually(t, func() bool { return buf.Count("http request") == 1 }, "the line once the server saw the close")
+			require.Contains(t, buf.String(), "status=101")
+			require.Contains(t, buf.String(), "request_id=ws-1")
+			require.NotContains(t, buf.String(), "secret")
+		})
+	}
 }
 
 // With METRICS_ADDR, the public handler leaves /metrics to NewOps; health
