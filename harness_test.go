@@ -81,10 +81,12 @@ func rabbitOptions(t testing.TB, url string) svcOptions {
 
 // svc is a running service with its own database and SMTP sink.
 type svc struct {
-	addr  string
-	sink  *mailtest.Sink
-	clock *testkit.Clock
-	http  *http.Client
+	addr string
+	// metricsAddr is METRICS_ADDR's bound address, when set.
+	metricsAddr string
+	sink        *mailtest.Sink
+	clock       *testkit.Clock
+	http        *http.Client
 	// settled fires each time the service's relay settles a batch or its
 	// mailer handles an event: what moves the outbox and mail metrics.
 	settled *testkit.Signal
@@ -106,11 +108,12 @@ func newSvc(sink *mailtest.Sink) *svc {
 // hooks are the service's test hooks for s.
 func (s *svc) hooks(listening chan<- string, amqpPrefix string) hooks {
 	return hooks{
-		listening:  func(a string) { listening <- a },
-		now:        s.clock.Now,
-		amqpPrefix: amqpPrefix,
-		settled:    s.settled.Fire,
-		janitor:    func(run func(context.Context)) { s.cleanUp = run },
+		listening:        func(a string) { listening <- a },
+		metricsListening: func(a string) { s.metricsAddr = a },
+		now:              s.clock.Now,
+		amqpPrefix:       amqpPrefix,
+		settled:          s.settled.Fire,
+		janitor:          func(run func(context.Context)) { s.cleanUp = run },
 	}
 }
 
@@ -124,6 +127,8 @@ type svcOptions struct {
 	// database): a wait on one replica's metrics wakes on either's work.
 	settled *testkit.Signal
 	env     map[string]string
+	// traced turns tracing on, into the provider the test installed.
+	traced bool
 }
 
 const publicURL = "http://verifier.test"
@@ -166,7 +171,9 @@ func startService(t testing.TB, o svcOptions) *svc {
 	ctx, cancel := context.WithCancel(context.Background())
 	listening := make(chan string, 1)
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, cfg, log, s.hooks(listening, o.amqpPrefix)) }()
+	hk := s.hooks(listening, o.amqpPrefix)
+	hk.traced = o.traced
+	go func() { done <- run(ctx, cfg, log, hk) }()
 	select {
 	case s.addr = <-listening:
 	case err := <-done:

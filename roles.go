@@ -200,19 +200,26 @@ func (s *service) serveAPI() error {
 }
 
 // edge is the HTTP server: the API when the role serves one, otherwise
-// health, readiness and metrics alone.
-func (s *service) edge() *httpapi.Server {
+// health, readiness and metrics alone; and, with METRICS_ADDR, the server
+// of metrics and health on their own port (nil without).
+func (s *service) edge() (edge, ops *httpapi.Server) {
 	o := httpapi.Options{HealthOnly: true}
 	if s.http != nil {
 		o = *s.http
 	}
 	o.Metrics, o.Ready, o.Log = s.m, s.ready, s.log.With("component", "http")
-	return httpapi.NewServer(httpapi.ServerOptions{
+	o.MetricsElsewhere = s.cfg.MetricsAddr != ""
+	o.Trace = s.cfg.OTLPEndpoint != "" || s.hk.traced
+	edge = httpapi.NewServer(httpapi.ServerOptions{
 		Addr:    s.cfg.HTTPAddr,
 		Grace:   s.cfg.ShutdownGrace,
 		Sockets: s.sockets,
 		Log:     s.log.With("component", "http"),
 	}, o)
+	if s.cfg.MetricsAddr != "" {
+		ops = httpapi.NewOpsServer(httpapi.ServerOptions{Addr: s.cfg.MetricsAddr, Grace: s.cfg.ShutdownGrace, Log: s.log.With("component", "metrics")}, o)
+	}
+	return edge, ops
 }
 
 // close releases what the parts hold beyond the start/stop group.

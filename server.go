@@ -17,6 +17,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/verifier/verifier/consumers"
 	"github.com/verifier/verifier/internal/account"
 	"github.com/verifier/verifier/internal/broker"
 	"github.com/verifier/verifier/internal/broker/inproc"
@@ -28,6 +29,7 @@ import (
 	"github.com/verifier/verifier/internal/delivery"
 	"github.com/verifier/verifier/internal/httpapi"
 	"github.com/verifier/verifier/internal/janitor"
+	"github.com/verifier/verifier/internal/logctx"
 	"github.com/verifier/verifier/internal/mail"
 	"github.com/verifier/verifier/internal/metrics"
 	"github.com/verifier/verifier/internal/outbox"
@@ -35,11 +37,17 @@ import (
 	"github.com/verifier/verifier/internal/publicevent"
 	"github.com/verifier/verifier/internal/seal"
 	"github.com/verifier/verifier/internal/signer"
+	"github.com/verifier/verifier/internal/tracing"
+	"github.com/verifier/verifier/internal/version"
 )
 
 func main() {
 	if len(os.Args) > 1 && os.Args[1] == "dead-letters" {
 		os.Exit(deadletter.Main(context.Background(), os.Args[2:], os.Getenv, os.Stdout, os.Stderr))
+	}
+	if len(os.Args) == 2 && isVersionFlag(os.Args[1]) {
+		fmt.Println(version.Get())
+		return
 	}
 	if len(os.Args) > 1 && os.Args[1] == "migrate" {
 		os.Exit(migrateMain(context.Background(), os.Args[2:], os.Getenv, os.Stdout, os.Stderr))
@@ -66,8 +74,14 @@ func main() {
 	}
 }
 
+// isVersionFlag reports whether arg asks for the version: -version as the
+// contract says, and the spellings people type from habit.
+func isVersionFlag(arg string) bool {
+	return arg == "-version" || arg == "--version" || arg == "version"
+}
+
 func usage() {
-	fmt.Fprintln(os.Stderr, "Usage: verifier\n       verifier migrate [-check] (see 'verifier migrate -help')\n       verifier dead-letters list|replay (see 'verifier dead-letters -help')\n\nverifier is configured by environment variables:")
+	fmt.Fprintln(os.Stderr, "Usage: verifier\n       verifier -version\n       verifier migrate [-check] (see 'verifier migrate -help')\n       verifier dead-letters list|replay (see 'verifier dead-letters -help')\n\nverifier is configured by environment variables:")
 	w := tabwriter.NewWriter(os.Stderr, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(w, "  VARIABLE\tDEFAULT\tMEANING")
 	for _, s := range config.Settings {
@@ -98,10 +112,12 @@ func newLogger(cfg config.Config) *slog.Logger {
 	var level slog.Level
 	_ = level.UnmarshalText([]byte(cfg.LogLevel))
 	opts := &slog.HandlerOptions{Level: level}
+	var h slog.Handler = slog.NewTextHandler(os.Stderr, opts)
 	if cfg.LogFormat == "json" {
-		return slog.New(slog.NewJSONHandler(os.Stderr, opts))
+		h = slog.NewJSONHandler(os.Stderr, opts)
 	}
-	return slog.New(slog.NewTextHandler(os.Stderr, opts))
+	// A request's lines carry its request id and trace id.
+	return slog.New(logctx.NewHandler(h))
 }
 
 // Clean-up of tables that grow with use.
@@ -124,6 +140,9 @@ const (
 type hooks struct {
 	// listening is called with the bound address once requests are served.
 	listening func(addr string)
+	// metricsListening is called before listening with METRICS_ADDR's
+	// bound address, when set.
+	metricsListening func(addr string)
 	// now replaces the clock.
 	now func() time.Time
 	// amqpPrefix isolates a test's RabbitMQ exchanges and queues.
@@ -134,6 +153,9 @@ type hooks struct {
 	// janitor receives a way to run every clean-up task now, so tests
 	// need not wait for the janitor's next round.
 	janitor func(runOnce func(context.Context))
+	// traced turns tracing on with the provider a test installed
+	// (tracing.Install) instead of OTLP.
+	traced bool
 }
 
 // run serves until ctx ends or a part fails. It builds the parts of the
@@ -149,6 +171,18 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger, hk hooks) err
 	if now == nil {
 		now = time.Now
 	}
+	stopTracing, err := tracing.Start(ctx, cfg.OTLPEndpoint, version.Get().Version)
+	if err != nil {
+		return fmt.Errorf("OTEL_EXPORTER_OTLP_ENDPOINT: %w", err)
+	}
+	defer func() {
+		// Last: the spans of the shutdown go out too.
+		flush, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownGrace)
+		defer cancel()
+		if err := stopTracing(flush); err != nil {
+			log.Warn("could not send the last traces", "err", err)
+		}
+	}()
 	// First: a broken template stops the start, never an email later.
 	templates, err := mail.LoadTemplates(cfg.TemplatesDir)
 	if err != nil {
@@ -201,6 +235,7 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger, hk hooks) err
 	publicevent.SetSource(cfg.PublicURL)
 
 	m := metrics.New()
+	m.MailKinds(consumers.MailKinds...)
 	m.Backlog(func(ctx context.Context) (int, error) { return db.Ent.OutboxEvent.Query().Count(ctx) })
 	records := delivery.New(db.Ent, now)
 	m.Deliveries(records.Counts)
@@ -282,14 +317,25 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger, hk hooks) err
 	s.parts.Add("janitor", cleaner)
 	// The HTTP server last: nothing is served before everything it uses
 	// runs, and it stops first.
-	edge := s.edge()
+	edge, ops := s.edge()
+	if ops != nil {
+		// Before the public server, after it in the stop: health stays
+		// readable while requests drain.
+		s.parts.Add("metrics server", ops)
+	}
 	s.parts.Add("http server", edge)
 
 	if err := s.parts.Start(ctx); err != nil {
 		return err
 	}
 	defer s.parts.Stop()
-	log.Info("verifier is listening", append([]any{"addr", edge.Addr()}, s.logAttrs...)...)
+	log.Info("verifier is listening", append([]any{"addr", edge.Addr()}, append(s.logAttrs, "version", version.Get().Version)...)...)
+	if ops != nil {
+		log.Info("metrics and health on their own port", "addr", ops.Addr())
+		if hk.metricsListening != nil {
+			hk.metricsListening(ops.Addr())
+		}
+	}
 	if hk.listening != nil {
 		hk.listening(edge.Addr())
 	}

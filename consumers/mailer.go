@@ -344,6 +344,17 @@ func (m *Mailer) now() time.Time {
 	return time.Now()
 }
 
+// The kinds of email, as the metrics label them.
+const (
+	KindVerification      = "verification"
+	KindAlreadyRegistered = "already_registered"
+	KindEmailChangeNotice = "email_change_notice"
+)
+
+// MailKinds is every kind the mailer sends, so each email counter can be
+// present at 0 from the start (metrics.Metrics.MailKinds).
+var MailKinds = []string{KindVerification, KindAlreadyRegistered, KindEmailChangeNotice}
+
 // about is what the mailer knows of an event before sending it.
 type about struct {
 	kind string
@@ -359,7 +370,7 @@ type about struct {
 func (m *Mailer) render(msg broker.Message) (mail.Message, about, error) {
 	switch msg.Topic {
 	case event.RegisteredTopic, event.RenewedTopic, event.ResentTopic, event.EmailChangeRequestedTopic:
-		a := about{kind: "verification"}
+		a := about{kind: KindVerification}
 		var ev event.VerificationRequested
 		if err := json.Unmarshal(msg.Body, &ev); err != nil || ev.Email == "" || ev.SealedToken == "" {
 			return mail.Message{}, a, fmt.Errorf("undecodable %s event %s", msg.Topic, msg.ID)
@@ -383,7 +394,7 @@ func (m *Mailer) render(msg broker.Message) (mail.Message, about, error) {
 		email, err := m.templates().Verification(msg.ID, ev.Email, d)
 		return email, a, err
 	case event.AlreadyRegisteredTopic:
-		a := about{kind: "already_registered"}
+		a := about{kind: KindAlreadyRegistered}
 		var ev event.AlreadyRegistered
 		if err := json.Unmarshal(msg.Body, &ev); err != nil || ev.Email == "" {
 			return mail.Message{}, a, fmt.Errorf("undecodable %s event %s", msg.Topic, msg.ID)
@@ -395,7 +406,7 @@ func (m *Mailer) render(msg broker.Message) (mail.Message, about, error) {
 		email, err := m.templates().AlreadyRegistered(msg.ID, ev.Email, ev.Locale, ev.ChangeEmail)
 		return email, a, err
 	case event.EmailChangeNoticeTopic:
-		a := about{kind: "email_change_notice"}
+		a := about{kind: KindEmailChangeNotice}
 		var ev event.EmailChangeNotice
 		if err := json.Unmarshal(msg.Body, &ev); err != nil || ev.Email == "" {
 			return mail.Message{}, a, fmt.Errorf("undecodable %s event %s", msg.Topic, msg.ID)

@@ -2363,6 +2363,7 @@ type OutboxEventMutation struct {
 	claim         *string
 	attempts      *int
 	addattempts   *int
+	traceparent   *string
 	clearedFields map[string]struct{}
 	done          bool
 	oldValue      func(context.Context) (*OutboxEvent, error)
@@ -2752,6 +2753,55 @@ func (m *OutboxEventMutation) ResetAttempts() {
 	m.addattempts = nil
 }
 
+// SetTraceparent sets the "traceparent" field.
+func (m *OutboxEventMutation) SetTraceparent(s string) {
+	m.traceparent = &s
+}
+
+// Traceparent returns the value of the "traceparent" field in the mutation.
+func (m *OutboxEventMutation) Traceparent() (r string, exists bool) {
+	v := m.traceparent
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldTraceparent returns the old "traceparent" field's value of the OutboxEvent entity.
+// If the OutboxEvent object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *OutboxEventMutation) OldTraceparent(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldTraceparent is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldTraceparent requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldTraceparent: %w", err)
+	}
+	return oldValue.Traceparent, nil
+}
+
+// ClearTraceparent clears the value of the "traceparent" field.
+func (m *OutboxEventMutation) ClearTraceparent() {
+	m.traceparent = nil
+	m.clearedFields[outboxevent.FieldTraceparent] = struct{}{}
+}
+
+// TraceparentCleared returns if the "traceparent" field was cleared in this mutation.
+func (m *OutboxEventMutation) TraceparentCleared() bool {
+	_, ok := m.clearedFields[outboxevent.FieldTraceparent]
+	return ok
+}
+
+// ResetTraceparent resets all changes to the "traceparent" field.
+func (m *OutboxEventMutation) ResetTraceparent() {
+	m.traceparent = nil
+	delete(m.clearedFields, outboxevent.FieldTraceparent)
+}
+
 // Where appends a list predicates to the OutboxEventMutation builder.
 func (m *OutboxEventMutation) Where(ps ...predicate.OutboxEvent) {
 	m.predicates = append(m.predicates, ps...)
@@ -2786,7 +2836,7 @@ func (m *OutboxEventMutation) Type() string {
 // order to get all numeric fields that were incremented/decremented, call
 // AddedFields().
 func (m *OutboxEventMutation) Fields() []string {
-	fields := make([]string, 0, 7)
+	fields := make([]string, 0, 8)
 	if m.created_at != nil {
 		fields = append(fields, outboxevent.FieldCreatedAt)
 	}
@@ -2807,6 +2857,9 @@ func (m *OutboxEventMutation) Fields() []string {
 	}
 	if m.attempts != nil {
 		fields = append(fields, outboxevent.FieldAttempts)
+	}
+	if m.traceparent != nil {
+		fields = append(fields, outboxevent.FieldTraceparent)
 	}
 	return fields
 }
@@ -2830,6 +2883,8 @@ func (m *OutboxEventMutation) Field(name string) (ent.Value, bool) {
 		return m.Claim()
 	case outboxevent.FieldAttempts:
 		return m.Attempts()
+	case outboxevent.FieldTraceparent:
+		return m.Traceparent()
 	}
 	return nil, false
 }
@@ -2853,6 +2908,8 @@ func (m *OutboxEventMutation) OldField(ctx context.Context, name string) (ent.Va
 		return m.OldClaim(ctx)
 	case outboxevent.FieldAttempts:
 		return m.OldAttempts(ctx)
+	case outboxevent.FieldTraceparent:
+		return m.OldTraceparent(ctx)
 	}
 	return nil, fmt.Errorf("unknown OutboxEvent field %s", name)
 }
@@ -2911,6 +2968,13 @@ func (m *OutboxEventMutation) SetField(name string, value ent.Value) error {
 		}
 		m.SetAttempts(v)
 		return nil
+	case outboxevent.FieldTraceparent:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetTraceparent(v)
+		return nil
 	}
 	return fmt.Errorf("unknown OutboxEvent field %s", name)
 }
@@ -2959,6 +3023,9 @@ func (m *OutboxEventMutation) ClearedFields() []string {
 	if m.FieldCleared(outboxevent.FieldClaim) {
 		fields = append(fields, outboxevent.FieldClaim)
 	}
+	if m.FieldCleared(outboxevent.FieldTraceparent) {
+		fields = append(fields, outboxevent.FieldTraceparent)
+	}
 	return fields
 }
 
@@ -2975,6 +3042,9 @@ func (m *OutboxEventMutation) ClearField(name string) error {
 	switch name {
 	case outboxevent.FieldClaim:
 		m.ClearClaim()
+		return nil
+	case outboxevent.FieldTraceparent:
+		m.ClearTraceparent()
 		return nil
 	}
 	return fmt.Errorf("unknown OutboxEvent nullable field %s", name)
@@ -3004,6 +3074,9 @@ func (m *OutboxEventMutation) ResetField(name string) error {
 		return nil
 	case outboxevent.FieldAttempts:
 		m.ResetAttempts()
+		return nil
+	case outboxevent.FieldTraceparent:
+		m.ResetTraceparent()
 		return nil
 	}
 	return fmt.Errorf("unknown OutboxEvent field %s", name)

@@ -31,7 +31,9 @@ type OutboxEvent struct {
 	// Claim holds the value of the "claim" field.
 	Claim string `json:"claim,omitempty"`
 	// Attempts holds the value of the "attempts" field.
-	Attempts     int `json:"attempts,omitempty"`
+	Attempts int `json:"attempts,omitempty"`
+	// Traceparent holds the value of the "traceparent" field.
+	Traceparent  string `json:"traceparent,omitempty"`
 	selectValues sql.SelectValues
 }
 
@@ -44,7 +46,7 @@ func (*OutboxEvent) scanValues(columns []string) ([]any, error) {
 			values[i] = new([]byte)
 		case outboxevent.FieldID, outboxevent.FieldAttempts:
 			values[i] = new(sql.NullInt64)
-		case outboxevent.FieldTopic, outboxevent.FieldClaim:
+		case outboxevent.FieldTopic, outboxevent.FieldClaim, outboxevent.FieldTraceparent:
 			values[i] = new(sql.NullString)
 		case outboxevent.FieldCreatedAt, outboxevent.FieldAvailableAt:
 			values[i] = new(sql.NullTime)
@@ -113,6 +115,12 @@ func (_m *OutboxEvent) assignValues(columns []string, values []any) error {
 			} else if value.Valid {
 				_m.Attempts = int(value.Int64)
 			}
+		case outboxevent.FieldTraceparent:
+			if value, ok := values[i].(*sql.NullString); !ok {
+				return fmt.Errorf("unexpected type %T for field traceparent", values[i])
+			} else if value.Valid {
+				_m.Traceparent = value.String
+			}
 		default:
 			_m.selectValues.Set(columns[i], values[i])
 		}
@@ -168,6 +176,9 @@ func (_m *OutboxEvent) String() string {
 	builder.WriteString(", ")
 	builder.WriteString("attempts=")
 	builder.WriteString(fmt.Sprintf("%v", _m.Attempts))
+	builder.WriteString(", ")
+	builder.WriteString("traceparent=")
+	builder.WriteString(_m.Traceparent)
 	builder.WriteByte(')')
 	return builder.String()
 }

@@ -97,6 +97,20 @@ func (_c *OutboxEventCreate) SetNillableAttempts(v *int) *OutboxEventCreate {
 	return _c
 }
 
+// SetTraceparent sets the "traceparent" field.
+func (_c *OutboxEventCreate) SetTraceparent(v string) *OutboxEventCreate {
+	_c.mutation.SetTraceparent(v)
+	return _c
+}
+
+// SetNillableTraceparent sets the "traceparent" field if the given value is not nil.
+func (_c *OutboxEventCreate) SetNillableTraceparent(v *string) *OutboxEventCreate {
+	if v != nil {
+		_c.SetTraceparent(*v)
+	}
+	return _c
+}
+
 // Mutation returns the OutboxEventMutation object of the builder.
 func (_c *OutboxEventCreate) Mutation() *OutboxEventMutation {
 	return _c.mutation
@@ -171,6 +185,11 @@ func (_c *OutboxEventCreate) check() error {
 	if _, ok := _c.mutation.Attempts(); !ok {
 		return &ValidationError{Name: "attempts", err: errors.New(`ent: missing required field "OutboxEvent.attempts"`)}
 	}
+	if v, ok := _c.mutation.Traceparent(); ok {
+		if err := outboxevent.TraceparentValidator(v); err != nil {
+			return &ValidationError{Name: "traceparent", err: fmt.Errorf(`ent: validator failed for field "OutboxEvent.traceparent": %w`, err)}
+		}
+	}
 	return nil
 }
 
@@ -225,6 +244,10 @@ func (_c *OutboxEventCreate) createSpec() (*OutboxEvent, *sqlgraph.CreateSpec) {
 	if value, ok := _c.mutation.Attempts(); ok {
 		_spec.SetField(outboxevent.FieldAttempts, field.TypeInt, value)
 		_node.Attempts = value
+	}
+	if value, ok := _c.mutation.Traceparent(); ok {
+		_spec.SetField(outboxevent.FieldTraceparent, field.TypeString, value)
+		_node.Traceparent = value
 	}
 	return _node, _spec
 }
@@ -348,6 +371,9 @@ func (u *OutboxEventUpsertOne) UpdateNewValues() *OutboxEventUpsertOne {
 		}
 		if _, exists := u.create.mutation.Payload(); exists {
 			s.SetIgnore(outboxevent.FieldPayload)
+		}
+		if _, exists := u.create.mutation.Traceparent(); exists {
+			s.SetIgnore(outboxevent.FieldTraceparent)
 		}
 	}))
 	return u
@@ -623,6 +649,9 @@ func (u *OutboxEventUpsertBulk) UpdateNewValues() *OutboxEventUpsertBulk {
 			}
 			if _, exists := b.mutation.Payload(); exists {
 				s.SetIgnore(outboxevent.FieldPayload)
+			}
+			if _, exists := b.mutation.Traceparent(); exists {
+				s.SetIgnore(outboxevent.FieldTraceparent)
 			}
 		}
 	}))

@@ -139,6 +139,9 @@ func (_u *OutboxEventUpdate) sqlSave(ctx context.Context) (_node int, err error)
 	if value, ok := _u.mutation.AddedAttempts(); ok {
 		_spec.AddField(outboxevent.FieldAttempts, field.TypeInt, value)
 	}
+	if _u.mutation.TraceparentCleared() {
+		_spec.ClearField(outboxevent.FieldTraceparent, field.TypeString)
+	}
 	if _node, err = sqlgraph.UpdateNodes(ctx, _u.driver, _spec); err != nil {
 		if _, ok := err.(*sqlgraph.NotFoundError); ok {
 			err = &NotFoundError{outboxevent.Label}
@@ -299,6 +302,9 @@ func (_u *OutboxEventUpdateOne) sqlSave(ctx context.Context) (_node *OutboxEvent
 	}
 	if value, ok := _u.mutation.AddedAttempts(); ok {
 		_spec.AddField(outboxevent.FieldAttempts, field.TypeInt, value)
+	}
+	if _u.mutation.TraceparentCleared() {
+		_spec.ClearField(outboxevent.FieldTraceparent, field.TypeString)
 	}
 	_node = &OutboxEvent{config: _u.config}
 	_spec.Assign = _node.assignValues

@@ -135,6 +135,10 @@ func init() {
 	outboxeventDescAttempts := outboxeventFields[5].Descriptor()
 	// outboxevent.DefaultAttempts holds the default value on creation for the attempts field.
 	outboxevent.DefaultAttempts = outboxeventDescAttempts.Default.(int)
+	// outboxeventDescTraceparent is the schema descriptor for traceparent field.
+	outboxeventDescTraceparent := outboxeventFields[6].Descriptor()
+	// outboxevent.TraceparentValidator is a validator for the "traceparent" field. It is called by the builders before save.
+	outboxevent.TraceparentValidator = outboxeventDescTraceparent.Validators[0].(func(string) error)
 	registrationMixin := schema.Registration{}.Mixin()
 	registrationMixinFields0 := registrationMixin[0].Fields()
 	_ = registrationMixinFields0

@@ -95,6 +95,7 @@ func NewHandler(r *Resolver, o HandlerOptions) *handler.Server {
 		present:   present,
 	})
 	srv.SetErrorPresenter(present)
+	srv.Use(traceResolvers{})
 	srv.SetRecoverFunc(RecoverFunc(o.Log))
 	return srv
 }

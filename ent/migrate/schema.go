@@ -99,6 +99,7 @@ var (
 		{Name: "available_at", Type: field.TypeTime},
 		{Name: "claim", Type: field.TypeString, Nullable: true},
 		{Name: "attempts", Type: field.TypeInt, Default: 0},
+		{Name: "traceparent", Type: field.TypeString, Nullable: true, Size: 128},
 	}
 	// OutboxEventsTable holds the schema information for the "outbox_events" table.
 	OutboxEventsTable = &schema.Table{

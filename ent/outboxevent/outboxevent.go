@@ -28,6 +28,8 @@ const (
 	FieldClaim = "claim"
 	// FieldAttempts holds the string denoting the attempts field in the database.
 	FieldAttempts = "attempts"
+	// FieldTraceparent holds the string denoting the traceparent field in the database.
+	FieldTraceparent = "traceparent"
 	// Table holds the table name of the outboxevent in the database.
 	Table = "outbox_events"
 )
@@ -42,6 +44,7 @@ var Columns = []string{
 	FieldAvailableAt,
 	FieldClaim,
 	FieldAttempts,
+	FieldTraceparent,
 }
 
 // ValidColumn reports if the column name is valid (part of the table columns).
@@ -63,6 +66,8 @@ var (
 	TopicValidator func(string) error
 	// DefaultAttempts holds the default value on creation for the "attempts" field.
 	DefaultAttempts int
+	// TraceparentValidator is a validator for the "traceparent" field. It is called by the builders before save.
+	TraceparentValidator func(string) error
 )
 
 // OrderOption defines the ordering options for the OutboxEvent queries.
@@ -101,4 +106,9 @@ func ByClaim(opts ...sql.OrderTermOption) OrderOption {
 // ByAttempts orders the results by the attempts field.
 func ByAttempts(opts ...sql.OrderTermOption) OrderOption {
 	return sql.OrderByField(FieldAttempts, opts...).ToFunc()
+}
+
+// ByTraceparent orders the results by the traceparent field.
+func ByTraceparent(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldTraceparent, opts...).ToFunc()
 }

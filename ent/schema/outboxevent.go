@@ -28,8 +28,17 @@ func (OutboxEvent) Fields() []ent.Field {
 		field.Time("available_at"),
 		field.String("claim").Optional(),
 		field.Int("attempts").Default(0),
+		// The W3C traceparent of the span that wrote the event, so the
+		// relay's publish continues the request's trace (empty: none).
+		// Optional: rows from before it, and from untraced writes, have
+		// none.
+		field.String("traceparent").Optional().Immutable().MaxLen(traceparentMaxLen),
 	}
 }
+
+// traceparentMaxLen fits a W3C traceparent (55 characters in version 00)
+// with room for a later version's extra fields.
+const traceparentMaxLen = 128
 
 // Indexes of OutboxEvent.
 func (OutboxEvent) Indexes() []ent.Index {

@@ -16,7 +16,12 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/verifier/verifier/internal/startstop"
+	"github.com/verifier/verifier/internal/tracing"
 )
 
 // Message is one event on the wire.
@@ -34,6 +39,34 @@ type Message struct {
 	// Attempt is 1 on the first delivery and grows by one each time a
 	// handler asked for the message again with RetryAfter.
 	Attempt int
+	// Headers carry the W3C trace context (traceparent, tracestate) of the
+	// publish, so a consumer's span continues the request's trace
+	// (Consuming). AMQP headers on RabbitMQ; nil when untraced.
+	Headers map[string]string
+}
+
+// Consuming starts the span of one delivery of m to queue, a child of the
+// publish span whose context m.Headers carry. Both brokers run every
+// handler inside it; end it with Consumed.
+func Consuming(ctx context.Context, queue string, m Message) (context.Context, trace.Span) {
+	ctx = tracing.FromHeaders(ctx, m.Headers)
+	if queue == "" {
+		queue = "(private)"
+	}
+	return tracing.Tracer().Start(ctx, "consume "+m.Topic, trace.WithSpanKind(trace.SpanKindConsumer),
+		trace.WithAttributes(
+			attribute.String("messaging.destination.name", queue),
+			attribute.String("messaging.message.id", m.ID),
+			attribute.Int("messaging.message.delivery_attempt", m.Attempt)))
+}
+
+// Consumed ends a span from Consuming with the handler's outcome.
+func Consumed(span trace.Span, err error) {
+	if err != nil {
+		span.RecordError(err)
+		span.SetStatus(codes.Error, "handler failed")
+	}
+	span.End()
 }
 
 // PublicNamespace starts every public event type (the contract's

@@ -95,6 +95,13 @@ type Config struct {
 	// Migrate is MIGRATE: auto applies pending schema migrations at start;
 	// off refuses to start while any is pending.
 	Migrate string
+	// MetricsAddr is METRICS_ADDR: a listener of its own for /metrics,
+	// /healthz and /readyz; empty: the public one serves them.
+	MetricsAddr string
+	// OTLPEndpoint is OTEL_EXPORTER_OTLP_ENDPOINT: traces are exported
+	// over OTLP/HTTP when set (the SDK reads it and the other OTEL_*
+	// variables itself); empty: no tracing at all.
+	OTLPEndpoint string
 }
 
 // The roles a process can take (ROLE). One process of RoleAll is the whole
@@ -156,6 +163,8 @@ var Settings = []Setting{
 	{"LOG_FORMAT", "text", "text or json"},
 	{"ROLE", "all", "all; api (HTTP, GraphQL, relay, notifier; sends no mail or webhooks); worker (mail and webhooks; HTTP only /healthz, /readyz, /metrics); api and worker need AMQP_URL"},
 	{"MIGRATE", "auto", "auto: apply pending schema migrations at start (one process at a time); off: refuse to start while any is pending (run 'verifier migrate' first)"},
+	{"METRICS_ADDR", "", "listen address of /metrics, /healthz and /readyz on a port of their own (then /metrics leaves HTTP_ADDR); empty: HTTP_ADDR serves them"},
+	{"OTEL_EXPORTER_OTLP_ENDPOINT", "", "OTLP/HTTP collector, e.g. http://otel-collector:4318: traces are exported there (other OTEL_* variables apply); empty: no tracing"},
 }
 
 // Bounds of the duration settings. Each minimum is the least value that
@@ -294,6 +303,8 @@ func Load(getenv func(string) string) (Config, error) {
 		TemplatesDir:   get("TEMPLATES_DIR"),
 		LogLevel:       strings.ToLower(get("LOG_LEVEL")),
 		LogFormat:      strings.ToLower(get("LOG_FORMAT")),
+		MetricsAddr:    get("METRICS_ADDR"),
+		OTLPEndpoint:   get("OTEL_EXPORTER_OTLP_ENDPOINT"),
 		Role:           strings.ToLower(get("ROLE")),
 		Migrate:        strings.ToLower(get("MIGRATE")),
 	}
@@ -362,6 +373,16 @@ func Load(getenv func(string) string) (Config, error) {
 
 	if err := checkListenAddr(c.HTTPAddr); err != nil {
 		fail("HTTP_ADDR", "%v", err)
+	}
+	if c.MetricsAddr != "" {
+		if err := checkListenAddr(c.MetricsAddr); err != nil {
+			fail("METRICS_ADDR", "%v", err)
+		}
+	}
+	if c.OTLPEndpoint != "" {
+		if u, err := url.Parse(c.OTLPEndpoint); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Hostname() == "" {
+			fail("OTEL_EXPORTER_OTLP_ENDPOINT", "want http(s)://host:port of an OTLP/HTTP collector, got %s", redact(c.OTLPEndpoint))
+		}
 	}
 	if err := checkDatabaseURL(c.DatabaseURL); err != nil {
 		fail("DATABASE_URL", "%v", err)

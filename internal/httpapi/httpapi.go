@@ -5,15 +5,11 @@
 package httpapi
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"log/slog"
 	"math"
-	"net"
 	"net/http"
-	"strconv"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
@@ -68,6 +64,13 @@ type Options struct {
 	// shutting is done when the server's Stop begins, which ends the
 	// event streams (endStreams); set by NewServer.
 	shutting context.Context
+	// Trace starts a span per request (otelhttp), continuing an incoming
+	// traceparent; off, requests cost nothing of the kind.
+	Trace bool
+	// MetricsElsewhere leaves /metrics off the public handler: another
+	// listener serves it (METRICS_ADDR, NewOps). /healthz and /readyz
+	// stay, for load balancers that probe the serving port.
+	MetricsElsewhere bool
 }
 
 // New returns the service's HTTP handler.
@@ -79,13 +82,12 @@ func New(o Options) http.Handler {
 	if o.shutting == nil {
 		o.shutting = context.Background()
 	}
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
-	})
-	mux.HandleFunc("GET /readyz", o.ready)
-	mux.Handle("GET /metrics", promhttp.HandlerFor(o.Metrics.Registry, promhttp.HandlerOpts{}))
+	o.health(mux)
+	if !o.MetricsElsewhere {
+		o.metrics(mux)
+	}
 	if o.HealthOnly {
-		return o.instrument(mux)
+		return chain(mux, requestID, accessLog(o))
 	}
 	mux.Handle("/query", o.query())
 	if o.Admin != nil && o.AdminToken != "" {
@@ -108,7 +110,34 @@ func New(o Options) http.Handler {
 		mux.HandleFunc("GET /dev/mail.json", o.devMailJSONList)
 	}
 	mux.Handle("/", o.Web)
-	return o.instrument(mux)
+	o.Metrics.Routes([2]string{"/query", http.MethodPost}, [2]string{"GET /healthz", http.MethodGet}, [2]string{"GET /readyz", http.MethodGet})
+	if o.Trace {
+		return chain(mux, traced, requestID, accessLog(o))
+	}
+	return chain(mux, requestID, accessLog(o))
+}
+
+// NewOps returns the handler of the METRICS_ADDR listener: /metrics,
+// /healthz and /readyz only, for a port that only the orchestrator and
+// Prometheus reach.
+func NewOps(o Options) http.Handler {
+	mux := http.NewServeMux()
+	o.health(mux)
+	o.metrics(mux)
+	return chain(mux, requestID, accessLog(o))
+}
+
+// health serves /healthz (the process answers) and /readyz (it can do its
+// work: o.Ready).
+func (o Options) health(mux *http.ServeMux) {
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	mux.HandleFunc("GET /readyz", o.ready)
+}
+
+func (o Options) metrics(mux *http.ServeMux) {
+	mux.Handle("GET /metrics", promhttp.HandlerFor(o.Metrics.Registry, promhttp.HandlerOpts{}))
 }
 
 // query serves /query: websocket upgrades and event streams after an
@@ -166,53 +195,3 @@ func writeGraphQLError(w http.ResponseWriter, status int, e *apperr.Error) {
 	}
 	writeJSON(w, status, map[string]any{"errors": []map[string]any{{"message": e.Message, "extensions": ext}}})
 }
-
-// instrument counts and times requests by route pattern (never by raw
-// path, which would let clients mint label values) and logs them at debug.
-func (o Options) instrument(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		start := time.Now()
-		rec := &recorder{ResponseWriter: w, code: http.StatusOK}
-		next.ServeHTTP(rec, r)
-		route := r.Pattern
-		if route == "" {
-			route = "unmatched"
-		}
-		o.Metrics.Requests.WithLabelValues(route, r.Method, strconv.Itoa(rec.code)).Inc()
-		// A websocket or event stream lasts as long as its subscriptions:
-		// not a request duration.
-		if !rec.hijacked && !isEventStream(r) {
-			o.Metrics.Duration.WithLabelValues(route).Observe(time.Since(start).Seconds())
-		}
-		o.Log.Debug("http request", "method", r.Method, "route", route, "code", rec.code, "took", time.Since(start).Round(time.Microsecond))
-	})
-}
-
-// recorder remembers the status code, and lets websockets hijack.
-type recorder struct {
-	http.ResponseWriter
-	code     int
-	wrote    bool
-	hijacked bool
-}
-
-func (r *recorder) WriteHeader(code int) {
-	if !r.wrote {
-		r.code, r.wrote = code, true
-	}
-	r.ResponseWriter.WriteHeader(code)
-}
-
-func (r *recorder) Write(p []byte) (int, error) {
-	r.wrote = true
-	return r.ResponseWriter.Write(p)
-}
-
-func (r *recorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
-	r.hijacked, r.code = true, http.StatusSwitchingProtocols
-	return http.NewResponseController(r.ResponseWriter).Hijack()
-}
-
-func (r *recorder) Flush() { _ = http.NewResponseController(r.ResponseWriter).Flush() }
-
-func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }

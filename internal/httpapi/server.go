@@ -70,16 +70,27 @@ type ServerOptions struct {
 
 // NewServer returns a server for o's routes (New), not yet listening.
 func NewServer(so ServerOptions, o Options) *Server {
-	s := &Server{addr: so.Addr, grace: so.Grace, log: so.Log, sockets: so.Sockets}
-	s.shutting, s.shut = context.WithCancel(context.Background())
-	o.shutting = s.shutting
+	shutting, shut := context.WithCancel(context.Background())
+	o.shutting = shutting
+	return newServer(so, shutting, shut, New(o))
+}
+
+// NewOpsServer returns a server of metrics and health only (NewOps), for
+// METRICS_ADDR, not yet listening.
+func NewOpsServer(so ServerOptions, o Options) *Server {
+	shutting, shut := context.WithCancel(context.Background())
+	return newServer(so, shutting, shut, NewOps(o))
+}
+
+func newServer(so ServerOptions, shutting context.Context, shut context.CancelFunc, h http.Handler) *Server {
+	s := &Server{addr: so.Addr, grace: so.Grace, log: so.Log, sockets: so.Sockets, shutting: shutting, shut: shut}
 	if s.sockets == nil {
 		s.sockets = wsgorilla.NewConns()
 	}
 	s.srv = &http.Server{
 		// Websockets leave net/http's goroutine at the hijack
 		// (wsgorilla.Detach, in the /query chain).
-		Handler:           closeOnShutdown(s.shutting.Done())(New(o)),
+		Handler:           closeOnShutdown(s.shutting.Done())(h),
 		ReadHeaderTimeout: readHeaderTimeout,
 		ReadTimeout:       readTimeout,
 		WriteTimeout:      writeTimeout,

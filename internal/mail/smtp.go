@@ -12,6 +12,11 @@ import (
 
 	gomail "github.com/wneessen/go-mail"
 	"github.com/wneessen/go-mail/smtp"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/verifier/verifier/internal/tracing"
 )
 
 // SMTP sends mail through one SMTP server, keeping connections open between
@@ -106,8 +111,21 @@ func NewSMTP(rawURL, from string, maxIdle int, log *slog.Logger) (*SMTP, error) 
 }
 
 // Send delivers m, reusing an idle connection when one is open. Its errors
-// are *Failure, classified.
+// are *Failure, classified. Its span says the server and the outcome's
+// class, never the recipient.
 func (s *SMTP) Send(ctx context.Context, m Message) error {
+	ctx, span := tracing.Tracer().Start(ctx, "smtp send", trace.WithSpanKind(trace.SpanKindClient),
+		trace.WithAttributes(attribute.String("server.address", s.host)))
+	defer span.End()
+	err := s.send(ctx, m)
+	if f, ok := errors.AsType[*Failure](err); ok {
+		// The class only: a server's reply may quote the address.
+		span.SetStatus(codes.Error, f.Class.String())
+	}
+	return err
+}
+
+func (s *SMTP) send(ctx context.Context, m Message) error {
 	msg := gomail.NewMsg()
 	if err := msg.From(s.from); err != nil {
 		return &Failure{Class: Misconfigured, Reason: "MAIL_FROM is not a valid address", Err: err}

@@ -7,6 +7,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/verifier/verifier/internal/version"
 )
 
 // Metrics is every collector of the service, on its own registry (no
@@ -76,7 +78,36 @@ func New() *Metrics {
 	m.Registry.MustRegister(m.Requests, m.Duration, m.EmailsSent, m.EmailsFailed, m.EmailRetries, m.EmailsSkipped, m.MailProblem, m.Published, m.Subscriptions,
 		m.WebhooksDelivered, m.WebhooksFailed, m.WebhookRetries,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	// Which build answers, joinable to any series by instance (the
+	// Prometheus convention for *_build_info).
+	v := version.Get()
+	build := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "verifier_build_info", Help: "Always 1; the labels say which build is running.",
+	}, []string{"version", "revision", "goversion"})
+	build.WithLabelValues(v.Version, v.Revision, v.GoVersion).Set(1)
+	m.Registry.MustRegister(build)
 	return m
+}
+
+// MailKinds makes every email counter present from the start, at 0, for
+// each kind: rate() and alerts over a series that appears only with its
+// first failure miss that failure.
+func (m *Metrics) MailKinds(kinds ...string) {
+	for _, k := range kinds {
+		for _, c := range []*prometheus.CounterVec{m.EmailsSent, m.EmailsFailed, m.EmailRetries, m.EmailsSkipped} {
+			c.WithLabelValues(k)
+		}
+	}
+}
+
+// Routes makes the request counter (at code 200) and the latency
+// histogram present from the start for each route, method pair; other
+// codes appear with their first request, as their set is open.
+func (m *Metrics) Routes(routes ...[2]string) {
+	for _, r := range routes {
+		m.Requests.WithLabelValues(r[0], r[1], "200")
+		m.Duration.WithLabelValues(r[0])
+	}
 }
 
 // Backlog registers a gauge of outbox events waiting, read on each scrape.

@@ -14,10 +14,12 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/verifier/verifier/ent"
+	"github.com/verifier/verifier/internal/tracing"
 )
 
 // Enqueue adds an event with topic and a JSON payload to tx. It is
 // published after tx commits; call Relay.Wake then to skip the poll delay.
+// The row keeps ctx's trace context, which the relay's publish continues.
 func Enqueue(ctx context.Context, tx *ent.Tx, now time.Time, topic string, payload any) error {
 	_, err := EnqueueAt(ctx, tx, now, now, topic, payload)
 	return err
@@ -35,6 +37,7 @@ func EnqueueAt(ctx context.Context, tx *ent.Tx, now, at time.Time, topic string,
 		SetPayload(body).
 		SetCreatedAt(now).
 		SetAvailableAt(at).
+		SetTraceparent(tracing.TraceParent(ctx)).
 		Save(ctx)
 	if err != nil {
 		return uuid.Nil, fmt.Errorf("outbox: write %s: %w", topic, err)
@@ -51,6 +54,7 @@ func EnqueueRaw(ctx context.Context, tx *ent.Tx, now time.Time, id uuid.UUID, to
 		SetPayload(payload).
 		SetCreatedAt(now).
 		SetAvailableAt(now).
+		SetTraceparent(tracing.TraceParent(ctx)).
 		Exec(ctx)
 	if err != nil {
 		return fmt.Errorf("outbox: write %s: %w", topic, err)

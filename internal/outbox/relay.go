@@ -8,12 +8,16 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/verifier/verifier/ent"
 	"github.com/verifier/verifier/ent/outboxevent"
 	"github.com/verifier/verifier/internal/broker"
 	"github.com/verifier/verifier/internal/database"
 	"github.com/verifier/verifier/internal/startstop"
+	"github.com/verifier/verifier/internal/tracing"
 )
 
 // Publisher is what the relay needs from a broker. A Publish that returns a
@@ -221,7 +225,7 @@ func (r *Relay) run(ctx context.Context) {
 			for _, ev := range evs {
 				inFlight[ev.ID] = ev.Topic
 				publishers.Go(func() {
-					results <- outcome{ev, r.pub.Publish(ctx, message(ev))}
+					results <- outcome{ev, r.publish(ctx, ev)}
 				})
 			}
 		}
@@ -247,6 +251,24 @@ func (r *Relay) run(ctx context.Context) {
 			settled = batch
 		}
 	}
+}
+
+// publish hands ev to the broker in a span that continues the trace of
+// the request that wrote it, and whose context the message carries to the
+// consumers.
+func (r *Relay) publish(ctx context.Context, ev *ent.OutboxEvent) error {
+	ctx, span := tracing.Tracer().Start(tracing.FromTraceParent(ctx, ev.Traceparent), "publish "+ev.Topic,
+		trace.WithSpanKind(trace.SpanKindProducer),
+		trace.WithAttributes(attribute.String("messaging.message.id", ev.EventID.String()), attribute.Int("messaging.message.delivery_attempt", ev.Attempts+1)))
+	defer span.End()
+	m := message(ev)
+	m.Headers = tracing.Headers(ctx)
+	err := r.pub.Publish(ctx, m)
+	if err != nil {
+		span.RecordError(err)
+		span.SetStatus(codes.Error, "not confirmed")
+	}
+	return err
 }
 
 // message is the broker message for ev. Attempts counts the times the

@@ -54,6 +54,21 @@ type Implementation struct {
 
 var _ transport.WebsocketImplementation = Implementation{}
 
+// withRequestID adds the X-Request-Id a middleware set on w to the
+// upgrade's answer: gorilla writes the 101 itself, from h alone.
+func withRequestID(w http.ResponseWriter, h http.Header) http.Header {
+	id := w.Header().Get("X-Request-Id")
+	if id == "" {
+		return h
+	}
+	h = h.Clone()
+	if h == nil {
+		h = http.Header{}
+	}
+	h.Set("X-Request-Id", id)
+	return h
+}
+
 // Accept upgrades the request, offering gqlgen's subprotocols. Once
 // upgraded, r has no headers left.
 func (i Implementation) Accept(w http.ResponseWriter, r *http.Request, o transport.WebsocketAcceptOptions) (transport.WebsocketConn, error) {
@@ -69,7 +84,7 @@ func (i Implementation) Accept(w http.ResponseWriter, r *http.Request, o transpo
 		// gorilla from writing a second one.
 		up.Error = func(http.ResponseWriter, *http.Request, int, error) {}
 	}
-	c, err := up.Upgrade(w, r, o.ResponseHeader)
+	c, err := up.Upgrade(w, r, withRequestID(w, o.ResponseHeader))
 	if err != nil {
 		return nil, err
 	}

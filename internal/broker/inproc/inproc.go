@@ -182,7 +182,9 @@ func (b *Broker) work(ctx context.Context, q *queue) {
 
 // deliver runs the handler once and returns the outcome for Publish.
 func (b *Broker) deliver(ctx context.Context, q *queue, m broker.Message) error {
+	ctx, span := broker.Consuming(ctx, q.spec.Name, m)
 	err := q.handle(ctx, m)
+	broker.Consumed(span, err)
 	switch {
 	case err == nil:
 		return nil

@@ -412,7 +412,9 @@ func (b *Broker) attach(conn *amqp.Connection, pub *amqp.Channel, c consumer) (*
 // handle is the one place a delivery's fate is decided.
 func (b *Broker) handle(conn *amqp.Connection, a *attachment, c consumer, d amqp.Delivery) {
 	m := message(d)
-	err := c.h(a.ctx, m)
+	ctx, span := broker.Consuming(a.ctx, c.q.Name, m)
+	err := c.h(ctx, m)
+	broker.Consumed(span, err)
 	switch {
 	case err == nil:
 		err = d.Ack(false)
@@ -463,8 +465,21 @@ func message(d amqp.Delivery) broker.Message {
 		m.Attempt = int(n)
 	}
 	m.Attempt = max(m.Attempt, 1)
+	for _, k := range traceHeaders {
+		if v, ok := d.Headers[k].(string); ok && v != "" {
+			if m.Headers == nil {
+				m.Headers = map[string]string{}
+			}
+			m.Headers[k] = v
+		}
+	}
 	return m
 }
+
+// traceHeaders are the W3C trace context headers a message may carry
+// (broker.Message.Headers), under their own names as AMQP headers, where
+// OpenTelemetry's AMQP conventions and other services' tracers look.
+var traceHeaders = []string{"traceparent", "tracestate"}
 
 // publishing is m as a persistent AMQP message; headers carry what a
 // delay queue's message must bring back (its topic and attempt). A public
@@ -473,6 +488,14 @@ func publishing(m broker.Message, headers amqp.Table) amqp.Publishing {
 	contentType := "application/json"
 	if broker.Public(m.Topic) {
 		contentType = cloudEventsJSON
+	}
+	for _, k := range traceHeaders {
+		if v := m.Headers[k]; v != "" {
+			if headers == nil {
+				headers = amqp.Table{}
+			}
+			headers[k] = v
+		}
 	}
 	return amqp.Publishing{
 		Headers:      headers,

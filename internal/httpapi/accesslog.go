@@ -1,0 +1,182 @@
+package httpapi
+
+import (
+	"bufio"
+	"crypto/rand"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/verifier/verifier/internal/logctx"
+	"github.com/verifier/verifier/internal/ratelimit"
+	"github.com/verifier/verifier/internal/tracing"
+)
+
+// RequestIDHeader carries a request's id in and out: a proxy or client
+// that sets it finds its id in our log; one that does not gets ours back.
+const RequestIDHeader = "X-Request-Id"
+
+// maxRequestIDLen bounds an incoming id: ids from proxies (UUIDs, nginx's
+// 32 hex digits, Heroku's and Envoy's) fit; a longer one is replaced.
+const maxRequestIDLen = 64
+
+// validRequestID reports whether an incoming id may be kept: short, and of
+// characters that read the same, unquoted, in any log format (no spaces,
+// quotes, = or control characters a client could forge log lines with).
+func validRequestID(id string) bool {
+	if id == "" || len(id) > maxRequestIDLen {
+		return false
+	}
+	for _, c := range []byte(id) {
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		case c == '-' || c == '_' || c == '.' || c == ':':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// requestID keeps a valid incoming X-Request-Id or makes one, returns it
+// as X-Request-Id, and puts it in the request's context, whence
+// logctx.Handler adds it to every log line of the request.
+func requestID(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id := r.Header.Get(RequestIDHeader)
+		if !validRequestID(id) {
+			id = rand.Text()
+		}
+		w.Header().Set(RequestIDHeader, id)
+		next.ServeHTTP(w, r.WithContext(logctx.WithRequestID(r.Context(), id)))
+	})
+}
+
+// maxLoggedPath bounds the path in an access-log line: a path is the
+// client's text (slog quotes it), and a long one is nothing an operator
+// reads to the end.
+const maxLoggedPath = 256
+
+// accessLog counts and times requests by route pattern (never by raw path,
+// which would let clients mint label values) and logs one line per request
+// at info: method, path without the query (links carry tokens there),
+// status, bytes, duration, client address (behind TRUST_PROXY proxies) and
+// the request id. A websocket is logged when it closes, with the bytes of
+// its upgrade answer; nothing it carried is. Headers and bodies are never
+// logged: they hold passwords, codes and bearer tokens.
+func accessLog(o Options) middleware {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			start := time.Now()
+			rec := &recorder{ResponseWriter: w, code: http.StatusOK}
+			// The path before the mux or a handler changes r.URL.
+			path := r.URL.Path
+			if len(path) > maxLoggedPath {
+				path = path[:maxLoggedPath] + "…"
+			}
+			// line captures no request or response: for a websocket it
+			// lives as long as the socket, which must not keep net/http's
+			// buffers (wsgorilla.Detach).
+			ctx, method, client := r.Context(), r.Method, ratelimit.ClientAddress(r, o.TrustProxy)
+			line := func(code int, bytes int64) {
+				o.Log.LogAttrs(ctx, slog.LevelInfo, "http request",
+					slog.String("method", method), slog.String("path", path),
+					slog.Int("status", code), slog.Int64("bytes", bytes),
+					slog.Duration("took", time.Since(start).Round(time.Microsecond)),
+					slog.String("client", client))
+			}
+			rec.closed = line
+			next.ServeHTTP(rec, r)
+			route := r.Pattern
+			if route == "" {
+				route = "unmatched"
+			}
+			// Named by route, known only now that the mux has matched.
+			trace.SpanFromContext(r.Context()).SetName(r.Method + " " + route)
+			o.Metrics.Requests.WithLabelValues(route, r.Method, strconv.Itoa(rec.code)).Inc()
+			if !rec.hijacked {
+				// An event stream lasts as long as its subscription: not
+				// a request duration.
+				if !isEventStream(r) {
+					o.Metrics.Duration.WithLabelValues(route).Observe(time.Since(start).Seconds())
+				}
+				line(rec.code, rec.bytes)
+			}
+		})
+	}
+}
+
+// traced starts each request's server span (continuing a traceparent the
+// client or a proxy sent), but for probes and scrapes, which would drown
+// the traces that matter.
+func traced(next http.Handler) http.Handler {
+	return otelhttp.NewHandler(next, "http request",
+		otelhttp.WithPropagators(tracing.Propagator),
+		otelhttp.WithFilter(func(r *http.Request) bool {
+			switch r.URL.Path {
+			case "/healthz", "/readyz", "/metrics":
+				return false
+			}
+			return true
+		}))
+}
+
+// recorder remembers the status code and the bytes written, and lets
+// websockets hijack (closed is then called once the connection closes,
+// with the code and bytes of the upgrade's answer).
+type recorder struct {
+	http.ResponseWriter
+	code     int
+	bytes    int64
+	wrote    bool
+	hijacked bool
+	closed   func(code int, bytes int64)
+}
+
+func (r *recorder) WriteHeader(code int) {
+	if !r.wrote {
+		r.code, r.wrote = code, true
+	}
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (r *recorder) Write(p []byte) (int, error) {
+	r.wrote = true
+	n, err := r.ResponseWriter.Write(p)
+	r.bytes += int64(n)
+	return n, err
+}
+
+func (r *recorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	r.hijacked, r.code = true, http.StatusSwitchingProtocols
+	c, rw, err := http.NewResponseController(r.ResponseWriter).Hijack()
+	if err != nil || r.closed == nil {
+		return c, rw, err
+	}
+	closed, bytes := r.closed, r.bytes
+	return &closeConn{Conn: c, closed: func() { closed(http.StatusSwitchingProtocols, bytes) }}, rw, nil
+}
+
+func (r *recorder) Flush() { _ = http.NewResponseController(r.ResponseWriter).Flush() }
+
+func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
+
+// closeConn calls closed once, when a hijacked connection closes, so a
+// websocket's access-log line comes at its end.
+type closeConn struct {
+	net.Conn
+	once   sync.Once
+	closed func()
+}
+
+func (c *closeConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(c.closed)
+	return err
+}

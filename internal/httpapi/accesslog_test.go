@@ -1,0 +1,170 @@
+package httpapi
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/stretchr/testify/require"
+
+	"github.com/verifier/verifier/internal/logctx"
+	"github.com/verifier/verifier/internal/metrics"
+	"github.com/verifier/verifier/internal/testkit"
+)
+
+// logged returns a handler whose log (access lines and the GraphQL stand-
+// in's own line, written with the request's context) goes to buf.
+func logged(buf *testkit.LogBuffer) http.Handler {
+	log := slog.New(logctx.NewHandler(slog.NewTextHandler(buf, nil)))
+	gql := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		log.InfoContext(r.Context(), "resolver line")
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, `{"data":{}}`)
+	})
+	return New(Options{GraphQL: gql, Web: http.NotFoundHandler(), Metrics: metrics.New(), Log: log, MaxBodyBytes: 1 << 10})
+}
+
+func TestRequestID(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		name, sent string
+		kept       bool
+	}{
+		{"a proxy's uuid", "0f8fad5b-d9cb-469f-a165-70867728950e", true},
+		{"nginx's $request_id", "9f2b7c1e4d3a5b6c7d8e9f0a1b2c3d4e", true},
+		{"dotted and coloned", "edge-1:req.42_a", true},
+		{"an equals sign", "Root=1-67891233", false},
+		{"none", "", false},
+		{"a space", "two words", false},
+		{"a quote", `x"y`, false},
+		{"a newline", "a\nlevel=ERROR", false},
+		{"too long", strings.Repeat("a", maxRequestIDLen+1), false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			var buf testkit.LogBuffer
+			h := logged(&buf)
+			req := httptest.NewRequest(http.MethodPost, "/query", strings.NewReader(`{"query":"{x}"}`))
+			req.Header.Set("Content-Type", "application/json")
+			if tt.sent != "" {
+				req.Header[RequestIDHeader] = []string{tt.sent}
+			}
+			w := httptest.NewRecorder()
+			h.ServeHTTP(w, req)
+			id := w.Header().Get(RequestIDHeader)
+			if tt.kept {
+				require.Equal(t, tt.sent, id, "the id round-trips")
+			} else {
+				require.Len(t, id, 26, "one of ours (crypto/rand.Text)")
+				if tt.sent != "" {
+					require.NotContains(t, buf.String(), tt.sent, "a refused id is not logged")
+				}
+			}
+			require.Equal(t, 2, buf.Count("request_id="+id), "on the resolver's line and the access line: %s", buf.String())
+		})
+	}
+}
+
+// One line per request at info, with what an operator needs and nothing
+// a client could have put a secret in: no query string, header or body.
+func TestAccessLogLine(t *testing.T) {
+	t.Parallel()
+	const secret = "S3cretTok3n"
+	var buf testkit.LogBuffer
+	h := logged(&buf)
+	req := httptest.NewRequest(http.MethodPost, "/query?token="+secret+"&code=123456", strings.NewReader(`{"query":"{x}","variables":{"p":"`+secret+`"}}`))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+secret)
+	req.Header.Set("Cookie", "session="+secret)
+	req.RemoteAddr = "203.0.113.9:4711"
+	h.ServeHTTP(httptest.NewRecorder(), req)
+
+	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+	require.Len(t, lines, 2)
+	line := lines[1]
+	for _, want := range []string{"level=INFO", `msg="http request"`, "method=POST", "path=/query ", "status=200", "bytes=11", "took=", "client=203.0.113.9", "request_id="} {
+		require.Contains(t, line, want)
+	}
+	require.NotContains(t, buf.String(), secret)
+	require.NotContains(t, buf.String(), "?")
+	require.NotContains(t, buf.String(), "123456")
+}
+
+// A websocket's line comes when it closes, traced or not (otelhttp's
+// response wrapper must let the upgrade hijack).
+func TestAccessLogWebsocketAtItsEnd(t *testing.T) {
+	t.Parallel()
+	for _, traced := range []bool{false, true} {
+		t.Run(map[bool]string{false: "untraced", true: "traced"}[traced], func(t *testing.T) {
+			t.Parallel()
+			var buf testkit.LogBuffer
+			log := slog.New(logctx.NewHandler(slog.NewTextHandler(&buf, nil)))
+			impl := DefaultWebsocketPolicy(0, 0, 0).Implementation(nil)
+			s := NewServer(ServerOptions{Addr: "127.0.0.1:0", Grace: 5 * time.Second, Log: quietLog()},
+				Options{GraphQL: readUntilClosed(impl), Web: http.NotFoundHandler(), Metrics: metrics.New(), Log: log, Trace: traced})
+			require.NoError(t, s.Start(context.Background()))
+			t.Cleanup(s.Stop)
+			c, resp, err := websocket.DefaultDialer.Dial("ws://"+s.Addr()+"/query?watch=secret", http.Header{RequestIDHeader: {"ws-1"}})
+			require.NoError(t, err)
+			require.NoError(t, resp.Body.Close())
+			require.Equal(t, "ws-1", resp.Header.Get(RequestIDHeader))
+			require.Zero(t, buf.Count("http request"), "not while open")
+			require.NoError(t, c.Close())
+			testkit.Eventually(t, func() bool { return buf.Count("http request") == 1 }, "the line once the server saw the close")
+			require.Contains(t, buf.String(), "status=101")
+			require.Contains(t, buf.String(), "request_id=ws-1")
+			require.NotContains(t, buf.String(), "secret")
+		})
+	}
+}
+
+// With METRICS_ADDR, the public handler leaves /metrics to NewOps; health
+// stays on both.
+func TestMetricsElsewhere(t *testing.T) {
+	t.Parallel()
+	o := Options{GraphQL: http.NotFoundHandler(), Web: http.NotFoundHandler(), Metrics: metrics.New(), Log: testkit.Discard()}
+	get := func(h http.Handler, path string) int {
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, httptest.NewRequest(http.MethodGet, path, nil))
+		return w.Code
+	}
+	require.Equal(t, http.StatusOK, get(New(o), "/metrics"), "on the public port by default")
+	o.MetricsElsewhere = true
+	public, ops := New(o), NewOps(o)
+	require.Equal(t, http.StatusNotFound, get(public, "/metrics"))
+	require.Equal(t, http.StatusOK, get(public, "/healthz"))
+	for _, p := range []string{"/metrics", "/healthz", "/readyz"} {
+		require.Equal(t, http.StatusOK, get(ops, p), p)
+	}
+	require.Equal(t, http.StatusNotFound, get(ops, "/query"), "nothing else on the metrics port")
+}
+
+// Every counter is there from the start, at 0, so rate() and alerts see
+// the first event; and the build says what it is.
+func TestCountersFromTheStart(t *testing.T) {
+	t.Parallel()
+	m := metrics.New()
+	m.MailKinds("verification")
+	h := New(Options{GraphQL: http.NotFoundHandler(), Web: http.NotFoundHandler(), Metrics: m, Log: testkit.Discard()})
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	body := w.Body.String()
+	for _, series := range []string{
+		`verifier_emails_sent_total{kind="verification"} 0`,
+		`verifier_emails_failed_total{kind="verification"} 0`,
+		`verifier_email_retries_total{kind="verification"} 0`,
+		`verifier_emails_skipped_total{kind="verification"} 0`,
+		`verifier_http_requests_total{code="200",method="POST",route="/query"} 0`,
+		`verifier_outbox_published_total 0`,
+		`verifier_webhooks_delivered_total 0`,
+		`verifier_build_info{goversion="go`,
+	} {
+		require.Contains(t, body, series)
+	}
+}

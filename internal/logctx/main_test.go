@@ -1,0 +1,9 @@
+package logctx
+
+import (
+	"testing"
+
+	"github.com/verifier/verifier/internal/testkit"
+)
+
+func TestMain(m *testing.M) { testkit.VerifyTestMain(m) }

@@ -1,0 +1,2 @@
+-- add column "traceparent" to table: "outbox_events"
+ALTER TABLE `outbox_events` ADD COLUMN `traceparent` text NULL;
