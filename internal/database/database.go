@@ -181,11 +181,12 @@ func openPostgres(ctx context.Context, rawURL string) (*DB, dialect.Driver, erro
 // createdMeanwhile reports an error of CREATE TABLE IF NOT EXISTS that
 // says another session created the table at the same instant: PostgreSQL
 // checks "if not exists" before it takes the catalog's locks, so replicas
-// starting together can collide on it (duplicate_table, or unique_violation
-// on pg_type's name index). The table exists either way.
+// starting together can collide on it (duplicate_table; duplicate_object
+// for the table's row type; or unique_violation on pg_type's name index).
+// The table exists either way.
 func createdMeanwhile(err error) bool {
 	var pg *pgconn.PgError
-	return errors.As(err, &pg) && (pg.Code == "42P07" || pg.Code == "23505")
+	return errors.As(err, &pg) && (pg.Code == "42P07" || pg.Code == "42710" || pg.Code == "23505")
 }
 
 // Close closes the pools.
