@@ -22,7 +22,6 @@ import (
 	"github.com/verifier/verifier/internal/database"
 	"github.com/verifier/verifier/internal/event"
 	"github.com/verifier/verifier/internal/outbox"
-	"github.com/verifier/verifier/internal/publicevent"
 )
 
 // The operator's use cases (the admin API). Each takes a user id, as the
@@ -80,14 +79,11 @@ func (s *Service) MarkVerified(ctx context.Context, userID uuid.UUID) (*ent.User
 		if err != nil {
 			return err
 		}
-		if err := publicevent.Enqueue(ctx, tx, now, publicevent.UserVerified{UserID: u.ID, Email: u.Email, VerifiedAt: now.UTC()}); err != nil {
-			return err
-		}
-		ev := event.Verified{UserID: u.ID, VerifiedAt: now, Email: u.Email}
+		current := uuid.Nil
 		if reg != nil {
-			ev.Registration = reg.ID
+			current = reg.ID
 		}
-		return outbox.Enqueue(ctx, tx, now, event.VerifiedTopic, ev)
+		return announceVerified(ctx, tx, u.ID, u.Email, current, now)
 	})
 	if ent.IsNotFound(err) {
 		return nil, errUnknownUser
@@ -191,15 +187,16 @@ func (s *Service) addressesOf(ctx context.Context, tx *ent.Tx, u *ent.User) ([]s
 // purgeOutbox deletes the outbox events not yet published whose payload
 // names the user or one of addrs (an email waiting for its cooldown, an
 // event the broker has not confirmed). The payload is JSON, so a value is
-// looked for as JSON writes it.
+// looked for as JSON writes it, quotes included: a@x.com must not match
+// another user's ba@x.com.
 func (s *Service) purgeOutbox(ctx context.Context, tx *ent.Tx, userID uuid.UUID, addrs []string) error {
-	needles := []string{userID.String()}
+	needles := []string{`"` + userID.String() + `"`}
 	for _, a := range addrs {
 		j, err := json.Marshal(a)
 		if err != nil {
 			return err
 		}
-		needles = append(needles, string(j[1:len(j)-1]))
+		needles = append(needles, string(j))
 	}
 	ors := make([]predicate.OutboxEvent, len(needles))
 	for i, n := range needles {

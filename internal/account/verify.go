@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/google/uuid"
+
 	"github.com/verifier/verifier/ent"
 	"github.com/verifier/verifier/ent/registration"
 	"github.com/verifier/verifier/ent/user"
@@ -115,10 +117,7 @@ func (s *Service) confirmSignup(ctx context.Context, reg *ent.Registration) (Ver
 			return err
 		}
 		changed = true
-		if err := publicevent.Enqueue(ctx, tx, now, publicevent.UserVerified{UserID: u.ID, Email: u.Email, VerifiedAt: now.UTC()}); err != nil {
-			return err
-		}
-		return outbox.Enqueue(ctx, tx, now, event.VerifiedTopic, event.Verified{UserID: u.ID, VerifiedAt: now, Registration: reg.ID, Email: u.Email})
+		return announceVerified(ctx, tx, u.ID, u.Email, reg.ID, now)
 	})
 	if err != nil {
 		return Verification{}, fmt.Errorf("verify: %w", err)
@@ -304,4 +303,15 @@ func (s *Service) Watch(ctx context.Context, watchToken string, withDelivery boo
 	// subscription when ctx ends, or earlier after VERIFIED.
 	context.AfterFunc(ctx, sub.Close)
 	return sub.C(), nil
+}
+
+// announceVerified writes the two events of a verification into tx: the
+// internal user.verified, which flips the watchers of registration (none:
+// uuid.Nil) to VERIFIED on every replica, and the public
+// verifier.user.verified.v1.
+func announceVerified(ctx context.Context, tx *ent.Tx, userID uuid.UUID, email string, registration uuid.UUID, now time.Time) error {
+	if err := publicevent.Enqueue(ctx, tx, now, publicevent.UserVerified{UserID: userID, Email: email, VerifiedAt: now.UTC()}); err != nil {
+		return err
+	}
+	return outbox.Enqueue(ctx, tx, now, event.VerifiedTopic, event.Verified{UserID: userID, VerifiedAt: now, Registration: registration, Email: email})
 }
