@@ -409,6 +409,9 @@ func TestAdminReplays(t *testing.T) {
 	require.Equal(t, "verification", d["kind"])
 	require.Contains(t, d["reason"], "550 5.1.1 no such user")
 	refuseMail.Store(false)
+	// The refusal's first trip leaves the outbox once settled; until then
+	// a replay answers RATE_LIMITED.
+	s.waitMetric(t, `verifier_outbox_backlog`, 0)
 	require.Equal(t, true, s.adminOK(t, `mutation($id:ID!){replayDeadLetter(id:$id)}`, map[string]any{"id": d["id"]})["replayDeadLetter"])
 	m := s.sink.Next(t, testkit.Timeout)
 	require.Equal(t, []string{"gone@example.com"}, m.To)

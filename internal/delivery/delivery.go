@@ -27,6 +27,7 @@ import (
 
 	"github.com/verifier/verifier/ent"
 	entdelivery "github.com/verifier/verifier/ent/delivery"
+	"github.com/verifier/verifier/ent/outboxevent"
 	"github.com/verifier/verifier/ent/user"
 	"github.com/verifier/verifier/internal/database"
 	"github.com/verifier/verifier/internal/event"
@@ -389,6 +390,11 @@ func (s *Store) List(ctx context.Context, state entdelivery.State, limit int) ([
 var (
 	ErrNotFound      = errors.New("no such email event")
 	ErrNotDeadLetter = errors.New("the email event is not a dead letter (state FAILED)")
+	// ErrSettling: the event's first trip is still in the outbox (the
+	// relay deletes it once the broker has settled the refusal, moments
+	// after the record turned FAILED); a replay then would collide with
+	// it. Try again shortly.
+	ErrSettling = errors.New("the email event's failure is still being settled; try again in a moment")
 )
 
 // Replay puts a dead letter's event back into the outbox, under its own
@@ -410,6 +416,11 @@ func (s *Store) Replay(ctx context.Context, eventID string) error {
 		id, err := uuid.Parse(rec.EventID)
 		if err != nil {
 			return fmt.Errorf("%s: not an outbox event id", eventID)
+		}
+		if pending, err := tx.OutboxEvent.Query().Where(outboxevent.EventID(id)).Exist(ctx); err != nil {
+			return err
+		} else if pending {
+			return fmt.Errorf("%s: %w", eventID, ErrSettling)
 		}
 		now := s.now().UTC()
 		if err := outbox.Requeue(ctx, tx, now, id, rec.Topic, rec.Payload); err != nil {

@@ -162,6 +162,13 @@ func TestReplay(t *testing.T) {
 		require.ErrorIs(t, b.store.Replay(ctx, e.ID), ErrNotDeadLetter)
 		require.NoError(t, b.store.MarkFailed(ctx, r, true, "550 no such user"))
 
+		// Until the relay has deleted the event's first trip, a replay
+		// would collide with it.
+		first, err := b.db.OutboxEvent.Create().SetEventID(uuid.MustParse(e.ID)).SetTopic(e.Topic).SetPayload(e.Payload).SetAvailableAt(b.clock.Now()).Save(ctx)
+		require.NoError(t, err)
+		require.ErrorIs(t, b.store.Replay(ctx, e.ID), ErrSettling)
+		require.NoError(t, b.db.OutboxEvent.DeleteOne(first).Exec(ctx))
+
 		require.NoError(t, b.store.Replay(ctx, e.ID))
 		ev, err := b.db.OutboxEvent.Query().Only(ctx)
 		require.NoError(t, err)
