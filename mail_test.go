@@ -106,6 +106,9 @@ func TestDeadLetterReplay(t *testing.T) {
 		s.waitMetric(t, `verifier_email_deliveries{state="FAILED"}`, 1)
 		require.Equal(t, 1.0, s.metric(t, `verifier_emails_failed_total{kind="verification"}`))
 		require.Empty(t, s.sink.Pending())
+		// Until the relay has settled the failed trip, a replay answers
+		// "still being settled" (tested in internal/deadletter).
+		s.waitMetric(t, "verifier_outbox_backlog", 0)
 
 		command := func(args ...string) string {
 			t.Helper()
@@ -142,6 +145,10 @@ func TestMailServerProblem(t *testing.T) {
 	s.waitMetric(t, "verifier_mail_server_problem", 1)
 	s.waitMetric(t, `verifier_email_deliveries{state="DEFERRED"}`, 1)
 	require.Zero(t, s.metric(t, `verifier_email_deliveries{state="FAILED"}`))
+	// The DEFERRED announcement goes out in the relay's turn that put the
+	// email's retry on the clock, or a later one: only then may the clock
+	// move, or the retry would be due a minute later than the test thinks.
+	s.waitMetric(t, "verifier_outbox_published_total", 1)
 
 	s.sink.RefuseMail(nil)
 	// The in-process broker's retry is the outbox row, due on the

@@ -81,6 +81,44 @@ func BenchmarkVerifyEmailC64(b *testing.B) {
 	}
 }
 
+// BenchmarkRegisterC8 is the register load of bench/ (8 clients, new
+// addresses, real SMTP) run in-process, so pprof can see where the CPU
+// that argon2id does not use goes. With PROFILE_DIR set it writes the
+// profiles of the whole phase:
+//
+//	PROFILE_DIR=/tmp/prof go test -run '^$' -bench RegisterC8 -benchtime 1x .
+func BenchmarkRegisterC8(b *testing.B) {
+	const n, clients = 400, 8
+	for range b.N {
+		b.StopTimer()
+		s := startService(b, svcOptions{})
+		s.waitReady(b, 200)
+		stop := startProfiles(b)
+		b.StartTimer()
+		start := time.Now()
+		var wg sync.WaitGroup
+		next := make(chan int)
+		for range clients {
+			wg.Go(func() {
+				for i := range next {
+					s.register(b, fmt.Sprintf("reg-%d@example.com", i))
+				}
+			})
+		}
+		for i := range n {
+			next <- i
+		}
+		close(next)
+		wg.Wait()
+		s.sink.Collect(b, n, 2*time.Minute)
+		elapsed := time.Since(start)
+		b.StopTimer()
+		stop()
+		b.StartTimer()
+		b.ReportMetric(float64(n)/elapsed.Seconds(), "register/s")
+	}
+}
+
 // startProfiles starts CPU, block and mutex profiling into PROFILE_DIR, if
 // set, and returns what ends it.
 func startProfiles(b *testing.B) func() {

@@ -231,9 +231,6 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger, hk hooks) err
 		return err
 	}
 
-	// Public events name this deployment as their source.
-	publicevent.SetSource(cfg.PublicURL)
-
 	m := metrics.New()
 	m.MailKinds(consumers.MailKinds...)
 	m.Backlog(func(ctx context.Context) (int, error) { return db.Ent.OutboxEvent.Query().Count(ctx) })
@@ -241,6 +238,12 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger, hk hooks) err
 	m.Deliveries(records.Counts)
 
 	b, brokerName := newBroker(cfg, log.With("component", "broker"), hk.amqpPrefix)
+	// Public events name this deployment as their source. With the
+	// in-process broker only webhooks can carry them out of the process;
+	// without an endpoint nothing would hear them, so none are written.
+	_, inProcess := b.(*inproc.Broker)
+	events := publicevent.Writer{Source: cfg.PublicURL, Unheard: inProcess && len(cfg.WebhookURLs) == 0}
+	records.UseEvents(events)
 	// Every role relays: what a process commits (a registration, a
 	// delivery's change) goes out at once instead of at another
 	// replica's next poll.
@@ -284,6 +287,7 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger, hk hooks) err
 		// A watcher that subscribes withDelivery starts from its email's record.
 		Deliveries:      records,
 		Wake:            relay.Wake,
+		Events:          events,
 		TokenTTL:        cfg.TokenTTL,
 		ResendCooldown:  cfg.ResendCooldown,
 		CodeTTL:         cfg.CodeTTL,
@@ -323,6 +327,11 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger, hk hooks) err
 		// readable while requests drain.
 		s.parts.Add("metrics server", ops)
 	}
+	var profiler *httpapi.Server
+	if s.cfg.PprofAddr != "" {
+		profiler = httpapi.NewProfilerServer(httpapi.ServerOptions{Addr: s.cfg.PprofAddr, Grace: s.cfg.ShutdownGrace, Log: log.With("component", "pprof")})
+		s.parts.Add("profiler", profiler)
+	}
 	s.parts.Add("http server", edge)
 
 	if err := s.parts.Start(ctx); err != nil {
@@ -335,6 +344,9 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger, hk hooks) err
 		if hk.metricsListening != nil {
 			hk.metricsListening(ops.Addr())
 		}
+	}
+	if profiler != nil {
+		log.Info("profiler listening", "addr", profiler.Addr())
 	}
 	if hk.listening != nil {
 		hk.listening(edge.Addr())

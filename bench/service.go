@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -102,6 +103,50 @@ func startService(ctx context.Context, bin, dir string, be backend, sk *sink, ex
 		s.stop()
 		return nil, errors.New("the service did not start within 60s")
 	}
+}
+
+// cpuProfile starts a CPU profile of d on the service's profiler at addr
+// (PPROF_ADDR) and returns what waits for it and writes it to path.
+func (s *service) cpuProfile(ctx context.Context, addr string, d time.Duration, path string) func() error {
+	secs := max(1, int(d.Round(time.Second)/time.Second))
+	done := make(chan error, 1)
+	go func() {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", addr, secs), nil)
+		if err != nil {
+			done <- err
+			return
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			done <- fmt.Errorf("profile: %w", err)
+			return
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			done <- fmt.Errorf("profile: %s", resp.Status)
+			return
+		}
+		f, err := os.Create(path)
+		if err != nil {
+			done <- err
+			return
+		}
+		_, err = io.Copy(f, resp.Body)
+		done <- errors.Join(err, f.Close())
+	}()
+	// Let the profile begin before the phase does.
+	time.Sleep(50 * time.Millisecond)
+	return func() error { return <-done }
+}
+
+// freePort returns a loopback address with a port free right now.
+func freePort() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer l.Close()
+	return l.Addr().String(), nil
 }
 
 // stop ends the service gracefully (SIGTERM) and drops its database.

@@ -84,7 +84,7 @@ func TestAsyncAPIListsEveryType(t *testing.T) {
 	}
 
 	envelope := doc.Components.Schemas["CloudEvent"]
-	body, err := publicevent.Encode(uuid.New(), time.Now(), publicevent.UserDeleted{UserID: uuid.New(), DeletedAt: time.Now()})
+	body, err := publicevent.Writer{}.Encode(uuid.New(), time.Now(), publicevent.UserDeleted{UserID: uuid.New(), DeletedAt: time.Now()})
 	require.NoError(t, err)
 	var m map[string]any
 	require.NoError(t, json.Unmarshal(body, &m))

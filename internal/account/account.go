@@ -16,6 +16,7 @@ import (
 	"github.com/verifier/verifier/internal/code"
 	"github.com/verifier/verifier/internal/hub"
 	"github.com/verifier/verifier/internal/password"
+	"github.com/verifier/verifier/internal/publicevent"
 	"github.com/verifier/verifier/internal/seal"
 	"github.com/verifier/verifier/internal/signer"
 	"github.com/verifier/verifier/internal/status"
@@ -65,7 +66,10 @@ type Options struct {
 	// far; nil shows every email QUEUED until its first change is heard.
 	Deliveries Deliveries
 	// Wake is called after each commit that wrote an outbox event.
-	Wake           func()
+	Wake func()
+	// Events writes the public events (the zero Writer writes them all,
+	// with the default source).
+	Events         publicevent.Writer
 	TokenTTL       time.Duration
 	ResendCooldown time.Duration
 	// CodeTTL is how long a one-time code works.

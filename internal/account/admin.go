@@ -83,7 +83,7 @@ func (s *Service) MarkVerified(ctx context.Context, userID uuid.UUID) (*ent.User
 		if reg != nil {
 			current = reg.ID
 		}
-		return announceVerified(ctx, tx, u.ID, u.Email, current, now)
+		return s.announceVerified(ctx, tx, u.ID, u.Email, current, now)
 	})
 	if ent.IsNotFound(err) {
 		return nil, errUnknownUser
@@ -146,7 +146,7 @@ func (s *Service) DeleteUser(ctx context.Context, userID uuid.UUID) error {
 		if err := deleteRegistrations(ctx, tx, regs); err != nil {
 			return err
 		}
-		if err := deleteUsers(ctx, tx, now, userID); err != nil {
+		if err := s.deleteUsers(ctx, tx, now, userID); err != nil {
 			return err
 		}
 		if len(regs) == 0 {

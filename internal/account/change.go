@@ -203,7 +203,7 @@ func (s *Service) confirmChange(ctx context.Context, reg *ent.Registration) (Ver
 		case holder.Status == user.StatusVERIFIED:
 			return errInvalidLink
 		default:
-			if err := deleteUsers(ctx, tx, now, holder.ID); err != nil {
+			if err := s.deleteUsers(ctx, tx, now, holder.ID); err != nil {
 				return err
 			}
 		}
@@ -213,7 +213,7 @@ func (s *Service) confirmChange(ctx context.Context, reg *ent.Registration) (Ver
 		}
 		// No internal event: nothing in verifier reacts to the change;
 		// other services hear it.
-		return publicevent.Enqueue(ctx, tx, now, publicevent.EmailChanged{UserID: u.ID, OldEmail: old, Email: u.Email, ChangedAt: now.UTC()})
+		return s.Events.Enqueue(ctx, tx, now, publicevent.EmailChanged{UserID: u.ID, OldEmail: old, Email: u.Email, ChangedAt: now.UTC()})
 	})
 	if err != nil {
 		return Verification{}, fmt.Errorf("confirm email change: %w", err)
@@ -228,9 +228,9 @@ func (s *Service) confirmChange(ctx context.Context, reg *ent.Registration) (Ver
 // registrations, their tokens and their emails' delivery records, and
 // tells other services (verifier.user.deleted.v1): they heard of each user
 // when it was created.
-func deleteUsers(ctx context.Context, tx *ent.Tx, now time.Time, ids ...uuid.UUID) error {
+func (s *Service) deleteUsers(ctx context.Context, tx *ent.Tx, now time.Time, ids ...uuid.UUID) error {
 	for _, id := range ids {
-		if err := publicevent.Enqueue(ctx, tx, now, publicevent.UserDeleted{UserID: id, DeletedAt: now.UTC()}); err != nil {
+		if err := s.Events.Enqueue(ctx, tx, now, publicevent.UserDeleted{UserID: id, DeletedAt: now.UTC()}); err != nil {
 			return err
 		}
 	}

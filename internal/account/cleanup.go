@@ -96,7 +96,7 @@ func (s *Service) DeleteUnverified(ctx context.Context) (int, error) {
 			if err != nil || len(ids) == 0 {
 				return err
 			}
-			return deleteUsers(ctx, tx, s.now(), ids...)
+			return s.deleteUsers(ctx, tx, s.now(), ids...)
 		})
 		if err != nil {
 			return total, fmt.Errorf("delete unverified users: %w", err)

@@ -114,7 +114,7 @@ func (s *Service) register(ctx context.Context, tx *ent.Tx, r newRegistration) e
 			return err
 		}
 		// Once per user: a renewal of an unverified address is not a new user.
-		if err := publicevent.Enqueue(ctx, tx, now, publicevent.UserRegistered{UserID: u.ID, Email: r.email, RegisteredAt: now.UTC()}); err != nil {
+		if err := s.Events.Enqueue(ctx, tx, now, publicevent.UserRegistered{UserID: u.ID, Email: r.email, RegisteredAt: now.UTC()}); err != nil {
 			return err
 		}
 	} else {

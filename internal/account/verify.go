@@ -117,7 +117,7 @@ func (s *Service) confirmSignup(ctx context.Context, reg *ent.Registration) (Ver
 			return err
 		}
 		changed = true
-		return announceVerified(ctx, tx, u.ID, u.Email, reg.ID, now)
+		return s.announceVerified(ctx, tx, u.ID, u.Email, reg.ID, now)
 	})
 	if err != nil {
 		return Verification{}, fmt.Errorf("verify: %w", err)
@@ -309,8 +309,8 @@ func (s *Service) Watch(ctx context.Context, watchToken string, withDelivery boo
 // internal user.verified, which flips the watchers of registration (none:
 // uuid.Nil) to VERIFIED on every replica, and the public
 // verifier.user.verified.v1.
-func announceVerified(ctx context.Context, tx *ent.Tx, userID uuid.UUID, email string, registration uuid.UUID, now time.Time) error {
-	if err := publicevent.Enqueue(ctx, tx, now, publicevent.UserVerified{UserID: userID, Email: email, VerifiedAt: now.UTC()}); err != nil {
+func (s *Service) announceVerified(ctx context.Context, tx *ent.Tx, userID uuid.UUID, email string, registration uuid.UUID, now time.Time) error {
+	if err := s.Events.Enqueue(ctx, tx, now, publicevent.UserVerified{UserID: userID, Email: email, VerifiedAt: now.UTC()}); err != nil {
 		return err
 	}
 	return outbox.Enqueue(ctx, tx, now, event.VerifiedTopic, event.Verified{UserID: userID, VerifiedAt: now, Registration: registration, Email: email})

@@ -98,6 +98,9 @@ type Config struct {
 	// MetricsAddr is METRICS_ADDR: a listener of its own for /metrics,
 	// /healthz and /readyz; empty: the public one serves them.
 	MetricsAddr string
+	// PprofAddr is PPROF_ADDR: a listener of its own for Go's profiler
+	// (net/http/pprof); empty: none.
+	PprofAddr string
 	// OTLPEndpoint is OTEL_EXPORTER_OTLP_ENDPOINT: traces are exported
 	// over OTLP/HTTP when set (the SDK reads it and the other OTEL_*
 	// variables itself); empty: no tracing at all.
@@ -164,6 +167,7 @@ var Settings = []Setting{
 	{"ROLE", "all", "all; api (HTTP, GraphQL, relay, notifier; sends no mail or webhooks); worker (mail and webhooks; HTTP only /healthz, /readyz, /metrics); api and worker need AMQP_URL"},
 	{"MIGRATE", "auto", "auto: apply pending schema migrations at start (one process at a time); off: refuse to start while any is pending (run 'verifier migrate' first)"},
 	{"METRICS_ADDR", "", "listen address of /metrics, /healthz and /readyz on a port of their own (then /metrics leaves HTTP_ADDR); empty: HTTP_ADDR serves them"},
+	{"PPROF_ADDR", "", "listen address of Go's profiler (/debug/pprof/, net/http/pprof) on a port of its own, for an operator or make bench; keep it on loopback: profiles show the service's internals; empty: off"},
 	{"OTEL_EXPORTER_OTLP_ENDPOINT", "", "OTLP/HTTP collector, e.g. http://otel-collector:4318: traces are exported there (other OTEL_* variables apply); empty: no tracing"},
 }
 
@@ -304,6 +308,7 @@ func Load(getenv func(string) string) (Config, error) {
 		LogLevel:       strings.ToLower(get("LOG_LEVEL")),
 		LogFormat:      strings.ToLower(get("LOG_FORMAT")),
 		MetricsAddr:    get("METRICS_ADDR"),
+		PprofAddr:      get("PPROF_ADDR"),
 		OTLPEndpoint:   get("OTEL_EXPORTER_OTLP_ENDPOINT"),
 		Role:           strings.ToLower(get("ROLE")),
 		Migrate:        strings.ToLower(get("MIGRATE")),
@@ -377,6 +382,11 @@ func Load(getenv func(string) string) (Config, error) {
 	if c.MetricsAddr != "" {
 		if err := checkListenAddr(c.MetricsAddr); err != nil {
 			fail("METRICS_ADDR", "%v", err)
+		}
+	}
+	if c.PprofAddr != "" {
+		if err := checkListenAddr(c.PprofAddr); err != nil {
+			fail("PPROF_ADDR", "%v", err)
 		}
 	}
 	if c.OTLPEndpoint != "" {

@@ -49,12 +49,18 @@ type Store struct {
 	db       *ent.Client
 	now      func() time.Time
 	announce func()
+	events   publicevent.Writer
 }
 
 // OnAnnounce sets f to be called after each committed delivery change
 // (the outbox relay's Wake, so watchers hear of it now rather than at the
 // relay's next poll). Set it before the store is used.
 func (s *Store) OnAnnounce(f func()) { s.announce = f }
+
+// UseEvents sets the writer of the public event a failed delivery causes
+// (verifier.email.failed.v1); without it, the zero publicevent.Writer.
+// Set it before the store is used.
+func (s *Store) UseEvents(w publicevent.Writer) { s.events = w }
 
 // New returns a store on db; now is the clock (nil for time.Now).
 func New(db *ent.Client, now func() time.Time) *Store {
@@ -262,7 +268,7 @@ func (s *Store) MarkUnsendable(ctx context.Context, r Record, reason string) err
 // emailFailed enqueues verifier.email.failed.v1 for r's user in tx, and
 // reports whether there was one: the record's user, or the user who holds
 // its address (a notice to an address already registered names none).
-func emailFailed(ctx context.Context, tx *ent.Tx, r Record, reason string, at time.Time) (bool, error) {
+func emailFailed(ctx context.Context, tx *ent.Tx, events publicevent.Writer, r Record, reason string, at time.Time) (bool, error) {
 	id := r.UserID
 	if id == uuid.Nil {
 		if r.Address == "" {
@@ -277,7 +283,7 @@ func emailFailed(ctx context.Context, tx *ent.Tx, r Record, reason string, at ti
 		}
 		id = u.ID
 	}
-	err := publicevent.Enqueue(ctx, tx, at, publicevent.EmailFailed{UserID: id, Email: r.Address, Reason: reason, FailedAt: at})
+	err := events.Enqueue(ctx, tx, at, publicevent.EmailFailed{UserID: id, Email: r.Address, Reason: reason, FailedAt: at})
 	return err == nil, err
 }
 
@@ -289,7 +295,7 @@ func (s *Store) mark(ctx context.Context, r Record, state entdelivery.State, tri
 	reason = truncate(reason, maxReason)
 	var public func(*ent.Tx) (bool, error)
 	if state == Failed && r.State != Failed && (r.UserID != uuid.Nil || r.Address != "") {
-		public = func(tx *ent.Tx) (bool, error) { return emailFailed(ctx, tx, r, reason, now) }
+		public = func(tx *ent.Tx) (bool, error) { return emailFailed(ctx, tx, s.events, r, reason, now) }
 	}
 	err := s.write(ctx, r.Registration, public, func(c *ent.Client) (*status.Delivery, error) {
 		u := c.Delivery.UpdateOneID(r.ID).

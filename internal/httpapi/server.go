@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"sync"
 	"time"
 
@@ -80,6 +81,23 @@ func NewServer(so ServerOptions, o Options) *Server {
 func NewOpsServer(so ServerOptions, o Options) *Server {
 	shutting, shut := context.WithCancel(context.Background())
 	return newServer(so, shutting, shut, NewOps(o))
+}
+
+// NewProfilerServer returns a server of Go's profiler alone
+// (net/http/pprof under /debug/pprof/), for PPROF_ADDR, not yet
+// listening. A CPU profile or trace answers after the seconds it is asked
+// for, so this server has no write timeout.
+func NewProfilerServer(so ServerOptions) *Server {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+	mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	shutting, shut := context.WithCancel(context.Background())
+	s := newServer(so, shutting, shut, mux)
+	s.srv.WriteTimeout = 0
+	return s
 }
 
 func newServer(so ServerOptions, shutting context.Context, shut context.CancelFunc, h http.Handler) *Server {

@@ -23,10 +23,10 @@
 package publicevent
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
-	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -145,27 +145,27 @@ type Envelope struct {
 	Data            json.RawMessage `json:"data"`
 }
 
-// DefaultSource is the source until SetSource: PUBLIC_URL's default.
+// DefaultSource is the source of a Writer without one: PUBLIC_URL's default.
 const DefaultSource = "http://localhost:8080"
 
-var source atomic.Pointer[string]
-
-// SetSource sets the envelopes' source, PUBLIC_URL; server.go calls it
-// once at start, before anything is enqueued. It is process-wide rather
-// than a parameter of Enqueue so that every writer of an event (the
-// account service, the mailer, the admin API) enqueues with one line and
-// cannot disagree about it.
-func SetSource(publicURL string) { source.Store(&publicURL) }
-
-func currentSource() string {
-	if s := source.Load(); s != nil {
-		return *s
-	}
-	return DefaultSource
+// Writer writes public events into the outbox. Its zero value writes
+// every event with DefaultSource as their source. One value, built in
+// server.go from the settings, is handed to everything that writes events
+// (the account service, the delivery records), so none can disagree about
+// the source or whether events go out.
+type Writer struct {
+	// Source is the envelopes' source: PUBLIC_URL.
+	Source string
+	// Unheard drops every event instead of writing it: set when nothing
+	// could receive one, which is the in-process broker with no webhook
+	// endpoint (no other service shares a process's broker). Writing,
+	// relaying and dropping them cost a verification about 40 % of its
+	// throughput on the single SQLite writer (BENCHMARKS.md).
+	Unheard bool
 }
 
 // Encode returns ev's envelope, with id and time, as JSON.
-func Encode(id uuid.UUID, now time.Time, ev Event) ([]byte, error) {
+func (w Writer) Encode(id uuid.UUID, now time.Time, ev Event) ([]byte, error) {
 	data, err := json.Marshal(ev)
 	if err != nil {
 		return nil, fmt.Errorf("publicevent: encode %s: %w", ev.Type(), err)
@@ -173,7 +173,7 @@ func Encode(id uuid.UUID, now time.Time, ev Event) ([]byte, error) {
 	return json.Marshal(Envelope{
 		SpecVersion:     "1.0",
 		ID:              id.String(),
-		Source:          currentSource(),
+		Source:          cmp.Or(w.Source, DefaultSource),
 		Type:            ev.Type(),
 		Subject:         ev.Subject().String(),
 		Time:            now.UTC(),
@@ -185,9 +185,12 @@ func Encode(id uuid.UUID, now time.Time, ev Event) ([]byte, error) {
 // Enqueue writes ev, as its CloudEvents envelope with a new id, into the
 // outbox in tx: it is published only if tx commits, and then at least
 // once. The caller wakes the relay after the commit, as for any event.
-func Enqueue(ctx context.Context, tx *ent.Tx, now time.Time, ev Event) error {
+func (w Writer) Enqueue(ctx context.Context, tx *ent.Tx, now time.Time, ev Event) error {
+	if w.Unheard {
+		return nil
+	}
 	id := uuid.New()
-	body, err := Encode(id, now, ev)
+	body, err := w.Encode(id, now, ev)
 	if err != nil {
 		return err
 	}

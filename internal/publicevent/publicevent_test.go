@@ -3,6 +3,7 @@ package publicevent_test
 import (
 	"context"
 	"encoding/json"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"testing"
@@ -77,7 +78,7 @@ func TestNoSecrets(t *testing.T) {
 			for _, k := range dataKeys(t, ev) {
 				require.NotRegexp(t, secretish, k, "no public event carries a token, code or password hash")
 			}
-			body, err := publicevent.Encode(uuid.New(), at, ev)
+			body, err := publicevent.Writer{}.Encode(uuid.New(), at, ev)
 			require.NoError(t, err)
 			var env map[string]json.RawMessage
 			require.NoError(t, json.Unmarshal(body, &env))
@@ -90,11 +91,11 @@ func TestNoSecrets(t *testing.T) {
 
 // Every envelope is a valid CloudEvent by the SDK's own reading.
 func TestEnvelopeIsCloudEvent(t *testing.T) {
-	publicevent.SetSource("https://verify.example.com")
+	w := publicevent.Writer{Source: "https://verify.example.com"}
 	for _, ev := range samples() {
 		t.Run(ev.Type(), func(t *testing.T) {
 			id := uuid.New()
-			body, err := publicevent.Encode(id, at, ev)
+			body, err := w.Encode(id, at, ev)
 			require.NoError(t, err)
 			var ce cloudevents.Event
 			require.NoError(t, json.Unmarshal(body, &ce))
@@ -126,13 +127,13 @@ func TestEnqueue(t *testing.T) {
 
 		tx, err := db.Ent.Tx(ctx)
 		require.NoError(t, err)
-		require.NoError(t, publicevent.Enqueue(ctx, tx, at, ev))
+		require.NoError(t, publicevent.Writer{}.Enqueue(ctx, tx, at, ev))
 		require.NoError(t, tx.Rollback())
 		n, err := db.Ent.OutboxEvent.Query().Count(ctx)
 		require.NoError(t, err)
 		require.Zero(t, n, "nothing of a rolled-back transaction")
 
-		require.NoError(t, database.InTx(ctx, db.Ent, func(tx *ent.Tx) error { return publicevent.Enqueue(ctx, tx, at, ev) }))
+		require.NoError(t, database.InTx(ctx, db.Ent, func(tx *ent.Tx) error { return publicevent.Writer{}.Enqueue(ctx, tx, at, ev) }))
 		row, err := db.Ent.OutboxEvent.Query().Where(outboxevent.Topic(publicevent.UserVerifiedType)).Only(ctx)
 		require.NoError(t, err)
 		var env publicevent.Envelope
@@ -154,4 +155,21 @@ func dataKeys(t *testing.T, ev publicevent.Event) []string {
 	}
 	slices.Sort(keys)
 	return keys
+}
+
+// An Unheard writer writes nothing: with the in-process broker and no
+// webhook endpoint nobody could receive an event.
+func TestUnheardWritesNothing(t *testing.T) {
+	t.Parallel()
+	db, err := database.Open(context.Background(), "sqlite:"+filepath.Join(t.TempDir(), "v.db"))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = db.Close() })
+	ctx := context.Background()
+	w := publicevent.Writer{Unheard: true}
+	for _, ev := range samples() {
+		require.NoError(t, database.InTx(ctx, db.Ent, func(tx *ent.Tx) error { return w.Enqueue(ctx, tx, at, ev) }))
+	}
+	n, err := db.Ent.OutboxEvent.Query().Count(ctx)
+	require.NoError(t, err)
+	require.Zero(t, n)
 }

@@ -61,7 +61,7 @@ func (b *testBundle) dispatcher(t *testing.T, perEndpoint int, endpoints ...stri
 func (b *testBundle) publish(t *testing.T, d *webhook.Dispatcher) string {
 	t.Helper()
 	id := uuid.New()
-	body, err := publicevent.Encode(id, b.clock.Now(), publicevent.UserVerified{UserID: uuid.New(), Email: "ada@example.com", VerifiedAt: b.clock.Now()})
+	body, err := publicevent.Writer{}.Encode(id, b.clock.Now(), publicevent.UserVerified{UserID: uuid.New(), Email: "ada@example.com", VerifiedAt: b.clock.Now()})
 	require.NoError(t, err)
 	m := broker.Message{ID: id.String(), Topic: publicevent.UserVerifiedType, Body: body}
 	require.NoError(t, d.Handle(context.Background(), m))
