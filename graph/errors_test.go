@@ -44,6 +44,7 @@ func (f fakeAccounts) ChangeEmail(context.Context, string, string) error { retur
 func (f fakeAccounts) ConfirmEmailChange(context.Context, string, string) (account.Verification, error) {
 	return account.Verification{}, f.err
 }
+func (f fakeAccounts) Receipt(context.Context, account.Verification) string { return "" }
 func (f fakeAccounts) Status(context.Context, string) (status.Status, error) {
 	return "", f.err
 }

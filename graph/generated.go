@@ -34,6 +34,7 @@ type ResolverRoot interface {
 	Mutation() MutationResolver
 	Query() QueryResolver
 	Subscription() SubscriptionResolver
+	VerifyEmailPayload() VerifyEmailPayloadResolver
 }
 
 type DirectiveRoot struct {
@@ -111,6 +112,9 @@ type QueryResolver interface {
 }
 type SubscriptionResolver interface {
 	VerificationStatus(ctx context.Context, watchToken string, withDelivery *bool) (<-chan *status.Change, error)
+}
+type VerifyEmailPayloadResolver interface {
+	Receipt(ctx context.Context, obj *model.VerifyEmailPayload) (string, error)
 }
 
 // endregion ************************** generated!.gotpl **************************
@@ -1777,7 +1781,7 @@ func (ec *executionContext) _VerifyEmailPayload_receipt(ctx context.Context, fie
 			return ec.fieldContext_VerifyEmailPayload_receipt(ctx, field)
 		},
 		func(ctx context.Context) (any, error) {
-			return obj.Receipt, nil
+			return ec.Resolvers.VerifyEmailPayload().Receipt(ctx, obj)
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
@@ -1788,7 +1792,7 @@ func (ec *executionContext) _VerifyEmailPayload_receipt(ctx context.Context, fie
 	)
 }
 func (ec *executionContext) fieldContext_VerifyEmailPayload_receipt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("VerifyEmailPayload", field, false, false, "String")
+	return graphql.NewScalarFieldContext("VerifyEmailPayload", field, true, true, "String")
 }
 
 func (ec *executionContext) _VerifyEmailPayload_redirectTo(ctx context.Context, field graphql.CollectedField, obj *model.VerifyEmailPayload) (ret graphql.Marshaler) {
@@ -3310,32 +3314,33 @@ func (ec *executionContext) _VerifyEmailPayload(ctx context.Context, sel ast.Sel
 		case "email":
 			out.Values[i] = ec._VerifyEmailPayload_email(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "status":
 			out.Values[i] = ec._VerifyEmailPayload_status(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "verifiedAt":
 			out.Values[i] = ec._VerifyEmailPayload_verifiedAt(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "alreadyVerified":
 			out.Values[i] = ec._VerifyEmailPayload_alreadyVerified(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "receipt":
-			out.Values[i] = ec._VerifyEmailPayload_receipt(ctx, field, obj)
-			if out.Values[i] == graphql.Null {
-				out.Invalids++
-			}
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._VerifyEmailPayload_receipt(ctx, field, obj)
+				})
 		case "redirectTo":
 			out.Values[i] = ec._VerifyEmailPayload_redirectTo(ctx, field, obj)
 			if out.Values[i] == graphql.RequiredNull {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))

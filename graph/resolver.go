@@ -26,6 +26,8 @@ type Accounts interface {
 	// ChangeEmail and ConfirmEmailChange take the request's bearer token.
 	ChangeEmail(ctx context.Context, bearer, newEmail string) error
 	ConfirmEmailChange(ctx context.Context, bearer, code string) (account.Verification, error)
+	// Receipt signs the proof of a verification, for a client that asked.
+	Receipt(ctx context.Context, v account.Verification) string
 	Resend(ctx context.Context, email string) error
 	Status(ctx context.Context, watchToken string) (status.Status, error)
 	// Watch's channel is the subscription's: gqlgen reads it directly, and
@@ -50,10 +52,7 @@ type Resolver struct {
 
 // verification maps a confirmation to its payload.
 func verification(v account.Verification) *model.VerifyEmailPayload {
-	return &model.VerifyEmailPayload{
-		Email: v.Email, Status: status.Verified, VerifiedAt: v.VerifiedAt, AlreadyVerified: v.AlreadyVerified,
-		Receipt: v.Receipt, RedirectTo: v.RedirectTo,
-	}
+	return &model.VerifyEmailPayload{Verification: v, Status: status.Verified}
 }
 
 // limitClient spends one of the calling client's tokens from l before a

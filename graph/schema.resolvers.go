@@ -106,6 +106,11 @@ func (r *subscriptionResolver) VerificationStatus(ctx context.Context, watchToke
 	return r.Accounts.Watch(ctx, watchToken, withDelivery != nil && *withDelivery)
 }
 
+// Receipt is the resolver for the receipt field.
+func (r *verifyEmailPayloadResolver) Receipt(ctx context.Context, obj *model.VerifyEmailPayload) (string, error) {
+	return r.Accounts.Receipt(ctx, obj.Verification), nil
+}
+
 // Mutation returns MutationResolver implementation.
 func (r *Resolver) Mutation() MutationResolver { return &mutationResolver{r} }
 
@@ -115,8 +120,14 @@ func (r *Resolver) Query() QueryResolver { return &queryResolver{r} }
 // Subscription returns SubscriptionResolver implementation.
 func (r *Resolver) Subscription() SubscriptionResolver { return &subscriptionResolver{r} }
 
+// VerifyEmailPayload returns VerifyEmailPayloadResolver implementation.
+func (r *Resolver) VerifyEmailPayload() VerifyEmailPayloadResolver {
+	return &verifyEmailPayloadResolver{r}
+}
+
 type (
-	mutationResolver     struct{ *Resolver }
-	queryResolver        struct{ *Resolver }
-	subscriptionResolver struct{ *Resolver }
+	mutationResolver           struct{ *Resolver }
+	queryResolver              struct{ *Resolver }
+	subscriptionResolver       struct{ *Resolver }
+	verifyEmailPayloadResolver struct{ *Resolver }
 )

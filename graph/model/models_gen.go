@@ -40,16 +40,3 @@ type SignInPayload struct {
 
 type Subscription struct {
 }
-
-type VerifyEmailPayload struct {
-	Email string `json:"email"`
-	// VERIFIED.
-	Status     status.Status `json:"status"`
-	VerifiedAt time.Time     `json:"verifiedAt"`
-	// True when the address had been verified before this call (an old or double-clicked link).
-	AlreadyVerified bool `json:"alreadyVerified"`
-	// JWT signed by verifier: proof that this address is verified.
-	Receipt string `json:"receipt"`
-	// The registration's redirectTo, if any.
-	RedirectTo *string `json:"redirectTo,omitempty"`
-}

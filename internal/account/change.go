@@ -221,7 +221,7 @@ func (s *Service) confirmChange(ctx context.Context, reg *ent.Registration) (Ver
 	if !already {
 		s.Wake()
 	}
-	return s.verified(ctx, reg, u, already), nil
+	return s.verified(reg, u, already), nil
 }
 
 // deleteUsers deletes users with everything that names them: their

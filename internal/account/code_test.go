@@ -63,7 +63,7 @@ func TestVerifyEmailWithCode(t *testing.T) {
 		require.Equal(t, "code@example.com", v.Email)
 		require.False(t, v.AlreadyVerified)
 		require.Equal(t, &redirect, v.RedirectTo)
-		b.requireReceipt(t, &v.Receipt, "code@example.com")
+		b.requireReceipt(t, new(b.svc.Receipt(ctx, v)), "code@example.com")
 
 		// Again: VERIFIED, already.
 		v, err = b.svc.VerifyEmailWithCode(ctx, watch, m.code)

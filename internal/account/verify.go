@@ -24,13 +24,13 @@ import (
 
 // Verification is the result of a successful confirmation.
 type Verification struct {
+	// UserID is the verified user; with Email and VerifiedAt, what its
+	// receipt states (Service.Receipt mints it, when a client asks).
+	UserID     uuid.UUID
 	Email      string
 	VerifiedAt time.Time
 	// AlreadyVerified is set when an earlier call verified the address.
 	AlreadyVerified bool
-	// Receipt is a fresh signed proof of the verification ("" without a
-	// Signer).
-	Receipt string
 	// RedirectTo is the registration's, if it had one.
 	RedirectTo *string
 }
@@ -100,7 +100,7 @@ func (s *Service) confirmSignup(ctx context.Context, reg *ent.Registration) (Ver
 	if u.Status == user.StatusVERIFIED {
 		// Verified before: nothing to write, and verified_at never
 		// changes once set.
-		return s.verified(ctx, reg, u, true), nil
+		return s.verified(reg, u, true), nil
 	}
 	var now time.Time
 	changed := false
@@ -125,7 +125,7 @@ func (s *Service) confirmSignup(ctx context.Context, reg *ent.Registration) (Ver
 	if changed {
 		s.Wake()
 		u.VerifiedAt = &now
-		return s.verified(ctx, reg, u, false), nil
+		return s.verified(reg, u, false), nil
 	}
 	// Another click verified it since the read above, or a newer
 	// registration superseded this one.
@@ -136,17 +136,20 @@ func (s *Service) confirmSignup(ctx context.Context, reg *ent.Registration) (Ver
 	if u.Status != user.StatusVERIFIED {
 		return Verification{}, errInvalidLink
 	}
-	return s.verified(ctx, reg, u, true), nil
+	return s.verified(reg, u, true), nil
 }
 
-// verified is the answer to a confirmation of reg for u, with a fresh
-// receipt.
-func (s *Service) verified(ctx context.Context, reg *ent.Registration, u *ent.User, already bool) Verification {
-	at := u.VerifiedAt.UTC()
+// verified is the answer to a confirmation of reg for u.
+func (s *Service) verified(reg *ent.Registration, u *ent.User, already bool) Verification {
 	return Verification{
-		Email: u.Email, VerifiedAt: at, AlreadyVerified: already,
-		Receipt: s.receipt(ctx, Claims{UserID: u.ID, Email: u.Email, VerifiedAt: at}), RedirectTo: reg.RedirectTo,
+		UserID: u.ID, Email: u.Email, VerifiedAt: u.VerifiedAt.UTC(), AlreadyVerified: already, RedirectTo: reg.RedirectTo,
 	}
+}
+
+// Receipt mints a fresh receipt of v: a signature each call, so the
+// GraphQL layer calls it only for a client that selected the field.
+func (s *Service) Receipt(ctx context.Context, v Verification) string {
+	return s.receipt(ctx, Claims{UserID: v.UserID, Email: v.Email, VerifiedAt: v.VerifiedAt})
 }
 
 // receipt mints a receipt for c; "" without a Signer or when signing
