@@ -26,6 +26,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -436,7 +437,7 @@ func (s *socket) complete(id string) { s.send(serverMessage{Type: "complete", ID
 func (s *socket) sendResponse(id string, r *graphql.Response) {
 	payload, err := json.Marshal(r)
 	if err != nil {
-		s.log.Debug("websocket response not encoded", "err", err)
+		s.notEncoded(err)
 		return
 	}
 	typ := "next"
@@ -450,10 +451,16 @@ func (s *socket) sendResponse(id string, r *graphql.Response) {
 func (s *socket) sendErrors(id string, errs gqlerror.List) {
 	payload, err := json.Marshal(errs)
 	if err != nil {
-		s.log.Debug("websocket errors not encoded", "err", err)
+		s.notEncoded(err)
 		return
 	}
 	s.send(serverMessage{Type: "error", ID: id, Payload: payload})
+}
+
+// notEncoded logs a result that could not be encoded: a bug, named by
+// kind, since the error's text can quote the result.
+func (s *socket) notEncoded(err error) {
+	s.log.Error("websocket message not encoded", "kind", fmt.Sprintf("%T", err))
 }
 
 func (s *socket) send(m serverMessage) {

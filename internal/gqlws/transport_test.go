@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"runtime"
@@ -501,4 +502,29 @@ func TestIdleGoroutines(t *testing.T) {
 		w.WS.Close()
 	}
 	wait(0)
+}
+
+// What goes wrong on a socket is logged without what the client sent.
+func TestNothingSentIsLogged(t *testing.T) {
+	t.Parallel()
+	const secret = "Hunter2-Secret"
+	logs := &testkit.LogBuffer{}
+	b := setup(t, Transport{ReadLimit: 64, Log: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+	frames := []string{
+		`{"type":"` + secret + `"}`,
+		`{"id":"` + secret + `","type`,
+		`{"type":"ping","payload":"` + strings.Repeat(secret, 10) + `"}`,
+	}
+	for _, f := range frames {
+		c := b.dial(t, graphtest.TransportWS)
+		require.NoError(t, c.WriteMessage(websocket.TextMessage, []byte(f)))
+		_ = closeError(c)
+		testkit.Receive(t, b.ended, "the socket ended")
+	}
+	c := b.dial(t, graphtest.LegacyWS)
+	require.NoError(t, c.WriteMessage(websocket.CloseMessage, websocket.FormatCloseMessage(4000, secret)))
+	_ = closeError(c)
+	testkit.Receive(t, b.ended, "the socket ended")
+	require.Contains(t, logs.String(), "websocket read failed", "the message over the limit")
+	require.NotContains(t, logs.String(), secret)
 }
