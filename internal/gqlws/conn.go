@@ -61,8 +61,9 @@ type Conn struct {
 // deadline that each pong (answered within the socket's read loop) pushes
 // back, so a peer that vanished without a close is noticed. A timer costs
 // no goroutine between pings, where a ticker loop would cost one per
-// connection for its whole life.
-func (c *Conn) keepAlive(interval time.Duration) {
+// connection for its whole life. also, when not nil, runs after each
+// ping: what the subprotocol sends to keep alive.
+func (c *Conn) keepAlive(interval time.Duration, also func()) {
 	wait := 2 * interval
 	_ = c.c.SetReadDeadline(time.Now().Add(wait))
 	c.c.SetPongHandler(func(string) error { return c.c.SetReadDeadline(time.Now().Add(wait)) })
@@ -74,6 +75,9 @@ func (c *Conn) keepAlive(interval time.Duration) {
 		// closing; the read loop ends it.
 		if err := c.c.WriteControl(websocket.PingMessage, nil, time.Now().Add(writeTimeout)); err != nil {
 			return
+		}
+		if also != nil {
+			also()
 		}
 		c.mu.Lock()
 		defer c.mu.Unlock()

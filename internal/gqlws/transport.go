@@ -116,12 +116,6 @@ func (t Transport) Do(w http.ResponseWriter, r *http.Request, exec graphql.Graph
 	if t.ReadLimit > 0 {
 		c.SetReadLimit(t.ReadLimit)
 	}
-	if t.PingInterval > 0 {
-		conn.keepAlive(t.PingInterval)
-	}
-	if t.Conns != nil {
-		t.Conns.add(conn)
-	}
 	ctx, cancel := context.WithCancel(context.WithoutCancel(r.Context()))
 	s := &socket{
 		conn:   conn,
@@ -138,6 +132,12 @@ func (t Transport) Do(w http.ResponseWriter, r *http.Request, exec graphql.Graph
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
+	}
+	if t.PingInterval > 0 {
+		conn.keepAlive(t.PingInterval, s.keepAlive)
+	}
+	if t.Conns != nil {
+		t.Conns.add(conn)
 	}
 	if t.InitTimeout > 0 {
 		s.initTimer = time.AfterFunc(t.InitTimeout, s.initTimedOut)
@@ -254,6 +254,18 @@ func (s *socket) initTimedOut() {
 	}
 }
 
+// keepAlive sends graphql-ws's keep-alive with each ping: its clients
+// (subscriptions-transport-ws) close a socket that goes two of their
+// timeouts (30 s by default) without one, and see no websocket pings.
+func (s *socket) keepAlive() {
+	s.mu.Lock()
+	acked := s.acked
+	s.mu.Unlock()
+	if s.legacy && acked {
+		s.send(serverMessage{Type: "ka"})
+	}
+}
+
 // fail closes the socket over a protocol error: on graphql-ws after a
 // connection_error, as gqlgen's did. The read loop then ends.
 func (s *socket) fail(code int, reason string) bool {
@@ -293,8 +305,8 @@ func (s *socket) handle(r io.Reader) bool {
 	return true
 }
 
-// hello acknowledges connection_init; on graphql-ws with one keep-alive,
-// as gqlgen's did (websocket pings keep the socket alive after it).
+// hello acknowledges connection_init; on graphql-ws with a first
+// keep-alive, as gqlgen's did (keepAlive sends the others).
 func (s *socket) hello() bool {
 	s.mu.Lock()
 	again := s.acked

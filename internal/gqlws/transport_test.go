@@ -447,6 +447,20 @@ func TestPings(t *testing.T) {
 	default:
 	}
 
+	// graphql-ws clients see no websocket pings: each comes with a "ka".
+	legacy := b.dial(t, graphtest.LegacyWS)
+	require.NoError(t, legacy.WriteJSON(map[string]any{"type": "connection_init"}))
+	require.NoError(t, legacy.SetReadDeadline(time.Now().Add(20*time.Second)))
+	var m graphtest.Message
+	require.NoError(t, legacy.ReadJSON(&m))
+	require.Equal(t, "connection_ack", m.Type)
+	for range 3 { // the first after the ack, then with the pings
+		require.NoError(t, legacy.ReadJSON(&m))
+		require.Equal(t, "ka", m.Type)
+	}
+	require.NoError(t, legacy.Close())
+	testkit.Receive(t, b.ended, "the legacy socket ended")
+
 	silent := b.dial(t, graphtest.TransportWS)
 	silent.SetPingHandler(func(string) error { return nil })
 	requireClose(t, closeError(silent), websocket.CloseNormalClosure, "terminated")
