@@ -16,6 +16,7 @@ import (
 	"github.com/verifier/verifier/internal/config"
 	"github.com/verifier/verifier/internal/database"
 	"github.com/verifier/verifier/internal/delivery"
+	"github.com/verifier/verifier/internal/gqlws"
 	"github.com/verifier/verifier/internal/httpapi"
 	"github.com/verifier/verifier/internal/hub"
 	"github.com/verifier/verifier/internal/janitor"
@@ -27,7 +28,6 @@ import (
 	"github.com/verifier/verifier/internal/signer"
 	"github.com/verifier/verifier/internal/startstop"
 	"github.com/verifier/verifier/internal/webhook"
-	"github.com/verifier/verifier/internal/wsgorilla"
 	"github.com/verifier/verifier/web"
 )
 
@@ -70,7 +70,7 @@ type service struct {
 	ready    []httpapi.Check
 	logAttrs []any
 	http     *httpapi.Options
-	sockets  *wsgorilla.Conns
+	sockets  *gqlws.Conns
 	parts    startstop.Group
 	closers  []func()
 }
@@ -161,16 +161,14 @@ func (s *service) serveAPI() error {
 	cfg := s.cfg
 	ws := httpapi.DefaultWebsocketPolicy(cfg.WSMaxSubscriptions, cfg.MaxSubscriptions, cfg.WSMaxSockets)
 	// Every websocket, so the server's Stop can close them all with one code.
-	s.sockets = wsgorilla.NewConns()
+	s.sockets = gqlws.NewConns()
 	gql := graph.NewHandler(&graph.Resolver{
 		Accounts:    s.accounts,
 		ClientLimit: ratelimit.New(cfg.ClientLimit, s.now),
 		VerifyLimit: ratelimit.New(cfg.VerifyLimit, s.now),
 	}, graph.HandlerOptions{
 		Log:                       s.log.With("component", "graphql"),
-		Websocket:                 ws.Implementation(s.sockets),
-		MaxMessageBytes:           ws.MaxMessageBytes,
-		InitTimeout:               ws.InitTimeout,
+		Websocket:                 ws.Transport(s.sockets),
 		MaxSubscriptionsPerSocket: ws.MaxSubscriptionsPerSocket,
 		MaxSubscriptions:          ws.MaxSubscriptions,
 		// Event streams are kept alive as often as websockets are pinged.

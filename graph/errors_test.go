@@ -13,9 +13,9 @@ import (
 
 	"github.com/verifier/verifier/internal/account"
 	"github.com/verifier/verifier/internal/apperr"
+	"github.com/verifier/verifier/internal/gqlws"
 	"github.com/verifier/verifier/internal/status"
 	"github.com/verifier/verifier/internal/testkit"
-	"github.com/verifier/verifier/internal/wsgorilla"
 )
 
 // fakeAccounts lets a test choose what the service answers.
@@ -54,9 +54,8 @@ func (f fakeAccounts) Watch(context.Context, string, bool) (<-chan *status.Chang
 
 func newClient(a Accounts) *client.Client {
 	h := NewHandler(&Resolver{Accounts: a}, HandlerOptions{
-		Log:             testkit.Discard(),
-		Websocket:       wsgorilla.Implementation{},
-		MaxMessageBytes: 1 << 16,
+		Log:       testkit.Discard(),
+		Websocket: gqlws.Transport{},
 	})
 	return client.New(h)
 }

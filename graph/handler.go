@@ -1,8 +1,6 @@
 package graph
 
 import (
-	"context"
-	"errors"
 	"log/slog"
 	"time"
 
@@ -11,19 +9,17 @@ import (
 	"github.com/99designs/gqlgen/graphql/handler/lru"
 	"github.com/99designs/gqlgen/graphql/handler/transport"
 	"github.com/vektah/gqlparser/v2/ast"
+
+	"github.com/verifier/verifier/internal/gqlws"
 )
 
 // HandlerOptions configure NewHandler.
 type HandlerOptions struct {
 	Log *slog.Logger
-	// Websocket accepts websocket connections (the gorilla adapter).
-	Websocket transport.WebsocketImplementation
-	// MaxMessageBytes bounds one websocket message from a client.
-	MaxMessageBytes int64
-	// InitTimeout drops a websocket that never says hello; 0 turns it
-	// off. The service's value lives with its other websocket settings
-	// (httpapi.WebsocketPolicy), which also pings idle sockets.
-	InitTimeout time.Duration
+	// Websocket serves subscriptions over websockets, with the service's
+	// websocket settings (httpapi.WebsocketPolicy.Transport); NewHandler
+	// adds the per-socket count and the log.
+	Websocket gqlws.Transport
 	// MaxSubscriptionsPerSocket and MaxSubscriptions cap the subscriptions
 	// open on one websocket and in the process; 0 is no cap.
 	MaxSubscriptionsPerSocket int
@@ -46,28 +42,11 @@ func NewHandler(r *Resolver, o HandlerOptions) *handler.Server {
 	cfg := Config{Resolvers: r}
 	weighLookups(&cfg.Complexity)
 	srv := handler.New(NewExecutableSchema(cfg))
-	limit := o.MaxMessageBytes
-	srv.AddTransport(transport.Websocket{
-		Implementation: o.Websocket,
-		// Each connection counts its own subscriptions (subscriptionLimit).
-		InitFunc: func(ctx context.Context, _ transport.InitPayload) (context.Context, *transport.InitPayload, error) {
-			return withSocketCount(ctx), nil, nil
-		},
-		InitTimeout: o.InitTimeout,
-		// No KeepAlivePingInterval or PingPongInterval: each runs a
-		// goroutine per connection for its whole life. The websocket
-		// implementation pings instead (wsgorilla.Implementation's
-		// PingInterval), from a timer, with the same pong deadline.
-		PayloadReadLimit: &limit,
-		ErrorFunc: func(_ context.Context, err error) {
-			if we, ok := errors.AsType[transport.WebsocketError](err); ok && we.IsReadError {
-				// gqlgen's read errors can quote what the client sent.
-				o.Log.Debug("websocket read failed")
-				return
-			}
-			o.Log.Debug("websocket error", "err", err)
-		},
-	})
+	ws := o.Websocket
+	// Each socket counts its own subscriptions (subscriptionLimit).
+	ws.OnInit = withSocketCount
+	ws.Log = o.Log
+	srv.AddTransport(ws)
 	// Before POST, which would take the same request: SSE is a POST that
 	// accepts text/event-stream.
 	srv.AddTransport(transport.SSE{KeepAlivePingInterval: o.StreamKeepAlive})

@@ -19,7 +19,7 @@ import (
 
 	"github.com/verifier/verifier/internal/testkit"
 
-	"github.com/verifier/verifier/internal/wsgorilla"
+	"github.com/verifier/verifier/internal/gqlws"
 )
 
 func TestMain(m *testing.M) { testkit.VerifyTestMain(m) }
@@ -46,7 +46,7 @@ func post(t *testing.T, query string) (result, int) {
 	t.Helper()
 	h := NewHandler(&Resolver{Accounts: okAccounts{}}, HandlerOptions{
 		Log:       testkit.Discard(),
-		Websocket: wsgorilla.Implementation{},
+		Websocket: gqlws.Transport{},
 	})
 	body, err := json.Marshal(map[string]any{"query": query})
 	require.NoError(t, err)

@@ -11,10 +11,10 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/verifier/verifier/internal/account"
+	"github.com/verifier/verifier/internal/gqlws"
 	"github.com/verifier/verifier/internal/ratelimit"
 	"github.com/verifier/verifier/internal/status"
 	"github.com/verifier/verifier/internal/testkit"
-	"github.com/verifier/verifier/internal/wsgorilla"
 )
 
 // okAccounts answers every call successfully.
@@ -44,9 +44,8 @@ func limitedClient(perMinute, verifyPerMinute int) *client.Client {
 		ClientLimit: ratelimit.New(perMinute, now),
 		VerifyLimit: ratelimit.New(verifyPerMinute, now),
 	}, HandlerOptions{
-		Log:             testkit.Discard(),
-		Websocket:       wsgorilla.Implementation{},
-		MaxMessageBytes: 1 << 16,
+		Log:       testkit.Discard(),
+		Websocket: gqlws.Transport{},
 	})
 	return client.New(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h.ServeHTTP(w, r.WithContext(ratelimit.WithClient(r.Context(), ratelimit.ClientAddress(r, 0))))

@@ -25,13 +25,13 @@ import (
 	"github.com/verifier/verifier/internal/code"
 	"github.com/verifier/verifier/internal/database"
 	"github.com/verifier/verifier/internal/event"
+	"github.com/verifier/verifier/internal/gqlws"
 	"github.com/verifier/verifier/internal/hub"
 	"github.com/verifier/verifier/internal/outbox"
 	"github.com/verifier/verifier/internal/password"
 	"github.com/verifier/verifier/internal/seal"
 	"github.com/verifier/verifier/internal/status"
 	"github.com/verifier/verifier/internal/token"
-	"github.com/verifier/verifier/internal/wsgorilla"
 )
 
 // liveBundle is the status path from the account service to a websocket,
@@ -85,9 +85,8 @@ func setupLive(t *testing.T) *liveBundle {
 	t.Cleanup(b.hub.CloseAll)
 
 	srv := httptest.NewServer(NewHandler(&Resolver{Accounts: b.accounts}, HandlerOptions{
-		Log:             log,
-		Websocket:       wsgorilla.Implementation{PingInterval: wsgorilla.PingInterval},
-		MaxMessageBytes: 1 << 16,
+		Log:       log,
+		Websocket: gqlws.Transport{PingInterval: gqlws.PingInterval, ReadLimit: 1 << 16},
 	}))
 	t.Cleanup(srv.Close)
 	b.url = "ws" + strings.TrimPrefix(srv.URL, "http") + "/query"
@@ -218,8 +217,8 @@ func TestSubscriptionWithDelivery(t *testing.T) {
 	require.Zero(t, b.hub.Len())
 }
 
-// Idle subscriptions cost at most 3 goroutines each, gqlgen's and the
-// websocket's included, and leave none behind. Not parallel: it counts the
+// Idle subscriptions cost at most 2 goroutines each (the socket's read
+// loop and the subscription's own; gqlws), and leave none behind. Not parallel: it counts the
 // process's goroutines.
 func TestSubscriptionGoroutines(t *testing.T) {
 	const n = 200
@@ -236,9 +235,9 @@ func TestSubscriptionGoroutines(t *testing.T) {
 	t.Logf("%.2f goroutines per idle subscription", float64(delta)/n)
 	// background is room for goroutines no subscription owns that may
 	// come and go meanwhile (the relay publishing, a database opener):
-	// a fourth goroutine per subscription would still be n over.
+	// a third goroutine per subscription would still be n over.
 	const background = 10
-	require.LessOrEqual(t, delta, 3*n+background, "%.2f goroutines per subscription", float64(delta)/n)
+	require.LessOrEqual(t, delta, 2*n+background, "%.2f goroutines per subscription", float64(delta)/n)
 
 	for _, s := range subs {
 		s.WS.Close()

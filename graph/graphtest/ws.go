@@ -1,4 +1,4 @@
-// Package graphtest is a client of gqlgen's websocket transports for tests:
+// Package graphtest is a client of the websocket transport (gqlws) for tests:
 // one implementation of the graphql-transport-ws and legacy graphql-ws
 // handshakes, so the graph package's tests and the service tests speak the
 // protocol the same way.
@@ -14,7 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// The two subprotocols gqlgen's websocket transport speaks.
+// The two subprotocols the websocket transport speaks.
 const (
 	TransportWS = "graphql-transport-ws"
 	LegacyWS    = "graphql-ws"

@@ -82,7 +82,7 @@ func accessLog(o Options) middleware {
 			}
 			// line captures no request or response: for a websocket it
 			// lives as long as the socket, which must not keep net/http's
-			// buffers (wsgorilla.Detach).
+			// buffers.
 			ctx, method, client := r.Context(), r.Method, ratelimit.ClientAddress(r, o.TrustProxy)
 			line := func(code int, bytes int64) {
 				o.Log.LogAttrs(ctx, slog.LevelInfo, "http request",

@@ -105,9 +105,8 @@ func TestAccessLogWebsocketAtItsEnd(t *testing.T) {
 			t.Parallel()
 			var buf testkit.LogBuffer
 			log := slog.New(logctx.NewHandler(slog.NewTextHandler(&buf, nil)))
-			impl := DefaultWebsocketPolicy(0, 0, 0).Implementation(nil)
 			s := NewServer(ServerOptions{Addr: "127.0.0.1:0", Grace: 5 * time.Second, Log: quietLog()},
-				Options{GraphQL: readUntilClosed(impl), Web: http.NotFoundHandler(), Metrics: metrics.New(), Log: log, Trace: traced})
+				Options{GraphQL: socketsOnly(DefaultWebsocketPolicy(0, 0, 0).Transport(nil)), Web: http.NotFoundHandler(), Metrics: metrics.New(), Log: log, Trace: traced})
 			require.NoError(t, s.Start(context.Background()))
 			t.Cleanup(s.Stop)
 			c, resp, err := websocket.DefaultDialer.Dial("ws://"+s.Addr()+"/query?watch=secret", http.Header{RequestIDHeader: {"ws-1"}})

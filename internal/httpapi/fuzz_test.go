@@ -14,11 +14,11 @@ import (
 
 	"github.com/verifier/verifier/graph"
 	"github.com/verifier/verifier/internal/account"
+	"github.com/verifier/verifier/internal/gqlws"
 	"github.com/verifier/verifier/internal/httpapi"
 	"github.com/verifier/verifier/internal/metrics"
 	"github.com/verifier/verifier/internal/status"
 	"github.com/verifier/verifier/internal/testkit"
-	"github.com/verifier/verifier/internal/wsgorilla"
 )
 
 // secret replaces SECRET in every fuzzed body: it must never reach the
@@ -57,7 +57,7 @@ func FuzzQueryBody(f *testing.F) {
 	h := httpapi.New(httpapi.Options{
 		GraphQL: graph.NewHandler(&graph.Resolver{Accounts: stubAccounts{}}, graph.HandlerOptions{
 			Log:       log,
-			Websocket: wsgorilla.Implementation{},
+			Websocket: gqlws.Transport{},
 		}),
 		Web:          http.NotFoundHandler(),
 		Metrics:      metrics.New(),

@@ -16,7 +16,6 @@ import (
 	"github.com/verifier/verifier/internal/apperr"
 	"github.com/verifier/verifier/internal/mail"
 	"github.com/verifier/verifier/internal/metrics"
-	"github.com/verifier/verifier/internal/wsgorilla"
 )
 
 // Options configure the handler.
@@ -145,11 +144,10 @@ func (o Options) metrics(mux *http.ServeMux) {
 // limit and a check that the query string or body is one GraphQL request
 // (or a batch of them, each answered as a request of its own).
 //
-// wsgorilla.Detach comes last but the cap: an idle websocket's goroutine
-// keeps every frame below it for the socket's whole life, and with the
-// middlewares' frames on it the stack in use outgrew what the runtime
-// shrinks to 8 KiB (16 KiB per idle socket; now 8). The cap, which must
-// hold until the socket closes, runs on that goroutine after Detach.
+// A websocket leaves this chain once upgraded (gqlws serves it on a
+// goroutine of its own), so none of these frames stays on an idle
+// socket's stack; the cap keeps its place until the socket closes
+// (gqlws.KeepWhileOpen).
 func (o Options) query() http.Handler {
 	allowed := newOrigins(o.PublicURL, o.AllowedOrigins)
 	return chain(o.GraphQL,
@@ -162,7 +160,6 @@ func (o Options) query() http.Handler {
 		limitBody(o.MaxBodyBytes),
 		batch,
 		endStreams(o.shutting),
-		wsgorilla.Detach,
 		capSockets(o.Websocket.MaxSocketsPerClient),
 	)
 }

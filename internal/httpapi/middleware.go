@@ -18,6 +18,7 @@ import (
 
 	"github.com/verifier/verifier/internal/apperr"
 	"github.com/verifier/verifier/internal/bearer"
+	"github.com/verifier/verifier/internal/gqlws"
 	"github.com/verifier/verifier/internal/ratelimit"
 )
 
@@ -146,9 +147,9 @@ const socketRetryAfter = 10 * time.Second
 // capSockets refuses a websocket upgrade or an event stream from a client
 // that holds max of them open already (0 is no cap). Counted like the
 // rate limits: an IPv6 /64 is one client. It needs clientAddress before
-// it, and wsgorilla.Detach too, whose goroutine runs until the socket
-// closes (net/http's own returns at the hijack, which would release the
-// place too early); an event stream stays on net/http's goroutine.
+// it. A websocket's handler returns once upgraded, so the place is handed
+// to the socket, which gives it up when it closes (gqlws.KeepWhileOpen);
+// an event stream stays on net/http's goroutine until it ends.
 func capSockets(max int) middleware {
 	count := newSocketCount(max)
 	return func(next http.Handler) http.Handler {
@@ -164,9 +165,11 @@ func capSockets(max int) middleware {
 					"at most %d websockets and event streams per client; close one first", max))
 				return
 			}
-			// gqlgen serves the connection until it closes.
-			defer count.release(key)
-			next.ServeHTTP(w, r)
+			ctx, kept := gqlws.KeepWhileOpen(r.Context(), func() { count.release(key) })
+			next.ServeHTTP(w, r.WithContext(ctx))
+			if !kept() {
+				count.release(key)
+			}
 		})
 	}
 }

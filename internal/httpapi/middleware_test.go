@@ -11,15 +11,18 @@ import (
 	"testing"
 	"time"
 
-	"github.com/99designs/gqlgen/graphql/handler/transport"
+	"github.com/99designs/gqlgen/graphql"
+	"github.com/99designs/gqlgen/graphql/handler"
 	"github.com/gorilla/websocket"
 	"github.com/stretchr/testify/require"
+	"github.com/vektah/gqlparser/v2"
+	"github.com/vektah/gqlparser/v2/ast"
 
 	"github.com/verifier/verifier/internal/bearer"
+	"github.com/verifier/verifier/internal/gqlws"
 	"github.com/verifier/verifier/internal/metrics"
 	"github.com/verifier/verifier/internal/ratelimit"
 	"github.com/verifier/verifier/internal/testkit"
-	"github.com/verifier/verifier/internal/wsgorilla"
 )
 
 // reached is a handler that records whether a request got through.
@@ -310,7 +313,7 @@ func TestCloseOnShutdown(t *testing.T) {
 
 func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
-func newTestServer(addr string, sockets *wsgorilla.Conns, gql http.Handler) *Server {
+func newTestServer(addr string, sockets *gqlws.Conns, gql http.Handler) *Server {
 	return NewServer(ServerOptions{Addr: addr, Grace: 5 * time.Second, Sockets: sockets, Log: quietLog()},
 		Options{GraphQL: gql, Web: http.NotFoundHandler(), Metrics: metrics.New(), Log: quietLog()})
 }
@@ -337,29 +340,20 @@ func TestServerLifecycle(t *testing.T) {
 	require.Error(t, err, "no longer listening")
 }
 
-// readUntilClosed stands in for gqlgen: it accepts each websocket through
-// impl and reads from it until the socket closes.
-func readUntilClosed(impl transport.WebsocketImplementation) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		c, err := impl.Accept(w, r, transport.WebsocketAcceptOptions{})
-		if err != nil {
-			return
-		}
-		defer c.Close()
-		for {
-			if _, _, err := c.NextReader(); err != nil {
-				return
-			}
-		}
-	})
+// socketsOnly stands in for the GraphQL handler: gqlgen's server with
+// only the websocket transport, on a schema of nothing.
+func socketsOnly(tr gqlws.Transport) http.Handler {
+	schema := gqlparser.MustLoadSchema(&ast.Source{Input: "type Query { a: Int }"})
+	srv := handler.New(&graphql.ExecutableSchemaMock{SchemaFunc: func() *ast.Schema { return schema }})
+	srv.AddTransport(tr)
+	return srv
 }
 
 // Stop tells every websocket 1012 "service restart", so clients come back.
 func TestServerStopClosesWebsocketsWith1012(t *testing.T) {
 	t.Parallel()
-	sockets := wsgorilla.NewConns()
-	impl := DefaultWebsocketPolicy(0, 0, 0).Implementation(sockets)
-	gql := readUntilClosed(impl)
+	sockets := gqlws.NewConns()
+	gql := socketsOnly(DefaultWebsocketPolicy(0, 0, 0).Transport(sockets))
 	s := newTestServer("127.0.0.1:0", sockets, gql)
 	require.NoError(t, s.Start(context.Background()))
 	c, resp, err := websocket.DefaultDialer.Dial("ws://"+s.Addr()+"/query", nil)
@@ -383,8 +377,7 @@ func TestServerStopClosesWebsocketsWith1012(t *testing.T) {
 // at the hijack, the per-client cap still holds until the socket closes.
 func TestSocketCapHoldsAfterHijack(t *testing.T) {
 	t.Parallel()
-	impl := DefaultWebsocketPolicy(0, 0, 1).Implementation(nil)
-	gql := readUntilClosed(impl)
+	gql := socketsOnly(DefaultWebsocketPolicy(0, 0, 1).Transport(nil))
 	s := NewServer(ServerOptions{Addr: "127.0.0.1:0", Grace: 5 * time.Second, Log: quietLog()},
 		Options{GraphQL: gql, Web: http.NotFoundHandler(), Metrics: metrics.New(), Log: quietLog(),
 			Websocket: WebsocketPolicy{MaxSocketsPerClient: 1}})

@@ -13,8 +13,8 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/verifier/verifier/internal/gqlws"
 	"github.com/verifier/verifier/internal/startstop"
-	"github.com/verifier/verifier/internal/wsgorilla"
 )
 
 // Timeouts of the HTTP server. Every request of the contract is small and
@@ -44,7 +44,7 @@ type Server struct {
 	addr    string
 	grace   time.Duration
 	log     *slog.Logger
-	sockets *wsgorilla.Conns
+	sockets *gqlws.Conns
 	srv     *http.Server
 	// shutting is done when Stop begins (closeOnShutdown, endStreams).
 	shutting context.Context
@@ -65,7 +65,7 @@ type ServerOptions struct {
 	Grace time.Duration
 	// Sockets is the set of websockets the GraphQL handler accepts into
 	// (WebsocketPolicy.Implementation), closed first at Stop.
-	Sockets *wsgorilla.Conns
+	Sockets *gqlws.Conns
 	Log     *slog.Logger
 }
 
@@ -103,11 +103,11 @@ func NewProfilerServer(so ServerOptions) *Server {
 func newServer(so ServerOptions, shutting context.Context, shut context.CancelFunc, h http.Handler) *Server {
 	s := &Server{addr: so.Addr, grace: so.Grace, log: so.Log, sockets: so.Sockets, shutting: shutting, shut: shut}
 	if s.sockets == nil {
-		s.sockets = wsgorilla.NewConns()
+		s.sockets = gqlws.NewConns()
 	}
 	s.srv = &http.Server{
-		// Websockets leave net/http's goroutine at the hijack
-		// (wsgorilla.Detach, in the /query chain).
+		// Websockets leave net/http's goroutine at the hijack (gqlws
+		// serves each on a goroutine of its own).
 		Handler:           closeOnShutdown(s.shutting.Done())(h),
 		ReadHeaderTimeout: readHeaderTimeout,
 		ReadTimeout:       readTimeout,

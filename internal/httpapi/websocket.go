@@ -6,12 +6,12 @@ import (
 
 	"github.com/gorilla/websocket"
 
-	"github.com/verifier/verifier/internal/wsgorilla"
+	"github.com/verifier/verifier/internal/gqlws"
 )
 
 // WebsocketPolicy is every websocket setting of the service, in one place:
-// the upgrade (here), the GraphQL transport (graph.HandlerOptions, filled
-// from GraphQLOptions), and the per-client cap (this package's middleware).
+// the GraphQL transport (Transport, for graph.HandlerOptions) and the
+// per-client cap (this package's middleware).
 type WebsocketPolicy struct {
 	// HandshakeTimeout bounds the upgrade handshake.
 	HandshakeTimeout time.Duration
@@ -25,8 +25,8 @@ type WebsocketPolicy struct {
 	// InitTimeout drops a socket that never says hello.
 	InitTimeout time.Duration
 	// KeepAlive is how often an idle socket is pinged with websocket ping
-	// frames (a pong is due within twice this). wsgorilla sends them from
-	// a timer, not from a goroutine per socket as gqlgen's keep-alive
+	// frames (a pong is due within twice this). gqlws sends them from a
+	// timer, not from a goroutine per socket as gqlgen's keep-alive
 	// would.
 	KeepAlive time.Duration
 	// MaxSubscriptionsPerSocket and MaxSubscriptions cap the subscriptions
@@ -51,14 +51,14 @@ const (
 	DefaultInitTimeout = 10 * time.Second
 	// DefaultKeepAlive: dead peers are noticed within a minute, under the
 	// usual 60s idle timeout of proxies in between.
-	DefaultKeepAlive = wsgorilla.PingInterval
+	DefaultKeepAlive = gqlws.PingInterval
 )
 
 // DefaultWebsocketPolicy returns the defaults with the given caps.
 func DefaultWebsocketPolicy(perSocket, total, perClient int) WebsocketPolicy {
 	return WebsocketPolicy{
 		HandshakeTimeout:          DefaultHandshakeTimeout,
-		ReadBufferSize:            wsgorilla.ReadBufferSize,
+		ReadBufferSize:            gqlws.ReadBufferSize,
 		MaxMessageBytes:           DefaultMaxMessageBytes,
 		InitTimeout:               DefaultInitTimeout,
 		KeepAlive:                 DefaultKeepAlive,
@@ -68,20 +68,22 @@ func DefaultWebsocketPolicy(perSocket, total, perClient int) WebsocketPolicy {
 	}
 }
 
-// Implementation is the gqlgen websocket implementation with this policy's
-// upgrade settings; conns tracks every socket so shutdown can close them
-// all with one code.
-func (p WebsocketPolicy) Implementation(conns *wsgorilla.Conns) wsgorilla.Implementation {
-	return wsgorilla.Implementation{
+// Transport is the GraphQL websocket transport with this policy's
+// settings; conns tracks every socket so shutdown can close them all with
+// one code.
+func (p WebsocketPolicy) Transport(conns *gqlws.Conns) gqlws.Transport {
+	return gqlws.Transport{
 		Upgrader: websocket.Upgrader{
 			HandshakeTimeout: p.HandshakeTimeout,
 			ReadBufferSize:   p.ReadBufferSize,
-			WriteBufferPool:  wsgorilla.NewWriteBufferPool(),
+			WriteBufferPool:  gqlws.NewWriteBufferPool(),
 			// The server checks the origin before the upgrade, with the
 			// contract's rules (checkOrigin).
 			CheckOrigin: func(*http.Request) bool { return true },
 		},
 		Conns:        conns,
 		PingInterval: p.KeepAlive,
+		InitTimeout:  p.InitTimeout,
+		ReadLimit:    p.MaxMessageBytes,
 	}
 }

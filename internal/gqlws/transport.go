@@ -1,0 +1,501 @@
+// Package gqlws serves GraphQL subscriptions over websockets, on gqlgen's
+// executor: the graphql-transport-ws subprotocol and the legacy graphql-ws
+// (subscriptions-transport-ws), the latter also when a client asks for no
+// subprotocol, with github.com/gorilla/websocket.
+//
+// It replaces gqlgen's transport.Websocket for what an idle subscription
+// costs, since thousands stay open for minutes each. gqlgen's runs the read
+// loop on net/http's handler goroutine (whose stack holds net/http's
+// frames, every middleware and gqlgen's handler), keeps a goroutine per
+// socket waiting for its context to end, and the request's headers for the
+// socket's life. Here a socket is one goroutine started after the upgrade,
+// with shallow frames while it waits for the next message, and a
+// subscription is one more: stacks count twice in RSS, once as stack and
+// once in the garbage collector's heap goal. Init timeout, pings and the
+// end of the socket run from timers and from the read loop's own end, not
+// from goroutines.
+//
+// The package is also the one place that knows every open websocket, so
+// shutdown can close them all with one close code (Conns), and it keeps
+// what must last as long as a socket, such as a place under a per-client
+// cap (KeepWhileOpen).
+package gqlws
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/99designs/gqlgen/graphql"
+	"github.com/99designs/gqlgen/graphql/errcode"
+	"github.com/99designs/gqlgen/graphql/handler/transport"
+	"github.com/gorilla/websocket"
+	"github.com/vektah/gqlparser/v2/gqlerror"
+)
+
+// The subprotocols served, in the order of preference.
+const (
+	transportWS = "graphql-transport-ws"
+	legacyWS    = "graphql-ws"
+)
+
+var subprotocols = []string{transportWS, legacyWS}
+
+// Close codes of graphql-transport-ws (its PROTOCOL.md), used for the
+// legacy protocol too, which defines none.
+const (
+	closeInvalidMessage  = 4400
+	closeUnauthorized    = 4401
+	closeInitTimeout     = 4408
+	closeDuplicateID     = 4409
+	closeTooManyInits    = 4429
+	closeTerminated      = websocket.CloseNormalClosure
+	reasonTerminated     = "terminated"
+	reasonInvalidMessage = "Invalid message received"
+)
+
+// Transport is the websocket transport of a gqlgen handler.Server.
+type Transport struct {
+	// Upgrader upgrades the request; its Subprotocols are this package's.
+	Upgrader websocket.Upgrader
+	// Conns, when not nil, tracks every accepted connection.
+	Conns *Conns
+	// PingInterval, when not zero, pings every connection this often with
+	// websocket ping frames and drops one that answers none within two
+	// intervals.
+	PingInterval time.Duration
+	// InitTimeout closes a socket (4408) whose client has not sent
+	// connection_init within it; 0 waits forever.
+	InitTimeout time.Duration
+	// ReadLimit bounds one message from a client (gorilla closes the
+	// socket with 1009 beyond it); 0 is no bound.
+	ReadLimit int64
+	// OnInit, when not nil, returns the context of the socket's operations
+	// once the client said connection_init: values that last as long as
+	// the socket (a count of its subscriptions).
+	OnInit func(context.Context) context.Context
+	// Log receives what goes wrong on a socket, at debug level; never
+	// anything the client sent.
+	Log *slog.Logger
+}
+
+var _ graphql.Transport = Transport{}
+
+// Supports takes every request that asks for an upgrade, as gqlgen's
+// transport does: one asking for another protocol gets an error answer
+// here rather than a GraphQL answer from another transport.
+func (Transport) Supports(r *http.Request) bool { return r.Header.Get("Upgrade") != "" }
+
+// Do upgrades the request and returns, leaving the socket to a goroutine
+// of its own (net/http's returns once the handler does). The socket's
+// context keeps the request's values (client address, request id, trace)
+// but not its cancellation, which comes when the handler returns; the
+// socket's end cancels it.
+func (t Transport) Do(w http.ResponseWriter, r *http.Request, exec graphql.GraphExecutor) {
+	up := t.Upgrader
+	up.Subprotocols = subprotocols
+	if up.Error == nil {
+		up.Error = func(w http.ResponseWriter, _ *http.Request, status int, _ error) {
+			transport.SendErrorf(w, status, "unable to upgrade")
+		}
+	}
+	c, err := up.Upgrade(w, r, withRequestID(w))
+	if err != nil {
+		return
+	}
+	conn := &Conn{c: c, set: t.Conns}
+	if t.ReadLimit > 0 {
+		c.SetReadLimit(t.ReadLimit)
+	}
+	ctx, cancel := context.WithCancel(context.WithoutCancel(r.Context()))
+	s := &socket{
+		conn:   conn,
+		exec:   exec,
+		legacy: c.Subprotocol() != transportWS,
+		onInit: t.OnInit,
+		log:    t.Log,
+		ctx:    ctx,
+		done:   ctx,
+		cancel: cancel,
+	}
+	if l, ok := r.Context().Value(leaseKey{}).(*lease); ok && l.kept.CompareAndSwap(false, true) {
+		s.release = l.release
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if t.PingInterval > 0 {
+		conn.keepAlive(t.PingInterval, s.keepAlive)
+	}
+	if t.Conns != nil {
+		t.Conns.add(conn)
+	}
+	if t.InitTimeout > 0 {
+		s.initTimer = time.AfterFunc(t.InitTimeout, s.initTimedOut)
+	}
+	go s.run()
+}
+
+// withRequestID returns the headers of the upgrade's answer: the
+// X-Request-Id a middleware set on w, since gorilla writes the 101 itself.
+func withRequestID(w http.ResponseWriter) http.Header {
+	id := w.Header().Get("X-Request-Id")
+	if id == "" {
+		return nil
+	}
+	return http.Header{"X-Request-Id": {id}}
+}
+
+// socket is one accepted websocket. Its read loop (run) is the only
+// goroutine that reads, and the only one that touches ctx.
+type socket struct {
+	conn   *Conn
+	exec   graphql.GraphExecutor
+	legacy bool
+	onInit func(context.Context) context.Context
+	log    *slog.Logger
+	// ctx is the context of the socket's operations (OnInit's, once the
+	// client said hello); done is its ancestor that cancel ends, checked
+	// by subscriptions to tell their own end from the socket's.
+	ctx     context.Context
+	done    context.Context
+	cancel  context.CancelFunc
+	release func()
+	// initTimer closes a socket whose client never says hello.
+	initTimer *time.Timer
+
+	mu    sync.Mutex
+	acked bool
+	subs  map[string]*subscription
+	// running counts the subscriptions' goroutines, which end waits for.
+	running sync.WaitGroup
+}
+
+// subscription is one running operation of a socket.
+type subscription struct{ cancel context.CancelFunc }
+
+// clientMessage is one message from the client, in either protocol.
+type clientMessage struct {
+	Type    string          `json:"type"`
+	ID      string          `json:"id"`
+	Payload json.RawMessage `json:"payload"`
+}
+
+// serverMessage is one message to the client.
+type serverMessage struct {
+	Type    string          `json:"type"`
+	ID      string          `json:"id,omitempty"`
+	Payload json.RawMessage `json:"payload,omitempty"`
+}
+
+// run reads until the socket ends. While it waits, its stack holds run,
+// next and gorilla's read: what a message needs is decoded and dispatched
+// in handle, which has returned by then.
+func (s *socket) run() {
+	defer s.end()
+	for s.next() {
+	}
+}
+
+// next reads and handles one message, and reports whether to go on.
+func (s *socket) next() bool {
+	_, r, err := s.conn.c.NextReader()
+	if err != nil {
+		s.readFailed(err)
+		return false
+	}
+	return s.handle(r)
+}
+
+// readFailed notes why reading ended; never with the error's text, which
+// can quote what the client sent (a close reason).
+func (s *socket) readFailed(err error) {
+	var ce *websocket.CloseError
+	switch {
+	case errors.As(err, &ce), errors.Is(err, net.ErrClosed):
+		// The client closed, or this side did.
+	default:
+		s.log.Debug("websocket read failed")
+	}
+}
+
+// end cancels the socket's operations, closes the connection (after a
+// close frame, unless one went out or came in already), waits for the
+// subscriptions to finish and gives up what the socket kept.
+func (s *socket) end() {
+	if s.initTimer != nil {
+		s.initTimer.Stop()
+	}
+	s.cancel()
+	_ = s.conn.writeClose(closeTerminated, reasonTerminated, writeTimeout)
+	_ = s.conn.Close()
+	s.running.Wait()
+	if s.release != nil {
+		s.release()
+	}
+}
+
+// initTimedOut closes a socket whose client has not said hello.
+func (s *socket) initTimedOut() {
+	s.mu.Lock()
+	acked := s.acked
+	s.mu.Unlock()
+	if !acked {
+		s.fail(closeInitTimeout, "Connection initialisation timeout")
+	}
+}
+
+// keepAlive sends graphql-ws's keep-alive with each ping: its clients
+// (subscriptions-transport-ws) close a socket that goes two of their
+// timeouts (30 s by default) without one, and see no websocket pings.
+func (s *socket) keepAlive() {
+	s.mu.Lock()
+	acked := s.acked
+	s.mu.Unlock()
+	if s.legacy && acked {
+		s.send(serverMessage{Type: "ka"})
+	}
+}
+
+// fail closes the socket over a protocol error: on graphql-ws after a
+// connection_error, as gqlgen's did. The read loop then ends.
+func (s *socket) fail(code int, reason string) bool {
+	if s.legacy {
+		payload, _ := json.Marshal(gqlerror.Error{Message: reason})
+		s.send(serverMessage{Type: "connection_error", Payload: payload})
+	}
+	_ = s.conn.writeClose(code, reason, writeTimeout)
+	_ = s.conn.Close()
+	return false
+}
+
+// handle decodes and dispatches one message.
+func (s *socket) handle(r io.Reader) bool {
+	start := graphql.Now()
+	var m clientMessage
+	if err := json.NewDecoder(r).Decode(&m); err != nil {
+		return s.fail(closeInvalidMessage, reasonInvalidMessage)
+	}
+	switch {
+	case m.Type == "connection_init":
+		return s.hello()
+	case m.Type == "ping" && !s.legacy:
+		s.send(serverMessage{Type: "pong", Payload: m.Payload})
+	case m.Type == "pong" && !s.legacy:
+		// An answer to nothing: pings are websocket frames.
+	case m.Type == "subscribe" && !s.legacy, m.Type == "start" && s.legacy:
+		return s.subscribe(m.ID, m.Payload, start)
+	case m.Type == "complete" && !s.legacy, m.Type == "stop" && s.legacy:
+		s.stop(m.ID)
+	case m.Type == "connection_terminate" && s.legacy:
+		_ = s.conn.writeClose(closeTerminated, reasonTerminated, writeTimeout)
+		return false
+	default:
+		return s.fail(closeInvalidMessage, reasonInvalidMessage)
+	}
+	return true
+}
+
+// hello acknowledges connection_init; on graphql-ws with a first
+// keep-alive, as gqlgen's did (keepAlive sends the others).
+func (s *socket) hello() bool {
+	s.mu.Lock()
+	again := s.acked
+	s.acked = true
+	s.mu.Unlock()
+	if again {
+		return s.fail(closeTooManyInits, "Too many initialisation requests")
+	}
+	if s.initTimer != nil {
+		s.initTimer.Stop()
+	}
+	if s.onInit != nil {
+		s.ctx = s.onInit(s.ctx)
+	}
+	s.send(serverMessage{Type: "connection_ack"})
+	if s.legacy {
+		s.send(serverMessage{Type: "ka"})
+	}
+	return true
+}
+
+// subscribe starts operation id: it is checked and planned here, on the
+// read loop, and runs on a goroutine of its own.
+func (s *socket) subscribe(id string, payload json.RawMessage, start time.Time) bool {
+	s.mu.Lock()
+	acked, old := s.acked, s.subs[id]
+	if old != nil && s.legacy {
+		// graphql-ws lets a client reuse an id: the old operation ends
+		// without a word, as subscriptions-transport-ws's server did.
+		delete(s.subs, id)
+	}
+	s.mu.Unlock()
+	switch {
+	case !acked:
+		return s.fail(closeUnauthorized, "Unauthorized")
+	case old != nil && !s.legacy:
+		return s.fail(closeDuplicateID, "Subscriber for this id already exists")
+	case old != nil:
+		old.cancel()
+	}
+
+	ctx := graphql.StartOperationTrace(s.ctx)
+	params := &graphql.RawParams{}
+	dec := json.NewDecoder(bytes.NewReader(payload))
+	dec.UseNumber()
+	if err := dec.Decode(params); err != nil {
+		bad := gqlerror.Wrap(err)
+		bad.Message = "the subscribe message's payload is not a GraphQL request"
+		s.sendErrors(id, s.exec.DispatchError(ctx, gqlerror.List{bad}).Errors)
+		s.complete(id)
+		return true
+	}
+	params.ReadTime = graphql.TraceTiming{Start: start, End: graphql.Now()}
+	rc, errs := s.exec.CreateOperationContext(ctx, params)
+	if errs != nil {
+		resp := s.exec.DispatchError(graphql.WithOperationContext(ctx, rc), errs)
+		if errcode.GetErrorKind(errs) == errcode.KindProtocol {
+			s.sendErrors(id, resp.Errors)
+		} else {
+			s.sendResponse(id, resp)
+		}
+		s.complete(id)
+		return true
+	}
+
+	ctx, cancel := context.WithCancel(graphql.WithOperationContext(ctx, rc))
+	sub := &subscription{cancel: cancel}
+	s.mu.Lock()
+	if s.subs == nil {
+		s.subs = map[string]*subscription{}
+	}
+	s.subs[id] = sub
+	s.mu.Unlock()
+	s.running.Add(1)
+	go s.serve(ctx, id, sub, rc)
+	return true
+}
+
+// stop ends operation id at the client's request; its goroutine confirms
+// with complete. An unknown id is ignored: the operation may have just
+// ended by itself.
+func (s *socket) stop(id string) {
+	s.mu.Lock()
+	sub := s.subs[id]
+	s.mu.Unlock()
+	if sub != nil {
+		sub.cancel()
+	}
+}
+
+// serve runs one operation until its stream ends, it is stopped, or the
+// socket ends.
+func (s *socket) serve(ctx context.Context, id string, sub *subscription, rc *graphql.OperationContext) {
+	defer s.running.Done()
+	defer s.finish(id, sub)
+	defer s.recovered(ctx, id, rc)
+	responses, ctx := s.exec.DispatchOperation(ctx, rc)
+	for {
+		r := responses(ctx)
+		if r == nil {
+			return
+		}
+		s.sendResponse(id, r)
+	}
+}
+
+// recovered turns a panic of the operation into an error message, through
+// the executor's recover function and error presenter.
+func (s *socket) recovered(ctx context.Context, id string, rc *graphql.OperationContext) {
+	p := recover()
+	if p == nil {
+		return
+	}
+	err := rc.Recover(ctx, p)
+	gqlErr, ok := errors.AsType[*gqlerror.Error](err)
+	if !ok {
+		gqlErr = gqlerror.WrapIfUnwrapped(err)
+	}
+	s.sendErrors(id, s.exec.DispatchError(ctx, gqlerror.List{gqlErr}).Errors)
+}
+
+// finish ends operation id and, unless the socket is ending or a new
+// operation took the id, tells the client with complete.
+func (s *socket) finish(id string, sub *subscription) {
+	sub.cancel()
+	s.mu.Lock()
+	own := s.subs[id] == sub
+	if own {
+		delete(s.subs, id)
+	}
+	s.mu.Unlock()
+	if own && s.done.Err() == nil {
+		s.complete(id)
+	}
+}
+
+func (s *socket) complete(id string) { s.send(serverMessage{Type: "complete", ID: id}) }
+
+// sendResponse sends a result: next, or data on graphql-ws.
+func (s *socket) sendResponse(id string, r *graphql.Response) {
+	payload, err := json.Marshal(r)
+	if err != nil {
+		s.notEncoded(err)
+		return
+	}
+	typ := "next"
+	if s.legacy {
+		typ = "data"
+	}
+	s.send(serverMessage{Type: typ, ID: id, Payload: payload})
+}
+
+// sendErrors sends an error message, which ends operation id.
+func (s *socket) sendErrors(id string, errs gqlerror.List) {
+	payload, err := json.Marshal(errs)
+	if err != nil {
+		s.notEncoded(err)
+		return
+	}
+	s.send(serverMessage{Type: "error", ID: id, Payload: payload})
+}
+
+// notEncoded logs a result that could not be encoded: a bug, named by
+// kind, since the error's text can quote the result.
+func (s *socket) notEncoded(err error) {
+	s.log.Error("websocket message not encoded", "kind", fmt.Sprintf("%T", err))
+}
+
+func (s *socket) send(m serverMessage) {
+	if err := s.conn.writeJSON(m); err != nil && !errors.Is(err, errClosing) && !errors.Is(err, websocket.ErrCloseSent) && !errors.Is(err, net.ErrClosed) {
+		s.log.Debug("websocket write failed", "err", err)
+	}
+}
+
+// leaseKey holds a *lease in a request's context (KeepWhileOpen).
+type leaseKey struct{}
+
+type lease struct {
+	release func()
+	kept    atomic.Bool
+}
+
+// KeepWhileOpen is for a middleware holding something that must last as
+// long as a websocket (a place under a per-client cap), when the handler
+// returns right after the upgrade. It returns the context to serve the
+// request with; if Transport accepts a socket for it, release runs once
+// the socket ends. kept, called after the handler returned, reports
+// whether that happened; if not, the caller releases itself.
+func KeepWhileOpen(ctx context.Context, release func()) (_ context.Context, kept func() bool) {
+	l := &lease{release: release}
+	return context.WithValue(ctx, leaseKey{}, l), l.kept.Load
+}
