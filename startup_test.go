@@ -162,7 +162,9 @@ func TestReadyzWhileWriteLockHeld(t *testing.T) {
 	code, _ := ready()
 	require.Equal(t, http.StatusOK, code)
 
-	other, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(0)")
+	// Waits for a write of the service in flight (its relay, its
+	// checkpointer) to finish, then holds the lock.
+	other, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(10000)")
 	require.NoError(t, err)
 	defer other.Close()
 	ctx := context.Background()

@@ -1643,7 +1643,7 @@ func (ec *executionContext) _VerificationStatusEvent_receipt(ctx context.Context
 			return ec.fieldContext_VerificationStatusEvent_receipt(ctx, field)
 		},
 		func(ctx context.Context) (any, error) {
-			return obj.Receipt, nil
+			return obj.Receipt(ctx), nil
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
@@ -1654,7 +1654,7 @@ func (ec *executionContext) _VerificationStatusEvent_receipt(ctx context.Context
 	)
 }
 func (ec *executionContext) fieldContext_VerificationStatusEvent_receipt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("VerificationStatusEvent", field, false, false, "String")
+	return graphql.NewScalarFieldContext("VerificationStatusEvent", field, true, false, "String")
 }
 
 func (ec *executionContext) _VerificationStatusEvent_redirectTo(ctx context.Context, field graphql.CollectedField, obj *status.Change) (ret graphql.Marshaler) {
@@ -3261,27 +3261,28 @@ func (ec *executionContext) _VerificationStatusEvent(ctx context.Context, sel as
 		case "status":
 			out.Values[i] = ec._VerificationStatusEvent_status(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "at":
 			out.Values[i] = ec._VerificationStatusEvent_at(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "delivery":
 			out.Values[i] = ec._VerificationStatusEvent_delivery(ctx, field, obj)
 			if out.Values[i] == graphql.RequiredNull {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "receipt":
-			out.Values[i] = ec._VerificationStatusEvent_receipt(ctx, field, obj)
-			if out.Values[i] == graphql.RequiredNull {
-				out.Invalids++
-			}
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._VerificationStatusEvent_receipt(ctx, field, obj)
+				})
 		case "redirectTo":
 			out.Values[i] = ec._VerificationStatusEvent_redirectTo(ctx, field, obj)
 			if out.Values[i] == graphql.RequiredNull {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))

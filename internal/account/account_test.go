@@ -277,7 +277,7 @@ func TestWatchRecheckFindsMissedChange(t *testing.T) {
 		c := testkit.Receive(t, events, "a status change")
 		require.Equal(t, status.Verified, c.Status)
 		require.Equal(t, b.clock.Now(), c.At)
-		b.requireReceipt(t, c.Receipt, "watch@example.com")
+		b.requireReceipt(t, c.Receipt(ctx), "watch@example.com")
 		require.Nil(t, testkit.Receive(t, events, "a status change"), "completes after VERIFIED")
 		require.Zero(t, b.hub.Len())
 	})

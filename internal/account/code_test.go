@@ -76,7 +76,7 @@ func TestVerifyEmailWithCode(t *testing.T) {
 		c := testkit.Receive(t, late, "a status change")
 		require.Equal(t, status.Verified, c.Status)
 		require.Equal(t, &redirect, c.RedirectTo)
-		b.requireReceipt(t, c.Receipt, "code@example.com")
+		b.requireReceipt(t, c.Receipt(ctx), "code@example.com")
 	})
 }
 

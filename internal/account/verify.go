@@ -152,6 +152,12 @@ func (s *Service) Receipt(ctx context.Context, v Verification) string {
 	return s.receipt(ctx, Claims{UserID: v.UserID, Email: v.Email, VerifiedAt: v.VerifiedAt})
 }
 
+// signer returns what mints a receipt of c when called: a subscription's
+// status.Change.Sign.
+func (s *Service) signer(c Claims) func(context.Context) *string {
+	return func(ctx context.Context) *string { return optional(s.receipt(ctx, c)) }
+}
+
 // receipt mints a receipt for c; "" without a Signer or when signing
 // fails (logged): the verification stands, only its proof is missing.
 func (s *Service) receipt(ctx context.Context, c Claims) string {
@@ -239,7 +245,7 @@ func (s *Service) current(ctx context.Context, reg *ent.Registration, withDelive
 			// Only a sign-up's own watcher gets a receipt, freshly minted
 			// also when it subscribes after the verification.
 			if reread && reg.Purpose == registration.PurposeSIGNUP {
-				c.Receipt = optional(s.receipt(ctx, Claims{UserID: u.ID, Email: u.Email, VerifiedAt: c.At}))
+				c.Sign = s.signer(Claims{UserID: u.ID, Email: u.Email, VerifiedAt: c.At})
 				c.RedirectTo = reg.RedirectTo
 			}
 		}
@@ -291,8 +297,8 @@ func (s *Service) Watch(ctx context.Context, watchToken string, withDelivery boo
 		Read:         func(ctx context.Context) (*status.Change, error) { return s.current(ctx, reg, withDelivery, true) },
 	}
 	if reg.UserID != nil && reg.Purpose == registration.PurposeSIGNUP {
-		w.Receipt = func(ctx context.Context, v hub.Verified) (*string, *string) {
-			return optional(s.receipt(ctx, Claims{UserID: v.User, Email: v.Email, VerifiedAt: v.At})), reg.RedirectTo
+		w.Receipt = func(v hub.Verified) (func(context.Context) *string, *string) {
+			return s.signer(Claims{UserID: v.User, Email: v.Email, VerifiedAt: v.At}), reg.RedirectTo
 		}
 	}
 	sub, err := s.Hub.Subscribe(ctx, w)

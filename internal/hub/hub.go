@@ -49,9 +49,9 @@ type Watch struct {
 	// a re-read ends the subscription (its registration was superseded).
 	Read func(ctx context.Context) (*status.Change, error)
 	// Receipt, if set, is called for the VERIFIED event heard from the
-	// broker, outside the hub's lock, to mint what that watcher alone is
-	// given: a receipt and the registration's redirectTo.
-	Receipt func(ctx context.Context, v Verified) (receipt, redirectTo *string)
+	// broker: what that watcher alone is given, a way to mint its receipt
+	// (status.Change.Sign) and the registration's redirectTo.
+	Receipt func(v Verified) (sign func(context.Context) *string, redirectTo *string)
 }
 
 // Verified is a confirmation as the broker tells it: enough to mint a
@@ -160,8 +160,8 @@ func (h *Hub) Subscribe(ctx context.Context, w Watch) (*Subscription, error) {
 }
 
 // PublishVerified hands a registration's confirmation to its watchers.
-// Receipts are minted outside the lock (a signature each), so the hub
-// never holds up other subscribers for them.
+// Their receipts are minted later, if at all: by GraphQL, for a client
+// that selected one.
 func (h *Hub) PublishVerified(ctx context.Context, registration uuid.UUID, v Verified) {
 	h.mu.Lock()
 	subs := make([]*Subscription, 0, len(h.byReg[registration]))
@@ -172,7 +172,7 @@ func (h *Hub) PublishVerified(ctx context.Context, registration uuid.UUID, v Ver
 	for _, s := range subs {
 		c := &status.Change{Status: status.Verified, At: v.At}
 		if s.watch.Receipt != nil {
-			c.Receipt, c.RedirectTo = s.watch.Receipt(ctx, v)
+			c.Sign, c.RedirectTo = s.watch.Receipt(v)
 		}
 		h.mu.Lock()
 		h.applyLocked(s, c)
@@ -284,7 +284,7 @@ func (h *Hub) mergeLocked(s *Subscription, c *status.Change) bool {
 	changed := false
 	if c.Status != "" && s.cur.Status != status.Verified && c.Status != s.cur.Status {
 		s.cur.Status, s.cur.At = c.Status, c.At
-		s.cur.Receipt, s.cur.RedirectTo = c.Receipt, c.RedirectTo
+		s.cur.Sign, s.cur.RedirectTo = c.Sign, c.RedirectTo
 		changed = true
 	}
 	if c.Delivery != nil && c.Delivery.After(s.cur.Delivery) {

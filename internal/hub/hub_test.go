@@ -317,8 +317,9 @@ func TestConcurrentUse(t *testing.T) {
 }
 
 // The VERIFIED event heard from the broker carries what the watch's
-// Receipt hook minted for that watcher; End completes a superseded
-// registration's watchers without VERIFIED.
+// Receipt hook gave that watcher, whose receipt is minted only when asked
+// for; End completes a superseded registration's watchers without
+// VERIFIED.
 func TestReceiptAndEnd(t *testing.T) {
 	t.Parallel()
 	h := New()
@@ -328,9 +329,11 @@ func TestReceiptAndEnd(t *testing.T) {
 	receipt, redirect := "a receipt", "https://app.example/next"
 	var minted []Verified
 	s, err := h.Subscribe(context.Background(), Watch{Registration: reg, Read: reads(unverified),
-		Receipt: func(_ context.Context, v Verified) (*string, *string) {
-			minted = append(minted, v)
-			return &receipt, &redirect
+		Receipt: func(v Verified) (func(context.Context) *string, *string) {
+			return func(context.Context) *string {
+				minted = append(minted, v)
+				return &receipt
+			}, &redirect
 		}})
 	require.NoError(t, err)
 	defer s.Close()
@@ -344,7 +347,12 @@ func TestReceiptAndEnd(t *testing.T) {
 
 	v := Verified{User: uuid.New(), Email: "a@example.com", At: at(5)}
 	h.PublishVerified(context.Background(), reg, v)
-	require.Equal(t, &status.Change{Status: status.Verified, At: at(5), Receipt: &receipt, RedirectTo: &redirect}, testkit.Receive(t, s.C(), "VERIFIED"))
+	c := testkit.Receive(t, s.C(), "VERIFIED")
+	require.Equal(t, status.Verified, c.Status)
+	require.Equal(t, at(5), c.At)
+	require.Equal(t, &redirect, c.RedirectTo)
+	require.Empty(t, minted, "nothing signed until a client asks")
+	require.Equal(t, &receipt, c.Receipt(context.Background()))
 	require.Nil(t, testkit.Receive(t, s.C(), "the end"))
 	require.Equal(t, []Verified{v}, minted)
 	require.Zero(t, h.Len())

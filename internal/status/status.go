@@ -5,6 +5,7 @@
 package status
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"strconv"
@@ -80,11 +81,21 @@ type Change struct {
 	Status   Status
 	At       time.Time
 	Delivery *Delivery
-	// Receipt is set on the VERIFIED snapshot of a registration's own
-	// watch token: a signed proof for the app, minted for that watcher.
-	Receipt *string
-	// RedirectTo is the registration's redirectTo, set with Receipt.
+	// Sign is set on the VERIFIED snapshot of a registration's own watch
+	// token: it mints that watcher's receipt, a signed proof for the app
+	// (Receipt). A signature each call, so GraphQL makes it only for a
+	// client that selected the field.
+	Sign func(context.Context) *string
+	// RedirectTo is the registration's redirectTo, set with Sign.
 	RedirectTo *string
+}
+
+// Receipt is the event's receipt: minted now, nil when none is due.
+func (c *Change) Receipt(ctx context.Context) *string {
+	if c.Sign == nil {
+		return nil
+	}
+	return c.Sign(ctx)
 }
 
 // MarshalGQL writes s as a GraphQL enum value.
