@@ -60,7 +60,7 @@ func main() {
 	flag.DurationVar(&o.regFor, "register-for", 15*time.Second, "how long the register phase runs (it also makes the accounts the later phases use)")
 	flag.DurationVar(&o.ceilingFor, "ceiling-for", 5*time.Second, "how long the argon2id-only ceiling is measured")
 	flag.IntVar(&o.ceilingGoroutines, "ceiling-goroutines", 2, "goroutines hashing for the ceiling")
-	flag.StringVar(&o.profileDir, "profile", "", "write the service's CPU profiles of the register and verify phases into this folder (BACKEND-register.pprof, BACKEND-verify.pprof; go tool pprof reads them)")
+	flag.StringVar(&o.profileDir, "profile", "", "write the service's CPU profiles of the register, mail and verify phases into this folder (BACKEND-register.pprof, BACKEND-mail.pprof, BACKEND-verify.pprof; go tool pprof reads them)")
 	flag.IntVar(&o.idle, "idle", 5000, "idle subscriptions opened, one websocket each")
 	flag.Parse()
 
@@ -287,6 +287,7 @@ func measure(ctx context.Context, o options, bin, dir string, be backend) (*resu
 		sk.release()
 		return nil, fmt.Errorf("resend: %w", err)
 	}
+	mailProfile := profile("mail", time.Second)
 	t0 := time.Now()
 	sk.release()
 	if err := sk.waitTotal(before+len(addrs), 2*time.Minute); err != nil {
@@ -294,6 +295,9 @@ func measure(ctx context.Context, o options, bin, dir string, be backend) (*resu
 	}
 	r.mailN = len(addrs)
 	r.mailPerSec = float64(len(addrs)) / time.Since(t0).Seconds()
+	if err := mailProfile(); err != nil {
+		return nil, err
+	}
 
 	// verifyEmail at c=64, each address watched on its own websocket.
 	fmt.Fprintf(os.Stderr, "verify: %d watched addresses, %d clients\n", len(addrs), o.verifyClients)

@@ -296,22 +296,33 @@ func (r *Relay) candidates(ctx context.Context, now time.Time, n int, inFlight m
 			full = append(full, topic)
 		}
 	}
-	rows, err := r.db.OutboxEvent.Query().
+	// Ids and topics first, the payloads of the picked ones after: with a
+	// backlog on one topic a few places short of its bound, the query
+	// returns up to n rows of which only those few are taken, and
+	// reading every payload each cycle was 29 % of the CPU while the mail
+	// backlog drained (make bench -profile).
+	due, err := r.db.OutboxEvent.Query().
 		Where(outboxevent.AvailableAtLTE(now), outboxevent.IDNotIn(skip...), outboxevent.TopicNotIn(full...)).
 		Order(ent.Asc(outboxevent.FieldID)).
 		Limit(n).
+		Select(outboxevent.FieldID, outboxevent.FieldTopic).
 		All(ctx)
-	if err != nil || len(rows) == 0 {
+	if err != nil || len(due) == 0 {
 		return nil, err
 	}
-	picked := rows[:0]
-	for _, ev := range rows {
+	ids := make([]int, 0, len(due))
+	for _, ev := range due {
 		if perTopic[ev.Topic] < r.opts.MaxInFlightPerTopic {
 			perTopic[ev.Topic]++
-			picked = append(picked, ev)
+			ids = append(ids, ev.ID)
 		}
 	}
-	return picked, nil
+	// Another relay may lease or settle some in between; the lease, guarded
+	// by the same due-condition, tells.
+	return r.db.OutboxEvent.Query().
+		Where(outboxevent.IDIn(ids...)).
+		Order(ent.Asc(outboxevent.FieldID)).
+		All(ctx)
 }
 
 // settleAndClaim records the outcomes of batch (deletes confirmed events,
