@@ -17,7 +17,7 @@ import (
 type Hub interface {
 	// PublishVerified hands a registration's confirmation to its
 	// watchers.
-	PublishVerified(ctx context.Context, registration uuid.UUID, v hub.Verified)
+	PublishVerified(registration uuid.UUID, v hub.Verified)
 	// End completes the watchers of superseded registrations.
 	End(registrations ...uuid.UUID)
 	// PublishDelivery hands a registration's email delivery change to the
@@ -54,7 +54,7 @@ func (n *Notifier) Handle(ctx context.Context, msg broker.Message) error {
 		if err := json.Unmarshal(msg.Body, &ev); err != nil || ev.UserID == uuid.Nil || ev.Registration == uuid.Nil {
 			return undecodable(msg)
 		}
-		n.Hub.PublishVerified(ctx, ev.Registration, hub.Verified{User: ev.UserID, Email: ev.Email, At: ev.VerifiedAt.UTC()})
+		n.Hub.PublishVerified(ev.Registration, hub.Verified{User: ev.UserID, Email: ev.Email, At: ev.VerifiedAt.UTC()})
 	case event.SupersededTopic:
 		var ev event.Superseded
 		if err := json.Unmarshal(msg.Body, &ev); err != nil {

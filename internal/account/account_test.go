@@ -364,7 +364,7 @@ func TestWatchDelivery(t *testing.T) {
 		require.Equal(t, &sent, testkit.Receive(t, live, "a status change").Delivery)
 		require.Equal(t, &sent, testkit.Receive(t, late, "a status change").Delivery)
 
-		b.hub.PublishVerified(ctx, reg, hub.Verified{User: *b.registrationOf(t, watch).UserID, Email: "mail@example.com", At: start.Add(time.Minute)})
+		b.hub.PublishVerified(reg, hub.Verified{User: *b.registrationOf(t, watch).UserID, Email: "mail@example.com", At: start.Add(time.Minute)})
 		for _, ch := range []<-chan *status.Change{plain, live, late} {
 			c := testkit.Receive(t, ch, "a status change")
 			require.Equal(t, status.Verified, c.Status)

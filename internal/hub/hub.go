@@ -161,22 +161,18 @@ func (h *Hub) Subscribe(ctx context.Context, w Watch) (*Subscription, error) {
 
 // PublishVerified hands a registration's confirmation to its watchers.
 // Their receipts are minted later, if at all: by GraphQL, for a client
-// that selected one.
-func (h *Hub) PublishVerified(ctx context.Context, registration uuid.UUID, v Verified) {
+// that selected one, so nothing here is slow enough to leave the lock for.
+func (h *Hub) PublishVerified(registration uuid.UUID, v Verified) {
 	h.mu.Lock()
-	subs := make([]*Subscription, 0, len(h.byReg[registration]))
+	defer h.mu.Unlock()
+	// Deleting from a map while ranging over it is safe: a VERIFIED watch
+	// ends and leaves byReg as it is applied.
 	for s := range h.byReg[registration] {
-		subs = append(subs, s)
-	}
-	h.mu.Unlock()
-	for _, s := range subs {
 		c := &status.Change{Status: status.Verified, At: v.At}
 		if s.watch.Receipt != nil {
 			c.Sign, c.RedirectTo = s.watch.Receipt(v)
 		}
-		h.mu.Lock()
 		h.applyLocked(s, c)
-		h.mu.Unlock()
 	}
 }
 

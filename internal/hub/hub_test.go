@@ -45,7 +45,7 @@ func TestSubscriptionSees(t *testing.T) {
 	queued := status.Change{Status: status.Unverified, At: at(0), Delivery: delivery(status.Queued, 0, 0)}
 	// step is one thing the feeding side does.
 	type step func(h *Hub)
-	verified := func(h *Hub) { h.PublishVerified(context.Background(), reg, Verified{At: at(9)}) }
+	verified := func(h *Hub) { h.PublishVerified(reg, Verified{At: at(9)}) }
 	delivered := func(d *status.Delivery) step { return func(h *Hub) { h.PublishDelivery(reg, *d) } }
 	tests := []struct {
 		name  string
@@ -161,7 +161,7 @@ func TestSlowSubscriberKeepsVerified(t *testing.T) {
 	for i := range 1000 {
 		h.PublishDelivery(reg, *delivery(status.Deferred, i+1, i+1))
 	}
-	h.PublishVerified(context.Background(), reg, Verified{At: at(2000)})
+	h.PublishVerified(reg, Verified{At: at(2000)})
 	var got []*status.Change
 	for c := range s.C() {
 		got = append(got, c)
@@ -183,7 +183,7 @@ func TestChangeDuringFirstReadIsKept(t *testing.T) {
 	reg := uuid.New()
 	s, err := h.Subscribe(context.Background(), Watch{Registration: reg, Delivery: true, Read: func(context.Context) (*status.Change, error) {
 		h.PublishDelivery(reg, *delivery(status.Sent, 5, 1))
-		h.PublishVerified(context.Background(), reg, Verified{At: at(6)})
+		h.PublishVerified(reg, Verified{At: at(6)})
 		// What the database said before those commits.
 		return &status.Change{Status: status.Unverified, At: at(0), Delivery: delivery(status.Queued, 0, 0)}, nil
 	}})
@@ -346,7 +346,7 @@ func TestReceiptAndEnd(t *testing.T) {
 	require.Nil(t, testkit.Receive(t, old.C(), "the end"), "completed without VERIFIED")
 
 	v := Verified{User: uuid.New(), Email: "a@example.com", At: at(5)}
-	h.PublishVerified(context.Background(), reg, v)
+	h.PublishVerified(reg, v)
 	c := testkit.Receive(t, s.C(), "VERIFIED")
 	require.Equal(t, status.Verified, c.Status)
 	require.Equal(t, at(5), c.At)
