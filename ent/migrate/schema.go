@@ -108,9 +108,9 @@ var (
 		PrimaryKey: []*schema.Column{OutboxEventsColumns[0]},
 		Indexes: []*schema.Index{
 			{
-				Name:    "outboxevent_available_at",
+				Name:    "outboxevent_available_at_topic",
 				Unique:  false,
-				Columns: []*schema.Column{OutboxEventsColumns[5]},
+				Columns: []*schema.Column{OutboxEventsColumns[5], OutboxEventsColumns[3]},
 			},
 		},
 	}

@@ -284,10 +284,8 @@ func message(ev *ent.OutboxEvent) broker.Message {
 // out topics at their in-flight bound. It only reads, from SQLite's readers
 // beside the writer; settleAndClaim leases them.
 func (r *Relay) candidates(ctx context.Context, now time.Time, n int, inFlight map[int]string) ([]*ent.OutboxEvent, error) {
-	skip := make([]int, 0, len(inFlight))
 	perTopic := map[string]int{}
-	for id, topic := range inFlight {
-		skip = append(skip, id)
+	for _, topic := range inFlight {
 		perTopic[topic]++
 	}
 	var full []string
@@ -296,29 +294,44 @@ func (r *Relay) candidates(ctx context.Context, now time.Time, n int, inFlight m
 			full = append(full, topic)
 		}
 	}
-	// Ids and topics first, the payloads of the picked ones after: with a
-	// backlog on one topic a few places short of its bound, the query
-	// returns up to n rows of which only those few are taken, and
-	// reading every payload each cycle was 29 % of the CPU while the mail
-	// backlog drained (make bench -profile).
+	// Ids and topics of the due events, oldest due first, from the index
+	// on (available_at, topic) alone: the relay is one goroutine, and
+	// while the mail backlog drained (its topic at its bound, everyone's
+	// status changes behind it) this query was a third of the process's
+	// CPU and the relay's pace. Ordered by id it scanned the table, every
+	// payload of the backlog, each cycle: 1.4 ms for 3,000 rows against
+	// 0.16 ms from the index. The events in flight here are leased (not
+	// due) unless a publish outlived its lease: they are left out below,
+	// not in the query, where a list of hundreds of ids cost more than the
+	// rest of it; the limit makes room for them.
 	due, err := r.db.OutboxEvent.Query().
-		Where(outboxevent.AvailableAtLTE(now), outboxevent.IDNotIn(skip...), outboxevent.TopicNotIn(full...)).
-		Order(ent.Asc(outboxevent.FieldID)).
-		Limit(n).
+		Where(outboxevent.AvailableAtLTE(now), outboxevent.TopicNotIn(full...)).
+		Order(ent.Asc(outboxevent.FieldAvailableAt)).
+		Limit(n+len(inFlight)).
 		Select(outboxevent.FieldID, outboxevent.FieldTopic).
 		All(ctx)
 	if err != nil || len(due) == 0 {
 		return nil, err
 	}
-	ids := make([]int, 0, len(due))
+	ids := make([]int, 0, min(n, len(due)))
 	for _, ev := range due {
+		if _, busy := inFlight[ev.ID]; busy || len(ids) == n {
+			continue
+		}
 		if perTopic[ev.Topic] < r.opts.MaxInFlightPerTopic {
 			perTopic[ev.Topic]++
 			ids = append(ids, ev.ID)
 		}
 	}
-	// Another relay may lease or settle some in between; the lease, guarded
-	// by the same due-condition, tells.
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	// The payloads of the picked ones only: with a backlog on one topic a
+	// few places short of its bound, the query above returns up to n rows
+	// of which only those few are taken, and reading every payload each
+	// cycle was 29 % of the CPU while the mail backlog drained (make bench
+	// -profile). Another relay may lease or settle some in between; the
+	// lease, guarded by the same due-condition, tells.
 	return r.db.OutboxEvent.Query().
 		Where(outboxevent.IDIn(ids...)).
 		Order(ent.Asc(outboxevent.FieldID)).
