@@ -145,16 +145,22 @@ func TestMailServerProblem(t *testing.T) {
 	s.waitMetric(t, "verifier_mail_server_problem", 1)
 	s.waitMetric(t, `verifier_email_deliveries{state="DEFERRED"}`, 1)
 	require.Zero(t, s.metric(t, `verifier_email_deliveries{state="FAILED"}`))
-	// The DEFERRED announcement goes out in the relay's turn that put the
-	// email's retry on the clock, or a later one: only then may the clock
-	// move, or the retry would be due a minute later than the test thinks.
-	s.waitMetric(t, "verifier_outbox_published_total", 1)
 
 	s.sink.RefuseMail(nil)
 	// The in-process broker's retry is the outbox row, due on the
-	// service's clock: no need to wait out the 30 s.
-	s.clock.Advance(time.Minute)
-	require.Equal(t, []string{"held@example.com"}, s.sink.Next(t, 30*time.Second).To)
+	// service's clock: no need to wait out the 30 s. The clock moves a
+	// minute at each of the relay's turns until the email is out, so it
+	// does not matter which turn put the retry on the clock.
+	var got []mailtest.Mail
+	testkit.WaitUntil(t, s.settled, func() bool {
+		if got = append(got, s.sink.Pending()...); len(got) > 0 {
+			return true
+		}
+		s.clock.Advance(time.Minute)
+		return false
+	}, "the held email, once the server takes mail again")
+	require.Len(t, got, 1)
+	require.Equal(t, []string{"held@example.com"}, got[0].To)
 	s.waitMetric(t, "verifier_mail_server_problem", 0)
 	s.waitReady(t, http.StatusOK)
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/verifier/verifier/internal/account"
 	"github.com/verifier/verifier/internal/admin"
 	"github.com/verifier/verifier/internal/broker"
+	"github.com/verifier/verifier/internal/broker/inproc"
 	"github.com/verifier/verifier/internal/code"
 	"github.com/verifier/verifier/internal/config"
 	"github.com/verifier/verifier/internal/database"
@@ -153,6 +154,11 @@ func (s *service) serveAPI() error {
 	// Subscriptions watch through the hub; no other role takes any.
 	s.accounts.Hub = subs
 	notifier := &consumers.Notifier{Hub: subs}
+	if _, inProcess := s.broker.(*inproc.Broker); inProcess {
+		// One process holds every watcher: delivery changes reach them
+		// straight from the records, not through the outbox.
+		s.records.HearLocally(subs.PublishDelivery)
+	}
 	if err := s.broker.Consume(notifier.Queue(), notifier.Handle); err != nil {
 		return err
 	}

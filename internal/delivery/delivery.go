@@ -50,12 +50,24 @@ type Store struct {
 	now      func() time.Time
 	announce func()
 	events   publicevent.Writer
+	local    func(registration uuid.UUID, d status.Delivery)
 }
 
 // OnAnnounce sets f to be called after each committed delivery change
 // (the outbox relay's Wake, so watchers hear of it now rather than at the
 // relay's next poll). Set it before the store is used.
 func (s *Store) OnAnnounce(f func()) { s.announce = f }
+
+// HearLocally hands each committed change of a registration's delivery to
+// f (the subscription hub) instead of writing it to the outbox. For the
+// in-process broker only: this process then holds every watcher there is,
+// and the outbox's way (a row, the relay's lease and delete, the broker,
+// the notifier) only made the trip longer; it was two of the three outbox
+// events of each resent email, and the mail backlog drained at the pace
+// of the single SQLite writer. A change lost with a crash is lost with
+// its watchers' websockets, whose clients re-read the record when they
+// come back. Set it before the store is used.
+func (s *Store) HearLocally(f func(registration uuid.UUID, d status.Delivery)) { s.local = f }
 
 // UseEvents sets the writer of the public event a failed delivery causes
 // (verifier.email.failed.v1); without it, the zero publicevent.Writer.
@@ -193,6 +205,7 @@ func (s *Store) write(ctx context.Context, reg *uuid.UUID, public func(*ent.Tx) 
 		return err
 	}
 	announced := false
+	var heard *status.Delivery // for s.local, once committed
 	err := database.InTx(ctx, s.db, func(tx *ent.Tx) error {
 		d, err := f(tx.Client())
 		if err != nil {
@@ -206,13 +219,23 @@ func (s *Store) write(ctx context.Context, reg *uuid.UUID, public func(*ent.Tx) 
 		if reg == nil || d == nil {
 			return nil
 		}
+		if s.local != nil {
+			heard = d
+			return nil
+		}
 		announced = true
 		return outbox.Enqueue(ctx, tx, d.At, event.DeliveryChangedTopic, event.DeliveryChanged{Registration: *reg, Delivery: *d})
 	})
-	if err == nil && announced {
+	if err != nil {
+		return err
+	}
+	if heard != nil {
+		s.local(*reg, *heard)
+	}
+	if announced {
 		s.woken()
 	}
-	return err
+	return nil
 }
 
 // woken tells the announce hook that a change committed.

@@ -47,7 +47,7 @@ func reason(s string) *string { return &s }
 // is.
 func TestDeliveryChanges(t *testing.T) {
 	t.Parallel()
-	type step func(ctx context.Context, s *Store, r Record) error
+	type step = func(ctx context.Context, s *Store, r Record) error
 	var (
 		deferred = func(ctx context.Context, s *Store, r Record) error {
 			return s.MarkDeferred(ctx, r, true, "451 mailbox busy")
@@ -78,39 +78,63 @@ func TestDeliveryChanges(t *testing.T) {
 		}},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			eachDB(t, func(t *testing.T, b *testBundle) {
-				ctx := context.Background()
-				reg := uuid.New()
-				e := registered(reg)
-				r, err := b.store.Begin(ctx, e)
-				require.NoError(t, err)
-				require.Equal(t, &reg, r.Registration)
-				for _, s := range tt.steps {
-					b.clock.Advance(time.Second)
-					require.NoError(t, s(ctx, b.store, r))
-					// As the next delivery of the event finds it.
-					r, err = b.store.Begin(ctx, e)
-					require.NoError(t, err)
-				}
-				got := b.announced(t, reg)
-				require.Len(t, got, len(tt.want))
-				for i := range got {
-					require.False(t, got[i].At.IsZero())
-					got[i].At = time.Time{}
-				}
-				require.Equal(t, tt.want, got)
-
-				latest, err := b.store.Latest(ctx, reg)
-				require.NoError(t, err)
-				want := tt.want[len(tt.want)-1]
-				require.WithinDuration(t, b.clock.Now(), latest.At, time.Millisecond, "the time of the latest change")
-				latest.At = time.Time{}
-				require.Equal(t, &want, latest, "Latest agrees with the last announcement")
+		// Through the outbox (RabbitMQ: every replica's watchers), or
+		// straight to this process's hub (the in-process broker): the
+		// same changes either way.
+		for _, local := range []bool{false, true} {
+			name := tt.name
+			if local {
+				name += ", heard locally"
+			}
+			t.Run(name, func(t *testing.T) {
+				t.Parallel()
+				eachDB(t, func(t *testing.T, b *testBundle) {
+					testDeliveryChanges(t, b, local, tt.steps, tt.want)
+				})
 			})
+		}
+	}
+}
+
+func testDeliveryChanges(t *testing.T, b *testBundle, local bool, steps []func(context.Context, *Store, Record) error, want []status.Delivery) {
+	ctx := context.Background()
+	reg := uuid.New()
+	var heard []status.Delivery
+	if local {
+		b.store.HearLocally(func(r uuid.UUID, d status.Delivery) {
+			require.Equal(t, reg, r)
+			heard = append(heard, d)
 		})
 	}
+	e := registered(reg)
+	r, err := b.store.Begin(ctx, e)
+	require.NoError(t, err)
+	require.Equal(t, &reg, r.Registration)
+	for _, s := range steps {
+		b.clock.Advance(time.Second)
+		require.NoError(t, s(ctx, b.store, r))
+		// As the next delivery of the event finds it.
+		r, err = b.store.Begin(ctx, e)
+		require.NoError(t, err)
+	}
+	got := b.announced(t, reg)
+	if local {
+		require.Empty(t, got, "heard locally: nothing goes through the outbox")
+		got = heard
+	}
+	require.Len(t, got, len(want))
+	for i := range got {
+		require.False(t, got[i].At.IsZero())
+		got[i].At = time.Time{}
+	}
+	require.Equal(t, want, got)
+
+	latest, err := b.store.Latest(ctx, reg)
+	require.NoError(t, err)
+	last := want[len(want)-1]
+	require.WithinDuration(t, b.clock.Now(), latest.At, time.Millisecond, "the time of the latest change")
+	latest.At = time.Time{}
+	require.Equal(t, &last, latest, "Latest agrees with the last announcement")
 }
 
 // Latest answers for the registration's newest email; nil before any.
