@@ -10,9 +10,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"os"
 	"runtime"
-	"runtime/debug"
 	"strings"
 
 	"golang.org/x/crypto/argon2"
@@ -53,33 +51,10 @@ var cpus = runtime.GOMAXPROCS(0)
 // those goroutines run at once on a thread of their own and the kernel
 // shares the CPUs, favouring the thread that just woke; the hashes lose
 // only the CPU the rest actually uses. The number of hashes at once, and
-// so their memory, stays one per CPU.
-//
-// It also leaves the garbage collector room for the hash buffers, unless
-// GOGC is set: see gcPercent. Call it from main, before anything starts.
+// so their memory, stays one per CPU. Call it from main, before anything
+// starts.
 func LeaveRoom() {
 	runtime.GOMAXPROCS(cpus + spareProcs(cpus))
-	if p, ok := gcPercent(os.Getenv("GOGC")); ok {
-		debug.SetGCPercent(p)
-	}
-}
-
-// gcPercent is the collector's target heap growth (GOGC) the service
-// runs with when the operator set none: 200 instead of Go's 100. Each
-// hash allocates 19 MiB and drops it some 25 ms later, so at full sign-up
-// load the hashes alone make about 1.4 GB of garbage a second, and with
-// Go's default the collector ran every second registration, each cycle
-// marking the whole live heap (0.49 cycles per registration, make bench).
-// At 200: 0.24 cycles per registration, 1 ms less CPU per registration,
-// register answer → mail p50 4 ms → 2 ms, and the same memory per open
-// subscription (BENCHMARKS.md). The cost is a heap that may grow to three
-// times the live data between collections instead of twice; GOGC (and
-// GOMEMLIMIT) set by the operator win.
-func gcPercent(env string) (int, bool) {
-	if env != "" {
-		return 0, false
-	}
-	return 200, true
 }
 
 // spareProcs is half as many Ps again as CPUs, at least one: enough that
