@@ -321,6 +321,12 @@ func measure(ctx context.Context, o options, bin, dir string, be backend) (*resu
 	if err := mailProfile(); err != nil {
 		return nil, err
 	}
+	// The last emails' SENT records are announced through the outbox
+	// (RabbitMQ): the verify phase starts once they are out, or its first
+	// status changes would wait behind them.
+	if err := s.waitOutboxEmpty(time.Minute); err != nil {
+		return nil, err
+	}
 
 	// verifyEmail at c=64, each address watched on its own websocket.
 	fmt.Fprintf(os.Stderr, "verify: %d watched addresses, %d clients\n", len(addrs), o.verifyClients)

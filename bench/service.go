@@ -208,3 +208,23 @@ func freshPostgres(ctx context.Context, base string) (string, func(), error) {
 	}
 	return url, drop, nil
 }
+
+// waitOutboxEmpty waits until the service's outbox holds no event
+// (verifier_outbox_backlog on /metrics).
+func (s *service) waitOutboxEmpty(timeout time.Duration) error {
+	const backlog = "verifier_outbox_backlog"
+	deadline := time.Now().Add(timeout)
+	for {
+		m, err := s.metrics(backlog)
+		if err != nil {
+			return err
+		}
+		if m[backlog] == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the outbox still holds %v events after %s", m[backlog], timeout)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
