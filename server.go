@@ -222,6 +222,7 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger, hk hooks) err
 		Issuer:     cfg.PublicURL,
 		Audience:   cfg.JWTAudience,
 		KeyFile:    cfg.SigningKeyFile,
+		Seal:       box,
 		ReceiptTTL: cfg.ReceiptTTL,
 		SessionTTL: cfg.SessionTTL,
 		Now:        now,

@@ -1,6 +1,7 @@
 package signer
 
 import (
+	"bytes"
 	"context"
 	"crypto"
 	"crypto/ecdh"
@@ -67,6 +68,47 @@ func newKey(pub ed25519.PublicKey, priv ed25519.PrivateKey) (*key, error) {
 		k.signer = sig
 	}
 	return k, nil
+}
+
+// sealedPrefix marks a private half stored sealed; a clear one is the
+// 32-byte seed itself (keys stored before seeds were sealed, or without a
+// seal box).
+const sealedPrefix = "sealed:"
+
+// errSealed: the private half is sealed under another key than this
+// process's (TOKEN_SEAL_KEY changed), or this process has no seal box.
+var errSealed = errors.New("the private key is sealed under another TOKEN_SEAL_KEY")
+
+// stored is how seed is kept in kid's row: sealed, bound to the kid, when
+// the signer has a seal box.
+func (s *Signer) stored(kid string, seed []byte) []byte {
+	if s.box == nil {
+		return seed
+	}
+	return []byte(sealedPrefix + s.box.Seal(base64.RawURLEncoding.EncodeToString(seed), "signing key "+kid))
+}
+
+// seed opens what kid's row keeps of its private half.
+func (s *Signer) seed(kid string, kept []byte) ([]byte, error) {
+	rest, isSealed := bytes.CutPrefix(kept, []byte(sealedPrefix))
+	if !isSealed {
+		if len(kept) != ed25519.SeedSize {
+			return nil, errors.New("private key of the wrong size")
+		}
+		return kept, nil
+	}
+	if s.box == nil {
+		return nil, errSealed
+	}
+	plain, err := s.box.Open(string(rest), "signing key "+kid)
+	if err != nil {
+		return nil, errSealed
+	}
+	seed, err := base64.RawURLEncoding.DecodeString(plain)
+	if err != nil || len(seed) != ed25519.SeedSize {
+		return nil, errors.New("private key of the wrong size")
+	}
+	return seed, nil
 }
 
 // generate makes a new key; it returns the seed, the only part stored.
@@ -140,9 +182,9 @@ func retireCurrent(ctx context.Context, tx *ent.Tx, now time.Time, ps ...predica
 // insertGenerated stores a new generated key as the current one, unless a
 // current key exists by then (another replica won the race; ON CONFLICT on
 // the unique index of current).
-func insertGenerated(ctx context.Context, tx *ent.Tx, now time.Time, k *key, seed []byte) error {
+func (s *Signer) insertGenerated(ctx context.Context, tx *ent.Tx, now time.Time, k *key, seed []byte) error {
 	err := tx.SigningKey.Create().
-		SetKid(k.kid).SetPublicKey(k.pub).SetPrivateKey(seed).SetCurrent(true).SetCreatedAt(now).
+		SetKid(k.kid).SetPublicKey(k.pub).SetPrivateKey(s.stored(k.kid, seed)).SetCurrent(true).SetCreatedAt(now).
 		OnConflictColumns(signingkey.FieldCurrent).DoNothing().Exec(ctx)
 	// ent reports ErrNoRows on PostgreSQL when DO NOTHING kept the row out.
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
@@ -177,12 +219,32 @@ func (s *Signer) installFileKey(ctx context.Context, k *key) error {
 // database. On the first start it generates one; several replicas starting
 // at once each try, the unique index lets one in, and all read that one
 // back. A current key without its private half (it came from a
-// SIGNING_KEY_FILE that is no longer given) gives way to a generated one.
+// SIGNING_KEY_FILE that is no longer given) gives way to a generated one,
+// and so does one sealed under another TOKEN_SEAL_KEY: it can no longer
+// sign, and the tokens it signed verify until they expire. A key kept in
+// clear from before seeds were sealed is sealed now.
 func (s *Signer) ensureGeneratedKey(ctx context.Context) error {
 	cur, err := s.db.SigningKey.Query().Where(signingkey.Current(true)).Only(ctx)
+	retire := signingkey.PrivateKeyIsNil()
 	switch {
 	case err == nil && len(cur.PrivateKey) > 0:
-		return nil // the usual start: nothing to write
+		seed, serr := s.seed(cur.Kid, cur.PrivateKey)
+		switch {
+		case serr == nil && s.box != nil && !bytes.HasPrefix(cur.PrivateKey, []byte(sealedPrefix)):
+			_, err := s.db.SigningKey.Update().Where(signingkey.ID(cur.ID), signingkey.Current(true)).
+				SetPrivateKey(s.stored(cur.Kid, seed)).Save(ctx)
+			if err != nil {
+				return fmt.Errorf("signer: seal the current key: %w", err)
+			}
+			return nil
+		case serr == nil:
+			return nil // the usual start: nothing to write
+		case errors.Is(serr, errSealed):
+			s.log.Warn("the signing key kept in the database does not open with this TOKEN_SEAL_KEY (was it changed?): a new key signs from now on; tokens signed before still verify until they expire", "kid", cur.Kid)
+			retire = signingkey.Kid(cur.Kid)
+		default:
+			return fmt.Errorf("signer: the current key %s: %w", cur.Kid, serr)
+		}
 	case err != nil && !ent.IsNotFound(err):
 		return fmt.Errorf("signer: read the current key: %w", err)
 	}
@@ -192,10 +254,10 @@ func (s *Signer) ensureGeneratedKey(ctx context.Context) error {
 	}
 	return database.InTx(ctx, s.db, func(tx *ent.Tx) error {
 		now := s.clock()
-		if err := retireCurrent(ctx, tx, now, signingkey.PrivateKeyIsNil()); err != nil {
+		if err := retireCurrent(ctx, tx, now, retire); err != nil {
 			return err
 		}
-		return insertGenerated(ctx, tx, now, k, seed)
+		return s.insertGenerated(ctx, tx, now, k, seed)
 	})
 }
 
@@ -226,7 +288,7 @@ func (s *Signer) Rotate(ctx context.Context) (string, error) {
 		}
 		// A rotation racing this one may have put its own key in
 		// first; that one is as new as ours and wins.
-		return insertGenerated(ctx, tx, now, k, seed)
+		return s.insertGenerated(ctx, tx, now, k, seed)
 	})
 	if err != nil {
 		return "", err

@@ -1,6 +1,7 @@
 package signer
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/ed25519"
@@ -404,7 +405,10 @@ func TestLogsHoldNoKey(t *testing.T) {
 	}
 	ctx := context.Background()
 	seed := func() []byte {
-		return b.db.SigningKey.Query().Where(signingkey.Current(true)).OnlyX(ctx).PrivateKey
+		r := b.db.SigningKey.Query().Where(signingkey.Current(true)).OnlyX(ctx)
+		sd, err := (&Signer{box: mustBox(sealKey)}).seed(r.Kid, r.PrivateKey)
+		require.NoError(t, err)
+		return sd
 	}
 	s := b.signer(t, logged)
 	seeds := [][]byte{seed()}
@@ -431,4 +435,81 @@ func TestLogsHoldNoKey(t *testing.T) {
 		}
 	}
 	require.NotContains(t, out, strings.SplitN(string(raw), "\n", 3)[1][:20])
+}
+
+// A generated key's private half is kept sealed under TOKEN_SEAL_KEY, bound
+// to its kid: the row alone signs nothing, and another replica with the
+// same key signs with it.
+func TestGeneratedKeyIsSealed(t *testing.T) {
+	t.Parallel()
+	eachDB(t, func(t *testing.T, b *testBundle) {
+		ctx := context.Background()
+		s := b.signer(t)
+		rs := rows(t, b.db)
+		require.Len(t, rs, 1)
+		require.True(t, bytes.HasPrefix(rs[0].PrivateKey, []byte(sealedPrefix)), "kept sealed")
+		seed, err := s.seed(rs[0].Kid, rs[0].PrivateKey)
+		require.NoError(t, err)
+		require.False(t, bytes.Contains(rs[0].PrivateKey, seed), "the seed is not in the row")
+		_, err = s.seed("another kid", rs[0].PrivateKey)
+		require.ErrorIs(t, err, errSealed, "bound to its kid")
+
+		other := b.signer(t, func(o *Options) { o.DB = b.open(t) })
+		require.Equal(t, s.own.kid, other.own.kid)
+		tok, _, err := other.Session(ctx, ada)
+		require.NoError(t, err)
+		h, _ := verifyWithJWKS(t, fetchJWKS(t, s), tok)
+		require.Equal(t, s.own.kid, h.KeyID)
+	})
+}
+
+// A key kept in clear (from before seeds were sealed) is sealed at the next
+// start and keeps signing: no rotation.
+func TestClearKeyIsSealedAtStart(t *testing.T) {
+	t.Parallel()
+	eachDB(t, func(t *testing.T, b *testBundle) {
+		clear := b.signer(t, func(o *Options) { o.Seal = nil })
+		require.Len(t, rows(t, b.db)[0].PrivateKey, ed25519.SeedSize, "kept in clear without a seal box")
+
+		s := b.signer(t)
+		require.Equal(t, clear.own.kid, s.own.kid, "the same key")
+		rs := rows(t, b.db)
+		require.Len(t, rs, 1)
+		require.True(t, bytes.HasPrefix(rs[0].PrivateKey, []byte(sealedPrefix)))
+		tok, _, err := s.Session(context.Background(), ada)
+		require.NoError(t, err)
+		_, err = clear.VerifySession(context.Background(), tok)
+		require.NoError(t, err)
+	})
+}
+
+// With another TOKEN_SEAL_KEY the kept key cannot sign: a new one does, and
+// tokens signed with the old one still verify until they expire.
+func TestKeySealedUnderAnotherKey(t *testing.T) {
+	t.Parallel()
+	eachDB(t, func(t *testing.T, b *testBundle) {
+		ctx := context.Background()
+		old := b.signer(t)
+		before, _, err := old.Session(ctx, ada)
+		require.NoError(t, err)
+
+		b.clock.Advance(time.Minute)
+		var logs testkit.LogBuffer
+		s := b.signer(t, func(o *Options) {
+			o.Seal = mustBox(bytes.Repeat([]byte{9}, 32))
+			o.Log = slog.New(slog.NewTextHandler(&logs, nil))
+		})
+		require.NotEqual(t, old.own.kid, s.own.kid)
+		require.Contains(t, logs.String(), "does not open with this TOKEN_SEAL_KEY")
+		_, err = s.VerifySession(ctx, before)
+		require.NoError(t, err, "the old key still verifies")
+		after, _, err := s.Session(ctx, ada)
+		require.NoError(t, err)
+		h, _ := verifyWithJWKS(t, fetchJWKS(t, s), after)
+		require.Equal(t, s.own.kid, h.KeyID)
+		rs := rows(t, b.db)
+		require.Len(t, rs, 2)
+		require.NotNil(t, rs[0].RetiredAt, "the old key is retired")
+		require.Empty(t, rs[0].PrivateKey)
+	})
 }

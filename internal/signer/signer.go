@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sync/singleflight"
 
 	"github.com/verifier/verifier/ent"
+	"github.com/verifier/verifier/internal/seal"
 )
 
 // Token uses: the token_use claim.
@@ -62,6 +63,10 @@ type Options struct {
 	SessionTTL time.Duration    // SESSION_TTL
 	Now        func() time.Time // nil = time.Now
 	Log        *slog.Logger     // nil = slog.Default()
+	// Seal seals the private half of the keys kept in the database (the
+	// box of TOKEN_SEAL_KEY), so a copy of the database alone signs
+	// nothing when that key is given; nil keeps them in clear.
+	Seal *seal.Box
 }
 
 // Signer signs receipts and session tokens with the current key, verifies
@@ -76,6 +81,7 @@ type Signer struct {
 	retention time.Duration
 	now       func() time.Time
 	log       *slog.Logger
+	box       *seal.Box
 
 	// file and filePriv are SIGNING_KEY_FILE's key; nil on embedded
 	// defaults.
@@ -114,7 +120,7 @@ func New(ctx context.Context, o Options) (*Signer, error) {
 		db: o.DB, iss: o.Issuer, aud: o.Audience,
 		receiptTTL: o.ReceiptTTL, sessionTTL: o.SessionTTL,
 		retention: max(o.ReceiptTTL, o.SessionTTL) + retireMargin,
-		now:       o.Now, log: o.Log,
+		now:       o.Now, log: o.Log, box: o.Seal,
 	}
 	if s.now == nil {
 		s.now = time.Now

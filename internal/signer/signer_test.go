@@ -1,6 +1,7 @@
 package signer
 
 import (
+	"bytes"
 	"context"
 	"crypto"
 	"crypto/ed25519"
@@ -21,6 +22,7 @@ import (
 	"github.com/verifier/verifier/ent"
 	"github.com/verifier/verifier/internal/database"
 	"github.com/verifier/verifier/internal/database/databasetest"
+	"github.com/verifier/verifier/internal/seal"
 	"github.com/verifier/verifier/internal/testkit"
 )
 
@@ -56,10 +58,21 @@ func (b *testBundle) open(t *testing.T) *ent.Client {
 	return db.Ent
 }
 
+// sealKey is the TOKEN_SEAL_KEY of the tests' signers.
+var sealKey = bytes.Repeat([]byte{7}, 32)
+
+func mustBox(key []byte) *seal.Box {
+	b, err := seal.New(key)
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
+
 func (b *testBundle) options(mods ...func(*Options)) Options {
 	o := Options{
 		DB: b.db, Issuer: issuer, ReceiptTTL: receiptTTL, SessionTTL: sessionTTL,
-		Now: b.clock.Now, Log: testkit.Discard(),
+		Now: b.clock.Now, Log: testkit.Discard(), Seal: mustBox(sealKey),
 	}
 	for _, m := range mods {
 		m(&o)

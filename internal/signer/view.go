@@ -187,10 +187,16 @@ func (s *Signer) fromRow(r *ent.SigningKey) (*key, error) {
 	case r.RetiredAt != nil:
 		// Retired keys only verify.
 	case len(r.PrivateKey) > 0:
-		if len(r.PrivateKey) != ed25519.SeedSize {
-			return nil, errors.New("private key of the wrong size")
+		seed, err := s.seed(r.Kid, r.PrivateKey)
+		if errors.Is(err, errSealed) {
+			// Sealed under another TOKEN_SEAL_KEY: it verifies here, and
+			// signs where that key is given.
+			break
 		}
-		priv = ed25519.NewKeyFromSeed(r.PrivateKey)
+		if err != nil {
+			return nil, err
+		}
+		priv = ed25519.NewKeyFromSeed(seed)
 		if !bytes.Equal(priv.Public().(ed25519.PublicKey), pub) {
 			return nil, errors.New("private key does not match the public key")
 		}
