@@ -301,6 +301,8 @@ func (s *Service) ReplayWebhook(ctx context.Context, id int) error {
 		return apperr.Errorf(apperr.BadUserInput, "id: no webhook delivery has this id")
 	case errors.Is(err, webhook.ErrNotFailed):
 		return apperr.Errorf(apperr.BadUserInput, "id: this webhook delivery was not given up on (not FAILED)")
+	case errors.Is(err, webhook.ErrEndpointGone):
+		return apperr.Errorf(apperr.BadUserInput, "id: this webhook delivery's endpoint is no longer in WEBHOOK_URL")
 	}
 	return err
 }

@@ -212,14 +212,21 @@ func (d *Dispatcher) Wake() {
 var (
 	ErrNotFound  = errors.New("no such webhook delivery")
 	ErrNotFailed = errors.New("the webhook delivery was not given up on (state FAILED)")
+	// ErrEndpointGone: the delivery's endpoint is no longer in
+	// WEBHOOK_URL, so nothing would send it.
+	ErrEndpointGone = errors.New("the webhook delivery's endpoint is no longer in WEBHOOK_URL")
 )
+
+// RemovedEndpoint is the last error of a delivery given up on because its
+// endpoint left WEBHOOK_URL.
+const RemovedEndpoint = "its endpoint is no longer in WEBHOOK_URL"
 
 // Replay makes a FAILED delivery PENDING again, due now, with a fresh day
 // of retries; its event and webhook-id are unchanged.
 func (d *Dispatcher) Replay(ctx context.Context, id int) error {
 	now := d.o.Now().UTC()
 	n, err := d.o.DB.WebhookDelivery.Update().
-		Where(webhookdelivery.ID(id), webhookdelivery.StateEQ(Failed)).
+		Where(webhookdelivery.ID(id), webhookdelivery.StateEQ(Failed), webhookdelivery.EndpointIn(d.o.Endpoints...)).
 		SetState(Pending).
 		SetNextAttemptAt(now).
 		SetPendingSince(now).
@@ -230,8 +237,12 @@ func (d *Dispatcher) Replay(ctx context.Context, id int) error {
 		return fmt.Errorf("webhook delivery %d: replay: %w", id, err)
 	}
 	if n == 0 {
-		if exists, err := d.o.DB.WebhookDelivery.Query().Where(webhookdelivery.ID(id)).Exist(ctx); err == nil && !exists {
+		row, err := d.o.DB.WebhookDelivery.Query().Where(webhookdelivery.ID(id)).Only(ctx)
+		switch {
+		case ent.IsNotFound(err):
 			return fmt.Errorf("webhook delivery %d: %w", id, ErrNotFound)
+		case err == nil && row.State == Failed:
+			return fmt.Errorf("webhook delivery %d: %w", id, ErrEndpointGone)
 		}
 		return fmt.Errorf("webhook delivery %d: %w", id, ErrNotFailed)
 	}
@@ -263,6 +274,12 @@ func (d *Dispatcher) Start(ctx context.Context) error {
 	if run == nil {
 		return err
 	}
+	if n, err := d.abandonRemoved(ctx); err != nil {
+		// Tried again at the next start; the rows only wait meanwhile.
+		d.o.Log.Error("webhook: could not give up on the deliveries to endpoints no longer in WEBHOOK_URL", "err", err)
+	} else if n > 0 {
+		d.o.Log.Warn("webhook: deliveries to endpoints no longer in WEBHOOK_URL given up on; they are listed as failed", "deliveries", n)
+	}
 	go func() {
 		defer run.Stopped(nil)
 		run.Started()
@@ -273,6 +290,20 @@ func (d *Dispatcher) Start(ctx context.Context) error {
 		lanes.Wait()
 	}()
 	return nil
+}
+
+// abandonRemoved gives up on the pending deliveries to endpoints that
+// are no longer in WEBHOOK_URL: no lane works them, and they would wait
+// forever, unseen. They become FAILED with RemovedEndpoint as their last
+// error, listed by the admin API with the others given up on.
+func (d *Dispatcher) abandonRemoved(ctx context.Context) (int, error) {
+	return d.o.DB.WebhookDelivery.Update().
+		Where(webhookdelivery.StateEQ(Pending), webhookdelivery.EndpointNotIn(d.o.Endpoints...)).
+		SetState(Failed).
+		SetClaim("").
+		SetLastError(RemovedEndpoint).
+		SetUpdatedAt(d.o.Now().UTC()).
+		Save(ctx)
 }
 
 type outcome struct {

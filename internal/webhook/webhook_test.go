@@ -331,3 +331,33 @@ func TestStopReleasesWhatIsInFlight(t *testing.T) {
 	require.Equal(t, id, testkit.Receive(t, rc.Got, "the request again").Header.Get("webhook-id"))
 	b.row(t, id, rc.URL, func(r *ent.WebhookDelivery) bool { return r.State == webhook.Delivered && r.Attempts == 1 }, "delivered, one attempt counted")
 }
+
+// An endpoint taken out of WEBHOOK_URL leaves no delivery waiting forever:
+// at the next start its pending ones are given up on, with the reason, and
+// a replay of one is refused, since nothing would send it.
+func TestRemovedEndpointIsGivenUpOn(t *testing.T) {
+	t.Parallel()
+	databasetest.Each(t, func(t *testing.T, url string) {
+		b := setup(t, url)
+		kept := webhooktest.Start(t, nil)
+		removed := webhooktest.Start(t, func(int, *http.Request) int { return http.StatusServiceUnavailable })
+		d := b.dispatcher(t, 0, kept.URL, removed.URL)
+		id := b.publish(t, d)
+		b.row(t, id, kept.URL, func(r *ent.WebhookDelivery) bool { return r.State == webhook.Delivered }, "delivered to the kept endpoint")
+		b.row(t, id, removed.URL, settledAfter(1), "a first attempt to the other")
+		d.Stop()
+
+		d2 := b.dispatcher(t, 0, kept.URL)
+		gone, err := b.db.WebhookDelivery.Query().Where(webhookdelivery.Endpoint(removed.URL)).Only(context.Background())
+		require.NoError(t, err)
+		require.Equal(t, webhook.Failed, gone.State)
+		require.Equal(t, webhook.RemovedEndpoint, gone.LastError)
+		failed, err := d2.List(context.Background(), webhook.Failed, 10)
+		require.NoError(t, err)
+		require.Len(t, failed, 1, "listed with the deliveries given up on")
+		require.ErrorIs(t, d2.Replay(context.Background(), gone.ID), webhook.ErrEndpointGone)
+		kept2, err := b.db.WebhookDelivery.Query().Where(webhookdelivery.Endpoint(kept.URL)).Only(context.Background())
+		require.NoError(t, err)
+		require.Equal(t, webhook.Delivered, kept2.State, "the kept endpoint's delivery is untouched")
+	})
+}
