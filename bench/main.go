@@ -406,7 +406,10 @@ func measure(ctx context.Context, o options, bin, dir string, be backend) (*resu
 	watchers = nil
 
 	// Idle subscriptions on a fresh process, so earlier phases' heap does
-	// not hide (or inflate) what the subscriptions cost.
+	// not hide (or inflate) what the subscriptions cost. This one stops
+	// first: on RabbitMQ both would consume the shared mail queue, each
+	// dead-lettering the other's events (their seal keys differ).
+	s.stop()
 	if o.idle > 0 {
 		fmt.Fprintf(os.Stderr, "idle: %d subscriptions\n", o.idle)
 		if err := idleCost(ctx, o, bin, dir, be, sk, r); err != nil {
@@ -424,6 +427,7 @@ func idleCost(ctx context.Context, o options, bin, dir string, be backend, sk *s
 		return err
 	}
 	defer s.stop()
+	mailed := sk.count()
 	var watches []string
 	for i := range idleWatched {
 		w, err := s.register(fmt.Sprintf("idle-%d-%d@example.com", time.Now().UnixNano(), i))
@@ -482,7 +486,13 @@ func idleCost(ctx context.Context, o options, bin, dir string, be backend, sk *s
 	r.idleN = o.idle
 	r.idleRSSKiB = (m1[rss] - m0[rss]) / 1024 / float64(o.idle)
 	r.idleRoutines = (m1[gor] - m0[gor]) / float64(o.idle)
-	return nil
+	// Leave nothing in RabbitMQ's durable queues for the next run's
+	// service, whose seal key is another, to find and dead-letter: these
+	// addresses' emails are out, and so is every event.
+	if err := sk.waitTotal(mailed+idleWatched, time.Minute); err != nil {
+		return err
+	}
+	return s.waitOutboxEmpty(time.Minute)
 }
 
 // forEach runs f on every item with c workers and returns the first error.

@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -29,10 +30,11 @@ type backend struct {
 
 // service is the verifier binary running as a child process.
 type service struct {
-	cmd  *exec.Cmd
-	addr string
-	http *http.Client
-	drop func()
+	cmd     *exec.Cmd
+	addr    string
+	http    *http.Client
+	drop    func()
+	stopped sync.Once
 }
 
 // startService runs bin against a fresh database and the sink, and
@@ -151,10 +153,12 @@ func freePort() (string, error) {
 
 // stop ends the service gracefully (SIGTERM) and drops its database.
 func (s *service) stop() {
-	_ = s.cmd.Process.Signal(syscall.SIGTERM)
-	_ = s.cmd.Wait()
-	s.http.CloseIdleConnections()
-	s.drop()
+	s.stopped.Do(func() {
+		_ = s.cmd.Process.Signal(syscall.SIGTERM)
+		_ = s.cmd.Wait()
+		s.http.CloseIdleConnections()
+		s.drop()
+	})
 }
 
 // metrics reads the gauges the service publishes on /metrics.
