@@ -277,9 +277,10 @@ func (s *Store) MarkDeferred(ctx context.Context, r Record, tried bool, reason s
 // MarkFailed records a failure no retry will fix: a dead letter, with the
 // event's payload for a replay. Only a dead letter stores it: every email
 // carried it from QUEUED to SENT before, some 600 bytes written twice on
-// SQLite's single writer, to replay the few that fail. The address's user, if there is one, is the subject
-// of a verifier.email.failed.v1 with reason, in the same transaction, so
-// other services hear of it exactly when the record says FAILED.
+// SQLite's single writer, to replay the few that fail. The address's
+// user, if there is one, is the subject of a verifier.email.failed.v1 with
+// reason, in the same transaction, so other services hear of it exactly
+// when the record says FAILED.
 func (s *Store) MarkFailed(ctx context.Context, r Record, tried bool, reason string) error {
 	return s.mark(ctx, r, Failed, tried, reason)
 }

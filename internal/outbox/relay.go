@@ -325,7 +325,10 @@ func (r *Relay) candidates(ctx context.Context, now time.Time, n int, inFlight m
 	}
 	ids := make([]int, 0, min(n, len(due)))
 	for _, ev := range due {
-		if _, busy := inFlight[ev.ID]; busy || len(ids) == n {
+		if len(ids) == n {
+			break
+		}
+		if _, busy := inFlight[ev.ID]; busy {
 			continue
 		}
 		if perTopic[ev.Topic] < r.opts.MaxInFlightPerTopic {
