@@ -778,10 +778,12 @@ func origin(raw string) (string, error) {
 }
 
 // redact shows a URL setting with its password replaced by xxxxx, or only
-// its scheme when it does not parse.
+// its scheme when it does not parse, or when an @ stands where net/url sees
+// no user info: a mistyped scheme puts user:password@ into the path or the
+// fragment, which Redacted leaves as it is.
 func redact(raw string) string {
 	u, err := url.Parse(raw)
-	if err != nil {
+	if err != nil || strings.Contains(u.Opaque+u.Path+u.RawQuery+u.Fragment, "@") {
 		return "a " + scheme(raw) + " URL"
 	}
 	return quote(u.Redacted())
