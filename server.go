@@ -66,6 +66,7 @@ func main() {
 	}
 	log := newLogger(cfg)
 	password.LeaveRoom()
+	password.KeepHeapRoom()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, cfg, log, hooks{}); err != nil {

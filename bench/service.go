@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -231,4 +232,59 @@ func (s *service) waitOutboxEmpty(timeout time.Duration) error {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// waitRSSSettled waits until the service's resident memory stops moving:
+// after its last password hash, the heap's room for hashes is given back
+// (password.KeepHeapRoom) and the runtime returns that memory to the
+// kernel over the next seconds. A baseline read before then would credit
+// the idle subscriptions with memory freed meanwhile.
+func (s *service) waitRSSSettled(timeout time.Duration) error {
+	const rss, steady, every = "process_resident_memory_bytes", 8, 500 * time.Millisecond
+	const within = 1 << 20
+	deadline := time.Now().Add(timeout)
+	// Past the room's linger (2 s), so that a collection with GOGC back
+	// at its value has happened before the steady readings are counted.
+	time.Sleep(3 * time.Second)
+	var last []float64
+	for {
+		m, err := s.metrics(rss)
+		if err != nil {
+			return err
+		}
+		last = append(last, m[rss])
+		if len(last) > steady {
+			last = last[1:]
+		}
+		if len(last) == steady && slices.Max(last)-slices.Min(last) < within {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the service's RSS still moves after %s: %v", timeout, last)
+		}
+		time.Sleep(every)
+	}
+}
+
+// saveProfile writes the service's pprof profile name (heap, goroutine…)
+// to path.
+func (s *service) saveProfile(ctx context.Context, addr, name, path string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("http://%s/debug/pprof/%s", addr, name), nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("%s profile: %w", name, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s profile: %s", name, resp.Status)
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	_, err = io.Copy(f, resp.Body)
+	return errors.Join(err, f.Close())
 }

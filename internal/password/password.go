@@ -35,6 +35,8 @@ const (
 type Hasher struct {
 	params Params
 	slots  chan struct{}
+	// room is the heap its hashes' garbage may take (see KeepHeapRoom).
+	room uint64
 }
 
 // cpus is GOMAXPROCS as the runtime chose it (the CPUs this process may
@@ -68,7 +70,7 @@ func NewHasher(p Params, concurrency int) *Hasher {
 	if concurrency <= 0 {
 		concurrency = cpus
 	}
-	return &Hasher{params: p, slots: make(chan struct{}, concurrency)}
+	return &Hasher{params: p, slots: make(chan struct{}, concurrency), room: uint64(concurrency+roomHashes) * uint64(p.Memory) * 1024}
 }
 
 // Hash returns the PHC string of password with a fresh random salt. It waits
@@ -105,13 +107,17 @@ func (h *Hasher) Verify(ctx context.Context, password, phc string) (bool, error)
 func (h *Hasher) acquire(ctx context.Context) error {
 	select {
 	case h.slots <- struct{}{}:
+		room.enter(h.room)
 		return nil
 	case <-ctx.Done():
 		return fmt.Errorf("waiting to hash a password: %w", ctx.Err())
 	}
 }
 
-func (h *Hasher) release() { <-h.slots }
+func (h *Hasher) release() {
+	room.leave()
+	<-h.slots
+}
 
 var errFormat = errors.New("password: not an argon2id PHC string")
 
