@@ -16,6 +16,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -506,11 +507,17 @@ func idleCost(ctx context.Context, o options, bin, dir string, be backend, sk *s
 	if err != nil {
 		return err
 	}
-	time.Sleep(2 * time.Second) // let the service's GC settle after the burst of upgrades
+	// Idle: once the service's memory settles after the burst of upgrades.
+	if err := s.waitRSSSettled(time.Minute); err != nil {
+		return err
+	}
 	m1, err := s.metrics(rss, gor)
 	if err == nil && o.profileDir != "" {
-		// What the open subscriptions hold.
-		err = s.saveProfile(ctx, env[0][len("PPROF_ADDR="):], "heap", filepath.Join(o.profileDir, be.name+"-idle-heap.pprof"))
+		// What the open subscriptions hold, and where their goroutines wait.
+		addr := env[0][len("PPROF_ADDR="):]
+		err = errors.Join(
+			s.saveProfile(ctx, addr, "heap", filepath.Join(o.profileDir, be.name+"-idle-heap.pprof")),
+			s.saveProfile(ctx, addr, "goroutine", filepath.Join(o.profileDir, be.name+"-idle-goroutine.pprof")))
 	}
 	if err != nil {
 		return err

@@ -291,14 +291,20 @@ func (s *Service) Watch(ctx context.Context, watchToken string, withDelivery boo
 	if err != nil {
 		return nil, err
 	}
+	// The closures keep only the id and the redirect, not the row: Read
+	// reads the row again, and a subscription lives for as long as its
+	// page stays open (thousands at once).
+	id, redirectTo := reg.ID, reg.RedirectTo
 	w := hub.Watch{
-		Registration: reg.ID,
+		Registration: id,
 		Delivery:     withDelivery,
-		Read:         func(ctx context.Context) (*status.Change, error) { return s.current(ctx, reg, withDelivery, true) },
+		Read: func(ctx context.Context) (*status.Change, error) {
+			return s.current(ctx, &ent.Registration{ID: id}, withDelivery, true)
+		},
 	}
 	if reg.UserID != nil && reg.Purpose == registration.PurposeSIGNUP {
 		w.Receipt = func(v hub.Verified) (func(context.Context) *string, *string) {
-			return s.signer(Claims{UserID: v.User, Email: v.Email, VerifiedAt: v.At}), reg.RedirectTo
+			return s.signer(Claims{UserID: v.User, Email: v.Email, VerifiedAt: v.At}), redirectTo
 		}
 	}
 	sub, err := s.Hub.Subscribe(ctx, w)
