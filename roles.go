@@ -120,6 +120,14 @@ func (s *service) sendMail() error {
 func (s *service) sendWebhooks() error {
 	s.logAttrs = append(s.logAttrs, "webhooks", len(s.cfg.WebhookURLs))
 	if len(s.cfg.WebhookURLs) == 0 {
+		// Deliveries recorded while WEBHOOK_URL was set would wait
+		// forever, pending and unseen: the janitor gives up on them,
+		// FAILED with the reason, as a dispatcher does at its start for an
+		// endpoint taken out; with their endpoint back in WEBHOOK_URL the
+		// admin API lists and replays them.
+		s.tasks = append(s.tasks, janitor.Task{Name: "webhooks without an endpoint", Run: func(ctx context.Context) (int, error) {
+			return webhook.GiveUpRemoved(ctx, s.db.Ent, nil, s.now())
+		}})
 		return nil
 	}
 	hooks, err := webhook.New(webhook.Options{

@@ -274,7 +274,7 @@ func (d *Dispatcher) Start(ctx context.Context) error {
 	if run == nil {
 		return err
 	}
-	if n, err := d.abandonRemoved(ctx); err != nil {
+	if n, err := GiveUpRemoved(ctx, d.o.DB, d.o.Endpoints, d.o.Now()); err != nil {
 		// Tried again at the next start; the rows only wait meanwhile.
 		d.o.Log.Error("webhook: could not give up on the deliveries to endpoints no longer in WEBHOOK_URL", "err", err)
 	} else if n > 0 {
@@ -292,17 +292,19 @@ func (d *Dispatcher) Start(ctx context.Context) error {
 	return nil
 }
 
-// abandonRemoved gives up on the pending deliveries to endpoints that
-// are no longer in WEBHOOK_URL: no lane works them, and they would wait
+// GiveUpRemoved gives up on the pending deliveries to endpoints not in
+// endpoints (WEBHOOK_URL): no lane works them, and they would wait
 // forever, unseen. They become FAILED with RemovedEndpoint as their last
-// error, listed by the admin API with the others given up on.
-func (d *Dispatcher) abandonRemoved(ctx context.Context) (int, error) {
-	return d.o.DB.WebhookDelivery.Update().
-		Where(webhookdelivery.StateEQ(Pending), webhookdelivery.EndpointNotIn(d.o.Endpoints...)).
+// error, listed by the admin API with the others given up on. The
+// dispatcher runs it at start; with WEBHOOK_URL emptied there is no
+// dispatcher, and the janitor runs it with no endpoints.
+func GiveUpRemoved(ctx context.Context, db *ent.Client, endpoints []string, now time.Time) (int, error) {
+	return db.WebhookDelivery.Update().
+		Where(webhookdelivery.StateEQ(Pending), webhookdelivery.EndpointNotIn(endpoints...)).
 		SetState(Failed).
 		SetClaim("").
 		SetLastError(RemovedEndpoint).
-		SetUpdatedAt(d.o.Now().UTC()).
+		SetUpdatedAt(now.UTC()).
 		Save(ctx)
 }
 

@@ -361,3 +361,24 @@ func TestRemovedEndpointIsGivenUpOn(t *testing.T) {
 		require.Equal(t, webhook.Delivered, kept2.State, "the kept endpoint's delivery is untouched")
 	})
 }
+
+// With WEBHOOK_URL emptied there is no dispatcher; the janitor gives up on
+// every pending delivery, as a dispatcher does for the endpoints it lost.
+func TestNoEndpointLeft(t *testing.T) {
+	t.Parallel()
+	databasetest.Each(t, func(t *testing.T, url string) {
+		b := setup(t, url)
+		down := webhooktest.Start(t, func(int, *http.Request) int { return http.StatusServiceUnavailable })
+		d := b.dispatcher(t, 0, down.URL)
+		id := b.publish(t, d)
+		b.row(t, id, down.URL, settledAfter(1), "a first attempt, to be retried")
+		d.Stop()
+
+		n, err := webhook.GiveUpRemoved(context.Background(), b.db, nil, b.clock.Now())
+		require.NoError(t, err)
+		require.Equal(t, 1, n)
+		row := b.row(t, id, down.URL, func(*ent.WebhookDelivery) bool { return true }, "the row")
+		require.Equal(t, webhook.Failed, row.State)
+		require.Equal(t, webhook.RemovedEndpoint, row.LastError)
+	})
+}
