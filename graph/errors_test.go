@@ -48,7 +48,7 @@ func (f fakeAccounts) Receipt(context.Context, account.Verification) string { re
 func (f fakeAccounts) Status(context.Context, string) (status.Status, error) {
 	return "", f.err
 }
-func (f fakeAccounts) Watch(context.Context, string, bool) (<-chan *status.Change, error) {
+func (f fakeAccounts) Watch(context.Context, string, bool, func()) (<-chan *status.Change, error) {
 	return nil, f.err
 }
 

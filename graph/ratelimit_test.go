@@ -30,7 +30,7 @@ func (okAccounts) Resend(context.Context, string) error { return nil }
 func (okAccounts) Status(context.Context, string) (status.Status, error) {
 	return status.Unverified, nil
 }
-func (okAccounts) Watch(context.Context, string, bool) (<-chan *status.Change, error) {
+func (okAccounts) Watch(context.Context, string, bool, func()) (<-chan *status.Change, error) {
 	return nil, nil
 }
 

@@ -13,6 +13,7 @@ import (
 	"github.com/verifier/verifier/graph/model"
 	"github.com/verifier/verifier/internal/account"
 	"github.com/verifier/verifier/internal/apperr"
+	"github.com/verifier/verifier/internal/gqlws"
 	"github.com/verifier/verifier/internal/ratelimit"
 	"github.com/verifier/verifier/internal/status"
 )
@@ -31,8 +32,9 @@ type Accounts interface {
 	Resend(ctx context.Context, email string) error
 	Status(ctx context.Context, watchToken string) (status.Status, error)
 	// Watch's channel is the subscription's: gqlgen reads it directly, and
-	// its closing completes the subscription.
-	Watch(ctx context.Context, watchToken string, withDelivery bool) (<-chan *status.Change, error)
+	// its closing completes the subscription. notify, if set, is called
+	// before each event and before the close.
+	Watch(ctx context.Context, watchToken string, withDelivery bool, notify func()) (<-chan *status.Change, error)
 }
 
 var _ Accounts = (*account.Service)(nil)
@@ -62,4 +64,20 @@ func limitClient(ctx context.Context, l *ratelimit.Limiter) error {
 		return apperr.Limited(wait, "too many requests from this client; try again in %d seconds", account.RetryAfterSeconds(wait))
 	}
 	return nil
+}
+
+// watch opens a verificationStatus subscription. On a websocket its stream
+// tells the transport before each event, so the subscription waits with
+// no goroutine (gqlws.Ready); elsewhere (SSE) gqlgen waits on it as usual.
+func (r *Resolver) watch(ctx context.Context, watchToken string, withDelivery bool) (<-chan *status.Change, error) {
+	ready := gqlws.ReadyFrom(ctx)
+	var notify func()
+	if ready != nil {
+		notify = ready.Notify
+	}
+	ch, err := r.Accounts.Watch(ctx, watchToken, withDelivery, notify)
+	if err == nil {
+		ready.Arm()
+	}
+	return ch, err
 }

@@ -103,7 +103,7 @@ func (r *queryResolver) VerificationStatus(ctx context.Context, watchToken strin
 
 // VerificationStatus is the resolver for the verificationStatus field.
 func (r *subscriptionResolver) VerificationStatus(ctx context.Context, watchToken string, withDelivery *bool) (<-chan *status.Change, error) {
-	return r.Accounts.Watch(ctx, watchToken, withDelivery != nil && *withDelivery)
+	return r.watch(ctx, watchToken, withDelivery != nil && *withDelivery)
 }
 
 // Receipt is the resolver for the receipt field.

@@ -266,7 +266,7 @@ func TestWatchRecheckFindsMissedChange(t *testing.T) {
 		watch := b.register(t, "watch@example.com")
 		tok := b.newestToken(t)
 
-		events, err := b.svc.Watch(ctx, watch, false)
+		events, err := b.svc.Watch(ctx, watch, false, nil)
 		require.NoError(t, err)
 		require.Equal(t, &status.Change{Status: status.Unverified, At: b.clock.Now()}, testkit.Receive(t, events, "a status change"))
 
@@ -290,7 +290,7 @@ func TestWatchVerifiedCompletesAtOnce(t *testing.T) {
 		ctx := context.Background()
 		watch := b.verified(t, "done@example.com")
 		for _, withDelivery := range []bool{false, true} {
-			events, err := b.svc.Watch(ctx, watch, withDelivery)
+			events, err := b.svc.Watch(ctx, watch, withDelivery, nil)
 			require.NoError(t, err)
 			require.Equal(t, status.Verified, testkit.Receive(t, events, "a status change").Status)
 			require.Nil(t, testkit.Receive(t, events, "a status change"))
@@ -305,7 +305,7 @@ func TestWatchEndsWithContext(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		watch, err := b.svc.Register(ctx, RegisterInput{Email: "leave@example.com", Password: "a good password"})
 		require.NoError(t, err)
-		events, err := b.svc.Watch(ctx, watch, true)
+		events, err := b.svc.Watch(ctx, watch, true, nil)
 		require.NoError(t, err)
 		require.NotNil(t, testkit.Receive(t, events, "a status change"))
 		cancel()
@@ -339,10 +339,10 @@ func TestWatchDelivery(t *testing.T) {
 		require.NoError(t, err)
 		reg := b.registration(t, watch)
 
-		plain, err := b.svc.Watch(ctx, watch, false)
+		plain, err := b.svc.Watch(ctx, watch, false, nil)
 		require.NoError(t, err)
 		require.Nil(t, testkit.Receive(t, plain, "a status change").Delivery)
-		live, err := b.svc.Watch(ctx, watch, true)
+		live, err := b.svc.Watch(ctx, watch, true, nil)
 		require.NoError(t, err)
 		require.Equal(t, &status.Change{Status: status.Unverified, At: start,
 			Delivery: &status.Delivery{State: status.Queued, At: start}}, testkit.Receive(t, live, "a status change"), "no record yet")
@@ -354,7 +354,7 @@ func TestWatchDelivery(t *testing.T) {
 
 		// A later watcher starts from the record.
 		records.set(reg, &deferred)
-		late, err := b.svc.Watch(ctx, watch, true)
+		late, err := b.svc.Watch(ctx, watch, true, nil)
 		require.NoError(t, err)
 		require.Equal(t, &deferred, testkit.Receive(t, late, "a status change").Delivery)
 
@@ -401,7 +401,7 @@ func TestWatchRepeatedRegistrationLooksFresh(t *testing.T) {
 			var firsts []*status.Change
 			var chans []<-chan *status.Change
 			for _, w := range []string{repeated, fresh} {
-				ch, err := b.svc.Watch(ctx, w, true)
+				ch, err := b.svc.Watch(ctx, w, true, nil)
 				require.NoError(t, err)
 				firsts = append(firsts, testkit.Receive(t, ch, "a status change"))
 				chans = append(chans, ch)

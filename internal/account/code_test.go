@@ -40,7 +40,7 @@ func TestVerifyEmailWithCode(t *testing.T) {
 		require.NoError(t, err)
 		m := b.lastEmail(t, "code@example.com")
 		require.Len(t, m.code, 6)
-		events, err := b.svc.Watch(ctx, watch, false)
+		events, err := b.svc.Watch(ctx, watch, false, nil)
 		require.NoError(t, err)
 		testkit.Receive(t, events, "a status change")
 
@@ -71,7 +71,7 @@ func TestVerifyEmailWithCode(t *testing.T) {
 		require.True(t, v.AlreadyVerified)
 
 		// A watcher that subscribes after the verification gets a receipt too.
-		late, err := b.svc.Watch(ctx, watch, false)
+		late, err := b.svc.Watch(ctx, watch, false, nil)
 		require.NoError(t, err)
 		c := testkit.Receive(t, late, "a status change")
 		require.Equal(t, status.Verified, c.Status)

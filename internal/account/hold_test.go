@@ -82,7 +82,7 @@ func TestPreHijackClosed(t *testing.T) {
 		const victim = "victim@example.com"
 		attackerWatch := b.registerWith(t, victim, "attacker password A")
 		attacker := b.lastEmail(t, victim)
-		attackerEvents, err := b.svc.Watch(ctx, attackerWatch, false)
+		attackerEvents, err := b.svc.Watch(ctx, attackerWatch, false, nil)
 		require.NoError(t, err)
 		require.Equal(t, status.Unverified, testkit.Receive(t, attackerEvents, "a status change").Status)
 
@@ -107,7 +107,7 @@ func TestPreHijackClosed(t *testing.T) {
 		requireCode(t, apperr.InvalidToken, err, "the attacker's code")
 		_, err = b.svc.Status(ctx, attackerWatch)
 		requireCode(t, apperr.InvalidToken, err, "the attacker's watch token")
-		_, err = b.svc.Watch(ctx, attackerWatch, false)
+		_, err = b.svc.Watch(ctx, attackerWatch, false, nil)
 		requireCode(t, apperr.InvalidToken, err)
 
 		// While unverified, sign-in checks the newest password.
@@ -116,7 +116,7 @@ func TestPreHijackClosed(t *testing.T) {
 		_, _, err = b.svc.SignIn(ctx, victim, "attacker password A")
 		requireCode(t, apperr.InvalidCredentials, err)
 
-		ownerEvents, err := b.svc.Watch(ctx, ownerWatch, false)
+		ownerEvents, err := b.svc.Watch(ctx, ownerWatch, false, nil)
 		require.NoError(t, err)
 		testkit.Receive(t, ownerEvents, "a status change")
 		v, err := b.svc.VerifyEmail(ctx, owner.token)

@@ -286,7 +286,10 @@ func (s *Service) latestDelivery(ctx context.Context, reg *ent.Registration) (*s
 // decoy's token sends UNVERIFIED and never VERIFIED, as a fresh
 // registration's would until confirmed; its delivery events are its
 // notice's.
-func (s *Service) Watch(ctx context.Context, watchToken string, withDelivery bool) (<-chan *status.Change, error) {
+//
+// notify, if not nil, is called right before each event and before the
+// channel closes (hub.Watch.Notify).
+func (s *Service) Watch(ctx context.Context, watchToken string, withDelivery bool, notify func()) (<-chan *status.Change, error) {
 	reg, err := s.lookupWatch(ctx, watchToken)
 	if err != nil {
 		return nil, err
@@ -298,6 +301,7 @@ func (s *Service) Watch(ctx context.Context, watchToken string, withDelivery boo
 	w := hub.Watch{
 		Registration: id,
 		Delivery:     withDelivery,
+		Notify:       notify,
 		Read: func(ctx context.Context) (*status.Change, error) {
 			return s.current(ctx, &ent.Registration{ID: id}, withDelivery, true)
 		},

@@ -9,11 +9,12 @@
 // frames, every middleware and gqlgen's handler), keeps a goroutine per
 // socket waiting for its context to end, and the request's headers for the
 // socket's life. Here a socket is one goroutine started after the upgrade,
-// with shallow frames while it waits for the next message, and a
-// subscription is one more: stacks count twice in RSS, once as stack and
-// once in the garbage collector's heap goal. Init timeout, pings and the
-// end of the socket run from timers and from the read loop's own end, not
-// from goroutines.
+// with shallow frames while it waits for the next message; a subscription
+// whose stream says when it sends (Ready) has no goroutine while it waits,
+// one only while it answers, and any other has one for its life: stacks
+// count twice in RSS, once as stack and once in the garbage collector's
+// heap goal. Init timeout, pings and the end of the socket run from timers
+// and from the read loop's own end, not from goroutines.
 //
 // The package is also the one place that knows every open websocket, so
 // shutdown can close them all with one close code (Conns), and it keeps
@@ -29,6 +30,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"sync"
@@ -181,7 +183,87 @@ type socket struct {
 }
 
 // subscription is one running operation of a socket.
-type subscription struct{ cancel context.CancelFunc }
+type subscription struct {
+	cancel context.CancelFunc
+
+	// Set before the first call of responses; read by later pumps.
+	responses graphql.ResponseHandler
+	ctx       context.Context
+	rc        *graphql.OperationContext
+
+	mu sync.Mutex
+	// pending counts the stream's notices not yet answered by a call of
+	// responses; armed: the stream gives one before each value and
+	// before its end (Ready), so the operation can wait with no goroutine
+	// (parked: armed, not running, not over).
+	pending int
+	armed   bool
+	running bool
+	over    bool
+}
+
+// again is called after each response: whether to call responses again
+// now. An unarmed operation waits in responses, on its goroutine; an armed
+// one only while notices are pending, and otherwise parks.
+func (sub *subscription) again() bool {
+	sub.mu.Lock()
+	defer sub.mu.Unlock()
+	if !sub.armed {
+		return true
+	}
+	sub.pending--
+	if sub.pending > 0 {
+		return true
+	}
+	sub.running = false
+	return false
+}
+
+// readyKey holds an operation's *Ready in its context.
+type readyKey struct{}
+
+// Ready lets a subscription's stream spare the operation its goroutine
+// while it waits. gqlgen reads a subscription's channel in a call that
+// blocks until the next value, so every open subscription held a
+// goroutine parked in that call: its stack and its state, half of what
+// an idle subscription cost (make bench). A stream that says when it
+// sends lets the operation call only then: between two values nothing
+// runs.
+type Ready struct {
+	s   *socket
+	id  string
+	sub *subscription
+}
+
+// ReadyFrom returns the Ready of the operation ctx belongs to, or nil
+// when it is not served by this transport (Notify and Arm do nothing
+// then).
+func ReadyFrom(ctx context.Context) *Ready {
+	r, _ := ctx.Value(readyKey{}).(*Ready)
+	return r
+}
+
+// Notify is called by the stream right before each value it sends and
+// right before it closes: one call per event the operation will read.
+func (r *Ready) Notify() {
+	if r == nil {
+		return
+	}
+	r.s.wake(r.id, r.sub)
+}
+
+// Arm is called by the resolver once its stream is set up and notifies
+// every value and its end; before that, or without it, the operation
+// waits for its values on a goroutine as gqlgen's transports do. Notices
+// given before Arm count.
+func (r *Ready) Arm() {
+	if r == nil {
+		return
+	}
+	r.sub.mu.Lock()
+	r.sub.armed = true
+	r.sub.mu.Unlock()
+}
 
 // clientMessage is one message from the client, in either protocol.
 type clientMessage struct {
@@ -238,6 +320,16 @@ func (s *socket) end() {
 	s.cancel()
 	_ = s.conn.writeClose(closeTerminated, reasonTerminated, writeTimeout)
 	_ = s.conn.Close()
+	// Parked operations get a goroutine to end on (and count in running
+	// before the wait). Only this goroutine, the read loop, adds
+	// operations, so none starts meanwhile.
+	s.mu.Lock()
+	subs := make(map[string]*subscription, len(s.subs))
+	maps.Copy(subs, s.subs)
+	s.mu.Unlock()
+	for id, sub := range subs {
+		s.wake(id, sub)
+	}
 	s.running.Wait()
 	if s.release != nil {
 		s.release()
@@ -373,7 +465,8 @@ func (s *socket) subscribe(id string, payload json.RawMessage, start time.Time) 
 	}
 
 	ctx, cancel := context.WithCancel(graphql.WithOperationContext(ctx, rc))
-	sub := &subscription{cancel: cancel}
+	sub := &subscription{cancel: cancel, running: true}
+	ctx = context.WithValue(ctx, readyKey{}, &Ready{s: s, id: id, sub: sub})
 	s.mu.Lock()
 	if s.subs == nil {
 		s.subs = map[string]*subscription{}
@@ -385,6 +478,23 @@ func (s *socket) subscribe(id string, payload json.RawMessage, start time.Time) 
 	return true
 }
 
+// wake answers a notice of sub's stream, or the end of its context (stop,
+// the socket's end: a call of responses then returns nil and the operation
+// finishes): a parked operation gets a goroutine that calls responses,
+// and a running one calls again. The stream notifies under its own lock,
+// so this never waits for anything but sub's.
+func (s *socket) wake(id string, sub *subscription) {
+	sub.mu.Lock()
+	defer sub.mu.Unlock()
+	sub.pending++
+	if !sub.armed || sub.running || sub.over {
+		return
+	}
+	sub.running = true
+	s.running.Add(1)
+	go s.pump(id, sub)
+}
+
 // stop ends operation id at the client's request; its goroutine confirms
 // with complete. An unknown id is ignored: the operation may have just
 // ended by itself.
@@ -394,32 +504,52 @@ func (s *socket) stop(id string) {
 	s.mu.Unlock()
 	if sub != nil {
 		sub.cancel()
+		// A parked operation has no goroutine to see its context end.
+		s.wake(id, sub)
 	}
 }
 
-// serve runs one operation until its stream ends, it is stopped, or the
-// socket ends.
+// serve starts operation id and runs it until it ends or parks.
 func (s *socket) serve(ctx context.Context, id string, sub *subscription, rc *graphql.OperationContext) {
-	defer s.running.Done()
-	defer s.finish(id, sub)
-	defer s.recovered(ctx, id, rc)
 	responses, ctx := s.exec.DispatchOperation(ctx, rc)
+	sub.mu.Lock()
+	sub.responses, sub.ctx, sub.rc = responses, ctx, rc
+	sub.mu.Unlock()
+	s.pump(id, sub)
+}
+
+// pump calls responses and sends what it returns until the stream ends, the
+// operation is stopped, the socket ends, or (armed) no notice is pending.
+func (s *socket) pump(id string, sub *subscription) {
+	defer s.running.Done()
 	for {
-		r := responses(ctx)
-		if r == nil {
+		r, ok := s.call(id, sub)
+		if r == nil || !ok {
+			s.finish(id, sub)
 			return
 		}
 		s.sendResponse(id, r)
+		if !sub.again() {
+			return
+		}
 	}
+}
+
+// call is one call of the operation's responses; ok is false after a
+// panic, turned into an error message.
+func (s *socket) call(id string, sub *subscription) (r *graphql.Response, ok bool) {
+	defer func() {
+		if p := recover(); p != nil {
+			s.recovered(sub.ctx, id, sub.rc, p)
+			r, ok = nil, false
+		}
+	}()
+	return sub.responses(sub.ctx), true
 }
 
 // recovered turns a panic of the operation into an error message, through
 // the executor's recover function and error presenter.
-func (s *socket) recovered(ctx context.Context, id string, rc *graphql.OperationContext) {
-	p := recover()
-	if p == nil {
-		return
-	}
+func (s *socket) recovered(ctx context.Context, id string, rc *graphql.OperationContext, p any) {
 	err := rc.Recover(ctx, p)
 	gqlErr, ok := errors.AsType[*gqlerror.Error](err)
 	if !ok {
@@ -432,6 +562,9 @@ func (s *socket) recovered(ctx context.Context, id string, rc *graphql.Operation
 // operation took the id, tells the client with complete.
 func (s *socket) finish(id string, sub *subscription) {
 	sub.cancel()
+	sub.mu.Lock()
+	sub.over = true
+	sub.mu.Unlock()
 	s.mu.Lock()
 	own := s.subs[id] == sub
 	if own {

@@ -30,10 +30,11 @@ func TestMain(m *testing.M) { testkit.VerifyTestMain(m) }
 
 // The schema the transport is tested on, run by gqlgen's real executor:
 // events streams what a test feeds, boom panics, socket answers the value
-// OnInit put in the socket's context.
+// OnInit put in the socket's context, ready streams what a test sends on
+// a stream that notifies (Ready).
 var testSchema = gqlparser.MustLoadSchema(&ast.Source{Input: `
 	type Query { name: String! }
-	type Subscription { events: String! boom: String! socket: String! }
+	type Subscription { events: String! boom: String! socket: String! ready: String! }
 `})
 
 type socketValue struct{}
@@ -46,11 +47,32 @@ type testBundle struct {
 	feed chan string
 	// ended receives once for every socket that ended (KeepWhileOpen).
 	ended chan struct{}
+	// streams receives the stream of each "ready" subscription.
+	streams chan *testStream
+}
+
+// testStream is a "ready" subscription's stream: it notifies before each
+// value and before it closes, as the hub does.
+type testStream struct {
+	ready *Ready
+	ch    chan string
+	// ended is closed when the operation's context ends.
+	ended <-chan struct{}
+}
+
+func (st *testStream) send(v string) {
+	st.ready.Notify()
+	st.ch <- v
+}
+
+func (st *testStream) close() {
+	st.ready.Notify()
+	close(st.ch)
 }
 
 func setup(t *testing.T, tr Transport) *testBundle {
 	t.Helper()
-	b := &testBundle{conns: NewConns(), feed: make(chan string), ended: make(chan struct{}, 256)}
+	b := &testBundle{conns: NewConns(), feed: make(chan string), ended: make(chan struct{}, 256), streams: make(chan *testStream, 256)}
 	tr.Conns = b.conns
 	if tr.OnInit == nil {
 		tr.OnInit = func(ctx context.Context) context.Context { return context.WithValue(ctx, socketValue{}, "hello") }
@@ -94,6 +116,23 @@ func (b *testBundle) exec(ctx context.Context) graphql.ResponseHandler {
 		v, _ := ctx.Value(socketValue{}).(string)
 		data, _ := json.Marshal(map[string]string{"socket": v})
 		return graphql.OneShot(&graphql.Response{Data: data})
+	case "ready":
+		st := &testStream{ready: ReadyFrom(ctx), ch: make(chan string, 16), ended: ctx.Done()}
+		st.send("first") // as the hub's first snapshot, before Arm
+		st.ready.Arm()
+		b.streams <- st
+		return func(ctx context.Context) *graphql.Response {
+			select {
+			case <-ctx.Done():
+				return nil
+			case v, ok := <-st.ch:
+				if !ok {
+					return nil
+				}
+				data, _ := json.Marshal(map[string]string{"ready": v})
+				return &graphql.Response{Data: data}
+			}
+		}
 	}
 	return func(ctx context.Context) *graphql.Response {
 		select {
@@ -484,38 +523,99 @@ func TestKeepWhileOpenRefused(t *testing.T) {
 	require.False(t, released)
 }
 
-// An idle subscription holds two goroutines: its socket's read loop and
-// its own. Not parallel: it counts the process's goroutines.
+// An idle subscription holds two goroutines, its socket's read loop and
+// its own, unless its stream notifies (Ready): then only the read loop.
+// Not parallel: it counts the process's goroutines.
 func TestIdleGoroutines(t *testing.T) {
-	const n = 50
-	b := setup(t, Transport{PingInterval: PingInterval, InitTimeout: time.Minute})
-	before := runtime.NumGoroutine()
-	clients := make([]*graphtest.Client, n)
-	for i := range clients {
-		clients[i] = graphtest.Connect(t, b.url, graphtest.TransportWS)
-		clients[i].Subscribe("1", "subscription{events}", nil)
-		clients[i].Ping() // handled after the subscribe: its goroutine runs
-	}
-	// net/http's connection goroutines end after the upgrade on their
-	// own schedule: polled on this goroutine, which adds none.
-	wait := func(want int) {
-		t.Helper()
-		tick := time.NewTicker(10 * time.Millisecond)
-		defer tick.Stop()
-		timeout := time.After(30 * time.Second)
-		for runtime.NumGoroutine()-before != want {
-			select {
-			case <-tick.C:
-			case <-timeout:
-				t.Fatalf("%d goroutines more than before, want %d", runtime.NumGoroutine()-before, want)
+	for _, tt := range []struct {
+		field string
+		per   int
+	}{{"events", 2}, {"ready", 1}} {
+		t.Run(tt.field, func(t *testing.T) {
+			const n = 50
+			b := setup(t, Transport{PingInterval: PingInterval, InitTimeout: time.Minute})
+			before := runtime.NumGoroutine()
+			clients := make([]*graphtest.Client, n)
+			for i := range clients {
+				clients[i] = graphtest.Connect(t, b.url, graphtest.TransportWS)
+				clients[i].Subscribe("1", "subscription{"+tt.field+"}", nil)
+				if tt.field == "ready" {
+					require.Equal(t, "next", clients[i].Next().Type, "its first value")
+				}
+				clients[i].Ping() // handled after the subscribe: its goroutine runs
 			}
-		}
+			// net/http's connection goroutines end after the upgrade on
+			// their own schedule: polled on this goroutine, which adds
+			// none. An earlier test's server may still be ending one of
+			// its own (its accept loop) meanwhile: hence the slack below.
+			const slack = 3
+			wait := func(want int) {
+				t.Helper()
+				tick := time.NewTicker(10 * time.Millisecond)
+				defer tick.Stop()
+				timeout := time.After(testkit.Timeout)
+				for runtime.NumGoroutine()-before > want {
+					select {
+					case <-tick.C:
+					case <-timeout:
+						t.Fatalf("%d goroutines more than before, want %d", runtime.NumGoroutine()-before, want)
+					}
+				}
+				require.GreaterOrEqual(t, runtime.NumGoroutine()-before, want-slack)
+			}
+			wait(tt.per * n)
+			for _, w := range clients {
+				w.WS.Close()
+			}
+			wait(0)
+		})
 	}
-	wait(2 * n)
-	for _, w := range clients {
-		w.WS.Close()
+}
+
+// A subscription whose stream notifies sends every value in order, and
+// ends whichever way its end comes while it waits without a goroutine:
+// the stream closes, the client stops it, the socket closes.
+func TestReadyStream(t *testing.T) {
+	t.Parallel()
+	b := setup(t, Transport{})
+	w := graphtest.Connect(t, b.url, graphtest.TransportWS)
+	next := func(id, want string) {
+		t.Helper()
+		m := w.Next()
+		require.Equal(t, "next", m.Type, "%s", m.Payload)
+		require.Equal(t, id, m.ID)
+		require.JSONEq(t, `{"data":{"ready":"`+want+`"}}`, string(m.Payload))
 	}
-	wait(0)
+
+	w.Subscribe("closes", "subscription{ready}", nil)
+	st := testkit.Receive(t, b.streams, "the stream")
+	next("closes", "first")
+	for _, v := range []string{"a", "b", "c"} {
+		st.send(v)
+	}
+	next("closes", "a")
+	next("closes", "b")
+	next("closes", "c")
+	st.close()
+	m := w.Next()
+	require.Equal(t, "complete", m.Type)
+	require.Equal(t, "closes", m.ID)
+
+	w.Subscribe("stopped", "subscription{ready}", nil)
+	st = testkit.Receive(t, b.streams, "the stream")
+	next("stopped", "first")
+	w.Send(map[string]any{"id": "stopped", "type": "complete"})
+	testkit.Receive(t, st.ended, "the operation's end")
+	m = w.Next()
+	require.Equal(t, "complete", m.Type, "the stopped operation finished")
+	require.Equal(t, "stopped", m.ID)
+	// The id is free again.
+	w.Subscribe("stopped", "subscription{ready}", nil)
+	testkit.Receive(t, b.streams, "the stream")
+	next("stopped", "first")
+
+	w.WS.Close()
+	testkit.Receive(t, b.ended, "the socket's end, with a parked operation")
 }
 
 // What goes wrong on a socket is logged without what the client sent.

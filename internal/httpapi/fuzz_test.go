@@ -40,7 +40,7 @@ func (stubAccounts) Resend(context.Context, string) error { return nil }
 func (stubAccounts) Status(context.Context, string) (status.Status, error) {
 	return status.Unverified, nil
 }
-func (stubAccounts) Watch(context.Context, string, bool) (<-chan *status.Change, error) {
+func (stubAccounts) Watch(context.Context, string, bool, func()) (<-chan *status.Change, error) {
 	ch := make(chan *status.Change, 1)
 	ch <- &status.Change{Status: status.Unverified, At: time.Unix(0, 0)}
 	close(ch)

@@ -52,6 +52,11 @@ type Watch struct {
 	// broker: what that watcher alone is given, a way to mint its receipt
 	// (status.Change.Sign) and the registration's redirectTo.
 	Receipt func(v Verified) (sign func(context.Context) *string, redirectTo *string)
+	// Notify, if set, is called right before each snapshot is sent and
+	// before the channel closes, once for each (gqlws.Ready: the reader
+	// then needs no goroutine waiting on the channel). It runs under the
+	// hub's lock and must not block.
+	Notify func()
 }
 
 // Verified is a confirmation as the broker tells it: enough to mint a
@@ -296,14 +301,20 @@ func (h *Hub) mergeLocked(s *Subscription, c *status.Change) bool {
 // the newer one holds everything it said.
 func (h *Hub) sendLocked(s *Subscription) {
 	snap := s.cur
-	select {
-	case s.ch <- &snap:
-	default:
+	// Only holders of h.mu send, so room seen here stays.
+	if len(s.ch) == cap(s.ch) {
 		select {
 		case <-s.ch:
+			// The new snapshot takes the place of one not yet read,
+			// and of its notice.
+			s.ch <- &snap
 		default:
+			// Read meanwhile: a new event.
+			s.notify()
+			s.ch <- &snap
 		}
-		// Only holders of h.mu send, so there is room now.
+	} else {
+		s.notify()
 		s.ch <- &snap
 	}
 	if snap.Status == status.Verified {
@@ -318,9 +329,17 @@ func (h *Hub) closeLocked(s *Subscription) {
 	s.done = true
 	delete(h.all, s)
 	removeKeyed(h.byReg, s.watch.Registration, s)
+	s.notify()
 	close(s.ch)
 	if h.OnChange != nil {
 		h.OnChange(-1)
+	}
+}
+
+// notify tells the reader an event comes (Watch.Notify).
+func (s *Subscription) notify() {
+	if s.watch.Notify != nil {
+		s.watch.Notify()
 	}
 }
 

@@ -357,3 +357,33 @@ func TestReceiptAndEnd(t *testing.T) {
 	require.Equal(t, []Verified{v}, minted)
 	require.Zero(t, h.Len())
 }
+
+// Notify comes once before each snapshot a reader gets and once before the
+// close, whatever the buffer dropped on the way (gqlws.Ready counts on it:
+// one notice fewer and a subscription would wait for nothing, unwoken).
+// Meanwhile a reader takes snapshots concurrently.
+func TestNotifyCountsEvents(t *testing.T) {
+	t.Parallel()
+	h := New()
+	defer h.CloseAll()
+	reg := uuid.New()
+	var notices atomic.Int64
+	s, err := h.Subscribe(context.Background(), Watch{Registration: reg, Delivery: true,
+		Read:   reads(status.Change{Status: status.Unverified, At: at(0)}),
+		Notify: func() { notices.Add(1) }})
+	require.NoError(t, err)
+	got := make(chan int)
+	go func() {
+		n := 0
+		for range s.C() {
+			n++
+		}
+		got <- n
+	}()
+	for i := range 1000 {
+		h.PublishDelivery(reg, *delivery(status.Deferred, i+1, i+1))
+	}
+	h.PublishVerified(reg, Verified{At: at(2000)})
+	read := testkit.Receive(t, got, "the channel's close")
+	require.Equal(t, int64(read+1), notices.Load(), "one notice per snapshot read, and one for the close")
+}
