@@ -438,6 +438,8 @@ func (s *socket) subscribe(id string, payload json.RawMessage, start time.Time) 
 		return s.fail(closeDuplicateID, "Subscriber for this id already exists")
 	case old != nil:
 		old.cancel()
+		// A parked one has no goroutine to see its context end.
+		s.wake(id, old)
 	}
 
 	ctx := graphql.StartOperationTrace(s.ctx)
