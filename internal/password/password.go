@@ -70,7 +70,7 @@ func NewHasher(p Params, concurrency int) *Hasher {
 	if concurrency <= 0 {
 		concurrency = cpus
 	}
-	return &Hasher{params: p, slots: make(chan struct{}, concurrency), room: uint64(concurrency+roomHashes) * uint64(p.Memory) * 1024}
+	return &Hasher{params: p, slots: make(chan struct{}, concurrency), room: roomHashes * uint64(p.Memory) * 1024}
 }
 
 // Hash returns the PHC string of password with a fresh random salt. It waits

@@ -22,9 +22,10 @@ import (
 // registration, 12–15 % of its cost (make bench, BENCHMARKS.md).
 //
 // While a hash runs, and for hashRoomLinger after the last one, the
-// collector's goal is kept above the live heap by the memory of the hashes
-// in flight plus roomHashes more (GOGC is set again after each cycle from
-// the live heap it found); then GOGC is put back. A large live heap
+// collector's goal is kept above the live heap by roomHashes hashes'
+// memory (GOGC is set again after each cycle from the live heap it found,
+// which includes the hashes in flight); then GOGC is put back. A large
+// live heap
 // (thousands of subscriptions) keeps GOGC at its value: its own share is
 // then more than the room. An operator's own GOGC is left alone, and
 // GOMEMLIMIT still caps the heap. Call it from main, before anything
@@ -38,11 +39,14 @@ func KeepHeapRoom() {
 	room.mu.Unlock()
 }
 
-// roomHashes is how many hashes' garbage the room holds beyond those in
-// flight. On 2 CPUs, 2 slots + 6 = 152 MiB above the live heap: about one
-// collection every eight hashes, and a registration 3–4 ms of CPU cheaper
-// (make bench; half that room saved only about half of it).
-const roomHashes = 6
+// roomHashes is how many hashes may run between two collections: 8 (152
+// MiB above the live heap at OWASP's minimum) took the collections to
+// about one every eight hashes and a registration 3–4 ms of CPU cheaper on
+// 2 CPUs (make bench; room for 4 collected twice as often). The live heap
+// a collection finds holds the hashes then in flight, so the room does not
+// grow with the number of CPUs: the same one collection every eight hashes
+// on 64.
+const roomHashes = 8
 
 // hashRoomLinger is how long the room stays after the last hash: sign-ups
 // come in bursts with gaps between them, and each change of GOGC takes
