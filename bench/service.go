@@ -114,28 +114,7 @@ func (s *service) cpuProfile(ctx context.Context, addr string, d time.Duration, 
 	secs := max(1, int(d.Round(time.Second)/time.Second))
 	done := make(chan error, 1)
 	go func() {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", addr, secs), nil)
-		if err != nil {
-			done <- err
-			return
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			done <- fmt.Errorf("profile: %w", err)
-			return
-		}
-		defer resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			done <- fmt.Errorf("profile: %s", resp.Status)
-			return
-		}
-		f, err := os.Create(path)
-		if err != nil {
-			done <- err
-			return
-		}
-		_, err = io.Copy(f, resp.Body)
-		done <- errors.Join(err, f.Close())
+		done <- s.saveProfile(ctx, addr, fmt.Sprintf("profile?seconds=%d", secs), path)
 	}()
 	// Let the profile begin before the phase does.
 	time.Sleep(50 * time.Millisecond)
@@ -266,8 +245,8 @@ func (s *service) waitRSSSettled(timeout time.Duration) error {
 	}
 }
 
-// saveProfile writes the service's pprof profile name (heap, goroutine…)
-// to path.
+// saveProfile writes the service's pprof profile name (heap, goroutine,
+// profile?seconds=N…) to path.
 func (s *service) saveProfile(ctx context.Context, addr, name, path string) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("http://%s/debug/pprof/%s", addr, name), nil)
 	if err != nil {

@@ -324,8 +324,7 @@ func (s *socket) end() {
 	// before the wait). Only this goroutine, the read loop, adds
 	// operations, so none starts meanwhile.
 	s.mu.Lock()
-	subs := make(map[string]*subscription, len(s.subs))
-	maps.Copy(subs, s.subs)
+	subs := maps.Clone(s.subs)
 	s.mu.Unlock()
 	for id, sub := range subs {
 		s.wake(id, sub)

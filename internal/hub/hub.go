@@ -302,21 +302,21 @@ func (h *Hub) mergeLocked(s *Subscription, c *status.Change) bool {
 func (h *Hub) sendLocked(s *Subscription) {
 	snap := s.cur
 	// Only holders of h.mu send, so room seen here stays.
+	replaced := false
 	if len(s.ch) == cap(s.ch) {
 		select {
 		case <-s.ch:
 			// The new snapshot takes the place of one not yet read,
 			// and of its notice.
-			s.ch <- &snap
+			replaced = true
 		default:
-			// Read meanwhile: a new event.
-			s.notify()
-			s.ch <- &snap
+			// Read meanwhile: room for a new event.
 		}
-	} else {
-		s.notify()
-		s.ch <- &snap
 	}
+	if !replaced {
+		s.notify()
+	}
+	s.ch <- &snap
 	if snap.Status == status.Verified {
 		h.closeLocked(s)
 	}

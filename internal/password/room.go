@@ -25,10 +25,9 @@ import (
 // collector's goal is kept above the live heap by roomHashes hashes'
 // memory (GOGC is set again after each cycle from the live heap it found,
 // which includes the hashes in flight); then GOGC is put back. A large
-// live heap
-// (thousands of subscriptions) keeps GOGC at its value: its own share is
-// then more than the room. An operator's own GOGC is left alone, and
-// GOMEMLIMIT still caps the heap. Call it from main, before anything
+// live heap (thousands of subscriptions) keeps GOGC at its value: its own
+// share is then more than the room. An operator's own GOGC is left alone,
+// and GOMEMLIMIT still caps the heap. Call it from main, before anything
 // hashes.
 func KeepHeapRoom() {
 	if _, set := os.LookupEnv("GOGC"); set {
