@@ -76,6 +76,13 @@ type service struct {
 	closers  []func()
 }
 
+// mailInFlight is how many emails the mailer handles at once. More than
+// SMTP_CONNECTIONS, which bounds only the SMTP sessions: an email spends
+// most of its time on its delivery record (QUEUED before the send, SENT
+// after), and with more of them waiting for SQLite's single writer, more
+// share each COMMIT.
+const mailInFlight = 64
+
 // sendMail runs the mailer, over SMTP or into the dev outbox.
 func (s *service) sendMail() error {
 	sender, mailName := mail.Sender(s.devOutbox), "dev outbox at "+s.cfg.PublicURL+"/dev/mail"
@@ -89,15 +96,14 @@ func (s *service) sendMail() error {
 	}
 	m := s.m
 	mailer := &consumers.Mailer{
-		Seal:      s.box,
-		Sender:    sender,
-		Records:   s.records,
-		Templates: s.templates,
-		PublicURL: s.cfg.PublicURL,
-		Log:       s.log.With("component", "mailer"),
-		Now:       s.now,
-		// One email in flight per SMTP connection kept open.
-		Concurrency: s.cfg.SMTPConnections,
+		Seal:        s.box,
+		Sender:      sender,
+		Records:     s.records,
+		Templates:   s.templates,
+		PublicURL:   s.cfg.PublicURL,
+		Log:         s.log.With("component", "mailer"),
+		Now:         s.now,
+		Concurrency: max(mailInFlight, s.cfg.SMTPConnections),
 		Handled:     s.hk.settled,
 		Metrics: consumers.MailMetrics{
 			Sent:    func(k string) { m.EmailsSent.WithLabelValues(k).Inc() },

@@ -2,6 +2,7 @@ package database
 
 import (
 	"context"
+	"fmt"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -60,6 +61,15 @@ func (b groupBundle) count(t *testing.T, table string) int {
 	return n
 }
 
+// first begins a transaction with ctx and inserts p 1 in it.
+func (b groupBundle) first(t *testing.T, ctx context.Context) dialect.Tx {
+	t.Helper()
+	tx, err := b.d.BeginTx(ctx, nil)
+	require.NoError(t, err)
+	b.insert(t, tx, "INSERT INTO p (id) VALUES (?)", 1)
+	return tx
+}
+
 // begin starts a transaction in the background; it gets the writer's turn
 // only once the one before gave it back.
 func (b groupBundle) begin() <-chan dialect.Tx {
@@ -107,9 +117,7 @@ func TestGroupCommitsTogether(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			b := setupGroups(t)
-			first, err := b.d.BeginTx(b.ctx, nil)
-			require.NoError(t, err)
-			b.insert(t, first, "INSERT INTO p (id) VALUES (?)", 1)
+			first := b.first(t, b.ctx)
 			next := b.begin()
 			b.waitQueued(t, 1)
 			firstDone := commitAsync(first)
@@ -126,14 +134,51 @@ func TestGroupCommitsTogether(t *testing.T) {
 	}
 }
 
+// An Urgent member commits its group at once; an Ahead one, like an
+// ordinary one, commits with the group when the next member is done.
+func TestGroupPriorityCommits(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name   string
+		mark   func(context.Context) context.Context
+		atOnce bool
+	}{
+		{"ordinary", func(ctx context.Context) context.Context { return ctx }, false},
+		{"Ahead", Ahead, false},
+		{"Urgent", Urgent, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			b := setupGroups(t)
+			first := b.first(t, tt.mark(b.ctx))
+			next := b.begin()
+			b.waitQueued(t, 1)
+			firstDone := commitAsync(first)
+			second := <-next
+			if tt.atOnce {
+				require.NoError(t, <-firstDone)
+				require.Equal(t, 1, b.count(t, "p"), "committed before the next member ran")
+			} else {
+				require.Empty(t, firstDone)
+				require.Zero(t, b.count(t, "p"), "the group is open")
+			}
+			b.insert(t, second, "INSERT INTO p (id) VALUES (?)", 2)
+			require.NoError(t, second.Commit())
+			if !tt.atOnce {
+				require.NoError(t, <-firstDone)
+			}
+			require.Equal(t, 2, b.count(t, "p"))
+		})
+	}
+}
+
 // A COMMIT that fails fails every member of its group, and stores nothing
 // of any of them.
 func TestGroupCommitFailsEveryMember(t *testing.T) {
 	t.Parallel()
 	b := setupGroups(t)
-	first, err := b.d.BeginTx(b.ctx, nil)
-	require.NoError(t, err)
-	b.insert(t, first, "INSERT INTO p (id) VALUES (?)", 1)
+	first := b.first(t, b.ctx)
 	next := b.begin()
 	b.waitQueued(t, 1)
 	firstDone := commitAsync(first)
@@ -153,24 +198,111 @@ func TestGroupCommitFailsEveryMember(t *testing.T) {
 	require.Equal(t, 1, b.count(t, "p"))
 }
 
-// A statement outside a transaction that waited for the writer commits
-// the open group before it runs, so its caller is told it is stored only
-// once it is, and the group's members answer.
-func TestGroupCommitsBeforeAPlainStatement(t *testing.T) {
+// A raw statement that writes (QueryContext, whose rows go to the caller
+// as they are) and waited for the writer commits the open group before it
+// runs, so its caller is told it is stored only once it is, and the
+// group's members answer.
+func TestGroupCommitsBeforeARawStatement(t *testing.T) {
 	t.Parallel()
 	b := setupGroups(t)
-	first, err := b.d.BeginTx(b.ctx, nil)
-	require.NoError(t, err)
-	b.insert(t, first, "INSERT INTO p (id) VALUES (?)", 1)
+	first := b.first(t, b.ctx)
 	plain := make(chan error, 1)
 	go func() {
-		_, err := b.d.ExecContext(b.ctx, "INSERT INTO p (id) VALUES (2)")
+		rows, err := b.d.QueryContext(b.ctx, "INSERT INTO p (id) VALUES (2) RETURNING id")
+		if err == nil {
+			err = rows.Close()
+		}
 		plain <- err
 	}()
 	b.waitQueued(t, 1)
 	require.NoError(t, first.Commit())
 	require.NoError(t, <-plain)
 	require.Equal(t, 2, b.count(t, "p"))
+}
+
+// A write outside a transaction through ent's driver (Exec, and Query for
+// INSERT … RETURNING) is a member of its own in the open group: it shares
+// the group's COMMIT and answers once that happened, and one that fails
+// undoes only itself.
+func TestGroupTakesPlainWrites(t *testing.T) {
+	t.Parallel()
+	insert := "INSERT INTO p (id) VALUES (?)"
+	tests := []struct {
+		name  string
+		write func(b groupBundle, id int) error
+	}{
+		{"ExecContext", func(b groupBundle, id int) error {
+			_, err := b.d.ExecContext(b.ctx, insert, id)
+			return err
+		}},
+		{"Exec", func(b groupBundle, id int) error { return b.d.Exec(b.ctx, insert, []any{id}, nil) }},
+		{"Query", func(b groupBundle, id int) error {
+			var rows entsql.Rows
+			if err := b.d.Query(b.ctx, insert+" RETURNING id", []any{id}, &rows); err != nil {
+				return err
+			}
+			defer rows.Close()
+			got, err := entsql.ScanInt(rows)
+			if err == nil && got != id {
+				err = fmt.Errorf("RETURNING gave %d", got)
+			}
+			return err
+		}},
+	}
+	for _, tt := range tests {
+		for _, clash := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s clash=%v", tt.name, clash), func(t *testing.T) {
+				t.Parallel()
+				b := setupGroups(t)
+				first := b.first(t, b.ctx)
+				id := 2
+				if clash {
+					id = 1 // the first's row, seen within the group
+				}
+				plain := make(chan error, 1)
+				go func() { plain <- tt.write(b, id) }()
+				b.waitQueued(t, 1)
+				firstDone := commitAsync(first)
+				if clash {
+					require.Error(t, <-plain)
+					require.NoError(t, <-firstDone, "the plain write's failure is its own")
+					require.Equal(t, 1, b.count(t, "p"))
+					return
+				}
+				require.NoError(t, <-plain)
+				require.NoError(t, <-firstDone)
+				require.Equal(t, 2, b.count(t, "p"))
+			})
+		}
+	}
+}
+
+// Rows of a plain write hold its group open until read: the group commits
+// after them, with the members before.
+func TestGroupCommitsAfterPlainWriteRows(t *testing.T) {
+	t.Parallel()
+	b := setupGroups(t)
+	first := b.first(t, b.ctx)
+	rowsCh := make(chan entsql.Rows, 1)
+	go func() {
+		var rows entsql.Rows
+		if err := b.d.Query(b.ctx, "INSERT INTO p (id) VALUES (2) RETURNING id", []any{}, &rows); err != nil {
+			panic(err)
+		}
+		rowsCh <- rows
+	}()
+	b.waitQueued(t, 1)
+	firstDone := commitAsync(first)
+	rows := <-rowsCh
+	require.Empty(t, firstDone, "the group is open while the rows are")
+	require.Zero(t, b.count(t, "p"))
+	got, err := entsql.ScanInt(rows)
+	require.NoError(t, err)
+	require.Equal(t, 2, got)
+	require.NoError(t, rows.Err(), "the commit's error, had there been one")
+	require.NoError(t, <-firstDone)
+	require.Equal(t, 2, b.count(t, "p"))
+	require.NoError(t, rows.Close())
 }
 
 // A transaction used after it ended says so.

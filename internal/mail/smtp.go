@@ -40,6 +40,9 @@ type SMTP struct {
 	// idle holds connected sessions ready for reuse; its capacity bounds
 	// how many are kept.
 	idle chan *conn
+	// busy holds a token per session in use: its capacity is how many
+	// messages are sent at once, whatever the number of callers.
+	busy chan struct{}
 
 	mu      sync.Mutex
 	down    *Failure  // why the server is unreachable, nil while it is not
@@ -69,9 +72,9 @@ const (
 )
 
 // NewSMTP returns a sender for smtp://[user:pass@]host:port (STARTTLS when
-// offered) or smtps://… (TLS from the start). maxIdle bounds the connections
-// kept open.
-func NewSMTP(rawURL, from string, maxIdle int, log *slog.Logger) (*SMTP, error) {
+// offered) or smtps://… (TLS from the start). conns bounds the connections
+// open at once, in use or kept idle: callers beyond it wait for one.
+func NewSMTP(rawURL, from string, conns int, log *slog.Logger) (*SMTP, error) {
 	u, err := url.Parse(rawURL)
 	if err != nil {
 		return nil, fmt.Errorf("SMTP_URL: cannot parse")
@@ -104,10 +107,11 @@ func NewSMTP(rawURL, from string, maxIdle int, log *slog.Logger) (*SMTP, error) 
 	if err != nil {
 		return nil, fmt.Errorf("SMTP_URL: %w", err)
 	}
-	if maxIdle <= 0 {
-		maxIdle = 4
+	if conns <= 0 {
+		conns = 4
 	}
-	return &SMTP{client: client, from: from, host: u.Hostname(), log: log, now: time.Now, idle: make(chan *conn, maxIdle)}, nil
+	return &SMTP{client: client, from: from, host: u.Hostname(), log: log, now: time.Now,
+		idle: make(chan *conn, conns), busy: make(chan struct{}, conns)}, nil
 }
 
 // Send delivers m, reusing an idle connection when one is open. Its errors
@@ -144,6 +148,12 @@ func (s *SMTP) send(ctx context.Context, m Message) error {
 		return &Failure{Class: Misconfigured, Reason: "MAIL_FROM is not a valid address", Err: err}
 	}
 
+	select {
+	case s.busy <- struct{}{}:
+		defer func() { <-s.busy }()
+	case <-ctx.Done():
+		return &Failure{Class: Temporary, Reason: "no connection to the mail server was free in time", NotTried: true, Err: ctx.Err()}
+	}
 	// Each stale pooled connection is dropped and the send moves on; the
 	// pool's size bounds how many there can be.
 	for range cap(s.idle) + 1 {

@@ -2,9 +2,11 @@ package mail
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -214,6 +216,55 @@ func TestSMTPHoldsBackWhileUnreachable(t *testing.T) {
 
 // A send whose context ends stops: the broker has handed the message to
 // someone else.
+// conns bounds the sessions in use, whatever the number of callers: the
+// mailer handles more emails at once than it opens connections. A caller
+// beyond the bound waits for a session, and gives up untried when its
+// context ends first.
+func TestSMTPBoundsSessions(t *testing.T) {
+	t.Parallel()
+	sink := mailtest.Start(t)
+	var mu sync.Mutex
+	inside, most := 0, 0
+	full, release := testkit.NewSignal(), make(chan struct{})
+	sink.RefuseMail(func(string) error {
+		mu.Lock()
+		inside++
+		most = max(most, inside)
+		if inside == 2 {
+			full.Fire()
+		}
+		mu.Unlock()
+		<-release
+		mu.Lock()
+		inside--
+		mu.Unlock()
+		return nil
+	})
+	s, _ := newSMTP(t, sink.URL()) // 2 connections
+	var wg sync.WaitGroup
+	errs := make(chan error, 6)
+	for i := range 6 {
+		wg.Go(func() { errs <- s.Send(context.Background(), testMessage(fmt.Sprintf("u%d@example.com", i))) })
+	}
+	testkit.Receive(t, full.C(), "two senders at MAIL FROM")
+
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	err := s.Send(ctx, testMessage("late@example.com"))
+	require.True(t, NotTried(err), "both sessions busy: nothing tried, got %v", err)
+	require.Equal(t, Temporary, ClassOf(err))
+
+	close(release)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		require.NoError(t, err)
+	}
+	sink.Collect(t, 6, 10*time.Second)
+	require.Equal(t, 2, most, "at most 2 sessions in a transaction at once")
+	require.Equal(t, 2, sink.Sessions(), "the waiting sends reused the 2 sessions")
+}
+
 func TestSMTPStopsWithItsContext(t *testing.T) {
 	t.Parallel()
 	sink := mailtest.Start(t)
