@@ -249,12 +249,7 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger, hk hooks) err
 	// Every role relays: what a process commits (a registration, a
 	// delivery's change) goes out at once instead of at another
 	// replica's next poll.
-	inFlight := outbox.DefaultMaxInFlight
-	if !inProcess {
-		inFlight = outbox.ConfirmedMaxInFlight
-	}
 	relay := outbox.NewRelay(db.Ent, b, log.With("component", "outbox"), outbox.Options{
-		MaxInFlight: inFlight,
 		Now:         now,
 		OnPublished: func(n int) { m.Published.Add(float64(n)) },
 		OnSettled:   hk.settled,

@@ -27,7 +27,7 @@ func BenchmarkMailThroughput(b *testing.B) {
 			bb.unwatched = !watched
 			// As the service runs it (mailInFlight): more emails in flight
 			// than SMTP connections, so their records share commits.
-			bb.mailer.Concurrency = 64
+			bb.mailer.Concurrency = 256
 			relay := bb.pipeline(b, inproc.New(quiet(), inproc.Options{}))
 			round := 0
 			var elapsed time.Duration

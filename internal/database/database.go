@@ -1,8 +1,8 @@
 // Package database opens the ent client for DATABASE_URL: SQLite (the
 // embedded default) or PostgreSQL, and creates the schema. On SQLite, ent
 // runs over one writer connection, whose turns are handed out first come
-// first served in Go (Urgent and Ahead work first), and a pool of readers
-// for plain SELECTs; writes queued for the writer commit in groups,
+// first served in Go (Urgent work first), and a pool of readers for plain
+// SELECTs; writes queued for the writer commit in groups,
 // statements are prepared once per connection, and WAL checkpoints run on
 // a connection of their own. PostgreSQL gets one pool.
 package database

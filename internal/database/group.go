@@ -83,7 +83,7 @@ func (gs *groups) begin(ctx context.Context) (*member, error) {
 	if _, err := g.tx.ExecContext(context.WithoutCancel(ctx), savepoint); err != nil {
 		return nil, fmt.Errorf("database: begin: %w", err)
 	}
-	return &member{g: g, gs: gs, urgent: priorityOf(ctx) == urgent}, nil
+	return &member{g: g, gs: gs, urgent: isUrgent(ctx)}, nil
 }
 
 // flush ends the open group: COMMIT, or ROLLBACK if it is broken or no

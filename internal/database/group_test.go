@@ -134,8 +134,8 @@ func TestGroupCommitsTogether(t *testing.T) {
 	}
 }
 
-// An Urgent member commits its group at once; an Ahead one, like an
-// ordinary one, commits with the group when the next member is done.
+// An Urgent member commits its group at once; an ordinary one commits with
+// the group when the next member is done.
 func TestGroupPriorityCommits(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
@@ -144,7 +144,6 @@ func TestGroupPriorityCommits(t *testing.T) {
 		atOnce bool
 	}{
 		{"ordinary", func(ctx context.Context) context.Context { return ctx }, false},
-		{"Ahead", Ahead, false},
 		{"Urgent", Urgent, true},
 	}
 	for _, tt := range tests {

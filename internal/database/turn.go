@@ -6,7 +6,7 @@ import (
 )
 
 // turns hands out the single SQLite writer one holder at a time, first
-// come first served, except that callers marked Urgent or Ahead go before every
+// come first served, except that callers marked Urgent go before every
 // ordinary one. database/sql's own wait queue picks a random waiter, so
 // under 64 concurrent requests the outbox relay, which needs a turn to
 // lease events and one to settle them, waited behind dozens of
@@ -15,52 +15,31 @@ import (
 type turns struct {
 	mu     sync.Mutex
 	busy   bool
-	first  []chan struct{} // Urgent and Ahead
+	urgent []chan struct{}
 	normal []chan struct{}
 	// idle, if set, runs when the turn is given back with nobody
 	// waiting, before the writer is free: the open group commits.
 	idle func()
 }
 
-// priority is where a write queues for the writer's turn, and whether its
-// transaction commits at once.
-type priority int
-
-const (
-	ordinary priority = iota
-	// ahead: before ordinary writes; commits with its group.
-	ahead
-	// urgent: before ordinary writes; commits at once, with the group it
-	// joined.
-	urgent
-)
-
-type priorityKey struct{}
+type urgentKey struct{}
 
 // Urgent marks ctx's writes to go before ordinary ones on SQLite's single
-// writer and to commit at once. It is for short bookkeeping that everyone
-// waits on (the outbox relay: every event waits for its lease and
-// settlement), never for request work, which would only reorder requests.
+// writer. It is for short bookkeeping that others wait on (the outbox
+// relay: every event waits for its lease and settlement), never for
+// request work, which would only reorder requests.
 func Urgent(ctx context.Context) context.Context {
-	return context.WithValue(ctx, priorityKey{}, urgent)
+	return context.WithValue(ctx, urgentKey{}, true)
 }
 
-// Ahead marks ctx's writes to go before ordinary ones, like Urgent, but to
-// commit with the group they join (when nobody else waits for the writer,
-// or maxGroup members are in): for a write whose delay matters more than
-// others' but that nobody else waits on.
-func Ahead(ctx context.Context) context.Context {
-	return context.WithValue(ctx, priorityKey{}, ahead)
-}
-
-func priorityOf(ctx context.Context) priority {
-	p, _ := ctx.Value(priorityKey{}).(priority)
-	return p
+func isUrgent(ctx context.Context) bool {
+	u, _ := ctx.Value(urgentKey{}).(bool)
+	return u
 }
 
 // acquire waits for the writer's turn, or ctx's end.
 func (t *turns) acquire(ctx context.Context) error {
-	ch := t.enqueue(priorityOf(ctx) >= ahead)
+	ch := t.enqueue(isUrgent(ctx))
 	if ch == nil {
 		return nil
 	}
@@ -81,7 +60,7 @@ func (t *turns) acquire(ctx context.Context) error {
 
 // enqueue takes the turn at once (nil) or queues for it: the returned
 // channel is closed when the turn is the caller's.
-func (t *turns) enqueue(first bool) chan struct{} {
+func (t *turns) enqueue(urgent bool) chan struct{} {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if !t.busy {
@@ -89,8 +68,8 @@ func (t *turns) enqueue(first bool) chan struct{} {
 		return nil
 	}
 	ch := make(chan struct{})
-	if first {
-		t.first = append(t.first, ch)
+	if urgent {
+		t.urgent = append(t.urgent, ch)
 	} else {
 		t.normal = append(t.normal, ch)
 	}
@@ -100,7 +79,7 @@ func (t *turns) enqueue(first bool) chan struct{} {
 // remove takes ch out of its queue; false if it was already handed the
 // turn.
 func (t *turns) remove(ch chan struct{}) bool {
-	for _, q := range []*[]chan struct{}{&t.first, &t.normal} {
+	for _, q := range []*[]chan struct{}{&t.urgent, &t.normal} {
 		for i, c := range *q {
 			if c == ch {
 				*q = append((*q)[:i], (*q)[i+1:]...)
@@ -111,7 +90,7 @@ func (t *turns) remove(ch chan struct{}) bool {
 	return false
 }
 
-// release hands the turn to the next waiter, Urgent and Ahead ones first; with
+// release hands the turn to the next waiter, urgent ones first; with
 // nobody waiting, it runs idle (still holding the turn) and then frees the
 // writer, unless someone came meanwhile.
 func (t *turns) release() {
@@ -133,7 +112,7 @@ func (t *turns) release() {
 
 // handOffLocked gives the turn to the next waiter, if any.
 func (t *turns) handOffLocked() bool {
-	for _, q := range []*[]chan struct{}{&t.first, &t.normal} {
+	for _, q := range []*[]chan struct{}{&t.urgent, &t.normal} {
 		if len(*q) > 0 {
 			next := (*q)[0]
 			*q = (*q)[1:]

@@ -16,8 +16,7 @@ func closed(ch chan struct{}) bool {
 	}
 }
 
-// The writer's turn goes to Urgent and Ahead waiters first, then in
-// arrival order.
+// The writer's turn goes to urgent waiters first, then in arrival order.
 func TestTurnsOrder(t *testing.T) {
 	t.Parallel()
 	var tu turns
@@ -32,16 +31,6 @@ func TestTurnsOrder(t *testing.T) {
 	}
 	tu.release()
 	require.False(t, tu.busy, "free again once every waiter had its turn")
-}
-
-// Ahead and Urgent queue first, ordinary writes after them.
-func TestTurnsPriorityOf(t *testing.T) {
-	t.Parallel()
-	ctx := context.Background()
-	require.Equal(t, ordinary, priorityOf(ctx))
-	require.Equal(t, ahead, priorityOf(Ahead(ctx)))
-	require.Equal(t, urgent, priorityOf(Urgent(ctx)))
-	require.Equal(t, urgent, priorityOf(Urgent(Ahead(ctx))), "the last mark counts")
 }
 
 // A waiter whose context ends leaves the queue; the turn skips it.

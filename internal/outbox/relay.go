@@ -71,24 +71,20 @@ var _ startstop.Service = (*Relay)(nil)
 
 // Defaults of Options.
 const (
-	// DefaultMaxInFlight bounds concurrent publishes: enough to keep a
-	// confirming broker busy, few enough that one claim stays small. A
-	// topic gets a quarter, and that quarter is what one cycle (at most
-	// one per minCycle) can claim of it: at 64, 16 status changes per
-	// cycle fell behind verifyEmail at c=64 (about 1,700/s), and the
-	// subscribers' wait grew with the backlog (p50 150 ms); 64 per cycle
-	// keep up with several thousand a second.
-	DefaultMaxInFlight = 256
-	// ConfirmedMaxInFlight is MaxInFlight for a broker that confirms each
-	// publish over the network (RabbitMQ). A topic's quarter is then held
-	// for a confirm's round trip plus the wait for the next cycle, and on
-	// a busy PostgreSQL a cycle took about 29 ms: at 64 a topic passed
-	// about 1,600 events a second while verifyEmail at c=64 made more, and
+	// DefaultMaxInFlight bounds concurrent publishes, and a quarter of it
+	// one topic's: what one cycle (at most one per minCycle) can claim of
+	// it. A topic's quarter must cover what its consumers hold at once.
+	// With the in-process broker a publish lasts until the event is
+	// handled, and the mailer handles 256 emails at once so that their
+	// delivery records share SQLite's COMMITs (at 64 a topic, the mail
+	// backlog drained at 2,200–2,700 emails/s; at 256, 2,800–3,500, make
+	// bench, A/B). With RabbitMQ a topic's quarter is held for a
+	// confirm's round trip plus the wait for the next cycle, and on a busy
+	// PostgreSQL a cycle took about 29 ms: at 64 a topic passed about
+	// 1,600 events a second while verifyEmail at c=64 made more, and
 	// VERIFIED reached the subscriber at p50 134–166 ms; at 256 a topic,
-	// 65–77 ms (make bench, A/B). With the in-process broker a publish
-	// lasts until the event is handled, and as many handlers at once cost
-	// verifyEmail a fifth of its throughput: it keeps DefaultMaxInFlight.
-	ConfirmedMaxInFlight = 1024
+	// 65–77 ms (make bench, A/B).
+	DefaultMaxInFlight = 1024
 	// DefaultPoll is the fallback look for events that no Wake announced
 	// (other replicas' commits, a lost wake).
 	DefaultPoll = time.Second
