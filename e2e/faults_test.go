@@ -53,9 +53,8 @@ const (
 	// readersDuringFault is the number of clients reading status while
 	// the database is read-only, more than the service's SQLite pool (8).
 	readersDuringFault = 12
-	// stuckAddresses always answer 451: as many as the mailer's default
-	// concurrency (SMTP_CONNECTIONS 8), the worst case for head-of-line
-	// blocking.
+	// stuckAddresses always answer 451: as many as the SMTP sessions
+	// (SMTP_CONNECTIONS 8), the worst case for head-of-line blocking.
 	stuckAddresses = 8
 	// parallelVerifies is the number of concurrent clicks on one link.
 	parallelVerifies = 100
