@@ -72,10 +72,13 @@ func (b groupBundle) first(t *testing.T, ctx context.Context) dialect.Tx {
 
 // begin starts a transaction in the background; it gets the writer's turn
 // only once the one before gave it back.
-func (b groupBundle) begin() <-chan dialect.Tx {
+func (b groupBundle) begin() <-chan dialect.Tx { return b.beginWith(b.ctx) }
+
+// beginWith is begin with ctx (Urgent or not).
+func (b groupBundle) beginWith(ctx context.Context) <-chan dialect.Tx {
 	ch := make(chan dialect.Tx, 1)
 	go func() {
-		tx, err := b.d.BeginTx(b.ctx, nil)
+		tx, err := b.d.BeginTx(ctx, nil)
 		if err != nil {
 			panic(err)
 		}
@@ -90,7 +93,7 @@ func (b groupBundle) waitQueued(t *testing.T, n int) {
 	require.Eventually(t, func() bool {
 		b.d.t.mu.Lock()
 		defer b.d.t.mu.Unlock()
-		return len(b.d.t.normal) == n
+		return len(b.d.t.normal)+len(b.d.t.urgent) == n
 	}, 10*time.Second, time.Millisecond)
 }
 
@@ -134,24 +137,27 @@ func TestGroupCommitsTogether(t *testing.T) {
 	}
 }
 
-// An Urgent member commits its group at once; an ordinary one commits with
-// the group when the next member is done.
+// An Urgent member commits its group at once, unless the next in line is
+// Urgent too, which then commits both; an ordinary one commits with the
+// group when the next member is done.
 func TestGroupPriorityCommits(t *testing.T) {
 	t.Parallel()
+	plain := func(ctx context.Context) context.Context { return ctx }
 	tests := []struct {
-		name   string
-		mark   func(context.Context) context.Context
-		atOnce bool
+		name       string
+		mark, next func(context.Context) context.Context
+		atOnce     bool
 	}{
-		{"ordinary", func(ctx context.Context) context.Context { return ctx }, false},
-		{"Urgent", Urgent, true},
+		{"ordinary", plain, plain, false},
+		{"Urgent", Urgent, plain, true},
+		{"Urgent, Urgent next", Urgent, Urgent, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			b := setupGroups(t)
 			first := b.first(t, tt.mark(b.ctx))
-			next := b.begin()
+			next := b.beginWith(tt.next(b.ctx))
 			b.waitQueued(t, 1)
 			firstDone := commitAsync(first)
 			second := <-next

@@ -110,6 +110,13 @@ func (t *turns) release() {
 	}
 }
 
+// urgentWaiting reports whether an Urgent caller waits for the turn.
+func (t *turns) urgentWaiting() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.urgent) > 0
+}
+
 // handOffLocked gives the turn to the next waiter, if any.
 func (t *turns) handOffLocked() bool {
 	for _, q := range []*[]chan struct{}{&t.urgent, &t.normal} {

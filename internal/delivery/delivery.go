@@ -261,11 +261,12 @@ func (s *Store) Release(ctx context.Context, r Record) error {
 // to replay.
 //
 // The write goes before ordinary ones on SQLite's single writer and
-// commits at once (database.Urgent): from the server's 250 until this
-// commit, a crash means a second copy of an email that was delivered, so
-// the window is kept as short as the database allows, not as long as the
-// queue of requests in front of it or the group it joins. (Committing
-// with its group, the mail backlog drained about 9 % faster: not worth a
+// commits at once (database.Urgent), together with the urgent writes
+// queued behind it: from the server's 250 until this commit, a crash
+// means a second copy of an email that was delivered, so the window is
+// kept as short as the database allows, not as long as the queue of
+// requests in front of it or the group it joins. (Committing with its
+// group instead, the mail backlog drained about 9 % faster: not worth a
 // longer window.)
 func (s *Store) MarkSent(ctx context.Context, r Record, tried bool) error {
 	return s.mark(database.Urgent(ctx), r, Sent, tried, "")
