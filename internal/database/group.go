@@ -180,7 +180,7 @@ func (m *member) Commit() error {
 	}
 	g.members++
 	// An urgent one waiting joins the group and commits it.
-	if m.urgent && !m.gs.t.urgentWaiting() || g.members >= maxGroup {
+	if (m.urgent && !m.gs.t.urgentWaiting()) || g.members >= maxGroup {
 		m.gs.flush()
 	}
 	m.gs.t.release()
