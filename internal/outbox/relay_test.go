@@ -298,3 +298,49 @@ func TestRelayBoundsEachTopic(t *testing.T) {
 		require.LessOrEqual(t, inFlight["slow"], 2, "a quarter of 8 slots")
 	})
 }
+
+// A topic at its bound is refilled once an eighth of its slots are free,
+// not one slot at a time: each refill would read the topic's due rows.
+func TestRelayRefillsATopicByEighths(t *testing.T) {
+	t.Parallel()
+	eachDB(t, func(t *testing.T, b *testBundle) {
+		release := make(chan struct{})
+		started := make(chan string, 64)
+		pub := funcPublisher(func(ctx context.Context, m broker.Message) error {
+			started <- m.ID
+			select {
+			case <-release:
+				return nil
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		})
+		b.enqueue(t, 40)
+		// 16 a topic, refilled 2 at a time.
+		r := NewRelay(b.db, pub, b.log, Options{Now: b.clock.Now, Poll: time.Hour, MaxInFlight: 64, OnSettled: b.settled.Fire})
+		require.NoError(t, r.Start(context.Background()))
+		t.Cleanup(r.Stop)
+		leased := func() int {
+			n, err := b.db.OutboxEvent.Query().Where(outboxevent.ClaimNEQ("")).Count(context.Background())
+			require.NoError(t, err)
+			return n
+		}
+		r.Wake()
+		for range 16 {
+			testkit.Receive(t, started, "the topic's first 16")
+		}
+		require.Equal(t, 16, leased())
+
+		release <- struct{}{}
+		testkit.WaitUntil(t, b.settled, func() bool { return b.backlog(t) == 39 }, "one published")
+		require.Equal(t, 15, leased(), "one slot free: the topic waits for a second")
+		require.Empty(t, started)
+
+		release <- struct{}{}
+		testkit.WaitUntil(t, b.settled, func() bool { return b.backlog(t) == 38 && leased() == 16 }, "two free: refilled")
+		testkit.Receive(t, started, "a refill")
+		testkit.Receive(t, started, "a refill")
+		close(release)
+		testkit.WaitUntil(t, b.settled, func() bool { return b.backlog(t) == 0 }, "all published")
+	})
+}
