@@ -27,6 +27,7 @@ import (
 	"github.com/verifier/verifier/internal/database"
 	"github.com/verifier/verifier/internal/deadletter"
 	"github.com/verifier/verifier/internal/delivery"
+	"github.com/verifier/verifier/internal/heaproom"
 	"github.com/verifier/verifier/internal/httpapi"
 	"github.com/verifier/verifier/internal/janitor"
 	"github.com/verifier/verifier/internal/logctx"
@@ -66,7 +67,7 @@ func main() {
 	}
 	log := newLogger(cfg)
 	password.LeaveRoom()
-	password.KeepHeapRoom()
+	heaproom.Keep()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, cfg, log, hooks{}); err != nil {

@@ -31,6 +31,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/verifier/verifier/internal/heaproom"
 	"github.com/verifier/verifier/internal/password"
 )
 
@@ -45,7 +46,7 @@ type options struct {
 func main() {
 	var o options
 	// The ceiling hashes under the collector setting the service uses.
-	password.KeepHeapRoom()
+	heaproom.Keep()
 	def := []string{"embedded"}
 	if os.Getenv("AMQP_URL") != "" {
 		def = append(def, "rabbitmq")
@@ -136,7 +137,7 @@ func (r *result) ratio() float64 {
 func hashCeiling(g int, d time.Duration) ceiling {
 	var n atomic.Int64
 	// Through the service's own Hasher, with its heap room (the bench
-	// calls password.KeepHeapRoom as the service does): the ceiling is
+	// calls heaproom.Keep as the service does): the ceiling is
 	// argon2id under the same collector setting, not one that collects
 	// and page-faults more.
 	h := password.NewHasher(password.OWASP, g)

@@ -215,7 +215,7 @@ func (s *service) waitOutboxEmpty(timeout time.Duration) error {
 
 // waitRSSSettled waits until the service's resident memory stops moving:
 // after its last password hash, the heap's room for hashes is given back
-// (password.KeepHeapRoom) and the runtime returns that memory to the
+// (heaproom) and the runtime returns that memory to the
 // kernel over the next seconds. A baseline read before then would credit
 // the idle subscriptions with memory freed meanwhile.
 func (s *service) waitRSSSettled(timeout time.Duration) error {
