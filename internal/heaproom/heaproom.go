@@ -2,8 +2,8 @@
 // collections while the service is busy, so that the garbage collector
 // runs a few times a second instead of after every few MiB allocated.
 //
-// Why: the service's live heap is small (about 2 MiB idle, under 10 MiB
-// while the mail backlog drains), and Go's default (GOGC=100) collects
+// Why: the service's live heap is small (about 2 MiB idle, under 20 MiB
+// while a mail backlog drains or confirmations pour in), and Go's default (GOGC=100) collects
 // once the heap has grown by as much as is live. A mail backlog of
 // 3,000 emails a second or verifyEmail at c=64 allocates about 200 MiB a
 // second, so the collector ran ten to twenty times a second, each cycle
