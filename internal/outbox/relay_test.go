@@ -344,3 +344,48 @@ func TestRelayRefillsATopicByEighths(t *testing.T) {
 		testkit.WaitUntil(t, b.settled, func() bool { return b.backlog(t) == 0 }, "all published")
 	})
 }
+
+// Publishes that outlive their lease leave their rows due again while they
+// still hang here: they must not crowd other topics' events out of the
+// rows a cycle reads.
+func TestRelayLooksPastLapsedLeases(t *testing.T) {
+	t.Parallel()
+	eachDB(t, func(t *testing.T, b *testBundle) {
+		hanging := make(chan string, 16)
+		published := make(chan string, 16)
+		pub := funcPublisher(func(ctx context.Context, m broker.Message) error {
+			if m.Topic == "c" {
+				published <- m.ID
+				return nil
+			}
+			hanging <- m.ID
+			<-ctx.Done()
+			return ctx.Err()
+		})
+		ctx := context.Background()
+		tx, err := b.db.Tx(ctx)
+		require.NoError(t, err)
+		for range 3 {
+			require.NoError(t, Enqueue(ctx, tx, b.clock.Now(), "a", struct{}{}))
+			require.NoError(t, Enqueue(ctx, tx, b.clock.Now(), "b", struct{}{}))
+		}
+		require.NoError(t, tx.Commit())
+		// 4 a topic: "a" and "b" stay open with 3 in flight each.
+		r := NewRelay(b.db, pub, b.log, Options{Now: b.clock.Now, Poll: time.Hour, MaxInFlight: 16, OnSettled: b.settled.Fire})
+		require.NoError(t, r.Start(ctx))
+		t.Cleanup(r.Stop)
+		r.Wake()
+		for range 6 {
+			testkit.Receive(t, hanging, "a publish that hangs")
+		}
+
+		b.clock.Advance(DefaultLease + time.Second)
+		tx, err = b.db.Tx(ctx)
+		require.NoError(t, err)
+		require.NoError(t, Enqueue(ctx, tx, b.clock.Now(), "c", struct{}{}))
+		require.NoError(t, tx.Commit())
+		r.Wake()
+		testkit.Receive(t, published, "the other topic's event, behind six lapsed leases")
+		require.Empty(t, hanging, "nothing published twice here")
+	})
+}
