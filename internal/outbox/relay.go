@@ -36,7 +36,8 @@ type Options struct {
 	// (default a quarter of MaxInFlight), so a topic whose consumer is slow
 	// (with the in-process broker a publish lasts until it is handled: mail
 	// while SMTP times out) never takes every slot and stalls the others,
-	// such as the status changes that feed subscriptions.
+	// such as the status changes that feed subscriptions. A topic at its
+	// bound is refilled once an eighth of it is free (refillShare).
 	MaxInFlightPerTopic int
 	// Poll is the fallback interval for events committed by other replicas
 	// or missed wakes (default DefaultPoll).
