@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -93,6 +94,18 @@ func (b *testBundle) enqueue(t *testing.T, n int) {
 	require.NoError(t, tx.Commit())
 }
 
+// enqueueTopics commits one event of each topic given, in that order.
+func (b *testBundle) enqueueTopics(t *testing.T, topics ...string) {
+	t.Helper()
+	ctx := context.Background()
+	tx, err := b.db.Tx(ctx)
+	require.NoError(t, err)
+	for _, topic := range topics {
+		require.NoError(t, Enqueue(ctx, tx, b.clock.Now(), topic, struct{}{}))
+	}
+	require.NoError(t, tx.Commit())
+}
+
 func (b *testBundle) backlog(t *testing.T) int {
 	n, err := b.db.OutboxEvent.Query().Count(context.Background())
 	require.NoError(t, err)
@@ -101,7 +114,15 @@ func (b *testBundle) backlog(t *testing.T) int {
 
 func (b *testBundle) relay(t *testing.T, pub Publisher, published func(int)) *Relay {
 	t.Helper()
-	r := NewRelay(b.db, pub, b.log, Options{Now: b.clock.Now, Poll: time.Hour, OnPublished: published, OnSettled: b.settled.Fire})
+	return b.startRelay(t, pub, Options{OnPublished: published})
+}
+
+// startRelay starts a relay with opts on the bundle's clock, polling
+// hourly (tests wake it) and firing b.settled.
+func (b *testBundle) startRelay(t *testing.T, pub Publisher, opts Options) *Relay {
+	t.Helper()
+	opts.Now, opts.Poll, opts.OnSettled = b.clock.Now, time.Hour, b.settled.Fire
+	r := NewRelay(b.db, pub, b.log, opts)
 	require.NoError(t, r.Start(context.Background()))
 	t.Cleanup(r.Stop)
 	return r
@@ -279,18 +300,8 @@ func TestRelayBoundsEachTopic(t *testing.T) {
 			fast <- m.ID
 			return nil
 		})
-		ctx := context.Background()
-		tx, err := b.db.Tx(ctx)
-		require.NoError(t, err)
-		for range 20 {
-			require.NoError(t, Enqueue(ctx, tx, b.clock.Now(), "slow", struct{}{}))
-		}
-		require.NoError(t, Enqueue(ctx, tx, b.clock.Now(), "fast", struct{}{}))
-		require.NoError(t, tx.Commit())
-
-		r := NewRelay(b.db, pub, b.log, Options{Now: b.clock.Now, Poll: time.Hour, MaxInFlight: 8})
-		require.NoError(t, r.Start(ctx))
-		t.Cleanup(r.Stop)
+		b.enqueueTopics(t, append(slices.Repeat([]string{"slow"}, 20), "fast")...)
+		r := b.startRelay(t, pub, Options{MaxInFlight: 8})
 		r.Wake()
 		testkit.Receive(t, fast, "fast topic publish: it waited behind the slow one")
 		mu.Lock()
@@ -317,9 +328,7 @@ func TestRelayRefillsATopicByEighths(t *testing.T) {
 		})
 		b.enqueue(t, 40)
 		// 16 a topic, refilled 2 at a time.
-		r := NewRelay(b.db, pub, b.log, Options{Now: b.clock.Now, Poll: time.Hour, MaxInFlight: 64, OnSettled: b.settled.Fire})
-		require.NoError(t, r.Start(context.Background()))
-		t.Cleanup(r.Stop)
+		r := b.startRelay(t, pub, Options{MaxInFlight: 64})
 		leased := func() int {
 			n, err := b.db.OutboxEvent.Query().Where(outboxevent.ClaimNEQ("")).Count(context.Background())
 			require.NoError(t, err)
@@ -362,28 +371,16 @@ func TestRelayLooksPastLapsedLeases(t *testing.T) {
 			<-ctx.Done()
 			return ctx.Err()
 		})
-		ctx := context.Background()
-		tx, err := b.db.Tx(ctx)
-		require.NoError(t, err)
-		for range 3 {
-			require.NoError(t, Enqueue(ctx, tx, b.clock.Now(), "a", struct{}{}))
-			require.NoError(t, Enqueue(ctx, tx, b.clock.Now(), "b", struct{}{}))
-		}
-		require.NoError(t, tx.Commit())
+		b.enqueueTopics(t, "a", "b", "a", "b", "a", "b")
 		// 4 a topic: "a" and "b" stay open with 3 in flight each.
-		r := NewRelay(b.db, pub, b.log, Options{Now: b.clock.Now, Poll: time.Hour, MaxInFlight: 16, OnSettled: b.settled.Fire})
-		require.NoError(t, r.Start(ctx))
-		t.Cleanup(r.Stop)
+		r := b.startRelay(t, pub, Options{MaxInFlight: 16})
 		r.Wake()
 		for range 6 {
 			testkit.Receive(t, hanging, "a publish that hangs")
 		}
 
 		b.clock.Advance(DefaultLease + time.Second)
-		tx, err = b.db.Tx(ctx)
-		require.NoError(t, err)
-		require.NoError(t, Enqueue(ctx, tx, b.clock.Now(), "c", struct{}{}))
-		require.NoError(t, tx.Commit())
+		b.enqueueTopics(t, "c")
 		r.Wake()
 		testkit.Receive(t, published, "the other topic's event, behind six lapsed leases")
 		require.Empty(t, hanging, "nothing published twice here")
