@@ -62,7 +62,7 @@ func main() {
 	flag.DurationVar(&o.regFor, "register-for", 15*time.Second, "how long the register phase runs (it also makes the accounts the later phases use)")
 	flag.DurationVar(&o.ceilingFor, "ceiling-for", 5*time.Second, "how long the argon2id-only ceiling is measured")
 	flag.IntVar(&o.ceilingGoroutines, "ceiling-goroutines", 2, "goroutines hashing for the ceiling")
-	flag.StringVar(&o.profileDir, "profile", "", "write the service's CPU profiles of the register, mail and verify phases into this folder (BACKEND-register.pprof, BACKEND-mail.pprof, BACKEND-verify.pprof; go tool pprof reads them)")
+	flag.StringVar(&o.profileDir, "profile", "", "write the service's CPU profiles of the register, mail and verify phases into this folder (BACKEND-register.pprof, BACKEND-mail.pprof, BACKEND-verify.pprof; go tool pprof reads them), and the bench process's own beside them (BACKEND-PHASE-bench.pprof)")
 	flag.IntVar(&o.idle, "idle", 5000, "idle subscriptions opened, one websocket each")
 	flag.Parse()
 
@@ -228,7 +228,11 @@ func measure(ctx context.Context, o options, bin, dir string, be backend) (*resu
 		if o.profileDir == "" {
 			return func() error { return nil }
 		}
-		return s.cpuProfile(ctx, env[0][len("PPROF_ADDR="):], d, filepath.Join(o.profileDir, be.name+"-"+phase+".pprof"))
+		svc := s.cpuProfile(ctx, env[0][len("PPROF_ADDR="):], d, filepath.Join(o.profileDir, be.name+"-"+phase+".pprof"))
+		// The bench process shares the CPUs, so its own cost is half the
+		// story of a phase's figures.
+		self := selfProfile(filepath.Join(o.profileDir, be.name+"-"+phase+"-bench.pprof"))
+		return func() error { return errors.Join(self(), svc()) }
 	}
 	r := &result{}
 	prefix := fmt.Sprintf("b%d-%s", time.Now().UnixNano()%1e9, be.name)

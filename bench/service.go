@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -12,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -119,6 +121,19 @@ func (s *service) cpuProfile(ctx context.Context, addr string, d time.Duration, 
 	// Let the profile begin before the phase does.
 	time.Sleep(50 * time.Millisecond)
 	return func() error { return <-done }
+}
+
+// selfProfile starts a CPU profile of this process and returns what stops
+// it and writes it to path.
+func selfProfile(path string) func() error {
+	var buf bytes.Buffer
+	if err := pprof.StartCPUProfile(&buf); err != nil {
+		return func() error { return err }
+	}
+	return func() error {
+		pprof.StopCPUProfile()
+		return os.WriteFile(path, buf.Bytes(), 0o644)
+	}
 }
 
 // freePort returns a loopback address with a port free right now.
