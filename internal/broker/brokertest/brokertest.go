@@ -159,6 +159,54 @@ func Run(t *testing.T, newBroker New) {
 		require.Equal(t, next.ID, receive(t, got).ID)
 	})
 
+	// A queue's concurrency is how many of its messages are handled at
+	// once. That no broker goes past it is each one's own test: the
+	// in-process broker's publish waits for the handler, RabbitMQ's does
+	// not.
+	t.Run("handles as many at once as the queue's concurrency", func(t *testing.T) {
+		t.Parallel()
+		b := newBroker(t, stopGrace)
+		const concurrency, published = 3, 7
+		var mu sync.Mutex
+		inHand, most := 0, 0
+		entered, release := make(chan struct{}, published), make(chan struct{})
+		require.NoError(t, b.Consume(broker.Queue{Name: "work", Topics: []string{"c"}, Concurrency: concurrency}, func(context.Context, broker.Message) error {
+			mu.Lock()
+			inHand++
+			most = max(most, inHand)
+			mu.Unlock()
+			entered <- struct{}{}
+			<-release
+			mu.Lock()
+			inHand--
+			mu.Unlock()
+			return nil
+		}))
+		start(t, b)
+		// The in-process broker confirms a publish once handled, so the
+		// publishes cannot wait in line.
+		confirmed := make(chan error, published)
+		for range published {
+			go func() { confirmed <- b.Publish(context.Background(), message("c")) }()
+		}
+		for range concurrency {
+			testkit.Receive(t, entered, "a message in hand")
+		}
+		// One at a time: each release lets the next message in, never
+		// two.
+		for range published - concurrency {
+			release <- struct{}{}
+			testkit.Receive(t, entered, "the next message in hand")
+		}
+		close(release)
+		for range published {
+			require.NoError(t, testkit.Receive(t, confirmed, "a publish confirmed"))
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		require.Equal(t, concurrency, most, "messages in hand at once")
+	})
+
 	t.Run("calls OnReady when attached", func(t *testing.T) {
 		t.Parallel()
 		b := newBroker(t, stopGrace)

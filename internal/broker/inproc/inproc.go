@@ -32,7 +32,12 @@ type Broker struct {
 	mu     sync.Mutex
 	queues []*queue
 
-	stopping  chan struct{} // closed when Stop begins: no new deliveries start
+	stopping chan struct{} // closed when Stop begins: no new deliveries start
+	// hctx is the handlers' context, set by Start; stopped is set (under
+	// mu) as Stop begins: no worker starts after it, so handlerWG's Wait
+	// never races an Add.
+	hctx      context.Context
+	stopped   bool
 	handlerWG sync.WaitGroup
 }
 
@@ -43,6 +48,9 @@ type queue struct {
 	handle   broker.Handler
 	pending  chan *delivery
 	shutdown <-chan struct{}
+	// workers is how many of the queue's workers run (Broker.mu): at
+	// most spec.Concurrency, none while nothing is pending.
+	workers int
 }
 
 type delivery struct {
@@ -93,9 +101,11 @@ func (b *Broker) Start(ctx context.Context) error {
 	// Handlers outlive ctx, which ends as Stop begins, by the grace.
 	hctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	b.mu.Lock()
+	b.hctx = hctx
 	for _, q := range b.queues {
-		for range q.spec.Concurrency {
-			b.handlerWG.Go(func() { b.work(hctx, q) })
+		// Deliveries published before Start.
+		for range min(len(q.pending), q.spec.Concurrency) {
+			b.addWorkerLocked(q)
 		}
 		if q.spec.OnReady != nil {
 			q.spec.OnReady()
@@ -106,7 +116,10 @@ func (b *Broker) Start(ctx context.Context) error {
 		defer run.Stopped(nil)
 		run.Started()
 		<-ctx.Done()
+		b.mu.Lock()
+		b.stopped = true
 		close(b.stopping)
+		b.mu.Unlock()
 		if !broker.Drain(&b.handlerWG, b.grace, cancel) {
 			b.log.Warn("handlers were still running after the grace period; cancelled them")
 		}
@@ -139,6 +152,11 @@ func (b *Broker) Publish(ctx context.Context, m broker.Message) error {
 		select {
 		case q.pending <- d:
 			ds = append(ds, d)
+			b.mu.Lock()
+			if q.workers < q.spec.Concurrency {
+				b.addWorkerLocked(q)
+			}
+			b.mu.Unlock()
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-b.stopping:
@@ -169,14 +187,48 @@ func (b *Broker) Publish(ctx context.Context, m broker.Message) error {
 	return retry
 }
 
+// addWorkerLocked starts one more worker for q, unless the broker has not
+// started (Start starts them) or is stopping. Call it with b.mu held.
+//
+// Why workers come and go: a queue's workers are as many as it may handle
+// at once (the mailer's 256), and parked ones are not free: every garbage
+// collection scans each goroutine's stack, and the 276 parked workers of
+// an idle service took about 1 ms of every cycle (make bench -profile,
+// runtime.markroot), a cycle every eight sign-ups while passwords are
+// hashed. A goroutine costs a microsecond or two to start.
+func (b *Broker) addWorkerLocked(q *queue) {
+	if b.hctx == nil || b.stopped {
+		return
+	}
+	q.workers++
+	b.handlerWG.Go(func() { b.work(b.hctx, q) })
+}
+
+// work handles q's pending deliveries, and returns once there is none or
+// Stop has begun.
 func (b *Broker) work(ctx context.Context, q *queue) {
 	for {
 		select {
 		case <-q.shutdown:
+			b.mu.Lock()
+			q.workers--
+			b.mu.Unlock()
 			return
 		case d := <-q.pending:
 			d.done <- b.deliver(ctx, q, d.msg)
+			continue
+		default:
 		}
+		// Publish puts a delivery in pending before it counts the
+		// workers under mu: one that arrives after this check finds a
+		// worker fewer and starts one.
+		b.mu.Lock()
+		if len(q.pending) == 0 {
+			q.workers--
+			b.mu.Unlock()
+			return
+		}
+		b.mu.Unlock()
 	}
 }
 

@@ -76,3 +76,48 @@ func TestPublishPassesRetryBack(t *testing.T) {
 	_ = b.Publish(context.Background(), broker.Message{ID: "1", Topic: "t", Attempt: 3})
 	require.Equal(t, 3, <-attempts, "the publisher's attempt number reaches the handler")
 }
+
+// A queue has as many workers as deliveries in hand, up to its
+// concurrency, and none once nothing is pending: an idle service keeps no
+// parked workers for every garbage collection to scan.
+func TestWorkersComeAndGo(t *testing.T) {
+	t.Parallel()
+	b := New(testkit.Discard(), Options{})
+	const concurrency, published = 3, 10
+	entered, release := make(chan struct{}, published), make(chan struct{})
+	require.NoError(t, b.Consume(broker.Queue{Name: "q", Topics: []string{"t"}, Concurrency: concurrency}, func(context.Context, broker.Message) error {
+		entered <- struct{}{}
+		<-release
+		return nil
+	}))
+	workers := func() int {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		return b.queues[0].workers
+	}
+
+	// Published before Start: waits in pending, no worker yet.
+	confirmed := make(chan error, published)
+	publish := func(id string) { confirmed <- b.Publish(context.Background(), broker.Message{ID: id, Topic: "t"}) }
+	go publish("early")
+	testkit.Eventually(t, func() bool { return len(b.queues[0].pending) == 1 }, "the early delivery pending")
+	require.Zero(t, workers(), "no worker before Start")
+
+	require.NoError(t, b.Start(context.Background()))
+	defer b.Stop()
+	for i := range published - 1 {
+		go publish(string(rune('a' + i)))
+	}
+	for range concurrency {
+		testkit.Receive(t, entered, "a handler running")
+	}
+	testkit.Eventually(t, func() bool { return len(b.queues[0].pending) == published-concurrency }, "the rest pending")
+	require.Equal(t, concurrency, workers(), "no more workers than the queue's concurrency")
+	require.Len(t, entered, 0, "no fourth handler at once")
+
+	close(release)
+	for range published {
+		require.NoError(t, testkit.Receive(t, confirmed, "a confirmation"))
+	}
+	testkit.Eventually(t, func() bool { return workers() == 0 }, "the workers gone once nothing is pending")
+}

@@ -347,9 +347,12 @@ func (b *Broker) declareTopology(ch *amqp.Channel) error {
 	return ch.QueueBind(dead, "", dead, false, nil)
 }
 
-// attach declares c's queue and its delay queues, binds it and starts
-// c.q.Concurrency workers on a channel of its own, so a slow consumer never
-// holds up the publisher.
+// attach declares c's queue and its delay queues, binds it and consumes
+// it on a channel of its own, so a slow consumer never holds up the
+// publisher: a goroutine per delivery in hand, which the channel's
+// prefetch bounds to c.q.Concurrency. None waits while the queue is idle:
+// parked workers cost every garbage collection a scan of their stacks
+// (see inproc.Broker's workers).
 func (b *Broker) attach(conn *amqp.Connection, pub *amqp.Channel, c consumer) (*attachment, error) {
 	ch, err := conn.Channel()
 	if err != nil {
@@ -399,13 +402,13 @@ func (b *Broker) attach(conn *amqp.Connection, pub *amqp.Channel, c consumer) (*
 	ctx, cancel := context.WithCancel(b.handlerCtx)
 	a := &attachment{ch: ch, tag: tag, pub: pub, delays: delays, ctx: ctx}
 	b.watchChannel(conn, ch, cancel)
-	for range c.q.Concurrency {
-		b.handlers.Go(func() {
-			for d := range deliveries {
-				b.handle(conn, a, c, d)
-			}
-		})
-	}
+	b.handlers.Go(func() {
+		for d := range deliveries {
+			// Added while this goroutine is counted: never racing Stop's
+			// Wait on a zero count.
+			b.handlers.Go(func() { b.handle(conn, a, c, d) })
+		}
+	})
 	return a, nil
 }
 

@@ -200,6 +200,39 @@ func TestReconnectEndsOldHandlers(t *testing.T) {
 	require.Equal(t, map[string]int{}, readyMessages(t, url, b.Names(), "work"))
 }
 
+// The channel's prefetch bounds the deliveries in hand, each handled by
+// a goroutine of its own, to the queue's concurrency: the rest wait in
+// RabbitMQ, not in this process.
+func TestPrefetchBoundsDeliveriesInHand(t *testing.T) {
+	t.Parallel()
+	url := rabbitmqtest.URL(t)
+	b := New(url, quiet(), Options{Prefix: newPrefix(t, url)})
+	const concurrency, published = 3, 7
+	entered, release := make(chan struct{}, published), make(chan struct{})
+	require.NoError(t, b.Consume(broker.Queue{Name: "work", Topics: []string{"p"}, Concurrency: concurrency}, func(context.Context, broker.Message) error {
+		entered <- struct{}{}
+		<-release
+		return nil
+	}))
+	require.NoError(t, b.Start(context.Background()))
+	defer b.Stop()
+	testkit.Eventually(t, func() bool { return b.Ping(context.Background()) == nil }, "broker connected")
+	for i := range published {
+		require.NoError(t, b.Publish(context.Background(), broker.Message{ID: fmt.Sprint("p-", i), Topic: "p", Body: []byte("{}")}))
+	}
+	for range concurrency {
+		testkit.Receive(t, entered, "a delivery in hand")
+	}
+	testkit.Eventually(t, func() bool {
+		return readyMessages(t, url, b.Names(), "work")[b.Names().Queue("work")] == published-concurrency
+	}, "the rest waiting in RabbitMQ")
+	require.Len(t, entered, 0, "no more in hand than the concurrency")
+	close(release)
+	for range published - concurrency {
+		testkit.Receive(t, entered, "the rest handled once released")
+	}
+}
+
 // readyMessages counts the messages waiting in a shared queue and its delay
 // queues, leaving out empty ones.
 func readyMessages(t *testing.T, url string, n Names, queue string) map[string]int {
