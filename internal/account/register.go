@@ -254,7 +254,7 @@ func (s *Service) Resend(ctx context.Context, email string) error {
 		if err := s.spend(ctx, tx, emailDomain(inbox.Email), now); err != nil {
 			return err
 		}
-		if err := tx.EmailThrottle.UpdateOne(inbox).SetLastSentMs(now.UnixMilli()).ClearPendingEvent().Exec(ctx); err != nil {
+		if err := updateThrottle(tx, inbox).SetLastSentMs(now.UnixMilli()).ClearPendingEvent().Exec(ctx); err != nil {
 			return fmt.Errorf("update cooldown record: %w", err)
 		}
 		u, err := tx.User.Query().Where(user.Email(email), user.StatusEQ(user.StatusUNVERIFIED)).Only(ctx)
@@ -272,7 +272,7 @@ func (s *Service) Resend(ctx context.Context, email string) error {
 		c := ""
 		if reg.CodeAttempts < MaxCodeAttempts {
 			c = code.New()
-			err := tx.Registration.UpdateOne(reg).SetCodeHash(s.Codes.Hash(reg.ID, c)).SetCodeExpiresAt(now.Add(s.CodeTTL)).Exec(ctx)
+			err := tx.Registration.Update().Where(registration.ID(reg.ID)).SetCodeHash(s.Codes.Hash(reg.ID, c)).SetCodeExpiresAt(now.Add(s.CodeTTL)).Exec(ctx)
 			if err != nil {
 				return err
 			}

@@ -102,7 +102,7 @@ func (s *Service) schedule(ctx context.Context, tx *ent.Tx, th *ent.EmailThrottl
 	if err != nil {
 		return err
 	}
-	upd := tx.EmailThrottle.UpdateOne(th).SetLastSentMs(at.UnixMilli())
+	upd := updateThrottle(tx, th).SetLastSentMs(at.UnixMilli())
 	if at.After(now) {
 		upd.SetPendingEvent(id)
 	} else {
@@ -152,10 +152,17 @@ func unclaimed() predicate.OutboxEvent {
 }
 
 func setPending(ctx context.Context, tx *ent.Tx, th *ent.EmailThrottle, id uuid.UUID) error {
-	if err := tx.EmailThrottle.UpdateOne(th).SetPendingEvent(id).Exec(ctx); err != nil {
+	if err := updateThrottle(tx, th).SetPendingEvent(id).Exec(ctx); err != nil {
 		return fmt.Errorf("update cooldown record: %w", err)
 	}
 	return nil
+}
+
+// updateThrottle updates th's row in one statement: ent's UpdateOne reads
+// the whole row back after its UPDATE, a SELECT per sign-up for a row
+// nobody reads again in the transaction.
+func updateThrottle(tx *ent.Tx, th *ent.EmailThrottle) *ent.EmailThrottleUpdate {
+	return tx.EmailThrottle.Update().Where(emailthrottle.ID(th.ID))
 }
 
 // spend takes one email from the budgets of the recipient's domain and of
