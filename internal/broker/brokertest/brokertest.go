@@ -289,6 +289,26 @@ func publish(t *testing.T, b broker.Broker, m broker.Message) {
 	})
 }
 
+// Holder is a handler that holds every message it takes until released:
+// a test sees on Entered each one taken, and lets them go by sending on
+// Release (one) or closing it (all).
+type Holder struct {
+	Entered chan struct{}
+	Release chan struct{}
+}
+
+// NewHolder returns a Holder with room on Entered for n messages.
+func NewHolder(n int) *Holder {
+	return &Holder{Entered: make(chan struct{}, n), Release: make(chan struct{})}
+}
+
+// Handle is the broker.Handler.
+func (h *Holder) Handle(context.Context, broker.Message) error {
+	h.Entered <- struct{}{}
+	<-h.Release
+	return nil
+}
+
 func start(t *testing.T, b broker.Broker) {
 	t.Helper()
 	require.NoError(t, b.Start(context.Background()))

@@ -84,12 +84,9 @@ func TestWorkersComeAndGo(t *testing.T) {
 	t.Parallel()
 	b := New(testkit.Discard(), Options{})
 	const concurrency, published = 3, 10
-	entered, release := make(chan struct{}, published), make(chan struct{})
-	require.NoError(t, b.Consume(broker.Queue{Name: "q", Topics: []string{"t"}, Concurrency: concurrency}, func(context.Context, broker.Message) error {
-		entered <- struct{}{}
-		<-release
-		return nil
-	}))
+	h := brokertest.NewHolder(published)
+	entered := h.Entered
+	require.NoError(t, b.Consume(broker.Queue{Name: "q", Topics: []string{"t"}, Concurrency: concurrency}, h.Handle))
 	workers := func() int {
 		b.mu.Lock()
 		defer b.mu.Unlock()
@@ -115,7 +112,7 @@ func TestWorkersComeAndGo(t *testing.T) {
 	require.Equal(t, concurrency, workers(), "no more workers than the queue's concurrency")
 	require.Len(t, entered, 0, "no fourth handler at once")
 
-	close(release)
+	close(h.Release)
 	for range published {
 		require.NoError(t, testkit.Receive(t, confirmed, "a confirmation"))
 	}

@@ -208,12 +208,9 @@ func TestPrefetchBoundsDeliveriesInHand(t *testing.T) {
 	url := rabbitmqtest.URL(t)
 	b := New(url, quiet(), Options{Prefix: newPrefix(t, url)})
 	const concurrency, published = 3, 7
-	entered, release := make(chan struct{}, published), make(chan struct{})
-	require.NoError(t, b.Consume(broker.Queue{Name: "work", Topics: []string{"p"}, Concurrency: concurrency}, func(context.Context, broker.Message) error {
-		entered <- struct{}{}
-		<-release
-		return nil
-	}))
+	h := brokertest.NewHolder(published)
+	entered := h.Entered
+	require.NoError(t, b.Consume(broker.Queue{Name: "work", Topics: []string{"p"}, Concurrency: concurrency}, h.Handle))
 	require.NoError(t, b.Start(context.Background()))
 	defer b.Stop()
 	testkit.Eventually(t, func() bool { return b.Ping(context.Background()) == nil }, "broker connected")
@@ -227,7 +224,7 @@ func TestPrefetchBoundsDeliveriesInHand(t *testing.T) {
 		return readyMessages(t, url, b.Names(), "work")[b.Names().Queue("work")] == published-concurrency
 	}, "the rest waiting in RabbitMQ")
 	require.Len(t, entered, 0, "no more in hand than the concurrency")
-	close(release)
+	close(h.Release)
 	for range published - concurrency {
 		testkit.Receive(t, entered, "the rest handled once released")
 	}
