@@ -134,7 +134,7 @@ func (m *Mailer) Handle(ctx context.Context, msg broker.Message) error {
 		return err
 	}
 	email, about, renderErr := m.render(msg)
-	rec, err := m.Records.Begin(ctx, delivery.Event{ID: msg.ID, Kind: about.kind, Address: about.to, Registration: about.registration, UserID: about.userID, Topic: msg.Topic, Payload: msg.Body})
+	rec, err := m.Records.Begin(ctx, delivery.Event{ID: msg.ID, Kind: about.kind, Address: about.to, Registration: about.registration, UserID: about.userID, Topic: msg.Topic, Payload: msg.Body, Resend: msg.Topic == event.ResentTopic})
 	if err != nil {
 		if ctx.Err() != nil {
 			return err

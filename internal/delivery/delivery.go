@@ -95,6 +95,11 @@ type Event struct {
 	UserID  uuid.UUID
 	Topic   string
 	Payload []byte
+	// Resend marks a registration's later email, asked for by its owner:
+	// it is announced without looking for an earlier one (a resend that
+	// is the first after all, its first email having been replaced in
+	// its cooldown, announces what its watchers see already).
+	Resend bool
 }
 
 // Record is what the mailer needs of a record.
@@ -143,9 +148,10 @@ func (s *Store) Begin(ctx context.Context, e Event) (Record, error) {
 	// record exists its watchers are shown it QUEUED already (see Latest).
 	// A later one (a resend) replaces the state they see, so it is
 	// announced, in the insert's transaction. Most emails are first ones,
-	// and skipping the transaction and the event keeps the mail path fast.
+	// and skipping the transaction and the event keeps the mail path fast;
+	// a resend is a later one, and skips the look.
 	announce := reg
-	if reg != nil {
+	if reg != nil && !e.Resend {
 		earlier, err := s.db.Delivery.Query().Where(entdelivery.RegistrationEQ(*reg), entdelivery.EventIDNEQ(e.ID)).Exist(ctx)
 		if err != nil {
 			return Record{}, fmt.Errorf("delivery record of %s: %w", e.ID, err)

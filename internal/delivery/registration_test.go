@@ -244,3 +244,18 @@ func TestOnAnnounce(t *testing.T) {
 		require.Equal(t, 1, woken)
 	})
 }
+
+// A resend is announced without a look for an earlier email: one that is
+// the registration's first after all (its first was replaced in its
+// cooldown) tells the watcher QUEUED, which it shows already.
+func TestResendIsAnnounced(t *testing.T) {
+	t.Parallel()
+	eachDB(t, func(t *testing.T, b *testBundle) {
+		reg := uuid.New()
+		e := registered(reg)
+		e.Resend = true
+		_, err := b.store.Begin(context.Background(), e)
+		require.NoError(t, err)
+		require.Equal(t, []status.Delivery{{State: status.Queued, At: b.clock.Now()}}, b.announced(t, reg))
+	})
+}
