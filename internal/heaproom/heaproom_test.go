@@ -35,6 +35,24 @@ func TestPercentFor(t *testing.T) {
 	}
 }
 
+func TestGoalFor(t *testing.T) {
+	const mib = 1 << 20
+	for _, c := range []struct {
+		name              string
+		live, want, floor uint64
+		hashing           bool
+		goal              uint64
+	}{
+		{"hashing, fewer hashes in flight than last time: the goal stays", 39 * mib, 152 * mib, 211 * mib, true, 211 * mib},
+		{"hashing, more in flight: the goal rises", 59 * mib, 152 * mib, 191 * mib, true, 211 * mib},
+		{"busy without hashes: the goal follows the live heap", 20 * mib, 64 * mib, 211 * mib, false, 84 * mib},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			require.Equal(t, c.goal, goalFor(c.live, c.want, c.floor, c.hashing))
+		})
+	}
+}
+
 func TestBusyRoom(t *testing.T) {
 	t.Parallel()
 	for _, c := range []struct {
