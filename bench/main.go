@@ -38,7 +38,7 @@ import (
 type options struct {
 	regClients, verifyClients, resendClients int
 	regFor, ceilingFor                       time.Duration
-	ceilingGoroutines                        int
+	regRounds, ceilingGoroutines             int
 	idle                                     int
 	profileDir                               string
 }
@@ -60,7 +60,8 @@ func main() {
 	flag.IntVar(&o.verifyClients, "c-verify", 64, "concurrent verifyEmail clients")
 	flag.IntVar(&o.resendClients, "c-resend", 64, "concurrent resend clients filling the mail backlog")
 	flag.DurationVar(&o.regFor, "register-for", 15*time.Second, "how long the register phase runs (it also makes the accounts the later phases use)")
-	flag.DurationVar(&o.ceilingFor, "ceiling-for", 5*time.Second, "how long the argon2id-only ceiling is measured")
+	flag.IntVar(&o.regRounds, "register-rounds", 3, "rounds the register phase is cut into, the argon2id-only ceiling measured before each and after the last")
+	flag.DurationVar(&o.ceilingFor, "ceiling-for", 3*time.Second, "how long each measurement of the argon2id-only ceiling runs")
 	flag.IntVar(&o.ceilingGoroutines, "ceiling-goroutines", 2, "goroutines hashing for the ceiling")
 	flag.StringVar(&o.profileDir, "profile", "", "write the service's CPU profiles of the register, mail and verify phases into this folder (BACKEND-register.pprof, BACKEND-mail.pprof, BACKEND-verify.pprof; go tool pprof reads them), and the bench process's own beside them (BACKEND-PHASE-bench.pprof)")
 	flag.IntVar(&o.idle, "idle", 5000, "idle subscriptions opened, one websocket each")
@@ -129,19 +130,42 @@ type ceiling struct {
 	cpu    time.Duration
 }
 
-// ratio is regPerSec over the mean of the two ceilings.
+// ratio is the registrations over the hashes the ceiling would have done
+// in the same time: each round's time at the mean of the ceilings
+// measured right before and right after it.
 func (r *result) ratio() float64 {
-	return r.regPerSec / ((r.ceilingBefore.perSec + r.ceilingAfter.perSec) / 2)
+	var hashes float64
+	for i, d := range r.rounds {
+		hashes += d.Seconds() * (r.ceilings[i].perSec + r.ceilings[i+1].perSec) / 2
+	}
+	return float64(r.regN) / hashes
 }
 
 func hashCeiling(g int, d time.Duration) ceiling {
-	var n atomic.Int64
 	// Through the service's own Hasher, with its heap room (the bench
 	// calls heaproom.Keep as the service does): the ceiling is
 	// argon2id under the same collector setting, not one that collects
 	// and page-faults more.
 	h := password.NewHasher(password.OWASP, g)
+	// Warm: the first hashes after an idle spell fault their 19 MiB in
+	// page by page (the heap gave it back to the kernel meanwhile), some
+	// 500 faults and 5 ms of CPU per hash for a few seconds, where the
+	// service, hashing all along, keeps its pages. Measured cold, the
+	// ceiling read 66–70 hashes/s where it is 80–88 warm.
+	hashFor(h, g, ceilingWarmup)
 	cpu0 := processCPU()
+	start := time.Now()
+	n := hashFor(h, g, d)
+	elapsed := time.Since(start)
+	return ceiling{perSec: float64(n) / elapsed.Seconds(), cpu: (processCPU() - cpu0) / time.Duration(n)}
+}
+
+// ceilingWarmup is how long the ceiling hashes before it is measured.
+const ceilingWarmup = 2 * time.Second
+
+// hashFor hashes on g goroutines for d and returns how many hashes it did.
+func hashFor(h *password.Hasher, g int, d time.Duration) int64 {
+	var n atomic.Int64
 	start := time.Now()
 	var wg sync.WaitGroup
 	for range g {
@@ -155,8 +179,7 @@ func hashCeiling(g int, d time.Duration) ceiling {
 		})
 	}
 	wg.Wait()
-	elapsed := time.Since(start)
-	return ceiling{perSec: float64(n.Load()) / elapsed.Seconds(), cpu: (processCPU() - cpu0) / time.Duration(n.Load())}
+	return n.Load()
 }
 
 // processCPU is the user + system CPU time this process has used.
@@ -169,14 +192,17 @@ func processCPU() time.Duration {
 }
 
 type result struct {
-	// The argon2id-only ceiling measured right before the register phase
-	// and right after its last email, the service idle: the mean is what
-	// the phase is divided by, so a machine whose speed drifts by the
-	// minute (a shared VM: 78 to 98 hashes/s across one session's runs)
-	// is compared with itself at the same time.
-	ceilingBefore, ceilingAfter ceiling
-	regPerSec                   float64
-	regN                        int
+	// The argon2id-only ceiling measured right before each register
+	// round and right after the last round's last email, the service
+	// idle; rounds are the rounds' lengths. Each round is compared with
+	// the ceilings around it, so a machine whose speed drifts by the
+	// minute (a shared VM: 78 to 98 hashes/s across one session's runs,
+	// 67 to 83 within one register phase of 15 s) is compared with itself
+	// at the same time.
+	ceilings  []ceiling
+	rounds    []time.Duration
+	regPerSec float64
+	regN      int
 	// CPU time per registration of the service and of this process (the
 	// clients and the SMTP server) during the register phase.
 	regCPU, regBenchCPU time.Duration
@@ -237,67 +263,95 @@ func measure(ctx context.Context, o options, bin, dir string, be backend) (*resu
 	r := &result{}
 	prefix := fmt.Sprintf("b%d-%s", time.Now().UnixNano()%1e9, be.name)
 
-	fmt.Fprintf(os.Stderr, "argon2id-only ceiling: %d goroutines for %s\n", o.ceilingGoroutines, o.ceilingFor)
-	r.ceilingBefore = hashCeiling(o.ceilingGoroutines, o.ceilingFor)
-
-	// Register at c=8: throughput, and answer → mail per address.
-	fmt.Fprintf(os.Stderr, "register: %d clients for %s\n", o.regClients, o.regFor)
+	// Register at c=8: throughput, and answer → mail per address, in
+	// rounds with the ceiling measured around and between them.
 	var (
 		mu       sync.Mutex
 		answered = map[string]time.Time{}
 		watches  = map[string]string{}
 		seq      atomic.Int64
 		firstErr error
+		regTime  time.Duration
+		svcCPU   float64
+		gcs      float64
+		benchCPU time.Duration
 	)
 	const cpuMetric, gcMetric = "process_cpu_seconds_total", "go_gc_duration_seconds_count"
-	m0, err := s.metrics(cpuMetric, gcMetric)
-	if err != nil {
-		return nil, err
-	}
-	bench0 := processCPU()
-	regProfile := profile("register", o.regFor)
-	start := time.Now()
-	var wg sync.WaitGroup
-	for range o.regClients {
-		wg.Go(func() {
-			for time.Since(start) < o.regFor && ctx.Err() == nil {
-				addr := fmt.Sprintf("%s-%d@example.com", prefix, seq.Add(1))
-				w, err := s.register(addr)
-				at := time.Now()
-				mu.Lock()
-				if err != nil && firstErr == nil {
-					firstErr = err
+	rounds := max(1, o.regRounds)
+	per := o.regFor / time.Duration(rounds)
+	for round := range rounds {
+		fmt.Fprintf(os.Stderr, "argon2id-only ceiling: %d goroutines for %s\n", o.ceilingGoroutines, o.ceilingFor)
+		r.ceilings = append(r.ceilings, hashCeiling(o.ceilingGoroutines, o.ceilingFor))
+		fmt.Fprintf(os.Stderr, "register, round %d of %d: %d clients for %s\n", round+1, rounds, o.regClients, per)
+		m0, err := s.metrics(cpuMetric, gcMetric)
+		if err != nil {
+			return nil, err
+		}
+		bench0 := processCPU()
+		// The first round's: the bench process hashes between rounds.
+		regProfile := func() error { return nil }
+		if round == 0 {
+			regProfile = profile("register", per)
+		}
+		start := time.Now()
+		var wg sync.WaitGroup
+		for range o.regClients {
+			wg.Go(func() {
+				for time.Since(start) < per && ctx.Err() == nil {
+					addr := fmt.Sprintf("%s-%d@example.com", prefix, seq.Add(1))
+					w, err := s.register(addr)
+					at := time.Now()
+					mu.Lock()
+					if err != nil && firstErr == nil {
+						firstErr = err
+					}
+					if err == nil {
+						answered[addr], watches[addr] = at, w
+					}
+					mu.Unlock()
 				}
-				if err == nil {
-					answered[addr], watches[addr] = at, w
-				}
-				mu.Unlock()
-			}
-		})
-	}
-	wg.Wait()
-	elapsed := time.Since(start)
-	if firstErr != nil {
-		return nil, fmt.Errorf("register: %w", firstErr)
+			})
+		}
+		wg.Wait()
+		elapsed := time.Since(start)
+		if firstErr != nil {
+			return nil, fmt.Errorf("register: %w", firstErr)
+		}
+		r.rounds = append(r.rounds, elapsed)
+		regTime += elapsed
+		if err := regProfile(); err != nil {
+			return nil, err
+		}
+		if err := sk.waitTotal(len(answered), time.Minute); err != nil {
+			return nil, err
+		}
+		// Once every email is out, so each registration's whole path
+		// counts.
+		m1, err := s.metrics(cpuMetric, gcMetric)
+		if err != nil {
+			return nil, err
+		}
+		svcCPU += m1[cpuMetric] - m0[cpuMetric]
+		gcs += m1[gcMetric] - m0[gcMetric]
+		benchCPU += processCPU() - bench0
 	}
 	r.regN = len(answered)
-	r.regPerSec = float64(r.regN) / elapsed.Seconds()
-	if err := regProfile(); err != nil {
-		return nil, err
+	if r.regN == 0 {
+		return nil, errors.New("register: no registration answered")
 	}
-	if err := sk.waitTotal(r.regN, time.Minute); err != nil {
-		return nil, err
-	}
-	// Once every email is out, so each registration's whole path counts.
-	m1, err := s.metrics(cpuMetric, gcMetric)
-	if err != nil {
-		return nil, err
-	}
-	r.regCPU = time.Duration((m1[cpuMetric] - m0[cpuMetric]) * float64(time.Second) / float64(r.regN))
-	r.regGCs = (m1[gcMetric] - m0[gcMetric]) / float64(r.regN)
-	r.regBenchCPU = (processCPU() - bench0) / time.Duration(r.regN)
+	r.regPerSec = float64(r.regN) / regTime.Seconds()
+	r.regCPU = time.Duration(svcCPU * float64(time.Second) / float64(r.regN))
+	r.regGCs = gcs / float64(r.regN)
+	r.regBenchCPU = benchCPU / time.Duration(r.regN)
 	fmt.Fprintf(os.Stderr, "argon2id-only ceiling again: %d goroutines for %s\n", o.ceilingGoroutines, o.ceilingFor)
-	r.ceilingAfter = hashCeiling(o.ceilingGoroutines, o.ceilingFor)
+	r.ceilings = append(r.ceilings, hashCeiling(o.ceilingGoroutines, o.ceilingFor))
+	// The later phases' readings.
+	var (
+		m0, m1  map[string]float64
+		bench0  time.Duration
+		start   time.Time
+		elapsed time.Duration
+	)
 	var lat []time.Duration
 	addrs := make([]string, 0, len(answered))
 	for a, at := range answered {
@@ -582,10 +636,19 @@ func ms(d time.Duration) string { return fmt.Sprintf("%.1f", float64(d.Microseco
 // ms2 is ms with two decimals, for costs under a millisecond.
 func ms2(d time.Duration) string { return fmt.Sprintf("%.2f", float64(d.Microseconds())/1000) }
 
+// joinCeilings is f of each ceiling, in the order measured.
+func joinCeilings(cs []ceiling, f func(ceiling) string) string {
+	out := make([]string, len(cs))
+	for i, c := range cs {
+		out[i] = f(c)
+	}
+	return strings.Join(out, " / ")
+}
+
 func printTable(w0 *os.File, o options, cols []string, rs map[string]*result) {
 	w := tabwriter.NewWriter(w0, 0, 0, 1, ' ', tabwriter.Debug)
-	fmt.Fprintf(w0, "\nargon2id-only ceiling: %d goroutines hashing for %s in the bench process (m=%d KiB, t=%d, p=%d), the service idle, right before and right after each register phase\n\n",
-		o.ceilingGoroutines, o.ceilingFor, password.OWASP.Memory, password.OWASP.Time, password.OWASP.Threads)
+	fmt.Fprintf(w0, "\nargon2id-only ceiling: %d goroutines hashing for %s in the bench process (m=%d KiB, t=%d, p=%d), the service idle, before each of the %d register rounds (%s each) and after the last\n\n",
+		o.ceilingGoroutines, o.ceilingFor, password.OWASP.Memory, password.OWASP.Time, password.OWASP.Threads, max(1, o.regRounds), o.regFor/time.Duration(max(1, o.regRounds)))
 	head := "| figure\t target\t " + strings.Join(cols, "\t ") + "\t"
 	fmt.Fprintln(w, head)
 	fmt.Fprintln(w, "|---\t---\t"+strings.Repeat("---\t", len(cols)))
@@ -596,8 +659,8 @@ func printTable(w0 *os.File, o options, cols []string, rs map[string]*result) {
 		}
 		fmt.Fprintf(w, "| %s\t %s\t %s\t\n", name, target, strings.Join(cells, "\t "))
 	}
-	row("argon2id-only ceiling hashes/s: before / after", "", func(r *result) string {
-		return fmt.Sprintf("%.1f / %.1f", r.ceilingBefore.perSec, r.ceilingAfter.perSec)
+	row("argon2id-only ceiling hashes/s, around the rounds", "", func(r *result) string {
+		return joinCeilings(r.ceilings, func(c ceiling) string { return fmt.Sprintf("%.1f", c.perSec) })
 	})
 	row(fmt.Sprintf("registrations/s ÷ ceiling, c=%d", o.regClients), "≥ 0.90", func(r *result) string {
 		return fmt.Sprintf("%.2f (%.1f/s, n=%d)", r.ratio(), r.regPerSec, r.regN)
@@ -608,8 +671,8 @@ func printTable(w0 *os.File, o options, cols []string, rs map[string]*result) {
 		return ms(r.regCPU) + " / " + ms(r.regBenchCPU)
 	})
 	row("service's GC cycles per registration", "", func(r *result) string { return fmt.Sprintf("%.2f", r.regGCs) })
-	row("CPU per argon2id-only hash ms: before / after", "", func(r *result) string {
-		return ms(r.ceilingBefore.cpu) + " / " + ms(r.ceilingAfter.cpu)
+	row("CPU per argon2id-only hash ms, around the rounds", "", func(r *result) string {
+		return joinCeilings(r.ceilings, func(c ceiling) string { return ms(c.cpu) })
 	})
 	row(fmt.Sprintf("register answer → mail at SMTP p50 / p99 ms, c=%d", o.regClients), "≤ 10 / ≤ 50", func(r *result) string {
 		return ms(r.mailP50) + " / " + ms(r.mailP99)
