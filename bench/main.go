@@ -161,7 +161,7 @@ func hashCeiling(g int, d time.Duration) ceiling {
 }
 
 // ceilingWarmup is how long the ceiling hashes before it is measured.
-const ceilingWarmup = 2 * time.Second
+const ceilingWarmup = 3 * time.Second
 
 // hashFor hashes on g goroutines for d and returns how many hashes it did.
 func hashFor(h *password.Hasher, g int, d time.Duration) int64 {
