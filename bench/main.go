@@ -196,9 +196,8 @@ type result struct {
 	// round and right after the last round's last email, the service
 	// idle; rounds are the rounds' lengths. Each round is compared with
 	// the ceilings around it, so a machine whose speed drifts by the
-	// minute (a shared VM: 78 to 98 hashes/s across one session's runs,
-	// 67 to 83 within one register phase of 15 s) is compared with itself
-	// at the same time.
+	// minute (a shared VM: 78 to 98 hashes/s across one session's runs)
+	// is compared with itself at the same time.
 	ceilings  []ceiling
 	rounds    []time.Duration
 	regPerSec float64
