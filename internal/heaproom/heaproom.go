@@ -182,8 +182,8 @@ func (r *heapRoom) setLocked(now time.Time) {
 	// a goal of live + room rose and fell by a hash from one cycle to the
 	// next, and each fall let the runtime's scavenger hand a hash's worth
 	// of free pages back to the kernel, for the next hash to fault in
-	// again page by page: about 170 page faults per sign-up, 1–2 ms of
-	// its CPU (perf record -e page-faults, /proc/PID/stat).
+	// again page by page: about 170 page faults per sign-up, 60 with the
+	// goal held (perf record -e page-faults, /proc/PID/stat).
 	live := liveHeap()
 	r.kept, r.goal = true, goalFor(live, want, r.goal, r.held > 0)
 	r.setPercent(percentFor(live, r.goal-live, r.base))
