@@ -3,11 +3,8 @@ package graph
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"log/slog"
-	"net/http"
-	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -17,47 +14,21 @@ import (
 	"github.com/vektah/gqlparser/v2/ast"
 	"github.com/vektah/gqlparser/v2/gqlerror"
 
-	"github.com/verifier/verifier/internal/testkit"
-
+	"github.com/verifier/verifier/graph/graphtest"
 	"github.com/verifier/verifier/internal/gqlws"
+	"github.com/verifier/verifier/internal/testkit"
 )
 
 func TestMain(m *testing.M) { testkit.VerifyTestMain(m) }
 
-type result struct {
-	Data   map[string]any `json:"data"`
-	Errors []struct {
-		Message    string         `json:"message"`
-		Extensions map[string]any `json:"extensions"`
-	} `json:"errors"`
-}
-
-func (r result) code() string {
-	if len(r.Errors) == 0 {
-		return ""
-	}
-	c, _ := r.Errors[0].Extensions["code"].(string)
-	return c
-}
-
-// post sends query to a handler over okAccounts and returns the answer
-// and its size.
-func post(t *testing.T, query string) (result, int) {
+// post sends query to a handler over okAccounts.
+func post(t *testing.T, query string) graphtest.Answer {
 	t.Helper()
 	h := NewHandler(&Resolver{Accounts: okAccounts{}}, HandlerOptions{
 		Log:       testkit.Discard(),
 		Websocket: gqlws.Transport{},
 	})
-	body, err := json.Marshal(map[string]any{"query": query})
-	require.NoError(t, err)
-	req := httptest.NewRequest(http.MethodPost, "/query", bytes.NewReader(body))
-	req.Header.Set("Content-Type", "application/json")
-	rec := httptest.NewRecorder()
-	h.ServeHTTP(rec, req)
-	require.Less(t, rec.Code, 500)
-	var r result
-	require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &r), rec.Body.String())
-	return r, rec.Body.Len()
+	return graphtest.Post(t, h, "/query", query, nil)
 }
 
 func repeat(n int, unit func(i int) string) string {
@@ -99,9 +70,9 @@ func TestQueryLimits(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			r, size := post(t, tt.query)
-			require.LessOrEqual(t, size, 4<<10)
-			require.Equal(t, tt.code, r.code(), "%+v", r.Errors)
+			r := post(t, tt.query)
+			require.LessOrEqual(t, r.Size, 4<<10)
+			require.Equal(t, tt.code, r.Code(), "%+v", r.Errors)
 			require.Len(t, r.Errors, tt.errors)
 			if tt.errors > 0 {
 				require.Contains(t, r.Errors[0].Message, tt.message)

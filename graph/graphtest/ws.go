@@ -1,7 +1,8 @@
-// Package graphtest is a client of the websocket transport (gqlws) for tests:
-// one implementation of the graphql-transport-ws and legacy graphql-ws
-// handshakes, so the graph package's tests and the service tests speak the
-// protocol the same way.
+// Package graphtest is the GraphQL client of tests: one implementation of
+// the websocket transport's (gqlws) graphql-transport-ws and legacy
+// graphql-ws handshakes, so the graph package's tests and the service
+// tests speak the protocol the same way, and an in-process POST to a
+// handler (the public API's or the admin API's).
 package graphtest
 
 import (
