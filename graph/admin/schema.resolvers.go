@@ -9,6 +9,7 @@ import (
 	"context"
 	"strconv"
 
+	"github.com/google/uuid"
 	"github.com/verifier/verifier/graph/admin/model"
 	adminsvc "github.com/verifier/verifier/internal/admin"
 	"github.com/verifier/verifier/internal/apperr"
@@ -84,6 +85,11 @@ func (r *queryResolver) Users(ctx context.Context, first *int, after *string, st
 	for i, u := range page.Users {
 		c.Edges[i] = &model.UserEdge{Node: user(u), Cursor: page.Cursors[i]}
 	}
+	if selects(ctx, "edges", "node", "deliveries") {
+		if err := r.withDeliveries(ctx, page.Users, c.Edges); err != nil {
+			return nil, err
+		}
+	}
 	if n := len(c.Edges); n > 0 {
 		c.PageInfo.EndCursor = &c.Edges[n-1].Cursor
 	}
@@ -121,11 +127,18 @@ func (r *queryResolver) FailedWebhooks(ctx context.Context, first *int) ([]*mode
 
 // Deliveries is the resolver for the deliveries field.
 func (r *userResolver) Deliveries(ctx context.Context, obj *model.User) ([]*status.Delivery, error) {
+	if obj.Deliveries != nil {
+		return obj.Deliveries, nil // read with its page's (withDeliveries)
+	}
 	id, err := adminsvc.ParseID(obj.ID)
 	if err != nil {
 		return nil, err
 	}
-	return r.Admin.UserDeliveries(ctx, id)
+	all, err := r.Admin.DeliveriesOf(ctx, []uuid.UUID{id})
+	if err != nil {
+		return nil, err
+	}
+	return all[id], nil
 }
 
 // Mutation returns MutationResolver implementation.

@@ -423,21 +423,44 @@ func (s *Store) Latest(ctx context.Context, registration uuid.UUID) (*status.Del
 	return view(rec.State, rec.UpdatedAt, rec.Attempts, rec.Reason), nil
 }
 
-// OfUser returns every email to the user, newest first: the records that
-// name the user, and those of its registrations (records written before
-// they named their user).
-func (s *Store) OfUser(ctx context.Context, user uuid.UUID, registrations []uuid.UUID) ([]*status.Delivery, error) {
+// OfUsers returns every email to each of users, newest first, in one
+// query whatever their number: the records that name the user, and those
+// of its registrations (records written before they named their user);
+// owners maps each of the users' registrations to its user. A user with
+// no email has an empty list.
+func (s *Store) OfUsers(ctx context.Context, users []uuid.UUID, owners map[uuid.UUID]uuid.UUID) (map[uuid.UUID][]*status.Delivery, error) {
+	registrations := make([]uuid.UUID, 0, len(owners))
+	for r := range owners {
+		registrations = append(registrations, r)
+	}
 	recs, err := s.db.Delivery.Query().
-		Where(entdelivery.Or(entdelivery.UserID(user), entdelivery.RegistrationIn(registrations...))).
+		Where(entdelivery.Or(entdelivery.UserIDIn(users...), entdelivery.RegistrationIn(registrations...))).
 		Order(ent.Desc(entdelivery.FieldCreatedAt), ent.Desc(entdelivery.FieldID)).
-		Select(entdelivery.FieldState, entdelivery.FieldUpdatedAt, entdelivery.FieldAttempts, entdelivery.FieldReason).
+		Select(entdelivery.FieldState, entdelivery.FieldUpdatedAt, entdelivery.FieldAttempts, entdelivery.FieldReason, entdelivery.FieldUserID, entdelivery.FieldRegistration).
 		All(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("deliveries of user %s: %w", user, err)
+		return nil, fmt.Errorf("deliveries of %d users: %w", len(users), err)
 	}
-	out := make([]*status.Delivery, len(recs))
-	for i, r := range recs {
-		out[i] = view(r.State, r.UpdatedAt, r.Attempts, r.Reason)
+	out := make(map[uuid.UUID][]*status.Delivery, len(users))
+	for _, u := range users {
+		out[u] = []*status.Delivery{}
+	}
+	for _, r := range recs {
+		// Listed for the user it names and for its registration's owner,
+		// once where they are the same.
+		v := view(r.State, r.UpdatedAt, r.Attempts, r.Reason)
+		var named uuid.UUID
+		if r.UserID != nil {
+			named = *r.UserID
+			if list, ok := out[named]; ok {
+				out[named] = append(list, v)
+			}
+		}
+		if r.Registration != nil {
+			if owner, ok := owners[*r.Registration]; ok && owner != named {
+				out[owner] = append(out[owner], v)
+			}
+		}
 	}
 	return out, nil
 }
