@@ -62,11 +62,7 @@ func NewHandler(r *Resolver, o HandlerOptions) *handler.Server {
 	// First of the operation checks: a mutation over GET gets 405 whatever
 	// else is wrong with it.
 	srv.Use(queriesOnlyOverGET{})
-	srv.SetParserTokenLimit(parserTokenLimit)
-	srv.Use(fieldLimit{max: maxFields, cache: cache})
-	srv.SetValidationRulesFn(cappedRules(maxValidationErrors))
-	srv.Use(mutationLimit{max: maxMutations})
-	srv.Use(&costLimit{max: maxCost})
+	Bound(srv, cache, publicBounds)
 	present := ErrorPresenter(o.Log)
 	srv.Use(&subscriptionLimit{
 		perSocket: int64(o.MaxSubscriptionsPerSocket),

@@ -2,12 +2,14 @@ package graph
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/99designs/gqlgen/complexity"
 	"github.com/99designs/gqlgen/graphql"
+	"github.com/99designs/gqlgen/graphql/handler"
 	"github.com/vektah/gqlparser/v2/ast"
 	"github.com/vektah/gqlparser/v2/gqlerror"
 	"github.com/vektah/gqlparser/v2/parser"
@@ -26,13 +28,9 @@ const (
 	// maxMutations caps the mutation fields of one operation: register
 	// hashes a password, and aliases would otherwise multiply that.
 	maxMutations = 5
-	// lookupCost is what a root field costs towards maxCost: each reads
-	// the database (register also hashes a password). Any other field
-	// costs 1, gqlgen's default.
-	lookupCost = 10
 	// maxCost is 30 lookups; the web app's largest request
 	// (verifyEmail and its four fields) costs 14.
-	maxCost = 30 * lookupCost
+	maxCost = 30 * LookupCost
 	// parserTokenLimit stops the parser early on a huge document;
 	// GraphiQL's introspection query has a few hundred.
 	parserTokenLimit = 5000
@@ -52,6 +50,57 @@ const (
 	// refused by a cap: by then another may well have ended.
 	subscriptionRetryAfter = 10 * time.Second
 )
+
+// LookupCost is what a field that reads the database costs towards a
+// request's cost limit (Bounds.Cost): every root field of the public API
+// (register also hashes a password) and of the admin API. Any other field
+// costs 1, gqlgen's default.
+const LookupCost = 10
+
+// publicBounds are the public API's bounds on a request.
+var publicBounds = Bounds{
+	ParserTokens:     parserTokenLimit,
+	Fields:           maxFields,
+	ValidationErrors: maxValidationErrors,
+	Mutations:        maxMutations,
+	Cost:             maxCost,
+	CostRule:         fmt.Sprintf("each lookup costs %d, each other field 1", LookupCost),
+}
+
+// Bounds are the limits on one request, each checked before anything
+// runs: the public API's (NewHandler) and the admin API's, each with
+// values of its own. A request over the field, mutation or cost limit is
+// refused with BAD_USER_INPUT; gqlgen answers one over the token limit
+// with GRAPHQL_PARSE_FAILED.
+type Bounds struct {
+	// ParserTokens stops the parser early on a huge document.
+	ParserTokens int
+	// Fields caps the fields and fragment spreads of a document,
+	// fragments expanded, before gqlgen validates it (fieldLimit).
+	Fields int
+	// ValidationErrors is how many validation errors an answer lists
+	// before one "too many validation errors".
+	ValidationErrors int
+	// Mutations caps the mutation fields of one operation.
+	Mutations int
+	// Cost caps an operation's complexity, as the schema's complexity
+	// functions weigh it; CostRule says how they weigh, in the words of
+	// the refusal ("each lookup costs 10, each other field 1").
+	Cost     int
+	CostRule string
+}
+
+// Bound sets b on srv, whose query cache is cache: a document found
+// there passed validation and is not counted again. Call it after the
+// extensions that resolve the query (persisted queries) and before those
+// that rely on a bounded operation.
+func Bound(srv *handler.Server, cache graphql.Cache[*ast.QueryDocument], b Bounds) {
+	srv.SetParserTokenLimit(b.ParserTokens)
+	srv.Use(fieldLimit{max: b.Fields, tokens: b.ParserTokens, cache: cache})
+	srv.SetValidationRulesFn(cappedRules(b.ValidationErrors))
+	srv.Use(mutationLimit{max: b.Mutations})
+	srv.Use(&costLimit{max: b.Cost, rule: b.CostRule})
+}
 
 // mutationLimit caps the mutation fields in one operation. Every field of
 // this schema is cheap except the mutations (register hashes a password);
@@ -100,11 +149,11 @@ func badInput(format string, args ...any) *gqlerror.Error {
 	return err
 }
 
-// weighLookups gives every root field lookupCost, so the complexity of an
+// weighLookups gives every root field LookupCost, so the complexity of an
 // operation counts its database reads. A field added to the schema later
 // costs 1 until it is listed here.
 func weighLookups(c *ComplexityRoot) {
-	lookup := func(child int) int { return lookupCost + child }
+	lookup := func(child int) int { return LookupCost + child }
 	c.Query.VerificationStatus = func(child int, _ string) int { return lookup(child) }
 	c.Subscription.VerificationStatus = func(child int, _ string, _ *bool) int { return lookup(child) }
 	c.Mutation.Register = func(child int, _ model.RegisterInput) int { return lookup(child) }
@@ -116,11 +165,14 @@ func weighLookups(c *ComplexityRoot) {
 	c.Mutation.ConfirmEmailChange = func(child int, _ string) int { return lookup(child) }
 }
 
-// costLimit refuses an operation whose complexity (weighLookups) is over
-// max: 50 aliases of verificationStatus would be 50 database reads.
+// costLimit refuses an operation whose complexity (as the schema weighs
+// it: weighLookups here) is over max: 50 aliases of verificationStatus
+// would be 50 database reads.
 type costLimit struct {
 	max int
-	es  graphql.ExecutableSchema
+	// rule says how the schema weighs its fields, for the refusal.
+	rule string
+	es   graphql.ExecutableSchema
 }
 
 var (
@@ -140,7 +192,7 @@ func (l *costLimit) MutateOperationContext(ctx context.Context, oc *graphql.Oper
 		return nil
 	}
 	if cost := complexity.Calculate(ctx, l.es, oc.Operation, oc.Variables); cost > l.max {
-		return badInput("this request costs %d, more than the limit of %d (each lookup costs %d, each other field 1); split it into smaller requests", cost, l.max, lookupCost)
+		return badInput("this request costs %d, more than the limit of %d (%s); split it into smaller requests", cost, l.max, l.rule)
 	}
 	return nil
 }
@@ -151,8 +203,10 @@ func (l *costLimit) MutateOperationContext(ctx context.Context, oc *graphql.Oper
 // prevents; a query already in gqlgen's cache passed validation and is
 // not parsed again.
 type fieldLimit struct {
-	max   int
-	cache graphql.Cache[*ast.QueryDocument]
+	max int
+	// tokens is the parser's token limit (Bounds.ParserTokens).
+	tokens int
+	cache  graphql.Cache[*ast.QueryDocument]
 }
 
 var (
@@ -167,7 +221,7 @@ func (l fieldLimit) MutateOperationParameters(ctx context.Context, p *graphql.Ra
 	if _, ok := l.cache.Get(ctx, p.Query); ok {
 		return nil
 	}
-	doc, err := parser.ParseQueryWithTokenLimit(&ast.Source{Input: p.Query}, parserTokenLimit)
+	doc, err := parser.ParseQueryWithTokenLimit(&ast.Source{Input: p.Query}, l.tokens)
 	if err != nil {
 		return nil // gqlgen parses again and reports it
 	}
