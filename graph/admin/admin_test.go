@@ -70,10 +70,14 @@ func (b *testBundle) post(t *testing.T, query string, vars map[string]any) (grap
 	return r, int(b.drv.queries.Load() - before)
 }
 
-// fullPageQ is the admin API's largest legitimate request: a whole page
-// of users with every field, their emails, cursors and counts.
-const fullPageQ = `query($f:Int){users(first:$f){totalCount pageInfo{hasNextPage endCursor}
-	edges{cursor node{id email status createdAt verifiedAt deliveries{state at attempts reason}}}}}`
+// fullPage is the admin API's largest legitimate request, with $f 200: a
+// whole page of users with every field, their emails, cursors and
+// counts.
+const (
+	fullPage = `users(first:$f){totalCount pageInfo{hasNextPage endCursor}
+	edges{cursor node{id email status createdAt verifiedAt deliveries{state at attempts reason}}}}`
+	fullPageQ = `query($f:Int){` + fullPage + `}`
+)
 
 // delivered is a Delivery as the API answers it.
 type delivered struct {

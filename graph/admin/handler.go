@@ -15,13 +15,18 @@ import (
 // NewHandler returns the admin API's GraphQL endpoint: POST only (its
 // callers are servers and scripts, so no websocket and no CORS), with the
 // public API's error presenter, so an error has the same contract code on
-// both. The HTTP edge lets only requests with the admin token reach it,
-// introspection included.
+// both, and bounds of the same kind on a request (bounds). The HTTP edge
+// lets only requests with the admin token reach it, introspection
+// included.
 func NewHandler(r *Resolver, log *slog.Logger) *handler.Server {
-	srv := handler.New(NewExecutableSchema(Config{Resolvers: r}))
+	cfg := Config{Resolvers: r}
+	weigh(&cfg.Complexity)
+	srv := handler.New(NewExecutableSchema(cfg))
 	srv.AddTransport(transport.POST{})
-	srv.SetQueryCache(lru.New[*ast.QueryDocument](100))
+	cache := lru.New[*ast.QueryDocument](100)
+	srv.SetQueryCache(cache)
 	srv.Use(extension.Introspection{})
+	graph.Bound(srv, cache, bounds)
 	srv.SetErrorPresenter(graph.ErrorPresenter(log))
 	srv.SetRecoverFunc(graph.RecoverFunc(log))
 	return srv
