@@ -145,6 +145,60 @@ func TestAdminAuth(t *testing.T) {
 	require.Nil(t, s.adminOK(t, adminUserByEmailQ, map[string]any{"e": "nobody@example.com"})["user"])
 }
 
+// TestAdminLimits: over HTTP, the admin API's largest request (a whole
+// page of users with every field) passes, and so does GraphiQL's
+// introspection; copies of the page are refused as an over-cost public
+// request is, before anything runs.
+func TestAdminLimits(t *testing.T) {
+	t.Parallel()
+	s := startAdmin(t, svcOptions{})
+	s.register(t, "limits@example.com")
+	s.sink.Next(t, testkit.Timeout)
+	const page = `users(first:200){totalCount pageInfo{hasNextPage endCursor}
+		edges{cursor node{id email status createdAt verifiedAt deliveries{state at attempts reason}}}}`
+	copies := func(n int) string {
+		var b strings.Builder
+		b.WriteString("{")
+		for i := range n {
+			fmt.Fprintf(&b, " p%d:%s", i, page)
+		}
+		return b.String() + "}"
+	}
+	for _, tt := range []struct {
+		name, query string
+		status      int
+		code        string
+		message     string
+	}{
+		{"a whole page", copies(1), http.StatusOK, "", ""},
+		{"introspection", introspectionQuery, http.StatusOK, "", ""},
+		{"two whole pages", copies(2), http.StatusOK, "BAD_USER_INPUT", "this request costs 6820, more than the limit of 5000"},
+		{"a hundred whole pages", copies(100), http.StatusOK, "BAD_USER_INPUT", "this request has more than 400 fields"},
+		{"eleven mutations", "mutation{" + strings.Repeat(` replayDeadLetter(id:"x")`, 11) + "}", http.StatusOK, "BAD_USER_INPUT", "at most 10 mutations per request, got 11"},
+		{"tokens", "{" + strings.Repeat(" a", 5000) + "}", http.StatusUnprocessableEntity, "GRAPHQL_PARSE_FAILED", "exceeded token limit"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			body, err := json.Marshal(map[string]any{"query": tt.query})
+			require.NoError(t, err)
+			resp, raw := s.adminRaw(t, http.MethodPost, "Bearer "+testAdminToken, body)
+			require.Equal(t, tt.status, resp.StatusCode, "%s", raw)
+			var r gqlResponse
+			require.NoError(t, json.Unmarshal(raw, &r), "%s", raw)
+			require.Equal(t, tt.code, r.code(), "%s", raw)
+			if tt.code == "" {
+				require.NotEmpty(t, r.Data)
+				return
+			}
+			require.Contains(t, r.Errors[0].Message, tt.message)
+			require.Nil(t, r.Data)
+		})
+	}
+	c := s.adminOK(t, "{"+page+"}", nil)["users"].(map[string]any)
+	require.Len(t, c["edges"], 1)
+	d := c["edges"].([]any)[0].(map[string]any)["node"].(map[string]any)["deliveries"].([]any)
+	require.Len(t, d, 1, "the verification email")
+}
+
 // TestAdminUsers pages through 120 users, some sharing a creation time,
 // with and without filters, while users are added between pages.
 func TestAdminUsers(t *testing.T) {
