@@ -215,6 +215,10 @@ func TestPageDeliveries(t *testing.T) {
 		r, queries := b.post(t, `{users(first:200){edges{node{id email}}}}`, nil)
 		require.Empty(t, r.Errors)
 		require.Equal(t, 2, queries, "no emails asked for, none read")
+		r, queries = b.post(t, `{users(first:200){...C}} fragment C on UserConnection{edges{...on UserEdge{node{...U}}}}
+			fragment U on User{deliveries{state}}`, nil)
+		require.Empty(t, r.Errors)
+		require.Equal(t, 4, queries, "emails asked for in fragments")
 
 		for _, id := range []string{full.Edges[0].Node.ID, full.Edges[2].Node.ID, full.Edges[3].Node.ID} {
 			r, queries := b.post(t, `query($id:ID){user(id:$id){deliveries{state at attempts reason}}}`, map[string]any{"id": id})
