@@ -1,7 +1,8 @@
 // Package admin is the admin API's GraphQL schema (POST /admin/query),
 // built with gqlgen apart from the public one: its own schema and
-// generated code, the public API's error presenter. Resolvers only
-// translate: the service package internal/admin holds the logic.
+// generated code, the public API's error presenter and its kind of bounds
+// on a request (limit.go). Resolvers only translate: the service package
+// internal/admin holds the logic.
 package admin
 
 //go:generate go tool -C ../.. gqlgen generate --config graph/admin/gqlgen.yml
