@@ -23,6 +23,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -128,6 +129,8 @@ func run(ctx context.Context, o options, names []string, bin string) error {
 type ceiling struct {
 	perSec float64
 	cpu    time.Duration
+	// procs is GOMAXPROCS while it hashed, when not the default.
+	procs int
 }
 
 // ratio is the registrations over the hashes the ceiling would have done
@@ -139,6 +142,12 @@ func (r *result) ratio() float64 {
 		hashes += d.Seconds() * (r.ceilings[i].perSec + r.ceilings[i+1].perSec) / 2
 	}
 	return float64(r.regN) / hashes
+}
+
+// spareShare is the ceiling with the service's GOMAXPROCS over the one
+// measured right before it.
+func (r *result) spareShare() float64 {
+	return r.spareCeiling.perSec / r.ceilings[len(r.ceilings)-1].perSec
 }
 
 func hashCeiling(g int, d time.Duration) ceiling {
@@ -158,6 +167,27 @@ func hashCeiling(g int, d time.Duration) ceiling {
 	n := hashFor(h, g, d)
 	elapsed := time.Since(start)
 	return ceiling{perSec: float64(n) / elapsed.Seconds(), cpu: (processCPU() - cpu0) / time.Duration(n)}
+}
+
+// spareCeiling is the ceiling with the Ps the service runs with
+// (password.LeaveRoom: one spare beside the hashes, so the mail and push
+// paths never wait for one). The same hashes cost more: every goroutine
+// argon2 starts (eight per hash) wakes a thread for the idle P (2,400
+// against 400 context switches a second, perf stat), and the runtime's
+// scavenger, which finds no free P otherwise, hands free heap back to
+// the kernel for the next hashes to fault in again (GODEBUG=scavtrace=1:
+// 147 MiB against none in 13 s; 8,000–12,000 page faults a second
+// against none). Beside the ceiling measured just before it, it says
+// what the spare P costs hashing alone, apart from everything else a
+// registration does.
+func spareCeiling(g int, d time.Duration) ceiling {
+	prev := runtime.GOMAXPROCS(0)
+	password.LeaveRoom()
+	defer runtime.GOMAXPROCS(prev)
+	fmt.Fprintf(os.Stderr, "argon2id-only ceiling with the service's GOMAXPROCS (%d): %d goroutines for %s\n", runtime.GOMAXPROCS(0), g, d)
+	c := hashCeiling(g, d)
+	c.procs = runtime.GOMAXPROCS(0)
+	return c
 }
 
 // ceilingWarmup is how long the ceiling hashes before it is measured.
@@ -198,10 +228,13 @@ type result struct {
 	// the ceilings around it, so a machine whose speed drifts by the
 	// minute (a shared VM: 78 to 98 hashes/s across one session's runs)
 	// is compared with itself at the same time.
-	ceilings  []ceiling
-	rounds    []time.Duration
-	regPerSec float64
-	regN      int
+	ceilings []ceiling
+	rounds   []time.Duration
+	// spareCeiling is measured right after the last ceiling, with the
+	// service's GOMAXPROCS.
+	spareCeiling ceiling
+	regPerSec    float64
+	regN         int
 	// CPU time per registration of the service and of this process (the
 	// clients and the SMTP server) during the register phase.
 	regCPU, regBenchCPU time.Duration
@@ -344,6 +377,7 @@ func measure(ctx context.Context, o options, bin, dir string, be backend) (*resu
 	r.regBenchCPU = benchCPU / time.Duration(r.regN)
 	fmt.Fprintf(os.Stderr, "argon2id-only ceiling again: %d goroutines for %s\n", o.ceilingGoroutines, o.ceilingFor)
 	r.ceilings = append(r.ceilings, hashCeiling(o.ceilingGoroutines, o.ceilingFor))
+	r.spareCeiling = spareCeiling(o.ceilingGoroutines, o.ceilingFor)
 	// The later phases' readings.
 	var (
 		m0, m1  map[string]float64
@@ -668,6 +702,15 @@ func printTable(w0 *os.File, o options, cols []string, rs map[string]*result) {
 	// hash ÷ (service + bench process) when the CPUs are saturated.
 	row("CPU per registration ms: service / bench process", "", func(r *result) string {
 		return ms(r.regCPU) + " / " + ms(r.regBenchCPU)
+	})
+	// What the spare P (password.LeaveRoom) costs hashing alone, and the
+	// ratio against a ceiling measured with it: the rest of the gap is
+	// what a registration does besides hashing.
+	row("argon2id-only ceiling hashes/s at the service's GOMAXPROCS, after the last: ÷ the last", "", func(r *result) string {
+		return fmt.Sprintf("%.1f (GOMAXPROCS %d): %.2f", r.spareCeiling.perSec, r.spareCeiling.procs, r.spareShare())
+	})
+	row("registrations/s ÷ ceiling with the service's GOMAXPROCS", "", func(r *result) string {
+		return fmt.Sprintf("%.2f", r.ratio()/r.spareShare())
 	})
 	row("service's GC cycles per registration", "", func(r *result) string { return fmt.Sprintf("%.2f", r.regGCs) })
 	row("CPU per argon2id-only hash ms, around the rounds", "", func(r *result) string {
