@@ -156,12 +156,11 @@ func hashCeiling(g int, d time.Duration) ceiling {
 	// argon2id under the same collector setting, not one that collects
 	// and page-faults more.
 	h := password.NewHasher(password.OWASP, g)
-	// Warm: the first hashes after an idle spell fault their 19 MiB in
-	// page by page (the heap gave it back to the kernel meanwhile), some
-	// 500 faults and 5 ms of CPU per hash for a few seconds, where the
-	// service, hashing all along, keeps its pages. Measured cold, the
-	// ceiling read 66–70 hashes/s where it is 80–88 warm.
-	hashFor(h, g, ceilingWarmup)
+	// Warm (see warmup): the first hashes after an idle spell fault
+	// their 19 MiB in page by page, some 500 faults and 5 ms of CPU per
+	// hash for a few seconds. Measured cold, the ceiling read 66–70
+	// hashes/s where it is 80–88 warm.
+	hashFor(h, g, warmup)
 	cpu0 := processCPU()
 	start := time.Now()
 	n := hashFor(h, g, d)
@@ -190,8 +189,15 @@ func spareCeiling(g int, d time.Duration) ceiling {
 	return c
 }
 
-// ceilingWarmup is how long the ceiling hashes before it is measured.
-const ceilingWarmup = 3 * time.Second
+// warmup is how long the ceiling hashes, and each register round
+// registers, before it is measured. After an idle spell the heap has
+// given the hashes' memory back to the kernel, and the first hashes fault
+// it in again page by page: in the bench process (the ceiling) and in the
+// service alike, which idles while the ceiling is measured (perf stat -I
+// on the service: 24,000–50,000 page faults in a round's first second,
+// some 60 a second after it). Each is measured warm, as a burst of
+// sign-ups runs after its first second.
+const warmup = 3 * time.Second
 
 // hashFor hashes on g goroutines for d and returns how many hashes it did.
 func hashFor(h *password.Hasher, g int, d time.Duration) int64 {
@@ -304,6 +310,7 @@ func measure(ctx context.Context, o options, bin, dir string, be backend) (*resu
 		seq      atomic.Int64
 		firstErr error
 		regTime  time.Duration
+		measured int
 		svcCPU   float64
 		gcs      float64
 		benchCPU time.Duration
@@ -314,22 +321,16 @@ func measure(ctx context.Context, o options, bin, dir string, be backend) (*resu
 	for round := range rounds {
 		fmt.Fprintf(os.Stderr, "argon2id-only ceiling: %d goroutines for %s\n", o.ceilingGoroutines, o.ceilingFor)
 		r.ceilings = append(r.ceilings, hashCeiling(o.ceilingGoroutines, o.ceilingFor))
-		fmt.Fprintf(os.Stderr, "register, round %d of %d: %d clients for %s\n", round+1, rounds, o.regClients, per)
-		m0, err := s.metrics(cpuMetric, gcMetric)
-		if err != nil {
-			return nil, err
-		}
-		bench0 := processCPU()
-		// The first round's: the bench process hashes between rounds.
-		regProfile := func() error { return nil }
-		if round == 0 {
-			regProfile = profile("register", per)
-		}
-		start := time.Now()
+		fmt.Fprintf(os.Stderr, "register, round %d of %d: %d clients, %s of warm-up then %s measured\n", round+1, rounds, o.regClients, warmup, per)
+		// The clients start with the warm-up and go on through the
+		// measured part: it starts with them in full flow, and counts
+		// the registrations answered from then on.
+		warm := time.Now()
+		from := warm.Add(warmup)
 		var wg sync.WaitGroup
 		for range o.regClients {
 			wg.Go(func() {
-				for time.Since(start) < per && ctx.Err() == nil {
+				for time.Since(warm) < warmup+per && ctx.Err() == nil {
 					addr := fmt.Sprintf("%s-%d@example.com", prefix, seq.Add(1))
 					w, err := s.register(addr)
 					at := time.Now()
@@ -339,13 +340,28 @@ func measure(ctx context.Context, o options, bin, dir string, be backend) (*resu
 					}
 					if err == nil {
 						answered[addr], watches[addr] = at, w
+						if !at.Before(from) {
+							measured++
+						}
 					}
 					mu.Unlock()
 				}
 			})
 		}
+		time.Sleep(time.Until(from))
+		m0, err := s.metrics(cpuMetric, gcMetric)
+		if err != nil {
+			wg.Wait()
+			return nil, err
+		}
+		bench0 := processCPU()
+		// The first round's: the bench process hashes between rounds.
+		regProfile := func() error { return nil }
+		if round == 0 {
+			regProfile = profile("register", per)
+		}
 		wg.Wait()
-		elapsed := time.Since(start)
+		elapsed := time.Since(from)
 		if firstErr != nil {
 			return nil, fmt.Errorf("register: %w", firstErr)
 		}
@@ -367,7 +383,7 @@ func measure(ctx context.Context, o options, bin, dir string, be backend) (*resu
 		gcs += m1[gcMetric] - m0[gcMetric]
 		benchCPU += processCPU() - bench0
 	}
-	r.regN = len(answered)
+	r.regN = measured
 	if r.regN == 0 {
 		return nil, errors.New("register: no registration answered")
 	}
@@ -680,8 +696,8 @@ func joinCeilings(cs []ceiling, f func(ceiling) string) string {
 
 func printTable(w0 *os.File, o options, cols []string, rs map[string]*result) {
 	w := tabwriter.NewWriter(w0, 0, 0, 1, ' ', tabwriter.Debug)
-	fmt.Fprintf(w0, "\nargon2id-only ceiling: %d goroutines hashing for %s in the bench process (m=%d KiB, t=%d, p=%d), the service idle, before each of the %d register rounds (%s each) and after the last\n\n",
-		o.ceilingGoroutines, o.ceilingFor, password.OWASP.Memory, password.OWASP.Time, password.OWASP.Threads, max(1, o.regRounds), o.regFor/time.Duration(max(1, o.regRounds)))
+	fmt.Fprintf(w0, "\nargon2id-only ceiling: %d goroutines hashing for %s after %s of warm-up in the bench process (m=%d KiB, t=%d, p=%d), the service idle, before each of the %d register rounds and after the last; each round measured for %s after %s of warm-up\n\n",
+		o.ceilingGoroutines, o.ceilingFor, warmup, password.OWASP.Memory, password.OWASP.Time, password.OWASP.Threads, max(1, o.regRounds), o.regFor/time.Duration(max(1, o.regRounds)), warmup)
 	head := "| figure\t target\t " + strings.Join(cols, "\t ") + "\t"
 	fmt.Fprintln(w, head)
 	fmt.Fprintln(w, "|---\t---\t"+strings.Repeat("---\t", len(cols)))
