@@ -199,8 +199,11 @@ func (d *DB) Ping(ctx context.Context) error { return d.SQL.PingContext(ctx) }
 // trip each time it hands it out. pgx checks only connections idle for more
 // than a second, so after a server restart every connection used in the
 // last second failed one request of its own before the pool dropped it
-// (measured: TestPostgresRecoversAfterConnectionsCut). A round trip on a
-// pooled connection costs far less than a request failed for nothing.
+// (measured: TestPostgresRecoversAfterConnectionsCut, ...AfterQuietCut). A
+// round trip on a pooled connection costs far less than a request failed
+// for nothing; in make bench on PostgreSQL, pinging only the connections
+// whose socket a non-blocking peek found closed made no difference the
+// noise let us see (BENCHMARKS.md).
 func pingAlways(context.Context, stdlib.ShouldPingParams) bool { return true }
 
 // probeTable holds the one row CheckWrite writes. It lives outside ent's
