@@ -201,20 +201,11 @@ func copyFile(t *testing.T, from, to string) {
 func TestPostgresRecoversAfterConnectionsCut(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	u, err := url.Parse(databasetest.Postgres(t))
-	require.NoError(t, err)
-	proxy := tcpproxy.Start(t, u.Host)
-	u.Host = proxy.Addr()
-	db, err := Open(ctx, u.String())
-	require.NoError(t, err)
-	defer db.Close()
-	for i, err := range registerAtOnce(ctx, db, "before", 8) {
-		require.NoError(t, err, "registration %d", i)
-	}
+	db, proxy := pooledThroughProxy(t)
 
 	proxy.Cut()
 	require.Error(t, db.CheckWrite(ctx))
-	err = register(ctx, db, "during@example.com")
+	err := register(ctx, db, "during@example.com")
 	require.Error(t, err)
 	require.NotContains(t, err.Error(), "verifier:verifier", "no password in errors")
 
@@ -235,6 +226,19 @@ func TestPostgresRecoversAfterConnectionsCut(t *testing.T) {
 // pingAlways finds them closed, and no request after the cut fails.
 func TestPostgresRecoversAfterQuietCut(t *testing.T) {
 	t.Parallel()
+	db, proxy := pooledThroughProxy(t)
+
+	proxy.Cut()
+	proxy.Restore()
+	for i, err := range registerAtOnce(context.Background(), db, "after", 2*maxConns(db)) {
+		require.NoError(t, err, "registration %d after the cut", i)
+	}
+}
+
+// pooledThroughProxy opens PostgreSQL through a proxy the test can cut,
+// with 8 connections in the pool, each used just now.
+func pooledThroughProxy(t *testing.T) (*DB, *tcpproxy.Proxy) {
+	t.Helper()
 	ctx := context.Background()
 	u, err := url.Parse(databasetest.Postgres(t))
 	require.NoError(t, err)
@@ -242,14 +246,9 @@ func TestPostgresRecoversAfterQuietCut(t *testing.T) {
 	u.Host = proxy.Addr()
 	db, err := Open(ctx, u.String())
 	require.NoError(t, err)
-	defer db.Close()
+	t.Cleanup(func() { _ = db.Close() })
 	for i, err := range registerAtOnce(ctx, db, "before", 8) {
 		require.NoError(t, err, "registration %d", i)
 	}
-
-	proxy.Cut()
-	proxy.Restore()
-	for i, err := range registerAtOnce(ctx, db, "after", 2*maxConns(db)) {
-		require.NoError(t, err, "registration %d after the cut", i)
-	}
+	return db, proxy
 }
