@@ -175,7 +175,7 @@ func hashCeiling(g int, d time.Duration) ceiling {
 // against 400 context switches a second, perf stat), and the runtime's
 // scavenger, which finds no free P otherwise, hands free heap back to
 // the kernel for the next hashes to fault in again (GODEBUG=scavtrace=1:
-// 147 MiB against none in 13 s; 8,000–12,000 page faults a second
+// 147 MiB against none in 13 s; 5,000–12,000 page faults a second
 // against none). Beside the ceiling measured just before it, it says
 // what the spare P costs hashing alone, apart from everything else a
 // registration does.
