@@ -698,6 +698,7 @@ func printTable(w0 *os.File, o options, cols []string, rs map[string]*result) {
 	w := tabwriter.NewWriter(w0, 0, 0, 1, ' ', tabwriter.Debug)
 	fmt.Fprintf(w0, "\nargon2id-only ceiling: %d goroutines hashing for %s after %s of warm-up in the bench process (m=%d KiB, t=%d, p=%d), the service idle, before each of the %d register rounds and after the last; each round measured for %s after %s of warm-up\n\n",
 		o.ceilingGoroutines, o.ceilingFor, warmup, password.OWASP.Memory, password.OWASP.Time, password.OWASP.Threads, max(1, o.regRounds), o.regFor/time.Duration(max(1, o.regRounds)), warmup)
+	fmt.Fprintf(w0, "machine: %s\n\n", machine())
 	head := "| figure\t target\t " + strings.Join(cols, "\t ") + "\t"
 	fmt.Fprintln(w, head)
 	fmt.Fprintln(w, "|---\t---\t"+strings.Repeat("---\t", len(cols)))
