@@ -13,6 +13,7 @@ import (
 	"github.com/verifier/verifier/internal/admin"
 	"github.com/verifier/verifier/internal/broker"
 	"github.com/verifier/verifier/internal/broker/inproc"
+	"github.com/verifier/verifier/internal/broker/rabbitmq"
 	"github.com/verifier/verifier/internal/code"
 	"github.com/verifier/verifier/internal/config"
 	"github.com/verifier/verifier/internal/database"
@@ -39,8 +40,28 @@ import (
 // worker serves no GraphQL, web app or websocket and keeps no hub.
 var roleParts = map[string][]func(*service) error{
 	config.RoleAll:    {(*service).sendMail, (*service).sendWebhooks, (*service).serveAPI},
-	config.RoleAPI:    {(*service).serveAPI},
+	config.RoleAPI:    {(*service).keepWorkersMail, (*service).serveAPI},
 	config.RoleWorker: {(*service).sendMail, (*service).sendWebhooks},
+}
+
+// keepWorkersMail declares, on RabbitMQ, the shared queues of the
+// worker's consumers, so what an api publishes before any worker ever
+// connected (a fresh RabbitMQ, a worker that crash-loops) waits in them
+// instead of being confirmed and dropped (rabbitmq.Broker.Declare). The
+// webhook queue only where WEBHOOK_URL is set: without a dispatcher
+// consuming it, nothing would ever empty it.
+func (s *service) keepWorkersMail() error {
+	rb, ok := s.broker.(*rabbitmq.Broker)
+	if !ok {
+		return nil // in-process: ROLE=all, its own consumers
+	}
+	if err := rb.Declare(broker.Queue{Name: consumers.MailerQueue, Topics: consumers.MailTopics}); err != nil {
+		return err
+	}
+	if len(s.cfg.WebhookURLs) == 0 {
+		return nil
+	}
+	return rb.Declare(webhook.Subscription())
 }
 
 // service is what run builds, shared with the parts of each role.

@@ -102,13 +102,12 @@ func (m *Mailer) Queue() broker.Queue {
 	if n <= 0 {
 		n = 8
 	}
-	return broker.Queue{
-		Name: MailerQueue,
-		Topics: []string{event.RegisteredTopic, event.RenewedTopic, event.ResentTopic, event.EmailChangeRequestedTopic,
-			event.AlreadyRegisteredTopic, event.EmailChangeNoticeTopic},
-		Concurrency: n,
-	}
+	return broker.Queue{Name: MailerQueue, Topics: MailTopics, Concurrency: n}
 }
+
+// MailTopics are the events the mailer sends an email for.
+var MailTopics = []string{event.RegisteredTopic, event.RenewedTopic, event.ResentTopic, event.EmailChangeRequestedTopic,
+	event.AlreadyRegisteredTopic, event.EmailChangeNoticeTopic}
 
 // Handle sends the email of one event, once. It never waits to retry: a
 // failure worth retrying returns broker.RetryAfter and the broker brings

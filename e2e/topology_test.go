@@ -19,11 +19,13 @@ import (
 // TestTopology runs the deployment of the README's "Deploy" section with
 // the real binary: `verifier migrate` once, then two ROLE=api (without
 // SMTP_URL) and one ROLE=worker on one PostgreSQL and one RabbitMQ, all
-// with MIGRATE=off. A bounded load signs up through both apis; the worker
-// is SIGKILLed mid-load and restarted. Every accepted registration gets
-// its email (none lost, duplicates counted in the table), every click
-// reaches its subscription, and a subscription opened on one api sees a
-// confirmation made through the other.
+// with MIGRATE=off. The apis start first: an address signed up before
+// the worker's first start gets its email. A bounded load signs up
+// through both apis; the worker is SIGKILLed mid-load and restarted.
+// Every accepted registration gets its email (none lost, duplicates
+// counted in the table), every click reaches its subscription, and a
+// subscription opened on one api sees a confirmation made through the
+// other.
 func TestTopology(t *testing.T) {
 	amqpURL := dedicatedRabbit(t)
 	dbURL := databasetest.Postgres(t)
@@ -61,9 +63,20 @@ func TestTopology(t *testing.T) {
 			extraEnv: with(map[string]string{"ROLE": "api", "DEV_MAILBOX": "false"}),
 		}))
 	}
-	for _, s := range append([]*service{worker}, apis...) {
+	// The apis first, and a sign-up before any worker ever connected to
+	// this fresh vhost: its email waits in the mailer's queue, which the
+	// apis declare too, and goes out once the worker comes.
+	for _, s := range apis {
 		s.Start()
 		s.WaitReady()
+	}
+	early := signUpBeforeWorker(t, apis[0])
+	worker.Start()
+	worker.WaitReady()
+	select {
+	case <-smtp.Delivered(early):
+	case <-time.After(drainDeadline):
+		t.Fatal("the email of a sign-up made before the worker's first start never went out")
 	}
 	for path, want := range map[string]int{"/query": http.StatusNotFound, "/": http.StatusNotFound, "/metrics": http.StatusOK} {
 		resp, err := http.Get(worker.publicURL() + path)
@@ -85,6 +98,19 @@ func TestTopology(t *testing.T) {
 	for i, l := range loads {
 		l.finish("worker SIGKILLed mid-load, restarted (2 api + worker, PostgreSQL, RabbitMQ): through api "+string(rune('A'+i)), recovered)
 	}
+}
+
+// signUpBeforeWorker registers a fresh address through api and returns it.
+func signUpBeforeWorker(t *testing.T, api *service) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), drainDeadline)
+	defer cancel()
+	c := newClient(api.publicURL(), 1)
+	defer c.close()
+	email := "early-" + strings.ReplaceAll(time.Now().Format("150405.000000"), ".", "") + "@example.com"
+	_, err := c.register(ctx, email)
+	require.NoError(t, err)
+	return email
 }
 
 // crossAPIConfirmation signs up through the first api, watches there, and

@@ -163,7 +163,11 @@ func New(o Options) (*Dispatcher, error) {
 }
 
 // Queue is where the consumer half listens: every public type.
-func (d *Dispatcher) Queue() broker.Queue {
+func (d *Dispatcher) Queue() broker.Queue { return Subscription() }
+
+// Subscription is the dispatcher's shared queue, for a process that
+// publishes public events without consuming them to declare it too.
+func Subscription() broker.Queue {
 	return broker.Queue{Name: Queue, Topics: publicevent.Types, Concurrency: 4}
 }
 

@@ -144,6 +144,9 @@ type Broker struct {
 	conn      *amqp.Connection
 	pub       *amqp.Channel
 	consumers []consumer
+	// declared are shared queues this process publishes to without
+	// consuming them (see Declare).
+	declared  []broker.Queue
 	attached  []*attachment // consumer channels of the current connection
 	onConnect []func()
 	grace     time.Duration
@@ -219,6 +222,26 @@ func (b *Broker) Consume(q broker.Queue, h broker.Handler) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.consumers = append(b.consumers, consumer{q, h})
+	return nil
+}
+
+// Declare makes the shared queue q exist, bound to its topics, from the
+// next connect on, without consuming it. Call it before Start.
+//
+// Why: RabbitMQ confirms a message that no queue's binding matches and
+// drops it. A shared queue used to be declared only by the process that
+// consumes it, so an api that started before any worker had ever
+// connected to the vhost (a fresh RabbitMQ, a worker that crash-loops)
+// had its registrations' emails confirmed, deleted from the outbox and
+// lost. Declared by every process that publishes to it, the queue holds
+// them until a worker comes.
+func (b *Broker) Declare(q broker.Queue) error {
+	if q.Name == "" {
+		return errors.New("rabbitmq: only a shared (named) queue can be declared without a consumer")
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.declared = append(b.declared, q)
 	return nil
 }
 
@@ -308,7 +331,13 @@ func (b *Broker) connect() (*amqp.Connection, error) {
 
 	b.mu.Lock()
 	consumers := append([]consumer(nil), b.consumers...)
+	declared := append([]broker.Queue(nil), b.declared...)
 	b.mu.Unlock()
+	for _, q := range declared {
+		if _, err := b.declareShared(pub, q); err != nil {
+			return fail("declare queue", err)
+		}
+	}
 	var attached []*attachment
 	var ready []func()
 	for _, c := range consumers {
@@ -347,6 +376,37 @@ func (b *Broker) declareTopology(ch *amqp.Channel) error {
 	return ch.QueueBind(dead, "", dead, false, nil)
 }
 
+// declareShared declares the shared queue q and binds it to its topics:
+// the one declaration of a shared queue, for its consumers and for the
+// processes that only publish to it (Declare), whose arguments must agree
+// or RabbitMQ refuses the second.
+func (b *Broker) declareShared(ch *amqp.Channel, q broker.Queue) (amqp.Queue, error) {
+	dq, err := ch.QueueDeclare(b.names.Queue(q.Name), true, false, false, false, amqp.Table{"x-dead-letter-exchange": b.names.DeadLetter()})
+	if err != nil {
+		return dq, fmt.Errorf("declare queue %q: %w", q.Name, err)
+	}
+	return dq, b.bind(ch, dq.Name, q.Topics)
+}
+
+// declarePrivate declares a queue of this connection's own, bound to q's
+// topics, gone with the connection.
+func (b *Broker) declarePrivate(ch *amqp.Channel, q broker.Queue) (amqp.Queue, error) {
+	dq, err := ch.QueueDeclare("", false, true, true, false, nil)
+	if err != nil {
+		return dq, fmt.Errorf("declare a private queue: %w", err)
+	}
+	return dq, b.bind(ch, dq.Name, q.Topics)
+}
+
+func (b *Broker) bind(ch *amqp.Channel, queue string, topics []string) error {
+	for _, topic := range topics {
+		if err := ch.QueueBind(queue, topic, b.names.ExchangeFor(topic), false, nil); err != nil {
+			return fmt.Errorf("bind %s to %s: %w", queue, topic, err)
+		}
+	}
+	return nil
+}
+
 // attach declares c's queue and its delay queues, binds it and consumes
 // it on a channel of its own, so a slow consumer never holds up the
 // publisher: a goroutine per delivery in hand, which the channel's
@@ -363,17 +423,12 @@ func (b *Broker) attach(conn *amqp.Connection, pub *amqp.Channel, c consumer) (*
 	}
 	var q amqp.Queue
 	if c.q.Name != "" {
-		q, err = ch.QueueDeclare(b.names.Queue(c.q.Name), true, false, false, false, amqp.Table{"x-dead-letter-exchange": b.names.DeadLetter()})
+		q, err = b.declareShared(ch, c.q)
 	} else {
-		q, err = ch.QueueDeclare("", false, true, true, false, nil)
+		q, err = b.declarePrivate(ch, c.q)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("declare queue %q: %w", c.q.Name, err)
-	}
-	for _, topic := range c.q.Topics {
-		if err := ch.QueueBind(q.Name, topic, b.names.ExchangeFor(topic), false, nil); err != nil {
-			return nil, fmt.Errorf("bind %s to %s: %w", q.Name, topic, err)
-		}
+		return nil, err
 	}
 	delays := make([]string, len(DelayTiers))
 	for i, d := range DelayTiers {

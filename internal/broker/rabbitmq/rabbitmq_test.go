@@ -64,6 +64,44 @@ func TestPermanentFailureIsDeadLettered(t *testing.T) {
 	require.Equal(t, uint8(amqp.Persistent), got.DeliveryMode)
 }
 
+// A process that only publishes (ROLE=api) declares the worker's shared
+// queue: what it publishes before any consumer of that queue ever
+// connected waits there, where RabbitMQ would otherwise confirm it and
+// drop it for want of a binding, and goes to the first consumer.
+func TestDeclaredQueueKeepsWhatNoConsumerTookYet(t *testing.T) {
+	t.Parallel()
+	url := rabbitmqtest.URL(t)
+	prefix := newPrefix(t, url)
+	work := broker.Queue{Name: "work", Topics: []string{"mail.due"}}
+
+	api := New(url, quiet(), Options{Prefix: prefix})
+	require.Error(t, api.Declare(broker.Queue{Topics: work.Topics}), "a private queue cannot outlive its connection")
+	require.NoError(t, api.Declare(work))
+	require.NoError(t, api.Start(context.Background()))
+	defer api.Stop()
+	testkit.Eventually(t, func() bool { return api.Ping(context.Background()) == nil }, "broker connected")
+	require.NoError(t, api.Publish(context.Background(), broker.Message{ID: "early-1", Topic: "mail.due", Body: []byte("{}")}))
+
+	conn, err := amqp.Dial(url)
+	require.NoError(t, err)
+	defer conn.Close()
+	ch, err := conn.Channel()
+	require.NoError(t, err)
+	q, err := ch.QueueDeclarePassive(api.Names().Queue(work.Name), true, false, false, false, amqp.Table{"x-dead-letter-exchange": api.Names().DeadLetter()})
+	require.NoError(t, err, "the queue exists before any consumer")
+	require.Equal(t, 1, q.Messages, "the early message waits in it")
+
+	got := make(chan string, 1)
+	worker := New(url, quiet(), Options{Prefix: prefix})
+	require.NoError(t, worker.Consume(work, func(_ context.Context, m broker.Message) error {
+		got <- m.ID
+		return nil
+	}))
+	require.NoError(t, worker.Start(context.Background()))
+	defer worker.Stop()
+	require.Equal(t, "early-1", testkit.Receive(t, got, "the first consumer gets the early message"))
+}
+
 // Private queues (no name) give every replica every message: how a status
 // change reaches a websocket open on any replica.
 func TestPrivateQueuesFanOut(t *testing.T) {
