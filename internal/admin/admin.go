@@ -280,6 +280,8 @@ func (s *Service) ReplayDeadLetter(ctx context.Context, eventID string) error {
 		return apperr.Errorf(apperr.BadUserInput, "id: no email event has this id")
 	case errors.Is(err, delivery.ErrNotDeadLetter):
 		return apperr.Errorf(apperr.BadUserInput, "id: this email was not refused for good (not FAILED)")
+	case errors.Is(err, delivery.ErrNotKept):
+		return apperr.Errorf(apperr.BadUserInput, "id: this email's event was not kept; it cannot be sent again")
 	case errors.Is(err, delivery.ErrSettling):
 		return apperr.Limited(time.Second, "this email's refusal is still being recorded; try again in a second")
 	}

@@ -483,6 +483,10 @@ var (
 	// after the record turned FAILED); a replay then would collide with
 	// it. Try again shortly.
 	ErrSettling = errors.New("the email event's failure is still being settled; try again in a moment")
+	// ErrNotKept: the record no longer holds its event (written before
+	// records kept one, or its event id is not one the outbox could have
+	// given): there is nothing to send again.
+	ErrNotKept = errors.New("the email event was not kept")
 )
 
 // Replay puts a dead letter's event back into the outbox, under its own
@@ -499,11 +503,11 @@ func (s *Store) Replay(ctx context.Context, eventID string) error {
 		case rec.State != Failed:
 			return fmt.Errorf("%s is %s: %w", eventID, rec.State, ErrNotDeadLetter)
 		case len(rec.Payload) == 0:
-			return fmt.Errorf("%s: the event was not kept", eventID)
+			return fmt.Errorf("%s: %w", eventID, ErrNotKept)
 		}
 		id, err := uuid.Parse(rec.EventID)
 		if err != nil {
-			return fmt.Errorf("%s: not an outbox event id", eventID)
+			return fmt.Errorf("%s is not an outbox event id: %w", eventID, ErrNotKept)
 		}
 		if pending, err := tx.OutboxEvent.Query().Where(outboxevent.EventID(id)).Exist(ctx); err != nil {
 			return err

@@ -182,6 +182,13 @@ func TestReplay(t *testing.T) {
 
 		require.ErrorIs(t, b.store.Replay(ctx, e.ID), ErrNotDeadLetter, "replayed already")
 		require.ErrorIs(t, b.store.Replay(ctx, uuid.NewString()), ErrNotFound)
+
+		// A dead letter whose event was not kept has nothing to send.
+		old := newEvent()
+		bare := b.begin(t, old)
+		require.NoError(t, b.store.MarkFailed(ctx, bare, true, "550 no such user"))
+		require.NoError(t, b.db.Delivery.UpdateOneID(bare.ID).ClearPayload().Exec(ctx))
+		require.ErrorIs(t, b.store.Replay(ctx, old.ID), ErrNotKept)
 	})
 }
 
