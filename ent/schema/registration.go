@@ -20,7 +20,10 @@ import (
 //
 // A repeated sign-up of a VERIFIED address gets a registration too, with no
 // user (a decoy): its watch token answers UNVERIFIED for its whole life,
-// exactly like a fresh one, so it reveals nothing.
+// exactly like a fresh one, so it reveals nothing. A change of address to
+// one a VERIFIED account holds gets a stand-in of the requester's, whose
+// code nothing matches: wrong codes count down against it as against any
+// pending change, and nothing confirms it.
 type Registration struct{ ent.Schema }
 
 // Mixin of Registration.

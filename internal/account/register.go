@@ -231,7 +231,9 @@ func (s *Service) issue(ctx context.Context, tx *ent.Tx, r newRegistration, user
 }
 
 // createRegistration writes a registration with a code, for userID (nil: a
-// decoy).
+// decoy). An empty c is a code nobody can give: what is stored is the
+// keyed hash of the empty string, which no well-formed code (checkCode)
+// matches.
 func (s *Service) createRegistration(ctx context.Context, tx *ent.Tx, r newRegistration, userID *uuid.UUID, c string, now time.Time) (*ent.Registration, error) {
 	id := uuid.New()
 	create := tx.Registration.Create().
