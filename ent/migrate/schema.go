@@ -155,6 +155,11 @@ var (
 				Unique:  false,
 				Columns: []*schema.Column{RegistrationsColumns[13], RegistrationsColumns[1]},
 			},
+			{
+				Name:    "registration_email_created_at",
+				Unique:  false,
+				Columns: []*schema.Column{RegistrationsColumns[4], RegistrationsColumns[1]},
+			},
 		},
 	}
 	// SecretsColumns holds the columns for the "secrets" table.

@@ -14,7 +14,6 @@ import (
 	"github.com/verifier/verifier/ent/user"
 	"github.com/verifier/verifier/ent/verificationtoken"
 	"github.com/verifier/verifier/internal/apperr"
-	"github.com/verifier/verifier/internal/code"
 	"github.com/verifier/verifier/internal/database"
 	"github.com/verifier/verifier/internal/event"
 	"github.com/verifier/verifier/internal/publicevent"
@@ -25,9 +24,10 @@ import (
 // CHANGE_EMAIL registration (superseding an older pending one) with a
 // link and code mailed to the new address, and a notice to the current
 // one. If newEmail belongs to a VERIFIED user, that owner gets the
-// "someone tried" notice instead and a decoy registration is written, so
-// the answer and the work are the same either way: nobody learns whether
-// the address is taken. Every email obeys the cooldown machinery.
+// "someone tried" notice instead and a stand-in registration is written
+// (see changeToTaken), so the answer, the work and what confirmEmailChange
+// answers next are the same either way: nobody learns whether the address
+// is taken. Every email obeys the cooldown machinery.
 func (s *Service) ChangeEmail(ctx context.Context, bearer, newEmail string) error {
 	u, err := s.Authenticate(ctx, bearer)
 	if err != nil {
@@ -62,12 +62,18 @@ func (s *Service) changeEmail(ctx context.Context, tx *ent.Tx, u *ent.User, r ne
 		return err
 	}
 	oldInbox, newInbox := inboxes[0], inboxes[1]
+	// The newest change counts, whatever its address: a pending change
+	// that stayed confirmable behind a change to a taken address would
+	// tell the two apart.
+	if err := s.supersede(ctx, tx, u.ID, registration.PurposeCHANGE_EMAIL, now); err != nil {
+		return err
+	}
 	holder, err := tx.User.Query().Where(user.Email(r.email)).Only(ctx)
 	if err != nil && !ent.IsNotFound(err) {
 		return err
 	}
 	if holder != nil && holder.Status == user.StatusVERIFIED {
-		err = s.changeToTaken(ctx, tx, newInbox, r, holder.ID, now)
+		err = s.changeToTaken(ctx, tx, newInbox, u, r, holder.ID, now)
 	} else {
 		err = s.changeToFree(ctx, tx, newInbox, u, r, now)
 	}
@@ -86,10 +92,15 @@ func (s *Service) changeEmail(ctx context.Context, tx *ent.Tx, u *ent.User, r ne
 }
 
 // changeToTaken answers a change to an address a VERIFIED account holds
-// with a decoy registration and the "someone tried" notice to its owner,
-// in the owner's language.
-func (s *Service) changeToTaken(ctx context.Context, tx *ent.Tx, inbox *ent.EmailThrottle, r newRegistration, owner uuid.UUID, now time.Time) error {
-	if _, err := s.createRegistration(ctx, tx, r, nil, code.New(), now); err != nil {
+// with a stand-in registration and the "someone tried" notice to its
+// owner, in the owner's language. The stand-in is u's, like the
+// registration of a change to a free address, so confirmEmailChange finds
+// it as u's pending change and counts wrong codes against it the same way
+// (a decoy with no user would leave nothing pending: attemptsLeft 0 at
+// the first try). Its code is one nobody can give, so nothing confirms
+// it, and it has no links.
+func (s *Service) changeToTaken(ctx context.Context, tx *ent.Tx, inbox *ent.EmailThrottle, u *ent.User, r newRegistration, owner uuid.UUID, now time.Time) error {
+	if _, err := s.createRegistration(ctx, tx, r, &u.ID, "", now); err != nil {
 		return err
 	}
 	locale, err := userLocale(ctx, tx, owner)
@@ -99,12 +110,9 @@ func (s *Service) changeToTaken(ctx context.Context, tx *ent.Tx, inbox *ent.Emai
 	return s.schedule(ctx, tx, inbox, now, outgoing{event.AlreadyRegisteredTopic, event.AlreadyRegistered{Email: r.email, ChangeEmail: true, Locale: locale, UserID: owner}})
 }
 
-// changeToFree writes u's CHANGE_EMAIL registration (superseding a
-// pending one) and queues its link and code to the new address.
+// changeToFree writes u's CHANGE_EMAIL registration and queues its link
+// and code to the new address.
 func (s *Service) changeToFree(ctx context.Context, tx *ent.Tx, inbox *ent.EmailThrottle, u *ent.User, r newRegistration, now time.Time) error {
-	if err := s.supersede(ctx, tx, u.ID, registration.PurposeCHANGE_EMAIL, now); err != nil {
-		return err
-	}
 	req, err := s.issue(ctx, tx, r, u.ID, now)
 	if err != nil {
 		return err

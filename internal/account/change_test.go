@@ -3,11 +3,14 @@ package account
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"testing"
 	"time"
 
+	"entgo.io/ent/dialect"
 	"github.com/stretchr/testify/require"
 
+	"github.com/verifier/verifier/ent/registration"
 	"github.com/verifier/verifier/ent/user"
 	"github.com/verifier/verifier/internal/apperr"
 	"github.com/verifier/verifier/internal/event"
@@ -94,9 +97,10 @@ func TestChangeEmail(t *testing.T) {
 	}
 }
 
-// A new address held by a VERIFIED account: the same answer, a decoy
+// A new address held by a VERIFIED account: the same answer, a stand-in
 // registration, the "someone tried" notice to its owner, and the notice to
-// the requester's own address as always. Nothing to confirm.
+// the requester's own address as always (what codes answer then:
+// TestConfirmEmailChangeCountsDownAlike).
 func TestChangeEmailToTakenAddress(t *testing.T) {
 	t.Parallel()
 	eachDB(t, func(t *testing.T, b *testBundle) {
@@ -119,10 +123,63 @@ func TestChangeEmailToTakenAddress(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, event.AlreadyRegistered{Email: "taken@example.com", ChangeEmail: true, UserID: owner.ID, Locale: "en"}, n, "names the owner, for its list of emails")
 		require.Equal(t, []event.EmailChangeNotice{{Email: "me@example.com", NewEmail: "t…@example.com", UserID: me.ID, Locale: "en"}}, b.changeNotices(t))
-
-		_, err = b.svc.ConfirmEmailChange(ctx, session, "123456")
-		require.Zero(t, attemptsLeft(t, err), "nothing pending")
 	})
+}
+
+// Codes against a change to a taken address count down exactly as against
+// one to a free address (4, 3, … 0, then dead), so confirmEmailChange does
+// not tell whether the new address belongs to someone else; and no code
+// confirms a change to a taken address: its owner was mailed none.
+func TestConfirmEmailChangeCountsDownAlike(t *testing.T) {
+	t.Parallel()
+	for _, taken := range []bool{false, true} {
+		t.Run(map[bool]string{false: "free", true: "taken"}[taken], func(t *testing.T) {
+			t.Parallel()
+			eachDB(t, func(t *testing.T, b *testBundle) {
+				ctx := context.Background()
+				const target = "target@example.com"
+				session := b.signedIn(t, "mine@example.com")
+				if taken {
+					b.verified(t, target)
+				}
+				b.clock.Advance(2 * time.Minute)
+				require.NoError(t, b.svc.ChangeEmail(ctx, session, target))
+				right := "" // the owner of a taken address is mailed no code
+				if !taken {
+					right = b.lastEmail(t, target).code
+				}
+
+				for left := MaxCodeAttempts - 1; left >= 0; left-- {
+					_, err := b.svc.ConfirmEmailChange(ctx, session, wrongCode(right))
+					require.Equal(t, left, attemptsLeft(t, err))
+				}
+				_, err := b.svc.ConfirmEmailChange(ctx, session, wrongCode(right))
+				require.Zero(t, attemptsLeft(t, err), "dead")
+				if !taken {
+					_, err = b.svc.ConfirmEmailChange(ctx, session, right)
+					require.Zero(t, attemptsLeft(t, err), "dead even for the right code")
+					return
+				}
+
+				// What stands in for the change matches no code at all
+				// (checked on one database: the hash is made in Go).
+				reg, err := b.db.Registration.Query().
+					Where(registration.Email(target), registration.PurposeEQ(registration.PurposeCHANGE_EMAIL)).
+					Only(ctx)
+				require.NoError(t, err)
+				if b.svc.Dialect == dialect.SQLite && !testing.Short() {
+					for n := range 1_000_000 {
+						if c := fmt.Sprintf("%06d", n); b.svc.Codes.Match(reg.ID, c, reg.CodeHash) {
+							t.Fatalf("code %s confirms a change to a taken address", c)
+						}
+					}
+				}
+				me, err := b.db.User.Query().Where(user.Email("mine@example.com")).Only(ctx)
+				require.NoError(t, err)
+				require.Equal(t, user.StatusVERIFIED, me.Status, "the account kept its address")
+			})
+		})
+	}
 }
 
 // An UNVERIFIED account holding the new address when the change is
@@ -149,21 +206,37 @@ func TestChangeEmailDeletesUnverifiedHolder(t *testing.T) {
 	})
 }
 
-// A newer change supersedes the pending one: its link and code are dead.
+// A newer change supersedes the pending one, whether its own new address
+// is free or taken: the pending one's link and code are dead.
 func TestChangeEmailSupersedes(t *testing.T) {
 	t.Parallel()
-	eachDB(t, func(t *testing.T, b *testBundle) {
-		ctx := context.Background()
-		session := b.signedIn(t, "me2@example.com")
-		require.NoError(t, b.svc.ChangeEmail(ctx, session, "first@example.com"))
-		first := b.lastEmail(t, "first@example.com")
-		require.NoError(t, b.svc.ChangeEmail(ctx, session, "second@example.com"))
-		_, err := b.svc.VerifyEmail(ctx, first.token)
-		requireCode(t, apperr.InvalidToken, err)
-		_, err = b.svc.ConfirmEmailChange(ctx, session, first.code)
-		requireCode(t, apperr.InvalidCode, err, "checked against the newest change's code")
-		v, err := b.svc.ConfirmEmailChange(ctx, session, b.lastEmail(t, "second@example.com").code)
-		require.NoError(t, err)
-		require.Equal(t, "second@example.com", v.Email)
-	})
+	for _, taken := range []bool{false, true} {
+		t.Run(map[bool]string{false: "by a free address", true: "by a taken address"}[taken], func(t *testing.T) {
+			t.Parallel()
+			eachDB(t, func(t *testing.T, b *testBundle) {
+				ctx := context.Background()
+				const second = "second@example.com"
+				session := b.signedIn(t, "me2@example.com")
+				if taken {
+					b.verified(t, second)
+				}
+				require.NoError(t, b.svc.ChangeEmail(ctx, session, "first@example.com"))
+				first := b.lastEmail(t, "first@example.com")
+				require.NoError(t, b.svc.ChangeEmail(ctx, session, second))
+				_, err := b.svc.VerifyEmail(ctx, first.token)
+				requireCode(t, apperr.InvalidToken, err)
+				_, err = b.svc.ConfirmEmailChange(ctx, session, first.code)
+				require.Equal(t, MaxCodeAttempts-1, attemptsLeft(t, err), "checked against the newest change's code")
+				me, err := b.db.User.Query().Where(user.Email("me2@example.com")).Only(ctx)
+				require.NoError(t, err, "the account kept its address")
+				if taken {
+					return
+				}
+				v, err := b.svc.ConfirmEmailChange(ctx, session, b.lastEmail(t, second).code)
+				require.NoError(t, err)
+				require.Equal(t, second, v.Email)
+				require.Equal(t, me.ID, v.UserID)
+			})
+		})
+	}
 }

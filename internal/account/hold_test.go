@@ -240,3 +240,65 @@ func TestRenewalsRacingConfirmation(t *testing.T) {
 		require.True(t, ok, "the confirming registration's password")
 	})
 }
+
+// A repeated registration supersedes the one before it whatever the
+// address's state, so an outsider who registers an address twice and
+// follows the first watch token learns nothing: for a new, an UNVERIFIED
+// and a VERIFIED address (whose registrations are decoys) alike, the
+// first token answers INVALID_TOKEN, its open subscription completes on
+// every replica (the event, or a re-read after a missed one), and the
+// second token answers UNVERIFIED.
+func TestRepeatedRegistrationSupersedesAlike(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		name   string
+		before func(b *testBundle, t *testing.T, addr string)
+	}{
+		{"new", func(*testBundle, *testing.T, string) {}},
+		{"unverified", func(b *testBundle, t *testing.T, addr string) { b.register(t, addr) }},
+		{"verified", func(b *testBundle, t *testing.T, addr string) { b.verified(t, addr) }},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			eachDB(t, func(t *testing.T, b *testBundle) {
+				ctx, cancel := context.WithCancel(context.Background())
+				defer cancel()
+				const addr = "twice@example.com"
+				tt.before(b, t, addr)
+				b.clock.Advance(time.Hour)
+				first := b.registerWith(t, addr, "outsider password 1")
+				heard, err := b.svc.Watch(ctx, first, false, nil)
+				require.NoError(t, err)
+				reread, err := b.svc.Watch(ctx, first, false, nil)
+				require.NoError(t, err)
+				for _, ch := range []<-chan *status.Change{heard, reread} {
+					require.Equal(t, status.Unverified, testkit.Receive(t, ch, "a status change").Status)
+				}
+				b.clock.Advance(time.Minute)
+				second := b.registerWith(t, addr, "outsider password 2")
+
+				sup := b.events(t, event.SupersededTopic)
+				require.NotEmpty(t, sup, "the second registration supersedes the first")
+				var ev event.Superseded
+				require.NoError(t, json.Unmarshal(sup[len(sup)-1].Payload, &ev))
+				require.Equal(t, []uuid.UUID{b.registration(t, first)}, ev.Registrations)
+
+				// A replica that missed the event finds out on its re-read.
+				b.hub.RecheckAll()
+				require.Nil(t, testkit.Receive(t, reread, "the end"), "completed without VERIFIED")
+				b.hub.End(ev.Registrations...)
+				require.Nil(t, testkit.Receive(t, heard, "the end"), "completed without VERIFIED")
+
+				_, err = b.svc.Status(ctx, first)
+				requireCode(t, apperr.InvalidToken, err, "the first watch token")
+				_, err = b.svc.Watch(ctx, first, false, nil)
+				requireCode(t, apperr.InvalidToken, err, "a new subscription on it")
+				_, err = b.svc.VerifyEmailWithCode(ctx, first, "123456")
+				requireCode(t, apperr.InvalidToken, err, "a code with it")
+				st, err := b.svc.Status(ctx, second)
+				require.NoError(t, err)
+				require.Equal(t, status.Unverified, st)
+			})
+		})
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/verifier/verifier/ent"
+	"github.com/verifier/verifier/ent/predicate"
 	"github.com/verifier/verifier/ent/registration"
 	"github.com/verifier/verifier/ent/user"
 	"github.com/verifier/verifier/internal/apperr"
@@ -153,8 +154,14 @@ func (s *Service) register(ctx context.Context, tx *ent.Tx, r newRegistration) e
 // so a guess at it fails like a wrong code at a real one; the owner gets a
 // notice, which obeys the cooldown like every email (a repeated attempt
 // cannot flood the owner, and the notice is not lost), in the owner's
-// language.
+// language. It supersedes the address's earlier decoys as a renewal
+// supersedes an UNVERIFIED user's registrations: otherwise whoever
+// registers an address twice could tell a VERIFIED one by its first watch
+// token still answering.
 func (s *Service) decoy(ctx context.Context, tx *ent.Tx, inbox *ent.EmailThrottle, r newRegistration, owner uuid.UUID, now time.Time) error {
+	if err := s.supersedeDecoys(ctx, tx, r.email, r.purpose, now); err != nil {
+		return err
+	}
 	reg, err := s.createRegistration(ctx, tx, r, nil, code.New(), now)
 	if err != nil {
 		return err
@@ -185,8 +192,23 @@ func userLocale(ctx context.Context, tx *ent.Tx, userID uuid.UUID) (string, erro
 // supersede marks the user's live registrations of purpose superseded and
 // tells every replica, so their watchers complete.
 func (s *Service) supersede(ctx context.Context, tx *ent.Tx, userID uuid.UUID, purpose registration.Purpose, now time.Time) error {
+	return s.supersedeWhere(ctx, tx, now, registration.UserID(userID), registration.PurposeEQ(purpose))
+}
+
+// supersedeDecoys is supersede for the decoys of email, which no user id
+// names: they are found by the address, in an index of its own (ent
+// schema Registration). The inbox record the caller holds locked is no
+// shortcut: it names no registration, only the canonical address that
+// several spellings share.
+func (s *Service) supersedeDecoys(ctx context.Context, tx *ent.Tx, email string, purpose registration.Purpose, now time.Time) error {
+	return s.supersedeWhere(ctx, tx, now, registration.Email(email), registration.UserIDIsNil(), registration.PurposeEQ(purpose))
+}
+
+// supersedeWhere marks the live registrations matching ps superseded and
+// enqueues the event that completes their watchers on every replica.
+func (s *Service) supersedeWhere(ctx context.Context, tx *ent.Tx, now time.Time, ps ...predicate.Registration) error {
 	ids, err := tx.Registration.Query().
-		Where(registration.UserID(userID), registration.PurposeEQ(purpose), registration.SupersededAtIsNil()).
+		Where(append(ps, registration.SupersededAtIsNil())...).
 		IDs(ctx)
 	if err != nil || len(ids) == 0 {
 		return err
@@ -209,7 +231,9 @@ func (s *Service) issue(ctx context.Context, tx *ent.Tx, r newRegistration, user
 }
 
 // createRegistration writes a registration with a code, for userID (nil: a
-// decoy).
+// decoy). An empty c is a code nobody can give: what is stored is the
+// keyed hash of the empty string, which no well-formed code (checkCode)
+// matches.
 func (s *Service) createRegistration(ctx context.Context, tx *ent.Tx, r newRegistration, userID *uuid.UUID, c string, now time.Time) (*ent.Registration, error) {
 	id := uuid.New()
 	create := tx.Registration.Create().
