@@ -63,7 +63,7 @@ func TestRepeatedRegistration(t *testing.T) {
 	})
 }
 
-// TestResendCooldown: one email per inbox (address up to case and +tag) per
+// TestResendCooldown: one email per address (up to case) per
 // RESEND_COOLDOWN, the registration email included, registered or not;
 // RATE_LIMITED says when.
 func TestResendCooldown(t *testing.T) {
@@ -84,8 +84,10 @@ func TestResendCooldown(t *testing.T) {
 		{30 * time.Second, "KEN@example.com", "RATE_LIMITED", 60, false},
 		{60 * time.Second, "ken@example.com", "", 0, true},
 		{time.Second, "ken@example.com", "RATE_LIMITED", 89, false},
-		// Another spelling of the same inbox shares its cooldown.
-		{0, "Ken+promo@example.com", "RATE_LIMITED", 89, false},
+		// Another spelling of the inbox is another address, with a
+		// cooldown of its own (unknown: true, nothing sent).
+		{0, "Ken+promo@example.com", "", 0, false},
+		{0, "ken+promo@example.com", "RATE_LIMITED", 90, false},
 		// An unknown address answers true, sends nothing, and is limited too.
 		{0, "nobody@example.com", "", 0, false},
 		{0, "nobody@example.com", "RATE_LIMITED", 90, false},

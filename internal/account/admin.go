@@ -132,12 +132,11 @@ func (s *Service) DeleteUser(ctx context.Context, userID uuid.UUID) error {
 		if _, err := tx.Delivery.Delete().Where(delivery.Or(delivery.UserID(userID), delivery.AddressIn(addrs...))).Exec(ctx); err != nil {
 			return err
 		}
-		inboxes, scopes := make([]string, len(addrs)), make([]string, len(addrs))
+		scopes := make([]string, len(addrs))
 		for i, a := range addrs {
-			inboxes[i] = CanonicalEmail(a)
-			scopes[i] = "signin:" + inboxes[i]
+			scopes[i] = "signin:" + CanonicalEmail(a)
 		}
-		if _, err := tx.EmailThrottle.Delete().Where(emailthrottle.EmailIn(inboxes...)).Exec(ctx); err != nil {
+		if _, err := tx.EmailThrottle.Delete().Where(emailthrottle.EmailIn(addrs...)).Exec(ctx); err != nil {
 			return err
 		}
 		if _, err := tx.EmailBudget.Delete().Where(emailbudget.ScopeIn(scopes...)).Exec(ctx); err != nil {

@@ -13,9 +13,10 @@ var dotlessDomains = map[string]string{
 
 // CanonicalEmail names the inbox behind a normalized address (see
 // NormalizeEmail), for limits that must hold per inbox rather than per
-// spelling: the cooldown and the per-domain cap. It lower-cases, drops a
-// "+tag" from the local part, and for dotlessDomains drops the dots of the
-// local part and uses the provider's main domain. The address stored and
+// spelling: failed sign-ins. (The email cooldown is per address, as the
+// contract has it; see lockInbox.) It lower-cases, drops a "+tag" from the
+// local part, and for dotlessDomains drops the dots of the local part and
+// uses the provider's main domain. The address stored and
 // mailed stays as typed; this form is only a key.
 //
 // A valid address maps to a valid address, and CanonicalEmail of its own
@@ -30,10 +31,10 @@ func CanonicalEmail(addr string) string {
 	if tag := strings.IndexByte(local, '+'); tag > 0 {
 		local = local[:tag]
 	}
-	if main, ok := dotlessDomains[domain]; ok {
-		domain = main
+	if _, ok := dotlessDomains[domain]; ok {
 		local = strings.ReplaceAll(local, ".", "")
 	}
+	domain = canonicalDomain(domain)
 	// Cutting a tag can leave a trailing dot ("a.+x"), which no address
 	// may end its local part with.
 	local = strings.TrimRight(local, ".")
@@ -43,6 +44,15 @@ func CanonicalEmail(addr string) string {
 		return addr
 	}
 	return local + "@" + domain
+}
+
+// canonicalDomain names the provider's main domain for a lower-cased
+// domain of the same inboxes (googlemail.com: gmail.com), else domain.
+func canonicalDomain(domain string) string {
+	if main, ok := dotlessDomains[domain]; ok {
+		return main
+	}
+	return domain
 }
 
 // emailDomain is the domain part of an address.

@@ -57,7 +57,7 @@ func (s *Service) changeEmail(ctx context.Context, tx *ent.Tx, u *ent.User, r ne
 	if r.locale, err = userLocale(ctx, tx, u.ID); err != nil {
 		return err
 	}
-	inboxes, err := s.lockInboxes(ctx, tx, CanonicalEmail(u.Email), CanonicalEmail(r.email))
+	inboxes, err := s.lockInboxes(ctx, tx, u.Email, r.email)
 	if err != nil {
 		return err
 	}
@@ -192,7 +192,7 @@ func (s *Service) confirmChange(ctx context.Context, reg *ent.Registration) (Ver
 	err := database.InTx(ctx, s.DB, func(tx *ent.Tx) error {
 		now = s.now()
 		// Serialises with a registration of the same address.
-		if _, err := s.lockInbox(ctx, tx, CanonicalEmail(reg.Email)); err != nil {
+		if _, err := s.lockInbox(ctx, tx, reg.Email); err != nil {
 			return err
 		}
 		var err error

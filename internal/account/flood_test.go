@@ -12,7 +12,6 @@ import (
 	"github.com/verifier/verifier/ent/emailbudget"
 	"github.com/verifier/verifier/ent/emailthrottle"
 	"github.com/verifier/verifier/ent/outboxevent"
-	"github.com/verifier/verifier/ent/user"
 	"github.com/verifier/verifier/internal/apperr"
 	"github.com/verifier/verifier/internal/broker"
 	"github.com/verifier/verifier/internal/event"
@@ -57,43 +56,155 @@ func (b *testBundle) outbox(t *testing.T) []*ent.OutboxEvent {
 	return evs
 }
 
-func (b *testBundle) throttle(t *testing.T, inbox string) *ent.EmailThrottle {
+func (b *testBundle) throttle(t *testing.T, addr string) *ent.EmailThrottle {
 	t.Helper()
-	th, err := b.db.EmailThrottle.Query().Where(emailthrottle.Email(inbox)).Only(context.Background())
+	th, err := b.db.EmailThrottle.Query().Where(emailthrottle.Email(addr)).Only(context.Background())
 	require.NoError(t, err)
 	return th
 }
 
-// The cooldown is per inbox: spellings that reach one inbox share it, while
-// each account keeps its address as typed.
-func TestCanonicalCooldown(t *testing.T) {
+// emailTopics are the topics of events that are emails.
+var emailTopics = []string{
+	event.RegisteredTopic, event.RenewedTopic, event.ResentTopic, event.EmailChangeRequestedTopic,
+	event.AlreadyRegisteredTopic, event.EmailChangeNoticeTopic,
+}
+
+// mailTo returns the emails queued for addr (any spelling NormalizeEmail
+// accepts), oldest first.
+func (b *testBundle) mailTo(t *testing.T, addr string) []*ent.OutboxEvent {
+	t.Helper()
+	addr = normalized(t, addr)
+	evs, err := b.db.OutboxEvent.Query().Where(outboxevent.TopicIn(emailTopics...)).Order(ent.Asc(outboxevent.FieldID)).All(context.Background())
+	require.NoError(t, err)
+	var out []*ent.OutboxEvent
+	for _, ev := range evs {
+		if recipient(t, ev) == addr {
+			out = append(out, ev)
+		}
+	}
+	return out
+}
+
+// recipient is the address an email event goes to.
+func recipient(t *testing.T, ev *ent.OutboxEvent) string {
+	t.Helper()
+	var p struct{ Email string }
+	require.NoError(t, json.Unmarshal(ev.Payload, &p))
+	return p.Email
+}
+
+// mailTimes says when the emails queued for addr go, in seconds after t0.
+func (b *testBundle) mailTimes(t *testing.T, t0 time.Time, addr string) []int {
+	t.Helper()
+	var out []int
+	for _, ev := range b.mailTo(t, addr) {
+		out = append(out, int(ev.AvailableAt.Sub(t0)/time.Second))
+	}
+	return out
+}
+
+// waiting returns the outbox rows not yet due, oldest first.
+func (b *testBundle) waiting(t *testing.T) []*ent.OutboxEvent {
+	t.Helper()
+	var out []*ent.OutboxEvent
+	for _, ev := range b.outbox(t) {
+		if ev.AvailableAt.UTC().After(b.clock.Now()) {
+			out = append(out, ev)
+		}
+	}
+	return out
+}
+
+// The cooldown and the waiting email belong to the address as stored
+// (NormalizeEmail): spellings of one inbox are addresses of their own, and
+// each gets its email, while a change of case is the same address.
+func TestCooldownPerAddress(t *testing.T) {
 	t.Parallel()
-	eachDB(t, func(t *testing.T, b *testBundle) {
-		ctx := context.Background()
-		t0 := b.registerInCooldown(t, "Ann+1@Example.com", "ann+2@example.com")
+	tests := []struct {
+		name string
+		a, b string
+		// When the emails to a and b go, in seconds after t0, and what a
+		// resend of b answers at t0+10s.
+		wantA, wantB []int
+		retryB       int
+	}{
+		{"+tags", "ann+1@example.com", "Ann+2@Example.com", []int{60}, []int{10}, 60},
+		{"+tag and none", "ann+1@example.com", "ann@example.com", []int{60}, []int{10}, 60},
+		{"gmail dots", "a.b@gmail.com", "ab@gmail.com", []int{60}, []int{10}, 60},
+		{"gmail's two domains", "ab@googlemail.com", "ab@gmail.com", []int{60}, []int{10}, 60},
+		// One address: b's email replaces a's in its slot.
+		{"case", "kim@example.com", "KIM@example.com", []int{60}, []int{60}, 110},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			eachDB(t, func(t *testing.T, b *testBundle) {
+				ctx := context.Background()
+				// Mail to a at t0 (a resend: for an unknown address it
+				// sends nothing but starts the cooldown all the same),
+				// so a's registration email at t0+5s waits.
+				t0 := b.clock.Now()
+				require.NoError(t, b.svc.Resend(ctx, tt.a))
+				b.clock.Set(t0.Add(5 * time.Second))
+				b.register(t, tt.a)
+				b.clock.Set(t0.Add(10 * time.Second))
+				b.register(t, tt.b)
 
-		evs := b.events(t, event.RegisteredTopic)
-		require.Len(t, evs, 2)
-		require.Equal(t, t0, evs[0].AvailableAt.UTC(), "the first email goes at once")
-		require.Equal(t, t0.Add(time.Minute), evs[1].AvailableAt.UTC(), "the second waits for the shared cooldown")
-		addrs, err := b.db.User.Query().Order(ent.Asc(user.FieldEmail)).Select(user.FieldEmail).Strings(ctx)
-		require.NoError(t, err)
-		require.Equal(t, []string{"ann+1@example.com", "ann+2@example.com"}, addrs, "stored as typed (lower-cased)")
+				require.Equal(t, tt.wantA, b.mailTimes(t, t0, tt.a), "to %s", tt.a)
+				require.Equal(t, tt.wantB, b.mailTimes(t, t0, tt.b), "to %s", tt.b)
+				require.Equal(t, tt.retryB, retryAfter(t, b.svc.Resend(ctx, tt.b)), "resend %s", tt.b)
+				require.Equal(t, 110, retryAfter(t, b.svc.Resend(ctx, tt.a)), "resend %s: its email waits", tt.a)
+			})
+		})
+	}
+}
 
-		// The scheduled email is the inbox's last: a resend waits for its
-		// cooldown to end.
-		require.Equal(t, 110, retryAfter(t, b.svc.Resend(ctx, "ann@example.com")))
-		require.Equal(t, 110, retryAfter(t, b.svc.Resend(ctx, "ANN+3@example.com")))
+// A resend answers for its own address only: mail to another spelling of
+// the inbox does not hold it back; mail to the address itself does, with
+// retryAfterSeconds.
+func TestResendPerAddress(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name, resent, other string
+		retry               int // 0: a fresh email goes out
+	}{
+		{"+tags", "ann+1@example.com", "ann+2@example.com", 0},
+		{"+tag and none", "ann+1@example.com", "ann@example.com", 0},
+		{"gmail spellings", "a.b@gmail.com", "ab@googlemail.com", 0},
+		{"same address", "ann+1@example.com", "ANN+1@example.com", 58},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			eachDB(t, func(t *testing.T, b *testBundle) {
+				ctx := context.Background()
+				b.register(t, tt.resent)
+				b.clock.Advance(2 * time.Minute) // past its cooldown
+				b.register(t, tt.other)
+				b.clock.Advance(2 * time.Second)
 
-		b.register(t, "a.b@gmail.com")
-		require.Equal(t, 60, retryAfter(t, b.svc.Resend(ctx, "ab@gmail.com")))
-		require.Equal(t, 60, retryAfter(t, b.svc.Resend(ctx, "A.B+x@googlemail.com")))
-		require.NoError(t, b.svc.Resend(ctx, "a.b@other.example"), "dots count outside Gmail")
-		u, err := b.db.User.Query().Where(user.Email("a.b@gmail.com")).Only(ctx)
-		require.NoError(t, err)
-		require.Equal(t, "a.b@gmail.com", u.Email)
-		require.Equal(t, "ab@gmail.com", b.throttle(t, "ab@gmail.com").Email)
-	})
+				err := b.svc.Resend(ctx, tt.resent)
+				if tt.retry > 0 {
+					require.Equal(t, tt.retry, retryAfter(t, err))
+					require.Empty(t, b.events(t, event.ResentTopic))
+					return
+				}
+				require.NoError(t, err)
+				resent := b.events(t, event.ResentTopic)
+				require.Len(t, resent, 1)
+				require.Equal(t, normalized(t, tt.resent), verificationEmail(t, resent[0]))
+				require.Equal(t, 60, retryAfter(t, b.svc.Resend(ctx, tt.resent)), "now its own cooldown runs")
+			})
+		})
+	}
+}
+
+// normalized is addr as NormalizeEmail stores it.
+func normalized(t *testing.T, addr string) string {
+	t.Helper()
+	n, err := NormalizeEmail(addr)
+	require.NoError(t, err)
+	return n
 }
 
 func TestEmailBudgets(t *testing.T) {
@@ -145,6 +256,20 @@ func TestEmailBudgets(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, 2, after)
 	}, func(o *Options) { o.DomainEmailLimit, o.GlobalEmailLimit = 3, 4 })
+}
+
+// One provider's domains share a domain budget: with the cooldown per
+// address, the cap is what bounds one inbox across its spellings.
+func TestDomainBudgetPerProvider(t *testing.T) {
+	t.Parallel()
+	eachDB(t, func(t *testing.T, b *testBundle) {
+		ctx := context.Background()
+		require.NoError(t, b.svc.Resend(ctx, "a.b@gmail.com"))
+		require.NoError(t, b.svc.Resend(ctx, "ab@example.com"), "another domain")
+		_, err := b.svc.Register(ctx, RegisterInput{Email: "ab@googlemail.com", Password: pw})
+		retryAfter(t, err)
+		retryAfter(t, b.svc.Resend(ctx, "a.b+x@gmail.com"))
+	}, func(o *Options) { o.DomainEmailLimit = 1 })
 }
 
 // Concurrent spends on both databases never pass the cap.
@@ -229,8 +354,8 @@ func TestDeferredNoticeGoesOut(t *testing.T) {
 	})
 }
 
-// At most one email waits per inbox, the newest, except that a notice
-// never displaces a verification link.
+// At most one email waits per address, the newest; another spelling of
+// the inbox is another address, with a slot of its own.
 func TestNewestWaitingEmailWins(t *testing.T) {
 	t.Parallel()
 	eachDB(t, func(t *testing.T, b *testBundle) {
@@ -242,53 +367,153 @@ func TestNewestWaitingEmailWins(t *testing.T) {
 		b.clock.Set(t0.Add(10 * time.Second))
 		b.register(t, "KIM@example.com") // a newer notice replaces it
 
-		waiting := func() []*ent.OutboxEvent {
-			var out []*ent.OutboxEvent
-			for _, ev := range b.outbox(t) {
-				if ev.AvailableAt.UTC().After(b.clock.Now()) {
-					out = append(out, ev)
-				}
-			}
-			return out
-		}
-		w := waiting()
+		w := b.waiting(t)
 		require.Len(t, w, 1)
 		require.Equal(t, event.AlreadyRegisteredTopic, w[0].Topic)
 		require.Equal(t, due, w[0].AvailableAt.UTC())
 		require.Equal(t, w[0].EventID, *b.throttle(t, "kim@example.com").PendingEvent)
 		notice := w[0].EventID
 
-		// A new account at another spelling of the inbox: its link
-		// replaces the notice, in the same slot.
+		// A new account at another spelling of the inbox: its link goes at
+		// once, and the notice keeps its slot.
 		b.clock.Set(t0.Add(15 * time.Second))
 		b.register(t, "kim+shop@example.com")
-		w = waiting()
+		require.Equal(t, []int{15}, b.mailTimes(t, t0, "kim+shop@example.com"))
+		w = b.waiting(t)
 		require.Len(t, w, 1)
-		require.Equal(t, event.RegisteredTopic, w[0].Topic)
-		require.NotEqual(t, notice, w[0].EventID)
-		require.Equal(t, due, w[0].AvailableAt.UTC())
-		link := w[0].EventID
+		require.Equal(t, notice, w[0].EventID)
 
-		// A notice does not displace the link: the person needs it.
+		// The spelling's own cooldown holds its next email, in its own slot.
 		b.clock.Set(t0.Add(20 * time.Second))
-		b.register(t, "kim@example.com")
-		w = waiting()
-		require.Len(t, w, 1)
-		require.Equal(t, link, w[0].EventID)
-
-		// A newer link does.
-		b.register(t, "kim+news@example.com")
-		w = waiting()
-		require.Len(t, w, 1)
-		require.Equal(t, event.RegisteredTopic, w[0].Topic)
-		require.Equal(t, "kim+news@example.com", verificationEmail(t, w[0]))
-		require.Equal(t, due.UnixMilli(), b.throttle(t, "kim@example.com").LastSentMs, "the slot did not move")
+		b.register(t, "kim+shop@example.com")
+		w = b.waiting(t)
+		require.Len(t, w, 2)
+		require.Equal(t, notice, w[0].EventID)
+		require.Equal(t, event.RenewedTopic, w[1].Topic)
+		require.Equal(t, "kim+shop@example.com", verificationEmail(t, w[1]))
+		require.Equal(t, t0.Add(75*time.Second), w[1].AvailableAt.UTC())
+		require.Equal(t, due.UnixMilli(), b.throttle(t, "kim@example.com").LastSentMs, "kim's slot did not move")
 
 		// Once the waiting email is due, the next one takes the slot after it.
 		b.clock.Set(due)
 		b.register(t, "kim@example.com")
 		notices := b.events(t, event.AlreadyRegisteredTopic)
 		require.Equal(t, due.Add(time.Minute), notices[len(notices)-1].AvailableAt.UTC())
+	})
+}
+
+// heldMail is an email the cooldown holds back: its topic and address.
+type heldMail struct{ topic, to string }
+
+// Every email the cooldown holds back goes out when the cooldown ends, at
+// most one per address (the newest), whoever else the inbox hears from
+// meanwhile.
+func TestHeldEmailGoesOut(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		// hold runs at t0, and at t0+10s at the latest leaves held
+		// waiting until t0+1m.
+		hold func(t *testing.T, b *testBundle, t0 time.Time)
+		held []heldMail
+	}{
+		{"registration email after a resend", func(t *testing.T, b *testBundle, t0 time.Time) {
+			require.NoError(t, b.svc.Resend(context.Background(), "ann@example.com"))
+			b.clock.Set(t0.Add(10 * time.Second))
+			b.register(t, "ann@example.com")
+		}, []heldMail{{event.RegisteredTopic, "ann@example.com"}}},
+		{"registration email, another spelling registered meanwhile", func(t *testing.T, b *testBundle, t0 time.Time) {
+			require.NoError(t, b.svc.Resend(context.Background(), "ann+1@example.com"))
+			b.clock.Set(t0.Add(5 * time.Second))
+			b.register(t, "ann+1@example.com")
+			b.clock.Set(t0.Add(10 * time.Second))
+			b.register(t, "ann+2@example.com") // goes at once: its own cooldown
+		}, []heldMail{{event.RegisteredTopic, "ann+1@example.com"}}},
+		{"notice, newer than a waiting link", func(t *testing.T, b *testBundle, t0 time.Time) {
+			ctx := context.Background()
+			b.register(t, "lee@example.com")
+			b.clock.Set(t0.Add(5 * time.Second))
+			b.register(t, "lee@example.com") // a new link, waiting
+			u, err := b.db.User.Query().Only(ctx)
+			require.NoError(t, err)
+			_, err = b.svc.MarkVerified(ctx, u.ID) // the link verifies nothing now
+			require.NoError(t, err)
+			b.clock.Set(t0.Add(10 * time.Second))
+			b.register(t, "lee@example.com") // the notice takes the link's place
+		}, []heldMail{{event.AlreadyRegisteredTopic, "lee@example.com"}}},
+		{"changeEmail link and notice", func(t *testing.T, b *testBundle, t0 time.Time) {
+			session := b.signedIn(t, "old@example.com")
+			require.NoError(t, b.svc.Resend(context.Background(), "new@example.com"))
+			b.clock.Set(t0.Add(10 * time.Second))
+			require.NoError(t, b.svc.ChangeEmail(context.Background(), session, "new@example.com"))
+		}, []heldMail{{event.EmailChangeRequestedTopic, "new@example.com"}, {event.EmailChangeNoticeTopic, "old@example.com"}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			eachDB(t, func(t *testing.T, b *testBundle) {
+				ctx := context.Background()
+				t0 := b.clock.Now()
+				tt.hold(t, b, t0)
+
+				var held []heldMail
+				ids := map[string]bool{}
+				for _, ev := range b.waiting(t) {
+					require.Equal(t, t0.Add(time.Minute), ev.AvailableAt.UTC())
+					held = append(held, heldMail{ev.Topic, recipient(t, ev)})
+					ids[ev.EventID.String()] = true
+				}
+				require.ElementsMatch(t, tt.held, held, "waiting")
+
+				clock := testkit.NewFrozenClock(t0.Add(59 * time.Second))
+				pub := make(fakePublisher)
+				relay := outbox.NewRelay(b.db, pub, b.svc.Log, outbox.Options{Now: clock.Now, Poll: time.Hour})
+				require.NoError(t, relay.Start(ctx))
+				t.Cleanup(relay.Stop)
+				due := 0
+				for _, ev := range b.outbox(t) {
+					if !broker.Public(ev.Topic) && !ids[ev.EventID.String()] {
+						due++
+					}
+				}
+				for range due {
+					require.False(t, ids[nextMessage(t, pub).ID], "went before the cooldown ended")
+				}
+
+				clock.Set(t0.Add(time.Minute))
+				relay.Wake()
+				for range held {
+					m := nextMessage(t, pub)
+					require.True(t, ids[m.ID], "a held email, got %s", m.Topic)
+					delete(ids, m.ID)
+				}
+			})
+		})
+	}
+}
+
+// A cooldown record keyed by inbox, as versions before per-address keys
+// wrote them, keeps the email waiting in it for another spelling: a newer
+// email to the key's own address takes a slot of its own after it.
+func TestInboxKeyedRecordKeepsItsEmail(t *testing.T) {
+	t.Parallel()
+	eachDB(t, func(t *testing.T, b *testBundle) {
+		ctx := context.Background()
+		t0 := b.clock.Now()
+		b.register(t, "kim+shop@example.com")
+		b.clock.Set(t0.Add(5 * time.Second))
+		b.register(t, "kim+shop@example.com") // waits until t0+1m
+		n, err := b.db.EmailThrottle.Update().
+			Where(emailthrottle.Email("kim+shop@example.com")).
+			SetEmail(CanonicalEmail("kim+shop@example.com")).
+			Save(ctx)
+		require.NoError(t, err)
+		require.Equal(t, 1, n)
+
+		b.clock.Set(t0.Add(10 * time.Second))
+		b.register(t, "kim@example.com")
+		require.Equal(t, []int{0, 60}, b.mailTimes(t, t0, "kim+shop@example.com"), "not replaced")
+		require.Equal(t, []int{120}, b.mailTimes(t, t0, "kim@example.com"), "after the record's cooldown")
 	})
 }
 

@@ -35,7 +35,7 @@ import (
 //   - VERIFIED: a decoy registration (no user; its watch token never
 //     reports VERIFIED) and a notice to the owner instead.
 //
-// Either email waits for the end of the inbox's cooldown if one runs (see
+// Either email waits for the end of the address's cooldown if one runs (see
 // schedule). Over the domain or global email cap it answers RATE_LIMITED
 // and stores nothing.
 func (s *Service) Register(ctx context.Context, in RegisterInput) (watchToken string, err error) {
@@ -95,8 +95,8 @@ type newRegistration struct {
 
 func (s *Service) register(ctx context.Context, tx *ent.Tx, r newRegistration) error {
 	now := s.now()
-	// First, so that concurrent registrations of one inbox take turns.
-	inbox, err := s.lockInbox(ctx, tx, CanonicalEmail(r.email))
+	// First, so that concurrent registrations of one address take turns.
+	inbox, err := s.lockInbox(ctx, tx, r.email)
 	if err != nil {
 		return err
 	}
@@ -141,11 +141,11 @@ func (s *Service) register(ctx context.Context, tx *ent.Tx, r newRegistration) e
 	if err != nil {
 		return err
 	}
-	// The registration email obeys the cooldown too (an inbox can have had
-	// mail moments ago: a resend for the address, or another spelling of
-	// it). Were it forced out at once, the cooldown that follows would
-	// differ between new and existing addresses and a later resend's
-	// retryAfterSeconds would tell them apart.
+	// The registration email obeys the cooldown too (the address can have
+	// had mail moments ago, a resend for instance). Were it forced out at
+	// once, the cooldown that follows would differ between new and
+	// existing addresses and a later resend's retryAfterSeconds would tell
+	// them apart.
 	return s.schedule(ctx, tx, inbox, now, outgoing{topic, req})
 }
 
@@ -258,7 +258,7 @@ func (s *Service) createRegistration(ctx context.Context, tx *ent.Tx, r newRegis
 // address: a new link and a new code for its current registration (the
 // link only once the code is dead: a resend buys no fresh guesses). It
 // answers the same for every address, registered or not, and allows one
-// email per inbox (canonical address) per ResendCooldown.
+// email per address per ResendCooldown.
 func (s *Service) Resend(ctx context.Context, email string) error {
 	email, err := NormalizeEmail(email)
 	if err != nil {
@@ -266,7 +266,7 @@ func (s *Service) Resend(ctx context.Context, email string) error {
 	}
 	err = database.InTx(ctx, s.DB, func(tx *ent.Tx) error {
 		now := s.now()
-		inbox, err := s.lockInbox(ctx, tx, CanonicalEmail(email))
+		inbox, err := s.lockInbox(ctx, tx, email)
 		if err != nil {
 			return err
 		}

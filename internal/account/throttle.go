@@ -3,6 +3,7 @@ package account
 import (
 	"context"
 	stdsql "database/sql"
+	"encoding/json"
 	"fmt"
 	"time"
 
@@ -15,7 +16,6 @@ import (
 	"github.com/verifier/verifier/ent/outboxevent"
 	"github.com/verifier/verifier/ent/predicate"
 	"github.com/verifier/verifier/internal/apperr"
-	"github.com/verifier/verifier/internal/event"
 	"github.com/verifier/verifier/internal/outbox"
 )
 
@@ -28,14 +28,27 @@ const BudgetWindow = time.Hour
 // globalScope is the EmailBudget scope every email counts against.
 const globalScope = "global"
 
-// lockInbox returns the cooldown record of the inbox named by its
-// canonical address, creating it if need be, and locks it for the rest of
-// tx: the no-op upsert takes the row lock on PostgreSQL (SQLite
-// transactions hold the write lock from BEGIN), so two requests for one
-// inbox take turns and the later one sees what the earlier one decided.
-func (s *Service) lockInbox(ctx context.Context, tx *ent.Tx, inbox string) (*ent.EmailThrottle, error) {
+// lockInbox returns the cooldown record of one address, as NormalizeEmail
+// gives it (the exact address, lower-cased), creating it if need be, and
+// locks it for the rest of tx: the no-op upsert takes the row lock on
+// PostgreSQL (SQLite transactions hold the write lock from BEGIN), so two
+// requests for one address take turns and the later one sees what the
+// earlier one decided.
+//
+// The key is the address, not its inbox (CanonicalEmail): the contract
+// promises one email per address per cooldown, registered or not, and
+// keeps one waiting email per address. Keyed by inbox, a+1@x and a+2@x,
+// two accounts, would share one waiting slot: a+2's registration email
+// would replace a+1's, which never went out, and a resend for a+1 would be
+// refused for mail sent to a+2. What an inbox key would add, bounding the
+// mail one inbox gets through its +tag and dot spellings, the other limits
+// still do: each spelling is a request against the sender's per-client
+// limit (CLIENT_RATE_LIMIT a minute, IPv6 per /64), and each email is
+// counted against its domain's DOMAIN_EMAIL_LIMIT an hour (a provider's
+// domains as one, see spend) and GLOBAL_EMAIL_LIMIT.
+func (s *Service) lockInbox(ctx context.Context, tx *ent.Tx, addr string) (*ent.EmailThrottle, error) {
 	err := tx.EmailThrottle.Create().
-		SetEmail(inbox).
+		SetEmail(addr).
 		SetLastSentMs(0).
 		OnConflictColumns(emailthrottle.FieldEmail).
 		Ignore().
@@ -43,14 +56,14 @@ func (s *Service) lockInbox(ctx context.Context, tx *ent.Tx, inbox string) (*ent
 	if err != nil {
 		return nil, fmt.Errorf("lock cooldown record: %w", err)
 	}
-	th, err := tx.EmailThrottle.Query().Where(emailthrottle.Email(inbox)).Only(ctx)
+	th, err := tx.EmailThrottle.Query().Where(emailthrottle.Email(addr)).Only(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("read cooldown record: %w", err)
 	}
 	return th, nil
 }
 
-// cooldownLeft is how long the inbox's cooldown still runs at now (zero or
+// cooldownLeft is how long the address's cooldown still runs at now (zero or
 // less: it has ended).
 func (s *Service) cooldownLeft(th *ent.EmailThrottle, now time.Time) time.Duration {
 	return time.UnixMilli(th.LastSentMs).Add(s.ResendCooldown).Sub(now)
@@ -62,28 +75,17 @@ type outgoing struct {
 	payload any
 }
 
-// carriesLink tells a verification email (a link the person needs) from a
-// notice.
-func carriesLink(topic string) bool {
-	switch topic {
-	case event.RegisteredTopic, event.RenewedTopic, event.ResentTopic, event.EmailChangeRequestedTopic:
-		return true
-	}
-	return false
-}
-
-// schedule queues m for the inbox th (locked by lockInbox) so that no email
-// is dropped and the cooldown still holds. The rule is the same for every
-// address, registered or not, so neither the answer nor a later
+// schedule queues m for the address th (locked by lockInbox) so that no
+// email is dropped and the cooldown still holds. The rule is the same for
+// every address, registered or not, so neither the answer nor a later
 // retryAfterSeconds tells them apart:
 //
 //   - If an email is waiting for the cooldown to end, m takes its place and
-//     its time (the newest wins), except that a notice never displaces a
-//     verification email: the person needs the link. Nothing is added, so
-//     no budget is spent.
+//     its time: at most one waits per address, the newest (see
+//     replaceWaiting). Nothing is added, so no budget is spent.
 //   - Otherwise m goes out when the cooldown ends (now, if it has), after
 //     spending from the domain and global budgets; that time becomes the
-//     inbox's last-sent time, from which the next cooldown counts.
+//     address's last-sent time, from which the next cooldown counts.
 func (s *Service) schedule(ctx context.Context, tx *ent.Tx, th *ent.EmailThrottle, now time.Time, m outgoing) error {
 	if th.PendingEvent != nil {
 		replaced, err := s.replaceWaiting(ctx, tx, th, now, m)
@@ -115,8 +117,17 @@ func (s *Service) schedule(ctx context.Context, tx *ent.Tx, th *ent.EmailThrottl
 }
 
 // replaceWaiting puts m in the place of the email waiting for th's cooldown
-// and reports whether there was one (it counts as handled when m is a
-// notice and the waiting email a link: m is dropped).
+// and reports whether there was one.
+//
+// The newest wins whatever the two are, a notice over a verification link
+// included: a notice goes only to an address a VERIFIED account holds (the
+// "already registered" notice to its owner, the change notice to a
+// signed-in, so verified, user's current address), and then no link
+// waiting for that address can verify anything: the holder's own answers
+// VERIFIED again, and another account's (a superseded sign-up, a change of
+// address to it) is refused, the address being taken. Keeping the link
+// would instead drop the notice, which its reader cannot ask for again,
+// while a link can be (resendVerificationEmail, changeEmail).
 func (s *Service) replaceWaiting(ctx context.Context, tx *ent.Tx, th *ent.EmailThrottle, now time.Time, m outgoing) (bool, error) {
 	// Still waiting: never tried, unclaimed and not yet due. A row the
 	// relay has claimed or tried is on its way and stays.
@@ -129,8 +140,19 @@ func (s *Service) replaceWaiting(ctx context.Context, tx *ent.Tx, th *ent.EmailT
 	if err != nil {
 		return false, fmt.Errorf("read waiting email: %w", err)
 	}
-	if carriesLink(waiting.Topic) && !carriesLink(m.topic) {
-		return true, nil
+	// Only mail to this very address is replaced. A record written by a
+	// version that keyed by inbox (CanonicalEmail) may hold another
+	// spelling's email, a+1@x's under the key a@x: that one stays and m
+	// takes a slot of its own, after it. Such records end with their
+	// cooldown, so in the first RESEND_COOLDOWN after the upgrade a
+	// spelling can get one email sooner than its cooldown allows, or the
+	// key's own address wait one cooldown longer, and no email is lost. A
+	// payload that names no address counts as another's: kept, not lost.
+	var to struct {
+		Email string `json:"email"`
+	}
+	if json.Unmarshal(waiting.Payload, &to) != nil || to.Email != th.Email {
+		return false, nil
 	}
 	// Guarded again, so a relay of another replica that claimed the row
 	// meanwhile keeps it (and this email takes a new slot instead).
@@ -167,9 +189,12 @@ func updateThrottle(tx *ent.Tx, th *ent.EmailThrottle) *ent.EmailThrottleUpdate 
 
 // spend takes one email from the budgets of the recipient's domain and of
 // everyone for the current window, or answers RATE_LIMITED until the
-// window ends. Each budget is one conditional upsert (count up only below
-// the cap), so concurrent requests on any replica cannot overspend it, on
-// SQLite or PostgreSQL alike. A refusal rolls back tx, so a domain budget
+// window ends. Domains of one provider's inboxes (googlemail.com,
+// gmail.com) share a budget: the cooldown is per address, and this cap is
+// one of the limits on mail to one inbox across its spellings. Each budget
+// is one conditional upsert (count up only below the cap), so concurrent
+// requests on any replica cannot overspend it, on SQLite or PostgreSQL
+// alike. A refusal rolls back tx, so a domain budget
 // spent before a global refusal is given back.
 func (s *Service) spend(ctx context.Context, tx *ent.Tx, domain string, now time.Time) error {
 	window := now.Truncate(BudgetWindow)
@@ -177,7 +202,7 @@ func (s *Service) spend(ctx context.Context, tx *ent.Tx, domain string, now time
 		scope, message string
 		limit          int
 	}{
-		{"domain:" + domain, "too many emails to this domain this hour; try again in %d seconds", s.DomainEmailLimit},
+		{"domain:" + canonicalDomain(domain), "too many emails to this domain this hour; try again in %d seconds", s.DomainEmailLimit},
 		{globalScope, "too many emails are being sent right now; try again in %d seconds", s.GlobalEmailLimit},
 	} {
 		if b.limit <= 0 {
