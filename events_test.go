@@ -171,7 +171,7 @@ func TestPublicEventSequence(t *testing.T) {
 	r := s.gql(t, signInQ, map[string]any{"e": before, "p": testPassword})
 	require.Empty(t, r.Errors)
 	session := r.Data["signIn"].(map[string]any)["token"].(string)
-	s.clock.Advance(2 * time.Minute) // past the inbox's cooldown
+	s.clock.Advance(2 * time.Minute) // past the address's cooldown
 	require.Empty(t, s.gqlAs(t, session, changeQ, map[string]any{"e": after}).Errors)
 	var changeLink, changeCode string
 	for _, m := range s.sink.Collect(t, 2, testkit.Timeout) { // the link and the notice

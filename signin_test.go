@@ -76,7 +76,7 @@ func TestChangeEmail(t *testing.T) {
 		s := startService(t, opts)
 		session := s.signedIn(t, "before@example.com")
 		s.signedIn(t, "taken@example.com")
-		s.clock.Advance(2 * time.Minute) // past both inboxes' cooldowns
+		s.clock.Advance(2 * time.Minute) // past both addresses' cooldowns
 
 		r := s.gqlAs(t, session, changeQ, map[string]any{"e": "after@example.com"})
 		require.Empty(t, r.Errors)

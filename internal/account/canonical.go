@@ -14,7 +14,7 @@ var dotlessDomains = map[string]string{
 // CanonicalEmail names the inbox behind a normalized address (see
 // NormalizeEmail), for limits that must hold per inbox rather than per
 // spelling: failed sign-ins. (The email cooldown is per address, as the
-// contract has it; see lockInbox.) It lower-cases, drops a "+tag" from the
+// contract has it; see lockCooldown.) It lower-cases, drops a "+tag" from the
 // local part, and for dotlessDomains drops the dots of the local part and
 // uses the provider's main domain. The address stored and
 // mailed stays as typed; this form is only a key.

@@ -57,11 +57,11 @@ func (s *Service) changeEmail(ctx context.Context, tx *ent.Tx, u *ent.User, r ne
 	if r.locale, err = userLocale(ctx, tx, u.ID); err != nil {
 		return err
 	}
-	inboxes, err := s.lockInboxes(ctx, tx, u.Email, r.email)
+	cooldowns, err := s.lockCooldowns(ctx, tx, u.Email, r.email)
 	if err != nil {
 		return err
 	}
-	oldInbox, newInbox := inboxes[0], inboxes[1]
+	oldAddr, newAddr := cooldowns[0], cooldowns[1]
 	// The newest change counts, whatever its address: a pending change
 	// that stayed confirmable behind a change to a taken address would
 	// tell the two apart.
@@ -73,22 +73,16 @@ func (s *Service) changeEmail(ctx context.Context, tx *ent.Tx, u *ent.User, r ne
 		return err
 	}
 	if holder != nil && holder.Status == user.StatusVERIFIED {
-		err = s.changeToTaken(ctx, tx, newInbox, u, r, holder.ID, now)
+		err = s.changeToTaken(ctx, tx, newAddr, u, r, holder.ID, now)
 	} else {
-		err = s.changeToFree(ctx, tx, newInbox, u, r, now)
+		err = s.changeToFree(ctx, tx, newAddr, u, r, now)
 	}
 	if err != nil {
 		return err
 	}
-	if oldInbox.ID == newInbox.ID {
-		// One inbox under two spellings: the link matters more than the
-		// notice, and schedule keeps it.
-		oldInbox, err = tx.EmailThrottle.Get(ctx, oldInbox.ID)
-		if err != nil {
-			return err
-		}
-	}
-	return s.schedule(ctx, tx, oldInbox, now, outgoing{event.EmailChangeNoticeTopic, event.EmailChangeNotice{Email: u.Email, NewEmail: MaskEmail(r.email), Locale: r.locale, UserID: u.ID}})
+	// Two addresses (a change to the same one returned above), so two
+	// cooldown records: the notice never waits behind the link.
+	return s.schedule(ctx, tx, oldAddr, now, outgoing{event.EmailChangeNoticeTopic, event.EmailChangeNotice{Email: u.Email, NewEmail: MaskEmail(r.email), Locale: r.locale, UserID: u.ID}})
 }
 
 // changeToTaken answers a change to an address a VERIFIED account holds
@@ -99,7 +93,7 @@ func (s *Service) changeEmail(ctx context.Context, tx *ent.Tx, u *ent.User, r ne
 // (a decoy with no user would leave nothing pending: attemptsLeft 0 at
 // the first try). Its code is one nobody can give, so nothing confirms
 // it, and it has no links.
-func (s *Service) changeToTaken(ctx context.Context, tx *ent.Tx, inbox *ent.EmailThrottle, u *ent.User, r newRegistration, owner uuid.UUID, now time.Time) error {
+func (s *Service) changeToTaken(ctx context.Context, tx *ent.Tx, cooldown *ent.EmailThrottle, u *ent.User, r newRegistration, owner uuid.UUID, now time.Time) error {
 	if _, err := s.createRegistration(ctx, tx, r, &u.ID, "", now); err != nil {
 		return err
 	}
@@ -107,34 +101,34 @@ func (s *Service) changeToTaken(ctx context.Context, tx *ent.Tx, inbox *ent.Emai
 	if err != nil {
 		return err
 	}
-	return s.schedule(ctx, tx, inbox, now, outgoing{event.AlreadyRegisteredTopic, event.AlreadyRegistered{Email: r.email, ChangeEmail: true, Locale: locale, UserID: owner}})
+	return s.schedule(ctx, tx, cooldown, now, outgoing{event.AlreadyRegisteredTopic, event.AlreadyRegistered{Email: r.email, ChangeEmail: true, Locale: locale, UserID: owner}})
 }
 
 // changeToFree writes u's CHANGE_EMAIL registration and queues its link
 // and code to the new address.
-func (s *Service) changeToFree(ctx context.Context, tx *ent.Tx, inbox *ent.EmailThrottle, u *ent.User, r newRegistration, now time.Time) error {
+func (s *Service) changeToFree(ctx context.Context, tx *ent.Tx, cooldown *ent.EmailThrottle, u *ent.User, r newRegistration, now time.Time) error {
 	req, err := s.issue(ctx, tx, r, u.ID, now)
 	if err != nil {
 		return err
 	}
-	return s.schedule(ctx, tx, inbox, now, outgoing{event.EmailChangeRequestedTopic, req})
+	return s.schedule(ctx, tx, cooldown, now, outgoing{event.EmailChangeRequestedTopic, req})
 }
 
-// lockInboxes locks the cooldown records of inboxes in one order (sorted),
+// lockCooldowns locks the cooldown records of two addresses in one order (sorted),
 // so two requests locking the same pair cannot deadlock, and returns them
 // in the order asked.
-func (s *Service) lockInboxes(ctx context.Context, tx *ent.Tx, a, b string) ([2]*ent.EmailThrottle, error) {
+func (s *Service) lockCooldowns(ctx context.Context, tx *ent.Tx, a, b string) ([2]*ent.EmailThrottle, error) {
 	first, second := a, b
 	if second < first {
 		first, second = second, first
 	}
-	x, err := s.lockInbox(ctx, tx, first)
+	x, err := s.lockCooldown(ctx, tx, first)
 	if err != nil {
 		return [2]*ent.EmailThrottle{}, err
 	}
 	y := x
 	if second != first {
-		if y, err = s.lockInbox(ctx, tx, second); err != nil {
+		if y, err = s.lockCooldown(ctx, tx, second); err != nil {
 			return [2]*ent.EmailThrottle{}, err
 		}
 	}
@@ -192,7 +186,7 @@ func (s *Service) confirmChange(ctx context.Context, reg *ent.Registration) (Ver
 	err := database.InTx(ctx, s.DB, func(tx *ent.Tx) error {
 		now = s.now()
 		// Serialises with a registration of the same address.
-		if _, err := s.lockInbox(ctx, tx, reg.Email); err != nil {
+		if _, err := s.lockCooldown(ctx, tx, reg.Email); err != nil {
 			return err
 		}
 		var err error

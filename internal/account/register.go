@@ -96,7 +96,7 @@ type newRegistration struct {
 func (s *Service) register(ctx context.Context, tx *ent.Tx, r newRegistration) error {
 	now := s.now()
 	// First, so that concurrent registrations of one address take turns.
-	inbox, err := s.lockInbox(ctx, tx, r.email)
+	cooldown, err := s.lockCooldown(ctx, tx, r.email)
 	if err != nil {
 		return err
 	}
@@ -105,7 +105,7 @@ func (s *Service) register(ctx context.Context, tx *ent.Tx, r newRegistration) e
 		return err
 	}
 	if existing != nil && existing.Status == user.StatusVERIFIED {
-		return s.decoy(ctx, tx, inbox, r, existing.ID, now)
+		return s.decoy(ctx, tx, cooldown, r, existing.ID, now)
 	}
 
 	topic := event.RegisteredTopic
@@ -131,7 +131,7 @@ func (s *Service) register(ctx context.Context, tx *ent.Tx, r newRegistration) e
 			return err
 		}
 		if n == 0 {
-			return s.decoy(ctx, tx, inbox, r, existing.ID, now)
+			return s.decoy(ctx, tx, cooldown, r, existing.ID, now)
 		}
 		if err := s.supersede(ctx, tx, u.ID, registration.PurposeSIGNUP, now); err != nil {
 			return err
@@ -146,7 +146,7 @@ func (s *Service) register(ctx context.Context, tx *ent.Tx, r newRegistration) e
 	// once, the cooldown that follows would differ between new and
 	// existing addresses and a later resend's retryAfterSeconds would tell
 	// them apart.
-	return s.schedule(ctx, tx, inbox, now, outgoing{topic, req})
+	return s.schedule(ctx, tx, cooldown, now, outgoing{topic, req})
 }
 
 // decoy answers a repeated registration of a VERIFIED address: the same
@@ -158,7 +158,7 @@ func (s *Service) register(ctx context.Context, tx *ent.Tx, r newRegistration) e
 // supersedes an UNVERIFIED user's registrations: otherwise whoever
 // registers an address twice could tell a VERIFIED one by its first watch
 // token still answering.
-func (s *Service) decoy(ctx context.Context, tx *ent.Tx, inbox *ent.EmailThrottle, r newRegistration, owner uuid.UUID, now time.Time) error {
+func (s *Service) decoy(ctx context.Context, tx *ent.Tx, cooldown *ent.EmailThrottle, r newRegistration, owner uuid.UUID, now time.Time) error {
 	if err := s.supersedeDecoys(ctx, tx, r.email, r.purpose, now); err != nil {
 		return err
 	}
@@ -170,7 +170,7 @@ func (s *Service) decoy(ctx context.Context, tx *ent.Tx, inbox *ent.EmailThrottl
 	if err != nil {
 		return err
 	}
-	return s.schedule(ctx, tx, inbox, now, outgoing{event.AlreadyRegisteredTopic, event.AlreadyRegistered{Email: r.email, Registration: reg.ID, Locale: locale, UserID: owner}})
+	return s.schedule(ctx, tx, cooldown, now, outgoing{event.AlreadyRegisteredTopic, event.AlreadyRegistered{Email: r.email, Registration: reg.ID, Locale: locale, UserID: owner}})
 }
 
 // userLocale is the language a user chose: their newest registration's
@@ -197,9 +197,8 @@ func (s *Service) supersede(ctx context.Context, tx *ent.Tx, userID uuid.UUID, p
 
 // supersedeDecoys is supersede for the decoys of email, which no user id
 // names: they are found by the address, in an index of its own (ent
-// schema Registration). The inbox record the caller holds locked is no
-// shortcut: it names no registration, only the canonical address that
-// several spellings share.
+// schema Registration). The cooldown record the caller holds locked is no
+// shortcut: it names the address, not its registrations.
 func (s *Service) supersedeDecoys(ctx context.Context, tx *ent.Tx, email string, purpose registration.Purpose, now time.Time) error {
 	return s.supersedeWhere(ctx, tx, now, registration.Email(email), registration.UserIDIsNil(), registration.PurposeEQ(purpose))
 }
@@ -266,19 +265,19 @@ func (s *Service) Resend(ctx context.Context, email string) error {
 	}
 	err = database.InTx(ctx, s.DB, func(tx *ent.Tx) error {
 		now := s.now()
-		inbox, err := s.lockInbox(ctx, tx, email)
+		cooldown, err := s.lockCooldown(ctx, tx, email)
 		if err != nil {
 			return err
 		}
-		if wait := s.cooldownLeft(inbox, now); wait > 0 {
+		if wait := s.cooldownLeft(cooldown, now); wait > 0 {
 			return apperr.Limited(wait, "an email was sent to this address recently; try again in %d seconds", RetryAfterSeconds(wait))
 		}
 		// Spent and recorded whether or not an email goes out, so neither
 		// the budgets nor the next answer differ between addresses.
-		if err := s.spend(ctx, tx, emailDomain(inbox.Email), now); err != nil {
+		if err := s.spend(ctx, tx, emailDomain(cooldown.Email), now); err != nil {
 			return err
 		}
-		if err := updateThrottle(tx, inbox).SetLastSentMs(now.UnixMilli()).ClearPendingEvent().Exec(ctx); err != nil {
+		if err := updateThrottle(tx, cooldown).SetLastSentMs(now.UnixMilli()).ClearPendingEvent().Exec(ctx); err != nil {
 			return fmt.Errorf("update cooldown record: %w", err)
 		}
 		u, err := tx.User.Query().Where(user.Email(email), user.StatusEQ(user.StatusUNVERIFIED)).Only(ctx)

@@ -28,7 +28,7 @@ const BudgetWindow = time.Hour
 // globalScope is the EmailBudget scope every email counts against.
 const globalScope = "global"
 
-// lockInbox returns the cooldown record of one address, as NormalizeEmail
+// lockCooldown returns the cooldown record of one address, as NormalizeEmail
 // gives it (the exact address, lower-cased), creating it if need be, and
 // locks it for the rest of tx: the no-op upsert takes the row lock on
 // PostgreSQL (SQLite transactions hold the write lock from BEGIN), so two
@@ -46,7 +46,7 @@ const globalScope = "global"
 // limit (CLIENT_RATE_LIMIT a minute, IPv6 per /64), and each email is
 // counted against its domain's DOMAIN_EMAIL_LIMIT an hour (a provider's
 // domains as one, see spend) and GLOBAL_EMAIL_LIMIT.
-func (s *Service) lockInbox(ctx context.Context, tx *ent.Tx, addr string) (*ent.EmailThrottle, error) {
+func (s *Service) lockCooldown(ctx context.Context, tx *ent.Tx, addr string) (*ent.EmailThrottle, error) {
 	err := tx.EmailThrottle.Create().
 		SetEmail(addr).
 		SetLastSentMs(0).
@@ -75,7 +75,7 @@ type outgoing struct {
 	payload any
 }
 
-// schedule queues m for the address th (locked by lockInbox) so that no
+// schedule queues m for the address th (locked by lockCooldown) so that no
 // email is dropped and the cooldown still holds. The rule is the same for
 // every address, registered or not, so neither the answer nor a later
 // retryAfterSeconds tells them apart:
