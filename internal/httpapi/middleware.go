@@ -77,6 +77,24 @@ func adminToken(token string) middleware {
 	}
 }
 
+// ignoreUpgrade drops an Upgrade header that does not ask for a
+// websocket where websockets are served (any, where none are), as a
+// server may (RFC 9110, 7.8): curl --http2 asks for h2c on every
+// plain-HTTP request, and gqlgen's POST and GET transports take no
+// request with an Upgrade header at all, so such a request got 400
+// "transport not supported" instead of its answer.
+func ignoreUpgrade(websockets bool) middleware {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Header.Get("Upgrade") != "" && !(websockets && websocket.IsWebSocketUpgrade(r)) {
+				r = r.Clone(r.Context())
+				r.Header.Del("Upgrade")
+			}
+			next.ServeHTTP(w, r)
+		})
+	}
+}
+
 // postOnly answers anything but a POST (a websocket upgrade included)
 // 405: for endpoints that take queries and mutations only.
 func postOnly(next http.Handler) http.Handler {
