@@ -109,8 +109,8 @@ func TestNothingSentIsLogged(t *testing.T) {
 		status                  int
 		code                    string
 	}{
-		{"wrong content type", "text/plain", `{"query":` + q(verifyQ) + `,"variables":{"t":"TOKEN"}}`, http.StatusUnsupportedMediaType, "BAD_USER_INPUT"},
-		{"form body", "application/x-www-form-urlencoded", `password=PASSWORD`, http.StatusUnsupportedMediaType, "BAD_USER_INPUT"},
+		{"wrong content type", "text/plain", `{"query":` + q(verifyQ) + `,"variables":{"t":"TOKEN"}}`, http.StatusBadRequest, "BAD_USER_INPUT"},
+		{"form body", "application/x-www-form-urlencoded", `password=PASSWORD`, http.StatusBadRequest, "BAD_USER_INPUT"},
 		{"oversized", "application/json", `{"query":"` + strings.Repeat("PASSWORD ", 8000) + `"}`, http.StatusRequestEntityTooLarge, "BAD_USER_INPUT"},
 		{"parse error", "application/json", `{"query":` + q(`mutation{register(input:{email:"e@example.com",password:"PASSWORD"}){watchToken`) + `}`, http.StatusUnprocessableEntity, "GRAPHQL_PARSE_FAILED"},
 		{"secret as a field name", "application/json", `{"query":"{ Hunter2_SuperSecret_Pw }"}`, http.StatusUnprocessableEntity, "GRAPHQL_VALIDATION_FAILED"},
