@@ -109,8 +109,8 @@ func TestNothingSentIsLogged(t *testing.T) {
 		status                  int
 		code                    string
 	}{
-		{"wrong content type", "text/plain", `{"query":` + q(verifyQ) + `,"variables":{"t":"TOKEN"}}`, http.StatusUnsupportedMediaType, "BAD_USER_INPUT"},
-		{"form body", "application/x-www-form-urlencoded", `password=PASSWORD`, http.StatusUnsupportedMediaType, "BAD_USER_INPUT"},
+		{"wrong content type", "text/plain", `{"query":` + q(verifyQ) + `,"variables":{"t":"TOKEN"}}`, http.StatusBadRequest, "BAD_USER_INPUT"},
+		{"form body", "application/x-www-form-urlencoded", `password=PASSWORD`, http.StatusBadRequest, "BAD_USER_INPUT"},
 		{"oversized", "application/json", `{"query":"` + strings.Repeat("PASSWORD ", 8000) + `"}`, http.StatusRequestEntityTooLarge, "BAD_USER_INPUT"},
 		{"parse error", "application/json", `{"query":` + q(`mutation{register(input:{email:"e@example.com",password:"PASSWORD"}){watchToken`) + `}`, http.StatusUnprocessableEntity, "GRAPHQL_PARSE_FAILED"},
 		{"secret as a field name", "application/json", `{"query":"{ Hunter2_SuperSecret_Pw }"}`, http.StatusUnprocessableEntity, "GRAPHQL_VALIDATION_FAILED"},
@@ -503,3 +503,50 @@ fragment TypeRef on __Type {
   kind name
   ofType { kind name ofType { kind name ofType { kind name ofType { kind name ofType { kind name ofType { kind name ofType { kind name } } } } } } }
 }`
+
+// TestHTTPUpgradeHeaders: an upgrade to another protocol than websocket
+// is ignored (RFC 9110, 7.8), so curl --http2, which asks for h2c on
+// every plain-HTTP request, gets its GraphQL answer; a websocket
+// handshake that is not a GET answers 405 with the contract's code.
+func TestHTTPUpgradeHeaders(t *testing.T) {
+	t.Parallel()
+	s := startService(t, svcOptions{})
+	h2c := map[string]string{"Connection": "Upgrade, HTTP2-Settings", "Upgrade": "h2c", "HTTP2-Settings": "AAMAAABkAARAAAAAAAIAAAAA"}
+	ws := map[string]string{"Connection": "Upgrade", "Upgrade": "websocket", "Sec-WebSocket-Version": "13", "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="}
+	for _, tt := range []struct {
+		name, method, path string
+		header             map[string]string
+		status             int
+		code, allow        string
+	}{
+		{"curl --http2 POST", http.MethodPost, "/query", h2c, http.StatusOK, "", ""},
+		{"curl --http2 GET", http.MethodGet, "/query?query=%7B__typename%7D", h2c, http.StatusOK, "", ""},
+		{"a websocket handshake over POST", http.MethodPost, "/query", ws, http.StatusMethodNotAllowed, "BAD_USER_INPUT", "GET"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var body io.Reader
+			if tt.method == http.MethodPost {
+				body = strings.NewReader(`{"query":"{__typename}"}`)
+			}
+			req, err := http.NewRequest(tt.method, s.url(tt.path), body)
+			require.NoError(t, err)
+			req.Header.Set("Content-Type", "application/json")
+			for k, v := range tt.header {
+				req.Header.Set(k, v)
+			}
+			resp, err := s.http.Do(req)
+			require.NoError(t, err)
+			defer resp.Body.Close()
+			raw, err := io.ReadAll(resp.Body)
+			require.NoError(t, err)
+			require.Equal(t, tt.status, resp.StatusCode, "%s", raw)
+			require.Equal(t, tt.allow, resp.Header.Get("Allow"))
+			var r gqlResponse
+			require.NoError(t, json.Unmarshal(raw, &r), "%s", raw)
+			require.Equal(t, tt.code, r.code(), "%s", raw)
+			if tt.status == http.StatusOK {
+				require.Equal(t, "Query", r.Data["__typename"])
+			}
+		})
+	}
+}

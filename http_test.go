@@ -76,6 +76,7 @@ func TestGraphQLOverGET(t *testing.T) {
 		{"a mutation", registerQ},
 		{"a mutation named among queries", "query Q($w:String!){verificationStatus(watchToken:$w)} " + registerQ},
 		{"a subscription", watchQ},
+		{"a mutation that does not validate", `mutation($e:String!,$p:String!){register(input:{email:$e,password:$p}){nope}}`},
 	}
 	for _, tt := range refused {
 		p := getParams(tt.query, map[string]any{"e": "never@example.com", "p": password, "w": watch})

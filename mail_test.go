@@ -183,11 +183,17 @@ func TestEmailsInTheRegistrationsLanguage(t *testing.T) {
 			{"de-AT", "Bitte bestätige deine E-Mail-Adresse", "Hallo,", `<html lang="de">`},
 			{"fr-CA", "Vérifiez votre adresse", "Bonjour,", `<html lang="en">`}, // verify.html: the built-in English one
 			{"", "Verify your email address", "Hello,", `<html lang="en">`},
+			// Well-formed, but no templates (pt-BR) or no such language
+			// (zz): English, not a refused registration.
+			{"pt-BR", "Verify your email address", "Hello,", `<html lang="en">`},
+			{"zz", "Verify your email address", "Hello,", `<html lang="en">`},
+			{"zz-AT", "Verify your email address", "Hello,", `<html lang="en">`},
+			{"de-AT-foobar", "Bitte bestätige deine E-Mail-Adresse", "Hallo,", `<html lang="de">`},
 		} {
 			r := s.gql(t, q, map[string]any{"e": "lang-" + tt.locale + "@example.com", "l": tt.locale})
-			require.Empty(t, r.Errors)
+			require.Empty(t, r.Errors, tt.locale)
 			m := s.sink.Next(t, 10*time.Second)
-			require.Equal(t, tt.subject, m.Subject)
+			require.Equal(t, tt.subject, m.Subject, tt.locale)
 			require.True(t, strings.HasPrefix(m.Text, tt.text), m.Text)
 			require.Contains(t, m.HTML, tt.html)
 			require.NotNil(t, linkLine.FindStringSubmatch(m.Text), "the link on a line of its own:\n%s", m.Text)

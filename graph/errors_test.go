@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -11,6 +12,7 @@ import (
 	"github.com/99designs/gqlgen/client"
 	"github.com/stretchr/testify/require"
 
+	"github.com/verifier/verifier/graph/graphtest"
 	"github.com/verifier/verifier/internal/account"
 	"github.com/verifier/verifier/internal/apperr"
 	"github.com/verifier/verifier/internal/gqlws"
@@ -44,7 +46,9 @@ func (f fakeAccounts) ChangeEmail(context.Context, string, string) error { retur
 func (f fakeAccounts) ConfirmEmailChange(context.Context, string, string) (account.Verification, error) {
 	return account.Verification{}, f.err
 }
-func (f fakeAccounts) Receipt(context.Context, account.Verification) string { return "" }
+func (f fakeAccounts) Receipt(context.Context, account.Verification) (string, error) {
+	return "", f.err
+}
 func (f fakeAccounts) Status(context.Context, string) (status.Status, error) {
 	return "", f.err
 }
@@ -98,4 +102,28 @@ func TestErrorPresenter(t *testing.T) {
 			}
 		})
 	}
+}
+
+// receiptFails verifies but cannot sign a receipt.
+type receiptFails struct{ okAccounts }
+
+func (receiptFails) Receipt(context.Context, account.Verification) (string, error) {
+	return "", fmt.Errorf("sign receipt: %w", errors.New("key store at db.internal:5432 unreachable"))
+}
+
+// A receipt that cannot be signed answers INTERNAL, logged once, never
+// an empty receipt: the field is a non-null String.
+func TestReceiptFailureIsInternal(t *testing.T) {
+	t.Parallel()
+	var logs testkit.LogBuffer
+	h := NewHandler(&Resolver{Accounts: receiptFails{}}, HandlerOptions{
+		Log:       slog.New(slog.NewTextHandler(&logs, nil)),
+		Websocket: gqlws.Transport{},
+	})
+	a := graphtest.Post(t, h, "/query", `mutation{verifyEmail(token:"t"){status receipt}}`, nil)
+	require.Equal(t, "INTERNAL", a.Code(), "%+v", a.Errors)
+	require.Len(t, a.Errors, 1)
+	require.Equal(t, "internal error", a.Errors[0].Message)
+	require.Empty(t, a.Data, "no payload with an empty receipt")
+	require.Equal(t, 1, logs.Count("sign receipt"), logs.String())
 }

@@ -1643,7 +1643,7 @@ func (ec *executionContext) _VerificationStatusEvent_receipt(ctx context.Context
 			return ec.fieldContext_VerificationStatusEvent_receipt(ctx, field)
 		},
 		func(ctx context.Context) (any, error) {
-			return obj.Receipt(ctx), nil
+			return obj.Receipt(ctx)
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {

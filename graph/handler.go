@@ -59,9 +59,10 @@ func NewHandler(r *Resolver, o HandlerOptions) *handler.Server {
 	srv.Use(extension.Introspection{})
 	// Before fieldLimit, which needs the query a hash stands for.
 	srv.Use(automaticPersistedQuery{extension.AutomaticPersistedQuery{Cache: lru.New[string](persistedQueries)}})
-	// First of the operation checks: a mutation over GET gets 405 whatever
-	// else is wrong with it.
-	srv.Use(queriesOnlyOverGET{})
+	// First of the operation checks, before the field limit and gqlgen's
+	// validation: a mutation over GET gets 405 whatever else is wrong
+	// with it.
+	srv.Use(queriesOnlyOverGET{tokens: publicBounds.ParserTokens, cache: cache})
 	Bound(srv, cache, publicBounds)
 	present := ErrorPresenter(o.Log)
 	srv.Use(&subscriptionLimit{

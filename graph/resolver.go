@@ -28,7 +28,7 @@ type Accounts interface {
 	ChangeEmail(ctx context.Context, bearer, newEmail string) error
 	ConfirmEmailChange(ctx context.Context, bearer, code string) (account.Verification, error)
 	// Receipt signs the proof of a verification, for a client that asked.
-	Receipt(ctx context.Context, v account.Verification) string
+	Receipt(ctx context.Context, v account.Verification) (string, error)
 	Resend(ctx context.Context, email string) error
 	Status(ctx context.Context, watchToken string) (status.Status, error)
 	// Watch's channel is the subscription's: gqlgen reads it directly, and

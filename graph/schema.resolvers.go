@@ -108,7 +108,7 @@ func (r *subscriptionResolver) VerificationStatus(ctx context.Context, watchToke
 
 // Receipt is the resolver for the receipt field.
 func (r *verifyEmailPayloadResolver) Receipt(ctx context.Context, obj *model.VerifyEmailPayload) (string, error) {
-	return r.Accounts.Receipt(ctx, obj.Verification), nil
+	return r.Accounts.Receipt(ctx, obj.Verification)
 }
 
 // Mutation returns MutationResolver implementation.

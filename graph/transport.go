@@ -10,6 +10,7 @@ import (
 	"github.com/99designs/gqlgen/graphql/handler/transport"
 	"github.com/vektah/gqlparser/v2/ast"
 	"github.com/vektah/gqlparser/v2/gqlerror"
+	"github.com/vektah/gqlparser/v2/parser"
 
 	"github.com/verifier/verifier/internal/apperr"
 )
@@ -22,9 +23,9 @@ type getKey struct{}
 // with 405 and "Allow: POST" (GraphQL over HTTP): a GET must be safe, as
 // browsers, proxies and link previews repeat and prefetch it, and a
 // mutation over GET could be sent by any <img> on any site. The operation
-// is refused by queriesOnlyOverGET before it runs, once its persisted
-// query is resolved and it is parsed and validated, so the answer carries
-// the contract's code like any other.
+// is refused by queriesOnlyOverGET before anything else is checked of it,
+// once its persisted query is resolved, so the answer carries the
+// contract's code like any other.
 type getQueries struct{ transport.GET }
 
 var _ graphql.Transport = getQueries{}
@@ -53,24 +54,45 @@ func (a *allowPOST) WriteHeader(code int) {
 func (a *allowPOST) Unwrap() http.ResponseWriter { return a.ResponseWriter }
 
 // queriesOnlyOverGET refuses a mutation or subscription that came over
-// GET (getQueries), before anything runs.
-type queriesOnlyOverGET struct{}
+// GET (getQueries), before anything runs and before validation: a
+// mutation over GET answers 405 whatever else is wrong with it (unknown
+// fields, variables of the wrong type, too many fields), as the contract
+// says. It parses the document (a query in gqlgen's cache is parsed
+// already) and picks the operation by operationName as gqlgen will; a
+// document that does not parse, or names no operation it has, is left to
+// gqlgen's own errors.
+type queriesOnlyOverGET struct {
+	// tokens is the parser's token limit (Bounds.ParserTokens).
+	tokens int
+	cache  graphql.Cache[*ast.QueryDocument]
+}
 
 var (
-	_ graphql.HandlerExtension        = queriesOnlyOverGET{}
-	_ graphql.OperationContextMutator = queriesOnlyOverGET{}
+	_ graphql.HandlerExtension          = queriesOnlyOverGET{}
+	_ graphql.OperationParameterMutator = queriesOnlyOverGET{}
 )
 
 func (queriesOnlyOverGET) ExtensionName() string                   { return "QueriesOnlyOverGET" }
 func (queriesOnlyOverGET) Validate(graphql.ExecutableSchema) error { return nil }
 
-func (queriesOnlyOverGET) MutateOperationContext(ctx context.Context, oc *graphql.OperationContext) *gqlerror.Error {
+func (q queriesOnlyOverGET) MutateOperationParameters(ctx context.Context, p *graphql.RawParams) *gqlerror.Error {
 	refused, overGET := ctx.Value(getKey{}).(*bool)
-	if !overGET || oc.Operation == nil || oc.Operation.Operation == ast.Query {
+	if !overGET {
+		return nil
+	}
+	doc, ok := q.cache.Get(ctx, p.Query)
+	if !ok {
+		var err error
+		if doc, err = parser.ParseQueryWithTokenLimit(&ast.Source{Input: p.Query}, q.tokens); err != nil {
+			return nil // gqlgen parses again and reports it
+		}
+	}
+	op := doc.Operations.ForName(p.OperationName)
+	if op == nil || op.Operation == ast.Query {
 		return nil
 	}
 	*refused = true
-	return badInput("a %s cannot be sent over GET: use POST (or, for a subscription, a websocket or POST with Accept: text/event-stream)", oc.Operation.Operation)
+	return badInput("a %s cannot be sent over GET: use POST (or, for a subscription, a websocket or POST with Accept: text/event-stream)", op.Operation)
 }
 
 // automaticPersistedQuery is gqlgen's, with a code on each of its errors:

@@ -73,7 +73,7 @@ func TestChangeEmail(t *testing.T) {
 				require.NoError(t, err)
 				require.Equal(t, "new@example.com", v.Email)
 				require.False(t, v.AlreadyVerified)
-				b.requireReceipt(t, new(b.svc.Receipt(ctx, v)), "new@example.com")
+				b.requireReceipt(t, b.receipt(t, v), "new@example.com")
 
 				u2, err := b.db.User.Get(ctx, u.ID)
 				require.NoError(t, err)

@@ -63,7 +63,7 @@ func TestVerifyEmailWithCode(t *testing.T) {
 		require.Equal(t, "code@example.com", v.Email)
 		require.False(t, v.AlreadyVerified)
 		require.Equal(t, &redirect, v.RedirectTo)
-		b.requireReceipt(t, new(b.svc.Receipt(ctx, v)), "code@example.com")
+		b.requireReceipt(t, b.receipt(t, v), "code@example.com")
 
 		// Again: VERIFIED, already.
 		v, err = b.svc.VerifyEmailWithCode(ctx, watch, m.code)
@@ -76,7 +76,7 @@ func TestVerifyEmailWithCode(t *testing.T) {
 		c := testkit.Receive(t, late, "a status change")
 		require.Equal(t, status.Verified, c.Status)
 		require.Equal(t, &redirect, c.RedirectTo)
-		b.requireReceipt(t, c.Receipt(ctx), "code@example.com")
+		b.requireReceipt(t, eventReceipt(t, c), "code@example.com")
 	})
 }
 

@@ -122,7 +122,7 @@ func TestPreHijackClosed(t *testing.T) {
 		v, err := b.svc.VerifyEmail(ctx, owner.token)
 		require.NoError(t, err)
 		require.False(t, v.AlreadyVerified)
-		b.requireReceipt(t, new(b.svc.Receipt(ctx, v)), victim)
+		b.requireReceipt(t, b.receipt(t, v), victim)
 
 		tok, _, err := b.svc.SignIn(ctx, victim, "owner password B")
 		require.NoError(t, err)

@@ -1,6 +1,7 @@
 package account
 
 import (
+	"errors"
 	"net/mail"
 	"net/url"
 	"slices"
@@ -135,9 +136,14 @@ func Origin(u *url.URL) string {
 }
 
 // NormalizeLocale returns the canonical BCP 47 form of a locale, or
-// BAD_USER_INPUT for one that is not a language tag at all. A well-formed
-// tag of a language without translations is kept: the mailer falls back
-// to English for it.
+// BAD_USER_INPUT for one that is too long or not a language tag at all.
+// A well-formed tag is never refused (the contract: unknown ones fall
+// back to English): a subtag unknown to the IANA registry is dropped, as
+// no templates can be named by it ("de-AT-foobar" keeps "de-AT", which
+// the mailer matches to German), and a tag whose language is unknown or
+// unnamed ("zz", "zz-AT", "und") is English rather than a region's guess.
+// A known language without templates (pt-BR) is kept: the mailer picks
+// the closest language it has, English when none is close, when it sends.
 func NormalizeLocale(raw string) (string, error) {
 	if raw == "" {
 		return "en", nil
@@ -146,8 +152,14 @@ func NormalizeLocale(raw string) (string, error) {
 		return "", apperr.Errorf(apperr.BadUserInput, "locale is too long")
 	}
 	tag, err := language.Parse(raw)
-	if err != nil || len(tag.String()) > maxLocaleLen {
+	if _, unknown := errors.AsType[language.ValueError](err); err != nil && !unknown {
 		return "", apperr.Errorf(apperr.BadUserInput, "locale is not a BCP 47 language tag")
+	}
+	if base, _, _ := tag.Raw(); base.String() == "und" {
+		return "en", nil
+	}
+	if len(tag.String()) > maxLocaleLen {
+		return "", apperr.Errorf(apperr.BadUserInput, "locale is too long")
 	}
 	return tag.String(), nil
 }

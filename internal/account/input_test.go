@@ -1,6 +1,7 @@
 package account
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -8,16 +9,38 @@ import (
 	"github.com/verifier/verifier/internal/apperr"
 )
 
+// Well-formed tags are never refused (unknown ones fall back to
+// English); malformed or oversized ones are BAD_USER_INPUT.
 func TestNormalizeLocale(t *testing.T) {
 	t.Parallel()
-	for in, want := range map[string]string{"": "en", "en": "en", "EN-us": "en-US", "de-ch": "de-CH", "zh-hant-tw": "zh-Hant-TW", "not a tag!": "", "x": "", "en-US-" + string(make([]byte, 40)): ""} {
-		got, err := NormalizeLocale(in)
-		if want == "" {
-			require.Equal(t, apperr.BadUserInput, apperr.CodeOf(err), "%q", in)
+	for _, tt := range []struct{ in, want string }{
+		{"", "en"},
+		{"en", "en"},
+		{"EN-us", "en-US"},
+		{"de-ch", "de-CH"},
+		{"zh-hant-tw", "zh-Hant-TW"},
+		{"pt-BR", "pt-BR"},        // no templates: the mailer's closest, English
+		{"zz", "en"},              // well-formed, no such language
+		{"xx-YY", "en"},           // the same, with a region
+		{"zz-AT", "en"},           // not German: a language unknown is English
+		{"und", "en"},             // no language named
+		{"x-private", "en"},       // private use only
+		{"de-AT-foobar", "de-AT"}, // an unknown variant dropped
+		{"de-Abcd", "de"},         // an unknown script dropped
+		{"not a tag!", ""},
+		{"x", ""},
+		{"en--US", ""},
+		{"123", ""},
+		{"en-US-" + string(make([]byte, 40)), ""},
+		{"en-" + strings.Repeat("abcdefgh-", 4), ""}, // too long
+	} {
+		got, err := NormalizeLocale(tt.in)
+		if tt.want == "" {
+			require.Equal(t, apperr.BadUserInput, apperr.CodeOf(err), "%q", tt.in)
 			continue
 		}
-		require.NoError(t, err, "%q", in)
-		require.Equal(t, want, got, "%q", in)
+		require.NoError(t, err, "%q", tt.in)
+		require.Equal(t, tt.want, got, "%q", tt.in)
 	}
 }
 

@@ -147,37 +147,36 @@ func (s *Service) verified(reg *ent.Registration, u *ent.User, already bool) Ver
 }
 
 // Receipt mints a fresh receipt of v: a signature each call, so the
-// GraphQL layer calls it only for a client that selected the field.
-func (s *Service) Receipt(ctx context.Context, v Verification) string {
+// GraphQL layer calls it only for a client that selected the field. When
+// none can be signed it returns the error (INTERNAL to the client, logged
+// by the error presenter): the verification stands, but receipt is a
+// non-null String, and "" would be a proof that proves nothing.
+func (s *Service) Receipt(ctx context.Context, v Verification) (string, error) {
 	return s.receipt(ctx, Claims{UserID: v.UserID, Email: v.Email, VerifiedAt: v.VerifiedAt})
 }
 
 // signer returns what mints a receipt of c when called: a subscription's
 // status.Change.Sign.
-func (s *Service) signer(c Claims) func(context.Context) *string {
-	return func(ctx context.Context) *string { return optional(s.receipt(ctx, c)) }
+func (s *Service) signer(c Claims) func(context.Context) (*string, error) {
+	return func(ctx context.Context) (*string, error) {
+		r, err := s.receipt(ctx, c)
+		if err != nil {
+			return nil, err
+		}
+		return &r, nil
+	}
 }
 
-// receipt mints a receipt for c; "" without a Signer or when signing
-// fails (logged): the verification stands, only its proof is missing.
-func (s *Service) receipt(ctx context.Context, c Claims) string {
+// receipt mints a receipt for c.
+func (s *Service) receipt(ctx context.Context, c Claims) (string, error) {
 	if s.Signer == nil {
-		return ""
+		return "", errors.New("sign receipt: no signer")
 	}
 	r, err := s.Signer.Receipt(ctx, c)
 	if err != nil {
-		s.Log.Error("could not sign a receipt", "err", err)
-		return ""
+		return "", fmt.Errorf("sign receipt: %w", err)
 	}
-	return r
-}
-
-// optional is s as an optional GraphQL field: nil when empty.
-func optional(s string) *string {
-	if s == "" {
-		return nil
-	}
-	return &s
+	return r, nil
 }
 
 // lookupWatch finds the live registration behind a watch token.
@@ -307,7 +306,7 @@ func (s *Service) Watch(ctx context.Context, watchToken string, withDelivery boo
 		},
 	}
 	if reg.UserID != nil && reg.Purpose == registration.PurposeSIGNUP {
-		w.Receipt = func(v hub.Verified) (func(context.Context) *string, *string) {
+		w.Receipt = func(v hub.Verified) (func(context.Context) (*string, error), *string) {
 			return s.signer(Claims{UserID: v.User, Email: v.Email, VerifiedAt: v.At}), redirectTo
 		}
 	}

@@ -33,6 +33,7 @@ import (
 	"maps"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -42,6 +43,8 @@ import (
 	"github.com/99designs/gqlgen/graphql/handler/transport"
 	"github.com/gorilla/websocket"
 	"github.com/vektah/gqlparser/v2/gqlerror"
+
+	"github.com/verifier/verifier/internal/apperr"
 )
 
 // The subprotocols served, in the order of preference.
@@ -92,10 +95,31 @@ type Transport struct {
 
 var _ graphql.Transport = Transport{}
 
-// Supports takes every request that asks for an upgrade, as gqlgen's
-// transport does: one asking for another protocol gets an error answer
-// here rather than a GraphQL answer from another transport.
-func (Transport) Supports(r *http.Request) bool { return r.Header.Get("Upgrade") != "" }
+// Supports takes the requests that ask for a websocket (Connection:
+// upgrade and Upgrade: websocket), whatever their method, so that a
+// handshake that is not a GET is refused here (refuseUpgrade) rather than
+// run as a GraphQL request over POST. An upgrade to another protocol is
+// left to the other transports: a server may ignore Upgrade (RFC 9110,
+// 7.8), and curl --http2 sends "Upgrade: h2c" on every plain-HTTP
+// request.
+func (Transport) Supports(r *http.Request) bool { return websocket.IsWebSocketUpgrade(r) }
+
+// refuseUpgrade answers a handshake gorilla refused as the edge answers
+// every refusal: a GraphQL error with the contract's code. gorilla's
+// reasons name the header at fault and quote nothing the client sent.
+func refuseUpgrade(w http.ResponseWriter, _ *http.Request, status int, reason error) {
+	code, msg := apperr.BadUserInput, strings.TrimPrefix(reason.Error(), "websocket: ")
+	switch {
+	case status == http.StatusMethodNotAllowed:
+		w.Header().Set("Allow", http.MethodGet)
+		msg = "a websocket handshake must be a GET"
+	case status >= http.StatusInternalServerError:
+		// The connection could not be taken over: nothing the client
+		// did, nor anything it should read about.
+		code, msg = apperr.Internal, "unable to upgrade"
+	}
+	transport.SendError(w, status, &gqlerror.Error{Message: msg, Extensions: map[string]any{"code": string(code)}})
+}
 
 // Do upgrades the request and returns, leaving the socket to a goroutine
 // of its own (net/http's returns once the handler does). The socket's
@@ -106,9 +130,7 @@ func (t Transport) Do(w http.ResponseWriter, r *http.Request, exec graphql.Graph
 	up := t.Upgrader
 	up.Subprotocols = subprotocols
 	if up.Error == nil {
-		up.Error = func(w http.ResponseWriter, _ *http.Request, status int, _ error) {
-			transport.SendErrorf(w, status, "unable to upgrade")
-		}
+		up.Error = refuseUpgrade
 	}
 	c, err := up.Upgrade(w, r, withRequestID(w))
 	if err != nil {

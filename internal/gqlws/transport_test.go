@@ -177,6 +177,77 @@ func requireClose(t *testing.T, err error, code int, reason string) {
 	require.Equal(t, reason, ce.Text)
 }
 
+// Only websocket handshakes are the transport's: an upgrade to another
+// protocol (curl --http2 asks for h2c on every plain-HTTP request) is a
+// request for the other transports, which may ignore Upgrade.
+func TestSupports(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		name, method, connection, upgrade string
+		taken                             bool
+	}{
+		{"a websocket handshake", http.MethodGet, "Upgrade", "websocket", true},
+		{"a browser's", http.MethodGet, "keep-alive, Upgrade", "websocket", true},
+		{"a websocket handshake over POST, refused by Do", http.MethodPost, "Upgrade", "websocket", true},
+		{"curl --http2 POST", http.MethodPost, "Upgrade, HTTP2-Settings", "h2c", false},
+		{"curl --http2 GET", http.MethodGet, "Upgrade, HTTP2-Settings", "h2c", false},
+		{"Upgrade without Connection: upgrade", http.MethodGet, "keep-alive", "websocket", false},
+		{"no upgrade", http.MethodGet, "", "", false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			r := httptest.NewRequest(tt.method, "/query", nil)
+			if tt.connection != "" {
+				r.Header.Set("Connection", tt.connection)
+			}
+			if tt.upgrade != "" {
+				r.Header.Set("Upgrade", tt.upgrade)
+			}
+			require.Equal(t, tt.taken, Transport{}.Supports(r))
+		})
+	}
+}
+
+// A handshake gorilla refuses answers like every other refusal of the
+// edge: a GraphQL error with the contract's code, and for one that is
+// not a GET, 405 with "Allow: GET".
+func TestRefusedHandshakes(t *testing.T) {
+	t.Parallel()
+	b := setup(t, Transport{})
+	url := "http" + strings.TrimPrefix(b.url, "ws")
+	for _, tt := range []struct {
+		name, method, version, key string
+		status                     int
+		allow, says                string
+	}{
+		{"over POST", http.MethodPost, "13", "dGhlIHNhbXBsZSBub25jZQ==", http.StatusMethodNotAllowed, "GET", "must be a GET"},
+		{"an old version", http.MethodGet, "8", "dGhlIHNhbXBsZSBub25jZQ==", http.StatusBadRequest, "", "Sec-Websocket-Version"},
+		{"no key", http.MethodGet, "13", "", http.StatusBadRequest, "", "Sec-WebSocket-Key"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			req, err := http.NewRequest(tt.method, url, strings.NewReader(`{"query":"{name}"}`))
+			require.NoError(t, err)
+			req.Header.Set("Connection", "Upgrade")
+			req.Header.Set("Upgrade", "websocket")
+			req.Header.Set("Sec-WebSocket-Version", tt.version)
+			if tt.key != "" {
+				req.Header.Set("Sec-WebSocket-Key", tt.key)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			require.NoError(t, err)
+			defer resp.Body.Close()
+			require.Equal(t, tt.status, resp.StatusCode)
+			require.Equal(t, tt.allow, resp.Header.Get("Allow"))
+			var body struct{ Errors gqlerror.List }
+			require.NoError(t, json.NewDecoder(resp.Body).Decode(&body))
+			require.Len(t, body.Errors, 1)
+			require.Equal(t, "BAD_USER_INPUT", body.Errors[0].Extensions["code"])
+			require.Contains(t, body.Errors[0].Message, tt.says)
+		})
+	}
+}
+
 // The handshake and one subscription's life on each protocol, and on no
 // subprotocol at all (graphql-ws, as gqlgen does).
 func TestHandshakes(t *testing.T) {
@@ -513,12 +584,13 @@ func TestKeepWhileOpenRefused(t *testing.T) {
 	srv.AddTransport(Transport{})
 	released := false
 	req := httptest.NewRequest(http.MethodGet, "/query", nil)
-	req.Header.Set("Upgrade", "websocket") // but no handshake
+	req.Header.Set("Connection", "Upgrade")
+	req.Header.Set("Upgrade", "websocket") // but no more of a handshake
 	ctx, kept := KeepWhileOpen(req.Context(), func() { released = true })
 	rec := httptest.NewRecorder()
 	srv.ServeHTTP(rec, req.WithContext(ctx))
 	require.Equal(t, http.StatusBadRequest, rec.Code)
-	require.Contains(t, rec.Body.String(), "unable to upgrade")
+	require.Contains(t, rec.Body.String(), `"code":"BAD_USER_INPUT"`)
 	require.False(t, kept())
 	require.False(t, released)
 }

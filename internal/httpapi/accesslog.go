@@ -64,10 +64,10 @@ func requestID(next http.Handler) http.Handler {
 const maxLoggedPath = 256
 
 // accessLog counts and times requests by route pattern (never by raw path,
-// which would let clients mint label values) and logs one line per request
-// at info: method, path without the query (links carry tokens there),
-// status, bytes, duration, client address (behind TRUST_PROXY proxies) and
-// the request id. A websocket is logged when it closes, with the bytes of
+// which would let clients mint label values) and method (knownMethod, for
+// the same reason), and logs one line per request at info: method, path
+// without the query (links carry tokens there), status, bytes, duration,
+// client address (behind TRUST_PROXY proxies) and the request id. A websocket is logged when it closes, with the bytes of
 // its upgrade answer; nothing it carried is. Headers and bodies are never
 // logged: they hold passwords, codes and bearer tokens.
 func accessLog(o Options) middleware {
@@ -83,7 +83,7 @@ func accessLog(o Options) middleware {
 			// line captures no request or response: for a websocket it
 			// lives as long as the socket, which must not keep net/http's
 			// buffers.
-			ctx, method, client := r.Context(), r.Method, ratelimit.ClientAddress(r, o.TrustProxy)
+			ctx, method, client := r.Context(), knownMethod(r.Method), ratelimit.ClientAddress(r, o.TrustProxy)
 			line := func(code int, bytes int64) {
 				o.Log.LogAttrs(ctx, slog.LevelInfo, "http request",
 					slog.String("method", method), slog.String("path", path),
@@ -98,8 +98,8 @@ func accessLog(o Options) middleware {
 				route = "unmatched"
 			}
 			// Named by route, known only now that the mux has matched.
-			trace.SpanFromContext(r.Context()).SetName(r.Method + " " + route)
-			o.Metrics.Requests.WithLabelValues(route, r.Method, strconv.Itoa(rec.code)).Inc()
+			trace.SpanFromContext(r.Context()).SetName(method + " " + route)
+			o.Metrics.Requests.WithLabelValues(route, method, strconv.Itoa(rec.code)).Inc()
 			if !rec.hijacked {
 				// An event stream lasts as long as its subscription: not
 				// a request duration.
@@ -110,6 +110,20 @@ func accessLog(o Options) middleware {
 			}
 		})
 	}
+}
+
+// knownMethod returns m if it is one of the methods of RFC 9110 and
+// RFC 5789, else "OTHER". A method is the client's text: as a metric
+// label each invented one would be a new series kept for the life of the
+// process, and in a log line or span name it would be client text
+// written verbatim.
+func knownMethod(m string) string {
+	switch m {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
+		http.MethodDelete, http.MethodConnect, http.MethodOptions, http.MethodTrace:
+		return m
+	}
+	return "OTHER"
 }
 
 // traced starts each request's server span (continuing a traceparent the

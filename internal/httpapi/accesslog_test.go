@@ -12,6 +12,8 @@ import (
 
 	"github.com/gorilla/websocket"
 	"github.com/stretchr/testify/require"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
 	"github.com/verifier/verifier/internal/logctx"
 	"github.com/verifier/verifier/internal/metrics"
@@ -165,5 +167,43 @@ func TestCountersFromTheStart(t *testing.T) {
 		`verifier_build_info{goversion="go`,
 	} {
 		require.Contains(t, body, series)
+	}
+}
+
+// A method is the client's text: one it invents is counted, named in the
+// span and logged as OTHER, so it neither mints a metric series (memory
+// that grows with every new method) nor reaches the log as sent.
+func TestAccessLogMethodIsBounded(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct{ sent, shown string }{
+		{http.MethodGet, "GET"},
+		{http.MethodPost, "POST"},
+		{http.MethodPatch, "PATCH"},
+		{http.MethodOptions, "OPTIONS"},
+		{"SECRETMETHOD1", "OTHER"},
+		{"get", "OTHER"},
+	} {
+		t.Run(tt.sent, func(t *testing.T) {
+			t.Parallel()
+			var buf testkit.LogBuffer
+			m := metrics.New()
+			h := New(Options{GraphQL: http.NotFoundHandler(), Web: http.NotFoundHandler(), Metrics: m,
+				Log: slog.New(slog.NewTextHandler(&buf, nil))})
+			spans := tracetest.NewSpanRecorder()
+			ctx, span := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(spans)).Tracer("test").Start(context.Background(), "http request")
+			h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequestWithContext(ctx, tt.sent, "/query", nil))
+			span.End()
+
+			require.Contains(t, buf.String(), "method="+tt.shown+" ")
+			require.Len(t, spans.Ended(), 1)
+			require.Equal(t, tt.shown+" /query", spans.Ended()[0].Name())
+			w := httptest.NewRecorder()
+			h.ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+			require.Regexp(t, `verifier_http_requests_total\{code="\d+",method="`+tt.shown+`",route="/query"\} 1`, w.Body.String())
+			if tt.sent != tt.shown {
+				require.NotContains(t, buf.String(), tt.sent)
+				require.NotContains(t, w.Body.String(), `method="`+tt.sent+`"`)
+			}
+		})
 	}
 }

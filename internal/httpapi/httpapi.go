@@ -151,6 +151,7 @@ func (o Options) metrics(mux *http.ServeMux) {
 func (o Options) query() http.Handler {
 	allowed := newOrigins(o.PublicURL, o.AllowedOrigins)
 	return chain(o.GraphQL,
+		ignoreUpgrade(true),
 		clientAddress(o.TrustProxy),
 		bearerToken,
 		checkOrigin(allowed),
@@ -170,6 +171,7 @@ func (o Options) query() http.Handler {
 // websocket.
 func (o Options) admin() http.Handler {
 	return chain(o.Admin,
+		ignoreUpgrade(false),
 		adminToken(o.AdminToken),
 		postOnly,
 		postJSON,

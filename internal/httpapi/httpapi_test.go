@@ -88,8 +88,11 @@ func TestQueryBody(t *testing.T) {
 		{"null", "application/json", `null`, 400, "request body must be a JSON object with query, operationName, variables and extensions"},
 		{"not JSON", "application/json", `{"p":"` + secret + `"`, 400, "request body is not valid JSON"},
 		{"empty", "application/json", ``, 400, "request body is not valid JSON"},
-		{"no content type", "", `{"query":"{x}"}`, 415, "send the request as Content-Type: application/json"},
-		{"text", "text/plain", `{"query":"{x}"}`, 415, "send the request as Content-Type: application/json"},
+		{"no content type", "", `{"query":"{x}"}`, 400, errNotJSON},
+		{"text", "text/plain", `{"query":"{x}"}`, 400, errNotJSON},
+		{"a form", "application/x-www-form-urlencoded", `password=` + secret, 400, errNotJSON},
+		{"GraphQL text", "application/graphql", `{x}`, 400, errNotJSON},
+		{"a malformed type", "application/", `{"query":"{x}"}`, 400, errNotJSON},
 		{"too large", "application/json", `{"query":"` + strings.Repeat("x", 64<<10) + `"}`, 413, "request body too large"},
 	}
 	for _, tt := range tests {

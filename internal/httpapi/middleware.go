@@ -77,6 +77,24 @@ func adminToken(token string) middleware {
 	}
 }
 
+// ignoreUpgrade drops an Upgrade header that does not ask for a
+// websocket where websockets are served (any, where none are), as a
+// server may (RFC 9110, 7.8): curl --http2 asks for h2c on every
+// plain-HTTP request, and gqlgen's POST and GET transports take no
+// request with an Upgrade header at all, so such a request got 400
+// "transport not supported" instead of its answer.
+func ignoreUpgrade(websockets bool) middleware {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Header.Get("Upgrade") != "" && !(websockets && websocket.IsWebSocketUpgrade(r)) {
+				r = r.Clone(r.Context())
+				r.Header.Del("Upgrade")
+			}
+			next.ServeHTTP(w, r)
+		})
+	}
+}
+
 // postOnly answers anything but a POST (a websocket upgrade included)
 // 405: for endpoints that take queries and mutations only.
 func postOnly(next http.Handler) http.Handler {
@@ -241,6 +259,10 @@ func getQuery(max int64) middleware {
 
 // postJSON lets through websocket upgrades, GETs (getQuery checks them)
 // and POSTs of JSON, and answers anything else with the contract's error.
+// A body of another type is not a GraphQL request at all, which the
+// contract answers 400 BAD_USER_INPUT (not 415); application/json is the
+// request type of GraphQL over HTTP and the one gqlgen's POST and SSE
+// transports read (application/graphql-response+json is a response's).
 func postJSON(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if websocket.IsWebSocketUpgrade(r) || r.Method == http.MethodGet {
@@ -253,12 +275,15 @@ func postJSON(next http.Handler) http.Handler {
 			return
 		}
 		if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
-			writeGraphQLError(w, http.StatusUnsupportedMediaType, apperr.Errorf(apperr.BadUserInput, "send the request as Content-Type: application/json"))
+			writeGraphQLError(w, http.StatusBadRequest, apperr.Errorf(apperr.BadUserInput, errNotJSON))
 			return
 		}
 		next.ServeHTTP(w, r)
 	})
 }
+
+// errNotJSON is the answer to a POST whose body is not declared JSON.
+const errNotJSON = "the request body must be a GraphQL request in JSON, sent with Content-Type: application/json"
 
 // DefaultMaxBodyBytes bounds a POST body: a GraphQL request of this
 // service is a few hundred bytes; the parser's token limit and the cost

@@ -76,6 +76,36 @@ func TestClientAddress(t *testing.T) {
 	}
 }
 
+// gqlgen's POST and GET transports take no request with an Upgrade
+// header: one that asks for anything but a websocket where websockets
+// are served (curl --http2's h2c) reaches them without it.
+func TestIgnoreUpgrade(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		name, upgrade string
+		websockets    bool
+		kept          string
+	}{
+		{"h2c", "h2c", true, ""},
+		{"a websocket", "websocket", true, "websocket"},
+		{"a websocket where none are served", "websocket", false, ""},
+		{"none", "", true, ""},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			var got string
+			next := http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) { got = r.Header.Get("Upgrade") })
+			req := httptest.NewRequest(http.MethodPost, "/query", nil)
+			req.Header.Set("Connection", "Upgrade")
+			if tt.upgrade != "" {
+				req.Header.Set("Upgrade", tt.upgrade)
+			}
+			ignoreUpgrade(tt.websockets)(next).ServeHTTP(httptest.NewRecorder(), req)
+			require.Equal(t, tt.kept, got)
+		})
+	}
+}
+
 // The Authorization: Bearer credential reaches the handler through the
 // context; any other scheme, or none, leaves it empty.
 func TestBearerToken(t *testing.T) {

@@ -51,7 +51,7 @@ type Watch struct {
 	// Receipt, if set, is called for the VERIFIED event heard from the
 	// broker: what that watcher alone is given, a way to mint its receipt
 	// (status.Change.Sign) and the registration's redirectTo.
-	Receipt func(v Verified) (sign func(context.Context) *string, redirectTo *string)
+	Receipt func(v Verified) (sign func(context.Context) (*string, error), redirectTo *string)
 	// Notify, if set, is called right before each snapshot is sent and
 	// before the channel closes, once for each (gqlws.Ready: the reader
 	// then needs no goroutine waiting on the channel). It runs under the

@@ -329,10 +329,10 @@ func TestReceiptAndEnd(t *testing.T) {
 	receipt, redirect := "a receipt", "https://app.example/next"
 	var minted []Verified
 	s, err := h.Subscribe(context.Background(), Watch{Registration: reg, Read: reads(unverified),
-		Receipt: func(v Verified) (func(context.Context) *string, *string) {
-			return func(context.Context) *string {
+		Receipt: func(v Verified) (func(context.Context) (*string, error), *string) {
+			return func(context.Context) (*string, error) {
 				minted = append(minted, v)
-				return &receipt
+				return &receipt, nil
 			}, &redirect
 		}})
 	require.NoError(t, err)
@@ -352,7 +352,9 @@ func TestReceiptAndEnd(t *testing.T) {
 	require.Equal(t, at(5), c.At)
 	require.Equal(t, &redirect, c.RedirectTo)
 	require.Empty(t, minted, "nothing signed until a client asks")
-	require.Equal(t, &receipt, c.Receipt(context.Background()))
+	got, err := c.Receipt(context.Background())
+	require.NoError(t, err)
+	require.Equal(t, &receipt, got)
 	require.Nil(t, testkit.Receive(t, s.C(), "the end"))
 	require.Equal(t, []Verified{v}, minted)
 	require.Zero(t, h.Len())

@@ -5,14 +5,16 @@ import (
 	"fmt"
 	"log/slog"
 
+	"github.com/verifier/verifier/internal/account"
 	"github.com/verifier/verifier/internal/delivery"
 )
 
 // DevOutbox keeps mail on its delivery record instead of sending it
 // (SMTP_URL empty), for /dev/mail: the dev mailbox is a view of the
 // records, so it shows what the mailer did as well as what it wrote. It
-// logs each message without its body: the body holds a live verification
-// link, and tokens never go to logs.
+// logs each message without its body (the body holds a live verification
+// link, and tokens never go to logs) and with its address masked
+// (account.MaskEmail): the full address and the mail are at /dev/mail.
 type DevOutbox struct {
 	records *delivery.Store
 	log     *slog.Logger
@@ -31,7 +33,7 @@ func (d *DevOutbox) Send(ctx context.Context, m Message) error {
 	if err := d.records.KeepCopy(ctx, m.ID, m.Subject, m.Text, m.HTML); err != nil {
 		return fmt.Errorf("dev outbox: %w", err)
 	}
-	d.log.Info("mail kept in the dev outbox", "to", m.To, "subject", m.Subject, "open", d.viewURL)
+	d.log.Info("mail kept in the dev outbox", "to", account.MaskEmail(m.To), "subject", m.Subject, "open", d.viewURL)
 	return nil
 }
 

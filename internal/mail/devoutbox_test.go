@@ -3,7 +3,9 @@ package mail
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -42,4 +44,31 @@ func TestDevOutboxKeepsOnceAndTrims(t *testing.T) {
 	list, err = d.List(ctx, 100)
 	require.NoError(t, err)
 	require.Equal(t, []string{"mail 4", "mail 3"}, []string{list[0].Subject, list[1].Subject})
+}
+
+// The log says where the mail went without the address: masked, with the
+// link to /dev/mail, where the full address and the mail are.
+func TestDevOutboxLogsNoAddress(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db, err := database.Open(ctx, "sqlite:"+filepath.Join(t.TempDir(), "t.db"))
+	require.NoError(t, err)
+	defer db.Close()
+	records := delivery.New(db.Ent, nil)
+	for i, tt := range []struct{ to, logged string }{
+		{"secret.person@example.com", "s…@example.com"},
+		{"ünïcode-user@example.org", "ü…@example.org"},
+	} {
+		var logs testkit.LogBuffer
+		d := NewDevOutbox(records, slog.New(slog.NewTextHandler(&logs, nil)), "http://x/dev/mail")
+		m := Message{ID: fmt.Sprint(i), To: tt.to, Subject: "Verify", Text: "t", HTML: "h"}
+		_, err := records.Begin(ctx, delivery.Event{ID: m.ID, Kind: "verification", Address: m.To, Topic: "user.registered"})
+		require.NoError(t, err)
+		require.NoError(t, d.Send(ctx, m))
+		line := logs.String()
+		require.Contains(t, line, "to="+tt.logged, line)
+		require.Contains(t, line, "open=http://x/dev/mail", line)
+		local := strings.Split(tt.to, "@")[0]
+		require.NotContains(t, line, local, "the address in clear")
+	}
 }

@@ -126,6 +126,16 @@ func Client(ctx context.Context) string {
 // peer, or, behind trustedProxies reverse proxies, the address the
 // outermost of them saw (counted from the right of X-Forwarded-For;
 // entries further left are the client's word).
+//
+// Each trusted proxy appends the address of whoever connected to it, so
+// an entry that is not an IP address was not written by one (a proxy
+// that passed the header on without appending, or fewer proxies than
+// configured): it is the client's text, and trusting it would let a
+// client name its own rate-limit bucket, one per request, and write what
+// it likes into the log. It is skipped for the next entry to its right,
+// the address the next proxy saw send it, and, if none is an address,
+// the peer's. The address returned is in its canonical form, without a
+// zone: an IPv6 zone is free text too.
 func ClientAddress(r *http.Request, trustedProxies int) string {
 	if trustedProxies > 0 {
 		var hops []string
@@ -134,8 +144,12 @@ func ClientAddress(r *http.Request, trustedProxies int) string {
 				hops = append(hops, strings.TrimSpace(p))
 			}
 		}
-		if i := len(hops) - trustedProxies; i >= 0 && i < len(hops) && hops[i] != "" {
-			return stripPort(hops[i])
+		if i := len(hops) - trustedProxies; i >= 0 {
+			for _, hop := range hops[i:] {
+				if addr, ok := parseHop(hop); ok {
+					return addr.String()
+				}
+			}
 		}
 	}
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
@@ -145,15 +159,17 @@ func ClientAddress(r *http.Request, trustedProxies int) string {
 	return host
 }
 
-// stripPort drops a port some proxies append to X-Forwarded-For entries
-// ("203.0.113.9:4711", "[2001:db8::1]:4711"), so the entry keys like the
-// bare address.
-func stripPort(hop string) string {
-	if _, err := netip.ParseAddr(hop); err == nil {
-		return hop
+// parseHop reads an X-Forwarded-For entry as an IP address, with or
+// without the port some proxies append ("203.0.113.9:4711",
+// "[2001:db8::1]:4711"), so the entry keys like the bare address.
+func parseHop(hop string) (netip.Addr, bool) {
+	addr, err := netip.ParseAddr(hop)
+	if err != nil {
+		ap, err := netip.ParseAddrPort(hop)
+		if err != nil {
+			return netip.Addr{}, false
+		}
+		addr = ap.Addr()
 	}
-	if ap, err := netip.ParseAddrPort(hop); err == nil {
-		return ap.Addr().String()
-	}
-	return hop
+	return addr.WithZone("").Unmap(), true
 }

@@ -1,6 +1,7 @@
 package ratelimit
 
 import (
+	"fmt"
 	"net/http/httptest"
 	"testing"
 	"time"
@@ -109,4 +110,54 @@ func TestClientAddressStripsPort(t *testing.T) {
 	require.Equal(t, "203.0.113.9", ClientAddress(r, 1))
 	r.Header.Set("X-Forwarded-For", "[2001:db8::9]:4711")
 	require.Equal(t, "2001:db8::9", ClientAddress(r, 1))
+}
+
+// An X-Forwarded-For entry that is not an IP address was not written by a
+// trusted proxy: the address the next proxy saw (or the peer) stands in.
+func TestClientAddressDistrustsWhatIsNoAddress(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		name      string
+		trust     int
+		forwarded string
+		want      string
+	}{
+		{"garbage", 1, "SECRET-not-an-ip", "10.0.0.7"},
+		{"garbage behind a claim", 1, "6.6.6.6, SECRET-not-an-ip", "10.0.0.7"},
+		{"garbage where the outer proxy's entry goes", 2, "SECRET-not-an-ip, 203.0.113.9", "203.0.113.9"},
+		{"garbage between", 2, "6.6.6.6, SECRET-not-an-ip, 203.0.113.9", "203.0.113.9"},
+		{"an empty entry", 1, "203.0.113.9, ", "10.0.0.7"},
+		{"a bad port", 1, "203.0.113.9:99999", "10.0.0.7"},
+		{"a zone is free text", 1, "fe80::1%SECRET", "fe80::1"},
+		{"canonical IPv6", 1, "2001:DB8:0::1", "2001:db8::1"},
+		{"IPv4-mapped", 1, "::ffff:203.0.113.9", "203.0.113.9"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			r := httptest.NewRequest("POST", "/query", nil)
+			r.RemoteAddr = "10.0.0.7:51234"
+			r.Header.Set("X-Forwarded-For", tt.forwarded)
+			got := ClientAddress(r, tt.trust)
+			require.Equal(t, tt.want, got)
+			require.NotContains(t, Key(got), "SECRET")
+		})
+	}
+}
+
+// A client that sends a new made-up X-Forwarded-For with each request is
+// still one client.
+func TestGarbageForwardedForIsNoNewBucket(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	l := New(2, func() time.Time { return now })
+	for i := range 5 {
+		r := httptest.NewRequest("POST", "/query", nil)
+		r.RemoteAddr = "10.0.0.7:51234"
+		r.Header.Set("X-Forwarded-For", fmt.Sprintf("garbage-%d", i))
+		ok, _ := l.Allow(ClientAddress(r, 1))
+		require.Equal(t, i < 2, ok, "request %d", i)
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	require.Len(t, l.buckets, 1)
 }

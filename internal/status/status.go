@@ -85,15 +85,17 @@ type Change struct {
 	// token: it mints that watcher's receipt, a signed proof for the app
 	// (Receipt). A signature each call, so GraphQL makes it only for a
 	// client that selected the field.
-	Sign func(context.Context) *string
+	Sign func(context.Context) (*string, error)
 	// RedirectTo is the registration's redirectTo, set with Sign.
 	RedirectTo *string
 }
 
-// Receipt is the event's receipt: minted now, nil when none is due.
-func (c *Change) Receipt(ctx context.Context) *string {
+// Receipt is the event's receipt: minted now, nil when none is due, an
+// error when one is due and cannot be signed (the event still carries
+// its status; GraphQL reports the field's error beside it).
+func (c *Change) Receipt(ctx context.Context) (*string, error) {
 	if c.Sign == nil {
-		return nil
+		return nil, nil
 	}
 	return c.Sign(ctx)
 }
