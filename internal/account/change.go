@@ -3,7 +3,6 @@ package account
 import (
 	"context"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -16,6 +15,7 @@ import (
 	"github.com/verifier/verifier/internal/apperr"
 	"github.com/verifier/verifier/internal/database"
 	"github.com/verifier/verifier/internal/event"
+	"github.com/verifier/verifier/internal/mask"
 	"github.com/verifier/verifier/internal/publicevent"
 	"github.com/verifier/verifier/internal/token"
 )
@@ -82,7 +82,7 @@ func (s *Service) changeEmail(ctx context.Context, tx *ent.Tx, u *ent.User, r ne
 	}
 	// Two addresses (a change to the same one returned above), so two
 	// cooldown records: the notice never waits behind the link.
-	return s.schedule(ctx, tx, oldAddr, now, outgoing{event.EmailChangeNoticeTopic, event.EmailChangeNotice{Email: u.Email, NewEmail: MaskEmail(r.email), Locale: r.locale, UserID: u.ID}})
+	return s.schedule(ctx, tx, oldAddr, now, outgoing{event.EmailChangeNoticeTopic, event.EmailChangeNotice{Email: u.Email, NewEmail: mask.Email(r.email), Locale: r.locale, UserID: u.ID}})
 }
 
 // changeToTaken answers a change to an address a VERIFIED account holds
@@ -136,17 +136,6 @@ func (s *Service) lockCooldowns(ctx context.Context, tx *ent.Tx, a, b string) ([
 		return [2]*ent.EmailThrottle{x, y}, nil
 	}
 	return [2]*ent.EmailThrottle{y, x}, nil
-}
-
-// MaskEmail shows an address without giving it away: its first character,
-// an ellipsis and the domain (n…@example.com).
-func MaskEmail(addr string) string {
-	at := strings.LastIndexByte(addr, '@')
-	if at < 1 {
-		return "…"
-	}
-	first := []rune(addr[:at])[0]
-	return string(first) + "…" + addr[at:]
 }
 
 // ConfirmEmailChange confirms the signed-in user's pending change of

@@ -5,8 +5,8 @@ import (
 	"fmt"
 	"log/slog"
 
-	"github.com/verifier/verifier/internal/account"
 	"github.com/verifier/verifier/internal/delivery"
+	"github.com/verifier/verifier/internal/mask"
 )
 
 // DevOutbox keeps mail on its delivery record instead of sending it
@@ -14,7 +14,7 @@ import (
 // records, so it shows what the mailer did as well as what it wrote. It
 // logs each message without its body (the body holds a live verification
 // link, and tokens never go to logs) and with its address masked
-// (account.MaskEmail): the full address and the mail are at /dev/mail.
+// (mask.Email): the full address and the mail are at /dev/mail.
 type DevOutbox struct {
 	records *delivery.Store
 	log     *slog.Logger
@@ -33,7 +33,7 @@ func (d *DevOutbox) Send(ctx context.Context, m Message) error {
 	if err := d.records.KeepCopy(ctx, m.ID, m.Subject, m.Text, m.HTML); err != nil {
 		return fmt.Errorf("dev outbox: %w", err)
 	}
-	d.log.Info("mail kept in the dev outbox", "to", account.MaskEmail(m.To), "subject", m.Subject, "open", d.viewURL)
+	d.log.Info("mail kept in the dev outbox", "to", mask.Email(m.To), "subject", m.Subject, "open", d.viewURL)
 	return nil
 }
 
