@@ -15,13 +15,19 @@ import (
 	"github.com/verifier/verifier/internal/testkit"
 )
 
+// openRecords returns delivery records on a fresh SQLite database.
+func openRecords(t *testing.T) *delivery.Store {
+	t.Helper()
+	db, err := database.Open(context.Background(), "sqlite:"+filepath.Join(t.TempDir(), "t.db"))
+	require.NoError(t, err)
+	t.Cleanup(func() { db.Close() })
+	return delivery.New(db.Ent, nil)
+}
+
 func TestDevOutboxKeepsOnceAndTrims(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db, err := database.Open(ctx, "sqlite:"+filepath.Join(t.TempDir(), "t.db"))
-	require.NoError(t, err)
-	defer db.Close()
-	records := delivery.New(db.Ent, nil)
+	records := openRecords(t)
 	d := NewDevOutbox(records, testkit.Discard(), "http://x/dev/mail")
 
 	require.Error(t, d.Send(ctx, Message{ID: "no record", Subject: "s"}), "the mailer writes the record before sending")
@@ -51,10 +57,7 @@ func TestDevOutboxKeepsOnceAndTrims(t *testing.T) {
 func TestDevOutboxLogsNoAddress(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db, err := database.Open(ctx, "sqlite:"+filepath.Join(t.TempDir(), "t.db"))
-	require.NoError(t, err)
-	defer db.Close()
-	records := delivery.New(db.Ent, nil)
+	records := openRecords(t)
 	for i, tt := range []struct{ to, logged string }{
 		{"secret.person@example.com", "s…@example.com"},
 		{"ünïcode-user@example.org", "ü…@example.org"},
