@@ -41,13 +41,17 @@ func TestRepeatedRegistration(t *testing.T) {
 		require.Contains(t, notice.Text, "already has an account")
 
 		// A third and a fourth attempt inside the cooldown answer the same;
-		// their notice waits for the cooldown (one, the newest).
+		// their notice waits for the cooldown (one, the newest). Each
+		// supersedes the one before, as for an UNVERIFIED address: an
+		// earlier watch token answers INVALID_TOKEN either way.
 		require.NotEmpty(t, s.register(t, "barbara@example.com"))
-		require.NotEmpty(t, s.register(t, "barbara@example.com"))
+		latest := s.register(t, "barbara@example.com")
+		require.NotEmpty(t, latest)
+		require.Equal(t, "INVALID_TOKEN", s.gql(t, statusQ, map[string]any{"w": decoy}).code(), "superseded")
 
-		dw := s.subscribe(t, transportWS, decoy)
+		dw := s.subscribe(t, transportWS, latest)
 		dw.expect("UNVERIFIED")
-		require.Equal(t, "UNVERIFIED", s.status(t, decoy))
+		require.Equal(t, "UNVERIFIED", s.status(t, latest))
 		dw.expectQuiet()
 		require.Empty(t, s.sink.Pending(), "the notice waits for the cooldown")
 
