@@ -67,9 +67,10 @@ const maxLoggedPath = 256
 // which would let clients mint label values) and method (knownMethod, for
 // the same reason), and logs one line per request at info: method, path
 // without the query (links carry tokens there), status, bytes, duration,
-// client address (behind TRUST_PROXY proxies) and the request id. A websocket is logged when it closes, with the bytes of
-// its upgrade answer; nothing it carried is. Headers and bodies are never
-// logged: they hold passwords, codes and bearer tokens.
+// client address (behind TRUST_PROXY proxies) and the request id. A
+// websocket is logged when it closes, with the bytes of its upgrade
+// answer; nothing it carried is. Headers and bodies are never logged:
+// they hold passwords, codes and bearer tokens.
 func accessLog(o Options) middleware {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
