@@ -2,10 +2,13 @@ package graph
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -77,4 +80,32 @@ func TestOnlyQueriesOverGET(t *testing.T) {
 			require.Zero(t, ran.Load(), "nothing runs over GET")
 		})
 	}
+}
+
+// A mutation known by its persisted-query hash is refused over GET too:
+// the check reads the query the hash stands for, so it must come after
+// the persisted-query extension has put it in place.
+func TestPersistedMutationOverGET(t *testing.T) {
+	t.Parallel()
+	const query = `mutation{resendVerificationEmail(email:"a@b.co")}`
+	sum := sha256.Sum256([]byte(query))
+	ext := `{"persistedQuery":{"version":1,"sha256Hash":"` + hex.EncodeToString(sum[:]) + `"}}`
+	ran := new(atomic.Int32)
+	h := NewHandler(&Resolver{Accounts: resendCounter{ran: ran}}, HandlerOptions{Log: testkit.Discard(), Websocket: gqlws.Transport{}})
+
+	body := `{"query":` + strconv.Quote(query) + `,"extensions":` + ext + `}`
+	req := httptest.NewRequest(http.MethodPost, "/query", strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
+	require.Equal(t, int32(1), ran.Load(), "registered over POST, where it runs")
+
+	rec = httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/query?"+url.Values{"extensions": {ext}}.Encode(), nil))
+	require.Equal(t, http.StatusMethodNotAllowed, rec.Code, rec.Body.String())
+	var a graphtest.Answer
+	require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &a), rec.Body.String())
+	require.Equal(t, "BAD_USER_INPUT", a.Code())
+	require.Equal(t, int32(1), ran.Load(), "nothing runs over GET")
 }
