@@ -4,7 +4,8 @@
 // first served in Go (Urgent work first), and a pool of readers for plain
 // SELECTs; writes queued for the writer commit in groups,
 // statements are prepared once per connection, and WAL checkpoints run on
-// a connection of their own. PostgreSQL gets one pool.
+// a connection of their own. PostgreSQL gets one pool for requests and a
+// few connections of its own for Urgent work.
 package database
 
 import (
@@ -64,6 +65,11 @@ func sqliteReaders() int { return max(4, 2*runtime.GOMAXPROCS(0)) }
 // writes, and 20 leaves room beside other clients under its default
 // max_connections of 100.
 const postgresConns = 20
+
+// postgresUrgentConns is the size of PostgreSQL's pool for Urgent work
+// (see reserved): the relay's turn takes one at a time, and the rest serve
+// the mailer's records of what the server accepted.
+const postgresUrgentConns = 4
 
 // Options tune OpenWith.
 type Options struct {
@@ -175,7 +181,11 @@ func openPostgres(ctx context.Context, rawURL string) (*DB, dialect.Driver, erro
 		db.Close()
 		return nil, nil, fmt.Errorf("database: create %s: %w", probeTable, redact(err, rawURL))
 	}
-	return &DB{SQL: db, Dialect: dialect.Postgres}, entsql.OpenDB(dialect.Postgres, db), nil
+	urgent := stdlib.OpenDB(*cfg, stdlib.OptionShouldPing(pingAlways))
+	urgent.SetMaxOpenConns(postgresUrgentConns)
+	urgent.SetMaxIdleConns(postgresUrgentConns)
+	drv := reserved{Driver: entsql.OpenDB(dialect.Postgres, db), urgent: entsql.OpenDB(dialect.Postgres, urgent)}
+	return &DB{SQL: db, Dialect: dialect.Postgres}, drv, nil
 }
 
 // createdMeanwhile reports an error of CREATE TABLE IF NOT EXISTS that

@@ -25,9 +25,11 @@ type turns struct {
 type urgentKey struct{}
 
 // Urgent marks ctx's writes to go before ordinary ones on SQLite's single
-// writer. It is for short bookkeeping that others wait on (the outbox
-// relay: every event waits for its lease and settlement), never for
-// request work, which would only reorder requests.
+// writer, and ctx's statements to take PostgreSQL's connections kept for
+// urgent work (see reserved) instead of waiting for the requests' pool.
+// It is for short bookkeeping that others wait on (the outbox relay:
+// every event waits for its lease and settlement), never for request
+// work, which would only reorder requests.
 func Urgent(ctx context.Context) context.Context {
 	return context.WithValue(ctx, urgentKey{}, true)
 }
