@@ -128,6 +128,7 @@ func (s *service) sendMail() error {
 		Log:         s.log.With("component", "mailer"),
 		Now:         s.now,
 		Concurrency: max(mailInFlight, s.cfg.SMTPConnections),
+		HeldUpTo:    s.cfg.ResendCooldown,
 		Handled:     s.hk.settled,
 		Metrics: consumers.MailMetrics{
 			Sent:    func(k string) { m.EmailsSent.WithLabelValues(k).Inc() },

@@ -300,6 +300,41 @@ func TestMailerGivesUpWhenTheLinkExpired(t *testing.T) {
 	require.Contains(t, rec.Reason, "451")
 }
 
+// A notice is retried for noticeMaxAge from when it could first go out:
+// one held for a long cooldown is not given up on at its first temporary
+// failure.
+func TestMailerNoticeDeadlineCountsFromTheCooldownsEnd(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		name     string
+		heldUpTo time.Duration
+		age      time.Duration
+		want     entdelivery.State
+	}{
+		{"no cooldown, within a day", 0, 23 * time.Hour, delivery.Deferred},
+		{"no cooldown, past a day", 0, 25 * time.Hour, delivery.Failed},
+		{"held up to a day, past a day", 24 * time.Hour, 25 * time.Hour, delivery.Deferred},
+		{"held up to a day, past two", 24 * time.Hour, 49 * time.Hour, delivery.Failed},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			b := setup(t)
+			b.mailer.HeldUpTo = tt.heldUpTo
+			b.sink.Refuse(func(string) error { return mailtest.TempFail })
+			body, err := json.Marshal(event.AlreadyRegistered{Email: "owner@example.com"})
+			require.NoError(t, err)
+			msg := broker.Message{ID: uuid.NewString(), Topic: event.AlreadyRegisteredTopic, Body: body, Attempt: 1, Published: b.clock.Now().Add(-tt.age)}
+			err = b.mailer.Handle(context.Background(), msg)
+			if tt.want == delivery.Deferred {
+				retryDelay(t, err)
+			} else {
+				require.NoError(t, err)
+			}
+			require.Equal(t, tt.want, b.record(t, msg).State)
+		})
+	}
+}
+
 // A handler whose delivery was taken back (its context ended) sends
 // nothing: the broker hands the message to someone else.
 func TestMailerDoesNotSendAfterItsContextEnded(t *testing.T) {

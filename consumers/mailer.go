@@ -86,6 +86,12 @@ type Mailer struct {
 	Now func() time.Time
 	// Concurrency is the number of emails in flight (default 8).
 	Concurrency int
+	// HeldUpTo is the longest an email waits in the outbox before it may
+	// go out (RESEND_COOLDOWN: mail to an address within its cooldown is
+	// held until the cooldown ends). A notice's time to be retried counts
+	// from then, not from the request, so a notice held for a long
+	// cooldown still gets its full noticeMaxAge.
+	HeldUpTo time.Duration
 	// Handled, a test hook (nil in production), is called after each
 	// event is handled and its delivery record written, so a test waits on
 	// the records changing instead of polling them.
@@ -399,9 +405,7 @@ func (m *Mailer) render(msg broker.Message) (mail.Message, about, error) {
 			return mail.Message{}, a, fmt.Errorf("undecodable %s event %s", msg.Topic, msg.ID)
 		}
 		a.to, a.registration, a.userID = ev.Email, ev.Registration, ev.UserID
-		if !msg.Published.IsZero() {
-			a.deadline = msg.Published.Add(noticeMaxAge)
-		}
+		a.deadline = m.noticeDeadline(msg)
 		email, err := m.templates().AlreadyRegistered(msg.ID, ev.Email, ev.Locale, ev.ChangeEmail)
 		return email, a, err
 	case event.EmailChangeNoticeTopic:
@@ -411,13 +415,21 @@ func (m *Mailer) render(msg broker.Message) (mail.Message, about, error) {
 			return mail.Message{}, a, fmt.Errorf("undecodable %s event %s", msg.Topic, msg.ID)
 		}
 		a.to, a.userID = ev.Email, ev.UserID
-		if !msg.Published.IsZero() {
-			a.deadline = msg.Published.Add(noticeMaxAge)
-		}
+		a.deadline = m.noticeDeadline(msg)
 		email, err := m.templates().EmailChangeNotice(msg.ID, ev.Email, ev.Locale, ev.NewEmail)
 		return email, a, err
 	}
 	return mail.Message{}, about{kind: "unknown"}, fmt.Errorf("mailer: unexpected topic %q", msg.Topic)
+}
+
+// noticeDeadline is when retrying the notice of msg stops being of use:
+// noticeMaxAge after it could first go out (zero: never, for a message
+// that does not say when it was published).
+func (m *Mailer) noticeDeadline(msg broker.Message) time.Time {
+	if msg.Published.IsZero() {
+		return time.Time{}
+	}
+	return msg.Published.Add(m.HeldUpTo + noticeMaxAge)
 }
 
 func (m *Mailer) count(f func(string), kind string) {
