@@ -66,6 +66,9 @@ func main() {
 		os.Exit(2)
 	}
 	log := newLogger(cfg)
+	for _, w := range cfg.Warnings() {
+		log.Warn(w)
+	}
 	password.LeaveRoom()
 	heaproom.Keep()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)

@@ -118,27 +118,63 @@ func TestHelpListsEverySetting(t *testing.T) {
 }
 
 // TestStartsOnDefaults is `go run .` on a fresh clone: no settings at all
-// (but a free port) start the service with the dev outbox.
+// (but a free port) start the service with the dev outbox, and nothing to
+// warn about.
 func TestStartsOnDefaults(t *testing.T) {
 	t.Parallel()
-	cmd := verifierProcess(t, map[string]string{"HTTP_ADDR": "127.0.0.1:0"})
+	cmd, lines := startUntilListening(t, map[string]string{"HTTP_ADDR": "127.0.0.1:0"})
+	require.Contains(t, lines[len(lines)-1], "dev outbox")
+	for _, l := range lines {
+		require.NotContains(t, l, "level=WARN")
+	}
+	stop(t, cmd)
+	require.FileExists(t, filepath.Join(cmd.Dir, "data", "verifier.db"))
+}
+
+// TestStartWarnsOfACooldownAsLongAsALink: a valid setting that is probably
+// not meant is logged once at start, before the service listens.
+func TestStartWarnsOfACooldownAsLongAsALink(t *testing.T) {
+	t.Parallel()
+	cmd, lines := startUntilListening(t, map[string]string{"HTTP_ADDR": "127.0.0.1:0", "TOKEN_TTL": "3s", "RESEND_COOLDOWN": "60s"})
+	var warned []string
+	for _, l := range lines {
+		if strings.Contains(l, "level=WARN") {
+			warned = append(warned, l)
+		}
+	}
+	require.Len(t, warned, 1)
+	require.Contains(t, warned[0], "RESEND_COOLDOWN (1m) is not shorter than TOKEN_TTL (3s)")
+	stop(t, cmd)
+}
+
+// startUntilListening starts the service with env and returns its stderr
+// lines up to the one that says it listens (the last), and the process,
+// its stderr drained from then on.
+func startUntilListening(t *testing.T, env map[string]string) (*exec.Cmd, []string) {
+	t.Helper()
+	cmd := verifierProcess(t, env)
 	stderr, err := cmd.StderrPipe()
 	require.NoError(t, err)
 	require.NoError(t, cmd.Start())
-	lines := bufio.NewScanner(stderr)
-	var listening string
-	for lines.Scan() {
-		if strings.Contains(lines.Text(), "verifier is listening") {
-			listening = lines.Text()
-			break
+	t.Cleanup(func() { _ = cmd.Process.Kill() })
+	scan := bufio.NewScanner(stderr)
+	var lines []string
+	for scan.Scan() {
+		lines = append(lines, scan.Text())
+		if strings.Contains(scan.Text(), "verifier is listening") {
+			go io.Copy(io.Discard, stderr) //nolint:errcheck // drained until the process exits
+			return cmd, lines
 		}
 	}
-	require.NotEmpty(t, listening, "the service started")
-	require.Contains(t, listening, "dev outbox")
+	t.Fatalf("the service ended before it listened:\n%s", strings.Join(lines, "\n"))
+	return nil, nil
+}
+
+// stop stops the process as an orchestrator does and expects a clean stop.
+func stop(t *testing.T, cmd *exec.Cmd) {
+	t.Helper()
 	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
-	go io.Copy(io.Discard, stderr) //nolint:errcheck // drained until the process exits
 	require.NoError(t, cmd.Wait(), "a clean stop")
-	require.FileExists(t, filepath.Join(cmd.Dir, "data", "verifier.db"))
 }
 
 // TestReadyzWhileWriteLockHeld: another process holding SQLite's write

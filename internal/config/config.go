@@ -137,7 +137,7 @@ var Settings = []Setting{
 	{"MAIL_FROM", "no-reply@localhost", "sender address, e.g. no-reply@example.com or 'Example <no-reply@example.com>'"},
 	{"PUBLIC_URL", "http://localhost:<HTTP_ADDR's port>", "base of links in emails: http(s)://host[:port][/path], no query or fragment"},
 	{"TOKEN_TTL", "24h", "verification and watch token lifetime (1s to 24h; hours in production)"},
-	{"RESEND_COOLDOWN", "60s", "least time between two emails to one address (1s to 24h)"},
+	{"RESEND_COOLDOWN", "60s", "least time between two emails to one address (1s to 24h; shorter than TOKEN_TTL, or a held email's link can expire before it goes out)"},
 	{"ALLOWED_ORIGINS", "", "extra origins allowed to open websockets and make credentialed requests, comma separated"},
 	{"CLIENT_RATE_LIMIT", "30", "register, resend and changeEmail calls allowed per client a minute (0: no limit); IPv6 clients count per /64"},
 	{"VERIFY_RATE_LIMIT", "120", "verifyEmail, verifyEmailWithCode, signIn and confirmEmailChange calls allowed per client a minute (0: no limit)"},
@@ -502,6 +502,17 @@ func Load(getenv func(string) string) (Config, error) {
 		fail("SMTP_URL", "empty, and PUBLIC_URL %s is not a loopback address, so the dev outbox at /dev/mail would show every verification link to anyone: set SMTP_URL to send mail, or DEV_MAILBOX=true to keep the dev outbox on purpose", redact(c.PublicURL))
 	}
 	return c, errors.Join(errs...)
+}
+
+// Warnings are what is valid in c but probably not meant; the service
+// starts and logs each. They are not errors, because tests and demos set
+// such values on purpose (a link that expires in seconds).
+func (c Config) Warnings() []string {
+	var w []string
+	if c.ResendCooldown >= c.TokenTTL {
+		w = append(w, fmt.Sprintf("RESEND_COOLDOWN (%s) is not shorter than TOKEN_TTL (%s): an email to an address within its cooldown waits for the cooldown's end, and its link may have expired by then", short(c.ResendCooldown), short(c.TokenTTL)))
+	}
+	return w
 }
 
 // DefaultPublicURL is PUBLIC_URL when it is unset and HTTP_ADDR's port is

@@ -41,6 +41,33 @@ func TestLoadDefaults(t *testing.T) {
 	require.Empty(t, c.JWTAudience)
 	require.Empty(t, c.TemplatesDir)
 	require.Equal(t, []string{"http://localhost:8080"}, c.RedirectOrigins, "PUBLIC_URL's origin")
+	require.Empty(t, c.Warnings(), "the defaults are what is meant")
+}
+
+// A cooldown as long as a link lives is valid (tests and demos use one on
+// purpose) but warned about: mail held for it could carry a dead link.
+func TestWarnings(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		tokenTTL, cooldown string
+		want               []string
+	}{
+		{"24h", "60s", nil},
+		{"2s", "1s", nil},
+		{"3s", "60s", []string{"RESEND_COOLDOWN (1m) is not shorter than TOKEN_TTL (3s)"}},
+		{"1h", "1h", []string{"RESEND_COOLDOWN (1h) is not shorter than TOKEN_TTL (1h)"}},
+	} {
+		t.Run(tt.tokenTTL+"/"+tt.cooldown, func(t *testing.T) {
+			t.Parallel()
+			c, err := Load(env(map[string]string{"TOKEN_TTL": tt.tokenTTL, "RESEND_COOLDOWN": tt.cooldown}))
+			require.NoError(t, err, "valid, only warned about")
+			w := c.Warnings()
+			require.Len(t, w, len(tt.want))
+			for i, want := range tt.want {
+				require.Contains(t, w[i], want)
+			}
+		})
+	}
 }
 
 func TestLoadValues(t *testing.T) {
