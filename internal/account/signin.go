@@ -35,6 +35,12 @@ var errBadCredentials = apperr.Errorf(apperr.InvalidCredentials, "the email addr
 // (canonical, so a+1@x and a+2@x share) and per client in the database,
 // shared by every replica; over either limit RATE_LIMITED until the hour
 // ends, whatever the password.
+//
+// Each sign-in takes its try before the password is checked and only the
+// right password gives it back: a count read before the check and written
+// after it let through every sign-in that arrived while the first ones
+// were hashing, so parallel guesses took as many tries as they were
+// requests, whatever the limit.
 func (s *Service) SignIn(ctx context.Context, email, pw string) (token string, expiresAt time.Time, err error) {
 	email, err = NormalizeEmail(email)
 	if err != nil {
@@ -48,28 +54,20 @@ func (s *Service) SignIn(ctx context.Context, email, pw string) (token string, e
 		{"signin:" + CanonicalEmail(email), s.SignInAddressLimit},
 		{"signin-client:" + ratelimit.Key(ratelimit.Client(ctx)), s.SignInClientLimit},
 	}
-	if err := s.signInAllowed(ctx, scopes); err != nil {
+	window, err := s.takeSignInTry(ctx, scopes)
+	if err != nil {
 		return "", time.Time{}, err
 	}
-	u, err := s.DB.User.Query().Where(user.Email(email)).Only(ctx)
-	if err != nil && !ent.IsNotFound(err) {
-		return "", time.Time{}, fmt.Errorf("sign in: %w", err)
+	u, ok, err := s.checkPassword(ctx, email, pw)
+	if err == nil && (u == nil || !ok) {
+		return "", time.Time{}, errBadCredentials // the try stays taken
 	}
-	hash := ""
-	if u != nil {
-		hash = u.PasswordHash
-	} else if hash, err = s.dummy(ctx); err != nil {
-		return "", time.Time{}, fmt.Errorf("sign in: %w", err)
+	// The right password, or no answer: not a failure.
+	if gerr := s.giveSignInTry(ctx, scopes, window); err == nil {
+		err = gerr
 	}
-	ok, err := s.Hasher.Verify(ctx, pw, hash)
 	if err != nil {
 		return "", time.Time{}, fmt.Errorf("sign in: %w", err)
-	}
-	if u == nil || !ok {
-		if err := s.signInFailed(ctx, scopes); err != nil {
-			return "", time.Time{}, fmt.Errorf("sign in: %w", err)
-		}
-		return "", time.Time{}, errBadCredentials
 	}
 	if u.Status != user.StatusVERIFIED {
 		return "", time.Time{}, apperr.Errorf(apperr.EmailNotVerified, "this email address is not verified yet; confirm it with the link or code we sent, or ask for a new email")
@@ -97,34 +95,65 @@ type signInScope struct {
 	limit int
 }
 
-// signInAllowed answers RATE_LIMITED while a scope's failures of this
-// window reached its limit.
-func (s *Service) signInAllowed(ctx context.Context, scopes []signInScope) error {
-	now := s.now()
-	window := now.Truncate(BudgetWindow)
-	for _, sc := range scopes {
-		b, err := s.DB.EmailBudget.Query().Where(emailbudget.Scope(sc.scope), emailbudget.WindowStart(window.Unix())).Only(ctx)
-		if ent.IsNotFound(err) {
-			continue
-		}
-		if err != nil {
-			return fmt.Errorf("sign in: read failures: %w", err)
-		}
-		if b.Sent >= sc.limit {
-			wait := window.Add(BudgetWindow).Sub(now)
-			return apperr.Limited(wait, "too many failed sign-ins; try again in %d seconds", RetryAfterSeconds(wait))
-		}
+// checkPassword finds the user of email (nil if none) and reports
+// whether pw is its password, checked against the dummy hash when there is
+// no such user.
+func (s *Service) checkPassword(ctx context.Context, email, pw string) (*ent.User, bool, error) {
+	u, err := s.DB.User.Query().Where(user.Email(email)).Only(ctx)
+	if err != nil && !ent.IsNotFound(err) {
+		return nil, false, err
 	}
-	return nil
+	hash := ""
+	if u != nil {
+		hash = u.PasswordHash
+	} else if hash, err = s.dummy(ctx); err != nil {
+		return nil, false, err
+	}
+	ok, err := s.Hasher.Verify(ctx, pw, hash)
+	return u, ok, err
 }
 
-// signInFailed counts a failure in every scope.
-func (s *Service) signInFailed(ctx context.Context, scopes []signInScope) error {
-	window := s.now().Truncate(BudgetWindow)
-	for _, sc := range scopes {
-		if _, err := s.countUp(ctx, s.DB, sc.scope, window, 0); err != nil {
-			return fmt.Errorf("count failure: %w", err)
+// takeSignInTry counts a try in every scope, each one conditional upsert
+// that counts only below the scope's limit (countUp), so concurrent
+// sign-ins on any replica cannot take more tries between them. Over a
+// limit it gives back what it took and answers RATE_LIMITED until the
+// window ends. It returns the window the tries count in.
+func (s *Service) takeSignInTry(ctx context.Context, scopes []signInScope) (time.Time, error) {
+	now := s.now()
+	window := now.Truncate(BudgetWindow)
+	for i, sc := range scopes {
+		ok, err := s.countUp(ctx, s.DB, sc.scope, window, sc.limit)
+		if err == nil && ok {
+			continue
 		}
+		if gerr := s.giveSignInTry(ctx, scopes[:i], window); err == nil {
+			err = gerr
+		}
+		if err != nil {
+			return time.Time{}, fmt.Errorf("sign in: count try: %w", err)
+		}
+		wait := window.Add(BudgetWindow).Sub(now)
+		return time.Time{}, apperr.Limited(wait, "too many failed sign-ins; try again in %d seconds", RetryAfterSeconds(wait))
+	}
+	return window, nil
+}
+
+// giveSignInTry gives back the tries takeSignInTry took in window, in
+// one statement.
+func (s *Service) giveSignInTry(ctx context.Context, scopes []signInScope, window time.Time) error {
+	if len(scopes) == 0 {
+		return nil
+	}
+	names := make([]string, len(scopes))
+	for i, sc := range scopes {
+		names[i] = sc.scope
+	}
+	err := s.DB.EmailBudget.Update().
+		Where(emailbudget.ScopeIn(names...), emailbudget.WindowStart(window.Unix()), emailbudget.SentGT(0)).
+		AddSent(-1).
+		Exec(ctx)
+	if err != nil {
+		return fmt.Errorf("give try back: %w", err)
 	}
 	return nil
 }

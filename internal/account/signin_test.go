@@ -2,11 +2,14 @@ package account
 
 import (
 	"context"
+	"fmt"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/verifier/verifier/ent"
 	"github.com/verifier/verifier/internal/apperr"
 	"github.com/verifier/verifier/internal/ratelimit"
 )
@@ -96,4 +99,48 @@ func tampered(jwt string) string {
 		b[i] = 'A'
 	}
 	return string(b)
+}
+
+// Wrong passwords sent in parallel take no more tries than the limit:
+// the barrier holds every sign-in that read its failures until all of
+// them have, the interleaving in which a count read before the
+// password check and written after it let each of them through. A right
+// password costs no try.
+func TestParallelSignInsCountEach(t *testing.T) {
+	t.Parallel()
+	const limit, n = 3, 8
+	eachDB(t, func(t *testing.T, b *testBundle) {
+		b.verified(t, "target@example.com")
+		for i := range limit + 2 {
+			_, _, err := b.svc.SignIn(ratelimit.WithClient(context.Background(), "192.0.2.1"), "target@example.com", pw)
+			require.NoError(t, err, "right password %d", i)
+		}
+
+		type arrival struct{ once sync.Once }
+		var barrier sync.WaitGroup
+		barrier.Add(n)
+		b.db.EmailBudget.Intercept(ent.InterceptFunc(func(next ent.Querier) ent.Querier {
+			return ent.QuerierFunc(func(ctx context.Context, q ent.Query) (ent.Value, error) {
+				v, err := next.Query(ctx, q)
+				if a, ok := ctx.Value(arrival{}).(*arrival); ok {
+					a.once.Do(func() { barrier.Done(); barrier.Wait() })
+				}
+				return v, err
+			})
+		}))
+		errs := concurrently(n, func(i int) error {
+			ctx := context.WithValue(context.Background(), arrival{}, &arrival{})
+			// Each from a client of its own: only the address's limit applies.
+			ctx = ratelimit.WithClient(ctx, fmt.Sprintf("198.51.100.%d", i+1))
+			_, _, err := b.svc.SignIn(ctx, "target@example.com", "wrong password")
+			return err
+		})
+		got := map[apperr.Code]int{}
+		for _, err := range errs {
+			e, ok := apperr.From(err)
+			require.True(t, ok, "%v", err)
+			got[e.Code]++
+		}
+		require.Equal(t, map[apperr.Code]int{apperr.InvalidCredentials: limit, apperr.RateLimited: n - limit}, got)
+	}, func(o *Options) { o.SignInAddressLimit, o.SignInClientLimit = limit, limit })
 }
