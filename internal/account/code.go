@@ -9,6 +9,7 @@ import (
 	"github.com/verifier/verifier/ent/registration"
 	"github.com/verifier/verifier/internal/apperr"
 	"github.com/verifier/verifier/internal/code"
+	"github.com/verifier/verifier/internal/database"
 )
 
 const (
@@ -57,7 +58,7 @@ func checkCode(c string) error {
 // right. A decoy's code was never mailed: every guess at it is wrong,
 // exactly like a wrong guess at a real one.
 func (s *Service) confirmWithCode(ctx context.Context, reg *ent.Registration, c string) (Verification, error) {
-	if err := s.addressCodeBudget(ctx, reg.Email); err != nil {
+	if err := s.addressCodeBudget(ctx, s.DB, reg.Email); err != nil {
 		return Verification{}, err
 	}
 	now := s.now()
@@ -76,31 +77,46 @@ func (s *Service) confirmWithCode(ctx context.Context, reg *ent.Registration, c 
 // wrongCode counts a wrong try against reg and answers INVALID_CODE with
 // the tries left. The count is one conditional UPDATE (only below the
 // cap), so parallel guesses on any replica cannot take more than
-// MaxCodeAttempts tries between them.
+// MaxCodeAttempts tries between them. The address's cap is checked again
+// in the same transaction, under the lock of the address's cooldown
+// record: several registrations of one address can be live at once (each
+// account's pending change to it), and a check before the guess alone let
+// every guess that was in flight through.
 func (s *Service) wrongCode(ctx context.Context, reg *ent.Registration) error {
-	n, err := s.DB.Registration.Update().
-		Where(registration.ID(reg.ID), registration.CodeAttemptsLT(MaxCodeAttempts)).
-		AddCodeAttempts(1).
-		Save(ctx)
+	left := 0
+	err := database.InTx(ctx, s.DB, func(tx *ent.Tx) error {
+		if _, err := s.lockCooldown(ctx, tx, reg.Email); err != nil {
+			return err
+		}
+		if err := s.addressCodeBudget(ctx, tx.Client(), reg.Email); err != nil {
+			return err
+		}
+		n, err := tx.Registration.Update().
+			Where(registration.ID(reg.ID), registration.CodeAttemptsLT(MaxCodeAttempts)).
+			AddCodeAttempts(1).
+			Save(ctx)
+		if err != nil || n == 0 {
+			return err
+		}
+		after, err := tx.Registration.Query().Where(registration.ID(reg.ID)).Select(registration.FieldCodeAttempts).Int(ctx)
+		left = MaxCodeAttempts - after
+		return err
+	})
+	if _, limited := apperr.From(err); limited {
+		return err
+	}
 	if err != nil {
 		return fmt.Errorf("count wrong code: %w", err)
 	}
-	if n == 0 {
-		return apperr.WrongCode(0)
-	}
-	after, err := s.DB.Registration.Query().Where(registration.ID(reg.ID)).Select(registration.FieldCodeAttempts).Int(ctx)
-	if err != nil {
-		return fmt.Errorf("count wrong code: %w", err)
-	}
-	return apperr.WrongCode(MaxCodeAttempts - after)
+	return apperr.WrongCode(left)
 }
 
 // addressCodeBudget answers RATE_LIMITED once the address's registrations
 // of the last addressCodeWindow took addressCodeLimit wrong codes between
 // them, until the oldest of those registrations leaves the window.
-func (s *Service) addressCodeBudget(ctx context.Context, email string) error {
+func (s *Service) addressCodeBudget(ctx context.Context, db *ent.Client, email string) error {
 	now := s.now()
-	regs, err := s.DB.Registration.Query().
+	regs, err := db.Registration.Query().
 		Where(registration.Email(email), registration.CreatedAtGT(now.Add(-addressCodeWindow)), registration.CodeAttemptsGT(0)).
 		Order(ent.Desc(registration.FieldCreatedAt)).
 		Select(registration.FieldCodeAttempts, registration.FieldCreatedAt).

@@ -3,11 +3,14 @@ package account
 import (
 	"context"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/verifier/verifier/ent"
+	"github.com/verifier/verifier/ent/registration"
 	"github.com/verifier/verifier/internal/apperr"
 	"github.com/verifier/verifier/internal/status"
 	"github.com/verifier/verifier/internal/testkit"
@@ -198,5 +201,57 @@ func TestDecoyCodeLooksWrong(t *testing.T) {
 			_, errFresh := b.svc.VerifyEmailWithCode(ctx, fresh, wrongCode(b.lastEmail(t, "fresh@example.com").code))
 			require.Equal(t, attemptsLeft(t, errFresh), attemptsLeft(t, errDecoy))
 		}
+	})
+}
+
+// The address's cap holds against parallel guesses spread over several
+// registrations of it (accounts can each have a change to it pending):
+// the barrier holds every guess that read the address's count until all
+// of them have, the interleaving in which a count read before the guess
+// was counted let each of them through.
+func TestParallelWrongCodesCappedPerAddress(t *testing.T) {
+	t.Parallel()
+	const accounts = addressCodeLimit/MaxCodeAttempts + 2
+	eachDB(t, func(t *testing.T, b *testBundle) {
+		ctx := context.Background()
+		sessions := make([]string, accounts)
+		for i := range sessions {
+			sessions[i] = b.signedIn(t, fmt.Sprintf("u%d@example.com", i))
+			require.NoError(t, b.svc.ChangeEmail(ctx, sessions[i], "target@example.com"))
+		}
+		// A code known here, so that the guesses are wrong for certain.
+		regs, err := b.db.Registration.Query().Where(registration.Email("target@example.com")).All(ctx)
+		require.NoError(t, err)
+		require.Len(t, regs, accounts)
+		for _, r := range regs {
+			require.NoError(t, b.db.Registration.UpdateOne(r).SetCodeHash(b.svc.Codes.Hash(r.ID, "123456")).Exec(ctx))
+		}
+
+		type reads struct{ n int }
+		var barrier sync.WaitGroup
+		barrier.Add(accounts * MaxCodeAttempts)
+		b.db.Registration.Intercept(ent.InterceptFunc(func(next ent.Querier) ent.Querier {
+			return ent.QuerierFunc(func(ctx context.Context, q ent.Query) (ent.Value, error) {
+				v, err := next.Query(ctx, q)
+				// The second read of a guess is the address's count.
+				if r, ok := ctx.Value(reads{}).(*reads); ok {
+					if r.n++; r.n == 2 {
+						barrier.Done()
+						barrier.Wait()
+					}
+				}
+				return v, err
+			})
+		}))
+		errs := concurrently(accounts*MaxCodeAttempts, func(i int) error {
+			ctx := context.WithValue(ctx, reads{}, &reads{})
+			_, err := b.svc.ConfirmEmailChange(ctx, sessions[i%accounts], "000000")
+			return err
+		})
+		got := map[apperr.Code]int{}
+		for _, err := range errs {
+			got[apperr.CodeOf(err)]++
+		}
+		require.Equal(t, map[apperr.Code]int{apperr.InvalidCode: addressCodeLimit, apperr.RateLimited: accounts*MaxCodeAttempts - addressCodeLimit}, got)
 	})
 }
