@@ -97,6 +97,28 @@ func TestChangeEmail(t *testing.T) {
 	}
 }
 
+// Once the account has moved to another address, the sign-up's link to
+// the old one no longer answers: whoever reads the old inbox would learn
+// the new address and get a receipt for it.
+func TestSignupLinkDiesWithTheAddress(t *testing.T) {
+	t.Parallel()
+	eachDB(t, func(t *testing.T, b *testBundle) {
+		ctx := context.Background()
+		session := b.signedIn(t, "old@example.com")
+		signup := b.newestToken(t)
+		v, err := b.svc.VerifyEmail(ctx, signup)
+		require.NoError(t, err, "the sign-up's link answers again before the change")
+		require.True(t, v.AlreadyVerified)
+
+		require.NoError(t, b.svc.ChangeEmail(ctx, session, "new@example.com"))
+		_, err = b.svc.ConfirmEmailChange(ctx, session, b.lastEmail(t, "new@example.com").code)
+		require.NoError(t, err)
+
+		_, err = b.svc.VerifyEmail(ctx, signup)
+		requireCode(t, apperr.InvalidToken, err, "the old address's link after the change")
+	})
+}
+
 // A new address held by a VERIFIED account: the same answer, a stand-in
 // registration, the "someone tried" notice to its owner, and the notice to
 // the requester's own address as always (what codes answer then:

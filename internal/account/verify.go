@@ -100,7 +100,7 @@ func (s *Service) confirmSignup(ctx context.Context, reg *ent.Registration) (Ver
 	if u.Status == user.StatusVERIFIED {
 		// Verified before: nothing to write, and verified_at never
 		// changes once set.
-		return s.verified(reg, u, true), nil
+		return s.alreadyVerified(reg, u)
 	}
 	var now time.Time
 	changed := false
@@ -134,6 +134,17 @@ func (s *Service) confirmSignup(ctx context.Context, reg *ent.Registration) (Ver
 		return Verification{}, fmt.Errorf("verify: %w", err)
 	}
 	if u.Status != user.StatusVERIFIED {
+		return Verification{}, errInvalidLink
+	}
+	return s.alreadyVerified(reg, u)
+}
+
+// alreadyVerified answers a sign-up's link or code again once u is
+// VERIFIED, unless the account has moved to another address since: the
+// old address's inbox proves nothing about the new one, and whoever reads
+// it must not learn the new address or get a receipt for it.
+func (s *Service) alreadyVerified(reg *ent.Registration, u *ent.User) (Verification, error) {
+	if u.Email != reg.Email {
 		return Verification{}, errInvalidLink
 	}
 	return s.verified(reg, u, true), nil
