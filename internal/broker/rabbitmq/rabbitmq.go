@@ -450,6 +450,19 @@ func (b *Broker) attach(conn *amqp.Connection, pub *amqp.Channel, c consumer) (*
 		delays[i] = dq.Name
 	}
 	tag := b.name + "/" + q.Name
+	// RabbitMQ cancels a consumer itself when its queue is deleted (or
+	// leaves with a node): the deliveries end, but the channel and the
+	// connection stay up, so nothing else notices, and the process would
+	// look healthy and handle nothing until its next reconnect. A
+	// reconnect, the one recovery path, declares the queue again and
+	// consumes it. Our own Cancel (Stop) does not notify this.
+	cancelled := ch.NotifyCancel(make(chan string, 1))
+	go func() {
+		if _, ok := <-cancelled; ok {
+			b.log.Warn("RabbitMQ cancelled a consumer (its queue was deleted?); reconnecting", "queue", q.Name)
+			_ = conn.Close()
+		}
+	}()
 	deliveries, err := ch.Consume(q.Name, tag, false, false, false, false, nil)
 	if err != nil {
 		return nil, fmt.Errorf("consume %s: %w", q.Name, err)

@@ -323,3 +323,35 @@ func TestPublicExchange(t *testing.T) {
 	require.Equal(t, "application/cloudevents+json", d.ContentType)
 	require.Equal(t, uint8(amqp.Persistent), d.DeliveryMode)
 }
+
+// When RabbitMQ cancels a consumer itself (its queue was deleted, or
+// moved away with a node), the connection stays up but no delivery comes
+// any more: the broker reconnects, which declares the queue again and
+// consumes it, instead of leaving a healthy-looking process that handles
+// nothing.
+func TestConsumerCancelledByRabbitMQReconnects(t *testing.T) {
+	t.Parallel()
+	url := rabbitmqtest.URL(t)
+	b := New(url, quiet(), Options{Prefix: newPrefix(t, url)})
+	ready := make(chan struct{}, 10)
+	got := make(chan string, 10)
+	require.NoError(t, b.Consume(broker.Queue{Name: "work", Topics: []string{"k"}, OnReady: func() { ready <- struct{}{} }}, func(_ context.Context, m broker.Message) error {
+		got <- m.ID
+		return nil
+	}))
+	require.NoError(t, b.Start(context.Background()))
+	defer b.Stop()
+	testkit.Receive(t, ready, "consumer ready")
+
+	conn, err := amqp.Dial(url)
+	require.NoError(t, err)
+	defer conn.Close()
+	ch, err := conn.Channel()
+	require.NoError(t, err)
+	_, err = ch.QueueDelete(b.Names().Queue("work"), false, false, false)
+	require.NoError(t, err)
+
+	testkit.Receive(t, ready, "consumer ready again after its queue was deleted")
+	require.NoError(t, b.Publish(context.Background(), broker.Message{ID: "after-delete", Topic: "k", Body: []byte("{}")}))
+	require.Equal(t, "after-delete", testkit.Receive(t, got, "delivery after the queue came back"))
+}
