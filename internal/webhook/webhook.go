@@ -465,6 +465,15 @@ func (d *Dispatcher) settle(ctx context.Context, o outcome) {
 		SetClaim("").
 		SetUpdatedAt(now)
 	attempts := row.Attempts + 1
+	// The day of retries counts from the first attempt, as GiveUpAfter
+	// says, not from when the row was written: one that waited that long
+	// for its first (a backlog behind a hung endpoint, a worker that was
+	// down) would be given up on at its first failure, never retried.
+	since := row.PendingSince
+	if row.Attempts == 0 && o.err != nil && !errors.Is(o.err, context.Canceled) {
+		since = now
+		u.SetPendingSince(now)
+	}
 	var count func()
 	switch {
 	case o.err == nil:
@@ -472,12 +481,12 @@ func (d *Dispatcher) settle(ctx context.Context, o outcome) {
 		count = d.o.Metrics.Delivered
 	case errors.Is(o.err, context.Canceled):
 		u.SetNextAttemptAt(now)
-	case now.Sub(row.PendingSince) >= GiveUpAfter:
+	case now.Sub(since) >= GiveUpAfter:
 		u.SetState(Failed).SetAttempts(attempts).SetLastError(o.err.Error())
 		count = d.o.Metrics.Failed
 		d.o.Log.Error("webhook: delivery given up on; replay it once the endpoint works",
 			"endpoint", display(row.Endpoint), "event", row.EventID, "type", row.Type, "delivery", row.ID,
-			"attempts", attempts, "since", row.PendingSince, "err", o.err)
+			"attempts", attempts, "since", since, "err", o.err)
 	default:
 		wait := retryDelay(attempts)
 		u.SetAttempts(attempts).SetLastError(o.err.Error()).SetNextAttemptAt(now.Add(wait))

@@ -382,3 +382,24 @@ func TestNoEndpointLeft(t *testing.T) {
 		require.Equal(t, webhook.RemovedEndpoint, row.LastError)
 	})
 }
+
+// The day of retries counts from a delivery's first attempt, not from when
+// it was recorded: one that waited a day before its first attempt (a
+// backlog behind a hung endpoint, a worker that was down) is retried, not
+// given up on at its first failure.
+func TestDayOfRetriesCountsFromTheFirstAttempt(t *testing.T) {
+	t.Parallel()
+	b := setup(t, databasetest.SQLite(t))
+	rc := webhooktest.Start(t, func(int, *http.Request) int { return http.StatusServiceUnavailable })
+	// Recorded by a consumer while no dispatcher runs.
+	idle, err := webhook.New(webhook.Options{DB: b.db, Endpoints: []string{rc.URL}, Secret: secret, Log: testkit.Discard(), Now: b.clock.Now})
+	require.NoError(t, err)
+	id := b.publish(t, idle)
+	b.clock.Advance(webhook.GiveUpAfter + time.Hour)
+
+	d := b.dispatcher(t, 0, rc.URL)
+	d.Wake()
+	testkit.Receive(t, rc.Got, "first attempt")
+	row := b.row(t, id, rc.URL, settledAfter(1), "first attempt recorded")
+	require.Equal(t, webhook.Pending, row.State, "retried after its first attempt")
+}
