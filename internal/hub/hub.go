@@ -36,6 +36,14 @@ const bufferSize = 4
 // goroutine past it.
 const recheckTimeout = time.Minute
 
+// Pauses before the re-check reads again the subscriptions it could not
+// read (the database still down as the broker came back), doubling from
+// the first to the last.
+const (
+	recheckRetryMin = time.Second
+	recheckRetryMax = 30 * time.Second
+)
+
 // Watch is what a subscription follows.
 type Watch struct {
 	// Registration whose confirmation (VERIFIED) and, with Delivery, whose
@@ -210,7 +218,8 @@ func (h *Hub) PublishDelivery(registration uuid.UUID, d status.Delivery) {
 // sends what changed, because changes may have been missed while the
 // broker connection was down. It returns at once: the reads run on one
 // goroutine of the hub's, so the broker's reconnect is not held up; a call
-// while one runs makes it run again once done.
+// while one runs makes it run again once done. A subscription it could not
+// read is read again after a pause, until it is or ends.
 func (h *Hub) RecheckAll() {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -228,19 +237,36 @@ func (h *Hub) RecheckAll() {
 
 func (h *Hub) recheck() {
 	defer h.recheckerDone.Done()
+	// again are the subscriptions to read once more: their read failed,
+	// or the pass ran out of time before it reached them. Each may have
+	// missed its VERIFIED during the outage, which nothing would send
+	// again, so the re-check keeps at them, with a pause, until read.
+	var again []*Subscription
+	full, wait := true, recheckRetryMin
 	for {
 		h.mu.Lock()
-		subs := make([]*Subscription, 0, len(h.all))
-		for s := range h.all {
-			subs = append(subs, s)
+		var subs []*Subscription
+		if full || h.recheckAgain {
+			subs = make([]*Subscription, 0, len(h.all))
+			for s := range h.all {
+				subs = append(subs, s)
+			}
+		} else {
+			for _, s := range again {
+				if !s.done {
+					subs = append(subs, s)
+				}
+			}
 		}
 		h.recheckAgain = false
 		h.mu.Unlock()
 
+		again = nil
 		ctx, cancel := context.WithTimeout(h.recheckCtx, recheckTimeout)
-		for _, s := range subs {
+		for i, s := range subs {
 			cur, err := s.watch.Read(ctx)
 			if ctx.Err() != nil {
+				again = append(again, subs[i:]...)
 				break
 			}
 			if errors.Is(err, ErrGone) {
@@ -250,8 +276,7 @@ func (h *Hub) recheck() {
 				continue
 			}
 			if err != nil {
-				// The next change or reconnect sends it; the subscription
-				// stays open meanwhile.
+				again = append(again, s)
 				continue
 			}
 			h.mu.Lock()
@@ -261,12 +286,28 @@ func (h *Hub) recheck() {
 		cancel()
 
 		h.mu.Lock()
-		if !h.recheckAgain || h.closed {
+		if h.closed || (!h.recheckAgain && len(again) == 0) {
 			h.rechecking = false
 			h.mu.Unlock()
 			return
 		}
+		full = h.recheckAgain
 		h.mu.Unlock()
+		if full {
+			wait = recheckRetryMin
+			continue
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-h.recheckCtx.Done():
+			t.Stop()
+			h.mu.Lock()
+			h.rechecking = false
+			h.mu.Unlock()
+			return
+		case <-t.C:
+		}
+		wait = min(2*wait, recheckRetryMax)
 	}
 }
 

@@ -389,3 +389,27 @@ func TestNotifyCountsEvents(t *testing.T) {
 	read := testkit.Receive(t, got, "the channel's close")
 	require.Equal(t, int64(read+1), notices.Load(), "one notice per snapshot read, and one for the close")
 }
+
+// A re-read that fails (the database is still down as the broker comes
+// back) is tried again by the re-check itself: the change it would have
+// found (VERIFIED, missed during the outage) comes no other way.
+func TestRecheckReadsAgainAfterAFailure(t *testing.T) {
+	t.Parallel()
+	h := New()
+	defer h.CloseAll()
+	var reads atomic.Int32
+	s, err := h.Subscribe(context.Background(), Watch{Registration: uuid.New(), Read: func(context.Context) (*status.Change, error) {
+		switch reads.Add(1) {
+		case 1:
+			return &status.Change{Status: status.Unverified, At: at(0)}, nil
+		case 2:
+			return nil, errors.New("database gone")
+		}
+		return &status.Change{Status: status.Verified, At: at(1)}, nil
+	}})
+	require.NoError(t, err)
+	require.Equal(t, status.Unverified, testkit.Receive(t, s.C(), "a status change").Status)
+
+	h.RecheckAll()
+	require.Equal(t, &status.Change{Status: status.Verified, At: at(1)}, testkit.Receive(t, s.C(), "VERIFIED once the database answers"))
+}
