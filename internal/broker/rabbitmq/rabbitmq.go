@@ -607,7 +607,11 @@ func (b *Broker) watchChannel(conn *amqp.Connection, ch *amqp.Channel, cancel co
 		if cancel != nil {
 			cancel()
 		}
-		if ok && err != nil {
+		// A channel closed because its connection went down gets the
+		// connection's error too (the connection marks itself closed
+		// first): that loss is logged once, where it is noticed, not
+		// again per channel.
+		if ok && err != nil && !conn.IsClosed() {
 			b.log.Warn("RabbitMQ channel closed by the broker", "err", err)
 			_ = conn.Close()
 		}

@@ -137,7 +137,8 @@ func TestReconnects(t *testing.T) {
 	url := rabbitmqtest.URL(t)
 	proxy := tcpproxy.Start(t, rabbitmqtest.Host(url))
 	connects := make(chan struct{}, 10)
-	b := New(rabbitmqtest.Via(url, proxy.Addr()), quiet(), Options{Prefix: newPrefix(t, url)})
+	var logs testkit.LogBuffer
+	b := New(rabbitmqtest.Via(url, proxy.Addr()), slog.New(slog.NewTextHandler(&logs, nil)), Options{Prefix: newPrefix(t, url)})
 	b.OnConnect(func() { connects <- struct{}{} })
 	got := make(chan string, 10)
 	ready := make(chan struct{}, 10)
@@ -159,6 +160,9 @@ func TestReconnects(t *testing.T) {
 	testkit.Receive(t, ready, "consumer ready again")
 	require.NoError(t, b.Publish(context.Background(), broker.Message{ID: "after", Topic: "r"}))
 	require.Equal(t, "after", testkit.Receive(t, got, "delivery: the consumer did not resume"))
+	// The lost connection is one warning, not one more per channel it
+	// took down.
+	require.Zero(t, logs.Count("channel closed by the broker"), "%s", logs.String())
 }
 
 // The delay queues rabbitmqtest deletes after each test are the ones declared.
