@@ -85,12 +85,16 @@ type Hub struct {
 	// subscription (lifecycle.go).
 	startstop.Base
 
-	mu            sync.Mutex
-	byReg         map[uuid.UUID]map[*Subscription]struct{}
-	all           map[*Subscription]struct{}
-	closed        bool
-	rechecking    bool
-	recheckAgain  bool
+	mu           sync.Mutex
+	byReg        map[uuid.UUID]map[*Subscription]struct{}
+	all          map[*Subscription]struct{}
+	closed       bool
+	rechecking   bool
+	recheckAgain bool
+	// recheckWake cuts short the re-check's pause before it reads again
+	// what it could not read: a reconnect meanwhile wants a full pass at
+	// once, not after up to recheckRetryMax.
+	recheckWake   chan struct{}
 	stopRecheck   context.CancelFunc
 	recheckCtx    context.Context
 	recheckerDone sync.WaitGroup
@@ -105,6 +109,7 @@ func New() *Hub {
 		byReg:       map[uuid.UUID]map[*Subscription]struct{}{},
 		all:         map[*Subscription]struct{}{},
 		recheckCtx:  ctx,
+		recheckWake: make(chan struct{}, 1),
 		stopRecheck: cancel,
 	}
 }
@@ -228,6 +233,10 @@ func (h *Hub) RecheckAll() {
 	}
 	if h.rechecking {
 		h.recheckAgain = true
+		select {
+		case h.recheckWake <- struct{}{}:
+		default:
+		}
 		return
 	}
 	h.rechecking = true
@@ -295,6 +304,11 @@ func (h *Hub) recheck() {
 		h.mu.Unlock()
 		if full {
 			wait = recheckRetryMin
+			// A wake sent for the pass about to run is spent.
+			select {
+			case <-h.recheckWake:
+			default:
+			}
 			continue
 		}
 		t := time.NewTimer(wait)
@@ -305,6 +319,8 @@ func (h *Hub) recheck() {
 			h.rechecking = false
 			h.mu.Unlock()
 			return
+		case <-h.recheckWake:
+			t.Stop()
 		case <-t.C:
 		}
 		wait = min(2*wait, recheckRetryMax)
