@@ -168,16 +168,19 @@ func (s *Service) ConfirmEmailChange(ctx context.Context, bearer, c string) (Ver
 // control of it. A
 // VERIFIED one that took the address meanwhile keeps it (INVALID_TOKEN).
 // Confirming again once moved answers VERIFIED again, without an event.
+//
+// reg was read before the transaction, and a changeEmail since may have
+// superseded it: the transaction takes the cooldown records changeEmail
+// takes (the account's address and reg's), so the two run one after the
+// other, and reads reg again under them. Without that, a link clicked as
+// the person asked for another address moved the account to the address
+// they had just abandoned.
 func (s *Service) confirmChange(ctx context.Context, reg *ent.Registration) (Verification, error) {
 	var now time.Time
 	var u *ent.User
 	already := false
 	err := database.InTx(ctx, s.DB, func(tx *ent.Tx) error {
 		now = s.now()
-		// Serialises with a registration of the same address.
-		if _, err := s.lockCooldown(ctx, tx, reg.Email); err != nil {
-			return err
-		}
 		var err error
 		if u, err = tx.User.Get(ctx, *reg.UserID); err != nil {
 			return err
@@ -185,6 +188,26 @@ func (s *Service) confirmChange(ctx context.Context, reg *ent.Registration) (Ver
 		if u.Email == reg.Email {
 			already = true
 			return nil
+		}
+		// Serialises with a registration of the new address, with the
+		// account's next changeEmail and with a second click of this link.
+		if _, err := s.lockCooldowns(ctx, tx, u.Email, reg.Email); err != nil {
+			return err
+		}
+		// Read again under the locks: a second click may have moved it.
+		if u, err = tx.User.Get(ctx, u.ID); err != nil {
+			return err
+		}
+		if u.Email == reg.Email {
+			already = true
+			return nil
+		}
+		live, err := tx.Registration.Query().Where(registration.ID(reg.ID), registration.SupersededAtIsNil()).Exist(ctx)
+		if err != nil {
+			return err
+		}
+		if !live {
+			return errInvalidLink
 		}
 		holder, err := tx.User.Query().Where(user.Email(reg.Email)).Only(ctx)
 		switch {

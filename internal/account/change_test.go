@@ -262,3 +262,34 @@ func TestChangeEmailSupersedes(t *testing.T) {
 		})
 	}
 }
+
+// TestChangeLinkRacingANewerChange clicks a change's link as a newer
+// changeEmail supersedes it: the click read the registration while it
+// was live, the newer change commits, then the click's transaction runs.
+// The account must not move to the address it just abandoned.
+func TestChangeLinkRacingANewerChange(t *testing.T) {
+	t.Parallel()
+	eachDB(t, func(t *testing.T, b *testBundle) {
+		ctx := context.Background()
+		session := b.signedIn(t, "racer@example.com")
+		require.NoError(t, b.svc.ChangeEmail(ctx, session, "abandoned@example.com"))
+		// What VerifyEmail has read by the time the newer change commits.
+		read, err := b.db.Registration.Query().
+			Where(registration.Email("abandoned@example.com"), registration.SupersededAtIsNil()).
+			Only(ctx)
+		require.NoError(t, err)
+		require.NoError(t, b.svc.ChangeEmail(ctx, session, "wanted@example.com"))
+
+		_, err = b.svc.confirm(ctx, read)
+		requireCode(t, apperr.InvalidToken, err)
+		_, err = b.db.User.Query().Where(user.Email("racer@example.com")).Only(ctx)
+		require.NoError(t, err, "the account kept its address")
+
+		v, err := b.svc.ConfirmEmailChange(ctx, session, b.lastEmail(t, "wanted@example.com").code)
+		require.NoError(t, err)
+		require.Equal(t, "wanted@example.com", v.Email)
+		again, err := b.svc.VerifyEmail(ctx, b.lastEmail(t, "wanted@example.com").token)
+		require.NoError(t, err, "a second click still answers")
+		require.True(t, again.AlreadyVerified)
+	})
+}
