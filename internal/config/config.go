@@ -141,10 +141,10 @@ var Settings = []Setting{
 	{"ALLOWED_ORIGINS", "", "extra origins allowed to open websockets and make credentialed requests, comma separated"},
 	{"CLIENT_RATE_LIMIT", "30", "register, resend and changeEmail calls allowed per client a minute (0: no limit); IPv6 clients count per /64"},
 	{"VERIFY_RATE_LIMIT", "120", "verifyEmail, verifyEmailWithCode, signIn and confirmEmailChange calls allowed per client a minute (0: no limit)"},
-	{"TRUST_PROXY", "0", "how many reverse proxies in front of the service append to X-Forwarded-For (0: use the peer address; true means 1)"},
+	{"TRUST_PROXY", "0", "how many reverse proxies in front of the service append to X-Forwarded-For (0: use the peer address; true means 1; at most 10)"},
 	{"DOMAIN_EMAIL_LIMIT", "1000", "emails queued per hour to one domain (0: no cap)"},
 	{"GLOBAL_EMAIL_LIMIT", "20000", "emails queued per hour in all (0: no cap)"},
-	{"DEV_MAILBOX", "auto", "with SMTP_URL empty: auto keeps mail at /dev/mail only when PUBLIC_URL is loopback; true on any PUBLIC_URL; false refuses to start"},
+	{"DEV_MAILBOX", "auto", "with SMTP_URL empty: auto keeps mail at /dev/mail only when PUBLIC_URL is loopback; true on any PUBLIC_URL; false refuses to start (except ROLE=api, which sends no mail)"},
 	{"TOKEN_SEAL_KEY", "", "base64 of 32 bytes sealing tokens and codes in the outbox and broker, and keying the codes' hashes (empty: generated once, kept in the database)"},
 	{"UNVERIFIED_TTL", "168h", "how long an unconfirmed account is kept after its last registration (1h to 8760h)"},
 	{"CODE_TTL", "15m", "lifetime of a one-time code (1m to 24h)"},
@@ -435,7 +435,17 @@ func Load(getenv func(string) string) (Config, error) {
 		o, _ := origin(publicURL.Scheme + "://" + publicURL.Host)
 		c.RedirectOrigins = append(c.RedirectOrigins, o)
 	}
-	c.RedirectOrigins = append(c.RedirectOrigins, origins("REDIRECT_ALLOWLIST")...)
+	for _, o := range origins("REDIRECT_ALLOWLIST") {
+		// redirectTo takes http(s) URLs only, so another scheme here could
+		// never match: a mistake to say at start, not to ignore. Websocket
+		// origins are another matter: a hybrid app's is capacitor://
+		// or tauri://.
+		if !strings.HasPrefix(o, "https://") && !strings.HasPrefix(o, "http://") {
+			fail("REDIRECT_ALLOWLIST", "%s: redirectTo takes http and https URLs only", quote(o))
+			continue
+		}
+		c.RedirectOrigins = append(c.RedirectOrigins, o)
+	}
 	if f := c.SigningKeyFile; f != "" {
 		if strings.ContainsFunc(f, unicode.IsControl) {
 			fail("SIGNING_KEY_FILE", "a control character in the path")

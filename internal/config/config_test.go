@@ -322,6 +322,7 @@ func TestLoadRejects(t *testing.T) {
 		{"TEMPLATES_DIR", "config_test.go", "is not a folder"},
 		{"REDIRECT_ALLOWLIST", "https://app.example/path", "REDIRECT_ALLOWLIST"},
 		{"REDIRECT_ALLOWLIST", "*", "not an origin"},
+		{"REDIRECT_ALLOWLIST", "ftp://files.example", "http and https URLs only"},
 		{"WEBHOOK_URL", "ftp://hooks.example.com", "absolute http(s) URL"},
 		{"WEBHOOK_URL", "https://u:" + secret + "@hooks.example.com/x", "user name or password"},
 		{"WEBHOOK_URL", "https://hooks.example.com:0/x", "want a port from 1"},
