@@ -194,6 +194,40 @@ func TestRabbitMQOutage(t *testing.T) {
 	l.finish(fmt.Sprintf("RabbitMQ stopped %s, started (SQLite)", rabbitOutage), time.Now())
 }
 
+// TestRabbitMQAlarm sets off a memory alarm on the suite's RabbitMQ node
+// mid-load: RabbitMQ blocks every connection that publishes and reads
+// nothing more from it, while its heartbeats keep the connection looking
+// alive. Sign-ups wait in the outbox; a graceful restart during the alarm
+// must exit 0 in time (Stop fails the test otherwise), not when the alarm
+// clears; once it clears, nothing is lost.
+func TestRabbitMQAlarm(t *testing.T) {
+	e := setup(t, envOptions{rabbit: true, latency: smtpLatency})
+	l := startLoad(t, e.svc, e.smtp, loadOptions{target: registrations})
+	l.awaitAccepted(registrations / 3)
+	// The node's own watermark (0.4 before RabbitMQ 4.0, 0.6 after) is
+	// put back when the alarm ends.
+	watermark := strings.TrimSpace(rabbitctl(t, "eval", "vm_memory_monitor:get_vm_memory_high_watermark()."))
+	_, err := strconv.ParseFloat(watermark, 64)
+	require.NoError(t, err, "the node's memory watermark is not a fraction: %q", watermark)
+	// 0 sets the alarm off at once: "all publishing connections will be
+	// blocked" (RabbitMQ's memory documentation).
+	rabbitctl(t, "set_vm_memory_high_watermark", "0")
+	cleared := false
+	clear := func() {
+		if !cleared {
+			cleared = true
+			rabbitctl(t, "set_vm_memory_high_watermark", watermark)
+		}
+	}
+	t.Cleanup(clear)
+	time.Sleep(rabbitOutage / 2)
+	require.Positive(t, e.svc.logs.Count("RabbitMQ blocked the connection"), "the alarm did not block the service's connection")
+	e.svc.Restart()
+	time.Sleep(rabbitOutage / 2)
+	clear()
+	l.finish(fmt.Sprintf("RabbitMQ memory alarm %s, SIGTERM and restart during it (SQLite)", rabbitOutage), time.Now())
+}
+
 // TestSMTPOutage takes the mail relay through refusing connections, 421
 // at the greeting and 451 at RCPT, then back: every email goes out after
 // recovery.

@@ -79,14 +79,17 @@ func dedicatedRabbit(t *testing.T) string {
 	return "amqp://guest:guest@127.0.0.1:" + rabbitPort + "/" + vhost
 }
 
-// rabbitctl runs rabbitmqctl against the suite's node.
-func rabbitctl(t testing.TB, args ...string) {
+// rabbitctl runs rabbitmqctl against the suite's node and returns what it
+// printed.
+func rabbitctl(t testing.TB, args ...string) string {
 	t.Helper()
 	cmd := exec.Command("rabbitmqctl", append([]string{"-q", "-n", rabbitNode}, args...)...)
 	cmd.Env = rabbitEnv(rabbitNodeState.base)
-	if out, err := cmd.CombinedOutput(); err != nil {
+	out, err := cmd.CombinedOutput()
+	if err != nil {
 		t.Fatalf("rabbitmqctl %s: %v\n%s", strings.Join(args, " "), err, out)
 	}
+	return string(out)
 }
 
 // stopDedicatedRabbit stops the node if this run started it.

@@ -37,6 +37,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"sync"
 	"time"
@@ -129,6 +130,13 @@ const (
 	// so the service is back soon after RabbitMQ is.
 	reconnectMin = 250 * time.Millisecond
 	reconnectMax = 5 * time.Second
+	// closeTimeout bounds each wait of Stop for an answer of RabbitMQ
+	// (the consumers' cancel-ok, the connection's close-ok). RabbitMQ
+	// stops reading from a connection it blocks (a memory or disk alarm)
+	// and still sends heartbeats, so without a bound Stop would wait as
+	// long as the alarm lasts; what it did not settle, RabbitMQ requeues
+	// when the connection goes.
+	closeTimeout = 5 * time.Second
 )
 
 // Broker is a broker.Broker backed by RabbitMQ.
@@ -140,8 +148,11 @@ type Broker struct {
 	name  string
 	names Names
 
-	mu        sync.Mutex
-	conn      *amqp.Connection
+	mu   sync.Mutex
+	conn *amqp.Connection
+	// sock is conn's socket, for Stop to close when RabbitMQ does not
+	// answer conn's close.
+	sock      net.Conn
 	pub       *amqp.Channel
 	consumers []consumer
 	// declared are shared queues this process publishes to without
@@ -292,12 +303,36 @@ func (b *Broker) run(ctx context.Context) {
 			f()
 		}
 		closed := conn.NotifyClose(make(chan *amqp.Error, 1))
+		blocked := conn.NotifyBlocked(make(chan amqp.Blocking, 1))
+		if !b.watch(ctx, conn, closed, blocked) {
+			return
+		}
+	}
+}
+
+// watch follows a connection until it is lost (true: reconnect) or ctx
+// ends (false). It says when RabbitMQ blocks the connection: publishes
+// then wait for their confirm in vain, and the outbox keeps what they
+// carried until the alarm clears; without the line the operator sees
+// only the retries.
+func (b *Broker) watch(ctx context.Context, conn *amqp.Connection, closed <-chan *amqp.Error, blocked <-chan amqp.Blocking) bool {
+	for {
 		select {
 		case amqpErr := <-closed:
 			b.log.Warn("RabbitMQ connection lost; reconnecting", "err", amqpErr)
 			b.detach(conn)
+			return true
+		case bl, ok := <-blocked:
+			switch {
+			case !ok:
+				blocked = nil // closed with the connection: closed says so
+			case bl.Active:
+				b.log.Warn("RabbitMQ blocked the connection; nothing is published until it lifts the block", "reason", bl.Reason)
+			default:
+				b.log.Info("RabbitMQ lifted the block on the connection")
+			}
 		case <-ctx.Done():
-			return
+			return false
 		}
 	}
 }
@@ -305,9 +340,14 @@ func (b *Broker) run(ctx context.Context) {
 // connect dials, declares the topology, opens the confirming publish
 // channel and attaches every consumer.
 func (b *Broker) connect() (*amqp.Connection, error) {
+	dial, sock := amqp.DefaultDial(dialTimeout), net.Conn(nil)
 	conn, err := amqp.DialConfig(b.url, amqp.Config{
-		Heartbeat:  heartbeat,
-		Dial:       amqp.DefaultDial(dialTimeout),
+		Heartbeat: heartbeat,
+		Dial: func(network, addr string) (c net.Conn, err error) {
+			c, err = dial(network, addr)
+			sock = c
+			return c, err
+		},
 		Properties: amqp.Table{"connection_name": b.name},
 	})
 	if err != nil {
@@ -352,7 +392,7 @@ func (b *Broker) connect() (*amqp.Connection, error) {
 	}
 
 	b.mu.Lock()
-	b.conn, b.pub, b.attached = conn, pub, attached
+	b.conn, b.sock, b.pub, b.attached = conn, sock, pub, attached
 	b.mu.Unlock()
 	for _, f := range ready {
 		f()
@@ -622,7 +662,7 @@ func (b *Broker) detach(conn *amqp.Connection) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.conn == conn {
-		b.conn, b.pub, b.attached = nil, nil, nil
+		b.conn, b.sock, b.pub, b.attached = nil, nil, nil, nil
 	}
 }
 
@@ -664,20 +704,59 @@ func (b *Broker) Ping(context.Context) error {
 // their deliveries within the grace, and the connection closes.
 func (b *Broker) shutdown() {
 	b.mu.Lock()
-	conn, attached := b.conn, b.attached
-	b.conn, b.pub, b.attached = nil, nil, nil
+	conn, sock, attached := b.conn, b.sock, b.attached
+	b.conn, b.sock, b.pub, b.attached = nil, nil, nil, nil
 	b.mu.Unlock()
-	for _, a := range attached {
-		_ = a.ch.Cancel(a.tag, false)
+	closeConn := func() {
+		if conn == nil {
+			return
+		}
+		closed := make(chan struct{})
+		go func() {
+			defer close(closed)
+			if err := conn.Close(); err != nil && !errors.Is(err, amqp.ErrClosed) {
+				b.log.Debug("closing RabbitMQ connection", "err", err)
+			}
+		}()
+		select {
+		case <-closed:
+		case <-time.After(closeTimeout):
+			// No close-ok. amqp091's CloseDeadline would not help: each
+			// heartbeat RabbitMQ sends moves the socket's read deadline
+			// on. Closing the socket ends the close, and whatever else
+			// still waits on the connection.
+			_ = sock.Close()
+			<-closed
+		}
+	}
+	// A cancel waits for RabbitMQ's answer: in the background, so a
+	// broker that does not answer holds Stop no longer than closeTimeout.
+	cancelled := make(chan struct{})
+	go func() {
+		defer close(cancelled)
+		for _, a := range attached {
+			_ = a.ch.Cancel(a.tag, false)
+		}
+	}()
+	answered := true
+	select {
+	case <-cancelled:
+	case <-time.After(closeTimeout):
+		answered = false
+		// RabbitMQ reads nothing: an ack would not reach it either, and
+		// the consumers go on until the connection does. Closed now,
+		// RabbitMQ hands out again whatever is in hand; the handlers
+		// still get their grace to finish what they started.
+		b.log.Warn("RabbitMQ did not answer the consumers' cancel; closing the connection", "waited", closeTimeout)
+		closeConn()
 	}
 	// Handlers settle their deliveries before the connection closes;
 	// whatever they could not settle, RabbitMQ requeues on close.
 	if !broker.Drain(&b.handlers, b.grace, b.cancelHandler) {
 		b.log.Warn("handlers were still running after the grace period; cancelled them")
 	}
-	if conn != nil {
-		if err := conn.Close(); err != nil && !errors.Is(err, amqp.ErrClosed) {
-			b.log.Debug("closing RabbitMQ connection", "err", err)
-		}
+	if answered {
+		closeConn()
 	}
+	<-cancelled
 }

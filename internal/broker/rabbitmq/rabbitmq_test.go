@@ -359,3 +359,29 @@ func TestConsumerCancelledByRabbitMQReconnects(t *testing.T) {
 	require.NoError(t, b.Publish(context.Background(), broker.Message{ID: "after-delete", Topic: "k", Body: []byte("{}")}))
 	require.Equal(t, "after-delete", testkit.Receive(t, got, "delivery after the queue came back"))
 }
+
+// RabbitMQ stops reading from a connection it blocks (a memory or disk
+// alarm) and goes on sending heartbeats, so the connection looks alive
+// while no answer comes: Stop must still return, within its bounds, not
+// when the alarm clears.
+func TestStopWhileRabbitMQReadsNothing(t *testing.T) {
+	t.Parallel()
+	url := rabbitmqtest.URL(t)
+	proxy := tcpproxy.Start(t, rabbitmqtest.Host(url))
+	var logs testkit.LogBuffer
+	b := New(rabbitmqtest.Via(url, proxy.Addr()), slog.New(slog.NewTextHandler(&logs, nil)), Options{Prefix: newPrefix(t, url), StopGrace: time.Second})
+	ready := make(chan struct{}, 1)
+	require.NoError(t, b.Consume(broker.Queue{Name: "work", Topics: []string{"b"}, OnReady: func() { ready <- struct{}{} }}, func(context.Context, broker.Message) error { return nil }))
+	require.NoError(t, b.Start(context.Background()))
+	testkit.Receive(t, ready, "consumer ready")
+
+	proxy.Block()
+	stopped := make(chan struct{})
+	go func() {
+		b.Stop()
+		close(stopped)
+	}()
+	testkit.Receive(t, stopped, "Stop returned while RabbitMQ read nothing")
+	require.Equal(t, 1, logs.Count("did not answer the consumers' cancel"), "%s", logs.String())
+	require.Zero(t, logs.Count("handlers were still running"), "no delivery was in hand: %s", logs.String())
+}
