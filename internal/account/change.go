@@ -182,7 +182,11 @@ func (s *Service) confirmChange(ctx context.Context, reg *ent.Registration) (Ver
 	err := database.InTx(ctx, s.DB, func(tx *ent.Tx) error {
 		now = s.now()
 		var err error
-		if u, err = tx.User.Get(ctx, *reg.UserID); err != nil {
+		u, err = tx.User.Get(ctx, *reg.UserID)
+		if ent.IsNotFound(err) {
+			return errInvalidLink // deleted since the link was read
+		}
+		if err != nil {
 			return err
 		}
 		if u.Email == reg.Email {
@@ -194,8 +198,13 @@ func (s *Service) confirmChange(ctx context.Context, reg *ent.Registration) (Ver
 		if _, err := s.lockCooldowns(ctx, tx, u.Email, reg.Email); err != nil {
 			return err
 		}
-		// Read again under the locks: a second click may have moved it.
-		if u, err = tx.User.Get(ctx, u.ID); err != nil {
+		// Read again under the locks: a second click may have moved it,
+		// or an admin deleted it.
+		u, err = tx.User.Get(ctx, u.ID)
+		if ent.IsNotFound(err) {
+			return errInvalidLink
+		}
+		if err != nil {
 			return err
 		}
 		if u.Email == reg.Email {

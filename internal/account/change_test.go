@@ -10,6 +10,7 @@ import (
 	"entgo.io/ent/dialect"
 	"github.com/stretchr/testify/require"
 
+	"github.com/verifier/verifier/ent"
 	"github.com/verifier/verifier/ent/registration"
 	"github.com/verifier/verifier/ent/user"
 	"github.com/verifier/verifier/internal/apperr"
@@ -292,4 +293,34 @@ func TestChangeLinkRacingANewerChange(t *testing.T) {
 		require.NoError(t, err, "a second click still answers")
 		require.True(t, again.AlreadyVerified)
 	})
+}
+
+// TestLinkOfADeletedUser clicks a sign-up link and a change's link whose
+// registrations were read just before an admin deleted the user: the
+// answer is INVALID_TOKEN, like any link of a deleted account, not
+// INTERNAL.
+func TestLinkOfADeletedUser(t *testing.T) {
+	t.Parallel()
+	for _, purpose := range []string{"sign-up", "change"} {
+		t.Run(purpose, func(t *testing.T) {
+			t.Parallel()
+			eachDB(t, func(t *testing.T, b *testBundle) {
+				ctx := context.Background()
+				var read *ent.Registration
+				if purpose == "sign-up" {
+					read = b.registrationOf(t, b.register(t, "gone@example.com"))
+				} else {
+					session := b.signedIn(t, "gone@example.com")
+					require.NoError(t, b.svc.ChangeEmail(ctx, session, "elsewhere@example.com"))
+					var err error
+					read, err = b.db.Registration.Query().Where(registration.Email("elsewhere@example.com")).Only(ctx)
+					require.NoError(t, err)
+				}
+				require.NoError(t, b.svc.DeleteUser(ctx, *read.UserID))
+
+				_, err := b.svc.confirm(ctx, read)
+				requireCode(t, apperr.InvalidToken, err)
+			})
+		})
+	}
 }

@@ -94,6 +94,9 @@ func (s *Service) confirm(ctx context.Context, reg *ent.Registration) (Verificat
 // is thereby always the confirming registration's.
 func (s *Service) confirmSignup(ctx context.Context, reg *ent.Registration) (Verification, error) {
 	u, err := s.DB.User.Get(ctx, *reg.UserID)
+	if ent.IsNotFound(err) {
+		return Verification{}, errInvalidLink // deleted since the link was read
+	}
 	if err != nil {
 		return Verification{}, fmt.Errorf("verify: read user: %w", err)
 	}
@@ -127,9 +130,12 @@ func (s *Service) confirmSignup(ctx context.Context, reg *ent.Registration) (Ver
 		u.VerifiedAt = &now
 		return s.verified(reg, u, false), nil
 	}
-	// Another click verified it since the read above, or a newer
-	// registration superseded this one.
+	// Another click verified it since the read above, a newer
+	// registration superseded this one, or the user was deleted.
 	u, err = s.DB.User.Get(ctx, u.ID)
+	if ent.IsNotFound(err) {
+		return Verification{}, errInvalidLink
+	}
 	if err != nil {
 		return Verification{}, fmt.Errorf("verify: %w", err)
 	}
