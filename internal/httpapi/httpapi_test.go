@@ -93,6 +93,12 @@ func TestQueryBody(t *testing.T) {
 		{"a form", "application/x-www-form-urlencoded", `password=` + secret, 400, errNotJSON},
 		{"GraphQL text", "application/graphql", `{x}`, 400, errNotJSON},
 		{"a malformed type", "application/", `{"query":"{x}"}`, 400, errNotJSON},
+		{"no query", "application/json", `{"variables":{"p":"` + secret + `"}}`, 400, "request body has no query (nor extensions with a persisted query)"},
+		{"an empty object", "application/json", `{}`, 400, "request body has no query (nor extensions with a persisted query)"},
+		{"query null", "application/json", `{"query":null}`, 400, "request body has no query (nor extensions with a persisted query)"},
+		{"query empty", "application/json", `{"query":""}`, 400, "request body has no query (nor extensions with a persisted query)"},
+		{"batch item without query", "application/json", `[{"query":"{x}"},{"operationName":"A"}]`, 400, "batch item 2 has no query (nor extensions with a persisted query)"},
+		{"a persisted query alone", "application/json", `{"extensions":{"persistedQuery":{"version":1,"sha256Hash":"abc"}}}`, 200, ""},
 		{"too large", "application/json", `{"query":"` + strings.Repeat("x", 64<<10) + `"}`, 413, "request body too large"},
 	}
 	for _, tt := range tests {

@@ -80,6 +80,12 @@ func checkRequest(body []byte, item int) *apperr.Error {
 		}
 		return apperr.Errorf(apperr.BadUserInput, "%s is not a GraphQL request", what)
 	}
+	// Without a query there is no GraphQL request (GraphQL over HTTP), as
+	// for a GET with neither query nor extensions: 400, not gqlgen's 422
+	// "no operation provided". A persisted query's hash rides in extensions.
+	if p.Query == "" && len(p.Extensions) == 0 {
+		return apperr.Errorf(apperr.BadUserInput, "%s has no query (nor extensions with a persisted query)", what)
+	}
 	return nil
 }
 
