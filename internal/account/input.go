@@ -109,11 +109,15 @@ func CheckRedirect(raw string, origins []string) (string, error) {
 		return "", bad
 	}
 	u, err := url.Parse(raw)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil || u.Opaque != "" || strings.Contains(raw, "#") {
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil || u.Opaque != "" {
 		return "", bad
 	}
 	if !slices.Contains(origins, Origin(u)) {
 		return "", bad
+	}
+	if strings.Contains(raw, "#") {
+		// On an allowed origin: say what is wrong, not "allowed origin".
+		return "", apperr.Errorf(apperr.BadUserInput, "redirectTo must have no fragment (#…): the receipt is appended there as #receipt=…")
 	}
 	// Stored as written back (escaped), which can be longer than typed.
 	if to := u.String(); len(to) <= maxRedirectLen {

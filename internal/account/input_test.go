@@ -68,3 +68,19 @@ func TestCheckRedirect(t *testing.T) {
 		}
 	}
 }
+
+// TestCheckRedirectFragmentSaysWhy: a redirectTo on an allowed origin
+// that has a fragment is refused for the fragment (the receipt goes
+// there), and says so, rather than blaming its origin.
+func TestCheckRedirectFragmentSaysWhy(t *testing.T) {
+	t.Parallel()
+	origins := []string{"https://verify.example"}
+	for _, in := range []string{"https://verify.example/done#step2", "https://verify.example/#"} {
+		_, err := CheckRedirect(in, origins)
+		require.Equal(t, apperr.BadUserInput, apperr.CodeOf(err), "%q", in)
+		require.Contains(t, err.Error(), "fragment", "%q", in)
+		require.NotContains(t, err.Error(), "origin", "%q", in)
+	}
+	_, err := CheckRedirect("https://evil.example/#x", origins)
+	require.Contains(t, err.Error(), "allowed origin")
+}
