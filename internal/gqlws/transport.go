@@ -406,6 +406,11 @@ func (s *socket) handle(r io.Reader) bool {
 	case m.Type == "pong" && !s.legacy:
 		// An answer to nothing: pings are websocket frames.
 	case m.Type == "subscribe" && !s.legacy, m.Type == "start" && s.legacy:
+		if m.ID == "" {
+			// Both protocols name every operation: without an id its
+			// results could not be told apart, nor could it be stopped.
+			return s.fail(closeInvalidMessage, reasonInvalidMessage)
+		}
 		return s.subscribe(m.ID, m.Payload, start)
 	case m.Type == "complete" && !s.legacy, m.Type == "stop" && s.legacy:
 		s.stop(m.ID)
