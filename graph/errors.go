@@ -41,20 +41,20 @@ func ErrorPresenter(log *slog.Logger) graphql.ErrorPresenterFunc {
 		_, fromPanic := errors.AsType[panicError](err)
 		switch {
 		case errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded):
-			log.Debug("request ended before it finished", "path", gqlErr.Path.String(), "err", err)
+			log.DebugContext(ctx, "request ended before it finished", "path", gqlErr.Path.String(), "err", err)
 		case gqlErr.Extensions["code"] != nil:
 			// Raised by gqlgen or an extension before any resolver ran.
 			out := *gqlErr
 			out.Message = truncate(out.Message, maxMessageBytes)
 			return &out
 		case len(gqlErr.Path) == 0 && !fromPanic:
-			log.Warn("request refused before it ran", "kind", fmt.Sprintf("%T", errors.Unwrap(err)))
+			log.WarnContext(ctx, "request refused before it ran", "kind", fmt.Sprintf("%T", errors.Unwrap(err)))
 			return &gqlerror.Error{
 				Message:    "the request could not be read",
 				Extensions: map[string]any{"code": string(apperr.BadUserInput)},
 			}
 		default:
-			log.Error("internal error", "path", gqlErr.Path.String(), "err", err)
+			log.ErrorContext(ctx, "internal error", "path", gqlErr.Path.String(), "err", err)
 		}
 		return &gqlerror.Error{
 			Message:    "internal error",
@@ -87,7 +87,7 @@ func (p panicError) Error() string { return fmt.Sprintf("panic: %v", p.value) }
 // the stack; the process keeps serving.
 func RecoverFunc(log *slog.Logger) graphql.RecoverFunc {
 	return func(ctx context.Context, p any) error {
-		log.Error("panic in resolver", "panic", p, "stack", string(debug.Stack()))
+		log.ErrorContext(ctx, "panic in resolver", "panic", p, "stack", string(debug.Stack()))
 		return panicError{p}
 	}
 }

@@ -11,11 +11,14 @@ import (
 
 	"github.com/99designs/gqlgen/client"
 	"github.com/stretchr/testify/require"
+	"github.com/vektah/gqlparser/v2/ast"
+	"github.com/vektah/gqlparser/v2/gqlerror"
 
 	"github.com/verifier/verifier/graph/graphtest"
 	"github.com/verifier/verifier/internal/account"
 	"github.com/verifier/verifier/internal/apperr"
 	"github.com/verifier/verifier/internal/gqlws"
+	"github.com/verifier/verifier/internal/logctx"
 	"github.com/verifier/verifier/internal/status"
 	"github.com/verifier/verifier/internal/testkit"
 )
@@ -126,4 +129,24 @@ func TestReceiptFailureIsInternal(t *testing.T) {
 	require.Equal(t, "internal error", a.Errors[0].Message)
 	require.Empty(t, a.Data, "no payload with an empty receipt")
 	require.Equal(t, 1, logs.Count("sign receipt"), logs.String())
+}
+
+// TestErrorLogsCarryRequestID: what the presenter and the recover function
+// log for a request (an internal error, a request refused before it ran, a
+// panic) carries its request_id, as every line written for a request
+// does, so an operator can find the request an INTERNAL came from.
+func TestErrorLogsCarryRequestID(t *testing.T) {
+	t.Parallel()
+	var buf strings.Builder
+	log := slog.New(logctx.NewHandler(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	ctx := logctx.WithRequestID(context.Background(), "req-4711")
+	present := ErrorPresenter(log)
+	present(ctx, &gqlerror.Error{Message: "boom", Path: ast.Path{ast.PathName("register")}, Err: errors.New("db down")})
+	present(ctx, gqlerror.Wrap(errors.New("the body could not be decoded")))
+	_ = RecoverFunc(log)(ctx, "nil map")
+	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+	require.Len(t, lines, 3, buf.String())
+	for _, l := range lines {
+		require.Contains(t, l, "request_id=req-4711", l)
+	}
 }
