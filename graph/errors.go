@@ -46,6 +46,9 @@ func ErrorPresenter(log *slog.Logger) graphql.ErrorPresenterFunc {
 			// Raised by gqlgen or an extension before any resolver ran.
 			out := *gqlErr
 			out.Message = truncate(out.Message, maxMessageBytes)
+			if out.Message == gqlgenNoOperationName {
+				out.Message = "the document has more than one operation: name the one to run in operationName"
+			}
 			return &out
 		case len(gqlErr.Path) == 0 && !fromPanic:
 			log.WarnContext(ctx, "request refused before it ran", "kind", fmt.Sprintf("%T", errors.Unwrap(err)))
@@ -64,6 +67,12 @@ func ErrorPresenter(log *slog.Logger) graphql.ErrorPresenterFunc {
 		}
 	}
 }
+
+// gqlgenNoOperationName is gqlgen's "operation %s not found" for an
+// empty operationName: the document has several operations (one would be
+// picked, none fails validation or parsing first) and the client named
+// none of them.
+const gqlgenNoOperationName = "operation  not found"
 
 // truncate cuts s to at most n bytes on a rune boundary, marking the cut.
 func truncate(s string, n int) string {

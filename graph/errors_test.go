@@ -150,3 +150,21 @@ func TestErrorLogsCarryRequestID(t *testing.T) {
 		require.Contains(t, l, "request_id=req-4711", l)
 	}
 }
+
+// TestManyOperationsWithoutName: a document of several operations sent
+// without operationName keeps gqlgen's GRAPHQL_VALIDATION_FAILED but says
+// what to do, instead of gqlgen's "operation  not found" (an empty name
+// quoted); a name the document lacks keeps gqlgen's message.
+func TestManyOperationsWithoutName(t *testing.T) {
+	t.Parallel()
+	c := newClient(fakeAccounts{})
+	var resp map[string]any
+	err := c.Post(`query A { verificationStatus(watchToken: "x") } query B { verificationStatus(watchToken: "y") }`, &resp)
+	require.Error(t, err)
+	require.Contains(t, err.Error(), `"code":"GRAPHQL_VALIDATION_FAILED"`)
+	require.Contains(t, err.Error(), `"message":"the document has more than one operation: name the one to run in operationName"`)
+
+	err = c.Post(`query A { verificationStatus(watchToken: "x") }`, &resp, client.Operation("C"))
+	require.Error(t, err)
+	require.Contains(t, err.Error(), `"message":"operation C not found"`)
+}
