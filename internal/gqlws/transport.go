@@ -476,7 +476,7 @@ func (s *socket) subscribe(id string, payload json.RawMessage, start time.Time) 
 		bad := gqlerror.Wrap(err)
 		bad.Message = "the subscribe message's payload is not a GraphQL request"
 		s.sendErrors(id, s.exec.DispatchError(ctx, gqlerror.List{bad}).Errors)
-		s.complete(id)
+		s.completeAfterError(id)
 		return true
 	}
 	params.ReadTime = graphql.TraceTiming{Start: start, End: graphql.Now()}
@@ -485,10 +485,11 @@ func (s *socket) subscribe(id string, payload json.RawMessage, start time.Time) 
 		resp := s.exec.DispatchError(graphql.WithOperationContext(ctx, rc), errs)
 		if errcode.GetErrorKind(errs) == errcode.KindProtocol {
 			s.sendErrors(id, resp.Errors)
+			s.completeAfterError(id)
 		} else {
 			s.sendResponse(id, resp)
+			s.complete(id)
 		}
-		s.complete(id)
 		return true
 	}
 
@@ -553,7 +554,8 @@ func (s *socket) pump(id string, sub *subscription) {
 	for {
 		r, ok := s.call(id, sub)
 		if r == nil || !ok {
-			s.finish(id, sub)
+			// After a panic an error message went out in place of a result.
+			s.finish(id, sub, !ok)
 			return
 		}
 		s.sendResponse(id, r)
@@ -587,8 +589,9 @@ func (s *socket) recovered(ctx context.Context, id string, rc *graphql.Operation
 }
 
 // finish ends operation id and, unless the socket is ending or a new
-// operation took the id, tells the client with complete.
-func (s *socket) finish(id string, sub *subscription) {
+// operation took the id, tells the client with complete (after an error
+// message only on graphql-ws: see completeAfterError).
+func (s *socket) finish(id string, sub *subscription, errored bool) {
 	sub.cancel()
 	sub.mu.Lock()
 	sub.over = true
@@ -600,11 +603,25 @@ func (s *socket) finish(id string, sub *subscription) {
 	}
 	s.mu.Unlock()
 	if own && s.done.Err() == nil {
-		s.complete(id)
+		if errored {
+			s.completeAfterError(id)
+		} else {
+			s.complete(id)
+		}
 	}
 }
 
 func (s *socket) complete(id string) { s.send(serverMessage{Type: "complete", ID: id}) }
+
+// completeAfterError ends operation id after an error message: on
+// graphql-transport-ws the error message itself ends it ("no further
+// messages will be sent"), on legacy graphql-ws a complete follows, as
+// gqlgen's transport sent.
+func (s *socket) completeAfterError(id string) {
+	if s.legacy {
+		s.complete(id)
+	}
+}
 
 // sendResponse sends a result: next, or data on graphql-ws.
 func (s *socket) sendResponse(id string, r *graphql.Response) {

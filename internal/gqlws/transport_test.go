@@ -347,7 +347,9 @@ func TestPingPong(t *testing.T) {
 
 // Each kind of failing operation: its errors, as the server's presenter
 // made them, in an error message (parse and validation) or a result
-// (anything else), then complete; the socket carries on.
+// (anything else); a result is followed by complete, an error message by
+// nothing (graphql-transport-ws: "This message terminates the operation
+// and no further messages will be sent"); the socket carries on.
 func TestOperationErrors(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
@@ -379,11 +381,29 @@ func TestOperationErrors(t *testing.T) {
 		}
 		require.Len(t, errs, 1, "%s: %s", tt.name, m.Payload)
 		require.Equal(t, tt.code, errs[0].Extensions["code"], "%s: %s", tt.name, m.Payload)
+		if tt.typ == "error" {
+			w.Ping() // a pong, and no complete before it
+			continue
+		}
 		m = w.Next()
 		require.Equal(t, "complete", m.Type, tt.name)
 		require.Equal(t, tt.name, m.ID)
 	}
 	w.Ping()
+}
+
+// On legacy graphql-ws an error message is still followed by complete, as
+// gqlgen's transport did, for the clients written against it.
+func TestLegacyOperationErrorCompletes(t *testing.T) {
+	t.Parallel()
+	b := setup(t, Transport{})
+	w := graphtest.Connect(t, b.url, graphtest.LegacyWS)
+	w.Send(map[string]any{"id": "1", "type": "start", "payload": map[string]any{"query": "subscription {"}})
+	m := w.Next()
+	require.Equal(t, "error", m.Type, "%s", m.Payload)
+	m = w.Next()
+	require.Equal(t, "complete", m.Type, "%s", m.Payload)
+	require.Equal(t, "1", m.ID)
 }
 
 // Protocol errors close the socket with graphql-transport-ws's codes (on
