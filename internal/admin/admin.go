@@ -163,6 +163,11 @@ func (s *Service) Users(ctx context.Context, q UsersQuery) (UserPage, error) {
 	if err := checkFirst(q.First); err != nil {
 		return UserPage{}, err
 	}
+	if q.EmailContains != nil && len(*q.EmailContains) > account.MaxEmailLen {
+		// No address is longer; and SQLite answers a LIKE pattern over
+		// 50,000 bytes with an error, which was an INTERNAL.
+		return UserPage{}, apperr.Errorf(apperr.BadUserInput, "emailContains: want at most %d characters", account.MaxEmailLen)
+	}
 	query := s.DB.User.Query()
 	if q.Status != nil {
 		query.Where(user.StatusEQ(user.Status(*q.Status)))
