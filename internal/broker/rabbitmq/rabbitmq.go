@@ -38,6 +38,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/url"
 	"os"
 	"sync"
 	"time"
@@ -147,6 +148,9 @@ type Broker struct {
 	log   *slog.Logger
 	name  string
 	names Names
+	// server is host:port/vhost of url, never its user or password: the
+	// connection lines say which broker this process uses.
+	server string
 
 	mu   sync.Mutex
 	conn *amqp.Connection
@@ -208,8 +212,28 @@ func New(url string, log *slog.Logger, o Options) *Broker {
 	host, _ := os.Hostname()
 	return &Broker{
 		url: url, log: log, names: Names{o.Prefix}, grace: o.StopGrace,
-		name: fmt.Sprintf("%s@%s/%d", o.Prefix, host, os.Getpid()),
+		name:   fmt.Sprintf("%s@%s/%d", o.Prefix, host, os.Getpid()),
+		server: serverOf(url),
 	}
+}
+
+// serverOf is host:port/vhost of an AMQP URL, without user, password or
+// query.
+func serverOf(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return ""
+	}
+	return u.Host + u.EscapedPath()
+}
+
+// refused reports whether RabbitMQ answered and turned us away: a wrong
+// user or password, or a vhost that is missing or not open to the user.
+// Retrying helps only once someone fixes AMQP_URL or the broker, so the
+// log says so instead of calling the broker unreachable.
+func refused(err error) bool {
+	var ae *amqp.Error
+	return errors.As(err, &ae) && (ae.Code == amqp.AccessRefused || ae.Code == amqp.NotAllowed)
 }
 
 // OnConnect registers f to be called after each successful (re)connect;
@@ -286,7 +310,11 @@ func (b *Broker) run(ctx context.Context) {
 		}
 		if err != nil {
 			wait := broker.Backoff(attempt, reconnectMin, reconnectMax)
-			b.log.Warn("RabbitMQ unreachable; will retry", "in", wait.Round(time.Millisecond), "err", err)
+			if refused(err) {
+				b.log.Error("RabbitMQ refuses our user, password or vhost: check AMQP_URL and the user's permissions on the vhost; will retry", "server", b.server, "in", wait.Round(time.Millisecond), "err", err)
+			} else {
+				b.log.Warn("RabbitMQ unreachable; will retry", "server", b.server, "in", wait.Round(time.Millisecond), "err", err)
+			}
 			select {
 			case <-time.After(wait):
 				continue
@@ -295,7 +323,7 @@ func (b *Broker) run(ctx context.Context) {
 			}
 		}
 		attempt = -1
-		b.log.Info("connected to RabbitMQ", "connection", b.name)
+		b.log.Info("connected to RabbitMQ", "server", b.server, "connection", b.name)
 		b.mu.Lock()
 		onConnect := b.onConnect
 		b.mu.Unlock()

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -384,4 +385,31 @@ func TestStopWhileRabbitMQReadsNothing(t *testing.T) {
 	testkit.Receive(t, stopped, "Stop returned while RabbitMQ read nothing")
 	require.Equal(t, 1, logs.Count("did not answer the consumers' cancel"), "%s", logs.String())
 	require.Zero(t, logs.Count("handlers were still running"), "no delivery was in hand: %s", logs.String())
+}
+
+// A wrong password is not an outage: the log says RabbitMQ refuses us
+// and to check AMQP_URL, names the broker (host and vhost) and never the
+// password; once connected, the line names the broker too.
+func TestRefusedLoginSaysCheckAMQPURL(t *testing.T) {
+	t.Parallel()
+	good := rabbitmqtest.URL(t)
+	u, err := url.Parse(good)
+	require.NoError(t, err)
+	u.User = url.UserPassword(u.User.Username(), "not-the-password-7q")
+	var logs testkit.LogBuffer
+	b := New(u.String(), slog.New(slog.NewTextHandler(&logs, nil)), Options{Prefix: newPrefix(t, good)})
+	require.NoError(t, b.Start(context.Background()))
+	testkit.Eventually(t, func() bool { return logs.Count("check AMQP_URL") > 0 }, "the refusal logged")
+	b.Stop()
+	require.Contains(t, logs.String(), "level=ERROR")
+	require.Contains(t, logs.String(), "server="+rabbitmqtest.Host(good))
+	require.NotContains(t, logs.String(), "unreachable", "RabbitMQ answered: %s", logs.String())
+	require.NotContains(t, logs.String(), "not-the-password-7q")
+
+	logs.Take()
+	ok := New(good, slog.New(slog.NewTextHandler(&logs, nil)), Options{Prefix: newPrefix(t, good)})
+	require.NoError(t, ok.Start(context.Background()))
+	testkit.Eventually(t, func() bool { return logs.Count("connected to RabbitMQ") > 0 }, "connected")
+	ok.Stop()
+	require.Contains(t, logs.String(), "server="+rabbitmqtest.Host(good))
 }
