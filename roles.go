@@ -116,7 +116,7 @@ func (s *service) sendMail() error {
 			return err
 		}
 		s.closers = append(s.closers, func() { smtp.Close() })
-		sender, mailName = smtp, "SMTP"
+		sender, mailName = smtp, "SMTP"+where(s.cfg.SMTPURL)
 	}
 	m := s.m
 	mailer := &consumers.Mailer{

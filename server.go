@@ -11,8 +11,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/url"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"text/tabwriter"
 	"time"
@@ -273,7 +275,7 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger, hk hooks) err
 			{Name: "database", Ping: db.CheckWrite},
 			{Name: "broker", Ping: b.Ping},
 		},
-		logAttrs: []any{"role", cfg.Role, "public_url", cfg.PublicURL, "database", db.Dialect, "broker", brokerName},
+		logAttrs: []any{"role", cfg.Role, "public_url", cfg.PublicURL, "database", db.Dialect + where(cfg.DatabaseURL), "broker", brokerName + where(cfg.AMQPURL)},
 	}
 	defer s.close()
 	if cfg.DevOutbox {
@@ -367,6 +369,23 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger, hk hooks) err
 
 // newBroker returns the in-process broker, or RabbitMQ when AMQP_URL is
 // set, and its name for the log.
+// where names the server a URL points to for the start line, so an
+// operator sees which database, broker or mail server this process uses:
+// " at host:port/path" (a PostgreSQL database, a RabbitMQ vhost), or
+// " at PATH" for SQLite. Never the user, the password or the query. Empty
+// when there is nothing to name.
+func where(raw string) string {
+	if path, ok := strings.CutPrefix(raw, "sqlite:"); ok {
+		path, _, _ = strings.Cut(path, "?")
+		return " at " + path
+	}
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" {
+		return ""
+	}
+	return " at " + u.Host + u.EscapedPath()
+}
+
 func newBroker(cfg config.Config, log *slog.Logger, prefix string) (broker.Broker, string) {
 	if cfg.AMQPURL == "" {
 		return inproc.New(log, inproc.Options{StopGrace: cfg.ShutdownGrace}), "in-process"

@@ -131,6 +131,28 @@ func TestStartsOnDefaults(t *testing.T) {
 	require.FileExists(t, filepath.Join(cmd.Dir, "data", "verifier.db"))
 }
 
+// TestStartLineNamesItsServers: the start line says which database, broker
+// and mail server this process uses (an operator running several
+// deployments must tell them apart), never a password.
+func TestStartLineNamesItsServers(t *testing.T) {
+	t.Parallel()
+	db := filepath.Join(t.TempDir(), "ops.db")
+	cmd, lines := startUntilListening(t, map[string]string{
+		"HTTP_ADDR":    "127.0.0.1:0",
+		"DATABASE_URL": "sqlite:" + db,
+		"SMTP_URL":     "smtp://mailer:pw-5xq@127.0.0.1:2599",
+	})
+	start := lines[len(lines)-1]
+	require.Contains(t, start, `database="sqlite3 at `+db+`"`)
+	require.Contains(t, start, `broker=in-process`)
+	require.Contains(t, start, `mail="SMTP at 127.0.0.1:2599"`)
+	for _, l := range lines {
+		require.NotContains(t, l, "pw-5xq")
+		require.NotContains(t, l, "mailer")
+	}
+	stop(t, cmd)
+}
+
 // TestStartWarnsOfACooldownAsLongAsALink: a valid setting that is probably
 // not meant is logged once at start, before the service listens.
 func TestStartWarnsOfACooldownAsLongAsALink(t *testing.T) {
