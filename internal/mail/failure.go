@@ -12,6 +12,8 @@ import (
 	"regexp"
 	"strings"
 	"unicode"
+
+	gomail "github.com/wneessen/go-mail"
 )
 
 // Class says what a failed send means for the message, and so what the
@@ -177,6 +179,12 @@ func classify(ctx context.Context, st stage, err error, to, host string) *Failur
 		return &Failure{Class: Misconfigured, Reason: "the mail server does not speak TLS on that port", Err: err}
 	case isNetwork(err):
 		return &Failure{Class: Unreachable, Reason: "the mail server could not be reached", Err: err}
+	}
+	if errors.Is(err, gomail.ErrNoSupportedAuthDiscovered) {
+		// AUTH offered, but no mechanism we may use on this connection:
+		// go-mail never sends a password in clear, so PLAIN and LOGIN
+		// count only under TLS.
+		return &Failure{Class: Misconfigured, Reason: "the mail server offers no login we use: SCRAM-SHA-256, SCRAM-SHA-1, CRAM-MD5 or NTLM, or PLAIN and LOGIN only over TLS (a port with STARTTLS, or smtps://), so the password never travels in clear", Err: err}
 	}
 	// Not the network and not a reply: go-mail found the session unfit
 	// (no AUTH offered, no mechanism in common, STARTTLS required but not

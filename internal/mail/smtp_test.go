@@ -164,6 +164,11 @@ func TestSMTPClassifiesFailures(t *testing.T) {
 		{"credentials given but no AUTH offered", func(t *testing.T, sink *mailtest.Sink) string {
 			return "smtp://verifier:right@" + sink.Addr()
 		}, "a@example.com", Misconfigured, "does not offer what our settings require"},
+		{"only PLAIN offered, without TLS", func(t *testing.T, sink *mailtest.Sink) string {
+			sink.RequireAuth("verifier", "right")
+			sink.OfferAuth("PLAIN", "LOGIN")
+			return "smtp://verifier:right@" + sink.Addr()
+		}, "a@example.com", Misconfigured, "PLAIN and LOGIN only over TLS"},
 		{"not an address", func(t *testing.T, sink *mailtest.Sink) string { return sink.URL() },
 			"not an address", Rejected, "not a valid email address"},
 	}

@@ -52,6 +52,7 @@ type Sink struct {
 	greeting      error
 	dropAfterData bool
 	user, pass    string
+	offered       []string // AUTH mechanisms advertised instead of CRAM-MD5
 	rcpts         map[string]int
 	conns         map[*conn]bool
 }
@@ -156,6 +157,14 @@ func (s *Sink) RequireAuth(user, pass string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.user, s.pass = user, pass
+}
+
+// OfferAuth makes the sink advertise mechs in AUTH instead of CRAM-MD5
+// (with RequireAuth), e.g. PLAIN, which a client must not use without TLS.
+func (s *Sink) OfferAuth(mechs ...string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.offered = mechs
 }
 
 // Attempts counts the RCPT commands for to so far, refused ones included.
@@ -288,6 +297,9 @@ func (ss *session) AuthMechanisms() []string {
 	defer ss.sink.mu.Unlock()
 	if ss.sink.user == "" {
 		return nil
+	}
+	if ss.sink.offered != nil {
+		return ss.sink.offered
 	}
 	return []string{"CRAM-MD5"}
 }
