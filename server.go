@@ -56,10 +56,18 @@ func main() {
 		os.Exit(migrateMain(context.Background(), os.Args[2:], os.Getenv, os.Stdout, os.Stderr))
 	}
 	if len(os.Args) > 1 {
-		usage()
 		if a := os.Args[1]; a == "-h" || a == "-help" || a == "--help" || a == "help" {
+			usage()
 			return
 		}
+		// Say what was not understood before the usage, or an operator
+		// who typed -port 9000 sees only a page of settings.
+		bad := os.Args[1]
+		if isVersionFlag(bad) {
+			bad = os.Args[2]
+		}
+		fmt.Fprintf(os.Stderr, "verifier: unknown argument %q: verifier takes its settings from environment variables (HTTP_ADDR=:9000 verifier), listed below\n", bad)
+		usage()
 		os.Exit(2)
 	}
 	cfg, err := config.Load(os.Getenv)

@@ -107,6 +107,20 @@ func TestStartRefusesBadConfiguration(t *testing.T) {
 	}
 }
 
+// TestUnknownArgumentIsNamed: a flag or word verifier does not take (an
+// operator who expects -port or -http-addr) is named before the usage,
+// which says settings are environment variables, and the exit is 2.
+func TestUnknownArgumentIsNamed(t *testing.T) {
+	t.Parallel()
+	for bad, args := range map[string][]string{"-http-addr": {"-http-addr", ":9000"}, "serve": {"serve"}, "extra": {"-version", "extra"}} {
+		code, stderr := startFails(t, nil, args...)
+		require.Equal(t, 2, code, stderr)
+		first, _, _ := strings.Cut(stderr, "\n")
+		require.Equal(t, `verifier: unknown argument "`+bad+`": verifier takes its settings from environment variables (HTTP_ADDR=:9000 verifier), listed below`, first)
+		require.Contains(t, stderr, "Usage: verifier")
+	}
+}
+
 func TestHelpListsEverySetting(t *testing.T) {
 	t.Parallel()
 	code, stderr := startFails(t, nil, "-help")
