@@ -69,6 +69,38 @@ type Relay struct {
 	// refill is how many of a topic's slots must be free before more of
 	// it is claimed (see refillShare).
 	refill int
+	// pickFailures counts the polls in a row that could not read the
+	// outbox, and pickLogged is when that was last logged above DEBUG;
+	// only the relay's loop touches them.
+	pickFailures int
+	pickLogged   time.Time
+}
+
+// pickFailed logs a poll that could not read the outbox. While the
+// database is away every poll (each second, on every replica) fails: the
+// first says so at ERROR, a reminder at WARN comes once a minute, the
+// rest go to DEBUG, and pickWorked says when it ends.
+func (r *Relay) pickFailed(err error) {
+	r.pickFailures++
+	now := time.Now()
+	switch {
+	case r.pickFailures == 1:
+		r.log.Error("outbox: picking events to claim failed; retried at each poll, and logged when it works again", "err", err)
+		r.pickLogged = now
+	case now.Sub(r.pickLogged) >= time.Minute:
+		r.log.Warn("outbox: picking events to claim still fails", "failures", r.pickFailures, "err", err)
+		r.pickLogged = now
+	default:
+		r.log.Debug("outbox: picking events to claim failed again", "failures", r.pickFailures, "err", err)
+	}
+}
+
+// pickWorked ends an outage pickFailed logged.
+func (r *Relay) pickWorked() {
+	if r.pickFailures > 0 {
+		r.log.Info("outbox: picking events to claim works again", "failures", r.pickFailures)
+		r.pickFailures = 0
+	}
 }
 
 var _ startstop.Service = (*Relay)(nil)
@@ -443,7 +475,9 @@ func (r *Relay) settleAndClaim(ctx context.Context, batch []outcome, n int, inFl
 		if picked, err = r.candidates(database.Urgent(ctx), now, n, inFlight); err != nil && ctx.Err() == nil {
 			// The outcomes are still recorded; the next wake or poll
 			// claims again.
-			r.log.Error("outbox: picking events to claim failed", "err", err)
+			r.pickFailed(err)
+		} else if err == nil {
+			r.pickWorked()
 		}
 		for _, ev := range picked {
 			ids = append(ids, ev.ID)
