@@ -341,14 +341,14 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger, hk hooks) err
 	if ops != nil {
 		// Before the public server, after it in the stop: health stays
 		// readable while requests drain.
-		s.parts.Add("metrics server", ops)
+		s.parts.Add("metrics server (METRICS_ADDR)", ops)
 	}
 	var profiler *httpapi.Server
 	if s.cfg.PprofAddr != "" {
 		profiler = httpapi.NewProfilerServer(httpapi.ServerOptions{Addr: s.cfg.PprofAddr, Grace: s.cfg.ShutdownGrace, Log: log.With("component", "pprof")})
-		s.parts.Add("profiler", profiler)
+		s.parts.Add("profiler (PPROF_ADDR)", profiler)
 	}
-	s.parts.Add("http server", edge)
+	s.parts.Add("http server (HTTP_ADDR)", edge)
 
 	if err := s.parts.Start(ctx); err != nil {
 		return err

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -118,6 +119,23 @@ func TestUnknownArgumentIsNamed(t *testing.T) {
 		first, _, _ := strings.Cut(stderr, "\n")
 		require.Equal(t, `verifier: unknown argument "`+bad+`": verifier takes its settings from environment variables (HTTP_ADDR=:9000 verifier), listed below`, first)
 		require.Contains(t, stderr, "Usage: verifier")
+	}
+}
+
+// TestBusyPortNamesTheSetting: a port another process holds stops the
+// start (exit 1) with the setting that named it, so the operator knows
+// which to change.
+func TestBusyPortNamesTheSetting(t *testing.T) {
+	t.Parallel()
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer taken.Close()
+	for _, key := range []string{"HTTP_ADDR", "METRICS_ADDR"} {
+		env := map[string]string{"HTTP_ADDR": "127.0.0.1:0", key: taken.Addr().String()}
+		code, stderr := startFails(t, env)
+		require.Equal(t, 1, code, stderr)
+		require.Contains(t, stderr, "("+key+"): listen on "+taken.Addr().String())
+		require.Contains(t, stderr, "address already in use")
 	}
 }
 

@@ -389,6 +389,18 @@ func Load(getenv func(string) string) (Config, error) {
 			fail("PPROF_ADDR", "%v", err)
 		}
 	}
+	// Each listener needs a port of its own: the same address twice
+	// would fail at start with "address already in use" on a port nothing
+	// else holds.
+	switch {
+	case c.MetricsAddr != "" && c.MetricsAddr == c.HTTPAddr:
+		fail("METRICS_ADDR", "the same address as HTTP_ADDR (%s): give it a port of its own, or leave it empty to serve /metrics on HTTP_ADDR", quote(c.HTTPAddr))
+	case c.MetricsAddr != "" && c.MetricsAddr == c.PprofAddr:
+		fail("PPROF_ADDR", "the same address as METRICS_ADDR (%s): give it a port of its own", quote(c.MetricsAddr))
+	}
+	if c.PprofAddr != "" && c.PprofAddr == c.HTTPAddr {
+		fail("PPROF_ADDR", "the same address as HTTP_ADDR (%s): give it a port of its own", quote(c.HTTPAddr))
+	}
 	if c.OTLPEndpoint != "" {
 		if u, err := url.Parse(c.OTLPEndpoint); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Hostname() == "" {
 			fail("OTEL_EXPORTER_OTLP_ENDPOINT", "want http(s)://host:port of an OTLP/HTTP collector, got %s", redact(c.OTLPEndpoint))

@@ -252,6 +252,8 @@ func TestLoadRejects(t *testing.T) {
 		{"HTTP_ADDR", ":http", "want a port"},
 		{"HTTP_ADDR", "exa mple:80", "want an IP address or a host name"},
 		{"METRICS_ADDR", "9090", "METRICS_ADDR: want host:port"},
+		{"METRICS_ADDR", ":8080", "METRICS_ADDR: the same address as HTTP_ADDR"},
+		{"PPROF_ADDR", ":8080", "PPROF_ADDR: the same address as HTTP_ADDR"},
 		{"OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4318", "OTEL_EXPORTER_OTLP_ENDPOINT: want http(s)://host:port"},
 		{"OTEL_EXPORTER_OTLP_ENDPOINT", "http://user:" + secret + "@:4318", "xxxxx"},
 		{"DATABASE_URL", "mysql://root:" + secret + "@db/x", `got scheme "mysql"`},
