@@ -377,6 +377,13 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger, hk hooks) err
 
 // newBroker returns the in-process broker, or RabbitMQ when AMQP_URL is
 // set, and its name for the log.
+func newBroker(cfg config.Config, log *slog.Logger, prefix string) (broker.Broker, string) {
+	if cfg.AMQPURL == "" {
+		return inproc.New(log, inproc.Options{StopGrace: cfg.ShutdownGrace}), "in-process"
+	}
+	return rabbitmq.New(cfg.AMQPURL, log, rabbitmq.Options{Prefix: prefix, StopGrace: cfg.ShutdownGrace}), "RabbitMQ"
+}
+
 // where names the server a URL points to for the start line, so an
 // operator sees which database, broker or mail server this process uses:
 // " at host:port/path" (a PostgreSQL database, a RabbitMQ vhost), or
@@ -392,11 +399,4 @@ func where(raw string) string {
 		return ""
 	}
 	return " at " + u.Host + u.EscapedPath()
-}
-
-func newBroker(cfg config.Config, log *slog.Logger, prefix string) (broker.Broker, string) {
-	if cfg.AMQPURL == "" {
-		return inproc.New(log, inproc.Options{StopGrace: cfg.ShutdownGrace}), "in-process"
-	}
-	return rabbitmq.New(cfg.AMQPURL, log, rabbitmq.Options{Prefix: prefix, StopGrace: cfg.ShutdownGrace}), "RabbitMQ"
 }
