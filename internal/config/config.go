@@ -391,14 +391,18 @@ func Load(getenv func(string) string) (Config, error) {
 	}
 	// Each listener needs a port of its own: the same address twice
 	// would fail at start with "address already in use" on a port nothing
-	// else holds.
+	// else holds. Port 0 is a free port each, as tests use it.
+	same := func(a, b string) bool {
+		_, port, _ := net.SplitHostPort(a)
+		return a != "" && a == b && port != "0"
+	}
 	switch {
-	case c.MetricsAddr != "" && c.MetricsAddr == c.HTTPAddr:
+	case same(c.MetricsAddr, c.HTTPAddr):
 		fail("METRICS_ADDR", "the same address as HTTP_ADDR (%s): give it a port of its own, or leave it empty to serve /metrics on HTTP_ADDR", quote(c.HTTPAddr))
-	case c.MetricsAddr != "" && c.MetricsAddr == c.PprofAddr:
+	case same(c.MetricsAddr, c.PprofAddr):
 		fail("PPROF_ADDR", "the same address as METRICS_ADDR (%s): give it a port of its own", quote(c.MetricsAddr))
 	}
-	if c.PprofAddr != "" && c.PprofAddr == c.HTTPAddr {
+	if same(c.PprofAddr, c.HTTPAddr) {
 		fail("PPROF_ADDR", "the same address as HTTP_ADDR (%s): give it a port of its own", quote(c.HTTPAddr))
 	}
 	if c.OTLPEndpoint != "" {

@@ -448,3 +448,12 @@ func TestAdminToken(t *testing.T) {
 	require.NoError(t, err)
 	require.Empty(t, c.AdminToken.Reveal(), "the admin API is off by default")
 }
+
+// Port 0 is a free port of its own for each listener (tests start the
+// service so): the same address ":0" twice is no clash.
+func TestPortZeroIsNoClash(t *testing.T) {
+	t.Parallel()
+	c, err := Load(env(map[string]string{"HTTP_ADDR": "127.0.0.1:0", "METRICS_ADDR": "127.0.0.1:0", "PPROF_ADDR": "127.0.0.1:0"}))
+	require.NoError(t, err)
+	require.Equal(t, "127.0.0.1:0", c.MetricsAddr)
+}
