@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	netmail "net/mail"
 	"net/url"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -33,9 +35,13 @@ import (
 type SMTP struct {
 	client *gomail.Client // settings for dialing; sessions are its smtp.Clients
 	from   string
-	host   string
-	log    *slog.Logger
-	now    func() time.Time
+	// idDomain is the right side of every Message-ID: MAIL_FROM's domain.
+	// Spam filters read a Message-ID that names no domain of the sender
+	// as a sign of bulk software.
+	idDomain string
+	host     string
+	log      *slog.Logger
+	now      func() time.Time
 
 	// idle holds connected sessions ready for reuse; its capacity bounds
 	// how many are kept.
@@ -110,7 +116,11 @@ func NewSMTP(rawURL, from string, conns int, log *slog.Logger) (*SMTP, error) {
 	if conns <= 0 {
 		conns = 4
 	}
-	return &SMTP{client: client, from: from, host: u.Hostname(), log: log, now: time.Now,
+	idDomain := "localhost"
+	if a, err := netmail.ParseAddress(from); err == nil {
+		idDomain = a.Address[strings.LastIndex(a.Address, "@")+1:]
+	}
+	return &SMTP{client: client, from: from, idDomain: idDomain, host: u.Hostname(), log: log, now: time.Now,
 		idle: make(chan *conn, conns), busy: make(chan struct{}, conns)}, nil
 }
 
@@ -139,7 +149,7 @@ func (s *SMTP) send(ctx context.Context, m Message) error {
 	}
 	msg.Subject(m.Subject)
 	if m.ID != "" {
-		msg.SetMessageIDWithValue(m.ID + "@verifier")
+		msg.SetMessageIDWithValue(m.ID + "@" + s.idDomain)
 	}
 	msg.SetBodyString(gomail.TypeTextPlain, m.Text)
 	msg.AddAlternativeString(gomail.TypeTextHTML, m.HTML)

@@ -288,3 +288,18 @@ func TestSMTPStopsWithItsContext(t *testing.T) {
 	require.Equal(t, Temporary, ClassOf(err))
 	require.Contains(t, ReasonOf(err), "stopped")
 }
+
+// The Message-ID names the sender's domain (MAIL_FROM's), as a mail
+// server's own would: one that names no domain of the sender's reads to
+// spam filters as bulk software. The id part stays the message's, the
+// same on every attempt.
+func TestSMTPMessageIDOnTheSendersDomain(t *testing.T) {
+	t.Parallel()
+	sink := mailtest.Start(t)
+	s, _ := newSMTP(t, sink.URL())
+	m := testMessage("a@example.com")
+	m.ID = "0f8fad5b-d9cb-469f-a165-70867728950e" // an event id
+	require.NoError(t, s.Send(context.Background(), m))
+	got := sink.Collect(t, 1, 10*time.Second)
+	require.Equal(t, "<0f8fad5b-d9cb-469f-a165-70867728950e@verifier.test>", got[0].MessageID)
+}
