@@ -139,6 +139,9 @@ func (s *SMTP) Send(ctx context.Context, m Message) error {
 	return err
 }
 
+// autoSubmitted is RFC 3834's header, which go-mail does not name.
+const autoSubmitted gomail.Header = "Auto-Submitted"
+
 func (s *SMTP) send(ctx context.Context, m Message) error {
 	msg := gomail.NewMsg()
 	if err := msg.From(s.from); err != nil {
@@ -148,6 +151,9 @@ func (s *SMTP) send(ctx context.Context, m Message) error {
 		return &Failure{Class: Rejected, Reason: "not a valid email address", Err: err}
 	}
 	msg.Subject(m.Subject)
+	// RFC 3834: written by a program, so an out-of-office reply or a
+	// vacation notice must not answer it (nobody reads no-reply@).
+	msg.SetGenHeader(autoSubmitted, "auto-generated")
 	if m.ID != "" {
 		msg.SetMessageIDWithValue(m.ID + "@" + s.idDomain)
 	}

@@ -292,8 +292,9 @@ func TestSMTPStopsWithItsContext(t *testing.T) {
 // The Message-ID names the sender's domain (MAIL_FROM's), as a mail
 // server's own would: one that names no domain of the sender's reads to
 // spam filters as bulk software. The id part stays the message's, the
-// same on every attempt.
-func TestSMTPMessageIDOnTheSendersDomain(t *testing.T) {
+// same on every attempt. Auto-Submitted says a program wrote it, so no
+// out-of-office reply goes back to no-reply@.
+func TestSMTPHeaders(t *testing.T) {
 	t.Parallel()
 	sink := mailtest.Start(t)
 	s, _ := newSMTP(t, sink.URL())
@@ -302,4 +303,5 @@ func TestSMTPMessageIDOnTheSendersDomain(t *testing.T) {
 	require.NoError(t, s.Send(context.Background(), m))
 	got := sink.Collect(t, 1, 10*time.Second)
 	require.Equal(t, "<0f8fad5b-d9cb-469f-a165-70867728950e@verifier.test>", got[0].MessageID)
+	require.Equal(t, "auto-generated", got[0].AutoSubmitted, "RFC 3834: no out-of-office reply to it")
 }

@@ -37,6 +37,8 @@ type Mail struct {
 	HTML    string
 	// MessageID is the Message-ID header.
 	MessageID string
+	// AutoSubmitted is the Auto-Submitted header (RFC 3834).
+	AutoSubmitted string
 }
 
 // Sink is a running SMTP server.
@@ -400,7 +402,7 @@ func Parse(raw []byte) (Mail, error) {
 	if err != nil {
 		return Mail{}, err
 	}
-	m := Mail{MessageID: msg.Header.Get("Message-Id")}
+	m := Mail{MessageID: msg.Header.Get("Message-Id"), AutoSubmitted: msg.Header.Get("Auto-Submitted")}
 	dec := new(mime.WordDecoder)
 	if m.Subject, err = dec.DecodeHeader(msg.Header.Get("Subject")); err != nil {
 		return Mail{}, err
