@@ -397,7 +397,10 @@ func (s *Store) mark(ctx context.Context, r Record, state entdelivery.State, tri
 
 // view is a record's state as a registration's watchers see it.
 func view(state entdelivery.State, at time.Time, attempts int, reason string) *status.Delivery {
-	d := &status.Delivery{State: status.DeliveryState(state), At: at.UTC(), Attempts: attempts}
+	// To the microsecond, as every other time the API shows (PostgreSQL
+	// keeps no more): a change pushed live from the clock and the same
+	// change read back from the record then show one time.
+	d := &status.Delivery{State: status.DeliveryState(state), At: at.UTC().Truncate(time.Microsecond), Attempts: attempts}
 	if reason != "" && (state == Deferred || state == Failed) {
 		d.Reason = &reason
 	}

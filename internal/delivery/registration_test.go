@@ -259,3 +259,25 @@ func TestResendIsAnnounced(t *testing.T) {
 		require.Equal(t, []status.Delivery{{State: status.Queued, At: b.clock.Now()}}, b.announced(t, reg))
 	})
 }
+
+// A change's time is to the microsecond, as every other time of the API:
+// the change pushed live (from the clock) and the same change read back
+// (from the record; PostgreSQL keeps microseconds) show one time.
+func TestDeliveryTimeToTheMicrosecond(t *testing.T) {
+	t.Parallel()
+	eachDB(t, func(t *testing.T, b *testBundle) {
+		ctx := context.Background()
+		reg := uuid.New()
+		b.clock.Advance(123456 * time.Nanosecond) // 123.456 µs: a clock with nanoseconds
+		rec, err := b.store.Begin(ctx, registered(reg))
+		require.NoError(t, err)
+		require.NoError(t, b.store.MarkFailed(ctx, rec, true, "550 no such user"))
+		read, err := b.store.Latest(ctx, reg)
+		require.NoError(t, err)
+		pushed := b.announced(t, reg)
+		require.NotEmpty(t, pushed)
+		last := pushed[len(pushed)-1]
+		require.Zero(t, last.At.Nanosecond()%1000, "pushed at %s", last.At)
+		require.Equal(t, last.At, read.At, "pushed and read back")
+	})
+}
