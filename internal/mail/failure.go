@@ -240,6 +240,9 @@ func cleanReply(s, to, host string) string {
 		return ' '
 	}, s)
 	s = replaceFold(s, to, "<recipient>")
+	// Any other address: the recipient as the server rewrote it, or one
+	// of its own (postmaster@…).
+	s = emailAddress.ReplaceAllString(s, "<address>")
 	s = replaceFold(s, host, "<server>")
 	s = hostName.ReplaceAllString(s, "<server>")
 	s = strings.Join(strings.Fields(s), " ")
@@ -249,6 +252,9 @@ func cleanReply(s, to, host string) string {
 	}
 	return s
 }
+
+// emailAddress matches what looks like an email address in a reply.
+var emailAddress = regexp.MustCompile(`[^\s<>@"'(),;:]+@[^\s<>@"'(),;:]+`)
 
 // hostName matches a domain name (its last label alphabetic, so enhanced
 // status codes such as 5.1.1 are left alone) or an IPv4 address.

@@ -139,6 +139,12 @@ func TestSMTPClassifiesFailures(t *testing.T) {
 			sink.RefuseData(func(to []string) error { return reply(550, smtp.EnhancedCode{5, 1, 1}, to[0]+": mailbox unavailable") })
 			return sink.URL()
 		}, "late@example.com", Rejected, "refused the recipient: 550 5.1.1 <recipient>: mailbox unavailable"},
+		{"550 naming the mailbox as the server rewrote it", func(t *testing.T, sink *mailtest.Sink) string {
+			sink.Refuse(func(string) error {
+				return reply(550, smtp.EnhancedCode{5, 1, 1}, "<rewritten.gone@mx.example.com>: no such user; ask postmaster@mx.example.com")
+			})
+			return sink.URL()
+		}, "gone@example.com", Rejected, "refused the recipient: 550 5.1.1 <<address>>: no such user; ask <address>"},
 		{"554 for the content after the data", func(t *testing.T, sink *mailtest.Sink) string {
 			sink.RefuseData(func([]string) error { return reply(554, smtp.EnhancedCode{5, 7, 1}, "message rejected as spam") })
 			return sink.URL()
