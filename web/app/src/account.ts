@@ -1,7 +1,7 @@
 // /sign-in: the sign-in form, the signed-in view, and changing the address.
 import { ApiError, asApiError, changeEmail, confirmEmailChange, signIn } from './api';
 import { codeForm } from './code';
-import { announce, countdown, h, show } from './dom';
+import { announce, countdown, emailAddress, h, show } from './dom';
 import { checkEmail, describe } from './messages';
 import { passwordInput } from './password';
 import { resendControl } from './resend';
@@ -108,7 +108,7 @@ function signedInPage(s: SignedIn, notice?: string): void {
   show(
     h('h1', {}, t.signedIn),
     notice ? h('p', { class: 'notice', role: 'status' }, notice) : null,
-    h('p', { class: 'lead' }, t.yourAddress, h('strong', { class: 'address', id: 'address' }, s.email)),
+    h('p', { class: 'lead' }, t.yourAddress, emailAddress(s.email, { id: 'address' })),
     h('div', { class: 'actions' }, change, out),
   );
 }
@@ -162,7 +162,7 @@ function changePage(s: SignedIn): void {
   });
   show(
     h('h1', {}, t.changeYourAddress),
-    h('p', { class: 'lead' }, ...t.changeLead(h('strong', { class: 'address' }, s.email))),
+    h('p', { class: 'lead' }, ...t.changeLead(emailAddress(s.email))),
     form,
     h('div', { class: 'actions' }, cancel),
   );
@@ -204,7 +204,7 @@ function confirmChangePage(s: SignedIn): void {
   });
   show(
     h('h1', {}, t.confirmNewAddress),
-    h('p', { class: 'lead' }, ...t.confirmChangeLead(h('strong', { class: 'address' }, pending))),
+    h('p', { class: 'lead' }, ...t.confirmChangeLead(emailAddress(pending))),
     code,
     h('div', { class: 'actions' }, other, cancel),
   );

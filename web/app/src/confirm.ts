@@ -1,5 +1,5 @@
 import { asApiError, resend, verifyEmail } from './api';
-import { announce, h, show } from './dom';
+import { announce, emailAddress, h, show } from './dom';
 import { checkEmail, describe } from './messages';
 import { onward } from './onward';
 import { t } from './i18n';
@@ -28,10 +28,10 @@ export function confirmPage(token: string): void {
     try {
       const v = await verifyEmail(token);
       if (v.alreadyVerified) {
-        outcome('already', t.alreadyVerified, h('p', {}, h('strong', {}, v.email), t.confirmedEarlier),
+        outcome('already', t.alreadyVerified, h('p', {}, emailAddress(v.email), t.confirmedEarlier),
           onward(v.receipt, v.redirectTo));
       } else {
-        outcome('verified', t.emailVerified, h('p', {}, h('strong', {}, v.email), t.confirmedHere),
+        outcome('verified', t.emailVerified, h('p', {}, emailAddress(v.email), t.confirmedHere),
           onward(v.receipt, v.redirectTo));
       }
     } catch (err) {

@@ -21,6 +21,15 @@ export function h<K extends keyof HTMLElementTagNameMap>(
   return el;
 }
 
+/** An email address in bold. It wraps after its @ (a <wbr> there) rather
+ * than in the middle of a name or number; only a part longer than the whole
+ * line breaks anywhere (overflow-wrap in the stylesheet). */
+export function emailAddress(email: string, attrs: Attrs = {}): HTMLElement {
+  const at = email.lastIndexOf('@');
+  const parts = at < 0 ? [email] : [email.slice(0, at + 1), h('wbr'), email.slice(at + 1)];
+  return h('strong', { ...attrs, class: 'address' }, ...parts);
+}
+
 /** Replaces the page's content and moves focus to its heading, so screen
  * readers and keyboard users start at the top of the new screen. */
 export function show(...children: Child[]): void {

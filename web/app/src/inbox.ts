@@ -1,6 +1,6 @@
 import { ApiError, verifyEmailWithCode, watchStatus, type Connection, type Delivery, type Status } from './api';
 import { codeForm } from './code';
-import { announce, h, show } from './dom';
+import { announce, emailAddress, h, show } from './dom';
 import { describe } from './messages';
 import { onward } from './onward';
 import { resendControl } from './resend';
@@ -21,7 +21,7 @@ export function inboxPage(email: string, watchToken: string, opts: { onStartOver
   const { button: resendButton, note: resendNote } = resender;
   const startOver = h('button', { type: 'button', class: 'link' }, t.startOver);
   const heading = h('h1', {}, t.checkInbox);
-  const lead = h('p', { class: 'lead' }, ...t.inboxLead(h('strong', { class: 'address' }, email)));
+  const lead = h('p', { class: 'lead' }, ...t.inboxLead(emailAddress(email)));
   const actions = h('div', { class: 'actions' }, resendButton, startOver);
 
   // What became of the email, as the mail server told us. Its own polite
@@ -55,7 +55,7 @@ export function inboxPage(email: string, watchToken: string, opts: { onStartOver
     if (failed) {
       statusBox.dataset.status = 'FAILED';
       statusText.textContent = t.notDelivered;
-      lead.replaceChildren(...t.refusedLead(h('strong', { class: 'address' }, email)));
+      lead.replaceChildren(...t.refusedLead(emailAddress(email)));
     } else if (statusBox.dataset.status === 'FAILED') {
       // A resend went through after all.
       statusBox.dataset.status = 'UNVERIFIED';
@@ -72,7 +72,7 @@ export function inboxPage(email: string, watchToken: string, opts: { onStartOver
     statusBox.dataset.status = 'VERIFIED';
     statusText.textContent = t.verifiedStatus;
     heading.textContent = t.allSet;
-    lead.replaceChildren(h('strong', { class: 'address' }, email),
+    lead.replaceChildren(emailAddress(email),
       receipt && redirectTo ? t.confirmedContinue : t.confirmedSignIn);
     // A new screen, so focus starts at its heading again (the code field
     // that may have held it is gone).
