@@ -54,6 +54,10 @@ describe('delivery on the waiting screen', () => {
     await box.getByText('Email sent to your mail server.').waitFor();
     assert.equal(await box.getAttribute('data-state'), 'SENT');
     assert.equal(await box.getAttribute('aria-live'), 'polite', 'read out without moving focus');
+    const status = p.locator('#status');
+    assert.equal(await status.getAttribute('role'), 'status', 'the waiting status is a live region too');
+    assert.equal(await status.getAttribute('aria-live'), 'polite');
+    assert.equal(await p.getByRole('status').filter({ hasText: 'Waiting for you to confirm' }).count(), 1);
     assert.ok(received.includes(email), 'the sink has it');
     assert.equal(await p.getByRole('button', { name: 'Fix the address' }).isVisible(), false);
   });

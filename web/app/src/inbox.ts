@@ -14,7 +14,9 @@ import { t } from './i18n';
 export function inboxPage(email: string, watchToken: string, opts: { onStartOver(prefill: string): void; onExpired(): void }): void {
   const statusText = h('p', { class: 'status-text' }, t.waiting);
   const badge = h('span', { class: 'badge', 'data-state': 'connecting' }, t.connection.connecting);
-  const statusBox = h('div', { class: 'status', 'data-status': 'UNVERIFIED', id: 'status' }, h('span', { class: 'dot', 'aria-hidden': 'true' }), statusText);
+  // A polite live region, like the delivery below: "not delivered" or a
+  // lost watch is read out without moving focus.
+  const statusBox = h('div', { class: 'status', 'data-status': 'UNVERIFIED', id: 'status', role: 'status', 'aria-live': 'polite', 'aria-atomic': 'true' }, h('span', { class: 'dot', 'aria-hidden': 'true' }), statusText);
   const resender = resendControl({
     label: t.resendEmail, again: t.resend, sent: t.resentLink, email: () => email,
   });
