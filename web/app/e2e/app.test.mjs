@@ -122,6 +122,30 @@ describe('verification', () => {
     await p.getByText('We sent a new link.').waitFor();
   });
 
+  test('a counting-down button stays readable in light and dark', async () => {
+    for (const colorScheme of ['light', 'dark']) {
+      const p = await page({ colorScheme });
+      await signUp(p, server, uniqueEmail('contrast'));
+      await p.locator('#resend').click();
+      await p.getByText(/Resend in \d s/).waitFor();
+      const ratio = await p.locator('#resend').evaluate((el) => {
+        const rgb = (c) => c.match(/[\d.]+/g).map(Number);
+        const lum = ([r, g, b]) => {
+          const f = (v) => ((v /= 255) <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4);
+          return 0.2126 * f(r) + 0.7152 * f(g) + 0.0722 * f(b);
+        };
+        // The first ancestor with a background of its own is what the text is on.
+        let bg = el;
+        while (rgb(getComputedStyle(bg).backgroundColor)[3] === 0) bg = bg.parentElement;
+        const style = getComputedStyle(el);
+        if (Number(style.opacity) !== 1) return 0;
+        const [a, b] = [lum(rgb(style.color)), lum(rgb(getComputedStyle(bg).backgroundColor))];
+        return (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+      });
+      assert.ok(ratio >= 4.5, `${colorScheme}: contrast ${ratio.toFixed(2)}:1 of the disabled button's text`);
+    }
+  });
+
   test('an invalid link says so', async () => {
     const p = await page();
     await p.goto(`${server.url}/verify-email?token=${'A'.repeat(43)}`);
