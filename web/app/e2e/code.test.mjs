@@ -34,6 +34,28 @@ async function signUpFrom(p, redirect, email) {
 const wrong = (code, n = 1) => String((Number(code) + n) % 1e6).padStart(6, '0');
 
 describe('one-time code', () => {
+  test('on a narrow phone the field still shows all six digits', async () => {
+    for (const lang of ['en-US', 'de-DE']) {
+      const p = await page({ viewport: { width: 320, height: 740 }, locale: lang });
+      await p.goto(`${server.url}/`);
+      await p.locator('#email').fill(uniqueEmail('narrow'));
+      await p.locator('#password').fill('correct horse battery');
+      await p.locator('form button[type=submit]').click();
+      const field = p.locator('#code');
+      await field.waitFor();
+      // Five digits: a sixth would submit.
+      await field.fill('88888');
+      const { client, digit } = await field.evaluate((el) => {
+        const s = getComputedStyle(el);
+        const c = document.createElement('canvas').getContext('2d');
+        c.font = `${s.fontWeight} ${s.fontSize} ${s.fontFamily}`;
+        const digit = c.measureText('8').width + parseFloat(s.letterSpacing);
+        return { client: el.clientWidth - parseFloat(s.paddingLeft) - parseFloat(s.paddingRight), digit };
+      });
+      assert.ok(client >= 6 * digit, `${lang}: ${client}px of field for six digits of ${digit.toFixed(1)}px`);
+    }
+  });
+
   test('typed on the waiting screen, it verifies; Continue brings a receipt back to the app', async () => {
     const email = uniqueEmail('code');
     const redirect = `${app.origin}/welcome?from=verifier`;
@@ -41,6 +63,10 @@ describe('one-time code', () => {
     await signUpFrom(p, redirect, email);
     await p.getByRole('heading', { name: 'Check your inbox' }).waitFor();
     await p.getByText('Live', { exact: true }).waitFor();
+
+    const field = p.getByLabel(codeLabel);
+    assert.equal(await field.getAttribute('inputmode'), 'numeric', 'the phone shows digits');
+    assert.equal(await field.getAttribute('autocomplete'), 'one-time-code');
 
     // Digit by digit, as a person types: the sixth submits by itself.
     const code = await latestCode(server, email);
