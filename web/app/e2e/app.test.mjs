@@ -49,25 +49,29 @@ describe('verification', () => {
   });
 
   test('a long address wraps after its @, not inside the name', async () => {
-    const email = uniqueEmail('ada');
-    const p = await page({ viewport: { width: 320, height: 740 } });
-    await signUp(p, server, email);
-    const lines = await p.locator('.lead .address').evaluate((el) => {
-      // The text on each line the address takes, read from the layout.
-      const text = el.firstChild;
-      const range = document.createRange();
-      const out = [];
-      for (let i = 0; i < text.length; i++) {
-        range.setStart(text, i);
-        range.setEnd(text, i + 1);
-        const top = Math.round(range.getBoundingClientRect().top);
-        if (out.at(-1)?.top !== top) out.push({ top, text: '' });
-        out.at(-1).text += text.data[i];
-      }
-      return out.map((l) => l.text);
-    });
-    assert.deepEqual(lines, [email.slice(0, email.indexOf('@') + 1)], 'the name and its @ on one line');
-    assert.equal(await p.locator('.lead .address').textContent(), email);
+    // Phone widths where the address used to break inside the number, or
+    // after 'ada-'.
+    for (const width of [320, 360, 390]) {
+      const email = uniqueEmail('ada');
+      const p = await page({ viewport: { width, height: 740 } });
+      await signUp(p, server, email);
+      const lines = await p.locator('.lead .address').evaluate((el) => {
+        // The text on each line the address takes, read from the layout.
+        const text = el.firstChild.firstChild;
+        const range = document.createRange();
+        const out = [];
+        for (let i = 0; i < text.length; i++) {
+          range.setStart(text, i);
+          range.setEnd(text, i + 1);
+          const top = Math.round(range.getBoundingClientRect().top);
+          if (out.at(-1)?.top !== top) out.push({ top, text: '' });
+          out.at(-1).text += text.data[i];
+        }
+        return out.map((l) => l.text);
+      });
+      assert.deepEqual(lines, [email.slice(0, email.indexOf('@') + 1)], `${width} px: the name and its @ on one line`);
+      assert.equal(await p.locator('.lead .address').textContent(), email);
+    }
   });
 
   test('opening the link alone verifies nothing', async () => {

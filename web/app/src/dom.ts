@@ -21,12 +21,13 @@ export function h<K extends keyof HTMLElementTagNameMap>(
   return el;
 }
 
-/** An email address in bold. It wraps after its @ (a <wbr> there) rather
- * than in the middle of a name or number; only a part longer than the whole
- * line breaks anywhere (overflow-wrap in the stylesheet). */
+/** An email address in bold. The name with its @ and the domain are each
+ * kept whole on a line (inline blocks), so it wraps after the @ rather than
+ * at a hyphen or in the middle of a number; only a part longer than the
+ * whole line breaks anywhere (overflow-wrap in the stylesheet). */
 export function emailAddress(email: string, attrs: Attrs = {}): HTMLElement {
   const at = email.lastIndexOf('@');
-  const parts = at < 0 ? [email] : [email.slice(0, at + 1), h('wbr'), email.slice(at + 1)];
+  const parts = at < 0 ? [email] : [h('span', {}, email.slice(0, at + 1)), h('wbr'), h('span', {}, email.slice(at + 1))];
   return h('strong', { ...attrs, class: 'address' }, ...parts);
 }
 
