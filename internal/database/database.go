@@ -29,6 +29,7 @@ import (
 	"github.com/jackc/pgx/v5/stdlib"
 	"golang.org/x/sync/singleflight"
 	"modernc.org/sqlite" // pure Go: no cgo needed for `go run .`
+	sqlite3 "modernc.org/sqlite/lib"
 
 	"github.com/verifier/verifier/ent"
 	"github.com/verifier/verifier/internal/migration"
@@ -158,11 +159,44 @@ func openPool(ctx context.Context, dsn string, n int) (*sql.DB, error) {
 	db := sql.OpenDB(writableOnly{base})
 	db.SetMaxOpenConns(n)
 	db.SetMaxIdleConns(n)
-	if err := db.PingContext(ctx); err != nil {
-		db.Close()
-		return nil, fmt.Errorf("database: connect: %w", err)
+	// Processes opening a new file together (replicas, `verifier migrate`
+	// beside a start) race to switch it to WAL, and SQLite answers the
+	// loser's switch SQLITE_BUSY at once, whatever busy_timeout says: the
+	// connection is tried again, for as long as busy_timeout would wait.
+	deadline := time.Now().Add(sqliteBusyTimeout)
+	for wait := connectRetryMin; ; wait = min(2*wait, connectRetryMax) {
+		err := db.PingContext(ctx)
+		if err == nil {
+			return db, nil
+		}
+		if !isBusy(err) || time.Now().Add(wait).After(deadline) {
+			db.Close()
+			return nil, fmt.Errorf("database: connect: %w", err)
+		}
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+			db.Close()
+			return nil, fmt.Errorf("database: connect: %w", ctx.Err())
+		}
 	}
-	return db, nil
+}
+
+// Connecting to SQLite again after SQLITE_BUSY (see openPool).
+const (
+	connectRetryMin = 5 * time.Millisecond
+	connectRetryMax = 200 * time.Millisecond
+)
+
+// sqliteBusyTimeout is busy_timeout: how long a statement waits for
+// another connection's lock before it answers SQLITE_BUSY.
+const sqliteBusyTimeout = 10 * time.Second
+
+// isBusy reports whether err is SQLite's SQLITE_BUSY (any of its extended
+// codes).
+func isBusy(err error) bool {
+	var se *sqlite.Error
+	return errors.As(err, &se) && se.Code()&0xff == sqlite3.SQLITE_BUSY
 }
 
 func openPostgres(ctx context.Context, rawURL string) (*DB, dialect.Driver, error) {
@@ -331,7 +365,7 @@ func sqliteDSN(path string, writer bool) (string, error) {
 		}
 	}
 	q := url.Values{}
-	for _, p := range []string{"journal_mode(WAL)", "foreign_keys(1)", "busy_timeout(10000)", "synchronous(NORMAL)"} {
+	for _, p := range []string{"journal_mode(WAL)", "foreign_keys(1)", fmt.Sprintf("busy_timeout(%d)", sqliteBusyTimeout.Milliseconds()), "synchronous(NORMAL)"} {
 		q.Add("_pragma", p)
 	}
 	if writer {
