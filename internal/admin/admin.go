@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	entsql "entgo.io/ent/dialect/sql"
@@ -167,6 +168,11 @@ func (s *Service) Users(ctx context.Context, q UsersQuery) (UserPage, error) {
 		// No address is longer; and SQLite answers a LIKE pattern over
 		// 50,000 bytes with an error, which was an INTERNAL.
 		return UserPage{}, apperr.Errorf(apperr.BadUserInput, "emailContains: want at most %d characters", account.MaxEmailLen)
+	}
+	if q.EmailContains != nil && strings.ContainsRune(*q.EmailContains, 0) {
+		// No address holds a NUL; and PostgreSQL refuses one in any text
+		// parameter, which was an INTERNAL.
+		return UserPage{}, apperr.Errorf(apperr.BadUserInput, "emailContains: a NUL character is in no address")
 	}
 	query := s.DB.User.Query()
 	if q.Status != nil {

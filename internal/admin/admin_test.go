@@ -40,6 +40,8 @@ func TestArguments(t *testing.T) {
 	// SQLite refuses a LIKE pattern over 50,000 bytes: that answered
 	// INTERNAL. No address is longer than account.MaxEmailLen.
 	long := strings.Repeat("a", account.MaxEmailLen+1)
+	// PostgreSQL refuses a NUL in a text parameter: that answered INTERNAL.
+	nul := "a\x00b"
 	for name, err := range map[string]error{
 		"neither":     func() error { _, err := s.User(ctx, nil, nil); return err }(),
 		"both":        func() error { _, err := s.User(ctx, &id, &email); return err }(),
@@ -47,6 +49,7 @@ func TestArguments(t *testing.T) {
 		"first 0":     func() error { _, err := s.Users(ctx, UsersQuery{First: 0}); return err }(),
 		"first 201":   func() error { _, err := s.Users(ctx, UsersQuery{First: MaxPage + 1}); return err }(),
 		"long filter": func() error { _, err := s.Users(ctx, UsersQuery{First: 10, EmailContains: &long}); return err }(),
+		"NUL filter":  func() error { _, err := s.Users(ctx, UsersQuery{First: 10, EmailContains: &nul}); return err }(),
 		"dead -1":     func() error { _, err := s.DeadLetters(ctx, -1); return err }(),
 		"no webhooks": s.ReplayWebhook(ctx, 1),
 		"resend bad":  func() error { _, err := s.ResendVerificationEmail(ctx, "nope"); return err }(),

@@ -284,7 +284,7 @@ func (s *SMTP) get(ctx context.Context, to string) (c *conn, reused bool, f *Fai
 	if f := s.heldBack(); f != nil {
 		return nil, false, f
 	}
-	sc, err := s.client.DialToSMTPClientWithContext(ctx)
+	sc, err := s.dial(ctx)
 	if err != nil {
 		f := classify(ctx, stageConnect, err, to, s.host)
 		if f.Class == Unreachable {
@@ -294,6 +294,34 @@ func (s *SMTP) get(ctx context.Context, to string) (c *conn, reused bool, f *Fai
 	}
 	s.markUp()
 	return &conn{c: sc}, false, nil
+}
+
+// dial opens a session: connection, greeting, EHLO, STARTTLS, AUTH. go-mail
+// bounds all but the connection by dialTimeout and not by ctx, so a server
+// that accepts and never greets held a stopping service for that long
+// beyond SHUTDOWN_GRACE. The dial runs aside and dial returns when ctx
+// ends; a session it opens after that is closed at once.
+func (s *SMTP) dial(ctx context.Context) (*smtp.Client, error) {
+	type dialed struct {
+		c   *smtp.Client
+		err error
+	}
+	done := make(chan dialed, 1)
+	go func() {
+		c, err := s.client.DialToSMTPClientWithContext(ctx)
+		done <- dialed{c, err}
+	}()
+	select {
+	case d := <-done:
+		return d.c, d.err
+	case <-ctx.Done():
+		go func() {
+			if d := <-done; d.c != nil {
+				_ = d.c.Close()
+			}
+		}()
+		return nil, ctx.Err()
+	}
 }
 
 // heldBack returns the failure to answer with while the server is down and

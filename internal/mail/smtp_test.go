@@ -295,6 +295,42 @@ func TestSMTPStopsWithItsContext(t *testing.T) {
 	require.Contains(t, ReasonOf(err), "stopped")
 }
 
+// A server that accepts the connection and never greets: go-mail waits
+// dialTimeout (15 s) for the greeting whatever the context says, which held
+// a stopping service that long beyond SHUTDOWN_GRACE. Send returns with its
+// context's error instead of the greeting's timeout.
+func TestSMTPStopsWhileTheServerNeverGreets(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err == nil {
+			accepted <- c
+		}
+	}()
+	t.Cleanup(func() {
+		_ = ln.Close()
+		select {
+		case c := <-accepted: // closing it ends the abandoned dial
+			_ = c.Close()
+		default:
+		}
+	})
+	s, _ := newSMTP(t, "smtp://"+ln.Addr().String())
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		c := <-accepted
+		accepted <- c // for the cleanup
+		cancel()
+	}()
+	err = s.Send(ctx, testMessage("a@example.com"))
+	require.ErrorIs(t, err, context.Canceled, "the context's end, not the greeting's timeout")
+	require.Equal(t, Temporary, ClassOf(err))
+	require.Contains(t, ReasonOf(err), "stopped")
+}
+
 // The Message-ID names the sender's domain (MAIL_FROM's), as a mail
 // server's own would: one that names no domain of the sender's reads to
 // spam filters as bulk software. The id part stays the message's, the
