@@ -12,14 +12,20 @@ import (
 	"github.com/verifier/verifier/internal/migration"
 )
 
+// checkFailed is migrate -check's exit code when it could not tell whether
+// migrations are pending; 1 means they are, 2 is a usage or setting error.
+const checkFailed = 3
+
 // migrateMain is `verifier migrate`: it brings DATABASE_URL's schema to
 // this release's and exits, printing what it applied, so a deployment can
 // migrate once before starting replicas with MIGRATE=off. With -check it
-// changes nothing and exits 1 while migrations are pending.
+// changes nothing and exits 1 while migrations are pending, 3 when it
+// could not tell (the database unreachable, say), so a pipeline that waits
+// for a migration does not wait on a typo in DATABASE_URL.
 func migrateMain(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("verifier migrate", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	check := fs.Bool("check", false, "change nothing; exit 1 while migrations are pending")
+	check := fs.Bool("check", false, "change nothing; exit 1 while migrations are pending, 3 when the database cannot be checked")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "Usage: verifier migrate [-check]\n\nApplies the pending schema migrations to DATABASE_URL (under a lock: safe beside starting replicas) and prints them.")
 		fs.PrintDefaults()
@@ -40,6 +46,9 @@ func migrateMain(ctx context.Context, args []string, getenv func(string) string,
 	case errors.Is(err, migration.ErrBehind):
 		fmt.Fprintln(stdout, err)
 		return 1
+	case err != nil && *check:
+		fmt.Fprintf(stderr, "verifier: cannot check the schema: %v\n", err)
+		return checkFailed
 	case err != nil:
 		fmt.Fprintf(stderr, "verifier: %v\n", err)
 		return 1

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"errors"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"testing"
@@ -53,4 +54,13 @@ func TestMigrateCommand(t *testing.T) {
 
 	code, out, _ = runCommand(t, env, "migrate", "-check")
 	require.Equal(t, 0, code, out)
+
+	// A database that cannot be opened is not "pending": a pipeline
+	// waiting for a migration must not wait on a bad DATABASE_URL.
+	file := filepath.Join(t.TempDir(), "a-file")
+	require.NoError(t, os.WriteFile(file, nil, 0o600))
+	bad := map[string]string{"DATABASE_URL": "sqlite:" + filepath.Join(file, "verifier.db")}
+	code, _, stderr = runCommand(t, bad, "migrate", "-check")
+	require.Equal(t, checkFailed, code, stderr)
+	require.Contains(t, stderr, "cannot check the schema")
 }
