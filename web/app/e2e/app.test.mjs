@@ -126,6 +126,30 @@ describe('verification', () => {
     await p.getByText('We sent a new link.').waitFor();
   });
 
+  test('resend keeps the keyboard focus while it counts down, and ignores presses', async () => {
+    const p = await page();
+    await signUp(p, server, uniqueEmail('resend-focus'));
+    const resend = p.locator('#resend');
+    await resend.focus();
+    await p.keyboard.press('Enter');
+    await p.getByText(/Resend in \d s/).waitFor();
+    const focused = () => p.evaluate(() => document.activeElement.id || document.activeElement.tagName);
+    assert.equal(await focused(), 'resend', 'focus stays on the counting-down button');
+    assert.equal(await resend.getAttribute('aria-disabled'), 'true', 'unavailable to screen readers');
+    assert.equal(await resend.getAttribute('disabled'), null, 'not disabled: that would drop the focus');
+    // A press while it counts down sends nothing.
+    const sent = [];
+    p.on('request', (r) => {
+      if (r.url().endsWith('/query') && r.postData()?.includes('resendVerificationEmail')) sent.push(r.url());
+    });
+    await p.keyboard.press('Enter');
+    await resend.click({ force: true });
+    await p.getByRole('button', { name: 'Resend email' }).waitFor({ timeout: 10000 });
+    assert.deepEqual(sent, [], 'no resend while counting down');
+    assert.equal(await focused(), 'resend', 'focus still there when the label comes back');
+    assert.equal(await resend.getAttribute('aria-disabled'), null);
+  });
+
   test('a counting-down button stays readable in light and dark', async () => {
     for (const colorScheme of ['light', 'dark']) {
       const p = await page({ colorScheme });

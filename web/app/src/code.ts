@@ -1,5 +1,5 @@
 import { asApiError, type ApiError } from './api';
-import { announce, countdown, h } from './dom';
+import { announce, countdown, h, unavailable } from './dom';
 import { describe } from './messages';
 import { t } from './i18n';
 
@@ -98,7 +98,7 @@ export function codeForm(opts: CodeFormOptions): HTMLFormElement {
     if (digits.length < LENGTH) {
       input.removeAttribute('aria-invalid');
       tried = '';
-    } else if (digits !== tried && !button.disabled) {
+    } else if (digits !== tried && !unavailable(button)) {
       void send();
     }
   });

@@ -52,9 +52,36 @@ export function announce(text: string): void {
 }
 
 /**
- * Disables `button` for `seconds` while a rate limit lasts, showing the time
- * left (`waiting(n)`), then gives it back its label. Returns a function that
- * stops the countdown early (leaving a screen).
+ * Marks `button` unavailable, or available again, without the `disabled`
+ * attribute: a disabled button drops the keyboard focus to the page body,
+ * while `aria-disabled` keeps it where it was and still tells a screen
+ * reader the button is unavailable. Clicks (and so form submission, which
+ * starts with a click on the submit button) are ignored while it lasts.
+ */
+export function setUnavailable(button: HTMLButtonElement, on: boolean): void {
+  if (!button.dataset.guarded) {
+    button.dataset.guarded = 'true';
+    // A capturing listener on the button runs before its own listeners.
+    button.addEventListener('click', (ev) => {
+      if (!unavailable(button)) return;
+      ev.preventDefault();
+      ev.stopImmediatePropagation();
+    }, { capture: true });
+  }
+  if (on) button.setAttribute('aria-disabled', 'true');
+  else button.removeAttribute('aria-disabled');
+}
+
+/** Whether `button` is disabled, by its attribute or by setUnavailable. */
+export function unavailable(button: HTMLButtonElement): boolean {
+  return button.disabled || button.getAttribute('aria-disabled') === 'true';
+}
+
+/**
+ * Makes `button` unavailable for `seconds` while a rate limit lasts, showing
+ * the time left (`waiting(n)`), then gives it back its label. It keeps the
+ * focus throughout (setUnavailable). Returns a function that stops the
+ * countdown early (leaving a screen).
  */
 export function countdown(button: HTMLButtonElement, seconds: number, waiting: (left: number) => string): () => void {
   const label = button.dataset.label ?? button.textContent ?? '';
@@ -64,13 +91,13 @@ export function countdown(button: HTMLButtonElement, seconds: number, waiting: (
   let left = Math.max(1, Math.ceil(seconds));
   const stop = () => {
     window.clearInterval(timer);
-    button.disabled = false;
+    setUnavailable(button, false);
     button.textContent = label;
     delete button.dataset.timer;
   };
   const tick = () => {
     if (left <= 0) return stop();
-    button.disabled = true;
+    setUnavailable(button, true);
     button.textContent = waiting(left);
     left--;
   };

@@ -1,5 +1,5 @@
 import { asApiError, resend } from './api';
-import { countdown, h } from './dom';
+import { countdown, h, setUnavailable } from './dom';
 import { describe } from './messages';
 import { t } from './i18n';
 
@@ -12,13 +12,15 @@ export function resendControl(opts: { label: string; again: string; sent: string
   const button = h('button', { type: 'button', class: 'secondary', id: 'resend' }, opts.label);
   const note = h('p', { class: 'note', role: 'status' });
   let stop = () => {};
+  // Unavailable (not disabled) while the request runs and the countdown
+  // lasts, so the keyboard focus stays on the button.
   button.addEventListener('click', async () => {
-    button.disabled = true;
+    setUnavailable(button, true);
     note.textContent = '';
     try {
       await resend(opts.email());
       note.textContent = opts.sent;
-      button.disabled = false;
+      setUnavailable(button, false);
     } catch (err) {
       const e = asApiError(err);
       if (e.code === 'RATE_LIMITED') {
@@ -26,7 +28,7 @@ export function resendControl(opts: { label: string; again: string; sent: string
         stop = countdown(button, e.retryAfterSeconds ?? 60, (n) => t.resendIn(opts.again, n));
       } else {
         note.textContent = describe(e);
-        button.disabled = false;
+        setUnavailable(button, false);
       }
     }
   });
