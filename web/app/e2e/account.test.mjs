@@ -90,6 +90,29 @@ describe('sign-in', () => {
 });
 
 describe('change address', () => {
+  test('a code that dies under the focus moves it to "Use a different address"', async () => {
+    const email = uniqueEmail('dead-old');
+    const next = uniqueEmail('dead-new');
+    await apiVerifiedAccount(server, email, password);
+    const p = await page();
+    await signInWith(p, email);
+    await p.getByRole('button', { name: 'Change address' }).click();
+    await p.getByLabel('New email address').fill(next);
+    await p.getByRole('button', { name: 'Send link and code' }).click();
+    await p.getByRole('heading', { name: 'Confirm your new address' }).waitFor();
+    const code = await latestCode(server, next);
+    const field = p.getByLabel('The 6-digit code from that email');
+    for (let n = 1; n <= 5; n++) {
+      await field.focus();
+      await field.fill(String((Number(code) + n) % 1e6).padStart(6, '0'));
+      await p.locator('#code-error').getByText(n < 5 ? /(tries|try) left/ : /no longer works/).waitFor();
+      if (n < 5) await p.waitForFunction(() => document.activeElement.id === 'code');
+    }
+    assert.equal(await field.isDisabled(), true);
+    await p.evaluate(() => new Promise((r) => requestAnimationFrame(() => setTimeout(r))));
+    assert.equal(await p.evaluate(() => (document.activeElement === document.body ? 'BODY' : document.activeElement.textContent)), 'Use a different address');
+  });
+
   test('the code from the new address confirms the change', async () => {
     const email = uniqueEmail('old');
     const next = uniqueEmail('new');

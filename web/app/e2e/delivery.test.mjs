@@ -9,8 +9,12 @@ import { browserPages, signUp, startServer, uniqueEmail } from './helpers.mjs';
 const { page } = browserPages();
 let server, sink;
 const received = [];
+// held-* recipients: the sink keeps its answer (a 550) until the test
+// calls the function kept here, so a test can act before the refusal.
+const held = new Map();
 
-/** An SMTP server on loopback: 550 for refused-*, 451 for later-*. */
+/** An SMTP server on loopback: 550 for refused-*, 451 for later-*, a
+ * 550 held back for held-*. */
 function startSink() {
   const smtp = new SMTPServer({
     authOptional: true,
@@ -20,6 +24,10 @@ function startSink() {
       const reply = (code, text) => Object.assign(new Error(text), { responseCode: code });
       if (address.address.startsWith('refused-')) return callback(reply(550, '5.1.1 no such user here'));
       if (address.address.startsWith('later-')) return callback(reply(451, '4.2.0 mailbox busy, try later'));
+      if (address.address.startsWith('held-')) {
+        held.set(address.address, () => callback(reply(550, '5.1.1 no such user here')));
+        return;
+      }
       callback();
     },
     onData(stream, session, callback) {
@@ -75,6 +83,27 @@ describe('delivery on the waiting screen', () => {
     await p.getByRole('button', { name: 'Fix the address' }).click();
     await p.getByRole('heading', { name: 'Create your account' }).waitFor();
     assert.equal(await p.getByLabel('Email', { exact: true }).inputValue(), email, 'the address to fix, prefilled');
+  });
+
+  test('a refusal that arrives while the code field has the focus moves it to "Fix the address"', async () => {
+    const email = uniqueEmail('held');
+    const p = await page();
+    await signUp(p, server, email);
+    for (let i = 0; !held.has(email); i++) {
+      assert.ok(i < 200, 'the mail server was asked');
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    await p.locator('#code').focus();
+    await p.keyboard.type('12');
+    held.get(email)();
+    await p.locator('#delivery[data-state="FAILED"]').waitFor();
+    assert.equal(await p.locator('#code').isVisible(), false, 'the code field is gone');
+    // Focus settles after the next layout; read it after one frame.
+    await p.evaluate(() => new Promise((r) => requestAnimationFrame(() => setTimeout(r))));
+    assert.equal(await p.evaluate(() => document.activeElement.id || document.activeElement.tagName), 'fix-address');
+    await p.keyboard.press('Enter');
+    await p.getByRole('heading', { name: 'Create your account' }).waitFor();
+    assert.equal(await p.getByLabel('Email', { exact: true }).inputValue(), email);
   });
 
   test('a mail server that says "later" shows "delayed, retrying"', async () => {

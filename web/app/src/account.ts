@@ -201,6 +201,8 @@ function confirmChangePage(s: SignedIn): void {
       sessionEnded();
       return true;
     },
+    // The field went dead under the focus: on to starting the change again.
+    onDead: () => other.focus(),
   });
   show(
     h('h1', {}, t.confirmNewAddress),

@@ -43,6 +43,20 @@ export function show(...children: Child[]): void {
   }
 }
 
+/**
+ * Runs `change`, which may hide or disable what holds the keyboard focus
+ * (a refusal hides the code field the person was typing in); if it did,
+ * focus moves to `to()` rather than falling to the page body, where a
+ * keyboard or screen-reader user would have to find their way back.
+ */
+export function keepFocus(change: () => void, to: () => HTMLElement | null | undefined): void {
+  const had = document.activeElement;
+  change();
+  if (!(had instanceof HTMLElement) || had === document.body) return;
+  const gone = !had.isConnected || had.closest('[hidden]') !== null || (had as HTMLButtonElement).disabled === true;
+  if (gone) to()?.focus();
+}
+
 /** Says something to screen readers through the polite live region. */
 export function announce(text: string): void {
   const el = document.getElementById('announcer')!;

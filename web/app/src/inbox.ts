@@ -1,6 +1,6 @@
 import { ApiError, verifyEmailWithCode, watchStatus, type Connection, type Delivery, type Status } from './api';
 import { codeForm } from './code';
-import { announce, emailAddress, h, show } from './dom';
+import { announce, emailAddress, h, keepFocus, show } from './dom';
 import { describe } from './messages';
 import { onward } from './onward';
 import { resendControl } from './resend';
@@ -49,11 +49,14 @@ export function inboxPage(email: string, watchToken: string, opts: { onStartOver
     const failed = d.state === 'FAILED';
     deliveryText.textContent = t.delivery[d.state];
     deliveryDetail.textContent = (d.state === 'DEFERRED' || failed) && d.reason ? t.details(d.reason) : '';
-    fixAddress.hidden = !failed;
     // A resend to a refused address would be refused too: fixing the
-    // address is the one way on.
-    actions.hidden = failed;
-    code.hidden = failed;
+    // address is the one way on, and where the focus goes if it was in
+    // the code field or on a button that this hides.
+    keepFocus(() => {
+      fixAddress.hidden = !failed;
+      actions.hidden = failed;
+      code.hidden = failed;
+    }, () => (failed ? fixAddress : code.querySelector('input')));
     if (failed) {
       statusBox.dataset.status = 'FAILED';
       statusText.textContent = t.notDelivered;
