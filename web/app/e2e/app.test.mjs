@@ -3,7 +3,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import {
-  apiRegister, apiVerify, browserPages, latestLink, openPage, signUp, startServer, uniqueEmail,
+  apiRegister, apiVerify, browserPages, latestCode, latestLink, liveSaid, openPage, recordLiveRegions, signUp, startServer,
+  uniqueEmail,
 } from './helpers.mjs';
 
 // Every page of a test ends without console errors or uncaught exceptions.
@@ -39,13 +40,53 @@ describe('verification', () => {
     await a.getByText('Your email is verified.').waitFor({ timeout: 2000 });
     assert.equal(await a.evaluate(() => window.__notReloaded), true, 'no reload');
     await a.getByRole('heading', { name: 'You are all set' }).waitFor();
-    assert.match(await a.locator('#announcer').textContent(), /is verified/, 'announced to screen readers');
+    assert.equal(await a.getByRole('status').filter({ hasText: 'Your email is verified.' }).count(), 1, 'a live region says so');
 
     // The same link again: already verified, not an error.
     const c = await page();
     await c.goto(link);
     await c.getByRole('button', { name: 'Confirm my email' }).click();
     await c.getByRole('heading', { name: 'Already verified' }).waitFor();
+  });
+
+  test('a verification is said once to screen readers, by one live region or the focused heading', async () => {
+    const verifiedSaid = async (p) => (await liveSaid(p)).filter((s) => /verified/i.test(s.text));
+    const focused = (p) => p.evaluate(() => `${document.activeElement.tagName}#${document.activeElement.id}:${document.activeElement.textContent.trim()}`);
+
+    // By the code, typed in the field that then goes away.
+    const email = uniqueEmail('once');
+    const a = await page();
+    await signUp(a, server, email);
+    await a.getByText('Live', { exact: true }).waitFor();
+    await recordLiveRegions(a);
+    await a.locator('#code').focus();
+    await a.keyboard.type(await latestCode(server, email));
+    await a.getByRole('heading', { name: 'You are all set' }).waitFor();
+    assert.deepEqual(await verifiedSaid(a), [{ id: 'status', text: 'Your email is verified.' }], 'the status region alone says it');
+    assert.equal(await focused(a), 'A#sign-in:Sign in', 'focus goes on to the way on, not to a heading saying it again');
+
+    // Confirmed on another device: the same, and the focus stays put.
+    const other = uniqueEmail('once');
+    const b = await page();
+    await signUp(b, server, other);
+    await b.getByText('Live', { exact: true }).waitFor();
+    await recordLiveRegions(b);
+    await apiVerify(server, await latestLink(server, other));
+    await b.getByRole('heading', { name: 'You are all set' }).waitFor();
+    assert.deepEqual(await verifiedSaid(b), [{ id: 'status', text: 'Your email is verified.' }]);
+    assert.equal(await focused(b), 'H1#:You are all set');
+
+    // The confirm page: its heading takes the focus from the button, and
+    // no live region says it besides.
+    const third = uniqueEmail('once');
+    await apiRegister(server, third);
+    const c = await page();
+    await c.goto(await latestLink(server, third));
+    await recordLiveRegions(c);
+    await c.getByRole('button', { name: 'Confirm my email' }).click();
+    await c.getByRole('heading', { name: 'Email verified' }).waitFor();
+    assert.deepEqual(await verifiedSaid(c), []);
+    assert.equal(await focused(c), 'H2#:Email verified');
   });
 
   test('a long address wraps after its @, not inside the name', async () => {

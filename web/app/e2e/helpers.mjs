@@ -256,3 +256,32 @@ export async function signUp(page, server, email, password = 'correct horse batt
   await page.getByRole('button', { name: 'Create account' }).click();
   await page.getByRole('heading', { name: 'Check your inbox' }).waitFor();
 }
+
+/**
+ * Starts recording what the page's live regions (aria-live, role status,
+ * alert or log) would make a screen reader say: each change of the text of
+ * a region that was already on the page. A region inserted with its text
+ * is not counted, as screen readers mostly do not read one. `liveSaid(page)`
+ * returns [{id, text}] since.
+ */
+export async function recordLiveRegions(page) {
+  await page.evaluate(() => {
+    const live = '[aria-live]:not([aria-live="off"]), [role="status"], [role="alert"], [role="log"]';
+    const said = (window.__liveSaid = []);
+    const last = new Map();
+    for (const el of document.querySelectorAll(live)) last.set(el, el.textContent);
+    new MutationObserver(() => {
+      for (const el of document.querySelectorAll(live)) {
+        const text = el.textContent;
+        if (last.has(el) && last.get(el) !== text && text.trim()) said.push({ id: el.id, text: text.trim() });
+        last.set(el, text);
+      }
+    }).observe(document, { subtree: true, childList: true, characterData: true, attributes: true });
+  });
+}
+
+export async function liveSaid(page) {
+  // Past the next frames: the page may set a region's text in one.
+  await page.evaluate(() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(() => setTimeout(r, 300)))));
+  return page.evaluate(() => window.__liveSaid);
+}

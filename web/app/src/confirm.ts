@@ -1,5 +1,5 @@
 import { asApiError, resend, verifyEmail } from './api';
-import { announce, emailAddress, h, show } from './dom';
+import { emailAddress, h, show } from './dom';
 import { checkEmail, describe } from './messages';
 import { onward } from './onward';
 import { t } from './i18n';
@@ -13,13 +13,14 @@ export function confirmPage(token: string): void {
   const result = h('div', { id: 'result', role: 'status' });
   const button = h('button', { type: 'button', class: 'primary', id: 'confirm' }, t.confirmMyEmail);
 
+  // The outcome is said once, by its heading taking the focus (the button
+  // that had it is gone). It goes into a new element in place of the live
+  // region, which would say it again, as did a separate announcement.
   const outcome = (kind: string, title: string, ...body: (Node | string)[]) => {
     button.remove();
-    result.dataset.outcome = kind;
     const heading = h('h2', { tabindex: '-1' }, title);
-    result.replaceChildren(heading, ...body);
+    result.replaceWith(h('div', { id: 'result', 'data-outcome': kind }, heading, ...body));
     heading.focus();
-    announce(title);
   };
 
   button.addEventListener('click', async () => {

@@ -62,7 +62,6 @@ export const de: Messages = {
   allSet: 'Alles erledigt',
   confirmedContinue: ' ist bestätigt. Mach dort weiter, wo du aufgehört hast.',
   confirmedSignIn: ' ist bestätigt. Du kannst dich jetzt anmelden.',
-  isVerified: (email) => `${email} ist bestätigt.`,
   typeCode: 'Oder gib den 6-stelligen Code aus der E-Mail ein',
   codeDead: 'Nutze den Link in der E-Mail oder lass dir eine neue E-Mail schicken.',
 

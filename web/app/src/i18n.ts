@@ -71,7 +71,6 @@ const en = {
   allSet: 'You are all set',
   confirmedContinue: ' is confirmed. Continue where you left off.',
   confirmedSignIn: ' is confirmed. You can sign in now.',
-  isVerified: (email: string) => `${email} is verified.`,
   typeCode: 'Or type the 6-digit code from the email',
   codeDead: 'Use the link in the email, or send a new email.',
 

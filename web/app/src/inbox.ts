@@ -23,6 +23,7 @@ export function inboxPage(email: string, watchToken: string, opts: { onStartOver
   const { button: resendButton, note: resendNote } = resender;
   const startOver = h('button', { type: 'button', class: 'link' }, t.startOver);
   const heading = h('h1', {}, t.checkInbox);
+  const titleRow = h('div', { class: 'title-row' }, heading, badge);
   const lead = h('p', { class: 'lead' }, ...t.inboxLead(emailAddress(email)));
   const actions = h('div', { class: 'actions' }, resendButton, startOver);
 
@@ -74,15 +75,23 @@ export function inboxPage(email: string, watchToken: string, opts: { onStartOver
     verified = true;
     watch.stop();
     resender.stop();
-    statusBox.dataset.status = 'VERIFIED';
-    statusText.textContent = t.verifiedStatus;
-    heading.textContent = t.allSet;
-    lead.replaceChildren(emailAddress(email),
-      receipt && redirectTo ? t.confirmedContinue : t.confirmedSignIn);
-    // A new screen, so focus starts at its heading again (the code field
-    // that may have held it is gone).
-    show(heading, lead, statusBox, onward(receipt, redirectTo));
-    announce(t.isVerified(email));
+    // Said once, by the status live region that is already on the page:
+    // the screen changes around it rather than being built anew (a live
+    // region put in afresh may go unheard), and neither a second
+    // announcement nor a focused heading says it again.
+    const way = onward(receipt, redirectTo);
+    keepFocus(() => {
+      statusBox.dataset.status = 'VERIFIED';
+      statusText.textContent = t.verifiedStatus;
+      heading.textContent = t.allSet;
+      lead.replaceChildren(emailAddress(email),
+        receipt && redirectTo ? t.confirmedContinue : t.confirmedSignIn);
+      // The heading stays where it is: moved, it would drop the focus.
+      for (const gone of [badge, deliveryBox, code, actions, resendNote]) gone.remove();
+      statusBox.after(way);
+      // The code field or a button that held the focus is gone: on to
+      // Continue or Sign in, the way on.
+    }, () => way.querySelector('a'));
   };
 
   const code = codeForm({
@@ -129,5 +138,5 @@ export function inboxPage(email: string, watchToken: string, opts: { onStartOver
   startOver.addEventListener('click', startAgain);
   fixAddress.addEventListener('click', startAgain);
 
-  show(h('div', { class: 'title-row' }, heading, badge), lead, statusBox, deliveryBox, code, actions, resendNote);
+  show(titleRow, lead, statusBox, deliveryBox, code, actions, resendNote);
 }
