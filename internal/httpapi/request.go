@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/url"
 	"slices"
+	"unicode/utf8"
 
 	"github.com/99designs/gqlgen/graphql"
 
@@ -27,9 +28,17 @@ const maxBatchItems = 10
 // batch (a JSON array) of 1 to maxBatchItems of them, with a message that
 // never quotes the body: gqlgen's POST transport would put the whole body
 // (passwords included) in its error text.
+//
+// JSON text is UTF-8 (RFC 8259, section 8.1), but encoding/json takes any
+// bytes and turns those that are not UTF-8 into U+FFFD: an address or a
+// password would be stored as something the client never sent, and two
+// different Latin-1 passwords would hash alike. Such a body is refused.
 func checkBody(body []byte) *apperr.Error {
 	if !json.Valid(body) {
 		return apperr.Errorf(apperr.BadUserInput, "request body is not valid JSON")
+	}
+	if !utf8.Valid(body) {
+		return apperr.Errorf(apperr.BadUserInput, "request body is not valid JSON: it is not UTF-8 text")
 	}
 	if trimmed := bytes.TrimLeft(body, " \t\r\n"); trimmed[0] != '[' {
 		return checkRequest(body, 0)
