@@ -403,6 +403,54 @@ func TestAdminDeleteUser(t *testing.T) {
 	})
 }
 
+// TestAdminDeleteUserErasesWebhookDeliveries: with WEBHOOK_URL, the
+// webhook deliveries of a deleted user's events (their bodies name the
+// address) go with the user, the delivered ones and those still being
+// retried alike: a replay of a given-up one must not send the address
+// again. Only the deletion's own event names the user's id afterwards.
+func TestAdminDeleteUserErasesWebhookDeliveries(t *testing.T) {
+	t.Parallel()
+	databasetest.Each(t, func(t *testing.T, dbURL string) {
+		var refuse atomic.Bool
+		rc := webhooktest.Start(t, func(int, *http.Request) int {
+			if refuse.Load() {
+				return http.StatusServiceUnavailable
+			}
+			return http.StatusOK
+		})
+		s := startAdmin(t, svcOptions{env: map[string]string{"DATABASE_URL": dbURL, "WEBHOOK_URL": rc.URL, "WEBHOOK_SECRET": testWebhookSecret}})
+		const addr = "erase.hooks@example.com"
+		s.register(t, addr)
+		s.sink.Next(t, testkit.Timeout)
+		id := s.userID(t, addr)
+		typeOf := func(r webhooktest.Request) string {
+			var e struct{ Type string }
+			require.NoError(t, json.Unmarshal(r.Body, &e))
+			return e.Type
+		}
+		require.Equal(t, publicevent.UserRegisteredType, typeOf(testkit.Receive(t, rc.Got, "the registered event")))
+		refuse.Store(true)
+		s.adminOK(t, markVerifiedQ, map[string]any{"u": id})
+		require.Equal(t, publicevent.UserVerifiedType, typeOf(testkit.Receive(t, rc.Got, "the verified event, refused")))
+		refuse.Store(false)
+
+		require.Equal(t, true, s.adminOK(t, deleteUserQ, map[string]any{"u": id})["deleteUser"])
+		require.Equal(t, publicevent.UserDeletedType, typeOf(testkit.Receive(t, rc.Got, "the deleted event")))
+
+		db, err := database.Open(context.Background(), dbURL)
+		require.NoError(t, err)
+		t.Cleanup(func() { db.Close() })
+		require.Empty(t, findEverywhere(t, db, addr), "the address is nowhere")
+		rows, err := db.Ent.WebhookDelivery.Query().All(context.Background())
+		require.NoError(t, err)
+		for _, r := range rows {
+			if bytes.Contains(r.Payload, []byte(id)) {
+				require.Equal(t, publicevent.UserDeletedType, r.Type, "only the deletion's event names the user")
+			}
+		}
+	})
+}
+
 // findEverywhere lists "table.column" for every column of every table
 // that holds needle in some row, as text.
 func findEverywhere(t *testing.T, db *database.DB, needle string) []string {

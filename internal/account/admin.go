@@ -18,6 +18,7 @@ import (
 	"github.com/verifier/verifier/ent/predicate"
 	"github.com/verifier/verifier/ent/registration"
 	"github.com/verifier/verifier/ent/user"
+	"github.com/verifier/verifier/ent/webhookdelivery"
 	"github.com/verifier/verifier/internal/apperr"
 	"github.com/verifier/verifier/internal/database"
 	"github.com/verifier/verifier/internal/event"
@@ -185,9 +186,13 @@ func (s *Service) addressesOf(ctx context.Context, tx *ent.Tx, u *ent.User) ([]s
 
 // purgeOutbox deletes the outbox events not yet published whose payload
 // names the user or one of addrs (an email waiting for its cooldown, an
-// event the broker has not confirmed). The payload is JSON, so a value is
-// looked for as JSON writes it, quotes included: a@x.com must not match
-// another user's ba@x.com.
+// event the broker has not confirmed), and the webhook deliveries, sent
+// or still being retried, whose body does: each keeps a public event that
+// names the address for days (a given-up one until it is replayed, which
+// would send the address out again). The deletion's own event comes after
+// and is kept. The payloads are JSON, so a value is looked for as JSON
+// writes it, quotes included: a@x.com must not match another user's
+// ba@x.com.
 func (s *Service) purgeOutbox(ctx context.Context, tx *ent.Tx, userID uuid.UUID, addrs []string) error {
 	needles := []string{`"` + userID.String() + `"`}
 	for _, a := range addrs {
@@ -197,19 +202,24 @@ func (s *Service) purgeOutbox(ctx context.Context, tx *ent.Tx, userID uuid.UUID,
 		}
 		needles = append(needles, string(j))
 	}
-	ors := make([]predicate.OutboxEvent, len(needles))
+	events := make([]predicate.OutboxEvent, len(needles))
+	hooks := make([]predicate.WebhookDelivery, len(needles))
 	for i, n := range needles {
-		ors[i] = payloadContains(s.Dialect, n)
+		events[i] = predicate.OutboxEvent(bytesContain(s.Dialect, outboxevent.FieldPayload, n))
+		hooks[i] = predicate.WebhookDelivery(bytesContain(s.Dialect, webhookdelivery.FieldPayload, n))
 	}
-	_, err := tx.OutboxEvent.Delete().Where(outboxevent.Or(ors...)).Exec(ctx)
+	if _, err := tx.OutboxEvent.Delete().Where(outboxevent.Or(events...)).Exec(ctx); err != nil {
+		return err
+	}
+	_, err := tx.WebhookDelivery.Delete().Where(webhookdelivery.Or(hooks...)).Exec(ctx)
 	return err
 }
 
-// payloadContains matches outbox events whose payload (bytes) contains
-// needle: ent has no such predicate for a bytes column.
-func payloadContains(dialectName, needle string) predicate.OutboxEvent {
+// bytesContain matches the rows whose column (bytes) contains needle: ent
+// has no such predicate for a bytes column.
+func bytesContain(dialectName, column, needle string) func(*entsql.Selector) {
 	return func(sel *entsql.Selector) {
-		col := sel.C(outboxevent.FieldPayload)
+		col := sel.C(column)
 		if dialectName == dialect.Postgres {
 			sel.Where(entsql.P(func(b *entsql.Builder) {
 				b.WriteString("position(").Arg([]byte(needle)).WriteString(" in " + col + ") > 0")
