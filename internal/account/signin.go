@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"time"
+	"unicode/utf8"
 
 	"github.com/verifier/verifier/ent"
 	"github.com/verifier/verifier/ent/emailbudget"
@@ -46,8 +47,11 @@ func (s *Service) SignIn(ctx context.Context, email, pw string) (token string, e
 	if err != nil {
 		return "", time.Time{}, err
 	}
-	if len(pw) > 4*MaxPasswordLen {
-		// Longer than any password register takes: nothing to hash.
+	// Longer than any password register takes: nothing to hash, and no
+	// try taken. Counted in characters, as register counts them (the
+	// contract's BAD_USER_INPUT rule); the byte bound first spares
+	// counting an oversized argument.
+	if len(pw) > 4*MaxPasswordLen || utf8.RuneCountInString(pw) > MaxPasswordLen {
 		return "", time.Time{}, apperr.Errorf(apperr.BadUserInput, "password must be at most %d characters", MaxPasswordLen)
 	}
 	scopes := []signInScope{

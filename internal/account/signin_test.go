@@ -3,6 +3,7 @@ package account
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -30,6 +31,10 @@ func TestSignIn(t *testing.T) {
 			{"unverified, wrong password", "pending@example.com", "not the password", apperr.InvalidCredentials},
 			{"unverified, right password", "pending@example.com", pw, apperr.EmailNotVerified},
 			{"malformed address", "in@", pw, apperr.BadUserInput},
+			{"wrong password of 256 characters", "in@example.com", strings.Repeat("\u00e9", MaxPasswordLen), apperr.InvalidCredentials},
+			{"password of 257 characters", "in@example.com", strings.Repeat("x", MaxPasswordLen+1), apperr.BadUserInput},
+			{"password of 257 characters, 514 bytes", "nobody@example.com", strings.Repeat("\u00e9", MaxPasswordLen+1), apperr.BadUserInput},
+			{"password of 1025 bytes", "in@example.com", strings.Repeat("x", 4*MaxPasswordLen+1), apperr.BadUserInput},
 		}
 		for _, tt := range tests {
 			_, _, err := b.svc.SignIn(ctx, tt.email, tt.password)
