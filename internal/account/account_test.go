@@ -437,6 +437,19 @@ func TestNormalizeEmail(t *testing.T) {
 		{"a@example.com\n", "a@example.com", true},
 		{strings.Repeat("a", 65) + "@example.com", "", false},
 		{"a\xff@example.com", "", false},
+		{"a@-example.com", "", false},
+		{"a@example-.com", "", false},
+		{"a@exa_mple.com", "", false},
+		{"a@exa mple.com", "", false},
+		{"a@" + strings.Repeat("b", 64) + ".com", "", false},
+		{"a@1.2.3.4", "", false},
+		{"a@example.123", "", false},
+		{"a@" + strings.Repeat("b", 63) + ".com", "a@" + strings.Repeat("b", 63) + ".com", true},
+		{"a@123.example.com", "a@123.example.com", true},
+		{"a@sub-domain.example.co.uk", "a@sub-domain.example.co.uk", true},
+		{"a@B\u00fccher.de", "a@b\u00fccher.de", true},
+		{"a@xn--bcher-kva.de", "a@xn--bcher-kva.de", true},
+		{"\u00fc@\u043f\u0440\u0438\u043c\u0435\u0440.\u0440\u0444", "\u00fc@\u043f\u0440\u0438\u043c\u0435\u0440.\u0440\u0444", true},
 		{"\u212a@example.com", "k@example.com", true},              // Kelvin sign: 3 bytes, lower-cased 1
 		{strings.Repeat("\u023a", 32) + "@example.com", "", false}, // 64 bytes, 96 once lower-cased
 	}

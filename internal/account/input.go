@@ -48,11 +48,48 @@ func NormalizeEmail(raw string) (string, error) {
 	if err != nil || addr.Address != e || at < 1 || at > maxLocalLen {
 		return "", apperr.Errorf(apperr.BadUserInput, "email is not a valid address")
 	}
-	domain := e[at+1:]
-	if !strings.Contains(domain, ".") || strings.HasPrefix(domain, ".") || strings.HasSuffix(domain, ".") || strings.ContainsAny(domain, "[]") {
+	if !mailDomain(e[at+1:]) {
 		return "", apperr.Errorf(apperr.BadUserInput, "email is not a valid address")
 	}
 	return e, nil
+}
+
+// maxLabelLen is DNS's bound on a label (RFC 1035).
+const maxLabelLen = 63
+
+// mailDomain reports whether d can be the domain of a mailbox: a host name
+// of two labels or more (RFC 5321's Domain), each label letters, digits and
+// hyphens, neither starting nor ending with a hyphen, an ASCII label at
+// most 63 bytes, and a last label not all digits. Letters and marks of any
+// script count, for internationalized names (bücher.de). net/mail takes
+// any dot-atom (exa_mple.com, -example.com, 1.2.3.4), which no mail
+// server can be asked to deliver to; address literals ([…]) stay refused.
+func mailDomain(d string) bool {
+	labels := strings.Split(d, ".")
+	if len(labels) < 2 {
+		return false
+	}
+	for _, l := range labels {
+		if l == "" || l[0] == '-' || l[len(l)-1] == '-' {
+			return false
+		}
+		ascii := true
+		for _, r := range l {
+			switch {
+			case r == '-', r < utf8.RuneSelf && (unicode.IsLetter(r) || unicode.IsDigit(r)):
+			case r >= utf8.RuneSelf && (unicode.IsLetter(r) || unicode.IsDigit(r) || unicode.In(r, unicode.Mn, unicode.Mc)):
+				ascii = false
+			default:
+				return false
+			}
+		}
+		// A non-ASCII label's 63 bytes are those of its xn-- form, not
+		// of its UTF-8: left to the mail server.
+		if ascii && len(l) > maxLabelLen {
+			return false
+		}
+	}
+	return strings.TrimLeft(labels[len(labels)-1], "0123456789") != ""
 }
 
 // CheckPassword enforces the contract's length rule, counted in characters.
