@@ -17,6 +17,8 @@ import (
 	"github.com/verifier/verifier/internal/event"
 	"github.com/verifier/verifier/internal/publicevent"
 	"github.com/verifier/verifier/internal/ratelimit"
+	"github.com/verifier/verifier/internal/status"
+	"github.com/verifier/verifier/internal/testkit"
 )
 
 // signedIn registers and confirms addr and signs in: a session token.
@@ -117,6 +119,33 @@ func TestSignupLinkDiesWithTheAddress(t *testing.T) {
 
 		_, err = b.svc.VerifyEmail(ctx, signup)
 		requireCode(t, apperr.InvalidToken, err, "the old address's link after the change")
+	})
+}
+
+// The sign-up's watchToken dies with the address as its links do: once
+// the account has moved, watching it must neither show the new address
+// nor mint a receipt for it (a receipt names the address).
+func TestSignupWatchDiesWithTheAddress(t *testing.T) {
+	t.Parallel()
+	eachDB(t, func(t *testing.T, b *testBundle) {
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		watch := b.verified(t, "was@example.com")
+		session, _, err := b.svc.SignIn(ratelimit.WithClient(ctx, "192.0.2.1"), "was@example.com", pw)
+		require.NoError(t, err)
+		ch, err := b.svc.Watch(ctx, watch, false, nil)
+		require.NoError(t, err, "the sign-up's watchToken answers before the change")
+		c := testkit.Receive(t, ch, "a status change")
+		require.Equal(t, status.Verified, c.Status)
+
+		require.NoError(t, b.svc.ChangeEmail(ctx, session, "moved@example.com"))
+		_, err = b.svc.ConfirmEmailChange(ctx, session, b.lastEmail(t, "moved@example.com").code)
+		require.NoError(t, err)
+
+		_, err = b.svc.Status(ctx, watch)
+		requireCode(t, apperr.InvalidToken, err, "the status behind the old address's watchToken")
+		_, err = b.svc.Watch(ctx, watch, false, nil)
+		requireCode(t, apperr.InvalidToken, err, "a subscription on the old address's watchToken")
 	})
 }
 

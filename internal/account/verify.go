@@ -257,6 +257,13 @@ func (s *Service) current(ctx context.Context, reg *ent.Registration, withDelive
 			return nil, fmt.Errorf("read status: %w", err)
 		}
 		if u.Status == user.StatusVERIFIED {
+			if reg.Purpose == registration.PurposeSIGNUP && u.Email != reg.Email {
+				// The account has moved to another address since: like
+				// the sign-up's links (alreadyVerified), its watchToken
+				// proves nothing about the new one, and a receipt
+				// minted here would name it.
+				return nil, errGone
+			}
 			c.Status, c.At = status.Verified, u.VerifiedAt.UTC()
 			// Only a sign-up's own watcher gets a receipt, freshly minted
 			// also when it subscribes after the verification.
