@@ -69,9 +69,48 @@ func (s *Service) confirmWithCode(ctx context.Context, reg *ent.Registration, c 
 	case !live:
 		return Verification{}, apperr.WrongCode(0)
 	case right && reg.UserID != nil:
+		if err := s.takeCode(ctx, reg); err != nil {
+			return Verification{}, err
+		}
 		return s.confirm(ctx, reg)
 	}
 	return Verification{}, s.wrongCode(ctx, reg)
+}
+
+// takeCode checks, before a right code confirms, that reg's code is still
+// the one it was compared with and still live: reg was read before the
+// comparison, and guesses sent at once all read it while its code lived,
+// so without this check the right one among them confirmed whatever the
+// wrong ones had counted meanwhile, and a burst tried as many codes as
+// it held. Under the lock wrongCode counts under (the address's cooldown
+// record), with the address's cap checked again, so a wrong code counted
+// before is seen here. A code that died meanwhile answers as a dead one.
+func (s *Service) takeCode(ctx context.Context, reg *ent.Registration) error {
+	live := false
+	err := database.InTx(ctx, s.DB, func(tx *ent.Tx) error {
+		if _, err := s.lockCooldown(ctx, tx, reg.Email); err != nil {
+			return err
+		}
+		if err := s.addressCodeBudget(ctx, tx.Client(), reg.Email); err != nil {
+			return err
+		}
+		var err error
+		live, err = tx.Registration.Query().
+			Where(registration.ID(reg.ID), registration.CodeHash(reg.CodeHash),
+				registration.CodeAttemptsLT(MaxCodeAttempts), registration.CodeExpiresAtGT(s.now())).
+			Exist(ctx)
+		return err
+	})
+	if _, limited := apperr.From(err); limited {
+		return err
+	}
+	if err != nil {
+		return fmt.Errorf("take code: %w", err)
+	}
+	if !live {
+		return apperr.WrongCode(0)
+	}
+	return nil
 }
 
 // wrongCode counts a wrong try against reg and answers INVALID_CODE with

@@ -11,6 +11,7 @@ import (
 
 	"github.com/verifier/verifier/ent"
 	"github.com/verifier/verifier/ent/registration"
+	"github.com/verifier/verifier/ent/user"
 	"github.com/verifier/verifier/internal/apperr"
 	"github.com/verifier/verifier/internal/status"
 	"github.com/verifier/verifier/internal/testkit"
@@ -155,6 +156,48 @@ func TestParallelWrongCodesCountFive(t *testing.T) {
 		// a concurrent count may lower it; never raise it.
 		require.GreaterOrEqual(t, dead, len(errs)-MaxCodeAttempts+1)
 	})
+}
+
+// A right code is checked against the registration as it is when the
+// code is taken, not as a guess read it: a guess read before the fifth
+// wrong one was counted, or before a resend replaced the code, is one of
+// the many a guesser sends at once, and must not confirm. Otherwise a
+// burst of parallel guesses tried as many codes as it held, not five.
+func TestCodeReadBeforeItDiedStaysDead(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		kill func(t *testing.T, b *testBundle, watch, right string)
+	}{
+		{"five wrong codes counted since", func(t *testing.T, b *testBundle, watch, right string) {
+			for range MaxCodeAttempts {
+				_, err := b.svc.VerifyEmailWithCode(context.Background(), watch, wrongCode(right))
+				requireCode(t, apperr.InvalidCode, err)
+			}
+		}},
+		{"a resend replaced it since", func(t *testing.T, b *testBundle, _, _ string) {
+			b.clock.Advance(2 * time.Minute)
+			require.NoError(t, b.svc.Resend(context.Background(), "inflight@example.com"))
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			eachDB(t, func(t *testing.T, b *testBundle) {
+				ctx := context.Background()
+				watch := b.register(t, "inflight@example.com")
+				right := b.lastEmail(t, "inflight@example.com").code
+				inFlight := b.registrationOf(t, watch) // as a guess read it
+				tt.kill(t, b, watch, right)
+
+				_, err := b.svc.confirmWithCode(ctx, inFlight, right)
+				requireCode(t, apperr.InvalidCode, err)
+				u, err := b.db.User.Query().Where(user.Email("inflight@example.com")).Only(ctx)
+				require.NoError(t, err)
+				require.Equal(t, user.StatusUNVERIFIED, u.Status, "not confirmed")
+			})
+		})
+	}
 }
 
 // Registering again and again gives each registration 5 tries, but the
