@@ -31,6 +31,12 @@ const (
 	// maxCost is 30 lookups; the web app's largest request
 	// (verifyEmail and its four fields) costs 14.
 	maxCost = 30 * LookupCost
+	// schemaCost is what a __schema field costs: gqlgen weighs nothing
+	// below it, and each answers the whole schema (several KiB for a
+	// handful of fields), so aliases of it made a request of a few KiB
+	// answer hundreds (a batch of them, megabytes). A third of maxCost:
+	// GraphiQL's and code generators' one __schema per request passes.
+	schemaCost = maxCost / 3
 	// parserTokenLimit stops the parser early on a huge document;
 	// GraphiQL's introspection query has a few hundred.
 	parserTokenLimit = 5000
@@ -64,7 +70,8 @@ var publicBounds = Bounds{
 	ValidationErrors: maxValidationErrors,
 	Mutations:        maxMutations,
 	Cost:             maxCost,
-	CostRule:         fmt.Sprintf("each lookup costs %d, each other field 1", LookupCost),
+	SchemaCost:       schemaCost,
+	CostRule:         fmt.Sprintf("each lookup costs %d, each __schema %d, each other field 1", LookupCost, schemaCost),
 }
 
 // Bounds are the limits on one request, each checked before anything
@@ -88,6 +95,9 @@ type Bounds struct {
 	// the refusal ("each lookup costs 10, each other field 1").
 	Cost     int
 	CostRule string
+	// SchemaCost is what each __schema field adds to the cost, on top of
+	// the schema's weights (gqlgen's complexity counts nothing there).
+	SchemaCost int
 }
 
 // Bound sets b on srv, whose query cache is cache: a document found
@@ -99,7 +109,7 @@ func Bound(srv *handler.Server, cache graphql.Cache[*ast.QueryDocument], b Bound
 	srv.Use(fieldLimit{max: b.Fields, tokens: b.ParserTokens, cache: cache})
 	srv.SetValidationRulesFn(cappedRules(b.ValidationErrors))
 	srv.Use(mutationLimit{max: b.Mutations})
-	srv.Use(&costLimit{max: b.Cost, rule: b.CostRule})
+	srv.Use(&costLimit{max: b.Cost, rule: b.CostRule, schema: b.SchemaCost})
 }
 
 // mutationLimit caps the mutation fields in one operation. Every field of
@@ -143,6 +153,27 @@ func countFields(set ast.SelectionSet, frags ast.FragmentDefinitionList) int {
 	return n
 }
 
+// countNamed counts the top-level fields called name, looking through
+// fragments (fieldLimit has bounded how many spreads there are).
+func countNamed(set ast.SelectionSet, frags ast.FragmentDefinitionList, name string) int {
+	n := 0
+	for _, sel := range set {
+		switch s := sel.(type) {
+		case *ast.Field:
+			if s.Name == name {
+				n++
+			}
+		case *ast.InlineFragment:
+			n += countNamed(s.SelectionSet, frags, name)
+		case *ast.FragmentSpread:
+			if f := frags.ForName(s.Name); f != nil {
+				n += countNamed(f.SelectionSet, frags, name)
+			}
+		}
+	}
+	return n
+}
+
 func badInput(format string, args ...any) *gqlerror.Error {
 	err := gqlerror.Errorf(format, args...)
 	err.Extensions = map[string]any{"code": string(apperr.BadUserInput)}
@@ -172,7 +203,9 @@ type costLimit struct {
 	max int
 	// rule says how the schema weighs its fields, for the refusal.
 	rule string
-	es   graphql.ExecutableSchema
+	// schema is what each __schema field costs (Bounds.SchemaCost).
+	schema int
+	es     graphql.ExecutableSchema
 }
 
 var (
@@ -191,7 +224,11 @@ func (l *costLimit) MutateOperationContext(ctx context.Context, oc *graphql.Oper
 	if oc.Operation == nil {
 		return nil
 	}
-	if cost := complexity.Calculate(ctx, l.es, oc.Operation, oc.Variables); cost > l.max {
+	cost := complexity.Calculate(ctx, l.es, oc.Operation, oc.Variables)
+	if l.schema > 0 {
+		cost += l.schema * countNamed(oc.Operation.SelectionSet, oc.Doc.Fragments, "__schema")
+	}
+	if cost > l.max {
 		return badInput("this request costs %d, more than the limit of %d (%s); split it into smaller requests", cost, l.max, l.rule)
 	}
 	return nil

@@ -58,6 +58,11 @@ func TestQueryLimits(t *testing.T) {
 		// limit applies.
 		{"400 fields", "{__schema{types{" + strings.Repeat(" name", 398) + "}}}", "", 0, ""},
 		{"401 fields", "{__schema{types{" + strings.Repeat(" name", 399) + "}}}", "BAD_USER_INPUT", 1, "this request has more than 400 fields"},
+		// __schema answers the whole schema: 100 each, so aliases of it
+		// cannot make a small request answer hundreds of KiB.
+		{"3 schemas", repeat(3, func(i int) string { return fmt.Sprintf(" s%d:__schema{queryType{name}}", i) }), "", 0, ""},
+		{"4 schemas", repeat(4, func(i int) string { return fmt.Sprintf(" s%d:__schema{queryType{name}}", i) }), "BAD_USER_INPUT", 1, "this request costs 400, more than the limit of 300"},
+		{"schemas in fragments", "{...F ...G} fragment F on Query { a:__schema{queryType{name}} b:__schema{queryType{name}} } fragment G on Query { ...on Query { c:__schema{queryType{name}} d:__schema{queryType{name}} } }", "BAD_USER_INPUT", 1, "this request costs 400"},
 		{"fields in fragments", "{...F} fragment F on Query {" + strings.Repeat(" ...G", 30) + "} fragment G on Query {" + strings.Repeat(" __typename", 20) + "}", "BAD_USER_INPUT", 1, "this request has more than 400 fields"},
 		{"an unused fragment counts", "{__typename} fragment U on Query {" + strings.Repeat(" __typename", 400) + "}", "BAD_USER_INPUT", 1, "this request has more than 400 fields"},
 		{"a used fragment counts once", "{...F ...F} fragment F on Query {" + strings.Repeat(" __typename", 100) + "}", "", 0, ""},
