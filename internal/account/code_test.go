@@ -247,6 +247,32 @@ func TestDecoyCodeLooksWrong(t *testing.T) {
 	})
 }
 
+// A resend renews a decoy's code as it renews a real registration's: once
+// CODE_TTL has passed, a resend then a wrong code answered attemptsLeft 0
+// for a decoy (a VERIFIED address) and 4 for a fresh registration, which
+// told the verified addresses apart.
+func TestDecoyCodeRenewedByResend(t *testing.T) {
+	t.Parallel()
+	eachDB(t, func(t *testing.T, b *testBundle) {
+		ctx := context.Background()
+		b.verified(t, "owned@example.com")
+		b.clock.Advance(2 * time.Minute)
+		watches := map[string]string{
+			"owned@example.com": b.register(t, "owned@example.com"),
+			"fresh@example.com": b.register(t, "fresh@example.com"),
+		}
+		b.clock.Advance(DefaultCodeTTL + time.Minute) // past the codes and the cooldowns
+		left := map[string]int{}
+		for addr, watch := range watches {
+			require.NoError(t, b.svc.Resend(ctx, addr))
+			_, err := b.svc.VerifyEmailWithCode(ctx, watch, "000000")
+			left[addr] = attemptsLeft(t, err)
+		}
+		require.Equal(t, MaxCodeAttempts-1, left["fresh@example.com"], "a resend renews a real registration's code")
+		require.Equal(t, left["fresh@example.com"], left["owned@example.com"], "and a decoy's alike")
+	})
+}
+
 // The address's cap holds against parallel guesses spread over several
 // registrations of it (accounts can each have a change to it pending):
 // the barrier holds every guess that read the address's count until all

@@ -280,12 +280,19 @@ func (s *Service) Resend(ctx context.Context, email string) error {
 		if err := updateThrottle(tx, cooldown).SetLastSentMs(now.UnixMilli()).ClearPendingEvent().Exec(ctx); err != nil {
 			return fmt.Errorf("update cooldown record: %w", err)
 		}
-		u, err := tx.User.Query().Where(user.Email(email), user.StatusEQ(user.StatusUNVERIFIED)).Only(ctx)
+		u, err := tx.User.Query().Where(user.Email(email)).Only(ctx)
 		if ent.IsNotFound(err) {
 			return nil
 		}
 		if err != nil {
 			return err
+		}
+		if u.Status == user.StatusVERIFIED {
+			// No email, but the address's decoy gets a new code as a
+			// registration would: otherwise a wrong code after a resend
+			// answered attemptsLeft 0 for a decoy whose code had expired
+			// and more for a fresh registration, telling them apart.
+			return s.renewDecoyCode(ctx, tx, email, now)
 		}
 		reg, err := currentRegistration(ctx, tx, u.ID, registration.PurposeSIGNUP)
 		if err != nil || reg == nil {
@@ -313,6 +320,24 @@ func (s *Service) Resend(ctx context.Context, email string) error {
 	// otherwise show in the timing of the answer.
 	s.Wake()
 	return nil
+}
+
+// renewDecoyCode gives the newest live decoy of email a new code, which
+// nobody is mailed, and CodeTTL more, as Resend does to a registration's
+// code while it has tries left.
+func (s *Service) renewDecoyCode(ctx context.Context, tx *ent.Tx, email string, now time.Time) error {
+	reg, err := tx.Registration.Query().
+		Where(registration.Email(email), registration.UserIDIsNil(), registration.PurposeEQ(registration.PurposeSIGNUP), registration.SupersededAtIsNil()).
+		Order(ent.Desc(registration.FieldCreatedAt)).
+		First(ctx)
+	if ent.IsNotFound(err) {
+		return nil
+	}
+	if err != nil || reg.CodeAttempts >= MaxCodeAttempts {
+		return err
+	}
+	return tx.Registration.Update().Where(registration.ID(reg.ID)).
+		SetCodeHash(s.Codes.Hash(reg.ID, code.New())).SetCodeExpiresAt(now.Add(s.CodeTTL)).Exec(ctx)
 }
 
 // RetryAfterSeconds rounds a wait up to whole seconds, at least 1.
