@@ -1,6 +1,10 @@
 package account
 
-import "strings"
+import (
+	"strings"
+
+	"golang.org/x/net/idna"
+)
 
 // dotlessDomains are the mail domains known to ignore dots in the local
 // part, each mapped to the domain of the same inboxes. Kept to the one
@@ -58,4 +62,19 @@ func canonicalDomain(domain string) string {
 // emailDomain is the domain part of an address.
 func emailDomain(addr string) string {
 	return addr[strings.LastIndexByte(addr, '@')+1:]
+}
+
+// budgetDomain names the domain a recipient's domain budget counts
+// against: one name per domain, whatever its spelling. IDNA (UTS #46, as
+// mail servers and resolvers apply it) maps full-width letters, Unicode
+// and its punycode form, and composed and decomposed characters to one
+// ASCII name ("ｅxample.com" is example.com); each spelling had a budget
+// of its own, so DOMAIN_EMAIL_LIMIT could be multiplied at will. A name
+// IDNA refuses keeps its own spelling. Then a provider's domains share
+// one (canonicalDomain).
+func budgetDomain(domain string) string {
+	if ascii, err := idna.Lookup.ToASCII(domain); err == nil && ascii != "" {
+		domain = ascii
+	}
+	return canonicalDomain(strings.ToLower(domain))
 }

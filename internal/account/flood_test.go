@@ -272,6 +272,29 @@ func TestDomainBudgetPerProvider(t *testing.T) {
 	}, func(o *Options) { o.DomainEmailLimit = 1 })
 }
 
+// A domain's spellings share its budget: full-width letters, Unicode and
+// its punycode form, composed or not, name one domain (IDNA maps them to
+// one), and each spelling had a budget of its own, multiplying the cap.
+func TestDomainBudgetPerSpelling(t *testing.T) {
+	t.Parallel()
+	tests := []struct{ name, first, second string }{
+		{"full-width letters", "a@example.com", "b@\uff45xample.com"},
+		{"full-width letters, gmail", "a@gmail.com", "b@g\uff4dail.com"},
+		{"Unicode and punycode", "a@b\u00fccher.example", "b@xn--bcher-kva.example"},
+		{"decomposed and composed", "a@bu\u0308cher.example", "b@b\u00fccher.example"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			eachDB(t, func(t *testing.T, b *testBundle) {
+				ctx := context.Background()
+				require.NoError(t, b.svc.Resend(ctx, tt.first))
+				retryAfter(t, b.svc.Resend(ctx, tt.second))
+			}, func(o *Options) { o.DomainEmailLimit = 1 })
+		})
+	}
+}
+
 // Concurrent spends on both databases never pass the cap.
 func TestEmailBudgetConcurrent(t *testing.T) {
 	t.Parallel()

@@ -202,7 +202,7 @@ func (s *Service) spend(ctx context.Context, tx *ent.Tx, domain string, now time
 		scope, message string
 		limit          int
 	}{
-		{"domain:" + canonicalDomain(domain), "too many emails to this domain this hour; try again in %d seconds", s.DomainEmailLimit},
+		{"domain:" + budgetDomain(domain), "too many emails to this domain this hour; try again in %d seconds", s.DomainEmailLimit},
 		{globalScope, "too many emails are being sent right now; try again in %d seconds", s.GlobalEmailLimit},
 	} {
 		if b.limit <= 0 {
