@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -15,6 +16,7 @@ import (
 
 	"github.com/verifier/verifier/internal/logctx"
 	"github.com/verifier/verifier/internal/ratelimit"
+	"github.com/verifier/verifier/internal/token"
 	"github.com/verifier/verifier/internal/tracing"
 )
 
@@ -63,6 +65,32 @@ func requestID(next http.Handler) http.Handler {
 // reads to the end.
 const maxLoggedPath = 256
 
+// loggedPath is a request's path as its access-log line shows it. A path
+// is the client's text, and a link mangled on its way puts a token in it:
+// a "?" percent-encoded by a mail client or a link scanner (once or
+// twice) arrives in the path, or a "/" in its place. So the path is cut
+// at the first "?" or "%3F", each segment shaped like a token is shown
+// as "…", and the rest is bounded by maxLoggedPath.
+func loggedPath(p string) string {
+	if i := strings.IndexByte(p, '?'); i >= 0 {
+		p = p[:i]
+	}
+	if i := strings.Index(strings.ToLower(p), "%3f"); i >= 0 {
+		p = p[:i]
+	}
+	segs := strings.Split(p, "/")
+	for i, seg := range segs {
+		if token.WellFormed(seg) {
+			segs[i] = "…"
+		}
+	}
+	p = strings.Join(segs, "/")
+	if len(p) > maxLoggedPath {
+		p = p[:maxLoggedPath] + "…"
+	}
+	return p
+}
+
 // accessLog counts and times requests by route pattern (never by raw path,
 // which would let clients mint label values) and method (knownMethod, for
 // the same reason), and logs one line per request at info: method, path
@@ -77,10 +105,7 @@ func accessLog(o Options) middleware {
 			start := time.Now()
 			rec := &recorder{ResponseWriter: w, code: http.StatusOK}
 			// The path before the mux or a handler changes r.URL.
-			path := r.URL.Path
-			if len(path) > maxLoggedPath {
-				path = path[:maxLoggedPath] + "…"
-			}
+			path := loggedPath(r.URL.Path)
 			// line captures no request or response: for a websocket it
 			// lives as long as the socket, which must not keep net/http's
 			// buffers.

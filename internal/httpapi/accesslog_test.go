@@ -18,6 +18,7 @@ import (
 	"github.com/verifier/verifier/internal/logctx"
 	"github.com/verifier/verifier/internal/metrics"
 	"github.com/verifier/verifier/internal/testkit"
+	"github.com/verifier/verifier/internal/token"
 )
 
 // logged returns a handler whose log (access lines and the GraphQL stand-
@@ -96,6 +97,30 @@ func TestAccessLogLine(t *testing.T) {
 	require.NotContains(t, buf.String(), secret)
 	require.NotContains(t, buf.String(), "?")
 	require.NotContains(t, buf.String(), "123456")
+}
+
+// A path is the client's text too, and a link mangled on its way (its
+// "?" percent-encoded by a mail client or a scanner, or turned into a
+// "/") puts the token in the path: the access line shows none of it.
+func TestAccessLogPathHoldsNoToken(t *testing.T) {
+	t.Parallel()
+	tok, _ := token.New()
+	for _, tt := range []struct{ name, path, shown string }{
+		{"an encoded ?", "/verify-email%3Ftoken=" + tok, "path=/verify-email "},
+		{"an encoded ? in lower case", "/verify-email%3ftoken=" + tok, "path=/verify-email "},
+		{"an encoded ? encoded again", "/verify-email%253Ftoken=" + tok, "path=/verify-email "},
+		{"a token as a segment", "/verify-email/" + tok, "path=/verify-email/… "},
+		{"a token as a segment, then more", "/x/" + tok + "/y", "path=/x/…/y "},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			var buf testkit.LogBuffer
+			h := logged(&buf)
+			h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, tt.path, nil))
+			require.Contains(t, buf.String(), tt.shown)
+			require.NotContains(t, buf.String(), tok)
+		})
+	}
 }
 
 // A websocket's line comes when it closes, traced or not (otelhttp's
