@@ -88,7 +88,7 @@ func (o Options) devMailJSONList(w http.ResponseWriter, r *http.Request) {
 // devMails reads the mail both views show, under the same rules, or
 // answers the request itself and reports false.
 func (o Options) devMails(w http.ResponseWriter, r *http.Request) ([]delivery.Copy, bool) {
-	if o.DevMailLoopbackOnly && !loopbackPeer(r) {
+	if o.DevMailLoopbackOnly && !(loopbackPeer(r) && loopbackHost(r)) {
 		http.NotFound(w, r)
 		return nil, false
 	}
@@ -127,5 +127,22 @@ func loopbackPeer(r *http.Request) bool {
 		return false
 	}
 	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.Unmap().IsLoopback()
+}
+
+// loopbackHost reports whether the request names this machine (Host
+// localhost or a loopback address). A loopback peer is not enough: a page
+// on another site whose name was made to resolve to 127.0.0.1 (DNS
+// rebinding) reaches the service from the browser on this machine, as
+// does whatever a proxy here passes on, and both name another host.
+func loopbackHost(r *http.Request) bool {
+	host := r.Host
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(strings.Trim(host, "[]"))
 	return err == nil && ip.Unmap().IsLoopback()
 }

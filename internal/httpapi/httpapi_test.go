@@ -318,6 +318,22 @@ func TestDevMailLoopbackOnly(t *testing.T) {
 		req.RemoteAddr = peer
 		require.True(t, loopbackPeer(req), peer)
 	}
+	// From this machine, but under another name: a page whose name was
+	// made to point at 127.0.0.1 (DNS rebinding), or a proxy on this
+	// machine passing on requests from elsewhere. Either would read every
+	// live link.
+	for _, host := range []string{"localhost:8080", "LOCALHOST:8080", "localhost", "127.0.0.1:8080", "[::1]:8080"} {
+		req := httptest.NewRequest(http.MethodGet, "/dev/mail", nil)
+		req.Host = host
+		require.True(t, loopbackHost(req), host)
+	}
+	for _, host := range []string{"rebound.example:8080", "localhost.rebound.example:8080", "verify.example.com", ""} {
+		req := httptest.NewRequest(http.MethodGet, "/dev/mail.json", nil)
+		req.RemoteAddr, req.Host = "127.0.0.1:4000", host
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		require.Equal(t, http.StatusNotFound, rec.Code, "Host %q", host)
+	}
 }
 
 // The dev mailbox is a view of the delivery records: what was written and
@@ -334,7 +350,7 @@ func TestDevMailViews(t *testing.T) {
 
 	get := func(path string) *httptest.ResponseRecorder {
 		req := httptest.NewRequest(http.MethodGet, path, nil)
-		req.RemoteAddr = "127.0.0.1:4000"
+		req.RemoteAddr, req.Host = "127.0.0.1:4000", "localhost:8080"
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, req)
 		require.Equal(t, http.StatusOK, rec.Code, path)
