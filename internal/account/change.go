@@ -94,7 +94,7 @@ func (s *Service) changeEmail(ctx context.Context, tx *ent.Tx, u *ent.User, r ne
 // the first try). Its code is one nobody can give, so nothing confirms
 // it, and it has no links.
 func (s *Service) changeToTaken(ctx context.Context, tx *ent.Tx, cooldown *ent.EmailThrottle, u *ent.User, r newRegistration, owner uuid.UUID, now time.Time) error {
-	if _, err := s.createRegistration(ctx, tx, r, &u.ID, "", now); err != nil {
+	if _, _, err := s.createRegistration(ctx, tx, r, &u.ID, false, now); err != nil {
 		return err
 	}
 	locale, err := userLocale(ctx, tx, owner)

@@ -127,6 +127,32 @@ func TestDeadCodeKeepsLink(t *testing.T) {
 	}
 }
 
+// A resend while the code lives mails the same code, with CODE_TTL from
+// the resend: the first email's code works on, as the contract has it
+// ("for CODE_TTL"), and the resent email's too. A new code replacing it
+// made the first email's code a wrong one that cost a try.
+func TestResendKeepsTheLiveCode(t *testing.T) {
+	t.Parallel()
+	eachDB(t, func(t *testing.T, b *testBundle) {
+		ctx := context.Background()
+		watch := b.register(t, "again@example.com")
+		first := b.lastEmail(t, "again@example.com")
+		require.Len(t, first.code, 6)
+
+		b.clock.Advance(2 * time.Minute) // past the cooldown
+		require.NoError(t, b.svc.Resend(ctx, "again@example.com"))
+		resent := b.lastEmail(t, "again@example.com")
+		require.NotEqual(t, first.token, resent.token, "a new link")
+		require.Equal(t, first.code, resent.code, "the live code again")
+
+		// Past the first email's CODE_TTL, within the resend's.
+		b.clock.Advance(DefaultCodeTTL - time.Minute)
+		v, err := b.svc.VerifyEmailWithCode(ctx, watch, first.code)
+		require.NoError(t, err, "the first email's code")
+		require.Equal(t, "again@example.com", v.Email)
+	})
+}
+
 // 50 parallel wrong tries on one registration: exactly 5 are counted, on
 // every database, and the rest find the code dead.
 func TestParallelWrongCodesCountFive(t *testing.T) {
@@ -160,7 +186,7 @@ func TestParallelWrongCodesCountFive(t *testing.T) {
 
 // A right code is checked against the registration as it is when the
 // code is taken, not as a guess read it: a guess read before the fifth
-// wrong one was counted, or before a resend replaced the code, is one of
+// wrong one was counted, or before the code died and a resend replaced it, is one of
 // the many a guesser sends at once, and must not confirm. Otherwise a
 // burst of parallel guesses tried as many codes as it held, not five.
 func TestCodeReadBeforeItDiedStaysDead(t *testing.T) {
@@ -175,8 +201,9 @@ func TestCodeReadBeforeItDiedStaysDead(t *testing.T) {
 				requireCode(t, apperr.InvalidCode, err)
 			}
 		}},
-		{"a resend replaced it since", func(t *testing.T, b *testBundle, _, _ string) {
-			b.clock.Advance(2 * time.Minute)
+		{"it expired and a resend replaced it since", func(t *testing.T, b *testBundle, _, _ string) {
+			// A resend while the code lives keeps it (TestResendKeepsTheLiveCode).
+			b.clock.Advance(DefaultCodeTTL)
 			require.NoError(t, b.svc.Resend(context.Background(), "inflight@example.com"))
 		}},
 	}

@@ -13,7 +13,6 @@ import (
 	"github.com/verifier/verifier/ent/registration"
 	"github.com/verifier/verifier/ent/user"
 	"github.com/verifier/verifier/internal/apperr"
-	"github.com/verifier/verifier/internal/code"
 	"github.com/verifier/verifier/internal/database"
 	"github.com/verifier/verifier/internal/event"
 	"github.com/verifier/verifier/internal/outbox"
@@ -162,7 +161,7 @@ func (s *Service) decoy(ctx context.Context, tx *ent.Tx, cooldown *ent.EmailThro
 	if err := s.supersedeDecoys(ctx, tx, r.email, r.purpose, now); err != nil {
 		return err
 	}
-	reg, err := s.createRegistration(ctx, tx, r, nil, code.New(), now)
+	reg, _, err := s.createRegistration(ctx, tx, r, nil, true, now)
 	if err != nil {
 		return err
 	}
@@ -221,8 +220,7 @@ func (s *Service) supersedeWhere(ctx context.Context, tx *ent.Tx, now time.Time,
 // issue writes r for userID with a fresh code and a first link, and
 // returns the event that mails them.
 func (s *Service) issue(ctx context.Context, tx *ent.Tx, r newRegistration, userID uuid.UUID, now time.Time) (event.VerificationRequested, error) {
-	c := code.New()
-	reg, err := s.createRegistration(ctx, tx, r, &userID, c, now)
+	reg, c, err := s.createRegistration(ctx, tx, r, &userID, true, now)
 	if err != nil {
 		return event.VerificationRequested{}, err
 	}
@@ -230,18 +228,22 @@ func (s *Service) issue(ctx context.Context, tx *ent.Tx, r newRegistration, user
 }
 
 // createRegistration writes a registration with a code, for userID (nil: a
-// decoy). An empty c is a code nobody can give: what is stored is the
-// keyed hash of the empty string, which no well-formed code (checkCode)
-// matches.
-func (s *Service) createRegistration(ctx context.Context, tx *ent.Tx, r newRegistration, userID *uuid.UUID, c string, now time.Time) (*ent.Registration, error) {
+// decoy), and returns it with its code. Without givable the code is one
+// nobody can give, and "": what is stored is the keyed hash of the empty
+// string, which no well-formed code (checkCode) matches.
+func (s *Service) createRegistration(ctx context.Context, tx *ent.Tx, r newRegistration, userID *uuid.UUID, givable bool, now time.Time) (*ent.Registration, string, error) {
 	id := uuid.New()
+	c, stored := "", s.Codes.Hash(id, "")
+	if givable {
+		c, stored = s.Codes.Issue(id)
+	}
 	create := tx.Registration.Create().
 		SetID(id).
 		SetWatchTokenHash(r.watchHash).
 		SetNillableUserID(userID).
 		SetPurpose(r.purpose).
 		SetEmail(r.email).
-		SetCodeHash(s.Codes.Hash(id, c)).
+		SetCodeHash(stored).
 		SetCodeExpiresAt(now.Add(s.CodeTTL)).
 		SetNillableRedirectTo(r.redirectTo).
 		SetLocale(r.locale).
@@ -250,12 +252,14 @@ func (s *Service) createRegistration(ctx context.Context, tx *ent.Tx, r newRegis
 	if r.passwordHash != "" {
 		create.SetPasswordHash(r.passwordHash)
 	}
-	return create.Save(ctx)
+	reg, err := create.Save(ctx)
+	return reg, c, err
 }
 
 // Resend queues a fresh verification email for an existing UNVERIFIED
-// address: a new link and a new code for its current registration (the
-// link only once the code is dead: a resend buys no fresh guesses). It
+// address: a new link and the code of its current registration (the live
+// code again, see renewCode; the link only once the code is dead: a
+// resend buys no fresh guesses). It
 // answers the same for every address, registered or not, and allows one
 // email per address per ResendCooldown.
 func (s *Service) Resend(ctx context.Context, email string) error {
@@ -288,8 +292,8 @@ func (s *Service) Resend(ctx context.Context, email string) error {
 			return err
 		}
 		if u.Status == user.StatusVERIFIED {
-			// No email, but the address's decoy gets a new code as a
-			// registration would: otherwise a wrong code after a resend
+			// No email, but the address's decoy's code is renewed as a
+			// registration's would be: otherwise a wrong code after a resend
 			// answered attemptsLeft 0 for a decoy whose code had expired
 			// and more for a fresh registration, telling them apart.
 			return s.renewDecoyCode(ctx, tx, email, now)
@@ -301,9 +305,8 @@ func (s *Service) Resend(ctx context.Context, email string) error {
 		}
 		c := ""
 		if reg.CodeAttempts < MaxCodeAttempts {
-			c = code.New()
-			err := tx.Registration.Update().Where(registration.ID(reg.ID)).SetCodeHash(s.Codes.Hash(reg.ID, c)).SetCodeExpiresAt(now.Add(s.CodeTTL)).Exec(ctx)
-			if err != nil {
+			var err error
+			if c, err = s.renewCode(ctx, tx, reg, now); err != nil {
 				return err
 			}
 		}
@@ -322,9 +325,9 @@ func (s *Service) Resend(ctx context.Context, email string) error {
 	return nil
 }
 
-// renewDecoyCode gives the newest live decoy of email a new code, which
-// nobody is mailed, and CodeTTL more, as Resend does to a registration's
-// code while it has tries left.
+// renewDecoyCode renews the code of the newest live decoy of email, which
+// nobody is mailed, as Resend does a registration's code while it has
+// tries left (renewCode).
 func (s *Service) renewDecoyCode(ctx context.Context, tx *ent.Tx, email string, now time.Time) error {
 	reg, err := tx.Registration.Query().
 		Where(registration.Email(email), registration.UserIDIsNil(), registration.PurposeEQ(registration.PurposeSIGNUP), registration.SupersededAtIsNil()).
@@ -336,8 +339,28 @@ func (s *Service) renewDecoyCode(ctx context.Context, tx *ent.Tx, email string, 
 	if err != nil || reg.CodeAttempts >= MaxCodeAttempts {
 		return err
 	}
-	return tx.Registration.Update().Where(registration.ID(reg.ID)).
-		SetCodeHash(s.Codes.Hash(reg.ID, code.New())).SetCodeExpiresAt(now.Add(s.CodeTTL)).Exec(ctx)
+	_, err = s.renewCode(ctx, tx, reg, now)
+	return err
+}
+
+// renewCode gives reg's code CodeTTL more from now, for a new email, and
+// returns it: the live code again, so that the code of every email of the
+// registration works while it lives, not only the latest one's; a new code
+// once it expired, or when the live one cannot be had again (stored by an
+// earlier release, which kept only its hash).
+func (s *Service) renewCode(ctx context.Context, tx *ent.Tx, reg *ent.Registration, now time.Time) (string, error) {
+	c, stored := "", reg.CodeHash
+	if reg.CodeExpiresAt != nil && now.Before(*reg.CodeExpiresAt) {
+		c, _ = s.Codes.Recall(reg.ID, stored)
+	}
+	if c == "" {
+		c, stored = s.Codes.Issue(reg.ID)
+	}
+	err := tx.Registration.Update().Where(registration.ID(reg.ID)).SetCodeHash(stored).SetCodeExpiresAt(now.Add(s.CodeTTL)).Exec(ctx)
+	if err != nil {
+		return "", fmt.Errorf("renew code: %w", err)
+	}
+	return c, nil
 }
 
 // RetryAfterSeconds rounds a wait up to whole seconds, at least 1.
