@@ -2,10 +2,12 @@ package httpapi
 
 import (
 	"bufio"
+	"context"
 	"crypto/rand"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -154,9 +156,16 @@ func knownMethod(m string) string {
 
 // traced starts each request's server span (continuing a traceparent the
 // client or a proxy sent), but for probes and scrapes, which would drown
-// the traces that matter.
+// the traces that matter. otelhttp records the path (url.path), so it is
+// shown the path as the access log shows it (loggedPath: a mangled link
+// puts a token there); the handlers get the request as it came.
 func traced(next http.Handler) http.Handler {
-	return otelhttp.NewHandler(next, "http request",
+	span := otelhttp.NewHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if u, ok := r.Context().Value(sentURL{}).(*url.URL); ok {
+			r.URL = u // r is otelhttp's copy of the request
+		}
+		next.ServeHTTP(w, r)
+	}), "http request",
 		otelhttp.WithPropagators(tracing.Propagator),
 		otelhttp.WithFilter(func(r *http.Request) bool {
 			switch r.URL.Path {
@@ -165,7 +174,17 @@ func traced(next http.Handler) http.Handler {
 			}
 			return true
 		}))
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		shown := *r.URL
+		shown.Path, shown.RawPath, shown.RawQuery = loggedPath(r.URL.Path), "", ""
+		traced := r.WithContext(context.WithValue(r.Context(), sentURL{}, r.URL))
+		traced.URL = &shown
+		span.ServeHTTP(w, traced)
+	})
 }
+
+// sentURL keys the request's URL as it came, while otelhttp sees another.
+type sentURL struct{}
 
 // recorder remembers the status code and the bytes written, and lets
 // websockets hijack (closed is then called once the connection closes,

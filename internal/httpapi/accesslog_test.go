@@ -123,6 +123,35 @@ func TestAccessLogPathHoldsNoToken(t *testing.T) {
 	}
 }
 
+// The server span's url.path is the path as the access log shows it: a
+// mangled link's token reached traces when OTLP was on. The handlers
+// still get the path as it came (the web app's 404 page, here the
+// recorder's).
+func TestTracedPathHoldsNoToken(t *testing.T) {
+	t.Parallel()
+	tok, _ := token.New()
+	var got string
+	h := New(Options{GraphQL: http.NotFoundHandler(), Log: testkit.Discard(), Trace: true, Metrics: metrics.New(),
+		Web: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { got = r.URL.Path })})
+	spans := tracetest.NewSpanRecorder()
+	ctx, parent := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(spans)).Tracer("test").Start(context.Background(), "client")
+	h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequestWithContext(ctx, http.MethodGet, "/verify-email%3Ftoken="+tok, nil))
+	parent.End()
+
+	require.Equal(t, "/verify-email?token="+tok, got, "the handler's path as it came")
+	paths := 0
+	for _, sp := range spans.Ended() {
+		for _, a := range sp.Attributes() {
+			require.NotContains(t, a.Value.Emit(), tok, "span %q, %s", sp.Name(), a.Key)
+			if a.Key == "url.path" {
+				paths++
+				require.Equal(t, "/verify-email", a.Value.AsString())
+			}
+		}
+	}
+	require.Equal(t, 1, paths, "the server span records the path")
+}
+
 // A websocket's line comes when it closes, traced or not (otelhttp's
 // response wrapper must let the upgrade hijack).
 func TestAccessLogWebsocketAtItsEnd(t *testing.T) {
