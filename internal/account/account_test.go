@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -91,6 +92,19 @@ func (b *testBundle) events(t *testing.T, topic string) []*ent.OutboxEvent {
 	evs, err := b.db.OutboxEvent.Query().Where(outboxevent.Topic(topic)).Order(ent.Asc(outboxevent.FieldID)).All(context.Background())
 	require.NoError(t, err)
 	return evs
+}
+
+// requireSuperseded requires an outbox event that ends reg's watchers.
+func requireSuperseded(t *testing.T, b *testBundle, reg uuid.UUID, msg string) {
+	t.Helper()
+	for _, ev := range b.events(t, event.SupersededTopic) {
+		var p event.Superseded
+		require.NoError(t, json.Unmarshal(ev.Payload, &p))
+		if slices.Contains(p.Registrations, reg) {
+			return
+		}
+	}
+	require.Fail(t, "no superseded event names the registration", msg)
 }
 
 func verificationToken(t *testing.T, ev *ent.OutboxEvent) string {

@@ -16,6 +16,7 @@ import (
 	"github.com/verifier/verifier/internal/database"
 	"github.com/verifier/verifier/internal/event"
 	"github.com/verifier/verifier/internal/mask"
+	"github.com/verifier/verifier/internal/outbox"
 	"github.com/verifier/verifier/internal/publicevent"
 	"github.com/verifier/verifier/internal/token"
 )
@@ -248,9 +249,12 @@ func (s *Service) confirmChange(ctx context.Context, reg *ent.Registration) (Ver
 }
 
 // deleteUsers deletes users with everything that names them: their
-// registrations, their tokens and their emails' delivery records, and
-// tells other services (verifier.user.deleted.v1): they heard of each user
-// when it was created.
+// registrations, their tokens and their emails' delivery records; tells
+// other services (verifier.user.deleted.v1), which heard of each user when
+// it was created; and ends the watchers of the registrations on every
+// replica, as a superseding registration does: a waiting screen left open
+// on a deleted account (its address taken by a confirmed change, or its
+// UNVERIFIED_TTL over) completes rather than waiting for a recheck.
 func (s *Service) deleteUsers(ctx context.Context, tx *ent.Tx, now time.Time, ids ...uuid.UUID) error {
 	for _, id := range ids {
 		if err := s.Events.Enqueue(ctx, tx, now, publicevent.UserDeleted{UserID: id, DeletedAt: now.UTC()}); err != nil {
@@ -271,8 +275,10 @@ func (s *Service) deleteUsers(ctx context.Context, tx *ent.Tx, now time.Time, id
 	if err := deleteRegistrations(ctx, tx, regs); err != nil {
 		return err
 	}
-	_, err = tx.User.Delete().Where(user.IDIn(ids...)).Exec(ctx)
-	return err
+	if _, err = tx.User.Delete().Where(user.IDIn(ids...)).Exec(ctx); err != nil || len(regs) == 0 {
+		return err
+	}
+	return outbox.Enqueue(ctx, tx, now, event.SupersededTopic, event.Superseded{Registrations: regs})
 }
 
 // deleteRegistrations deletes registrations with their tokens and their

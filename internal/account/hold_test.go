@@ -173,7 +173,7 @@ func TestDeleteUnverified(t *testing.T) {
 	t.Parallel()
 	eachDB(t, func(t *testing.T, b *testBundle) {
 		ctx := context.Background()
-		b.register(t, "squat@example.com")
+		squat := b.registration(t, b.register(t, "squat@example.com"))
 		b.verified(t, "kept@example.com")
 		b.clock.Advance(5 * 24 * time.Hour)
 		b.register(t, "late@example.com")
@@ -182,6 +182,7 @@ func TestDeleteUnverified(t *testing.T) {
 		n, err := b.svc.DeleteUnverified(ctx)
 		require.NoError(t, err)
 		require.Equal(t, 1, n, "only the one past its TTL")
+		requireSuperseded(t, b, squat, "its open waiting screen completes")
 		emails, err := b.db.User.Query().Select(user.FieldEmail).Strings(ctx)
 		require.NoError(t, err)
 		require.ElementsMatch(t, []string{"kept@example.com", "late@example.com"}, emails)
