@@ -161,7 +161,7 @@ func TestAccessLogWebsocketAtItsEnd(t *testing.T) {
 			t.Parallel()
 			var buf testkit.LogBuffer
 			log := slog.New(logctx.NewHandler(slog.NewTextHandler(&buf, nil)))
-			s := NewServer(ServerOptions{Addr: "127.0.0.1:0", Grace: 5 * time.Second, Log: quietLog()},
+			s := NewServer(ServerOptions{Addr: "127.0.0.1:0", Grace: 5 * time.Second, Log: testkit.Discard()},
 				Options{GraphQL: socketsOnly(DefaultWebsocketPolicy(0, 0, 0).Transport(nil)), Web: http.NotFoundHandler(), Metrics: metrics.New(), Log: log, Trace: traced})
 			require.NoError(t, s.Start(context.Background()))
 			t.Cleanup(s.Stop)

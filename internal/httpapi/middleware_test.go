@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -341,11 +340,9 @@ func TestCloseOnShutdown(t *testing.T) {
 	require.Equal(t, "close", rec.Header().Get("Connection"))
 }
 
-func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
-
 func newTestServer(addr string, sockets *gqlws.Conns, gql http.Handler) *Server {
-	return NewServer(ServerOptions{Addr: addr, Grace: 5 * time.Second, Sockets: sockets, Log: quietLog()},
-		Options{GraphQL: gql, Web: http.NotFoundHandler(), Metrics: metrics.New(), Log: quietLog()})
+	return NewServer(ServerOptions{Addr: addr, Grace: 5 * time.Second, Sockets: sockets, Log: testkit.Discard()},
+		Options{GraphQL: gql, Web: http.NotFoundHandler(), Metrics: metrics.New(), Log: testkit.Discard()})
 }
 
 func TestServerLifecycle(t *testing.T) {
@@ -408,8 +405,8 @@ func TestServerStopClosesWebsocketsWith1012(t *testing.T) {
 func TestSocketCapHoldsAfterHijack(t *testing.T) {
 	t.Parallel()
 	gql := socketsOnly(DefaultWebsocketPolicy(0, 0, 1).Transport(nil))
-	s := NewServer(ServerOptions{Addr: "127.0.0.1:0", Grace: 5 * time.Second, Log: quietLog()},
-		Options{GraphQL: gql, Web: http.NotFoundHandler(), Metrics: metrics.New(), Log: quietLog(),
+	s := NewServer(ServerOptions{Addr: "127.0.0.1:0", Grace: 5 * time.Second, Log: testkit.Discard()},
+		Options{GraphQL: gql, Web: http.NotFoundHandler(), Metrics: metrics.New(), Log: testkit.Discard(),
 			Websocket: WebsocketPolicy{MaxSocketsPerClient: 1}})
 	require.NoError(t, s.Start(context.Background()))
 	t.Cleanup(s.Stop)
@@ -486,8 +483,8 @@ func TestServerStopEndsEventStreams(t *testing.T) {
 		<-r.Context().Done() // the subscription ends with the request
 		_, _ = io.WriteString(w, "event: complete\n\n")
 	})
-	s := NewServer(ServerOptions{Addr: "127.0.0.1:0", Grace: time.Minute, Log: quietLog()},
-		Options{GraphQL: gql, Web: http.NotFoundHandler(), Metrics: metrics.New(), Log: quietLog()})
+	s := NewServer(ServerOptions{Addr: "127.0.0.1:0", Grace: time.Minute, Log: testkit.Discard()},
+		Options{GraphQL: gql, Web: http.NotFoundHandler(), Metrics: metrics.New(), Log: testkit.Discard()})
 	require.NoError(t, s.Start(context.Background()))
 	req, err := http.NewRequest(http.MethodPost, "http://"+s.Addr()+"/query", strings.NewReader(`{"query":"subscription{x}"}`))
 	require.NoError(t, err)

@@ -5,16 +5,12 @@ import (
 	"errors"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/require"
 	"github.com/verifier/verifier/internal/testkit"
 )
 
 func TestMain(m *testing.M) { testkit.VerifyTestMain(m) }
-
-// wait bounds every wait on a signal: a test that hangs has failed.
-const wait = 10 * time.Second
 
 // worker is the smallest part: it runs until Stop, or until fail is
 // closed, and records what happened in log.
@@ -71,11 +67,7 @@ func (w *worker) Start(ctx context.Context) error {
 
 func closed(t *testing.T, ch <-chan struct{}, what string) {
 	t.Helper()
-	select {
-	case <-ch:
-	case <-time.After(wait):
-		t.Fatalf("%s: not signalled within %s", what, wait)
-	}
+	testkit.Receive(t, ch, "%s", what)
 }
 
 func open(t *testing.T, ch <-chan struct{}, what string) {
