@@ -18,7 +18,7 @@ import (
 	"sync"
 	"testing"
 
-	"go.uber.org/goleak"
+	"github.com/verifier/verifier/internal/testkit"
 )
 
 var (
@@ -72,7 +72,7 @@ func runMain(m *testing.M) int {
 		code = 1
 	}
 	if code == 0 {
-		if err := goleak.Find(); err != nil {
+		if err := testkit.FindLeaks(); err != nil {
 			fmt.Fprintf(os.Stderr, "goleak: %v\n", err)
 			return 1
 		}

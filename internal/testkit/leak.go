@@ -19,3 +19,10 @@ var ignoredGoroutines []goleak.Option
 func VerifyTestMain(m *testing.M, opts ...goleak.Option) {
 	goleak.VerifyTestMain(m, append(append([]goleak.Option(nil), ignoredGoroutines...), opts...)...)
 }
+
+// FindLeaks reports goroutines left running other than the few
+// ignoredGoroutines (and opts), for a TestMain that must do more after its
+// tests than VerifyTestMain allows (e2e prints its fault table first).
+func FindLeaks(opts ...goleak.Option) error {
+	return goleak.Find(append(append([]goleak.Option(nil), ignoredGoroutines...), opts...)...)
+}

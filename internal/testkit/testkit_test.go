@@ -120,3 +120,17 @@ func TestLogBuffer(t *testing.T) {
 	require.Equal(t, "one\ntwo x\nthree x\n", b.Take())
 	require.Empty(t, b.String(), "taken")
 }
+
+// parkedForLeakTest is a goroutine TestFindLeaks leaves running while it looks.
+func parkedForLeakTest(stop <-chan struct{}) { <-stop }
+
+// Not parallel: it looks at every goroutine of the process.
+func TestFindLeaks(t *testing.T) {
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() { parkedForLeakTest(stop); close(done) }()
+	err := FindLeaks()
+	close(stop)
+	Receive(t, done, "the parked goroutine's end")
+	require.ErrorContains(t, err, "parkedForLeakTest")
+}
