@@ -47,7 +47,11 @@ func TestReleaseConfig(t *testing.T) {
 			"version": "{{ .Version }}", "commit": "{{ .FullCommit }}", "date": "{{ .CommitDate }}"}[v])
 	}
 	require.NotEmpty(t, cfg.Checksum.Name)
+	// Without these two, a config that lost its archives or their files
+	// would check nothing below.
+	require.NotEmpty(t, cfg.Archives, "archives")
 	for _, a := range cfg.Archives {
+		require.NotEmpty(t, a.Files, "each archive lists the files beside the binary")
 		for _, glob := range a.Files {
 			m, err := filepath.Glob(glob)
 			require.NoError(t, err)
