@@ -79,6 +79,26 @@ func TestConcurrencyIsBounded(t *testing.T) {
 	}
 	wg.Wait()
 	require.Equal(t, int32(2), peak.Load())
+
+	// The peak above reaches 2 whatever the bound; a third slot would
+	// show in it only when a third caller happened to come in before the
+	// first two left (1 run in 20). So: with both slots held, a caller
+	// whose context is already done finds none. Were a slot free, select
+	// would take it half of the time, so 64 tries cannot all miss it.
+	require.NoError(t, h.acquire(context.Background()))
+	require.NoError(t, h.acquire(context.Background()))
+	done, cancel := context.WithCancel(context.Background())
+	cancel()
+	for range 64 {
+		err := h.acquire(done)
+		if err == nil {
+			h.release()
+			t.Fatal("a third hash got a slot beside two")
+		}
+		require.ErrorIs(t, err, context.Canceled)
+	}
+	h.release()
+	h.release()
 }
 
 func TestHashGivesUpWithContext(t *testing.T) {
