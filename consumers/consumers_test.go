@@ -390,16 +390,16 @@ func TestNotifierFeedsHub(t *testing.T) {
 	}})
 	require.NoError(t, err)
 	defer s.Close()
-	require.Equal(t, &status.Change{Status: status.Unverified, At: t0}, <-s.C())
+	require.Equal(t, &status.Change{Status: status.Unverified, At: t0}, testkit.Receive(t, s.C(), "a status change"))
 
 	sent := status.Delivery{State: status.Sent, At: t0.Add(time.Second), Attempts: 1}
 	body, _ := json.Marshal(event.DeliveryChanged{Registration: reg, Delivery: sent})
 	require.NoError(t, n.Handle(context.Background(), broker.Message{ID: "d", Topic: event.DeliveryChangedTopic, Body: body}))
-	require.Equal(t, &status.Change{Status: status.Unverified, At: t0, Delivery: &sent}, <-s.C())
+	require.Equal(t, &status.Change{Status: status.Unverified, At: t0, Delivery: &sent}, testkit.Receive(t, s.C(), "a status change"))
 
 	body, _ = json.Marshal(event.Verified{UserID: u, Registration: reg, Email: "a@example.com", VerifiedAt: t0.Add(time.Minute)})
 	require.NoError(t, n.Handle(context.Background(), broker.Message{ID: "v", Topic: event.VerifiedTopic, Body: body}))
-	require.Equal(t, &status.Change{Status: status.Verified, At: t0.Add(time.Minute), Delivery: &sent}, <-s.C())
+	require.Equal(t, &status.Change{Status: status.Verified, At: t0.Add(time.Minute), Delivery: &sent}, testkit.Receive(t, s.C(), "a status change"))
 
 	for _, bad := range []broker.Message{
 		{ID: "no topic", Body: []byte("{}")},
@@ -419,7 +419,7 @@ func TestNotifierFeedsHub(t *testing.T) {
 		return &status.Change{Status: status.Unverified, At: t0}, nil
 	}})
 	require.NoError(t, err)
-	require.Equal(t, status.Unverified, (<-s2.C()).Status)
+	require.Equal(t, status.Unverified, testkit.Receive(t, s2.C(), "a status change").Status)
 	body, _ = json.Marshal(event.Superseded{Registrations: []uuid.UUID{other}})
 	require.NoError(t, n.Handle(context.Background(), broker.Message{ID: "s", Topic: event.SupersededTopic, Body: body}))
 	_, open := <-s2.C()
@@ -438,7 +438,7 @@ func TestNotifierRechecksWhenReady(t *testing.T) {
 	}})
 	require.NoError(t, err)
 	defer s.Close()
-	<-reads
+	testkit.Receive(t, reads, "the first read")
 	(&Notifier{Hub: h}).Queue().OnReady()
 	select {
 	case <-reads:

@@ -107,7 +107,7 @@ func TestSQLiteReadsBesideTheWriter(t *testing.T) {
 	wrote := make(chan error, 1)
 	go func() { wrote <- db.Ent.User.Create().SetEmail("b@example.com").SetPasswordHash("x").Exec(ctx) }()
 	require.NoError(t, tx.Commit())
-	require.NoError(t, <-wrote)
+	require.NoError(t, testkit.Receive(t, wrote, "the write"))
 	n, err = db.Ent.User.Query().Count(ctx)
 	require.NoError(t, err)
 	require.Equal(t, 2, n)

@@ -11,6 +11,8 @@ import (
 	"entgo.io/ent/dialect"
 	entsql "entgo.io/ent/dialect/sql"
 	"github.com/stretchr/testify/require"
+
+	"github.com/verifier/verifier/internal/testkit"
 )
 
 type groupBundle struct {
@@ -90,11 +92,11 @@ func (b groupBundle) beginWith(ctx context.Context) <-chan dialect.Tx {
 // waitQueued waits until n callers wait for the writer's turn.
 func (b groupBundle) waitQueued(t *testing.T, n int) {
 	t.Helper()
-	require.Eventually(t, func() bool {
+	testkit.Eventually(t, func() bool {
 		b.d.t.mu.Lock()
 		defer b.d.t.mu.Unlock()
 		return len(b.d.t.normal)+len(b.d.t.urgent) == n
-	}, 10*time.Second, time.Millisecond)
+	}, "%d callers waiting for the writer", n)
 }
 
 // commitAsync commits tx in the background.
@@ -124,14 +126,14 @@ func TestGroupCommitsTogether(t *testing.T) {
 			next := b.begin()
 			b.waitQueued(t, 1)
 			firstDone := commitAsync(first)
-			second := <-next
+			second := testkit.Receive(t, next, "the second transaction")
 			// The second has the turn and the group is open: the first's
 			// COMMIT has not happened, so its Commit has not returned.
 			require.Empty(t, firstDone)
 			require.Zero(t, b.count(t, "p"), "nothing committed while the group is open")
 			b.insert(t, second, "INSERT INTO p (id) VALUES (?)", 2)
 			require.NoError(t, tt.secondEnd(second))
-			require.NoError(t, <-firstDone)
+			require.NoError(t, testkit.Receive(t, firstDone, "the first commit"))
 			require.Equal(t, tt.wantP, b.count(t, "p"))
 		})
 	}
@@ -160,9 +162,9 @@ func TestGroupPriorityCommits(t *testing.T) {
 			next := b.beginWith(tt.next(b.ctx))
 			b.waitQueued(t, 1)
 			firstDone := commitAsync(first)
-			second := <-next
+			second := testkit.Receive(t, next, "the second transaction")
 			if tt.atOnce {
-				require.NoError(t, <-firstDone)
+				require.NoError(t, testkit.Receive(t, firstDone, "the first commit"))
 				require.Equal(t, 1, b.count(t, "p"), "committed before the next member ran")
 			} else {
 				require.Empty(t, firstDone)
@@ -171,7 +173,7 @@ func TestGroupPriorityCommits(t *testing.T) {
 			b.insert(t, second, "INSERT INTO p (id) VALUES (?)", 2)
 			require.NoError(t, second.Commit())
 			if !tt.atOnce {
-				require.NoError(t, <-firstDone)
+				require.NoError(t, testkit.Receive(t, firstDone, "the first commit"))
 			}
 			require.Equal(t, 2, b.count(t, "p"))
 		})
@@ -187,11 +189,11 @@ func TestGroupCommitFailsEveryMember(t *testing.T) {
 	next := b.begin()
 	b.waitQueued(t, 1)
 	firstDone := commitAsync(first)
-	second := <-next
+	second := testkit.Receive(t, next, "the second transaction")
 	// Checked at COMMIT: no parent 99.
 	b.insert(t, second, "INSERT INTO c (id, p) VALUES (1, ?)", 99)
 	require.Error(t, second.Commit())
-	require.Error(t, <-firstDone, "the first was in the same COMMIT")
+	require.Error(t, testkit.Receive(t, firstDone, "the first commit"), "the first was in the same COMMIT")
 	require.Zero(t, b.count(t, "p"))
 	require.Zero(t, b.count(t, "c"))
 
@@ -221,7 +223,7 @@ func TestGroupCommitsBeforeARawStatement(t *testing.T) {
 	}()
 	b.waitQueued(t, 1)
 	require.NoError(t, first.Commit())
-	require.NoError(t, <-plain)
+	require.NoError(t, testkit.Receive(t, plain, "the plain write"))
 	require.Equal(t, 2, b.count(t, "p"))
 }
 
@@ -269,13 +271,13 @@ func TestGroupTakesPlainWrites(t *testing.T) {
 				b.waitQueued(t, 1)
 				firstDone := commitAsync(first)
 				if clash {
-					require.Error(t, <-plain)
-					require.NoError(t, <-firstDone, "the plain write's failure is its own")
+					require.Error(t, testkit.Receive(t, plain, "the plain write"))
+					require.NoError(t, testkit.Receive(t, firstDone, "the first commit"), "the plain write's failure is its own")
 					require.Equal(t, 1, b.count(t, "p"))
 					return
 				}
-				require.NoError(t, <-plain)
-				require.NoError(t, <-firstDone)
+				require.NoError(t, testkit.Receive(t, plain, "the plain write"))
+				require.NoError(t, testkit.Receive(t, firstDone, "the first commit"))
 				require.Equal(t, 2, b.count(t, "p"))
 			})
 		}
@@ -298,14 +300,14 @@ func TestGroupCommitsAfterPlainWriteRows(t *testing.T) {
 	}()
 	b.waitQueued(t, 1)
 	firstDone := commitAsync(first)
-	rows := <-rowsCh
+	rows := testkit.Receive(t, rowsCh, "the rows")
 	require.Empty(t, firstDone, "the group is open while the rows are")
 	require.Zero(t, b.count(t, "p"))
 	got, err := entsql.ScanInt(rows)
 	require.NoError(t, err)
 	require.Equal(t, 2, got)
 	require.NoError(t, rows.Err(), "the commit's error, had there been one")
-	require.NoError(t, <-firstDone)
+	require.NoError(t, testkit.Receive(t, firstDone, "the first commit"))
 	require.Equal(t, 2, b.count(t, "p"))
 	require.NoError(t, rows.Close())
 }

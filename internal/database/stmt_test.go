@@ -10,6 +10,8 @@ import (
 
 	entsql "entgo.io/ent/dialect/sql"
 	"github.com/stretchr/testify/require"
+
+	"github.com/verifier/verifier/internal/testkit"
 )
 
 type stmtBundle struct {
@@ -135,6 +137,8 @@ func TestStatementsPrepareWaitsForNobody(t *testing.T) {
 	require.NotNil(t, s)
 	rows, err := s.QueryContext(b.ctx)
 	require.NoError(t, err)
+	// So the wait counted below is the second prepare's.
+	require.Zero(t, b.w.db.Stats().WaitCount, "no wait before the second prepare")
 	prepared := make(chan *sql.Stmt, 1)
 	go func() {
 		s, release := b.w.get(b.ctx, "SELECT id FROM t WHERE id > 1")
@@ -143,9 +147,9 @@ func TestStatementsPrepareWaitsForNobody(t *testing.T) {
 		}
 		prepared <- s
 	}()
-	require.Eventually(t, func() bool { return b.w.db.Stats().WaitCount > 0 }, 10*time.Second, time.Millisecond,
+	testkit.Eventually(t, func() bool { return b.w.db.Stats().WaitCount > 0 },
 		"the second prepare waits for the connection the rows hold")
 	done()
 	require.NoError(t, rows.Close())
-	require.NotNil(t, <-prepared)
+	require.NotNil(t, testkit.Receive(t, prepared, "the second prepare"))
 }

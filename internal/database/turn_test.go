@@ -5,6 +5,8 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/verifier/verifier/internal/testkit"
 )
 
 func closed(ch chan struct{}) bool {
@@ -43,7 +45,7 @@ func TestTurnsCancelledWaiter(t *testing.T) {
 	go func() { gave <- tu.acquire(ctx) }()
 	next := tu.enqueue(false)
 	cancel()
-	require.ErrorIs(t, <-gave, context.Canceled)
+	require.ErrorIs(t, testkit.Receive(t, gave, "the cancelled waiter's answer"), context.Canceled)
 	tu.release()
 	require.True(t, closed(next), "the turn went past the cancelled waiter")
 	tu.release()
