@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -19,6 +18,7 @@ import (
 	entdelivery "github.com/verifier/verifier/ent/delivery"
 	"github.com/verifier/verifier/internal/broker"
 	"github.com/verifier/verifier/internal/database"
+	"github.com/verifier/verifier/internal/database/databasetest"
 	"github.com/verifier/verifier/internal/delivery"
 	"github.com/verifier/verifier/internal/event"
 	"github.com/verifier/verifier/internal/hub"
@@ -63,7 +63,7 @@ func setup(t testing.TB) *testBundle {
 	s, err := mail.NewSMTP(sink.URL(), "Verifier <no-reply@verifier.test>", 8, quiet())
 	require.NoError(t, err)
 	t.Cleanup(s.Close)
-	db, err := database.Open(context.Background(), "sqlite:"+filepath.Join(t.TempDir(), "t.db"))
+	db, err := database.Open(context.Background(), databasetest.SQLite(t))
 	require.NoError(t, err)
 	t.Cleanup(func() { db.Close() })
 	c := &counts{}

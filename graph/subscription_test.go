@@ -3,10 +3,7 @@ package graph
 import (
 	"context"
 	"encoding/json"
-	"io"
-	"log/slog"
 	"net/http/httptest"
-	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
@@ -24,6 +21,7 @@ import (
 	"github.com/verifier/verifier/internal/broker/inproc"
 	"github.com/verifier/verifier/internal/code"
 	"github.com/verifier/verifier/internal/database"
+	"github.com/verifier/verifier/internal/database/databasetest"
 	"github.com/verifier/verifier/internal/event"
 	"github.com/verifier/verifier/internal/gqlws"
 	"github.com/verifier/verifier/internal/hub"
@@ -31,6 +29,7 @@ import (
 	"github.com/verifier/verifier/internal/password"
 	"github.com/verifier/verifier/internal/seal"
 	"github.com/verifier/verifier/internal/status"
+	"github.com/verifier/verifier/internal/testkit"
 	"github.com/verifier/verifier/internal/token"
 )
 
@@ -51,8 +50,8 @@ type liveBundle struct {
 func setupLive(t *testing.T) *liveBundle {
 	t.Helper()
 	ctx := context.Background()
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	db, err := database.Open(ctx, "sqlite:"+filepath.Join(t.TempDir(), "v.db"))
+	log := testkit.Discard()
+	db, err := database.Open(ctx, databasetest.SQLite(t))
 	require.NoError(t, err)
 	t.Cleanup(func() { db.Close() })
 	box, err := seal.New(make([]byte, seal.KeyLen))

@@ -7,7 +7,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -17,6 +16,7 @@ import (
 	"github.com/verifier/verifier/internal/testkit"
 
 	"github.com/verifier/verifier/internal/database"
+	"github.com/verifier/verifier/internal/database/databasetest"
 	"github.com/verifier/verifier/internal/delivery"
 	"github.com/verifier/verifier/internal/mail"
 	"github.com/verifier/verifier/internal/metrics"
@@ -341,7 +341,7 @@ func TestDevMailLoopbackOnly(t *testing.T) {
 func TestDevMailViews(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db, err := database.Open(ctx, "sqlite:"+filepath.Join(t.TempDir(), "t.db"))
+	db, err := database.Open(ctx, databasetest.SQLite(t))
 	require.NoError(t, err)
 	t.Cleanup(func() { db.Close() })
 	records := delivery.New(db.Ent, nil)

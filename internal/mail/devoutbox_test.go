@@ -4,13 +4,13 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/verifier/verifier/internal/database"
+	"github.com/verifier/verifier/internal/database/databasetest"
 	"github.com/verifier/verifier/internal/delivery"
 	"github.com/verifier/verifier/internal/testkit"
 )
@@ -18,7 +18,7 @@ import (
 // openRecords returns delivery records on a fresh SQLite database.
 func openRecords(t *testing.T) *delivery.Store {
 	t.Helper()
-	db, err := database.Open(context.Background(), "sqlite:"+filepath.Join(t.TempDir(), "t.db"))
+	db, err := database.Open(context.Background(), databasetest.SQLite(t))
 	require.NoError(t, err)
 	t.Cleanup(func() { db.Close() })
 	return delivery.New(db.Ent, nil)

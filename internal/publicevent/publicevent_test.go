@@ -3,7 +3,6 @@ package publicevent_test
 import (
 	"context"
 	"encoding/json"
-	"path/filepath"
 	"regexp"
 	"slices"
 	"testing"
@@ -161,7 +160,7 @@ func dataKeys(t *testing.T, ev publicevent.Event) []string {
 // webhook endpoint nobody could receive an event.
 func TestUnheardWritesNothing(t *testing.T) {
 	t.Parallel()
-	db, err := database.Open(context.Background(), "sqlite:"+filepath.Join(t.TempDir(), "v.db"))
+	db, err := database.Open(context.Background(), databasetest.SQLite(t))
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = db.Close() })
 	ctx := context.Background()

@@ -3,7 +3,6 @@ package seal
 import (
 	"bytes"
 	"context"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -11,6 +10,7 @@ import (
 	"github.com/verifier/verifier/internal/testkit"
 
 	"github.com/verifier/verifier/internal/database"
+	"github.com/verifier/verifier/internal/database/databasetest"
 )
 
 func TestMain(m *testing.M) { testkit.VerifyTestMain(m) }
@@ -72,7 +72,7 @@ func TestParseKey(t *testing.T) {
 // The generated key is stored once and the same key comes back.
 func TestLoadOrCreate(t *testing.T) {
 	t.Parallel()
-	db, err := database.Open(context.Background(), "sqlite:"+filepath.Join(t.TempDir(), "k.db"))
+	db, err := database.Open(context.Background(), databasetest.SQLite(t))
 	require.NoError(t, err)
 	defer db.Close()
 	k1, err := LoadOrCreate(context.Background(), db.Ent)
