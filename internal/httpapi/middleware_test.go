@@ -305,18 +305,35 @@ func TestCapSockets(t *testing.T) {
 		h.ServeHTTP(rec, req)
 		first <- rec.Code
 	}()
-	<-entered
-	rec := httptest.NewRecorder()
+	testkit.Receive(t, entered, "the first socket in")
+	// Refused, or let in were the cap broken: either way the test goes on
+	// to fail, instead of hanging in the held handler.
+	refused := func(req *http.Request, what string) *httptest.ResponseRecorder {
+		t.Helper()
+		answered := make(chan *httptest.ResponseRecorder, 1)
+		go func() {
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, req)
+			answered <- rec
+		}()
+		select {
+		case rec := <-answered:
+			return rec
+		case <-entered:
+			close(release)
+			t.Fatalf("%s got in beside the first", what)
+			return nil
+		}
+	}
 	req := upgradeRequest("")
 	req.RemoteAddr = "192.0.2.1:2"
-	h.ServeHTTP(rec, req)
+	rec := refused(req, "a second socket")
 	require.Equal(t, http.StatusTooManyRequests, rec.Code)
 	require.Equal(t, "10", rec.Header().Get("Retry-After"))
 	// An event stream counts with the websockets.
-	rec = httptest.NewRecorder()
 	stream := eventStreamRequest("")
 	stream.RemoteAddr = "192.0.2.1:3"
-	h.ServeHTTP(rec, stream)
+	rec = refused(stream, "an event stream")
 	require.Equal(t, http.StatusTooManyRequests, rec.Code)
 	close(release)
 	require.Equal(t, http.StatusOK, <-first)
