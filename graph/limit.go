@@ -129,45 +129,30 @@ func (l mutationLimit) MutateOperationContext(_ context.Context, oc *graphql.Ope
 	if oc.Operation == nil || oc.Operation.Operation != ast.Mutation {
 		return nil
 	}
-	if n := countFields(oc.Operation.SelectionSet, oc.Doc.Fragments); n > l.max {
+	if n := countFields(oc.Operation.SelectionSet, oc.Doc.Fragments, nil); n > l.max {
 		return badInput("at most %d mutations per request, got %d", l.max, n)
 	}
 	return nil
 }
 
-// countFields counts the top-level fields, looking through fragments.
-func countFields(set ast.SelectionSet, frags ast.FragmentDefinitionList) int {
-	n := 0
-	for _, sel := range set {
-		switch s := sel.(type) {
-		case *ast.Field:
-			n++
-		case *ast.InlineFragment:
-			n += countFields(s.SelectionSet, frags)
-		case *ast.FragmentSpread:
-			if f := frags.ForName(s.Name); f != nil {
-				n += countFields(f.SelectionSet, frags)
-			}
-		}
-	}
-	return n
-}
+func isSchema(f *ast.Field) bool { return f.Name == "__schema" }
 
-// countNamed counts the top-level fields called name, looking through
-// fragments (fieldLimit has bounded how many spreads there are).
-func countNamed(set ast.SelectionSet, frags ast.FragmentDefinitionList, name string) int {
+// countFields counts the top-level fields that keep takes (nil: every
+// one), looking through fragments (fieldLimit has bounded how many
+// spreads there are).
+func countFields(set ast.SelectionSet, frags ast.FragmentDefinitionList, keep func(*ast.Field) bool) int {
 	n := 0
 	for _, sel := range set {
 		switch s := sel.(type) {
 		case *ast.Field:
-			if s.Name == name {
+			if keep == nil || keep(s) {
 				n++
 			}
 		case *ast.InlineFragment:
-			n += countNamed(s.SelectionSet, frags, name)
+			n += countFields(s.SelectionSet, frags, keep)
 		case *ast.FragmentSpread:
 			if f := frags.ForName(s.Name); f != nil {
-				n += countNamed(f.SelectionSet, frags, name)
+				n += countFields(f.SelectionSet, frags, keep)
 			}
 		}
 	}
@@ -226,7 +211,7 @@ func (l *costLimit) MutateOperationContext(ctx context.Context, oc *graphql.Oper
 	}
 	cost := complexity.Calculate(ctx, l.es, oc.Operation, oc.Variables)
 	if l.schema > 0 {
-		cost += l.schema * countNamed(oc.Operation.SelectionSet, oc.Doc.Fragments, "__schema")
+		cost += l.schema * countFields(oc.Operation.SelectionSet, oc.Doc.Fragments, isSchema)
 	}
 	if cost > l.max {
 		return badInput("this request costs %d, more than the limit of %d (%s); split it into smaller requests", cost, l.max, l.rule)
