@@ -19,12 +19,19 @@ func TestWellFormed(t *testing.T) {
 	}
 }
 
-func TestHashBindsKeyAndRegistration(t *testing.T) {
-	t.Parallel()
+// twoKeys returns hashers under two different seal keys.
+func twoKeys(t *testing.T) (h, other *Hasher) {
+	t.Helper()
 	h, err := NewHasher(make([]byte, 32))
 	require.NoError(t, err)
-	other, err := NewHasher(append(make([]byte, 31), 1))
+	other, err = NewHasher(append(make([]byte, 31), 1))
 	require.NoError(t, err)
+	return h, other
+}
+
+func TestHashBindsKeyAndRegistration(t *testing.T) {
+	t.Parallel()
+	h, other := twoKeys(t)
 	reg, reg2 := uuid.New(), uuid.New()
 	stored := h.Hash(reg, "123456")
 	require.Len(t, stored, 64)
@@ -42,10 +49,7 @@ func TestHashBindsKeyAndRegistration(t *testing.T) {
 // and cannot be recalled.
 func TestIssueAndRecall(t *testing.T) {
 	t.Parallel()
-	h, err := NewHasher(make([]byte, 32))
-	require.NoError(t, err)
-	other, err := NewHasher(append(make([]byte, 31), 1))
-	require.NoError(t, err)
+	h, other := twoKeys(t)
 	reg, reg2 := uuid.New(), uuid.New()
 
 	c, stored := h.Issue(reg)
