@@ -1,7 +1,7 @@
 // /sign-in: the sign-in form, the signed-in view, and changing the address.
 import { ApiError, asApiError, changeEmail, confirmEmailChange, signIn } from './api';
 import { codeForm } from './code';
-import { announce, countdown, emailAddress, h, show } from './dom';
+import { announce, countdown, emailAddress, h, setUnavailable, show, unavailable } from './dom';
 import { checkEmail, describe } from './messages';
 import { passwordInput } from './password';
 import { resendControl } from './resend';
@@ -52,6 +52,8 @@ function signInPage(notice?: string): void {
   );
   form.addEventListener('submit', async (ev) => {
     ev.preventDefault();
+    // Already signing in: a second press sends nothing.
+    if (unavailable(submit)) return;
     const address = email.value.trim();
     const bad = checkEmail(address) ?? (password.value ? null : t.enterPassword);
     if (bad) {
@@ -61,7 +63,9 @@ function signInPage(notice?: string): void {
     }
     formError.textContent = '';
     unverified.hidden = true;
-    submit.disabled = true;
+    // Unavailable, not disabled, while the request runs: the keyboard focus
+    // stays on the button that was pressed.
+    setUnavailable(submit, true);
     submit.textContent = t.signingIn;
     try {
       const r = await signIn(address, password.value);
@@ -72,7 +76,7 @@ function signInPage(notice?: string): void {
     } catch (err) {
       const e = asApiError(err);
       formError.textContent = describe(e);
-      submit.disabled = false;
+      setUnavailable(submit, false);
       submit.textContent = t.signIn;
       if (e.code === 'EMAIL_NOT_VERIFIED') {
         unverified.hidden = false;
@@ -138,12 +142,13 @@ function changePage(s: SignedIn): void {
   );
   form.addEventListener('submit', async (ev) => {
     ev.preventDefault();
+    if (unavailable(submit)) return;
     const address = input.value.trim();
     const bad = checkEmail(address) ?? (address.toLowerCase() === s.email.toLowerCase() ? t.sameAddress : null);
     if (bad) return fail(bad);
     input.removeAttribute('aria-invalid');
     error.textContent = '';
-    submit.disabled = true;
+    setUnavailable(submit, true);
     submit.textContent = t.sending;
     try {
       await changeEmail(s.token, address);
@@ -154,7 +159,7 @@ function changePage(s: SignedIn): void {
     } catch (err) {
       const e = asApiError(err);
       if (e.code === 'UNAUTHENTICATED') return sessionEnded();
-      submit.disabled = false;
+      setUnavailable(submit, false);
       submit.textContent = t.sendLinkAndCode;
       fail(describe(e));
       if (e.code === 'RATE_LIMITED') countdown(submit, e.retryAfterSeconds ?? 60, t.tryAgainIn);

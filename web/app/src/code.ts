@@ -1,5 +1,5 @@
 import { asApiError, type ApiError } from './api';
-import { announce, countdown, h, unavailable } from './dom';
+import { announce, countdown, h, setUnavailable, unavailable } from './dom';
 import { describe } from './messages';
 import { t } from './i18n';
 
@@ -62,7 +62,9 @@ export function codeForm(opts: CodeFormOptions): HTMLFormElement {
     }
     busy = true;
     tried = code;
-    button.disabled = true;
+    // Unavailable, not disabled, while the code is checked: a keyboard
+    // press on "Verify code" leaves the focus on it.
+    setUnavailable(button, true);
     button.textContent = t.checking;
     error.textContent = '';
     try {
@@ -72,7 +74,7 @@ export function codeForm(opts: CodeFormOptions): HTMLFormElement {
       const e = asApiError(err);
       if (opts.other?.(e)) return;
       button.textContent = t.verifyCode;
-      button.disabled = false;
+      setUnavailable(button, false);
       if (e.code === 'INVALID_CODE' && e.attemptsLeft === 0) {
         fail(`${describe(e)} ${opts.dead}`);
         input.disabled = true;

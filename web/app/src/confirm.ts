@@ -1,5 +1,5 @@
 import { asApiError, resend, verifyEmail } from './api';
-import { emailAddress, h, show } from './dom';
+import { emailAddress, h, setUnavailable, show, unavailable } from './dom';
 import { checkEmail, describe } from './messages';
 import { onward } from './onward';
 import { t } from './i18n';
@@ -23,8 +23,10 @@ export function confirmPage(token: string): void {
     heading.focus();
   };
 
+  // Unavailable, not disabled, while the request runs: the keyboard focus
+  // stays on the button until the outcome takes it.
   button.addEventListener('click', async () => {
-    button.disabled = true;
+    setUnavailable(button, true);
     button.textContent = t.confirming;
     try {
       const v = await verifyEmail(token);
@@ -47,7 +49,7 @@ export function confirmPage(token: string): void {
           break;
         default:
           result.replaceChildren(h('p', { class: 'form-error' }, describe(e)));
-          button.disabled = false;
+          setUnavailable(button, false);
           button.textContent = t.tryAgain;
       }
     }
@@ -75,20 +77,21 @@ function resendForm(): HTMLFormElement {
     send, note);
   form.addEventListener('submit', async (ev) => {
     ev.preventDefault();
+    if (unavailable(send)) return;
     const bad = checkEmail(email.value);
     if (bad) {
       note.textContent = bad;
       email.focus();
       return;
     }
-    send.disabled = true;
+    setUnavailable(send, true);
     try {
       await resend(email.value.trim());
       note.textContent = t.resendSentMaybe;
     } catch (err) {
       const e = asApiError(err);
       note.textContent = describe(e);
-      send.disabled = false;
+      setUnavailable(send, false);
     }
   });
   return form;

@@ -1,5 +1,5 @@
 import { asApiError, register } from './api';
-import { h, show } from './dom';
+import { h, setUnavailable, show, unavailable } from './dom';
 import { checkEmail, checkPassword, describe, strength } from './messages';
 import { passwordInput } from './password';
 import { lang, t } from './i18n';
@@ -72,6 +72,8 @@ export function signupPage(opts: {
   );
   form.addEventListener('submit', async (e) => {
     e.preventDefault();
+    // Already sending: a second press (Enter in a field) sends nothing.
+    if (unavailable(submit)) return;
     touched.add(email).add(password);
     const bad = [validate(email) && email, validate(password) && password].find(Boolean);
     if (bad) {
@@ -79,7 +81,9 @@ export function signupPage(opts: {
       return;
     }
     formError.textContent = '';
-    submit.disabled = true;
+    // Unavailable, not disabled, while the request runs: the keyboard focus
+    // stays on the button that was pressed.
+    setUnavailable(submit, true);
     submit.textContent = t.creatingAccount;
     try {
       const address = email.value.trim();
@@ -100,7 +104,7 @@ export function signupPage(opts: {
       } else {
         formError.textContent = msg;
       }
-      submit.disabled = false;
+      setUnavailable(submit, false);
       submit.textContent = t.createAccount;
     }
   });
