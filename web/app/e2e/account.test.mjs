@@ -4,7 +4,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import {
-  apiRegister, apiVerifiedAccount, browserPages, gql, latestCode, startServer, uniqueEmail, verifyJWT,
+  apiRegister, apiVerifiedAccount, browserPages, gql, latestCode, liveSaid, recordLiveRegions, startServer, uniqueEmail,
+  verifyJWT,
 } from './helpers.mjs';
 
 const { page } = browserPages();
@@ -141,6 +142,36 @@ describe('change address', () => {
     assert.equal(ok.errors, undefined, JSON.stringify(ok.errors));
     const old = await gql(server, 'mutation($e:String!,$p:String!){signIn(email:$e,password:$p){token}}', { e: email, p: password });
     assert.equal(old.errors?.[0]?.extensions?.code, 'INVALID_CREDENTIALS');
+  });
+
+  test('a changed address is said once to screen readers, by one live region, and no heading takes the focus', async () => {
+    const email = uniqueEmail('once-old');
+    const next = uniqueEmail('once-new');
+    await apiVerifiedAccount(server, email, password);
+    const p = await page();
+    await signInWith(p, email);
+    await p.getByRole('button', { name: 'Change address' }).click();
+    await p.getByLabel('New email address').fill(next);
+    await p.getByRole('button', { name: 'Send link and code' }).click();
+    await p.getByRole('heading', { name: 'Confirm your new address' }).waitFor();
+    const code = await latestCode(server, next);
+    await recordLiveRegions(p);
+    await p.locator('#code').focus();
+    await p.keyboard.type(code);
+    await p.getByRole('heading', { name: 'You are signed in' }).waitFor();
+    const text = `Your address is now ${next}.`;
+    const said = (await liveSaid(p)).filter((x) => /address is now/.test(x.text));
+    // Every live region holding the message, said or not.
+    const regions = await p.locator('[aria-live]:not([aria-live="off"]), [role="status"], [role="alert"], [role="log"]')
+      .filter({ hasText: text }).count();
+    const focused = await p.evaluate(() => `${document.activeElement.tagName}:${document.activeElement.textContent.trim()}`);
+    assert.deepEqual({ said, regions, focused }, {
+      said: [{ id: 'notice', text }],
+      regions: 1,
+      focused: 'BUTTON:Change address',
+    }, 'said by the notice alone; the focus goes on from the code field that went away, not to the heading');
+    assert.equal(await p.locator('#address').textContent(), next);
+    assert.equal(await p.title(), 'Signed in · verifier');
   });
 
   test('an ended session goes back to sign-in with a message', async () => {

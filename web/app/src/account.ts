@@ -1,7 +1,7 @@
 // /sign-in: the sign-in form, the signed-in view, and changing the address.
 import { ApiError, asApiError, changeEmail, confirmEmailChange, signIn } from './api';
 import { codeForm } from './code';
-import { announce, countdown, emailAddress, h, setUnavailable, show, unavailable } from './dom';
+import { countdown, emailAddress, h, keepFocus, setUnavailable, show, unavailable } from './dom';
 import { checkEmail, describe } from './messages';
 import { passwordInput } from './password';
 import { resendControl } from './resend';
@@ -100,8 +100,9 @@ function signInPage(notice?: string): void {
   );
 }
 
-function signedInPage(s: SignedIn, notice?: string): void {
-  document.title = t.titleSignedIn;
+/** The signed-in screen under its heading: the address, and the buttons
+ * to change it or sign out. */
+function signedInParts(s: SignedIn) {
   const change = h('button', { type: 'button', class: 'secondary', id: 'change-address' }, t.changeAddress);
   const out = h('button', { type: 'button', class: 'link', id: 'sign-out' }, t.signOut);
   change.addEventListener('click', () => changePage(s));
@@ -109,12 +110,17 @@ function signedInPage(s: SignedIn, notice?: string): void {
     clearSignedIn();
     signInPage(t.signedOut);
   });
-  show(
-    h('h1', {}, t.signedIn),
-    notice ? h('p', { class: 'notice', role: 'status' }, notice) : null,
-    h('p', { class: 'lead' }, t.yourAddress, emailAddress(s.email, { id: 'address' })),
-    h('div', { class: 'actions' }, change, out),
-  );
+  return {
+    lead: h('p', { class: 'lead' }, t.yourAddress, emailAddress(s.email, { id: 'address' })),
+    actions: h('div', { class: 'actions' }, change, out),
+    change,
+  };
+}
+
+function signedInPage(s: SignedIn): void {
+  document.title = t.titleSignedIn;
+  const { lead, actions } = signedInParts(s);
+  show(h('h1', {}, t.signedIn), lead, actions);
 }
 
 function changePage(s: SignedIn): void {
@@ -190,15 +196,33 @@ function confirmChangePage(s: SignedIn): void {
     drop();
     signedInPage(s);
   });
+  const heading = h('h1', {}, t.confirmNewAddress);
+  const lead = h('p', { class: 'lead' }, ...t.confirmChangeLead(emailAddress(pending)));
+  const actions = h('div', { class: 'actions' }, other, cancel);
+  // A live region on the page from the start, empty (and so unseen) until
+  // the change went through.
+  const said = h('div', { id: 'notice', role: 'status' });
   const code = codeForm({
     label: t.codeFromThatEmail,
     submit: async (c) => {
       const v = await confirmEmailChange(s.token, c);
       s.email = v.email;
       drop();
-      const done = t.addressNow(v.email);
-      signedInPage(s, done);
-      announce(done);
+      // "Your address is now …" is said once, by the live region already
+      // on the page: the screen becomes the signed-in one around it rather
+      // than being built anew (a live region put in afresh may go unheard),
+      // with no announcement besides and no heading taking the focus.
+      const signed = signedInParts(s);
+      keepFocus(() => {
+        document.title = t.titleSignedIn;
+        heading.textContent = t.signedIn;
+        lead.replaceWith(signed.lead);
+        code.remove();
+        actions.replaceWith(signed.actions);
+        said.replaceChildren(h('p', { class: 'notice' }, t.addressNow(v.email)));
+        // The code field or "Verify code" that held the focus is gone: on
+        // to the screen's first button.
+      }, () => signed.change);
     },
     dead: t.changeCodeDead(pending),
     other: (e) => {
@@ -209,10 +233,5 @@ function confirmChangePage(s: SignedIn): void {
     // The field went dead under the focus: on to starting the change again.
     onDead: () => other.focus(),
   });
-  show(
-    h('h1', {}, t.confirmNewAddress),
-    h('p', { class: 'lead' }, ...t.confirmChangeLead(emailAddress(pending))),
-    code,
-    h('div', { class: 'actions' }, other, cancel),
-  );
+  show(heading, said, lead, code, actions);
 }
