@@ -1,6 +1,7 @@
 package testkit
 
 import (
+	"sync"
 	"testing"
 	"time"
 
@@ -105,6 +106,21 @@ func TestReceive(t *testing.T) {
 	ch := make(chan string, 1)
 	ch <- "hello"
 	require.Equal(t, "hello", Receive(t, ch, "greeting"))
+}
+
+func TestWait(t *testing.T) {
+	t.Parallel()
+	var wg sync.WaitGroup
+	Wait(t, &wg, "nothing") // a zero count returns at once
+	release := make(chan struct{})
+	var n int
+	wg.Go(func() {
+		<-release
+		n++
+	})
+	close(release)
+	Wait(t, &wg, "the released goroutine")
+	require.Equal(t, 1, n, "the goroutine's writes are seen after the wait")
 }
 
 func TestLogBuffer(t *testing.T) {

@@ -2,6 +2,7 @@ package testkit
 
 import (
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 )
@@ -45,6 +46,20 @@ func Receive[T any](t testing.TB, ch <-chan T, what string, args ...any) T {
 		var zero T
 		return zero
 	}
+}
+
+// Wait returns once wg's count is zero, failing t if it is not within
+// Timeout; what says what was awaited. On failure the goroutine that waits
+// on wg is left behind (a WaitGroup's wait cannot be abandoned), and the
+// package's leak check names it along with whatever still holds wg.
+func Wait(t testing.TB, wg *sync.WaitGroup, what string, args ...any) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(done)
+	}()
+	Receive(t, done, what, args...)
 }
 
 // WaitUntil returns once cond holds, checking it at once and again each
