@@ -28,9 +28,15 @@ func TestPublishWaitsForHandler(t *testing.T) {
 	t.Parallel()
 	b := New(testkit.Discard(), Options{})
 	release := make(chan struct{})
-	require.NoError(t, b.Consume(broker.Queue{Name: "q", Topics: []string{"t"}}, func(context.Context, broker.Message) error {
-		<-release
-		return nil
+	require.NoError(t, b.Consume(broker.Queue{Name: "q", Topics: []string{"t"}}, func(ctx context.Context, _ broker.Message) error {
+		// ctx too: were the test to fail before it releases, Stop's
+		// cancel ends the handler instead of Stop waiting on it for ever.
+		select {
+		case <-release:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}))
 	require.NoError(t, b.Start(context.Background()))
 	defer b.Stop()
@@ -42,7 +48,7 @@ func TestPublishWaitsForHandler(t *testing.T) {
 	require.ErrorIs(t, b.Publish(ctx, broker.Message{ID: "2", Topic: "t"}), context.DeadlineExceeded,
 		"not confirmed while the handler holds it")
 	close(release)
-	require.NoError(t, <-confirmed)
+	require.NoError(t, testkit.Receive(t, confirmed, "confirm of the first publish once the handler returned"))
 }
 
 func TestPublishAfterStop(t *testing.T) {
@@ -71,10 +77,10 @@ func TestPublishPassesRetryBack(t *testing.T) {
 	d, ok := broker.RetryDelay(err)
 	require.True(t, ok, "%v", err)
 	require.Equal(t, 5*time.Second, d)
-	require.Equal(t, 1, <-attempts, "a first publish is attempt 1")
+	require.Equal(t, 1, testkit.Receive(t, attempts, "attempt from the handler for the first publish"), "a first publish is attempt 1")
 
 	_ = b.Publish(context.Background(), broker.Message{ID: "1", Topic: "t", Attempt: 3})
-	require.Equal(t, 3, <-attempts, "the publisher's attempt number reaches the handler")
+	require.Equal(t, 3, testkit.Receive(t, attempts, "attempt from the handler for the republish"), "the publisher's attempt number reaches the handler")
 }
 
 // A queue has as many workers as deliveries in hand, up to its
