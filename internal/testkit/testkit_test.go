@@ -1,6 +1,8 @@
 package testkit
 
 import (
+	"fmt"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -106,6 +108,36 @@ func TestReceive(t *testing.T) {
 	ch := make(chan string, 1)
 	ch <- "hello"
 	require.Equal(t, "hello", Receive(t, ch, "greeting"))
+}
+
+func TestClosed(t *testing.T) {
+	t.Parallel()
+	ch := make(chan int)
+	close(ch)
+	Closed(t, ch, "a closed channel")
+
+	// A value before the close fails the test.
+	ch = make(chan int, 1)
+	ch <- 7
+	ft := &fatalTB{TB: t}
+	done := make(chan struct{})
+	go func() { defer close(done); Closed(ft, ch, "a channel with a value") }()
+	Receive(t, done, "the end of the failing Closed")
+	require.Equal(t, "testkit: 7 on a channel with a value, not its close", ft.msg)
+}
+
+// fatalTB records a Fatalf and ends its goroutine, as testing.T does, so a
+// test can see a kit wait fail without failing itself.
+type fatalTB struct {
+	testing.TB
+	msg string
+}
+
+func (f *fatalTB) Helper() {}
+
+func (f *fatalTB) Fatalf(format string, args ...any) {
+	f.msg = fmt.Sprintf(format, args...)
+	runtime.Goexit()
 }
 
 func TestWait(t *testing.T) {

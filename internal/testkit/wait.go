@@ -48,6 +48,22 @@ func Receive[T any](t testing.TB, ch <-chan T, what string, args ...any) T {
 	}
 }
 
+// Closed returns once ch is closed, failing t if a value comes instead or
+// nothing within Timeout; what names the channel.
+func Closed[T any](t testing.TB, ch <-chan T, what string, args ...any) {
+	t.Helper()
+	timer := time.NewTimer(Timeout)
+	defer timer.Stop()
+	select {
+	case v, open := <-ch:
+		if open {
+			t.Fatalf("testkit: %v on %s, not its close", v, fmt.Sprintf(what, args...))
+		}
+	case <-timer.C:
+		t.Fatalf("testkit: %s not closed within %s", fmt.Sprintf(what, args...), Timeout)
+	}
+}
+
 // Wait returns once wg's count is zero, failing t if it is not within
 // Timeout; what says what was awaited. On failure the goroutine that waits
 // on wg is left behind (a WaitGroup's wait cannot be abandoned), and the
