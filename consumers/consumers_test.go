@@ -422,8 +422,7 @@ func TestNotifierFeedsHub(t *testing.T) {
 	require.Equal(t, status.Unverified, testkit.Receive(t, s2.C(), "a status change").Status)
 	body, _ = json.Marshal(event.Superseded{Registrations: []uuid.UUID{other}})
 	require.NoError(t, n.Handle(context.Background(), broker.Message{ID: "s", Topic: event.SupersededTopic, Body: body}))
-	_, open := <-s2.C()
-	require.False(t, open)
+	testkit.Closed(t, s2.C(), "the superseded registration's subscription")
 }
 
 // A re-attached queue makes open subscriptions re-read their state.
@@ -440,11 +439,7 @@ func TestNotifierRechecksWhenReady(t *testing.T) {
 	defer s.Close()
 	testkit.Receive(t, reads, "the first read")
 	(&Notifier{Hub: h}).Queue().OnReady()
-	select {
-	case <-reads:
-	case <-time.After(10 * time.Second):
-		t.Fatal("no re-read after OnReady")
-	}
+	testkit.Receive(t, reads, "re-read after OnReady")
 }
 
 // A pooled connection the server dropped costs the next email nothing: it

@@ -28,8 +28,7 @@ func TestStopEndsEverySubscription(t *testing.T) {
 	for _, s := range subs {
 		first := testkit.Receive(t, s.C(), "the current state")
 		require.Equal(t, status.Unverified, first.Status)
-		_, open := <-s.C()
-		require.False(t, open, "the subscription ended at Stop")
+		testkit.Closed(t, s.C(), "a subscription's channel after Stop")
 	}
 	require.Zero(t, h.Len())
 }
