@@ -160,12 +160,13 @@ func TestSocketsPerClient(t *testing.T) {
 	// open starts a websocket request that stays in GraphQL until released;
 	// the returned channel is closed when the handler has returned.
 	open := func(remote string) <-chan struct{} {
+		t.Helper()
 		done := make(chan struct{})
 		go func() {
 			defer close(done)
 			upgrade(remote)
 		}()
-		<-gql.entered
+		testkit.Receive(t, gql.entered, "socket from %s in GraphQL", remote)
 		return done
 	}
 	first := open(remotes[0])
@@ -194,7 +195,7 @@ func TestSocketsPerClient(t *testing.T) {
 
 	// A closed socket frees its place.
 	close(gql.release[remotes[0]])
-	<-first
+	testkit.Receive(t, first, "end of the first socket's request once released")
 	fourth := open(remotes[4])
 
 	for _, r := range remotes[1:] {
@@ -202,9 +203,9 @@ func TestSocketsPerClient(t *testing.T) {
 			close(gql.release[r])
 		}
 	}
-	<-second
-	<-other
-	<-fourth
+	testkit.Receive(t, second, "end of the second socket's request once released")
+	testkit.Receive(t, other, "end of the other client's socket's request once released")
+	testkit.Receive(t, fourth, "end of the fourth socket's request once released")
 }
 
 // The socket cap counts an IPv6 /64 as one client, as the rate limits do:
@@ -221,7 +222,7 @@ func TestSocketsPerIPv6Prefix(t *testing.T) {
 	codes := make(chan int, 3)
 	for _, remote := range []string{held, elsewhere} {
 		go upgrade(remote, codes)
-		<-gql.entered // another /64 is another client
+		testkit.Receive(t, gql.entered, "socket from %s in GraphQL", remote) // another /64 is another client
 	}
 	go upgrade(sibling, codes)
 	pending := 3 // handlers that have not returned
@@ -236,7 +237,7 @@ func TestSocketsPerIPv6Prefix(t *testing.T) {
 		close(c)
 	}
 	for range pending {
-		<-codes
+		testkit.Receive(t, codes, "answer of a released socket")
 	}
 }
 

@@ -336,7 +336,7 @@ func TestCapSockets(t *testing.T) {
 	rec = refused(stream, "an event stream")
 	require.Equal(t, http.StatusTooManyRequests, rec.Code)
 	close(release)
-	require.Equal(t, http.StatusOK, <-first)
+	require.Equal(t, http.StatusOK, testkit.Receive(t, first, "answer of the first socket once released"))
 	// The socket was released: the client may open another.
 	go func() { <-entered }()
 	rec = httptest.NewRecorder()
@@ -409,11 +409,7 @@ func TestServerStopClosesWebsocketsWith1012(t *testing.T) {
 	require.NoError(t, c.SetReadDeadline(time.Now().Add(10*time.Second)))
 	_, _, err = c.ReadMessage()
 	require.True(t, websocket.IsCloseError(err, websocket.CloseServiceRestart), "%v", err)
-	select {
-	case <-stopped:
-	case <-time.After(10 * time.Second):
-		t.Fatal("Stop did not return")
-	}
+	testkit.Receive(t, stopped, "return of Stop")
 	require.Zero(t, sockets.Len())
 }
 
