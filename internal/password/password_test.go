@@ -2,12 +2,13 @@ package password
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"regexp"
 	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -54,10 +55,19 @@ func TestConcurrencyIsBounded(t *testing.T) {
 	// peak is reached whatever the scheduling (no sleep to hope for it).
 	bothIn := make(chan struct{})
 	var once sync.Once
+	// The callers do not touch t (require must not run off the test's
+	// goroutine, and they may outlive a failed test): what goes wrong
+	// comes back on errs, and ctx ends their waits when the test ends.
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	errs := make(chan error, 16)
 	var wg sync.WaitGroup
 	for range 16 {
 		wg.Go(func() {
-			require.NoError(t, h.acquire(context.Background()))
+			if err := h.acquire(ctx); err != nil {
+				errs <- fmt.Errorf("acquire: %w", err)
+				return
+			}
 			n := running.Add(1)
 			for {
 				p := peak.Load()
@@ -70,14 +80,18 @@ func TestConcurrencyIsBounded(t *testing.T) {
 			}
 			select {
 			case <-bothIn:
-			case <-time.After(testkit.Timeout):
-				t.Error("two slots were never held together")
+			case <-ctx.Done():
+				errs <- errors.New("two slots were never held together")
 			}
 			running.Add(-1)
 			h.release()
 		})
 	}
-	wg.Wait()
+	testkit.Wait(t, &wg, "return of 16 callers of a pool of two, the first two holding their slots until both are in")
+	close(errs)
+	for err := range errs {
+		require.NoError(t, err)
+	}
 	require.Equal(t, int32(2), peak.Load())
 
 	// The peak above reaches 2 whatever the bound; a third slot would
