@@ -374,7 +374,7 @@ func startExample(t *testing.T, path string, env ...string) <-chan string {
 	}()
 	t.Cleanup(func() {
 		_ = cmd.Process.Kill()
-		<-done
+		testkit.Receive(t, done, "end of %s's output once killed", path)
 		_ = cmd.Wait()
 	})
 	return lines

@@ -148,8 +148,8 @@ func TestRestartNeverCompletes(t *testing.T) {
 				}
 			})
 		}
-		wg.Wait()
-		<-s.stopped
+		testkit.Wait(t, &wg, "end of every socket with 1012 at restart %d", i)
+		testkit.Receive(t, s.stopped, "end of the service's stop at restart %d", i)
 		if t.Failed() {
 			return
 		}
