@@ -101,12 +101,7 @@ func (b *liveBundle) register(t *testing.T, email string) (watch string, reg uui
 	require.NoError(t, err)
 	wt, err := b.db.Registration.Query().Where(registration.WatchTokenHash(token.Hash(watch))).Only(ctx)
 	require.NoError(t, err)
-	var req event.VerificationRequested
-	select {
-	case req = <-b.mails:
-	case <-time.After(10 * time.Second):
-		t.Fatal("no verification email within 10s")
-	}
+	req := testkit.Receive(t, b.mails, "verification email for %s", email)
 	require.Equal(t, email, req.Email)
 	link, err = b.box.Open(req.SealedToken, req.Email)
 	require.NoError(t, err)
