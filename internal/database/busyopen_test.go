@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/verifier/verifier/internal/testkit"
 )
 
 // Processes opening a new file together race to switch it to WAL, and
@@ -41,7 +43,7 @@ func TestConnectRacesForWAL(t *testing.T) {
 				db.Close()
 			})
 		}
-		wg.Wait()
+		testkit.Wait(t, &wg, "end of %d pools opening one database at once, round %d", together, i)
 		require.Empty(t, errs, "round %d", i)
 	}
 }

@@ -375,7 +375,7 @@ func TestGroupUnderLoad(t *testing.T) {
 			}
 		}
 	})
-	wg.Wait()
+	testkit.Wait(t, &wg, "end of %d grouped writers and the foreign-key writer", writers)
 	close(errs)
 	for err := range errs {
 		require.NoError(t, err)

@@ -17,6 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/verifier/verifier/internal/database/databasetest"
+	"github.com/verifier/verifier/internal/testkit"
 	"github.com/verifier/verifier/internal/testkit/tcpproxy"
 )
 
@@ -36,13 +37,14 @@ func register(ctx context.Context, db *DB, email string) error {
 
 // registerAtOnce registers n users from n goroutines, so the pool hands out
 // as many connections as it holds: a broken one among them shows.
-func registerAtOnce(ctx context.Context, db *DB, prefix string, n int) []error {
+func registerAtOnce(t testing.TB, ctx context.Context, db *DB, prefix string, n int) []error {
+	t.Helper()
 	errs := make([]error, n)
 	var wg sync.WaitGroup
 	for i := range n {
 		wg.Go(func() { errs[i] = register(ctx, db, prefix+strconv.Itoa(i)+"@example.com") })
 	}
-	wg.Wait()
+	testkit.Wait(t, &wg, "end of %d registrations at once", n)
 	return errs
 }
 
@@ -64,7 +66,7 @@ func TestCheckWrite(t *testing.T) {
 		for i := range errs {
 			wg.Go(func() { errs[i] = db.CheckWrite(ctx) })
 		}
-		wg.Wait()
+		testkit.Wait(t, &wg, "end of 20 write checks at once")
 		for _, err := range errs {
 			require.NoError(t, err)
 		}
@@ -144,7 +146,7 @@ func TestSQLiteRecoversFromReadOnlyFile(t *testing.T) {
 
 	setMode(0o644, 0o755)
 	require.NoError(t, db.CheckWrite(ctx))
-	for i, err := range registerAtOnce(ctx, db, "after", 2*maxConns(db)) {
+	for i, err := range registerAtOnce(t, ctx, db, "after", 2*maxConns(db)) {
 		require.NoError(t, err, "registration %d after the file is writable again", i)
 	}
 }
@@ -213,7 +215,7 @@ func TestPostgresRecoversAfterConnectionsCut(t *testing.T) {
 	require.NoError(t, db.CheckWrite(ctx), "the first probe after the server is back")
 	// Before the pool pinged every connection it hands out, one of these
 	// failed on a connection the cut had killed (1 of 40 in 5 of 5 runs).
-	for i, err := range registerAtOnce(ctx, db, "after", 2*maxConns(db)) {
+	for i, err := range registerAtOnce(t, ctx, db, "after", 2*maxConns(db)) {
 		require.NoError(t, err, "registration %d after the server is back", i)
 	}
 }
@@ -230,7 +232,7 @@ func TestPostgresRecoversAfterQuietCut(t *testing.T) {
 
 	proxy.Cut()
 	proxy.Restore()
-	for i, err := range registerAtOnce(context.Background(), db, "after", 2*maxConns(db)) {
+	for i, err := range registerAtOnce(t, context.Background(), db, "after", 2*maxConns(db)) {
 		require.NoError(t, err, "registration %d after the cut", i)
 	}
 }
@@ -247,7 +249,7 @@ func pooledThroughProxy(t *testing.T) (*DB, *tcpproxy.Proxy) {
 	db, err := Open(ctx, u.String())
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = db.Close() })
-	for i, err := range registerAtOnce(ctx, db, "before", 8) {
+	for i, err := range registerAtOnce(t, ctx, db, "before", 8) {
 		require.NoError(t, err, "registration %d", i)
 	}
 	return db, proxy
