@@ -153,13 +153,14 @@ func (b *testBundle) registrationOf(t *testing.T, watch string) *ent.Registratio
 }
 
 // concurrently runs f(0) … f(n-1) at once and returns their errors.
-func concurrently(n int, f func(i int) error) []error {
+func concurrently(t testing.TB, n int, f func(i int) error) []error {
+	t.Helper()
 	var wg sync.WaitGroup
 	errs := make([]error, n)
 	for i := range errs {
 		wg.Go(func() { errs[i] = f(i) })
 	}
-	wg.Wait()
+	testkit.Wait(t, &wg, "end of %d calls at once", n)
 	return errs
 }
 
@@ -208,7 +209,7 @@ func TestConcurrentVerifyWritesOneEvent(t *testing.T) {
 		tok := b.newestToken(t)
 		b.clock.Set(time.Date(2026, 1, 2, 3, 4, 5, 123456789, time.UTC))
 		answers := make([]Verification, 16)
-		errs := concurrently(len(answers), func(i int) (err error) {
+		errs := concurrently(t, len(answers), func(i int) (err error) {
 			answers[i], err = b.svc.VerifyEmail(context.Background(), tok)
 			return err
 		})
@@ -226,7 +227,7 @@ func TestConcurrentResendsOneEmail(t *testing.T) {
 	eachDB(t, func(t *testing.T, b *testBundle) {
 		b.register(t, "resend@example.com")
 		b.clock.Advance(2 * time.Minute)
-		errs := concurrently(16, func(int) error { return b.svc.Resend(context.Background(), "resend@example.com") })
+		errs := concurrently(t, 16, func(int) error { return b.svc.Resend(context.Background(), "resend@example.com") })
 		ok := 0
 		for _, err := range errs {
 			if err == nil {
@@ -247,7 +248,7 @@ func TestConcurrentRegisterOneUser(t *testing.T) {
 	t.Parallel()
 	eachDB(t, func(t *testing.T, b *testBundle) {
 		ctx := context.Background()
-		errs := concurrently(8, func(int) error {
+		errs := concurrently(t, 8, func(int) error {
 			_, err := b.svc.Register(ctx, RegisterInput{Email: "race@example.com", Password: pw})
 			return err
 		})

@@ -162,7 +162,7 @@ func TestParallelWrongCodesCountFive(t *testing.T) {
 		watch := b.register(t, "brute@example.com")
 		m := b.lastEmail(t, "brute@example.com")
 		left := make([]int, 50)
-		errs := concurrently(len(left), func(i int) error {
+		errs := concurrently(t, len(left), func(i int) error {
 			_, err := b.svc.VerifyEmailWithCode(ctx, watch, wrongCode(m.code))
 			if e, ok := apperr.From(err); ok {
 				left[i] = e.AttemptsLeft
@@ -339,7 +339,7 @@ func TestParallelWrongCodesCappedPerAddress(t *testing.T) {
 				return v, err
 			})
 		}))
-		errs := concurrently(accounts*MaxCodeAttempts, func(i int) error {
+		errs := concurrently(t, accounts*MaxCodeAttempts, func(i int) error {
 			ctx := context.WithValue(ctx, reads{}, &reads{})
 			_, err := b.svc.ConfirmEmailChange(ctx, sessions[i%accounts], "000000")
 			return err

@@ -299,7 +299,7 @@ func TestDomainBudgetPerSpelling(t *testing.T) {
 func TestEmailBudgetConcurrent(t *testing.T) {
 	t.Parallel()
 	eachDB(t, func(t *testing.T, b *testBundle) {
-		errs := concurrently(12, func(i int) error {
+		errs := concurrently(t, 12, func(i int) error {
 			return b.svc.Resend(context.Background(), string(rune('a'+i))+"@example.com")
 		})
 		ok := 0

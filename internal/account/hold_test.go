@@ -217,7 +217,7 @@ func TestRenewalsRacingConfirmation(t *testing.T) {
 		b.registerWith(t, "contest@example.com", "owner password")
 		owner := b.lastEmail(t, "contest@example.com")
 		var confirmErr error
-		errs := concurrently(9, func(i int) error {
+		errs := concurrently(t, 9, func(i int) error {
 			if i == 0 {
 				_, confirmErr = b.svc.VerifyEmail(ctx, owner.token)
 				return nil

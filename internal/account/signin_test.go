@@ -133,7 +133,7 @@ func TestParallelSignInsCountEach(t *testing.T) {
 				return v, err
 			})
 		}))
-		errs := concurrently(n, func(i int) error {
+		errs := concurrently(t, n, func(i int) error {
 			ctx := context.WithValue(context.Background(), arrival{}, &arrival{})
 			// Each from a client of its own: only the address's limit applies.
 			ctx = ratelimit.WithClient(ctx, fmt.Sprintf("198.51.100.%d", i+1))
