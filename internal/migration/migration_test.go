@@ -183,7 +183,7 @@ func TestConcurrentStarts(t *testing.T) {
 			})
 		}
 		close(start)
-		wg.Wait()
+		testkit.Wait(t, &wg, "end of %d replicas opening the database at once", n)
 		require.Empty(t, errs)
 		require.Equal(t, 1, applied, "one replica migrated")
 		db := open(t, url, database.Options{})

@@ -169,7 +169,7 @@ func TestConcurrentStartsAgree(t *testing.T) {
 				dbs[i] = b.open(t)
 			}
 			kids := make([]string, replicas)
-			errs := atOnce(replicas, func(i int) error {
+			errs := atOnce(t, replicas, func(i int) error {
 				s, err := New(context.Background(), b.options(func(o *Options) { o.DB, o.KeyFile = dbs[i], file }))
 				if err == nil {
 					kids[i] = s.own.kid
@@ -192,7 +192,8 @@ func TestConcurrentStartsAgree(t *testing.T) {
 
 // atOnce runs f(0) … f(n-1) in goroutines released together, as replicas
 // starting at once, and returns their errors.
-func atOnce(n int, f func(i int) error) []error {
+func atOnce(t testing.TB, n int, f func(i int) error) []error {
+	t.Helper()
 	var (
 		wg    sync.WaitGroup
 		start = make(chan struct{})
@@ -205,7 +206,7 @@ func atOnce(n int, f func(i int) error) []error {
 		})
 	}
 	close(start)
-	wg.Wait()
+	testkit.Wait(t, &wg, "end of %d calls released together", n)
 	return errs
 }
 
@@ -341,7 +342,7 @@ func TestConcurrentRotationsLeaveOneCurrent(t *testing.T) {
 			signers[i] = b.signer(t, func(o *Options) { o.DB = b.open(t) })
 		}
 		got := make([]string, replicas)
-		errs := atOnce(replicas, func(i int) (err error) {
+		errs := atOnce(t, replicas, func(i int) (err error) {
 			got[i], err = signers[i].Rotate(context.Background())
 			return err
 		})
