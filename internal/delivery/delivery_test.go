@@ -86,7 +86,7 @@ func TestBeginReservesForOneSender(t *testing.T) {
 		for i := range recs {
 			wg.Go(func() { recs[i], errs[i] = b.store.Begin(ctx, e) })
 		}
-		wg.Wait()
+		testkit.Wait(t, &wg, "end of %d Begins of one event at once", len(recs))
 		free := 0
 		for i, r := range recs {
 			require.NoError(t, errs[i])
