@@ -237,6 +237,10 @@ func TestSMTPBoundsSessions(t *testing.T) {
 	var mu sync.Mutex
 	inside, most := 0, 0
 	full, release := testkit.NewSignal(), make(chan struct{})
+	// Released on return too: were the test to fail first, the held
+	// senders would hold up the cleanups of the client and the sink.
+	releaseAll := sync.OnceFunc(func() { close(release) })
+	defer releaseAll()
 	sink.RefuseMail(func(string) error {
 		mu.Lock()
 		inside++
@@ -265,8 +269,8 @@ func TestSMTPBoundsSessions(t *testing.T) {
 	require.True(t, NotTried(err), "both sessions busy: nothing tried, got %v", err)
 	require.Equal(t, Temporary, ClassOf(err))
 
-	close(release)
-	wg.Wait()
+	releaseAll()
+	testkit.Wait(t, &wg, "end of 6 sends once the server lets them through")
 	close(errs)
 	for err := range errs {
 		require.NoError(t, err)
