@@ -243,7 +243,7 @@ func TestRecheckAll(t *testing.T) {
 	require.NotNil(t, testkit.Receive(t, failing.C(), "a status change"))
 
 	h.RecheckAll()
-	<-holding
+	testkit.Receive(t, holding, "first re-read, held")
 	h.RecheckAll() // while the first runs: runs again after it
 	requireEmpty(t, s.C())
 	verifiedNow.Store(true)
@@ -251,11 +251,7 @@ func TestRecheckAll(t *testing.T) {
 	require.Equal(t, &status.Change{Status: status.Verified, At: at(1)}, testkit.Receive(t, s.C(), "a status change"))
 	require.Nil(t, testkit.Receive(t, s.C(), "a status change"))
 	for pass := range 2 {
-		select {
-		case <-failedReads:
-		case <-time.After(10 * time.Second):
-			t.Fatalf("re-check pass %d did not read", pass+1)
-		}
+		testkit.Receive(t, failedReads, "read of the failing subscription at re-check pass %d", pass+1)
 	}
 	requireEmpty(t, failing.C())
 	require.Equal(t, 1, h.Len())
@@ -308,11 +304,11 @@ func TestConcurrentUse(t *testing.T) {
 			}
 			h.PublishDelivery(reg, *delivery(status.Sent, i, 1))
 			h.RecheckAll()
-			<-s.C()
+			<-s.C() // CloseAll, deferred, ends it if the test fails first
 			s.Close()
 		})
 	}
-	wg.Wait()
+	testkit.Wait(t, &wg, "end of 50 concurrent subscribers")
 	require.Zero(t, h.Len())
 }
 
