@@ -27,6 +27,16 @@ async function signInWith(p, email, pw = password) {
   await p.getByRole('button', { name: 'Sign in' }).click();
 }
 
+// Signs in as email and asks to move the account to next, up to the
+// screen that waits for the new address's code.
+async function startChange(p, email, next) {
+  await signInWith(p, email);
+  await p.getByRole('button', { name: 'Change address' }).click();
+  await p.getByLabel('New email address').fill(next);
+  await p.getByRole('button', { name: 'Send link and code' }).click();
+  await p.getByRole('heading', { name: 'Confirm your new address' }).waitFor();
+}
+
 const signedIn = (p) => p.evaluate(() => JSON.parse(sessionStorage.getItem('verifier.signedIn') ?? 'null'));
 
 describe('sign-in', () => {
@@ -96,11 +106,7 @@ describe('change address', () => {
     const next = uniqueEmail('dead-new');
     await apiVerifiedAccount(server, email, password);
     const p = await page();
-    await signInWith(p, email);
-    await p.getByRole('button', { name: 'Change address' }).click();
-    await p.getByLabel('New email address').fill(next);
-    await p.getByRole('button', { name: 'Send link and code' }).click();
-    await p.getByRole('heading', { name: 'Confirm your new address' }).waitFor();
+    await startChange(p, email, next);
     const code = await latestCode(server, next);
     const field = p.getByLabel('The 6-digit code from that email');
     for (let n = 1; n <= 5; n++) {
@@ -149,11 +155,7 @@ describe('change address', () => {
     const next = uniqueEmail('once-new');
     await apiVerifiedAccount(server, email, password);
     const p = await page();
-    await signInWith(p, email);
-    await p.getByRole('button', { name: 'Change address' }).click();
-    await p.getByLabel('New email address').fill(next);
-    await p.getByRole('button', { name: 'Send link and code' }).click();
-    await p.getByRole('heading', { name: 'Confirm your new address' }).waitFor();
+    await startChange(p, email, next);
     const code = await latestCode(server, next);
     await recordLiveRegions(p);
     await p.locator('#code').focus();

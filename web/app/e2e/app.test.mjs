@@ -3,8 +3,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import {
-  apiRegister, apiVerify, browserPages, latestCode, latestLink, liveSaid, openPage, recordLiveRegions, signUp, startServer,
-  uniqueEmail,
+  apiRegister, apiVerify, browserPages, latestCode, latestLink, liveSaid, openExpiredLink, openPage, recordLiveRegions, signUp,
+  startServer, uniqueEmail,
 } from './helpers.mjs';
 
 // Every page of a test ends without console errors or uncaught exceptions.
@@ -283,13 +283,7 @@ describe('expiry', () => {
 
   test('an expired link offers a new email', async () => {
     const email = uniqueEmail('expired');
-    await apiRegister(short, email);
-    const link = await latestLink(short, email);
-    await new Promise((r) => setTimeout(r, 2100)); // outlive TOKEN_TTL
-    const p = await page();
-    await p.goto(link);
-    await p.getByRole('button', { name: 'Confirm my email' }).click();
-    await p.getByRole('heading', { name: 'This link has expired' }).waitFor();
+    const { p, link } = await openExpiredLink(short, page, email);
     await p.getByLabel('Your email').fill(email);
     await p.getByRole('button', { name: 'Send me a new link' }).click();
     await p.getByText('a new link is on its way').waitFor();

@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import {
-  apiRegister, apiVerifiedAccount, browserPages, latestCode, latestLink, signUp, startServer, uniqueEmail,
+  apiRegister, apiVerifiedAccount, browserPages, latestCode, latestLink, openExpiredLink, signUp, startServer, uniqueEmail,
 } from './helpers.mjs';
 
 const { page } = browserPages();
@@ -166,13 +166,7 @@ describe('a busy button keeps the keyboard focus and ignores presses', () => {
 
     test('Send me a new link', async () => {
       const email = uniqueEmail('busy-expired');
-      await apiRegister(short, email);
-      const link = await latestLink(short, email);
-      await new Promise((r) => setTimeout(r, 2100)); // outlive TOKEN_TTL
-      const p = await page();
-      await p.goto(link);
-      await p.getByRole('button', { name: 'Confirm my email' }).click();
-      await p.getByRole('heading', { name: 'This link has expired' }).waitFor();
+      const { p } = await openExpiredLink(short, page, email);
       await p.getByLabel('Your email').fill(email);
       const held = await pressWhileBusy(p, p.getByRole('button', { name: 'Send me a new link' }), 'Space', /resendVerificationEmail\(/);
       held.release();

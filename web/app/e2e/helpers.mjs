@@ -285,3 +285,20 @@ export async function liveSaid(page) {
   await page.evaluate(() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(() => setTimeout(r, 300)))));
   return page.evaluate(() => window.__liveSaid);
 }
+
+/**
+ * Registers email on server, lets its link expire (the server's TOKEN_TTL
+ * must be under 2 s), opens the link in a new page from newPage and
+ * confirms, up to the "This link has expired" screen; returns the page and
+ * the link.
+ */
+export async function openExpiredLink(server, newPage, email) {
+  await apiRegister(server, email);
+  const link = await latestLink(server, email);
+  await new Promise((r) => setTimeout(r, 2100)); // outlive TOKEN_TTL
+  const p = await newPage();
+  await p.goto(link);
+  await p.getByRole('button', { name: 'Confirm my email' }).click();
+  await p.getByRole('heading', { name: 'This link has expired' }).waitFor();
+  return { p, link };
+}
