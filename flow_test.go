@@ -106,13 +106,15 @@ func TestVerifyIsIdempotent(t *testing.T) {
 		// Double click, concurrently, with the older link.
 		var wg sync.WaitGroup
 		results := make([]gqlResponse, 8)
+		errs := make([]error, len(results))
 		for i := range results {
-			wg.Go(func() { results[i] = s.gql(t, verifyQ, map[string]any{"t": first}) })
+			wg.Go(func() { results[i], errs[i] = s.gqlAside(verifyQ, map[string]any{"t": first}) })
 		}
-		wg.Wait()
+		testkit.Wait(t, &wg, "the %d clicks' answers", len(results))
 		var at string
 		fresh := 0
-		for _, r := range results {
+		for i, r := range results {
+			require.NoError(t, errs[i])
 			require.Empty(t, r.Errors)
 			v := r.Data["verifyEmail"].(map[string]any)
 			require.Equal(t, "VERIFIED", v["status"])

@@ -299,21 +299,39 @@ func (s *svc) post(t testing.TB, body []byte) gqlResponse {
 // postWith posts a GraphQL request body with extra headers.
 func (s *svc) postWith(t testing.TB, body []byte, header http.Header) gqlResponse {
 	t.Helper()
-	req, err := http.NewRequest(http.MethodPost, s.url("/query"), bytes.NewReader(body))
+	out, err := s.send(body, header)
 	require.NoError(t, err)
+	return out
+}
+
+// send posts a GraphQL request body with extra headers and reads the
+// answer; a 5xx or an answer that is not JSON is an error.
+func (s *svc) send(body []byte, header http.Header) (gqlResponse, error) {
+	req, err := http.NewRequest(http.MethodPost, s.url("/query"), bytes.NewReader(body))
+	if err != nil {
+		return gqlResponse{}, err
+	}
 	for k, v := range header {
 		req.Header[k] = v
 	}
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := s.http.Do(req)
-	require.NoError(t, err)
+	if err != nil {
+		return gqlResponse{}, err
+	}
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(resp.Body)
-	require.NoError(t, err)
-	require.Less(t, resp.StatusCode, 500, "never a 5xx: %s", raw)
+	if err != nil {
+		return gqlResponse{}, err
+	}
+	if resp.StatusCode >= 500 {
+		return gqlResponse{}, fmt.Errorf("never a 5xx: %d %s", resp.StatusCode, raw)
+	}
 	out := gqlResponse{Status: resp.StatusCode}
-	require.NoError(t, json.Unmarshal(raw, &out), "JSON body: %s", raw)
-	return out
+	if err := json.Unmarshal(raw, &out); err != nil {
+		return gqlResponse{}, fmt.Errorf("JSON body: %w: %s", err, raw)
+	}
+	return out, nil
 }
 
 // rawPost sends body to /query as contentType and returns the status and
@@ -330,9 +348,20 @@ func (s *svc) rawPost(t *testing.T, contentType string, body []byte) (int, []byt
 
 func (s *svc) gql(t testing.TB, query string, vars map[string]any) gqlResponse {
 	t.Helper()
-	body, err := json.Marshal(map[string]any{"query": query, "variables": vars})
+	out, err := s.gqlAside(query, vars)
 	require.NoError(t, err)
-	return s.post(t, body)
+	return out
+}
+
+// gqlAside is gql for a goroutine other than the test's: require may stop
+// only the test's own goroutine, so it returns what went wrong for the
+// test to check once its goroutines are done.
+func (s *svc) gqlAside(query string, vars map[string]any) (gqlResponse, error) {
+	body, err := json.Marshal(map[string]any{"query": query, "variables": vars})
+	if err != nil {
+		return gqlResponse{}, err
+	}
+	return s.send(body, nil)
 }
 
 const (
