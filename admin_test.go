@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -361,6 +362,37 @@ func TestAdminResend(t *testing.T) {
 	notice := s.sink.Next(t, testkit.Timeout)
 	require.Equal(t, []string{"hopper@example.com"}, notice.To)
 	testkit.Eventually(t, func() bool { return sent(3) }, "the notice listed too")
+}
+
+// TestAdminListsQueuedEmails: User.deliveries lists every email, one not
+// yet picked up by a mailer too: here a repeated sign-up's email, held
+// until the address's cooldown ends (as one waiting in a queue no worker
+// reads yet would be). A later sign-up that takes the waiting email's
+// place leaves one email listed, not two.
+func TestAdminListsQueuedEmails(t *testing.T) {
+	t.Parallel()
+	s := startAdmin(t, svcOptions{})
+	s.register(t, "lovelace@example.com")
+	s.sink.Next(t, testkit.Timeout)
+	states := func() []any {
+		d := s.adminOK(t, adminUserByEmailQ, map[string]any{"e": "lovelace@example.com"})["user"].(map[string]any)["deliveries"].([]any)
+		out := make([]any, len(d))
+		for i, e := range d {
+			out[i] = e.(map[string]any)["state"]
+		}
+		return out
+	}
+	testkit.Eventually(t, func() bool { return slices.Equal(states(), []any{"SENT"}) }, "the first email SENT")
+
+	s.register(t, "lovelace@example.com") // in the cooldown: waits
+	require.Equal(t, []any{"QUEUED", "SENT"}, states(), "the waiting email listed, newest first")
+	s.register(t, "lovelace@example.com") // takes the waiting one's place
+	require.Equal(t, []any{"QUEUED", "SENT"}, states(), "the replaced email is gone")
+
+	s.clock.Advance(time.Minute)
+	last := s.sink.Next(t, testkit.Timeout)
+	require.Equal(t, []string{"lovelace@example.com"}, last.To)
+	testkit.Eventually(t, func() bool { return slices.Equal(states(), []any{"SENT", "SENT"}) }, "both emails SENT")
 }
 
 // TestAdminDeleteUser erases a user whose address went through sign-up,

@@ -9,8 +9,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/google/uuid"
-
 	"github.com/verifier/verifier/internal/broker"
 	"github.com/verifier/verifier/internal/delivery"
 	"github.com/verifier/verifier/internal/event"
@@ -139,23 +137,25 @@ func (m *Mailer) Handle(ctx context.Context, msg broker.Message) error {
 		return err
 	}
 	email, about, renderErr := m.render(msg)
-	rec, err := m.Records.Begin(ctx, delivery.Event{ID: msg.ID, Kind: about.kind, Address: about.to, Registration: about.registration, UserID: about.userID, Topic: msg.Topic, Payload: msg.Body, Resend: msg.Topic == event.ResentTopic})
+	e := delivery.EventOf(msg.ID, msg.Topic, about.Mail)
+	e.Payload = msg.Body
+	rec, err := m.Records.Begin(ctx, e)
 	if err != nil {
 		if ctx.Err() != nil {
 			return err
 		}
-		return broker.RetryAfter(fmt.Errorf("%s email %s: %w", about.kind, msg.ID, err), recordRetry)
+		return broker.RetryAfter(fmt.Errorf("%s email %s: %w", about.Kind, msg.ID, err), recordRetry)
 	}
 	if rec.Busy > 0 {
 		// Another copy of this event is being sent right now (the broker
 		// redelivered it while the first was still in an SMTP session):
 		// come back once that one has settled, and find it SENT.
-		return broker.RetryAfter(fmt.Errorf("%s email %s: another delivery of it is being sent", about.kind, msg.ID), rec.Busy)
+		return broker.RetryAfter(fmt.Errorf("%s email %s: another delivery of it is being sent", about.Kind, msg.ID), rec.Busy)
 	}
 	switch rec.State {
 	case delivery.Sent:
-		m.count(m.Metrics.Skipped, about.kind)
-		m.Log.Debug("email already sent; not sending it again", "kind", about.kind, "id", msg.ID)
+		m.count(m.Metrics.Skipped, about.Kind)
+		m.Log.Debug("email already sent; not sending it again", "kind", about.Kind, "id", msg.ID)
 		return nil
 	case delivery.Failed:
 		// A dead letter until an operator replays it (which makes it
@@ -163,8 +163,8 @@ func (m *Mailer) Handle(ctx context.Context, msg broker.Message) error {
 		return nil
 	}
 	if renderErr != nil {
-		m.Log.Error("email event cannot be sent; kept as a dead letter", "kind", about.kind, "id", msg.ID, "err", renderErr)
-		return m.fail(about.kind, func() error { return m.Records.MarkUnsendable(context.WithoutCancel(ctx), rec, renderErr.Error()) })
+		m.Log.Error("email event cannot be sent; kept as a dead letter", "kind", about.Kind, "id", msg.ID, "err", renderErr)
+		return m.fail(about.Kind, func() error { return m.Records.MarkUnsendable(context.WithoutCancel(ctx), rec, renderErr.Error()) })
 	}
 	if err := ctx.Err(); err != nil {
 		// Hand the reservation back, so the copy the broker delivers
@@ -188,13 +188,13 @@ func (m *Mailer) Handle(ctx context.Context, msg broker.Message) error {
 		accepted := m.now()
 		// First the record, so that from here on a crash or a lost
 		// delivery cannot send it again; even if ctx just ended.
-		m.recordSent(ctx, rec, about.kind, msg.ID)
-		m.count(m.Metrics.Sent, about.kind)
+		m.recordSent(ctx, rec, about.Kind, msg.ID)
+		m.count(m.Metrics.Sent, about.Kind)
 		m.solved()
 		// recorded_in is the window in which a crash sends this email
 		// twice (the server's "250" to the SENT commit): the figure to
 		// look at when the fault suite counts duplicates.
-		m.Log.Debug("email sent", "kind", about.kind, "id", msg.ID, "attempt", msg.Attempt, "recorded_in", m.now().Sub(accepted))
+		m.Log.Debug("email sent", "kind", about.Kind, "id", msg.ID, "attempt", msg.Attempt, "recorded_in", m.now().Sub(accepted))
 		return nil
 	}
 	if ctx.Err() != nil {
@@ -203,7 +203,7 @@ func (m *Mailer) Handle(ctx context.Context, msg broker.Message) error {
 		if err := m.Records.MarkDeferred(context.WithoutCancel(ctx), rec, !mail.NotTried(sendErr), mail.ReasonOf(sendErr)); err != nil {
 			m.Log.Debug("could not record a send interrupted by the delivery's end", "id", msg.ID, "err", err)
 		}
-		return fmt.Errorf("%s email %s: stopped: %w", about.kind, msg.ID, sendErr)
+		return fmt.Errorf("%s email %s: stopped: %w", about.Kind, msg.ID, sendErr)
 	}
 
 	tried := !mail.NotTried(sendErr)
@@ -215,8 +215,8 @@ func (m *Mailer) Handle(ctx context.Context, msg broker.Message) error {
 	var schedule []time.Duration
 	switch class := mail.ClassOf(sendErr); class {
 	case mail.Rejected:
-		m.Log.Warn("email refused for good; kept as a dead letter", "kind", about.kind, "id", msg.ID, "reason", reason)
-		return m.fail(about.kind, func() error { return m.Records.MarkFailed(context.WithoutCancel(ctx), rec, tried, reason) })
+		m.Log.Warn("email refused for good; kept as a dead letter", "kind", about.Kind, "id", msg.ID, "reason", reason)
+		return m.fail(about.Kind, func() error { return m.Records.MarkFailed(context.WithoutCancel(ctx), rec, tried, reason) })
 	case mail.Misconfigured:
 		m.report(sendErr)
 		schedule = misconfiguredRetry
@@ -224,7 +224,7 @@ func (m *Mailer) Handle(ctx context.Context, msg broker.Message) error {
 		// mail.SMTP logs the outage once; one line per message would flood.
 		schedule = unreachableRetry
 	default:
-		m.Log.Warn("email deferred; will retry", "kind", about.kind, "id", msg.ID, "attempt", attempts, "reason", reason, "err", sendErr)
+		m.Log.Warn("email deferred; will retry", "kind", about.Kind, "id", msg.ID, "attempt", attempts, "reason", reason, "err", sendErr)
 		// A quarter of how long this email has been failing: soon after a
 		// short hiccup (a server that said 451 to everyone for a few
 		// seconds is back within a few seconds), up to a minute for an
@@ -234,20 +234,20 @@ func (m *Mailer) Handle(ctx context.Context, msg broker.Message) error {
 		schedule = []time.Duration{min(max((m.now().Sub(rec.Since)/4).Truncate(time.Second), deferredMin), deferredMax)}
 	}
 	if !about.deadline.IsZero() && !m.now().Before(about.deadline) {
-		m.Log.Warn("email given up on: it could not be delivered in time", "kind", about.kind, "id", msg.ID, "attempts", attempts, "reason", reason)
-		return m.fail(about.kind, func() error {
+		m.Log.Warn("email given up on: it could not be delivered in time", "kind", about.Kind, "id", msg.ID, "attempts", attempts, "reason", reason)
+		return m.fail(about.Kind, func() error {
 			return m.Records.MarkFailed(context.WithoutCancel(ctx), rec, tried, "gave up, too late to be of use; last: "+reason)
 		})
 	}
 	if tried {
-		m.count(m.Metrics.Retried, about.kind)
+		m.count(m.Metrics.Retried, about.Kind)
 	}
 	// Also when nothing was tried: the mark ends Begin's reservation,
 	// which would otherwise keep the next delivery waiting for SendLease.
 	if err := m.Records.MarkDeferred(ctx, rec, tried, reason); err != nil {
-		m.Log.Warn("could not record a deferred email", "kind", about.kind, "id", msg.ID, "err", err)
+		m.Log.Warn("could not record a deferred email", "kind", about.Kind, "id", msg.ID, "err", err)
 	}
-	return broker.RetryAfter(fmt.Errorf("%s email %s: %w", about.kind, msg.ID, sendErr), at(schedule, attempts))
+	return broker.RetryAfter(fmt.Errorf("%s email %s: %w", about.Kind, msg.ID, sendErr), at(schedule, attempts))
 }
 
 // recordSent writes SENT for an email the server accepted, trying again
@@ -349,25 +349,13 @@ func (m *Mailer) now() time.Time {
 	return time.Now()
 }
 
-// The kinds of email, as the metrics label them.
-const (
-	KindVerification      = "verification"
-	KindAlreadyRegistered = "already_registered"
-	KindEmailChangeNotice = "email_change_notice"
-)
-
 // MailKinds is every kind the mailer sends, so each email counter can be
 // present at 0 from the start (metrics.Metrics.MailKinds).
-var MailKinds = []string{KindVerification, KindAlreadyRegistered, KindEmailChangeNotice}
+var MailKinds = []string{event.KindVerification, event.KindAlreadyRegistered, event.KindEmailChangeNotice}
 
 // about is what the mailer knows of an event before sending it.
 type about struct {
-	kind string
-	to   string
-	// registration is whose watchers are told of the email's delivery.
-	registration uuid.UUID
-	// userID is the user the email is to, when the event names one.
-	userID uuid.UUID
+	event.Mail
 	// deadline is when retrying stops being of use (zero: never).
 	deadline time.Time
 }
@@ -375,12 +363,12 @@ type about struct {
 func (m *Mailer) render(msg broker.Message) (mail.Message, about, error) {
 	switch msg.Topic {
 	case event.RegisteredTopic, event.RenewedTopic, event.ResentTopic, event.EmailChangeRequestedTopic:
-		a := about{kind: KindVerification}
+		a := about{Mail: event.Mail{Kind: event.KindVerification}}
 		var ev event.VerificationRequested
 		if err := json.Unmarshal(msg.Body, &ev); err != nil || ev.Email == "" || ev.SealedToken == "" {
 			return mail.Message{}, a, fmt.Errorf("undecodable %s event %s", msg.Topic, msg.ID)
 		}
-		a.to, a.deadline, a.registration, a.userID = ev.Email, ev.ExpiresAt, ev.Registration, ev.UserID
+		a = about{Mail: ev.Mail(), deadline: ev.ExpiresAt}
 		tok, err := m.Seal.Open(ev.SealedToken, ev.Email)
 		if err != nil {
 			// Another deployment's key, or a tampered event: no retry
@@ -399,27 +387,25 @@ func (m *Mailer) render(msg broker.Message) (mail.Message, about, error) {
 		email, err := m.templates().Verification(msg.ID, ev.Email, d)
 		return email, a, err
 	case event.AlreadyRegisteredTopic:
-		a := about{kind: KindAlreadyRegistered}
+		a := about{Mail: event.Mail{Kind: event.KindAlreadyRegistered}}
 		var ev event.AlreadyRegistered
 		if err := json.Unmarshal(msg.Body, &ev); err != nil || ev.Email == "" {
 			return mail.Message{}, a, fmt.Errorf("undecodable %s event %s", msg.Topic, msg.ID)
 		}
-		a.to, a.registration, a.userID = ev.Email, ev.Registration, ev.UserID
-		a.deadline = m.noticeDeadline(msg)
+		a = about{Mail: ev.Mail(), deadline: m.noticeDeadline(msg)}
 		email, err := m.templates().AlreadyRegistered(msg.ID, ev.Email, ev.Locale, ev.ChangeEmail)
 		return email, a, err
 	case event.EmailChangeNoticeTopic:
-		a := about{kind: KindEmailChangeNotice}
+		a := about{Mail: event.Mail{Kind: event.KindEmailChangeNotice}}
 		var ev event.EmailChangeNotice
 		if err := json.Unmarshal(msg.Body, &ev); err != nil || ev.Email == "" {
 			return mail.Message{}, a, fmt.Errorf("undecodable %s event %s", msg.Topic, msg.ID)
 		}
-		a.to, a.userID = ev.Email, ev.UserID
-		a.deadline = m.noticeDeadline(msg)
+		a = about{Mail: ev.Mail(), deadline: m.noticeDeadline(msg)}
 		email, err := m.templates().EmailChangeNotice(msg.ID, ev.Email, ev.Locale, ev.NewEmail)
 		return email, a, err
 	}
-	return mail.Message{}, about{kind: "unknown"}, fmt.Errorf("mailer: unexpected topic %q", msg.Topic)
+	return mail.Message{}, about{Mail: event.Mail{Kind: "unknown"}}, fmt.Errorf("mailer: unexpected topic %q", msg.Topic)
 }
 
 // noticeDeadline is when retrying the notice of msg stops being of use:

@@ -14,6 +14,7 @@ import (
 
 	"github.com/verifier/verifier/ent"
 	"github.com/verifier/verifier/internal/code"
+	"github.com/verifier/verifier/internal/delivery"
 	"github.com/verifier/verifier/internal/hub"
 	"github.com/verifier/verifier/internal/password"
 	"github.com/verifier/verifier/internal/publicevent"
@@ -42,10 +43,14 @@ type Hub interface {
 	Subscribe(ctx context.Context, w hub.Watch) (*hub.Subscription, error)
 }
 
-// Deliveries is what Watch needs from the delivery records: the latest
-// state of a registration's latest email, nil if none is recorded yet.
+// Deliveries is what the service needs from the delivery records: the
+// latest state of a registration's latest email for Watch (nil if none
+// is recorded yet), and a record for each email it queues (see
+// delivery.Store's Queue and Forget).
 type Deliveries interface {
 	Latest(ctx context.Context, registration uuid.UUID) (*status.Delivery, error)
+	Queue(ctx context.Context, tx *ent.Tx, e delivery.Event, at time.Time) (func(), error)
+	Forget(ctx context.Context, tx *ent.Tx, id string) error
 }
 
 // Options configure a Service.
@@ -62,8 +67,9 @@ type Options struct {
 	// Signer mints receipts and session tokens.
 	Signer Signer
 	Hub    Hub
-	// Deliveries, if set, gives watchers the delivery of their email so
-	// far; nil shows every email QUEUED until its first change is heard.
+	// Deliveries, if set, records each email queued and gives watchers
+	// the delivery of their email so far; nil records nothing, and shows
+	// every email QUEUED until its first change is heard.
 	Deliveries Deliveries
 	// Wake is called after each commit that wrote an outbox event.
 	Wake func()

@@ -25,6 +25,7 @@ import (
 	"github.com/verifier/verifier/internal/code"
 	"github.com/verifier/verifier/internal/database"
 	"github.com/verifier/verifier/internal/database/databasetest"
+	"github.com/verifier/verifier/internal/delivery"
 	"github.com/verifier/verifier/internal/event"
 	"github.com/verifier/verifier/internal/hub"
 	"github.com/verifier/verifier/internal/password"
@@ -334,8 +335,15 @@ func TestWatchEndsWithContext(t *testing.T) {
 	})
 }
 
-// fakeDeliveries answers Latest from what set stored.
+// fakeDeliveries answers Latest from what set stored, and records
+// nothing.
 type fakeDeliveries struct{ m sync.Map }
+
+func (f *fakeDeliveries) Queue(context.Context, *ent.Tx, delivery.Event, time.Time) (func(), error) {
+	return nil, nil
+}
+
+func (f *fakeDeliveries) Forget(context.Context, *ent.Tx, string) error { return nil }
 
 func (f *fakeDeliveries) set(reg uuid.UUID, d *status.Delivery) { f.m.Store(reg, d) }
 

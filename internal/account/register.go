@@ -267,6 +267,7 @@ func (s *Service) Resend(ctx context.Context, email string) error {
 	if err != nil {
 		return err
 	}
+	var queued func() // the resend's announcement, once committed
 	err = database.InTx(ctx, s.DB, func(tx *ent.Tx) error {
 		now := s.now()
 		cooldown, err := s.lockCooldown(ctx, tx, email)
@@ -314,10 +315,14 @@ func (s *Service) Resend(ctx context.Context, email string) error {
 		if err != nil {
 			return err
 		}
-		return outbox.Enqueue(ctx, tx, now, event.ResentTopic, req)
+		_, queued, err = s.queue(ctx, tx, now, now, outgoing{event.ResentTopic, req})
+		return err
 	})
 	if err != nil {
 		return fmt.Errorf("resend: %w", err)
+	}
+	if queued != nil {
+		queued()
 	}
 	// Woken whether or not an email was queued: the relay's work would
 	// otherwise show in the timing of the answer.

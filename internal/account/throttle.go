@@ -16,6 +16,8 @@ import (
 	"github.com/verifier/verifier/ent/outboxevent"
 	"github.com/verifier/verifier/ent/predicate"
 	"github.com/verifier/verifier/internal/apperr"
+	"github.com/verifier/verifier/internal/delivery"
+	"github.com/verifier/verifier/internal/event"
 	"github.com/verifier/verifier/internal/outbox"
 )
 
@@ -72,7 +74,20 @@ func (s *Service) cooldownLeft(th *ent.EmailThrottle, now time.Time) time.Durati
 // outgoing is an email to queue: an outbox event for the mailer.
 type outgoing struct {
 	topic   string
-	payload any
+	payload event.Email
+}
+
+// queue writes m to the outbox in tx, to go out at at, with its delivery
+// record (QUEUED: the admin API lists it from now on, not from when a
+// mailer picks it up). It returns the event's id, and what to run once tx
+// committed (nil: nothing; only a resend announces its record).
+func (s *Service) queue(ctx context.Context, tx *ent.Tx, now, at time.Time, m outgoing) (uuid.UUID, func(), error) {
+	id, err := outbox.EnqueueAt(ctx, tx, now, at, m.topic, m.payload)
+	if err != nil || s.Deliveries == nil {
+		return id, nil, err
+	}
+	after, err := s.Deliveries.Queue(ctx, tx, delivery.EventOf(id.String(), m.topic, m.payload.Mail()), at)
+	return id, after, err
 }
 
 // schedule queues m for the address th (locked by lockCooldown) so that no
@@ -100,7 +115,8 @@ func (s *Service) schedule(ctx context.Context, tx *ent.Tx, th *ent.EmailThrottl
 	if err := s.spend(ctx, tx, emailDomain(th.Email), now); err != nil {
 		return err
 	}
-	id, err := outbox.EnqueueAt(ctx, tx, now, at, m.topic, m.payload)
+	// Never a resend (Resend queues its own), so nothing to run after.
+	id, _, err := s.queue(ctx, tx, now, at, m)
 	if err != nil {
 		return err
 	}
@@ -160,7 +176,13 @@ func (s *Service) replaceWaiting(ctx context.Context, tx *ent.Tx, th *ent.EmailT
 	if err != nil || n == 0 {
 		return false, err
 	}
-	id, err := outbox.EnqueueAt(ctx, tx, now, waiting.AvailableAt.UTC(), m.topic, m.payload)
+	if s.Deliveries != nil {
+		// It never goes out: no record lists it.
+		if err := s.Deliveries.Forget(ctx, tx, waiting.EventID.String()); err != nil {
+			return false, err
+		}
+	}
+	id, _, err := s.queue(ctx, tx, now, waiting.AvailableAt.UTC(), m)
 	if err != nil {
 		return false, err
 	}

@@ -102,6 +102,11 @@ type Event struct {
 	Resend bool
 }
 
+// EventOf is the Event of the email m, whose event is id on topic.
+func EventOf(id, topic string, m event.Mail) Event {
+	return Event{ID: id, Kind: m.Kind, Address: m.To, Registration: m.Registration, UserID: m.UserID, Topic: topic, Resend: topic == event.ResentTopic}
+}
+
 // Record is what the mailer needs of a record.
 type Record struct {
 	ID       int
@@ -130,13 +135,108 @@ type Record struct {
 // that after a crash mid-send the redelivery waits only briefly.
 const SendLease = 30 * time.Second
 
-// Begin returns the record of e, creating it QUEUED on first sight, and
-// reserves it for the caller for SendLease unless it is SENT, FAILED or
-// reserved by another delivery of the same event (then Busy says for how
-// long). The reservation ends with MarkSent, MarkDeferred or MarkFailed.
+// Queue records, in tx, the email of e (an email event just written to
+// the outbox in tx, e.ID its id) as QUEUED, to go out at at: before any
+// mailer has it, so the admin API lists an email that waits for its
+// cooldown, for the relay or for a worker (with RabbitMQ, in a queue no
+// worker reads yet), and a mailer finds the record when the event comes
+// (Begin). A resend's record replaces the state its registration's
+// watchers see, so it is announced: in tx through the outbox, or, when
+// the changes are heard locally, by the returned func once tx committed
+// (nil: nothing to call).
+func (s *Store) Queue(ctx context.Context, tx *ent.Tx, e Event, at time.Time) (func(), error) {
+	now := s.now().UTC()
+	var reg, userID *uuid.UUID
+	if e.Registration != uuid.Nil {
+		reg = &e.Registration
+	}
+	if e.UserID != uuid.Nil {
+		userID = &e.UserID
+	}
+	err := tx.Delivery.Create().
+		SetEventID(e.ID).
+		SetKind(e.Kind).
+		SetAddress(truncate(e.Address, 254)).
+		SetNillableRegistration(reg).
+		SetNillableUserID(userID).
+		SetTopic(e.Topic).
+		// Since when it could go out: how long it has been failing counts
+		// from there (the mailer's backoff), not from a cooldown's wait.
+		SetCreatedAt(at.UTC()).
+		SetUpdatedAt(now).
+		Exec(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("delivery record of %s: %w", e.ID, err)
+	}
+	if !e.Resend || reg == nil {
+		// A registration's first email is what its watchers are shown
+		// already (QUEUED since the registration, see Latest).
+		return nil, nil
+	}
+	d := view(Queued, now, 0, "")
+	if s.local != nil {
+		return func() { s.local(*reg, *d) }, nil
+	}
+	if err := outbox.Enqueue(ctx, tx, now, event.DeliveryChangedTopic, event.DeliveryChanged{Registration: *reg, Delivery: *d}); err != nil {
+		return nil, err
+	}
+	return s.woken, nil
+}
+
+// Forget deletes, in tx, the record of the email event id (a waiting
+// email that another took the place of, never to go out).
+func (s *Store) Forget(ctx context.Context, tx *ent.Tx, id string) error {
+	if _, err := tx.Delivery.Delete().Where(entdelivery.EventID(id)).Exec(ctx); err != nil {
+		return fmt.Errorf("forget delivery record of %s: %w", id, err)
+	}
+	return nil
+}
+
+// Begin returns the record of e and reserves it for the caller for
+// SendLease unless it is SENT, FAILED or reserved by another delivery of
+// the same event (then Busy says for how long). The record is mostly
+// there already (Queue); an event written without one (by an earlier
+// release, or a replayed message) gets it here, QUEUED on first sight.
+// The reservation ends with MarkSent, MarkDeferred or MarkFailed.
 func (s *Store) Begin(ctx context.Context, e Event) (Record, error) {
 	now := s.now().UTC()
 	until := now.Add(SendLease)
+	// Take the reservation if it is free: one conditional update, so of
+	// two racing copies exactly one wins.
+	claimed, err := s.db.Delivery.Update().
+		Where(
+			entdelivery.EventID(e.ID),
+			entdelivery.StateIn(Queued, Deferred),
+			entdelivery.Or(entdelivery.SendingUntilIsNil(), entdelivery.SendingUntilLTE(now)),
+		).
+		SetSendingUntil(until).
+		Save(ctx)
+	if err != nil {
+		return Record{}, fmt.Errorf("delivery record of %s: %w", e.ID, err)
+	}
+	var createErr error
+	if claimed == 0 {
+		var r Record
+		if r, createErr = s.create(ctx, e, now, until); createErr == nil {
+			return r, nil
+		}
+		// Seen before (the insert did nothing): SENT, FAILED or reserved
+		// by another delivery. Or the insert failed: read what is there.
+	}
+	rec, err := s.db.Delivery.Query().Where(entdelivery.EventID(e.ID)).Only(ctx)
+	if err != nil {
+		return Record{}, fmt.Errorf("delivery record of %s: %w", e.ID, errors.Join(createErr, err))
+	}
+	r := Record{ID: rec.ID, State: rec.State, Attempts: rec.Attempts, Registration: rec.Registration, Since: rec.CreatedAt.UTC(), UserID: e.UserID, Address: e.Address, payload: e.Payload}
+	if claimed == 0 && rec.SendingUntil != nil && (rec.State == Queued || rec.State == Deferred) {
+		r.Busy = max(rec.SendingUntil.Sub(now), time.Second)
+	}
+	return r, nil
+}
+
+// create writes the record of e, reserved until until; an error when
+// there is one already.
+func (s *Store) create(ctx context.Context, e Event, now, until time.Time) (Record, error) {
 	var reg, userID *uuid.UUID
 	if e.Registration != uuid.Nil {
 		reg = &e.Registration
@@ -147,9 +247,7 @@ func (s *Store) Begin(ctx context.Context, e Event) (Record, error) {
 	// A registration's first email needs no announcement: until its
 	// record exists its watchers are shown it QUEUED already (see Latest).
 	// A later one (a resend) replaces the state they see, so it is
-	// announced, in the insert's transaction. Most emails are first ones,
-	// and skipping the transaction and the event keeps the mail path fast;
-	// a resend is a later one, and skips the look.
+	// announced, in the insert's transaction.
 	announce := reg
 	if reg != nil && !e.Resend {
 		earlier, err := s.db.Delivery.Query().Where(entdelivery.RegistrationEQ(*reg), entdelivery.EventIDNEQ(e.ID)).Exist(ctx)
@@ -178,29 +276,10 @@ func (s *Store) Begin(ctx context.Context, e Event) (Record, error) {
 			ID(ctx)
 		return &status.Delivery{State: status.Queued, At: now}, err
 	})
-	if err == nil {
-		return Record{ID: id, State: Queued, Registration: reg, Since: now, UserID: e.UserID, Address: e.Address, payload: e.Payload}, nil
+	if err != nil {
+		return Record{}, err
 	}
-	// Seen before (the insert did nothing), or the insert failed: take
-	// the reservation if it is free (one conditional update, so of two
-	// racing copies exactly one wins), then read what is there.
-	claimed, cerr := s.db.Delivery.Update().
-		Where(
-			entdelivery.EventID(e.ID),
-			entdelivery.StateIn(Queued, Deferred),
-			entdelivery.Or(entdelivery.SendingUntilIsNil(), entdelivery.SendingUntilLTE(now)),
-		).
-		SetSendingUntil(until).
-		Save(ctx)
-	rec, qerr := s.db.Delivery.Query().Where(entdelivery.EventID(e.ID)).Only(ctx)
-	if qerr != nil || cerr != nil {
-		return Record{}, fmt.Errorf("delivery record of %s: %w", e.ID, errors.Join(err, cerr, qerr))
-	}
-	r := Record{ID: rec.ID, State: rec.State, Attempts: rec.Attempts, Registration: rec.Registration, Since: rec.CreatedAt.UTC(), UserID: e.UserID, Address: e.Address, payload: e.Payload}
-	if claimed == 0 && rec.SendingUntil != nil && (rec.State == Queued || rec.State == Deferred) {
-		r.Busy = max(rec.SendingUntil.Sub(now), time.Second)
-	}
-	return r, nil
+	return Record{ID: id, State: Queued, Registration: reg, Since: now, UserID: e.UserID, Address: e.Address, payload: e.Payload}, nil
 }
 
 // write runs f, and, when reg is set and f reports a change, enqueues the

@@ -115,3 +115,40 @@ type EmailChangeNotice struct {
 	// UserID is the user the notice goes to (see AlreadyRegistered).
 	UserID uuid.UUID `json:"userId,omitzero"`
 }
+
+// The kinds of email, as delivery records and metrics name them.
+const (
+	KindVerification      = "verification"
+	KindAlreadyRegistered = "already_registered"
+	KindEmailChangeNotice = "email_change_notice"
+)
+
+// Mail is what an email event says of its email: what it is, to whom, and
+// whose (the registration whose watchers are told of its delivery, the
+// user it is listed under; uuid.Nil when the event names none).
+type Mail struct {
+	Kind         string
+	To           string
+	Registration uuid.UUID
+	UserID       uuid.UUID
+}
+
+// Email is the payload of an email event.
+type Email interface {
+	Mail() Mail
+}
+
+// Mail describes the verification email.
+func (e VerificationRequested) Mail() Mail {
+	return Mail{Kind: KindVerification, To: e.Email, Registration: e.Registration, UserID: e.UserID}
+}
+
+// Mail describes the notice.
+func (e AlreadyRegistered) Mail() Mail {
+	return Mail{Kind: KindAlreadyRegistered, To: e.Email, Registration: e.Registration, UserID: e.UserID}
+}
+
+// Mail describes the notice.
+func (e EmailChangeNotice) Mail() Mail {
+	return Mail{Kind: KindEmailChangeNotice, To: e.Email, UserID: e.UserID}
+}
