@@ -115,7 +115,9 @@ describe('change address', () => {
       await p.locator('#code-error').getByText(n < 5 ? /(tries|try) left/ : /no longer works/).waitFor();
       if (n < 5) await p.waitForFunction(() => document.activeElement.id === 'code');
     }
-    assert.equal(await field.isDisabled(), true);
+    assert.equal(await field.getAttribute('aria-disabled'), 'true', 'unavailable to screen readers');
+    assert.equal(await field.getAttribute('disabled'), null, 'not disabled: it keeps its place in the tab order');
+    assert.equal(await p.locator('#verify-code').getAttribute('aria-disabled'), 'true');
     await p.evaluate(() => new Promise((r) => requestAnimationFrame(() => setTimeout(r))));
     assert.equal(await p.evaluate(() => (document.activeElement === document.body ? 'BODY' : document.activeElement.textContent)), 'Use a different address');
   });

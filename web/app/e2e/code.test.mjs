@@ -33,6 +33,29 @@ async function signUpFrom(p, redirect, email) {
 /** A code that is not `code`: its neighbour number `n` places on. */
 const wrong = (code, n = 1) => String((Number(code) + n) % 1e6).padStart(6, '0');
 
+const deadText = 'This code no longer works. Use the link in the email, or send a new email.';
+
+/** Types the wrong codes that kill `code` into `field`, waiting for each
+ * answer (a code typed while one is checked is not sent). */
+async function killCode(p, field, code) {
+  for (const [n, left] of [[1, '4 tries'], [2, '3 tries'], [3, '2 tries'], [4, '1 try']]) {
+    await field.fill(wrong(code, n));
+    await p.locator('#code-error').getByText(`That code is not right — ${left} left.`).waitFor();
+  }
+  await field.fill(wrong(code, 5));
+  await p.locator('#code-error').getByText(deadText).waitFor();
+}
+
+/** What has the keyboard focus: BODY, INPUT#id, or the element's text. */
+const focused = (p) => p.evaluate(() => {
+  const el = document.activeElement;
+  if (!el || el === document.body) return 'BODY';
+  return el.tagName === 'INPUT' ? `INPUT#${el.id}` : `${el.tagName}:${el.textContent.trim()}`;
+});
+
+/** Past the next frame and a little more, for what a press may start. */
+const settle = (p, ms = 50) => p.evaluate((ms) => new Promise((r) => requestAnimationFrame(() => setTimeout(r, ms))), ms);
+
 describe('one-time code', () => {
   test('on a narrow phone the field still shows all six digits', async () => {
     for (const lang of ['en-US', 'de-DE']) {
@@ -132,12 +155,84 @@ describe('one-time code', () => {
       await p.locator('#code-error').getByText(`That code is not right — ${left} left.`).waitFor();
     }
     await field.fill(wrong(code, 5));
-    await p.locator('#code-error').getByText('This code no longer works. Use the link in the email, or send a new email.').waitFor();
-    assert.equal(await field.isDisabled(), true);
+    await p.locator('#code-error').getByText(deadText).waitFor();
+    assert.equal(await field.isEditable(), false);
 
     // The link in the email still works, and the screen flips live.
     await apiVerify(server, await latestLink(server, email));
     await p.getByRole('heading', { name: 'You are all set' }).waitFor();
+  });
+
+  test('a dead code leaves the field and Verify code unavailable but in the tab order: a press sends nothing, the field says what to do', async () => {
+    const email = uniqueEmail('dead');
+    const p = await page();
+    await signUp(p, server, email);
+    await p.getByText('Live', { exact: true }).waitFor();
+    const code = await latestCode(server, email);
+    const field = p.getByLabel(codeLabel);
+    const button = p.locator('#verify-code');
+    await killCode(p, field, code);
+    await settle(p);
+    assert.equal(await focused(p), 'BUTTON:Resend email', 'the focus moves on to the way on, not to the page body');
+
+    let sent = 0;
+    await p.route('**/query', (route) => {
+      if (/verifyEmailWithCode\(/.test(route.request().postData() ?? '')) sent++;
+      return route.fallback();
+    });
+
+    // Back from the way on, the keyboard finds the button, then the field:
+    // unavailable, not disabled (which takes them out of the tab order).
+    await p.keyboard.press('Shift+Tab');
+    assert.equal(await focused(p), 'BUTTON:Verify code', 'Verify code stays in the tab order');
+    assert.equal(await button.getAttribute('aria-disabled'), 'true', 'Verify code is unavailable to screen readers');
+    assert.equal(await button.getAttribute('disabled'), null, 'Verify code is not disabled');
+    await p.keyboard.press('Enter');
+    await p.keyboard.press('Space');
+    await button.click({ force: true });
+    await settle(p, 300);
+    assert.equal(sent, 0, 'a press on Verify code sends nothing');
+    assert.equal(await focused(p), 'BUTTON:Verify code', 'and leaves the focus on it');
+
+    await p.keyboard.press('Shift+Tab');
+    assert.equal(await focused(p), 'INPUT#code', 'the field stays in the tab order');
+    assert.equal(await field.getAttribute('aria-disabled'), 'true', 'the field is unavailable to screen readers');
+    assert.equal(await field.getAttribute('disabled'), null, 'the field is not disabled');
+    assert.equal(await field.evaluate((el) => el.readOnly), true, 'the field takes no typing');
+    const before = await field.inputValue();
+    await p.keyboard.press('Backspace');
+    await p.keyboard.type('123456');
+    await p.keyboard.press('Enter');
+    await settle(p, 300);
+    assert.equal(await field.inputValue(), before, 'typing changes nothing');
+    assert.equal(sent, 0, 'typing, or Enter, in the field sends nothing');
+    assert.equal(await focused(p), 'INPUT#code');
+
+    // Announced as unavailable, and with what to do instead.
+    assert.equal(await p.getByRole('textbox', { name: codeLabel, disabled: true }).count(), 1);
+    assert.equal(await p.getByRole('button', { name: 'Verify code', disabled: true }).count(), 1);
+    const described = await field.evaluate((el) => el.getAttribute('aria-describedby').split(' ').map((id) => document.getElementById(id).textContent).join(' '));
+    assert.equal(described, deadText);
+
+    // It looks unavailable, as a disabled one did.
+    assert.equal(await field.evaluate((el) => getComputedStyle(el).opacity), '0.6');
+    const [color, muted] = await button.evaluate((el) => {
+      const probe = document.createElement('span');
+      probe.style.color = 'var(--muted)';
+      el.after(probe);
+      const out = [getComputedStyle(el).color, getComputedStyle(probe).color];
+      probe.remove();
+      return out;
+    });
+    assert.equal(color, muted, 'Verify code in the muted colour');
+
+    // The link in the email still works; the field that held the focus goes
+    // away and the focus moves on to Sign in.
+    await apiVerify(server, await latestLink(server, email));
+    await p.getByRole('heading', { name: 'You are all set' }).waitFor();
+    await settle(p);
+    assert.equal(await focused(p), 'A:Sign in');
+    assert.equal(sent, 0);
   });
 });
 

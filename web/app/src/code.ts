@@ -9,12 +9,13 @@ export interface CodeFormOptions {
   label: string;
   /** Sends the code; resolves when it was right, throws an ApiError if not. */
   submit(code: string): Promise<void>;
-  /** What to say once the code is dead (5 wrong tries): where to go instead. */
+  /** What to say once the code is dead (5 wrong tries, or expired): where
+   * to go instead. */
   dead: string;
   /** Takes an error the form does not handle itself (e.g. an ended
    * session); returns true when it did. */
   other?(e: ApiError): boolean;
-  /** Called when the code died, after the form disabled itself. */
+  /** Called when the code died, after the form made itself unavailable. */
   onDead?(): void;
 }
 
@@ -44,6 +45,9 @@ export function codeForm(opts: CodeFormOptions): HTMLFormElement {
   );
 
   let busy = false;
+  // Set once the code is dead (too many wrong tries, or expired): nothing
+  // is sent any more, whatever is pressed.
+  let dead = false;
   // The last code sent: auto-submit fires once per code, not again while a
   // wrong one stays in the field.
   let tried = '';
@@ -54,7 +58,7 @@ export function codeForm(opts: CodeFormOptions): HTMLFormElement {
   };
   const send = async () => {
     const code = input.value.replace(/\D/g, '');
-    if (busy) return;
+    if (busy || dead) return;
     if (code.length !== LENGTH) {
       fail(t.enterDigits(LENGTH));
       input.focus();
@@ -77,8 +81,16 @@ export function codeForm(opts: CodeFormOptions): HTMLFormElement {
       setUnavailable(button, false);
       if (e.code === 'INVALID_CODE' && e.attemptsLeft === 0) {
         fail(`${describe(e)} ${opts.dead}`);
-        input.disabled = true;
-        button.disabled = true;
+        // Unavailable, not disabled: a disabled field or button drops the
+        // focus to the page body and leaves the tab order, so a keyboard
+        // or screen-reader user could no longer reach the field to hear
+        // why it is dead (its description: what to do instead). Read-only
+        // keeps the field focusable but takes no typing; aria-disabled
+        // says it is unavailable.
+        dead = true;
+        input.readOnly = true;
+        input.setAttribute('aria-disabled', 'true');
+        setUnavailable(button, true);
         opts.onDead?.();
         return;
       }
