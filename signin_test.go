@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/jwt"
 	"github.com/stretchr/testify/require"
 )
 
@@ -64,6 +66,41 @@ func TestSignIn(t *testing.T) {
 		require.Equal(t, "RATE_LIMITED", r.code())
 		require.Positive(t, r.Errors[0].Extensions["retryAfterSeconds"])
 	})
+}
+
+// TestTokenClaims: a receipt's and a signIn token's exp - iat are
+// RECEIPT_TTL and SESSION_TTL exactly, expiresAt is the token's exp, and
+// both carry aud = JWT_AUDIENCE when it is set, as the contract lists the
+// claims; such a token is still a bearer token for changeEmail.
+func TestTokenClaims(t *testing.T) {
+	t.Parallel()
+	s := startService(t, svcOptions{env: map[string]string{
+		"RECEIPT_TTL": "20m", "SESSION_TTL": "2h", "JWT_AUDIENCE": "https://app.example",
+	}})
+	s.registerAs(t, "claims@example.com", "correct horse battery", nil)
+	tok := tokenFrom(t, s.sink.Next(t, 30*time.Second))
+	receipt := payloadOf(t, s.gql(t, verifyFullQ, map[string]any{"t": tok}), "verifyEmail").Receipt
+	c := s.verifyReceipt(t, receipt, "claims@example.com")
+	require.Equal(t, "https://app.example", c["aud"])
+	require.EqualValues(t, 20*60, c["exp"].(float64)-c["iat"].(float64), "exp - iat = RECEIPT_TTL")
+	require.Positive(t, c["verified_at"])
+
+	r := s.gql(t, signInQ, map[string]any{"e": "claims@example.com", "p": "correct horse battery"})
+	require.Empty(t, r.Errors)
+	p := r.Data["signIn"].(map[string]any)
+	session := p["token"].(string)
+	parsed, err := jwt.ParseSigned(session, []jose.SignatureAlgorithm{jose.EdDSA})
+	require.NoError(t, err)
+	sc := map[string]any{}
+	require.NoError(t, parsed.UnsafeClaimsWithoutVerification(&sc))
+	require.Equal(t, "session", sc["token_use"])
+	require.Equal(t, "https://app.example", sc["aud"])
+	require.Equal(t, c["sub"], sc["sub"])
+	require.EqualValues(t, 2*60*60, sc["exp"].(float64)-sc["iat"].(float64), "exp - iat = SESSION_TTL")
+	expiresAt, err := time.Parse(time.RFC3339Nano, p["expiresAt"].(string))
+	require.NoError(t, err)
+	require.Equal(t, time.Unix(int64(sc["exp"].(float64)), 0).UTC(), expiresAt.UTC(), "expiresAt is the token's exp")
+	require.Empty(t, s.gqlAs(t, session, changeQ, map[string]any{"e": "claims2@example.com"}).Errors)
 }
 
 // TestChangeEmail: link and code to the new address and a notice to the

@@ -280,6 +280,17 @@ func Load(getenv func(string) string) (Config, error) {
 		}
 		return d
 	}
+	// The lifetimes of receipts and signIn tokens are whole seconds: a
+	// JWT's iat and exp are, and the contract has exp - iat be the
+	// setting exactly (and expiresAt the token's exp). 90500ms would sign
+	// tokens living 90 s while expiresAt said 90.5 s.
+	wholeSeconds := func(name string, min, max time.Duration) time.Duration {
+		d := duration(name, min, max)
+		if d%time.Second != 0 && d >= min && d <= max {
+			fail(name, "want whole seconds (a JWT's iat and exp are), got %s", short(d))
+		}
+		return d
+	}
 	count := func(name, what string, min, max int) int {
 		v := get(name)
 		n, err := strconv.Atoi(v)
@@ -300,8 +311,8 @@ func Load(getenv func(string) string) (Config, error) {
 		ShutdownGrace:  duration("SHUTDOWN_GRACE", MinShutdownGrace, MaxShutdownGrace),
 		UnverifiedTTL:  duration("UNVERIFIED_TTL", MinUnverifiedTTL, MaxUnverifiedTTL),
 		CodeTTL:        duration("CODE_TTL", MinShortTTL, MaxShortTTL),
-		ReceiptTTL:     duration("RECEIPT_TTL", MinShortTTL, MaxShortTTL),
-		SessionTTL:     duration("SESSION_TTL", MinShortTTL, MaxSessionTTL),
+		ReceiptTTL:     wholeSeconds("RECEIPT_TTL", MinShortTTL, MaxShortTTL),
+		SessionTTL:     wholeSeconds("SESSION_TTL", MinShortTTL, MaxSessionTTL),
 		SigningKeyFile: get("SIGNING_KEY_FILE"),
 		JWTAudience:    get("JWT_AUDIENCE"),
 		TemplatesDir:   get("TEMPLATES_DIR"),

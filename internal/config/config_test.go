@@ -319,6 +319,8 @@ func TestLoadRejects(t *testing.T) {
 		{"CODE_TTL", "25h", "CODE_TTL: want a duration from 1m to 24h"},
 		{"RECEIPT_TTL", "1s", "RECEIPT_TTL"},
 		{"SESSION_TTL", "1000h", "SESSION_TTL: want a duration from 1m to 720h"},
+		{"RECEIPT_TTL", "90500ms", "RECEIPT_TTL: want whole seconds"},
+		{"SESSION_TTL", "1h0m0.5s", "SESSION_TTL: want whole seconds"},
 		{"SIGNING_KEY_FILE", "/nonexistent/key.pem", "cannot read"},
 		{"TEMPLATES_DIR", "/nonexistent/templates", "cannot read"},
 		{"TEMPLATES_DIR", "config_test.go", "is not a folder"},
