@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -225,4 +226,36 @@ func TestWebsocketOrigin(t *testing.T) {
 	require.NoError(t, err)
 	resp.Body.Close()
 	c.Close()
+}
+
+// TestOwnOriginAsBrowsersSendIt: the service's own origin is PUBLIC_URL's
+// as a browser sends it in Origin (scheme and host in lower case, no
+// default port), whatever the spelling of PUBLIC_URL: behind a proxy that
+// sets its own Host, PUBLIC_URL is all that lets the service's own pages
+// open websockets and event streams, and make credentialed requests.
+func TestOwnOriginAsBrowsersSendIt(t *testing.T) {
+	t.Parallel()
+	for _, spelling := range []string{"http://Verifier.Test", "http://verifier.test:80"} {
+		t.Run(spelling, func(t *testing.T) {
+			t.Parallel()
+			s := startService(t, svcOptions{env: map[string]string{"PUBLIC_URL": spelling}})
+			h := http.Header{"Origin": {publicURL}}
+			c, resp, err := s.dial(t, transportWS, h)
+			require.NoError(t, err, "websocket from %s", publicURL)
+			resp.Body.Close()
+			c.Close()
+
+			_, status := s.subscribeSSE(t, watchQ, map[string]any{"w": "x"}, publicURL)
+			require.Equal(t, http.StatusOK, status, "event stream from %s", publicURL)
+
+			req, err := http.NewRequest(http.MethodPost, s.url("/query"), strings.NewReader(`{"query":"{__typename}"}`))
+			require.NoError(t, err)
+			req.Header.Set("Content-Type", "application/json")
+			req.Header.Set("Origin", publicURL)
+			resp, err = s.http.Do(req)
+			require.NoError(t, err)
+			resp.Body.Close()
+			require.Equal(t, publicURL, resp.Header.Get("Access-Control-Allow-Origin"), "CORS for %s", publicURL)
+		})
+	}
 }
