@@ -234,7 +234,7 @@ func (s *service) serveAPI() error {
 		// Off (404) while ADMIN_TOKEN is empty.
 		Admin:          adminAPI,
 		AdminToken:     cfg.AdminToken.Reveal(),
-		PublicURL:      cfg.PublicURL,
+		PublicOrigin:   cfg.PublicOrigin,
 		AllowedOrigins: cfg.AllowedOrigins,
 		TrustProxy:     cfg.TrustProxy,
 		Websocket:      ws,

@@ -36,6 +36,7 @@ type Config struct {
 	TokenTTL       time.Duration // TOKEN_TTL
 	ResendCooldown time.Duration // RESEND_COOLDOWN
 	AllowedOrigins []string      // ALLOWED_ORIGINS, comma separated
+	PublicOrigin   string        // PUBLIC_URL's origin as browsers send it (lower case, no default port); always allowed
 	ClientLimit    int           // CLIENT_RATE_LIMIT: costly mutations per client a minute; 0 is off
 	VerifyLimit    int           // VERIFY_RATE_LIMIT: verifyEmail calls per client a minute; 0 is off
 	TrustProxy     int           // TRUST_PROXY: how many reverse proxies in front add X-Forwarded-For
@@ -459,8 +460,8 @@ func Load(getenv func(string) string) (Config, error) {
 	}
 	c.AllowedOrigins = origins("ALLOWED_ORIGINS")
 	if publicURL != nil {
-		o, _ := origin(publicURL.Scheme + "://" + publicURL.Host)
-		c.RedirectOrigins = append(c.RedirectOrigins, o)
+		c.PublicOrigin, _ = origin(publicURL.Scheme + "://" + publicURL.Host)
+		c.RedirectOrigins = append(c.RedirectOrigins, c.PublicOrigin)
 	}
 	for _, o := range origins("REDIRECT_ALLOWLIST") {
 		// redirectTo takes http(s) URLs only, so another scheme here could

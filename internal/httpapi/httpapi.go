@@ -43,8 +43,9 @@ type Options struct {
 	// listens on every interface by default.
 	DevMailLoopbackOnly bool
 	Ready               []Check
-	// PublicURL's origin is always allowed, besides AllowedOrigins.
-	PublicURL      string
+	// PublicOrigin, PUBLIC_URL's origin as browsers send it
+	// (config.Config's), is always allowed, besides AllowedOrigins.
+	PublicOrigin   string
 	AllowedOrigins []string
 	Log            *slog.Logger
 	// MaxBodyBytes bounds a POST /query body (default
@@ -149,7 +150,7 @@ func (o Options) metrics(mux *http.ServeMux) {
 // socket's stack; the cap keeps its place until the socket closes
 // (gqlws.KeepWhileOpen).
 func (o Options) query() http.Handler {
-	allowed := newOrigins(o.PublicURL, o.AllowedOrigins)
+	allowed := origins{public: o.PublicOrigin, allowed: o.AllowedOrigins}
 	return chain(o.GraphQL,
 		ignoreUpgrade(true),
 		clientAddress(o.TrustProxy),

@@ -11,7 +11,6 @@ import (
 	"net/url"
 	"slices"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -112,33 +111,8 @@ func postOnly(next http.Handler) http.Handler {
 // origins are the origins besides the service's own that may open
 // websockets and make credentialed requests.
 type origins struct {
-	public  string // PUBLIC_URL's origin
+	public  string // PUBLIC_URL's, as browsers send it
 	allowed []string
-}
-
-func newOrigins(publicURL string, allowed []string) origins {
-	o := origins{allowed: allowed}
-	if pu, err := url.Parse(publicURL); err == nil {
-		o.public = browserOrigin(pu)
-	}
-	return o
-}
-
-// browserOrigin is u's origin as a browser sends it in Origin: scheme and
-// host in lower case, without the scheme's default port (RFC 6454). A
-// PUBLIC_URL of http://Verify.Example:80 is the origin
-// http://verify.example, and behind a proxy that sets its own Host it is
-// the only thing that lets the service's own pages in (ALLOWED_ORIGINS
-// entries are made so by config already).
-func browserOrigin(u *url.URL) string {
-	scheme, host := strings.ToLower(u.Scheme), strings.ToLower(u.Hostname())
-	if strings.Contains(host, ":") {
-		host = "[" + host + "]"
-	}
-	if p := u.Port(); p != "" && !(scheme == "http" && p == "80" || scheme == "https" && p == "443") {
-		host += ":" + p
-	}
-	return scheme + "://" + host
 }
 
 // crossAllowed reports whether a request from origin, another site, is

@@ -171,7 +171,7 @@ func eventStreamRequest(origin string) *http.Request {
 
 func TestCheckOrigin(t *testing.T) {
 	t.Parallel()
-	allowed := newOrigins("https://app.example", []string{"https://partner.example"})
+	allowed := origins{public: "https://app.example", allowed: []string{"https://partner.example"}}
 	tests := []struct {
 		name   string
 		req    *http.Request
@@ -206,7 +206,7 @@ func TestCheckOrigin(t *testing.T) {
 
 func TestCORS(t *testing.T) {
 	t.Parallel()
-	allowed := newOrigins("https://app.example", []string{"https://partner.example"})
+	allowed := origins{public: "https://app.example", allowed: []string{"https://partner.example"}}
 	// What Apollo Client, urql and an OpenTelemetry-instrumented fetch send,
 	// sorted and lower-case as browsers send them (Fetch standard).
 	const clientHeaders = "apollo-require-preflight,apollographql-client-name,apollographql-client-version,authorization,content-type,traceparent,tracestate,x-request-id"
