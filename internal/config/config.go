@@ -138,7 +138,7 @@ var Settings = []Setting{
 	{"MAIL_FROM", "no-reply@localhost", "sender address, e.g. no-reply@example.com or 'Example <no-reply@example.com>'"},
 	{"PUBLIC_URL", "http://localhost:<HTTP_ADDR's port>", "base of links in emails: http(s)://host[:port][/path], no query or fragment"},
 	{"TOKEN_TTL", "24h", "verification and watch token lifetime (1s to 24h; hours in production)"},
-	{"RESEND_COOLDOWN", "60s", "least time between two emails to one address (1s to 24h; shorter than TOKEN_TTL, or a held email's link can expire before it goes out)"},
+	{"RESEND_COOLDOWN", "60s", "least time between two emails to one address (1s to 24h; shorter than TOKEN_TTL and CODE_TTL, or a held email's link or code can expire before it goes out)"},
 	{"ALLOWED_ORIGINS", "", "extra origins allowed to open websockets and make credentialed requests, comma separated"},
 	{"CLIENT_RATE_LIMIT", "30", "register, resend and changeEmail calls allowed per client a minute (0: no limit); IPv6 clients count per /64"},
 	{"VERIFY_RATE_LIMIT", "120", "verifyEmail, verifyEmailWithCode, signIn and confirmEmailChange calls allowed per client a minute (0: no limit)"},
@@ -549,6 +549,9 @@ func (c Config) Warnings() []string {
 	var w []string
 	if c.ResendCooldown >= c.TokenTTL {
 		w = append(w, fmt.Sprintf("RESEND_COOLDOWN (%s) is not shorter than TOKEN_TTL (%s): an email to an address within its cooldown waits for the cooldown's end, and its link may have expired by then", short(c.ResendCooldown), short(c.TokenTTL)))
+	}
+	if c.ResendCooldown >= c.CodeTTL {
+		w = append(w, fmt.Sprintf("RESEND_COOLDOWN (%s) is not shorter than CODE_TTL (%s): an email to an address within its cooldown waits for the cooldown's end, and its one-time code may have expired by then", short(c.ResendCooldown), short(c.CodeTTL)))
 	}
 	return w
 }

@@ -44,22 +44,25 @@ func TestLoadDefaults(t *testing.T) {
 	require.Empty(t, c.Warnings(), "the defaults are what is meant")
 }
 
-// A cooldown as long as a link lives is valid (tests and demos use one on
-// purpose) but warned about: mail held for it could carry a dead link.
+// A cooldown as long as a link or a code lives is valid (tests and demos
+// use one on purpose) but warned about: mail held for it could carry a
+// dead link or code.
 func TestWarnings(t *testing.T) {
 	t.Parallel()
 	for _, tt := range []struct {
-		tokenTTL, cooldown string
-		want               []string
+		tokenTTL, codeTTL, cooldown string
+		want                        []string
 	}{
-		{"24h", "60s", nil},
-		{"2s", "1s", nil},
-		{"3s", "60s", []string{"RESEND_COOLDOWN (1m) is not shorter than TOKEN_TTL (3s)"}},
-		{"1h", "1h", []string{"RESEND_COOLDOWN (1h) is not shorter than TOKEN_TTL (1h)"}},
+		{"24h", "15m", "60s", nil},
+		{"2s", "1m", "1s", nil},
+		{"3s", "15m", "60s", []string{"RESEND_COOLDOWN (1m) is not shorter than TOKEN_TTL (3s)"}},
+		{"1h", "2h", "1h", []string{"RESEND_COOLDOWN (1h) is not shorter than TOKEN_TTL (1h)"}},
+		{"24h", "1m", "1m", []string{"RESEND_COOLDOWN (1m) is not shorter than CODE_TTL (1m)"}},
+		{"1h", "15m", "1h", []string{"RESEND_COOLDOWN (1h) is not shorter than TOKEN_TTL (1h)", "RESEND_COOLDOWN (1h) is not shorter than CODE_TTL (15m)"}},
 	} {
-		t.Run(tt.tokenTTL+"/"+tt.cooldown, func(t *testing.T) {
+		t.Run(tt.tokenTTL+"/"+tt.codeTTL+"/"+tt.cooldown, func(t *testing.T) {
 			t.Parallel()
-			c, err := Load(env(map[string]string{"TOKEN_TTL": tt.tokenTTL, "RESEND_COOLDOWN": tt.cooldown}))
+			c, err := Load(env(map[string]string{"TOKEN_TTL": tt.tokenTTL, "CODE_TTL": tt.codeTTL, "RESEND_COOLDOWN": tt.cooldown}))
 			require.NoError(t, err, "valid, only warned about")
 			w := c.Warnings()
 			require.Len(t, w, len(tt.want))
