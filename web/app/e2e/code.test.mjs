@@ -5,7 +5,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import {
-  apiVerify, browserPages, latestCode, latestLink, signUp, startApp, startServer, uniqueEmail, verifyJWT,
+  apiVerify, browserPages, devMail, latestCode, latestLink, liveSaid, recordLiveRegions, signUp, startApp, startServer,
+  uniqueEmail, verifyJWT,
 } from './helpers.mjs';
 
 const { page } = browserPages();
@@ -233,6 +234,109 @@ describe('one-time code', () => {
     await settle(p);
     assert.equal(await focused(p), 'A:Sign in');
     assert.equal(sent, 0);
+  });
+});
+
+const revivedText = 'Enter the code from the newest email, or use its link.';
+const resentText = 'We sent a new link. Any earlier link still works.';
+
+/** Waits until `ms` have passed since `since` (Date.now()). */
+const outlive = (since, ms) => new Promise((r) => setTimeout(r, Math.max(0, since + ms - Date.now())));
+
+/**
+ * Presses Resend email, which holds the focus after the code died, with
+ * the keyboard, and checks that the field came back: editable, available,
+ * empty, saying so once through the polite announcer, and the focus still
+ * on Resend email.
+ */
+async function resendRevives(p, field) {
+  assert.equal(await focused(p), 'BUTTON:Resend email', 'the dead code left the focus on Resend email');
+  await recordLiveRegions(p);
+  await p.keyboard.press('Enter');
+  await p.locator('.note', { hasText: resentText }).waitFor();
+  await settle(p);
+  assert.equal(await field.isEditable(), true, 'the field takes typing again');
+  assert.equal(await field.getAttribute('aria-disabled'), null, 'the field is available to screen readers');
+  assert.equal(await field.getAttribute('aria-invalid'), null, 'the field is not marked wrong');
+  assert.equal(await field.inputValue(), '', 'the dead code is gone from the field');
+  assert.equal(await p.locator('#verify-code').getAttribute('aria-disabled'), null, 'Verify code is available');
+  assert.equal(await p.getByRole('textbox', { name: codeLabel, disabled: false }).count(), 1);
+  assert.equal(await p.getByRole('button', { name: 'Verify code', disabled: false }).count(), 1);
+  const described = await field.evaluate((el) => el.getAttribute('aria-describedby').split(' ').map((id) => document.getElementById(id).textContent).join(' '));
+  assert.equal(described, revivedText, 'the field no longer says the code is dead');
+  assert.equal(await focused(p), 'BUTTON:Resend email', 'the focus stays where the resend left it');
+  const said = (await liveSaid(p)).filter((s) => s.text.includes(revivedText));
+  assert.deepEqual(said, [{ id: 'announcer', text: revivedText }], 'said once, by the polite announcer');
+}
+
+describe('Resend email brings a dead code field back', () => {
+  // CODE_TTL's least is a minute: the expired test waits it out.
+  let short;
+  before(async () => {
+    short = await startServer({ CODE_TTL: '1m', RESEND_COOLDOWN: '1s' });
+  });
+  after(async () => {
+    await short?.stop();
+  });
+
+  test('an expired code: the new email has a new code, the field takes it and the address is verified', async () => {
+    const email = uniqueEmail('expired');
+    const p = await page();
+    await signUp(p, short, email);
+    await p.getByText('Live', { exact: true }).waitFor();
+    const code = await latestCode(short, email);
+    await new Promise((r) => setTimeout(r, 61_000)); // outlive CODE_TTL
+    const field = p.getByLabel(codeLabel);
+    await field.fill(code);
+    await p.locator('#code-error').getByText(deadText).waitFor();
+    assert.equal(await field.isEditable(), false, 'the expired code killed the field');
+    await settle(p);
+
+    await resendRevives(p, field);
+    const fresh = await latestCode(short, email, { after: code });
+    await field.click();
+    await p.keyboard.type(fresh, { delay: 20 });
+    await p.getByRole('heading', { name: 'You are all set' }).waitFor();
+    await p.getByText('Your email is verified.').waitFor();
+  });
+
+  test('tries spent: the field comes back, the new email has the link only, a code typed kills the field again, the link verifies', async () => {
+    const email = uniqueEmail('spent');
+    const p = await page();
+    await signUp(p, short, email);
+    const signedUp = Date.now();
+    await p.getByText('Live', { exact: true }).waitFor();
+    const code = await latestCode(short, email);
+    const first = await latestLink(short, email);
+    const field = p.getByLabel(codeLabel);
+    await killCode(p, field, code);
+    await settle(p);
+    await outlive(signedUp, 1100); // RESEND_COOLDOWN
+
+    await resendRevives(p, field);
+    const link = await latestLink(short, email, { after: first });
+    const mail = (await devMail(short)).find((m) => m.to === email);
+    assert.equal(mail.link, link);
+    assert.doesNotMatch(mail.text, /code:/i, 'the new email has no code');
+
+    // Any code, the old one too, is refused: the field dies again.
+    let sent = 0;
+    await p.route('**/query', (route) => {
+      if (/verifyEmailWithCode\(/.test(route.request().postData() ?? '')) sent++;
+      return route.fallback();
+    });
+    await field.click();
+    await p.keyboard.type(code, { delay: 20 });
+    await p.locator('#code-error').getByText(deadText).waitFor();
+    assert.equal(sent, 1, 'the code was sent to the server');
+    assert.equal(await field.isEditable(), false);
+    assert.equal(await field.getAttribute('aria-disabled'), 'true');
+    assert.equal(await p.locator('#verify-code').getAttribute('aria-disabled'), 'true');
+    await settle(p);
+    assert.equal(await focused(p), 'BUTTON:Resend email');
+
+    await apiVerify(short, link);
+    await p.getByRole('heading', { name: 'You are all set' }).waitFor();
   });
 });
 

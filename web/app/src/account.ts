@@ -202,7 +202,9 @@ function confirmChangePage(s: SignedIn): void {
   // A live region on the page from the start, empty (and so unseen) until
   // the change went through.
   const said = h('div', { id: 'notice', role: 'status' });
-  const code = codeForm({
+  // No resend here, so nothing brings a dead code back (revive): a new
+  // code comes with starting the change again.
+  const { form: code } = codeForm({
     label: t.codeFromThatEmail,
     submit: async (c) => {
       const v = await confirmEmailChange(s.token, c);

@@ -17,6 +17,22 @@ export interface CodeFormOptions {
   other?(e: ApiError): boolean;
   /** Called when the code died, after the form made itself unavailable. */
   onDead?(): void;
+  /** What the field says once a new email brought it back (revive). */
+  revived?: string;
+}
+
+/** The code field's form, and how to bring a dead field back. */
+export interface CodeForm {
+  form: HTMLFormElement;
+  /**
+   * Makes a dead field (and "Verify code") available again, after a new
+   * email went out: an expired code cannot be told from one killed by
+   * wrong tries (both answer INVALID_CODE with attemptsLeft 0), and a
+   * resend after the expiry mails a new code. If the tries were spent the
+   * new email has the link only, and any code typed is refused, which
+   * kills the field again. Does nothing while the code lives.
+   */
+  revive(): void;
 }
 
 /**
@@ -27,7 +43,7 @@ export interface CodeFormOptions {
  * paste of "123 456" or "123456" just works. It submits by itself on the
  * sixth digit; the button is there for those who look for one.
  */
-export function codeForm(opts: CodeFormOptions): HTMLFormElement {
+export function codeForm(opts: CodeFormOptions): CodeForm {
   const error = h('p', { id: 'code-error', class: 'field-error' });
   const input = h('input', {
     id: 'code', name: 'code', type: 'text', inputmode: 'numeric', autocomplete: 'one-time-code',
@@ -46,7 +62,8 @@ export function codeForm(opts: CodeFormOptions): HTMLFormElement {
 
   let busy = false;
   // Set once the code is dead (too many wrong tries, or expired): nothing
-  // is sent any more, whatever is pressed.
+  // is sent any more, whatever is pressed, until a new email brings the
+  // field back (revive).
   let dead = false;
   // The last code sent: auto-submit fires once per code, not again while a
   // wrong one stays in the field.
@@ -120,5 +137,23 @@ export function codeForm(opts: CodeFormOptions): HTMLFormElement {
     ev.preventDefault();
     void send();
   });
-  return form;
+  const revive = () => {
+    if (!dead) return;
+    dead = false;
+    tried = '';
+    // The dead code goes: the new one is typed or pasted into an empty
+    // field, not after six digits that take no more.
+    input.value = '';
+    input.readOnly = false;
+    input.removeAttribute('aria-disabled');
+    input.removeAttribute('aria-invalid');
+    setUnavailable(button, false);
+    const msg = opts.revived ?? '';
+    // The field's description no longer says it is dead. Said once,
+    // politely, and the focus stays where it is (on the resend button
+    // that was pressed): the person may be reading the email first.
+    error.textContent = msg;
+    if (msg) announce(msg);
+  };
+  return { form, revive };
 }

@@ -64,6 +64,7 @@ export const de: Messages = {
   confirmedSignIn: ' ist bestätigt. Du kannst dich jetzt anmelden.',
   typeCode: 'Oder gib den 6-stelligen Code aus der E-Mail ein',
   codeDead: 'Nutze den Link in der E-Mail oder lass dir eine neue E-Mail schicken.',
+  codeRevived: 'Gib den Code aus der neuesten E-Mail ein oder nutze ihren Link.',
 
   verifyCode: 'Code prüfen',
   checking: 'Wird geprüft…',

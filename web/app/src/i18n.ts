@@ -73,6 +73,9 @@ const en = {
   confirmedSignIn: ' is confirmed. You can sign in now.',
   typeCode: 'Or type the 6-digit code from the email',
   codeDead: 'Use the link in the email, or send a new email.',
+  // After a resend brought a dead code's field back: the new email has a
+  // new code if the old one expired, the link only if its tries were spent.
+  codeRevived: 'Enter the code from the newest email, or use its link.',
 
   // The code field
   verifyCode: 'Verify code',

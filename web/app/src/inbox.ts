@@ -19,6 +19,9 @@ export function inboxPage(email: string, watchToken: string, opts: { onStartOver
   const statusBox = h('div', { class: 'status', 'data-status': 'UNVERIFIED', id: 'status', role: 'status', 'aria-live': 'polite', 'aria-atomic': 'true' }, h('span', { class: 'dot', 'aria-hidden': 'true' }), statusText);
   const resender = resendControl({
     label: t.resendEmail, again: t.resend, sent: t.resentLink, email: () => email,
+    // A dead code may only have expired, and then the new email has a new
+    // code: the field takes it again.
+    onSent: () => reviveCode(),
   });
   const { button: resendButton, note: resendNote } = resender;
   const startOver = h('button', { type: 'button', class: 'link' }, t.startOver);
@@ -94,13 +97,14 @@ export function inboxPage(email: string, watchToken: string, opts: { onStartOver
     }, () => way.querySelector('a'));
   };
 
-  const code = codeForm({
+  const { form: code, revive: reviveCode } = codeForm({
     label: t.typeCode,
     submit: async (c) => {
       const v = await verifyEmailWithCode(watchToken, c);
       onVerified(v.receipt, v.redirectTo);
     },
     dead: t.codeDead,
+    revived: t.codeRevived,
     other: (e) => {
       // A newer sign-up for the address replaced this one.
       if (e.code !== 'INVALID_TOKEN') return false;

@@ -8,7 +8,11 @@ import { t } from './i18n';
  * the sign-in page: inside the cooldown it counts down until another email
  * may go out. `stop()` ends the countdown when the screen is left.
  */
-export function resendControl(opts: { label: string; again: string; sent: string; email(): string }) {
+export function resendControl(opts: {
+  label: string; again: string; sent: string; email(): string;
+  /** Called once an email went out, after the note says so. */
+  onSent?(): void;
+}) {
   const button = h('button', { type: 'button', class: 'secondary', id: 'resend' }, opts.label);
   const note = h('p', { class: 'note', role: 'status' });
   let stop = () => {};
@@ -21,6 +25,7 @@ export function resendControl(opts: { label: string; again: string; sent: string
       await resend(opts.email());
       note.textContent = opts.sent;
       setUnavailable(button, false);
+      opts.onSent?.();
     } catch (err) {
       const e = asApiError(err);
       if (e.code === 'RATE_LIMITED') {
