@@ -107,6 +107,29 @@ func EventOf(id, topic string, m event.Mail) Event {
 	return Event{ID: id, Kind: m.Kind, Address: m.To, Registration: m.Registration, UserID: m.UserID, Topic: topic, Resend: topic == event.ResentTopic}
 }
 
+// registration is e's Registration, nil for none.
+func (e Event) registration() *uuid.UUID {
+	if e.Registration == uuid.Nil {
+		return nil
+	}
+	return &e.Registration
+}
+
+// create starts the insert of e's record: what the event says of it.
+func (e Event) create(c *ent.Client) *ent.DeliveryCreate {
+	var userID *uuid.UUID
+	if e.UserID != uuid.Nil {
+		userID = &e.UserID
+	}
+	return c.Delivery.Create().
+		SetEventID(e.ID).
+		SetKind(e.Kind).
+		SetAddress(truncate(e.Address, 254)).
+		SetNillableRegistration(e.registration()).
+		SetNillableUserID(userID).
+		SetTopic(e.Topic)
+}
+
 // Record is what the mailer needs of a record.
 type Record struct {
 	ID       int
@@ -146,20 +169,8 @@ const SendLease = 30 * time.Second
 // (nil: nothing to call).
 func (s *Store) Queue(ctx context.Context, tx *ent.Tx, e Event, at time.Time) (func(), error) {
 	now := s.now().UTC()
-	var reg, userID *uuid.UUID
-	if e.Registration != uuid.Nil {
-		reg = &e.Registration
-	}
-	if e.UserID != uuid.Nil {
-		userID = &e.UserID
-	}
-	err := tx.Delivery.Create().
-		SetEventID(e.ID).
-		SetKind(e.Kind).
-		SetAddress(truncate(e.Address, 254)).
-		SetNillableRegistration(reg).
-		SetNillableUserID(userID).
-		SetTopic(e.Topic).
+	reg := e.registration()
+	err := e.create(tx.Client()).
 		// Since when it could go out: how long it has been failing counts
 		// from there (the mailer's backoff), not from a cooldown's wait.
 		SetCreatedAt(at.UTC()).
@@ -237,13 +248,7 @@ func (s *Store) Begin(ctx context.Context, e Event) (Record, error) {
 // create writes the record of e, reserved until until; an error when
 // there is one already.
 func (s *Store) create(ctx context.Context, e Event, now, until time.Time) (Record, error) {
-	var reg, userID *uuid.UUID
-	if e.Registration != uuid.Nil {
-		reg = &e.Registration
-	}
-	if e.UserID != uuid.Nil {
-		userID = &e.UserID
-	}
+	reg := e.registration()
 	// A registration's first email needs no announcement: until its
 	// record exists its watchers are shown it QUEUED already (see Latest).
 	// A later one (a resend) replaces the state they see, so it is
@@ -261,13 +266,7 @@ func (s *Store) create(ctx context.Context, e Event, now, until time.Time) (Reco
 	var id int
 	err := s.write(ctx, announce, nil, func(c *ent.Client) (*status.Delivery, error) {
 		var err error
-		id, err = c.Delivery.Create().
-			SetEventID(e.ID).
-			SetKind(e.Kind).
-			SetAddress(truncate(e.Address, 254)).
-			SetNillableRegistration(reg).
-			SetNillableUserID(userID).
-			SetTopic(e.Topic).
+		id, err = e.create(c).
 			SetCreatedAt(now).
 			SetUpdatedAt(now).
 			SetSendingUntil(until).
