@@ -70,9 +70,12 @@ const maxLoggedPath = 256
 // loggedPath is a request's path as its access-log line shows it. A path
 // is the client's text, and a link mangled on its way puts a token in it:
 // a "?" percent-encoded by a mail client or a link scanner (once or
-// twice) arrives in the path, or a "/" in its place. So the path is cut
-// at the first "?" or "%3F", each segment shaped like a token is shown
-// as "…", and the rest is bounded by maxLoggedPath.
+// twice) arrives in the path, or a "/", "&" or ";" in its place, or the
+// token with the punctuation that followed the link in the text. So the
+// path is cut at the first "?" or "%3F", every run of token.Len or more
+// URL-safe base64 characters is shown as "…" (a token is such a run,
+// wherever it stands: a whole segment, after "token=", before a "."), and
+// the rest is bounded by maxLoggedPath.
 func loggedPath(p string) string {
 	if i := strings.IndexByte(p, '?'); i >= 0 {
 		p = p[:i]
@@ -80,17 +83,34 @@ func loggedPath(p string) string {
 	if i := strings.Index(strings.ToLower(p), "%3f"); i >= 0 {
 		p = p[:i]
 	}
-	segs := strings.Split(p, "/")
-	for i, seg := range segs {
-		if token.WellFormed(seg) {
-			segs[i] = "…"
+	var b strings.Builder
+	for i := 0; i < len(p); {
+		j := i
+		for j < len(p) && base64URLByte(p[j]) {
+			j++
 		}
+		if j-i >= token.Len {
+			b.WriteString("…")
+		} else {
+			b.WriteString(p[i:j])
+		}
+		if j < len(p) {
+			b.WriteByte(p[j])
+			j++
+		}
+		i = j
 	}
-	p = strings.Join(segs, "/")
+	p = b.String()
 	if len(p) > maxLoggedPath {
 		p = p[:maxLoggedPath] + "…"
 	}
 	return p
+}
+
+// base64URLByte reports whether c is of the URL-safe base64 alphabet
+// tokens are written in.
+func base64URLByte(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_'
 }
 
 // accessLog counts and times requests by route pattern (never by raw path,

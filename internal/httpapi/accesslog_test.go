@@ -111,6 +111,12 @@ func TestAccessLogPathHoldsNoToken(t *testing.T) {
 		{"an encoded ? encoded again", "/verify-email%253Ftoken=" + tok, "path=/verify-email "},
 		{"a token as a segment", "/verify-email/" + tok, "path=/verify-email/… "},
 		{"a token as a segment, then more", "/x/" + tok + "/y", "path=/x/…/y "},
+		{"the ? turned into /", "/verify-email/token=" + tok, `path="/verify-email/token=…" `},
+		{"the ? turned into &", "/verify-email&token=" + tok, `path="/verify-email&token=…" `},
+		{"the ? turned into ;", "/verify-email;token=" + tok, `path="/verify-email;token=…" `},
+		{"an encoded ? encoded twice more", "/verify-email%25253Ftoken=" + tok, `path="/verify-email%253Ftoken=…" `},
+		{"a token with punctuation after it", "/verify-email/" + tok + ").", "path=/verify-email/…). "},
+		{"a token with more after it", "/verify-email/" + tok + "abc", "path=/verify-email/… "},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
