@@ -20,6 +20,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -570,10 +571,19 @@ var (
 	ErrNotKept = errors.New("the email event was not kept")
 )
 
+// maxEventIDLen is the longest event id a record holds (ent/schema's
+// event_id).
+const maxEventIDLen = 64
+
 // Replay puts a dead letter's event back into the outbox, under its own
 // id, and marks its record QUEUED, in one transaction: the relay publishes
 // it and the mailer tries again.
 func (s *Store) Replay(ctx context.Context, eventID string) error {
+	if len(eventID) > maxEventIDLen || !utf8.ValidString(eventID) || strings.ContainsRune(eventID, 0) {
+		// No record holds it, and PostgreSQL refuses such text in a
+		// query with an error that is no "not found".
+		return fmt.Errorf("%q: %w", eventID, ErrNotFound)
+	}
 	err := database.InTx(ctx, s.db, func(tx *ent.Tx) error {
 		rec, err := tx.Delivery.Query().Where(entdelivery.EventID(eventID)).Only(ctx)
 		switch {

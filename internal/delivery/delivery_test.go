@@ -192,6 +192,18 @@ func TestReplay(t *testing.T) {
 	})
 }
 
+// An id no record can hold (a NUL, bytes that are not UTF-8, longer than
+// the column) is no record's: PostgreSQL refuses such text in a query,
+// which made the admin API's replayDeadLetter answer INTERNAL.
+func TestReplayOfAnIDNoRecordHolds(t *testing.T) {
+	t.Parallel()
+	eachDB(t, func(t *testing.T, b *testBundle) {
+		for _, id := range []string{"zq\x00x", "zq\xffx", strings.Repeat("a", 65)} {
+			require.ErrorIs(t, b.store.Replay(context.Background(), id), ErrNotFound, "%q", id)
+		}
+	})
+}
+
 func TestReplayAll(t *testing.T) {
 	t.Parallel()
 	eachDB(t, func(t *testing.T, b *testBundle) {
