@@ -36,6 +36,12 @@ func migrateMain(ctx context.Context, args []string, getenv func(string) string,
 		}
 		return 2
 	}
+	if fs.NArg() > 0 {
+		// "migrate check" is a forgotten dash, not a request to apply.
+		fmt.Fprintf(stderr, "verifier migrate: unknown argument %q (flags start with -)\n", fs.Arg(0))
+		fs.Usage()
+		return 2
+	}
 	cfg, err := config.Load(getenv)
 	if err != nil {
 		printConfigErrors(stderr, err)

@@ -64,3 +64,20 @@ func TestMigrateCommand(t *testing.T) {
 	require.Equal(t, checkFailed, code, stderr)
 	require.Contains(t, stderr, "cannot check the schema")
 }
+
+// `verifier migrate check` (the dash forgotten) is no -check: it applied
+// the migrations the operator meant to look at. An argument migrate does
+// not take is refused with the usage, and nothing is applied.
+func TestMigrateRefusesArguments(t *testing.T) {
+	t.Parallel()
+	env := map[string]string{"DATABASE_URL": "sqlite:" + filepath.Join(t.TempDir(), "verifier.db")}
+	for _, args := range [][]string{{"check"}, {"-check", "now"}} {
+		code, out, stderr := runCommand(t, env, append([]string{"migrate"}, args...)...)
+		require.Equal(t, 2, code, "%v: %s%s", args, out, stderr)
+		require.Contains(t, stderr, "Usage: verifier migrate")
+		require.NotContains(t, out, "applied")
+	}
+	code, out, _ := runCommand(t, env, "migrate", "-check")
+	require.Equal(t, 1, code, out)
+	require.Contains(t, out, "migrations pending")
+}
