@@ -50,6 +50,12 @@ func ErrorPresenter(log *slog.Logger) graphql.ErrorPresenterFunc {
 				out.Message = "the document has more than one operation: name the one to run in operationName"
 			}
 			return &out
+		case len(gqlErr.Path) == 0 && gqlErr.Message == gqlgenOneStream:
+			return &gqlerror.Error{
+				Message:    "a subscription selects exactly one field, aliases included: subscribe to each on its own",
+				Locations:  gqlErr.Locations,
+				Extensions: map[string]any{"code": string(apperr.BadUserInput)},
+			}
 		case len(gqlErr.Path) == 0 && !fromPanic:
 			log.WarnContext(ctx, "request refused before it ran", "kind", fmt.Sprintf("%T", errors.Unwrap(err)))
 			return &gqlerror.Error{
@@ -73,6 +79,12 @@ func ErrorPresenter(log *slog.Logger) graphql.ErrorPresenterFunc {
 // picked, none fails validation or parsing first) and the client named
 // none of them.
 const gqlgenNoOperationName = "operation  not found"
+
+// gqlgenOneStream is gqlgen's refusal of a subscription that selects
+// several fields. gqlparser's single-field rule counts field names, so
+// two aliases of one field pass validation and reach gqlgen's executor,
+// whose error has no code.
+const gqlgenOneStream = "must subscribe to exactly one stream"
 
 // truncate cuts s to at most n bytes on a rune boundary, marking the cut.
 func truncate(s string, n int) string {

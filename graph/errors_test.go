@@ -168,3 +168,17 @@ func TestManyOperationsWithoutName(t *testing.T) {
 	require.Error(t, err)
 	require.Contains(t, err.Error(), `"message":"operation C not found"`)
 }
+
+// TestSubscriptionOfTwoFields: gqlparser's single-field rule counts field
+// names, so two aliases of verificationStatus pass validation and gqlgen
+// refuses them later with an error of no code, which read "the request
+// could not be read". It keeps BAD_USER_INPUT and says what is wrong.
+func TestSubscriptionOfTwoFields(t *testing.T) {
+	t.Parallel()
+	c := newClient(fakeAccounts{})
+	var resp map[string]any
+	err := c.Post(`subscription { a: verificationStatus(watchToken: "x") { status } b: verificationStatus(watchToken: "y") { status } }`, &resp)
+	require.Error(t, err)
+	require.Contains(t, err.Error(), `"code":"BAD_USER_INPUT"`)
+	require.Contains(t, err.Error(), `"message":"a subscription selects exactly one field, aliases included: subscribe to each on its own"`)
+}
