@@ -47,6 +47,12 @@ func Main(ctx context.Context, args []string, getenv func(string) string, stdout
 		}
 		return 0
 	}
+	// The arguments first: a typo must not open (and so migrate) the
+	// database before it is reported.
+	cmd, status := parseCommand(args, stderr)
+	if cmd == nil {
+		return status
+	}
 	cfg, err := config.Load(getenv)
 	if err != nil {
 		fmt.Fprintf(stderr, "verifier: invalid configuration:\n%v\n", err)
@@ -58,14 +64,28 @@ func Main(ctx context.Context, args []string, getenv func(string) string, stdout
 		return 1
 	}
 	defer db.Close()
-	return Run(ctx, delivery.New(db.Ent, nil), args, stdout, stderr)
+	return cmd(ctx, delivery.New(db.Ent, nil), stdout, stderr)
 }
 
 // Run runs the command with args on store.
 func Run(ctx context.Context, store *delivery.Store, args []string, stdout, stderr io.Writer) int {
+	cmd, status := parseCommand(args, stderr)
+	if cmd == nil {
+		return status
+	}
+	return cmd(ctx, store, stdout, stderr)
+}
+
+// command is a parsed dead-letters command, ready to run on a store.
+type command func(ctx context.Context, store *delivery.Store, stdout, stderr io.Writer) int
+
+// parseCommand reads args into the command they ask for, or reports on
+// stderr what is wrong with them (or the usage asked for) and returns a
+// nil command and the exit status.
+func parseCommand(args []string, stderr io.Writer) (command, int) {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, Usage)
-		return 2
+		return nil, 2
 	}
 	fs := flag.NewFlagSet("dead-letters "+args[0], flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -74,28 +94,38 @@ func Run(ctx context.Context, store *delivery.Store, args []string, stdout, stde
 	case "list":
 		limit := fs.Int("limit", defaultLimit, "show at most this many")
 		if status, done := parse(fs, args[1:]); done {
-			return status
+			return nil, status
 		}
-		if fs.NArg() > 0 || *limit <= 0 {
+		switch {
+		case fs.NArg() > 0:
+			fmt.Fprintf(stderr, "verifier: dead-letters list takes no arguments, got %q\n", fs.Arg(0))
 			fs.Usage()
-			return 2
+			return nil, 2
+		case *limit <= 0:
+			fmt.Fprintf(stderr, "verifier: -limit wants 1 or more, got %d\n", *limit)
+			fs.Usage()
+			return nil, 2
 		}
-		return list(ctx, store, *limit, stdout, stderr)
+		return func(ctx context.Context, store *delivery.Store, stdout, stderr io.Writer) int {
+			return list(ctx, store, *limit, stdout, stderr)
+		}, 0
 	case "replay":
 		all := fs.Bool("all", false, "replay every dead letter")
 		if status, done := parse(fs, args[1:]); done {
-			return status
+			return nil, status
 		}
 		if *all == (fs.NArg() > 0) {
 			fmt.Fprintln(stderr, "verifier: give the event ids to replay, or -all")
 			fs.Usage()
-			return 2
+			return nil, 2
 		}
-		return replay(ctx, store, *all, fs.Args(), stdout, stderr)
+		return func(ctx context.Context, store *delivery.Store, stdout, stderr io.Writer) int {
+			return replay(ctx, store, *all, fs.Args(), stdout, stderr)
+		}, 0
 	}
 	fmt.Fprintf(stderr, "verifier: unknown dead-letters command %q\n", args[0])
 	fmt.Fprint(stderr, Usage)
-	return 2
+	return nil, 2
 }
 
 func parse(fs *flag.FlagSet, args []string) (status int, done bool) {

@@ -3,7 +3,10 @@ package deadletter
 import (
 	"bytes"
 	"context"
+	"io/fs"
+	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/google/uuid"
@@ -86,5 +89,13 @@ func TestDeadLettersUsage(t *testing.T) {
 		status, _, errOut := run(t, url, tt.args...)
 		require.Equal(t, tt.status, status, "%v", tt.args)
 		require.Contains(t, errOut, "verifier dead-letters list", "%v shows the usage", tt.args)
+		// A typo is reported before the database is opened: opening
+		// creates and migrates it.
+		_, err := os.Stat(strings.TrimPrefix(url, "sqlite:"))
+		require.ErrorIs(t, err, fs.ErrNotExist, "%v opened the database", tt.args)
 	}
+	_, _, errOut := run(t, url, "list", "-limit", "-1")
+	require.Contains(t, errOut, "-limit wants 1 or more, got -1")
+	_, _, errOut = run(t, url, "list", "extra")
+	require.Contains(t, errOut, `takes no arguments, got "extra"`)
 }
