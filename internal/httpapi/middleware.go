@@ -142,7 +142,8 @@ func checkOrigin(o origins) middleware {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if isStream(r) && !o.socketAllowed(r, r.Header.Get("Origin")) {
-				http.Error(w, "origin not allowed", http.StatusForbidden)
+				writeGraphQLError(w, http.StatusForbidden, apperr.Errorf(apperr.BadUserInput,
+					"this page's origin may not open websockets or event streams here (see ALLOWED_ORIGINS)"))
 				return
 			}
 			next.ServeHTTP(w, r)

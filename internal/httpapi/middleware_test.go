@@ -200,6 +200,12 @@ func TestCheckOrigin(t *testing.T) {
 			checkOrigin(allowed)(next).ServeHTTP(rec, tt.req)
 			require.Equal(t, tt.status, rec.Code)
 			require.Equal(t, tt.status == http.StatusOK, next.ok)
+			if tt.status == http.StatusForbidden {
+				// A refusal like the edge's others: a GraphQL error
+				// with the contract's code, not a line of text.
+				require.Equal(t, "application/json", rec.Header().Get("Content-Type"))
+				require.JSONEq(t, `{"errors":[{"message":"this page's origin may not open websockets or event streams here (see ALLOWED_ORIGINS)","extensions":{"code":"BAD_USER_INPUT"}}]}`, rec.Body.String())
+			}
 		})
 	}
 }
