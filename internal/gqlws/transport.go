@@ -118,6 +118,9 @@ func refuseUpgrade(w http.ResponseWriter, _ *http.Request, status int, reason er
 		// did, nor anything it should read about.
 		code, msg = apperr.Internal, "unable to upgrade"
 	}
+	// SendError writes JSON but leaves the type to net/http's sniffing,
+	// which calls it text/plain.
+	w.Header().Set("Content-Type", "application/json")
 	transport.SendError(w, status, &gqlerror.Error{Message: msg, Extensions: map[string]any{"code": string(code)}})
 }
 

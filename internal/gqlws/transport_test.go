@@ -239,6 +239,7 @@ func TestRefusedHandshakes(t *testing.T) {
 			defer resp.Body.Close()
 			require.Equal(t, tt.status, resp.StatusCode)
 			require.Equal(t, tt.allow, resp.Header.Get("Allow"))
+			require.Equal(t, "application/json", resp.Header.Get("Content-Type"))
 			var body struct{ Errors gqlerror.List }
 			require.NoError(t, json.NewDecoder(resp.Body).Decode(&body))
 			require.Len(t, body.Errors, 1)
