@@ -478,6 +478,9 @@ func (s *socket) subscribe(id string, payload json.RawMessage, start time.Time) 
 	if err := dec.Decode(params); err != nil {
 		bad := gqlerror.Wrap(err)
 		bad.Message = "the subscribe message's payload is not a GraphQL request"
+		// With its code, a presenter keeps this message rather than
+		// calling it an error of no known kind.
+		bad.Extensions = map[string]any{"code": string(apperr.BadUserInput)}
 		s.sendErrors(id, s.exec.DispatchError(ctx, gqlerror.List{bad}).Errors)
 		s.completeAfterError(id)
 		return true

@@ -361,7 +361,8 @@ func TestOperationErrors(t *testing.T) {
 	}{
 		{"parse", map[string]any{"query": "subscription {"}, "error", "GRAPHQL_PARSE_FAILED"},
 		{"validation", map[string]any{"query": "subscription{nothing}"}, "error", "GRAPHQL_VALIDATION_FAILED"},
-		{"not a request", map[string]any{"query": 5}, "error", "PRESENTED"},
+		{"not a request", map[string]any{"query": 5}, "error", "BAD_USER_INPUT"},
+		{"variables not an object", map[string]any{"query": "subscription{events}", "variables": []int{1}}, "error", "BAD_USER_INPUT"},
 		{"persisted query not found", map[string]any{"extensions": map[string]any{"persistedQuery": map[string]any{"version": 1, "sha256Hash": strings.Repeat("0", 64)}}}, "next", "PERSISTED_QUERY_NOT_FOUND"},
 		{"panic", map[string]any{"query": "subscription{boom}"}, "error", "PRESENTED"},
 	}
@@ -382,6 +383,10 @@ func TestOperationErrors(t *testing.T) {
 		}
 		require.Len(t, errs, 1, "%s: %s", tt.name, m.Payload)
 		require.Equal(t, tt.code, errs[0].Extensions["code"], "%s: %s", tt.name, m.Payload)
+		if tt.code == "BAD_USER_INPUT" {
+			// Says what is wrong, through the server's presenter.
+			require.Equal(t, "the subscribe message's payload is not a GraphQL request", errs[0].Message, tt.name)
+		}
 		if tt.typ == "error" {
 			w.Ping() // a pong, and no complete before it
 			continue
