@@ -398,7 +398,13 @@ func (s *socket) fail(code int, reason string) bool {
 func (s *socket) handle(r io.Reader) bool {
 	start := graphql.Now()
 	var m clientMessage
-	if err := json.NewDecoder(r).Decode(&m); err != nil {
+	dec := json.NewDecoder(r)
+	if err := dec.Decode(&m); err != nil {
+		return s.fail(closeInvalidMessage, reasonInvalidMessage)
+	}
+	// One JSON value, and nothing after it but white space: a message
+	// with more is no JSON message either.
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return s.fail(closeInvalidMessage, reasonInvalidMessage)
 	}
 	switch {

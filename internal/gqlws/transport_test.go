@@ -430,6 +430,8 @@ func TestProtocolErrors(t *testing.T) {
 		{"unknown type, legacy", graphtest.LegacyWS, true, []string{`{"type":"subscribe","id":"1"}`}, closeInvalidMessage, reasonInvalidMessage},
 		{"no type", graphtest.TransportWS, false, []string{`{}`}, closeInvalidMessage, reasonInvalidMessage},
 		{"not JSON", graphtest.LegacyWS, true, []string{`{"type`}, closeInvalidMessage, reasonInvalidMessage},
+		{"JSON, then more", graphtest.TransportWS, true, []string{`{"type":"ping"} zq`}, closeInvalidMessage, reasonInvalidMessage},
+		{"JSON, then more, legacy", graphtest.LegacyWS, true, []string{`{"type":"stop","id":"1"}}`}, closeInvalidMessage, reasonInvalidMessage},
 		{"subscribe without id", graphtest.TransportWS, true, []string{msg("subscribe", "", sub)}, closeInvalidMessage, reasonInvalidMessage},
 		{"start without id, legacy", graphtest.LegacyWS, true, []string{msg("start", "", sub)}, closeInvalidMessage, reasonInvalidMessage},
 		{"subscribe before init", graphtest.TransportWS, false, []string{msg("subscribe", "1", sub)}, closeUnauthorized, "Unauthorized"},
