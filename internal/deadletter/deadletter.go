@@ -58,7 +58,10 @@ func Main(ctx context.Context, args []string, getenv func(string) string, stdout
 		fmt.Fprintf(stderr, "verifier: invalid configuration:\n%v\n", err)
 		return 2
 	}
-	db, err := database.Open(ctx, cfg.DatabaseURL)
+	// MIGRATE applies as it does to the service: with off, a database
+	// behind this release is refused, not migrated by an operator's
+	// command.
+	db, err := database.OpenWith(ctx, cfg.DatabaseURL, database.Options{CheckSchema: cfg.Migrate == "off"})
 	if err != nil {
 		fmt.Fprintf(stderr, "verifier: %v\n", err)
 		return 1

@@ -15,6 +15,7 @@ import (
 
 	"github.com/verifier/verifier/internal/database"
 	"github.com/verifier/verifier/internal/delivery"
+	"github.com/verifier/verifier/internal/migration"
 )
 
 func TestMain(m *testing.M) { testkit.VerifyTestMain(m) }
@@ -98,4 +99,20 @@ func TestDeadLettersUsage(t *testing.T) {
 	require.Contains(t, errOut, "-limit wants 1 or more, got -1")
 	_, _, errOut = run(t, url, "list", "extra")
 	require.Contains(t, errOut, `takes no arguments, got "extra"`)
+}
+
+// With MIGRATE=off, as for the service, the command refuses a database
+// behind this release instead of migrating it: a deployment that migrates
+// as a step of its own keeps it, whichever binary an operator runs.
+func TestDeadLettersMigrateOff(t *testing.T) {
+	t.Parallel()
+	url := "sqlite:" + filepath.Join(t.TempDir(), "verifier.db")
+	env := map[string]string{"DATABASE_URL": url, "MIGRATE": "off"}
+	var out, errOut bytes.Buffer
+	status := Main(context.Background(), []string{"list"}, func(k string) string { return env[k] }, &out, &errOut)
+	require.Equal(t, 1, status, "%s%s", out.String(), errOut.String())
+	require.Contains(t, errOut.String(), "verifier migrate")
+
+	_, err := database.OpenWith(context.Background(), url, database.Options{CheckSchema: true})
+	require.ErrorIs(t, err, migration.ErrBehind, "nothing was applied")
 }
