@@ -15,7 +15,7 @@ type Query struct {
 }
 
 type RegisterInput struct {
-	// The address to verify. Trimmed and compared case-insensitively; at most 254 characters.
+	// The address to verify. Trimmed and compared case-insensitively; at most 254 bytes in UTF-8 (254 characters when all are ASCII).
 	Email string `json:"email"`
 	// 8 to 256 characters.
 	Password string `json:"password"`

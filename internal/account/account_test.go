@@ -10,6 +10,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
@@ -490,6 +491,17 @@ func TestNormalizeEmail(t *testing.T) {
 		require.NoError(t, err, "%q", tt.in)
 		require.Equal(t, tt.want, got)
 	}
+}
+
+// The length limit is SMTP's, in bytes, and the message says so: 185
+// characters, mostly accented, are 365 bytes.
+func TestEmailLimitInBytes(t *testing.T) {
+	t.Parallel()
+	in := strings.Repeat("\u00e9", 60) + "@" + strings.Repeat("\u00e9", 60) + "." + strings.Repeat("\u00e9", 60) + ".de"
+	require.Equal(t, 185, utf8.RuneCountInString(in))
+	_, err := NormalizeEmail(in)
+	require.Equal(t, apperr.BadUserInput, apperr.CodeOf(err))
+	require.Contains(t, err.Error(), "at most 254 bytes")
 }
 
 func TestCheckPassword(t *testing.T) {

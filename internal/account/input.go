@@ -39,7 +39,10 @@ func NormalizeEmail(raw string) (string, error) {
 		// Checked on raw: lower-casing would turn bad bytes into U+FFFD.
 		return "", apperr.Errorf(apperr.BadUserInput, "email is not valid text")
 	case len(e) > MaxEmailLen:
-		return "", apperr.Errorf(apperr.BadUserInput, "email must be at most %d characters", MaxEmailLen)
+		// Bytes, as SMTP counts a path (RFC 5321, and RFC 6531 for UTF-8):
+		// "characters" told someone with 186 accented ones to shorten an
+		// address that looked short enough.
+		return "", apperr.Errorf(apperr.BadUserInput, "email must be at most %d bytes long (a letter outside ASCII takes 2 to 4)", MaxEmailLen)
 	}
 	addr, err := mail.ParseAddress(e)
 	at := strings.LastIndexByte(e, '@')

@@ -236,6 +236,20 @@ describe('verification', () => {
     assert.equal(await p.getByLabel('Email', { exact: true }).getAttribute('aria-invalid'), 'true');
     assert.equal(await p.evaluate(() => document.activeElement.id), 'email', 'focus moves to the first mistake');
   });
+
+  test('an address too long in bytes says so at once, as the server would', async () => {
+    const p = await page();
+    let sent = 0;
+    p.on('request', (r) => { if (r.url().endsWith('/query') && (r.postData() ?? '').includes('register')) sent++; });
+    await p.goto(server.url + '/');
+    // 185 characters, 365 bytes: the server's limit (254) is SMTP's, in bytes.
+    const e = 'é'.repeat(60) + '@' + 'é'.repeat(60) + '.' + 'é'.repeat(60) + '.de';
+    await p.getByLabel('Email', { exact: true }).fill(e);
+    await p.getByLabel('Password', { exact: true }).fill('correct horse battery');
+    await p.getByRole('button', { name: 'Create account' }).click();
+    await p.getByText('That email address is too long.').waitFor();
+    assert.equal(sent, 0, 'nothing sent');
+  });
 });
 
 describe('keyboard and layout', () => {

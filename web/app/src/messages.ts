@@ -33,7 +33,9 @@ export function describe(e: ApiError): string {
 export function checkEmail(email: string): string | null {
   const e = email.trim();
   if (!e) return t.enterEmail;
-  if (e.length > 254) return t.emailTooLong;
+  // In bytes of UTF-8, lower-cased, as the server counts (SMTP's limit):
+  // 185 accented letters are too many, though fewer than 254.
+  if (new TextEncoder().encode(e.toLowerCase()).length > 254) return t.emailTooLong;
   if (!/^[^\s@<>()",;:]+@[^\s@<>()",;:[\]]+\.[^\s@<>()",;:[\]]+$/.test(e) || e.endsWith('.')) {
     return t.emailLike;
   }
