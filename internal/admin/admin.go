@@ -167,7 +167,7 @@ func (s *Service) Users(ctx context.Context, q UsersQuery) (UserPage, error) {
 	if q.EmailContains != nil && len(*q.EmailContains) > account.MaxEmailLen {
 		// No address is longer; and SQLite answers a LIKE pattern over
 		// 50,000 bytes with an error, which was an INTERNAL.
-		return UserPage{}, apperr.Errorf(apperr.BadUserInput, "emailContains: want at most %d characters", account.MaxEmailLen)
+		return UserPage{}, apperr.Errorf(apperr.BadUserInput, "emailContains: want at most %d bytes, as an address", account.MaxEmailLen)
 	}
 	if q.EmailContains != nil && strings.ContainsRune(*q.EmailContains, 0) {
 		// No address holds a NUL; and PostgreSQL refuses one in any text

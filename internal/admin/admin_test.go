@@ -60,6 +60,8 @@ func TestArguments(t *testing.T) {
 		require.ErrorAs(t, err, &e, name)
 		require.Equal(t, apperr.BadUserInput, e.Code, name)
 	}
+	_, err := s.Users(ctx, UsersQuery{First: 10, EmailContains: &long})
+	require.ErrorContains(t, err, "at most 254 bytes", "counted in bytes, as an address, and said so")
 	hooks, err := s.FailedWebhooks(ctx, 10)
 	require.NoError(t, err)
 	require.Empty(t, hooks, "none without webhooks")
