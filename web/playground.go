@@ -38,14 +38,9 @@ func Playground() http.Handler {
 		h.Set("Cache-Control", "no-cache")
 		http.ServeFileFS(w, r, files, "index.html")
 	})
-	assets := http.StripPrefix("/playground", http.FileServerFS(files))
-	mux.Handle("GET /playground/assets/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		// File names carry a content hash, so they never change. The
-		// editor's workers are scripts of this origin, under the same CSP.
-		w.Header().Set("Cache-Control", "public, max-age=31536000, immutable")
-		w.Header().Set("X-Content-Type-Options", "nosniff")
-		w.Header().Set("Content-Security-Policy", PlaygroundCSP)
-		assets.ServeHTTP(w, r)
+	// The editor's workers are scripts of this origin, under the same CSP.
+	mux.Handle("GET /playground/assets/", assetFiles(files, "/playground/assets/", func(h http.Header) {
+		h.Set("Content-Security-Policy", PlaygroundCSP)
 	}))
 	return mux
 }

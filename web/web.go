@@ -12,6 +12,8 @@ import (
 	"embed"
 	"io/fs"
 	"net/http"
+	"path"
+	"strings"
 )
 
 //go:embed dist
@@ -39,12 +41,36 @@ func Handler() http.Handler {
 	mux.HandleFunc("GET /{$}", page)
 	mux.HandleFunc("GET /verify-email", page)
 	mux.HandleFunc("GET /sign-in", page)
-	assets := http.FileServerFS(files)
-	mux.Handle("GET /assets/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		// File names carry a content hash, so they never change.
-		w.Header().Set("Cache-Control", "public, max-age=31536000, immutable")
-		w.Header().Set("X-Content-Type-Options", "nosniff")
-		assets.ServeHTTP(w, r)
-	}))
+	mux.Handle("GET /assets/", assetFiles(files, "/assets/", nil))
 	return mux
+}
+
+// assetFiles serves the files of files' assets/ folder, at prefix
+// followed by their names, and nothing else: no listing of the folder and
+// no file outside it. A file server on the whole build would answer
+// /assets/..%2F (the mux matches the escaped path, the file server cleans
+// the unescaped one) with index.html, without its page's headers (no CSP,
+// no frame-ancestors: framed by any site) and cached for a year. set, if
+// not nil, adds the assets' own headers.
+func assetFiles(files fs.FS, prefix string, set func(http.Header)) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		name, ok := strings.CutPrefix(r.URL.Path, prefix)
+		if !ok || !fs.ValidPath(name) || name == "." {
+			http.NotFound(w, r)
+			return
+		}
+		name = path.Join("assets", name)
+		if st, err := fs.Stat(files, name); err != nil || !st.Mode().IsRegular() {
+			http.NotFound(w, r)
+			return
+		}
+		h := w.Header()
+		// File names carry a content hash, so they never change.
+		h.Set("Cache-Control", "public, max-age=31536000, immutable")
+		h.Set("X-Content-Type-Options", "nosniff")
+		if set != nil {
+			set(h)
+		}
+		http.ServeFileFS(w, r, files, name)
+	})
 }

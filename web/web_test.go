@@ -63,3 +63,29 @@ func TestPlayground(t *testing.T) {
 	resp, _ = get("/playground/index.html")
 	require.Equal(t, 404, resp.StatusCode, "only under assets/")
 }
+
+// TestAssetsOnly: under assets/ only the built files are served, never
+// the folder's listing nor, through an escaped ../, the page itself
+// without its headers (framable, no CSP) and cached for a year.
+func TestAssetsOnly(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		h      http.Handler
+		prefix string
+	}{{Handler(), "/assets/"}, {Playground(), "/playground/assets/"}} {
+		srv := httptest.NewServer(tc.h)
+		t.Cleanup(srv.Close)
+		for _, p := range []string{"", "..%2F", "..%2F..%2F", "..%2Findex.html", "%2E%2E%2F", "x%2F..%2F..%2F", "nope.js"} {
+			// Sent as written: a client would clean an unescaped ../.
+			req, err := http.NewRequest(http.MethodGet, srv.URL, nil)
+			require.NoError(t, err)
+			req.URL.Opaque = "//" + req.URL.Host + tc.prefix + p
+			resp, err := http.DefaultClient.Do(req)
+			require.NoError(t, err)
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			require.Equal(t, http.StatusNotFound, resp.StatusCode, "%s%s: %.80s", tc.prefix, p, body)
+			require.NotContains(t, resp.Header.Get("Cache-Control"), "immutable", tc.prefix+p)
+		}
+	}
+}
