@@ -48,13 +48,23 @@ var devMailPage = template.Must(template.New("devmail").Funcs(template.FuncMap{
 </main></body></html>
 `))
 
+// devMailCSP is /dev/mail's Content-Security-Policy: its own inline
+// stylesheet and nothing else, never framed.
+const devMailCSP = "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+
 // devMail lists the dev outbox's mail with clickable links.
 func (o Options) devMail(w http.ResponseWriter, r *http.Request) {
 	mails, ok := o.devMails(w, r)
 	if !ok {
 		return
 	}
-	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	h := w.Header()
+	h.Set("Content-Type", "text/html; charset=utf-8")
+	// Live links are on this page: no site may frame it (a page the
+	// developer visits could overlay it and have them click one), and it
+	// runs no script at all, whatever an email's text holds.
+	h.Set("Content-Security-Policy", devMailCSP)
+	h.Set("X-Frame-Options", "DENY")
 	if err := devMailPage.Execute(w, mails); err != nil {
 		o.Log.Warn("rendering dev mail", "err", err)
 	}
@@ -101,6 +111,7 @@ func (o Options) devMails(w http.ResponseWriter, r *http.Request) ([]delivery.Co
 	// Every listed link is live: kept out of caches and other sites' logs.
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("Referrer-Policy", "no-referrer")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
 	return mails, true
 }
 

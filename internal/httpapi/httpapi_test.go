@@ -366,6 +366,7 @@ func TestDevMailViews(t *testing.T) {
 		h.ServeHTTP(rec, req)
 		require.Equal(t, http.StatusOK, rec.Code, path)
 		require.Equal(t, "no-store", rec.Header().Get("Cache-Control"), path)
+		require.Equal(t, "nosniff", rec.Header().Get("X-Content-Type-Options"), path)
 		return rec
 	}
 	require.JSONEq(t, `[]`, get("/dev/mail.json").Body.String(), "no mail yet")
@@ -399,7 +400,14 @@ func TestDevMailViews(t *testing.T) {
 	_, err = time.Parse(time.RFC3339Nano, got[1].At)
 	require.NoError(t, err)
 
-	page := get("/dev/mail").Body.String()
+	pageRec := get("/dev/mail")
+	// Live links: never framed by another site, no script run.
+	require.Equal(t, "DENY", pageRec.Header().Get("X-Frame-Options"))
+	csp := pageRec.Header().Get("Content-Security-Policy")
+	require.Contains(t, csp, "frame-ancestors 'none'")
+	require.Contains(t, csp, "default-src 'none'")
+	require.NotContains(t, csp, "script-src")
+	page := pageRec.Body.String()
 	require.Contains(t, page, `<a href="`+link+`">`)
 	require.Contains(t, page, "SENT")
 }
