@@ -35,7 +35,14 @@ func Handler() http.Handler {
 		h.Set("X-Frame-Options", "DENY")
 		h.Set("X-Content-Type-Options", "nosniff")
 		h.Set("Content-Security-Policy", "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
-		h.Set("Cache-Control", "no-cache")
+		if r.URL.Path == "/verify-email" {
+			// Its URL is a live link: kept out of the browser's disk
+			// cache and shared caches, as the page keeps it out of the
+			// address bar and the history.
+			h.Set("Cache-Control", "no-store")
+		} else {
+			h.Set("Cache-Control", "no-cache")
+		}
 		http.ServeFileFS(w, r, files, "index.html")
 	}
 	mux.HandleFunc("GET /{$}", page)

@@ -44,6 +44,10 @@ func TestHandler(t *testing.T) {
 
 	resp, _ = get("/nope")
 	require.Equal(t, 404, resp.StatusCode)
+
+	// The confirm page's URL holds a live token: stored by no cache.
+	resp, _ = get("/verify-email?token=abc")
+	require.Equal(t, "no-store", resp.Header.Get("Cache-Control"))
 }
 
 func TestPlayground(t *testing.T) {
