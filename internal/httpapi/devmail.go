@@ -111,7 +111,6 @@ func (o Options) devMails(w http.ResponseWriter, r *http.Request) ([]delivery.Co
 	// Every listed link is live: kept out of caches and other sites' logs.
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("Referrer-Policy", "no-referrer")
-	w.Header().Set("X-Content-Type-Options", "nosniff")
 	return mails, true
 }
 

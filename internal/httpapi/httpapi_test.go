@@ -423,3 +423,30 @@ func TestAsyncAPI(t *testing.T) {
 	require.Equal(t, "application/yaml", rec.Header().Get("Content-Type"))
 	require.Equal(t, doc, rec.Body.Bytes())
 }
+
+// Every answer says nosniff: one that quotes a client (a GraphQL error
+// naming a field it asked for) is never read as a script or a page.
+func TestNoSniff(t *testing.T) {
+	t.Parallel()
+	h := newTestHandler(&echoGraphQL{}, Options{AsyncAPI: []byte("asyncapi: 3.1.0\n")})
+	for _, tt := range []struct{ method, path string }{
+		{http.MethodGet, "/query?query=%7B__typename%7D"},
+		{http.MethodPost, "/query"},
+		{http.MethodPut, "/query"},
+		{http.MethodGet, "/healthz"},
+		{http.MethodGet, "/readyz"},
+		{http.MethodGet, "/metrics"},
+		{http.MethodGet, "/asyncapi.yaml"},
+		{http.MethodGet, "/nope"},
+	} {
+		rec := httptest.NewRecorder()
+		req := httptest.NewRequest(tt.method, tt.path, strings.NewReader(`{"query":"{__typename}"}`))
+		req.Header.Set("Content-Type", "application/json")
+		h.ServeHTTP(rec, req)
+		require.Equal(t, "nosniff", rec.Header().Get("X-Content-Type-Options"), tt.method+" "+tt.path)
+	}
+	ops := NewOps(Options{Metrics: metrics.New(), Log: testkit.Discard()})
+	rec := httptest.NewRecorder()
+	ops.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	require.Equal(t, "nosniff", rec.Header().Get("X-Content-Type-Options"), "METRICS_ADDR")
+}

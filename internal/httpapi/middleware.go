@@ -34,6 +34,16 @@ func chain(h http.Handler, mws ...middleware) http.Handler {
 	return h
 }
 
+// noSniff has browsers take every answer for the type it says it is: an
+// answer that quotes what a client sent (a GraphQL error naming a field)
+// is never read as a script or a page, whoever links to it.
+func noSniff(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		next.ServeHTTP(w, r)
+	})
+}
+
 // clientAddress puts the client's address (behind trustProxy reverse
 // proxies) into the request context, for the rate limits and the socket
 // cap.
