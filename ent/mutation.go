@@ -4839,19 +4839,20 @@ func (m *SecretMutation) ResetEdge(name string) error {
 // SigningKeyMutation represents an operation that mutates the SigningKey nodes in the graph.
 type SigningKeyMutation struct {
 	config
-	op            Op
-	typ           string
-	id            *int
-	kid           *string
-	public_key    *[]byte
-	private_key   *[]byte
-	current       *bool
-	created_at    *time.Time
-	retired_at    *time.Time
-	clearedFields map[string]struct{}
-	done          bool
-	oldValue      func(context.Context) (*SigningKey, error)
-	predicates    []predicate.SigningKey
+	op               Op
+	typ              string
+	id               *int
+	kid              *string
+	public_key       *[]byte
+	private_key      *[]byte
+	current          *bool
+	created_at       *time.Time
+	retired_at       *time.Time
+	tokens_expire_by *time.Time
+	clearedFields    map[string]struct{}
+	done             bool
+	oldValue         func(context.Context) (*SigningKey, error)
+	predicates       []predicate.SigningKey
 }
 
 var _ ent.Mutation = (*SigningKeyMutation)(nil)
@@ -5207,6 +5208,55 @@ func (m *SigningKeyMutation) ResetRetiredAt() {
 	delete(m.clearedFields, signingkey.FieldRetiredAt)
 }
 
+// SetTokensExpireBy sets the "tokens_expire_by" field.
+func (m *SigningKeyMutation) SetTokensExpireBy(t time.Time) {
+	m.tokens_expire_by = &t
+}
+
+// TokensExpireBy returns the value of the "tokens_expire_by" field in the mutation.
+func (m *SigningKeyMutation) TokensExpireBy() (r time.Time, exists bool) {
+	v := m.tokens_expire_by
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldTokensExpireBy returns the old "tokens_expire_by" field's value of the SigningKey entity.
+// If the SigningKey object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *SigningKeyMutation) OldTokensExpireBy(ctx context.Context) (v *time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldTokensExpireBy is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldTokensExpireBy requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldTokensExpireBy: %w", err)
+	}
+	return oldValue.TokensExpireBy, nil
+}
+
+// ClearTokensExpireBy clears the value of the "tokens_expire_by" field.
+func (m *SigningKeyMutation) ClearTokensExpireBy() {
+	m.tokens_expire_by = nil
+	m.clearedFields[signingkey.FieldTokensExpireBy] = struct{}{}
+}
+
+// TokensExpireByCleared returns if the "tokens_expire_by" field was cleared in this mutation.
+func (m *SigningKeyMutation) TokensExpireByCleared() bool {
+	_, ok := m.clearedFields[signingkey.FieldTokensExpireBy]
+	return ok
+}
+
+// ResetTokensExpireBy resets all changes to the "tokens_expire_by" field.
+func (m *SigningKeyMutation) ResetTokensExpireBy() {
+	m.tokens_expire_by = nil
+	delete(m.clearedFields, signingkey.FieldTokensExpireBy)
+}
+
 // Where appends a list predicates to the SigningKeyMutation builder.
 func (m *SigningKeyMutation) Where(ps ...predicate.SigningKey) {
 	m.predicates = append(m.predicates, ps...)
@@ -5241,7 +5291,7 @@ func (m *SigningKeyMutation) Type() string {
 // order to get all numeric fields that were incremented/decremented, call
 // AddedFields().
 func (m *SigningKeyMutation) Fields() []string {
-	fields := make([]string, 0, 6)
+	fields := make([]string, 0, 7)
 	if m.kid != nil {
 		fields = append(fields, signingkey.FieldKid)
 	}
@@ -5259,6 +5309,9 @@ func (m *SigningKeyMutation) Fields() []string {
 	}
 	if m.retired_at != nil {
 		fields = append(fields, signingkey.FieldRetiredAt)
+	}
+	if m.tokens_expire_by != nil {
+		fields = append(fields, signingkey.FieldTokensExpireBy)
 	}
 	return fields
 }
@@ -5280,6 +5333,8 @@ func (m *SigningKeyMutation) Field(name string) (ent.Value, bool) {
 		return m.CreatedAt()
 	case signingkey.FieldRetiredAt:
 		return m.RetiredAt()
+	case signingkey.FieldTokensExpireBy:
+		return m.TokensExpireBy()
 	}
 	return nil, false
 }
@@ -5301,6 +5356,8 @@ func (m *SigningKeyMutation) OldField(ctx context.Context, name string) (ent.Val
 		return m.OldCreatedAt(ctx)
 	case signingkey.FieldRetiredAt:
 		return m.OldRetiredAt(ctx)
+	case signingkey.FieldTokensExpireBy:
+		return m.OldTokensExpireBy(ctx)
 	}
 	return nil, fmt.Errorf("unknown SigningKey field %s", name)
 }
@@ -5352,6 +5409,13 @@ func (m *SigningKeyMutation) SetField(name string, value ent.Value) error {
 		}
 		m.SetRetiredAt(v)
 		return nil
+	case signingkey.FieldTokensExpireBy:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetTokensExpireBy(v)
+		return nil
 	}
 	return fmt.Errorf("unknown SigningKey field %s", name)
 }
@@ -5391,6 +5455,9 @@ func (m *SigningKeyMutation) ClearedFields() []string {
 	if m.FieldCleared(signingkey.FieldRetiredAt) {
 		fields = append(fields, signingkey.FieldRetiredAt)
 	}
+	if m.FieldCleared(signingkey.FieldTokensExpireBy) {
+		fields = append(fields, signingkey.FieldTokensExpireBy)
+	}
 	return fields
 }
 
@@ -5413,6 +5480,9 @@ func (m *SigningKeyMutation) ClearField(name string) error {
 		return nil
 	case signingkey.FieldRetiredAt:
 		m.ClearRetiredAt()
+		return nil
+	case signingkey.FieldTokensExpireBy:
+		m.ClearTokensExpireBy()
 		return nil
 	}
 	return fmt.Errorf("unknown SigningKey nullable field %s", name)
@@ -5439,6 +5509,9 @@ func (m *SigningKeyMutation) ResetField(name string) error {
 		return nil
 	case signingkey.FieldRetiredAt:
 		m.ResetRetiredAt()
+		return nil
+	case signingkey.FieldTokensExpireBy:
+		m.ResetTokensExpireBy()
 		return nil
 	}
 	return fmt.Errorf("unknown SigningKey field %s", name)

@@ -28,8 +28,10 @@ type SigningKey struct {
 	// CreatedAt holds the value of the "created_at" field.
 	CreatedAt time.Time `json:"created_at,omitempty"`
 	// RetiredAt holds the value of the "retired_at" field.
-	RetiredAt    *time.Time `json:"retired_at,omitempty"`
-	selectValues sql.SelectValues
+	RetiredAt *time.Time `json:"retired_at,omitempty"`
+	// TokensExpireBy holds the value of the "tokens_expire_by" field.
+	TokensExpireBy *time.Time `json:"tokens_expire_by,omitempty"`
+	selectValues   sql.SelectValues
 }
 
 // scanValues returns the types for scanning values from sql.Rows.
@@ -45,7 +47,7 @@ func (*SigningKey) scanValues(columns []string) ([]any, error) {
 			values[i] = new(sql.NullInt64)
 		case signingkey.FieldKid:
 			values[i] = new(sql.NullString)
-		case signingkey.FieldCreatedAt, signingkey.FieldRetiredAt:
+		case signingkey.FieldCreatedAt, signingkey.FieldRetiredAt, signingkey.FieldTokensExpireBy:
 			values[i] = new(sql.NullTime)
 		default:
 			values[i] = new(sql.UnknownType)
@@ -106,6 +108,13 @@ func (_m *SigningKey) assignValues(columns []string, values []any) error {
 				_m.RetiredAt = new(time.Time)
 				*_m.RetiredAt = value.Time
 			}
+		case signingkey.FieldTokensExpireBy:
+			if value, ok := values[i].(*sql.NullTime); !ok {
+				return fmt.Errorf("unexpected type %T for field tokens_expire_by", values[i])
+			} else if value.Valid {
+				_m.TokensExpireBy = new(time.Time)
+				*_m.TokensExpireBy = value.Time
+			}
 		default:
 			_m.selectValues.Set(columns[i], values[i])
 		}
@@ -160,6 +169,11 @@ func (_m *SigningKey) String() string {
 	builder.WriteString(", ")
 	if v := _m.RetiredAt; v != nil {
 		builder.WriteString("retired_at=")
+		builder.WriteString(v.Format(time.ANSIC))
+	}
+	builder.WriteString(", ")
+	if v := _m.TokensExpireBy; v != nil {
+		builder.WriteString("tokens_expire_by=")
 		builder.WriteString(v.Format(time.ANSIC))
 	}
 	builder.WriteByte(')')

@@ -74,6 +74,20 @@ func (_c *SigningKeyCreate) SetNillableRetiredAt(v *time.Time) *SigningKeyCreate
 	return _c
 }
 
+// SetTokensExpireBy sets the "tokens_expire_by" field.
+func (_c *SigningKeyCreate) SetTokensExpireBy(v time.Time) *SigningKeyCreate {
+	_c.mutation.SetTokensExpireBy(v)
+	return _c
+}
+
+// SetNillableTokensExpireBy sets the "tokens_expire_by" field if the given value is not nil.
+func (_c *SigningKeyCreate) SetNillableTokensExpireBy(v *time.Time) *SigningKeyCreate {
+	if v != nil {
+		_c.SetTokensExpireBy(*v)
+	}
+	return _c
+}
+
 // Mutation returns the SigningKeyMutation object of the builder.
 func (_c *SigningKeyCreate) Mutation() *SigningKeyMutation {
 	return _c.mutation
@@ -178,6 +192,10 @@ func (_c *SigningKeyCreate) createSpec() (*SigningKey, *sqlgraph.CreateSpec) {
 		_spec.SetField(signingkey.FieldRetiredAt, field.TypeTime, value)
 		_node.RetiredAt = &value
 	}
+	if value, ok := _c.mutation.TokensExpireBy(); ok {
+		_spec.SetField(signingkey.FieldTokensExpireBy, field.TypeTime, value)
+		_node.TokensExpireBy = &value
+	}
 	return _node, _spec
 }
 
@@ -281,6 +299,24 @@ func (u *SigningKeyUpsert) UpdateRetiredAt() *SigningKeyUpsert {
 // ClearRetiredAt clears the value of the "retired_at" field.
 func (u *SigningKeyUpsert) ClearRetiredAt() *SigningKeyUpsert {
 	u.SetNull(signingkey.FieldRetiredAt)
+	return u
+}
+
+// SetTokensExpireBy sets the "tokens_expire_by" field.
+func (u *SigningKeyUpsert) SetTokensExpireBy(v time.Time) *SigningKeyUpsert {
+	u.Set(signingkey.FieldTokensExpireBy, v)
+	return u
+}
+
+// UpdateTokensExpireBy sets the "tokens_expire_by" field to the value that was provided on create.
+func (u *SigningKeyUpsert) UpdateTokensExpireBy() *SigningKeyUpsert {
+	u.SetExcluded(signingkey.FieldTokensExpireBy)
+	return u
+}
+
+// ClearTokensExpireBy clears the value of the "tokens_expire_by" field.
+func (u *SigningKeyUpsert) ClearTokensExpireBy() *SigningKeyUpsert {
+	u.SetNull(signingkey.FieldTokensExpireBy)
 	return u
 }
 
@@ -395,6 +431,27 @@ func (u *SigningKeyUpsertOne) UpdateRetiredAt() *SigningKeyUpsertOne {
 func (u *SigningKeyUpsertOne) ClearRetiredAt() *SigningKeyUpsertOne {
 	return u.Update(func(s *SigningKeyUpsert) {
 		s.ClearRetiredAt()
+	})
+}
+
+// SetTokensExpireBy sets the "tokens_expire_by" field.
+func (u *SigningKeyUpsertOne) SetTokensExpireBy(v time.Time) *SigningKeyUpsertOne {
+	return u.Update(func(s *SigningKeyUpsert) {
+		s.SetTokensExpireBy(v)
+	})
+}
+
+// UpdateTokensExpireBy sets the "tokens_expire_by" field to the value that was provided on create.
+func (u *SigningKeyUpsertOne) UpdateTokensExpireBy() *SigningKeyUpsertOne {
+	return u.Update(func(s *SigningKeyUpsert) {
+		s.UpdateTokensExpireBy()
+	})
+}
+
+// ClearTokensExpireBy clears the value of the "tokens_expire_by" field.
+func (u *SigningKeyUpsertOne) ClearTokensExpireBy() *SigningKeyUpsertOne {
+	return u.Update(func(s *SigningKeyUpsert) {
+		s.ClearTokensExpireBy()
 	})
 }
 
@@ -674,6 +731,27 @@ func (u *SigningKeyUpsertBulk) UpdateRetiredAt() *SigningKeyUpsertBulk {
 func (u *SigningKeyUpsertBulk) ClearRetiredAt() *SigningKeyUpsertBulk {
 	return u.Update(func(s *SigningKeyUpsert) {
 		s.ClearRetiredAt()
+	})
+}
+
+// SetTokensExpireBy sets the "tokens_expire_by" field.
+func (u *SigningKeyUpsertBulk) SetTokensExpireBy(v time.Time) *SigningKeyUpsertBulk {
+	return u.Update(func(s *SigningKeyUpsert) {
+		s.SetTokensExpireBy(v)
+	})
+}
+
+// UpdateTokensExpireBy sets the "tokens_expire_by" field to the value that was provided on create.
+func (u *SigningKeyUpsertBulk) UpdateTokensExpireBy() *SigningKeyUpsertBulk {
+	return u.Update(func(s *SigningKeyUpsert) {
+		s.UpdateTokensExpireBy()
+	})
+}
+
+// ClearTokensExpireBy clears the value of the "tokens_expire_by" field.
+func (u *SigningKeyUpsertBulk) ClearTokensExpireBy() *SigningKeyUpsertBulk {
+	return u.Update(func(s *SigningKeyUpsert) {
+		s.ClearTokensExpireBy()
 	})
 }
 

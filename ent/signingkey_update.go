@@ -80,6 +80,26 @@ func (_u *SigningKeyUpdate) ClearRetiredAt() *SigningKeyUpdate {
 	return _u
 }
 
+// SetTokensExpireBy sets the "tokens_expire_by" field.
+func (_u *SigningKeyUpdate) SetTokensExpireBy(v time.Time) *SigningKeyUpdate {
+	_u.mutation.SetTokensExpireBy(v)
+	return _u
+}
+
+// SetNillableTokensExpireBy sets the "tokens_expire_by" field if the given value is not nil.
+func (_u *SigningKeyUpdate) SetNillableTokensExpireBy(v *time.Time) *SigningKeyUpdate {
+	if v != nil {
+		_u.SetTokensExpireBy(*v)
+	}
+	return _u
+}
+
+// ClearTokensExpireBy clears the value of the "tokens_expire_by" field.
+func (_u *SigningKeyUpdate) ClearTokensExpireBy() *SigningKeyUpdate {
+	_u.mutation.ClearTokensExpireBy()
+	return _u
+}
+
 // Mutation returns the SigningKeyMutation object of the builder.
 func (_u *SigningKeyUpdate) Mutation() *SigningKeyMutation {
 	return _u.mutation
@@ -138,6 +158,12 @@ func (_u *SigningKeyUpdate) sqlSave(ctx context.Context) (_node int, err error) 
 	}
 	if _u.mutation.RetiredAtCleared() {
 		_spec.ClearField(signingkey.FieldRetiredAt, field.TypeTime)
+	}
+	if value, ok := _u.mutation.TokensExpireBy(); ok {
+		_spec.SetField(signingkey.FieldTokensExpireBy, field.TypeTime, value)
+	}
+	if _u.mutation.TokensExpireByCleared() {
+		_spec.ClearField(signingkey.FieldTokensExpireBy, field.TypeTime)
 	}
 	if _node, err = sqlgraph.UpdateNodes(ctx, _u.driver, _spec); err != nil {
 		if _, ok := err.(*sqlgraph.NotFoundError); ok {
@@ -208,6 +234,26 @@ func (_u *SigningKeyUpdateOne) SetNillableRetiredAt(v *time.Time) *SigningKeyUpd
 // ClearRetiredAt clears the value of the "retired_at" field.
 func (_u *SigningKeyUpdateOne) ClearRetiredAt() *SigningKeyUpdateOne {
 	_u.mutation.ClearRetiredAt()
+	return _u
+}
+
+// SetTokensExpireBy sets the "tokens_expire_by" field.
+func (_u *SigningKeyUpdateOne) SetTokensExpireBy(v time.Time) *SigningKeyUpdateOne {
+	_u.mutation.SetTokensExpireBy(v)
+	return _u
+}
+
+// SetNillableTokensExpireBy sets the "tokens_expire_by" field if the given value is not nil.
+func (_u *SigningKeyUpdateOne) SetNillableTokensExpireBy(v *time.Time) *SigningKeyUpdateOne {
+	if v != nil {
+		_u.SetTokensExpireBy(*v)
+	}
+	return _u
+}
+
+// ClearTokensExpireBy clears the value of the "tokens_expire_by" field.
+func (_u *SigningKeyUpdateOne) ClearTokensExpireBy() *SigningKeyUpdateOne {
+	_u.mutation.ClearTokensExpireBy()
 	return _u
 }
 
@@ -299,6 +345,12 @@ func (_u *SigningKeyUpdateOne) sqlSave(ctx context.Context) (_node *SigningKey, 
 	}
 	if _u.mutation.RetiredAtCleared() {
 		_spec.ClearField(signingkey.FieldRetiredAt, field.TypeTime)
+	}
+	if value, ok := _u.mutation.TokensExpireBy(); ok {
+		_spec.SetField(signingkey.FieldTokensExpireBy, field.TypeTime, value)
+	}
+	if _u.mutation.TokensExpireByCleared() {
+		_spec.ClearField(signingkey.FieldTokensExpireBy, field.TypeTime)
 	}
 	_node = &SigningKey{config: _u.config}
 	_spec.Assign = _node.assignValues

@@ -32,6 +32,13 @@ func (SigningKey) Fields() []ent.Field {
 		// time.
 		field.Time("created_at").Immutable(),
 		field.Time("retired_at").Optional().Nillable(),
+		// No token the key signed expires after this: each replica that
+		// signs with the key moves it ahead of the tokens it signs (see
+		// Signer.cover), so a retired key stays listed until the last of
+		// them has expired, whatever the lifetimes of the replica that
+		// retired it. Unset on keys that signed before it was kept: then
+		// retired_at plus the reading replica's longest token lifetime.
+		field.Time("tokens_expire_by").Optional().Nillable(),
 	}
 }
 

@@ -23,6 +23,8 @@ const (
 	FieldCreatedAt = "created_at"
 	// FieldRetiredAt holds the string denoting the retired_at field in the database.
 	FieldRetiredAt = "retired_at"
+	// FieldTokensExpireBy holds the string denoting the tokens_expire_by field in the database.
+	FieldTokensExpireBy = "tokens_expire_by"
 	// Table holds the table name of the signingkey in the database.
 	Table = "signing_keys"
 )
@@ -36,6 +38,7 @@ var Columns = []string{
 	FieldCurrent,
 	FieldCreatedAt,
 	FieldRetiredAt,
+	FieldTokensExpireBy,
 }
 
 // ValidColumn reports if the column name is valid (part of the table columns).
@@ -81,4 +84,9 @@ func ByCreatedAt(opts ...sql.OrderTermOption) OrderOption {
 // ByRetiredAt orders the results by the retired_at field.
 func ByRetiredAt(opts ...sql.OrderTermOption) OrderOption {
 	return sql.OrderByField(FieldRetiredAt, opts...).ToFunc()
+}
+
+// ByTokensExpireBy orders the results by the tokens_expire_by field.
+func ByTokensExpireBy(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldTokensExpireBy, opts...).ToFunc()
 }

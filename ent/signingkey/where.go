@@ -84,6 +84,11 @@ func RetiredAt(v time.Time) predicate.SigningKey {
 	return predicate.SigningKey(sql.FieldEQ(FieldRetiredAt, v))
 }
 
+// TokensExpireBy applies equality check predicate on the "tokens_expire_by" field. It's identical to TokensExpireByEQ.
+func TokensExpireBy(v time.Time) predicate.SigningKey {
+	return predicate.SigningKey(sql.FieldEQ(FieldTokensExpireBy, v))
+}
+
 // KidEQ applies the EQ predicate on the "kid" field.
 func KidEQ(v string) predicate.SigningKey {
 	return predicate.SigningKey(sql.FieldEQ(FieldKid, v))
@@ -347,6 +352,56 @@ func RetiredAtIsNil() predicate.SigningKey {
 // RetiredAtNotNil applies the NotNil predicate on the "retired_at" field.
 func RetiredAtNotNil() predicate.SigningKey {
 	return predicate.SigningKey(sql.FieldNotNull(FieldRetiredAt))
+}
+
+// TokensExpireByEQ applies the EQ predicate on the "tokens_expire_by" field.
+func TokensExpireByEQ(v time.Time) predicate.SigningKey {
+	return predicate.SigningKey(sql.FieldEQ(FieldTokensExpireBy, v))
+}
+
+// TokensExpireByNEQ applies the NEQ predicate on the "tokens_expire_by" field.
+func TokensExpireByNEQ(v time.Time) predicate.SigningKey {
+	return predicate.SigningKey(sql.FieldNEQ(FieldTokensExpireBy, v))
+}
+
+// TokensExpireByIn applies the In predicate on the "tokens_expire_by" field.
+func TokensExpireByIn(vs ...time.Time) predicate.SigningKey {
+	return predicate.SigningKey(sql.FieldIn(FieldTokensExpireBy, vs...))
+}
+
+// TokensExpireByNotIn applies the NotIn predicate on the "tokens_expire_by" field.
+func TokensExpireByNotIn(vs ...time.Time) predicate.SigningKey {
+	return predicate.SigningKey(sql.FieldNotIn(FieldTokensExpireBy, vs...))
+}
+
+// TokensExpireByGT applies the GT predicate on the "tokens_expire_by" field.
+func TokensExpireByGT(v time.Time) predicate.SigningKey {
+	return predicate.SigningKey(sql.FieldGT(FieldTokensExpireBy, v))
+}
+
+// TokensExpireByGTE applies the GTE predicate on the "tokens_expire_by" field.
+func TokensExpireByGTE(v time.Time) predicate.SigningKey {
+	return predicate.SigningKey(sql.FieldGTE(FieldTokensExpireBy, v))
+}
+
+// TokensExpireByLT applies the LT predicate on the "tokens_expire_by" field.
+func TokensExpireByLT(v time.Time) predicate.SigningKey {
+	return predicate.SigningKey(sql.FieldLT(FieldTokensExpireBy, v))
+}
+
+// TokensExpireByLTE applies the LTE predicate on the "tokens_expire_by" field.
+func TokensExpireByLTE(v time.Time) predicate.SigningKey {
+	return predicate.SigningKey(sql.FieldLTE(FieldTokensExpireBy, v))
+}
+
+// TokensExpireByIsNil applies the IsNil predicate on the "tokens_expire_by" field.
+func TokensExpireByIsNil() predicate.SigningKey {
+	return predicate.SigningKey(sql.FieldIsNull(FieldTokensExpireBy))
+}
+
+// TokensExpireByNotNil applies the NotNil predicate on the "tokens_expire_by" field.
+func TokensExpireByNotNil() predicate.SigningKey {
+	return predicate.SigningKey(sql.FieldNotNull(FieldTokensExpireBy))
 }
 
 // And groups predicates with the AND operator between them.

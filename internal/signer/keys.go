@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
@@ -35,6 +36,13 @@ type key struct {
 	// this replica was not given.
 	signer    jose.Signer
 	retiredAt *time.Time
+	// expiresBy is the row's tokens_expire_by (nil: not kept), and
+	// covered the latest expiry it is known to cover, in unix seconds,
+	// moved by cover; coverFailed is when cover's last write failed (unix
+	// nanoseconds, 0: it did not).
+	expiresBy   *time.Time
+	covered     atomic.Int64
+	coverFailed atomic.Int64
 }
 
 // kidLen is the length of a kid: base64url of a SHA-256 digest.

@@ -45,14 +45,15 @@ func TestRotationKeepsOldTokensUntilTheyExpire(t *testing.T) {
 	eachDB(t, func(t *testing.T, b *testBundle) {
 		ctx := context.Background()
 		s := b.signer(t)
-		// A replica with a longer SESSION_TTL (a setting changed while
-		// rolling out) signs a token that outlives s's retention window:
-		// only the key's removal can refuse it then.
+		// A replica with a longer SESSION_TTL (a setting shortened with
+		// the key change, or changed while rolling out) signs a token
+		// that outlives s's own retention window: the key stays listed
+		// for it all the same, until it has expired.
 		long := b.signer(t, func(o *Options) { o.SessionTTL = 10 * time.Hour })
 		old := s.own.kid
 		before, _, err := s.Session(ctx, ada)
 		require.NoError(t, err)
-		outliving, _, err := long.Session(ctx, ada)
+		outliving, outlivingExp, err := long.Session(ctx, ada)
 		require.NoError(t, err)
 
 		b.clock.Advance(time.Minute)
@@ -77,18 +78,47 @@ func TestRotationKeepsOldTokensUntilTheyExpire(t *testing.T) {
 		require.Equal(t, 1, b.db.SigningKey.Query().Where(signingkey.PrivateKeyNotNil()).CountX(ctx), "NULL, not only empty")
 		require.Equal(t, b.clock.Now(), rs[0].RetiredAt.UTC())
 		require.True(t, *rs[1].Current)
+		expiresBy := rs[0].TokensExpireBy.UTC()
+		require.False(t, expiresBy.Before(outlivingExp), "the row covers the longest token the key signed")
+		require.LessOrEqual(t, expiresBy.Sub(outlivingExp), coverAhead)
 
-		// Listed until the last token it signed has expired, plus the margin.
-		b.clock.Advance(s.retention - time.Second)
+		// Past s's own retention, still listed: a token it signed lives.
+		b.clock.Advance(s.retention)
 		require.Equal(t, []string{kid, old}, kids(fetchJWKS(t, s)))
 		_, err = s.VerifySession(ctx, outliving)
 		require.NoError(t, err)
 
+		// Listed until the last token it signed has expired, plus the margin.
+		b.clock.Advance(expiresBy.Add(retireMargin).Sub(b.clock.Now()) - time.Second)
+		require.Equal(t, []string{kid, old}, kids(fetchJWKS(t, s)))
 		b.clock.Advance(time.Second)
 		require.Equal(t, []string{kid}, kids(fetchJWKS(t, s)))
 		_, err = s.VerifySession(ctx, outliving)
 		require.ErrorIs(t, err, ErrInvalid)
-		require.ErrorContains(t, err, "unknown or expired kid")
+	})
+}
+
+// A key retired by another replica (a rolling change of SIGNING_KEY_FILE)
+// that a replica still signs with stays listed for the tokens it signs
+// after its retirement, not only for those signed before.
+func TestTokensOfARetiredKeyKeepItListed(t *testing.T) {
+	t.Parallel()
+	eachDB(t, func(t *testing.T, b *testBundle) {
+		ctx := context.Background()
+		old := b.signer(t)
+		file := writeKeyFile(t)
+		b.clock.Advance(time.Minute)
+		fresh := b.signer(t, func(o *Options) { o.KeyFile = file })
+		require.NotEqual(t, old.own.kid, fresh.own.kid)
+
+		// Long after the retirement, the old replica signs on with its own.
+		b.clock.Advance(old.retention)
+		tok, exp, err := old.Session(ctx, ada)
+		require.NoError(t, err)
+		b.clock.Advance(exp.Sub(b.clock.Now()) - time.Minute)
+		_, err = fresh.VerifySession(ctx, tok)
+		require.NoError(t, err, "a token of the retired key, signed after its retirement, verifies until it expires")
+		require.Contains(t, kids(fetchJWKS(t, fresh)), old.own.kid)
 	})
 }
 
@@ -388,8 +418,10 @@ func TestServesItsCopyWhileTheDatabaseIsDown(t *testing.T) {
 		require.Equal(t, []string{kid, old}, kids(fetchJWKS(t, s)))
 	}
 	require.Equal(t, 1, logs.Count("cannot read the key table"))
+	require.Equal(t, 1, logs.Count("could not record how long"), "the new key's first token: tried once per cacheFor, and signed all the same")
 
-	b.clock.Advance(s.retention)
+	// Past the last token's expiry (with cover's lead) and the margin.
+	b.clock.Advance(s.retention + coverAhead)
 	require.Equal(t, []string{kid}, kids(fetchJWKS(t, s)))
 	require.Equal(t, 2, logs.Count("cannot read the key table"))
 }

@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sync/singleflight"
 
 	"github.com/verifier/verifier/ent"
+	"github.com/verifier/verifier/ent/signingkey"
 	"github.com/verifier/verifier/internal/seal"
 )
 
@@ -212,6 +213,7 @@ func (s *Signer) sign(ctx context.Context, c Claims, use string, ttl time.Durati
 	// Whole seconds, as JWT times are, so that exp - iat is ttl exactly.
 	iat := time.Unix(s.now().Unix(), 0).UTC()
 	exp := iat.Add(ttl)
+	s.cover(ctx, k, exp)
 	std := jwt.Claims{
 		Issuer:   s.iss,
 		Subject:  c.UserID.String(),
@@ -229,6 +231,47 @@ func (s *Signer) sign(ctx context.Context, c Claims, use string, ttl time.Durati
 		return "", time.Time{}, fmt.Errorf("signer: sign: %w", err)
 	}
 	return tok, exp, nil
+}
+
+// coverAhead is how far past the token it signs cover moves a key's
+// tokens_expire_by: a replica writes the row at most once per coverAhead
+// per key, and a retired key stays listed at most this much longer than
+// its last token needs.
+const coverAhead = 10 * time.Minute
+
+// cover makes sure k's row says a token of k may expire as late as exp,
+// before a token with that expiry exists, so that the key stays listed
+// (JWKS, VerifySession) until that token has expired: after a key change
+// that also shortened the lifetimes, or while a replica signs with its
+// own key retired by another (a rolling change of SIGNING_KEY_FILE). The
+// update only ever moves the time later, so replicas with different
+// lifetimes agree on the latest.
+//
+// When the database does not take the write, the token is signed all the
+// same (a database blip stops neither signing nor verifying, see keys),
+// the failure is logged, and the write is tried again at most once per
+// cacheFor: such a token can lose its key's listing before it expires
+// only if the key is also retired within its lifetime.
+func (s *Signer) cover(ctx context.Context, k *key, exp time.Time) {
+	if exp.Unix() <= k.covered.Load() {
+		return
+	}
+	now := s.now()
+	if last := k.coverFailed.Load(); last != 0 && now.Sub(time.Unix(0, last)) < cacheFor {
+		return
+	}
+	by := exp.Add(coverAhead).UTC().Truncate(time.Second)
+	_, err := s.db.SigningKey.Update().
+		Where(signingkey.Kid(k.kid), signingkey.Or(signingkey.TokensExpireByIsNil(), signingkey.TokensExpireByLT(by))).
+		SetTokensExpireBy(by).
+		Save(ctx)
+	if err != nil {
+		k.coverFailed.Store(now.UnixNano())
+		s.log.Warn("signing keys: could not record how long the key's tokens live; signing all the same", "kid", k.kid, "err", err)
+		return
+	}
+	k.coverFailed.Store(0)
+	k.covered.Store(by.Unix())
 }
 
 // signingKey is the current key, or this replica's own key while the

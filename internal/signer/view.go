@@ -38,9 +38,12 @@ type view struct {
 	loaded time.Time
 }
 
-// listed reports whether k may still have signed a live token at now.
+// listed reports whether k may still have signed a live token at now:
+// it is current, or retired less than the retention ago, or a token it
+// signed may live yet (its row's tokens_expire_by, see cover).
 func (s *Signer) listed(k *key, now time.Time) bool {
-	return k.retiredAt == nil || now.Before(k.retiredAt.Add(s.retention))
+	return k.retiredAt == nil || now.Before(k.retiredAt.Add(s.retention)) ||
+		k.expiresBy != nil && now.Before(k.expiresBy.Add(retireMargin))
 }
 
 // find is the listed key kid, or nil.
@@ -149,7 +152,7 @@ func (s *Signer) read(ctx context.Context) (*view, error) {
 	s.reads.Add(1)
 	now := s.clock()
 	rows, err := s.db.SigningKey.Query().
-		Where(signingkey.Or(signingkey.Current(true), signingkey.RetiredAtGT(now.Add(-s.retention)))).
+		Where(signingkey.Or(signingkey.Current(true), signingkey.RetiredAtGT(now.Add(-s.retention)), signingkey.TokensExpireByGT(now.Add(-retireMargin)))).
 		Order(ent.Desc(signingkey.FieldCreatedAt), ent.Asc(signingkey.FieldKid)).
 		All(ctx)
 	if err != nil {
@@ -211,5 +214,9 @@ func (s *Signer) fromRow(r *ent.SigningKey) (*key, error) {
 		return nil, errors.New("kid is not the public key's thumbprint")
 	}
 	k.retiredAt = r.RetiredAt
+	k.expiresBy = r.TokensExpireBy
+	if r.TokensExpireBy != nil {
+		k.covered.Store(r.TokensExpireBy.Unix())
+	}
 	return k, nil
 }
