@@ -21,6 +21,7 @@ import (
 	"github.com/verifier/verifier/ent/webhookdelivery"
 	"github.com/verifier/verifier/internal/apperr"
 	"github.com/verifier/verifier/internal/database"
+	records "github.com/verifier/verifier/internal/delivery"
 	"github.com/verifier/verifier/internal/event"
 	"github.com/verifier/verifier/internal/outbox"
 )
@@ -130,7 +131,7 @@ func (s *Service) DeleteUser(ctx context.Context, userID uuid.UUID) error {
 		if err := s.purgeOutbox(ctx, tx, userID, addrs); err != nil {
 			return err
 		}
-		if _, err := tx.Delivery.Delete().Where(delivery.Or(delivery.UserID(userID), delivery.AddressIn(addrs...))).Exec(ctx); err != nil {
+		if err := records.Erase(ctx, tx, now, delivery.Or(delivery.UserID(userID), delivery.AddressIn(addrs...))); err != nil {
 			return err
 		}
 		scopes := make([]string, len(addrs))
@@ -143,7 +144,7 @@ func (s *Service) DeleteUser(ctx context.Context, userID uuid.UUID) error {
 		if _, err := tx.EmailBudget.Delete().Where(emailbudget.ScopeIn(scopes...)).Exec(ctx); err != nil {
 			return err
 		}
-		if err := deleteRegistrations(ctx, tx, regs); err != nil {
+		if err := deleteRegistrations(ctx, tx, now, regs); err != nil {
 			return err
 		}
 		if err := s.deleteUsers(ctx, tx, now, userID); err != nil {

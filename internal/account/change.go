@@ -14,6 +14,7 @@ import (
 	"github.com/verifier/verifier/ent/verificationtoken"
 	"github.com/verifier/verifier/internal/apperr"
 	"github.com/verifier/verifier/internal/database"
+	records "github.com/verifier/verifier/internal/delivery"
 	"github.com/verifier/verifier/internal/event"
 	"github.com/verifier/verifier/internal/mask"
 	"github.com/verifier/verifier/internal/outbox"
@@ -249,9 +250,10 @@ func (s *Service) confirmChange(ctx context.Context, reg *ent.Registration) (Ver
 }
 
 // deleteUsers deletes users with everything that names them: their
-// registrations, their tokens and their emails' delivery records; tells
-// other services (verifier.user.deleted.v1), which heard of each user when
-// it was created; and ends the watchers of the registrations on every
+// registrations, their tokens and their emails' delivery records (erased,
+// see deleteRegistrations); tells other services
+// (verifier.user.deleted.v1), which heard of each user when it was
+// created; and ends the watchers of the registrations on every
 // replica, as a superseding registration does: a waiting screen left open
 // on a deleted account (its address taken by a confirmed change, or its
 // UNVERIFIED_TTL over) completes rather than waiting for a recheck.
@@ -269,10 +271,10 @@ func (s *Service) deleteUsers(ctx context.Context, tx *ent.Tx, now time.Time, id
 		return err
 	}
 	// Notices name their user but no registration of it.
-	if _, err := tx.Delivery.Delete().Where(delivery.UserIDIn(ids...)).Exec(ctx); err != nil {
+	if err := records.Erase(ctx, tx, now, delivery.UserIDIn(ids...)); err != nil {
 		return err
 	}
-	if err := deleteRegistrations(ctx, tx, regs); err != nil {
+	if err := deleteRegistrations(ctx, tx, now, regs); err != nil {
 		return err
 	}
 	if _, err = tx.User.Delete().Where(user.IDIn(ids...)).Exec(ctx); err != nil || len(regs) == 0 {
@@ -281,16 +283,17 @@ func (s *Service) deleteUsers(ctx context.Context, tx *ent.Tx, now time.Time, id
 	return outbox.Enqueue(ctx, tx, now, event.SupersededTopic, event.Superseded{Registrations: regs})
 }
 
-// deleteRegistrations deletes registrations with their tokens and their
-// emails' delivery records.
-func deleteRegistrations(ctx context.Context, tx *ent.Tx, regs []uuid.UUID) error {
+// deleteRegistrations deletes registrations with their tokens, and erases
+// their emails' delivery records (delivery.Erase: a copy of an email
+// event still to come is turned away).
+func deleteRegistrations(ctx context.Context, tx *ent.Tx, now time.Time, regs []uuid.UUID) error {
 	if len(regs) == 0 {
 		return nil
 	}
 	if _, err := tx.VerificationToken.Delete().Where(verificationtoken.RegistrationIDIn(regs...)).Exec(ctx); err != nil {
 		return err
 	}
-	if _, err := tx.Delivery.Delete().Where(delivery.RegistrationIn(regs...)).Exec(ctx); err != nil {
+	if err := records.Erase(ctx, tx, now, delivery.RegistrationIn(regs...)); err != nil {
 		return err
 	}
 	_, err := tx.Registration.Delete().Where(registration.IDIn(regs...)).Exec(ctx)

@@ -20,6 +20,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -29,6 +30,7 @@ import (
 	"github.com/verifier/verifier/ent"
 	entdelivery "github.com/verifier/verifier/ent/delivery"
 	"github.com/verifier/verifier/ent/outboxevent"
+	"github.com/verifier/verifier/ent/predicate"
 	"github.com/verifier/verifier/ent/user"
 	"github.com/verifier/verifier/internal/database"
 	"github.com/verifier/verifier/internal/event"
@@ -200,6 +202,50 @@ func (s *Store) Queue(ctx context.Context, tx *ent.Tx, e Event, at time.Time) (f
 func (s *Store) Forget(ctx context.Context, tx *ent.Tx, id string) error {
 	if _, err := tx.Delivery.Delete().Where(entdelivery.EventID(id)).Exec(ctx); err != nil {
 		return fmt.Errorf("forget delivery record of %s: %w", id, err)
+	}
+	return nil
+}
+
+// Erase, for an erasure in tx (admin deleteUser, UNVERIFIED_TTL), keeps
+// of each record matching ps only what names neither the user nor the
+// address: its event's id, kind and topic, as SENT at now. Deleted, the
+// record would be made again by the first mailer to get its event (one
+// the relay had published, one the broker brings back for a retry, one
+// held for its cooldown that the janitor's erasure leaves in the outbox),
+// which would send the email to the erased address and write it down
+// once more; found SENT, the event is turned away. TrimSent removes these
+// with the other sent records, long after any copy of the event can come.
+func Erase(ctx context.Context, tx *ent.Tx, now time.Time, ps ...predicate.Delivery) error {
+	recs, err := tx.Delivery.Query().Where(ps...).
+		Select(entdelivery.FieldEventID, entdelivery.FieldKind, entdelivery.FieldTopic).
+		All(ctx)
+	if err != nil || len(recs) == 0 {
+		return err
+	}
+	ids := make([]int, len(recs))
+	for i, r := range recs {
+		ids[i] = r.ID
+	}
+	if _, err := tx.Delivery.Delete().Where(entdelivery.IDIn(ids...)).Exec(ctx); err != nil {
+		return err
+	}
+	now = now.UTC()
+	// In chunks, within PostgreSQL's bound on a statement's parameters.
+	for chunk := range slices.Chunk(recs, 1000) {
+		creates := make([]*ent.DeliveryCreate, len(chunk))
+		for i, r := range chunk {
+			creates[i] = tx.Delivery.Create().
+				SetEventID(r.EventID).
+				SetKind(r.Kind).
+				SetTopic(r.Topic).
+				SetState(Sent).
+				SetReason("erased").
+				SetCreatedAt(now).
+				SetUpdatedAt(now)
+		}
+		if err := tx.Delivery.CreateBulk(creates...).Exec(ctx); err != nil {
+			return err
+		}
 	}
 	return nil
 }
