@@ -455,3 +455,23 @@ func TestMailerDeadConnectionCostsNoAttempt(t *testing.T) {
 	require.Equal(t, 1, b.record(t, msg).Attempts)
 	require.Zero(t, b.counts.get().retried)
 }
+
+// An erasure that lands while the email is with the server (admin
+// deleteUser) takes the record the mailer would mark SENT: the mailer
+// does not keep trying to write it until shutdown, holding the delivery.
+func TestMailerStopsWhenTheRecordIsErased(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	msg := verificationMessage(t, "erased@example.com")
+	b.sink.RefuseData(func([]string) error {
+		return database.InTx(context.Background(), b.db, func(tx *ent.Tx) error {
+			return delivery.Erase(context.Background(), tx, b.clock.Now(), entdelivery.EventID(msg.ID))
+		})
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	require.NoError(t, b.mailer.Handle(ctx, msg))
+	require.NoError(t, ctx.Err(), "returned at once, not when its delivery ended")
+	require.Equal(t, delivery.Sent, b.record(t, msg).State)
+	require.Empty(t, b.record(t, msg).Address, "still erased")
+}

@@ -253,12 +253,20 @@ func (m *Mailer) Handle(ctx context.Context, msg broker.Message) error {
 // recordSent writes SENT for an email the server accepted, trying again
 // while the database refuses writes (read-only, locked): acknowledging
 // without the record would let the outbox or the broker bring the event
-// back and send it twice. Only the end of ctx (shutdown) stops it.
+// back and send it twice. Only the end of ctx (shutdown), or the record's
+// erasure, stops it.
 func (m *Mailer) recordSent(ctx context.Context, rec delivery.Record, kind, id string) {
 	wait := recordSentRetryMin
 	for {
 		err := m.Records.MarkSent(context.WithoutCancel(ctx), rec, true)
 		if err == nil {
+			return
+		}
+		if errors.Is(err, delivery.ErrGone) {
+			// Erased with its user while the server took it (the erasure
+			// left it SENT, see delivery.Erase): no write will ever find
+			// it, and nothing is left to record.
+			m.Log.Info("email sent while its user was erased", "kind", kind, "id", id)
 			return
 		}
 		if ctx.Err() != nil {

@@ -397,13 +397,14 @@ func updateRecord(ctx context.Context, c *ent.Client, id int, set func(*ent.Deli
 	set(u)
 	n, err := u.Save(ctx)
 	if err == nil && n == 0 {
-		err = errGone
+		err = ErrGone
 	}
 	return err
 }
 
-// errGone: the record to change is no longer there (purged).
-var errGone = errors.New("the record is gone")
+// ErrGone: the record to change is no longer there (erased with its
+// user, see Erase): nothing is left to record.
+var ErrGone = errors.New("the record is gone")
 
 // MarkSent records that the server accepted the email, and drops the
 // event's payload if a dead letter kept it (a replayed one): nothing left
