@@ -743,9 +743,11 @@ type Copy struct {
 
 // KeepCopy stores the rendered email on the record of event eventID (the
 // dev outbox's "send"). A redelivered event overwrites it with the same.
+// Only while the record is being sent (QUEUED or DEFERRED): one erased
+// meanwhile (see Erase) names the address nowhere again.
 func (s *Store) KeepCopy(ctx context.Context, eventID, subject, text, html string) error {
 	n, err := s.db.Delivery.Update().
-		Where(entdelivery.EventID(eventID)).
+		Where(entdelivery.EventID(eventID), entdelivery.StateIn(Queued, Deferred)).
 		SetSubject(subject).
 		SetText(text).
 		SetHTML(html).

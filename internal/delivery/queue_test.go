@@ -112,3 +112,22 @@ func TestForget(t *testing.T) {
 		require.Equal(t, []string{kept.ID}, ids)
 	})
 }
+
+// An erasure while the email is being sent (the dev outbox keeping its
+// copy) leaves the copy, which names the address, off its record.
+func TestErasedRecordKeepsNoCopy(t *testing.T) {
+	t.Parallel()
+	eachDB(t, func(t *testing.T, b *testBundle) {
+		ctx := context.Background()
+		e, r := b.started(t)
+		require.Equal(t, Queued, r.State)
+		require.NoError(t, database.InTx(ctx, b.db, func(tx *ent.Tx) error {
+			return Erase(ctx, tx, b.clock.Now(), entdelivery.EventID(e.ID))
+		}))
+		require.ErrorIs(t, b.store.KeepCopy(ctx, e.ID, "Confirm", "to ada@example.com", "<p>ada@example.com</p>"), ErrNotFound)
+		copies, err := b.store.Copies(ctx, 10)
+		require.NoError(t, err)
+		require.Empty(t, copies)
+		require.Equal(t, Sent, b.begin(t, e).State, "its event is turned away")
+	})
+}
