@@ -69,6 +69,33 @@ describe('sign-in', () => {
     assert.match(wrongPassword, /do not match/);
   });
 
+  test('an address locked by wrong passwords says how long in minutes, not thousands of seconds', async () => {
+    const email = uniqueEmail('locked');
+    await apiVerifiedAccount(server, email, password);
+    // Wrong passwords until the server locks the address (about 44 min).
+    let wait;
+    for (let i = 0; i < 30 && !wait; i++) {
+      const r = await gql(server, 'mutation($e:String!,$p:String!){signIn(email:$e,password:$p){token}}', { e: email, p: `wrong password ${i}` });
+      if (r.errors?.[0]?.extensions?.code === 'RATE_LIMITED') wait = r.errors[0].extensions.retryAfterSeconds;
+    }
+    assert.ok(wait > 120, `locked for ${wait} s`);
+    const minutes = Math.ceil(wait / 60);
+    for (const [locale, said, button] of [
+      ['en-US', `Please wait ${minutes} minutes before trying again.`, 'Try again in '],
+      ['de-DE', `Bitte warte ${minutes} Minuten, bevor du es erneut versuchst.`, 'Erneut versuchen in '],
+    ]) {
+      const p = await page({ locale });
+      await p.goto(`${server.url}/sign-in`);
+      await p.locator('#email').fill(email);
+      await p.locator('#password').fill(password);
+      await p.locator('form button[type=submit]').click();
+      await p.locator('#signin-error').getByText(/\S/).waitFor();
+      assert.equal(await p.locator('#signin-error').textContent(), said, locale);
+      // A minute off at most: the lock went on counting meanwhile.
+      assert.match(await p.locator('form button[type=submit]').textContent(), new RegExp(`^${button}(${minutes}|${minutes - 1}) min$`), locale);
+    }
+  });
+
   test('a verified address signs in with the keyboard, survives a reload, and signs out', async () => {
     const email = uniqueEmail('verified');
     await apiVerifiedAccount(server, email, password);

@@ -28,8 +28,10 @@ const en = {
   showPassword: 'Show password',
   hidePassword: 'Hide password',
   signIn: 'Sign in',
-  tryAgainIn: (n: number) => `Try again in ${n} s`,
-  resendIn: (again: string, n: number) => `${again} in ${n} s`,
+  // A wait of more than 90 s in minutes, rounded up: a sign-in locked
+  // for 2615 s reads "44 min", not a number of seconds to work out.
+  tryAgainIn: (n: number) => `Try again in ${n <= 90 ? `${n} s` : `${Math.ceil(n / 60)} min`}`,
+  resendIn: (again: string, n: number) => `${again} in ${n <= 90 ? `${n} s` : `${Math.ceil(n / 60)} min`}`,
   sendNewLink: 'Send me a new link',
   sendAgain: 'Send again',
   cancel: 'Cancel',
@@ -142,7 +144,7 @@ const en = {
   badInput: (serverMessage: string) => serverMessage.charAt(0).toUpperCase() + serverMessage.slice(1) + '.',
   invalidToken: 'This link is not valid. Use the link in the newest email we sent you.',
   tokenExpired: 'This link has expired.',
-  rateLimited: (s: number) => `Please wait ${s === 1 ? '1 second' : `${s} seconds`} before trying again.`,
+  rateLimited: (s: number) => `Please wait ${s <= 90 ? (s === 1 ? '1 second' : `${s} seconds`) : `${Math.ceil(s / 60)} minutes`} before trying again.`,
   codeNoLonger: 'This code no longer works.',
   codeWrong: (left?: number) => `That code is not right — ${left === 1 ? '1 try' : `${left ?? 'a few'} tries`} left.`,
   invalidCredentials: 'That email and password do not match. Check both and try again.',
