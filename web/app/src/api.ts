@@ -177,6 +177,22 @@ export function watchStatus(
     lazy: false,
     retryAttempts: Infinity,
     shouldRetry: () => !done,
+    // The library's own wait doubles for ever: after five minutes without
+    // network or server the next try could come eight minutes after they
+    // were back, the page saying "Reconnecting…" all the while and missing
+    // a confirmation made meanwhile. It doubles up to 8 s here, with the
+    // library's random 0.3–3 s on top so that a restarted server is not met
+    // by every page at once, and ends at once when the browser says the
+    // network is back.
+    retryWait: (retries) => new Promise<void>((resolve) => {
+      const wake = () => {
+        window.clearTimeout(timer);
+        window.removeEventListener('online', wake);
+        resolve();
+      };
+      const timer = window.setTimeout(wake, Math.min(2 ** retries, 8) * 1000 + 300 + Math.random() * 2700);
+      window.addEventListener('online', wake);
+    }),
     keepAlive: 20_000,
     on: {
       connecting: () => on.connection(everConnected ? 'reconnecting' : 'connecting'),
