@@ -250,6 +250,44 @@ describe('verification', () => {
     await p.getByText('That email address is too long.').waitFor();
     assert.equal(sent, 0, 'nothing sent');
   });
+
+  test('a typo in a common mail domain is offered its fix before any email goes out, and kept on a second press', async () => {
+    const p = await page();
+    let registers = 0;
+    p.on('request', (r) => {
+      if (r.url().endsWith('/query') && /register\(/.test(r.postData() ?? '')) registers++;
+    });
+    const name = `typo-${Date.now()}`;
+    await p.goto(server.url + '/');
+    await p.getByLabel('Email', { exact: true }).fill(`${name}@gmail.con`);
+    await p.getByLabel('Password', { exact: true }).fill('correct horse battery');
+    const create = p.getByRole('button', { name: 'Create account' });
+    await create.click();
+    const suggestion = p.locator('#email-suggestion');
+    await suggestion.getByText(`${name}@gmail.com`).waitFor({ timeout: 3000 });
+    assert.equal(await suggestion.innerText(), `Did you mean ${name}@gmail.com? Use it`);
+    assert.equal(registers, 0, 'nothing sent yet');
+    assert.equal(await p.evaluate(() => document.activeElement.id), 'email', 'back to the address');
+    assert.match(await p.getByLabel('Email', { exact: true }).getAttribute('aria-describedby'), /email-suggestion/);
+    await p.getByRole('button', { name: 'Use it' }).click();
+    assert.equal(await p.getByLabel('Email', { exact: true }).inputValue(), `${name}@gmail.com`);
+    assert.equal(await suggestion.textContent(), '');
+    assert.equal(await p.evaluate(() => document.activeElement.id), 'email', 'the focus stays on the address');
+    await create.click();
+    await p.getByRole('heading', { name: 'Check your inbox' }).waitFor();
+    assert.match(await p.locator('.lead').innerText(), new RegExp(`${name}@\\s*gmail\\.com`));
+
+    // Such a domain may be real: the second press keeps it.
+    const q = await page();
+    await q.goto(server.url + '/');
+    await q.getByLabel('Email', { exact: true }).fill(`${name}@gmail.con`);
+    await q.getByLabel('Password', { exact: true }).fill('correct horse battery');
+    await q.getByRole('button', { name: 'Create account' }).click();
+    await q.locator('#email-suggestion').getByText(`${name}@gmail.com`).waitFor({ timeout: 3000 });
+    await q.getByRole('button', { name: 'Create account' }).click();
+    await q.getByRole('heading', { name: 'Check your inbox' }).waitFor();
+    assert.match(await q.locator('.lead').innerText(), new RegExp(`${name}@\\s*gmail\\.con`));
+  });
 });
 
 describe('keyboard and layout', () => {

@@ -120,6 +120,8 @@ export const de: Messages = {
   enterEmail: 'Gib deine E-Mail-Adresse ein.',
   emailTooLong: 'Diese E-Mail-Adresse ist zu lang.',
   emailLike: 'Gib eine E-Mail-Adresse wie name@example.com ein.',
+  didYouMean: (addr, use) => ['Meintest du ', addr, '? ', use],
+  useIt: 'Übernehmen',
   pwShort: 'Verwende mindestens 8 Zeichen.',
   pwLong: 'Verwende höchstens 256 Zeichen.',
   // The server answers in English: its message only says which field.

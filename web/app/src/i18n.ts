@@ -138,6 +138,10 @@ const en = {
   enterEmail: 'Enter your email address.',
   emailTooLong: 'That email address is too long.',
   emailLike: 'Enter an email address like name@example.com.',
+  // A likely typo of a common mail domain, and a button that puts the
+  // address suggested in the field.
+  didYouMean: (addr: Node, use: Node): Parts => ['Did you mean ', addr, '? ', use],
+  useIt: 'Use it',
   pwShort: 'Use at least 8 characters.',
   pwLong: 'Use at most 256 characters.',
   // The server's own words, for the field they name.

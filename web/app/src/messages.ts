@@ -62,3 +62,40 @@ export function strength(pw: string): { score: number; label: string } {
   score = Math.min(score, 4);
   return { score, label: t.strengths[score] };
 }
+
+// Mail domains many people have, for suggest(). A domain one slip away
+// from one of them is likely a typo of it; the short ones and the real
+// domains one slip away from another (mail.com, ymail.com) only count as
+// known, never as a suggestion: ms.com is no typo of msn.com.
+const popular = ['gmail.com', 'googlemail.com', 'yahoo.com', 'hotmail.com', 'outlook.com', 'icloud.com', 'protonmail.com',
+  'live.com', 'yahoo.de', 'hotmail.de', 'outlook.de', 't-online.de', 'freenet.de', 'posteo.de', 'mailbox.org'];
+const known = new Set([...popular, 'ymail.com', 'mail.com', 'email.com', 'gmx.com', 'gmx.de', 'gmx.net', 'web.de',
+  'me.com', 'mac.com', 'msn.com', 'aol.com', 'proton.me']);
+// Endings that are no top-level domain but one slip away from a common one.
+const tlds: Record<string, string> = {
+  con: 'com', cmo: 'com', ocm: 'com', vom: 'com', xom: 'com', cpm: 'com', cim: 'com', comm: 'com', coom: 'com',
+  nte: 'net', nett: 'net', ogr: 'org', orgg: 'org',
+};
+
+/** Whether a and b are one insertion, deletion, change or swap of two
+ * neighbouring characters apart. */
+function oneSlip(a: string, b: string): boolean {
+  if (Math.abs(a.length - b.length) > 1 || a === b) return false;
+  let i = 0;
+  while (a[i] === b[i]) i++;
+  const [x, y] = [a.slice(i), b.slice(i)];
+  return x.slice(1) === y.slice(1) || x.slice(1) === y || x === y.slice(1) || (x[0] === y[1] && x[1] === y[0] && x.slice(2) === y.slice(2));
+}
+
+/** The address the person most likely meant when its domain looks like a
+ * typo of a common one (ann@gmail.con → ann@gmail.com), else null. Only a
+ * suggestion: such a domain may be real. */
+export function suggest(email: string): string | null {
+  const at = email.lastIndexOf('@');
+  const domain = email.slice(at + 1).toLowerCase();
+  if (at < 1 || known.has(domain)) return null;
+  const dot = domain.lastIndexOf('.');
+  let fixed = domain.slice(0, dot + 1) + (tlds[domain.slice(dot + 1)] ?? domain.slice(dot + 1));
+  if (!known.has(fixed)) fixed = popular.find((p) => oneSlip(fixed, p)) ?? fixed;
+  return fixed === domain ? null : `${email.slice(0, at + 1)}${fixed}`;
+}

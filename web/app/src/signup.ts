@@ -1,6 +1,6 @@
 import { asApiError, register } from './api';
-import { h, setUnavailable, show, unavailable } from './dom';
-import { checkEmail, checkPassword, describe, strength } from './messages';
+import { emailAddress, h, setUnavailable, show, unavailable } from './dom';
+import { checkEmail, checkPassword, describe, strength, suggest } from './messages';
 import { passwordInput } from './password';
 import { lang, t } from './i18n';
 
@@ -18,9 +18,12 @@ export function signupPage(opts: {
   const emailError = h('p', { id: 'email-error', class: 'field-error' });
   const email = h('input', {
     id: 'email', name: 'email', type: 'email', autocomplete: 'email', inputmode: 'email',
-    required: true, spellcheck: 'false', 'aria-describedby': 'email-error',
+    required: true, spellcheck: 'false', 'aria-describedby': 'email-error email-suggestion',
   });
   if (prefill) email.value = prefill;
+  // "Did you mean ann@gmail.com?" under an address whose domain looks like
+  // a typo of a common one (gmail.con), with the fix one press away.
+  const suggestion = h('p', { id: 'email-suggestion', class: 'suggestion' });
   const pwError = h('p', { id: 'password-error', class: 'field-error' });
   const meter = h('span', { class: 'meter', 'data-score': '0', 'aria-hidden': 'true' }, h('span'), h('span'), h('span'), h('span'));
   const hint = h('span', { id: 'password-strength' }, t.atLeast8);
@@ -42,13 +45,39 @@ export function signupPage(opts: {
     setError(input, input === email ? emailError : pwError, msg);
     return msg;
   };
+  // The address a suggestion is shown for, if any.
+  let suggested = '';
+  const offer = () => {
+    const address = email.value.trim();
+    const fix = touched.has(email) && !checkEmail(address) ? suggest(address) : null;
+    // The same suggestion stays as it is: the blur of the field as "Use it"
+    // is pressed must not swap the button away under the click.
+    if (fix && address === suggested) return;
+    suggested = fix ? address : '';
+    if (!fix) return suggestion.replaceChildren();
+    const use = h('button', { type: 'button', class: 'link', id: 'use-suggestion' }, t.useIt);
+    use.addEventListener('click', () => {
+      email.value = fix;
+      offer();
+      email.focus();
+    });
+    suggestion.replaceChildren(...t.didYouMean(emailAddress(fix), use));
+  };
   for (const input of [email, password]) {
     input.addEventListener('blur', () => {
       if (input.value) touched.add(input);
       validate(input);
+      if (input === email) offer();
     });
-    input.addEventListener('input', () => validate(input));
+    input.addEventListener('input', () => {
+      validate(input);
+      if (input === email) offer();
+    });
   }
+  // The first press of Create account with an address that has a
+  // suggestion goes back to the address, which says "Did you mean …?";
+  // a second press keeps the address as typed (such a domain may be real).
+  let heldBack = '';
   password.addEventListener('input', () => {
     const s = strength(password.value);
     meter.dataset.score = String(s.score);
@@ -59,6 +88,7 @@ export function signupPage(opts: {
     h('div', { class: 'field' },
       h('label', { for: 'email' }, t.email),
       email,
+      suggestion,
       emailError,
     ),
     h('div', { class: 'field' },
@@ -78,6 +108,12 @@ export function signupPage(opts: {
     const bad = [validate(email) && email, validate(password) && password].find(Boolean);
     if (bad) {
       (bad as HTMLInputElement).focus();
+      return;
+    }
+    offer();
+    if (suggested && heldBack !== suggested) {
+      heldBack = suggested;
+      email.focus();
       return;
     }
     formError.textContent = '';
