@@ -128,6 +128,33 @@ describe('sign-in', () => {
 });
 
 describe('change address', () => {
+  test('a typo in a common mail domain is offered its fix before anything is sent', async () => {
+    const email = uniqueEmail('typo-old');
+    await apiVerifiedAccount(server, email, password);
+    const p = await page();
+    let changes = 0;
+    p.on('request', (r) => {
+      if (r.url().endsWith('/query') && /changeEmail\(/.test(r.postData() ?? '')) changes++;
+    });
+    await signInWith(p, email);
+    await p.getByRole('button', { name: 'Change address' }).click();
+    const name = `typo-new-${Date.now()}`;
+    const field = p.getByLabel('New email address');
+    await field.fill(`${name}@hotmial.com`);
+    await p.getByRole('button', { name: 'Send link and code' }).click();
+    const suggestion = p.locator('#new-email-suggestion');
+    await suggestion.getByText(`${name}@hotmail.com`).waitFor({ timeout: 3000 });
+    assert.equal(await suggestion.innerText(), `Did you mean ${name}@hotmail.com? Use it`);
+    assert.equal(changes, 0, 'nothing sent yet');
+    assert.equal(await p.evaluate(() => document.activeElement.id), 'new-email', 'back to the address');
+    await p.getByRole('button', { name: 'Use it' }).click();
+    assert.equal(await field.inputValue(), `${name}@hotmail.com`);
+    await p.getByRole('button', { name: 'Send link and code' }).click();
+    await p.getByRole('heading', { name: 'Confirm your new address' }).waitFor();
+    assert.match(await p.locator('.lead').innerText(), new RegExp(`${name}@\\s*hotmail\\.com`));
+    assert.equal(changes, 1);
+  });
+
   test('a code that dies under the focus moves it to "Use a different address"', async () => {
     const email = uniqueEmail('dead-old');
     const next = uniqueEmail('dead-new');

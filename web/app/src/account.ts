@@ -5,6 +5,7 @@ import { countdown, emailAddress, h, keepFocus, setUnavailable, show, unavailabl
 import { checkEmail, describe } from './messages';
 import { passwordInput } from './password';
 import { resendControl } from './resend';
+import { domainHint } from './signup';
 import { clearSignedIn, emailClaim, load, loadSignedIn, saveSignedIn, type SignedIn } from './session';
 import { t } from './i18n';
 
@@ -128,8 +129,13 @@ function changePage(s: SignedIn): void {
   const error = h('p', { id: 'new-email-error', class: 'field-error' });
   const input = h('input', {
     id: 'new-email', name: 'email', type: 'email', autocomplete: 'email', inputmode: 'email',
-    required: true, spellcheck: 'false', 'aria-describedby': 'new-email-error',
+    required: true, spellcheck: 'false', 'aria-describedby': 'new-email-error new-email-suggestion',
   });
+  // A mistyped domain would send the link and code nowhere, as at sign-up.
+  // Offered from the first press on, not when the field is left: shown
+  // then, it would push the button from under the pointer pressing it.
+  const domain = domainHint(input, 'new-email-suggestion');
+  let pressed = false;
   const submit = h('button', { type: 'submit', class: 'primary' }, t.sendLinkAndCode);
   const cancel = h('button', { type: 'button', class: 'link' }, t.cancel);
   cancel.addEventListener('click', () => signedInPage(s));
@@ -141,9 +147,10 @@ function changePage(s: SignedIn): void {
   input.addEventListener('input', () => {
     error.textContent = '';
     input.removeAttribute('aria-invalid');
+    domain.offer(pressed);
   });
   const form = h('form', { novalidate: true },
-    h('div', { class: 'field' }, h('label', { for: 'new-email' }, t.newEmail), input, error),
+    h('div', { class: 'field' }, h('label', { for: 'new-email' }, t.newEmail), input, domain.hint, error),
     submit,
   );
   form.addEventListener('submit', async (ev) => {
@@ -152,6 +159,8 @@ function changePage(s: SignedIn): void {
     const address = input.value.trim();
     const bad = checkEmail(address) ?? (address.toLowerCase() === s.email.toLowerCase() ? t.sameAddress : null);
     if (bad) return fail(bad);
+    pressed = true;
+    if (domain.holdBack()) return;
     input.removeAttribute('aria-invalid');
     error.textContent = '';
     setUnavailable(submit, true);

@@ -21,9 +21,7 @@ export function signupPage(opts: {
     required: true, spellcheck: 'false', 'aria-describedby': 'email-error email-suggestion',
   });
   if (prefill) email.value = prefill;
-  // "Did you mean ann@gmail.com?" under an address whose domain looks like
-  // a typo of a common one (gmail.con), with the fix one press away.
-  const suggestion = h('p', { id: 'email-suggestion', class: 'suggestion' });
+  const domain = domainHint(email, 'email-suggestion');
   const pwError = h('p', { id: 'password-error', class: 'field-error' });
   const meter = h('span', { class: 'meter', 'data-score': '0', 'aria-hidden': 'true' }, h('span'), h('span'), h('span'), h('span'));
   const hint = h('span', { id: 'password-strength' }, t.atLeast8);
@@ -45,39 +43,17 @@ export function signupPage(opts: {
     setError(input, input === email ? emailError : pwError, msg);
     return msg;
   };
-  // The address a suggestion is shown for, if any.
-  let suggested = '';
-  const offer = () => {
-    const address = email.value.trim();
-    const fix = touched.has(email) && !checkEmail(address) ? suggest(address) : null;
-    // The same suggestion stays as it is: the blur of the field as "Use it"
-    // is pressed must not swap the button away under the click.
-    if (fix && address === suggested) return;
-    suggested = fix ? address : '';
-    if (!fix) return suggestion.replaceChildren();
-    const use = h('button', { type: 'button', class: 'link', id: 'use-suggestion' }, t.useIt);
-    use.addEventListener('click', () => {
-      email.value = fix;
-      offer();
-      email.focus();
-    });
-    suggestion.replaceChildren(...t.didYouMean(emailAddress(fix), use));
-  };
   for (const input of [email, password]) {
     input.addEventListener('blur', () => {
       if (input.value) touched.add(input);
       validate(input);
-      if (input === email) offer();
+      if (input === email) domain.offer(touched.has(email));
     });
     input.addEventListener('input', () => {
       validate(input);
-      if (input === email) offer();
+      if (input === email) domain.offer(touched.has(email));
     });
   }
-  // The first press of Create account with an address that has a
-  // suggestion goes back to the address, which says "Did you mean …?";
-  // a second press keeps the address as typed (such a domain may be real).
-  let heldBack = '';
   password.addEventListener('input', () => {
     const s = strength(password.value);
     meter.dataset.score = String(s.score);
@@ -88,7 +64,7 @@ export function signupPage(opts: {
     h('div', { class: 'field' },
       h('label', { for: 'email' }, t.email),
       email,
-      suggestion,
+      domain.hint,
       emailError,
     ),
     h('div', { class: 'field' },
@@ -110,12 +86,7 @@ export function signupPage(opts: {
       (bad as HTMLInputElement).focus();
       return;
     }
-    offer();
-    if (suggested && heldBack !== suggested) {
-      heldBack = suggested;
-      email.focus();
-      return;
-    }
+    if (domain.holdBack()) return;
     formError.textContent = '';
     // Unavailable, not disabled, while the request runs: the keyboard focus
     // stays on the button that was pressed.
@@ -152,4 +123,44 @@ export function signupPage(opts: {
     form,
     h('p', { class: 'note' }, t.haveAccount, h('a', { href: '/sign-in' }, t.signIn)),
   );
+}
+
+/**
+ * "Did you mean ann@gmail.com? Use it" under an email field whose domain
+ * looks like a typo of a common one (gmail.con), for sign-up and a new
+ * address; "Use it" puts the suggestion in the field. `offer(shown)`
+ * updates it as the field changes (shown: once the field was left).
+ * `holdBack()` is for the form's submit: true, with the focus back on the
+ * field, the first time an address with a suggestion is sent; a second
+ * press keeps the address as typed (such a domain may be real).
+ */
+export function domainHint(input: HTMLInputElement, id: string) {
+  const hint = h('p', { id, class: 'suggestion' });
+  // The address a suggestion is shown for, and the one held back once.
+  let suggested = '';
+  let heldBack = '';
+  const offer = (shown = true) => {
+    const address = input.value.trim();
+    const fix = shown && !checkEmail(address) ? suggest(address) : null;
+    // The same suggestion stays as it is: the blur of the field as "Use it"
+    // is pressed must not swap the button away under the click.
+    if (fix && address === suggested) return;
+    suggested = fix ? address : '';
+    if (!fix) return hint.replaceChildren();
+    const use = h('button', { type: 'button', class: 'link' }, t.useIt);
+    use.addEventListener('click', () => {
+      input.value = fix;
+      offer();
+      input.focus();
+    });
+    hint.replaceChildren(...t.didYouMean(emailAddress(fix), use));
+  };
+  const holdBack = () => {
+    offer();
+    if (!suggested || heldBack === suggested) return false;
+    heldBack = suggested;
+    input.focus();
+    return true;
+  };
+  return { hint, offer, holdBack };
 }
