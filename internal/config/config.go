@@ -142,7 +142,7 @@ var Settings = []Setting{
 	{"ALLOWED_ORIGINS", "", "extra origins allowed to open websockets and make credentialed requests, comma separated"},
 	{"CLIENT_RATE_LIMIT", "30", "register, resend and changeEmail calls allowed per client a minute (0: no limit); IPv6 clients count per /64"},
 	{"VERIFY_RATE_LIMIT", "120", "verifyEmail, verifyEmailWithCode, signIn and confirmEmailChange calls allowed per client a minute (0: no limit)"},
-	{"TRUST_PROXY", "0", "how many reverse proxies in front of the service append to X-Forwarded-For (0: use the peer address; true means 1; at most 10)"},
+	{"TRUST_PROXY", "0", "how many reverse proxies in front of the service append to X-Forwarded-For (0: use the peer address; true means 1; at most 10); above 0 their X-Request-Id is kept as the request id"},
 	{"DOMAIN_EMAIL_LIMIT", "1000", "emails queued per hour to one domain (0: no cap)"},
 	{"GLOBAL_EMAIL_LIMIT", "20000", "emails queued per hour in all (0: no cap)"},
 	{"DEV_MAILBOX", "auto", "with SMTP_URL empty: auto keeps mail at /dev/mail only when PUBLIC_URL is loopback; true on any PUBLIC_URL; false refuses to start (except ROLE=api, which sends no mail)"},

@@ -22,8 +22,9 @@ import (
 	"github.com/verifier/verifier/internal/tracing"
 )
 
-// RequestIDHeader carries a request's id in and out: a proxy or client
-// that sets it finds its id in our log; one that does not gets ours back.
+// RequestIDHeader carries a request's id in and out: a proxy in front
+// that sets it finds its id in our log; a request without one gets ours
+// back.
 const RequestIDHeader = "X-Request-Id"
 
 // maxRequestIDLen bounds an incoming id: ids from proxies (UUIDs, nginx's
@@ -51,15 +52,23 @@ func validRequestID(id string) bool {
 // requestID keeps a valid incoming X-Request-Id or makes one, returns it
 // as X-Request-Id, and puts it in the request's context, whence
 // logctx.Handler adds it to every log line of the request.
-func requestID(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		id := r.Header.Get(RequestIDHeader)
-		if !validRequestID(id) {
-			id = rand.Text()
-		}
-		w.Header().Set(RequestIDHeader, id)
-		next.ServeHTTP(w, r.WithContext(logctx.WithRequestID(r.Context(), id)))
-	})
+//
+// The incoming id is kept only behind trustProxy proxies, as their
+// X-Forwarded-For is: there it is the operator's proxy's (which sets it,
+// or passes on what it was told to), and the log joins the proxy's. With
+// no proxy trusted it is whatever the client chose to write, and nothing
+// a client sends is logged as sent: it gets an id of ours.
+func requestID(trustProxy int) middleware {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			id := r.Header.Get(RequestIDHeader)
+			if trustProxy == 0 || !validRequestID(id) {
+				id = rand.Text()
+			}
+			w.Header().Set(RequestIDHeader, id)
+			next.ServeHTTP(w, r.WithContext(logctx.WithRequestID(r.Context(), id)))
+		})
+	}
 }
 
 // maxLoggedPath bounds the path in an access-log line: a path is the

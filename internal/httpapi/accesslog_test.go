@@ -23,36 +23,44 @@ import (
 
 // logged returns a handler whose log (access lines and the GraphQL stand-
 // in's own line, written with the request's context) goes to buf.
-func logged(buf *testkit.LogBuffer) http.Handler {
+// logged serves a stand-in GraphQL handler that logs one line, behind
+// trustProxy proxies.
+func logged(buf *testkit.LogBuffer, trustProxy int) http.Handler {
 	log := slog.New(logctx.NewHandler(slog.NewTextHandler(buf, nil)))
 	gql := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		log.InfoContext(r.Context(), "resolver line")
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = io.WriteString(w, `{"data":{}}`)
 	})
-	return New(Options{GraphQL: gql, Web: http.NotFoundHandler(), Metrics: metrics.New(), Log: log, MaxBodyBytes: 1 << 10})
+	return New(Options{GraphQL: gql, Web: http.NotFoundHandler(), Metrics: metrics.New(), Log: log, MaxBodyBytes: 1 << 10, TrustProxy: trustProxy})
 }
 
+// TestRequestID: behind a trusted proxy a well-formed incoming id is kept
+// and logged; with no proxy trusted the id is the client's text, and a
+// request always gets one of ours.
 func TestRequestID(t *testing.T) {
 	t.Parallel()
 	for _, tt := range []struct {
 		name, sent string
+		trustProxy int
 		kept       bool
 	}{
-		{"a proxy's uuid", "0f8fad5b-d9cb-469f-a165-70867728950e", true},
-		{"nginx's $request_id", "9f2b7c1e4d3a5b6c7d8e9f0a1b2c3d4e", true},
-		{"dotted and coloned", "edge-1:req.42_a", true},
-		{"an equals sign", "Root=1-67891233", false},
-		{"none", "", false},
-		{"a space", "two words", false},
-		{"a quote", `x"y`, false},
-		{"a newline", "a\nlevel=ERROR", false},
-		{"too long", strings.Repeat("a", maxRequestIDLen+1), false},
+		{"a proxy's uuid", "0f8fad5b-d9cb-469f-a165-70867728950e", 1, true},
+		{"nginx's $request_id", "9f2b7c1e4d3a5b6c7d8e9f0a1b2c3d4e", 1, true},
+		{"dotted and coloned", "edge-1:req.42_a", 2, true},
+		{"an equals sign", "Root=1-67891233", 1, false},
+		{"none", "", 1, false},
+		{"a space", "two words", 1, false},
+		{"a quote", `x"y`, 1, false},
+		{"a newline", "a\nlevel=ERROR", 1, false},
+		{"too long", strings.Repeat("a", maxRequestIDLen+1), 1, false},
+		{"a client's uuid, no proxy trusted", "0f8fad5b-d9cb-469f-a165-70867728950e", 0, false},
+		{"a client's word, no proxy trusted", "edge-1:req.42_a", 0, false},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			var buf testkit.LogBuffer
-			h := logged(&buf)
+			h := logged(&buf, tt.trustProxy)
 			req := httptest.NewRequest(http.MethodPost, "/query", strings.NewReader(`{"query":"{x}"}`))
 			req.Header.Set("Content-Type", "application/json")
 			if tt.sent != "" {
@@ -80,7 +88,7 @@ func TestAccessLogLine(t *testing.T) {
 	t.Parallel()
 	const secret = "S3cretTok3n"
 	var buf testkit.LogBuffer
-	h := logged(&buf)
+	h := logged(&buf, 0)
 	req := httptest.NewRequest(http.MethodPost, "/query?token="+secret+"&code=123456", strings.NewReader(`{"query":"{x}","variables":{"p":"`+secret+`"}}`))
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Authorization", "Bearer "+secret)
@@ -121,7 +129,7 @@ func TestAccessLogPathHoldsNoToken(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			var buf testkit.LogBuffer
-			h := logged(&buf)
+			h := logged(&buf, 0)
 			h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, tt.path, nil))
 			require.Contains(t, buf.String(), tt.shown)
 			require.NotContains(t, buf.String(), tok)
@@ -168,10 +176,10 @@ func TestAccessLogWebsocketAtItsEnd(t *testing.T) {
 			var buf testkit.LogBuffer
 			log := slog.New(logctx.NewHandler(slog.NewTextHandler(&buf, nil)))
 			s := NewServer(ServerOptions{Addr: "127.0.0.1:0", Grace: 5 * time.Second, Log: testkit.Discard()},
-				Options{GraphQL: socketsOnly(DefaultWebsocketPolicy(0, 0, 0).Transport(nil)), Web: http.NotFoundHandler(), Metrics: metrics.New(), Log: log, Trace: traced})
+				Options{GraphQL: socketsOnly(DefaultWebsocketPolicy(0, 0, 0).Transport(nil)), Web: http.NotFoundHandler(), Metrics: metrics.New(), Log: log, Trace: traced, TrustProxy: 1})
 			require.NoError(t, s.Start(context.Background()))
 			t.Cleanup(s.Stop)
-			c, resp, err := websocket.DefaultDialer.Dial("ws://"+s.Addr()+"/query?watch=secret", http.Header{RequestIDHeader: {"ws-1"}})
+			c, resp, err := websocket.DefaultDialer.Dial("ws://"+s.Addr()+"/query?watch=secret", http.Header{RequestIDHeader: {"ws-1"}, "X-Forwarded-For": {"203.0.113.9"}})
 			require.NoError(t, err)
 			require.NoError(t, resp.Body.Close())
 			require.Equal(t, "ws-1", resp.Header.Get(RequestIDHeader))
