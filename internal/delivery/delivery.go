@@ -173,12 +173,12 @@ const SendLease = 30 * time.Second
 func (s *Store) Queue(ctx context.Context, tx *ent.Tx, e Event, at time.Time) (func(), error) {
 	now := s.now().UTC()
 	reg := e.registration()
-	err := e.create(tx.Client()).
+	rec, err := e.create(tx.Client()).
 		// Since when it could go out: how long it has been failing counts
 		// from there (the mailer's backoff), not from a cooldown's wait.
 		SetCreatedAt(at.UTC()).
 		SetUpdatedAt(now).
-		Exec(ctx)
+		Save(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("delivery record of %s: %w", e.ID, err)
 	}
@@ -187,7 +187,7 @@ func (s *Store) Queue(ctx context.Context, tx *ent.Tx, e Event, at time.Time) (f
 		// already (QUEUED since the registration, see Latest).
 		return nil, nil
 	}
-	d := view(Queued, now, 0, "")
+	d := view(rec.ID, Queued, now, 0, "")
 	if s.local != nil {
 		return func() { s.local(*reg, *d) }, nil
 	}
@@ -320,7 +320,7 @@ func (s *Store) create(ctx context.Context, e Event, now, until time.Time) (Reco
 			OnConflictColumns(entdelivery.FieldEventID).
 			DoNothing().
 			ID(ctx)
-		return &status.Delivery{State: status.Queued, At: now}, err
+		return &status.Delivery{State: status.Queued, At: now, Email: id}, err
 	})
 	if err != nil {
 		return Record{}, err
@@ -513,7 +513,7 @@ func (s *Store) mark(ctx context.Context, r Record, state entdelivery.State, tri
 				return nil, err
 			}
 		}
-		return view(state, now, attempts, reason), nil
+		return view(r.ID, state, now, attempts, reason), nil
 	})
 	if err != nil {
 		return fmt.Errorf("delivery record %d: mark %s: %w", r.ID, state, err)
@@ -521,12 +521,12 @@ func (s *Store) mark(ctx context.Context, r Record, state entdelivery.State, tri
 	return nil
 }
 
-// view is a record's state as a registration's watchers see it.
-func view(state entdelivery.State, at time.Time, attempts int, reason string) *status.Delivery {
+// view is the state of record id as a registration's watchers see it.
+func view(id int, state entdelivery.State, at time.Time, attempts int, reason string) *status.Delivery {
 	// To the microsecond, as every other time the API shows (PostgreSQL
 	// keeps no more): a change pushed live from the clock and the same
 	// change read back from the record then show one time.
-	d := &status.Delivery{State: status.DeliveryState(state), At: at.UTC().Truncate(time.Microsecond), Attempts: attempts}
+	d := &status.Delivery{State: status.DeliveryState(state), At: at.UTC().Truncate(time.Microsecond), Attempts: attempts, Email: id}
 	if reason != "" && (state == Deferred || state == Failed) {
 		d.Reason = &reason
 	}
@@ -549,7 +549,7 @@ func (s *Store) Latest(ctx context.Context, registration uuid.UUID) (*status.Del
 	if err != nil {
 		return nil, fmt.Errorf("latest delivery of %s: %w", registration, err)
 	}
-	return view(rec.State, rec.UpdatedAt, rec.Attempts, rec.Reason), nil
+	return view(rec.ID, rec.State, rec.UpdatedAt, rec.Attempts, rec.Reason), nil
 }
 
 // OfUsers returns every email to each of users, newest first, in one
@@ -577,7 +577,7 @@ func (s *Store) OfUsers(ctx context.Context, users []uuid.UUID, owners map[uuid.
 	for _, r := range recs {
 		// Listed for the user it names and for its registration's owner,
 		// once where they are the same.
-		v := view(r.State, r.UpdatedAt, r.Attempts, r.Reason)
+		v := view(r.ID, r.State, r.UpdatedAt, r.Attempts, r.Reason)
 		var named uuid.UUID
 		if r.UserID != nil {
 			named = *r.UserID
@@ -663,7 +663,7 @@ func (s *Store) Replay(ctx context.Context, eventID string) error {
 			return nil
 		}
 		// Its watchers see it queued again (the attempts so far stay).
-		d := view(Queued, now, rec.Attempts, "")
+		d := view(rec.ID, Queued, now, rec.Attempts, "")
 		return outbox.Enqueue(ctx, tx, now, event.DeliveryChangedTopic, event.DeliveryChanged{Registration: *rec.Registration, Delivery: *d})
 	})
 	if err != nil {

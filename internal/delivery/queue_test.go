@@ -53,7 +53,8 @@ func TestQueuedBeforeTheMailer(t *testing.T) {
 
 				got, err := b.store.Latest(ctx, reg)
 				require.NoError(t, err)
-				require.Equal(t, &status.Delivery{State: status.Queued, At: queuedAt}, got, "listed before any mailer has it")
+				first := b.db.Delivery.Query().Where(entdelivery.EventID(e.ID)).OnlyIDX(ctx)
+				require.Equal(t, &status.Delivery{State: status.Queued, At: queuedAt, Email: first}, got, "listed before any mailer has it")
 
 				b.clock.Advance(time.Minute)
 				r := b.begin(t, e)
@@ -80,9 +81,11 @@ func TestQueuedBeforeTheMailer(t *testing.T) {
 					require.Len(t, heard, 1, "the resend's not before the caller says so")
 					after()
 				}
+				second := b.db.Delivery.Query().Where(entdelivery.EventID(resend.ID)).OnlyIDX(ctx)
+				require.Greater(t, second, first, "a later email's record orders after")
 				want := []status.Delivery{
-					{State: status.Sent, At: due, Attempts: 1},
-					{State: status.Queued, At: b.clock.Now()},
+					{State: status.Sent, At: due, Attempts: 1, Email: first},
+					{State: status.Queued, At: b.clock.Now(), Email: second},
 				}
 				announced := b.announced(t, reg)
 				if local {

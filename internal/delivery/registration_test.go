@@ -125,7 +125,8 @@ func testDeliveryChanges(t *testing.T, b *testBundle, local bool, steps []func(c
 	require.Len(t, got, len(want))
 	for i := range got {
 		require.False(t, got[i].At.IsZero())
-		got[i].At = time.Time{}
+		require.Equal(t, r.ID, got[i].Email, "the changes of one email")
+		got[i].At, got[i].Email = time.Time{}, 0
 	}
 	require.Equal(t, want, got)
 
@@ -133,7 +134,8 @@ func testDeliveryChanges(t *testing.T, b *testBundle, local bool, steps []func(c
 	require.NoError(t, err)
 	last := want[len(want)-1]
 	require.WithinDuration(t, b.clock.Now(), latest.At, time.Millisecond, "the time of the latest change")
-	latest.At = time.Time{}
+	require.Equal(t, r.ID, latest.Email)
+	latest.At, latest.Email = time.Time{}, 0
 	require.Equal(t, &last, latest, "Latest agrees with the last announcement")
 }
 
@@ -161,14 +163,14 @@ func TestLatest(t *testing.T) {
 
 		// A resend: its email is the one shown from now on.
 		b.clock.Advance(time.Second)
-		_, err = b.store.Begin(ctx, registered(reg))
+		second, err := b.store.Begin(ctx, registered(reg))
 		require.NoError(t, err)
 		got, err = b.store.Latest(ctx, reg)
 		require.NoError(t, err)
-		require.Equal(t, &status.Delivery{State: status.Queued, At: b.clock.Now()}, got)
+		require.Equal(t, &status.Delivery{State: status.Queued, At: b.clock.Now(), Email: second.ID}, got)
 		require.Equal(t, []status.Delivery{
-			{State: status.Failed, At: b.clock.Now().Add(-time.Second), Attempts: 1, Reason: reason("550 no such user")},
-			{State: status.Queued, At: b.clock.Now()},
+			{State: status.Failed, At: b.clock.Now().Add(-time.Second), Attempts: 1, Reason: reason("550 no such user"), Email: first.ID},
+			{State: status.Queued, At: b.clock.Now(), Email: second.ID},
 		}, b.announced(t, reg), "the resend's email replaces the refused one for the watcher: announced")
 
 		other, err := b.store.Latest(ctx, uuid.New())
@@ -220,7 +222,7 @@ func TestReplayIsAnnounced(t *testing.T) {
 		require.NoError(t, b.store.Replay(ctx, e.ID))
 		got := b.announced(t, reg)
 		require.Len(t, got, 2)
-		require.Equal(t, status.Delivery{State: status.Queued, At: b.clock.Now(), Attempts: 1}, got[1])
+		require.Equal(t, status.Delivery{State: status.Queued, At: b.clock.Now(), Attempts: 1, Email: r.ID}, got[1])
 	})
 }
 
@@ -254,9 +256,9 @@ func TestResendIsAnnounced(t *testing.T) {
 		reg := uuid.New()
 		e := registered(reg)
 		e.Resend = true
-		_, err := b.store.Begin(context.Background(), e)
+		r, err := b.store.Begin(context.Background(), e)
 		require.NoError(t, err)
-		require.Equal(t, []status.Delivery{{State: status.Queued, At: b.clock.Now()}}, b.announced(t, reg))
+		require.Equal(t, []status.Delivery{{State: status.Queued, At: b.clock.Now(), Email: r.ID}}, b.announced(t, reg))
 	})
 }
 

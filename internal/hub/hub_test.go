@@ -23,6 +23,12 @@ func delivery(state status.DeliveryState, s, attempts int) *status.Delivery {
 	return &status.Delivery{State: state, At: at(s), Attempts: attempts}
 }
 
+// ofEmail sets the email d is of: its delivery record's id.
+func ofEmail(record int, d *status.Delivery) *status.Delivery {
+	d.Email = record
+	return d
+}
+
 // reads returns a Watch.Read that answers c.
 func reads(c status.Change) func(context.Context) (*status.Change, error) {
 	return func(context.Context) (*status.Change, error) { cp := c; return &cp, nil }
@@ -90,6 +96,20 @@ func TestSubscriptionSees(t *testing.T) {
 			want: []status.Change{queued,
 				{Status: status.Unverified, At: at(0), Delivery: delivery(status.Deferred, 0, 1)},
 				{Status: status.Unverified, At: at(0), Delivery: delivery(status.Failed, 0, 1)}},
+		},
+		{
+			// A resend's QUEUED and the earlier email's SENT committed at
+			// once: the SENT is stamped later, but is the older email's.
+			name:  "a later email's state beats an earlier email's, whatever their times",
+			watch: Watch{Registration: reg, Delivery: true, Read: reads(queued)},
+			steps: []step{
+				delivered(ofEmail(2, delivery(status.Queued, 2, 0))),
+				delivered(ofEmail(1, delivery(status.Sent, 3, 1))),
+				delivered(ofEmail(2, delivery(status.Sent, 4, 1))),
+			},
+			want: []status.Change{queued,
+				{Status: status.Unverified, At: at(0), Delivery: ofEmail(2, delivery(status.Queued, 2, 0))},
+				{Status: status.Unverified, At: at(0), Delivery: ofEmail(2, delivery(status.Sent, 4, 1))}},
 		},
 		{
 			name:  "another registration's confirmation is not ours",

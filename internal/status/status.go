@@ -45,16 +45,26 @@ type Delivery struct {
 	// For Deferred and Failed: the mail server's reply in plain words,
 	// without internal detail.
 	Reason *string `json:"reason,omitempty"`
+	// Email orders a registration's emails: its delivery record's id, so
+	// a later email's is larger (0: not known, as for the QUEUED shown
+	// before any record exists). Not in the API.
+	Email int `json:"email,omitempty"`
 }
 
 // After reports whether d is a later state of an email than o (nil: none
 // known yet). Delivery changes can arrive out of order (consumers handle
 // messages concurrently), so a watcher keeps the latest by this order:
-// time, then attempts, then how far along the state is.
+// the later email, then time, then attempts, then how far along the state
+// is. The email comes first because two emails' changes carry the clocks
+// of two transactions: an earlier email's SENT can be stamped after a
+// resend's QUEUED when both commit at once (on PostgreSQL neither sees
+// the other's row), and must not pass for the resend's.
 func (d *Delivery) After(o *Delivery) bool {
 	switch {
 	case o == nil:
 		return true
+	case d.Email != 0 && o.Email != 0 && d.Email != o.Email:
+		return d.Email > o.Email
 	case !d.At.Equal(o.At):
 		return d.At.After(o.At)
 	case d.Attempts != o.Attempts:
