@@ -1,11 +1,14 @@
 // The waiting screen after a long loss of network or server: it is live
-// again within seconds of their return, however long they were away. The
+// again within seconds of their return, however long they were away, and
+// what it said while they were gone goes once they are back. The
 // page's clock is moved on (playwright's clock) so that minutes of backoff
 // take seconds. A file of its own: its minutes of page time would push
 // app.test.mjs past the per-file timeout. Run with `npm run test:e2e`.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { apiVerify, browserPages, latestLink, openPage, signUp, startServer, uniqueEmail } from './helpers.mjs';
+import {
+  apiVerify, browserPages, latestLink, liveSaid, openPage, recordLiveRegions, signUp, startServer, uniqueEmail,
+} from './helpers.mjs';
 
 const chromium = browserPages();
 
@@ -58,6 +61,44 @@ describe('a long outage', () => {
       }
       assert.ok(['Live', 'VERIFIED'].includes(await badge(p)), `still ${await badge(p)} ${waited} s of page time after the server came back`);
       await p.getByText('Your email is verified.').waitFor({ timeout: 2000 });
+    } finally {
+      await p.context().close();
+    }
+  });
+
+  test('a "could not reach the server" from a resend or a code sent while the server was away goes once it is live again', async () => {
+    const email = uniqueEmail('unreachable');
+    const p = await openPage(chromium.browser); // its console will show the refused requests
+    try {
+      await p.clock.install();
+      await signUp(p, own, email);
+      await p.getByText('Live', { exact: true }).waitFor();
+      await own.halt();
+      await p.getByText('Reconnecting…', { exact: true }).waitFor();
+      const unreachable = 'We could not reach the server. Check your connection and try again.';
+      await p.getByRole('button', { name: 'Resend email' }).click();
+      await p.locator('.note', { hasText: unreachable }).waitFor();
+      const code = p.getByLabel('Or type the 6-digit code from the email');
+      await code.fill('123456');
+      await p.locator('#code-error', { hasText: unreachable }).waitFor();
+      await code.focus();
+      await recordLiveRegions(p);
+
+      await own.resume();
+      let waited = 0;
+      while (waited < 12 && (await badge(p)) !== 'Live') {
+        await p.clock.fastForward(1000);
+        await p.waitForTimeout(200);
+        waited++;
+      }
+      assert.equal(await badge(p), 'Live', `still ${await badge(p)} ${waited} s of page time after the server came back`);
+      // Live, and no next action: the lines are gone by themselves.
+      await p.waitForTimeout(300);
+      assert.equal(await p.getByText('could not reach the server').count(), 0,
+        `still on screen after Live: ${await p.locator('.note, #code-error').allInnerTexts()}`);
+      assert.equal(await code.getAttribute('aria-invalid'), null, 'the code was never checked: not marked wrong');
+      assert.equal(await p.evaluate(() => document.activeElement.id), 'code', 'the focus stays where it was');
+      assert.ok((await liveSaid(p)).some((x) => x.text === 'Connected again.'), 'said to screen readers');
     } finally {
       await p.context().close();
     }

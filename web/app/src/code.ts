@@ -25,6 +25,12 @@ export interface CodeFormOptions {
 export interface CodeForm {
   form: HTMLFormElement;
   /**
+   * The server answers again: a "could not reach the server" under the
+   * field goes, and the field is no longer marked wrong (the code was
+   * never checked). Does nothing if the field says anything else.
+   */
+  reachable(): void;
+  /**
    * Makes a dead field (and "Verify code") available again, after a new
    * email went out: an expired code cannot be told from one killed by
    * wrong tries (both answer INVALID_CODE with attemptsLeft 0), and a
@@ -68,7 +74,10 @@ export function codeForm(opts: CodeFormOptions): CodeForm {
   // The last code sent: auto-submit fires once per code, not again while a
   // wrong one stays in the field.
   let tried = '';
+  // The error says the server could not be reached.
+  let unreachable = false;
   const fail = (msg: string) => {
+    unreachable = false;
     error.textContent = msg;
     input.setAttribute('aria-invalid', 'true');
     announce(msg);
@@ -88,6 +97,7 @@ export function codeForm(opts: CodeFormOptions): CodeForm {
     setUnavailable(button, true);
     button.textContent = t.checking;
     error.textContent = '';
+    unreachable = false;
     try {
       await opts.submit(code);
       return;
@@ -112,6 +122,7 @@ export function codeForm(opts: CodeFormOptions): CodeForm {
         return;
       }
       fail(describe(e));
+      unreachable = e.code === 'NETWORK';
       if (e.code === 'RATE_LIMITED') countdown(button, e.retryAfterSeconds ?? 60, t.tryAgainIn);
       // Selected, so typing the right code replaces the wrong one.
       input.focus();
@@ -152,8 +163,15 @@ export function codeForm(opts: CodeFormOptions): CodeForm {
     // The field's description no longer says it is dead. Said once,
     // politely, and the focus stays where it is (on the resend button
     // that was pressed): the person may be reading the email first.
+    unreachable = false;
     error.textContent = msg;
     if (msg) announce(msg);
   };
-  return { form, revive };
+  const reachable = () => {
+    if (!unreachable) return;
+    unreachable = false;
+    error.textContent = '';
+    input.removeAttribute('aria-invalid');
+  };
+  return { form, revive, reachable };
 }

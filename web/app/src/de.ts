@@ -41,6 +41,7 @@ export const de: Messages = {
   waiting: 'Wartet auf deine Bestätigung…',
   connection: { connecting: 'Verbinde…', live: 'Live', reconnecting: 'Verbinde erneut…' },
   connectionLost: 'Verbindung unterbrochen. Verbinde erneut…',
+  connectionBack: 'Wieder verbunden.',
   resendEmail: 'E-Mail erneut senden',
   resend: 'Erneut senden',
   resentLink: 'Wir haben dir einen neuen Link geschickt. Frühere Links funktionieren weiterhin.',

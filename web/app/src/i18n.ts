@@ -52,6 +52,7 @@ const en = {
   waiting: 'Waiting for you to confirm…',
   connection: { connecting: 'Connecting…', live: 'Live', reconnecting: 'Reconnecting…' },
   connectionLost: 'Connection lost. Reconnecting…',
+  connectionBack: 'Connected again.',
   resendEmail: 'Resend email',
   resend: 'Resend',
   resentLink: 'We sent a new link. Any earlier link still works.',

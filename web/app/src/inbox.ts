@@ -97,7 +97,7 @@ export function inboxPage(email: string, watchToken: string, opts: { onStartOver
     }, () => way.querySelector('a'));
   };
 
-  const { form: code, revive: reviveCode } = codeForm({
+  const { form: code, revive: reviveCode, reachable: codeReachable } = codeForm({
     label: t.typeCode,
     submit: async (c) => {
       const v = await verifyEmailWithCode(watchToken, c);
@@ -120,9 +120,17 @@ export function inboxPage(email: string, watchToken: string, opts: { onStartOver
     },
     delivery: showDelivery,
     connection: (c: Connection) => {
+      const was = badge.dataset.state;
       badge.dataset.state = c;
       badge.textContent = t.connection[c];
       if (c === 'reconnecting') announce(t.connectionLost);
+      if (c !== 'live') return;
+      // The server answers again: a "could not reach the server" from a
+      // resend or a code sent while it was away is out of date, and goes
+      // now rather than at the person's next action.
+      resender.reachable();
+      codeReachable();
+      if (was === 'reconnecting') announce(t.connectionBack);
     },
     error: (e: ApiError) => {
       if (e.code === 'INVALID_TOKEN') leave(opts.onExpired);

@@ -16,11 +16,14 @@ export function resendControl(opts: {
   const button = h('button', { type: 'button', class: 'secondary', id: 'resend' }, opts.label);
   const note = h('p', { class: 'note', role: 'status' });
   let stop = () => {};
+  // The note says the server could not be reached: out of date once it can.
+  let unreachable = false;
   // Unavailable (not disabled) while the request runs and the countdown
   // lasts, so the keyboard focus stays on the button.
   button.addEventListener('click', async () => {
     setUnavailable(button, true);
     note.textContent = '';
+    unreachable = false;
     try {
       await resend(opts.email());
       note.textContent = opts.sent;
@@ -33,9 +36,18 @@ export function resendControl(opts: {
         stop = countdown(button, e.retryAfterSeconds ?? 60, (n) => t.resendIn(opts.again, n));
       } else {
         note.textContent = describe(e);
+        unreachable = e.code === 'NETWORK';
         setUnavailable(button, false);
       }
     }
   });
-  return { button, note, stop: () => stop() };
+  /** The server answers again (the waiting screen's watch is live): a
+   * "could not reach the server" note goes rather than stay until the
+   * next press. */
+  const reachable = () => {
+    if (!unreachable) return;
+    unreachable = false;
+    note.textContent = '';
+  };
+  return { button, note, stop: () => stop(), reachable };
 }
