@@ -155,6 +155,26 @@ describe('change address', () => {
     assert.equal(changes, 1);
   });
 
+  test('a part before the @ over 64 bytes says so at once, before anything is sent', async () => {
+    const email = uniqueEmail('local-old');
+    await apiVerifiedAccount(server, email, password);
+    const p = await page();
+    let changes = 0;
+    p.on('request', (r) => {
+      if (r.url().endsWith('/query') && /changeEmail\(/.test(r.postData() ?? '')) changes++;
+    });
+    await signInWith(p, email);
+    await p.getByRole('button', { name: 'Change address' }).click();
+    const field = p.getByLabel('New email address');
+    await field.fill('b'.repeat(65) + '@example.com');
+    await p.getByRole('button', { name: 'Send link and code' }).click();
+    await p.waitForTimeout(300);
+    assert.equal(await p.locator('#new-email-error').textContent(), 'The part before the @ can be at most 64 characters.');
+    assert.equal(await field.getAttribute('aria-invalid'), 'true');
+    assert.equal(await p.evaluate(() => document.activeElement.id), 'new-email', 'back to the address');
+    assert.equal(changes, 0, 'nothing sent');
+  });
+
   test('a code that dies under the focus moves it to "Use a different address"', async () => {
     const email = uniqueEmail('dead-old');
     const next = uniqueEmail('dead-new');

@@ -120,6 +120,8 @@ export const de: Messages = {
 
   enterEmail: 'Gib deine E-Mail-Adresse ein.',
   emailTooLong: 'Diese E-Mail-Adresse ist zu lang.',
+  localTooLong: (ascii) =>
+    `Der Teil vor dem @ darf höchstens 64 Zeichen lang sein${ascii ? '' : ', und Buchstaben wie é zählen als 2 oder mehr'}.`,
   emailLike: 'Gib eine E-Mail-Adresse wie name@example.com ein.',
   didYouMean: (addr, use) => ['Meintest du ', addr, '? ', use],
   useIt: 'Übernehmen',

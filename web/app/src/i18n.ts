@@ -138,6 +138,10 @@ const en = {
   // Checks and errors (messages.ts)
   enterEmail: 'Enter your email address.',
   emailTooLong: 'That email address is too long.',
+  // The part before the @ over SMTP's 64 bytes; a letter outside ASCII
+  // takes 2 to 4 of them.
+  localTooLong: (ascii: boolean) =>
+    `The part before the @ can be at most 64 characters${ascii ? '' : ', and letters like é count as 2 or more'}.`,
   emailLike: 'Enter an email address like name@example.com.',
   // A likely typo of a common mail domain, and a button that puts the
   // address suggested in the field.

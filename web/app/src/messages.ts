@@ -29,16 +29,27 @@ export function describe(e: ApiError): string {
   }
 }
 
+/** The length of s as the server counts an address: bytes of UTF-8 once
+ * lower-cased by Go, character by character (İ becomes i, one byte; in
+ * JavaScript i and a combining dot, three). */
+function serverBytes(s: string): number {
+  return new TextEncoder().encode(s.replace(/\u0130/g, 'i').toLowerCase()).length;
+}
+
 /** The server's rules, checked before sending so mistakes show at once. */
 export function checkEmail(email: string): string | null {
   const e = email.trim();
   if (!e) return t.enterEmail;
-  // In bytes of UTF-8, lower-cased, as the server counts (SMTP's limit):
-  // 185 accented letters are too many, though fewer than 254.
-  if (new TextEncoder().encode(e.toLowerCase()).length > 254) return t.emailTooLong;
+  // SMTP's limits, in bytes, as the server counts: 185 accented letters
+  // are too many, though fewer than 254.
+  if (serverBytes(e) > 254) return t.emailTooLong;
   if (!/^[^\s@<>()",;:]+@[^\s@<>()",;:[\]]+\.[^\s@<>()",;:[\]]+$/.test(e) || e.endsWith('.')) {
     return t.emailLike;
   }
+  // The server refuses a longer one with no more than "not a valid
+  // address": the person is told which part to shorten.
+  const local = e.slice(0, e.lastIndexOf('@'));
+  if (serverBytes(local) > 64) return t.localTooLong(/^[\x00-\x7f]*$/.test(local));
   return null;
 }
 
