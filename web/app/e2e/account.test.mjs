@@ -4,8 +4,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import {
-  apiRegister, apiVerifiedAccount, browserPages, gql, latestCode, liveSaid, recordLiveRegions, startServer, uniqueEmail,
-  verifyJWT,
+  apiRegister, apiVerifiedAccount, browserPages, gql, latestCode, liveSaid, mousePress, recordLiveRegions, startServer,
+  uniqueEmail, verifyJWT,
 } from './helpers.mjs';
 
 const { page } = browserPages();
@@ -153,6 +153,31 @@ describe('change address', () => {
     await p.getByRole('heading', { name: 'Confirm your new address' }).waitFor();
     assert.match(await p.locator('.lead').innerText(), new RegExp(`${name}@\\s*hotmail\\.com`));
     assert.equal(changes, 1);
+  });
+
+  test('the "Did you mean" hint does not move Send link and code from under the pointer', async () => {
+    const email = uniqueEmail('hint-old');
+    await apiVerifiedAccount(server, email, password);
+    const p = await page();
+    await signInWith(p, email);
+    await p.getByRole('button', { name: 'Change address' }).click();
+    const name = `bob${Date.now() % 100000}`;
+    const field = p.getByLabel('New email address');
+    await field.fill(`${name}@hotmial.com`);
+    const send = p.getByRole('button', { name: 'Send link and code' });
+    const top = (await send.boundingBox()).y;
+    assert.equal(await mousePress(p, send), 0, 'moved while pressed');
+    await p.locator('#new-email-suggestion').getByText(`${name}@hotmail.com`).waitFor({ timeout: 3000 });
+    const shift = (await send.boundingBox()).y - top;
+    assert.equal(shift, 0, `Send link and code moved ${shift} px down under the pointer when the hint showed`);
+    // The typo fixed by hand, and a press at once where the button was.
+    await field.fill(`${name}@hotmail.com`);
+    const edited = (await send.boundingBox()).y - top;
+    assert.equal(edited, 0, `Send link and code moved ${edited} px as the address was edited`);
+    await p.mouse.down();
+    await p.mouse.up();
+    await p.getByRole('heading', { name: 'Confirm your new address' }).waitFor({ timeout: 3000 });
+    assert.match(await p.locator('.lead').innerText(), new RegExp(`${name}@\\s*hotmail\\.com`));
   });
 
   test('a part before the @ over 64 bytes says so at once, before anything is sent', async () => {

@@ -1,9 +1,10 @@
 // The sign-up's address field: what it says at once, before anything is
-// sent. A file of its own: on a busy machine app.test.mjs comes close to
-// the per-file timeout. Run with `npm run test:e2e`.
+// sent, and its "Did you mean …?", which never moves Create account from
+// under the pointer. A file of its own: on a busy machine app.test.mjs
+// comes close to the per-file timeout. Run with `npm run test:e2e`.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { browserPages, startServer } from './helpers.mjs';
+import { browserPages, mousePress, startServer } from './helpers.mjs';
 
 // Every page of a test ends without console errors or uncaught exceptions.
 const { page } = browserPages();
@@ -52,4 +53,44 @@ describe('the address field', () => {
     await q.getByRole('button', { name: 'Konto erstellen' }).click();
     await q.locator('#email-error', { hasText: 'Der Teil vor dem @ darf höchstens 64 Zeichen lang sein.' }).waitFor({ timeout: 3000 });
   });
+
+  // At 360 px the hint takes two lines, more than the place of the field's
+  // empty error line that it takes at 1280.
+  for (const width of [1280, 360]) {
+    test(`the "Did you mean" hint never moves Create account from under the pointer (${width} px)`, async () => {
+      const p = await page({ viewport: { width, height: 800 } });
+      let registers = 0;
+      p.on('request', (r) => {
+        if (r.url().endsWith('/query') && /register\(/.test(r.postData() ?? '')) registers++;
+      });
+      const name = `ann${Date.now() % 100000}`;
+      await p.goto(server.url + '/');
+      await p.getByLabel('Password', { exact: true }).fill('correct horse battery');
+      // Edited last: the press on the button is what leaves the field.
+      const field = p.getByLabel('Email', { exact: true });
+      await field.fill(`${name}@gmail.con`);
+      const create = p.getByRole('button', { name: 'Create account' });
+      const top = (await create.boundingBox()).y;
+      const moved = await mousePress(p, create);
+      assert.equal(moved, 0, `Create account moved ${moved} px down under the pointer as the press left the field`);
+      await p.locator('#email-suggestion').getByText(`${name}@gmail.com`).waitFor({ timeout: 3000 });
+      assert.equal(await p.evaluate(() => document.activeElement.id), 'email', 'the press reached Create account, which went back to the address');
+      assert.equal(registers, 0, 'nothing sent yet');
+      const shown = (await create.boundingBox()).y;
+      if (width === 1280) assert.equal(shown - top, 0, `Create account moved ${shown - top} px down when the hint showed`);
+
+      // The typo fixed by hand, and a press at once where the button was.
+      await field.press('End');
+      await field.press('Backspace');
+      await field.press('m');
+      assert.equal(await p.locator('#email-suggestion').textContent(), '', 'the hint went with the typo');
+      const fixed = (await create.boundingBox()).y;
+      assert.equal(fixed - shown, 0, `Create account moved ${fixed - shown} px as the address was edited`);
+      await p.mouse.down();
+      await p.mouse.up();
+      await p.getByRole('heading', { name: 'Check your inbox' }).waitFor({ timeout: 3000 });
+      assert.equal(registers, 1);
+      assert.match(await p.locator('.lead').innerText(), new RegExp(`${name}@\\s*gmail\\.com`));
+    });
+  }
 });

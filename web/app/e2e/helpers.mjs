@@ -248,6 +248,22 @@ export function uniqueEmail(tag) {
   return `${tag}-${Date.now()}-${++seq}@example.com`;
 }
 
+/**
+ * Presses the middle of `locator` with the mouse, as a person does, and
+ * holds it a moment before letting go: a field the press leaves reacts in
+ * between. Returns how many px the element moved down while held (a
+ * click whose release misses the element is lost).
+ */
+export async function mousePress(page, locator) {
+  const box = await locator.boundingBox();
+  await page.mouse.move(box.x + box.width / 2, box.y + box.height / 2);
+  await page.mouse.down();
+  await page.waitForTimeout(150);
+  const held = await locator.boundingBox();
+  await page.mouse.up();
+  return held.y - box.y;
+}
+
 /** Signs up through the form. */
 export async function signUp(page, server, email, password = 'correct horse battery') {
   await page.goto(server.url + '/');

@@ -132,10 +132,8 @@ function changePage(s: SignedIn): void {
     required: true, spellcheck: 'false', 'aria-describedby': 'new-email-error new-email-suggestion',
   });
   // A mistyped domain would send the link and code nowhere, as at sign-up.
-  // Offered from the first press on, not when the field is left: shown
-  // then, it would push the button from under the pointer pressing it.
+  // Offered when the button is pressed, not when the field is left.
   const domain = domainHint(input, 'new-email-suggestion');
-  let pressed = false;
   const submit = h('button', { type: 'submit', class: 'primary' }, t.sendLinkAndCode);
   const cancel = h('button', { type: 'button', class: 'link' }, t.cancel);
   cancel.addEventListener('click', () => signedInPage(s));
@@ -147,7 +145,7 @@ function changePage(s: SignedIn): void {
   input.addEventListener('input', () => {
     error.textContent = '';
     input.removeAttribute('aria-invalid');
-    domain.offer(pressed);
+    domain.typed();
   });
   const form = h('form', { novalidate: true },
     h('div', { class: 'field' }, h('label', { for: 'new-email' }, t.newEmail), input, domain.hint, error),
@@ -159,7 +157,6 @@ function changePage(s: SignedIn): void {
     const address = input.value.trim();
     const bad = checkEmail(address) ?? (address.toLowerCase() === s.email.toLowerCase() ? t.sameAddress : null);
     if (bad) return fail(bad);
-    pressed = true;
     if (domain.holdBack()) return;
     input.removeAttribute('aria-invalid');
     error.textContent = '';

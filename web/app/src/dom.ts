@@ -57,6 +57,29 @@ export function keepFocus(change: () => void, to: () => HTMLElement | null | und
   if (gone) to()?.focus();
 }
 
+// A mouse button (or a tap's) held down on the page, and what waits for
+// its release.
+let pressing = false;
+const afterRelease: (() => void)[] = [];
+addEventListener('mousedown', () => (pressing = true), true);
+addEventListener('mouseup', () => {
+  pressing = false;
+  // After the release's click, which follows mouseup in the same task.
+  if (afterRelease.length) setTimeout(() => afterRelease.splice(0).forEach((f) => f()));
+}, true);
+
+/**
+ * Runs `change` now or, if a press is under way, once it is released and
+ * its click done. For what a field does when it is left: a press on a
+ * button leaves the field, and a line shown then (an error or a hint that
+ * wraps) would move the button from under the pointer before the release,
+ * and the click would be lost.
+ */
+export function afterPress(change: () => void): void {
+  if (pressing) afterRelease.push(change);
+  else change();
+}
+
 /** Says something to screen readers through the polite live region. */
 export function announce(text: string): void {
   const el = document.getElementById('announcer')!;

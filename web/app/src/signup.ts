@@ -1,5 +1,5 @@
 import { asApiError, register } from './api';
-import { emailAddress, h, setUnavailable, show, unavailable } from './dom';
+import { afterPress, emailAddress, h, setUnavailable, show, unavailable } from './dom';
 import { checkEmail, checkPassword, describe, strength, suggest } from './messages';
 import { passwordInput } from './password';
 import { lang, t } from './i18n';
@@ -44,14 +44,14 @@ export function signupPage(opts: {
     return msg;
   };
   for (const input of [email, password]) {
-    input.addEventListener('blur', () => {
+    input.addEventListener('blur', () => afterPress(() => {
       if (input.value) touched.add(input);
       validate(input);
       if (input === email) domain.offer(touched.has(email));
-    });
+    }));
     input.addEventListener('input', () => {
       validate(input);
-      if (input === email) domain.offer(touched.has(email));
+      if (input === email) domain.typed();
     });
   }
   password.addEventListener('input', () => {
@@ -129,17 +129,32 @@ export function signupPage(opts: {
  * "Did you mean ann@gmail.com? Use it" under an email field whose domain
  * looks like a typo of a common one (gmail.con), for sign-up and a new
  * address; "Use it" puts the suggestion in the field. `offer(shown)`
- * updates it as the field changes (shown: once the field was left).
- * `holdBack()` is for the form's submit: true, with the focus back on the
- * field, the first time an address with a suggestion is sent; a second
- * press keeps the address as typed (such a domain may be real).
+ * updates it (shown: once the field was left, or the form sent); `typed()`
+ * is for the field's input events. `holdBack()` is for the form's submit:
+ * true, with the focus back on the field, the first time an address with a
+ * suggestion is sent; a second press keeps the address as typed (such a
+ * domain may be real).
+ *
+ * The hint never moves the form's button from under a pointer about to
+ * press it. Shown alone in its field, it takes the place the empty error
+ * line keeps (styles.css), so a one-line hint moves nothing. A longer one
+ * does, so it never comes or changes as the person types, only when the
+ * field is left (sign-up, once the press that left it is released:
+ * afterPress) or the form sent; and one that typing made out of date
+ * goes but leaves its field as tall until then.
  */
 export function domainHint(input: HTMLInputElement, id: string) {
   const hint = h('p', { id, class: 'suggestion' });
   // The address a suggestion is shown for, and the one held back once.
   let suggested = '';
   let heldBack = '';
+  // The field kept as tall as with the hint that typing made go.
+  const release = () => {
+    const field = hint.parentElement;
+    if (field) field.style.minHeight = '';
+  };
   const offer = (shown = true) => {
+    release();
     const address = input.value.trim();
     const fix = shown && !checkEmail(address) ? suggest(address) : null;
     // The same suggestion stays as it is: the blur of the field as "Use it"
@@ -155,6 +170,13 @@ export function domainHint(input: HTMLInputElement, id: string) {
     });
     hint.replaceChildren(...t.didYouMean(emailAddress(fix), use));
   };
+  const typed = () => {
+    if (!suggested || input.value.trim() === suggested) return;
+    const field = hint.parentElement;
+    if (field && !field.style.minHeight) field.style.minHeight = `${field.getBoundingClientRect().height}px`;
+    suggested = '';
+    hint.replaceChildren();
+  };
   const holdBack = () => {
     offer();
     if (!suggested || heldBack === suggested) return false;
@@ -162,5 +184,5 @@ export function domainHint(input: HTMLInputElement, id: string) {
     input.focus();
     return true;
   };
-  return { hint, offer, holdBack };
+  return { hint, offer, typed, holdBack };
 }
