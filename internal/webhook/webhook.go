@@ -23,6 +23,7 @@ package webhook
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -34,12 +35,16 @@ import (
 	"sync"
 	"time"
 
+	"entgo.io/ent/dialect"
+	entsql "entgo.io/ent/dialect/sql"
 	"github.com/google/uuid"
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 
 	"github.com/verifier/verifier/ent"
+	"github.com/verifier/verifier/ent/user"
 	"github.com/verifier/verifier/ent/webhookdelivery"
 	"github.com/verifier/verifier/internal/broker"
+	"github.com/verifier/verifier/internal/database"
 	"github.com/verifier/verifier/internal/publicevent"
 	"github.com/verifier/verifier/internal/startstop"
 )
@@ -173,33 +178,94 @@ func Subscription() broker.Queue {
 
 // Handle records one public event for every endpoint. A redelivered event
 // finds its rows and adds none.
+//
+// An event whose user is gone is turned away: the user was erased
+// (deleteUser, UNVERIFIED_TTL, an unverified holder removed by a confirmed
+// change), the erasure erased the deliveries of its events already
+// recorded, and this copy, published before the erasure or brought back
+// by the broker, names the erased address too; recorded, it would be
+// kept and posted after the erasure. Users are never made again under
+// the same id, so a missing user is an erased one. Only the erasure's own
+// verifier.user.deleted.v1, which names no address, is recorded without
+// its user.
+//
+// The check and the insert are one transaction holding the user's row
+// (userHeld), and an erasure deletes the row before it erases the
+// deliveries (account's deleteUsers), so whichever of the two comes
+// second sees what the first did: an erasure after Handle erases its
+// rows, a Handle after an erasure finds no user. No tombstone is needed,
+// and nothing about the user is kept.
 func (d *Dispatcher) Handle(ctx context.Context, m broker.Message) error {
 	id, err := uuid.Parse(m.ID)
 	if err != nil {
 		return broker.Permanent(fmt.Errorf("webhook: public event with a non-UUID id %q", m.ID))
 	}
 	now := d.o.Now().UTC()
-	creates := make([]*ent.WebhookDeliveryCreate, 0, len(d.o.Endpoints))
-	for _, e := range d.o.Endpoints {
-		creates = append(creates, d.o.DB.WebhookDelivery.Create().
-			SetEndpoint(e).
-			SetEventID(id).
-			SetType(m.Topic).
-			SetPayload(m.Body).
-			SetNextAttemptAt(now).
-			SetPendingSince(now).
-			SetCreatedAt(now).
-			SetUpdatedAt(now))
-	}
-	err = d.o.DB.WebhookDelivery.CreateBulk(creates...).
-		OnConflictColumns(webhookdelivery.FieldEventID, webhookdelivery.FieldEndpoint).
-		DoNothing().
-		Exec(ctx)
+	erased := false
+	err = database.InTx(ctx, d.o.DB, func(tx *ent.Tx) error {
+		if subject, ok := subjectOf(m); ok && m.Topic != publicevent.UserDeletedType {
+			live, err := tx.User.Query().Where(user.ID(subject), userHeld).Unique(false).Exist(ctx)
+			if err != nil {
+				return err
+			}
+			if erased = !live; erased {
+				return nil
+			}
+		}
+		creates := make([]*ent.WebhookDeliveryCreate, 0, len(d.o.Endpoints))
+		for _, e := range d.o.Endpoints {
+			creates = append(creates, tx.WebhookDelivery.Create().
+				SetEndpoint(e).
+				SetEventID(id).
+				SetType(m.Topic).
+				SetPayload(m.Body).
+				SetNextAttemptAt(now).
+				SetPendingSince(now).
+				SetCreatedAt(now).
+				SetUpdatedAt(now))
+		}
+		return tx.WebhookDelivery.CreateBulk(creates...).
+			OnConflictColumns(webhookdelivery.FieldEventID, webhookdelivery.FieldEndpoint).
+			DoNothing().
+			Exec(ctx)
+	})
 	if err != nil {
 		return fmt.Errorf("webhook: record %s %s: %w", m.Topic, m.ID, err)
 	}
+	if erased {
+		d.o.Log.Debug("webhook: event of an erased user turned away", "event", m.ID, "type", m.Topic)
+		return nil
+	}
 	d.Wake()
 	return nil
+}
+
+// subjectOf is the user m is about (its CloudEvents subject); false for
+// a body without one, which is not one of the service's events and is
+// recorded as it is.
+func subjectOf(m broker.Message) (uuid.UUID, bool) {
+	var e struct {
+		Subject string `json:"subject"`
+	}
+	if json.Unmarshal(m.Body, &e) != nil {
+		return uuid.Nil, false
+	}
+	id, err := uuid.Parse(e.Subject)
+	return id, err == nil
+}
+
+// userHeld holds the user's row until the transaction ends on
+// PostgreSQL: FOR KEY SHARE, the weakest lock that a DELETE waits for, so
+// an erasure's delete of the row waits for Handle's commit and Handle's
+// read for the erasure's, while a confirmation's update of the row does
+// not wait on a webhook (a new address, a unique column, waits for the
+// one short transaction). SQLite needs nothing: its writer's
+// transactions are IMMEDIATE, one at a time. The query must not be
+// DISTINCT, which PostgreSQL refuses with a lock.
+func userHeld(s *entsql.Selector) {
+	if s.Dialect() == dialect.Postgres {
+		s.For(entsql.LockKeyShare)
+	}
 }
 
 // Wake makes every lane look for due rows now. It never blocks.

@@ -33,6 +33,9 @@ type testBundle struct {
 	db      *ent.Client
 	clock   *testkit.Clock
 	settled *testkit.Signal
+	// user is the one the events are about: the dispatcher turns away
+	// an event whose user is gone (erased).
+	user uuid.UUID
 }
 
 func setup(t *testing.T, url string) *testBundle {
@@ -40,7 +43,9 @@ func setup(t *testing.T, url string) *testBundle {
 	db, err := database.Open(context.Background(), url)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = db.Close() })
-	return &testBundle{db: db.Ent, clock: testkit.NewFrozenClock(time.Now()), settled: testkit.NewSignal()}
+	u, err := db.Ent.User.Create().SetEmail("ada@example.com").SetPasswordHash("x").Save(context.Background())
+	require.NoError(t, err)
+	return &testBundle{db: db.Ent, clock: testkit.NewFrozenClock(time.Now()), settled: testkit.NewSignal(), user: u.ID}
 }
 
 // dispatcher returns a started dispatcher for endpoints, stopped when t
@@ -61,7 +66,7 @@ func (b *testBundle) dispatcher(t *testing.T, perEndpoint int, endpoints ...stri
 func (b *testBundle) publish(t *testing.T, d *webhook.Dispatcher) string {
 	t.Helper()
 	id := uuid.New()
-	body, err := publicevent.Writer{}.Encode(id, b.clock.Now(), publicevent.UserVerified{UserID: uuid.New(), Email: "ada@example.com", VerifiedAt: b.clock.Now()})
+	body, err := publicevent.Writer{}.Encode(id, b.clock.Now(), publicevent.UserVerified{UserID: b.user, Email: "ada@example.com", VerifiedAt: b.clock.Now()})
 	require.NoError(t, err)
 	m := broker.Message{ID: id.String(), Topic: publicevent.UserVerifiedType, Body: body}
 	require.NoError(t, d.Handle(context.Background(), m))
@@ -405,4 +410,30 @@ func TestDayOfRetriesCountsFromTheFirstAttempt(t *testing.T) {
 	testkit.Receive(t, rc.Got, "first attempt")
 	row := b.row(t, id, rc.URL, settledAfter(1), "first attempt recorded")
 	require.Equal(t, webhook.Pending, row.State, "retried after its first attempt")
+}
+
+// An event whose user is gone (erased) is turned away, not recorded: it
+// names the erased address. The erasure's own user.deleted is recorded
+// without its user.
+func TestEventOfAnErasedUserIsTurnedAway(t *testing.T) {
+	t.Parallel()
+	databasetest.Each(t, func(t *testing.T, url string) {
+		b := setup(t, url)
+		d, err := webhook.New(webhook.Options{DB: b.db, Endpoints: []string{"http://127.0.0.1:9/hook"}, Secret: secret, Log: testkit.Discard(), Now: b.clock.Now})
+		require.NoError(t, err)
+		gone := uuid.New()
+		for _, ev := range []publicevent.Event{
+			publicevent.UserVerified{UserID: gone, Email: "gone@example.com", VerifiedAt: b.clock.Now()},
+			publicevent.UserDeleted{UserID: gone, DeletedAt: b.clock.Now()},
+		} {
+			id := uuid.New()
+			body, err := publicevent.Writer{}.Encode(id, b.clock.Now(), ev)
+			require.NoError(t, err)
+			require.NoError(t, d.Handle(context.Background(), broker.Message{ID: id.String(), Topic: ev.Type(), Body: body}))
+		}
+		rows, err := b.db.WebhookDelivery.Query().All(context.Background())
+		require.NoError(t, err)
+		require.Len(t, rows, 1)
+		require.Equal(t, publicevent.UserDeletedType, rows[0].Type)
+	})
 }
