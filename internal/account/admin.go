@@ -104,11 +104,11 @@ func (s *Service) MarkVerified(ctx context.Context, userID uuid.UUID) (*ent.User
 // one now): registrations, decoy registrations and other users' pending
 // changes to them, tokens, delivery records (the dev mailbox shows
 // nothing else), queued outbox events that name the user or an address,
-// cooldown records and failed sign-in counts. Open subscriptions of its
-// registrations end, and other services hear verifier.user.deleted.v1,
-// which carries no address. Webhook deliveries already recorded stay:
-// they are the events other services are owed, and they will hear of the
-// deletion after them.
+// cooldown records, failed sign-in counts and the webhook deliveries of
+// events that name the user or an address (see eraseWebhooks: a copy of
+// such an event that reaches the dispatcher afterwards is turned away).
+// Open subscriptions of its registrations end, and other services hear
+// verifier.user.deleted.v1, which carries no address.
 func (s *Service) DeleteUser(ctx context.Context, userID uuid.UUID) error {
 	err := database.InTx(ctx, s.DB, func(tx *ent.Tx) error {
 		now := s.now()
@@ -147,7 +147,7 @@ func (s *Service) DeleteUser(ctx context.Context, userID uuid.UUID) error {
 		if err := deleteRegistrations(ctx, tx, now, regs); err != nil {
 			return err
 		}
-		if err := s.deleteUsers(ctx, tx, now, userID); err != nil {
+		if err := s.deleteUsers(ctx, tx, now, addrs, userID); err != nil {
 			return err
 		}
 		if len(regs) == 0 {
@@ -187,33 +187,63 @@ func (s *Service) addressesOf(ctx context.Context, tx *ent.Tx, u *ent.User) ([]s
 
 // purgeOutbox deletes the outbox events not yet published whose payload
 // names the user or one of addrs (an email waiting for its cooldown, an
-// event the broker has not confirmed), and the webhook deliveries, sent
-// or still being retried, whose body does: each keeps a public event that
-// names the address for days (a given-up one until it is replayed, which
-// would send the address out again). The deletion's own event comes after
-// and is kept. The payloads are JSON, so a value is looked for as JSON
-// writes it, quotes included: a@x.com must not match another user's
-// ba@x.com.
+// event the broker has not confirmed). The deletion's own event comes
+// after and is kept.
 func (s *Service) purgeOutbox(ctx context.Context, tx *ent.Tx, userID uuid.UUID, addrs []string) error {
-	needles := []string{`"` + userID.String() + `"`}
+	needles, err := jsonNeedles([]uuid.UUID{userID}, addrs)
+	if err != nil {
+		return err
+	}
+	events := make([]predicate.OutboxEvent, len(needles))
+	for i, n := range needles {
+		events[i] = predicate.OutboxEvent(bytesContain(s.Dialect, outboxevent.FieldPayload, n))
+	}
+	_, err = tx.OutboxEvent.Delete().Where(outboxevent.Or(events...)).Exec(ctx)
+	return err
+}
+
+// eraseWebhooks deletes the webhook deliveries, sent or still being
+// retried, whose body names one of users or addrs: each keeps a public
+// event that names an address for days (a given-up one until it is
+// replayed, which would send the address out again). Called once the
+// users' rows are deleted: the dispatcher records an event only while its
+// user's row is there, holding it (webhook.Dispatcher.Handle), so a
+// delivery it recorded meanwhile is committed and seen here, and a copy
+// that reaches it later is turned away.
+func (s *Service) eraseWebhooks(ctx context.Context, tx *ent.Tx, users []uuid.UUID, addrs []string) error {
+	needles, err := jsonNeedles(users, addrs)
+	if err != nil {
+		return err
+	}
+	// In chunks, within PostgreSQL's bound on a statement's parameters.
+	for chunk := range slices.Chunk(needles, 1000) {
+		hooks := make([]predicate.WebhookDelivery, len(chunk))
+		for i, n := range chunk {
+			hooks[i] = predicate.WebhookDelivery(bytesContain(s.Dialect, webhookdelivery.FieldPayload, n))
+		}
+		if _, err := tx.WebhookDelivery.Delete().Where(webhookdelivery.Or(hooks...)).Exec(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// jsonNeedles are users and addrs as JSON writes them, quotes included,
+// to look for in JSON payloads: a@x.com must not match another user's
+// ba@x.com.
+func jsonNeedles(users []uuid.UUID, addrs []string) ([]string, error) {
+	needles := make([]string, 0, len(users)+len(addrs))
+	for _, id := range users {
+		needles = append(needles, `"`+id.String()+`"`)
+	}
 	for _, a := range addrs {
 		j, err := json.Marshal(a)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		needles = append(needles, string(j))
 	}
-	events := make([]predicate.OutboxEvent, len(needles))
-	hooks := make([]predicate.WebhookDelivery, len(needles))
-	for i, n := range needles {
-		events[i] = predicate.OutboxEvent(bytesContain(s.Dialect, outboxevent.FieldPayload, n))
-		hooks[i] = predicate.WebhookDelivery(bytesContain(s.Dialect, webhookdelivery.FieldPayload, n))
-	}
-	if _, err := tx.OutboxEvent.Delete().Where(outboxevent.Or(events...)).Exec(ctx); err != nil {
-		return err
-	}
-	_, err := tx.WebhookDelivery.Delete().Where(webhookdelivery.Or(hooks...)).Exec(ctx)
-	return err
+	return needles, nil
 }
 
 // bytesContain matches the rows whose column (bytes) contains needle: ent

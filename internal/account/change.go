@@ -228,7 +228,7 @@ func (s *Service) confirmChange(ctx context.Context, reg *ent.Registration) (Ver
 		case holder.Status == user.StatusVERIFIED:
 			return errInvalidLink
 		default:
-			if err := s.deleteUsers(ctx, tx, now, holder.ID); err != nil {
+			if err := s.deleteUsers(ctx, tx, now, nil, holder.ID); err != nil {
 				return err
 			}
 		}
@@ -250,14 +250,15 @@ func (s *Service) confirmChange(ctx context.Context, reg *ent.Registration) (Ver
 }
 
 // deleteUsers deletes users with everything that names them: their
-// registrations, their tokens and their emails' delivery records (erased,
-// see deleteRegistrations); tells other services
+// registrations, their tokens, their emails' delivery records (erased,
+// see deleteRegistrations) and the webhook deliveries of their events and
+// of events naming addrs (see eraseWebhooks); tells other services
 // (verifier.user.deleted.v1), which heard of each user when it was
 // created; and ends the watchers of the registrations on every
 // replica, as a superseding registration does: a waiting screen left open
 // on a deleted account (its address taken by a confirmed change, or its
 // UNVERIFIED_TTL over) completes rather than waiting for a recheck.
-func (s *Service) deleteUsers(ctx context.Context, tx *ent.Tx, now time.Time, ids ...uuid.UUID) error {
+func (s *Service) deleteUsers(ctx context.Context, tx *ent.Tx, now time.Time, addrs []string, ids ...uuid.UUID) error {
 	for _, id := range ids {
 		if err := s.Events.Enqueue(ctx, tx, now, publicevent.UserDeleted{UserID: id, DeletedAt: now.UTC()}); err != nil {
 			return err
@@ -277,7 +278,12 @@ func (s *Service) deleteUsers(ctx context.Context, tx *ent.Tx, now time.Time, id
 	if err := deleteRegistrations(ctx, tx, now, regs); err != nil {
 		return err
 	}
-	if _, err = tx.User.Delete().Where(user.IDIn(ids...)).Exec(ctx); err != nil || len(regs) == 0 {
+	// The rows first: the delete waits for a webhook dispatcher recording
+	// one of their events (it holds the row), so eraseWebhooks sees it.
+	if _, err = tx.User.Delete().Where(user.IDIn(ids...)).Exec(ctx); err != nil {
+		return err
+	}
+	if err := s.eraseWebhooks(ctx, tx, ids, addrs); err != nil || len(regs) == 0 {
 		return err
 	}
 	return outbox.Enqueue(ctx, tx, now, event.SupersededTopic, event.Superseded{Registrations: regs})

@@ -66,10 +66,10 @@ func (s *Service) DeleteExpired(ctx context.Context) (int, error) {
 }
 
 // DeleteUnverified deletes the UNVERIFIED users whose last registration is
-// older than UnverifiedTTL, with their registrations, tokens and delivery
-// records, freeing their addresses: an address someone else registered
-// and never confirmed is not held forever. It works in batches until none
-// is left.
+// older than UnverifiedTTL, with their registrations, tokens, delivery
+// records and the webhook deliveries of their events (deleteUsers),
+// freeing their addresses: an address someone else registered and never
+// confirmed is not held forever. It works in batches until none is left.
 func (s *Service) DeleteUnverified(ctx context.Context) (int, error) {
 	ttl := s.UnverifiedTTL
 	if ttl <= 0 {
@@ -96,7 +96,7 @@ func (s *Service) DeleteUnverified(ctx context.Context) (int, error) {
 			if err != nil || len(ids) == 0 {
 				return err
 			}
-			return s.deleteUsers(ctx, tx, s.now(), ids...)
+			return s.deleteUsers(ctx, tx, s.now(), nil, ids...)
 		})
 		if err != nil {
 			return total, fmt.Errorf("delete unverified users: %w", err)
