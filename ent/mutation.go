@@ -7058,6 +7058,7 @@ type WebhookDeliveryMutation struct {
 	endpoint        *string
 	event_id        *uuid.UUID
 	_type           *string
+	user_id         *uuid.UUID
 	payload         *[]byte
 	state           *webhookdelivery.State
 	attempts        *int
@@ -7313,6 +7314,55 @@ func (m *WebhookDeliveryMutation) OldType(ctx context.Context) (v string, err er
 // ResetType resets all changes to the "type" field.
 func (m *WebhookDeliveryMutation) ResetType() {
 	m._type = nil
+}
+
+// SetUserID sets the "user_id" field.
+func (m *WebhookDeliveryMutation) SetUserID(u uuid.UUID) {
+	m.user_id = &u
+}
+
+// UserID returns the value of the "user_id" field in the mutation.
+func (m *WebhookDeliveryMutation) UserID() (r uuid.UUID, exists bool) {
+	v := m.user_id
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldUserID returns the old "user_id" field's value of the WebhookDelivery entity.
+// If the WebhookDelivery object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *WebhookDeliveryMutation) OldUserID(ctx context.Context) (v *uuid.UUID, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldUserID is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldUserID requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldUserID: %w", err)
+	}
+	return oldValue.UserID, nil
+}
+
+// ClearUserID clears the value of the "user_id" field.
+func (m *WebhookDeliveryMutation) ClearUserID() {
+	m.user_id = nil
+	m.clearedFields[webhookdelivery.FieldUserID] = struct{}{}
+}
+
+// UserIDCleared returns if the "user_id" field was cleared in this mutation.
+func (m *WebhookDeliveryMutation) UserIDCleared() bool {
+	_, ok := m.clearedFields[webhookdelivery.FieldUserID]
+	return ok
+}
+
+// ResetUserID resets all changes to the "user_id" field.
+func (m *WebhookDeliveryMutation) ResetUserID() {
+	m.user_id = nil
+	delete(m.clearedFields, webhookdelivery.FieldUserID)
 }
 
 // SetPayload sets the "payload" field.
@@ -7657,7 +7707,7 @@ func (m *WebhookDeliveryMutation) Type() string {
 // order to get all numeric fields that were incremented/decremented, call
 // AddedFields().
 func (m *WebhookDeliveryMutation) Fields() []string {
-	fields := make([]string, 0, 12)
+	fields := make([]string, 0, 13)
 	if m.created_at != nil {
 		fields = append(fields, webhookdelivery.FieldCreatedAt)
 	}
@@ -7669,6 +7719,9 @@ func (m *WebhookDeliveryMutation) Fields() []string {
 	}
 	if m._type != nil {
 		fields = append(fields, webhookdelivery.FieldType)
+	}
+	if m.user_id != nil {
+		fields = append(fields, webhookdelivery.FieldUserID)
 	}
 	if m.payload != nil {
 		fields = append(fields, webhookdelivery.FieldPayload)
@@ -7710,6 +7763,8 @@ func (m *WebhookDeliveryMutation) Field(name string) (ent.Value, bool) {
 		return m.EventID()
 	case webhookdelivery.FieldType:
 		return m.GetType()
+	case webhookdelivery.FieldUserID:
+		return m.UserID()
 	case webhookdelivery.FieldPayload:
 		return m.Payload()
 	case webhookdelivery.FieldState:
@@ -7743,6 +7798,8 @@ func (m *WebhookDeliveryMutation) OldField(ctx context.Context, name string) (en
 		return m.OldEventID(ctx)
 	case webhookdelivery.FieldType:
 		return m.OldType(ctx)
+	case webhookdelivery.FieldUserID:
+		return m.OldUserID(ctx)
 	case webhookdelivery.FieldPayload:
 		return m.OldPayload(ctx)
 	case webhookdelivery.FieldState:
@@ -7795,6 +7852,13 @@ func (m *WebhookDeliveryMutation) SetField(name string, value ent.Value) error {
 			return fmt.Errorf("unexpected type %T for field %s", value, name)
 		}
 		m.SetType(v)
+		return nil
+	case webhookdelivery.FieldUserID:
+		v, ok := value.(uuid.UUID)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetUserID(v)
 		return nil
 	case webhookdelivery.FieldPayload:
 		v, ok := value.([]byte)
@@ -7896,7 +7960,11 @@ func (m *WebhookDeliveryMutation) AddField(name string, value ent.Value) error {
 // ClearedFields returns all nullable fields that were cleared during this
 // mutation.
 func (m *WebhookDeliveryMutation) ClearedFields() []string {
-	return nil
+	var fields []string
+	if m.FieldCleared(webhookdelivery.FieldUserID) {
+		fields = append(fields, webhookdelivery.FieldUserID)
+	}
+	return fields
 }
 
 // FieldCleared returns a boolean indicating if a field with the given name was
@@ -7909,6 +7977,11 @@ func (m *WebhookDeliveryMutation) FieldCleared(name string) bool {
 // ClearField clears the value of the field with the given name. It returns an
 // error if the field is not defined in the schema.
 func (m *WebhookDeliveryMutation) ClearField(name string) error {
+	switch name {
+	case webhookdelivery.FieldUserID:
+		m.ClearUserID()
+		return nil
+	}
 	return fmt.Errorf("unknown WebhookDelivery nullable field %s", name)
 }
 
@@ -7927,6 +8000,9 @@ func (m *WebhookDeliveryMutation) ResetField(name string) error {
 		return nil
 	case webhookdelivery.FieldType:
 		m.ResetType()
+		return nil
+	case webhookdelivery.FieldUserID:
+		m.ResetUserID()
 		return nil
 	case webhookdelivery.FieldPayload:
 		m.ResetPayload()

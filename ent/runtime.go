@@ -335,21 +335,21 @@ func init() {
 		}
 	}()
 	// webhookdeliveryDescAttempts is the schema descriptor for attempts field.
-	webhookdeliveryDescAttempts := webhookdeliveryFields[5].Descriptor()
+	webhookdeliveryDescAttempts := webhookdeliveryFields[6].Descriptor()
 	// webhookdelivery.DefaultAttempts holds the default value on creation for the attempts field.
 	webhookdelivery.DefaultAttempts = webhookdeliveryDescAttempts.Default.(int)
 	// webhookdeliveryDescClaim is the schema descriptor for claim field.
-	webhookdeliveryDescClaim := webhookdeliveryFields[7].Descriptor()
+	webhookdeliveryDescClaim := webhookdeliveryFields[8].Descriptor()
 	// webhookdelivery.DefaultClaim holds the default value on creation for the claim field.
 	webhookdelivery.DefaultClaim = webhookdeliveryDescClaim.Default.(string)
 	// webhookdeliveryDescLastError is the schema descriptor for last_error field.
-	webhookdeliveryDescLastError := webhookdeliveryFields[8].Descriptor()
+	webhookdeliveryDescLastError := webhookdeliveryFields[9].Descriptor()
 	// webhookdelivery.DefaultLastError holds the default value on creation for the last_error field.
 	webhookdelivery.DefaultLastError = webhookdeliveryDescLastError.Default.(string)
 	// webhookdelivery.LastErrorValidator is a validator for the "last_error" field. It is called by the builders before save.
 	webhookdelivery.LastErrorValidator = webhookdeliveryDescLastError.Validators[0].(func(string) error)
 	// webhookdeliveryDescUpdatedAt is the schema descriptor for updated_at field.
-	webhookdeliveryDescUpdatedAt := webhookdeliveryFields[10].Descriptor()
+	webhookdeliveryDescUpdatedAt := webhookdeliveryFields[11].Descriptor()
 	// webhookdelivery.DefaultUpdatedAt holds the default value on creation for the updated_at field.
 	webhookdelivery.DefaultUpdatedAt = webhookdeliveryDescUpdatedAt.Default.(func() time.Time)
 }

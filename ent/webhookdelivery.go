@@ -26,6 +26,8 @@ type WebhookDelivery struct {
 	EventID uuid.UUID `json:"event_id,omitempty"`
 	// Type holds the value of the "type" field.
 	Type string `json:"type,omitempty"`
+	// UserID holds the value of the "user_id" field.
+	UserID *uuid.UUID `json:"user_id,omitempty"`
 	// Payload holds the value of the "payload" field.
 	Payload []byte `json:"-"`
 	// State holds the value of the "state" field.
@@ -50,6 +52,8 @@ func (*WebhookDelivery) scanValues(columns []string) ([]any, error) {
 	values := make([]any, len(columns))
 	for i := range columns {
 		switch columns[i] {
+		case webhookdelivery.FieldUserID:
+			values[i] = &sql.NullScanner{S: new(uuid.UUID)}
 		case webhookdelivery.FieldPayload:
 			values[i] = new([]byte)
 		case webhookdelivery.FieldID, webhookdelivery.FieldAttempts:
@@ -104,6 +108,13 @@ func (_m *WebhookDelivery) assignValues(columns []string, values []any) error {
 				return fmt.Errorf("unexpected type %T for field type", values[i])
 			} else if value.Valid {
 				_m.Type = value.String
+			}
+		case webhookdelivery.FieldUserID:
+			if value, ok := values[i].(*sql.NullScanner); !ok {
+				return fmt.Errorf("unexpected type %T for field user_id", values[i])
+			} else if value.Valid {
+				_m.UserID = new(uuid.UUID)
+				*_m.UserID = *value.S.(*uuid.UUID)
 			}
 		case webhookdelivery.FieldPayload:
 			if value, ok := values[i].(*[]byte); !ok {
@@ -200,6 +211,11 @@ func (_m *WebhookDelivery) String() string {
 	builder.WriteString(", ")
 	builder.WriteString("type=")
 	builder.WriteString(_m.Type)
+	builder.WriteString(", ")
+	if v := _m.UserID; v != nil {
+		builder.WriteString("user_id=")
+		builder.WriteString(fmt.Sprintf("%v", *v))
+	}
 	builder.WriteString(", ")
 	builder.WriteString("payload=<sensitive>")
 	builder.WriteString(", ")

@@ -55,6 +55,20 @@ func (_c *WebhookDeliveryCreate) SetType(v string) *WebhookDeliveryCreate {
 	return _c
 }
 
+// SetUserID sets the "user_id" field.
+func (_c *WebhookDeliveryCreate) SetUserID(v uuid.UUID) *WebhookDeliveryCreate {
+	_c.mutation.SetUserID(v)
+	return _c
+}
+
+// SetNillableUserID sets the "user_id" field if the given value is not nil.
+func (_c *WebhookDeliveryCreate) SetNillableUserID(v *uuid.UUID) *WebhookDeliveryCreate {
+	if v != nil {
+		_c.SetUserID(*v)
+	}
+	return _c
+}
+
 // SetPayload sets the "payload" field.
 func (_c *WebhookDeliveryCreate) SetPayload(v []byte) *WebhookDeliveryCreate {
 	_c.mutation.SetPayload(v)
@@ -300,6 +314,10 @@ func (_c *WebhookDeliveryCreate) createSpec() (*WebhookDelivery, *sqlgraph.Creat
 		_spec.SetField(webhookdelivery.FieldType, field.TypeString, value)
 		_node.Type = value
 	}
+	if value, ok := _c.mutation.UserID(); ok {
+		_spec.SetField(webhookdelivery.FieldUserID, field.TypeUUID, value)
+		_node.UserID = &value
+	}
 	if value, ok := _c.mutation.Payload(); ok {
 		_spec.SetField(webhookdelivery.FieldPayload, field.TypeBytes, value)
 		_node.Payload = value
@@ -496,6 +514,9 @@ func (u *WebhookDeliveryUpsertOne) UpdateNewValues() *WebhookDeliveryUpsertOne {
 		}
 		if _, exists := u.create.mutation.GetType(); exists {
 			s.SetIgnore(webhookdelivery.FieldType)
+		}
+		if _, exists := u.create.mutation.UserID(); exists {
+			s.SetIgnore(webhookdelivery.FieldUserID)
 		}
 		if _, exists := u.create.mutation.Payload(); exists {
 			s.SetIgnore(webhookdelivery.FieldPayload)
@@ -823,6 +844,9 @@ func (u *WebhookDeliveryUpsertBulk) UpdateNewValues() *WebhookDeliveryUpsertBulk
 			}
 			if _, exists := b.mutation.GetType(); exists {
 				s.SetIgnore(webhookdelivery.FieldType)
+			}
+			if _, exists := b.mutation.UserID(); exists {
+				s.SetIgnore(webhookdelivery.FieldUserID)
 			}
 			if _, exists := b.mutation.Payload(); exists {
 				s.SetIgnore(webhookdelivery.FieldPayload)

@@ -192,6 +192,9 @@ func (_u *WebhookDeliveryUpdate) sqlSave(ctx context.Context) (_node int, err er
 			}
 		}
 	}
+	if _u.mutation.UserIDCleared() {
+		_spec.ClearField(webhookdelivery.FieldUserID, field.TypeUUID)
+	}
 	if value, ok := _u.mutation.State(); ok {
 		_spec.SetField(webhookdelivery.FieldState, field.TypeEnum, value)
 	}
@@ -429,6 +432,9 @@ func (_u *WebhookDeliveryUpdateOne) sqlSave(ctx context.Context) (_node *Webhook
 				ps[i](selector)
 			}
 		}
+	}
+	if _u.mutation.UserIDCleared() {
+		_spec.ClearField(webhookdelivery.FieldUserID, field.TypeUUID)
 	}
 	if value, ok := _u.mutation.State(); ok {
 		_spec.SetField(webhookdelivery.FieldState, field.TypeEnum, value)

@@ -258,6 +258,7 @@ var (
 		{Name: "endpoint", Type: field.TypeString, Size: 2048},
 		{Name: "event_id", Type: field.TypeUUID},
 		{Name: "type", Type: field.TypeString},
+		{Name: "user_id", Type: field.TypeUUID, Nullable: true},
 		{Name: "payload", Type: field.TypeBytes},
 		{Name: "state", Type: field.TypeEnum, Enums: []string{"PENDING", "DELIVERED", "FAILED"}, Default: "PENDING"},
 		{Name: "attempts", Type: field.TypeInt, Default: 0},
@@ -281,12 +282,17 @@ var (
 			{
 				Name:    "webhookdelivery_endpoint_state_next_attempt_at",
 				Unique:  false,
-				Columns: []*schema.Column{WebhookDeliveriesColumns[2], WebhookDeliveriesColumns[6], WebhookDeliveriesColumns[8]},
+				Columns: []*schema.Column{WebhookDeliveriesColumns[2], WebhookDeliveriesColumns[7], WebhookDeliveriesColumns[9]},
 			},
 			{
 				Name:    "webhookdelivery_state_updated_at",
 				Unique:  false,
-				Columns: []*schema.Column{WebhookDeliveriesColumns[6], WebhookDeliveriesColumns[12]},
+				Columns: []*schema.Column{WebhookDeliveriesColumns[7], WebhookDeliveriesColumns[13]},
+			},
+			{
+				Name:    "webhookdelivery_user_id",
+				Unique:  false,
+				Columns: []*schema.Column{WebhookDeliveriesColumns[5]},
 			},
 		},
 	}

@@ -27,6 +27,11 @@ func (WebhookDelivery) Fields() []ent.Field {
 		// The CloudEvents id: webhook-id, the same on every attempt.
 		field.UUID("event_id", uuid.UUID{}).Immutable(),
 		field.String("type").Immutable(),
+		// The user the event is about (its CloudEvents subject), set by
+		// Handle, so erasing a user finds its deliveries by the index, not
+		// by reading every payload. NULL on rows written before the column
+		// was added.
+		field.UUID("user_id", uuid.UUID{}).Optional().Nillable().Immutable(),
 		// The CloudEvents envelope, POSTed as is. Public events carry no
 		// secret, but they do carry addresses.
 		field.Bytes("payload").Immutable().Sensitive(),
@@ -57,5 +62,8 @@ func (WebhookDelivery) Indexes() []ent.Index {
 		index.Fields("endpoint", "state", "next_attempt_at"),
 		// Listing failed deliveries.
 		index.Fields("state", "updated_at"),
+		// Erasing a user's deliveries (account's eraseWebhooks), and the
+		// legacy rows without a user.
+		index.Fields("user_id"),
 	}
 }

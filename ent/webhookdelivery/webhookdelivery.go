@@ -22,6 +22,8 @@ const (
 	FieldEventID = "event_id"
 	// FieldType holds the string denoting the type field in the database.
 	FieldType = "type"
+	// FieldUserID holds the string denoting the user_id field in the database.
+	FieldUserID = "user_id"
 	// FieldPayload holds the string denoting the payload field in the database.
 	FieldPayload = "payload"
 	// FieldState holds the string denoting the state field in the database.
@@ -49,6 +51,7 @@ var Columns = []string{
 	FieldEndpoint,
 	FieldEventID,
 	FieldType,
+	FieldUserID,
 	FieldPayload,
 	FieldState,
 	FieldAttempts,
@@ -139,6 +142,11 @@ func ByEventID(opts ...sql.OrderTermOption) OrderOption {
 // ByType orders the results by the type field.
 func ByType(opts ...sql.OrderTermOption) OrderOption {
 	return sql.OrderByField(FieldType, opts...).ToFunc()
+}
+
+// ByUserID orders the results by the user_id field.
+func ByUserID(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldUserID, opts...).ToFunc()
 }
 
 // ByState orders the results by the state field.

@@ -201,9 +201,16 @@ func (d *Dispatcher) Handle(ctx context.Context, m broker.Message) error {
 		return broker.Permanent(fmt.Errorf("webhook: public event with a non-UUID id %q", m.ID))
 	}
 	now := d.o.Now().UTC()
+	// The subject is kept on each row too, so an erasure finds the
+	// deliveries of its users by it (account's eraseWebhooks).
+	var userID *uuid.UUID
+	subject, ok := subjectOf(m)
+	if ok {
+		userID = &subject
+	}
 	erased := false
 	err = database.InTx(ctx, d.o.DB, func(tx *ent.Tx) error {
-		if subject, ok := subjectOf(m); ok && m.Topic != publicevent.UserDeletedType {
+		if ok && m.Topic != publicevent.UserDeletedType {
 			live, err := tx.User.Query().Where(user.ID(subject), userHeld).Unique(false).Exist(ctx)
 			if err != nil {
 				return err
@@ -218,6 +225,7 @@ func (d *Dispatcher) Handle(ctx context.Context, m broker.Message) error {
 				SetEndpoint(e).
 				SetEventID(id).
 				SetType(m.Topic).
+				SetNillableUserID(userID).
 				SetPayload(m.Body).
 				SetNextAttemptAt(now).
 				SetPendingSince(now).
@@ -242,7 +250,7 @@ func (d *Dispatcher) Handle(ctx context.Context, m broker.Message) error {
 
 // subjectOf is the user m is about (its CloudEvents subject); false for
 // a body without one, which is not one of the service's events and is
-// recorded as it is.
+// recorded as it is, with no user_id.
 func subjectOf(m broker.Message) (uuid.UUID, bool) {
 	var e struct {
 		Subject string `json:"subject"`

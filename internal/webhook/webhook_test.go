@@ -435,5 +435,6 @@ func TestEventOfAnErasedUserIsTurnedAway(t *testing.T) {
 		require.NoError(t, err)
 		require.Len(t, rows, 1)
 		require.Equal(t, publicevent.UserDeletedType, rows[0].Type)
+		require.Equal(t, &gone, rows[0].UserID, "the subject is kept, for an erasure to find the row by")
 	})
 }
