@@ -203,25 +203,62 @@ func (s *Service) purgeOutbox(ctx context.Context, tx *ent.Tx, userID uuid.UUID,
 }
 
 // eraseWebhooks deletes the webhook deliveries, sent or still being
-// retried, whose body names one of users or addrs: each keeps a public
-// event that names an address for days (a given-up one until it is
-// replayed, which would send the address out again). Called once the
-// users' rows are deleted: the dispatcher records an event only while its
-// user's row is there, holding it (webhook.Dispatcher.Handle), so a
-// delivery it recorded meanwhile is committed and seen here, and a copy
-// that reaches it later is turned away.
+// retried, of users' events and of any event whose body names one of
+// addrs: each keeps a public event that names an address for days (a
+// given-up one until it is replayed, which would send the address out
+// again). Called once the users' rows are deleted: the dispatcher records
+// an event only while its user's row is there, holding it
+// (webhook.Dispatcher.Handle), so a delivery it recorded meanwhile is
+// committed and seen here, and a copy that reaches it later is turned
+// away.
+//
+// A user's deliveries are found by their user_id (the event's subject,
+// which Handle keeps on the row), through its index: the UNVERIFIED_TTL
+// janitor erases up to 500 users a batch holding SQLite's one writer, and
+// a batch that read every payload of days of deliveries would keep every
+// sign-up waiting behind it. Bodies are read only where nothing else
+// tells:
+//   - rows written before user_id was added (NULL) are searched for the
+//     users' ids, and only they: a user's events from before the upgrade
+//     go with the user too, and what is read shrinks to the FAILED ones as
+//     delivered rows are trimmed (those stay until replayed);
+//   - addrs (deleteUser's addresses) are searched for in every body, as
+//     before user_id: another user's event may name one (an address the
+//     other changed away from), and the column does not tell it.
+//
+// The janitor and a confirmed change pass no addrs, and never scan a row
+// with a user_id: another user's event naming the address is about that
+// user, whose address it is (the confirmed change's) or was.
 func (s *Service) eraseWebhooks(ctx context.Context, tx *ent.Tx, users []uuid.UUID, addrs []string) error {
-	needles, err := jsonNeedles(users, addrs)
+	// In chunks, within PostgreSQL's bound on a statement's parameters.
+	for chunk := range slices.Chunk(users, 1000) {
+		if _, err := tx.WebhookDelivery.Delete().Where(webhookdelivery.UserIDIn(chunk...)).Exec(ctx); err != nil {
+			return err
+		}
+	}
+	ids, err := jsonNeedles(users, nil)
 	if err != nil {
 		return err
 	}
-	// In chunks, within PostgreSQL's bound on a statement's parameters.
+	if err := s.deleteWebhooksNaming(ctx, tx, ids, webhookdelivery.UserIDIsNil()); err != nil {
+		return err
+	}
+	names, err := jsonNeedles(nil, addrs)
+	if err != nil {
+		return err
+	}
+	return s.deleteWebhooksNaming(ctx, tx, names)
+}
+
+// deleteWebhooksNaming deletes the webhook deliveries among those matching
+// where whose body contains one of needles.
+func (s *Service) deleteWebhooksNaming(ctx context.Context, tx *ent.Tx, needles []string, where ...predicate.WebhookDelivery) error {
 	for chunk := range slices.Chunk(needles, 1000) {
 		hooks := make([]predicate.WebhookDelivery, len(chunk))
 		for i, n := range chunk {
 			hooks[i] = predicate.WebhookDelivery(bytesContain(s.Dialect, webhookdelivery.FieldPayload, n))
 		}
-		if _, err := tx.WebhookDelivery.Delete().Where(webhookdelivery.Or(hooks...)).Exec(ctx); err != nil {
+		if _, err := tx.WebhookDelivery.Delete().Where(where...).Where(webhookdelivery.Or(hooks...)).Exec(ctx); err != nil {
 			return err
 		}
 	}

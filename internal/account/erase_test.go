@@ -201,7 +201,7 @@ func TestErasureRacingTheWebhookDispatcher(t *testing.T) {
 				require.NoError(t, rows.Close())
 				require.NoError(t, tx.WebhookDelivery.Create().
 					SetEndpoint("http://127.0.0.1:9/hook").SetEventID(uuid.MustParse(registered[0].ID)).
-					SetType(registered[0].Topic).SetPayload(registered[0].Body).
+					SetType(registered[0].Topic).SetUserID(gone.ID).SetPayload(registered[0].Body).
 					SetNextAttemptAt(b.clock.Now()).SetPendingSince(b.clock.Now()).Exec(ctx))
 				go func() { second <- b.svc.DeleteUser(ctx, gone.ID) }()
 			}
@@ -220,6 +220,83 @@ func TestErasureRacingTheWebhookDispatcher(t *testing.T) {
 			n, err := b.db.WebhookDelivery.Query().Count(ctx)
 			require.NoError(t, err)
 			require.Zero(t, n, "nothing of the erased user is to be posted")
+		})
+	}
+}
+
+// An erasure finds the users' webhook deliveries by their user_id (the
+// event's subject, which the dispatcher keeps on the row), not by reading
+// every payload: the UNVERIFIED_TTL janitor and a confirmed change read a
+// body only on a row from before the column (user_id NULL). deleteUser
+// also reads every body for its addresses, as it always did.
+func TestErasureFindsWebhookDeliveriesByUser(t *testing.T) {
+	t.Parallel()
+	for _, how := range []string{"deleteUser", "UNVERIFIED_TTL", "confirmed change"} {
+		t.Run(how, func(t *testing.T) {
+			t.Parallel()
+			eachDB(t, func(t *testing.T, b *testBundle) {
+				ctx := context.Background()
+				hooks, err := webhook.New(webhook.Options{
+					DB: b.db, Endpoints: []string{"http://127.0.0.1:9/hook"}, Secret: testWebhookSecret,
+					Log: testkit.Discard(), Now: b.clock.Now,
+				})
+				require.NoError(t, err)
+				b.register(t, "gone@example.com")
+				gone, err := b.db.User.Query().Where(user.Email("gone@example.com")).Only(ctx)
+				require.NoError(t, err)
+				session := b.signedIn(t, "mover@example.com")
+				mover, err := b.db.User.Query().Where(user.Email("mover@example.com")).Only(ctx)
+				require.NoError(t, err)
+
+				registered := b.publicEvents(t, publicevent.UserRegisteredType)
+				require.NotEmpty(t, registered)
+				require.NoError(t, hooks.Handle(ctx, registered[0]))
+				recorded, err := b.db.WebhookDelivery.Query().Only(ctx)
+				require.NoError(t, err)
+				require.Equal(t, &gone.ID, recorded.UserID, "the dispatcher keeps the event's subject")
+
+				row := func(name string, userID *uuid.UUID, body string) {
+					require.NoError(t, b.db.WebhookDelivery.Create().
+						SetEndpoint("http://127.0.0.1:9/hook").SetEventID(uuid.New()).
+						SetType(name).SetNillableUserID(userID).SetPayload([]byte(body)).
+						SetNextAttemptAt(b.clock.Now()).SetPendingSince(b.clock.Now()).Exec(ctx))
+				}
+				row("gone's, by the column only", &gone.ID, `{"subject":"someone"}`)
+				row("mover's, naming gone's id", &mover.ID, `{"data":{"user_id":"`+gone.ID.String()+`"}}`)
+				row("mover's, naming gone's address", &mover.ID, `{"data":{"email":"gone@example.com"}}`)
+				row("legacy, naming gone's id", nil, `{"subject":"`+gone.ID.String()+`"}`)
+				row("legacy, naming mover's id", nil, `{"subject":"`+mover.ID.String()+`"}`)
+
+				switch how {
+				case "deleteUser":
+					require.NoError(t, b.svc.DeleteUser(ctx, gone.ID))
+				case "UNVERIFIED_TTL":
+					b.clock.Advance(2 * time.Hour)
+					n, err := b.svc.DeleteUnverified(ctx)
+					require.NoError(t, err)
+					require.Equal(t, 1, n)
+				case "confirmed change":
+					require.NoError(t, b.svc.ChangeEmail(ctx, session, "gone@example.com"))
+					_, err := b.svc.VerifyEmail(ctx, b.lastEmail(t, "gone@example.com").token)
+					require.NoError(t, err)
+				}
+				exists, err := b.db.User.Query().Where(user.ID(gone.ID)).Exist(ctx)
+				require.NoError(t, err)
+				require.False(t, exists, "erased")
+
+				left, err := b.db.WebhookDelivery.Query().All(ctx)
+				require.NoError(t, err)
+				var kept []string
+				for _, r := range left {
+					kept = append(kept, r.Type)
+				}
+				want := []string{"mover's, naming gone's id", "mover's, naming gone's address", "legacy, naming mover's id"}
+				if how == "deleteUser" {
+					// Its addresses are looked for in every body.
+					want = []string{"mover's, naming gone's id", "legacy, naming mover's id"}
+				}
+				require.ElementsMatch(t, want, kept)
+			}, func(o *Options) { o.UnverifiedTTL = time.Hour })
 		})
 	}
 }
