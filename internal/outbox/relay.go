@@ -262,7 +262,7 @@ func (r *Relay) run(ctx context.Context) {
 		for o := range results {
 			batch = append(batch, o)
 		}
-		_, _ = r.settleAndClaim(ctx, batch, 0, inFlight)
+		r.settleAndClaim(ctx, batch, 0, inFlight)
 	}()
 
 	var lastCycle time.Time
@@ -279,11 +279,8 @@ func (r *Relay) run(ctx context.Context) {
 				}
 			}
 			lastCycle = time.Now()
-			evs, err := r.settleAndClaim(ctx, settled, free, inFlight)
+			evs := r.settleAndClaim(ctx, settled, free, inFlight)
 			settled = nil
-			if err != nil && ctx.Err() == nil {
-				r.log.Error("outbox: settling or claiming events failed", "err", err)
-			}
 			for _, ev := range evs {
 				inFlight[ev.ID] = flight{topic: ev.Topic, until: ev.AvailableAt}
 				publishers.Go(func() {
@@ -410,13 +407,15 @@ func (r *Relay) candidates(ctx context.Context, now time.Time, n int, inFlight m
 // settleAndClaim records the outcomes of batch (deletes confirmed events,
 // reschedules the ones a consumer asked to see again after a delay and
 // failed ones with backoff) and leases up to n due events not in flight,
-// in one transaction, and returns the leased events. On SQLite every write
+// in one transaction, and returns the leased events. It logs what fails,
+// once: the next wake or poll is all the caller can do about it, and
+// events not recorded are published again. On SQLite every write
 // waits its turn for the single writer connection: one turn for the whole
 // cycle instead of one per statement leaves the writer to the requests.
 // The lease is an UPDATE guarded by the due-condition the candidates were
 // picked with, so two relays that picked the same rows cannot both win
 // them.
-func (r *Relay) settleAndClaim(ctx context.Context, batch []outcome, n int, inFlight map[int]flight) ([]*ent.OutboxEvent, error) {
+func (r *Relay) settleAndClaim(ctx context.Context, batch []outcome, n int, inFlight map[int]flight) []*ent.OutboxEvent {
 	type reschedule struct {
 		ids   []int
 		at    time.Time
@@ -484,7 +483,7 @@ func (r *Relay) settleAndClaim(ctx context.Context, batch []outcome, n int, inFl
 		}
 	}
 	if len(confirmed) == 0 && len(later) == 0 && len(picked) == 0 {
-		return nil, nil
+		return nil
 	}
 	// ctx may be ending, but this bookkeeping must still happen: a
 	// confirmed event left behind is published twice. Urgent: every event
@@ -523,14 +522,16 @@ func (r *Relay) settleAndClaim(ctx context.Context, batch []outcome, n int, inFl
 	if err != nil {
 		if len(batch) > 0 {
 			r.log.Error("outbox: settling events failed; confirmed ones will be published again, the others go out when their lease lapses", "confirmed", len(confirmed), "err", err)
+		} else {
+			r.log.Error("outbox: leasing events failed; the next wake or poll tries again", "err", err)
 		}
-		return nil, err
+		return nil
 	}
 	if len(confirmed) > 0 && r.opts.OnPublished != nil {
 		r.opts.OnPublished(len(confirmed))
 	}
 	if claim == "" {
-		return nil, nil
+		return nil
 	}
 	if leased == len(picked) {
 		// All won, as read: publishing needs nothing else the lease
@@ -541,13 +542,17 @@ func (r *Relay) settleAndClaim(ctx context.Context, batch []outcome, n int, inFl
 		for _, ev := range picked {
 			ev.AvailableAt, ev.Claim = until, claim
 		}
-		return picked, nil
+		return picked
 	}
 	// Another relay leased some first: ours are the ones with our claim.
 	// By id first: the claim column has no index, and a backlog of
 	// thousands of rows would be scanned.
-	return r.db.OutboxEvent.Query().
+	evs, err := r.db.OutboxEvent.Query().
 		Where(outboxevent.IDIn(ids...), outboxevent.Claim(claim)).
 		Order(ent.Asc(outboxevent.FieldID)).
 		All(ctx)
+	if err != nil {
+		r.log.Error("outbox: reading the events just leased failed; they go out when their lease lapses", "err", err)
+	}
+	return evs
 }

@@ -393,3 +393,30 @@ func TestRelayLooksPastLapsedLeases(t *testing.T) {
 		require.Empty(t, hanging, "nothing published twice here")
 	})
 }
+
+// A failure to record what was published is logged once: the relay's loop
+// adds nothing to what settling says (which events are published again),
+// so an outage does not double every line of the log.
+func TestRelayLogsASettleFailureOnce(t *testing.T) {
+	t.Parallel()
+	eachDB(t, func(t *testing.T, b *testBundle) {
+		var logs testkit.LogBuffer
+		b.log = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelError}))
+		calls, release := make(chan struct{}, 1), make(chan struct{})
+		pub := funcPublisher(func(context.Context, broker.Message) error {
+			calls <- struct{}{}
+			<-release
+			return nil
+		})
+		r := b.startRelay(t, pub, Options{})
+		b.enqueue(t, 1)
+		r.Wake()
+		testkit.Receive(t, calls, "publish attempt")
+		// Confirmed, but the database is gone before the relay records it.
+		require.NoError(t, b.db.Close())
+		close(release)
+		testkit.WaitUntil(t, b.settled, func() bool { return logs.Count("settling events failed") > 0 }, "the failed settle logged: %s", logs.String())
+		r.Stop() // the loop has logged whatever it logs of that failure
+		require.Equal(t, 1, logs.Count("outbox: settling"), "one line for one failure: %s", logs.String())
+	})
+}
