@@ -45,8 +45,10 @@ func (n *Notifier) Queue() broker.Queue {
 	}
 }
 
-// Handle passes one change to the hub. It never blocks on subscribers
-// (minting a watcher's receipt is a signature, not a wait).
+// Handle passes one change to the hub. It never blocks on subscribers:
+// the hub's sends do not wait, and a watcher's receipt is not minted here
+// but later, by GraphQL, for a client that selected one (minting may read
+// and write the key table).
 func (n *Notifier) Handle(ctx context.Context, msg broker.Message) error {
 	switch msg.Topic {
 	case event.VerifiedTopic:
