@@ -52,7 +52,7 @@ type DB struct {
 }
 
 // SQLite pool sizes. One writer: SQLite takes one write at a time, and
-// queueing writers in Go (database/sql's wait queue) hands the lock over
+// queueing writers in Go (turns) hands the lock over
 // at once, where several writer connections made the losers sleep in the
 // driver's busy handler while holding a connection. Readers run beside the
 // writer under WAL; the pure-Go driver spends CPU in the caller's

@@ -18,10 +18,9 @@ import (
 // connections, each transaction took the write lock at BEGIN and the
 // losers slept in the driver's busy handler (1 to 100 ms steps) while
 // holding a pooled connection, so at c=64 most requests waited for a
-// connection held by someone asleep. Here writes queue in Go, in
-// database/sql's own wait queue for the single writer connection, and
-// are handed over the moment it is free; reads under WAL never wait for
-// the writer.
+// connection held by someone asleep. Here writes queue in Go for the
+// single writer connection (see turns, below) and are handed over the
+// moment it is free; reads under WAL never wait for the writer.
 //
 // Transactions and every statement that is not a plain SELECT go to the
 // writer: ent also writes outside transactions (a Create, or an Update or
