@@ -177,10 +177,11 @@ type hooks struct {
 // role (roleParts), starts them in order, and stops them in reverse, each
 // fully before the next: the HTTP server closes websockets with 1012
 // "service restart" (clients reconnect) before any subscription ends and
-// lets requests in flight finish; then the hub ends the subscriptions, the
-// janitor stops, the webhook dispatcher and the relay stop (unconfirmed
-// events stay in the outbox), the broker finishes or hands back its
-// deliveries, and the database closes last.
+// lets requests in flight finish; then the profiler and the metrics
+// server stop, the janitor stops, the hub ends the subscriptions, the
+// webhook dispatcher and the relay stop (unconfirmed events stay in the
+// outbox), the broker finishes or hands back its deliveries, and the
+// database closes last.
 func run(ctx context.Context, cfg config.Config, log *slog.Logger, hk hooks) error {
 	now := hk.now
 	if now == nil {
