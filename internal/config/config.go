@@ -32,7 +32,7 @@ type Config struct {
 	AMQPURL        string        // AMQP_URL; empty selects the in-process broker
 	SMTPURL        string        // SMTP_URL; empty selects the dev outbox, if DevOutbox
 	MailFrom       string        // MAIL_FROM
-	PublicURL      string        // PUBLIC_URL, without a trailing slash; unset: LocalURL(HTTPAddr)
+	PublicURL      string        // PUBLIC_URL, without a trailing slash; unset: localURL(HTTPAddr)
 	TokenTTL       time.Duration // TOKEN_TTL
 	ResendCooldown time.Duration // RESEND_COOLDOWN
 	AllowedOrigins []string      // ALLOWED_ORIGINS, comma separated
@@ -80,10 +80,10 @@ type Config struct {
 	// WebhookURLs are WEBHOOK_URL's endpoints; none: no webhooks.
 	WebhookURLs []string
 	// WebhookSecret is WEBHOOK_SECRET, whsec_ + base64 of at least
-	// MinWebhookSecretBytes bytes; set whenever WebhookURLs is.
+	// minWebhookSecretBytes bytes; set whenever WebhookURLs is.
 	WebhookSecret Secret
 	// AdminToken is ADMIN_TOKEN, the bearer token of the admin API (at
-	// least MinAdminTokenLen characters); empty: the admin API is off.
+	// least minAdminTokenLen characters); empty: the admin API is off.
 	AdminToken Secret
 	// SMTPConnections is SMTP_CONNECTIONS: emails sent at once.
 	SMTPConnections int
@@ -176,39 +176,39 @@ var Settings = []Setting{
 // still works as meant; each maximum catches a unit typed wrong (60000s for
 // 60s) before it becomes a week.
 const (
-	// MinTokenTTL catches a unit typed wrong (1ns, 1ms). Production wants
+	// minTokenTTL catches a unit typed wrong (1ns, 1ms). Production wants
 	// hours; the browser tests use seconds to see a link expire.
-	MinTokenTTL = time.Second
-	// MaxTokenTTL caps TOKEN_TTL: a link that works for days is a link that
+	minTokenTTL = time.Second
+	// maxTokenTTL caps TOKEN_TTL: a link that works for days is a link that
 	// works for whoever finds an old email.
-	MaxTokenTTL = 24 * time.Hour
-	// MinResendCooldown: under a second the cooldown stops any flood.
-	MinResendCooldown = time.Second
-	MaxResendCooldown = 24 * time.Hour
+	maxTokenTTL = 24 * time.Hour
+	// minResendCooldown: under a second the cooldown stops any flood.
+	minResendCooldown = time.Second
+	maxResendCooldown = 24 * time.Hour
 	// UNVERIFIED_TTL: under an hour a person reading mail later loses
 	// the account; over a year the address is squatted in all but name.
-	MinUnverifiedTTL = time.Hour
-	MaxUnverifiedTTL = 365 * 24 * time.Hour
+	minUnverifiedTTL = time.Hour
+	maxUnverifiedTTL = 365 * 24 * time.Hour
 	// CODE_TTL and RECEIPT_TTL: a code or a receipt is for the next
 	// minutes, not for days.
-	MinShortTTL = time.Minute
-	MaxShortTTL = 24 * time.Hour
+	minShortTTL = time.Minute
+	maxShortTTL = 24 * time.Hour
 	// SESSION_TTL: at most a month.
-	MaxSessionTTL = 30 * 24 * time.Hour
-	// MinShutdownGrace: requests in flight need some time to finish.
-	MinShutdownGrace = time.Second
-	// MaxShutdownGrace: orchestrators kill a process long before this.
-	MaxShutdownGrace = 10 * time.Minute
+	maxSessionTTL = 30 * 24 * time.Hour
+	// minShutdownGrace: requests in flight need some time to finish.
+	minShutdownGrace = time.Second
+	// maxShutdownGrace: orchestrators kill a process long before this.
+	maxShutdownGrace = 10 * time.Minute
 )
 
-// MinWebhookSecretBytes is the least key length of WEBHOOK_SECRET: the
+// minWebhookSecretBytes is the least key length of WEBHOOK_SECRET: the
 // Standard Webhooks specification asks for 24 to 64 random bytes.
-const MinWebhookSecretBytes = 24
+const minWebhookSecretBytes = 24
 
-// MinAdminTokenLen is the least length of ADMIN_TOKEN: the token is the
+// minAdminTokenLen is the least length of ADMIN_TOKEN: the token is the
 // admin API's only lock, so it must be too long to guess (32 characters of
 // openssl rand -base64 are 192 bits).
-const MinAdminTokenLen = 32
+const minAdminTokenLen = 32
 
 // Secret is a setting that is never shown: printed, formatted, logged or
 // marshalled it reads xxxxx. Reveal gives the value to what needs it.
@@ -307,13 +307,13 @@ func Load(getenv func(string) string) (Config, error) {
 		AMQPURL:        get("AMQP_URL"),
 		SMTPURL:        get("SMTP_URL"),
 		MailFrom:       get("MAIL_FROM"),
-		TokenTTL:       duration("TOKEN_TTL", MinTokenTTL, MaxTokenTTL),
-		ResendCooldown: duration("RESEND_COOLDOWN", MinResendCooldown, MaxResendCooldown),
-		ShutdownGrace:  duration("SHUTDOWN_GRACE", MinShutdownGrace, MaxShutdownGrace),
-		UnverifiedTTL:  duration("UNVERIFIED_TTL", MinUnverifiedTTL, MaxUnverifiedTTL),
-		CodeTTL:        duration("CODE_TTL", MinShortTTL, MaxShortTTL),
-		ReceiptTTL:     wholeSeconds("RECEIPT_TTL", MinShortTTL, MaxShortTTL),
-		SessionTTL:     wholeSeconds("SESSION_TTL", MinShortTTL, MaxSessionTTL),
+		TokenTTL:       duration("TOKEN_TTL", minTokenTTL, maxTokenTTL),
+		ResendCooldown: duration("RESEND_COOLDOWN", minResendCooldown, maxResendCooldown),
+		ShutdownGrace:  duration("SHUTDOWN_GRACE", minShutdownGrace, maxShutdownGrace),
+		UnverifiedTTL:  duration("UNVERIFIED_TTL", minUnverifiedTTL, maxUnverifiedTTL),
+		CodeTTL:        duration("CODE_TTL", minShortTTL, maxShortTTL),
+		ReceiptTTL:     wholeSeconds("RECEIPT_TTL", minShortTTL, maxShortTTL),
+		SessionTTL:     wholeSeconds("SESSION_TTL", minShortTTL, maxSessionTTL),
 		SigningKeyFile: get("SIGNING_KEY_FILE"),
 		JWTAudience:    get("JWT_AUDIENCE"),
 		TemplatesDir:   get("TEMPLATES_DIR"),
@@ -331,7 +331,7 @@ func Load(getenv func(string) string) (Config, error) {
 	if v := strings.TrimSpace(getenv("PUBLIC_URL")); v != "" {
 		c.PublicURL = strings.TrimRight(v, "/")
 	} else {
-		c.PublicURL = LocalURL(c.HTTPAddr)
+		c.PublicURL = localURL(c.HTTPAddr)
 	}
 	c.ClientLimit = count("CLIENT_RATE_LIMIT", "calls a minute", 0, maxPerMinute)
 	c.VerifyLimit = count("VERIFY_RATE_LIMIT", "calls a minute", 0, maxPerMinute)
@@ -377,13 +377,13 @@ func Load(getenv func(string) string) (Config, error) {
 		}
 		c.WebhookSecret = Secret(v)
 	} else if len(c.WebhookURLs) > 0 {
-		fail("WEBHOOK_SECRET", "required with WEBHOOK_URL: whsec_ followed by base64 of at least %d random bytes (e.g. echo whsec_$(openssl rand -base64 32))", MinWebhookSecretBytes)
+		fail("WEBHOOK_SECRET", "required with WEBHOOK_URL: whsec_ followed by base64 of at least %d random bytes (e.g. echo whsec_$(openssl rand -base64 32))", minWebhookSecretBytes)
 	}
 
 	if v := get("ADMIN_TOKEN"); v != "" {
-		if len(v) < MinAdminTokenLen {
+		if len(v) < minAdminTokenLen {
 			// Never echo the value: it is a secret.
-			fail("ADMIN_TOKEN", "want at least %d characters (e.g. openssl rand -base64 32), got %d", MinAdminTokenLen, len(v))
+			fail("ADMIN_TOKEN", "want at least %d characters (e.g. openssl rand -base64 32), got %d", minAdminTokenLen, len(v))
 		}
 		c.AdminToken = Secret(v)
 	}
@@ -556,25 +556,25 @@ func (c Config) Warnings() []string {
 	return w
 }
 
-// DefaultPublicURL is PUBLIC_URL when it is unset and HTTP_ADDR's port is
+// defaultPublicURL is PUBLIC_URL when it is unset and HTTP_ADDR's port is
 // not known before the listener binds it (port 0) or HTTP_ADDR is invalid
 // (reported on its own).
-const DefaultPublicURL = "http://localhost:8080"
+const defaultPublicURL = "http://localhost:8080"
 
-// LocalURL is PUBLIC_URL's default for a listen address: http://localhost
+// localURL is PUBLIC_URL's default for a listen address: http://localhost
 // with the address's port. The host is localhost whatever HTTP_ADDR's host
 // (127.0.0.1, [::1], 0.0.0.0, none): each of them answers on localhost, so
 // the links work on this machine, and a loopback PUBLIC_URL keeps the dev
 // mailbox's rules as on defaults. A process bound to one non-loopback
 // address only needs PUBLIC_URL.
-func LocalURL(httpAddr string) string {
+func localURL(httpAddr string) string {
 	_, p, err := net.SplitHostPort(httpAddr)
 	if err != nil {
-		return DefaultPublicURL
+		return defaultPublicURL
 	}
 	port, err := portNumber(p, 1)
 	if err != nil {
-		return DefaultPublicURL
+		return defaultPublicURL
 	}
 	if port == 80 {
 		return "http://localhost" // as browsers write the origin
@@ -800,8 +800,8 @@ func checkWebhookSecret(v string) error {
 	if err != nil {
 		return errors.New("the part after whsec_ is not standard base64")
 	}
-	if len(key) < MinWebhookSecretBytes {
-		return fmt.Errorf("want at least %d random bytes after whsec_, got %d", MinWebhookSecretBytes, len(key))
+	if len(key) < minWebhookSecretBytes {
+		return fmt.Errorf("want at least %d random bytes after whsec_, got %d", minWebhookSecretBytes, len(key))
 	}
 	return nil
 }

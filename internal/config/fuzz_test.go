@@ -27,7 +27,7 @@ func FuzzLoad(f *testing.F) {
 			if c.DevOutbox != (c.SMTPURL == "") {
 				t.Fatalf("DevOutbox %v with SMTP_URL %q", c.DevOutbox, c.SMTPURL)
 			}
-			if c.TokenTTL < MinTokenTTL || c.TokenTTL > MaxTokenTTL || c.ResendCooldown < MinResendCooldown {
+			if c.TokenTTL < minTokenTTL || c.TokenTTL > maxTokenTTL || c.ResendCooldown < minResendCooldown {
 				t.Fatalf("durations out of bounds accepted: %v %v", c.TokenTTL, c.ResendCooldown)
 			}
 			return
