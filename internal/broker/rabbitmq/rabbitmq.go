@@ -13,7 +13,7 @@
 //	verifier.<name>   durable queue per broker.Queue with a Name, shared by
 //	                  replicas, dead-lettering to verifier.dead
 //	verifier.<name>.delay.<d>
-//	                  durable delay queue per tier d (DelayTiers) of each
+//	                  durable delay queue per tier d (delayTiers) of each
 //	                  named queue: x-message-ttl d, dead-lettering through
 //	                  the default exchange back to verifier.<name>
 //	amq.gen-…         exclusive, auto-deleted queue per process for a
@@ -49,8 +49,8 @@ import (
 	"github.com/verifier/verifier/internal/startstop"
 )
 
-// DefaultPrefix starts the name of every exchange and queue.
-const DefaultPrefix = "verifier"
+// defaultPrefix starts the name of every exchange and queue.
+const defaultPrefix = "verifier"
 
 // Names are the exchanges and queues of one deployment.
 type Names struct {
@@ -83,24 +83,24 @@ func (n Names) Delay(name string, d time.Duration) string {
 	return n.Queue(name) + ".delay." + d.String()
 }
 
-// DelayTiers are the delays a retry can wait, shortest first. A retry waits
+// delayTiers are the delays a retry can wait, shortest first. A retry waits
 // the shortest tier at least as long as it asked for (the longest if it
 // asked for more). The short ones let a backlog go out within seconds of
 // the mail server's return; the long ones serve servers that refuse us
 // until someone fixes a setting.
-var DelayTiers = []time.Duration{
+var delayTiers = []time.Duration{
 	time.Second, 2 * time.Second, 5 * time.Second, 15 * time.Second,
 	30 * time.Second, time.Minute, 2 * time.Minute, 5 * time.Minute,
 }
 
-// tierFor returns the index in DelayTiers a retry after d waits in.
+// tierFor returns the index in delayTiers a retry after d waits in.
 func tierFor(d time.Duration) int {
-	for i, t := range DelayTiers {
+	for i, t := range delayTiers {
 		if t >= d {
 			return i
 		}
 	}
-	return len(DelayTiers) - 1
+	return len(delayTiers) - 1
 }
 
 // Headers of a message republished for a retry: the delay queue dead-letters
@@ -185,7 +185,7 @@ type attachment struct {
 	// pub is the publish channel of the same connection: a retry of a
 	// delivery from a dead connection must not go out on a new one.
 	pub *amqp.Channel
-	// delays are the delay queues' names, one per DelayTiers entry.
+	// delays are the delay queues' names, one per delayTiers entry.
 	delays []string
 	// ctx ends when ch closes, or when the broker cancels its handlers.
 	ctx context.Context
@@ -204,7 +204,7 @@ type Options struct {
 // New returns a broker for the AMQP URL.
 func New(url string, log *slog.Logger, o Options) *Broker {
 	if o.Prefix == "" {
-		o.Prefix = DefaultPrefix
+		o.Prefix = defaultPrefix
 	}
 	if o.StopGrace <= 0 {
 		o.StopGrace = broker.DefaultStopGrace
@@ -498,8 +498,8 @@ func (b *Broker) attach(conn *amqp.Connection, pub *amqp.Channel, c consumer) (*
 	if err != nil {
 		return nil, err
 	}
-	delays := make([]string, len(DelayTiers))
-	for i, d := range DelayTiers {
+	delays := make([]string, len(delayTiers))
+	for i, d := range delayTiers {
 		args := amqp.Table{
 			"x-message-ttl":             d.Milliseconds(),
 			"x-dead-letter-exchange":    "",

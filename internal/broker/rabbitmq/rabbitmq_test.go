@@ -171,7 +171,7 @@ func TestDelayQueueNames(t *testing.T) {
 	t.Parallel()
 	n := Names{"p"}
 	var suffixes []string
-	for _, d := range DelayTiers {
+	for _, d := range delayTiers {
 		suffixes = append(suffixes, strings.TrimPrefix(n.Delay("q", d), n.Queue("q")))
 	}
 	require.Equal(t, rabbitmqtest.DelaySuffixes, suffixes)
@@ -192,7 +192,7 @@ func TestTierFor(t *testing.T) {
 		{time.Hour, 5 * time.Minute},
 	}
 	for _, tt := range tests {
-		require.Equal(t, tt.want, DelayTiers[tierFor(tt.delay)], "delay %s", tt.delay)
+		require.Equal(t, tt.want, delayTiers[tierFor(tt.delay)], "delay %s", tt.delay)
 	}
 }
 
@@ -283,7 +283,7 @@ func readyMessages(t *testing.T, url string, n Names, queue string) map[string]i
 	ch, err := conn.Channel()
 	require.NoError(t, err)
 	names := []string{n.Queue(queue)}
-	for _, d := range DelayTiers {
+	for _, d := range delayTiers {
 		names = append(names, n.Delay(queue, d))
 	}
 	out := map[string]int{}
