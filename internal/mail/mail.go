@@ -19,8 +19,10 @@ type Message struct {
 	HTML    string
 }
 
-// Sender delivers messages. Errors marked permanent (see IsPermanent) will
-// not succeed on retry; any other error is worth retrying.
+// Sender delivers messages. An error says what the failure means through
+// ClassOf (a *Failure's Class; Temporary for any other error), ReasonOf
+// and NotTried: only Rejected is not worth retrying, and the class sets
+// how soon the mailer tries again.
 type Sender interface {
 	Send(ctx context.Context, m Message) error
 }
