@@ -102,7 +102,9 @@ var kinds = func() []kind {
 //go:embed templates
 var builtinFS embed.FS
 
-// builtin is parsed once; TestBuiltinTemplates keeps it from failing.
+// builtin is parsed once, when the package loads: a mistake in a built-in
+// template fails every test of the package, and every start, at once
+// (TestEveryLocaleRendersEveryEmail then renders each of them).
 var builtin = func() *Templates {
 	t, err := LoadTemplates("")
 	if err != nil {
