@@ -40,10 +40,17 @@ type Notifier struct {
 func (n *Notifier) Queue() broker.Queue {
 	return broker.Queue{
 		Topics:      []string{event.VerifiedTopic, event.DeliveryChangedTopic, event.SupersededTopic},
-		Concurrency: 16,
+		Concurrency: notifierConcurrency,
 		OnReady:     n.Hub.RecheckAll,
 	}
 }
+
+// notifierConcurrency is how many changes the notifier handles at once,
+// and on RabbitMQ its prefetch. Handle does no I/O, only a decode and a
+// hand-over under the hub's one lock, so more at once would only queue on
+// that lock; on RabbitMQ these few keep deliveries coming while acks make
+// their round trip.
+const notifierConcurrency = 16
 
 // Handle passes one change to the hub. It never blocks on subscribers:
 // the hub's sends do not wait, and a watcher's receipt is not minted here
