@@ -183,8 +183,9 @@ func (r *Relay) Wake() {
 }
 
 // Retry makes every event that is waiting out a backoff (or a delay its
-// consumer asked for) due now, and wakes the relay. The broker calls it when its connection is (re)established, so
-// what queued up during an outage goes out at once, not after its backoff.
+// consumer asked for) due now, and wakes the relay. The broker calls it
+// when its connection is (re)established, so what queued up during an
+// outage goes out at once, not after its backoff.
 func (r *Relay) Retry() {
 	if !r.Running() {
 		return
@@ -193,7 +194,10 @@ func (r *Relay) Retry() {
 	defer cancel()
 	now := r.opts.Now().UTC()
 	// Unclaimed (claim "") and not yet due: rescheduled after a failure.
-	// Claimed rows are in flight and keep their lease.
+	// Claimed rows are in flight and keep their lease. Rows never claimed
+	// (claim NULL, not "") are left alone on purpose: one not yet due is
+	// an email held back by its address's cooldown (EnqueueAt), which a
+	// reconnect must not send early (account's TestDeferredNoticeGoesOut).
 	_, err := r.db.OutboxEvent.Update().
 		Where(outboxevent.Claim(""), outboxevent.AvailableAtGT(now)).
 		SetAvailableAt(now).
