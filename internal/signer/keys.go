@@ -129,11 +129,12 @@ func generate() (*key, []byte, error) {
 	return k, priv.Seed(), err
 }
 
-// ReadKeyFile reads SIGNING_KEY_FILE: one PEM "PRIVATE KEY" block
+// readKeyFile reads SIGNING_KEY_FILE: one PEM "PRIVATE KEY" block
 // (PKCS#8) holding an Ed25519 key, such as `openssl genpkey -algorithm
 // ed25519` writes. Its errors name the setting and the file, never any of
-// its content, so config can show them as they are.
-func ReadKeyFile(path string) (ed25519.PrivateKey, error) {
+// its content, so the start can report them as they are (config only
+// checks that the file exists; New reads it).
+func readKeyFile(path string) (ed25519.PrivateKey, error) {
 	const want = `want one PKCS#8 Ed25519 private key in PEM ("-----BEGIN PRIVATE KEY-----", e.g. from "openssl genpkey -algorithm ed25519")`
 	raw, err := os.ReadFile(path)
 	if err != nil {

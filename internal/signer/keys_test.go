@@ -267,7 +267,7 @@ func TestKeyFile(t *testing.T) {
 		require.NoError(t, err)
 
 		path := writeKeyFile(t)
-		priv, err := ReadKeyFile(path)
+		priv, err := readKeyFile(path)
 		require.NoError(t, err)
 		fileKID, err := thumbprint(priv.Public().(ed25519.PublicKey))
 		require.NoError(t, err)
@@ -450,7 +450,7 @@ func TestLogsHoldNoKey(t *testing.T) {
 	seeds = append(seeds, seed())
 	path := writeKeyFile(t)
 	b.signer(t, logged, func(o *Options) { o.KeyFile = path })
-	priv, err := ReadKeyFile(path)
+	priv, err := readKeyFile(path)
 	require.NoError(t, err)
 	seeds = append(seeds, priv.Seed())
 	raw, err := os.ReadFile(path)

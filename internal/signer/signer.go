@@ -23,8 +23,8 @@ import (
 
 // Token uses: the token_use claim.
 const (
-	UseReceipt = "receipt"
-	UseSession = "session"
+	useReceipt = "receipt"
+	useSession = "session"
 )
 
 // leeway is how far VerifySession lets exp and iat miss its clock: the
@@ -132,7 +132,7 @@ func New(ctx context.Context, o Options) (*Signer, error) {
 	source := "database"
 	if o.KeyFile != "" {
 		source = "SIGNING_KEY_FILE"
-		priv, err := ReadKeyFile(o.KeyFile)
+		priv, err := readKeyFile(o.KeyFile)
 		if err != nil {
 			return nil, err
 		}
@@ -184,14 +184,14 @@ func (s *Signer) clock() time.Time { return s.now().UTC().Truncate(time.Microsec
 // Receipt signs a receipt: proof for an app that the address is verified,
 // valid for ReceiptTTL. Nothing in verifier accepts it as a credential.
 func (s *Signer) Receipt(ctx context.Context, c Claims) (string, error) {
-	tok, _, err := s.sign(ctx, c, UseReceipt, s.receiptTTL)
+	tok, _, err := s.sign(ctx, c, useReceipt, s.receiptTTL)
 	return tok, err
 }
 
 // Session signs a sign-in token, valid for SessionTTL, and says when it
 // expires.
 func (s *Signer) Session(ctx context.Context, c Claims) (token string, expiresAt time.Time, err error) {
-	return s.sign(ctx, c, UseSession, s.sessionTTL)
+	return s.sign(ctx, c, useSession, s.sessionTTL)
 }
 
 // custom are the claims beyond RFC 7519's.
@@ -358,7 +358,7 @@ func (s *Signer) VerifySession(ctx context.Context, token string) (Claims, error
 	if s.aud == "" && len(std.Audience) > 0 || s.aud != "" && !std.Audience.Contains(s.aud) {
 		return Claims{}, invalid("audience")
 	}
-	if ext.TokenUse != UseSession {
+	if ext.TokenUse != useSession {
 		return Claims{}, invalid("not a session token")
 	}
 	id, err := uuid.Parse(std.Subject)
