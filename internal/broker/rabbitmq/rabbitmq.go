@@ -302,10 +302,14 @@ func (b *Broker) Start(ctx context.Context) error {
 
 func (b *Broker) run(ctx context.Context) {
 	for attempt := 0; ; attempt++ {
-		conn, err := b.connect()
-		if err == nil && ctx.Err() != nil {
-			// Stop began while we were dialing.
-			_ = conn.Close()
+		conn, err := b.connect(ctx)
+		if ctx.Err() != nil {
+			// Stop began while we were connecting: the attempt was cut
+			// short (no outage to report), or its connection is no longer
+			// wanted.
+			if err == nil {
+				_ = conn.Close()
+			}
 			return
 		}
 		if err != nil {
@@ -366,15 +370,46 @@ func (b *Broker) watch(ctx context.Context, conn *amqp.Connection, closed <-chan
 }
 
 // connect dials, declares the topology, opens the confirming publish
-// channel and attaches every consumer.
-func (b *Broker) connect() (*amqp.Connection, error) {
-	dial, sock := amqp.DefaultDial(dialTimeout), net.Conn(nil)
+// channel and attaches every consumer. amqp091 takes no context: when ctx
+// ends (Stop) before connect returns, the socket is closed under it, which
+// fails whatever step waits for RabbitMQ. Otherwise Stop would wait for
+// the handshake's deadline (dialTimeout), or for a step after it, bounded
+// only by missed heartbeats.
+func (b *Broker) connect(ctx context.Context) (*amqp.Connection, error) {
+	var (
+		mu   sync.Mutex // sock, between the dial and ctx's end
+		sock net.Conn
+	)
+	cut := context.AfterFunc(ctx, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if sock != nil {
+			_ = sock.Close()
+		}
+	})
+	defer cut()
 	conn, err := amqp.DialConfig(b.url, amqp.Config{
 		Heartbeat: heartbeat,
-		Dial: func(network, addr string) (c net.Conn, err error) {
-			c, err = dial(network, addr)
+		Dial: func(network, addr string) (net.Conn, error) {
+			c, err := (&net.Dialer{Timeout: dialTimeout}).DialContext(ctx, network, addr)
+			if err != nil {
+				return nil, err
+			}
+			// As amqp.DefaultDial: the handshake has a deadline, which
+			// amqp091 clears once the connection is open.
+			if err := c.SetDeadline(time.Now().Add(dialTimeout)); err != nil {
+				_ = c.Close()
+				return nil, err
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if err := ctx.Err(); err != nil {
+				// Ended as the dial returned, before cut could see it.
+				_ = c.Close()
+				return nil, err
+			}
 			sock = c
-			return c, err
+			return c, nil
 		},
 		Properties: amqp.Table{"connection_name": b.name},
 	})

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/url"
 	"strings"
 	"sync/atomic"
@@ -412,4 +413,30 @@ func TestRefusedLoginSaysCheckAMQPURL(t *testing.T) {
 	testkit.Eventually(t, func() bool { return logs.Count("connected to RabbitMQ") > 0 }, "connected")
 	ok.Stop()
 	require.Contains(t, logs.String(), "server="+rabbitmqtest.Host(good))
+}
+
+// Stop ends a connection attempt in progress instead of waiting for it to
+// run its course: a server that took the TCP connection and answers
+// nothing (RabbitMQ hung, a proxy in front of one that is gone) held Stop
+// for the handshake's deadline, and the attempt's failure was logged as an
+// outage on the way out. No RabbitMQ is needed: the server here only
+// accepts.
+func TestStopEndsAConnectInProgress(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = ln.Close() })
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		if c, err := ln.Accept(); err == nil {
+			accepted <- c
+		}
+	}()
+	var logs testkit.LogBuffer
+	b := New("amqp://guest:guest@"+ln.Addr().String()+"/", slog.New(slog.NewTextHandler(&logs, nil)), Options{})
+	require.NoError(t, b.Start(context.Background()))
+	c := testkit.Receive(t, accepted, "the broker's connection")
+	defer c.Close()
+	b.Stop()
+	require.Zero(t, logs.Count("unreachable"), "Stop cut the attempt short; no outage to report: %s", logs.String())
 }
