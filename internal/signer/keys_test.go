@@ -122,6 +122,31 @@ func TestTokensOfARetiredKeyKeepItListed(t *testing.T) {
 	})
 }
 
+// The record of how late a key's tokens may expire speaks for every token
+// the key signs, not for one caller's: a caller that is gone (its client
+// left mid-request) neither fails the write, with a warning, nor keeps the
+// callers after it from covering their tokens for cacheFor.
+func TestAGoneCallerStillCoversTheKey(t *testing.T) {
+	t.Parallel()
+	eachDB(t, func(t *testing.T, b *testBundle) {
+		var logs testkit.LogBuffer
+		s := b.signer(t, func(o *Options) { o.Log = slog.New(slog.NewTextHandler(&logs, nil)) })
+		gone, cancel := context.WithCancel(context.Background())
+		cancel()
+		_, exp, err := s.Session(gone, ada)
+		require.NoError(t, err, "signed all the same")
+
+		b.clock.Advance(time.Second) // within cacheFor: no retry of a failed write
+		_, later, err := s.Session(context.Background(), ada)
+		require.NoError(t, err)
+		require.True(t, later.After(exp))
+		by := rows(t, b.db)[0].TokensExpireBy
+		require.NotNil(t, by, "the key's row records its tokens' expiry: %s", logs.String())
+		require.False(t, by.Before(later), "covers the token signed after the gone caller's")
+		require.Zero(t, logs.Count("could not record how long"), "%s", logs.String())
+	})
+}
+
 // Replicas read the key table: another replica's rotation is seen within
 // cacheFor, and a token with a kid it has not seen yet verifies at once.
 func TestReplicasFollowARotation(t *testing.T) {

@@ -239,6 +239,11 @@ func (s *Signer) sign(ctx context.Context, c Claims, use string, ttl time.Durati
 // its last token needs.
 const coverAhead = 10 * time.Minute
 
+// coverTimeout bounds cover's write, which runs apart from its caller's
+// context: the longest a signature waits for the key table before it is
+// made all the same.
+const coverTimeout = 5 * time.Second
+
 // cover makes sure k's row says a token of k may expire as late as exp,
 // before a token with that expiry exists, so that the key stays listed
 // (JWKS, VerifySession) until that token has expired: after a key change
@@ -261,6 +266,11 @@ func (s *Signer) cover(ctx context.Context, k *key, exp time.Time) {
 		return
 	}
 	by := exp.Add(coverAhead).UTC().Truncate(time.Second)
+	// The row speaks for every token of k, not only this caller's: a
+	// caller that is gone (its client left) must not fail the write and so
+	// hold off the others' cover for cacheFor.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), coverTimeout)
+	defer cancel()
 	_, err := s.db.SigningKey.Update().
 		Where(signingkey.Kid(k.kid), signingkey.Or(signingkey.TokensExpireByIsNil(), signingkey.TokensExpireByLT(by))).
 		SetTokensExpireBy(by).
