@@ -83,6 +83,11 @@ func main() {
 	heaproom.Keep()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	// The first signal begins a graceful stop, which may take up to
+	// SHUTDOWN_GRACE, and longer while the database does not answer the
+	// last writes; a second one means now: with the signals given back to
+	// their default, it ends the process at once.
+	context.AfterFunc(ctx, stop)
 	if err := run(ctx, cfg, log, hooks{}); err != nil {
 		log.Error("verifier stopped with an error", "err", err)
 		os.Exit(1)

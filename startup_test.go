@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -20,6 +21,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/verifier/verifier/internal/config"
+	"github.com/verifier/verifier/internal/testkit"
 )
 
 // runMainEnv makes this test binary run main() instead of the tests, so
@@ -312,4 +314,65 @@ func TestStartChecksTemplates(t *testing.T) {
 	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
 	go io.Copy(io.Discard, out) //nolint:errcheck // drained until the process exits
 	require.NoError(t, cmd.Wait(), "a clean stop")
+}
+
+// TestSecondSignalExitsAtOnce: a stop held up by an email in flight (a
+// mail server that never greets, SHUTDOWN_GRACE long) waits for it; a
+// second signal ends the process at once, killed by it, where the graceful
+// stop would have exited 0.
+func TestSecondSignalExitsAtOnce(t *testing.T) {
+	t.Parallel()
+	silent, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = silent.Close() })
+	accepted := make(chan net.Conn, 16)
+	go func() {
+		for {
+			c, err := silent.Accept()
+			if err != nil {
+				return
+			}
+			accepted <- c // held open, never greeted
+		}
+	}()
+	t.Cleanup(func() {
+		for len(accepted) > 0 {
+			_ = (<-accepted).Close()
+		}
+	})
+
+	cmd, lines := startUntilListening(t, map[string]string{
+		"HTTP_ADDR": "127.0.0.1:0", "SMTP_URL": "smtp://" + silent.Addr().String(), "SHUTDOWN_GRACE": "10m",
+	})
+	addr := regexp.MustCompile(`addr=(\S+)`).FindStringSubmatch(lines[len(lines)-1])
+	require.Len(t, addr, 2, "the listening line names its address: %s", lines[len(lines)-1])
+	body, err := json.Marshal(map[string]any{"query": registerQ, "variables": map[string]any{"e": "held@example.com", "p": pw}})
+	require.NoError(t, err)
+	resp, err := http.Post("http://"+addr[1]+"/query", "application/json", bytes.NewReader(body))
+	require.NoError(t, err)
+	require.NoError(t, resp.Body.Close())
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	held := testkit.Receive(t, accepted, "the mailer's connection to the silent server")
+	t.Cleanup(func() { _ = held.Close() })
+
+	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	// Again until it ends: the first one's stop waits for the send.
+	var end error
+	testkit.Eventually(t, func() bool {
+		select {
+		case end = <-exited:
+			return true
+		default:
+			_ = cmd.Process.Signal(syscall.SIGTERM)
+			return false
+		}
+	}, "the process ends on a second SIGTERM")
+	var exit *exec.ExitError
+	require.ErrorAs(t, end, &exit, "not the graceful stop's exit 0")
+	ws, ok := exit.Sys().(syscall.WaitStatus)
+	require.True(t, ok)
+	require.True(t, ws.Signaled(), "killed by the second signal: %v", exit)
+	require.Equal(t, syscall.SIGTERM, ws.Signal())
 }
