@@ -123,7 +123,9 @@ export function inboxPage(email: string, watchToken: string, opts: { onStartOver
       const was = badge.dataset.state;
       badge.dataset.state = c;
       badge.textContent = t.connection[c];
-      if (c === 'reconnecting') announce(t.connectionLost);
+      // Said once per outage: the client reports each attempt to
+      // reconnect (its start and its failure), every few seconds.
+      if (c === 'reconnecting' && was !== 'reconnecting') announce(t.connectionLost);
       if (c !== 'live') return;
       // The server answers again: a "could not reach the server" from a
       // resend or a code sent while it was away is out of date, and goes
