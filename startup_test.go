@@ -322,27 +322,9 @@ func TestStartChecksTemplates(t *testing.T) {
 // stop would have exited 0.
 func TestSecondSignalExitsAtOnce(t *testing.T) {
 	t.Parallel()
-	silent, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = silent.Close() })
-	accepted := make(chan net.Conn, 16)
-	go func() {
-		for {
-			c, err := silent.Accept()
-			if err != nil {
-				return
-			}
-			accepted <- c // held open, never greeted
-		}
-	}()
-	t.Cleanup(func() {
-		for len(accepted) > 0 {
-			_ = (<-accepted).Close()
-		}
-	})
-
+	silent, accepted := testkit.Silent(t)
 	cmd, lines := startUntilListening(t, map[string]string{
-		"HTTP_ADDR": "127.0.0.1:0", "SMTP_URL": "smtp://" + silent.Addr().String(), "SHUTDOWN_GRACE": "10m",
+		"HTTP_ADDR": "127.0.0.1:0", "SMTP_URL": "smtp://" + silent, "SHUTDOWN_GRACE": "10m",
 	})
 	addr := regexp.MustCompile(`addr=(\S+)`).FindStringSubmatch(lines[len(lines)-1])
 	require.Len(t, addr, 2, "the listening line names its address: %s", lines[len(lines)-1])
@@ -352,8 +334,7 @@ func TestSecondSignalExitsAtOnce(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, resp.Body.Close())
 	require.Equal(t, http.StatusOK, resp.StatusCode)
-	held := testkit.Receive(t, accepted, "the mailer's connection to the silent server")
-	t.Cleanup(func() { _ = held.Close() })
+	testkit.Receive(t, accepted, "the mailer's connection to the silent server")
 
 	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
 	exited := make(chan error, 1)

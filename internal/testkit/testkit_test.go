@@ -2,6 +2,7 @@ package testkit
 
 import (
 	"fmt"
+	"net"
 	"runtime"
 	"sync"
 	"testing"
@@ -181,4 +182,19 @@ func TestFindLeaks(t *testing.T) {
 	close(stop)
 	Receive(t, done, "the parked goroutine's end")
 	require.ErrorContains(t, err, "parkedForLeakTest")
+}
+
+func TestSilent(t *testing.T) {
+	t.Parallel()
+	addr, accepted := Silent(t)
+	c, err := net.Dial("tcp", addr)
+	require.NoError(t, err)
+	defer c.Close()
+	Receive(t, accepted, "the connection")
+	require.NoError(t, c.SetReadDeadline(time.Now().Add(50*time.Millisecond)))
+	n, err := c.Read(make([]byte, 1))
+	require.Zero(t, n, "says nothing")
+	var timeout net.Error
+	require.ErrorAs(t, err, &timeout)
+	require.True(t, timeout.Timeout(), "still open: %v", err)
 }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/url"
 	"strings"
 	"sync/atomic"
@@ -423,20 +422,11 @@ func TestRefusedLoginSaysCheckAMQPURL(t *testing.T) {
 // accepts.
 func TestStopEndsAConnectInProgress(t *testing.T) {
 	t.Parallel()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = ln.Close() })
-	accepted := make(chan net.Conn, 1)
-	go func() {
-		if c, err := ln.Accept(); err == nil {
-			accepted <- c
-		}
-	}()
+	addr, accepted := testkit.Silent(t)
 	var logs testkit.LogBuffer
-	b := New("amqp://guest:guest@"+ln.Addr().String()+"/", slog.New(slog.NewTextHandler(&logs, nil)), Options{})
+	b := New("amqp://guest:guest@"+addr+"/", slog.New(slog.NewTextHandler(&logs, nil)), Options{})
 	require.NoError(t, b.Start(context.Background()))
-	c := testkit.Receive(t, accepted, "the broker's connection")
-	defer c.Close()
+	testkit.Receive(t, accepted, "the broker's connection")
 	b.Stop()
 	require.Zero(t, logs.Count("unreachable"), "Stop cut the attempt short; no outage to report: %s", logs.String())
 }
