@@ -11,6 +11,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/stretchr/testify/require"
 
+	"github.com/verifier/verifier/ent"
 	entdelivery "github.com/verifier/verifier/ent/delivery"
 	"github.com/verifier/verifier/ent/registration"
 	"github.com/verifier/verifier/ent/user"
@@ -36,8 +37,7 @@ func TestErasedEmailIsNotSent(t *testing.T) {
 			eachDB(t, func(t *testing.T, b *testBundle) {
 				ctx := context.Background()
 				b.register(t, "gone@example.com")
-				u, err := b.db.User.Query().Where(user.Email("gone@example.com")).Only(ctx)
-				require.NoError(t, err)
+				u := b.userOf(t, "gone@example.com")
 				evs := b.events(t, event.RegisteredTopic)
 				require.Len(t, evs, 1)
 				var req event.VerificationRequested
@@ -47,14 +47,7 @@ func TestErasedEmailIsNotSent(t *testing.T) {
 				e := delivery.EventOf(evs[0].EventID.String(), event.RegisteredTopic, req.Mail())
 				e.Payload = evs[0].Payload
 
-				if how == "deleteUser" {
-					require.NoError(t, b.svc.DeleteUser(ctx, u.ID))
-				} else {
-					b.clock.Advance(2 * time.Hour)
-					n, err := b.svc.DeleteUnverified(ctx)
-					require.NoError(t, err)
-					require.Equal(t, 1, n)
-				}
+				b.erase(t, how, u, "gone@example.com", "")
 
 				r, err := b.svc.Deliveries.(*delivery.Store).Begin(ctx, e)
 				require.NoError(t, err)
@@ -84,37 +77,20 @@ func TestErasedUsersEventsAreNotPosted(t *testing.T) {
 				t.Parallel()
 				eachDB(t, func(t *testing.T, b *testBundle) {
 					ctx := context.Background()
-					hooks, err := webhook.New(webhook.Options{
-						DB: b.db, Endpoints: []string{"http://127.0.0.1:9/hook"}, Secret: testWebhookSecret,
-						Log: testkit.Discard(), Now: b.clock.Now,
-					})
-					require.NoError(t, err)
+					hooks := b.webhooks(t)
 					b.register(t, "gone@example.com")
-					gone, err := b.db.User.Query().Where(user.Email("gone@example.com")).Only(ctx)
-					require.NoError(t, err)
+					gone := b.userOf(t, "gone@example.com")
 					registered := b.publicEvents(t, publicevent.UserRegisteredType)
 					require.Len(t, registered, 1)
 					if when == "recorded before" {
 						require.NoError(t, hooks.Handle(ctx, registered[0]))
 					}
 
-					switch how {
-					case "deleteUser":
-						require.NoError(t, b.svc.DeleteUser(ctx, gone.ID))
-					case "UNVERIFIED_TTL":
-						b.clock.Advance(2 * time.Hour)
-						n, err := b.svc.DeleteUnverified(ctx)
-						require.NoError(t, err)
-						require.Equal(t, 1, n)
-					case "confirmed change":
-						session := b.signedIn(t, "mover@example.com")
-						require.NoError(t, b.svc.ChangeEmail(ctx, session, "gone@example.com"))
-						_, err := b.svc.VerifyEmail(ctx, b.lastEmail(t, "gone@example.com").token)
-						require.NoError(t, err)
+					var mover string
+					if how == "confirmed change" {
+						mover = b.signedIn(t, "mover@example.com")
 					}
-					exists, err := b.db.User.Query().Where(user.ID(gone.ID)).Exist(ctx)
-					require.NoError(t, err)
-					require.False(t, exists, "erased")
+					b.erase(t, how, gone, "gone@example.com", mover)
 
 					if when == "arriving after" {
 						require.NoError(t, hooks.Handle(ctx, registered[0]), "turned away, not failed: the broker would bring it back")
@@ -155,6 +131,53 @@ func (b *testBundle) publicEvents(t *testing.T, typ string) []broker.Message {
 	return out
 }
 
+// webhooks is a dispatcher on b's database, to record public events as
+// its broker consumer would; its one endpoint is never called.
+func (b *testBundle) webhooks(t *testing.T) *webhook.Dispatcher {
+	t.Helper()
+	d, err := webhook.New(webhook.Options{
+		DB: b.db, Endpoints: []string{"http://127.0.0.1:9/hook"}, Secret: testWebhookSecret,
+		Log: testkit.Discard(), Now: b.clock.Now,
+	})
+	require.NoError(t, err)
+	return d
+}
+
+// userOf returns the user that holds addr.
+func (b *testBundle) userOf(t *testing.T, addr string) *ent.User {
+	t.Helper()
+	u, err := b.db.User.Query().Where(user.Email(addr)).Only(context.Background())
+	require.NoError(t, err)
+	return u
+}
+
+// erase erases u, whose address is addr, by how: "deleteUser",
+// "UNVERIFIED_TTL" (b's UnverifiedTTL must be under 2 h), or "confirmed
+// change" (mover, a signed-in session, moves to addr); then checks u is
+// gone.
+func (b *testBundle) erase(t *testing.T, how string, u *ent.User, addr, mover string) {
+	t.Helper()
+	ctx := context.Background()
+	switch how {
+	case "deleteUser":
+		require.NoError(t, b.svc.DeleteUser(ctx, u.ID))
+	case "UNVERIFIED_TTL":
+		b.clock.Advance(2 * time.Hour)
+		n, err := b.svc.DeleteUnverified(ctx)
+		require.NoError(t, err)
+		require.Equal(t, 1, n)
+	case "confirmed change":
+		require.NoError(t, b.svc.ChangeEmail(ctx, mover, addr))
+		_, err := b.svc.VerifyEmail(ctx, b.lastEmail(t, addr).token)
+		require.NoError(t, err)
+	default:
+		t.Fatalf("no erasure %q", how)
+	}
+	exists, err := b.db.User.Query().Where(user.ID(u.ID)).Exist(ctx)
+	require.NoError(t, err)
+	require.False(t, exists, "erased")
+}
+
 // TestErasureRacingTheWebhookDispatcher interleaves an erasure and the
 // dispatcher's recording of one of the user's events on PostgreSQL, where
 // the two run at once (SQLite's writer runs one transaction at a time).
@@ -169,14 +192,9 @@ func TestErasureRacingTheWebhookDispatcher(t *testing.T) {
 			t.Parallel()
 			b := setup(t, databasetest.Postgres(t))
 			ctx := context.Background()
-			hooks, err := webhook.New(webhook.Options{
-				DB: b.db, Endpoints: []string{"http://127.0.0.1:9/hook"}, Secret: testWebhookSecret,
-				Log: testkit.Discard(), Now: b.clock.Now,
-			})
-			require.NoError(t, err)
+			hooks := b.webhooks(t)
 			b.register(t, "gone@example.com")
-			gone, err := b.db.User.Query().Where(user.Email("gone@example.com")).Only(ctx)
-			require.NoError(t, err)
+			gone := b.userOf(t, "gone@example.com")
 			registered := b.publicEvents(t, publicevent.UserRegisteredType)
 			require.Len(t, registered, 1)
 
@@ -236,17 +254,11 @@ func TestErasureFindsWebhookDeliveriesByUser(t *testing.T) {
 			t.Parallel()
 			eachDB(t, func(t *testing.T, b *testBundle) {
 				ctx := context.Background()
-				hooks, err := webhook.New(webhook.Options{
-					DB: b.db, Endpoints: []string{"http://127.0.0.1:9/hook"}, Secret: testWebhookSecret,
-					Log: testkit.Discard(), Now: b.clock.Now,
-				})
-				require.NoError(t, err)
+				hooks := b.webhooks(t)
 				b.register(t, "gone@example.com")
-				gone, err := b.db.User.Query().Where(user.Email("gone@example.com")).Only(ctx)
-				require.NoError(t, err)
+				gone := b.userOf(t, "gone@example.com")
 				session := b.signedIn(t, "mover@example.com")
-				mover, err := b.db.User.Query().Where(user.Email("mover@example.com")).Only(ctx)
-				require.NoError(t, err)
+				mover := b.userOf(t, "mover@example.com")
 
 				registered := b.publicEvents(t, publicevent.UserRegisteredType)
 				require.NotEmpty(t, registered)
@@ -267,22 +279,7 @@ func TestErasureFindsWebhookDeliveriesByUser(t *testing.T) {
 				row("legacy, naming gone's id", nil, `{"subject":"`+gone.ID.String()+`"}`)
 				row("legacy, naming mover's id", nil, `{"subject":"`+mover.ID.String()+`"}`)
 
-				switch how {
-				case "deleteUser":
-					require.NoError(t, b.svc.DeleteUser(ctx, gone.ID))
-				case "UNVERIFIED_TTL":
-					b.clock.Advance(2 * time.Hour)
-					n, err := b.svc.DeleteUnverified(ctx)
-					require.NoError(t, err)
-					require.Equal(t, 1, n)
-				case "confirmed change":
-					require.NoError(t, b.svc.ChangeEmail(ctx, session, "gone@example.com"))
-					_, err := b.svc.VerifyEmail(ctx, b.lastEmail(t, "gone@example.com").token)
-					require.NoError(t, err)
-				}
-				exists, err := b.db.User.Query().Where(user.ID(gone.ID)).Exist(ctx)
-				require.NoError(t, err)
-				require.False(t, exists, "erased")
+				b.erase(t, how, gone, "gone@example.com", session)
 
 				left, err := b.db.WebhookDelivery.Query().All(ctx)
 				require.NoError(t, err)
