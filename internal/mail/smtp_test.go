@@ -42,16 +42,17 @@ func testMessage(to string) Message {
 // next one goes out on a fresh connection.
 func TestSMTPAcceptedMeansSent(t *testing.T) {
 	t.Parallel()
-	sink := mailtest.Start(t)
-	sink.DropAfterData(true)
-	s, _ := newSMTP(t, sink.URL())
-	require.NoError(t, s.Send(context.Background(), testMessage("a@example.com")))
-	require.NoError(t, s.Send(context.Background(), testMessage("b@example.com")))
-	got := sink.Collect(t, 2, 10*time.Second)
-	require.Equal(t, []string{"a@example.com"}, got[0].To)
-	require.Equal(t, []string{"b@example.com"}, got[1].To)
-	require.Empty(t, sink.Pending(), "nothing sent twice")
-	require.Equal(t, 2, sink.Sessions())
+	forBothExchanges(t, "", func(t *testing.T, sink *mailtest.Sink) {
+		sink.DropAfterData(true)
+		s, _ := newSMTP(t, sink.URL())
+		require.NoError(t, s.Send(context.Background(), testMessage("a@example.com")))
+		require.NoError(t, s.Send(context.Background(), testMessage("b@example.com")))
+		got := sink.Collect(t, 2, 10*time.Second)
+		require.Equal(t, []string{"a@example.com"}, got[0].To)
+		require.Equal(t, []string{"b@example.com"}, got[1].To)
+		require.Empty(t, sink.Pending(), "nothing sent twice")
+		require.Equal(t, 2, sink.Sessions())
+	})
 }
 
 // A pooled connection the server closed (a restart, an idle timeout) is
@@ -61,9 +62,7 @@ func TestSMTPAcceptedMeansSent(t *testing.T) {
 func TestSMTPReplacesDeadPooledConnections(t *testing.T) {
 	t.Parallel()
 	for _, idle := range []time.Duration{0, 2 * checkIdleAfter} {
-		t.Run(idle.String(), func(t *testing.T) {
-			t.Parallel()
-			sink := mailtest.Start(t)
+		forBothExchanges(t, idle.String(), func(t *testing.T, sink *mailtest.Sink) {
 			s, clock := newSMTP(t, sink.URL())
 			require.NoError(t, s.Send(context.Background(), testMessage("a@example.com")))
 			sink.DropConnections()
@@ -80,20 +79,21 @@ func TestSMTPReplacesDeadPooledConnections(t *testing.T) {
 // inbox. A refused recipient does not cost the session either.
 func TestSMTPReusesConnections(t *testing.T) {
 	t.Parallel()
-	sink := mailtest.Start(t)
-	sink.Refuse(func(to string) error {
-		if strings.HasPrefix(to, "gone") {
-			return mailtest.PermFail
+	forBothExchanges(t, "", func(t *testing.T, sink *mailtest.Sink) {
+		sink.Refuse(func(to string) error {
+			if strings.HasPrefix(to, "gone") {
+				return mailtest.PermFail
+			}
+			return nil
+		})
+		s, _ := newSMTP(t, sink.URL())
+		for range 3 {
+			require.NoError(t, s.Send(context.Background(), testMessage("a@example.com")))
+			require.Error(t, s.Send(context.Background(), testMessage("gone@example.com")))
 		}
-		return nil
+		sink.Collect(t, 3, 10*time.Second)
+		require.Equal(t, 1, sink.Sessions())
 	})
-	s, _ := newSMTP(t, sink.URL())
-	for range 3 {
-		require.NoError(t, s.Send(context.Background(), testMessage("a@example.com")))
-		require.Error(t, s.Send(context.Background(), testMessage("gone@example.com")))
-	}
-	sink.Collect(t, 3, 10*time.Second)
-	require.Equal(t, 1, sink.Sessions())
 }
 
 func TestSMTPClassifiesFailures(t *testing.T) {
@@ -179,9 +179,7 @@ func TestSMTPClassifiesFailures(t *testing.T) {
 			"not an address", Rejected, "not a valid email address"},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			sink := mailtest.Start(t)
+		forBothExchanges(t, tt.name, func(t *testing.T, sink *mailtest.Sink) {
 			s, _ := newSMTP(t, tt.setup(t, sink))
 			err := s.Send(context.Background(), testMessage(tt.to))
 			require.Error(t, err)
@@ -193,6 +191,52 @@ func TestSMTPClassifiesFailures(t *testing.T) {
 			}
 			require.False(t, NotTried(err))
 			require.Empty(t, sink.Pending())
+		})
+	}
+}
+
+// forBothExchanges runs f as a parallel subtest twice, on a sink that
+// offers PIPELINING and on one that does not: the two exchanges must not
+// differ in anything but their round trips.
+func forBothExchanges(t *testing.T, name string, f func(t *testing.T, sink *mailtest.Sink)) {
+	t.Helper()
+	for _, pipelining := range []bool{true, false} {
+		t.Run(fmt.Sprintf("%s/pipelining=%v", name, pipelining), func(t *testing.T) {
+			t.Parallel()
+			sink := mailtest.Start(t)
+			if !pipelining {
+				sink.NoPipelining()
+			}
+			f(t, sink)
+		})
+	}
+}
+
+// A server that offers PIPELINING gets MAIL FROM, RCPT TO and DATA in one
+// write (two round trips a message, not four); one that does not gets them
+// one at a time. Either way every message arrives once, on one session.
+func TestSMTPPipelinesWhenOffered(t *testing.T) {
+	t.Parallel()
+	for _, pipelining := range []bool{true, false} {
+		t.Run(fmt.Sprintf("pipelining=%v", pipelining), func(t *testing.T) {
+			t.Parallel()
+			sink := mailtest.Start(t)
+			want := 3
+			if !pipelining {
+				sink.NoPipelining()
+				want = 0
+			}
+			s, _ := newSMTP(t, sink.URL())
+			for i := range 3 {
+				require.NoError(t, s.Send(context.Background(), testMessage(fmt.Sprintf("p%d@example.com", i))))
+			}
+			got := sink.Collect(t, 3, 10*time.Second)
+			for i, m := range got {
+				require.Equal(t, []string{fmt.Sprintf("p%d@example.com", i)}, m.To)
+				require.Equal(t, "no-reply@verifier.test", m.From)
+			}
+			require.Equal(t, want, sink.Pipelined())
+			require.Equal(t, 1, sink.Sessions())
 		})
 	}
 }

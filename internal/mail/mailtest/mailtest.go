@@ -57,6 +57,8 @@ type Sink struct {
 	offered       []string // AUTH mechanisms advertised instead of CRAM-MD5
 	rcpts         map[string]int
 	conns         map[*conn]bool
+	noPipelining  bool
+	pipelined     atomic.Int32
 }
 
 // Start runs a sink on a loopback port until the test ends.
@@ -91,6 +93,18 @@ func (s *Sink) Addr() string { return s.addr }
 // Sessions counts SMTP sessions opened so far (refused connections are not
 // sessions).
 func (s *Sink) Sessions() int { return int(s.sessions.Load()) }
+
+// NoPipelining makes the sink leave PIPELINING (RFC 2920) out of its EHLO
+// reply, as a few old servers do; it is offered by default.
+func (s *Sink) NoPipelining() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.noPipelining = true
+}
+
+// Pipelined counts the messages whose MAIL FROM arrived in one read with
+// the RCPT TO and DATA after it: sent without waiting for the replies.
+func (s *Sink) Pipelined() int { return int(s.pipelined.Load()) }
 
 // Refuse makes the sink answer RCPT with f's error (nil accepts). Use
 // TempFail and PermFail for realistic replies; Refuse(nil) accepts all.
@@ -261,14 +275,35 @@ func (l *listener) Accept() (net.Conn, error) {
 	}
 }
 
-// conn can close itself right after its next reply.
+// conn can close itself right after its next reply, hide PIPELINING, and
+// keeps the last bytes it read.
 type conn struct {
 	net.Conn
 	sink           *Sink
 	dropAfterWrite atomic.Bool
+	lastRead       []byte // the server's goroutine only
 }
 
+func (c *conn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	c.lastRead = append(c.lastRead[:0], p[:n]...)
+	return n, err
+}
+
+// pipelining is the EHLO reply's line that offers PIPELINING.
+var pipelining = []byte("250-PIPELINING\r\n")
+
 func (c *conn) Write(p []byte) (int, error) {
+	c.sink.mu.Lock()
+	hide := c.sink.noPipelining
+	c.sink.mu.Unlock()
+	if hide && bytes.Contains(p, pipelining) {
+		// go-smtp flushes the whole EHLO reply in one write.
+		if _, err := c.Conn.Write(bytes.Replace(p, pipelining, nil, 1)); err != nil {
+			return 0, err
+		}
+		return len(p), nil
+	}
 	n, err := c.Conn.Write(p)
 	if c.dropAfterWrite.Swap(false) {
 		_ = c.Close()
@@ -329,6 +364,11 @@ func (ss *session) Mail(from string, _ *smtp.MailOptions) error {
 		}
 	}
 	ss.from = from
+	// go-smtp reads what arrived (one write of the client's, on loopback)
+	// before it handles the first line of it.
+	if ss.conn != nil && bytes.Contains(ss.conn.lastRead, []byte("\r\nDATA\r\n")) {
+		ss.sink.pipelined.Add(1)
+	}
 	return nil
 }
 

@@ -3,13 +3,15 @@
 // without stopping the broker other tests share. It can also stop passing
 // on what clients send while what the target sends still arrives: a
 // target that stops reading, as RabbitMQ does to a connection it blocks
-// (a memory or disk alarm).
+// (a memory or disk alarm). And it can hold what it passes on for a while:
+// a distant server on a loopback port.
 package tcpproxy
 
 import (
 	"net"
 	"sync"
 	"testing"
+	"time"
 )
 
 // Proxy forwards a loopback port to a target address.
@@ -23,7 +25,9 @@ type Proxy struct {
 	// unblocked is closed while what clients send passes; Block replaces
 	// it with an open one.
 	unblocked chan struct{}
-	wg        sync.WaitGroup
+	// delay holds every read, each way, this long before it is written.
+	delay time.Duration
+	wg    sync.WaitGroup
 }
 
 // Start proxies to target until the test ends.
@@ -86,6 +90,15 @@ func (p *Proxy) unblockLocked() {
 	}
 }
 
+// Delay makes connections opened from now on hold what they pass on, each
+// way, for d: a link whose round trip is 2d. What was read meanwhile is in
+// flight too, as on a real link, rather than queued behind the wait.
+func (p *Proxy) Delay(d time.Duration) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.delay = d
+}
+
 // Restore accepts connections again.
 func (p *Proxy) Restore() {
 	p.mu.Lock()
@@ -113,10 +126,53 @@ func (p *Proxy) accept() {
 		}
 		p.mu.Lock()
 		p.conns[c], p.conns[up] = struct{}{}, struct{}{}
+		delay := p.delay
 		p.mu.Unlock()
-		p.wg.Go(func() { p.pipe(c, up, false) })
-		p.wg.Go(func() { p.pipe(up, c, true) })
+		p.wg.Go(func() { p.pipe(delayed(c, delay, &p.wg), up, false) })
+		p.wg.Go(func() { p.pipe(delayed(up, delay, &p.wg), c, true) })
 	}
+}
+
+// lateConn writes what it is given d after it was given, in order, from
+// its own goroutine; Write waits only when 1024 writes are in flight. Only
+// its pipe writes to it and closes it.
+type lateConn struct {
+	net.Conn
+	d      time.Duration
+	chunks chan lateChunk
+	once   sync.Once
+}
+
+type lateChunk struct {
+	b   []byte
+	due time.Time
+}
+
+// delayed returns c itself when d is 0.
+func delayed(c net.Conn, d time.Duration, wg *sync.WaitGroup) net.Conn {
+	if d <= 0 {
+		return c
+	}
+	l := &lateConn{Conn: c, d: d, chunks: make(chan lateChunk, 1024)}
+	wg.Go(func() {
+		for ch := range l.chunks {
+			time.Sleep(time.Until(ch.due))
+			_, _ = l.Conn.Write(ch.b) // a broken conn fails its reader too
+		}
+		_ = l.Conn.Close()
+	})
+	return l
+}
+
+func (l *lateConn) Write(b []byte) (int, error) {
+	l.chunks <- lateChunk{append([]byte(nil), b...), time.Now().Add(l.d)}
+	return len(b), nil
+}
+
+// Close closes the connection once what was written before has gone.
+func (l *lateConn) Close() error {
+	l.once.Do(func() { close(l.chunks) })
+	return nil
 }
 
 // pipe copies src to dst; fromClient's copy holds what it read while the
