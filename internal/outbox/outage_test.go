@@ -19,7 +19,8 @@ import (
 // A database outage is one ERROR line per relay, not one per poll: the
 // relay polls every second, and every replica's relay would otherwise
 // fill the log for as long as the database is away. The repeats go to
-// DEBUG, and the relay says when reading the outbox works again.
+// DEBUG but for a reminder at WARN each minute, and the relay says when
+// reading the outbox works again.
 func TestRelayLogsADatabaseOutageOnce(t *testing.T) {
 	t.Parallel()
 	dbURL := databasetest.Postgres(t)
@@ -52,6 +53,10 @@ func TestRelayLogsADatabaseOutageOnce(t *testing.T) {
 	require.NoError(t, err)
 
 	testkit.Eventually(t, func() bool { return logs.Count("picking events to claim failed again") >= 5 }, "the relay kept polling: %s", logs.String())
+	require.Zero(t, logs.Count("still fails"))
+	// A reminder at WARN once a minute of the relay's clock.
+	b.clock.Advance(time.Minute)
+	testkit.Eventually(t, func() bool { return logs.Count("still fails") == 1 }, "a reminder after a minute: %s", logs.String())
 	allow(true)
 	testkit.Eventually(t, func() bool { return logs.Count("picking events to claim works again") == 1 }, "the recovery logged: %s", logs.String())
 	require.Equal(t, 1, logs.Count("level=ERROR"), "one ERROR for the outage: %s", logs.String())

@@ -82,7 +82,7 @@ type Relay struct {
 // rest go to DEBUG, and pickWorked says when it ends.
 func (r *Relay) pickFailed(err error) {
 	r.pickFailures++
-	now := time.Now()
+	now := r.opts.Now()
 	switch {
 	case r.pickFailures == 1:
 		r.log.Error("outbox: picking events to claim failed; retried at each poll, and logged when it works again", "err", err)

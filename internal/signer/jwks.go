@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/go-jose/go-jose/v4"
 )
@@ -17,6 +18,13 @@ import (
 // token that is still live because of the cache.
 const jwksMaxAge = 60
 
+// jwksRetryAfter is the Retry-After of a JWKS that cannot be served. Only a
+// signer that never read the key table answers so (one that did serves its
+// copy while the database is away, see keys), and each request reads the
+// table again: a database back within seconds serves the next one. JOSE
+// libraries that honour it then ask again soon, not at their next refresh.
+const jwksRetryAfter = 5 * time.Second
+
 // ServeHTTP answers GET /.well-known/jwks.json: the public keys (RFC
 // 7517) that verify receipts and session tokens, the current one first.
 // Only public halves are ever listed.
@@ -29,7 +37,7 @@ func (s *Signer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	v, err := s.keys(r.Context())
 	if err != nil {
 		s.log.Error("jwks: no signing keys to list", "err", err)
-		w.Header().Set("Retry-After", "5")
+		w.Header().Set("Retry-After", strconv.Itoa(int(jwksRetryAfter/time.Second)))
 		http.Error(w, "signing keys unavailable", http.StatusServiceUnavailable)
 		return
 	}
