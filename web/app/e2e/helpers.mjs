@@ -264,6 +264,16 @@ export async function mousePress(page, locator) {
   return held.y - box.y;
 }
 
+/**
+ * Asserts that `locator` is still where its top was (`top`, from
+ * boundingBox) on the screen, give or take the fraction of a pixel a
+ * scroll rounds to: a pointer left where it pressed is still on it.
+ */
+export async function assertStill(locator, top, what) {
+  const shift = (await locator.boundingBox()).y - top;
+  assert.ok(Math.abs(shift) < 1, `${what}: moved ${shift} px on the screen`);
+}
+
 /** Signs up through the form. */
 export async function signUp(page, server, email, password = 'correct horse battery') {
   await page.goto(server.url + '/');

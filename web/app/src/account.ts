@@ -133,8 +133,8 @@ function changePage(s: SignedIn): void {
   });
   // A mistyped domain would send the link and code nowhere, as at sign-up.
   // Offered when the button is pressed, not when the field is left.
-  const domain = domainHint(input, 'new-email-suggestion');
   const submit = h('button', { type: 'submit', class: 'primary' }, t.sendLinkAndCode);
+  const domain = domainHint(input, 'new-email-suggestion', submit);
   const cancel = h('button', { type: 'button', class: 'link' }, t.cancel);
   cancel.addEventListener('click', () => signedInPage(s));
   const fail = (msg: string) => {

@@ -34,6 +34,8 @@ export function emailAddress(email: string, attrs: Attrs = {}): HTMLElement {
 /** Replaces the page's content and moves focus to its heading, so screen
  * readers and keyboard users start at the top of the new screen. */
 export function show(...children: Child[]): void {
+  // The room holdStill made below the last screen is not this one's.
+  document.body.style.minHeight = '';
   const app = document.getElementById('app')!;
   app.replaceChildren(...(children.filter(Boolean) as Node[]));
   const heading = app.querySelector('h1');
@@ -78,6 +80,31 @@ addEventListener('mouseup', () => {
 export function afterPress(change: () => void): void {
   if (pressing) afterRelease.push(change);
   else change();
+}
+
+/**
+ * Runs `change`, which shows, changes or takes away a message above
+ * `anchor` (a hint or an error under a field, above the form's button),
+ * and then scrolls the page by as much as that moved `anchor`, so that it
+ * stays where it was on the screen: a pointer or finger on the button is
+ * still on it, however many lines the message takes at the screen's width.
+ * What is above the message moves instead, as the browser's own scroll
+ * anchoring would do if the page were not at its top (where it does
+ * nothing). A page too short to scroll that far gets the room below it
+ * (a taller body) until the screen changes (show) or the message goes.
+ */
+export function holdStill(anchor: HTMLElement, change: () => void): void {
+  const before = anchor.getBoundingClientRect().top;
+  change();
+  if (!anchor.isConnected) return;
+  const moved = anchor.getBoundingClientRect().top - before;
+  if (!moved) return;
+  const to = Math.max(0, scrollY + moved);
+  const body = document.body;
+  if (to > document.documentElement.scrollHeight - innerHeight) body.style.minHeight = `calc(100vh + ${to}px)`;
+  scrollTo(scrollX, to);
+  // Less room once a message went: no more than the scroll needs.
+  if (moved < 0 && body.style.minHeight) body.style.minHeight = scrollY > 0 ? `calc(100vh + ${scrollY}px)` : '';
 }
 
 /** Says something to screen readers through the polite live region. */

@@ -1,5 +1,5 @@
 import { asApiError, register } from './api';
-import { afterPress, emailAddress, h, setUnavailable, show, unavailable } from './dom';
+import { afterPress, emailAddress, h, holdStill, setUnavailable, show, unavailable } from './dom';
 import { checkEmail, checkPassword, describe, strength, suggest } from './messages';
 import { passwordInput } from './password';
 import { lang, t } from './i18n';
@@ -21,13 +21,13 @@ export function signupPage(opts: {
     required: true, spellcheck: 'false', 'aria-describedby': 'email-error email-suggestion',
   });
   if (prefill) email.value = prefill;
-  const domain = domainHint(email, 'email-suggestion');
+  const submit = h('button', { type: 'submit', class: 'primary' }, t.createAccount);
+  const domain = domainHint(email, 'email-suggestion', submit);
   const pwError = h('p', { id: 'password-error', class: 'field-error' });
   const meter = h('span', { class: 'meter', 'data-score': '0', 'aria-hidden': 'true' }, h('span'), h('span'), h('span'), h('span'));
   const hint = h('span', { id: 'password-strength' }, t.atLeast8);
   const { input: password, field: passwordField } = passwordInput('new-password', 'password-hint password-error');
   const formError = h('p', { class: 'form-error', role: 'alert' });
-  const submit = h('button', { type: 'submit', class: 'primary' }, t.createAccount);
 
   const setError = (input: HTMLInputElement, out: HTMLElement, msg: string | null) => {
     out.textContent = msg ?? '';
@@ -50,8 +50,10 @@ export function signupPage(opts: {
       if (input === email) domain.offer(touched.has(email));
     }));
     input.addEventListener('input', () => {
-      validate(input);
+      // The hint goes first: the field is kept as tall as it was with the
+      // hint, not with the hint and a new error both.
       if (input === email) domain.typed();
+      validate(input);
     });
   }
   password.addEventListener('input', () => {
@@ -135,15 +137,17 @@ export function signupPage(opts: {
  * suggestion is sent; a second press keeps the address as typed (such a
  * domain may be real).
  *
- * The hint never moves the form's button from under a pointer about to
+ * The hint never moves the form's `button` from under a pointer about to
  * press it. Shown alone in its field, it takes the place the empty error
  * line keeps (styles.css), so a one-line hint moves nothing. A longer one
- * does, so it never comes or changes as the person types, only when the
- * field is left (sign-up, once the press that left it is released:
- * afterPress) or the form sent; and one that typing made out of date
- * goes but leaves its field as tall until then.
+ * (a long address, a phone's width) would push the button down, so it
+ * never comes or changes as the person types, only when the field is left
+ * (sign-up, once the press that left it is released: afterPress) or the
+ * form sent, and then the page scrolls to keep the button where it was on
+ * the screen (holdStill), as it does when the hint goes; one that typing
+ * made out of date goes but leaves its field as tall until then.
  */
-export function domainHint(input: HTMLInputElement, id: string) {
+export function domainHint(input: HTMLInputElement, id: string, button: HTMLButtonElement) {
   const hint = h('p', { id, class: 'suggestion' });
   // The address a suggestion is shown for, and the one held back once.
   let suggested = '';
@@ -153,7 +157,7 @@ export function domainHint(input: HTMLInputElement, id: string) {
     const field = hint.parentElement;
     if (field) field.style.minHeight = '';
   };
-  const offer = (shown = true) => {
+  const offer = (shown = true) => holdStill(button, () => {
     release();
     const address = input.value.trim();
     const fix = shown && !checkEmail(address) ? suggest(address) : null;
@@ -169,7 +173,7 @@ export function domainHint(input: HTMLInputElement, id: string) {
       input.focus();
     });
     hint.replaceChildren(...t.didYouMean(emailAddress(fix), use));
-  };
+  });
   const typed = () => {
     if (!suggested || input.value.trim() === suggested) return;
     const field = hint.parentElement;
