@@ -69,6 +69,29 @@ describe('sign-in', () => {
     assert.match(wrongPassword, /do not match/);
   });
 
+  // The answer takes two lines at 360 px; it comes under Sign in, so a
+  // press again at once lands on it.
+  test('the answer to a wrong password leaves Sign in under the pointer (360 px)', async () => {
+    const email = uniqueEmail('still');
+    await apiVerifiedAccount(server, email, password);
+    const p = await page({ viewport: { width: 360, height: 800 } });
+    await p.goto(`${server.url}/sign-in`);
+    await p.getByLabel('Email', { exact: true }).fill(email);
+    await p.getByLabel('Password', { exact: true }).fill('not the password');
+    const submit = p.getByRole('button', { name: 'Sign in' });
+    const top = (await submit.boundingBox()).y;
+    assert.equal(await mousePress(p, submit), 0, 'moved while pressed');
+    const error = p.locator('#signin-error');
+    await error.getByText(/do not match/).waitFor();
+    assert.ok((await error.boundingBox()).height > 30, 'the answer takes two lines');
+    await assertStill(submit, top, 'Sign in, when the answer showed');
+    assert.equal(await p.evaluate(() => document.activeElement.id), 'password', 'on to the password');
+    await p.keyboard.type(password);
+    await p.mouse.down();
+    await p.mouse.up();
+    await p.getByRole('heading', { name: 'You are signed in' }).waitFor({ timeout: 3000 });
+  });
+
   // The failed tries count in clock hours, so a lock lasts until the hour
   // ends: in the last 90 s of an hour it is rightly said in seconds, and
   // the test then checks that; in the other 58½ minutes, minutes. What
@@ -199,12 +222,16 @@ describe('change address', () => {
     });
   }
 
-  test('a part before the @ over 64 bytes says so at once, before anything is sent', async () => {
-    const { p, sent } = await toChangeAddress('local-old');
+  // At 360 px the error takes two lines, one more than its field keeps.
+  test('a part before the @ over 64 bytes says so at once, before anything is sent, with Send link and code left under the pointer (360 px)', async () => {
+    const { p, sent } = await toChangeAddress('local-old', { viewport: { width: 360, height: 800 } });
     const field = p.getByLabel('New email address');
     await field.fill('b'.repeat(65) + '@example.com');
-    await p.getByRole('button', { name: 'Send link and code' }).click();
+    const send = p.getByRole('button', { name: 'Send link and code' });
+    const top = (await send.boundingBox()).y;
+    assert.equal(await mousePress(p, send), 0, 'moved while pressed');
     await p.waitForTimeout(300);
+    await assertStill(send, top, 'Send link and code, when the error showed');
     assert.equal(await p.locator('#new-email-error').textContent(), 'The part before the @ can be at most 64 characters.');
     assert.equal(await field.getAttribute('aria-invalid'), 'true');
     assert.equal(await p.evaluate(() => document.activeElement.id), 'new-email', 'back to the address');

@@ -124,4 +124,34 @@ describe('the address field', () => {
       assert.match(await p.locator('.lead').innerText(), /@\s*gmial\.com/);
     });
   }
+
+  // The field's error line keeps one line of room; at 360 px this error
+  // takes two, and then three as the address is made longer.
+  test('an error of several lines under the address leaves Create account under the pointer (360 px)', async () => {
+    const p = await page({ viewport: { width: 360, height: 800 } });
+    await p.goto(server.url + '/');
+    await p.getByLabel('Password', { exact: true }).fill('correct horse battery');
+    const field = p.getByLabel('Email', { exact: true });
+    await field.fill('a'.repeat(65) + '@example.com');
+    const create = p.getByRole('button', { name: 'Create account' });
+    const error = p.locator('#email-error');
+    const top = (await create.boundingBox()).y;
+    assert.equal(await mousePress(p, create), 0, 'Create account moved under the pointer as the press left the field');
+    await error.getByText('The part before the @ can be at most 64 characters.').waitFor({ timeout: 3000 });
+    assert.ok((await error.boundingBox()).height > 30, 'the error takes two lines');
+    await assertStill(create, top, 'Create account, when the error showed');
+    assert.equal(await p.evaluate(() => document.activeElement.id), 'email', 'back to the address');
+
+    // A longer error, and the address put right: each after a press.
+    await field.fill('é'.repeat(33) + '@example.com');
+    const again = (await create.boundingBox()).y;
+    await mousePress(p, create);
+    await error.getByText(/letters like é count/).waitFor({ timeout: 3000 });
+    await assertStill(create, again, 'Create account, pressed with an error shown');
+    await field.fill('');
+    await field.fill(`ok-${Date.now()}@example.com`);
+    assert.equal(await error.textContent(), '');
+    await create.click();
+    await p.getByRole('heading', { name: 'Check your inbox' }).waitFor({ timeout: 3000 });
+  });
 });

@@ -1,7 +1,7 @@
 // /sign-in: the sign-in form, the signed-in view, and changing the address.
 import { ApiError, asApiError, changeEmail, confirmEmailChange, signIn } from './api';
 import { codeForm } from './code';
-import { countdown, emailAddress, h, keepFocus, setUnavailable, show, unavailable } from './dom';
+import { countdown, emailAddress, h, holdStill, keepFocus, setUnavailable, show, unavailable } from './dom';
 import { checkEmail, describe } from './messages';
 import { passwordInput } from './password';
 import { resendControl } from './resend';
@@ -34,6 +34,7 @@ function signInPage(notice?: string): void {
   // is known already.
   email.value = load()?.email ?? '';
   const { input: password, field: passwordField } = passwordInput('current-password', 'signin-error');
+  // Under Sign in, which it answers: appearing, it moves nothing above it.
   const formError = h('p', { id: 'signin-error', class: 'form-error', role: 'alert' });
   const submit = h('button', { type: 'submit', class: 'primary' }, t.signIn);
   // Offered only when the password was right but the address is not
@@ -48,8 +49,8 @@ function signInPage(notice?: string): void {
   const form = h('form', { novalidate: true },
     h('div', { class: 'field' }, h('label', { for: 'email' }, t.email), email),
     h('div', { class: 'field' }, h('label', { for: 'password' }, t.password), passwordField),
-    formError,
     submit,
+    formError,
   );
   form.addEventListener('submit', async (ev) => {
     ev.preventDefault();
@@ -137,9 +138,13 @@ function changePage(s: SignedIn): void {
   const domain = domainHint(input, 'new-email-suggestion', submit);
   const cancel = h('button', { type: 'button', class: 'link' }, t.cancel);
   cancel.addEventListener('click', () => signedInPage(s));
+  // An error longer than the line kept for it keeps Send link and code
+  // where it was on the screen (holdStill).
   const fail = (msg: string) => {
-    error.textContent = msg;
-    input.setAttribute('aria-invalid', 'true');
+    holdStill(submit, () => {
+      error.textContent = msg;
+      input.setAttribute('aria-invalid', 'true');
+    });
     input.focus();
   };
   input.addEventListener('input', () => {

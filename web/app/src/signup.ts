@@ -27,20 +27,30 @@ export function signupPage(opts: {
   const meter = h('span', { class: 'meter', 'data-score': '0', 'aria-hidden': 'true' }, h('span'), h('span'), h('span'), h('span'));
   const hint = h('span', { id: 'password-strength' }, t.atLeast8);
   const { input: password, field: passwordField } = passwordInput('new-password', 'password-hint password-error');
+  // Under Create account, which it answers: appearing, it moves nothing
+  // above it.
   const formError = h('p', { class: 'form-error', role: 'alert' });
 
-  const setError = (input: HTMLInputElement, out: HTMLElement, msg: string | null) => {
-    out.textContent = msg ?? '';
-    if (msg) input.setAttribute('aria-invalid', 'true');
-    else input.removeAttribute('aria-invalid');
+  // An error one line long takes the place its empty line keeps
+  // (styles.css); a longer one, shown when a field is left or the form
+  // sent, keeps Create account where it was on the screen (holdStill).
+  // While the person types, what they type into stays put instead.
+  const setError = (input: HTMLInputElement, out: HTMLElement, msg: string | null, typing = false) => {
+    const change = () => {
+      out.textContent = msg ?? '';
+      if (msg) input.setAttribute('aria-invalid', 'true');
+      else input.removeAttribute('aria-invalid');
+    };
+    if (typing) change();
+    else holdStill(submit, change);
   };
   // Errors appear once a field was left or the form submitted, then update
   // as the person types: no scolding before they finish.
   const touched = new Set<HTMLInputElement>();
-  const validate = (input: HTMLInputElement) => {
+  const validate = (input: HTMLInputElement, typing = false) => {
     if (!touched.has(input)) return null;
     const msg = input === email ? checkEmail(email.value) : checkPassword(password.value);
-    setError(input, input === email ? emailError : pwError, msg);
+    setError(input, input === email ? emailError : pwError, msg, typing);
     return msg;
   };
   for (const input of [email, password]) {
@@ -53,7 +63,7 @@ export function signupPage(opts: {
       // The hint goes first: the field is kept as tall as it was with the
       // hint, not with the hint and a new error both.
       if (input === email) domain.typed();
-      validate(input);
+      validate(input, true);
     });
   }
   password.addEventListener('input', () => {
@@ -75,8 +85,8 @@ export function signupPage(opts: {
       h('p', { id: 'password-hint', class: 'hint' }, meter, hint),
       pwError,
     ),
-    formError,
     submit,
+    formError,
   );
   form.addEventListener('submit', async (e) => {
     e.preventDefault();
