@@ -15,7 +15,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -270,14 +269,24 @@ func (s *Signer) ensureGeneratedKey(ctx context.Context) error {
 	})
 }
 
+// ErrKeyFromFile is why Rotate refuses when the signing key is a
+// SIGNING_KEY_FILE's: given to this process, or installed in the table by
+// a replica that was given one.
+var ErrKeyFromFile = errors.New("the signing key comes from SIGNING_KEY_FILE: rotate by replacing the file and restarting the service")
+
 // Rotate generates a new key kept in the database, makes it the current
 // one and retires the previous one, which stays listed and accepted until
 // every token it signed has expired. Other replicas sign with the new key
-// within cacheFor. It returns the new key's kid. With SIGNING_KEY_FILE the
-// key is the file's: rotate by replacing the file and restarting.
+// within cacheFor. It returns the new key's kid.
+//
+// It refuses (ErrKeyFromFile) when the key is a SIGNING_KEY_FILE's, and
+// when the current key's private half does not open with this process's
+// TOKEN_SEAL_KEY: the replicas could not open the new one either, since it
+// is sealed under the same key, and would go on signing with the retired
+// one.
 func (s *Signer) Rotate(ctx context.Context) (string, error) {
 	if s.file != nil {
-		return "", errors.New("signer: the signing key comes from SIGNING_KEY_FILE: rotate by replacing the file and restarting")
+		return "", fmt.Errorf("signer: %w", ErrKeyFromFile)
 	}
 	k, seed, err := generate()
 	if err != nil {
@@ -286,12 +295,21 @@ func (s *Signer) Rotate(ctx context.Context) (string, error) {
 	var old string
 	err = database.InTx(ctx, s.db, func(tx *ent.Tx) error {
 		now := s.clock()
-		// For the log only: the kid this rotation retires.
-		kids, err := tx.SigningKey.Query().Where(signingkey.Current(true)).Select(signingkey.FieldKid).Strings(ctx)
-		if err != nil {
+		cur, err := tx.SigningKey.Query().Where(signingkey.Current(true)).Only(ctx)
+		switch {
+		case ent.IsNotFound(err):
+			// No key yet (the service never started here): the new
+			// one is the first.
+		case err != nil:
 			return fmt.Errorf("signer: read the current key: %w", err)
+		case len(cur.PrivateKey) == 0:
+			return fmt.Errorf("signer: the current key %s was installed by a replica given SIGNING_KEY_FILE: %w", cur.Kid, ErrKeyFromFile)
+		default:
+			if _, err := s.seed(cur.Kid, cur.PrivateKey); err != nil {
+				return fmt.Errorf("signer: the current key %s: %w: rotate with the TOKEN_SEAL_KEY the service runs with", cur.Kid, err)
+			}
+			old = cur.Kid // for the log
 		}
-		old = strings.Join(kids, ",")
 		if err := retireCurrent(ctx, tx, now); err != nil {
 			return err
 		}

@@ -109,6 +109,31 @@ var _ http.Handler = (*Signer)(nil)
 // the key kept in the database, generated on first start. It is safe when
 // several replicas start on one database at once: they agree on one key.
 func New(ctx context.Context, o Options) (*Signer, error) {
+	s, err := newSigner(o)
+	if err != nil {
+		return nil, err
+	}
+	// A replica that starts while another installs a key can read the
+	// table between the two; a few tries settle it.
+	for range 3 {
+		if err = s.settle(ctx); err == nil {
+			break
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	source := "database"
+	if s.file != nil {
+		source = "SIGNING_KEY_FILE"
+	}
+	s.log.Info("signing key ready", "kid", s.own.kid, "source", source)
+	return s, nil
+}
+
+// newSigner checks o and reads SIGNING_KEY_FILE, if given; it neither reads
+// nor writes the key table.
+func newSigner(o Options) (*Signer, error) {
 	switch {
 	case o.DB == nil:
 		return nil, errors.New("signer: no database")
@@ -129,9 +154,7 @@ func New(ctx context.Context, o Options) (*Signer, error) {
 	if s.log == nil {
 		s.log = slog.Default()
 	}
-	source := "database"
 	if o.KeyFile != "" {
-		source = "SIGNING_KEY_FILE"
 		priv, err := readKeyFile(o.KeyFile)
 		if err != nil {
 			return nil, err
@@ -141,18 +164,6 @@ func New(ctx context.Context, o Options) (*Signer, error) {
 		}
 		s.filePriv = priv
 	}
-	// A replica that starts while another installs a key can read the
-	// table between the two; a few tries settle it.
-	var err error
-	for range 3 {
-		if err = s.settle(ctx); err == nil {
-			break
-		}
-	}
-	if err != nil {
-		return nil, err
-	}
-	s.log.Info("signing key ready", "kid", s.own.kid, "source", source)
 	return s, nil
 }
 

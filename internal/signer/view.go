@@ -42,8 +42,22 @@ type view struct {
 // it is current, or retired less than the retention ago, or a token it
 // signed may live yet (its row's tokens_expire_by, see cover).
 func (s *Signer) listed(k *key, now time.Time) bool {
-	return k.retiredAt == nil || now.Before(k.retiredAt.Add(s.retention)) ||
-		k.expiresBy != nil && now.Before(k.expiresBy.Add(retireMargin))
+	until, retired := s.listedUntil(k.retiredAt, k.expiresBy)
+	return !retired || now.Before(until)
+}
+
+// listedUntil is when a key retired at retiredAt, whose tokens expire by
+// expiresBy, stops being listed; false for a key not retired, listed for
+// as long as it is current.
+func (s *Signer) listedUntil(retiredAt, expiresBy *time.Time) (time.Time, bool) {
+	if retiredAt == nil {
+		return time.Time{}, false
+	}
+	until := retiredAt.Add(s.retention)
+	if expiresBy != nil && expiresBy.Add(retireMargin).After(until) {
+		until = expiresBy.Add(retireMargin)
+	}
+	return until.UTC(), true
 }
 
 // find is the listed key kid, or nil.
