@@ -13,16 +13,14 @@ package deadletter
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"text/tabwriter"
 	"time"
 
-	"github.com/verifier/verifier/internal/config"
-	"github.com/verifier/verifier/internal/database"
 	"github.com/verifier/verifier/internal/delivery"
+	"github.com/verifier/verifier/internal/opcmd"
 )
 
 // Usage is the command's synopsis.
@@ -40,31 +38,15 @@ const defaultLimit = 100
 // Main runs the command with args (what follows "dead-letters"), reading the
 // settings with getenv, and returns the exit status.
 func Main(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
-	if len(args) == 0 || isHelp(args[0]) {
-		fmt.Fprint(stderr, Usage)
-		if len(args) == 0 {
-			return 2
-		}
-		return 0
-	}
 	// The arguments first: a typo must not open (and so migrate) the
 	// database before it is reported.
 	cmd, status := parseCommand(args, stderr)
 	if cmd == nil {
 		return status
 	}
-	cfg, err := config.Load(getenv)
-	if err != nil {
-		fmt.Fprintf(stderr, "verifier: invalid configuration:\n%v\n", err)
-		return 2
-	}
-	// MIGRATE applies as it does to the service: with off, a database
-	// behind this release is refused, not migrated by an operator's
-	// command.
-	db, err := database.OpenWith(ctx, cfg.DatabaseURL, database.Options{CheckSchema: cfg.Migrate == "off"})
-	if err != nil {
-		fmt.Fprintf(stderr, "verifier: %v\n", err)
-		return 1
+	db, _, status := opcmd.Open(ctx, getenv, stderr, nil)
+	if db == nil {
+		return status
 	}
 	defer db.Close()
 	return cmd(ctx, delivery.New(db.Ent, nil), stdout, stderr)
@@ -86,9 +68,8 @@ type command func(ctx context.Context, store *delivery.Store, stdout, stderr io.
 // stderr what is wrong with them (or the usage asked for) and returns a
 // nil command and the exit status.
 func parseCommand(args []string, stderr io.Writer) (command, int) {
-	if len(args) == 0 {
-		fmt.Fprint(stderr, Usage)
-		return nil, 2
+	if status, done := opcmd.Help(args, Usage, stderr); done {
+		return nil, status
 	}
 	fs := flag.NewFlagSet("dead-letters "+args[0], flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -96,7 +77,7 @@ func parseCommand(args []string, stderr io.Writer) (command, int) {
 	switch args[0] {
 	case "list":
 		limit := fs.Int("limit", defaultLimit, "show at most this many")
-		if status, done := parse(fs, args[1:]); done {
+		if status, done := opcmd.Parse(fs, args[1:]); done {
 			return nil, status
 		}
 		switch {
@@ -114,7 +95,7 @@ func parseCommand(args []string, stderr io.Writer) (command, int) {
 		}, 0
 	case "replay":
 		all := fs.Bool("all", false, "replay every dead letter")
-		if status, done := parse(fs, args[1:]); done {
+		if status, done := opcmd.Parse(fs, args[1:]); done {
 			return nil, status
 		}
 		if *all == (fs.NArg() > 0) {
@@ -129,16 +110,6 @@ func parseCommand(args []string, stderr io.Writer) (command, int) {
 	fmt.Fprintf(stderr, "verifier: unknown dead-letters command %q\n", args[0])
 	fmt.Fprint(stderr, Usage)
 	return nil, 2
-}
-
-func parse(fs *flag.FlagSet, args []string) (status int, done bool) {
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0, true
-		}
-		return 2, true
-	}
-	return 0, false
 }
 
 func list(ctx context.Context, store *delivery.Store, limit int, stdout, stderr io.Writer) int {
@@ -181,8 +152,4 @@ func replay(ctx context.Context, store *delivery.Store, all bool, ids []string, 
 		fmt.Fprintf(stdout, "replayed %s\n", id)
 	}
 	return status
-}
-
-func isHelp(a string) bool {
-	return a == "-h" || a == "-help" || a == "--help" || a == "help"
 }
