@@ -224,11 +224,9 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger, hk hooks) err
 		log.Info("stopped")
 	}()
 
-	sealKey := cfg.TokenSealKey
-	if sealKey == nil {
-		if sealKey, err = seal.LoadOrCreate(ctx, db.Ent); err != nil {
-			return err
-		}
+	sealKey, err := seal.KeyFor(ctx, db.Ent, cfg.TokenSealKey)
+	if err != nil {
+		return err
 	}
 	box, err := seal.New(sealKey)
 	if err != nil {

@@ -109,6 +109,17 @@ func LoadOrCreate(ctx context.Context, db *ent.Client) ([]byte, error) {
 	return s.Value, nil
 }
 
+// KeyFor is the key the service seals with: configured (TOKEN_SEAL_KEY)
+// when given, else the one kept in db (LoadOrCreate). Every process that
+// seals what another opens (the service, an operator's command) gets its
+// key here.
+func KeyFor(ctx context.Context, db *ent.Client, configured []byte) ([]byte, error) {
+	if configured != nil {
+		return configured, nil
+	}
+	return LoadOrCreate(ctx, db)
+}
+
 // isNoRows is what ent's DoNothing upsert reports on PostgreSQL when the
 // row already existed.
 func isNoRows(err error) bool { return errors.Is(err, sql.ErrNoRows) }

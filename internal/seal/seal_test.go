@@ -82,3 +82,25 @@ func TestLoadOrCreate(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, k1, k2)
 }
+
+// KeyFor gives TOKEN_SEAL_KEY when set, and then generates nothing; else
+// the key kept in the database.
+func TestKeyFor(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db, err := database.Open(ctx, databasetest.SQLite(t))
+	require.NoError(t, err)
+	defer db.Close()
+	configured := bytes.Repeat([]byte{4}, KeyLen)
+	k, err := KeyFor(ctx, db.Ent, configured)
+	require.NoError(t, err)
+	require.Equal(t, configured, k)
+	require.Zero(t, db.Ent.Secret.Query().CountX(ctx), "nothing generated")
+
+	k, err = KeyFor(ctx, db.Ent, nil)
+	require.NoError(t, err)
+	kept, err := LoadOrCreate(ctx, db.Ent)
+	require.NoError(t, err)
+	require.Equal(t, kept, k)
+	require.NotEqual(t, configured, k)
+}
