@@ -32,6 +32,7 @@ import (
 	"github.com/verifier/verifier/internal/heaproom"
 	"github.com/verifier/verifier/internal/httpapi"
 	"github.com/verifier/verifier/internal/janitor"
+	"github.com/verifier/verifier/internal/keycmd"
 	"github.com/verifier/verifier/internal/logctx"
 	"github.com/verifier/verifier/internal/mail"
 	"github.com/verifier/verifier/internal/metrics"
@@ -47,6 +48,9 @@ import (
 func main() {
 	if len(os.Args) > 1 && os.Args[1] == "dead-letters" {
 		os.Exit(deadletter.Main(context.Background(), os.Args[2:], os.Getenv, os.Stdout, os.Stderr))
+	}
+	if len(os.Args) > 1 && os.Args[1] == "signing-key" {
+		os.Exit(keycmd.Main(context.Background(), os.Args[2:], os.Getenv, os.Stdout, os.Stderr))
 	}
 	if len(os.Args) == 2 && isVersionFlag(os.Args[1]) {
 		fmt.Println(version.Get())
@@ -101,7 +105,7 @@ func isVersionFlag(arg string) bool {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "Usage: verifier\n       verifier -version\n       verifier migrate [-check] (see 'verifier migrate -help')\n       verifier dead-letters list|replay (see 'verifier dead-letters -help')\n\nverifier is configured by environment variables:")
+	fmt.Fprintln(os.Stderr, "Usage: verifier\n       verifier -version\n       verifier migrate [-check] (see 'verifier migrate -help')\n       verifier dead-letters list|replay (see 'verifier dead-letters -help')\n       verifier signing-key list|rotate (see 'verifier signing-key -help')\n\nverifier is configured by environment variables:")
 	w := tabwriter.NewWriter(os.Stderr, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(w, "  VARIABLE\tDEFAULT\tMEANING")
 	for _, s := range config.Settings {

@@ -149,6 +149,21 @@ func TestHelpListsEverySetting(t *testing.T) {
 		require.Regexp(t, `(?m)^  `+s.Name+`\s+\S+\s+\S`, stderr, "a line with default and help for %s", s.Name)
 	}
 	require.Regexp(t, `(?m)^  PUBLIC_URL\s+http://localhost:<HTTP_ADDR's port>\s`, stderr, "PUBLIC_URL's default is the rule")
+	require.Contains(t, stderr, "verifier signing-key list|rotate (see 'verifier signing-key -help')")
+}
+
+// `verifier signing-key` is the operator's command for the signing keys
+// (internal/keycmd, tested there): the binary reaches it.
+func TestSigningKeyCommand(t *testing.T) {
+	t.Parallel()
+	code, stderr := startFails(t, nil, "signing-key")
+	require.Equal(t, 2, code, stderr)
+	require.Contains(t, stderr, "verifier signing-key rotate")
+
+	cmd := verifierProcess(t, map[string]string{"DATABASE_URL": "sqlite:verifier.db"}, "signing-key", "rotate")
+	out, err := cmd.Output()
+	require.NoError(t, err)
+	require.Contains(t, string(out), "new current key")
 }
 
 // TestStartsOnDefaults is `go run .` on a fresh clone: no settings at all
