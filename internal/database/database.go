@@ -130,11 +130,11 @@ func openSQLite(ctx context.Context, path string) (*DB, dialect.Driver, error) {
 	// opens it.
 	w, err := openPool(ctx, wdsn, sqliteWriters)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, explainSQLite(path, err)
 	}
 	if _, err := w.ExecContext(ctx, createProbeTable); err != nil {
 		w.Close()
-		return nil, nil, fmt.Errorf("database: create %s: %w", probeTable, err)
+		return nil, nil, explainSQLite(path, fmt.Errorf("database: create %s: %w", probeTable, err))
 	}
 	r, err := openPool(ctx, rdsn, sqliteReaders())
 	if err != nil {
@@ -361,7 +361,10 @@ func sqliteDSN(path string, writer bool) (string, error) {
 	}
 	if dir := filepath.Dir(path); dir != "." {
 		if err := os.MkdirAll(dir, 0o750); err != nil {
-			return "", fmt.Errorf("database: sqlite: create %s: %w", dir, err)
+			if abs, aerr := filepath.Abs(dir); aerr == nil {
+				dir = abs
+			}
+			return "", fmt.Errorf("database: cannot create the directory %s of the SQLite file (this process is uid %d): %w", dir, os.Geteuid(), err)
 		}
 	}
 	q := url.Values{}
@@ -379,6 +382,35 @@ func sqliteDSN(path string, writer bool) (string, error) {
 	// escaped, any file name means itself.
 	path = strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23").Replace(path)
 	return "file:" + path + "?" + q.Encode(), nil
+}
+
+// explainSQLite names the file and what to change when SQLite cannot open
+// or write it: SQLite's own words ("unable to open database file (14)",
+// "attempt to write a readonly database (1544)") name neither the file
+// nor the cause, and the operator reading them has only the log.
+func explainSQLite(path string, err error) error {
+	abs, aerr := filepath.Abs(path)
+	if aerr != nil {
+		abs = path
+	}
+	dir := filepath.Dir(abs)
+	var se *sqlite.Error
+	code := 0
+	if errors.As(err, &se) {
+		code = se.Code()
+	}
+	switch {
+	case errors.Is(err, errReadOnly):
+		return fmt.Errorf("database: the SQLite file %s opened read-only: this process (uid %d) needs to write to the file and to its directory %s", abs, os.Geteuid(), dir)
+	case code == sqlite3.SQLITE_READONLY_DIRECTORY:
+		return fmt.Errorf("database: the SQLite file %s cannot be written: this process (uid %d) may not write to its directory %s, where SQLite keeps the -wal and -shm files beside the database (%s)", abs, os.Geteuid(), dir, se.Error())
+	case code&0xff == sqlite3.SQLITE_CANTOPEN:
+		if fi, serr := os.Stat(abs); serr == nil && fi.IsDir() {
+			return fmt.Errorf("database: %s is a directory: DATABASE_URL names the database file in it, e.g. sqlite:%s", abs, filepath.Join(abs, "verifier.db"))
+		}
+		return fmt.Errorf("database: the SQLite file %s cannot be opened or created: this process (uid %d) needs to write to it and to its directory %s (%s)", abs, os.Geteuid(), dir, se.Error())
+	}
+	return err
 }
 
 // redact keeps a password in DATABASE_URL out of an error message.

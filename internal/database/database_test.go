@@ -2,7 +2,9 @@ package database
 
 import (
 	"context"
+	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -143,4 +145,89 @@ func TestRawStatements(t *testing.T) {
 		require.NoError(t, rows.Close())
 		require.Equal(t, 2, at)
 	})
+}
+
+// TestOpenSQLiteSaysWhatToFix: a file SQLite cannot open or write is named,
+// with what the operator has to change, instead of SQLite's bare "unable
+// to open database file (14)".
+func TestOpenSQLiteSaysWhatToFix(t *testing.T) {
+	t.Parallel()
+	if os.Geteuid() == 0 {
+		runAsNobody(t, "TestOpenSQLiteSaysWhatToFix")
+		return
+	}
+	tests := []struct {
+		name string
+		// setup returns the path given as sqlite:PATH.
+		setup func(t *testing.T, dir string) string
+		want  []string
+	}{
+		{
+			name:  "a directory",
+			setup: func(t *testing.T, dir string) string { return dir },
+			want:  []string{"is a directory", "e.g. sqlite:DIR/verifier.db"},
+		},
+		{
+			name: "a directory not writable, no file yet",
+			setup: func(t *testing.T, dir string) string {
+				readOnlyDir(t, dir)
+				return filepath.Join(dir, "v.db")
+			},
+			want: []string{"DIR/v.db cannot be opened or created", "needs to write to it and to its directory DIR", "(14)"},
+		},
+		{
+			name: "a directory to create in one not writable",
+			setup: func(t *testing.T, dir string) string {
+				readOnlyDir(t, dir)
+				return filepath.Join(dir, "sub", "v.db")
+			},
+			want: []string{"cannot create the directory DIR/sub of the SQLite file", "permission denied"},
+		},
+		{
+			name: "a writable file in a directory not writable",
+			setup: func(t *testing.T, dir string) string {
+				path := filepath.Join(dir, "v.db")
+				db, err := Open(context.Background(), "sqlite:"+path)
+				require.NoError(t, err)
+				require.NoError(t, db.Close())
+				readOnlyDir(t, dir)
+				return path
+			},
+			want: []string{"DIR/v.db cannot be written", "may not write to its directory DIR", "-wal and -shm"},
+		},
+		{
+			name: "a read-only file",
+			setup: func(t *testing.T, dir string) string {
+				path := filepath.Join(dir, "v.db")
+				db, err := Open(context.Background(), "sqlite:"+path)
+				require.NoError(t, err)
+				require.NoError(t, db.Close())
+				files, err := filepath.Glob(path + "*")
+				require.NoError(t, err)
+				for _, f := range files {
+					require.NoError(t, os.Chmod(f, 0o444))
+				}
+				return path
+			},
+			want: []string{"DIR/v.db opened read-only", "needs to write to the file and to its directory DIR"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			dir := t.TempDir()
+			_, err := Open(context.Background(), "sqlite:"+tt.setup(t, dir))
+			require.Error(t, err)
+			for _, w := range tt.want {
+				require.Contains(t, err.Error(), strings.ReplaceAll(w, "DIR", dir))
+			}
+		})
+	}
+}
+
+// readOnlyDir takes write access to dir away until the test ends.
+func readOnlyDir(t *testing.T, dir string) {
+	t.Helper()
+	require.NoError(t, os.Chmod(dir, 0o555))
+	t.Cleanup(func() { _ = os.Chmod(dir, 0o755) })
 }
