@@ -704,7 +704,7 @@ func checkDatabaseURL(raw string) error {
 		}
 		return nil
 	default:
-		return fmt.Errorf("want sqlite:PATH or postgres://user:pass@host:port/db, got scheme %s", scheme(raw))
+		return fmt.Errorf("want sqlite:PATH or postgres://user:pass@host:port/db, got %s", gotScheme(raw))
 	}
 }
 
@@ -714,7 +714,7 @@ func checkAMQPURL(raw string) error {
 		return err
 	}
 	if u.Scheme != "amqp" && u.Scheme != "amqps" {
-		return fmt.Errorf("want amqp://user:pass@host:port/vhost or amqps://…, got scheme %s", scheme(raw))
+		return fmt.Errorf("want amqp://user:pass@host:port/vhost or amqps://…, got %s", gotScheme(raw))
 	}
 	if err := urlShape(u, raw); err != nil {
 		return err
@@ -733,7 +733,7 @@ func checkSMTPURL(raw string) error {
 		return err
 	}
 	if u.Scheme != "smtp" && u.Scheme != "smtps" {
-		return fmt.Errorf("want smtp://[user:pass@]host:port or smtps://…, got scheme %s", scheme(raw))
+		return fmt.Errorf("want smtp://[user:pass@]host:port or smtps://…, got %s", gotScheme(raw))
 	}
 	if err := urlShape(u, raw); err != nil {
 		return err
@@ -865,6 +865,20 @@ func scheme(raw string) string {
 		return quote(raw[:i])
 	}
 	return "schemeless"
+}
+
+// gotScheme says what stands where a URL setting's scheme should: a
+// scheme, a host:port typed without one (SMTP_URL=mail.example.com:25,
+// which net/url reads as the scheme "mail.example.com"), or nothing.
+func gotScheme(raw string) string {
+	i := strings.Index(raw, ":")
+	if i <= 0 || strings.ContainsAny(raw[:i], "/@?# ") {
+		return "no scheme"
+	}
+	if port := raw[i+1:]; port != "" && strings.Trim(port, "0123456789") == "" {
+		return "host:port without a scheme"
+	}
+	return "scheme " + quote(raw[:i])
 }
 
 // quote shows a non-secret value back in an error, cut short if long.
