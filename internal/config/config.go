@@ -134,7 +134,7 @@ var Settings = []Setting{
 	{"HTTP_ADDR", ":8080", "listen address, host:port (port 0: any free port)"},
 	{"DATABASE_URL", "sqlite:data/verifier.db", "sqlite:PATH or postgres://user:pass@host:port/db?sslmode=disable"},
 	{"AMQP_URL", "", "empty: in-process broker; amqp://user:pass@host:port/vhost: RabbitMQ"},
-	{"SMTP_URL", "", "empty: dev outbox at /dev/mail; smtp://[user:pass@]host:port (smtps:// for implicit TLS)"},
+	{"SMTP_URL", "", "empty: dev outbox at /dev/mail; smtp://[user:pass@]host:port (smtps:// for implicit TLS; no port: 25, smtps 465)"},
 	{"MAIL_FROM", "no-reply@localhost", "sender address, e.g. no-reply@example.com or 'Example <no-reply@example.com>'"},
 	{"PUBLIC_URL", "http://localhost:<HTTP_ADDR's port>", "base of links in emails: http(s)://host[:port][/path], no query or fragment"},
 	{"TOKEN_TTL", "24h", "verification and watch token lifetime (1s to 24h; hours in production)"},
