@@ -16,7 +16,6 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
-	"text/tabwriter"
 	"time"
 
 	"github.com/verifier/verifier/consumers"
@@ -106,16 +105,51 @@ func isVersionFlag(arg string) bool {
 
 func usage() {
 	fmt.Fprintln(os.Stderr, "Usage: verifier\n       verifier -version\n       verifier migrate [-check] (see 'verifier migrate -help')\n       verifier dead-letters list|replay (see 'verifier dead-letters -help')\n       verifier signing-key list|rotate (see 'verifier signing-key -help')\n\nverifier is configured by environment variables:")
-	w := tabwriter.NewWriter(os.Stderr, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(w, "  VARIABLE\tDEFAULT\tMEANING")
+	writeSettings(os.Stderr)
+}
+
+// helpWidth is the longest line writeSettings writes: a terminal of 80
+// columns shows each line whole.
+const helpWidth = 80
+
+// writeSettings lists every setting as NAME=DEFAULT (or NAME (empty)),
+// as it would be set, with its meaning wrapped and indented below: a
+// table row per setting ran to 255 columns, wrapped by the terminal
+// into the next rows' columns.
+func writeSettings(w io.Writer) {
+	const indent = "      "
 	for _, s := range config.Settings {
-		def := s.Default
-		if def == "" {
-			def = "(empty)"
+		if s.Default == "" {
+			fmt.Fprintf(w, "  %s (empty)\n", s.Name)
+		} else {
+			fmt.Fprintf(w, "  %s=%s\n", s.Name, s.Default)
 		}
-		fmt.Fprintf(w, "  %s\t%s\t%s\n", s.Name, def, s.Help)
+		for _, l := range wrapWords(s.Help, helpWidth-len(indent)) {
+			fmt.Fprintf(w, "%s%s\n", indent, l)
+		}
 	}
-	w.Flush()
+}
+
+// wrapWords breaks text into lines of at most width bytes at spaces; a
+// word longer than width stands alone on its line.
+func wrapWords(text string, width int) []string {
+	var lines []string
+	line := ""
+	for _, word := range strings.Fields(text) {
+		switch {
+		case line == "":
+			line = word
+		case len(line)+1+len(word) <= width:
+			line += " " + word
+		default:
+			lines = append(lines, line)
+			line = word
+		}
+	}
+	if line != "" {
+		lines = append(lines, line)
+	}
+	return lines
 }
 
 // printConfigErrors lists every configuration problem, one a line. The

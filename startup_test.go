@@ -17,6 +17,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/stretchr/testify/require"
 
@@ -141,14 +142,24 @@ func TestBusyPortNamesTheSetting(t *testing.T) {
 	}
 }
 
+// TestHelpListsEverySetting: -help lists every setting as it is set,
+// NAME=DEFAULT (or NAME (empty)), its meaning below, and fits a terminal
+// of 80 columns (a table row per setting ran to 255).
 func TestHelpListsEverySetting(t *testing.T) {
 	t.Parallel()
 	code, stderr := startFails(t, nil, "-help")
 	require.Zero(t, code)
 	for _, s := range config.Settings {
-		require.Regexp(t, `(?m)^  `+s.Name+`\s+\S+\s+\S`, stderr, "a line with default and help for %s", s.Name)
+		head := regexp.QuoteMeta(s.Name + "=" + s.Default)
+		if s.Default == "" {
+			head = regexp.QuoteMeta(s.Name + " (empty)")
+		}
+		require.Regexp(t, `(?m)^  `+head+`\n      \S`, stderr, "a line with default and help for %s", s.Name)
 	}
-	require.Regexp(t, `(?m)^  PUBLIC_URL\s+http://localhost:<HTTP_ADDR's port>\s`, stderr, "PUBLIC_URL's default is the rule")
+	require.Contains(t, stderr, "\n  PUBLIC_URL=http://localhost:<HTTP_ADDR's port>\n", "PUBLIC_URL's default is the rule")
+	for i, l := range strings.Split(stderr, "\n") {
+		require.LessOrEqual(t, utf8.RuneCountInString(l), 80, "line %d of -help: %q", i+1, l)
+	}
 	require.Contains(t, stderr, "verifier signing-key list|rotate (see 'verifier signing-key -help')")
 }
 
