@@ -24,7 +24,7 @@ function serverBinary() {
   return binary;
 }
 
-function freePort() {
+export function freePort() {
   return new Promise((ok, fail) => {
     const s = createServer();
     s.on('error', fail);
