@@ -14,6 +14,11 @@ import (
 
 var linkRE = regexp.MustCompile(`https?://\S+`)
 
+// codeRE finds the one-time code in an email's text as the built-in
+// templates write it ("Your code: 123456", "Dein Code: 123456"), also
+// grouped ("123 456") as a template of TEMPLATES_DIR may write it.
+var codeRE = regexp.MustCompile(`(?i)\bcode:\s*(\d{3})[ -]?(\d{3})\b`)
+
 // devMailListed is how many of the newest emails /dev/mail and
 // /dev/mail.json show: a page a person scrolls, and more than a test
 // run sends before it reads.
@@ -76,7 +81,11 @@ type devMailJSON struct {
 	Subject string `json:"subject"`
 	Text    string `json:"text"`
 	// Link is the email's verification link, or its first link, or "".
-	Link  string    `json:"link"`
+	Link string `json:"link"`
+	// Code is the one-time code the text shows after "code:", or "": a
+	// script that types the code, as a person reading the email on
+	// another device would, needs no pattern of its own.
+	Code  string    `json:"code"`
 	State string    `json:"state"`
 	At    time.Time `json:"at"`
 }
@@ -90,7 +99,7 @@ func (o Options) devMailJSONList(w http.ResponseWriter, r *http.Request) {
 	}
 	out := make([]devMailJSON, 0, len(mails))
 	for _, m := range mails {
-		out = append(out, devMailJSON{To: m.To, Subject: m.Subject, Text: m.Text, Link: mainLink(m.Text), State: m.State.String(), At: m.At.UTC()})
+		out = append(out, devMailJSON{To: m.To, Subject: m.Subject, Text: m.Text, Link: mainLink(m.Text), Code: mailCode(m.Text), State: m.State.String(), At: m.At.UTC()})
 	}
 	writeJSON(w, http.StatusOK, out)
 }
@@ -125,6 +134,14 @@ func mainLink(text string) string {
 	}
 	if len(links) > 0 {
 		return links[0]
+	}
+	return ""
+}
+
+// mailCode is the one-time code in an email's text, or "".
+func mailCode(text string) string {
+	if m := codeRE.FindStringSubmatch(text); m != nil {
+		return m[1] + m[2]
 	}
 	return ""
 }

@@ -373,7 +373,7 @@ func TestDevMailViews(t *testing.T) {
 
 	const link = "https://verify.example.com/verify-email?token=tok_abc"
 	for i, m := range []mail.Message{
-		{ID: "e1", To: "ada@example.com", Subject: "Verify your email address", Text: "Hello,\n\n" + link + "\n\nSee https://example.com/help\n"},
+		{ID: "e1", To: "ada@example.com", Subject: "Verify your email address", Text: "Hello,\n\nYour code: 042917\n\n" + link + "\n\nSee https://example.com/help\n"},
 		{ID: "e2", To: "bob@example.com", Subject: "Someone tried to sign up with your email address", Text: "Read https://example.com/help\n"},
 	} {
 		rec, err := records.Begin(ctx, delivery.Event{ID: m.ID, Kind: "verification", Address: m.To, Topic: "user.registered"})
@@ -386,7 +386,7 @@ func TestDevMailViews(t *testing.T) {
 
 	rec := get("/dev/mail.json")
 	require.Equal(t, "application/json", strings.Split(rec.Header().Get("Content-Type"), ";")[0])
-	var got []struct{ To, Subject, Text, Link, State, At string }
+	var got []struct{ To, Subject, Text, Link, Code, State, At string }
 	require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &got))
 	require.Len(t, got, 2)
 	require.Equal(t, "bob@example.com", got[0].To, "newest first")
@@ -395,6 +395,8 @@ func TestDevMailViews(t *testing.T) {
 	require.Equal(t, "ada@example.com", got[1].To)
 	require.Equal(t, "Verify your email address", got[1].Subject)
 	require.Equal(t, link, got[1].Link, "the verification link, though not the only one")
+	require.Equal(t, "042917", got[1].Code)
+	require.Empty(t, got[0].Code, "a notice has no code")
 	require.Equal(t, "SENT", got[1].State)
 	require.Contains(t, got[1].Text, link)
 	_, err = time.Parse(time.RFC3339Nano, got[1].At)
@@ -449,4 +451,49 @@ func TestNoSniff(t *testing.T) {
 	rec := httptest.NewRecorder()
 	ops.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
 	require.Equal(t, "nosniff", rec.Header().Get("X-Content-Type-Options"), "METRICS_ADDR")
+}
+
+// TestDevMailCode: /dev/mail.json's code is the one every built-in
+// template mails, in every locale and case, and "" where an email has
+// none (a dead code, a notice).
+func TestDevMailCode(t *testing.T) {
+	t.Parallel()
+	tmpl := mail.BuiltinTemplates()
+	exp := time.Date(2026, 3, 4, 5, 6, 0, 0, time.UTC)
+	for _, locale := range tmpl.Locales() {
+		tests := []struct {
+			name string
+			data mail.VerificationData
+			want string
+		}{
+			{"sign-up", mail.VerificationData{Code: "042917"}, "042917"},
+			{"resend", mail.VerificationData{Code: "123456", Resend: true}, "123456"},
+			{"new address", mail.VerificationData{Code: "987650", ChangeEmail: true}, "987650"},
+			{"dead code", mail.VerificationData{}, ""},
+		}
+		for _, tt := range tests {
+			t.Run(locale+" "+tt.name, func(t *testing.T) {
+				t.Parallel()
+				d := tt.data
+				d.Link, d.Expires, d.CodeExpires, d.Locale = "http://localhost:8080/verify-email?token=tok", exp, exp, locale
+				m, err := tmpl.Verification("e1", "ada@example.com", d)
+				require.NoError(t, err)
+				require.Equal(t, tt.want, mailCode(m.Text), m.Text)
+			})
+		}
+		t.Run(locale+" notice", func(t *testing.T) {
+			t.Parallel()
+			m, err := tmpl.AlreadyRegistered("e2", "ada@example.com", locale, false)
+			require.NoError(t, err)
+			require.Empty(t, mailCode(m.Text), m.Text)
+		})
+	}
+	for text, want := range map[string]string{
+		"Your code: 123 456\n": "123456",
+		"code:123-456\n":       "123456",
+		"Code: 1234567\n":      "",
+		"no code here 123456":  "",
+	} {
+		require.Equal(t, want, mailCode(text), text)
+	}
 }

@@ -143,7 +143,7 @@ export function browserPages() {
   };
 }
 
-/** The dev mailbox as JSON, newest first: [{to, subject, text, link, state, at}]. */
+/** The dev mailbox as JSON, newest first: [{to, subject, text, link, code, state, at}]. */
 export async function devMail(server) {
   const res = await fetch(`${server.url}/dev/mail.json`);
   if (!res.ok) throw new Error(`/dev/mail.json answered ${res.status}`);
