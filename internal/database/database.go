@@ -413,11 +413,15 @@ func explainSQLite(path string, err error) error {
 	return err
 }
 
-// redact keeps a password in DATABASE_URL out of an error message.
+// redact keeps a password in DATABASE_URL out of an error message. The
+// drivers do not quote it, so where it appears it is mostly part of
+// other words (the README's verifier:verifier@…/verifier makes pgx's
+// "user=verifier database=verifier" read "user=xxxxx database=xxxxx"):
+// the message then says what xxxxx stands for.
 func redact(err error, rawURL string) error {
 	if u, perr := url.Parse(rawURL); perr == nil && u.User != nil {
-		if p, ok := u.User.Password(); ok && p != "" {
-			return fmt.Errorf("%s", strings.ReplaceAll(err.Error(), p, "xxxxx"))
+		if p, ok := u.User.Password(); ok && p != "" && strings.Contains(err.Error(), p) {
+			return fmt.Errorf("%s (xxxxx: the password of DATABASE_URL, hidden wherever its text appears, in a user, database or host name too)", strings.ReplaceAll(err.Error(), p, "xxxxx"))
 		}
 	}
 	return err

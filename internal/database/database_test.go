@@ -2,6 +2,7 @@ package database
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -230,4 +231,40 @@ func readOnlyDir(t *testing.T, dir string) {
 	t.Helper()
 	require.NoError(t, os.Chmod(dir, 0o555))
 	t.Cleanup(func() { _ = os.Chmod(dir, 0o755) })
+}
+
+// TestRedactSaysWhatItHid: the password of DATABASE_URL never shows in
+// an error, and where hiding it changed other words (a password equal to
+// the user or database name, as in the README's example) the message says
+// what xxxxx stands for.
+func TestRedactSaysWhatItHid(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name, url, msg, want string
+	}{
+		{
+			name: "password equal to user and database",
+			url:  "postgres://verifier:verifier@127.0.0.1:5432/verifier?sslmode=disable",
+			msg:  "failed to connect to `user=verifier database=verifier`: dial tcp 127.0.0.1:5432: connect: connection refused",
+			want: "failed to connect to `user=xxxxx database=xxxxx`: dial tcp 127.0.0.1:5432: connect: connection refused (xxxxx: the password of DATABASE_URL, hidden wherever its text appears, in a user, database or host name too)",
+		},
+		{
+			name: "a password not in the message",
+			url:  "postgres://u:s3cr3tPa55@db/x",
+			msg:  "failed to connect to `user=u database=x`: dial tcp: connection refused",
+			want: "failed to connect to `user=u database=x`: dial tcp: connection refused",
+		},
+		{
+			name: "no password",
+			url:  "postgres://u@db/x",
+			msg:  "failed to connect",
+			want: "failed to connect",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			require.Equal(t, tt.want, redact(errors.New(tt.msg), tt.url).Error())
+		})
+	}
 }
