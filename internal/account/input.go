@@ -144,7 +144,7 @@ type RegisterInput struct {
 // list keeps the service from becoming an open redirector that hands a
 // receipt to any site.
 func CheckRedirect(raw string, origins []string) (string, error) {
-	bad := apperr.Errorf(apperr.BadUserInput, "redirectTo must be an http(s) URL on an allowed origin")
+	bad := apperr.Errorf(apperr.BadUserInput, "redirectTo must be an absolute http(s) URL, without user info, of at most %d bytes", maxRedirectLen)
 	if raw == "" || len(raw) > maxRedirectLen || !utf8.ValidString(raw) || strings.ContainsFunc(raw, unicode.IsControl) {
 		return "", bad
 	}
@@ -152,8 +152,10 @@ func CheckRedirect(raw string, origins []string) (string, error) {
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil || u.Opaque != "" {
 		return "", bad
 	}
-	if !slices.Contains(origins, Origin(u)) {
-		return "", bad
+	if o := Origin(u); !slices.Contains(origins, o) {
+		// The developer of the app that sent it reads this: which origin,
+		// and the setting that allows one (the list itself stays ours).
+		return "", apperr.Errorf(apperr.BadUserInput, "redirectTo is not on an allowed origin: %s is neither PUBLIC_URL's origin nor in the service's REDIRECT_ALLOWLIST", o)
 	}
 	if strings.Contains(raw, "#") {
 		// On an allowed origin: say what is wrong, not "allowed origin".

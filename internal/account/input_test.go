@@ -84,3 +84,29 @@ func TestCheckRedirectFragmentSaysWhy(t *testing.T) {
 	_, err := CheckRedirect("https://evil.example/#x", origins)
 	require.Contains(t, err.Error(), "allowed origin")
 }
+
+// TestCheckRedirectSaysWhy: a refused redirectTo says what to change, to
+// the developer of the app that sent it: the origin and the setting that
+// allows one, or the URL's shape. The web app tells the two apart from
+// other errors by "redirect" in the message.
+func TestCheckRedirectSaysWhy(t *testing.T) {
+	t.Parallel()
+	origins := []string{"https://verify.example", "http://localhost:5173"}
+	tests := []struct {
+		in   string
+		want []string
+	}{
+		{"http://localhost:3000/welcome", []string{"redirectTo is not on an allowed origin: http://localhost:3000 is neither PUBLIC_URL's origin nor in the service's REDIRECT_ALLOWLIST"}},
+		{"HTTPS://Evil.Example:443/x", []string{"https://evil.example is neither"}},
+		{"/welcome", []string{"redirectTo must be an absolute http(s) URL"}},
+		{"https://u@verify.example/", []string{"redirectTo must be an absolute http(s) URL, without user info"}},
+	}
+	for _, tt := range tests {
+		_, err := CheckRedirect(tt.in, origins)
+		require.Equal(t, apperr.BadUserInput, apperr.CodeOf(err), "%q", tt.in)
+		for _, w := range tt.want {
+			require.Contains(t, err.Error(), w, "%q", tt.in)
+		}
+		require.NotContains(t, err.Error(), "localhost:5173", "the allowed origins stay ours")
+	}
+}
