@@ -137,7 +137,7 @@ func TestBusyPortNamesTheSetting(t *testing.T) {
 		env := map[string]string{"HTTP_ADDR": "127.0.0.1:0", key: taken.Addr().String()}
 		code, stderr := startFails(t, env)
 		require.Equal(t, 1, code, stderr)
-		require.Contains(t, stderr, "("+key+"): listen on "+taken.Addr().String())
+		require.Contains(t, stderr, "("+key+"): listen on "+taken.Addr().String()+": another process already listens there: stop it, or give this setting another port")
 		require.Contains(t, stderr, "address already in use")
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -126,6 +127,10 @@ func (s *Server) Start(ctx context.Context) error {
 		return err
 	}
 	ln, err := net.Listen("tcp", s.addr)
+	if errors.Is(err, syscall.EADDRINUSE) {
+		// What to do, before the system's words, which repeat the address.
+		return run.Fail(fmt.Errorf("listen on %s: another process already listens there: stop it, or give this setting another port (%w)", s.addr, err))
+	}
 	if err != nil {
 		return run.Fail(fmt.Errorf("listen on %s: %w", s.addr, err))
 	}
