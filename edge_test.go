@@ -23,7 +23,8 @@ import (
 )
 
 // TestNothingSentIsLogged sends a password, a verification token and a
-// watch token in every malformed shape we could think of, at debug level,
+// watch token in every malformed shape we could think of (in bodies,
+// query strings, paths, headers and websocket frames), at debug level,
 // and checks that none of them reaches the log; bodies that are not one
 // GraphQL request answer 400 BAD_USER_INPUT without quoting the body.
 func TestNothingSentIsLogged(t *testing.T) {
@@ -149,6 +150,13 @@ func TestNothingSentIsLogged(t *testing.T) {
 		require.NoError(t, err)
 		resp.Body.Close()
 		require.Equal(t, u.status, resp.StatusCode, u.rawQuery)
+	}
+
+	// In the path: a page nobody serves, a link mangled on its way.
+	for _, p := range []string{"/" + password, "/verify-email/" + token, "/verify-email%3Ftoken=" + token, "/query/" + password, "/dev/" + watch} {
+		resp, err := s.http.Get(s.url(p))
+		require.NoError(t, err)
+		resp.Body.Close()
 	}
 
 	// Over websockets: each shape on a socket of its own, as several of

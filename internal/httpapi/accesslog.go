@@ -14,11 +14,11 @@ import (
 	"time"
 
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/verifier/verifier/internal/logctx"
 	"github.com/verifier/verifier/internal/ratelimit"
-	"github.com/verifier/verifier/internal/token"
 	"github.com/verifier/verifier/internal/tracing"
 )
 
@@ -71,97 +71,66 @@ func requestID(trustProxy int) middleware {
 	}
 }
 
-// maxLoggedPath bounds the path in an access-log line: a path is the
-// client's text (slog quotes it), and a long one is nothing an operator
-// reads to the end.
-const maxLoggedPath = 256
-
-// loggedPath is a request's path as its access-log line shows it. A path
-// is the client's text, and a link mangled on its way puts a token in it:
-// a "?" percent-encoded by a mail client or a link scanner (once or
-// twice) arrives in the path, or a "/", "&" or ";" in its place, or the
-// token with the punctuation that followed the link in the text. So the
-// path is cut at the first "?" or "%3F", every run of token.Len or more
-// URL-safe base64 characters is shown as "…" (a token is such a run,
-// wherever it stands: a whole segment, after "token=", before a "."), and
-// the rest is bounded by maxLoggedPath.
-func loggedPath(p string) string {
-	if i := strings.IndexByte(p, '?'); i >= 0 {
-		p = p[:i]
+// route is the pattern mux matches r to ("GET /dev/mail", "/query", "/"
+// for the web app's pages), or "unmatched": the access log, metrics and
+// traces name a request by it. The path is the client's text (a link
+// mangled on its way even puts its token there), and none of that is
+// logged; the route is ours. It is asked of the mux before the request
+// is served, so a websocket's line, written from another goroutine when
+// it closes, reads nothing of the request.
+func route(mux *http.ServeMux, r *http.Request) string {
+	if _, pattern := mux.Handler(r); pattern != "" {
+		return pattern
 	}
-	if i := strings.Index(strings.ToLower(p), "%3f"); i >= 0 {
-		p = p[:i]
-	}
-	var b strings.Builder
-	for i := 0; i < len(p); {
-		j := i
-		for j < len(p) && base64URLByte(p[j]) {
-			j++
-		}
-		if j-i >= token.Len {
-			b.WriteString("…")
-		} else {
-			b.WriteString(p[i:j])
-		}
-		if j < len(p) {
-			b.WriteByte(p[j])
-			j++
-		}
-		i = j
-	}
-	p = b.String()
-	if len(p) > maxLoggedPath {
-		p = p[:maxLoggedPath] + "…"
-	}
-	return p
+	return "unmatched"
 }
 
-// base64URLByte reports whether c is of the URL-safe base64 alphabet
-// tokens are written in.
-func base64URLByte(c byte) bool {
-	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_'
+// routePath is a route without its method, as OpenTelemetry's http.route.
+func routePath(route string) string {
+	if _, after, ok := strings.Cut(route, " "); ok {
+		return after
+	}
+	return route
 }
 
-// accessLog counts and times requests by route pattern (never by raw path,
-// which would let clients mint label values) and method (knownMethod, for
-// the same reason), and logs one line per request at info: method, path
-// without the query (links carry tokens there), status, bytes, duration,
-// client address (behind TRUST_PROXY proxies) and the request id. A
-// websocket is logged when it closes, with the bytes of its upgrade
-// answer; nothing it carried is. Headers and bodies are never logged:
-// they hold passwords, codes and bearer tokens.
-func accessLog(o Options) middleware {
+// accessLog counts and times requests by route (never by raw path, which
+// would let clients mint label values) and method (knownMethod, for the
+// same reason), and logs one line per request at info: method, route,
+// status, bytes, duration, client address (behind TRUST_PROXY proxies)
+// and the request id. Not the path, the client's text: a link mangled on
+// its way puts its token there. A websocket is logged when it closes,
+// with the bytes of its upgrade answer; nothing it carried is. Headers
+// and bodies are never logged: they hold passwords, codes and bearer
+// tokens.
+func accessLog(o Options, mux *http.ServeMux) middleware {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			start := time.Now()
 			rec := &recorder{ResponseWriter: w, code: http.StatusOK}
-			// The path before the mux or a handler changes r.URL.
-			path := loggedPath(r.URL.Path)
 			// line captures no request or response: for a websocket it
 			// lives as long as the socket, which must not keep net/http's
-			// buffers.
+			// buffers. The mux has matched by the time it runs.
 			ctx, method, client := r.Context(), knownMethod(r.Method), ratelimit.ClientAddress(r, o.TrustProxy)
+			matched := route(mux, r)
 			line := func(code int, bytes int64) {
 				o.Log.LogAttrs(ctx, slog.LevelInfo, "http request",
-					slog.String("method", method), slog.String("path", path),
+					slog.String("method", method), slog.String("route", matched),
 					slog.Int("status", code), slog.Int64("bytes", bytes),
 					slog.Duration("took", time.Since(start).Round(time.Microsecond)),
 					slog.String("client", client))
 			}
 			rec.closed = line
+			// url.path, the client's text, becomes the route too (traced).
+			span := trace.SpanFromContext(r.Context())
+			span.SetName(method + " " + matched)
+			span.SetAttributes(attribute.String("url.path", routePath(matched)), attribute.String("http.route", routePath(matched)))
 			next.ServeHTTP(rec, r)
-			route := r.Pattern
-			if route == "" {
-				route = "unmatched"
-			}
-			// Named by route, known only now that the mux has matched.
-			trace.SpanFromContext(r.Context()).SetName(method + " " + route)
-			o.Metrics.Requests.WithLabelValues(route, method, strconv.Itoa(rec.code)).Inc()
+			o.Metrics.Requests.WithLabelValues(matched, method, strconv.Itoa(rec.code)).Inc()
 			if !rec.hijacked {
 				// An event stream lasts as long as its subscription: not
 				// a request duration.
 				if !isEventStream(r) {
-					o.Metrics.Duration.WithLabelValues(route).Observe(time.Since(start).Seconds())
+					o.Metrics.Duration.WithLabelValues(matched).Observe(time.Since(start).Seconds())
 				}
 				line(rec.code, rec.bytes)
 			}
@@ -185,9 +154,10 @@ func knownMethod(m string) string {
 
 // traced starts each request's server span (continuing a traceparent the
 // client or a proxy sent), but for probes and scrapes, which would drown
-// the traces that matter. otelhttp records the path (url.path), so it is
-// shown the path as the access log shows it (loggedPath: a mangled link
-// puts a token there); the handlers get the request as it came.
+// the traces that matter. otelhttp records the path (url.path), the
+// client's text, so it is shown "/" until accessLog puts the route in its
+// place (a mangled link puts a token in the path); the handlers get the
+// request as it came.
 func traced(next http.Handler) http.Handler {
 	span := otelhttp.NewHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if u, ok := r.Context().Value(sentURL{}).(*url.URL); ok {
@@ -197,7 +167,11 @@ func traced(next http.Handler) http.Handler {
 	}), "http request",
 		otelhttp.WithPropagators(tracing.Propagator),
 		otelhttp.WithFilter(func(r *http.Request) bool {
-			switch r.URL.Path {
+			path := r.URL.Path
+			if u, ok := r.Context().Value(sentURL{}).(*url.URL); ok {
+				path = u.Path // not the "/" shown
+			}
+			switch path {
 			case "/healthz", "/readyz", "/metrics":
 				return false
 			}
@@ -205,7 +179,7 @@ func traced(next http.Handler) http.Handler {
 		}))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		shown := *r.URL
-		shown.Path, shown.RawPath, shown.RawQuery = loggedPath(r.URL.Path), "", ""
+		shown.Path, shown.RawPath, shown.RawQuery = "/", "", ""
 		traced := r.WithContext(context.WithValue(r.Context(), sentURL{}, r.URL))
 		traced.URL = &shown
 		span.ServeHTTP(w, traced)

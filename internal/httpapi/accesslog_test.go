@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/verifier/verifier/internal/logctx"
 	"github.com/verifier/verifier/internal/metrics"
@@ -99,7 +100,7 @@ func TestAccessLogLine(t *testing.T) {
 	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
 	require.Len(t, lines, 2)
 	line := lines[1]
-	for _, want := range []string{"level=INFO", `msg="http request"`, "method=POST", "path=/query ", "status=200", "bytes=11", "took=", "client=203.0.113.9", "request_id="} {
+	for _, want := range []string{"level=INFO", `msg="http request"`, "method=POST", "route=/query ", "status=200", "bytes=11", "took=", "client=203.0.113.9", "request_id="} {
 		require.Contains(t, line, want)
 	}
 	require.NotContains(t, buf.String(), secret)
@@ -107,24 +108,21 @@ func TestAccessLogLine(t *testing.T) {
 	require.NotContains(t, buf.String(), "123456")
 }
 
-// A path is the client's text too, and a link mangled on its way (its
-// "?" percent-encoded by a mail client or a scanner, or turned into a
-// "/") puts the token in the path: the access line shows none of it.
-func TestAccessLogPathHoldsNoToken(t *testing.T) {
+// A path is the client's text, and a link mangled on its way (its "?"
+// percent-encoded by a mail client or a scanner, or turned into a "/")
+// puts the token in it: the access line names the route the path matched,
+// never the path.
+func TestAccessLogShowsTheRouteNotThePath(t *testing.T) {
 	t.Parallel()
 	tok, _ := token.New()
-	for _, tt := range []struct{ name, path, shown string }{
-		{"an encoded ?", "/verify-email%3Ftoken=" + tok, "path=/verify-email "},
-		{"an encoded ? in lower case", "/verify-email%3ftoken=" + tok, "path=/verify-email "},
-		{"an encoded ? encoded again", "/verify-email%253Ftoken=" + tok, "path=/verify-email "},
-		{"a token as a segment", "/verify-email/" + tok, "path=/verify-email/… "},
-		{"a token as a segment, then more", "/x/" + tok + "/y", "path=/x/…/y "},
-		{"the ? turned into /", "/verify-email/token=" + tok, `path="/verify-email/token=…" `},
-		{"the ? turned into &", "/verify-email&token=" + tok, `path="/verify-email&token=…" `},
-		{"the ? turned into ;", "/verify-email;token=" + tok, `path="/verify-email;token=…" `},
-		{"an encoded ? encoded twice more", "/verify-email%25253Ftoken=" + tok, `path="/verify-email%253Ftoken=…" `},
-		{"a token with punctuation after it", "/verify-email/" + tok + ").", "path=/verify-email/…). "},
-		{"a token with more after it", "/verify-email/" + tok + "abc", "path=/verify-email/… "},
+	for _, tt := range []struct{ name, path, shown, hidden string }{
+		{"an encoded ?", "/verify-email%3Ftoken=" + tok, "route=/ ", tok},
+		{"an encoded ? encoded again", "/verify-email%253Ftoken=" + tok, "route=/ ", tok},
+		{"a token as a segment", "/verify-email/" + tok, "route=/ ", tok},
+		{"the ? turned into ;", "/verify-email;token=" + tok, "route=/ ", tok},
+		{"a path of the client's own", "/no-such-page-from-a-client", "route=/ ", "no-such-page"},
+		{"a route with a method", "/asyncapi.yaml", `route="GET /asyncapi.yaml" `, ""},
+		{"the API", "/query", "route=/query ", ""},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
@@ -132,16 +130,19 @@ func TestAccessLogPathHoldsNoToken(t *testing.T) {
 			h := logged(&buf, 0)
 			h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, tt.path, nil))
 			require.Contains(t, buf.String(), tt.shown)
-			require.NotContains(t, buf.String(), tok)
+			require.NotContains(t, buf.String(), "path=")
+			if tt.hidden != "" {
+				require.NotContains(t, buf.String(), tt.hidden)
+			}
 		})
 	}
 }
 
-// The server span's url.path is the path as the access log shows it: a
-// mangled link's token reached traces when OTLP was on. The handlers
-// still get the path as it came (the web app's 404 page, here the
-// recorder's).
-func TestTracedPathHoldsNoToken(t *testing.T) {
+// The server span's url.path is the route the path matched, as the
+// access log shows it (a mangled link's token reached traces when OTLP
+// was on), and probes make no span. The handlers still get the path as it
+// came (the web app's 404 page, here the recorder's).
+func TestTracedPathIsTheRoute(t *testing.T) {
 	t.Parallel()
 	tok, _ := token.New()
 	var got string
@@ -150,20 +151,30 @@ func TestTracedPathHoldsNoToken(t *testing.T) {
 	spans := tracetest.NewSpanRecorder()
 	ctx, parent := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(spans)).Tracer("test").Start(context.Background(), "client")
 	h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequestWithContext(ctx, http.MethodGet, "/verify-email%3Ftoken="+tok, nil))
+	h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequestWithContext(ctx, http.MethodGet, "/healthz", nil))
 	parent.End()
 
 	require.Equal(t, "/verify-email?token="+tok, got, "the handler's path as it came")
-	paths := 0
+	paths, servers := 0, 0
 	for _, sp := range spans.Ended() {
+		if sp.SpanKind() != trace.SpanKindServer {
+			continue
+		}
+		servers++
 		for _, a := range sp.Attributes() {
 			require.NotContains(t, a.Value.Emit(), tok, "span %q, %s", sp.Name(), a.Key)
-			if a.Key == "url.path" {
+			require.NotContains(t, a.Value.Emit(), "verify-email", "span %q, %s", sp.Name(), a.Key)
+			switch a.Key {
+			case "url.path":
 				paths++
-				require.Equal(t, "/verify-email", a.Value.AsString())
+				require.Equal(t, "/", a.Value.AsString())
+			case "http.route":
+				require.Equal(t, "/", a.Value.AsString())
 			}
 		}
 	}
-	require.Equal(t, 1, paths, "the server span records the path")
+	require.Equal(t, 1, servers, "the probe has no span")
+	require.Equal(t, 1, paths, "the server span records the route as its path")
 }
 
 // A websocket's line comes when it closes, traced or not (otelhttp's

@@ -87,7 +87,7 @@ func New(o Options) http.Handler {
 		o.metrics(mux)
 	}
 	if o.HealthOnly {
-		return chain(mux, noSniff, requestID(o.TrustProxy), accessLog(o))
+		return chain(mux, noSniff, requestID(o.TrustProxy), accessLog(o, mux))
 	}
 	mux.Handle("/query", o.query())
 	if o.Admin != nil && o.AdminToken != "" {
@@ -112,9 +112,9 @@ func New(o Options) http.Handler {
 	mux.Handle("/", o.Web)
 	o.Metrics.Routes([2]string{"/query", http.MethodPost}, [2]string{"GET /healthz", http.MethodGet}, [2]string{"GET /readyz", http.MethodGet})
 	if o.Trace {
-		return chain(mux, noSniff, traced, requestID(o.TrustProxy), accessLog(o))
+		return chain(mux, noSniff, traced, requestID(o.TrustProxy), accessLog(o, mux))
 	}
-	return chain(mux, noSniff, requestID(o.TrustProxy), accessLog(o))
+	return chain(mux, noSniff, requestID(o.TrustProxy), accessLog(o, mux))
 }
 
 // NewOps returns the handler of the METRICS_ADDR listener: /metrics,
@@ -124,7 +124,7 @@ func NewOps(o Options) http.Handler {
 	mux := http.NewServeMux()
 	o.health(mux)
 	o.metrics(mux)
-	return chain(mux, noSniff, requestID(o.TrustProxy), accessLog(o))
+	return chain(mux, noSniff, requestID(o.TrustProxy), accessLog(o, mux))
 }
 
 // health serves /healthz (the process answers) and /readyz (it can do its
