@@ -4849,6 +4849,7 @@ type SigningKeyMutation struct {
 	created_at       *time.Time
 	retired_at       *time.Time
 	tokens_expire_by *time.Time
+	revoked_at       *time.Time
 	clearedFields    map[string]struct{}
 	done             bool
 	oldValue         func(context.Context) (*SigningKey, error)
@@ -5257,6 +5258,55 @@ func (m *SigningKeyMutation) ResetTokensExpireBy() {
 	delete(m.clearedFields, signingkey.FieldTokensExpireBy)
 }
 
+// SetRevokedAt sets the "revoked_at" field.
+func (m *SigningKeyMutation) SetRevokedAt(t time.Time) {
+	m.revoked_at = &t
+}
+
+// RevokedAt returns the value of the "revoked_at" field in the mutation.
+func (m *SigningKeyMutation) RevokedAt() (r time.Time, exists bool) {
+	v := m.revoked_at
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldRevokedAt returns the old "revoked_at" field's value of the SigningKey entity.
+// If the SigningKey object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *SigningKeyMutation) OldRevokedAt(ctx context.Context) (v *time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldRevokedAt is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldRevokedAt requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldRevokedAt: %w", err)
+	}
+	return oldValue.RevokedAt, nil
+}
+
+// ClearRevokedAt clears the value of the "revoked_at" field.
+func (m *SigningKeyMutation) ClearRevokedAt() {
+	m.revoked_at = nil
+	m.clearedFields[signingkey.FieldRevokedAt] = struct{}{}
+}
+
+// RevokedAtCleared returns if the "revoked_at" field was cleared in this mutation.
+func (m *SigningKeyMutation) RevokedAtCleared() bool {
+	_, ok := m.clearedFields[signingkey.FieldRevokedAt]
+	return ok
+}
+
+// ResetRevokedAt resets all changes to the "revoked_at" field.
+func (m *SigningKeyMutation) ResetRevokedAt() {
+	m.revoked_at = nil
+	delete(m.clearedFields, signingkey.FieldRevokedAt)
+}
+
 // Where appends a list predicates to the SigningKeyMutation builder.
 func (m *SigningKeyMutation) Where(ps ...predicate.SigningKey) {
 	m.predicates = append(m.predicates, ps...)
@@ -5291,7 +5341,7 @@ func (m *SigningKeyMutation) Type() string {
 // order to get all numeric fields that were incremented/decremented, call
 // AddedFields().
 func (m *SigningKeyMutation) Fields() []string {
-	fields := make([]string, 0, 7)
+	fields := make([]string, 0, 8)
 	if m.kid != nil {
 		fields = append(fields, signingkey.FieldKid)
 	}
@@ -5312,6 +5362,9 @@ func (m *SigningKeyMutation) Fields() []string {
 	}
 	if m.tokens_expire_by != nil {
 		fields = append(fields, signingkey.FieldTokensExpireBy)
+	}
+	if m.revoked_at != nil {
+		fields = append(fields, signingkey.FieldRevokedAt)
 	}
 	return fields
 }
@@ -5335,6 +5388,8 @@ func (m *SigningKeyMutation) Field(name string) (ent.Value, bool) {
 		return m.RetiredAt()
 	case signingkey.FieldTokensExpireBy:
 		return m.TokensExpireBy()
+	case signingkey.FieldRevokedAt:
+		return m.RevokedAt()
 	}
 	return nil, false
 }
@@ -5358,6 +5413,8 @@ func (m *SigningKeyMutation) OldField(ctx context.Context, name string) (ent.Val
 		return m.OldRetiredAt(ctx)
 	case signingkey.FieldTokensExpireBy:
 		return m.OldTokensExpireBy(ctx)
+	case signingkey.FieldRevokedAt:
+		return m.OldRevokedAt(ctx)
 	}
 	return nil, fmt.Errorf("unknown SigningKey field %s", name)
 }
@@ -5416,6 +5473,13 @@ func (m *SigningKeyMutation) SetField(name string, value ent.Value) error {
 		}
 		m.SetTokensExpireBy(v)
 		return nil
+	case signingkey.FieldRevokedAt:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetRevokedAt(v)
+		return nil
 	}
 	return fmt.Errorf("unknown SigningKey field %s", name)
 }
@@ -5458,6 +5522,9 @@ func (m *SigningKeyMutation) ClearedFields() []string {
 	if m.FieldCleared(signingkey.FieldTokensExpireBy) {
 		fields = append(fields, signingkey.FieldTokensExpireBy)
 	}
+	if m.FieldCleared(signingkey.FieldRevokedAt) {
+		fields = append(fields, signingkey.FieldRevokedAt)
+	}
 	return fields
 }
 
@@ -5483,6 +5550,9 @@ func (m *SigningKeyMutation) ClearField(name string) error {
 		return nil
 	case signingkey.FieldTokensExpireBy:
 		m.ClearTokensExpireBy()
+		return nil
+	case signingkey.FieldRevokedAt:
+		m.ClearRevokedAt()
 		return nil
 	}
 	return fmt.Errorf("unknown SigningKey nullable field %s", name)
@@ -5512,6 +5582,9 @@ func (m *SigningKeyMutation) ResetField(name string) error {
 		return nil
 	case signingkey.FieldTokensExpireBy:
 		m.ResetTokensExpireBy()
+		return nil
+	case signingkey.FieldRevokedAt:
+		m.ResetRevokedAt()
 		return nil
 	}
 	return fmt.Errorf("unknown SigningKey field %s", name)

@@ -31,7 +31,9 @@ type SigningKey struct {
 	RetiredAt *time.Time `json:"retired_at,omitempty"`
 	// TokensExpireBy holds the value of the "tokens_expire_by" field.
 	TokensExpireBy *time.Time `json:"tokens_expire_by,omitempty"`
-	selectValues   sql.SelectValues
+	// RevokedAt holds the value of the "revoked_at" field.
+	RevokedAt    *time.Time `json:"revoked_at,omitempty"`
+	selectValues sql.SelectValues
 }
 
 // scanValues returns the types for scanning values from sql.Rows.
@@ -47,7 +49,7 @@ func (*SigningKey) scanValues(columns []string) ([]any, error) {
 			values[i] = new(sql.NullInt64)
 		case signingkey.FieldKid:
 			values[i] = new(sql.NullString)
-		case signingkey.FieldCreatedAt, signingkey.FieldRetiredAt, signingkey.FieldTokensExpireBy:
+		case signingkey.FieldCreatedAt, signingkey.FieldRetiredAt, signingkey.FieldTokensExpireBy, signingkey.FieldRevokedAt:
 			values[i] = new(sql.NullTime)
 		default:
 			values[i] = new(sql.UnknownType)
@@ -115,6 +117,13 @@ func (_m *SigningKey) assignValues(columns []string, values []any) error {
 				_m.TokensExpireBy = new(time.Time)
 				*_m.TokensExpireBy = value.Time
 			}
+		case signingkey.FieldRevokedAt:
+			if value, ok := values[i].(*sql.NullTime); !ok {
+				return fmt.Errorf("unexpected type %T for field revoked_at", values[i])
+			} else if value.Valid {
+				_m.RevokedAt = new(time.Time)
+				*_m.RevokedAt = value.Time
+			}
 		default:
 			_m.selectValues.Set(columns[i], values[i])
 		}
@@ -174,6 +183,11 @@ func (_m *SigningKey) String() string {
 	builder.WriteString(", ")
 	if v := _m.TokensExpireBy; v != nil {
 		builder.WriteString("tokens_expire_by=")
+		builder.WriteString(v.Format(time.ANSIC))
+	}
+	builder.WriteString(", ")
+	if v := _m.RevokedAt; v != nil {
+		builder.WriteString("revoked_at=")
 		builder.WriteString(v.Format(time.ANSIC))
 	}
 	builder.WriteByte(')')

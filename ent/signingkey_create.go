@@ -88,6 +88,20 @@ func (_c *SigningKeyCreate) SetNillableTokensExpireBy(v *time.Time) *SigningKeyC
 	return _c
 }
 
+// SetRevokedAt sets the "revoked_at" field.
+func (_c *SigningKeyCreate) SetRevokedAt(v time.Time) *SigningKeyCreate {
+	_c.mutation.SetRevokedAt(v)
+	return _c
+}
+
+// SetNillableRevokedAt sets the "revoked_at" field if the given value is not nil.
+func (_c *SigningKeyCreate) SetNillableRevokedAt(v *time.Time) *SigningKeyCreate {
+	if v != nil {
+		_c.SetRevokedAt(*v)
+	}
+	return _c
+}
+
 // Mutation returns the SigningKeyMutation object of the builder.
 func (_c *SigningKeyCreate) Mutation() *SigningKeyMutation {
 	return _c.mutation
@@ -195,6 +209,10 @@ func (_c *SigningKeyCreate) createSpec() (*SigningKey, *sqlgraph.CreateSpec) {
 	if value, ok := _c.mutation.TokensExpireBy(); ok {
 		_spec.SetField(signingkey.FieldTokensExpireBy, field.TypeTime, value)
 		_node.TokensExpireBy = &value
+	}
+	if value, ok := _c.mutation.RevokedAt(); ok {
+		_spec.SetField(signingkey.FieldRevokedAt, field.TypeTime, value)
+		_node.RevokedAt = &value
 	}
 	return _node, _spec
 }
@@ -317,6 +335,24 @@ func (u *SigningKeyUpsert) UpdateTokensExpireBy() *SigningKeyUpsert {
 // ClearTokensExpireBy clears the value of the "tokens_expire_by" field.
 func (u *SigningKeyUpsert) ClearTokensExpireBy() *SigningKeyUpsert {
 	u.SetNull(signingkey.FieldTokensExpireBy)
+	return u
+}
+
+// SetRevokedAt sets the "revoked_at" field.
+func (u *SigningKeyUpsert) SetRevokedAt(v time.Time) *SigningKeyUpsert {
+	u.Set(signingkey.FieldRevokedAt, v)
+	return u
+}
+
+// UpdateRevokedAt sets the "revoked_at" field to the value that was provided on create.
+func (u *SigningKeyUpsert) UpdateRevokedAt() *SigningKeyUpsert {
+	u.SetExcluded(signingkey.FieldRevokedAt)
+	return u
+}
+
+// ClearRevokedAt clears the value of the "revoked_at" field.
+func (u *SigningKeyUpsert) ClearRevokedAt() *SigningKeyUpsert {
+	u.SetNull(signingkey.FieldRevokedAt)
 	return u
 }
 
@@ -452,6 +488,27 @@ func (u *SigningKeyUpsertOne) UpdateTokensExpireBy() *SigningKeyUpsertOne {
 func (u *SigningKeyUpsertOne) ClearTokensExpireBy() *SigningKeyUpsertOne {
 	return u.Update(func(s *SigningKeyUpsert) {
 		s.ClearTokensExpireBy()
+	})
+}
+
+// SetRevokedAt sets the "revoked_at" field.
+func (u *SigningKeyUpsertOne) SetRevokedAt(v time.Time) *SigningKeyUpsertOne {
+	return u.Update(func(s *SigningKeyUpsert) {
+		s.SetRevokedAt(v)
+	})
+}
+
+// UpdateRevokedAt sets the "revoked_at" field to the value that was provided on create.
+func (u *SigningKeyUpsertOne) UpdateRevokedAt() *SigningKeyUpsertOne {
+	return u.Update(func(s *SigningKeyUpsert) {
+		s.UpdateRevokedAt()
+	})
+}
+
+// ClearRevokedAt clears the value of the "revoked_at" field.
+func (u *SigningKeyUpsertOne) ClearRevokedAt() *SigningKeyUpsertOne {
+	return u.Update(func(s *SigningKeyUpsert) {
+		s.ClearRevokedAt()
 	})
 }
 
@@ -752,6 +809,27 @@ func (u *SigningKeyUpsertBulk) UpdateTokensExpireBy() *SigningKeyUpsertBulk {
 func (u *SigningKeyUpsertBulk) ClearTokensExpireBy() *SigningKeyUpsertBulk {
 	return u.Update(func(s *SigningKeyUpsert) {
 		s.ClearTokensExpireBy()
+	})
+}
+
+// SetRevokedAt sets the "revoked_at" field.
+func (u *SigningKeyUpsertBulk) SetRevokedAt(v time.Time) *SigningKeyUpsertBulk {
+	return u.Update(func(s *SigningKeyUpsert) {
+		s.SetRevokedAt(v)
+	})
+}
+
+// UpdateRevokedAt sets the "revoked_at" field to the value that was provided on create.
+func (u *SigningKeyUpsertBulk) UpdateRevokedAt() *SigningKeyUpsertBulk {
+	return u.Update(func(s *SigningKeyUpsert) {
+		s.UpdateRevokedAt()
+	})
+}
+
+// ClearRevokedAt clears the value of the "revoked_at" field.
+func (u *SigningKeyUpsertBulk) ClearRevokedAt() *SigningKeyUpsertBulk {
+	return u.Update(func(s *SigningKeyUpsert) {
+		s.ClearRevokedAt()
 	})
 }
 

@@ -100,6 +100,26 @@ func (_u *SigningKeyUpdate) ClearTokensExpireBy() *SigningKeyUpdate {
 	return _u
 }
 
+// SetRevokedAt sets the "revoked_at" field.
+func (_u *SigningKeyUpdate) SetRevokedAt(v time.Time) *SigningKeyUpdate {
+	_u.mutation.SetRevokedAt(v)
+	return _u
+}
+
+// SetNillableRevokedAt sets the "revoked_at" field if the given value is not nil.
+func (_u *SigningKeyUpdate) SetNillableRevokedAt(v *time.Time) *SigningKeyUpdate {
+	if v != nil {
+		_u.SetRevokedAt(*v)
+	}
+	return _u
+}
+
+// ClearRevokedAt clears the value of the "revoked_at" field.
+func (_u *SigningKeyUpdate) ClearRevokedAt() *SigningKeyUpdate {
+	_u.mutation.ClearRevokedAt()
+	return _u
+}
+
 // Mutation returns the SigningKeyMutation object of the builder.
 func (_u *SigningKeyUpdate) Mutation() *SigningKeyMutation {
 	return _u.mutation
@@ -164,6 +184,12 @@ func (_u *SigningKeyUpdate) sqlSave(ctx context.Context) (_node int, err error) 
 	}
 	if _u.mutation.TokensExpireByCleared() {
 		_spec.ClearField(signingkey.FieldTokensExpireBy, field.TypeTime)
+	}
+	if value, ok := _u.mutation.RevokedAt(); ok {
+		_spec.SetField(signingkey.FieldRevokedAt, field.TypeTime, value)
+	}
+	if _u.mutation.RevokedAtCleared() {
+		_spec.ClearField(signingkey.FieldRevokedAt, field.TypeTime)
 	}
 	if _node, err = sqlgraph.UpdateNodes(ctx, _u.driver, _spec); err != nil {
 		if _, ok := err.(*sqlgraph.NotFoundError); ok {
@@ -254,6 +280,26 @@ func (_u *SigningKeyUpdateOne) SetNillableTokensExpireBy(v *time.Time) *SigningK
 // ClearTokensExpireBy clears the value of the "tokens_expire_by" field.
 func (_u *SigningKeyUpdateOne) ClearTokensExpireBy() *SigningKeyUpdateOne {
 	_u.mutation.ClearTokensExpireBy()
+	return _u
+}
+
+// SetRevokedAt sets the "revoked_at" field.
+func (_u *SigningKeyUpdateOne) SetRevokedAt(v time.Time) *SigningKeyUpdateOne {
+	_u.mutation.SetRevokedAt(v)
+	return _u
+}
+
+// SetNillableRevokedAt sets the "revoked_at" field if the given value is not nil.
+func (_u *SigningKeyUpdateOne) SetNillableRevokedAt(v *time.Time) *SigningKeyUpdateOne {
+	if v != nil {
+		_u.SetRevokedAt(*v)
+	}
+	return _u
+}
+
+// ClearRevokedAt clears the value of the "revoked_at" field.
+func (_u *SigningKeyUpdateOne) ClearRevokedAt() *SigningKeyUpdateOne {
+	_u.mutation.ClearRevokedAt()
 	return _u
 }
 
@@ -351,6 +397,12 @@ func (_u *SigningKeyUpdateOne) sqlSave(ctx context.Context) (_node *SigningKey, 
 	}
 	if _u.mutation.TokensExpireByCleared() {
 		_spec.ClearField(signingkey.FieldTokensExpireBy, field.TypeTime)
+	}
+	if value, ok := _u.mutation.RevokedAt(); ok {
+		_spec.SetField(signingkey.FieldRevokedAt, field.TypeTime, value)
+	}
+	if _u.mutation.RevokedAtCleared() {
+		_spec.ClearField(signingkey.FieldRevokedAt, field.TypeTime)
 	}
 	_node = &SigningKey{config: _u.config}
 	_spec.Assign = _node.assignValues

@@ -185,6 +185,7 @@ var (
 		{Name: "created_at", Type: field.TypeTime},
 		{Name: "retired_at", Type: field.TypeTime, Nullable: true},
 		{Name: "tokens_expire_by", Type: field.TypeTime, Nullable: true},
+		{Name: "revoked_at", Type: field.TypeTime, Nullable: true},
 	}
 	// SigningKeysTable holds the schema information for the "signing_keys" table.
 	SigningKeysTable = &schema.Table{

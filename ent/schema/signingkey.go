@@ -7,7 +7,8 @@ import (
 )
 
 // SigningKey is an Ed25519 key that signs receipts and sign-in tokens, or
-// did until it was retired. Public keys stay until every token they signed
+// did until it was retired, or will once a rotation makes it current (a
+// key neither current nor retired is published ahead of signing). Public keys stay until every token they signed
 // has expired, so the JWKS can list them and tokens signed before a key
 // change keep verifying.
 type SigningKey struct{ ent.Schema }
@@ -39,6 +40,10 @@ func (SigningKey) Fields() []ent.Field {
 		// retired it. Unset on keys that signed before it was kept: then
 		// retired_at plus the reading replica's longest token lifetime.
 		field.Time("tokens_expire_by").Optional().Nillable(),
+		// Set by `verifier signing-key rotate -revoke` (a leaked key): the
+		// key leaves the JWKS and its tokens stop verifying at once, not
+		// when they expire.
+		field.Time("revoked_at").Optional().Nillable(),
 	}
 }
 

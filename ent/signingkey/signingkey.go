@@ -25,6 +25,8 @@ const (
 	FieldRetiredAt = "retired_at"
 	// FieldTokensExpireBy holds the string denoting the tokens_expire_by field in the database.
 	FieldTokensExpireBy = "tokens_expire_by"
+	// FieldRevokedAt holds the string denoting the revoked_at field in the database.
+	FieldRevokedAt = "revoked_at"
 	// Table holds the table name of the signingkey in the database.
 	Table = "signing_keys"
 )
@@ -39,6 +41,7 @@ var Columns = []string{
 	FieldCreatedAt,
 	FieldRetiredAt,
 	FieldTokensExpireBy,
+	FieldRevokedAt,
 }
 
 // ValidColumn reports if the column name is valid (part of the table columns).
@@ -89,4 +92,9 @@ func ByRetiredAt(opts ...sql.OrderTermOption) OrderOption {
 // ByTokensExpireBy orders the results by the tokens_expire_by field.
 func ByTokensExpireBy(opts ...sql.OrderTermOption) OrderOption {
 	return sql.OrderByField(FieldTokensExpireBy, opts...).ToFunc()
+}
+
+// ByRevokedAt orders the results by the revoked_at field.
+func ByRevokedAt(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldRevokedAt, opts...).ToFunc()
 }

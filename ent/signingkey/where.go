@@ -89,6 +89,11 @@ func TokensExpireBy(v time.Time) predicate.SigningKey {
 	return predicate.SigningKey(sql.FieldEQ(FieldTokensExpireBy, v))
 }
 
+// RevokedAt applies equality check predicate on the "revoked_at" field. It's identical to RevokedAtEQ.
+func RevokedAt(v time.Time) predicate.SigningKey {
+	return predicate.SigningKey(sql.FieldEQ(FieldRevokedAt, v))
+}
+
 // KidEQ applies the EQ predicate on the "kid" field.
 func KidEQ(v string) predicate.SigningKey {
 	return predicate.SigningKey(sql.FieldEQ(FieldKid, v))
@@ -402,6 +407,56 @@ func TokensExpireByIsNil() predicate.SigningKey {
 // TokensExpireByNotNil applies the NotNil predicate on the "tokens_expire_by" field.
 func TokensExpireByNotNil() predicate.SigningKey {
 	return predicate.SigningKey(sql.FieldNotNull(FieldTokensExpireBy))
+}
+
+// RevokedAtEQ applies the EQ predicate on the "revoked_at" field.
+func RevokedAtEQ(v time.Time) predicate.SigningKey {
+	return predicate.SigningKey(sql.FieldEQ(FieldRevokedAt, v))
+}
+
+// RevokedAtNEQ applies the NEQ predicate on the "revoked_at" field.
+func RevokedAtNEQ(v time.Time) predicate.SigningKey {
+	return predicate.SigningKey(sql.FieldNEQ(FieldRevokedAt, v))
+}
+
+// RevokedAtIn applies the In predicate on the "revoked_at" field.
+func RevokedAtIn(vs ...time.Time) predicate.SigningKey {
+	return predicate.SigningKey(sql.FieldIn(FieldRevokedAt, vs...))
+}
+
+// RevokedAtNotIn applies the NotIn predicate on the "revoked_at" field.
+func RevokedAtNotIn(vs ...time.Time) predicate.SigningKey {
+	return predicate.SigningKey(sql.FieldNotIn(FieldRevokedAt, vs...))
+}
+
+// RevokedAtGT applies the GT predicate on the "revoked_at" field.
+func RevokedAtGT(v time.Time) predicate.SigningKey {
+	return predicate.SigningKey(sql.FieldGT(FieldRevokedAt, v))
+}
+
+// RevokedAtGTE applies the GTE predicate on the "revoked_at" field.
+func RevokedAtGTE(v time.Time) predicate.SigningKey {
+	return predicate.SigningKey(sql.FieldGTE(FieldRevokedAt, v))
+}
+
+// RevokedAtLT applies the LT predicate on the "revoked_at" field.
+func RevokedAtLT(v time.Time) predicate.SigningKey {
+	return predicate.SigningKey(sql.FieldLT(FieldRevokedAt, v))
+}
+
+// RevokedAtLTE applies the LTE predicate on the "revoked_at" field.
+func RevokedAtLTE(v time.Time) predicate.SigningKey {
+	return predicate.SigningKey(sql.FieldLTE(FieldRevokedAt, v))
+}
+
+// RevokedAtIsNil applies the IsNil predicate on the "revoked_at" field.
+func RevokedAtIsNil() predicate.SigningKey {
+	return predicate.SigningKey(sql.FieldIsNull(FieldRevokedAt))
+}
+
+// RevokedAtNotNil applies the NotNil predicate on the "revoked_at" field.
+func RevokedAtNotNil() predicate.SigningKey {
+	return predicate.SigningKey(sql.FieldNotNull(FieldRevokedAt))
 }
 
 // And groups predicates with the AND operator between them.
