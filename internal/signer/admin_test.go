@@ -38,7 +38,10 @@ func TestAdminListsWhatTheJWKSLists(t *testing.T) {
 		tok, _, err := s.Session(ctx, ada)
 		require.NoError(t, err)
 		b.clock.Advance(time.Minute)
-		kid, err := a.Rotate(ctx)
+		n, err := a.Publish(ctx)
+		require.NoError(t, err)
+		kid := n.Kid
+		_, err = a.Activate(ctx, kid, false)
 		require.NoError(t, err)
 		ks, err = a.List(ctx)
 		require.NoError(t, err)
@@ -60,7 +63,7 @@ func TestAdminListsWhatTheJWKSLists(t *testing.T) {
 	})
 }
 
-// Rotate refuses where the replicas could not sign with the new key, or
+// Publish refuses where the replicas could not sign with the new key, or
 // would not keep it: the key is a SIGNING_KEY_FILE's (given here, or
 // installed by a replica given one), or the current key does not open
 // with this TOKEN_SEAL_KEY (the new one, sealed under it, would not open
@@ -118,7 +121,7 @@ func TestRotateRefuses(t *testing.T) {
 				ctx := context.Background()
 				mod := tt.setup(t, b)
 				before := rows(t, b.db)
-				_, err := b.admin(t, mod).Rotate(ctx)
+				_, err := b.admin(t, mod).Publish(ctx)
 				require.Error(t, err)
 				require.Equal(t, tt.file, errors.Is(err, ErrKeyFromFile), "%v", err)
 				require.ErrorContains(t, err, tt.wantErr)
@@ -128,6 +131,110 @@ func TestRotateRefuses(t *testing.T) {
 					require.Equal(t, before[i].Kid, after[i].Kid)
 					require.Equal(t, before[i].Current, after[i].Current)
 					require.Equal(t, before[i].RetiredAt, after[i].RetiredAt)
+				}
+			})
+		})
+	}
+}
+
+// A rotation left after Publish (the command interrupted while it waits)
+// breaks nothing: every replica lists the next key and accepts its tokens,
+// none signs with it, and the next rotation replaces it and completes.
+func TestPublishedKeyNeverActivated(t *testing.T) {
+	t.Parallel()
+	eachDB(t, func(t *testing.T, b *testBundle) {
+		ctx := context.Background()
+		s := b.signer(t)
+		other := b.signer(t, func(o *Options) { o.DB = b.open(t) })
+		old := s.own.kid
+		before, _, err := s.Session(ctx, ada)
+		require.NoError(t, err)
+
+		a := b.admin(t)
+		b.clock.Advance(time.Minute)
+		n, err := a.Publish(ctx)
+		require.NoError(t, err)
+		require.Equal(t, PublishFor, n.Wait)
+		ks, err := a.List(ctx)
+		require.NoError(t, err)
+		require.Equal(t, KeyInfo{Kid: n.Kid, CreatedAt: b.clock.Now(), Next: true}, ks[0])
+
+		b.clock.Advance(PublishFor)
+		for _, r := range []*Signer{s, other} {
+			require.Equal(t, []string{old, n.Kid}, kids(fetchJWKS(t, r)), "listed after the current key")
+			tok, _, err := r.Session(ctx, ada)
+			require.NoError(t, err)
+			h, _ := verifyWithJWKS(t, fetchJWKS(t, r), tok)
+			require.Equal(t, old, h.KeyID, "the next key signs nothing")
+			for _, tok := range []string{before, tok} {
+				_, err := r.VerifySession(ctx, tok)
+				require.NoError(t, err)
+			}
+		}
+		require.Equal(t, old, b.signer(t).own.kid, "a replica starting meanwhile keeps the current key")
+
+		kid, err := s.Rotate(ctx)
+		require.NoError(t, err)
+		require.NotEqual(t, n.Kid, kid, "replaced")
+		_, err = a.Activate(ctx, n.Kid, false)
+		require.ErrorIs(t, err, ErrNotNext, "the replaced key cannot be activated")
+		b.clock.Advance(cacheFor)
+		require.Equal(t, []string{kid, old}, kids(fetchJWKS(t, other)))
+		require.Len(t, rows(t, b.db), 2, "the unused key is gone")
+	})
+}
+
+// Activate with revoke drops the old keys at once: after a reload no
+// replica lists them or accepts their tokens, unexpired as they are.
+func TestActivateRevokes(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name   string
+		revoke bool
+	}{
+		{"retire", false},
+		{"revoke", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			eachDB(t, func(t *testing.T, b *testBundle) {
+				ctx := context.Background()
+				s := b.signer(t)
+				other := b.signer(t, func(o *Options) { o.DB = b.open(t) })
+				old := s.own.kid
+				tok, _, err := s.Session(ctx, ada)
+				require.NoError(t, err)
+
+				a := b.admin(t)
+				n, err := a.Publish(ctx)
+				require.NoError(t, err)
+				b.clock.Advance(n.Wait)
+				done, err := a.Activate(ctx, n.Kid, tt.revoke)
+				require.NoError(t, err)
+				require.Equal(t, old, done.Retired)
+				b.clock.Advance(cacheFor)
+
+				want, wantKids := error(nil), []string{n.Kid, old}
+				if tt.revoke {
+					require.Equal(t, []string{old}, done.Revoked)
+					want, wantKids = ErrInvalid, []string{n.Kid}
+				}
+				for _, r := range []*Signer{s, other} {
+					require.Equal(t, wantKids, kids(fetchJWKS(t, r)))
+					_, err := r.VerifySession(ctx, tok)
+					if want == nil {
+						require.NoError(t, err)
+					} else {
+						require.ErrorIs(t, err, want)
+					}
+				}
+				ks, err := a.List(ctx)
+				require.NoError(t, err)
+				for _, k := range ks {
+					if k.Kid == old {
+						require.Equal(t, tt.revoke, k.RevokedAt != nil)
+					}
 				}
 			})
 		})

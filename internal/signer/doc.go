@@ -32,14 +32,34 @@
 // table; with SIGNING_KEY_FILE only the public key is registered and the
 // private key never leaves the file.
 //
-// When the current key changes (Rotate, a new SIGNING_KEY_FILE, or the file
-// setting removed) the previous key is marked retired and its private half
-// erased: it never signs again. Its public half stays listed in the JWKS,
-// and VerifySession keeps accepting its tokens, until every token it can
-// have signed has expired: retired_at + max(RECEIPT_TTL, SESSION_TTL) + a
-// margin that covers clock skew between replicas and apps, and the few
+// A rotation publishes before it signs, as JWKS consumers expect: Publish
+// stores a new key as the next one (neither current nor retired: listed in
+// the JWKS and accepted by VerifySession, signing nothing); every replica
+// lists it once its copy of the table is cacheFor old, so the operator's
+// command waits PublishFor (cacheFor and a margin) before Activate makes it
+// current and retires the old key in one transaction. An app that meets a
+// token of the new key and fetches the JWKS again, from whichever replica,
+// finds it there. A replica that starts meanwhile reads the next key too. A
+// rotation stopped between the two steps leaves a next key that is listed
+// and never signs (nobody holds a token of it); the next Publish replaces
+// it. Signer.Rotate runs both steps at once: right for a single replica and
+// tests, which reload their own copy.
+//
+// When the current key changes (a rotation, a new SIGNING_KEY_FILE, or the
+// file setting removed) the previous key is marked retired and its private
+// half erased: it never signs again. Its public half stays listed in the
+// JWKS, and VerifySession keeps accepting its tokens, until every token it
+// can have signed has expired: retired_at + max(RECEIPT_TTL, SESSION_TTL) +
+// a margin that covers clock skew between replicas and apps, and the few
 // seconds another replica may still sign with it before it notices. Apps
 // that cached the JWKS, and users holding a token, notice nothing.
+//
+// After a leak that is too long: tokens can be forged with any iat, so the
+// key must go. Activate with revoke (`verifier signing-key rotate -revoke`)
+// also revokes the previous key and every retired key still listed: each
+// replica drops them from its JWKS and refuses their tokens once its copy
+// is cacheFor old, which signs everyone out and voids unexpired receipts.
+// A SIGNING_KEY_FILE that holds a revoked key is refused at start.
 //
 // Every replica reads the table, not only its own memory: the copy is
 // trusted for a few seconds, and a token whose kid is missing from it

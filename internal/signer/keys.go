@@ -208,10 +208,17 @@ func (s *Signer) insertGenerated(ctx context.Context, tx *ent.Tx, now time.Time,
 func (s *Signer) installFileKey(ctx context.Context, k *key) error {
 	return database.InTx(ctx, s.db, func(tx *ent.Tx) error {
 		now := s.clock()
+		revoked, err := tx.SigningKey.Query().Where(signingkey.Kid(k.kid), signingkey.RevokedAtNotNil()).Exist(ctx)
+		if err != nil {
+			return fmt.Errorf("signer: read the key of SIGNING_KEY_FILE: %w", err)
+		}
+		if revoked {
+			return fmt.Errorf("SIGNING_KEY_FILE: its key %s was revoked (signing-key rotate -revoke): put a new key in the file", k.kid)
+		}
 		if err := retireCurrent(ctx, tx, now, signingkey.KidNEQ(k.kid)); err != nil {
 			return err
 		}
-		err := tx.SigningKey.Create().
+		err = tx.SigningKey.Create().
 			SetKid(k.kid).SetPublicKey(k.pub).SetCurrent(true).SetCreatedAt(now).
 			OnConflictColumns(signingkey.FieldKid).
 			Update(func(u *ent.SigningKeyUpsert) { u.SetCurrent(true).ClearRetiredAt() }).
@@ -274,59 +281,166 @@ func (s *Signer) ensureGeneratedKey(ctx context.Context) error {
 // a replica that was given one.
 var ErrKeyFromFile = errors.New("the signing key comes from SIGNING_KEY_FILE: rotate by replacing the file and restarting the service")
 
-// Rotate generates a new key kept in the database, makes it the current
-// one and retires the previous one, which stays listed and accepted until
-// every token it signed has expired. Other replicas sign with the new key
-// within cacheFor. It returns the new key's kid.
-//
-// It refuses (ErrKeyFromFile) when the key is a SIGNING_KEY_FILE's, and
-// when the current key's private half does not open with this process's
-// TOKEN_SEAL_KEY: the replicas could not open the new one either, since it
-// is sealed under the same key, and would go on signing with the retired
-// one.
-func (s *Signer) Rotate(ctx context.Context) (string, error) {
+// ErrNotNext is why Activate refuses a key that is no longer waiting to
+// sign: another rotation replaced it, or made it current already.
+var ErrNotNext = errors.New("the key is no longer the next one (another rotation replaced or activated it): run rotate again")
+
+// next is the predicate of a published key that does not sign yet: neither
+// current, retired nor revoked.
+func next() predicate.SigningKey {
+	return signingkey.And(signingkey.CurrentIsNil(), signingkey.RetiredAtIsNil(), signingkey.RevokedAtIsNil())
+}
+
+// rotatable reads the current key in tx and refuses a rotation that the
+// replicas could not follow: the key is a SIGNING_KEY_FILE's, or its
+// private half does not open with this process's TOKEN_SEAL_KEY (the new
+// key, sealed under the same key, would not open on the replicas either,
+// and they would go on signing with the retired one). It returns the
+// current key's row, nil when there is none yet (the service never started
+// here).
+func (s *Signer) rotatable(ctx context.Context, tx *ent.Tx) (*ent.SigningKey, error) {
 	if s.file != nil {
-		return "", fmt.Errorf("signer: %w", ErrKeyFromFile)
+		return nil, fmt.Errorf("signer: %w", ErrKeyFromFile)
 	}
+	cur, err := tx.SigningKey.Query().Where(signingkey.Current(true)).Only(ctx)
+	switch {
+	case ent.IsNotFound(err):
+		return nil, nil
+	case err != nil:
+		return nil, fmt.Errorf("signer: read the current key: %w", err)
+	case len(cur.PrivateKey) == 0:
+		return nil, fmt.Errorf("signer: the current key %s was installed by a replica given SIGNING_KEY_FILE: %w", cur.Kid, ErrKeyFromFile)
+	}
+	if _, err := s.seed(cur.Kid, cur.PrivateKey); err != nil {
+		return nil, fmt.Errorf("signer: the current key %s: %w: rotate with the TOKEN_SEAL_KEY the service runs with", cur.Kid, err)
+	}
+	return cur, nil
+}
+
+// Next is a key published ahead of signing (Publish).
+type Next struct {
+	Kid string
+	// Wait is how long to wait before Activate so that every replica lists
+	// the key first: PublishFor, or 0 when no key signs yet.
+	Wait time.Duration
+}
+
+// Publish is the first step of a rotation: it generates a key, kept in the
+// database, as the next one: listed in the JWKS and accepted by
+// VerifySession on every replica within cacheFor, signing nothing. A next
+// key left by a rotation that never finished (nobody holds a token of it)
+// is replaced. It refuses as Rotate does, changing nothing.
+func (s *Signer) Publish(ctx context.Context) (Next, error) {
 	k, seed, err := generate()
 	if err != nil {
-		return "", err
+		return Next{}, err
 	}
-	var old string
+	n := Next{Kid: k.kid}
 	err = database.InTx(ctx, s.db, func(tx *ent.Tx) error {
+		cur, err := s.rotatable(ctx, tx)
+		if err != nil {
+			return err
+		}
+		if cur != nil {
+			n.Wait = PublishFor
+		}
+		if _, err := tx.SigningKey.Delete().Where(next()).Exec(ctx); err != nil {
+			return fmt.Errorf("signer: drop the unused next key: %w", err)
+		}
+		err = tx.SigningKey.Create().
+			SetKid(k.kid).SetPublicKey(k.pub).SetPrivateKey(s.stored(k.kid, seed)).SetCreatedAt(s.clock()).
+			Exec(ctx)
+		if err != nil {
+			return fmt.Errorf("signer: store the next key: %w", err)
+		}
+		return nil
+	})
+	if err != nil {
+		return Next{}, err
+	}
+	s.log.Info("next signing key published", "kid", k.kid)
+	return n, nil
+}
+
+// Activated is what Activate changed.
+type Activated struct {
+	// Retired is the kid of the key that signed before; empty if none did.
+	Retired string
+	// Revoked are the kids Activate revoked (revoke only): the key that
+	// signed before and every retired key still listed.
+	Revoked []string
+}
+
+// Activate is the second step of a rotation: it makes the next key kid
+// current and retires the key that signed before, in one transaction; other
+// replicas sign with kid within cacheFor. The retired key stays listed and
+// accepted until every token it signed has expired, unless revoke: then it
+// and every other key still listed is revoked, leaving the JWKS and
+// refused by VerifySession within cacheFor (everyone signed in with them is
+// signed out; their receipts no longer verify).
+func (s *Signer) Activate(ctx context.Context, kid string, revoke bool) (Activated, error) {
+	var a Activated
+	err := database.InTx(ctx, s.db, func(tx *ent.Tx) error {
 		now := s.clock()
-		cur, err := tx.SigningKey.Query().Where(signingkey.Current(true)).Only(ctx)
-		switch {
-		case ent.IsNotFound(err):
-			// No key yet (the service never started here): the new
-			// one is the first.
-		case err != nil:
-			return fmt.Errorf("signer: read the current key: %w", err)
-		case len(cur.PrivateKey) == 0:
-			return fmt.Errorf("signer: the current key %s was installed by a replica given SIGNING_KEY_FILE: %w", cur.Kid, ErrKeyFromFile)
-		default:
-			if _, err := s.seed(cur.Kid, cur.PrivateKey); err != nil {
-				return fmt.Errorf("signer: the current key %s: %w: rotate with the TOKEN_SEAL_KEY the service runs with", cur.Kid, err)
-			}
-			old = cur.Kid // for the log
+		cur, err := s.rotatable(ctx, tx)
+		if err != nil {
+			return err
+		}
+		if cur != nil {
+			a.Retired = cur.Kid
 		}
 		if err := retireCurrent(ctx, tx, now); err != nil {
 			return err
 		}
-		// A rotation racing this one may have put its own key in
-		// first; that one is as new as ours and wins.
-		return s.insertGenerated(ctx, tx, now, k, seed)
+		if revoke {
+			ps := []predicate.SigningKey{signingkey.KidNEQ(kid), signingkey.RevokedAtIsNil(), s.listable(now)}
+			if a.Revoked, err = tx.SigningKey.Query().Where(ps...).
+				Order(ent.Desc(signingkey.FieldCreatedAt), ent.Asc(signingkey.FieldKid)).
+				Select(signingkey.FieldKid).Strings(ctx); err != nil {
+				return fmt.Errorf("signer: read the keys to revoke: %w", err)
+			}
+			if err := tx.SigningKey.Update().Where(ps...).SetRevokedAt(now).ClearPrivateKey().Exec(ctx); err != nil {
+				return fmt.Errorf("signer: revoke the old keys: %w", err)
+			}
+		}
+		n, err := tx.SigningKey.Update().Where(signingkey.Kid(kid), next()).SetCurrent(true).Save(ctx)
+		if ent.IsConstraintError(err) {
+			// A rotation at the same moment made its own key current
+			// (PostgreSQL: this transaction could not see it yet).
+			return fmt.Errorf("signer: %s: %w", kid, ErrNotNext)
+		}
+		if err != nil {
+			return fmt.Errorf("signer: make the next key current: %w", err)
+		}
+		if n == 0 {
+			return fmt.Errorf("signer: %s: %w", kid, ErrNotNext)
+		}
+		return nil
 	})
 	if err != nil {
-		return "", err
+		return Activated{}, err
 	}
-	v, err := s.reload(ctx)
+	if _, err := s.reload(ctx); err != nil {
+		return Activated{}, err
+	}
+	s.log.Info("signing key rotated", "kid", kid, "retired_kid", a.Retired, "revoked_kids", a.Revoked)
+	return a, nil
+}
+
+// Rotate publishes a new key and makes it current at once, retiring the
+// previous one (Publish, then Activate). It does not wait between the two:
+// right where this Signer is the only copy of the key table (one replica,
+// tests), since it reloads its own copy. With several replicas, operators
+// rotate with `verifier signing-key rotate`, which waits PublishFor between
+// the steps so that every replica lists the key before any signs with it.
+// It returns the new key's kid.
+func (s *Signer) Rotate(ctx context.Context) (string, error) {
+	n, err := s.Publish(ctx)
 	if err != nil {
 		return "", err
 	}
-	if v.current == nil {
-		return "", errors.New("signer: no current key after rotation")
+	if _, err := s.Activate(ctx, n.Kid, false); err != nil {
+		return "", err
 	}
-	s.log.Info("signing key rotated", "kid", v.current.kid, "retired_kid", old)
-	return v.current.kid, nil
+	return n.Kid, nil
 }

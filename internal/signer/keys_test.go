@@ -12,6 +12,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -387,7 +388,8 @@ func TestKeyFileErrors(t *testing.T) {
 }
 
 // Replicas rotating at once leave one current key, and every kid they
-// report is listed.
+// report is listed. A rotation whose next key another one replaced or beat
+// to current says so (ErrNotNext) and changes nothing; one of them wins.
 func TestConcurrentRotationsLeaveOneCurrent(t *testing.T) {
 	t.Parallel()
 	const replicas = 4
@@ -402,10 +404,16 @@ func TestConcurrentRotationsLeaveOneCurrent(t *testing.T) {
 			return err
 		})
 		listed := kids(fetchJWKS(t, b.signer(t)))
+		won := 0
 		for i := range replicas {
+			if errors.Is(errs[i], ErrNotNext) {
+				continue
+			}
 			require.NoError(t, errs[i], "replica %d", i)
 			require.Contains(t, listed, got[i])
+			won++
 		}
+		require.NotZero(t, won)
 		require.Equal(t, 1, b.db.SigningKey.Query().Where(signingkey.Current(true)).CountX(context.Background()))
 	})
 }

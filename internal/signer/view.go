@@ -9,13 +9,24 @@ import (
 	"time"
 
 	"github.com/verifier/verifier/ent"
+	"github.com/verifier/verifier/ent/predicate"
 	"github.com/verifier/verifier/ent/signingkey"
 )
 
 // cacheFor is how long a replica trusts its copy of the key table. It
 // bounds how long after a rotation elsewhere this replica still signs with
-// the retired key (retireMargin covers it) and how long the JWKS lags.
+// the retired key (retireMargin covers it) and how long its JWKS lags.
 const cacheFor = 5 * time.Second
+
+// publishMargin is how much longer than cacheFor a rotation waits between
+// publishing the next key and making it current: room for a read that
+// was under way when the key was published, and for scheduling.
+const publishMargin = 2 * time.Second
+
+// PublishFor is how long after Publish every running replica lists the
+// next key (JWKS, VerifySession): the wait between the two steps of a
+// rotation, so that no replica signs with a key another does not list.
+const PublishFor = cacheFor + publishMargin
 
 // forcedEvery bounds the re-reads that a kid missing from the copy
 // triggers: a token signed with a key newer than the copy is verified at
@@ -33,7 +44,8 @@ type view struct {
 	// current signs new tokens; nil only if the table has no current key
 	// (never after New, unless the row was deleted by hand).
 	current *key
-	// keys are current first, then retired ones, newest first.
+	// keys are current first, then the next one (listed ahead of
+	// signing) and retired ones, newest first.
 	keys   []*key
 	loaded time.Time
 }
@@ -160,13 +172,20 @@ func (s *Signer) reload(ctx context.Context) (*view, error) {
 	}
 }
 
-// read reads the current key and those retired within the retention
-// window, and makes it the view.
+// listable are the rows that may be listed at now: current or next (not
+// retired), or retired within the retention window, or with a token that
+// may live yet. Revoked rows are left to the caller.
+func (s *Signer) listable(now time.Time) predicate.SigningKey {
+	return signingkey.Or(signingkey.RetiredAtIsNil(), signingkey.RetiredAtGT(now.Add(-s.retention)), signingkey.TokensExpireByGT(now.Add(-retireMargin)))
+}
+
+// read reads the current key, the next one, and those retired within the
+// retention window, none revoked, and makes it the view.
 func (s *Signer) read(ctx context.Context) (*view, error) {
 	s.reads.Add(1)
 	now := s.clock()
 	rows, err := s.db.SigningKey.Query().
-		Where(signingkey.Or(signingkey.Current(true), signingkey.RetiredAtGT(now.Add(-s.retention)), signingkey.TokensExpireByGT(now.Add(-retireMargin)))).
+		Where(signingkey.RevokedAtIsNil(), s.listable(now)).
 		Order(ent.Desc(signingkey.FieldCreatedAt), ent.Asc(signingkey.FieldKid)).
 		All(ctx)
 	if err != nil {
