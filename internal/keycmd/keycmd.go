@@ -2,14 +2,18 @@
 // and sign-in tokens (package signer):
 //
 //	verifier signing-key list
-//	verifier signing-key rotate
+//	verifier signing-key rotate [-revoke]
 //
-// rotate makes a new key, kept in the database, the one that signs, and
-// retires the previous one, say after a copy of the database leaked. The
-// retired key stays in the JWKS, and tokens it signed keep verifying, until
-// the last of them has expired; running replicas sign with the new key
-// within signer.ReloadWithin, with no restart. With SIGNING_KEY_FILE the
-// key is the file's and rotate refuses: replace the file and restart.
+// rotate publishes a new key, kept in the database, waits until every
+// running replica lists it in its JWKS (signer.PublishFor), then makes it
+// the one that signs and retires the previous one: apps that fetch the
+// JWKS from any replica know the new key before they meet a token of it.
+// The retired key stays in the JWKS, and tokens it signed keep verifying,
+// until the last of them has expired; with -revoke (after a leak) it and
+// every other key still listed leave the JWKS and stop verifying within
+// signer.ReloadWithin, which signs everyone out and voids their receipts.
+// Running replicas follow with no restart. With SIGNING_KEY_FILE the key is
+// the file's and rotate refuses: replace the file and restart.
 package keycmd
 
 import (
@@ -31,7 +35,11 @@ import (
 // Usage is the command's synopsis.
 const Usage = `Usage:
   verifier signing-key list     list the signing keys: current, and retired until their tokens expire
-  verifier signing-key rotate   sign with a new key from now on; the old one verifies until its tokens expire
+  verifier signing-key rotate   publish a new key, wait until every replica lists it, then sign with it;
+                                the old one verifies until its tokens expire
+  verifier signing-key rotate -revoke
+                                the same, and the old keys stop verifying at once (a leaked key):
+                                everyone is signed out and unexpired receipts no longer verify
 
 The settings (DATABASE_URL, TOKEN_SEAL_KEY, RECEIPT_TTL and SESSION_TTL above
 all) are read from the environment, as the service reads them. With
@@ -42,6 +50,12 @@ restarting the service.
 // Main runs the command with args (what follows "signing-key"), reading the
 // settings with getenv, and returns the exit status.
 func Main(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	return runWith(ctx, args, getenv, out{stdout: stdout, stderr: stderr, sleep: sleep})
+}
+
+// runWith is Main writing to o and waiting with o.sleep.
+func runWith(ctx context.Context, args []string, getenv func(string) string, o out) int {
+	stderr := o.stderr
 	// The arguments first: a typo must not open (and so migrate) the
 	// database before it is reported.
 	cmd, status := parseCommand(args, stderr)
@@ -63,7 +77,26 @@ func Main(ctx context.Context, args []string, getenv func(string) string, stdout
 		fmt.Fprintf(stderr, "verifier: %v\n", err)
 		return 1
 	}
-	return cmd.run(ctx, keys, stdout, stderr)
+	return cmd.run(ctx, keys, o)
+}
+
+// sleep waits d, or until ctx ends.
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// out is where a command writes, and how it waits (tests wait on a clock
+// of their own).
+type out struct {
+	stdout, stderr io.Writer
+	sleep          func(context.Context, time.Duration) error
 }
 
 // admin is the key table as the service's settings see it. Only a rotation
@@ -96,7 +129,7 @@ type command struct {
 	// rotates: it writes a key, so it needs the service's seal box and
 	// no SIGNING_KEY_FILE.
 	rotates bool
-	run     func(ctx context.Context, keys *signer.Admin, stdout, stderr io.Writer) int
+	run     func(ctx context.Context, keys *signer.Admin, o out) int
 }
 
 // parseCommand reads args into the command they ask for, or reports on
@@ -106,18 +139,21 @@ func parseCommand(args []string, stderr io.Writer) (*command, int) {
 	if status, done := opcmd.Help(args, Usage, stderr); done {
 		return nil, status
 	}
+	fs := flag.NewFlagSet("signing-key "+args[0], flag.ContinueOnError)
 	var cmd *command
 	switch args[0] {
 	case "list":
 		cmd = &command{run: list}
 	case "rotate":
-		cmd = &command{rotates: true, run: rotate}
+		revoke := fs.Bool("revoke", false, "the old keys stop verifying at once (a leaked key)")
+		cmd = &command{rotates: true, run: func(ctx context.Context, keys *signer.Admin, o out) int {
+			return rotate(ctx, keys, *revoke, o)
+		}}
 	default:
 		fmt.Fprintf(stderr, "verifier: unknown signing-key command %q\n", args[0])
 		fmt.Fprint(stderr, Usage)
 		return nil, 2
 	}
-	fs := flag.NewFlagSet("signing-key "+args[0], flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() { fmt.Fprint(stderr, Usage) }
 	if status, done := opcmd.Parse(fs, args[1:]); done {
@@ -131,10 +167,11 @@ func parseCommand(args []string, stderr io.Writer) (*command, int) {
 	return cmd, 0
 }
 
-func list(ctx context.Context, keys *signer.Admin, stdout, stderr io.Writer) int {
+func list(ctx context.Context, keys *signer.Admin, o out) int {
+	stdout := o.stdout
 	ks, err := keys.List(ctx)
 	if err != nil {
-		fmt.Fprintf(stderr, "verifier: listing signing keys: %v\n", err)
+		fmt.Fprintf(o.stderr, "verifier: listing signing keys: %v\n", err)
 		return 1
 	}
 	now := time.Now()
@@ -142,7 +179,12 @@ func list(ctx context.Context, keys *signer.Admin, stdout, stderr io.Writer) int
 	fmt.Fprintln(w, "KID\tCREATED\tSTATE\tRETIRED AT\tLISTED UNTIL")
 	for _, k := range ks {
 		state, retired, until := "current", "-", "while current"
-		if !k.Current {
+		switch {
+		case k.Next:
+			state, until = "next", "while next"
+		case k.RevokedAt != nil:
+			state = "revoked"
+		case !k.Current:
 			state = "retired"
 		}
 		if k.RetiredAt != nil {
@@ -165,34 +207,53 @@ func list(ctx context.Context, keys *signer.Admin, stdout, stderr io.Writer) int
 	return 0
 }
 
-func rotate(ctx context.Context, keys *signer.Admin, stdout, stderr io.Writer) int {
-	before, err := keys.List(ctx)
-	if err != nil {
-		fmt.Fprintf(stderr, "verifier: listing signing keys: %v\n", err)
+func rotate(ctx context.Context, keys *signer.Admin, revoke bool, o out) int {
+	fail := func(what string, err error) int {
+		fmt.Fprintf(o.stderr, "verifier: signing-key rotate: %s: %v\n", what, err)
 		return 1
 	}
-	kid, err := keys.Rotate(ctx)
+	next, err := keys.Publish(ctx)
 	if err != nil {
-		fmt.Fprintf(stderr, "verifier: signing-key rotate: %v\n", err)
-		return 1
+		return fail("publishing a new key", err)
 	}
-	fmt.Fprintf(stdout, "new current key %s: running replicas sign with it within %s, no restart needed\n", kid, signer.ReloadWithin)
-	after, err := keys.List(ctx)
-	if err != nil {
-		fmt.Fprintf(stderr, "verifier: listing signing keys: %v\n", err)
-		return 1
-	}
-	retired := false
-	for _, old := range before {
-		for _, k := range after {
-			if old.Current && k.Kid == old.Kid && k.ListedUntil != nil {
-				fmt.Fprintf(stdout, "retired %s: listed in the JWKS, and its tokens accepted, until %s\n", k.Kid, stamp(*k.ListedUntil))
-				retired = true
+	fmt.Fprintf(o.stdout, "published %s as the next key: every running replica lists it in its JWKS (and accepts its tokens) within %s; nothing signs with it yet\n", next.Kid, signer.ReloadWithin)
+	if next.Wait > 0 {
+		fmt.Fprintf(o.stdout, "waiting %s so that every replica lists it before any signs with it (interrupted, it stays listed and unused: run rotate again)\n", next.Wait)
+		for left := next.Wait; left > 0; {
+			step := min(time.Second, left)
+			if err := o.sleep(ctx, step); err != nil {
+				return fail("interrupted while waiting; "+next.Kid+" is listed but does not sign: run rotate again", err)
+			}
+			if left -= step; left > 0 {
+				fmt.Fprintf(o.stdout, "  %s left\n", left)
 			}
 		}
 	}
-	if !retired {
-		fmt.Fprintln(stdout, "(no key was current before: nothing retired)")
+	done, err := keys.Activate(ctx, next.Kid, revoke)
+	if err != nil {
+		return fail("making "+next.Kid+" current", err)
+	}
+	fmt.Fprintf(o.stdout, "new current key %s: running replicas sign with it within %s, no restart needed\n", next.Kid, signer.ReloadWithin)
+	switch {
+	case revoke && len(done.Revoked) > 0:
+		for _, kid := range done.Revoked {
+			fmt.Fprintf(o.stdout, "revoked %s: it leaves every replica's JWKS, and its tokens stop verifying, within %s\n", kid, signer.ReloadWithin)
+		}
+		fmt.Fprintln(o.stdout, "everyone signed in with a revoked key is signed out (their tokens are refused), and unexpired receipts signed with one no longer verify")
+	case revoke:
+		fmt.Fprintln(o.stdout, "(no key was listed before: nothing revoked)")
+	case done.Retired == "":
+		fmt.Fprintln(o.stdout, "(no key was current before: nothing retired)")
+	default:
+		ks, err := keys.List(ctx)
+		if err != nil {
+			return fail("listing signing keys", err)
+		}
+		for _, k := range ks {
+			if k.Kid == done.Retired && k.ListedUntil != nil {
+				fmt.Fprintf(o.stdout, "retired %s: listed in the JWKS, and its tokens accepted, until %s\n", k.Kid, stamp(*k.ListedUntil))
+			}
+		}
 	}
 	return 0
 }

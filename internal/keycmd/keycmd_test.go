@@ -24,6 +24,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/stretchr/testify/require"
 
+	"github.com/verifier/verifier/ent"
 	"github.com/verifier/verifier/internal/config"
 	"github.com/verifier/verifier/internal/database"
 	"github.com/verifier/verifier/internal/database/databasetest"
@@ -38,6 +39,10 @@ func TestMain(m *testing.M) { testkit.VerifyTestMain(m) }
 type testBundle struct {
 	url   string
 	clock *testkit.Clock
+	// sleep is how the command waits: by default it moves the clock on
+	// and calls tick, if set, as requests reaching the replicas would.
+	sleep func(ctx context.Context, d time.Duration) error
+	tick  func()
 }
 
 // eachDB runs f once per database the service supports.
@@ -58,9 +63,19 @@ func (b *testBundle) env(more map[string]string) func(string) string {
 // bundle's database and more settings.
 func (b *testBundle) run(t *testing.T, more map[string]string, args ...string) (status int, stdout, stderr string) {
 	t.Helper()
-	var out, errOut bytes.Buffer
-	status = Main(context.Background(), args, b.env(more), &out, &errOut)
-	return status, out.String(), errOut.String()
+	var stdoutBuf, errOut bytes.Buffer
+	sleep := b.sleep
+	if sleep == nil {
+		sleep = func(_ context.Context, d time.Duration) error {
+			b.clock.Advance(d)
+			if b.tick != nil {
+				b.tick()
+			}
+			return nil
+		}
+	}
+	status = runWith(context.Background(), args, b.env(more), out{stdout: &stdoutBuf, stderr: &errOut, sleep: sleep})
+	return status, stdoutBuf.String(), errOut.String()
 }
 
 // service starts a Signer as a replica of the service with these settings
@@ -191,10 +206,16 @@ func TestRotate(t *testing.T) {
 				ctx := context.Background()
 				running, replica := b.service(t, tt.env), b.service(t, tt.env)
 				before, old := session(t, running)
+				// Requests keep reaching the replicas while rotate waits.
+				b.tick = func() {
+					for _, s := range []*signer.Signer{running, replica} {
+						jwks(t, s)
+					}
+				}
 
 				status, out, errOut := b.run(t, tt.env, "rotate")
 				require.Zero(t, status, errOut)
-				m := regexp.MustCompile(`^new current key (\S{43}): running replicas sign with it within 5s`).FindStringSubmatch(out)
+				m := regexp.MustCompile(`(?m)^new current key (\S{43}): running replicas sign with it within 5s`).FindStringSubmatch(out)
 				require.NotNil(t, m, out)
 				kid := m[1]
 				require.NotEqual(t, old, kid)
@@ -220,6 +241,245 @@ func TestRotate(t *testing.T) {
 						_, err := s.VerifySession(ctx, tok)
 						require.NoError(t, err)
 					}
+				}
+			})
+		})
+	}
+}
+
+// signsWith is the kid each of ss signs with now.
+func signsWith(t *testing.T, ss ...*signer.Signer) []string {
+	t.Helper()
+	kids := make([]string, len(ss))
+	for i, s := range ss {
+		_, kids[i] = session(t, s)
+	}
+	return kids
+}
+
+// rotate publishes the new key before any replica signs with it: at every
+// moment of the rotation, and after it, a replica signs with the new key
+// only once every replica lists it in its JWKS, a lagging one (whose copy
+// of the key table is younger than the others') included. An app that
+// fetches the JWKS from any replica on meeting the new kid finds it.
+func TestRotatePublishesBeforeSigning(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		lag  time.Duration // how much younger the lagging replica's copy is
+	}{
+		{"lagging by 1s", time.Second},
+		{"lagging by 3s", 3 * time.Second},
+		{"lagging by almost the cache period", signer.ReloadWithin - time.Second},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			eachDB(t, func(t *testing.T, b *testBundle) {
+				ctx := context.Background()
+				first := b.service(t, nil)
+				before, old := session(t, first)
+				b.clock.Advance(tt.lag)
+				lagging := b.service(t, nil) // its copy is read now
+				replicas := []*signer.Signer{first, lagging}
+
+				var kid string // the new key, once published
+				check := func(when string) {
+					t.Helper()
+					signs := signsWith(t, replicas...)
+					if kid == "" {
+						for _, s := range signs {
+							require.Equal(t, old, s, "%s: nothing new signs before rotate publishes", when)
+						}
+						return
+					}
+					for i, s := range replicas {
+						if signs[0] == kid || signs[1] == kid {
+							require.Contains(t, jwks(t, s), kid, "%s: replica %d signs %v, yet lists %v", when, i, signs, jwks(t, s))
+						}
+					}
+				}
+				b.tick = func() {
+					if kid == "" {
+						ks, err := signer.NewAdmin(signer.Options{DB: openEnt(t, b.url), Issuer: "x", ReceiptTTL: time.Minute, SessionTTL: time.Minute})
+						require.NoError(t, err)
+						list, err := ks.List(ctx)
+						require.NoError(t, err)
+						for _, k := range list {
+							if k.Kid != old {
+								kid = k.Kid
+							}
+						}
+					}
+					check("while rotate waits")
+				}
+				status, out, errOut := b.run(t, nil, "rotate")
+				require.Zero(t, status, errOut)
+				m := regexp.MustCompile(`(?m)^new current key (\S{43}):`).FindStringSubmatch(out)
+				require.NotNil(t, m, out)
+				require.True(t, kid == "" || kid == m[1], "the key published is the one made current")
+				kid = m[1]
+				for range 2 * signer.ReloadWithin / time.Second {
+					check("after rotate")
+					b.clock.Advance(time.Second)
+				}
+				require.Equal(t, []string{kid, kid}, signsWith(t, replicas...))
+				for _, s := range replicas {
+					require.Equal(t, []string{kid, old}, jwks(t, s))
+					for _, r := range replicas {
+						tok, _ := session(t, r)
+						_, err := s.VerifySession(ctx, tok)
+						require.NoError(t, err, "a token signed after the switch verifies on every replica")
+					}
+					_, err := s.VerifySession(ctx, before)
+					require.NoError(t, err, "and so does one signed before")
+				}
+			})
+		})
+	}
+}
+
+// openEnt opens url for a look at the key table.
+func openEnt(t *testing.T, url string) *ent.Client {
+	t.Helper()
+	db, err := database.Open(context.Background(), url)
+	require.NoError(t, err)
+	t.Cleanup(func() { db.Close() })
+	return db.Ent
+}
+
+// A rotate interrupted while it waits leaves its key listed and unused:
+// the replicas sign with the old key and verify as before, and the next
+// rotate replaces the unused key with a new one and completes.
+func TestRotateInterrupted(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name  string
+		after int // seconds waited before the interruption
+	}{
+		{"at once", 0},
+		{"halfway", 3},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			eachDB(t, func(t *testing.T, b *testBundle) {
+				ctx := context.Background()
+				running := b.service(t, nil)
+				before, old := session(t, running)
+
+				waited := 0
+				b.sleep = func(_ context.Context, d time.Duration) error {
+					if waited == tt.after {
+						return context.Canceled
+					}
+					waited++
+					b.clock.Advance(d)
+					return nil
+				}
+				status, out, errOut := b.run(t, nil, "rotate")
+				require.Equal(t, 1, status, out)
+				m := regexp.MustCompile(`^published (\S{43}) as the next key`).FindStringSubmatch(out)
+				require.NotNil(t, m, out)
+				next := m[1]
+				require.Contains(t, errOut, next+" is listed but does not sign: run rotate again")
+				require.NotContains(t, out, "new current key")
+
+				rows := listed(t, b, nil)
+				require.Len(t, rows, 2)
+				require.Equal(t, []string{next, "next", "-", "while next"}, []string{rows[0][0], rows[0][2], rows[0][3], rows[0][4]})
+				require.Equal(t, []string{old, "current"}, []string{rows[1][0], rows[1][2]})
+
+				b.clock.Advance(signer.ReloadWithin)
+				after, signs := session(t, running)
+				require.Equal(t, old, signs, "the unused key never signs")
+				require.Equal(t, []string{old, next}, jwks(t, running), "listed after the current key")
+				for _, tok := range []string{before, after} {
+					_, err := running.VerifySession(ctx, tok)
+					require.NoError(t, err)
+				}
+
+				b.sleep = nil
+				status, out, errOut = b.run(t, nil, "rotate")
+				require.Zero(t, status, errOut)
+				m = regexp.MustCompile(`(?m)^new current key (\S{43}):`).FindStringSubmatch(out)
+				require.NotNil(t, m, out)
+				kid := m[1]
+				require.NotEqual(t, next, kid, "the unused key is replaced")
+				require.Contains(t, out, "retired "+old)
+				rows = listed(t, b, nil)
+				require.Len(t, rows, 2, "the unused key is gone")
+				require.Equal(t, []string{kid, "current"}, []string{rows[0][0], rows[0][2]})
+				require.Equal(t, []string{old, "retired"}, []string{rows[1][0], rows[1][2]})
+				b.clock.Advance(signer.ReloadWithin)
+				require.Equal(t, []string{kid}, signsWith(t, running))
+				require.Equal(t, []string{kid, old}, jwks(t, running))
+			})
+		})
+	}
+}
+
+// rotate -revoke drops the old keys at once (a leak): after one reload,
+// tokens they signed no longer verify, even unexpired, and the JWKS no
+// longer lists them; the command says what it revoked and what that does.
+func TestRotateRevoke(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name       string
+		rotations  int // plain rotations before the revoking one
+		wantRevoke int
+	}{
+		{"the current key", 0, 1},
+		{"and a retired one still listed", 1, 2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			eachDB(t, func(t *testing.T, b *testBundle) {
+				ctx := context.Background()
+				running, replica := b.service(t, nil), b.service(t, nil)
+				var tokens []string
+				for i := 0; ; i++ {
+					tok, _ := session(t, running)
+					tokens = append(tokens, tok)
+					if i == tt.rotations {
+						break
+					}
+					status, _, errOut := b.run(t, nil, "rotate")
+					require.Zero(t, status, errOut)
+					b.clock.Advance(signer.ReloadWithin)
+				}
+				oldKids := jwks(t, running)
+				require.Len(t, oldKids, tt.wantRevoke)
+
+				status, out, errOut := b.run(t, nil, "rotate", "-revoke")
+				require.Zero(t, status, errOut)
+				m := regexp.MustCompile(`(?m)^new current key (\S{43}):`).FindStringSubmatch(out)
+				require.NotNil(t, m, out)
+				kid := m[1]
+				for _, old := range oldKids {
+					require.Regexp(t, `(?m)^revoked `+old+`: it leaves every replica's JWKS, and its tokens stop verifying, within 5s$`, out)
+				}
+				require.Contains(t, out, "everyone signed in with a revoked key is signed out")
+				require.NotContains(t, out, "retired ")
+
+				b.clock.Advance(signer.ReloadWithin)
+				for _, s := range []*signer.Signer{running, replica} {
+					require.Equal(t, []string{kid}, jwks(t, s))
+					for _, tok := range tokens {
+						_, err := s.VerifySession(ctx, tok)
+						require.ErrorIs(t, err, signer.ErrInvalid, "a token of a revoked key, unexpired")
+					}
+					tok, signs := session(t, s)
+					require.Equal(t, kid, signs)
+					_, err := s.VerifySession(ctx, tok)
+					require.NoError(t, err)
+				}
+				rows := listed(t, b, nil)
+				require.Equal(t, []string{kid, "current"}, []string{rows[0][0], rows[0][2]})
+				for _, r := range rows[1:] {
+					require.Equal(t, "revoked", r[2])
+					require.Contains(t, r[4], "(no longer listed)")
 				}
 			})
 		})
