@@ -10,6 +10,17 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
+// replicas starts two replicas, the other on a connection of its own,
+// and signs a session token with the first.
+func (b *testBundle) replicas(t *testing.T) (s, other *Signer, tok string) {
+	t.Helper()
+	s = b.signer(t)
+	other = b.signer(t, func(o *Options) { o.DB = b.open(t) })
+	tok, _, err := s.Session(context.Background(), ada)
+	require.NoError(t, err)
+	return s, other, tok
+}
+
 func (b *testBundle) admin(t *testing.T, mods ...func(*Options)) *Admin {
 	t.Helper()
 	a, err := NewAdmin(b.options(mods...))
@@ -144,11 +155,8 @@ func TestPublishedKeyNeverActivated(t *testing.T) {
 	t.Parallel()
 	eachDB(t, func(t *testing.T, b *testBundle) {
 		ctx := context.Background()
-		s := b.signer(t)
-		other := b.signer(t, func(o *Options) { o.DB = b.open(t) })
+		s, other, before := b.replicas(t)
 		old := s.own.kid
-		before, _, err := s.Session(ctx, ada)
-		require.NoError(t, err)
 
 		a := b.admin(t)
 		b.clock.Advance(time.Minute)
@@ -200,11 +208,8 @@ func TestActivateRevokes(t *testing.T) {
 			t.Parallel()
 			eachDB(t, func(t *testing.T, b *testBundle) {
 				ctx := context.Background()
-				s := b.signer(t)
-				other := b.signer(t, func(o *Options) { o.DB = b.open(t) })
+				s, other, tok := b.replicas(t)
 				old := s.own.kid
-				tok, _, err := s.Session(ctx, ada)
-				require.NoError(t, err)
 
 				a := b.admin(t)
 				n, err := a.Publish(ctx)
