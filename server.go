@@ -49,7 +49,13 @@ func main() {
 		os.Exit(deadletter.Main(context.Background(), os.Args[2:], os.Getenv, os.Stdout, os.Stderr))
 	}
 	if len(os.Args) > 1 && os.Args[1] == "signing-key" {
-		os.Exit(keycmd.Main(context.Background(), os.Args[2:], os.Getenv, os.Stdout, os.Stderr))
+		// Ctrl-C while rotate waits between publishing a key and signing
+		// with it ends the command with a word on what is left, not
+		// silently.
+		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+		code := keycmd.Main(ctx, os.Args[2:], os.Getenv, os.Stdout, os.Stderr)
+		stop()
+		os.Exit(code)
 	}
 	if len(os.Args) == 2 && isVersionFlag(os.Args[1]) {
 		fmt.Println(version.Get())

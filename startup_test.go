@@ -177,6 +177,32 @@ func TestSigningKeyCommand(t *testing.T) {
 	require.Contains(t, string(out), "new current key")
 }
 
+// Ctrl-C while `signing-key rotate` waits between publishing the new key
+// and signing with it ends the command with a word on what is left (the
+// key, listed and unused) and what to do, not silently.
+func TestSigningKeyRotateInterrupted(t *testing.T) {
+	t.Parallel()
+	env := map[string]string{"DATABASE_URL": "sqlite:" + filepath.Join(t.TempDir(), "verifier.db")}
+	_, err := verifierProcess(t, env, "signing-key", "rotate").Output() // the first key: current at once
+	require.NoError(t, err)
+
+	cmd := verifierProcess(t, env, "signing-key", "rotate")
+	stdout, err := cmd.StdoutPipe()
+	require.NoError(t, err)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	require.NoError(t, cmd.Start())
+	lines := bufio.NewScanner(stdout)
+	for lines.Scan() && !strings.HasPrefix(lines.Text(), "waiting ") {
+	}
+	require.NoError(t, cmd.Process.Signal(os.Interrupt))
+	for lines.Scan() {
+	}
+	_ = cmd.Wait()
+	require.Equal(t, 1, cmd.ProcessState.ExitCode(), "%s", stderr.String())
+	require.Contains(t, stderr.String(), "is listed but does not sign: run rotate again")
+}
+
 // TestStartsOnDefaults is `go run .` on a fresh clone: no settings at all
 // (but a free port) start the service with the dev outbox, and nothing to
 // warn about.
