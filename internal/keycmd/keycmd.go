@@ -5,9 +5,10 @@
 //	verifier signing-key rotate [-revoke]
 //
 // rotate publishes a new key, kept in the database, waits until every
-// running replica lists it in its JWKS (signer.PublishFor), then makes it
-// the one that signs and retires the previous one: apps that fetch the
-// JWKS from any replica know the new key before they meet a token of it.
+// running replica lists it in its JWKS and every app's or proxy's cached
+// copy has expired (signer.PublishFor, about a minute), then makes it the
+// one that signs and retires the previous one: apps that fetch the JWKS
+// from any replica know the new key before they meet a token of it.
 // The retired key stays in the JWKS, and tokens it signed keep verifying,
 // until the last of them has expired; with -revoke (after a leak) it and
 // every other key still listed leave the JWKS and stop verifying within
@@ -35,11 +36,12 @@ import (
 // Usage is the command's synopsis.
 const Usage = `Usage:
   verifier signing-key list     list the signing keys: current, and retired until their tokens expire
-  verifier signing-key rotate   publish a new key, wait until every replica lists it, then sign with it;
-                                the old one verifies until its tokens expire
+  verifier signing-key rotate   publish a new key, wait until every replica and cached JWKS lists it
+                                (about a minute), then sign with it; the old one verifies until its
+                                tokens expire
   verifier signing-key rotate -revoke
-                                the same, and the old keys stop verifying at once (a leaked key):
-                                everyone is signed out and unexpired receipts no longer verify
+                                a new key at once, and the old keys stop verifying at once (a leaked
+                                key): everyone is signed out and unexpired receipts no longer verify
 
 The settings (DATABASE_URL, TOKEN_SEAL_KEY, RECEIPT_TTL and SESSION_TTL above
 all) are read from the environment, as the service reads them. With
@@ -207,6 +209,9 @@ func list(ctx context.Context, keys *signer.Admin, o out) int {
 	return 0
 }
 
+// countdownEvery is how often rotate says how long it still waits.
+const countdownEvery = 10 * time.Second
+
 func rotate(ctx context.Context, keys *signer.Admin, revoke bool, o out) int {
 	fail := func(what string, err error) int {
 		fmt.Fprintf(o.stderr, "verifier: signing-key rotate: %s: %v\n", what, err)
@@ -217,14 +222,20 @@ func rotate(ctx context.Context, keys *signer.Admin, revoke bool, o out) int {
 		return fail("publishing a new key", err)
 	}
 	fmt.Fprintf(o.stdout, "published %s as the next key: every running replica lists it in its JWKS (and accepts its tokens) within %s; nothing signs with it yet\n", next.Kid, signer.ReloadWithin)
-	if next.Wait > 0 {
-		fmt.Fprintf(o.stdout, "waiting %s so that every replica lists it before any signs with it (interrupted, it stays listed and unused: run rotate again)\n", next.Wait)
+	switch {
+	case next.Wait > 0 && revoke:
+		// A leaked key goes first: apps that fetched the JWKS before
+		// the new key was in it refuse new tokens until they fetch it
+		// again, as they would refuse the leaked key's.
+		fmt.Fprintf(o.stdout, "-revoke: no wait; apps whose copy of the JWKS is older than this refuse new tokens until they fetch it again (at most %s)\n", next.Wait)
+	case next.Wait > 0:
+		fmt.Fprintf(o.stdout, "waiting %s so that every replica, and every app or proxy keeping the JWKS, lists it before any replica signs with it (interrupted, it stays listed and unused: run rotate again)\n", next.Wait)
 		for left := next.Wait; left > 0; {
 			step := min(time.Second, left)
 			if err := o.sleep(ctx, step); err != nil {
 				return fail("interrupted while waiting; "+next.Kid+" is listed but does not sign: run rotate again", err)
 			}
-			if left -= step; left > 0 {
+			if left -= step; left > 0 && left%countdownEvery == 0 {
 				fmt.Fprintf(o.stdout, "  %s left\n", left)
 			}
 		}

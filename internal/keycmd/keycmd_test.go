@@ -8,6 +8,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"io/fs"
 	"maps"
 	"net/http"
@@ -452,8 +453,10 @@ func TestRotateRevoke(t *testing.T) {
 				oldKids := jwks(t, running)
 				require.Len(t, oldKids, tt.wantRevoke)
 
+				b.sleep = func(context.Context, time.Duration) error { return errors.New("-revoke waited") }
 				status, out, errOut := b.run(t, nil, "rotate", "-revoke")
 				require.Zero(t, status, errOut)
+				require.Contains(t, out, "-revoke: no wait")
 				m := regexp.MustCompile(`(?m)^new current key (\S{43}):`).FindStringSubmatch(out)
 				require.NotNil(t, m, out)
 				kid := m[1]

@@ -35,8 +35,9 @@
 // A rotation publishes before it signs, as JWKS consumers expect: Publish
 // stores a new key as the next one (neither current nor retired: listed in
 // the JWKS and accepted by VerifySession, signing nothing); every replica
-// lists it once its copy of the table is cacheFor old, so the operator's
-// command waits PublishFor (cacheFor and a margin) before Activate makes it
+// lists it once its copy of the table is cacheFor old, and an app's cached
+// JWKS once its max-age ran out, so the operator's command waits
+// PublishFor (cacheFor, jwksMaxAge and a margin) before Activate makes it
 // current and retires the old key in one transaction. An app that meets a
 // token of the new key and fetches the JWKS again, from whichever replica,
 // finds it there. A replica that starts meanwhile reads the next key too. A

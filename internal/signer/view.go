@@ -24,9 +24,13 @@ const cacheFor = 5 * time.Second
 const publishMargin = 2 * time.Second
 
 // PublishFor is how long after Publish every running replica lists the
-// next key (JWKS, VerifySession): the wait between the two steps of a
-// rotation, so that no replica signs with a key another does not list.
-const PublishFor = cacheFor + publishMargin
+// next key (JWKS, VerifySession), and every app or proxy that keeps the
+// JWKS as long as its Cache-Control allows (jwksMaxAge) has fetched it
+// again: the wait between the two steps of a rotation, so that no token
+// is signed with a key a verifier may not know. A JOSE library that
+// refetches on an unknown kid but then waits (jose's createRemoteJWKSet,
+// 30 s) would otherwise refuse new tokens for that long.
+const PublishFor = cacheFor + jwksMaxAge*time.Second + publishMargin
 
 // forcedEvery bounds the re-reads that a kid missing from the copy
 // triggers: a token signed with a key newer than the copy is verified at
