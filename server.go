@@ -53,6 +53,9 @@ func main() {
 		// with it ends the command with a word on what is left, not
 		// silently.
 		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+		// The first signal gives the signals back their default: a
+		// second one ends the command at once, as it ends the service.
+		context.AfterFunc(ctx, stop)
 		code := keycmd.Main(ctx, os.Args[2:], os.Getenv, os.Stdout, os.Stderr)
 		stop()
 		os.Exit(code)

@@ -122,7 +122,7 @@ func accessLog(o Options, mux *http.ServeMux) middleware {
 			rec.closed = line
 			// url.path, the client's text, becomes the route too (traced).
 			span := trace.SpanFromContext(r.Context())
-			span.SetName(method + " " + matched)
+			span.SetName(method + " " + routePath(matched))
 			span.SetAttributes(attribute.String("url.path", routePath(matched)), attribute.String("http.route", routePath(matched)))
 			next.ServeHTTP(rec, r)
 			o.Metrics.Requests.WithLabelValues(matched, method, strconv.Itoa(rec.code)).Inc()

@@ -290,8 +290,8 @@ func pipelined(c *conn, msg *gomail.Msg, from, to string) error {
 	if _, err := msg.WriteTo(w); err != nil {
 		return &stageError{stageData, err}
 	}
-	if err := w.Close(); err != nil {
-		return &stageError{stageData, err}
+	if err := w.Close(); err != nil { // the final ".", as in transact
+		return &stageError{stageDataEnd, err}
 	}
 	if _, _, err := t.ReadResponse(250); err != nil {
 		return &stageError{stageDataEnd, err}

@@ -420,10 +420,13 @@ func (s *Signer) Activate(ctx context.Context, kid string, revoke bool) (Activat
 	if err != nil {
 		return Activated{}, err
 	}
-	if _, err := s.reload(ctx); err != nil {
-		return Activated{}, err
-	}
 	s.log.Info("signing key rotated", "kid", kid, "retired_kid", a.Retired, "revoked_kids", a.Revoked)
+	// The rotation is done whatever comes next: a caller told it failed
+	// would rotate (and, with revoke, sign everyone out) again. This
+	// Signer's own copy catches up at its next read if this one fails.
+	if _, err := s.reload(ctx); err != nil {
+		s.log.Warn("signing keys: rotated, but this replica could not read the key table again yet", "err", err)
+	}
 	return a, nil
 }
 
