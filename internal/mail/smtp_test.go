@@ -1,10 +1,13 @@
 package mail
 
 import (
+	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -394,4 +397,124 @@ func TestSMTPHeaders(t *testing.T) {
 	got := sink.Collect(t, 1, 10*time.Second)
 	require.Equal(t, "<0f8fad5b-d9cb-469f-a165-70867728950e@verifier.test>", got[0].MessageID)
 	require.Equal(t, "auto-generated", got[0].AutoSubmitted, "RFC 3834: no out-of-office reply to it")
+}
+
+// scripted is an SMTP server that offers PIPELINING and answers RCPT TO
+// with rcpt, and DATA with 354 whatever came before (as a server that
+// does not check for recipients would): what go-smtp never does. It
+// records the lines it read; rcpt of 421 closes the connection after it.
+func scripted(t *testing.T, rcpt string) (url string, lines func() []string) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	var mu sync.Mutex
+	var got []string
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			serveScript(c, rcpt, func(l string) { mu.Lock(); got = append(got, l); mu.Unlock() })
+		}
+	}()
+	t.Cleanup(func() { _ = ln.Close(); <-done })
+	return "smtp://" + ln.Addr().String(), func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(got)
+	}
+}
+
+func serveScript(c net.Conn, rcpt string, record func(string)) {
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	r := bufio.NewReader(c)
+	reply := func(s string) { _, _ = io.WriteString(c, s+"\r\n") }
+	reply("220 scripted ESMTP")
+	inData := false
+	for {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			return
+		}
+		line = strings.TrimRight(line, "\r\n")
+		record(line)
+		verb := strings.ToUpper(strings.SplitN(line, " ", 2)[0])
+		switch {
+		case inData && line == ".":
+			inData = false
+			reply("554 5.5.1 no valid recipients")
+		case inData:
+		case verb == "EHLO":
+			reply("250-scripted\r\n250-PIPELINING\r\n250 8BITMIME")
+		case verb == "MAIL", verb == "RSET", verb == "NOOP":
+			reply("250 2.0.0 ok")
+		case verb == "RCPT":
+			reply(rcpt)
+			if strings.HasPrefix(rcpt, "421") {
+				return
+			}
+		case verb == "DATA":
+			inData = true
+			reply("354 go ahead")
+		case verb == "QUIT":
+			reply("221 bye")
+			return
+		default:
+			reply("500 5.5.2 what")
+		}
+	}
+}
+
+// A refused recipient in a pipelined exchange: if the server still takes
+// the DATA, the empty message RFC 2920 asks for ends it, no body goes,
+// and the session stays in step (RSET, then the next message on the same
+// connection). A 421 to RCPT TO ends the session: the server is not taking
+// mail now.
+func TestSMTPPipelinedRefusals(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		name     string
+		rcpt     string
+		class    Class
+		sessions int // connections the two sends open
+	}{
+		{"550 at RCPT, DATA taken anyway", "550 5.1.1 no such user", Rejected, 1},
+		{"421 at RCPT", "421 4.3.2 shutting down", Unreachable, 2},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			url, lines := scripted(t, tt.rcpt)
+			s, _ := newSMTP(t, url)
+			for range 2 {
+				err := s.Send(context.Background(), testMessage("gone@example.com"))
+				require.Error(t, err)
+				require.Equal(t, tt.class, ClassOf(err), "%v", err)
+				require.NotContains(t, ReasonOf(err), "gone@example.com")
+				s.mu.Lock()
+				s.down, s.probeAt = nil, time.Time{} // the second send dials at once
+				s.mu.Unlock()
+			}
+			got := lines()
+			require.Equal(t, tt.sessions, countOf(got, func(l string) bool { return strings.HasPrefix(l, "EHLO") }), "sessions: %q", got)
+			require.NotContains(t, strings.Join(got, "\n"), "Subject:", "no body went: %q", got)
+			if tt.class == Rejected {
+				require.Equal(t, 2, countOf(got, func(l string) bool { return l == "." }), "an empty message ended each DATA: %q", got)
+				require.Equal(t, 2, countOf(got, func(l string) bool { return l == "RSET" }), "the session kept in step: %q", got)
+			}
+		})
+	}
+}
+
+func countOf(lines []string, f func(string) bool) int {
+	n := 0
+	for _, l := range lines {
+		if f(l) {
+			n++
+		}
+	}
+	return n
 }
