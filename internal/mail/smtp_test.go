@@ -405,23 +405,12 @@ func TestSMTPHeaders(t *testing.T) {
 // records the lines it read; rcpt of 421 closes the connection after it.
 func scripted(t *testing.T, rcpt string) (url string, lines func() []string) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
 	var mu sync.Mutex
 	var got []string
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			serveScript(c, rcpt, func(l string) { mu.Lock(); got = append(got, l); mu.Unlock() })
-		}
-	}()
-	t.Cleanup(func() { _ = ln.Close(); <-done })
-	return "smtp://" + ln.Addr().String(), func() []string {
+	addr := testkit.Serve(t, func(c net.Conn) {
+		serveScript(c, rcpt, func(l string) { mu.Lock(); got = append(got, l); mu.Unlock() })
+	})
+	return "smtp://" + addr, func() []string {
 		mu.Lock()
 		defer mu.Unlock()
 		return slices.Clone(got)

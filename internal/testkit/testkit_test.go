@@ -2,9 +2,11 @@ package testkit
 
 import (
 	"fmt"
+	"io"
 	"net"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -197,4 +199,23 @@ func TestSilent(t *testing.T) {
 	var timeout net.Error
 	require.ErrorAs(t, err, &timeout)
 	require.True(t, timeout.Timeout(), "still open: %v", err)
+}
+
+// Serve hands every connection to its function, one after another.
+func TestServe(t *testing.T) {
+	var served atomic.Int32
+	addr := Serve(t, func(c net.Conn) {
+		served.Add(1)
+		_, _ = io.WriteString(c, "hello\n")
+		_ = c.Close()
+	})
+	for range 2 {
+		c, err := net.Dial("tcp", addr)
+		require.NoError(t, err)
+		b, err := io.ReadAll(c)
+		require.NoError(t, err)
+		require.Equal(t, "hello\n", string(b))
+		_ = c.Close()
+	}
+	require.Equal(t, int32(2), served.Load())
 }

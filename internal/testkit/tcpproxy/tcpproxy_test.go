@@ -18,22 +18,10 @@ func TestMain(m *testing.M) { testkit.VerifyTestMain(m) }
 // echo serves one connection at a time, sending back what it reads.
 func echo(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			_, _ = io.Copy(c, c)
-			_ = c.Close()
-		}
-	}()
-	t.Cleanup(func() { _ = ln.Close(); <-done })
-	return ln.Addr().String()
+	return testkit.Serve(t, func(c net.Conn) {
+		_, _ = io.Copy(c, c)
+		_ = c.Close()
+	})
 }
 
 // A delayed link holds each way for its delay, and keeps what is written
