@@ -19,6 +19,7 @@ package keycmd
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -117,7 +118,7 @@ func admin(ctx context.Context, cfg config.Config, db *ent.Client, rotates bool,
 		Log: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 	}
 	if rotates {
-		key, err := seal.KeyFor(ctx, db, cfg.TokenSealKey)
+		key, err := rotationSealKey(ctx, cfg, db)
 		if err != nil {
 			return nil, err
 		}
@@ -126,6 +127,32 @@ func admin(ctx context.Context, cfg config.Config, db *ent.Client, rotates bool,
 		}
 	}
 	return signer.NewAdmin(o)
+}
+
+// errNoSealKey is why rotate refuses without TOKEN_SEAL_KEY when the
+// database keeps no seal key but has a signing key: the service seals with
+// its TOKEN_SEAL_KEY.
+var errNoSealKey = errors.New("the database keeps no seal key, so the service runs with TOKEN_SEAL_KEY: rotate with the TOKEN_SEAL_KEY the service runs with")
+
+// rotationSealKey is the key the new signing key is sealed under, as
+// seal.KeyFor gives it to the service, except that without TOKEN_SEAL_KEY
+// it makes one only where the service never started: on a database whose
+// service runs with TOKEN_SEAL_KEY, a key stored here would be one the
+// service never reads, and the rotation is refused anyway.
+func rotationSealKey(ctx context.Context, cfg config.Config, db *ent.Client) ([]byte, error) {
+	if cfg.TokenSealKey != nil {
+		return cfg.TokenSealKey, nil
+	}
+	key, err := seal.Load(ctx, db)
+	if err != nil || key != nil {
+		return key, err
+	}
+	if started, err := db.SigningKey.Query().Exist(ctx); err != nil {
+		return nil, fmt.Errorf("read the signing keys: %w", err)
+	} else if started {
+		return nil, errNoSealKey
+	}
+	return seal.LoadOrCreate(ctx, db)
 }
 
 // command is a parsed signing-key command.

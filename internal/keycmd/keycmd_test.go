@@ -102,6 +102,16 @@ func (b *testBundle) service(t *testing.T, more map[string]string) *signer.Signe
 	return s
 }
 
+// secrets counts the rows of the secrets table (the seal key kept in the
+// database is one).
+func (b *testBundle) secrets(t *testing.T) int {
+	t.Helper()
+	db, err := database.Open(context.Background(), b.url)
+	require.NoError(t, err)
+	defer db.Close()
+	return db.Ent.Secret.Query().CountX(context.Background())
+}
+
 var ada = signer.Claims{UserID: uuid.New(), Email: "ada@example.com", VerifiedAt: time.Now()}
 
 // session signs a sign-in token with s and returns it and its kid.
@@ -511,6 +521,11 @@ func TestRotateRefuses(t *testing.T) {
 			want:    "was installed by a replica given SIGNING_KEY_FILE",
 		},
 		{
+			name:    "TOKEN_SEAL_KEY left out",
+			service: map[string]string{"TOKEN_SEAL_KEY": sealKey(5)},
+			want:    "rotate with the TOKEN_SEAL_KEY the service runs with",
+		},
+		{
 			name:    "another TOKEN_SEAL_KEY",
 			service: map[string]string{"TOKEN_SEAL_KEY": sealKey(5)},
 			cmd:     map[string]string{"TOKEN_SEAL_KEY": sealKey(6)},
@@ -523,11 +538,12 @@ func TestRotateRefuses(t *testing.T) {
 			eachDB(t, func(t *testing.T, b *testBundle) {
 				s := b.service(t, tt.service)
 				_, kid := session(t, s)
-				rows := listed(t, b, nil)
+				rows, secrets := listed(t, b, nil), b.secrets(t)
 				status, out, errOut := b.run(t, tt.cmd, "rotate")
 				require.Equal(t, 1, status, "%s%s", out, errOut)
 				require.Contains(t, errOut, tt.want)
 				require.Equal(t, rows, listed(t, b, nil), "nothing changed")
+				require.Equal(t, secrets, b.secrets(t), "no seal key stored")
 				b.clock.Advance(signer.ReloadWithin)
 				_, signs := session(t, s)
 				require.Equal(t, kid, signs)

@@ -109,6 +109,19 @@ func LoadOrCreate(ctx context.Context, db *ent.Client) ([]byte, error) {
 	return s.Value, nil
 }
 
+// Load returns the key kept in the database, or nil when none is: unlike
+// LoadOrCreate it writes nothing.
+func Load(ctx context.Context, db *ent.Client) ([]byte, error) {
+	s, err := db.Secret.Query().Where(secret.Name(SecretName)).Only(ctx)
+	if ent.IsNotFound(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("seal: read key: %w", err)
+	}
+	return s.Value, nil
+}
+
 // KeyFor is the key the service seals with: configured (TOKEN_SEAL_KEY)
 // when given, else the one kept in db (LoadOrCreate). Every process that
 // seals what another opens (the service, an operator's command) gets its
