@@ -10,6 +10,7 @@ import (
 	"github.com/verifier/verifier/internal/config"
 	"github.com/verifier/verifier/internal/database"
 	"github.com/verifier/verifier/internal/migration"
+	"github.com/verifier/verifier/internal/opcmd"
 )
 
 // checkFailed is migrate -check's exit code when it could not tell whether
@@ -30,11 +31,8 @@ func migrateMain(ctx context.Context, args []string, getenv func(string) string,
 		fmt.Fprintln(stderr, "Usage: verifier migrate [-check]\n\nApplies the pending schema migrations to DATABASE_URL (under a lock: safe beside starting replicas) and prints them.")
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
+	if status, done := opcmd.Parse(fs, args); done {
+		return status
 	}
 	if fs.NArg() > 0 {
 		// "migrate check" is a forgotten dash, not a request to apply.

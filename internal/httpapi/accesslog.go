@@ -122,8 +122,9 @@ func accessLog(o Options, mux *http.ServeMux) middleware {
 			rec.closed = line
 			// url.path, the client's text, becomes the route too (traced).
 			span := trace.SpanFromContext(r.Context())
-			span.SetName(method + " " + routePath(matched))
-			span.SetAttributes(attribute.String("url.path", routePath(matched)), attribute.String("http.route", routePath(matched)))
+			path := routePath(matched)
+			span.SetName(method + " " + path)
+			span.SetAttributes(attribute.String("url.path", path), attribute.String("http.route", path))
 			next.ServeHTTP(rec, r)
 			o.Metrics.Requests.WithLabelValues(matched, method, strconv.Itoa(rec.code)).Inc()
 			if !rec.hijacked {
