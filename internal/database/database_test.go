@@ -32,6 +32,7 @@ func TestOpenSQLiteSetsPragmas(t *testing.T) {
 		{"foreign_keys", "1"},
 		{"busy_timeout", "10000"},
 		{"wal_autocheckpoint", "10000"},
+		{"temp_store", "2"}, // MEMORY
 	}
 	for _, tt := range tests {
 		var got string

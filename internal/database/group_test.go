@@ -3,7 +3,9 @@ package database
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -388,4 +390,45 @@ func TestGroupUnderLoad(t *testing.T) {
 	}
 	require.Equal(t, writers*committed, b.count(t, "p"))
 	require.Equal(t, each, b.count(t, "c"))
+}
+
+// A member's savepoint journal stays in memory however many pages the
+// member changes: SQLite spilled it past 64 KiB to a temporary file
+// (deleted as soon as opened, so only its open descriptor shows it),
+// created and written per transaction.
+func TestGroupMemberJournalStaysInMemory(t *testing.T) {
+	b := setupGroups(t)
+	for _, q := range []string{
+		"CREATE TABLE blobs (id INTEGER PRIMARY KEY, v BLOB)",
+		"WITH RECURSIVE n(id) AS (SELECT 1 UNION ALL SELECT id + 1 FROM n WHERE id < 100) INSERT INTO blobs SELECT id, randomblob(4000) FROM n",
+	} {
+		_, err := b.d.ExecContext(b.ctx, q)
+		require.NoError(t, err)
+	}
+	tx, err := b.d.BeginTx(b.ctx, nil)
+	require.NoError(t, err)
+	defer func() { _ = tx.Rollback() }()
+	// Each of the 100 pages is changed in the member's savepoint, whose
+	// journal keeps their originals: 400 KiB.
+	require.NoError(t, tx.Exec(b.ctx, "UPDATE blobs SET v = randomblob(4000)", []any{}, nil))
+	require.Empty(t, openSQLiteTempFiles(t), "the savepoint's journal spilled to a file")
+	require.NoError(t, tx.Commit())
+	require.Equal(t, 100, b.count(t, "blobs"))
+}
+
+// openSQLiteTempFiles lists this process's open files that were deleted
+// while open, as SQLite deletes its temporary files. The test runs alone:
+// no parallel test of the package runs beside it.
+func openSQLiteTempFiles(t *testing.T) []string {
+	t.Helper()
+	fds, err := os.ReadDir("/proc/self/fd")
+	require.NoError(t, err)
+	var found []string
+	for _, fd := range fds {
+		target, err := os.Readlink(filepath.Join("/proc/self/fd", fd.Name()))
+		if err == nil && strings.HasSuffix(target, " (deleted)") {
+			found = append(found, target)
+		}
+	}
+	return found
 }
