@@ -410,23 +410,34 @@ func explainSQLite(path string, err error) error {
 	}
 	switch {
 	case errors.Is(err, errReadOnly):
-		return fmt.Errorf("database: the SQLite file %s opened read-only: this process (uid %d) needs to write to the file and to its directory %s", abs, os.Geteuid(), dir)
+		return &explained{fmt.Sprintf("database: the SQLite file %s opened read-only: this process (uid %d) needs to write to the file and to its directory %s", abs, os.Geteuid(), dir), err}
 	case code == sqlite3.SQLITE_READONLY_DIRECTORY:
-		return fmt.Errorf("database: the SQLite file %s cannot be written: this process (uid %d) may not write to its directory %s, where SQLite keeps the -wal and -shm files beside the database (%s)", abs, os.Geteuid(), dir, se.Error())
+		return &explained{fmt.Sprintf("database: the SQLite file %s cannot be written: this process (uid %d) may not write to its directory %s, where SQLite keeps the -wal and -shm files beside the database (%s)", abs, os.Geteuid(), dir, se.Error()), err}
 	case code&0xff == sqlite3.SQLITE_CANTOPEN:
 		if fi, serr := os.Stat(abs); serr == nil && fi.IsDir() {
-			return fmt.Errorf("database: %s is a directory: DATABASE_URL names the database file in it, e.g. sqlite:%s", abs, filepath.Join(abs, "verifier.db"))
+			return &explained{fmt.Sprintf("database: %s is a directory: DATABASE_URL names the database file in it, e.g. sqlite:%s", abs, filepath.Join(abs, "verifier.db")), err}
 		}
-		return fmt.Errorf("database: the SQLite file %s cannot be opened or created: this process (uid %d) needs to write to it and to its directory %s (%s)", abs, os.Geteuid(), dir, se.Error())
+		return &explained{fmt.Sprintf("database: the SQLite file %s cannot be opened or created: this process (uid %d) needs to write to it and to its directory %s (%s)", abs, os.Geteuid(), dir, se.Error()), err}
 	}
 	return err
 }
+
+// explained is an error told in other words than its cause's, which it
+// keeps for errors.Is and errors.As.
+type explained struct {
+	msg string
+	err error
+}
+
+func (e *explained) Error() string { return e.msg }
+func (e *explained) Unwrap() error { return e.err }
 
 // redact keeps a password in DATABASE_URL out of an error message. The
 // drivers do not quote it, so where it appears it is mostly part of
 // other words (the README's verifier:verifier@…/verifier makes pgx's
 // "user=verifier database=verifier" read "user=xxxxx database=xxxxx"):
-// the message then says what xxxxx stands for.
+// the message then says what xxxxx stands for. The error redacted is not
+// kept: its text is the password's way out.
 func redact(err error, rawURL string) error {
 	if u, perr := url.Parse(rawURL); perr == nil && u.User != nil {
 		if p, ok := u.User.Password(); ok && p != "" && strings.Contains(err.Error(), p) {

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
 
 	"github.com/verifier/verifier/internal/database/databasetest"
 	"github.com/verifier/verifier/internal/testkit"
@@ -163,6 +165,9 @@ func TestOpenSQLiteSaysWhatToFix(t *testing.T) {
 		// setup returns the path given as sqlite:PATH.
 		setup func(t *testing.T, dir string) string
 		want  []string
+		// cause is what errors.As or errors.Is still find under the
+		// explanation: SQLite's error code, or errReadOnly.
+		cause func(t *testing.T, err error)
 	}{
 		{
 			name:  "a directory",
@@ -175,7 +180,8 @@ func TestOpenSQLiteSaysWhatToFix(t *testing.T) {
 				readOnlyDir(t, dir)
 				return filepath.Join(dir, "v.db")
 			},
-			want: []string{"DIR/v.db cannot be opened or created", "needs to write to it and to its directory DIR", "(14)"},
+			want:  []string{"DIR/v.db cannot be opened or created", "needs to write to it and to its directory DIR", "(14)"},
+			cause: sqliteCode(sqlite3.SQLITE_CANTOPEN),
 		},
 		{
 			name: "a directory to create in one not writable",
@@ -195,7 +201,8 @@ func TestOpenSQLiteSaysWhatToFix(t *testing.T) {
 				readOnlyDir(t, dir)
 				return path
 			},
-			want: []string{"DIR/v.db cannot be written", "may not write to its directory DIR", "-wal and -shm"},
+			want:  []string{"DIR/v.db cannot be written", "may not write to its directory DIR", "-wal and -shm"},
+			cause: sqliteCode(sqlite3.SQLITE_READONLY_DIRECTORY),
 		},
 		{
 			name: "a read-only file",
@@ -212,6 +219,9 @@ func TestOpenSQLiteSaysWhatToFix(t *testing.T) {
 				return path
 			},
 			want: []string{"DIR/v.db opened read-only", "needs to write to the file and to its directory DIR"},
+			cause: func(t *testing.T, err error) {
+				require.ErrorIs(t, err, errReadOnly)
+			},
 		},
 	}
 	for _, tt := range tests {
@@ -223,7 +233,20 @@ func TestOpenSQLiteSaysWhatToFix(t *testing.T) {
 			for _, w := range tt.want {
 				require.Contains(t, err.Error(), strings.ReplaceAll(w, "DIR", dir))
 			}
+			if tt.cause != nil {
+				tt.cause(t, err)
+			}
 		})
+	}
+}
+
+// sqliteCode checks that err carries SQLite's error with this code.
+func sqliteCode(code int) func(t *testing.T, err error) {
+	return func(t *testing.T, err error) {
+		t.Helper()
+		var se *sqlite.Error
+		require.ErrorAs(t, err, &se)
+		require.Equal(t, code, se.Code())
 	}
 }
 

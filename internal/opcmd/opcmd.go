@@ -1,8 +1,10 @@
 // Package opcmd is what the operator's commands (verifier dead-letters,
 // verifier signing-key) share: the usage on request, their arguments read
 // before anything else, and the settings and the database read and opened
-// as the service reads and opens them. Their exit statuses: 0 done, 1
-// failed, 2 a usage or settings error.
+// as the service reads and opens them. Their exit statuses: 0 done; 1
+// failed, or refused what the settings or the database's state do not
+// allow (a rotation of a key from SIGNING_KEY_FILE); 2 a usage error or
+// settings that do not read.
 package opcmd
 
 import (
@@ -44,8 +46,9 @@ func Parse(fs *flag.FlagSet, args []string) (status int, done bool) {
 }
 
 // Open reads the settings with getenv and opens their database. refuse,
-// unless nil, sees the settings first: what it returns is reported and
-// the database is not opened. MIGRATE applies as it does to the service:
+// unless nil, sees the settings first: what it returns is reported, the
+// database is not opened, and the status is 1, as for the refusals a
+// command makes once it has read the database. MIGRATE applies as it does to the service:
 // with off, a database behind this release is refused, not migrated by
 // an operator's command. On failure Open says why on stderr and returns
 // a nil database and the exit status.
