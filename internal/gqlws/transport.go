@@ -33,6 +33,7 @@ import (
 	"maps"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -104,6 +105,25 @@ var _ graphql.Transport = Transport{}
 // request.
 func (Transport) Supports(r *http.Request) bool { return websocket.IsWebSocketUpgrade(r) }
 
+// errUnknownSubprotocol is why a handshake that offers subprotocols, none
+// of them served here, is refused. It quotes none of them.
+var errUnknownSubprotocol = errors.New("websocket: none of the subprotocols offered (Sec-WebSocket-Protocol) is served here: offer " + transportWS + ", or the legacy " + legacyWS)
+
+// speaksOneOf reports whether a handshake's offer leaves this server a
+// subprotocol to answer with: one it serves, or none offered (the legacy
+// graphql-ws, as gqlgen serves it, for clients that name no protocol).
+func speaksOneOf(offered []string) bool {
+	if len(offered) == 0 {
+		return true
+	}
+	for _, o := range offered {
+		if slices.Contains(subprotocols, o) {
+			return true
+		}
+	}
+	return false
+}
+
 // refuseUpgrade answers a handshake gorilla refused as the edge answers
 // every refusal: a GraphQL error with the contract's code. gorilla's
 // reasons name the header at fault and quote nothing the client sent.
@@ -134,6 +154,13 @@ func (t Transport) Do(w http.ResponseWriter, r *http.Request, exec graphql.Graph
 	up.Subprotocols = subprotocols
 	if up.Error == nil {
 		up.Error = refuseUpgrade
+	}
+	if r.Method == http.MethodGet && !speaksOneOf(websocket.Subprotocols(r)) {
+		// Served without a subprotocol, a client that asked for some
+		// fails the handshake on its side (RFC 6455, 4.1) with no reason
+		// given, or talks a protocol the server does not: say which.
+		up.Error(w, r, http.StatusBadRequest, errUnknownSubprotocol)
+		return
 	}
 	c, err := up.Upgrade(w, r, withRequestID(w))
 	if err != nil {

@@ -215,14 +215,18 @@ func TestRefusedHandshakes(t *testing.T) {
 	t.Parallel()
 	b := setup(t, Transport{})
 	url := "http" + strings.TrimPrefix(b.url, "ws")
+	const key = "dGhlIHNhbXBsZSBub25jZQ=="
 	for _, tt := range []struct {
-		name, method, version, key string
-		status                     int
-		allow, says                string
+		name, method, version, key, protocols string
+		status                                int
+		allow, says                           string
 	}{
-		{"over POST", http.MethodPost, "13", "dGhlIHNhbXBsZSBub25jZQ==", http.StatusMethodNotAllowed, "GET", "must be a GET"},
-		{"an old version", http.MethodGet, "8", "dGhlIHNhbXBsZSBub25jZQ==", http.StatusBadRequest, "", "Sec-Websocket-Version"},
-		{"no key", http.MethodGet, "13", "", http.StatusBadRequest, "", "Sec-WebSocket-Key"},
+		{"over POST", http.MethodPost, "13", key, "", http.StatusMethodNotAllowed, "GET", "must be a GET"},
+		{"an old version", http.MethodGet, "8", key, "", http.StatusBadRequest, "", "Sec-Websocket-Version"},
+		{"no key", http.MethodGet, "13", "", "", http.StatusBadRequest, "", "Sec-WebSocket-Key"},
+		// Served without one, the client would fail the handshake on
+		// its side with no reason given.
+		{"only subprotocols not served", http.MethodGet, "13", key, "graphql-sse, x-Secret-Sent", http.StatusBadRequest, "", "offer graphql-transport-ws, or the legacy graphql-ws"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
@@ -233,6 +237,9 @@ func TestRefusedHandshakes(t *testing.T) {
 			req.Header.Set("Sec-WebSocket-Version", tt.version)
 			if tt.key != "" {
 				req.Header.Set("Sec-WebSocket-Key", tt.key)
+			}
+			if tt.protocols != "" {
+				req.Header.Set("Sec-WebSocket-Protocol", tt.protocols)
 			}
 			resp, err := http.DefaultClient.Do(req)
 			require.NoError(t, err)
@@ -245,6 +252,7 @@ func TestRefusedHandshakes(t *testing.T) {
 			require.Len(t, body.Errors, 1)
 			require.Equal(t, "BAD_USER_INPUT", body.Errors[0].Extensions["code"])
 			require.Contains(t, body.Errors[0].Message, tt.says)
+			require.NotContains(t, body.Errors[0].Message, "Secret", "nothing the client sent is quoted")
 		})
 	}
 }
@@ -260,6 +268,7 @@ func TestHandshakes(t *testing.T) {
 		{"graphql-transport-ws", graphtest.TransportWS, graphtest.TransportWS, "next", "complete", false},
 		{"graphql-ws", graphtest.LegacyWS, graphtest.LegacyWS, "data", "stop", true},
 		{"no subprotocol", "", "", "data", "stop", true},
+		{"an unknown one, then graphql-transport-ws", "x-unknown," + graphtest.TransportWS, graphtest.TransportWS, "next", "complete", false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -269,10 +278,10 @@ func TestHandshakes(t *testing.T) {
 			if tt.offer == "" {
 				c = b.dial(t)
 			} else {
-				c = b.dial(t, tt.offer)
+				c = b.dial(t, strings.Split(tt.offer, ",")...)
 			}
 			require.Equal(t, tt.proto, c.Subprotocol())
-			w := &graphtest.Client{T: t, WS: c, Proto: tt.offer}
+			w := &graphtest.Client{T: t, WS: c, Proto: tt.proto}
 			w.Send(map[string]any{"type": "connection_init", "payload": map[string]any{"a": 1}})
 			// Read skips keep-alives: read raw to see the legacy one.
 			var m graphtest.Message
