@@ -481,6 +481,16 @@ func TestNormalizeEmail(t *testing.T) {
 		{"\u00fc@\u043f\u0440\u0438\u043c\u0435\u0440.\u0440\u0444", "\u00fc@\u043f\u0440\u0438\u043c\u0435\u0440.\u0440\u0444", true},
 		{"\u212a@example.com", "k@example.com", true},              // Kelvin sign: 3 bytes, lower-cased 1
 		{strings.Repeat("\u023a", 32) + "@example.com", "", false}, // 64 bytes, 96 once lower-cased
+		{"\u202eevil@example.com", "", false},                      // a bidi override
+		{"a\u200bb@example.com", "", false},                        // a zero-width space
+		{"a\u00adb@example.com", "", false},                        // a soft hyphen
+		{"a\ufeffb@example.com", "", false},                        // a byte order mark
+		{"a\u0085b@example.com", "", false},                        // a C1 control (next line)
+		{"a\u2028b@example.com", "", false},                        // a line separator
+		{"a\u00a0b@example.com", "", false},                        // a no-break space
+		{"a\ufffdb@example.com", "", false},                        // what JSON makes of "\ud800"
+		{"a\u0301@example.com", "a\u0301@example.com", true},       // a combining mark shows
+		{"\U0001f600@example.com", "\U0001f600@example.com", true},
 	}
 	for _, tt := range tests {
 		got, err := NormalizeEmail(tt.in)
@@ -517,6 +527,7 @@ func TestCheckPassword(t *testing.T) {
 		{string(make([]rune, 256)), true},
 		{string(make([]rune, 257)), false},
 		{"\xff\xfe\xfd\xfc\xfb\xfa\xf9\xf8", false},
+		{"passw\ufffdrd", false}, // what JSON makes of "\ud800" or a byte that is not UTF-8
 	}
 	for _, tt := range tests {
 		err := CheckPassword(tt.in)

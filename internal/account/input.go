@@ -51,10 +51,25 @@ func NormalizeEmail(raw string) (string, error) {
 	if err != nil || addr.Address != e || at < 1 || at > maxLocalLen {
 		return "", apperr.Errorf(apperr.BadUserInput, "email is not a valid address")
 	}
+	if strings.ContainsFunc(e[:at], hiddenRune) {
+		return "", apperr.Errorf(apperr.BadUserInput, "email is not a valid address: it has an invisible, control or replacement character")
+	}
 	if !mailDomain(e[at+1:]) {
 		return "", apperr.Errorf(apperr.BadUserInput, "email is not a valid address")
 	}
 	return e, nil
+}
+
+// hiddenRune reports whether r cannot stand in an address that a person
+// reads and types: net/mail takes any character outside ASCII in a local
+// part (RFC 6532), so without this check a control (U+0085), a line
+// separator (U+2028), a space (U+00A0), a format character (a bidi
+// override U+202E, a zero-width space U+200B, a soft hyphen, U+FEFF) would
+// be stored: an address shown as another's, or as something its owner
+// cannot type. U+FFFD is what a JSON decoder makes of a lone surrogate
+// escape ("\ud800") or of bytes that are not UTF-8: never what was sent.
+func hiddenRune(r rune) bool {
+	return r == utf8.RuneError || !unicode.IsGraphic(r) || unicode.IsSpace(r)
 }
 
 // maxLabelLen is DNS's bound on a label (RFC 1035).
@@ -97,7 +112,10 @@ func mailDomain(d string) bool {
 
 // CheckPassword enforces the contract's length rule, counted in characters.
 func CheckPassword(pw string) error {
-	if !utf8.ValidString(pw) {
+	// U+FFFD is what a JSON decoder makes of a lone surrogate escape
+	// ("\ud800") or of bytes that are not UTF-8: two different passwords
+	// would hash alike, and neither as typed.
+	if !utf8.ValidString(pw) || strings.ContainsRune(pw, utf8.RuneError) {
 		return apperr.Errorf(apperr.BadUserInput, "password is not valid text")
 	}
 	switch n := utf8.RuneCountInString(pw); {
