@@ -38,6 +38,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/99designs/gqlgen/graphql/errcode"
@@ -67,6 +68,7 @@ const (
 	closeTerminated      = websocket.CloseNormalClosure
 	reasonTerminated     = "terminated"
 	reasonInvalidMessage = "Invalid message received"
+	reasonNotUTF8        = "Message is not UTF-8 text"
 )
 
 // Transport is the websocket transport of a gqlgen handler.Server.
@@ -424,8 +426,22 @@ func (s *socket) fail(code int, reason string) bool {
 // handle decodes and dispatches one message.
 func (s *socket) handle(r io.Reader) bool {
 	start := graphql.Now()
+	// At most ReadLimit bytes (the service sets one): gorilla ends a
+	// longer message.
+	b, err := io.ReadAll(r)
+	if err != nil {
+		return s.fail(closeInvalidMessage, reasonInvalidMessage)
+	}
+	// Gorilla does not check that a message is UTF-8 (RFC 6455 asks the
+	// endpoint to fail the connection with 1007), and encoding/json turns
+	// bytes that are not into U+FFFD: an address or a password sent in a
+	// subscribe message would be taken as something the client never sent,
+	// which the HTTP transport refuses (checkBody).
+	if !utf8.Valid(b) {
+		return s.fail(websocket.CloseInvalidFramePayloadData, reasonNotUTF8)
+	}
 	var m clientMessage
-	dec := json.NewDecoder(r)
+	dec := json.NewDecoder(bytes.NewReader(b))
 	if err := dec.Decode(&m); err != nil {
 		return s.fail(closeInvalidMessage, reasonInvalidMessage)
 	}

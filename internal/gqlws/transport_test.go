@@ -448,6 +448,8 @@ func TestProtocolErrors(t *testing.T) {
 		{"second init", graphtest.TransportWS, true, []string{`{"type":"connection_init"}`}, closeTooManyInits, "Too many initialisation requests"},
 		{"duplicate id", graphtest.TransportWS, true, []string{msg("subscribe", "1", sub), msg("subscribe", "1", sub)}, closeDuplicateID, "Subscriber for this id already exists"},
 		{"terminate, legacy", graphtest.LegacyWS, true, []string{`{"type":"connection_terminate"}`}, websocket.CloseNormalClosure, "terminated"},
+		{"not UTF-8", graphtest.TransportWS, true, []string{"{\"type\":\"ping\",\"payload\":{\"a\":\"\xff\"}}"}, websocket.CloseInvalidFramePayloadData, "Message is not UTF-8 text"},
+		{"not UTF-8, legacy", graphtest.LegacyWS, true, []string{"{\"type\":\"connection_terminate\",\"payload\":\"\xfe\"}"}, websocket.CloseInvalidFramePayloadData, "Message is not UTF-8 text"},
 		{"over the read limit", graphtest.TransportWS, true, []string{`{"type":"ping","payload":"` + strings.Repeat("x", 1024) + `"}`}, websocket.CloseMessageTooBig, ""},
 	}
 	for _, tt := range tests {
