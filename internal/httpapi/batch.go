@@ -52,6 +52,26 @@ func batch(next http.Handler) http.Handler {
 	})
 }
 
+// noBatch refuses a batch, which limitBody lets through for /query, on an
+// endpoint that takes one GraphQL request per body (the admin API): gqlgen
+// would answer "the request could not be read" and log a warning for it.
+func noBatch(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// limitBody's copy in memory, at most MaxBodyBytes.
+		body, err := io.ReadAll(r.Body)
+		if err != nil {
+			writeGraphQLError(w, http.StatusBadRequest, apperr.Errorf(apperr.BadUserInput, "could not read the request body"))
+			return
+		}
+		if trimmed := bytes.TrimLeft(body, " \t\r\n"); len(trimmed) > 0 && trimmed[0] == '[' {
+			writeGraphQLError(w, http.StatusBadRequest, apperr.Errorf(apperr.BadUserInput, "a batch is not taken here: send one GraphQL request per body"))
+			return
+		}
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		next.ServeHTTP(w, r)
+	})
+}
+
 // itemWriter keeps the answer to one item of a batch; its status and
 // headers are the batch's business, not the client's.
 type itemWriter struct {

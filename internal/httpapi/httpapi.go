@@ -168,8 +168,8 @@ func (o Options) query() http.Handler {
 
 // admin serves /admin/query: the token first, so that nothing else about
 // the endpoint answers a caller without it; then POST of one JSON GraphQL
-// request only. No CORS (its callers are servers, not pages) and no
-// websocket.
+// request only, never a batch (noBatch). No CORS (its callers are
+// servers, not pages) and no websocket.
 func (o Options) admin() http.Handler {
 	return chain(o.Admin,
 		ignoreUpgrade(false),
@@ -177,6 +177,7 @@ func (o Options) admin() http.Handler {
 		postOnly,
 		postJSON,
 		limitBody(o.MaxBodyBytes),
+		noBatch,
 	)
 }
 

@@ -125,6 +125,43 @@ func TestQueryBody(t *testing.T) {
 	}
 }
 
+// TestAdminBody: the admin API takes one GraphQL request per body; a
+// batch, which /query takes, is refused with a message that says so
+// rather than reaching gqlgen (which answered "the request could not be
+// read" and logged a warning).
+func TestAdminBody(t *testing.T) {
+	t.Parallel()
+	const tok = "0123456789abcdefghijklmnopqrstuvwxyz"
+	const secret = "Hunter2-SuperSecret"
+	tests := []struct {
+		name, body string
+		status     int
+		message    string // "" when the request reaches the admin API
+	}{
+		{"a request", `{"query":"{x}","variables":{"p":"` + secret + `"}}`, 200, ""},
+		{"batch", `[{"query":"{x}","variables":{"p":"` + secret + `"}}]`, 400, "a batch is not taken here: send one GraphQL request per body"},
+		{"batch after white space", " \n[{\"query\":\"{x}\"}]", 400, "a batch is not taken here: send one GraphQL request per body"},
+		{"not JSON", `[{"p":"` + secret + `"`, 400, "request body is not valid JSON"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			admin := &echoGraphQL{}
+			h := newTestHandler(&echoGraphQL{}, Options{Admin: admin, AdminToken: tok})
+			req := httptest.NewRequest(http.MethodPost, "/admin/query", strings.NewReader(tt.body))
+			req.Header.Set("Content-Type", "application/json")
+			req.Header.Set("Authorization", "Bearer "+tok)
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, req)
+			require.Equal(t, tt.status, rec.Code, rec.Body.String())
+			require.Equal(t, tt.message == "", admin.reached)
+			if tt.message != "" {
+				requireRefused(t, rec, tt.message, secret)
+			}
+		})
+	}
+}
+
 // blockingGraphQL holds each websocket request open until its remote
 // address is released, as gqlgen does for the life of a connection.
 type blockingGraphQL struct {
