@@ -49,6 +49,9 @@ func ErrorPresenter(log *slog.Logger) graphql.ErrorPresenterFunc {
 			if out.Message == gqlgenNoOperationName {
 				out.Message = "the document has more than one operation: name the one to run in operationName"
 			}
+			if m, ok := numberRefused[out.Message]; ok {
+				out.Message = m
+			}
 			return &out
 		case len(gqlErr.Path) == 0 && gqlErr.Message == gqlgenOneStream:
 			return &gqlerror.Error{
@@ -79,6 +82,16 @@ func ErrorPresenter(log *slog.Logger) graphql.ErrorPresenterFunc {
 // picked, none fails validation or parsing first) and the client named
 // none of them.
 const gqlgenNoOperationName = "operation  not found"
+
+// numberRefused replaces gqlparser's refusals of a JSON number sent for
+// an Int variable (the admin API's first): they quote the value it failed
+// to parse (0 for 1.5 or 1e3, the largest or smallest int64 beyond 64
+// bits), never the number sent. The code stays gqlgen's.
+var numberRefused = map[string]string{
+	"cannot use value 0 as Int":                    "want an Int: a whole number, without a fraction or exponent",
+	"cannot use value 9223372036854775807 as Int":  "want an Int: a whole number, and this one is too large",
+	"cannot use value -9223372036854775808 as Int": "want an Int: a whole number, and this one is too small",
+}
 
 // gqlgenOneStream is gqlgen's refusal of a subscription that selects
 // several fields. gqlparser's single-field rule counts field names, so

@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"strings"
@@ -8,6 +9,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/verifier/verifier/graph/graphtest"
 	adminsvc "github.com/verifier/verifier/internal/admin"
 	"github.com/verifier/verifier/internal/database/databasetest"
 )
@@ -67,6 +69,33 @@ func TestBounds(t *testing.T) {
 			require.Contains(t, r.Errors[0].Message, tt.message)
 			require.Zero(t, queries, "refused before any look-up")
 			require.Nil(t, r.Data["users"])
+		})
+	}
+}
+
+// TestNumberVariables: a JSON number that is no Int says so, where
+// gqlparser quoted the value it failed to parse ("cannot use value 0 as
+// Int" for 1.5), not the one sent; an Int within 64 bits reaches the
+// resolver.
+func TestNumberVariables(t *testing.T) {
+	t.Parallel()
+	b := setup(t, databasetest.SQLite(t))
+	tests := []struct {
+		name, n, code, message string
+	}{
+		{"a fraction", "1.5", "GRAPHQL_VALIDATION_FAILED", "want an Int: a whole number, without a fraction or exponent"},
+		{"an exponent", "1e3", "GRAPHQL_VALIDATION_FAILED", "want an Int: a whole number, without a fraction or exponent"},
+		{"beyond 64 bits", "99999999999999999999", "GRAPHQL_VALIDATION_FAILED", "want an Int: a whole number, and this one is too large"},
+		{"below 64 bits", "-99999999999999999999", "GRAPHQL_VALIDATION_FAILED", "want an Int: a whole number, and this one is too small"},
+		{"within 64 bits", "99999999999", "BAD_USER_INPUT", "first: want 1 to 200"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			r := graphtest.Post(t, b.handler, "/admin/query", `query($f:Int){users(first:$f){totalCount}}`, map[string]any{"f": json.Number(tt.n)})
+			require.Equal(t, tt.code, r.Code(), "%+v", r.Errors)
+			require.Len(t, r.Errors, 1)
+			require.Equal(t, tt.message, r.Errors[0].Message)
 		})
 	}
 }
