@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"regexp"
 	"runtime/debug"
 	"unicode/utf8"
 
@@ -52,6 +53,7 @@ func ErrorPresenter(log *slog.Logger) graphql.ErrorPresenterFunc {
 			if m, ok := numberRefused[out.Message]; ok {
 				out.Message = m
 			}
+			out.Message = kindRefused.ReplaceAllStringFunc(out.Message, plainKind)
 			return &out
 		case len(gqlErr.Path) == 0 && gqlErr.Message == gqlgenOneStream:
 			return &gqlerror.Error{
@@ -91,6 +93,23 @@ var numberRefused = map[string]string{
 	"cannot use value 0 as Int":                    "want an Int: a whole number, without a fraction or exponent",
 	"cannot use value 9223372036854775807 as Int":  "want an Int: a whole number, and this one is too large",
 	"cannot use value -9223372036854775808 as Int": "want an Int: a whole number, and this one is too small",
+}
+
+// kindRefused matches gqlparser's refusals of a variable's JSON value of
+// the wrong kind, which name it by Go's reflect.Kind ("cannot use slice as
+// String", "must be a RegisterInput, not a map").
+var kindRefused = regexp.MustCompile(`^(?:cannot use (slice|map|bool) as (\w+)|must be an? (\w+), not an? (slice|map|bool))$`)
+
+// goKinds names in JSON's words the Go kinds a decoded variable can have.
+var goKinds = map[string]string{"slice": "an array", "map": "an object", "bool": "a boolean"}
+
+// plainKind rewrites a refusal kindRefused matched in JSON's words.
+func plainKind(msg string) string {
+	m := kindRefused.FindStringSubmatch(msg)
+	if m[1] != "" {
+		return fmt.Sprintf("want a %s, not %s", m[2], goKinds[m[1]])
+	}
+	return fmt.Sprintf("want a %s (an object), not %s", m[3], goKinds[m[4]])
 }
 
 // gqlgenOneStream is gqlgen's refusal of a subscription that selects

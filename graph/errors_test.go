@@ -182,3 +182,34 @@ func TestSubscriptionOfTwoFields(t *testing.T) {
 	require.Contains(t, err.Error(), `"code":"BAD_USER_INPUT"`)
 	require.Contains(t, err.Error(), `"message":"a subscription selects exactly one field, aliases included: subscribe to each on its own"`)
 }
+
+// TestVariableOfWrongKind: gqlparser names a variable's JSON value of the
+// wrong kind by Go's reflect.Kind ("cannot use slice as String"); the
+// answer says it in JSON's words and keeps gqlgen's code.
+func TestVariableOfWrongKind(t *testing.T) {
+	t.Parallel()
+	h := NewHandler(&Resolver{Accounts: fakeAccounts{}}, HandlerOptions{Log: testkit.Discard(), Websocket: gqlws.Transport{}})
+	const register = `mutation($i:RegisterInput!){register(input:$i){status}}`
+	const watch = `subscription($t:String!,$d:Boolean){verificationStatus(watchToken:$t,withDelivery:$d){status}}`
+	tests := []struct {
+		name, query string
+		vars        map[string]any
+		message     string
+	}{
+		{"an array for a String", register, map[string]any{"i": map[string]any{"email": "a@example.com", "password": []string{"x"}}}, "want a String, not an array"},
+		{"an object for a String", register, map[string]any{"i": map[string]any{"email": map[string]any{"a": 1}, "password": "x"}}, "want a String, not an object"},
+		{"a boolean for a String", register, map[string]any{"i": map[string]any{"email": true, "password": "x"}}, "want a String, not a boolean"},
+		{"an array for an input", register, map[string]any{"i": []any{1}}, "want a RegisterInput (an object), not an array"},
+		{"a boolean for an input", register, map[string]any{"i": false}, "want a RegisterInput (an object), not a boolean"},
+		{"an object for a Boolean", watch, map[string]any{"t": "x", "d": map[string]any{}}, "want a Boolean, not an object"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			a := graphtest.Post(t, h, "/query", tt.query, tt.vars)
+			require.Equal(t, "GRAPHQL_VALIDATION_FAILED", a.Code(), "%+v", a.Errors)
+			require.Len(t, a.Errors, 1)
+			require.Equal(t, tt.message, a.Errors[0].Message)
+		})
+	}
+}
