@@ -467,6 +467,8 @@ func TestGetQuery(t *testing.T) {
 		{"a persisted query by hash", `extensions={"persistedQuery":{"version":1,"sha256Hash":"ab"}}`, 200, ""},
 		{"no query", "", 400, "a GET needs a query parameter (or extensions with a persisted query)"},
 		{"not URL-encoded", "query=%zz" + secret, 400, "the query string is not URL-encoded"},
+		{"variables not UTF-8", "query=%7Bx%7D&variables=%7B%22p%22%3A%22%FF" + secret + "%22%7D", 400, "the query string is not UTF-8 text"},
+		{"operationName not UTF-8", "query=%7Bx%7D&operationName=%C3" + secret, 400, "the query string is not UTF-8 text"},
 		{"variables not JSON", "query=%7Bx%7D&variables=" + secret, 400, "variables must be a JSON object"},
 		{"variables an array", "query=%7Bx%7D&variables=%5B%22" + secret + "%22%5D", 400, "variables must be a JSON object"},
 		{"extensions not JSON", "query=%7Bx%7D&extensions=" + secret, 400, "extensions must be a JSON object"},

@@ -106,6 +106,13 @@ func checkQueryString(rawQuery string) *apperr.Error {
 	if err != nil {
 		return apperr.Errorf(apperr.BadUserInput, "the query string is not URL-encoded")
 	}
+	// As for a body (checkBody): gqlgen would take bytes that are not
+	// UTF-8 as U+FFFD, in variables and operationName alike.
+	for name, values := range q {
+		if !utf8.ValidString(name) || slices.ContainsFunc(values, func(v string) bool { return !utf8.ValidString(v) }) {
+			return apperr.Errorf(apperr.BadUserInput, "the query string is not UTF-8 text")
+		}
+	}
 	if q.Get("query") == "" && q.Get("extensions") == "" {
 		return apperr.Errorf(apperr.BadUserInput, "a GET needs a query parameter (or extensions with a persisted query)")
 	}
