@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"regexp"
 	"runtime/debug"
+	"strings"
 	"unicode/utf8"
 
 	"github.com/99designs/gqlgen/graphql"
@@ -107,9 +108,18 @@ var goKinds = map[string]string{"slice": "an array", "map": "an object", "bool":
 func plainKind(msg string) string {
 	m := kindRefused.FindStringSubmatch(msg)
 	if m[1] != "" {
-		return fmt.Sprintf("want a %s, not %s", m[2], goKinds[m[1]])
+		return fmt.Sprintf("want %s, not %s", withArticle(m[2]), goKinds[m[1]])
 	}
-	return fmt.Sprintf("want a %s (an object), not %s", m[3], goKinds[m[4]])
+	return fmt.Sprintf("want %s (an object), not %s", withArticle(m[3]), goKinds[m[4]])
+}
+
+// withArticle puts "a" or "an" before a type's name: an Int, an ID, a
+// String.
+func withArticle(name string) string {
+	if name != "" && strings.ContainsRune("AEIOU", rune(name[0])) {
+		return "an " + name
+	}
+	return "a " + name
 }
 
 // gqlgenOneStream is gqlgen's refusal of a subscription that selects

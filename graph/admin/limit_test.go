@@ -98,4 +98,10 @@ func TestNumberVariables(t *testing.T) {
 			require.Equal(t, tt.message, r.Errors[0].Message)
 		})
 	}
+	t.Run("an array", func(t *testing.T) {
+		t.Parallel()
+		r := graphtest.Post(t, b.handler, "/admin/query", `query($f:Int){users(first:$f){totalCount}}`, map[string]any{"f": []int{1}})
+		require.Equal(t, "GRAPHQL_VALIDATION_FAILED", r.Code(), "%+v", r.Errors)
+		require.Equal(t, "want an Int, not an array", r.Errors[0].Message, "an, before Int")
+	})
 }
