@@ -13,40 +13,30 @@ import (
 // and the listener are closed when the test ends.
 func Silent(t testing.TB) (string, <-chan net.Conn) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("testkit: listen: %v", err)
-	}
 	var (
 		mu    sync.Mutex
 		conns []net.Conn
 	)
-	// Buffered, and never blocking the loop: a connection nobody takes
-	// is still held open, and closed at the end.
-	accepted := make(chan net.Conn, 64)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-			select {
-			case accepted <- c:
-			default:
-			}
-		}
-	}()
+	// Registered before Serve's, so it runs after: once the listener is
+	// closed and its loop done, no connection comes after these.
 	t.Cleanup(func() {
-		_ = ln.Close()
-		<-done
+		mu.Lock()
+		defer mu.Unlock()
 		for _, c := range conns {
 			_ = c.Close()
 		}
 	})
-	return ln.Addr().String(), accepted
+	// Buffered, and never blocking the loop: a connection nobody takes
+	// is still held open, and closed at the end.
+	accepted := make(chan net.Conn, 64)
+	addr := Serve(t, func(c net.Conn) {
+		mu.Lock()
+		conns = append(conns, c)
+		mu.Unlock()
+		select {
+		case accepted <- c:
+		default:
+		}
+	})
+	return addr, accepted
 }
