@@ -306,10 +306,10 @@ func (b *Broker) run(ctx context.Context) {
 		if ctx.Err() != nil {
 			// Stop began while we were connecting: the attempt was cut
 			// short (no outage to report), or its connection is no longer
-			// wanted.
-			if err == nil {
-				_ = conn.Close()
-			}
+			// wanted. That connection is b.conn already, and shutdown
+			// closes it within closeTimeout. Closed here, it waited for a
+			// close-ok with no bound but missed heartbeats (30 s) when
+			// RabbitMQ had stopped reading as Stop began.
 			return
 		}
 		if err != nil {
