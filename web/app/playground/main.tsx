@@ -6,7 +6,7 @@
 import 'graphiql/setup-workers/vite';
 import 'graphiql/style.css';
 import './playground.css';
-import { createGraphiQLFetcher } from '@graphiql/toolkit';
+import { createGraphiQLFetcher, type Storage } from '@graphiql/toolkit';
 import { GraphiQL } from 'graphiql';
 import { StrictMode } from 'react';
 import { createRoot } from 'react-dom/client';
@@ -18,18 +18,54 @@ const fetcher = createGraphiQLFetcher({
   subscriptionUrl: url.href.replace(/^http/, 'ws'),
 });
 
-// GraphiQL fills the variables editor of the first tab from
-// initialVariables, not from defaultTabs; once tabs are stored (a later
-// visit), they are restored as the person left them.
-const firstVisit = localStorage.getItem('graphiql:tabState') === null;
+// GraphiQL keeps its tabs (query, variables, headers if asked to), the
+// history plugin's operations with their variables and headers (asked or
+// not), and the editors' text in its storage, localStorage unless told
+// otherwise. Here that is the service's own origin, which the web app
+// shares: a password, watchToken, verification token or bearer token
+// tried here stayed on disk for good, readable by any script of the
+// origin. Keeping the queries and dropping the rest would not do: the
+// README's examples put the password in the query itself. So GraphiQL
+// gets a Storage of this page's memory only (its documented `storage`
+// prop), not sessionStorage, which the web app's scripts would read too
+// once the tab goes there: a reload starts again from the examples, and
+// closing the page forgets everything.
+function memoryStorage(): Storage {
+  const items = new Map<string, string>();
+  return {
+    getItem: (key) => items.get(key) ?? null,
+    setItem: (key, value) => void items.set(key, String(value)),
+    removeItem: (key) => void items.delete(key),
+    clear: () => items.clear(),
+    get length() {
+      return items.size;
+    },
+  };
+}
+
+// Earlier builds left GraphiQL's keys (all "graphiql:…") in localStorage;
+// they may hold secrets, so they go. (A browser that blocks storage
+// throws on the first touch; the playground needs none.)
+try {
+  for (const key of Object.keys(localStorage)) {
+    if (key.startsWith('graphiql:')) localStorage.removeItem(key);
+  }
+} catch {}
 
 createRoot(document.getElementById('graphiql')!).render(
   <StrictMode>
     <GraphiQL
       fetcher={fetcher}
+      storage={memoryStorage()}
       defaultTabs={examples}
-      initialVariables={firstVisit ? examples[0].variables : undefined}
+      // GraphiQL fills the first tab's variables editor from
+      // initialVariables, not from defaultTabs; with nothing stored, every
+      // load is a first visit.
+      initialVariables={examples[0].variables}
       defaultEditorToolsVisibility="variables"
+      // Its "Persist headers" setting promises headers that survive a
+      // reload, which this storage never keeps.
+      showPersistHeadersSettings={false}
     />
   </StrictMode>,
 );
