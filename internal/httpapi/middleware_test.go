@@ -526,6 +526,25 @@ func TestServerStopEndsEventStreams(t *testing.T) {
 	testkit.Receive(t, stopped, "Stop returns once the stream ended, well within the grace")
 }
 
+// A write to an event stream after its handler returned is dropped:
+// gqlgen's SSE keep-alive pings from a goroutine of its own, which can
+// tick after the "complete" event, once net/http has finished the
+// response and may have handed its buffer to another one.
+func TestEventStreamMutedOnceServed(t *testing.T) {
+	t.Parallel()
+	var late io.Writer
+	gql := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		late = w
+		_, _ = io.WriteString(w, "event: complete\n\n")
+	})
+	rec := httptest.NewRecorder()
+	endStreams(context.Background())(gql).ServeHTTP(rec, eventStreamRequest(""))
+
+	_, err := io.WriteString(late, ": ping\n\n")
+	require.ErrorIs(t, err, errStreamEnded)
+	require.Equal(t, "event: complete\n\n", rec.Body.String())
+}
+
 // echoItem answers each request with its own query and the client address
 // it saw, as GraphQL would answer it.
 func echoItem(w http.ResponseWriter, r *http.Request) {

@@ -26,8 +26,8 @@ func isStream(r *http.Request) bool {
 }
 
 // errStreamEnded is what a write to an event stream returns once the
-// server is shutting down.
-var errStreamEnded = errors.New("event stream ended by shutdown")
+// server is shutting down or the stream's handler has returned.
+var errStreamEnded = errors.New("event stream ended")
 
 // endStreams serves event streams past the server's read and write
 // timeouts (which bound ordinary requests, not a subscription that lasts
@@ -37,6 +37,11 @@ var errStreamEnded = errors.New("event stream ended by shutdown")
 // dropped connection and reconnect (to another replica, or this one
 // restarted), instead of taking a watch that is still UNVERIFIED as
 // finished.
+//
+// A stream is muted as well once its handler returns: gqlgen's SSE
+// transport pings from a goroutine that can still tick after the last
+// event, and a write then would land in a response net/http has finished
+// (its buffer back in a pool, or the connection's next response).
 func endStreams(shutting context.Context) middleware {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -59,6 +64,8 @@ func endStreams(shutting context.Context) middleware {
 				cancel()
 			})
 			defer stop()
+			// Waits for a ping being written, and drops later ones.
+			defer sw.end()
 			next.ServeHTTP(sw, r.WithContext(ctx))
 		})
 	}
