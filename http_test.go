@@ -53,10 +53,11 @@ func TestGraphQLOverGET(t *testing.T) {
 	s := startInstance(t, instanceOptions{database: dbFile, log: logs, env: map[string]string{"LOG_LEVEL": "debug"}})
 	watch := s.register(t, "get@example.com")
 
-	r, _ := s.get(t, getParams(statusQ, map[string]any{"w": watch}))
+	r, h := s.get(t, getParams(statusQ, map[string]any{"w": watch}))
 	require.Equal(t, http.StatusOK, r.Status)
 	require.Empty(t, r.Errors)
 	require.Equal(t, "UNVERIFIED", r.Data["verificationStatus"])
+	require.Equal(t, "no-store", h.Get("Cache-Control"), "a status kept by a cache would never turn VERIFIED")
 
 	r, _ = s.get(t, getParams(statusQ, map[string]any{"w": "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"}))
 	require.Equal(t, "INVALID_TOKEN", r.code(), "the same codes as over POST")

@@ -240,6 +240,12 @@ func cors(o origins) middleware {
 // password. It checks what gqlgen's GET transport decodes, as limitBody
 // does for POST; whether the operation is a query is for GraphQL to say
 // (graph.NewHandler answers 405 to the others).
+//
+// Every answer to a GET is marked no-store. A GET is cacheable by default
+// (GraphQL over HTTP counts on it), but here its URL holds a watchToken
+// and its answer changes when the address is verified: a browser or proxy
+// that kept one would show a poller UNVERIFIED for good, and a shared
+// cache would keep a secret's answer.
 func getQuery(max int64) middleware {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -247,6 +253,7 @@ func getQuery(max int64) middleware {
 				next.ServeHTTP(w, r)
 				return
 			}
+			w.Header().Set("Cache-Control", "no-store")
 			if int64(len(r.URL.RawQuery)) > max {
 				writeGraphQLError(w, http.StatusRequestURITooLong, apperr.Errorf(apperr.BadUserInput, "query string too long: send the request as a POST"))
 				return

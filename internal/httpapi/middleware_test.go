@@ -483,6 +483,7 @@ func TestGetQuery(t *testing.T) {
 			rec := httptest.NewRecorder()
 			getQuery(max)(next).ServeHTTP(rec, req)
 			require.Equal(t, tt.status, rec.Code, rec.Body.String())
+			require.Equal(t, "no-store", rec.Header().Get("Cache-Control"), "kept by no cache")
 			require.Equal(t, tt.message == "", next.ok)
 			if tt.message == "" {
 				return
