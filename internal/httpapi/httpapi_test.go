@@ -125,6 +125,40 @@ func TestQueryBody(t *testing.T) {
 	}
 }
 
+// TestQueryMethods: /query answers OPTIONS (not a CORS preflight) with
+// the methods it takes, as its 405s list them, and refuses the others.
+func TestQueryMethods(t *testing.T) {
+	t.Parallel()
+	const secret = "Hunter2-SuperSecret"
+	tests := []struct {
+		method string
+		status int
+	}{
+		{http.MethodOptions, http.StatusNoContent},
+		{http.MethodPut, http.StatusMethodNotAllowed},
+		{http.MethodDelete, http.StatusMethodNotAllowed},
+		{http.MethodHead, http.StatusMethodNotAllowed},
+	}
+	for _, tt := range tests {
+		t.Run(tt.method, func(t *testing.T) {
+			t.Parallel()
+			gql := &echoGraphQL{}
+			rec := httptest.NewRecorder()
+			req := httptest.NewRequest(tt.method, "/query", strings.NewReader(`{"query":"{x}","variables":{"p":"`+secret+`"}}`))
+			req.Header.Set("Content-Type", "application/json")
+			newTestHandler(gql, Options{}).ServeHTTP(rec, req)
+			require.Equal(t, tt.status, rec.Code, rec.Body.String())
+			require.Equal(t, "GET, POST, OPTIONS", rec.Header().Get("Allow"))
+			require.False(t, gql.reached)
+			if tt.status == http.StatusNoContent {
+				require.Empty(t, rec.Body.String())
+				return
+			}
+			requireRefused(t, rec, "use POST (or GET for queries); for subscriptions a websocket or POST with Accept: text/event-stream", secret)
+		})
+	}
+}
+
 // TestAdminBody: the admin API takes one GraphQL request per body; a
 // batch, which /query takes, is refused with a message that says so
 // rather than reaching gqlgen (which answered "the request could not be

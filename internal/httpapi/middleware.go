@@ -268,7 +268,8 @@ func getQuery(max int64) middleware {
 }
 
 // postJSON lets through websocket upgrades, GETs (getQuery checks them)
-// and POSTs of JSON, and answers anything else with the contract's error.
+// and POSTs of JSON, answers OPTIONS with the methods taken, and anything
+// else with the contract's error.
 // A body of another type is not a GraphQL request at all, which the
 // contract answers 400 BAD_USER_INPUT (not 415); application/json is the
 // request type of GraphQL over HTTP and the one gqlgen's POST and SSE
@@ -279,8 +280,15 @@ func postJSON(next http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 			return
 		}
+		if r.Method == http.MethodOptions {
+			// Not a CORS preflight (cors answers those): what the
+			// 405s below list, answered.
+			w.Header().Set("Allow", queryMethods)
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
 		if r.Method != http.MethodPost {
-			w.Header().Set("Allow", "GET, POST, OPTIONS")
+			w.Header().Set("Allow", queryMethods)
 			writeGraphQLError(w, http.StatusMethodNotAllowed, apperr.Errorf(apperr.BadUserInput, "use POST (or GET for queries); for subscriptions a websocket or POST with Accept: text/event-stream"))
 			return
 		}
@@ -291,6 +299,9 @@ func postJSON(next http.Handler) http.Handler {
 		next.ServeHTTP(w, r)
 	})
 }
+
+// queryMethods are the methods /query takes, its Allow header.
+const queryMethods = "GET, POST, OPTIONS"
 
 // errNotJSON is the answer to a POST whose body is not declared JSON.
 const errNotJSON = "the request body must be a GraphQL request in JSON, sent with Content-Type: application/json"
