@@ -101,6 +101,7 @@ func TestQueryBody(t *testing.T) {
 		{"query null", "application/json", `{"query":null}`, 400, "request body has no query (nor extensions with a persisted query)"},
 		{"query empty", "application/json", `{"query":""}`, 400, "request body has no query (nor extensions with a persisted query)"},
 		{"batch item without query", "application/json", `[{"query":"{x}"},{"operationName":"A"}]`, 400, "batch item 2 has no query (nor extensions with a persisted query)"},
+		{"extensions without a persisted query", "application/json", `{"extensions":{"p":"` + secret + `"}}`, 400, "request body has no query (nor extensions with a persisted query)"},
 		{"a persisted query alone", "application/json", `{"extensions":{"persistedQuery":{"version":1,"sha256Hash":"abc"}}}`, 200, ""},
 		{"too large", "application/json", `{"query":"` + strings.Repeat("x", 64<<10) + `"}`, 413, "request body too large"},
 	}

@@ -466,6 +466,7 @@ func TestGetQuery(t *testing.T) {
 		{"a query", "query=%7Bx%7D&variables=%7B%22p%22%3A%22" + secret + "%22%7D", 200, ""},
 		{"a persisted query by hash", `extensions={"persistedQuery":{"version":1,"sha256Hash":"ab"}}`, 200, ""},
 		{"no query", "", 400, "a GET needs a query parameter (or extensions with a persisted query)"},
+		{"extensions without a persisted query", `extensions={"p":"` + secret + `"}`, 400, "a GET needs a query parameter (or extensions with a persisted query)"},
 		{"not URL-encoded", "query=%zz" + secret, 400, "the query string is not URL-encoded"},
 		{"variables not UTF-8", "query=%7Bx%7D&variables=%7B%22p%22%3A%22%FF" + secret + "%22%7D", 400, "the query string is not UTF-8 text"},
 		{"operationName not UTF-8", "query=%7Bx%7D&operationName=%C3" + secret, 400, "the query string is not UTF-8 text"},

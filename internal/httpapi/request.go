@@ -91,8 +91,9 @@ func checkRequest(body []byte, item int) *apperr.Error {
 	}
 	// Without a query there is no GraphQL request (GraphQL over HTTP), as
 	// for a GET with neither query nor extensions: 400, not gqlgen's 422
-	// "no operation provided". A persisted query's hash rides in extensions.
-	if p.Query == "" && len(p.Extensions) == 0 {
+	// "no operation provided". A persisted query's hash rides in
+	// extensions; other extensions are no query.
+	if p.Query == "" && p.Extensions["persistedQuery"] == nil {
 		return apperr.Errorf(apperr.BadUserInput, "%s has no query (nor extensions with a persisted query)", what)
 	}
 	return nil
@@ -116,6 +117,7 @@ func checkQueryString(rawQuery string) *apperr.Error {
 	if q.Get("query") == "" && q.Get("extensions") == "" {
 		return apperr.Errorf(apperr.BadUserInput, "a GET needs a query parameter (or extensions with a persisted query)")
 	}
+	var extensions map[string]any
 	for _, name := range []string{"variables", "extensions"} {
 		v := q.Get(name)
 		if v == "" {
@@ -127,6 +129,13 @@ func checkQueryString(rawQuery string) *apperr.Error {
 		if err := dec.Decode(&m); err != nil {
 			return apperr.Errorf(apperr.BadUserInput, "%s must be a JSON object", name)
 		}
+		if name == "extensions" {
+			extensions = m
+		}
+	}
+	// As for a body (checkRequest): other extensions are no query.
+	if q.Get("query") == "" && extensions["persistedQuery"] == nil {
+		return apperr.Errorf(apperr.BadUserInput, "a GET needs a query parameter (or extensions with a persisted query)")
 	}
 	return nil
 }
