@@ -473,6 +473,8 @@ func TestGetQuery(t *testing.T) {
 		{"variables not JSON", "query=%7Bx%7D&variables=" + secret, 400, "variables must be a JSON object"},
 		{"variables an array", "query=%7Bx%7D&variables=%5B%22" + secret + "%22%5D", 400, "variables must be a JSON object"},
 		{"extensions not JSON", "query=%7Bx%7D&extensions=" + secret, 400, "extensions must be a JSON object"},
+		{"variables with more after the object", `query=%7Bx%7D&variables={"p":"a"}{"p":"` + secret + `"}`, 400, "variables must be a JSON object"},
+		{"extensions with more after the object", `query=%7Bx%7D&extensions={}` + secret, 400, "extensions must be a JSON object"},
 		{"too long", "query=" + strings.Repeat("x", max) + secret, 414, "query string too long: send the request as a POST"},
 	}
 	for _, tt := range tests {

@@ -123,10 +123,13 @@ func checkQueryString(rawQuery string) *apperr.Error {
 		if v == "" {
 			continue
 		}
+		// gqlgen's decoder stops after the first value and ignores
+		// what follows it: json.Valid sees the whole parameter, as
+		// checkBody sees the whole body.
 		dec := json.NewDecoder(bytes.NewReader([]byte(v)))
 		dec.UseNumber()
 		var m map[string]any
-		if err := dec.Decode(&m); err != nil {
+		if !json.Valid([]byte(v)) || dec.Decode(&m) != nil {
 			return apperr.Errorf(apperr.BadUserInput, "%s must be a JSON object", name)
 		}
 		if name == "extensions" {
