@@ -261,6 +261,20 @@ func TestSubscriptionOverSSE(t *testing.T) {
 	testkit.Receive(t, s.stopped, "shutdown")
 }
 
+// TestJSONWhenPreferred: urql lists text/event-stream after the JSON
+// types in the Accept of every query and mutation; they are answered in
+// JSON, as urql prefers, not as an event stream.
+func TestJSONWhenPreferred(t *testing.T) {
+	t.Parallel()
+	s := startInstance(t, instanceOptions{})
+	body, err := json.Marshal(map[string]any{"query": registerQ, "variables": map[string]any{"e": "urql@example.com", "p": "correct horse battery"}})
+	require.NoError(t, err)
+	urql := http.Header{"Accept": {"application/graphql-response+json, application/graphql+json, application/json, text/event-stream, multipart/mixed"}}
+	r, err := s.send(body, urql)
+	require.NoError(t, err, "a JSON answer")
+	require.Empty(t, r.Errors)
+}
+
 // TestBatch: a batch (Apollo's BatchHttpLink) is answered item by item, in
 // order, each item under every per-request limit and with its own errors.
 func TestBatch(t *testing.T) {

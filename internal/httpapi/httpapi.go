@@ -153,6 +153,8 @@ func (o Options) query() http.Handler {
 	allowed := origins{public: o.PublicOrigin, allowed: o.AllowedOrigins}
 	return chain(o.GraphQL,
 		ignoreUpgrade(true),
+		// Before everything that asks isStream, and gqlgen.
+		negotiateStream,
 		clientAddress(o.TrustProxy),
 		bearerToken,
 		checkOrigin(allowed),

@@ -169,6 +169,54 @@ func eventStreamRequest(origin string) *http.Request {
 	return req
 }
 
+// TestNegotiateStream: a POST is an event stream only when its Accept
+// ranks text/event-stream above the JSON types; then it is one for the
+// origin check as for gqlgen (which takes any Accept that contains the
+// type), and otherwise for neither.
+func TestNegotiateStream(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name   string
+		accept []string
+		stream bool
+	}{
+		{"graphql-sse", []string{"text/event-stream"}, true},
+		{"urql's query or mutation", []string{"application/graphql-response+json, application/graphql+json, application/json, text/event-stream, multipart/mixed"}, false},
+		{"urql's subscription", []string{"text/event-stream, multipart/mixed"}, true},
+		{"not acceptable", []string{"text/event-stream;q=0, application/json"}, false},
+		{"alone and not acceptable", []string{"text/event-stream;q=0"}, false},
+		{"JSON preferred", []string{"text/event-stream;q=0.5, application/json"}, false},
+		{"the stream preferred", []string{"application/json;q=0.9, text/event-stream"}, true},
+		{"in capitals", []string{"Text/Event-Stream"}, true},
+		{"beside a wildcard", []string{"text/event-stream, */*"}, true},
+		{"on a second line", []string{"application/json;q=0.1", "text/event-stream"}, true},
+		{"in a parameter", []string{`application/json;x="text/event-stream"`}, false},
+		{"a malformed q", []string{"text/event-stream;q=high"}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			var seen string
+			gql := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				seen = strings.Join(r.Header.Values("Accept"), ",")
+			})
+			h := newTestHandler(gql, Options{})
+			req := eventStreamRequest("")
+			req.Header["Accept"] = tt.accept
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, req)
+			require.Equal(t, http.StatusOK, rec.Code)
+			require.Equal(t, tt.stream, strings.Contains(seen, "text/event-stream"), "what gqlgen's SSE transport goes by: %q", seen)
+
+			req = eventStreamRequest("https://evil.example")
+			req.Header["Accept"] = tt.accept
+			rec = httptest.NewRecorder()
+			h.ServeHTTP(rec, req)
+			require.Equal(t, tt.stream, rec.Code == http.StatusForbidden, "an event stream is under the origin rule, %d", rec.Code)
+		})
+	}
+}
+
 func TestCheckOrigin(t *testing.T) {
 	t.Parallel()
 	allowed := origins{public: "https://app.example", allowed: []string{"https://partner.example"}}

@@ -3,7 +3,10 @@ package httpapi
 import (
 	"context"
 	"errors"
+	"mime"
 	"net/http"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -11,9 +14,70 @@ import (
 	"github.com/gorilla/websocket"
 )
 
+// eventStream is the media type of Server-Sent Events.
+const eventStream = "text/event-stream"
+
+// jsonTypes are the response types of GraphQL over HTTP (and the legacy
+// one urql still lists).
+var jsonTypes = []string{"application/graphql-response+json", "application/json", "application/graphql+json"}
+
+// negotiateStream settles once, for the rest of the chain and for gqlgen,
+// whether a POST gets an event stream: only when its Accept ranks
+// text/event-stream above every JSON type (graphql-sse sends it alone).
+// gqlgen's SSE transport takes any Accept that contains the string, so
+// urql, which lists it after the JSON types for every query and mutation,
+// had each mutation answered as a stream: muted, its context cancelled,
+// when a shutdown began, and counted in the per-client cap; and q=0 ("not
+// acceptable") asked for one too. The Accept header is rewritten to say
+// the outcome: text/event-stream alone, or without it.
+func negotiateStream(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		accept := strings.Join(r.Header.Values("Accept"), ",")
+		if r.Method != http.MethodPost || !strings.Contains(strings.ToLower(accept), eventStream) {
+			next.ServeHTTP(w, r)
+			return
+		}
+		var streamQ, jsonQ float64
+		var rest []string
+		for part := range strings.SplitSeq(accept, ",") {
+			mt, params, err := mime.ParseMediaType(part)
+			if err != nil {
+				continue
+			}
+			q := 1.0
+			if v, ok := params["q"]; ok {
+				if q, err = strconv.ParseFloat(v, 64); err != nil || q < 0 || q > 1 {
+					continue
+				}
+			}
+			switch {
+			case mt == eventStream:
+				streamQ = max(streamQ, q)
+				continue
+			case strings.Contains(strings.ToLower(part), eventStream):
+				continue // in a parameter: dropped, so nothing downstream sees it
+			case slices.Contains(jsonTypes, mt):
+				jsonQ = max(jsonQ, q)
+			}
+			rest = append(rest, strings.TrimSpace(part))
+		}
+		r = r.Clone(r.Context())
+		switch {
+		case streamQ > 0 && streamQ > jsonQ:
+			r.Header.Set("Accept", eventStream)
+		case len(rest) > 0:
+			r.Header.Set("Accept", strings.Join(rest, ", "))
+		default:
+			r.Header.Del("Accept")
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
 // isEventStream reports whether r asks for a subscription over Server-Sent
 // Events (graphql-sse, distinct connections): a POST that accepts
-// text/event-stream, as gqlgen's SSE transport takes it.
+// text/event-stream, as gqlgen's SSE transport takes it (negotiateStream
+// has left the type in Accept only where a stream is the answer).
 func isEventStream(r *http.Request) bool {
 	return r.Method == http.MethodPost && strings.Contains(r.Header.Get("Accept"), "text/event-stream")
 }
