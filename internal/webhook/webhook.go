@@ -519,7 +519,10 @@ func (d *Dispatcher) post(ctx context.Context, row *ent.WebhookDelivery) error {
 	_, _ = io.CopyN(io.Discard, resp.Body, 4096)
 	_ = resp.Body.Close()
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return fmt.Errorf("answered %s", resp.Status)
+		// The code only, with its standard text: the reason phrase is the
+		// receiver's, as long as it likes, and last_error holds 500
+		// characters (longer, the outcome would never be recorded).
+		return fmt.Errorf("answered %d %s", resp.StatusCode, http.StatusText(resp.StatusCode))
 	}
 	return nil
 }

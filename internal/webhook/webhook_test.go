@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -277,6 +278,28 @@ func TestRedirectIsAFailure(t *testing.T) {
 	require.Equal(t, webhook.Pending, row.State)
 	require.Equal(t, "answered 308 Permanent Redirect", row.LastError)
 	require.Empty(t, elsewhere.Got)
+}
+
+// The reason phrase of the status line is the receiver's text, as its
+// body is: neither the record nor the log repeats it, only the code.
+func TestReasonPhraseIsNotKept(t *testing.T) {
+	t.Parallel()
+	b := setup(t, databasetest.SQLite(t))
+	phrase := strings.Repeat("receiver text ", 1000)
+	liar := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		conn, buf, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		_, _ = buf.WriteString("HTTP/1.1 503 " + phrase + "\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+		_ = buf.Flush()
+	}))
+	t.Cleanup(liar.Close)
+	d := b.dispatcher(t, 0, liar.URL)
+	id := b.publish(t, d)
+	row := b.row(t, id, liar.URL, settledAfter(1), "the attempt recorded")
+	require.Equal(t, "answered 503 Service Unavailable", row.LastError)
 }
 
 // Two dispatchers on one database (two replicas) share the work and send
