@@ -205,6 +205,10 @@ const (
 // Standard Webhooks specification asks for 24 to 64 random bytes.
 const minWebhookSecretBytes = 24
 
+// maxWebhookURLLen is the longest WEBHOOK_URL entry a delivery record
+// holds.
+const maxWebhookURLLen = 2048
+
 // minAdminTokenLen is the least length of ADMIN_TOKEN: the token is the
 // admin API's only lock, so it must be too long to guess (32 characters of
 // openssl rand -base64 are 192 bits).
@@ -780,6 +784,12 @@ func httpURL(raw, example string) (*url.URL, error) {
 // endpoint's URL appears in logs and records; receivers authenticate us by
 // the signature) or fragment.
 func checkWebhookURL(raw string) error {
+	// The delivery records hold that much (ent's WebhookDelivery
+	// endpoint); a longer one would fail every event's record, for every
+	// endpoint, since one event's rows are written together.
+	if len(raw) > maxWebhookURLLen {
+		return fmt.Errorf("want a URL of at most %d characters, got %d", maxWebhookURLLen, len(raw))
+	}
 	u, err := httpURL(raw, "https://hooks.example.com/verifier")
 	if err != nil {
 		return err
