@@ -2,9 +2,12 @@ package webhook_test
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
 	"encoding/base64"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -117,6 +120,7 @@ func TestDelivers(t *testing.T) {
 			require.NoError(t, err)
 			require.NoError(t, wh.VerifyIgnoringTimestamp(got.Body, got.Header))
 			webhooktest.VerifyWithNode(t, secret, []webhooktest.Request{got})
+			verifyBySpec(t, got)
 			b.row(t, id, rc.URL, func(r *ent.WebhookDelivery) bool { return r.State == webhook.Delivered }, "delivered")
 		}
 		require.NoError(t, d.Handle(context.Background(), broker.Message{ID: id, Topic: publicevent.UserVerifiedType, Body: []byte("{}")}))
@@ -124,6 +128,23 @@ func TestDelivers(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, 2, n, "a redelivery adds no row")
 	})
+}
+
+// verifyBySpec checks got's signature as the Standard Webhooks
+// specification describes it, with nothing of the reference libraries:
+// "v1," + base64 of HMAC-SHA256 over id.timestamp.body, keyed with the
+// base64-decoded part of the secret after whsec_.
+func verifyBySpec(t *testing.T, got webhooktest.Request) {
+	t.Helper()
+	key, err := base64.StdEncoding.DecodeString(strings.TrimPrefix(secret, "whsec_"))
+	require.NoError(t, err)
+	ts := got.Header.Get("webhook-timestamp")
+	_, err = strconv.ParseInt(ts, 10, 64)
+	require.NoError(t, err, "webhook-timestamp is unix seconds")
+	mac := hmac.New(sha256.New, key)
+	mac.Write([]byte(got.Header.Get("webhook-id") + "." + ts + "."))
+	mac.Write(got.Body)
+	require.Equal(t, "v1,"+base64.StdEncoding.EncodeToString(mac.Sum(nil)), got.Header.Get("webhook-signature"))
 }
 
 // A receiver that fails twice gets the event the third time, with the same
