@@ -790,6 +790,17 @@ func checkWebhookURL(raw string) error {
 	if len(raw) > maxWebhookURLLen {
 		return fmt.Errorf("want a URL of at most %d characters, got %d", maxWebhookURLLen, len(raw))
 	}
+	err := webhookURLShape(raw)
+	// The query may hold the receiver's key, as the dispatcher's logs
+	// assume (they show the endpoint without it).
+	if q, perr := url.Parse(raw); err != nil && perr == nil && q.RawQuery != "" {
+		return errors.New(strings.ReplaceAll(err.Error(), q.RawQuery, "xxxxx"))
+	}
+	return err
+}
+
+// webhookURLShape is checkWebhookURL's check, its errors quoting raw.
+func webhookURLShape(raw string) error {
 	u, err := httpURL(raw, "https://hooks.example.com/verifier")
 	if err != nil {
 		return err

@@ -336,6 +336,8 @@ func TestLoadRejects(t *testing.T) {
 		{"WEBHOOK_URL", "ftp://hooks.example.com", "absolute http(s) URL"},
 		{"WEBHOOK_URL", "https://u:" + secret + "@hooks.example.com/x", "user name or password"},
 		{"WEBHOOK_URL", "https://hooks.example.com:0/x", "want a port from 1"},
+		{"WEBHOOK_URL", "https://hooks.example.com:0/x?key=" + secret, "want a port from 1"},
+		{"WEBHOOK_URL", "https://u@hooks.example.com/x?key=" + secret, "user name or password"},
 		{"WEBHOOK_URL", "https://hooks.example.com/" + strings.Repeat("x", 2048), "at most 2048 characters"},
 		{"WEBHOOK_SECRET", secret, "want whsec_"},
 		{"WEBHOOK_SECRET", "whsec_" + secret + "!", "not standard base64"},
