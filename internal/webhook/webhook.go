@@ -522,7 +522,10 @@ func (d *Dispatcher) post(ctx context.Context, row *ent.WebhookDelivery) error {
 		// The code only, with its standard text: the reason phrase is the
 		// receiver's, as long as it likes, and last_error holds 500
 		// characters (longer, the outcome would never be recorded).
-		return fmt.Errorf("answered %d %s", resp.StatusCode, http.StatusText(resp.StatusCode))
+		if text := http.StatusText(resp.StatusCode); text != "" {
+			return fmt.Errorf("answered %d %s", resp.StatusCode, text)
+		}
+		return fmt.Errorf("answered %d", resp.StatusCode)
 	}
 	return nil
 }

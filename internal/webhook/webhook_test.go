@@ -302,25 +302,35 @@ func TestRedirectIsAFailure(t *testing.T) {
 }
 
 // The reason phrase of the status line is the receiver's text, as its
-// body is: neither the record nor the log repeats it, only the code.
+// body is: neither the record nor the log repeats it, only the code and
+// its standard text, if it has one.
 func TestReasonPhraseIsNotKept(t *testing.T) {
 	t.Parallel()
-	b := setup(t, databasetest.SQLite(t))
-	phrase := strings.Repeat("receiver text ", 1000)
-	liar := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		conn, buf, err := http.NewResponseController(w).Hijack()
-		if err != nil {
-			return
-		}
-		defer conn.Close()
-		_, _ = buf.WriteString("HTTP/1.1 503 " + phrase + "\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
-		_ = buf.Flush()
-	}))
-	t.Cleanup(liar.Close)
-	d := b.dispatcher(t, 0, liar.URL)
-	id := b.publish(t, d)
-	row := b.row(t, id, liar.URL, settledAfter(1), "the attempt recorded")
-	require.Equal(t, "answered 503 Service Unavailable", row.LastError)
+	for _, tc := range []struct {
+		name, status, want string
+	}{
+		{"a long phrase", "503 " + strings.Repeat("receiver text ", 1000), "answered 503 Service Unavailable"},
+		{"a code without standard text", "599 receiver text", "answered 599"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			b := setup(t, databasetest.SQLite(t))
+			liar := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				conn, buf, err := http.NewResponseController(w).Hijack()
+				if err != nil {
+					return
+				}
+				defer conn.Close()
+				_, _ = buf.WriteString("HTTP/1.1 " + tc.status + "\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+				_ = buf.Flush()
+			}))
+			t.Cleanup(liar.Close)
+			d := b.dispatcher(t, 0, liar.URL)
+			id := b.publish(t, d)
+			row := b.row(t, id, liar.URL, settledAfter(1), "the attempt recorded")
+			require.Equal(t, tc.want, row.LastError)
+		})
+	}
 }
 
 // Two dispatchers on one database (two replicas) share the work and send
