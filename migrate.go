@@ -6,6 +6,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
+	"strings"
 
 	"github.com/verifier/verifier/internal/config"
 	"github.com/verifier/verifier/internal/database"
@@ -44,6 +46,14 @@ func migrateMain(ctx context.Context, args []string, getenv func(string) string,
 	if err != nil {
 		printConfigErrors(stderr, err)
 		return 2
+	}
+	// Opening a SQLite file makes it, and its directory: -check, which
+	// changes nothing, tells a file not made yet apart first.
+	if path, ok := strings.CutPrefix(cfg.DatabaseURL, "sqlite:"); ok && *check {
+		if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+			fmt.Fprintf(stdout, "database: %v: no database at %s yet, all migrations pending; run 'verifier migrate', or start with MIGRATE=auto\n", migration.ErrBehind, path)
+			return 1
+		}
 	}
 	db, err := database.OpenWith(ctx, cfg.DatabaseURL, database.Options{CheckSchema: *check})
 	switch {

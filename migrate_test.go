@@ -30,11 +30,15 @@ func runCommand(t *testing.T, env map[string]string, args ...string) (int, strin
 // pending from done; MIGRATE=off refuses to start on a database behind.
 func TestMigrateCommand(t *testing.T) {
 	t.Parallel()
-	env := map[string]string{"DATABASE_URL": "sqlite:" + filepath.Join(t.TempDir(), "verifier.db")}
+	dir := filepath.Join(t.TempDir(), "data")
+	env := map[string]string{"DATABASE_URL": "sqlite:" + filepath.Join(dir, "verifier.db")}
 
+	// -check changes nothing: a database not made yet is pending, and
+	// neither it nor its directory is made.
 	code, out, _ := runCommand(t, env, "migrate", "-check")
 	require.Equal(t, 1, code, out)
 	require.Contains(t, out, "migrations pending")
+	require.NoDirExists(t, dir)
 
 	off := map[string]string{"MIGRATE": "off", "HTTP_ADDR": "127.0.0.1:0"}
 	for k, v := range env {
