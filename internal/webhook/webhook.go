@@ -145,17 +145,24 @@ func New(o Options) (*Dispatcher, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
+	if o.PerEndpoint <= 0 {
+		o.PerEndpoint = DefaultPerEndpoint
+	}
 	if o.Client == nil {
+		t := http.DefaultTransport.(*http.Transport).Clone()
+		// Every endpoint has up to PerEndpoint requests in flight: as many
+		// connections are kept for the next ones. With the default's 2 per
+		// host, each burst closed the others as they came back, and the
+		// next burst dialled them again, a TLS handshake each.
+		t.MaxIdleConnsPerHost = o.PerEndpoint * max(len(o.Endpoints), 1)
 		o.Client = &http.Client{
+			Transport: t,
 			// A redirect is an answer, not a 2xx: followed, a POST may
 			// turn into a GET, or carry the signed body somewhere the
 			// operator never configured. The record says where it went
 			// wrong ("answered 301 …").
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		}
-	}
-	if o.PerEndpoint <= 0 {
-		o.PerEndpoint = DefaultPerEndpoint
 	}
 	if o.Poll <= 0 {
 		o.Poll = DefaultPoll

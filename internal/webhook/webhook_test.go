@@ -5,6 +5,8 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
+	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -331,6 +333,50 @@ func TestReasonPhraseIsNotKept(t *testing.T) {
 			require.Equal(t, tc.want, row.LastError)
 		})
 	}
+}
+
+// The connections to an endpoint are kept for its next requests: as many
+// as it has requests in flight. Each round here holds PerEndpoint
+// requests until all have arrived, answers them at once, and the next
+// round's events come once they are delivered; with the transport's
+// default of 2 idle connections a host, each round after the first
+// dialled 2 again.
+func TestConnectionsAreKept(t *testing.T) {
+	t.Parallel()
+	b := setup(t, databasetest.SQLite(t))
+	const perEndpoint, rounds = 4, 3
+	arrived, release := make(chan struct{}, perEndpoint), make(chan struct{}, perEndpoint)
+	var dialled atomic.Int64
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		arrived <- struct{}{}
+		<-release
+	}))
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			dialled.Add(1)
+		}
+	}
+	srv.Start()
+	t.Cleanup(srv.Close)
+	t.Cleanup(func() { close(release) })
+	d := b.dispatcher(t, perEndpoint, srv.URL)
+	for range rounds {
+		ids := make([]string, perEndpoint)
+		for i := range ids {
+			ids[i] = b.publish(t, d)
+		}
+		for range perEndpoint {
+			testkit.Receive(t, arrived, "a request of the round")
+		}
+		for range perEndpoint {
+			release <- struct{}{}
+		}
+		for _, id := range ids {
+			b.row(t, id, srv.URL, func(r *ent.WebhookDelivery) bool { return r.State == webhook.Delivered }, "delivered")
+		}
+	}
+	require.EqualValues(t, perEndpoint, dialled.Load(), "connections opened for %d rounds of %d requests", rounds, perEndpoint)
 }
 
 // Two dispatchers on one database (two replicas) share the work and send
