@@ -94,9 +94,10 @@ func OpenWith(ctx context.Context, rawURL string, o Options) (*DB, error) {
 		drv dialect.Driver
 		err error
 	)
+	path, isSQLite := strings.CutPrefix(rawURL, "sqlite:")
 	switch {
-	case strings.HasPrefix(rawURL, "sqlite:"):
-		d, drv, err = openSQLite(ctx, strings.TrimPrefix(rawURL, "sqlite:"))
+	case isSQLite:
+		d, drv, err = openSQLite(ctx, path)
 	case strings.HasPrefix(rawURL, "postgres://"), strings.HasPrefix(rawURL, "postgresql://"):
 		d, drv, err = openPostgres(ctx, rawURL)
 	default:
@@ -113,8 +114,13 @@ func OpenWith(ctx context.Context, rawURL string, o Options) (*DB, error) {
 	if err != nil {
 		client.Close()
 		// No redaction: nothing of the URL is in a migration's error, and
-		// the caller tells ErrBehind apart.
-		return nil, fmt.Errorf("database: %w", err)
+		// the caller tells ErrBehind apart. On SQLite, the migration is
+		// the first write: another process's lock shows here.
+		err = fmt.Errorf("database: %w", err)
+		if isSQLite {
+			err = explainSQLite(path, err)
+		}
+		return nil, err
 	}
 	d.Ent = client
 	return d, nil
@@ -418,6 +424,10 @@ func explainSQLite(path string, err error) error {
 			return &explained{fmt.Sprintf("database: %s is a directory: DATABASE_URL names the database file in it, e.g. sqlite:%s", abs, filepath.Join(abs, "verifier.db")), err}
 		}
 		return &explained{fmt.Sprintf("database: the SQLite file %s cannot be opened or created: this process (uid %d) needs to write to it and to its directory %s (%s)", abs, os.Geteuid(), dir, se.Error()), err}
+	case code&0xff == sqlite3.SQLITE_BUSY:
+		// SQLite's "database is locked" names neither the file nor who
+		// holds it: only another process can, once busy_timeout is over.
+		return &explained{fmt.Sprintf("database: the SQLite file %s stayed locked by another process for %s: is another verifier, or a tool with a transaction open, using the same file? (%s)", abs, sqliteBusyTimeout, se.Error()), err}
 	}
 	return err
 }

@@ -2,6 +2,7 @@ package database
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"os"
 	"path/filepath"
@@ -222,6 +223,24 @@ func TestOpenSQLiteSaysWhatToFix(t *testing.T) {
 			cause: func(t *testing.T, err error) {
 				require.ErrorIs(t, err, errReadOnly)
 			},
+		},
+		{
+			name: "a file another process holds a write transaction on",
+			setup: func(t *testing.T, dir string) string {
+				path := filepath.Join(dir, "v.db")
+				db, err := Open(context.Background(), "sqlite:"+path)
+				require.NoError(t, err)
+				require.NoError(t, db.Close())
+				other, err := sql.Open("sqlite", path)
+				require.NoError(t, err)
+				other.SetMaxOpenConns(1)
+				t.Cleanup(func() { _ = other.Close() })
+				_, err = other.Exec("BEGIN EXCLUSIVE")
+				require.NoError(t, err)
+				return path
+			},
+			want:  []string{"DIR/v.db stayed locked by another process", "another verifier", "(5)"},
+			cause: sqliteCode(sqlite3.SQLITE_BUSY),
 		},
 	}
 	for _, tt := range tests {
