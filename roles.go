@@ -219,9 +219,10 @@ func (s *service) serveAPI() error {
 		// Event streams are kept alive as often as websockets are pinged.
 		StreamKeepAlive: ws.KeepAlive,
 	})
+	adminLog := s.log.With("component", "admin")
 	adminAPI := admingraph.NewHandler(&admingraph.Resolver{Admin: &admin.Service{
-		DB: s.db.Ent, Accounts: s.accounts, Deliveries: s.records, Webhooks: webhooksOrNil(s.hooks),
-	}}, s.log.With("component", "admin"))
+		DB: s.db.Ent, Accounts: s.accounts, Deliveries: s.records, Webhooks: webhooksOrNil(s.hooks), Log: adminLog,
+	}}, adminLog)
 	s.http = &httpapi.Options{
 		GraphQL:    gql,
 		Web:        web.Handler(),

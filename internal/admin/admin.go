@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"time"
 
@@ -65,6 +66,19 @@ type Service struct {
 	Deliveries Deliveries
 	// Webhooks is nil without WEBHOOK_URL: no failed deliveries then.
 	Webhooks Webhooks
+	// Log gets a line for each change an operator made (nil: none): an
+	// erasure or a verification by hand is otherwise seen only in the
+	// events it publishes, and not at all in the replica's own log.
+	Log *slog.Logger
+}
+
+// changed logs a change an operator made, with the request's id, naming
+// what it changed by its id in the database, never by anything else the
+// call carried.
+func (s *Service) changed(ctx context.Context, msg string, args ...any) {
+	if s.Log != nil {
+		s.Log.InfoContext(ctx, msg, args...)
+	}
 }
 
 // Bounds of a page (users, dead letters, failed webhooks).
@@ -245,7 +259,11 @@ func (s *Service) ResendVerificationEmail(ctx context.Context, userID string) (b
 	if err != nil {
 		return false, err
 	}
-	return s.Accounts.ResendTo(ctx, id)
+	sent, err := s.Accounts.ResendTo(ctx, id)
+	if err == nil && sent {
+		s.changed(ctx, "admin: verification email sent again", "user", id)
+	}
+	return sent, err
 }
 
 // MarkVerified verifies the user as a confirmation would.
@@ -254,7 +272,13 @@ func (s *Service) MarkVerified(ctx context.Context, userID string) (*ent.User, e
 	if err != nil {
 		return nil, err
 	}
-	return s.Accounts.MarkVerified(ctx, id)
+	u, err := s.Accounts.MarkVerified(ctx, id)
+	if err == nil && u.VerifiedAt != nil {
+		// verified_at earlier than the line: it was verified already,
+		// and nothing changed.
+		s.changed(ctx, "admin: user marked verified", "user", id, "verified_at", *u.VerifiedAt)
+	}
+	return u, err
 }
 
 // DeleteUser erases the user and everything kept about its address.
@@ -263,7 +287,11 @@ func (s *Service) DeleteUser(ctx context.Context, userID string) error {
 	if err != nil {
 		return err
 	}
-	return s.Accounts.DeleteUser(ctx, id)
+	if err := s.Accounts.DeleteUser(ctx, id); err != nil {
+		return err
+	}
+	s.changed(ctx, "admin: user erased", "user", id)
+	return nil
 }
 
 // checkFirst bounds a list's length.
@@ -295,6 +323,8 @@ func (s *Service) ReplayDeadLetter(ctx context.Context, eventID string) error {
 		return apperr.Errorf(apperr.BadUserInput, "id: this email's event was not kept; it cannot be sent again")
 	case errors.Is(err, delivery.ErrSettling):
 		return apperr.Limited(time.Second, "this email's refusal is still being recorded; try again in a second")
+	case err == nil:
+		s.changed(ctx, "admin: dead letter sent to the mailer again", "event", eventID)
 	}
 	return err
 }
@@ -325,6 +355,8 @@ func (s *Service) ReplayWebhook(ctx context.Context, id int) error {
 		return apperr.Errorf(apperr.BadUserInput, "id: this webhook delivery was not given up on (not FAILED)")
 	case errors.Is(err, webhook.ErrEndpointGone):
 		return apperr.Errorf(apperr.BadUserInput, "id: this webhook delivery's endpoint is no longer in WEBHOOK_URL")
+	case err == nil:
+		s.changed(ctx, "admin: failed webhook delivery due again", "delivery", id)
 	}
 	return err
 }

@@ -2,6 +2,7 @@ package admin
 
 import (
 	"context"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -9,6 +10,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/stretchr/testify/require"
 
+	"github.com/verifier/verifier/ent"
 	"github.com/verifier/verifier/internal/account"
 	"github.com/verifier/verifier/internal/apperr"
 	"github.com/verifier/verifier/internal/testkit"
@@ -65,4 +67,49 @@ func TestArguments(t *testing.T) {
 	hooks, err := s.FailedWebhooks(ctx, 10)
 	require.NoError(t, err)
 	require.Empty(t, hooks, "none without webhooks")
+}
+
+// accountsStub answers every change as done, as the account service does
+// for an existing user.
+type accountsStub struct{}
+
+func (accountsStub) ResendTo(context.Context, uuid.UUID) (bool, error) { return true, nil }
+func (accountsStub) MarkVerified(_ context.Context, id uuid.UUID) (*ent.User, error) {
+	at := time.Date(2026, 12, 8, 3, 4, 5, 0, time.UTC)
+	return &ent.User{ID: id, VerifiedAt: &at}, nil
+}
+func (accountsStub) DeleteUser(context.Context, uuid.UUID) error { return nil }
+
+// Each change an operator makes leaves a line in the replica's log, naming
+// the user by id; a refused call, whose argument is the client's own,
+// leaves none.
+func TestChangesAreLogged(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	id := uuid.New()
+	for _, tc := range []struct {
+		name   string
+		change func(s *Service) error
+		want   string // "" for no line
+	}{
+		{"resend", func(s *Service) error { _, err := s.ResendVerificationEmail(ctx, id.String()); return err }, "msg=\"admin: verification email sent again\" user=" + id.String()},
+		{"mark verified", func(s *Service) error { _, err := s.MarkVerified(ctx, id.String()); return err }, "msg=\"admin: user marked verified\" user=" + id.String() + " verified_at=2026-12-08T03:04:05.000Z"},
+		{"erase", func(s *Service) error { return s.DeleteUser(ctx, id.String()) }, "msg=\"admin: user erased\" user=" + id.String()},
+		{"a malformed id", func(s *Service) error { return s.DeleteUser(ctx, "not-an-id-7q") }, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			var logs testkit.LogBuffer
+			s := &Service{Accounts: accountsStub{}, Log: slog.New(slog.NewTextHandler(&logs, nil))}
+			err := tc.change(s)
+			if tc.want == "" {
+				require.Error(t, err)
+				require.Empty(t, logs.String())
+				return
+			}
+			require.NoError(t, err)
+			require.Contains(t, logs.String(), tc.want)
+			require.Equal(t, 1, strings.Count(logs.String(), "\n"), logs.String())
+		})
+	}
 }
