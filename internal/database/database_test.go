@@ -195,10 +195,7 @@ func TestOpenSQLiteSaysWhatToFix(t *testing.T) {
 		{
 			name: "a writable file in a directory not writable",
 			setup: func(t *testing.T, dir string) string {
-				path := filepath.Join(dir, "v.db")
-				db, err := Open(context.Background(), "sqlite:"+path)
-				require.NoError(t, err)
-				require.NoError(t, db.Close())
+				path := made(t, dir)
 				readOnlyDir(t, dir)
 				return path
 			},
@@ -208,10 +205,7 @@ func TestOpenSQLiteSaysWhatToFix(t *testing.T) {
 		{
 			name: "a read-only file",
 			setup: func(t *testing.T, dir string) string {
-				path := filepath.Join(dir, "v.db")
-				db, err := Open(context.Background(), "sqlite:"+path)
-				require.NoError(t, err)
-				require.NoError(t, db.Close())
+				path := made(t, dir)
 				files, err := filepath.Glob(path + "*")
 				require.NoError(t, err)
 				for _, f := range files {
@@ -227,10 +221,7 @@ func TestOpenSQLiteSaysWhatToFix(t *testing.T) {
 		{
 			name: "a file another process holds a write transaction on",
 			setup: func(t *testing.T, dir string) string {
-				path := filepath.Join(dir, "v.db")
-				db, err := Open(context.Background(), "sqlite:"+path)
-				require.NoError(t, err)
-				require.NoError(t, db.Close())
+				path := made(t, dir)
 				other, err := sql.Open("sqlite", path)
 				require.NoError(t, err)
 				other.SetMaxOpenConns(1)
@@ -257,6 +248,16 @@ func TestOpenSQLiteSaysWhatToFix(t *testing.T) {
 			}
 		})
 	}
+}
+
+// made makes and migrates v.db in dir, closed again, and returns its path.
+func made(t *testing.T, dir string) string {
+	t.Helper()
+	path := filepath.Join(dir, "v.db")
+	db, err := Open(context.Background(), "sqlite:"+path)
+	require.NoError(t, err)
+	require.NoError(t, db.Close())
+	return path
 }
 
 // sqliteCode checks that err carries SQLite's error with this code.

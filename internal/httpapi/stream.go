@@ -79,7 +79,7 @@ func negotiateStream(next http.Handler) http.Handler {
 // text/event-stream, as gqlgen's SSE transport takes it (negotiateStream
 // has left the type in Accept only where a stream is the answer).
 func isEventStream(r *http.Request) bool {
-	return r.Method == http.MethodPost && strings.Contains(r.Header.Get("Accept"), "text/event-stream")
+	return r.Method == http.MethodPost && strings.Contains(r.Header.Get("Accept"), eventStream)
 }
 
 // isStream reports whether r opens a connection that lasts as long as its
